@@ -1,0 +1,53 @@
+// The OSVI API handlers: authentication, envelopes (spec section 10) and the endpoints, on the loop thread.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "osvi/clock.hpp"
+#include "osvi/daemon/config.hpp"
+#include "osvi/daemon/store.hpp"
+#include "osvi/net/http_server.hpp"
+#include "osvi/net/json.hpp"
+#include "osvi/net/router.hpp"
+
+namespace osvi::daemon {
+
+// What the handlers may read; the App owns it and swaps the pointers on reload.
+struct ApiContext {
+  const Config* config = nullptr;
+  const std::vector<ApiToken>* tokens = nullptr;  // config tokens, or the generated token file's one
+  Store* store = nullptr;
+  const Clock* clock = nullptr;
+  int64_t started_mono_us = 0;
+  int64_t started_wall_ms = 0;
+  std::string config_source;  // a path, or "embedded defaults"
+  int64_t config_loaded_wall_ms = 0;
+  std::string listen;  // "host:port" actually bound
+};
+
+class Api {
+ public:
+  explicit Api(ApiContext& ctx);
+  void handle(net::HttpRequest& request, net::HttpReply reply);
+
+  // {"success":false,"errors":[m],"error":m}: both documented error shapes at once.
+  static net::HttpResponse error(int status, std::string_view message);
+
+ private:
+  void active_agents(net::HttpRequest& request, net::HttpReply reply);
+  void health(net::HttpRequest& request, net::HttpReply reply);
+  void get_log_level(net::HttpRequest& request, net::HttpReply reply);
+  void set_log_level(net::HttpRequest& request, net::HttpReply reply);
+
+  ApiContext& ctx_;
+  net::Router router_;
+  // The request being dispatched: its token and its parsed JSON body (null for GET). Handlers that
+  // answer later must copy what they need before returning.
+  const ApiToken* caller_ = nullptr;
+  net::JsonPtr body_;
+};
+
+}  // namespace osvi::daemon

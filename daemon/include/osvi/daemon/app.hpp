@@ -1,0 +1,59 @@
+// The osvid application: initialise in order, run the control loop, reload on SIGHUP, finalise in reverse.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "osvi/daemon/api.hpp"
+#include "osvi/daemon/config.hpp"
+#include "osvi/daemon/event_loop.hpp"
+#include "osvi/daemon/store.hpp"
+#include "osvi/net/http_server.hpp"
+#include "osvi/result.hpp"
+
+namespace osvi::daemon {
+
+struct AppOptions {
+  std::optional<std::string> config_path;  // none = the embedded defaults
+  // Command-line overrides, applied on top of every load (start and reload) and validated with it.
+  std::optional<std::string> state_dir;
+  std::optional<std::string> listen;
+};
+
+// Reads the configuration named by the options (file or embedded), applies the overrides, validates.
+Result<Config> load_configuration(const AppOptions& options);
+
+class App {
+ public:
+  explicit App(AppOptions options);
+  ~App();
+  App(const App&) = delete;
+  App& operator=(const App&) = delete;
+
+  // Returns the process exit code: 0 after a clean stop, 1 when start-up failed.
+  int run();
+
+ private:
+  Status start();
+  Status start_api(const Config& cfg, std::unique_ptr<net::HttpServer>* out, std::vector<EventSource>* sources);
+  void reload();
+  void stop(const char* why);
+  void notify_status(const std::string& status);
+  std::string ready_status() const;
+
+  AppOptions options_;
+  std::unique_ptr<EventLoop> loop_;
+  std::unique_ptr<LoopClock> clock_;
+  std::unique_ptr<Config> config_;
+  std::vector<ApiToken> tokens_;
+  std::unique_ptr<Store> store_;
+  ApiContext api_ctx_;
+  std::unique_ptr<Api> api_;
+  std::unique_ptr<net::HttpServer> server_;
+  std::vector<EventSource> server_sources_;
+  std::vector<EventSource> signal_sources_;
+};
+
+}  // namespace osvi::daemon

@@ -1,0 +1,25 @@
+// Identifiers and timestamps as the OSVI API shows them: UUIDs, ISO-8601 with the site's offset, tokens.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace osvi::daemon {
+
+// RFC 9562 UUID v7 (time-ordered, so newer calls sort after older ones), lower-case.
+std::string new_uuid_v7(int64_t unix_ms);
+bool is_uuid(std::string_view text);
+
+// "2026-06-01T14:05:09+05:30" — calls, campaigns, DND.
+std::string format_local_iso(int64_t unix_ms, int offset_minutes);
+// "2026-06-01T08:35:09.123000Z" — chat endpoints, as documented.
+std::string format_utc_micro(int64_t unix_ms);
+
+// Random text from [A-Za-z0-9] read from getrandom(); the API token format.
+std::string random_token(size_t length);
+
+// Compares without an early exit, so response time does not reveal how much of a token matched.
+bool constant_time_equal(std::string_view a, std::string_view b);
+
+}  // namespace osvi::daemon

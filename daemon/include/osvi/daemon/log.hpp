@@ -1,0 +1,69 @@
+// Logging: structured journal entries under journald, readable stderr lines elsewhere.
+#pragma once
+
+#include <initializer_list>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace osvi::log {
+
+// syslog priorities, so PRIORITY= in the journal is the enum value.
+enum class Level { err = 3, warning = 4, notice = 5, info = 6, debug = 7 };
+
+std::optional<Level> parse_level(std::string_view name);
+std::string_view level_name(Level level);
+
+// One structured field, e.g. {"CALL_ID", id}. Names follow journal rules: A-Z, 0-9, '_'.
+struct Field {
+  std::string_view name;
+  std::string_view value;
+};
+
+// Stable 128-bit ids (journalctl MESSAGE_ID=...) for the events a technician searches for.
+namespace id {
+inline constexpr std::string_view kStarted = "6b0a5c1e2f4d4a7e9c3b8d1f0e2a4c61";
+inline constexpr std::string_view kReady = "6b0a5c1e2f4d4a7e9c3b8d1f0e2a4c62";
+inline constexpr std::string_view kStopping = "6b0a5c1e2f4d4a7e9c3b8d1f0e2a4c63";
+inline constexpr std::string_view kConfigReloaded = "6b0a5c1e2f4d4a7e9c3b8d1f0e2a4c64";
+inline constexpr std::string_view kConfigRejected = "6b0a5c1e2f4d4a7e9c3b8d1f0e2a4c65";
+inline constexpr std::string_view kDbRecovered = "6b0a5c1e2f4d4a7e9c3b8d1f0e2a4c66";
+inline constexpr std::string_view kDbCheckFailed = "6b0a5c1e2f4d4a7e9c3b8d1f0e2a4c67";
+inline constexpr std::string_view kCallStarted = "6b0a5c1e2f4d4a7e9c3b8d1f0e2a4c68";
+inline constexpr std::string_view kCallEnded = "6b0a5c1e2f4d4a7e9c3b8d1f0e2a4c69";
+inline constexpr std::string_view kLogLevelChanged = "6b0a5c1e2f4d4a7e9c3b8d1f0e2a4c6a";
+inline constexpr std::string_view kApiListening = "6b0a5c1e2f4d4a7e9c3b8d1f0e2a4c6b";
+}  // namespace id
+
+// Where entries go; chosen once at start from JOURNAL_STREAM (see init()).
+enum class Sink { stderr_text, journal };
+
+// Reads JOURNAL_STREAM and compares it with stderr's device:inode, as systemd documents.
+void init(std::string_view identifier = "osvid");
+void set_sink(Sink sink);
+Sink sink();
+void set_level(Level level);
+Level level();
+bool enabled(Level level);
+
+// Emits one entry. message_id may be empty.
+void write(Level level, std::string_view message_id, std::string_view message,
+           std::initializer_list<Field> fields = {});
+
+inline void error(std::string_view msg, std::initializer_list<Field> f = {}, std::string_view mid = {}) {
+  write(Level::err, mid, msg, f);
+}
+inline void warning(std::string_view msg, std::initializer_list<Field> f = {}, std::string_view mid = {}) {
+  write(Level::warning, mid, msg, f);
+}
+inline void notice(std::string_view msg, std::initializer_list<Field> f = {}, std::string_view mid = {}) {
+  write(Level::notice, mid, msg, f);
+}
+inline void info(std::string_view msg, std::initializer_list<Field> f = {}, std::string_view mid = {}) {
+  write(Level::info, mid, msg, f);
+}
+inline void debug(std::string_view msg, std::initializer_list<Field> f = {}, std::string_view mid = {}) {
+  write(Level::debug, mid, msg, f);
+}
+
+}  // namespace osvi::log

@@ -1,0 +1,341 @@
+// osvid start-up, reload and shut-down sequence on one sd-event loop.
+#include "osvi/daemon/app.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "osvi/daemon/ids.hpp"
+#include "osvi/daemon/log.hpp"
+#include "osvi/net/json.hpp"
+#include "osvi/version.hpp"
+
+namespace osvi::daemon {
+namespace {
+
+constexpr size_t kTokenLength = 16;
+
+Result<std::string> read_text_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return make_error(path + ": " + std::strerror(errno), -errno);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+Status make_dirs(const std::string& dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return make_error("state_dir " + dir + ": " + ec.message(), -ec.value());
+  if (access(dir.c_str(), W_OK) != 0) return make_error("state_dir " + dir + ": " + std::strerror(errno), -errno);
+  return {};
+}
+
+std::string token_file_path(const Config& cfg) {
+  return cfg.api.token_file.empty() ? cfg.state_dir + "/api-token" : cfg.api.token_file;
+}
+
+// Tokens come from the configuration; with none configured the box keeps one in a file only the daemon
+// can read, generated on first start, so a fresh box is never open and never shares a default secret.
+Result<std::vector<ApiToken>> resolve_tokens(const Config& cfg, bool* generated) {
+  *generated = false;
+  if (!cfg.api.tokens.empty()) return cfg.api.tokens;
+  const std::string path = token_file_path(cfg);
+  std::string token;
+  if (auto text = read_text_file(path)) {
+    token = *text;
+    while (!token.empty() && (token.back() == '\n' || token.back() == '\r' || token.back() == ' ')) token.pop_back();
+    if (token.size() != kTokenLength)
+      return make_error("api.token_file " + path + ": expected a 16-character token, found " +
+                        std::to_string(token.size()) + " characters");
+  } else if (text.error().code == -ENOENT) {
+    token = random_token(kTokenLength);
+    const std::string tmp = path + ".tmp";
+    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return make_error("api.token_file " + tmp + ": " + std::strerror(errno), -errno);
+    std::string line = token + "\n";
+    bool ok = ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size()) && fsync(fd) == 0;
+    ::close(fd);
+    if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0)
+      return make_error("api.token_file " + path + ": " + std::strerror(errno), -errno);
+    *generated = true;
+  } else {
+    return make_error("api.token_file " + text.error().message, text.error().code);
+  }
+  ApiToken t;
+  t.token = token;
+  t.admin = true;
+  return std::vector<ApiToken>{t};
+}
+
+std::vector<AgentRecord> agent_records(const Config& cfg) {
+  std::vector<AgentRecord> out;
+  out.reserve(cfg.agents.size());
+  for (const AgentConfig& a : cfg.agents) {
+    AgentRecord r;
+    r.agent_uuid = a.agent_uuid;
+    r.name = a.name;
+    r.mode = a.mode == AgentMode::chat ? "chat" : "voice";
+    r.active = a.active;
+    r.archived = a.archived;
+    r.definition_json = a.definition_json;
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+void sd_notifyf_status(const std::string& s) { sd_notify(0, ("STATUS=" + s).c_str()); }
+
+}  // namespace
+
+Result<Config> load_configuration(const AppOptions& options) {
+  std::string text;
+  if (options.config_path) {
+    auto t = read_text_file(*options.config_path);
+    if (!t) return t.error();
+    text = std::move(*t);
+  } else {
+    text = std::string(default_config_json());
+  }
+  if (options.state_dir || options.listen) {
+    // Overrides are written into the document so they pass the same validation as the file.
+    std::string why;
+    net::JsonPtr doc = net::json_parse(text, &why);
+    if (doc && cJSON_IsObject(doc.get())) {
+      if (options.state_dir) {
+        cJSON_DeleteItemFromObjectCaseSensitive(doc.get(), "state_dir");
+        net::json_add_string(doc.get(), "state_dir", *options.state_dir);
+      }
+      if (options.listen) {
+        cJSON* api = cJSON_GetObjectItemCaseSensitive(doc.get(), "api");
+        if (!api) api = cJSON_AddObjectToObject(doc.get(), "api");
+        if (cJSON_IsObject(api)) {
+          cJSON_DeleteItemFromObjectCaseSensitive(api, "listen");
+          net::json_add_string(api, "listen", *options.listen);
+        }
+      }
+      text = net::json_print(doc.get());
+    }
+  }
+  auto cfg = parse_config(text);
+  if (!cfg) {
+    std::string where = options.config_path ? *options.config_path : std::string("embedded defaults");
+    return make_error(where + ":\n" + cfg.error().message, cfg.error().code);
+  }
+  return cfg;
+}
+
+App::App(AppOptions options) : options_(std::move(options)) {}
+App::~App() = default;
+
+void App::notify_status(const std::string& status) { sd_notifyf_status(status); }
+
+std::string App::ready_status() const {
+  size_t active = 0;
+  for (const AgentConfig& a : config_->agents) active += a.active ? 1 : 0;
+  return "Ready: API on " + api_ctx_.listen + ", " + std::to_string(active) + " active agent(s), database " +
+         (store_->open_report().quick_check_ok ? "ok" : "DAMAGED (see journal)");
+}
+
+Status App::start_api(const Config& cfg, std::unique_ptr<net::HttpServer>* out, std::vector<EventSource>* sources) {
+  net::HttpServerOptions o;
+  o.host = cfg.api.host;
+  o.port = cfg.api.port;
+  o.max_body_bytes = cfg.api.max_body_bytes;
+  o.max_connections = cfg.api.max_connections;
+  o.connection_timeout_s = cfg.api.connection_timeout_s;
+  o.error_response = [](int status, std::string_view message) { return Api::error(status, message); };
+  auto server = net::HttpServer::start(o, [this](net::HttpRequest& req, net::HttpReply reply) {
+    api_->handle(req, std::move(reply));
+  });
+  if (!server) return make_error("api.listen: " + server.error().message, server.error().code);
+  net::HttpServer* srv = server->get();
+
+  auto timer = loop_->add_timer(UINT64_MAX, [srv] { srv->run(); });
+  if (!timer) return timer.error();
+  sd_event_source* timer_src = timer->get();
+  // libmicrohttpd's own deadlines (connection timeouts) follow each run.
+  auto rearm = [this, srv, timer_src] {
+    auto t = srv->timeout_ms();
+    if (t) EventLoop::set_timer(timer_src, loop_->now_us() + *t * 1000);
+  };
+  auto io = loop_->add_io(srv->poll_fd(), EPOLLIN, [srv, rearm](uint32_t) {
+    srv->run();
+    rearm();
+  });
+  if (!io) return io.error();
+  auto post = loop_->add_post(rearm);
+  if (!post) return post.error();
+  sources->clear();
+  sources->push_back(std::move(*io));
+  sources->push_back(std::move(*timer));
+  sources->push_back(std::move(*post));
+  *out = std::move(*server);
+  return {};
+}
+
+Status App::start() {
+  auto loop = EventLoop::create();
+  if (!loop) return loop.error();
+  loop_ = std::move(*loop);
+  clock_ = std::make_unique<LoopClock>(*loop_);
+
+  auto cfg = load_configuration(options_);
+  if (!cfg) return cfg.error();
+  config_ = std::make_unique<Config>(std::move(*cfg));
+  log::set_level(config_->log_level);
+  const std::string source = options_.config_path ? *options_.config_path : "embedded defaults";
+  log::notice(std::string("osvid ") + kVersion + " starting, configuration from " + source,
+              {{"CONFIG_HASH", config_->source_hash}}, log::id::kStarted);
+  notify_status("Starting: opening the database in " + config_->state_dir);
+
+  if (auto s = make_dirs(config_->state_dir); !s) return s;
+
+  StoreOptions so;
+  so.path = config_->state_dir + "/osvi.db";
+  so.busy_timeout_ms = config_->store.busy_timeout_ms;
+  so.quick_check = config_->store.quick_check;
+  auto store = Store::open(so, *clock_);
+  if (!store) return make_error("database " + so.path + ": " + store.error().message, store.error().code);
+  store_ = std::move(*store);
+  const OpenReport& rep = store_->open_report();
+  if (!rep.quick_check_ok) {
+    log::error("database integrity check failed on " + so.path + ": " + rep.quick_check +
+                   "; running on, but back up the file and restore it from the fleet",
+               {{"DB_PATH", so.path}}, log::id::kDbCheckFailed);
+  }
+  if (rep.schema_before != rep.schema_after) {
+    log::info("database schema migrated from version " + std::to_string(rep.schema_before) + " to " +
+              std::to_string(rep.schema_after), {{"DB_PATH", so.path}});
+  }
+  for (const std::string& id : rep.recovered_calls) {
+    log::warning("call " + id + " was in progress when the daemon stopped; closed as failed (daemon_restart)",
+                 {{"CALL_ID", id}}, log::id::kDbRecovered);
+  }
+  if (auto s = store_->sync_agents(agent_records(*config_)); !s) return s;
+
+  bool generated = false;
+  auto tokens = resolve_tokens(*config_, &generated);
+  if (!tokens) return tokens.error();
+  tokens_ = std::move(*tokens);
+  if (generated) log::notice("generated an API token in " + token_file_path(*config_));
+
+  api_ctx_.config = config_.get();
+  api_ctx_.tokens = &tokens_;
+  api_ctx_.store = store_.get();
+  api_ctx_.clock = clock_.get();
+  api_ctx_.started_mono_us = clock_->monotonic_us();
+  api_ctx_.started_wall_ms = clock_->wall_ms();
+  api_ctx_.config_source = source;
+  api_ctx_.config_loaded_wall_ms = api_ctx_.started_wall_ms;
+  api_ = std::make_unique<Api>(api_ctx_);
+
+  if (auto s = EventLoop::block_signals({SIGTERM, SIGINT, SIGHUP}); !s) return s;
+  for (int sig : {SIGTERM, SIGINT}) {
+    auto src = loop_->add_signal(sig, [this, sig] { stop(sig == SIGTERM ? "SIGTERM" : "SIGINT"); });
+    if (!src) return src.error();
+    signal_sources_.push_back(std::move(*src));
+  }
+  auto hup = loop_->add_signal(SIGHUP, [this] { reload(); });
+  if (!hup) return hup.error();
+  signal_sources_.push_back(std::move(*hup));
+  if (auto s = loop_->enable_watchdog(); !s) return s;
+
+  if (auto s = start_api(*config_, &server_, &server_sources_); !s) return s;
+  api_ctx_.listen = config_->api.host + ":" + std::to_string(server_->port());
+  log::notice("API listening on http://" + api_ctx_.listen, {{"LISTEN", api_ctx_.listen}}, log::id::kApiListening);
+  if (log::sink() == log::Sink::stderr_text && tokens_.size() == 1 && config_->api.tokens.empty()) {
+    log::notice("try: curl -H \"API-Token: $(cat " + token_file_path(*config_) + ")\" http://" + api_ctx_.listen +
+                "/v1/health");
+  }
+
+  const std::string status = ready_status();
+  sd_notify(0, ("READY=1\nSTATUS=" + status).c_str());
+  log::notice(status, {}, log::id::kReady);
+  return {};
+}
+
+void App::reload() {
+  sd_notify(0, "RELOADING=1\nSTATUS=Reloading configuration");
+  auto reject = [this](const std::string& why) {
+    log::error("configuration reload rejected, keeping the running configuration: " + why,
+               {{"CONFIG_HASH", config_->source_hash}}, log::id::kConfigRejected);
+    sd_notify(0, ("READY=1\nSTATUS=" + ready_status() + " (last reload rejected: see journal)").c_str());
+  };
+  auto cfg = load_configuration(options_);
+  if (!cfg) return reject(cfg.error().message);
+  if (cfg->state_dir != config_->state_dir) {
+    return reject("state_dir: cannot move the database while running (from \"" + config_->state_dir + "\" to \"" +
+                  cfg->state_dir + "\"); restart osvid instead");
+  }
+  bool generated = false;
+  auto tokens = resolve_tokens(*cfg, &generated);
+  if (!tokens) return reject(tokens.error().message);
+
+  // A new listen address is bound before anything changes, so a failure leaves the old server serving.
+  std::unique_ptr<net::HttpServer> new_server;
+  std::vector<EventSource> new_sources;
+  const ApiConfig& a = cfg->api;
+  const ApiConfig& b = config_->api;
+  const bool api_changed = a.host != b.host || a.port != b.port || a.max_body_bytes != b.max_body_bytes ||
+                           a.max_connections != b.max_connections ||
+                           a.connection_timeout_s != b.connection_timeout_s;
+  if (api_changed) {
+    if (auto s = start_api(*cfg, &new_server, &new_sources); !s) return reject(s.error().message);
+  }
+  if (auto s = store_->sync_agents(agent_records(*cfg)); !s) return reject("agents: " + s.error().message);
+
+  // Nothing below can fail: the switch is all or nothing.
+  config_ = std::make_unique<Config>(std::move(*cfg));
+  tokens_ = std::move(*tokens);
+  api_ctx_.config = config_.get();
+  api_ctx_.config_loaded_wall_ms = clock_->wall_ms();
+  if (new_server) {
+    server_sources_ = std::move(new_sources);
+    server_ = std::move(new_server);
+    api_ctx_.listen = config_->api.host + ":" + std::to_string(server_->port());
+  }
+  log::set_level(config_->log_level);
+  log::notice("configuration reloaded (" + std::to_string(config_->agents.size()) + " agents)",
+              {{"CONFIG_HASH", config_->source_hash}}, log::id::kConfigReloaded);
+  sd_notify(0, ("READY=1\nSTATUS=" + ready_status()).c_str());
+}
+
+void App::stop(const char* why) {
+  sd_notify(0, "STOPPING=1\nSTATUS=Stopping");
+  log::notice(std::string("stopping on ") + why, {}, log::id::kStopping);
+  if (server_) server_->quiesce();
+  loop_->exit(0);
+}
+
+int App::run() {
+  log::init("osvid");
+  if (auto s = start(); !s) {
+    log::error("cannot start: " + s.error().message);
+    sd_notify(0, ("STATUS=Failed to start: " + s.error().message).c_str());
+    return 1;
+  }
+  int r = loop_->run();
+  // Finalise in reverse order of initialisation.
+  server_sources_.clear();
+  server_.reset();
+  api_.reset();
+  store_.reset();
+  signal_sources_.clear();
+  if (r < 0) {
+    log::error(std::string("event loop failed: ") + std::strerror(-r));
+    return 1;
+  }
+  log::info("stopped");
+  return 0;
+}
+
+}  // namespace osvi::daemon

@@ -1,0 +1,112 @@
+// Local HTTP server on libmicrohttpd, driven by the owner's event loop: no threads of its own.
+//
+// Threading: every member function, and every handler and HttpReply, runs on the one thread that
+// calls run(). The owner watches poll_fd() for input and calls run() when it is readable or when
+// timeout_ms() expires.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "osvi/result.hpp"
+
+struct MHD_Daemon;
+
+namespace osvi::net {
+
+struct HttpRequest {
+  std::string method;
+  std::string path;  // without the query string, percent-decoding left to MHD
+  std::string body;
+  std::string remote;  // "ip:port" of the client
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::vector<std::pair<std::string, std::string>> query;
+  std::vector<std::pair<std::string, std::string>> params;  // from the route pattern, e.g. {id}
+
+  // Header names compare case-insensitively, as HTTP says.
+  std::optional<std::string_view> header(std::string_view name) const;
+  std::optional<std::string_view> query_param(std::string_view name) const;
+  std::optional<std::string_view> param(std::string_view name) const;
+};
+
+struct HttpResponse {
+  int status = 200;
+  std::string body;
+  std::string content_type = "application/json";
+  std::vector<std::pair<std::string, std::string>> headers;
+};
+
+class HttpServer;
+
+// One-shot answer to a request. Send it at once or keep it and send later from the loop thread
+// (the connection is suspended meanwhile). Dropping it unsent answers 500.
+class HttpReply {
+ public:
+  struct Conn;
+  HttpReply() = default;
+  explicit HttpReply(std::shared_ptr<Conn> conn) : conn_(std::move(conn)) {}
+  HttpReply(HttpReply&&) noexcept = default;
+  HttpReply& operator=(HttpReply&& other) noexcept;
+  HttpReply(const HttpReply&) = delete;
+  HttpReply& operator=(const HttpReply&) = delete;
+  ~HttpReply();
+
+  void send(HttpResponse response);
+  // False once the client has gone away; sending is then a no-op.
+  bool connected() const;
+
+ private:
+  std::shared_ptr<Conn> conn_;
+};
+
+using HttpHandler = std::function<void(HttpRequest&, HttpReply)>;
+
+struct HttpServerOptions {
+  std::string host = "127.0.0.1";  // IPv4/IPv6 literal or "localhost"
+  uint16_t port = 8080;            // 0 picks a free port (tests)
+  size_t max_body_bytes = 4 * 1024 * 1024;
+  unsigned max_connections = 64;
+  unsigned connection_timeout_s = 30;
+  // Builds the body of the errors the server answers itself (413, 500, 503), so they carry the
+  // application's envelope.
+  std::function<HttpResponse(int status, std::string_view message)> error_response;
+};
+
+class HttpServer {
+ public:
+  // Binds and listens at once, so "address in use" is an error here and not a silent later failure.
+  static Result<std::unique_ptr<HttpServer>> start(HttpServerOptions options, HttpHandler handler);
+  ~HttpServer();
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  int poll_fd() const;
+  // Milliseconds until run() must be called even without input; nullopt = no deadline.
+  std::optional<uint64_t> timeout_ms() const;
+  void run();
+  uint16_t port() const { return port_; }
+  const HttpServerOptions& options() const { return options_; }
+
+  // Stops accepting; open connections are closed when the object dies.
+  void quiesce();
+
+ private:
+  friend class HttpReply;
+  HttpServer(HttpServerOptions options, HttpHandler handler) : options_(std::move(options)), handler_(std::move(handler)) {}
+  HttpServerOptions options_;
+  HttpHandler handler_;
+  MHD_Daemon* daemon_ = nullptr;
+  int listen_fd_ = -1;
+  uint16_t port_ = 0;
+
+  struct Glue;
+  friend struct Glue;
+};
+
+}  // namespace osvi::net

@@ -1,0 +1,28 @@
+// Helpers shared by the test suites: temporary folders, free loopback ports, file I/O.
+#pragma once
+
+#include <string>
+
+namespace osvi::test {
+
+// A fresh folder under $TMPDIR, removed with everything in it when the object dies.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+  std::string file(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+void write_file(const std::string& path, const std::string& content);
+std::string read_file(const std::string& path);
+
+// A TCP port on 127.0.0.1 that was free a moment ago (bind to port 0, read it back, close).
+int free_loopback_port();
+
+}  // namespace osvi::test
