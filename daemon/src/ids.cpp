@@ -57,7 +57,7 @@ std::string format_local_iso(int64_t unix_ms, int offset_minutes) {
   civil(secs + offset_minutes * 60, &t);
   char sign = offset_minutes < 0 ? '-' : '+';
   int off = offset_minutes < 0 ? -offset_minutes : offset_minutes;
-  char out[40];
+  char out[96];
   std::snprintf(out, sizeof out, "%04d-%02d-%02dT%02d:%02d:%02d%c%02d:%02d", t.tm_year + 1900, t.tm_mon + 1,
                 t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec, sign, off / 60, off % 60);
   return out;
@@ -68,7 +68,7 @@ std::string format_utc_micro(int64_t unix_ms) {
   int64_t secs = (unix_ms - ms) / 1000;
   tm t{};
   civil(secs, &t);
-  char out[40];
+  char out[96];
   std::snprintf(out, sizeof out, "%04d-%02d-%02dT%02d:%02d:%02d.%03d000Z", t.tm_year + 1900, t.tm_mon + 1, t.tm_mday,
                 t.tm_hour, t.tm_min, t.tm_sec, static_cast<int>(ms));
   return out;

@@ -38,7 +38,7 @@ void write_stderr(Level level, std::string_view message_id, std::string_view mes
   clock_gettime(CLOCK_REALTIME, &ts);
   tm utc{};
   gmtime_r(&ts.tv_sec, &utc);
-  char stamp[32];
+  char stamp[96];
   std::snprintf(stamp, sizeof stamp, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", utc.tm_year + 1900, utc.tm_mon + 1,
                 utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec, ts.tv_nsec / 1'000'000);
   std::string line;

@@ -177,7 +177,7 @@ TEST_F(DaemonTest, ActiveAgentsListsActiveVoiceAgentsMostRecentlyUpdatedFirst) {
 }
 
 TEST_F(DaemonTest, ActiveAgentsIsEmptyArrayWithoutActiveVoiceAgents) {
-  write_config(agent_json("agent_c", "Charlie", "voice", false));
+  write_config(agent_json("agent_b", "Bravo", "voice", false) + "," + agent_json("agent_chat", "Chatty", "chat", true));
   auto d = start();
   auto r = http_request("GET", url("/v1/active_agents"), kToken);
   EXPECT_EQ(r.status, 200);
@@ -309,7 +309,7 @@ TEST_F(DaemonTest, CallsLeftInProgressAreClosedAtStart) {
     c.phone_number = "+919876543210";
     c.status = "in_progress";
     c.call_type = "outbound";
-    c.created_at = clock.wall_ms();
+    c.created_at_ms = clock.wall_ms();
     ASSERT_TRUE((*store)->insert_call(c));
   }
   {
@@ -325,7 +325,7 @@ TEST_F(DaemonTest, CallsLeftInProgressAreClosedAtStart) {
   auto call = (*store)->call("0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b");
   ASSERT_TRUE(call && call->has_value());
   EXPECT_EQ((*call)->status, "failed");
-  EXPECT_EQ((*call)->call_ended_reason, "daemon_restart");
+  EXPECT_EQ((*call)->call_ended_reason, std::optional<std::string>("daemon_restart"));
 }
 
 TEST_F(DaemonTest, WatchdogIsPingedWhenRequested) {

@@ -1,0 +1,228 @@
+// The osvid configuration: one JSON document (/etc/osvi/osvid.json), validated strictly into these types.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "osvi/daemon/log.hpp"
+#include "osvi/result.hpp"
+
+namespace osvi::daemon {
+
+// Every member initialiser below is the documented default (docs/configuration.md), so a default-constructed
+// Config is exactly what parse_config("{}") returns, apart from source_hash.
+
+struct SiteConfig {
+  std::string id = "default-site";  // names the box in the fleet (MQTT topics)
+  std::string device;               // empty = the hostname at run time
+  std::string utc_offset = "+05:30";
+  int utc_offset_minutes = 330;  // utc_offset in minutes east of UTC, for the API's timestamps
+  std::string country = "IN";    // ISO 3166-1 alpha-2
+};
+
+struct ApiToken {
+  std::string token;
+  std::vector<std::string> agents;  // agent_uuids this token may use; empty = all agents
+  bool admin = true;
+};
+
+struct ApiConfig {
+  std::string listen = "127.0.0.1:8080";
+  std::string host = "127.0.0.1";  // IPv4 literal, "[v6]" literal (brackets kept) or "localhost"
+  uint16_t port = 8080;
+  std::vector<ApiToken> tokens;  // empty = the daemon uses (and creates) token_file
+  std::string token_file;        // empty = "<state_dir>/api-token"
+  size_t max_body_bytes = 4194304;
+  unsigned max_connections = 64;
+  unsigned connection_timeout_s = 30;
+};
+
+struct StoreConfig {
+  int busy_timeout_ms = 5000;
+  bool quick_check = true;
+};
+
+enum class AgentMode { voice, chat };
+enum class PromptType { single, multi };
+enum class AudioFormat { pcm, opus };
+enum class VoicemailAction { hangup, leave_message };
+enum class TransferMode { blind, attended };
+enum class FieldType { text, number, boolean, date };
+
+// The JSON spelling of each enumerator.
+std::string_view to_string(AgentMode v);
+std::string_view to_string(PromptType v);
+std::string_view to_string(AudioFormat v);
+std::string_view to_string(VoicemailAction v);
+std::string_view to_string(TransferMode v);
+std::string_view to_string(FieldType v);
+
+struct PromptTransition {
+  std::string to;    // a state name
+  std::string when;  // the condition, in words, given to the model
+};
+
+struct PromptState {
+  std::string name;
+  std::string prompt;
+  std::vector<PromptTransition> transitions;
+};
+
+struct PromptConfig {
+  PromptType type = PromptType::single;
+  std::string system_prompt;        // single only
+  std::string initial_state;        // multi only; resolved to the first state when not given
+  std::vector<PromptState> states;  // multi only
+};
+
+struct GreetingConfig {
+  std::string text;  // empty = wait for the other side to speak first
+  bool interruptible = true;
+};
+
+// The keys every upstream model endpoint shares; each section adds its own on top.
+struct UpstreamEndpoint {
+  std::string provider = "openai";
+  std::string base_url = "http://127.0.0.1:8090/v1";  // trailing '/' removed
+  std::string model;
+  std::string api_key;
+  std::string api_key_file;  // read when the endpoint is used, so --check-config works off the box
+  unsigned timeout_ms = 8000;
+};
+
+struct SttConfig : UpstreamEndpoint {
+  SttConfig() { model = "whisper-1"; }
+  std::string language;  // empty = the agent's language
+};
+
+struct LlmConfig : UpstreamEndpoint {
+  LlmConfig() {
+    model = "gpt-4o-mini";
+    timeout_ms = 15000;
+  }
+  double temperature = 0.7;
+  unsigned max_tokens = 512;
+};
+
+struct VoiceConfig : UpstreamEndpoint {
+  VoiceConfig() { model = "tts-1"; }
+  std::string voice = "alloy";
+  double speed = 1.0;
+  AudioFormat format = AudioFormat::pcm;
+};
+
+struct CallConfig {
+  bool barge_in = true;
+  double min_interruption_s = 0.3;
+  unsigned min_interruption_words = 0;
+  double min_endpointing_s = 0.5;
+  double max_endpointing_s = 2.0;
+  struct Vad {
+    bool enabled = true;
+    double sensitivity = 0.5;
+  } vad;
+  bool noise_cancellation = true;
+  struct Silence {
+    double timeout_s = 8;
+    std::string message = "Are you still there?";  // empty = the model writes the check-in
+    unsigned max_prompts = 2;
+  } silence;
+  unsigned max_duration_s = 600;
+  struct Voicemail {
+    bool detect = true;
+    VoicemailAction action = VoicemailAction::hangup;
+    std::string message;  // spoken after the beep with leave_message
+  } voicemail;
+};
+
+struct TransferConfig {
+  bool enabled = false;
+  std::string number;  // E.164
+  std::string message = "Please hold while I transfer you.";
+  TransferMode mode = TransferMode::blind;
+};
+
+struct ToolsConfig {
+  bool end_call = true;
+  bool dtmf = true;
+  TransferConfig transfer;
+  bool language_switch = false;
+};
+
+struct ExtractionField {
+  std::string key;
+  FieldType type = FieldType::text;
+  std::string hint;
+  bool required = false;
+};
+
+struct CallTag {
+  int id = 0;
+  std::string name;
+  std::string color_code = "#808080";
+};
+
+struct AnalysisConfig {
+  bool enabled = false;
+  LlmConfig llm;
+  std::string prompt;
+  std::vector<ExtractionField> data_extraction;
+  std::vector<CallTag> tags;
+  struct CallbackDetection {
+    bool enabled = true;
+    std::string prompt;
+  } callback_detection;
+  std::string output_schema_json;  // compact JSON object text; empty = no structured output
+};
+
+struct ChatConfig {  // which operator commands (spec 3.15) this agent accepts
+  bool takeover = true;
+  bool tell = true;
+  bool whisper = true;
+};
+
+struct AgentConfig {
+  std::string agent_uuid;
+  std::string name;
+  std::string description;
+  AgentMode mode = AgentMode::voice;
+  bool active = false;  // as in OSVI, new agents start inactive
+  bool archived = false;
+  std::string language = "en-IN";
+  PromptConfig prompt;
+  GreetingConfig greeting;
+  SttConfig stt;
+  LlmConfig llm;
+  VoiceConfig voice;
+  CallConfig call;
+  ToolsConfig tools;
+  AnalysisConfig analysis;
+  ChatConfig chat;
+  // The agent's JSON object as given, compact: the store compares it to notice definition changes.
+  std::string definition_json;
+};
+
+struct Config {
+  std::string source_hash;  // FNV-1a 64 of the JSON text, 16 lower-case hex digits
+  SiteConfig site;
+  std::string state_dir = "/var/lib/osvi";
+  log::Level log_level = log::Level::info;
+  ApiConfig api;
+  StoreConfig store;
+  std::vector<AgentConfig> agents;
+};
+
+// Validates the whole document and fills defaults. On failure the message holds every problem found, one
+// per line, each starting with the key path ("agents[1].call.min_interruption_s: ...").
+Result<Config> parse_config(std::string_view json_text);
+
+// Reads the file, then parse_config(). A read failure names the path and the errno text.
+Result<Config> load_config_file(const std::string& path);
+
+// The shipped rootfs/etc/osvi/osvid.json, embedded at build time (generated source).
+std::string_view default_config_json();
+
+}  // namespace osvi::daemon

@@ -1,0 +1,471 @@
+// Configuration parsing: defaults, the embedded file, and that every rejection names its key path.
+#include "osvi/daemon/config.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cerrno>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "test_support.hpp"
+
+namespace {
+
+using namespace osvi::daemon;
+
+std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) out.push_back(line);
+  return out;
+}
+
+// The error message of a document that must be rejected ("" and a test failure if it was accepted).
+std::string rejection(const std::string& json) {
+  auto r = parse_config(json);
+  EXPECT_FALSE(r.ok()) << "accepted: " << json;
+  if (r.ok()) return {};
+  EXPECT_EQ(r.error().code, -EINVAL);
+  return r.error().message;
+}
+
+// True when one line of the message is exactly `line`.
+bool has_line(const std::string& message, const std::string& line) {
+  for (const std::string& l : lines_of(message))
+    if (l == line) return true;
+  return false;
+}
+
+// True when some line of the message starts with `path + ": "`.
+bool names_path(const std::string& message, const std::string& path) {
+  for (const std::string& l : lines_of(message))
+    if (l.rfind(path + ": ", 0) == 0) return true;
+  return false;
+}
+
+#define EXPECT_LINE(msg, line) EXPECT_TRUE(has_line(msg, line)) << "message was:\n" << (msg)
+#define EXPECT_PATH(msg, path) \
+  EXPECT_TRUE(names_path(msg, path)) << "no problem at " << (path) << "; message was:\n" << (msg)
+
+// A config whose agents section is `agents` (a JSON array body), everything else defaulted.
+std::string with_agents(const std::string& agents) {
+  return R"({"agents":[)" + agents + "]}";
+}
+
+std::string agent(const std::string& uuid, const std::string& extra = "") {
+  return R"({"agent_uuid":")" + uuid + R"(","name":"Test agent")" + (extra.empty() ? "" : "," + extra) + "}";
+}
+
+Config accepted(const std::string& json) {
+  auto r = parse_config(json);
+  EXPECT_TRUE(r.ok()) << (r.ok() ? "" : r.error().message) << "\nfor: " << json;
+  return r.ok() ? std::move(r).value() : Config{};
+}
+
+TEST(Config, EmptyObjectGivesEveryDefault) {
+  auto r = parse_config("{}");
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  const Config& c = *r;
+  EXPECT_EQ(c.source_hash, "08f44b07b5901a25");  // FNV-1a 64 of "{}"
+  EXPECT_EQ(c.site.id, "default-site");
+  EXPECT_EQ(c.site.device, "");
+  EXPECT_EQ(c.site.utc_offset, "+05:30");
+  EXPECT_EQ(c.site.utc_offset_minutes, 330);
+  EXPECT_EQ(c.site.country, "IN");
+  EXPECT_EQ(c.state_dir, "/var/lib/osvi");
+  EXPECT_EQ(c.log_level, osvi::log::Level::info);
+  EXPECT_EQ(c.api.listen, "127.0.0.1:8080");
+  EXPECT_EQ(c.api.host, "127.0.0.1");
+  EXPECT_EQ(c.api.port, 8080);
+  EXPECT_TRUE(c.api.tokens.empty());
+  EXPECT_EQ(c.api.token_file, "");
+  EXPECT_EQ(c.api.max_body_bytes, 4194304u);
+  EXPECT_EQ(c.api.max_connections, 64u);
+  EXPECT_EQ(c.api.connection_timeout_s, 30u);
+  EXPECT_EQ(c.store.busy_timeout_ms, 5000);
+  EXPECT_TRUE(c.store.quick_check);
+  EXPECT_TRUE(c.agents.empty());
+}
+
+TEST(Config, SourceHashFollowsTheExactText) {
+  EXPECT_EQ(accepted("{ }").source_hash, accepted("{ }").source_hash);
+  EXPECT_NE(accepted("{ }").source_hash, accepted("{}").source_hash);
+  EXPECT_EQ(accepted("{ }").source_hash.size(), 16u);
+}
+
+TEST(Config, AgentWithOnlyRequiredKeysGetsDefaults) {
+  Config c = accepted(with_agents(agent("agent_a")));
+  ASSERT_EQ(c.agents.size(), 1u);
+  const AgentConfig& a = c.agents[0];
+  EXPECT_EQ(a.agent_uuid, "agent_a");
+  EXPECT_EQ(a.name, "Test agent");
+  EXPECT_EQ(a.mode, AgentMode::voice);
+  EXPECT_FALSE(a.active);
+  EXPECT_FALSE(a.archived);
+  EXPECT_EQ(a.language, "en-IN");
+  EXPECT_EQ(a.prompt.type, PromptType::single);
+  EXPECT_EQ(a.prompt.system_prompt, "");
+  EXPECT_EQ(a.greeting.text, "");
+  EXPECT_TRUE(a.greeting.interruptible);
+  EXPECT_EQ(a.stt.provider, "openai");
+  EXPECT_EQ(a.stt.base_url, "http://127.0.0.1:8090/v1");
+  EXPECT_EQ(a.stt.model, "whisper-1");
+  EXPECT_EQ(a.stt.timeout_ms, 8000u);
+  EXPECT_EQ(a.llm.model, "gpt-4o-mini");
+  EXPECT_EQ(a.llm.timeout_ms, 15000u);
+  EXPECT_DOUBLE_EQ(a.llm.temperature, 0.7);
+  EXPECT_EQ(a.llm.max_tokens, 512u);
+  EXPECT_EQ(a.voice.model, "tts-1");
+  EXPECT_EQ(a.voice.voice, "alloy");
+  EXPECT_DOUBLE_EQ(a.voice.speed, 1.0);
+  EXPECT_EQ(a.voice.format, AudioFormat::pcm);
+  EXPECT_TRUE(a.call.barge_in);
+  EXPECT_DOUBLE_EQ(a.call.min_interruption_s, 0.3);
+  EXPECT_DOUBLE_EQ(a.call.min_endpointing_s, 0.5);
+  EXPECT_DOUBLE_EQ(a.call.max_endpointing_s, 2.0);
+  EXPECT_DOUBLE_EQ(a.call.vad.sensitivity, 0.5);
+  EXPECT_EQ(a.call.silence.message, "Are you still there?");
+  EXPECT_EQ(a.call.silence.max_prompts, 2u);
+  EXPECT_EQ(a.call.max_duration_s, 600u);
+  EXPECT_EQ(a.call.voicemail.action, VoicemailAction::hangup);
+  EXPECT_TRUE(a.tools.end_call);
+  EXPECT_FALSE(a.tools.transfer.enabled);
+  EXPECT_EQ(a.tools.transfer.mode, TransferMode::blind);
+  EXPECT_FALSE(a.analysis.enabled);
+  EXPECT_EQ(a.analysis.llm.model, "gpt-4o-mini");
+  EXPECT_TRUE(a.analysis.callback_detection.enabled);
+  EXPECT_EQ(a.analysis.output_schema_json, "");
+  EXPECT_TRUE(a.chat.takeover && a.chat.tell && a.chat.whisper);
+  EXPECT_EQ(a.definition_json, R"({"agent_uuid":"agent_a","name":"Test agent"})");
+}
+
+TEST(Config, EmbeddedDefaultIsValidAndShowsTheExamples) {
+  const std::string_view text = default_config_json();
+  ASSERT_FALSE(text.empty());
+  auto r = parse_config(text);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  const Config& c = *r;
+  EXPECT_EQ(c.state_dir, "/var/lib/osvi");
+  EXPECT_EQ(c.api.host, "127.0.0.1");
+  EXPECT_EQ(c.api.port, 8080);
+  EXPECT_TRUE(c.api.tokens.empty()) << "the shipped file must make the daemon generate its token";
+  ASSERT_EQ(c.agents.size(), 2u);
+  const AgentConfig& desk = c.agents[0];
+  EXPECT_EQ(desk.agent_uuid, "agent_frontdesk");
+  EXPECT_EQ(desk.name, "Front desk");
+  EXPECT_EQ(desk.mode, AgentMode::voice);
+  EXPECT_TRUE(desk.active);
+  EXPECT_EQ(desk.prompt.type, PromptType::single);
+  EXPECT_FALSE(desk.prompt.system_prompt.empty());
+  EXPECT_FALSE(desk.greeting.text.empty());
+  const AgentConfig& chat = c.agents[1];
+  EXPECT_EQ(chat.agent_uuid, "agent_webchat");
+  EXPECT_EQ(chat.mode, AgentMode::chat);
+  EXPECT_FALSE(chat.active);
+  // The file on disk is the one embedded (the build must not have embedded a stale copy).
+  EXPECT_EQ(osvi::test::read_file(std::string(OSVI_SOURCE_DIR) + "/rootfs/etc/osvi/osvid.json"), text);
+}
+
+TEST(Config, SyntaxErrorGivesLineAndColumn) {
+  const std::string msg = rejection("{\n  \"log\": {\"level\": \"info\"},\n  \"state_dir\": ,\n}");
+  EXPECT_NE(msg.find("line 3"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("column 16"), std::string::npos) << msg;
+  EXPECT_NE(rejection("{} trailing").find("line 1"), std::string::npos);
+  EXPECT_FALSE(rejection("").empty());
+}
+
+TEST(Config, TopLevelMustBeAnObject) {
+  EXPECT_LINE(rejection("[]"), "top level: expected an object, got array");
+}
+
+TEST(Config, UnknownKeysAreRejectedAtEveryLevel) {
+  EXPECT_LINE(rejection(R"({"colour": 1})"), "colour: unknown key");
+  EXPECT_LINE(rejection(with_agents(agent("agent_a", R"("colour":"red")"))), "agents[0].colour: unknown key");
+  EXPECT_LINE(rejection(with_agents(agent("agent_a", R"("call":{"vad":{"enable":true}})"))),
+              "agents[0].call.vad.enable: unknown key (did you mean \"enabled\"?)");
+  EXPECT_LINE(rejection(R"({"api":{"lisen":"127.0.0.1:80"}})"),
+              "api.lisen: unknown key (did you mean \"listen\"?)");
+  EXPECT_LINE(rejection(R"({"site":{"my key":1}})"), R"(site["my key"]: unknown key)");
+}
+
+TEST(Config, DuplicateJsonKeysAreRejected) {
+  EXPECT_LINE(rejection(R"({"log":{"level":"info","level":"debug"}})"), "log.level: duplicate key");
+}
+
+TEST(Config, WrongTypesNameExpectedAndActual) {
+  EXPECT_LINE(rejection(R"({"log":{"level":3}})"), "log.level: expected a string, got number");
+  EXPECT_LINE(rejection(R"({"store":{"quick_check":"yes"}})"),
+              "store.quick_check: expected a boolean, got string");
+  EXPECT_LINE(rejection(R"({"store":{"busy_timeout_ms":1.5}})"),
+              "store.busy_timeout_ms: expected an integer, got 1.5");
+  EXPECT_LINE(rejection(R"({"api":[]})"), "api: expected an object, got array");
+  EXPECT_LINE(rejection(R"({"agents":{}})"), "agents: expected an array, got object");
+  EXPECT_LINE(rejection(R"({"state_dir":null})"), "state_dir: expected a string, got null");
+  EXPECT_LINE(rejection(R"({"agents":[7]})"), "agents[0]: expected an object, got number");
+}
+
+TEST(Config, OutOfRangeValuesNameTheRange) {
+  const std::string msg =
+      rejection(with_agents(agent("agent_a") + "," + agent("agent_b", R"("call":{"min_interruption_s":5})")));
+  EXPECT_LINE(msg, "agents[1].call.min_interruption_s: must be between 0.1 and 2.0, got 5");
+  EXPECT_LINE(rejection(R"({"store":{"busy_timeout_ms":60001}})"),
+              "store.busy_timeout_ms: must be between 0 and 60000, got 60001");
+  EXPECT_LINE(rejection(R"({"api":{"max_connections":0}})"),
+              "api.max_connections: must be between 1 and 1024, got 0");
+  EXPECT_LINE(rejection(with_agents(agent("agent_a", R"("llm":{"temperature":2.5})"))),
+              "agents[0].llm.temperature: must be between 0.0 and 2.0, got 2.5");
+  EXPECT_PATH(rejection(with_agents(agent("agent_a", R"("voice":{"speed":0.1})"))), "agents[0].voice.speed");
+  EXPECT_PATH(rejection(with_agents(agent("agent_a", R"("call":{"silence":{"timeout_s":0}})"))),
+              "agents[0].call.silence.timeout_s");
+  // The bounds themselves are inside the range.
+  accepted(with_agents(agent("agent_a", R"("call":{"min_interruption_s":2.0,"max_duration_s":14400})")));
+}
+
+TEST(Config, EnumeratedStringsListTheChoices) {
+  EXPECT_LINE(rejection(with_agents(agent("agent_a", R"("mode":"video")"))),
+              R"(agents[0].mode: must be "voice" or "chat", got "video")");
+  EXPECT_LINE(rejection(R"({"log":{"level":"verbose"}})"),
+              R"(log.level: must be "err", "warning", "notice", "info" or "debug", got "verbose")");
+  EXPECT_EQ(accepted(R"({"log":{"level":"debug"}})").log_level, osvi::log::Level::debug);
+}
+
+TEST(Config, ListenIsParsedAndChecked) {
+  EXPECT_LINE(rejection(R"({"api":{"listen":"8080"}})"), R"(api.listen: expected "host:port", got "8080")");
+  EXPECT_PATH(rejection(R"({"api":{"listen":"127.0.0.1:0"}})"), "api.listen");
+  EXPECT_PATH(rejection(R"({"api":{"listen":"127.0.0.1:65536"}})"), "api.listen");
+  EXPECT_PATH(rejection(R"({"api":{"listen":"example.com:80"}})"), "api.listen");
+  EXPECT_PATH(rejection(R"({"api":{"listen":"::1:80"}})"), "api.listen");
+  EXPECT_PATH(rejection(R"({"api":{"listen":"[::g]:80"}})"), "api.listen");
+  Config v6 = accepted(R"({"api":{"listen":"[::1]:9000"}})");
+  EXPECT_EQ(v6.api.host, "[::1]");
+  EXPECT_EQ(v6.api.port, 9000);
+  Config lh = accepted(R"({"api":{"listen":"localhost:65535"}})");
+  EXPECT_EQ(lh.api.host, "localhost");
+  EXPECT_EQ(lh.api.port, 65535);
+}
+
+TEST(Config, SiteValuesAreChecked) {
+  Config c = accepted(R"({"site":{"utc_offset":"-03:30","country":"BR","id":"branch-7.north"}})");
+  EXPECT_EQ(c.site.utc_offset_minutes, -210);
+  EXPECT_PATH(rejection(R"({"site":{"utc_offset":"+5:30"}})"), "site.utc_offset");
+  EXPECT_PATH(rejection(R"({"site":{"utc_offset":"+15:00"}})"), "site.utc_offset");
+  EXPECT_PATH(rejection(R"({"site":{"country":"in"}})"), "site.country");
+  EXPECT_PATH(rejection(R"({"site":{"id":"a/b"}})"), "site.id");
+  EXPECT_PATH(rejection(R"({"state_dir":""})"), "state_dir");
+}
+
+TEST(Config, AgentUuidMustMatchThePattern) {
+  EXPECT_PATH(rejection(with_agents(agent("frontdesk"))), "agents[0].agent_uuid");
+  EXPECT_PATH(rejection(with_agents(agent("agent_"))), "agents[0].agent_uuid");
+  EXPECT_PATH(rejection(with_agents(agent("agent_a b"))), "agents[0].agent_uuid");
+  EXPECT_PATH(rejection(with_agents(agent("agent_" + std::string(65, 'x')))), "agents[0].agent_uuid");
+  accepted(with_agents(agent("agent_" + std::string(64, 'x'))));
+  EXPECT_LINE(rejection(with_agents(R"({"name":"No id"})")), "agents[0].agent_uuid: required key is missing");
+}
+
+TEST(Config, DuplicateAgentUuidNamesBothPlaces) {
+  const std::string msg =
+      rejection(with_agents(agent("agent_a") + "," + agent("agent_b") + "," + agent("agent_a")));
+  EXPECT_LINE(msg, R"(agents[2].agent_uuid: duplicate "agent_a" (first at agents[0]))");
+  EXPECT_EQ(lines_of(msg).size(), 1u) << msg;
+}
+
+TEST(Config, NameLengthCountsCharacters) {
+  const std::string fifty_one(51, 'n');
+  EXPECT_LINE(rejection(with_agents(R"({"agent_uuid":"agent_a","name":")" + fifty_one + R"("})")),
+              "agents[0].name: must be 1 to 50 characters, got 51");
+  EXPECT_LINE(rejection(with_agents(R"({"agent_uuid":"agent_a","name":""})")),
+              "agents[0].name: must not be empty");
+  std::string devanagari;
+  for (int i = 0; i < 50; ++i) devanagari += "\xe0\xa4\x85";  // 50 characters, 150 bytes
+  accepted(with_agents(R"({"agent_uuid":"agent_a","name":")" + devanagari + R"("})"));
+}
+
+TEST(Config, GreetingIsLimitedTo2000Characters) {
+  accepted(with_agents(agent("agent_a", R"("greeting":{"text":")" + std::string(2000, 'g') + R"("})")));
+  EXPECT_LINE(
+      rejection(with_agents(agent("agent_a", R"("greeting":{"text":")" + std::string(2001, 'g') + R"("})"))),
+      "agents[0].greeting.text: must be at most 2000 characters, got 2001");
+}
+
+std::string multi_prompt(const std::string& states, const std::string& extra = "") {
+  return agent("agent_m", R"("prompt":{"type":"multi",)" + extra + R"("states":[)" + states + "]}");
+}
+
+TEST(Config, MultiPromptStatesAndTransitions) {
+  const std::string good =
+      R"({"name":"greeting","prompt":"Say hello.","transitions":[{"to":"closing","when":"caller agrees to a demo"}]},
+                              {"name":"qualification"},{"name":"closing","prompt":"Thank them."})";
+  Config c = accepted(with_agents(multi_prompt(good)));
+  const PromptConfig& p = c.agents[0].prompt;
+  EXPECT_EQ(p.type, PromptType::multi);
+  EXPECT_EQ(p.initial_state, "greeting");  // the first state by default
+  ASSERT_EQ(p.states.size(), 3u);
+  ASSERT_EQ(p.states[0].transitions.size(), 1u);
+  EXPECT_EQ(p.states[0].transitions[0].to, "closing");
+  EXPECT_EQ(accepted(with_agents(multi_prompt(good, R"("initial_state":"closing",)")))
+                .agents[0]
+                .prompt.initial_state,
+            "closing");
+
+  const std::string typo =
+      R"({"name":"greeting"},{"name":"a"},{"name":"closing","transitions":[{"to":"closng","when":"done"}]})";
+  EXPECT_LINE(rejection(with_agents(multi_prompt(typo))),
+              R"(agents[0].prompt.states[2].transitions[0].to: unknown state "closng")");
+  EXPECT_LINE(rejection(with_agents(multi_prompt(good, R"("initial_state":"hello",)"))),
+              R"(agents[0].prompt.initial_state: unknown state "hello")");
+  EXPECT_LINE(
+      rejection(with_agents(multi_prompt(R"({"name":"a"},{"name":"a"})"))),
+      R"(agents[0].prompt.states[1].name: duplicate state "a" (first at agents[0].prompt.states[0]))");
+  EXPECT_PATH(rejection(with_agents(multi_prompt(R"({"name":"Greeting"})"))),
+              "agents[0].prompt.states[0].name");
+  EXPECT_PATH(rejection(with_agents(multi_prompt(""))), "agents[0].prompt.states");
+  EXPECT_PATH(rejection(with_agents(multi_prompt(R"({"name":"a","transitions":[{"to":"a"}]})"))),
+              "agents[0].prompt.states[0].transitions[0].when");
+  EXPECT_PATH(rejection(with_agents(agent("agent_s", R"("prompt":{"type":"single","states":[]})"))),
+              "agents[0].prompt.states");
+  EXPECT_PATH(rejection(with_agents(multi_prompt(R"({"name":"a"})", R"("system_prompt":"x",)"))),
+              "agents[0].prompt.system_prompt");
+}
+
+TEST(Config, TokensAreCheckedWithoutEchoingThem) {
+  const std::string short_token = "abc123";
+  std::string msg = rejection(R"({"api":{"tokens":[")" + short_token + R"("]}})");
+  EXPECT_LINE(msg, "api.tokens[0]: must be 16 characters of A-Z a-z 0-9 _ -, got 6 characters");
+  EXPECT_EQ(msg.find(short_token), std::string::npos) << "the secret leaked into: " << msg;
+  EXPECT_PATH(rejection(R"({"api":{"tokens":["abcdefghijklmno!"]}})"), "api.tokens[0]");
+  EXPECT_PATH(rejection(R"({"api":{"tokens":[{"token":"abc"}]}})"), "api.tokens[0].token");
+  EXPECT_LINE(rejection(R"({"api":{"tokens":["abcdefghijklmnop","abcdefghijklmnop"]}})"),
+              "api.tokens[1]: duplicate token (same as api.tokens[0])");
+  EXPECT_LINE(rejection(R"({"api":{"tokens":[42]}})"),
+              "api.tokens[0]: expected a string or an object, got number");
+}
+
+TEST(Config, TokenAgentsMustExist) {
+  const std::string json =
+      R"({"api":{"tokens":[{"token":"abcdefghijklmnop","agents":["agent_a","agent_x"]}]},"agents":[)" +
+      agent("agent_a") + "]}";
+  EXPECT_LINE(rejection(json), R"(api.tokens[0].agents[1]: unknown agent "agent_x")");
+
+  Config c =
+      accepted(R"({"api":{"tokens":["0123456789abcdef",{"token":"Limited_token-01","agents":["agent_a"]},
+                                            {"token":"Admin_limited_02","agents":["agent_a"],"admin":true}]},"agents":[)" +
+               agent("agent_a") + "]}");
+  ASSERT_EQ(c.api.tokens.size(), 3u);
+  EXPECT_TRUE(c.api.tokens[0].admin);
+  EXPECT_TRUE(c.api.tokens[0].agents.empty());
+  EXPECT_FALSE(c.api.tokens[1].admin);  // limited tokens are not admin unless they say so
+  EXPECT_EQ(c.api.tokens[1].agents, std::vector<std::string>{"agent_a"});
+  EXPECT_TRUE(c.api.tokens[2].admin);
+}
+
+TEST(Config, MaxEndpointingMustNotBeBelowMin) {
+  EXPECT_LINE(
+      rejection(with_agents(agent("agent_a", R"("call":{"min_endpointing_s":1.5,"max_endpointing_s":1.0})"))),
+      "agents[0].call.max_endpointing_s: must be >= min_endpointing_s (1.5), got 1");
+  accepted(with_agents(agent("agent_a", R"("call":{"min_endpointing_s":1.5,"max_endpointing_s":1.5})")));
+}
+
+TEST(Config, EndpointKeysAreChecked) {
+  EXPECT_PATH(rejection(with_agents(agent("agent_a", R"("stt":{"base_url":"ftp://x/v1"})"))),
+              "agents[0].stt.base_url");
+  EXPECT_PATH(rejection(with_agents(agent("agent_a", R"("stt":{"base_url":"http:///v1"})"))),
+              "agents[0].stt.base_url");
+  EXPECT_PATH(rejection(with_agents(agent("agent_a", R"("llm":{"provider":"opneai"})"))),
+              "agents[0].llm.provider");
+  EXPECT_LINE(rejection(with_agents(agent("agent_a", R"("voice":{"api_key":"k","api_key_file":"/etc/k"})"))),
+              "agents[0].voice.api_key_file: cannot be used together with api_key (choose one)");
+  EXPECT_PATH(rejection(with_agents(agent("agent_a", R"("analysis":{"llm":{"timeout_ms":50}})"))),
+              "agents[0].analysis.llm.timeout_ms");
+  Config c = accepted(
+      with_agents(agent("agent_a", R"("llm":{"base_url":"https://[::1]:8443/v1/","provider":"groq"})")));
+  EXPECT_EQ(c.agents[0].llm.base_url, "https://[::1]:8443/v1");
+}
+
+TEST(Config, CallToolsAnalysisRules) {
+  EXPECT_LINE(rejection(with_agents(agent("agent_a", R"("call":{"voicemail":{"action":"leave_message"}})"))),
+              R"(agents[0].call.voicemail.message: required when action is "leave_message")");
+  EXPECT_PATH(
+      rejection(with_agents(agent(
+          "agent_a", R"("mode":"chat","call":{"voicemail":{"action":"leave_message","message":"Hi"}})"))),
+      "agents[0].call.voicemail.action");
+  EXPECT_LINE(rejection(with_agents(agent("agent_a", R"("tools":{"transfer":{"enabled":true}})"))),
+              "agents[0].tools.transfer.number: required when transfer is enabled");
+  EXPECT_PATH(rejection(with_agents(agent("agent_a", R"("tools":{"transfer":{"number":"9876543210"}})"))),
+              "agents[0].tools.transfer.number");
+  EXPECT_PATH(rejection(with_agents(agent("agent_a", R"("active":true,"archived":true)"))),
+              "agents[0].active");
+  EXPECT_PATH(
+      rejection(with_agents(agent(
+          "agent_a", R"("analysis":{"data_extraction":[{"key":"name"},{"key":"name","type":"date"}]})"))),
+      "agents[0].analysis.data_extraction[1].key");
+  EXPECT_PATH(rejection(with_agents(
+                  agent("agent_a", R"("analysis":{"data_extraction":[{"key":"x","type":"int"}]})"))),
+              "agents[0].analysis.data_extraction[0].type");
+  EXPECT_PATH(rejection(with_agents(
+                  agent("agent_a", R"("analysis":{"tags":[{"id":1,"name":"a"},{"id":1,"name":"b"}]})"))),
+              "agents[0].analysis.tags[1].id");
+  EXPECT_PATH(rejection(with_agents(
+                  agent("agent_a", R"("analysis":{"tags":[{"id":1,"name":"a","color_code":"red"}]})"))),
+              "agents[0].analysis.tags[0].color_code");
+  EXPECT_PATH(rejection(with_agents(agent("agent_a", R"("analysis":{"output_schema":[1]})"))),
+              "agents[0].analysis.output_schema");
+
+  Config c = accepted(with_agents(
+      agent("agent_a", R"("tools":{"transfer":{"enabled":true,"number":"+919876543210","mode":"attended"}},
+      "analysis":{"enabled":true,"data_extraction":[{"key":"callback_time","type":"date","required":true}],
+                  "tags":[{"id":3,"name":"interested","color_code":"#00aa00"}],
+                  "output_schema":{"appointment": {"type": "object"}}})")));
+  const AgentConfig& a = c.agents[0];
+  EXPECT_EQ(a.tools.transfer.number, "+919876543210");
+  EXPECT_EQ(a.tools.transfer.mode, TransferMode::attended);
+  ASSERT_EQ(a.analysis.data_extraction.size(), 1u);
+  EXPECT_EQ(a.analysis.data_extraction[0].type, FieldType::date);
+  EXPECT_TRUE(a.analysis.data_extraction[0].required);
+  ASSERT_EQ(a.analysis.tags.size(), 1u);
+  EXPECT_EQ(a.analysis.tags[0].id, 3);
+  EXPECT_EQ(a.analysis.output_schema_json, R"({"appointment":{"type":"object"}})");
+}
+
+TEST(Config, EveryProblemIsReportedOnePerLine) {
+  const std::string json = R"({
+    "log": {"level": 3},
+    "api": {"listen": "8080", "tokens": ["short"]},
+    "colour": "blue",
+    "agents": [
+      {"agent_uuid": "bad uuid", "name": ")" +
+                           std::string(60, 'n') +
+                           R"(", "call": {"min_endpointing_s": 2, "max_endpointing_s": 1}},
+      {"agent_uuid": "agent_ok", "name": "Ok", "greeting": {"text": 5}}
+    ]
+  })";
+  const std::string msg = rejection(json);
+  const std::vector<std::string> lines = lines_of(msg);
+  EXPECT_EQ(lines.size(), 8u) << msg;
+  for (const char* path : {"log.level", "api.listen", "api.tokens[0]", "colour", "agents[0].agent_uuid",
+                           "agents[0].name", "agents[0].call.max_endpointing_s", "agents[1].greeting.text"})
+    EXPECT_PATH(msg, path);
+}
+
+TEST(Config, LoadConfigFileNamesThePathAndErrno) {
+  osvi::test::TempDir dir;
+  const std::string missing = dir.file("nope.json");
+  auto r = load_config_file(missing);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, -ENOENT);
+  EXPECT_NE(r.error().message.find(missing), std::string::npos) << r.error().message;
+  EXPECT_NE(r.error().message.find("No such file or directory"), std::string::npos) << r.error().message;
+
+  auto d = load_config_file(dir.path());
+  ASSERT_FALSE(d.ok());
+  EXPECT_EQ(d.error().code, -EISDIR) << d.error().message;
+
+  const std::string good = dir.file("osvid.json");
+  osvi::test::write_file(good, R"({"state_dir":"./state"})");
+  auto g = load_config_file(good);
+  ASSERT_TRUE(g.ok()) << g.error().message;
+  EXPECT_EQ(g->state_dir, "./state");
+}
+
+}  // namespace

@@ -1,0 +1,628 @@
+// Unit tests of osvi::daemon::Store: migrations, open checks, recovery, agents, calls, transactions, DND.
+#include "osvi/daemon/store.hpp"
+
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <fstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "osvi/clock.hpp"
+#include "test_support.hpp"
+
+namespace osvi::daemon {
+namespace {
+
+constexpr int64_t kT0 = 1'780'000'000'000;
+
+// A second, independent connection: checks what is really in the file, not what the Store believes.
+class RawDb {
+ public:
+  explicit RawDb(const std::string& path) {
+    if (sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr) !=
+        SQLITE_OK) {
+      throw std::runtime_error("cannot open " + path);
+    }
+  }
+  ~RawDb() { sqlite3_close(db_); }
+  RawDb(const RawDb&) = delete;
+  RawDb& operator=(const RawDb&) = delete;
+
+  void exec(const std::string& sql) {
+    char* err = nullptr;
+    int rc = sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err);
+    std::string msg = err != nullptr ? err : "";
+    sqlite3_free(err);
+    if (rc != SQLITE_OK) throw std::runtime_error(sql + ": " + msg);
+  }
+  std::vector<std::string> column(const std::string& sql) {
+    sqlite3_stmt* stmt = nullptr;
+    if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &stmt, nullptr) != SQLITE_OK) {
+      throw std::runtime_error(sql + ": " + sqlite3_errmsg(db_));
+    }
+    std::vector<std::string> rows;
+    while (sqlite3_step(stmt) == SQLITE_ROW) {
+      const unsigned char* text = sqlite3_column_text(stmt, 0);
+      rows.emplace_back(text != nullptr ? reinterpret_cast<const char*>(text) : "");
+    }
+    sqlite3_finalize(stmt);
+    return rows;
+  }
+  std::string text(const std::string& sql) {
+    auto rows = column(sql);
+    return rows.empty() ? "" : rows.front();
+  }
+
+ private:
+  sqlite3* db_ = nullptr;
+};
+
+class StoreTest : public ::testing::Test {
+ protected:
+  StoreOptions options() const { return StoreOptions{dir_.file("osvid.db"), 2000, true}; }
+
+  std::unique_ptr<Store> open_store() {
+    auto store = Store::open(options(), clock_);
+    if (!store.ok()) {
+      ADD_FAILURE() << store.error().message;
+      return nullptr;
+    }
+    return std::move(*store);
+  }
+
+  static CallRecord minimal_call(const std::string& id, int64_t created_at_ms) {
+    CallRecord c;
+    c.call_id = id;
+    c.agent_uuid = "agent_voice1";
+    c.agent_name = "Reception";
+    c.phone_number = "+919876543210";
+    c.from_number = "+911140000000";
+    c.created_at_ms = created_at_ms;
+    return c;
+  }
+
+  static AgentRecord agent(const std::string& uuid, const std::string& mode, bool active,
+                           const std::string& definition = "{}") {
+    AgentRecord a;
+    a.agent_uuid = uuid;
+    a.name = "Agent " + uuid;
+    a.mode = mode;
+    a.active = active;
+    a.definition_json = definition;
+    return a;
+  }
+
+  static const AgentRecord* find(const std::vector<AgentRecord>& agents, const std::string& uuid) {
+    for (const auto& a : agents) {
+      if (a.agent_uuid == uuid) return &a;
+    }
+    return nullptr;
+  }
+
+  test::TempDir dir_;
+  ManualClock clock_{kT0};
+};
+
+TEST_F(StoreTest, MigratesAnEmptyDatabase) {
+  ASSERT_GE(Store::latest_schema_version(), 1);
+  auto store = open_store();
+  ASSERT_TRUE(store);
+  const OpenReport& report = store->open_report();
+  EXPECT_TRUE(report.created);
+  EXPECT_EQ(report.schema_before, 0);
+  EXPECT_EQ(report.schema_after, Store::latest_schema_version());
+  EXPECT_EQ(report.migrations_applied, Store::latest_schema_version());
+  EXPECT_EQ(store->schema_version(), Store::latest_schema_version());
+
+  RawDb raw(options().path);
+  EXPECT_EQ(raw.text("PRAGMA user_version"), std::to_string(Store::latest_schema_version()));
+  // WAL is a property of the file, so a second connection sees it.
+  EXPECT_EQ(raw.text("PRAGMA journal_mode"), "wal");
+  auto tables = raw.column("SELECT name FROM sqlite_schema WHERE type = 'table'");
+  for (const char* name :
+       {"agents", "calls", "transcript_turns", "recordings", "dnd_numbers", "campaigns", "campaign_agents",
+        "campaign_uploads", "campaign_contacts", "chat_sessions", "chat_messages", "outbox", "meta"}) {
+    EXPECT_NE(std::find(tables.begin(), tables.end(), name), tables.end()) << "missing table " << name;
+  }
+  EXPECT_EQ(raw.text("SELECT count(*) FROM sqlite_schema WHERE name = 'dnd_numbers_active'"), "1");
+}
+
+TEST_F(StoreTest, ForeignKeysAreEnforced) {
+  auto store = open_store();
+  ASSERT_TRUE(store);
+  // foreign_keys is per connection, so only the Store's own connection can show it: by refusing an orphan.
+  TranscriptTurn orphan{"no-such-call", 1, "agent", "hello", std::nullopt, std::nullopt, false, std::nullopt};
+  Status s = store->add_transcript_turn(orphan);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().code, -EINVAL);
+  EXPECT_NE(s.error().message.find("FOREIGN KEY"), std::string::npos) << s.error().message;
+}
+
+TEST_F(StoreTest, ReopeningIsANoOpAndKeepsData) {
+  {
+    auto store = open_store();
+    ASSERT_TRUE(store);
+    ASSERT_TRUE(store->set_meta("mqtt_session", "7").ok());
+    CallRecord c = minimal_call("11111111-1111-4111-8111-111111111111", kT0);
+    c.status = "picked";
+    ASSERT_TRUE(store->insert_call(c).ok());
+  }
+  clock_.advance_ms(1000);
+  auto store = open_store();
+  ASSERT_TRUE(store);
+  const OpenReport& report = store->open_report();
+  EXPECT_FALSE(report.created);
+  EXPECT_EQ(report.schema_before, Store::latest_schema_version());
+  EXPECT_EQ(report.schema_after, Store::latest_schema_version());
+  EXPECT_EQ(report.migrations_applied, 0);
+  EXPECT_TRUE(report.recovered_calls.empty());
+  EXPECT_EQ(store->meta("mqtt_session"), "7");
+  auto c = store->call("11111111-1111-4111-8111-111111111111");
+  ASSERT_TRUE(c.ok());
+  ASSERT_TRUE(c->has_value());
+  EXPECT_EQ((*c)->status, "picked");
+  EXPECT_EQ(store->health().calls_total, 1);
+}
+
+TEST_F(StoreTest, RefusesANewerSchemaVersion) {
+  const int newer = Store::latest_schema_version() + 1;
+  {
+    RawDb raw(options().path);
+    raw.exec("CREATE TABLE future (x); PRAGMA user_version = " + std::to_string(newer));
+  }
+  auto store = Store::open(options(), clock_);
+  ASSERT_FALSE(store.ok());
+  EXPECT_NE(store.error().message.find("newer"), std::string::npos) << store.error().message;
+  EXPECT_NE(store.error().message.find("downgrade"), std::string::npos) << store.error().message;
+  RawDb raw(options().path);
+  EXPECT_EQ(raw.text("PRAGMA user_version"), std::to_string(newer));
+  EXPECT_EQ(raw.text("SELECT count(*) FROM sqlite_schema WHERE name = 'calls'"), "0");
+}
+
+TEST_F(StoreTest, RefusesAFileThatIsNotADatabase) {
+  const std::string junk(4096, 'x');
+  test::write_file(options().path, junk);
+  auto store = Store::open(options(), clock_);
+  ASSERT_FALSE(store.ok());
+  EXPECT_NE(store.error().message.find("is not an SQLite database"), std::string::npos)
+      << store.error().message;
+  EXPECT_NE(store.error().message.find(options().path), std::string::npos) << store.error().message;
+  EXPECT_EQ(test::read_file(options().path), junk);
+}
+
+TEST_F(StoreTest, MissingFolderIsAClearError) {
+  StoreOptions opts = options();
+  opts.path = dir_.file("absent/osvid.db");
+  auto store = Store::open(opts, clock_);
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.error().code, -ENOENT);
+  EXPECT_NE(store.error().message.find("does not exist"), std::string::npos) << store.error().message;
+}
+
+TEST_F(StoreTest, QuickCheckIsReported) {
+  {
+    auto store = open_store();
+    ASSERT_TRUE(store);
+    EXPECT_TRUE(store->open_report().quick_check_ok);
+    EXPECT_EQ(store->open_report().quick_check, "ok");
+    StoreHealth h = store->health();
+    EXPECT_TRUE(h.quick_check_ok);
+    EXPECT_EQ(h.quick_check, "ok");
+    EXPECT_EQ(h.path, options().path);
+    EXPECT_EQ(h.schema_version, Store::latest_schema_version());
+    EXPECT_GT(h.size_bytes, 0);
+    EXPECT_EQ(h.calls_total, 0);
+  }
+  StoreOptions opts = options();
+  opts.quick_check = false;
+  auto store = Store::open(opts, clock_);
+  ASSERT_TRUE(store.ok()) << store.error().message;
+  EXPECT_EQ((*store)->open_report().quick_check, "skipped");
+}
+
+TEST_F(StoreTest, QuickCheckFailureIsReportedNotFatal) {
+  int root = 0;
+  int page_size = 0;
+  {
+    auto store = open_store();
+    ASSERT_TRUE(store);
+    ASSERT_TRUE(store->set_meta("k", "v").ok());
+  }
+  {
+    RawDb raw(options().path);
+    root = std::stoi(raw.text("SELECT rootpage FROM sqlite_schema WHERE name = 'meta'"));
+    page_size = std::stoi(raw.text("PRAGMA page_size"));
+  }
+  ASSERT_GT(root, 1);
+  // Overwrite the b-tree page header of meta (a one-page table): open never reads it, quick_check does.
+  {
+    std::fstream f(options().path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(root - 1) * page_size);
+    const char garbage[8] = {'\x7f', '\x7f', '\x7f', '\x7f', '\x7f', '\x7f', '\x7f', '\x7f'};
+    f.write(garbage, sizeof garbage);
+    ASSERT_TRUE(f.good());
+  }
+  auto store = Store::open(options(), clock_);
+  ASSERT_TRUE(store.ok()) << store.error().message;
+  EXPECT_FALSE((*store)->open_report().quick_check_ok);
+  EXPECT_NE((*store)->open_report().quick_check, "ok");
+  EXPECT_FALSE((*store)->open_report().quick_check.empty());
+  EXPECT_FALSE((*store)->health().quick_check_ok);
+}
+
+TEST_F(StoreTest, RecoversCallsLeftInProgress) {
+  const std::string a = "aaaaaaaa-0000-4000-8000-000000000001";
+  const std::string b = "bbbbbbbb-0000-4000-8000-000000000002";
+  const std::string done = "cccccccc-0000-4000-8000-000000000003";
+  CallRecord finished;
+  {
+    auto store = open_store();
+    ASSERT_TRUE(store);
+    CallRecord answered = minimal_call(a, kT0);
+    answered.call_picked_at_ms = kT0 + 1'000;
+    ASSERT_TRUE(store->insert_call(answered).ok());
+    CallRecord ringing = minimal_call(b, kT0 + 10);
+    ASSERT_TRUE(store->insert_call(ringing).ok());
+    finished = minimal_call(done, kT0 - 50'000);
+    finished.status = "picked";
+    finished.call_picked_at_ms = kT0 - 45'000;
+    finished.ended_at_ms = kT0 - 5'000;
+    finished.duration_seconds = 40;
+    finished.call_ended_by = "user";
+    ASSERT_TRUE(store->insert_call(finished).ok());
+    finished = store->call(done)->value();
+  }
+  clock_.advance_ms(61'000);  // the daemon was down for a minute
+  const int64_t now = clock_.wall_ms();
+  auto store = open_store();
+  ASSERT_TRUE(store);
+  EXPECT_EQ(store->open_report().recovered_calls, (std::vector<std::string>{a, b}));
+
+  auto ra = store->call(a);
+  ASSERT_TRUE(ra.ok() && ra->has_value());
+  const CallRecord& ca = **ra;
+  EXPECT_EQ(ca.status, "failed");
+  EXPECT_EQ(ca.call_ended_reason, "daemon_restart");
+  EXPECT_EQ(ca.call_ended_by, "system");
+  EXPECT_EQ(ca.ended_at_ms, now);
+  EXPECT_EQ(ca.duration_seconds, 60);  // from call_picked_at, not created_at
+  EXPECT_EQ(ca.revision, 2);
+  EXPECT_EQ(ca.updated_at_ms, now);
+
+  auto rb = store->call(b);
+  ASSERT_TRUE(rb.ok() && rb->has_value());
+  EXPECT_EQ((*rb)->status, "failed");
+  EXPECT_EQ((*rb)->ended_at_ms, now);
+  EXPECT_EQ((*rb)->duration_seconds, 0);  // never answered
+
+  auto rd = store->call(done);
+  ASSERT_TRUE(rd.ok() && rd->has_value());
+  EXPECT_EQ(**rd, finished);
+
+  store.reset();
+  store = open_store();
+  ASSERT_TRUE(store);
+  EXPECT_TRUE(store->open_report().recovered_calls.empty());
+}
+
+TEST_F(StoreTest, SyncAgentsUpsertsAndArchives) {
+  auto store = open_store();
+  ASSERT_TRUE(store);
+  std::vector<AgentRecord> config = {agent("agent_a", "voice", true), agent("agent_b", "chat", true),
+                                     agent("agent_c", "voice", false)};
+  config[1].id = 42;  // a configured numeric id is kept
+  ASSERT_TRUE(store->sync_agents(config).ok());
+  auto all = store->agents();
+  ASSERT_TRUE(all.ok());
+  ASSERT_EQ(all->size(), 3u);
+  for (const auto& a : *all) {
+    EXPECT_GT(a.id, 0);
+    EXPECT_EQ(a.created_at_ms, kT0);
+    EXPECT_EQ(a.updated_at_ms, kT0);
+    EXPECT_FALSE(a.archived);
+    EXPECT_FALSE(a.definition_hash.empty());
+  }
+  EXPECT_EQ(find(*all, "agent_b")->id, 42);
+  EXPECT_EQ(find(*all, "agent_b")->mode, "chat");
+
+  clock_.advance_ms(1000);
+  ASSERT_TRUE(store->sync_agents(config).ok());
+  all = store->agents();
+  ASSERT_TRUE(all.ok());
+  for (const auto& a : *all) EXPECT_EQ(a.updated_at_ms, kT0) << a.agent_uuid << " changed without a change";
+
+  clock_.advance_ms(1000);
+  config[0].name = "Front desk";
+  config[2].definition_json = R"({"prompt":"new"})";
+  ASSERT_TRUE(store->sync_agents(config).ok());
+  all = store->agents();
+  ASSERT_TRUE(all.ok());
+  EXPECT_EQ(find(*all, "agent_a")->name, "Front desk");
+  EXPECT_EQ(find(*all, "agent_a")->updated_at_ms, kT0 + 2000);
+  EXPECT_EQ(find(*all, "agent_b")->updated_at_ms, kT0);
+  EXPECT_EQ(find(*all, "agent_c")->updated_at_ms, kT0 + 2000);
+  EXPECT_EQ(find(*all, "agent_c")->definition_json, R"({"prompt":"new"})");
+  EXPECT_EQ(find(*all, "agent_a")->created_at_ms, kT0);
+
+  clock_.advance_ms(1000);
+  config.erase(config.begin() + 1);  // agent_b left the configuration
+  ASSERT_TRUE(store->sync_agents(config).ok());
+  all = store->agents();
+  ASSERT_TRUE(all.ok());
+  ASSERT_EQ(all->size(), 3u);  // kept for history
+  EXPECT_TRUE(find(*all, "agent_b")->archived);
+  EXPECT_EQ(find(*all, "agent_b")->updated_at_ms, kT0 + 3000);
+  EXPECT_FALSE(find(*all, "agent_a")->archived);
+  EXPECT_EQ(find(*all, "agent_a")->updated_at_ms, kT0 + 2000);
+}
+
+TEST_F(StoreTest, SyncAgentsIsOneTransaction) {
+  auto store = open_store();
+  ASSERT_TRUE(store);
+  ASSERT_TRUE(store->sync_agents({agent("agent_a", "voice", true)}).ok());
+  Status s = store->sync_agents({agent("agent_a", "voice", false), agent("agent_bad", "fax", true)});
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.error().message.find("agent_bad"), std::string::npos) << s.error().message;
+  auto all = store->agents();
+  ASSERT_TRUE(all.ok());
+  ASSERT_EQ(all->size(), 1u);
+  EXPECT_TRUE(all->front().active);  // the first agent's change was rolled back with the failure
+}
+
+TEST_F(StoreTest, ActiveVoiceAgentsFilterAndOrder) {
+  auto store = open_store();
+  ASSERT_TRUE(store);
+  std::vector<AgentRecord> config = {agent("agent_old", "voice", true),  agent("agent_z", "voice", true),
+                                     agent("agent_y", "voice", true),    agent("agent_chat", "chat", true),
+                                     agent("agent_off", "voice", false), agent("agent_arch", "voice", true)};
+  config[5].archived = true;
+  ASSERT_TRUE(store->sync_agents(config).ok());
+  clock_.advance_ms(5000);
+  // agent_z and agent_y change together: same updated_at, so the uuid breaks the tie.
+  config[1].name = "Z2";
+  config[2].name = "Y2";
+  config[4].name = "off, but newer";
+  config[3].name = "chat, but newer";
+  ASSERT_TRUE(store->sync_agents(config).ok());
+
+  auto active = store->active_voice_agents();
+  ASSERT_TRUE(active.ok());
+  std::vector<std::string> uuids;
+  for (const auto& a : *active) uuids.push_back(a.agent_uuid);
+  EXPECT_EQ(uuids, (std::vector<std::string>{"agent_y", "agent_z", "agent_old"}));
+}
+
+TEST_F(StoreTest, CallRoundTripsEveryField) {
+  auto store = open_store();
+  ASSERT_TRUE(store);
+  CallRecord c;
+  c.call_id = "0190f5a2-7c3e-7a1b-9c2d-3e4f5a6b7c8d";
+  c.agent_uuid = "agent_IsZ3Q6Sf_60Eh26XQMGbz-R_og";
+  c.agent_name = "Sales";
+  c.phone_number = "+919876543210";
+  c.from_number = "+911140000000";
+  c.status = "picked";
+  c.call_type = "inbound";
+  c.duration_seconds = 42;
+  c.call_ended_by = "agent";
+  c.call_ended_reason = "assistant-ended-call";
+  c.campaign_id = 7;
+  c.campaign_upload_id = 70;
+  c.tag_id = 3;
+  c.tag_name = "Hot lead";
+  c.tag_color_code = "#22c55e";
+  c.created_at_ms = kT0 - 60'000;
+  c.call_picked_at_ms = kT0 - 55'000;
+  c.ended_at_ms = kT0 - 13'000;
+  c.caller_name = "Ravi Kumar";
+  c.person_name = "Ravi";
+  c.retry_count = 2;
+  c.summary = "Customer confirmed the appointment.";
+  c.data_captured = R"({"email":"ravi@example.com","confirmed":true})";
+  c.post_call_analysis = R"({"sentiment":"positive","callback_required":false})";
+  c.structured_output = R"({"intent":"book"})";
+  c.call_trigger_data = R"({"crm_id":"X-1"})";
+  c.additional_data = R"({"crm_id":"X-1"})";
+  c.system_prompt = "You are a helpful agent.";
+  c.initial_greeting = "Namaste!";
+  c.webhook_url = "https://crm.example.com/hook";
+  c.call_config_overrides = R"({"max_call_duration_seconds":300})";
+  c.data_extraction = R"([{"key":"email","required":true}])";
+  c.line = "fxo0";
+  c.callback_required = true;
+  c.execution_mode = "test";
+  c.revision = 5;
+  c.updated_at_ms = kT0 - 1;
+  ASSERT_TRUE(store->insert_call(c).ok());
+  auto back = store->call(c.call_id);
+  ASSERT_TRUE(back.ok()) << back.error().message;
+  ASSERT_TRUE(back->has_value());
+  EXPECT_EQ(**back, c);
+
+  // Absent optionals come back absent, not as empty strings or zeros; 0 times become now.
+  CallRecord bare = minimal_call("0190f5a2-0000-7000-8000-000000000000", 0);
+  ASSERT_TRUE(store->insert_call(bare).ok());
+  auto bare_back = store->call(bare.call_id);
+  ASSERT_TRUE(bare_back.ok() && bare_back->has_value());
+  bare.created_at_ms = kT0;
+  bare.updated_at_ms = kT0;
+  EXPECT_EQ(**bare_back, bare);
+  EXPECT_FALSE((*bare_back)->call_picked_at_ms.has_value());
+  EXPECT_FALSE((*bare_back)->campaign_id.has_value());
+
+  auto missing = store->call("00000000-0000-4000-8000-000000000000");
+  ASSERT_TRUE(missing.ok());
+  EXPECT_FALSE(missing->has_value());
+
+  Status dup = store->insert_call(c);
+  ASSERT_FALSE(dup.ok());
+  EXPECT_EQ(dup.error().code, -EEXIST);
+
+  CallRecord bad = minimal_call("0190f5a2-0000-7000-8000-0000000000ff", kT0);
+  bad.status = "exploded";
+  Status s = store->insert_call(bad);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.error().message.find("CHECK constraint failed"), std::string::npos) << s.error().message;
+  EXPECT_NE(s.error().message.find(bad.call_id), std::string::npos) << s.error().message;
+  bad.status = "failed";
+  bad.data_captured = "{not json";
+  EXPECT_FALSE(store->insert_call(bad).ok());
+}
+
+TEST_F(StoreTest, UpdateCallBumpsRevision) {
+  auto store = open_store();
+  ASSERT_TRUE(store);
+  CallRecord c = minimal_call("0190f5a2-1111-7000-8000-000000000000", kT0);
+  ASSERT_TRUE(store->insert_call(c).ok());
+  clock_.advance_ms(30'000);
+  c.status = "picked";
+  c.summary = "done";
+  c.created_at_ms = 1;  // immutable: ignored
+  ASSERT_TRUE(store->update_call(c).ok());
+  auto back = store->call(c.call_id);
+  ASSERT_TRUE(back.ok() && back->has_value());
+  EXPECT_EQ((*back)->status, "picked");
+  EXPECT_EQ((*back)->summary, "done");
+  EXPECT_EQ((*back)->revision, 2);
+  EXPECT_EQ((*back)->updated_at_ms, kT0 + 30'000);
+  EXPECT_EQ((*back)->created_at_ms, kT0);
+
+  c.call_id = "0190f5a2-2222-7000-8000-000000000000";
+  Status s = store->update_call(c);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().code, -ENOENT);
+}
+
+TEST_F(StoreTest, TransactionRollsBackOnError) {
+  auto store = open_store();
+  ASSERT_TRUE(store);
+  const std::string id = "0190f5a2-3333-7000-8000-000000000000";
+  Status s = store->transaction([&]() -> Status {
+    if (Status in = store->insert_call(minimal_call(id, kT0)); !in.ok()) return in;
+    if (Status m = store->set_meta("outbox_seq", "1"); !m.ok()) return m;
+    return make_error("webhook payload could not be built");
+  });
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().message, "webhook payload could not be built");
+  auto c = store->call(id);
+  ASSERT_TRUE(c.ok());
+  EXPECT_FALSE(c->has_value());
+  EXPECT_FALSE(store->meta("outbox_seq").has_value());
+
+  // An exception is contained, and rolls back too.
+  s = store->transaction([&]() -> Status {
+    (void)store->set_meta("outbox_seq", "2");
+    throw std::runtime_error("boom");
+  });
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.error().message.find("boom"), std::string::npos);
+  EXPECT_FALSE(store->meta("outbox_seq").has_value());
+
+  // Nested: the inner failure undoes only the inner work.
+  s = store->transaction([&]() -> Status {
+    if (Status in = store->insert_call(minimal_call(id, kT0)); !in.ok()) return in;
+    Status inner = store->transaction([&]() -> Status {
+      (void)store->set_meta("inner", "x");
+      return make_error("inner failed");
+    });
+    EXPECT_FALSE(inner.ok());
+    return {};
+  });
+  ASSERT_TRUE(s.ok()) << s.error().message;
+  c = store->call(id);
+  ASSERT_TRUE(c.ok());
+  EXPECT_TRUE(c->has_value());
+  EXPECT_FALSE(store->meta("inner").has_value());
+
+  // Still usable afterwards: no transaction left open.
+  s = store->transaction([&]() -> Status { return store->set_meta("after", "1"); });
+  ASSERT_TRUE(s.ok()) << s.error().message;
+  EXPECT_EQ(store->meta("after"), "1");
+}
+
+TEST_F(StoreTest, TranscriptTurnsCascadeWithTheirCall) {
+  auto store = open_store();
+  ASSERT_TRUE(store);
+  const std::string id = "0190f5a2-4444-7000-8000-000000000000";
+  ASSERT_TRUE(store->insert_call(minimal_call(id, kT0)).ok());
+  std::vector<TranscriptTurn> turns = {
+      {id, 1, "agent", "Hello, this is Asha.", kT0, kT0 + 900, false, R"({"ttfb_ms":180})"},
+      {id, 2, "user", "Hi", kT0 + 1000, kT0 + 1200, true, std::nullopt},
+      {id, 3, "tool", "lookup(42)", std::nullopt, std::nullopt, false, std::nullopt},
+  };
+  // Inserted out of order on purpose: reads come back by seq.
+  ASSERT_TRUE(store->add_transcript_turn(turns[2]).ok());
+  ASSERT_TRUE(store->add_transcript_turn(turns[0]).ok());
+  ASSERT_TRUE(store->add_transcript_turn(turns[1]).ok());
+  Status dup = store->add_transcript_turn(turns[1]);
+  ASSERT_FALSE(dup.ok());
+  EXPECT_EQ(dup.error().code, -EEXIST);
+  TranscriptTurn bad_role = turns[0];
+  bad_role.seq = 9;
+  bad_role.role = "narrator";
+  EXPECT_FALSE(store->add_transcript_turn(bad_role).ok());
+
+  auto got = store->transcript(id);
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(*got, turns);
+
+  ASSERT_TRUE(store->delete_call(id).ok());
+  got = store->transcript(id);
+  ASSERT_TRUE(got.ok());
+  EXPECT_TRUE(got->empty());
+  RawDb raw(options().path);
+  EXPECT_EQ(raw.text("SELECT count(*) FROM transcript_turns"), "0");
+  EXPECT_EQ(store->delete_call(id).error().code, -ENOENT);
+}
+
+TEST_F(StoreTest, DndAllowsOneActiveEntryPerAgentAndNumber) {
+  auto store = open_store();
+  ASSERT_TRUE(store);
+  auto first = store->add_dnd("agent_a", "+919876543210", "asked not to be called");
+  ASSERT_TRUE(first.ok()) << first.error().message;
+  auto dup = store->add_dnd("agent_a", "+919876543210", std::nullopt);
+  ASSERT_FALSE(dup.ok());
+  EXPECT_EQ(dup.error().code, -EEXIST);
+  // Another agent's list is separate.
+  ASSERT_TRUE(store->add_dnd("agent_b", "+919876543210", std::nullopt).ok());
+
+  clock_.advance_ms(1000);
+  ASSERT_TRUE(store->remove_dnd("agent_a", "+919876543210").ok());
+  auto list = store->active_dnd("agent_a");
+  ASSERT_TRUE(list.ok());
+  EXPECT_TRUE(list->empty());
+  EXPECT_EQ(store->remove_dnd("agent_a", "+919876543210").error().code, -ENOENT);
+
+  auto again = store->add_dnd("agent_a", "+919876543210", "again");
+  ASSERT_TRUE(again.ok()) << again.error().message;
+  EXPECT_NE(*again, *first);
+  list = store->active_dnd("agent_a");
+  ASSERT_TRUE(list.ok());
+  ASSERT_EQ(list->size(), 1u);
+  EXPECT_EQ(list->front().id, *again);
+  EXPECT_EQ(list->front().reason, "again");
+  EXPECT_EQ(list->front().created_at_ms, kT0 + 1000);
+  EXPECT_FALSE(list->front().removed_at_ms.has_value());
+
+  RawDb raw(options().path);
+  EXPECT_EQ(raw.text("SELECT count(*) FROM dnd_numbers WHERE agent_uuid = 'agent_a'"), "2");  // history kept
+}
+
+TEST_F(StoreTest, MetaRoundTrip) {
+  auto store = open_store();
+  ASSERT_TRUE(store);
+  EXPECT_FALSE(store->meta("mqtt_session").has_value());
+  ASSERT_TRUE(store->set_meta("mqtt_session", "1").ok());
+  EXPECT_EQ(store->meta("mqtt_session"), "1");
+  ASSERT_TRUE(store->set_meta("mqtt_session", "2").ok());
+  EXPECT_EQ(store->meta("mqtt_session"), "2");
+  ASSERT_TRUE(store->set_meta("empty", "").ok());
+  EXPECT_EQ(store->meta("empty"), "");
+}
+
+}  // namespace
+}  // namespace osvi::daemon
