@@ -1,5 +1,6 @@
 # Every third-party library comes through pkg-config; a missing one stops configure naming its Debian package.
 find_package(PkgConfig REQUIRED)
+find_package(Threads REQUIRED)
 
 # osvi_pkg(<target-suffix> <pkg-config module> <debian package>) defines PkgConfig::<target-suffix>.
 function(osvi_pkg name module debian)
@@ -16,6 +17,8 @@ osvi_pkg(mhd       "libmicrohttpd>=0.9.75" libmicrohttpd-dev)
 osvi_pkg(alsa      "alsa>=1.2"             libasound2-dev)
 osvi_pkg(opus      "opus>=1.3"             libopus-dev)
 osvi_pkg(speexdsp  "speexdsp>=1.2"         libspeexdsp-dev)
+osvi_pkg(opusenc   "libopusenc>=0.2"       libopusenc-dev)
+osvi_pkg(webrtcap  "webrtc-audio-processing>=0.3" libwebrtc-audio-processing-dev)
 osvi_pkg(mosquitto "libmosquitto>=2.0"     libmosquitto-dev)
 osvi_pkg(curl      "libcurl>=7.88"         libcurl4-openssl-dev)
 
