@@ -1,6 +1,7 @@
 // WAV reading/writing and the speech corpora the audio tests use.
 #include "wav.hpp"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
