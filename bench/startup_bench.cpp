@@ -45,13 +45,14 @@ int main(int argc, char** argv) {
     osvi::test::TempDir dir;
     const int port = osvi::test::free_loopback_port();
     auto t0 = std::chrono::steady_clock::now();
-    osvi::test::DaemonProcess d(dir.path(), {"--state-dir", dir.file("state"), "--listen",
-                                             "127.0.0.1:" + std::to_string(port)});
+    osvi::test::DaemonProcess d(
+        dir.path(), {"--state-dir", dir.file("state"), "--listen", "127.0.0.1:" + std::to_string(port)});
     if (!d.wait_notify("READY=1", std::chrono::seconds(5))) {
       std::fprintf(stderr, "run %d: no READY within 5 s\n%s", i, d.stderr_text().c_str());
       return 1;
     }
-    ready_ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    ready_ms.push_back(
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
     std::this_thread::sleep_for(std::chrono::seconds(1));
     rss_kb.push_back(static_cast<double>(vm_rss_kb(d.pid())));
     d.signal(SIGTERM);
@@ -63,11 +64,11 @@ int main(int argc, char** argv) {
   std::string cmd = std::string("strip -o ") + copy + " " + OSVID_PATH;
   long stripped = -1;
   if (std::system(cmd.c_str()) == 0) {
-    struct stat st{};
+    struct stat st {};
     if (stat(copy.c_str(), &st) == 0) stripped = st.st_size;
     std::remove(copy.c_str());
   }
-  struct stat st{};
+  struct stat st {};
   stat(OSVID_PATH, &st);
 
   std::printf("runs: %d\n", runs);

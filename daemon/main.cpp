@@ -32,7 +32,8 @@ int check_config(const char* path) {
     std::fprintf(stderr, "%s\n", cfg.error().message.c_str());
     return 1;
   }
-  std::printf("%s: configuration OK (%zu agents, hash %s)\n", path, cfg->agents.size(), cfg->source_hash.c_str());
+  std::printf("%s: configuration OK (%zu agents, hash %s)\n", path, cfg->agents.size(),
+              cfg->source_hash.c_str());
   return 0;
 }
 

@@ -30,7 +30,9 @@ HttpResponse success(JsonPtr data) {
   return json_response(200, root.get());
 }
 
-bool wants_body(std::string_view method) { return method == "POST" || method == "PUT" || method == "PATCH"; }
+bool wants_body(std::string_view method) {
+  return method == "POST" || method == "PUT" || method == "PATCH";
+}
 
 }  // namespace
 
@@ -78,7 +80,8 @@ void Api::handle(HttpRequest& request, HttpReply reply) {
     return;
   }
   if (m.kind == net::Router::Match::Kind::method_not_allowed) {
-    HttpResponse r = error(405, "method " + request.method + " not allowed on " + request.path + " (allowed: " + m.allow + ")");
+    HttpResponse r = error(
+        405, "method " + request.method + " not allowed on " + request.path + " (allowed: " + m.allow + ")");
     r.headers.emplace_back("Allow", m.allow);
     reply.send(std::move(r));
     return;
@@ -127,8 +130,9 @@ void Api::health(HttpRequest&, HttpReply reply) {
   const int offset = ctx_.config->site.utc_offset_minutes;
   JsonPtr data(cJSON_CreateObject());
   cJSON_AddStringToObject(data.get(), "version", kVersion);
-  cJSON_AddNumberToObject(data.get(), "uptime_seconds",
-                          static_cast<double>((ctx_.clock->monotonic_us() - ctx_.started_mono_us) / 1'000'000));
+  cJSON_AddNumberToObject(
+      data.get(), "uptime_seconds",
+      static_cast<double>((ctx_.clock->monotonic_us() - ctx_.started_mono_us) / 1'000'000));
   net::json_add_string(data.get(), "started_at", format_local_iso(ctx_.started_wall_ms, offset));
   net::json_add_string(data.get(), "now", format_local_iso(ctx_.clock->wall_ms(), offset));
 
@@ -181,7 +185,8 @@ void Api::set_log_level(HttpRequest&, HttpReply reply) {
   }
   const log::Level previous = log::level();
   log::set_level(*parsed);
-  log::notice("log level set to " + std::string(log::level_name(*parsed)) + " through the API (until the next reload)",
+  log::notice("log level set to " + std::string(log::level_name(*parsed)) +
+                  " through the API (until the next reload)",
               {{"LOG_LEVEL", log::level_name(*parsed)}}, log::id::kLogLevelChanged);
   JsonPtr data(cJSON_CreateObject());
   net::json_add_string(data.get(), "level", log::level_name(*parsed));

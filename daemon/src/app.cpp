@@ -35,7 +35,8 @@ Status make_dirs(const std::string& dir) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) return make_error("state_dir " + dir + ": " + ec.message(), -ec.value());
-  if (access(dir.c_str(), W_OK) != 0) return make_error("state_dir " + dir + ": " + std::strerror(errno), -errno);
+  if (access(dir.c_str(), W_OK) != 0)
+    return make_error("state_dir " + dir + ": " + std::strerror(errno), -errno);
   return {};
 }
 
@@ -52,7 +53,8 @@ Result<std::vector<ApiToken>> resolve_tokens(const Config& cfg, bool* generated)
   std::string token;
   if (auto text = read_text_file(path)) {
     token = *text;
-    while (!token.empty() && (token.back() == '\n' || token.back() == '\r' || token.back() == ' ')) token.pop_back();
+    while (!token.empty() && (token.back() == '\n' || token.back() == '\r' || token.back() == ' '))
+      token.pop_back();
     if (token.size() != kTokenLength)
       return make_error("api.token_file " + path + ": expected a 16-character token, found " +
                         std::to_string(token.size()) + " characters");
@@ -92,7 +94,9 @@ std::vector<AgentRecord> agent_records(const Config& cfg) {
   return out;
 }
 
-void sd_notifyf_status(const std::string& s) { sd_notify(0, ("STATUS=" + s).c_str()); }
+void sd_notifyf_status(const std::string& s) {
+  sd_notify(0, ("STATUS=" + s).c_str());
+}
 
 }  // namespace
 
@@ -136,7 +140,9 @@ Result<Config> load_configuration(const AppOptions& options) {
 App::App(AppOptions options) : options_(std::move(options)) {}
 App::~App() = default;
 
-void App::notify_status(const std::string& status) { sd_notifyf_status(status); }
+void App::notify_status(const std::string& status) {
+  sd_notifyf_status(status);
+}
 
 std::string App::ready_status() const {
   size_t active = 0;
@@ -145,7 +151,8 @@ std::string App::ready_status() const {
          (store_->open_report().quick_check_ok ? "ok" : "DAMAGED (see journal)");
 }
 
-Status App::start_api(const Config& cfg, std::unique_ptr<net::HttpServer>* out, std::vector<EventSource>* sources) {
+Status App::start_api(const Config& cfg, std::unique_ptr<net::HttpServer>* out,
+                      std::vector<EventSource>* sources) {
   net::HttpServerOptions o;
   o.host = cfg.api.host;
   o.port = cfg.api.port;
@@ -153,9 +160,8 @@ Status App::start_api(const Config& cfg, std::unique_ptr<net::HttpServer>* out, 
   o.max_connections = cfg.api.max_connections;
   o.connection_timeout_s = cfg.api.connection_timeout_s;
   o.error_response = [](int status, std::string_view message) { return Api::error(status, message); };
-  auto server = net::HttpServer::start(o, [this](net::HttpRequest& req, net::HttpReply reply) {
-    api_->handle(req, std::move(reply));
-  });
+  auto server = net::HttpServer::start(
+      o, [this](net::HttpRequest& req, net::HttpReply reply) { api_->handle(req, std::move(reply)); });
   if (!server) return make_error("api.listen: " + server.error().message, server.error().code);
   net::HttpServer* srv = server->get();
 
@@ -214,7 +220,8 @@ Status App::start() {
   }
   if (rep.schema_before != rep.schema_after) {
     log::info("database schema migrated from version " + std::to_string(rep.schema_before) + " to " +
-              std::to_string(rep.schema_after), {{"DB_PATH", so.path}});
+                  std::to_string(rep.schema_after),
+              {{"DB_PATH", so.path}});
   }
   for (const std::string& id : rep.recovered_calls) {
     log::warning("call " + id + " was in progress when the daemon stopped; closed as failed (daemon_restart)",
@@ -251,10 +258,11 @@ Status App::start() {
 
   if (auto s = start_api(*config_, &server_, &server_sources_); !s) return s;
   api_ctx_.listen = config_->api.host + ":" + std::to_string(server_->port());
-  log::notice("API listening on http://" + api_ctx_.listen, {{"LISTEN", api_ctx_.listen}}, log::id::kApiListening);
+  log::notice("API listening on http://" + api_ctx_.listen, {{"LISTEN", api_ctx_.listen}},
+              log::id::kApiListening);
   if (log::sink() == log::Sink::stderr_text && tokens_.size() == 1 && config_->api.tokens.empty()) {
-    log::notice("try: curl -H \"API-Token: $(cat " + token_file_path(*config_) + ")\" http://" + api_ctx_.listen +
-                "/v1/health");
+    log::notice("try: curl -H \"API-Token: $(cat " + token_file_path(*config_) + ")\" http://" +
+                api_ctx_.listen + "/v1/health");
   }
 
   const std::string status = ready_status();
@@ -273,8 +281,8 @@ void App::reload() {
   auto cfg = load_configuration(options_);
   if (!cfg) return reject(cfg.error().message);
   if (cfg->state_dir != config_->state_dir) {
-    return reject("state_dir: cannot move the database while running (from \"" + config_->state_dir + "\" to \"" +
-                  cfg->state_dir + "\"); restart osvid instead");
+    return reject("state_dir: cannot move the database while running (from \"" + config_->state_dir +
+                  "\" to \"" + cfg->state_dir + "\"); restart osvid instead");
   }
   bool generated = false;
   auto tokens = resolve_tokens(*cfg, &generated);

@@ -19,7 +19,9 @@ void destroy_box(void* userdata) {
   delete static_cast<Box<F>*>(userdata);
 }
 
-Error sd_error(const char* what, int r) { return make_error(std::string(what) + ": " + std::strerror(-r), r); }
+Error sd_error(const char* what, int r) {
+  return make_error(std::string(what) + ": " + std::strerror(-r), r);
+}
 
 }  // namespace
 
@@ -30,7 +32,9 @@ Result<std::unique_ptr<EventLoop>> EventLoop::create() {
   return std::unique_ptr<EventLoop>(new EventLoop(e));
 }
 
-EventLoop::~EventLoop() { sd_event_unref(event_); }
+EventLoop::~EventLoop() {
+  sd_event_unref(event_);
+}
 
 Result<EventSource> EventLoop::add_io(int fd, uint32_t events, std::function<void(uint32_t)> cb) {
   using F = std::function<void(uint32_t)>;
@@ -119,10 +123,16 @@ Status EventLoop::enable_watchdog() {
   return {};
 }
 
-bool EventLoop::watchdog_enabled() const { return sd_event_get_watchdog(event_) > 0; }
+bool EventLoop::watchdog_enabled() const {
+  return sd_event_get_watchdog(event_) > 0;
+}
 
-int EventLoop::run() { return sd_event_loop(event_); }
-void EventLoop::exit(int code) { sd_event_exit(event_, code); }
+int EventLoop::run() {
+  return sd_event_loop(event_);
+}
+void EventLoop::exit(int code) {
+  sd_event_exit(event_, code);
+}
 
 uint64_t EventLoop::now_us() const {
   uint64_t now = 0;
@@ -139,7 +149,9 @@ Status EventLoop::block_signals(std::initializer_list<int> signals) {
   return {};
 }
 
-int64_t LoopClock::monotonic_us() const { return static_cast<int64_t>(loop_.now_us()); }
+int64_t LoopClock::monotonic_us() const {
+  return static_cast<int64_t>(loop_.now_us());
+}
 
 int64_t LoopClock::wall_ms() const {
   uint64_t now = 0;

@@ -27,7 +27,7 @@ bool journal_stream_is_stderr() {
   if (!env) return false;
   unsigned long long dev = 0, ino = 0;
   if (std::sscanf(env, "%llu:%llu", &dev, &ino) != 2) return false;
-  struct stat st{};
+  struct stat st {};
   if (fstat(STDERR_FILENO, &st) != 0) return false;
   return st.st_dev == dev && st.st_ino == ino;
 }
@@ -39,8 +39,8 @@ void write_stderr(Level level, std::string_view message_id, std::string_view mes
   tm utc{};
   gmtime_r(&ts.tv_sec, &utc);
   char stamp[96];
-  std::snprintf(stamp, sizeof stamp, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", utc.tm_year + 1900, utc.tm_mon + 1,
-                utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec, ts.tv_nsec / 1'000'000);
+  std::snprintf(stamp, sizeof stamp, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", utc.tm_year + 1900,
+                utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec, ts.tv_nsec / 1'000'000);
   std::string line;
   line.reserve(160);
   line += stamp;
@@ -119,13 +119,24 @@ void init(std::string_view identifier) {
   g_sink = journal_stream_is_stderr() ? Sink::journal : Sink::stderr_text;
 }
 
-void set_sink(Sink sink) { g_sink = sink; }
-Sink sink() { return g_sink; }
-void set_level(Level level) { g_level = level; }
-Level level() { return g_level; }
-bool enabled(Level level) { return static_cast<int>(level) <= static_cast<int>(g_level.load()); }
+void set_sink(Sink sink) {
+  g_sink = sink;
+}
+Sink sink() {
+  return g_sink;
+}
+void set_level(Level level) {
+  g_level = level;
+}
+Level level() {
+  return g_level;
+}
+bool enabled(Level level) {
+  return static_cast<int>(level) <= static_cast<int>(g_level.load());
+}
 
-void write(Level level, std::string_view message_id, std::string_view message, std::initializer_list<Field> fields) {
+void write(Level level, std::string_view message_id, std::string_view message,
+           std::initializer_list<Field> fields) {
   if (!enabled(level)) return;
   if (g_sink == Sink::journal) {
     write_journal(level, message_id, message, fields);

@@ -6,12 +6,12 @@
 #include <microhttpd.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
-#include <strings.h>
 
 namespace osvi::net {
 
@@ -36,11 +36,15 @@ HttpResponse default_error(int status, std::string_view message) {
 
 }  // namespace
 
-std::optional<std::string_view> HttpRequest::header(std::string_view name) const { return find_kv(headers, name, true); }
+std::optional<std::string_view> HttpRequest::header(std::string_view name) const {
+  return find_kv(headers, name, true);
+}
 std::optional<std::string_view> HttpRequest::query_param(std::string_view name) const {
   return find_kv(query, name, false);
 }
-std::optional<std::string_view> HttpRequest::param(std::string_view name) const { return find_kv(params, name, false); }
+std::optional<std::string_view> HttpRequest::param(std::string_view name) const {
+  return find_kv(params, name, false);
+}
 
 struct HttpReply::Conn {
   HttpServer* server = nullptr;
@@ -72,7 +76,9 @@ HttpReply::~HttpReply() {
   }
 }
 
-bool HttpReply::connected() const { return conn_ && !conn_->closed; }
+bool HttpReply::connected() const {
+  return conn_ && !conn_->closed;
+}
 
 void HttpReply::send(HttpResponse response) {
   if (!conn_ || conn_->answered) return;
@@ -87,8 +93,8 @@ void HttpReply::send(HttpResponse response) {
 
 struct HttpServer::Glue {
   static MHD_Result queue(MHD_Connection* connection, const HttpResponse& r) {
-    MHD_Response* resp =
-        MHD_create_response_from_buffer(r.body.size(), const_cast<char*>(r.body.data()), MHD_RESPMEM_MUST_COPY);
+    MHD_Response* resp = MHD_create_response_from_buffer(r.body.size(), const_cast<char*>(r.body.data()),
+                                                         MHD_RESPMEM_MUST_COPY);
     if (!resp) return MHD_NO;
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r.content_type.c_str());
     for (const auto& [k, v] : r.headers) MHD_add_response_header(resp, k.c_str(), v.c_str());
@@ -217,10 +223,10 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(HttpServerOptions options,
                                                   : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
 
   unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME;
-  self->daemon_ = MHD_start_daemon(
-      flags, 0, nullptr, nullptr, &Glue::access, self.get(), MHD_OPTION_LISTEN_SOCKET, fd,
-      MHD_OPTION_CONNECTION_LIMIT, o.max_connections, MHD_OPTION_CONNECTION_TIMEOUT, o.connection_timeout_s,
-      MHD_OPTION_NOTIFY_COMPLETED, &Glue::completed, self.get(), MHD_OPTION_END);
+  self->daemon_ = MHD_start_daemon(flags, 0, nullptr, nullptr, &Glue::access, self.get(),
+                                   MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT,
+                                   o.max_connections, MHD_OPTION_CONNECTION_TIMEOUT, o.connection_timeout_s,
+                                   MHD_OPTION_NOTIFY_COMPLETED, &Glue::completed, self.get(), MHD_OPTION_END);
   if (!self->daemon_) {
     close(fd);
     return make_error("libmicrohttpd failed to start on " + o.host + ":" + port);
@@ -245,7 +251,9 @@ std::optional<uint64_t> HttpServer::timeout_ms() const {
   return static_cast<uint64_t>(t);
 }
 
-void HttpServer::run() { MHD_run(daemon_); }
+void HttpServer::run() {
+  MHD_run(daemon_);
+}
 
 void HttpServer::quiesce() {
   if (!daemon_ || listen_fd_ >= 0) return;

@@ -11,7 +11,9 @@ JsonPtr json_parse(std::string_view text, std::string* error) {
   if (root) {
     // Trailing garbage after the document is an error, not silently ignored.
     size_t pos = static_cast<size_t>(end - text.data());
-    while (pos < text.size() && (text[pos] == ' ' || text[pos] == '\n' || text[pos] == '\r' || text[pos] == '\t')) ++pos;
+    while (pos < text.size() &&
+           (text[pos] == ' ' || text[pos] == '\n' || text[pos] == '\r' || text[pos] == '\t'))
+      ++pos;
     if (pos == text.size()) return root;
     end = text.data() + pos;
     root.reset();
@@ -28,9 +30,9 @@ JsonPtr json_parse(std::string_view text, std::string* error) {
         ++column;
       }
     }
-    *error = text.empty() ? std::string("empty document")
-                          : "line " + std::to_string(line) + ", column " + std::to_string(column) +
-                                ": invalid JSON";
+    *error = text.empty()
+                 ? std::string("empty document")
+                 : "line " + std::to_string(line) + ", column " + std::to_string(column) + ": invalid JSON";
   }
   return nullptr;
 }

@@ -17,7 +17,9 @@ std::vector<std::string_view> split(std::string_view path) {
   return out;
 }
 
-bool is_param(std::string_view s) { return s.size() > 2 && s.front() == '{' && s.back() == '}'; }
+bool is_param(std::string_view s) {
+  return s.size() > 2 && s.front() == '{' && s.back() == '}';
+}
 
 }  // namespace
 

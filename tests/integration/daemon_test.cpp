@@ -23,21 +23,24 @@ namespace {
 constexpr const char* kToken = "TestToken0123456";
 constexpr const char* kLimitedToken = "LimitedToken_789";
 
-std::string agent_json(const std::string& uuid, const std::string& name, const std::string& mode, bool active) {
-  return R"({"agent_uuid":")" + uuid + R"(","name":")" + name + R"(","mode":")" + mode +
-         R"(","active":)" + (active ? "true" : "false") + "}";
+std::string agent_json(const std::string& uuid, const std::string& name, const std::string& mode,
+                       bool active) {
+  return R"({"agent_uuid":")" + uuid + R"(","name":")" + name + R"(","mode":")" + mode + R"(","active":)" +
+         (active ? "true" : "false") + "}";
 }
 
 std::string config_json(const std::string& state_dir, int port, const std::string& agents,
                         const std::string& level = "info") {
   return R"({"state_dir":")" + state_dir + R"(","log":{"level":")" + level + R"("},)" +
          R"("api":{"listen":"127.0.0.1:)" + std::to_string(port) + R"(","tokens":[")" + kToken +
-         R"(",{"token":")" + kLimitedToken + R"(","agents":["agent_b"]}]},)" + R"("agents":[)" + agents + "]}";
+         R"(",{"token":")" + kLimitedToken + R"(","agents":["agent_b"]}]},)" + R"("agents":[)" + agents +
+         "]}";
 }
 
 std::string three_agents(const std::string& b_name = "Bravo") {
-  return agent_json("agent_a", "Alpha", "voice", true) + "," + agent_json("agent_b", b_name, "voice", true) + "," +
-         agent_json("agent_c", "Charlie", "voice", false) + "," + agent_json("agent_chat", "Chatty", "chat", true);
+  return agent_json("agent_a", "Alpha", "voice", true) + "," + agent_json("agent_b", b_name, "voice", true) +
+         "," + agent_json("agent_c", "Charlie", "voice", false) + "," +
+         agent_json("agent_chat", "Chatty", "chat", true);
 }
 
 osvi::net::JsonPtr parse(const std::string& text) {
@@ -73,11 +76,14 @@ class DaemonTest : public ::testing::Test {
     osvi::test::write_file(cfg_path_, config_json(state_, port_, agents, level));
   }
   std::unique_ptr<DaemonProcess> start(std::map<std::string, std::string> env = {}) {
-    auto d = std::make_unique<DaemonProcess>(dir_.path(), std::vector<std::string>{"--config", cfg_path_}, env);
+    auto d =
+        std::make_unique<DaemonProcess>(dir_.path(), std::vector<std::string>{"--config", cfg_path_}, env);
     EXPECT_TRUE(d->wait_notify("READY=1", 5s)) << d->stderr_text();
     return d;
   }
-  std::string url(const std::string& path) const { return "http://127.0.0.1:" + std::to_string(port_) + path; }
+  std::string url(const std::string& path) const {
+    return "http://127.0.0.1:" + std::to_string(port_) + path;
+  }
 
   osvi::test::TempDir dir_;
   int port_ = 0;
@@ -89,7 +95,8 @@ TEST_F(DaemonTest, ReadyOnNotifySocketThenStopsOnSigtermWithinTwoSeconds) {
   write_config(three_agents());
   auto d = start();
   bool saw_status = false;
-  for (const auto& m : d->notify_messages()) saw_status |= m.find("STATUS=Ready: API on 127.0.0.1:") != std::string::npos;
+  for (const auto& m : d->notify_messages())
+    saw_status |= m.find("STATUS=Ready: API on 127.0.0.1:") != std::string::npos;
   EXPECT_TRUE(saw_status);
   // READY means the API already listens.
   EXPECT_EQ(http_request("GET", url("/v1/health"), kToken).status, 200);
@@ -177,7 +184,8 @@ TEST_F(DaemonTest, ActiveAgentsListsActiveVoiceAgentsMostRecentlyUpdatedFirst) {
 }
 
 TEST_F(DaemonTest, ActiveAgentsIsEmptyArrayWithoutActiveVoiceAgents) {
-  write_config(agent_json("agent_b", "Bravo", "voice", false) + "," + agent_json("agent_chat", "Chatty", "chat", true));
+  write_config(agent_json("agent_b", "Bravo", "voice", false) + "," +
+               agent_json("agent_chat", "Chatty", "chat", true));
   auto d = start();
   auto r = http_request("GET", url("/v1/active_agents"), kToken);
   EXPECT_EQ(r.status, 200);
@@ -190,7 +198,8 @@ TEST_F(DaemonTest, ReloadWithBrokenFileKeepsOldConfigAndServing) {
   auto before = http_request("GET", url("/v1/health"), kToken);
   ASSERT_EQ(before.status, 200);
 
-  osvi::test::write_file(cfg_path_, R"({"state_dir":")" + state_ + R"(","agents":[{"agent_uuid":"bad id"}]})");
+  osvi::test::write_file(cfg_path_,
+                         R"({"state_dir":")" + state_ + R"(","agents":[{"agent_uuid":"bad id"}]})");
   d->signal(SIGHUP);
   ASSERT_TRUE(d->wait_notify("RELOADING=1", 5s));
   ASSERT_TRUE(d->wait_notify("READY=1", 5s));
@@ -202,7 +211,9 @@ TEST_F(DaemonTest, ReloadWithBrokenFileKeepsOldConfigAndServing) {
   ASSERT_EQ(after.status, 200);
   auto jb = parse(before.body), ja = parse(after.body);
   auto hash = [](const cJSON* j) {
-    return std::string(cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "data"), "config"), "hash")->valuestring);
+    return std::string(
+        cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "data"), "config"), "hash")
+            ->valuestring);
   };
   EXPECT_EQ(hash(jb.get()), hash(ja.get()));
   auto agents = parse(http_request("GET", url("/v1/active_agents"), kToken).body);
@@ -228,7 +239,8 @@ TEST_F(DaemonTest, ReloadAppliesLogLevelAndNewListenAddress) {
   auto r = http_request("GET", url("/v1/system/log_level"), kToken);
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_NE(r.body.find("\"debug\""), std::string::npos);
-  EXPECT_EQ(http_request("GET", "http://127.0.0.1:" + std::to_string(old_port) + "/v1/health", kToken).status, 0)
+  EXPECT_EQ(http_request("GET", "http://127.0.0.1:" + std::to_string(old_port) + "/v1/health", kToken).status,
+            0)
       << "the old address must be closed";
 }
 
@@ -239,17 +251,21 @@ TEST_F(DaemonTest, ErrorEnvelopes) {
   auto r = http_request("POST", url("/v1/active_agents"), kToken, "{}");
   expect_envelope(r, 405, "not allowed");
   EXPECT_NE(r.headers.find("Allow: GET"), std::string::npos) << r.headers;
-  expect_envelope(http_request("POST", url("/v1/system/log_level"), kToken, "{\"level\": "), 422, "not valid JSON");
+  expect_envelope(http_request("POST", url("/v1/system/log_level"), kToken, "{\"level\": "), 422,
+                  "not valid JSON");
   expect_envelope(http_request("POST", url("/v1/system/log_level"), kToken, "[1,2]"), 422, "JSON object");
-  expect_envelope(http_request("POST", url("/v1/system/log_level"), kToken, "{\"level\":\"loud\"}"), 422, "level");
+  expect_envelope(http_request("POST", url("/v1/system/log_level"), kToken, "{\"level\":\"loud\"}"), 422,
+                  "level");
   // A bad request changes nothing.
-  EXPECT_NE(http_request("GET", url("/v1/system/log_level"), kToken).body.find("\"info\""), std::string::npos);
+  EXPECT_NE(http_request("GET", url("/v1/system/log_level"), kToken).body.find("\"info\""),
+            std::string::npos);
   // Limited tokens may not change system settings.
-  expect_envelope(http_request("PUT", url("/v1/system/log_level"), kLimitedToken, "{\"level\":\"debug\"}"), 403,
-                  "may not");
+  expect_envelope(http_request("PUT", url("/v1/system/log_level"), kLimitedToken, "{\"level\":\"debug\"}"),
+                  403, "may not");
   // Bodies above api.max_body_bytes (default 4 MiB) are refused with 413 before they are read.
-  expect_envelope(http_request("POST", url("/v1/system/log_level"), kToken, std::string(5 * 1024 * 1024, ' ')), 413,
-                  "limit");
+  expect_envelope(
+      http_request("POST", url("/v1/system/log_level"), kToken, std::string(5 * 1024 * 1024, ' ')), 413,
+      "limit");
   // And the valid request works.
   r = http_request("PUT", url("/v1/system/log_level"), kToken, "{\"level\":\"debug\"}");
   EXPECT_EQ(r.status, 200) << r.body;
@@ -268,7 +284,8 @@ TEST_F(DaemonTest, HealthReportsVersionUptimeAndDatabase) {
   EXPECT_TRUE(cJSON_IsNumber(cJSON_GetObjectItem(data, "uptime_seconds")));
   const cJSON* db = cJSON_GetObjectItem(data, "database");
   EXPECT_STREQ(cJSON_GetObjectItem(db, "state")->valuestring, "ok");
-  EXPECT_EQ(cJSON_GetObjectItem(db, "schema_version")->valueint, osvi::daemon::Store::latest_schema_version());
+  EXPECT_EQ(cJSON_GetObjectItem(db, "schema_version")->valueint,
+            osvi::daemon::Store::latest_schema_version());
   EXPECT_EQ(std::string(cJSON_GetObjectItem(db, "path")->valuestring), state_ + "/osvi.db");
 }
 
@@ -281,7 +298,7 @@ TEST_F(DaemonTest, GeneratesPrivateTokenFileWhenNoTokensConfigured) {
     token = osvi::test::read_file(state_ + "/api-token");
     while (!token.empty() && token.back() == '\n') token.pop_back();
     ASSERT_EQ(token.size(), 16u);
-    struct stat st{};
+    struct stat st {};
     ASSERT_EQ(stat((state_ + "/api-token").c_str(), &st), 0);
     EXPECT_EQ(st.st_mode & 0777, 0600u);
     EXPECT_EQ(http_request("GET", url("/v1/health"), token).status, 200);

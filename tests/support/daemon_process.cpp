@@ -87,13 +87,16 @@ bool DaemonProcess::wait_notify(const std::string& needle, std::chrono::millisec
         return true;
       }
     }
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) return false;
     drain_notify(static_cast<int>(std::min<long>(left.count(), 50)));
   }
 }
 
-void DaemonProcess::signal(int signo) const { ::kill(pid_, signo); }
+void DaemonProcess::signal(int signo) const {
+  ::kill(pid_, signo);
+}
 
 std::optional<int> DaemonProcess::wait_exit(std::chrono::milliseconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -109,7 +112,9 @@ std::optional<int> DaemonProcess::wait_exit(std::chrono::milliseconds timeout) {
   return std::nullopt;
 }
 
-std::string DaemonProcess::stderr_text() const { return read_file(stderr_path_); }
+std::string DaemonProcess::stderr_text() const {
+  return read_file(stderr_path_);
+}
 
 bool DaemonProcess::wait_stderr(const std::string& needle, std::chrono::milliseconds timeout) const {
   auto deadline = std::chrono::steady_clock::now() + timeout;

@@ -14,7 +14,8 @@ namespace osvi::test {
 class DaemonProcess {
  public:
   // dir holds the notify socket and the stderr capture; env adds variables (e.g. WATCHDOG_USEC).
-  DaemonProcess(const std::string& dir, std::vector<std::string> args, std::map<std::string, std::string> env = {});
+  DaemonProcess(const std::string& dir, std::vector<std::string> args,
+                std::map<std::string, std::string> env = {});
   ~DaemonProcess();  // SIGKILLs a child still running
   DaemonProcess(const DaemonProcess&) = delete;
   DaemonProcess& operator=(const DaemonProcess&) = delete;

@@ -12,8 +12,12 @@
 namespace osvi::test {
 namespace {
 
-uint32_t le32(const unsigned char* p) { return p[0] | (p[1] << 8) | (p[2] << 16) | (static_cast<uint32_t>(p[3]) << 24); }
-uint16_t le16(const unsigned char* p) { return static_cast<uint16_t>(p[0] | (p[1] << 8)); }
+uint32_t le32(const unsigned char* p) {
+  return p[0] | (p[1] << 8) | (p[2] << 16) | (static_cast<uint32_t>(p[3]) << 24);
+}
+uint16_t le16(const unsigned char* p) {
+  return static_cast<uint16_t>(p[0] | (p[1] << 8));
+}
 
 }  // namespace
 
@@ -36,7 +40,8 @@ Wav read_wav(const std::string& path) {
       if (bits != 16 || w.channels < 1) throw std::runtime_error(path + ": not 16-bit PCM");
       const size_t end = std::min(data.size(), off + 8 + len);
       const size_t frame = 2 * static_cast<size_t>(w.channels);
-      for (size_t i = off + 8; i + frame <= end; i += frame) w.samples.push_back(static_cast<int16_t>(le16(p + i)));
+      for (size_t i = off + 8; i + frame <= end; i += frame)
+        w.samples.push_back(static_cast<int16_t>(le16(p + i)));
       return w;
     }
     off += 8 + len + (len & 1);
@@ -72,7 +77,8 @@ void write_wav(const std::string& path, int rate, int channels, const std::vecto
 
 std::vector<int16_t> librivox_speech() {
   const std::filesystem::path dir = "/usr/share/pocketsphinx/test/data/librivox";
-  if (!std::filesystem::exists(dir)) throw std::runtime_error("install pocketsphinx-testdata for " + dir.string());
+  if (!std::filesystem::exists(dir))
+    throw std::runtime_error("install pocketsphinx-testdata for " + dir.string());
   std::vector<std::filesystem::path> files;
   for (const auto& e : std::filesystem::directory_iterator(dir))
     if (e.path().extension() == ".wav") files.push_back(e.path());
@@ -91,7 +97,8 @@ std::vector<int16_t> espeak_speech(const std::string& text, const std::string& v
   write_file(txt, text);
   const std::string cmd = "espeak-ng -v '" + voice + "' -f '" + txt + "' -w '" + raw + "' && sox -q '" + raw +
                           "' -r 16000 -c 1 -b 16 '" + wav + "'";
-  if (std::system(cmd.c_str()) != 0) throw std::runtime_error("espeak-ng/sox failed (install espeak-ng and sox)");
+  if (std::system(cmd.c_str()) != 0)
+    throw std::runtime_error("espeak-ng/sox failed (install espeak-ng and sox)");
   return read_wav(wav).samples;
 }
 

@@ -1,9 +1,9 @@
 // UUID v7, OSVI timestamp formats, tokens and the constant-time comparison.
+#include "osvi/daemon/ids.hpp"
+
 #include <gtest/gtest.h>
 
 #include <set>
-
-#include "osvi/daemon/ids.hpp"
 
 namespace {
 

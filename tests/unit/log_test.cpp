@@ -1,4 +1,6 @@
 // Log sink selection from JOURNAL_STREAM, level filtering, and the readable stderr format.
+#include "osvi/daemon/log.hpp"
+
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -6,7 +8,6 @@
 #include <cstdlib>
 #include <string>
 
-#include "osvi/daemon/log.hpp"
 #include "test_support.hpp"
 
 namespace {
@@ -23,7 +24,7 @@ class LogTest : public ::testing::Test {
 };
 
 TEST_F(LogTest, JournalOnlyWhenJournalStreamIsOurStderr) {
-  struct stat st{};
+  struct stat st {};
   ASSERT_EQ(fstat(STDERR_FILENO, &st), 0);
   const std::string mine = std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino);
   ::setenv("JOURNAL_STREAM", mine.c_str(), 1);

@@ -78,7 +78,9 @@ class ServerThread {
     stop_ = true;
     thread_.join();
   }
-  std::string url(const std::string& path) const { return "http://127.0.0.1:" + std::to_string(port_) + path; }
+  std::string url(const std::string& path) const {
+    return "http://127.0.0.1:" + std::to_string(port_) + path;
+  }
   std::function<void()> tick;  // set before the first request only
 
  private:
@@ -112,10 +114,12 @@ TEST(HttpServer, PassesMethodPathQueryHeadersAndBody) {
 
 TEST(HttpServer, RefusesBodiesOverTheLimitWith413) {
   bool called = false;
-  ServerThread st([&](HttpRequest&, HttpReply reply) {
-    called = true;
-    reply.send({});
-  }, 1000);
+  ServerThread st(
+      [&](HttpRequest&, HttpReply reply) {
+        called = true;
+        reply.send({});
+      },
+      1000);
   EXPECT_EQ(osvi::test::http_request("POST", st.url("/"), "", std::string(1001, 'x')).status, 413);
   EXPECT_FALSE(called);
   EXPECT_EQ(osvi::test::http_request("POST", st.url("/"), "", std::string(1000, 'x')).status, 200);

@@ -14,12 +14,14 @@ struct Error {
   std::string message;
 };
 
-inline Error make_error(std::string message, int code = -EINVAL) { return Error{code, std::move(message)}; }
+inline Error make_error(std::string message, int code = -EINVAL) {
+  return Error{code, std::move(message)};
+}
 
 template <class T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::in_place_index<0>, std::move(value)) {}  // NOLINT: implicit by design
+  Result(T value) : v_(std::in_place_index<0>, std::move(value)) {}      // NOLINT: implicit by design
   Result(Error error) : v_(std::in_place_index<1>, std::move(error)) {}  // NOLINT
 
   bool ok() const { return v_.index() == 0; }

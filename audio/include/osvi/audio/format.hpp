@@ -7,12 +7,14 @@
 namespace osvi::audio {
 
 struct Format {
-  int rate = 16000;    // Hz: 8000 or 16000 for call audio
-  int frame_ms = 20;   // 10 or 20
+  int rate = 16000;   // Hz: 8000 or 16000 for call audio
+  int frame_ms = 20;  // 10 or 20
   size_t frame_samples() const { return static_cast<size_t>(rate / 1000 * frame_ms); }
   bool operator==(const Format&) const = default;
 };
 
-inline constexpr bool valid_call_rate(int rate) { return rate == 8000 || rate == 16000; }
+inline constexpr bool valid_call_rate(int rate) {
+  return rate == 8000 || rate == 16000;
+}
 
 }  // namespace osvi::audio

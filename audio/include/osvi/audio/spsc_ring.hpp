@@ -26,9 +26,13 @@ class SpscRing {
 
   size_t capacity() const { return capacity_; }
   // Producer side: how many elements fit now.
-  size_t writable() const { return capacity_ - (head_.load(std::memory_order_relaxed) - tail_.load(std::memory_order_acquire)); }
+  size_t writable() const {
+    return capacity_ - (head_.load(std::memory_order_relaxed) - tail_.load(std::memory_order_acquire));
+  }
   // Consumer side: how many elements wait.
-  size_t readable() const { return head_.load(std::memory_order_acquire) - tail_.load(std::memory_order_relaxed); }
+  size_t readable() const {
+    return head_.load(std::memory_order_acquire) - tail_.load(std::memory_order_relaxed);
+  }
 
   // Copies as many elements as fit; returns the count written (the rest is the caller's overrun to count).
   size_t push(std::span<const T> in) {

@@ -37,7 +37,8 @@ class App {
 
  private:
   Status start();
-  Status start_api(const Config& cfg, std::unique_ptr<net::HttpServer>* out, std::vector<EventSource>* sources);
+  Status start_api(const Config& cfg, std::unique_ptr<net::HttpServer>* out,
+                   std::vector<EventSource>* sources);
   void reload();
   void stop(const char* why);
   void notify_status(const std::string& status);
