@@ -15,6 +15,7 @@
 #include <span>
 
 #include "config_reader.hpp"
+#include "osvi/daemon/ids.hpp"
 #include "osvi/net/json.hpp"
 
 namespace osvi::daemon {
@@ -146,22 +147,6 @@ std::string one_of_text(std::span<const std::string_view> names) {
     out += "\"" + std::string(n) + "\"";
   }
   return out;
-}
-
-std::string print_compact(const cJSON* node) {
-  std::unique_ptr<char, void (*)(void*)> text(cJSON_PrintUnformatted(node), cJSON_free);
-  return text ? std::string(text.get()) : std::string();
-}
-
-std::string fnv1a_hex(std::string_view text) {
-  uint64_t h = 0xcbf29ce484222325ULL;
-  for (char c : text) {
-    h ^= static_cast<unsigned char>(c);
-    h *= 0x100000001b3ULL;
-  }
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
-  return buf;
 }
 
 // ---- api ------------------------------------------------------------------------------------------------
@@ -504,7 +489,7 @@ void parse_analysis(ObjectReader r, AnalysisConfig& a) {
   }
   if (const cJSON* schema = r.any("output_schema")) {
     if (cJSON_IsObject(schema))
-      a.output_schema_json = print_compact(schema);
+      a.output_schema_json = net::json_print(schema);
     else
       r.error("output_schema",
               "expected an object, got " + std::string(config_detail::json_type_name(schema)));
@@ -521,7 +506,7 @@ AgentConfig parse_agent(const Item& item, Problems& p) {
   AgentConfig a;
   ObjectReader r(item, &p);
   if (!r.valid()) return a;
-  a.definition_json = print_compact(item.node);
+  a.definition_json = net::json_print(item.node);
   a.agent_uuid = r.required_str("agent_uuid");
   if (!a.agent_uuid.empty() && !is_agent_uuid(a.agent_uuid))
     r.error("agent_uuid", "expected \"agent_\" and 1 to 64 of A-Z a-z 0-9 _ -, got " + quote(a.agent_uuid));

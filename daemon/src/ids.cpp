@@ -91,6 +91,17 @@ std::string random_token(size_t length) {
   return out;
 }
 
+std::string fnv1a_hex(std::string_view text) {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (char c : text) {
+    h ^= static_cast<unsigned char>(c);
+    h *= 0x100000001b3ULL;
+  }
+  char out[17];
+  std::snprintf(out, sizeof out, "%016llx", static_cast<unsigned long long>(h));
+  return out;
+}
+
 bool constant_time_equal(std::string_view a, std::string_view b) {
   unsigned diff = static_cast<unsigned>(a.size() ^ b.size());
   size_t n = a.size() < b.size() ? a.size() : b.size();

@@ -11,6 +11,7 @@
 #include <utility>
 #include <variant>
 
+#include "osvi/daemon/ids.hpp"
 #include "store/migrations.hpp"
 #include "store/sqlite.hpp"
 
@@ -22,19 +23,6 @@ Error wrap(std::string_view what, const Error& error) {
   std::string_view inner = error.message;
   if (inner.starts_with("store: ")) inner.remove_prefix(7);
   return make_error("store: " + std::string(what) + ": " + std::string(inner), error.code);
-}
-
-// Change detection only (not security): lets sync_agents skip rewriting an agent whose definition is
-// unchanged.
-std::string fnv1a_hex(std::string_view text) {
-  uint64_t h = 0xcbf29ce484222325ULL;
-  for (char c : text) {
-    h ^= static_cast<unsigned char>(c);
-    h *= 0x100000001b3ULL;
-  }
-  char out[17];
-  std::snprintf(out, sizeof out, "%016llx", static_cast<unsigned long long>(h));
-  return out;
 }
 
 // One table drives the INSERT, UPDATE and SELECT of calls, so adding a column is one line here plus a

@@ -19,6 +19,9 @@ std::string format_utc_micro(int64_t unix_ms);
 // Random text from [A-Za-z0-9] read from getrandom(); the API token format.
 std::string random_token(size_t length);
 
+// FNV-1a 64 as 16 lower-case hex digits: change detection (config hash, agent definitions), not security.
+std::string fnv1a_hex(std::string_view text);
+
 // Compares without an early exit, so response time does not reveal how much of a token matched.
 bool constant_time_equal(std::string_view a, std::string_view b);
 
