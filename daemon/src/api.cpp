@@ -3,7 +3,9 @@
 
 #include <algorithm>
 
+#include "osvi/daemon/fleet.hpp"  // issue 6: health
 #include "osvi/daemon/ids.hpp"
+#include "osvi/daemon/lines.hpp"  // issue 4: health
 #include "osvi/daemon/log.hpp"
 #include "osvi/net/json.hpp"
 #include "osvi/version.hpp"
@@ -158,6 +160,34 @@ void Api::health(HttpRequest&, HttpReply reply) {
   cJSON* lg = cJSON_AddObjectToObject(data.get(), "log");
   net::json_add_string(lg, "level", log::level_name(log::level()));
   net::json_add_string(lg, "sink", log::sink() == log::Sink::journal ? "journal" : "stderr");
+  if (ctx_.fleet) ctx_.fleet->health_json(cJSON_AddObjectToObject(data.get(), "mqtt"));  // issue 6
+  // --- issue 4: telephony lines ---
+  cJSON* lines = cJSON_AddArrayToObject(data.get(), "lines");
+  if (ctx_.lines) {
+    for (const LineHealth& lh : ctx_.lines->health()) {
+      cJSON* o = cJSON_CreateObject();
+      net::json_add_string(o, "id", lh.id);
+      net::json_add_string(o, "type", lh.type);
+      net::json_add_string(o, "state", lh.state);
+      net::json_add_string(o, "reason", lh.reason);
+      net::json_add_string(o, "agent_uuid", lh.agent_uuid);
+      cJSON* m = cJSON_AddObjectToObject(o, "modem");
+      net::json_add_string(m, "manufacturer", lh.identity.manufacturer);
+      net::json_add_string(m, "model", lh.identity.model);
+      net::json_add_string(m, "imei", lh.identity.imei);
+      net::json_add_string(m, "firmware", lh.identity.firmware);
+      net::json_add_string(m, "registration", lh.identity.registration);
+      cJSON* a = cJSON_AddObjectToObject(o, "audio");
+      net::json_add_string(a, "kind", hal::to_string(lh.audio.kind));
+      net::json_add_string(a, "device", lh.audio.device);
+      cJSON_AddNumberToObject(a, "sample_rate", lh.audio.sample_rate);
+      cJSON_AddBoolToObject(a, "ready", lh.audio.ready);
+      cJSON_AddBoolToObject(a, "stalled", lh.audio.stalled);
+      net::json_add_string(a, "error", lh.audio.error);
+      cJSON_AddItemToArray(lines, o);
+    }
+  }
+  // --- end issue 4 ---
   reply.send(success(std::move(data)));
 }
 

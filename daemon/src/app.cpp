@@ -100,15 +100,56 @@ void sd_notifyf_status(const std::string& s) {
 
 }  // namespace
 
+// --- issue 6: fleet configuration pushes share the override + validation path ---
+namespace {
+Result<Config> configuration_from_text(const AppOptions& options, std::string text, const std::string& where);
+
+// Running from embedded defaults, an accepted fleet configuration lives in <state_dir>/desired.json.
+std::string desired_path(const AppOptions& options) {
+  std::string dir = options.state_dir.value_or("");
+  if (dir.empty()) {
+    auto def = parse_config(default_config_json());
+    dir = def ? def->state_dir : std::string("/var/lib/osvi");
+  }
+  return dir + "/desired.json";
+}
+
+// Written next to the target and renamed over it: a power cut leaves the old file or the new one.
+Status write_file_atomically(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return make_error(tmp + ": " + std::strerror(errno), -errno);
+  const bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && fsync(fd) == 0;
+  const int err = errno;
+  ::close(fd);
+  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int e = ok ? errno : err;
+    ::unlink(tmp.c_str());
+    return make_error(path + ": " + std::strerror(e), -e);
+  }
+  return {};
+}
+}  // namespace
+
 Result<Config> load_configuration(const AppOptions& options) {
   std::string text;
+  std::string where = options.config_path ? *options.config_path : std::string("embedded defaults");
   if (options.config_path) {
     auto t = read_text_file(*options.config_path);
     if (!t) return t.error();
     text = std::move(*t);
+  } else if (auto d = read_text_file(desired_path(options))) {
+    text = std::move(*d);
+    where = desired_path(options);
   } else {
     text = std::string(default_config_json());
   }
+  return configuration_from_text(options, std::move(text), where);
+}
+
+namespace {
+Result<Config> configuration_from_text(const AppOptions& options, std::string text, const std::string& where) {
+  // --- end issue 6 ---
   if (options.state_dir || options.listen) {
     // Overrides are written into the document so they pass the same validation as the file.
     std::string why;
@@ -130,12 +171,10 @@ Result<Config> load_configuration(const AppOptions& options) {
     }
   }
   auto cfg = parse_config(text);
-  if (!cfg) {
-    std::string where = options.config_path ? *options.config_path : std::string("embedded defaults");
-    return make_error(where + ":\n" + cfg.error().message, cfg.error().code);
-  }
+  if (!cfg) return make_error(where + ":\n" + cfg.error().message, cfg.error().code);
   return cfg;
 }
+}  // namespace
 
 App::App(AppOptions options) : options_(std::move(options)) {}
 App::~App() = default;
@@ -148,7 +187,8 @@ std::string App::ready_status() const {
   size_t active = 0;
   for (const AgentConfig& a : config_->agents) active += a.active ? 1 : 0;
   return "Ready: API on " + api_ctx_.listen + ", " + std::to_string(active) + " active agent(s), database " +
-         (store_->open_report().quick_check_ok ? "ok" : "DAMAGED (see journal)");
+         (store_->open_report().quick_check_ok ? "ok" : "DAMAGED (see journal)") +
+         (lines_ && lines_->size() ? ", lines: " + lines_->summary() : std::string());  // lines: issue 4
 }
 
 Status App::start_api(const Config& cfg, std::unique_ptr<net::HttpServer>* out,
@@ -265,11 +305,35 @@ Status App::start() {
                 api_ctx_.listen + "/v1/health");
   }
 
+  // --- issue 6: fleet sync, after the store and the API; never fails the start (a box without WAN still
+  // takes calls), its state is in /v1/health and the journal.
+  {
+    FleetHooks hooks;
+    hooks.apply_config = [this](const std::string& text) { return apply_from_fleet(text); };
+    hooks.config = [this]() -> const Config& { return *config_; };
+    fleet_ = std::make_unique<FleetSync>(*loop_, *store_, *clock_, std::move(hooks), api_ctx_.started_wall_ms);
+    fleet_->configure(*config_);
+    api_ctx_.fleet = fleet_.get();
+  }
+  // --- end issue 6 ---
+
+  // --- issue 4: telephony lines; READY=1 waits until each is idle or down with a reason ---
+  lines_ = std::make_unique<LineManager>(*loop_, *clock_);
+  api_ctx_.lines = lines_.get();
+  if (auto s = lines_->start(config_->lines, [this] { lines_changed(); }); !s) return s;
+  lines_changed();
+  return {};
+}
+
+void App::lines_changed() {
+  if (ready_sent_) return notify_status(ready_status());
+  if (!lines_->all_settled()) return notify_status("Starting: waiting for lines: " + lines_->summary());
+  ready_sent_ = true;
   const std::string status = ready_status();
   sd_notify(0, ("READY=1\nSTATUS=" + status).c_str());
   log::notice(status, {}, log::id::kReady);
-  return {};
 }
+// --- end issue 4 ---
 
 void App::reload() {
   sd_notify(0, "RELOADING=1\nSTATUS=Reloading configuration");
@@ -280,6 +344,13 @@ void App::reload() {
   };
   auto cfg = load_configuration(options_);
   if (!cfg) return reject(cfg.error().message);
+  if (Status s = apply(std::move(*cfg)); !s) return reject(s.error().message);
+  sd_notify(0, ("READY=1\nSTATUS=" + ready_status()).c_str());
+}
+
+Status App::apply(Config new_cfg) {
+  auto reject = [](const std::string& why) -> Status { return make_error(why); };
+  Config* cfg = &new_cfg;
   if (cfg->state_dir != config_->state_dir) {
     return reject("state_dir: cannot move the database while running (from \"" + config_->state_dir +
                   "\" to \"" + cfg->state_dir + "\"); restart osvid instead");
@@ -312,15 +383,43 @@ void App::reload() {
     api_ctx_.listen = config_->api.host + ":" + std::to_string(server_->port());
   }
   log::set_level(config_->log_level);
+  if (lines_ && config_->lines != lines_->configs())  // issue 4: lines are not restarted under a call
+    log::warning("lines: the changed configuration applies at the next restart of osvid");
   log::notice("configuration reloaded (" + std::to_string(config_->agents.size()) + " agents)",
               {{"CONFIG_HASH", config_->source_hash}}, log::id::kConfigReloaded);
-  sd_notify(0, ("READY=1\nSTATUS=" + ready_status()).c_str());
+  if (fleet_) fleet_->configure(*config_);  // issue 6
+  return {};
 }
+
+// --- issue 6: fleet configuration push ---
+Status App::apply_from_fleet(const std::string& json_text) {
+  const std::string target = options_.config_path ? *options_.config_path : desired_path(options_);
+  auto cfg = configuration_from_text(options_, json_text, "pushed configuration");
+  if (!cfg) return cfg.error();
+  // The pushed text is written first and renamed into place only once applied: a rejected push leaves the
+  // file as it was, an accepted one survives a restart.
+  const std::string tmp = target + ".fleet";
+  if (Status s = write_file_atomically(tmp, json_text); !s) return make_error("persisting: " + s.error().message);
+  if (Status s = apply(std::move(*cfg)); !s) {
+    ::unlink(tmp.c_str());
+    return s;
+  }
+  if (::rename(tmp.c_str(), target.c_str()) != 0) {
+    const int e = errno;
+    log::error("fleet configuration applied but not saved to " + target + ": " + std::strerror(e) +
+                   "; the file in place loads at the next restart",
+               {{"CONFIG_HASH", config_->source_hash}});
+  }
+  sd_notify(0, ("STATUS=" + ready_status()).c_str());
+  return {};
+}
+// --- end issue 6 ---
 
 void App::stop(const char* why) {
   sd_notify(0, "STOPPING=1\nSTATUS=Stopping");
   log::notice(std::string("stopping on ") + why, {}, log::id::kStopping);
   if (server_) server_->quiesce();
+  if (fleet_) fleet_->stop();  // issue 6: retained clean "offline", acknowledged before we go
   loop_->exit(0);
 }
 
@@ -336,6 +435,10 @@ int App::run() {
   server_sources_.clear();
   server_.reset();
   api_.reset();
+  api_ctx_.lines = nullptr;  // issue 4
+  lines_.reset();
+  api_ctx_.fleet = nullptr;
+  fleet_.reset();  // issue 6: before the store it writes to
   store_.reset();
   signal_sources_.clear();
   if (r < 0) {

@@ -342,13 +342,19 @@ Status Store::recover_in_progress() {
     }
     if (ids.empty()) return {};
     // Duration counts from the answer, as for a normal end; an unanswered call talked for 0 s.
-    return run(
+    Status upd = run(
         *db_,
         "UPDATE calls SET status = 'failed', call_ended_reason = 'daemon_restart', call_ended_by = 'system', "
         "ended_at = ?1, duration_seconds = CASE WHEN call_picked_at IS NULL OR call_picked_at > ?1 THEN 0 "
         "ELSE (?1 - call_picked_at) / 1000 END, revision = revision + 1, updated_at = ?1 "
         "WHERE status = 'in_progress'",
         now);
+    if (!upd.ok()) return upd;
+    // The fleet must hear about every closed call: queued in this same transaction (issue 6).
+    for (const std::string& id : ids) {
+      if (Status q = enqueue_call_record(id); !q.ok()) return q;
+    }
+    return {};
   });
   if (!s.ok()) return wrap("closing calls left in_progress", s.error());
   report_.recovered_calls = std::move(ids);

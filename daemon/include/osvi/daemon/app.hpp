@@ -9,6 +9,8 @@
 #include "osvi/daemon/api.hpp"
 #include "osvi/daemon/config.hpp"
 #include "osvi/daemon/event_loop.hpp"
+#include "osvi/daemon/fleet.hpp"
+#include "osvi/daemon/lines.hpp"  // issue 4
 #include "osvi/daemon/store.hpp"
 #include "osvi/net/http_server.hpp"
 #include "osvi/result.hpp"
@@ -40,6 +42,11 @@ class App {
   Status start_api(const Config& cfg, std::unique_ptr<net::HttpServer>* out,
                    std::vector<EventSource>* sources);
   void reload();
+  // The SIGHUP path without the file read: prepare everything that can fail, then switch (issue 6: shared
+  // with fleet configuration pushes). On error nothing changed and the message holds the reasons.
+  Status apply(Config cfg);
+  // A configuration document pushed by the fleet: overrides, validation, apply(), then persisted atomically.
+  Status apply_from_fleet(const std::string& json_text);
   void stop(const char* why);
   void notify_status(const std::string& status);
   std::string ready_status() const;
@@ -55,6 +62,12 @@ class App {
   std::unique_ptr<net::HttpServer> server_;
   std::vector<EventSource> server_sources_;
   std::vector<EventSource> signal_sources_;
+  std::unique_ptr<FleetSync> fleet_;  // issue 6
+  // --- issue 4: telephony lines; READY=1 is sent by lines_changed() once every line has settled ---
+  void lines_changed();
+  std::unique_ptr<LineManager> lines_;
+  bool ready_sent_ = false;
+  // --- end issue 4 ---
 };
 
 }  // namespace osvi::daemon

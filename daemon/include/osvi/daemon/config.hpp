@@ -8,6 +8,8 @@
 #include <vector>
 
 #include "osvi/daemon/log.hpp"
+#include "osvi/hal/at_modem_line.hpp"  // lines (issue 4)
+#include "osvi/hal/sim_line.hpp"       // lines (issue 4)
 #include "osvi/result.hpp"
 
 namespace osvi::daemon {
@@ -44,6 +46,50 @@ struct StoreConfig {
   int busy_timeout_ms = 5000;
   bool quick_check = true;
 };
+
+// --- mqtt (issue 6): fleet sync, parsed in config_mqtt.cpp, documented in docs/configuration.md#mqtt ---
+struct MqttConfig {
+  bool enabled = false;  // the shipped box does not reach for a broker until told to
+  std::string host = "127.0.0.1";
+  uint16_t port = 1883;
+  bool v311 = false;       // protocol "3.1.1" instead of "5"
+  std::string client_id;   // empty = "osvi-<site.id>-<device>"
+  std::string username;    // empty = anonymous
+  std::string password;
+  unsigned keepalive_s = 30;
+  std::string topic_prefix = "osvi/v1";
+  struct Tls {
+    bool enabled = false;
+    std::string ca_file, cert_file, key_file;
+    bool insecure = false;  // skip the server name check
+    bool operator==(const Tls&) const = default;
+  } tls;
+  unsigned reconnect_min_ms = 1000;
+  unsigned reconnect_max_ms = 60000;
+  unsigned connect_timeout_ms = 15000;
+  unsigned max_inflight = 100;
+  unsigned telemetry_interval_s = 60;  // 0 = off
+  int64_t outbox_max_rows = 100000;
+  int64_t outbox_max_bytes = 256LL * 1024 * 1024;
+  std::string command_token;  // empty = every request on the command topics is accepted
+  size_t max_command_bytes = 262144;
+
+  bool operator==(const MqttConfig&) const = default;
+};
+// --- end mqtt ---
+
+// --- lines (issue 4): telephony lines, parsed in config_lines.cpp, documented in docs/configuration.md#lines ---
+enum class LineType { at, sim };
+struct LineConfig {
+  std::string id;
+  LineType type = LineType::sim;
+  std::string agent_uuid;  // the agent that answers inbound calls; empty = none
+  bool enabled = true;
+  hal::AtModemOptions at;  // type "at" (at.id = id)
+  hal::SimScript sim;      // type "sim"
+  bool operator==(const LineConfig&) const = default;
+};
+// --- end lines ---
 
 enum class AgentMode { voice, chat };
 enum class PromptType { single, multi };
@@ -212,6 +258,8 @@ struct Config {
   log::Level log_level = log::Level::info;
   ApiConfig api;
   StoreConfig store;
+  MqttConfig mqtt;  // issue 6
+  std::vector<LineConfig> lines;  // issue 4
   std::vector<AgentConfig> agents;
 };
 

@@ -118,6 +118,34 @@ struct DndEntry {
   std::optional<int64_t> removed_at_ms;
 };
 
+// --- outbox (issue 6, fleet sync; code in store/outbox.cpp) ---
+// One queued delivery. topic is relative to the fleet prefix ("calls", "events"), so a site rename does
+// not strand queued rows.
+struct OutboxRow {
+  int64_t id = 0;
+  std::string topic, payload, idempotency_key, kind;
+  int64_t created_at_ms = 0;
+  int64_t attempts = 0;
+};
+
+// Quota of the outbox. Over quota, non-call rows are dropped oldest first; call records are never
+// dropped: the row is kept and the alarm flag is raised instead (docs/mqtt.md).
+struct OutboxLimits {
+  int64_t max_rows = 100000;
+  int64_t max_bytes = 256LL * 1024 * 1024;
+};
+
+struct OutboxStats {
+  int64_t queued = 0;
+  int64_t bytes = 0;          // sum of payload sizes
+  int64_t oldest_created_at_ms = 0;  // 0 when empty
+  int64_t dropped = 0;        // persisted in meta "outbox.dropped"
+  bool over_quota = false;    // only call records left and still above a limit
+};
+
+inline constexpr std::string_view kOutboxKindCall = "call";
+// --- end outbox ---
+
 // Not thread-safe: one Store is used from one thread (the daemon's event loop). Other processes may open the
 // same file; WAL and the busy timeout arbitrate between them.
 class Store {
@@ -168,6 +196,26 @@ class Store {
   std::optional<std::string> meta(std::string_view key);
   Status set_meta(std::string_view key, std::string_view value);
 
+  // --- outbox (issue 6; store/outbox.cpp) ---
+  // Final update of a call and its outbox record in one transaction (for the calls engine).
+  Status finish_call(const CallRecord& call);
+  // Queues the call's current record (topic "calls", key call:<id>:<revision>); call it inside the
+  // transaction that changed the call. A key already queued is not queued twice.
+  Status enqueue_call_record(std::string_view call_id);
+  // Queues any row; returns false when the idempotency key was already queued. Applies the quota.
+  Result<bool> enqueue(std::string_view kind, std::string_view topic, std::string_view payload,
+                       std::string_view idempotency_key);
+  // Rows with id > after_id, oldest first.
+  Result<std::vector<OutboxRow>> outbox_pending(int64_t after_id, size_t limit);
+  Status outbox_mark_attempted(int64_t first_id, int64_t last_id);
+  // Deletes delivered rows in one transaction.
+  Status outbox_delete(const std::vector<int64_t>& ids);
+  Result<OutboxStats> outbox_stats();
+  void set_outbox_limits(const OutboxLimits& limits) { outbox_limits_ = limits; }
+  // Changes when another connection committed (PRAGMA data_version): a cheap "anything new?" probe.
+  int64_t data_version();
+  // --- end outbox ---
+
  private:
   Store(std::unique_ptr<sql::Db> db, const StoreOptions& options, const Clock& clock);
   Status configure_and_migrate();
@@ -179,6 +227,8 @@ class Store {
   OpenReport report_;
   int savepoint_depth_ = 0;
   bool opened_ = false;
+  OutboxLimits outbox_limits_;  // outbox
+  Status enforce_outbox_quota();  // outbox
 };
 
 }  // namespace osvi::daemon

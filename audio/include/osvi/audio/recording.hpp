@@ -1,0 +1,114 @@
+// Ogg Opus in memory: stereo call recordings (left caller, right agent as played) and STT utterance blobs.
+//
+// Real-time rules for CallRecorder::push(): our code never allocates, locks, logs or blocks (the interleave
+// buffer is sized in create()). libopusenc underneath resamples to 48 kHz, encodes a 20 ms packet and hands
+// finished Ogg pages to the ByteSink on the calling thread; the sink decides whether that is real-time safe
+// (an SpscRing<uint8_t> drained by the loop is; a file write is not). Allocation measured in codec_test:
+// after the first pages, libopusenc allocates nothing per frame either
+// (Allocations.RecorderPushAllocatesNothingAfterTheFirstPages). create()/finish() allocate (libopusenc keeps
+// a ~1 MB float buffer per stereo recording) and belong to the control loop. encode_utterance_ogg_opus() and
+// make_wav() run on the control loop and allocate freely.
+//
+// Intended use (files are the caller's business: audio/ does no I/O):
+//
+//   struct FdSink final : osvi::audio::ByteSink {        // in hal/ or daemon/
+//     int fd;
+//     bool write(std::span<const uint8_t> b) noexcept override { return write_all(fd, b); }
+//   };
+//   FdSink sink{open("/var/lib/osvi/rec/<call>.opus.part", O_WRONLY | O_CREAT | O_EXCL, 0640)};
+//   auto rec = CallRecorder::create(sink, {.rate = 16000, .frame_ms = 20, .call_id = id, .agent = name});
+//   per capture frame:  rec->push(caller_after_aec, samples_played_during_this_frame);  // {} if none
+//   at hang-up:         auto summary = rec->finish();  fsync, rename .part → .opus, store summary->seconds()
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "osvi/result.hpp"
+
+namespace osvi::audio {
+
+// Where Ogg pages go. write() gets whole pages in stream order; returning false marks the recording failed
+// (push()/finish() then report it) — libopusenc itself cannot stop on a write error.
+class ByteSink {
+ public:
+  virtual ~ByteSink() = default;
+  virtual bool write(std::span<const uint8_t> bytes) noexcept = 0;
+};
+
+// Collects the stream in memory (tests, STT blobs). Reserve enough to keep write() from reallocating.
+class MemorySink final : public ByteSink {
+ public:
+  explicit MemorySink(size_t reserve_bytes = 0) { bytes_.reserve(reserve_bytes); }
+  bool write(std::span<const uint8_t> bytes) noexcept override;
+  const std::vector<uint8_t>& bytes() const { return bytes_; }
+  std::vector<uint8_t> take() { return std::move(bytes_); }
+
+ private:
+  std::vector<uint8_t> bytes_;
+};
+
+struct RecordingConfig {
+  int rate = 16000;     // the call's capture rate: 8000 or 16000 (libopusenc resamples to 48 kHz)
+  int frame_ms = 20;    // the capture frame: 10 or 20; every push() is exactly one frame per channel
+  int bitrate = 32000;  // bit/s for both channels together; two voices, mostly one at a time
+  int complexity = 5;   // 0..10
+  // Opus comments: TITLE, CALL_ID, AGENT, plus ENCODER=osvid <version> (libopusenc adds its own ENCODER).
+  std::string title{};
+  std::string call_id{};
+  std::string agent{};
+};
+
+struct RecordingSummary {
+  uint64_t frames = 0;   // push() calls
+  uint64_t samples = 0;  // per channel, at the input rate
+  int rate = 0;
+  uint64_t bytes = 0;  // written to the sink, headers included
+  double seconds() const { return rate ? static_cast<double>(samples) / rate : 0.0; }
+};
+
+// One call's stereo recording on one sample clock: the capture clock. Each push() advances the recording by
+// exactly one capture frame, so silences, gaps and double talk line up as they happened.
+class CallRecorder {
+ public:
+  // `sink` must outlive the recorder. Nothing is written until the first push() (or finish()).
+  static Result<CallRecorder> create(ByteSink& sink, const RecordingConfig& config);
+  CallRecorder(CallRecorder&&) noexcept;
+  CallRecorder& operator=(CallRecorder&&) noexcept;
+  // Without finish() the stream stays unterminated (no end-of-stream page): treat it as a crashed call.
+  ~CallRecorder();
+
+  // caller: the captured frame after echo cancellation, exactly frame_samples() samples.
+  // played: the agent samples that left the speaker during this capture frame, 0..frame_samples() of them;
+  // a short frame (playback underrun, agent silent) is completed with silence at its end.
+  Status push(std::span<const int16_t> caller, std::span<const int16_t> played) noexcept;
+
+  // Drains the encoder (end-of-stream page) and returns what was recorded; an empty call still yields a
+  // valid Ogg Opus stream of zero duration. Later push()/finish() calls fail.
+  Result<RecordingSummary> finish();
+
+  size_t frame_samples() const noexcept;
+  uint64_t samples() const noexcept;  // per channel so far
+
+ private:
+  struct Impl;
+  explicit CallRecorder(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// A whole endpointed utterance as a mono Ogg Opus blob (what STT providers accept). Control loop only.
+struct UtteranceOptions {
+  int bitrate = 24000;
+  int complexity = 5;
+};
+Result<std::vector<uint8_t>> encode_utterance_ogg_opus(std::span<const int16_t> pcm, int rate,
+                                                       const UtteranceOptions& options = {});
+
+// A canonical 44-byte-header PCM WAV (s16le) of interleaved samples. Control loop only.
+std::vector<uint8_t> make_wav(std::span<const int16_t> interleaved, int rate, int channels = 1);
+
+}  // namespace osvi::audio

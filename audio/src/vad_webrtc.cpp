@@ -1,0 +1,71 @@
+// WebRTC's GMM voice activity detector (libwebrtc-audio-processing 0.3) behind the Vad interface: the
+// baseline.
+#include <algorithm>
+#include <cmath>
+#include <memory>
+
+#include "osvi/audio/vad.hpp"
+
+// Debian installs the shared object but not webrtc/common_audio/vad/include/webrtc_vad.h. These prototypes
+// are the post-2014 API this build exports: Create() returns the instance (checked with objdump: it mallocs
+// and returns it, taking no argument) and Process() takes the length as size_t.
+extern "C" {
+struct WebRtcVadInst;
+WebRtcVadInst* WebRtcVad_Create();
+void WebRtcVad_Free(WebRtcVadInst* handle);
+int WebRtcVad_Init(WebRtcVadInst* handle);
+int WebRtcVad_set_mode(WebRtcVadInst* handle, int mode);
+int WebRtcVad_Process(WebRtcVadInst* handle, int fs, const int16_t* audio_frame, size_t frame_length);
+}
+
+namespace osvi::audio {
+namespace {
+
+struct VadInstFree {
+  void operator()(WebRtcVadInst* h) const noexcept { WebRtcVad_Free(h); }
+};
+using VadHandle = std::unique_ptr<WebRtcVadInst, VadInstFree>;
+
+class WebRtcVad final : public Vad {
+ public:
+  WebRtcVad(VadHandle handle, Format format, int mode)
+      : handle_(std::move(handle)), format_(format), mode_(mode) {}
+
+  VadFrame process(std::span<const int16_t> frame) noexcept override {
+    if (frame.size() != format_.frame_samples()) return {};
+    const int r = WebRtcVad_Process(handle_.get(), format_.rate, frame.data(), frame.size());
+    const bool speech = r == 1;
+    return {speech ? 1.0f : 0.0f, speech, speech};
+  }
+
+  void reset() noexcept override {
+    // Init only fails for a null handle; set_mode only for a mode out of range, both ruled out at creation.
+    (void)WebRtcVad_Init(handle_.get());
+    (void)WebRtcVad_set_mode(handle_.get(), mode_);
+  }
+
+  std::string_view name() const noexcept override { return "webrtc"; }
+  Format format() const noexcept override { return format_; }
+
+ private:
+  VadHandle handle_;
+  Format format_;
+  int mode_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Vad>> make_webrtc_vad(Format format, VadOptions options) {
+  if (!valid_call_rate(format.rate) || (format.frame_ms != 10 && format.frame_ms != 20))
+    return make_error("webrtc vad: format must be 8/16 kHz with 10/20 ms frames");
+  int mode = options.webrtc_mode;
+  if (mode < 0) mode = 3 - static_cast<int>(std::lround(3.0f * std::clamp(options.sensitivity, 0.0f, 1.0f)));
+  if (mode > 3) return make_error("webrtc vad: mode must be 0..3");
+  VadHandle h(WebRtcVad_Create());
+  if (!h) return make_error("webrtc vad: out of memory", -ENOMEM);
+  if (WebRtcVad_Init(h.get()) != 0) return make_error("webrtc vad: init failed");
+  if (WebRtcVad_set_mode(h.get(), mode) != 0) return make_error("webrtc vad: set_mode failed");
+  return std::unique_ptr<Vad>(std::make_unique<WebRtcVad>(std::move(h), format, mode));
+}
+
+}  // namespace osvi::audio

@@ -1,0 +1,184 @@
+// AudioStream: one line's ALSA capture + playback pair, driven by its own real-time audio thread.
+//
+// Real-time rules for the audio thread (the project rule, PipeWire style):
+//   - no allocation: every buffer is sized in start(); the thread only copies into it;
+//   - no locks shared with the control loop: audio crosses through SpscRing<int16_t>, events through an
+//     SpscRing<StreamEvent>, requests and counters through std::atomic;
+//   - no logging: what happened is an event or a counter; the loop decides what to log;
+//   - no blocking other than the PCM calls (snd_pcm_readi/writei). Two documented exceptions, both outside
+//     steady streaming: the reopen backoff waits on a stop eventfd (ppoll), and the optional `pace` mode
+//     for clockless devices sleeps until the next period deadline (clock_nanosleep).
+//   (Re)opening a device runs alsa-lib's configuration code, which allocates: that happens only when the
+//   device is (re)opened, never per period.
+//
+// Control loop side: watch event_fd() (readable = something happened: a period of audio arrived or an event
+// was queued), then call drain_events() and read_capture()/read_reference() until they return 0. Nothing
+// here knows sd-event; every loop-side call is non-blocking except start() and stop().
+//
+// Reference alignment (for the echo canceller): the thread keeps a history of every sample it wrote to
+// playback, indexed by W = the total count written. Right after a capture period is read it asks ALSA for
+// the playback delay Dp (written but not yet heard) and the capture delay Dc (taken but not yet read).
+// The last captured sample was taken Dc frames ago, when the line was playing sample W - 1 - Dp - Dc, so
+// the reference frame for capture samples [0, P) is history[W - Dp - Dc - P, W - Dp - Dc). Samples older
+// than the history (or before the first write) are silence. Both directions are assumed to run on one
+// clock (one card, one modem); drift between different cards is the echo canceller's problem.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "osvi/audio/spsc_ring.hpp"
+#include "osvi/hal/fd.hpp"
+#include "osvi/result.hpp"
+
+namespace osvi::hal {
+
+struct AudioStreamOptions {
+  std::string capture_device = "default";   // ALSA PCM name; may equal playback_device
+  std::string playback_device = "default";  // ALSA PCM name
+  int rate = 16000;                         // 8000 or 16000
+  int period_ms = 20;                       // 10..20
+  int buffer_periods = 3;                   // 2..3: the ALSA buffer, so the added latency stays small
+  int channels = 1;              // channels the device is opened with (a multichannel card: all of them)
+  int channel = 0;               // our line's channel among them: picked on capture, filled on playback
+  int rt_priority = 0;           // SCHED_FIFO priority 1..99; 0 keeps SCHED_OTHER
+  int capture_ring_ms = 1000;    // capture and reference rings (the loop reads every ~20 ms)
+  int playback_ring_ms = 10000;  // queued speech the loop may push ahead
+  size_t event_ring = 64;        // pending events; more are counted as events_dropped
+  std::chrono::milliseconds reopen_backoff_min{100};   // after a device loss: 100 ms doubling ...
+  std::chrono::milliseconds reopen_backoff_max{5000};  // ... up to 5 s
+  // 0: the device's clock paces the thread (every real card). > 0: the device has no clock (alsa-lib's
+  // file/null plugins, simulations) and the thread waits this long per period instead of spinning.
+  std::chrono::microseconds pace{0};
+};
+
+enum class StreamDirection : uint8_t { capture, playback, both };
+enum class SchedPolicy : uint8_t { none, other, fifo };  // none: the thread is not running
+
+enum class StreamEventKind : uint8_t {
+  opened,            // first successful open (both PCMs)
+  xrun,              // overrun (capture) or underrun (playback), recovered with snd_pcm_recover
+  suspended,         // the device was suspended (-ESTRPIPE) and recovered
+  device_lost,       // open failed or the device vanished: the thread retries with backoff
+  device_back,       // reopened after device_lost
+  playback_drained,  // the playback ring ran empty and everything queued was heard; `played` samples
+  playback_stopped,  // stop_playback() done: `played` samples heard, `dropped` never played
+};
+
+struct StreamEvent {
+  StreamEventKind kind = StreamEventKind::opened;
+  StreamDirection direction = StreamDirection::both;
+  int32_t error = 0;  // negative errno for xrun/suspended/device_lost
+  uint64_t played = 0;
+  uint64_t dropped = 0;
+};
+
+// Counters, readable from the loop at any time (each one is a relaxed atomic snapshot).
+struct AudioStreamStats {
+  uint64_t periods = 0;           // capture periods pushed (each with its reference period)
+  uint64_t played_samples = 0;    // queued samples written to playback
+  uint64_t fill_periods = 0;      // playback periods that needed silence because the ring ran short
+  uint64_t fill_samples = 0;      // silence samples written for that reason
+  uint64_t capture_overruns = 0;  // capture periods dropped because the loop did not read in time
+  uint64_t xruns = 0;
+  uint64_t suspends = 0;
+  uint64_t recoveries = 0;  // successful snd_pcm_recover calls
+  uint64_t device_losses = 0;
+  uint64_t reopen_attempts = 0;  // every open attempt after the first
+  uint64_t reopens = 0;          // successful reopens
+  uint64_t events_dropped = 0;
+  SchedPolicy sched = SchedPolicy::none;
+  int sched_priority = 0;
+  bool device_open = false;
+  bool plug_fallback = false;     // a raw device refused our format and was reopened through plug
+  uint64_t hw_period_frames = 0;  // what ALSA granted (we always move period_frames() at a time)
+  uint64_t hw_buffer_frames = 0;
+};
+
+// What the playback side wrote, indexed by the total count written; computes reference frames.
+// Used only by the audio thread; public so the alignment model is testable without a sound card.
+class PlaybackHistory {
+ public:
+  explicit PlaybackHistory(size_t min_capacity);
+  void append(std::span<const int16_t> written);
+  uint64_t written() const { return written_; }
+  // Fills `out` with the samples that were playing while the capture frame of out.size() samples was
+  // taken, given the playback and capture delays in frames at the moment the frame was read.
+  void reference(int64_t playback_delay, int64_t capture_delay, std::span<int16_t> out) const;
+
+ private:
+  std::vector<int16_t> buf_;
+  size_t mask_ = 0;
+  uint64_t written_ = 0;
+};
+
+class AudioStream {
+ public:
+  // Validates the options and sizes every buffer; does not touch the devices yet.
+  static Result<std::unique_ptr<AudioStream>> create(AudioStreamOptions options);
+  ~AudioStream();  // stop()s
+  AudioStream(const AudioStream&) = delete;
+  AudioStream& operator=(const AudioStream&) = delete;
+
+  // Starts the audio thread, which opens the devices (failures become device_lost events and retries).
+  Status start();
+  // Asks the thread to stop and joins it: it exits within one period or one backoff step.
+  void stop();
+
+  int event_fd() const { return wake_.fd(); }
+  // Clears the eventfd, then moves queued events into `out`; returns the count.
+  size_t drain_events(std::span<StreamEvent> out);
+
+  // Capture and reference are pushed in lockstep, a period at a time: reading the same count from both
+  // yields aligned pairs for the echo canceller.
+  size_t read_capture(std::span<int16_t> out) { return capture_.pop(out); }
+  size_t read_reference(std::span<int16_t> out) { return reference_.pop(out); }
+  size_t capture_available() const { return capture_.readable(); }
+
+  // Queues speech; returns the count accepted (less when the ring is full, 0 while a stop_playback() is
+  // still pending, so audio meant to follow a barge-in is not discarded with what preceded it).
+  size_t queue_playback(std::span<const int16_t> samples);
+  size_t playback_queued() const { return playback_.readable(); }
+  // Barge-in: drop what is queued here and in the ALSA buffer at once; a playback_stopped event follows.
+  void stop_playback();
+  bool stop_playback_pending() const;
+
+  AudioStreamStats stats() const;
+  size_t period_frames() const { return period_; }
+  const AudioStreamOptions& options() const { return opt_; }
+
+  // Fault injection for tests and field diagnostics: the next PCM call in that direction behaves as if
+  // ALSA had returned `negative_errno` (-EPIPE xrun, -ESTRPIPE suspend, -ENODEV device gone).
+  void inject_error(StreamDirection direction, int negative_errno);
+
+ private:
+  struct Counters;  // the atomics behind stats()
+  class Worker;     // the audio thread's private state (PCM handles, scratch buffers)
+  AudioStream(AudioStreamOptions options, EventFd wake, EventFd stop);
+  void push_event(const StreamEvent& event);
+
+  AudioStreamOptions opt_;
+  size_t period_ = 0;
+  EventFd wake_;  // thread → loop
+  EventFd stop_;  // loop → thread, wakes the reopen backoff
+  audio::SpscRing<int16_t> capture_;
+  audio::SpscRing<int16_t> reference_;
+  audio::SpscRing<int16_t> playback_;
+  audio::SpscRing<StreamEvent> events_;
+  std::unique_ptr<Counters> counters_;
+  std::atomic<bool> stop_requested_{false};
+  std::atomic<uint32_t> stop_playback_requests_{0};
+  std::atomic<uint32_t> stop_playback_done_{0};
+  std::atomic<int> inject_capture_{0};
+  std::atomic<int> inject_playback_{0};
+  std::thread thread_;  // the one owner of the audio thread; joined by stop()
+};
+
+}  // namespace osvi::hal

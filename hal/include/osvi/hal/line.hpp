@@ -1,0 +1,127 @@
+// Line: one telephony line (LTE module, analog card, simulator) as the call engine sees it, whatever the
+// hardware.
+//
+// Threading and loop integration: a Line lives on the control loop and never blocks, logs or owns a thread.
+// Like net::HttpServer, it exposes what to wait for (poll_fd() + poll_events(), next_deadline_us()) and the
+// owner calls handle_io() / handle_timer(); results come back through the event handler, called from inside
+// those calls (and never from inside an action such as dial()). poll_fd() may change after any call (a modem
+// that vanished is reopened as a new fd): the owner re-reads it every time.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+
+#include "osvi/result.hpp"
+
+namespace osvi::hal {
+
+enum class LineState { down, idle, ringing, dialing, alerting, active, ending };
+std::string_view to_string(LineState s);
+
+// The OSVI call status a finished attempt maps to.
+enum class CallOutcome { picked, busy, not_picked, failed };
+std::string_view to_string(CallOutcome o);
+
+// Where the current call's PCM is, for the audio engine (hal/audio_stream.hpp, later). Plain data on purpose:
+// the line knows the device, the engine owns the I/O.
+struct AudioEndpoint {
+  enum class Kind { none, alsa, tty, simulated };
+  Kind kind = Kind::none;
+  std::string device;  // ALSA PCM name ("plughw:CARD=OsviEC25") or tty path ("/dev/osvi-sim7600-audio")
+  unsigned sample_rate = 8000;
+  unsigned channels = 1;
+  unsigned frame_ms = 20;
+  bool ready = false;    // PCM is flowing for the current call
+  bool stalled = false;  // the write side stopped draining (SIM7600: needs a USB reset)
+  std::string error;     // why audio is unavailable or stalled; empty when fine
+};
+std::string_view to_string(AudioEndpoint::Kind k);
+
+// What the module says about itself, for /v1/health and the fleet birth message.
+struct LineIdentity {
+  std::string manufacturer;
+  std::string model;
+  std::string imei;
+  std::string firmware;
+  std::string registration;  // "home", "roaming", "searching", "denied", "unknown", "" = not asked yet
+};
+
+struct LineEvent {
+  enum class Type {
+    incoming,         // number = caller id ("" when withheld)
+    answered,         // the remote side (outbound) or we (inbound) picked up: outcome picked
+    remote_hangup,    // the other side ended an established or ringing call
+    busy,             // outbound: outcome busy
+    no_answer,        // outbound: NO ANSWER or our ring timeout, outcome not_picked
+    failed,           // reason says why (final code, +CEER text, device gone)
+    hung_up,          // our hang-up completed
+    transferred,      // the call left us through explicit call transfer (number = the target)
+    transfer_failed,  // the call stays with us; reason says why
+    dtmf,             // digit received, when the hardware reports it
+    down,             // reason says why; a call in progress was ended as failed first
+    up,               // the line is idle again (reason: anything worth knowing, e.g. audio problems)
+    audio,            // the audio endpoint changed (ready, stalled): read audio()
+  };
+  Type type = Type::up;
+  std::string number;
+  char digit = 0;
+  std::string reason;
+};
+std::string_view to_string(LineEvent::Type t);
+
+class Line {
+ public:
+  using EventHandler = std::function<void(const LineEvent&)>;
+  virtual ~Line() = default;
+
+  void set_event_handler(EventHandler handler) { handler_ = std::move(handler); }
+
+  virtual const std::string& id() const = 0;
+  virtual std::string_view type() const = 0;  // "at", "sim"
+  virtual LineState state() const = 0;
+  // Why the line is down (or anything a technician should know about an idle line); empty when fine.
+  virtual std::string reason() const = 0;
+  // True once the first bring-up attempt has concluded (idle, or down with a reason): the daemon's READY.
+  virtual bool settled() const = 0;
+  virtual LineIdentity identity() const { return {}; }
+  virtual AudioEndpoint audio() const = 0;
+
+  // Starts bringing the line up. Only configuration errors fail; an absent device is a down line with a
+  // reason.
+  virtual Status start() = 0;
+  // Actions: an error means "not possible now" (wrong state, bad number); outcomes arrive as events.
+  virtual Status dial(std::string_view e164) = 0;
+  virtual Status answer() = 0;
+  virtual Status hangup() = 0;
+  virtual Status send_dtmf(std::string_view digits) = 0;
+  virtual Status transfer_blind(std::string_view e164) = 0;
+  // Hold, dial the target, explicit call transfer once it answers; an error where the hardware cannot.
+  virtual Status transfer_attended(std::string_view e164) = 0;
+  // The audio engine says the write side of the PCM stopped draining.
+  virtual void report_audio_stalled(std::string reason) = 0;
+
+  // Loop integration (see the top of this file). poll_fd() is -1 when there is nothing to watch.
+  virtual int poll_fd() const { return -1; }
+  virtual short poll_events() const { return 0; }  // POLLIN / POLLOUT
+  virtual void handle_io(short revents) { (void)revents; }
+  // Absolute Clock::monotonic_us() of the next deadline, or -1 for none.
+  virtual int64_t next_deadline_us() const = 0;
+  virtual void handle_timer() = 0;
+
+ protected:
+  void emit(const LineEvent& e) const {
+    if (handler_) handler_(e);
+  }
+
+ private:
+  EventHandler handler_;
+};
+
+// "+" then 2 to 15 digits, first digit not 0 (ITU-T E.164).
+bool is_e164(std::string_view number);
+// DTMF digits that can be sent: 0-9 * # A-D.
+bool is_dtmf(std::string_view digits);
+
+}  // namespace osvi::hal

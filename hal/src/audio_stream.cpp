@@ -1,0 +1,587 @@
+// AudioStream: ALSA capture + playback pair, the real-time audio thread, reopen, xrun and barge-in handling.
+#include "osvi/hal/audio_stream.hpp"
+
+#include <alsa/asoundlib.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <time.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+namespace osvi::hal {
+
+namespace {
+
+struct PcmClose {
+  void operator()(snd_pcm_t* pcm) const { snd_pcm_close(pcm); }
+};
+using PcmPtr = std::unique_ptr<snd_pcm_t, PcmClose>;
+
+std::string alsa_error(const std::string& what, int err) {
+  return what + ": " + snd_strerror(err);
+}
+
+// plug:{SLAVE="name"} keeps names with commas ("hw:1,0") intact.
+std::string plug_name(const std::string& name) {
+  std::string quoted;
+  for (char c : name) {
+    if (c == '"' || c == '\\') quoted.push_back('\\');
+    quoted.push_back(c);
+  }
+  return "plug:{SLAVE=\"" + quoted + "\"}";
+}
+
+struct Granted {
+  snd_pcm_uframes_t period = 0;
+  snd_pcm_uframes_t buffer = 0;
+};
+
+int configure(snd_pcm_t* pcm, snd_pcm_stream_t stream, const AudioStreamOptions& opt, size_t period,
+              Granted* granted) {
+  snd_pcm_hw_params_t* hw = nullptr;
+  snd_pcm_hw_params_alloca(&hw);
+  int err = snd_pcm_hw_params_any(pcm, hw);
+  if (err < 0) return err;
+  // Only meaningful on plug-style PCMs; lets them resample instead of refusing 8/16 kHz.
+  snd_pcm_hw_params_set_rate_resample(pcm, hw, 1);
+  if ((err = snd_pcm_hw_params_set_access(pcm, hw, SND_PCM_ACCESS_RW_INTERLEAVED)) < 0) return err;
+  if ((err = snd_pcm_hw_params_set_format(pcm, hw, SND_PCM_FORMAT_S16_LE)) < 0) return err;
+  if ((err = snd_pcm_hw_params_set_channels(pcm, hw, static_cast<unsigned>(opt.channels))) < 0) return err;
+  if ((err = snd_pcm_hw_params_set_rate(pcm, hw, static_cast<unsigned>(opt.rate), 0)) < 0) return err;
+  snd_pcm_uframes_t p = period;
+  int dir = 0;
+  if ((err = snd_pcm_hw_params_set_period_size_near(pcm, hw, &p, &dir)) < 0) return err;
+  snd_pcm_uframes_t b = period * static_cast<size_t>(opt.buffer_periods);
+  if ((err = snd_pcm_hw_params_set_buffer_size_near(pcm, hw, &b)) < 0) return err;
+  if ((err = snd_pcm_hw_params(pcm, hw)) < 0) return err;
+  snd_pcm_hw_params_get_period_size(hw, &granted->period, &dir);
+  snd_pcm_hw_params_get_buffer_size(hw, &granted->buffer);
+
+  snd_pcm_sw_params_t* sw = nullptr;
+  snd_pcm_sw_params_alloca(&sw);
+  if ((err = snd_pcm_sw_params_current(pcm, sw)) < 0) return err;
+  // Playback starts once the silence cushion is written; capture on the first read.
+  const snd_pcm_uframes_t start =
+      stream == SND_PCM_STREAM_PLAYBACK ? period * static_cast<size_t>(opt.buffer_periods - 1) : 1;
+  if ((err = snd_pcm_sw_params_set_start_threshold(pcm, sw, start)) < 0) return err;
+  if ((err = snd_pcm_sw_params_set_avail_min(pcm, sw, period)) < 0) return err;
+  if ((err = snd_pcm_sw_params(pcm, sw)) < 0) return err;
+  return snd_pcm_prepare(pcm);
+}
+
+Result<PcmPtr> open_pcm(const std::string& name, snd_pcm_stream_t stream, const AudioStreamOptions& opt,
+                        size_t period, Granted* granted, bool* plug_used) {
+  const char* what = stream == SND_PCM_STREAM_CAPTURE ? "capture " : "playback ";
+  snd_pcm_t* raw = nullptr;
+  int err = snd_pcm_open(&raw, name.c_str(), stream, 0);
+  if (err < 0) return make_error(alsa_error(what + name, err), err);
+  PcmPtr pcm(raw);
+  if ((err = configure(pcm.get(), stream, opt, period, granted)) >= 0) return pcm;
+  // The raw device offers other formats, rates or channel counts: let alsa-lib's plug layer convert.
+  pcm.reset();
+  const std::string wrapped = plug_name(name);
+  if ((err = snd_pcm_open(&raw, wrapped.c_str(), stream, 0)) < 0)
+    return make_error(alsa_error(what + wrapped, err), err);
+  pcm.reset(raw);
+  if ((err = configure(pcm.get(), stream, opt, period, granted)) < 0)
+    return make_error(alsa_error(what + wrapped + " configure", err), err);
+  *plug_used = true;
+  return pcm;
+}
+
+size_t round_up_pow2(size_t n) {
+  size_t c = 1;
+  while (c < n) c <<= 1;
+  return c;
+}
+
+timespec to_timespec(std::chrono::nanoseconds ns) {
+  timespec ts{};
+  ts.tv_sec = static_cast<time_t>(ns.count() / 1000000000);
+  ts.tv_nsec = static_cast<long>(ns.count() % 1000000000);
+  return ts;
+}
+
+bool recoverable(int err) {
+  return err == -EPIPE || err == -ESTRPIPE || err == -EINTR;
+}
+
+}  // namespace
+
+// ---- PlaybackHistory ---------------------------------------------------------------------------------
+
+PlaybackHistory::PlaybackHistory(size_t min_capacity) : buf_(round_up_pow2(min_capacity)) {
+  mask_ = buf_.size() - 1;
+}
+
+void PlaybackHistory::append(std::span<const int16_t> written) {
+  for (int16_t s : written) buf_[(written_++) & mask_] = s;
+}
+
+void PlaybackHistory::reference(int64_t playback_delay, int64_t capture_delay, std::span<int16_t> out) const {
+  // A negative delay is ALSA reporting an xrun in progress: nothing queued, nothing waiting.
+  const int64_t written = static_cast<int64_t>(written_);
+  const int64_t end = written - std::max<int64_t>(playback_delay, 0) - std::max<int64_t>(capture_delay, 0);
+  const int64_t begin = end - static_cast<int64_t>(out.size());
+  const int64_t oldest = written - static_cast<int64_t>(buf_.size());
+  for (size_t i = 0; i < out.size(); ++i) {
+    const int64_t idx = begin + static_cast<int64_t>(i);
+    out[i] =
+        (idx < 0 || idx < oldest || idx >= written) ? int16_t{0} : buf_[static_cast<uint64_t>(idx) & mask_];
+  }
+}
+
+// ---- counters ------------------------------------------------------------------------------------------
+
+struct AudioStream::Counters {
+  std::atomic<uint64_t> periods{0}, played_samples{0}, fill_periods{0}, fill_samples{0}, capture_overruns{0},
+      xruns{0}, suspends{0}, recoveries{0}, device_losses{0}, reopen_attempts{0}, reopens{0},
+      events_dropped{0}, hw_period{0}, hw_buffer{0};
+  std::atomic<int> sched{static_cast<int>(SchedPolicy::none)};
+  std::atomic<int> sched_priority{0};
+  std::atomic<bool> device_open{false};
+  std::atomic<bool> plug_fallback{false};
+};
+
+namespace {
+void bump(std::atomic<uint64_t>& c, uint64_t n = 1) {
+  c.fetch_add(n, std::memory_order_relaxed);
+}
+}  // namespace
+
+// ---- the audio thread ----------------------------------------------------------------------------------
+
+// Everything the audio thread owns. Built (allocating) on the loop in start(); the thread only uses it.
+class AudioStream::Worker {
+ public:
+  explicit Worker(AudioStream& s)
+      : s_(s),
+        c_(*s.counters_),
+        period_(s.period_),
+        channels_(static_cast<size_t>(s.opt_.channels)),
+        interleaved_(period_ * channels_),
+        zeros_(period_ * channels_),
+        mono_(period_),
+        ref_(period_),
+        history_(period_ * 16),
+        real_per_period_(kTailPeriods) {}
+
+  void run();
+
+ private:
+  static constexpr size_t kTailPeriods = 16;
+
+  bool stopping() const { return s_.stop_requested_.load(std::memory_order_acquire); }
+  Status open_devices();
+  void close_devices();
+  void wait_backoff(std::chrono::milliseconds backoff);
+  void pace();
+  // One capture period in, one playback period out. Returns a fatal negative errno (device lost) or 0.
+  int stream_period();
+  int read_period();
+  int write_period(std::span<const int16_t> interleaved, size_t real);
+  int prefill();
+  // 1: recovered, the period is skipped; negative: fatal.
+  int recover(snd_pcm_t* pcm, int err, StreamDirection dir);
+  void handle_stop_playback();
+  uint64_t unplayed_real(int64_t delay) const;
+  int64_t delay(snd_pcm_t* pcm) const {
+    snd_pcm_sframes_t d = 0;
+    return snd_pcm_delay(pcm, &d) < 0 ? 0 : static_cast<int64_t>(d);
+  }
+
+  AudioStream& s_;
+  Counters& c_;
+  const size_t period_;
+  const size_t channels_;
+  PcmPtr capture_;
+  PcmPtr playback_;
+  std::vector<int16_t> interleaved_;
+  std::vector<int16_t> zeros_;
+  std::vector<int16_t> mono_;
+  std::vector<int16_t> ref_;
+  PlaybackHistory history_;
+  // Queued (non-silence) samples at the start of each of the last periods written, newest at tail_pos_-1:
+  // what barge-in and drain need to know how much of the queued audio is still in the ALSA buffer.
+  std::vector<uint32_t> real_per_period_;
+  uint64_t tail_pos_ = 0;
+  uint64_t ring_written_ = 0;  // queued samples written since the last drain/stop report
+  timespec next_{};
+};
+
+void AudioStream::Worker::run() {
+  if (s_.opt_.rt_priority > 0) {
+    sched_param sp{};
+    sp.sched_priority = s_.opt_.rt_priority;
+    if (pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp) == 0) {
+      c_.sched.store(static_cast<int>(SchedPolicy::fifo));
+      c_.sched_priority.store(s_.opt_.rt_priority);
+    }
+  }
+  if (c_.sched.load() != static_cast<int>(SchedPolicy::fifo))
+    c_.sched.store(static_cast<int>(SchedPolicy::other));
+
+  bool ever_opened = false;
+  bool lost = false;  // a device_lost event is out and no device_back yet
+  auto backoff = s_.opt_.reopen_backoff_min;
+  clock_gettime(CLOCK_MONOTONIC, &next_);
+  while (!stopping()) {
+    if (!capture_) {
+      if (ever_opened || lost) bump(c_.reopen_attempts);
+      Status st = open_devices();
+      if (!st) {
+        if (!lost) {
+          lost = true;
+          bump(c_.device_losses);
+          s_.push_event({StreamEventKind::device_lost, StreamDirection::both, st.error().code, 0, 0});
+        }
+        wait_backoff(backoff);
+        backoff = std::min(backoff * 2, s_.opt_.reopen_backoff_max);
+        continue;
+      }
+      backoff = s_.opt_.reopen_backoff_min;
+      if (ever_opened || lost) bump(c_.reopens);
+      s_.push_event({ever_opened || lost ? StreamEventKind::device_back : StreamEventKind::opened,
+                     StreamDirection::both, 0, 0, 0});
+      ever_opened = true;
+      lost = false;
+      clock_gettime(CLOCK_MONOTONIC, &next_);
+    }
+    const int err = stream_period();
+    if (err < 0) {
+      close_devices();
+      lost = true;
+      bump(c_.device_losses);
+      s_.push_event({StreamEventKind::device_lost, StreamDirection::both, err, 0, 0});
+    }
+  }
+  close_devices();
+}
+
+Status AudioStream::Worker::open_devices() {
+  Granted granted;
+  bool plug = false;
+  auto cap = open_pcm(s_.opt_.capture_device, SND_PCM_STREAM_CAPTURE, s_.opt_, period_, &granted, &plug);
+  if (!cap) return cap.error();
+  auto pb = open_pcm(s_.opt_.playback_device, SND_PCM_STREAM_PLAYBACK, s_.opt_, period_, &granted, &plug);
+  if (!pb) return pb.error();
+  capture_ = std::move(cap.value());
+  playback_ = std::move(pb.value());
+  c_.hw_period.store(granted.period);
+  c_.hw_buffer.store(granted.buffer);
+  c_.plug_fallback.store(plug);
+  c_.device_open.store(true);
+  if (int err = prefill(); err < 0) {
+    close_devices();
+    return make_error(alsa_error("playback prefill", err), err);
+  }
+  return {};
+}
+
+void AudioStream::Worker::close_devices() {
+  capture_.reset();
+  playback_.reset();
+  c_.device_open.store(false);
+}
+
+void AudioStream::Worker::wait_backoff(std::chrono::milliseconds backoff) {
+  pollfd pfd{s_.stop_.fd(), POLLIN, 0};
+  const timespec ts = to_timespec(backoff);
+  ppoll(&pfd, 1, &ts, nullptr);  // the stop eventfd ends the wait early; it is drained only by start()
+}
+
+void AudioStream::Worker::pace() {
+  const auto step = std::chrono::duration_cast<std::chrono::nanoseconds>(s_.opt_.pace).count();
+  if (step <= 0) return;
+  next_.tv_nsec += static_cast<long>(step % 1000000000);
+  next_.tv_sec += static_cast<time_t>(step / 1000000000 + next_.tv_nsec / 1000000000);
+  next_.tv_nsec %= 1000000000;
+  timespec now{};
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  // Far behind (a debugger, a loaded box): restart the schedule instead of bursting to catch up.
+  if (now.tv_sec > next_.tv_sec + 1) next_ = now;
+  clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next_, nullptr);
+}
+
+int AudioStream::Worker::recover(snd_pcm_t* pcm, int err, StreamDirection dir) {
+  if (err == -EPIPE) bump(c_.xruns);
+  if (err == -ESTRPIPE) bump(c_.suspends);
+  const int r = snd_pcm_recover(pcm, err, 1);
+  if (r < 0) return r;
+  if (err == -EINTR) return 1;
+  bump(c_.recoveries);
+  s_.push_event({err == -EPIPE ? StreamEventKind::xrun : StreamEventKind::suspended, dir, err, 0, 0});
+  if (pcm == playback_.get()) {
+    const int p = prefill();
+    if (p < 0) return p;
+  }
+  return 1;
+}
+
+int AudioStream::Worker::read_period() {
+  size_t got = 0;
+  while (got < period_) {
+    snd_pcm_sframes_t r = s_.inject_capture_.exchange(0, std::memory_order_acq_rel);
+    if (r == 0) r = snd_pcm_readi(capture_.get(), interleaved_.data() + got * channels_, period_ - got);
+    if (r < 0) {
+      const int err = static_cast<int>(r);
+      if (!recoverable(err)) return err;
+      const int rec = recover(capture_.get(), err, StreamDirection::capture);
+      return rec < 0 ? rec : 1;
+    }
+    if (r == 0) {
+      // Only clockless file devices return 0 frames at their end; the rest of the period is silence.
+      std::fill(interleaved_.begin() + static_cast<std::ptrdiff_t>(got * channels_), interleaved_.end(),
+                int16_t{0});
+      break;
+    }
+    got += static_cast<size_t>(r);
+  }
+  return 0;
+}
+
+int AudioStream::Worker::write_period(std::span<const int16_t> interleaved, size_t real) {
+  size_t done = 0;
+  while (done < period_) {
+    snd_pcm_sframes_t r = s_.inject_playback_.exchange(0, std::memory_order_acq_rel);
+    if (r == 0) r = snd_pcm_writei(playback_.get(), interleaved.data() + done * channels_, period_ - done);
+    if (r < 0) {
+      const int err = static_cast<int>(r);
+      if (!recoverable(err)) return err;
+      const int rec = recover(playback_.get(), err, StreamDirection::playback);
+      if (rec < 0) return rec;
+      continue;  // the cushion is back; write the rest of this period after it
+    }
+    done += static_cast<size_t>(r);
+  }
+  real_per_period_[(tail_pos_++) % kTailPeriods] = static_cast<uint32_t>(real);
+  return 0;
+}
+
+int AudioStream::Worker::prefill() {
+  // A silence cushion of all but one period: the line never plays dead air while the thread is scheduled.
+  for (int i = 0; i < s_.opt_.buffer_periods - 1; ++i) {
+    size_t done = 0;
+    while (done < period_) {
+      const snd_pcm_sframes_t r =
+          snd_pcm_writei(playback_.get(), zeros_.data() + done * channels_, period_ - done);
+      if (r < 0) return static_cast<int>(r);
+      done += static_cast<size_t>(r);
+    }
+    history_.append(std::span<const int16_t>(zeros_.data(), period_));
+    real_per_period_[(tail_pos_++) % kTailPeriods] = 0;
+  }
+  return 0;
+}
+
+uint64_t AudioStream::Worker::unplayed_real(int64_t delay) const {
+  // Queued samples sit at the start of their period, silence fill after them.
+  uint64_t unplayed = 0;
+  uint64_t frames = static_cast<uint64_t>(std::max<int64_t>(delay, 0));
+  for (uint64_t k = 0; k < kTailPeriods && k < tail_pos_ && frames > 0; ++k) {
+    const uint64_t real = real_per_period_[(tail_pos_ - 1 - k) % kTailPeriods];
+    const uint64_t tail = std::min<uint64_t>(frames, period_);  // unheard frames at this period's end
+    const uint64_t heard = period_ - tail;
+    unplayed += real > heard ? real - heard : 0;
+    frames -= tail;
+  }
+  return unplayed;
+}
+
+void AudioStream::Worker::handle_stop_playback() {
+  const uint32_t req = s_.stop_playback_requests_.load(std::memory_order_acquire);
+  if (req == s_.stop_playback_done_.load(std::memory_order_relaxed)) return;
+  uint64_t dropped = s_.playback_.discard();
+  const uint64_t in_buffer = unplayed_real(delay(playback_.get()));
+  snd_pcm_drop(playback_.get());
+  snd_pcm_prepare(playback_.get());
+  for (auto& r : real_per_period_) r = 0;
+  const int err = prefill();
+  (void)err;  // a failing device shows up on the next write, where it is handled
+  const uint64_t played = ring_written_ - std::min(ring_written_, in_buffer);
+  dropped += in_buffer;
+  ring_written_ = 0;
+  s_.stop_playback_done_.store(req, std::memory_order_release);
+  s_.push_event({StreamEventKind::playback_stopped, StreamDirection::playback, 0, played, dropped});
+}
+
+int AudioStream::Worker::stream_period() {
+  pace();
+  handle_stop_playback();
+
+  if (int r = read_period(); r != 0) return r < 0 ? r : 0;
+  const int64_t dp = delay(playback_.get());
+  const int64_t dc = delay(capture_.get());
+  history_.reference(dp, dc, ref_);
+  if (channels_ == 1) {
+    std::copy(interleaved_.begin(), interleaved_.end(), mono_.begin());
+  } else {
+    const size_t ch = static_cast<size_t>(s_.opt_.channel);
+    for (size_t i = 0; i < period_; ++i) mono_[i] = interleaved_[i * channels_ + ch];
+  }
+  // Capture and reference stay in lockstep: both periods go in, or neither.
+  if (s_.capture_.writable() >= period_ && s_.reference_.writable() >= period_) {
+    s_.capture_.push(mono_);
+    s_.reference_.push(ref_);
+    bump(c_.periods);
+  } else {
+    bump(c_.capture_overruns);
+  }
+
+  const size_t real = s_.playback_.pop(mono_);
+  if (real < period_) {
+    std::fill(mono_.begin() + static_cast<std::ptrdiff_t>(real), mono_.end(), int16_t{0});
+    bump(c_.fill_periods);
+    bump(c_.fill_samples, period_ - real);
+  }
+  std::span<const int16_t> out = mono_;
+  if (channels_ > 1) {
+    std::fill(interleaved_.begin(), interleaved_.end(), int16_t{0});
+    const size_t ch = static_cast<size_t>(s_.opt_.channel);
+    for (size_t i = 0; i < period_; ++i) interleaved_[i * channels_ + ch] = mono_[i];
+    out = interleaved_;
+  }
+  if (int r = write_period(out, real); r < 0) return r;
+  history_.append(mono_);
+  ring_written_ += real;
+  bump(c_.played_samples, real);
+
+  // Drained: the ring is empty and none of the queued audio is still waiting in the ALSA buffer.
+  if (ring_written_ > 0 && s_.playback_.readable() == 0 &&
+      unplayed_real(dp + static_cast<int64_t>(period_)) == 0) {
+    s_.push_event({StreamEventKind::playback_drained, StreamDirection::playback, 0, ring_written_, 0});
+    ring_written_ = 0;
+  }
+  s_.wake_.signal();
+  return 0;
+}
+
+// ---- loop side -----------------------------------------------------------------------------------------
+
+Result<std::unique_ptr<AudioStream>> AudioStream::create(AudioStreamOptions o) {
+  if (o.rate != 8000 && o.rate != 16000) return make_error("audio stream: rate must be 8000 or 16000");
+  if (o.period_ms < 10 || o.period_ms > 20) return make_error("audio stream: period_ms must be 10..20");
+  if (o.buffer_periods < 2 || o.buffer_periods > 3)
+    return make_error("audio stream: buffer_periods must be 2..3");
+  if (o.channels < 1 || o.channels > 64) return make_error("audio stream: channels must be 1..64");
+  if (o.channel < 0 || o.channel >= o.channels) return make_error("audio stream: channel out of range");
+  if (o.rt_priority < 0 || o.rt_priority > 99) return make_error("audio stream: rt_priority must be 0..99");
+  if (o.capture_device.empty() || o.playback_device.empty())
+    return make_error("audio stream: device names must not be empty");
+  if (o.capture_ring_ms < 2 * o.period_ms || o.playback_ring_ms < 2 * o.period_ms)
+    return make_error("audio stream: rings must hold at least two periods");
+  if (o.event_ring < 4) return make_error("audio stream: event_ring must be >= 4");
+  if (o.reopen_backoff_min.count() <= 0 || o.reopen_backoff_max < o.reopen_backoff_min)
+    return make_error("audio stream: reopen backoff must be > 0 and min <= max");
+  if (o.pace.count() < 0) return make_error("audio stream: pace must be >= 0");
+  auto wake = EventFd::create();
+  if (!wake) return wake.error();
+  auto stop = EventFd::create();
+  if (!stop) return stop.error();
+  return std::unique_ptr<AudioStream>(
+      new AudioStream(std::move(o), std::move(wake.value()), std::move(stop.value())));
+}
+
+namespace {
+size_t ms_samples(int rate, int ms) {
+  return static_cast<size_t>(rate) / 1000 * static_cast<size_t>(ms);
+}
+}  // namespace
+
+AudioStream::AudioStream(AudioStreamOptions options, EventFd wake, EventFd stop)
+    : opt_(std::move(options)),
+      period_(ms_samples(opt_.rate, opt_.period_ms)),
+      wake_(std::move(wake)),
+      stop_(std::move(stop)),
+      capture_(ms_samples(opt_.rate, opt_.capture_ring_ms)),
+      reference_(ms_samples(opt_.rate, opt_.capture_ring_ms)),
+      playback_(ms_samples(opt_.rate, opt_.playback_ring_ms)),
+      events_(opt_.event_ring),
+      counters_(std::make_unique<Counters>()) {}
+
+AudioStream::~AudioStream() {
+  stop();
+}
+
+Status AudioStream::start() {
+  if (thread_.joinable()) return make_error("audio stream: already started", -EALREADY);
+  stop_requested_.store(false);
+  stop_.drain();
+  // The worker is built here, on the loop, so the thread starts with every buffer already allocated.
+  auto worker = std::make_shared<Worker>(*this);
+  try {
+    thread_ = std::thread([worker] { worker->run(); });
+  } catch (const std::system_error& e) {
+    return make_error(std::string("audio stream: thread: ") + e.what(), -e.code().value());
+  }
+  return {};
+}
+
+void AudioStream::stop() {
+  if (!thread_.joinable()) return;
+  stop_requested_.store(true, std::memory_order_release);
+  stop_.signal();
+  thread_.join();
+  counters_->sched.store(static_cast<int>(SchedPolicy::none));
+}
+
+void AudioStream::push_event(const StreamEvent& event) {
+  if (!events_.push_one(event)) bump(counters_->events_dropped);
+  wake_.signal();
+}
+
+size_t AudioStream::drain_events(std::span<StreamEvent> out) {
+  wake_.drain();
+  return events_.pop(out);
+}
+
+size_t AudioStream::queue_playback(std::span<const int16_t> samples) {
+  if (stop_playback_pending()) return 0;
+  return playback_.push(samples);
+}
+
+void AudioStream::stop_playback() {
+  stop_playback_requests_.fetch_add(1, std::memory_order_acq_rel);
+}
+
+bool AudioStream::stop_playback_pending() const {
+  return stop_playback_requests_.load(std::memory_order_acquire) !=
+         stop_playback_done_.load(std::memory_order_acquire);
+}
+
+void AudioStream::inject_error(StreamDirection direction, int negative_errno) {
+  if (direction != StreamDirection::playback)
+    inject_capture_.store(negative_errno, std::memory_order_release);
+  if (direction != StreamDirection::capture)
+    inject_playback_.store(negative_errno, std::memory_order_release);
+}
+
+AudioStreamStats AudioStream::stats() const {
+  const Counters& c = *counters_;
+  auto get = [](const std::atomic<uint64_t>& a) { return a.load(std::memory_order_relaxed); };
+  AudioStreamStats s;
+  s.periods = get(c.periods);
+  s.played_samples = get(c.played_samples);
+  s.fill_periods = get(c.fill_periods);
+  s.fill_samples = get(c.fill_samples);
+  s.capture_overruns = get(c.capture_overruns);
+  s.xruns = get(c.xruns);
+  s.suspends = get(c.suspends);
+  s.recoveries = get(c.recoveries);
+  s.device_losses = get(c.device_losses);
+  s.reopen_attempts = get(c.reopen_attempts);
+  s.reopens = get(c.reopens);
+  s.events_dropped = get(c.events_dropped);
+  s.sched = static_cast<SchedPolicy>(c.sched.load());
+  s.sched_priority = c.sched_priority.load();
+  s.device_open = c.device_open.load();
+  s.plug_fallback = c.plug_fallback.load();
+  s.hw_period_frames = get(c.hw_period);
+  s.hw_buffer_frames = get(c.hw_buffer);
+  return s;
+}
+
+}  // namespace osvi::hal

@@ -1,0 +1,532 @@
+// osvid fleet sync against a real mosquitto broker: presence, Will, outbox durability, commands, TLS.
+#include <gtest/gtest.h>
+#include <mosquitto.h>
+#include <mqtt_protocol.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "daemon_process.hpp"
+#include "osvi/clock.hpp"
+#include "osvi/daemon/store.hpp"
+#include "osvi/net/json.hpp"
+#include "test_support.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using osvi::test::DaemonProcess;
+using osvi::test::TempDir;
+
+constexpr const char* kPrefix = "osvi/v1/site1/box1";
+
+// A mosquitto broker on a free loopback port, killed when the object dies.
+class Broker {
+ public:
+  Broker(const std::string& dir, int port, const std::string& extra = "") : dir_(dir), port_(port) {
+    conf_ = dir + "/mosquitto-" + std::to_string(port) + ".conf";
+    osvi::test::write_file(conf_,
+                           "listener " + std::to_string(port) + " 127.0.0.1\nallow_anonymous true\n" +
+                               (extra.find("persistence") == std::string::npos ? "persistence false\n" : "") +
+                               // As root mosquitto drops to its own user, which cannot read our temp dir.
+                               (geteuid() == 0 ? "user root\n" : "") + extra);
+    start();
+  }
+  ~Broker() { stop(); }
+  Broker(const Broker&) = delete;
+  Broker& operator=(const Broker&) = delete;
+
+  void start() {
+    pid_ = fork();
+    if (pid_ == 0) {
+      const std::string log = dir_ + "/broker.log";
+      FILE* f = freopen(log.c_str(), "a", stderr);
+      (void)f;
+      execl("/usr/sbin/mosquitto", "mosquitto", "-c", conf_.c_str(), static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    // Ready when it accepts a connection.
+    for (int i = 0; i < 100; ++i) {
+      mosquitto* m = mosquitto_new(nullptr, true, nullptr);
+      const int rc = mosquitto_connect(m, "127.0.0.1", port_, 5);
+      mosquitto_destroy(m);
+      if (rc == MOSQ_ERR_SUCCESS) return;
+      std::this_thread::sleep_for(20ms);
+    }
+  }
+  void stop() {
+    if (pid_ <= 0) return;
+    kill(pid_, SIGTERM);  // SIGTERM lets a persistent broker save its sessions
+    int st = 0;
+    waitpid(pid_, &st, 0);
+    pid_ = -1;
+  }
+  int port() const { return port_; }
+
+ private:
+  std::string dir_, conf_;
+  int port_;
+  pid_t pid_ = -1;
+};
+
+struct Msg {
+  std::string topic, payload, correlation;
+  bool retain = false;
+};
+
+// A libmosquitto subscriber on its own network thread (test side only), collecting every message.
+class Subscriber {
+ public:
+  explicit Subscriber(int port, const std::string& pattern = std::string(kPrefix) + "/#", bool clean = true,
+                      const std::string& id = "") {
+    lib_init();
+    m_ = mosquitto_new(id.empty() ? nullptr : id.c_str(), clean, this);
+    mosquitto_int_option(m_, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
+    mosquitto_message_v5_callback_set(
+        m_, [](mosquitto*, void* obj, const mosquitto_message* msg, const mosquitto_property* props) {
+          auto* self = static_cast<Subscriber*>(obj);
+          Msg x;
+          x.topic = msg->topic;
+          x.payload.assign(static_cast<const char*>(msg->payload), static_cast<size_t>(msg->payloadlen));
+          x.retain = msg->retain;
+          void* cd = nullptr;
+          uint16_t len = 0;
+          if (mosquitto_property_read_binary(props, MQTT_PROP_CORRELATION_DATA, &cd, &len, false) && cd) {
+            x.correlation.assign(static_cast<const char*>(cd), len);
+            free(cd);
+          }
+          std::lock_guard lock(self->mu_);
+          self->msgs_.push_back(std::move(x));
+          self->cv_.notify_all();
+        });
+    mosquitto_subscribe_callback_set(m_, [](mosquitto*, void* obj, int, int, const int*) {
+      auto* self = static_cast<Subscriber*>(obj);
+      std::lock_guard lock(self->mu_);
+      self->subscribed_ = true;
+      self->cv_.notify_all();
+    });
+    pattern_ = pattern;
+    mosquitto_connect_v5_callback_set(
+        m_, [](mosquitto* m, void* obj, int rc, int, const mosquitto_property*) {
+          if (rc == 0)
+            mosquitto_subscribe_v5(m, nullptr, static_cast<Subscriber*>(obj)->pattern_.c_str(), 1,
+                                   MQTT_SUB_OPT_RETAIN_AS_PUBLISHED, nullptr);
+        });
+    EXPECT_EQ(mosquitto_connect(m_, "127.0.0.1", port, 10), MOSQ_ERR_SUCCESS);
+    mosquitto_reconnect_delay_set(m_, 1, 1, false);
+    mosquitto_loop_start(m_);
+    std::unique_lock lock(mu_);
+    EXPECT_TRUE(cv_.wait_for(lock, 5s, [this] { return subscribed_; }));
+  }
+  ~Subscriber() {
+    mosquitto_disconnect(m_);
+    mosquitto_loop_stop(m_, true);
+    mosquitto_destroy(m_);
+  }
+  Subscriber(const Subscriber&) = delete;
+  Subscriber& operator=(const Subscriber&) = delete;
+
+  // Waits until pred holds on the messages so far.
+  bool wait(const std::function<bool(const std::vector<Msg>&)>& pred, std::chrono::milliseconds timeout) {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, timeout, [&] { return pred(msgs_); });
+  }
+  // The first message on topic whose payload contains needle.
+  std::optional<Msg> wait_for(const std::string& topic, const std::string& needle,
+                              std::chrono::milliseconds timeout) {
+    std::optional<Msg> found;
+    wait(
+        [&](const std::vector<Msg>& all) {
+          for (const Msg& m : all)
+            if (m.topic == topic && m.payload.find(needle) != std::string::npos) {
+              found = m;
+              return true;
+            }
+          return false;
+        },
+        timeout);
+    return found;
+  }
+  std::vector<Msg> messages() {
+    std::lock_guard lock(mu_);
+    return msgs_;
+  }
+  void publish(const std::string& topic, const std::string& payload, const std::string& response_topic = "",
+               const std::string& correlation = "") {
+    mosquitto_property* props = nullptr;
+    if (!response_topic.empty())
+      mosquitto_property_add_string(&props, MQTT_PROP_RESPONSE_TOPIC, response_topic.c_str());
+    if (!correlation.empty())
+      mosquitto_property_add_binary(&props, MQTT_PROP_CORRELATION_DATA, correlation.data(),
+                                    static_cast<uint16_t>(correlation.size()));
+    mosquitto_publish_v5(m_, nullptr, topic.c_str(), static_cast<int>(payload.size()), payload.data(), 1,
+                         false, props);
+    mosquitto_property_free_all(&props);
+  }
+
+ private:
+  static void lib_init() {
+    static std::once_flag once;
+    std::call_once(once, [] { mosquitto_lib_init(); });
+  }
+  mosquitto* m_;
+  std::string pattern_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<Msg> msgs_;
+  bool subscribed_ = false;
+};
+
+std::string config_json(int broker_port, const std::string& state_dir, const std::string& mqtt_extra = "") {
+  return R"({"site":{"id":"site1","device":"box1"},"state_dir":")" + state_dir +
+         R"(","api":{"listen":"127.0.0.1:)" + std::to_string(osvi::test::free_loopback_port()) +
+         R"("},"agents":[{"agent_uuid":"agent_a","name":"A","active":true},{"agent_uuid":"agent_b","name":"B"}],)"
+         R"("mqtt":{"enabled":true,"port":)" +
+         std::to_string(broker_port) +
+         R"(,"reconnect_min_ms":100,"reconnect_max_ms":400,"keepalive_s":5,"telemetry_interval_s":0)" +
+         mqtt_extra + "}}";
+}
+
+// Calls the daemon will find in progress at start: recovery closes them and queues their records.
+void seed_in_progress_calls(const std::string& state_dir, int n, int first = 0) {
+  osvi::SystemClock clock;
+  osvi::daemon::StoreOptions o;
+  o.path = state_dir + "/osvi.db";
+  auto store = osvi::daemon::Store::open(o, clock);
+  ASSERT_TRUE(store.ok()) << store.error().message;
+  ASSERT_TRUE((*store)
+                  ->transaction([&]() -> osvi::Status {
+                    for (int i = first; i < first + n; ++i) {
+                      osvi::daemon::CallRecord c;
+                      char id[64];
+                      std::snprintf(id, sizeof id, "00000000-0000-7000-8000-%012d", i);
+                      c.call_id = id;
+                      c.agent_uuid = "agent_a";
+                      c.phone_number = "+919876543210";
+                      c.created_at_ms = 1'780'000'000'000 + i;
+                      if (auto s = (*store)->insert_call(c); !s) return s;
+                    }
+                    return {};
+                  })
+                  .ok());
+}
+
+std::vector<std::string> call_ids(const std::vector<Msg>& msgs) {
+  std::vector<std::string> out;
+  for (const Msg& m : msgs) {
+    if (m.topic != std::string(kPrefix) + "/calls") continue;
+    const auto p = m.payload.find("\"call_id\":\"");
+    if (p != std::string::npos) out.push_back(m.payload.substr(p + 11, 36));
+  }
+  return out;
+}
+
+std::string call_id(int i) {
+  char id[64];
+  std::snprintf(id, sizeof id, "00000000-0000-7000-8000-%012d", i);
+  return id;
+}
+
+class MqttTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    state_ = dir_.path() + "/state";
+    osvi::test::write_file(dir_.file("mkdir"), "");
+    std::filesystem::create_directories(state_);
+  }
+  std::unique_ptr<DaemonProcess> start_daemon(const std::string& cfg_text) {
+    osvi::test::write_file(dir_.file("osvid.json"), cfg_text);
+    auto d = std::make_unique<DaemonProcess>(dir_.path(),
+                                             std::vector<std::string>{"--config", dir_.file("osvid.json")});
+    EXPECT_TRUE(d->wait_notify("READY=1", 10s)) << d->stderr_text();
+    return d;
+  }
+  TempDir dir_;
+  std::string state_;
+};
+
+TEST_F(MqttTest, BirthThenWillOnKillThenNewSession) {
+  Broker broker(dir_.path(), osvi::test::free_loopback_port());
+  Subscriber sub(broker.port());
+  auto d = start_daemon(config_json(broker.port(), state_));
+  auto birth = sub.wait_for(std::string(kPrefix) + "/birth", "\"session\":1", 10s);
+  ASSERT_TRUE(birth) << d->stderr_text();
+  EXPECT_NE(birth->payload.find("\"lines\":[]"), std::string::npos);
+  EXPECT_NE(birth->payload.find("\"config_hash\""), std::string::npos);
+  ASSERT_TRUE(sub.wait_for(std::string(kPrefix) + "/status", "\"online\"", 5s));
+
+  d->signal(SIGKILL);
+  d->wait_exit(5s);
+  auto will =
+      sub.wait_for(std::string(kPrefix) + "/status", "\"offline\",\"session\":1,\"clean\":false", 10s);
+  ASSERT_TRUE(will) << "the broker did not publish the Will";
+  {
+    // Retained: a subscriber arriving now still learns the box is offline.
+    Subscriber late(broker.port(), std::string(kPrefix) + "/status");
+    EXPECT_TRUE(late.wait_for(std::string(kPrefix) + "/status", "\"clean\":false", 5s));
+  }
+
+  d = start_daemon(config_json(broker.port(), state_));
+  ASSERT_TRUE(sub.wait_for(std::string(kPrefix) + "/birth", "\"session\":2", 10s)) << d->stderr_text();
+
+  // A clean stop publishes offline itself (clean: true) before disconnecting.
+  d->signal(SIGTERM);
+  EXPECT_EQ(d->wait_exit(10s), 0);
+  EXPECT_TRUE(sub.wait_for(std::string(kPrefix) + "/status", "\"offline\",\"session\":2,\"clean\":true", 5s));
+  // The retained status a late subscriber sees is the clean offline, not a Will.
+  Subscriber late(broker.port(), std::string(kPrefix) + "/status");
+  auto retained = late.wait_for(std::string(kPrefix) + "/status", "offline", 5s);
+  ASSERT_TRUE(retained);
+  EXPECT_NE(retained->payload.find("\"clean\":true"), std::string::npos);
+}
+
+TEST_F(MqttTest, RecoveredCallsDrainInOrderAndLeaveTheOutbox) {
+  constexpr int kCalls = 200;
+  seed_in_progress_calls(state_, kCalls);
+  Broker broker(dir_.path(), osvi::test::free_loopback_port());
+  Subscriber sub(broker.port());
+  auto d = start_daemon(config_json(broker.port(), state_, R"(,"max_inflight":16)"));
+  ASSERT_TRUE(sub.wait([](const std::vector<Msg>& m) { return call_ids(m).size() >= kCalls; }, 20s))
+      << call_ids(sub.messages()).size() << " of " << kCalls << "\n"
+      << d->stderr_text();
+  auto ids = call_ids(sub.messages());
+  for (int i = 0; i < kCalls; ++i)
+    ASSERT_EQ(ids[static_cast<size_t>(i)], call_id(i)) << "order broken at " << i;
+  auto msgs = sub.messages();
+  for (const Msg& m : msgs) {
+    if (m.topic != std::string(kPrefix) + "/calls") continue;
+    EXPECT_NE(m.payload.find("\"idempotency_key\":\"call:"), std::string::npos);
+    EXPECT_NE(m.payload.find("\"call_ended_reason\":\"daemon_restart\""), std::string::npos);
+    EXPECT_FALSE(m.retain);
+  }
+  // Deleted on PUBACK: the outbox empties.
+  osvi::SystemClock clock;
+  osvi::daemon::StoreOptions o;
+  o.path = state_ + "/osvi.db";
+  o.quick_check = false;
+  auto store = osvi::daemon::Store::open(o, clock);
+  ASSERT_TRUE(store.ok());
+  bool empty = false;
+  for (int i = 0; i < 100 && !empty; ++i) {
+    auto st = (*store)->outbox_stats();
+    empty = st.ok() && st->queued == 0;
+    if (!empty) std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_TRUE(empty);
+}
+
+TEST_F(MqttTest, BrokerRestartLosesNothingAndKeepsOrder) {
+  const int port = osvi::test::free_loopback_port();
+  const std::string persist = "persistence true\npersistence_location " + dir_.path() + "/\n";
+  auto broker = std::make_unique<Broker>(dir_.path(), port, persist);
+  auto sub = std::make_unique<Subscriber>(port, std::string(kPrefix) + "/calls", false, "fleet-side");
+  auto d = start_daemon(config_json(port, state_));
+  osvi::SystemClock clock;
+  osvi::daemon::StoreOptions o;
+  o.path = state_ + "/osvi.db";
+  o.quick_check = false;
+  auto store = osvi::daemon::Store::open(o, clock);
+  ASSERT_TRUE(store.ok());
+  // Records produced by "finished calls" through the store API, while the broker goes away and comes back.
+  auto produce = [&](int from, int to) {
+    for (int i = from; i < to; ++i) {
+      osvi::daemon::CallRecord c;
+      c.call_id = call_id(i);
+      c.agent_uuid = "agent_a";
+      c.phone_number = "+919876543210";
+      c.created_at_ms = 1'780'000'000'000 + i;
+      ASSERT_TRUE((*store)->insert_call(c).ok());
+      c.status = "picked";
+      c.summary = "caller asked for opening hours";
+      ASSERT_TRUE((*store)->finish_call(c).ok());
+    }
+  };
+  produce(0, 20);
+  ASSERT_TRUE(sub->wait([](const std::vector<Msg>& m) { return call_ids(m).size() >= 20; }, 10s));
+  sub.reset();  // the fleet-side session stays on the broker (clean=false) and queues for us
+  broker->stop();
+  produce(20, 60);
+  std::this_thread::sleep_for(600ms);  // the daemon retries against a dead port meanwhile
+  broker->start();
+  produce(60, 80);
+  sub = std::make_unique<Subscriber>(port, std::string(kPrefix) + "/calls", false, "fleet-side");
+  ASSERT_TRUE(sub->wait(
+      [](const std::vector<Msg>& m) {
+        std::set<std::string> s;
+        for (auto& id : call_ids(m)) s.insert(id);
+        return s.size() >= 60;
+      },
+      20s))
+      << call_ids(sub->messages()).size() << "\n"
+      << d->stderr_text();
+  auto ids = call_ids(sub->messages());
+  // Every record after the outage arrived; the first arrival of each is in production order.
+  std::vector<std::string> first;
+  std::set<std::string> seen;
+  for (auto& id : ids)
+    if (seen.insert(id).second) first.push_back(id);
+  for (int i = 20; i < 80; ++i) EXPECT_TRUE(seen.contains(call_id(i))) << call_id(i);
+  for (size_t i = 1; i < first.size(); ++i) EXPECT_LT(first[i - 1], first[i]);
+}
+
+TEST_F(MqttTest, SigkillWhilePublishingThenRestartDeliversEverything) {
+  constexpr int kCalls = 400;
+  seed_in_progress_calls(state_, kCalls);
+  Broker broker(dir_.path(), osvi::test::free_loopback_port());
+  Subscriber sub(broker.port(), std::string(kPrefix) + "/calls");
+  const std::string cfg = config_json(broker.port(), state_, R"(,"max_inflight":4)");
+  auto d = start_daemon(cfg);
+  ASSERT_TRUE(sub.wait([](const std::vector<Msg>& m) { return !call_ids(m).empty(); }, 10s));
+  d->signal(SIGKILL);
+  d->wait_exit(5s);
+  const size_t before = call_ids(sub.messages()).size();
+  d = start_daemon(cfg);
+  ASSERT_TRUE(sub.wait(
+      [](const std::vector<Msg>& m) {
+        std::set<std::string> s;
+        for (auto& id : call_ids(m)) s.insert(id);
+        return s.size() >= kCalls;
+      },
+      30s))
+      << d->stderr_text();
+  // Duplicates only with the same idempotency key: the payload of a repeated call id is identical.
+  std::map<std::string, std::string> by_id;
+  for (const Msg& m : sub.messages()) {
+    const auto p = m.payload.find("\"call_id\":\"");
+    const std::string id = m.payload.substr(p + 11, 36);
+    const auto k = m.payload.find("\"idempotency_key\":\"");
+    const std::string key = m.payload.substr(k + 19, m.payload.find('"', k + 19) - (k + 19));
+    auto [it, inserted] = by_id.emplace(id, key);
+    if (!inserted) {
+      EXPECT_EQ(it->second, key);
+    }
+  }
+  EXPECT_EQ(by_id.size(), static_cast<size_t>(kCalls));
+  RecordProperty("delivered_before_kill", static_cast<int>(before));
+}
+
+TEST_F(MqttTest, CommandsAnswerAcceptedOrRejectedNeverCrash) {
+  Broker broker(dir_.path(), osvi::test::free_loopback_port());
+  Subscriber sub(broker.port());
+  auto d = start_daemon(config_json(broker.port(), state_, R"(,"commands":{"max_request_bytes":2048})"));
+  ASSERT_TRUE(sub.wait_for(std::string(kPrefix) + "/birth", "online", 10s));
+  const std::string p = kPrefix;
+
+  // MQTT v5 request/response: response topic + correlation data.
+  sub.publish(p + "/cmd/ping/req", "{}", p + "/replies/1", "corr-1");
+  auto r = sub.wait_for(p + "/replies/1", "\"accepted\"", 5s);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->correlation, "corr-1");
+
+  // 3.1.1-style: reply_to and correlation_id in the payload.
+  sub.publish(p + "/cmd/ping/req", R"({"reply_to":")" + p + R"(/replies/2","correlation_id":"c2"})");
+  ASSERT_TRUE(sub.wait_for(p + "/replies/2", "\"correlation_id\":\"c2\"", 5s));
+
+  sub.publish(p + "/cmd/dnd/req", R"({"action":"add","agent_uuid":"agent_a","phone":"+919800000001"})");
+  ASSERT_TRUE(sub.wait_for(p + "/cmd/dnd/res", "\"accepted\"", 5s));
+  sub.publish(p + "/cmd/dnd/req", R"({"action":"add","agent_uuid":"agent_a","phone":"+919800000001"})");
+  ASSERT_TRUE(sub.wait_for(p + "/cmd/dnd/res", "already on", 5s));
+  sub.publish(p + "/cmd/dnd/req", R"({"action":"remove","agent_uuid":"agent_zz","phone":"12"})");
+  auto bad = sub.wait_for(p + "/cmd/dnd/res", "unknown agent", 5s);
+  ASSERT_TRUE(bad);
+  EXPECT_NE(bad->payload.find("E.164"), std::string::npos);
+
+  sub.publish(p + "/cmd/call/req", R"({"agent_uuid":"agent_a","phone_number":"+919876543210"})");
+  ASSERT_TRUE(sub.wait_for(p + "/cmd/call/res", "calls engine not available in this build", 5s));
+  sub.publish(p + "/cmd/call/req", R"({"agent_uuid":"agent_b","phone_number":"+919876543210"})");
+  ASSERT_TRUE(sub.wait_for(p + "/cmd/call/res", "not an active voice agent", 5s));
+
+  sub.publish(p + "/cmd/log_level/req", R"({"level":"debug"})");
+  ASSERT_TRUE(sub.wait_for(p + "/cmd/log_level/res", "\"level\":\"debug\"", 5s));
+  sub.publish(p + "/cmd/log_level/req", R"({"level":"loud"})");
+  ASSERT_TRUE(sub.wait_for(p + "/cmd/log_level/res", "rejected", 5s));
+
+  sub.publish(p + "/cmd/reboot/req", "{}");
+  ASSERT_TRUE(sub.wait_for(p + "/cmd/reboot/res", "unknown command", 5s));
+  sub.publish(p + "/cmd/ping/req", "{not json");
+  ASSERT_TRUE(sub.wait_for(p + "/cmd/ping/res", "malformed", 5s));
+  sub.publish(p + "/cmd/ping/req", "[1,2]");
+  ASSERT_TRUE(sub.wait_for(p + "/cmd/ping/res", "expected a JSON object", 5s));
+  sub.publish(p + "/cmd/ping/req", "{\"pad\":\"" + std::string(4000, 'x') + "\"}");
+  ASSERT_TRUE(sub.wait_for(p + "/cmd/ping/res", "too large", 5s));
+
+  // Configuration push: invalid → rejected with reasons, nothing changes; valid → applied and persisted.
+  sub.publish(p + "/cfg/desired",
+              R"({"version":7,"config":{"site":{"id":"site1","device":"box1"},"agents":[{"name":"x"}]}})");
+  auto rej = sub.wait_for(p + "/cfg/reported", "\"rejected\"", 5s);
+  ASSERT_TRUE(rej);
+  EXPECT_NE(rej->payload.find("agent_uuid"), std::string::npos) << rej->payload;
+  const std::string before = osvi::test::read_file(dir_.file("osvid.json"));
+  EXPECT_NE(before.find("\"mqtt\""), std::string::npos);
+
+  // The pushed document keeps the mqtt section (otherwise the box would disconnect itself: also valid).
+  std::string pushed = config_json(broker.port(), state_);
+  pushed.replace(pushed.find("\"name\":\"B\""), 10, "\"name\":\"Bee\"");
+  sub.publish(p + "/cfg/desired", R"({"version":8,"config":)" + pushed + "}");
+  auto ok = sub.wait_for(p + "/cfg/reported", "\"applied\"", 5s);
+  ASSERT_TRUE(ok) << d->stderr_text();
+  EXPECT_NE(ok->payload.find("\"version\":8"), std::string::npos);
+  EXPECT_NE(osvi::test::read_file(dir_.file("osvid.json")).find("\"Bee\""), std::string::npos);
+  EXPECT_TRUE(d->wait_stderr("configuration reloaded", 5s));
+
+  d->signal(SIGTERM);
+  EXPECT_EQ(d->wait_exit(10s), 0);
+}
+
+TEST_F(MqttTest, CommandTokenRejectsUnauthorizedRequests) {
+  Broker broker(dir_.path(), osvi::test::free_loopback_port());
+  Subscriber sub(broker.port());
+  auto d = start_daemon(config_json(broker.port(), state_, R"(,"commands":{"token":"s3cret-token"})"));
+  ASSERT_TRUE(sub.wait_for(std::string(kPrefix) + "/birth", "online", 10s));
+  const std::string p = kPrefix;
+  sub.publish(p + "/cmd/dnd/req", R"({"action":"add","agent_uuid":"agent_a","phone":"+919800000002"})");
+  ASSERT_TRUE(sub.wait_for(p + "/cmd/dnd/res", "unauthorized", 5s));
+  sub.publish(p + "/cmd/ping/req", R"({"token":"s3cret-token","correlation_id":"t"})");
+  ASSERT_TRUE(sub.wait_for(p + "/cmd/ping/res", "\"accepted\"", 5s));
+}
+
+TEST_F(MqttTest, TlsWithClientCertificate) {
+  if (system("command -v openssl >/dev/null 2>&1") != 0) GTEST_SKIP() << "openssl not installed";
+  const std::string d0 = dir_.path();
+  const std::string gen =
+      "cd " + d0 +
+      " && openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=test-ca -keyout ca.key -out ca.crt "
+      ">/dev/null 2>&1"
+      " && openssl req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout srv.key -out srv.csr >/dev/null "
+      "2>&1"
+      " && printf 'subjectAltName=IP:127.0.0.1,DNS:localhost' > san.ext"
+      " && openssl x509 -req -in srv.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -extfile san.ext "
+      "-out "
+      "srv.crt >/dev/null 2>&1"
+      " && openssl req -newkey rsa:2048 -nodes -subj /CN=box1 -keyout cli.key -out cli.csr >/dev/null 2>&1"
+      " && openssl x509 -req -in cli.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -out cli.crt "
+      ">/dev/null 2>&1";
+  ASSERT_EQ(system(gen.c_str()), 0);
+  const int plain = osvi::test::free_loopback_port();
+  const int tls = osvi::test::free_loopback_port();
+  Broker broker(d0, plain,
+                "listener " + std::to_string(tls) + " 127.0.0.1\ncafile " + d0 + "/ca.crt\ncertfile " + d0 +
+                    "/srv.crt\nkeyfile " + d0 + "/srv.key\nrequire_certificate true\n");
+  Subscriber sub(plain);
+  ASSERT_FALSE(HasFailure()) << osvi::test::read_file(d0 + "/broker.log");
+  auto d =
+      start_daemon(config_json(tls, state_,
+                               R"(,"tls":{"enabled":true,"ca_file":")" + d0 + R"(/ca.crt","cert_file":")" +
+                                   d0 + R"(/cli.crt","key_file":")" + d0 + R"(/cli.key"})"));
+  ASSERT_TRUE(sub.wait_for(std::string(kPrefix) + "/birth", "online", 10s)) << d->stderr_text();
+}
+
+}  // namespace
