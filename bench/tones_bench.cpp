@@ -1,4 +1,5 @@
-// Per-20 ms-frame cost of the DTMF, call-progress, AMD and beep detectors at 8 and 16 kHz (issue 3, "tones").
+// Per-20 ms-frame cost (one iteration = one frame) of the DTMF, call-progress, AMD and beep detectors at 8
+// and 16 kHz (issue 3, "tones").
 #include <benchmark/benchmark.h>
 
 #include <cmath>
@@ -38,9 +39,6 @@ void run_frames(benchmark::State& state, int rate, F&& process) {
     process(std::span(x).subspan(i, frame));
     i = i + 2 * frame > x.size() ? 0 : i + frame;
   }
-  state.counters["us_per_frame"] =
-      benchmark::Counter(static_cast<double>(state.iterations()) * 1e-6,
-                         benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
 }
 
 void BM_Dtmf(benchmark::State& state) {

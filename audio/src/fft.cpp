@@ -76,7 +76,8 @@ void RealFft::forward(std::span<const float> in, std::span<float> re, std::span<
   for (size_t k = 0; k <= half; ++k) {
     const size_t a = k % half, b = (half - k) % half;
     const float er = 0.5f * (zr_[a] + zr_[b]), ei = 0.5f * (zi_[a] - zi_[b]);  // E = (Z[k] + conj Z[-k]) / 2
-    const float orr = 0.5f * (zi_[a] + zi_[b]), oi = -0.5f * (zr_[a] - zr_[b]);  // O = (Z[k] - conj Z[-k]) / 2i
+    const float orr = 0.5f * (zi_[a] + zi_[b]),
+                oi = -0.5f * (zr_[a] - zr_[b]);  // O = (Z[k] - conj Z[-k]) / 2i
     re[k] = er + split_re_[k] * orr - split_im_[k] * oi;
     im[k] = ei + split_re_[k] * oi + split_im_[k] * orr;
   }

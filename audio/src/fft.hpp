@@ -23,7 +23,7 @@ class RealFft {
   void complex_fft() noexcept;
 
   size_t n_;
-  std::vector<float> tw_re_, tw_im_;      // e^{-2 pi i k / (n/2)}, k < n/4: the half-size FFT's twiddles
+  std::vector<float> tw_re_, tw_im_;        // e^{-2 pi i k / (n/2)}, k < n/4: the half-size FFT's twiddles
   std::vector<float> split_re_, split_im_;  // e^{-2 pi i k / n}, k <= n/2: to split the real spectrum
   std::vector<size_t> bitrev_;
   std::vector<float> zr_, zi_;

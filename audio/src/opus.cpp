@@ -20,12 +20,15 @@ Error opus_error(const char* what, int code) {
 
 }  // namespace
 
+// Allocated before the libopus state, so the state has its owner the moment it exists.
 struct OpusEncoder::Handle {
-  explicit Handle(::OpusEncoder* s) : st(s) {}
-  ~Handle() { opus_encoder_destroy(st); }
+  Handle() = default;
+  ~Handle() {
+    if (st) opus_encoder_destroy(st);
+  }
   Handle(const Handle&) = delete;
   Handle& operator=(const Handle&) = delete;
-  ::OpusEncoder* const st;
+  ::OpusEncoder* st = nullptr;
 };
 
 OpusEncoder::OpusEncoder(std::unique_ptr<Handle> st, const OpusEncoderConfig& config, size_t frame_samples)
@@ -44,9 +47,9 @@ Result<OpusEncoder> OpusEncoder::create(const OpusEncoderConfig& c) {
     return make_error("opus encoder: expected_loss_pct must be 0..100");
   }
   int err = OPUS_OK;
-  ::OpusEncoder* raw = opus_encoder_create(c.rate, c.channels, OPUS_APPLICATION_VOIP, &err);
-  if (!raw || err != OPUS_OK) return opus_error("opus_encoder_create", err);
-  auto st = std::make_unique<Handle>(raw);
+  auto st = std::make_unique<Handle>();
+  st->st = opus_encoder_create(c.rate, c.channels, OPUS_APPLICATION_VOIP, &err);
+  if (!st->st || err != OPUS_OK) return opus_error("opus_encoder_create", err);
   const int requests[][2] = {
       {OPUS_SET_SIGNAL_REQUEST, OPUS_SIGNAL_VOICE},
       {OPUS_SET_BITRATE_REQUEST, c.bitrate},
@@ -83,12 +86,15 @@ int OpusEncoder::lookahead() const noexcept {
   return v;
 }
 
+// Allocated before the libopus state, so the state has its owner the moment it exists.
 struct OpusDecoder::Handle {
-  explicit Handle(::OpusDecoder* s) : st(s) {}
-  ~Handle() { opus_decoder_destroy(st); }
+  Handle() = default;
+  ~Handle() {
+    if (st) opus_decoder_destroy(st);
+  }
   Handle(const Handle&) = delete;
   Handle& operator=(const Handle&) = delete;
-  ::OpusDecoder* const st;
+  ::OpusDecoder* st = nullptr;
 };
 
 OpusDecoder::OpusDecoder(std::unique_ptr<Handle> st, int rate, int channels, size_t frame_samples)
@@ -104,9 +110,9 @@ Result<OpusDecoder> OpusDecoder::create(int rate, int channels, int frame_ms) {
     return make_error("opus decoder: frame_ms must be 10, 20, 40 or 60");
   }
   int err = OPUS_OK;
-  ::OpusDecoder* raw = opus_decoder_create(rate, channels, &err);
-  if (!raw || err != OPUS_OK) return opus_error("opus_decoder_create", err);
-  auto st = std::make_unique<Handle>(raw);
+  auto st = std::make_unique<Handle>();
+  st->st = opus_decoder_create(rate, channels, &err);
+  if (!st->st || err != OPUS_OK) return opus_error("opus_decoder_create", err);
   return OpusDecoder(std::move(st), rate, channels, static_cast<size_t>(rate / 1000 * frame_ms));
 }
 

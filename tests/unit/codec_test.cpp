@@ -56,11 +56,11 @@ void free(void* p) {
 #endif
 
 // Out of line, so GCC (ASan builds inline more) does not pair a visible free() with operator new and warn.
-[[gnu::noinline]] void* counted_alloc(size_t n) noexcept {
+[[gnu::noinline]] static void* counted_alloc(size_t n) noexcept {
   g_news.fetch_add(1, std::memory_order_relaxed);
   return std::malloc(n ? n : 1);
 }
-[[gnu::noinline]] void counted_free(void* p) noexcept {
+[[gnu::noinline]] static void counted_free(void* p) noexcept {
   std::free(p);
 }
 

@@ -127,7 +127,10 @@ TEST_F(OutboxTest, QuotaDropsEventsOldestFirstButNeverCallRecords) {
   // Only call records left and still over: kept, alarm raised.
   store_->set_outbox_limits({100, 1024 * 1024});
   std::vector<int64_t> events;
-  for (auto& r : *store_->outbox_pending(0, 1000))
+  // Kept in a local: a range-for over *temporary would iterate a vector the temporary Result already freed.
+  auto all = store_->outbox_pending(0, 1000);
+  ASSERT_TRUE(all.ok());
+  for (const OutboxRow& r : *all)
     if (r.kind != "call") events.push_back(r.id);
   ASSERT_TRUE(store_->outbox_delete(events).ok());
   for (int i = 0; i < 120; ++i) {
