@@ -46,8 +46,8 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 constexpr int kRate = 16000;
-constexpr size_t kFrame = 320;   // 20 ms
-constexpr int kTailMs = 256;     // the benchmark tail
+constexpr size_t kFrame = 320;  // 20 ms
+constexpr int kTailMs = 256;    // the benchmark tail
 constexpr int kPlaybackRate = 24000;
 
 struct Stats {
@@ -64,7 +64,9 @@ Stats stats(std::vector<double> v) {
   return s;
 }
 
-double us_since(Clock::time_point t0) { return std::chrono::duration<double, std::micro>(Clock::now() - t0).count(); }
+double us_since(Clock::time_point t0) {
+  return std::chrono::duration<double, std::micro>(Clock::now() - t0).count();
+}
 
 // Far end (what we play) and mic (its echo through a 40 ms decaying path plus a talking caller).
 void make_signals(size_t frames, std::vector<int16_t>* far, std::vector<int16_t>* mic) {
@@ -129,7 +131,8 @@ int main(int argc, char** argv) {
   for (size_t f = 0; f < frames; ++f) {
     if (f == warmup) counting = true;
     auto t0 = Clock::now();
-    const auto& out = (*chain)->process_capture({mic.data() + f * kFrame, kFrame}, {far.data() + f * kFrame, kFrame});
+    const auto& out =
+        (*chain)->process_capture({mic.data() + f * kFrame, kFrame}, {far.data() + f * kFrame, kFrame});
     double c = us_since(t0);
     if (out.clean.empty()) return 2;
     t0 = Clock::now();
@@ -172,7 +175,8 @@ int main(int argc, char** argv) {
     if (opus_encode(enc, clean.data(), static_cast<int>(kFrame), pkt.data(), 1275) < 0) return 4;
     double c = us_since(t0);
     t0 = Clock::now();
-    int n = opus_decode(dec, packets[f].data(), static_cast<opus_int32>(packets[f].size()), dpcm.data(), 5760, 0);
+    int n =
+        opus_decode(dec, packets[f].data(), static_cast<opus_int32>(packets[f].size()), dpcm.data(), 5760, 0);
     spx_uint32_t in_len = static_cast<spx_uint32_t>(std::max(n, 0)), out_len = 4000;
     speex_resampler_process_int(rs, 0, dpcm.data(), &in_len, rpcm.data(), &out_len);
     double p = us_since(t0);
@@ -192,8 +196,9 @@ int main(int argc, char** argv) {
   for (size_t i = 0; i < total.size(); ++i) total[i] = cap_us[i] + play_us[i];
   const Stats ts = stats(total);
   const double core_pct = ts.mean / 20000.0 * 100.0;
-  std::printf("frames measured: %zu (16 kHz, 20 ms, AEC tail %d ms, Opus c5, playback 24 kHz Opus -> 16 kHz)\n",
-              cap_us.size(), kTailMs);
+  std::printf(
+      "frames measured: %zu (16 kHz, 20 ms, AEC tail %d ms, Opus c5, playback 24 kHz Opus -> 16 kHz)\n",
+      cap_us.size(), kTailMs);
   std::printf("%-28s %9s %9s %9s\n", "us per frame", "p50", "p99", "mean");
   std::printf("%-28s %9.1f %9.1f %9.1f\n", "chain capture", cs.p50, cs.p99, cs.mean);
   std::printf("%-28s %9.1f %9.1f %9.1f\n", "chain playback", ps.p50, ps.p99, ps.mean);

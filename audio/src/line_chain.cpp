@@ -98,8 +98,9 @@ const CaptureOutput& LineChain::process_capture(std::span<const int16_t> mic,
   }
   if (amd_on_) {
     // After a "machine" verdict only the beep matters: it tells when to start a voicemail message.
-    out_.amd = amd_->result().verdict == AmdVerdict::pending ? amd_->process(clean, out_.vad.speech)
-                                                              : amd_->result().verdict;
+    // AMD keeps its own word/silence segmentation (Asterisk's): the endpointer's hangover and endpointing
+    // wait would merge a short "hello?" with the silence after it into one long word.
+    out_.amd = amd_->result().verdict == AmdVerdict::pending ? amd_->process(clean) : amd_->result().verdict;
     out_.beep = beep_->process(clean);
     if (out_.amd == AmdVerdict::human || out_.amd == AmdVerdict::unsure || out_.beep) amd_on_ = false;
   }
@@ -118,8 +119,12 @@ Result<size_t> LineChain::resample_playback(std::span<const int16_t> in, std::sp
   return playback_resampler_->process(in, out);
 }
 
-size_t LineChain::max_playback_input() const noexcept { return playback_resampler_->max_input(); }
-size_t LineChain::max_playback_output() const noexcept { return playback_resampler_->max_output(); }
+size_t LineChain::max_playback_input() const noexcept {
+  return playback_resampler_->max_input();
+}
+size_t LineChain::max_playback_output() const noexcept {
+  return playback_resampler_->max_output();
+}
 
 void LineChain::set_amd(bool on) noexcept {
   if (on && !amd_on_) {

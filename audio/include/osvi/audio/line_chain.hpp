@@ -33,8 +33,8 @@ struct LineChainConfig {
   std::string vad = "osvi";  // "osvi" or "webrtc"
   VadOptions vad_options;
   EndpointerConfig endpointer;
-  bool encode = true;        // Opus-encode the cleaned capture (upstream streaming)
-  OpusEncoderConfig opus;    // rate/frame/channels are set from `format`; complexity default 5
+  bool encode = true;         // Opus-encode the cleaned capture (upstream streaming)
+  OpusEncoderConfig opus;     // rate/frame/channels are set from `format`; complexity default 5
   int playback_rate = 24000;  // what the TTS upstream sends (OpenAI pcm is 24 kHz)
   bool dtmf = true;
   std::string call_progress_plan;  // "", "us", "eu" or "in"; empty = off
@@ -63,7 +63,8 @@ class LineChain {
 
   // mic: the captured frame; played: the playback samples aligned to it (hal::AudioStream's reference).
   // Frames of the wrong size are refused by returning an output with an empty `clean` span.
-  const CaptureOutput& process_capture(std::span<const int16_t> mic, std::span<const int16_t> played) noexcept;
+  const CaptureOutput& process_capture(std::span<const int16_t> mic,
+                                       std::span<const int16_t> played) noexcept;
 
   // One upstream Opus packet (at playback_rate) → samples at the line rate in out; returns the count.
   Result<size_t> decode_playback(std::span<const uint8_t> packet, std::span<int16_t> out) noexcept;
