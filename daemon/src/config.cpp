@@ -569,11 +569,12 @@ void parse_store(ObjectReader r, StoreConfig& s) {
 }  // namespace
 
 namespace config_detail {
-void parse_mqtt(ObjectReader r, MqttConfig& m);  // config_mqtt.cpp (issue 6)
+void parse_mqtt(ObjectReader r, MqttConfig& m);    // config_mqtt.cpp (issue 6)
+void parse_audio(ObjectReader r, AudioConfig& a);  // config_audio.cpp (issue 3)
 // config_lines.cpp (issue 4); agent_refs gets (path, agent_uuid) pairs to check against the agents
 void parse_lines(const std::vector<Item>& items, Problems& p, std::vector<LineConfig>& lines,
                  std::vector<std::pair<std::string, std::string>>& agent_refs);
-}
+}  // namespace config_detail
 
 std::string_view to_string(AgentMode v) {
   return v == AgentMode::chat ? "chat" : "voice";
@@ -621,8 +622,9 @@ Result<Config> parse_config(std::string_view json_text) {
     parse_log(root.object("log"), cfg.log_level);
     parse_api(root.object("api"), cfg.api, refs);
     parse_store(root.object("store"), cfg.store);
-    config_detail::parse_mqtt(root.object("mqtt"), cfg.mqtt);  // issue 6, config_mqtt.cpp
-    {  // issue 4, config_lines.cpp
+    config_detail::parse_audio(root.object("audio"), cfg.audio);  // issue 3, config_audio.cpp
+    config_detail::parse_mqtt(root.object("mqtt"), cfg.mqtt);     // issue 6, config_mqtt.cpp
+    {                                                             // issue 4, config_lines.cpp
       std::vector<std::pair<std::string, std::string>> line_refs;
       config_detail::parse_lines(root.array("lines"), p, cfg.lines, line_refs);
       for (auto& [path, uuid] : line_refs) refs.push_back(AgentRef{path, uuid});

@@ -52,9 +52,9 @@ struct MqttConfig {
   bool enabled = false;  // the shipped box does not reach for a broker until told to
   std::string host = "127.0.0.1";
   uint16_t port = 1883;
-  bool v311 = false;       // protocol "3.1.1" instead of "5"
-  std::string client_id;   // empty = "osvi-<site.id>-<device>"
-  std::string username;    // empty = anonymous
+  bool v311 = false;      // protocol "3.1.1" instead of "5"
+  std::string client_id;  // empty = "osvi-<site.id>-<device>"
+  std::string username;   // empty = anonymous
   std::string password;
   unsigned keepalive_s = 30;
   std::string topic_prefix = "osvi/v1";
@@ -78,7 +78,8 @@ struct MqttConfig {
 };
 // --- end mqtt ---
 
-// --- lines (issue 4): telephony lines, parsed in config_lines.cpp, documented in docs/configuration.md#lines ---
+// --- lines (issue 4): telephony lines, parsed in config_lines.cpp, documented in docs/configuration.md#lines
+// ---
 enum class LineType { at, sim };
 struct LineConfig {
   std::string id;
@@ -251,6 +252,46 @@ struct AgentConfig {
   std::string definition_json;
 };
 
+// --- audio (issue 3): the box-wide audio engine settings; each line names its own devices ---
+struct AudioConfig {
+  int rate = 16000;                    // call audio: 8000 or 16000
+  int frame_ms = 20;                   // 10 or 20: the ALSA period and the DSP frame
+  int buffer_periods = 3;              // 2..3
+  int rt_priority = 70;                // SCHED_FIFO priority of the audio threads; 0 = SCHED_OTHER
+  std::string echo_backend = "speex";  // speex | webrtc | null
+  int echo_tail_ms = 128;              // line echo; acoustic paths need 256
+  bool denoise = true;
+  int noise_suppress_db = -25;
+  bool agc = false;
+  int agc_level_dbfs = -18;
+  int echo_suppress_db = -40;
+  int echo_suppress_active_db = -15;
+  std::string vad = "osvi";  // osvi | webrtc
+  int opus_complexity = 5;
+  int opus_bitrate = 24000;
+  bool dtmf = true;
+  std::string call_progress_plan = "in";  // us | eu | in
+  struct Amd {
+    int decision_window_ms = 3000;
+    int initial_silence_ms = 2500;
+    int greeting_ms = 1500;
+    int after_greeting_silence_ms = 800;
+    int min_word_length_ms = 100;
+    int between_words_silence_ms = 50;
+    int max_words = 3;
+    int silence_threshold = 256;
+    bool operator==(const Amd&) const = default;
+  } amd;
+  struct Recording {
+    bool enabled = true;
+    int bitrate = 32000;
+    int complexity = 5;
+    bool operator==(const Recording&) const = default;
+  } recording;
+  bool operator==(const AudioConfig&) const = default;
+};
+// --- end audio ---
+
 struct Config {
   std::string source_hash;  // FNV-1a 64 of the JSON text, 16 lower-case hex digits
   SiteConfig site;
@@ -258,7 +299,8 @@ struct Config {
   log::Level log_level = log::Level::info;
   ApiConfig api;
   StoreConfig store;
-  MqttConfig mqtt;  // issue 6
+  AudioConfig audio;              // issue 3
+  MqttConfig mqtt;                // issue 6
   std::vector<LineConfig> lines;  // issue 4
   std::vector<AgentConfig> agents;
 };
