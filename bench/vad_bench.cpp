@@ -1,5 +1,4 @@
-// Per-frame cost of the VADs (osvi vs WebRTC) and of the endpointer, on real speech with white noise at 10
-// dB.
+// Per-frame cost of the VADs (osvi vs WebRTC) and the endpointer on real speech in white noise at 10 dB.
 #include <benchmark/benchmark.h>
 
 #include <algorithm>

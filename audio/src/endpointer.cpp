@@ -1,5 +1,4 @@
-// Endpointer state machine: Idle → Candidate (Onset) → Speech (SpeechStart) → Idle (SpeechEnd or
-// OnsetRejected).
+// Endpointer state machine: Idle, Candidate (Onset), Speech (SpeechStart), back to Idle (SpeechEnd).
 #include "osvi/audio/endpointer.hpp"
 
 #include <algorithm>

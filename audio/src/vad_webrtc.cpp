@@ -1,5 +1,4 @@
-// WebRTC's GMM voice activity detector (libwebrtc-audio-processing 0.3) behind the Vad interface: the
-// baseline.
+// WebRTC's GMM voice activity detector (libwebrtc-audio-processing 0.3) as the baseline Vad.
 #include <algorithm>
 #include <cmath>
 #include <memory>

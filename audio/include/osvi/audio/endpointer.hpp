@@ -1,5 +1,4 @@
-// Endpointing on top of a Vad: speech onset (barge-in), confirmed speech start and end of utterance, in
-// samples.
+// Endpointing on a Vad: speech onset (barge-in), confirmed start and end of utterance, in samples.
 #pragma once
 
 // Real-time rules: process() runs on the audio thread next to the Vad it owns and, like it, never allocates,

@@ -1,5 +1,4 @@
-// Voice activity detection for call audio: per-frame speech probability and decision, two backends, a
-// factory.
+// Voice activity detection for call audio: per-frame speech decisions, two backends and a factory.
 #pragma once
 
 // Real-time rules (process() and reset() run on a line's audio thread):
