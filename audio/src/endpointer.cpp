@@ -42,6 +42,7 @@ Status Endpointer::set_min_speech_ms(int ms) noexcept {
 
 void Endpointer::reset() noexcept {
   vad_->reset();
+  last_ = VadFrame{};
   pos_ = 0;
   state_ = State::Idle;
   begin_ = active_ = last_end_ = resume_run_ = resume_from_ = wait_ = 0;
@@ -90,7 +91,7 @@ void Endpointer::start_candidate(uint64_t begin, uint64_t active, EndpointEvents
 EndpointEvents Endpointer::process(std::span<const int16_t> frame) noexcept {
   EndpointEvents out;
   if (frame.size() != frame_) return out;
-  const VadFrame v = vad_->process(frame);
+  const VadFrame v = last_ = vad_->process(frame);
   const uint64_t start = pos_;
   pos_ += frame_;
   double energy = 0.0;

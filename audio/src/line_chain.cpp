@@ -82,7 +82,7 @@ const CaptureOutput& LineChain::process_capture(std::span<const int16_t> mic,
   out_.clean = clean;
 
   out_.endpoints = endpointer_->process(clean);
-  out_.vad.speech = endpointer_->in_utterance();
+  out_.vad = endpointer_->last_vad();
   if (encoder_) {
     auto bytes = encoder_->encode(clean, packet_);
     if (bytes) out_.opus = std::span<const uint8_t>(packet_.data(), *bytes);

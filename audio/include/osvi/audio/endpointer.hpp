@@ -91,6 +91,8 @@ class Endpointer {
   bool in_utterance() const noexcept { return state_ == State::Speech; }
   const EndpointerConfig& config() const noexcept { return config_; }
   Vad& vad() noexcept { return *vad_; }
+  // The VAD's verdict on the last frame process() saw (the chain reports it with the frame).
+  const VadFrame& last_vad() const noexcept { return last_; }
 
  private:
   enum class State : uint8_t { Idle, Candidate, Speech };
@@ -103,6 +105,7 @@ class Endpointer {
   static constexpr size_t kTailFrames = 10;  // ~100 ms at 10 ms frames
 
   std::unique_ptr<Vad> vad_;
+  VadFrame last_;
   EndpointerConfig config_;
   uint64_t frame_ = 0;
   uint64_t pos_ = 0;
