@@ -176,6 +176,7 @@ void FleetSync::connect_now() {
   };
   cb.on_publish = [this](int mid, int rc) { on_publish(mid, rc); };
   cb.on_message = [this](const net::MqttMessage& m) { on_message(m); };
+  cb.on_subscribe = [this](int mid) { on_subscribe(mid); };
 
   state_ = "connecting";
   connect_started_us_ = clock_.monotonic_us();
@@ -233,14 +234,15 @@ void FleetSync::schedule_reconnect() {
 
 void FleetSync::drop_connection(const std::string& why) {
   const bool was_online = online_;
+  online_ = false;  // first: flush_acks() must delete what was acknowledged, not publish on this client
   flush_acks();
   io_.reset();
   client_.reset();
-  online_ = false;
   // libmosquitto's in-memory queue died with the client; unacknowledged rows are still in the outbox and
   // go out again, in id order, on the next session.
   inflight_.clear();
   last_sent_id_ = 0;
+  birth_after_mid_ = -1;
   if (was_online) {
     log::warning("fleet broker connection lost: " + why, {{"MQTT_HOST", cfg_.host}},
                  log::id::kMqttDisconnected);
@@ -279,14 +281,29 @@ void FleetSync::on_connect(int rc, std::string_view reason) {
   log::notice("connected to the fleet broker " + cfg_.host + ":" + std::to_string(cfg_.port) + " as " +
                   prefix_ + " (session " + std::to_string(session_) + ")",
               {{"MQTT_HOST", cfg_.host}}, log::id::kMqttConnected);
-  publish_presence();
-  (void)client_->subscribe(prefix_ + "/cmd/+/req", 1);
-  (void)client_->subscribe(prefix_ + "/cfg/desired", 1);
+  // The birth tells the fleet it may send commands now, so it waits for the SUBACK of our command
+  // subscriptions: published at CONNACK, a request sent by a tool reacting to it could reach the broker
+  // before our SUBSCRIBE and be dropped (seen in mqtt_test under load).
+  // One SUBSCRIBE packet, so one SUBACK covers both filters.
+  auto sub = client_->subscribe({prefix_ + "/cmd/+/req", prefix_ + "/cfg/desired"}, 1);
+  if (sub) {
+    birth_after_mid_ = *sub;
+  } else {
+    birth_after_mid_ = -1;
+    last_error_ = sub.error().message;
+    publish_presence();  // announce anyway: presence matters more than commands
+  }
   if (cfg_.telemetry_interval_s > 0) {
     auto t = loop_.add_timer(loop_.now_us() + 1000, [this] { publish_telemetry(); });
     if (t) telemetry_timer_ = std::move(*t);
   }
   pump();
+}
+
+void FleetSync::on_subscribe(int mid) {
+  if (mid != birth_after_mid_) return;
+  birth_after_mid_ = -1;
+  publish_presence();
 }
 
 void FleetSync::publish_presence() {

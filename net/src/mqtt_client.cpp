@@ -31,6 +31,10 @@ struct MqttClient::Glue {
     MqttClient* c = self(obj);
     if (c->callbacks_.on_publish) c->callbacks_.on_publish(mid, rc);
   }
+  static void on_subscribe(mosquitto*, void* obj, int mid, int, const int*, const mosquitto_property*) {
+    MqttClient* c = self(obj);
+    if (c->callbacks_.on_subscribe) c->callbacks_.on_subscribe(mid);
+  }
   static void on_message(mosquitto*, void* obj, const mosquitto_message* m, const mosquitto_property* props) {
     MqttClient* c = self(obj);
     if (!c->callbacks_.on_message) return;
@@ -129,6 +133,7 @@ Result<std::unique_ptr<MqttClient>> MqttClient::connect(const MqttOptions& optio
   mosquitto_disconnect_v5_callback_set(m, &Glue::on_disconnect);
   mosquitto_publish_v5_callback_set(m, &Glue::on_publish);
   mosquitto_message_v5_callback_set(m, &Glue::on_message);
+  mosquitto_subscribe_v5_callback_set(m, &Glue::on_subscribe);
   // Non-blocking: TCP connect in progress, CONNECT queued; the owner's loop finishes the job.
   if (auto s = c->check(mosquitto_connect_async(m, options.host.c_str(), options.port, options.keepalive_s),
                         "connecting to " + options.host + ":" + std::to_string(options.port));
@@ -193,9 +198,20 @@ Result<int> MqttClient::publish(std::string_view topic, std::string_view payload
   return mid;
 }
 
-Status MqttClient::subscribe(const std::string& pattern, int qos) {
-  return check(mosquitto_subscribe_v5(mosq_, nullptr, pattern.c_str(), qos, 0, nullptr),
-               "subscribing to " + pattern);
+Result<int> MqttClient::subscribe(const std::vector<std::string>& patterns, int qos) {
+  std::vector<char*> subs;
+  std::string names;
+  for (const std::string& p : patterns) {
+    subs.push_back(const_cast<char*>(p.c_str()));  // libmosquitto's signature; it only reads them
+    names += (names.empty() ? "" : ", ") + p;
+  }
+  int mid = 0;
+  if (auto s = check(mosquitto_subscribe_multiple(mosq_, &mid, static_cast<int>(subs.size()), subs.data(),
+                                                  qos, 0, nullptr),
+                     "subscribing to " + names);
+      !s)
+    return s.error();
+  return mid;
 }
 
 bool MqttClient::run_until(const std::function<bool()>& done, int timeout_ms) {

@@ -50,6 +50,7 @@ class FleetSync {
   void drop_connection(const std::string& why);
   void on_connect(int rc, std::string_view reason);
   void on_publish(int mid, int rc);
+  void on_subscribe(int mid);
   void on_message(const net::MqttMessage& m);
   void after_io();
   void update_io_events();
@@ -86,6 +87,7 @@ class FleetSync {
   int64_t connect_started_us_ = 0;
   unsigned attempt_ = 0;
   bool online_ = false;
+  int birth_after_mid_ = -1;        // the SUBACK that releases the birth (-1: none awaited)
   std::string state_ = "disabled";  // disabled|connecting|online|backoff
   std::string last_error_;
   int64_t last_error_logged_us_ = 0;

@@ -14,6 +14,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "osvi/result.hpp"
 
@@ -65,6 +66,7 @@ struct MqttCallbacks {
   // QoS 1: PUBACK received (reason_code >= 0x80: the broker refused it); QoS 0: written to the socket.
   std::function<void(int mid, int reason_code)> on_publish;
   std::function<void(const MqttMessage&)> on_message;
+  std::function<void(int mid)> on_subscribe;  // SUBACK for the subscribe() that returned mid
 };
 
 struct MqttPublishProps {
@@ -95,7 +97,8 @@ class MqttClient {
   // Returns the message id (for on_publish).
   Result<int> publish(std::string_view topic, std::string_view payload, int qos, bool retain,
                       const MqttPublishProps* props = nullptr);
-  Status subscribe(const std::string& pattern, int qos);
+  // One SUBSCRIBE packet for all patterns; returns the message id its SUBACK reports to on_subscribe.
+  Result<int> subscribe(const std::vector<std::string>& patterns, int qos);
   // Turns a bare poll() loop until done() or the timeout (shutdown flush, benchmarks); false on timeout
   // or when the connection died.
   bool run_until(const std::function<bool()>& done, int timeout_ms);
