@@ -15,19 +15,8 @@ namespace {
 constexpr const char* kBytesKey = "outbox.bytes";
 constexpr const char* kDroppedKey = "outbox.dropped";
 
-Error wrap(std::string_view what, const Error& error) {
-  std::string_view inner = error.message;
-  if (inner.starts_with("store: ")) inner.remove_prefix(7);
-  return make_error("store: " + std::string(what) + ": " + std::string(inner), error.code);
-}
-
-template <class... Args>
-Status run(sql::Db& db, const std::string& sql, const Args&... args) {
-  auto stmt = db.cached(sql);
-  if (!stmt.ok()) return stmt.error();
-  (*stmt)->bind_all(args...);
-  return (*stmt)->run();
-}
+using sql::run;
+using sql::wrap;
 
 template <class... Args>
 Result<int64_t> query_int(sql::Db& db, const std::string& sql, const Args&... args) {

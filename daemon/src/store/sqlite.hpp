@@ -138,4 +138,20 @@ class Db {
 // "what failed: sqlite text (code N)", the shape of every store error.
 Error sqlite_error(std::string_view what, sqlite3* db, int rc);
 
+// "store: <what>: <inner>", without doubling the "store: " prefix of an inner store error.
+inline Error wrap(std::string_view what, const Error& error) {
+  std::string_view inner = error.message;
+  if (inner.starts_with("store: ")) inner.remove_prefix(7);
+  return make_error("store: " + std::string(what) + ": " + std::string(inner), error.code);
+}
+
+// Runs a cached statement that returns no rows.
+template <class... Args>
+Status run(Db& db, const std::string& sql, const Args&... args) {
+  auto stmt = db.cached(sql);
+  if (!stmt.ok()) return stmt.error();
+  (*stmt)->bind_all(args...);
+  return (*stmt)->run();
+}
+
 }  // namespace osvi::daemon::sql

@@ -19,11 +19,8 @@ namespace osvi::daemon {
 namespace {
 
 // Prefixes the step that failed; an inner "store: " is dropped so nested steps read as one chain.
-Error wrap(std::string_view what, const Error& error) {
-  std::string_view inner = error.message;
-  if (inner.starts_with("store: ")) inner.remove_prefix(7);
-  return make_error("store: " + std::string(what) + ": " + std::string(inner), error.code);
-}
+using sql::run;
+using sql::wrap;
 
 // One table drives the INSERT, UPDATE and SELECT of calls, so adding a column is one line here plus a
 // migration.
@@ -180,15 +177,6 @@ Result<std::vector<AgentRecord>> query_agents(sql::Db& db, const std::string& sq
     out.push_back(read_agent(**stmt));
   }
   return out;
-}
-
-// Runs a cached statement that returns no rows.
-template <class... Args>
-Status run(sql::Db& db, const std::string& sql, const Args&... args) {
-  auto stmt = db.cached(sql);
-  if (!stmt.ok()) return stmt.error();
-  (*stmt)->bind_all(args...);
-  return (*stmt)->run();
 }
 
 int parse_int(const std::optional<std::string>& text) {
