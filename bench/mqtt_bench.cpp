@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "daemon_process.hpp"
+#include "mosquitto_broker.hpp"
 #include "osvi/clock.hpp"
 #include "osvi/daemon/store.hpp"
 #include "test_support.hpp"
@@ -50,51 +51,23 @@ double ms_between(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double, std::milli>(b - a).count();
 }
 
-// mosquitto on a free loopback port, killed when the object dies.
-class Broker {
+// A broker whose fleet side never drops records. broker_inflight > 0 sets mosquitto's max_inflight_messages,
+// which it also announces to MQTT v5 clients as Receive Maximum: the cap on unacknowledged QoS 1 publishes,
+// whatever osvid's max_inflight says. max_queued_messages 0: the default queue towards one subscriber (1000
+// QoS 1 messages) would drop part of a 10,000 backlog arriving at loopback speed.
+class Broker : public osvi::test::MosquittoBroker {
  public:
-  // broker_inflight > 0 sets mosquitto's max_inflight_messages, which it also announces to MQTT v5 clients
-  // as Receive Maximum: the cap on unacknowledged QoS 1 publishes, whatever osvid's max_inflight says.
-  Broker(const std::string& dir, int broker_inflight) : port_(osvi::test::free_loopback_port()) {
-    const std::string conf = dir + "/mosquitto.conf";
-    // The fleet side must not be the bottleneck or lose records: mosquitto's default queue towards one
-    // subscriber (1000 QoS 1 messages) would drop part of a 10,000 backlog arriving at loopback speed.
-    osvi::test::write_file(
-        conf,
-        "listener " + std::to_string(port_) +
-            " 127.0.0.1\nallow_anonymous true\npersistence false\n"
+  Broker(const std::string& dir, int broker_inflight)
+      : MosquittoBroker(
+            dir, osvi::test::free_loopback_port(),
             "max_queued_messages 0\n" +
-            (broker_inflight > 0 ? "max_inflight_messages " + std::to_string(broker_inflight) + "\n" : "") +
-            (geteuid() == 0 ? "user root\n" : ""));
-    pid_ = fork();
-    if (pid_ == 0) {
-      const std::string log = dir + "/broker.log";
-      if (std::freopen(log.c_str(), "a", stderr) == nullptr) _exit(126);
-      execl("/usr/sbin/mosquitto", "mosquitto", "-c", conf.c_str(), static_cast<char*>(nullptr));
-      _exit(127);
+                (broker_inflight > 0 ? "max_inflight_messages " + std::to_string(broker_inflight) + "\n"
+                                     : std::string())) {
+    if (!started()) {
+      std::fprintf(stderr, "mosquitto did not start (see %s)\n", log_path().c_str());
+      std::exit(1);
     }
-    for (int i = 0; i < 250; ++i) {
-      mosquitto* m = mosquitto_new(nullptr, true, nullptr);
-      const int rc = mosquitto_connect(m, "127.0.0.1", port_, 5);
-      mosquitto_destroy(m);
-      if (rc == MOSQ_ERR_SUCCESS) return;
-      std::this_thread::sleep_for(20ms);
-    }
-    std::fprintf(stderr, "mosquitto did not start (see %s/broker.log)\n", dir.c_str());
-    std::exit(1);
   }
-  ~Broker() {
-    kill(pid_, SIGTERM);
-    int st = 0;
-    waitpid(pid_, &st, 0);
-  }
-  Broker(const Broker&) = delete;
-  Broker& operator=(const Broker&) = delete;
-  int port() const { return port_; }
-
- private:
-  int port_;
-  pid_t pid_ = -1;
 };
 
 // The fleet side: a QoS 1 subscriber on its own libmosquitto thread, counting distinct call records.

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "daemon_process.hpp"
+#include "mosquitto_broker.hpp"
 #include "osvi/clock.hpp"
 #include "osvi/daemon/store.hpp"
 #include "osvi/net/json.hpp"
@@ -33,54 +34,7 @@ using osvi::test::TempDir;
 
 constexpr const char* kPrefix = "osvi/v1/site1/box1";
 
-// A mosquitto broker on a free loopback port, killed when the object dies.
-class Broker {
- public:
-  Broker(const std::string& dir, int port, const std::string& extra = "") : dir_(dir), port_(port) {
-    conf_ = dir + "/mosquitto-" + std::to_string(port) + ".conf";
-    osvi::test::write_file(conf_,
-                           "listener " + std::to_string(port) + " 127.0.0.1\nallow_anonymous true\n" +
-                               (extra.find("persistence") == std::string::npos ? "persistence false\n" : "") +
-                               // As root mosquitto drops to its own user, which cannot read our temp dir.
-                               (geteuid() == 0 ? "user root\n" : "") + extra);
-    start();
-  }
-  ~Broker() { stop(); }
-  Broker(const Broker&) = delete;
-  Broker& operator=(const Broker&) = delete;
-
-  void start() {
-    pid_ = fork();
-    if (pid_ == 0) {
-      const std::string log = dir_ + "/broker.log";
-      FILE* f = freopen(log.c_str(), "a", stderr);
-      (void)f;
-      execl("/usr/sbin/mosquitto", "mosquitto", "-c", conf_.c_str(), static_cast<char*>(nullptr));
-      _exit(127);
-    }
-    // Ready when it accepts a connection.
-    for (int i = 0; i < 100; ++i) {
-      mosquitto* m = mosquitto_new(nullptr, true, nullptr);
-      const int rc = mosquitto_connect(m, "127.0.0.1", port_, 5);
-      mosquitto_destroy(m);
-      if (rc == MOSQ_ERR_SUCCESS) return;
-      std::this_thread::sleep_for(20ms);
-    }
-  }
-  void stop() {
-    if (pid_ <= 0) return;
-    kill(pid_, SIGTERM);  // SIGTERM lets a persistent broker save its sessions
-    int st = 0;
-    waitpid(pid_, &st, 0);
-    pid_ = -1;
-  }
-  int port() const { return port_; }
-
- private:
-  std::string dir_, conf_;
-  int port_;
-  pid_t pid_ = -1;
-};
+using Broker = osvi::test::MosquittoBroker;
 
 struct Msg {
   std::string topic, payload, correlation;
