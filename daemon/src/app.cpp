@@ -119,7 +119,8 @@ Status write_file_atomically(const std::string& path, const std::string& text) {
   const std::string tmp = path + ".tmp";
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) return make_error(tmp + ": " + std::strerror(errno), -errno);
-  const bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && fsync(fd) == 0;
+  const bool ok =
+      ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && fsync(fd) == 0;
   const int err = errno;
   ::close(fd);
   if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
@@ -148,7 +149,8 @@ Result<Config> load_configuration(const AppOptions& options) {
 }
 
 namespace {
-Result<Config> configuration_from_text(const AppOptions& options, std::string text, const std::string& where) {
+Result<Config> configuration_from_text(const AppOptions& options, std::string text,
+                                       const std::string& where) {
   // --- end issue 6 ---
   if (options.state_dir || options.listen) {
     // Overrides are written into the document so they pass the same validation as the file.
@@ -311,7 +313,8 @@ Status App::start() {
     FleetHooks hooks;
     hooks.apply_config = [this](const std::string& text) { return apply_from_fleet(text); };
     hooks.config = [this]() -> const Config& { return *config_; };
-    fleet_ = std::make_unique<FleetSync>(*loop_, *store_, *clock_, std::move(hooks), api_ctx_.started_wall_ms);
+    fleet_ =
+        std::make_unique<FleetSync>(*loop_, *store_, *clock_, std::move(hooks), api_ctx_.started_wall_ms);
     fleet_->configure(*config_);
     api_ctx_.fleet = fleet_.get();
   }
@@ -399,7 +402,8 @@ Status App::apply_from_fleet(const std::string& json_text) {
   // The pushed text is written first and renamed into place only once applied: a rejected push leaves the
   // file as it was, an accepted one survives a restart.
   const std::string tmp = target + ".fleet";
-  if (Status s = write_file_atomically(tmp, json_text); !s) return make_error("persisting: " + s.error().message);
+  if (Status s = write_file_atomically(tmp, json_text); !s)
+    return make_error("persisting: " + s.error().message);
   if (Status s = apply(std::move(*cfg)); !s) {
     ::unlink(tmp.c_str());
     return s;

@@ -25,9 +25,9 @@ struct ApiContext {
   int64_t started_wall_ms = 0;
   std::string config_source;  // a path, or "embedded defaults"
   int64_t config_loaded_wall_ms = 0;
-  std::string listen;  // "host:port" actually bound
+  std::string listen;                        // "host:port" actually bound
   const class LineManager* lines = nullptr;  // issue 4: the "lines" array of /v1/health; null = none
-  const class FleetSync* fleet = nullptr;  // issue 6: the "mqtt" object of /v1/health; null = not built
+  const class FleetSync* fleet = nullptr;    // issue 6: the "mqtt" object of /v1/health; null = not built
 };
 
 class Api {

@@ -137,10 +137,10 @@ struct OutboxLimits {
 
 struct OutboxStats {
   int64_t queued = 0;
-  int64_t bytes = 0;          // sum of payload sizes
+  int64_t bytes = 0;                 // sum of payload sizes
   int64_t oldest_created_at_ms = 0;  // 0 when empty
-  int64_t dropped = 0;        // persisted in meta "outbox.dropped"
-  bool over_quota = false;    // only call records left and still above a limit
+  int64_t dropped = 0;               // persisted in meta "outbox.dropped"
+  bool over_quota = false;           // only call records left and still above a limit
 };
 
 inline constexpr std::string_view kOutboxKindCall = "call";
@@ -227,7 +227,7 @@ class Store {
   OpenReport report_;
   int savepoint_depth_ = 0;
   bool opened_ = false;
-  OutboxLimits outbox_limits_;  // outbox
+  OutboxLimits outbox_limits_;    // outbox
   Status enforce_outbox_quota();  // outbox
 };
 
