@@ -2,9 +2,9 @@
 //
 // The devices are alsa-lib's file/null plugins (capture from /dev/zero, playback into /dev/null), defined
 // in a configuration appended through ALSA_CONFIG_PATH, so the figure is the cost of alsa-lib's plugin
-// calls plus ours per period, without a clock. Allocations are counted by wrapping malloc & co. around
-// glibc's __libc_* entry points; the main thread only polls the eventfd and copies from the rings while
-// counting, so any allocation in the window comes from the audio thread.
+// calls plus ours per period, without a clock. Allocations are counted by tests/support/alloc_counter (malloc
+// & co. wrapped around glibc's __libc_* entry points); the main thread only polls the eventfd and copies from
+// the rings while counting, so any allocation in the window comes from the audio thread.
 #include <poll.h>
 #include <unistd.h>
 
@@ -15,31 +15,8 @@
 #include <string>
 #include <thread>
 
+#include "alloc_counter.hpp"
 #include "osvi/hal/audio_stream.hpp"
-
-extern "C" {
-void* __libc_malloc(size_t);
-void* __libc_calloc(size_t, size_t);
-void* __libc_realloc(void*, size_t);
-void* __libc_memalign(size_t, size_t);
-
-namespace {
-std::atomic<uint64_t> g_allocs{0};
-}
-
-void* malloc(size_t n) {
-  g_allocs.fetch_add(1, std::memory_order_relaxed);
-  return __libc_malloc(n);
-}
-void* calloc(size_t n, size_t size) {
-  g_allocs.fetch_add(1, std::memory_order_relaxed);
-  return __libc_calloc(n, size);
-}
-void* realloc(void* p, size_t n) {
-  g_allocs.fetch_add(1, std::memory_order_relaxed);
-  return __libc_realloc(p, n);
-}
-}
 
 int main(int argc, char** argv) {
   const double seconds = argc > 1 ? std::atof(argv[1]) : 2.0;
@@ -83,12 +60,12 @@ int main(int argc, char** argv) {
     }
   };
   spin(std::chrono::milliseconds(300));  // open, first periods
-  const uint64_t allocs0 = g_allocs.load();
+  const uint64_t allocs0 = osvi::test::alloc_counts().mallocs;
   const auto st0 = s.stats();
   const auto t0 = std::chrono::steady_clock::now();
   spin(std::chrono::duration<double>(seconds));
   const auto st1 = s.stats();
-  const uint64_t allocs1 = g_allocs.load();
+  const uint64_t allocs1 = osvi::test::alloc_counts().mallocs;
   const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   s.stop();
   unlink(conf.c_str());

@@ -14,33 +14,13 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <optional>
 #include <vector>
 
+#include "alloc_counter.hpp"
 #include "osvi/audio/line_chain.hpp"
 #include "osvi/audio/vad.hpp"
 #include "wav.hpp"
-
-// Every allocation of the process, C and C++ alike (libopus and speexdsp use malloc), is counted while
-// `counting` is set: the chain must not allocate per frame.
-extern "C" void* __libc_malloc(size_t);
-extern "C" void* __libc_calloc(size_t, size_t);
-extern "C" void* __libc_realloc(void*, size_t);
-namespace {
-std::atomic<bool> counting{false};
-std::atomic<long> allocations{0};
-}  // namespace
-extern "C" void* malloc(size_t n) {
-  if (counting.load(std::memory_order_relaxed)) allocations.fetch_add(1, std::memory_order_relaxed);
-  return __libc_malloc(n);
-}
-extern "C" void* calloc(size_t a, size_t b) {
-  if (counting.load(std::memory_order_relaxed)) allocations.fetch_add(1, std::memory_order_relaxed);
-  return __libc_calloc(a, b);
-}
-extern "C" void* realloc(void* p, size_t n) {
-  if (counting.load(std::memory_order_relaxed)) allocations.fetch_add(1, std::memory_order_relaxed);
-  return __libc_realloc(p, n);
-}
 
 namespace {
 
@@ -127,9 +107,9 @@ int main(int argc, char** argv) {
   std::vector<double> cap_us, play_us;
   cap_us.reserve(frames);
   play_us.reserve(frames);
-  long chain_allocs = 0;
+  std::optional<osvi::test::AllocSnapshot> counted;
   for (size_t f = 0; f < frames; ++f) {
-    if (f == warmup) counting = true;
+    if (f == warmup) counted.emplace();
     auto t0 = Clock::now();
     const auto& out =
         (*chain)->process_capture({mic.data() + f * kFrame, kFrame}, {far.data() + f * kFrame, kFrame});
@@ -144,8 +124,7 @@ int main(int argc, char** argv) {
       play_us.push_back(p);
     }
   }
-  counting = false;
-  chain_allocs = allocations.exchange(0);
+  const uint64_t chain_allocs = counted->new_delta() + counted->malloc_delta();
 
   // --- the bare library calls, same data ---
   SpeexEchoState* echo = speex_echo_state_init(kFrame, kRate * kTailMs / 1000);
@@ -208,6 +187,7 @@ int main(int argc, char** argv) {
   std::printf("chain/bare (mean): capture %.2f, playback %.2f\n", cs.mean / bc.mean, ps.mean / bp.mean);
   std::printf("core per channel: %.2f %%  -> %.0f channels per core;  p99/p50 total %.2f\n", core_pct,
               100.0 / core_pct, ts.p99 / ts.p50);
-  std::printf("heap allocations during %zu measured frames: %ld\n", cap_us.size(), chain_allocs);
+  std::printf("heap allocations during %zu measured frames: %llu\n", cap_us.size(),
+              static_cast<unsigned long long>(chain_allocs));
   return 0;
 }

@@ -14,92 +14,16 @@
 #include <string>
 #include <vector>
 
+#include "alloc_counter.hpp"
 #include "osvi/audio/opus.hpp"
 #include "osvi/audio/recording.hpp"
 #include "osvi/audio/resampler.hpp"
 #include "test_support.hpp"
 #include "wav.hpp"
 
-// ---- allocation counting ------------------------------------------------------------------------------
-// operator new is replaced in every build. C allocations (libopus, libopusenc, speexdsp call malloc) are
-// counted by interposing malloc in this executable, except under ASan, which owns malloc there.
-namespace {
-std::atomic<uint64_t> g_news{0};
-std::atomic<uint64_t> g_mallocs{0};
-}  // namespace
-
-#if defined(__SANITIZE_ADDRESS__)
-#define OSVI_COUNT_MALLOC 0
-#else
-#define OSVI_COUNT_MALLOC 1
-extern "C" {
-void* __libc_malloc(size_t);
-void* __libc_calloc(size_t, size_t);
-void* __libc_realloc(void*, size_t);
-void __libc_free(void*);
-void* malloc(size_t n) {
-  g_mallocs.fetch_add(1, std::memory_order_relaxed);
-  return __libc_malloc(n);
-}
-void* calloc(size_t n, size_t size) {
-  g_mallocs.fetch_add(1, std::memory_order_relaxed);
-  return __libc_calloc(n, size);
-}
-void* realloc(void* p, size_t n) {
-  g_mallocs.fetch_add(1, std::memory_order_relaxed);
-  return __libc_realloc(p, n);
-}
-void free(void* p) {
-  __libc_free(p);
-}
-}
-#endif
-
-// Out of line, so GCC (ASan builds inline more) does not pair a visible free() with operator new and warn.
-[[gnu::noinline]] static void* counted_alloc(size_t n) noexcept {
-  g_news.fetch_add(1, std::memory_order_relaxed);
-  return std::malloc(n ? n : 1);
-}
-[[gnu::noinline]] static void counted_free(void* p) noexcept {
-  std::free(p);
-}
-
-void* operator new(size_t n) {
-  if (void* p = counted_alloc(n)) return p;
-  throw std::bad_alloc();
-}
-void* operator new[](size_t n) {
-  return operator new(n);
-}
-void* operator new(size_t n, const std::nothrow_t&) noexcept {
-  return counted_alloc(n);
-}
-void* operator new[](size_t n, const std::nothrow_t&) noexcept {
-  return counted_alloc(n);
-}
-void operator delete(void* p) noexcept {
-  counted_free(p);
-}
-void operator delete[](void* p) noexcept {
-  counted_free(p);
-}
-void operator delete(void* p, size_t) noexcept {
-  counted_free(p);
-}
-void operator delete[](void* p, size_t) noexcept {
-  counted_free(p);
-}
-
 namespace {
 
 using namespace osvi::audio;
-
-struct AllocSnapshot {
-  uint64_t news = g_news.load();
-  uint64_t mallocs = g_mallocs.load();
-  uint64_t new_delta() const { return g_news.load() - news; }
-  uint64_t malloc_delta() const { return g_mallocs.load() - mallocs; }
-};
 
 // ---- signal helpers -----------------------------------------------------------------------------------
 
@@ -770,11 +694,11 @@ TEST(Utterance, WavBlobHasACorrectHeader) {
 
 // The zero-allocation tests below are only worth something if the counters see allocations at all.
 TEST(Allocations, CountersSeeCppAndCAllocations) {
-  const AllocSnapshot before;
+  const osvi::test::AllocSnapshot before;
   auto v = std::make_unique<std::vector<int>>(100);
   auto dec = OpusDecoder::create(16000);  // libopus mallocs its state
   EXPECT_GE(before.new_delta(), 2u);
-  if (OSVI_COUNT_MALLOC) {
+  if (osvi::test::mallocs_counted()) {
     EXPECT_GE(before.malloc_delta(), 3u);
   }
   EXPECT_TRUE(v && dec.ok());
@@ -798,11 +722,12 @@ TEST(Allocations, ResamplerEncoderDecoderNeverAllocatePerFrame) {
     if (f % 10 == 0) (void)dec->decode({}, pcm);  // concealment too
   };
   for (size_t f = 0; f < 50; ++f) frame(f);
-  const AllocSnapshot before;
+  const osvi::test::AllocSnapshot before;
   for (size_t f = 50; f < 150; ++f) frame(f);
   EXPECT_EQ(before.new_delta(), 0u);
   EXPECT_EQ(before.malloc_delta(), 0u);
-  if (!OSVI_COUNT_MALLOC) std::printf("[alloc] malloc not counted under ASan (operator new only)\n");
+  if (!osvi::test::mallocs_counted())
+    std::printf("[alloc] malloc not counted under ASan (operator new only)\n");
 }
 
 TEST(Allocations, RecorderPushAllocatesNothingAfterTheFirstPages) {
@@ -818,13 +743,14 @@ TEST(Allocations, RecorderPushAllocatesNothingAfterTheFirstPages) {
   };
   // Warm-up: headers and the first audio pages size libopusenc's page buffers.
   for (size_t f = 0; f < 150; ++f) push(f);
-  const AllocSnapshot before;
+  const osvi::test::AllocSnapshot before;
   const size_t pages_before = sink.bytes().size();
   for (size_t f = 150; f < 650; ++f) push(f);  // 500 frames = 10 s, several pages emitted
   const uint64_t news = before.new_delta(), mallocs = before.malloc_delta();
   std::printf("[alloc] recorder: 500 pushes emitted %zu bytes; operator new %llu, malloc %llu%s\n",
               sink.bytes().size() - pages_before, static_cast<unsigned long long>(news),
-              static_cast<unsigned long long>(mallocs), OSVI_COUNT_MALLOC ? "" : " (not counted under ASan)");
+              static_cast<unsigned long long>(mallocs),
+              osvi::test::mallocs_counted() ? "" : " (not counted under ASan)");
   EXPECT_GT(sink.bytes().size(), pages_before);  // pages really were emitted in the measured window
   EXPECT_EQ(news, 0u);
   EXPECT_EQ(mallocs, 0u);

@@ -16,59 +16,9 @@
 #include <tuple>
 #include <vector>
 
+#include "alloc_counter.hpp"
 #include "osvi/audio/preprocessor.hpp"
 #include "wav.hpp"
-
-// Every allocation in this binary goes through these, so a test can assert that process() makes none.
-namespace {
-std::atomic<long> g_allocations{0};
-// Out of line so GCC, having inlined a delete, does not see free() paired with operator new and warn.
-[[gnu::noinline]] void release(void* p) noexcept {
-  std::free(p);
-}
-}  // namespace
-
-void* operator new(std::size_t size) {
-  g_allocations.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
-  throw std::bad_alloc();
-}
-void* operator new[](std::size_t size) {
-  return ::operator new(size);
-}
-void* operator new(std::size_t size, std::align_val_t align) {
-  g_allocations.fetch_add(1, std::memory_order_relaxed);
-  const auto a = static_cast<std::size_t>(align);
-  if (void* p = std::aligned_alloc(a, (size + a - 1) / a * a)) return p;
-  throw std::bad_alloc();
-}
-void* operator new[](std::size_t size, std::align_val_t align) {
-  return ::operator new(size, align);
-}
-void operator delete(void* p) noexcept {
-  release(p);
-}
-void operator delete[](void* p) noexcept {
-  release(p);
-}
-void operator delete(void* p, std::size_t) noexcept {
-  release(p);
-}
-void operator delete[](void* p, std::size_t) noexcept {
-  release(p);
-}
-void operator delete(void* p, std::align_val_t) noexcept {
-  release(p);
-}
-void operator delete[](void* p, std::align_val_t) noexcept {
-  release(p);
-}
-void operator delete(void* p, std::size_t, std::align_val_t) noexcept {
-  release(p);
-}
-void operator delete[](void* p, std::size_t, std::align_val_t) noexcept {
-  release(p);
-}
 
 namespace {
 
@@ -485,16 +435,18 @@ TEST(Echo, ProcessDoesNotAllocate) {
       ASSERT_TRUE(c);
       const size_t n = c->format().frame_samples();
       std::vector<int16_t> out(n);
-      const long before = g_allocations.load();  // from the first call: no lazy set-up either
+      const long before =
+          static_cast<long>(osvi::test::alloc_counts().news);  // from the first call: no lazy set-up either
       for (size_t i = 0; i < 100; ++i)
         c->process(std::span(mic).subspan(i * n, n), std::span(ref).subspan(i * n, n), out);
-      EXPECT_EQ(g_allocations.load() - before, 0) << to_string(b) << " " << frame_ms << " ms";
+      EXPECT_EQ(static_cast<long>(osvi::test::alloc_counts().news) - before, 0)
+          << to_string(b) << " " << frame_ms << " ms";
     }
   }
   // The counter works: an allocation is seen.
-  const long before = g_allocations.load();
+  const long before = static_cast<long>(osvi::test::alloc_counts().news);
   auto p = std::make_unique<int>(1);
-  EXPECT_EQ(g_allocations.load() - before, 1);
+  EXPECT_EQ(static_cast<long>(osvi::test::alloc_counts().news) - before, 1);
 }
 
 }  // namespace
