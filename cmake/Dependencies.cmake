@@ -1,5 +1,7 @@
 # Every third-party library comes through pkg-config; a missing one stops configure naming its Debian package.
 find_package(PkgConfig REQUIRED)
+# Project-shipped .pc files for Debian packages that have none (libphonenumber).
+set(ENV{PKG_CONFIG_PATH} "${PROJECT_SOURCE_DIR}/cmake/pkgconfig:$ENV{PKG_CONFIG_PATH}")
 find_package(Threads REQUIRED)
 
 # osvi_pkg(<target-suffix> <pkg-config module> <debian package>) defines PkgConfig::<target-suffix>.
@@ -21,6 +23,9 @@ osvi_pkg(opusenc   "libopusenc>=0.2"       libopusenc-dev)
 osvi_pkg(webrtcap  "webrtc-audio-processing>=0.3" libwebrtc-audio-processing-dev)
 osvi_pkg(mosquitto "libmosquitto>=2.0"     libmosquitto-dev)
 osvi_pkg(curl      "libcurl>=7.88"         libcurl4-openssl-dev)
+osvi_pkg(espeak    "espeak-ng>=1.49"       libespeak-ng-dev)
+osvi_pkg(phonenumber "libphonenumber>=8.12" libphonenumber-dev)
+osvi_pkg(crypto    "libcrypto>=3.0"        libssl-dev)
 
 if(OSVI_BUILD_TESTS)
   osvi_pkg(gtest "gtest_main>=1.12" libgtest-dev)

@@ -1,0 +1,46 @@
+// CallService: what the API handlers and fleet commands may ask of the calls engine (place a call), so
+// they depend on this small interface and not on the engine.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "osvi/result.hpp"
+
+namespace osvi::daemon {
+
+// A validated outbound call: the number is already E.164, the agent exists and is an active voice agent,
+// the overrides are in range. JSON-shaped fields hold compact JSON text.
+struct PlaceCallRequest {
+  std::string agent_uuid;
+  std::string phone_e164;
+  std::optional<std::string> person_name;
+  std::optional<std::string> system_prompt;     // replaces the agent's prompt for this call
+  std::optional<std::string> initial_greeting;  // <= 2000 characters
+  std::optional<std::string> webhook_url;
+  std::optional<std::string> additional_data;        // JSON object: {{variables}}
+  std::optional<std::string> call_config_overrides;  // JSON object as given (stored on the call)
+  std::optional<int64_t> max_call_duration_seconds;  // from call_config_overrides
+  std::optional<bool> enable_callback;               // from call_config_overrides
+  std::optional<std::string> data_extraction;        // JSON array
+  std::optional<std::string> call_trigger_data;      // JSON object: the request as received
+  std::optional<int64_t> campaign_id;
+  std::optional<int64_t> campaign_upload_id;
+  std::string source = "api";  // api | legacy_api | mqtt | campaign (journal field)
+};
+
+class CallService {
+ public:
+  virtual ~CallService() = default;
+  // Creates the call record (status in_progress) and places the call on a free line, or queues it.
+  // Returns the call id. Errors (Error::code):
+  //   -EPERM   the number is on the agent's do-not-disturb list          → API 400
+  //   -ENOENT  the agent is unknown, inactive or not a voice agent       → API 400
+  //   -EBUSY   every line is busy and the queue is full                  → API 503 (Retry-After)
+  //   -ENODEV  the box has no line that can place calls                  → API 503
+  //   other    the store failed                                          → API 500
+  virtual Result<std::string> place_call(const PlaceCallRequest& request) = 0;
+};
+
+}  // namespace osvi::daemon

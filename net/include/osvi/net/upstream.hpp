@@ -1,0 +1,132 @@
+// Upstream model services as the call engine sees them: speech-to-text, a streaming chat model, and
+// text-to-speech, each an interface so the engine can run against OpenAI-compatible HTTP (upstream_openai.hpp)
+// or the scripted in-process implementation (SimUpstream, below) used by engine tests.
+//
+// Threading: loop thread only. Every request answers through its callbacks, called later from the loop
+// (never from inside the call that started the request). Exactly one terminal callback (done or error) runs
+// per request unless it was cancelled first; after cancel() no callback runs at all.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace osvi::net {
+
+enum class UpstreamStage { stt, llm, tts };
+std::string_view to_string(UpstreamStage s);
+
+// Why a request failed, recorded on the call (docs/api.md: the call's upstream_errors).
+struct UpstreamError {
+  enum class Kind {
+    timeout,       // a stage watchdog (first byte / first token / result) or the total timeout fired
+    connect,       // could not connect (refused, DNS, TLS)
+    http,          // a non-2xx status; http_status says which
+    protocol,      // bad JSON, wrong content type, malformed SSE, an error event in the stream
+    reset,         // the connection broke mid-answer
+    breaker_open,  // the provider's circuit breaker refused the request without trying
+  };
+  UpstreamStage stage = UpstreamStage::llm;
+  Kind kind = Kind::protocol;
+  int http_status = 0;
+  std::string provider;  // base URL of the provider
+  std::string message;   // one line, for the journal and the call record
+  int attempts = 1;      // retries included
+};
+std::string_view to_string(UpstreamError::Kind k);
+
+// Per-request endpoint settings (from the agent's stt / llm / voice sections).
+struct Endpoint {
+  std::string base_url;  // "http://127.0.0.1:8090/v1" (no trailing '/')
+  std::string api_key;   // empty = no Authorization header
+  std::string model;
+  int64_t timeout_ms = 8000;        // the whole request
+  int64_t first_byte_timeout_ms = 0;  // stage watchdog: first token (llm) / first byte (tts); 0 = off
+};
+
+using RequestId = uint64_t;  // 0 = none
+
+// ---- speech-to-text: POST {base_url}/audio/transcriptions (multipart) ----
+struct SttRequest {
+  Endpoint endpoint;
+  std::vector<uint8_t> audio;  // one endpointed utterance
+  std::string mime = "audio/ogg";  // "audio/ogg" (Ogg Opus) or "audio/wav"
+  std::string language;            // ISO 639-1 ("en"); empty = let the model guess
+  std::string prompt;              // optional vocabulary hint
+};
+struct SttCallbacks {
+  std::function<void()> on_sent;  // the request body left for the network (latency: "stt request sent")
+  std::function<void(std::string text)> on_done;
+  std::function<void(const UpstreamError&)> on_error;
+};
+
+// ---- chat model: POST {base_url}/chat/completions with stream:true ----
+struct ToolCall {
+  std::string id;
+  std::string name;
+  std::string arguments_json;  // as assembled from the deltas; may be "" or invalid JSON (the caller checks)
+  bool operator==(const ToolCall&) const = default;
+};
+struct ChatMessage {
+  std::string role;  // system | user | assistant | tool
+  std::string content;
+  std::vector<ToolCall> tool_calls;  // assistant messages that called tools
+  std::string tool_call_id;          // role tool
+  bool operator==(const ChatMessage&) const = default;
+};
+struct ToolSpec {
+  std::string name;
+  std::string description;
+  std::string parameters_json;  // a JSON Schema object, compact text
+};
+struct ChatRequest {
+  Endpoint endpoint;
+  std::vector<ChatMessage> messages;
+  std::vector<ToolSpec> tools;
+  double temperature = 0.7;
+  unsigned max_tokens = 512;
+};
+struct ChatResult {
+  std::string text;  // every content delta joined
+  std::vector<ToolCall> tool_calls;
+  std::string finish_reason;  // "stop", "tool_calls", "length", "" when the stream did not say
+};
+struct ChatCallbacks {
+  std::function<void()> on_sent;
+  std::function<void(std::string_view delta)> on_delta;  // content text as it streams
+  std::function<void(ChatResult result)> on_done;        // after [DONE] (or a clean end of stream)
+  std::function<void(const UpstreamError&)> on_error;
+};
+
+// ---- text-to-speech: POST {base_url}/audio/speech ----
+struct TtsRequest {
+  Endpoint endpoint;
+  std::string text;
+  std::string voice = "alloy";
+  double speed = 1.0;
+  std::string format = "pcm";  // "pcm": s16le mono 24 kHz (OpenAI's pcm); "opus": Ogg Opus pages
+};
+struct TtsCallbacks {
+  std::function<void()> on_sent;
+  std::function<void(std::span<const uint8_t> bytes)> on_audio;  // body bytes as they arrive, any split
+  std::function<void()> on_done;
+  std::function<void(const UpstreamError&)> on_error;
+};
+
+class Upstream {
+ public:
+  virtual ~Upstream() = default;
+  virtual RequestId transcribe(SttRequest request, SttCallbacks callbacks) = 0;
+  virtual RequestId chat(ChatRequest request, ChatCallbacks callbacks) = 0;
+  virtual RequestId speak(TtsRequest request, TtsCallbacks callbacks) = 0;
+  // Drops a request in flight; no callback of it runs afterwards. Unknown or finished ids are ignored.
+  virtual void cancel(RequestId id) = 0;
+  // Whether the provider's breaker would refuse a request now (the engine goes to the fallback at once).
+  virtual bool breaker_open(std::string_view base_url) const = 0;
+};
+
+}  // namespace osvi::net
