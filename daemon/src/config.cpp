@@ -526,6 +526,13 @@ AgentConfig parse_agent(const Item& item, Problems& p) {
   parse_voice(r.object("voice"), a.voice);
   parse_call(r.object("call"), a.call);
   parse_tools(r.object("tools"), a.tools);
+  {  // issue 5
+    ObjectReader f = r.object("fallback");
+    a.fallback.message = f.str("message", a.fallback.message, 1, kMaxGreetingChars);
+    a.fallback.filler = f.str("filler", a.fallback.filler, 0, kMaxGreetingChars);
+    a.fallback.voicemail_max_s = f.number("voicemail_max_s", a.fallback.voicemail_max_s, 5, 600);
+    f.finish();
+  }
   parse_analysis(r.object("analysis"), a.analysis);
   parse_chat(r.object("chat"), a.chat);
   if (a.mode == AgentMode::chat && a.call.voicemail.action == VoicemailAction::leave_message)
@@ -624,7 +631,15 @@ Result<Config> parse_config(std::string_view json_text) {
     parse_store(root.object("store"), cfg.store);
     config_detail::parse_audio(root.object("audio"), cfg.audio);  // issue 3, config_audio.cpp
     config_detail::parse_mqtt(root.object("mqtt"), cfg.mqtt);     // issue 6, config_mqtt.cpp
-    {                                                             // issue 4, config_lines.cpp
+    {                                                             // issue 5
+      ObjectReader c = root.object("calls");
+      cfg.calls.max_queue = static_cast<unsigned>(c.integer("max_queue", cfg.calls.max_queue, 0, 1000));
+      cfg.calls.recordings_dir = c.str("recordings_dir", cfg.calls.recordings_dir);
+      cfg.calls.dead_air_ms =
+          static_cast<unsigned>(c.integer("dead_air_ms", cfg.calls.dead_air_ms, 500, 2900));
+      c.finish();
+    }
+    {  // issue 4, config_lines.cpp
       std::vector<std::pair<std::string, std::string>> line_refs;
       config_detail::parse_lines(root.array("lines"), p, cfg.lines, line_refs);
       for (auto& [path, uuid] : line_refs) refs.push_back(AgentRef{path, uuid});

@@ -179,4 +179,21 @@ hal::Line* LineManager::find(std::string_view id) {
   return nullptr;
 }
 
+const LineConfig* LineManager::config_of(std::string_view id) const {
+  for (const auto& e : entries_)
+    if (e->cfg.id == id) return &e->cfg;
+  return nullptr;
+}
+
+std::vector<hal::Line*> LineManager::lines() {
+  std::vector<hal::Line*> out;
+  for (auto& e : entries_) out.push_back(e->line.get());
+  return out;
+}
+
+void LineManager::refresh(const hal::Line& line) {
+  for (auto& e : entries_)
+    if (e->line.get() == &line) sync(*e);
+}
+
 }  // namespace osvi::daemon

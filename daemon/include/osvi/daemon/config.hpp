@@ -199,6 +199,13 @@ struct ToolsConfig {
   bool language_switch = false;
 };
 
+// What the caller hears when an upstream model service fails (rendered on the box with espeak-ng).
+struct FallbackConfig {
+  std::string message = "We are having technical trouble. Please leave a message after the tone.";
+  std::string filler = "One moment, please.";  // spoken when an answer is late, before the fallback
+  double voicemail_max_s = 60;                 // the caller's message after the tone
+};
+
 struct ExtractionField {
   std::string key;
   FieldType type = FieldType::text;
@@ -248,6 +255,7 @@ struct AgentConfig {
   ToolsConfig tools;
   AnalysisConfig analysis;
   ChatConfig chat;
+  FallbackConfig fallback;  // issue 5
   // The agent's JSON object as given, compact: the store compares it to notice definition changes.
   std::string definition_json;
 };
@@ -292,6 +300,15 @@ struct AudioConfig {
 };
 // --- end audio ---
 
+// --- calls (issue 5): the calls engine, box-wide ---
+struct CallsConfig {
+  unsigned max_queue = 16;      // outbound calls waiting for a free line; more get 503
+  std::string recordings_dir;   // empty = "<state_dir>/recordings"
+  unsigned dead_air_ms = 2500;  // silence before the agent says the filler (then the fallback)
+  bool operator==(const CallsConfig&) const = default;
+};
+// --- end calls ---
+
 struct Config {
   std::string source_hash;  // FNV-1a 64 of the JSON text, 16 lower-case hex digits
   SiteConfig site;
@@ -302,6 +319,7 @@ struct Config {
   AudioConfig audio;              // issue 3
   MqttConfig mqtt;                // issue 6
   std::vector<LineConfig> lines;  // issue 4
+  CallsConfig calls;              // issue 5
   std::vector<AgentConfig> agents;
 };
 

@@ -49,6 +49,12 @@ class LineManager {
   // "sim0 idle, gsm0 down (cannot open /dev/osvi-ec25-at: No such file or directory)"; "" without lines.
   std::string summary() const;
   hal::Line* find(std::string_view id);
+  // The line's configuration, or null (issue 5: the agent that answers it).
+  const LineConfig* config_of(std::string_view id) const;
+  // Every line, in configuration order.
+  std::vector<hal::Line*> lines();
+  // After an action taken outside a line callback (dial from the API): watch the line's new fd/deadline.
+  void refresh(const hal::Line& line);
   size_t size() const { return entries_.size(); }
   // The configuration the lines were started with (a reload does not restart lines).
   const std::vector<LineConfig>& configs() const { return configs_; }
