@@ -1,114 +1,14 @@
-// Ogg Opus writers over libopusenc's callback API: the stereo call recorder, STT utterance blobs, and WAV.
+// Ogg Opus writers over libopus and our own Ogg muxer: the stereo call recorder, STT utterance blobs, WAV.
 #include "osvi/audio/recording.hpp"
-
-#include <opus/opusenc.h>
 
 #include <algorithm>
 #include <cstring>
 #include <new>
 
+#include "ogg_opus.hpp"
 #include "osvi/version.hpp"
 
 namespace osvi::audio {
-namespace {
-
-struct EncDeleter {
-  void operator()(OggOpusEnc* e) const noexcept { ope_encoder_destroy(e); }
-};
-struct CommentsDeleter {
-  void operator()(OggOpusComments* c) const noexcept { ope_comments_destroy(c); }
-};
-using EncPtr = std::unique_ptr<OggOpusEnc, EncDeleter>;
-
-// libopusenc's user_data: a stable address (heap or stack frame), never the movable C++ object.
-struct SinkState {
-  ByteSink* sink = nullptr;
-  uint64_t bytes = 0;
-  bool failed = false;
-};
-
-int write_cb(void* user, const unsigned char* ptr, opus_int32 len) {
-  auto* s = static_cast<SinkState*>(user);
-  if (s->failed) return 1;
-  if (!s->sink->write({ptr, static_cast<size_t>(len)})) {
-    s->failed = true;
-    return 1;
-  }
-  s->bytes += static_cast<uint64_t>(len);
-  return 0;
-}
-int close_cb(void*) {
-  return 0;  // the caller owns the sink's lifetime and its close/fsync/rename
-}
-constexpr OpusEncCallbacks kCallbacks{write_cb, close_cb};
-
-Error ope_error(const char* what, int code) {
-  return make_error(std::string(what) + ": " + ope_strerror(code),
-                    code == OPE_ALLOC_FAIL ? -ENOMEM : -EINVAL);
-}
-
-int max_bandwidth(int rate) {
-  switch (rate) {
-    case 8000:
-      return OPUS_BANDWIDTH_NARROWBAND;
-    case 12000:
-      return OPUS_BANDWIDTH_MEDIUMBAND;
-    case 16000:
-      return OPUS_BANDWIDTH_WIDEBAND;
-    case 24000:
-      return OPUS_BANDWIDTH_SUPERWIDEBAND;
-    default:
-      return OPUS_BANDWIDTH_FULLBAND;
-  }
-}
-
-struct EncoderSpec {
-  int rate;
-  int channels;
-  int bitrate;
-  int complexity;
-  const std::string* title;
-  const std::string* call_id;
-  const std::string* agent;
-};
-
-Result<EncPtr> make_encoder(SinkState& state, const EncoderSpec& s) {
-  std::unique_ptr<OggOpusComments, CommentsDeleter> comments(ope_comments_create());
-  if (!comments) return make_error("ope_comments_create failed", -ENOMEM);
-  const std::string encoder = std::string("osvid ") + osvi::kVersion;
-  const std::pair<const char*, const std::string*> tags[] = {
-      {"TITLE", s.title}, {"CALL_ID", s.call_id}, {"AGENT", s.agent}, {"ENCODER", &encoder}};
-  for (const auto& [tag, value] : tags) {
-    if (!value || value->empty()) continue;
-    if (int err = ope_comments_add(comments.get(), tag, value->c_str()); err != OPE_OK) {
-      return ope_error("ope_comments_add", err);
-    }
-  }
-  int err = OPE_OK;
-  // Family 0 (plain mono/stereo) so every player opens the recording.
-  EncPtr enc(ope_encoder_create_callbacks(&kCallbacks, &state, comments.get(), s.rate, s.channels, 0, &err));
-  if (!enc || err != OPE_OK) return ope_error("ope_encoder_create_callbacks", err);
-  const int requests[][2] = {
-      {OPUS_SET_APPLICATION_REQUEST, OPUS_APPLICATION_VOIP},
-      {OPUS_SET_SIGNAL_REQUEST, OPUS_SIGNAL_VOICE},
-      {OPUS_SET_BITRATE_REQUEST, s.bitrate},
-      {OPUS_SET_COMPLEXITY_REQUEST, s.complexity},
-      // libopusenc always encodes at 48 kHz; without a cap it may spend bits (and CPU in CELT/hybrid modes)
-      // on a band the call never had. The input's Nyquist band keeps it in SILK for call audio.
-      {OPUS_SET_MAX_BANDWIDTH_REQUEST, max_bandwidth(s.rate)},
-      // libopusenc holds up to 2 s of audio for decisions it does not make yet (fixed 20 ms frames); no
-      // delay means each 20 ms of input is encoded right away and CPU use stays even frame to frame.
-      {OPE_SET_DECISION_DELAY_REQUEST, 0},
-  };
-  for (const auto& r : requests) {
-    if (err = ope_encoder_ctl(enc.get(), r[0], static_cast<opus_int32>(r[1])); err != OPE_OK) {
-      return ope_error("ope_encoder_ctl", err);
-    }
-  }
-  return enc;
-}
-
-}  // namespace
 
 bool MemorySink::write(std::span<const uint8_t> bytes) noexcept {
   try {
@@ -120,8 +20,8 @@ bool MemorySink::write(std::span<const uint8_t> bytes) noexcept {
 }
 
 struct CallRecorder::Impl {
-  SinkState state;
-  EncPtr enc;
+  explicit Impl(OggOpusWriter w) : writer(std::move(w)) {}
+  OggOpusWriter writer;
   std::vector<int16_t> interleaved;  // one stereo frame
   size_t frame = 0;
   int rate = 0;
@@ -139,13 +39,21 @@ Result<CallRecorder> CallRecorder::create(ByteSink& sink, const RecordingConfig&
   if (c.frame_ms != 10 && c.frame_ms != 20) return make_error("recording: frame_ms must be 10 or 20");
   if (c.bitrate < 12000 || c.bitrate > 256000) return make_error("recording: bitrate must be 12000..256000");
   if (c.complexity < 0 || c.complexity > 10) return make_error("recording: complexity must be 0..10");
-  auto impl = std::make_unique<Impl>();
-  impl->state.sink = &sink;
-  auto enc = make_encoder(impl->state, {c.rate, 2, c.bitrate, c.complexity, &c.title, &c.call_id, &c.agent});
-  if (!enc) return enc.error();
-  impl->enc = std::move(*enc);
+  OggOpusSpec spec;
+  spec.rate = c.rate;
+  spec.channels = 2;
+  spec.frame_ms = c.frame_ms;
+  spec.bitrate = c.bitrate;
+  spec.complexity = c.complexity;
+  spec.tags = {{"TITLE", c.title},
+               {"CALL_ID", c.call_id},
+               {"AGENT", c.agent},
+               {"ENCODER", std::string("osvid ") + osvi::kVersion}};
+  auto writer = OggOpusWriter::create(sink, spec);
+  if (!writer) return writer.error();
+  auto impl = std::make_unique<Impl>(std::move(*writer));
   impl->rate = c.rate;
-  impl->frame = static_cast<size_t>(c.rate / 1000 * c.frame_ms);
+  impl->frame = impl->writer.frame_samples();
   impl->interleaved.assign(impl->frame * 2, 0);
   return CallRecorder(std::move(impl));
 }
@@ -161,17 +69,13 @@ Status CallRecorder::push(std::span<const int16_t> caller, std::span<const int16
   Impl& s = *impl_;
   if (s.finished) return make_error("recording: already finished", -EBADF);
   if (caller.size() != s.frame || played.size() > s.frame) return make_error("recording: frame size");
-  if (s.state.failed) return make_error("recording: sink write failed", -EIO);
   int16_t* out = s.interleaved.data();
   for (size_t i = 0; i < s.frame; ++i) {
     out[2 * i] = caller[i];
     out[2 * i + 1] = i < played.size() ? played[i] : int16_t{0};
   }
-  if (int err = ope_encoder_write(s.enc.get(), out, static_cast<int>(s.frame)); err != OPE_OK) {
-    return ope_error("ope_encoder_write", err);
-  }
+  if (auto st = s.writer.write_frame(s.interleaved); !st) return st;
   ++s.frames;
-  if (s.state.failed) return make_error("recording: sink write failed", -EIO);
   return {};
 }
 
@@ -179,20 +83,12 @@ Result<RecordingSummary> CallRecorder::finish() {
   Impl& s = *impl_;
   if (s.finished) return make_error("recording: already finished", -EBADF);
   s.finished = true;
-  // libopusenc 0.2.1 leaves the stream's end granule uninitialised until the first write, so an empty call
-  // would end with a garbage granule position; a zero-sample write sets it to 0.
-  if (s.frames == 0) {
-    if (int err = ope_encoder_write(s.enc.get(), s.interleaved.data(), 0); err != OPE_OK) {
-      return ope_error("ope_encoder_write", err);
-    }
-  }
-  if (int err = ope_encoder_drain(s.enc.get()); err != OPE_OK) return ope_error("ope_encoder_drain", err);
-  if (s.state.failed) return make_error("recording: sink write failed", -EIO);
+  if (auto st = s.writer.finish(s.frames * s.frame); !st) return st.error();
   RecordingSummary r;
   r.frames = s.frames;
   r.samples = s.frames * s.frame;
   r.rate = s.rate;
-  r.bytes = s.state.bytes;
+  r.bytes = s.writer.bytes_written();
   return r;
 }
 
@@ -204,15 +100,27 @@ Result<std::vector<uint8_t>> encode_utterance_ogg_opus(std::span<const int16_t> 
   if (pcm.size() > static_cast<size_t>(rate) * 600) return make_error("utterance: longer than 10 minutes");
   // ~1.2x the nominal size avoids reallocations for typical utterances.
   MemorySink sink(static_cast<size_t>(o.bitrate / 8) * (pcm.size() / static_cast<size_t>(rate) + 1) + 4096);
-  SinkState state{&sink, 0, false};
-  auto enc = make_encoder(state, {rate, 1, o.bitrate, o.complexity, nullptr, nullptr, nullptr});
-  if (!enc) return enc.error();
-  // Large writes are fine here: libopusenc chunks them internally.
-  if (int err = ope_encoder_write(enc->get(), pcm.data(), static_cast<int>(pcm.size())); err != OPE_OK) {
-    return ope_error("ope_encoder_write", err);
+  auto writer = OggOpusWriter::create(sink, {.rate = rate,
+                                             .channels = 1,
+                                             .frame_ms = 20,
+                                             .bitrate = o.bitrate,
+                                             .complexity = o.complexity,
+                                             .tags = {}});
+  if (!writer) return writer.error();
+  const size_t frame = writer->frame_samples();
+  std::vector<int16_t> last(frame, 0);  // the tail, padded with silence to a whole frame
+  size_t pos = 0;
+  for (; pos + frame <= pcm.size(); pos += frame) {
+    if (auto st = writer->write_frame(pcm.subspan(pos, frame)); !st) return st.error();
   }
-  if (int err = ope_encoder_drain(enc->get()); err != OPE_OK) return ope_error("ope_encoder_drain", err);
-  if (state.failed) return make_error("utterance: out of memory", -ENOMEM);
+  if (pos < pcm.size()) {
+    std::copy(pcm.begin() + static_cast<std::ptrdiff_t>(pos), pcm.end(), last.begin());
+    if (auto st = writer->write_frame(last); !st) return st.error();
+  }
+  // The final granule trims the padding: the blob decodes to exactly pcm.size() samples.
+  if (auto st = writer->finish(pcm.size()); !st) {
+    return st.error().code == -EIO ? make_error("utterance: out of memory", -ENOMEM) : st.error();
+  }
   return sink.take();
 }
 

@@ -1,11 +1,13 @@
 // Codec tests: resampler counts, Opus quality, recordings' sample clock, STT blobs, zero allocations.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
 #include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -328,8 +330,17 @@ uint32_t le32(const uint8_t* p) {
   return p[0] | (p[1] << 8) | (p[2] << 16) | (static_cast<uint32_t>(p[3]) << 24);
 }
 
+struct OggPage {
+  uint8_t flags = 0;  // 0x01 continued, 0x02 BOS, 0x04 EOS
+  int64_t granule = 0;
+  size_t bytes = 0;           // header + lacing + body
+  size_t packets_ending = 0;  // lacing values < 255
+  bool ends_mid_packet = false;
+};
+
 struct OggOpus {
   bool ok = false;
+  std::vector<OggPage> page_list;
   std::string error;
   std::vector<std::vector<uint8_t>> packets;  // audio packets (headers removed)
   int channels = 0;
@@ -378,14 +389,18 @@ OggOpus parse_ogg_opus(const std::vector<uint8_t>& b) {
     if (r.eos) return r.error = "data after EOS", r;
     r.eos = flags & 0x04;
     if (granule != -1) r.final_granule = granule;
+    OggPage info{flags, granule, len, 0, nseg > 0 && b[pos + 27 + nseg - 1] == 255};
+    if (((flags & 0x01) != 0) != !partial.empty()) return r.error = "continued flag disagrees with lacing", r;
     size_t data = pos + 27 + nseg;
     for (size_t i = 0; i < nseg; ++i) {
       const uint8_t lace = b[pos + 27 + i];
+      info.packets_ending += lace < 255 ? 1 : 0;
       partial.insert(partial.end(), b.begin() + static_cast<std::ptrdiff_t>(data),
                      b.begin() + static_cast<std::ptrdiff_t>(data + lace));
       data += lace;
       if (lace < 255) all.push_back(std::move(partial)), partial.clear();
     }
+    r.page_list.push_back(info);
     ++r.pages;
     pos += len;
   }
@@ -639,6 +654,223 @@ TEST(Recording, SinkFailureIsReported) {
   EXPECT_FALSE(CallRecorder::create(sink, {.rate = 48000}).ok());
 }
 
+// ---- Ogg framing (our muxer, read back by the independent reader above) -------------------------------
+
+// The reader's CRC is the reference the muxer is checked against, so check the reader first: Ogg's CRC is
+// CRC-32/CKSUM (polynomial 0x04c11db7, initial 0) without CKSUM's final inversion (0x765e7680 inverted).
+TEST(OggFraming, ReaderCrcIsTheOggPolynomial) {
+  const char* check = "123456789";
+  EXPECT_EQ(ogg_crc(reinterpret_cast<const uint8_t*>(check), 9), 0x89a1897fu);
+}
+
+// The encoder delay libopus reports at `rate`, in 48 kHz units: what OpusHead's pre-skip must hold.
+int expected_preskip(int rate) {
+  auto enc = OpusEncoder::create({.rate = rate, .channels = 2});
+  EXPECT_TRUE(enc.ok());
+  return enc.ok() ? enc->lookahead() * (48000 / rate) : -1;
+}
+
+struct PageCase {
+  int rate;
+  int frame_ms;
+};
+class RecordingPages : public testing::TestWithParam<PageCase> {};
+
+// RFC 7845 layout: OpusHead alone on a BOS page, OpusTags ending its page, both at granule 0; audio pages
+// of about one second (the most a crash can lose), granules rising in 48 kHz units, EOS only on the last.
+TEST_P(RecordingPages, FollowRfc7845AndFlushAboutEverySecond) {
+  const auto [rate, frame_ms] = GetParam();
+  const auto& s = speech16k();
+  MemorySink sink(1 << 20);
+  auto rec = CallRecorder::create(sink, {.rate = rate, .frame_ms = frame_ms, .call_id = "c1"});
+  ASSERT_TRUE(rec.ok()) << rec.error().message;
+  const size_t frame = rec->frame_samples();
+  const size_t frames = static_cast<size_t>(30 * 1000 / frame_ms);  // 30 s
+  for (size_t f = 0; f < frames; ++f) {
+    const size_t at = (f * frame) % (s.size() / 2 - frame);
+    ASSERT_TRUE(
+        rec->push(std::span(s).subspan(at, frame), std::span(s).subspan(s.size() / 2 + at, frame)).ok());
+  }
+  ASSERT_TRUE(rec->finish().ok());
+  const OggOpus o = parse_ogg_opus(sink.bytes());
+  ASSERT_TRUE(o.ok) << o.error;
+  EXPECT_EQ(o.input_rate, static_cast<uint32_t>(rate));
+  EXPECT_EQ(o.preskip, expected_preskip(rate));
+  EXPECT_EQ(o.final_granule - o.preskip, 30 * 48000);
+  EXPECT_EQ(o.vendor.rfind("libopus ", 0), 0u) << o.vendor;
+  ASSERT_GE(o.page_list.size(), 32u);
+  const auto& p = o.page_list;
+  EXPECT_EQ(p[0].flags, 0x02);
+  EXPECT_EQ(p[0].granule, 0);
+  EXPECT_EQ(p[0].packets_ending, 1u);
+  EXPECT_EQ(p[1].flags, 0x00);
+  EXPECT_EQ(p[1].granule, 0);
+  EXPECT_EQ(p[1].packets_ending, 1u);
+  EXPECT_FALSE(p[1].ends_mid_packet);  // audio starts on a fresh page
+  const int64_t frame_granules = 48 * frame_ms;
+  for (size_t i = 2; i < p.size(); ++i) {
+    const bool last = i + 1 == p.size();
+    EXPECT_EQ(p[i].flags, last ? 0x04 : 0x00) << i;
+    EXPECT_GT(p[i].granule, p[i - 1].granule) << i;
+    EXPECT_LE(p[i].bytes, 27u + 255u + 8192u) << i;
+    if (!last) {
+      const int64_t span = p[i].granule - p[i - 1].granule;
+      EXPECT_GE(span, 48000 - frame_granules) << i;
+      EXPECT_LE(span, 48000 + frame_granules) << i;
+    }
+  }
+  // End trimming leaves less than one frame of the last page unplayed (RFC 7845 §4.4).
+  const int64_t last_page_samples = static_cast<int64_t>(p.back().packets_ending) * frame_granules;
+  const int64_t full = p[p.size() - 2].granule + last_page_samples;
+  EXPECT_LT(full - p.back().granule, frame_granules);
+  EXPECT_EQ(decode_ogg_opus(o, rate).size(), static_cast<size_t>(30 * rate * 2));
+  std::printf("[recording] %d Hz %d ms: %zu pages, pre-skip %d, %.1f kbps\n", rate, frame_ms, p.size(),
+              o.preskip, static_cast<double>(sink.bytes().size()) * 8 / 30000);
+}
+INSTANTIATE_TEST_SUITE_P(Rates, RecordingPages,
+                         testing::Values(PageCase{16000, 20}, PageCase{16000, 10}, PageCase{8000, 20},
+                                         PageCase{8000, 10}));
+
+// Power of `x` at `hz` (Goertzel).
+double tone_power(std::span<const int16_t> x, int rate, double hz) {
+  const double k = 2 * std::cos(2 * std::numbers::pi * hz / rate);
+  double s1 = 0, s2 = 0;
+  for (int16_t v : x) {
+    const double s0 = v + k * s1 - s2;
+    s2 = s1, s1 = s0;
+  }
+  return s1 * s1 + s2 * s2 - k * s1 * s2;
+}
+
+// Left is the caller and right the agent, at both line rates: each channel carries its own tone and at
+// least 20 dB less of the other one, and the decoded length is exactly what was pushed. SILK codes stereo
+// as mid/side with a predictor, so steady tones leak a little at the default 32 kbit/s (measured 23-25 dB;
+// 36-54 dB at 64 kbit/s; libopus at 48 kHz, libopusenc's path, gives the same 24-27 dB).
+TEST(Recording, LeftIsTheCallerRightIsTheAgentAt8kAnd16k) {
+  for (int rate : {8000, 16000}) {
+    MemorySink sink;
+    auto rec = CallRecorder::create(sink, {.rate = rate});
+    ASSERT_TRUE(rec.ok());
+    const size_t frame = rec->frame_samples(), n = static_cast<size_t>(3 * rate);
+    const auto caller = sine(rate, 440, n), agent = sine(rate, 1300, n);
+    for (size_t pos = 0; pos < n; pos += frame) {
+      ASSERT_TRUE(
+          rec->push(std::span(caller).subspan(pos, frame), std::span(agent).subspan(pos, frame)).ok());
+    }
+    ASSERT_TRUE(rec->finish().ok());
+    const OggOpus o = parse_ogg_opus(sink.bytes());
+    ASSERT_TRUE(o.ok) << o.error;
+    EXPECT_EQ(o.final_granule - o.preskip, 3 * 48000);
+    const auto stereo = decode_ogg_opus(o, rate);
+    ASSERT_EQ(stereo.size(), 2 * n);
+    const auto left = channel(stereo, 0), right = channel(stereo, 1);
+    const auto mid_l = std::span(left).subspan(n / 6, n * 2 / 3),
+               mid_r = std::span(right).subspan(n / 6, n * 2 / 3);
+    const double l_own = tone_power(mid_l, rate, 440), l_other = tone_power(mid_l, rate, 1300);
+    const double r_own = tone_power(mid_r, rate, 1300), r_other = tone_power(mid_r, rate, 440);
+    std::printf("[recording] %d Hz: left 440/1300 Hz %.1f dB, right 1300/440 Hz %.1f dB\n", rate,
+                10 * std::log10(l_own / l_other), 10 * std::log10(r_own / r_other));
+    EXPECT_GT(l_own, 100 * l_other) << rate;
+    EXPECT_GT(r_own, 100 * r_other) << rate;
+    EXPECT_NEAR(rms_dbfs(mid_l), rms_dbfs(std::span(caller).subspan(n / 6, n * 2 / 3)), 1.5) << rate;
+    EXPECT_NEAR(rms_dbfs(mid_r), rms_dbfs(std::span(agent).subspan(n / 6, n * 2 / 3)), 1.5) << rate;
+  }
+}
+
+// Comments longer than a page: OpusTags continues over pages (continued flag, granule -1 where it does not
+// end) and still finishes its page, so the first audio packet starts a fresh one.
+TEST(Recording, LongCommentsSpanPages) {
+  MemorySink sink;
+  const std::string title(20000, 'x');
+  auto rec = CallRecorder::create(sink, {.title = title});
+  ASSERT_TRUE(rec.ok());
+  std::vector<int16_t> frame(320, 500);
+  for (int f = 0; f < 50; ++f) ASSERT_TRUE(rec->push(frame, frame).ok());
+  ASSERT_TRUE(rec->finish().ok());
+  const OggOpus o = parse_ogg_opus(sink.bytes());
+  ASSERT_TRUE(o.ok) << o.error;
+  EXPECT_TRUE(has_tag(o, "TITLE=" + title));
+  const auto& p = o.page_list;
+  size_t tags_end = 1;
+  while (tags_end < p.size() && p[tags_end].packets_ending == 0) {
+    EXPECT_EQ(p[tags_end].granule, -1) << tags_end;
+    EXPECT_TRUE(p[tags_end].ends_mid_packet) << tags_end;
+    ++tags_end;
+  }
+  EXPECT_GE(tags_end, 3u);  // 20 kB over 8 kB pages
+  ASSERT_LT(tags_end + 1, p.size());
+  EXPECT_EQ(p[tags_end].flags, 0x01);
+  EXPECT_EQ(p[tags_end].granule, 0);
+  EXPECT_EQ(p[tags_end].packets_ending, 1u);
+  EXPECT_EQ(p[tags_end + 1].flags & 0x01, 0);
+  EXPECT_EQ(decode_ogg_opus(o, 16000).size(), 32000u);
+}
+
+// A daemon that dies mid-call leaves only whole, CRC-correct pages behind, and they hold all but the last
+// second or so of the call.
+TEST(Recording, ACrashLosesAtMostAboutOneSecond) {
+  const Script sc = make_script();
+  MemorySink sink(1 << 20);
+  {
+    auto rec = CallRecorder::create(sink, {});
+    ASSERT_TRUE(rec.ok());
+    for (size_t f = 0; f < 480; ++f) {  // 9.6 s, then the process "dies": no finish()
+      ASSERT_TRUE(
+          rec->push(std::span(sc.caller.data() + f * 320, 320), std::span(sc.agent.data() + f * 320, 320))
+              .ok());
+    }
+  }
+  const OggOpus o = parse_ogg_opus(sink.bytes());
+  EXPECT_EQ(o.error, "no EOS page");  // everything else about the stream is intact
+  const double kept = static_cast<double>(o.final_granule - o.preskip) / 48000;
+  std::printf("[recording] crash after 9.6 s: %.2f s on disk\n", kept);
+  EXPECT_GE(kept, 9.6 - 1.05);
+  const auto stereo = decode_ogg_opus(o, 16000);
+  EXPECT_EQ(stereo.size(), static_cast<size_t>(kept * 16000) * 2);
+}
+
+// Where opus-tools is installed, its reader must agree; the build machine may not have it (not a dependency).
+std::string find_tool(const char* name) {
+  const char* path = std::getenv("PATH");
+  std::string dirs = path ? path : "/usr/bin:/bin";
+  for (size_t at = 0; at <= dirs.size();) {
+    const size_t end = std::min(dirs.find(':', at), dirs.size());
+    const std::string candidate = dirs.substr(at, end - at) + "/" + name;
+    if (end > at && ::access(candidate.c_str(), X_OK) == 0) return candidate;
+    at = end + 1;
+  }
+  return {};
+}
+
+TEST(Recording, OpusToolsAcceptTheFileWhenInstalled) {
+  const std::string opusinfo = find_tool("opusinfo"), opusdec = find_tool("opusdec");
+  if (opusinfo.empty() && opusdec.empty()) GTEST_SKIP() << "opus-tools (opusinfo, opusdec) not installed";
+  const Script sc = make_script();
+  MemorySink sink(1 << 20);
+  auto rec = CallRecorder::create(sink, {.call_id = "tools"});
+  ASSERT_TRUE(rec.ok());
+  for (size_t f = 0; f < 500; ++f) {
+    ASSERT_TRUE(
+        rec->push(std::span(sc.caller.data() + f * 320, 320), std::span(sc.agent.data() + f * 320, 320))
+            .ok());
+  }
+  ASSERT_TRUE(rec->finish().ok());
+  osvi::test::TempDir dir;
+  osvi::test::write_file(dir.file("r.opus"), std::string(sink.bytes().begin(), sink.bytes().end()));
+  if (!opusinfo.empty()) {
+    const std::string cmd = opusinfo + " '" + dir.file("r.opus") + "' > '" + dir.file("info.txt") + "' 2>&1";
+    EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  }
+  if (!opusdec.empty()) {
+    const std::string cmd =
+        opusdec + " --quiet --rate 16000 '" + dir.file("r.opus") + "' '" + dir.file("r.wav") + "'";
+    ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+    const auto wav = osvi::test::read_wav(dir.file("r.wav"));
+    EXPECT_EQ(wav.channels, 2);
+    EXPECT_EQ(wav.samples.size(), 160000u * 2);
+  }
+}
+
 // ---- STT blobs ----------------------------------------------------------------------------------------
 
 TEST(Utterance, OggOpusBlobDecodesToTheSameLength) {
@@ -660,6 +892,22 @@ TEST(Utterance, OggOpusBlobDecodesToTheSameLength) {
   EXPECT_LT(blob->size(), 2.32 * 24000 / 8 * 1.5 + 2000);
   EXPECT_TRUE(encode_utterance_ogg_opus({}, 8000).ok());
   EXPECT_FALSE(encode_utterance_ogg_opus(utterance, 44100).ok());
+}
+
+// Every Opus rate is encoded natively; the 48 kHz granule and pre-skip scale with it, and the blob decodes
+// to exactly the samples given.
+TEST(Utterance, EveryOpusRateDecodesToTheExactLength) {
+  for (int rate : {8000, 12000, 16000, 24000, 48000}) {
+    const size_t n = static_cast<size_t>(rate) * 1234 / 1000 + 7;
+    const auto pcm = sine(rate, 300, n);
+    auto blob = encode_utterance_ogg_opus(pcm, rate);
+    ASSERT_TRUE(blob.ok()) << rate;
+    const OggOpus o = parse_ogg_opus(*blob);
+    ASSERT_TRUE(o.ok) << rate << ": " << o.error;
+    EXPECT_EQ(o.input_rate, static_cast<uint32_t>(rate));
+    EXPECT_EQ(o.final_granule - o.preskip, static_cast<int64_t>(n) * (48000 / rate)) << rate;
+    EXPECT_EQ(decode_ogg_opus(o, rate).size(), n) << rate;
+  }
 }
 
 TEST(Utterance, WavBlobHasACorrectHeader) {
@@ -741,7 +989,7 @@ TEST(Allocations, RecorderPushAllocatesNothingAfterTheFirstPages) {
                                             : std::span<const int16_t>();
     ASSERT_TRUE(rec->push(std::span(sc.caller.data() + i * 320, 320), played).ok());
   };
-  // Warm-up: headers and the first audio pages size libopusenc's page buffers.
+  // Warm-up: the header pages and the first audio pages (the page buffer itself is sized in create()).
   for (size_t f = 0; f < 150; ++f) push(f);
   const osvi::test::AllocSnapshot before;
   const size_t pages_before = sink.bytes().size();
@@ -755,6 +1003,25 @@ TEST(Allocations, RecorderPushAllocatesNothingAfterTheFirstPages) {
   EXPECT_EQ(news, 0u);
   EXPECT_EQ(mallocs, 0u);
   ASSERT_TRUE(rec->finish().ok());
+}
+
+// Every buffer is sized in create(), so not even the first push (header pages) or finish() (codec delay
+// flush, EOS page) allocates: a recorder may start and end on the audio thread.
+TEST(Allocations, RecorderAllocatesNothingFromTheFirstPushToFinish) {
+  const Script sc = make_script();
+  MemorySink sink(1 << 20);
+  auto rec = CallRecorder::create(sink, {});
+  ASSERT_TRUE(rec.ok());
+  const osvi::test::AllocSnapshot before;
+  for (size_t f = 0; f < 500; ++f) {
+    ASSERT_TRUE(
+        rec->push(std::span(sc.caller.data() + f * 320, 320), std::span(sc.agent.data() + f * 320, 320))
+            .ok());
+  }
+  const bool finished = rec->finish().ok();
+  EXPECT_EQ(before.new_delta(), 0u);
+  EXPECT_EQ(before.malloc_delta(), 0u);
+  EXPECT_TRUE(finished);
 }
 
 }  // namespace

@@ -1,13 +1,14 @@
 // Ogg Opus in memory: stereo call recordings (left caller, right agent as played) and STT utterance blobs.
 //
-// Real-time rules for CallRecorder::push(): our code never allocates, locks, logs or blocks (the interleave
-// buffer is sized in create()). libopusenc underneath resamples to 48 kHz, encodes a 20 ms packet and hands
-// finished Ogg pages to the ByteSink on the calling thread; the sink decides whether that is real-time safe
-// (an SpscRing<uint8_t> drained by the loop is; a file write is not). Allocation measured in codec_test:
-// after the first pages, libopusenc allocates nothing per frame either
-// (Allocations.RecorderPushAllocatesNothingAfterTheFirstPages). create()/finish() allocate (libopusenc keeps
-// a ~1 MB float buffer per stereo recording) and belong to the control loop. encode_utterance_ogg_opus() and
-// make_wav() run on the control loop and allocate freely.
+// Real-time rules for CallRecorder::push(): it never allocates, locks, logs or blocks on its success path —
+// libopus encodes each frame at the capture rate (8 or 16 kHz, nothing is resampled) and our Ogg muxer
+// (audio/src/ogg_writer.hpp) frames it into one page buffer sized in create(). Finished pages (about one
+// second of audio each, so a crash loses little) go to the ByteSink on the calling thread; the sink decides
+// whether that is real-time safe (an SpscRing<uint8_t> drained by the loop is; a file write is not).
+// Allocation measured in codec_test: none from the first push() to finish()
+// (Allocations.RecorderAllocatesNothingFromTheFirstPushToFinish). create() allocates ~60 KB, most of it
+// libopus's stereo encoder state (bench/recorder_bench), and belongs to the control loop.
+// encode_utterance_ogg_opus() and make_wav() run on the control loop and allocate freely.
 //
 // Intended use (files are the caller's business: audio/ does no I/O):
 //
@@ -33,7 +34,7 @@
 namespace osvi::audio {
 
 // Where Ogg pages go. write() gets whole pages in stream order; returning false marks the recording failed
-// (push()/finish() then report it) — libopusenc itself cannot stop on a write error.
+// (push()/finish() then report it, and nothing more is written).
 class ByteSink {
  public:
   virtual ~ByteSink() = default;
@@ -53,11 +54,11 @@ class MemorySink final : public ByteSink {
 };
 
 struct RecordingConfig {
-  int rate = 16000;     // the call's capture rate: 8000 or 16000 (libopusenc resamples to 48 kHz)
+  int rate = 16000;     // the call's capture rate: 8000 or 16000 (encoded natively; OpusHead records it)
   int frame_ms = 20;    // the capture frame: 10 or 20; every push() is exactly one frame per channel
   int bitrate = 32000;  // bit/s for both channels together; two voices, mostly one at a time
   int complexity = 5;   // 0..10
-  // Opus comments: TITLE, CALL_ID, AGENT, plus ENCODER=osvid <version> (libopusenc adds its own ENCODER).
+  // Opus comments: TITLE, CALL_ID, AGENT, plus ENCODER=osvid <version>; the vendor string names libopus.
   std::string title{};
   std::string call_id{};
   std::string agent{};
