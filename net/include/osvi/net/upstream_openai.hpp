@@ -1,0 +1,76 @@
+// OpenAiUpstream: the Upstream interface over OpenAI-compatible HTTP (transcriptions, streaming chat
+// completions, speech) on an HttpClient, with per-request watchdogs, safe retries and a breaker per provider.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "osvi/net/http_client.hpp"
+#include "osvi/net/upstream.hpp"
+
+namespace osvi::net {
+
+struct OpenAiOptions {
+  std::string user_agent = "osvid";
+  // Breaker per base_url: `failures_to_open` consecutive failures (connect, timeout, 5xx, reset) open it;
+  // after `cool_down_ms` one trial request goes through; its success closes the breaker, its failure
+  // re-opens.
+  int failures_to_open = 3;
+  int64_t cool_down_ms = 15000;
+  // A request that provably delivered nothing to the caller (connect failure, or 429/502/503) is tried again
+  // after retry_delay_ms, up to max_attempts in all. Never after any delta or audio byte was delivered.
+  int max_attempts = 2;
+  int64_t retry_delay_ms = 150;
+  int64_t connect_timeout_ms = 3000;  // capped by the endpoint's timeout_ms
+  // Monotonic milliseconds for the breaker; empty = steady_clock. Tests inject their own.
+  std::function<int64_t()> now_ms;
+};
+
+class OpenAiUpstream final : public Upstream {
+ public:
+  // The client must outlive the upstream.
+  static std::unique_ptr<OpenAiUpstream> create(HttpClient& client, OpenAiOptions options);
+  ~OpenAiUpstream() override;
+  OpenAiUpstream(const OpenAiUpstream&) = delete;
+  OpenAiUpstream& operator=(const OpenAiUpstream&) = delete;
+
+  RequestId transcribe(SttRequest request, SttCallbacks callbacks) override;
+  RequestId chat(ChatRequest request, ChatCallbacks callbacks) override;
+  RequestId speak(TtsRequest request, TtsCallbacks callbacks) override;
+  void cancel(RequestId id) override;
+  bool breaker_open(std::string_view base_url) const override;
+
+  size_t in_flight() const { return calls_.size(); }
+
+ private:
+  struct Call;
+  struct Breaker {
+    int failures = 0;
+    int64_t opened_at = 0;
+    bool trial_in_flight = false;
+  };
+  OpenAiUpstream(HttpClient& client, OpenAiOptions options);
+  int64_t now() const;
+  RequestId submit(std::shared_ptr<Call> call);
+  void attempt(const std::shared_ptr<Call>& call);
+  void on_headers(const std::shared_ptr<Call>& call, long status, std::string_view content_type);
+  void on_body(const std::shared_ptr<Call>& call, std::string_view chunk);
+  void on_done(const std::shared_ptr<Call>& call, const HttpClient::Done& done);
+  void on_sse(const std::shared_ptr<Call>& call, std::string_view chunk);
+  void fail(const std::shared_ptr<Call>& call, UpstreamError::Kind kind, std::string message,
+            int http_status = 0);
+  void succeed(const std::shared_ptr<Call>& call);
+  void finish(Call& call);
+  void record(Call& call, bool counted_failure);
+
+  HttpClient& client_;
+  OpenAiOptions options_;
+  std::map<RequestId, std::shared_ptr<Call>> calls_;
+  std::map<std::string, Breaker, std::less<>> breakers_;
+  RequestId next_id_ = 1;
+};
+
+}  // namespace osvi::net

@@ -1,0 +1,545 @@
+// OpenAiUpstream: request building, response classification, SSE delta assembly, retries and breakers.
+#include "osvi/net/upstream_openai.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <vector>
+
+#include "osvi/net/json.hpp"
+#include "osvi/net/sse.hpp"
+
+namespace osvi::net {
+
+namespace {
+
+constexpr size_t kMaxBufferedBody = 1 << 20;  // an error page or a transcription; anything larger is not one
+
+std::string one_line(std::string_view s, size_t max = 300) {
+  std::string out(s.substr(0, max));
+  for (char& c : out)
+    if (c == '\n' || c == '\r' || c == '\t') c = ' ';
+  return out;
+}
+
+// The media type without parameters, lower case ("text/event-stream; charset=utf-8" → "text/event-stream").
+std::string media_type(std::string_view content_type) {
+  std::string t(content_type.substr(0, content_type.find(';')));
+  while (!t.empty() && t.back() == ' ') t.pop_back();
+  std::transform(t.begin(), t.end(), t.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return t;
+}
+
+const char* string_of(const cJSON* obj, const char* name) {
+  const cJSON* item = cJSON_GetObjectItemCaseSensitive(obj, name);
+  return cJSON_IsString(item) ? item->valuestring : nullptr;
+}
+
+// The upstream's own words when it sent an OpenAI error envelope, else the start of the body.
+std::string error_message(std::string_view body) {
+  std::string perr;
+  JsonPtr doc = json_parse(body, &perr);
+  if (doc) {
+    const cJSON* err = cJSON_GetObjectItemCaseSensitive(doc.get(), "error");
+    if (cJSON_IsString(err)) return one_line(err->valuestring);
+    if (const char* m = cJSON_IsObject(err) ? string_of(err, "message") : nullptr) return one_line(m);
+    if (const char* m = string_of(doc.get(), "message")) return one_line(m);
+  }
+  return one_line(body);
+}
+
+std::vector<std::string> common_headers(const Endpoint& ep, const OpenAiOptions& o) {
+  std::vector<std::string> h;
+  if (!ep.api_key.empty()) h.push_back("Authorization: Bearer " + ep.api_key);
+  if (!o.user_agent.empty()) h.push_back("User-Agent: " + o.user_agent);
+  return h;
+}
+
+void limits(HttpClient::Request& r, const Endpoint& ep, const OpenAiOptions& o) {
+  r.timeout_ms = ep.timeout_ms;
+  r.connect_timeout_ms =
+      ep.timeout_ms > 0 ? std::min(o.connect_timeout_ms, ep.timeout_ms) : o.connect_timeout_ms;
+}
+
+}  // namespace
+
+struct OpenAiUpstream::Call {
+  RequestId id = 0;
+  UpstreamStage stage = UpstreamStage::llm;
+  Endpoint endpoint;
+  HttpClient::Request http;
+  std::string build_error;  // the request could not be built: answered as a protocol error
+  SttCallbacks stt;
+  ChatCallbacks llm;
+  TtsCallbacks tts;
+
+  int attempts = 0;
+  HttpClient::Id transfer = 0;
+  HttpClient::TimerId timer = 0;  // retry delay or an asynchronous refusal
+  HttpClient::TimerId watchdog = 0;
+  bool finished = false;
+  bool sent = false;
+  bool delivered = false;  // the caller has seen part of the answer: retrying would duplicate it
+  bool trial = false;      // the breaker's half-open trial
+
+  // Per attempt.
+  long status = 0;
+  bool ok_status = false;
+  std::string body;  // buffered: non-2xx bodies and transcriptions
+  SseParser sse;
+  ChatResult result;
+  std::map<int, ToolCall> tools;
+};
+
+OpenAiUpstream::OpenAiUpstream(HttpClient& client, OpenAiOptions options)
+    : client_(client), options_(std::move(options)) {}
+
+std::unique_ptr<OpenAiUpstream> OpenAiUpstream::create(HttpClient& client, OpenAiOptions options) {
+  return std::unique_ptr<OpenAiUpstream>(new OpenAiUpstream(client, std::move(options)));
+}
+
+OpenAiUpstream::~OpenAiUpstream() {
+  for (auto& [id, c] : calls_) {
+    c->finished = true;
+    if (c->transfer) client_.cancel(c->transfer);
+    if (c->timer) client_.cancel_timer(c->timer);
+    if (c->watchdog) client_.cancel_timer(c->watchdog);
+  }
+}
+
+int64_t OpenAiUpstream::now() const {
+  if (options_.now_ms) return options_.now_ms();
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+bool OpenAiUpstream::breaker_open(std::string_view base_url) const {
+  auto it = breakers_.find(base_url);
+  if (it == breakers_.end() || it->second.failures < options_.failures_to_open) return false;
+  return it->second.trial_in_flight || now() - it->second.opened_at < options_.cool_down_ms;
+}
+
+RequestId OpenAiUpstream::transcribe(SttRequest request, SttCallbacks callbacks) {
+  auto c = std::make_shared<Call>();
+  c->stage = UpstreamStage::stt;
+  c->stt = std::move(callbacks);
+  auto& r = c->http;
+  r.method = "POST";
+  r.url = request.endpoint.base_url + "/audio/transcriptions";
+  r.headers = common_headers(request.endpoint, options_);
+  r.headers.emplace_back("Accept: application/json");
+  bool wav = request.mime == "audio/wav" || request.mime == "audio/x-wav" || request.mime == "audio/wave";
+  r.multipart.push_back({"file", std::string(request.audio.begin(), request.audio.end()),
+                         wav ? "utterance.wav" : "utterance.ogg", wav ? "audio/wav" : "audio/ogg"});
+  r.multipart.push_back({"model", request.endpoint.model, {}, {}});
+  if (!request.language.empty()) r.multipart.push_back({"language", request.language, {}, {}});
+  if (!request.prompt.empty()) r.multipart.push_back({"prompt", request.prompt, {}, {}});
+  r.multipart.push_back({"response_format", "json", {}, {}});
+  limits(r, request.endpoint, options_);
+  c->endpoint = std::move(request.endpoint);
+  return submit(std::move(c));
+}
+
+RequestId OpenAiUpstream::chat(ChatRequest request, ChatCallbacks callbacks) {
+  auto c = std::make_shared<Call>();
+  c->stage = UpstreamStage::llm;
+  c->llm = std::move(callbacks);
+  JsonPtr doc(cJSON_CreateObject());
+  json_add_string(doc.get(), "model", request.endpoint.model);
+  cJSON* messages = cJSON_AddArrayToObject(doc.get(), "messages");
+  for (const auto& m : request.messages) {
+    cJSON* jm = cJSON_CreateObject();
+    cJSON_AddItemToArray(messages, jm);
+    json_add_string(jm, "role", m.role);
+    if (m.content.empty() && !m.tool_calls.empty())
+      cJSON_AddNullToObject(jm, "content");  // OpenAI's shape for a turn that only called tools
+    else
+      json_add_string(jm, "content", m.content);
+    if (!m.tool_calls.empty()) {
+      cJSON* calls = cJSON_AddArrayToObject(jm, "tool_calls");
+      for (const auto& tc : m.tool_calls) {
+        cJSON* jc = cJSON_CreateObject();
+        cJSON_AddItemToArray(calls, jc);
+        json_add_string(jc, "id", tc.id);
+        json_add_string(jc, "type", "function");
+        cJSON* fn = cJSON_AddObjectToObject(jc, "function");
+        json_add_string(fn, "name", tc.name);
+        json_add_string(fn, "arguments", tc.arguments_json);
+      }
+    }
+    if (!m.tool_call_id.empty()) json_add_string(jm, "tool_call_id", m.tool_call_id);
+  }
+  if (!request.tools.empty()) {
+    cJSON* tools = cJSON_AddArrayToObject(doc.get(), "tools");
+    for (const auto& t : request.tools) {
+      cJSON* jt = cJSON_CreateObject();
+      cJSON_AddItemToArray(tools, jt);
+      json_add_string(jt, "type", "function");
+      cJSON* fn = cJSON_AddObjectToObject(jt, "function");
+      json_add_string(fn, "name", t.name);
+      if (!t.description.empty()) json_add_string(fn, "description", t.description);
+      std::string perr;
+      JsonPtr params =
+          json_parse(t.parameters_json.empty() ? std::string_view("{}") : t.parameters_json, &perr);
+      if (!params) {
+        c->build_error = "tool " + t.name + ": parameters are not JSON (" + perr + ")";
+        break;
+      }
+      cJSON_AddItemToObject(fn, "parameters", params.release());
+    }
+  }
+  cJSON_AddNumberToObject(doc.get(), "temperature", request.temperature);
+  cJSON_AddNumberToObject(doc.get(), "max_tokens", request.max_tokens);
+  cJSON_AddBoolToObject(doc.get(), "stream", 1);
+
+  auto& r = c->http;
+  r.method = "POST";
+  r.url = request.endpoint.base_url + "/chat/completions";
+  r.headers = common_headers(request.endpoint, options_);
+  r.headers.emplace_back("Content-Type: application/json");
+  r.headers.emplace_back("Accept: text/event-stream");
+  r.body = json_print(doc.get());
+  limits(r, request.endpoint, options_);
+  c->endpoint = std::move(request.endpoint);
+  return submit(std::move(c));
+}
+
+RequestId OpenAiUpstream::speak(TtsRequest request, TtsCallbacks callbacks) {
+  auto c = std::make_shared<Call>();
+  c->stage = UpstreamStage::tts;
+  c->tts = std::move(callbacks);
+  JsonPtr doc(cJSON_CreateObject());
+  json_add_string(doc.get(), "model", request.endpoint.model);
+  json_add_string(doc.get(), "input", request.text);
+  json_add_string(doc.get(), "voice", request.voice);
+  cJSON_AddNumberToObject(doc.get(), "speed", request.speed);
+  json_add_string(doc.get(), "response_format", request.format);
+  auto& r = c->http;
+  r.method = "POST";
+  r.url = request.endpoint.base_url + "/audio/speech";
+  r.headers = common_headers(request.endpoint, options_);
+  r.headers.emplace_back("Content-Type: application/json");
+  r.body = json_print(doc.get());
+  limits(r, request.endpoint, options_);
+  c->endpoint = std::move(request.endpoint);
+  return submit(std::move(c));
+}
+
+RequestId OpenAiUpstream::submit(std::shared_ptr<Call> call) {
+  RequestId id = next_id_++;
+  call->id = id;
+  calls_.emplace(id, call);
+  auto later = [this, id](UpstreamError::Kind kind, std::string message) {
+    // Refusals travel through the timer so no callback runs inside chat()/speak()/transcribe().
+    calls_[id]->timer = client_.schedule(0, [this, id, kind, message] {
+      auto it = calls_.find(id);
+      if (it == calls_.end()) return;
+      auto c = it->second;
+      c->timer = 0;
+      fail(c, kind, message);
+    });
+  };
+  if (!call->build_error.empty()) {
+    later(UpstreamError::Kind::protocol, call->build_error);
+    return id;
+  }
+  auto it = breakers_.find(call->endpoint.base_url);
+  if (it != breakers_.end() && it->second.failures >= options_.failures_to_open) {
+    Breaker& b = it->second;
+    if (b.trial_in_flight || now() - b.opened_at < options_.cool_down_ms) {
+      later(UpstreamError::Kind::breaker_open, "circuit breaker open for " + call->endpoint.base_url);
+      return id;
+    }
+    b.trial_in_flight = true;
+    call->trial = true;
+  }
+  attempt(call);
+  return id;
+}
+
+void OpenAiUpstream::attempt(const std::shared_ptr<Call>& call) {
+  call->attempts++;
+  call->status = 0;
+  call->ok_status = false;
+  call->body.clear();
+  call->sse.reset();
+  call->result = {};
+  call->tools.clear();
+  RequestId id = call->id;
+  auto find = [this](RequestId rid) -> std::shared_ptr<Call> {
+    auto it = calls_.find(rid);
+    return it == calls_.end() ? nullptr : it->second;
+  };
+  HttpClient::Callbacks cb;
+  cb.on_sent = [this, id, find] {
+    auto c = find(id);
+    if (!c || c->sent) return;
+    c->sent = true;
+    auto& fn = c->stage == UpstreamStage::stt   ? c->stt.on_sent
+               : c->stage == UpstreamStage::llm ? c->llm.on_sent
+                                                : c->tts.on_sent;
+    if (fn) fn();
+  };
+  cb.on_headers = [this, id, find](long status, std::string_view ct) {
+    if (auto c = find(id)) on_headers(c, status, ct);
+  };
+  cb.on_body = [this, id, find](std::string_view chunk) {
+    if (auto c = find(id)) on_body(c, chunk);
+  };
+  cb.on_done = [this, id, find](const HttpClient::Done& d) {
+    if (auto c = find(id)) {
+      c->transfer = 0;
+      on_done(c, d);
+    }
+  };
+  auto started = client_.start(call->http, std::move(cb));
+  if (!started) {
+    std::string message = started.error().message;
+    call->timer = client_.schedule(0, [this, id, find, message] {
+      if (auto c = find(id)) {
+        c->timer = 0;
+        fail(c, UpstreamError::Kind::connect, message);
+      }
+    });
+    return;
+  }
+  call->transfer = *started;
+  int64_t first = call->endpoint.first_byte_timeout_ms;
+  if (call->stage != UpstreamStage::stt && first > 0) {
+    call->watchdog = client_.schedule(first, [this, id, find, first] {
+      if (auto c = find(id)) {
+        c->watchdog = 0;
+        fail(c, UpstreamError::Kind::timeout,
+             std::string(c->stage == UpstreamStage::llm ? "no first token" : "no first audio byte") +
+                 " within " + std::to_string(first) + " ms");
+      }
+    });
+  }
+}
+
+void OpenAiUpstream::on_headers(const std::shared_ptr<Call>& c, long status, std::string_view content_type) {
+  c->status = status;
+  c->ok_status = status >= 200 && status < 300;
+  if (!c->ok_status) return;  // the body says why; judged at the end
+  std::string type = media_type(content_type);
+  if (c->stage == UpstreamStage::llm && type != "text/event-stream") {
+    fail(c, UpstreamError::Kind::protocol, "wrong content type for a chat stream: '" + type + "'",
+         int(status));
+  } else if (c->stage == UpstreamStage::tts && type.rfind("audio/", 0) != 0 &&
+             type != "application/octet-stream") {
+    fail(c, UpstreamError::Kind::protocol, "wrong content type for speech: '" + type + "'", int(status));
+  }
+}
+
+void OpenAiUpstream::on_body(const std::shared_ptr<Call>& c, std::string_view chunk) {
+  if (c->finished) return;
+  if (c->ok_status && c->stage == UpstreamStage::llm) {
+    on_sse(c, chunk);
+    return;
+  }
+  if (c->ok_status && c->stage == UpstreamStage::tts) {
+    if (c->watchdog) client_.cancel_timer(std::exchange(c->watchdog, 0));
+    c->delivered = true;
+    if (c->tts.on_audio)
+      c->tts.on_audio(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(chunk.data()), chunk.size()));
+    return;
+  }
+  if (c->body.size() + chunk.size() > kMaxBufferedBody) {
+    fail(c, UpstreamError::Kind::protocol,
+         "response body larger than " + std::to_string(kMaxBufferedBody) + " bytes", int(c->status));
+    return;
+  }
+  c->body.append(chunk);
+}
+
+void OpenAiUpstream::on_sse(const std::shared_ptr<Call>& c, std::string_view chunk) {
+  std::vector<SseEvent> events;
+  Status parsed = c->sse.feed(chunk, events);
+  for (const auto& ev : events) {
+    if (c->finished) return;
+    if (ev.data == "[DONE]") {
+      succeed(c);
+      return;
+    }
+    std::string perr;
+    JsonPtr doc = json_parse(ev.data, &perr);
+    if (!doc || !cJSON_IsObject(doc.get())) {
+      fail(c, UpstreamError::Kind::protocol,
+           "bad JSON in the event stream: " + (doc ? "not an object" : perr));
+      return;
+    }
+    if (const cJSON* err = cJSON_GetObjectItemCaseSensitive(doc.get(), "error")) {
+      const char* m = cJSON_IsString(err) ? err->valuestring : string_of(err, "message");
+      fail(c, UpstreamError::Kind::protocol,
+           std::string("error event: ") + (m ? one_line(m) : "(no message)"));
+      return;
+    }
+    const cJSON* choice = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(doc.get(), "choices"), 0);
+    if (!choice) continue;  // usage-only chunks
+    if (const char* fr = string_of(choice, "finish_reason")) c->result.finish_reason = fr;
+    const cJSON* delta = cJSON_GetObjectItemCaseSensitive(choice, "delta");
+    if (!cJSON_IsObject(delta)) continue;
+    const cJSON* calls = cJSON_GetObjectItemCaseSensitive(delta, "tool_calls");
+    if (cJSON_IsArray(calls)) {
+      int position = 0;
+      const cJSON* tc = nullptr;
+      cJSON_ArrayForEach(tc, calls) {
+        const cJSON* index = cJSON_GetObjectItemCaseSensitive(tc, "index");
+        ToolCall& t = c->tools[cJSON_IsNumber(index) ? index->valueint : position];
+        ++position;
+        if (const char* s = string_of(tc, "id")) t.id += s;
+        const cJSON* fn = cJSON_GetObjectItemCaseSensitive(tc, "function");
+        if (const char* s = string_of(fn, "name")) t.name += s;
+        if (const char* s = string_of(fn, "arguments")) t.arguments_json += s;
+      }
+      if (c->watchdog) client_.cancel_timer(std::exchange(c->watchdog, 0));
+    }
+    const char* content = string_of(delta, "content");
+    if (content && *content) {
+      if (c->watchdog) client_.cancel_timer(std::exchange(c->watchdog, 0));
+      c->delivered = true;
+      c->result.text += content;
+      if (c->llm.on_delta) c->llm.on_delta(content);
+    }
+  }
+  if (!parsed.ok() && !c->finished) fail(c, UpstreamError::Kind::protocol, parsed.error().message);
+}
+
+void OpenAiUpstream::on_done(const std::shared_ptr<Call>& c, const HttpClient::Done& d) {
+  if (c->finished) return;
+  auto retry = [&] {
+    if (c->delivered || c->attempts >= options_.max_attempts) return false;
+    if (c->watchdog) client_.cancel_timer(std::exchange(c->watchdog, 0));
+    RequestId id = c->id;
+    c->timer = client_.schedule(options_.retry_delay_ms, [this, id] {
+      auto it = calls_.find(id);
+      if (it == calls_.end()) return;
+      auto call = it->second;
+      call->timer = 0;
+      attempt(call);
+    });
+    return true;
+  };
+  using Failure = HttpClient::Failure;
+  using Kind = UpstreamError::Kind;
+  if (d.failure == Failure::connect) {
+    if (!retry()) fail(c, Kind::connect, d.error);
+    return;
+  }
+  if (d.failure == Failure::timeout) {
+    fail(c, Kind::timeout, d.error, int(d.status));
+    return;
+  }
+  if (d.failure != Failure::none) {
+    fail(c, Kind::reset, "connection broke: " + d.error, int(d.status));
+    return;
+  }
+  if (!c->ok_status) {
+    long s = d.status ? d.status : c->status;
+    if ((s == 429 || s == 502 || s == 503) && retry()) return;
+    fail(c, Kind::http, "HTTP " + std::to_string(s) + ": " + error_message(c->body), int(s));
+    return;
+  }
+  switch (c->stage) {
+    case UpstreamStage::stt: {
+      std::string perr;
+      JsonPtr doc = json_parse(c->body, &perr);
+      const char* text = doc ? string_of(doc.get(), "text") : nullptr;
+      if (!text) {
+        fail(c, Kind::protocol, doc ? "transcription without \"text\"" : "transcription is not JSON: " + perr,
+             int(d.status));
+        return;
+      }
+      c->result.text = text;
+      succeed(c);
+      return;
+    }
+    case UpstreamStage::llm:
+      if (!c->result.finish_reason.empty()) {
+        succeed(c);  // some servers close after the finish chunk without [DONE]
+      } else {
+        fail(c, Kind::reset, "chat stream ended without [DONE] or a finish_reason", int(d.status));
+      }
+      return;
+    case UpstreamStage::tts:
+      succeed(c);
+      return;
+  }
+}
+
+void OpenAiUpstream::record(Call& c, bool counted_failure) {
+  Breaker& b = breakers_[c.endpoint.base_url];
+  if (c.trial) b.trial_in_flight = false;
+  if (!counted_failure) {
+    b.failures = 0;  // the provider answered: it is up, whatever it said
+    return;
+  }
+  if (++b.failures >= options_.failures_to_open) b.opened_at = now();
+}
+
+void OpenAiUpstream::finish(Call& c) {
+  c.finished = true;
+  if (c.transfer) client_.cancel(std::exchange(c.transfer, 0));
+  if (c.timer) client_.cancel_timer(std::exchange(c.timer, 0));
+  if (c.watchdog) client_.cancel_timer(std::exchange(c.watchdog, 0));
+  calls_.erase(c.id);
+}
+
+void OpenAiUpstream::fail(const std::shared_ptr<Call>& c, UpstreamError::Kind kind, std::string message,
+                          int http_status) {
+  if (c->finished) return;
+  using Kind = UpstreamError::Kind;
+  if (kind != Kind::breaker_open) {
+    bool counted = kind == Kind::connect || kind == Kind::timeout || kind == Kind::reset ||
+                   (kind == Kind::http && http_status >= 500);
+    record(*c, counted);
+  }
+  UpstreamError e;
+  e.stage = c->stage;
+  e.kind = kind;
+  e.http_status = http_status;
+  e.provider = c->endpoint.base_url;
+  e.message = one_line(message);
+  e.attempts = std::max(1, c->attempts);
+  finish(*c);  // c (a shared_ptr) keeps the callbacks alive while they run
+  switch (c->stage) {
+    case UpstreamStage::stt:
+      if (c->stt.on_error) c->stt.on_error(e);
+      break;
+    case UpstreamStage::llm:
+      if (c->llm.on_error) c->llm.on_error(e);
+      break;
+    case UpstreamStage::tts:
+      if (c->tts.on_error) c->tts.on_error(e);
+      break;
+  }
+}
+
+void OpenAiUpstream::succeed(const std::shared_ptr<Call>& c) {
+  if (c->finished) return;
+  record(*c, false);
+  finish(*c);
+  switch (c->stage) {
+    case UpstreamStage::stt:
+      if (c->stt.on_done) c->stt.on_done(std::move(c->result.text));
+      break;
+    case UpstreamStage::llm:
+      for (auto& [index, t] : c->tools) c->result.tool_calls.push_back(std::move(t));
+      if (c->llm.on_done) c->llm.on_done(std::move(c->result));
+      break;
+    case UpstreamStage::tts:
+      if (c->tts.on_done) c->tts.on_done();
+      break;
+  }
+}
+
+void OpenAiUpstream::cancel(RequestId id) {
+  auto it = calls_.find(id);
+  if (it == calls_.end()) return;
+  auto c = it->second;
+  if (c->trial) breakers_[c->endpoint.base_url].trial_in_flight = false;
+  finish(*c);
+}
+
+}  // namespace osvi::net

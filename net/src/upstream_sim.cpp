@@ -1,0 +1,256 @@
+// SimUpstream: each request becomes a list of timed steps run one after another through the owner's timer.
+#include "osvi/net/upstream_sim.hpp"
+
+#include <cmath>
+#include <numbers>
+
+namespace osvi::net {
+
+struct SimUpstream::State {
+  std::map<RequestId, std::vector<Step>> active;
+  bool alive = true;  // false once the SimUpstream is destroyed, possibly by a callback it was running
+};
+
+SimUpstream::SimUpstream(Schedule schedule)
+    : schedule_(std::move(schedule)), state_(std::make_shared<State>()) {}
+
+SimUpstream::~SimUpstream() {
+  state_->alive = false;
+}
+
+void SimUpstream::push_stt(std::string text) {
+  stt_.emplace_back(std::move(text));
+}
+void SimUpstream::push_stt_error(SimFailure failure) {
+  stt_.emplace_back(std::move(failure));
+}
+void SimUpstream::push_llm(SimLlmReply reply) {
+  llm_.push_back(std::move(reply));
+}
+void SimUpstream::set_timing(UpstreamStage stage, SimTiming timing) {
+  timing_[stage] = timing;
+}
+void SimUpstream::fail_next(UpstreamStage stage, SimFailure failure) {
+  failures_[stage].push_back(std::move(failure));
+}
+void SimUpstream::set_breaker_open(const std::string& base_url, bool open) {
+  if (open)
+    open_breakers_.insert(base_url);
+  else
+    open_breakers_.erase(base_url);
+}
+bool SimUpstream::breaker_open(std::string_view base_url) const {
+  return open_breakers_.contains(base_url);
+}
+size_t SimUpstream::in_flight() const {
+  return state_->active.size();
+}
+
+std::optional<SimFailure> SimUpstream::take_failure(UpstreamStage stage) {
+  auto& q = failures_[stage];
+  if (q.empty()) return std::nullopt;
+  SimFailure f = std::move(q.front());
+  q.pop_front();
+  return f;
+}
+
+UpstreamError SimUpstream::error(UpstreamStage stage, const SimFailure& f,
+                                 const std::string& provider) const {
+  UpstreamError e;
+  e.stage = stage;
+  e.kind = f.kind;
+  e.http_status = f.kind == UpstreamError::Kind::http ? f.http_status : 0;
+  e.provider = provider;
+  e.message = f.message;
+  return e;
+}
+
+RequestId SimUpstream::run(std::vector<Step> steps) {
+  RequestId id = next_id_++;
+  state_->active.emplace(id, std::move(steps));
+  next(id, 0);
+  return id;
+}
+
+void SimUpstream::next(RequestId id, size_t index) {
+  auto it = state_->active.find(id);
+  if (it == state_->active.end()) return;
+  if (index >= it->second.size()) {
+    state_->active.erase(it);
+    return;
+  }
+  std::weak_ptr<State> weak = state_;
+  schedule_(it->second[index].delay_ms, [this, weak, id, index] {
+    auto state = weak.lock();
+    if (!state || !state->alive) return;  // the SimUpstream is gone
+    auto found = state->active.find(id);
+    if (found == state->active.end()) return;  // cancelled
+    Step step = std::move(found->second[index]);
+    if (step.terminal) state->active.erase(found);
+    step.action();
+    if (!step.terminal && state->alive) next(id, index + 1);
+  });
+}
+
+void SimUpstream::cancel(RequestId id) {
+  state_->active.erase(id);
+}
+
+RequestId SimUpstream::transcribe(SttRequest request, SttCallbacks cb) {
+  stt_requests_.push_back(request);
+  SimTiming t = timing_[UpstreamStage::stt];
+  std::string provider = request.endpoint.base_url;
+  auto shared = std::make_shared<SttCallbacks>(std::move(cb));
+  std::vector<Step> steps;
+  if (breaker_open(provider)) {
+    SimFailure f{UpstreamError::Kind::breaker_open, 0, "circuit breaker open for " + provider};
+    steps.push_back({0,
+                     [shared, e = error(UpstreamStage::stt, f, provider)] {
+                       if (shared->on_error) shared->on_error(e);
+                     },
+                     true});
+    return run(std::move(steps));
+  }
+  std::variant<std::string, SimFailure> answer = std::string();
+  if (auto f = take_failure(UpstreamStage::stt)) {
+    answer = *f;
+  } else if (!stt_.empty()) {
+    answer = std::move(stt_.front());
+    stt_.pop_front();
+  }
+  steps.push_back({t.sent_ms, [shared] {
+                     if (shared->on_sent) shared->on_sent();
+                   }});
+  if (auto* f = std::get_if<SimFailure>(&answer)) {
+    steps.push_back({t.first_ms,
+                     [shared, e = error(UpstreamStage::stt, *f, provider)] {
+                       if (shared->on_error) shared->on_error(e);
+                     },
+                     true});
+  } else {
+    steps.push_back({t.first_ms,
+                     [shared, text = std::get<std::string>(answer)] {
+                       if (shared->on_done) shared->on_done(text);
+                     },
+                     true});
+  }
+  return run(std::move(steps));
+}
+
+RequestId SimUpstream::chat(ChatRequest request, ChatCallbacks cb) {
+  chat_requests_.push_back(request);
+  SimTiming t = timing_[UpstreamStage::llm];
+  std::string provider = request.endpoint.base_url;
+  auto shared = std::make_shared<ChatCallbacks>(std::move(cb));
+  std::vector<Step> steps;
+  auto fail_with = [&](int64_t delay, const SimFailure& f) {
+    steps.push_back({delay,
+                     [shared, e = error(UpstreamStage::llm, f, provider)] {
+                       if (shared->on_error) shared->on_error(e);
+                     },
+                     true});
+  };
+  if (breaker_open(provider)) {
+    fail_with(0, SimFailure{UpstreamError::Kind::breaker_open, 0, "circuit breaker open for " + provider});
+    return run(std::move(steps));
+  }
+  steps.push_back({t.sent_ms, [shared] {
+                     if (shared->on_sent) shared->on_sent();
+                   }});
+  std::optional<SimLlmReply> reply;
+  if (auto f = take_failure(UpstreamStage::llm)) {
+    reply = SimLlmReply{};
+    reply->error = *f;
+  } else if (!llm_.empty()) {
+    reply = std::move(llm_.front());
+    llm_.pop_front();
+  } else {
+    reply = SimLlmReply{};
+    reply->error = SimFailure{UpstreamError::Kind::protocol, 0, "sim: no scripted reply"};
+  }
+  if (reply->error && !reply->error_after_text) {
+    fail_with(t.first_ms, *reply->error);
+    return run(std::move(steps));
+  }
+  size_t step_chars = std::max<size_t>(1, chunk_chars);
+  int64_t delay = t.first_ms;
+  for (size_t pos = 0; pos < reply->text.size(); pos += step_chars) {
+    steps.push_back({delay, [shared, delta = reply->text.substr(pos, step_chars)] {
+                       if (shared->on_delta) shared->on_delta(delta);
+                     }});
+    delay = t.chunk_ms;
+  }
+  if (reply->error) {
+    fail_with(delay, *reply->error);
+    return run(std::move(steps));
+  }
+  ChatResult result;
+  result.text = reply->text;
+  result.tool_calls = reply->tool_calls;
+  result.finish_reason = !reply->finish_reason.empty() ? reply->finish_reason
+                         : reply->tool_calls.empty()   ? "stop"
+                                                       : "tool_calls";
+  steps.push_back({delay,
+                   [shared, result] {
+                     if (shared->on_done) shared->on_done(result);
+                   },
+                   true});
+  return run(std::move(steps));
+}
+
+RequestId SimUpstream::speak(TtsRequest request, TtsCallbacks cb) {
+  tts_requests_.push_back(request);
+  SimTiming t = timing_[UpstreamStage::tts];
+  std::string provider = request.endpoint.base_url;
+  auto shared = std::make_shared<TtsCallbacks>(std::move(cb));
+  std::vector<Step> steps;
+  if (breaker_open(provider)) {
+    SimFailure f{UpstreamError::Kind::breaker_open, 0, "circuit breaker open for " + provider};
+    steps.push_back({0,
+                     [shared, e = error(UpstreamStage::tts, f, provider)] {
+                       if (shared->on_error) shared->on_error(e);
+                     },
+                     true});
+    return run(std::move(steps));
+  }
+  steps.push_back({t.sent_ms, [shared] {
+                     if (shared->on_sent) shared->on_sent();
+                   }});
+  if (auto f = take_failure(UpstreamStage::tts)) {
+    steps.push_back({t.first_ms,
+                     [shared, e = error(UpstreamStage::tts, *f, provider)] {
+                       if (shared->on_error) shared->on_error(e);
+                     },
+                     true});
+    return run(std::move(steps));
+  }
+  size_t total = request.text.size() * tts_bytes_per_char;
+  total -= total % 2;  // whole samples
+  std::vector<uint8_t> pcm(total, 0);
+  if (tts_tone) {
+    for (size_t i = 0; i < total / 2; ++i) {
+      double v = 0.3 * std::sin(2.0 * std::numbers::pi * 440.0 * static_cast<double>(i) / 24000.0);
+      auto s = static_cast<int16_t>(std::lround(v * 32767.0));
+      pcm[2 * i] = static_cast<uint8_t>(static_cast<uint16_t>(s) & 0xff);
+      pcm[2 * i + 1] = static_cast<uint8_t>(static_cast<uint16_t>(s) >> 8);
+    }
+  }
+  size_t chunk = std::max<size_t>(2, tts_chunk_bytes);
+  int64_t delay = t.first_ms;
+  for (size_t pos = 0; pos < total; pos += chunk) {
+    std::vector<uint8_t> piece(pcm.begin() + static_cast<std::ptrdiff_t>(pos),
+                               pcm.begin() + static_cast<std::ptrdiff_t>(std::min(total, pos + chunk)));
+    steps.push_back({delay, [shared, piece = std::move(piece)] {
+                       if (shared->on_audio) shared->on_audio(piece);
+                     }});
+    delay = t.chunk_ms;
+  }
+  steps.push_back({delay,
+                   [shared] {
+                     if (shared->on_done) shared->on_done();
+                   },
+                   true});
+  return run(std::move(steps));
+}
+
+}  // namespace osvi::net

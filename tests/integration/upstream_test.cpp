@@ -1,0 +1,648 @@
+// OpenAiUpstream + HttpClient against a scripted HTTP server on 127.0.0.1 (a blocking server on its own
+// thread; the client side runs on PollDriver as osvid runs it on sd-event).
+#include <arpa/inet.h>
+#include <cjson/cJSON.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "osvi/net/poll_driver.hpp"
+#include "osvi/net/upstream_openai.hpp"
+#include "test_support.hpp"
+
+namespace osvi::net {
+namespace {
+
+struct SeenRequest {
+  std::string head;  // request line + headers
+  std::string body;
+};
+
+// Accepts one connection at a time, reads one request (Content-Length bodies only: the client sends no
+// chunked uploads), hands the socket to the scenario's handler and closes it.
+class TestServer {
+ public:
+  class Conn {
+   public:
+    Conn(int fd, TestServer& s) : fd_(fd), s_(s) {}
+    bool send(std::string_view bytes) {
+      while (!bytes.empty()) {
+        ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+        if (n <= 0) return false;
+        bytes.remove_prefix(static_cast<size_t>(n));
+      }
+      return true;
+    }
+    // Sleeps unless the test is ending.
+    bool pause(int ms) {
+      for (int i = 0; i < ms && !s_.stop_; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      return !s_.stop_;
+    }
+    void reset() {  // RST instead of FIN
+      linger l{1, 0};
+      setsockopt(fd_, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+    }
+
+   private:
+    int fd_;
+    TestServer& s_;
+  };
+  using Handler = std::function<void(Conn&, const SeenRequest&, int index)>;
+
+  explicit TestServer(Handler handler) : handler_(std::move(handler)) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    EXPECT_EQ(::listen(fd_, 16), 0);
+    socklen_t len = sizeof a;
+    getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    thread_ = std::thread([this] { loop(); });
+  }
+  ~TestServer() {
+    stop_ = true;
+    thread_.join();
+    ::close(fd_);
+  }
+  std::string base() const { return "http://127.0.0.1:" + std::to_string(port_) + "/v1"; }
+  std::vector<SeenRequest> seen() {
+    std::lock_guard lock(mu_);
+    return seen_;
+  }
+
+ private:
+  void loop() {
+    int index = 0;
+    while (!stop_) {
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, 20) <= 0) continue;
+      int c = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (c < 0) continue;
+      int one = 1;
+      setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      SeenRequest r;
+      if (read_request(c, r)) {
+        {
+          std::lock_guard lock(mu_);
+          seen_.push_back(r);
+        }
+        Conn conn(c, *this);
+        handler_(conn, r, index++);
+      }
+      ::close(c);
+    }
+  }
+  bool read_request(int c, SeenRequest& r) {
+    std::string buf;
+    char tmp[4096];
+    size_t want = std::string::npos;
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (!stop_ && std::chrono::steady_clock::now() < deadline) {
+      pollfd p{c, POLLIN, 0};
+      if (::poll(&p, 1, 20) <= 0) continue;
+      ssize_t n = ::recv(c, tmp, sizeof tmp, 0);
+      if (n <= 0) return false;
+      buf.append(tmp, static_cast<size_t>(n));
+      size_t end = buf.find("\r\n\r\n");
+      if (end == std::string::npos) continue;
+      if (want == std::string::npos) {
+        r.head = buf.substr(0, end + 2);
+        size_t length = 0;
+        std::string lower = r.head;
+        for (char& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+        if (size_t cl = lower.find("content-length:"); cl != std::string::npos)
+          length = std::stoul(lower.substr(cl + 15));
+        want = end + 4 + length;
+      }
+      if (buf.size() >= want) {
+        r.body = buf.substr(end + 4, want - end - 4);
+        return true;
+      }
+    }
+    return false;
+  }
+
+  Handler handler_;
+  int fd_ = -1;
+  int port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::mutex mu_;
+  std::vector<SeenRequest> seen_;
+  std::thread thread_;
+};
+
+std::string response_head(int status, const std::string& type, const std::string& extra = {}) {
+  return "HTTP/1.1 " + std::to_string(status) + " X\r\nContent-Type: " + type + "\r\nConnection: close\r\n" +
+         extra + "\r\n";
+}
+std::string full_response(int status, const std::string& type, const std::string& body) {
+  return response_head(status, type, "Content-Length: " + std::to_string(body.size()) + "\r\n") + body;
+}
+
+const std::string kChatStream =
+    "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},"
+    "\"finish_reason\":null}]}\n\n"
+    ": keep-alive\n\n"
+    "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hello\"},\"finish_reason\":null}]}\n\n"
+    "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\" there\"},\"finish_reason\":null}]}\r\n\r\n"
+    "data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"call_1\",\"type\":"
+    "\"function\",\"function\":{\"name\":\"book\",\"arguments\":\"\"}}]},\"finish_reason\":null}]}\n\n"
+    "data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":1,\"id\":\"call_2\",\"type\":"
+    "\"function\",\"function\":{\"name\":\"note\",\"arguments\":\"{}\"}}]},\"finish_reason\":null}]}\n\n"
+    "data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":"
+    "\"{\\\"day\\\":\"}}]},\"finish_reason\":null}]}\n\n"
+    "data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":"
+    "\"\\\"mon\\\"}\"}}]},\"finish_reason\":null}]}\n\n"
+    "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\n\n"
+    "data: [DONE]\n\n";
+
+struct ChatOutcome {
+  bool sent = false;
+  std::string deltas;
+  std::optional<ChatResult> result;
+  std::optional<UpstreamError> error;
+  int terminal = 0;
+  bool finished() const { return terminal > 0; }
+};
+
+class UpstreamTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto d = PollDriver::create();
+    ASSERT_TRUE(d.ok());
+    driver = std::move(d.value());
+    OpenAiOptions o;
+    o.now_ms = [this] { return clock_ms; };
+    o.max_attempts = 1;
+    make(o);
+  }
+  void make(OpenAiOptions o) {
+    up.reset();
+    up = OpenAiUpstream::create(driver->client(), std::move(o));
+  }
+  Endpoint endpoint(const TestServer& s) {
+    Endpoint e;
+    e.base_url = s.base();
+    e.api_key = "sk-test";
+    e.model = "m1";
+    e.timeout_ms = 5000;
+    return e;
+  }
+  ChatCallbacks chat_cb(ChatOutcome& o) {
+    return {[&o] { o.sent = true; }, [&o](std::string_view d) { o.deltas += d; },
+            [&o](ChatResult r) {
+              o.result = std::move(r);
+              ++o.terminal;
+            },
+            [&o](const UpstreamError& e) {
+              o.error = e;
+              ++o.terminal;
+            }};
+  }
+  ChatRequest chat_request(const TestServer& s) {
+    ChatRequest r;
+    r.endpoint = endpoint(s);
+    r.messages = {{"system", "brief", {}, {}},
+                  {"user", "book monday", {}, {}},
+                  {"assistant", "", {{"call_0", "lookup", "{}"}}, {}},
+                  {"tool", "free", {}, "call_0"}};
+    r.tools = {{"book", "books a table", R"({"type":"object","properties":{"day":{"type":"string"}}})"}};
+    return r;
+  }
+  bool run(const std::function<bool()>& pred, int64_t ms = 5000) { return driver->run_until(pred, ms); }
+
+  int64_t clock_ms = 1'000'000;
+  std::unique_ptr<PollDriver> driver;
+  std::unique_ptr<OpenAiUpstream> up;
+};
+
+TEST_F(UpstreamTest, SttSendsMultipartAndReadsText) {
+  TestServer server([](TestServer::Conn& c, const SeenRequest&, int) {
+    c.send(full_response(200, "application/json", R"({"text":"book a table for two"})"));
+  });
+  SttRequest req;
+  req.endpoint = endpoint(server);
+  req.endpoint.model = "whisper-1";
+  req.audio = {'O', 'g', 'g', 'S', 0, 1, 2, 3};
+  req.language = "de";
+  bool sent = false;
+  std::optional<std::string> text;
+  up->transcribe(req, {[&] { sent = true; }, [&](std::string t) { text = t; },
+                       [&](const UpstreamError& e) { ADD_FAILURE() << e.message; }});
+  ASSERT_TRUE(run([&] { return text.has_value(); }));
+  EXPECT_TRUE(sent);
+  EXPECT_EQ(*text, "book a table for two");
+  auto seen = server.seen();
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0].head.rfind("POST /v1/audio/transcriptions HTTP/1.1", 0), 0u) << seen[0].head;
+  EXPECT_NE(seen[0].head.find("Authorization: Bearer sk-test"), std::string::npos);
+  EXPECT_NE(seen[0].head.find("multipart/form-data; boundary="), std::string::npos);
+  const std::string& b = seen[0].body;
+  EXPECT_NE(b.find("name=\"file\"; filename=\"utterance.ogg\"\r\nContent-Type: audio/ogg\r\n\r\nOggS"),
+            std::string::npos)
+      << b;
+  EXPECT_NE(b.find(std::string("OggS\0\1\2\3", 8)), std::string::npos);
+  EXPECT_NE(b.find("name=\"model\"\r\n\r\nwhisper-1\r\n"), std::string::npos);
+  EXPECT_NE(b.find("name=\"language\"\r\n\r\nde\r\n"), std::string::npos);
+  EXPECT_NE(b.find("name=\"response_format\"\r\n\r\njson\r\n"), std::string::npos);
+  EXPECT_EQ(b.find("name=\"prompt\""), std::string::npos);
+}
+
+TEST_F(UpstreamTest, SttWithoutTextIsAProtocolError) {
+  TestServer server([](TestServer::Conn& c, const SeenRequest&, int) {
+    c.send(full_response(200, "application/json", R"({"txt":"x"})"));
+  });
+  SttRequest req;
+  req.endpoint = endpoint(server);
+  std::optional<UpstreamError> err;
+  up->transcribe(req, {{}, [](std::string) { ADD_FAILURE(); }, [&](const UpstreamError& e) { err = e; }});
+  ASSERT_TRUE(run([&] { return err.has_value(); }));
+  EXPECT_EQ(err->kind, UpstreamError::Kind::protocol);
+  EXPECT_EQ(err->stage, UpstreamStage::stt);
+}
+
+TEST_F(UpstreamTest, ChatStreamsContentAndAssemblesToolCalls) {
+  TestServer server([](TestServer::Conn& c, const SeenRequest&, int) {
+    c.send(response_head(200, "text/event-stream; charset=utf-8"));
+    c.send(kChatStream);
+  });
+  ChatOutcome o;
+  up->chat(chat_request(server), chat_cb(o));
+  EXPECT_FALSE(o.sent);  // nothing re-entrant
+  ASSERT_TRUE(run([&] { return o.finished(); }));
+  ASSERT_TRUE(o.result) << o.error->message;
+  EXPECT_TRUE(o.sent);
+  EXPECT_EQ(o.deltas, "Hello there");
+  EXPECT_EQ(o.result->text, "Hello there");
+  EXPECT_EQ(o.result->finish_reason, "tool_calls");
+  ASSERT_EQ(o.result->tool_calls.size(), 2u);
+  EXPECT_EQ(o.result->tool_calls[0], (ToolCall{"call_1", "book", R"({"day":"mon"})"}));
+  EXPECT_EQ(o.result->tool_calls[1], (ToolCall{"call_2", "note", "{}"}));
+
+  auto seen = server.seen();
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0].head.rfind("POST /v1/chat/completions HTTP/1.1", 0), 0u);
+  cJSON* doc = cJSON_Parse(seen[0].body.c_str());
+  ASSERT_TRUE(doc) << seen[0].body;
+  EXPECT_TRUE(cJSON_IsTrue(cJSON_GetObjectItem(doc, "stream")));
+  EXPECT_STREQ(cJSON_GetObjectItem(doc, "model")->valuestring, "m1");
+  cJSON* msgs = cJSON_GetObjectItem(doc, "messages");
+  ASSERT_EQ(cJSON_GetArraySize(msgs), 4);
+  cJSON* assistant = cJSON_GetArrayItem(msgs, 2);
+  EXPECT_TRUE(cJSON_IsNull(cJSON_GetObjectItem(assistant, "content")));
+  cJSON* call = cJSON_GetArrayItem(cJSON_GetObjectItem(assistant, "tool_calls"), 0);
+  EXPECT_STREQ(cJSON_GetObjectItem(call, "type")->valuestring, "function");
+  EXPECT_STREQ(cJSON_GetObjectItem(cJSON_GetObjectItem(call, "function"), "name")->valuestring, "lookup");
+  EXPECT_STREQ(cJSON_GetObjectItem(cJSON_GetArrayItem(msgs, 3), "tool_call_id")->valuestring, "call_0");
+  cJSON* tool = cJSON_GetArrayItem(cJSON_GetObjectItem(doc, "tools"), 0);
+  EXPECT_STREQ(cJSON_GetObjectItem(tool, "type")->valuestring, "function");
+  EXPECT_TRUE(cJSON_IsObject(cJSON_GetObjectItem(cJSON_GetObjectItem(tool, "function"), "parameters")));
+  cJSON_Delete(doc);
+}
+
+TEST_F(UpstreamTest, ChatStreamOneBytePerWrite) {
+  TestServer server([](TestServer::Conn& c, const SeenRequest&, int) {
+    c.send(response_head(200, "text/event-stream"));
+    for (size_t i = 0; i < kChatStream.size(); ++i) {
+      if (!c.send(kChatStream.substr(i, 1))) return;
+      if (i % 4 == 0 && !c.pause(1)) return;
+    }
+  });
+  ChatOutcome o;
+  up->chat(chat_request(server), chat_cb(o));
+  ASSERT_TRUE(run([&] { return o.finished(); }, 20000));
+  ASSERT_TRUE(o.result) << o.error->message;
+  EXPECT_EQ(o.result->text, "Hello there");
+  ASSERT_EQ(o.result->tool_calls.size(), 2u);
+  EXPECT_EQ(o.result->tool_calls[0].arguments_json, R"({"day":"mon"})");
+}
+
+TEST_F(UpstreamTest, ChatEndWithFinishReasonButNoDoneSucceeds) {
+  TestServer server([](TestServer::Conn& c, const SeenRequest&, int) {
+    c.send(response_head(200, "text/event-stream"));
+    c.send("data: {\"choices\":[{\"delta\":{\"content\":\"ok\"},\"finish_reason\":\"stop\"}]}\n\n");
+  });
+  ChatOutcome o;
+  up->chat(chat_request(server), chat_cb(o));
+  ASSERT_TRUE(run([&] { return o.finished(); }));
+  ASSERT_TRUE(o.result);
+  EXPECT_EQ(o.result->finish_reason, "stop");
+}
+
+struct ChatFailureCase {
+  const char* name;
+  std::function<void(TestServer::Conn&)> respond;
+  UpstreamError::Kind kind;
+  int status;
+  const char* message_part;
+};
+
+class ChatFailures : public UpstreamTest, public ::testing::WithParamInterface<ChatFailureCase> {};
+
+TEST_P(ChatFailures, AreReportedOnce) {
+  const auto& p = GetParam();
+  TestServer server([&](TestServer::Conn& c, const SeenRequest&, int) { p.respond(c); });
+  ChatOutcome o;
+  up->chat(chat_request(server), chat_cb(o));
+  ASSERT_TRUE(run([&] { return o.finished(); }));
+  driver->run_for(50);
+  EXPECT_EQ(o.terminal, 1);
+  ASSERT_TRUE(o.error);
+  EXPECT_EQ(o.error->kind, p.kind) << o.error->message;
+  EXPECT_EQ(o.error->http_status, p.status);
+  EXPECT_EQ(o.error->stage, UpstreamStage::llm);
+  EXPECT_EQ(o.error->provider, server.base());
+  EXPECT_NE(o.error->message.find(p.message_part), std::string::npos) << o.error->message;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Cases, ChatFailures,
+    ::testing::Values(
+        ChatFailureCase{"ErrorEvent",
+                        [](TestServer::Conn& c) {
+                          c.send(response_head(200, "text/event-stream"));
+                          c.send(
+                              "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n"
+                              "data: {\"error\":{\"message\":\"overloaded\",\"type\":\"server_error\"}}\n\n");
+                        },
+                        UpstreamError::Kind::protocol, 0, "overloaded"},
+        ChatFailureCase{"Http500WithJsonError",
+                        [](TestServer::Conn& c) {
+                          c.send(
+                              full_response(500, "application/json",
+                                            R"({"error":{"message":"model melted","type":"server_error"}})"));
+                        },
+                        UpstreamError::Kind::http, 500, "model melted"},
+        ChatFailureCase{
+            "WrongContentType",
+            [](TestServer::Conn& c) { c.send(full_response(200, "application/json", R"({"choices":[]})")); },
+            UpstreamError::Kind::protocol, 200, "wrong content type"},
+        ChatFailureCase{"BadJsonInData",
+                        [](TestServer::Conn& c) {
+                          c.send(response_head(200, "text/event-stream"));
+                          c.send(
+                              "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\ndata: {not json\n\n");
+                        },
+                        UpstreamError::Kind::protocol, 0, "bad JSON"},
+        ChatFailureCase{"ResetMidStream",
+                        [](TestServer::Conn& c) {
+                          c.send(response_head(200, "text/event-stream"));
+                          c.send("data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\ndata: {\"cho");
+                          c.pause(50);
+                          c.reset();
+                        },
+                        UpstreamError::Kind::reset, 200, ""},
+        ChatFailureCase{"CleanEndWithoutDone",
+                        [](TestServer::Conn& c) {
+                          c.send(response_head(200, "text/event-stream"));
+                          c.send("data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n");
+                        },
+                        UpstreamError::Kind::reset, 200, "without [DONE]"}),
+    [](const auto& param_info) { return std::string(param_info.param.name); });
+
+TEST_F(UpstreamTest, FirstTokenWatchdogFires) {
+  TestServer server([](TestServer::Conn& c, const SeenRequest&, int) {
+    c.send(response_head(200, "text/event-stream"));
+    c.send(": thinking\n\n");
+    c.pause(3000);
+  });
+  ChatRequest req = chat_request(server);
+  req.endpoint.first_byte_timeout_ms = 200;
+  ChatOutcome o;
+  auto start = std::chrono::steady_clock::now();
+  up->chat(req, chat_cb(o));
+  ASSERT_TRUE(run([&] { return o.finished(); }, 2000));
+  auto took = std::chrono::steady_clock::now() - start;
+  ASSERT_TRUE(o.error);
+  EXPECT_EQ(o.error->kind, UpstreamError::Kind::timeout);
+  EXPECT_NE(o.error->message.find("first token"), std::string::npos);
+  EXPECT_GE(took, std::chrono::milliseconds(190));
+  EXPECT_LT(took, std::chrono::milliseconds(1500));
+  EXPECT_EQ(up->in_flight(), 0u);
+  EXPECT_TRUE(run([&] { return driver->client().active() == 0; }, 1000));
+}
+
+TEST_F(UpstreamTest, CancelStopsCallbacks) {
+  TestServer server([](TestServer::Conn& c, const SeenRequest&, int) {
+    c.send(response_head(200, "text/event-stream"));
+    for (int i = 0; i < 40; ++i) {
+      if (!c.send("data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}]}\n\n") || !c.pause(10)) return;
+    }
+    c.send("data: [DONE]\n\n");
+  });
+  ChatOutcome o;
+  RequestId id = 0;
+  ChatCallbacks cb = chat_cb(o);
+  int deltas = 0;
+  cb.on_delta = [&](std::string_view) {
+    if (++deltas == 2) up->cancel(id);  // from inside the callback
+  };
+  id = up->chat(chat_request(server), cb);
+  ASSERT_TRUE(run([&] { return deltas >= 2; }));
+  driver->run_for(600);
+  EXPECT_EQ(deltas, 2);
+  EXPECT_EQ(o.terminal, 0);
+  EXPECT_EQ(up->in_flight(), 0u);
+  EXPECT_EQ(driver->client().active(), 0u);
+}
+
+TEST_F(UpstreamTest, TtsStreamsBytesInOrder) {
+  std::string audio;
+  for (int i = 0; i < 20000; ++i) audio.push_back(static_cast<char>(i * 7 % 251));
+  TestServer server([&](TestServer::Conn& c, const SeenRequest&, int) {
+    c.send(response_head(200, "audio/pcm", "Content-Length: " + std::to_string(audio.size()) + "\r\n"));
+    for (size_t i = 0; i < audio.size(); i += 1000) {
+      if (!c.send(audio.substr(i, 1000)) || !c.pause(2)) return;
+    }
+  });
+  TtsRequest req;
+  req.endpoint = endpoint(server);
+  req.endpoint.first_byte_timeout_ms = 2000;
+  req.text = "Hello";
+  std::string got;
+  int chunks = 0;
+  bool done = false, sent = false;
+  up->speak(req, {[&] { sent = true; },
+                  [&](std::span<const uint8_t> b) {
+                    got.append(reinterpret_cast<const char*>(b.data()), b.size());
+                    ++chunks;
+                  },
+                  [&] { done = true; }, [&](const UpstreamError& e) { ADD_FAILURE() << e.message; }});
+  ASSERT_TRUE(run([&] { return done; }));
+  EXPECT_TRUE(sent);
+  EXPECT_EQ(got, audio);
+  EXPECT_GT(chunks, 1);
+  auto seen = server.seen();
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0].head.rfind("POST /v1/audio/speech", 0), 0u);
+  EXPECT_NE(seen[0].body.find("\"input\":\"Hello\""), std::string::npos) << seen[0].body;
+  EXPECT_NE(seen[0].body.find("\"response_format\":\"pcm\""), std::string::npos);
+}
+
+TEST_F(UpstreamTest, TtsJsonOn2xxIsWrongContentType) {
+  TestServer server([](TestServer::Conn& c, const SeenRequest&, int) {
+    c.send(full_response(200, "application/json", R"({"audio":"base64..."})"));
+  });
+  TtsRequest req;
+  req.endpoint = endpoint(server);
+  req.text = "x";
+  std::optional<UpstreamError> err;
+  up->speak(req, {{},
+                  [](std::span<const uint8_t>) { ADD_FAILURE(); },
+                  [] { ADD_FAILURE(); },
+                  [&](const UpstreamError& e) { err = e; }});
+  ASSERT_TRUE(run([&] { return err.has_value(); }));
+  EXPECT_EQ(err->kind, UpstreamError::Kind::protocol);
+  EXPECT_NE(err->message.find("wrong content type"), std::string::npos);
+}
+
+TEST_F(UpstreamTest, RetriesA503OnceBeforeAnythingWasDelivered) {
+  OpenAiOptions opts;
+  opts.now_ms = [this] { return clock_ms; };
+  opts.max_attempts = 2;
+  opts.retry_delay_ms = 50;
+  make(opts);
+  TestServer server([](TestServer::Conn& c, const SeenRequest&, int index) {
+    if (index == 0) {
+      c.send(full_response(503, "application/json", R"({"error":{"message":"busy"}})"));
+    } else {
+      c.send(response_head(200, "text/event-stream"));
+      c.send(kChatStream);
+    }
+  });
+  ChatOutcome o;
+  up->chat(chat_request(server), chat_cb(o));
+  ASSERT_TRUE(run([&] { return o.finished(); }));
+  ASSERT_TRUE(o.result) << o.error->message;
+  EXPECT_EQ(server.seen().size(), 2u);
+
+  // Both attempts fail: the error counts them.
+  TestServer down(
+      [](TestServer::Conn& c, const SeenRequest&, int) { c.send(full_response(503, "text/plain", "busy")); });
+  ChatOutcome o2;
+  up->chat(chat_request(down), chat_cb(o2));
+  ASSERT_TRUE(run([&] { return o2.finished(); }));
+  ASSERT_TRUE(o2.error);
+  EXPECT_EQ(o2.error->attempts, 2);
+  EXPECT_EQ(o2.error->http_status, 503);
+}
+
+TEST_F(UpstreamTest, ConnectionRefusedIsConnectError) {
+  ChatRequest req;
+  req.endpoint.base_url = "http://127.0.0.1:" + std::to_string(test::free_loopback_port()) + "/v1";
+  ChatOutcome o;
+  up->chat(req, chat_cb(o));
+  ASSERT_TRUE(run([&] { return o.finished(); }));
+  ASSERT_TRUE(o.error);
+  EXPECT_EQ(o.error->kind, UpstreamError::Kind::connect);
+}
+
+TEST_F(UpstreamTest, ConnectionRefusedIsRetriedOnceAndCounted) {
+  OpenAiOptions opts;
+  opts.now_ms = [this] { return clock_ms; };
+  opts.max_attempts = 2;
+  opts.retry_delay_ms = 100;
+  make(opts);
+  SttRequest req;
+  req.endpoint.base_url = "http://127.0.0.1:" + std::to_string(test::free_loopback_port()) + "/v1";
+  std::optional<UpstreamError> err;
+  bool sent = false;
+  auto start = std::chrono::steady_clock::now();
+  up->transcribe(req, {[&] { sent = true; }, [](std::string) { ADD_FAILURE(); },
+                       [&](const UpstreamError& e) { err = e; }});
+  ASSERT_TRUE(run([&] { return err.has_value(); }));
+  EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(95));  // the retry delay
+  EXPECT_EQ(err->kind, UpstreamError::Kind::connect);
+  EXPECT_EQ(err->attempts, 2);
+  EXPECT_FALSE(sent);
+}
+
+TEST_F(UpstreamTest, BreakerOpensAfterFailuresAndHalfOpensAfterCoolDown) {
+  std::atomic<bool> healthy{false};
+  TestServer server([&](TestServer::Conn& c, const SeenRequest&, int) {
+    if (!healthy) {
+      c.send(full_response(500, "text/plain", "down"));
+      return;
+    }
+    c.send(response_head(200, "audio/pcm"));
+    c.send("abcd");
+  });
+  TtsRequest req;
+  req.endpoint = endpoint(server);
+  req.text = "x";
+  auto speak = [&]() {
+    struct Out {
+      bool done = false;
+      std::optional<UpstreamError> err;
+    };
+    auto out = std::make_shared<Out>();
+    up->speak(req, {{}, {}, [out] { out->done = true; }, [out](const UpstreamError& e) { out->err = e; }});
+    return out;
+  };
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_FALSE(up->breaker_open(server.base()));
+    auto out = speak();
+    ASSERT_TRUE(run([&] { return out->done || out->err; }));
+    ASSERT_TRUE(out->err);
+    EXPECT_EQ(out->err->kind, UpstreamError::Kind::http);
+  }
+  EXPECT_TRUE(up->breaker_open(server.base()));
+  EXPECT_FALSE(up->breaker_open("http://127.0.0.1:1/other"));
+  auto refused = speak();
+  EXPECT_FALSE(refused->err);  // asynchronous, not from inside speak()
+  ASSERT_TRUE(run([&] { return refused->err.has_value(); }));
+  EXPECT_EQ(refused->err->kind, UpstreamError::Kind::breaker_open);
+  EXPECT_EQ(server.seen().size(), 3u);
+
+  clock_ms += 15000;  // cool-down over: half-open
+  EXPECT_FALSE(up->breaker_open(server.base()));
+  healthy = true;
+  auto trial = speak();
+  EXPECT_TRUE(up->breaker_open(server.base()));  // one trial at a time
+  auto second = speak();
+  ASSERT_TRUE(run([&] { return trial->done && second->err.has_value(); }));
+  EXPECT_EQ(second->err->kind, UpstreamError::Kind::breaker_open);
+  EXPECT_FALSE(up->breaker_open(server.base()));
+  auto after = speak();
+  ASSERT_TRUE(run([&] { return after->done || after->err; }));
+  EXPECT_TRUE(after->done);
+  EXPECT_EQ(server.seen().size(), 5u);
+}
+
+TEST_F(UpstreamTest, FailedTrialReopensTheBreaker) {
+  TestServer server([](TestServer::Conn& c, const SeenRequest&, int) {
+    c.send(full_response(502, "text/plain", "bad gateway"));
+  });
+  TtsRequest req;
+  req.endpoint = endpoint(server);
+  int errors = 0;
+  for (int i = 0; i < 4; ++i) {
+    if (i == 3) clock_ms += 15000;
+    int before = errors;
+    up->speak(req, {{}, {}, {}, [&](const UpstreamError&) { ++errors; }});
+    ASSERT_TRUE(run([&] { return errors > before; }));
+  }
+  EXPECT_EQ(server.seen().size(), 4u);
+  EXPECT_TRUE(up->breaker_open(server.base()));
+  clock_ms += 14000;
+  EXPECT_TRUE(up->breaker_open(server.base()));
+  clock_ms += 1000;
+  EXPECT_FALSE(up->breaker_open(server.base()));
+}
+
+}  // namespace
+}  // namespace osvi::net
