@@ -69,9 +69,11 @@ hal::SimStep parse_step(const Item& item, Problems& p) {
   if (r.has("hangup")) {
     if (r.boolean("hangup", true)) s.kind = hal::SimStep::Kind::hangup, ++kinds;
   }
-  // say/play last as long as given: the audio engine (calls issue) will measure the real length.
+  // say/play: `ms` is a minimum (silence pads shorter audio); without a voice, say is `ms` of silence.
   if (s.kind == hal::SimStep::Kind::say || s.kind == hal::SimStep::Kind::play)
     s.ms = r.integer("ms", 2000, 0, 600'000);
+  s.after_agent = r.boolean("after_agent", s.after_agent);
+  s.timeout_ms = r.integer("timeout_ms", s.timeout_ms, 0, 3'600'000);
   if (kinds != 1 && r.valid())
     p.add(item.path, "expected exactly one of wait_ms, silence_ms, dtmf, say, play, hangup");
   return s;
@@ -90,6 +92,12 @@ void parse_sim(ObjectReader r, hal::SimScript& s, Problems& p) {
     r.error("caller", "expected an E.164 number (+ and 2-15 digits), got " + quote(s.caller));
   s.max_rings = static_cast<unsigned>(r.integer("max_rings", s.max_rings, 1, 100));
   for (const Item& item : r.array("steps")) s.steps.push_back(parse_step(item, p));
+  s.rate = static_cast<unsigned>(r.integer("rate", s.rate, 8000, 16000));
+  if (s.rate != 8000 && s.rate != 16000)
+    r.error("rate", "must be 8000 or 16000, got " + std::to_string(s.rate));
+  s.party_log = r.str("party_log", "", 0, 4096);
+  s.agent_quiet_ms = r.integer("agent_quiet_ms", s.agent_quiet_ms, 100, 10000);
+  s.agent_threshold_dbfs = r.number("agent_threshold_dbfs", s.agent_threshold_dbfs, -90.0, 0.0);
 }
 
 void parse_at(ObjectReader& r, hal::AtModemOptions& a) {

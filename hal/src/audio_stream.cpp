@@ -20,6 +20,30 @@ struct PcmClose {
 };
 using PcmPtr = std::unique_ptr<snd_pcm_t, PcmClose>;
 
+struct ConfigDelete {
+  void operator()(snd_config_t* c) const { snd_config_delete(c); }
+};
+using ConfigPtr = std::unique_ptr<snd_config_t, ConfigDelete>;
+
+struct InputClose {
+  void operator()(snd_input_t* in) const { snd_input_close(in); }
+};
+
+// A private configuration tree holding only `text` (AudioStreamOptions::alsa_config).
+Result<ConfigPtr> load_config(const std::string& text) {
+  snd_config_t* raw = nullptr;
+  int err = snd_config_top(&raw);
+  if (err < 0) return make_error(std::string("alsa_config: ") + snd_strerror(err), err);
+  ConfigPtr top(raw);
+  snd_input_t* in_raw = nullptr;
+  if ((err = snd_input_buffer_open(&in_raw, text.data(), static_cast<ssize_t>(text.size()))) < 0)
+    return make_error(std::string("alsa_config: ") + snd_strerror(err), err);
+  std::unique_ptr<snd_input_t, InputClose> in(in_raw);
+  if ((err = snd_config_load(top.get(), in.get())) < 0)
+    return make_error(std::string("alsa_config does not parse: ") + snd_strerror(err), err);
+  return top;
+}
+
 std::string alsa_error(const std::string& what, int err) {
   return what + ": " + snd_strerror(err);
 }
@@ -72,18 +96,24 @@ int configure(snd_pcm_t* pcm, snd_pcm_stream_t stream, const AudioStreamOptions&
   return snd_pcm_prepare(pcm);
 }
 
+// lconf: a private configuration tree (alsa_config), or null for the global one.
+int pcm_open(snd_pcm_t** pcm, const std::string& name, snd_pcm_stream_t stream, snd_config_t* lconf) {
+  return lconf ? snd_pcm_open_lconf(pcm, name.c_str(), stream, 0, lconf)
+               : snd_pcm_open(pcm, name.c_str(), stream, 0);
+}
+
 Result<PcmPtr> open_pcm(const std::string& name, snd_pcm_stream_t stream, const AudioStreamOptions& opt,
-                        size_t period, Granted* granted, bool* plug_used) {
+                        size_t period, Granted* granted, bool* plug_used, snd_config_t* lconf) {
   const char* what = stream == SND_PCM_STREAM_CAPTURE ? "capture " : "playback ";
   snd_pcm_t* raw = nullptr;
-  int err = snd_pcm_open(&raw, name.c_str(), stream, 0);
+  int err = pcm_open(&raw, name, stream, lconf);
   if (err < 0) return make_error(alsa_error(what + name, err), err);
   PcmPtr pcm(raw);
   if ((err = configure(pcm.get(), stream, opt, period, granted)) >= 0) return pcm;
   // The raw device offers other formats, rates or channel counts: let alsa-lib's plug layer convert.
   pcm.reset();
   const std::string wrapped = plug_name(name);
-  if ((err = snd_pcm_open(&raw, wrapped.c_str(), stream, 0)) < 0)
+  if ((err = pcm_open(&raw, wrapped, stream, lconf)) < 0)
     return make_error(alsa_error(what + wrapped, err), err);
   pcm.reset(raw);
   if ((err = configure(pcm.get(), stream, opt, period, granted)) < 0)
@@ -197,6 +227,8 @@ class AudioStream::Worker {
   Counters& c_;
   const size_t period_;
   const size_t channels_;
+  // alsa_config's tree, loaded at each open; declared before the PCMs so it outlives them.
+  ConfigPtr lconf_;
   PcmPtr capture_;
   PcmPtr playback_;
   std::vector<int16_t> interleaved_;
@@ -264,9 +296,16 @@ void AudioStream::Worker::run() {
 Status AudioStream::Worker::open_devices() {
   Granted granted;
   bool plug = false;
-  auto cap = open_pcm(s_.opt_.capture_device, SND_PCM_STREAM_CAPTURE, s_.opt_, period_, &granted, &plug);
+  if (!s_.opt_.alsa_config.empty()) {
+    auto conf = load_config(s_.opt_.alsa_config);
+    if (!conf) return conf.error();
+    lconf_ = std::move(conf.value());
+  }
+  auto cap = open_pcm(s_.opt_.capture_device, SND_PCM_STREAM_CAPTURE, s_.opt_, period_, &granted, &plug,
+                      lconf_.get());
   if (!cap) return cap.error();
-  auto pb = open_pcm(s_.opt_.playback_device, SND_PCM_STREAM_PLAYBACK, s_.opt_, period_, &granted, &plug);
+  auto pb = open_pcm(s_.opt_.playback_device, SND_PCM_STREAM_PLAYBACK, s_.opt_, period_, &granted, &plug,
+                     lconf_.get());
   if (!pb) return pb.error();
   capture_ = std::move(cap.value());
   playback_ = std::move(pb.value());
@@ -284,6 +323,7 @@ Status AudioStream::Worker::open_devices() {
 void AudioStream::Worker::close_devices() {
   capture_.reset();
   playback_.reset();
+  lconf_.reset();
   c_.device_open.store(false);
 }
 
@@ -477,6 +517,11 @@ Result<std::unique_ptr<AudioStream>> AudioStream::create(AudioStreamOptions o) {
   if (o.reopen_backoff_min.count() <= 0 || o.reopen_backoff_max < o.reopen_backoff_min)
     return make_error("audio stream: reopen backoff must be > 0 and min <= max");
   if (o.pace.count() < 0) return make_error("audio stream: pace must be >= 0");
+  if (!o.alsa_config.empty()) {
+    // A snippet that cannot parse is a caller bug: say so now rather than as an endless reopen loop.
+    auto conf = load_config(o.alsa_config);
+    if (!conf) return make_error("audio stream: " + conf.error().message, conf.error().code);
+  }
   auto wake = EventFd::create();
   if (!wake) return wake.error();
   auto stop = EventFd::create();

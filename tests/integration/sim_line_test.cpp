@@ -1,11 +1,17 @@
 // SimLine: the scripted remote party in both directions, on a ManualClock.
 #include "osvi/hal/sim_line.hpp"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <cmath>
 #include <vector>
 
 #include "osvi/clock.hpp"
+#include "osvi/hal/fd.hpp"
+#include "test_support.hpp"
+#include "wav.hpp"
 
 using osvi::hal::LineEvent;
 using osvi::hal::LineState;
@@ -18,6 +24,7 @@ namespace {
 class SimLineTest : public ::testing::Test {
  protected:
   void make(SimScript s) {
+    s.audio = false;  // control side only: these tests step a ManualClock, nothing reads the PCM
     line_ = std::make_unique<SimLine>("sim0", std::move(s), clock_);
     line_->set_event_handler([this](const LineEvent& e) { events_.push_back(e); });
     ASSERT_TRUE(line_->start().ok());
@@ -143,6 +150,107 @@ TEST_F(SimLineTest, RejectsBadNumbers) {
   EXPECT_FALSE(line_->dial("12345").ok());
   EXPECT_FALSE(line_->answer().ok());
   EXPECT_FALSE(line_->hangup().ok());
+}
+
+}  // namespace
+
+namespace {
+
+// Audio mode without ALSA: the test reads caller.fifo itself, as alsa-lib's capture would.
+TEST(SimLineAudio, BadWavIsSkippedAndAfterAgentTimesOut) {
+  osvi::test::TempDir dir;
+  SimScript s;
+  s.audio_dir = dir.path();
+  s.party_log = dir.file("party.jsonl");
+  s.steps = {{SimStep::Kind::play, 0, dir.file("missing.wav")},
+             {SimStep::Kind::silence, 100, {}, true, 500},
+             {SimStep::Kind::hangup, 0, {}}};
+  osvi::ManualClock clock;
+  SimLine line("sim1", s, clock);
+  std::vector<LineEvent> events;
+  line.set_event_handler([&](const LineEvent& e) { events.push_back(e); });
+  ASSERT_TRUE(line.start().ok());
+  ASSERT_TRUE(line.ring("+919800000001").ok());
+  ASSERT_TRUE(line.answer().ok());
+  const osvi::hal::AudioEndpoint ep = line.audio();
+  ASSERT_TRUE(ep.ready) << ep.error;
+  ASSERT_GE(line.poll_fd(), 0);
+  const size_t b = ep.alsa_config.find("infile \"") + 8;
+  const std::string caller_fifo = ep.alsa_config.substr(b, ep.alsa_config.find('"', b) - b);
+  osvi::hal::UniqueFd reader(::open(caller_fifo.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+  ASSERT_TRUE(reader.valid());
+  std::vector<int16_t> buf(320);
+  uint64_t got = 0;
+  for (int i = 0; i < 100 && line.state() == LineState::active; ++i) {
+    if (line.next_deadline_us() <= clock.monotonic_us()) line.handle_timer();
+    // 20 ms per 20 ms, like the paced stream: the party keeps its 160 ms ahead of that.
+    const ssize_t n = ::read(reader.get(), buf.data(), 320 * sizeof(int16_t));
+    if (n > 0) got += static_cast<uint64_t>(n) / 2;
+    clock.advance_ms(20);
+  }
+  line.handle_timer();
+  EXPECT_EQ(line.state(), LineState::idle);
+  EXPECT_EQ(events.back().type, LineEvent::Type::remote_hangup);
+  const auto& ev = line.party_events();
+  ASSERT_GE(ev.size(), 4u);
+  EXPECT_EQ(ev[0].kind, osvi::hal::SimPartyEvent::Kind::step_skipped);
+  EXPECT_NE(ev[0].detail.find("missing.wav"), std::string::npos);
+  EXPECT_NE(line.reason().find("sim step 0 skipped"), std::string::npos);
+  // The agent never talked: step 1 starts after its 500 ms timeout, i.e. after ~500 ms of caller silence.
+  EXPECT_EQ(ev[1].kind, osvi::hal::SimPartyEvent::Kind::step_start);
+  EXPECT_EQ(ev[1].step, 1);
+  EXPECT_GE(ev[1].sample, 400u * 16);
+  EXPECT_LE(ev[1].sample, 800u * 16);
+  EXPECT_EQ(ev.back().kind, osvi::hal::SimPartyEvent::Kind::hangup);
+  EXPECT_EQ(ev.back().sample, ev[1].sample + 100 * 16);
+  // The party stays ~160 ms ahead of its reader, never more.
+  EXPECT_LE(line.caller_samples() - got, 160u * 16 + 320);
+  const std::string log = osvi::test::read_file(dir.file("party.jsonl"));
+  EXPECT_NE(log.find("\"event\":\"step_skipped\",\"step\":0"), std::string::npos);
+}
+
+// A WAV at another rate is resampled to the line rate and lasts as long as the file.
+TEST(SimLineAudio, PlaysAWavAtTheLineRate) {
+  osvi::test::TempDir dir;
+  std::vector<int16_t> tone(4000);  // 0.5 s at 8 kHz
+  for (size_t i = 0; i < tone.size(); ++i)
+    tone[i] = static_cast<int16_t>(8000.0 * std::sin(2 * M_PI * 400.0 * static_cast<double>(i) / 8000.0));
+  osvi::test::write_wav(dir.file("tone.wav"), 8000, 1, tone);
+  SimScript s;
+  s.audio_dir = dir.path();
+  s.steps = {{SimStep::Kind::play, 0, dir.file("tone.wav")}, {SimStep::Kind::hangup, 0, {}}};
+  osvi::ManualClock clock;
+  SimLine line("sim2", s, clock);
+  ASSERT_TRUE(line.start().ok());
+  ASSERT_TRUE(line.ring("+919800000001").ok());
+  ASSERT_TRUE(line.answer().ok());
+  const std::string c = line.audio().alsa_config;
+  const size_t b = c.find("infile \"") + 8;
+  osvi::hal::UniqueFd reader(
+      ::open(c.substr(b, c.find('"', b) - b).c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+  ASSERT_TRUE(reader.valid());
+  std::vector<int16_t> heard;
+  std::vector<int16_t> buf(320);
+  for (int i = 0; i < 200 && line.state() == LineState::active; ++i) {
+    if (line.next_deadline_us() <= clock.monotonic_us()) line.handle_timer();
+    const ssize_t n = ::read(reader.get(), buf.data(), buf.size() * sizeof(int16_t));
+    if (n > 0) heard.insert(heard.end(), buf.begin(), buf.begin() + n / 2);
+    clock.advance_ms(20);
+  }
+  for (ssize_t n; (n = ::read(reader.get(), buf.data(), buf.size() * sizeof(int16_t))) > 0;)
+    heard.insert(heard.end(), buf.begin(), buf.begin() + n / 2);
+  EXPECT_EQ(line.state(), LineState::idle);
+  const auto& ev = line.party_events();
+  ASSERT_GE(ev.size(), 2u);
+  ASSERT_EQ(ev[0].kind, osvi::hal::SimPartyEvent::Kind::step_start);
+  ASSERT_EQ(ev[1].kind, osvi::hal::SimPartyEvent::Kind::step_end);
+  EXPECT_EQ(ev[1].sample - ev[0].sample, 8000u);
+  ASSERT_GE(heard.size(), ev[1].sample);
+  double sum = 0;
+  for (uint64_t i = ev[0].sample + 800; i < ev[1].sample - 800; ++i)
+    sum += static_cast<double>(heard[i]) * heard[i];
+  const double rms = std::sqrt(sum / static_cast<double>(ev[1].sample - ev[0].sample - 1600));
+  EXPECT_NEAR(rms, 8000.0 / std::sqrt(2.0), 300.0);
 }
 
 }  // namespace

@@ -57,6 +57,10 @@ struct AudioStreamOptions {
   // 0: the device's clock paces the thread (every real card). > 0: the device has no clock (alsa-lib's
   // file/null plugins, simulations) and the thread waits this long per period instead of spinning.
   std::chrono::microseconds pace{0};
+  // Non-empty: an ALSA configuration snippet (e.g. "pcm.x { type file ... }") that defines the device
+  // names above. The PCMs are then opened with snd_pcm_open_lconf() against this text alone, not the
+  // global configuration, so a simulated line can describe its PCM without touching the box's asoundrc.
+  std::string alsa_config;
 };
 
 enum class StreamDirection : uint8_t { capture, playback, both };

@@ -36,6 +36,11 @@ struct AudioEndpoint {
   bool ready = false;    // PCM is flowing for the current call
   bool stalled = false;  // the write side stopped draining (SIM7600: needs a USB reset)
   std::string error;     // why audio is unavailable or stalled; empty when fine
+  // Non-empty: the ALSA configuration snippet that defines `device` (AudioStreamOptions::alsa_config).
+  std::string alsa_config;
+  // The PCM has no clock of its own (alsa-lib's file/null plugins): the engine paces the stream itself
+  // (AudioStreamOptions::pace = one period).
+  bool clockless = false;
 };
 std::string_view to_string(AudioEndpoint::Kind k);
 
