@@ -1,0 +1,882 @@
+// osvi-model-server: a deterministic, scripted stand-in for OpenAI-compatible STT/LLM/TTS (not a model).
+//
+// Usage: osvi-model-server [--listen 127.0.0.1:8090 | --port N] [--scenario FILE] [--log FILE] [--quiet]
+// Prints "listening on HOST:PORT" once bound (port 0 = ephemeral). See scenario.hpp for the script format
+// and docs/model-server.md for the endpoints, faults and control API.
+//
+// A separate tool, not the daemon: libmicrohttpd runs its own thread per connection, so a delayed or
+// hanging answer simply sleeps in its own thread.
+#include <arpa/inet.h>
+#include <cjson/cJSON.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <array>
+#include <atomic>
+#include <cctype>
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "audio_probe.hpp"
+#include "osvi/daemon/speech.hpp"
+#include "osvi/hal/fd.hpp"
+#include "scenario.hpp"
+
+namespace osvi::tools {
+namespace {
+
+std::atomic<bool> g_stopping{false};
+constexpr size_t kMaxBody = 32u << 20;
+constexpr int kTtsRate = 24000;
+
+struct JsonDeleter {
+  void operator()(cJSON* j) const noexcept { cJSON_Delete(j); }
+};
+using Json = std::unique_ptr<cJSON, JsonDeleter>;
+
+std::string print(const cJSON* j) {
+  std::unique_ptr<char, decltype(&cJSON_free)> s(cJSON_PrintUnformatted(j), &cJSON_free);
+  return s ? std::string(s.get()) : std::string("null");
+}
+
+std::string now_iso() {
+  const auto now = std::chrono::system_clock::now();
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
+  const std::time_t t = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+                tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms % 1000));
+  return buf;
+}
+
+std::string error_json(const std::string& message, const char* type) {
+  Json root(cJSON_CreateObject());
+  cJSON* err = cJSON_AddObjectToObject(root.get(), "error");
+  cJSON_AddStringToObject(err, "message", message.c_str());
+  cJSON_AddStringToObject(err, "type", type);
+  cJSON_AddNullToObject(err, "code");
+  return print(root.get());
+}
+
+// What a handler decided; the MHD glue turns it into a response.
+struct Reply {
+  unsigned status = 200;
+  std::string content_type = "application/json";
+  std::vector<std::string> pieces;  // sent in order; one piece = a plain body
+  bool streamed = false;            // chunked, piece by piece (SSE, audio)
+  int gap_ms = 0;                   // pause before every piece but the first
+  bool abort_at_end = false;        // "reset": drop the connection after the pieces
+  bool hang = false;                // never answer
+  int wait_ms = 0;                  // before the first byte
+};
+
+Reply json_reply(unsigned status, std::string body) {
+  Reply r;
+  r.status = status;
+  r.pieces.push_back(std::move(body));
+  return r;
+}
+Reply bad_request(const std::string& message) {
+  return json_reply(400, error_json(message, "invalid_request_error"));
+}
+
+// Applies an injected fault to the reply a handler built; `broken` is that stage's truncated JSON.
+void apply_fault(const Fault& f, Reply& r, const std::string& broken) {
+  if (f.kind == "delay") {
+    r.wait_ms += f.delay_ms;
+  } else if (f.kind == "http500") {
+    r = json_reply(500, error_json("injected fault: http500", "server_error"));
+  } else if (f.kind == "bad_json") {
+    if (r.content_type == "text/event-stream") {
+      r.pieces.resize(std::min<size_t>(r.pieces.size(), 1));
+      r.pieces.push_back("data: " + broken + "\n\n");
+      r.pieces.push_back("data: [DONE]\n\n");
+    } else {
+      r = json_reply(200, broken);
+    }
+  } else if (f.kind == "wrong_content_type") {
+    r = Reply{};
+    r.content_type = "text/html; charset=utf-8";
+    r.pieces.push_back("<html><body><h1>Service temporarily unavailable</h1></body></html>\n");
+  } else if (f.kind == "reset") {
+    if (!r.streamed && !r.pieces.empty()) {
+      const std::string body = r.pieces[0];
+      r.pieces = {body.substr(0, body.size() / 2)};
+    }
+    r.pieces.resize(std::min<size_t>(r.pieces.size(), 2));
+    r.streamed = true;
+    r.abort_at_end = true;
+  } else if (f.kind == "hang") {
+    r.hang = true;
+  }
+}
+
+struct Part {
+  std::string filename;
+  std::string content_type;
+  std::string data;
+};
+
+std::string header_param(std::string_view header, std::string_view key) {
+  const std::string needle = std::string(key) + "=";
+  size_t pos = 0;
+  while ((pos = header.find(needle, pos)) != std::string_view::npos) {
+    if (pos == 0 || header[pos - 1] == ' ' || header[pos - 1] == ';') break;
+    pos += needle.size();
+  }
+  if (pos == std::string_view::npos) return {};
+  pos += needle.size();
+  if (pos < header.size() && header[pos] == '"') {
+    const size_t end = header.find('"', pos + 1);
+    return std::string(header.substr(pos + 1, end == std::string_view::npos ? end : end - pos - 1));
+  }
+  const size_t end = header.find(';', pos);
+  std::string v(header.substr(pos, end == std::string_view::npos ? end : end - pos));
+  while (!v.empty() && std::isspace(static_cast<unsigned char>(v.back()))) v.pop_back();
+  return v;
+}
+
+Result<std::map<std::string, Part>> parse_multipart(const std::string& content_type,
+                                                    const std::string& body) {
+  if (content_type.rfind("multipart/form-data", 0) != 0) return make_error("expected multipart/form-data");
+  const std::string boundary = header_param(content_type, "boundary");
+  if (boundary.empty()) return make_error("multipart boundary missing");
+  const std::string delim = "--" + boundary;
+  std::map<std::string, Part> parts;
+  size_t pos = body.find(delim);
+  if (pos == std::string::npos) return make_error("multipart body has no boundary");
+  for (;;) {
+    pos += delim.size();
+    if (body.compare(pos, 2, "--") == 0) break;
+    if (body.compare(pos, 2, "\r\n") != 0) return make_error("malformed multipart boundary line");
+    pos += 2;
+    const size_t head_end = body.find("\r\n\r\n", pos);
+    if (head_end == std::string::npos) return make_error("malformed multipart part headers");
+    const std::string headers = body.substr(pos, head_end - pos);
+    const size_t data_start = head_end + 4;
+    const size_t data_end = body.find("\r\n" + delim, data_start);
+    if (data_end == std::string::npos) return make_error("multipart part is not terminated");
+    Part part;
+    std::string name;
+    std::istringstream lines(headers);
+    std::string line;
+    while (std::getline(lines, line)) {
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      std::string lower_line = line;
+      for (char& c : lower_line) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      if (lower_line.rfind("content-disposition:", 0) == 0) {
+        name = header_param(line, "name");
+        part.filename = header_param(line, "filename");
+      } else if (lower_line.rfind("content-type:", 0) == 0) {
+        part.content_type = line.substr(13);
+        while (!part.content_type.empty() && part.content_type.front() == ' ') part.content_type.erase(0, 1);
+      }
+    }
+    part.data = body.substr(data_start, data_end - data_start);
+    if (!name.empty()) parts[name] = std::move(part);
+    pos = data_end + 2;
+  }
+  return parts;
+}
+
+std::string text_of(const cJSON* content) {
+  if (cJSON_IsString(content)) return content->valuestring;
+  std::string out;
+  if (cJSON_IsArray(content)) {
+    const cJSON* part = nullptr;
+    cJSON_ArrayForEach(part, content) {
+      const cJSON* t = cJSON_GetObjectItemCaseSensitive(part, "text");
+      if (cJSON_IsString(t)) out += (out.empty() ? "" : " ") + std::string(t->valuestring);
+    }
+  }
+  return out;
+}
+
+// Words with their leading space, so the concatenated deltas give back the text exactly.
+std::vector<std::string> split_words(const std::string& text) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t next = text.find(' ', start + 1);
+    if (next == std::string::npos) next = text.size();
+    out.push_back(text.substr(start, next - start));
+    start = next;
+  }
+  return out;
+}
+
+class ModelServer {
+ public:
+  ModelServer(Scenario scenario, std::string log_path, bool quiet)
+      : scenario_(std::move(scenario)), log_path_(std::move(log_path)), quiet_(quiet) {
+    faults_ = {scenario_.stt.fault, scenario_.llm.fault, scenario_.tts.fault};
+    make_speech();
+  }
+
+  Reply handle(const std::string& method, const std::string& url, const std::string& content_type,
+               const std::string& body) {
+    if (url == "/v1/models") return method == "GET" ? models() : not_allowed();
+    if (url == "/v1/audio/transcriptions")
+      return method == "POST" ? transcribe(content_type, body) : not_allowed();
+    if (url == "/v1/chat/completions") return method == "POST" ? chat(body) : not_allowed();
+    if (url == "/v1/audio/speech") return method == "POST" ? speech(body) : not_allowed();
+    if (url == "/control/faults") return method == "POST" ? set_fault(body) : not_allowed();
+    if (url == "/control/scenario") return method == "POST" ? set_scenario(body) : not_allowed();
+    if (url == "/control/log") {
+      if (method == "GET") return get_log();
+      if (method == "DELETE") {
+        std::lock_guard lock(mu_);
+        log_.clear();
+        return json_reply(200, "{\"ok\":true}");
+      }
+      return not_allowed();
+    }
+    return json_reply(404, error_json("no such endpoint: " + url, "invalid_request_error"));
+  }
+
+  bool quiet() const { return quiet_; }
+
+ private:
+  static Reply not_allowed() {
+    return json_reply(405, error_json("method not allowed", "invalid_request_error"));
+  }
+
+  // Takes the stage's fault for one request, counting it down.
+  Fault take_fault(StageId id, int& latency_ms) {
+    std::lock_guard lock(mu_);
+    latency_ms = scenario_.stage(id).latency_ms;
+    Fault& f = faults_[static_cast<size_t>(id)];
+    Fault taken = f;
+    if (f.kind != "none" && f.count > 0 && --f.count == 0) f = Fault{};
+    return taken;
+  }
+
+  void record(cJSON* entry) {
+    cJSON_AddStringToObject(entry, "time", now_iso().c_str());
+    std::lock_guard lock(mu_);
+    cJSON_AddNumberToObject(entry, "seq", static_cast<double>(++log_seq_));
+    std::string line = print(entry);
+    if (!log_path_.empty()) {
+      std::ofstream out(log_path_, std::ios::app);
+      out << line << '\n';
+    }
+    log_.push_back(std::move(line));
+  }
+
+  Reply models() {
+    Json root(cJSON_CreateObject());
+    cJSON_AddStringToObject(root.get(), "object", "list");
+    cJSON* data = cJSON_AddArrayToObject(root.get(), "data");
+    std::lock_guard lock(mu_);
+    for (const auto& m : scenario_.models) {
+      cJSON* item = cJSON_CreateObject();
+      cJSON_AddStringToObject(item, "id", m.c_str());
+      cJSON_AddStringToObject(item, "object", "model");
+      cJSON_AddNumberToObject(item, "created", 0);
+      cJSON_AddStringToObject(item, "owned_by", "osvi-model-server");
+      cJSON_AddItemToArray(data, item);
+    }
+    return json_reply(200, print(root.get()));
+  }
+
+  Reply transcribe(const std::string& content_type, const std::string& body) {
+    Json entry(cJSON_CreateObject());
+    cJSON_AddStringToObject(entry.get(), "endpoint", "/v1/audio/transcriptions");
+    auto parts = parse_multipart(content_type, body);
+    if (!parts) return reject(entry.get(), parts.error().message);
+    auto field = [&](const char* name) {
+      auto it = parts->find(name);
+      return it == parts->end() ? std::string() : it->second.data;
+    };
+    cJSON_AddStringToObject(entry.get(), "model", field("model").c_str());
+    cJSON_AddStringToObject(entry.get(), "language", field("language").c_str());
+    const std::string format = field("response_format").empty() ? "json" : field("response_format");
+    cJSON_AddStringToObject(entry.get(), "response_format", format.c_str());
+    auto file = parts->find("file");
+    if (file == parts->end()) return reject(entry.get(), "multipart field 'file' is missing");
+    cJSON* audio = cJSON_AddObjectToObject(entry.get(), "audio");
+    cJSON_AddNumberToObject(audio, "bytes", static_cast<double>(file->second.data.size()));
+    cJSON_AddStringToObject(audio, "content_type", file->second.content_type.c_str());
+    auto info = probe_audio(file->second.data);
+    if (!info) return reject(entry.get(), "invalid audio file: " + info.error().message);
+    cJSON_AddStringToObject(audio, "format", info->format.c_str());
+    cJSON_AddNumberToObject(audio, "duration", info->duration_s);
+    cJSON_AddNumberToObject(audio, "rms_dbfs", std::round(info->rms_dbfs * 10) / 10);
+
+    int latency = 0;
+    const Fault fault = take_fault(StageId::kStt, latency);
+    std::string text = "hello";
+    const bool consumes = fault.kind == "none" || fault.kind == "delay";
+    {
+      // A failed answer does not use up a transcript: the caller's retry gets the same one.
+      std::lock_guard lock(mu_);
+      if (!scenario_.transcripts.empty()) {
+        text = scenario_.transcripts[stt_count_ % scenario_.transcripts.size()];
+      }
+      if (consumes) ++stt_count_;
+    }
+    cJSON_AddStringToObject(entry.get(), "fault", fault.kind.c_str());
+    cJSON_AddStringToObject(entry.get(), "text", text.c_str());
+    record(entry.get());
+
+    Reply r;
+    if (format == "text") {
+      r = json_reply(200, text);
+      r.content_type = "text/plain; charset=utf-8";
+    } else {
+      Json root(cJSON_CreateObject());
+      if (format == "verbose_json") {
+        cJSON_AddStringToObject(root.get(), "task", "transcribe");
+        cJSON_AddStringToObject(root.get(), "language", field("language").c_str());
+      }
+      cJSON_AddStringToObject(root.get(), "text", text.c_str());
+      cJSON_AddNumberToObject(root.get(), "duration", std::round(info->duration_s * 1000) / 1000);
+      r = json_reply(200, print(root.get()));
+    }
+    r.wait_ms = latency;
+    apply_fault(fault, r, "{\"text\": \"" + text.substr(0, text.size() / 2));
+    return r;
+  }
+
+  Reply reject(cJSON* entry, const std::string& message) {
+    cJSON_AddStringToObject(entry, "error", message.c_str());
+    record(entry);
+    return bad_request(message);
+  }
+
+  Reply chat(const std::string& body) {
+    Json entry(cJSON_CreateObject());
+    cJSON_AddStringToObject(entry.get(), "endpoint", "/v1/chat/completions");
+    Json doc(cJSON_ParseWithLength(body.data(), body.size()));
+    if (!doc || !cJSON_IsObject(doc.get())) return reject(entry.get(), "body is not a JSON object");
+    const cJSON* model = cJSON_GetObjectItemCaseSensitive(doc.get(), "model");
+    const cJSON* messages = cJSON_GetObjectItemCaseSensitive(doc.get(), "messages");
+    const bool stream = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(doc.get(), "stream"));
+    const std::string model_name = cJSON_IsString(model) ? model->valuestring : "osvi-sim";
+    cJSON_AddStringToObject(entry.get(), "model", model_name.c_str());
+    cJSON_AddBoolToObject(entry.get(), "stream", stream);
+    if (!cJSON_IsArray(messages) || cJSON_GetArraySize(messages) == 0) {
+      return reject(entry.get(), "messages must be a non-empty array");
+    }
+    cJSON_AddItemToObject(entry.get(), "messages", cJSON_Duplicate(messages, 1));
+    if (const cJSON* tools = cJSON_GetObjectItemCaseSensitive(doc.get(), "tools")) {
+      cJSON_AddItemToObject(entry.get(), "tools", cJSON_Duplicate(tools, 1));
+    }
+    int user_turns = 0;
+    std::string last_user, last_role;
+    const cJSON* m = nullptr;
+    cJSON_ArrayForEach(m, messages) {
+      const cJSON* role = cJSON_GetObjectItemCaseSensitive(m, "role");
+      if (!cJSON_IsString(role)) return reject(entry.get(), "every message needs a string role");
+      last_role = role->valuestring;
+      if (last_role == "user") {
+        ++user_turns;
+        last_user = text_of(cJSON_GetObjectItemCaseSensitive(m, "content"));
+      }
+    }
+    int latency = 0;
+    const Fault fault = take_fault(StageId::kLlm, latency);
+    ChatReply reply;
+    int gap = 0;
+    size_t n = 0;
+    {
+      std::lock_guard lock(mu_);
+      reply = choose_reply(scenario_, last_role, last_user, user_turns);
+      gap = scenario_.chunk_delay_ms;
+      n = ++chat_count_;
+    }
+    cJSON_AddStringToObject(entry.get(), "fault", fault.kind.c_str());
+    cJSON_AddStringToObject(entry.get(), "reply", reply.text.c_str());
+    cJSON* names = cJSON_AddArrayToObject(entry.get(), "tool_calls");
+    for (const auto& c : reply.tool_calls) cJSON_AddItemToArray(names, cJSON_CreateString(c.name.c_str()));
+    record(entry.get());
+
+    const std::string id = "chatcmpl-osvi-" + std::to_string(n);
+    const auto created = static_cast<double>(std::time(nullptr));
+    const char* finish = reply.tool_calls.empty() ? "stop" : "tool_calls";
+    auto call_id = [&](size_t i) { return "call_osvi_" + std::to_string(n) + "_" + std::to_string(i); };
+    Reply r;
+    r.wait_ms = latency;
+    if (!stream) {
+      Json root(cJSON_CreateObject());
+      cJSON_AddStringToObject(root.get(), "id", id.c_str());
+      cJSON_AddStringToObject(root.get(), "object", "chat.completion");
+      cJSON_AddNumberToObject(root.get(), "created", created);
+      cJSON_AddStringToObject(root.get(), "model", model_name.c_str());
+      cJSON* choice = cJSON_CreateObject();
+      cJSON_AddItemToArray(cJSON_AddArrayToObject(root.get(), "choices"), choice);
+      cJSON_AddNumberToObject(choice, "index", 0);
+      cJSON* msg = cJSON_AddObjectToObject(choice, "message");
+      cJSON_AddStringToObject(msg, "role", "assistant");
+      if (reply.text.empty()) {
+        cJSON_AddNullToObject(msg, "content");
+      } else {
+        cJSON_AddStringToObject(msg, "content", reply.text.c_str());
+      }
+      if (!reply.tool_calls.empty()) {
+        cJSON* calls = cJSON_AddArrayToObject(msg, "tool_calls");
+        for (size_t i = 0; i < reply.tool_calls.size(); ++i) {
+          cJSON* c = cJSON_CreateObject();
+          cJSON_AddStringToObject(c, "id", call_id(i).c_str());
+          cJSON_AddStringToObject(c, "type", "function");
+          cJSON* fn = cJSON_AddObjectToObject(c, "function");
+          cJSON_AddStringToObject(fn, "name", reply.tool_calls[i].name.c_str());
+          cJSON_AddStringToObject(fn, "arguments", reply.tool_calls[i].arguments.c_str());
+          cJSON_AddItemToArray(calls, c);
+        }
+      }
+      cJSON_AddStringToObject(choice, "finish_reason", finish);
+      cJSON* usage = cJSON_AddObjectToObject(root.get(), "usage");
+      const auto words = static_cast<double>(split_words(reply.text).size());
+      cJSON_AddNumberToObject(usage, "prompt_tokens", static_cast<double>(body.size() / 4));
+      cJSON_AddNumberToObject(usage, "completion_tokens", words);
+      cJSON_AddNumberToObject(usage, "total_tokens", static_cast<double>(body.size() / 4) + words);
+      r.pieces.push_back(print(root.get()));
+      apply_fault(fault, r,
+                  "{\"id\":\"" + id + "\",\"choices\":[{\"message\":{\"content\":\"" +
+                      reply.text.substr(0, reply.text.size() / 2));
+      return r;
+    }
+    r.content_type = "text/event-stream";
+    r.streamed = true;
+    r.gap_ms = gap;
+    auto chunk = [&](cJSON* delta, const char* finish_reason) {
+      Json root(cJSON_CreateObject());
+      cJSON_AddStringToObject(root.get(), "id", id.c_str());
+      cJSON_AddStringToObject(root.get(), "object", "chat.completion.chunk");
+      cJSON_AddNumberToObject(root.get(), "created", created);
+      cJSON_AddStringToObject(root.get(), "model", model_name.c_str());
+      cJSON* choice = cJSON_CreateObject();
+      cJSON_AddItemToArray(cJSON_AddArrayToObject(root.get(), "choices"), choice);
+      cJSON_AddNumberToObject(choice, "index", 0);
+      cJSON_AddItemToObject(choice, "delta", delta);
+      if (finish_reason) {
+        cJSON_AddStringToObject(choice, "finish_reason", finish_reason);
+      } else {
+        cJSON_AddNullToObject(choice, "finish_reason");
+      }
+      r.pieces.push_back("data: " + print(root.get()) + "\n\n");
+    };
+    cJSON* first = cJSON_CreateObject();
+    cJSON_AddStringToObject(first, "role", "assistant");
+    cJSON_AddStringToObject(first, "content", "");
+    chunk(first, nullptr);
+    for (const auto& word : split_words(reply.text)) {
+      cJSON* d = cJSON_CreateObject();
+      cJSON_AddStringToObject(d, "content", word.c_str());
+      chunk(d, nullptr);
+    }
+    for (size_t i = 0; i < reply.tool_calls.size(); ++i) {
+      const auto& call = reply.tool_calls[i];
+      const size_t half = call.arguments.size() / 2;
+      for (int step = 0; step < 3; ++step) {
+        cJSON* d = cJSON_CreateObject();
+        cJSON* c = cJSON_CreateObject();
+        cJSON_AddItemToArray(cJSON_AddArrayToObject(d, "tool_calls"), c);
+        cJSON_AddNumberToObject(c, "index", static_cast<double>(i));
+        cJSON* fn = nullptr;
+        if (step == 0) {
+          cJSON_AddStringToObject(c, "id", call_id(i).c_str());
+          cJSON_AddStringToObject(c, "type", "function");
+          fn = cJSON_AddObjectToObject(c, "function");
+          cJSON_AddStringToObject(fn, "name", call.name.c_str());
+          cJSON_AddStringToObject(fn, "arguments", "");
+        } else {
+          fn = cJSON_AddObjectToObject(c, "function");
+          const std::string piece = step == 1 ? call.arguments.substr(0, half) : call.arguments.substr(half);
+          cJSON_AddStringToObject(fn, "arguments", piece.c_str());
+        }
+        chunk(d, nullptr);
+      }
+    }
+    chunk(cJSON_CreateObject(), finish);
+    r.pieces.push_back("data: [DONE]\n\n");
+    apply_fault(fault, r, "{\"id\":\"" + id + "\",\"choices\":[{\"delta\":{\"content\":\"Hel");
+    return r;
+  }
+
+  Reply speech(const std::string& body) {
+    Json entry(cJSON_CreateObject());
+    cJSON_AddStringToObject(entry.get(), "endpoint", "/v1/audio/speech");
+    Json doc(cJSON_ParseWithLength(body.data(), body.size()));
+    if (!doc || !cJSON_IsObject(doc.get())) return reject(entry.get(), "body is not a JSON object");
+    const cJSON* input = cJSON_GetObjectItemCaseSensitive(doc.get(), "input");
+    const cJSON* voice = cJSON_GetObjectItemCaseSensitive(doc.get(), "voice");
+    const cJSON* model = cJSON_GetObjectItemCaseSensitive(doc.get(), "model");
+    const cJSON* fmt = cJSON_GetObjectItemCaseSensitive(doc.get(), "response_format");
+    const std::string format = cJSON_IsString(fmt) ? fmt->valuestring : "pcm";
+    cJSON_AddStringToObject(entry.get(), "model", cJSON_IsString(model) ? model->valuestring : "");
+    cJSON_AddStringToObject(entry.get(), "voice", cJSON_IsString(voice) ? voice->valuestring : "");
+    cJSON_AddStringToObject(entry.get(), "response_format", format.c_str());
+    if (!cJSON_IsString(input) || input->valuestring[0] == '\0') {
+      return reject(entry.get(), "input must be a non-empty string");
+    }
+    cJSON_AddStringToObject(entry.get(), "input", input->valuestring);
+    if (format != "pcm" && format != "wav") {
+      return reject(entry.get(), "unsupported response_format '" + format +
+                                     "': osvi-model-server renders pcm (s16le mono 24 kHz) or wav");
+    }
+    int latency = 0;
+    const Fault fault = take_fault(StageId::kTts, latency);
+    cJSON_AddStringToObject(entry.get(), "fault", fault.kind.c_str());
+    std::shared_ptr<daemon::Speech> synth;
+    size_t chunk_bytes = 4800;
+    {
+      std::lock_guard lock(mu_);
+      synth = speech_;
+      chunk_bytes = static_cast<size_t>(scenario_.tts_chunk_bytes);
+    }
+    if (!synth) {
+      record(entry.get());
+      return json_reply(
+          500, error_json("speech synthesis unavailable (espeak-ng failed to start)", "server_error"));
+    }
+    auto pcm = synth->render(input->valuestring, kTtsRate);
+    if (!pcm) {
+      cJSON_AddStringToObject(entry.get(), "error", pcm.error().message.c_str());
+      record(entry.get());
+      return json_reply(500, error_json(pcm.error().message, "server_error"));
+    }
+    cJSON_AddNumberToObject(entry.get(), "samples", static_cast<double>(pcm->size()));
+    record(entry.get());
+    std::string bytes(pcm->size() * 2, '\0');
+    for (size_t i = 0; i < pcm->size(); ++i) {
+      const auto v = static_cast<uint16_t>((*pcm)[i]);
+      bytes[2 * i] = static_cast<char>(v & 0xff);
+      bytes[2 * i + 1] = static_cast<char>(v >> 8);
+    }
+    Reply r;
+    r.wait_ms = latency;
+    r.streamed = true;
+    r.content_type = format == "wav" ? "audio/wav" : "audio/pcm";
+    if (format == "wav") r.pieces.push_back(wav_header(bytes.size()));
+    for (size_t off = 0; off < bytes.size(); off += chunk_bytes)
+      r.pieces.push_back(bytes.substr(off, chunk_bytes));
+    apply_fault(fault, r, "{\"audio\": \"UklGR");
+    return r;
+  }
+
+  static std::string wav_header(size_t data_bytes) {
+    std::string h(44, '\0');
+    auto put32 = [&](size_t at, uint32_t v) {
+      for (int i = 0; i < 4; ++i) h[at + static_cast<size_t>(i)] = static_cast<char>((v >> (8 * i)) & 0xff);
+    };
+    auto put16 = [&](size_t at, uint16_t v) {
+      h[at] = static_cast<char>(v & 0xff);
+      h[at + 1] = static_cast<char>(v >> 8);
+    };
+    std::memcpy(h.data(), "RIFF", 4);
+    put32(4, static_cast<uint32_t>(36 + data_bytes));
+    std::memcpy(h.data() + 8, "WAVEfmt ", 8);
+    put32(16, 16);
+    put16(20, 1);
+    put16(22, 1);
+    put32(24, kTtsRate);
+    put32(28, kTtsRate * 2);
+    put16(32, 2);
+    put16(34, 16);
+    std::memcpy(h.data() + 36, "data", 4);
+    put32(40, static_cast<uint32_t>(data_bytes));
+    return h;
+  }
+
+  Reply set_fault(const std::string& body) {
+    auto req = parse_fault_request(body);
+    if (!req) return bad_request(req.error().message);
+    std::lock_guard lock(mu_);
+    faults_[static_cast<size_t>(req->first)] = req->second;
+    return json_reply(200, "{\"ok\":true}");
+  }
+
+  Reply set_scenario(const std::string& body) {
+    auto s = parse_scenario(body);
+    if (!s) return bad_request(s.error().message);
+    std::lock_guard lock(mu_);
+    scenario_ = std::move(*s);
+    faults_ = {scenario_.stt.fault, scenario_.llm.fault, scenario_.tts.fault};
+    stt_count_ = 0;
+    make_speech();
+    return json_reply(200, "{\"ok\":true}");
+  }
+
+  Reply get_log() {
+    std::lock_guard lock(mu_);
+    std::string out = "[";
+    for (size_t i = 0; i < log_.size(); ++i) out += (i ? "," : "") + log_[i];
+    return json_reply(200, out + "]");
+  }
+
+  // Called with mu_ held (or from the constructor); a voice espeak lacks leaves TTS answering 500.
+  void make_speech() {
+    if (speech_ && speech_->options().voice == scenario_.tts_voice &&
+        speech_->options().rate_wpm == scenario_.tts_rate_wpm) {
+      return;
+    }
+    daemon::SpeechOptions o;
+    o.voice = scenario_.tts_voice;
+    o.rate_wpm = scenario_.tts_rate_wpm;
+    auto s = daemon::Speech::create(o);
+    if (!s) {
+      std::fprintf(stderr, "osvi-model-server: tts disabled: %s\n", s.error().message.c_str());
+      speech_.reset();
+      return;
+    }
+    speech_ = std::shared_ptr<daemon::Speech>(std::move(*s));
+  }
+
+  std::mutex mu_;
+  Scenario scenario_;
+  std::array<Fault, 3> faults_;
+  std::shared_ptr<daemon::Speech> speech_;
+  size_t stt_count_ = 0;
+  size_t chat_count_ = 0;
+  uint64_t log_seq_ = 0;
+  std::vector<std::string> log_;
+  std::string log_path_;
+  bool quiet_;
+};
+
+// ---- libmicrohttpd glue -------------------------------------------------------------------------------
+
+struct Request {
+  std::string body;
+  bool too_large = false;
+};
+
+struct Stream {
+  std::vector<std::string> pieces;
+  size_t index = 0;
+  size_t offset = 0;
+  int gap_ms = 0;
+  bool abort_at_end = false;
+};
+
+bool client_gone(MHD_Connection* connection) {
+  const MHD_ConnectionInfo* info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+  if (info == nullptr) return false;
+  pollfd p{info->connect_fd, POLLRDHUP, 0};
+  return ::poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+}
+
+// Sleeps until the deadline (forever when ms < 0), the server stops, or the client hangs up.
+bool wait_for(MHD_Connection* connection, int ms) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+  while (!g_stopping.load()) {
+    if (ms >= 0 && std::chrono::steady_clock::now() >= deadline) return true;
+    if (connection && client_gone(connection)) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return false;
+}
+
+ssize_t read_stream(void* cls, uint64_t /*pos*/, char* buf, size_t max) {
+  auto* s = static_cast<Stream*>(cls);
+  if (s->index >= s->pieces.size()) {
+    return s->abort_at_end ? MHD_CONTENT_READER_END_WITH_ERROR : MHD_CONTENT_READER_END_OF_STREAM;
+  }
+  if (s->offset == 0 && s->index > 0 && s->gap_ms > 0 && !wait_for(nullptr, s->gap_ms)) {
+    return MHD_CONTENT_READER_END_WITH_ERROR;
+  }
+  const std::string& piece = s->pieces[s->index];
+  const size_t n = std::min(max, piece.size() - s->offset);
+  std::memcpy(buf, piece.data() + s->offset, n);
+  s->offset += n;
+  if (s->offset >= piece.size()) {
+    ++s->index;
+    s->offset = 0;
+  }
+  if (n == 0) return read_stream(cls, 0, buf, max);  // an empty piece: go on with the next
+  return static_cast<ssize_t>(n);
+}
+
+void free_stream(void* cls) {
+  delete static_cast<Stream*>(cls);
+}
+
+MHD_Result on_request(void* cls, MHD_Connection* connection, const char* url, const char* method,
+                      const char* /*version*/, const char* upload_data, size_t* upload_data_size,
+                      void** con_cls) {
+  auto* server = static_cast<ModelServer*>(cls);
+  if (*con_cls == nullptr) {
+    *con_cls = new Request();
+    return MHD_YES;
+  }
+  auto* req = static_cast<Request*>(*con_cls);
+  if (*upload_data_size > 0) {
+    if (req->body.size() + *upload_data_size > kMaxBody) {
+      req->too_large = true;
+    } else {
+      req->body.append(upload_data, *upload_data_size);
+    }
+    *upload_data_size = 0;
+    return MHD_YES;
+  }
+  Reply reply;
+  if (req->too_large) {
+    reply = json_reply(413, error_json("request body larger than 32 MiB", "invalid_request_error"));
+  } else {
+    const char* ct = MHD_lookup_connection_value(connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+    reply = server->handle(method, url, ct ? ct : "", req->body);
+  }
+  if (!server->quiet()) {
+    std::fprintf(stderr, "%s %s -> %u%s\n", method, url, reply.status, reply.hang ? " (hang)" : "");
+  }
+  if (reply.hang) {
+    wait_for(connection, -1);
+    return MHD_NO;
+  }
+  if (reply.wait_ms > 0 && !wait_for(connection, reply.wait_ms)) return MHD_NO;
+  MHD_Response* response = nullptr;
+  if (reply.streamed) {
+    auto* s = new Stream{std::move(reply.pieces), 0, 0, reply.gap_ms, reply.abort_at_end};
+    response = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, &read_stream, s, &free_stream);
+    if (response == nullptr) free_stream(s);
+  } else {
+    std::string body = reply.pieces.empty() ? std::string() : reply.pieces[0];
+    response = MHD_create_response_from_buffer(body.size(), body.data(), MHD_RESPMEM_MUST_COPY);
+  }
+  if (response == nullptr) return MHD_NO;
+  MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, reply.content_type.c_str());
+  if (reply.content_type == "text/event-stream")
+    MHD_add_response_header(response, "Cache-Control", "no-cache");
+  const MHD_Result rc = MHD_queue_response(connection, reply.status, response);
+  MHD_destroy_response(response);
+  return rc;
+}
+
+void on_completed(void* /*cls*/, MHD_Connection* /*connection*/, void** con_cls,
+                  MHD_RequestTerminationCode /*toe*/) {
+  delete static_cast<Request*>(*con_cls);
+  *con_cls = nullptr;
+}
+
+struct DaemonDeleter {
+  void operator()(MHD_Daemon* d) const noexcept { MHD_stop_daemon(d); }
+};
+
+int usage(int code) {
+  std::fprintf(
+      code ? stderr : stdout,
+      "usage: osvi-model-server [--listen HOST:PORT | --port PORT] [--scenario FILE] [--log FILE] "
+      "[--quiet]\n"
+      "A deterministic, scripted stand-in for OpenAI-compatible STT/LLM/TTS services (not a model).\n"
+      "Defaults: --listen 127.0.0.1:8090; port 0 picks a free port. Prints \"listening on HOST:PORT\".\n");
+  return code;
+}
+
+int run(int argc, char** argv) {
+  std::string host = "127.0.0.1", scenario_path, log_path;
+  int port = 8090;
+  bool quiet = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto next = [&]() -> const char* { return i + 1 < argc ? argv[++i] : nullptr; };
+    if (a == "--help" || a == "-h") return usage(0);
+    if (a == "--quiet") {
+      quiet = true;
+      continue;
+    }
+    const char* v = next();
+    if (v == nullptr) return usage(2);
+    if (a == "--listen") {
+      const std::string s = v;
+      const size_t colon = s.rfind(':');
+      if (colon == std::string::npos) return usage(2);
+      host = s.substr(0, colon);
+      port = std::atoi(s.c_str() + colon + 1);
+    } else if (a == "--port") {
+      port = std::atoi(v);
+    } else if (a == "--scenario") {
+      scenario_path = v;
+    } else if (a == "--log") {
+      log_path = v;
+    } else {
+      return usage(2);
+    }
+  }
+  Scenario scenario;
+  if (!scenario_path.empty()) {
+    std::ifstream in(scenario_path);
+    if (!in) {
+      std::fprintf(stderr, "osvi-model-server: cannot read %s\n", scenario_path.c_str());
+      return 1;
+    }
+    std::stringstream ss;
+    ss << in.rdbuf();
+    auto s = parse_scenario(ss.str());
+    if (!s) {
+      std::fprintf(stderr, "osvi-model-server: %s: %s\n", scenario_path.c_str(), s.error().message.c_str());
+      return 1;
+    }
+    scenario = std::move(*s);
+  }
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  if (port < 0 || port > 65535 || ::inet_pton(AF_INET, host.c_str(), &addr.sin_addr) != 1) {
+    std::fprintf(stderr, "osvi-model-server: --listen needs an IPv4 address and a port 0..65535\n");
+    return 2;
+  }
+  hal::UniqueFd sock(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  const int one = 1;
+  ::setsockopt(sock.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (sock.get() < 0 || ::bind(sock.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      ::listen(sock.get(), 64) != 0) {
+    std::fprintf(stderr, "osvi-model-server: cannot listen on %s:%d: %s\n", host.c_str(), port,
+                 std::strerror(errno));
+    return 1;
+  }
+  socklen_t len = sizeof addr;
+  ::getsockname(sock.get(), reinterpret_cast<sockaddr*>(&addr), &len);
+
+  // Threads inherit the mask: only the main thread takes the stop signals, through sigwait.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  ModelServer server(std::move(scenario), log_path, quiet);
+  const unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
+                         (quiet ? 0u : static_cast<unsigned>(MHD_USE_ERROR_LOG));
+  std::unique_ptr<MHD_Daemon, DaemonDeleter> daemon(
+      MHD_start_daemon(flags, 0, nullptr, nullptr, &on_request, &server, MHD_OPTION_LISTEN_SOCKET, sock.get(),
+                       MHD_OPTION_NOTIFY_COMPLETED, &on_completed, nullptr, MHD_OPTION_END));
+  if (!daemon) {
+    std::fprintf(stderr, "osvi-model-server: libmicrohttpd failed to start\n");
+    return 1;
+  }
+  sock.release();  // libmicrohttpd closes it when it stops
+  std::printf("listening on %s:%u\n", host.c_str(), static_cast<unsigned>(ntohs(addr.sin_port)));
+  std::fflush(stdout);
+  int sig = 0;
+  sigwait(&stop_signals, &sig);
+  g_stopping.store(true);  // releases delayed and hanging answers so the connection threads can be joined
+  daemon.reset();
+  return 0;
+}
+
+}  // namespace
+}  // namespace osvi::tools
+
+int main(int argc, char** argv) {
+  return osvi::tools::run(argc, argv);
+}

@@ -1,0 +1,84 @@
+// osvi-model-server's script: models, scripted transcripts, chat reply rules, TTS voice, per-stage faults.
+//
+// Scenario JSON (every key optional; see docs/model-server.md):
+// {
+//   "models": ["osvi-sim"],
+//   "stt": {"transcripts": ["I would like to book an appointment", "Tomorrow at ten please"],
+//           "latency_ms": 0, "fault": {"fault": "none", "delay_ms": 0, "count": 0}},
+//   "llm": {"rules": [{"match": "appointment", "reply": "Sure. What day and time suit you?"},
+//                     {"turn": 3, "reply": "Third turn."},
+//                     {"match": "thank", "reply": "Goodbye!",
+//                      "tool_calls": [{"name": "end_call", "arguments": {}}]}],
+//           "default_reply": "Noted. Anything else?", "after_tool_reply": "Done.",
+//           "chunk_delay_ms": 0, "latency_ms": 0, "fault": {...}},
+//   "tts": {"voice": "en-us", "rate_wpm": 165, "chunk_bytes": 4800, "latency_ms": 0, "fault": {...}}
+// }
+// Faults: "none", "delay", "http500", "bad_json", "wrong_content_type", "reset", "hang"; count = how many
+// requests of that stage it applies to (0 = all of them).
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "osvi/result.hpp"
+
+struct cJSON;
+
+namespace osvi::tools {
+
+enum class StageId { kStt, kLlm, kTts };
+
+struct Fault {
+  std::string kind = "none";
+  int delay_ms = 0;
+  int count = 0;  // requests left when it was set; 0 = forever
+};
+
+struct ToolCall {
+  std::string name;
+  std::string arguments;  // JSON text
+};
+
+struct Rule {
+  std::string match;  // case-insensitive substring of the last user message; empty = any
+  int turn = 0;       // 1-based number of user messages in the request; 0 = any
+  std::string reply;
+  std::vector<ToolCall> tool_calls;
+};
+
+struct StageConfig {
+  int latency_ms = 0;
+  Fault fault;
+};
+
+struct Scenario {
+  std::vector<std::string> models{"osvi-sim"};
+  std::vector<std::string> transcripts;
+  std::vector<Rule> rules;
+  std::optional<std::string> default_reply;
+  std::string after_tool_reply = "Done.";
+  int chunk_delay_ms = 0;
+  std::string tts_voice = "en-us";
+  int tts_rate_wpm = 165;
+  int tts_chunk_bytes = 4800;
+  StageConfig stt, llm, tts;
+
+  StageConfig& stage(StageId id) { return id == StageId::kStt ? stt : id == StageId::kLlm ? llm : tts; }
+};
+
+Result<Scenario> parse_scenario(std::string_view json);
+// {"stage": "stt"|"llm"|"tts", "fault": ..., "delay_ms": N, "count": N} (POST /control/faults).
+Result<std::pair<StageId, Fault>> parse_fault_request(std::string_view json);
+Result<Fault> parse_fault(const cJSON* obj);
+
+// The reply the rules give for a chat request (already reduced to its last message and user turn count).
+struct ChatReply {
+  std::string text;
+  std::vector<ToolCall> tool_calls;
+};
+ChatReply choose_reply(const Scenario& s, std::string_view last_role, std::string_view last_user_text,
+                       int user_turns);
+
+}  // namespace osvi::tools

@@ -1,0 +1,319 @@
+// osvi-model-server end to end: the built binary on an ephemeral loopback port, driven through libcurl.
+#include <curl/curl.h>
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <climits>
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "daemon_process.hpp"
+#include "test_support.hpp"
+
+namespace {
+
+using osvi::test::http_request;
+
+// Test binaries live in <build>/tests/, the tool in <build>/daemon/.
+std::string server_path() {
+  char buf[PATH_MAX];
+  const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) return {};
+  std::string self(buf, static_cast<size_t>(n));
+  self = self.substr(0, self.rfind('/'));
+  return self.substr(0, self.rfind('/')) + "/daemon/osvi-model-server";
+}
+
+// The server as a child process; SIGTERM then SIGKILL on destruction.
+class ServerProcess {
+ public:
+  explicit ServerProcess(std::vector<std::string> args) {
+    int fds[2];
+    if (::pipe(fds) != 0) return;
+    const std::string path = server_path();
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::dup2(fds[1], STDOUT_FILENO);
+      ::close(fds[0]);
+      ::close(fds[1]);
+      std::vector<char*> argv{const_cast<char*>(path.c_str())};
+      for (auto& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      ::execv(path.c_str(), argv.data());
+      ::_exit(127);
+    }
+    ::close(fds[1]);
+    out_fd_ = fds[0];
+  }
+  ~ServerProcess() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGTERM);
+      int status = 0;
+      for (int i = 0; i < 300 && ::waitpid(pid_, &status, WNOHANG) == 0; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        if (i == 299) {
+          ::kill(pid_, SIGKILL);
+          ::waitpid(pid_, &status, 0);
+        }
+      }
+    }
+    if (out_fd_ >= 0) ::close(out_fd_);
+  }
+  ServerProcess(const ServerProcess&) = delete;
+  ServerProcess& operator=(const ServerProcess&) = delete;
+
+  // Reads stdout until the "listening on 127.0.0.1:PORT" line; 0 on timeout or exit.
+  int wait_port(std::chrono::milliseconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    std::string text;
+    while (std::chrono::steady_clock::now() < deadline) {
+      pollfd p{out_fd_, POLLIN, 0};
+      if (::poll(&p, 1, 50) <= 0) continue;
+      char buf[256];
+      const ssize_t n = ::read(out_fd_, buf, sizeof buf);
+      if (n <= 0) return 0;
+      text.append(buf, static_cast<size_t>(n));
+      const size_t at = text.find("listening on 127.0.0.1:");
+      if (at != std::string::npos && text.find('\n', at) != std::string::npos) {
+        return std::atoi(text.c_str() + at + std::strlen("listening on 127.0.0.1:"));
+      }
+    }
+    return 0;
+  }
+
+ private:
+  pid_t pid_ = -1;
+  int out_fd_ = -1;
+};
+
+size_t append_cb(char* data, size_t size, size_t n, void* out) {
+  static_cast<std::string*>(out)->append(data, size * n);
+  return size * n;
+}
+
+struct Upload {
+  long status = 0;
+  std::string body;
+};
+
+Upload transcribe(int port, const std::string& audio, const std::string& filename, const std::string& type) {
+  Upload out;
+  CURL* curl = curl_easy_init();
+  curl_mime* mime = curl_mime_init(curl);
+  curl_mimepart* part = curl_mime_addpart(mime);
+  curl_mime_name(part, "file");
+  curl_mime_data(part, audio.data(), audio.size());
+  curl_mime_filename(part, filename.c_str());
+  curl_mime_type(part, type.c_str());
+  part = curl_mime_addpart(mime);
+  curl_mime_name(part, "model");
+  curl_mime_data(part, "whisper-1", CURL_ZERO_TERMINATED);
+  part = curl_mime_addpart(mime);
+  curl_mime_name(part, "language");
+  curl_mime_data(part, "en", CURL_ZERO_TERMINATED);
+  const std::string url = "http://127.0.0.1:" + std::to_string(port) + "/v1/audio/transcriptions";
+  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(curl, CURLOPT_MIMEPOST, mime);
+  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, &append_cb);
+  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &out.body);
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 5000L);
+  curl_easy_setopt(curl, CURLOPT_NOPROXY, "*");
+  if (curl_easy_perform(curl) == CURLE_OK) curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &out.status);
+  curl_mime_free(mime);
+  curl_easy_cleanup(curl);
+  return out;
+}
+
+std::string sine_wav(int rate, double seconds) {
+  const auto n = static_cast<uint32_t>(rate * seconds);
+  std::string w(44 + 2 * n, '\0');
+  auto put32 = [&](size_t at, uint32_t v) {
+    for (int i = 0; i < 4; ++i) w[at + static_cast<size_t>(i)] = static_cast<char>((v >> (8 * i)) & 0xff);
+  };
+  std::memcpy(w.data(), "RIFF", 4);
+  put32(4, 36 + 2 * n);
+  std::memcpy(w.data() + 8, "WAVEfmt ", 8);
+  put32(16, 16);
+  put32(20, 1 | (1u << 16));  // PCM, mono
+  put32(24, static_cast<uint32_t>(rate));
+  put32(28, static_cast<uint32_t>(rate * 2));
+  put32(32, 2 | (16u << 16));  // block align, bits
+  std::memcpy(w.data() + 36, "data", 4);
+  put32(40, 2 * n);
+  for (uint32_t i = 0; i < n; ++i) {
+    const auto v = static_cast<uint16_t>(static_cast<int16_t>(8000 * std::sin(2 * M_PI * 440 * i / rate)));
+    w[44 + 2 * i] = static_cast<char>(v & 0xff);
+    w[45 + 2 * i] = static_cast<char>(v >> 8);
+  }
+  return w;
+}
+
+const char* kScenario = R"({"models":["osvi-sim"],
+ "stt":{"transcripts":["I would like to book an appointment","Tomorrow at ten please","No that's all, thank you"]},
+ "llm":{"rules":[{"match":"appointment","reply":"Sure. What day and time suit you?"},
+                 {"match":"thank","reply":"Goodbye!","tool_calls":[{"name":"end_call","arguments":{"reason":"done"}}]}],
+        "default_reply":"Noted. Anything else?"},
+ "tts":{}})";
+
+class ModelServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    osvi::test::write_file(dir_.file("scenario.json"), kScenario);
+    server_ = std::make_unique<ServerProcess>(
+        std::vector<std::string>{"--listen", "127.0.0.1:0", "--scenario", dir_.file("scenario.json"), "--log",
+                                 dir_.file("log.jsonl"), "--quiet"});
+    port_ = server_->wait_port(std::chrono::seconds(10));
+    ASSERT_GT(port_, 0) << "no 'listening on' line from " << server_path();
+  }
+  std::string url(const std::string& path) const {
+    return "http://127.0.0.1:" + std::to_string(port_) + path;
+  }
+  osvi::test::HttpResult post(const std::string& path, const std::string& body) {
+    return http_request("POST", url(path), "", body);
+  }
+
+  osvi::test::TempDir dir_;
+  std::unique_ptr<ServerProcess> server_;
+  int port_ = 0;
+};
+
+TEST_F(ModelServerTest, ListsModels) {
+  auto r = http_request("GET", url("/v1/models"), "");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_NE(r.body.find("\"id\":\"osvi-sim\""), std::string::npos) << r.body;
+}
+
+TEST_F(ModelServerTest, TranscriptionsFollowTheScriptAndRejectGarbage) {
+  const std::string wav = sine_wav(16000, 1.0);
+  auto first = transcribe(port_, wav, "a.wav", "audio/wav");
+  EXPECT_EQ(first.status, 200);
+  EXPECT_NE(first.body.find("\"text\":\"I would like to book an appointment\""), std::string::npos)
+      << first.body;
+  EXPECT_NE(first.body.find("\"duration\":1"), std::string::npos) << first.body;
+  auto garbage = transcribe(port_, "this is not audio at all", "a.ogg", "audio/ogg");
+  EXPECT_EQ(garbage.status, 400);
+  EXPECT_NE(garbage.body.find("invalid_request_error"), std::string::npos) << garbage.body;
+  auto fake_ogg = transcribe(port_, std::string("OggS") + std::string(60, '\x01'), "a.ogg", "audio/ogg");
+  EXPECT_EQ(fake_ogg.status, 400) << fake_ogg.body;
+  // Rejected uploads do not use up a transcript.
+  auto second = transcribe(port_, wav, "a.wav", "audio/wav");
+  EXPECT_NE(second.body.find("Tomorrow at ten please"), std::string::npos) << second.body;
+  auto third = transcribe(port_, wav, "a.wav", "audio/wav");
+  EXPECT_NE(third.body.find("No that's all, thank you"), std::string::npos) << third.body;
+  auto fourth = transcribe(port_, wav, "a.wav", "audio/wav");  // cycles
+  EXPECT_NE(fourth.body.find("I would like to book an appointment"), std::string::npos) << fourth.body;
+}
+
+TEST_F(ModelServerTest, ChatStreamsSseWithToolCallsAndLogsMessages) {
+  auto r = post("/v1/chat/completions",
+                R"({"model":"osvi-sim","stream":true,"messages":[{"role":"system","content":"Be brief."},)"
+                R"({"role":"user","content":"No that's all, THANK you"}]})");
+  ASSERT_EQ(r.status, 200);
+  EXPECT_NE(r.headers.find("text/event-stream"), std::string::npos) << r.headers;
+  // Every event is one "data: ...\n\n" line; the last is [DONE].
+  std::vector<std::string> events;
+  size_t pos = 0;
+  while (pos < r.body.size()) {
+    const size_t end = r.body.find("\n\n", pos);
+    ASSERT_NE(end, std::string::npos) << r.body;
+    const std::string ev = r.body.substr(pos, end - pos);
+    ASSERT_EQ(ev.rfind("data: ", 0), 0u) << ev;
+    events.push_back(ev.substr(6));
+    pos = end + 2;
+  }
+  ASSERT_GE(events.size(), 5u);
+  EXPECT_EQ(events.back(), "[DONE]");
+  EXPECT_NE(events.front().find("\"role\":\"assistant\""), std::string::npos);
+  EXPECT_NE(r.body.find("\"content\":\"Goodbye!\""), std::string::npos);
+  EXPECT_NE(r.body.find("\"name\":\"end_call\""), std::string::npos);
+  EXPECT_NE(r.body.find("\"finish_reason\":\"tool_calls\""), std::string::npos);
+
+  // Non-streamed, and a tool result gets the after-tool reply.
+  auto plain =
+      post("/v1/chat/completions", R"({"messages":[{"role":"user","content":"book an appointment"}]})");
+  EXPECT_EQ(plain.status, 200);
+  EXPECT_NE(plain.body.find("\"content\":\"Sure. What day and time suit you?\""), std::string::npos)
+      << plain.body;
+  EXPECT_NE(plain.body.find("\"finish_reason\":\"stop\""), std::string::npos);
+  auto after_tool = post("/v1/chat/completions",
+                         R"({"messages":[{"role":"user","content":"bye"},{"role":"tool","content":"ok"}]})");
+  EXPECT_NE(after_tool.body.find("\"content\":\"Done.\""), std::string::npos) << after_tool.body;
+
+  auto log = http_request("GET", url("/control/log"), "");
+  EXPECT_EQ(log.status, 200);
+  EXPECT_NE(log.body.find(R"("messages":[{"role":"system","content":"Be brief."},)"), std::string::npos)
+      << log.body;
+  EXPECT_NE(osvi::test::read_file(dir_.file("log.jsonl")).find("No that's all, THANK you"),
+            std::string::npos);
+}
+
+TEST_F(ModelServerTest, SpeechIsAudible24kPcm) {
+  auto r = post("/v1/audio/speech",
+                R"({"model":"tts-1","input":"Hello, how can I help you today?","voice":"alloy"})");
+  ASSERT_EQ(r.status, 200);
+  EXPECT_NE(r.headers.find("audio/pcm"), std::string::npos) << r.headers;
+  ASSERT_EQ(r.body.size() % 2, 0u);
+  const size_t samples = r.body.size() / 2;
+  EXPECT_GT(samples, 12000u);  // > 0.5 s at 24 kHz
+  double acc = 0;
+  for (size_t i = 0; i < samples; ++i) {
+    int16_t v;
+    std::memcpy(&v, r.body.data() + 2 * i, 2);
+    acc += static_cast<double>(v) * v;
+  }
+  EXPECT_GT(std::sqrt(acc / static_cast<double>(samples)), 300.0);
+  auto again = post("/v1/audio/speech", R"({"input":"Hello, how can I help you today?"})");
+  EXPECT_EQ(again.body, r.body);  // deterministic
+  EXPECT_EQ(post("/v1/audio/speech", R"({"input":"x","response_format":"opus"})").status, 400);
+}
+
+TEST_F(ModelServerTest, FaultsTakeEffectAndExpire) {
+  const std::string chat = R"({"messages":[{"role":"user","content":"hi"}]})";
+  EXPECT_EQ(post("/control/faults", R"({"stage":"llm","fault":"http500","count":2})").status, 200);
+  EXPECT_EQ(post("/control/faults", R"({"stage":"llm","fault":"explode"})").status, 400);
+  EXPECT_EQ(post("/v1/chat/completions", chat).status, 500);
+  EXPECT_EQ(post("/v1/chat/completions", chat).status, 500);
+  auto ok = post("/v1/chat/completions", chat);
+  EXPECT_EQ(ok.status, 200);
+  EXPECT_NE(ok.body.find("Noted. Anything else?"), std::string::npos) << ok.body;
+
+  // Other stages are untouched; wrong_content_type answers 200 text/html.
+  EXPECT_EQ(post("/control/faults", R"({"stage":"stt","fault":"wrong_content_type","count":1})").status, 200);
+  auto html = transcribe(port_, sine_wav(8000, 0.5), "a.wav", "audio/wav");
+  EXPECT_EQ(html.status, 200);
+  EXPECT_NE(html.body.find("<html>"), std::string::npos);
+
+  // reset: the stream starts, then the connection drops (curl reports no status).
+  EXPECT_EQ(post("/control/faults", R"({"stage":"llm","fault":"reset","count":1})").status, 200);
+  auto reset = post("/v1/chat/completions", R"({"stream":true,"messages":[{"role":"user","content":"hi"}]})");
+  EXPECT_EQ(reset.status, 0);
+
+  // delay holds the first byte back.
+  EXPECT_EQ(post("/control/faults", R"({"stage":"llm","fault":"delay","delay_ms":300,"count":1})").status,
+            200);
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_EQ(post("/v1/chat/completions", chat).status, 200);
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(290));
+}
+
+TEST_F(ModelServerTest, ScenarioCanBeReplacedAtRunTime) {
+  EXPECT_EQ(post("/control/scenario", R"({"llm":{"rules":[{"turn":2,"reply":"second"}]}})").status, 200);
+  auto one = post("/v1/chat/completions", R"({"messages":[{"role":"user","content":"a"}]})");
+  EXPECT_NE(one.body.find("You said: a. How else can I help?"), std::string::npos) << one.body;
+  auto two = post("/v1/chat/completions",
+                  R"({"messages":[{"role":"user","content":"a"},{"role":"assistant","content":"b"},)"
+                  R"({"role":"user","content":"c"}]})");
+  EXPECT_NE(two.body.find("\"content\":\"second\""), std::string::npos) << two.body;
+  auto hello = transcribe(port_, sine_wav(16000, 0.5), "a.wav", "audio/wav");
+  EXPECT_NE(hello.body.find("\"text\":\"hello\""), std::string::npos) << hello.body;
+  EXPECT_EQ(post("/control/scenario", R"({"models":"nope"})").status, 400);
+}
+
+}  // namespace
