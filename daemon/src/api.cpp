@@ -57,9 +57,28 @@ Api::Api(ApiContext& ctx) : ctx_(ctx) {
   router_.add("GET", "/v1/system/log_level", bind(&Api::get_log_level));
   router_.add("PUT", "/v1/system/log_level", bind(&Api::set_log_level));
   router_.add("POST", "/v1/system/log_level", bind(&Api::set_log_level));
+  // --- calls API (issue 5; api_calls.cpp) ---
+  router_.add("POST", "/v1/call", bind(&Api::post_call));
+  router_.add("POST", "/call", bind(&Api::post_call_legacy));
+  router_.add("GET", "/v1/calls", bind(&Api::list_calls));
+  router_.add("GET", "/v1/call/{id}", bind(&Api::get_call));
+  router_.add("GET", "/v1/call/{id}/transcript", bind(&Api::get_transcript));
+  router_.add("GET", "/v1/call/{id}/recording", bind(&Api::get_recording));
+  router_.add("GET", "/v1/recordings/{file}", bind(&Api::serve_recording));
+  // --- end calls API ---
 }
 
 void Api::handle(HttpRequest& request, HttpReply reply) {
+  // --- calls API (issue 5): a signed recording link carries its own authorisation (HMAC + expiry), so this
+  // one route is dispatched before the token check; serve_recording refuses anything unsigned.
+  if (net::Router::Match rec = router_.match(request.method, request.path);
+      rec.kind == net::Router::Match::Kind::found && request.path.starts_with("/v1/recordings/")) {
+    caller_ = nullptr;
+    request.params = std::move(rec.params);
+    (*rec.handler)(request, std::move(reply));
+    return;
+  }
+  // --- end calls API ---
   // Authentication comes first so an unauthenticated client learns nothing about which paths exist.
   auto token = request.header("API-Token");
   caller_ = nullptr;
@@ -93,11 +112,13 @@ void Api::handle(HttpRequest& request, HttpReply reply) {
     std::string why;
     body_ = net::json_parse(request.body, &why);
     if (!body_) {
-      reply.send(error(422, "request body is not valid JSON: " + why));
+      reply.send(
+          error(validation_status(request.method, request.path), "request body is not valid JSON: " + why));
       return;
     }
     if (!cJSON_IsObject(body_.get())) {
-      reply.send(error(422, "request body must be a JSON object"));
+      reply.send(
+          error(validation_status(request.method, request.path), "request body must be a JSON object"));
       return;
     }
   }

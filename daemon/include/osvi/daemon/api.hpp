@@ -28,6 +28,11 @@ struct ApiContext {
   std::string listen;                        // "host:port" actually bound
   const class LineManager* lines = nullptr;  // issue 4: the "lines" array of /v1/health; null = none
   const class FleetSync* fleet = nullptr;    // issue 6: the "mqtt" object of /v1/health; null = not built
+  // --- calls API (issue 5; api_calls.cpp) ---
+  class CallService* calls = nullptr;  // null: POST /v1/call and /call answer 503
+  std::string recording_key;           // HMAC key bytes of recording links; empty: recording URLs answer 503
+  std::string recordings_dir;          // resolves relative paths in the recordings table
+  // --- end calls API ---
 };
 
 class Api {
@@ -43,6 +48,19 @@ class Api {
   void health(net::HttpRequest& request, net::HttpReply reply);
   void get_log_level(net::HttpRequest& request, net::HttpReply reply);
   void set_log_level(net::HttpRequest& request, net::HttpReply reply);
+  // --- calls API (issue 5; api_calls.cpp) ---
+  void post_call(net::HttpRequest& request, net::HttpReply reply);
+  void post_call_legacy(net::HttpRequest& request, net::HttpReply reply);
+  void place(net::HttpRequest& request, net::HttpReply reply, bool legacy);
+  void list_calls(net::HttpRequest& request, net::HttpReply reply);
+  void get_call(net::HttpRequest& request, net::HttpReply reply);
+  void get_transcript(net::HttpRequest& request, net::HttpReply reply);
+  void get_recording(net::HttpRequest& request, net::HttpReply reply);
+  // GET /v1/recordings/{file}: authorised by its signed link, not by the API token.
+  void serve_recording(net::HttpRequest& request, net::HttpReply reply);
+  // 400 for the endpoints whose pages document 400 for validation (spec section 10), 422 elsewhere.
+  static int validation_status(std::string_view method, std::string_view path);
+  // --- end calls API ---
 
   ApiContext& ctx_;
   net::Router router_;

@@ -146,6 +146,33 @@ struct OutboxStats {
 inline constexpr std::string_view kOutboxKindCall = "call";
 // --- end outbox ---
 
+// --- calls API (issue 5; store/calls_query.cpp) ---
+// GET /v1/calls filters; every member is optional (empty / nullopt = no filter). Combined with AND.
+struct CallFilter {
+  std::vector<std::string> statuses;  // any of
+  std::optional<std::string> agent_uuid;
+  std::vector<std::string> agent_uuids;  // any of: the agents a limited API token may see (empty = all)
+  std::optional<int64_t> campaign_id, campaign_upload_id;
+  std::optional<std::string> phone_contains;  // substring of phone_number
+  std::optional<std::string> call_type;
+  // Inclusive bounds on call_picked_at; a call never picked up has none and does not match a bound.
+  std::optional<int64_t> picked_from_ms, picked_to_ms;
+  int64_t page = 1, per_page = 25;  // 1-based; the store clamps page >= 1 and per_page to 1..1000
+};
+
+struct CallPage {
+  std::vector<CallRecord> calls;  // newest first (created_at DESC, then call_id)
+  int64_t total_count = 0;        // every call matching the filter, all pages
+};
+
+struct RecordingRow {
+  std::string call_id;
+  std::string path;    // absolute path of the file
+  std::string format;  // e.g. "ogg_opus"
+  int64_t duration_ms = 0, bytes = 0, created_at_ms = 0;
+};
+// --- end calls API ---
+
 // Not thread-safe: one Store is used from one thread (the daemon's event loop). Other processes may open the
 // same file; WAL and the busy timeout arbitrate between them.
 class Store {
@@ -215,6 +242,16 @@ class Store {
   // Changes when another connection committed (PRAGMA data_version): a cheap "anything new?" probe.
   int64_t data_version();
   // --- end outbox ---
+
+  // --- calls API (issue 5; store/calls_query.cpp) ---
+  Result<CallPage> list_calls(const CallFilter& filter);
+  // Upsert by call_id (the engine may rewrite a recording). -EINVAL when the call does not exist.
+  Status save_recording(std::string_view call_id, std::string_view path, std::string_view format,
+                        int64_t duration_ms, int64_t bytes);
+  Result<std::optional<RecordingRow>> recording(std::string_view call_id);
+  // True when phone (E.164) is on the agent's active do-not-disturb list.
+  Result<bool> dnd_active(std::string_view agent_uuid, std::string_view phone);
+  // --- end calls API ---
 
  private:
   Store(std::unique_ptr<sql::Db> db, const StoreOptions& options, const Clock& clock);

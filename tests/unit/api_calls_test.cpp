@@ -1,0 +1,686 @@
+// The calls API through a real in-process HTTP server and a fake CallService: every endpoint of issue 5.
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <sys/stat.h>
+
+#include <atomic>
+#include <cerrno>
+#include <functional>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "daemon_process.hpp"
+#include "osvi/clock.hpp"
+#include "osvi/daemon/api.hpp"
+#include "osvi/daemon/call_service.hpp"
+#include "osvi/daemon/config.hpp"
+#include "osvi/daemon/secret.hpp"
+#include "osvi/daemon/store.hpp"
+#include "osvi/net/http_server.hpp"
+#include "osvi/net/json.hpp"
+#include "test_support.hpp"
+
+namespace osvi::daemon {
+namespace {
+
+constexpr int64_t kT0 = 1'780'000'000'000;
+constexpr const char* kTok = "TokAll0123456789";
+constexpr const char* kTokB = "TokB012345678901";  // limited to agent_b
+constexpr int64_t kMidnightJun1Ist = 1'780'252'200'000;
+constexpr int64_t kMidnightJun3Ist = 1'780'425'000'000;
+
+class FakeCalls : public CallService {
+ public:
+  Result<std::string> place_call(const PlaceCallRequest& request) override {
+    requests.push_back(request);
+    if (fail_with != 0) return make_error("fake failure", fail_with);
+    return std::string("0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b");
+  }
+  std::vector<PlaceCallRequest> requests;
+  int fail_with = 0;
+};
+
+struct Reply {
+  long status = 0;
+  std::string body, headers;
+  net::JsonPtr json;
+  const cJSON* get(const char* name) const { return cJSON_GetObjectItemCaseSensitive(json.get(), name); }
+  const cJSON* data() const { return get("data"); }
+  std::string error() const {
+    const cJSON* e = get("error");
+    return cJSON_IsString(e) ? e->valuestring : "";
+  }
+};
+
+std::string str(const cJSON* o, const char* name) {
+  const cJSON* v = cJSON_GetObjectItemCaseSensitive(o, name);
+  return cJSON_IsString(v) ? v->valuestring : (cJSON_IsNull(v) ? "<null>" : "<missing>");
+}
+
+double num(const cJSON* o, const char* name) {
+  const cJSON* v = cJSON_GetObjectItemCaseSensitive(o, name);
+  return cJSON_IsNumber(v) ? v->valuedouble : -1;
+}
+
+class ApiCalls : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto s = Store::open(StoreOptions{dir_.file("osvi.db")}, clock_);
+    ASSERT_TRUE(s.ok()) << s.error().message;
+    store_ = std::move(*s);
+    std::vector<AgentRecord> agents = {
+        {0, "agent_a", "Alpha", "voice", true, false, "{}", "", 0, 0},
+        {0, "agent_b", "Bravo", "voice", true, false, "{}", "", 0, 0},
+        {0, "agent_chat", "Chat", "chat", true, false, "{}", "", 0, 0},
+        {0, "agent_off", "Off", "voice", false, false, "{}", "", 0, 0},
+    };
+    ASSERT_TRUE(store_->sync_agents(agents).ok());
+    config_.site.utc_offset_minutes = 330;
+    tokens_ = {ApiToken{kTok, {}, true}, ApiToken{kTokB, {"agent_b"}, false}};
+    ctx_.config = &config_;
+    ctx_.tokens = &tokens_;
+    ctx_.store = store_.get();
+    ctx_.clock = &clock_;
+    ctx_.calls = &calls_;
+    ctx_.recording_key = "0123456789abcdef0123456789abcdef";
+    ctx_.recordings_dir = dir_.path();
+    ctx_.listen = "127.0.0.1:1";
+    api_ = std::make_unique<Api>(ctx_);
+
+    net::HttpServerOptions o;
+    o.port = 0;
+    auto server = net::HttpServer::start(
+        o, [this](net::HttpRequest& req, net::HttpReply reply) { api_->handle(req, std::move(reply)); });
+    ASSERT_TRUE(server.ok()) << server.error().message;
+    server_ = std::move(*server);
+    port_ = server_->port();
+    // The server thread is the loop thread; the test touches shared state only under mu_ (locked()).
+    thread_ = std::thread([this] {
+      while (!stop_) {
+        pollfd p{server_->poll_fd(), POLLIN, 0};
+        poll(&p, 1, 10);
+        std::lock_guard<std::mutex> lock(mu_);
+        server_->run();
+      }
+    });
+  }
+  void TearDown() override {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+    server_.reset();
+  }
+
+  void locked(const std::function<void()>& fn) {
+    std::lock_guard<std::mutex> lock(mu_);
+    fn();
+  }
+
+  std::string url(const std::string& path) const {
+    return "http://127.0.0.1:" + std::to_string(port_) + path;
+  }
+
+  Reply request(const std::string& method, const std::string& path, const std::string& body = {},
+                const std::string& token = kTok) {
+    auto r = test::http_request(method, path.starts_with("http") ? path : url(path), token, body);
+    Reply out{r.status, r.body, r.headers, nullptr};
+    std::string why;
+    out.json = net::json_parse(out.body, &why);
+    return out;
+  }
+
+  void add_call(CallRecord c) {
+    locked([&] { ASSERT_TRUE(store_->insert_call(c).ok()) << c.call_id; });
+  }
+
+  test::TempDir dir_;
+  ManualClock clock_{kT0};
+  std::unique_ptr<Store> store_;
+  Config config_;
+  std::vector<ApiToken> tokens_;
+  FakeCalls calls_;
+  ApiContext ctx_;
+  std::unique_ptr<Api> api_;
+  std::unique_ptr<net::HttpServer> server_;
+  uint16_t port_ = 0;
+  std::mutex mu_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+CallRecord make_call(const std::string& id, const std::string& agent, int64_t created) {
+  CallRecord c;
+  c.call_id = id;
+  c.agent_uuid = agent;
+  c.agent_name = agent == "agent_a" ? "Alpha" : "Bravo";
+  c.phone_number = "+919876543210";
+  c.from_number = "+918000000001";
+  c.status = "picked";
+  c.created_at_ms = created;
+  return c;
+}
+
+std::string uuid(int n) {
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "0190a1b2-c3d4-7e5f-8a9b-%012d", n);
+  return buf;
+}
+
+// --- POST /v1/call ---
+
+TEST_F(ApiCalls, TokenIsRequired) {
+  EXPECT_EQ(request("POST", "/v1/call", "{}", "").status, 401);
+  EXPECT_EQ(request("POST", "/v1/call", "{}", "WrongToken012345").status, 401);
+  EXPECT_EQ(request("GET", "/v1/calls", "", "").status, 401);
+  EXPECT_EQ(request("GET", "/v1/call/" + uuid(1) + "/recording", "", "").status, 401);
+}
+
+TEST_F(ApiCalls, EveryValidationFailureIs400NamingTheField) {
+  const std::string base = R"("agent_uuid":"agent_a","phone_number":"9876543210","country_code":"IN")";
+  const std::string big(2001, 'g');
+  struct Case {
+    std::string body, field;
+  };
+  const std::vector<Case> cases = {
+      {"not json", "not valid JSON"},
+      {"[1,2]", "must be a JSON object"},
+      {R"({"phone_number":"9876543210","country_code":"IN"})", "agent_uuid: required"},
+      {R"({"agent_uuid":"agent_a","country_code":"IN"})", "phone_number: required"},
+      {R"({"agent_uuid":"agent_a","phone_number":"9876543210"})", "country_code: required"},
+      {R"({"agent_uuid":5,"phone_number":"9876543210","country_code":"IN"})", "agent_uuid: must be a string"},
+      {R"({"agent_uuid":"agent_a","phone_number":9876543210,"country_code":"IN"})",
+       "phone_number: must be a string"},
+      {R"({"agent_uuid":"agent_a","phone_number":"9876543210","country_code":"XX"})",
+       "country_code: unknown country code \"XX\""},
+      {R"({"agent_uuid":"agent_a","phone_number":"98765","country_code":"IN"})", "phone_number: "},
+      {R"({"agent_uuid":"agent_a","phone_number":"98765abcde","country_code":"IN"})",
+       "phone_number: must contain digits only"},
+      {"{" + base + R"(,"initial_greeting":")" + big + "\"}", "initial_greeting: longer than 2000"},
+      {"{" + base + R"(,"initial_greeting":7})", "initial_greeting: must be a string"},
+      {"{" + base + R"(,"webhook_url":"ftp://x.example/h"})", "webhook_url"},
+      {"{" + base + R"(,"webhook_url":"https://"})", "webhook_url"},
+      {"{" + base + R"(,"webhook_url":"https:///path"})", "webhook_url"},
+      {"{" + base + R"(,"webhook_url":"http://host:99999/"})", "webhook_url"},
+      {"{" + base + R"(,"additional_data":[1]})", "additional_data: must be an object"},
+      {"{" + base + R"(,"additional_data":"x"})", "additional_data: must be an object"},
+      {"{" + base + R"(,"system_prompt":{}})", "system_prompt: must be a string"},
+      {"{" + base + R"(,"person_name":1})", "person_name: must be a string"},
+      {"{" + base + R"(,"call_config_overrides":[]})", "call_config_overrides: must be an object"},
+      {"{" + base + R"(,"call_config_overrides":{"max_call_duration_seconds":9}})",
+       "call_config_overrides.max_call_duration_seconds"},
+      {"{" + base + R"(,"call_config_overrides":{"max_call_duration_seconds":3601}})",
+       "call_config_overrides.max_call_duration_seconds"},
+      {"{" + base + R"(,"call_config_overrides":{"max_call_duration_seconds":30.5}})",
+       "call_config_overrides.max_call_duration_seconds"},
+      {"{" + base + R"(,"call_config_overrides":{"max_call_duration_seconds":"60"}})",
+       "call_config_overrides.max_call_duration_seconds"},
+      {"{" + base + R"(,"call_config_overrides":{"enable_callback":"yes"}})",
+       "call_config_overrides.enable_callback"},
+      {"{" + base + R"(,"call_config_overrides":{"retry_config":true}})",
+       "call_config_overrides.retry_config"},
+      {"{" + base + R"(,"call_config_overrides":{"retry_config":{"enabled":1}}})",
+       "call_config_overrides.retry_config.enabled"},
+      {"{" + base + R"(,"call_config_overrides":{"retry_config":{"max_attempts":6}}})",
+       "call_config_overrides.retry_config.max_attempts"},
+      {"{" + base + R"(,"call_config_overrides":{"retry_config":{"max_attempts":0}}})",
+       "call_config_overrides.retry_config.max_attempts"},
+      {"{" + base + R"(,"call_config_overrides":{"retry_config":{"interval_minutes":1441}}})",
+       "call_config_overrides.retry_config.interval_minutes"},
+      {"{" + base + R"(,"data_extraction":{}})", "data_extraction: must be an array"},
+      {"{" + base + R"(,"data_extraction":["x"]})", "data_extraction[0]: must be an object"},
+      {"{" + base + R"(,"data_extraction":[{"key":""}]})", "data_extraction[0].key"},
+      {"{" + base + R"(,"data_extraction":[{"description":"d"}]})", "data_extraction[0].key"},
+      {"{" + base + R"(,"data_extraction":[{"key":"a","required":"yes"}]})", "data_extraction[0].required"},
+      {"{" + base + R"(,"data_extraction":[{"key":"a","description":3}]})", "data_extraction[0].description"},
+      {"{" + base + R"(,"data_extraction":[{"key":"a"},{"key":"b","output_format":[]}]})",
+       "data_extraction[1].output_format"},
+      {"{" + base + R"(,"data_extraction":[{"key":"a"},{"key":"a"}]})", "data_extraction[1].key: duplicate"},
+      {R"({"agent_uuid":"agent_nope","phone_number":"9876543210","country_code":"IN"})",
+       "agent_uuid: agent_nope is not an active voice agent"},
+      {R"({"agent_uuid":"agent_chat","phone_number":"9876543210","country_code":"IN"})",
+       "is not an active voice agent"},
+      {R"({"agent_uuid":"agent_off","phone_number":"9876543210","country_code":"IN"})",
+       "is not an active voice agent"},
+  };
+  for (const Case& c : cases) {
+    Reply r = request("POST", "/v1/call", c.body);
+    EXPECT_EQ(r.status, 400) << c.body.substr(0, 120) << " -> " << r.body;
+    EXPECT_NE(r.error().find(c.field), std::string::npos) << c.field << " in " << r.body;
+    EXPECT_EQ(cJSON_IsFalse(r.get("success")), 1) << r.body;
+  }
+  locked([&] { EXPECT_TRUE(calls_.requests.empty()); });
+}
+
+TEST_F(ApiCalls, SuccessPassesTheNormalisedRequestToTheEngine) {
+  const std::string body =
+      R"({"agent_uuid":"agent_a","phone_number":"98765 43210","country_code":"in","person_name":"Ravi",)"
+      R"("system_prompt":"Be brief","initial_greeting":"Namaste","webhook_url":"https://hooks.example:8443/x?a=1",)"
+      R"("additional_data":{"order":"A1"},"unknown_key":[1],"call_config_overrides":{"max_call_duration_seconds":300,)"
+      R"("enable_callback":false,"retry_config":{"enabled":true,"max_attempts":2,"interval_minutes":30}},)"
+      R"("data_extraction":[{"key":"email","description":"their email","required":true,"output_format":"email"}]})";
+  Reply r = request("POST", "/v1/call", body);
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(cJSON_IsTrue(r.get("success")), 1);
+  EXPECT_EQ(str(r.data(), "call_id"), "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b");
+  locked([&] {
+    ASSERT_EQ(calls_.requests.size(), 1u);
+    const PlaceCallRequest& p = calls_.requests[0];
+    EXPECT_EQ(p.agent_uuid, "agent_a");
+    EXPECT_EQ(p.phone_e164, "+919876543210");
+    EXPECT_EQ(p.person_name, std::optional<std::string>("Ravi"));
+    EXPECT_EQ(p.system_prompt, std::optional<std::string>("Be brief"));
+    EXPECT_EQ(p.initial_greeting, std::optional<std::string>("Namaste"));
+    EXPECT_EQ(p.webhook_url, std::optional<std::string>("https://hooks.example:8443/x?a=1"));
+    EXPECT_EQ(p.additional_data, std::optional<std::string>(R"({"order":"A1"})"));
+    EXPECT_EQ(p.max_call_duration_seconds, std::optional<int64_t>(300));
+    EXPECT_EQ(p.enable_callback, std::optional<bool>(false));
+    EXPECT_EQ(p.call_config_overrides,
+              std::optional<std::string>(
+                  R"({"max_call_duration_seconds":300,"enable_callback":false,)"
+                  R"("retry_config":{"enabled":true,"max_attempts":2,"interval_minutes":30}})"));
+    EXPECT_EQ(p.data_extraction, std::optional<std::string>(R"([{"key":"email","description":"their email",)"
+                                                            R"("required":true,"output_format":"email"}])"));
+    // The request as received, compact (unknown keys included).
+    std::string why;
+    auto compact = net::json_print(net::json_parse(body, &why).get());
+    EXPECT_EQ(p.call_trigger_data, std::optional<std::string>(compact));
+    EXPECT_EQ(p.source, "api");
+  });
+}
+
+TEST_F(ApiCalls, NullOptionalsCountAsAbsentAndGreetingCountsCharactersNotBytes) {
+  // 2000 Devanagari characters are 6000 bytes but within the limit.
+  std::string greeting;
+  for (int i = 0; i < 2000; ++i) greeting += "\xe0\xa4\xa8";
+  Reply r = request("POST", "/v1/call",
+                    R"({"agent_uuid":"agent_a","phone_number":"9876543210","country_code":"IN",)"
+                    R"("webhook_url":null,"additional_data":null,"initial_greeting":")" +
+                        greeting + "\"}");
+  ASSERT_EQ(r.status, 200) << r.body;
+  locked([&] {
+    ASSERT_EQ(calls_.requests.size(), 1u);
+    EXPECT_FALSE(calls_.requests[0].webhook_url);
+    EXPECT_FALSE(calls_.requests[0].additional_data);
+    EXPECT_FALSE(calls_.requests[0].call_config_overrides);
+  });
+}
+
+TEST_F(ApiCalls, TokenLimitedToOtherAgentsGets403) {
+  const std::string body = R"({"agent_uuid":"agent_a","phone_number":"9876543210","country_code":"IN"})";
+  Reply r = request("POST", "/v1/call", body, kTokB);
+  EXPECT_EQ(r.status, 403) << r.body;
+  EXPECT_NE(r.error().find("agent_uuid"), std::string::npos);
+  EXPECT_EQ(request("POST", "/call", body, kTokB).status, 403);
+  Reply ok = request("POST", "/v1/call",
+                     R"({"agent_uuid":"agent_b","phone_number":"9876543210","country_code":"IN"})", kTokB);
+  EXPECT_EQ(ok.status, 200) << ok.body;
+}
+
+TEST_F(ApiCalls, EngineErrorsAreMapped) {
+  const std::string body = R"({"agent_uuid":"agent_a","phone_number":"9876543210","country_code":"IN"})";
+  struct Case {
+    int code;
+    long status;
+    std::string text;
+  };
+  for (const Case& c :
+       {Case{-EPERM, 400, "phone_number is on the do-not-disturb list of this agent"},
+        Case{-ENOENT, 400, "agent_uuid: agent_a is not an active voice agent"}, Case{-EBUSY, 503, "busy"},
+        Case{-ENODEV, 503, "no line"}, Case{-EIO, 500, "could not"}}) {
+    locked([&] { calls_.fail_with = c.code; });
+    Reply r = request("POST", "/v1/call", body);
+    EXPECT_EQ(r.status, c.status) << c.code << " " << r.body;
+    EXPECT_NE(r.error().find(c.text), std::string::npos) << r.body;
+    const bool retry_after = r.headers.find("Retry-After: 30") != std::string::npos;
+    EXPECT_EQ(retry_after, c.code == -EBUSY) << r.headers;
+  }
+  locked([&] { ctx_.calls = nullptr; });
+  Reply r = request("POST", "/v1/call", body);
+  EXPECT_EQ(r.status, 503);
+  EXPECT_EQ(r.error(), "calls engine not available");
+}
+
+TEST_F(ApiCalls, LegacyCallAnswersBothShapesAndIgnoresV1OnlyFields) {
+  Reply r = request("POST", "/call",
+                    R"({"agent_uuid":"agent_a","phone_number":"9876543210","country_code":"IN",)"
+                    R"("initial_greeting":7,"call_config_overrides":"x","additional_data":{"k":1}})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(cJSON_IsTrue(r.get("success")), 1);
+  EXPECT_EQ(str(r.data(), "call_id"), "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b");
+  EXPECT_EQ(str(r.json.get(), "status"), "success");
+  EXPECT_EQ(str(r.json.get(), "message"), "Call initiated successfully");
+  EXPECT_EQ(str(r.json.get(), "call_id"), "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b");
+  locked([&] {
+    ASSERT_EQ(calls_.requests.size(), 1u);
+    EXPECT_EQ(calls_.requests[0].source, "legacy_api");
+    EXPECT_FALSE(calls_.requests[0].initial_greeting);
+    EXPECT_FALSE(calls_.requests[0].call_config_overrides);
+    EXPECT_EQ(calls_.requests[0].additional_data, std::optional<std::string>(R"({"k":1})"));
+  });
+  Reply bad = request("POST", "/call", R"({"agent_uuid":"agent_a","country_code":"IN"})");
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_EQ(bad.error(), "phone_number: required");
+  EXPECT_EQ(request("POST", "/call", "nope").status, 400);
+  // Elsewhere a bad body stays 422.
+  EXPECT_EQ(request("PUT", "/v1/system/log_level", "nope").status, 422);
+}
+
+// --- GET /v1/calls ---
+
+std::vector<std::string> ids_of(const Reply& r) {
+  std::vector<std::string> out;
+  const cJSON* item = nullptr;
+  cJSON_ArrayForEach(item, r.data()) out.push_back(str(item, "call_id"));
+  return out;
+}
+
+TEST_F(ApiCalls, ListFiltersAndSummaryShape) {
+  CallRecord c1 = make_call(uuid(1), "agent_a", kT0 + 1000);
+  c1.tag_id = 3;
+  c1.tag_name = "Hot lead";
+  c1.tag_color_code = "#22c55e";
+  c1.call_picked_at_ms = kT0 + 2000;
+  c1.call_ended_by = "agent";
+  c1.call_ended_reason = "assistant-ended-call";
+  c1.duration_seconds = 42;
+  c1.campaign_id = 7;
+  c1.campaign_upload_id = 70;
+  add_call(c1);
+  CallRecord c2 = make_call(uuid(2), "agent_b", kT0 + 2000);
+  c2.status = "not_picked";
+  c2.phone_number = "+12015550123";
+  add_call(c2);
+  CallRecord c3 = make_call(uuid(3), "agent_a", kT0 + 3000);
+  c3.status = "busy";
+  c3.call_type = "inbound";
+  add_call(c3);
+
+  Reply all = request("GET", "/v1/calls");
+  ASSERT_EQ(all.status, 200) << all.body;
+  EXPECT_EQ(ids_of(all), (std::vector<std::string>{uuid(3), uuid(2), uuid(1)}));
+  const cJSON* s1 = cJSON_GetArrayItem(all.data(), 2);
+  EXPECT_EQ(str(s1, "agent_uuid"), "agent_a");
+  EXPECT_EQ(str(s1, "agent_name"), "Alpha");
+  EXPECT_EQ(str(s1, "phone_number"), "+919876543210");
+  EXPECT_EQ(str(s1, "from_number"), "+918000000001");
+  EXPECT_EQ(str(s1, "status"), "picked");
+  EXPECT_EQ(str(s1, "call_type"), "outbound");
+  EXPECT_EQ(num(s1, "duration_seconds"), 42);
+  EXPECT_EQ(str(s1, "call_ended_by"), "agent");
+  EXPECT_EQ(str(s1, "call_ended_reason"), "assistant-ended-call");
+  EXPECT_EQ(num(s1, "campaign_id"), 7);
+  EXPECT_EQ(num(s1, "campaign_upload_id"), 70);
+  const cJSON* tag = cJSON_GetObjectItemCaseSensitive(s1, "tag");
+  EXPECT_EQ(num(tag, "id"), 3);
+  EXPECT_EQ(str(tag, "name"), "Hot lead");
+  EXPECT_EQ(str(tag, "color_code"), "#22c55e");
+  EXPECT_EQ(str(s1, "created_at"), "2026-05-29T01:56:41+05:30");
+  EXPECT_EQ(str(s1, "call_picked_at"), "2026-05-29T01:56:42+05:30");
+  const cJSON* s2 = cJSON_GetArrayItem(all.data(), 1);
+  EXPECT_TRUE(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(s2, "tag")));
+  EXPECT_EQ(str(s2, "call_picked_at"), "<null>");
+  EXPECT_EQ(str(s2, "call_ended_by"), "<null>");
+  EXPECT_TRUE(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(s2, "campaign_id")));
+
+  EXPECT_EQ(ids_of(request("GET", "/v1/calls?status=busy,not_picked")),
+            (std::vector<std::string>{uuid(3), uuid(2)}));
+  EXPECT_EQ(ids_of(request("GET", "/v1/calls?status=picked")), (std::vector<std::string>{uuid(1)}));
+  EXPECT_EQ(ids_of(request("GET", "/v1/calls?phone_number=55501")), (std::vector<std::string>{uuid(2)}));
+  EXPECT_EQ(ids_of(request("GET", "/v1/calls?phone_number=98765%2043210")),
+            (std::vector<std::string>{uuid(3), uuid(1)}));
+  EXPECT_EQ(ids_of(request("GET", "/v1/calls?call_type=inbound")), (std::vector<std::string>{uuid(3)}));
+  EXPECT_EQ(ids_of(request("GET", "/v1/calls?agent_uuid=agent_b")), (std::vector<std::string>{uuid(2)}));
+  EXPECT_EQ(ids_of(request("GET", "/v1/calls?campaign_id=7&campaign_upload_id=70")),
+            (std::vector<std::string>{uuid(1)}));
+  EXPECT_EQ(ids_of(request("GET", "/v1/calls?campaign_upload_id=71")), std::vector<std::string>{});
+
+  // A limited token sees only its agents' calls, and may not ask for another agent.
+  EXPECT_EQ(ids_of(request("GET", "/v1/calls", "", kTokB)), (std::vector<std::string>{uuid(2)}));
+  EXPECT_EQ(request("GET", "/v1/calls?agent_uuid=agent_a", "", kTokB).status, 403);
+
+  struct Bad {
+    std::string query, field;
+    long status;
+  };
+  for (const Bad& b :
+       {Bad{"status=picked,answered", "status", 422}, Bad{"agent_uuid=agent_zz", "agent_uuid", 404},
+        Bad{"call_type=web", "call_type", 422}, Bad{"campaign_id=x", "campaign_id", 422},
+        Bad{"start_date=2026-13-01", "start_date", 422}, Bad{"end_date=yesterday", "end_date", 422},
+        Bad{"start_date=2026-06-02&end_date=2026-06-01", "start_date", 422}, Bad{"page=0", "page", 422},
+        Bad{"per_page=101", "per_page", 422}, Bad{"per_page=-1", "per_page", 422}}) {
+    Reply r = request("GET", "/v1/calls?" + b.query);
+    EXPECT_EQ(r.status, b.status) << b.query << " " << r.body;
+    EXPECT_EQ(r.error().rfind(b.field, 0), 0u) << b.query << " " << r.body;
+  }
+}
+
+TEST_F(ApiCalls, DateFiltersAreInclusiveInTheBoxOffset) {
+  auto picked = [&](int n, int64_t at) {
+    CallRecord c = make_call(uuid(n), "agent_a", kT0 + n);
+    c.call_picked_at_ms = at;
+    add_call(c);
+  };
+  picked(1, kMidnightJun1Ist - 1000);                // 2026-05-31 23:59:59 IST: before
+  picked(2, kMidnightJun1Ist);                       // the first instant of June 1st IST
+  picked(3, kMidnightJun3Ist - 1);                   // the last millisecond of June 2nd IST
+  picked(4, kMidnightJun3Ist);                       // June 3rd: after
+  add_call(make_call(uuid(5), "agent_a", kT0 + 5));  // never picked
+
+  using V = std::vector<std::string>;
+  EXPECT_EQ(ids_of(request("GET", "/v1/calls?start_date=2026-06-01&end_date=2026-06-02")),
+            (V{uuid(3), uuid(2)}));
+  EXPECT_EQ(ids_of(request("GET", "/v1/calls?start_date=2026-06-01")), (V{uuid(4), uuid(3), uuid(2)}));
+  EXPECT_EQ(ids_of(request("GET", "/v1/calls?end_date=2026-05-31")), (V{uuid(1)}));
+  // Full timestamps: Z, an explicit offset (%2B = '+'), a bare '+' decoded as a space, no zone = the box's.
+  EXPECT_EQ(ids_of(request("GET", "/v1/calls?start_date=2026-05-31T18:30:00Z&end_date=2026-05-31T18:30:00Z")),
+            (V{uuid(2)}));
+  EXPECT_EQ(
+      ids_of(request(
+          "GET", "/v1/calls?start_date=2026-06-01T00:00:00%2B05:30&end_date=2026-06-01T00:00:00%2B05:30")),
+      (V{uuid(2)}));
+  EXPECT_EQ(
+      ids_of(request("GET", "/v1/calls?start_date=2026-06-01T00:00:00+05:30&end_date=2026-06-01T00:00")),
+      (V{uuid(2)}));
+  EXPECT_EQ(ids_of(request("GET", "/v1/calls?start_date=2026-06-02T23:59:59.999%2B0530")),
+            (V{uuid(4), uuid(3)}));
+}
+
+TEST_F(ApiCalls, PaginationMeta) {
+  for (int i = 1; i <= 5; ++i) add_call(make_call(uuid(i), "agent_a", kT0 + i));
+  Reply r = request("GET", "/v1/calls?per_page=2&page=3");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(ids_of(r), (std::vector<std::string>{uuid(1)}));
+  const cJSON* meta = r.get("meta");
+  EXPECT_EQ(num(meta, "current_page"), 3);
+  EXPECT_EQ(num(meta, "total_pages"), 3);
+  EXPECT_EQ(num(meta, "total_count"), 5);
+  EXPECT_EQ(num(meta, "per_page"), 2);
+  Reply d = request("GET", "/v1/calls");
+  EXPECT_EQ(num(d.get("meta"), "per_page"), 25);
+  EXPECT_EQ(num(d.get("meta"), "current_page"), 1);
+  EXPECT_EQ(num(d.get("meta"), "total_pages"), 1);
+  EXPECT_EQ(request("GET", "/v1/calls?per_page=100").status, 200);
+}
+
+// --- GET /v1/call/{id}, transcript ---
+
+TEST_F(ApiCalls, CallDetail) {
+  EXPECT_EQ(request("GET", "/v1/call/not-a-uuid").status, 404);
+  EXPECT_EQ(request("GET", "/v1/call/" + uuid(9)).status, 404);
+  CallRecord c = make_call(uuid(1), "agent_a", kT0);
+  c.caller_name = "Ravi Kumar";
+  c.retry_count = 1;
+  c.summary = "Asked for a callback";
+  c.data_captured = R"({"email":"r@example.com","confirmed":true})";
+  c.post_call_analysis = R"({"sentiment":"positive"})";
+  c.ended_at_ms = kT0 + 60'000;
+  c.line = "sim0";
+  c.callback_required = true;
+  c.person_name = "Ravi";
+  c.additional_data = R"({"order":"A1"})";
+  add_call(c);
+  add_call(make_call(uuid(2), "agent_a", kT0));
+
+  Reply r = request("GET", "/v1/call/" + uuid(1));
+  ASSERT_EQ(r.status, 200) << r.body;
+  const cJSON* d = r.data();
+  EXPECT_EQ(str(d, "call_id"), uuid(1));
+  EXPECT_EQ(str(d, "agent_name"), "Alpha");
+  EXPECT_EQ(str(d, "caller_name"), "Ravi Kumar");
+  EXPECT_EQ(num(d, "retry_count"), 1);
+  EXPECT_EQ(str(d, "summary"), "Asked for a callback");
+  EXPECT_EQ(str(cJSON_GetObjectItemCaseSensitive(d, "data_captured"), "email"), "r@example.com");
+  EXPECT_EQ(str(cJSON_GetObjectItemCaseSensitive(d, "post_call_analysis"), "sentiment"), "positive");
+  EXPECT_EQ(str(d, "ended_at"), "2026-05-29T01:57:40+05:30");
+  EXPECT_EQ(str(d, "line"), "sim0");
+  EXPECT_TRUE(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(d, "callback_required")));
+  EXPECT_EQ(str(d, "person_name"), "Ravi");
+  EXPECT_EQ(str(cJSON_GetObjectItemCaseSensitive(d, "additional_data"), "order"), "A1");
+  EXPECT_TRUE(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(d, "tag")));
+
+  Reply bare = request("GET", "/v1/call/" + uuid(2));
+  EXPECT_TRUE(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(bare.data(), "data_captured")));
+  EXPECT_TRUE(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(bare.data(), "post_call_analysis")));
+  EXPECT_EQ(str(bare.data(), "summary"), "<null>");
+
+  // Another agent's call does not exist for a limited token.
+  EXPECT_EQ(request("GET", "/v1/call/" + uuid(1), "", kTokB).status, 404);
+  EXPECT_EQ(request("GET", "/v1/call/" + uuid(1) + "/transcript", "", kTokB).status, 404);
+}
+
+TEST_F(ApiCalls, TranscriptShape) {
+  EXPECT_EQ(request("GET", "/v1/call/bad/transcript").status, 404);
+  EXPECT_EQ(request("GET", "/v1/call/" + uuid(1) + "/transcript").status, 404);
+  add_call(make_call(uuid(1), "agent_a", kT0));
+  Reply empty = request("GET", "/v1/call/" + uuid(1) + "/transcript");
+  ASSERT_EQ(empty.status, 200) << empty.body;
+  EXPECT_EQ(str(empty.data(), "call_id"), uuid(1));
+  EXPECT_EQ(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(empty.data(), "transcript")), 0);
+
+  locked([&] {
+    ASSERT_TRUE(store_
+                    ->add_transcript_turn(TranscriptTurn{uuid(1), 1, "agent", "Namaste!", kT0 + 1000,
+                                                         kT0 + 2500, true, R"({"ttfb_ms":420})"})
+                    .ok());
+    ASSERT_TRUE(store_
+                    ->add_transcript_turn(TranscriptTurn{uuid(1), 2, "user", "Hello", kT0 + 2600,
+                                                         std::nullopt, false, std::nullopt})
+                    .ok());
+  });
+  Reply r = request("GET", "/v1/call/" + uuid(1) + "/transcript");
+  ASSERT_EQ(r.status, 200) << r.body;
+  const cJSON* t = cJSON_GetObjectItemCaseSensitive(r.data(), "transcript");
+  ASSERT_EQ(cJSON_GetArraySize(t), 2);
+  const cJSON* a = cJSON_GetArrayItem(t, 0);
+  EXPECT_EQ(str(a, "role"), "agent");
+  EXPECT_EQ(str(a, "text"), "Namaste!");
+  EXPECT_EQ(str(a, "started_at"), "2026-05-29T01:56:41.000+05:30");
+  EXPECT_EQ(str(a, "ended_at"), "2026-05-29T01:56:42.500+05:30");
+  EXPECT_TRUE(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(a, "interrupted")));
+  EXPECT_EQ(num(cJSON_GetObjectItemCaseSensitive(a, "latency"), "ttfb_ms"), 420);
+  const cJSON* u = cJSON_GetArrayItem(t, 1);
+  EXPECT_EQ(str(u, "role"), "user");
+  EXPECT_EQ(str(u, "ended_at"), "<null>");
+  EXPECT_TRUE(cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(u, "interrupted")));
+  EXPECT_FALSE(cJSON_HasObjectItem(u, "latency"));
+}
+
+// --- recordings ---
+
+TEST_F(ApiCalls, SignedRecordingLink) {
+  const std::string path = dir_.file("rec1.opus");
+  std::string audio = "OggS";
+  for (int i = 0; i < 70000; ++i) audio += static_cast<char>(i * 31 % 256);
+  add_call(make_call(uuid(1), "agent_a", kT0));
+  add_call(make_call(uuid(2), "agent_a", kT0));
+  EXPECT_EQ(request("GET", "/v1/call/" + uuid(1) + "/recording").status, 404);  // no row
+  locked([&] {
+    ASSERT_TRUE(
+        store_->save_recording(uuid(1), path, "ogg_opus", 4000, static_cast<int64_t>(audio.size())).ok());
+    ASSERT_TRUE(store_->save_recording(uuid(2), "missing.opus", "ogg_opus", 0, 0).ok());
+  });
+  EXPECT_EQ(request("GET", "/v1/call/" + uuid(1) + "/recording").status, 404);  // no file yet
+  EXPECT_EQ(request("GET", "/v1/call/" + uuid(2) + "/recording").status, 404);
+  test::write_file(path, audio);
+
+  Reply r = request("GET", "/v1/call/" + uuid(1) + "/recording");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(str(r.data(), "call_id"), uuid(1));
+  EXPECT_EQ(num(r.data(), "expires_in_seconds"), 900);
+  const std::string link = str(r.data(), "recording_url");
+  const std::string prefix = url("/v1/recordings/" + uuid(1) + ".opus?expires=");
+  ASSERT_EQ(link.rfind(prefix, 0), 0u) << link;
+  const int64_t expires = kT0 / 1000 + 900;
+  const std::string sig = hmac_sha256_hex(ctx_.recording_key, uuid(1) + "\n" + std::to_string(expires));
+  EXPECT_EQ(link, prefix + std::to_string(expires) + "&sig=" + sig);
+
+  // Served without the API token, byte-identical.
+  test::HttpResult got = test::http_request("GET", link, "");
+  ASSERT_EQ(got.status, 200) << got.body.substr(0, 200);
+  EXPECT_EQ(got.body, audio);
+  EXPECT_NE(got.headers.find("Content-Type: audio/ogg"), std::string::npos) << got.headers;
+  EXPECT_NE(got.headers.find("filename=\"" + uuid(1) + ".opus\""), std::string::npos) << got.headers;
+
+  // Tampering with any part is refused.
+  std::string tampered = link;
+  tampered.back() = tampered.back() == '0' ? '1' : '0';
+  EXPECT_EQ(test::http_request("GET", tampered, "").status, 403);
+  std::string later = link;
+  later.replace(later.find("expires=") + 8, std::to_string(expires).size(), std::to_string(expires + 3600));
+  EXPECT_EQ(test::http_request("GET", later, "").status, 403);
+  const std::string other =
+      url("/v1/recordings/" + uuid(2) + ".opus?expires=" + std::to_string(expires) + "&sig=" + sig);
+  EXPECT_EQ(test::http_request("GET", other, "").status, 403);
+  EXPECT_EQ(test::http_request("GET", url("/v1/recordings/" + uuid(1) + ".opus"), "").status, 403);
+  EXPECT_EQ(test::http_request("GET", url("/v1/recordings/x.opus?expires=1&sig=00"), "").status, 403);
+  // Only this route skips the token.
+  EXPECT_EQ(test::http_request("GET", url("/v1/calls"), "").status, 401);
+
+  // A valid link to a recording whose file vanished: 404.
+  const int64_t e2 = kT0 / 1000 + 10;
+  const std::string link2 =
+      url("/v1/recordings/" + uuid(2) + ".opus?expires=" + std::to_string(e2) +
+          "&sig=" + hmac_sha256_hex(ctx_.recording_key, uuid(2) + "\n" + std::to_string(e2)));
+  EXPECT_EQ(test::http_request("GET", link2, "").status, 404);
+
+  // Still valid at the expiry second, refused after it.
+  locked([&] { clock_.advance_ms(900'000); });
+  EXPECT_EQ(test::http_request("GET", link, "").status, 200);
+  locked([&] { clock_.advance_ms(1000); });
+  test::HttpResult expired = test::http_request("GET", link, "");
+  EXPECT_EQ(expired.status, 403);
+  EXPECT_NE(expired.body.find("expired"), std::string::npos);
+
+  // No key: links can be neither made nor checked.
+  locked([&] { ctx_.recording_key.clear(); });
+  EXPECT_EQ(request("GET", "/v1/call/" + uuid(1) + "/recording").status, 503);
+}
+
+TEST(Secret, HmacKnownAnswerAndKeyFile) {
+  // RFC 4231 test case 2.
+  EXPECT_EQ(hmac_sha256_hex("Jefe", "what do ya want for nothing?"),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+  test::TempDir dir;
+  const std::string path = dir.file("recording-key");
+  auto k1 = load_or_create_secret(path, 32);
+  ASSERT_TRUE(k1.ok()) << k1.error().message;
+  EXPECT_EQ(k1->size(), 32u);
+  struct stat st {};
+  ASSERT_EQ(stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  auto k2 = load_or_create_secret(path, 32);
+  ASSERT_TRUE(k2.ok());
+  EXPECT_EQ(*k1, *k2);
+  auto wrong = load_or_create_secret(path, 16);
+  ASSERT_FALSE(wrong.ok());
+  EXPECT_EQ(wrong.error().code, -EINVAL);
+  EXPECT_NE(wrong.error().message.find(path), std::string::npos);
+  auto nodir = load_or_create_secret(dir.file("no/such/key"), 32);
+  ASSERT_FALSE(nodir.ok());
+  EXPECT_EQ(nodir.error().code, -ENOENT);
+}
+
+}  // namespace
+}  // namespace osvi::daemon
