@@ -1,11 +1,15 @@
 // osvid entry point: command line, --check-config, then the App.
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
+#include <memory>
 #include <string>
 #include <string_view>
 
 #include "osvi/daemon/app.hpp"
 #include "osvi/daemon/config.hpp"
+#include "osvi/daemon/demo.hpp"
+#include "osvi/net/json.hpp"
 #include "osvi/version.hpp"
 
 namespace {
@@ -17,6 +21,8 @@ void usage(FILE* out) {
       "      --state-dir DIR      override state_dir (database, API token, recordings)\n"
       "      --listen HOST:PORT   override api.listen\n"
       "      --check-config FILE  validate FILE and exit 0 (valid) or 1 (each problem printed)\n"
+      "      --demo               one simulated call with the shipped stand-in model server, then its\n"
+      "                           transcript, record and recording; exits when the call ends\n"
       "      --print-default-config  print the embedded default configuration and exit\n"
       "      --version            print the version and exit\n"
       "  -h, --help               this text\n"
@@ -41,6 +47,7 @@ int check_config(const char* path) {
 
 int main(int argc, char** argv) {
   osvi::daemon::AppOptions options;
+  bool demo = false;
   for (int i = 1; i < argc; ++i) {
     std::string_view a = argv[i];
     auto value = [&](const char* name) -> const char* {
@@ -56,6 +63,8 @@ int main(int argc, char** argv) {
       options.state_dir = value("--state-dir");
     } else if (a == "--listen") {
       options.listen = value("--listen");
+    } else if (a == "--demo") {
+      demo = true;
     } else if (a == "--check-config") {
       return check_config(value("--check-config"));
     } else if (a == "--print-default-config") {
@@ -73,6 +82,36 @@ int main(int argc, char** argv) {
       usage(stderr);
       return 2;
     }
+  }
+  // The demo's stand-in model server lives exactly as long as the App (declared first, destroyed last).
+  std::unique_ptr<osvi::daemon::ModelServerProcess> model;
+  if (demo) {
+    const std::string state = options.state_dir.value_or("./state");
+    options.state_dir = state;
+    std::error_code ec;
+    std::filesystem::create_directories(state, ec);
+    osvi::net::JsonPtr doc = osvi::net::json_parse(osvi::daemon::demo_json(), nullptr);
+    const cJSON* scenario = doc ? cJSON_GetObjectItemCaseSensitive(doc.get(), "model_server") : nullptr;
+    const cJSON* line = doc ? cJSON_GetObjectItemCaseSensitive(doc.get(), "line") : nullptr;
+    if (!scenario || !line) {
+      std::fprintf(stderr, "osvid: the embedded demo description is broken\n");
+      return 1;
+    }
+    const std::string scenario_path = state + "/demo-scenario.json";
+    if (FILE* f = std::fopen(scenario_path.c_str(), "w")) {
+      std::fputs(osvi::net::json_print(scenario).c_str(), f);
+      std::fclose(f);
+    }
+    auto m = osvi::daemon::ModelServerProcess::start(osvi::daemon::model_server_path(), scenario_path,
+                                                     state + "/demo-model-server.log");
+    if (!m) {
+      std::fprintf(stderr, "osvid --demo: %s\n", m.error().message.c_str());
+      return 1;
+    }
+    model = std::move(*m);
+    std::fprintf(stderr, "osvid --demo: stand-in model server at %s; a simulated caller rings in 1 s\n",
+                 model->url().c_str());
+    options.demo = osvi::daemon::DemoSetup{model->url(), osvi::net::json_print(line)};
   }
   osvi::daemon::App app(std::move(options));
   return app.run();

@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <csignal>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -15,6 +16,8 @@
 
 #include "osvi/daemon/ids.hpp"
 #include "osvi/daemon/log.hpp"
+#include "osvi/daemon/secret.hpp"
+#include "osvi/hal/sim_line.hpp"
 #include "osvi/net/json.hpp"
 #include "osvi/version.hpp"
 
@@ -152,7 +155,7 @@ namespace {
 Result<Config> configuration_from_text(const AppOptions& options, std::string text,
                                        const std::string& where) {
   // --- end issue 6 ---
-  if (options.state_dir || options.listen) {
+  if (options.state_dir || options.listen || options.demo) {
     // Overrides are written into the document so they pass the same validation as the file.
     std::string why;
     net::JsonPtr doc = net::json_parse(text, &why);
@@ -167,6 +170,21 @@ Result<Config> configuration_from_text(const AppOptions& options, std::string te
         if (cJSON_IsObject(api)) {
           cJSON_DeleteItemFromObjectCaseSensitive(api, "listen");
           net::json_add_string(api, "listen", *options.listen);
+        }
+      }
+      if (options.demo) {  // issue 5: the demo's line and the stand-in model server
+        cJSON_DeleteItemFromObjectCaseSensitive(doc.get(), "lines");
+        cJSON* lines = cJSON_AddArrayToObject(doc.get(), "lines");
+        if (net::JsonPtr line = net::json_parse(options.demo->line_json, &why))
+          cJSON_AddItemToArray(lines, cJSON_Duplicate(line.get(), true));
+        cJSON* agent = nullptr;
+        cJSON_ArrayForEach(agent, cJSON_GetObjectItemCaseSensitive(doc.get(), "agents")) {
+          for (const char* section : {"stt", "llm", "voice"}) {
+            cJSON* sec = cJSON_GetObjectItemCaseSensitive(agent, section);
+            if (!sec) sec = cJSON_AddObjectToObject(agent, section);
+            cJSON_DeleteItemFromObjectCaseSensitive(sec, "base_url");
+            net::json_add_string(sec, "base_url", options.demo->model_url);
+          }
         }
       }
       text = net::json_print(doc.get());
@@ -313,6 +331,10 @@ Status App::start() {
     FleetHooks hooks;
     hooks.apply_config = [this](const std::string& text) { return apply_from_fleet(text); };
     hooks.config = [this]() -> const Config& { return *config_; };
+    hooks.place_call = [this](const PlaceCallRequest& r) -> Result<std::string> {  // issue 5
+      if (!calls_) return make_error("the calls engine is not running", -ENODEV);
+      return calls_->place_call(r);
+    };
     fleet_ =
         std::make_unique<FleetSync>(*loop_, *store_, *clock_, std::move(hooks), api_ctx_.started_wall_ms);
     fleet_->configure(*config_);
@@ -323,10 +345,70 @@ Status App::start() {
   // --- issue 4: telephony lines; READY=1 waits until each is idle or down with a reason ---
   lines_ = std::make_unique<LineManager>(*loop_, *clock_);
   api_ctx_.lines = lines_.get();
+  if (auto s = start_calls(); !s) return s;  // issue 5: before the lines, which may ring at once
   if (auto s = lines_->start(config_->lines, [this] { lines_changed(); }); !s) return s;
+  for (hal::Line* l : lines_->lines()) {  // issue 5: the simulated caller speaks with espeak-ng
+    if (auto* sim = dynamic_cast<hal::SimLine*>(l)) {
+      sim->set_voice([this](std::string_view text, int rate) -> Result<std::vector<int16_t>> {
+        Speech* sp = speech();
+        if (!sp) return make_error("espeak-ng is not available");
+        return sp->render(text, rate);
+      });
+    }
+  }
   lines_changed();
   return {};
 }
+
+// --- issue 5: the calls engine ---
+Speech* App::speech() {
+  // espeak-ng costs memory: loaded at the first fallback message or simulated caller, not at start.
+  if (!speech_ && !speech_failed_) {
+    auto s = Speech::create();
+    if (s) {
+      speech_ = std::move(*s);
+    } else {
+      speech_failed_ = true;
+      log::error("espeak-ng cannot be loaded, local messages will be a tone only: " + s.error().message);
+    }
+  }
+  return speech_.get();
+}
+
+Status App::start_calls() {
+  const std::string rec_dir = config_->calls.recordings_dir.empty() ? config_->state_dir + "/recordings"
+                                                                    : config_->calls.recordings_dir;
+  if (auto s = make_dirs(rec_dir); !s) return s;
+  auto key = load_or_create_secret(config_->state_dir + "/recording-key", 32);
+  if (!key) return make_error("recording key: " + key.error().message, key.error().code);
+  recording_key_ = std::move(*key);
+  auto up = UpstreamLoop::create(*loop_);
+  if (!up) return up.error();
+  upstream_ = std::move(*up);
+  call_ctx_.loop = loop_.get();
+  call_ctx_.clock = clock_.get();
+  call_ctx_.store = store_.get();
+  call_ctx_.upstream = &upstream_->upstream();
+  call_ctx_.speech = [this] { return speech(); };
+  call_ctx_.audio = config_->audio;
+  call_ctx_.calls = config_->calls;
+  call_ctx_.recordings_dir = rec_dir;
+  calls_ = std::make_unique<CallManager>(call_ctx_, *lines_);
+  calls_->set_config(config_.get());
+  if (options_.demo) {
+    calls_->set_on_finished([this](const CallRecord& r) {
+      std::fputs(demo_report(*store_, r.call_id, config_->site.utc_offset_minutes).c_str(), stdout);
+      std::fflush(stdout);
+      stop("the end of the demo call");
+    });
+  }
+  lines_->set_event_sink([this](hal::Line& l, const hal::LineEvent& e) { calls_->on_line_event(l, e); });
+  api_ctx_.calls = calls_.get();
+  api_ctx_.recording_key = recording_key_;
+  api_ctx_.recordings_dir = rec_dir;
+  return {};
+}
+// --- end issue 5 ---
 
 void App::lines_changed() {
   if (ready_sent_) return notify_status(ready_status());
@@ -386,6 +468,7 @@ Status App::apply(Config new_cfg) {
     api_ctx_.listen = config_->api.host + ":" + std::to_string(server_->port());
   }
   log::set_level(config_->log_level);
+  if (calls_) calls_->set_config(config_.get());      // issue 5: new calls use the new agents
   if (lines_ && config_->lines != lines_->configs())  // issue 4: lines are not restarted under a call
     log::warning("lines: the changed configuration applies at the next restart of osvid");
   log::notice("configuration reloaded (" + std::to_string(config_->agents.size()) + " agents)",
@@ -423,7 +506,8 @@ void App::stop(const char* why) {
   sd_notify(0, "STOPPING=1\nSTATUS=Stopping");
   log::notice(std::string("stopping on ") + why, {}, log::id::kStopping);
   if (server_) server_->quiesce();
-  if (fleet_) fleet_->stop();  // issue 6: retained clean "offline", acknowledged before we go
+  if (calls_) calls_->shutdown();  // issue 5: every live call hung up and recorded
+  if (fleet_) fleet_->stop();      // issue 6: retained clean "offline", acknowledged before we go
   loop_->exit(0);
 }
 
@@ -439,6 +523,10 @@ int App::run() {
   server_sources_.clear();
   server_.reset();
   api_.reset();
+  api_ctx_.calls = nullptr;  // issue 5
+  if (lines_) lines_->set_event_sink({});
+  calls_.reset();
+  upstream_.reset();
   api_ctx_.lines = nullptr;  // issue 4
   lines_.reset();
   api_ctx_.fleet = nullptr;

@@ -153,7 +153,24 @@ void FleetSync::handle_command(const std::string& name, const net::MqttMessage& 
       }
       if (phone == nullptr || !is_e164(phone))
         reply.reject("phone_number: expected an E.164 number such as +919876543210");
-      if (reply.ok()) reply.reject("calls engine not available in this build");
+      if (reply.ok() && !hooks_.place_call) reply.reject("calls engine not available");
+      if (reply.ok()) {
+        PlaceCallRequest pc;
+        pc.agent_uuid = agent;
+        pc.phone_e164 = phone;
+        if (const char* v = str_member(r, "person_name")) pc.person_name = v;
+        if (const char* v = str_member(r, "initial_greeting")) pc.initial_greeting = v;
+        if (const char* v = str_member(r, "system_prompt")) pc.system_prompt = v;
+        if (const cJSON* ad = cJSON_GetObjectItemCaseSensitive(r, "additional_data"); cJSON_IsObject(ad))
+          pc.additional_data = net::json_print(ad);
+        pc.call_trigger_data = net::json_print(r);
+        pc.source = "mqtt";
+        auto id = hooks_.place_call(pc);
+        if (!id)
+          reply.reject(id.error().message);
+        else
+          net::json_add_string(reply.result.get(), "call_id", *id);
+      }
     } else if (name == "config") {
       const cJSON* doc = cJSON_GetObjectItemCaseSensitive(r, "config");
       const cJSON* version = cJSON_GetObjectItemCaseSensitive(r, "version");

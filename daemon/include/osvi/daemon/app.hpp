@@ -7,11 +7,15 @@
 #include <vector>
 
 #include "osvi/daemon/api.hpp"
+#include "osvi/daemon/calls.hpp"  // issue 5
 #include "osvi/daemon/config.hpp"
+#include "osvi/daemon/demo.hpp"  // issue 5
 #include "osvi/daemon/event_loop.hpp"
 #include "osvi/daemon/fleet.hpp"
-#include "osvi/daemon/lines.hpp"  // issue 4
+#include "osvi/daemon/lines.hpp"   // issue 4
+#include "osvi/daemon/speech.hpp"  // issue 5
 #include "osvi/daemon/store.hpp"
+#include "osvi/daemon/upstream_loop.hpp"  // issue 5
 #include "osvi/net/http_server.hpp"
 #include "osvi/result.hpp"
 
@@ -22,6 +26,7 @@ struct AppOptions {
   // Command-line overrides, applied on top of every load (start and reload) and validated with it.
   std::optional<std::string> state_dir;
   std::optional<std::string> listen;
+  std::optional<DemoSetup> demo;  // osvid --demo: print the first call's report and exit once it ends
 };
 
 // Reads the configuration named by the options (file or embedded), applies the overrides, validates.
@@ -68,6 +73,16 @@ class App {
   std::unique_ptr<LineManager> lines_;
   bool ready_sent_ = false;
   // --- end issue 4 ---
+  // --- issue 5: the calls engine ---
+  Status start_calls();
+  Speech* speech();
+  std::unique_ptr<UpstreamLoop> upstream_;
+  std::unique_ptr<Speech> speech_;
+  bool speech_failed_ = false;
+  CallContext call_ctx_;
+  std::unique_ptr<CallManager> calls_;
+  std::string recording_key_;
+  // --- end issue 5 ---
 };
 
 }  // namespace osvi::daemon

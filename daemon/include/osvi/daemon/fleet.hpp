@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "osvi/clock.hpp"
+#include "osvi/daemon/call_service.hpp"
 #include "osvi/daemon/config.hpp"
 #include "osvi/daemon/event_loop.hpp"
 #include "osvi/daemon/store.hpp"
@@ -26,6 +27,8 @@ struct FleetHooks {
   // holds the reasons, one per line. Nothing changes on error.
   std::function<Status(const std::string& json_text)> apply_config;
   std::function<const Config&()> config;  // the configuration in force
+  // issue 5: the "call" command places a call through the calls engine (null: rejected).
+  std::function<Result<std::string>(const PlaceCallRequest&)> place_call;
 };
 
 class FleetSync {
