@@ -626,11 +626,11 @@ void Call::on_endpoint(const audio::EndpointEvent& e) {
       speech_end_us_ = now - static_cast<int64_t>((pos_ - e.end) * 1'000'000 / static_cast<uint64_t>(rate));
       last_caller_speech_us_ = speech_end_us_;
       if (state_ == State::fallback) {
-        // The caller's voicemail ended: thank nobody, just end the call.
-        if (voicemail_heard_speech_)
-          end_call(record_.call_ended_reason.value_or("upstream_failure"), "system");
-        voicemail_heard_speech_ = true;
+        // The caller paused in their message: 3 s more of silence and the voicemail is complete (speech
+        // resumes → Onset clears it). Before the tone was played there is no voicemail timer yet.
+        if (voicemail_end_) silence_.at = now + 3'000'000;
         utterance_.clear();
+        arm();
         break;
       }
       if (state_ == State::voicemail || state_ == State::amd || state_ == State::ending) {
@@ -788,7 +788,8 @@ void Call::request_llm() {
         static_cast<int>(std::lround(setup_.agent.call.min_interruption_s * 1000)));
   messages_[0].content = system_prompt();
   net::ChatRequest req;
-  req.endpoint = endpoint(setup_.agent.llm, ctx_.calls.dead_air_ms);
+  // The watchdogs are the hard limit; the dead-air guard (filler, then fallback) acts for the caller first.
+  req.endpoint = endpoint(setup_.agent.llm, 2 * static_cast<int64_t>(ctx_.calls.dead_air_ms));
   req.messages = messages_;
   req.tools = tools();
   req.temperature = setup_.agent.llm.temperature;
@@ -850,7 +851,7 @@ void Call::next_tts() {
   std::string text = std::move(tts_queue_.front());
   tts_queue_.pop_front();
   net::TtsRequest req;
-  req.endpoint = endpoint(setup_.agent.voice, ctx_.calls.dead_air_ms);
+  req.endpoint = endpoint(setup_.agent.voice, 2 * static_cast<int64_t>(ctx_.calls.dead_air_ms));
   req.text = std::move(text);
   req.voice = setup_.agent.voice.voice;
   req.speed = setup_.agent.voice.speed;
@@ -945,11 +946,15 @@ void Call::agent_turn_finished(bool interrupted) {
     if (left < s.samples) break;
     left -= s.samples;
   }
-  if (!interrupted) heard = trim(llm_text_);
+  if (!interrupted) {
+    // Everything queued was played: the turn is every sentence spoken (a filler has no text).
+    heard.clear();
+    for (const Segment& seg : segments_)
+      if (!seg.text.empty()) heard += (heard.empty() ? "" : " ") + seg.text;
+  }
   const bool spoke = !segments_.empty();
   if (spoke) {
-    save_turn("agent", interrupted ? heard : trim(llm_text_), turn_started_ms_, wall_ms(), interrupted,
-              latency_.json());
+    save_turn("agent", heard, turn_started_ms_, wall_ms(), interrupted, latency_.json());
     if (turn_is_llm_) {
       // The model keeps only what the caller heard; the rest of an interrupted
       // reply never happened.
@@ -977,7 +982,7 @@ void Call::agent_turn_finished(bool interrupted) {
     // The message and the tone were played: the caller's voicemail is recorded
     // until they stop.
     voicemail_end_.at = now_us() + static_cast<int64_t>(setup_.agent.fallback.voicemail_max_s * 1e6);
-    silence_.at = now_us() + 8'000'000;  // nobody speaks: end after 8 s
+    if (!in_utterance_) silence_.at = now_us() + 8'000'000;  // nobody speaks: end after 8 s
     arm();
     return;
   }
@@ -1142,7 +1147,6 @@ void Call::enter_fallback(std::string why) {
   turn_is_llm_ = false;
   turn_started_ms_ = wall_ms();
   play_local(msg, true);
-  voicemail_heard_speech_ = false;
 }
 
 // ----------------------------------------------------------------------------------------------

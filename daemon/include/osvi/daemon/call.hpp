@@ -229,7 +229,6 @@ class Call {
   std::string dtmf_digits_;
   int64_t connected_ms_ = 0;
   int64_t last_caller_speech_us_ = -1;
-  bool voicemail_heard_speech_ = false;
   int64_t user_turn_started_ms_ = 0;
   int64_t seq_ = 0;
 };
