@@ -377,3 +377,35 @@ TEST_F(CallsE2E, OutboundCallFromTheApi) {
 }
 
 }  // namespace
+
+namespace {
+
+// The README's first command ends in `osvid --demo`: it must hold a whole conversation and report it.
+TEST(Demo, RunsOneConversationAndPrintsTheReport) {
+  osvi::test::TempDir dir;
+  const std::string cmd = std::string("timeout 50 ") + OSVID_PATH + " --demo --state-dir " +
+                          dir.file("state") +
+                          " --listen 127.0.0.1:" + std::to_string(osvi::test::free_loopback_port()) + " 2>" +
+                          dir.file("stderr.txt");
+  FILE* p = ::popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  const int status = ::pclose(p);
+  ASSERT_TRUE(WIFEXITED(status)) << out;
+  EXPECT_EQ(WEXITSTATUS(status), 0) << out << osvi::test::read_file(dir.file("stderr.txt"));
+  EXPECT_NE(out.find("Caller: Hello, I would like to book an appointment for tomorrow."), std::string::npos)
+      << out;
+  EXPECT_NE(out.find("Agent:  Of course. What time tomorrow suits you?"), std::string::npos) << out;
+  EXPECT_NE(out.find("status picked, inbound, line sim0"), std::string::npos) << out;
+  const std::string key = "Recording (stereo Ogg Opus, left caller, right agent): ";
+  const size_t at = out.find(key);
+  ASSERT_NE(at, std::string::npos) << out;
+  std::string path = out.substr(at + key.size());
+  path = path.substr(0, path.find('\n'));
+  EXPECT_EQ(osvi::test::read_file(path).substr(0, 4), "OggS") << path;
+}
+
+}  // namespace
