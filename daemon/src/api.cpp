@@ -3,6 +3,7 @@
 
 #include <algorithm>
 
+#include "api_util.hpp"
 #include "osvi/daemon/fleet.hpp"  // issue 6: health
 #include "osvi/daemon/ids.hpp"
 #include "osvi/daemon/lines.hpp"  // issue 4: health
@@ -11,26 +12,27 @@
 #include "osvi/version.hpp"
 
 namespace osvi::daemon {
+
+net::HttpResponse json_response(int status, const cJSON* body) {
+  net::HttpResponse r;
+  r.status = status;
+  r.body = net::json_print(body);
+  return r;
+}
+
+net::HttpResponse success(net::JsonPtr data) {
+  net::JsonPtr root(cJSON_CreateObject());
+  cJSON_AddBoolToObject(root.get(), "success", true);
+  cJSON_AddItemToObject(root.get(), "data", data.release());
+  return json_response(200, root.get());
+}
+
 namespace {
 
 using net::HttpReply;
 using net::HttpRequest;
 using net::HttpResponse;
 using net::JsonPtr;
-
-HttpResponse json_response(int status, const cJSON* body) {
-  HttpResponse r;
-  r.status = status;
-  r.body = net::json_print(body);
-  return r;
-}
-
-HttpResponse success(JsonPtr data) {
-  JsonPtr root(cJSON_CreateObject());
-  cJSON_AddBoolToObject(root.get(), "success", true);
-  cJSON_AddItemToObject(root.get(), "data", data.release());
-  return json_response(200, root.get());
-}
 
 bool wants_body(std::string_view method) {
   return method == "POST" || method == "PUT" || method == "PATCH";

@@ -14,6 +14,7 @@
 #include <string_view>
 #include <vector>
 
+#include "api_util.hpp"
 #include "osvi/daemon/api.hpp"
 #include "osvi/daemon/call_service.hpp"
 #include "osvi/daemon/ids.hpp"
@@ -36,20 +37,6 @@ constexpr int64_t kMaxPerPage = 100;
 constexpr int64_t kMaxRecordingBytes = 256LL * 1024 * 1024;  // far above any call; refuses a runaway file
 constexpr std::string_view kStatuses[] = {"picked", "not_picked", "failed",
                                           "busy",   "voicemail",  "in_progress"};
-
-HttpResponse json_response(int status, const cJSON* body) {
-  HttpResponse r;
-  r.status = status;
-  r.body = net::json_print(body);
-  return r;
-}
-
-HttpResponse success(JsonPtr data) {
-  JsonPtr root(cJSON_CreateObject());
-  cJSON_AddBoolToObject(root.get(), "success", true);
-  cJSON_AddItemToObject(root.get(), "data", data.release());
-  return json_response(200, root.get());
-}
 
 bool token_allows(const ApiToken& token, std::string_view agent_uuid) {
   return token.agents.empty() ||

@@ -8,6 +8,30 @@
 
 namespace osvi::daemon {
 
+namespace {
+
+CallSetup outbound_setup(const AgentConfig& a, const CallRecord& rec, const PlaceCallRequest& r) {
+  return CallSetup{a,
+                   rec,
+                   true,
+                   r.system_prompt,
+                   r.initial_greeting,
+                   r.person_name,
+                   r.additional_data,
+                   r.max_call_duration_seconds};
+}
+
+}  // namespace
+
+// A call that never reached a line still gets a final record, never an in_progress orphan.
+void CallManager::close_unplaced(CallRecord& rec, std::string reason) {
+  rec.status = "failed";
+  rec.call_ended_reason = std::move(reason);
+  rec.call_ended_by = "system";
+  rec.ended_at_ms = ctx_.clock->wall_ms();
+  (void)ctx_.store->finish_call(rec);
+}
+
 CallManager::CallManager(CallContext& ctx, LineManager& lines) : ctx_(ctx), lines_(lines) {
   // Finished calls are destroyed on the next loop iteration, never inside their
   // own callbacks.
@@ -85,21 +109,10 @@ Result<std::string> CallManager::place_call(const PlaceCallRequest& r) {
               {{"CALL_ID", rec.call_id}, {"AGENT_UUID", rec.agent_uuid}});
     return rec.call_id;
   }
-  CallSetup setup{*a,
-                  rec,
-                  true,
-                  r.system_prompt,
-                  r.initial_greeting,
-                  r.person_name,
-                  r.additional_data,
-                  r.max_call_duration_seconds};
+  CallSetup setup = outbound_setup(*a, rec, r);
   if (Status s = launch(*line, std::move(setup)); !s) {
     // The record exists: close it rather than leave it in_progress.
-    rec.status = "failed";
-    rec.call_ended_reason = "line_refused: " + s.error().message;
-    rec.call_ended_by = "system";
-    rec.ended_at_ms = ctx_.clock->wall_ms();
-    (void)ctx_.store->finish_call(rec);
+    close_unplaced(rec, "line_refused: " + s.error().message);
   }
   return rec.call_id;
 }
@@ -138,28 +151,13 @@ void CallManager::drain_queue() {
     queue_.pop_front();
     const AgentConfig* a = agent(q.request.agent_uuid);
     if (!a) {
-      q.record.status = "failed";
-      q.record.call_ended_reason = "agent_removed";
-      q.record.call_ended_by = "system";
-      q.record.ended_at_ms = ctx_.clock->wall_ms();
-      (void)ctx_.store->finish_call(q.record);
+      close_unplaced(q.record, "agent_removed");
       continue;
     }
     const PlaceCallRequest& r = q.request;
-    CallSetup setup{*a,
-                    q.record,
-                    true,
-                    r.system_prompt,
-                    r.initial_greeting,
-                    r.person_name,
-                    r.additional_data,
-                    r.max_call_duration_seconds};
+    CallSetup setup = outbound_setup(*a, q.record, r);
     if (Status s = launch(*line, std::move(setup)); !s) {
-      q.record.status = "failed";
-      q.record.call_ended_reason = "line_refused: " + s.error().message;
-      q.record.call_ended_by = "system";
-      q.record.ended_at_ms = ctx_.clock->wall_ms();
-      (void)ctx_.store->finish_call(q.record);
+      close_unplaced(q.record, "line_refused: " + s.error().message);
     }
   }
 }
@@ -187,11 +185,7 @@ void CallManager::answer_inbound(hal::Line& line, const hal::LineEvent& e) {
   }
   CallSetup setup{*a, rec, false, std::nullopt, std::nullopt, std::nullopt, std::nullopt, std::nullopt};
   if (Status s = launch(line, std::move(setup)); !s) {
-    rec.status = "failed";
-    rec.call_ended_reason = "answer_failed: " + s.error().message;
-    rec.call_ended_by = "system";
-    rec.ended_at_ms = ctx_.clock->wall_ms();
-    (void)ctx_.store->finish_call(rec);
+    close_unplaced(rec, "answer_failed: " + s.error().message);
   }
 }
 
@@ -210,11 +204,7 @@ void CallManager::shutdown() {
   for (auto& c : live)
     if (!c->finished()) c->abort("daemon_stopped");
   for (Queued& q : queue_) {
-    q.record.status = "failed";
-    q.record.call_ended_reason = "daemon_stopped";
-    q.record.call_ended_by = "system";
-    q.record.ended_at_ms = ctx_.clock->wall_ms();
-    (void)ctx_.store->finish_call(q.record);
+    close_unplaced(q.record, "daemon_stopped");
   }
   queue_.clear();
   for (auto& c : live) graveyard_.push_back(std::move(c));

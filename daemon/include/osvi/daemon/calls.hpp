@@ -57,6 +57,7 @@ class CallManager final : public CallService {
   void call_finished(Call& call);
   const AgentConfig* agent(std::string_view uuid) const;
   void answer_inbound(hal::Line& line, const hal::LineEvent& event);
+  void close_unplaced(CallRecord& rec, std::string reason);
 
   CallContext& ctx_;
   LineManager& lines_;
