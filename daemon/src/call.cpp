@@ -205,7 +205,7 @@ Call::~Call() {
 }
 
 double Call::samples_to_ms(uint64_t samples) const {
-  return static_cast<double>(samples) * 1000.0 / ctx_.audio.rate;
+  return static_cast<double>(samples) * 1000.0 / rate_;
 }
 
 size_t Call::memory_bytes() const {
@@ -438,8 +438,7 @@ Status Call::open_audio() {
   if (!chain) return chain.error();
   stream_ = std::move(*stream);
   chain_ = std::move(*chain);
-  ctx_.audio.rate = ac.rate;  // the context is per manager; every line of a box
-                              // runs at the box rate
+  rate_ = ac.rate;
 
   const size_t period = stream_->period_frames();
   mic_.resize(period);
@@ -560,7 +559,7 @@ void Call::process_frame(std::span<const int16_t> mic, std::span<const int16_t> 
   // the endpointer's clock.
   for (int16_t s : out.clean) history_[(pos_++) % history_.size()] = s;
   if (in_utterance_) {
-    const size_t cap = static_cast<size_t>(ctx_.audio.rate * kMaxUtteranceMs / 1000);
+    const size_t cap = static_cast<size_t>(rate_ * kMaxUtteranceMs / 1000);
     if (utterance_.size() + out.clean.size() <= cap)
       utterance_.insert(utterance_.end(), out.clean.begin(), out.clean.end());
   }
@@ -593,7 +592,7 @@ void Call::process_frame(std::span<const int16_t> mic, std::span<const int16_t> 
 
 void Call::on_endpoint(const audio::EndpointEvent& e) {
   using K = audio::EndpointKind;
-  const int rate = ctx_.audio.rate;
+  const int rate = rate_;
   switch (e.kind) {
     case K::Onset: {
       in_utterance_ = true;
@@ -1100,15 +1099,15 @@ void Call::on_upstream_error(const net::UpstreamError& e) {
 void Call::play_local(std::string_view text, bool with_tone) {
   std::vector<int16_t> pcm;
   if (Speech* sp = ctx_.speech ? ctx_.speech() : nullptr) {
-    auto r = sp->render(text, ctx_.audio.rate);
+    auto r = sp->render(text, rate_);
     if (r)
       pcm = std::move(*r);
     else
       log::warning("local speech failed: " + r.error().message, {{"CALL_ID", id()}});
   }
   if (with_tone) {
-    auto gap = std::vector<int16_t>(static_cast<size_t>(ctx_.audio.rate / 4), 0);
-    auto beep = tone(ctx_.audio.rate, 1000.0, 400);
+    auto gap = std::vector<int16_t>(static_cast<size_t>(rate_ / 4), 0);
+    auto beep = tone(rate_, 1000.0, 400);
     pcm.insert(pcm.end(), gap.begin(), gap.end());
     pcm.insert(pcm.end(), beep.begin(), beep.end());
   }

@@ -170,6 +170,7 @@ class Call {
   std::string prompt_state_;  // multi-prompt: the current state's name
 
   // audio (while connected)
+  int rate_ = 16000;  // the line's sample rate (lines of one box may differ: EC25 8 kHz, sim 16 kHz)
   std::unique_ptr<hal::AudioStream> stream_;
   std::unique_ptr<audio::LineChain> chain_;
   EventSource stream_source_;
