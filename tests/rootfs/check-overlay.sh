@@ -6,8 +6,8 @@
 #        tests/rootfs/check-overlay.sh /tmp/r
 #
 # Fails (exit 1, "FAIL: ..." on stderr) on the first problem:
-#   - usr/bin/osvid missing or not executable; the unit, sysusers.d, tmpfiles.d, udev rule or
-#     etc/osvi/osvid.json missing;
+#   - usr/bin/osvid missing or not executable; the unit, sysusers.d, tmpfiles.d, udev rule,
+#     etc/osvi/osvid.json or the phone-number module usr/lib/<multiarch>/osvi/osvi-phone.so missing;
 #   - `systemd-analyze security --offline=true` exposure score above OSVI_MAX_EXPOSURE (default 3.0)
 #     (skipped with a note when systemd-analyze is absent);
 #   - `osvid --check-config etc/osvi/osvid.json` exiting non-zero;
@@ -46,6 +46,9 @@ for f in "$unit" "$sysusers" "$tmpfiles" "$rules" "$config" "$asound"; do
   [[ -f "$f" ]] || fail "$f missing"
 done
 [[ ! -e "$root/usr/local/bin/osvid" ]] || fail "osvid was installed under usr/local: install with --prefix /usr"
+# osvid dlopens it on the first phone number; without it POST /v1/call refuses every number.
+phone_module="$(find "$root/usr/lib" -path '*/osvi/osvi-phone.so' -print -quit 2>/dev/null || true)"
+[[ -n "$phone_module" ]] || fail "usr/lib/<multiarch>/osvi/osvi-phone.so missing (phone number support)"
 note "files present"
 
 # --- 2. systemd-analyze security ----------------------------------------------------------------------------

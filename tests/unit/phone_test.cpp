@@ -1,7 +1,14 @@
-// normalize_phone / valid_country: E.164 output, accepted input shapes, errors that say what is wrong.
+// normalize_phone / valid_country: E.164 output, accepted input shapes, errors that say what is wrong, and
+// libphonenumber staying out of osvid until the first number (it lives in osvi-phone.so).
 #include "osvi/daemon/phone.hpp"
 
 #include <gtest/gtest.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iterator>
 
 namespace {
 
@@ -79,6 +86,66 @@ TEST(Phone, UnknownCountryIsNamed) {
   EXPECT_TRUE(valid_country("GB"));
   EXPECT_EQ(err("9876543210", "XX"), "unknown country code \"XX\"");
   EXPECT_EQ(err("9876543210", ""), "unknown country code \"\"");
+}
+
+// libphonenumber costs ~4.5 MB resident at start when linked: osvid must not have it among its libraries.
+TEST(PhoneModule, OsvidDoesNotLinkLibphonenumber) {
+  // What ldd prints, without needing ldd: the loader lists the libraries and exits before main.
+  FILE* p = popen("LD_TRACE_LOADED_OBJECTS=1 '" OSVID_PATH "' 2>&1", "r");
+  ASSERT_NE(p, nullptr);
+  std::string out;
+  char buf[4096];
+  for (size_t n; (n = fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
+  pclose(p);
+  ASSERT_NE(out.find("libc.so"), std::string::npos) << out;  // the trace really ran
+  EXPECT_EQ(out.find("libphonenumber"), std::string::npos) << out;
+  EXPECT_EQ(out.find("libprotobuf"), std::string::npos) << out;
+}
+
+bool maps_contain(const char* needle) {
+  std::ifstream f("/proc/self/maps");
+  const std::string maps((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  return maps.find(needle) != std::string::npos;
+}
+
+// Each check runs in a freshly executed child ("threadsafe" death tests re-run the binary), so earlier tests
+// in this process have not loaded the module yet.
+[[noreturn]] void child_exit(bool ok, const std::string& why) {
+  if (!ok) std::fprintf(stderr, "%s\n", why.c_str());
+  std::fflush(stderr);
+  std::_Exit(ok ? 0 : 1);
+}
+
+TEST(PhoneModuleDeathTest, LibphonenumberIsMappedOnlyOnFirstUse) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        if (maps_contain("libphonenumber")) child_exit(false, "libphonenumber mapped before first use");
+        auto r = normalize_phone("9876543210", "IN");
+        if (!r.ok()) child_exit(false, "normalize_phone failed: " + r.error().message);
+        child_exit(maps_contain("libphonenumber") && maps_contain("osvi-phone.so"),
+                   "first use did not map osvi-phone.so and libphonenumber");
+      },
+      testing::ExitedWithCode(0), "");
+}
+
+TEST(PhoneModuleDeathTest, MissingModuleIsAClearError) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        setenv("OSVI_PHONE_MODULE", "/nonexistent/osvi-phone.so", 1);
+        auto r = normalize_phone("9876543210", "IN");
+        if (r.ok()) child_exit(false, "normalize_phone succeeded without the module");
+        const std::string& m = r.error().message;
+        if (m.find("phone number support is not installed: ") != 0 ||
+            m.find("/nonexistent/osvi-phone.so") == std::string::npos || r.error().code != -ELIBACC) {
+          child_exit(false, "unexpected error: " + m);
+        }
+        // The country check cannot consult the module, so it passes alpha-2 shapes on to normalize_phone's
+        // error instead of calling every country unknown.
+        child_exit(valid_country("IN") && !valid_country("IND"), "valid_country without the module");
+      },
+      testing::ExitedWithCode(0), "");
 }
 
 }  // namespace

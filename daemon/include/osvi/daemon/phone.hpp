@@ -10,6 +10,8 @@ namespace osvi::daemon {
 
 // True for an ISO 3166-1 alpha-2 region libphonenumber knows. Case-insensitive: "in" is accepted as "IN",
 // since a client that lower-cases the code means the same country and rejecting it would help nobody.
+// When osvi-phone.so cannot be loaded, any alpha-2 shape is accepted, so that normalize_phone reports the
+// real problem rather than every country being "unknown".
 bool valid_country(std::string_view country_code);
 
 // Normalises a number to E.164 ("+919876543210") and checks that it is a valid number of the region.
@@ -24,8 +26,11 @@ bool valid_country(std::string_view country_code);
 // 'must contain digits only (got "98765abc")', '"12345" is too short for a number in IN',
 // '"..." is not a plausible number for IN'.
 //
-// libphonenumber loads its metadata (~8 MB resident, docs/architecture.md) on the first call, not at start:
-// a box that never places API calls never pays for it.
+// libphonenumber lives in the module osvi-phone.so, loaded with its metadata on the first call, not at start
+// (docs/architecture.md): a box that never places API calls never pays for it. The module is looked for at
+// $OSVI_PHONE_MODULE if set, else next to the executable, in ../daemon/ beside it (build tree), then in
+// ${libdir}/osvi/. If it cannot be loaded every call fails with -ELIBACC,
+// 'phone number support is not installed: <dlerror>'.
 Result<std::string> normalize_phone(std::string_view digits, std::string_view country_code);
 
 }  // namespace osvi::daemon
