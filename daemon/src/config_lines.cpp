@@ -112,6 +112,7 @@ void parse_at(ObjectReader& r, hal::AtModemOptions& a) {
   a.vendor = kVendors[one_of(r, "vendor", 0, {"generic", "quectel_ec25", "simcom_sim7600"})];
   a.audio_device = r.str("audio_device", a.audio_device, 0, 4096);
   a.pcm_16k = r.boolean("pcm_16k", a.pcm_16k);
+  a.audio_clockless = r.boolean("audio_clockless", a.audio_clockless);
   a.command_timeout_ms = r.integer("command_timeout_ms", a.command_timeout_ms, 100, 60000);
   a.dial_timeout_ms = r.integer("dial_timeout_ms", a.dial_timeout_ms, 1000, 120000);
   a.ring_timeout_ms = r.integer("ring_timeout_s", a.ring_timeout_ms / 1000, 1, 300) * 1000;
@@ -158,9 +159,9 @@ void parse_lines(const std::vector<Item>& items, Problems& p, std::vector<LineCo
       r.forbid("sim", "only allowed when type is \"sim\"");
     } else {
       parse_sim(r.object("sim"), l.sim, p);
-      for (const char* k :
-           {"device", "baud", "vendor", "audio_device", "pcm_16k", "command_timeout_ms", "dial_timeout_ms",
-            "ring_timeout_s", "poll_interval_ms", "reopen_min_ms", "reopen_max_ms", "vendor_finals"})
+      for (const char* k : {"device", "baud", "vendor", "audio_device", "audio_clockless", "pcm_16k",
+                            "command_timeout_ms", "dial_timeout_ms", "ring_timeout_s", "poll_interval_ms",
+                            "reopen_min_ms", "reopen_max_ms", "vendor_finals"})
         r.forbid(k, "only allowed when type is \"at\"");
     }
     lines.push_back(std::move(l));

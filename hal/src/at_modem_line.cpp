@@ -97,6 +97,7 @@ std::string AtModemLine::Response::why() const {
 AtModemLine::AtModemLine(AtModemOptions options, const Clock& clock)
     : opt_(std::move(options)), clock_(clock) {
   for (const std::string& v : opt_.vendor_finals) parser_.add_vendor_final(v);
+  audio_.clockless = opt_.audio_clockless;
   if (opt_.vendor == ModemVendor::quectel_ec25) {
     audio_.kind = AudioEndpoint::Kind::alsa;
     audio_.device = opt_.audio_device.empty() ? "plughw:CARD=OsviEC25,DEV=0" : opt_.audio_device;

@@ -89,6 +89,22 @@ void ModemSim::send(const std::string& raw) {
   }
 }
 
+void ModemSim::ring_incoming(const std::string& number) {
+  const std::string entry = ",0,0,\"" + number + "\",145";
+  set_calls({"+CLCC: 1,1,4" + entry});
+  on("ATA", [this, entry](const std::string&) {
+    set_calls({"+CLCC: 1,1,0" + entry});
+    return ok();
+  });
+  // The list first, then the URCs: the line's first poll must already see the call ringing.
+  send("\r\nRING\r\n\r\n+CLIP: \"" + number + "\",145,,,,0\r\n");
+}
+
+void ModemSim::remote_hangup() {
+  set_calls({});
+  send("\r\nNO CARRIER\r\n");
+}
+
 std::vector<std::string> ModemSim::commands() const {
   std::lock_guard<std::mutex> g(mu_);
   return commands_;

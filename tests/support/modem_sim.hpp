@@ -34,6 +34,11 @@ class ModemSim {
   void set_calls(std::vector<std::string> clcc_lines);
   // Unsolicited bytes, written now.
   void send(const std::string& raw);
+  // An inbound call from `number` rings: +CLCC lists it as incoming (stat 4), RING and +CLIP arrive, and the
+  // next ATA (its handler is replaced) answers OK and turns the call active (stat 0), as an EC25 does.
+  void ring_incoming(const std::string& number);
+  // The caller hangs up: the call leaves +CLCC and NO CARRIER arrives.
+  void remote_hangup();
 
   std::vector<std::string> commands() const;
   size_t count(const std::string& prefix) const;

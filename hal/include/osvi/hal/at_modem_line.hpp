@@ -33,6 +33,9 @@ struct AtModemOptions {
   // EC25: ALSA PCM of the USB audio class card; SIM7600: the raw PCM tty. Empty = the vendor default.
   std::string audio_device;
   bool pcm_16k = true;  // SIM7600: ask for 16 kHz (AT+CPCMFRM=1)
+  // The audio PCM has no clock of its own (a file-backed PCM on a test bench): the engine paces it
+  // (AudioEndpoint::clockless).
+  bool audio_clockless = false;
   int64_t command_timeout_ms = 5000;
   int64_t dial_timeout_ms = 30000;  // ATD / ATA final result
   int64_t ring_timeout_ms = 45000;  // outbound: no answer within this -> not_picked
