@@ -477,7 +477,8 @@ Status Call::open_audio() {
   if (!src) return src.error();
   stream_source_ = std::move(*src);
   if (Status s = stream_->start(); !s) return s;
-  audio_wait_.at = -1;
+  // The device must actually open: a PCM that never delivers would leave the caller in silence.
+  audio_wait_.at = now_us() + kAudioWaitMs * 1000;
 
   if (chain_->config().amd) {
     state_ = State::amd;
@@ -540,12 +541,22 @@ void Call::on_playback_event(const hal::StreamEvent& e) {
       stop_pending_ = false;
       agent_turn_finished(true);
       break;
+    case K::opened:
+      audio_wait_.at = -1;
+      arm();
+      break;
     case K::device_lost:
       log::warning("call audio device lost (" + std::string(std::strerror(-e.error)) + "), reopening",
                    {{"CALL_ID", id()}, {"LINE", line_.id()}});
+      if (!audio_wait_) {  // back within the wait, or the call ends rather than sit in silence
+        audio_wait_.at = now_us() + kAudioWaitMs * 1000;
+        arm();
+      }
       break;
     case K::device_back:
       log::info("call audio device back", {{"CALL_ID", id()}, {"LINE", line_.id()}});
+      audio_wait_.at = -1;
+      arm();
       break;
     default:
       break;

@@ -1,27 +1,125 @@
-// Speech on libespeak-ng: one process-wide espeak initialisation and serialised synthesis.
+// Speech: input checks, resampling and the fork per render here; libespeak-ng via osvi-speech.so, loaded on
+// first use.
 #include "osvi/daemon/speech.hpp"
 
-#include <espeak-ng/speak_lib.h>
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <speex/speex_resampler.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <new>
 #include <string>
 
+#include "osvi/daemon/log.hpp"
 #include "osvi/hal/fd.hpp"
+#include "osvi_speech.h"
+
+#ifndef OSVI_SPEECH_MODULE_INSTALLED
+#error "OSVI_SPEECH_MODULE_INSTALLED (the installed path of osvi-speech.so) comes from daemon/CMakeLists.txt"
+#endif
 
 namespace osvi::daemon {
 namespace {
 
+constexpr int kModuleMissing = -ELIBACC;
+
+// Owns the dlopen handle. The module is opened with RTLD_NODELETE, so dlclose only drops the reference:
+// espeak-ng stays mapped until exit (it cannot be re-initialised anyway) and LeakSanitizer still finds its
+// allocations through the module's globals.
+struct DlClose {
+  void operator()(void* h) const { dlclose(h); }
+};
+using DlHandle = std::unique_ptr<void, DlClose>;
+
+struct Module {
+  DlHandle handle;
+  osvi_speech_init_fn init = nullptr;
+  osvi_speech_set_voice_fn set_voice = nullptr;
+  osvi_speech_synth_fn synth = nullptr;
+};
+
+std::string dl_error() {
+  const char* e = dlerror();
+  return e ? e : "unknown dlopen error";
+}
+
+std::string exe_dir() {
+  std::string buf(4096, '\0');
+  const ssize_t n = readlink("/proc/self/exe", buf.data(), buf.size());
+  if (n <= 0 || static_cast<size_t>(n) >= buf.size()) return {};
+  buf.resize(static_cast<size_t>(n));
+  const size_t slash = buf.rfind('/');
+  return slash == std::string::npos ? std::string() : buf.substr(0, slash);
+}
+
+// Where osvi-speech.so may be, in order (as for osvi-phone.so). OSVI_SPEECH_MODULE, when set, is the only
+// place: a wrong override should fail loudly, not fall back to another copy. Otherwise: next to the
+// executable (build/daemon/osvid, osvi-model-server), beside it in the build tree (build/tests/* →
+// build/daemon/), then the installed ${libdir}/osvi/.
+std::vector<std::string> candidates() {
+  if (const char* env = std::getenv("OSVI_SPEECH_MODULE"); env && *env) return {env};
+  std::vector<std::string> out;
+  if (const std::string dir = exe_dir(); !dir.empty()) {
+    out.push_back(dir + "/osvi-speech.so");
+    out.push_back(dir + "/../daemon/osvi-speech.so");
+  }
+  out.emplace_back(OSVI_SPEECH_MODULE_INSTALLED);
+  return out;
+}
+
+template <class Fn>
+Fn symbol(void* handle, const char* name) {
+  return reinterpret_cast<Fn>(dlsym(handle, name));
+}
+
+Result<Module> open_module(const std::string& path) {
+  // RTLD_LOCAL keeps espeak's and its audio libraries' symbols out of the global scope, where they could bind
+  // to anything osvid maps later; RTLD_NOW fails here, not in the middle of a render, if a dependency is
+  // missing.
+  DlHandle h(dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE));
+  if (!h) return make_error(dl_error(), kModuleMissing);
+  auto version = symbol<osvi_speech_abi_version_fn>(h.get(), "osvi_speech_abi_version");
+  Module m;
+  m.init = symbol<osvi_speech_init_fn>(h.get(), "osvi_speech_init");
+  m.set_voice = symbol<osvi_speech_set_voice_fn>(h.get(), "osvi_speech_set_voice");
+  m.synth = symbol<osvi_speech_synth_fn>(h.get(), "osvi_speech_synth");
+  if (!version || !m.init || !m.set_voice || !m.synth) {
+    return make_error(path + ": not an osvi-speech module (missing osvi_speech_* symbols)", kModuleMissing);
+  }
+  if (version() != OSVI_SPEECH_ABI_VERSION) {
+    return make_error(path + ": ABI version " + std::to_string(version()) + ", osvid needs " +
+                          std::to_string(OSVI_SPEECH_ABI_VERSION) + " (a stale install?)",
+                      kModuleMissing);
+  }
+  m.handle = std::move(h);
+  return m;
+}
+
+Result<Module> find_module() {
+  const std::vector<std::string> paths = candidates();
+  for (const std::string& p : paths) {
+    struct stat st {};
+    // The first copy that exists is the one meant: its error (e.g. libespeak-ng.so.1 missing) is the useful
+    // one.
+    if (stat(p.c_str(), &st) == 0) return open_module(p);
+  }
+  // None exists: dlopen the last one anyway, so the error is the loader's own words with the path.
+  return open_module(paths.back());
+}
+
 // espeak-ng is one global synthesiser; this is the only place that knows, and its mutex guards every call.
 struct EspeakProcess {
   std::mutex mu;
+  Module module;  // loaded on the first create(); a failed load is retried by the next one
+  bool load_logged = false;
   int native_rate = 0;
   std::string data_path;
 };
@@ -31,24 +129,19 @@ EspeakProcess& espeak_process() {
   return p;
 }
 
-struct Collector {
-  std::vector<int16_t>* samples = nullptr;
-  bool out_of_memory = false;
-};
-
-// The synth callback is process-global too; the render's collector travels in the events' user_data.
-int on_synth(short* wav, int count, espeak_EVENT* events) {
-  if (wav == nullptr || count <= 0 || events == nullptr) return 0;
-  auto* collector = static_cast<Collector*>(events->user_data);
-  if (collector == nullptr) return 0;
-  try {
-    collector->samples->insert(collector->samples->end(), wav, wav + count);
-  } catch (const std::bad_alloc&) {
-    // Exceptions must not cross espeak's C frames: stop the synthesis and report after it returns.
-    collector->out_of_memory = true;
-    return 1;
+// Called with p.mu held. A failure is logged once, so the journal says why speech is missing without
+// repeating it per fallback message.
+Result<void> load_module(EspeakProcess& p) {
+  if (p.module.handle) return {};
+  auto m = find_module();
+  if (!m.ok()) {
+    std::string error = "speech support is not installed: " + m.error().message;
+    if (!p.load_logged) log::error(error);
+    p.load_logged = true;
+    return make_error(std::move(error), kModuleMissing);
   }
-  return 0;
+  p.module = std::move(*m);
+  return {};
 }
 
 struct ResamplerDeleter {
@@ -109,18 +202,17 @@ bool write_all(int fd, const void* data, size_t size) {
   return true;
 }
 
+// The child streams samples straight into the pipe; a failed write stops espeak rather than speaking on.
+int write_samples(void* user, const short* samples, size_t count) {
+  return write_all(*static_cast<int*>(user), samples, count * sizeof(short)) ? 0 : 1;
+}
+
 // Runs in the forked child: espeak's state there is the pristine copy of the parent's, which never speaks.
-int synthesize_in_child(const std::string& text, const SpeechOptions& options, int out_fd) {
-  std::vector<int16_t> native;
-  Collector collector{&native, false};
-  if (espeak_SetVoiceByName(options.voice.c_str()) != EE_OK) return 2;
-  espeak_SetParameter(espeakRATE, options.rate_wpm, 0);
-  // Synchronous mode: espeak_Synth returns once every sample went through the callback (espeak_Synchronize
-  // is not called: it waits on espeak's fifo thread, which does not exist in a forked child).
-  const espeak_ERROR rc =
-      espeak_Synth(text.c_str(), text.size() + 1, 0, POS_CHARACTER, 0, espeakCHARS_UTF8, nullptr, &collector);
-  if (rc != EE_OK || collector.out_of_memory) return 3;
-  return write_all(out_fd, native.data(), native.size() * sizeof(int16_t)) ? 0 : 4;
+int synthesize_in_child(const Module& module, const std::string& text, const SpeechOptions& options,
+                        int out_fd) {
+  const int rc = module.synth(options.voice.c_str(), options.rate_wpm, text.c_str(), &write_samples, &out_fd);
+  if (rc == -ENOENT) return 2;
+  return rc == 0 ? 0 : 3;
 }
 
 bool blank(std::string_view text) {
@@ -131,9 +223,10 @@ bool blank(std::string_view text) {
 }  // namespace
 
 Result<std::unique_ptr<Speech>> Speech::create(SpeechOptions options) {
-  if (options.rate_wpm < espeakRATE_MINIMUM || options.rate_wpm > espeakRATE_MAXIMUM) {
-    return make_error("speech: rate_wpm must be " + std::to_string(espeakRATE_MINIMUM) + ".." +
-                      std::to_string(espeakRATE_MAXIMUM) + " (got " + std::to_string(options.rate_wpm) + ")");
+  if (options.rate_wpm < OSVI_SPEECH_RATE_MIN || options.rate_wpm > OSVI_SPEECH_RATE_MAX) {
+    return make_error("speech: rate_wpm must be " + std::to_string(OSVI_SPEECH_RATE_MIN) + ".." +
+                      std::to_string(OSVI_SPEECH_RATE_MAX) + " (got " + std::to_string(options.rate_wpm) +
+                      ")");
   }
   if (options.voice.empty()) return make_error("speech: voice must not be empty");
   EspeakProcess& p = espeak_process();
@@ -150,16 +243,15 @@ Result<std::unique_ptr<Speech>> Speech::create(SpeechOptions options) {
     if (!options.data_path.empty() && !has_espeak_data(options.data_path)) {
       return make_error("speech: no espeak-ng data (phontab) in '" + options.data_path + "'", -ENOENT);
     }
-    // DONT_EXIT: without it espeak-ng calls exit() when its data folder is missing.
-    const int rate = espeak_Initialize(AUDIO_OUTPUT_SYNCHRONOUS, 0,
-                                       options.data_path.empty() ? nullptr : options.data_path.c_str(),
-                                       espeakINITIALIZE_DONT_EXIT);
-    if (rate <= 0) return make_error("speech: espeak-ng could not initialise", -ENOENT);
-    espeak_SetSynthCallback(&on_synth);
+    // Only now is espeak-ng mapped: an idle osvid that never speaks never pays for it.
+    if (auto loaded = load_module(p); !loaded.ok()) return loaded.error();
+    char err[256] = {};
+    const int rate = p.module.init(options.data_path.c_str(), err, sizeof err);
+    if (rate <= 0) return make_error(std::string("speech: ") + err, rate < 0 ? rate : -ENOENT);
     p.native_rate = rate;
     p.data_path = options.data_path;
   }
-  if (espeak_SetVoiceByName(options.voice.c_str()) != EE_OK) {
+  if (p.module.set_voice(options.voice.c_str()) != 0) {
     return make_error("speech: unknown espeak-ng voice '" + options.voice + "'", -ENOENT);
   }
   return std::unique_ptr<Speech>(new Speech(std::move(options), p.native_rate));
@@ -179,15 +271,17 @@ Result<std::vector<int16_t>> Speech::render(std::string_view text, int sample_ra
   hal::UniqueFd read_end(fds[0]);
   hal::UniqueFd write_end(fds[1]);
   pid_t pid = -1;
+  const Module* module = nullptr;  // loaded by create(), which made this object, and never unloaded
   {
     // No thread may be inside espeak (create() validating a voice) while its state is copied.
     std::lock_guard lock(espeak_process().mu);
     pid = ::fork();
+    module = &espeak_process().module;
   }
   if (pid < 0) return make_error("speech: fork failed", -errno);
   if (pid == 0) {
     read_end.reset();
-    ::_exit(synthesize_in_child(z, options_, write_end.get()));
+    ::_exit(synthesize_in_child(*module, z, options_, write_end.get()));
   }
   write_end.reset();
   std::vector<int16_t> native;

@@ -7,7 +7,8 @@
 #
 # Fails (exit 1, "FAIL: ..." on stderr) on the first problem:
 #   - usr/bin/osvid missing or not executable; the unit, sysusers.d, tmpfiles.d, udev rule,
-#     etc/osvi/osvid.json or the phone-number module usr/lib/<multiarch>/osvi/osvi-phone.so missing;
+#     etc/osvi/osvid.json, the phone-number module usr/lib/<multiarch>/osvi/osvi-phone.so or the speech
+#     module usr/lib/<multiarch>/osvi/osvi-speech.so missing;
 #   - `systemd-analyze security --offline=true` exposure score above OSVI_MAX_EXPOSURE (default 3.0)
 #     (skipped with a note when systemd-analyze is absent);
 #   - `osvid --check-config etc/osvi/osvid.json` exiting non-zero;
@@ -49,6 +50,9 @@ done
 # osvid dlopens it on the first phone number; without it POST /v1/call refuses every number.
 phone_module="$(find "$root/usr/lib" -path '*/osvi/osvi-phone.so' -print -quit 2>/dev/null || true)"
 [[ -n "$phone_module" ]] || fail "usr/lib/<multiarch>/osvi/osvi-phone.so missing (phone number support)"
+# osvid dlopens it on the first fallback message or simulated caller; without it those are a tone only.
+speech_module="$(find "$root/usr/lib" -path '*/osvi/osvi-speech.so' -print -quit 2>/dev/null || true)"
+[[ -n "$speech_module" ]] || fail "usr/lib/<multiarch>/osvi/osvi-speech.so missing (speech support)"
 note "files present"
 
 # --- 2. systemd-analyze security ----------------------------------------------------------------------------

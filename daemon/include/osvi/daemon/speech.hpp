@@ -34,7 +34,8 @@ class Speech {
   // Longest text render() accepts; a phone agent's turn is a few sentences, this only stops accidents.
   static constexpr size_t kMaxTextBytes = 64 * 1024;
 
-  // Fails (never exits) when espeak-ng's data is missing, the voice is unknown or the rate out of range.
+  // Fails (never exits) when espeak-ng's data is missing, the voice is unknown or the rate out of range, or
+  // when osvi-speech.so (which carries libespeak-ng, dlopened by the first call) cannot be loaded (-ELIBACC).
   static Result<std::unique_ptr<Speech>> create(SpeechOptions options = {});
   ~Speech();
   Speech(const Speech&) = delete;
