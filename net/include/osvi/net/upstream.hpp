@@ -1,6 +1,6 @@
 // Upstream model services as the call engine sees them: speech-to-text, a streaming chat model, and
-// text-to-speech, each an interface so the engine can run against OpenAI-compatible HTTP (upstream_openai.hpp)
-// or the scripted in-process implementation (SimUpstream, below) used by engine tests.
+// text-to-speech, each an interface so the engine can run against OpenAI-compatible HTTP
+// (upstream_openai.hpp) or the scripted in-process implementation (SimUpstream, below) used by engine tests.
 //
 // Threading: loop thread only. Every request answers through its callbacks, called later from the loop
 // (never from inside the call that started the request). Exactly one terminal callback (done or error) runs
@@ -44,7 +44,7 @@ struct Endpoint {
   std::string base_url;  // "http://127.0.0.1:8090/v1" (no trailing '/')
   std::string api_key;   // empty = no Authorization header
   std::string model;
-  int64_t timeout_ms = 8000;        // the whole request
+  int64_t timeout_ms = 8000;          // the whole request
   int64_t first_byte_timeout_ms = 0;  // stage watchdog: first token (llm) / first byte (tts); 0 = off
 };
 
@@ -53,7 +53,7 @@ using RequestId = uint64_t;  // 0 = none
 // ---- speech-to-text: POST {base_url}/audio/transcriptions (multipart) ----
 struct SttRequest {
   Endpoint endpoint;
-  std::vector<uint8_t> audio;  // one endpointed utterance
+  std::vector<uint8_t> audio;      // one endpointed utterance
   std::string mime = "audio/ogg";  // "audio/ogg" (Ogg Opus) or "audio/wav"
   std::string language;            // ISO 639-1 ("en"); empty = let the model guess
   std::string prompt;              // optional vocabulary hint
