@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "daemon_process.hpp"
+#include "model_server_process.hpp"
 #include "osvi/net/json.hpp"
 #include "test_support.hpp"
 
@@ -29,8 +30,6 @@ using namespace std::chrono_literals;
 using osvi::net::JsonPtr;
 using osvi::test::DaemonProcess;
 using osvi::test::http_request;
-
-extern char** environ;
 
 namespace {
 
@@ -65,46 +64,7 @@ double num(const cJSON* o, const char* k, double dflt = -1) {
   return cJSON_IsNumber(v) ? v->valuedouble : dflt;
 }
 
-// osvi-model-server on an ephemeral port; killed by the destructor.
-class ModelServer {
- public:
-  ModelServer(const std::string& scenario_path, const std::string& log_path) {
-    int fds[2];
-    if (::pipe(fds) != 0) die("pipe");
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, fds[1], STDOUT_FILENO);
-    posix_spawn_file_actions_addclose(&fa, fds[0]);
-    std::vector<std::string> args = {OSVI_MODEL_SERVER_PATH, "--listen", "127.0.0.1:0", "--scenario",
-                                     scenario_path,          "--log",    log_path,      "--quiet"};
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    if (::posix_spawn(&pid_, argv[0], &fa, nullptr, argv.data(), environ) != 0)
-      die("cannot spawn model server");
-    posix_spawn_file_actions_destroy(&fa);
-    ::close(fds[1]);
-    std::string line;
-    char c;
-    while (line.find('\n') == std::string::npos && ::read(fds[0], &c, 1) == 1) line += c;
-    ::close(fds[0]);
-    const std::string key = "listening on ";
-    const size_t at = line.find(key);
-    if (at == std::string::npos) die("model server did not start: " + line);
-    url_ = "http://" + line.substr(at + key.size(), line.find('\n') - at - key.size());
-  }
-  ~ModelServer() {
-    ::kill(pid_, SIGKILL);
-    ::waitpid(pid_, nullptr, 0);
-  }
-  ModelServer(const ModelServer&) = delete;
-  ModelServer& operator=(const ModelServer&) = delete;
-  const std::string& base() const { return url_; }
-
- private:
-  pid_t pid_ = -1;
-  std::string url_;
-};
+using osvi::test::ModelServer;
 
 // One osvid + model server in a fresh folder. agent: extra members of the agent; lines: the "lines" array.
 class Rig {
@@ -112,6 +72,7 @@ class Rig {
   Rig(const std::string& scenario, const std::string& agent, const std::string& lines_json) {
     osvi::test::write_file(dir_.file("scenario.json"), scenario);
     model_ = std::make_unique<ModelServer>(dir_.file("scenario.json"), dir_.file("model.log"));
+    if (model_->base().empty()) die(model_->error());
     const std::string url = model_->base() + "/v1";
     port_ = osvi::test::free_loopback_port();
     const std::string cfg = R"({"state_dir":")" + dir_.file("state") + R"(","api":{"listen":"127.0.0.1:)" +

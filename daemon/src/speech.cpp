@@ -18,6 +18,7 @@
 #include <new>
 #include <string>
 
+#include "module_loader.hpp"
 #include "osvi/daemon/log.hpp"
 #include "osvi/hal/fd.hpp"
 #include "osvi_speech.h"
@@ -29,15 +30,9 @@
 namespace osvi::daemon {
 namespace {
 
-constexpr int kModuleMissing = -ELIBACC;
-
-// Owns the dlopen handle. The module is opened with RTLD_NODELETE, so dlclose only drops the reference:
-// espeak-ng stays mapped until exit (it cannot be re-initialised anyway) and LeakSanitizer still finds its
-// allocations through the module's globals.
-struct DlClose {
-  void operator()(void* h) const { dlclose(h); }
-};
-using DlHandle = std::unique_ptr<void, DlClose>;
+using modules::DlHandle;
+using modules::kModuleMissing;
+using modules::symbol;
 
 struct Module {
   DlHandle handle;
@@ -46,46 +41,11 @@ struct Module {
   osvi_speech_synth_fn synth = nullptr;
 };
 
-std::string dl_error() {
-  const char* e = dlerror();
-  return e ? e : "unknown dlopen error";
-}
-
-std::string exe_dir() {
-  std::string buf(4096, '\0');
-  const ssize_t n = readlink("/proc/self/exe", buf.data(), buf.size());
-  if (n <= 0 || static_cast<size_t>(n) >= buf.size()) return {};
-  buf.resize(static_cast<size_t>(n));
-  const size_t slash = buf.rfind('/');
-  return slash == std::string::npos ? std::string() : buf.substr(0, slash);
-}
-
-// Where osvi-speech.so may be, in order (as for osvi-phone.so). OSVI_SPEECH_MODULE, when set, is the only
-// place: a wrong override should fail loudly, not fall back to another copy. Otherwise: next to the
-// executable (build/daemon/osvid, osvi-model-server), beside it in the build tree (build/tests/* →
-// build/daemon/), then the installed ${libdir}/osvi/.
-std::vector<std::string> candidates() {
-  if (const char* env = std::getenv("OSVI_SPEECH_MODULE"); env && *env) return {env};
-  std::vector<std::string> out;
-  if (const std::string dir = exe_dir(); !dir.empty()) {
-    out.push_back(dir + "/osvi-speech.so");
-    out.push_back(dir + "/../daemon/osvi-speech.so");
-  }
-  out.emplace_back(OSVI_SPEECH_MODULE_INSTALLED);
-  return out;
-}
-
-template <class Fn>
-Fn symbol(void* handle, const char* name) {
-  return reinterpret_cast<Fn>(dlsym(handle, name));
-}
-
-Result<Module> open_module(const std::string& path) {
-  // RTLD_LOCAL keeps espeak's and its audio libraries' symbols out of the global scope, where they could bind
-  // to anything osvid maps later; RTLD_NOW fails here, not in the middle of a render, if a dependency is
-  // missing.
-  DlHandle h(dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE));
-  if (!h) return make_error(dl_error(), kModuleMissing);
+Result<Module> find_module() {
+  auto opened = modules::open("osvi-speech.so", "OSVI_SPEECH_MODULE", OSVI_SPEECH_MODULE_INSTALLED);
+  if (!opened) return opened.error();
+  DlHandle h = std::move(*opened);
+  const std::string path = "osvi-speech.so";
   auto version = symbol<osvi_speech_abi_version_fn>(h.get(), "osvi_speech_abi_version");
   Module m;
   m.init = symbol<osvi_speech_init_fn>(h.get(), "osvi_speech_init");
@@ -101,18 +61,6 @@ Result<Module> open_module(const std::string& path) {
   }
   m.handle = std::move(h);
   return m;
-}
-
-Result<Module> find_module() {
-  const std::vector<std::string> paths = candidates();
-  for (const std::string& p : paths) {
-    struct stat st {};
-    // The first copy that exists is the one meant: its error (e.g. libespeak-ng.so.1 missing) is the useful
-    // one.
-    if (stat(p.c_str(), &st) == 0) return open_module(p);
-  }
-  // None exists: dlopen the last one anyway, so the error is the loader's own words with the path.
-  return open_module(paths.back());
 }
 
 // espeak-ng is one global synthesiser; this is the only place that knows, and its mutex guards every call.

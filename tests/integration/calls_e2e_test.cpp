@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "daemon_process.hpp"
+#include "model_server_process.hpp"
 #include "osvi/net/json.hpp"
 #include "test_support.hpp"
 
@@ -22,52 +23,11 @@ using osvi::net::JsonPtr;
 using osvi::test::DaemonProcess;
 using osvi::test::http_request;
 
-extern char** environ;
-
 namespace {
 
 constexpr const char* kToken = "E2eToken01234567";
 
-// osvi-model-server on an ephemeral port; killed by the destructor.
-class ModelServer {
- public:
-  ModelServer(const std::string& scenario_path, const std::string& log_path) {
-    int fds[2];
-    EXPECT_EQ(::pipe(fds), 0);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, fds[1], STDOUT_FILENO);
-    posix_spawn_file_actions_addclose(&fa, fds[0]);
-    std::vector<std::string> args = {OSVI_MODEL_SERVER_PATH, "--listen", "127.0.0.1:0", "--scenario",
-                                     scenario_path,          "--log",    log_path,      "--quiet"};
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    EXPECT_EQ(::posix_spawn(&pid_, argv[0], &fa, nullptr, argv.data(), environ), 0);
-    posix_spawn_file_actions_destroy(&fa);
-    ::close(fds[1]);
-    std::string line;
-    char c;
-    while (line.find('\n') == std::string::npos && ::read(fds[0], &c, 1) == 1) line += c;
-    ::close(fds[0]);
-    const std::string key = "listening on ";
-    const size_t at = line.find(key);
-    EXPECT_NE(at, std::string::npos) << line;
-    if (at != std::string::npos)
-      url_ = "http://" + line.substr(at + key.size(), line.find('\n') - at - key.size());
-  }
-  ~ModelServer() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-    }
-  }
-  const std::string& base() const { return url_; }  // http://127.0.0.1:PORT
-
- private:
-  pid_t pid_ = -1;
-  std::string url_;
-};
+using osvi::test::ModelServer;
 
 JsonPtr parse(const std::string& s) {
   std::string why;
