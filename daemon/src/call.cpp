@@ -24,7 +24,7 @@ namespace osvi::daemon {
 namespace {
 
 constexpr int kDefaultMinSpeechMs = 150;  // endpointer default while the agent is quiet
-constexpr int64_t kHistoryMs = 1500;      // pre-roll kept for an utterance's onset
+constexpr int64_t kHistoryMs = 500;       // pre-roll kept for an utterance's onset
 constexpr int64_t kMaxUtteranceMs = 30000;
 constexpr int64_t kDtmfGatherMs = 1500;   // digits closer than this form one entry
 constexpr int64_t kHangupGraceMs = 5000;  // the line must confirm a hang-up within this
@@ -429,7 +429,8 @@ Status Call::open_audio() {
       audio_stream_options(ac, ep.device, ep.device, static_cast<int>(ep.channels), 0);
   o.alsa_config = ep.alsa_config;
   if (ep.clockless) o.pace = std::chrono::milliseconds(ac.frame_ms);
-  o.playback_ring_ms = 4000;  // TTS arriving faster than real time waits in pending_play_
+  o.playback_ring_ms = 1000;  // TTS arriving faster than real time waits in pending_play_ (sized to fit)
+  o.capture_ring_ms = 500;    // the loop reads every period; half a second covers any stall of it
   auto stream = hal::AudioStream::create(o);
   if (!stream) return stream.error();
   audio::LineChainConfig cc = line_chain_config(ac, &setup_.agent);

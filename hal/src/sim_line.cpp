@@ -301,7 +301,7 @@ void SimLine::connect() {
   party_events_.clear();
   written_ = read_ = 0;
   out_.clear();
-  out_pos_ = speech_end_ = 0;
+  out_pos_ = speech_end_ = out_len_ = 0;
   digit_marks_.clear();
   step_running_ = waiting_agent_ = false;
   wait_until_ = -1;
@@ -511,8 +511,13 @@ void SimLine::pump_caller() {
     size_t n = static_cast<size_t>(std::min<uint64_t>(target - queued, kChunk));
     const int16_t* src = kZeros.data();
     if (step_running_) {
-      n = std::min(n, out_.size() - out_pos_);
-      src = out_.data() + out_pos_;
+      // The step's sound, then its silent padding, which is never materialised (a 30 s silence step would
+      // otherwise hold ~1 MB).
+      n = std::min(n, out_len_ - out_pos_);
+      if (out_pos_ < out_.size()) {
+        n = std::min(n, out_.size() - out_pos_);
+        src = out_.data() + out_pos_;
+      }
     }
     const ssize_t w = ::write(caller_out_.get(), src, n * sizeof(int16_t));
     if (w < 0) break;  // EAGAIN: the pipe is full after all; the next tick tries again
@@ -528,7 +533,7 @@ void SimLine::pump_caller() {
       out_pos_ += n;
     }
     written_ += n;
-    if (step_running_ && out_pos_ >= out_.size()) {
+    if (step_running_ && out_pos_ >= out_len_) {
       end_step();
       begin_steps();
     }
@@ -538,7 +543,7 @@ void SimLine::pump_caller() {
 void SimLine::end_step() {
   step_running_ = false;
   out_.clear();
-  out_pos_ = speech_end_ = 0;
+  out_pos_ = speech_end_ = out_len_ = 0;
   digit_marks_.clear();
   // "Talked since the previous step ended" includes an agent still talking at this moment.
   agent_heard_ = agent_talking_;
@@ -615,15 +620,17 @@ bool SimLine::start_step(const SimStep& s) {
       break;
   }
   speech_end_ = audio.size();
-  if (s.kind != SimStep::Kind::dtmf && audio.size() < ms_samples(s.ms)) audio.resize(ms_samples(s.ms), 0);
-  if (!voiced) speech_end_ = audio.size();
+  size_t total = audio.size();
+  if (s.kind != SimStep::Kind::dtmf && total < ms_samples(s.ms)) total = ms_samples(s.ms);
+  if (!voiced) speech_end_ = total;
   log_event(SimPartyEvent::Kind::step_start, written_);
   if (speech_end_ == 0) log_event(SimPartyEvent::Kind::step_end, written_);
-  if (audio.empty()) {
+  if (total == 0) {
     end_step();
     return false;
   }
   out_ = std::move(audio);
+  out_len_ = total;
   out_pos_ = 0;
   digit_marks_ = std::move(marks);
   step_running_ = true;

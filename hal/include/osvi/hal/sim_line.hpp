@@ -198,7 +198,8 @@ class SimLine final : public Line {
   uint64_t written_ = 0;  // capture clock
   uint64_t read_ = 0;     // playback clock
   // The running step's caller audio: out_[out_pos_..] still to write; speech ends at speech_end_.
-  std::vector<int16_t> out_;
+  std::vector<int16_t> out_;  // the step's sound; silence after it up to out_len_ is not stored
+  size_t out_len_ = 0;
   size_t out_pos_ = 0;
   size_t speech_end_ = 0;
   std::vector<std::pair<size_t, char>> digit_marks_;  // (offset in out_, digit) still to log
