@@ -24,7 +24,10 @@ namespace osvi::daemon {
 namespace {
 
 constexpr int kDefaultMinSpeechMs = 150;  // endpointer default while the agent is quiet
-constexpr int64_t kHistoryMs = 500;       // pre-roll kept for an utterance's onset
+// The utterance is encoded on the loop at the end-of-speech decision, so its cost is latency: complexity 1
+// encodes ~3x faster than 5, and a recogniser does not hear the difference at 24 kbit/s.
+constexpr audio::UtteranceOptions kSttOpus{24000, 1};
+constexpr int64_t kHistoryMs = 500;  // pre-roll kept for an utterance's onset
 constexpr int64_t kMaxUtteranceMs = 30000;
 constexpr int64_t kDtmfGatherMs = 1500;   // digits closer than this form one entry
 constexpr int64_t kHangupGraceMs = 5000;  // the line must confirm a hang-up within this
@@ -651,7 +654,7 @@ void Call::on_endpoint(const audio::EndpointEvent& e) {
       decision_us_ = now;
       latency_ = {};
       latency_.endpointing_ms = samples_to_ms(e.wait);
-      auto blob = audio::encode_utterance_ogg_opus(utterance_, rate);
+      auto blob = audio::encode_utterance_ogg_opus(utterance_, rate, kSttOpus);
       const int64_t speech_started_ms = user_turn_started_ms_;
       const int64_t speech_ended_ms =
           wall_ms() - static_cast<int64_t>((pos_ - e.end) * 1000 / static_cast<uint64_t>(rate));
