@@ -30,13 +30,10 @@ constexpr const char* kToken = "E2eToken01234567";
 using osvi::test::ModelServer;
 
 JsonPtr parse(const std::string& s) {
-  std::string why;
-  return osvi::net::json_parse(s, &why);
+  return osvi::test::parse_json(s);
 }
-
 std::string str(const cJSON* o, const char* k) {
-  const cJSON* v = cJSON_GetObjectItemCaseSensitive(o, k);
-  return cJSON_IsString(v) ? v->valuestring : "";
+  return osvi::test::json_str(o, k);
 }
 
 class CallsE2E : public ::testing::Test {

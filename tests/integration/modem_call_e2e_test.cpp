@@ -47,13 +47,10 @@ constexpr const char* kReply = "We open at nine in the morning.";
 using osvi::test::ModelServer;
 
 JsonPtr parse(const std::string& s) {
-  std::string why;
-  return osvi::net::json_parse(s, &why);
+  return osvi::test::parse_json(s);
 }
-
 std::string str(const cJSON* o, const char* k) {
-  const cJSON* v = cJSON_GetObjectItemCaseSensitive(o, k);
-  return cJSON_IsString(v) ? v->valuestring : "";
+  return osvi::test::json_str(o, k);
 }
 
 // The caller as the modem's PCM delivers it: 8 kHz s16le mono. Silence while the greeting plays, the

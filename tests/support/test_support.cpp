@@ -56,4 +56,14 @@ int free_loopback_port() {
   return ntohs(addr.sin_port);
 }
 
+osvi::net::JsonPtr parse_json(const std::string& text) {
+  std::string why;
+  return osvi::net::json_parse(text, &why);
+}
+
+std::string json_str(const cJSON* object, const char* key) {
+  const cJSON* v = cJSON_GetObjectItemCaseSensitive(object, key);
+  return cJSON_IsString(v) ? v->valuestring : "";
+}
+
 }  // namespace osvi::test

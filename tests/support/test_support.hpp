@@ -3,6 +3,8 @@
 
 #include <string>
 
+#include "osvi/net/json.hpp"
+
 namespace osvi::test {
 
 // A fresh folder under $TMPDIR, removed with everything in it when the object dies.
@@ -24,5 +26,9 @@ std::string read_file(const std::string& path);
 
 // A TCP port on 127.0.0.1 that was free a moment ago (bind to port 0, read it back, close).
 int free_loopback_port();
+
+// JSON answers: parsed (null when not JSON), and a string member ("" when absent or not a string).
+osvi::net::JsonPtr parse_json(const std::string& text);
+std::string json_str(const cJSON* object, const char* key);
 
 }  // namespace osvi::test
