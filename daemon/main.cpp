@@ -6,9 +6,9 @@
 #include <string>
 #include <string_view>
 
-#include "osvi/daemon/app.hpp"
-#include "osvi/daemon/config.hpp"
-#include "osvi/daemon/demo.hpp"
+#include "osvi/app/app.hpp"
+#include "osvi/config/config.hpp"
+#include "osvi/app/demo.hpp"
 #include "osvi/net/json.hpp"
 #include "osvi/version.hpp"
 

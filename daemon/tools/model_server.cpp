@@ -33,7 +33,7 @@
 #include <vector>
 
 #include "audio_probe.hpp"
-#include "osvi/daemon/speech.hpp"
+#include "osvi/speech/speech.hpp"
 #include "osvi/hal/fd.hpp"
 #include "scenario.hpp"
 

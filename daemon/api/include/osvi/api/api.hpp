@@ -1,0 +1,73 @@
+// The OSVI API handlers: authentication, envelopes (spec section 10) and the endpoints, on the loop thread.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "osvi/clock.hpp"
+#include "osvi/config/config.hpp"
+#include "osvi/store/store.hpp"
+#include "osvi/net/http_server.hpp"
+#include "osvi/net/json.hpp"
+#include "osvi/net/router.hpp"
+
+namespace osvi::daemon {
+
+// What the handlers may read; the App owns it and swaps the pointers on reload.
+struct ApiContext {
+  const Config* config = nullptr;
+  const std::vector<ApiToken>* tokens = nullptr;  // config tokens, or the generated token file's one
+  Store* store = nullptr;
+  const Clock* clock = nullptr;
+  int64_t started_mono_us = 0;
+  int64_t started_wall_ms = 0;
+  std::string config_source;  // a path, or "embedded defaults"
+  int64_t config_loaded_wall_ms = 0;
+  std::string listen;                        // "host:port" actually bound
+  const class LineManager* lines = nullptr;  // issue 4: the "lines" array of /v1/health; null = none
+  const class FleetSync* fleet = nullptr;    // issue 6: the "mqtt" object of /v1/health; null = not built
+  // --- calls API (issue 5; api_calls.cpp) ---
+  class CallService* calls = nullptr;  // null: POST /v1/call and /call answer 503
+  std::string recording_key;           // HMAC key bytes of recording links; empty: recording URLs answer 503
+  std::string recordings_dir;          // resolves relative paths in the recordings table
+  // --- end calls API ---
+};
+
+class Api {
+ public:
+  explicit Api(ApiContext& ctx);
+  void handle(net::HttpRequest& request, net::HttpReply reply);
+
+  // {"success":false,"errors":[m],"error":m}: both documented error shapes at once.
+  static net::HttpResponse error(int status, std::string_view message);
+
+ private:
+  void active_agents(net::HttpRequest& request, net::HttpReply reply);
+  void health(net::HttpRequest& request, net::HttpReply reply);
+  void get_log_level(net::HttpRequest& request, net::HttpReply reply);
+  void set_log_level(net::HttpRequest& request, net::HttpReply reply);
+  // --- calls API (issue 5; api_calls.cpp) ---
+  void post_call(net::HttpRequest& request, net::HttpReply reply);
+  void post_call_legacy(net::HttpRequest& request, net::HttpReply reply);
+  void place(net::HttpRequest& request, net::HttpReply reply, bool legacy);
+  void list_calls(net::HttpRequest& request, net::HttpReply reply);
+  void get_call(net::HttpRequest& request, net::HttpReply reply);
+  void get_transcript(net::HttpRequest& request, net::HttpReply reply);
+  void get_recording(net::HttpRequest& request, net::HttpReply reply);
+  // GET /v1/recordings/{file}: authorised by its signed link, not by the API token.
+  void serve_recording(net::HttpRequest& request, net::HttpReply reply);
+  // 400 for the endpoints whose pages document 400 for validation (spec section 10), 422 elsewhere.
+  static int validation_status(std::string_view method, std::string_view path);
+  // --- end calls API ---
+
+  ApiContext& ctx_;
+  net::Router router_;
+  // The request being dispatched: its token and its parsed JSON body (null for GET). Handlers that
+  // answer later must copy what they need before returning.
+  const ApiToken* caller_ = nullptr;
+  net::JsonPtr body_;
+};
+
+}  // namespace osvi::daemon

@@ -1,0 +1,544 @@
+// osvid start-up, reload and shut-down sequence on one sd-event loop.
+#include "osvi/app/app.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "osvi/base/ids.hpp"
+#include "osvi/base/log.hpp"
+#include "osvi/base/secret.hpp"
+#include "osvi/hal/sim_line.hpp"
+#include "osvi/net/json.hpp"
+#include "osvi/version.hpp"
+
+namespace osvi::daemon {
+namespace {
+
+constexpr size_t kTokenLength = 16;
+
+Result<std::string> read_text_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return make_error(path + ": " + std::strerror(errno), -errno);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+Status make_dirs(const std::string& dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return make_error("state_dir " + dir + ": " + ec.message(), -ec.value());
+  if (access(dir.c_str(), W_OK) != 0)
+    return make_error("state_dir " + dir + ": " + std::strerror(errno), -errno);
+  return {};
+}
+
+std::string token_file_path(const Config& cfg) {
+  return cfg.api.token_file.empty() ? cfg.state_dir + "/api-token" : cfg.api.token_file;
+}
+
+// Tokens come from the configuration; with none configured the box keeps one in a file only the daemon
+// can read, generated on first start, so a fresh box is never open and never shares a default secret.
+Result<std::vector<ApiToken>> resolve_tokens(const Config& cfg, bool* generated) {
+  *generated = false;
+  if (!cfg.api.tokens.empty()) return cfg.api.tokens;
+  const std::string path = token_file_path(cfg);
+  std::string token;
+  if (auto text = read_text_file(path)) {
+    token = *text;
+    while (!token.empty() && (token.back() == '\n' || token.back() == '\r' || token.back() == ' '))
+      token.pop_back();
+    if (token.size() != kTokenLength)
+      return make_error("api.token_file " + path + ": expected a 16-character token, found " +
+                        std::to_string(token.size()) + " characters");
+  } else if (text.error().code == -ENOENT) {
+    token = random_token(kTokenLength);
+    const std::string tmp = path + ".tmp";
+    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return make_error("api.token_file " + tmp + ": " + std::strerror(errno), -errno);
+    std::string line = token + "\n";
+    bool ok = ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size()) && fsync(fd) == 0;
+    ::close(fd);
+    if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0)
+      return make_error("api.token_file " + path + ": " + std::strerror(errno), -errno);
+    *generated = true;
+  } else {
+    return make_error("api.token_file " + text.error().message, text.error().code);
+  }
+  ApiToken t;
+  t.token = token;
+  t.admin = true;
+  return std::vector<ApiToken>{t};
+}
+
+std::vector<AgentRecord> agent_records(const Config& cfg) {
+  std::vector<AgentRecord> out;
+  out.reserve(cfg.agents.size());
+  for (const AgentConfig& a : cfg.agents) {
+    AgentRecord r;
+    r.agent_uuid = a.agent_uuid;
+    r.name = a.name;
+    r.mode = a.mode == AgentMode::chat ? "chat" : "voice";
+    r.active = a.active;
+    r.archived = a.archived;
+    r.definition_json = a.definition_json;
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+void sd_notifyf_status(const std::string& s) {
+  sd_notify(0, ("STATUS=" + s).c_str());
+}
+
+}  // namespace
+
+// --- issue 6: fleet configuration pushes share the override + validation path ---
+namespace {
+Result<Config> configuration_from_text(const AppOptions& options, std::string text, const std::string& where);
+
+// Running from embedded defaults, an accepted fleet configuration lives in <state_dir>/desired.json.
+std::string desired_path(const AppOptions& options) {
+  std::string dir = options.state_dir.value_or("");
+  if (dir.empty()) {
+    auto def = parse_config(default_config_json());
+    dir = def ? def->state_dir : std::string("/var/lib/osvi");
+  }
+  return dir + "/desired.json";
+}
+
+// Written next to the target and renamed over it: a power cut leaves the old file or the new one.
+Status write_file_atomically(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return make_error(tmp + ": " + std::strerror(errno), -errno);
+  const bool ok =
+      ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && fsync(fd) == 0;
+  const int err = errno;
+  ::close(fd);
+  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int e = ok ? errno : err;
+    ::unlink(tmp.c_str());
+    return make_error(path + ": " + std::strerror(e), -e);
+  }
+  return {};
+}
+}  // namespace
+
+Result<Config> load_configuration(const AppOptions& options) {
+  std::string text;
+  std::string where = options.config_path ? *options.config_path : std::string("embedded defaults");
+  if (options.config_path) {
+    auto t = read_text_file(*options.config_path);
+    if (!t) return t.error();
+    text = std::move(*t);
+  } else if (auto d = read_text_file(desired_path(options))) {
+    text = std::move(*d);
+    where = desired_path(options);
+  } else {
+    text = std::string(default_config_json());
+  }
+  return configuration_from_text(options, std::move(text), where);
+}
+
+namespace {
+Result<Config> configuration_from_text(const AppOptions& options, std::string text,
+                                       const std::string& where) {
+  // --- end issue 6 ---
+  if (options.state_dir || options.listen || options.demo) {
+    // Overrides are written into the document so they pass the same validation as the file.
+    std::string why;
+    net::JsonPtr doc = net::json_parse(text, &why);
+    if (doc && cJSON_IsObject(doc.get())) {
+      if (options.state_dir) {
+        cJSON_DeleteItemFromObjectCaseSensitive(doc.get(), "state_dir");
+        net::json_add_string(doc.get(), "state_dir", *options.state_dir);
+      }
+      if (options.listen) {
+        cJSON* api = cJSON_GetObjectItemCaseSensitive(doc.get(), "api");
+        if (!api) api = cJSON_AddObjectToObject(doc.get(), "api");
+        if (cJSON_IsObject(api)) {
+          cJSON_DeleteItemFromObjectCaseSensitive(api, "listen");
+          net::json_add_string(api, "listen", *options.listen);
+        }
+      }
+      if (options.demo) {  // issue 5: the demo's line and the stand-in model server
+        cJSON_DeleteItemFromObjectCaseSensitive(doc.get(), "lines");
+        cJSON* lines = cJSON_AddArrayToObject(doc.get(), "lines");
+        if (net::JsonPtr line = net::json_parse(options.demo->line_json, &why))
+          cJSON_AddItemToArray(lines, cJSON_Duplicate(line.get(), true));
+        cJSON* agent = nullptr;
+        cJSON_ArrayForEach(agent, cJSON_GetObjectItemCaseSensitive(doc.get(), "agents")) {
+          for (const char* section : {"stt", "llm", "voice"}) {
+            cJSON* sec = cJSON_GetObjectItemCaseSensitive(agent, section);
+            if (!sec) sec = cJSON_AddObjectToObject(agent, section);
+            cJSON_DeleteItemFromObjectCaseSensitive(sec, "base_url");
+            net::json_add_string(sec, "base_url", options.demo->model_url);
+          }
+        }
+      }
+      text = net::json_print(doc.get());
+    }
+  }
+  auto cfg = parse_config(text);
+  if (!cfg) return make_error(where + ":\n" + cfg.error().message, cfg.error().code);
+  return cfg;
+}
+}  // namespace
+
+App::App(AppOptions options) : options_(std::move(options)) {}
+App::~App() = default;
+
+void App::notify_status(const std::string& status) {
+  sd_notifyf_status(status);
+}
+
+std::string App::ready_status() const {
+  size_t active = 0;
+  for (const AgentConfig& a : config_->agents) active += a.active ? 1 : 0;
+  return "Ready: API on " + api_ctx_.listen + ", " + std::to_string(active) + " active agent(s), database " +
+         (store_->open_report().quick_check_ok ? "ok" : "DAMAGED (see journal)") +
+         (lines_ && lines_->size() ? ", lines: " + lines_->summary() : std::string());  // lines: issue 4
+}
+
+Status App::start_api(const Config& cfg, std::unique_ptr<net::HttpServer>* out,
+                      std::vector<EventSource>* sources) {
+  net::HttpServerOptions o;
+  o.host = cfg.api.host;
+  o.port = cfg.api.port;
+  o.max_body_bytes = cfg.api.max_body_bytes;
+  o.max_connections = cfg.api.max_connections;
+  o.connection_timeout_s = cfg.api.connection_timeout_s;
+  o.error_response = [](int status, std::string_view message) { return Api::error(status, message); };
+  auto server = net::HttpServer::start(
+      o, [this](net::HttpRequest& req, net::HttpReply reply) { api_->handle(req, std::move(reply)); });
+  if (!server) return make_error("api.listen: " + server.error().message, server.error().code);
+  net::HttpServer* srv = server->get();
+
+  auto timer = loop_->add_timer(UINT64_MAX, [srv] { srv->run(); });
+  if (!timer) return timer.error();
+  sd_event_source* timer_src = timer->get();
+  // libmicrohttpd's own deadlines (connection timeouts) follow each run.
+  auto rearm = [this, srv, timer_src] {
+    auto t = srv->timeout_ms();
+    if (t) EventLoop::set_timer(timer_src, loop_->now_us() + *t * 1000);
+  };
+  auto io = loop_->add_io(srv->poll_fd(), EPOLLIN, [srv, rearm](uint32_t) {
+    srv->run();
+    rearm();
+  });
+  if (!io) return io.error();
+  auto post = loop_->add_post(rearm);
+  if (!post) return post.error();
+  sources->clear();
+  sources->push_back(std::move(*io));
+  sources->push_back(std::move(*timer));
+  sources->push_back(std::move(*post));
+  *out = std::move(*server);
+  return {};
+}
+
+Status App::start() {
+  auto loop = EventLoop::create();
+  if (!loop) return loop.error();
+  loop_ = std::move(*loop);
+  clock_ = std::make_unique<LoopClock>(*loop_);
+
+  auto cfg = load_configuration(options_);
+  if (!cfg) return cfg.error();
+  config_ = std::make_unique<Config>(std::move(*cfg));
+  log::set_level(config_->log_level);
+  const std::string source = options_.config_path ? *options_.config_path : "embedded defaults";
+  log::notice(std::string("osvid ") + kVersion + " starting, configuration from " + source,
+              {{"CONFIG_HASH", config_->source_hash}}, log::id::kStarted);
+  notify_status("Starting: opening the database in " + config_->state_dir);
+
+  if (auto s = make_dirs(config_->state_dir); !s) return s;
+
+  StoreOptions so;
+  so.path = config_->state_dir + "/osvi.db";
+  so.busy_timeout_ms = config_->store.busy_timeout_ms;
+  so.quick_check = config_->store.quick_check;
+  auto store = Store::open(so, *clock_);
+  if (!store) return make_error("database " + so.path + ": " + store.error().message, store.error().code);
+  store_ = std::move(*store);
+  const OpenReport& rep = store_->open_report();
+  if (!rep.quick_check_ok) {
+    log::error("database integrity check failed on " + so.path + ": " + rep.quick_check +
+                   "; running on, but back up the file and restore it from the fleet",
+               {{"DB_PATH", so.path}}, log::id::kDbCheckFailed);
+  }
+  if (rep.schema_before != rep.schema_after) {
+    log::info("database schema migrated from version " + std::to_string(rep.schema_before) + " to " +
+                  std::to_string(rep.schema_after),
+              {{"DB_PATH", so.path}});
+  }
+  for (const std::string& id : rep.recovered_calls) {
+    log::warning("call " + id + " was in progress when the daemon stopped; closed as failed (daemon_restart)",
+                 {{"CALL_ID", id}}, log::id::kDbRecovered);
+  }
+  if (auto s = store_->sync_agents(agent_records(*config_)); !s) return s;
+
+  bool generated = false;
+  auto tokens = resolve_tokens(*config_, &generated);
+  if (!tokens) return tokens.error();
+  tokens_ = std::move(*tokens);
+  if (generated) log::notice("generated an API token in " + token_file_path(*config_));
+
+  api_ctx_.config = config_.get();
+  api_ctx_.tokens = &tokens_;
+  api_ctx_.store = store_.get();
+  api_ctx_.clock = clock_.get();
+  api_ctx_.started_mono_us = clock_->monotonic_us();
+  api_ctx_.started_wall_ms = clock_->wall_ms();
+  api_ctx_.config_source = source;
+  api_ctx_.config_loaded_wall_ms = api_ctx_.started_wall_ms;
+  api_ = std::make_unique<Api>(api_ctx_);
+
+  if (auto s = EventLoop::block_signals({SIGTERM, SIGINT, SIGHUP}); !s) return s;
+  for (int sig : {SIGTERM, SIGINT}) {
+    auto src = loop_->add_signal(sig, [this, sig] { stop(sig == SIGTERM ? "SIGTERM" : "SIGINT"); });
+    if (!src) return src.error();
+    signal_sources_.push_back(std::move(*src));
+  }
+  auto hup = loop_->add_signal(SIGHUP, [this] { reload(); });
+  if (!hup) return hup.error();
+  signal_sources_.push_back(std::move(*hup));
+  if (auto s = loop_->enable_watchdog(); !s) return s;
+
+  if (auto s = start_api(*config_, &server_, &server_sources_); !s) return s;
+  api_ctx_.listen = config_->api.host + ":" + std::to_string(server_->port());
+  log::notice("API listening on http://" + api_ctx_.listen, {{"LISTEN", api_ctx_.listen}},
+              log::id::kApiListening);
+  if (log::sink() == log::Sink::stderr_text && tokens_.size() == 1 && config_->api.tokens.empty()) {
+    log::notice("try: curl -H \"API-Token: $(cat " + token_file_path(*config_) + ")\" http://" +
+                api_ctx_.listen + "/v1/health");
+  }
+
+  // --- issue 6: fleet sync, after the store and the API; never fails the start (a box without WAN still
+  // takes calls), its state is in /v1/health and the journal.
+  {
+    FleetHooks hooks;
+    hooks.apply_config = [this](const std::string& text) { return apply_from_fleet(text); };
+    hooks.config = [this]() -> const Config& { return *config_; };
+    hooks.place_call = [this](const PlaceCallRequest& r) -> Result<std::string> {  // issue 5
+      if (!calls_) return make_error("the calls engine is not running", -ENODEV);
+      return calls_->place_call(r);
+    };
+    fleet_ =
+        std::make_unique<FleetSync>(*loop_, *store_, *clock_, std::move(hooks), api_ctx_.started_wall_ms);
+    fleet_->configure(*config_);
+    api_ctx_.fleet = fleet_.get();
+  }
+  // --- end issue 6 ---
+
+  // --- issue 4: telephony lines; READY=1 waits until each is idle or down with a reason ---
+  lines_ = std::make_unique<LineManager>(*loop_, *clock_);
+  api_ctx_.lines = lines_.get();
+  if (auto s = start_calls(); !s) return s;  // issue 5: before the lines, which may ring at once
+  if (auto s = lines_->start(config_->lines, [this] { lines_changed(); }); !s) return s;
+  for (hal::Line* l : lines_->lines()) {  // issue 5: the simulated caller speaks with espeak-ng
+    if (auto* sim = dynamic_cast<hal::SimLine*>(l)) {
+      sim->set_voice([this](std::string_view text, int rate) -> Result<std::vector<int16_t>> {
+        Speech* sp = speech();
+        if (!sp) return make_error("espeak-ng is not available");
+        return sp->render(text, rate);
+      });
+    }
+  }
+  lines_changed();
+  return {};
+}
+
+// --- issue 5: the calls engine ---
+Speech* App::speech() {
+  // espeak-ng costs memory: loaded at the first fallback message or simulated caller, not at start.
+  if (!speech_ && !speech_failed_) {
+    auto s = Speech::create();
+    if (s) {
+      speech_ = std::move(*s);
+    } else {
+      speech_failed_ = true;
+      log::error("espeak-ng cannot be loaded, local messages will be a tone only: " + s.error().message);
+    }
+  }
+  return speech_.get();
+}
+
+Status App::start_calls() {
+  const std::string rec_dir = config_->calls.recordings_dir.empty() ? config_->state_dir + "/recordings"
+                                                                    : config_->calls.recordings_dir;
+  if (auto s = make_dirs(rec_dir); !s) return s;
+  auto key = load_or_create_secret(config_->state_dir + "/recording-key", 32);
+  if (!key) return make_error("recording key: " + key.error().message, key.error().code);
+  recording_key_ = std::move(*key);
+  auto up = UpstreamLoop::create(*loop_);
+  if (!up) return up.error();
+  upstream_ = std::move(*up);
+  call_ctx_.loop = loop_.get();
+  call_ctx_.clock = clock_.get();
+  call_ctx_.store = store_.get();
+  call_ctx_.upstream = &upstream_->upstream();
+  call_ctx_.speech = [this] { return speech(); };
+  call_ctx_.audio = config_->audio;
+  call_ctx_.calls = config_->calls;
+  call_ctx_.recordings_dir = rec_dir;
+  calls_ = std::make_unique<CallManager>(call_ctx_, *lines_);
+  calls_->set_config(config_.get());
+  if (options_.demo) {
+    calls_->set_on_finished([this](const CallRecord& r) {
+      std::fputs(demo_report(*store_, r.call_id, config_->site.utc_offset_minutes).c_str(), stdout);
+      std::fflush(stdout);
+      stop("the end of the demo call");
+    });
+  }
+  lines_->set_event_sink([this](hal::Line& l, const hal::LineEvent& e) { calls_->on_line_event(l, e); });
+  api_ctx_.calls = calls_.get();
+  api_ctx_.recording_key = recording_key_;
+  api_ctx_.recordings_dir = rec_dir;
+  return {};
+}
+// --- end issue 5 ---
+
+void App::lines_changed() {
+  if (ready_sent_) return notify_status(ready_status());
+  if (!lines_->all_settled()) return notify_status("Starting: waiting for lines: " + lines_->summary());
+  ready_sent_ = true;
+  const std::string status = ready_status();
+  sd_notify(0, ("READY=1\nSTATUS=" + status).c_str());
+  log::notice(status, {}, log::id::kReady);
+}
+// --- end issue 4 ---
+
+void App::reload() {
+  sd_notify(0, "RELOADING=1\nSTATUS=Reloading configuration");
+  auto reject = [this](const std::string& why) {
+    log::error("configuration reload rejected, keeping the running configuration: " + why,
+               {{"CONFIG_HASH", config_->source_hash}}, log::id::kConfigRejected);
+    sd_notify(0, ("READY=1\nSTATUS=" + ready_status() + " (last reload rejected: see journal)").c_str());
+  };
+  auto cfg = load_configuration(options_);
+  if (!cfg) return reject(cfg.error().message);
+  if (Status s = apply(std::move(*cfg)); !s) return reject(s.error().message);
+  sd_notify(0, ("READY=1\nSTATUS=" + ready_status()).c_str());
+}
+
+Status App::apply(Config new_cfg) {
+  auto reject = [](const std::string& why) -> Status { return make_error(why); };
+  Config* cfg = &new_cfg;
+  if (cfg->state_dir != config_->state_dir) {
+    return reject("state_dir: cannot move the database while running (from \"" + config_->state_dir +
+                  "\" to \"" + cfg->state_dir + "\"); restart osvid instead");
+  }
+  bool generated = false;
+  auto tokens = resolve_tokens(*cfg, &generated);
+  if (!tokens) return reject(tokens.error().message);
+
+  // A new listen address is bound before anything changes, so a failure leaves the old server serving.
+  std::unique_ptr<net::HttpServer> new_server;
+  std::vector<EventSource> new_sources;
+  const ApiConfig& a = cfg->api;
+  const ApiConfig& b = config_->api;
+  const bool api_changed = a.host != b.host || a.port != b.port || a.max_body_bytes != b.max_body_bytes ||
+                           a.max_connections != b.max_connections ||
+                           a.connection_timeout_s != b.connection_timeout_s;
+  if (api_changed) {
+    if (auto s = start_api(*cfg, &new_server, &new_sources); !s) return reject(s.error().message);
+  }
+  if (auto s = store_->sync_agents(agent_records(*cfg)); !s) return reject("agents: " + s.error().message);
+
+  // Nothing below can fail: the switch is all or nothing.
+  config_ = std::make_unique<Config>(std::move(*cfg));
+  tokens_ = std::move(*tokens);
+  api_ctx_.config = config_.get();
+  api_ctx_.config_loaded_wall_ms = clock_->wall_ms();
+  if (new_server) {
+    server_sources_ = std::move(new_sources);
+    server_ = std::move(new_server);
+    api_ctx_.listen = config_->api.host + ":" + std::to_string(server_->port());
+  }
+  log::set_level(config_->log_level);
+  if (calls_) calls_->set_config(config_.get());      // issue 5: new calls use the new agents
+  if (lines_ && config_->lines != lines_->configs())  // issue 4: lines are not restarted under a call
+    log::warning("lines: the changed configuration applies at the next restart of osvid");
+  log::notice("configuration reloaded (" + std::to_string(config_->agents.size()) + " agents)",
+              {{"CONFIG_HASH", config_->source_hash}}, log::id::kConfigReloaded);
+  if (fleet_) fleet_->configure(*config_);  // issue 6
+  return {};
+}
+
+// --- issue 6: fleet configuration push ---
+Status App::apply_from_fleet(const std::string& json_text) {
+  const std::string target = options_.config_path ? *options_.config_path : desired_path(options_);
+  auto cfg = configuration_from_text(options_, json_text, "pushed configuration");
+  if (!cfg) return cfg.error();
+  // The pushed text is written first and renamed into place only once applied: a rejected push leaves the
+  // file as it was, an accepted one survives a restart.
+  const std::string tmp = target + ".fleet";
+  if (Status s = write_file_atomically(tmp, json_text); !s)
+    return make_error("persisting: " + s.error().message);
+  if (Status s = apply(std::move(*cfg)); !s) {
+    ::unlink(tmp.c_str());
+    return s;
+  }
+  if (::rename(tmp.c_str(), target.c_str()) != 0) {
+    const int e = errno;
+    log::error("fleet configuration applied but not saved to " + target + ": " + std::strerror(e) +
+                   "; the file in place loads at the next restart",
+               {{"CONFIG_HASH", config_->source_hash}});
+  }
+  sd_notify(0, ("STATUS=" + ready_status()).c_str());
+  return {};
+}
+// --- end issue 6 ---
+
+void App::stop(const char* why) {
+  sd_notify(0, "STOPPING=1\nSTATUS=Stopping");
+  log::notice(std::string("stopping on ") + why, {}, log::id::kStopping);
+  if (server_) server_->quiesce();
+  if (calls_) calls_->shutdown();  // issue 5: every live call hung up and recorded
+  if (fleet_) fleet_->stop();      // issue 6: retained clean "offline", acknowledged before we go
+  loop_->exit(0);
+}
+
+int App::run() {
+  log::init("osvid");
+  if (auto s = start(); !s) {
+    log::error("cannot start: " + s.error().message);
+    sd_notify(0, ("STATUS=Failed to start: " + s.error().message).c_str());
+    return 1;
+  }
+  int r = loop_->run();
+  // Finalise in reverse order of initialisation.
+  server_sources_.clear();
+  server_.reset();
+  api_.reset();
+  api_ctx_.calls = nullptr;  // issue 5
+  if (lines_) lines_->set_event_sink({});
+  calls_.reset();
+  upstream_.reset();
+  api_ctx_.lines = nullptr;  // issue 4
+  lines_.reset();
+  api_ctx_.fleet = nullptr;
+  fleet_.reset();  // issue 6: before the store it writes to
+  store_.reset();
+  signal_sources_.clear();
+  if (r < 0) {
+    log::error(std::string("event loop failed: ") + std::strerror(-r));
+    return 1;
+  }
+  log::info("stopped");
+  return 0;
+}
+
+}  // namespace osvi::daemon

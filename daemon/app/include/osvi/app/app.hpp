@@ -1,0 +1,88 @@
+// The osvid application: initialise in order, run the control loop, reload on SIGHUP, finalise in reverse.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "osvi/api/api.hpp"
+#include "osvi/calls/call_manager.hpp"  // issue 5
+#include "osvi/config/config.hpp"
+#include "osvi/app/demo.hpp"  // issue 5
+#include "osvi/base/event_loop.hpp"
+#include "osvi/fleet/fleet.hpp"
+#include "osvi/lines/line_manager.hpp"   // issue 4
+#include "osvi/speech/speech.hpp"  // issue 5
+#include "osvi/store/store.hpp"
+#include "osvi/base/upstream_loop.hpp"  // issue 5
+#include "osvi/net/http_server.hpp"
+#include "osvi/result.hpp"
+
+namespace osvi::daemon {
+
+struct AppOptions {
+  std::optional<std::string> config_path;  // none = the embedded defaults
+  // Command-line overrides, applied on top of every load (start and reload) and validated with it.
+  std::optional<std::string> state_dir;
+  std::optional<std::string> listen;
+  std::optional<DemoSetup> demo;  // osvid --demo: print the first call's report and exit once it ends
+};
+
+// Reads the configuration named by the options (file or embedded), applies the overrides, validates.
+Result<Config> load_configuration(const AppOptions& options);
+
+class App {
+ public:
+  explicit App(AppOptions options);
+  ~App();
+  App(const App&) = delete;
+  App& operator=(const App&) = delete;
+
+  // Returns the process exit code: 0 after a clean stop, 1 when start-up failed.
+  int run();
+
+ private:
+  Status start();
+  Status start_api(const Config& cfg, std::unique_ptr<net::HttpServer>* out,
+                   std::vector<EventSource>* sources);
+  void reload();
+  // The SIGHUP path without the file read: prepare everything that can fail, then switch (issue 6: shared
+  // with fleet configuration pushes). On error nothing changed and the message holds the reasons.
+  Status apply(Config cfg);
+  // A configuration document pushed by the fleet: overrides, validation, apply(), then persisted atomically.
+  Status apply_from_fleet(const std::string& json_text);
+  void stop(const char* why);
+  void notify_status(const std::string& status);
+  std::string ready_status() const;
+
+  AppOptions options_;
+  std::unique_ptr<EventLoop> loop_;
+  std::unique_ptr<LoopClock> clock_;
+  std::unique_ptr<Config> config_;
+  std::vector<ApiToken> tokens_;
+  std::unique_ptr<Store> store_;
+  ApiContext api_ctx_;
+  std::unique_ptr<Api> api_;
+  std::unique_ptr<net::HttpServer> server_;
+  std::vector<EventSource> server_sources_;
+  std::vector<EventSource> signal_sources_;
+  std::unique_ptr<FleetSync> fleet_;  // issue 6
+  // --- issue 4: telephony lines; READY=1 is sent by lines_changed() once every line has settled ---
+  void lines_changed();
+  std::unique_ptr<LineManager> lines_;
+  bool ready_sent_ = false;
+  // --- end issue 4 ---
+  // --- issue 5: the calls engine ---
+  Status start_calls();
+  Speech* speech();
+  std::unique_ptr<UpstreamLoop> upstream_;
+  std::unique_ptr<Speech> speech_;
+  bool speech_failed_ = false;
+  CallContext call_ctx_;
+  std::unique_ptr<CallManager> calls_;
+  std::string recording_key_;
+  // --- end issue 5 ---
+};
+
+}  // namespace osvi::daemon

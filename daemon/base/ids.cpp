@@ -1,0 +1,113 @@
+// UUIDs, timestamps and tokens.
+#include "osvi/base/ids.hpp"
+
+#include <sys/random.h>
+
+#include <array>
+#include <cstdio>
+#include <ctime>
+
+namespace osvi::daemon {
+namespace {
+
+void fill_random(unsigned char* buf, size_t len) {
+  size_t got = 0;
+  while (got < len) {
+    ssize_t n = getrandom(buf + got, len - got, 0);
+    if (n > 0) got += static_cast<size_t>(n);
+  }
+}
+
+void civil(int64_t unix_s, tm* out) {
+  time_t t = static_cast<time_t>(unix_s);
+  gmtime_r(&t, out);
+}
+
+}  // namespace
+
+std::string new_uuid_v7(int64_t unix_ms) {
+  std::array<unsigned char, 16> b{};
+  fill_random(b.data(), b.size());
+  uint64_t ms = static_cast<uint64_t>(unix_ms);
+  for (int i = 0; i < 6; ++i) b[static_cast<size_t>(i)] = static_cast<unsigned char>(ms >> (40 - 8 * i));
+  b[6] = static_cast<unsigned char>(0x70 | (b[6] & 0x0F));
+  b[8] = static_cast<unsigned char>(0x80 | (b[8] & 0x3F));
+  char out[37];
+  std::snprintf(out, sizeof out, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
+                b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
+                b[15]);
+  return out;
+}
+
+bool is_uuid(std::string_view s) {
+  if (s.size() != 36) return false;
+  for (size_t i = 0; i < s.size(); ++i) {
+    char c = s[i];
+    if (i == 8 || i == 13 || i == 18 || i == 23) {
+      if (c != '-') return false;
+    } else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+std::string format_local_iso(int64_t unix_ms, int offset_minutes) {
+  int64_t secs = unix_ms / 1000 - (unix_ms % 1000 < 0 ? 1 : 0);
+  tm t{};
+  civil(secs + offset_minutes * 60, &t);
+  char sign = offset_minutes < 0 ? '-' : '+';
+  int off = offset_minutes < 0 ? -offset_minutes : offset_minutes;
+  char out[96];
+  std::snprintf(out, sizeof out, "%04d-%02d-%02dT%02d:%02d:%02d%c%02d:%02d", t.tm_year + 1900, t.tm_mon + 1,
+                t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec, sign, off / 60, off % 60);
+  return out;
+}
+
+std::string format_utc_micro(int64_t unix_ms) {
+  int64_t ms = ((unix_ms % 1000) + 1000) % 1000;
+  int64_t secs = (unix_ms - ms) / 1000;
+  tm t{};
+  civil(secs, &t);
+  char out[96];
+  std::snprintf(out, sizeof out, "%04d-%02d-%02dT%02d:%02d:%02d.%03d000Z", t.tm_year + 1900, t.tm_mon + 1,
+                t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec, static_cast<int>(ms));
+  return out;
+}
+
+std::string random_token(size_t length) {
+  static constexpr std::string_view kAlphabet =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+  std::string out;
+  out.reserve(length);
+  while (out.size() < length) {
+    unsigned char b[32];
+    fill_random(b, sizeof b);
+    for (unsigned char c : b) {
+      // 248 = 4 * 62: rejecting the rest keeps every character equally likely.
+      if (c < 248 && out.size() < length) out += kAlphabet[c % kAlphabet.size()];
+    }
+  }
+  return out;
+}
+
+std::string fnv1a_hex(std::string_view text) {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (char c : text) {
+    h ^= static_cast<unsigned char>(c);
+    h *= 0x100000001b3ULL;
+  }
+  char out[17];
+  std::snprintf(out, sizeof out, "%016llx", static_cast<unsigned long long>(h));
+  return out;
+}
+
+bool constant_time_equal(std::string_view a, std::string_view b) {
+  unsigned diff = static_cast<unsigned>(a.size() ^ b.size());
+  size_t n = a.size() < b.size() ? a.size() : b.size();
+  for (size_t i = 0; i < n; ++i)
+    diff |= static_cast<unsigned>(static_cast<unsigned char>(a[i]) ^ static_cast<unsigned char>(b[i]));
+  return diff == 0;
+}
+
+}  // namespace osvi::daemon

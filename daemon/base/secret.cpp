@@ -1,0 +1,113 @@
+// load_or_create_secret: a random key file in the state folder, 0600, created atomically.
+#include "osvi/base/secret.hpp"
+
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "osvi/hal/fd.hpp"
+
+namespace osvi::daemon {
+namespace {
+
+Error errno_error(const std::string& what, int err) {
+  return make_error(what + ": " + std::strerror(err), -err);
+}
+
+Result<std::string> read_secret(const std::string& path, size_t bytes) {
+  hal::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return errno_error("cannot open secret " + path, errno);
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) return errno_error("cannot stat secret " + path, errno);
+  if (!S_ISREG(st.st_mode) || static_cast<size_t>(st.st_size) != bytes) {
+    return make_error("secret " + path + " has " + std::to_string(st.st_size) + " bytes, expected " +
+                          std::to_string(bytes) + " (remove it to generate a new one)",
+                      -EINVAL);
+  }
+  std::string out(bytes, '\0');
+  size_t got = 0;
+  while (got < bytes) {
+    ssize_t n = ::read(fd.get(), out.data() + got, bytes - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno_error("cannot read secret " + path, errno);
+    if (n == 0) return make_error("secret " + path + " shrank while being read", -EIO);
+    got += static_cast<size_t>(n);
+  }
+  return out;
+}
+
+}  // namespace
+
+Result<std::string> load_or_create_secret(const std::string& path, size_t bytes) {
+  if (bytes == 0) return make_error("secret " + path + ": zero length requested", -EINVAL);
+  if (::access(path.c_str(), F_OK) == 0) return read_secret(path, bytes);
+  if (errno != ENOENT) return errno_error("cannot access secret " + path, errno);
+
+  std::string key(bytes, '\0');
+  size_t got = 0;
+  while (got < bytes) {
+    ssize_t n = ::getrandom(key.data() + got, bytes - got, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno_error("getrandom for secret " + path, errno);
+    got += static_cast<size_t>(n);
+  }
+
+  const std::string tmp = path + ".tmp";
+  {
+    // O_TRUNC: a temporary file left by a crash is just overwritten.
+    hal::UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+    if (!fd.valid()) return errno_error("cannot create secret " + tmp, errno);
+    // The mode argument is filtered by the umask; the key must never be group/other readable.
+    if (::fchmod(fd.get(), 0600) != 0) return errno_error("cannot chmod secret " + tmp, errno);
+    size_t put = 0;
+    while (put < bytes) {
+      ssize_t n = ::write(fd.get(), key.data() + put, bytes - put);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        int err = errno;
+        ::unlink(tmp.c_str());
+        return errno_error("cannot write secret " + tmp, err);
+      }
+      put += static_cast<size_t>(n);
+    }
+    if (::fsync(fd.get()) != 0) {
+      int err = errno;
+      ::unlink(tmp.c_str());
+      return errno_error("cannot sync secret " + tmp, err);
+    }
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    int err = errno;
+    ::unlink(tmp.c_str());
+    return errno_error("cannot move secret into " + path, err);
+  }
+  return key;
+}
+
+std::string hmac_sha256_hex(std::string_view key, std::string_view message) {
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  // An empty key is passed as a valid pointer: OpenSSL treats a null key as "reuse the previous one".
+  static const unsigned char kEmpty = 0;
+  const void* k = key.empty() ? static_cast<const void*>(&kEmpty) : static_cast<const void*>(key.data());
+  if (HMAC(EVP_sha256(), k, static_cast<int>(key.size()),
+           reinterpret_cast<const unsigned char*>(message.data()), message.size(), mac, &len) == nullptr) {
+    return {};
+  }
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(len * 2);
+  for (unsigned int i = 0; i < len; ++i) {
+    out += kHex[mac[i] >> 4];
+    out += kHex[mac[i] & 0x0f];
+  }
+  return out;
+}
+
+}  // namespace osvi::daemon

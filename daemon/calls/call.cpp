@@ -1,0 +1,1393 @@
+// One conversation: the state machine behind calls/include/osvi/calls/call.hpp.
+#include "osvi/calls/call.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "osvi/audio/recording.hpp"
+#include "osvi/config/audio_settings.hpp"
+#include "osvi/base/log.hpp"
+#include "osvi/speech/speech.hpp"
+#include "osvi/net/json.hpp"
+
+namespace osvi::daemon {
+namespace {
+
+constexpr int kDefaultMinSpeechMs = 150;  // endpointer default while the agent is quiet
+// The utterance is encoded on the loop at the end-of-speech decision, so its cost is latency: complexity 1
+// encodes ~3x faster than 5, and a recogniser does not hear the difference at 24 kbit/s.
+constexpr audio::UtteranceOptions kSttOpus{24000, 1};
+constexpr int64_t kHistoryMs = 500;  // pre-roll kept for an utterance's onset
+constexpr int64_t kMaxUtteranceMs = 30000;
+constexpr int64_t kDtmfGatherMs = 1500;   // digits closer than this form one entry
+constexpr int64_t kHangupGraceMs = 5000;  // the line must confirm a hang-up within this
+constexpr int64_t kAudioWaitMs = 3000;    // a connected call without usable audio is given up
+constexpr int64_t kAmdMaxWaitMs = 5000;   // the AMD verdict, at the latest
+
+std::string json_escape(std::string_view s) {
+  std::string out;
+  out.reserve(s.size() + 2);
+  for (char c : s) {
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", c);
+          out += buf;
+        } else {
+          out += c;
+        }
+    }
+  }
+  return out;
+}
+
+std::string read_key_file(const std::string& path) {
+  std::ifstream f(path);
+  std::string key;
+  std::getline(f, key);
+  while (!key.empty() && (key.back() == '\r' || key.back() == ' ')) key.pop_back();
+  return key;
+}
+
+// The end of the first complete sentence in `text` (index one past its
+// punctuation), or 0. A sentence ends at . ! ? followed by white space, or at a
+// newline; long clauses are cut at a comma so the first audio does not wait for
+// a paragraph.
+size_t sentence_end(std::string_view text, bool final) {
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (c == '\n' && i > 0) return i + 1;
+    if ((c == '.' || c == '!' || c == '?') && i + 1 < text.size() &&
+        (text[i + 1] == ' ' || text[i + 1] == '\n')) {
+      // "Dr. Rao", "e.g. this": a single capital or lower-case abbreviation
+      // before the dot is not an end.
+      size_t w = i;
+      while (w > 0 && std::isalpha(static_cast<unsigned char>(text[w - 1]))) --w;
+      if (i - w <= 2 && c == '.' && i - w > 0 && i > 0 && i + 2 < text.size() &&
+          std::islower(static_cast<unsigned char>(text[i + 2])))
+        continue;
+      return i + 1;
+    }
+  }
+  if (text.size() > 160) {
+    const size_t comma = text.rfind(", ", 160);
+    if (comma != std::string_view::npos && comma > 40) return comma + 1;
+  }
+  return final ? text.size() : 0;
+}
+
+std::string trim(std::string_view s) {
+  size_t a = 0, b = s.size();
+  while (a < b && std::isspace(static_cast<unsigned char>(s[a]))) ++a;
+  while (b > a && std::isspace(static_cast<unsigned char>(s[b - 1]))) --b;
+  return std::string(s.substr(a, b - a));
+}
+
+// The first `fraction` of a sentence's words: what the caller heard before
+// cutting in.
+std::string heard_part(std::string_view text, double fraction) {
+  if (fraction >= 1.0) return std::string(text);
+  if (fraction <= 0.0) return {};
+  std::vector<std::string_view> words;
+  size_t i = 0;
+  while (i < text.size()) {
+    while (i < text.size() && text[i] == ' ') ++i;
+    size_t j = i;
+    while (j < text.size() && text[j] != ' ') ++j;
+    if (j > i) words.push_back(text.substr(i, j - i));
+    i = j;
+  }
+  const size_t n = static_cast<size_t>(std::floor(fraction * static_cast<double>(words.size())));
+  std::string out;
+  for (size_t k = 0; k < n; ++k) {
+    if (k) out += ' ';
+    out += words[k];
+  }
+  return out;
+}
+
+std::string language_code(const AgentConfig& a) {
+  std::string lang = a.stt.language.empty() ? a.language : a.stt.language;
+  if (auto dash = lang.find('-'); dash != std::string::npos) lang.resize(dash);
+  return lang;
+}
+
+std::vector<int16_t> tone(int rate, double hz, int ms) {
+  std::vector<int16_t> out(static_cast<size_t>(rate) * static_cast<size_t>(ms) / 1000);
+  for (size_t i = 0; i < out.size(); ++i)
+    out[i] = static_cast<int16_t>(8000.0 * std::sin(2.0 * M_PI * hz * static_cast<double>(i) / rate));
+  return out;
+}
+
+}  // namespace
+
+std::string TurnLatency::json() const {
+  std::string out = "{";
+  auto add = [&](const char* k, double v) {
+    if (v < 0) return;
+    if (out.size() > 1) out += ',';
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "\"%s\":%.1f", k, v);
+    out += buf;
+  };
+  add("endpointing_ms", endpointing_ms);
+  add("stt_sent_ms", stt_sent_ms);
+  add("stt_ms", stt_ms);
+  add("llm_first_token_ms", llm_first_token_ms);
+  add("tts_first_byte_ms", tts_first_byte_ms);
+  add("first_sample_ms", first_sample_ms);
+  add("voice_to_voice_ms", voice_to_voice_ms);
+  return out + "}";
+}
+
+// The stereo recording: an Ogg Opus file written as pages come, renamed into
+// place when the call ends.
+struct Call::Recording final : audio::ByteSink {
+  int fd = -1;
+  std::string part, path;
+  uint64_t bytes = 0;
+  bool failed = false;
+  std::optional<audio::CallRecorder> recorder;
+  ~Recording() override {
+    if (fd >= 0) ::close(fd);
+  }
+  bool write(std::span<const uint8_t> b) noexcept override {
+    size_t off = 0;
+    while (off < b.size()) {
+      ssize_t n = ::write(fd, b.data() + off, b.size() - off);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        failed = true;
+        return false;
+      }
+      off += static_cast<size_t>(n);
+    }
+    bytes += b.size();
+    return true;
+  }
+};
+
+Call::Call(CallContext& ctx, hal::Line& line, CallSetup setup, Finished on_finished)
+    : ctx_(ctx),
+      line_(line),
+      setup_(std::move(setup)),
+      record_(setup_.record),
+      on_finished_(std::move(on_finished)) {
+  if (setup_.agent.prompt.type == PromptType::multi) prompt_state_ = setup_.agent.prompt.initial_state;
+}
+
+Call::~Call() {
+  cancel_upstream();
+  close_audio();
+}
+
+double Call::samples_to_ms(uint64_t samples) const {
+  return static_cast<double>(samples) * 1000.0 / rate_;
+}
+
+size_t Call::memory_bytes() const {
+  size_t n = sizeof(*this) + history_.capacity() * 2 + utterance_.capacity() * 2 +
+             pending_play_.capacity() * 2 + resample_out_.capacity() * 2 + mic_.capacity() * 2 +
+             ref_.capacity() * 2;
+  for (const auto& m : messages_) n += m.content.capacity() + sizeof(m);
+  for (const auto& s : segments_) n += s.text.capacity() + sizeof(s);
+  return n;
+}
+
+net::Endpoint Call::endpoint(const UpstreamEndpoint& e, int64_t first_byte_ms) const {
+  net::Endpoint ep;
+  ep.base_url = e.base_url;
+  ep.api_key =
+      !e.api_key.empty() ? e.api_key : (!e.api_key_file.empty() ? read_key_file(e.api_key_file) : "");
+  ep.model = e.model;
+  ep.timeout_ms = e.timeout_ms;
+  ep.first_byte_timeout_ms = first_byte_ms > 0 ? std::min<int64_t>(first_byte_ms, e.timeout_ms) : 0;
+  return ep;
+}
+
+std::string Call::render_template(std::string_view text) const {
+  net::JsonPtr data;
+  if (setup_.additional_data) data = net::json_parse(*setup_.additional_data, nullptr);
+  std::string out;
+  size_t i = 0;
+  while (i < text.size()) {
+    size_t open = text.find("{{", i);
+    if (open == std::string_view::npos) {
+      out.append(text.substr(i));
+      break;
+    }
+    size_t close = text.find("}}", open + 2);
+    if (close == std::string_view::npos) {
+      out.append(text.substr(i));
+      break;
+    }
+    out.append(text.substr(i, open - i));
+    const std::string key = trim(text.substr(open + 2, close - open - 2));
+    std::string value;
+    bool found = false;
+    if (key == "person_name" && setup_.person_name) {
+      value = *setup_.person_name;
+      found = true;
+    } else if (data && cJSON_IsObject(data.get())) {
+      const cJSON* v = cJSON_GetObjectItemCaseSensitive(data.get(), key.c_str());
+      if (cJSON_IsString(v)) {
+        value = v->valuestring;
+        found = true;
+      } else if (v && !cJSON_IsNull(v)) {
+        value = net::json_print(v);
+        found = true;
+      }
+    } else if (key == "phone_number") {
+      value = record_.phone_number;
+      found = true;
+    }
+    if (!found && key == "phone_number") {
+      value = record_.phone_number;
+      found = true;
+    }
+    // A variable nobody supplied is left out rather than read aloud as
+    // "{{name}}".
+    out += found ? value : std::string();
+    i = close + 2;
+  }
+  return out;
+}
+
+std::string Call::system_prompt() const {
+  const AgentConfig& a = setup_.agent;
+  std::string p;
+  if (setup_.system_prompt) {
+    p = *setup_.system_prompt;
+  } else if (a.prompt.type == PromptType::single) {
+    p = a.prompt.system_prompt;
+  } else {
+    for (const PromptState& s : a.prompt.states) {
+      if (s.name != prompt_state_) continue;
+      p = s.prompt;
+      if (!s.transitions.empty()) {
+        p += "\n\nConversation state: \"" + s.name + "\". Call the tool switch_state";
+        for (const PromptTransition& t : s.transitions) p += "\n- with state \"" + t.to + "\" when " + t.when;
+      }
+    }
+  }
+  p = render_template(p);
+  p += "\n\nYou are speaking on a phone call: answer in short spoken "
+       "sentences, no lists or markup.";
+  return p;
+}
+
+std::vector<net::ToolSpec> Call::tools() const {
+  const ToolsConfig& t = setup_.agent.tools;
+  std::vector<net::ToolSpec> out;
+  const std::string reason =
+      R"({"type":"object","properties":{"reason":{"type":"string","description":"why, in a few words"}}})";
+  if (t.end_call) out.push_back({"end_call", "End the phone call after your last sentence.", reason});
+  if (t.transfer.enabled && !t.transfer.number.empty())
+    out.push_back({"transfer_call", "Transfer the caller to a human colleague.", reason});
+  if (t.dtmf)
+    out.push_back({"send_dtmf", "Press keys on the phone keypad (an IVR menu): digits 0-9, * and #.",
+                   R"({"type":"object","properties":{"digits":{"type":"string"}},"required":["digits"]})"});
+  if (setup_.agent.prompt.type == PromptType::multi) {
+    std::string states;
+    for (const PromptState& s : setup_.agent.prompt.states)
+      states += (states.empty() ? "\"" : ",\"") + json_escape(s.name) + "\"";
+    out.push_back({"switch_state", "Move the conversation to another state.",
+                   R"({"type":"object","properties":{"state":{"type":"string","enum":[)" + states +
+                       R"(]}},"required":["state"]})"});
+  }
+  return out;
+}
+
+// ----------------------------------------------------------------------------------------------
+// lifecycle
+
+Status Call::start() {
+  auto timer = ctx_.loop->add_timer(UINT64_MAX, [this] { on_timer(); });
+  if (!timer) return timer.error();
+  timer_ = std::move(*timer);
+  messages_.push_back({"system", system_prompt(), {}, {}});
+  Status s = setup_.outbound ? line_.dial(record_.phone_number) : line_.answer();
+  if (!s) return s;
+  log::info(std::string(setup_.outbound ? "dialling " : "answering ") + record_.phone_number,
+            {{"CALL_ID", record_.call_id}, {"LINE", line_.id()}, {"AGENT_UUID", setup_.agent.agent_uuid}},
+            log::id::kCallStarted);
+  return {};
+}
+
+void Call::on_line_event(const hal::LineEvent& e) {
+  using T = hal::LineEvent::Type;
+  if (state_ == State::finished) return;
+  switch (e.type) {
+    case T::answered:
+      if (!answered_) connected();
+      break;
+    case T::audio:
+      if (answered_ && !stream_) {
+        if (Status s = open_audio(); !s)
+          log::warning("call audio not available yet: " + s.error().message, {{"CALL_ID", id()}});
+      }
+      break;
+    case T::busy:
+      finalize("busy", "busy", "user");
+      break;
+    case T::no_answer:
+      finalize("not_picked", "no_answer", "user");
+      break;
+    case T::failed:
+      finalize("failed", e.reason.empty() ? "line_failed" : e.reason, "system");
+      break;
+    case T::down:
+      finalize("failed", "line_down: " + e.reason, "system");
+      break;
+    case T::remote_hangup:
+      if (!answered_) {
+        finalize("not_picked", "caller_hung_up", "user");
+      } else if (state_ == State::ending) {
+        finalize(voicemail_reached_ ? "voicemail" : "picked", record_.call_ended_reason.value_or("hangup"),
+                 record_.call_ended_by.value_or("agent"));
+      } else {
+        finalize(voicemail_reached_ ? "voicemail" : "picked", "customer-ended-call", "user");
+      }
+      break;
+    case T::hung_up:
+      finalize(answered_ ? (voicemail_reached_ ? "voicemail" : "picked") : "not_picked",
+               record_.call_ended_reason.value_or("hangup"), record_.call_ended_by.value_or("agent"));
+      break;
+    case T::transferred:
+      save_turn("tool", "transferred to " + e.number, wall_ms(), wall_ms(), false, std::nullopt);
+      finalize("picked", "transferred", "agent");
+      break;
+    case T::transfer_failed:
+      upstream_errors_.push_back("transfer failed: " + e.reason);
+      messages_.push_back(
+          {"system", "The transfer failed (" + e.reason + "). Tell the caller and help them.", {}, {}});
+      state_ = State::thinking;
+      request_llm();
+      break;
+    case T::dtmf:
+      // Modems report digits out of band; the chain hears in-band ones (sim and
+      // analog lines).
+      on_dtmf(e.digit);
+      break;
+    case T::incoming:
+    case T::up:
+      break;
+  }
+}
+
+void Call::connected() {
+  answered_ = true;
+  connected_ms_ = wall_ms();
+  record_.call_picked_at_ms = connected_ms_;
+  record_.status = "in_progress";
+  const int64_t max_s = setup_.max_duration_s.value_or(setup_.agent.call.max_duration_s);
+  max_duration_.at = now_us() + max_s * 1'000'000;
+  if (Status s = open_audio(); !s) {
+    // SIM7600-style lines turn audio on a little after the call is active: wait
+    // for the audio event.
+    audio_wait_.at = now_us() + kAudioWaitMs * 1000;
+    log::info("waiting for call audio: " + s.error().message, {{"CALL_ID", id()}});
+  }
+  arm();
+}
+
+Status Call::open_audio() {
+  const hal::AudioEndpoint ep = line_.audio();
+  if (ep.kind != hal::AudioEndpoint::Kind::alsa) {
+    return make_error(ep.kind == hal::AudioEndpoint::Kind::none
+                          ? "the line has no audio endpoint"
+                          : "tty audio is not supported by the engine yet",
+                      -ENOTSUP);
+  }
+  if (!ep.ready) return make_error(ep.error.empty() ? "audio not ready" : ep.error, -EAGAIN);
+  AudioConfig ac = ctx_.audio;
+  ac.rate = static_cast<int>(ep.sample_rate);
+  hal::AudioStreamOptions o =
+      audio_stream_options(ac, ep.device, ep.device, static_cast<int>(ep.channels), 0);
+  o.alsa_config = ep.alsa_config;
+  if (ep.clockless) o.pace = std::chrono::milliseconds(ac.frame_ms);
+  o.playback_ring_ms = 1000;  // TTS arriving faster than real time waits in pending_play_ (sized to fit)
+  o.capture_ring_ms = 500;    // the loop reads every period; half a second covers any stall of it
+  auto stream = hal::AudioStream::create(o);
+  if (!stream) return stream.error();
+  audio::LineChainConfig cc = line_chain_config(ac, &setup_.agent);
+  cc.amd = setup_.outbound && setup_.agent.call.voicemail.detect;
+  auto chain = audio::LineChain::create(cc);
+  if (!chain) return chain.error();
+  stream_ = std::move(*stream);
+  chain_ = std::move(*chain);
+  rate_ = ac.rate;
+
+  const size_t period = stream_->period_frames();
+  mic_.resize(period);
+  ref_.resize(period);
+  history_.assign(static_cast<size_t>(ac.rate * kHistoryMs / 1000), 0);
+  resample_out_.resize(chain_->max_playback_output());
+
+  if (ctx_.audio.recording.enabled && !ctx_.recordings_dir.empty()) {
+    auto rec = std::make_unique<Recording>();
+    rec->path = ctx_.recordings_dir + "/" + id() + ".opus";
+    rec->part = rec->path + ".part";
+    rec->fd = ::open(rec->part.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+    if (rec->fd < 0) {
+      log::warning("cannot record the call: " + rec->part + ": " + std::strerror(errno), {{"CALL_ID", id()}});
+    } else {
+      audio::RecordingConfig rc;
+      rc.rate = ac.rate;
+      rc.frame_ms = ac.frame_ms;
+      rc.bitrate = ctx_.audio.recording.bitrate;
+      rc.complexity = ctx_.audio.recording.complexity;
+      rc.call_id = id();
+      rc.agent = setup_.agent.name;
+      rc.title = "osvi call " + id();
+      auto r = audio::CallRecorder::create(*rec, rc);
+      if (r) {
+        rec->recorder.emplace(std::move(*r));
+        recording_ = std::move(rec);
+        chain_->attach_recorder(&*recording_->recorder);
+      } else {
+        log::warning("cannot record the call: " + r.error().message, {{"CALL_ID", id()}});
+      }
+    }
+  }
+
+  auto src = ctx_.loop->add_io(stream_->event_fd(), EPOLLIN, [this](uint32_t ev) { on_stream_ready(ev); });
+  if (!src) return src.error();
+  stream_source_ = std::move(*src);
+  if (Status s = stream_->start(); !s) return s;
+  // The device must actually open: a PCM that never delivers would leave the caller in silence.
+  audio_wait_.at = now_us() + kAudioWaitMs * 1000;
+
+  if (chain_->config().amd) {
+    state_ = State::amd;
+    amd_wait_.at = now_us() + kAmdMaxWaitMs * 1000;
+  } else {
+    speak_greeting();
+  }
+  arm();
+  return {};
+}
+
+void Call::close_audio() {
+  stream_source_.reset();
+  if (stream_) stream_->stop();
+  if (chain_) chain_->attach_recorder(nullptr);
+  stream_.reset();
+  chain_.reset();
+}
+
+// ----------------------------------------------------------------------------------------------
+// audio
+
+void Call::on_stream_ready(uint32_t) {
+  if (!stream_) return;
+  std::array<hal::StreamEvent, 16> events;
+  size_t n = stream_->drain_events(events);
+  for (size_t i = 0; i < n && stream_; ++i) on_playback_event(events[i]);
+  while (stream_ && stream_->capture_available() >= mic_.size()) {
+    size_t got = stream_->read_capture(mic_);
+    stream_->read_reference(ref_);
+    if (got != mic_.size()) break;
+    process_frame(mic_, ref_);
+    if (state_ == State::finished) return;
+  }
+  if (!stream_) return;
+  if (awaiting_first_sample_ && stream_->stats().played_samples > played_mark_) {
+    awaiting_first_sample_ = false;
+    const int64_t now = now_us();
+    if (tts_first_byte_us_ >= 0)
+      latency_.first_sample_ms = static_cast<double>(now - tts_first_byte_us_) / 1000.0;
+    if (speech_end_us_ >= 0) latency_.voice_to_voice_ms = static_cast<double>(now - speech_end_us_) / 1000.0;
+    turn_started_ms_ = wall_ms();
+    dead_air_.at = -1;
+    arm();
+  }
+  pump_playback();
+}
+
+void Call::on_playback_event(const hal::StreamEvent& e) {
+  using K = hal::StreamEventKind;
+  switch (e.kind) {
+    case K::playback_drained:
+      heard_samples_ += e.played;
+      burst_queued_ = 0;
+      if (!agent_busy()) agent_turn_finished(false);
+      break;
+    case K::playback_stopped:
+      heard_samples_ += e.played;
+      burst_queued_ = 0;
+      stop_pending_ = false;
+      agent_turn_finished(true);
+      break;
+    case K::opened:
+      audio_wait_.at = -1;
+      arm();
+      break;
+    case K::device_lost:
+      log::warning("call audio device lost (" + std::string(std::strerror(-e.error)) + "), reopening",
+                   {{"CALL_ID", id()}, {"LINE", line_.id()}});
+      if (!audio_wait_) {  // back within the wait, or the call ends rather than sit in silence
+        audio_wait_.at = now_us() + kAudioWaitMs * 1000;
+        arm();
+      }
+      break;
+    case K::device_back:
+      log::info("call audio device back", {{"CALL_ID", id()}, {"LINE", line_.id()}});
+      audio_wait_.at = -1;
+      arm();
+      break;
+    default:
+      break;
+  }
+}
+
+void Call::process_frame(std::span<const int16_t> mic, std::span<const int16_t> ref) {
+  const audio::CaptureOutput& out = chain_->process_capture(mic, ref);
+  if (out.clean.empty()) return;
+  // Keep the cleaned caller for the utterance (and its pre-roll), indexed by
+  // the endpointer's clock.
+  for (int16_t s : out.clean) history_[(pos_++) % history_.size()] = s;
+  if (in_utterance_) {
+    const size_t cap = static_cast<size_t>(rate_ * kMaxUtteranceMs / 1000);
+    if (utterance_.size() + out.clean.size() <= cap)
+      utterance_.insert(utterance_.end(), out.clean.begin(), out.clean.end());
+  }
+  if (out.dtmf) on_dtmf(out.dtmf->digit);
+  if (state_ == State::amd && out.amd != audio::AmdVerdict::pending) {
+    amd_wait_.at = -1;
+    chain_->set_amd(false);
+    if (out.amd == audio::AmdVerdict::machine) {
+      voicemail_reached_ = true;
+      log::info("answering machine detected", {{"CALL_ID", id()}});
+      if (setup_.agent.call.voicemail.action == VoicemailAction::hangup) {
+        end_call("voicemail_detected", "agent");
+        return;
+      }
+      state_ = State::voicemail;  // wait for the beep, then leave the message
+      voicemail_end_.at = now_us() + 20'000'000;
+      arm();
+    } else {
+      speak_greeting();
+    }
+  }
+  if (state_ == State::voicemail && out.beep && voicemail_end_) {
+    voicemail_end_.at = -1;
+    speak_text(render_template(setup_.agent.call.voicemail.message), false);
+    hangup_after_turn_ = true;
+    record_.call_ended_reason = "voicemail_message_left";
+  }
+  for (const audio::EndpointEvent& e : out.endpoints) on_endpoint(e);
+}
+
+void Call::on_endpoint(const audio::EndpointEvent& e) {
+  using K = audio::EndpointKind;
+  const int rate = rate_;
+  switch (e.kind) {
+    case K::Onset: {
+      in_utterance_ = true;
+      utterance_begin_ = e.begin;
+      // Copy the pre-roll: [begin, pos_) from the history ring.
+      const uint64_t avail = std::min<uint64_t>(pos_ - std::min(pos_, e.begin), history_.size());
+      utterance_.clear();
+      for (uint64_t p = pos_ - avail; p < pos_; ++p) utterance_.push_back(history_[p % history_.size()]);
+      silence_.at = -1;
+      arm();
+      break;
+    }
+    case K::OnsetRejected:
+      in_utterance_ = false;
+      utterance_.clear();
+      if (state_ == State::listening) enter_listening();  // restart the silence clock
+      break;
+    case K::SpeechStart:
+      silence_prompts_ = 0;
+      user_turn_started_ms_ = wall_ms() - static_cast<int64_t>((pos_ - e.begin) * 1000 / rate);
+      if (agent_busy() && state_ != State::fallback && state_ != State::voicemail) {
+        if (setup_.agent.call.barge_in && turn_interruptible_) barge_in();
+      }
+      break;
+    case K::SpeechEnd: {
+      in_utterance_ = false;
+      const uint64_t keep = e.end > utterance_begin_ ? e.end - utterance_begin_ : 0;
+      if (utterance_.size() > keep) utterance_.resize(static_cast<size_t>(keep));
+      const int64_t now = now_us();
+      speech_end_us_ = now - static_cast<int64_t>((pos_ - e.end) * 1'000'000 / static_cast<uint64_t>(rate));
+      last_caller_speech_us_ = speech_end_us_;
+      if (state_ == State::fallback) {
+        // The caller paused in their message: 3 s more of silence and the voicemail is complete (speech
+        // resumes → Onset clears it). Before the tone was played there is no voicemail timer yet.
+        if (voicemail_end_) silence_.at = now + 3'000'000;
+        utterance_.clear();
+        arm();
+        break;
+      }
+      if (state_ == State::voicemail || state_ == State::amd || state_ == State::ending) {
+        utterance_.clear();
+        break;
+      }
+      decision_us_ = now;
+      latency_ = {};
+      latency_.endpointing_ms = samples_to_ms(e.wait);
+      auto blob = audio::encode_utterance_ogg_opus(utterance_, rate, kSttOpus);
+      const int64_t speech_started_ms = user_turn_started_ms_;
+      const int64_t speech_ended_ms =
+          wall_ms() - static_cast<int64_t>((pos_ - e.end) * 1000 / static_cast<uint64_t>(rate));
+      utterance_.clear();
+      utterance_.shrink_to_fit();
+      if (!blob) {
+        log::warning("cannot encode the utterance: " + blob.error().message, {{"CALL_ID", id()}});
+        break;
+      }
+      net::SttRequest req;
+      req.endpoint = endpoint(setup_.agent.stt, 0);
+      req.audio = std::move(*blob);
+      req.mime = "audio/ogg";
+      req.language = language_code(setup_.agent);
+      if (!agent_busy()) {
+        state_ = State::thinking;
+        filler_used_ = false;
+        dead_air_.at = speech_end_us_ + static_cast<int64_t>(ctx_.calls.dead_air_ms) * 1000;
+      }
+      ++stt_in_flight_;
+      stt_id_ = ctx_.upstream->transcribe(
+          std::move(req),
+          {.on_sent =
+               [this] {
+                 stt_sent_us_ = now_us();
+                 latency_.stt_sent_ms = static_cast<double>(stt_sent_us_ - decision_us_) / 1000.0;
+               },
+           .on_done =
+               [this, speech_started_ms, speech_ended_ms](std::string text) {
+                 stt_id_ = 0;
+                 --stt_in_flight_;
+                 if (stt_sent_us_ >= 0)
+                   latency_.stt_ms = static_cast<double>(now_us() - stt_sent_us_) / 1000.0;
+                 text = trim(text);
+                 if (text.empty()) {
+                   if (state_ == State::thinking) enter_listening();
+                   return;
+                 }
+                 save_turn("user", text, speech_started_ms, speech_ended_ms, false, std::nullopt);
+                 if (agent_busy()) {
+                   pending_user_text_ += (pending_user_text_.empty() ? "" : " ") + text;
+                   return;
+                 }
+                 start_turn(std::move(text));
+               },
+           .on_error =
+               [this](const net::UpstreamError& err) {
+                 stt_id_ = 0;
+                 --stt_in_flight_;
+                 on_upstream_error(err);
+               }});
+      arm();
+      break;
+    }
+  }
+}
+
+void Call::on_dtmf(char digit) {
+  if (state_ == State::fallback || state_ == State::ending || state_ == State::finished) return;
+  dtmf_digits_ += digit;
+  silence_.at = -1;
+  dtmf_gather_.at = now_us() + kDtmfGatherMs * 1000;
+  if (digit == '#') dtmf_gather_.at = now_us();
+  arm();
+}
+
+void Call::queue_agent_audio(std::span<const int16_t> samples, size_t segment) {
+  if (samples.empty()) return;
+  if (segment < segments_.size()) segments_[segment].samples += samples.size();
+  pending_play_.insert(pending_play_.end(), samples.begin(), samples.end());
+  pump_playback();
+}
+
+void Call::pump_playback() {
+  if (!stream_ || pending_play_.empty() || stop_pending_) return;
+  const size_t n = stream_->queue_playback(pending_play_);
+  if (n == 0) return;
+  queued_samples_ += n;
+  burst_queued_ += n;
+  pending_play_.erase(pending_play_.begin(), pending_play_.begin() + static_cast<std::ptrdiff_t>(n));
+  if (pending_play_.empty()) pending_play_.shrink_to_fit();
+}
+
+// ----------------------------------------------------------------------------------------------
+// conversation
+
+bool Call::agent_busy() const {
+  return tts_id_ != 0 || !tts_queue_.empty() || !llm_done_ || !pending_play_.empty() || burst_queued_ > 0 ||
+         stop_pending_;
+}
+
+void Call::speak_greeting() {
+  const std::string greeting = render_template(setup_.initial_greeting.value_or(setup_.agent.greeting.text));
+  if (trim(greeting).empty()) {
+    enter_listening();
+    return;
+  }
+  state_ = State::greeting;
+  latency_ = {};
+  speech_end_us_ = -1;
+  speak_text(greeting, setup_.agent.greeting.interruptible);
+  turn_is_llm_ = true;  // the greeting is the agent's first line of the conversation
+  dead_air_.at = now_us() + static_cast<int64_t>(ctx_.calls.dead_air_ms) * 1000;
+  filler_used_ = false;
+  arm();
+}
+
+void Call::speak_text(std::string text, bool interruptible) {
+  segments_.clear();
+  heard_samples_ = queued_samples_ = 0;
+  turn_interruptible_ = interruptible;
+  turn_is_llm_ = false;
+  llm_text_ = text;
+  turn_started_ms_ = wall_ms();
+  if (state_ != State::voicemail && state_ != State::greeting) state_ = State::speaking;
+  enqueue_sentence(std::move(text));
+  if (chain_ && setup_.agent.call.barge_in && interruptible)
+    (void)chain_->set_min_speech_ms(
+        static_cast<int>(std::lround(setup_.agent.call.min_interruption_s * 1000)));
+}
+
+void Call::start_turn(std::string user_text) {
+  if (!pending_user_text_.empty()) {
+    user_text = pending_user_text_ + " " + user_text;
+    pending_user_text_.clear();
+  }
+  messages_.push_back({"user", std::move(user_text), {}, {}});
+  state_ = State::thinking;
+  if (!dead_air_ && speech_end_us_ >= 0)
+    dead_air_.at =
+        std::max(speech_end_us_, now_us() - 500'000) + static_cast<int64_t>(ctx_.calls.dead_air_ms) * 1000;
+  request_llm();
+}
+
+void Call::request_llm() {
+  segments_.clear();
+  heard_samples_ = queued_samples_ = 0;
+  llm_text_.clear();
+  llm_pending_text_.clear();
+  turn_is_llm_ = true;
+  turn_interruptible_ = true;
+  llm_done_ = false;
+  if (chain_ && setup_.agent.call.barge_in)
+    (void)chain_->set_min_speech_ms(
+        static_cast<int>(std::lround(setup_.agent.call.min_interruption_s * 1000)));
+  messages_[0].content = system_prompt();
+  net::ChatRequest req;
+  // The watchdogs are the hard limit; the dead-air guard (filler, then fallback) acts for the caller first.
+  req.endpoint = endpoint(setup_.agent.llm, 2 * static_cast<int64_t>(ctx_.calls.dead_air_ms));
+  req.messages = messages_;
+  req.tools = tools();
+  req.temperature = setup_.agent.llm.temperature;
+  req.max_tokens = setup_.agent.llm.max_tokens;
+  llm_sent_us_ = now_us();
+  llm_id_ = ctx_.upstream->chat(std::move(req),
+                                {.on_sent = [this] { llm_sent_us_ = now_us(); },
+                                 .on_delta = [this](std::string_view d) { on_llm_delta(d); },
+                                 .on_done = [this](net::ChatResult r) { on_llm_done(std::move(r)); },
+                                 .on_error =
+                                     [this](const net::UpstreamError& e) {
+                                       llm_id_ = 0;
+                                       llm_done_ = true;
+                                       on_upstream_error(e);
+                                     }});
+}
+
+void Call::on_llm_delta(std::string_view delta) {
+  if (latency_.llm_first_token_ms < 0)
+    latency_.llm_first_token_ms = static_cast<double>(now_us() - llm_sent_us_) / 1000.0;
+  llm_text_ += delta;
+  llm_pending_text_ += delta;
+  // Pipelining: each finished sentence goes to TTS while the rest still
+  // streams.
+  while (size_t end = sentence_end(llm_pending_text_, false)) {
+    std::string s = trim(std::string_view(llm_pending_text_).substr(0, end));
+    llm_pending_text_.erase(0, end);
+    if (!s.empty()) enqueue_sentence(std::move(s));
+  }
+}
+
+void Call::on_llm_done(net::ChatResult result) {
+  llm_id_ = 0;
+  llm_done_ = true;
+  if (std::string rest = trim(llm_pending_text_); !rest.empty()) enqueue_sentence(std::move(rest));
+  llm_pending_text_.clear();
+  if (!result.tool_calls.empty()) {
+    messages_.push_back({"assistant", llm_text_, result.tool_calls, {}});
+    run_tools(result.tool_calls);
+    return;
+  }
+  if (segments_.empty() && tts_queue_.empty() && tts_id_ == 0) {
+    // The model said nothing: listen again rather than leave the caller
+    // waiting.
+    messages_.push_back({"assistant", "", {}, {}});
+    enter_listening();
+  }
+}
+
+void Call::enqueue_sentence(std::string sentence) {
+  segments_.push_back({sentence, 0});
+  tts_queue_.push_back(std::move(sentence));
+  if (tts_id_ == 0) next_tts();
+}
+
+void Call::next_tts() {
+  if (tts_queue_.empty() || state_ == State::ending || state_ == State::finished) return;
+  const size_t segment = segments_.size() - tts_queue_.size();
+  std::string text = std::move(tts_queue_.front());
+  tts_queue_.pop_front();
+  net::TtsRequest req;
+  req.endpoint = endpoint(setup_.agent.voice, 2 * static_cast<int64_t>(ctx_.calls.dead_air_ms));
+  req.text = std::move(text);
+  req.voice = setup_.agent.voice.voice;
+  req.speed = setup_.agent.voice.speed;
+  req.format = "pcm";
+  tts_sent_us_ = now_us();
+  have_odd_byte_ = false;
+  pending_play_segment_ = segment;
+  tts_id_ = ctx_.upstream->speak(std::move(req),
+                                 {.on_sent = [this] { tts_sent_us_ = now_us(); },
+                                  .on_audio = [this](std::span<const uint8_t> b) { on_tts_audio(b); },
+                                  .on_done = [this] { on_tts_done(); },
+                                  .on_error =
+                                      [this](const net::UpstreamError& e) {
+                                        tts_id_ = 0;
+                                        on_upstream_error(e);
+                                      }});
+}
+
+void Call::on_tts_audio(std::span<const uint8_t> bytes) {
+  if (!chain_ || bytes.empty()) return;
+  if (!first_tts_byte_seen_) {
+    first_tts_byte_seen_ = true;
+    tts_first_byte_us_ = now_us();
+    latency_.tts_first_byte_ms = static_cast<double>(tts_first_byte_us_ - tts_sent_us_) / 1000.0;
+    played_mark_ = stream_ ? stream_->stats().played_samples : 0;
+    awaiting_first_sample_ = true;
+  }
+  // s16le at 24 kHz, split anywhere by the network: keep an odd byte for the
+  // next chunk.
+  const size_t max_in = chain_->max_playback_input();
+  std::vector<int16_t> in;
+  in.reserve(bytes.size() / 2 + 1);
+  size_t i = 0;
+  if (have_odd_byte_) {
+    in.push_back(static_cast<int16_t>(odd_byte_ | (bytes[0] << 8)));
+    have_odd_byte_ = false;
+    i = 1;
+  }
+  for (; i + 1 < bytes.size(); i += 2) in.push_back(static_cast<int16_t>(bytes[i] | (bytes[i + 1] << 8)));
+  if (i < bytes.size()) {
+    odd_byte_ = bytes[i];
+    have_odd_byte_ = true;
+  }
+  for (size_t off = 0; off < in.size(); off += max_in) {
+    const size_t n = std::min(max_in, in.size() - off);
+    auto r = chain_->resample_playback(std::span<const int16_t>(in.data() + off, n), resample_out_);
+    if (r) queue_agent_audio(std::span<const int16_t>(resample_out_.data(), *r), pending_play_segment_);
+  }
+  if (state_ == State::thinking || state_ == State::greeting) state_ = State::speaking;
+}
+
+void Call::on_tts_done() {
+  tts_id_ = 0;
+  if (!tts_queue_.empty()) {
+    next_tts();
+    return;
+  }
+  // Nothing to play at all (an empty answer): the turn is over.
+  if (!agent_busy()) agent_turn_finished(false);
+}
+
+void Call::barge_in() {
+  log::debug("barge-in", {{"CALL_ID", id()}});
+  if (tts_id_) ctx_.upstream->cancel(tts_id_);
+  if (llm_id_) ctx_.upstream->cancel(llm_id_);
+  tts_id_ = llm_id_ = 0;
+  llm_done_ = true;
+  tts_queue_.clear();
+  pending_play_.clear();
+  hangup_after_turn_ = false;
+  transfer_after_turn_.reset();
+  if (stream_ && burst_queued_ > 0) {
+    stop_pending_ = true;
+    stream_->stop_playback();  // playback_stopped says how much was heard
+  } else {
+    agent_turn_finished(true);
+  }
+}
+
+void Call::agent_turn_finished(bool interrupted) {
+  if (state_ == State::finished) return;
+  if (!interrupted && agent_busy()) return;
+  // What the caller actually heard: whole sentences, then a share of the words
+  // of the one cut off.
+  std::string heard;
+  uint64_t left = heard_samples_;
+  for (const Segment& s : segments_) {
+    if (s.samples == 0) break;
+    const double f = std::min(1.0, static_cast<double>(left) / static_cast<double>(s.samples));
+    std::string part = heard_part(s.text, f);
+    if (!part.empty()) heard += (heard.empty() ? "" : " ") + part;
+    if (left < s.samples) break;
+    left -= s.samples;
+  }
+  if (!interrupted) {
+    // Everything queued was played: the turn is every sentence spoken (a filler has no text).
+    heard.clear();
+    for (const Segment& seg : segments_)
+      if (!seg.text.empty()) heard += (heard.empty() ? "" : " ") + seg.text;
+  }
+  const bool spoke = !segments_.empty();
+  if (spoke) {
+    save_turn("agent", heard, turn_started_ms_, wall_ms(), interrupted, latency_.json());
+    if (turn_is_llm_) {
+      // The model keeps only what the caller heard; the rest of an interrupted
+      // reply never happened.
+      if (!messages_.empty() && messages_.back().role == "assistant" && messages_.back().tool_calls.empty() &&
+          messages_.back().content.empty())
+        messages_.back().content = heard;
+      else if (messages_.empty() || messages_.back().role != "assistant" ||
+               !messages_.back().tool_calls.empty())
+        messages_.push_back({"assistant", heard, {}, {}});
+      else
+        messages_.back().content = heard;
+    }
+  }
+  segments_.clear();
+  heard_samples_ = queued_samples_ = 0;
+  llm_text_.clear();
+  first_tts_byte_seen_ = false;
+  awaiting_first_sample_ = false;
+  if (chain_) (void)chain_->set_min_speech_ms(kDefaultMinSpeechMs);
+  if (interrupted) {
+    state_ = State::listening;
+    return;
+  }
+  if (state_ == State::fallback) {
+    // The message and the tone were played: the caller's voicemail is recorded
+    // until they stop.
+    voicemail_end_.at = now_us() + static_cast<int64_t>(setup_.agent.fallback.voicemail_max_s * 1e6);
+    if (!in_utterance_) silence_.at = now_us() + 8'000'000;  // nobody speaks: end after 8 s
+    arm();
+    return;
+  }
+  if (hangup_after_turn_) {
+    end_call(record_.call_ended_reason.value_or("assistant-ended-call"), "agent");
+    return;
+  }
+  if (transfer_after_turn_) {
+    const std::string to = *transfer_after_turn_;
+    transfer_after_turn_.reset();
+    Status s = setup_.agent.tools.transfer.mode == TransferMode::attended ? line_.transfer_attended(to)
+                                                                          : line_.transfer_blind(to);
+    if (!s) {
+      upstream_errors_.push_back("transfer: " + s.error().message);
+      messages_.push_back({"system", "The transfer is not possible: " + s.error().message, {}, {}});
+      request_llm();
+    }
+    return;
+  }
+  if (!pending_user_text_.empty()) {
+    std::string text = std::move(pending_user_text_);
+    pending_user_text_.clear();
+    start_turn(std::move(text));
+    return;
+  }
+  if (stt_in_flight_ > 0) {
+    state_ = State::thinking;
+    return;
+  }
+  enter_listening();
+}
+
+void Call::enter_listening() {
+  if (state_ == State::ending || state_ == State::finished || state_ == State::fallback) return;
+  state_ = State::listening;
+  dead_air_.at = -1;
+  if (!in_utterance_)
+    silence_.at = now_us() + static_cast<int64_t>(setup_.agent.call.silence.timeout_s * 1e6);
+  arm();
+}
+
+void Call::run_tools(const std::vector<net::ToolCall>& calls) {
+  bool continue_llm = false;
+  for (const net::ToolCall& tc : calls) {
+    net::JsonPtr args = net::json_parse(tc.arguments_json.empty() ? "{}" : tc.arguments_json, nullptr);
+    auto arg = [&](const char* k) -> std::string {
+      const cJSON* v = args ? cJSON_GetObjectItemCaseSensitive(args.get(), k) : nullptr;
+      return cJSON_IsString(v) ? v->valuestring : "";
+    };
+    std::string result = "ok";
+    save_turn("tool", tc.name + " " + (tc.arguments_json.empty() ? "{}" : tc.arguments_json), wall_ms(),
+              wall_ms(), false, std::nullopt);
+    if (tc.name == "end_call" && setup_.agent.tools.end_call) {
+      hangup_after_turn_ = true;
+      record_.call_ended_reason = "assistant-ended-call";
+    } else if (tc.name == "transfer_call" && setup_.agent.tools.transfer.enabled) {
+      transfer_after_turn_ = setup_.agent.tools.transfer.number;
+      if (segments_.empty()) enqueue_sentence(render_template(setup_.agent.tools.transfer.message));
+    } else if (tc.name == "send_dtmf" && setup_.agent.tools.dtmf) {
+      const std::string digits = arg("digits");
+      Status s = hal::is_dtmf(digits) ? line_.send_dtmf(digits) : Status(make_error("invalid digits"));
+      result = s ? "sent " + digits : "failed: " + s.error().message;
+      continue_llm = true;
+    } else if (tc.name == "switch_state" && setup_.agent.prompt.type == PromptType::multi) {
+      const std::string to = arg("state");
+      const bool known = std::any_of(setup_.agent.prompt.states.begin(), setup_.agent.prompt.states.end(),
+                                     [&](const PromptState& s) { return s.name == to; });
+      if (known) {
+        log::info("conversation state " + prompt_state_ + " → " + to, {{"CALL_ID", id()}});
+        prompt_state_ = to;
+        result = "now in state " + to;
+      } else {
+        result = "unknown state " + to;
+      }
+      continue_llm = true;
+    } else {
+      result = "unknown tool " + tc.name;
+      continue_llm = true;
+    }
+    messages_.push_back({"tool", result, {}, tc.id});
+  }
+  if (continue_llm && !hangup_after_turn_ && !transfer_after_turn_) {
+    // The spoken part of this reply (if any) is still playing; the follow-up
+    // streams behind it.
+    const std::vector<Segment> keep = segments_;
+    const uint64_t heard = heard_samples_, queued = queued_samples_;
+    const std::string text = llm_text_;
+    request_llm();
+    segments_ = keep;
+    heard_samples_ = heard;
+    queued_samples_ = queued;
+    llm_text_ = text.empty() ? "" : text + " ";
+    return;
+  }
+  if (!agent_busy()) agent_turn_finished(false);
+}
+
+void Call::on_upstream_error(const net::UpstreamError& e) {
+  const std::string what = std::string(net::to_string(e.stage)) + " " + std::string(net::to_string(e.kind)) +
+                           (e.http_status ? " " + std::to_string(e.http_status) : "") + ": " + e.message;
+  upstream_errors_.push_back(what);
+  log::warning("upstream failed: " + what, {{"CALL_ID", id()}, {"AGENT_UUID", setup_.agent.agent_uuid}});
+  if (state_ == State::ending || state_ == State::finished || state_ == State::fallback) return;
+  if (state_ == State::voicemail) {
+    // The machine's message could not be rendered upstream: say it locally.
+    play_local(render_template(setup_.agent.call.voicemail.message), false);
+    return;
+  }
+  enter_fallback(what);
+}
+
+// ----------------------------------------------------------------------------------------------
+// fallback
+
+void Call::play_local(std::string_view text, bool with_tone) {
+  std::vector<int16_t> pcm;
+  if (Speech* sp = ctx_.speech ? ctx_.speech() : nullptr) {
+    auto r = sp->render(text, rate_);
+    if (r)
+      pcm = std::move(*r);
+    else
+      log::warning("local speech failed: " + r.error().message, {{"CALL_ID", id()}});
+  }
+  if (with_tone) {
+    auto gap = std::vector<int16_t>(static_cast<size_t>(rate_ / 4), 0);
+    auto beep = tone(rate_, 1000.0, 400);
+    pcm.insert(pcm.end(), gap.begin(), gap.end());
+    pcm.insert(pcm.end(), beep.begin(), beep.end());
+  }
+  segments_.push_back({std::string(text), 0});
+  if (!awaiting_first_sample_ && stream_) {
+    played_mark_ = stream_->stats().played_samples;
+    awaiting_first_sample_ = true;
+  }
+  queue_agent_audio(pcm, segments_.size() - 1);
+}
+
+void Call::enter_fallback(std::string why) {
+  cancel_upstream();
+  tts_queue_.clear();
+  llm_done_ = true;
+  state_ = State::fallback;
+  dead_air_.at = -1;
+  silence_.at = -1;
+  record_.callback_required = true;
+  record_.call_ended_reason = "upstream_failure";
+  log::notice(
+      "upstream unavailable, playing the local message and recording a "
+      "voicemail (" +
+          why + ")",
+      {{"CALL_ID", id()}, {"AGENT_UUID", setup_.agent.agent_uuid}});
+  if (!stream_) {
+    end_call("upstream_failure", "system");
+    return;
+  }
+  // Whatever was still queued of the agent's speech plays first; the message
+  // follows it.
+  segments_.clear();
+  heard_samples_ = queued_samples_ = 0;
+  const std::string msg = render_template(setup_.agent.fallback.message);
+  llm_text_ = msg;
+  turn_is_llm_ = false;
+  turn_started_ms_ = wall_ms();
+  play_local(msg, true);
+}
+
+// ----------------------------------------------------------------------------------------------
+// timers
+
+void Call::arm() {
+  if (!timer_) return;
+  int64_t next = -1;
+  for (const Deadline* d : {&silence_, &max_duration_, &dead_air_, &dtmf_gather_, &ending_, &audio_wait_,
+                            &voicemail_end_, &amd_wait_})
+    if (*d && (next < 0 || d->at < next)) next = d->at;
+  if (next < 0)
+    sd_event_source_set_enabled(timer_.get(), SD_EVENT_OFF);
+  else
+    EventLoop::set_timer(timer_.get(), static_cast<uint64_t>(next));
+}
+
+void Call::on_timer() {
+  const int64_t now = now_us();
+  auto due = [&](Deadline& d) {
+    if (d && d.at <= now) {
+      d.at = -1;
+      return true;
+    }
+    return false;
+  };
+  if (due(ending_)) {
+    log::warning("the line did not confirm the hang-up; closing the call record", {{"CALL_ID", id()}});
+    finalize(answered_ ? (voicemail_reached_ ? "voicemail" : "picked") : "failed",
+             record_.call_ended_reason.value_or("hangup"), record_.call_ended_by.value_or("agent"));
+    return;
+  }
+  if (due(max_duration_)) {
+    end_call("max_duration", "system");
+    return;
+  }
+  if (due(audio_wait_)) {
+    end_call("no_call_audio", "system");
+    return;
+  }
+  if (due(amd_wait_) && state_ == State::amd) {
+    if (chain_) chain_->set_amd(false);
+    speak_greeting();
+  }
+  if (due(voicemail_end_)) {
+    if (state_ == State::voicemail) {
+      speak_text(render_template(setup_.agent.call.voicemail.message),
+                 false);  // no beep heard: speak anyway
+      hangup_after_turn_ = true;
+      record_.call_ended_reason = "voicemail_message_left";
+    } else if (state_ == State::fallback) {
+      end_call("upstream_failure", "system");
+      return;
+    }
+  }
+  if (due(dtmf_gather_) && !dtmf_digits_.empty()) {
+    std::string digits = std::move(dtmf_digits_);
+    dtmf_digits_.clear();
+    save_turn("user", "DTMF " + digits, wall_ms(), wall_ms(), false, std::nullopt);
+    const std::string text = "[The caller pressed the keys: " + digits + "]";
+    if (agent_busy()) {
+      pending_user_text_ += (pending_user_text_.empty() ? "" : " ") + text;
+    } else if (state_ != State::fallback && state_ != State::ending) {
+      speech_end_us_ = now;
+      latency_ = {};
+      dead_air_.at = now + static_cast<int64_t>(ctx_.calls.dead_air_ms) * 1000;
+      start_turn(text);
+    }
+  }
+  if (due(dead_air_)) {
+    if (state_ == State::thinking || state_ == State::greeting || state_ == State::speaking) {
+      if (!filler_used_ && !setup_.agent.fallback.filler.empty() && stream_) {
+        // The answer is late: say something now, and give the upstream one more
+        // dead-air interval.
+        filler_used_ = true;
+        const uint64_t before = queued_samples_ + pending_play_.size();
+        std::vector<Segment> keep = segments_;
+        play_local(render_template(setup_.agent.fallback.filler), false);
+        const uint64_t filler = queued_samples_ + pending_play_.size() - before;
+        segments_ = keep;  // the filler is not part of what the model said
+        segments_.insert(segments_.begin(), Segment{"", filler});
+        dead_air_.at = now + static_cast<int64_t>(samples_to_ms(filler) * 1000) +
+                       static_cast<int64_t>(ctx_.calls.dead_air_ms) * 1000;
+      } else {
+        enter_fallback("no answer within the dead-air limit");
+      }
+    }
+  }
+  if (due(silence_)) {
+    if (state_ == State::fallback) {
+      end_call("upstream_failure", "system");
+      return;
+    }
+    if (state_ == State::listening) {
+      const CallConfig::Silence& s = setup_.agent.call.silence;
+      if (silence_prompts_ >= s.max_prompts) {
+        end_call("silence_timeout", "agent");
+        return;
+      }
+      ++silence_prompts_;
+      latency_ = {};
+      speech_end_us_ = -1;
+      if (!s.message.empty()) {
+        speak_text(render_template(s.message), true);
+        turn_is_llm_ = true;  // the model should know it asked
+        dead_air_.at = now + static_cast<int64_t>(ctx_.calls.dead_air_ms) * 1000;
+      } else {
+        messages_.push_back({"system", "The caller has been silent for a while. Check in briefly.", {}, {}});
+        state_ = State::thinking;
+        dead_air_.at = now + static_cast<int64_t>(ctx_.calls.dead_air_ms) * 1000;
+        request_llm();
+      }
+    }
+  }
+  arm();
+}
+
+// ----------------------------------------------------------------------------------------------
+// end
+
+void Call::cancel_upstream() {
+  if (!ctx_.upstream) return;
+  for (net::RequestId* id : {&stt_id_, &llm_id_, &tts_id_}) {
+    if (*id) ctx_.upstream->cancel(*id);
+    *id = 0;
+  }
+  stt_in_flight_ = 0;
+}
+
+void Call::end_call(std::string reason, std::string ended_by) {
+  if (state_ == State::ending || state_ == State::finished) return;
+  state_ = State::ending;
+  record_.call_ended_reason = std::move(reason);
+  record_.call_ended_by = std::move(ended_by);
+  cancel_upstream();
+  for (Deadline* d :
+       {&silence_, &max_duration_, &dead_air_, &dtmf_gather_, &audio_wait_, &voicemail_end_, &amd_wait_})
+    d->at = -1;
+  if (Status s = line_.hangup(); !s) {
+    finalize(answered_ ? (voicemail_reached_ ? "voicemail" : "picked") : "failed", *record_.call_ended_reason,
+             *record_.call_ended_by);
+    return;
+  }
+  ending_.at = now_us() + kHangupGraceMs * 1000;
+  arm();
+}
+
+void Call::abort(std::string_view reason) {
+  if (state_ == State::finished) return;
+  record_.call_ended_reason = std::string(reason);
+  record_.call_ended_by = "system";
+  (void)line_.hangup();
+  finalize(answered_ ? (voicemail_reached_ ? "voicemail" : "picked") : "failed", reason, "system");
+}
+
+void Call::save_turn(std::string role, std::string text, int64_t started_ms, int64_t ended_ms,
+                     bool interrupted, std::optional<std::string> latency) {
+  TranscriptTurn t;
+  t.call_id = id();
+  t.seq = ++seq_;
+  t.role = std::move(role);
+  t.text = std::move(text);
+  t.started_at_ms = started_ms;
+  t.ended_at_ms = ended_ms;
+  t.interrupted = interrupted;
+  t.latency_json = std::move(latency);
+  if (Status s = ctx_.store->add_transcript_turn(t); !s)
+    log::error("cannot save a transcript turn: " + s.error().message, {{"CALL_ID", id()}});
+}
+
+void Call::finalize(std::string_view status, std::string_view reason, std::string_view ended_by) {
+  if (state_ == State::finished) return;
+  state_ = State::finished;
+  cancel_upstream();
+  timer_.reset();
+  // A turn cut by the hang-up still belongs in the transcript.
+  if (!segments_.empty() && (burst_queued_ > 0 || heard_samples_ > 0)) {
+    save_turn("agent", trim(llm_text_), turn_started_ms_, wall_ms(), true, latency_.json());
+    segments_.clear();
+  }
+  close_audio();
+  const int64_t now_ms = wall_ms();
+  record_.status = std::string(status);
+  if (!record_.call_ended_reason) record_.call_ended_reason = std::string(reason);
+  if (!record_.call_ended_by) record_.call_ended_by = std::string(ended_by);
+  record_.ended_at_ms = now_ms;
+  if (record_.call_picked_at_ms)
+    record_.duration_seconds = (now_ms - *record_.call_picked_at_ms + 500) / 1000;
+  record_.line = line_.id();
+  if (!upstream_errors_.empty()) {
+    std::string arr = "[";
+    for (size_t i = 0; i < upstream_errors_.size(); ++i)
+      arr += (i ? ",\"" : "\"") + json_escape(upstream_errors_[i]) + "\"";
+    arr += "]";
+    // post_call_analysis carries what the box knows without analysis: the
+    // upstream errors and the callback.
+    record_.post_call_analysis =
+        "{\"callback_required\":" + std::string(record_.callback_required ? "true" : "false") +
+        ",\"upstream_errors\":" + arr + "}";
+  }
+  if (recording_ && recording_->recorder) {
+    auto summary = recording_->recorder->finish();
+    ::fsync(recording_->fd);
+    ::close(recording_->fd);
+    recording_->fd = -1;
+    if (summary && !recording_->failed && ::rename(recording_->part.c_str(), recording_->path.c_str()) == 0) {
+      if (Status s = ctx_.store->save_recording(id(), recording_->path, "ogg_opus",
+                                                static_cast<int64_t>(summary->seconds() * 1000.0),
+                                                static_cast<int64_t>(recording_->bytes));
+          !s)
+        log::error("cannot save the recording row: " + s.error().message, {{"CALL_ID", id()}});
+    } else {
+      log::warning("the call recording failed", {{"CALL_ID", id()}});
+      ::unlink(recording_->part.c_str());
+    }
+  }
+  recording_.reset();
+  if (Status s = ctx_.store->finish_call(record_); !s)
+    log::error("cannot write the final call record: " + s.error().message, {{"CALL_ID", id()}});
+  log::info("call ended: " + record_.status + " (" + record_.call_ended_reason.value_or("") + ", " +
+                std::to_string(record_.duration_seconds) + " s)",
+            {{"CALL_ID", id()},
+             {"LINE", line_.id()},
+             {"AGENT_UUID", setup_.agent.agent_uuid},
+             {"CALL_STATUS", record_.status}},
+            log::id::kCallEnded);
+  if (on_finished_) on_finished_(*this);
+}
+
+}  // namespace osvi::daemon

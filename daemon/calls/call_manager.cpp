@@ -1,0 +1,213 @@
+// The calls engine: line selection, the outbound queue, inbound answering, call lifetimes.
+#include "osvi/calls/call_manager.hpp"
+
+#include <algorithm>
+
+#include "osvi/base/ids.hpp"
+#include "osvi/base/log.hpp"
+
+namespace osvi::daemon {
+
+namespace {
+
+CallSetup outbound_setup(const AgentConfig& a, const CallRecord& rec, const PlaceCallRequest& r) {
+  return CallSetup{a,
+                   rec,
+                   true,
+                   r.system_prompt,
+                   r.initial_greeting,
+                   r.person_name,
+                   r.additional_data,
+                   r.max_call_duration_seconds};
+}
+
+}  // namespace
+
+// A call that never reached a line still gets a final record, never an in_progress orphan.
+void CallManager::close_unplaced(CallRecord& rec, std::string reason) {
+  rec.status = "failed";
+  rec.call_ended_reason = std::move(reason);
+  rec.call_ended_by = "system";
+  rec.ended_at_ms = ctx_.clock->wall_ms();
+  (void)ctx_.store->finish_call(rec);
+}
+
+CallManager::CallManager(CallContext& ctx, LineManager& lines) : ctx_(ctx), lines_(lines) {
+  // Finished calls are destroyed on the next loop iteration, never inside their
+  // own callbacks.
+  auto post = ctx_.loop->add_post([this] { graveyard_.clear(); });
+  if (post) reaper_ = std::move(*post);
+}
+
+CallManager::~CallManager() {
+  shutdown();
+}
+
+const AgentConfig* CallManager::agent(std::string_view uuid) const {
+  if (!config_) return nullptr;
+  for (const AgentConfig& a : config_->agents)
+    if (a.agent_uuid == uuid) return &a;
+  return nullptr;
+}
+
+Call* CallManager::call_on(const hal::Line& line) {
+  for (auto& c : calls_)
+    if (&c->line() == &line && !c->finished()) return c.get();
+  return nullptr;
+}
+
+hal::Line* CallManager::free_line() {
+  for (hal::Line* l : lines_.lines())
+    if (l->state() == hal::LineState::idle && !call_on(*l)) return l;
+  return nullptr;
+}
+
+CallsHealth CallManager::health() const {
+  return {calls_.size(), queue_.size(), ctx_.calls.max_queue};
+}
+
+Result<std::string> CallManager::place_call(const PlaceCallRequest& r) {
+  const AgentConfig* a = agent(r.agent_uuid);
+  if (!a || !a->active || a->archived || a->mode != AgentMode::voice)
+    return make_error("agent_uuid: " + r.agent_uuid + " is not an active voice agent", -ENOENT);
+  auto dnd = ctx_.store->active_dnd(r.agent_uuid);
+  if (!dnd) return dnd.error();
+  for (const DndEntry& d : *dnd)
+    if (d.phone == r.phone_e164)
+      return make_error("phone_number: " + r.phone_e164 + " is on the do-not-disturb list of this agent",
+                        -EPERM);
+  if (lines_.size() == 0) return make_error("this box has no telephony line to place calls on", -ENODEV);
+  hal::Line* line = free_line();
+  if (!line && queue_.size() >= ctx_.calls.max_queue)
+    return make_error("every line is busy and the call queue is full (" + std::to_string(queue_.size()) +
+                          " waiting); retry later",
+                      -EBUSY);
+
+  CallRecord rec;
+  const int64_t now = ctx_.clock->wall_ms();
+  rec.call_id = new_uuid_v7(now);
+  rec.agent_uuid = a->agent_uuid;
+  rec.agent_name = a->name;
+  rec.phone_number = r.phone_e164;
+  rec.call_type = "outbound";
+  rec.status = "in_progress";
+  rec.person_name = r.person_name;
+  rec.system_prompt = r.system_prompt;
+  rec.initial_greeting = r.initial_greeting;
+  rec.webhook_url = r.webhook_url;
+  rec.additional_data = r.additional_data;
+  rec.call_config_overrides = r.call_config_overrides;
+  rec.data_extraction = r.data_extraction;
+  rec.call_trigger_data = r.call_trigger_data;
+  rec.campaign_id = r.campaign_id;
+  rec.campaign_upload_id = r.campaign_upload_id;
+  if (Status s = ctx_.store->insert_call(rec); !s) return s.error();
+
+  if (!line) {
+    queue_.push_back({r, rec});
+    log::info("every line is busy: call queued (" + std::to_string(queue_.size()) + " waiting)",
+              {{"CALL_ID", rec.call_id}, {"AGENT_UUID", rec.agent_uuid}});
+    return rec.call_id;
+  }
+  CallSetup setup = outbound_setup(*a, rec, r);
+  if (Status s = launch(*line, std::move(setup)); !s) {
+    // The record exists: close it rather than leave it in_progress.
+    close_unplaced(rec, "line_refused: " + s.error().message);
+  }
+  return rec.call_id;
+}
+
+Status CallManager::launch(hal::Line& line, CallSetup setup) {
+  setup.record.line = line.id();
+  auto call = std::make_unique<Call>(ctx_, line, std::move(setup), [this](Call& c) { call_finished(c); });
+  Call* raw = call.get();
+  calls_.push_back(std::move(call));
+  Status s = raw->start();
+  lines_.refresh(line);
+  if (!s) {
+    log::warning("line " + line.id() + " refused the call: " + s.error().message, {{"CALL_ID", raw->id()}});
+    auto it = std::find_if(calls_.begin(), calls_.end(), [&](auto& c) { return c.get() == raw; });
+    graveyard_.push_back(std::move(*it));
+    calls_.erase(it);
+  }
+  return s;
+}
+
+void CallManager::call_finished(Call& call) {
+  auto it = std::find_if(calls_.begin(), calls_.end(), [&](auto& c) { return c.get() == &call; });
+  if (it != calls_.end()) {
+    graveyard_.push_back(std::move(*it));
+    calls_.erase(it);
+  }
+  lines_.refresh(call.line());
+  if (on_finished_) on_finished_(call.record());
+}
+
+void CallManager::drain_queue() {
+  while (!queue_.empty()) {
+    hal::Line* line = free_line();
+    if (!line) return;
+    Queued q = std::move(queue_.front());
+    queue_.pop_front();
+    const AgentConfig* a = agent(q.request.agent_uuid);
+    if (!a) {
+      close_unplaced(q.record, "agent_removed");
+      continue;
+    }
+    const PlaceCallRequest& r = q.request;
+    CallSetup setup = outbound_setup(*a, q.record, r);
+    if (Status s = launch(*line, std::move(setup)); !s) {
+      close_unplaced(q.record, "line_refused: " + s.error().message);
+    }
+  }
+}
+
+void CallManager::answer_inbound(hal::Line& line, const hal::LineEvent& e) {
+  const LineConfig* lc = lines_.config_of(line.id());
+  const AgentConfig* a = lc ? agent(lc->agent_uuid) : nullptr;
+  if (!a || !a->active || a->archived || a->mode != AgentMode::voice) {
+    log::notice("line " + line.id() + ": incoming call from " +
+                    (e.number.empty() ? "a withheld number" : e.number) +
+                    " not answered: no active voice agent is assigned to the line",
+                {{"LINE", line.id()}});
+    return;
+  }
+  CallRecord rec;
+  rec.call_id = new_uuid_v7(ctx_.clock->wall_ms());
+  rec.agent_uuid = a->agent_uuid;
+  rec.agent_name = a->name;
+  rec.phone_number = e.number;
+  rec.call_type = "inbound";
+  rec.status = "in_progress";
+  if (Status s = ctx_.store->insert_call(rec); !s) {
+    log::error("cannot record the incoming call, not answering: " + s.error().message, {{"LINE", line.id()}});
+    return;
+  }
+  CallSetup setup{*a, rec, false, std::nullopt, std::nullopt, std::nullopt, std::nullopt, std::nullopt};
+  if (Status s = launch(line, std::move(setup)); !s) {
+    close_unplaced(rec, "answer_failed: " + s.error().message);
+  }
+}
+
+void CallManager::on_line_event(hal::Line& line, const hal::LineEvent& e) {
+  if (Call* c = call_on(line)) {
+    c->on_line_event(e);
+  } else if (e.type == hal::LineEvent::Type::incoming) {
+    answer_inbound(line, e);
+  }
+  if (line.state() == hal::LineState::idle && !call_on(line)) drain_queue();
+}
+
+void CallManager::shutdown() {
+  std::vector<std::unique_ptr<Call>> live = std::move(calls_);
+  calls_.clear();
+  for (auto& c : live)
+    if (!c->finished()) c->abort("daemon_stopped");
+  for (Queued& q : queue_) {
+    close_unplaced(q.record, "daemon_stopped");
+  }
+  queue_.clear();
+  for (auto& c : live) graveyard_.push_back(std::move(c));
+}
+
+}  // namespace osvi::daemon

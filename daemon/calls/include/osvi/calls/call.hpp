@@ -1,0 +1,237 @@
+// Call: one phone conversation between an agent and the other party, from dial (or answer) to the final
+// record — turn-taking, barge-in, upstream models, silence and duration limits, tools, fallback, recording.
+//
+// Threading: loop thread only. The call owns its line's audio stream while connected (hal::AudioStream,
+// whose real-time thread follows the rules in audio_stream.hpp) and runs the LineChain on the loop side
+// every period. Everything else (line events, upstream callbacks, timers) arrives on the loop.
+//
+// States (docs/architecture.md#calls): connecting → greeting (or listening when the greeting is empty) →
+// listening ⇄ thinking → speaking → … → ending → finished. Side states: amd (outbound, the agent's speech
+// held until the verdict), voicemail (leaving a message on a machine), fallback (the local message, the tone
+// and the caller's voicemail when an upstream failed).
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "osvi/audio/line_chain.hpp"
+#include "osvi/clock.hpp"
+#include "osvi/config/config.hpp"
+#include "osvi/base/event_loop.hpp"
+#include "osvi/store/store.hpp"
+#include "osvi/hal/audio_stream.hpp"
+#include "osvi/hal/line.hpp"
+#include "osvi/net/upstream.hpp"
+#include "osvi/result.hpp"
+
+namespace osvi::daemon {
+
+class Speech;
+
+// What every call shares; owned by the CallManager's owner (the App).
+struct CallContext {
+  EventLoop* loop = nullptr;
+  const Clock* clock = nullptr;
+  Store* store = nullptr;
+  net::Upstream* upstream = nullptr;
+  std::function<Speech*()> speech;  // espeak-ng, created on first use; may return null
+  AudioConfig audio;
+  CallsConfig calls;
+  std::string recordings_dir;
+};
+
+// The per-call inputs besides the agent: overrides from POST /v1/call and the record already inserted.
+struct CallSetup {
+  AgentConfig agent;
+  CallRecord record;  // inserted with status in_progress
+  bool outbound = true;
+  std::optional<std::string> system_prompt;
+  std::optional<std::string> initial_greeting;
+  std::optional<std::string> person_name;
+  std::optional<std::string> additional_data;  // JSON object text
+  std::optional<int64_t> max_duration_s;
+};
+
+// Per agent turn, in milliseconds; -1 = did not happen. Saved on the turn as latency_json.
+struct TurnLatency {
+  double endpointing_ms = -1;      // silence waited before the turn ended
+  double stt_sent_ms = -1;         // endpoint decision → STT request on the wire
+  double stt_ms = -1;              // STT request sent → transcript
+  double llm_first_token_ms = -1;  // LLM request sent → first content
+  double tts_first_byte_ms = -1;   // TTS request sent → first audio byte
+  double first_sample_ms = -1;     // first TTS byte → first sample written to the device
+  double voice_to_voice_ms = -1;   // end of caller speech → first agent sample written
+  std::string json() const;
+};
+
+class Call {
+ public:
+  using Finished = std::function<void(Call&)>;
+  Call(CallContext& ctx, hal::Line& line, CallSetup setup, Finished on_finished);
+  ~Call();
+  Call(const Call&) = delete;
+  Call& operator=(const Call&) = delete;
+
+  // Dials (outbound) or answers (inbound). An error means nothing happened; the caller finishes the record.
+  Status start();
+  void on_line_event(const hal::LineEvent& event);
+  // The daemon is stopping: hang up and write the final record now.
+  void abort(std::string_view reason);
+
+  const std::string& id() const { return record_.call_id; }
+  hal::Line& line() { return line_; }
+  bool finished() const { return state_ == State::finished; }
+  const CallRecord& record() const { return record_; }
+  // The chat context as the model sees it next (tests: barge-in trimming).
+  const std::vector<net::ChatMessage>& context() const { return messages_; }
+  size_t memory_bytes() const;  // what this call holds on the heap beyond the stream and chain (bench)
+
+ private:
+  enum class State {
+    connecting,
+    amd,
+    greeting,
+    listening,
+    thinking,
+    speaking,
+    voicemail,
+    fallback,
+    ending,
+    finished
+  };
+  struct Segment;  // one sentence queued for playback
+  struct Deadline {
+    int64_t at = -1;
+    explicit operator bool() const { return at >= 0; }
+  };
+
+  // audio
+  void connected();
+  Status open_audio();
+  void close_audio();
+  void on_stream_ready(uint32_t revents);
+  void process_frame(std::span<const int16_t> mic, std::span<const int16_t> ref);
+  void on_endpoint(const audio::EndpointEvent& e);
+  void on_dtmf(char digit);
+  void queue_agent_audio(std::span<const int16_t> samples, size_t segment);
+  void pump_playback();
+  void on_playback_event(const hal::StreamEvent& e);
+
+  // conversation
+  void speak_greeting();
+  void speak_text(std::string text, bool interruptible);  // TTS of a fixed text as its own turn
+  void start_turn(std::string user_text);
+  void request_llm();
+  void on_llm_delta(std::string_view delta);
+  void on_llm_done(net::ChatResult result);
+  void enqueue_sentence(std::string sentence);
+  void next_tts();
+  void on_tts_audio(std::span<const uint8_t> bytes);
+  void on_tts_done();
+  void barge_in();
+  void agent_turn_finished(bool interrupted);
+  bool agent_busy() const;
+  void enter_listening();
+  void run_tools(const std::vector<net::ToolCall>& calls);
+  void on_upstream_error(const net::UpstreamError& e);
+
+  // fallback, timers, end
+  void play_local(std::string_view text, bool with_tone);
+  void enter_fallback(std::string why);
+  void arm();
+  void on_timer();
+  void end_call(std::string reason, std::string ended_by);
+  void finalize(std::string_view status, std::string_view reason, std::string_view ended_by);
+  void save_turn(std::string role, std::string text, int64_t started_ms, int64_t ended_ms, bool interrupted,
+                 std::optional<std::string> latency);
+  std::string system_prompt() const;
+  std::vector<net::ToolSpec> tools() const;
+  std::string render_template(std::string_view text) const;
+  net::Endpoint endpoint(const UpstreamEndpoint& e, int64_t first_byte_ms) const;
+  int64_t now_us() const { return ctx_.clock->monotonic_us(); }
+  int64_t wall_ms() const { return ctx_.clock->wall_ms(); }
+  double samples_to_ms(uint64_t samples) const;
+  void cancel_upstream();
+
+  CallContext& ctx_;
+  hal::Line& line_;
+  CallSetup setup_;
+  CallRecord record_;
+  Finished on_finished_;
+  State state_ = State::connecting;
+  bool answered_ = false;
+  bool voicemail_reached_ = false;
+  std::string prompt_state_;  // multi-prompt: the current state's name
+
+  // audio (while connected)
+  int rate_ = 16000;  // the line's sample rate (lines of one box may differ: EC25 8 kHz, sim 16 kHz)
+  std::unique_ptr<hal::AudioStream> stream_;
+  std::unique_ptr<audio::LineChain> chain_;
+  EventSource stream_source_;
+  struct Recording;
+  std::unique_ptr<Recording> recording_;
+  std::vector<int16_t> mic_, ref_;
+  uint64_t pos_ = 0;                // capture samples processed (the endpointer's clock)
+  std::vector<int16_t> history_;    // the last ~1.5 s of cleaned capture, a ring indexed by pos_
+  std::vector<int16_t> utterance_;  // the caller's current utterance
+  uint64_t utterance_begin_ = 0;
+  bool in_utterance_ = false;
+  std::vector<int16_t> pending_play_;  // line-rate samples not yet accepted by the stream's ring
+  size_t pending_play_segment_ = 0;
+  std::vector<int16_t> resample_out_;
+  uint8_t odd_byte_ = 0;
+  bool have_odd_byte_ = false;
+
+  // the agent's current turn
+  struct Segment {
+    std::string text;
+    uint64_t samples = 0;  // line-rate samples queued for it
+  };
+  std::vector<Segment> segments_;
+  uint64_t heard_samples_ = 0;   // of this turn, from playback_drained / playback_stopped
+  uint64_t queued_samples_ = 0;  // of this turn, accepted by the stream
+  uint64_t burst_queued_ = 0;    // since the stream's last drain/stop (what its `played` counts)
+  bool stop_pending_ = false;    // barge-in: waiting for playback_stopped
+  bool turn_interruptible_ = true;
+  bool turn_is_llm_ = false;  // the turn's text came from the model (goes into the context)
+  bool hangup_after_turn_ = false;
+  std::optional<std::string> transfer_after_turn_;
+  int64_t turn_started_ms_ = 0;
+  uint64_t played_mark_ = 0;  // stream stats played_samples when the first TTS byte arrived
+  bool awaiting_first_sample_ = false;
+  TurnLatency latency_;
+  int64_t speech_end_us_ = -1;  // when the caller's last utterance ended (sample-derived)
+  int64_t decision_us_ = -1;
+  int64_t stt_sent_us_ = -1, llm_sent_us_ = -1, tts_sent_us_ = -1, tts_first_byte_us_ = -1;
+  bool first_tts_byte_seen_ = false;
+
+  // upstream
+  net::RequestId stt_id_ = 0, llm_id_ = 0, tts_id_ = 0;
+  std::deque<std::string> tts_queue_;
+  std::string llm_pending_text_;  // streamed text not yet cut into a sentence
+  std::string llm_text_;          // the whole reply so far
+  bool llm_done_ = true;
+  std::string pending_user_text_;  // transcripts waiting for the agent to finish (no barge-in)
+  std::vector<net::ChatMessage> messages_;
+  std::vector<std::string> upstream_errors_;
+  int stt_in_flight_ = 0;
+
+  // timers
+  EventSource timer_;
+  Deadline silence_, max_duration_, dead_air_, dtmf_gather_, ending_, audio_wait_, voicemail_end_, amd_wait_;
+  unsigned silence_prompts_ = 0;
+  bool filler_used_ = false;
+  std::string dtmf_digits_;
+  int64_t connected_ms_ = 0;
+  int64_t last_caller_speech_us_ = -1;
+  int64_t user_turn_started_ms_ = 0;
+  int64_t seq_ = 0;
+};
+
+}  // namespace osvi::daemon

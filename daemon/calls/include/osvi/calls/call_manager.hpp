@@ -1,0 +1,72 @@
+// CallManager: the calls engine of the box — places outbound calls on free lines (queueing when every line
+// is busy), answers inbound calls with the line's agent, and owns every live Call.
+//
+// Threading: loop thread only.
+#pragma once
+
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "osvi/calls/call.hpp"
+#include "osvi/calls/call_service.hpp"
+#include "osvi/config/config.hpp"
+#include "osvi/lines/line_manager.hpp"
+
+namespace osvi::daemon {
+
+struct CallsHealth {
+  size_t live = 0;
+  size_t queued = 0;
+  size_t max_queue = 0;
+};
+
+class CallManager final : public CallService {
+ public:
+  // `ctx` and `lines` must outlive the manager.
+  CallManager(CallContext& ctx, LineManager& lines);
+  ~CallManager() override;
+  CallManager(const CallManager&) = delete;
+  CallManager& operator=(const CallManager&) = delete;
+
+  // The agents a call may use (swapped on reload; calls in progress keep their copy).
+  void set_config(const Config* config) { config_ = config; }
+  // Called with the final record of every call, after it is stored (the demo prints it).
+  void set_on_finished(std::function<void(const CallRecord&)> fn) { on_finished_ = std::move(fn); }
+
+  Result<std::string> place_call(const PlaceCallRequest& request) override;
+  // Line events, from LineManager's sink.
+  void on_line_event(hal::Line& line, const hal::LineEvent& event);
+  // SIGTERM: every call is hung up and recorded now; queued calls are closed as failed.
+  void shutdown();
+
+  CallsHealth health() const;
+  // The live call on a line, or null (tests, health).
+  Call* call_on(const hal::Line& line);
+
+ private:
+  struct Queued {
+    PlaceCallRequest request;
+    CallRecord record;
+  };
+  hal::Line* free_line();
+  Status launch(hal::Line& line, CallSetup setup);
+  void drain_queue();
+  void call_finished(Call& call);
+  const AgentConfig* agent(std::string_view uuid) const;
+  void answer_inbound(hal::Line& line, const hal::LineEvent& event);
+  void close_unplaced(CallRecord& rec, std::string reason);
+
+  CallContext& ctx_;
+  LineManager& lines_;
+  const Config* config_ = nullptr;
+  std::vector<std::unique_ptr<Call>> calls_;
+  std::vector<std::unique_ptr<Call>> graveyard_;  // finished calls, destroyed outside their own callbacks
+  std::deque<Queued> queue_;
+  EventSource reaper_;
+  std::function<void(const CallRecord&)> on_finished_;
+};
+
+}  // namespace osvi::daemon

@@ -1,0 +1,336 @@
+// The osvid configuration: one JSON document (/etc/osvi/osvid.json), validated strictly into these types.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "osvi/base/log.hpp"
+#include "osvi/hal/at_modem_line.hpp"  // lines (issue 4)
+#include "osvi/hal/sim_line.hpp"       // lines (issue 4)
+#include "osvi/result.hpp"
+
+namespace osvi::daemon {
+
+// Every member initialiser below is the documented default (docs/configuration.md), so a default-constructed
+// Config is exactly what parse_config("{}") returns, apart from source_hash.
+
+struct SiteConfig {
+  std::string id = "default-site";  // names the box in the fleet (MQTT topics)
+  std::string device;               // empty = the hostname at run time
+  std::string utc_offset = "+05:30";
+  int utc_offset_minutes = 330;  // utc_offset in minutes east of UTC, for the API's timestamps
+  std::string country = "IN";    // ISO 3166-1 alpha-2
+};
+
+struct ApiToken {
+  std::string token;
+  std::vector<std::string> agents;  // agent_uuids this token may use; empty = all agents
+  bool admin = true;
+};
+
+struct ApiConfig {
+  std::string listen = "127.0.0.1:8080";
+  std::string host = "127.0.0.1";  // IPv4 literal, "[v6]" literal (brackets kept) or "localhost"
+  uint16_t port = 8080;
+  std::vector<ApiToken> tokens;  // empty = the daemon uses (and creates) token_file
+  std::string token_file;        // empty = "<state_dir>/api-token"
+  size_t max_body_bytes = 4194304;
+  unsigned max_connections = 64;
+  unsigned connection_timeout_s = 30;
+};
+
+struct StoreConfig {
+  int busy_timeout_ms = 5000;
+  bool quick_check = true;
+};
+
+// --- mqtt (issue 6): fleet sync, parsed in config_mqtt.cpp, documented in docs/configuration.md#mqtt ---
+struct MqttConfig {
+  bool enabled = false;  // the shipped box does not reach for a broker until told to
+  std::string host = "127.0.0.1";
+  uint16_t port = 1883;
+  bool v311 = false;      // protocol "3.1.1" instead of "5"
+  std::string client_id;  // empty = "osvi-<site.id>-<device>"
+  std::string username;   // empty = anonymous
+  std::string password;
+  unsigned keepalive_s = 30;
+  std::string topic_prefix = "osvi/v1";
+  struct Tls {
+    bool enabled = false;
+    std::string ca_file, cert_file, key_file;
+    bool insecure = false;  // skip the server name check
+    bool operator==(const Tls&) const = default;
+  } tls;
+  unsigned reconnect_min_ms = 1000;
+  unsigned reconnect_max_ms = 60000;
+  unsigned connect_timeout_ms = 15000;
+  unsigned max_inflight = 100;
+  unsigned telemetry_interval_s = 60;  // 0 = off
+  int64_t outbox_max_rows = 100000;
+  int64_t outbox_max_bytes = 256LL * 1024 * 1024;
+  std::string command_token;  // empty = every request on the command topics is accepted
+  size_t max_command_bytes = 262144;
+
+  bool operator==(const MqttConfig&) const = default;
+};
+// --- end mqtt ---
+
+// --- lines (issue 4): telephony lines, parsed in config_lines.cpp, documented in docs/configuration.md#lines
+// ---
+enum class LineType { at, sim };
+struct LineConfig {
+  std::string id;
+  LineType type = LineType::sim;
+  std::string agent_uuid;  // the agent that answers inbound calls; empty = none
+  bool enabled = true;
+  hal::AtModemOptions at;  // type "at" (at.id = id)
+  hal::SimScript sim;      // type "sim"
+  bool operator==(const LineConfig&) const = default;
+};
+// --- end lines ---
+
+enum class AgentMode { voice, chat };
+enum class PromptType { single, multi };
+enum class AudioFormat { pcm, opus };
+enum class VoicemailAction { hangup, leave_message };
+enum class TransferMode { blind, attended };
+enum class FieldType { text, number, boolean, date };
+
+// The JSON spelling of each enumerator.
+std::string_view to_string(AgentMode v);
+std::string_view to_string(PromptType v);
+std::string_view to_string(AudioFormat v);
+std::string_view to_string(VoicemailAction v);
+std::string_view to_string(TransferMode v);
+std::string_view to_string(FieldType v);
+
+struct PromptTransition {
+  std::string to;    // a state name
+  std::string when;  // the condition, in words, given to the model
+};
+
+struct PromptState {
+  std::string name;
+  std::string prompt;
+  std::vector<PromptTransition> transitions;
+};
+
+struct PromptConfig {
+  PromptType type = PromptType::single;
+  std::string system_prompt;        // single only
+  std::string initial_state;        // multi only; resolved to the first state when not given
+  std::vector<PromptState> states;  // multi only
+};
+
+struct GreetingConfig {
+  std::string text;  // empty = wait for the other side to speak first
+  bool interruptible = true;
+};
+
+// The keys every upstream model endpoint shares; each section adds its own on top.
+struct UpstreamEndpoint {
+  std::string provider = "openai";
+  std::string base_url = "http://127.0.0.1:8090/v1";  // trailing '/' removed
+  std::string model;
+  std::string api_key;
+  std::string api_key_file;  // read when the endpoint is used, so --check-config works off the box
+  unsigned timeout_ms = 8000;
+};
+
+struct SttConfig : UpstreamEndpoint {
+  SttConfig() { model = "whisper-1"; }
+  std::string language;  // empty = the agent's language
+};
+
+struct LlmConfig : UpstreamEndpoint {
+  LlmConfig() {
+    model = "gpt-4o-mini";
+    timeout_ms = 15000;
+  }
+  double temperature = 0.7;
+  unsigned max_tokens = 512;
+};
+
+struct VoiceConfig : UpstreamEndpoint {
+  VoiceConfig() { model = "tts-1"; }
+  std::string voice = "alloy";
+  double speed = 1.0;
+  AudioFormat format = AudioFormat::pcm;
+};
+
+struct CallConfig {
+  bool barge_in = true;
+  double min_interruption_s = 0.3;
+  unsigned min_interruption_words = 0;
+  double min_endpointing_s = 0.5;
+  double max_endpointing_s = 2.0;
+  struct Vad {
+    bool enabled = true;
+    double sensitivity = 0.5;
+  } vad;
+  bool noise_cancellation = true;
+  struct Silence {
+    double timeout_s = 8;
+    std::string message = "Are you still there?";  // empty = the model writes the check-in
+    unsigned max_prompts = 2;
+  } silence;
+  unsigned max_duration_s = 600;
+  struct Voicemail {
+    bool detect = true;
+    VoicemailAction action = VoicemailAction::hangup;
+    std::string message;  // spoken after the beep with leave_message
+  } voicemail;
+};
+
+struct TransferConfig {
+  bool enabled = false;
+  std::string number;  // E.164
+  std::string message = "Please hold while I transfer you.";
+  TransferMode mode = TransferMode::blind;
+};
+
+struct ToolsConfig {
+  bool end_call = true;
+  bool dtmf = true;
+  TransferConfig transfer;
+  bool language_switch = false;
+};
+
+// What the caller hears when an upstream model service fails (rendered on the box with espeak-ng).
+struct FallbackConfig {
+  std::string message = "We are having technical trouble. Please leave a message after the tone.";
+  std::string filler = "One moment, please.";  // spoken when an answer is late, before the fallback
+  double voicemail_max_s = 60;                 // the caller's message after the tone
+};
+
+struct ExtractionField {
+  std::string key;
+  FieldType type = FieldType::text;
+  std::string hint;
+  bool required = false;
+};
+
+struct CallTag {
+  int id = 0;
+  std::string name;
+  std::string color_code = "#808080";
+};
+
+struct AnalysisConfig {
+  bool enabled = false;
+  LlmConfig llm;
+  std::string prompt;
+  std::vector<ExtractionField> data_extraction;
+  std::vector<CallTag> tags;
+  struct CallbackDetection {
+    bool enabled = true;
+    std::string prompt;
+  } callback_detection;
+  std::string output_schema_json;  // compact JSON object text; empty = no structured output
+};
+
+struct ChatConfig {  // which operator commands (spec 3.15) this agent accepts
+  bool takeover = true;
+  bool tell = true;
+  bool whisper = true;
+};
+
+struct AgentConfig {
+  std::string agent_uuid;
+  std::string name;
+  std::string description;
+  AgentMode mode = AgentMode::voice;
+  bool active = false;  // as in OSVI, new agents start inactive
+  bool archived = false;
+  std::string language = "en-IN";
+  PromptConfig prompt;
+  GreetingConfig greeting;
+  SttConfig stt;
+  LlmConfig llm;
+  VoiceConfig voice;
+  CallConfig call;
+  ToolsConfig tools;
+  AnalysisConfig analysis;
+  ChatConfig chat;
+  FallbackConfig fallback;  // issue 5
+  // The agent's JSON object as given, compact: the store compares it to notice definition changes.
+  std::string definition_json;
+};
+
+// --- audio (issue 3): the box-wide audio engine settings; each line names its own devices ---
+struct AudioConfig {
+  int rate = 16000;                    // call audio: 8000 or 16000
+  int frame_ms = 20;                   // 10 or 20: the ALSA period and the DSP frame
+  int buffer_periods = 3;              // 2..3
+  int rt_priority = 70;                // SCHED_FIFO priority of the audio threads; 0 = SCHED_OTHER
+  std::string echo_backend = "speex";  // speex | webrtc | null
+  int echo_tail_ms = 128;              // line echo; acoustic paths need 256
+  bool denoise = true;
+  int noise_suppress_db = -25;
+  bool agc = false;
+  int agc_level_dbfs = -18;
+  int echo_suppress_db = -40;
+  int echo_suppress_active_db = -15;
+  std::string vad = "osvi";  // osvi | webrtc
+  int opus_complexity = 5;
+  int opus_bitrate = 24000;
+  bool dtmf = true;
+  std::string call_progress_plan = "in";  // us | eu | in
+  struct Amd {
+    int decision_window_ms = 3000;
+    int initial_silence_ms = 2500;
+    int greeting_ms = 1500;
+    int after_greeting_silence_ms = 800;
+    int min_word_length_ms = 100;
+    int between_words_silence_ms = 50;
+    int max_words = 3;
+    int silence_threshold = 256;
+    bool operator==(const Amd&) const = default;
+  } amd;
+  struct Recording {
+    bool enabled = true;
+    int bitrate = 32000;
+    int complexity = 5;
+    bool operator==(const Recording&) const = default;
+  } recording;
+  bool operator==(const AudioConfig&) const = default;
+};
+// --- end audio ---
+
+// --- calls (issue 5): the calls engine, box-wide ---
+struct CallsConfig {
+  unsigned max_queue = 16;      // outbound calls waiting for a free line; more get 503
+  std::string recordings_dir;   // empty = "<state_dir>/recordings"
+  unsigned dead_air_ms = 2500;  // silence before the agent says the filler (then the fallback)
+  bool operator==(const CallsConfig&) const = default;
+};
+// --- end calls ---
+
+struct Config {
+  std::string source_hash;  // FNV-1a 64 of the JSON text, 16 lower-case hex digits
+  SiteConfig site;
+  std::string state_dir = "/var/lib/osvi";
+  log::Level log_level = log::Level::info;
+  ApiConfig api;
+  StoreConfig store;
+  AudioConfig audio;              // issue 3
+  MqttConfig mqtt;                // issue 6
+  std::vector<LineConfig> lines;  // issue 4
+  CallsConfig calls;              // issue 5
+  std::vector<AgentConfig> agents;
+};
+
+// Validates the whole document and fills defaults. On failure the message holds every problem found, one
+// per line, each starting with the key path ("agents[1].call.min_interruption_s: ...").
+Result<Config> parse_config(std::string_view json_text);
+
+// Reads the file, then parse_config(). A read failure names the path and the errno text.
+Result<Config> load_config_file(const std::string& path);
+
+// The shipped rootfs/etc/osvi/osvid.json, embedded at build time (generated source).
+std::string_view default_config_json();
+
+}  // namespace osvi::daemon

@@ -1,0 +1,75 @@
+// LineManager: brings up every configured telephony line, drives it from the control loop, logs its changes.
+//
+// Threading: loop thread only. Each line exposes an fd and a deadline (hal/line.hpp); the manager keeps one
+// io source and one timer per line in step with them after every callback.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "osvi/clock.hpp"
+#include "osvi/config/config.hpp"
+#include "osvi/base/event_loop.hpp"
+#include "osvi/hal/line.hpp"
+#include "osvi/result.hpp"
+
+namespace osvi::daemon {
+
+// One line as /v1/health shows it.
+struct LineHealth {
+  std::string id;
+  std::string type;
+  std::string state;
+  std::string reason;
+  std::string agent_uuid;
+  hal::LineIdentity identity;
+  hal::AudioEndpoint audio;
+};
+
+class LineManager {
+ public:
+  // Line events for whoever handles calls (the call engine, later); called after the manager has logged.
+  using EventSink = std::function<void(hal::Line& line, const hal::LineEvent& event)>;
+
+  LineManager(EventLoop& loop, const Clock& clock);
+  ~LineManager();
+  LineManager(const LineManager&) = delete;
+  LineManager& operator=(const LineManager&) = delete;
+
+  // Creates and starts every enabled line. on_change runs whenever a line's state or reason may have changed.
+  Status start(const std::vector<LineConfig>& lines, std::function<void()> on_change);
+  void set_event_sink(EventSink sink) { sink_ = std::move(sink); }
+
+  // Every line is idle, or down with a reason (READY=1 waits for this).
+  bool all_settled() const;
+  std::vector<LineHealth> health() const;
+  // "sim0 idle, gsm0 down (cannot open /dev/osvi-ec25-at: No such file or directory)"; "" without lines.
+  std::string summary() const;
+  hal::Line* find(std::string_view id);
+  // The line's configuration, or null (issue 5: the agent that answers it).
+  const LineConfig* config_of(std::string_view id) const;
+  // Every line, in configuration order.
+  std::vector<hal::Line*> lines();
+  // After an action taken outside a line callback (dial from the API): watch the line's new fd/deadline.
+  void refresh(const hal::Line& line);
+  size_t size() const { return entries_.size(); }
+  // The configuration the lines were started with (a reload does not restart lines).
+  const std::vector<LineConfig>& configs() const { return configs_; }
+
+ private:
+  struct Entry;
+  void sync(Entry& e);
+  void on_event(Entry& e, const hal::LineEvent& ev);
+
+  EventLoop& loop_;
+  const Clock& clock_;
+  std::vector<LineConfig> configs_;
+  std::vector<std::unique_ptr<Entry>> entries_;
+  std::function<void()> on_change_;
+  EventSink sink_;
+};
+
+}  // namespace osvi::daemon

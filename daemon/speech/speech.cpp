@@ -1,0 +1,259 @@
+// Speech: input checks, resampling and the fork per render here; libespeak-ng via osvi-speech.so, loaded on
+// first use.
+#include "osvi/speech/speech.hpp"
+
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <speex/speex_resampler.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <new>
+#include <string>
+
+#include "osvi/base/module_loader.hpp"
+#include "osvi/base/log.hpp"
+#include "osvi/hal/fd.hpp"
+#include "osvi_speech.h"
+
+#ifndef OSVI_SPEECH_MODULE_INSTALLED
+#error "OSVI_SPEECH_MODULE_INSTALLED (the installed path of osvi-speech.so) comes from daemon/CMakeLists.txt"
+#endif
+
+namespace osvi::daemon {
+namespace {
+
+using modules::DlHandle;
+using modules::kModuleMissing;
+using modules::symbol;
+
+struct Module {
+  DlHandle handle;
+  osvi_speech_init_fn init = nullptr;
+  osvi_speech_set_voice_fn set_voice = nullptr;
+  osvi_speech_synth_fn synth = nullptr;
+};
+
+Result<Module> find_module() {
+  auto opened = modules::open("osvi-speech.so", "OSVI_SPEECH_MODULE", OSVI_SPEECH_MODULE_INSTALLED);
+  if (!opened) return opened.error();
+  DlHandle h = std::move(*opened);
+  const std::string path = "osvi-speech.so";
+  auto version = symbol<osvi_speech_abi_version_fn>(h.get(), "osvi_speech_abi_version");
+  Module m;
+  m.init = symbol<osvi_speech_init_fn>(h.get(), "osvi_speech_init");
+  m.set_voice = symbol<osvi_speech_set_voice_fn>(h.get(), "osvi_speech_set_voice");
+  m.synth = symbol<osvi_speech_synth_fn>(h.get(), "osvi_speech_synth");
+  if (!version || !m.init || !m.set_voice || !m.synth) {
+    return make_error(path + ": not an osvi-speech module (missing osvi_speech_* symbols)", kModuleMissing);
+  }
+  if (version() != OSVI_SPEECH_ABI_VERSION) {
+    return make_error(path + ": ABI version " + std::to_string(version()) + ", osvid needs " +
+                          std::to_string(OSVI_SPEECH_ABI_VERSION) + " (a stale install?)",
+                      kModuleMissing);
+  }
+  m.handle = std::move(h);
+  return m;
+}
+
+// espeak-ng is one global synthesiser; this is the only place that knows, and its mutex guards every call.
+struct EspeakProcess {
+  std::mutex mu;
+  Module module;  // loaded on the first create(); a failed load is retried by the next one
+  bool load_logged = false;
+  int native_rate = 0;
+  std::string data_path;
+};
+
+EspeakProcess& espeak_process() {
+  static EspeakProcess p;
+  return p;
+}
+
+// Called with p.mu held. A failure is logged once, so the journal says why speech is missing without
+// repeating it per fallback message.
+Result<void> load_module(EspeakProcess& p) {
+  if (p.module.handle) return {};
+  auto m = find_module();
+  if (!m.ok()) {
+    std::string error = "speech support is not installed: " + m.error().message;
+    if (!p.load_logged) log::error(error);
+    p.load_logged = true;
+    return make_error(std::move(error), kModuleMissing);
+  }
+  p.module = std::move(*m);
+  return {};
+}
+
+struct ResamplerDeleter {
+  void operator()(SpeexResamplerState* st) const noexcept { speex_resampler_destroy(st); }
+};
+
+// audio::Resampler only takes the call-audio rates (8/16/24/48 kHz) and espeak speaks at 22050 Hz, so the
+// whole utterance is converted here in one pass, with the filter delay removed at both ends.
+Result<std::vector<int16_t>> resample(const std::vector<int16_t>& in, int in_rate, int out_rate) {
+  if (in_rate == out_rate || in.empty()) return in;
+  int err = RESAMPLER_ERR_SUCCESS;
+  std::unique_ptr<SpeexResamplerState, ResamplerDeleter> st(speex_resampler_init(
+      1, static_cast<spx_uint32_t>(in_rate), static_cast<spx_uint32_t>(out_rate), 7, &err));
+  if (!st || err != RESAMPLER_ERR_SUCCESS) {
+    return make_error(std::string("speech: resampler: ") + speex_resampler_strerror(err), -ENOMEM);
+  }
+  speex_resampler_skip_zeros(st.get());
+  std::vector<int16_t> padded(in);
+  padded.resize(in.size() + static_cast<size_t>(speex_resampler_get_input_latency(st.get())), 0);
+  const auto want = static_cast<size_t>(static_cast<uint64_t>(in.size()) * static_cast<uint64_t>(out_rate) /
+                                        static_cast<uint64_t>(in_rate));
+  std::vector<int16_t> out(
+      static_cast<size_t>(static_cast<uint64_t>(padded.size()) * static_cast<uint64_t>(out_rate) /
+                          static_cast<uint64_t>(in_rate)) +
+      16);
+  size_t consumed = 0, produced = 0;
+  while (consumed < padded.size() && produced < out.size()) {
+    auto in_len = static_cast<spx_uint32_t>(padded.size() - consumed);
+    auto out_len = static_cast<spx_uint32_t>(out.size() - produced);
+    err = speex_resampler_process_int(st.get(), 0, padded.data() + consumed, &in_len, out.data() + produced,
+                                      &out_len);
+    if (err != RESAMPLER_ERR_SUCCESS) {
+      return make_error(std::string("speech: resampler: ") + speex_resampler_strerror(err), -EIO);
+    }
+    if (in_len == 0 && out_len == 0) break;
+    consumed += in_len;
+    produced += out_len;
+  }
+  out.resize(std::min(produced, want));
+  return out;
+}
+
+bool has_espeak_data(const std::string& dir) {
+  // espeak-ng accepts the data folder itself or its parent.
+  return ::access((dir + "/phontab").c_str(), R_OK) == 0 ||
+         ::access((dir + "/espeak-ng-data/phontab").c_str(), R_OK) == 0;
+}
+
+bool write_all(int fd, const void* data, size_t size) {
+  const auto* p = static_cast<const char*>(data);
+  while (size > 0) {
+    const ssize_t n = ::write(fd, p, size);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    p += n;
+    size -= static_cast<size_t>(n);
+  }
+  return true;
+}
+
+// The child streams samples straight into the pipe; a failed write stops espeak rather than speaking on.
+int write_samples(void* user, const short* samples, size_t count) {
+  return write_all(*static_cast<int*>(user), samples, count * sizeof(short)) ? 0 : 1;
+}
+
+// Runs in the forked child: espeak's state there is the pristine copy of the parent's, which never speaks.
+int synthesize_in_child(const Module& module, const std::string& text, const SpeechOptions& options,
+                        int out_fd) {
+  const int rc = module.synth(options.voice.c_str(), options.rate_wpm, text.c_str(), &write_samples, &out_fd);
+  if (rc == -ENOENT) return 2;
+  return rc == 0 ? 0 : 3;
+}
+
+bool blank(std::string_view text) {
+  return std::all_of(text.begin(), text.end(),
+                     [](char c) { return std::isspace(static_cast<unsigned char>(c)); });
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Speech>> Speech::create(SpeechOptions options) {
+  if (options.rate_wpm < OSVI_SPEECH_RATE_MIN || options.rate_wpm > OSVI_SPEECH_RATE_MAX) {
+    return make_error("speech: rate_wpm must be " + std::to_string(OSVI_SPEECH_RATE_MIN) + ".." +
+                      std::to_string(OSVI_SPEECH_RATE_MAX) + " (got " + std::to_string(options.rate_wpm) +
+                      ")");
+  }
+  if (options.voice.empty()) return make_error("speech: voice must not be empty");
+  EspeakProcess& p = espeak_process();
+  std::lock_guard lock(p.mu);
+  if (p.native_rate > 0 && p.data_path != options.data_path) {
+    return make_error("speech: espeak-ng is already initialised with data_path '" + p.data_path +
+                          "'; a process can use only one",
+                      -EBUSY);
+  }
+  if (p.native_rate <= 0) {
+    // espeak-ng 1.51 hangs in espeak_Synchronize after espeak_Terminate + espeak_Initialize, and a failed
+    // initialisation leaves it half set up: so the data folder is checked first, and the engine, once up,
+    // stays up until the process exits.
+    if (!options.data_path.empty() && !has_espeak_data(options.data_path)) {
+      return make_error("speech: no espeak-ng data (phontab) in '" + options.data_path + "'", -ENOENT);
+    }
+    // Only now is espeak-ng mapped: an idle osvid that never speaks never pays for it.
+    if (auto loaded = load_module(p); !loaded.ok()) return loaded.error();
+    char err[256] = {};
+    const int rate = p.module.init(options.data_path.c_str(), err, sizeof err);
+    if (rate <= 0) return make_error(std::string("speech: ") + err, rate < 0 ? rate : -ENOENT);
+    p.native_rate = rate;
+    p.data_path = options.data_path;
+  }
+  if (p.module.set_voice(options.voice.c_str()) != 0) {
+    return make_error("speech: unknown espeak-ng voice '" + options.voice + "'", -ENOENT);
+  }
+  return std::unique_ptr<Speech>(new Speech(std::move(options), p.native_rate));
+}
+
+Speech::~Speech() = default;
+
+Result<std::vector<int16_t>> Speech::render(std::string_view text, int sample_rate) {
+  if (sample_rate < 8000 || sample_rate > 48000) {
+    return make_error("speech: sample_rate must be 8000..48000 Hz (got " + std::to_string(sample_rate) + ")");
+  }
+  if (text.size() > kMaxTextBytes) return make_error("speech: text longer than 64 KiB");
+  if (blank(text)) return std::vector<int16_t>{};
+  const std::string z(text);  // espeak reads up to a NUL
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) return make_error("speech: pipe failed", -errno);
+  hal::UniqueFd read_end(fds[0]);
+  hal::UniqueFd write_end(fds[1]);
+  pid_t pid = -1;
+  const Module* module = nullptr;  // loaded by create(), which made this object, and never unloaded
+  {
+    // No thread may be inside espeak (create() validating a voice) while its state is copied.
+    std::lock_guard lock(espeak_process().mu);
+    pid = ::fork();
+    module = &espeak_process().module;
+  }
+  if (pid < 0) return make_error("speech: fork failed", -errno);
+  if (pid == 0) {
+    read_end.reset();
+    ::_exit(synthesize_in_child(*module, z, options_, write_end.get()));
+  }
+  write_end.reset();
+  std::vector<int16_t> native;
+  std::vector<char> bytes;
+  char buf[16384];
+  for (;;) {
+    const ssize_t n = ::read(read_end.get(), buf, sizeof buf);
+    if (n > 0) {
+      bytes.insert(bytes.end(), buf, buf + n);
+    } else if (n == 0) {
+      break;
+    } else if (errno != EINTR) {
+      break;  // the child's exit status below tells whether it finished
+    }
+  }
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || bytes.size() % 2 != 0) {
+    return make_error("speech: synthesis failed (voice '" + options_.voice + "')", -EIO);
+  }
+  native.resize(bytes.size() / 2);
+  std::memcpy(native.data(), bytes.data(), bytes.size());
+  return resample(native, native_rate_, sample_rate);
+}
+
+}  // namespace osvi::daemon

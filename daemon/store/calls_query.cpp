@@ -1,0 +1,145 @@
+// Store queries of the calls API (issue 5): the filtered call list, recordings and the DND lookup.
+#include <algorithm>
+#include <cerrno>
+#include <cstdint>
+#include <variant>
+
+#include "osvi/store/store.hpp"
+#include "sqlite.hpp"
+
+namespace osvi::daemon {
+namespace {
+
+using sql::run;
+using sql::wrap;
+
+// The WHERE clause is assembled from fixed fragments and "?" placeholders only; every value is bound.
+struct Where {
+  std::string sql;
+  std::vector<std::variant<int64_t, std::string>> args;
+
+  void add(std::string_view fragment) { sql += (sql.empty() ? " WHERE " : " AND ") + std::string(fragment); }
+  template <class T>
+  void add(std::string_view fragment, T value) {
+    add(fragment);
+    args.emplace_back(std::move(value));
+  }
+  void add_in(std::string_view column, const std::vector<std::string>& values) {
+    std::string fragment = std::string(column) + " IN (";
+    for (size_t i = 0; i < values.size(); ++i) {
+      fragment += i == 0 ? "?" : ", ?";
+      args.emplace_back(values[i]);
+    }
+    add(fragment + ")");
+  }
+  void bind(sql::Stmt& stmt, int first) const {
+    int index = first;
+    for (const auto& a : args) std::visit([&](const auto& v) { stmt.bind(index++, v); }, a);
+  }
+};
+
+Where where_of(const CallFilter& f) {
+  Where w;
+  if (!f.statuses.empty()) w.add_in("status", f.statuses);
+  if (f.agent_uuid) w.add("agent_uuid = ?", *f.agent_uuid);
+  if (!f.agent_uuids.empty()) w.add_in("agent_uuid", f.agent_uuids);
+  if (f.campaign_id) w.add("campaign_id = ?", *f.campaign_id);
+  if (f.campaign_upload_id) w.add("campaign_upload_id = ?", *f.campaign_upload_id);
+  // instr() rather than LIKE: '%' and '_' in the client's text are then plain characters.
+  if (f.phone_contains) w.add("instr(phone_number, ?) > 0", *f.phone_contains);
+  if (f.call_type) w.add("call_type = ?", *f.call_type);
+  if (f.picked_from_ms) w.add("call_picked_at >= ?", *f.picked_from_ms);
+  if (f.picked_to_ms) w.add("call_picked_at <= ?", *f.picked_to_ms);
+  return w;
+}
+
+// The statement shape depends on the filter, so it is prepared for this request and not cached: the cache
+// would otherwise keep one statement per combination of filters and list lengths for the daemon's life.
+Result<std::unique_ptr<sql::Stmt>> prepare(sql::Db& db, const std::string& text) {
+  sqlite3_stmt* raw = nullptr;
+  int rc = sqlite3_prepare_v2(db.handle(), text.c_str(), static_cast<int>(text.size()), &raw, nullptr);
+  if (rc != SQLITE_OK) {
+    sqlite3_finalize(raw);
+    return sql::sqlite_error("preparing [" + text + "]", db.handle(), rc);
+  }
+  return std::make_unique<sql::Stmt>(db.handle(), raw);
+}
+
+}  // namespace
+
+Result<CallPage> Store::list_calls(const CallFilter& filter) {
+  const int64_t per_page = std::clamp<int64_t>(filter.per_page, 1, 1000);
+  const int64_t page = std::max<int64_t>(filter.page, 1);
+  const Where w = where_of(filter);
+
+  CallPage out;
+  auto count = prepare(*db_, "SELECT COUNT(*) FROM calls" + w.sql);
+  if (!count.ok()) return wrap("counting calls", count.error());
+  w.bind(**count, 1);
+  auto counted = (*count)->step();
+  if (!counted.ok()) return wrap("counting calls", counted.error());
+  out.total_count = *counted ? (*count)->int64(0) : 0;
+
+  // Ids first, then each record through call(): one definition of the call columns (store.cpp) serves both.
+  // A call deleted between the two steps is skipped.
+  auto ids = prepare(
+      *db_, "SELECT call_id FROM calls" + w.sql + " ORDER BY created_at DESC, call_id LIMIT ? OFFSET ?");
+  if (!ids.ok()) return wrap("listing calls", ids.error());
+  w.bind(**ids, 1);
+  const int next = static_cast<int>(w.args.size()) + 1;
+  (*ids)->bind(next, per_page);
+  // Pages past any sensible end would overflow the multiplication; they are empty anyway.
+  const int64_t offset = page > INT64_MAX / per_page ? INT64_MAX : (page - 1) * per_page;
+  (*ids)->bind(next + 1, offset);
+  std::vector<std::string> call_ids;
+  for (;;) {
+    auto row = (*ids)->step();
+    if (!row.ok()) return wrap("listing calls", row.error());
+    if (!*row) break;
+    call_ids.push_back((*ids)->text(0));
+  }
+  ids.value().reset();  // finalized now: its read snapshot must not outlive the listing
+  for (const std::string& id : call_ids) {
+    auto c = call(id);
+    if (!c.ok()) return c.error();
+    if (*c) out.calls.push_back(std::move(**c));
+  }
+  return out;
+}
+
+Status Store::save_recording(std::string_view call_id, std::string_view path, std::string_view format,
+                             int64_t duration_ms, int64_t bytes) {
+  Status s = run(*db_,
+                 "INSERT INTO recordings (call_id, path, format, duration_ms, bytes, created_at) "
+                 "VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (call_id) DO UPDATE SET path = excluded.path, "
+                 "format = excluded.format, duration_ms = excluded.duration_ms, bytes = excluded.bytes, "
+                 "created_at = excluded.created_at",
+                 call_id, path, format, duration_ms, bytes, clock_.wall_ms());
+  if (!s.ok()) return wrap("saving the recording of call " + std::string(call_id), s.error());
+  return {};
+}
+
+Result<std::optional<RecordingRow>> Store::recording(std::string_view call_id) {
+  auto stmt = db_->cached(
+      "SELECT call_id, path, format, duration_ms, bytes, created_at FROM recordings WHERE call_id = ?1");
+  if (!stmt.ok()) return wrap("reading recording", stmt.error());
+  (*stmt)->bind(1, call_id);
+  auto row = (*stmt)->step();
+  if (!row.ok()) return wrap("reading the recording of call " + std::string(call_id), row.error());
+  if (!*row) return std::optional<RecordingRow>();
+  const sql::Stmt& s = **stmt;
+  return std::optional<RecordingRow>(
+      RecordingRow{s.text(0), s.text(1), s.text(2), s.int64(3), s.int64(4), s.int64(5)});
+}
+
+Result<bool> Store::dnd_active(std::string_view agent_uuid, std::string_view phone) {
+  auto stmt = db_->cached(
+      "SELECT 1 FROM dnd_numbers WHERE agent_uuid = ?1 AND phone = ?2 AND removed_at IS NULL LIMIT 1");
+  if (!stmt.ok()) return wrap("checking the DND list", stmt.error());
+  (*stmt)->bind_all(agent_uuid, phone);
+  auto row = (*stmt)->step();
+  if (!row.ok()) return wrap("checking the DND list of " + std::string(agent_uuid), row.error());
+  return *row;
+}
+
+}  // namespace osvi::daemon

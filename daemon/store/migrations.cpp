@@ -1,0 +1,213 @@
+// Schema migrations of the store, applied in order by PRAGMA user_version (see docs/store.md).
+#include "migrations.hpp"
+
+#include <array>
+
+namespace osvi::daemon::store_schema {
+namespace {
+
+// Migration 1: the whole initial schema. Every timestamp column is INTEGER Unix milliseconds (UTC).
+// JSON columns are checked with json_valid so a bad payload fails at write time, not when an API client reads
+// it.
+constexpr std::string_view kMigration1 = R"sql(
+CREATE TABLE agents (
+  id              INTEGER PRIMARY KEY,
+  agent_uuid      TEXT NOT NULL UNIQUE CHECK (agent_uuid <> ''),
+  name            TEXT NOT NULL,
+  mode            TEXT NOT NULL CHECK (mode IN ('voice', 'chat')),
+  active          INTEGER NOT NULL DEFAULT 1 CHECK (active IN (0, 1)),
+  archived        INTEGER NOT NULL DEFAULT 0 CHECK (archived IN (0, 1)),
+  definition_json TEXT NOT NULL DEFAULT '{}',
+  definition_hash TEXT NOT NULL DEFAULT '',
+  created_at      INTEGER NOT NULL,
+  updated_at      INTEGER NOT NULL
+);
+CREATE INDEX agents_listing ON agents (mode, active, archived, updated_at DESC);
+
+-- No foreign key to agents or campaigns: those come from configuration and may disappear, history must not.
+CREATE TABLE calls (
+  call_id               TEXT PRIMARY KEY NOT NULL CHECK (call_id <> ''),
+  agent_uuid            TEXT NOT NULL,
+  agent_name            TEXT NOT NULL DEFAULT '',
+  phone_number          TEXT NOT NULL DEFAULT '',
+  from_number           TEXT NOT NULL DEFAULT '',
+  status                TEXT NOT NULL
+                        CHECK (status IN ('picked', 'not_picked', 'failed', 'busy', 'voicemail', 'in_progress')),
+  call_type             TEXT NOT NULL CHECK (call_type IN ('inbound', 'outbound')),
+  duration_seconds      INTEGER NOT NULL DEFAULT 0 CHECK (duration_seconds >= 0),
+  call_ended_by         TEXT,
+  call_ended_reason     TEXT,
+  campaign_id           INTEGER,
+  campaign_upload_id    INTEGER,
+  tag_id                INTEGER,
+  tag_name              TEXT,
+  tag_color_code        TEXT,
+  created_at            INTEGER NOT NULL,
+  call_picked_at        INTEGER,
+  ended_at              INTEGER,
+  caller_name           TEXT,
+  person_name           TEXT,
+  retry_count           INTEGER NOT NULL DEFAULT 0 CHECK (retry_count >= 0),
+  summary               TEXT,
+  data_captured         TEXT CHECK (data_captured IS NULL OR json_valid(data_captured)),
+  post_call_analysis    TEXT CHECK (post_call_analysis IS NULL OR json_valid(post_call_analysis)),
+  structured_output     TEXT CHECK (structured_output IS NULL OR json_valid(structured_output)),
+  call_trigger_data     TEXT CHECK (call_trigger_data IS NULL OR json_valid(call_trigger_data)),
+  additional_data       TEXT CHECK (additional_data IS NULL OR json_valid(additional_data)),
+  system_prompt         TEXT,
+  initial_greeting      TEXT,
+  webhook_url           TEXT,
+  call_config_overrides TEXT CHECK (call_config_overrides IS NULL OR json_valid(call_config_overrides)),
+  data_extraction       TEXT CHECK (data_extraction IS NULL OR json_valid(data_extraction)),
+  line                  TEXT,
+  callback_required     INTEGER NOT NULL DEFAULT 0 CHECK (callback_required IN (0, 1)),
+  execution_mode        TEXT NOT NULL DEFAULT 'prod' CHECK (execution_mode IN ('prod', 'test')),
+  revision              INTEGER NOT NULL DEFAULT 1,
+  updated_at            INTEGER NOT NULL
+);
+-- GET /v1/calls lists newest first, filtered by agent, status, campaign/upload, or a call_picked_at range.
+CREATE INDEX calls_created ON calls (created_at DESC, call_id);
+CREATE INDEX calls_agent ON calls (agent_uuid, created_at DESC);
+CREATE INDEX calls_status ON calls (status, created_at DESC);
+CREATE INDEX calls_picked ON calls (call_picked_at);
+CREATE INDEX calls_campaign ON calls (campaign_id, campaign_upload_id, created_at DESC)
+  WHERE campaign_id IS NOT NULL;
+
+CREATE TABLE transcript_turns (
+  id           INTEGER PRIMARY KEY,
+  call_id      TEXT NOT NULL REFERENCES calls (call_id) ON DELETE CASCADE,
+  seq          INTEGER NOT NULL,
+  role         TEXT NOT NULL CHECK (role IN ('agent', 'user', 'operator', 'tool')),
+  text         TEXT NOT NULL DEFAULT '',
+  started_at   INTEGER,
+  ended_at     INTEGER,
+  interrupted  INTEGER NOT NULL DEFAULT 0 CHECK (interrupted IN (0, 1)),
+  latency_json TEXT CHECK (latency_json IS NULL OR json_valid(latency_json)),
+  UNIQUE (call_id, seq)
+);
+
+CREATE TABLE recordings (
+  call_id     TEXT PRIMARY KEY NOT NULL REFERENCES calls (call_id) ON DELETE CASCADE,
+  path        TEXT NOT NULL,
+  format      TEXT NOT NULL,
+  duration_ms INTEGER NOT NULL DEFAULT 0,
+  bytes       INTEGER NOT NULL DEFAULT 0,
+  created_at  INTEGER NOT NULL
+);
+
+-- Removal keeps the row (removed_at) for history; only one active entry per agent and number.
+CREATE TABLE dnd_numbers (
+  id         INTEGER PRIMARY KEY,
+  agent_uuid TEXT NOT NULL,
+  phone      TEXT NOT NULL CHECK (phone <> ''),
+  reason     TEXT,
+  created_at INTEGER NOT NULL,
+  removed_at INTEGER
+);
+CREATE UNIQUE INDEX dnd_numbers_active ON dnd_numbers (agent_uuid, phone) WHERE removed_at IS NULL;
+CREATE INDEX dnd_numbers_history ON dnd_numbers (agent_uuid, created_at);
+
+CREATE TABLE campaigns (
+  id               INTEGER PRIMARY KEY,
+  name             TEXT NOT NULL,
+  status           TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'inactive')),
+  is_retry_enabled INTEGER NOT NULL DEFAULT 0 CHECK (is_retry_enabled IN (0, 1)),
+  retry_threshold  INTEGER NOT NULL DEFAULT 2 CHECK (retry_threshold >= 0),
+  retry_delay      INTEGER NOT NULL DEFAULT 1800 CHECK (retry_delay >= 0),
+  window_start     INTEGER,
+  window_end       INTEGER,
+  created_at       INTEGER NOT NULL,
+  updated_at       INTEGER NOT NULL
+);
+
+CREATE TABLE campaign_agents (
+  campaign_id INTEGER NOT NULL REFERENCES campaigns (id) ON DELETE CASCADE,
+  agent_uuid  TEXT NOT NULL,
+  active      INTEGER NOT NULL DEFAULT 1 CHECK (active IN (0, 1)),
+  PRIMARY KEY (campaign_id, agent_uuid)
+) WITHOUT ROWID;
+
+CREATE TABLE campaign_uploads (
+  id          INTEGER PRIMARY KEY,
+  campaign_id INTEGER NOT NULL REFERENCES campaigns (id) ON DELETE CASCADE,
+  agent_uuid  TEXT,
+  file_name   TEXT,
+  created_at  INTEGER NOT NULL
+);
+CREATE INDEX campaign_uploads_campaign ON campaign_uploads (campaign_id, created_at);
+
+CREATE TABLE campaign_contacts (
+  id              INTEGER PRIMARY KEY,
+  upload_id       INTEGER NOT NULL REFERENCES campaign_uploads (id) ON DELETE CASCADE,
+  campaign_id     INTEGER NOT NULL REFERENCES campaigns (id) ON DELETE CASCADE,
+  agent_uuid      TEXT,
+  phone           TEXT NOT NULL,
+  person_name     TEXT,
+  variables_json  TEXT CHECK (variables_json IS NULL OR json_valid(variables_json)),
+  state           TEXT NOT NULL DEFAULT 'pending',
+  attempts        INTEGER NOT NULL DEFAULT 0,
+  next_attempt_at INTEGER,
+  last_call_id    TEXT,
+  created_at      INTEGER NOT NULL,
+  updated_at      INTEGER NOT NULL
+);
+-- The dialler asks "which contacts of this campaign are due now".
+CREATE INDEX campaign_contacts_due ON campaign_contacts (campaign_id, state, next_attempt_at);
+CREATE INDEX campaign_contacts_upload ON campaign_contacts (upload_id);
+CREATE INDEX campaign_contacts_phone ON campaign_contacts (campaign_id, phone);
+
+CREATE TABLE chat_sessions (
+  id             TEXT PRIMARY KEY NOT NULL,
+  agent_uuid     TEXT NOT NULL,
+  customer_id    TEXT NOT NULL,
+  mode           TEXT NOT NULL DEFAULT 'ai' CHECK (mode IN ('ai', 'support')),
+  help_requested INTEGER NOT NULL DEFAULT 0 CHECK (help_requested IN (0, 1)),
+  status         TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'dormant', 'closed')),
+  current_state  TEXT,
+  input_fields   TEXT CHECK (input_fields IS NULL OR json_valid(input_fields)),
+  state_fields   TEXT CHECK (state_fields IS NULL OR json_valid(state_fields)),
+  context        TEXT CHECK (context IS NULL OR json_valid(context)),
+  active_human   TEXT,
+  created_at     INTEGER NOT NULL,
+  updated_at     INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX chat_sessions_one_active ON chat_sessions (customer_id, agent_uuid) WHERE status = 'active';
+CREATE INDEX chat_sessions_lookup ON chat_sessions (customer_id, agent_uuid, updated_at DESC);
+
+CREATE TABLE chat_messages (
+  id         INTEGER PRIMARY KEY,
+  session_id TEXT NOT NULL REFERENCES chat_sessions (id) ON DELETE CASCADE,
+  role       TEXT NOT NULL CHECK (role IN ('customer', 'agent', 'operator', 'whisper', 'tell', 'system')),
+  content    TEXT NOT NULL,
+  created_at INTEGER NOT NULL
+);
+CREATE INDEX chat_messages_session ON chat_messages (session_id, id);
+
+-- AUTOINCREMENT so an id is never reused: delivery order is id order, even after the newest rows are deleted.
+CREATE TABLE outbox (
+  id              INTEGER PRIMARY KEY AUTOINCREMENT,
+  topic           TEXT NOT NULL,
+  payload         TEXT NOT NULL,
+  idempotency_key TEXT NOT NULL UNIQUE,
+  kind            TEXT NOT NULL,
+  created_at      INTEGER NOT NULL,
+  attempts        INTEGER NOT NULL DEFAULT 0,
+  last_attempt_at INTEGER
+);
+CREATE INDEX outbox_kind ON outbox (kind, id);
+
+CREATE TABLE meta (
+  key   TEXT PRIMARY KEY NOT NULL,
+  value TEXT NOT NULL
+) WITHOUT ROWID;
+)sql";
+
+constexpr std::array<std::string_view, 1> kMigrations = {kMigration1};
+
+}  // namespace
+
+std::span<const std::string_view> migrations() {
+  return kMigrations;
+}
+
+}  // namespace osvi::daemon::store_schema
