@@ -37,7 +37,7 @@
 #include "daemon_process.hpp"
 #include "mosquitto_broker.hpp"
 #include "osvi/clock.hpp"
-#include "osvi/daemon/store.hpp"
+#include "osvi/store/store.hpp"
 #include "test_support.hpp"
 
 namespace {

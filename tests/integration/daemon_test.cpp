@@ -10,7 +10,7 @@
 
 #include "daemon_process.hpp"
 #include "osvi/clock.hpp"
-#include "osvi/daemon/store.hpp"
+#include "osvi/store/store.hpp"
 #include "osvi/net/json.hpp"
 #include "test_support.hpp"
 

@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "osvi/clock.hpp"
-#include "osvi/daemon/store.hpp"
+#include "osvi/store/store.hpp"
 #include "test_support.hpp"
 
 namespace osvi::daemon {

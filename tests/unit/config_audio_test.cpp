@@ -1,8 +1,8 @@
 // The audio section: defaults, every rejection naming its key, and the mapping onto the engine's options.
 #include <gtest/gtest.h>
 
-#include "osvi/daemon/audio_settings.hpp"
-#include "osvi/daemon/config.hpp"
+#include "osvi/config/audio_settings.hpp"
+#include "osvi/config/config.hpp"
 
 namespace {
 

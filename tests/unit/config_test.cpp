@@ -1,5 +1,5 @@
 // Configuration parsing: defaults, the embedded file, and that every rejection names its key path.
-#include "osvi/daemon/config.hpp"
+#include "osvi/config/config.hpp"
 
 #include <gtest/gtest.h>
 

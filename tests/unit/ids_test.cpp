@@ -1,5 +1,5 @@
 // UUID v7, OSVI timestamp formats, tokens and the constant-time comparison.
-#include "osvi/daemon/ids.hpp"
+#include "osvi/base/ids.hpp"
 
 #include <gtest/gtest.h>
 

@@ -1,5 +1,5 @@
 // Log sink selection from JOURNAL_STREAM, level filtering, and the readable stderr format.
-#include "osvi/daemon/log.hpp"
+#include "osvi/base/log.hpp"
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>

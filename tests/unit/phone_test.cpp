@@ -1,6 +1,6 @@
 // normalize_phone / valid_country: E.164 output, accepted input shapes, errors that say what is wrong, and
 // libphonenumber staying out of osvid until the first number (it lives in osvi-phone.so).
-#include "osvi/daemon/phone.hpp"
+#include "osvi/base/phone.hpp"
 
 #include <gtest/gtest.h>
 

@@ -1,5 +1,5 @@
 // Speech (espeak-ng wrapper): renders audible, plausibly long, deterministic speech at call rates.
-#include "osvi/daemon/speech.hpp"
+#include "osvi/speech/speech.hpp"
 
 #include <gtest/gtest.h>
 

@@ -1,5 +1,5 @@
 // Unit tests of osvi::daemon::Store: migrations, open checks, recovery, agents, calls, transactions, DND.
-#include "osvi/daemon/store.hpp"
+#include "osvi/store/store.hpp"
 
 #include <gtest/gtest.h>
 #include <sqlite3.h>
