@@ -1,8 +1,9 @@
-// Configuration: the "audio" section (the audio engine, issue 3), read with the shared strict ObjectReader.
+// Configuration: the "audio" section (the audio engine), read with the shared strict ObjectReader.
 #include <string>
 
-#include "reader.hpp"
 #include "osvi/config/config.hpp"
+#include "reader.hpp"
+#include "sections.hpp"
 
 namespace osvi::daemon::config_detail {
 namespace {

@@ -1,4 +1,4 @@
-// Configuration: the "lines" section (telephony lines, issue 4), read with the shared strict ObjectReader.
+// Configuration: the "lines" section (telephony lines), read with the shared strict ObjectReader.
 #include <initializer_list>
 #include <set>
 #include <string>
@@ -6,8 +6,9 @@
 #include <utility>
 #include <vector>
 
-#include "reader.hpp"
 #include "osvi/config/config.hpp"
+#include "reader.hpp"
+#include "sections.hpp"
 
 namespace osvi::daemon::config_detail {
 namespace {

@@ -1,8 +1,9 @@
-// Configuration: the "mqtt" section (fleet sync, issue 6), read with the shared strict ObjectReader.
+// Configuration: the "mqtt" section (fleet sync), read with the shared strict ObjectReader.
 #include <string>
 
-#include "reader.hpp"
 #include "osvi/config/config.hpp"
+#include "reader.hpp"
+#include "sections.hpp"
 
 namespace osvi::daemon::config_detail {
 namespace {

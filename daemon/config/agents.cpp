@@ -1,0 +1,298 @@
+// Configuration: the "agents" section (prompts, speech and model endpoints, call behaviour, tools, analysis,
+// chat), read with the shared strict ObjectReader.
+#include <algorithm>
+#include <array>
+#include <map>
+#include <span>
+#include <string>
+
+#include "checks.hpp"
+#include "osvi/config/config.hpp"
+#include "osvi/net/json.hpp"
+#include "reader.hpp"
+#include "sections.hpp"
+
+namespace osvi::daemon::config_detail {
+namespace {
+
+constexpr size_t kMaxGreetingChars = 2000;
+// Providers each kind of endpoint can talk to (spec 7.6): a typo fails --check-config, not the first call.
+constexpr std::array<std::string_view, 1> kSttProviders = {"openai"};
+constexpr std::array<std::string_view, 4> kLlmProviders = {"openai", "azure_openai", "gemini", "groq"};
+constexpr std::array<std::string_view, 1> kTtsProviders = {"openai"};
+constexpr std::array<std::string_view, 3> kAnalysisProviders = {"openai", "azure_openai", "anthropic"};
+
+void parse_endpoint(ObjectReader& r, UpstreamEndpoint& e, std::span<const std::string_view> providers) {
+  e.provider = r.str("provider", e.provider);
+  if (std::find(providers.begin(), providers.end(), e.provider) == providers.end()) {
+    r.error("provider", "must be " + one_of_text(providers) + ", got " + quote(e.provider));
+  }
+  std::string url = r.str("base_url", e.base_url);
+  if (!is_http_url(url)) {
+    r.error("base_url", "expected an http:// or https:// URL with a host, got " + quote(url));
+  } else {
+    // The client appends "/chat/completions" and friends; a trailing slash would double it.
+    while (url.size() > 1 && url.back() == '/') url.pop_back();
+    e.base_url = url;
+  }
+  e.model = r.str("model", e.model, 1, 200);
+  e.api_key = r.str("api_key", e.api_key);
+  e.api_key_file = r.str("api_key_file", e.api_key_file);
+  if (!e.api_key.empty() && !e.api_key_file.empty())
+    r.error("api_key_file", "cannot be used together with api_key (choose one)");
+  e.timeout_ms = static_cast<unsigned>(r.integer("timeout_ms", e.timeout_ms, 100, 120000));
+}
+
+void parse_llm(ObjectReader r, LlmConfig& llm, std::span<const std::string_view> providers) {
+  parse_endpoint(r, llm, providers);
+  llm.temperature = r.number("temperature", llm.temperature, 0, 2);
+  llm.max_tokens = static_cast<unsigned>(r.integer("max_tokens", llm.max_tokens, 1, 32768));
+}
+
+void parse_stt(ObjectReader r, SttConfig& stt) {
+  parse_endpoint(r, stt, kSttProviders);
+  stt.language = r.str("language", stt.language);
+  if (!stt.language.empty() && !is_language_tag(stt.language))
+    r.error("language", "expected a language tag such as \"en\" or \"hi-IN\", got " + quote(stt.language));
+}
+
+void parse_voice(ObjectReader r, VoiceConfig& v) {
+  parse_endpoint(r, v, kTtsProviders);
+  v.voice = r.str("voice", v.voice, 1, 100);
+  v.speed = r.number("speed", v.speed, 0.25, 4);
+  v.format = r.choice("format", v.format, {{"pcm", AudioFormat::pcm}, {"opus", AudioFormat::opus}});
+}
+
+void parse_prompt(ObjectReader r, PromptConfig& pc) {
+  Problems& p = r.problems();
+  const size_t before = p.size();
+  pc.type = r.choice("type", pc.type, {{"single", PromptType::single}, {"multi", PromptType::multi}});
+  if (p.size() != before) {
+    // With the type unknown, every other key would be reported as misplaced: one problem is enough.
+    for (const char* k : {"system_prompt", "initial_state", "states"}) r.any(k);
+    return;
+  }
+  if (pc.type == PromptType::single) {
+    pc.system_prompt = r.str("system_prompt", pc.system_prompt);
+    r.forbid("initial_state", "only allowed when type is \"multi\"");
+    r.forbid("states", "only allowed when type is \"multi\"");
+    return;
+  }
+  r.forbid("system_prompt", "only allowed when type is \"single\" (a multi prompt has one prompt per state)");
+  std::map<std::string, std::string> names;                  // state name -> path of the state
+  std::vector<std::pair<std::string, std::string>> targets;  // (path of "to", state name)
+  const cJSON* raw_states = cJSON_GetObjectItemCaseSensitive(r.node(), "states");
+  const std::vector<Item> states = r.array("states");
+  if (!raw_states)
+    r.error("states", "required when type is \"multi\"");
+  else if (cJSON_IsArray(raw_states) && states.empty())
+    r.error("states", "a multi prompt needs at least one state");
+  for (const Item& item : states) {
+    ObjectReader s(item, &p);
+    if (!s.valid()) continue;
+    PromptState st;
+    st.name = s.required_str("name");
+    if (!st.name.empty()) {
+      if (!is_identifier(st.name, 40)) {
+        s.error("name",
+                "expected lower-case letters, digits and '_', starting with a letter, at most 40, got " +
+                    quote(st.name));
+      } else if (auto [it, inserted] = names.emplace(st.name, item.path); !inserted) {
+        s.error("name", "duplicate state " + quote(st.name) + " (first at " + it->second + ")");
+      }
+    }
+    st.prompt = s.str("prompt", st.prompt);
+    for (const Item& t_item : s.array("transitions")) {
+      ObjectReader t(t_item, &p);
+      if (!t.valid()) continue;
+      PromptTransition tr;
+      tr.to = t.required_str("to");
+      tr.when = t.required_str("when");
+      if (!tr.to.empty()) targets.emplace_back(t.path_of("to"), tr.to);
+      st.transitions.push_back(std::move(tr));
+    }
+    pc.states.push_back(std::move(st));
+  }
+  for (const auto& [path, to] : targets)
+    if (!names.count(to)) p.add(path, "unknown state " + quote(to));
+  pc.initial_state = r.str("initial_state", pc.initial_state);
+  if (pc.initial_state.empty()) {
+    if (!pc.states.empty()) pc.initial_state = pc.states.front().name;
+  } else if (!names.count(pc.initial_state)) {
+    r.error("initial_state", "unknown state " + quote(pc.initial_state));
+  }
+}
+
+void parse_greeting(ObjectReader r, GreetingConfig& g) {
+  g.text = r.str("text", g.text, 0, kMaxGreetingChars);
+  g.interruptible = r.boolean("interruptible", g.interruptible);
+}
+
+void parse_call(ObjectReader r, CallConfig& c) {
+  c.barge_in = r.boolean("barge_in", c.barge_in);
+  c.min_interruption_s = r.number("min_interruption_s", c.min_interruption_s, 0.1, 2.0);
+  c.min_interruption_words =
+      static_cast<unsigned>(r.integer("min_interruption_words", c.min_interruption_words, 0, 20));
+  const size_t before = r.problems().size();
+  c.min_endpointing_s = r.number("min_endpointing_s", c.min_endpointing_s, 0.1, 5);
+  c.max_endpointing_s = r.number("max_endpointing_s", c.max_endpointing_s, 0.2, 10);
+  // Compared only when both values are valid; otherwise the range problem is the one to fix first.
+  if (r.problems().size() == before && c.max_endpointing_s < c.min_endpointing_s) {
+    r.error("max_endpointing_s", "must be >= min_endpointing_s (" +
+                                     config_detail::format_number(c.min_endpointing_s) + "), got " +
+                                     config_detail::format_number(c.max_endpointing_s));
+  }
+  {
+    ObjectReader vad = r.object("vad");
+    c.vad.enabled = vad.boolean("enabled", c.vad.enabled);
+    c.vad.sensitivity = vad.number("sensitivity", c.vad.sensitivity, 0, 1);
+  }
+  c.noise_cancellation = r.boolean("noise_cancellation", c.noise_cancellation);
+  {
+    ObjectReader s = r.object("silence");
+    c.silence.timeout_s = s.number("timeout_s", c.silence.timeout_s, 1, 120);
+    c.silence.message = s.str("message", c.silence.message, 0, kMaxGreetingChars);
+    c.silence.max_prompts = static_cast<unsigned>(s.integer("max_prompts", c.silence.max_prompts, 0, 10));
+  }
+  c.max_duration_s = static_cast<unsigned>(r.integer("max_duration_s", c.max_duration_s, 10, 14400));
+  {
+    ObjectReader v = r.object("voicemail");
+    c.voicemail.detect = v.boolean("detect", c.voicemail.detect);
+    c.voicemail.action =
+        v.choice("action", c.voicemail.action,
+                 {{"hangup", VoicemailAction::hangup}, {"leave_message", VoicemailAction::leave_message}});
+    c.voicemail.message = v.str("message", c.voicemail.message, 0, kMaxGreetingChars);
+    if (c.voicemail.action == VoicemailAction::leave_message && c.voicemail.message.empty())
+      v.error("message", "required when action is \"leave_message\"");
+  }
+}
+
+void parse_tools(ObjectReader r, ToolsConfig& t) {
+  t.end_call = r.boolean("end_call", t.end_call);
+  t.dtmf = r.boolean("dtmf", t.dtmf);
+  {
+    ObjectReader x = r.object("transfer");
+    t.transfer.enabled = x.boolean("enabled", t.transfer.enabled);
+    t.transfer.number = x.str("number", t.transfer.number);
+    if (!t.transfer.number.empty() && !is_e164(t.transfer.number))
+      x.error("number",
+              "expected an E.164 number such as \"+919876543210\", got " + quote(t.transfer.number));
+    else if (t.transfer.enabled && t.transfer.number.empty())
+      x.error("number", "required when transfer is enabled");
+    t.transfer.message = x.str("message", t.transfer.message, 0, kMaxGreetingChars);
+    t.transfer.mode = x.choice("mode", t.transfer.mode,
+                               {{"blind", TransferMode::blind}, {"attended", TransferMode::attended}});
+  }
+  t.language_switch = r.boolean("language_switch", t.language_switch);
+}
+
+void parse_analysis(ObjectReader r, AnalysisConfig& a) {
+  Problems& p = r.problems();
+  a.enabled = r.boolean("enabled", a.enabled);
+  parse_llm(r.object("llm"), a.llm, kAnalysisProviders);
+  a.prompt = r.str("prompt", a.prompt);
+
+  std::map<std::string, std::string> keys;
+  for (const Item& item : r.array("data_extraction")) {
+    ObjectReader f(item, &p);
+    if (!f.valid()) continue;
+    ExtractionField field;
+    field.key = f.required_str("key");
+    if (!field.key.empty()) {
+      if (!is_identifier(field.key, 64))
+        f.error("key",
+                "expected lower-case letters, digits and '_', starting with a letter, at most 64, got " +
+                    quote(field.key));
+      else if (auto [it, inserted] = keys.emplace(field.key, item.path); !inserted)
+        f.error("key", "duplicate key " + quote(field.key) + " (first at " + it->second + ")");
+    }
+    field.type = f.choice("type", field.type,
+                          {{"text", FieldType::text},
+                           {"number", FieldType::number},
+                           {"boolean", FieldType::boolean},
+                           {"date", FieldType::date}});
+    field.hint = f.str("hint", field.hint);
+    field.required = f.boolean("required", field.required);
+    a.data_extraction.push_back(std::move(field));
+  }
+
+  std::map<int64_t, std::string> ids;
+  for (const Item& item : r.array("tags")) {
+    ObjectReader t(item, &p);
+    if (!t.valid()) continue;
+    CallTag tag;
+    if (!t.has("id")) t.error("id", "required key is missing");
+    const int64_t id = t.integer("id", 0, 1, INT32_MAX);
+    if (id > 0) {
+      if (auto [it, inserted] = ids.emplace(id, item.path); !inserted)
+        t.error("id", "duplicate tag id " + std::to_string(id) + " (first at " + it->second + ")");
+    }
+    tag.id = static_cast<int>(id);
+    tag.name = t.required_str("name", 1, 40);
+    tag.color_code = t.str("color_code", tag.color_code);
+    if (!(tag.color_code.size() == 7 && tag.color_code[0] == '#' && all_of(tag.color_code.substr(1), is_hex)))
+      t.error("color_code", "expected \"#rrggbb\", got " + quote(tag.color_code));
+    a.tags.push_back(std::move(tag));
+  }
+
+  {
+    ObjectReader cb = r.object("callback_detection");
+    a.callback_detection.enabled = cb.boolean("enabled", a.callback_detection.enabled);
+    a.callback_detection.prompt = cb.str("prompt", a.callback_detection.prompt);
+  }
+  if (const cJSON* schema = r.any("output_schema")) {
+    if (cJSON_IsObject(schema))
+      a.output_schema_json = net::json_print(schema);
+    else
+      r.error("output_schema",
+              "expected an object, got " + std::string(config_detail::json_type_name(schema)));
+  }
+}
+
+void parse_chat(ObjectReader r, ChatConfig& c) {
+  c.takeover = r.boolean("takeover", c.takeover);
+  c.tell = r.boolean("tell", c.tell);
+  c.whisper = r.boolean("whisper", c.whisper);
+}
+
+}  // namespace
+
+AgentConfig parse_agent(const Item& item, Problems& p) {
+  AgentConfig a;
+  ObjectReader r(item, &p);
+  if (!r.valid()) return a;
+  a.definition_json = net::json_print(item.node);
+  a.agent_uuid = r.required_str("agent_uuid");
+  if (!a.agent_uuid.empty() && !is_agent_uuid(a.agent_uuid))
+    r.error("agent_uuid", "expected \"agent_\" and 1 to 64 of A-Z a-z 0-9 _ -, got " + quote(a.agent_uuid));
+  a.name = r.required_str("name", 1, 50);
+  a.description = r.str("description", a.description);
+  a.mode = r.choice("mode", a.mode, {{"voice", AgentMode::voice}, {"chat", AgentMode::chat}});
+  a.active = r.boolean("active", a.active);
+  a.archived = r.boolean("archived", a.archived);
+  if (a.active && a.archived) r.error("active", "an archived agent cannot be active");
+  a.language = r.str("language", a.language);
+  if (!is_language_tag(a.language))
+    r.error("language", "expected a language tag such as \"en-IN\", got " + quote(a.language));
+  parse_prompt(r.object("prompt"), a.prompt);
+  parse_greeting(r.object("greeting"), a.greeting);
+  parse_stt(r.object("stt"), a.stt);
+  parse_llm(r.object("llm"), a.llm, kLlmProviders);
+  parse_voice(r.object("voice"), a.voice);
+  parse_call(r.object("call"), a.call);
+  parse_tools(r.object("tools"), a.tools);
+  {
+    ObjectReader f = r.object("fallback");
+    a.fallback.message = f.str("message", a.fallback.message, 1, kMaxGreetingChars);
+    a.fallback.filler = f.str("filler", a.fallback.filler, 0, kMaxGreetingChars);
+    a.fallback.voicemail_max_s = f.number("voicemail_max_s", a.fallback.voicemail_max_s, 5, 600);
+    f.finish();
+  }
+  parse_analysis(r.object("analysis"), a.analysis);
+  parse_chat(r.object("chat"), a.chat);
+  if (a.mode == AgentMode::chat && a.call.voicemail.action == VoicemailAction::leave_message)
+    p.add(item.path + ".call.voicemail.action", "\"leave_message\" needs a voice agent (mode is \"chat\")");
+  return a;
+}
+
+}  // namespace osvi::daemon::config_detail

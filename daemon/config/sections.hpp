@@ -1,0 +1,20 @@
+// Private to the config room: the section parsers that live in files of their own, called by parse_config.
+#pragma once
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "osvi/config/config.hpp"
+#include "reader.hpp"
+
+namespace osvi::daemon::config_detail {
+
+void parse_audio(ObjectReader r, AudioConfig& a);  // audio.cpp
+void parse_mqtt(ObjectReader r, MqttConfig& m);    // mqtt.cpp
+// lines.cpp; agent_refs gets (path, agent_uuid) pairs to check once every agent is known
+void parse_lines(const std::vector<Item>& items, Problems& p, std::vector<LineConfig>& lines,
+                 std::vector<std::pair<std::string, std::string>>& agent_refs);
+AgentConfig parse_agent(const Item& item, Problems& p);  // agents.cpp
+
+}  // namespace osvi::daemon::config_detail
