@@ -1,4 +1,4 @@
-// Configuration: the "audio" section (the audio engine, issue 3), read with the shared strict ObjectReader.
+// Configuration: the "audio" section (the audio engine), read with the shared strict ObjectReader.
 #include <string>
 
 #include "reader.hpp"

@@ -526,7 +526,7 @@ AgentConfig parse_agent(const Item& item, Problems& p) {
   parse_voice(r.object("voice"), a.voice);
   parse_call(r.object("call"), a.call);
   parse_tools(r.object("tools"), a.tools);
-  {  // issue 5
+  {
     ObjectReader f = r.object("fallback");
     a.fallback.message = f.str("message", a.fallback.message, 1, kMaxGreetingChars);
     a.fallback.filler = f.str("filler", a.fallback.filler, 0, kMaxGreetingChars);
@@ -576,9 +576,9 @@ void parse_store(ObjectReader r, StoreConfig& s) {
 }  // namespace
 
 namespace config_detail {
-void parse_mqtt(ObjectReader r, MqttConfig& m);    // config_mqtt.cpp (issue 6)
-void parse_audio(ObjectReader r, AudioConfig& a);  // config_audio.cpp (issue 3)
-// config_lines.cpp (issue 4); agent_refs gets (path, agent_uuid) pairs to check against the agents
+void parse_mqtt(ObjectReader r, MqttConfig& m);    // mqtt.cpp
+void parse_audio(ObjectReader r, AudioConfig& a);  // audio.cpp
+// lines.cpp; agent_refs gets (path, agent_uuid) pairs to check against the agents
 void parse_lines(const std::vector<Item>& items, Problems& p, std::vector<LineConfig>& lines,
                  std::vector<std::pair<std::string, std::string>>& agent_refs);
 }  // namespace config_detail
@@ -629,9 +629,9 @@ Result<Config> parse_config(std::string_view json_text) {
     parse_log(root.object("log"), cfg.log_level);
     parse_api(root.object("api"), cfg.api, refs);
     parse_store(root.object("store"), cfg.store);
-    config_detail::parse_audio(root.object("audio"), cfg.audio);  // issue 3, config_audio.cpp
-    config_detail::parse_mqtt(root.object("mqtt"), cfg.mqtt);     // issue 6, config_mqtt.cpp
-    {                                                             // issue 5
+    config_detail::parse_audio(root.object("audio"), cfg.audio);
+    config_detail::parse_mqtt(root.object("mqtt"), cfg.mqtt);
+    {
       ObjectReader c = root.object("calls");
       cfg.calls.max_queue = static_cast<unsigned>(c.integer("max_queue", cfg.calls.max_queue, 0, 1000));
       cfg.calls.recordings_dir = c.str("recordings_dir", cfg.calls.recordings_dir);
@@ -639,7 +639,7 @@ Result<Config> parse_config(std::string_view json_text) {
           static_cast<unsigned>(c.integer("dead_air_ms", cfg.calls.dead_air_ms, 500, 2900));
       c.finish();
     }
-    {  // issue 4, config_lines.cpp
+    {
       std::vector<std::pair<std::string, std::string>> line_refs;
       config_detail::parse_lines(root.array("lines"), p, cfg.lines, line_refs);
       for (auto& [path, uuid] : line_refs) refs.push_back(AgentRef{path, uuid});

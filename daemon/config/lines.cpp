@@ -1,4 +1,4 @@
-// Configuration: the "lines" section (telephony lines, issue 4), read with the shared strict ObjectReader.
+// Configuration: the "lines" section (telephony lines), read with the shared strict ObjectReader.
 #include <initializer_list>
 #include <set>
 #include <string>

@@ -1,4 +1,4 @@
-// Configuration: the "mqtt" section (fleet sync, issue 6), read with the shared strict ObjectReader.
+// Configuration: the "mqtt" section (fleet sync), read with the shared strict ObjectReader.
 #include <string>
 
 #include "reader.hpp"
