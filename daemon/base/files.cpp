@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
@@ -32,7 +33,7 @@ std::string parent_directory(const std::string& path) {
 std::string temporary_name(const std::string& path) {
   uint32_t r = 0;
   if (::getrandom(&r, sizeof r, GRND_NONBLOCK) != static_cast<ssize_t>(sizeof r)) {
-    static uint32_t counter = 0;
+    static std::atomic<uint32_t> counter{0};
     r = static_cast<uint32_t>(::getpid()) * 2654435761u + ++counter;
   }
   const size_t slash = path.rfind('/');

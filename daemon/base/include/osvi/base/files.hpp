@@ -16,8 +16,9 @@ namespace osvi::daemon {
 // and then the directory is fsynced so the rename itself survives a power cut.
 //
 // `mode` is applied exactly (fchmod), not filtered by the umask: a 0600 key must never come out wider.
-// Errors carry the negative errno and name `path`; on failure no temporary file is left behind. An error
-// from the final directory fsync means the new content is in place but may not survive a power cut.
+// Errors carry the negative errno and name `path`; on failure no temporary file is left behind (a crash
+// mid-write can leave a hidden ".<name>.tmp-XXXXXXXX", which nothing reads). An error from the final
+// directory fsync means the new content is in place but may not survive a power cut.
 Status write_file_atomically(const std::string& path, std::string_view content, mode_t mode = 0600);
 
 // fsyncs the directory holding `path`, so that a rename or creation of `path` survives a power cut.
