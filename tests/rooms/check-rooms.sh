@@ -7,8 +7,8 @@
 # and daemon/main.cpp are the top and may include any room. The order is the one daemon/CMakeLists.txt
 # declares with osvi_room(<name> USES osvi_room_<below>...): a room may include the rooms it USES and,
 # transitively, what those USE. The compiler already refuses most violations (a room sees only the include
-# directories of what it USES), but not one reached by a relative path, by a header that another room's
-# public header drags in, or by a private header next to the includer; hence this check.
+# directories of what it USES), but not an include by relative path ("../config/reader.hpp"), nor one in a
+# header that no source of its own room compiles; hence this check.
 #
 # Fails (exit 1, "FAIL: ..." on stderr, every problem listed) when
 #   - a room includes a room that is not below it;
