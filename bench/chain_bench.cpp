@@ -27,7 +27,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 constexpr int kRate = 16000;
 constexpr size_t kFrame = 320;  // 20 ms
-constexpr int kTailMs = 256;    // the benchmark tail
+constexpr int kTailMs = 256;    // the required benchmark tail
 constexpr int kPlaybackRate = 24000;
 
 struct Stats {

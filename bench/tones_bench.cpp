@@ -1,5 +1,5 @@
 // Per-20 ms-frame cost (one iteration = one frame) of the DTMF, call-progress, AMD and beep detectors at 8
-// and 16 kHz (issue 3, "tones").
+// and 16 kHz.
 #include <benchmark/benchmark.h>
 
 #include <cmath>

@@ -9,6 +9,7 @@
 #include "osvi/app/app.hpp"
 #include "osvi/config/config.hpp"
 #include "osvi/app/demo.hpp"
+#include "osvi/base/files.hpp"
 #include "osvi/net/json.hpp"
 #include "osvi/version.hpp"
 
@@ -98,9 +99,11 @@ int main(int argc, char** argv) {
       return 1;
     }
     const std::string scenario_path = state + "/demo-scenario.json";
-    if (FILE* f = std::fopen(scenario_path.c_str(), "w")) {
-      std::fputs(osvi::net::json_print(scenario).c_str(), f);
-      std::fclose(f);
+    if (osvi::Status s =
+            osvi::daemon::write_file_atomically(scenario_path, osvi::net::json_print(scenario), 0644);
+        !s) {
+      std::fprintf(stderr, "osvid --demo: %s\n", s.error().message.c_str());
+      return 1;
     }
     auto m = osvi::daemon::ModelServerProcess::start(osvi::daemon::model_server_path(), scenario_path,
                                                      state + "/demo-model-server.log");

@@ -14,6 +14,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "osvi/base/files.hpp"
 #include "osvi/base/ids.hpp"
 #include "osvi/base/log.hpp"
 #include "osvi/base/secret.hpp"
@@ -63,14 +64,8 @@ Result<std::vector<ApiToken>> resolve_tokens(const Config& cfg, bool* generated)
                         std::to_string(token.size()) + " characters");
   } else if (text.error().code == -ENOENT) {
     token = random_token(kTokenLength);
-    const std::string tmp = path + ".tmp";
-    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) return make_error("api.token_file " + tmp + ": " + std::strerror(errno), -errno);
-    std::string line = token + "\n";
-    bool ok = ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size()) && fsync(fd) == 0;
-    ::close(fd);
-    if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0)
-      return make_error("api.token_file " + path + ": " + std::strerror(errno), -errno);
+    if (Status s = write_file_atomically(path, token + "\n", 0600); !s)
+      return make_error("api.token_file " + s.error().message, s.error().code);
     *generated = true;
   } else {
     return make_error("api.token_file " + text.error().message, text.error().code);
@@ -103,7 +98,7 @@ void sd_notifyf_status(const std::string& s) {
 
 }  // namespace
 
-// --- issue 6: fleet configuration pushes share the override + validation path ---
+// A file, the embedded defaults and a fleet push all go through the same overrides and validation.
 namespace {
 Result<Config> configuration_from_text(const AppOptions& options, std::string text, const std::string& where);
 
@@ -117,22 +112,6 @@ std::string desired_path(const AppOptions& options) {
   return dir + "/desired.json";
 }
 
-// Written next to the target and renamed over it: a power cut leaves the old file or the new one.
-Status write_file_atomically(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return make_error(tmp + ": " + std::strerror(errno), -errno);
-  const bool ok =
-      ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && fsync(fd) == 0;
-  const int err = errno;
-  ::close(fd);
-  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int e = ok ? errno : err;
-    ::unlink(tmp.c_str());
-    return make_error(path + ": " + std::strerror(e), -e);
-  }
-  return {};
-}
 }  // namespace
 
 Result<Config> load_configuration(const AppOptions& options) {
@@ -154,7 +133,6 @@ Result<Config> load_configuration(const AppOptions& options) {
 namespace {
 Result<Config> configuration_from_text(const AppOptions& options, std::string text,
                                        const std::string& where) {
-  // --- end issue 6 ---
   if (options.state_dir || options.listen || options.demo) {
     // Overrides are written into the document so they pass the same validation as the file.
     std::string why;
@@ -172,7 +150,7 @@ Result<Config> configuration_from_text(const AppOptions& options, std::string te
           net::json_add_string(api, "listen", *options.listen);
         }
       }
-      if (options.demo) {  // issue 5: the demo's line and the stand-in model server
+      if (options.demo) {  // the demo's line and the stand-in model server
         cJSON_DeleteItemFromObjectCaseSensitive(doc.get(), "lines");
         cJSON* lines = cJSON_AddArrayToObject(doc.get(), "lines");
         if (net::JsonPtr line = net::json_parse(options.demo->line_json, &why))
@@ -208,7 +186,7 @@ std::string App::ready_status() const {
   for (const AgentConfig& a : config_->agents) active += a.active ? 1 : 0;
   return "Ready: API on " + api_ctx_.listen + ", " + std::to_string(active) + " active agent(s), database " +
          (store_->open_report().quick_check_ok ? "ok" : "DAMAGED (see journal)") +
-         (lines_ && lines_->size() ? ", lines: " + lines_->summary() : std::string());  // lines: issue 4
+         (lines_ && lines_->size() ? ", lines: " + lines_->summary() : std::string());
 }
 
 Status App::start_api(const Config& cfg, std::unique_ptr<net::HttpServer>* out,
@@ -325,13 +303,13 @@ Status App::start() {
                 api_ctx_.listen + "/v1/health");
   }
 
-  // --- issue 6: fleet sync, after the store and the API; never fails the start (a box without WAN still
-  // takes calls), its state is in /v1/health and the journal.
+  // Fleet sync comes after the store and the API and never fails the start (a box without WAN still takes
+  // calls): its state is in /v1/health and the journal.
   {
     FleetHooks hooks;
     hooks.apply_config = [this](const std::string& text) { return apply_from_fleet(text); };
     hooks.config = [this]() -> const Config& { return *config_; };
-    hooks.place_call = [this](const PlaceCallRequest& r) -> Result<std::string> {  // issue 5
+    hooks.place_call = [this](const PlaceCallRequest& r) -> Result<std::string> {
       if (!calls_) return make_error("the calls engine is not running", -ENODEV);
       return calls_->place_call(r);
     };
@@ -340,14 +318,13 @@ Status App::start() {
     fleet_->configure(*config_);
     api_ctx_.fleet = fleet_.get();
   }
-  // --- end issue 6 ---
 
-  // --- issue 4: telephony lines; READY=1 waits until each is idle or down with a reason ---
+  // READY=1 waits until each line is idle or down with a reason.
   lines_ = std::make_unique<LineManager>(*loop_, *clock_);
   api_ctx_.lines = lines_.get();
-  if (auto s = start_calls(); !s) return s;  // issue 5: before the lines, which may ring at once
+  if (auto s = start_calls(); !s) return s;  // before the lines, which may ring at once
   if (auto s = lines_->start(config_->lines, [this] { lines_changed(); }); !s) return s;
-  for (hal::Line* l : lines_->lines()) {  // issue 5: the simulated caller speaks with espeak-ng
+  for (hal::Line* l : lines_->lines()) {  // the simulated caller speaks with espeak-ng
     if (auto* sim = dynamic_cast<hal::SimLine*>(l)) {
       sim->set_voice([this](std::string_view text, int rate) -> Result<std::vector<int16_t>> {
         Speech* sp = speech();
@@ -360,7 +337,6 @@ Status App::start() {
   return {};
 }
 
-// --- issue 5: the calls engine ---
 Speech* App::speech() {
   // espeak-ng costs memory: loaded at the first fallback message or simulated caller, not at start.
   if (!speech_ && !speech_failed_) {
@@ -408,7 +384,6 @@ Status App::start_calls() {
   api_ctx_.recordings_dir = rec_dir;
   return {};
 }
-// --- end issue 5 ---
 
 void App::lines_changed() {
   if (ready_sent_) return notify_status(ready_status());
@@ -418,7 +393,6 @@ void App::lines_changed() {
   sd_notify(0, ("READY=1\nSTATUS=" + status).c_str());
   log::notice(status, {}, log::id::kReady);
 }
-// --- end issue 4 ---
 
 void App::reload() {
   sd_notify(0, "RELOADING=1\nSTATUS=Reloading configuration");
@@ -468,16 +442,15 @@ Status App::apply(Config new_cfg) {
     api_ctx_.listen = config_->api.host + ":" + std::to_string(server_->port());
   }
   log::set_level(config_->log_level);
-  if (calls_) calls_->set_config(config_.get());      // issue 5: new calls use the new agents
-  if (lines_ && config_->lines != lines_->configs())  // issue 4: lines are not restarted under a call
+  if (calls_) calls_->set_config(config_.get());      // new calls use the new agents
+  if (lines_ && config_->lines != lines_->configs())  // lines are not restarted under a call
     log::warning("lines: the changed configuration applies at the next restart of osvid");
   log::notice("configuration reloaded (" + std::to_string(config_->agents.size()) + " agents)",
               {{"CONFIG_HASH", config_->source_hash}}, log::id::kConfigReloaded);
-  if (fleet_) fleet_->configure(*config_);  // issue 6
+  if (fleet_) fleet_->configure(*config_);
   return {};
 }
 
-// --- issue 6: fleet configuration push ---
 Status App::apply_from_fleet(const std::string& json_text) {
   const std::string target = options_.config_path ? *options_.config_path : desired_path(options_);
   auto cfg = configuration_from_text(options_, json_text, "pushed configuration");
@@ -496,18 +469,20 @@ Status App::apply_from_fleet(const std::string& json_text) {
     log::error("fleet configuration applied but not saved to " + target + ": " + std::strerror(e) +
                    "; the file in place loads at the next restart",
                {{"CONFIG_HASH", config_->source_hash}});
+  } else if (Status d = sync_parent_directory(target); !d) {
+    log::warning("fleet configuration saved, but a power cut may bring back the previous one: " +
+                 d.error().message);
   }
   sd_notify(0, ("STATUS=" + ready_status()).c_str());
   return {};
 }
-// --- end issue 6 ---
 
 void App::stop(const char* why) {
   sd_notify(0, "STOPPING=1\nSTATUS=Stopping");
   log::notice(std::string("stopping on ") + why, {}, log::id::kStopping);
   if (server_) server_->quiesce();
-  if (calls_) calls_->shutdown();  // issue 5: every live call hung up and recorded
-  if (fleet_) fleet_->stop();      // issue 6: retained clean "offline", acknowledged before we go
+  if (calls_) calls_->shutdown();  // every live call hung up and recorded
+  if (fleet_) fleet_->stop();      // retained clean "offline", acknowledged before we go
   loop_->exit(0);
 }
 
@@ -523,14 +498,14 @@ int App::run() {
   server_sources_.clear();
   server_.reset();
   api_.reset();
-  api_ctx_.calls = nullptr;  // issue 5
+  api_ctx_.calls = nullptr;
   if (lines_) lines_->set_event_sink({});
   calls_.reset();
   upstream_.reset();
-  api_ctx_.lines = nullptr;  // issue 4
+  api_ctx_.lines = nullptr;
   lines_.reset();
   api_ctx_.fleet = nullptr;
-  fleet_.reset();  // issue 6: before the store it writes to
+  fleet_.reset();  // before the store it writes to
   store_.reset();
   signal_sources_.clear();
   if (r < 0) {

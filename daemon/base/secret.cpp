@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "osvi/base/files.hpp"
 #include "osvi/hal/fd.hpp"
 
 namespace osvi::daemon {
@@ -58,35 +59,8 @@ Result<std::string> load_or_create_secret(const std::string& path, size_t bytes)
     got += static_cast<size_t>(n);
   }
 
-  const std::string tmp = path + ".tmp";
-  {
-    // O_TRUNC: a temporary file left by a crash is just overwritten.
-    hal::UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-    if (!fd.valid()) return errno_error("cannot create secret " + tmp, errno);
-    // The mode argument is filtered by the umask; the key must never be group/other readable.
-    if (::fchmod(fd.get(), 0600) != 0) return errno_error("cannot chmod secret " + tmp, errno);
-    size_t put = 0;
-    while (put < bytes) {
-      ssize_t n = ::write(fd.get(), key.data() + put, bytes - put);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) {
-        int err = errno;
-        ::unlink(tmp.c_str());
-        return errno_error("cannot write secret " + tmp, err);
-      }
-      put += static_cast<size_t>(n);
-    }
-    if (::fsync(fd.get()) != 0) {
-      int err = errno;
-      ::unlink(tmp.c_str());
-      return errno_error("cannot sync secret " + tmp, err);
-    }
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    int err = errno;
-    ::unlink(tmp.c_str());
-    return errno_error("cannot move secret into " + path, err);
-  }
+  if (Status s = write_file_atomically(path, key, 0600); !s)
+    return make_error("secret " + s.error().message, s.error().code);
   return key;
 }
 

@@ -142,7 +142,7 @@ void FleetSync::handle_command(const std::string& name, const net::MqttMessage& 
         }
       }
     } else if (name == "call") {
-      // Same checks as POST /v1/call, so a fleet tool gets the same answers once the engine exists.
+      // Same checks as POST /v1/call, so a fleet tool gets the same answers as an API client.
       const char* agent = str_member(r, "agent_uuid");
       const char* phone = str_member(r, "phone_number");
       const AgentConfig* a = agent ? find_agent(agent) : nullptr;

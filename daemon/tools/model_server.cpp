@@ -97,6 +97,41 @@ Reply bad_request(const std::string& message) {
   return json_reply(400, error_json(message, "invalid_request_error"));
 }
 
+// {"ok":true}: what the control endpoints answer.
+Reply ok_reply() {
+  Json root(cJSON_CreateObject());
+  cJSON_AddTrueToObject(root.get(), "ok");
+  return json_reply(200, print(root.get()));
+}
+
+// The body of a "bad_json" fault: `doc` printed and cut in the middle of its last string, as an upstream
+// that died mid-answer would leave it. A proper prefix of an object never parses.
+std::string truncated_json(const cJSON* doc) {
+  const std::string text = print(doc);
+  const size_t close = text.find_last_not_of("}]");
+  if (close == std::string::npos || close == 0 || text[close] != '"') return text.substr(0, text.size() / 2);
+  // The opening quote is the previous one not escaped (preceded by an even number of backslashes).
+  size_t open = close;
+  for (;;) {
+    open = text.rfind('"', open - 1);
+    if (open == std::string::npos || open == 0) return text.substr(0, text.size() / 2);
+    size_t backslashes = 0;
+    while (backslashes < open && text[open - 1 - backslashes] == '\\') ++backslashes;
+    if (backslashes % 2 == 0) break;
+  }
+  return text.substr(0, open + 1 + (close - open - 1) / 2);
+}
+
+// {"id":…,"choices":[{<part>:{"content":…}}]}: the start of a chat answer, for truncated_json().
+Json chat_stub(const std::string& id, const char* part, const std::string& content) {
+  Json root(cJSON_CreateObject());
+  cJSON_AddStringToObject(root.get(), "id", id.c_str());
+  cJSON* choice = cJSON_CreateObject();
+  cJSON_AddItemToArray(cJSON_AddArrayToObject(root.get(), "choices"), choice);
+  cJSON_AddStringToObject(cJSON_AddObjectToObject(choice, part), "content", content.c_str());
+  return root;
+}
+
 // Applies an injected fault to the reply a handler built; `broken` is that stage's truncated JSON.
 void apply_fault(const Fault& f, Reply& r, const std::string& broken) {
   if (f.kind == "delay") {
@@ -244,7 +279,7 @@ class ModelServer {
       if (method == "DELETE") {
         std::lock_guard lock(mu_);
         log_.clear();
-        return json_reply(200, "{\"ok\":true}");
+        return ok_reply();
       }
       return not_allowed();
     }
@@ -277,7 +312,7 @@ class ModelServer {
       std::ofstream out(log_path_, std::ios::app);
       out << line << '\n';
     }
-    log_.push_back(std::move(line));
+    log_.emplace_back(cJSON_Duplicate(entry, true));
   }
 
   Reply models() {
@@ -351,7 +386,9 @@ class ModelServer {
       r = json_reply(200, print(root.get()));
     }
     r.wait_ms = latency;
-    apply_fault(fault, r, "{\"text\": \"" + text.substr(0, text.size() / 2));
+    Json stub(cJSON_CreateObject());
+    cJSON_AddStringToObject(stub.get(), "text", text.c_str());
+    apply_fault(fault, r, truncated_json(stub.get()));
     return r;
   }
 
@@ -449,9 +486,7 @@ class ModelServer {
       cJSON_AddNumberToObject(usage, "completion_tokens", words);
       cJSON_AddNumberToObject(usage, "total_tokens", static_cast<double>(body.size() / 4) + words);
       r.pieces.push_back(print(root.get()));
-      apply_fault(fault, r,
-                  "{\"id\":\"" + id + "\",\"choices\":[{\"message\":{\"content\":\"" +
-                      reply.text.substr(0, reply.text.size() / 2));
+      apply_fault(fault, r, truncated_json(chat_stub(id, "message", reply.text).get()));
       return r;
     }
     r.content_type = "text/event-stream";
@@ -508,7 +543,7 @@ class ModelServer {
     }
     chunk(cJSON_CreateObject(), finish);
     r.pieces.push_back("data: [DONE]\n\n");
-    apply_fault(fault, r, "{\"id\":\"" + id + "\",\"choices\":[{\"delta\":{\"content\":\"Hel");
+    apply_fault(fault, r, truncated_json(chat_stub(id, "delta", "Hello").get()));
     return r;
   }
 
@@ -569,7 +604,9 @@ class ModelServer {
     if (format == "wav") r.pieces.push_back(wav_header(bytes.size()));
     for (size_t off = 0; off < bytes.size(); off += chunk_bytes)
       r.pieces.push_back(bytes.substr(off, chunk_bytes));
-    apply_fault(fault, r, "{\"audio\": \"UklGR");
+    Json stub(cJSON_CreateObject());
+    cJSON_AddStringToObject(stub.get(), "audio", "UklGRiQAAABXQVZF");  // base64 of a WAV header's start
+    apply_fault(fault, r, truncated_json(stub.get()));
     return r;
   }
 
@@ -602,7 +639,7 @@ class ModelServer {
     if (!req) return bad_request(req.error().message);
     std::lock_guard lock(mu_);
     faults_[static_cast<size_t>(req->first)] = req->second;
-    return json_reply(200, "{\"ok\":true}");
+    return ok_reply();
   }
 
   Reply set_scenario(const std::string& body) {
@@ -613,14 +650,14 @@ class ModelServer {
     faults_ = {scenario_.stt.fault, scenario_.llm.fault, scenario_.tts.fault};
     stt_count_ = 0;
     make_speech();
-    return json_reply(200, "{\"ok\":true}");
+    return ok_reply();
   }
 
   Reply get_log() {
     std::lock_guard lock(mu_);
-    std::string out = "[";
-    for (size_t i = 0; i < log_.size(); ++i) out += (i ? "," : "") + log_[i];
-    return json_reply(200, out + "]");
+    Json all(cJSON_CreateArray());
+    for (const Json& entry : log_) cJSON_AddItemReferenceToArray(all.get(), entry.get());
+    return json_reply(200, print(all.get()));
   }
 
   // Called with mu_ held (or from the constructor); a voice espeak lacks leaves TTS answering 500.
@@ -648,7 +685,7 @@ class ModelServer {
   size_t stt_count_ = 0;
   size_t chat_count_ = 0;
   uint64_t log_seq_ = 0;
-  std::vector<std::string> log_;
+  std::vector<Json> log_;
   std::string log_path_;
   bool quiet_;
 };

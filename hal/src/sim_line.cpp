@@ -2,6 +2,7 @@
 // alsa-lib's file plugin reads and writes.
 #include "osvi/hal/sim_line.hpp"
 
+#include <cjson/cJSON.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/ioctl.h>
@@ -14,6 +15,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 
 #include "osvi/audio/dtmf.hpp"
 #include "osvi/audio/resampler.hpp"
@@ -40,24 +42,6 @@ std::string alsa_quote(const std::string& s) {
   for (char c : s) {
     if (c == '"' || c == '\\') out.push_back('\\');
     out.push_back(c);
-  }
-  return out + "\"";
-}
-
-std::string json_quote(std::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') {
-      out.push_back('\\');
-      out.push_back(c);
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      static constexpr char kHex[] = "0123456789abcdef";
-      out += "\\u00";
-      out.push_back(kHex[(c >> 4) & 0xF]);
-      out.push_back(kHex[c & 0xF]);
-    } else {
-      out.push_back(c);
-    }
   }
   return out + "\"";
 }
@@ -394,14 +378,20 @@ void SimLine::close_audio() {
 void SimLine::log_event(SimPartyEvent::Kind kind, uint64_t sample, char digit, std::string detail) {
   SimPartyEvent e{kind, call_, current_step_, sample, digit, std::move(detail)};
   if (party_log_.valid()) {
-    std::string line = "{\"call\":" + std::to_string(e.call) + ",\"event\":\"" +
-                       std::string(to_string(kind)) + "\",\"step\":" + std::to_string(e.step) +
-                       ",\"sample\":" + std::to_string(sample) + ",\"rate\":" + std::to_string(script_.rate);
-    if (digit) line += ",\"digit\":" + json_quote(std::string_view(&digit, 1));
-    if (!e.detail.empty()) line += ",\"detail\":" + json_quote(e.detail);
-    line += "}\n";
-    // One write per line with O_APPEND: lines from several lines/processes never interleave.
-    (void)!::write(party_log_.get(), line.data(), line.size());
+    std::unique_ptr<cJSON, void (*)(cJSON*)> doc(cJSON_CreateObject(), cJSON_Delete);
+    cJSON_AddNumberToObject(doc.get(), "call", static_cast<double>(e.call));
+    cJSON_AddStringToObject(doc.get(), "event", std::string(to_string(kind)).c_str());
+    cJSON_AddNumberToObject(doc.get(), "step", static_cast<double>(e.step));
+    cJSON_AddNumberToObject(doc.get(), "sample", static_cast<double>(sample));
+    cJSON_AddNumberToObject(doc.get(), "rate", static_cast<double>(script_.rate));
+    if (digit) cJSON_AddStringToObject(doc.get(), "digit", std::string(1, digit).c_str());
+    if (!e.detail.empty()) cJSON_AddStringToObject(doc.get(), "detail", e.detail.c_str());
+    std::unique_ptr<char, void (*)(void*)> text(cJSON_PrintUnformatted(doc.get()), cJSON_free);
+    if (text) {
+      const std::string line = std::string(text.get()) + "\n";
+      // One write per line with O_APPEND: lines from several lines/processes never interleave.
+      (void)!::write(party_log_.get(), line.data(), line.size());
+    }
   }
   party_events_.push_back(std::move(e));
 }

@@ -1,4 +1,4 @@
-// The calls API through a real in-process HTTP server and a fake CallService: every endpoint of issue 5.
+// The calls API through a real in-process HTTP server and a fake CallService: every calls endpoint.
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <sys/stat.h>

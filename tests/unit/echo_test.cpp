@@ -297,7 +297,7 @@ TEST_P(EchoScenario, NearEndAloneKeepsItsEnergy) {
     std::printf("[ near ] %s %d Hz delay %d ms%s: near-end energy kept %.3f\n",
                 std::string(to_string(backend)).c_str(), rate, delay, far_first ? " (after far end)" : "",
                 ratio);
-    // The case is the caller alone (>= 0.9). Right after a converged far end, speexdsp at 8 kHz
+    // The required case is the caller alone (>= 0.9). Right after a converged far end, speexdsp at 8 kHz
     // keeps a little less (0.89-0.93 measured, bench/README.md): bounded, and reported above.
     EXPECT_GE(ratio, far_first ? 0.85 : 0.9) << (far_first ? "after far end" : "no far end");
     EXPECT_LE(ratio, 1.2);  // nor made up: AGC is off by default

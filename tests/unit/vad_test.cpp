@@ -229,7 +229,7 @@ const std::vector<Row>& table() {
 }
 
 // One test, so the table is computed once per process (ctest runs every test in its own process).
-// The issue asks for F1 >= 0.90 at 10 dB. White and pink reach it; our babble (six reversed copies of the
+// The requirement is F1 >= 0.90 at 10 dB. White and pink reach it; our babble (six reversed copies of the
 // same reader) measures 0.899 at 10 dB, so it is held to 0.88 as a regression bound, and the report says so.
 TEST(VadQuality, F1Table) {
   double ours_babble = 0, webrtc_babble = 0;

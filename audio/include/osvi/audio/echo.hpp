@@ -60,7 +60,7 @@ std::string_view to_string(EchoBackend backend);
 // "speex", "webrtc" or "null".
 Result<EchoBackend> parse_echo_backend(std::string_view name);
 
-// The backend chosen by measurement (bench/README.md, "Echo cancellation (issue 3)").
+// The backend chosen by measurement (bench/README.md, "Echo cancellation").
 inline constexpr EchoBackend kDefaultEchoBackend = EchoBackend::speex;
 
 // Errors: a format other than 8/16 kHz and 10/20 ms, a tail outside 10..1000 ms, or a library failure.

@@ -24,7 +24,7 @@ std::string_view to_string(LineState s);
 enum class CallOutcome { picked, busy, not_picked, failed };
 std::string_view to_string(CallOutcome o);
 
-// Where the current call's PCM is, for the audio engine (hal/audio_stream.hpp, later). Plain data on purpose:
+// Where the current call's PCM is, for the audio engine (hal/audio_stream.hpp). Plain data on purpose:
 // the line knows the device, the engine owns the I/O.
 struct AudioEndpoint {
   enum class Kind { none, alsa, tty, simulated };

@@ -1,4 +1,4 @@
-// cJSON ownership and small helpers shared by the API, configuration and (later) MQTT payloads.
+// cJSON ownership and small helpers shared by the API, configuration and MQTT payloads.
 #pragma once
 
 #include <cjson/cJSON.h>

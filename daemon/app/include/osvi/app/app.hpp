@@ -7,15 +7,15 @@
 #include <vector>
 
 #include "osvi/api/api.hpp"
-#include "osvi/calls/call_manager.hpp"  // issue 5
+#include "osvi/calls/call_manager.hpp"
 #include "osvi/config/config.hpp"
-#include "osvi/app/demo.hpp"  // issue 5
+#include "osvi/app/demo.hpp"
 #include "osvi/base/event_loop.hpp"
 #include "osvi/fleet/fleet.hpp"
-#include "osvi/lines/line_manager.hpp"   // issue 4
-#include "osvi/speech/speech.hpp"  // issue 5
+#include "osvi/lines/line_manager.hpp"
+#include "osvi/speech/speech.hpp"
 #include "osvi/store/store.hpp"
-#include "osvi/base/upstream_loop.hpp"  // issue 5
+#include "osvi/base/upstream_loop.hpp"
 #include "osvi/net/http_server.hpp"
 #include "osvi/result.hpp"
 
@@ -47,8 +47,8 @@ class App {
   Status start_api(const Config& cfg, std::unique_ptr<net::HttpServer>* out,
                    std::vector<EventSource>* sources);
   void reload();
-  // The SIGHUP path without the file read: prepare everything that can fail, then switch (issue 6: shared
-  // with fleet configuration pushes). On error nothing changed and the message holds the reasons.
+  // The SIGHUP path without the file read: prepare everything that can fail, then switch (shared with
+  // fleet configuration pushes). On error nothing changed and the message holds the reasons.
   Status apply(Config cfg);
   // A configuration document pushed by the fleet: overrides, validation, apply(), then persisted atomically.
   Status apply_from_fleet(const std::string& json_text);
@@ -67,13 +67,11 @@ class App {
   std::unique_ptr<net::HttpServer> server_;
   std::vector<EventSource> server_sources_;
   std::vector<EventSource> signal_sources_;
-  std::unique_ptr<FleetSync> fleet_;  // issue 6
-  // --- issue 4: telephony lines; READY=1 is sent by lines_changed() once every line has settled ---
+  std::unique_ptr<FleetSync> fleet_;
+  // READY=1 is sent by lines_changed() once every line has settled.
   void lines_changed();
   std::unique_ptr<LineManager> lines_;
   bool ready_sent_ = false;
-  // --- end issue 4 ---
-  // --- issue 5: the calls engine ---
   Status start_calls();
   Speech* speech();
   std::unique_ptr<UpstreamLoop> upstream_;
@@ -82,7 +80,6 @@ class App {
   CallContext call_ctx_;
   std::unique_ptr<CallManager> calls_;
   std::string recording_key_;
-  // --- end issue 5 ---
 };
 
 }  // namespace osvi::daemon

@@ -33,13 +33,13 @@ inline constexpr std::string_view kCallStarted = "6b0a5c1e2f4d4a7e9c3b8d1f0e2a4c
 inline constexpr std::string_view kCallEnded = "6b0a5c1e2f4d4a7e9c3b8d1f0e2a4c69";
 inline constexpr std::string_view kLogLevelChanged = "6b0a5c1e2f4d4a7e9c3b8d1f0e2a4c6a";
 inline constexpr std::string_view kApiListening = "6b0a5c1e2f4d4a7e9c3b8d1f0e2a4c6b";
-// fleet sync (issue 6)
+// fleet sync
 inline constexpr std::string_view kMqttConnected = "6b0a5c1e2f4d4a7e9c3b8d1f0e2a4c70";
 inline constexpr std::string_view kMqttDisconnected = "6b0a5c1e2f4d4a7e9c3b8d1f0e2a4c71";
 inline constexpr std::string_view kMqttCommand = "6b0a5c1e2f4d4a7e9c3b8d1f0e2a4c72";
 inline constexpr std::string_view kOutboxAlarm = "6b0a5c1e2f4d4a7e9c3b8d1f0e2a4c73";
 inline constexpr std::string_view kMqttConfigApplied = "6b0a5c1e2f4d4a7e9c3b8d1f0e2a4c74";
-// telephony lines (issue 4)
+// telephony lines
 inline constexpr std::string_view kLineUp = "6b0a5c1e2f4d4a7e9c3b8d1f0e2a4c80";
 inline constexpr std::string_view kLineDown = "6b0a5c1e2f4d4a7e9c3b8d1f0e2a4c81";
 }  // namespace id

@@ -8,8 +8,8 @@
 #include <vector>
 
 #include "osvi/base/log.hpp"
-#include "osvi/hal/at_modem_line.hpp"  // lines (issue 4)
-#include "osvi/hal/sim_line.hpp"       // lines (issue 4)
+#include "osvi/hal/at_modem_line.hpp"
+#include "osvi/hal/sim_line.hpp"
 #include "osvi/result.hpp"
 
 namespace osvi::daemon {
@@ -47,7 +47,7 @@ struct StoreConfig {
   bool quick_check = true;
 };
 
-// --- mqtt (issue 6): fleet sync, parsed in config_mqtt.cpp, documented in docs/configuration.md#mqtt ---
+// Fleet sync: parsed in mqtt.cpp, documented in docs/configuration.md#mqtt.
 struct MqttConfig {
   bool enabled = false;  // the shipped box does not reach for a broker until told to
   std::string host = "127.0.0.1";
@@ -76,10 +76,8 @@ struct MqttConfig {
 
   bool operator==(const MqttConfig&) const = default;
 };
-// --- end mqtt ---
 
-// --- lines (issue 4): telephony lines, parsed in config_lines.cpp, documented in docs/configuration.md#lines
-// ---
+// Telephony lines: parsed in lines.cpp, documented in docs/configuration.md#lines.
 enum class LineType { at, sim };
 struct LineConfig {
   std::string id;
@@ -90,7 +88,6 @@ struct LineConfig {
   hal::SimScript sim;      // type "sim"
   bool operator==(const LineConfig&) const = default;
 };
-// --- end lines ---
 
 enum class AgentMode { voice, chat };
 enum class PromptType { single, multi };
@@ -255,12 +252,12 @@ struct AgentConfig {
   ToolsConfig tools;
   AnalysisConfig analysis;
   ChatConfig chat;
-  FallbackConfig fallback;  // issue 5
+  FallbackConfig fallback;
   // The agent's JSON object as given, compact: the store compares it to notice definition changes.
   std::string definition_json;
 };
 
-// --- audio (issue 3): the box-wide audio engine settings; each line names its own devices ---
+// The box-wide audio engine settings (parsed in audio.cpp); each line names its own devices.
 struct AudioConfig {
   int rate = 16000;                    // call audio: 8000 or 16000
   int frame_ms = 20;                   // 10 or 20: the ALSA period and the DSP frame
@@ -298,16 +295,14 @@ struct AudioConfig {
   } recording;
   bool operator==(const AudioConfig&) const = default;
 };
-// --- end audio ---
 
-// --- calls (issue 5): the calls engine, box-wide ---
+// The calls engine, box-wide.
 struct CallsConfig {
   unsigned max_queue = 16;      // outbound calls waiting for a free line; more get 503
   std::string recordings_dir;   // empty = "<state_dir>/recordings"
   unsigned dead_air_ms = 2500;  // silence before the agent says the filler (then the fallback)
   bool operator==(const CallsConfig&) const = default;
 };
-// --- end calls ---
 
 struct Config {
   std::string source_hash;  // FNV-1a 64 of the JSON text, 16 lower-case hex digits
@@ -316,10 +311,10 @@ struct Config {
   log::Level log_level = log::Level::info;
   ApiConfig api;
   StoreConfig store;
-  AudioConfig audio;              // issue 3
-  MqttConfig mqtt;                // issue 6
-  std::vector<LineConfig> lines;  // issue 4
-  CallsConfig calls;              // issue 5
+  AudioConfig audio;
+  MqttConfig mqtt;
+  std::vector<LineConfig> lines;
+  CallsConfig calls;
   std::vector<AgentConfig> agents;
 };
 

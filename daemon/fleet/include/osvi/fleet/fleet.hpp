@@ -27,7 +27,7 @@ struct FleetHooks {
   // holds the reasons, one per line. Nothing changes on error.
   std::function<Status(const std::string& json_text)> apply_config;
   std::function<const Config&()> config;  // the configuration in force
-  // issue 5: the "call" command places a call through the calls engine (null: rejected).
+  // The "call" command places a call through the calls engine (null: rejected).
   std::function<Result<std::string>(const PlaceCallRequest&)> place_call;
 };
 
@@ -68,7 +68,7 @@ class FleetSync {
   OutboxStats stats() const;
   void check_alarm(const OutboxStats& st);
 
-  // Commands (fleet_commands.cpp).
+  // Commands (commands.cpp).
   void handle_command(const std::string& name, const net::MqttMessage& m);
   void handle_desired(const net::MqttMessage& m);
 

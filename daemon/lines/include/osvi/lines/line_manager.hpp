@@ -31,7 +31,7 @@ struct LineHealth {
 
 class LineManager {
  public:
-  // Line events for whoever handles calls (the call engine, later); called after the manager has logged.
+  // Line events for the calls engine; called after the manager has logged.
   using EventSink = std::function<void(hal::Line& line, const hal::LineEvent& event)>;
 
   LineManager(EventLoop& loop, const Clock& clock);
@@ -49,7 +49,7 @@ class LineManager {
   // "sim0 idle, gsm0 down (cannot open /dev/osvi-ec25-at: No such file or directory)"; "" without lines.
   std::string summary() const;
   hal::Line* find(std::string_view id);
-  // The line's configuration, or null (issue 5: the agent that answers it).
+  // The line's configuration (the agent that answers it), or null.
   const LineConfig* config_of(std::string_view id) const;
   // Every line, in configuration order.
   std::vector<hal::Line*> lines();
