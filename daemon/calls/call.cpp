@@ -388,8 +388,8 @@ void Call::on_stream_event(const hal::StreamEvent& e) {
     case K::device_lost:
       log::warning("call audio device lost (" + std::string(std::strerror(-e.error)) + "), reopening",
                    {{"CALL_ID", id()}, {"LINE", line_.id()}});
-      if (!timers_.armed(
-              D::audio_wait)) {  // back within the wait, or the call ends rather than sit in silence
+      // Back within the wait, or the call ends rather than sit in silence.
+      if (!timers_.armed(D::audio_wait)) {
         set_in(D::audio_wait, kAudioWaitMs * 1000);
         arm();
       }
@@ -659,8 +659,7 @@ void Call::on_llm_delta(std::string_view delta) {
     latency_.llm_first_token_ms = static_cast<double>(now_us() - llm_sent_us_) / 1000.0;
   llm_text_ += delta;
   llm_pending_text_ += delta;
-  // Pipelining: each finished sentence goes to TTS while the rest still
-  // streams.
+  // Pipelining: each finished sentence goes to TTS while the rest still streams.
   while (size_t end = call_text::sentence_end(llm_pending_text_, false)) {
     std::string s = trim(std::string_view(llm_pending_text_).substr(0, end));
     llm_pending_text_.erase(0, end);
@@ -679,8 +678,7 @@ void Call::on_llm_done(net::ChatResult result) {
     return;
   }
   if (segments_.empty() && tts_queue_.empty() && tts_id_ == 0) {
-    // The model said nothing: listen again rather than leave the caller
-    // waiting.
+    // The model said nothing: listen again rather than leave the caller waiting.
     messages_.push_back({"assistant", "", {}, {}});
     enter_listening();
   }
@@ -784,8 +782,7 @@ void Call::agent_turn_finished(bool interrupted) {
   if (spoke) {
     save_turn("agent", heard, turn_started_ms_, wall_ms(), interrupted, latency_.json());
     if (turn_is_llm_) {
-      // The model keeps only what the caller heard; the rest of an interrupted
-      // reply never happened.
+      // The model keeps only what the caller heard; the rest of an interrupted reply never happened.
       if (!messages_.empty() && messages_.back().role == "assistant" && messages_.back().tool_calls.empty() &&
           messages_.back().content.empty())
         messages_.back().content = heard;
@@ -807,8 +804,7 @@ void Call::agent_turn_finished(bool interrupted) {
     return;
   }
   if (state_ == State::fallback) {
-    // The message and the tone were played: the caller's voicemail is recorded
-    // until they stop.
+    // The message and the tone were played: the caller's voicemail is recorded until they stop.
     timers_.set(D::voicemail_end,
                 now_us() + static_cast<int64_t>(setup_.agent.fallback.voicemail_max_s * 1e6));
     if (!in_utterance_) timers_.set(D::silence, now_us() + 8'000'000);  // nobody speaks: end after 8 s
@@ -987,8 +983,7 @@ void Call::enter_fallback(std::string why) {
     end_call("upstream_failure", "system");
     return;
   }
-  // Whatever was still queued of the agent's speech plays first; the message
-  // follows it.
+  // Whatever was still queued of the agent's speech plays first; the message follows it.
   segments_.clear();
   heard_samples_ = queued_samples_ = 0;
   const std::string msg = render_template(setup_.agent.fallback.message);
@@ -1024,8 +1019,8 @@ void Call::on_timer() {
   }
   if (due(D::voicemail_end)) {
     if (state_ == State::voicemail) {
-      speak_text(render_template(setup_.agent.call.voicemail.message),
-                 false);  // no beep heard: speak anyway
+      // No beep heard: speak anyway.
+      speak_text(render_template(setup_.agent.call.voicemail.message), false);
       hangup_after_turn_ = true;
       record_.call_ended_reason = "voicemail_message_left";
     } else if (state_ == State::fallback) {
@@ -1050,8 +1045,7 @@ void Call::on_timer() {
   if (due(D::dead_air)) {
     if (state_ == State::thinking || state_ == State::greeting || state_ == State::speaking) {
       if (!filler_used_ && !setup_.agent.fallback.filler.empty() && port_) {
-        // The answer is late: say something now, and give the upstream one more
-        // dead-air interval.
+        // The answer is late: say something now, and give the upstream one more dead-air interval.
         filler_used_ = true;
         const uint64_t before = queued_samples_ + pending_play_.size();
         std::vector<Segment> keep = segments_;

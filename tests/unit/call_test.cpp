@@ -36,6 +36,11 @@ FakeAudio::Frame amd(audio::AmdVerdict verdict) {
   f.amd = verdict;
   return f;
 }
+FakeAudio::Frame dtmf(char digit) {
+  FakeAudio::Frame f;
+  f.dtmf = digit;
+  return f;
+}
 FakeAudio::Frame beep() {
   FakeAudio::Frame f;
   f.beep = true;
@@ -577,6 +582,18 @@ TEST_F(CallTest, FallbackEndsWhenNobodySpeaksAfterTheTone) {
   time_.advance_ms(200);
   confirm_hangup();
   EXPECT_EQ(saved_record().call_ended_reason, "upstream_failure");
+}
+
+TEST_F(CallTest, DtmfDigitsBecomeOneCallerTurn) {
+  answer_and_greet();
+  up_.push_llm(says("You chose billing."));
+  frame(dtmf('1'));
+  frame(dtmf('2'));
+  frame(dtmf('#'));  // ends the entry at once
+  play_all();
+  EXPECT_EQ(last_content(chat(0), "user"), "[The caller pressed the keys: 12#]");
+  EXPECT_EQ(turns(), (std::vector<std::string>{std::string("agent: ") + kGreeting, "user: DTMF 12#",
+                                               "agent: You chose billing."}));
 }
 
 TEST_F(CallTest, AudioThatNeverOpensEndsTheCall) {

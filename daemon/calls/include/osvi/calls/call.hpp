@@ -97,7 +97,7 @@ class Call final : private AudioPort::Listener {
   const CallRecord& record() const { return record_; }
   // The chat context as the model sees it next (tests: barge-in trimming).
   const std::vector<net::ChatMessage>& context() const { return messages_; }
-  size_t memory_bytes() const;  // what this call holds on the heap beyond the stream and chain (bench)
+  size_t memory_bytes() const;  // what this call holds on the heap beyond its audio port (bench)
 
  private:
   enum class State {
@@ -123,7 +123,7 @@ class Call final : private AudioPort::Listener {
     bool (*enabled)(const CallSetup&);
     ToolOutcome (Call::*run)(const cJSON* args);
   };
-  static const Tool kTools[];
+  static const Tool kTools[];  // name → handler, each enabled by the agent's configuration
 
   // audio
   void connected();
