@@ -2,8 +2,6 @@
 #include "osvi/calls/call.hpp"
 
 #include <fcntl.h>
-#include <poll.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -12,13 +10,11 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
-#include <sstream>
 
 #include "osvi/audio/recording.hpp"
-#include "osvi/config/audio_settings.hpp"
 #include "osvi/base/log.hpp"
-#include "osvi/speech/speech.hpp"
 #include "osvi/net/json.hpp"
+#include "osvi/speech/speech.hpp"
 
 namespace osvi::daemon {
 namespace {
@@ -34,39 +30,6 @@ constexpr int64_t kHangupGraceMs = 5000;  // the line must confirm a hang-up wit
 constexpr int64_t kAudioWaitMs = 3000;    // a connected call without usable audio is given up
 constexpr int64_t kAmdMaxWaitMs = 5000;   // the AMD verdict, at the latest
 
-std::string json_escape(std::string_view s) {
-  std::string out;
-  out.reserve(s.size() + 2);
-  for (char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out += c;
-        }
-    }
-  }
-  return out;
-}
-
 std::string read_key_file(const std::string& path) {
   std::ifstream f(path);
   std::string key;
@@ -75,68 +38,7 @@ std::string read_key_file(const std::string& path) {
   return key;
 }
 
-// The end of the first complete sentence in `text` (index one past its
-// punctuation), or 0. A sentence ends at . ! ? followed by white space, or at a
-// newline; long clauses are cut at a comma so the first audio does not wait for
-// a paragraph.
-size_t sentence_end(std::string_view text, bool final) {
-  for (size_t i = 0; i < text.size(); ++i) {
-    const char c = text[i];
-    if (c == '\n' && i > 0) return i + 1;
-    if ((c == '.' || c == '!' || c == '?') && i + 1 < text.size() &&
-        (text[i + 1] == ' ' || text[i + 1] == '\n')) {
-      // "Dr. Rao", "e.g. this": a single capital or lower-case abbreviation
-      // before the dot is not an end.
-      size_t w = i;
-      while (w > 0 && std::isalpha(static_cast<unsigned char>(text[w - 1]))) --w;
-      if (i - w <= 2 && c == '.' && i - w > 0 && i > 0 && i + 2 < text.size() &&
-          std::islower(static_cast<unsigned char>(text[i + 2])))
-        continue;
-      return i + 1;
-    }
-  }
-  if (text.size() > 160) {
-    const size_t comma = text.rfind(", ", 160);
-    if (comma != std::string_view::npos && comma > 40) return comma + 1;
-  }
-  return final ? text.size() : 0;
-}
-
-std::string trim(std::string_view s) {
-  size_t a = 0, b = s.size();
-  while (a < b && std::isspace(static_cast<unsigned char>(s[a]))) ++a;
-  while (b > a && std::isspace(static_cast<unsigned char>(s[b - 1]))) --b;
-  return std::string(s.substr(a, b - a));
-}
-
-// The first `fraction` of a sentence's words: what the caller heard before
-// cutting in.
-std::string heard_part(std::string_view text, double fraction) {
-  if (fraction >= 1.0) return std::string(text);
-  if (fraction <= 0.0) return {};
-  std::vector<std::string_view> words;
-  size_t i = 0;
-  while (i < text.size()) {
-    while (i < text.size() && text[i] == ' ') ++i;
-    size_t j = i;
-    while (j < text.size() && text[j] != ' ') ++j;
-    if (j > i) words.push_back(text.substr(i, j - i));
-    i = j;
-  }
-  const size_t n = static_cast<size_t>(std::floor(fraction * static_cast<double>(words.size())));
-  std::string out;
-  for (size_t k = 0; k < n; ++k) {
-    if (k) out += ' ';
-    out += words[k];
-  }
-  return out;
-}
-
-std::string language_code(const AgentConfig& a) {
-  std::string lang = a.stt.language.empty() ? a.language : a.stt.language;
-  if (auto dash = lang.find('-'); dash != std::string::npos) lang.resize(dash);
-  return lang;
-}
+using call_text::trim;
 
 std::vector<int16_t> tone(int rate, double hz, int ms) {
   std::vector<int16_t> out(static_cast<size_t>(rate) * static_cast<size_t>(ms) / 1000);
@@ -145,29 +47,46 @@ std::vector<int16_t> tone(int rate, double hz, int ms) {
   return out;
 }
 
+// One decimal, as a raw number: the saved documents stay byte-for-byte what they were.
+void add_ms(cJSON* o, const char* key, double v) {
+  if (v < 0) return;
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f", v);
+  cJSON_AddRawToObject(o, key, buf);
+}
+
+net::JsonPtr string_schema(std::initializer_list<std::pair<const char*, const char*>> props,
+                           std::initializer_list<const char*> required) {
+  net::JsonPtr o(cJSON_CreateObject());
+  cJSON_AddStringToObject(o.get(), "type", "object");
+  cJSON* p = cJSON_AddObjectToObject(o.get(), "properties");
+  for (const auto& [name, description] : props) {
+    cJSON* prop = cJSON_AddObjectToObject(p, name);
+    cJSON_AddStringToObject(prop, "type", "string");
+    if (description) cJSON_AddStringToObject(prop, "description", description);
+  }
+  if (required.size() > 0) {
+    cJSON* r = cJSON_AddArrayToObject(o.get(), "required");
+    for (const char* name : required) cJSON_AddItemToArray(r, cJSON_CreateString(name));
+  }
+  return o;
+}
+
 }  // namespace
 
 std::string TurnLatency::json() const {
-  std::string out = "{";
-  auto add = [&](const char* k, double v) {
-    if (v < 0) return;
-    if (out.size() > 1) out += ',';
-    char buf[64];
-    std::snprintf(buf, sizeof buf, "\"%s\":%.1f", k, v);
-    out += buf;
-  };
-  add("endpointing_ms", endpointing_ms);
-  add("stt_sent_ms", stt_sent_ms);
-  add("stt_ms", stt_ms);
-  add("llm_first_token_ms", llm_first_token_ms);
-  add("tts_first_byte_ms", tts_first_byte_ms);
-  add("first_sample_ms", first_sample_ms);
-  add("voice_to_voice_ms", voice_to_voice_ms);
-  return out + "}";
+  net::JsonPtr o(cJSON_CreateObject());
+  add_ms(o.get(), "endpointing_ms", endpointing_ms);
+  add_ms(o.get(), "stt_sent_ms", stt_sent_ms);
+  add_ms(o.get(), "stt_ms", stt_ms);
+  add_ms(o.get(), "llm_first_token_ms", llm_first_token_ms);
+  add_ms(o.get(), "tts_first_byte_ms", tts_first_byte_ms);
+  add_ms(o.get(), "first_sample_ms", first_sample_ms);
+  add_ms(o.get(), "voice_to_voice_ms", voice_to_voice_ms);
+  return net::json_print(o.get());
 }
 
-// The stereo recording: an Ogg Opus file written as pages come, renamed into
-// place when the call ends.
+// The stereo recording: an Ogg Opus file written as pages come, renamed into place when the call ends.
 struct Call::Recording final : audio::ByteSink {
   int fd = -1;
   std::string part, path;
@@ -213,8 +132,7 @@ double Call::samples_to_ms(uint64_t samples) const {
 
 size_t Call::memory_bytes() const {
   size_t n = sizeof(*this) + history_.capacity() * 2 + utterance_.capacity() * 2 +
-             pending_play_.capacity() * 2 + resample_out_.capacity() * 2 + mic_.capacity() * 2 +
-             ref_.capacity() * 2;
+             pending_play_.capacity() * 2 + resampled_.capacity() * 2;
   for (const auto& m : messages_) n += m.content.capacity() + sizeof(m);
   for (const auto& s : segments_) n += s.text.capacity() + sizeof(s);
   return n;
@@ -232,51 +150,7 @@ net::Endpoint Call::endpoint(const UpstreamEndpoint& e, int64_t first_byte_ms) c
 }
 
 std::string Call::render_template(std::string_view text) const {
-  net::JsonPtr data;
-  if (setup_.additional_data) data = net::json_parse(*setup_.additional_data, nullptr);
-  std::string out;
-  size_t i = 0;
-  while (i < text.size()) {
-    size_t open = text.find("{{", i);
-    if (open == std::string_view::npos) {
-      out.append(text.substr(i));
-      break;
-    }
-    size_t close = text.find("}}", open + 2);
-    if (close == std::string_view::npos) {
-      out.append(text.substr(i));
-      break;
-    }
-    out.append(text.substr(i, open - i));
-    const std::string key = trim(text.substr(open + 2, close - open - 2));
-    std::string value;
-    bool found = false;
-    if (key == "person_name" && setup_.person_name) {
-      value = *setup_.person_name;
-      found = true;
-    } else if (data && cJSON_IsObject(data.get())) {
-      const cJSON* v = cJSON_GetObjectItemCaseSensitive(data.get(), key.c_str());
-      if (cJSON_IsString(v)) {
-        value = v->valuestring;
-        found = true;
-      } else if (v && !cJSON_IsNull(v)) {
-        value = net::json_print(v);
-        found = true;
-      }
-    } else if (key == "phone_number") {
-      value = record_.phone_number;
-      found = true;
-    }
-    if (!found && key == "phone_number") {
-      value = record_.phone_number;
-      found = true;
-    }
-    // A variable nobody supplied is left out rather than read aloud as
-    // "{{name}}".
-    out += found ? value : std::string();
-    i = close + 2;
-  }
-  return out;
+  return call_text::render_template(text, {setup_.person_name, setup_.additional_data, record_.phone_number});
 }
 
 std::string Call::system_prompt() const {
@@ -305,21 +179,21 @@ std::string Call::system_prompt() const {
 std::vector<net::ToolSpec> Call::tools() const {
   const ToolsConfig& t = setup_.agent.tools;
   std::vector<net::ToolSpec> out;
-  const std::string reason =
-      R"({"type":"object","properties":{"reason":{"type":"string","description":"why, in a few words"}}})";
+  const std::string reason = net::json_print(string_schema({{"reason", "why, in a few words"}}, {}).get());
   if (t.end_call) out.push_back({"end_call", "End the phone call after your last sentence.", reason});
   if (t.transfer.enabled && !t.transfer.number.empty())
     out.push_back({"transfer_call", "Transfer the caller to a human colleague.", reason});
   if (t.dtmf)
     out.push_back({"send_dtmf", "Press keys on the phone keypad (an IVR menu): digits 0-9, * and #.",
-                   R"({"type":"object","properties":{"digits":{"type":"string"}},"required":["digits"]})"});
+                   net::json_print(string_schema({{"digits", nullptr}}, {"digits"}).get())});
   if (setup_.agent.prompt.type == PromptType::multi) {
-    std::string states;
+    net::JsonPtr schema = string_schema({{"state", nullptr}}, {"state"});
+    cJSON* state = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(schema.get(), "properties"), "state");
+    cJSON* names = cJSON_AddArrayToObject(state, "enum");
     for (const PromptState& s : setup_.agent.prompt.states)
-      states += (states.empty() ? "\"" : ",\"") + json_escape(s.name) + "\"";
-    out.push_back({"switch_state", "Move the conversation to another state.",
-                   R"({"type":"object","properties":{"state":{"type":"string","enum":[)" + states +
-                       R"(]}},"required":["state"]})"});
+      cJSON_AddItemToArray(names, cJSON_CreateString(s.name.c_str()));
+    out.push_back({"switch_state", "Move the conversation to another state.", net::json_print(schema.get())});
   }
   return out;
 }
@@ -328,9 +202,10 @@ std::vector<net::ToolSpec> Call::tools() const {
 // lifecycle
 
 Status Call::start() {
-  auto timer = ctx_.loop->add_timer(UINT64_MAX, [this] { on_timer(); });
+  auto timer = ctx_.timer ? ctx_.timer([this] { on_timer(); })
+                          : make_loop_call_timer(*ctx_.loop, [this] { on_timer(); });
   if (!timer) return timer.error();
-  timer_ = std::move(*timer);
+  timers_.attach(std::move(*timer));
   messages_.push_back({"system", system_prompt(), {}, {}});
   Status s = setup_.outbound ? line_.dial(record_.phone_number) : line_.answer();
   if (!s) return s;
@@ -348,7 +223,7 @@ void Call::on_line_event(const hal::LineEvent& e) {
       if (!answered_) connected();
       break;
     case T::audio:
-      if (answered_ && !stream_) {
+      if (answered_ && !port_) {
         if (Status s = open_audio(); !s)
           log::warning("call audio not available yet: " + s.error().message, {{"CALL_ID", id()}});
       }
@@ -391,8 +266,7 @@ void Call::on_line_event(const hal::LineEvent& e) {
       request_llm();
       break;
     case T::dtmf:
-      // Modems report digits out of band; the chain hears in-band ones (sim and
-      // analog lines).
+      // Modems report digits out of band; the chain hears in-band ones (sim and analog lines).
       on_dtmf(e.digit);
       break;
     case T::incoming:
@@ -407,86 +281,31 @@ void Call::connected() {
   record_.call_picked_at_ms = connected_ms_;
   record_.status = "in_progress";
   const int64_t max_s = setup_.max_duration_s.value_or(setup_.agent.call.max_duration_s);
-  max_duration_.at = now_us() + max_s * 1'000'000;
+  set_in(D::max_duration, max_s * 1'000'000);
   if (Status s = open_audio(); !s) {
-    // SIM7600-style lines turn audio on a little after the call is active: wait
-    // for the audio event.
-    audio_wait_.at = now_us() + kAudioWaitMs * 1000;
+    // SIM7600-style lines turn audio on a little after the call is active: wait for the audio event.
+    set_in(D::audio_wait, kAudioWaitMs * 1000);
     log::info("waiting for call audio: " + s.error().message, {{"CALL_ID", id()}});
   }
   arm();
 }
 
 Status Call::open_audio() {
-  const hal::AudioEndpoint ep = line_.audio();
-  if (ep.kind != hal::AudioEndpoint::Kind::alsa) {
-    return make_error(ep.kind == hal::AudioEndpoint::Kind::none
-                          ? "the line has no audio endpoint"
-                          : "tty audio is not supported by the engine yet",
-                      -ENOTSUP);
-  }
-  if (!ep.ready) return make_error(ep.error.empty() ? "audio not ready" : ep.error, -EAGAIN);
-  AudioConfig ac = ctx_.audio;
-  ac.rate = static_cast<int>(ep.sample_rate);
-  hal::AudioStreamOptions o =
-      audio_stream_options(ac, ep.device, ep.device, static_cast<int>(ep.channels), 0);
-  o.alsa_config = ep.alsa_config;
-  if (ep.clockless) o.pace = std::chrono::milliseconds(ac.frame_ms);
-  o.playback_ring_ms = 1000;  // TTS arriving faster than real time waits in pending_play_ (sized to fit)
-  o.capture_ring_ms = 500;    // the loop reads every period; half a second covers any stall of it
-  auto stream = hal::AudioStream::create(o);
-  if (!stream) return stream.error();
-  audio::LineChainConfig cc = line_chain_config(ac, &setup_.agent);
-  cc.amd = setup_.outbound && setup_.agent.call.voicemail.detect;
-  auto chain = audio::LineChain::create(cc);
-  if (!chain) return chain.error();
-  stream_ = std::move(*stream);
-  chain_ = std::move(*chain);
-  rate_ = ac.rate;
-
-  const size_t period = stream_->period_frames();
-  mic_.resize(period);
-  ref_.resize(period);
-  history_.assign(static_cast<size_t>(ac.rate * kHistoryMs / 1000), 0);
-  resample_out_.resize(chain_->max_playback_output());
-
-  if (ctx_.audio.recording.enabled && !ctx_.recordings_dir.empty()) {
-    auto rec = std::make_unique<Recording>();
-    rec->path = ctx_.recordings_dir + "/" + id() + ".opus";
-    rec->part = rec->path + ".part";
-    rec->fd = ::open(rec->part.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-    if (rec->fd < 0) {
-      log::warning("cannot record the call: " + rec->part + ": " + std::strerror(errno), {{"CALL_ID", id()}});
-    } else {
-      audio::RecordingConfig rc;
-      rc.rate = ac.rate;
-      rc.frame_ms = ac.frame_ms;
-      rc.bitrate = ctx_.audio.recording.bitrate;
-      rc.complexity = ctx_.audio.recording.complexity;
-      rc.call_id = id();
-      rc.agent = setup_.agent.name;
-      rc.title = "osvi call " + id();
-      auto r = audio::CallRecorder::create(*rec, rc);
-      if (r) {
-        rec->recorder.emplace(std::move(*r));
-        recording_ = std::move(rec);
-        chain_->attach_recorder(&*recording_->recorder);
-      } else {
-        log::warning("cannot record the call: " + r.error().message, {{"CALL_ID", id()}});
-      }
-    }
-  }
-
-  auto src = ctx_.loop->add_io(stream_->event_fd(), EPOLLIN, [this](uint32_t ev) { on_stream_ready(ev); });
-  if (!src) return src.error();
-  stream_source_ = std::move(*src);
-  if (Status s = stream_->start(); !s) return s;
+  AudioPortSetup ps{line_.audio(), ctx_.audio, &setup_.agent,
+                    setup_.outbound && setup_.agent.call.voicemail.detect};
+  auto port = ctx_.audio_port ? ctx_.audio_port(ps, *this) : make_line_audio_port(*ctx_.loop, ps, *this);
+  if (!port) return port.error();
+  port_ = std::move(*port);
+  rate_ = port_->rate();
+  history_.assign(static_cast<size_t>(rate_ * kHistoryMs / 1000), 0);
+  open_recording();
+  if (Status s = port_->start(); !s) return s;
   // The device must actually open: a PCM that never delivers would leave the caller in silence.
-  audio_wait_.at = now_us() + kAudioWaitMs * 1000;
+  set_in(D::audio_wait, kAudioWaitMs * 1000);
 
-  if (chain_->config().amd) {
+  if (port_->amd_enabled()) {
     state_ = State::amd;
-    amd_wait_.at = now_us() + kAmdMaxWaitMs * 1000;
+    set_in(D::amd_wait, kAmdMaxWaitMs * 1000);
   } else {
     speak_greeting();
   }
@@ -494,44 +313,61 @@ Status Call::open_audio() {
   return {};
 }
 
+void Call::open_recording() {
+  if (!ctx_.audio.recording.enabled || ctx_.recordings_dir.empty()) return;
+  auto rec = std::make_unique<Recording>();
+  rec->path = ctx_.recordings_dir + "/" + id() + ".opus";
+  rec->part = rec->path + ".part";
+  rec->fd = ::open(rec->part.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+  if (rec->fd < 0) {
+    log::warning("cannot record the call: " + rec->part + ": " + std::strerror(errno), {{"CALL_ID", id()}});
+    return;
+  }
+  audio::RecordingConfig rc;
+  rc.rate = rate_;
+  rc.frame_ms = ctx_.audio.frame_ms;
+  rc.bitrate = ctx_.audio.recording.bitrate;
+  rc.complexity = ctx_.audio.recording.complexity;
+  rc.call_id = id();
+  rc.agent = setup_.agent.name;
+  rc.title = "osvi call " + id();
+  auto r = audio::CallRecorder::create(*rec, rc);
+  if (!r) {
+    log::warning("cannot record the call: " + r.error().message, {{"CALL_ID", id()}});
+    return;
+  }
+  rec->recorder.emplace(std::move(*r));
+  recording_ = std::move(rec);
+  port_->attach_recorder(&*recording_->recorder);
+}
+
 void Call::close_audio() {
-  stream_source_.reset();
-  if (stream_) stream_->stop();
-  if (chain_) chain_->attach_recorder(nullptr);
-  stream_.reset();
-  chain_.reset();
+  if (port_) port_->attach_recorder(nullptr);
+  port_.reset();
+}
+
+void Call::set_min_speech_ms(int ms) {
+  if (port_) port_->set_min_speech_ms(ms);
 }
 
 // ----------------------------------------------------------------------------------------------
 // audio
 
-void Call::on_stream_ready(uint32_t) {
-  if (!stream_) return;
-  std::array<hal::StreamEvent, 16> events;
-  size_t n = stream_->drain_events(events);
-  for (size_t i = 0; i < n && stream_; ++i) on_playback_event(events[i]);
-  while (stream_ && stream_->capture_available() >= mic_.size()) {
-    size_t got = stream_->read_capture(mic_);
-    stream_->read_reference(ref_);
-    if (got != mic_.size()) break;
-    process_frame(mic_, ref_);
-    if (state_ == State::finished) return;
-  }
-  if (!stream_) return;
-  if (awaiting_first_sample_ && stream_->stats().played_samples > played_mark_) {
+void Call::on_audio_tick() {
+  if (awaiting_first_sample_ && port_->played_samples() > played_mark_) {
     awaiting_first_sample_ = false;
     const int64_t now = now_us();
     if (tts_first_byte_us_ >= 0)
       latency_.first_sample_ms = static_cast<double>(now - tts_first_byte_us_) / 1000.0;
     if (speech_end_us_ >= 0) latency_.voice_to_voice_ms = static_cast<double>(now - speech_end_us_) / 1000.0;
     turn_started_ms_ = wall_ms();
-    dead_air_.at = -1;
+    timers_.clear(D::dead_air);
     arm();
   }
   pump_playback();
 }
 
-void Call::on_playback_event(const hal::StreamEvent& e) {
+void Call::on_stream_event(const hal::StreamEvent& e) {
   using K = hal::StreamEventKind;
   switch (e.kind) {
     case K::playback_drained:
@@ -546,20 +382,21 @@ void Call::on_playback_event(const hal::StreamEvent& e) {
       agent_turn_finished(true);
       break;
     case K::opened:
-      audio_wait_.at = -1;
+      timers_.clear(D::audio_wait);
       arm();
       break;
     case K::device_lost:
       log::warning("call audio device lost (" + std::string(std::strerror(-e.error)) + "), reopening",
                    {{"CALL_ID", id()}, {"LINE", line_.id()}});
-      if (!audio_wait_) {  // back within the wait, or the call ends rather than sit in silence
-        audio_wait_.at = now_us() + kAudioWaitMs * 1000;
+      // Back within the wait, or the call ends rather than sit in silence.
+      if (!timers_.armed(D::audio_wait)) {
+        set_in(D::audio_wait, kAudioWaitMs * 1000);
         arm();
       }
       break;
     case K::device_back:
       log::info("call audio device back", {{"CALL_ID", id()}, {"LINE", line_.id()}});
-      audio_wait_.at = -1;
+      timers_.clear(D::audio_wait);
       arm();
       break;
     default:
@@ -567,11 +404,9 @@ void Call::on_playback_event(const hal::StreamEvent& e) {
   }
 }
 
-void Call::process_frame(std::span<const int16_t> mic, std::span<const int16_t> ref) {
-  const audio::CaptureOutput& out = chain_->process_capture(mic, ref);
-  if (out.clean.empty()) return;
-  // Keep the cleaned caller for the utterance (and its pre-roll), indexed by
-  // the endpointer's clock.
+void Call::on_capture(const audio::CaptureOutput& out) {
+  if (state_ == State::finished || out.clean.empty()) return;
+  // Keep the cleaned caller for the utterance (and its pre-roll), indexed by the endpointer's clock.
   for (int16_t s : out.clean) history_[(pos_++) % history_.size()] = s;
   if (in_utterance_) {
     const size_t cap = static_cast<size_t>(rate_ * kMaxUtteranceMs / 1000);
@@ -580,8 +415,8 @@ void Call::process_frame(std::span<const int16_t> mic, std::span<const int16_t> 
   }
   if (out.dtmf) on_dtmf(out.dtmf->digit);
   if (state_ == State::amd && out.amd != audio::AmdVerdict::pending) {
-    amd_wait_.at = -1;
-    chain_->set_amd(false);
+    timers_.clear(D::amd_wait);
+    port_->set_amd(false);
     if (out.amd == audio::AmdVerdict::machine) {
       voicemail_reached_ = true;
       log::info("answering machine detected", {{"CALL_ID", id()}});
@@ -590,14 +425,14 @@ void Call::process_frame(std::span<const int16_t> mic, std::span<const int16_t> 
         return;
       }
       state_ = State::voicemail;  // wait for the beep, then leave the message
-      voicemail_end_.at = now_us() + 20'000'000;
+      timers_.set(D::voicemail_end, now_us() + 20'000'000);
       arm();
     } else {
       speak_greeting();
     }
   }
-  if (state_ == State::voicemail && out.beep && voicemail_end_) {
-    voicemail_end_.at = -1;
+  if (state_ == State::voicemail && out.beep && timers_.armed(D::voicemail_end)) {
+    timers_.clear(D::voicemail_end);
     speak_text(render_template(setup_.agent.call.voicemail.message), false);
     hangup_after_turn_ = true;
     record_.call_ended_reason = "voicemail_message_left";
@@ -616,7 +451,7 @@ void Call::on_endpoint(const audio::EndpointEvent& e) {
       const uint64_t avail = std::min<uint64_t>(pos_ - std::min(pos_, e.begin), history_.size());
       utterance_.clear();
       for (uint64_t p = pos_ - avail; p < pos_; ++p) utterance_.push_back(history_[p % history_.size()]);
-      silence_.at = -1;
+      timers_.clear(D::silence);
       arm();
       break;
     }
@@ -642,7 +477,7 @@ void Call::on_endpoint(const audio::EndpointEvent& e) {
       if (state_ == State::fallback) {
         // The caller paused in their message: 3 s more of silence and the voicemail is complete (speech
         // resumes → Onset clears it). Before the tone was played there is no voicemail timer yet.
-        if (voicemail_end_) silence_.at = now + 3'000'000;
+        if (timers_.armed(D::voicemail_end)) timers_.set(D::silence, now + 3'000'000);
         utterance_.clear();
         arm();
         break;
@@ -668,11 +503,11 @@ void Call::on_endpoint(const audio::EndpointEvent& e) {
       req.endpoint = endpoint(setup_.agent.stt, 0);
       req.audio = std::move(*blob);
       req.mime = "audio/ogg";
-      req.language = language_code(setup_.agent);
+      req.language = call_text::language_code(setup_.agent);
       if (!agent_busy()) {
         state_ = State::thinking;
         filler_used_ = false;
-        dead_air_.at = speech_end_us_ + static_cast<int64_t>(ctx_.calls.dead_air_ms) * 1000;
+        timers_.set(D::dead_air, speech_end_us_ + static_cast<int64_t>(ctx_.calls.dead_air_ms) * 1000);
       }
       ++stt_in_flight_;
       stt_id_ = ctx_.upstream->transcribe(
@@ -715,9 +550,9 @@ void Call::on_endpoint(const audio::EndpointEvent& e) {
 void Call::on_dtmf(char digit) {
   if (state_ == State::fallback || state_ == State::ending || state_ == State::finished) return;
   dtmf_digits_ += digit;
-  silence_.at = -1;
-  dtmf_gather_.at = now_us() + kDtmfGatherMs * 1000;
-  if (digit == '#') dtmf_gather_.at = now_us();
+  timers_.clear(D::silence);
+  timers_.set(D::dtmf_gather, now_us() + kDtmfGatherMs * 1000);
+  if (digit == '#') timers_.set(D::dtmf_gather, now_us());
   arm();
 }
 
@@ -729,8 +564,8 @@ void Call::queue_agent_audio(std::span<const int16_t> samples, size_t segment) {
 }
 
 void Call::pump_playback() {
-  if (!stream_ || pending_play_.empty() || stop_pending_) return;
-  const size_t n = stream_->queue_playback(pending_play_);
+  if (!port_ || pending_play_.empty() || stop_pending_) return;
+  const size_t n = port_->queue_playback(pending_play_);
   if (n == 0) return;
   queued_samples_ += n;
   burst_queued_ += n;
@@ -757,7 +592,7 @@ void Call::speak_greeting() {
   speech_end_us_ = -1;
   speak_text(greeting, setup_.agent.greeting.interruptible);
   turn_is_llm_ = true;  // the greeting is the agent's first line of the conversation
-  dead_air_.at = now_us() + static_cast<int64_t>(ctx_.calls.dead_air_ms) * 1000;
+  timers_.set(D::dead_air, now_us() + static_cast<int64_t>(ctx_.calls.dead_air_ms) * 1000);
   filler_used_ = false;
   arm();
 }
@@ -771,9 +606,8 @@ void Call::speak_text(std::string text, bool interruptible) {
   turn_started_ms_ = wall_ms();
   if (state_ != State::voicemail && state_ != State::greeting) state_ = State::speaking;
   enqueue_sentence(std::move(text));
-  if (chain_ && setup_.agent.call.barge_in && interruptible)
-    (void)chain_->set_min_speech_ms(
-        static_cast<int>(std::lround(setup_.agent.call.min_interruption_s * 1000)));
+  if (setup_.agent.call.barge_in && interruptible)
+    set_min_speech_ms(static_cast<int>(std::lround(setup_.agent.call.min_interruption_s * 1000)));
 }
 
 void Call::start_turn(std::string user_text) {
@@ -783,9 +617,9 @@ void Call::start_turn(std::string user_text) {
   }
   messages_.push_back({"user", std::move(user_text), {}, {}});
   state_ = State::thinking;
-  if (!dead_air_ && speech_end_us_ >= 0)
-    dead_air_.at =
-        std::max(speech_end_us_, now_us() - 500'000) + static_cast<int64_t>(ctx_.calls.dead_air_ms) * 1000;
+  if (!timers_.armed(D::dead_air) && speech_end_us_ >= 0)
+    timers_.set(D::dead_air, std::max(speech_end_us_, now_us() - 500'000) +
+                                 static_cast<int64_t>(ctx_.calls.dead_air_ms) * 1000);
   request_llm();
 }
 
@@ -797,9 +631,8 @@ void Call::request_llm() {
   turn_is_llm_ = true;
   turn_interruptible_ = true;
   llm_done_ = false;
-  if (chain_ && setup_.agent.call.barge_in)
-    (void)chain_->set_min_speech_ms(
-        static_cast<int>(std::lround(setup_.agent.call.min_interruption_s * 1000)));
+  if (setup_.agent.call.barge_in)
+    set_min_speech_ms(static_cast<int>(std::lround(setup_.agent.call.min_interruption_s * 1000)));
   messages_[0].content = system_prompt();
   net::ChatRequest req;
   // The watchdogs are the hard limit; the dead-air guard (filler, then fallback) acts for the caller first.
@@ -826,9 +659,8 @@ void Call::on_llm_delta(std::string_view delta) {
     latency_.llm_first_token_ms = static_cast<double>(now_us() - llm_sent_us_) / 1000.0;
   llm_text_ += delta;
   llm_pending_text_ += delta;
-  // Pipelining: each finished sentence goes to TTS while the rest still
-  // streams.
-  while (size_t end = sentence_end(llm_pending_text_, false)) {
+  // Pipelining: each finished sentence goes to TTS while the rest still streams.
+  while (size_t end = call_text::sentence_end(llm_pending_text_, false)) {
     std::string s = trim(std::string_view(llm_pending_text_).substr(0, end));
     llm_pending_text_.erase(0, end);
     if (!s.empty()) enqueue_sentence(std::move(s));
@@ -846,8 +678,7 @@ void Call::on_llm_done(net::ChatResult result) {
     return;
   }
   if (segments_.empty() && tts_queue_.empty() && tts_id_ == 0) {
-    // The model said nothing: listen again rather than leave the caller
-    // waiting.
+    // The model said nothing: listen again rather than leave the caller waiting.
     messages_.push_back({"assistant", "", {}, {}});
     enter_listening();
   }
@@ -885,17 +716,15 @@ void Call::next_tts() {
 }
 
 void Call::on_tts_audio(std::span<const uint8_t> bytes) {
-  if (!chain_ || bytes.empty()) return;
+  if (!port_ || bytes.empty()) return;
   if (!first_tts_byte_seen_) {
     first_tts_byte_seen_ = true;
     tts_first_byte_us_ = now_us();
     latency_.tts_first_byte_ms = static_cast<double>(tts_first_byte_us_ - tts_sent_us_) / 1000.0;
-    played_mark_ = stream_ ? stream_->stats().played_samples : 0;
+    played_mark_ = port_->played_samples();
     awaiting_first_sample_ = true;
   }
-  // s16le at 24 kHz, split anywhere by the network: keep an odd byte for the
-  // next chunk.
-  const size_t max_in = chain_->max_playback_input();
+  // s16le at 24 kHz, split anywhere by the network: keep an odd byte for the next chunk.
   std::vector<int16_t> in;
   in.reserve(bytes.size() / 2 + 1);
   size_t i = 0;
@@ -909,11 +738,9 @@ void Call::on_tts_audio(std::span<const uint8_t> bytes) {
     odd_byte_ = bytes[i];
     have_odd_byte_ = true;
   }
-  for (size_t off = 0; off < in.size(); off += max_in) {
-    const size_t n = std::min(max_in, in.size() - off);
-    auto r = chain_->resample_playback(std::span<const int16_t>(in.data() + off, n), resample_out_);
-    if (r) queue_agent_audio(std::span<const int16_t>(resample_out_.data(), *r), pending_play_segment_);
-  }
+  resampled_.clear();
+  port_->resample_tts(in, resampled_);
+  queue_agent_audio(resampled_, pending_play_segment_);
   if (state_ == State::thinking || state_ == State::greeting) state_ = State::speaking;
 }
 
@@ -937,9 +764,9 @@ void Call::barge_in() {
   pending_play_.clear();
   hangup_after_turn_ = false;
   transfer_after_turn_.reset();
-  if (stream_ && burst_queued_ > 0) {
+  if (port_ && burst_queued_ > 0) {
     stop_pending_ = true;
-    stream_->stop_playback();  // playback_stopped says how much was heard
+    port_->stop_playback();  // playback_stopped says how much was heard
   } else {
     agent_turn_finished(true);
   }
@@ -948,30 +775,14 @@ void Call::barge_in() {
 void Call::agent_turn_finished(bool interrupted) {
   if (state_ == State::finished) return;
   if (!interrupted && agent_busy()) return;
-  // What the caller actually heard: whole sentences, then a share of the words
-  // of the one cut off.
-  std::string heard;
-  uint64_t left = heard_samples_;
-  for (const Segment& s : segments_) {
-    if (s.samples == 0) break;
-    const double f = std::min(1.0, static_cast<double>(left) / static_cast<double>(s.samples));
-    std::string part = heard_part(s.text, f);
-    if (!part.empty()) heard += (heard.empty() ? "" : " ") + part;
-    if (left < s.samples) break;
-    left -= s.samples;
-  }
-  if (!interrupted) {
-    // Everything queued was played: the turn is every sentence spoken (a filler has no text).
-    heard.clear();
-    for (const Segment& seg : segments_)
-      if (!seg.text.empty()) heard += (heard.empty() ? "" : " ") + seg.text;
-  }
+  // Cut off: what the caller actually heard. Played to the end: every sentence spoken.
+  const std::string heard =
+      interrupted ? call_text::heard_text(segments_, heard_samples_) : call_text::spoken_text(segments_);
   const bool spoke = !segments_.empty();
   if (spoke) {
     save_turn("agent", heard, turn_started_ms_, wall_ms(), interrupted, latency_.json());
     if (turn_is_llm_) {
-      // The model keeps only what the caller heard; the rest of an interrupted
-      // reply never happened.
+      // The model keeps only what the caller heard; the rest of an interrupted reply never happened.
       if (!messages_.empty() && messages_.back().role == "assistant" && messages_.back().tool_calls.empty() &&
           messages_.back().content.empty())
         messages_.back().content = heard;
@@ -987,16 +798,16 @@ void Call::agent_turn_finished(bool interrupted) {
   llm_text_.clear();
   first_tts_byte_seen_ = false;
   awaiting_first_sample_ = false;
-  if (chain_) (void)chain_->set_min_speech_ms(kDefaultMinSpeechMs);
+  set_min_speech_ms(kDefaultMinSpeechMs);
   if (interrupted) {
     state_ = State::listening;
     return;
   }
   if (state_ == State::fallback) {
-    // The message and the tone were played: the caller's voicemail is recorded
-    // until they stop.
-    voicemail_end_.at = now_us() + static_cast<int64_t>(setup_.agent.fallback.voicemail_max_s * 1e6);
-    if (!in_utterance_) silence_.at = now_us() + 8'000'000;  // nobody speaks: end after 8 s
+    // The message and the tone were played: the caller's voicemail is recorded until they stop.
+    timers_.set(D::voicemail_end,
+                now_us() + static_cast<int64_t>(setup_.agent.fallback.voicemail_max_s * 1e6));
+    if (!in_utterance_) timers_.set(D::silence, now_us() + 8'000'000);  // nobody speaks: end after 8 s
     arm();
     return;
   }
@@ -1032,55 +843,75 @@ void Call::agent_turn_finished(bool interrupted) {
 void Call::enter_listening() {
   if (state_ == State::ending || state_ == State::finished || state_ == State::fallback) return;
   state_ = State::listening;
-  dead_air_.at = -1;
+  timers_.clear(D::dead_air);
   if (!in_utterance_)
-    silence_.at = now_us() + static_cast<int64_t>(setup_.agent.call.silence.timeout_s * 1e6);
+    timers_.set(D::silence, now_us() + static_cast<int64_t>(setup_.agent.call.silence.timeout_s * 1e6));
   arm();
+}
+
+// A tool the agent's configuration does not enable is answered as unknown.
+const Call::Tool Call::kTools[] = {
+    {"end_call", [](const CallSetup& c) { return c.agent.tools.end_call; }, &Call::tool_end_call},
+    {"transfer_call", [](const CallSetup& c) { return c.agent.tools.transfer.enabled; },
+     &Call::tool_transfer_call},
+    {"send_dtmf", [](const CallSetup& c) { return c.agent.tools.dtmf; }, &Call::tool_send_dtmf},
+    {"switch_state", [](const CallSetup& c) { return c.agent.prompt.type == PromptType::multi; },
+     &Call::tool_switch_state},
+};
+
+namespace {
+std::string string_arg(const cJSON* args, const char* key) {
+  const cJSON* v = args ? cJSON_GetObjectItemCaseSensitive(args, key) : nullptr;
+  return cJSON_IsString(v) ? v->valuestring : "";
+}
+}  // namespace
+
+Call::ToolOutcome Call::tool_end_call(const cJSON*) {
+  hangup_after_turn_ = true;
+  record_.call_ended_reason = "assistant-ended-call";
+  return {"ok", false};
+}
+
+Call::ToolOutcome Call::tool_transfer_call(const cJSON*) {
+  transfer_after_turn_ = setup_.agent.tools.transfer.number;
+  if (segments_.empty()) enqueue_sentence(render_template(setup_.agent.tools.transfer.message));
+  return {"ok", false};
+}
+
+Call::ToolOutcome Call::tool_send_dtmf(const cJSON* args) {
+  const std::string digits = string_arg(args, "digits");
+  Status s = hal::is_dtmf(digits) ? line_.send_dtmf(digits) : Status(make_error("invalid digits"));
+  return {s ? "sent " + digits : "failed: " + s.error().message, true};
+}
+
+Call::ToolOutcome Call::tool_switch_state(const cJSON* args) {
+  const std::string to = string_arg(args, "state");
+  const bool known = std::any_of(setup_.agent.prompt.states.begin(), setup_.agent.prompt.states.end(),
+                                 [&](const PromptState& s) { return s.name == to; });
+  if (!known) return {"unknown state " + to, true};
+  log::info("conversation state " + prompt_state_ + " → " + to, {{"CALL_ID", id()}});
+  prompt_state_ = to;
+  return {"now in state " + to, true};
 }
 
 void Call::run_tools(const std::vector<net::ToolCall>& calls) {
   bool continue_llm = false;
   for (const net::ToolCall& tc : calls) {
-    net::JsonPtr args = net::json_parse(tc.arguments_json.empty() ? "{}" : tc.arguments_json, nullptr);
-    auto arg = [&](const char* k) -> std::string {
-      const cJSON* v = args ? cJSON_GetObjectItemCaseSensitive(args.get(), k) : nullptr;
-      return cJSON_IsString(v) ? v->valuestring : "";
-    };
-    std::string result = "ok";
-    save_turn("tool", tc.name + " " + (tc.arguments_json.empty() ? "{}" : tc.arguments_json), wall_ms(),
-              wall_ms(), false, std::nullopt);
-    if (tc.name == "end_call" && setup_.agent.tools.end_call) {
-      hangup_after_turn_ = true;
-      record_.call_ended_reason = "assistant-ended-call";
-    } else if (tc.name == "transfer_call" && setup_.agent.tools.transfer.enabled) {
-      transfer_after_turn_ = setup_.agent.tools.transfer.number;
-      if (segments_.empty()) enqueue_sentence(render_template(setup_.agent.tools.transfer.message));
-    } else if (tc.name == "send_dtmf" && setup_.agent.tools.dtmf) {
-      const std::string digits = arg("digits");
-      Status s = hal::is_dtmf(digits) ? line_.send_dtmf(digits) : Status(make_error("invalid digits"));
-      result = s ? "sent " + digits : "failed: " + s.error().message;
-      continue_llm = true;
-    } else if (tc.name == "switch_state" && setup_.agent.prompt.type == PromptType::multi) {
-      const std::string to = arg("state");
-      const bool known = std::any_of(setup_.agent.prompt.states.begin(), setup_.agent.prompt.states.end(),
-                                     [&](const PromptState& s) { return s.name == to; });
-      if (known) {
-        log::info("conversation state " + prompt_state_ + " → " + to, {{"CALL_ID", id()}});
-        prompt_state_ = to;
-        result = "now in state " + to;
-      } else {
-        result = "unknown state " + to;
+    const std::string& args_text = tc.arguments_json.empty() ? std::string("{}") : tc.arguments_json;
+    net::JsonPtr args = net::json_parse(args_text, nullptr);
+    save_turn("tool", tc.name + " " + args_text, wall_ms(), wall_ms(), false, std::nullopt);
+    ToolOutcome outcome{"unknown tool " + tc.name, true};
+    for (const Tool& tool : kTools) {
+      if (tc.name == tool.name && tool.enabled(setup_)) {
+        outcome = (this->*tool.run)(args.get());
+        break;
       }
-      continue_llm = true;
-    } else {
-      result = "unknown tool " + tc.name;
-      continue_llm = true;
     }
-    messages_.push_back({"tool", result, {}, tc.id});
+    continue_llm = continue_llm || outcome.continue_llm;
+    messages_.push_back({"tool", std::move(outcome.result), {}, tc.id});
   }
   if (continue_llm && !hangup_after_turn_ && !transfer_after_turn_) {
-    // The spoken part of this reply (if any) is still playing; the follow-up
-    // streams behind it.
+    // The spoken part of this reply (if any) is still playing; the follow-up streams behind it.
     const std::vector<Segment> keep = segments_;
     const uint64_t heard = heard_samples_, queued = queued_samples_;
     const std::string text = llm_text_;
@@ -1127,8 +958,8 @@ void Call::play_local(std::string_view text, bool with_tone) {
     pcm.insert(pcm.end(), beep.begin(), beep.end());
   }
   segments_.push_back({std::string(text), 0});
-  if (!awaiting_first_sample_ && stream_) {
-    played_mark_ = stream_->stats().played_samples;
+  if (!awaiting_first_sample_ && port_) {
+    played_mark_ = port_->played_samples();
     awaiting_first_sample_ = true;
   }
   queue_agent_audio(pcm, segments_.size() - 1);
@@ -1139,8 +970,8 @@ void Call::enter_fallback(std::string why) {
   tts_queue_.clear();
   llm_done_ = true;
   state_ = State::fallback;
-  dead_air_.at = -1;
-  silence_.at = -1;
+  timers_.clear(D::dead_air);
+  timers_.clear(D::silence);
   record_.callback_required = true;
   record_.call_ended_reason = "upstream_failure";
   log::notice(
@@ -1148,12 +979,11 @@ void Call::enter_fallback(std::string why) {
       "voicemail (" +
           why + ")",
       {{"CALL_ID", id()}, {"AGENT_UUID", setup_.agent.agent_uuid}});
-  if (!stream_) {
+  if (!port_) {
     end_call("upstream_failure", "system");
     return;
   }
-  // Whatever was still queued of the agent's speech plays first; the message
-  // follows it.
+  // Whatever was still queued of the agent's speech plays first; the message follows it.
   segments_.clear();
   heard_samples_ = queued_samples_ = 0;
   const std::string msg = render_template(setup_.agent.fallback.message);
@@ -1166,49 +996,31 @@ void Call::enter_fallback(std::string why) {
 // ----------------------------------------------------------------------------------------------
 // timers
 
-void Call::arm() {
-  if (!timer_) return;
-  int64_t next = -1;
-  for (const Deadline* d : {&silence_, &max_duration_, &dead_air_, &dtmf_gather_, &ending_, &audio_wait_,
-                            &voicemail_end_, &amd_wait_})
-    if (*d && (next < 0 || d->at < next)) next = d->at;
-  if (next < 0)
-    sd_event_source_set_enabled(timer_.get(), SD_EVENT_OFF);
-  else
-    EventLoop::set_timer(timer_.get(), static_cast<uint64_t>(next));
-}
-
 void Call::on_timer() {
   const int64_t now = now_us();
-  auto due = [&](Deadline& d) {
-    if (d && d.at <= now) {
-      d.at = -1;
-      return true;
-    }
-    return false;
-  };
-  if (due(ending_)) {
+  auto due = [&](D d) { return timers_.take_due(d, now); };
+  if (due(D::ending)) {
     log::warning("the line did not confirm the hang-up; closing the call record", {{"CALL_ID", id()}});
     finalize(answered_ ? (voicemail_reached_ ? "voicemail" : "picked") : "failed",
              record_.call_ended_reason.value_or("hangup"), record_.call_ended_by.value_or("agent"));
     return;
   }
-  if (due(max_duration_)) {
+  if (due(D::max_duration)) {
     end_call("max_duration", "system");
     return;
   }
-  if (due(audio_wait_)) {
+  if (due(D::audio_wait)) {
     end_call("no_call_audio", "system");
     return;
   }
-  if (due(amd_wait_) && state_ == State::amd) {
-    if (chain_) chain_->set_amd(false);
+  if (due(D::amd_wait) && state_ == State::amd) {
+    if (port_) port_->set_amd(false);
     speak_greeting();
   }
-  if (due(voicemail_end_)) {
+  if (due(D::voicemail_end)) {
     if (state_ == State::voicemail) {
-      speak_text(render_template(setup_.agent.call.voicemail.message),
-                 false);  // no beep heard: speak anyway
+      // No beep heard: speak anyway.
+      speak_text(render_template(setup_.agent.call.voicemail.message), false);
       hangup_after_turn_ = true;
       record_.call_ended_reason = "voicemail_message_left";
     } else if (state_ == State::fallback) {
@@ -1216,7 +1028,7 @@ void Call::on_timer() {
       return;
     }
   }
-  if (due(dtmf_gather_) && !dtmf_digits_.empty()) {
+  if (due(D::dtmf_gather) && !dtmf_digits_.empty()) {
     std::string digits = std::move(dtmf_digits_);
     dtmf_digits_.clear();
     save_turn("user", "DTMF " + digits, wall_ms(), wall_ms(), false, std::nullopt);
@@ -1226,15 +1038,14 @@ void Call::on_timer() {
     } else if (state_ != State::fallback && state_ != State::ending) {
       speech_end_us_ = now;
       latency_ = {};
-      dead_air_.at = now + static_cast<int64_t>(ctx_.calls.dead_air_ms) * 1000;
+      timers_.set(D::dead_air, now + static_cast<int64_t>(ctx_.calls.dead_air_ms) * 1000);
       start_turn(text);
     }
   }
-  if (due(dead_air_)) {
+  if (due(D::dead_air)) {
     if (state_ == State::thinking || state_ == State::greeting || state_ == State::speaking) {
-      if (!filler_used_ && !setup_.agent.fallback.filler.empty() && stream_) {
-        // The answer is late: say something now, and give the upstream one more
-        // dead-air interval.
+      if (!filler_used_ && !setup_.agent.fallback.filler.empty() && port_) {
+        // The answer is late: say something now, and give the upstream one more dead-air interval.
         filler_used_ = true;
         const uint64_t before = queued_samples_ + pending_play_.size();
         std::vector<Segment> keep = segments_;
@@ -1242,14 +1053,14 @@ void Call::on_timer() {
         const uint64_t filler = queued_samples_ + pending_play_.size() - before;
         segments_ = keep;  // the filler is not part of what the model said
         segments_.insert(segments_.begin(), Segment{"", filler});
-        dead_air_.at = now + static_cast<int64_t>(samples_to_ms(filler) * 1000) +
-                       static_cast<int64_t>(ctx_.calls.dead_air_ms) * 1000;
+        timers_.set(D::dead_air, now + static_cast<int64_t>(samples_to_ms(filler) * 1000) +
+                                     static_cast<int64_t>(ctx_.calls.dead_air_ms) * 1000);
       } else {
         enter_fallback("no answer within the dead-air limit");
       }
     }
   }
-  if (due(silence_)) {
+  if (due(D::silence)) {
     if (state_ == State::fallback) {
       end_call("upstream_failure", "system");
       return;
@@ -1266,11 +1077,11 @@ void Call::on_timer() {
       if (!s.message.empty()) {
         speak_text(render_template(s.message), true);
         turn_is_llm_ = true;  // the model should know it asked
-        dead_air_.at = now + static_cast<int64_t>(ctx_.calls.dead_air_ms) * 1000;
+        timers_.set(D::dead_air, now + static_cast<int64_t>(ctx_.calls.dead_air_ms) * 1000);
       } else {
         messages_.push_back({"system", "The caller has been silent for a while. Check in briefly.", {}, {}});
         state_ = State::thinking;
-        dead_air_.at = now + static_cast<int64_t>(ctx_.calls.dead_air_ms) * 1000;
+        timers_.set(D::dead_air, now + static_cast<int64_t>(ctx_.calls.dead_air_ms) * 1000);
         request_llm();
       }
     }
@@ -1296,15 +1107,13 @@ void Call::end_call(std::string reason, std::string ended_by) {
   record_.call_ended_reason = std::move(reason);
   record_.call_ended_by = std::move(ended_by);
   cancel_upstream();
-  for (Deadline* d :
-       {&silence_, &max_duration_, &dead_air_, &dtmf_gather_, &audio_wait_, &voicemail_end_, &amd_wait_})
-    d->at = -1;
+  timers_.clear_all_but(D::ending);
   if (Status s = line_.hangup(); !s) {
     finalize(answered_ ? (voicemail_reached_ ? "voicemail" : "picked") : "failed", *record_.call_ended_reason,
              *record_.call_ended_by);
     return;
   }
-  ending_.at = now_us() + kHangupGraceMs * 1000;
+  timers_.set(D::ending, now_us() + kHangupGraceMs * 1000);
   arm();
 }
 
@@ -1335,7 +1144,7 @@ void Call::finalize(std::string_view status, std::string_view reason, std::strin
   if (state_ == State::finished) return;
   state_ = State::finished;
   cancel_upstream();
-  timer_.reset();
+  timers_.detach();
   // A turn cut by the hang-up still belongs in the transcript.
   if (!segments_.empty() && (burst_queued_ > 0 || heard_samples_ > 0)) {
     save_turn("agent", trim(llm_text_), turn_started_ms_, wall_ms(), true, latency_.json());
@@ -1351,15 +1160,12 @@ void Call::finalize(std::string_view status, std::string_view reason, std::strin
     record_.duration_seconds = (now_ms - *record_.call_picked_at_ms + 500) / 1000;
   record_.line = line_.id();
   if (!upstream_errors_.empty()) {
-    std::string arr = "[";
-    for (size_t i = 0; i < upstream_errors_.size(); ++i)
-      arr += (i ? ",\"" : "\"") + json_escape(upstream_errors_[i]) + "\"";
-    arr += "]";
-    // post_call_analysis carries what the box knows without analysis: the
-    // upstream errors and the callback.
-    record_.post_call_analysis =
-        "{\"callback_required\":" + std::string(record_.callback_required ? "true" : "false") +
-        ",\"upstream_errors\":" + arr + "}";
+    // post_call_analysis carries what the box knows without analysis: the upstream errors and the callback.
+    net::JsonPtr doc(cJSON_CreateObject());
+    cJSON_AddBoolToObject(doc.get(), "callback_required", record_.callback_required);
+    cJSON* errors = cJSON_AddArrayToObject(doc.get(), "upstream_errors");
+    for (const std::string& e : upstream_errors_) cJSON_AddItemToArray(errors, cJSON_CreateString(e.c_str()));
+    record_.post_call_analysis = net::json_print(doc.get());
   }
   if (recording_ && recording_->recorder) {
     auto summary = recording_->recorder->finish();

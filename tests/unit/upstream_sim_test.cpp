@@ -1,5 +1,5 @@
 // SimUpstream: scripted answers arrive later through the owner's timer, in order, and requests are recorded.
-#include "osvi/net/upstream_sim.hpp"
+#include "upstream_sim.hpp"
 
 #include <gtest/gtest.h>
 

@@ -1,6 +1,6 @@
 // Upstream model services as the call engine sees them: speech-to-text, a streaming chat model, and
 // text-to-speech, each an interface so the engine can run against OpenAI-compatible HTTP
-// (upstream_openai.hpp) or the scripted in-process implementation (SimUpstream, below) used by engine tests.
+// (upstream_openai.hpp) or a scripted in-process double (tests/support/upstream_sim.hpp) in engine tests.
 //
 // Threading: loop thread only. Every request answers through its callbacks, called later from the loop
 // (never from inside the call that started the request). Exactly one terminal callback (done or error) runs

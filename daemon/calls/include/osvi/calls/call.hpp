@@ -1,9 +1,9 @@
 // Call: one phone conversation between an agent and the other party, from dial (or answer) to the final
 // record — turn-taking, barge-in, upstream models, silence and duration limits, tools, fallback, recording.
 //
-// Threading: loop thread only. The call owns its line's audio stream while connected (hal::AudioStream,
-// whose real-time thread follows the rules in audio_stream.hpp) and runs the LineChain on the loop side
-// every period. Everything else (line events, upstream callbacks, timers) arrives on the loop.
+// Threading: loop thread only. While connected the call owns its line's AudioPort (audio_port.hpp), which
+// hands it processed capture frames and playback events on the loop. Everything else (line events, upstream
+// callbacks, its one timer) arrives on the loop too.
 //
 // States (docs/architecture.md#calls): connecting → greeting (or listening when the greeting is empty) →
 // listening ⇄ thinking → speaking → … → ending → finished. Side states: amd (outbound, the agent's speech
@@ -20,15 +20,18 @@
 #include <string_view>
 #include <vector>
 
-#include "osvi/audio/line_chain.hpp"
+#include "osvi/base/event_loop.hpp"
+#include "osvi/calls/audio_port.hpp"
+#include "osvi/calls/call_text.hpp"
+#include "osvi/calls/call_timers.hpp"
 #include "osvi/clock.hpp"
 #include "osvi/config/config.hpp"
-#include "osvi/base/event_loop.hpp"
-#include "osvi/store/store.hpp"
-#include "osvi/hal/audio_stream.hpp"
 #include "osvi/hal/line.hpp"
 #include "osvi/net/upstream.hpp"
 #include "osvi/result.hpp"
+#include "osvi/store/store.hpp"
+
+struct cJSON;
 
 namespace osvi::daemon {
 
@@ -44,6 +47,10 @@ struct CallContext {
   AudioConfig audio;
   CallsConfig calls;
   std::string recordings_dir;
+  // Where a call's audio and timer come from; empty = the daemon's (LineAudioPort, an sd-event timer on
+  // `loop`). Unit tests put a fake port and a virtual clock here.
+  AudioPortFactory audio_port;
+  CallTimerFactory timer;
 };
 
 // The per-call inputs besides the agent: overrides from POST /v1/call and the record already inserted.
@@ -70,7 +77,7 @@ struct TurnLatency {
   std::string json() const;
 };
 
-class Call {
+class Call final : private AudioPort::Listener {
  public:
   using Finished = std::function<void(Call&)>;
   Call(CallContext& ctx, hal::Line& line, CallSetup setup, Finished on_finished);
@@ -90,7 +97,7 @@ class Call {
   const CallRecord& record() const { return record_; }
   // The chat context as the model sees it next (tests: barge-in trimming).
   const std::vector<net::ChatMessage>& context() const { return messages_; }
-  size_t memory_bytes() const;  // what this call holds on the heap beyond the stream and chain (bench)
+  size_t memory_bytes() const;  // what this call holds on the heap beyond its audio port (bench)
 
  private:
   enum class State {
@@ -105,23 +112,31 @@ class Call {
     ending,
     finished
   };
-  struct Segment;  // one sentence queued for playback
-  struct Deadline {
-    int64_t at = -1;
-    explicit operator bool() const { return at >= 0; }
+  using Segment = call_text::SpokenSegment;  // one sentence queued for playback
+  using D = CallDeadline;
+  struct ToolOutcome {
+    std::string result;         // the tool message the model reads
+    bool continue_llm = false;  // the model answers the result (rather than the turn ending)
   };
+  struct Tool {
+    const char* name;
+    bool (*enabled)(const CallSetup&);
+    ToolOutcome (Call::*run)(const cJSON* args);
+  };
+  static const Tool kTools[];  // name → handler, each enabled by the agent's configuration
 
   // audio
   void connected();
   Status open_audio();
+  void open_recording();
   void close_audio();
-  void on_stream_ready(uint32_t revents);
-  void process_frame(std::span<const int16_t> mic, std::span<const int16_t> ref);
+  void on_stream_event(const hal::StreamEvent& e) override;
+  void on_capture(const audio::CaptureOutput& frame) override;
+  void on_audio_tick() override;
   void on_endpoint(const audio::EndpointEvent& e);
   void on_dtmf(char digit);
   void queue_agent_audio(std::span<const int16_t> samples, size_t segment);
   void pump_playback();
-  void on_playback_event(const hal::StreamEvent& e);
 
   // conversation
   void speak_greeting();
@@ -139,12 +154,17 @@ class Call {
   bool agent_busy() const;
   void enter_listening();
   void run_tools(const std::vector<net::ToolCall>& calls);
+  ToolOutcome tool_end_call(const cJSON* args);
+  ToolOutcome tool_transfer_call(const cJSON* args);
+  ToolOutcome tool_send_dtmf(const cJSON* args);
+  ToolOutcome tool_switch_state(const cJSON* args);
   void on_upstream_error(const net::UpstreamError& e);
 
   // fallback, timers, end
   void play_local(std::string_view text, bool with_tone);
   void enter_fallback(std::string why);
-  void arm();
+  void arm() { timers_.arm(); }
+  void set_in(D d, int64_t delay_us) { timers_.set(d, now_us() + delay_us); }
   void on_timer();
   void end_call(std::string reason, std::string ended_by);
   void finalize(std::string_view status, std::string_view reason, std::string_view ended_by);
@@ -153,6 +173,7 @@ class Call {
   std::string system_prompt() const;
   std::vector<net::ToolSpec> tools() const;
   std::string render_template(std::string_view text) const;
+  void set_min_speech_ms(int ms);
   net::Endpoint endpoint(const UpstreamEndpoint& e, int64_t first_byte_ms) const;
   int64_t now_us() const { return ctx_.clock->monotonic_us(); }
   int64_t wall_ms() const { return ctx_.clock->wall_ms(); }
@@ -171,12 +192,9 @@ class Call {
 
   // audio (while connected)
   int rate_ = 16000;  // the line's sample rate (lines of one box may differ: EC25 8 kHz, sim 16 kHz)
-  std::unique_ptr<hal::AudioStream> stream_;
-  std::unique_ptr<audio::LineChain> chain_;
-  EventSource stream_source_;
+  std::unique_ptr<AudioPort> port_;
   struct Recording;
   std::unique_ptr<Recording> recording_;
-  std::vector<int16_t> mic_, ref_;
   uint64_t pos_ = 0;                // capture samples processed (the endpointer's clock)
   std::vector<int16_t> history_;    // the last ~1.5 s of cleaned capture, a ring indexed by pos_
   std::vector<int16_t> utterance_;  // the caller's current utterance
@@ -184,26 +202,22 @@ class Call {
   bool in_utterance_ = false;
   std::vector<int16_t> pending_play_;  // line-rate samples not yet accepted by the stream's ring
   size_t pending_play_segment_ = 0;
-  std::vector<int16_t> resample_out_;
+  std::vector<int16_t> resampled_;
   uint8_t odd_byte_ = 0;
   bool have_odd_byte_ = false;
 
   // the agent's current turn
-  struct Segment {
-    std::string text;
-    uint64_t samples = 0;  // line-rate samples queued for it
-  };
   std::vector<Segment> segments_;
   uint64_t heard_samples_ = 0;   // of this turn, from playback_drained / playback_stopped
-  uint64_t queued_samples_ = 0;  // of this turn, accepted by the stream
-  uint64_t burst_queued_ = 0;    // since the stream's last drain/stop (what its `played` counts)
+  uint64_t queued_samples_ = 0;  // of this turn, accepted by the port
+  uint64_t burst_queued_ = 0;    // since the port's last drain/stop (what its `played` counts)
   bool stop_pending_ = false;    // barge-in: waiting for playback_stopped
   bool turn_interruptible_ = true;
   bool turn_is_llm_ = false;  // the turn's text came from the model (goes into the context)
   bool hangup_after_turn_ = false;
   std::optional<std::string> transfer_after_turn_;
   int64_t turn_started_ms_ = 0;
-  uint64_t played_mark_ = 0;  // stream stats played_samples when the first TTS byte arrived
+  uint64_t played_mark_ = 0;  // the port's played_samples() when the first TTS byte arrived
   bool awaiting_first_sample_ = false;
   TurnLatency latency_;
   int64_t speech_end_us_ = -1;  // when the caller's last utterance ended (sample-derived)
@@ -223,8 +237,7 @@ class Call {
   int stt_in_flight_ = 0;
 
   // timers
-  EventSource timer_;
-  Deadline silence_, max_duration_, dead_air_, dtmf_gather_, ending_, audio_wait_, voicemail_end_, amd_wait_;
+  CallTimers timers_;
   unsigned silence_prompts_ = 0;
   bool filler_used_ = false;
   std::string dtmf_digits_;

@@ -1,5 +1,5 @@
 // SimUpstream: each request becomes a list of timed steps run one after another through the owner's timer.
-#include "osvi/net/upstream_sim.hpp"
+#include "upstream_sim.hpp"
 
 #include <cmath>
 #include <numbers>

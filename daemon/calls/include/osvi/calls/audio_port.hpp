@@ -1,0 +1,80 @@
+// AudioPort: what a Call sees of its line's audio — processed capture frames in, agent speech out, playback
+// and device events — so the conversation logic runs the same against the real stream or a test double.
+//
+// Threading: loop thread only. The real port (LineAudioPort) owns the hal::AudioStream and the LineChain,
+// drains the stream on the loop when its eventfd fires and calls the Listener from there. A later step moves
+// the chain onto the audio thread behind this same interface.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "osvi/audio/line_chain.hpp"
+#include "osvi/audio/recording.hpp"
+#include "osvi/base/event_loop.hpp"
+#include "osvi/config/config.hpp"
+#include "osvi/hal/audio_stream.hpp"
+#include "osvi/hal/line.hpp"
+#include "osvi/result.hpp"
+
+namespace osvi::daemon {
+
+class AudioPort {
+ public:
+  // Called from the loop, in this order per wake-up: stream events, capture frames, then on_audio_tick.
+  // Any callback may destroy the port (the call ended); the port returns at once when it does.
+  class Listener {
+   public:
+    virtual void on_stream_event(const hal::StreamEvent& event) = 0;  // drained/stopped/opened/lost/back
+    virtual void on_capture(const audio::CaptureOutput& frame) = 0;   // one processed capture frame
+    virtual void on_audio_tick() = 0;  // after each wake-up: room in the playback ring, samples played
+
+   protected:
+    ~Listener() = default;
+  };
+
+  virtual ~AudioPort() = default;
+
+  // The line's sample rate: everything queued and every sample count is at this rate.
+  virtual int rate() const = 0;
+  // Whether answering-machine detection runs (outbound calls of agents that detect voicemail).
+  virtual bool amd_enabled() const = 0;
+  // Starts delivering; the device opens in the background (opened / device_lost events follow).
+  virtual Status start() = 0;
+
+  // Line-rate agent speech; returns the count accepted (less when the ring is full, 0 while stopping).
+  virtual size_t queue_playback(std::span<const int16_t> samples) = 0;
+  // 24 kHz s16 TTS audio converted to the line rate, appended to `out`.
+  virtual void resample_tts(std::span<const int16_t> in, std::vector<int16_t>& out) = 0;
+  // Queued samples written to the device so far (monotonic over the port's life).
+  virtual uint64_t played_samples() const = 0;
+  // Barge-in: drop what is queued; playback_stopped reports how much was heard.
+  virtual void stop_playback() = 0;
+
+  virtual void set_min_speech_ms(int ms) = 0;
+  virtual void set_amd(bool on) = 0;
+  // The stereo recorder gets (caller, agent) for every frame while attached; null detaches.
+  virtual void attach_recorder(audio::CallRecorder* recorder) = 0;
+};
+
+// What a port is built from.
+struct AudioPortSetup {
+  hal::AudioEndpoint endpoint;  // the line's, as audio() returned it
+  AudioConfig audio;            // the box's settings (rate and frame follow the endpoint)
+  const AgentConfig* agent = nullptr;
+  bool amd = false;
+};
+
+// Builds a Call's port; an error when the line's audio is not usable (yet).
+using AudioPortFactory = std::function<Result<std::unique_ptr<AudioPort>>(const AudioPortSetup& setup,
+                                                                          AudioPort::Listener& listener)>;
+
+// The production port: hal::AudioStream + audio::LineChain, its eventfd watched on `loop`.
+Result<std::unique_ptr<AudioPort>> make_line_audio_port(EventLoop& loop, const AudioPortSetup& setup,
+                                                        AudioPort::Listener& listener);
+
+}  // namespace osvi::daemon

@@ -1,0 +1,110 @@
+// FakeAudio: a test-driven AudioPort (fake_audio_port.hpp).
+#include "fake_audio_port.hpp"
+
+#include <algorithm>
+
+namespace osvi::test {
+
+class FakeAudio::Port final : public daemon::AudioPort {
+ public:
+  explicit Port(FakeAudio& a) : a_(a) {}
+  ~Port() override { a_.listener_ = nullptr; }
+  int rate() const override { return a_.rate; }
+  bool amd_enabled() const override { return a_.amd; }
+  Status start() override { return {}; }
+  size_t queue_playback(std::span<const int16_t> samples) override {
+    if (a_.stop_requested_) return 0;
+    a_.unplayed_ += samples.size();
+    a_.queued_total += samples.size();
+    return samples.size();
+  }
+  void resample_tts(std::span<const int16_t> in, std::vector<int16_t>& out) override {
+    const size_t n = in.size() * static_cast<size_t>(a_.rate) / 24000;
+    for (size_t i = 0; i < n; ++i) out.push_back(in[i * 24000 / static_cast<size_t>(a_.rate)]);
+  }
+  uint64_t played_samples() const override { return a_.played_; }
+  void stop_playback() override {
+    a_.stop_requested_ = true;
+    ++a_.stops;
+  }
+  void set_min_speech_ms(int ms) override { a_.min_speech_ms = ms; }
+  void set_amd(bool on) override { a_.amd_on = on; }
+  void attach_recorder(audio::CallRecorder*) override {}
+
+ private:
+  FakeAudio& a_;
+};
+
+daemon::AudioPortFactory FakeAudio::factory() {
+  return [this](const daemon::AudioPortSetup& setup,
+                daemon::AudioPort::Listener& listener) -> Result<std::unique_ptr<daemon::AudioPort>> {
+    if (fail_open) return make_error("audio not ready", -EAGAIN);
+    ++opens;
+    amd = setup.amd;
+    amd_on = setup.amd;
+    listener_ = &listener;
+    unplayed_ = played_ = burst_played_ = pos_ = 0;
+    stop_requested_ = false;
+    return std::unique_ptr<daemon::AudioPort>(std::make_unique<Port>(*this));
+  };
+}
+
+void FakeAudio::tick() {
+  if (listener_) listener_->on_audio_tick();
+}
+
+void FakeAudio::capture(const Frame& frame) {
+  if (!listener_) return;
+  clean_.assign(static_cast<size_t>(rate * frame_ms / 1000), 0);
+  pos_ += clean_.size();
+  audio::CaptureOutput out;
+  out.clean = clean_;
+  for (const audio::EndpointEvent& e : frame.endpoints) out.endpoints.push(e);
+  if (frame.dtmf) out.dtmf = audio::DtmfEvent{*frame.dtmf, pos_, pos_};
+  out.amd = frame.amd;
+  if (frame.beep) out.beep = audio::Beep{1000.0, pos_, pos_};
+  listener_->on_capture(out);
+  tick();
+}
+
+void FakeAudio::play(uint64_t n) {
+  const uint64_t m = std::min(n, unplayed_);
+  unplayed_ -= m;
+  played_ += m;
+  burst_played_ += m;
+  tick();
+}
+
+void FakeAudio::drain() {
+  play(unplayed_);
+  if (!listener_ || burst_played_ == 0) return;
+  hal::StreamEvent e;
+  e.kind = hal::StreamEventKind::playback_drained;
+  e.played = burst_played_;
+  burst_played_ = 0;
+  listener_->on_stream_event(e);
+  tick();
+}
+
+void FakeAudio::complete_stop() {
+  if (!listener_ || !stop_requested_) return;
+  hal::StreamEvent e;
+  e.kind = hal::StreamEventKind::playback_stopped;
+  e.played = burst_played_;
+  e.dropped = unplayed_;
+  burst_played_ = 0;
+  unplayed_ = 0;
+  stop_requested_ = false;
+  listener_->on_stream_event(e);
+  tick();
+}
+
+void FakeAudio::event(hal::StreamEventKind kind) {
+  if (!listener_) return;
+  hal::StreamEvent e;
+  e.kind = kind;
+  listener_->on_stream_event(e);
+  tick();
+}
+
+}  // namespace osvi::test

@@ -1,0 +1,61 @@
+// FakeAudio: the line's audio for call-engine unit tests — an AudioPort factory whose ports the test drives:
+// capture frames in (speech, silence, DTMF, AMD verdicts, beeps), playback played out, drained or stopped.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "osvi/audio/endpointer.hpp"
+#include "osvi/calls/audio_port.hpp"
+
+namespace osvi::test {
+
+class FakeAudio {
+ public:
+  int rate = 16000;
+  int frame_ms = 20;
+  bool fail_open = false;  // the factory answers "audio not ready"
+
+  daemon::AudioPortFactory factory();
+
+  // State of the current port (the call destroys it when it ends).
+  bool open() const { return listener_ != nullptr; }
+  int opens = 0;
+  bool amd = false;           // the setup asked for AMD
+  bool amd_on = false;        // set_amd's last value
+  int min_speech_ms = -1;     // set_min_speech_ms's last value
+  int stops = 0;              // stop_playback() calls
+  uint64_t queued_total = 0;  // samples accepted over the port's life
+  uint64_t unplayed() const { return unplayed_; }
+  uint64_t played() const { return played_; }
+  bool stop_requested() const { return stop_requested_; }
+
+  // One capture frame of `frame_ms`; the optional parts ride along.
+  struct Frame {
+    std::vector<audio::EndpointEvent> endpoints;
+    std::optional<char> dtmf;
+    audio::AmdVerdict amd = audio::AmdVerdict::pending;
+    bool beep = false;
+  };
+  void capture(const Frame& frame);
+  uint64_t position() const { return pos_; }  // capture samples delivered
+
+  // The device writes up to n queued samples.
+  void play(uint64_t n);
+  // Everything queued is played: playback_drained.
+  void drain();
+  // A requested stop_playback() completes: playback_stopped with what was heard since the last drain.
+  void complete_stop();
+  void event(hal::StreamEventKind kind);
+
+ private:
+  class Port;
+  void tick();
+  daemon::AudioPort::Listener* listener_ = nullptr;
+  uint64_t unplayed_ = 0, played_ = 0, burst_played_ = 0, pos_ = 0;
+  bool stop_requested_ = false;
+  std::vector<int16_t> clean_;
+};
+
+}  // namespace osvi::test

@@ -1,0 +1,610 @@
+// The Call unit tier: a real Call against a fake line, a fake audio port, the scripted upstream and a store
+// on a temporary SQLite file, all on a virtual clock — turn-taking, barge-in, limits, AMD, tools, fallback.
+#include "osvi/calls/call.hpp"
+
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "fake_audio_port.hpp"
+#include "fake_line.hpp"
+#include "osvi/net/json.hpp"
+#include "test_support.hpp"
+#include "upstream_sim.hpp"
+#include "virtual_time.hpp"
+
+namespace osvi::daemon {
+namespace {
+
+using audio::EndpointKind;
+using net::SimLlmReply;
+using test::FakeAudio;
+
+constexpr const char* kCallId = "01890000-0000-7000-8000-000000000001";
+constexpr const char* kNumber = "+919876543210";
+constexpr const char* kGreeting = "Hello Asha, this is the clinic.";
+
+FakeAudio::Frame endpoints(std::vector<audio::EndpointEvent> events) {
+  FakeAudio::Frame f;
+  f.endpoints = std::move(events);
+  return f;
+}
+FakeAudio::Frame amd(audio::AmdVerdict verdict) {
+  FakeAudio::Frame f;
+  f.amd = verdict;
+  return f;
+}
+FakeAudio::Frame dtmf(char digit) {
+  FakeAudio::Frame f;
+  f.dtmf = digit;
+  return f;
+}
+FakeAudio::Frame beep() {
+  FakeAudio::Frame f;
+  f.beep = true;
+  return f;
+}
+
+SimLlmReply says(std::string text) {
+  SimLlmReply r;
+  r.text = std::move(text);
+  return r;
+}
+SimLlmReply calls_tool(std::string name, std::string args, std::string text = "") {
+  SimLlmReply r;
+  r.text = std::move(text);
+  r.tool_calls.push_back({"tool_1", std::move(name), std::move(args)});
+  return r;
+}
+
+class CallTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto store = Store::open(StoreOptions{dir_.file("osvid.db"), 2000, true}, time_.clock);
+    ASSERT_TRUE(store.ok()) << store.error().message;
+    store_ = std::move(*store);
+    agent_.agent_uuid = "agent_a";
+    agent_.name = "Reception";
+    agent_.prompt.system_prompt = "You are the clinic's receptionist.";
+    agent_.greeting.text = "Hello {{person_name}}, this is the clinic.";
+    agent_.stt.base_url = agent_.llm.base_url = agent_.voice.base_url = "http://sim";
+    ctx_.clock = &time_.clock;
+    ctx_.store = store_.get();
+    ctx_.upstream = &up_;
+    ctx_.speech = [] { return nullptr; };  // no espeak here: local speech is the tone alone
+    ctx_.audio_port = audio_.factory();
+    ctx_.timer = time_.timer_factory();
+    line_.set_event_handler([this](const hal::LineEvent& e) { call_->on_line_event(e); });
+  }
+
+  void start(bool outbound = false) {
+    CallSetup s;
+    s.agent = agent_;
+    s.outbound = outbound;
+    s.person_name = "Asha";
+    s.record.call_id = kCallId;
+    s.record.agent_uuid = agent_.agent_uuid;
+    s.record.agent_name = agent_.name;
+    s.record.phone_number = kNumber;
+    s.record.call_type = outbound ? "outbound" : "inbound";
+    s.record.created_at_ms = time_.clock.wall_ms();
+    ASSERT_TRUE(store_->insert_call(s.record).ok());
+    call_ = std::make_unique<Call>(ctx_, line_, std::move(s), [this](Call&) { ++finished_; });
+    ASSERT_TRUE(call_->start().ok());
+  }
+  void line_event(hal::LineEvent::Type type, std::string number = {}) {
+    hal::LineEvent e;
+    e.type = type;
+    e.number = std::move(number);
+    line_.deliver(e);
+  }
+  // The call is up and its audio device opened.
+  void pick_up() {
+    line_event(hal::LineEvent::Type::answered);
+    audio_.event(hal::StreamEventKind::opened);
+  }
+  // Inbound call picked up and the greeting played to the end.
+  void answer_and_greet() {
+    start();
+    pick_up();
+    play_all();
+  }
+  // The upstream answers what is in flight; then the device plays everything queued.
+  void play_all(int64_t settle_ms = 400) {
+    time_.advance_ms(settle_ms);
+    audio_.drain();
+  }
+  // Capture frames of 20 ms, time moving with them.
+  void frame(FakeAudio::Frame f = {}) {
+    audio_.capture(f);
+    time_.advance_ms(20);
+    audio_.complete_stop();  // a barge-in's stop completes within a period
+  }
+  // The caller speaks for `speech_frames` periods; the endpointer decides after 500 ms of silence.
+  void caller_speaks(int speech_frames = 25) {
+    const uint64_t begin = audio_.position();
+    const uint64_t at = begin + 320;
+    frame(endpoints({{EndpointKind::Onset, at, begin, 0, 0}, {EndpointKind::SpeechStart, at, begin, 0, 0}}));
+    for (int i = 1; i < speech_frames; ++i) frame();
+    const uint64_t end = audio_.position();
+    for (int i = 0; i < 24; ++i) frame();
+    frame(endpoints({{EndpointKind::SpeechEnd, audio_.position() + 320, begin, end, 8000}}));
+  }
+  void caller_says(std::string text, int speech_frames = 25) {
+    up_.push_stt(std::move(text));
+    caller_speaks(speech_frames);
+  }
+  // The line confirms our hang-up.
+  void confirm_hangup() {
+    ASSERT_TRUE(line_.did("hangup"));
+    line_event(hal::LineEvent::Type::hung_up);
+  }
+
+  CallRecord saved_record() {
+    auto r = store_->call(kCallId);
+    EXPECT_TRUE(r.ok() && r->has_value());
+    return r.ok() && r->has_value() ? **r : CallRecord{};
+  }
+  std::vector<TranscriptTurn> transcript() {
+    auto t = store_->transcript(kCallId);
+    EXPECT_TRUE(t.ok());
+    return t.ok() ? *t : std::vector<TranscriptTurn>{};
+  }
+  std::vector<std::string> turns() {  // "role: text"
+    std::vector<std::string> out;
+    for (const TranscriptTurn& t : transcript()) out.push_back(t.role + ": " + t.text);
+    return out;
+  }
+  const net::ChatRequest& chat(size_t i) {
+    EXPECT_GT(up_.chat_requests().size(), i);
+    return up_.chat_requests().at(i);
+  }
+  std::vector<std::string> tts_texts() const {
+    std::vector<std::string> out;
+    for (const net::TtsRequest& r : up_.tts_requests()) out.push_back(r.text);
+    return out;
+  }
+  static std::string last_content(const net::ChatRequest& r, const std::string& role) {
+    for (auto it = r.messages.rbegin(); it != r.messages.rend(); ++it)
+      if (it->role == role) return it->content;
+    return "<none>";
+  }
+
+  test::TempDir dir_;
+  test::VirtualTime time_;
+  std::unique_ptr<Store> store_;
+  net::SimUpstream up_{time_.schedule()};
+  test::FakeLine line_;
+  FakeAudio audio_;
+  AgentConfig agent_;
+  CallContext ctx_;
+  std::unique_ptr<Call> call_;
+  int finished_ = 0;
+};
+
+TEST_F(CallTest, GreetingIsSpokenAndSaved) {
+  start();
+  EXPECT_EQ(line_.actions, std::vector<std::string>{"answer"});
+  EXPECT_FALSE(audio_.open());  // no audio before the call is up
+  pick_up();
+  ASSERT_TRUE(audio_.open());
+  time_.advance_ms(400);
+  EXPECT_EQ(tts_texts(), std::vector<std::string>{kGreeting});
+  EXPECT_GT(audio_.unplayed(), 0u);
+  EXPECT_TRUE(transcript().empty());  // saved once played
+  audio_.drain();
+  EXPECT_EQ(turns(), std::vector<std::string>{std::string("agent: ") + kGreeting});
+  // The greeting is the agent's first line of the conversation.
+  ASSERT_EQ(call_->context().size(), 2u);
+  EXPECT_EQ(call_->context()[1].role, "assistant");
+  EXPECT_EQ(call_->context()[1].content, kGreeting);
+  line_event(hal::LineEvent::Type::remote_hangup);
+  EXPECT_TRUE(call_->finished());
+  EXPECT_EQ(finished_, 1);
+  EXPECT_FALSE(audio_.open());
+  const CallRecord r = saved_record();
+  EXPECT_EQ(r.status, "picked");
+  EXPECT_EQ(r.call_ended_reason, "customer-ended-call");
+  EXPECT_EQ(r.call_ended_by, "user");
+  EXPECT_EQ(r.line, "fake0");
+  EXPECT_FALSE(r.post_call_analysis.has_value());
+}
+
+TEST_F(CallTest, CallerTurnGoesThroughSttLlmAndTts) {
+  answer_and_greet();
+  up_.push_llm(says("Sure. Your table for two is booked."));
+  caller_says("Book a table for two");
+  ASSERT_EQ(up_.stt_requests().size(), 1u);
+  EXPECT_EQ(up_.stt_requests()[0].language, "en");
+  EXPECT_EQ(up_.stt_requests()[0].mime, "audio/ogg");
+  EXPECT_FALSE(up_.stt_requests()[0].audio.empty());
+  play_all();
+  // The request carries the system prompt, the greeting and the caller's words.
+  const net::ChatRequest& req = chat(0);
+  ASSERT_EQ(req.messages.size(), 3u);
+  EXPECT_EQ(req.messages[0].role, "system");
+  EXPECT_EQ(req.messages[0].content.rfind("You are the clinic's receptionist.", 0), 0u);
+  EXPECT_EQ(req.messages[1].content, kGreeting);
+  EXPECT_EQ(req.messages[2].role, "user");
+  EXPECT_EQ(req.messages[2].content, "Book a table for two");
+  // Pipelined sentence by sentence.
+  EXPECT_EQ(tts_texts(), (std::vector<std::string>{kGreeting, "Sure.", "Your table for two is booked."}));
+  EXPECT_EQ(turns(),
+            (std::vector<std::string>{std::string("agent: ") + kGreeting, "user: Book a table for two",
+                                      "agent: Sure. Your table for two is booked."}));
+  const std::vector<TranscriptTurn> t = transcript();
+  ASSERT_EQ(t.size(), 3u);
+  EXPECT_FALSE(t[1].latency_json.has_value());
+  ASSERT_TRUE(t[2].latency_json.has_value());
+  // One decimal, as before: the endpointer waited 8000 samples at 16 kHz.
+  EXPECT_NE(t[2].latency_json->find("\"endpointing_ms\":500.0"), std::string::npos) << *t[2].latency_json;
+  net::JsonPtr lat = net::json_parse(*t[2].latency_json, nullptr);
+  ASSERT_TRUE(lat);
+  for (const char* k : {"stt_sent_ms", "stt_ms", "llm_first_token_ms", "tts_first_byte_ms", "first_sample_ms",
+                        "voice_to_voice_ms"})
+    EXPECT_TRUE(cJSON_IsNumber(cJSON_GetObjectItem(lat.get(), k))) << k << " in " << *t[2].latency_json;
+  EXPECT_GE(cJSON_GetObjectItem(lat.get(), "stt_ms")->valuedouble, 20.0);  // the sim's first_ms
+  EXPECT_FALSE(t[2].interrupted);
+  EXPECT_EQ(call_->context().back().content, "Sure. Your table for two is booked.");
+}
+
+TEST_F(CallTest, BargeInKeepsOnlyWhatTheCallerHeard) {
+  answer_and_greet();
+  up_.push_llm(says("The first sentence is here. The second sentence follows now."));
+  caller_says("Tell me everything");
+  time_.advance_ms(400);
+  ASSERT_EQ(tts_texts().size(), 3u);
+  // 27 characters of the sim's TTS: 27 × 2400 bytes at 24 kHz = 21600 samples at 16 kHz; half is heard.
+  audio_.play(10800);
+  up_.push_llm(says("Of course."));
+  caller_says("Wait");
+  EXPECT_EQ(audio_.stops, 1);
+  play_all();
+  const std::vector<TranscriptTurn> t = transcript();
+  ASSERT_GE(t.size(), 5u);
+  EXPECT_EQ(t[2].role, "agent");
+  EXPECT_EQ(t[2].text, "The first");
+  EXPECT_TRUE(t[2].interrupted);
+  EXPECT_EQ(t[3].text, "Wait");
+  // The next request carries only the heard prefix of the interrupted reply.
+  const net::ChatRequest& next = chat(1);
+  ASSERT_GE(next.messages.size(), 2u);
+  EXPECT_EQ(next.messages[next.messages.size() - 2].role, "assistant");
+  EXPECT_EQ(next.messages[next.messages.size() - 2].content, "The first");
+  EXPECT_EQ(next.messages.back().content, "Wait");
+  EXPECT_EQ(t.back().text, "Of course.");
+}
+
+TEST_F(CallTest, SilenceRepromptsThenHangsUp) {
+  answer_and_greet();
+  time_.advance_ms(7900);
+  EXPECT_EQ(tts_texts().size(), 1u);  // not yet
+  time_.advance_ms(100);
+  EXPECT_EQ(tts_texts().back(), "Are you still there?");
+  play_all();
+  time_.advance_ms(8000);
+  EXPECT_EQ(tts_texts().size(), 3u);
+  play_all();
+  EXPECT_FALSE(line_.did("hangup"));
+  time_.advance_ms(8000);  // max_prompts (2) reached
+  confirm_hangup();
+  EXPECT_TRUE(call_->finished());
+  const CallRecord r = saved_record();
+  EXPECT_EQ(r.status, "picked");
+  EXPECT_EQ(r.call_ended_reason, "silence_timeout");
+  EXPECT_EQ(r.call_ended_by, "agent");
+  EXPECT_EQ(turns(),
+            (std::vector<std::string>{std::string("agent: ") + kGreeting, "agent: Are you still there?",
+                                      "agent: Are you still there?"}));
+  EXPECT_TRUE(up_.chat_requests().empty());
+}
+
+TEST_F(CallTest, MaxDurationEndsTheCall) {
+  agent_.call.max_duration_s = 3;
+  answer_and_greet();
+  time_.advance_ms(2500);
+  EXPECT_FALSE(line_.did("hangup"));
+  time_.advance_ms(200);
+  confirm_hangup();
+  const CallRecord r = saved_record();
+  EXPECT_EQ(r.status, "picked");
+  EXPECT_EQ(r.call_ended_reason, "max_duration");
+  EXPECT_EQ(r.call_ended_by, "system");
+  EXPECT_EQ(r.duration_seconds, 3);
+}
+
+TEST_F(CallTest, HangupNotConfirmedClosesTheRecordAfterTheGrace) {
+  agent_.call.max_duration_s = 1;
+  answer_and_greet();
+  time_.advance_ms(700);
+  ASSERT_TRUE(line_.did("hangup"));
+  EXPECT_FALSE(call_->finished());
+  time_.advance_ms(5000);
+  EXPECT_TRUE(call_->finished());
+  EXPECT_EQ(saved_record().call_ended_reason, "max_duration");
+}
+
+TEST_F(CallTest, AmdHoldsTheAgentUntilAHumanIsHeard) {
+  start(true);
+  EXPECT_EQ(line_.actions, std::vector<std::string>{std::string("dial ") + kNumber});
+  pick_up();
+  ASSERT_TRUE(audio_.amd);
+  for (int i = 0; i < 50; ++i) frame();
+  EXPECT_TRUE(up_.tts_requests().empty());  // held
+  frame(amd(audio::AmdVerdict::human));
+  EXPECT_FALSE(audio_.amd_on);
+  time_.advance_ms(400);
+  EXPECT_EQ(tts_texts(), std::vector<std::string>{kGreeting});
+}
+
+TEST_F(CallTest, AmdWithoutVerdictGreetsAfterFiveSeconds) {
+  start(true);
+  pick_up();
+  time_.advance_ms(4900);
+  EXPECT_TRUE(up_.tts_requests().empty());
+  time_.advance_ms(500);
+  EXPECT_EQ(tts_texts(), std::vector<std::string>{kGreeting});
+}
+
+TEST_F(CallTest, AmdMachineHangsUp) {
+  start(true);
+  pick_up();
+  frame(amd(audio::AmdVerdict::machine));
+  confirm_hangup();
+  EXPECT_TRUE(up_.tts_requests().empty());
+  const CallRecord r = saved_record();
+  EXPECT_EQ(r.status, "voicemail");
+  EXPECT_EQ(r.call_ended_reason, "voicemail_detected");
+  EXPECT_EQ(r.call_ended_by, "agent");
+}
+
+TEST_F(CallTest, AmdMachineGetsTheMessageAfterTheBeep) {
+  agent_.call.voicemail.action = VoicemailAction::leave_message;
+  agent_.call.voicemail.message = "Please call {{person_name}} back.";
+  start(true);
+  pick_up();
+  frame(amd(audio::AmdVerdict::machine));
+  for (int i = 0; i < 25; ++i) frame();
+  EXPECT_TRUE(up_.tts_requests().empty());  // waiting for the beep
+  frame(beep());
+  play_all();
+  EXPECT_EQ(tts_texts(), std::vector<std::string>{"Please call Asha back."});
+  confirm_hangup();
+  const CallRecord r = saved_record();
+  EXPECT_EQ(r.status, "voicemail");
+  EXPECT_EQ(r.call_ended_reason, "voicemail_message_left");
+  EXPECT_EQ(turns(), std::vector<std::string>{"agent: Please call Asha back."});
+}
+
+TEST_F(CallTest, ToolSpecsAreTheSameJson) {
+  agent_.tools.transfer.enabled = true;
+  agent_.tools.transfer.number = "+4930123456";
+  agent_.prompt.type = PromptType::multi;
+  agent_.prompt.initial_state = "intro";
+  agent_.prompt.states = {{"intro", "Greet.", {{"booking", "they want a table"}}}, {"booking", "Book.", {}}};
+  answer_and_greet();
+  up_.push_llm(says("Hi."));
+  caller_says("Hello");
+  play_all();
+  const std::vector<net::ToolSpec>& tools = chat(0).tools;
+  ASSERT_EQ(tools.size(), 4u);
+  const std::string reason =
+      R"({"type":"object","properties":{"reason":{"type":"string","description":"why, in a few words"}}})";
+  EXPECT_EQ(tools[0].name, "end_call");
+  EXPECT_EQ(tools[0].parameters_json, reason);
+  EXPECT_EQ(tools[1].name, "transfer_call");
+  EXPECT_EQ(tools[1].parameters_json, reason);
+  EXPECT_EQ(tools[2].name, "send_dtmf");
+  EXPECT_EQ(tools[2].parameters_json,
+            R"({"type":"object","properties":{"digits":{"type":"string"}},"required":["digits"]})");
+  EXPECT_EQ(tools[3].name, "switch_state");
+  EXPECT_EQ(tools[3].parameters_json,
+            R"({"type":"object","properties":{"state":{"type":"string","enum":["intro","booking"]}},)"
+            R"("required":["state"]})");
+}
+
+TEST_F(CallTest, EndCallToolHangsUpAfterTheLastSentence) {
+  answer_and_greet();
+  up_.push_llm(calls_tool("end_call", R"({"reason":"done"})", "Goodbye."));
+  caller_says("That is all");
+  time_.advance_ms(400);
+  EXPECT_FALSE(line_.did("hangup"));  // the last sentence plays first
+  audio_.drain();
+  confirm_hangup();
+  const CallRecord r = saved_record();
+  EXPECT_EQ(r.call_ended_reason, "assistant-ended-call");
+  EXPECT_EQ(r.call_ended_by, "agent");
+  EXPECT_EQ(turns(), (std::vector<std::string>{std::string("agent: ") + kGreeting, "user: That is all",
+                                               R"(tool: end_call {"reason":"done"})", "agent: Goodbye."}));
+}
+
+TEST_F(CallTest, TransferToolBlind) {
+  agent_.tools.transfer.enabled = true;
+  agent_.tools.transfer.number = "+4930123456";
+  answer_and_greet();
+  up_.push_llm(calls_tool("transfer_call", ""));
+  caller_says("A human please");
+  play_all();
+  EXPECT_EQ(tts_texts().back(), "Please hold while I transfer you.");
+  ASSERT_TRUE(line_.did("transfer_blind +4930123456"));
+  EXPECT_FALSE(line_.did("transfer_attended +4930123456"));
+  line_event(hal::LineEvent::Type::transferred, "+4930123456");
+  EXPECT_TRUE(call_->finished());
+  EXPECT_EQ(saved_record().call_ended_reason, "transferred");
+  EXPECT_EQ(turns().back(), "tool: transferred to +4930123456");
+}
+
+TEST_F(CallTest, TransferToolAttendedAndItsFailure) {
+  agent_.tools.transfer.enabled = true;
+  agent_.tools.transfer.number = "+4930123456";
+  agent_.tools.transfer.mode = TransferMode::attended;
+  answer_and_greet();
+  up_.push_llm(calls_tool("transfer_call", "{}"));
+  caller_says("A human please");
+  play_all();
+  ASSERT_TRUE(line_.did("transfer_attended +4930123456"));
+  up_.push_llm(says("Sorry, nobody is free."));
+  hal::LineEvent failed;
+  failed.type = hal::LineEvent::Type::transfer_failed;
+  failed.reason = "busy";
+  line_.deliver(failed);
+  play_all();
+  EXPECT_EQ(last_content(chat(1), "system"), "The transfer failed (busy). Tell the caller and help them.");
+  EXPECT_EQ(turns().back(), "agent: Sorry, nobody is free.");
+  line_event(hal::LineEvent::Type::remote_hangup);
+  net::JsonPtr pca = net::json_parse(saved_record().post_call_analysis.value_or(""), nullptr);
+  ASSERT_TRUE(pca);
+  const cJSON* errors = cJSON_GetObjectItem(pca.get(), "upstream_errors");
+  ASSERT_EQ(cJSON_GetArraySize(errors), 1);
+  EXPECT_STREQ(cJSON_GetArrayItem(errors, 0)->valuestring, "transfer failed: busy");
+  EXPECT_TRUE(cJSON_IsFalse(cJSON_GetObjectItem(pca.get(), "callback_required")));
+}
+
+TEST_F(CallTest, SwitchStateToolChangesThePromptOfTheNextRequest) {
+  agent_.prompt.type = PromptType::multi;
+  agent_.prompt.initial_state = "intro";
+  agent_.prompt.states = {{"intro", "Greet the caller.", {{"booking", "they want a table"}}},
+                          {"booking", "Take the booking details.", {}}};
+  answer_and_greet();
+  up_.push_llm(calls_tool("switch_state", R"({"state":"booking"})"));
+  up_.push_llm(says("For how many people?"));
+  caller_says("I want a table");
+  play_all();
+  ASSERT_EQ(up_.chat_requests().size(), 2u);
+  EXPECT_EQ(chat(0).messages[0].content.rfind("Greet the caller.", 0), 0u);
+  EXPECT_NE(chat(0).messages[0].content.find("- with state \"booking\" when they want a table"),
+            std::string::npos);
+  EXPECT_EQ(chat(1).messages[0].content.rfind("Take the booking details.", 0), 0u);
+  EXPECT_EQ(last_content(chat(1), "tool"), "now in state booking");
+  EXPECT_EQ(turns().back(), "agent: For how many people?");
+}
+
+TEST_F(CallTest, SendDtmfToolPressesKeysOnTheLine) {
+  answer_and_greet();
+  up_.push_llm(calls_tool("send_dtmf", R"({"digits":"12#"})"));
+  up_.push_llm(says("I pressed them."));
+  caller_says("Press one two hash");
+  play_all();
+  EXPECT_TRUE(line_.did("dtmf 12#"));
+  EXPECT_EQ(last_content(chat(1), "tool"), "sent 12#");
+  up_.push_llm(calls_tool("send_dtmf", R"({"digits":"x"})"));
+  up_.push_llm(says("That did not work."));
+  caller_says("Press x");
+  play_all();
+  EXPECT_FALSE(line_.did("dtmf x"));
+  EXPECT_EQ(last_content(chat(3), "tool"), "failed: invalid digits");
+}
+
+TEST_F(CallTest, UnknownAndDisabledToolsAreReportedToTheModel) {
+  agent_.tools.end_call = false;
+  answer_and_greet();
+  up_.push_llm(calls_tool("book_flight", "{}"));
+  up_.push_llm(calls_tool("end_call", "{}"));
+  up_.push_llm(says("I cannot do that."));
+  caller_says("Book me a flight");
+  play_all();
+  ASSERT_EQ(up_.chat_requests().size(), 3u);
+  EXPECT_EQ(last_content(chat(1), "tool"), "unknown tool book_flight");
+  EXPECT_EQ(last_content(chat(2), "tool"), "unknown tool end_call");
+  EXPECT_FALSE(line_.did("hangup"));
+  EXPECT_TRUE(chat(0).tools.size() == 1u && chat(0).tools[0].name == "send_dtmf");
+  EXPECT_EQ(turns().back(), "agent: I cannot do that.");
+}
+
+TEST_F(CallTest, DeadAirFillerBuysTheLateAnswerTime) {
+  up_.set_timing(net::UpstreamStage::llm, {1, 4000, 5});  // later than dead_air_ms (2500), within two
+  answer_and_greet();
+  up_.push_llm(says("Here is the late answer."));
+  caller_says("Are you there");
+  time_.advance_ms(2600);  // the filler is said (silent here: no local speech) instead of the fallback
+  EXPECT_FALSE(call_->record().callback_required);
+  time_.advance_ms(1700);  // the answer arrives and plays before the second dead-air interval ends
+  audio_.drain();
+  time_.advance_ms(3000);
+  EXPECT_FALSE(call_->record().callback_required);
+  EXPECT_EQ(turns().back(), "agent: Here is the late answer.");
+  EXPECT_EQ(call_->context().back().content, "Here is the late answer.");
+}
+
+TEST_F(CallTest, WithoutAFillerDeadAirGoesToTheFallback) {
+  agent_.fallback.filler.clear();
+  up_.set_timing(net::UpstreamStage::llm, {1, 4000, 5});
+  answer_and_greet();
+  up_.push_llm(says("Here is the late answer."));
+  caller_says("Are you there");
+  // Dead air counts from the end of the caller's speech, 500 ms before the endpointer's decision.
+  time_.advance_ms(1900);
+  EXPECT_FALSE(call_->record().callback_required);
+  time_.advance_ms(200);
+  EXPECT_TRUE(call_->record().callback_required);
+  EXPECT_EQ(call_->record().call_ended_reason, "upstream_failure");
+  time_.advance_ms(2000);
+  EXPECT_EQ(tts_texts().size(), 1u);  // the late answer is never spoken
+}
+
+TEST_F(CallTest, OfflineFallbackPlaysTheToneAndRecordsAVoicemail) {
+  answer_and_greet();
+  up_.fail_next(net::UpstreamStage::llm, {net::UpstreamError::Kind::http, 503, "service unavailable"});
+  caller_says("Hello?");
+  time_.advance_ms(100);
+  EXPECT_TRUE(call_->record().callback_required);
+  const uint64_t before = audio_.played();
+  audio_.drain();
+  // 250 ms of gap and 400 ms of tone at 16 kHz (no local speech in this test).
+  EXPECT_EQ(audio_.played() - before, 10400u);
+  EXPECT_EQ(turns().back(), "agent: " + agent_.fallback.message);
+  // The caller leaves a message; 3 s of silence after it ends the call.
+  caller_says("Please call me back", 50);
+  EXPECT_EQ(up_.stt_requests().size(), 1u);  // the voicemail is recorded, not transcribed
+  time_.advance_ms(2900);
+  EXPECT_FALSE(line_.did("hangup"));
+  time_.advance_ms(200);
+  confirm_hangup();
+  const CallRecord r = saved_record();
+  EXPECT_EQ(r.status, "picked");
+  EXPECT_EQ(r.call_ended_reason, "upstream_failure");
+  EXPECT_EQ(r.call_ended_by, "system");
+  EXPECT_TRUE(r.callback_required);
+  ASSERT_TRUE(r.post_call_analysis);
+  EXPECT_EQ(*r.post_call_analysis,
+            R"({"callback_required":true,"upstream_errors":["llm http 503: service unavailable"]})");
+}
+
+TEST_F(CallTest, FallbackEndsWhenNobodySpeaksAfterTheTone) {
+  answer_and_greet();
+  up_.fail_next(net::UpstreamStage::llm, {net::UpstreamError::Kind::http, 500, "boom"});
+  caller_says("Hello?");
+  play_all();
+  time_.advance_ms(7900);
+  EXPECT_FALSE(line_.did("hangup"));
+  time_.advance_ms(200);
+  confirm_hangup();
+  EXPECT_EQ(saved_record().call_ended_reason, "upstream_failure");
+}
+
+TEST_F(CallTest, DtmfDigitsBecomeOneCallerTurn) {
+  answer_and_greet();
+  up_.push_llm(says("You chose billing."));
+  frame(dtmf('1'));
+  frame(dtmf('2'));
+  frame(dtmf('#'));  // ends the entry at once
+  play_all();
+  EXPECT_EQ(last_content(chat(0), "user"), "[The caller pressed the keys: 12#]");
+  EXPECT_EQ(turns(), (std::vector<std::string>{std::string("agent: ") + kGreeting, "user: DTMF 12#",
+                                               "agent: You chose billing."}));
+}
+
+TEST_F(CallTest, AudioThatNeverOpensEndsTheCall) {
+  audio_.fail_open = true;
+  start();
+  line_event(hal::LineEvent::Type::answered);
+  time_.advance_ms(3100);
+  confirm_hangup();
+  EXPECT_EQ(saved_record().call_ended_reason, "no_call_audio");
+  EXPECT_EQ(audio_.opens, 0);
+}
+
+}  // namespace
+}  // namespace osvi::daemon
