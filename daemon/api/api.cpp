@@ -3,13 +3,13 @@
 
 #include <algorithm>
 
-#include "util.hpp"
-#include "osvi/fleet/fleet.hpp"  // issue 6: health
 #include "osvi/base/ids.hpp"
-#include "osvi/lines/line_manager.hpp"  // issue 4: health
 #include "osvi/base/log.hpp"
+#include "osvi/fleet/fleet.hpp"         // issue 6: health
+#include "osvi/lines/line_manager.hpp"  // issue 4: health
 #include "osvi/net/json.hpp"
 #include "osvi/version.hpp"
+#include "util.hpp"
 
 namespace osvi::daemon {
 
@@ -129,7 +129,7 @@ void Api::handle(HttpRequest& request, HttpReply reply) {
 }
 
 void Api::active_agents(HttpRequest&, HttpReply reply) {
-  auto agents = ctx_.store->active_voice_agents();
+  auto agents = ctx_.store->agents().active_voice();
   if (!agents) {
     log::error("cannot list active agents: " + agents.error().message);
     reply.send(error(500, "database error"));
@@ -170,7 +170,7 @@ void Api::health(HttpRequest&, HttpReply reply) {
   cJSON_AddNumberToObject(db, "size_bytes", static_cast<double>(h.size_bytes));
   cJSON_AddNumberToObject(db, "calls_total", static_cast<double>(h.calls_total));
   cJSON_AddNumberToObject(db, "recovered_calls_at_start",
-                          static_cast<double>(ctx_.store->open_report().recovered_calls.size()));
+                          static_cast<double>(ctx_.store->database().open_report().recovered_calls.size()));
 
   cJSON* cfg = cJSON_AddObjectToObject(data.get(), "config");
   net::json_add_string(cfg, "source", ctx_.config_source);

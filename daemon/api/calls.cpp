@@ -14,14 +14,14 @@
 #include <string_view>
 #include <vector>
 
-#include "util.hpp"
 #include "osvi/api/api.hpp"
-#include "osvi/calls/call_service.hpp"
 #include "osvi/base/ids.hpp"
 #include "osvi/base/log.hpp"
 #include "osvi/base/phone.hpp"
 #include "osvi/base/secret.hpp"
+#include "osvi/calls/call_service.hpp"
 #include "osvi/net/json.hpp"
+#include "util.hpp"
 
 namespace osvi::daemon {
 namespace {
@@ -445,7 +445,7 @@ void Api::place(HttpRequest&, HttpReply reply, bool legacy) {
     reply.send(error(400, bad->message));
     return;
   }
-  auto agents = ctx_.store->active_voice_agents();
+  auto agents = ctx_.store->agents().active_voice();
   if (!agents) {
     log::error("cannot list agents for a call request: " + agents.error().message);
     reply.send(error(500, "database error"));
@@ -522,7 +522,7 @@ void Api::list_calls(HttpRequest& request, HttpReply reply) {
     }
   }
   if (auto v = request.query_param("agent_uuid"); v && !v->empty()) {
-    auto agents = ctx_.store->agents();
+    auto agents = ctx_.store->agents().all();
     if (!agents) {
       log::error("cannot list agents: " + agents.error().message);
       reply.send(error(500, "database error"));
@@ -604,7 +604,7 @@ void Api::list_calls(HttpRequest& request, HttpReply reply) {
     f.per_page = *n;
   }
 
-  auto page = ctx_.store->list_calls(f);
+  auto page = ctx_.store->calls().list(f);
   if (!page) {
     log::error("cannot list calls: " + page.error().message);
     reply.send(error(500, "database error"));
@@ -637,7 +637,7 @@ std::optional<CallRecord> find_call(Store& store, const ApiToken& caller, const 
     reply.send(Api::error(404, kNoSuchCall));
     return std::nullopt;
   }
-  auto c = store.call(id);
+  auto c = store.calls().get(id);
   if (!c) {
     log::error("cannot read call: " + c.error().message, {{"CALL_ID", id}});
     reply.send(Api::error(500, "database error"));
@@ -705,7 +705,7 @@ void Api::get_call(HttpRequest& request, HttpReply reply) {
 void Api::get_transcript(HttpRequest& request, HttpReply reply) {
   auto c = find_call(*ctx_.store, *caller_, request, reply);
   if (!c) return;
-  auto turns = ctx_.store->transcript(c->call_id);
+  auto turns = ctx_.store->calls().transcript(c->call_id);
   if (!turns) {
     log::error("cannot read transcript: " + turns.error().message, {{"CALL_ID", c->call_id}});
     reply.send(error(500, "database error"));
@@ -744,7 +744,7 @@ void Api::get_transcript(HttpRequest& request, HttpReply reply) {
 void Api::get_recording(HttpRequest& request, HttpReply reply) {
   auto c = find_call(*ctx_.store, *caller_, request, reply);
   if (!c) return;
-  auto row = ctx_.store->recording(c->call_id);
+  auto row = ctx_.store->calls().recording(c->call_id);
   if (!row) {
     log::error("cannot read recording row: " + row.error().message, {{"CALL_ID", c->call_id}});
     reply.send(error(500, "database error"));
@@ -793,7 +793,7 @@ void Api::serve_recording(HttpRequest& request, HttpReply reply) {
     reply.send(error(403, "invalid or expired recording link"));
     return;
   }
-  auto row = ctx_.store->recording(call_id);
+  auto row = ctx_.store->calls().recording(call_id);
   if (!row) {
     log::error("cannot read recording row: " + row.error().message, {{"CALL_ID", call_id}});
     reply.send(error(500, "database error"));
