@@ -1,4 +1,4 @@
-// The calls API (issue 5, spec 3.2-3.6 and 3.17): placing calls, the call list, details, recording links.
+// The calls resource (spec 3.2-3.6 and 3.17): placing calls, the call list, details, recording links.
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -416,13 +416,6 @@ void add_summary_fields(cJSON* o, const CallRecord& c, int offset) {
 const char* kNoSuchCall = "no call with this id";
 
 }  // namespace
-
-int Api::validation_status(std::string_view method, std::string_view path) {
-  while (path.size() > 1 && path.ends_with('/')) path.remove_suffix(1);
-  const bool documented_400 = (method == "POST" && (path == "/v1/call" || path == "/call")) ||
-                              (method == "DELETE" && path == "/v1/dnd_numbers");
-  return documented_400 ? 400 : 422;
-}
 
 void Api::post_call(HttpRequest& request, HttpReply reply) {
   place(request, std::move(reply), false);
