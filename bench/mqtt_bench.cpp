@@ -3,11 +3,11 @@
 // Usage: mqtt_bench [--runs N] [--records N] [--inflight N] [--rtt-ms N] [--only loopback|rtt]
 //                   [--protocol 5|3.1.1] [--broker-inflight N]
 // Each run: a fresh state folder whose database is a copy of one filled through the Store API
-// (insert_call + finish_call, so the outbox rows are exactly what the calls engine will queue), a fresh
-// mosquitto on a free loopback port, a fleet-side subscriber (QoS 1) on <prefix>/calls, then osvid is forked
-// with a configuration pointing at the broker (directly, or through a proxy in this process that delays
-// every byte by rtt/2 in each direction). Measured from fork until the subscriber holds every record, and
-// until the outbox is empty (PUBACKs turned into deletes).
+// (calls().insert + finish_call_and_enqueue, so the outbox rows are exactly what the calls engine will
+// queue), a fresh mosquitto on a free loopback port, a fleet-side subscriber (QoS 1) on <prefix>/calls, then
+// osvid is forked with a configuration pointing at the broker (directly, or through a proxy in this process
+// that delays every byte by rtt/2 in each direction). Measured from fork until the subscriber holds every
+// record, and until the outbox is empty (PUBACKs turned into deletes).
 #include <mosquitto.h>
 #include <mqtt_protocol.h>
 #include <netinet/in.h>
@@ -375,13 +375,13 @@ double fill(const std::string& db_path, int n) {
   }
   constexpr int kBatch = 500;  // batches only make the fill quick; each call still commits its own row
   for (int from = 0; from < n; from += kBatch) {
-    osvi::Status s = (*store)->transaction([&]() -> osvi::Status {
+    osvi::Status s = (*store)->database().transaction([&]() -> osvi::Status {
       for (int i = from; i < std::min(n, from + kBatch); ++i) {
         osvi::daemon::CallRecord c = finished_call(i);
         osvi::daemon::CallRecord live = c;
         live.status = "in_progress";
-        if (auto st = (*store)->insert_call(live); !st) return st;
-        if (auto st = (*store)->finish_call(c); !st) return st;
+        if (auto st = (*store)->calls().insert(live); !st) return st;
+        if (auto st = osvi::daemon::finish_call_and_enqueue(**store, c); !st) return st;
       }
       return {};
     });
@@ -390,7 +390,7 @@ double fill(const std::string& db_path, int n) {
       std::exit(1);
     }
   }
-  auto st = (*store)->outbox_stats();
+  auto st = (*store)->outbox().stats();
   if (!st || st->queued != n) {
     std::fprintf(stderr, "fill: outbox holds %lld rows, expected %d\n",
                  st ? static_cast<long long>(st->queued) : -1LL, n);
@@ -406,7 +406,7 @@ int64_t outbox_depth(const std::string& db_path) {
   o.quick_check = false;
   auto store = osvi::daemon::Store::open(o, clock);
   if (!store) return -1;
-  auto st = (*store)->outbox_stats();
+  auto st = (*store)->outbox().stats();
   return st ? st->queued : -1;
 }
 
@@ -551,7 +551,7 @@ int main(int argc, char** argv) {
   const auto f0 = Clock::now();
   const double mean = fill(db, opt.records);
   std::printf(
-      "filled %d call records through Store::finish_call in %.1f s, mean payload %.0f bytes; "
+      "filled %d call records through finish_call_and_enqueue in %.1f s, mean payload %.0f bytes; "
       "osvid max_inflight %s, MQTT %s, broker max_inflight_messages %s\n",
       opt.records, ms_between(f0, Clock::now()) / 1000.0, mean,
       opt.inflight > 0 ? std::to_string(opt.inflight).c_str() : "default", opt.protocol.c_str(),

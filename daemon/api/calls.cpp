@@ -1,4 +1,4 @@
-// The calls API (issue 5, spec 3.2-3.6 and 3.17): placing calls, the call list, details, recording links.
+// The calls resource (spec 3.2-3.6 and 3.17): placing calls, the call list, details, recording links.
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -14,14 +14,14 @@
 #include <string_view>
 #include <vector>
 
-#include "util.hpp"
 #include "osvi/api/api.hpp"
-#include "osvi/calls/call_service.hpp"
 #include "osvi/base/ids.hpp"
 #include "osvi/base/log.hpp"
 #include "osvi/base/phone.hpp"
 #include "osvi/base/secret.hpp"
+#include "osvi/calls/call_service.hpp"
 #include "osvi/net/json.hpp"
+#include "util.hpp"
 
 namespace osvi::daemon {
 namespace {
@@ -417,13 +417,6 @@ const char* kNoSuchCall = "no call with this id";
 
 }  // namespace
 
-int Api::validation_status(std::string_view method, std::string_view path) {
-  while (path.size() > 1 && path.ends_with('/')) path.remove_suffix(1);
-  const bool documented_400 = (method == "POST" && (path == "/v1/call" || path == "/call")) ||
-                              (method == "DELETE" && path == "/v1/dnd_numbers");
-  return documented_400 ? 400 : 422;
-}
-
 void Api::post_call(HttpRequest& request, HttpReply reply) {
   place(request, std::move(reply), false);
 }
@@ -445,7 +438,7 @@ void Api::place(HttpRequest&, HttpReply reply, bool legacy) {
     reply.send(error(400, bad->message));
     return;
   }
-  auto agents = ctx_.store->active_voice_agents();
+  auto agents = ctx_.store->agents().active_voice();
   if (!agents) {
     log::error("cannot list agents for a call request: " + agents.error().message);
     reply.send(error(500, "database error"));
@@ -522,7 +515,7 @@ void Api::list_calls(HttpRequest& request, HttpReply reply) {
     }
   }
   if (auto v = request.query_param("agent_uuid"); v && !v->empty()) {
-    auto agents = ctx_.store->agents();
+    auto agents = ctx_.store->agents().all();
     if (!agents) {
       log::error("cannot list agents: " + agents.error().message);
       reply.send(error(500, "database error"));
@@ -604,7 +597,7 @@ void Api::list_calls(HttpRequest& request, HttpReply reply) {
     f.per_page = *n;
   }
 
-  auto page = ctx_.store->list_calls(f);
+  auto page = ctx_.store->calls().list(f);
   if (!page) {
     log::error("cannot list calls: " + page.error().message);
     reply.send(error(500, "database error"));
@@ -637,7 +630,7 @@ std::optional<CallRecord> find_call(Store& store, const ApiToken& caller, const 
     reply.send(Api::error(404, kNoSuchCall));
     return std::nullopt;
   }
-  auto c = store.call(id);
+  auto c = store.calls().get(id);
   if (!c) {
     log::error("cannot read call: " + c.error().message, {{"CALL_ID", id}});
     reply.send(Api::error(500, "database error"));
@@ -705,7 +698,7 @@ void Api::get_call(HttpRequest& request, HttpReply reply) {
 void Api::get_transcript(HttpRequest& request, HttpReply reply) {
   auto c = find_call(*ctx_.store, *caller_, request, reply);
   if (!c) return;
-  auto turns = ctx_.store->transcript(c->call_id);
+  auto turns = ctx_.store->calls().transcript(c->call_id);
   if (!turns) {
     log::error("cannot read transcript: " + turns.error().message, {{"CALL_ID", c->call_id}});
     reply.send(error(500, "database error"));
@@ -744,7 +737,7 @@ void Api::get_transcript(HttpRequest& request, HttpReply reply) {
 void Api::get_recording(HttpRequest& request, HttpReply reply) {
   auto c = find_call(*ctx_.store, *caller_, request, reply);
   if (!c) return;
-  auto row = ctx_.store->recording(c->call_id);
+  auto row = ctx_.store->calls().recording(c->call_id);
   if (!row) {
     log::error("cannot read recording row: " + row.error().message, {{"CALL_ID", c->call_id}});
     reply.send(error(500, "database error"));
@@ -793,7 +786,7 @@ void Api::serve_recording(HttpRequest& request, HttpReply reply) {
     reply.send(error(403, "invalid or expired recording link"));
     return;
   }
-  auto row = ctx_.store->recording(call_id);
+  auto row = ctx_.store->calls().recording(call_id);
   if (!row) {
     log::error("cannot read recording row: " + row.error().message, {{"CALL_ID", call_id}});
     reply.send(error(500, "database error"));

@@ -1,4 +1,4 @@
-// Response helpers shared by the API handler files (api.cpp, api_calls.cpp).
+// Response helpers shared by the API handler files (api.cpp and one file per resource).
 #pragma once
 
 #include "osvi/net/http_server.hpp"

@@ -185,7 +185,7 @@ std::string App::ready_status() const {
   size_t active = 0;
   for (const AgentConfig& a : config_->agents) active += a.active ? 1 : 0;
   return "Ready: API on " + api_ctx_.listen + ", " + std::to_string(active) + " active agent(s), database " +
-         (store_->open_report().quick_check_ok ? "ok" : "DAMAGED (see journal)") +
+         (store_->database().open_report().quick_check_ok ? "ok" : "DAMAGED (see journal)") +
          (lines_ && lines_->size() ? ", lines: " + lines_->summary() : std::string());
 }
 
@@ -250,7 +250,7 @@ Status App::start() {
   auto store = Store::open(so, *clock_);
   if (!store) return make_error("database " + so.path + ": " + store.error().message, store.error().code);
   store_ = std::move(*store);
-  const OpenReport& rep = store_->open_report();
+  const OpenReport& rep = store_->database().open_report();
   if (!rep.quick_check_ok) {
     log::error("database integrity check failed on " + so.path + ": " + rep.quick_check +
                    "; running on, but back up the file and restore it from the fleet",
@@ -265,7 +265,7 @@ Status App::start() {
     log::warning("call " + id + " was in progress when the daemon stopped; closed as failed (daemon_restart)",
                  {{"CALL_ID", id}}, log::id::kDbRecovered);
   }
-  if (auto s = store_->sync_agents(agent_records(*config_)); !s) return s;
+  if (auto s = store_->agents().sync(agent_records(*config_)); !s) return s;
 
   bool generated = false;
   auto tokens = resolve_tokens(*config_, &generated);
@@ -429,7 +429,7 @@ Status App::apply(Config new_cfg) {
   if (api_changed) {
     if (auto s = start_api(*cfg, &new_server, &new_sources); !s) return reject(s.error().message);
   }
-  if (auto s = store_->sync_agents(agent_records(*cfg)); !s) return reject("agents: " + s.error().message);
+  if (auto s = store_->agents().sync(agent_records(*cfg)); !s) return reject("agents: " + s.error().message);
 
   // Nothing below can fail: the switch is all or nothing.
   config_ = std::make_unique<Config>(std::move(*cfg));

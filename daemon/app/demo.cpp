@@ -93,7 +93,7 @@ ModelServerProcess::~ModelServerProcess() {
 
 std::string demo_report(Store& store, const std::string& call_id, int offset) {
   std::string out = "\n==== demo call " + call_id + " ====\n\nTranscript:\n";
-  if (auto t = store.transcript(call_id)) {
+  if (auto t = store.calls().transcript(call_id)) {
     for (const TranscriptTurn& turn : *t) {
       if (turn.role == "tool") {
         out += "  [tool]   " + turn.text + "\n";
@@ -108,7 +108,7 @@ std::string demo_report(Store& store, const std::string& call_id, int offset) {
         out += "          latency " + *turn.latency_json + "\n";
     }
   }
-  if (auto c = store.call(call_id); c && *c) {
+  if (auto c = store.calls().get(call_id); c && *c) {
     const CallRecord& r = **c;
     out += "\nCall record:\n";
     out += "  status " + r.status + ", " + r.call_type + ", line " + r.line.value_or("-") + ", " +
@@ -119,7 +119,7 @@ std::string demo_report(Store& store, const std::string& call_id, int offset) {
            (r.call_picked_at_ms ? format_local_iso(*r.call_picked_at_ms, offset) : std::string("-")) + "\n";
     if (r.callback_required) out += "  callback required\n";
   }
-  if (auto rec = store.recording(call_id); rec && *rec)
+  if (auto rec = store.calls().recording(call_id); rec && *rec)
     out += "\nRecording (stereo Ogg Opus, left caller, right agent): " + (*rec)->path + "\n";
   else
     out += "\nNo recording was saved.\n";

@@ -1136,7 +1136,7 @@ void Call::save_turn(std::string role, std::string text, int64_t started_ms, int
   t.ended_at_ms = ended_ms;
   t.interrupted = interrupted;
   t.latency_json = std::move(latency);
-  if (Status s = ctx_.store->add_transcript_turn(t); !s)
+  if (Status s = ctx_.store->calls().add_transcript_turn(t); !s)
     log::error("cannot save a transcript turn: " + s.error().message, {{"CALL_ID", id()}});
 }
 
@@ -1173,7 +1173,7 @@ void Call::finalize(std::string_view status, std::string_view reason, std::strin
     ::close(recording_->fd);
     recording_->fd = -1;
     if (summary && !recording_->failed && ::rename(recording_->part.c_str(), recording_->path.c_str()) == 0) {
-      if (Status s = ctx_.store->save_recording(id(), recording_->path, "ogg_opus",
+      if (Status s = ctx_.store->calls().save_recording(id(), recording_->path, "ogg_opus",
                                                 static_cast<int64_t>(summary->seconds() * 1000.0),
                                                 static_cast<int64_t>(recording_->bytes));
           !s)
@@ -1184,7 +1184,7 @@ void Call::finalize(std::string_view status, std::string_view reason, std::strin
     }
   }
   recording_.reset();
-  if (Status s = ctx_.store->finish_call(record_); !s)
+  if (Status s = finish_call_and_enqueue(*ctx_.store, record_); !s)
     log::error("cannot write the final call record: " + s.error().message, {{"CALL_ID", id()}});
   log::info("call ended: " + record_.status + " (" + record_.call_ended_reason.value_or("") + ", " +
                 std::to_string(record_.duration_seconds) + " s)",

@@ -29,7 +29,7 @@ void CallManager::close_unplaced(CallRecord& rec, std::string reason) {
   rec.call_ended_reason = std::move(reason);
   rec.call_ended_by = "system";
   rec.ended_at_ms = ctx_.clock->wall_ms();
-  (void)ctx_.store->finish_call(rec);
+  (void)finish_call_and_enqueue(*ctx_.store, rec);
 }
 
 CallManager::CallManager(CallContext& ctx, LineManager& lines) : ctx_(ctx), lines_(lines) {
@@ -70,7 +70,7 @@ Result<std::string> CallManager::place_call(const PlaceCallRequest& r) {
   const AgentConfig* a = agent(r.agent_uuid);
   if (!a || !a->active || a->archived || a->mode != AgentMode::voice)
     return make_error("agent_uuid: " + r.agent_uuid + " is not an active voice agent", -ENOENT);
-  auto dnd = ctx_.store->active_dnd(r.agent_uuid);
+  auto dnd = ctx_.store->dnd().active(r.agent_uuid);
   if (!dnd) return dnd.error();
   for (const DndEntry& d : *dnd)
     if (d.phone == r.phone_e164)
@@ -101,7 +101,7 @@ Result<std::string> CallManager::place_call(const PlaceCallRequest& r) {
   rec.call_trigger_data = r.call_trigger_data;
   rec.campaign_id = r.campaign_id;
   rec.campaign_upload_id = r.campaign_upload_id;
-  if (Status s = ctx_.store->insert_call(rec); !s) return s.error();
+  if (Status s = ctx_.store->calls().insert(rec); !s) return s.error();
 
   if (!line) {
     queue_.push_back({r, rec});
@@ -179,7 +179,7 @@ void CallManager::answer_inbound(hal::Line& line, const hal::LineEvent& e) {
   rec.phone_number = e.number;
   rec.call_type = "inbound";
   rec.status = "in_progress";
-  if (Status s = ctx_.store->insert_call(rec); !s) {
+  if (Status s = ctx_.store->calls().insert(rec); !s) {
     log::error("cannot record the incoming call, not answering: " + s.error().message, {{"LINE", line.id()}});
     return;
   }

@@ -4,8 +4,8 @@
 #include <string>
 #include <vector>
 
-#include "osvi/fleet/fleet.hpp"
 #include "osvi/base/log.hpp"
+#include "osvi/fleet/fleet.hpp"
 #include "osvi/net/json.hpp"
 
 namespace osvi::daemon {
@@ -129,14 +129,15 @@ void FleetSync::handle_command(const std::string& name, const net::MqttMessage& 
         reply.reject("phone: expected an E.164 number such as +919876543210");
       if (reply.ok()) {
         if (act == "add") {
-          auto id = store_.add_dnd(agent, phone, reason ? std::optional<std::string>(reason) : std::nullopt);
+          auto id =
+              store_.dnd().add(agent, phone, reason ? std::optional<std::string>(reason) : std::nullopt);
           if (!id) {
             reply.reject(id.error().code == -EEXIST ? "phone: already on the agent's do-not-disturb list"
                                                     : id.error().message);
           } else {
             cJSON_AddNumberToObject(reply.result.get(), "id", static_cast<double>(*id));
           }
-        } else if (Status s = store_.remove_dnd(agent, phone); !s) {
+        } else if (Status s = store_.dnd().remove(agent, phone); !s) {
           reply.reject(s.error().code == -ENOENT ? "phone: not on the agent's do-not-disturb list"
                                                  : s.error().message);
         }
@@ -182,7 +183,8 @@ void FleetSync::handle_command(const std::string& name, const net::MqttMessage& 
         } else {
           net::json_add_string(reply.result.get(), "config_hash", hooks_.config().source_hash);
           if (version != nullptr)
-            (void)store_.set_meta(kCfgVersionKey, std::to_string(static_cast<int64_t>(version->valuedouble)));
+            (void)store_.meta().set(kCfgVersionKey,
+                                    std::to_string(static_cast<int64_t>(version->valuedouble)));
         }
       }
     } else {
@@ -236,7 +238,7 @@ void FleetSync::handle_desired(const net::MqttMessage& m) {
       text = net::json_print(c);
     }
   }
-  const int64_t current = std::strtoll(store_.meta(kCfgVersionKey).value_or("0").c_str(), nullptr, 10);
+  const int64_t current = std::strtoll(store_.meta().get(kCfgVersionKey).value_or("0").c_str(), nullptr, 10);
   bool unchanged = false;
   if (reasons.empty() && version == current && current > 0) {
     unchanged = true;  // retained desired document seen again after a reconnect: already in force
@@ -244,7 +246,7 @@ void FleetSync::handle_desired(const net::MqttMessage& m) {
     if (Status s = hooks_.apply_config(text); !s) {
       reasons.push_back(s.error().message);
     } else {
-      (void)store_.set_meta(kCfgVersionKey, std::to_string(version));
+      (void)store_.meta().set(kCfgVersionKey, std::to_string(version));
       log::notice("configuration version " + std::to_string(version) + " from the fleet applied",
                   {{"CONFIG_HASH", hooks_.config().source_hash}}, log::id::kMqttConfigApplied);
     }

@@ -88,7 +88,7 @@ void FleetSync::configure(const Config& cfg) {
   site_ = cfg.site.id;
   device_ = device;
   config_hash_ = cfg.source_hash;
-  store_.set_outbox_limits({cfg_.outbox_max_rows, cfg_.outbox_max_bytes});
+  store_.outbox().set_limits({cfg_.outbox_max_rows, cfg_.outbox_max_bytes});
   if (!changed) {
     // The birth document carries the config hash: keep the fleet's view current.
     if (hash_changed && online_) publish_presence();
@@ -147,9 +147,9 @@ std::string FleetSync::status_doc(bool online, bool clean) const {
 void FleetSync::connect_now() {
   reconnect_timer_.reset();
   // One session per connection attempt: the Will must carry the number the birth will carry.
-  const int64_t prev = std::strtoll(store_.meta(kSessionKey).value_or("0").c_str(), nullptr, 10);
+  const int64_t prev = std::strtoll(store_.meta().get(kSessionKey).value_or("0").c_str(), nullptr, 10);
   session_ = prev + 1;
-  if (Status s = store_.set_meta(kSessionKey, std::to_string(session_)); !s) {
+  if (Status s = store_.meta().set(kSessionKey, std::to_string(session_)); !s) {
     last_error_ = s.error().message;
   }
   net::MqttOptions o;
@@ -339,7 +339,7 @@ void FleetSync::pump() {
   if (!client_ || !online_ || client_->dead()) return;
   while (inflight_.size() < cfg_.max_inflight) {
     const size_t room = cfg_.max_inflight - inflight_.size();
-    auto rows = store_.outbox_pending(last_sent_id_, std::min<size_t>(room, 256));
+    auto rows = store_.outbox().pending(last_sent_id_, std::min<size_t>(room, 256));
     if (!rows) {
       last_error_ = rows.error().message;
       return;
@@ -356,7 +356,7 @@ void FleetSync::pump() {
       last_sent_id_ = r.id;
       ++published_total_;
     }
-    (void)store_.outbox_mark_attempted(first, last_sent_id_);
+    (void)store_.outbox().mark_attempted(first, last_sent_id_);
   }
 }
 
@@ -376,7 +376,7 @@ void FleetSync::on_publish(int mid, int rc) {
 
 void FleetSync::flush_acks() {
   if (acked_.empty()) return;
-  if (Status s = store_.outbox_delete(acked_); !s) {
+  if (Status s = store_.outbox().remove(acked_); !s) {
     // The rows stay and are sent again later: a duplicate with the same key, never a loss.
     last_error_ = s.error().message;
   }
@@ -402,7 +402,7 @@ void FleetSync::tick() {
     return;
   }
   // Other processes (tools, tests, a future worker) may queue rows: PRAGMA data_version tells us cheaply.
-  const int64_t dv = store_.data_version();
+  const int64_t dv = store_.database().data_version();
   if (dv != data_version_ || inflight_.empty()) {
     data_version_ = dv;
     pump();
@@ -411,7 +411,7 @@ void FleetSync::tick() {
 }
 
 OutboxStats FleetSync::stats() const {
-  auto st = store_.outbox_stats();
+  auto st = store_.outbox().stats();
   return st ? *st : OutboxStats{};
 }
 

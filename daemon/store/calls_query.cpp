@@ -1,16 +1,16 @@
-// Store queries of the calls API (issue 5): the filtered call list, recordings and the DND lookup.
+// CallsRepo::list: the filtered, paged calls list of GET /v1/calls.
 #include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <variant>
 
-#include "osvi/store/store.hpp"
+#include "osvi/store/calls.hpp"
+#include "osvi/store/database.hpp"
 #include "sqlite.hpp"
 
 namespace osvi::daemon {
 namespace {
 
-using sql::run;
 using sql::wrap;
 
 // The WHERE clause is assembled from fixed fragments and "?" placeholders only; every value is bound.
@@ -67,23 +67,23 @@ Result<std::unique_ptr<sql::Stmt>> prepare(sql::Db& db, const std::string& text)
 
 }  // namespace
 
-Result<CallPage> Store::list_calls(const CallFilter& filter) {
+Result<CallPage> CallsRepo::list(const CallFilter& filter) {
   const int64_t per_page = std::clamp<int64_t>(filter.per_page, 1, 1000);
   const int64_t page = std::max<int64_t>(filter.page, 1);
   const Where w = where_of(filter);
 
   CallPage out;
-  auto count = prepare(*db_, "SELECT COUNT(*) FROM calls" + w.sql);
+  auto count = prepare(db_.sql(), "SELECT COUNT(*) FROM calls" + w.sql);
   if (!count.ok()) return wrap("counting calls", count.error());
   w.bind(**count, 1);
   auto counted = (*count)->step();
   if (!counted.ok()) return wrap("counting calls", counted.error());
   out.total_count = *counted ? (*count)->int64(0) : 0;
 
-  // Ids first, then each record through call(): one definition of the call columns (store.cpp) serves both.
+  // Ids first, then each record through get(): one definition of the call columns (calls.cpp) serves both.
   // A call deleted between the two steps is skipped.
   auto ids = prepare(
-      *db_, "SELECT call_id FROM calls" + w.sql + " ORDER BY created_at DESC, call_id LIMIT ? OFFSET ?");
+      db_.sql(), "SELECT call_id FROM calls" + w.sql + " ORDER BY created_at DESC, call_id LIMIT ? OFFSET ?");
   if (!ids.ok()) return wrap("listing calls", ids.error());
   w.bind(**ids, 1);
   const int next = static_cast<int>(w.args.size()) + 1;
@@ -100,46 +100,11 @@ Result<CallPage> Store::list_calls(const CallFilter& filter) {
   }
   ids.value().reset();  // finalized now: its read snapshot must not outlive the listing
   for (const std::string& id : call_ids) {
-    auto c = call(id);
+    auto c = get(id);
     if (!c.ok()) return c.error();
     if (*c) out.calls.push_back(std::move(**c));
   }
   return out;
-}
-
-Status Store::save_recording(std::string_view call_id, std::string_view path, std::string_view format,
-                             int64_t duration_ms, int64_t bytes) {
-  Status s = run(*db_,
-                 "INSERT INTO recordings (call_id, path, format, duration_ms, bytes, created_at) "
-                 "VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (call_id) DO UPDATE SET path = excluded.path, "
-                 "format = excluded.format, duration_ms = excluded.duration_ms, bytes = excluded.bytes, "
-                 "created_at = excluded.created_at",
-                 call_id, path, format, duration_ms, bytes, clock_.wall_ms());
-  if (!s.ok()) return wrap("saving the recording of call " + std::string(call_id), s.error());
-  return {};
-}
-
-Result<std::optional<RecordingRow>> Store::recording(std::string_view call_id) {
-  auto stmt = db_->cached(
-      "SELECT call_id, path, format, duration_ms, bytes, created_at FROM recordings WHERE call_id = ?1");
-  if (!stmt.ok()) return wrap("reading recording", stmt.error());
-  (*stmt)->bind(1, call_id);
-  auto row = (*stmt)->step();
-  if (!row.ok()) return wrap("reading the recording of call " + std::string(call_id), row.error());
-  if (!*row) return std::optional<RecordingRow>();
-  const sql::Stmt& s = **stmt;
-  return std::optional<RecordingRow>(
-      RecordingRow{s.text(0), s.text(1), s.text(2), s.int64(3), s.int64(4), s.int64(5)});
-}
-
-Result<bool> Store::dnd_active(std::string_view agent_uuid, std::string_view phone) {
-  auto stmt = db_->cached(
-      "SELECT 1 FROM dnd_numbers WHERE agent_uuid = ?1 AND phone = ?2 AND removed_at IS NULL LIMIT 1");
-  if (!stmt.ok()) return wrap("checking the DND list", stmt.error());
-  (*stmt)->bind_all(agent_uuid, phone);
-  auto row = (*stmt)->step();
-  if (!row.ok()) return wrap("checking the DND list of " + std::string(agent_uuid), row.error());
-  return *row;
 }
 
 }  // namespace osvi::daemon

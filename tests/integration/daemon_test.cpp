@@ -10,8 +10,8 @@
 
 #include "daemon_process.hpp"
 #include "osvi/clock.hpp"
-#include "osvi/store/store.hpp"
 #include "osvi/net/json.hpp"
+#include "osvi/store/store.hpp"
 #include "test_support.hpp"
 
 using namespace std::chrono_literals;
@@ -285,7 +285,7 @@ TEST_F(DaemonTest, HealthReportsVersionUptimeAndDatabase) {
   const cJSON* db = cJSON_GetObjectItem(data, "database");
   EXPECT_STREQ(cJSON_GetObjectItem(db, "state")->valuestring, "ok");
   EXPECT_EQ(cJSON_GetObjectItem(db, "schema_version")->valueint,
-            osvi::daemon::Store::latest_schema_version());
+            osvi::daemon::Database::latest_schema_version());
   EXPECT_EQ(std::string(cJSON_GetObjectItem(db, "path")->valuestring), state_ + "/osvi.db");
 }
 
@@ -327,7 +327,7 @@ TEST_F(DaemonTest, CallsLeftInProgressAreClosedAtStart) {
     c.status = "in_progress";
     c.call_type = "outbound";
     c.created_at_ms = clock.wall_ms();
-    ASSERT_TRUE((*store)->insert_call(c));
+    ASSERT_TRUE((*store)->calls().insert(c));
   }
   {
     auto d = start();
@@ -339,7 +339,7 @@ TEST_F(DaemonTest, CallsLeftInProgressAreClosedAtStart) {
   o.path = state_ + "/osvi.db";
   auto store = osvi::daemon::Store::open(o, clock);
   ASSERT_TRUE(store);
-  auto call = (*store)->call("0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b");
+  auto call = (*store)->calls().get("0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b");
   ASSERT_TRUE(call && call->has_value());
   EXPECT_EQ((*call)->status, "failed");
   EXPECT_EQ((*call)->call_ended_reason, std::optional<std::string>("daemon_restart"));

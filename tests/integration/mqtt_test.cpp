@@ -22,8 +22,8 @@
 #include "daemon_process.hpp"
 #include "mosquitto_broker.hpp"
 #include "osvi/clock.hpp"
-#include "osvi/store/store.hpp"
 #include "osvi/net/json.hpp"
+#include "osvi/store/store.hpp"
 #include "test_support.hpp"
 
 namespace {
@@ -167,7 +167,8 @@ void seed_in_progress_calls(const std::string& state_dir, int n, int first = 0) 
   auto store = osvi::daemon::Store::open(o, clock);
   ASSERT_TRUE(store.ok()) << store.error().message;
   ASSERT_TRUE((*store)
-                  ->transaction([&]() -> osvi::Status {
+                  ->database()
+                  .transaction([&]() -> osvi::Status {
                     for (int i = first; i < first + n; ++i) {
                       osvi::daemon::CallRecord c;
                       char id[64];
@@ -176,7 +177,7 @@ void seed_in_progress_calls(const std::string& state_dir, int n, int first = 0) 
                       c.agent_uuid = "agent_a";
                       c.phone_number = "+919876543210";
                       c.created_at_ms = 1'780'000'000'000 + i;
-                      if (auto s = (*store)->insert_call(c); !s) return s;
+                      if (auto s = (*store)->calls().insert(c); !s) return s;
                     }
                     return {};
                   })
@@ -280,7 +281,7 @@ TEST_F(MqttTest, RecoveredCallsDrainInOrderAndLeaveTheOutbox) {
   ASSERT_TRUE(store.ok());
   bool empty = false;
   for (int i = 0; i < 100 && !empty; ++i) {
-    auto st = (*store)->outbox_stats();
+    auto st = (*store)->outbox().stats();
     empty = st.ok() && st->queued == 0;
     if (!empty) std::this_thread::sleep_for(50ms);
   }
@@ -307,10 +308,13 @@ TEST_F(MqttTest, BrokerRestartLosesNothingAndKeepsOrder) {
       c.agent_uuid = "agent_a";
       c.phone_number = "+919876543210";
       c.created_at_ms = 1'780'000'000'000 + i;
-      ASSERT_TRUE((*store)->insert_call(c).ok());
+      ASSERT_TRUE((*store)->calls().insert(c).ok());
       c.status = "picked";
       c.summary = "caller asked for opening hours";
-      ASSERT_TRUE((*store)->finish_call(c).ok());
+      auto tx = (*store)->database().begin();
+      ASSERT_TRUE(tx.ok());
+      ASSERT_TRUE(osvi::daemon::finish_call_and_enqueue(*tx, (*store)->calls(), (*store)->outbox(), c).ok());
+      ASSERT_TRUE(tx->commit().ok());
     }
   };
   produce(0, 20);

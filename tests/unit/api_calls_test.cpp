@@ -13,14 +13,14 @@
 #include <vector>
 
 #include "daemon_process.hpp"
-#include "osvi/clock.hpp"
 #include "osvi/api/api.hpp"
-#include "osvi/calls/call_service.hpp"
-#include "osvi/config/config.hpp"
 #include "osvi/base/secret.hpp"
-#include "osvi/store/store.hpp"
+#include "osvi/calls/call_service.hpp"
+#include "osvi/clock.hpp"
+#include "osvi/config/config.hpp"
 #include "osvi/net/http_server.hpp"
 #include "osvi/net/json.hpp"
+#include "osvi/store/store.hpp"
 #include "test_support.hpp"
 
 namespace osvi::daemon {
@@ -77,7 +77,7 @@ class ApiCalls : public ::testing::Test {
         {0, "agent_chat", "Chat", "chat", true, false, "{}", "", 0, 0},
         {0, "agent_off", "Off", "voice", false, false, "{}", "", 0, 0},
     };
-    ASSERT_TRUE(store_->sync_agents(agents).ok());
+    ASSERT_TRUE(store_->agents().sync(agents).ok());
     config_.site.utc_offset_minutes = 330;
     tokens_ = {ApiToken{kTok, {}, true}, ApiToken{kTokB, {"agent_b"}, false}};
     ctx_.config = &config_;
@@ -132,7 +132,7 @@ class ApiCalls : public ::testing::Test {
   }
 
   void add_call(CallRecord c) {
-    locked([&] { ASSERT_TRUE(store_->insert_call(c).ok()) << c.call_id; });
+    locked([&] { ASSERT_TRUE(store_->calls().insert(c).ok()) << c.call_id; });
   }
 
   test::TempDir dir_;

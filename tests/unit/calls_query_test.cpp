@@ -1,4 +1,4 @@
-// Store::list_calls filters, order and paging; recordings upsert; the DND lookup.
+// CallsRepo::list filters, order and paging; recordings upsert; the DND lookup.
 #include <gtest/gtest.h>
 
 #include <cerrno>
@@ -34,10 +34,10 @@ class CallsQuery : public ::testing::Test {
     return calls_.back();
   }
   void insert_all() {
-    for (const CallRecord& c : calls_) ASSERT_TRUE(store_->insert_call(c).ok()) << c.call_id;
+    for (const CallRecord& c : calls_) ASSERT_TRUE(store_->calls().insert(c).ok()) << c.call_id;
   }
   std::vector<std::string> ids(const CallFilter& f, int64_t* total = nullptr) {
-    auto page = store_->list_calls(f);
+    auto page = store_->calls().list(f);
     EXPECT_TRUE(page.ok()) << (page.ok() ? "" : page.error().message);
     std::vector<std::string> out;
     if (!page.ok()) return out;
@@ -63,9 +63,9 @@ TEST_F(CallsQuery, NewestFirstWithTiesByIdAndFullRecords) {
   int64_t total = 0;
   EXPECT_EQ(ids({}, &total), (Ids{"c3", "c2a", "c2b", "c1"}));
   EXPECT_EQ(total, 4);
-  auto page = store_->list_calls({});
+  auto page = store_->calls().list({});
   ASSERT_TRUE(page.ok());
-  EXPECT_EQ(page->calls.back(), *store_->call("c1").value());
+  EXPECT_EQ(page->calls.back(), *store_->calls().get("c1").value());
   EXPECT_EQ(page->calls.back().person_name, std::optional<std::string>("Ravi"));
 }
 
@@ -164,14 +164,14 @@ TEST_F(CallsQuery, PagesAndTotalCount) {
 TEST_F(CallsQuery, RecordingUpsertAndLookup) {
   add("c1", 0);
   insert_all();
-  auto none = store_->recording("c1");
+  auto none = store_->calls().recording("c1");
   ASSERT_TRUE(none.ok());
   EXPECT_FALSE(none->has_value());
 
   ASSERT_TRUE(store_->save_recording("c1", "/r/c1.opus", "ogg_opus", 4200, 1234).ok());
   clock_.advance_ms(5);
   ASSERT_TRUE(store_->save_recording("c1", "/r/c1b.opus", "ogg_opus", 5000, 2000).ok());
-  auto r = store_->recording("c1");
+  auto r = store_->calls().recording("c1");
   ASSERT_TRUE(r.ok() && r->has_value());
   EXPECT_EQ((*r)->path, "/r/c1b.opus");
   EXPECT_EQ((*r)->format, "ogg_opus");
@@ -184,18 +184,18 @@ TEST_F(CallsQuery, RecordingUpsertAndLookup) {
   EXPECT_EQ(orphan.error().code, -EINVAL);
 
   // The recording row goes with its call.
-  ASSERT_TRUE(store_->delete_call("c1").ok());
-  EXPECT_FALSE(store_->recording("c1")->has_value());
+  ASSERT_TRUE(store_->calls().remove("c1").ok());
+  EXPECT_FALSE(store_->calls().recording("c1")->has_value());
 }
 
 TEST_F(CallsQuery, DndActive) {
-  EXPECT_FALSE(*store_->dnd_active("agent_a", "+919876543210"));
-  ASSERT_TRUE(store_->add_dnd("agent_a", "+919876543210", std::nullopt).ok());
-  EXPECT_TRUE(*store_->dnd_active("agent_a", "+919876543210"));
-  EXPECT_FALSE(*store_->dnd_active("agent_b", "+919876543210"));
-  EXPECT_FALSE(*store_->dnd_active("agent_a", "+919876543211"));
-  ASSERT_TRUE(store_->remove_dnd("agent_a", "+919876543210").ok());
-  EXPECT_FALSE(*store_->dnd_active("agent_a", "+919876543210"));
+  EXPECT_FALSE(*store_->dnd().is_active("agent_a", "+919876543210"));
+  ASSERT_TRUE(store_->dnd().add("agent_a", "+919876543210", std::nullopt).ok());
+  EXPECT_TRUE(*store_->dnd().is_active("agent_a", "+919876543210"));
+  EXPECT_FALSE(*store_->dnd().is_active("agent_b", "+919876543210"));
+  EXPECT_FALSE(*store_->dnd().is_active("agent_a", "+919876543211"));
+  ASSERT_TRUE(store_->dnd().remove("agent_a", "+919876543210").ok());
+  EXPECT_FALSE(*store_->dnd().is_active("agent_a", "+919876543210"));
 }
 
 }  // namespace

@@ -108,18 +108,18 @@ class StoreTest : public ::testing::Test {
 };
 
 TEST_F(StoreTest, MigratesAnEmptyDatabase) {
-  ASSERT_GE(Store::latest_schema_version(), 1);
+  ASSERT_GE(Database::latest_schema_version(), 1);
   auto store = open_store();
   ASSERT_TRUE(store);
-  const OpenReport& report = store->open_report();
+  const OpenReport& report = store->database().open_report();
   EXPECT_TRUE(report.created);
   EXPECT_EQ(report.schema_before, 0);
-  EXPECT_EQ(report.schema_after, Store::latest_schema_version());
-  EXPECT_EQ(report.migrations_applied, Store::latest_schema_version());
-  EXPECT_EQ(store->schema_version(), Store::latest_schema_version());
+  EXPECT_EQ(report.schema_after, Database::latest_schema_version());
+  EXPECT_EQ(report.migrations_applied, Database::latest_schema_version());
+  EXPECT_EQ(store->database().schema_version(), Database::latest_schema_version());
 
   RawDb raw(options().path);
-  EXPECT_EQ(raw.text("PRAGMA user_version"), std::to_string(Store::latest_schema_version()));
+  EXPECT_EQ(raw.text("PRAGMA user_version"), std::to_string(Database::latest_schema_version()));
   // WAL is a property of the file, so a second connection sees it.
   EXPECT_EQ(raw.text("PRAGMA journal_mode"), "wal");
   auto tables = raw.column("SELECT name FROM sqlite_schema WHERE type = 'table'");
@@ -146,22 +146,22 @@ TEST_F(StoreTest, ReopeningIsANoOpAndKeepsData) {
   {
     auto store = open_store();
     ASSERT_TRUE(store);
-    ASSERT_TRUE(store->set_meta("mqtt_session", "7").ok());
+    ASSERT_TRUE(store->meta().set("mqtt_session", "7").ok());
     CallRecord c = minimal_call("11111111-1111-4111-8111-111111111111", kT0);
     c.status = "picked";
-    ASSERT_TRUE(store->insert_call(c).ok());
+    ASSERT_TRUE(store->calls().insert(c).ok());
   }
   clock_.advance_ms(1000);
   auto store = open_store();
   ASSERT_TRUE(store);
-  const OpenReport& report = store->open_report();
+  const OpenReport& report = store->database().open_report();
   EXPECT_FALSE(report.created);
-  EXPECT_EQ(report.schema_before, Store::latest_schema_version());
-  EXPECT_EQ(report.schema_after, Store::latest_schema_version());
+  EXPECT_EQ(report.schema_before, Database::latest_schema_version());
+  EXPECT_EQ(report.schema_after, Database::latest_schema_version());
   EXPECT_EQ(report.migrations_applied, 0);
   EXPECT_TRUE(report.recovered_calls.empty());
-  EXPECT_EQ(store->meta("mqtt_session"), "7");
-  auto c = store->call("11111111-1111-4111-8111-111111111111");
+  EXPECT_EQ(store->meta().get("mqtt_session"), "7");
+  auto c = store->calls().get("11111111-1111-4111-8111-111111111111");
   ASSERT_TRUE(c.ok());
   ASSERT_TRUE(c->has_value());
   EXPECT_EQ((*c)->status, "picked");
@@ -169,7 +169,7 @@ TEST_F(StoreTest, ReopeningIsANoOpAndKeepsData) {
 }
 
 TEST_F(StoreTest, RefusesANewerSchemaVersion) {
-  const int newer = Store::latest_schema_version() + 1;
+  const int newer = Database::latest_schema_version() + 1;
   {
     RawDb raw(options().path);
     raw.exec("CREATE TABLE future (x); PRAGMA user_version = " + std::to_string(newer));
@@ -207,13 +207,13 @@ TEST_F(StoreTest, QuickCheckIsReported) {
   {
     auto store = open_store();
     ASSERT_TRUE(store);
-    EXPECT_TRUE(store->open_report().quick_check_ok);
-    EXPECT_EQ(store->open_report().quick_check, "ok");
+    EXPECT_TRUE(store->database().open_report().quick_check_ok);
+    EXPECT_EQ(store->database().open_report().quick_check, "ok");
     StoreHealth h = store->health();
     EXPECT_TRUE(h.quick_check_ok);
     EXPECT_EQ(h.quick_check, "ok");
     EXPECT_EQ(h.path, options().path);
-    EXPECT_EQ(h.schema_version, Store::latest_schema_version());
+    EXPECT_EQ(h.schema_version, Database::latest_schema_version());
     EXPECT_GT(h.size_bytes, 0);
     EXPECT_EQ(h.calls_total, 0);
   }
@@ -221,7 +221,7 @@ TEST_F(StoreTest, QuickCheckIsReported) {
   opts.quick_check = false;
   auto store = Store::open(opts, clock_);
   ASSERT_TRUE(store.ok()) << store.error().message;
-  EXPECT_EQ((*store)->open_report().quick_check, "skipped");
+  EXPECT_EQ((*store)->database().open_report().quick_check, "skipped");
 }
 
 TEST_F(StoreTest, QuickCheckFailureIsReportedNotFatal) {
@@ -230,7 +230,7 @@ TEST_F(StoreTest, QuickCheckFailureIsReportedNotFatal) {
   {
     auto store = open_store();
     ASSERT_TRUE(store);
-    ASSERT_TRUE(store->set_meta("k", "v").ok());
+    ASSERT_TRUE(store->meta().set("k", "v").ok());
   }
   {
     RawDb raw(options().path);
@@ -248,9 +248,9 @@ TEST_F(StoreTest, QuickCheckFailureIsReportedNotFatal) {
   }
   auto store = Store::open(options(), clock_);
   ASSERT_TRUE(store.ok()) << store.error().message;
-  EXPECT_FALSE((*store)->open_report().quick_check_ok);
-  EXPECT_NE((*store)->open_report().quick_check, "ok");
-  EXPECT_FALSE((*store)->open_report().quick_check.empty());
+  EXPECT_FALSE((*store)->database().open_report().quick_check_ok);
+  EXPECT_NE((*store)->database().open_report().quick_check, "ok");
+  EXPECT_FALSE((*store)->database().open_report().quick_check.empty());
   EXPECT_FALSE((*store)->health().quick_check_ok);
 }
 
@@ -264,25 +264,25 @@ TEST_F(StoreTest, RecoversCallsLeftInProgress) {
     ASSERT_TRUE(store);
     CallRecord answered = minimal_call(a, kT0);
     answered.call_picked_at_ms = kT0 + 1'000;
-    ASSERT_TRUE(store->insert_call(answered).ok());
+    ASSERT_TRUE(store->calls().insert(answered).ok());
     CallRecord ringing = minimal_call(b, kT0 + 10);
-    ASSERT_TRUE(store->insert_call(ringing).ok());
+    ASSERT_TRUE(store->calls().insert(ringing).ok());
     finished = minimal_call(done, kT0 - 50'000);
     finished.status = "picked";
     finished.call_picked_at_ms = kT0 - 45'000;
     finished.ended_at_ms = kT0 - 5'000;
     finished.duration_seconds = 40;
     finished.call_ended_by = "user";
-    ASSERT_TRUE(store->insert_call(finished).ok());
-    finished = store->call(done)->value();
+    ASSERT_TRUE(store->calls().insert(finished).ok());
+    finished = store->calls().get(done)->value();
   }
   clock_.advance_ms(61'000);  // the daemon was down for a minute
   const int64_t now = clock_.wall_ms();
   auto store = open_store();
   ASSERT_TRUE(store);
-  EXPECT_EQ(store->open_report().recovered_calls, (std::vector<std::string>{a, b}));
+  EXPECT_EQ(store->database().open_report().recovered_calls, (std::vector<std::string>{a, b}));
 
-  auto ra = store->call(a);
+  auto ra = store->calls().get(a);
   ASSERT_TRUE(ra.ok() && ra->has_value());
   const CallRecord& ca = **ra;
   EXPECT_EQ(ca.status, "failed");
@@ -293,20 +293,20 @@ TEST_F(StoreTest, RecoversCallsLeftInProgress) {
   EXPECT_EQ(ca.revision, 2);
   EXPECT_EQ(ca.updated_at_ms, now);
 
-  auto rb = store->call(b);
+  auto rb = store->calls().get(b);
   ASSERT_TRUE(rb.ok() && rb->has_value());
   EXPECT_EQ((*rb)->status, "failed");
   EXPECT_EQ((*rb)->ended_at_ms, now);
   EXPECT_EQ((*rb)->duration_seconds, 0);  // never answered
 
-  auto rd = store->call(done);
+  auto rd = store->calls().get(done);
   ASSERT_TRUE(rd.ok() && rd->has_value());
   EXPECT_EQ(**rd, finished);
 
   store.reset();
   store = open_store();
   ASSERT_TRUE(store);
-  EXPECT_TRUE(store->open_report().recovered_calls.empty());
+  EXPECT_TRUE(store->database().open_report().recovered_calls.empty());
 }
 
 TEST_F(StoreTest, SyncAgentsUpsertsAndArchives) {
@@ -315,8 +315,8 @@ TEST_F(StoreTest, SyncAgentsUpsertsAndArchives) {
   std::vector<AgentRecord> config = {agent("agent_a", "voice", true), agent("agent_b", "chat", true),
                                      agent("agent_c", "voice", false)};
   config[1].id = 42;  // a configured numeric id is kept
-  ASSERT_TRUE(store->sync_agents(config).ok());
-  auto all = store->agents();
+  ASSERT_TRUE(store->agents().sync(config).ok());
+  auto all = store->agents().all();
   ASSERT_TRUE(all.ok());
   ASSERT_EQ(all->size(), 3u);
   for (const auto& a : *all) {
@@ -330,16 +330,16 @@ TEST_F(StoreTest, SyncAgentsUpsertsAndArchives) {
   EXPECT_EQ(find(*all, "agent_b")->mode, "chat");
 
   clock_.advance_ms(1000);
-  ASSERT_TRUE(store->sync_agents(config).ok());
-  all = store->agents();
+  ASSERT_TRUE(store->agents().sync(config).ok());
+  all = store->agents().all();
   ASSERT_TRUE(all.ok());
   for (const auto& a : *all) EXPECT_EQ(a.updated_at_ms, kT0) << a.agent_uuid << " changed without a change";
 
   clock_.advance_ms(1000);
   config[0].name = "Front desk";
   config[2].definition_json = R"({"prompt":"new"})";
-  ASSERT_TRUE(store->sync_agents(config).ok());
-  all = store->agents();
+  ASSERT_TRUE(store->agents().sync(config).ok());
+  all = store->agents().all();
   ASSERT_TRUE(all.ok());
   EXPECT_EQ(find(*all, "agent_a")->name, "Front desk");
   EXPECT_EQ(find(*all, "agent_a")->updated_at_ms, kT0 + 2000);
@@ -350,8 +350,8 @@ TEST_F(StoreTest, SyncAgentsUpsertsAndArchives) {
 
   clock_.advance_ms(1000);
   config.erase(config.begin() + 1);  // agent_b left the configuration
-  ASSERT_TRUE(store->sync_agents(config).ok());
-  all = store->agents();
+  ASSERT_TRUE(store->agents().sync(config).ok());
+  all = store->agents().all();
   ASSERT_TRUE(all.ok());
   ASSERT_EQ(all->size(), 3u);  // kept for history
   EXPECT_TRUE(find(*all, "agent_b")->archived);
@@ -363,11 +363,11 @@ TEST_F(StoreTest, SyncAgentsUpsertsAndArchives) {
 TEST_F(StoreTest, SyncAgentsIsOneTransaction) {
   auto store = open_store();
   ASSERT_TRUE(store);
-  ASSERT_TRUE(store->sync_agents({agent("agent_a", "voice", true)}).ok());
-  Status s = store->sync_agents({agent("agent_a", "voice", false), agent("agent_bad", "fax", true)});
+  ASSERT_TRUE(store->agents().sync({agent("agent_a", "voice", true)}).ok());
+  Status s = store->agents().sync({agent("agent_a", "voice", false), agent("agent_bad", "fax", true)});
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.error().message.find("agent_bad"), std::string::npos) << s.error().message;
-  auto all = store->agents();
+  auto all = store->agents().all();
   ASSERT_TRUE(all.ok());
   ASSERT_EQ(all->size(), 1u);
   EXPECT_TRUE(all->front().active);  // the first agent's change was rolled back with the failure
@@ -380,16 +380,16 @@ TEST_F(StoreTest, ActiveVoiceAgentsFilterAndOrder) {
                                      agent("agent_y", "voice", true),    agent("agent_chat", "chat", true),
                                      agent("agent_off", "voice", false), agent("agent_arch", "voice", true)};
   config[5].archived = true;
-  ASSERT_TRUE(store->sync_agents(config).ok());
+  ASSERT_TRUE(store->agents().sync(config).ok());
   clock_.advance_ms(5000);
   // agent_z and agent_y change together: same updated_at, so the uuid breaks the tie.
   config[1].name = "Z2";
   config[2].name = "Y2";
   config[4].name = "off, but newer";
   config[3].name = "chat, but newer";
-  ASSERT_TRUE(store->sync_agents(config).ok());
+  ASSERT_TRUE(store->agents().sync(config).ok());
 
-  auto active = store->active_voice_agents();
+  auto active = store->agents().active_voice();
   ASSERT_TRUE(active.ok());
   std::vector<std::string> uuids;
   for (const auto& a : *active) uuids.push_back(a.agent_uuid);
@@ -437,16 +437,16 @@ TEST_F(StoreTest, CallRoundTripsEveryField) {
   c.execution_mode = "test";
   c.revision = 5;
   c.updated_at_ms = kT0 - 1;
-  ASSERT_TRUE(store->insert_call(c).ok());
-  auto back = store->call(c.call_id);
+  ASSERT_TRUE(store->calls().insert(c).ok());
+  auto back = store->calls().get(c.call_id);
   ASSERT_TRUE(back.ok()) << back.error().message;
   ASSERT_TRUE(back->has_value());
   EXPECT_EQ(**back, c);
 
   // Absent optionals come back absent, not as empty strings or zeros; 0 times become now.
   CallRecord bare = minimal_call("0190f5a2-0000-7000-8000-000000000000", 0);
-  ASSERT_TRUE(store->insert_call(bare).ok());
-  auto bare_back = store->call(bare.call_id);
+  ASSERT_TRUE(store->calls().insert(bare).ok());
+  auto bare_back = store->calls().get(bare.call_id);
   ASSERT_TRUE(bare_back.ok() && bare_back->has_value());
   bare.created_at_ms = kT0;
   bare.updated_at_ms = kT0;
@@ -454,36 +454,36 @@ TEST_F(StoreTest, CallRoundTripsEveryField) {
   EXPECT_FALSE((*bare_back)->call_picked_at_ms.has_value());
   EXPECT_FALSE((*bare_back)->campaign_id.has_value());
 
-  auto missing = store->call("00000000-0000-4000-8000-000000000000");
+  auto missing = store->calls().get("00000000-0000-4000-8000-000000000000");
   ASSERT_TRUE(missing.ok());
   EXPECT_FALSE(missing->has_value());
 
-  Status dup = store->insert_call(c);
+  Status dup = store->calls().insert(c);
   ASSERT_FALSE(dup.ok());
   EXPECT_EQ(dup.error().code, -EEXIST);
 
   CallRecord bad = minimal_call("0190f5a2-0000-7000-8000-0000000000ff", kT0);
   bad.status = "exploded";
-  Status s = store->insert_call(bad);
+  Status s = store->calls().insert(bad);
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.error().message.find("CHECK constraint failed"), std::string::npos) << s.error().message;
   EXPECT_NE(s.error().message.find(bad.call_id), std::string::npos) << s.error().message;
   bad.status = "failed";
   bad.data_captured = "{not json";
-  EXPECT_FALSE(store->insert_call(bad).ok());
+  EXPECT_FALSE(store->calls().insert(bad).ok());
 }
 
 TEST_F(StoreTest, UpdateCallBumpsRevision) {
   auto store = open_store();
   ASSERT_TRUE(store);
   CallRecord c = minimal_call("0190f5a2-1111-7000-8000-000000000000", kT0);
-  ASSERT_TRUE(store->insert_call(c).ok());
+  ASSERT_TRUE(store->calls().insert(c).ok());
   clock_.advance_ms(30'000);
   c.status = "picked";
   c.summary = "done";
   c.created_at_ms = 1;  // immutable: ignored
-  ASSERT_TRUE(store->update_call(c).ok());
-  auto back = store->call(c.call_id);
+  ASSERT_TRUE(store->calls().update(c).ok());
+  auto back = store->calls().get(c.call_id);
   ASSERT_TRUE(back.ok() && back->has_value());
   EXPECT_EQ((*back)->status, "picked");
   EXPECT_EQ((*back)->summary, "done");
@@ -492,7 +492,7 @@ TEST_F(StoreTest, UpdateCallBumpsRevision) {
   EXPECT_EQ((*back)->created_at_ms, kT0);
 
   c.call_id = "0190f5a2-2222-7000-8000-000000000000";
-  Status s = store->update_call(c);
+  Status s = store->calls().update(c);
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.error().code, -ENOENT);
 }
@@ -501,54 +501,54 @@ TEST_F(StoreTest, TransactionRollsBackOnError) {
   auto store = open_store();
   ASSERT_TRUE(store);
   const std::string id = "0190f5a2-3333-7000-8000-000000000000";
-  Status s = store->transaction([&]() -> Status {
-    if (Status in = store->insert_call(minimal_call(id, kT0)); !in.ok()) return in;
-    if (Status m = store->set_meta("outbox_seq", "1"); !m.ok()) return m;
+  Status s = store->database().transaction([&]() -> Status {
+    if (Status in = store->calls().insert(minimal_call(id, kT0)); !in.ok()) return in;
+    if (Status m = store->meta().set("outbox_seq", "1"); !m.ok()) return m;
     return make_error("webhook payload could not be built");
   });
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.error().message, "webhook payload could not be built");
-  auto c = store->call(id);
+  auto c = store->calls().get(id);
   ASSERT_TRUE(c.ok());
   EXPECT_FALSE(c->has_value());
-  EXPECT_FALSE(store->meta("outbox_seq").has_value());
+  EXPECT_FALSE(store->meta().get("outbox_seq").has_value());
 
   // An exception is contained, and rolls back too.
-  s = store->transaction([&]() -> Status {
-    (void)store->set_meta("outbox_seq", "2");
+  s = store->database().transaction([&]() -> Status {
+    (void)store->meta().set("outbox_seq", "2");
     throw std::runtime_error("boom");
   });
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.error().message.find("boom"), std::string::npos);
-  EXPECT_FALSE(store->meta("outbox_seq").has_value());
+  EXPECT_FALSE(store->meta().get("outbox_seq").has_value());
 
   // Nested: the inner failure undoes only the inner work.
-  s = store->transaction([&]() -> Status {
-    if (Status in = store->insert_call(minimal_call(id, kT0)); !in.ok()) return in;
-    Status inner = store->transaction([&]() -> Status {
-      (void)store->set_meta("inner", "x");
+  s = store->database().transaction([&]() -> Status {
+    if (Status in = store->calls().insert(minimal_call(id, kT0)); !in.ok()) return in;
+    Status inner = store->database().transaction([&]() -> Status {
+      (void)store->meta().set("inner", "x");
       return make_error("inner failed");
     });
     EXPECT_FALSE(inner.ok());
     return {};
   });
   ASSERT_TRUE(s.ok()) << s.error().message;
-  c = store->call(id);
+  c = store->calls().get(id);
   ASSERT_TRUE(c.ok());
   EXPECT_TRUE(c->has_value());
-  EXPECT_FALSE(store->meta("inner").has_value());
+  EXPECT_FALSE(store->meta().get("inner").has_value());
 
   // Still usable afterwards: no transaction left open.
-  s = store->transaction([&]() -> Status { return store->set_meta("after", "1"); });
+  s = store->database().transaction([&]() -> Status { return store->meta().set("after", "1"); });
   ASSERT_TRUE(s.ok()) << s.error().message;
-  EXPECT_EQ(store->meta("after"), "1");
+  EXPECT_EQ(store->meta().get("after"), "1");
 }
 
 TEST_F(StoreTest, TranscriptTurnsCascadeWithTheirCall) {
   auto store = open_store();
   ASSERT_TRUE(store);
   const std::string id = "0190f5a2-4444-7000-8000-000000000000";
-  ASSERT_TRUE(store->insert_call(minimal_call(id, kT0)).ok());
+  ASSERT_TRUE(store->calls().insert(minimal_call(id, kT0)).ok());
   std::vector<TranscriptTurn> turns = {
       {id, 1, "agent", "Hello, this is Asha.", kT0, kT0 + 900, false, R"({"ttfb_ms":180})"},
       {id, 2, "user", "Hi", kT0 + 1000, kT0 + 1200, true, std::nullopt},
@@ -566,41 +566,41 @@ TEST_F(StoreTest, TranscriptTurnsCascadeWithTheirCall) {
   bad_role.role = "narrator";
   EXPECT_FALSE(store->add_transcript_turn(bad_role).ok());
 
-  auto got = store->transcript(id);
+  auto got = store->calls().transcript(id);
   ASSERT_TRUE(got.ok());
   EXPECT_EQ(*got, turns);
 
-  ASSERT_TRUE(store->delete_call(id).ok());
-  got = store->transcript(id);
+  ASSERT_TRUE(store->calls().remove(id).ok());
+  got = store->calls().transcript(id);
   ASSERT_TRUE(got.ok());
   EXPECT_TRUE(got->empty());
   RawDb raw(options().path);
   EXPECT_EQ(raw.text("SELECT count(*) FROM transcript_turns"), "0");
-  EXPECT_EQ(store->delete_call(id).error().code, -ENOENT);
+  EXPECT_EQ(store->calls().remove(id).error().code, -ENOENT);
 }
 
 TEST_F(StoreTest, DndAllowsOneActiveEntryPerAgentAndNumber) {
   auto store = open_store();
   ASSERT_TRUE(store);
-  auto first = store->add_dnd("agent_a", "+919876543210", "asked not to be called");
+  auto first = store->dnd().add("agent_a", "+919876543210", "asked not to be called");
   ASSERT_TRUE(first.ok()) << first.error().message;
-  auto dup = store->add_dnd("agent_a", "+919876543210", std::nullopt);
+  auto dup = store->dnd().add("agent_a", "+919876543210", std::nullopt);
   ASSERT_FALSE(dup.ok());
   EXPECT_EQ(dup.error().code, -EEXIST);
   // Another agent's list is separate.
-  ASSERT_TRUE(store->add_dnd("agent_b", "+919876543210", std::nullopt).ok());
+  ASSERT_TRUE(store->dnd().add("agent_b", "+919876543210", std::nullopt).ok());
 
   clock_.advance_ms(1000);
-  ASSERT_TRUE(store->remove_dnd("agent_a", "+919876543210").ok());
-  auto list = store->active_dnd("agent_a");
+  ASSERT_TRUE(store->dnd().remove("agent_a", "+919876543210").ok());
+  auto list = store->dnd().active("agent_a");
   ASSERT_TRUE(list.ok());
   EXPECT_TRUE(list->empty());
-  EXPECT_EQ(store->remove_dnd("agent_a", "+919876543210").error().code, -ENOENT);
+  EXPECT_EQ(store->dnd().remove("agent_a", "+919876543210").error().code, -ENOENT);
 
-  auto again = store->add_dnd("agent_a", "+919876543210", "again");
+  auto again = store->dnd().add("agent_a", "+919876543210", "again");
   ASSERT_TRUE(again.ok()) << again.error().message;
   EXPECT_NE(*again, *first);
-  list = store->active_dnd("agent_a");
+  list = store->dnd().active("agent_a");
   ASSERT_TRUE(list.ok());
   ASSERT_EQ(list->size(), 1u);
   EXPECT_EQ(list->front().id, *again);
@@ -615,13 +615,13 @@ TEST_F(StoreTest, DndAllowsOneActiveEntryPerAgentAndNumber) {
 TEST_F(StoreTest, MetaRoundTrip) {
   auto store = open_store();
   ASSERT_TRUE(store);
-  EXPECT_FALSE(store->meta("mqtt_session").has_value());
-  ASSERT_TRUE(store->set_meta("mqtt_session", "1").ok());
-  EXPECT_EQ(store->meta("mqtt_session"), "1");
-  ASSERT_TRUE(store->set_meta("mqtt_session", "2").ok());
-  EXPECT_EQ(store->meta("mqtt_session"), "2");
-  ASSERT_TRUE(store->set_meta("empty", "").ok());
-  EXPECT_EQ(store->meta("empty"), "");
+  EXPECT_FALSE(store->meta().get("mqtt_session").has_value());
+  ASSERT_TRUE(store->meta().set("mqtt_session", "1").ok());
+  EXPECT_EQ(store->meta().get("mqtt_session"), "1");
+  ASSERT_TRUE(store->meta().set("mqtt_session", "2").ok());
+  EXPECT_EQ(store->meta().get("mqtt_session"), "2");
+  ASSERT_TRUE(store->meta().set("empty", "").ok());
+  EXPECT_EQ(store->meta().get("empty"), "");
 }
 
 }  // namespace

@@ -8,10 +8,10 @@
 
 #include "osvi/clock.hpp"
 #include "osvi/config/config.hpp"
-#include "osvi/store/store.hpp"
 #include "osvi/net/http_server.hpp"
 #include "osvi/net/json.hpp"
 #include "osvi/net/router.hpp"
+#include "osvi/store/store.hpp"
 
 namespace osvi::daemon {
 
@@ -26,13 +26,12 @@ struct ApiContext {
   std::string config_source;  // a path, or "embedded defaults"
   int64_t config_loaded_wall_ms = 0;
   std::string listen;                        // "host:port" actually bound
-  const class LineManager* lines = nullptr;  // issue 4: the "lines" array of /v1/health; null = none
-  const class FleetSync* fleet = nullptr;    // issue 6: the "mqtt" object of /v1/health; null = not built
-  // --- calls API (issue 5; api_calls.cpp) ---
+  const class LineManager* lines = nullptr;  // the "lines" array of /v1/health; null = none
+  const class FleetSync* fleet = nullptr;    // the "mqtt" object of /v1/health; null = not built
+  // The calls resource (calls.cpp).
   class CallService* calls = nullptr;  // null: POST /v1/call and /call answer 503
   std::string recording_key;           // HMAC key bytes of recording links; empty: recording URLs answer 503
   std::string recordings_dir;          // resolves relative paths in the recordings table
-  // --- end calls API ---
 };
 
 class Api {
@@ -44,11 +43,14 @@ class Api {
   static net::HttpResponse error(int status, std::string_view message);
 
  private:
+  // 400 for the endpoints whose pages document 400 for validation (spec section 10), 422 elsewhere.
+  static int validation_status(std::string_view method, std::string_view path);
+
+  // One file per resource: agents.cpp, health.cpp, system.cpp, calls.cpp.
   void active_agents(net::HttpRequest& request, net::HttpReply reply);
   void health(net::HttpRequest& request, net::HttpReply reply);
   void get_log_level(net::HttpRequest& request, net::HttpReply reply);
   void set_log_level(net::HttpRequest& request, net::HttpReply reply);
-  // --- calls API (issue 5; api_calls.cpp) ---
   void post_call(net::HttpRequest& request, net::HttpReply reply);
   void post_call_legacy(net::HttpRequest& request, net::HttpReply reply);
   void place(net::HttpRequest& request, net::HttpReply reply, bool legacy);
@@ -58,9 +60,6 @@ class Api {
   void get_recording(net::HttpRequest& request, net::HttpReply reply);
   // GET /v1/recordings/{file}: authorised by its signed link, not by the API token.
   void serve_recording(net::HttpRequest& request, net::HttpReply reply);
-  // 400 for the endpoints whose pages document 400 for validation (spec section 10), 422 elsewhere.
-  static int validation_status(std::string_view method, std::string_view path);
-  // --- end calls API ---
 
   ApiContext& ctx_;
   net::Router router_;

@@ -1,0 +1,81 @@
+// GET /v1/health: version, uptime, database, configuration, log, MQTT and telephony lines.
+#include "osvi/api/api.hpp"
+#include "osvi/base/ids.hpp"
+#include "osvi/base/log.hpp"
+#include "osvi/fleet/fleet.hpp"
+#include "osvi/lines/line_manager.hpp"
+#include "osvi/net/json.hpp"
+#include "osvi/version.hpp"
+#include "util.hpp"
+
+namespace osvi::daemon {
+namespace {
+
+using net::HttpReply;
+using net::HttpRequest;
+using net::JsonPtr;
+
+}  // namespace
+
+void Api::health(HttpRequest&, HttpReply reply) {
+  const int offset = ctx_.config->site.utc_offset_minutes;
+  JsonPtr data(cJSON_CreateObject());
+  cJSON_AddStringToObject(data.get(), "version", kVersion);
+  cJSON_AddNumberToObject(
+      data.get(), "uptime_seconds",
+      static_cast<double>((ctx_.clock->monotonic_us() - ctx_.started_mono_us) / 1'000'000));
+  net::json_add_string(data.get(), "started_at", format_local_iso(ctx_.started_wall_ms, offset));
+  net::json_add_string(data.get(), "now", format_local_iso(ctx_.clock->wall_ms(), offset));
+
+  StoreHealth h = ctx_.store->health();
+  cJSON* db = cJSON_AddObjectToObject(data.get(), "database");
+  cJSON_AddStringToObject(db, "state", h.quick_check_ok ? "ok" : "damaged");
+  net::json_add_string(db, "path", h.path);
+  cJSON_AddNumberToObject(db, "schema_version", h.schema_version);
+  net::json_add_string(db, "quick_check", h.quick_check);
+  cJSON_AddNumberToObject(db, "size_bytes", static_cast<double>(h.size_bytes));
+  cJSON_AddNumberToObject(db, "calls_total", static_cast<double>(h.calls_total));
+  cJSON_AddNumberToObject(db, "recovered_calls_at_start",
+                          static_cast<double>(ctx_.store->database().open_report().recovered_calls.size()));
+
+  cJSON* cfg = cJSON_AddObjectToObject(data.get(), "config");
+  net::json_add_string(cfg, "source", ctx_.config_source);
+  net::json_add_string(cfg, "hash", ctx_.config->source_hash);
+  net::json_add_string(cfg, "loaded_at", format_local_iso(ctx_.config_loaded_wall_ms, offset));
+  cJSON_AddNumberToObject(cfg, "agents", static_cast<double>(ctx_.config->agents.size()));
+
+  cJSON* api = cJSON_AddObjectToObject(data.get(), "api");
+  net::json_add_string(api, "listen", ctx_.listen);
+  cJSON* lg = cJSON_AddObjectToObject(data.get(), "log");
+  net::json_add_string(lg, "level", log::level_name(log::level()));
+  net::json_add_string(lg, "sink", log::sink() == log::Sink::journal ? "journal" : "stderr");
+  if (ctx_.fleet) ctx_.fleet->health_json(cJSON_AddObjectToObject(data.get(), "mqtt"));
+  cJSON* lines = cJSON_AddArrayToObject(data.get(), "lines");
+  if (ctx_.lines) {
+    for (const LineHealth& lh : ctx_.lines->health()) {
+      cJSON* o = cJSON_CreateObject();
+      net::json_add_string(o, "id", lh.id);
+      net::json_add_string(o, "type", lh.type);
+      net::json_add_string(o, "state", lh.state);
+      net::json_add_string(o, "reason", lh.reason);
+      net::json_add_string(o, "agent_uuid", lh.agent_uuid);
+      cJSON* m = cJSON_AddObjectToObject(o, "modem");
+      net::json_add_string(m, "manufacturer", lh.identity.manufacturer);
+      net::json_add_string(m, "model", lh.identity.model);
+      net::json_add_string(m, "imei", lh.identity.imei);
+      net::json_add_string(m, "firmware", lh.identity.firmware);
+      net::json_add_string(m, "registration", lh.identity.registration);
+      cJSON* a = cJSON_AddObjectToObject(o, "audio");
+      net::json_add_string(a, "kind", hal::to_string(lh.audio.kind));
+      net::json_add_string(a, "device", lh.audio.device);
+      cJSON_AddNumberToObject(a, "sample_rate", lh.audio.sample_rate);
+      cJSON_AddBoolToObject(a, "ready", lh.audio.ready);
+      cJSON_AddBoolToObject(a, "stalled", lh.audio.stalled);
+      net::json_add_string(a, "error", lh.audio.error);
+      cJSON_AddItemToArray(lines, o);
+    }
+  }
+  reply.send(success(std::move(data)));
+}
+
+}  // namespace osvi::daemon

@@ -1,0 +1,51 @@
+// /v1/system/log_level: read the log level, or change it until the next reload (admin tokens only).
+#include <string>
+
+#include "osvi/api/api.hpp"
+#include "osvi/base/log.hpp"
+#include "osvi/net/json.hpp"
+#include "util.hpp"
+
+namespace osvi::daemon {
+namespace {
+
+using net::HttpReply;
+using net::HttpRequest;
+using net::JsonPtr;
+
+}  // namespace
+
+void Api::get_log_level(HttpRequest&, HttpReply reply) {
+  JsonPtr data(cJSON_CreateObject());
+  net::json_add_string(data.get(), "level", log::level_name(log::level()));
+  reply.send(success(std::move(data)));
+}
+
+void Api::set_log_level(HttpRequest&, HttpReply reply) {
+  if (!caller_->admin) {
+    reply.send(error(403, "this API token may not change system settings"));
+    return;
+  }
+  const cJSON* level = cJSON_GetObjectItemCaseSensitive(body_.get(), "level");
+  if (!cJSON_IsString(level)) {
+    reply.send(error(422, "level: required, one of err, warning, notice, info, debug"));
+    return;
+  }
+  auto parsed = log::parse_level(level->valuestring);
+  if (!parsed) {
+    reply.send(error(422, std::string("level: expected one of err, warning, notice, info, debug, got \"") +
+                              level->valuestring + "\""));
+    return;
+  }
+  const log::Level previous = log::level();
+  log::set_level(*parsed);
+  log::notice("log level set to " + std::string(log::level_name(*parsed)) +
+                  " through the API (until the next reload)",
+              {{"LOG_LEVEL", log::level_name(*parsed)}}, log::id::kLogLevelChanged);
+  JsonPtr data(cJSON_CreateObject());
+  net::json_add_string(data.get(), "level", log::level_name(*parsed));
+  net::json_add_string(data.get(), "previous", log::level_name(previous));
+  reply.send(success(std::move(data)));
+}
+
+}  // namespace osvi::daemon

@@ -1,0 +1,134 @@
+// Writes that span the calls and outbox repositories: a call's record is queued with the change it describes.
+#include "osvi/store/unit_of_work.hpp"
+
+#include <cjson/cJSON.h>
+
+#include <cerrno>
+#include <string>
+
+#include "osvi/net/json.hpp"
+#include "osvi/store/store.hpp"
+#include "sqlite.hpp"
+
+namespace osvi::daemon {
+namespace {
+
+using sql::wrap;
+
+void add_opt_string(cJSON* o, const char* name, const std::optional<std::string>& v) {
+  if (v) {
+    net::json_add_string(o, name, *v);
+  } else {
+    cJSON_AddNullToObject(o, name);
+  }
+}
+
+// JSON columns are embedded as JSON, so the fleet does not parse strings inside strings.
+void add_opt_json(cJSON* o, const char* name, const std::optional<std::string>& v) {
+  cJSON* parsed = v ? cJSON_ParseWithLength(v->data(), v->size()) : nullptr;
+  if (parsed != nullptr) {
+    cJSON_AddItemToObject(o, name, parsed);
+  } else {
+    add_opt_string(o, name, v);
+  }
+}
+
+void add_opt_int(cJSON* o, const char* name, const std::optional<int64_t>& v) {
+  if (v) {
+    cJSON_AddNumberToObject(o, name, static_cast<double>(*v));
+  } else {
+    cJSON_AddNullToObject(o, name);
+  }
+}
+
+std::string call_payload(const CallRecord& c, size_t turns, const std::string& key) {
+  net::JsonPtr o(cJSON_CreateObject());
+  cJSON* r = o.get();
+  net::json_add_string(r, "type", "call");
+  net::json_add_string(r, "idempotency_key", key);
+  net::json_add_string(r, "call_id", c.call_id);
+  cJSON_AddNumberToObject(r, "revision", static_cast<double>(c.revision));
+  net::json_add_string(r, "agent_uuid", c.agent_uuid);
+  net::json_add_string(r, "agent_name", c.agent_name);
+  net::json_add_string(r, "phone_number", c.phone_number);
+  net::json_add_string(r, "from_number", c.from_number);
+  net::json_add_string(r, "status", c.status);
+  net::json_add_string(r, "call_type", c.call_type);
+  cJSON_AddNumberToObject(r, "duration_seconds", static_cast<double>(c.duration_seconds));
+  add_opt_string(r, "call_ended_by", c.call_ended_by);
+  add_opt_string(r, "call_ended_reason", c.call_ended_reason);
+  add_opt_int(r, "campaign_id", c.campaign_id);
+  add_opt_int(r, "campaign_upload_id", c.campaign_upload_id);
+  if (c.tag_id) {
+    cJSON* tag = cJSON_AddObjectToObject(r, "tag");
+    cJSON_AddNumberToObject(tag, "id", static_cast<double>(*c.tag_id));
+    add_opt_string(tag, "name", c.tag_name);
+    add_opt_string(tag, "color_code", c.tag_color_code);
+  } else {
+    cJSON_AddNullToObject(r, "tag");
+  }
+  cJSON_AddNumberToObject(r, "created_at_ms", static_cast<double>(c.created_at_ms));
+  add_opt_int(r, "call_picked_at_ms", c.call_picked_at_ms);
+  add_opt_int(r, "ended_at_ms", c.ended_at_ms);
+  add_opt_string(r, "caller_name", c.caller_name);
+  add_opt_string(r, "person_name", c.person_name);
+  cJSON_AddNumberToObject(r, "retry_count", static_cast<double>(c.retry_count));
+  add_opt_string(r, "summary", c.summary);
+  add_opt_json(r, "data_captured", c.data_captured);
+  add_opt_json(r, "post_call_analysis", c.post_call_analysis);
+  add_opt_json(r, "structured_output", c.structured_output);
+  add_opt_json(r, "call_trigger_data", c.call_trigger_data);
+  add_opt_string(r, "line", c.line);
+  cJSON_AddBoolToObject(r, "callback_required", c.callback_required);
+  net::json_add_string(r, "execution_mode", c.execution_mode);
+  cJSON_AddNumberToObject(r, "transcript_turns", static_cast<double>(turns));
+  cJSON_AddNumberToObject(r, "updated_at_ms", static_cast<double>(c.updated_at_ms));
+  return net::json_print(r);
+}
+
+}  // namespace
+
+Status enqueue_call_record(Transaction& /*tx*/, CallsRepo& calls, OutboxRepo& outbox,
+                           std::string_view call_id) {
+  auto c = calls.get(call_id);
+  if (!c.ok()) return c.error();
+  if (!c->has_value())
+    return make_error("store: queueing call " + std::string(call_id) + ": no such call", -ENOENT);
+  auto turns = calls.transcript_turn_count(call_id);
+  if (!turns.ok()) return turns.error();
+  const CallRecord& rec = **c;
+  const std::string key = "call:" + rec.call_id + ":" + std::to_string(rec.revision);
+  auto q = outbox.enqueue(kOutboxKindCall, "calls", call_payload(rec, static_cast<size_t>(*turns), key), key);
+  if (!q.ok()) return q.error();
+  return {};
+}
+
+Status finish_call_and_enqueue(Transaction& tx, CallsRepo& calls, OutboxRepo& outbox,
+                               const CallRecord& call) {
+  Status s = calls.update(call);
+  if (s.ok()) s = enqueue_call_record(tx, calls, outbox, call.call_id);
+  if (!s.ok()) return wrap("finishing call " + call.call_id, s.error());
+  return {};
+}
+
+Result<std::vector<std::string>> close_interrupted_calls(Transaction& tx, CallsRepo& calls,
+                                                         OutboxRepo& outbox, int64_t now) {
+  auto ids = calls.fail_in_progress(tx, now);
+  if (!ids.ok()) return wrap("closing calls left in_progress", ids.error());
+  // The fleet must hear about every closed call, and only if closing it commits.
+  for (const std::string& id : *ids) {
+    if (Status q = enqueue_call_record(tx, calls, outbox, id); !q.ok())
+      return wrap("closing calls left in_progress", q.error());
+  }
+  return ids;
+}
+
+Status finish_call_and_enqueue(Store& store, const CallRecord& call) {
+  auto tx = store.database().begin();
+  if (!tx.ok()) return wrap("finishing call " + call.call_id, tx.error());
+  if (Status s = finish_call_and_enqueue(*tx, store.calls(), store.outbox(), call); !s.ok()) return s;
+  if (Status s = tx->commit(); !s.ok()) return wrap("finishing call " + call.call_id, s.error());
+  return {};
+}
+
+}  // namespace osvi::daemon
