@@ -560,13 +560,13 @@ TEST_F(ApiCalls, TranscriptShape) {
   EXPECT_EQ(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(empty.data(), "transcript")), 0);
 
   locked([&] {
-    ASSERT_TRUE(store_
-                    ->add_transcript_turn(TranscriptTurn{uuid(1), 1, "agent", "Namaste!", kT0 + 1000,
-                                                         kT0 + 2500, true, R"({"ttfb_ms":420})"})
+    ASSERT_TRUE(store_->calls()
+                    .add_transcript_turn(TranscriptTurn{uuid(1), 1, "agent", "Namaste!", kT0 + 1000,
+                                                        kT0 + 2500, true, R"({"ttfb_ms":420})"})
                     .ok());
-    ASSERT_TRUE(store_
-                    ->add_transcript_turn(TranscriptTurn{uuid(1), 2, "user", "Hello", kT0 + 2600,
-                                                         std::nullopt, false, std::nullopt})
+    ASSERT_TRUE(store_->calls()
+                    .add_transcript_turn(TranscriptTurn{uuid(1), 2, "user", "Hello", kT0 + 2600, std::nullopt,
+                                                        false, std::nullopt})
                     .ok());
   });
   Reply r = request("GET", "/v1/call/" + uuid(1) + "/transcript");
@@ -597,9 +597,10 @@ TEST_F(ApiCalls, SignedRecordingLink) {
   add_call(make_call(uuid(2), "agent_a", kT0));
   EXPECT_EQ(request("GET", "/v1/call/" + uuid(1) + "/recording").status, 404);  // no row
   locked([&] {
-    ASSERT_TRUE(
-        store_->save_recording(uuid(1), path, "ogg_opus", 4000, static_cast<int64_t>(audio.size())).ok());
-    ASSERT_TRUE(store_->save_recording(uuid(2), "missing.opus", "ogg_opus", 0, 0).ok());
+    ASSERT_TRUE(store_->calls()
+                    .save_recording(uuid(1), path, "ogg_opus", 4000, static_cast<int64_t>(audio.size()))
+                    .ok());
+    ASSERT_TRUE(store_->calls().save_recording(uuid(2), "missing.opus", "ogg_opus", 0, 0).ok());
   });
   EXPECT_EQ(request("GET", "/v1/call/" + uuid(1) + "/recording").status, 404);  // no file yet
   EXPECT_EQ(request("GET", "/v1/call/" + uuid(2) + "/recording").status, 404);

@@ -90,7 +90,7 @@ class CallTest : public ::testing::Test {
     s.record.phone_number = kNumber;
     s.record.call_type = outbound ? "outbound" : "inbound";
     s.record.created_at_ms = time_.clock.wall_ms();
-    ASSERT_TRUE(store_->insert_call(s.record).ok());
+    ASSERT_TRUE(store_->calls().insert(s.record).ok());
     call_ = std::make_unique<Call>(ctx_, line_, std::move(s), [this](Call&) { ++finished_; });
     ASSERT_TRUE(call_->start().ok());
   }
@@ -143,12 +143,12 @@ class CallTest : public ::testing::Test {
   }
 
   CallRecord saved_record() {
-    auto r = store_->call(kCallId);
+    auto r = store_->calls().get(kCallId);
     EXPECT_TRUE(r.ok() && r->has_value());
     return r.ok() && r->has_value() ? **r : CallRecord{};
   }
   std::vector<TranscriptTurn> transcript() {
-    auto t = store_->transcript(kCallId);
+    auto t = store_->calls().transcript(kCallId);
     EXPECT_TRUE(t.ok());
     return t.ok() ? *t : std::vector<TranscriptTurn>{};
   }

@@ -168,9 +168,9 @@ TEST_F(CallsQuery, RecordingUpsertAndLookup) {
   ASSERT_TRUE(none.ok());
   EXPECT_FALSE(none->has_value());
 
-  ASSERT_TRUE(store_->save_recording("c1", "/r/c1.opus", "ogg_opus", 4200, 1234).ok());
+  ASSERT_TRUE(store_->calls().save_recording("c1", "/r/c1.opus", "ogg_opus", 4200, 1234).ok());
   clock_.advance_ms(5);
-  ASSERT_TRUE(store_->save_recording("c1", "/r/c1b.opus", "ogg_opus", 5000, 2000).ok());
+  ASSERT_TRUE(store_->calls().save_recording("c1", "/r/c1b.opus", "ogg_opus", 5000, 2000).ok());
   auto r = store_->calls().recording("c1");
   ASSERT_TRUE(r.ok() && r->has_value());
   EXPECT_EQ((*r)->path, "/r/c1b.opus");
@@ -179,7 +179,7 @@ TEST_F(CallsQuery, RecordingUpsertAndLookup) {
   EXPECT_EQ((*r)->bytes, 2000);
   EXPECT_EQ((*r)->created_at_ms, kT0 + 5);
 
-  Status orphan = store_->save_recording("nope", "/r/x", "ogg_opus", 0, 0);
+  Status orphan = store_->calls().save_recording("nope", "/r/x", "ogg_opus", 0, 0);
   ASSERT_FALSE(orphan.ok());
   EXPECT_EQ(orphan.error().code, -EINVAL);
 

@@ -136,7 +136,7 @@ TEST_F(StoreTest, ForeignKeysAreEnforced) {
   ASSERT_TRUE(store);
   // foreign_keys is per connection, so only the Store's own connection can show it: by refusing an orphan.
   TranscriptTurn orphan{"no-such-call", 1, "agent", "hello", std::nullopt, std::nullopt, false, std::nullopt};
-  Status s = store->add_transcript_turn(orphan);
+  Status s = store->calls().add_transcript_turn(orphan);
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.error().code, -EINVAL);
   EXPECT_NE(s.error().message.find("FOREIGN KEY"), std::string::npos) << s.error().message;
@@ -555,16 +555,16 @@ TEST_F(StoreTest, TranscriptTurnsCascadeWithTheirCall) {
       {id, 3, "tool", "lookup(42)", std::nullopt, std::nullopt, false, std::nullopt},
   };
   // Inserted out of order on purpose: reads come back by seq.
-  ASSERT_TRUE(store->add_transcript_turn(turns[2]).ok());
-  ASSERT_TRUE(store->add_transcript_turn(turns[0]).ok());
-  ASSERT_TRUE(store->add_transcript_turn(turns[1]).ok());
-  Status dup = store->add_transcript_turn(turns[1]);
+  ASSERT_TRUE(store->calls().add_transcript_turn(turns[2]).ok());
+  ASSERT_TRUE(store->calls().add_transcript_turn(turns[0]).ok());
+  ASSERT_TRUE(store->calls().add_transcript_turn(turns[1]).ok());
+  Status dup = store->calls().add_transcript_turn(turns[1]);
   ASSERT_FALSE(dup.ok());
   EXPECT_EQ(dup.error().code, -EEXIST);
   TranscriptTurn bad_role = turns[0];
   bad_role.seq = 9;
   bad_role.role = "narrator";
-  EXPECT_FALSE(store->add_transcript_turn(bad_role).ok());
+  EXPECT_FALSE(store->calls().add_transcript_turn(bad_role).ok());
 
   auto got = store->calls().transcript(id);
   ASSERT_TRUE(got.ok());
