@@ -7,9 +7,9 @@
 #include <string_view>
 
 #include "osvi/app/app.hpp"
-#include "osvi/config/config.hpp"
 #include "osvi/app/demo.hpp"
 #include "osvi/base/files.hpp"
+#include "osvi/config/config.hpp"
 #include "osvi/net/json.hpp"
 #include "osvi/version.hpp"
 

@@ -12,8 +12,8 @@
 #include <string>
 #include <vector>
 
-#include "osvi/base/module_loader.hpp"
 #include "osvi/base/log.hpp"
+#include "osvi/base/module_loader.hpp"
 #include "osvi_phone.h"
 
 #ifndef OSVI_PHONE_MODULE_INSTALLED

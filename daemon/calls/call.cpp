@@ -1174,8 +1174,8 @@ void Call::finalize(std::string_view status, std::string_view reason, std::strin
     recording_->fd = -1;
     if (summary && !recording_->failed && ::rename(recording_->part.c_str(), recording_->path.c_str()) == 0) {
       if (Status s = ctx_.store->calls().save_recording(id(), recording_->path, "ogg_opus",
-                                                static_cast<int64_t>(summary->seconds() * 1000.0),
-                                                static_cast<int64_t>(recording_->bytes));
+                                                        static_cast<int64_t>(summary->seconds() * 1000.0),
+                                                        static_cast<int64_t>(recording_->bytes));
           !s)
         log::error("cannot save the recording row: " + s.error().message, {{"CALL_ID", id()}});
     } else {

@@ -18,8 +18,8 @@
 #include <new>
 #include <string>
 
-#include "osvi/base/module_loader.hpp"
 #include "osvi/base/log.hpp"
+#include "osvi/base/module_loader.hpp"
 #include "osvi/hal/fd.hpp"
 #include "osvi_speech.h"
 

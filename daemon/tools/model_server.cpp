@@ -33,8 +33,8 @@
 #include <vector>
 
 #include "audio_probe.hpp"
-#include "osvi/speech/speech.hpp"
 #include "osvi/hal/fd.hpp"
+#include "osvi/speech/speech.hpp"
 #include "scenario.hpp"
 
 namespace osvi::tools {

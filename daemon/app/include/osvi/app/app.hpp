@@ -7,17 +7,17 @@
 #include <vector>
 
 #include "osvi/api/api.hpp"
-#include "osvi/calls/call_manager.hpp"
-#include "osvi/config/config.hpp"
 #include "osvi/app/demo.hpp"
 #include "osvi/base/event_loop.hpp"
+#include "osvi/base/upstream_loop.hpp"
+#include "osvi/calls/call_manager.hpp"
+#include "osvi/config/config.hpp"
 #include "osvi/fleet/fleet.hpp"
 #include "osvi/lines/line_manager.hpp"
-#include "osvi/speech/speech.hpp"
-#include "osvi/store/store.hpp"
-#include "osvi/base/upstream_loop.hpp"
 #include "osvi/net/http_server.hpp"
 #include "osvi/result.hpp"
+#include "osvi/speech/speech.hpp"
+#include "osvi/store/store.hpp"
 
 namespace osvi::daemon {
 

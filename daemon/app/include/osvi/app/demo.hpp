@@ -8,9 +8,9 @@
 #include <string>
 #include <string_view>
 
-#include "osvi/store/store.hpp"
 #include "osvi/hal/fd.hpp"
 #include "osvi/result.hpp"
+#include "osvi/store/store.hpp"
 
 namespace osvi::daemon {
 

@@ -10,13 +10,13 @@
 #include <string>
 #include <vector>
 
-#include "osvi/clock.hpp"
-#include "osvi/calls/call_service.hpp"
-#include "osvi/config/config.hpp"
 #include "osvi/base/event_loop.hpp"
-#include "osvi/store/store.hpp"
+#include "osvi/calls/call_service.hpp"
+#include "osvi/clock.hpp"
+#include "osvi/config/config.hpp"
 #include "osvi/net/mqtt_client.hpp"
 #include "osvi/result.hpp"
+#include "osvi/store/store.hpp"
 
 struct cJSON;
 

@@ -10,9 +10,9 @@
 #include <string_view>
 #include <vector>
 
+#include "osvi/base/event_loop.hpp"
 #include "osvi/clock.hpp"
 #include "osvi/config/config.hpp"
-#include "osvi/base/event_loop.hpp"
 #include "osvi/hal/line.hpp"
 #include "osvi/result.hpp"
 

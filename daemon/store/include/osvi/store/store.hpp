@@ -36,7 +36,6 @@ class Store {
   // The database file's health plus the number of calls.
   StoreHealth health();
 
-
  private:
   explicit Store(std::unique_ptr<Database> db);
 
