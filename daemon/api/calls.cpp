@@ -45,22 +45,6 @@ bool token_allows(const ApiToken& token, std::string_view agent_uuid) {
 
 // --- JSON helpers ---
 
-void add_opt_string(cJSON* o, const char* name, const std::optional<std::string>& v) {
-  if (v) {
-    net::json_add_string(o, name, *v);
-  } else {
-    cJSON_AddNullToObject(o, name);
-  }
-}
-
-void add_opt_int(cJSON* o, const char* name, const std::optional<int64_t>& v) {
-  if (v) {
-    cJSON_AddNumberToObject(o, name, static_cast<double>(*v));
-  } else {
-    cJSON_AddNullToObject(o, name);
-  }
-}
-
 void add_opt_time(cJSON* o, const char* name, const std::optional<int64_t>& ms, int offset) {
   if (ms) {
     net::json_add_string(o, name, format_local_iso(*ms, offset));
@@ -396,15 +380,15 @@ void add_summary_fields(cJSON* o, const CallRecord& c, int offset) {
   net::json_add_string(o, "status", c.status);
   net::json_add_string(o, "call_type", c.call_type);
   cJSON_AddNumberToObject(o, "duration_seconds", static_cast<double>(c.duration_seconds));
-  add_opt_string(o, "call_ended_by", c.call_ended_by);
-  add_opt_string(o, "call_ended_reason", c.call_ended_reason);
-  add_opt_int(o, "campaign_id", c.campaign_id);
-  add_opt_int(o, "campaign_upload_id", c.campaign_upload_id);
+  net::json_add_string_or_null(o, "call_ended_by", c.call_ended_by);
+  net::json_add_string_or_null(o, "call_ended_reason", c.call_ended_reason);
+  net::json_add_int_or_null(o, "campaign_id", c.campaign_id);
+  net::json_add_int_or_null(o, "campaign_upload_id", c.campaign_upload_id);
   if (c.tag_id) {
     cJSON* tag = cJSON_AddObjectToObject(o, "tag");
     cJSON_AddNumberToObject(tag, "id", static_cast<double>(*c.tag_id));
     net::json_add_string(tag, "name", c.tag_name.value_or(""));
-    add_opt_string(tag, "color_code", c.tag_color_code);
+    net::json_add_string_or_null(tag, "color_code", c.tag_color_code);
   } else {
     cJSON_AddNullToObject(o, "tag");
   }
@@ -679,16 +663,16 @@ void Api::get_call(HttpRequest& request, HttpReply reply) {
   JsonPtr data(cJSON_CreateObject());
   cJSON* o = data.get();
   add_summary_fields(o, *c, offset);
-  add_opt_string(o, "caller_name", c->caller_name);
+  net::json_add_string_or_null(o, "caller_name", c->caller_name);
   cJSON_AddNumberToObject(o, "retry_count", static_cast<double>(c->retry_count));
-  add_opt_string(o, "summary", c->summary);
+  net::json_add_string_or_null(o, "summary", c->summary);
   add_stored_json(o, "data_captured", c->data_captured, true);
   add_stored_json(o, "post_call_analysis", c->post_call_analysis, true);
   // Extensions (docs/api.md): what the box knows beyond the published V1CallDetail.
   add_opt_time(o, "ended_at", c->ended_at_ms, offset);
-  add_opt_string(o, "line", c->line);
+  net::json_add_string_or_null(o, "line", c->line);
   cJSON_AddBoolToObject(o, "callback_required", c->callback_required);
-  add_opt_string(o, "person_name", c->person_name);
+  net::json_add_string_or_null(o, "person_name", c->person_name);
   add_stored_json(o, "additional_data", c->additional_data, true);
   add_stored_json(o, "structured_output", c->structured_output, false);
   net::json_add_string(o, "execution_mode", c->execution_mode);

@@ -15,29 +15,13 @@ namespace {
 
 using sql::wrap;
 
-void add_opt_string(cJSON* o, const char* name, const std::optional<std::string>& v) {
-  if (v) {
-    net::json_add_string(o, name, *v);
-  } else {
-    cJSON_AddNullToObject(o, name);
-  }
-}
-
 // JSON columns are embedded as JSON, so the fleet does not parse strings inside strings.
 void add_opt_json(cJSON* o, const char* name, const std::optional<std::string>& v) {
   cJSON* parsed = v ? cJSON_ParseWithLength(v->data(), v->size()) : nullptr;
   if (parsed != nullptr) {
     cJSON_AddItemToObject(o, name, parsed);
   } else {
-    add_opt_string(o, name, v);
-  }
-}
-
-void add_opt_int(cJSON* o, const char* name, const std::optional<int64_t>& v) {
-  if (v) {
-    cJSON_AddNumberToObject(o, name, static_cast<double>(*v));
-  } else {
-    cJSON_AddNullToObject(o, name);
+    net::json_add_string_or_null(o, name, v);
   }
 }
 
@@ -55,30 +39,30 @@ std::string call_payload(const CallRecord& c, size_t turns, const std::string& k
   net::json_add_string(r, "status", c.status);
   net::json_add_string(r, "call_type", c.call_type);
   cJSON_AddNumberToObject(r, "duration_seconds", static_cast<double>(c.duration_seconds));
-  add_opt_string(r, "call_ended_by", c.call_ended_by);
-  add_opt_string(r, "call_ended_reason", c.call_ended_reason);
-  add_opt_int(r, "campaign_id", c.campaign_id);
-  add_opt_int(r, "campaign_upload_id", c.campaign_upload_id);
+  net::json_add_string_or_null(r, "call_ended_by", c.call_ended_by);
+  net::json_add_string_or_null(r, "call_ended_reason", c.call_ended_reason);
+  net::json_add_int_or_null(r, "campaign_id", c.campaign_id);
+  net::json_add_int_or_null(r, "campaign_upload_id", c.campaign_upload_id);
   if (c.tag_id) {
     cJSON* tag = cJSON_AddObjectToObject(r, "tag");
     cJSON_AddNumberToObject(tag, "id", static_cast<double>(*c.tag_id));
-    add_opt_string(tag, "name", c.tag_name);
-    add_opt_string(tag, "color_code", c.tag_color_code);
+    net::json_add_string_or_null(tag, "name", c.tag_name);
+    net::json_add_string_or_null(tag, "color_code", c.tag_color_code);
   } else {
     cJSON_AddNullToObject(r, "tag");
   }
   cJSON_AddNumberToObject(r, "created_at_ms", static_cast<double>(c.created_at_ms));
-  add_opt_int(r, "call_picked_at_ms", c.call_picked_at_ms);
-  add_opt_int(r, "ended_at_ms", c.ended_at_ms);
-  add_opt_string(r, "caller_name", c.caller_name);
-  add_opt_string(r, "person_name", c.person_name);
+  net::json_add_int_or_null(r, "call_picked_at_ms", c.call_picked_at_ms);
+  net::json_add_int_or_null(r, "ended_at_ms", c.ended_at_ms);
+  net::json_add_string_or_null(r, "caller_name", c.caller_name);
+  net::json_add_string_or_null(r, "person_name", c.person_name);
   cJSON_AddNumberToObject(r, "retry_count", static_cast<double>(c.retry_count));
-  add_opt_string(r, "summary", c.summary);
+  net::json_add_string_or_null(r, "summary", c.summary);
   add_opt_json(r, "data_captured", c.data_captured);
   add_opt_json(r, "post_call_analysis", c.post_call_analysis);
   add_opt_json(r, "structured_output", c.structured_output);
   add_opt_json(r, "call_trigger_data", c.call_trigger_data);
-  add_opt_string(r, "line", c.line);
+  net::json_add_string_or_null(r, "line", c.line);
   cJSON_AddBoolToObject(r, "callback_required", c.callback_required);
   net::json_add_string(r, "execution_mode", c.execution_mode);
   cJSON_AddNumberToObject(r, "transcript_turns", static_cast<double>(turns));

@@ -50,4 +50,13 @@ cJSON* json_add_string(cJSON* object, const char* name, std::string_view value) 
   return cJSON_AddStringToObject(object, name, copy.c_str());
 }
 
+cJSON* json_add_string_or_null(cJSON* object, const char* name, const std::optional<std::string>& value) {
+  return value ? json_add_string(object, name, *value) : cJSON_AddNullToObject(object, name);
+}
+
+cJSON* json_add_int_or_null(cJSON* object, const char* name, const std::optional<int64_t>& value) {
+  return value ? cJSON_AddNumberToObject(object, name, static_cast<double>(*value))
+               : cJSON_AddNullToObject(object, name);
+}
+
 }  // namespace osvi::net

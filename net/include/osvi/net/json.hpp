@@ -3,7 +3,9 @@
 
 #include <cjson/cJSON.h>
 
+#include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -23,5 +25,8 @@ std::string json_print(const cJSON* item);
 
 // Adds a string member, copying the bytes (string_view need not be NUL-terminated).
 cJSON* json_add_string(cJSON* object, const char* name, std::string_view value);
+// A member that is null when the value is absent: OSVI documents show every field, absent ones as null.
+cJSON* json_add_string_or_null(cJSON* object, const char* name, const std::optional<std::string>& value);
+cJSON* json_add_int_or_null(cJSON* object, const char* name, const std::optional<int64_t>& value);
 
 }  // namespace osvi::net
