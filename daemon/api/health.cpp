@@ -52,28 +52,7 @@ void Api::health(HttpRequest&, HttpReply reply) {
   if (ctx_.fleet) ctx_.fleet->health_json(cJSON_AddObjectToObject(data.get(), "mqtt"));
   cJSON* lines = cJSON_AddArrayToObject(data.get(), "lines");
   if (ctx_.lines) {
-    for (const LineHealth& lh : ctx_.lines->health()) {
-      cJSON* o = cJSON_CreateObject();
-      net::json_add_string(o, "id", lh.id);
-      net::json_add_string(o, "type", lh.type);
-      net::json_add_string(o, "state", lh.state);
-      net::json_add_string(o, "reason", lh.reason);
-      net::json_add_string(o, "agent_uuid", lh.agent_uuid);
-      cJSON* m = cJSON_AddObjectToObject(o, "modem");
-      net::json_add_string(m, "manufacturer", lh.identity.manufacturer);
-      net::json_add_string(m, "model", lh.identity.model);
-      net::json_add_string(m, "imei", lh.identity.imei);
-      net::json_add_string(m, "firmware", lh.identity.firmware);
-      net::json_add_string(m, "registration", lh.identity.registration);
-      cJSON* a = cJSON_AddObjectToObject(o, "audio");
-      net::json_add_string(a, "kind", hal::to_string(lh.audio.kind));
-      net::json_add_string(a, "device", lh.audio.device);
-      cJSON_AddNumberToObject(a, "sample_rate", lh.audio.sample_rate);
-      cJSON_AddBoolToObject(a, "ready", lh.audio.ready);
-      cJSON_AddBoolToObject(a, "stalled", lh.audio.stalled);
-      net::json_add_string(a, "error", lh.audio.error);
-      cJSON_AddItemToArray(lines, o);
-    }
+    for (const LineHealth& lh : ctx_.lines->health()) cJSON_AddItemToArray(lines, line_health_json(lh));
   }
   reply.send(success(std::move(data)));
 }

@@ -313,6 +313,9 @@ Status App::start() {
       if (!calls_) return make_error("the calls engine is not running", -ENODEV);
       return calls_->place_call(r);
     };
+    hooks.lines = [this] { return lines_ ? lines_->health() : std::vector<LineHealth>{}; };
+    hooks.calls = [this] { return calls_ ? calls_->health() : CallsHealth{}; };
+    hooks.upstreams = [this] { return upstream_ ? upstream_->breakers() : std::vector<net::BreakerState>{}; };
     fleet_ =
         std::make_unique<FleetSync>(*loop_, *store_, *clock_, std::move(hooks), api_ctx_.started_wall_ms);
     fleet_->configure(*config_);

@@ -73,6 +73,10 @@ void UpstreamLoop::cancel(net::RequestId id) {
   if (upstream_) upstream_->cancel(id);
 }
 
+std::vector<net::BreakerState> UpstreamLoop::breakers() const {
+  return upstream_ ? upstream_->breakers() : std::vector<net::BreakerState>{};
+}
+
 bool UpstreamLoop::breaker_open(std::string_view base_url) const {
   return upstream_ && upstream_->breaker_open(base_url);
 }

@@ -342,7 +342,10 @@ void Call::open_recording() {
 }
 
 void Call::close_audio() {
-  if (port_) port_->attach_recorder(nullptr);
+  if (port_) {
+    port_->attach_recorder(nullptr);
+    closed_xruns_ += port_->xruns();
+  }
   port_.reset();
 }
 

@@ -63,7 +63,9 @@ hal::Line* CallManager::free_line() {
 }
 
 CallsHealth CallManager::health() const {
-  return {calls_.size(), queue_.size(), ctx_.calls.max_queue};
+  CallsHealth h{calls_.size(), queue_.size(), ctx_.calls.max_queue, finished_xruns_};
+  for (const auto& c : calls_) h.xruns += c->audio_xruns();
+  return h;
 }
 
 Result<std::string> CallManager::place_call(const PlaceCallRequest& r) {
@@ -134,6 +136,7 @@ Status CallManager::launch(hal::Line& line, CallSetup setup) {
 }
 
 void CallManager::call_finished(Call& call) {
+  finished_xruns_ += call.audio_xruns();
   auto it = std::find_if(calls_.begin(), calls_.end(), [&](auto& c) { return c.get() == &call; });
   if (it != calls_.end()) {
     graveyard_.push_back(std::move(*it));

@@ -51,6 +51,7 @@ class LineAudioPort final : public AudioPort {
     }
   }
   uint64_t played_samples() const override { return stream_->stats().played_samples; }
+  uint64_t xruns() const override { return stream_->stats().xruns; }
   void stop_playback() override { stream_->stop_playback(); }
   void set_min_speech_ms(int ms) override { (void)chain_->set_min_speech_ms(ms); }
   void set_amd(bool on) override { chain_->set_amd(on); }

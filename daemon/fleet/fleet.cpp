@@ -314,8 +314,23 @@ void FleetSync::publish_presence() {
   net::json_add_string(b.get(), "site", site_);
   net::json_add_string(b.get(), "device", device_);
   net::json_add_string(b.get(), "config_hash", config_hash_);
-  cJSON_AddItemToObject(b.get(), "lines", cJSON_CreateArray());
-  cJSON_AddNullToObject(b.get(), "modem");
+  cJSON* lines = cJSON_AddArrayToObject(b.get(), "lines");
+  const LineHealth* modem = nullptr;  // the first line with a modem identity: what most boxes have
+  const std::vector<LineHealth> lh = hooks_.lines ? hooks_.lines() : std::vector<LineHealth>{};
+  for (const LineHealth& l : lh) {
+    cJSON_AddItemToArray(lines, line_health_json(l));
+    if (!modem && !l.identity.manufacturer.empty()) modem = &l;
+  }
+  if (modem) {
+    cJSON* m = cJSON_AddObjectToObject(b.get(), "modem");
+    net::json_add_string(m, "line", modem->id);
+    net::json_add_string(m, "manufacturer", modem->identity.manufacturer);
+    net::json_add_string(m, "model", modem->identity.model);
+    net::json_add_string(m, "imei", modem->identity.imei);
+    net::json_add_string(m, "firmware", modem->identity.firmware);
+  } else {
+    cJSON_AddNullToObject(b.get(), "modem");
+  }
   cJSON_AddNumberToObject(b.get(), "session", static_cast<double>(session_));
   cJSON_AddNumberToObject(b.get(), "started_at_ms", static_cast<double>(started_wall_ms_));
   cJSON_AddBoolToObject(b.get(), "outbox_alarm", st.over_quota);
@@ -437,8 +452,18 @@ void FleetSync::publish_telemetry() {
   net::JsonPtr t(cJSON_CreateObject());
   cJSON_AddNumberToObject(t.get(), "ts", static_cast<double>(now_ms));
   cJSON_AddNumberToObject(t.get(), "session", static_cast<double>(session_));
-  cJSON_AddItemToObject(t.get(), "lines", cJSON_CreateArray());
-  cJSON_AddNumberToObject(t.get(), "live_calls", 0);
+  cJSON* lines = cJSON_AddArrayToObject(t.get(), "lines");
+  if (hooks_.lines) {
+    for (const LineHealth& l : hooks_.lines()) {
+      cJSON* o = cJSON_CreateObject();
+      net::json_add_string(o, "id", l.id);
+      net::json_add_string(o, "state", l.state);
+      net::json_add_string(o, "reason", l.reason);
+      cJSON_AddItemToArray(lines, o);
+    }
+  }
+  const CallsHealth calls = hooks_.calls ? hooks_.calls() : CallsHealth{};
+  cJSON_AddNumberToObject(t.get(), "live_calls", static_cast<double>(calls.live));
   const int64_t cpu = cpu_time_us();
   const int64_t mono = clock_.monotonic_us();
   double cpu_pct = 0;
@@ -448,7 +473,7 @@ void FleetSync::publish_telemetry() {
   cpu_prev_mono_us_ = mono;
   cJSON_AddNumberToObject(t.get(), "cpu_percent", cpu_pct);
   cJSON_AddNumberToObject(t.get(), "rss_bytes", static_cast<double>(rss_bytes()));
-  cJSON_AddNumberToObject(t.get(), "xruns", 0);
+  cJSON_AddNumberToObject(t.get(), "xruns", static_cast<double>(calls.xruns));
   cJSON* ob = cJSON_AddObjectToObject(t.get(), "outbox");
   cJSON_AddNumberToObject(ob, "depth", static_cast<double>(st.queued));
   cJSON_AddNumberToObject(ob, "bytes", static_cast<double>(st.bytes));
@@ -459,7 +484,16 @@ void FleetSync::publish_telemetry() {
           : 0.0);
   cJSON_AddNumberToObject(ob, "dropped", static_cast<double>(st.dropped));
   cJSON_AddBoolToObject(ob, "alarm", st.over_quota);
-  cJSON_AddItemToObject(t.get(), "upstreams", cJSON_CreateArray());
+  cJSON* ups = cJSON_AddArrayToObject(t.get(), "upstreams");
+  if (hooks_.upstreams) {
+    for (const net::BreakerState& u : hooks_.upstreams()) {
+      cJSON* o = cJSON_CreateObject();
+      net::json_add_string(o, "base_url", u.base_url);
+      net::json_add_string(o, "breaker", u.state);
+      cJSON_AddNumberToObject(o, "failures", u.failures);
+      cJSON_AddItemToArray(ups, o);
+    }
+  }
   const Config& cfg = hooks_.config();
   cJSON_AddNumberToObject(t.get(), "disk_free_bytes", static_cast<double>(free_disk_bytes(cfg.state_dir)));
   publish_json(prefix_ + "/telemetry", net::json_print(t.get()), 0, false);

@@ -8,6 +8,7 @@
 #include "osvi/base/log.hpp"
 #include "osvi/hal/at_modem_line.hpp"
 #include "osvi/hal/sim_line.hpp"
+#include "osvi/net/json.hpp"
 
 namespace osvi::daemon {
 
@@ -194,6 +195,29 @@ std::vector<hal::Line*> LineManager::lines() {
 void LineManager::refresh(const hal::Line& line) {
   for (auto& e : entries_)
     if (e->line.get() == &line) sync(*e);
+}
+
+cJSON* line_health_json(const LineHealth& lh) {
+  cJSON* o = cJSON_CreateObject();
+  net::json_add_string(o, "id", lh.id);
+  net::json_add_string(o, "type", lh.type);
+  net::json_add_string(o, "state", lh.state);
+  net::json_add_string(o, "reason", lh.reason);
+  net::json_add_string(o, "agent_uuid", lh.agent_uuid);
+  cJSON* m = cJSON_AddObjectToObject(o, "modem");
+  net::json_add_string(m, "manufacturer", lh.identity.manufacturer);
+  net::json_add_string(m, "model", lh.identity.model);
+  net::json_add_string(m, "imei", lh.identity.imei);
+  net::json_add_string(m, "firmware", lh.identity.firmware);
+  net::json_add_string(m, "registration", lh.identity.registration);
+  cJSON* a = cJSON_AddObjectToObject(o, "audio");
+  net::json_add_string(a, "kind", hal::to_string(lh.audio.kind));
+  net::json_add_string(a, "device", lh.audio.device);
+  cJSON_AddNumberToObject(a, "sample_rate", lh.audio.sample_rate);
+  cJSON_AddBoolToObject(a, "ready", lh.audio.ready);
+  cJSON_AddBoolToObject(a, "stalled", lh.audio.stalled);
+  net::json_add_string(a, "error", lh.audio.error);
+  return o;
 }
 
 }  // namespace osvi::daemon

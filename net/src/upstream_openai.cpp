@@ -120,6 +120,17 @@ bool OpenAiUpstream::breaker_open(std::string_view base_url) const {
   return it->second.trial_in_flight || now() - it->second.opened_at < options_.cool_down_ms;
 }
 
+std::vector<BreakerState> OpenAiUpstream::breakers() const {
+  std::vector<BreakerState> out;
+  for (const auto& [url, b] : breakers_) {
+    const char* state = "closed";
+    if (b.failures >= options_.failures_to_open)
+      state = b.trial_in_flight || now() - b.opened_at < options_.cool_down_ms ? "open" : "half_open";
+    out.push_back({url, state, b.failures});
+  }
+  return out;
+}
+
 RequestId OpenAiUpstream::transcribe(SttRequest request, SttCallbacks callbacks) {
   auto c = std::make_shared<Call>();
   c->stage = UpstreamStage::stt;

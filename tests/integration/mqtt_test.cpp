@@ -253,6 +253,46 @@ TEST_F(MqttTest, BirthThenWillOnKillThenNewSession) {
   EXPECT_NE(retained->payload.find("\"clean\":true"), std::string::npos);
 }
 
+// Birth and telemetry report the box as it is: its lines (a sim line here), live calls, xruns, breakers.
+TEST_F(MqttTest, BirthAndTelemetryReportTheLines) {
+  Broker broker(dir_.path(), osvi::test::free_loopback_port());
+  Subscriber sub(broker.port());
+  std::string cfg = config_json(broker.port(), state_);
+  const std::string off = R"("telemetry_interval_s":0)";
+  cfg.replace(cfg.find(off), off.size(), R"("telemetry_interval_s":1)");
+  cfg.insert(cfg.size() - 1, R"(,"lines":[{"id":"sim0","type":"sim","agent_uuid":"agent_a"}])");
+  auto d = start_daemon(cfg);
+  auto birth = sub.wait_for(std::string(kPrefix) + "/birth", "\"session\":1", 10s);
+  ASSERT_TRUE(birth) << d->stderr_text();
+  osvi::net::JsonPtr b = osvi::net::json_parse(birth->payload, nullptr);
+  ASSERT_TRUE(b) << birth->payload;
+  const cJSON* lines = cJSON_GetObjectItemCaseSensitive(b.get(), "lines");
+  ASSERT_EQ(cJSON_GetArraySize(lines), 1) << birth->payload;
+  const cJSON* line = cJSON_GetArrayItem(lines, 0);
+  EXPECT_STREQ(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(line, "id")), "sim0");
+  EXPECT_STREQ(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(line, "type")), "sim");
+  EXPECT_STREQ(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(line, "agent_uuid")), "agent_a");
+  // The sim line reports a simulated modem identity: the birth's modem names it.
+  const cJSON* modem = cJSON_GetObjectItemCaseSensitive(b.get(), "modem");
+  ASSERT_TRUE(cJSON_IsObject(modem)) << birth->payload;
+  EXPECT_STREQ(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(modem, "line")), "sim0");
+
+  auto tel = sub.wait_for(std::string(kPrefix) + "/telemetry", "\"id\":\"sim0\"", 10s);
+  ASSERT_TRUE(tel) << d->stderr_text();
+  osvi::net::JsonPtr t = osvi::net::json_parse(tel->payload, nullptr);
+  ASSERT_TRUE(t) << tel->payload;
+  const cJSON* tl = cJSON_GetObjectItemCaseSensitive(t.get(), "lines");
+  ASSERT_EQ(cJSON_GetArraySize(tl), 1) << tel->payload;
+  EXPECT_STREQ(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(tl, 0), "id")),
+               "sim0");
+  EXPECT_EQ(cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(t.get(), "live_calls")), 0);
+  EXPECT_EQ(cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(t.get(), "xruns")), 0);
+  // No request went upstream yet: no provider, and libcurl is still not set up for one.
+  EXPECT_EQ(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(t.get(), "upstreams")), 0);
+  d->signal(SIGTERM);
+  EXPECT_EQ(d->wait_exit(10s), 0);
+}
+
 TEST_F(MqttTest, RecoveredCallsDrainInOrderAndLeaveTheOutbox) {
   constexpr int kCalls = 200;
   seed_in_progress_calls(state_, kCalls);

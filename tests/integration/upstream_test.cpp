@@ -623,6 +623,43 @@ TEST_F(UpstreamTest, BreakerOpensAfterFailuresAndHalfOpensAfterCoolDown) {
   EXPECT_EQ(server.seen().size(), 5u);
 }
 
+// Telemetry's view of the same breaker: closed → open (3 failures) → half_open after the cool-down → closed.
+TEST_F(UpstreamTest, BreakersReportTheirStateForTelemetry) {
+  std::atomic<bool> healthy{false};
+  TestServer server([&](TestServer::Conn& c, const SeenRequest&, int) {
+    if (!healthy) {
+      c.send(full_response(500, "text/plain", "down"));
+      return;
+    }
+    c.send(response_head(200, "audio/pcm"));
+    c.send("abcd");
+  });
+  EXPECT_TRUE(up->breakers().empty());
+  TtsRequest req;
+  req.endpoint = endpoint(server);
+  req.text = "x";
+  auto speak_once = [&] {
+    bool ended = false;
+    up->speak(req, {{}, {}, [&] { ended = true; }, [&](const UpstreamError&) { ended = true; }});
+    return run([&] { return ended; });
+  };
+  auto state = [&]() -> std::pair<std::string, int> {
+    const auto b = up->breakers();
+    if (b.size() != 1 || b[0].base_url != server.base()) return {"?", -1};
+    return {b[0].state, b[0].failures};
+  };
+  ASSERT_TRUE(speak_once());
+  EXPECT_EQ(state(), (std::pair<std::string, int>{"closed", 1}));
+  ASSERT_TRUE(speak_once());
+  ASSERT_TRUE(speak_once());
+  EXPECT_EQ(state(), (std::pair<std::string, int>{"open", 3}));
+  clock_ms += 15000;
+  EXPECT_EQ(state(), (std::pair<std::string, int>{"half_open", 3}));
+  healthy = true;
+  ASSERT_TRUE(speak_once());
+  EXPECT_EQ(state(), (std::pair<std::string, int>{"closed", 0}));
+}
+
 TEST_F(UpstreamTest, FailedTrialReopensTheBreaker) {
   TestServer server([](TestServer::Conn& c, const SeenRequest&, int) {
     c.send(full_response(502, "text/plain", "bad gateway"));

@@ -23,6 +23,7 @@ class FakeAudio::Port final : public daemon::AudioPort {
     for (size_t i = 0; i < n; ++i) out.push_back(in[i * 24000 / static_cast<size_t>(a_.rate)]);
   }
   uint64_t played_samples() const override { return a_.played_; }
+  uint64_t xruns() const override { return a_.xruns; }
   void stop_playback() override {
     a_.stop_requested_ = true;
     ++a_.stops;

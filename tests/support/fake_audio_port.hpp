@@ -27,6 +27,7 @@ class FakeAudio {
   int min_speech_ms = -1;     // set_min_speech_ms's last value
   int stops = 0;              // stop_playback() calls
   uint64_t queued_total = 0;  // samples accepted over the port's life
+  uint64_t xruns = 0;         // what the port reports as recovered xruns
   uint64_t unplayed() const { return unplayed_; }
   uint64_t played() const { return played_; }
   bool stop_requested() const { return stop_requested_; }

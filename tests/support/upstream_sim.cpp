@@ -39,6 +39,12 @@ void SimUpstream::set_breaker_open(const std::string& base_url, bool open) {
   else
     open_breakers_.erase(base_url);
 }
+std::vector<BreakerState> SimUpstream::breakers() const {
+  std::vector<BreakerState> out;
+  for (const auto& url : open_breakers_) out.push_back({url, "open", 0});
+  return out;
+}
+
 bool SimUpstream::breaker_open(std::string_view base_url) const {
   return open_breakers_.contains(base_url);
 }

@@ -66,6 +66,7 @@ class SimUpstream final : public Upstream {
   RequestId speak(TtsRequest request, TtsCallbacks callbacks) override;
   void cancel(RequestId id) override;
   bool breaker_open(std::string_view base_url) const override;
+  std::vector<BreakerState> breakers() const override;  // the scripted open ones
 
   // Every request received, in order (cancelled ones included).
   const std::vector<SttRequest>& stt_requests() const { return stt_requests_; }

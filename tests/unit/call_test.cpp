@@ -212,6 +212,18 @@ TEST_F(CallTest, GreetingIsSpokenAndSaved) {
   EXPECT_FALSE(r.post_call_analysis.has_value());
 }
 
+TEST_F(CallTest, AudioXrunsAreCountedAfterThePortCloses) {
+  answer_and_greet();
+  EXPECT_EQ(call_->audio_xruns(), 0u);
+  audio_.xruns = 3;
+  EXPECT_EQ(call_->audio_xruns(), 3u);
+  line_event(hal::LineEvent::Type::remote_hangup);
+  ASSERT_TRUE(call_->finished());
+  EXPECT_FALSE(audio_.open());
+  audio_.xruns = 0;  // the port is gone: the call keeps what it reported
+  EXPECT_EQ(call_->audio_xruns(), 3u);
+}
+
 TEST_F(CallTest, CallerTurnGoesThroughSttLlmAndTts) {
   answer_and_greet();
   up_.push_llm(says("Sure. Your table for two is booked."));

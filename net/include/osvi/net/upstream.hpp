@@ -117,6 +117,13 @@ struct TtsCallbacks {
   std::function<void(const UpstreamError&)> on_error;
 };
 
+// One provider's circuit breaker as telemetry shows it.
+struct BreakerState {
+  std::string base_url;
+  std::string state;  // "closed", "open" (refusing) or "half_open" (the next request is the trial)
+  int failures = 0;   // consecutive counted failures
+};
+
 class Upstream {
  public:
   virtual ~Upstream() = default;
@@ -127,6 +134,8 @@ class Upstream {
   virtual void cancel(RequestId id) = 0;
   // Whether the provider's breaker would refuse a request now (the engine goes to the fallback at once).
   virtual bool breaker_open(std::string_view base_url) const = 0;
+  // Every provider spoken to so far, by base_url.
+  virtual std::vector<BreakerState> breakers() const = 0;
 };
 
 }  // namespace osvi::net

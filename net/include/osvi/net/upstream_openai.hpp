@@ -42,6 +42,7 @@ class OpenAiUpstream final : public Upstream {
   RequestId speak(TtsRequest request, TtsCallbacks callbacks) override;
   void cancel(RequestId id) override;
   bool breaker_open(std::string_view base_url) const override;
+  std::vector<BreakerState> breakers() const override;
 
   size_t in_flight() const { return calls_.size(); }
 

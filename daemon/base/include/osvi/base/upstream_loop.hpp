@@ -29,6 +29,8 @@ class UpstreamLoop final : public net::Upstream {
   net::RequestId speak(net::TtsRequest request, net::TtsCallbacks callbacks) override;
   void cancel(net::RequestId id) override;
   bool breaker_open(std::string_view base_url) const override;
+  // Empty until the first request: asking does not set libcurl up.
+  std::vector<net::BreakerState> breakers() const override;
 
  private:
   UpstreamLoop(EventLoop& loop, net::OpenAiOptions options) : loop_(loop), options_(std::move(options)) {}

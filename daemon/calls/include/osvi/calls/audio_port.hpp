@@ -54,6 +54,8 @@ class AudioPort {
   virtual uint64_t played_samples() const = 0;
   // Barge-in: drop what is queued; playback_stopped reports how much was heard.
   virtual void stop_playback() = 0;
+  // Device under/overruns recovered so far (the fleet's telemetry counts them).
+  virtual uint64_t xruns() const = 0;
 
   virtual void set_min_speech_ms(int ms) = 0;
   virtual void set_amd(bool on) = 0;

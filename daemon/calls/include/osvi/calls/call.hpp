@@ -95,6 +95,8 @@ class Call final : private AudioPort::Listener {
   hal::Line& line() { return line_; }
   bool finished() const { return state_ == State::finished; }
   const CallRecord& record() const { return record_; }
+  // The call's audio xruns so far, kept after the port closes.
+  uint64_t audio_xruns() const { return closed_xruns_ + (port_ ? port_->xruns() : 0); }
   // The chat context as the model sees it next (tests: barge-in trimming).
   const std::vector<net::ChatMessage>& context() const { return messages_; }
   size_t memory_bytes() const;  // what this call holds on the heap beyond its audio port (bench)
@@ -193,6 +195,7 @@ class Call final : private AudioPort::Listener {
   // audio (while connected)
   int rate_ = 16000;  // the line's sample rate (lines of one box may differ: EC25 8 kHz, sim 16 kHz)
   std::unique_ptr<AudioPort> port_;
+  uint64_t closed_xruns_ = 0;  // of ports already closed
   struct Recording;
   std::unique_ptr<Recording> recording_;
   uint64_t pos_ = 0;                // capture samples processed (the endpointer's clock)

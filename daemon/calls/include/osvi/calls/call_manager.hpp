@@ -21,6 +21,7 @@ struct CallsHealth {
   size_t live = 0;
   size_t queued = 0;
   size_t max_queue = 0;
+  uint64_t xruns = 0;  // audio xruns of every call since start
 };
 
 class CallManager final : public CallService {
@@ -66,6 +67,7 @@ class CallManager final : public CallService {
   std::vector<std::unique_ptr<Call>> graveyard_;  // finished calls, destroyed outside their own callbacks
   std::deque<Queued> queue_;
   EventSource reaper_;
+  uint64_t finished_xruns_ = 0;  // of calls that ended
   std::function<void(const CallRecord&)> on_finished_;
 };
 

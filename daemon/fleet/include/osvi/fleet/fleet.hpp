@@ -11,10 +11,13 @@
 #include <vector>
 
 #include "osvi/base/event_loop.hpp"
+#include "osvi/calls/call_manager.hpp"
 #include "osvi/calls/call_service.hpp"
 #include "osvi/clock.hpp"
 #include "osvi/config/config.hpp"
+#include "osvi/lines/line_manager.hpp"
 #include "osvi/net/mqtt_client.hpp"
+#include "osvi/net/upstream.hpp"
 #include "osvi/result.hpp"
 #include "osvi/store/store.hpp"
 
@@ -29,6 +32,10 @@ struct FleetHooks {
   std::function<const Config&()> config;  // the configuration in force
   // The "call" command places a call through the calls engine (null: rejected).
   std::function<Result<std::string>(const PlaceCallRequest&)> place_call;
+  // What birth and telemetry report of the box; null reads as nothing there yet (no lines, no calls).
+  std::function<std::vector<LineHealth>()> lines;
+  std::function<CallsHealth()> calls;
+  std::function<std::vector<net::BreakerState>()> upstreams;
 };
 
 class FleetSync {

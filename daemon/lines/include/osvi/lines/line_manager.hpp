@@ -16,6 +16,8 @@
 #include "osvi/hal/line.hpp"
 #include "osvi/result.hpp"
 
+struct cJSON;
+
 namespace osvi::daemon {
 
 // One line as /v1/health shows it.
@@ -28,6 +30,9 @@ struct LineHealth {
   hal::LineIdentity identity;
   hal::AudioEndpoint audio;
 };
+
+// One line as GET /v1/health and the fleet's birth show it (a new cJSON object, owned by the caller).
+cJSON* line_health_json(const LineHealth& line);
 
 class LineManager {
  public:
