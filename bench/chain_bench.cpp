@@ -1,34 +1,43 @@
-// Per-line DSP cost: the LineChain (capture: AEC 256 ms + preprocess + VAD/endpointer + DTMF + Opus c5;
-// playback: Opus decode + 24→16 kHz resampling) against the bare sum of the same library calls, per 20 ms
-// frame at 16 kHz, with p50/p99 and heap allocations counted during the measured frames.
+// Per-call DSP cost per 20 ms frame at 16 kHz, as a call runs it today with the shipped configuration:
 //
-// Usage: chain_bench [seconds_of_audio=120]
-#include <opus/opus.h>
-#include <speex/speex_echo.h>
-#include <speex/speex_preprocess.h>
-#include <speex/speex_resampler.h>
+//   capture  = LineChain::process_capture, which is what LineAudioPort runs on every captured period:
+//              speex AEC (128 ms tail) + preprocess (denoise, residual echo suppression) + osvi
+//              VAD/endpointer
+//              + DTMF + call progress ("in", the default plan, run on the raw mic) + the LineChain's own Opus
+//              encoder (c5, 24 kbit/s; its output is discarded by the daemon, issue 11 removes it) + the
+//              stereo CallRecorder push (32 kbit/s, c5) that the Call attaches for the whole call;
+//   outbound = the same chain with AMD + beep detection on (outbound calls, until the verdict);
+//   playback = LineChain::resample_playback of 20 ms of 24 kHz TTS PCM to the line rate (what
+//              Call::on_tts_audio → LineAudioPort::resample_tts runs; TTS arrives as PCM, never Opus).
+//
+// Beside it, the capture chain without the discarded encoder (LineChainConfig::encode = false): what remains
+// once issue 11's removal lands. Not timed: ALSA, the ring copies, the recorder's page write() to its file
+// (one per ~1 s of audio; the sink here keeps nothing) and the Call's byte→sample conversion of TTS chunks.
+// p50/p99/mean of thread CPU time per frame, heap allocations counted over the measured frames (exit 2 if
+// any).
+//
+// Usage: chain_bench [seconds_of_audio=120] [echo_tail_ms=128]
+#include <time.h>
 
 #include <algorithm>
-#include <atomic>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "alloc_counter.hpp"
 #include "osvi/audio/line_chain.hpp"
-#include "osvi/audio/vad.hpp"
+#include "osvi/audio/recording.hpp"
 #include "wav.hpp"
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
 constexpr int kRate = 16000;
 constexpr size_t kFrame = 320;  // 20 ms
-constexpr int kTailMs = 256;    // the required benchmark tail
-constexpr int kPlaybackRate = 24000;
+constexpr int kTtsRate = 24000;
+constexpr size_t kTtsFrame = 480;  // 20 ms of TTS at 24 kHz
 
 struct Stats {
   double p50 = 0, p99 = 0, mean = 0;
@@ -44,9 +53,32 @@ Stats stats(std::vector<double> v) {
   return s;
 }
 
-double us_since(Clock::time_point t0) {
-  return std::chrono::duration<double, std::micro>(Clock::now() - t0).count();
+std::vector<double> sum(const std::vector<double>& a, const std::vector<double>& b) {
+  std::vector<double> s(a.size());
+  for (size_t i = 0; i < s.size(); ++i) s[i] = a[i] + b[i];
+  return s;
 }
+
+// CPU time of this thread: the DSP's cost per frame, not the wall time a shared machine's preemption adds
+// (the build machine's 2 cores are shared; a per-channel share of a core is a CPU figure).
+double cpu_us() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) * 1e6 + static_cast<double>(ts.tv_nsec) / 1e3;
+}
+double us_since(double t0) {
+  return cpu_us() - t0;
+}
+
+// The daemon writes pages to the .opus.part file; here they are counted and dropped (no I/O in the timing).
+class DiscardSink final : public osvi::audio::ByteSink {
+ public:
+  bool write(std::span<const uint8_t> bytes) noexcept override {
+    bytes_ += bytes.size();
+    return true;
+  }
+  uint64_t bytes_ = 0;
+};
 
 // Far end (what we play) and mic (its echo through a 40 ms decaying path plus a talking caller).
 void make_signals(size_t frames, std::vector<int16_t>* far, std::vector<int16_t>* mic) {
@@ -69,125 +101,150 @@ void make_signals(size_t frames, std::vector<int16_t>* far, std::vector<int16_t>
   }
 }
 
+// The chain LineAudioPort builds from the shipped AudioConfig (daemon/config/audio_settings.cpp
+// line_chain_config with the defaults of docs/configuration.md "audio"), and the recorder
+// Call::open_recording attaches. Replicated here because the bench links the audio library only.
+struct CallDsp {
+  std::unique_ptr<osvi::audio::LineChain> chain;
+  DiscardSink sink;
+  std::optional<osvi::audio::CallRecorder> recorder;
+};
+
+bool make_call_dsp(CallDsp& d, int tail_ms, bool encode, bool amd) {
+  osvi::audio::LineChainConfig cfg;
+  cfg.format = {kRate, 20};
+  cfg.capture.echo.tail_ms = tail_ms;  // audio.echo.tail_ms
+  cfg.vad = "osvi";                    // audio.vad
+  cfg.opus.complexity = 5;             // audio.opus.complexity
+  cfg.opus.bitrate = 24000;            // audio.opus.bitrate
+  cfg.encode = encode;                 // true in the daemon today (LineChainConfig's default)
+  cfg.dtmf = true;                     // audio.dtmf
+  cfg.call_progress_plan = "in";       // audio.call_progress_plan
+  cfg.playback_rate = kTtsRate;
+  cfg.amd = amd;  // call.voicemail.detect, outbound
+  auto chain = osvi::audio::LineChain::create(cfg);
+  if (!chain) {
+    std::fprintf(stderr, "chain: %s\n", chain.error().message.c_str());
+    return false;
+  }
+  d.chain = std::move(*chain);
+  osvi::audio::RecordingConfig rc;  // audio.recording.bitrate 32000, complexity 5
+  rc.rate = kRate;
+  rc.frame_ms = 20;
+  rc.bitrate = 32000;
+  rc.complexity = 5;
+  rc.call_id = "chain-bench";
+  auto rec = osvi::audio::CallRecorder::create(d.sink, rc);
+  if (!rec) {
+    std::fprintf(stderr, "recorder: %s\n", rec.error().message.c_str());
+    return false;
+  }
+  d.recorder.emplace(std::move(*rec));
+  d.chain->attach_recorder(&*d.recorder);
+  return true;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   const int seconds = argc > 1 ? std::atoi(argv[1]) : 120;
+  const int tail_ms = argc > 2 ? std::atoi(argv[2]) : 128;  // the shipped audio.echo.tail_ms
+  if (seconds < 4 || tail_ms < 10) {
+    std::fprintf(stderr, "usage: chain_bench [seconds_of_audio>=4] [echo_tail_ms>=10]\n");
+    return 1;
+  }
   const size_t frames = static_cast<size_t>(seconds) * 50;
   const size_t warmup = 100;
   std::vector<int16_t> far, mic;
   make_signals(frames, &far, &mic);
+  // TTS as it arrives: 24 kHz PCM (the far-end speech stretched onto 24 kHz by sample repetition).
+  std::vector<int16_t> tts(frames * kTtsFrame);
+  for (size_t i = 0; i < tts.size(); ++i) tts[i] = far[(i * 2 / 3) % far.size()];
 
-  // Upstream playback: the far-end speech as 24 kHz Opus packets, encoded once up front.
-  std::vector<std::vector<uint8_t>> packets;
-  {
-    int err = 0;
-    ::OpusEncoder* enc = opus_encoder_create(kPlaybackRate, 1, OPUS_APPLICATION_VOIP, &err);
-    std::vector<int16_t> up(480);
-    std::vector<uint8_t> pkt(1275);
-    for (size_t f = 0; f < frames; ++f) {
-      for (size_t i = 0; i < 480; ++i) up[i] = far[(f * kFrame + i * 2 / 3) % far.size()];
-      int len = opus_encode(enc, up.data(), 480, pkt.data(), static_cast<opus_int32>(pkt.size()));
-      packets.emplace_back(pkt.begin(), pkt.begin() + std::max(len, 0));
-    }
-    opus_encoder_destroy(enc);
-  }
-
-  // --- the chain ---
-  osvi::audio::LineChainConfig cfg;
-  cfg.format = {kRate, 20};
-  cfg.capture.echo.tail_ms = kTailMs;
-  cfg.playback_rate = kPlaybackRate;
-  auto chain = osvi::audio::LineChain::create(cfg);
-  if (!chain) {
-    std::fprintf(stderr, "chain: %s\n", chain.error().message.c_str());
+  CallDsp today, outbound, no_encoder;
+  if (!make_call_dsp(today, tail_ms, true, false) || !make_call_dsp(outbound, tail_ms, true, true) ||
+      !make_call_dsp(no_encoder, tail_ms, false, false))
     return 1;
-  }
-  std::vector<int16_t> pcm((*chain)->max_playback_output());
-  std::vector<double> cap_us, play_us;
-  cap_us.reserve(frames);
-  play_us.reserve(frames);
+  std::vector<int16_t> pcm(today.chain->max_playback_output());
+  if (today.chain->max_playback_input() < kTtsFrame) return 1;
+
+  std::vector<double> cap_us, out_us, noenc_us, play_us;
+  for (auto* v : {&cap_us, &out_us, &noenc_us, &play_us}) v->reserve(frames);
+  size_t amd_rearmed = 0, amd_frames = 0;
   std::optional<osvi::test::AllocSnapshot> counted;
   for (size_t f = 0; f < frames; ++f) {
     if (f == warmup) counted.emplace();
-    auto t0 = Clock::now();
-    const auto& out =
-        (*chain)->process_capture({mic.data() + f * kFrame, kFrame}, {far.data() + f * kFrame, kFrame});
-    double c = us_since(t0);
-    if (out.clean.empty()) return 2;
-    t0 = Clock::now();
-    auto n = (*chain)->decode_playback(packets[f], pcm);
-    double p = us_since(t0);
-    if (!n) return 3;
+    const std::span<const int16_t> m(mic.data() + f * kFrame, kFrame), r(far.data() + f * kFrame, kFrame);
+
+    double t0 = cpu_us();
+    const auto& a = today.chain->process_capture(m, r);
+    const double c = us_since(t0);
+    if (a.clean.empty()) return 3;
+
+    t0 = cpu_us();
+    const auto& b = outbound.chain->process_capture(m, r);
+    const double o = us_since(t0);
+    if (b.clean.empty()) return 3;
+
+    t0 = cpu_us();
+    const auto& n = no_encoder.chain->process_capture(m, r);
+    const double ne = us_since(t0);
+    if (n.clean.empty() || !n.opus.empty()) return 3;
+
+    t0 = cpu_us();
+    auto got = today.chain->resample_playback(std::span(tts).subspan(f * kTtsFrame, kTtsFrame), pcm);
+    const double p = us_since(t0);
+    if (!got) return 3;
+
+    // AMD switches itself off at its verdict; re-arm it (untimed) so every outbound frame runs the detectors,
+    // as the first seconds of an outbound call do. set_amd(true) resets AMD and the beep detector, no
+    // allocation.
+    if (f >= warmup) ++amd_frames;
+    if (b.amd != osvi::audio::AmdVerdict::pending || b.beep) {
+      outbound.chain->set_amd(false);
+      outbound.chain->set_amd(true);
+      ++amd_rearmed;
+    }
     if (f >= warmup) {
       cap_us.push_back(c);
+      out_us.push_back(o);
+      noenc_us.push_back(ne);
       play_us.push_back(p);
     }
   }
-  const uint64_t chain_allocs = counted->new_delta() + counted->malloc_delta();
-
-  // --- the bare library calls, same data ---
-  SpeexEchoState* echo = speex_echo_state_init(kFrame, kRate * kTailMs / 1000);
-  int rate = kRate;
-  speex_echo_ctl(echo, SPEEX_ECHO_SET_SAMPLING_RATE, &rate);
-  SpeexPreprocessState* pre = speex_preprocess_state_init(kFrame, kRate);
-  int on = 1, ns = -25;
-  speex_preprocess_ctl(pre, SPEEX_PREPROCESS_SET_DENOISE, &on);
-  speex_preprocess_ctl(pre, SPEEX_PREPROCESS_SET_NOISE_SUPPRESS, &ns);
-  speex_preprocess_ctl(pre, SPEEX_PREPROCESS_SET_ECHO_STATE, echo);
-  auto vad = osvi::audio::make_vad("osvi", {kRate, 20});
-  int err = 0;
-  ::OpusEncoder* enc = opus_encoder_create(kRate, 1, OPUS_APPLICATION_VOIP, &err);
-  opus_encoder_ctl(enc, OPUS_SET_COMPLEXITY(5));
-  opus_encoder_ctl(enc, OPUS_SET_SIGNAL(OPUS_SIGNAL_VOICE));
-  opus_encoder_ctl(enc, OPUS_SET_BITRATE(24000));
-  ::OpusDecoder* dec = opus_decoder_create(kPlaybackRate, 1, &err);
-  SpeexResamplerState* rs = speex_resampler_init(1, kPlaybackRate, kRate, 5, &err);
-  std::vector<int16_t> clean(kFrame), dpcm(5760), rpcm(4000);
-  std::vector<uint8_t> pkt(1275);
-  std::vector<double> bare_cap, bare_play;
-  for (size_t f = 0; f < frames; ++f) {
-    auto t0 = Clock::now();
-    speex_echo_cancellation(echo, mic.data() + f * kFrame, far.data() + f * kFrame, clean.data());
-    speex_preprocess_run(pre, clean.data());
-    (*vad)->process(clean);
-    if (opus_encode(enc, clean.data(), static_cast<int>(kFrame), pkt.data(), 1275) < 0) return 4;
-    double c = us_since(t0);
-    t0 = Clock::now();
-    int n =
-        opus_decode(dec, packets[f].data(), static_cast<opus_int32>(packets[f].size()), dpcm.data(), 5760, 0);
-    spx_uint32_t in_len = static_cast<spx_uint32_t>(std::max(n, 0)), out_len = 4000;
-    speex_resampler_process_int(rs, 0, dpcm.data(), &in_len, rpcm.data(), &out_len);
-    double p = us_since(t0);
-    if (f >= warmup) {
-      bare_cap.push_back(c);
-      bare_play.push_back(p);
-    }
+  const uint64_t allocs = counted->new_delta() + counted->malloc_delta();
+  for (CallDsp* d : {&today, &outbound, &no_encoder}) {
+    d->chain->attach_recorder(nullptr);
+    if (!d->recorder->finish()) return 4;
+    if (d->chain->recorder_errors() != 0) return 4;
   }
-  speex_resampler_destroy(rs);
-  opus_decoder_destroy(dec);
-  opus_encoder_destroy(enc);
-  speex_preprocess_state_destroy(pre);
-  speex_echo_state_destroy(echo);
 
-  const Stats cs = stats(cap_us), ps = stats(play_us), bc = stats(bare_cap), bp = stats(bare_play);
-  std::vector<double> total(cap_us.size());
-  for (size_t i = 0; i < total.size(); ++i) total[i] = cap_us[i] + play_us[i];
-  const Stats ts = stats(total);
-  const double core_pct = ts.mean / 20000.0 * 100.0;
+  const Stats cs = stats(cap_us), os = stats(out_us), ns = stats(noenc_us), ps = stats(play_us);
+  const Stats ts = stats(sum(cap_us, play_us)), tos = stats(sum(out_us, play_us)),
+              tns = stats(sum(noenc_us, play_us));
   std::printf(
-      "frames measured: %zu (16 kHz, 20 ms, AEC tail %d ms, Opus c5, playback 24 kHz Opus -> 16 kHz)\n",
-      cap_us.size(), kTailMs);
-  std::printf("%-28s %9s %9s %9s\n", "us per frame", "p50", "p99", "mean");
-  std::printf("%-28s %9.1f %9.1f %9.1f\n", "chain capture", cs.p50, cs.p99, cs.mean);
-  std::printf("%-28s %9.1f %9.1f %9.1f\n", "chain playback", ps.p50, ps.p99, ps.mean);
-  std::printf("%-28s %9.1f %9.1f %9.1f\n", "chain total", ts.p50, ts.p99, ts.mean);
-  std::printf("%-28s %9.1f %9.1f %9.1f\n", "bare libs capture", bc.p50, bc.p99, bc.mean);
-  std::printf("%-28s %9.1f %9.1f %9.1f\n", "bare libs playback", bp.p50, bp.p99, bp.mean);
-  std::printf("chain/bare (mean): capture %.2f, playback %.2f\n", cs.mean / bc.mean, ps.mean / bp.mean);
-  std::printf("core per channel: %.2f %%  -> %.0f channels per core;  p99/p50 total %.2f\n", core_pct,
-              100.0 / core_pct, ts.p99 / ts.p50);
-  std::printf("heap allocations during %zu measured frames: %llu\n", cap_us.size(),
-              static_cast<unsigned long long>(chain_allocs));
-  return 0;
+      "frames measured: %zu of %zu (16 kHz, 20 ms; speex AEC tail %d ms, call progress \"in\", DTMF on, "
+      "chain "
+      "Opus c5 24 kbit/s discarded, stereo recorder 32 kbit/s c5 %.1f kbit/s written; TTS 24 kHz PCM)\n",
+      cap_us.size(), frames, tail_ms, static_cast<double>(today.sink.bytes_) * 8 / 1000 / seconds);
+  std::printf("AMD re-armed %zu times at its verdicts over %zu frames\n", amd_rearmed, amd_frames);
+  std::printf("%-58s %9s %9s %9s\n", "CPU us per 20 ms frame", "p50", "p99", "mean");
+  auto row = [](const char* name, const Stats& s) {
+    std::printf("%-58s %9.1f %9.1f %9.1f\n", name, s.p50, s.p99, s.mean);
+  };
+  row("capture today (AEC+pre+VAD+DTMF+CPD+discarded Opus+recorder)", cs);
+  row("capture today, outbound with AMD+beep running", os);
+  row("capture without the discarded Opus encoder", ns);
+  row("playback: 24 kHz TTS -> 16 kHz resample", ps);
+  row("total today, inbound (capture + playback)", ts);
+  row("total today, outbound while AMD runs", tos);
+  row("total without the discarded encoder, inbound", tns);
+  std::printf("discarded encoder, mean difference: %.1f us per frame\n", cs.mean - ns.mean);
+  std::printf(
+      "core per channel (mean total / 20 ms): today %.2f %% (%.0f per core), without encoder %.2f %% "
+      "(%.0f per core); p99/p50 today %.2f\n",
+      ts.mean / 200.0, 20000.0 / ts.mean, tns.mean / 200.0, 20000.0 / tns.mean, ts.p99 / ts.p50);
+  std::printf("heap allocations during %zu measured frames (all three chains + recorders + playback): %llu\n",
+              cap_us.size(), static_cast<unsigned long long>(allocs));
+  return allocs == 0 ? 0 : 2;
 }

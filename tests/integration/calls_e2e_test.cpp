@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -166,6 +167,17 @@ TEST_F(CallsE2E, GreetingTwoTurnsAndEndCall) {
   EXPECT_EQ(file.status, 200);
   ASSERT_GT(file.body.size(), 1000u);
   EXPECT_EQ(file.body.substr(0, 4), "OggS");
+  // The file as served must satisfy an independent reader (opus-tools, a test dependency installed by
+  // .ci/install-deps): opusinfo exits non-zero on any warning (no EOS, holes, bad granules).
+  osvi::test::write_file(dir_.file("call.opus"), file.body);
+  const std::string cmd =
+      "opusinfo '" + dir_.file("call.opus") + "' > '" + dir_.file("opusinfo.txt") + "' 2>&1";
+  const int rc = std::system(cmd.c_str());
+  const std::string info = osvi::test::read_file(dir_.file("opusinfo.txt"));
+  EXPECT_EQ(rc, 0) << cmd << "\n" << info;
+  EXPECT_NE(info.find("Channels: 2\n"), std::string::npos) << info;
+  EXPECT_NE(info.find("Original sample rate: 16000 Hz"), std::string::npos) << info;
+  EXPECT_NE(info.find("CALL_ID=" + id), std::string::npos) << info;
 }
 
 // The caller cuts the agent off mid-reply: playback stops, the turn is marked interrupted, and the next

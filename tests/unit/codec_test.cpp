@@ -829,7 +829,8 @@ TEST(Recording, ACrashLosesAtMostAboutOneSecond) {
   EXPECT_EQ(stereo.size(), static_cast<size_t>(kept * 16000) * 2);
 }
 
-// Where opus-tools is installed, its reader must agree; the build machine may not have it (not a dependency).
+// An independent reader must accept every recording: opus-tools (opusinfo, opusdec; libopusfile/libogg, not
+// our parser) is a test dependency that .ci/install-deps installs, so its absence is a failure, not a skip.
 std::string find_tool(const char* name) {
   const char* path = std::getenv("PATH");
   std::string dirs = path ? path : "/usr/bin:/bin";
@@ -842,14 +843,27 @@ std::string find_tool(const char* name) {
   return {};
 }
 
-TEST(Recording, OpusToolsAcceptTheFileWhenInstalled) {
+// opusinfo's "Playback length: 0m:10.000s" in seconds, or -1 when the line is missing.
+double opusinfo_playback_seconds(const std::string& info) {
+  const std::string key = "Playback length: ";
+  const size_t at = info.find(key);
+  int minutes = 0;
+  double seconds = 0;
+  if (at == std::string::npos ||
+      std::sscanf(info.c_str() + at + key.size(), "%dm:%lfs", &minutes, &seconds) != 2)
+    return -1;
+  return minutes * 60 + seconds;
+}
+
+TEST(Recording, OpusToolsReadTheFileAsWritten) {
   const std::string opusinfo = find_tool("opusinfo"), opusdec = find_tool("opusdec");
-  if (opusinfo.empty() && opusdec.empty()) GTEST_SKIP() << "opus-tools (opusinfo, opusdec) not installed";
+  ASSERT_FALSE(opusinfo.empty()) << "opusinfo not found: opus-tools is a test dependency (.ci/install-deps)";
+  ASSERT_FALSE(opusdec.empty()) << "opusdec not found: opus-tools is a test dependency (.ci/install-deps)";
   const Script sc = make_script();
   MemorySink sink(1 << 20);
   auto rec = CallRecorder::create(sink, {.call_id = "tools"});
   ASSERT_TRUE(rec.ok());
-  for (size_t f = 0; f < 500; ++f) {
+  for (size_t f = 0; f < 500; ++f) {  // 10 s at 16 kHz, double talk in 2-3 s and 5-6 s
     ASSERT_TRUE(
         rec->push(std::span(sc.caller.data() + f * 320, 320), std::span(sc.agent.data() + f * 320, 320))
             .ok());
@@ -857,17 +871,57 @@ TEST(Recording, OpusToolsAcceptTheFileWhenInstalled) {
   ASSERT_TRUE(rec->finish().ok());
   osvi::test::TempDir dir;
   osvi::test::write_file(dir.file("r.opus"), std::string(sink.bytes().begin(), sink.bytes().end()));
-  if (!opusinfo.empty()) {
-    const std::string cmd = opusinfo + " '" + dir.file("r.opus") + "' > '" + dir.file("info.txt") + "' 2>&1";
-    EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
-  }
-  if (!opusdec.empty()) {
-    const std::string cmd =
-        opusdec + " --quiet --rate 16000 '" + dir.file("r.opus") + "' '" + dir.file("r.wav") + "'";
-    ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
-    const auto wav = osvi::test::read_wav(dir.file("r.wav"));
-    EXPECT_EQ(wav.channels, 2);
-    EXPECT_EQ(wav.samples.size(), 160000u * 2);
+
+  // opusinfo exits non-zero on any warning (missing EOS, holes, sequence gaps, bad granules), so the
+  // exit status is the validity check; the fields then say it holds what was pushed.
+  const std::string info_cmd =
+      opusinfo + " '" + dir.file("r.opus") + "' > '" + dir.file("info.txt") + "' 2>&1";
+  const int info_rc = std::system(info_cmd.c_str());
+  const std::string info = osvi::test::read_file(dir.file("info.txt"));
+  EXPECT_EQ(info_rc, 0) << info_cmd << "\n" << info;
+  EXPECT_EQ(info.find("WARNING"), std::string::npos) << info;
+  EXPECT_EQ(info.find("ERROR"), std::string::npos) << info;
+  EXPECT_NE(info.find("Channels: 2\n"), std::string::npos) << info;
+  EXPECT_NE(info.find("Original sample rate: 16000 Hz"), std::string::npos) << info;
+  EXPECT_NE(info.find("CALL_ID=tools"), std::string::npos) << info;
+  EXPECT_NEAR(opusinfo_playback_seconds(info), 10.0, 0.0005) << info;  // the pre-skip and end trim applied
+  EXPECT_NE(info.find("Logical stream 1 ended"), std::string::npos) << info;
+
+  // opusdec decodes it without error: at the call's rate, 10 s of 16 kHz stereo (WAV header and length).
+  const std::string wav_cmd =
+      opusdec + " --quiet --rate 16000 '" + dir.file("r.opus") + "' '" + dir.file("r.wav") + "' 2>&1";
+  ASSERT_EQ(std::system(wav_cmd.c_str()), 0) << wav_cmd;
+  const auto wav = osvi::test::read_wav(dir.file("r.wav"));
+  EXPECT_EQ(wav.channels, 2);
+  EXPECT_EQ(wav.rate, 16000);
+  EXPECT_EQ(wav.samples.size(), 160000u);  // frames (read_wav keeps the first channel)
+
+  // And at 48 kHz, libopusfile's native rate (at 16 kHz opusdec adds its own 48 → 16 kHz resampler, whose
+  // filter and fractional delay are not the recording's): the same samples our reader decodes, which
+  // StereoCallKeepsTheSampleClockSilencesAndDoubleTalk holds against what was pushed. Same libopus, so only
+  // float→int rounding differs (no dither); opusfile's own Ogg demux, pre-skip and end trim set the length.
+  const std::string raw_cmd = opusdec + " --quiet --no-dither --rate 48000 '" + dir.file("r.opus") + "' '" +
+                              dir.file("r.raw") + "' 2>&1";
+  ASSERT_EQ(std::system(raw_cmd.c_str()), 0) << raw_cmd;
+  const std::string raw = osvi::test::read_file(dir.file("r.raw"));
+  ASSERT_EQ(raw.size(), 480000u * 2 * sizeof(int16_t));
+  std::vector<int16_t> theirs(raw.size() / sizeof(int16_t));
+  std::memcpy(theirs.data(), raw.data(), raw.size());
+  const OggOpus o = parse_ogg_opus(sink.bytes());
+  ASSERT_TRUE(o.ok) << o.error;
+  const auto ours = decode_ogg_opus(o, 48000);
+  ASSERT_EQ(ours.size(), theirs.size());
+  for (size_t c = 0; c < 2; ++c) {
+    const auto a = channel(ours, c), b = channel(theirs, c);
+    const size_t lag = best_lag(a, b, 96000, 96000, 48);
+    const double corr = correlation(a, b, 0, 0, a.size());
+    int max_diff = 0;
+    for (size_t i = 0; i < a.size(); ++i) max_diff = std::max(max_diff, std::abs(a[i] - b[i]));
+    std::printf("[recording] opusdec 48 kHz vs ours, channel %zu: lag %zu, corr %.6f, max |diff| %d\n", c,
+                lag, corr, max_diff);
+    EXPECT_EQ(lag, 0u) << c;
+    EXPECT_GE(corr, 0.999) << c;
+    EXPECT_LE(max_diff, 1) << c;  // at most a rounding step (measured: identical)
   }
 }
 

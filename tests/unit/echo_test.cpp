@@ -268,6 +268,7 @@ double measure_near_end(const CaptureOptions& o, int delay, bool far_first) {
 
 using Case = std::tuple<EchoBackend, int, int>;  // backend, rate, delay_ms
 
+// ERLE and the caller alone: both selectable backends claim them, so both are held to the thresholds.
 class EchoScenario : public ::testing::TestWithParam<Case> {};
 
 TEST_P(EchoScenario, ErleAfterTwoSecondsOfConvergence) {
@@ -276,18 +277,6 @@ TEST_P(EchoScenario, ErleAfterTwoSecondsOfConvergence) {
   std::printf("[ erle ] %s %d Hz delay %d ms: ERLE %.1f dB\n", std::string(to_string(backend)).c_str(), rate,
               delay, erle);
   EXPECT_GE(erle, 25.0);
-}
-
-TEST_P(EchoScenario, DoubleTalkKeepsTheNearEnd) {
-  const auto [backend, rate, delay] = GetParam();
-  const auto [r_out, r_mic] = measure_double_talk(options(backend, rate), delay);
-  std::printf("[ dtalk ] %s %d Hz delay %d ms: correlation with near end %.3f (mic before AEC %.3f)\n",
-              std::string(to_string(backend)).c_str(), rate, delay, r_out, r_mic);
-  // WebRTC 0.3's NLP clips a caller who barges in (bench/README.md): measured and shown, not required.
-  if (backend == EchoBackend::webrtc && r_out < 0.8)
-    GTEST_SKIP() << "webrtc does not qualify for double talk";
-  EXPECT_GE(r_out, 0.8);
-  EXPECT_GT(r_out, r_mic);
 }
 
 TEST_P(EchoScenario, NearEndAloneKeepsItsEnergy) {
@@ -326,6 +315,38 @@ INSTANTIATE_TEST_SUITE_P(Webrtc, EchoScenario,
                          ::testing::Combine(::testing::Values(EchoBackend::webrtc),
                                             ::testing::Values(16000, 8000), ::testing::Values(20, 40, 60)),
                          case_name);
+
+// Double talk: the caller barges in over the agent. The pass criteria (>= 0.8 correlation with the near end,
+// better than the untreated mic) are asserted for the backend that claims them, the default. WebRTC does not
+// claim them (its NLP clips a caller who barges in, bench/README.md "Echo cancellation"): its figure is a
+// measurement, printed here and written up there, not a pass criterion. What is asserted about it is the
+// documented reason it is not the default: the default keeps the caller better. Should WebRTC ever keep the
+// caller as well, this fails and the default and the docs are to be decided again.
+class EchoDoubleTalk : public ::testing::TestWithParam<std::tuple<int, int>> {};  // rate, delay_ms
+
+TEST_P(EchoDoubleTalk, DefaultBackendKeepsTheCallerAndBeatsWebrtc) {
+  const auto [rate, delay] = GetParam();
+  const auto [r_out, r_mic] = measure_double_talk(options(kDefaultEchoBackend, rate), delay);
+  const auto [r_webrtc, r_mic_webrtc] = measure_double_talk(options(EchoBackend::webrtc, rate), delay);
+  std::printf("[ dtalk ] %s %d Hz delay %d ms: correlation with near end %.3f (mic before AEC %.3f)\n",
+              std::string(to_string(kDefaultEchoBackend)).c_str(), rate, delay, r_out, r_mic);
+  std::printf(
+      "[ dtalk ] webrtc %d Hz delay %d ms: correlation with near end %.3f (mic before AEC %.3f), "
+      "measured, not a pass criterion\n",
+      rate, delay, r_webrtc, r_mic_webrtc);
+  EXPECT_GE(r_out, 0.8);
+  EXPECT_GT(r_out, r_mic);
+  EXPECT_GT(r_out, r_webrtc) << "webrtc now keeps the caller as well as the default: revisit "
+                                "kDefaultEchoBackend, bench/README.md and docs/configuration.md";
+}
+
+std::string rate_delay_name(const ::testing::TestParamInfo<std::tuple<int, int>>& param) {
+  return std::to_string(std::get<0>(param.param)) + "Hz_" + std::to_string(std::get<1>(param.param)) + "ms";
+}
+
+INSTANTIATE_TEST_SUITE_P(Default, EchoDoubleTalk,
+                         ::testing::Combine(::testing::Values(16000, 8000), ::testing::Values(20, 40, 60)),
+                         rate_delay_name);
 
 // The measurement itself must be able to fail: without cancellation there is no echo return loss enhancement.
 TEST(Echo, NullBackendPassesEchoThrough) {
