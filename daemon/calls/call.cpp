@@ -504,37 +504,37 @@ void Call::on_endpoint(const audio::EndpointEvent& e) {
       }
       ++stt_in_flight_;
       const uint64_t key = next_request_key();
-      own(key, ctx_.upstream->transcribe(
-                   std::move(req),
-                   {.on_sent =
-                        [this] {
-                          stt_sent_us_ = now_us();
-                          latency_.stt_sent_ms = static_cast<double>(stt_sent_us_ - decision_us_) / 1000.0;
-                        },
-                    .on_done =
-                        [this, key, speech_started_ms, speech_ended_ms](std::string text) {
-                          release(key);
-                          --stt_in_flight_;
-                          if (stt_sent_us_ >= 0)
-                            latency_.stt_ms = static_cast<double>(now_us() - stt_sent_us_) / 1000.0;
-                          text = trim(text);
-                          if (text.empty()) {
-                            if (state_ == State::thinking) enter_listening();
-                            return;
-                          }
-                          save_turn("user", text, speech_started_ms, speech_ended_ms, false, std::nullopt);
-                          if (agent_busy()) {
-                            pending_user_text_ += (pending_user_text_.empty() ? "" : " ") + text;
-                            return;
-                          }
-                          start_turn(std::move(text));
-                        },
-                    .on_error =
-                        [this, key](const net::UpstreamError& err) {
-                          release(key);
-                          --stt_in_flight_;
-                          on_upstream_error(err);
-                        }}));
+      net::SttCallbacks cb{
+          .on_sent =
+              [this] {
+                stt_sent_us_ = now_us();
+                latency_.stt_sent_ms = static_cast<double>(stt_sent_us_ - decision_us_) / 1000.0;
+              },
+          .on_done =
+              [this, key, speech_started_ms, speech_ended_ms](std::string text) {
+                release(key);
+                --stt_in_flight_;
+                if (stt_sent_us_ >= 0)
+                  latency_.stt_ms = static_cast<double>(now_us() - stt_sent_us_) / 1000.0;
+                text = trim(text);
+                if (text.empty()) {
+                  if (state_ == State::thinking) enter_listening();
+                  return;
+                }
+                save_turn("user", text, speech_started_ms, speech_ended_ms, false, std::nullopt);
+                if (agent_busy()) {
+                  pending_user_text_ += (pending_user_text_.empty() ? "" : " ") + text;
+                  return;
+                }
+                start_turn(std::move(text));
+              },
+          .on_error =
+              [this, key](const net::UpstreamError& err) {
+                release(key);
+                --stt_in_flight_;
+                on_upstream_error(err);
+              }};
+      own(key, ctx_.upstream->transcribe(std::move(req), std::move(cb)));
       arm();
       break;
     }
@@ -637,21 +637,21 @@ void Call::request_llm() {
   req.max_tokens = setup_.agent.llm.max_tokens;
   llm_sent_us_ = now_us();
   const uint64_t key = next_request_key();
-  llm_id_ = own(
-      key, ctx_.upstream->chat(std::move(req), {.on_sent = [this] { llm_sent_us_ = now_us(); },
-                                                .on_delta = [this](std::string_view d) { on_llm_delta(d); },
-                                                .on_done =
-                                                    [this, key](net::ChatResult r) {
-                                                      release(key);
-                                                      on_llm_done(std::move(r));
-                                                    },
-                                                .on_error =
-                                                    [this, key](const net::UpstreamError& e) {
-                                                      release(key);
-                                                      llm_id_ = 0;
-                                                      llm_done_ = true;
-                                                      on_upstream_error(e);
-                                                    }}));
+  net::ChatCallbacks cb{.on_sent = [this] { llm_sent_us_ = now_us(); },
+                        .on_delta = [this](std::string_view d) { on_llm_delta(d); },
+                        .on_done =
+                            [this, key](net::ChatResult r) {
+                              release(key);
+                              on_llm_done(std::move(r));
+                            },
+                        .on_error =
+                            [this, key](const net::UpstreamError& e) {
+                              release(key);
+                              llm_id_ = 0;
+                              llm_done_ = true;
+                              on_upstream_error(e);
+                            }};
+  llm_id_ = own(key, ctx_.upstream->chat(std::move(req), std::move(cb)));
 }
 
 void Call::on_llm_delta(std::string_view delta) {
@@ -705,20 +705,20 @@ void Call::next_tts() {
   have_odd_byte_ = false;
   pending_play_segment_ = segment;
   const uint64_t key = next_request_key();
-  tts_id_ = own(key, ctx_.upstream->speak(
-                         std::move(req), {.on_sent = [this] { tts_sent_us_ = now_us(); },
-                                          .on_audio = [this](std::span<const uint8_t> b) { on_tts_audio(b); },
-                                          .on_done =
-                                              [this, key] {
-                                                release(key);
-                                                on_tts_done();
-                                              },
-                                          .on_error =
-                                              [this, key](const net::UpstreamError& e) {
-                                                release(key);
-                                                tts_id_ = 0;
-                                                on_upstream_error(e);
-                                              }}));
+  net::TtsCallbacks cb{.on_sent = [this] { tts_sent_us_ = now_us(); },
+                       .on_audio = [this](std::span<const uint8_t> b) { on_tts_audio(b); },
+                       .on_done =
+                           [this, key] {
+                             release(key);
+                             on_tts_done();
+                           },
+                       .on_error =
+                           [this, key](const net::UpstreamError& e) {
+                             release(key);
+                             tts_id_ = 0;
+                             on_upstream_error(e);
+                           }};
+  tts_id_ = own(key, ctx_.upstream->speak(std::move(req), std::move(cb)));
 }
 
 void Call::on_tts_audio(std::span<const uint8_t> bytes) {
