@@ -9,7 +9,6 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 
 #include "osvi/audio/recording.hpp"
 #include "osvi/base/log.hpp"
@@ -29,14 +28,6 @@ constexpr int64_t kDtmfGatherMs = 1500;   // digits closer than this form one en
 constexpr int64_t kHangupGraceMs = 5000;  // the line must confirm a hang-up within this
 constexpr int64_t kAudioWaitMs = 3000;    // a connected call without usable audio is given up
 constexpr int64_t kAmdMaxWaitMs = 5000;   // the AMD verdict, at the latest
-
-std::string read_key_file(const std::string& path) {
-  std::ifstream f(path);
-  std::string key;
-  std::getline(f, key);
-  while (!key.empty() && (key.back() == '\r' || key.back() == ' ')) key.pop_back();
-  return key;
-}
 
 using call_text::trim;
 
@@ -141,8 +132,7 @@ size_t Call::memory_bytes() const {
 net::Endpoint Call::endpoint(const UpstreamEndpoint& e, int64_t first_byte_ms) const {
   net::Endpoint ep;
   ep.base_url = e.base_url;
-  ep.api_key =
-      !e.api_key.empty() ? e.api_key : (!e.api_key_file.empty() ? read_key_file(e.api_key_file) : "");
+  ep.api_key = e.api_key;  // an api_key_file was read with the configuration (config/agents.cpp)
   ep.model = e.model;
   ep.timeout_ms = e.timeout_ms;
   ep.first_byte_timeout_ms = first_byte_ms > 0 ? std::min<int64_t>(first_byte_ms, e.timeout_ms) : 0;
@@ -235,10 +225,13 @@ void Call::on_line_event(const hal::LineEvent& e) {
       finalize("not_picked", "no_answer", "user");
       break;
     case T::failed:
-      finalize("failed", e.reason.empty() ? "line_failed" : e.reason, "system");
+      // Also while hanging up after another cause: the line's loss is why that cause happened.
+      record_end_cause(EndCause::line_lost, e.reason.empty() ? "line_failed" : e.reason, "system");
+      finalize("failed", *record_.call_ended_reason, *record_.call_ended_by);
       break;
     case T::down:
-      finalize("failed", "line_down: " + e.reason, "system");
+      record_end_cause(EndCause::line_lost, "line_down: " + e.reason, "system");
+      finalize("failed", *record_.call_ended_reason, *record_.call_ended_by);
       break;
     case T::remote_hangup:
       if (!answered_) {
@@ -513,37 +506,38 @@ void Call::on_endpoint(const audio::EndpointEvent& e) {
         timers_.set(D::dead_air, speech_end_us_ + static_cast<int64_t>(ctx_.calls.dead_air_ms) * 1000);
       }
       ++stt_in_flight_;
-      stt_id_ = ctx_.upstream->transcribe(
-          std::move(req),
-          {.on_sent =
-               [this] {
-                 stt_sent_us_ = now_us();
-                 latency_.stt_sent_ms = static_cast<double>(stt_sent_us_ - decision_us_) / 1000.0;
-               },
-           .on_done =
-               [this, speech_started_ms, speech_ended_ms](std::string text) {
-                 stt_id_ = 0;
-                 --stt_in_flight_;
-                 if (stt_sent_us_ >= 0)
-                   latency_.stt_ms = static_cast<double>(now_us() - stt_sent_us_) / 1000.0;
-                 text = trim(text);
-                 if (text.empty()) {
-                   if (state_ == State::thinking) enter_listening();
-                   return;
-                 }
-                 save_turn("user", text, speech_started_ms, speech_ended_ms, false, std::nullopt);
-                 if (agent_busy()) {
-                   pending_user_text_ += (pending_user_text_.empty() ? "" : " ") + text;
-                   return;
-                 }
-                 start_turn(std::move(text));
-               },
-           .on_error =
-               [this](const net::UpstreamError& err) {
-                 stt_id_ = 0;
-                 --stt_in_flight_;
-                 on_upstream_error(err);
-               }});
+      const uint64_t key = next_request_key();
+      net::SttCallbacks cb{
+          .on_sent =
+              [this] {
+                stt_sent_us_ = now_us();
+                latency_.stt_sent_ms = static_cast<double>(stt_sent_us_ - decision_us_) / 1000.0;
+              },
+          .on_done =
+              [this, key, speech_started_ms, speech_ended_ms](std::string text) {
+                release(key);
+                --stt_in_flight_;
+                if (stt_sent_us_ >= 0)
+                  latency_.stt_ms = static_cast<double>(now_us() - stt_sent_us_) / 1000.0;
+                text = trim(text);
+                if (text.empty()) {
+                  if (state_ == State::thinking) enter_listening();
+                  return;
+                }
+                save_turn("user", text, speech_started_ms, speech_ended_ms, false, std::nullopt);
+                if (agent_busy()) {
+                  pending_user_text_ += (pending_user_text_.empty() ? "" : " ") + text;
+                  return;
+                }
+                start_turn(std::move(text));
+              },
+          .on_error =
+              [this, key](const net::UpstreamError& err) {
+                release(key);
+                --stt_in_flight_;
+                on_upstream_error(err);
+              }};
+      own(key, ctx_.upstream->transcribe(std::move(req), std::move(cb)));
       arm();
       break;
     }
@@ -645,16 +639,22 @@ void Call::request_llm() {
   req.temperature = setup_.agent.llm.temperature;
   req.max_tokens = setup_.agent.llm.max_tokens;
   llm_sent_us_ = now_us();
-  llm_id_ = ctx_.upstream->chat(std::move(req),
-                                {.on_sent = [this] { llm_sent_us_ = now_us(); },
-                                 .on_delta = [this](std::string_view d) { on_llm_delta(d); },
-                                 .on_done = [this](net::ChatResult r) { on_llm_done(std::move(r)); },
-                                 .on_error =
-                                     [this](const net::UpstreamError& e) {
-                                       llm_id_ = 0;
-                                       llm_done_ = true;
-                                       on_upstream_error(e);
-                                     }});
+  const uint64_t key = next_request_key();
+  net::ChatCallbacks cb{.on_sent = [this] { llm_sent_us_ = now_us(); },
+                        .on_delta = [this](std::string_view d) { on_llm_delta(d); },
+                        .on_done =
+                            [this, key](net::ChatResult r) {
+                              release(key);
+                              on_llm_done(std::move(r));
+                            },
+                        .on_error =
+                            [this, key](const net::UpstreamError& e) {
+                              release(key);
+                              llm_id_ = 0;
+                              llm_done_ = true;
+                              on_upstream_error(e);
+                            }};
+  llm_id_ = own(key, ctx_.upstream->chat(std::move(req), std::move(cb)));
 }
 
 void Call::on_llm_delta(std::string_view delta) {
@@ -707,15 +707,21 @@ void Call::next_tts() {
   tts_sent_us_ = now_us();
   have_odd_byte_ = false;
   pending_play_segment_ = segment;
-  tts_id_ = ctx_.upstream->speak(std::move(req),
-                                 {.on_sent = [this] { tts_sent_us_ = now_us(); },
-                                  .on_audio = [this](std::span<const uint8_t> b) { on_tts_audio(b); },
-                                  .on_done = [this] { on_tts_done(); },
-                                  .on_error =
-                                      [this](const net::UpstreamError& e) {
-                                        tts_id_ = 0;
-                                        on_upstream_error(e);
-                                      }});
+  const uint64_t key = next_request_key();
+  net::TtsCallbacks cb{.on_sent = [this] { tts_sent_us_ = now_us(); },
+                       .on_audio = [this](std::span<const uint8_t> b) { on_tts_audio(b); },
+                       .on_done =
+                           [this, key] {
+                             release(key);
+                             on_tts_done();
+                           },
+                       .on_error =
+                           [this, key](const net::UpstreamError& e) {
+                             release(key);
+                             tts_id_ = 0;
+                             on_upstream_error(e);
+                           }};
+  tts_id_ = own(key, ctx_.upstream->speak(std::move(req), std::move(cb)));
 }
 
 void Call::on_tts_audio(std::span<const uint8_t> bytes) {
@@ -759,9 +765,8 @@ void Call::on_tts_done() {
 
 void Call::barge_in() {
   log::debug("barge-in", {{"CALL_ID", id()}});
-  if (tts_id_) ctx_.upstream->cancel(tts_id_);
-  if (llm_id_) ctx_.upstream->cancel(llm_id_);
-  tts_id_ = llm_id_ = 0;
+  cancel_request(tts_id_);
+  cancel_request(llm_id_);
   llm_done_ = true;
   tts_queue_.clear();
   pending_play_.clear();
@@ -1013,7 +1018,7 @@ void Call::on_timer() {
     return;
   }
   if (due(D::audio_wait)) {
-    end_call("no_call_audio", "system");
+    end_call("no_call_audio", "system", EndCause::audio_lost);
     return;
   }
   if (due(D::amd_wait) && state_ == State::amd) {
@@ -1095,20 +1100,45 @@ void Call::on_timer() {
 // ----------------------------------------------------------------------------------------------
 // end
 
-void Call::cancel_upstream() {
-  if (!ctx_.upstream) return;
-  for (net::RequestId* id : {&stt_id_, &llm_id_, &tts_id_}) {
-    if (*id) ctx_.upstream->cancel(*id);
-    *id = 0;
+net::RequestId Call::own(uint64_t key, net::RequestId id) {
+  if (id) requests_.emplace(key, id);
+  return id;
+}
+
+void Call::cancel_request(net::RequestId& id) {
+  if (id == 0) return;
+  for (auto it = requests_.begin(); it != requests_.end(); ++it) {
+    if (it->second == id) {
+      requests_.erase(it);
+      break;
+    }
   }
+  if (ctx_.upstream) ctx_.upstream->cancel(id);
+  id = 0;
+}
+
+void Call::cancel_upstream() {
+  // All of them: an older STT request still in flight would otherwise call back into a freed Call.
+  if (ctx_.upstream)
+    for (const auto& [key, id] : requests_) ctx_.upstream->cancel(id);
+  requests_.clear();
+  llm_id_ = tts_id_ = 0;
   stt_in_flight_ = 0;
 }
 
-void Call::end_call(std::string reason, std::string ended_by) {
-  if (state_ == State::ending || state_ == State::finished) return;
-  state_ = State::ending;
+void Call::record_end_cause(EndCause cause, std::string reason, std::string ended_by) {
+  // call_ended_by is set once an end was decided (a reason alone may be preset, e.g. by the end_call tool,
+  // and is replaced by the decision as before).
+  if (record_.call_ended_by && cause <= end_cause_) return;
+  end_cause_ = cause;
   record_.call_ended_reason = std::move(reason);
   record_.call_ended_by = std::move(ended_by);
+}
+
+void Call::end_call(std::string reason, std::string ended_by, EndCause cause) {
+  if (state_ == State::ending || state_ == State::finished) return;
+  state_ = State::ending;
+  record_end_cause(cause, std::move(reason), std::move(ended_by));
   cancel_upstream();
   timers_.clear_all_but(D::ending);
   if (Status s = line_.hangup(); !s) {

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "checks.hpp"
+#include "key_file.hpp"
 #include "osvi/config/config.hpp"
 #include "osvi/net/json.hpp"
 #include "reader.hpp"
@@ -38,8 +39,14 @@ void parse_endpoint(ObjectReader& r, UpstreamEndpoint& e, std::span<const std::s
   e.model = r.str("model", e.model, 1, 200);
   e.api_key = r.str("api_key", e.api_key);
   e.api_key_file = r.str("api_key_file", e.api_key_file);
-  if (!e.api_key.empty() && !e.api_key_file.empty())
+  if (!e.api_key.empty() && !e.api_key_file.empty()) {
     r.error("api_key_file", "cannot be used together with api_key (choose one)");
+  } else if (!e.api_key_file.empty()) {
+    // Read with the configuration (load, --check-config, every reload) rather than per request: no file
+    // system access on the loop, and a missing key is refused here instead of failing every call.
+    std::string problem;
+    if (!read_key_file(e.api_key_file, e.api_key, problem)) r.error("api_key_file", problem);
+  }
   e.timeout_ms = static_cast<unsigned>(r.integer("timeout_ms", e.timeout_ms, 100, 120000));
 }
 

@@ -136,6 +136,13 @@ class CallTest : public ::testing::Test {
     up_.push_stt(std::move(text));
     caller_speaks(speech_frames);
   }
+  // The line reports a problem with a reason (the modem vanished, the call failed).
+  void line_problem(hal::LineEvent::Type type, std::string reason) {
+    hal::LineEvent e;
+    e.type = type;
+    e.reason = std::move(reason);
+    line_.deliver(e);
+  }
   // The line confirms our hang-up.
   void confirm_hangup() {
     ASSERT_TRUE(line_.did("hangup"));
@@ -616,6 +623,99 @@ TEST_F(CallTest, AudioThatNeverOpensEndsTheCall) {
   confirm_hangup();
   EXPECT_EQ(saved_record().call_ended_reason, "no_call_audio");
   EXPECT_EQ(audio_.opens, 0);
+}
+
+TEST_F(CallTest, HangupCancelsEveryTranscriptionStillInFlight) {
+  answer_and_greet();
+  // A slow recogniser: the first utterance is still being transcribed when the second one ends.
+  up_.set_timing(net::UpstreamStage::stt, {1, 3000, 5});
+  caller_says("I need", 5);
+  caller_says("an appointment", 5);
+  ASSERT_EQ(up_.stt_requests().size(), 2u);
+  ASSERT_EQ(up_.in_flight(), 2u);
+  line_event(hal::LineEvent::Type::remote_hangup);
+  ASSERT_TRUE(call_->finished());
+  call_.reset();  // the CallManager drops a finished call at once
+  // Both requests were cancelled: neither transcript may call back into the freed Call (ASan sees it if one
+  // does once the upstream answers below).
+  EXPECT_EQ(up_.in_flight(), 0u);
+  time_.advance_ms(5000);
+  EXPECT_EQ(finished_, 1);
+  EXPECT_EQ(saved_record().call_ended_reason, "customer-ended-call");
+}
+
+TEST_F(CallTest, ApiKeyIsTheOneLoadedWithTheConfiguration) {
+  const std::string key_file = dir_.file("llm.key");
+  test::write_file(key_file, "sk-loaded\n");
+  auto cfg =
+      parse_config(R"({"agents":[{"agent_uuid":"agent_a","name":"Reception","llm":{"base_url":"http://sim",)"
+                   R"("api_key_file":")" +
+                   key_file + R"("}}]})");
+  ASSERT_TRUE(cfg.ok()) << cfg.error().message;
+  agent_.llm = cfg->agents[0].llm;
+  // The key is rotated on disk but the configuration was not reloaded: the call uses what was loaded, and
+  // reads no file of its own.
+  test::write_file(key_file, "sk-rotated\n");
+  answer_and_greet();
+  up_.push_llm(says("Sure."));
+  caller_says("Hello");
+  play_all();
+  EXPECT_EQ(chat(0).endpoint.api_key, "sk-loaded");
+}
+
+TEST_F(CallTest, LineLostWhileHangingUpAfterTheAudioCutOffIsTheRecordedCause) {
+  audio_.fail_open = true;
+  start();
+  line_event(hal::LineEvent::Type::answered);
+  time_.advance_ms(3100);  // no_call_audio: the call hangs up and waits for the line to confirm...
+  ASSERT_TRUE(line_.did("hangup"));
+  ASSERT_FALSE(call_->finished());
+  // ...and the modem turns out to be gone: that is why there was no audio.
+  line_problem(hal::LineEvent::Type::down, "modem lost: read: Input/output error");
+  ASSERT_TRUE(call_->finished());
+  const CallRecord r = saved_record();
+  EXPECT_EQ(r.status, "failed");
+  EXPECT_EQ(r.call_ended_reason, "line_down: modem lost: read: Input/output error");
+  EXPECT_EQ(r.call_ended_by, "system");
+}
+
+TEST_F(CallTest, ModemLostAfterTheDeviceLossTimedOutIsTheRecordedCause) {
+  answer_and_greet();
+  audio_.event(hal::StreamEventKind::device_lost);  // the modem's audio goes first
+  time_.advance_ms(3100);                           // no_call_audio fires, the hang-up is sent
+  ASSERT_TRUE(line_.did("hangup"));
+  ASSERT_FALSE(call_->finished());
+  line_problem(hal::LineEvent::Type::failed, "modem lost during the call: read: Input/output error");
+  ASSERT_TRUE(call_->finished());
+  const CallRecord r = saved_record();
+  EXPECT_EQ(r.status, "failed");
+  EXPECT_EQ(r.call_ended_reason, "modem lost during the call: read: Input/output error");
+  EXPECT_EQ(r.call_ended_by, "system");
+}
+
+TEST_F(CallTest, LineLostBeforeTheAudioCutOffIsTheRecordedCause) {
+  answer_and_greet();
+  audio_.event(hal::StreamEventKind::device_lost);
+  line_problem(hal::LineEvent::Type::down, "modem lost: read: Input/output error");
+  ASSERT_TRUE(call_->finished());
+  time_.advance_ms(3100);  // where the audio cut-off would have fired
+  const CallRecord r = saved_record();
+  EXPECT_EQ(r.status, "failed");
+  EXPECT_EQ(r.call_ended_reason, "line_down: modem lost: read: Input/output error");
+  EXPECT_EQ(r.call_ended_by, "system");
+  EXPECT_EQ(finished_, 1);
+}
+
+TEST_F(CallTest, ACallerHangupWhileHangingUpKeepsTheAudioCause) {
+  // Only the line's loss outranks the audio cut-off; an ordinary end arriving late does not.
+  audio_.fail_open = true;
+  start();
+  line_event(hal::LineEvent::Type::answered);
+  time_.advance_ms(3100);
+  line_event(hal::LineEvent::Type::remote_hangup);
+  ASSERT_TRUE(call_->finished());
+  EXPECT_EQ(saved_record().call_ended_reason, "no_call_audio");
+  EXPECT_EQ(saved_record().call_ended_by, "system");
 }
 
 }  // namespace

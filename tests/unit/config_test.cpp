@@ -383,6 +383,50 @@ TEST(Config, EndpointKeysAreChecked) {
   EXPECT_EQ(c.agents[0].llm.base_url, "https://[::1]:8443/v1");
 }
 
+TEST(Config, ApiKeyFileIsReadAtLoad) {
+  osvi::test::TempDir dir;
+  const std::string key = dir.file("openai.key");
+  osvi::test::write_file(key, "sk-test-123\n");
+  const std::string doc = with_agents(agent("agent_a", R"("llm":{"api_key_file":")" + key + R"("})"));
+  Config c = accepted(doc);
+  EXPECT_EQ(c.agents[0].llm.api_key, "sk-test-123");  // the trailing newline is not part of the key
+  EXPECT_EQ(c.agents[0].llm.api_key_file, key);
+  EXPECT_EQ(c.agents[0].stt.api_key, "");
+  // A reload parses again and so reads the file again (a rotated key, Windows line end, blanks around it).
+  osvi::test::write_file(key, "  sk-test-456\r\n");
+  EXPECT_EQ(accepted(doc).agents[0].llm.api_key, "sk-test-456");
+  // The analysis endpoint is read the same way.
+  EXPECT_EQ(accepted(with_agents(agent("agent_a", R"("analysis":{"llm":{"api_key_file":")" + key + R"("}})")))
+                .agents[0]
+                .analysis.llm.api_key,
+            "sk-test-456");
+}
+
+TEST(Config, ApiKeyFileProblemsNameTheKeyAndThePath) {
+  osvi::test::TempDir dir;
+  auto with_stt_key_file = [](const std::string& path) {
+    return with_agents(agent("agent_a", R"("stt":{"api_key_file":")" + path + R"("})"));
+  };
+  const std::string missing = dir.file("missing.key");
+  EXPECT_LINE(rejection(with_stt_key_file(missing)),
+              "agents[0].stt.api_key_file: " + missing + ": No such file or directory");
+  EXPECT_LINE(rejection(with_stt_key_file(dir.path())),
+              "agents[0].stt.api_key_file: " + dir.path() + ": Is a directory");
+  const std::string empty = dir.file("empty.key");
+  osvi::test::write_file(empty, " \n");
+  EXPECT_LINE(rejection(with_stt_key_file(empty)), "agents[0].stt.api_key_file: " + empty + ": empty");
+  const std::string big = dir.file("big.key");
+  osvi::test::write_file(big, std::string(5000, 'k'));
+  EXPECT_LINE(rejection(with_stt_key_file(big)),
+              "agents[0].stt.api_key_file: " + big + ": larger than 4096 bytes");
+  // Two lines would put a line break into the Authorization header; the key itself is never echoed.
+  const std::string two = dir.file("two.key");
+  osvi::test::write_file(two, "sk-secret-one\nsk-secret-two\n");
+  const std::string msg = rejection(with_stt_key_file(two));
+  EXPECT_LINE(msg, "agents[0].stt.api_key_file: " + two + ": more than one line");
+  EXPECT_EQ(msg.find("sk-secret"), std::string::npos) << msg;
+}
+
 TEST(Config, CallToolsAnalysisRules) {
   EXPECT_LINE(rejection(with_agents(agent("agent_a", R"("call":{"voicemail":{"action":"leave_message"}})"))),
               R"(agents[0].call.voicemail.message: required when action is "leave_message")");

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -114,6 +115,10 @@ class Call final : private AudioPort::Listener {
     ending,
     finished
   };
+  // Why a call ends, in precedence order (the one place it is defined): when causes race, the root cause
+  // outranks its symptoms. The modem vanishing takes the call's audio with it, so a line lost outranks the
+  // audio cut-off it causes, and both outrank every ordinary end (hang-ups, limits, tools, the fallback).
+  enum class EndCause { other, audio_lost, line_lost };
   using Segment = call_text::SpokenSegment;  // one sentence queued for playback
   using D = CallDeadline;
   struct ToolOutcome {
@@ -168,7 +173,9 @@ class Call final : private AudioPort::Listener {
   void arm() { timers_.arm(); }
   void set_in(D d, int64_t delay_us) { timers_.set(d, now_us() + delay_us); }
   void on_timer();
-  void end_call(std::string reason, std::string ended_by);
+  void end_call(std::string reason, std::string ended_by, EndCause cause = EndCause::other);
+  // Records why the call ends unless an end already decided ranks as high or higher (EndCause).
+  void record_end_cause(EndCause cause, std::string reason, std::string ended_by);
   void finalize(std::string_view status, std::string_view reason, std::string_view ended_by);
   void save_turn(std::string role, std::string text, int64_t started_ms, int64_t ended_ms, bool interrupted,
                  std::optional<std::string> latency);
@@ -180,6 +187,12 @@ class Call final : private AudioPort::Listener {
   int64_t now_us() const { return ctx_.clock->monotonic_us(); }
   int64_t wall_ms() const { return ctx_.clock->wall_ms(); }
   double samples_to_ms(uint64_t samples) const;
+  // Every request a call starts is registered under a call-local key its terminal callbacks carry, so ending
+  // the call cancels all of them (several STT requests may overlap), not only the latest of each stage.
+  uint64_t next_request_key() { return ++request_key_; }
+  net::RequestId own(uint64_t key, net::RequestId id);
+  void release(uint64_t key) { requests_.erase(key); }
+  void cancel_request(net::RequestId& id);  // cancels one owned request and forgets it
   void cancel_upstream();
 
   CallContext& ctx_;
@@ -190,7 +203,8 @@ class Call final : private AudioPort::Listener {
   State state_ = State::connecting;
   bool answered_ = false;
   bool voicemail_reached_ = false;
-  std::string prompt_state_;  // multi-prompt: the current state's name
+  EndCause end_cause_ = EndCause::other;  // of the recorded call_ended_reason
+  std::string prompt_state_;              // multi-prompt: the current state's name
 
   // audio (while connected)
   int rate_ = 16000;  // the line's sample rate (lines of one box may differ: EC25 8 kHz, sim 16 kHz)
@@ -229,7 +243,9 @@ class Call final : private AudioPort::Listener {
   bool first_tts_byte_seen_ = false;
 
   // upstream
-  net::RequestId stt_id_ = 0, llm_id_ = 0, tts_id_ = 0;
+  net::RequestId llm_id_ = 0, tts_id_ = 0;       // the current reply's (turn-taking state)
+  std::map<uint64_t, net::RequestId> requests_;  // every request in flight, by key (ownership)
+  uint64_t request_key_ = 0;
   std::deque<std::string> tts_queue_;
   std::string llm_pending_text_;  // streamed text not yet cut into a sentence
   std::string llm_text_;          // the whole reply so far

@@ -132,8 +132,8 @@ struct UpstreamEndpoint {
   std::string provider = "openai";
   std::string base_url = "http://127.0.0.1:8090/v1";  // trailing '/' removed
   std::string model;
-  std::string api_key;
-  std::string api_key_file;  // read when the endpoint is used, so --check-config works off the box
+  std::string api_key;       // with api_key_file: the file's key, read when the configuration is parsed
+  std::string api_key_file;  // the path, kept for messages; the key itself is in api_key
   unsigned timeout_ms = 8000;
 };
 
