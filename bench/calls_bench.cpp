@@ -324,8 +324,9 @@ bool barge_run(int calls) {
       if (std::chrono::steady_clock::now() > end) die("barge-in call did not end\n" + rig.stderr_text());
       std::this_thread::sleep_for(300ms);
     }
-    // A call placed within ~50 ms of the previous hang-up once stalled after "answered" (no audio, no end):
-    // leave the line a moment, as a real line between calls.
+    // A pause between calls, as a campaign on a real line would leave. (The stall once blamed on calls placed
+    // right after a hang-up was osvid's loop blocked sending STATUS= to this process's unread notify socket,
+    // fixed in daemon/app/app.cpp.)
     std::this_thread::sleep_for(1500ms);
   }
   // Per call (steps count from 0): step 2 (the interrupting say) starts at the caller's speech onset; the

@@ -2,13 +2,17 @@
 #include "osvi/app/app.hpp"
 
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <csignal>
+#include <cstddef>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -92,8 +96,33 @@ std::vector<AgentRecord> agent_records(const Config& cfg) {
   return out;
 }
 
+// STATUS= is sent on every line change, from the loop that also runs the calls and the simulated lines'
+// parties. sd_notify() sends blocking: a notify socket whose reader does not keep up (its queue holds
+// net.unix.max_dgram_qlen datagrams, 10 by default) froze the whole loop in sendmsg(), and with it every
+// call's audio (the calls_bench barge-in stall on its 4th call: a few line changes per call). A status is
+// only informational and the next change sends a newer one, so it is sent without waiting and dropped when
+// the queue is full. The lifecycle messages (READY, RELOADING, STOPPING) keep sd_notify().
 void sd_notifyf_status(const std::string& s) {
-  sd_notify(0, ("STATUS=" + s).c_str());
+  const std::string msg = "STATUS=" + s;
+  const char* path = std::getenv("NOTIFY_SOCKET");
+  if (!path || !*path) return;
+  sockaddr_un addr{};
+  const size_t len = std::strlen(path);
+  if ((path[0] != '/' && path[0] != '@') || len >= sizeof addr.sun_path) {
+    sd_notify(0, msg.c_str());  // another transport (vsock): libsystemd knows it
+    return;
+  }
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path, len);
+  if (path[0] == '@') addr.sun_path[0] = '\0';  // abstract namespace
+  const int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return;
+  // A path address counts its terminating NUL, an abstract one does not (as libsystemd does).
+  const auto addr_len =
+      static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + len + (path[0] == '@' ? 0 : 1));
+  (void)::sendto(fd, msg.data(), msg.size(), MSG_DONTWAIT | MSG_NOSIGNAL, reinterpret_cast<sockaddr*>(&addr),
+                 addr_len);
+  ::close(fd);
 }
 
 }  // namespace
@@ -476,7 +505,7 @@ Status App::apply_from_fleet(const std::string& json_text) {
     log::warning("fleet configuration saved, but a power cut may bring back the previous one: " +
                  d.error().message);
   }
-  sd_notify(0, ("STATUS=" + ready_status()).c_str());
+  sd_notifyf_status(ready_status());
   return {};
 }
 

@@ -123,3 +123,57 @@ TEST_F(DaemonLinesTest, AbsentModemIsDownWithAReasonAndStillReady) {
 }
 
 }  // namespace
+
+// The STATUS= line follows every line change. A notify socket nobody reads (here: the harness after
+// READY=1; systemd busy in real life) fills after net.unix.max_dgram_qlen (10) datagrams: the status must
+// then be dropped, never block the loop that runs the calls and the API (calls_bench's barge-in run froze
+// on its 4th call, a few line changes per call, with osvid's loop in sendmsg()).
+TEST(DaemonNotify, UnreadNotifySocketNeverBlocksTheLoop) {
+  osvi::test::TempDir dir;
+  const int port = osvi::test::free_loopback_port();
+  osvi::test::write_file(dir.file("osvid.json"),
+                         R"({"state_dir":")" + dir.file("state") + R"(","api":{"listen":"127.0.0.1:)" +
+                             std::to_string(port) + R"(","tokens":[")" + kToken +
+                             R"("]},"agents":[{"agent_uuid":"agent_a","name":"A","active":true}],)"
+                             R"("lines":[{"id":"sim0","type":"sim","agent_uuid":"agent_a",)"
+                             R"("sim":{"outcome":"busy","ring_interval_ms":20}}]})");
+  DaemonProcess d(dir.path(), {"--config", dir.file("osvid.json")});
+  ASSERT_TRUE(d.wait_notify("READY=1", 20s)) << d.stderr_text();
+  const std::string base = "http://127.0.0.1:" + std::to_string(port);
+  // From here on nobody reads the notify socket. Each busy call is dialing → idle: two status changes.
+  constexpr int kCalls = 12;
+  for (int i = 0; i < kCalls; ++i) {
+    auto r = osvi::test::http_request("POST", base + "/v1/call", kToken,
+                                      R"({"agent_uuid":"agent_a","phone_number":"9876543210",)"
+                                      R"("country_code":"IN"})");
+    ASSERT_EQ(r.status, 200) << "call " << i << ": " << r.body << "\n" << d.stderr_text();
+    // Wait for this call to end (the line idle again) before the next, as a campaign would.
+    bool idle = false;
+    const auto end = std::chrono::steady_clock::now() + 5s;
+    while (!idle && std::chrono::steady_clock::now() < end) {
+      auto h = osvi::test::http_request("GET", base + "/v1/health", kToken);
+      ASSERT_EQ(h.status, 200) << "the API stopped answering during call " << i << "\n" << d.stderr_text();
+      std::string why;
+      osvi::net::JsonPtr j = osvi::net::json_parse(h.body, &why);
+      const cJSON* lines = j ? cJSON_GetObjectItem(cJSON_GetObjectItem(j.get(), "data"), "lines") : nullptr;
+      const cJSON* l = lines ? cJSON_GetArrayItem(lines, 0) : nullptr;
+      const cJSON* state = l ? cJSON_GetObjectItem(l, "state") : nullptr;
+      idle = cJSON_IsString(state) && std::string(state->valuestring) == "idle";
+      if (!idle) std::this_thread::sleep_for(20ms);
+    }
+    ASSERT_TRUE(idle) << "call " << i << " never ended\n" << d.stderr_text();
+  }
+  // Every call has its final record.
+  auto r = osvi::test::http_request("GET", base + "/v1/calls", kToken);
+  ASSERT_EQ(r.status, 200) << d.stderr_text();
+  std::string why;
+  osvi::net::JsonPtr j = osvi::net::json_parse(r.body, &why);
+  ASSERT_TRUE(j) << why;
+  int busy = 0;
+  const cJSON* c = nullptr;
+  cJSON_ArrayForEach(c, cJSON_GetObjectItem(j.get(), "data")) {
+    const cJSON* s = cJSON_GetObjectItem(c, "status");
+    busy += cJSON_IsString(s) && std::string(s->valuestring) == "busy";
+  }
+  EXPECT_EQ(busy, kCalls) << r.body;
+}
