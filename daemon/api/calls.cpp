@@ -460,6 +460,10 @@ void Api::place(HttpRequest&, HttpReply reply, bool legacy) {
       case -ENODEV:
         reply.send(error(503, "this box has no line that can place calls"));
         return;
+      case -ENOMEDIUM:
+        // Nothing will change by retrying: the configuration or the hardware has to (409, not 503).
+        reply.send(error(409, e.message));
+        return;
       default:
         log::error("placing a call failed: " + e.message, {{"AGENT_UUID", req.agent_uuid}});
         reply.send(error(500, "could not place the call"));

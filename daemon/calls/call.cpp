@@ -285,7 +285,7 @@ void Call::connected() {
 
 Status Call::open_audio() {
   AudioPortSetup ps{line_.audio(), ctx_.audio, &setup_.agent,
-                    setup_.outbound && setup_.agent.call.voicemail.detect};
+                    setup_.outbound && setup_.agent.call.voicemail.detect, &line_};
   auto port = ctx_.audio_port ? ctx_.audio_port(ps, *this) : make_line_audio_port(*ctx_.loop, ps, *this);
   if (!port) return port.error();
   port_ = std::move(*port);

@@ -58,7 +58,7 @@ Call* CallManager::call_on(const hal::Line& line) {
 
 hal::Line* CallManager::free_line() {
   for (hal::Line* l : lines_.lines())
-    if (l->state() == hal::LineState::idle && !call_on(*l)) return l;
+    if (l->state() == hal::LineState::idle && !call_on(*l) && l->audio().unavailable.empty()) return l;
   return nullptr;
 }
 
@@ -79,6 +79,20 @@ Result<std::string> CallManager::place_call(const PlaceCallRequest& r) {
       return make_error("phone_number: " + r.phone_e164 + " is on the do-not-disturb list of this agent",
                         -EPERM);
   if (lines_.size() == 0) return make_error("this box has no telephony line to place calls on", -ENODEV);
+  {
+    // A line whose audio cannot work would connect a caller to silence: refuse rather than dial.
+    std::string why;
+    bool any_audio = false;
+    for (hal::Line* l : lines_.lines()) {
+      const std::string u = l->audio().unavailable;
+      if (u.empty()) {
+        any_audio = true;
+        break;
+      }
+      why += (why.empty() ? "" : "; ") + l->id() + ": " + u;
+    }
+    if (!any_audio) return make_error("no line of this box can carry call audio (" + why + ")", -ENOMEDIUM);
+  }
   hal::Line* line = free_line();
   if (!line && queue_.size() >= ctx_.calls.max_queue)
     return make_error("every line is busy and the call queue is full (" + std::to_string(queue_.size()) +
@@ -173,6 +187,13 @@ void CallManager::answer_inbound(hal::Line& line, const hal::LineEvent& e) {
                     (e.number.empty() ? "a withheld number" : e.number) +
                     " not answered: no active voice agent is assigned to the line",
                 {{"LINE", line.id()}});
+    return;
+  }
+  if (const std::string u = line.audio().unavailable; !u.empty()) {
+    log::warning("line " + line.id() + ": incoming call from " +
+                     (e.number.empty() ? "a withheld number" : e.number) +
+                     " not answered: the line's audio is unavailable (" + u + ")",
+                 {{"LINE", line.id()}});
     return;
   }
   CallRecord rec;

@@ -2,7 +2,7 @@
 #include <array>
 #include <cerrno>
 
-#include "osvi/calls/audio_port.hpp"
+#include "audio_ports.hpp"
 #include "osvi/config/audio_settings.hpp"
 
 namespace osvi::daemon {
@@ -90,15 +90,10 @@ class LineAudioPort final : public AudioPort {
 
 }  // namespace
 
-Result<std::unique_ptr<AudioPort>> make_line_audio_port(EventLoop& loop, const AudioPortSetup& setup,
+Result<std::unique_ptr<AudioPort>> make_alsa_audio_port(EventLoop& loop, const AudioPortSetup& setup,
                                                         AudioPort::Listener& listener) {
   const hal::AudioEndpoint& ep = setup.endpoint;
-  if (ep.kind != hal::AudioEndpoint::Kind::alsa) {
-    return make_error(ep.kind == hal::AudioEndpoint::Kind::none
-                          ? "the line has no audio endpoint"
-                          : "tty audio is not supported by the engine yet",
-                      -ENOTSUP);
-  }
+  if (ep.kind != hal::AudioEndpoint::Kind::alsa) return make_error("not an ALSA endpoint", -EINVAL);
   if (!ep.ready) return make_error(ep.error.empty() ? "audio not ready" : ep.error, -EAGAIN);
   AudioConfig ac = setup.audio;
   ac.rate = static_cast<int>(ep.sample_rate);

@@ -155,6 +155,10 @@ std::vector<LineHealth> LineManager::health() const {
     h.agent_uuid = e->cfg.agent_uuid;
     h.identity = e->line->identity();
     h.audio = e->line->audio();
+    // Ready means the call's audio path is open in the engine, not only that the module offers PCM.
+    h.audio.ready = h.audio.ready && e->line->audio_open();
+    if (h.reason.empty() && !h.audio.unavailable.empty())
+      h.reason = "audio unavailable: " + h.audio.unavailable;
     out.push_back(std::move(h));
   }
   return out;

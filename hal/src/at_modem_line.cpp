@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/stat.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -75,6 +76,16 @@ std::string registration_name(int stat) {
   }
 }
 
+// Why a PCM tty cannot be used, or "" when it looks usable. stat() and access() only: opening a modem's
+// audio port outside a call can upset its firmware, and the engine reports a failing open at call time.
+std::string tty_problem(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return "audio tty " + path + ": " + errno_text(errno);
+  if (!S_ISCHR(st.st_mode)) return "audio tty " + path + " is not a character device";
+  if (::access(path.c_str(), R_OK | W_OK) != 0) return "audio tty " + path + ": " + errno_text(errno);
+  return {};
+}
+
 }  // namespace
 
 std::string_view to_string(ModemVendor v) {
@@ -104,6 +115,12 @@ AtModemLine::AtModemLine(AtModemOptions options, const Clock& clock)
   } else if (opt_.vendor == ModemVendor::simcom_sim7600) {
     audio_.kind = AudioEndpoint::Kind::tty;
     audio_.device = opt_.audio_device.empty() ? "/dev/osvi-sim7600-audio" : opt_.audio_device;
+  } else if (!opt_.audio_device.empty()) {
+    // Generic: a path is a PCM tty (raw s16le), anything else an ALSA PCM name; narrowband either way,
+    // flowing as soon as the call is active (no vendor command to enable it).
+    audio_.kind = opt_.audio_device.front() == '/' ? AudioEndpoint::Kind::tty : AudioEndpoint::Kind::alsa;
+    audio_.device = opt_.audio_device;
+    audio_.sample_rate = 8000;
   }
 }
 
@@ -371,7 +388,14 @@ void AtModemLine::run_init() {
                        "): no USB audio class voice; flash a UAC-capable firmware or enable it with "
                        "AT+QCFG=\"USBCFG\"";
     });
-  } else if (opt_.vendor == ModemVendor::simcom_sim7600) {
+  } else if (opt_.vendor == ModemVendor::generic && audio_.kind == AudioEndpoint::Kind::none) {
+    audio_problem_ =
+        "no audio_device configured: the generic AT profile carries call audio only on a configured ALSA PCM "
+        "or PCM tty";
+  }
+  if (audio_.kind == AudioEndpoint::Kind::tty && audio_problem_.empty())
+    audio_problem_ = tty_problem(audio_.device);
+  if (opt_.vendor == ModemVendor::simcom_sim7600) {
     audio_.sample_rate = 8000;
     if (opt_.pcm_16k) {
       enqueue("AT+CPCMFRM=1", t, [this](const Response& r) {
@@ -384,6 +408,8 @@ void AtModemLine::run_init() {
     if (!r.ok()) return lost("modem stopped answering during init: " + r.why());
     backoff_ms_ = 0;
     audio_.error = audio_problem_;
+    audio_.unavailable = audio_problem_;
+    audio_.stalled = false;
     state_ = LineState::idle;
     reason_ = audio_problem_.empty() ? std::string() : "audio unavailable: " + audio_problem_;
     settled_ = true;
@@ -478,9 +504,11 @@ void AtModemLine::on_connected() {
   if (opt_.vendor == ModemVendor::simcom_sim7600) {
     // The module drops PCM registration requested before the voice channel is up: wait a little.
     pcm_deadline_ = now() + opt_.pcm_enable_delay_ms * 1000;
-  } else if (opt_.vendor == ModemVendor::quectel_ec25 && audio_problem_.empty()) {
+  } else if (audio_.kind != AudioEndpoint::Kind::none && audio_problem_.empty()) {
+    // EC25 (UAC voice enabled at init) and generic lines: the PCM flows once the call is active.
     audio_.ready = true;
     audio_.stalled = false;
+    audio_.error.clear();
     post(LineEvent{LineEvent::Type::audio, {}, 0, {}});
   }
 }

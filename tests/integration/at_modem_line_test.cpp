@@ -66,7 +66,9 @@ class AtModemLineTest : public ::testing::Test {
 };
 
 TEST_F(AtModemLineTest, InitReadsIdentity) {
-  make_line(options());
+  auto o = options();
+  o.vendor = osvi::hal::ModemVendor::quectel_ec25;  // what the simulator says it is; its audio is fine
+  make_line(o);
   EXPECT_FALSE(line_->settled());
   ASSERT_TRUE(wait_event(LineEvent::Type::up));
   EXPECT_TRUE(line_->settled());
@@ -351,6 +353,72 @@ TEST_F(AtModemLineTest, Sim7600Without16kFallsBackTo8k) {
   sim_.on("AT+CPCMFRM=1", "\r\n+CME ERROR: operation not supported\r\n");
   bring_up(o);
   EXPECT_EQ(line_->audio().sample_rate, 8000u);
+}
+
+// The generic profile has no vendor audio: without audio_device nothing can carry a call's voice, and the
+// line says so (the calls engine then refuses to use it); the line itself still works for control.
+TEST_F(AtModemLineTest, GenericWithoutAudioDeviceSaysAudioIsUnavailable) {
+  bring_up(options());
+  EXPECT_EQ(line_->audio().kind, osvi::hal::AudioEndpoint::Kind::none);
+  EXPECT_EQ(line_->audio().unavailable.rfind("no audio_device configured", 0), 0u)
+      << line_->audio().unavailable;
+  EXPECT_EQ(line_->reason(), "audio unavailable: " + line_->audio().unavailable);
+  sim_.on("ATD*", [this](const std::string&) {
+    sim_.set_calls({"+CLCC: 1,0,0,0,0,\"+919800000002\",145"});
+    return ModemSim::ok();
+  });
+  ASSERT_TRUE(line_->dial("+919800000002").ok());
+  ASSERT_TRUE(wait_event(LineEvent::Type::answered));
+  EXPECT_FALSE(line_->audio().ready);
+}
+
+// Generic with audio_device: an ALSA PCM name, or a path = a PCM tty; 8 kHz; flowing once the call is active;
+// audio_clockless carried to the engine.
+TEST_F(AtModemLineTest, GenericAudioDeviceIsAlsaOrTtyAndReadyWhenActive) {
+  auto o = options();
+  o.audio_device = "plughw:CARD=Bench,DEV=0";
+  o.audio_clockless = true;
+  {
+    AtModemLine alsa(o, clock_);
+    EXPECT_EQ(alsa.audio().kind, osvi::hal::AudioEndpoint::Kind::alsa);
+    EXPECT_EQ(alsa.audio().device, "plughw:CARD=Bench,DEV=0");
+    EXPECT_EQ(alsa.audio().sample_rate, 8000u);
+    EXPECT_TRUE(alsa.audio().clockless);
+  }
+  sim_.enable_audio(dir_.file("modem-audio"), 8000);
+  o.audio_device = dir_.file("modem-audio");
+  o.audio_clockless = false;
+  bring_up(o);
+  EXPECT_EQ(line_->audio().kind, osvi::hal::AudioEndpoint::Kind::tty);
+  EXPECT_EQ(line_->audio().unavailable, "");
+  EXPECT_EQ(line_->reason(), "");
+  sim_.ring_incoming("+919800000002");
+  ASSERT_TRUE(wait_event(LineEvent::Type::incoming));
+  EXPECT_FALSE(line_->audio().ready);
+  ASSERT_TRUE(line_->answer().ok());
+  ASSERT_TRUE(wait_event(LineEvent::Type::audio));
+  EXPECT_TRUE(line_->audio().ready);
+  EXPECT_FALSE(line_->audio().clockless);
+  EXPECT_EQ(sim_.count("AT+CPCMREG"), 0u);
+}
+
+TEST_F(AtModemLineTest, Sim7600MissingAudioTtyIsUnavailable) {
+  auto o = options();
+  o.vendor = osvi::hal::ModemVendor::simcom_sim7600;
+  o.audio_device = dir_.file("no-audio-tty");
+  bring_up(o);
+  EXPECT_NE(line_->audio().unavailable.find("audio tty " + dir_.file("no-audio-tty") + ": No such file"),
+            std::string::npos)
+      << line_->audio().unavailable;
+  EXPECT_NE(line_->reason().find("audio unavailable"), std::string::npos);
+  // The port appearing (a USB re-enumeration) is seen at the next init.
+  sim_.enable_audio(dir_.file("no-audio-tty"), 16000);
+  sim_.disappear();
+  sim_.reappear();
+  events_.clear();
+  ASSERT_TRUE(wait_event(LineEvent::Type::up, 10s));
+  EXPECT_EQ(line_->audio().unavailable, "");
+  EXPECT_EQ(line_->reason(), "");
 }
 
 TEST_F(AtModemLineTest, AttendedTransferHoldDialEct) {

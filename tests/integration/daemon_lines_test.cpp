@@ -122,6 +122,92 @@ TEST_F(DaemonLinesTest, AbsentModemIsDownWithAReasonAndStillReady) {
   EXPECT_EQ(d.wait_exit(10s), 0);
 }
 
+// A generic modem without an audio_device cannot carry a conversation: health says why, POST /v1/call is
+// refused with 409 and that reason (nothing dialled, no record), and an incoming call is left unanswered
+// rather than picked up into silence and dropped.
+TEST(DaemonLinesAudio, GenericLineWithoutAudioIsRefusedNotDialled) {
+  osvi::test::TempDir dir;
+  const int port = osvi::test::free_loopback_port();
+  osvi::test::write_file(
+      dir.file("osvid.json"),
+      R"({"state_dir":")" + dir.file("state") + R"(","api":{"listen":"127.0.0.1:)" + std::to_string(port) +
+          R"(","tokens":[")" + kToken +
+          R"("]},"agents":[{"agent_uuid":"agent_a","name":"A","active":true}],)" +
+          R"("lines":[{"id":"gsm0","type":"at","vendor":"generic","device":")" + dir.file("modem-at") +
+          R"(","agent_uuid":"agent_a","command_timeout_ms":500,"poll_interval_ms":100}]})");
+  ModemSim sim(dir.file("modem-at"));
+  DaemonProcess d(dir.path(), {"--config", dir.file("osvid.json")});
+  ASSERT_TRUE(d.wait_notify("READY=1", 20s)) << d.stderr_text();
+  const std::string base = "http://127.0.0.1:" + std::to_string(port);
+
+  auto h = osvi::test::http_request("GET", base + "/v1/health", kToken);
+  osvi::net::JsonPtr hj = osvi::test::parse_json(h.body);
+  const cJSON* line =
+      cJSON_GetArrayItem(cJSON_GetObjectItem(cJSON_GetObjectItem(hj.get(), "data"), "lines"), 0);
+  ASSERT_TRUE(line) << h.body;
+  EXPECT_EQ(osvi::test::json_str(line, "state"), "idle");
+  const std::string reason = osvi::test::json_str(line, "reason");
+  EXPECT_EQ(reason.rfind("audio unavailable: no audio_device configured", 0), 0u) << reason;
+  EXPECT_EQ(osvi::test::json_str(cJSON_GetObjectItem(line, "audio"), "kind"), "none");
+
+  auto r = osvi::test::http_request("POST", base + "/v1/call", kToken,
+                                    R"({"agent_uuid":"agent_a","phone_number":"9876543210",)"
+                                    R"("country_code":"IN"})");
+  EXPECT_EQ(r.status, 409) << r.body;
+  osvi::net::JsonPtr rj = osvi::test::parse_json(r.body);
+  ASSERT_TRUE(rj) << r.body;
+  EXPECT_TRUE(cJSON_IsFalse(cJSON_GetObjectItem(rj.get(), "success"))) << r.body;
+  const std::string msg = osvi::test::json_str(rj.get(), "error");
+  EXPECT_NE(msg.find("no line of this box can carry call audio"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("gsm0: no audio_device configured"), std::string::npos) << msg;
+  const cJSON* errors = cJSON_GetObjectItem(rj.get(), "errors");
+  ASSERT_EQ(cJSON_GetArraySize(errors), 1) << r.body;
+  EXPECT_EQ(std::string(cJSON_GetArrayItem(errors, 0)->valuestring), msg);
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(sim.count("ATD"), 0u) << "a call without audio was dialled";
+  auto calls = osvi::test::http_request("GET", base + "/v1/calls", kToken);
+  osvi::net::JsonPtr cj = osvi::test::parse_json(calls.body);
+  EXPECT_EQ(cJSON_GetArraySize(cJSON_GetObjectItem(cj.get(), "data")), 0) << calls.body;
+
+  sim.ring_incoming("+919800000042");
+  EXPECT_TRUE(d.wait_stderr("not answered: the line's audio is unavailable", 5s)) << d.stderr_text();
+  std::this_thread::sleep_for(500ms);
+  EXPECT_EQ(sim.count("ATA"), 0u) << "an incoming call was answered into silence";
+
+  d.signal(SIGTERM);
+  EXPECT_EQ(d.wait_exit(10s), 0);
+}
+
+// A generic modem whose audio_device names a PCM tty that is not there: the same refusal, with the path.
+TEST(DaemonLinesAudio, GenericLineWithMissingAudioTtyIsRefused) {
+  osvi::test::TempDir dir;
+  const int port = osvi::test::free_loopback_port();
+  osvi::test::write_file(
+      dir.file("osvid.json"),
+      R"({"state_dir":")" + dir.file("state") + R"(","api":{"listen":"127.0.0.1:)" + std::to_string(port) +
+          R"(","tokens":[")" + kToken +
+          R"("]},"agents":[{"agent_uuid":"agent_a","name":"A","active":true}],)" +
+          R"("lines":[{"id":"gsm0","type":"at","vendor":"generic","device":")" + dir.file("modem-at") +
+          R"(","audio_device":")" + dir.file("no-audio-tty") +
+          R"(","agent_uuid":"agent_a","command_timeout_ms":500,"poll_interval_ms":100}]})");
+  ModemSim sim(dir.file("modem-at"));
+  DaemonProcess d(dir.path(), {"--config", dir.file("osvid.json")});
+  ASSERT_TRUE(d.wait_notify("READY=1", 20s)) << d.stderr_text();
+  const std::string base = "http://127.0.0.1:" + std::to_string(port);
+  auto h = osvi::test::http_request("GET", base + "/v1/health", kToken);
+  EXPECT_NE(h.body.find("audio unavailable: audio tty " + dir.file("no-audio-tty") + ": No such file"),
+            std::string::npos)
+      << h.body;
+  auto r = osvi::test::http_request("POST", base + "/v1/call", kToken,
+                                    R"({"agent_uuid":"agent_a","phone_number":"9876543210",)"
+                                    R"("country_code":"IN"})");
+  EXPECT_EQ(r.status, 409) << r.body;
+  EXPECT_NE(r.body.find("no-audio-tty"), std::string::npos) << r.body;
+  EXPECT_EQ(sim.count("ATD"), 0u);
+  d.signal(SIGTERM);
+  EXPECT_EQ(d.wait_exit(10s), 0);
+}
+
 }  // namespace
 
 // The STATUS= line follows every line change. A notify socket nobody reads (here: the harness after

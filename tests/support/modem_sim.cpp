@@ -9,6 +9,8 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <ctime>
 #include <stdexcept>
 
 #include "osvi/clock.hpp"
@@ -35,7 +37,14 @@ ModemSim::ModemSim(std::string link_path) : link_path_(std::move(link_path)) {
   on("AT+CEREG?", ok({"+CEREG: 0,1"}));
   on("AT+QPCMV=1,2", ok());
   on("AT+CPCMFRM=1", ok());
-  on("AT+CPCMREG*", ok());
+  on("AT+CPCMREG=1", [this](const std::string&) {
+    set_audio_streaming(true);
+    return ok();
+  });
+  on("AT+CPCMREG=0", [this](const std::string&) {
+    set_audio_streaming(false);
+    return ok();
+  });
   on("AT+CEER", ok({"+CEER: Normal call clearing"}));
   on("AT+VTS=*", ok());
   on("AT+CHLD=*", ok());
@@ -43,6 +52,7 @@ ModemSim::ModemSim(std::string link_path) : link_path_(std::move(link_path)) {
   on("ATA", ok());
   on("AT+CHUP", [this](const std::string&) {
     set_calls({});
+    set_audio_streaming(false);
     return ok();
   });
   on("AT+CLCC", [this](const std::string&) {
@@ -56,6 +66,9 @@ ModemSim::ModemSim(std::string link_path) : link_path_(std::move(link_path)) {
 ModemSim::~ModemSim() {
   stop_thread();
   ::unlink(link_path_.c_str());
+  audio_quit_.store(true);
+  if (audio_thread_.joinable()) audio_thread_.join();
+  if (!audio_link_.empty()) ::unlink(audio_link_.c_str());
 }
 
 void ModemSim::on(const std::string& prefix, Handler handler) {
@@ -94,6 +107,7 @@ void ModemSim::ring_incoming(const std::string& number) {
   set_calls({"+CLCC: 1,1,4" + entry});
   on("ATA", [this, entry](const std::string&) {
     set_calls({"+CLCC: 1,1,0" + entry});
+    set_audio_streaming(true);
     return ok();
   });
   // The list first, then the URCs: the line's first poll must already see the call ringing.
@@ -102,6 +116,7 @@ void ModemSim::ring_incoming(const std::string& number) {
 
 void ModemSim::remote_hangup() {
   set_calls({});
+  set_audio_streaming(false);
   send("\r\nNO CARRIER\r\n");
 }
 
@@ -231,6 +246,87 @@ void ModemSim::answer(const std::string& command) {
   }
   const std::string reply = h ? h(command) : "\r\nERROR\r\n";
   if (!reply.empty()) send(reply);
+}
+
+void ModemSim::enable_audio(const std::string& link_path, unsigned rate) {
+  int m = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (m < 0 || grantpt(m) != 0 || unlockpt(m) != 0) throw std::runtime_error("posix_openpt failed");
+  hal::UniqueFd master(m);
+  const char* name = ptsname(m);
+  if (!name) throw std::runtime_error("ptsname failed");
+  hal::UniqueFd hold(::open(name, O_RDWR | O_NOCTTY | O_CLOEXEC));
+  if (!hold.valid()) throw std::runtime_error(std::string("cannot open ") + name);
+  termios tio{};
+  tcgetattr(hold.get(), &tio);
+  cfmakeraw(&tio);
+  tcsetattr(hold.get(), TCSANOW, &tio);
+  fcntl(m, F_SETFL, fcntl(m, F_GETFL) | O_NONBLOCK);
+  ::unlink(link_path.c_str());
+  if (::symlink(name, link_path.c_str()) != 0) throw std::runtime_error("cannot link " + link_path);
+  audio_link_ = link_path;
+  audio_rate_ = rate;
+  audio_master_ = std::move(master);
+  audio_slave_hold_ = std::move(hold);
+  audio_thread_ = std::thread([this] { audio_run(); });
+}
+
+void ModemSim::set_audio_source(std::vector<int16_t> pcm) {
+  std::lock_guard<std::mutex> g(audio_mu_);
+  audio_source_ = std::move(pcm);
+}
+
+void ModemSim::set_audio_streaming(bool on) {
+  std::lock_guard<std::mutex> g(audio_mu_);
+  if (on && !audio_on_.load()) audio_pos_ = 0;
+  audio_on_.store(on);
+}
+
+std::vector<int16_t> ModemSim::audio_received() const {
+  std::lock_guard<std::mutex> g(audio_mu_);
+  return audio_received_;
+}
+
+void ModemSim::audio_run() {
+  const size_t period = audio_rate_ / 50;
+  std::vector<int16_t> out(period);
+  std::string pending;
+  timespec next{};
+  clock_gettime(CLOCK_MONOTONIC, &next);
+  while (!audio_quit_.load()) {
+    next.tv_nsec += 20'000'000;
+    if (next.tv_nsec >= 1'000'000'000) {
+      next.tv_nsec -= 1'000'000'000;
+      ++next.tv_sec;
+    }
+    clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, nullptr);
+    // What the engine wrote: always drained, so its writes never back up into the tty.
+    char buf[4096];
+    for (;;) {
+      const ssize_t n = ::read(audio_master_.get(), buf, sizeof buf);
+      if (n <= 0) break;
+      std::lock_guard<std::mutex> g(audio_mu_);
+      std::string bytes = audio_odd_ + std::string(buf, static_cast<size_t>(n));
+      audio_odd_ = bytes.size() % 2 ? bytes.substr(bytes.size() - 1) : std::string();
+      const size_t samples = bytes.size() / 2;
+      const size_t at = audio_received_.size();
+      audio_received_.resize(at + samples);
+      std::memcpy(audio_received_.data() + at, bytes.data(), samples * 2);
+    }
+    if (!audio_on_.load() || audio_stalled_.load()) continue;
+    {
+      std::lock_guard<std::mutex> g(audio_mu_);
+      for (size_t i = 0; i < period; ++i, ++audio_pos_)
+        out[i] = audio_pos_ < audio_source_.size() ? audio_source_[audio_pos_] : int16_t{0};
+    }
+    // Bytes the tty does not take now go first next time (a partial write must not shift the samples); a
+    // port nobody reads loses whole periods, as on the module.
+    if (pending.size() < period * 2 * 4) {
+      pending.append(reinterpret_cast<const char*>(out.data()), out.size() * 2);
+      audio_sent_.fetch_add(period);
+    }
+    const ssize_t n = ::write(audio_master_.get(), pending.data(), pending.size());
+    if (n > 0) pending.erase(0, static_cast<size_t>(n));
+  }
 }
 
 bool pump_line(hal::Line& line, const std::function<bool()>& done, std::chrono::milliseconds timeout) {

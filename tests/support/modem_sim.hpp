@@ -52,6 +52,21 @@ class ModemSim {
   static std::string ok(const std::vector<std::string>& lines = {});
   static std::string imei() { return "861234567890123"; }
 
+  // The module's PCM port on a second pty behind `link_path` (the SIM7600's /dev/osvi-sim7600-audio): raw
+  // s16le mono at `rate`, one 20 ms period per period on the simulator's own clock while streaming, and
+  // everything the line's engine writes is recorded.
+  void enable_audio(const std::string& link_path, unsigned rate);
+  // The caller's audio, sent from the moment streaming starts (then silence, so the port never goes quiet).
+  void set_audio_source(std::vector<int16_t> pcm);
+  // Streaming: on at AT+CPCMREG=1 and when ring_incoming()'s call is answered, off at AT+CPCMREG=0,
+  // AT+CHUP and remote_hangup().
+  void set_audio_streaming(bool on);
+  bool audio_streaming() const { return audio_on_.load(); }
+  // The PCM stops while the call stays up (a stalled audio port); false resumes it.
+  void stall_audio(bool stalled) { audio_stalled_.store(stalled); }
+  std::vector<int16_t> audio_received() const;
+  uint64_t audio_sent_samples() const { return audio_sent_.load(); }
+
  private:
   void open_pty();
   void start_thread();
@@ -69,6 +84,22 @@ class ModemSim {
   std::vector<std::string> calls_;
   std::vector<std::string> commands_;
   std::string partial_;
+
+  void audio_run();
+  std::string audio_link_;
+  unsigned audio_rate_ = 8000;
+  hal::UniqueFd audio_master_;
+  hal::UniqueFd audio_slave_hold_;
+  std::thread audio_thread_;
+  std::atomic<bool> audio_quit_{false};
+  std::atomic<bool> audio_on_{false};
+  std::atomic<bool> audio_stalled_{false};
+  std::atomic<uint64_t> audio_sent_{0};
+  mutable std::mutex audio_mu_;
+  std::vector<int16_t> audio_source_;
+  size_t audio_pos_ = 0;  // into audio_source_, since streaming started
+  std::vector<int16_t> audio_received_;
+  std::string audio_odd_;  // a byte of a sample split across reads
 };
 
 // Drives a Line the way the daemon's loop does (poll on its fd, deadlines), until `done` or the timeout.

@@ -41,6 +41,9 @@ struct AudioEndpoint {
   // The PCM has no clock of its own (alsa-lib's file/null plugins): the engine paces the stream itself
   // (AudioStreamOptions::pace = one period).
   bool clockless = false;
+  // Non-empty: no call on this line can carry audio (nothing configured, the device is missing, the module
+  // refused to enable it), and why. The calls engine neither places nor answers calls on such a line.
+  std::string unavailable;
 };
 std::string_view to_string(AudioEndpoint::Kind k);
 
@@ -104,8 +107,14 @@ class Line {
   virtual Status transfer_blind(std::string_view e164) = 0;
   // Hold, dial the target, explicit call transfer once it answers; an error where the hardware cannot.
   virtual Status transfer_attended(std::string_view e164) = 0;
-  // The audio engine says the write side of the PCM stopped draining.
+  // The audio engine says the PCM stopped flowing (the write side stopped draining, or a tty stopped
+  // delivering capture).
   virtual void report_audio_stalled(std::string reason) = 0;
+  // The audio engine has the current call's endpoint open and samples flow (true), or no longer (false).
+  // audio().ready stays the line's own statement (the module offers PCM); health says the audio path is
+  // ready only when both hold, so a PCM the engine could not open never shows as ready.
+  void report_audio_open(bool open) { audio_open_ = open; }
+  bool audio_open() const { return audio_open_; }
 
   // Loop integration (see the top of this file). poll_fd() is -1 when there is nothing to watch.
   virtual int poll_fd() const { return -1; }
@@ -122,6 +131,7 @@ class Line {
 
  private:
   EventHandler handler_;
+  bool audio_open_ = false;
 };
 
 // "+" then 2 to 15 digits, first digit not 0 (ITU-T E.164).

@@ -69,13 +69,17 @@ struct AudioPortSetup {
   AudioConfig audio;            // the box's settings (rate and frame follow the endpoint)
   const AgentConfig* agent = nullptr;
   bool amd = false;
+  // The line the call is on: told when the engine opens or loses its audio (Line::report_audio_open) and
+  // when a PCM tty stalls (report_audio_stalled). Null: nobody is told.
+  hal::Line* line = nullptr;
 };
 
 // Builds a Call's port; an error when the line's audio is not usable (yet).
 using AudioPortFactory = std::function<Result<std::unique_ptr<AudioPort>>(const AudioPortSetup& setup,
                                                                           AudioPort::Listener& listener)>;
 
-// The production port: hal::AudioStream + audio::LineChain, its eventfd watched on `loop`.
+// The production port for the endpoint's kind: hal::AudioStream (ALSA) or hal::TtyAudioStream (PCM tty)
+// with audio::LineChain, its eventfd watched on `loop`.
 Result<std::unique_ptr<AudioPort>> make_line_audio_port(EventLoop& loop, const AudioPortSetup& setup,
                                                         AudioPort::Listener& listener);
 
