@@ -124,7 +124,8 @@ class ModemTtyAudioE2E : public ::testing::Test {
     while (std::chrono::steady_clock::now() < end) {
       JsonPtr j = osvi::test::parse_json(http_request("GET", api("/v1/calls"), kToken).body);
       const cJSON* c = nullptr;
-      cJSON_ArrayForEach(c, j ? cJSON_GetObjectItem(j.get(), "data") : nullptr) {
+      const cJSON* data = j ? cJSON_GetObjectItem(j.get(), "data") : nullptr;
+      cJSON_ArrayForEach(c, data) {
         if (str(c, "status") != "in_progress") {
           JsonPtr dj =
               osvi::test::parse_json(http_request("GET", api("/v1/call/" + str(c, "call_id")), kToken).body);
@@ -142,8 +143,9 @@ class ModemTtyAudioE2E : public ::testing::Test {
         osvi::test::parse_json(http_request("GET", api("/v1/call/" + call_id + "/transcript"), kToken).body);
     std::string s;
     const cJSON* e = nullptr;
-    cJSON_ArrayForEach(e, j ? cJSON_GetObjectItem(cJSON_GetObjectItem(j.get(), "data"), "transcript")
-                            : nullptr) s += str(e, "role") + ": " + str(e, "text") + "\n";
+    const cJSON* turns =
+        j ? cJSON_GetObjectItem(cJSON_GetObjectItem(j.get(), "data"), "transcript") : nullptr;
+    cJSON_ArrayForEach(e, turns) s += str(e, "role") + ": " + str(e, "text") + "\n";
     return s;
   }
 
