@@ -45,8 +45,9 @@ class LineWatchPort final : public AudioPort, private AudioPort::Listener {
     if (e.kind == K::device_lost) {
       line_.report_audio_open(false);
       // A PCM tty is the one endpoint whose stall only the engine can see (no driver reports it). Once per
-      // call: the Call ends it as audio lost unless the audio is back within its wait.
-      if (tty_ && !stall_reported_) {
+      // call, and only while the call is up: a module stops its PCM when we hang up (AT+CPCMREG=0), which is
+      // no stall. The Call ends it as audio lost unless the audio is back within its wait.
+      if (tty_ && !stall_reported_ && line_.state() == hal::LineState::active) {
         stall_reported_ = true;
         line_.report_audio_stalled(e.error == -ETIMEDOUT ? "no audio from " + device_ + " for " +
                                                                std::to_string(kTtyStallMs) + " ms"

@@ -185,6 +185,7 @@ class ModemTtyAudioE2E : public ::testing::Test {
     // The greeting and the reply reached the module: well over a second of audible frames.
     EXPECT_GT(loud_frames(sim_->audio_received(), rate_), 75u);
     EXPECT_TRUE(wait_for([&] { return !audio_flag("ready"); }, 5s)) << "the audio path closed with the call";
+    EXPECT_FALSE(audio_flag("stalled")) << osvi::net::json_print(health_line().get());
     daemon_->signal(SIGTERM);
     EXPECT_EQ(daemon_->wait_exit(15s), 0) << daemon_->stderr_text();
   }
@@ -211,9 +212,17 @@ TEST_F(ModemTtyAudioE2E, Sim7600CallCarriesAudioBothWaysOverTheTty) {
   EXPECT_EQ(str(a, "kind"), "tty");
   EXPECT_EQ(cJSON_GetNumberValue(cJSON_GetObjectItem(a, "sample_rate")), 16000);
   EXPECT_EQ(str(l.get(), "reason"), "");
+  // A module slow to confirm the hang-up: its PCM stopped at AT+CPCMREG=0 well over the stall window before
+  // the call's audio closes, and that is no stall.
+  sim_->on("AT+CHUP", [this](const std::string&) {
+    std::this_thread::sleep_for(900ms);
+    sim_->set_calls({});
+    return ModemSim::ok();
+  });
   converse();
   EXPECT_EQ(sim_->count("AT+CPCMREG=1"), 1u);
   EXPECT_EQ(sim_->count("AT+CPCMREG=0"), 1u);
+  EXPECT_EQ(daemon_->stderr_text().find("call audio stalled"), std::string::npos) << daemon_->stderr_text();
 }
 
 TEST_F(ModemTtyAudioE2E, GenericProfileWithATtyAudioDeviceCarriesTheCall) {
