@@ -136,9 +136,14 @@ std::string anthropic_body(const ChatRequest& request, cJSON* doc) {
     json_add_string(b, "text", text);
   };
   for (const auto& m : request.messages) {
-    if (m.role == "system") {
+    if (m.role == "system" && !last) {
       if (!system.empty()) system += "\n\n";
       system += m.content;
+    } else if (m.role == "system") {
+      // An instruction in the middle of the conversation ("the transfer failed") stays where it was, as
+      // the user's side: the API has no system turns, and the context must not end on the assistant's
+      // (that would be a prefill the model continues).
+      if (!m.content.empty()) add_text(content_of("user"), m.content);
     } else if (m.role == "tool") {
       cJSON* b = cJSON_CreateObject();
       cJSON_AddItemToArray(content_of("user"), b);
@@ -147,6 +152,8 @@ std::string anthropic_body(const ChatRequest& request, cJSON* doc) {
       json_add_string(b, "content", m.content);
     } else if (m.role == "assistant") {
       if (m.content.empty() && m.tool_calls.empty()) continue;  // the API refuses empty text blocks
+      // The agent often speaks first (the greeting); the conversation must open with a user turn.
+      if (!last) add_text(content_of("user"), "(The call is connected.)");
       cJSON* content = content_of("assistant");
       if (!m.content.empty()) add_text(content, m.content);
       for (const auto& tc : m.tool_calls) {

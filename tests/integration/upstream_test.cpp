@@ -895,6 +895,43 @@ TEST_F(UpstreamTest, AnthropicSpeaksTheMessagesApiAndReadsItsEvents) {
   EXPECT_TRUE(cJSON_IsObject(cJSON_GetObjectItem(tool, "input_schema")));
 }
 
+TEST_F(UpstreamTest, AnthropicOpensWithAUserTurnAndKeepsLateInstructionsInPlace) {
+  TestServer server([](TestServer::Conn& c, const SeenRequest&, int) {
+    c.send(response_head(200, "text/event-stream"));
+    c.send(kAnthropicStream);
+  });
+  ChatRequest chat = chat_request(server);
+  chat.endpoint.provider = "anthropic";
+  chat.tools.clear();
+  chat.messages = {{"system", "brief", {}, {}},
+                   {"assistant", "Hello, this is the clinic.", {}, {}},
+                   {"user", "hi", {}, {}},
+                   {"system", "The transfer failed.", {}, {}}};
+  ChatOutcome o;
+  up->chat(chat, chat_cb(o));
+  ASSERT_TRUE(run([&] { return o.finished(); }));
+  ASSERT_TRUE(o.result) << o.error->message;
+  auto seen = server.seen();
+  ASSERT_EQ(seen.size(), 1u);
+  JsonPtr doc(cJSON_Parse(seen[0].body.c_str()));
+  ASSERT_TRUE(doc) << seen[0].body;
+  EXPECT_STREQ(cJSON_GetObjectItem(doc.get(), "system")->valuestring, "brief");
+  EXPECT_EQ(cJSON_GetObjectItem(doc.get(), "tools"), nullptr);
+  cJSON* msgs = cJSON_GetObjectItem(doc.get(), "messages");
+  ASSERT_EQ(cJSON_GetArraySize(msgs), 3) << seen[0].body;
+  auto text = [&](int m, int block) -> std::string {
+    cJSON* b = cJSON_GetArrayItem(cJSON_GetObjectItem(cJSON_GetArrayItem(msgs, m), "content"), block);
+    cJSON* t = cJSON_GetObjectItem(b, "text");
+    return cJSON_IsString(t) ? t->valuestring : "<none>";
+  };
+  EXPECT_STREQ(cJSON_GetObjectItem(cJSON_GetArrayItem(msgs, 0), "role")->valuestring, "user");
+  EXPECT_EQ(text(0, 0), "(The call is connected.)");
+  EXPECT_EQ(text(1, 0), "Hello, this is the clinic.");
+  EXPECT_STREQ(cJSON_GetObjectItem(cJSON_GetArrayItem(msgs, 2), "role")->valuestring, "user");
+  EXPECT_EQ(text(2, 0), "hi");
+  EXPECT_EQ(text(2, 1), "The transfer failed.");
+}
+
 TEST_F(UpstreamTest, AnthropicErrorEventIsAProtocolError) {
   TestServer server([](TestServer::Conn& c, const SeenRequest&, int) {
     c.send(response_head(200, "text/event-stream"));
