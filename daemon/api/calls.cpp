@@ -256,6 +256,10 @@ std::optional<Invalid> parse_call_request(const cJSON* body, bool legacy, PlaceC
   if (const cJSON* v = member(body, "additional_data")) {
     if (!cJSON_IsObject(v)) return Invalid{"additional_data: must be an object"};
     req->additional_data = net::json_print(v);
+    if (req->additional_data->size() > kMaxAdditionalDataBytes)
+      return Invalid{"additional_data: " + std::to_string(req->additional_data->size()) +
+                     " bytes as compact JSON, more than the limit of " +
+                     std::to_string(kMaxAdditionalDataBytes)};
   }
   if (legacy) return std::nullopt;
 
@@ -439,6 +443,13 @@ void Api::place(HttpRequest&, HttpReply reply, bool legacy) {
     return;
   }
   req.call_trigger_data = net::json_print(body_.get());
+  if (req.call_trigger_data->size() > kMaxTriggerDataBytes) {
+    reply.send(error(413, "request body: " + std::to_string(req.call_trigger_data->size()) +
+                              " bytes as compact JSON, more than the " +
+                              std::to_string(kMaxTriggerDataBytes) +
+                              " stored with a call (call_trigger_data)"));
+    return;
+  }
   req.source = legacy ? "legacy_api" : "api";
 
   auto placed = ctx_.calls->place_call(req);
@@ -463,6 +474,9 @@ void Api::place(HttpRequest&, HttpReply reply, bool legacy) {
       case -ENOMEDIUM:
         // Nothing will change by retrying: the configuration or the hardware has to (409, not 503).
         reply.send(error(409, e.message));
+        return;
+      case -EMSGSIZE:
+        reply.send(error(413, e.message));
         return;
       default:
         log::error("placing a call failed: " + e.message, {{"AGENT_UUID", req.agent_uuid}});

@@ -446,6 +446,12 @@ Status App::apply(Config new_cfg) {
     return reject("state_dir: cannot move the database while running (from \"" + config_->state_dir +
                   "\" to \"" + cfg->state_dir + "\"); restart osvid instead");
   }
+  if (cfg->calls.recordings_dir != config_->calls.recordings_dir) {
+    // Recordings already made are served from the directory they were written to.
+    return reject("calls.recordings_dir: cannot move the recordings while running (from \"" +
+                  config_->calls.recordings_dir + "\" to \"" + cfg->calls.recordings_dir +
+                  "\"); restart osvid instead");
+  }
   bool generated = false;
   auto tokens = resolve_tokens(*cfg, &generated);
   if (!tokens) return reject(tokens.error().message);
@@ -474,7 +480,11 @@ Status App::apply(Config new_cfg) {
     api_ctx_.listen = config_->api.host + ":" + std::to_string(server_->port());
   }
   log::set_level(config_->log_level);
-  if (calls_) calls_->set_config(config_.get());      // new calls use the new agents
+  // New calls take the new agents, `audio` and `calls` sections when they are launched; calls in progress
+  // keep the copy they started with (CallManager::launch).
+  call_ctx_.audio = config_->audio;
+  call_ctx_.calls = config_->calls;
+  if (calls_) calls_->set_config(config_.get());
   if (lines_ && config_->lines != lines_->configs())  // lines are not restarted under a call
     log::warning("lines: the changed configuration applies at the next restart of osvid");
   log::notice("configuration reloaded (" + std::to_string(config_->agents.size()) + " agents)",

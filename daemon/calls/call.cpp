@@ -131,6 +131,8 @@ size_t Call::memory_bytes() const {
 
 net::Endpoint Call::endpoint(const UpstreamEndpoint& e, int64_t first_byte_ms) const {
   net::Endpoint ep;
+  ep.provider = e.provider;
+  ep.api_version = e.api_version;
   ep.base_url = e.base_url;
   ep.api_key = e.api_key;  // an api_key_file was read with the configuration (config/agents.cpp)
   ep.model = e.model;
@@ -410,6 +412,10 @@ void Call::on_capture(const audio::CaptureOutput& out) {
       utterance_.insert(utterance_.end(), out.clean.begin(), out.clean.end());
   }
   if (out.dtmf) on_dtmf(out.dtmf->digit);
+  if (out.tone) {
+    on_progress_tone(out.tone->tone);
+    if (state_ == State::finished) return;
+  }
   if (state_ == State::amd && out.amd != audio::AmdVerdict::pending) {
     timers_.clear(D::amd_wait);
     port_->set_amd(false);
@@ -434,6 +440,30 @@ void Call::on_capture(const audio::CaptureOutput& out) {
     record_.call_ended_reason = "voicemail_message_left";
   }
   for (const audio::EndpointEvent& e : out.endpoints) on_endpoint(e);
+}
+
+// Lines without network signalling (an analog line, a module that reports the call connected when dialling
+// completes) learn what the exchange did only from the audio: the call-progress detector
+// (audio.call_progress_plan) hears it. A busy or congestion tone, or a special information tone, on an
+// outbound call before the other side has said anything means no person was reached: the call ends as
+// busy (busy, reorder) or not_picked (SIT: the number cannot be reached) instead of the agent talking to a
+// tone until the silence limit. A network that signals the answer never plays these before the first words.
+void Call::on_progress_tone(audio::ProgressTone tone) {
+  using T = audio::ProgressTone;
+  if (!setup_.outbound || state_ == State::ending || state_ == State::finished) return;
+  if (tone != T::busy && tone != T::reorder && tone != T::sit) return;
+  if (std::any_of(messages_.begin(), messages_.end(), [](const auto& m) { return m.role == "user"; })) return;
+  const bool busy = tone != T::sit;
+  const std::string reason = busy ? "busy" : "number_unreachable";
+  log::info(std::string("call-progress tone on the line: ") + audio::to_string(tone) + ", the call ends " +
+                (busy ? "busy" : "not_picked"),
+            {{"CALL_ID", id()}});
+  // Never picked: the line's early "connected" was the exchange, not the other party.
+  answered_ = false;
+  record_.call_picked_at_ms.reset();
+  record_end_cause(EndCause::other, reason, "user");
+  (void)line_.hangup();
+  finalize(busy ? "busy" : "not_picked", reason, "user");
 }
 
 void Call::on_endpoint(const audio::EndpointEvent& e) {

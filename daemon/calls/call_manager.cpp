@@ -5,6 +5,7 @@
 
 #include "osvi/base/ids.hpp"
 #include "osvi/base/log.hpp"
+#include "osvi/base/phone.hpp"
 
 namespace osvi::daemon {
 
@@ -52,7 +53,7 @@ const AgentConfig* CallManager::agent(std::string_view uuid) const {
 
 Call* CallManager::call_on(const hal::Line& line) {
   for (auto& c : calls_)
-    if (&c->line() == &line && !c->finished()) return c.get();
+    if (&c.call->line() == &line && !c.call->finished()) return c.call.get();
   return nullptr;
 }
 
@@ -63,12 +64,22 @@ hal::Line* CallManager::free_line() {
 }
 
 CallsHealth CallManager::health() const {
-  CallsHealth h{calls_.size(), queue_.size(), ctx_.calls.max_queue, finished_xruns_};
-  for (const auto& c : calls_) h.xruns += c->audio_xruns();
+  CallsHealth h{calls_.size(), queue_.size(), max_queue(), finished_xruns_};
+  for (const auto& c : calls_) h.xruns += c.call->audio_xruns();
   return h;
 }
 
 Result<std::string> CallManager::place_call(const PlaceCallRequest& r) {
+  // Checked here too so every source (API, fleet, campaigns) is bounded, not only the one that checks first.
+  if (r.additional_data && r.additional_data->size() > kMaxAdditionalDataBytes)
+    return make_error("additional_data: " + std::to_string(r.additional_data->size()) +
+                          " bytes of JSON, more than the limit of " + std::to_string(kMaxAdditionalDataBytes),
+                      -EMSGSIZE);
+  if (r.call_trigger_data && r.call_trigger_data->size() > kMaxTriggerDataBytes)
+    return make_error("call request: " + std::to_string(r.call_trigger_data->size()) +
+                          " bytes of JSON to store as call_trigger_data, more than the limit of " +
+                          std::to_string(kMaxTriggerDataBytes),
+                      -EMSGSIZE);
   const AgentConfig* a = agent(r.agent_uuid);
   if (!a || !a->active || a->archived || a->mode != AgentMode::voice)
     return make_error("agent_uuid: " + r.agent_uuid + " is not an active voice agent", -ENOENT);
@@ -94,7 +105,7 @@ Result<std::string> CallManager::place_call(const PlaceCallRequest& r) {
     if (!any_audio) return make_error("no line of this box can carry call audio (" + why + ")", -ENOMEDIUM);
   }
   hal::Line* line = free_line();
-  if (!line && queue_.size() >= ctx_.calls.max_queue)
+  if (!line && queue_.size() >= max_queue())
     return make_error("every line is busy and the call queue is full (" + std::to_string(queue_.size()) +
                           " waiting); retry later",
                       -EBUSY);
@@ -135,14 +146,20 @@ Result<std::string> CallManager::place_call(const PlaceCallRequest& r) {
 
 Status CallManager::launch(hal::Line& line, CallSetup setup) {
   setup.record.line = line.id();
-  auto call = std::make_unique<Call>(ctx_, line, std::move(setup), [this](Call& c) { call_finished(c); });
+  // The settings of this moment travel with the call: a reload later changes the next call, not this one.
+  auto ctx = std::make_unique<CallContext>(ctx_);
+  if (config_) {
+    ctx->audio = config_->audio;
+    ctx->calls = config_->calls;
+  }
+  auto call = std::make_unique<Call>(*ctx, line, std::move(setup), [this](Call& c) { call_finished(c); });
   Call* raw = call.get();
-  calls_.push_back(std::move(call));
+  calls_.push_back(Live{std::move(ctx), std::move(call)});
   Status s = raw->start();
   lines_.refresh(line);
   if (!s) {
     log::warning("line " + line.id() + " refused the call: " + s.error().message, {{"CALL_ID", raw->id()}});
-    auto it = std::find_if(calls_.begin(), calls_.end(), [&](auto& c) { return c.get() == raw; });
+    auto it = std::find_if(calls_.begin(), calls_.end(), [&](auto& c) { return c.call.get() == raw; });
     graveyard_.push_back(std::move(*it));
     calls_.erase(it);
   }
@@ -151,7 +168,7 @@ Status CallManager::launch(hal::Line& line, CallSetup setup) {
 
 void CallManager::call_finished(Call& call) {
   finished_xruns_ += call.audio_xruns();
-  auto it = std::find_if(calls_.begin(), calls_.end(), [&](auto& c) { return c.get() == &call; });
+  auto it = std::find_if(calls_.begin(), calls_.end(), [&](auto& c) { return c.call.get() == &call; });
   if (it != calls_.end()) {
     graveyard_.push_back(std::move(*it));
     calls_.erase(it);
@@ -179,6 +196,15 @@ void CallManager::drain_queue() {
   }
 }
 
+// Caller ids arrive as the network formats them, often national ("09876543210"); site.country makes them
+// E.164 like every outbound number, so records, search and the do-not-disturb list agree. A number the
+// library cannot read (a short code, an operator string) is kept as the network sent it.
+std::string CallManager::caller_number(const std::string& raw) const {
+  if (raw.empty() || !config_) return raw;
+  auto e164 = normalize_phone(raw, config_->site.country);
+  return e164 ? *e164 : raw;
+}
+
 void CallManager::answer_inbound(hal::Line& line, const hal::LineEvent& e) {
   const LineConfig* lc = lines_.config_of(line.id());
   const AgentConfig* a = lc ? agent(lc->agent_uuid) : nullptr;
@@ -200,7 +226,7 @@ void CallManager::answer_inbound(hal::Line& line, const hal::LineEvent& e) {
   rec.call_id = new_uuid_v7(ctx_.clock->wall_ms());
   rec.agent_uuid = a->agent_uuid;
   rec.agent_name = a->name;
-  rec.phone_number = e.number;
+  rec.phone_number = caller_number(e.number);
   rec.call_type = "inbound";
   rec.status = "in_progress";
   if (Status s = ctx_.store->calls().insert(rec); !s) {
@@ -223,10 +249,10 @@ void CallManager::on_line_event(hal::Line& line, const hal::LineEvent& e) {
 }
 
 void CallManager::shutdown() {
-  std::vector<std::unique_ptr<Call>> live = std::move(calls_);
+  std::vector<Live> live = std::move(calls_);
   calls_.clear();
   for (auto& c : live)
-    if (!c->finished()) c->abort("daemon_stopped");
+    if (!c.call->finished()) c.call->abort("daemon_stopped");
   for (Queued& q : queue_) {
     close_unplaced(q.record, "daemon_stopped");
   }

@@ -2,6 +2,7 @@
 // chat), read with the shared strict ObjectReader.
 #include <algorithm>
 #include <array>
+#include <cctype>
 #include <map>
 #include <span>
 #include <string>
@@ -17,16 +18,47 @@ namespace osvi::daemon::config_detail {
 namespace {
 
 constexpr size_t kMaxGreetingChars = 2000;
-// Providers each kind of endpoint can talk to (spec 7.6): a typo fails --check-config, not the first call.
-constexpr std::array<std::string_view, 1> kSttProviders = {"openai"};
-constexpr std::array<std::string_view, 4> kLlmProviders = {"openai", "azure_openai", "gemini", "groq"};
-constexpr std::array<std::string_view, 1> kTtsProviders = {"openai"};
-constexpr std::array<std::string_view, 3> kAnalysisProviders = {"openai", "azure_openai", "anthropic"};
+// Providers each kind of endpoint can talk to, as net/upstream_openai.cpp implements them: a typo or a
+// provider without that service (Anthropic has no speech, Gemini's OpenAI-compatible API no transcription or
+// pcm speech, Groq no pcm speech) fails --check-config, not the first call.
+constexpr std::array<std::string_view, 3> kSttProviders = {"openai", "azure_openai", "groq"};
+constexpr std::array<std::string_view, 5> kLlmProviders = {"openai", "azure_openai", "gemini", "groq",
+                                                           "anthropic"};
+constexpr std::array<std::string_view, 2> kTtsProviders = {"openai", "azure_openai"};
+constexpr std::array<std::string_view, 5> kAnalysisProviders = {"openai", "azure_openai", "gemini", "groq",
+                                                                "anthropic"};
+
+// Each provider's public API root, used when base_url is not given. Azure has none: the root names the
+// customer's resource ("https://NAME.openai.azure.com").
+std::string_view default_base_url(std::string_view provider) {
+  if (provider == "gemini") return "https://generativelanguage.googleapis.com/v1beta/openai";
+  if (provider == "groq") return "https://api.groq.com/openai/v1";
+  if (provider == "anthropic") return "https://api.anthropic.com/v1";
+  return {};
+}
+
+// "2024-10-21" or "2025-03-01-preview": a date, then an optional lower-case suffix.
+bool is_api_version(std::string_view v) {
+  if (v.size() < 10 || v.size() > 32) return false;
+  for (size_t i = 0; i < 10; ++i) {
+    const bool dash = i == 4 || i == 7;
+    if (dash ? v[i] != '-' : !std::isdigit(static_cast<unsigned char>(v[i]))) return false;
+  }
+  if (v.size() == 10) return true;
+  if (v[10] != '-' || v.size() == 11) return false;
+  return std::all_of(v.begin() + 11, v.end(), [](char c) { return c >= 'a' && c <= 'z'; });
+}
 
 void parse_endpoint(ObjectReader& r, UpstreamEndpoint& e, std::span<const std::string_view> providers) {
   e.provider = r.str("provider", e.provider);
-  if (std::find(providers.begin(), providers.end(), e.provider) == providers.end()) {
-    r.error("provider", "must be " + one_of_text(providers) + ", got " + quote(e.provider));
+  const bool known = std::find(providers.begin(), providers.end(), e.provider) != providers.end();
+  if (!known) r.error("provider", "must be " + one_of_text(providers) + ", got " + quote(e.provider));
+  if (!r.has("base_url")) {
+    if (std::string_view root = default_base_url(e.provider); !root.empty()) e.base_url = root;
+    if (known && e.provider == "azure_openai")
+      r.error("base_url",
+              "required with provider \"azure_openai\" (the resource endpoint, e.g. "
+              "\"https://NAME.openai.azure.com\")");
   }
   std::string url = r.str("base_url", e.base_url);
   if (!is_http_url(url)) {
@@ -36,7 +68,22 @@ void parse_endpoint(ObjectReader& r, UpstreamEndpoint& e, std::span<const std::s
     while (url.size() > 1 && url.back() == '/') url.pop_back();
     e.base_url = url;
   }
+  if (e.provider == "azure_openai") {
+    e.api_version = r.str("api_version", e.api_version);
+    if (!e.api_version.empty() && !is_api_version(e.api_version))
+      r.error("api_version",
+              "expected an Azure API version such as \"2024-10-21\", got " + quote(e.api_version));
+  } else {
+    r.forbid("api_version", "only allowed with provider \"azure_openai\"");
+  }
   e.model = r.str("model", e.model, 1, 200);
+  // With Azure the model is the deployment name, a path segment of every request.
+  if (e.provider == "azure_openai" && !std::all_of(e.model.begin(), e.model.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
+      }))
+    r.error("model",
+            "with provider \"azure_openai\" the deployment name: letters, digits, '-', '_' and '.', got " +
+                quote(e.model));
   e.api_key = r.str("api_key", e.api_key);
   e.api_key_file = r.str("api_key_file", e.api_key_file);
   if (!e.api_key.empty() && !e.api_key_file.empty()) {
@@ -52,7 +99,8 @@ void parse_endpoint(ObjectReader& r, UpstreamEndpoint& e, std::span<const std::s
 
 void parse_llm(ObjectReader r, LlmConfig& llm, std::span<const std::string_view> providers) {
   parse_endpoint(r, llm, providers);
-  llm.temperature = r.number("temperature", llm.temperature, 0, 2);
+  // Anthropic's Messages API takes 0–1 where OpenAI's dialects take 0–2.
+  llm.temperature = r.number("temperature", llm.temperature, 0, llm.provider == "anthropic" ? 1 : 2);
   llm.max_tokens = static_cast<unsigned>(r.integer("max_tokens", llm.max_tokens, 1, 32768));
 }
 
@@ -68,6 +116,10 @@ void parse_voice(ObjectReader r, VoiceConfig& v) {
   v.voice = r.str("voice", v.voice, 1, 100);
   v.speed = r.number("speed", v.speed, 0.25, 4);
   v.format = r.choice("format", v.format, {{"pcm", AudioFormat::pcm}, {"opus", AudioFormat::opus}});
+  // The engine plays raw pcm as it streams; an Ogg Opus answer would need a demuxer it does not have, and
+  // accepting the key would play the container bytes as noise.
+  if (v.format == AudioFormat::opus)
+    r.error("format", "\"opus\" is not supported (the engine plays streamed \"pcm\" only); use \"pcm\"");
 }
 
 void parse_prompt(ObjectReader r, PromptConfig& pc) {
@@ -152,9 +204,19 @@ void parse_call(ObjectReader r, CallConfig& c) {
   {
     ObjectReader vad = r.object("vad");
     c.vad.enabled = vad.boolean("enabled", c.vad.enabled);
+    // Endpointing and barge-in are built on the detector: a call without it could never take a turn.
+    if (!c.vad.enabled)
+      vad.error("enabled",
+                "false is not supported: turn-taking needs voice activity detection (tune "
+                "vad.sensitivity instead)");
     c.vad.sensitivity = vad.number("sensitivity", c.vad.sensitivity, 0, 1);
   }
   c.noise_cancellation = r.boolean("noise_cancellation", c.noise_cancellation);
+  // Noise suppression is a property of the line's audio chain, shared by every agent on it.
+  if (!c.noise_cancellation)
+    r.error("noise_cancellation",
+            "false is not supported per agent: noise suppression is set for every "
+            "line by audio.preprocess.denoise");
   {
     ObjectReader s = r.object("silence");
     c.silence.timeout_s = s.number("timeout_s", c.silence.timeout_s, 1, 120);
@@ -191,6 +253,10 @@ void parse_tools(ObjectReader r, ToolsConfig& t) {
                                {{"blind", TransferMode::blind}, {"attended", TransferMode::attended}});
   }
   t.language_switch = r.boolean("language_switch", t.language_switch);
+  if (t.language_switch)
+    r.error("language_switch",
+            "true is not supported: the agent speaks and listens in its \"language\" "
+            "for the whole call");
 }
 
 void parse_analysis(ObjectReader r, AnalysisConfig& a) {

@@ -9,15 +9,21 @@ constexpr std::string_view kBom = "\xEF\xBB\xBF";
 
 void SseParser::reset() {
   bom_.clear();
-  started_ = after_cr_ = failed_ = has_data_ = false;
+  started_ = after_cr_ = failed_ = has_data_ = event_too_large_ = false;
   line_.clear();
   event_.clear();
   data_.clear();
   last_id_.clear();
 }
 
+Status SseParser::failure() const {
+  if (event_too_large_)
+    return make_error("event stream event larger than " + std::to_string(max_event_) + " bytes");
+  return make_error("event stream line longer than " + std::to_string(max_line_) + " bytes");
+}
+
 Status SseParser::feed(std::string_view bytes, std::vector<SseEvent>& out) {
-  if (failed_) return make_error("event stream line longer than " + std::to_string(max_line_) + " bytes");
+  if (failed_) return failure();
   if (!started_) {
     // The BOM may itself arrive split, so hold back bytes until they either are or cannot be one.
     while (!bytes.empty() && bom_.size() < kBom.size() && bytes.front() == kBom[bom_.size()]) {
@@ -34,7 +40,7 @@ Status SseParser::feed(std::string_view bytes, std::vector<SseEvent>& out) {
     bom_.clear();
   }
   if (!failed_) consume(bytes, out);
-  if (failed_) return make_error("event stream line longer than " + std::to_string(max_line_) + " bytes");
+  if (failed_) return failure();
   return {};
 }
 
@@ -85,6 +91,10 @@ void SseParser::line(std::string_view l, std::vector<SseEvent>& out) {
   if (field == "event") {
     event_.assign(value);
   } else if (field == "data") {
+    if (data_.size() + value.size() + (has_data_ ? 1 : 0) > max_event_) {
+      failed_ = event_too_large_ = true;
+      return;
+    }
     if (has_data_) data_.push_back('\n');
     data_.append(value);
     has_data_ = true;

@@ -13,6 +13,7 @@ namespace osvi::net {
 namespace {
 
 constexpr size_t kMaxBufferedBody = 1 << 20;  // an error page or a transcription; anything larger is not one
+constexpr size_t kMaxSseLine = 1 << 20;
 
 std::string one_line(std::string_view s, size_t max = 300) {
   std::string out(s.substr(0, max));
@@ -48,11 +49,148 @@ std::string error_message(std::string_view body) {
   return one_line(body);
 }
 
+bool is_azure(const Endpoint& ep) {
+  return ep.provider == "azure_openai";
+}
+bool is_anthropic(const Endpoint& ep) {
+  return ep.provider == "anthropic";
+}
+// The dialects that speak OpenAI's paths and Bearer keys under their own roots.
+bool is_openai_like(const Endpoint& ep) {
+  return ep.provider.empty() || ep.provider == "openai" || ep.provider == "gemini" || ep.provider == "groq";
+}
+
+// Why this endpoint cannot serve `stage`, or "" (the configuration refuses these combinations at load; this
+// guards callers that build endpoints themselves).
+std::string unsupported(const Endpoint& ep, UpstreamStage stage) {
+  if (is_openai_like(ep) || is_azure(ep)) {
+    if (ep.provider == "gemini" && stage != UpstreamStage::llm)
+      return "provider gemini serves chat only (no " + std::string(to_string(stage)) + ")";
+    if (ep.provider == "groq" && stage == UpstreamStage::tts) return "provider groq has no pcm speech";
+    return {};
+  }
+  if (is_anthropic(ep)) {
+    if (stage != UpstreamStage::llm)
+      return "provider anthropic serves chat only (no " + std::string(to_string(stage)) + ")";
+    return {};
+  }
+  return "unknown provider \"" + ep.provider + "\"";
+}
+
+// {base_url}{path} in the endpoint's dialect: Azure addresses the deployment (the model) and the version.
+std::string url_of(const Endpoint& ep, std::string_view path) {
+  if (is_azure(ep)) {
+    return ep.base_url + "/openai/deployments/" + ep.model + std::string(path) +
+           "?api-version=" + (ep.api_version.empty() ? std::string(kAzureApiVersion) : ep.api_version);
+  }
+  return ep.base_url + std::string(path);
+}
+
 std::vector<std::string> common_headers(const Endpoint& ep, const OpenAiOptions& o) {
   std::vector<std::string> h;
-  if (!ep.api_key.empty()) h.push_back("Authorization: Bearer " + ep.api_key);
+  if (!ep.api_key.empty()) {
+    if (is_azure(ep))
+      h.push_back("api-key: " + ep.api_key);
+    else if (is_anthropic(ep))
+      h.push_back("x-api-key: " + ep.api_key);
+    else
+      h.push_back("Authorization: Bearer " + ep.api_key);
+  }
+  if (is_anthropic(ep)) h.push_back(std::string("anthropic-version: ") + kAnthropicVersion);
   if (!o.user_agent.empty()) h.push_back("User-Agent: " + o.user_agent);
   return h;
+}
+
+// Anthropic's stop reasons in OpenAI's words, which the call engine reads.
+std::string finish_reason_of(std::string_view stop_reason) {
+  if (stop_reason == "end_turn" || stop_reason == "stop_sequence") return "stop";
+  if (stop_reason == "tool_use") return "tool_calls";
+  if (stop_reason == "max_tokens") return "length";
+  return std::string(stop_reason);
+}
+
+// The Messages API body: the system prompt apart, tool calls and results as content blocks, consecutive
+// turns of one role merged (the API wants user and assistant alternating). Returns "" or why it cannot be
+// built.
+std::string anthropic_body(const ChatRequest& request, cJSON* doc) {
+  json_add_string(doc, "model", request.endpoint.model);
+  cJSON_AddNumberToObject(doc, "max_tokens", request.max_tokens);
+  std::string system;
+  cJSON* messages = cJSON_AddArrayToObject(doc, "messages");
+  cJSON* last = nullptr;  // the content array of the last message
+  std::string last_role;
+  auto content_of = [&](const std::string& role) {
+    if (!last || last_role != role) {
+      cJSON* jm = cJSON_CreateObject();
+      cJSON_AddItemToArray(messages, jm);
+      json_add_string(jm, "role", role);
+      last = cJSON_AddArrayToObject(jm, "content");
+      last_role = role;
+    }
+    return last;
+  };
+  auto add_text = [](cJSON* content, const std::string& text) {
+    cJSON* b = cJSON_CreateObject();
+    cJSON_AddItemToArray(content, b);
+    json_add_string(b, "type", "text");
+    json_add_string(b, "text", text);
+  };
+  for (const auto& m : request.messages) {
+    if (m.role == "system" && !last) {
+      if (!system.empty()) system += "\n\n";
+      system += m.content;
+    } else if (m.role == "system") {
+      // An instruction in the middle of the conversation ("the transfer failed") stays where it was, as
+      // the user's side: the API has no system turns, and the context must not end on the assistant's
+      // (that would be a prefill the model continues).
+      if (!m.content.empty()) add_text(content_of("user"), m.content);
+    } else if (m.role == "tool") {
+      cJSON* b = cJSON_CreateObject();
+      cJSON_AddItemToArray(content_of("user"), b);
+      json_add_string(b, "type", "tool_result");
+      json_add_string(b, "tool_use_id", m.tool_call_id);
+      json_add_string(b, "content", m.content);
+    } else if (m.role == "assistant") {
+      if (m.content.empty() && m.tool_calls.empty()) continue;  // the API refuses empty text blocks
+      // The agent often speaks first (the greeting); the conversation must open with a user turn.
+      if (!last) add_text(content_of("user"), "(The call is connected.)");
+      cJSON* content = content_of("assistant");
+      if (!m.content.empty()) add_text(content, m.content);
+      for (const auto& tc : m.tool_calls) {
+        cJSON* b = cJSON_CreateObject();
+        cJSON_AddItemToArray(content, b);
+        json_add_string(b, "type", "tool_use");
+        json_add_string(b, "id", tc.id);
+        json_add_string(b, "name", tc.name);
+        std::string perr;
+        JsonPtr input =
+            json_parse(tc.arguments_json.empty() ? std::string_view("{}") : tc.arguments_json, &perr);
+        cJSON_AddItemToObject(b, "input",
+                              input && cJSON_IsObject(input.get()) ? input.release() : cJSON_CreateObject());
+      }
+    } else {
+      if (m.content.empty()) continue;
+      add_text(content_of("user"), m.content);
+    }
+  }
+  if (!system.empty()) json_add_string(doc, "system", system);
+  if (!request.tools.empty()) {
+    cJSON* tools = cJSON_AddArrayToObject(doc, "tools");
+    for (const auto& t : request.tools) {
+      cJSON* jt = cJSON_CreateObject();
+      cJSON_AddItemToArray(tools, jt);
+      json_add_string(jt, "name", t.name);
+      if (!t.description.empty()) json_add_string(jt, "description", t.description);
+      std::string perr;
+      JsonPtr params =
+          json_parse(t.parameters_json.empty() ? std::string_view("{}") : t.parameters_json, &perr);
+      if (!params) return "tool " + t.name + ": parameters are not JSON (" + perr + ")";
+      cJSON_AddItemToObject(jt, "input_schema", params.release());
+    }
+  }
+  cJSON_AddNumberToObject(doc, "temperature", request.temperature);
+  cJSON_AddBoolToObject(doc, "stream", 1);
+  return {};
 }
 
 void limits(HttpClient::Request& r, const Endpoint& ep, const OpenAiOptions& o) {
@@ -87,6 +225,7 @@ struct OpenAiUpstream::Call {
   bool ok_status = false;
   std::string body;  // buffered: non-2xx bodies and transcriptions
   SseParser sse;
+  size_t received = 0;  // speech bytes of this attempt
   ChatResult result;
   std::map<int, ToolCall> tools;
 };
@@ -137,7 +276,8 @@ RequestId OpenAiUpstream::transcribe(SttRequest request, SttCallbacks callbacks)
   c->stt = std::move(callbacks);
   auto& r = c->http;
   r.method = "POST";
-  r.url = request.endpoint.base_url + "/audio/transcriptions";
+  c->build_error = unsupported(request.endpoint, UpstreamStage::stt);
+  r.url = url_of(request.endpoint, "/audio/transcriptions");
   r.headers = common_headers(request.endpoint, options_);
   r.headers.emplace_back("Accept: application/json");
   bool wav = request.mime == "audio/wav" || request.mime == "audio/x-wav" || request.mime == "audio/wave";
@@ -156,6 +296,22 @@ RequestId OpenAiUpstream::chat(ChatRequest request, ChatCallbacks callbacks) {
   auto c = std::make_shared<Call>();
   c->stage = UpstreamStage::llm;
   c->llm = std::move(callbacks);
+  c->build_error = unsupported(request.endpoint, UpstreamStage::llm);
+  if (is_anthropic(request.endpoint)) {
+    JsonPtr doc(cJSON_CreateObject());
+    if (std::string why = anthropic_body(request, doc.get()); !why.empty() && c->build_error.empty())
+      c->build_error = why;
+    auto& r = c->http;
+    r.method = "POST";
+    r.url = request.endpoint.base_url + "/messages";
+    r.headers = common_headers(request.endpoint, options_);
+    r.headers.emplace_back("Content-Type: application/json");
+    r.headers.emplace_back("Accept: text/event-stream");
+    r.body = json_print(doc.get());
+    limits(r, request.endpoint, options_);
+    c->endpoint = std::move(request.endpoint);
+    return submit(std::move(c));
+  }
   JsonPtr doc(cJSON_CreateObject());
   json_add_string(doc.get(), "model", request.endpoint.model);
   cJSON* messages = cJSON_AddArrayToObject(doc.get(), "messages");
@@ -194,7 +350,8 @@ RequestId OpenAiUpstream::chat(ChatRequest request, ChatCallbacks callbacks) {
       JsonPtr params =
           json_parse(t.parameters_json.empty() ? std::string_view("{}") : t.parameters_json, &perr);
       if (!params) {
-        c->build_error = "tool " + t.name + ": parameters are not JSON (" + perr + ")";
+        if (c->build_error.empty())
+          c->build_error = "tool " + t.name + ": parameters are not JSON (" + perr + ")";
         break;
       }
       cJSON_AddItemToObject(fn, "parameters", params.release());
@@ -206,7 +363,7 @@ RequestId OpenAiUpstream::chat(ChatRequest request, ChatCallbacks callbacks) {
 
   auto& r = c->http;
   r.method = "POST";
-  r.url = request.endpoint.base_url + "/chat/completions";
+  r.url = url_of(request.endpoint, "/chat/completions");
   r.headers = common_headers(request.endpoint, options_);
   r.headers.emplace_back("Content-Type: application/json");
   r.headers.emplace_back("Accept: text/event-stream");
@@ -228,7 +385,8 @@ RequestId OpenAiUpstream::speak(TtsRequest request, TtsCallbacks callbacks) {
   json_add_string(doc.get(), "response_format", request.format);
   auto& r = c->http;
   r.method = "POST";
-  r.url = request.endpoint.base_url + "/audio/speech";
+  c->build_error = unsupported(request.endpoint, UpstreamStage::tts);
+  r.url = url_of(request.endpoint, "/audio/speech");
   r.headers = common_headers(request.endpoint, options_);
   r.headers.emplace_back("Content-Type: application/json");
   r.body = json_print(doc.get());
@@ -274,7 +432,8 @@ void OpenAiUpstream::attempt(const std::shared_ptr<Call>& call) {
   call->status = 0;
   call->ok_status = false;
   call->body.clear();
-  call->sse.reset();
+  call->sse = SseParser(kMaxSseLine, options_.max_sse_event_bytes);
+  call->received = 0;
   call->result = {};
   call->tools.clear();
   RequestId id = call->id;
@@ -351,6 +510,13 @@ void OpenAiUpstream::on_body(const std::shared_ptr<Call>& c, std::string_view ch
   }
   if (c->ok_status && c->stage == UpstreamStage::tts) {
     if (c->watchdog) client_.cancel_timer(std::exchange(c->watchdog, 0));
+    if (c->received + chunk.size() > options_.max_speech_bytes) {
+      fail(c, UpstreamError::Kind::protocol,
+           "speech longer than the limit of " + std::to_string(options_.max_speech_bytes) + " bytes",
+           int(c->status));
+      return;
+    }
+    c->received += chunk.size();
     c->delivered = true;
     if (c->tts.on_audio)
       c->tts.on_audio(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(chunk.data()), chunk.size()));
@@ -367,9 +533,10 @@ void OpenAiUpstream::on_body(const std::shared_ptr<Call>& c, std::string_view ch
 void OpenAiUpstream::on_sse(const std::shared_ptr<Call>& c, std::string_view chunk) {
   std::vector<SseEvent> events;
   Status parsed = c->sse.feed(chunk, events);
+  const bool anthropic = is_anthropic(c->endpoint);
   for (const auto& ev : events) {
     if (c->finished) return;
-    if (ev.data == "[DONE]") {
+    if (!anthropic && ev.data == "[DONE]") {
       succeed(c);
       return;
     }
@@ -386,35 +553,106 @@ void OpenAiUpstream::on_sse(const std::shared_ptr<Call>& c, std::string_view chu
            std::string("error event: ") + (m ? one_line(m) : "(no message)"));
       return;
     }
-    const cJSON* choice = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(doc.get(), "choices"), 0);
-    if (!choice) continue;  // usage-only chunks
-    if (const char* fr = string_of(choice, "finish_reason")) c->result.finish_reason = fr;
-    const cJSON* delta = cJSON_GetObjectItemCaseSensitive(choice, "delta");
-    if (!cJSON_IsObject(delta)) continue;
-    const cJSON* calls = cJSON_GetObjectItemCaseSensitive(delta, "tool_calls");
-    if (cJSON_IsArray(calls)) {
-      int position = 0;
-      const cJSON* tc = nullptr;
-      cJSON_ArrayForEach(tc, calls) {
-        const cJSON* index = cJSON_GetObjectItemCaseSensitive(tc, "index");
-        ToolCall& t = c->tools[cJSON_IsNumber(index) ? index->valueint : position];
-        ++position;
-        if (const char* s = string_of(tc, "id")) t.id += s;
-        const cJSON* fn = cJSON_GetObjectItemCaseSensitive(tc, "function");
-        if (const char* s = string_of(fn, "name")) t.name += s;
-        if (const char* s = string_of(fn, "arguments")) t.arguments_json += s;
-      }
-      if (c->watchdog) client_.cancel_timer(std::exchange(c->watchdog, 0));
-    }
-    const char* content = string_of(delta, "content");
-    if (content && *content) {
-      if (c->watchdog) client_.cancel_timer(std::exchange(c->watchdog, 0));
-      c->delivered = true;
-      c->result.text += content;
-      if (c->llm.on_delta) c->llm.on_delta(content);
-    }
+    if (!(anthropic ? on_anthropic_event(c, doc.get()) : on_openai_event(c, doc.get()))) return;
   }
   if (!parsed.ok() && !c->finished) fail(c, UpstreamError::Kind::protocol, parsed.error().message);
+}
+
+bool OpenAiUpstream::add_text(const std::shared_ptr<Call>& c, std::string_view text) {
+  if (c->watchdog) client_.cancel_timer(std::exchange(c->watchdog, 0));
+  if (c->result.text.size() + text.size() > options_.max_chat_text_bytes) {
+    fail(c, UpstreamError::Kind::protocol,
+         "chat answer longer than the limit of " + std::to_string(options_.max_chat_text_bytes) + " bytes");
+    return false;
+  }
+  c->delivered = true;
+  c->result.text += text;
+  if (c->llm.on_delta) c->llm.on_delta(text);
+  return !c->finished;
+}
+
+bool OpenAiUpstream::add_arguments(const std::shared_ptr<Call>& c, ToolCall& t, std::string_view text) {
+  if (t.arguments_json.size() + text.size() > options_.max_tool_arguments_bytes) {
+    fail(c, UpstreamError::Kind::protocol,
+         "arguments of tool call " + (t.name.empty() ? std::string("(unnamed)") : one_line(t.name, 64)) +
+             " longer than the limit of " + std::to_string(options_.max_tool_arguments_bytes) + " bytes");
+    return false;
+  }
+  t.arguments_json += text;
+  return true;
+}
+
+bool OpenAiUpstream::on_openai_event(const std::shared_ptr<Call>& c, const cJSON* doc) {
+  const cJSON* choice = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(doc, "choices"), 0);
+  if (!choice) return true;  // usage-only chunks
+  if (const char* fr = string_of(choice, "finish_reason")) c->result.finish_reason = fr;
+  const cJSON* delta = cJSON_GetObjectItemCaseSensitive(choice, "delta");
+  if (!cJSON_IsObject(delta)) return true;
+  const cJSON* calls = cJSON_GetObjectItemCaseSensitive(delta, "tool_calls");
+  if (cJSON_IsArray(calls)) {
+    int position = 0;
+    const cJSON* tc = nullptr;
+    cJSON_ArrayForEach(tc, calls) {
+      const cJSON* index = cJSON_GetObjectItemCaseSensitive(tc, "index");
+      ToolCall& t = c->tools[cJSON_IsNumber(index) ? index->valueint : position];
+      ++position;
+      if (const char* s = string_of(tc, "id")) t.id += s;
+      const cJSON* fn = cJSON_GetObjectItemCaseSensitive(tc, "function");
+      if (const char* s = string_of(fn, "name")) t.name += s;
+      if (const char* s = string_of(fn, "arguments"))
+        if (!add_arguments(c, t, s)) return false;
+    }
+    if (c->watchdog) client_.cancel_timer(std::exchange(c->watchdog, 0));
+  }
+  const char* content = string_of(delta, "content");
+  if (content && *content) return add_text(c, content);
+  return true;
+}
+
+// Anthropic's stream: content blocks (text or tool_use) opened, grown by deltas and closed, then a
+// message_delta with the stop reason and message_stop. Blocks are numbered across text and tools alike.
+bool OpenAiUpstream::on_anthropic_event(const std::shared_ptr<Call>& c, const cJSON* doc) {
+  const char* type = string_of(doc, "type");
+  if (!type) return true;
+  const std::string_view t = type;
+  const cJSON* index = cJSON_GetObjectItemCaseSensitive(doc, "index");
+  const int block = cJSON_IsNumber(index) ? index->valueint : 0;
+  if (t == "content_block_start") {
+    const cJSON* cb = cJSON_GetObjectItemCaseSensitive(doc, "content_block");
+    const char* kind = string_of(cb, "type");
+    if (kind && std::string_view(kind) == "tool_use") {
+      ToolCall& tool = c->tools[block];
+      if (const char* s = string_of(cb, "id")) tool.id = s;
+      if (const char* s = string_of(cb, "name")) tool.name = s;
+      if (c->watchdog) client_.cancel_timer(std::exchange(c->watchdog, 0));
+    } else if (kind && std::string_view(kind) == "text") {
+      if (const char* s = string_of(cb, "text"); s && *s) return add_text(c, s);
+    }
+  } else if (t == "content_block_delta") {
+    const cJSON* delta = cJSON_GetObjectItemCaseSensitive(doc, "delta");
+    const char* kind = string_of(delta, "type");
+    if (!kind) return true;
+    if (std::string_view(kind) == "text_delta") {
+      if (const char* s = string_of(delta, "text"); s && *s) return add_text(c, s);
+    } else if (std::string_view(kind) == "input_json_delta") {
+      auto it = c->tools.find(block);
+      if (it == c->tools.end()) {
+        fail(c, UpstreamError::Kind::protocol,
+             "tool input for content block " + std::to_string(block) + " that is not a tool_use");
+        return false;
+      }
+      if (const char* s = string_of(delta, "partial_json"))
+        if (!add_arguments(c, it->second, s)) return false;
+    }
+  } else if (t == "message_delta") {
+    const cJSON* delta = cJSON_GetObjectItemCaseSensitive(doc, "delta");
+    if (const char* sr = string_of(delta, "stop_reason")) c->result.finish_reason = finish_reason_of(sr);
+  } else if (t == "message_stop") {
+    if (c->result.finish_reason.empty()) c->result.finish_reason = "stop";
+    succeed(c);
+    return false;
+  }
+  return true;  // message_start, content_block_stop, ping and future event types
 }
 
 void OpenAiUpstream::on_done(const std::shared_ptr<Call>& c, const HttpClient::Done& d) {

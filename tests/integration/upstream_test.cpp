@@ -681,5 +681,363 @@ TEST_F(UpstreamTest, FailedTrialReopensTheBreaker) {
   EXPECT_FALSE(up->breaker_open(server.base()));
 }
 
+// ---- provider dialects ----
+
+// The test server's root without the "/v1" the OpenAI tests use.
+std::string root_of(const TestServer& s) {
+  std::string b = s.base();
+  return b.substr(0, b.size() - 3);
+}
+bool has_header(const SeenRequest& r, const std::string& line) {
+  return r.head.find("\r\n" + line + "\r\n") != std::string::npos;
+}
+
+TEST_F(UpstreamTest, AzureAddressesTheDeploymentWithApiVersionAndApiKeyHeader) {
+  TestServer server([](TestServer::Conn& c, const SeenRequest& r, int) {
+    if (r.head.find("/chat/completions") != std::string::npos) {
+      c.send(response_head(200, "text/event-stream"));
+      c.send(
+          "data: {\"choices\":[{\"delta\":{\"content\":\"ok\"},\"finish_reason\":\"stop\"}]}\n\ndata: "
+          "[DONE]\n\n");
+    } else if (r.head.find("/audio/transcriptions") != std::string::npos) {
+      c.send(full_response(200, "application/json", R"({"text":"hi"})"));
+    } else {
+      c.send(full_response(200, "audio/pcm", std::string(64, '\1')));
+    }
+  });
+  Endpoint ep = endpoint(server);
+  ep.provider = "azure_openai";
+  ep.base_url = root_of(server);
+  ep.model = "gpt4o-deploy";
+
+  ChatRequest chat = chat_request(server);
+  chat.endpoint = ep;
+  ChatOutcome o;
+  up->chat(chat, chat_cb(o));
+  ASSERT_TRUE(run([&] { return o.finished(); }));
+  ASSERT_TRUE(o.result) << o.error->message;
+  EXPECT_EQ(o.result->text, "ok");
+
+  SttRequest stt;
+  stt.endpoint = ep;
+  stt.endpoint.model = "whisper-deploy";
+  stt.endpoint.api_version = "2025-03-01-preview";
+  stt.audio = {'O', 'g', 'g', 'S'};
+  std::optional<std::string> text;
+  up->transcribe(
+      stt,
+      {{}, [&](std::string t) { text = t; }, [&](const UpstreamError& e) { ADD_FAILURE() << e.message; }});
+  ASSERT_TRUE(run([&] { return text.has_value(); }));
+  EXPECT_EQ(*text, "hi");
+
+  TtsRequest tts;
+  tts.endpoint = ep;
+  tts.endpoint.model = "tts-deploy";
+  tts.text = "x";
+  size_t bytes = 0;
+  bool done = false;
+  up->speak(tts, {{},
+                  [&](std::span<const uint8_t> b) { bytes += b.size(); },
+                  [&] { done = true; },
+                  [&](const UpstreamError& e) { ADD_FAILURE() << e.message; }});
+  ASSERT_TRUE(run([&] { return done; }));
+  EXPECT_EQ(bytes, 64u);
+
+  auto seen = server.seen();
+  ASSERT_EQ(seen.size(), 3u);
+  EXPECT_EQ(seen[0].head.rfind(
+                "POST /openai/deployments/gpt4o-deploy/chat/completions?api-version=2024-10-21 HTTP/1.1", 0),
+            0u)
+      << seen[0].head;
+  EXPECT_EQ(seen[1].head.rfind(
+                "POST /openai/deployments/whisper-deploy/audio/transcriptions?api-version=2025-03-01-preview "
+                "HTTP/1.1",
+                0),
+            0u)
+      << seen[1].head;
+  EXPECT_EQ(seen[2].head.rfind(
+                "POST /openai/deployments/tts-deploy/audio/speech?api-version=2024-10-21 HTTP/1.1", 0),
+            0u)
+      << seen[2].head;
+  for (const auto& r : seen) {
+    EXPECT_TRUE(has_header(r, "api-key: sk-test")) << r.head;
+    EXPECT_EQ(r.head.find("Authorization:"), std::string::npos) << r.head;
+  }
+}
+
+TEST_F(UpstreamTest, GeminiAndGroqSpeakOpenAiUnderTheirOwnRoot) {
+  TestServer server([](TestServer::Conn& c, const SeenRequest&, int) {
+    c.send(response_head(200, "text/event-stream"));
+    c.send(
+        "data: {\"choices\":[{\"delta\":{\"content\":\"ok\"},\"finish_reason\":\"stop\"}]}\n\ndata: "
+        "[DONE]\n\n");
+  });
+  for (const char* provider : {"gemini", "groq"}) {
+    ChatRequest chat = chat_request(server);
+    chat.endpoint.provider = provider;
+    chat.endpoint.base_url = root_of(server) + "/" + provider + "/openai";
+    ChatOutcome o;
+    up->chat(chat, chat_cb(o));
+    ASSERT_TRUE(run([&] { return o.finished(); }));
+    ASSERT_TRUE(o.result) << o.error->message;
+    EXPECT_EQ(o.result->text, "ok");
+  }
+  auto seen = server.seen();
+  ASSERT_EQ(seen.size(), 2u);
+  EXPECT_EQ(seen[0].head.rfind("POST /gemini/openai/chat/completions HTTP/1.1", 0), 0u) << seen[0].head;
+  EXPECT_EQ(seen[1].head.rfind("POST /groq/openai/chat/completions HTTP/1.1", 0), 0u) << seen[1].head;
+  for (const auto& r : seen) EXPECT_TRUE(has_header(r, "Authorization: Bearer sk-test")) << r.head;
+}
+
+TEST_F(UpstreamTest, AStageTheProviderDoesNotOfferFailsWithoutARequest) {
+  TestServer server([](TestServer::Conn&, const SeenRequest&, int) { ADD_FAILURE() << "request sent"; });
+  std::vector<UpstreamError> errors;
+  auto err = [&](const UpstreamError& e) { errors.push_back(e); };
+  SttRequest stt;
+  stt.endpoint = endpoint(server);
+  stt.endpoint.provider = "anthropic";
+  up->transcribe(stt, {{}, [](std::string) { ADD_FAILURE(); }, err});
+  TtsRequest tts;
+  tts.endpoint = endpoint(server);
+  tts.endpoint.provider = "gemini";
+  up->speak(tts, {{}, [](std::span<const uint8_t>) { ADD_FAILURE(); }, [] { ADD_FAILURE(); }, err});
+  ASSERT_TRUE(run([&] { return errors.size() == 2; }));
+  EXPECT_EQ(errors[0].kind, UpstreamError::Kind::protocol);
+  EXPECT_NE(errors[0].message.find("anthropic serves chat only"), std::string::npos) << errors[0].message;
+  EXPECT_NE(errors[1].message.find("gemini serves chat only"), std::string::npos) << errors[1].message;
+  EXPECT_TRUE(server.seen().empty());
+}
+
+const std::string kAnthropicStream =
+    "event: message_start\n"
+    "data: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":"
+    "\"assistant\",\"content\":[],\"stop_reason\":null}}\n\n"
+    "event: content_block_start\n"
+    "data: "
+    "{\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n"
+    "event: ping\ndata: {\"type\":\"ping\"}\n\n"
+    "event: content_block_delta\n"
+    "data: "
+    "{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hello\"}}"
+    "\n\n"
+    "event: content_block_delta\n"
+    "data: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\" "
+    "there\"}}\n\n"
+    "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n"
+    "event: content_block_start\n"
+    "data: {\"type\":\"content_block_start\",\"index\":1,\"content_block\":{\"type\":\"tool_use\",\"id\":"
+    "\"toolu_1\",\"name\":\"book\",\"input\":{}}}\n\n"
+    "event: content_block_delta\n"
+    "data: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"input_json_delta\","
+    "\"partial_json\":\"{\\\"day\\\":\"}}\n\n"
+    "event: content_block_delta\n"
+    "data: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"input_json_delta\","
+    "\"partial_json\":\"\\\"mon\\\"}\"}}\n\n"
+    "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":1}\n\n"
+    "event: message_delta\n"
+    "data: "
+    "{\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\"},\"usage\":{\"output_tokens\":9}}"
+    "\n\n"
+    "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+
+TEST_F(UpstreamTest, AnthropicSpeaksTheMessagesApiAndReadsItsEvents) {
+  TestServer server([](TestServer::Conn& c, const SeenRequest&, int) {
+    c.send(response_head(200, "text/event-stream; charset=utf-8"));
+    c.send(kAnthropicStream);
+  });
+  ChatRequest chat = chat_request(server);
+  chat.endpoint.provider = "anthropic";
+  chat.messages.push_back({"assistant", "", {}, {}});  // an empty turn is never sent
+  chat.messages.push_back({"user", "and tuesday?", {}, {}});
+  ChatOutcome o;
+  up->chat(chat, chat_cb(o));
+  ASSERT_TRUE(run([&] { return o.finished(); }));
+  ASSERT_TRUE(o.result) << o.error->message;
+  EXPECT_EQ(o.deltas, "Hello there");
+  EXPECT_EQ(o.result->text, "Hello there");
+  EXPECT_EQ(o.result->finish_reason, "tool_calls");
+  ASSERT_EQ(o.result->tool_calls.size(), 1u);
+  EXPECT_EQ(o.result->tool_calls[0], (ToolCall{"toolu_1", "book", R"({"day":"mon"})"}));
+
+  auto seen = server.seen();
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0].head.rfind("POST /v1/messages HTTP/1.1", 0), 0u) << seen[0].head;
+  EXPECT_TRUE(has_header(seen[0], "x-api-key: sk-test")) << seen[0].head;
+  EXPECT_TRUE(has_header(seen[0], "anthropic-version: 2023-06-01")) << seen[0].head;
+  EXPECT_EQ(seen[0].head.find("Authorization:"), std::string::npos);
+  JsonPtr doc(cJSON_Parse(seen[0].body.c_str()));
+  ASSERT_TRUE(doc) << seen[0].body;
+  EXPECT_STREQ(cJSON_GetObjectItem(doc.get(), "system")->valuestring, "brief");
+  EXPECT_EQ(cJSON_GetObjectItem(doc.get(), "max_tokens")->valueint, 512);
+  EXPECT_TRUE(cJSON_IsTrue(cJSON_GetObjectItem(doc.get(), "stream")));
+  cJSON* msgs = cJSON_GetObjectItem(doc.get(), "messages");
+  // user, assistant (tool_use), user (tool_result + the new words, merged: roles alternate)
+  ASSERT_EQ(cJSON_GetArraySize(msgs), 3) << seen[0].body;
+  cJSON* m0 = cJSON_GetArrayItem(msgs, 0);
+  EXPECT_STREQ(cJSON_GetObjectItem(m0, "role")->valuestring, "user");
+  EXPECT_STREQ(
+      cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(m0, "content"), 0), "text")->valuestring,
+      "book monday");
+  cJSON* use = cJSON_GetArrayItem(cJSON_GetObjectItem(cJSON_GetArrayItem(msgs, 1), "content"), 0);
+  EXPECT_STREQ(cJSON_GetObjectItem(use, "type")->valuestring, "tool_use");
+  EXPECT_STREQ(cJSON_GetObjectItem(use, "id")->valuestring, "call_0");
+  EXPECT_TRUE(cJSON_IsObject(cJSON_GetObjectItem(use, "input")));
+  cJSON* m2 = cJSON_GetArrayItem(msgs, 2);
+  EXPECT_STREQ(cJSON_GetObjectItem(m2, "role")->valuestring, "user");
+  cJSON* result = cJSON_GetArrayItem(cJSON_GetObjectItem(m2, "content"), 0);
+  EXPECT_STREQ(cJSON_GetObjectItem(result, "type")->valuestring, "tool_result");
+  EXPECT_STREQ(cJSON_GetObjectItem(result, "tool_use_id")->valuestring, "call_0");
+  EXPECT_STREQ(
+      cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(m2, "content"), 1), "text")->valuestring,
+      "and tuesday?");
+  cJSON* tool = cJSON_GetArrayItem(cJSON_GetObjectItem(doc.get(), "tools"), 0);
+  EXPECT_STREQ(cJSON_GetObjectItem(tool, "name")->valuestring, "book");
+  EXPECT_TRUE(cJSON_IsObject(cJSON_GetObjectItem(tool, "input_schema")));
+}
+
+TEST_F(UpstreamTest, AnthropicOpensWithAUserTurnAndKeepsLateInstructionsInPlace) {
+  TestServer server([](TestServer::Conn& c, const SeenRequest&, int) {
+    c.send(response_head(200, "text/event-stream"));
+    c.send(kAnthropicStream);
+  });
+  ChatRequest chat = chat_request(server);
+  chat.endpoint.provider = "anthropic";
+  chat.tools.clear();
+  chat.messages = {{"system", "brief", {}, {}},
+                   {"assistant", "Hello, this is the clinic.", {}, {}},
+                   {"user", "hi", {}, {}},
+                   {"system", "The transfer failed.", {}, {}}};
+  ChatOutcome o;
+  up->chat(chat, chat_cb(o));
+  ASSERT_TRUE(run([&] { return o.finished(); }));
+  ASSERT_TRUE(o.result) << o.error->message;
+  auto seen = server.seen();
+  ASSERT_EQ(seen.size(), 1u);
+  JsonPtr doc(cJSON_Parse(seen[0].body.c_str()));
+  ASSERT_TRUE(doc) << seen[0].body;
+  EXPECT_STREQ(cJSON_GetObjectItem(doc.get(), "system")->valuestring, "brief");
+  EXPECT_EQ(cJSON_GetObjectItem(doc.get(), "tools"), nullptr);
+  cJSON* msgs = cJSON_GetObjectItem(doc.get(), "messages");
+  ASSERT_EQ(cJSON_GetArraySize(msgs), 3) << seen[0].body;
+  auto text = [&](int m, int block) -> std::string {
+    cJSON* b = cJSON_GetArrayItem(cJSON_GetObjectItem(cJSON_GetArrayItem(msgs, m), "content"), block);
+    cJSON* t = cJSON_GetObjectItem(b, "text");
+    return cJSON_IsString(t) ? t->valuestring : "<none>";
+  };
+  EXPECT_STREQ(cJSON_GetObjectItem(cJSON_GetArrayItem(msgs, 0), "role")->valuestring, "user");
+  EXPECT_EQ(text(0, 0), "(The call is connected.)");
+  EXPECT_EQ(text(1, 0), "Hello, this is the clinic.");
+  EXPECT_STREQ(cJSON_GetObjectItem(cJSON_GetArrayItem(msgs, 2), "role")->valuestring, "user");
+  EXPECT_EQ(text(2, 0), "hi");
+  EXPECT_EQ(text(2, 1), "The transfer failed.");
+}
+
+TEST_F(UpstreamTest, AnthropicErrorEventIsAProtocolError) {
+  TestServer server([](TestServer::Conn& c, const SeenRequest&, int) {
+    c.send(response_head(200, "text/event-stream"));
+    c.send(
+        "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":"
+        "\"Overloaded\"}}\n\n");
+  });
+  ChatRequest chat = chat_request(server);
+  chat.endpoint.provider = "anthropic";
+  ChatOutcome o;
+  up->chat(chat, chat_cb(o));
+  ASSERT_TRUE(run([&] { return o.finished(); }));
+  ASSERT_TRUE(o.error);
+  EXPECT_EQ(o.error->kind, UpstreamError::Kind::protocol);
+  EXPECT_NE(o.error->message.find("Overloaded"), std::string::npos) << o.error->message;
+}
+
+// ---- bounded answers ----
+
+TEST_F(UpstreamTest, AnSseEventOverTheLimitEndsTheRequest) {
+  // Many short data lines: each line is within the line limit, the event is not.
+  const size_t lines = kMaxSseEventBytes / 1000 + 2;
+  TestServer server([&](TestServer::Conn& c, const SeenRequest&, int) {
+    c.send(response_head(200, "text/event-stream"));
+    const std::string line = "data: " + std::string(999, 'x') + "\n";
+    for (size_t i = 0; i < lines; ++i)
+      if (!c.send(line)) return;
+    c.send("\n");
+  });
+  ChatOutcome o;
+  up->chat(chat_request(server), chat_cb(o));
+  ASSERT_TRUE(run([&] { return o.finished(); }));
+  ASSERT_TRUE(o.error);
+  EXPECT_EQ(o.error->kind, UpstreamError::Kind::protocol);
+  EXPECT_NE(o.error->message.find("event larger than " + std::to_string(kMaxSseEventBytes)),
+            std::string::npos)
+      << o.error->message;
+}
+
+TEST_F(UpstreamTest, ChatTextOverTheLimitEndsTheRequest) {
+  OpenAiOptions opt;
+  opt.max_attempts = 1;
+  opt.max_chat_text_bytes = 20;
+  make(opt);
+  TestServer server([](TestServer::Conn& c, const SeenRequest&, int) {
+    c.send(response_head(200, "text/event-stream"));
+    for (int i = 0; i < 5; ++i)
+      c.send("data: {\"choices\":[{\"delta\":{\"content\":\"0123456789\"},\"finish_reason\":null}]}\n\n");
+    c.send("data: [DONE]\n\n");
+  });
+  ChatOutcome o;
+  up->chat(chat_request(server), chat_cb(o));
+  ASSERT_TRUE(run([&] { return o.finished(); }));
+  ASSERT_TRUE(o.error);
+  EXPECT_EQ(o.terminal, 1);
+  EXPECT_EQ(o.deltas, "01234567890123456789");  // what fit was delivered, nothing after
+  EXPECT_NE(o.error->message.find("chat answer longer than the limit of 20 bytes"), std::string::npos)
+      << o.error->message;
+}
+
+TEST_F(UpstreamTest, ToolArgumentsOverTheLimitEndTheRequest) {
+  OpenAiOptions opt;
+  opt.max_attempts = 1;
+  opt.max_tool_arguments_bytes = 16;
+  make(opt);
+  TestServer server([](TestServer::Conn& c, const SeenRequest&, int) {
+    c.send(response_head(200, "text/event-stream"));
+    for (int i = 0; i < 3; ++i)
+      c.send(
+          "data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"c\",\"function\":{\"name\":"
+          "\"book\",\"arguments\":\"aaaaaaaa\"}}]},\"finish_reason\":null}]}\n\n");
+    c.send("data: [DONE]\n\n");
+  });
+  ChatOutcome o;
+  up->chat(chat_request(server), chat_cb(o));
+  ASSERT_TRUE(run([&] { return o.finished(); }));
+  ASSERT_TRUE(o.error);
+  EXPECT_NE(o.error->message.find("arguments of tool call book"), std::string::npos) << o.error->message;
+  EXPECT_NE(o.error->message.find("limit of 16 bytes"), std::string::npos) << o.error->message;
+}
+
+TEST_F(UpstreamTest, SpeechOverTheLimitEndsTheRequest) {
+  OpenAiOptions opt;
+  opt.max_attempts = 1;
+  opt.max_speech_bytes = 3000;
+  make(opt);
+  TestServer server([](TestServer::Conn& c, const SeenRequest&, int) {
+    c.send(response_head(200, "audio/pcm"));
+    for (int i = 0; i < 10; ++i)
+      if (!c.send(std::string(1000, '\2')) || !c.pause(2)) return;
+  });
+  TtsRequest req;
+  req.endpoint = endpoint(server);
+  req.text = "long";
+  size_t bytes = 0;
+  std::optional<UpstreamError> err;
+  up->speak(req, {{},
+                  [&](std::span<const uint8_t> b) { bytes += b.size(); },
+                  [] { ADD_FAILURE(); },
+                  [&](const UpstreamError& e) { err = e; }});
+  ASSERT_TRUE(run([&] { return err.has_value(); }));
+  EXPECT_LE(bytes, 3000u);
+  EXPECT_EQ(err->kind, UpstreamError::Kind::protocol);
+  EXPECT_NE(err->message.find("speech longer than the limit of 3000 bytes"), std::string::npos)
+      << err->message;
+}
+
 }  // namespace
 }  // namespace osvi::net

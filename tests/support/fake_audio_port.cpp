@@ -64,6 +64,7 @@ void FakeAudio::capture(const Frame& frame) {
   if (frame.dtmf) out.dtmf = audio::DtmfEvent{*frame.dtmf, pos_, pos_};
   out.amd = frame.amd;
   if (frame.beep) out.beep = audio::Beep{1000.0, pos_, pos_};
+  if (frame.tone) out.tone = audio::CallProgressEvent{*frame.tone, pos_ > 16000 ? pos_ - 16000 : 0, pos_};
   listener_->on_capture(out);
   tick();
 }

@@ -38,6 +38,7 @@ class FakeAudio {
     std::optional<char> dtmf;
     audio::AmdVerdict amd = audio::AmdVerdict::pending;
     bool beep = false;
+    std::optional<audio::ProgressTone> tone;  // the call-progress detector's verdict
   };
   void capture(const Frame& frame);
   uint64_t position() const { return pos_; }  // capture samples delivered

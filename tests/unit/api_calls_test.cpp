@@ -290,6 +290,30 @@ TEST_F(ApiCalls, SuccessPassesTheNormalisedRequestToTheEngine) {
   });
 }
 
+TEST_F(ApiCalls, AdditionalDataAndTriggerDataAreBounded) {
+  const std::string base = R"("agent_uuid":"agent_a","phone_number":"9876543210","country_code":"IN")";
+  // additional_data: the limit itself passes, one byte more is a 400 naming the field.
+  auto data_of = [](size_t bytes) {
+    // {"k":"xxx…"} is 8 bytes of JSON around the value.
+    return R"({"k":")" + std::string(bytes - 8, 'x') + "\"}";
+  };
+  Reply ok = request("POST", "/v1/call",
+                     "{" + base + R"(,"additional_data":)" + data_of(kMaxAdditionalDataBytes) + "}");
+  EXPECT_EQ(ok.status, 200) << ok.body.substr(0, 200);
+  Reply big = request("POST", "/v1/call",
+                      "{" + base + R"(,"additional_data":)" + data_of(kMaxAdditionalDataBytes + 1) + "}");
+  EXPECT_EQ(big.status, 400) << big.body.substr(0, 200);
+  EXPECT_NE(big.error().find("additional_data: 16385 bytes"), std::string::npos) << big.body.substr(0, 200);
+  EXPECT_NE(big.error().find("limit of 16384"), std::string::npos) << big.body.substr(0, 200);
+  // The whole request is stored as call_trigger_data: over its bound is a 413, nothing placed.
+  Reply huge = request("POST", "/v1/call",
+                       "{" + base + R"(,"notes":")" + std::string(kMaxTriggerDataBytes, 'n') + "\"}");
+  EXPECT_EQ(huge.status, 413) << huge.body.substr(0, 200);
+  EXPECT_NE(huge.error().find("call_trigger_data"), std::string::npos) << huge.body.substr(0, 200);
+  EXPECT_EQ(cJSON_IsFalse(huge.get("success")), 1);
+  locked([&] { EXPECT_EQ(calls_.requests.size(), 1u); });
+}
+
 TEST_F(ApiCalls, NullOptionalsCountAsAbsentAndGreetingCountsCharactersNotBytes) {
   // 2000 Devanagari characters are 6000 bytes but within the limit.
   std::string greeting;

@@ -47,6 +47,12 @@ FakeAudio::Frame beep() {
   return f;
 }
 
+FakeAudio::Frame progress(audio::ProgressTone tone) {
+  FakeAudio::Frame f;
+  f.tone = tone;
+  return f;
+}
+
 SimLlmReply says(std::string text) {
   SimLlmReply r;
   r.text = std::move(text);
@@ -395,6 +401,62 @@ TEST_F(CallTest, AmdMachineGetsTheMessageAfterTheBeep) {
   EXPECT_EQ(r.status, "voicemail");
   EXPECT_EQ(r.call_ended_reason, "voicemail_message_left");
   EXPECT_EQ(turns(), std::vector<std::string>{"agent: Please call Asha back."});
+}
+
+// A line without network signalling reports "connected" when dialling completes; the tone detector then
+// hears what the exchange said (audio.call_progress_plan).
+TEST_F(CallTest, BusyToneOnAnOutboundCallEndsItAsBusy) {
+  start(true);
+  pick_up();
+  for (int i = 0; i < 10; ++i) frame();
+  frame(progress(audio::ProgressTone::busy));
+  EXPECT_TRUE(line_.did("hangup"));
+  EXPECT_EQ(finished_, 1);
+  const CallRecord r = saved_record();
+  EXPECT_EQ(r.status, "busy");
+  EXPECT_EQ(r.call_ended_reason, "busy");
+  EXPECT_EQ(r.call_ended_by, "user");
+  EXPECT_FALSE(r.call_picked_at_ms.has_value());
+  EXPECT_EQ(r.duration_seconds, 0);
+  EXPECT_TRUE(up_.tts_requests().empty());  // the agent never talked to the tone
+}
+
+TEST_F(CallTest, CongestionIsBusyAndAnInformationToneIsNotPicked) {
+  start(true);
+  pick_up();
+  frame(progress(audio::ProgressTone::reorder));
+  EXPECT_EQ(saved_record().status, "busy");
+
+  call_.reset();
+  ASSERT_TRUE(store_->calls().remove(kCallId).ok());
+  line_.actions.clear();
+  start(true);
+  pick_up();
+  frame(progress(audio::ProgressTone::sit));
+  EXPECT_TRUE(line_.did("hangup"));
+  const CallRecord r = saved_record();
+  EXPECT_EQ(r.status, "not_picked");
+  EXPECT_EQ(r.call_ended_reason, "number_unreachable");
+}
+
+TEST_F(CallTest, ProgressTonesAfterTheCallerSpokeAreIgnored) {
+  agent_.call.voicemail.detect = false;
+  start(true);
+  pick_up();
+  play_all();
+  up_.push_llm(says("We open at nine."));
+  caller_says("Hello?");
+  play_all();
+  frame(progress(audio::ProgressTone::busy));
+  EXPECT_FALSE(call_->finished());
+  EXPECT_FALSE(line_.did("hangup"));
+}
+
+TEST_F(CallTest, ProgressTonesOnInboundCallsAreIgnored) {
+  start(false);
+  pick_up();
+  frame(progress(audio::ProgressTone::busy));
+  EXPECT_FALSE(call_->finished());
 }
 
 TEST_F(CallTest, ToolSpecsAreTheSameJson) {

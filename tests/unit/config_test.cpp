@@ -383,6 +383,66 @@ TEST(Config, EndpointKeysAreChecked) {
   EXPECT_EQ(c.agents[0].llm.base_url, "https://[::1]:8443/v1");
 }
 
+TEST(Config, ProvidersAreCheckedPerStage) {
+  // Every stage refuses a provider that does not offer it, naming the key.
+  EXPECT_LINE(rejection(with_agents(agent("agent_a", R"("stt":{"provider":"anthropic"})"))),
+              "agents[0].stt.provider: must be \"openai\", \"azure_openai\" or \"groq\", got \"anthropic\"");
+  EXPECT_PATH(rejection(with_agents(agent("agent_a", R"("stt":{"provider":"gemini"})"))),
+              "agents[0].stt.provider");
+  EXPECT_PATH(rejection(with_agents(agent("agent_a", R"("voice":{"provider":"anthropic"})"))),
+              "agents[0].voice.provider");
+  EXPECT_PATH(rejection(with_agents(agent("agent_a", R"("voice":{"provider":"groq"})"))),
+              "agents[0].voice.provider");
+  // Each provider's public root when base_url is not given; Azure needs the resource's.
+  Config c = accepted(with_agents(agent("agent_a", R"("llm":{"provider":"anthropic","temperature":0.5})")));
+  EXPECT_EQ(c.agents[0].llm.provider, "anthropic");
+  EXPECT_EQ(c.agents[0].llm.base_url, "https://api.anthropic.com/v1");
+  EXPECT_EQ(accepted(with_agents(agent("agent_a", R"("llm":{"provider":"gemini"})"))).agents[0].llm.base_url,
+            "https://generativelanguage.googleapis.com/v1beta/openai");
+  EXPECT_EQ(accepted(with_agents(agent("agent_a", R"("stt":{"provider":"groq"})"))).agents[0].stt.base_url,
+            "https://api.groq.com/openai/v1");
+  EXPECT_PATH(rejection(with_agents(agent("agent_a", R"("llm":{"provider":"azure_openai"})"))),
+              "agents[0].llm.base_url");
+  Config az = accepted(with_agents(agent(
+      "agent_a",
+      R"("voice":{"provider":"azure_openai","base_url":"https://box.openai.azure.com/","api_version":"2025-03-01-preview"})")));
+  EXPECT_EQ(az.agents[0].voice.base_url, "https://box.openai.azure.com");
+  EXPECT_EQ(az.agents[0].voice.api_version, "2025-03-01-preview");
+  EXPECT_PATH(
+      rejection(with_agents(agent(
+          "agent_a", R"("llm":{"provider":"azure_openai","base_url":"https://x","api_version":"latest"})"))),
+      "agents[0].llm.api_version");
+  EXPECT_PATH(rejection(with_agents(agent(
+                  "agent_a", R"("llm":{"provider":"azure_openai","base_url":"https://x","model":"a/b?c"})"))),
+              "agents[0].llm.model");
+  EXPECT_LINE(rejection(with_agents(agent("agent_a", R"("llm":{"api_version":"2024-10-21"})"))),
+              "agents[0].llm.api_version: only allowed with provider \"azure_openai\"");
+  // Anthropic's temperature range is 0-1.
+  EXPECT_PATH(rejection(with_agents(agent("agent_a", R"("llm":{"provider":"anthropic","temperature":1.5})"))),
+              "agents[0].llm.temperature");
+  EXPECT_EQ(accepted(with_agents(agent("agent_a", R"("analysis":{"llm":{"provider":"anthropic"}})")))
+                .agents[0]
+                .analysis.llm.base_url,
+            "https://api.anthropic.com/v1");
+}
+
+TEST(Config, SettingsTheEngineCannotHonourAreRefused) {
+  EXPECT_LINE(
+      rejection(with_agents(agent("agent_a", R"("voice":{"format":"opus"})"))),
+      "agents[0].voice.format: \"opus\" is not supported (the engine plays streamed \"pcm\" only); use "
+      "\"pcm\"");
+  EXPECT_PATH(rejection(with_agents(agent("agent_a", R"("call":{"vad":{"enabled":false}})"))),
+              "agents[0].call.vad.enabled");
+  EXPECT_PATH(rejection(with_agents(agent("agent_a", R"("call":{"noise_cancellation":false})"))),
+              "agents[0].call.noise_cancellation");
+  EXPECT_PATH(rejection(with_agents(agent("agent_a", R"("tools":{"language_switch":true})"))),
+              "agents[0].tools.language_switch");
+  // Their defaults, written out, stay accepted.
+  accepted(with_agents(agent(
+      "agent_a", R"("voice":{"format":"pcm"},"call":{"vad":{"enabled":true},"noise_cancellation":true},)"
+                 R"("tools":{"language_switch":false})")));
+}
+
 TEST(Config, ApiKeyFileIsReadAtLoad) {
   osvi::test::TempDir dir;
   const std::string key = dir.file("openai.key");

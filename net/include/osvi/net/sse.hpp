@@ -20,9 +20,11 @@ struct SseEvent {
 
 class SseParser {
  public:
-  // A line longer than max_line bytes (without its terminator) makes feed() fail: a stream that never ends a
-  // line would otherwise grow without bound.
-  explicit SseParser(size_t max_line = 1 << 20) : max_line_(max_line) {}
+  // A line longer than max_line bytes (without its terminator), or an event whose data lines add up to more
+  // than max_event bytes, makes feed() fail: a stream that never ends a line or an event would otherwise
+  // grow without bound.
+  explicit SseParser(size_t max_line = 1 << 20, size_t max_event = 1 << 20)
+      : max_line_(max_line), max_event_(max_event) {}
 
   // Appends every event completed by `bytes` to `out`. Events are returned rather than called back so the
   // caller may tear down whatever owns the parser while it handles them. After an error the parser stays
@@ -37,7 +39,11 @@ class SseParser {
   void line(std::string_view l, std::vector<SseEvent>& out);
   void dispatch(std::vector<SseEvent>& out);
 
+  Status failure() const;
+
   size_t max_line_;
+  size_t max_event_;
+  bool event_too_large_ = false;
   std::string bom_;  // bytes seen at the stream start while deciding whether they are a UTF-8 BOM
   bool started_ = false;
   bool after_cr_ = false;  // a CR ended the last line: an LF right after it belongs to the same terminator

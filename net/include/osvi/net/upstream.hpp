@@ -41,8 +41,19 @@ std::string_view to_string(UpstreamError::Kind k);
 
 // Per-request endpoint settings (from the agent's stt / llm / voice sections).
 struct Endpoint {
-  std::string base_url;  // "http://127.0.0.1:8090/v1" (no trailing '/')
-  std::string api_key;   // empty = no Authorization header
+  // The API dialect (docs/configuration.md, upstream endpoints):
+  //   "openai", "gemini", "groq": {base_url}/chat/completions, /audio/transcriptions, /audio/speech with
+  //     "Authorization: Bearer" (Gemini and Groq serve OpenAI-compatible endpoints under their own roots);
+  //   "azure_openai": {base_url}/openai/deployments/{model}/<same paths>?api-version={api_version} with an
+  //     "api-key" header (the model is the deployment name);
+  //   "anthropic": chat only, {base_url}/messages with "x-api-key" + "anthropic-version" and Anthropic's
+  //     own streaming events.
+  // A stage a dialect does not offer fails the request as a protocol error (the configuration refuses it
+  // at load already).
+  std::string provider = "openai";
+  std::string api_version;  // azure_openai only
+  std::string base_url;     // "http://127.0.0.1:8090/v1" (no trailing '/')
+  std::string api_key;      // empty = no authentication header
   std::string model;
   int64_t timeout_ms = 8000;          // the whole request
   int64_t first_byte_timeout_ms = 0;  // stage watchdog: first token (llm) / first byte (tts); 0 = off

@@ -2,6 +2,7 @@
 // completions, speech) on an HttpClient, with per-request watchdogs, safe retries and a breaker per provider.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -11,10 +12,26 @@
 #include "osvi/net/http_client.hpp"
 #include "osvi/net/upstream.hpp"
 
+struct cJSON;
+
 namespace osvi::net {
+
+// Bounds on what an upstream may send (docs/configuration.md, "Bounded upstream answers"). Going over one
+// ends that request with a protocol error naming the limit, recorded on the call like any upstream error.
+inline constexpr size_t kMaxSseEventBytes = 256 * 1024;        // one server-sent event's data
+inline constexpr size_t kMaxChatTextBytes = 256 * 1024;        // a chat answer's text (max_tokens ≤ 32768)
+inline constexpr size_t kMaxToolArgumentsBytes = 64 * 1024;    // one tool call's arguments JSON
+inline constexpr size_t kMaxSpeechBytes = 8 * 1024 * 1024;     // one TTS answer (~170 s of 24 kHz pcm)
+inline constexpr const char* kAzureApiVersion = "2024-10-21";  // Azure OpenAI data-plane GA version
+inline constexpr const char* kAnthropicVersion = "2023-06-01";
 
 struct OpenAiOptions {
   std::string user_agent = "osvid";
+  // The bounds above; tests lower them.
+  size_t max_sse_event_bytes = kMaxSseEventBytes;
+  size_t max_chat_text_bytes = kMaxChatTextBytes;
+  size_t max_tool_arguments_bytes = kMaxToolArgumentsBytes;
+  size_t max_speech_bytes = kMaxSpeechBytes;
   // Breaker per base_url: `failures_to_open` consecutive failures (connect, timeout, 5xx, reset) open it;
   // after `cool_down_ms` one trial request goes through; its success closes the breaker, its failure
   // re-opens.
@@ -61,6 +78,11 @@ class OpenAiUpstream final : public Upstream {
   void on_body(const std::shared_ptr<Call>& call, std::string_view chunk);
   void on_done(const std::shared_ptr<Call>& call, const HttpClient::Done& done);
   void on_sse(const std::shared_ptr<Call>& call, std::string_view chunk);
+  // One parsed event of each chat dialect; false when the call ended (failed or succeeded) on it.
+  bool on_openai_event(const std::shared_ptr<Call>& call, const cJSON* doc);
+  bool on_anthropic_event(const std::shared_ptr<Call>& call, const cJSON* doc);
+  bool add_text(const std::shared_ptr<Call>& call, std::string_view text);
+  bool add_arguments(const std::shared_ptr<Call>& call, ToolCall& tool, std::string_view text);
   void fail(const std::shared_ptr<Call>& call, UpstreamError::Kind kind, std::string message,
             int http_status = 0);
   void succeed(const std::shared_ptr<Call>& call);

@@ -141,6 +141,7 @@ class Call final : private AudioPort::Listener {
   void on_capture(const audio::CaptureOutput& frame) override;
   void on_audio_tick() override;
   void on_endpoint(const audio::EndpointEvent& e);
+  void on_progress_tone(audio::ProgressTone tone);
   void on_dtmf(char digit);
   void queue_agent_audio(std::span<const int16_t> samples, size_t segment);
   void pump_playback();

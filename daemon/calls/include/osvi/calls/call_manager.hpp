@@ -32,7 +32,9 @@ class CallManager final : public CallService {
   CallManager(const CallManager&) = delete;
   CallManager& operator=(const CallManager&) = delete;
 
-  // The agents a call may use (swapped on reload; calls in progress keep their copy).
+  // The configuration new calls start with (swapped on reload). Each call gets its own copy of the agent and
+  // of the `audio` and `calls` sections when it is launched, so a reload applies to the next call and never
+  // changes one in progress. Must outlive the calls launched under it only until the next set_config().
   void set_config(const Config* config) { config_ = config; }
   // Called with the final record of every call, after it is stored (the demo prints it).
   void set_on_finished(std::function<void(const CallRecord&)> fn) { on_finished_ = std::move(fn); }
@@ -52,19 +54,27 @@ class CallManager final : public CallService {
     PlaceCallRequest request;
     CallRecord record;
   };
+  // A call and the context it was launched with (the App's shared parts, this configuration's settings);
+  // the call, declared last, goes first.
+  struct Live {
+    std::unique_ptr<CallContext> ctx;
+    std::unique_ptr<Call> call;
+  };
   hal::Line* free_line();
   Status launch(hal::Line& line, CallSetup setup);
   void drain_queue();
   void call_finished(Call& call);
   const AgentConfig* agent(std::string_view uuid) const;
+  size_t max_queue() const { return config_ ? config_->calls.max_queue : ctx_.calls.max_queue; }
   void answer_inbound(hal::Line& line, const hal::LineEvent& event);
+  std::string caller_number(const std::string& raw) const;
   void close_unplaced(CallRecord& rec, std::string reason);
 
   CallContext& ctx_;
   LineManager& lines_;
   const Config* config_ = nullptr;
-  std::vector<std::unique_ptr<Call>> calls_;
-  std::vector<std::unique_ptr<Call>> graveyard_;  // finished calls, destroyed outside their own callbacks
+  std::vector<Live> calls_;
+  std::vector<Live> graveyard_;  // finished calls, destroyed outside their own callbacks
   std::deque<Queued> queue_;
   EventSource reaper_;
   uint64_t finished_xruns_ = 0;  // of calls that ended

@@ -2,6 +2,7 @@
 // they depend on this small interface and not on the engine.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -9,6 +10,12 @@
 #include "osvi/result.hpp"
 
 namespace osvi::daemon {
+
+// Bounds on what a call request may carry (docs/api.md, POST /v1/call): additional_data is rendered into
+// the prompt of every model request of the call; call_trigger_data is the request as received, stored with
+// the call record. api.max_body_bytes alone would let one call store megabytes.
+inline constexpr size_t kMaxAdditionalDataBytes = 16 * 1024;  // compact JSON
+inline constexpr size_t kMaxTriggerDataBytes = 64 * 1024;     // compact JSON
 
 // A validated outbound call: the number is already E.164, the agent exists and is an active voice agent,
 // the overrides are in range. JSON-shaped fields hold compact JSON text.
@@ -39,6 +46,7 @@ class CallService {
   //   -ENOENT  the agent is unknown, inactive or not a voice agent       → API 400
   //   -EBUSY   every line is busy and the queue is full                  → API 503 (Retry-After)
   //   -ENODEV  the box has no line that can place calls                  → API 503
+  //   -EMSGSIZE additional_data or call_trigger_data over its bound above  → API 400 / 413
   //   other    the store failed                                          → API 500
   virtual Result<std::string> place_call(const PlaceCallRequest& request) = 0;
 };

@@ -129,8 +129,9 @@ struct GreetingConfig {
 
 // The keys every upstream model endpoint shares; each section adds its own on top.
 struct UpstreamEndpoint {
-  std::string provider = "openai";
-  std::string base_url = "http://127.0.0.1:8090/v1";  // trailing '/' removed
+  std::string provider = "openai";                    // the API dialect (net::Endpoint::provider)
+  std::string api_version;                            // azure_openai only; empty = net::kAzureApiVersion
+  std::string base_url = "http://127.0.0.1:8090/v1";  // trailing '/' removed; defaults per provider
   std::string model;
   std::string api_key;       // with api_key_file: the file's key, read when the configuration is parsed
   std::string api_key_file;  // the path, kept for messages; the key itself is in api_key
