@@ -113,6 +113,10 @@ void parse_at(ObjectReader& r, hal::AtModemOptions& a) {
   a.vendor = kVendors[one_of(r, "vendor", 0, {"generic", "quectel_ec25", "simcom_sim7600"})];
   a.audio_device = r.str("audio_device", a.audio_device, 0, 4096);
   a.pcm_16k = r.boolean("pcm_16k", a.pcm_16k);
+  // Only SIM7600 negotiates its PCM rate (AT+CPCMFRM); the other profiles' audio is 8 kHz, so the key would
+  // be ignored.
+  if (a.vendor != hal::ModemVendor::simcom_sim7600)
+    r.forbid("pcm_16k", "only allowed when vendor is \"simcom_sim7600\"");
   a.audio_clockless = r.boolean("audio_clockless", a.audio_clockless);
   a.command_timeout_ms = r.integer("command_timeout_ms", a.command_timeout_ms, 100, 60000);
   a.dial_timeout_ms = r.integer("dial_timeout_ms", a.dial_timeout_ms, 1000, 120000);

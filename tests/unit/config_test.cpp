@@ -573,3 +573,12 @@ TEST(Config, LoadConfigFileNamesThePathAndErrno) {
 }
 
 }  // namespace
+
+// pcm_16k is a SIM7600 negotiation (AT+CPCMFRM); the other profiles would accept it and stay at 8 kHz.
+TEST(Config, Pcm16kIsOnlyForTheSim7600) {
+  const std::string line =
+      R"({"lines":[{"id":"gsm0","type":"at","device":"/dev/ttyUSB2","audio_device":"hw:1",)";
+  EXPECT_PATH(rejection(line + R"("vendor":"quectel_ec25","pcm_16k":false}]})"), "lines[0].pcm_16k");
+  EXPECT_PATH(rejection(line + R"("vendor":"generic","pcm_16k":true}]})"), "lines[0].pcm_16k");
+  EXPECT_FALSE(accepted(line + R"("vendor":"simcom_sim7600","pcm_16k":false}]})").lines.at(0).at.pcm_16k);
+}
