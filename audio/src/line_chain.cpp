@@ -80,6 +80,7 @@ const CaptureOutput& LineChain::process_capture(std::span<const int16_t> mic,
   std::span<int16_t> clean(clean_.get(), n);
   cleaner_->process(mic, played, clean);
   out_.clean = clean;
+  out_.reference = played;
 
   out_.endpoints = endpointer_->process(clean);
   out_.vad = endpointer_->last_vad();

@@ -44,7 +44,8 @@ struct LineChainConfig {
 
 // What one capture frame produced.
 struct CaptureOutput {
-  std::span<const int16_t> clean;  // the caller after echo cancellation and preprocessing
+  std::span<const int16_t> clean;      // the caller after echo cancellation and preprocessing
+  std::span<const int16_t> reference;  // the agent samples the canceller took as playing during the frame
   VadFrame vad;
   EndpointEvents endpoints;
   std::span<const uint8_t> opus;  // empty when encoding is off
