@@ -964,6 +964,80 @@ TEST(Utterance, EveryOpusRateDecodesToTheExactLength) {
   }
 }
 
+// The Call's encoder: fed frame by frame while the caller speaks (the endpointer's trailing silence
+// included), trimmed at the decision. It must decode like the one-shot blob of the same samples, and the
+// decision must cost at most one frame of codec work whatever the utterance's length.
+TEST(Utterance, IncrementalEncoderDecodesLikeTheWholeBlobAndFinishesInOneFrame) {
+  const auto& s = speech16k();
+  const size_t n = 37123;                                  // what the endpointer keeps: 2.32 s
+  const auto fed = std::span(s).subspan(32000, n + 8000);  // + the 0.5 s it listened to before deciding
+  auto enc = UtteranceEncoder::create(16000, {.bitrate = 24000, .complexity = 5});
+  ASSERT_TRUE(enc.ok()) << enc.error().message;
+  for (int round = 0; round < 2; ++round) {  // the second utterance reuses the encoder after a cancel
+    if (round == 1) {
+      ASSERT_TRUE(enc->begin().ok());
+      ASSERT_TRUE(enc->push(fed.first(5000)).ok());
+      enc->cancel();
+      EXPECT_FALSE(enc->active());
+    }
+    ASSERT_TRUE(enc->begin().ok());
+    for (size_t at = 0; at < fed.size(); at += 320)
+      ASSERT_TRUE(enc->push(fed.subspan(at, std::min<size_t>(320, fed.size() - at))).ok());
+    const uint64_t before = enc->frames_encoded();
+    EXPECT_EQ(before, fed.size() / 320) << "every whole frame is encoded as it arrives";
+    auto blob = enc->finish(n);
+    ASSERT_TRUE(blob.ok()) << blob.error().message;
+    EXPECT_LE(enc->frames_encoded() - before, 1u) << "the decision encodes at most the tail frame";
+    const OggOpus o = parse_ogg_opus(*blob);
+    ASSERT_TRUE(o.ok) << o.error;
+    EXPECT_EQ(o.final_granule - o.preskip, static_cast<int64_t>(n) * 3);
+    const auto pcm = decode_ogg_opus(o, 16000);
+    ASSERT_EQ(pcm.size(), n);
+    // The one-shot blob encodes the same frames from the same codec state: identical audio up to the last
+    // frame and the codec's lookahead, where it pads with silence and we had the real continuation.
+    auto whole = encode_utterance_ogg_opus(fed.first(n), 16000, {.bitrate = 24000, .complexity = 5});
+    ASSERT_TRUE(whole.ok());
+    const auto ref = decode_ogg_opus(parse_ogg_opus(*whole), 16000);
+    ASSERT_EQ(ref.size(), n);
+    const size_t same = n - 320 - 320;
+    EXPECT_TRUE(std::equal(pcm.begin(), pcm.begin() + static_cast<std::ptrdiff_t>(same), ref.begin()))
+        << "round " << round;
+  }
+  EXPECT_FALSE(enc->push(fed.first(320)).ok()) << "finished: nothing is accepted before begin()";
+}
+
+TEST(Utterance, IncrementalEncoderTakesAnyChunkingAndItsOptionsAct) {
+  const auto& s = speech16k();
+  const auto pcm = std::span(s).subspan(16000, 24000);
+  auto blob_of = [&](UtteranceOptions o, size_t chunk, uint64_t keep) {
+    auto enc = UtteranceEncoder::create(16000, o);
+    EXPECT_TRUE(enc.ok());
+    EXPECT_TRUE(enc->begin().ok());
+    for (size_t at = 0; at < pcm.size(); at += chunk)
+      EXPECT_TRUE(enc->push(pcm.subspan(at, std::min(chunk, pcm.size() - at))).ok());
+    auto b = enc->finish(keep);
+    EXPECT_TRUE(b.ok());
+    return b.ok() ? *b : std::vector<uint8_t>{};
+  };
+  const auto frames = blob_of({}, 320, 24000);
+  EXPECT_EQ(blob_of({}, 97, 24000), frames) << "odd pushes give the same stream as whole frames";
+  EXPECT_EQ(blob_of({}, 5000, 24000), frames);
+  // A short utterance ending inside the codec's lookahead still decodes to exactly its length.
+  const auto tiny = blob_of({}, 320, 50);
+  EXPECT_EQ(decode_ogg_opus(parse_ogg_opus(tiny), 16000).size(), 50u);
+  // audio.opus.bitrate / complexity reach the codec.
+  const auto low = blob_of({.bitrate = 6000, .complexity = 5}, 320, 24000);
+  const auto high = blob_of({.bitrate = 64000, .complexity = 5}, 320, 24000);
+  EXPECT_LT(low.size() * 3, high.size()) << low.size() << " vs " << high.size();
+  EXPECT_FALSE(UtteranceEncoder::create(16000, {.bitrate = 24000, .complexity = 11}).ok());
+  EXPECT_FALSE(UtteranceEncoder::create(44100).ok());
+  auto enc = UtteranceEncoder::create(16000);
+  ASSERT_TRUE(enc.ok());
+  ASSERT_TRUE(enc->begin().ok());
+  ASSERT_TRUE(enc->push(pcm.first(1000)).ok());
+  EXPECT_FALSE(enc->finish(1001).ok()) << "cannot keep more than was spoken";
+}
+
 TEST(Utterance, WavBlobHasACorrectHeader) {
   const std::vector<int16_t> pcm = {0, 1, -1, 32767, -32768, 1234};
   const auto w = make_wav(pcm, 8000, 1);

@@ -212,9 +212,9 @@ class Call final : private AudioPort::Listener {
   uint64_t closed_xruns_ = 0;  // of ports already closed
   struct Recording;
   std::unique_ptr<Recording> recording_;
-  uint64_t pos_ = 0;                // capture samples processed (the endpointer's clock)
-  std::vector<int16_t> history_;    // the last ~1.5 s of cleaned capture, a ring indexed by pos_
-  std::vector<int16_t> utterance_;  // the caller's current utterance
+  uint64_t pos_ = 0;              // capture samples processed (the endpointer's clock)
+  std::vector<int16_t> history_;  // the last ~1.5 s of cleaned capture, a ring indexed by pos_
+  std::optional<audio::UtteranceEncoder> utterance_;  // encodes the caller's utterance as it is spoken
   uint64_t utterance_begin_ = 0;
   bool in_utterance_ = false;
   std::vector<int16_t> pending_play_;  // line-rate samples not yet accepted by the stream's ring
