@@ -22,10 +22,11 @@ namespace {
 constexpr int kDefaultMinSpeechMs = 150;  // endpointer default while the agent is quiet
 constexpr int64_t kHistoryMs = 500;       // pre-roll kept for an utterance's onset
 constexpr int64_t kMaxUtteranceMs = 30000;
-constexpr int64_t kDtmfGatherMs = 1500;   // digits closer than this form one entry
-constexpr int64_t kHangupGraceMs = 5000;  // the line must confirm a hang-up within this
-constexpr int64_t kAudioWaitMs = 3000;    // a connected call without usable audio is given up
-constexpr int64_t kAmdMaxWaitMs = 5000;   // the AMD verdict, at the latest
+constexpr int64_t kDtmfGatherMs = 1500;          // digits closer than this form one entry
+constexpr int64_t kHangupGraceMs = 5000;         // the line must confirm a hang-up within this
+constexpr int64_t kAudioWaitMs = 3000;           // a connected call without usable audio is given up
+constexpr int64_t kLocalSpeechTimeoutMs = 1000;  // espeak renders a prompt in ~0.1-0.3 s; then the tone
+constexpr int64_t kAmdMaxWaitMs = 5000;          // the AMD verdict, at the latest
 
 using call_text::trim;
 
@@ -956,14 +957,23 @@ void Call::on_upstream_error(const net::UpstreamError& e) {
 // fallback
 
 void Call::play_local(std::string_view text, bool with_tone) {
-  std::vector<int16_t> pcm;
-  if (Speech* sp = ctx_.speech ? ctx_.speech() : nullptr) {
-    auto r = sp->render(text, rate_);
-    if (r)
-      pcm = std::move(*r);
-    else
-      log::warning("local speech failed: " + r.error().message, {{"CALL_ID", id()}});
+  if (!ctx_.speech) {
+    play_local_pcm(text, {}, with_tone);
+    return;
   }
+  // espeak renders on the worker; one that is slow or wedged gets the tone instead, so the caller is never
+  // left in silence waiting for it.
+  std::erase_if(local_speech_, [](const SpeechWorker::Ticket& t) { return !t.pending(); });
+  local_speech_.push_back(ctx_.speech->render(
+      std::string(text), rate_, std::chrono::milliseconds(kLocalSpeechTimeoutMs),
+      [this, said = std::string(text), with_tone](Result<std::vector<int16_t>> pcm) {
+        if (state_ == State::finished) return;
+        if (!pcm) log::warning("local speech failed: " + pcm.error().message, {{"CALL_ID", id()}});
+        play_local_pcm(said, pcm ? std::move(*pcm) : std::vector<int16_t>{}, with_tone || !pcm);
+      }));
+}
+
+void Call::play_local_pcm(std::string_view text, std::vector<int16_t> pcm, bool with_tone) {
   if (with_tone) {
     auto gap = std::vector<int16_t>(static_cast<size_t>(rate_ / 4), 0);
     auto beep = tone(rate_, 1000.0, 400);
