@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "alloc_counter.hpp"
+#include "osvi/audio/g711.hpp"
 #include "osvi/audio/opus.hpp"
 #include "osvi/audio/recording.hpp"
 #include "osvi/audio/resampler.hpp"
@@ -922,6 +923,37 @@ TEST(Recording, OpusToolsReadTheFileAsWritten) {
     EXPECT_EQ(lag, 0u) << c;
     EXPECT_GE(corr, 0.999) << c;
     EXPECT_LE(max_diff, 1) << c;  // at most a rounding step (measured: identical)
+  }
+}
+
+// ---- G.711 --------------------------------------------------------------------------------------------
+
+TEST(G711, KnownCodesAndBoundedCompandingError) {
+  using osvi::audio::alaw_decode;
+  using osvi::audio::alaw_encode;
+  using osvi::audio::ulaw_decode;
+  using osvi::audio::ulaw_encode;
+  // ITU-T G.711's idle codes and extremes.
+  EXPECT_EQ(ulaw_encode(0), 0xFF);
+  EXPECT_EQ(ulaw_decode(0xFF), 0);
+  EXPECT_EQ(ulaw_decode(0x00), -32124);
+  EXPECT_EQ(ulaw_decode(0x80), 32124);
+  EXPECT_EQ(alaw_encode(0), 0xD5);
+  EXPECT_EQ(alaw_decode(0xD5), 8);
+  EXPECT_EQ(alaw_decode(0x2A), -32256);
+  EXPECT_EQ(alaw_decode(0xAA), 32256);
+  // Every code decodes to a value that encodes back to the same code (the quantiser is idempotent).
+  for (int c = 0; c < 256; ++c) {
+    if (c != 0x7F) {  // μ-law's "negative zero" decodes to 0, which encodes as 0xFF
+      EXPECT_EQ(ulaw_encode(ulaw_decode(static_cast<uint8_t>(c))), c) << c;
+    }
+    EXPECT_EQ(alaw_encode(alaw_decode(static_cast<uint8_t>(c))), c) << c;
+  }
+  // Logarithmic companding: the error stays within ~1/16 of the magnitude (plus the smallest step).
+  for (int v = -32768; v <= 32767; v += 7) {
+    const auto s = static_cast<int16_t>(v);
+    EXPECT_LE(std::abs(ulaw_decode(ulaw_encode(s)) - v), std::abs(v) / 16 + 132) << v;
+    EXPECT_LE(std::abs(alaw_decode(alaw_encode(s)) - v), std::abs(v) / 16 + 16) << v;
   }
 }
 
