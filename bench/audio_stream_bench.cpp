@@ -54,7 +54,9 @@ int main(int argc, char** argv) {
       pollfd pfd{s.event_fd(), POLLIN, 0};
       poll(&pfd, 1, 10);
       s.drain_events(events);
-      while (s.read_capture(buf) > 0) s.read_reference(buf);
+      while (s.read_frame(std::span<int16_t>(buf, s.period_frames()),
+                          std::span<int16_t>(buf + s.period_frames(), s.period_frames()))) {
+      }
       // Keep the playback side busy too, so the fill path is not the only one measured.
       s.queue_playback(std::span<const int16_t>(buf, 320));
     }

@@ -1,20 +1,20 @@
-// Per-call DSP cost per 20 ms frame at 16 kHz, as a call runs it today with the shipped configuration:
+// Per-call DSP cost per 20 ms frame at 16 kHz, what a call runs with the shipped configuration:
 //
-//   capture  = LineChain::process_capture, which is what LineAudioPort runs on every captured period:
-//              speex AEC (128 ms tail) + preprocess (denoise, residual echo suppression) + osvi
-//              VAD/endpointer
-//              + DTMF + call progress ("in", the default plan, run on the raw mic) + the LineChain's own Opus
-//              encoder (c5, 24 kbit/s; its output is discarded by the daemon, issue 11 removes it) + the
-//              stereo CallRecorder push (32 kbit/s, c5) that the Call attaches for the whole call;
-//   outbound = the same chain with AMD + beep detection on (outbound calls, until the verdict);
-//   playback = LineChain::resample_playback of 20 ms of 24 kHz TTS PCM to the line rate (what
-//              Call::on_tts_audio → LineAudioPort::resample_tts runs; TTS arrives as PCM, never Opus).
+//   capture   = LineChain::process_capture, which is what LineAudioPort runs on every captured period:
+//               speex AEC (128 ms tail) + preprocess (denoise, residual echo suppression) + osvi
+//               VAD/endpointer + DTMF + call progress ("in", the default plan, run on the raw mic) + the
+//               stereo CallRecorder push (32 kbit/s, c5) that the Call attaches for the whole call. No
+//               per-frame Opus encoder any more (issue 11 removed the one whose output was discarded);
+//   outbound  = the same chain with AMD + beep detection on (outbound calls, until the verdict);
+//   playback  = LineChain::resample_playback of 20 ms of 24 kHz TTS PCM to the line rate (what
+//               Call::on_tts_audio → LineAudioPort::resample_tts runs; TTS arrives as PCM, never Opus);
+//   utterance = UtteranceEncoder::push of the cleaned frame (audio.opus: c5, 24 kbit/s), which the Call
+//               runs only while the caller speaks (between the endpointer's onset and its decision).
 //
-// Beside it, the capture chain without the discarded encoder (LineChainConfig::encode = false): what remains
-// once issue 11's removal lands. Not timed: ALSA, the ring copies, the recorder's page write() to its file
-// (one per ~1 s of audio; the sink here keeps nothing) and the Call's byte→sample conversion of TTS chunks.
-// p50/p99/mean of thread CPU time per frame, heap allocations counted over the measured frames (exit 2 if
-// any).
+// Not timed: ALSA, the ring copies, the recorder's page write() to its file (one per ~1 s of audio; the sink
+// here keeps nothing) and the Call's byte→sample conversion of TTS chunks. p50/p99/mean of thread CPU time
+// per frame; heap allocations counted over the measured chain frames (exit 2 if any; the utterance encoder
+// runs on the loop, where its packet buffer may grow, and is timed in a pass of its own).
 //
 // Usage: chain_bench [seconds_of_audio=120] [echo_tail_ms=128]
 #include <time.h>
@@ -110,14 +110,11 @@ struct CallDsp {
   std::optional<osvi::audio::CallRecorder> recorder;
 };
 
-bool make_call_dsp(CallDsp& d, int tail_ms, bool encode, bool amd) {
+bool make_call_dsp(CallDsp& d, int tail_ms, bool amd) {
   osvi::audio::LineChainConfig cfg;
   cfg.format = {kRate, 20};
   cfg.capture.echo.tail_ms = tail_ms;  // audio.echo.tail_ms
   cfg.vad = "osvi";                    // audio.vad
-  cfg.opus.complexity = 5;             // audio.opus.complexity
-  cfg.opus.bitrate = 24000;            // audio.opus.bitrate
-  cfg.encode = encode;                 // true in the daemon today (LineChainConfig's default)
   cfg.dtmf = true;                     // audio.dtmf
   cfg.call_progress_plan = "in";       // audio.call_progress_plan
   cfg.playback_rate = kTtsRate;
@@ -149,8 +146,8 @@ bool make_call_dsp(CallDsp& d, int tail_ms, bool encode, bool amd) {
 int main(int argc, char** argv) {
   const int seconds = argc > 1 ? std::atoi(argv[1]) : 120;
   const int tail_ms = argc > 2 ? std::atoi(argv[2]) : 128;  // the shipped audio.echo.tail_ms
-  if (seconds < 4 || tail_ms < 10) {
-    std::fprintf(stderr, "usage: chain_bench [seconds_of_audio>=4] [echo_tail_ms>=10]\n");
+  if (seconds < 8 || tail_ms < 10) {
+    std::fprintf(stderr, "usage: chain_bench [seconds_of_audio>=8] [echo_tail_ms>=10]\n");
     return 1;
   }
   const size_t frames = static_cast<size_t>(seconds) * 50;
@@ -161,15 +158,14 @@ int main(int argc, char** argv) {
   std::vector<int16_t> tts(frames * kTtsFrame);
   for (size_t i = 0; i < tts.size(); ++i) tts[i] = far[(i * 2 / 3) % far.size()];
 
-  CallDsp today, outbound, no_encoder;
-  if (!make_call_dsp(today, tail_ms, true, false) || !make_call_dsp(outbound, tail_ms, true, true) ||
-      !make_call_dsp(no_encoder, tail_ms, false, false))
-    return 1;
-  std::vector<int16_t> pcm(today.chain->max_playback_output());
-  if (today.chain->max_playback_input() < kTtsFrame) return 1;
+  CallDsp inbound, outbound;
+  if (!make_call_dsp(inbound, tail_ms, false) || !make_call_dsp(outbound, tail_ms, true)) return 1;
+  std::vector<int16_t> pcm(inbound.chain->max_playback_output());
+  if (inbound.chain->max_playback_input() < kTtsFrame) return 1;
 
-  std::vector<double> cap_us, out_us, noenc_us, play_us;
-  for (auto* v : {&cap_us, &out_us, &noenc_us, &play_us}) v->reserve(frames);
+  std::vector<double> cap_us, out_us, play_us;
+  for (auto* v : {&cap_us, &out_us, &play_us}) v->reserve(frames);
+  std::vector<int16_t> clean(frames * kFrame);  // for the utterance pass
   size_t amd_rearmed = 0, amd_frames = 0;
   std::optional<osvi::test::AllocSnapshot> counted;
   for (size_t f = 0; f < frames; ++f) {
@@ -177,9 +173,10 @@ int main(int argc, char** argv) {
     const std::span<const int16_t> m(mic.data() + f * kFrame, kFrame), r(far.data() + f * kFrame, kFrame);
 
     double t0 = cpu_us();
-    const auto& a = today.chain->process_capture(m, r);
+    const auto& a = inbound.chain->process_capture(m, r);
     const double c = us_since(t0);
     if (a.clean.empty()) return 3;
+    std::copy(a.clean.begin(), a.clean.end(), clean.begin() + static_cast<std::ptrdiff_t>(f * kFrame));
 
     t0 = cpu_us();
     const auto& b = outbound.chain->process_capture(m, r);
@@ -187,12 +184,7 @@ int main(int argc, char** argv) {
     if (b.clean.empty()) return 3;
 
     t0 = cpu_us();
-    const auto& n = no_encoder.chain->process_capture(m, r);
-    const double ne = us_since(t0);
-    if (n.clean.empty() || !n.opus.empty()) return 3;
-
-    t0 = cpu_us();
-    auto got = today.chain->resample_playback(std::span(tts).subspan(f * kTtsFrame, kTtsFrame), pcm);
+    auto got = inbound.chain->resample_playback(std::span(tts).subspan(f * kTtsFrame, kTtsFrame), pcm);
     const double p = us_since(t0);
     if (!got) return 3;
 
@@ -208,43 +200,59 @@ int main(int argc, char** argv) {
     if (f >= warmup) {
       cap_us.push_back(c);
       out_us.push_back(o);
-      noenc_us.push_back(ne);
       play_us.push_back(p);
     }
   }
   const uint64_t allocs = counted->new_delta() + counted->malloc_delta();
-  for (CallDsp* d : {&today, &outbound, &no_encoder}) {
+  for (CallDsp* d : {&inbound, &outbound}) {
     d->chain->attach_recorder(nullptr);
     if (!d->recorder->finish()) return 4;
     if (d->chain->recorder_errors() != 0) return 4;
   }
 
-  const Stats cs = stats(cap_us), os = stats(out_us), ns = stats(noenc_us), ps = stats(play_us);
-  const Stats ts = stats(sum(cap_us, play_us)), tos = stats(sum(out_us, play_us)),
-              tns = stats(sum(noenc_us, play_us));
+  // The utterance encoder over the caller's 4 s turns (every other 4 s of the signal), one utterance each,
+  // as the Call feeds it between onset and decision.
+  auto utt = osvi::audio::UtteranceEncoder::create(kRate, {.bitrate = 24000, .complexity = 5});
+  if (!utt) return 1;
+  std::vector<double> utt_us, finish_us;
+  const size_t turn = 4 * kRate / kFrame;
+  for (size_t f = turn; f + turn <= frames; f += 2 * turn) {
+    if (!utt->begin()) return 3;
+    for (size_t k = f; k < f + turn; ++k) {
+      const double t0 = cpu_us();
+      if (!utt->push(std::span<const int16_t>(clean).subspan(k * kFrame, kFrame))) return 3;
+      if (k >= warmup) utt_us.push_back(us_since(t0));
+    }
+    const double t0 = cpu_us();
+    auto blob = utt->finish(utt->samples() - 8000);  // the endpointer trims its 0.5 s wait
+    finish_us.push_back(us_since(t0));
+    if (!blob) return 3;
+  }
+
+  const Stats cs = stats(cap_us), os = stats(out_us), ps = stats(play_us), us = stats(utt_us),
+              fs = stats(finish_us);
+  const Stats ts = stats(sum(cap_us, play_us)), tos = stats(sum(out_us, play_us));
   std::printf(
       "frames measured: %zu of %zu (16 kHz, 20 ms; speex AEC tail %d ms, call progress \"in\", DTMF on, "
-      "chain "
-      "Opus c5 24 kbit/s discarded, stereo recorder 32 kbit/s c5 %.1f kbit/s written; TTS 24 kHz PCM)\n",
-      cap_us.size(), frames, tail_ms, static_cast<double>(today.sink.bytes_) * 8 / 1000 / seconds);
+      "stereo recorder 32 kbit/s c5 %.1f kbit/s written; TTS 24 kHz PCM; utterances c5 24 kbit/s)\n",
+      cap_us.size(), frames, tail_ms, static_cast<double>(inbound.sink.bytes_) * 8 / 1000 / seconds);
   std::printf("AMD re-armed %zu times at its verdicts over %zu frames\n", amd_rearmed, amd_frames);
   std::printf("%-58s %9s %9s %9s\n", "CPU us per 20 ms frame", "p50", "p99", "mean");
   auto row = [](const char* name, const Stats& s) {
     std::printf("%-58s %9.1f %9.1f %9.1f\n", name, s.p50, s.p99, s.mean);
   };
-  row("capture today (AEC+pre+VAD+DTMF+CPD+discarded Opus+recorder)", cs);
-  row("capture today, outbound with AMD+beep running", os);
-  row("capture without the discarded Opus encoder", ns);
+  row("capture (AEC+pre+VAD+DTMF+CPD+stereo recorder)", cs);
+  row("capture, outbound with AMD+beep running", os);
   row("playback: 24 kHz TTS -> 16 kHz resample", ps);
-  row("total today, inbound (capture + playback)", ts);
-  row("total today, outbound while AMD runs", tos);
-  row("total without the discarded encoder, inbound", tns);
-  std::printf("discarded encoder, mean difference: %.1f us per frame\n", cs.mean - ns.mean);
-  std::printf(
-      "core per channel (mean total / 20 ms): today %.2f %% (%.0f per core), without encoder %.2f %% "
-      "(%.0f per core); p99/p50 today %.2f\n",
-      ts.mean / 200.0, 20000.0 / ts.mean, tns.mean / 200.0, 20000.0 / tns.mean, ts.p99 / ts.p50);
-  std::printf("heap allocations during %zu measured frames (all three chains + recorders + playback): %llu\n",
+  row("utterance encoder push, while the caller speaks", us);
+  row("total inbound (capture + playback)", ts);
+  row("total outbound while AMD runs", tos);
+  std::printf("%-58s %9.1f %9.1f %9.1f\n", "total inbound while the caller speaks (+ utterance), approx",
+              ts.p50 + us.p50, ts.p99 + us.p99, ts.mean + us.mean);
+  row("utterance finish at the decision (per 4 s utterance)", fs);
+  std::printf("core per channel (mean total / 20 ms): %.2f %% (%.0f per core); p99/p50 %.2f\n",
+              ts.mean / 200.0, 20000.0 / ts.mean, ts.p99 / ts.p50);
+  std::printf("heap allocations during %zu measured frames (both chains + recorders + playback): %llu\n",
               cap_us.size(), static_cast<unsigned long long>(allocs));
   return allocs == 0 ? 0 : 2;
 }

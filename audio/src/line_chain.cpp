@@ -24,25 +24,10 @@ Result<std::unique_ptr<LineChain>> LineChain::create(const LineChainConfig& conf
   if (!ep) return ep.error();
   c->endpointer_ = std::make_unique<Endpointer>(std::move(*ep));
 
-  if (config.encode) {
-    OpusEncoderConfig oc = config.opus;
-    oc.rate = f.rate;
-    oc.frame_ms = f.frame_ms;
-    oc.channels = 1;
-    auto enc = OpusEncoder::create(oc);
-    if (!enc) return enc.error();
-    c->encoder_.emplace(std::move(*enc));
-  }
-
-  // Upstream audio arrives in frames of up to 60 ms (Opus) at playback_rate.
+  // Upstream PCM is handed over in pieces of up to 120 ms at playback_rate.
   const int prate = config.playback_rate;
   if (!Resampler::supported_rate(prate)) return make_error("line chain: unsupported playback_rate");
-  c->decoded_capacity_ = static_cast<size_t>(prate / 1000 * 120);
-  c->decoded_ = std::make_unique<int16_t[]>(c->decoded_capacity_);
-  auto dec = OpusDecoder::create(prate, 1, f.frame_ms);
-  if (!dec) return dec.error();
-  c->decoder_.emplace(std::move(*dec));
-  auto rs = Resampler::create(prate, f.rate, c->decoded_capacity_);
+  auto rs = Resampler::create(prate, f.rate, static_cast<size_t>(prate / 1000 * 120));
   if (!rs) return rs.error();
   c->playback_resampler_.emplace(std::move(*rs));
 
@@ -80,13 +65,10 @@ const CaptureOutput& LineChain::process_capture(std::span<const int16_t> mic,
   std::span<int16_t> clean(clean_.get(), n);
   cleaner_->process(mic, played, clean);
   out_.clean = clean;
+  out_.reference = played;
 
   out_.endpoints = endpointer_->process(clean);
   out_.vad = endpointer_->last_vad();
-  if (encoder_) {
-    auto bytes = encoder_->encode(clean, packet_);
-    if (bytes) out_.opus = std::span<const uint8_t>(packet_.data(), *bytes);
-  }
   // Tones are searched in the cleaned signal: our own prompts never look like the caller's digits.
   if (dtmf_) {
     dtmf_->process(clean);
@@ -107,12 +89,6 @@ const CaptureOutput& LineChain::process_capture(std::span<const int16_t> mic,
   if (recorder_ && !recorder_->push(clean, played)) ++recorder_errors_;
   ++frames_;
   return out_;
-}
-
-Result<size_t> LineChain::decode_playback(std::span<const uint8_t> packet, std::span<int16_t> out) noexcept {
-  auto n = decoder_->decode(packet, std::span<int16_t>(decoded_.get(), decoded_capacity_));
-  if (!n) return n.error();
-  return resample_playback(std::span<const int16_t>(decoded_.get(), *n), out);
 }
 
 Result<size_t> LineChain::resample_playback(std::span<const int16_t> in, std::span<int16_t> out) noexcept {

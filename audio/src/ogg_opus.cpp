@@ -137,13 +137,37 @@ Status OggOpusWriter::encode(std::span<const int16_t> pcm, int64_t granule) noex
   const opus_int32 n = opus_encode(enc_->st, pcm.data(), static_cast<int>(frame_), packet_.data(),
                                    static_cast<opus_int32>(packet_.size()));
   if (n < 0) return opus_error("opus_encode", n);
-  const auto bytes = static_cast<size_t>(n);
+  return add_packet({packet_.data(), static_cast<size_t>(n)}, granule);
+}
+
+Result<size_t> OggOpusWriter::encode_packet(std::span<const int16_t> interleaved,
+                                            std::span<uint8_t> out) noexcept {
+  if (finished_) return make_error("ogg opus: already finished", -EBADF);
+  if (interleaved.size() != frame_ * static_cast<size_t>(channels_))
+    return make_error("ogg opus: frame size");
+  const opus_int32 n = opus_encode(enc_->st, interleaved.data(), static_cast<int>(frame_), out.data(),
+                                   static_cast<opus_int32>(std::min<size_t>(out.size(), kMaxPacket)));
+  if (n < 0) return opus_error("opus_encode", n);
+  return static_cast<size_t>(n);
+}
+
+Status OggOpusWriter::write_packet(std::span<const uint8_t> packet) noexcept {
+  if (finished_) return make_error("ogg opus: already finished", -EBADF);
+  if (failed_) return make_error("ogg opus: sink write failed", -EIO);
+  if (!headers_written_) {
+    if (auto st = write_headers(); !st) return st;
+  }
+  return add_packet(packet, static_cast<int64_t>(encoded_ + frame_) * scale_);
+}
+
+Status OggOpusWriter::add_packet(std::span<const uint8_t> packet, int64_t granule) noexcept {
+  const size_t bytes = packet.size();
   // Pages are cut before a packet, never after it, so the packet finish() may end-trim is still pending.
   if (!pages_.empty() && (!pages_.fits(bytes) || granule - flushed_at_ > page_granules_)) {
     if (!pages_.flush(*sink_)) return sink_failed();
     flushed_at_ = static_cast<int64_t>(encoded_) * scale_;
   }
-  if (!pages_.add({packet_.data(), bytes}, granule, *sink_)) {
+  if (!pages_.add(packet, granule, *sink_)) {
     return sink_failed();
   }
   encoded_ += frame_;

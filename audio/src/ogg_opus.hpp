@@ -40,11 +40,18 @@ class OggOpusWriter {
   // Encodes one frame: frame_samples() * channels interleaved samples. Writes the header pages first.
   Status write_frame(std::span<const int16_t> interleaved) noexcept;
 
+  // Split form of write_frame() for writers that decide later which packets the stream keeps (the
+  // utterance encoder): encode_packet() runs the codec on one frame without muxing it; write_packet() then
+  // muxes such packets, in order, each as the next frame of the stream.
+  Result<size_t> encode_packet(std::span<const int16_t> interleaved, std::span<uint8_t> out) noexcept;
+  Status write_packet(std::span<const uint8_t> packet) noexcept;
+
   // Ends the stream after `samples` real samples per channel (write_frame() may have been given padding):
   // encodes silence until the codec delay is flushed, sets the end-trimmed final granule, writes EOS.
   Status finish(uint64_t samples) noexcept;
 
   size_t frame_samples() const noexcept { return frame_; }
+  int64_t lookahead() const noexcept { return lookahead_; }  // encoder delay, input samples
   uint64_t bytes_written() const noexcept { return pages_.bytes_written(); }
 
  private:
@@ -52,6 +59,7 @@ class OggOpusWriter {
   OggOpusWriter(ByteSink& sink, const OggOpusSpec& spec, std::unique_ptr<Encoder> enc, int lookahead);
   Status write_headers() noexcept;
   Status encode(std::span<const int16_t> interleaved, int64_t granule) noexcept;
+  Status add_packet(std::span<const uint8_t> packet, int64_t granule) noexcept;
   Status sink_failed() noexcept;
 
   std::unique_ptr<Encoder> enc_;

@@ -4,8 +4,10 @@
 #include <algorithm>
 #include <cstring>
 #include <new>
+#include <optional>
 
 #include "ogg_opus.hpp"
+#include "osvi/audio/opus.hpp"
 #include "osvi/version.hpp"
 
 namespace osvi::audio {
@@ -122,6 +124,147 @@ Result<std::vector<uint8_t>> encode_utterance_ogg_opus(std::span<const int16_t> 
     return st.error().code == -EIO ? make_error("utterance: out of memory", -ENOMEM) : st.error();
   }
   return sink.take();
+}
+
+struct UtteranceEncoder::Impl {
+  int rate = 0;
+  UtteranceOptions options;
+  size_t frame = 0;
+  // The sink is declared before the writer that points at it.
+  std::unique_ptr<MemorySink> sink;
+  std::optional<OggOpusWriter> writer;  // its codec encodes the packets; engaged between begin and finish
+  std::vector<int16_t> pending;         // the part of a frame not encoded yet
+  std::vector<uint8_t> bytes;           // the packets, back to back
+  std::vector<uint16_t> sizes;          // each packet's length
+  uint64_t samples = 0;
+  uint64_t frames = 0;
+
+  Status encode_one(std::span<const int16_t> frame_pcm) {
+    const size_t at = bytes.size();
+    bytes.resize(at + kOpusMaxPacket);
+    auto n = writer->encode_packet(frame_pcm, std::span<uint8_t>(bytes.data() + at, kOpusMaxPacket));
+    if (!n) {
+      bytes.resize(at);
+      return n.error();
+    }
+    bytes.resize(at + *n);
+    sizes.push_back(static_cast<uint16_t>(*n));
+    ++frames;
+    return {};
+  }
+};
+
+UtteranceEncoder::UtteranceEncoder(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+UtteranceEncoder::UtteranceEncoder(UtteranceEncoder&&) noexcept = default;
+UtteranceEncoder& UtteranceEncoder::operator=(UtteranceEncoder&&) noexcept = default;
+UtteranceEncoder::~UtteranceEncoder() = default;
+
+Result<UtteranceEncoder> UtteranceEncoder::create(int rate, const UtteranceOptions& o) {
+  if (rate != 8000 && rate != 12000 && rate != 16000 && rate != 24000 && rate != 48000)
+    return make_error("utterance: unsupported rate");
+  if (o.bitrate < 6000 || o.bitrate > 256000) return make_error("utterance: bitrate must be 6000..256000");
+  if (o.complexity < 0 || o.complexity > 10) return make_error("utterance: complexity must be 0..10");
+  auto impl = std::make_unique<Impl>();
+  impl->rate = rate;
+  impl->options = o;
+  impl->frame = static_cast<size_t>(rate / 50);
+  impl->pending.reserve(impl->frame);
+  return UtteranceEncoder(std::move(impl));
+}
+
+Status UtteranceEncoder::begin() {
+  Impl& s = *impl_;
+  s.writer.reset();
+  s.sink = std::make_unique<MemorySink>();
+  auto writer = OggOpusWriter::create(*s.sink, {.rate = s.rate,
+                                                .channels = 1,
+                                                .frame_ms = 20,
+                                                .bitrate = s.options.bitrate,
+                                                .complexity = s.options.complexity,
+                                                .tags = {}});
+  if (!writer) return writer.error();
+  s.writer.emplace(std::move(*writer));
+  s.pending.clear();
+  s.bytes.clear();
+  s.sizes.clear();
+  s.samples = 0;
+  s.frames = 0;
+  return {};
+}
+
+Status UtteranceEncoder::push(std::span<const int16_t> pcm) {
+  Impl& s = *impl_;
+  if (!s.writer) return make_error("utterance: not started", -EBADF);
+  if (s.samples + pcm.size() > static_cast<uint64_t>(s.rate) * 600)
+    return make_error("utterance: longer than 10 minutes", -E2BIG);
+  s.samples += pcm.size();
+  while (!pcm.empty()) {
+    if (s.pending.empty() && pcm.size() >= s.frame) {
+      if (auto st = s.encode_one(pcm.first(s.frame)); !st) return st;
+      pcm = pcm.subspan(s.frame);
+      continue;
+    }
+    const size_t n = std::min(pcm.size(), s.frame - s.pending.size());
+    s.pending.insert(s.pending.end(), pcm.begin(), pcm.begin() + static_cast<std::ptrdiff_t>(n));
+    pcm = pcm.subspan(n);
+    if (s.pending.size() == s.frame) {
+      if (auto st = s.encode_one(s.pending); !st) return st;
+      s.pending.clear();
+    }
+  }
+  return {};
+}
+
+Result<std::vector<uint8_t>> UtteranceEncoder::finish(uint64_t samples) {
+  Impl& s = *impl_;
+  if (!s.writer) return make_error("utterance: not started", -EBADF);
+  if (samples > s.samples) return make_error("utterance: finish past the pushed samples", -EINVAL);
+  // Packets needed: the decoder's output lags by the lookahead, so the last kept sample comes out of the
+  // packet that holds input sample lookahead + samples - 1.
+  const uint64_t need = (static_cast<uint64_t>(s.writer->lookahead()) + samples + s.frame - 1) / s.frame;
+  if (s.sizes.size() < need && !s.pending.empty()) {
+    s.pending.resize(s.frame, 0);  // the tail, padded with silence to a whole frame
+    if (auto st = s.encode_one(s.pending); !st) return st.error();
+    s.pending.clear();
+  }
+  const size_t keep = std::min<size_t>(s.sizes.size(), need);
+  size_t at = 0;
+  for (size_t i = 0; i < keep; ++i) {
+    if (auto st = s.writer->write_packet({s.bytes.data() + at, s.sizes[i]}); !st) return st.error();
+    at += s.sizes[i];
+  }
+  // Any packets still missing (a short utterance ends inside the lookahead) are silence from finish().
+  if (need > keep) s.frames += need - keep;
+  Status st = s.writer->finish(samples);
+  s.writer.reset();
+  if (!st) return st.error().code == -EIO ? make_error("utterance: out of memory", -ENOMEM) : st.error();
+  std::vector<uint8_t> out = s.sink->take();
+  s.sink.reset();
+  s.bytes.clear();
+  s.sizes.clear();
+  return out;
+}
+
+void UtteranceEncoder::cancel() noexcept {
+  impl_->writer.reset();
+  impl_->sink.reset();
+  impl_->pending.clear();
+  impl_->bytes.clear();
+  impl_->sizes.clear();
+}
+
+bool UtteranceEncoder::active() const noexcept {
+  return impl_->writer.has_value();
+}
+uint64_t UtteranceEncoder::samples() const noexcept {
+  return impl_->samples;
+}
+uint64_t UtteranceEncoder::frames_encoded() const noexcept {
+  return impl_->frames;
+}
+size_t UtteranceEncoder::memory_bytes() const noexcept {
+  const Impl& s = *impl_;
+  return sizeof(Impl) + s.bytes.capacity() + s.sizes.capacity() * 2 + s.pending.capacity() * 2;
 }
 
 std::vector<uint8_t> make_wav(std::span<const int16_t> interleaved, int rate, int channels) {

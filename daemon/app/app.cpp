@@ -397,7 +397,20 @@ Status App::start_calls() {
   call_ctx_.clock = clock_.get();
   call_ctx_.store = store_.get();
   call_ctx_.upstream = &upstream_->upstream();
-  call_ctx_.speech = [this] { return speech(); };
+  // The worker keeps its own espeak-ng handle, loaded on its thread at the first local prompt.
+  auto speech_state = std::make_shared<std::unique_ptr<Speech>>();
+  auto worker = SpeechWorker::create(
+      *loop_, [speech_state](std::string_view text, int rate) -> Result<std::vector<int16_t>> {
+        if (!*speech_state) {
+          auto s = Speech::create();
+          if (!s) return make_error("espeak-ng cannot be loaded: " + s.error().message, s.error().code);
+          *speech_state = std::move(*s);
+        }
+        return (*speech_state)->render(text, rate);
+      });
+  if (!worker) return make_error("speech worker: " + worker.error().message, worker.error().code);
+  speech_worker_ = std::move(*worker);
+  call_ctx_.speech = speech_worker_.get();
   call_ctx_.audio = config_->audio;
   call_ctx_.calls = config_->calls;
   call_ctx_.recordings_dir = rec_dir;

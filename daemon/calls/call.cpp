@@ -12,6 +12,7 @@
 
 #include "osvi/audio/recording.hpp"
 #include "osvi/base/log.hpp"
+#include "osvi/config/audio_settings.hpp"
 #include "osvi/net/json.hpp"
 #include "osvi/speech/speech.hpp"
 
@@ -19,15 +20,13 @@ namespace osvi::daemon {
 namespace {
 
 constexpr int kDefaultMinSpeechMs = 150;  // endpointer default while the agent is quiet
-// The utterance is encoded on the loop at the end-of-speech decision, so its cost is latency: complexity 1
-// encodes ~3x faster than 5, and a recogniser does not hear the difference at 24 kbit/s.
-constexpr audio::UtteranceOptions kSttOpus{24000, 1};
-constexpr int64_t kHistoryMs = 500;  // pre-roll kept for an utterance's onset
+constexpr int64_t kHistoryMs = 500;       // pre-roll kept for an utterance's onset
 constexpr int64_t kMaxUtteranceMs = 30000;
-constexpr int64_t kDtmfGatherMs = 1500;   // digits closer than this form one entry
-constexpr int64_t kHangupGraceMs = 5000;  // the line must confirm a hang-up within this
-constexpr int64_t kAudioWaitMs = 3000;    // a connected call without usable audio is given up
-constexpr int64_t kAmdMaxWaitMs = 5000;   // the AMD verdict, at the latest
+constexpr int64_t kDtmfGatherMs = 1500;          // digits closer than this form one entry
+constexpr int64_t kHangupGraceMs = 5000;         // the line must confirm a hang-up within this
+constexpr int64_t kAudioWaitMs = 3000;           // a connected call without usable audio is given up
+constexpr int64_t kLocalSpeechTimeoutMs = 1000;  // espeak renders a prompt in ~0.1-0.3 s; then the tone
+constexpr int64_t kAmdMaxWaitMs = 5000;          // the AMD verdict, at the latest
 
 using call_text::trim;
 
@@ -122,7 +121,7 @@ double Call::samples_to_ms(uint64_t samples) const {
 }
 
 size_t Call::memory_bytes() const {
-  size_t n = sizeof(*this) + history_.capacity() * 2 + utterance_.capacity() * 2 +
+  size_t n = sizeof(*this) + history_.capacity() * 2 + (utterance_ ? utterance_->memory_bytes() : 0) +
              pending_play_.capacity() * 2 + resampled_.capacity() * 2;
   for (const auto& m : messages_) n += m.content.capacity() + sizeof(m);
   for (const auto& s : segments_) n += s.text.capacity() + sizeof(s);
@@ -293,6 +292,10 @@ Status Call::open_audio() {
   port_ = std::move(*port);
   rate_ = port_->rate();
   history_.assign(static_cast<size_t>(rate_ * kHistoryMs / 1000), 0);
+  // audio.opus.* shape the utterances sent to STT; the call keeps one encoder, restarted per utterance.
+  auto enc = audio::UtteranceEncoder::create(rate_, utterance_options(ctx_.audio));
+  if (!enc) return enc.error();
+  utterance_.emplace(std::move(*enc));
   open_recording();
   if (Status s = port_->start(); !s) return s;
   // The device must actually open: a PCM that never delivers would leave the caller in silence.
@@ -406,10 +409,9 @@ void Call::on_capture(const audio::CaptureOutput& out) {
   if (state_ == State::finished || out.clean.empty()) return;
   // Keep the cleaned caller for the utterance (and its pre-roll), indexed by the endpointer's clock.
   for (int16_t s : out.clean) history_[(pos_++) % history_.size()] = s;
-  if (in_utterance_) {
+  if (in_utterance_ && utterance_->active()) {
     const size_t cap = static_cast<size_t>(rate_ * kMaxUtteranceMs / 1000);
-    if (utterance_.size() + out.clean.size() <= cap)
-      utterance_.insert(utterance_.end(), out.clean.begin(), out.clean.end());
+    if (utterance_->samples() + out.clean.size() <= cap && !utterance_->push(out.clean)) utterance_->cancel();
   }
   if (out.dtmf) on_dtmf(out.dtmf->digit);
   if (out.tone) {
@@ -475,15 +477,19 @@ void Call::on_endpoint(const audio::EndpointEvent& e) {
       utterance_begin_ = e.begin;
       // Copy the pre-roll: [begin, pos_) from the history ring.
       const uint64_t avail = std::min<uint64_t>(pos_ - std::min(pos_, e.begin), history_.size());
-      utterance_.clear();
-      for (uint64_t p = pos_ - avail; p < pos_; ++p) utterance_.push_back(history_[p % history_.size()]);
+      const size_t start = static_cast<size_t>((pos_ - avail) % history_.size());
+      const size_t first = std::min<size_t>(static_cast<size_t>(avail), history_.size() - start);
+      const std::span<const int16_t> ring(history_);
+      if (!utterance_->begin() || !utterance_->push(ring.subspan(start, first)) ||
+          !utterance_->push(ring.first(static_cast<size_t>(avail) - first)))
+        utterance_->cancel();
       timers_.clear(D::silence);
       arm();
       break;
     }
     case K::OnsetRejected:
       in_utterance_ = false;
-      utterance_.clear();
+      utterance_->cancel();
       if (state_ == State::listening) enter_listening();  // restart the silence clock
       break;
     case K::SpeechStart:
@@ -496,7 +502,6 @@ void Call::on_endpoint(const audio::EndpointEvent& e) {
     case K::SpeechEnd: {
       in_utterance_ = false;
       const uint64_t keep = e.end > utterance_begin_ ? e.end - utterance_begin_ : 0;
-      if (utterance_.size() > keep) utterance_.resize(static_cast<size_t>(keep));
       const int64_t now = now_us();
       speech_end_us_ = now - static_cast<int64_t>((pos_ - e.end) * 1'000'000 / static_cast<uint64_t>(rate));
       last_caller_speech_us_ = speech_end_us_;
@@ -504,23 +509,24 @@ void Call::on_endpoint(const audio::EndpointEvent& e) {
         // The caller paused in their message: 3 s more of silence and the voicemail is complete (speech
         // resumes → Onset clears it). Before the tone was played there is no voicemail timer yet.
         if (timers_.armed(D::voicemail_end)) timers_.set(D::silence, now + 3'000'000);
-        utterance_.clear();
+        utterance_->cancel();
         arm();
         break;
       }
       if (state_ == State::voicemail || state_ == State::amd || state_ == State::ending) {
-        utterance_.clear();
+        utterance_->cancel();
         break;
       }
       decision_us_ = now;
       latency_ = {};
       latency_.endpointing_ms = samples_to_ms(e.wait);
-      auto blob = audio::encode_utterance_ogg_opus(utterance_, rate, kSttOpus);
+      // Encoded while the caller spoke: only the tail frame and the page framing are left for now.
+      auto blob = utterance_->active()
+                      ? utterance_->finish(std::min(keep, utterance_->samples()))
+                      : Result<std::vector<uint8_t>>(make_error("the utterance was dropped", -EIO));
       const int64_t speech_started_ms = user_turn_started_ms_;
       const int64_t speech_ended_ms =
           wall_ms() - static_cast<int64_t>((pos_ - e.end) * 1000 / static_cast<uint64_t>(rate));
-      utterance_.clear();
-      utterance_.shrink_to_fit();
       if (!blob) {
         log::warning("cannot encode the utterance: " + blob.error().message, {{"CALL_ID", id()}});
         break;
@@ -981,14 +987,23 @@ void Call::on_upstream_error(const net::UpstreamError& e) {
 // fallback
 
 void Call::play_local(std::string_view text, bool with_tone) {
-  std::vector<int16_t> pcm;
-  if (Speech* sp = ctx_.speech ? ctx_.speech() : nullptr) {
-    auto r = sp->render(text, rate_);
-    if (r)
-      pcm = std::move(*r);
-    else
-      log::warning("local speech failed: " + r.error().message, {{"CALL_ID", id()}});
+  if (!ctx_.speech) {
+    play_local_pcm(text, {}, with_tone);
+    return;
   }
+  // espeak renders on the worker; one that is slow or wedged gets the tone instead, so the caller is never
+  // left in silence waiting for it.
+  std::erase_if(local_speech_, [](const SpeechWorker::Ticket& t) { return !t.pending(); });
+  local_speech_.push_back(ctx_.speech->render(
+      std::string(text), rate_, std::chrono::milliseconds(kLocalSpeechTimeoutMs),
+      [this, said = std::string(text), with_tone](Result<std::vector<int16_t>> pcm) {
+        if (state_ == State::finished) return;
+        if (!pcm) log::warning("local speech failed: " + pcm.error().message, {{"CALL_ID", id()}});
+        play_local_pcm(said, pcm ? std::move(*pcm) : std::vector<int16_t>{}, with_tone || !pcm);
+      }));
+}
+
+void Call::play_local_pcm(std::string_view text, std::vector<int16_t> pcm, bool with_tone) {
   if (with_tone) {
     auto gap = std::vector<int16_t>(static_cast<size_t>(rate_ / 4), 0);
     auto beep = tone(rate_, 1000.0, 400);

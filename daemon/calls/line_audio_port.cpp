@@ -67,10 +67,7 @@ class LineAudioPort final : public AudioPort {
       listener_.on_stream_event(events[i]);
       if (!*alive) return;
     }
-    while (stream_->capture_available() >= mic_.size()) {
-      const size_t got = stream_->read_capture(mic_);
-      stream_->read_reference(ref_);
-      if (got != mic_.size()) break;
+    while (stream_->read_frame(mic_, ref_)) {
       const audio::CaptureOutput& out = chain_->process_capture(mic_, ref_);
       if (out.clean.empty()) continue;
       listener_.on_capture(out);
@@ -107,9 +104,20 @@ Result<std::unique_ptr<AudioPort>> make_alsa_audio_port(EventLoop& loop, const A
   if (!stream) return stream.error();
   audio::LineChainConfig cc = line_chain_config(ac, setup.agent);
   cc.amd = setup.amd;
+  return make_line_audio_port(loop, std::move(*stream), cc, listener);
+}
+
+Result<std::unique_ptr<AudioPort>> make_line_audio_port(EventLoop& loop,
+                                                        std::unique_ptr<hal::AudioStream> stream,
+                                                        const audio::LineChainConfig& chain_config,
+                                                        AudioPort::Listener& listener) {
+  if (!stream) return make_error("line audio port: no stream", -EINVAL);
+  audio::LineChainConfig cc = chain_config;
+  cc.format = {stream->options().rate, stream->options().period_ms};
   auto chain = audio::LineChain::create(cc);
   if (!chain) return chain.error();
-  auto port = std::make_unique<LineAudioPort>(std::move(*stream), std::move(*chain), ac.rate, listener);
+  const int rate = stream->options().rate;
+  auto port = std::make_unique<LineAudioPort>(std::move(stream), std::move(*chain), rate, listener);
   if (Status s = port->watch(loop); !s) return s.error();
   return std::unique_ptr<AudioPort>(std::move(port));
 }

@@ -25,8 +25,6 @@ audio::LineChainConfig line_chain_config(const AudioConfig& a, const AgentConfig
   c.capture.preprocess.echo_suppress_db = a.echo_suppress_db;
   c.capture.preprocess.echo_suppress_active_db = a.echo_suppress_active_db;
   c.vad = a.vad;
-  c.opus.complexity = a.opus_complexity;
-  c.opus.bitrate = a.opus_bitrate;
   c.dtmf = a.dtmf;
   c.call_progress_plan = a.call_progress_plan;
   c.amd_config.decision_window_ms = a.amd.decision_window_ms;
@@ -45,6 +43,10 @@ audio::LineChainConfig line_chain_config(const AudioConfig& a, const AgentConfig
     c.amd = call.voicemail.detect;
   }
   return c;
+}
+
+audio::UtteranceOptions utterance_options(const AudioConfig& a) {
+  return {.bitrate = a.opus_bitrate, .complexity = a.opus_complexity};
 }
 
 hal::AudioStreamOptions audio_stream_options(const AudioConfig& a, const std::string& capture_device,

@@ -195,7 +195,7 @@ class AudioStream::Worker {
         interleaved_(period_ * channels_),
         zeros_(period_ * channels_),
         mono_(period_),
-        ref_(period_),
+        unit_(2 * period_),
         history_(period_ * 16),
         real_per_period_(kTailPeriods) {}
 
@@ -209,6 +209,7 @@ class AudioStream::Worker {
   void close_devices();
   void wait_backoff(std::chrono::milliseconds backoff);
   void pace();
+  void stall();
   // One capture period in, one playback period out. Returns a fatal negative errno (device lost) or 0.
   int stream_period();
   int read_period();
@@ -234,7 +235,7 @@ class AudioStream::Worker {
   std::vector<int16_t> interleaved_;
   std::vector<int16_t> zeros_;
   std::vector<int16_t> mono_;
-  std::vector<int16_t> ref_;
+  std::vector<int16_t> unit_;  // the ring entry being built: capture period, then its reference
   PlaybackHistory history_;
   // Queued (non-silence) samples at the start of each of the last periods written, newest at tail_pos_-1:
   // what barge-in and drain need to know how much of the queued audio is still in the ALSA buffer.
@@ -346,6 +347,13 @@ void AudioStream::Worker::pace() {
   clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next_, nullptr);
 }
 
+void AudioStream::Worker::stall() {
+  const int64_t us = s_.inject_stall_us_.exchange(0, std::memory_order_acq_rel);
+  if (us <= 0) return;
+  const timespec ts = to_timespec(std::chrono::microseconds(us));
+  clock_nanosleep(CLOCK_MONOTONIC, 0, &ts, nullptr);
+}
+
 int AudioStream::Worker::recover(snd_pcm_t* pcm, int err, StreamDirection dir) {
   if (err == -EPIPE) bump(c_.xruns);
   if (err == -ESTRPIPE) bump(c_.suspends);
@@ -455,17 +463,19 @@ int AudioStream::Worker::stream_period() {
   if (int r = read_period(); r != 0) return r < 0 ? r : 0;
   const int64_t dp = delay(playback_.get());
   const int64_t dc = delay(capture_.get());
-  history_.reference(dp, dc, ref_);
+  const std::span<int16_t> cap(unit_.data(), period_);
+  const std::span<int16_t> ref(unit_.data() + period_, period_);
   if (channels_ == 1) {
-    std::copy(interleaved_.begin(), interleaved_.end(), mono_.begin());
+    std::copy(interleaved_.begin(), interleaved_.end(), cap.begin());
   } else {
     const size_t ch = static_cast<size_t>(s_.opt_.channel);
-    for (size_t i = 0; i < period_; ++i) mono_[i] = interleaved_[i * channels_ + ch];
+    for (size_t i = 0; i < period_; ++i) cap[i] = interleaved_[i * channels_ + ch];
   }
-  // Capture and reference stay in lockstep: both periods go in, or neither.
-  if (s_.capture_.writable() >= period_ && s_.reference_.writable() >= period_) {
-    s_.capture_.push(mono_);
-    s_.reference_.push(ref_);
+  stall();
+  history_.reference(dp, dc, ref);
+  // One entry, one publish: the loop never sees this capture period without its reference.
+  if (s_.frames_.writable() >= unit_.size()) {
+    s_.frames_.push(unit_);
     bump(c_.periods);
   } else {
     bump(c_.capture_overruns);
@@ -541,8 +551,7 @@ AudioStream::AudioStream(AudioStreamOptions options, EventFd wake, EventFd stop)
       period_(ms_samples(opt_.rate, opt_.period_ms)),
       wake_(std::move(wake)),
       stop_(std::move(stop)),
-      capture_(ms_samples(opt_.rate, opt_.capture_ring_ms)),
-      reference_(ms_samples(opt_.rate, opt_.capture_ring_ms)),
+      frames_(2 * ms_samples(opt_.rate, opt_.capture_ring_ms)),
       playback_(ms_samples(opt_.rate, opt_.playback_ring_ms)),
       events_(opt_.event_ring),
       counters_(std::make_unique<Counters>()) {}
@@ -581,6 +590,15 @@ void AudioStream::push_event(const StreamEvent& event) {
 size_t AudioStream::drain_events(std::span<StreamEvent> out) {
   wake_.drain();
   return events_.pop(out);
+}
+
+bool AudioStream::read_frame(std::span<int16_t> capture, std::span<int16_t> reference) {
+  if (capture.size() != period_ || reference.size() != period_ || frames_.readable() < 2 * period_)
+    return false;
+  // The producer publishes whole entries, so the two pops read exactly this entry's halves.
+  frames_.pop(capture);
+  frames_.pop(reference);
+  return true;
 }
 
 size_t AudioStream::queue_playback(std::span<const int16_t> samples) {

@@ -128,12 +128,10 @@ struct Loop {
     StreamEvent buf[16];
     size_t n = 0;
     while ((n = stream.drain_events(buf)) > 0) events.insert(events.end(), buf, buf + n);
-    int16_t audio[640];
-    while ((n = stream.read_capture(audio)) > 0) {
-      capture.insert(capture.end(), audio, audio + n);
-      const size_t m = stream.read_reference(std::span<int16_t>(audio, n));
-      EXPECT_EQ(m, n) << "capture and reference must stay in lockstep";
-      reference.insert(reference.end(), audio, audio + m);
+    std::vector<int16_t> cap(stream.period_frames()), ref(stream.period_frames());
+    while (stream.read_frame(cap, ref)) {
+      capture.insert(capture.end(), cap.begin(), cap.end());
+      reference.insert(reference.end(), ref.begin(), ref.end());
     }
   }
   // Turns the loop until pred() holds; false after `timeout`.

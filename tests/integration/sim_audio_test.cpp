@@ -106,7 +106,7 @@ TEST(SimAudio, PartySpeaksPressesDtmfWaitsForTheAgentAndHangsUp) {
   ASSERT_TRUE(stream->start().ok());
 
   std::vector<int16_t> cap;
-  std::vector<int16_t> buf(4096);
+  std::vector<int16_t> buf(stream->period_frames());
   bool agent_queued = false;
   uint64_t agent_queued_at = 0;  // capture samples the stream had pushed when the agent audio was queued
   const std::vector<int16_t> agent = tone(440.0, -20.0, 800 * kRate / 1000);
@@ -121,10 +121,8 @@ TEST(SimAudio, PartySpeaksPressesDtmfWaitsForTheAgentAndHangsUp) {
     if (line.next_deadline_us() >= 0 && line.next_deadline_us() <= clock.monotonic_us()) line.handle_timer();
     osvi::hal::StreamEvent sev[8];
     stream->drain_events(sev);
-    for (size_t n; (n = stream->read_capture(buf)) > 0;) cap.insert(cap.end(), buf.begin(), buf.begin() + n);
     std::vector<int16_t> ref(buf.size());
-    while (stream->read_reference(ref) > 0) {
-    }
+    while (stream->read_frame(buf, ref)) cap.insert(cap.end(), buf.begin(), buf.end());
     // The agent answers once the party's tones are all out (logged when written, ~160 ms ahead of reads).
     if (!agent_queued && find_event(line.party_events(), K::step_end, 2)) {
       agent_queued_at = stream->stats().periods * kPeriod;
@@ -143,10 +141,8 @@ TEST(SimAudio, PartySpeaksPressesDtmfWaitsForTheAgentAndHangsUp) {
     ASSERT_GE(poll(&pfd, 1, 50), 0);
     osvi::hal::StreamEvent sev[8];
     stream->drain_events(sev);
-    for (size_t n; (n = stream->read_capture(buf)) > 0;) cap.insert(cap.end(), buf.begin(), buf.begin() + n);
     std::vector<int16_t> ref(buf.size());
-    while (stream->read_reference(ref) > 0) {
-    }
+    while (stream->read_frame(buf, ref)) cap.insert(cap.end(), buf.begin(), buf.end());
   }
   ASSERT_GE(cap.size(), written + 4 * kPeriod);
   EXPECT_LT(dbfs(cap.data() + written, 4 * kPeriod), -80.0);

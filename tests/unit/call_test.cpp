@@ -79,7 +79,7 @@ class CallTest : public ::testing::Test {
     ctx_.clock = &time_.clock;
     ctx_.store = store_.get();
     ctx_.upstream = &up_;
-    ctx_.speech = [] { return nullptr; };  // no espeak here: local speech is the tone alone
+    ctx_.speech = nullptr;  // no espeak here: local speech is the tone alone
     ctx_.audio_port = audio_.factory();
     ctx_.timer = time_.timer_factory();
     line_.set_event_handler([this](const hal::LineEvent& e) { call_->on_line_event(e); });

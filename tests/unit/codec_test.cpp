@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "alloc_counter.hpp"
+#include "osvi/audio/g711.hpp"
 #include "osvi/audio/opus.hpp"
 #include "osvi/audio/recording.hpp"
 #include "osvi/audio/resampler.hpp"
@@ -925,6 +926,37 @@ TEST(Recording, OpusToolsReadTheFileAsWritten) {
   }
 }
 
+// ---- G.711 --------------------------------------------------------------------------------------------
+
+TEST(G711, KnownCodesAndBoundedCompandingError) {
+  using osvi::audio::alaw_decode;
+  using osvi::audio::alaw_encode;
+  using osvi::audio::ulaw_decode;
+  using osvi::audio::ulaw_encode;
+  // ITU-T G.711's idle codes and extremes.
+  EXPECT_EQ(ulaw_encode(0), 0xFF);
+  EXPECT_EQ(ulaw_decode(0xFF), 0);
+  EXPECT_EQ(ulaw_decode(0x00), -32124);
+  EXPECT_EQ(ulaw_decode(0x80), 32124);
+  EXPECT_EQ(alaw_encode(0), 0xD5);
+  EXPECT_EQ(alaw_decode(0xD5), 8);
+  EXPECT_EQ(alaw_decode(0x2A), -32256);
+  EXPECT_EQ(alaw_decode(0xAA), 32256);
+  // Every code decodes to a value that encodes back to the same code (the quantiser is idempotent).
+  for (int c = 0; c < 256; ++c) {
+    if (c != 0x7F) {  // μ-law's "negative zero" decodes to 0, which encodes as 0xFF
+      EXPECT_EQ(ulaw_encode(ulaw_decode(static_cast<uint8_t>(c))), c) << c;
+    }
+    EXPECT_EQ(alaw_encode(alaw_decode(static_cast<uint8_t>(c))), c) << c;
+  }
+  // Logarithmic companding: the error stays within ~1/16 of the magnitude (plus the smallest step).
+  for (int v = -32768; v <= 32767; v += 7) {
+    const auto s = static_cast<int16_t>(v);
+    EXPECT_LE(std::abs(ulaw_decode(ulaw_encode(s)) - v), std::abs(v) / 16 + 132) << v;
+    EXPECT_LE(std::abs(alaw_decode(alaw_encode(s)) - v), std::abs(v) / 16 + 16) << v;
+  }
+}
+
 // ---- STT blobs ----------------------------------------------------------------------------------------
 
 TEST(Utterance, OggOpusBlobDecodesToTheSameLength) {
@@ -962,6 +994,80 @@ TEST(Utterance, EveryOpusRateDecodesToTheExactLength) {
     EXPECT_EQ(o.final_granule - o.preskip, static_cast<int64_t>(n) * (48000 / rate)) << rate;
     EXPECT_EQ(decode_ogg_opus(o, rate).size(), n) << rate;
   }
+}
+
+// The Call's encoder: fed frame by frame while the caller speaks (the endpointer's trailing silence
+// included), trimmed at the decision. It must decode like the one-shot blob of the same samples, and the
+// decision must cost at most one frame of codec work whatever the utterance's length.
+TEST(Utterance, IncrementalEncoderDecodesLikeTheWholeBlobAndFinishesInOneFrame) {
+  const auto& s = speech16k();
+  const size_t n = 37123;                                  // what the endpointer keeps: 2.32 s
+  const auto fed = std::span(s).subspan(32000, n + 8000);  // + the 0.5 s it listened to before deciding
+  auto enc = UtteranceEncoder::create(16000, {.bitrate = 24000, .complexity = 5});
+  ASSERT_TRUE(enc.ok()) << enc.error().message;
+  for (int round = 0; round < 2; ++round) {  // the second utterance reuses the encoder after a cancel
+    if (round == 1) {
+      ASSERT_TRUE(enc->begin().ok());
+      ASSERT_TRUE(enc->push(fed.first(5000)).ok());
+      enc->cancel();
+      EXPECT_FALSE(enc->active());
+    }
+    ASSERT_TRUE(enc->begin().ok());
+    for (size_t at = 0; at < fed.size(); at += 320)
+      ASSERT_TRUE(enc->push(fed.subspan(at, std::min<size_t>(320, fed.size() - at))).ok());
+    const uint64_t before = enc->frames_encoded();
+    EXPECT_EQ(before, fed.size() / 320) << "every whole frame is encoded as it arrives";
+    auto blob = enc->finish(n);
+    ASSERT_TRUE(blob.ok()) << blob.error().message;
+    EXPECT_LE(enc->frames_encoded() - before, 1u) << "the decision encodes at most the tail frame";
+    const OggOpus o = parse_ogg_opus(*blob);
+    ASSERT_TRUE(o.ok) << o.error;
+    EXPECT_EQ(o.final_granule - o.preskip, static_cast<int64_t>(n) * 3);
+    const auto pcm = decode_ogg_opus(o, 16000);
+    ASSERT_EQ(pcm.size(), n);
+    // The one-shot blob encodes the same frames from the same codec state: identical audio up to the last
+    // frame and the codec's lookahead, where it pads with silence and we had the real continuation.
+    auto whole = encode_utterance_ogg_opus(fed.first(n), 16000, {.bitrate = 24000, .complexity = 5});
+    ASSERT_TRUE(whole.ok());
+    const auto ref = decode_ogg_opus(parse_ogg_opus(*whole), 16000);
+    ASSERT_EQ(ref.size(), n);
+    const size_t same = n - 320 - 320;
+    EXPECT_TRUE(std::equal(pcm.begin(), pcm.begin() + static_cast<std::ptrdiff_t>(same), ref.begin()))
+        << "round " << round;
+  }
+  EXPECT_FALSE(enc->push(fed.first(320)).ok()) << "finished: nothing is accepted before begin()";
+}
+
+TEST(Utterance, IncrementalEncoderTakesAnyChunkingAndItsOptionsAct) {
+  const auto& s = speech16k();
+  const auto pcm = std::span(s).subspan(16000, 24000);
+  auto blob_of = [&](UtteranceOptions o, size_t chunk, uint64_t keep) {
+    auto enc = UtteranceEncoder::create(16000, o);
+    EXPECT_TRUE(enc.ok());
+    EXPECT_TRUE(enc->begin().ok());
+    for (size_t at = 0; at < pcm.size(); at += chunk)
+      EXPECT_TRUE(enc->push(pcm.subspan(at, std::min(chunk, pcm.size() - at))).ok());
+    auto b = enc->finish(keep);
+    EXPECT_TRUE(b.ok());
+    return b.ok() ? *b : std::vector<uint8_t>{};
+  };
+  const auto frames = blob_of({}, 320, 24000);
+  EXPECT_EQ(blob_of({}, 97, 24000), frames) << "odd pushes give the same stream as whole frames";
+  EXPECT_EQ(blob_of({}, 5000, 24000), frames);
+  // A short utterance ending inside the codec's lookahead still decodes to exactly its length.
+  const auto tiny = blob_of({}, 320, 50);
+  EXPECT_EQ(decode_ogg_opus(parse_ogg_opus(tiny), 16000).size(), 50u);
+  // audio.opus.bitrate / complexity reach the codec.
+  const auto low = blob_of({.bitrate = 6000, .complexity = 5}, 320, 24000);
+  const auto high = blob_of({.bitrate = 64000, .complexity = 5}, 320, 24000);
+  EXPECT_LT(low.size() * 3, high.size()) << low.size() << " vs " << high.size();
+  EXPECT_FALSE(UtteranceEncoder::create(16000, {.bitrate = 24000, .complexity = 11}).ok());
+  EXPECT_FALSE(UtteranceEncoder::create(44100).ok());
+  auto enc = UtteranceEncoder::create(16000);
+  ASSERT_TRUE(enc.ok());
+  ASSERT_TRUE(enc->begin().ok());
+  ASSERT_TRUE(enc->push(pcm.first(1000)).ok());
+  EXPECT_FALSE(enc->finish(1001).ok()) << "cannot keep more than was spoken";
 }
 
 TEST(Utterance, WavBlobHasACorrectHeader) {

@@ -73,7 +73,10 @@ TEST(ConfigAudio, MapsOntoTheChainAndTheStreams) {
   auto chain = line_chain_config(cfg->audio, &cfg->agents[0]);
   EXPECT_EQ(chain.format.rate, 8000);
   EXPECT_EQ(chain.capture.echo.tail_ms, 200);
-  EXPECT_EQ(chain.opus.complexity, 7);
+  // audio.opus.* set the encoder of the utterances sent to STT (the chain encodes nothing per frame).
+  const osvi::audio::UtteranceOptions utt = utterance_options(cfg->audio);
+  EXPECT_EQ(utt.complexity, 7);
+  EXPECT_EQ(utt.bitrate, 24000);
   EXPECT_EQ(chain.endpointer.min_endpointing_ms, 700);
   EXPECT_EQ(chain.endpointer.max_endpointing_ms, 1500);
   EXPECT_FLOAT_EQ(chain.vad_options.sensitivity, 0.8f);

@@ -3,9 +3,17 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <cstdint>
+#include <mutex>
+#include <optional>
+#include <thread>
 #include <vector>
+
+#include "osvi/speech/speech_worker.hpp"
 
 namespace {
 
@@ -118,6 +126,130 @@ TEST(Speech, WorksAfterTheLastInstanceDies) {
   auto after = speech->render("hello world", 8000);
   ASSERT_TRUE(after.ok());
   EXPECT_EQ(before, *after);
+}
+
+// ---- SpeechWorker: rendering off the loop, with a deadline -----------------------------------------
+
+using osvi::Result;
+using osvi::daemon::EventLoop;
+using osvi::daemon::SpeechWorker;
+using namespace std::chrono_literals;
+
+// A renderer that hangs until released (a wedged espeak), counting what it was asked.
+struct Hung {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool released = false;
+  std::atomic<int> calls{0};
+  SpeechWorker::RenderFn fn() {
+    return [this](std::string_view, int rate) -> Result<std::vector<int16_t>> {
+      ++calls;
+      std::unique_lock lock(mu);
+      cv.wait(lock, [this] { return released; });
+      return std::vector<int16_t>(static_cast<size_t>(rate / 10), 1000);
+    };
+  }
+  void release() {
+    {
+      std::lock_guard lock(mu);
+      released = true;
+    }
+    cv.notify_all();
+  }
+};
+
+// Runs the loop until `stop` holds or 5 s pass; returns the loop's elapsed time.
+std::chrono::milliseconds run_until(EventLoop& loop, const std::function<bool()>& stop) {
+  const auto t0 = std::chrono::steady_clock::now();
+  auto tick = loop.add_post([&] {
+    if (stop() || std::chrono::steady_clock::now() - t0 > 5s) loop.exit(0);
+  });
+  EXPECT_TRUE(tick.ok());
+  auto guard = loop.add_timer(loop.now_us() + 5'000'000, [&] { loop.exit(0); });
+  // The post source only runs when the loop wakes: a 10 ms heartbeat keeps it looking.
+  std::function<void()> beat;
+  osvi::daemon::EventSource beat_src;
+  beat = [&] {
+    auto t = loop.add_timer(loop.now_us() + 10'000, beat);
+    if (t) beat_src = std::move(*t);
+  };
+  beat();
+  loop.run();
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
+}
+
+TEST(SpeechWorker, AHungRendererTimesOutOnTheLoopWhichNeverWaits) {
+  auto loop = EventLoop::create();
+  ASSERT_TRUE(loop.ok());
+  Hung hung;
+  auto w = SpeechWorker::create(**loop, hung.fn());
+  ASSERT_TRUE(w.ok()) << w.error().message;
+  std::optional<Result<std::vector<int16_t>>> got;
+  std::chrono::steady_clock::duration waited{};
+  int runs = 0, next_runs = 0;
+  SpeechWorker::Ticket next;
+  const auto t0 = std::chrono::steady_clock::now();
+  auto ticket =
+      (*w)->render("Sorry, we cannot answer right now.", 16000, 300ms, [&](Result<std::vector<int16_t>> r) {
+        ++runs;
+        waited = std::chrono::steady_clock::now() - t0;
+        got = std::move(r);
+        // The renderer comes back later: its late result must be dropped, and it then serves the next text.
+        hung.release();
+        next = (*w)->render("next", 8000, 2s, [&](Result<std::vector<int16_t>> r2) {
+          ++next_runs;
+          EXPECT_TRUE(r2.ok());
+          if (r2.ok()) {
+            EXPECT_EQ(r2->size(), 800u);
+          }
+        });
+      });
+  EXPECT_TRUE(ticket.pending());
+  run_until(**loop, [&] { return next_runs > 0; });
+  ASSERT_TRUE(got.has_value()) << "the loop was never told";
+  EXPECT_FALSE(got->ok());
+  EXPECT_EQ(got->error().code, -ETIMEDOUT);
+  EXPECT_GE(waited, 290ms);
+  EXPECT_LT(waited, 2000ms);
+  EXPECT_FALSE(ticket.pending());
+  EXPECT_EQ(runs, 1) << "the late result is dropped";
+  EXPECT_EQ(next_runs, 1);
+  EXPECT_EQ(hung.calls.load(), 2);
+  EXPECT_EQ((*w)->pending(), 0u);
+}
+
+TEST(SpeechWorker, ASlowRendererDeliversInOrderAndACancelledTicketNeverCallsBack) {
+  auto loop = EventLoop::create();
+  ASSERT_TRUE(loop.ok());
+  auto w = SpeechWorker::create(**loop, [](std::string_view text, int) -> Result<std::vector<int16_t>> {
+    std::this_thread::sleep_for(50ms);  // slower than a frame, well within the timeout
+    return std::vector<int16_t>(text.size(), 7);
+  });
+  ASSERT_TRUE(w.ok());
+  std::vector<size_t> order;
+  bool cancelled_ran = false;
+  auto a =
+      (*w)->render("one", 16000, 2s, [&](Result<std::vector<int16_t>> r) { order.push_back(r->size()); });
+  auto b = (*w)->render("dropped", 16000, 2s, [&](Result<std::vector<int16_t>>) { cancelled_ran = true; });
+  auto c =
+      (*w)->render("three!", 16000, 2s, [&](Result<std::vector<int16_t>> r) { order.push_back(r->size()); });
+  b.cancel();
+  run_until(**loop, [&] { return order.size() == 2; });
+  EXPECT_EQ(order, (std::vector<size_t>{3, 6}));
+  EXPECT_FALSE(cancelled_ran);
+  // A ticket that outlives its worker cancels harmlessly.
+  auto loop2 = EventLoop::create();
+  ASSERT_TRUE(loop2.ok());
+  auto w2 = SpeechWorker::create(**loop2, [](std::string_view, int) -> Result<std::vector<int16_t>> {
+    return std::vector<int16_t>(1, 0);
+  });
+  ASSERT_TRUE(w2.ok());
+  auto late = (*w2)->render("late", 16000, 2s, [&](Result<std::vector<int16_t>>) { cancelled_ran = true; });
+  EXPECT_TRUE(late.pending());
+  w2->reset();
+  EXPECT_FALSE(late.pending());
+  late.cancel();
+  EXPECT_FALSE(cancelled_ran);
 }
 
 }  // namespace

@@ -8,10 +8,14 @@
 #include <cstdio>
 #include <filesystem>
 #include <random>
+#include <set>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "osvi/audio/endpointer.hpp"
+#include "osvi/audio/g711.hpp"
+#include "osvi/audio/resampler.hpp"
 #include "wav.hpp"
 
 #ifdef OSVI_VAD_DEBUG
@@ -49,23 +53,19 @@ double frame_power(const std::vector<float>& x, size_t f) {
 constexpr double kLabelRangeDb = 20.0;
 constexpr size_t kLabelHangFrames = 2;
 
-Corpus build_corpus(size_t gap_samples) {
+// Clips (16 kHz) separated by pauses, labelled, scaled to an active speech level of -26 dBov.
+Corpus assemble(const std::vector<std::vector<int16_t>>& clips, size_t gap_samples) {
   {
     Corpus out;
-    std::vector<std::filesystem::path> files;
-    for (const auto& e : std::filesystem::directory_iterator("/usr/share/pocketsphinx/test/data/librivox"))
-      if (e.path().extension() == ".wav") files.push_back(e.path());
-    std::sort(files.begin(), files.end());
     std::vector<float> all, talk;
     std::vector<bool> labels;
     auto pause = [&](size_t samples) {
       all.insert(all.end(), samples, 0.0f);
       labels.insert(labels.end(), samples / kFrame, false);
     };
-    for (const auto& f : files) {
+    for (const auto& clip : clips) {
       pause(all.empty() ? kRate : gap_samples);
-      test::Wav w = test::read_wav(f.string());
-      std::vector<float> x(w.samples.begin(), w.samples.end());
+      std::vector<float> x(clip.begin(), clip.end());
       x.resize(x.size() / kFrame * kFrame);
       const size_t frames = x.size() / kFrame;
       std::vector<double> level(frames);
@@ -103,9 +103,39 @@ Corpus build_corpus(size_t gap_samples) {
   }
 }
 
-// Clips separated like turns in a call: 1 s before the first, 1.5 s between them and after the last.
+// The material osvi's constants were tuned on: the LibriVox clips of pocketsphinx-testdata, separated like
+// turns in a call: 1 s before the first, 1.5 s between them and after the last.
+std::vector<std::vector<int16_t>> librivox_clips() {
+  std::vector<std::filesystem::path> files;
+  for (const auto& e : std::filesystem::directory_iterator("/usr/share/pocketsphinx/test/data/librivox"))
+    if (e.path().extension() == ".wav") files.push_back(e.path());
+  std::sort(files.begin(), files.end());
+  std::vector<std::vector<int16_t>> clips;
+  for (const auto& f : files) clips.push_back(test::read_wav(f.string()).samples);
+  return clips;
+}
+
 const Corpus& corpus() {
-  static const Corpus c = build_corpus(kRate * 3 / 2);
+  static const Corpus c = assemble(librivox_clips(), kRate * 3 / 2);
+  return c;
+}
+
+// Material the constants never saw: other voices (espeak-ng voices and variants, female, male, accented,
+// the Klatt synthesiser), rendered now, saying what callers say. Same pauses and labelling rule.
+const Corpus& unseen_corpus() {
+  static const Corpus c = [] {
+    const std::pair<const char*, const char*> lines[] = {
+        {"en-us+f3", "Hi, I would like to move my appointment from Tuesday to Thursday afternoon, please."},
+        {"en-gb-scotland+m3", "Yes, that is right. My account number is four five nine, two two one."},
+        {"en-029+f2", "Could you tell me whether the clinic is open on the public holiday next week?"},
+        {"en-gb-x-rp+m7", "I called yesterday about the refund and nobody has called me back since then."},
+        {"en-us+klatt2", "No, no, the delivery address changed. It is the second building on the left."},
+        {"en+f4", "Okay. And how much would that cost in total, including the service charge?"},
+    };
+    std::vector<std::vector<int16_t>> clips;
+    for (const auto& [voice, text] : lines) clips.push_back(test::espeak_speech(text, voice));
+    return assemble(clips, kRate * 3 / 2);
+  }();
   return c;
 }
 
@@ -114,7 +144,7 @@ const char* noise_name(Noise n) {
   return n == Noise::White ? "white" : n == Noise::Pink ? "pink" : "babble";
 }
 
-std::vector<float> make_noise(Noise kind, size_t n) {
+std::vector<float> make_noise(Noise kind, size_t n, const Corpus& babble_from) {
   std::mt19937 rng(1234);
   std::normal_distribution<float> g(0.0f, 1.0f);
   std::vector<float> out(n);
@@ -136,7 +166,7 @@ std::vector<float> make_noise(Noise kind, size_t n) {
     }
   } else {
     // Babble: six talkers, each the corpus reversed (no intelligible words) and started at another offset.
-    const auto& c = corpus().talk;
+    const auto& c = babble_from.talk;
     const size_t len = c.size();
     for (size_t t = 0; t < 6; ++t) {
       const size_t offset = (t * 7919 * kFrame + t * 1237) % len;
@@ -146,8 +176,8 @@ std::vector<float> make_noise(Noise kind, size_t n) {
   return out;
 }
 
-std::vector<int16_t> mix(const Corpus& c, Noise kind, double snr_db) {
-  std::vector<float> noise = make_noise(kind, c.clean.size());
+std::vector<int16_t> mix(const Corpus& c, Noise kind, double snr_db, const Corpus& babble_from = corpus()) {
+  std::vector<float> noise = make_noise(kind, c.clean.size(), babble_from);
   double active = 0, np = 0;
   size_t n = 0;
   for (size_t f = 0; f < c.labels.size(); ++f)
@@ -167,10 +197,11 @@ struct Score {
   double precision = 0, recall = 0, f1 = 0;
 };
 
-Score score(Vad& vad, const std::vector<int16_t>& audio, const std::vector<bool>& labels) {
+Score score(Vad& vad, const std::vector<int16_t>& audio, const std::vector<bool>& labels,
+            size_t frame = kFrame) {
   size_t tp = 0, fp = 0, fn = 0;
-  for (size_t f = 0; f < labels.size(); ++f) {
-    const bool s = vad.process(std::span(audio).subspan(f * kFrame, kFrame)).speech;
+  for (size_t f = 0; f < labels.size() && (f + 1) * frame <= audio.size(); ++f) {
+    const bool s = vad.process(std::span(audio).subspan(f * frame, frame)).speech;
 #ifdef OSVI_VAD_DEBUG
     if (getenv("VADDBG") && vad.name() == "osvi")
       std::printf("%zu %d %d %.2f %.2f %.2f %.2f\n", f, int(labels[f]), int(s), g_vad_debug[0],
@@ -243,6 +274,72 @@ TEST(VadQuality, F1Table) {
     EXPECT_GE(r.s.f1, bound) << noise_name(r.noise) << " " << r.snr << " dB";
   }
   EXPECT_GT(ours_babble, webrtc_babble);
+}
+
+// (tuned set?, line 0 16k / 1 μ-law / 2 A-law, noise 0 white / 1 pink / 2 babble) where osvi meets F1 0.90
+// at 10 dB (measured 2026-12-02, bench/README.md "VAD"). Babble misses everywhere (0.838-0.899) and the
+// unseen voices in pink noise on 8 kHz G.711 lines miss narrowly (0.896): reported, not asserted lower.
+const std::set<std::tuple<bool, int, int>> kHolds = {
+    {true, 0, 0}, {true, 1, 0},  {true, 2, 0},  {true, 0, 1},  {true, 1, 1},
+    {true, 2, 1}, {false, 0, 0}, {false, 1, 0}, {false, 2, 0}, {false, 0, 1},
+};
+
+// 16 kHz audio as an 8 kHz G.711 line delivers it: resampled to 8 kHz, then companded (encode + decode).
+std::vector<int16_t> g711_line(const std::vector<int16_t>& in, G711 law) {
+  auto rs = Resampler::create(kRate, 8000, kFrame);
+  EXPECT_TRUE(rs.ok());
+  std::vector<int16_t> out, buf(rs->max_output());
+  for (size_t i = 0; i + kFrame <= in.size(); i += kFrame) {
+    auto n = rs->process(std::span(in).subspan(i, kFrame), buf);
+    EXPECT_TRUE(n.ok());
+    out.insert(out.end(), buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(*n));
+  }
+  g711_round_trip(law, out);
+  return out;
+}
+
+// F1 on material osvi was not tuned on, beside the tuned set, through the paths a call really takes: 16 kHz
+// linear (SIM7600 / USB audio) and 8 kHz G.711 μ-law / A-law (PSTN lines, EC25 voice). The labels come from
+// the clean 16 kHz clips as in F1Table. The 0.90 target at 10 dB is asserted for every cell that meets it;
+// the cells that miss it are printed and reported in bench/README.md ("VAD"), not held to a looser bound.
+TEST(VadQuality, UnseenVoicesAndG711Lines) {
+  struct Set {
+    const char* name;
+    const Corpus* c;
+  };
+  const Set sets[] = {{"librivox (tuned)", &corpus()}, {"espeak voices (unseen)", &unseen_corpus()}};
+  std::printf("%-24s %-8s %-7s %4s %9s %7s %6s %9s\n", "material", "line", "noise", "SNR", "precision",
+              "recall", "F1", "webrtc-3");
+  for (const Set& set : sets) {
+    size_t speech = 0;
+    for (bool l : set.c->labels) speech += l;
+    std::printf("%s: %zu frames of 20 ms, %zu speech\n", set.name, set.c->labels.size(), speech);
+    for (Noise n : {Noise::White, Noise::Pink, Noise::Babble}) {
+      for (int snr : {20, 10}) {
+        const auto audio = mix(*set.c, n, snr, *set.c);
+        for (int line = 0; line < 3; ++line) {
+          const char* line_name = line == 0 ? "16k" : line == 1 ? "8k-ulaw" : "8k-alaw";
+          const std::vector<int16_t> x =
+              line == 0 ? audio : g711_line(audio, line == 1 ? G711::ulaw : G711::alaw);
+          const Format fmt{line == 0 ? kRate : 8000, 20};
+          auto ours = make_vad("osvi", fmt);
+          auto theirs = make_vad("webrtc", fmt, {0.5f, 3});
+          ASSERT_TRUE(ours.ok() && theirs.ok());
+          const Score s = score(**ours, x, set.c->labels, fmt.frame_samples());
+          const Score w = score(**theirs, x, set.c->labels, fmt.frame_samples());
+          const bool held = snr != 10 || s.f1 >= 0.90;
+          std::printf("%-24s %-8s %-7s %4d %9.3f %7.3f %6.3f %9.3f%s\n", set.name, line_name, noise_name(n),
+                      snr, s.precision, s.recall, s.f1, w.f1, held ? "" : "  < 0.90 target");
+          RecordProperty(
+              std::string(set.name) + " " + line_name + " " + noise_name(n) + " " + std::to_string(snr),
+              std::to_string(s.f1));
+          if (snr == 10 && kHolds.count({set.c == &corpus(), line, static_cast<int>(n)})) {
+            EXPECT_GE(s.f1, 0.90) << set.name << " " << line_name << " " << noise_name(n) << " 10 dB";
+          }
+        }
+      }
+    }
+  }
 }
 
 TEST(Vad, FactoryValidates) {
@@ -472,7 +569,7 @@ TEST(Endpointer, BargeInThresholdAndValidation) {
 
 // Real speech: five read sentences 2.5 s apart in white noise at 20 dB, through the osvi VAD.
 TEST(Endpointer, FindsEachSentenceOfReadSpeech) {
-  const Corpus c = build_corpus(kRate * 5 / 2);
+  const Corpus c = assemble(librivox_clips(), kRate * 5 / 2);
   const auto audio = mix(c, Noise::White, 20);
   auto vad = make_vad("osvi", {kRate, 20});
   ASSERT_TRUE(vad.ok());

@@ -1,7 +1,9 @@
 // The per-line processing chain: capture (echo cancellation, preprocessing, VAD/endpointing, DTMF, call
-// progress, AMD, Opus) and playback (Opus decode, resampling to the line rate), clock-free.
+// progress, AMD, the stereo recording) and playback (resampling TTS to the line rate), clock-free. The
+// caller's words go upstream as whole utterances (UtteranceEncoder, fed by the Call), so nothing here
+// encodes per frame.
 //
-// Real-time rules: process_capture(), decode_playback() and resample_playback() run on the line's audio
+// Real-time rules: process_capture() and resample_playback() run on the line's audio
 // thread or on the loop with the same guarantees: they never allocate, lock, log or block. Everything is
 // sized in create(). Results are returned in buffers the chain owns, valid until the next call.
 #pragma once
@@ -18,7 +20,6 @@
 #include "osvi/audio/dtmf.hpp"
 #include "osvi/audio/endpointer.hpp"
 #include "osvi/audio/format.hpp"
-#include "osvi/audio/opus.hpp"
 #include "osvi/audio/preprocessor.hpp"
 #include "osvi/audio/recording.hpp"
 #include "osvi/audio/resampler.hpp"
@@ -33,8 +34,6 @@ struct LineChainConfig {
   std::string vad = "osvi";  // "osvi" or "webrtc"
   VadOptions vad_options;
   EndpointerConfig endpointer;
-  bool encode = true;         // Opus-encode the cleaned capture (upstream streaming)
-  OpusEncoderConfig opus;     // rate/frame/channels are set from `format`; complexity default 5
   int playback_rate = 24000;  // what the TTS upstream sends (OpenAI pcm is 24 kHz)
   bool dtmf = true;
   std::string call_progress_plan;  // "", "us", "eu" or "in"; empty = off
@@ -44,10 +43,10 @@ struct LineChainConfig {
 
 // What one capture frame produced.
 struct CaptureOutput {
-  std::span<const int16_t> clean;  // the caller after echo cancellation and preprocessing
+  std::span<const int16_t> clean;      // the caller after echo cancellation and preprocessing
+  std::span<const int16_t> reference;  // the agent samples the canceller took as playing during the frame
   VadFrame vad;
   EndpointEvents endpoints;
-  std::span<const uint8_t> opus;  // empty when encoding is off
   std::optional<DtmfEvent> dtmf;
   std::optional<CallProgressEvent> tone;
   AmdVerdict amd = AmdVerdict::pending;  // pending while AMD runs or when it is off
@@ -66,8 +65,6 @@ class LineChain {
   const CaptureOutput& process_capture(std::span<const int16_t> mic,
                                        std::span<const int16_t> played) noexcept;
 
-  // One upstream Opus packet (at playback_rate) → samples at the line rate in out; returns the count.
-  Result<size_t> decode_playback(std::span<const uint8_t> packet, std::span<int16_t> out) noexcept;
   // Raw upstream PCM at playback_rate → the line rate; in.size() <= max_playback_input().
   Result<size_t> resample_playback(std::span<const int16_t> in, std::span<int16_t> out) noexcept;
   size_t max_playback_input() const noexcept;
@@ -91,8 +88,6 @@ class LineChain {
   LineChainConfig config_;
   std::unique_ptr<CaptureCleaner> cleaner_;
   std::unique_ptr<Endpointer> endpointer_;
-  std::optional<OpusEncoder> encoder_;
-  std::optional<OpusDecoder> decoder_;
   std::optional<Resampler> playback_resampler_;
   std::optional<DtmfDetector> dtmf_;
   std::optional<CallProgressDetector> progress_;
@@ -103,9 +98,6 @@ class LineChain {
   uint64_t recorder_errors_ = 0;
   uint64_t frames_ = 0;
   std::unique_ptr<int16_t[]> clean_;
-  std::unique_ptr<int16_t[]> decoded_;  // one decoded packet at playback_rate
-  size_t decoded_capacity_ = 0;
-  std::array<uint8_t, kOpusMaxPacket> packet_{};
   CaptureOutput out_;
 };
 

@@ -109,6 +109,40 @@ struct UtteranceOptions {
 Result<std::vector<uint8_t>> encode_utterance_ogg_opus(std::span<const int16_t> pcm, int rate,
                                                        const UtteranceOptions& options = {});
 
+// An utterance encoded while the caller speaks (what the Call uses): push() runs the codec on each whole
+// 20 ms frame as it completes; finish() keeps the packets that cover the first `samples` samples (the
+// endpointer trims the trailing silence only at its decision) and frames them as Ogg pages. The decision
+// then costs at most one frame of encoding (the tail) plus copying the packets into pages, whatever the
+// utterance's length. Control loop only.
+class UtteranceEncoder {
+ public:
+  // rate: 8000, 12000, 16000, 24000 or 48000 (encoded natively).
+  static Result<UtteranceEncoder> create(int rate, const UtteranceOptions& options = {});
+  UtteranceEncoder(UtteranceEncoder&&) noexcept;
+  UtteranceEncoder& operator=(UtteranceEncoder&&) noexcept;
+  ~UtteranceEncoder();
+
+  // Starts a new utterance (a fresh codec state), dropping any unfinished one.
+  Status begin();
+  // Appends the caller's samples, any count; fails outside begin()..finish() or past 10 minutes.
+  Status push(std::span<const int16_t> pcm);
+  // Ends the utterance after its first `samples` samples (<= samples()): the blob decodes to exactly that
+  // many. The encoder is idle again until begin().
+  Result<std::vector<uint8_t>> finish(uint64_t samples);
+  // Drops the unfinished utterance.
+  void cancel() noexcept;
+
+  bool active() const noexcept;
+  uint64_t samples() const noexcept;         // pushed since begin()
+  uint64_t frames_encoded() const noexcept;  // codec runs since begin(), finish()'s included
+  size_t memory_bytes() const noexcept;      // held for the utterance so far (packets and buffers)
+
+ private:
+  struct Impl;
+  explicit UtteranceEncoder(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
 // A canonical 44-byte-header PCM WAV (s16le) of interleaved samples. Control loop only.
 std::vector<uint8_t> make_wav(std::span<const int16_t> interleaved, int rate, int channels = 1);
 

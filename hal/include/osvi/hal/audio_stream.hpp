@@ -12,8 +12,13 @@
 //   device is (re)opened, never per period.
 //
 // Control loop side: watch event_fd() (readable = something happened: a period of audio arrived or an event
-// was queued), then call drain_events() and read_capture()/read_reference() until they return 0. Nothing
-// here knows sd-event; every loop-side call is non-blocking except start() and stop().
+// was queued), then call drain_events() and read_frame() until it returns false. Nothing here knows
+// sd-event; every loop-side call is non-blocking except start() and stop().
+//
+// A captured period and its reference cross to the loop as one ring entry, published by one index store:
+// the loop sees both or neither, so a thread preempted mid-hand-over cannot leave the loop pairing a capture
+// period with another period's reference (which the echo canceller would then follow for the rest of the
+// call).
 //
 // Reference alignment (for the echo canceller): the thread keeps a history of every sample it wrote to
 // playback, indexed by W = the total count written. Right after a capture period is read it asks ALSA for
@@ -86,7 +91,7 @@ struct StreamEvent {
 
 // Counters, readable from the loop at any time (each one is a relaxed atomic snapshot).
 struct AudioStreamStats {
-  uint64_t periods = 0;           // capture periods pushed (each with its reference period)
+  uint64_t periods = 0;           // capture periods pushed (each with its reference, as one entry)
   uint64_t played_samples = 0;    // queued samples written to playback
   uint64_t fill_periods = 0;      // playback periods that needed silence because the ring ran short
   uint64_t fill_samples = 0;      // silence samples written for that reason
@@ -140,11 +145,10 @@ class AudioStream {
   // Clears the eventfd, then moves queued events into `out`; returns the count.
   size_t drain_events(std::span<StreamEvent> out);
 
-  // Capture and reference are pushed in lockstep, a period at a time: reading the same count from both
-  // yields aligned pairs for the echo canceller.
-  size_t read_capture(std::span<int16_t> out) { return capture_.pop(out); }
-  size_t read_reference(std::span<int16_t> out) { return reference_.pop(out); }
-  size_t capture_available() const { return capture_.readable(); }
+  // One captured period and the reference aligned to it (both period_frames() long); false when no whole
+  // period waits or a span has the wrong size.
+  bool read_frame(std::span<int16_t> capture, std::span<int16_t> reference);
+  size_t frames_available() const { return frames_.readable() / (2 * period_); }
 
   // Queues speech; returns the count accepted (less when the ring is full, 0 while a stop_playback() is
   // still pending, so audio meant to follow a barge-in is not discarded with what preceded it).
@@ -161,6 +165,11 @@ class AudioStream {
   // Fault injection for tests and field diagnostics: the next PCM call in that direction behaves as if
   // ALSA had returned `negative_errno` (-EPIPE xrun, -ESTRPIPE suspend, -ENODEV device gone).
   void inject_error(StreamDirection direction, int negative_errno);
+  // Fault injection: the next period's hand-over to the loop stalls this long between its capture being
+  // ready and its reference being ready, as a preempted audio thread would.
+  void inject_handover_stall(std::chrono::microseconds stall) {
+    inject_stall_us_.store(stall.count(), std::memory_order_release);
+  }
 
  private:
   struct Counters;  // the atomics behind stats()
@@ -170,10 +179,9 @@ class AudioStream {
 
   AudioStreamOptions opt_;
   size_t period_ = 0;
-  EventFd wake_;  // thread → loop
-  EventFd stop_;  // loop → thread, wakes the reopen backoff
-  audio::SpscRing<int16_t> capture_;
-  audio::SpscRing<int16_t> reference_;
+  EventFd wake_;                     // thread → loop
+  EventFd stop_;                     // loop → thread, wakes the reopen backoff
+  audio::SpscRing<int16_t> frames_;  // per period: capture samples, then its reference samples
   audio::SpscRing<int16_t> playback_;
   audio::SpscRing<StreamEvent> events_;
   std::unique_ptr<Counters> counters_;
@@ -182,6 +190,7 @@ class AudioStream {
   std::atomic<uint32_t> stop_playback_done_{0};
   std::atomic<int> inject_capture_{0};
   std::atomic<int> inject_playback_{0};
+  std::atomic<int64_t> inject_stall_us_{0};
   std::thread thread_;  // the one owner of the audio thread; joined by stop()
 };
 

@@ -17,6 +17,7 @@
 #include "osvi/net/http_server.hpp"
 #include "osvi/result.hpp"
 #include "osvi/speech/speech.hpp"
+#include "osvi/speech/speech_worker.hpp"
 #include "osvi/store/store.hpp"
 
 namespace osvi::daemon {
@@ -75,8 +76,9 @@ class App {
   Status start_calls();
   Speech* speech();
   std::unique_ptr<UpstreamLoop> upstream_;
-  std::unique_ptr<Speech> speech_;
+  std::unique_ptr<Speech> speech_;  // the simulated caller's voice (loop side)
   bool speech_failed_ = false;
+  std::unique_ptr<SpeechWorker> speech_worker_;  // the calls' local prompts, rendered off the loop
   CallContext call_ctx_;
   std::unique_ptr<CallManager> calls_;
   std::string recording_key_;

@@ -82,5 +82,11 @@ using AudioPortFactory = std::function<Result<std::unique_ptr<AudioPort>>(const 
 // with audio::LineChain, its eventfd watched on `loop`.
 Result<std::unique_ptr<AudioPort>> make_line_audio_port(EventLoop& loop, const AudioPortSetup& setup,
                                                         AudioPort::Listener& listener);
+// The same over a stream already created (and not started): what the one above does once it has built the
+// stream from the line's endpoint.
+Result<std::unique_ptr<AudioPort>> make_line_audio_port(EventLoop& loop,
+                                                        std::unique_ptr<hal::AudioStream> stream,
+                                                        const audio::LineChainConfig& chain,
+                                                        AudioPort::Listener& listener);
 
 }  // namespace osvi::daemon

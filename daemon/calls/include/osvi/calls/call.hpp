@@ -30,13 +30,12 @@
 #include "osvi/hal/line.hpp"
 #include "osvi/net/upstream.hpp"
 #include "osvi/result.hpp"
+#include "osvi/speech/speech_worker.hpp"
 #include "osvi/store/store.hpp"
 
 struct cJSON;
 
 namespace osvi::daemon {
-
-class Speech;
 
 // What every call shares; owned by the CallManager's owner (the App).
 struct CallContext {
@@ -44,7 +43,7 @@ struct CallContext {
   const Clock* clock = nullptr;
   Store* store = nullptr;
   net::Upstream* upstream = nullptr;
-  std::function<Speech*()> speech;  // espeak-ng, created on first use; may return null
+  SpeechWorker* speech = nullptr;  // local prompts rendered off the loop (espeak-ng); null: the tone alone
   AudioConfig audio;
   CallsConfig calls;
   std::string recordings_dir;
@@ -170,6 +169,7 @@ class Call final : private AudioPort::Listener {
 
   // fallback, timers, end
   void play_local(std::string_view text, bool with_tone);
+  void play_local_pcm(std::string_view text, std::vector<int16_t> pcm, bool with_tone);
   void enter_fallback(std::string why);
   void arm() { timers_.arm(); }
   void set_in(D d, int64_t delay_us) { timers_.set(d, now_us() + delay_us); }
@@ -213,9 +213,11 @@ class Call final : private AudioPort::Listener {
   uint64_t closed_xruns_ = 0;  // of ports already closed
   struct Recording;
   std::unique_ptr<Recording> recording_;
-  uint64_t pos_ = 0;                // capture samples processed (the endpointer's clock)
-  std::vector<int16_t> history_;    // the last ~1.5 s of cleaned capture, a ring indexed by pos_
-  std::vector<int16_t> utterance_;  // the caller's current utterance
+  uint64_t pos_ = 0;              // capture samples processed (the endpointer's clock)
+  std::vector<int16_t> history_;  // the last ~1.5 s of cleaned capture, a ring indexed by pos_
+  std::optional<audio::UtteranceEncoder> utterance_;
+  std::vector<SpeechWorker::Ticket> local_speech_;  // prompts being rendered; destroyed = cancelled  //
+                                                    // encodes the caller's utterance as it is spoken
   uint64_t utterance_begin_ = 0;
   bool in_utterance_ = false;
   std::vector<int16_t> pending_play_;  // line-rate samples not yet accepted by the stream's ring

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "osvi/audio/line_chain.hpp"
+#include "osvi/audio/recording.hpp"
 #include "osvi/config/config.hpp"
 #include "osvi/hal/audio_stream.hpp"
 
@@ -11,6 +12,9 @@ namespace osvi::daemon {
 
 // The chain for one call: box-wide DSP settings, the agent's endpointing and VAD sensitivity.
 audio::LineChainConfig line_chain_config(const AudioConfig& audio, const AgentConfig* agent);
+
+// The encoder of the caller's utterances sent to speech-to-text (audio.opus.*).
+audio::UtteranceOptions utterance_options(const AudioConfig& audio);
 
 // The ALSA stream pair of one line.
 hal::AudioStreamOptions audio_stream_options(const AudioConfig& audio, const std::string& capture_device,
