@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <utility>
 
 #include "osvi/audio/recording.hpp"
 #include "osvi/base/log.hpp"
@@ -117,13 +118,20 @@ Call::~Call() {
   close_audio();
 }
 
+int64_t Call::dead_air_us() const {
+  // Aimed one period early: what the guard queues is heard a period later (the next device period), and the
+  // endpointer places the end of speech to within a frame.
+  return std::max<int64_t>(static_cast<int64_t>(ctx_.calls.dead_air_ms) - ctx_.audio.frame_ms, 0) * 1000;
+}
+
 double Call::samples_to_ms(uint64_t samples) const {
   return static_cast<double>(samples) * 1000.0 / rate_;
 }
 
 size_t Call::memory_bytes() const {
   size_t n = sizeof(*this) + history_.capacity() * 2 + utterance_.capacity() * 2 +
-             pending_play_.capacity() * 2 + resampled_.capacity() * 2;
+             pending_play_.capacity() * 2 + resampled_.capacity() * 2 + filler_pcm_.capacity() * 2 +
+             filler_play_.capacity() * 2 + fallback_pcm_.capacity() * 2;
   for (const auto& m : messages_) n += m.content.capacity() + sizeof(m);
   for (const auto& s : segments_) n += s.text.capacity() + sizeof(s);
   return n;
@@ -303,6 +311,9 @@ Status Call::open_audio() {
   } else {
     speak_greeting();
   }
+  // Rendered now, not when the answer is late: the filler must be heard by the dead-air deadline.
+  if (!setup_.agent.fallback.filler.empty())
+    filler_pcm_ = render_local(render_template(setup_.agent.fallback.filler), false);
   arm();
   return {};
 }
@@ -545,8 +556,7 @@ void Call::on_endpoint(const audio::EndpointEvent& e) {
       filler_used_ = false;  // the caller spoke: a new wait, which may have its filler
       ++stt_in_flight_;
       // Dead air counts from the end of the caller's speech whenever the agent is not talking.
-      if (burst_ == Burst::none)
-        timers_.set(D::dead_air, speech_end_us_ + static_cast<int64_t>(ctx_.calls.dead_air_ms) * 1000);
+      if (burst_ == Burst::none) timers_.set(D::dead_air, speech_end_us_ + dead_air_us());
       const uint64_t key = next_request_key();
       net::SttCallbacks cb{
           .on_sent =
@@ -705,7 +715,7 @@ void Call::speak_greeting() {
   speech_end_us_ = -1;
   speak_text(greeting, setup_.agent.greeting.interruptible);
   turn_is_llm_ = true;  // the greeting is the agent's first line of the conversation
-  timers_.set(D::dead_air, now_us() + static_cast<int64_t>(ctx_.calls.dead_air_ms) * 1000);
+  timers_.set(D::dead_air, now_us() + dead_air_us());
   filler_used_ = false;
   arm();
 }
@@ -1082,8 +1092,8 @@ std::vector<int16_t> Call::render_local(std::string_view text, bool with_tone) {
   return pcm;
 }
 
-void Call::play_local(std::string_view text, bool with_tone) {
-  std::vector<int16_t> pcm = render_local(text, with_tone);
+void Call::play_local(std::string_view text, bool with_tone, std::vector<int16_t> rendered) {
+  std::vector<int16_t> pcm = !rendered.empty() ? std::move(rendered) : render_local(text, with_tone);
   segments_.push_back({std::string(text), 0});
   awaiting_first_sample_ = true;
   queue_agent_audio(pcm, segments_.size() - 1);
@@ -1092,7 +1102,7 @@ void Call::play_local(std::string_view text, bool with_tone) {
 void Call::play_filler() {
   filler_used_ = true;
   const std::string text = trim(render_template(setup_.agent.fallback.filler));
-  std::vector<int16_t> pcm = render_local(text, false);
+  std::vector<int16_t> pcm = !filler_pcm_.empty() ? filler_pcm_ : render_local(text, false);
   if (pcm.empty() || !port_) {
     // Nothing to say it with (no local speech): the reply gets one more interval before the fallback.
     guard_silence(now_us());
@@ -1104,6 +1114,10 @@ void Call::play_filler() {
   filler_mark_ = port_->played_samples();
   filler_play_ = std::move(pcm);
   pump_playback();
+  // A stall: the fallback may follow the filler, and must then be heard as promptly. Rendered while the
+  // filler plays (the ring holds the filler's audio), once per call.
+  if (fallback_pcm_.empty())
+    fallback_pcm_ = render_local(render_template(setup_.agent.fallback.message), true);
 }
 
 void Call::finish_filler(bool cut, uint64_t played) {
@@ -1122,7 +1136,7 @@ void Call::finish_filler(bool cut, uint64_t played) {
 
 void Call::guard_silence(int64_t from_us) {
   if (!answer_owed() || burst_ != Burst::none) return;
-  timers_.set(D::dead_air, from_us + static_cast<int64_t>(ctx_.calls.dead_air_ms) * 1000);
+  timers_.set(D::dead_air, from_us + dead_air_us());
   arm();
 }
 
@@ -1172,7 +1186,7 @@ void Call::enter_fallback(std::string why) {
   turn_is_fallback_ = true;
   answering_user_ = false;
   turn_started_ms_ = wall_ms();
-  play_local(msg, true);
+  play_local(msg, true, std::exchange(fallback_pcm_, {}));
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -1220,7 +1234,7 @@ void Call::on_timer() {
     } else if (state_ != State::fallback && state_ != State::ending) {
       speech_end_us_ = now;
       latency_ = {};
-      timers_.set(D::dead_air, now + static_cast<int64_t>(ctx_.calls.dead_air_ms) * 1000);
+      timers_.set(D::dead_air, now + dead_air_us());
       start_turn(text);
     }
   }
@@ -1242,12 +1256,12 @@ void Call::on_timer() {
       if (!s.message.empty()) {
         speak_text(render_template(s.message), true);
         turn_is_llm_ = true;  // the model should know it asked
-        timers_.set(D::dead_air, now + static_cast<int64_t>(ctx_.calls.dead_air_ms) * 1000);
+        timers_.set(D::dead_air, now + dead_air_us());
       } else {
         messages_.push_back({"system", "The caller has been silent for a while. Check in briefly.", {}, {}});
         state_ = State::thinking;
         answering_user_ = false;
-        timers_.set(D::dead_air, now + static_cast<int64_t>(ctx_.calls.dead_air_ms) * 1000);
+        timers_.set(D::dead_air, now + dead_air_us());
         request_llm();
       }
     }

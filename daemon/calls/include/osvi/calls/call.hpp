@@ -179,7 +179,8 @@ class Call final : private AudioPort::Listener {
 
   // fallback, timers, end
   std::vector<int16_t> render_local(std::string_view text, bool with_tone);
-  void play_local(std::string_view text, bool with_tone);
+  // Plays `text` (rendered now, unless `rendered` already holds it) as the current turn.
+  void play_local(std::string_view text, bool with_tone, std::vector<int16_t> rendered = {});
   void enter_fallback(std::string why);
   // Dead air: re-arms the guard dead_air_ms after `from_us` while a reply is owed and nothing plays.
   void guard_silence(int64_t from_us);
@@ -203,6 +204,7 @@ class Call final : private AudioPort::Listener {
   int64_t now_us() const { return ctx_.clock->monotonic_us(); }
   int64_t wall_ms() const { return ctx_.clock->wall_ms(); }
   double samples_to_ms(uint64_t samples) const;
+  int64_t dead_air_us() const;  // when the dead-air guard fires after the silence began
   // Every request a call starts is registered under a call-local key its terminal callbacks carry, so ending
   // the call cancels all of them (several STT requests may overlap), not only the latest of each stage.
   uint64_t next_request_key() { return ++request_key_; }
@@ -280,8 +282,10 @@ class Call final : private AudioPort::Listener {
   CallTimers timers_;
   unsigned silence_prompts_ = 0;
   bool filler_used_ = false;  // since the caller's last words or the reply's last progress (one per stall)
-  std::vector<int16_t> filler_play_;  // the filler's line-rate samples not yet accepted by the port
-  std::string filler_text_;           // the filler being played ("" = none)
+  std::vector<int16_t> filler_pcm_;    // the filler, rendered when the audio opened
+  std::vector<int16_t> fallback_pcm_;  // the fallback message + tone, rendered during the first stall
+  std::vector<int16_t> filler_play_;   // the filler's line-rate samples not yet accepted by the port
+  std::string filler_text_;            // the filler being played ("" = none)
   uint64_t filler_samples_ = 0;
   uint64_t filler_mark_ = 0;  // the port's played_samples() when the filler began
   int64_t filler_started_ms_ = 0;
