@@ -118,6 +118,17 @@ Call::~Call() {
   close_audio();
 }
 
+void Call::set_dead_air(int64_t from_us, std::optional<uint64_t> from_pos) {
+  timers_.set(D::dead_air, from_us + dead_air_us());
+  // The same deadline on the capture clock, the caller's: the wall-clock timer alone fires late by however
+  // long capture frames take to reach the loop. The timer stays as the backstop when no frames come.
+  if (!from_pos) {
+    const auto ago = static_cast<uint64_t>(std::max<int64_t>(now_us() - from_us, 0));
+    from_pos = pos_ - std::min<uint64_t>(pos_, ago * static_cast<uint64_t>(rate_) / 1'000'000);
+  }
+  dead_air_pos_ = *from_pos + static_cast<uint64_t>(dead_air_us()) * static_cast<uint64_t>(rate_) / 1'000'000;
+}
+
 int64_t Call::dead_air_us() const {
   // Aimed one period early: what the guard queues is heard a period later (the next device period), and the
   // endpointer places the end of speech to within a frame.
@@ -468,6 +479,11 @@ void Call::on_capture(const audio::CaptureOutput& out) {
     record_.call_ended_reason = "voicemail_message_left";
   }
   for (const audio::EndpointEvent& e : out.endpoints) on_endpoint(e);
+  if (state_ != State::finished && timers_.armed(D::dead_air) && pos_ >= dead_air_pos_) {
+    timers_.clear(D::dead_air);
+    on_dead_air();
+    arm();
+  }
 }
 
 void Call::on_endpoint(const audio::EndpointEvent& e) {
@@ -495,6 +511,11 @@ void Call::on_endpoint(const audio::EndpointEvent& e) {
       silence_prompts_ = 0;
       user_turn_started_ms_ = wall_ms() - static_cast<int64_t>((pos_ - e.begin) * 1000 / rate);
       if (state_ == State::fallback || state_ == State::voicemail) break;
+      // The caller is talking: not dead air (the guard re-arms from the end of their speech).
+      if (timers_.armed(D::dead_air)) {
+        timers_.clear(D::dead_air);
+        arm();
+      }
       if (answer_owed() && answer_unheard()) {
         // Nothing of the reply was heard yet: the caller adds to their question, they interrupt nothing. The
         // reply being prepared is kept (their words may be noise); only the filler, if playing, gives way.
@@ -556,7 +577,7 @@ void Call::on_endpoint(const audio::EndpointEvent& e) {
       filler_used_ = false;  // the caller spoke: a new wait, which may have its filler
       ++stt_in_flight_;
       // Dead air counts from the end of the caller's speech whenever the agent is not talking.
-      if (burst_ == Burst::none) timers_.set(D::dead_air, speech_end_us_ + dead_air_us());
+      if (burst_ == Burst::none) set_dead_air(speech_end_us_, e.end);
       const uint64_t key = next_request_key();
       net::SttCallbacks cb{
           .on_sent =
@@ -715,7 +736,7 @@ void Call::speak_greeting() {
   speech_end_us_ = -1;
   speak_text(greeting, setup_.agent.greeting.interruptible);
   turn_is_llm_ = true;  // the greeting is the agent's first line of the conversation
-  timers_.set(D::dead_air, now_us() + dead_air_us());
+  set_dead_air(now_us());
   filler_used_ = false;
   arm();
 }
@@ -1136,7 +1157,7 @@ void Call::finish_filler(bool cut, uint64_t played) {
 
 void Call::guard_silence(int64_t from_us) {
   if (!answer_owed() || burst_ != Burst::none) return;
-  timers_.set(D::dead_air, from_us + dead_air_us());
+  set_dead_air(from_us);
   arm();
 }
 
@@ -1234,7 +1255,7 @@ void Call::on_timer() {
     } else if (state_ != State::fallback && state_ != State::ending) {
       speech_end_us_ = now;
       latency_ = {};
-      timers_.set(D::dead_air, now + dead_air_us());
+      set_dead_air(now);
       start_turn(text);
     }
   }
@@ -1256,12 +1277,12 @@ void Call::on_timer() {
       if (!s.message.empty()) {
         speak_text(render_template(s.message), true);
         turn_is_llm_ = true;  // the model should know it asked
-        timers_.set(D::dead_air, now + dead_air_us());
+        set_dead_air(now);
       } else {
         messages_.push_back({"system", "The caller has been silent for a while. Check in briefly.", {}, {}});
         state_ = State::thinking;
         answering_user_ = false;
-        timers_.set(D::dead_air, now + dead_air_us());
+        set_dead_air(now);
         request_llm();
       }
     }

@@ -205,6 +205,8 @@ class Call final : private AudioPort::Listener {
   int64_t wall_ms() const { return ctx_.clock->wall_ms(); }
   double samples_to_ms(uint64_t samples) const;
   int64_t dead_air_us() const;  // when the dead-air guard fires after the silence began
+  // Arms the guard for a silence that began at `from_us` (at capture position `from_pos`, when known).
+  void set_dead_air(int64_t from_us, std::optional<uint64_t> from_pos = std::nullopt);
   // Every request a call starts is registered under a call-local key its terminal callbacks carry, so ending
   // the call cancels all of them (several STT requests may overlap), not only the latest of each stage.
   uint64_t next_request_key() { return ++request_key_; }
@@ -287,7 +289,8 @@ class Call final : private AudioPort::Listener {
   std::vector<int16_t> filler_play_;   // the filler's line-rate samples not yet accepted by the port
   std::string filler_text_;            // the filler being played ("" = none)
   uint64_t filler_samples_ = 0;
-  uint64_t filler_mark_ = 0;  // the port's played_samples() when the filler began
+  uint64_t filler_mark_ = 0;   // the port's played_samples() when the filler began
+  uint64_t dead_air_pos_ = 0;  // the dead-air deadline on the capture clock (while D::dead_air is armed)
   int64_t filler_started_ms_ = 0;
   // The caller talks while the reply is unheard: its audio is held until their words are known (then merged
   // into their turn and asked again, or — no words — played as it is).
