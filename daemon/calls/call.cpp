@@ -29,6 +29,10 @@ constexpr int64_t kDtmfGatherMs = 1500;   // digits closer than this form one en
 constexpr int64_t kHangupGraceMs = 5000;  // the line must confirm a hang-up within this
 constexpr int64_t kAudioWaitMs = 3000;    // a connected call without usable audio is given up
 constexpr int64_t kAmdMaxWaitMs = 5000;   // the AMD verdict, at the latest
+// The endpointer marks the end of speech a few frames after the voice stops (frame granularity, the VAD's
+// smoothing of a decaying tail: 65 ms measured on espeak-ng voices, bench/README.md "Dead air"). Dead air
+// counts from the voice's end, so the guard starts this much before the marked end.
+constexpr int64_t kSpeechEndLagMs = 80;
 
 using call_text::trim;
 
@@ -577,7 +581,10 @@ void Call::on_endpoint(const audio::EndpointEvent& e) {
       filler_used_ = false;  // the caller spoke: a new wait, which may have its filler
       ++stt_in_flight_;
       // Dead air counts from the end of the caller's speech whenever the agent is not talking.
-      if (burst_ == Burst::none) set_dead_air(speech_end_us_, e.end);
+      if (burst_ == Burst::none) {
+        const uint64_t lag = std::min<uint64_t>(e.end, static_cast<uint64_t>(kSpeechEndLagMs * rate / 1000));
+        set_dead_air(speech_end_us_ - kSpeechEndLagMs * 1000, e.end - lag);
+      }
       const uint64_t key = next_request_key();
       net::SttCallbacks cb{
           .on_sent =
