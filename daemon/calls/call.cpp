@@ -134,8 +134,7 @@ void Call::set_dead_air(int64_t from_us, std::optional<uint64_t> from_pos) {
 }
 
 int64_t Call::dead_air_us() const {
-  // Aimed one period early: what the guard queues is heard a period later (the next device period), and the
-  // endpointer places the end of speech to within a frame.
+  // Aimed one period early: what the guard queues is heard from the next device period on.
   return std::max<int64_t>(static_cast<int64_t>(ctx_.calls.dead_air_ms) - ctx_.audio.frame_ms, 0) * 1000;
 }
 
