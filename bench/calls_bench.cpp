@@ -3,7 +3,9 @@
 //
 // Forks osvi-model-server (zero latency) and osvid with `type:"sim"` lines, then reads the party log (sample
 // positions as the remote party heard them), the transcripts' latency figures and /proc/<pid>/status.
-// Usage: calls_bench [turns=55] [barge_ins=12] [--only latency|barge|memory]
+// The dead-air fault matrix: one question per call with one upstream stage slowed or hung (the model server's
+// faults), the longest silence the party heard before agent audio.
+// Usage: calls_bench [turns=55] [barge_ins=12] [--only latency|barge|memory|deadair]
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -84,6 +86,11 @@ class Rig {
     if (!daemon_->wait_notify("READY=1", 10s)) die("osvid not READY:\n" + daemon_->stderr_text());
   }
   std::string file(const std::string& name) const { return dir_.file(name); }
+  // The model server's control API (faults, scenario).
+  void control(const std::string& path, const std::string& body) const {
+    auto r = http_request("POST", model_->base() + path, "", body);
+    if (r.status != 200) die("model server " + path + ": " + std::to_string(r.status) + " " + r.body);
+  }
   pid_t pid() const { return daemon_->pid(); }
   std::string stderr_text() const { return daemon_->stderr_text(); }
 
@@ -364,7 +371,128 @@ bool barge_run(int calls) {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// 3. Memory per live call: VmRSS with N idle sim lines, then with N calls live.
+// 3. Dead air: per fault one outbound call; the party asks one question 1 s after connecting and stays
+//    silent. Every silence it hears before agent audio starts, from the end of its question or of the last
+//    agent audio (party log, one sample clock: agent positions − the cushion), must be <= dead_air_ms + one
+//    period. The model server can slow or hang a stage before its first byte and slow the LLM's stream; it
+//    cannot hang a stream midway (the unit tier's matrix, call_test DeadAirTest, covers those).
+bool deadair_run() {
+  const std::string reply = "Your table for two is booked for tonight. We look forward to seeing you.";
+  auto scenario = [&](int chunk_delay_ms) {
+    return R"({"stt":{"transcripts":["Book a table for two"]},"llm":{"default_reply":")" + reply +
+           R"(","chunk_delay_ms":)" + std::to_string(chunk_delay_ms) + "}}";
+  };
+  // No greeting (the fault hits the answer), no silence prompt within the call.
+  const std::string agent =
+      R"("greeting":{"text":""},"call":{"min_endpointing_s":0.5,"max_endpointing_s":0.5,)"
+      R"("voicemail":{"detect":false},"max_duration_s":600,"silence":{"timeout_s":120,"max_prompts":0}})";
+  osvi::test::TempDir tmp;
+  const std::string plog = tmp.file("party.log");
+  Rig rig(scenario(0), agent,
+          R"([{"id":"sim0","type":"sim","agent_uuid":"agent_a","sim":{"outcome":"answer","rings":1,)"
+          R"("ring_interval_ms":200,"party_log":")" +
+              plog +
+              R"(","steps":[{"wait_ms":1000},{"say":"Book a table for two","ms":0},{"silence_ms":16000},)"
+              R"({"hangup":true}]}}])");
+  struct Fault {
+    const char* name;
+    const char* stage;
+    const char* fault;  // model server fault ("" = the scenario's chunk delay)
+    int delay_ms;
+    bool hung;
+  };
+  const Fault faults[] = {
+      {"none", "llm", "none", 0, false},
+      {"stt slowed 3 s", "stt", "delay", 3000, false},
+      {"stt hung", "stt", "hang", 0, true},
+      {"llm first token slowed 4 s", "llm", "delay", 4000, false},
+      {"llm first token hung", "llm", "hang", 0, true},
+      {"llm mid-stream slowed (600 ms per word)", "llm", "", 600, false},
+      {"tts first byte slowed 3.1 s", "tts", "delay", 3100, false},
+      {"tts first byte hung", "tts", "hang", 0, true},
+  };
+  const double bound_ms = 2500 + 20;  // calls.dead_air_ms (default) + one period
+  std::printf("\ndead-air run: one call per fault, dead_air_ms 2500, bound %.0f ms (party's sample clock)\n",
+              bound_ms);
+  std::printf("| %-40s | %-13s | %-8s | %-32s | %s |\n", "fault", "worst gap ms", "outcome",
+              "agent turns (kind)", "verdict");
+  std::printf("|%s|---------------|----------|----------------------------------|---------|\n",
+              std::string(42, '-').c_str());
+  std::fflush(stdout);
+  bool ok = true;
+  double worst_all = 0;
+  int call = 0;
+  for (const Fault& f : faults) {
+    ++call;
+    if (*f.fault)
+      rig.control("/control/faults", std::string(R"({"stage":")") + f.stage + R"(","fault":")" + f.fault +
+                                         R"(","delay_ms":)" + std::to_string(f.delay_ms) + R"(,"count":0})");
+    else
+      rig.control("/control/scenario", scenario(f.delay_ms));
+    const auto end = std::chrono::steady_clock::now() + 60s;
+    while (true) {
+      auto r =
+          rig.post("/v1/call", R"({"agent_uuid":"agent_a","phone_number":"9876543210","country_code":"IN"})");
+      if (r.status == 200) break;
+      if (std::chrono::steady_clock::now() > end) die("POST /v1/call: " + std::to_string(r.status) + r.body);
+      std::this_thread::sleep_for(300ms);
+    }
+    while (true) {
+      auto [live, done] = rig.count_calls();
+      if (done >= call && live == 0) break;
+      if (std::chrono::steady_clock::now() > end) die("dead-air call did not end\n" + rig.stderr_text());
+      std::this_thread::sleep_for(300ms);
+    }
+    if (*f.fault)
+      rig.control("/control/faults", std::string(R"({"stage":")") + f.stage + R"(","fault":"none"})");
+    else
+      rig.control("/control/scenario", scenario(0));
+    // The party's view: silences before each agent_start, from the question's end or the last agent_stop.
+    int64_t last_sound = -1;
+    double worst = 0;
+    int starts = 0;
+    for (const PartyEvent& p : read_party_log(plog)) {
+      if (p.call != call) continue;
+      if (p.event == "step_end" && p.step == 1) last_sound = p.sample;
+      if (p.event == "agent_start" && last_sound >= 0) {
+        ++starts;
+        worst = std::max(worst, ms_of(p.sample - kCushion - last_sound));
+      }
+      if (p.event == "agent_stop" && last_sound >= 0) last_sound = std::max(last_sound, p.sample - kCushion);
+    }
+    // What the record says: the outcome and the agent turns with their kinds.
+    const auto ids = rig.call_ids();  // newest first
+    std::string kinds, outcome = "?";
+    if (!ids.empty()) {
+      JsonPtr rec = rig.get("/v1/call/" + ids.front());
+      const cJSON* d = rec ? cJSON_GetObjectItem(rec.get(), "data") : nullptr;
+      outcome = cJSON_IsTrue(cJSON_GetObjectItem(d, "callback_required")) ? "fallback" : "answered";
+      JsonPtr t = rig.get("/v1/call/" + ids.front() + "/transcript");
+      const cJSON* turns =
+          t ? cJSON_GetObjectItem(cJSON_GetObjectItem(t.get(), "data"), "transcript") : nullptr;
+      const cJSON* e = nullptr;
+      cJSON_ArrayForEach(e, turns) {
+        if (str(e, "role") != "agent") continue;
+        const std::string k = str(e, "kind");
+        kinds += (kinds.empty() ? "" : ",") + (k.empty() ? std::string("reply") : k);
+      }
+    }
+    const bool expected = f.hung ? outcome == "fallback" : outcome == "answered";
+    const bool met = starts > 0 && worst <= bound_ms && expected;
+    ok &= met;
+    worst_all = std::max(worst_all, worst);
+    std::printf("| %-40s | %13.0f | %-8s | %-32s | %s |\n", f.name, worst, outcome.c_str(), kinds.c_str(),
+                met ? "met" : "MISSED");
+    std::fflush(stdout);
+    std::this_thread::sleep_for(1000ms);
+  }
+  std::printf("worst gap over the matrix: %.0f ms (bound %.0f ms): %s\n", worst_all, bound_ms,
+              worst_all <= bound_ms ? "met" : "MISSED");
+  return ok;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// 4. Memory per live call: VmRSS with N idle sim lines, then with N calls live.
 struct Rss {
   long rss = 0, anon = 0, file = 0;  // kB
 };
@@ -436,6 +564,7 @@ int main(int argc, char** argv) {
   try {
     if (only.empty() || only == "latency") ok &= latency_run(turns);
     if (only.empty() || only == "barge") ok &= barge_run(barges);
+    if (only.empty() || only == "deadair") ok &= deadair_run();
     if (only.empty() || only == "memory") {
       std::printf(
           "\nmemory: VmRSS of osvid, idle lines (2 s after READY) vs all calls live (10 s after connect)\n");

@@ -725,6 +725,7 @@ void Api::get_transcript(HttpRequest& request, HttpReply reply) {
       cJSON_AddNullToObject(o, "ended_at");
     }
     cJSON_AddBoolToObject(o, "interrupted", t.interrupted);
+    if (t.kind) net::json_add_string(o, "kind", *t.kind);
     if (t.latency_json) {
       std::string why;
       if (JsonPtr lat = net::json_parse(*t.latency_json, &why); lat && cJSON_IsObject(lat.get())) {

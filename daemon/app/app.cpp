@@ -410,7 +410,10 @@ Status App::start_calls() {
       });
   if (!worker) return make_error("speech worker: " + worker.error().message, worker.error().code);
   speech_worker_ = std::move(*worker);
-  call_ctx_.speech = speech_worker_.get();
+  call_ctx_.speech = [w = speech_worker_.get()](std::string text, int rate, std::chrono::milliseconds timeout,
+                                                SpeechWorker::Done done) {
+    return w->render(std::move(text), rate, timeout, std::move(done));
+  };
   call_ctx_.audio = config_->audio;
   call_ctx_.calls = config_->calls;
   call_ctx_.recordings_dir = rec_dir;

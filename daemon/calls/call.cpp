@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <utility>
 
 #include "osvi/audio/recording.hpp"
 #include "osvi/base/log.hpp"
@@ -27,6 +28,10 @@ constexpr int64_t kHangupGraceMs = 5000;         // the line must confirm a hang
 constexpr int64_t kAudioWaitMs = 3000;           // a connected call without usable audio is given up
 constexpr int64_t kLocalSpeechTimeoutMs = 1000;  // espeak renders a prompt in ~0.1-0.3 s; then the tone
 constexpr int64_t kAmdMaxWaitMs = 5000;          // the AMD verdict, at the latest
+// The endpointer marks the end of speech a few frames after the voice stops (frame granularity, the VAD's
+// smoothing of a decaying tail: 65 ms measured on espeak-ng voices, bench/README.md "Dead air"). Dead air
+// counts from the voice's end, so the guard starts this much before the marked end.
+constexpr int64_t kSpeechEndLagMs = 80;
 
 using call_text::trim;
 
@@ -116,13 +121,30 @@ Call::~Call() {
   close_audio();
 }
 
+void Call::set_dead_air(int64_t from_us, std::optional<uint64_t> from_pos) {
+  timers_.set(D::dead_air, from_us + dead_air_us());
+  // The same deadline on the capture clock, the caller's: the wall-clock timer alone fires late by however
+  // long capture frames take to reach the loop. The timer stays as the backstop when no frames come.
+  if (!from_pos) {
+    const auto ago = static_cast<uint64_t>(std::max<int64_t>(now_us() - from_us, 0));
+    from_pos = pos_ - std::min<uint64_t>(pos_, ago * static_cast<uint64_t>(rate_) / 1'000'000);
+  }
+  dead_air_pos_ = *from_pos + static_cast<uint64_t>(dead_air_us()) * static_cast<uint64_t>(rate_) / 1'000'000;
+}
+
+int64_t Call::dead_air_us() const {
+  // Aimed one period early: what the guard queues is heard from the next device period on.
+  return std::max<int64_t>(static_cast<int64_t>(ctx_.calls.dead_air_ms) - ctx_.audio.frame_ms, 0) * 1000;
+}
+
 double Call::samples_to_ms(uint64_t samples) const {
   return static_cast<double>(samples) * 1000.0 / rate_;
 }
 
 size_t Call::memory_bytes() const {
   size_t n = sizeof(*this) + history_.capacity() * 2 + (utterance_ ? utterance_->memory_bytes() : 0) +
-             pending_play_.capacity() * 2 + resampled_.capacity() * 2;
+             pending_play_.capacity() * 2 + resampled_.capacity() * 2 + filler_pcm_.capacity() * 2 +
+             filler_play_.capacity() * 2 + fallback_pcm_.capacity() * 2;
   for (const auto& m : messages_) n += m.content.capacity() + sizeof(m);
   for (const auto& s : segments_) n += s.text.capacity() + sizeof(s);
   return n;
@@ -257,6 +279,7 @@ void Call::on_line_event(const hal::LineEvent& e) {
       messages_.push_back(
           {"system", "The transfer failed (" + e.reason + "). Tell the caller and help them.", {}, {}});
       state_ = State::thinking;
+      answering_user_ = false;
       request_llm();
       break;
     case T::dtmf:
@@ -307,6 +330,10 @@ Status Call::open_audio() {
   } else {
     speak_greeting();
   }
+  // Rendered now, not when the answer is late: the filler must be heard by the dead-air deadline.
+  if (!setup_.agent.fallback.filler.empty())
+    render_local(render_template(setup_.agent.fallback.filler),
+                 [this](std::vector<int16_t> pcm) { filler_pcm_ = std::move(pcm); });
   arm();
   return {};
 }
@@ -355,15 +382,23 @@ void Call::set_min_speech_ms(int ms) {
 // audio
 
 void Call::on_audio_tick() {
-  if (awaiting_first_sample_ && port_->played_samples() > played_mark_) {
+  const uint64_t played = port_->played_samples();
+  if (played > seen_played_) {
+    seen_played_ = played;
+    // The caller hears the agent: no dead air while it lasts (the guard re-arms when the burst ends).
+    if (timers_.armed(D::dead_air)) {
+      timers_.clear(D::dead_air);
+      arm();
+    }
+    if (burst_ == Burst::turn) filler_used_ = false;  // the reply moves on: a later stall gets its own filler
+  }
+  if (awaiting_first_sample_ && burst_ == Burst::turn && played > turn_burst_mark_) {
     awaiting_first_sample_ = false;
     const int64_t now = now_us();
     if (tts_first_byte_us_ >= 0)
       latency_.first_sample_ms = static_cast<double>(now - tts_first_byte_us_) / 1000.0;
     if (speech_end_us_ >= 0) latency_.voice_to_voice_ms = static_cast<double>(now - speech_end_us_) / 1000.0;
     turn_started_ms_ = wall_ms();
-    timers_.clear(D::dead_air);
-    arm();
   }
   pump_playback();
 }
@@ -372,15 +407,29 @@ void Call::on_stream_event(const hal::StreamEvent& e) {
   using K = hal::StreamEventKind;
   switch (e.kind) {
     case K::playback_drained:
-      heard_samples_ += e.played;
+      if (burst_ == Burst::filler)
+        finish_filler(false, e.played);
+      else
+        heard_samples_ += e.played;
       burst_queued_ = 0;
-      if (!agent_busy()) agent_turn_finished(false);
+      burst_ = Burst::none;
+      after_burst();
       break;
     case K::playback_stopped:
-      heard_samples_ += e.played;
+      if (burst_ == Burst::filler)
+        finish_filler(true, e.played);
+      else
+        heard_samples_ += e.played;
       burst_queued_ = 0;
+      burst_ = Burst::none;
       stop_pending_ = false;
-      agent_turn_finished(true);
+      if (barging_) {
+        barging_ = false;
+        agent_turn_finished(true);
+      } else {
+        // Only a filler was talked over: the reply goes on (held while the caller's words are unknown).
+        after_burst();
+      }
       break;
     case K::opened:
       timers_.clear(D::audio_wait);
@@ -442,6 +491,11 @@ void Call::on_capture(const audio::CaptureOutput& out) {
     record_.call_ended_reason = "voicemail_message_left";
   }
   for (const audio::EndpointEvent& e : out.endpoints) on_endpoint(e);
+  if (state_ != State::finished && timers_.armed(D::dead_air) && pos_ >= dead_air_pos_) {
+    timers_.clear(D::dead_air);
+    on_dead_air();
+    arm();
+  }
 }
 
 // Lines without network signalling (an analog line, a module that reports the call connected when dialling
@@ -489,14 +543,34 @@ void Call::on_endpoint(const audio::EndpointEvent& e) {
     }
     case K::OnsetRejected:
       in_utterance_ = false;
+      talkover_ = false;
       utterance_->cancel();
       if (state_ == State::listening) enter_listening();  // restart the silence clock
       break;
     case K::SpeechStart:
       silence_prompts_ = 0;
       user_turn_started_ms_ = wall_ms() - static_cast<int64_t>((pos_ - e.begin) * 1000 / rate);
-      if (agent_busy() && state_ != State::fallback && state_ != State::voicemail) {
-        if (setup_.agent.call.barge_in && turn_interruptible_) barge_in();
+      if (state_ == State::fallback || state_ == State::voicemail) break;
+      // The caller is talking: not dead air (the guard re-arms from the end of their speech).
+      if (timers_.armed(D::dead_air)) {
+        timers_.clear(D::dead_air);
+        arm();
+      }
+      if (answer_owed() && answer_unheard()) {
+        // Nothing of the reply was heard yet: the caller adds to their question, they interrupt nothing. The
+        // reply being prepared is kept (their words may be noise); only the filler, if playing, gives way.
+        talkover_ = true;
+        if (!filler_play_.empty() || burst_ == Burst::filler) {
+          filler_play_.clear();
+          if (burst_ == Burst::filler && port_ && !stop_pending_) {
+            stop_pending_ = true;
+            port_->stop_playback();
+          } else if (burst_ != Burst::filler) {
+            finish_filler(true, 0);
+          }
+        }
+      } else if (agent_busy() && setup_.agent.call.barge_in && turn_interruptible_) {
+        barge_in();
       }
       break;
     case K::SpeechEnd: {
@@ -536,12 +610,17 @@ void Call::on_endpoint(const audio::EndpointEvent& e) {
       req.audio = std::move(*blob);
       req.mime = "audio/ogg";
       req.language = call_text::language_code(setup_.agent);
-      if (!agent_busy()) {
-        state_ = State::thinking;
-        filler_used_ = false;
-        timers_.set(D::dead_air, speech_end_us_ + static_cast<int64_t>(ctx_.calls.dead_air_ms) * 1000);
-      }
+      const bool over_reply = talkover_;  // spoken over a reply not yet heard
+      talkover_ = false;
+      if (over_reply) ++talkover_stt_;
+      if (!agent_busy()) state_ = State::thinking;
+      filler_used_ = false;  // the caller spoke: a new wait, which may have its filler
       ++stt_in_flight_;
+      // Dead air counts from the end of the caller's speech whenever the agent is not talking.
+      if (burst_ == Burst::none) {
+        const uint64_t lag = std::min<uint64_t>(e.end, static_cast<uint64_t>(kSpeechEndLagMs * rate / 1000));
+        set_dead_air(speech_end_us_ - kSpeechEndLagMs * 1000, e.end - lag);
+      }
       const uint64_t key = next_request_key();
       net::SttCallbacks cb{
           .on_sent =
@@ -550,17 +629,24 @@ void Call::on_endpoint(const audio::EndpointEvent& e) {
                 latency_.stt_sent_ms = static_cast<double>(stt_sent_us_ - decision_us_) / 1000.0;
               },
           .on_done =
-              [this, key, speech_started_ms, speech_ended_ms](std::string text) {
+              [this, key, speech_started_ms, speech_ended_ms, over_reply](std::string text) {
                 release(key);
                 --stt_in_flight_;
+                if (over_reply) --talkover_stt_;
                 if (stt_sent_us_ >= 0)
                   latency_.stt_ms = static_cast<double>(now_us() - stt_sent_us_) / 1000.0;
                 text = trim(text);
                 if (text.empty()) {
-                  if (state_ == State::thinking) enter_listening();
+                  // Noise: a reply in preparation goes on (its held audio plays).
+                  if (state_ == State::thinking && !agent_busy() && stt_in_flight_ == 0) enter_listening();
+                  pump_playback();
                   return;
                 }
                 save_turn("user", text, speech_started_ms, speech_ended_ms, false, std::nullopt);
+                if (over_reply && answer_owed() && answer_unheard()) {
+                  merge_and_reask(std::move(text));
+                  return;
+                }
                 if (agent_busy()) {
                   pending_user_text_ += (pending_user_text_.empty() ? "" : " ") + text;
                   return;
@@ -568,9 +654,10 @@ void Call::on_endpoint(const audio::EndpointEvent& e) {
                 start_turn(std::move(text));
               },
           .on_error =
-              [this, key](const net::UpstreamError& err) {
+              [this, key, over_reply](const net::UpstreamError& err) {
                 release(key);
                 --stt_in_flight_;
+                if (over_reply) --talkover_stt_;
                 on_upstream_error(err);
               }};
       own(key, ctx_.upstream->transcribe(std::move(req), std::move(cb)));
@@ -597,13 +684,39 @@ void Call::queue_agent_audio(std::span<const int16_t> samples, size_t segment) {
 }
 
 void Call::pump_playback() {
-  if (!port_ || pending_play_.empty() || stop_pending_) return;
+  if (!port_ || stop_pending_) return;
+  if (burst_ != Burst::turn && !filler_play_.empty()) {
+    const size_t n = port_->queue_playback(filler_play_);
+    if (n == 0) return;
+    burst_ = Burst::filler;
+    burst_queued_ += n;
+    filler_play_.erase(filler_play_.begin(), filler_play_.begin() + static_cast<std::ptrdiff_t>(n));
+    return;
+  }
+  // The reply waits for the filler to end (so that talking over the filler stops only the filler), and does
+  // not start while the caller's words spoken over it are not known yet.
+  if (burst_ == Burst::filler || pending_play_.empty()) return;
+  if (burst_ == Burst::none && (talkover_ || talkover_stt_ > 0) && state_ != State::fallback) return;
   const size_t n = port_->queue_playback(pending_play_);
   if (n == 0) return;
+  if (burst_ == Burst::none) {
+    burst_ = Burst::turn;
+    turn_burst_mark_ = port_->played_samples();
+  }
   queued_samples_ += n;
   burst_queued_ += n;
   pending_play_.erase(pending_play_.begin(), pending_play_.begin() + static_cast<std::ptrdiff_t>(n));
   if (pending_play_.empty()) pending_play_.shrink_to_fit();
+}
+
+void Call::after_burst() {
+  pump_playback();  // the reply's audio that waited behind a filler
+  if (burst_ != Burst::none) return;
+  if (!agent_busy()) {
+    agent_turn_finished(false);
+    return;
+  }
+  guard_silence(now_us());  // more of the turn is owed: dead air counts from the end of this audio
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -611,7 +724,48 @@ void Call::pump_playback() {
 
 bool Call::agent_busy() const {
   return tts_id_ != 0 || !tts_queue_.empty() || !llm_done_ || !pending_play_.empty() || burst_queued_ > 0 ||
-         stop_pending_;
+         stop_pending_ || !filler_play_.empty();
+}
+
+bool Call::answer_owed() const {
+  if (state_ == State::thinking) return true;
+  if (state_ != State::greeting && state_ != State::speaking) return false;
+  return agent_busy() || stt_in_flight_ > 0 || !pending_user_text_.empty();
+}
+
+bool Call::answer_unheard() const {
+  return answering_user_ && queued_samples_ == 0 && heard_samples_ == 0 && burst_ != Burst::turn;
+}
+
+void Call::merge_and_reask(std::string text) {
+  if (!pending_user_text_.empty()) {
+    text = pending_user_text_ + " " + text;
+    pending_user_text_.clear();
+  }
+  if (!agent_busy()) {
+    start_turn(std::move(text));
+    return;
+  }
+  log::debug("the caller added to their question before hearing the reply: asking again",
+             {{"CALL_ID", id()}});
+  // The draft nobody heard is dropped; the caller gets one reply to everything they said.
+  cancel_request(tts_id_);
+  cancel_request(llm_id_);
+  llm_done_ = true;
+  tts_queue_.clear();
+  pending_play_.clear();
+  segments_.clear();
+  heard_samples_ = queued_samples_ = 0;
+  first_tts_byte_seen_ = false;
+  awaiting_first_sample_ = false;
+  if (!messages_.empty() && messages_.back().role == "user")
+    messages_.back().content += " " + text;
+  else
+    messages_.push_back({"user", std::move(text), {}, {}});
+  state_ = State::thinking;
+  answering_user_ = true;
+  request_llm();
+  if (!timers_.armed(D::dead_air)) guard_silence(std::max(speech_end_us_, now_us() - 500'000));
 }
 
 void Call::speak_greeting() {
@@ -625,7 +779,7 @@ void Call::speak_greeting() {
   speech_end_us_ = -1;
   speak_text(greeting, setup_.agent.greeting.interruptible);
   turn_is_llm_ = true;  // the greeting is the agent's first line of the conversation
-  timers_.set(D::dead_air, now_us() + static_cast<int64_t>(ctx_.calls.dead_air_ms) * 1000);
+  set_dead_air(now_us());
   filler_used_ = false;
   arm();
 }
@@ -635,6 +789,8 @@ void Call::speak_text(std::string text, bool interruptible) {
   heard_samples_ = queued_samples_ = 0;
   turn_interruptible_ = interruptible;
   turn_is_llm_ = false;
+  turn_is_fallback_ = false;
+  answering_user_ = false;
   llm_text_ = text;
   turn_started_ms_ = wall_ms();
   if (state_ != State::voicemail && state_ != State::greeting) state_ = State::speaking;
@@ -650,9 +806,9 @@ void Call::start_turn(std::string user_text) {
   }
   messages_.push_back({"user", std::move(user_text), {}, {}});
   state_ = State::thinking;
+  answering_user_ = true;
   if (!timers_.armed(D::dead_air) && speech_end_us_ >= 0)
-    timers_.set(D::dead_air, std::max(speech_end_us_, now_us() - 500'000) +
-                                 static_cast<int64_t>(ctx_.calls.dead_air_ms) * 1000);
+    guard_silence(std::max(speech_end_us_, now_us() - 500'000));
   request_llm();
 }
 
@@ -662,6 +818,7 @@ void Call::request_llm() {
   llm_text_.clear();
   llm_pending_text_.clear();
   turn_is_llm_ = true;
+  turn_is_fallback_ = false;
   turn_interruptible_ = true;
   llm_done_ = false;
   if (setup_.agent.call.barge_in)
@@ -717,9 +874,9 @@ void Call::on_llm_done(net::ChatResult result) {
     return;
   }
   if (segments_.empty() && tts_queue_.empty() && tts_id_ == 0) {
-    // The model said nothing: listen again rather than leave the caller waiting.
-    messages_.push_back({"assistant", "", {}, {}});
-    enter_listening();
+    // The model said nothing: listen again rather than leave the caller waiting. Nothing goes into the
+    // context: the caller heard nothing (and an empty assistant message is refused by some providers).
+    if (!agent_busy()) agent_turn_finished(false);
   }
 }
 
@@ -766,7 +923,6 @@ void Call::on_tts_audio(std::span<const uint8_t> bytes) {
     first_tts_byte_seen_ = true;
     tts_first_byte_us_ = now_us();
     latency_.tts_first_byte_ms = static_cast<double>(tts_first_byte_us_ - tts_sent_us_) / 1000.0;
-    played_mark_ = port_->played_samples();
     awaiting_first_sample_ = true;
   }
   // s16le at 24 kHz, split anywhere by the network: keep an odd byte for the next chunk.
@@ -808,10 +964,13 @@ void Call::barge_in() {
   pending_play_.clear();
   hangup_after_turn_ = false;
   transfer_after_turn_.reset();
+  filler_play_.clear();
   if (port_ && burst_queued_ > 0) {
     stop_pending_ = true;
+    barging_ = true;
     port_->stop_playback();  // playback_stopped says how much was heard
   } else {
+    if (burst_ != Burst::filler) finish_filler(true, 0);
     agent_turn_finished(true);
   }
 }
@@ -822,20 +981,12 @@ void Call::agent_turn_finished(bool interrupted) {
   // Cut off: what the caller actually heard. Played to the end: every sentence spoken.
   const std::string heard =
       interrupted ? call_text::heard_text(segments_, heard_samples_) : call_text::spoken_text(segments_);
-  const bool spoke = !segments_.empty();
-  if (spoke) {
-    save_turn("agent", heard, turn_started_ms_, wall_ms(), interrupted, latency_.json());
-    if (turn_is_llm_) {
-      // The model keeps only what the caller heard; the rest of an interrupted reply never happened.
-      if (!messages_.empty() && messages_.back().role == "assistant" && messages_.back().tool_calls.empty() &&
-          messages_.back().content.empty())
-        messages_.back().content = heard;
-      else if (messages_.empty() || messages_.back().role != "assistant" ||
-               !messages_.back().tool_calls.empty())
-        messages_.push_back({"assistant", heard, {}, {}});
-      else
-        messages_.back().content = heard;
-    }
+  // A turn cut before any of its words were heard never happened, for the caller as for the model.
+  if (!segments_.empty() && !trim(heard).empty()) {
+    save_turn("agent", heard, turn_started_ms_, wall_ms(), interrupted, latency_.json(),
+              turn_is_fallback_ ? std::optional<std::string>("fallback") : std::nullopt);
+    // The model keeps only what the caller heard; the rest of an interrupted reply never happened.
+    if (turn_is_llm_ || turn_is_fallback_) messages_.push_back({"assistant", heard, {}, {}});
   }
   segments_.clear();
   heard_samples_ = queued_samples_ = 0;
@@ -879,6 +1030,7 @@ void Call::agent_turn_finished(bool interrupted) {
   }
   if (stt_in_flight_ > 0) {
     state_ = State::thinking;
+    guard_silence(now_us());
     return;
   }
   enter_listening();
@@ -986,39 +1138,110 @@ void Call::on_upstream_error(const net::UpstreamError& e) {
 // ----------------------------------------------------------------------------------------------
 // fallback
 
-void Call::play_local(std::string_view text, bool with_tone) {
+void Call::render_local(std::string text, std::function<void(std::vector<int16_t>)> done) {
+  std::erase_if(local_speech_, [](const SpeechWorker::Ticket& t) { return !t.pending(); });
   if (!ctx_.speech) {
-    play_local_pcm(text, {}, with_tone);
+    done({});
     return;
   }
-  // espeak renders on the worker; one that is slow or wedged gets the tone instead, so the caller is never
-  // left in silence waiting for it.
-  std::erase_if(local_speech_, [](const SpeechWorker::Ticket& t) { return !t.pending(); });
-  local_speech_.push_back(ctx_.speech->render(
-      std::string(text), rate_, std::chrono::milliseconds(kLocalSpeechTimeoutMs),
-      [this, said = std::string(text), with_tone](Result<std::vector<int16_t>> pcm) {
-        if (state_ == State::finished) return;
-        if (!pcm) log::warning("local speech failed: " + pcm.error().message, {{"CALL_ID", id()}});
-        play_local_pcm(said, pcm ? std::move(*pcm) : std::vector<int16_t>{}, with_tone || !pcm);
-      }));
+  // espeak renders on the worker; one that is slow or wedged gives up at the timeout, so the caller hears the
+  // tone rather than waiting on it.
+  local_speech_.push_back(
+      ctx_.speech(std::move(text), rate_, std::chrono::milliseconds(kLocalSpeechTimeoutMs),
+                  [this, done = std::move(done)](Result<std::vector<int16_t>> pcm) {
+                    if (state_ == State::finished) return;
+                    if (!pcm)
+                      log::warning("local speech failed: " + pcm.error().message, {{"CALL_ID", id()}});
+                    done(pcm ? std::move(*pcm) : std::vector<int16_t>{});
+                  }));
 }
 
-void Call::play_local_pcm(std::string_view text, std::vector<int16_t> pcm, bool with_tone) {
-  if (with_tone) {
-    auto gap = std::vector<int16_t>(static_cast<size_t>(rate_ / 4), 0);
-    auto beep = tone(rate_, 1000.0, 400);
-    pcm.insert(pcm.end(), gap.begin(), gap.end());
-    pcm.insert(pcm.end(), beep.begin(), beep.end());
-  }
+std::vector<int16_t> Call::with_tone(std::vector<int16_t> pcm) const {
+  auto gap = std::vector<int16_t>(static_cast<size_t>(rate_ / 4), 0);
+  auto beep = tone(rate_, 1000.0, 400);
+  pcm.insert(pcm.end(), gap.begin(), gap.end());
+  pcm.insert(pcm.end(), beep.begin(), beep.end());
+  return pcm;
+}
+
+void Call::play_local(std::string_view text, bool tone) {
+  render_local(std::string(text), [this, said = std::string(text), tone](std::vector<int16_t> pcm) {
+    const bool failed = pcm.empty();
+    play_local_pcm(said, tone || failed ? with_tone(std::move(pcm)) : std::move(pcm));
+  });
+}
+
+void Call::play_local_pcm(std::string_view text, std::vector<int16_t> pcm) {
   segments_.push_back({std::string(text), 0});
-  if (!awaiting_first_sample_ && port_) {
-    played_mark_ = port_->played_samples();
-    awaiting_first_sample_ = true;
-  }
+  awaiting_first_sample_ = true;
   queue_agent_audio(pcm, segments_.size() - 1);
 }
 
+void Call::play_filler() {
+  filler_used_ = true;
+  const std::string text = trim(render_template(setup_.agent.fallback.filler));
+  std::vector<int16_t> pcm = filler_pcm_;
+  if (pcm.empty() || !port_) {
+    // Nothing to say it with (no local speech, or its render failed or is not back yet): the reply gets one
+    // more interval before the fallback.
+    guard_silence(now_us());
+    return;
+  }
+  filler_text_ = text;
+  filler_samples_ = pcm.size();
+  filler_started_ms_ = wall_ms();
+  filler_mark_ = port_->played_samples();
+  filler_play_ = std::move(pcm);
+  pump_playback();
+  // A stall: the fallback may follow the filler, and must then be heard as promptly. Rendered while the
+  // filler plays (the ring holds the filler's audio), once per call.
+  if (fallback_pcm_.empty() && !fallback_rendering_) {
+    fallback_rendering_ = true;
+    render_local(render_template(setup_.agent.fallback.message),
+                 [this](std::vector<int16_t> said) { fallback_pcm_ = with_tone(std::move(said)); });
+  }
+}
+
+void Call::finish_filler(bool cut, uint64_t played) {
+  if (filler_text_.empty()) return;
+  const Segment seg{filler_text_, filler_samples_};
+  const std::string heard = cut ? call_text::heard_text({&seg, 1}, played) : filler_text_;
+  if (!heard.empty()) {
+    // What the caller heard, in the transcript and in the model's context (it was said on its behalf).
+    save_turn("agent", heard, filler_started_ms_, wall_ms(), cut, std::nullopt, "filler");
+    messages_.push_back({"assistant", heard, {}, {}});
+  }
+  filler_text_.clear();
+  filler_samples_ = 0;
+  filler_play_.clear();
+}
+
+void Call::guard_silence(int64_t from_us) {
+  if (!answer_owed() || burst_ != Burst::none) return;
+  set_dead_air(from_us);
+  arm();
+}
+
+void Call::on_dead_air() {
+  // Something plays (or is about to): that is not dead air; the guard re-arms when it ends.
+  if (!answer_owed() || burst_ != Burst::none || !filler_play_.empty()) return;
+  if (!filler_used_ && !setup_.agent.fallback.filler.empty() && port_)
+    play_filler();  // the answer is late: say something now, and give the upstream one more interval
+  else
+    enter_fallback("no answer within the dead-air limit");
+}
+
 void Call::enter_fallback(std::string why) {
+  talkover_ = false;
+  talkover_stt_ = 0;
+  // What the caller hears of a reply cut by the failure (its queued audio still plays) stays in the record.
+  if (!segments_.empty() && !turn_is_fallback_) {
+    const std::string heard = call_text::heard_text(segments_, queued_samples_ + pending_play_.size());
+    if (!heard.empty()) {
+      save_turn("agent", heard, turn_started_ms_, wall_ms(), true, latency_.json());
+      if (turn_is_llm_) messages_.push_back({"assistant", heard, {}, {}});
+    }
+  }
   cancel_upstream();
   tts_queue_.clear();
   llm_done_ = true;
@@ -1042,8 +1265,13 @@ void Call::enter_fallback(std::string why) {
   const std::string msg = render_template(setup_.agent.fallback.message);
   llm_text_ = msg;
   turn_is_llm_ = false;
+  turn_is_fallback_ = true;
+  answering_user_ = false;
   turn_started_ms_ = wall_ms();
-  play_local(msg, true);
+  if (!fallback_pcm_.empty())
+    play_local_pcm(msg, std::exchange(fallback_pcm_, {}));
+  else
+    play_local(msg, true);  // not rendered in advance (no filler played) or still rendering
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -1091,28 +1319,11 @@ void Call::on_timer() {
     } else if (state_ != State::fallback && state_ != State::ending) {
       speech_end_us_ = now;
       latency_ = {};
-      timers_.set(D::dead_air, now + static_cast<int64_t>(ctx_.calls.dead_air_ms) * 1000);
+      set_dead_air(now);
       start_turn(text);
     }
   }
-  if (due(D::dead_air)) {
-    if (state_ == State::thinking || state_ == State::greeting || state_ == State::speaking) {
-      if (!filler_used_ && !setup_.agent.fallback.filler.empty() && port_) {
-        // The answer is late: say something now, and give the upstream one more dead-air interval.
-        filler_used_ = true;
-        const uint64_t before = queued_samples_ + pending_play_.size();
-        std::vector<Segment> keep = segments_;
-        play_local(render_template(setup_.agent.fallback.filler), false);
-        const uint64_t filler = queued_samples_ + pending_play_.size() - before;
-        segments_ = keep;  // the filler is not part of what the model said
-        segments_.insert(segments_.begin(), Segment{"", filler});
-        timers_.set(D::dead_air, now + static_cast<int64_t>(samples_to_ms(filler) * 1000) +
-                                     static_cast<int64_t>(ctx_.calls.dead_air_ms) * 1000);
-      } else {
-        enter_fallback("no answer within the dead-air limit");
-      }
-    }
-  }
+  if (due(D::dead_air)) on_dead_air();
   if (due(D::silence)) {
     if (state_ == State::fallback) {
       end_call("upstream_failure", "system");
@@ -1130,11 +1341,12 @@ void Call::on_timer() {
       if (!s.message.empty()) {
         speak_text(render_template(s.message), true);
         turn_is_llm_ = true;  // the model should know it asked
-        timers_.set(D::dead_air, now + static_cast<int64_t>(ctx_.calls.dead_air_ms) * 1000);
+        set_dead_air(now);
       } else {
         messages_.push_back({"system", "The caller has been silent for a while. Check in briefly.", {}, {}});
         state_ = State::thinking;
-        timers_.set(D::dead_air, now + static_cast<int64_t>(ctx_.calls.dead_air_ms) * 1000);
+        answering_user_ = false;
+        set_dead_air(now);
         request_llm();
       }
     }
@@ -1204,7 +1416,7 @@ void Call::abort(std::string_view reason) {
 }
 
 void Call::save_turn(std::string role, std::string text, int64_t started_ms, int64_t ended_ms,
-                     bool interrupted, std::optional<std::string> latency) {
+                     bool interrupted, std::optional<std::string> latency, std::optional<std::string> kind) {
   TranscriptTurn t;
   t.call_id = id();
   t.seq = ++seq_;
@@ -1214,6 +1426,7 @@ void Call::save_turn(std::string role, std::string text, int64_t started_ms, int
   t.ended_at_ms = ended_ms;
   t.interrupted = interrupted;
   t.latency_json = std::move(latency);
+  t.kind = std::move(kind);
   if (Status s = ctx_.store->calls().add_transcript_turn(t); !s)
     log::error("cannot save a transcript turn: " + s.error().message, {{"CALL_ID", id()}});
 }
@@ -1223,9 +1436,14 @@ void Call::finalize(std::string_view status, std::string_view reason, std::strin
   state_ = State::finished;
   cancel_upstream();
   timers_.detach();
-  // A turn cut by the hang-up still belongs in the transcript.
-  if (!segments_.empty() && (burst_queued_ > 0 || heard_samples_ > 0)) {
-    save_turn("agent", trim(llm_text_), turn_started_ms_, wall_ms(), true, latency_.json());
+  // A turn cut by the hang-up still belongs in the transcript: what the caller heard of it.
+  if (port_ && burst_ == Burst::filler) finish_filler(true, port_->played_samples() - filler_mark_);
+  if (!segments_.empty()) {
+    const uint64_t playing = port_ && burst_ == Burst::turn ? port_->played_samples() - turn_burst_mark_ : 0;
+    const std::string heard = call_text::heard_text(segments_, heard_samples_ + playing);
+    if (!heard.empty())
+      save_turn("agent", heard, turn_started_ms_, wall_ms(), true, latency_.json(),
+                turn_is_fallback_ ? std::optional<std::string>("fallback") : std::nullopt);
     segments_.clear();
   }
   close_audio();

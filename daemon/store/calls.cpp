@@ -187,18 +187,18 @@ Status CallsRepo::remove(std::string_view call_id) {
 }
 
 Status CallsRepo::add_transcript_turn(const TranscriptTurn& t) {
-  Status s =
-      run(db_.sql(),
-          "INSERT INTO transcript_turns (call_id, seq, role, text, started_at, ended_at, interrupted, "
-          "latency_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-          t.call_id, t.seq, t.role, t.text, t.started_at_ms, t.ended_at_ms, t.interrupted, t.latency_json);
+  Status s = run(db_.sql(),
+                 "INSERT INTO transcript_turns (call_id, seq, role, text, started_at, ended_at, interrupted, "
+                 "latency_json, kind) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                 t.call_id, t.seq, t.role, t.text, t.started_at_ms, t.ended_at_ms, t.interrupted,
+                 t.latency_json, t.kind);
   if (!s.ok()) return wrap("adding turn " + std::to_string(t.seq) + " of call " + t.call_id, s.error());
   return {};
 }
 
 Result<std::vector<TranscriptTurn>> CallsRepo::transcript(std::string_view call_id) {
   auto stmt = db_.sql().cached(
-      "SELECT call_id, seq, role, text, started_at, ended_at, interrupted, latency_json FROM "
+      "SELECT call_id, seq, role, text, started_at, ended_at, interrupted, latency_json, kind FROM "
       "transcript_turns "
       "WHERE call_id = ?1 ORDER BY seq");
   if (!stmt.ok()) return wrap("reading transcript", stmt.error());
@@ -210,7 +210,7 @@ Result<std::vector<TranscriptTurn>> CallsRepo::transcript(std::string_view call_
     if (!*row) break;
     const sql::Stmt& s = **stmt;
     out.push_back(TranscriptTurn{s.text(0), s.int64(1), s.text(2), s.text(3), s.opt_int64(4), s.opt_int64(5),
-                                 s.int64(6) != 0, s.opt_text(7)});
+                                 s.int64(6) != 0, s.opt_text(7), s.opt_text(8)});
   }
   return out;
 }

@@ -202,7 +202,13 @@ CREATE TABLE meta (
 ) WITHOUT ROWID;
 )sql";
 
-constexpr std::array<std::string_view, 1> kMigrations = {kMigration1};
+// Migration 2: the agent turns the box says on its own (the filler while an answer is late, the fallback
+// message) are marked, so a transcript tells them from the model's words.
+constexpr std::string_view kMigration2 = R"sql(
+ALTER TABLE transcript_turns ADD COLUMN kind TEXT CHECK (kind IS NULL OR kind IN ('filler', 'fallback'));
+)sql";
+
+constexpr std::array<std::string_view, 2> kMigrations = {kMigration1, kMigration2};
 
 }  // namespace
 

@@ -101,6 +101,32 @@ void FakeAudio::complete_stop() {
   tick();
 }
 
+void FakeAudio::period(const Frame& frame, bool caller_voice) {
+  const uint64_t n = static_cast<uint64_t>(rate * frame_ms / 1000);
+  capture(frame);  // the call may end (and drop the port) here
+  if (caller_voice) last_sound_end_ = std::max(last_sound_end_, clock_ + n);
+  if (listener_ && stop_requested_) complete_stop();
+  const uint64_t m = listener_ ? std::min(n, unplayed_) : 0;
+  if (m > 0) {
+    if (last_sound_end_ < clock_) starts_.push_back({clock_, clock_ - last_sound_end_});
+    last_sound_end_ = std::max(last_sound_end_, clock_ + m);
+    play(m);
+    if (listener_ && unplayed_ == 0) drain();
+  }
+  clock_ += n;
+}
+
+uint64_t FakeAudio::longest_gap() const {
+  uint64_t g = 0;
+  for (const Start& s : starts_) g = std::max(g, s.gap);
+  return g;
+}
+
+void FakeAudio::reset_heard() {
+  starts_.clear();
+  last_sound_end_ = clock_;
+}
+
 void FakeAudio::event(hal::StreamEventKind kind) {
   if (!listener_) return;
   hal::StreamEvent e;

@@ -51,11 +51,31 @@ class FakeAudio {
   void complete_stop();
   void event(hal::StreamEventKind kind);
 
+  // One period of the device, as the real stream runs it: the capture frame in, then (a requested stop
+  // completed first) up to one period of the queued playback out, silence for the rest, and playback_drained
+  // when the queue runs dry. `caller_voice`: the caller is speaking during this period. The caller's ear is
+  // on this clock (clock(): periods elapsed × period), independent of the call's own timestamps.
+  void period(const Frame& frame, bool caller_voice = false);
+  void period() { period(Frame{}); }
+  uint64_t clock() const { return clock_; }
+  // Each time agent audio starts after a silence: where (clock) and the silence before it, counted from the
+  // end of the last sound the caller heard (agent audio or their own voice).
+  struct Start {
+    uint64_t at = 0;
+    uint64_t gap = 0;
+  };
+  const std::vector<Start>& starts() const { return starts_; }
+  uint64_t longest_gap() const;
+  // Forgets the starts so far; the silence counts from now.
+  void reset_heard();
+
  private:
   class Port;
   void tick();
   daemon::AudioPort::Listener* listener_ = nullptr;
   uint64_t unplayed_ = 0, played_ = 0, burst_played_ = 0, pos_ = 0;
+  uint64_t clock_ = 0, last_sound_end_ = 0;
+  std::vector<Start> starts_;
   bool stop_requested_ = false;
   std::vector<int16_t> clean_;
 };

@@ -7,7 +7,11 @@
 namespace osvi::net {
 
 struct SimUpstream::State {
-  std::map<RequestId, std::vector<Step>> active;
+  struct Request {
+    std::vector<Step> steps;
+    bool delivered = false;  // a data step ran
+  };
+  std::map<RequestId, Request> active;
   bool alive = true;  // false once the SimUpstream is destroyed, possibly by a callback it was running
 };
 
@@ -73,25 +77,54 @@ UpstreamError SimUpstream::error(UpstreamStage stage, const SimFailure& f,
 
 RequestId SimUpstream::run(std::vector<Step> steps) {
   RequestId id = next_id_++;
-  state_->active.emplace(id, std::move(steps));
+  state_->active.emplace(id, State::Request{std::move(steps), false});
   next(id, 0);
   return id;
+}
+
+void SimUpstream::watch(RequestId id, UpstreamStage stage, const Endpoint& ep,
+                        std::function<void(const UpstreamError&)> fail) {
+  if (!watchdogs || !state_->active.contains(id)) return;
+  auto shared = std::make_shared<std::function<void(const UpstreamError&)>>(std::move(fail));
+  std::weak_ptr<State> weak = state_;
+  auto arm = [&](int64_t ms, bool first_byte) {
+    if (ms <= 0) return;
+    schedule_(ms, [weak, id, stage, ms, first_byte, shared, provider = ep.base_url] {
+      auto state = weak.lock();
+      if (!state || !state->alive) return;
+      auto found = state->active.find(id);
+      if (found == state->active.end() || (first_byte && found->second.delivered)) return;
+      state->active.erase(found);
+      UpstreamError e;
+      e.stage = stage;
+      e.kind = UpstreamError::Kind::timeout;
+      e.provider = provider;
+      e.message = first_byte
+                      ? std::string(stage == UpstreamStage::llm ? "no first token" : "no first audio byte") +
+                            " within " + std::to_string(ms) + " ms"
+                      : "timed out after " + std::to_string(ms) + " ms";
+      (*shared)(e);
+    });
+  };
+  if (stage != UpstreamStage::stt) arm(ep.first_byte_timeout_ms, true);
+  arm(ep.timeout_ms, false);
 }
 
 void SimUpstream::next(RequestId id, size_t index) {
   auto it = state_->active.find(id);
   if (it == state_->active.end()) return;
-  if (index >= it->second.size()) {
+  if (index >= it->second.steps.size()) {
     state_->active.erase(it);
     return;
   }
   std::weak_ptr<State> weak = state_;
-  schedule_(it->second[index].delay_ms, [this, weak, id, index] {
+  schedule_(it->second.steps[index].delay_ms, [this, weak, id, index] {
     auto state = weak.lock();
     if (!state || !state->alive) return;  // the SimUpstream is gone
     auto found = state->active.find(id);
     if (found == state->active.end()) return;  // cancelled
-    Step step = std::move(found->second[index]);
+    Step step = std::move(found->second.steps[index]);
+    if (step.data) found->second.delivered = true;
     if (step.terminal) state->active.erase(found);
     step.action();
     if (!step.terminal && state->alive) next(id, index + 1);
@@ -138,9 +171,13 @@ RequestId SimUpstream::transcribe(SttRequest request, SttCallbacks cb) {
                      [shared, text = std::get<std::string>(answer)] {
                        if (shared->on_done) shared->on_done(text);
                      },
-                     true});
+                     true, true});
   }
-  return run(std::move(steps));
+  const RequestId id = run(std::move(steps));
+  watch(id, UpstreamStage::stt, request.endpoint, [shared](const UpstreamError& e) {
+    if (shared->on_error) shared->on_error(e);
+  });
+  return id;
 }
 
 RequestId SimUpstream::chat(ChatRequest request, ChatCallbacks cb) {
@@ -180,15 +217,25 @@ RequestId SimUpstream::chat(ChatRequest request, ChatCallbacks cb) {
   }
   size_t step_chars = std::max<size_t>(1, chunk_chars);
   int64_t delay = t.first_ms;
-  for (size_t pos = 0; pos < reply->text.size(); pos += step_chars) {
-    steps.push_back({delay, [shared, delta = reply->text.substr(pos, step_chars)] {
+  int chunk = 0;
+  for (size_t pos = 0; pos < reply->text.size(); pos += step_chars, ++chunk) {
+    steps.push_back({delay + (chunk == t.stall_at ? t.stall_ms : 0),
+                     [shared, delta = reply->text.substr(pos, step_chars)] {
                        if (shared->on_delta) shared->on_delta(delta);
-                     }});
+                     },
+                     false, true});
     delay = t.chunk_ms;
   }
+  auto watched = [&] {
+    const RequestId id = run(std::move(steps));
+    watch(id, UpstreamStage::llm, request.endpoint, [shared](const UpstreamError& e) {
+      if (shared->on_error) shared->on_error(e);
+    });
+    return id;
+  };
   if (reply->error) {
     fail_with(delay, *reply->error);
-    return run(std::move(steps));
+    return watched();
   }
   ChatResult result;
   result.text = reply->text;
@@ -201,7 +248,7 @@ RequestId SimUpstream::chat(ChatRequest request, ChatCallbacks cb) {
                      if (shared->on_done) shared->on_done(result);
                    },
                    true});
-  return run(std::move(steps));
+  return watched();
 }
 
 RequestId SimUpstream::speak(TtsRequest request, TtsCallbacks cb) {
@@ -243,12 +290,15 @@ RequestId SimUpstream::speak(TtsRequest request, TtsCallbacks cb) {
   }
   size_t chunk = std::max<size_t>(2, tts_chunk_bytes);
   int64_t delay = t.first_ms;
-  for (size_t pos = 0; pos < total; pos += chunk) {
+  int n = 0;
+  for (size_t pos = 0; pos < total; pos += chunk, ++n) {
     std::vector<uint8_t> piece(pcm.begin() + static_cast<std::ptrdiff_t>(pos),
                                pcm.begin() + static_cast<std::ptrdiff_t>(std::min(total, pos + chunk)));
-    steps.push_back({delay, [shared, piece = std::move(piece)] {
+    steps.push_back({delay + (n == t.stall_at ? t.stall_ms : 0),
+                     [shared, piece = std::move(piece)] {
                        if (shared->on_audio) shared->on_audio(piece);
-                     }});
+                     },
+                     false, true});
     delay = t.chunk_ms;
   }
   steps.push_back({delay,
@@ -256,7 +306,11 @@ RequestId SimUpstream::speak(TtsRequest request, TtsCallbacks cb) {
                      if (shared->on_done) shared->on_done();
                    },
                    true});
-  return run(std::move(steps));
+  const RequestId id = run(std::move(steps));
+  watch(id, UpstreamStage::tts, request.endpoint, [shared](const UpstreamError& e) {
+    if (shared->on_error) shared->on_error(e);
+  });
+  return id;
 }
 
 }  // namespace osvi::net

@@ -35,7 +35,14 @@ struct SimTiming {
   int64_t sent_ms = 1;    // request → on_sent
   int64_t first_ms = 20;  // on_sent → first delta / audio chunk / transcription
   int64_t chunk_ms = 5;   // between further deltas / chunks
+  // A stall mid-stream: data chunk number `stall_at` (0 = the first delta / audio chunk) comes `stall_ms`
+  // later than it would. -1 = none.
+  int stall_at = -1;
+  int64_t stall_ms = 0;
 };
+
+// A delay that never ends within a test: the stage hangs until a watchdog (or the call) gives up on it.
+inline constexpr int64_t kSimHang = 3'600'000;
 
 class SimUpstream final : public Upstream {
  public:
@@ -55,6 +62,9 @@ class SimUpstream final : public Upstream {
   void fail_next(UpstreamStage stage, SimFailure failure);
   void set_breaker_open(const std::string& base_url, bool open);
   size_t chunk_chars = 8;  // LLM delta size
+  // As net's upstream: a request fails with a timeout when the endpoint's first_byte_timeout_ms passes
+  // before its first delta / audio byte (llm, tts), or its timeout_ms before it ends.
+  bool watchdogs = true;
   // TTS: bytes_per_char bytes of s16le 24 kHz PCM per input character (default 50 ms), in chunk_bytes chunks;
   // a 440 Hz tone, or silence when tts_tone is false. The requested format is ignored: always PCM.
   size_t tts_bytes_per_char = 2400;
@@ -79,9 +89,13 @@ class SimUpstream final : public Upstream {
     int64_t delay_ms;
     std::function<void()> action;
     bool terminal = false;
+    bool data = false;  // a delta, an audio chunk or a transcription (what stops the first-byte watchdog)
   };
   struct State;
   RequestId run(std::vector<Step> steps);
+  // Starts the endpoint's watchdogs for request `id`; `fail` reports the timeout.
+  void watch(RequestId id, UpstreamStage stage, const Endpoint& endpoint,
+             std::function<void(const UpstreamError&)> fail);
   void next(RequestId id, size_t index);
   std::optional<SimFailure> take_failure(UpstreamStage stage);
   UpstreamError error(UpstreamStage stage, const SimFailure& f, const std::string& provider) const;

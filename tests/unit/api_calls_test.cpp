@@ -592,11 +592,16 @@ TEST_F(ApiCalls, TranscriptShape) {
                     .add_transcript_turn(TranscriptTurn{uuid(1), 2, "user", "Hello", kT0 + 2600, std::nullopt,
                                                         false, std::nullopt})
                     .ok());
+    ASSERT_TRUE(
+        store_->calls()
+            .add_transcript_turn(TranscriptTurn{uuid(1), 3, "agent", "One moment, please.", kT0 + 5000,
+                                                kT0 + 6000, false, std::nullopt, "filler"})
+            .ok());
   });
   Reply r = request("GET", "/v1/call/" + uuid(1) + "/transcript");
   ASSERT_EQ(r.status, 200) << r.body;
   const cJSON* t = cJSON_GetObjectItemCaseSensitive(r.data(), "transcript");
-  ASSERT_EQ(cJSON_GetArraySize(t), 2);
+  ASSERT_EQ(cJSON_GetArraySize(t), 3);
   const cJSON* a = cJSON_GetArrayItem(t, 0);
   EXPECT_EQ(str(a, "role"), "agent");
   EXPECT_EQ(str(a, "text"), "Namaste!");
@@ -609,6 +614,10 @@ TEST_F(ApiCalls, TranscriptShape) {
   EXPECT_EQ(str(u, "ended_at"), "<null>");
   EXPECT_TRUE(cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(u, "interrupted")));
   EXPECT_FALSE(cJSON_HasObjectItem(u, "latency"));
+  EXPECT_FALSE(cJSON_HasObjectItem(a, "kind"));  // the model's words: no kind
+  const cJSON* filler = cJSON_GetArrayItem(t, 2);
+  EXPECT_EQ(str(filler, "text"), "One moment, please.");
+  EXPECT_EQ(str(filler, "kind"), "filler");
 }
 
 // --- recordings ---

@@ -62,7 +62,7 @@ class CallManagerTest : public ::testing::Test {
     ctx_.clock = clock_.get();
     ctx_.store = store_.get();
     ctx_.upstream = up_.get();
-    ctx_.speech = [] { return nullptr; };
+    ctx_.speech = nullptr;
     ctx_.audio = config_->audio;  // as App::start_calls does
     ctx_.calls = config_->calls;
     // One fake device per call, in launch order; the settings each call opened its audio with.

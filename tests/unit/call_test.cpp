@@ -4,13 +4,16 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <vector>
 
 #include "fake_audio_port.hpp"
 #include "fake_line.hpp"
 #include "osvi/net/json.hpp"
+#include "osvi/speech/speech.hpp"
 #include "test_support.hpp"
 #include "upstream_sim.hpp"
 #include "virtual_time.hpp"
@@ -19,6 +22,7 @@ namespace osvi::daemon {
 namespace {
 
 using audio::EndpointKind;
+using call_text::trim;
 using net::SimLlmReply;
 using test::FakeAudio;
 
@@ -51,6 +55,23 @@ FakeAudio::Frame progress(audio::ProgressTone tone) {
   FakeAudio::Frame f;
   f.tone = tone;
   return f;
+}
+
+// espeak-ng, for the tests whose local prompts (the filler) must be heard; one for the process.
+Speech* local_speech() {
+  static std::unique_ptr<Speech> speech = [] {
+    auto r = Speech::create();
+    return r.ok() ? std::move(r).value() : nullptr;
+  }();
+  return speech.get();
+}
+
+// The Call's local speech bound to espeak-ng rendering at once (there is no loop to run the SpeechWorker
+// here; the worker's threading and timeout have their own tests in speech_test).
+SpeechWorker::Ticket speak_at_once(std::string text, int rate, std::chrono::milliseconds,
+                                   SpeechWorker::Done done) {
+  done(local_speech()->render(text, rate));
+  return {};
 }
 
 SimLlmReply says(std::string text) {
@@ -185,6 +206,39 @@ class CallTest : public ::testing::Test {
     return "<none>";
   }
 
+  // One device period (the caller's ear: FakeAudio::period), time moving with it.
+  void period(FakeAudio::Frame f = {}, bool caller_voice = false) {
+    audio_.period(f, caller_voice);
+    time_.advance_ms(audio_.frame_ms);
+    if (after_period_) after_period_();
+  }
+  // The caller says `text` on the device clock: `speech_frames` periods of voice, then the endpointer's
+  // decision 500 ms after the voice ended.
+  void caller_asks(std::string text, int speech_frames = 25) {
+    up_.push_stt(std::move(text));
+    const uint64_t begin = audio_.position();
+    const uint64_t at = begin + 320;
+    period(endpoints({{EndpointKind::Onset, at, begin, 0, 0}, {EndpointKind::SpeechStart, at, begin, 0, 0}}),
+           true);
+    for (int i = 1; i < speech_frames; ++i) period({}, true);
+    const uint64_t end = audio_.position();
+    for (int i = 0; i < 24; ++i) period();
+    period(endpoints({{EndpointKind::SpeechEnd, audio_.position() + 320, begin, end, 8000}}));
+  }
+  std::vector<TranscriptTurn> agent_turns() {
+    std::vector<TranscriptTurn> out;
+    for (const TranscriptTurn& t : transcript())
+      if (t.role == "agent") out.push_back(t);
+    return out;
+  }
+  // No request ever carried an assistant message with nothing in it.
+  void expect_no_empty_assistant_message() {
+    for (size_t i = 0; i < up_.chat_requests().size(); ++i)
+      for (const net::ChatMessage& m : up_.chat_requests()[i].messages)
+        EXPECT_FALSE(m.role == "assistant" && m.content.empty() && m.tool_calls.empty())
+            << "chat request " << i << " carries an empty assistant message";
+  }
+
   test::TempDir dir_;
   test::VirtualTime time_;
   std::unique_ptr<Store> store_;
@@ -195,6 +249,7 @@ class CallTest : public ::testing::Test {
   CallContext ctx_;
   std::unique_ptr<Call> call_;
   int finished_ = 0;
+  std::function<void()> after_period_;  // a test's probe, run after each period()
 };
 
 TEST_F(CallTest, GreetingIsSpokenAndSaved) {
@@ -615,8 +670,9 @@ TEST_F(CallTest, WithoutAFillerDeadAirGoesToTheFallback) {
   answer_and_greet();
   up_.push_llm(says("Here is the late answer."));
   caller_says("Are you there");
-  // Dead air counts from the end of the caller's speech, 500 ms before the endpointer's decision.
-  time_.advance_ms(1900);
+  // Dead air counts from the end of the caller's speech, 500 ms before the endpointer's decision (less the
+  // endpointer's end lag, 80 ms, and the period the local prompt takes to be heard, 20 ms).
+  time_.advance_ms(1800);
   EXPECT_FALSE(call_->record().callback_required);
   time_.advance_ms(200);
   EXPECT_TRUE(call_->record().callback_required);
@@ -778,6 +834,240 @@ TEST_F(CallTest, ACallerHangupWhileHangingUpKeepsTheAudioCause) {
   ASSERT_TRUE(call_->finished());
   EXPECT_EQ(saved_record().call_ended_reason, "no_call_audio");
   EXPECT_EQ(saved_record().call_ended_by, "system");
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Dead air, as the caller hears it: each upstream stage slowed or hung while one question is answered.
+
+constexpr const char* kReply = "Your table for two is booked for tonight. We look forward to seeing you.";
+
+struct Fault {
+  const char* name;
+  net::UpstreamStage stage;
+  net::SimTiming timing;
+  bool hung;
+  int64_t watchdog_ms;  // what ends the stage's hung request: its first-byte watchdog or its whole timeout
+};
+
+// The stages' watchdogs with the defaults (dead_air_ms 2500): first token / first audio byte 2 × dead_air;
+// STT and whole requests their endpoint's timeout_ms (stt 8000, llm 15000, voice 8000). Mid-stream stalls
+// hit the first sentence's end (LLM delta 6 of 8 characters; TTS after 200 ms of audio).
+const Fault kFaults[] = {
+    {"stt_slowed", net::UpstreamStage::stt, {1, 3000, 5}, false, 0},
+    {"stt_hung", net::UpstreamStage::stt, {1, net::kSimHang, 5}, true, 8000},
+    {"llm_first_token_slowed", net::UpstreamStage::llm, {1, 4000, 5}, false, 0},
+    {"llm_first_token_hung", net::UpstreamStage::llm, {1, net::kSimHang, 5}, true, 5000},
+    {"llm_mid_stream_slowed", net::UpstreamStage::llm, {1, 20, 5, 6, 5000}, false, 0},
+    {"llm_mid_stream_hung", net::UpstreamStage::llm, {1, 20, 5, 6, net::kSimHang}, true, 15000},
+    {"tts_first_byte_slowed", net::UpstreamStage::tts, {1, 3100, 5}, false, 0},
+    {"tts_first_byte_hung", net::UpstreamStage::tts, {1, net::kSimHang, 5}, true, 5000},
+    {"tts_mid_stream_slowed", net::UpstreamStage::tts, {1, 20, 5, 2, 5000}, false, 0},
+    {"tts_mid_stream_hung", net::UpstreamStage::tts, {1, 20, 5, 2, net::kSimHang}, true, 8000},
+};
+
+class DeadAirTest : public CallTest, public ::testing::WithParamInterface<Fault> {
+ protected:
+  size_t requests(net::UpstreamStage stage) const {
+    switch (stage) {
+      case net::UpstreamStage::stt:
+        return up_.stt_requests().size();
+      case net::UpstreamStage::llm:
+        return up_.chat_requests().size();
+      default:
+        return up_.tts_requests().size();
+    }
+  }
+};
+
+TEST_P(DeadAirTest, EveryGapIsBoundedAndTheFallbackFollowsWithinTheWatchdog) {
+  const Fault& f = GetParam();
+  ASSERT_NE(local_speech(), nullptr) << "espeak-ng (osvi-speech.so) is needed to hear the filler";
+  ctx_.speech = speak_at_once;
+  answer_and_greet();
+  up_.set_timing(f.stage, f.timing);  // after the greeting: the fault hits the answer
+  up_.push_llm(says(kReply));
+  audio_.reset_heard();
+  // When the faulted stage's latest request went out and when the call gave up on it (period resolution).
+  int64_t request_us = -1, fallback_us = -1;
+  size_t seen = requests(f.stage);
+  after_period_ = [&] {
+    if (requests(f.stage) != seen) {
+      seen = requests(f.stage);
+      if (fallback_us < 0) request_us = time_.now_us();
+    }
+    if (fallback_us < 0 && call_->record().callback_required) fallback_us = time_.now_us();
+  };
+  for (int i = 0; i < 10; ++i) period();
+  caller_asks("Book a table for two");
+  // Until the turn is over for the caller: the reply heard to its end, or the fallback message.
+  const std::string last = f.hung ? agent_.fallback.message : kReply;
+  for (int i = 0; i < 1500 && call_->context().back().content != last; ++i) period();
+  ASSERT_EQ(call_->context().back().content, last) << f.name;
+
+  // Every silence the caller heard before agent audio, on the device's clock.
+  const uint64_t bound =
+      static_cast<uint64_t>((ctx_.calls.dead_air_ms + audio_.frame_ms) * audio_.rate / 1000);
+  std::ostringstream heard;
+  for (const FakeAudio::Start& s : audio_.starts())
+    heard << ' ' << s.gap * 1000 / static_cast<uint64_t>(audio_.rate) << " ms at "
+          << s.at * 1000 / static_cast<uint64_t>(audio_.rate);
+  ASSERT_FALSE(audio_.starts().empty());
+  EXPECT_LE(audio_.longest_gap(), bound) << f.name << ": gaps before agent audio:" << heard.str();
+
+  const std::vector<TranscriptTurn> agent = agent_turns();
+  const bool filler_said = std::any_of(agent.begin(), agent.end(), [&](const TranscriptTurn& t) {
+    return t.kind == "filler" && t.text == agent_.fallback.filler && !t.interrupted;
+  });
+  if (f.hung) {
+    ASSERT_GE(fallback_us, 0) << f.name;
+    ASSERT_GE(request_us, 0) << f.name;
+    EXPECT_LE(fallback_us - request_us, (f.watchdog_ms + audio_.frame_ms) * 1000) << f.name;
+    EXPECT_TRUE(filler_said) << f.name;
+    EXPECT_TRUE(std::any_of(agent.begin(), agent.end(), [&](const TranscriptTurn& t) {
+      return t.kind == "fallback" && t.text == agent_.fallback.message;
+    })) << f.name;
+  } else {
+    EXPECT_FALSE(call_->record().callback_required) << f.name;
+    ASSERT_FALSE(agent.empty());
+    EXPECT_EQ(agent.back().text, kReply) << f.name;
+    EXPECT_FALSE(agent.back().kind.has_value());
+    EXPECT_EQ(call_->context().back().content, kReply);
+  }
+  for (const TranscriptTurn& t : agent)
+    EXPECT_FALSE(trim(t.text).empty()) << f.name << ": an empty agent turn";
+  expect_no_empty_assistant_message();
+}
+
+INSTANTIATE_TEST_SUITE_P(Stages, DeadAirTest, ::testing::ValuesIn(kFaults),
+                         [](const ::testing::TestParamInfo<Fault>& i) { return std::string(i.param.name); });
+
+// The filler and the fallback are agent turns with their text, marked, in the transcript and in the context.
+TEST_F(CallTest, TheFillerIsAnAgentTurnWithItsText) {
+  ASSERT_NE(local_speech(), nullptr);
+  ctx_.speech = speak_at_once;
+  up_.set_timing(net::UpstreamStage::llm, {1, 4000, 5});
+  answer_and_greet();
+  up_.push_llm(says("Here is the late answer."));
+  caller_asks("Are you there");
+  for (int i = 0; i < 400; ++i) period();
+  const std::vector<TranscriptTurn> agent = agent_turns();
+  ASSERT_EQ(agent.size(), 3u);
+  EXPECT_EQ(agent[1].text, "One moment, please.");
+  EXPECT_EQ(agent[1].kind, "filler");
+  EXPECT_FALSE(agent[1].interrupted);
+  EXPECT_EQ(agent[2].text, "Here is the late answer.");
+  EXPECT_FALSE(agent[2].kind.has_value());
+  // The model's history is what the caller heard, in order.
+  const auto& ctx = call_->context();
+  ASSERT_GE(ctx.size(), 3u);
+  EXPECT_EQ(ctx[ctx.size() - 3].content, "Are you there");
+  EXPECT_EQ(ctx[ctx.size() - 2].role, "assistant");
+  EXPECT_EQ(ctx[ctx.size() - 2].content, "One moment, please.");
+  EXPECT_EQ(ctx.back().content, "Here is the late answer.");
+}
+
+TEST_F(CallTest, TheFallbackIsAnAgentTurnMarkedAsSuch) {
+  answer_and_greet();
+  up_.fail_next(net::UpstreamStage::llm, {net::UpstreamError::Kind::http, 503, "service unavailable"});
+  caller_says("Hello?");
+  play_all();
+  const std::vector<TranscriptTurn> t = transcript();
+  ASSERT_FALSE(t.empty());
+  EXPECT_EQ(t.back().role, "agent");
+  EXPECT_EQ(t.back().text, agent_.fallback.message);
+  EXPECT_EQ(t.back().kind, "fallback");
+  EXPECT_EQ(call_->context().back().content, agent_.fallback.message);
+}
+
+// A caller talking over the filler interrupts nothing they heard: the question stands, their new words are
+// added, and the reply answers both.
+TEST_F(CallTest, TalkingOverTheFillerAddsToTheQuestion) {
+  ASSERT_NE(local_speech(), nullptr);
+  ctx_.speech = speak_at_once;
+  up_.set_timing(net::UpstreamStage::llm, {1, 4000, 5});
+  answer_and_greet();
+  up_.push_llm(says("The first draft."));
+  up_.push_llm(says("A table for two with a high chair, booked."));
+  auto filler = local_speech()->render("One moment, please.", audio_.rate);
+  ASSERT_TRUE(filler.ok());
+  caller_asks("Book a table for two");
+  // The filler starts 2.5 s after the question; the caller cuts in when 80 % of it was heard (two words).
+  while (audio_.starts().size() < 1) period();
+  const uint64_t cut = audio_.played() + filler->size() * 8 / 10;
+  while (audio_.played() < cut) period();
+  caller_asks("and a high chair");
+  EXPECT_EQ(audio_.stops, 1);  // the filler gave way
+  for (int i = 0; i < 400; ++i) period();
+  ASSERT_EQ(up_.chat_requests().size(), 2u);
+  // The second request holds the question, what was heard of the filler and the new words.
+  const auto& m = chat(1).messages;
+  ASSERT_GE(m.size(), 3u);
+  EXPECT_EQ(m[m.size() - 3].role, "user");
+  EXPECT_EQ(m[m.size() - 3].content, "Book a table for two");
+  EXPECT_EQ(m[m.size() - 2].role, "assistant");
+  EXPECT_EQ(m[m.size() - 2].content, "One moment,");
+  EXPECT_EQ(m.back().role, "user");
+  EXPECT_EQ(m.back().content, "and a high chair");
+  EXPECT_EQ(turns(),
+            (std::vector<std::string>{std::string("agent: ") + kGreeting, "user: Book a table for two",
+                                      "agent: One moment,", "user: and a high chair",
+                                      "agent: One moment, please.",  // the re-asked reply is late too
+                                      "agent: A table for two with a high chair, booked."}));
+  const std::vector<TranscriptTurn> agent = agent_turns();
+  EXPECT_EQ(agent[1].kind, "filler");
+  EXPECT_TRUE(agent[1].interrupted);
+  EXPECT_FALSE(call_->record().callback_required);
+  expect_no_empty_assistant_message();
+}
+
+// A noise over the filler (no words) costs the caller nothing: the reply being prepared is the one they get.
+TEST_F(CallTest, NoiseOverTheFillerKeepsTheReplyBeingPrepared) {
+  ASSERT_NE(local_speech(), nullptr);
+  ctx_.speech = speak_at_once;
+  up_.set_timing(net::UpstreamStage::llm, {1, 4000, 5});
+  answer_and_greet();
+  up_.push_llm(says("Here is the answer."));
+  caller_asks("Book a table for two");
+  while (audio_.starts().size() < 1) period();
+  for (int i = 0; i < 10; ++i) period();
+  caller_asks("", 5);  // a cough: transcribed to nothing
+  for (int i = 0; i < 400; ++i) period();
+  EXPECT_EQ(up_.chat_requests().size(), 1u);
+  EXPECT_EQ(turns().back(), "agent: Here is the answer.");
+  EXPECT_FALSE(call_->record().callback_required);
+  for (const TranscriptTurn& t : agent_turns()) EXPECT_FALSE(trim(t.text).empty());
+  expect_no_empty_assistant_message();
+}
+
+// A reply with no words leaves no trace: nothing was heard, and no empty assistant message goes upstream.
+TEST_F(CallTest, AnEmptyReplyIsNotSentBackAsAnEmptyAssistantMessage) {
+  answer_and_greet();
+  up_.push_llm(says(""));
+  caller_says("Hello");
+  play_all();
+  up_.push_llm(says("Yes?"));
+  caller_says("Anyone there");
+  play_all();
+  ASSERT_EQ(up_.chat_requests().size(), 2u);
+  expect_no_empty_assistant_message();
+  EXPECT_EQ(turns().back(), "agent: Yes?");
+}
+
+// A barge-in before a word of the reply was heard leaves no empty interrupted turn and no empty message.
+TEST_F(CallTest, ABargeInBeforeAnyWordLeavesNoEmptyTurn) {
+  answer_and_greet();
+  up_.push_llm(says("The first sentence is here. The second sentence follows now."));
+  caller_says("Tell me everything");
+  time_.advance_ms(400);
+  audio_.play(100);  // a few milliseconds: not one word
+  up_.push_llm(says("Of course."));
+  caller_says("Wait");
+  EXPECT_EQ(audio_.stops, 1);
+  play_all();
+  for (const TranscriptTurn& t : agent_turns()) EXPECT_FALSE(trim(t.text).empty());
+  EXPECT_EQ(turns(), (std::vector<std::string>{std::string("agent: ") + kGreeting, "user: Tell me everything",
+                                               "user: Wait", "agent: Of course."}));
+  expect_no_empty_assistant_message();
 }
 
 }  // namespace

@@ -168,6 +168,37 @@ TEST_F(StoreTest, ReopeningIsANoOpAndKeepsData) {
   EXPECT_EQ(store->health().calls_total, 1);
 }
 
+TEST_F(StoreTest, Migration2MarksTheTurnsTheBoxSaysOnItsOwn) {
+  const std::string id = "22222222-2222-4222-8222-222222222222";
+  {
+    auto store = open_store();
+    ASSERT_TRUE(store);
+    ASSERT_TRUE(store->calls().insert(minimal_call(id, kT0)).ok());
+    ASSERT_TRUE(
+        store->calls().add_transcript_turn({id, 1, "agent", "Hello.", kT0, kT0, false, std::nullopt}).ok());
+  }
+  {
+    // Back to version 1, as a box upgraded from it has the file.
+    RawDb raw(options().path);
+    raw.exec("ALTER TABLE transcript_turns DROP COLUMN kind; PRAGMA user_version = 1");
+  }
+  auto store = open_store();
+  ASSERT_TRUE(store);
+  EXPECT_EQ(store->database().open_report().schema_before, 1);
+  EXPECT_EQ(store->database().open_report().migrations_applied, Database::latest_schema_version() - 1);
+  TranscriptTurn filler{id, 2, "agent", "One moment, please.", kT0, kT0, false, std::nullopt, "filler"};
+  ASSERT_TRUE(store->calls().add_transcript_turn(filler).ok());
+  TranscriptTurn bad = filler;
+  bad.seq = 3;
+  bad.kind = "small_talk";
+  EXPECT_FALSE(store->calls().add_transcript_turn(bad).ok());
+  auto turns = store->calls().transcript(id);
+  ASSERT_TRUE(turns.ok());
+  ASSERT_EQ(turns->size(), 2u);
+  EXPECT_FALSE((*turns)[0].kind.has_value());  // the old turn: NULL
+  EXPECT_EQ((*turns)[1], filler);
+}
+
 TEST_F(StoreTest, RefusesANewerSchemaVersion) {
   const int newer = Database::latest_schema_version() + 1;
   {

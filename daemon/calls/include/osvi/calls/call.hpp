@@ -11,6 +11,7 @@
 // and the caller's voicemail when an upstream failed).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -38,12 +39,18 @@ struct cJSON;
 namespace osvi::daemon {
 
 // What every call shares; owned by the CallManager's owner (the App).
+// Renders a local prompt (espeak-ng) off the loop: `done` runs on the loop with the samples or an error
+// (-ETIMEDOUT past `timeout`), never once the returned ticket is gone. The App binds its SpeechWorker; unit
+// tests bind a renderer that answers at once.
+using LocalSpeech = std::function<SpeechWorker::Ticket(
+    std::string text, int rate, std::chrono::milliseconds timeout, SpeechWorker::Done done)>;
+
 struct CallContext {
   EventLoop* loop = nullptr;
   const Clock* clock = nullptr;
   Store* store = nullptr;
   net::Upstream* upstream = nullptr;
-  SpeechWorker* speech = nullptr;  // local prompts rendered off the loop (espeak-ng); null: the tone alone
+  LocalSpeech speech;  // local prompts (fallback, filler, voicemail message); empty: the tone alone
   AudioConfig audio;
   CallsConfig calls;
   std::string recordings_dir;
@@ -119,6 +126,9 @@ class Call final : private AudioPort::Listener {
   // audio cut-off it causes, and both outrank every ordinary end (hang-ups, limits, tools, the fallback).
   enum class EndCause { other, audio_lost, line_lost };
   using Segment = call_text::SpokenSegment;  // one sentence queued for playback
+  // What the port's current burst of playback (since its last drain or stop) holds. A filler is a burst of
+  // its own: the answer's audio waits behind it, so a caller talking over the filler stops only the filler.
+  enum class Burst { none, turn, filler };
   using D = CallDeadline;
   struct ToolOutcome {
     std::string result;         // the tool message the model reads
@@ -144,6 +154,7 @@ class Call final : private AudioPort::Listener {
   void on_dtmf(char digit);
   void queue_agent_audio(std::span<const int16_t> samples, size_t segment);
   void pump_playback();
+  void after_burst();  // a burst drained: the turn is over, or the dead-air guard re-arms
 
   // conversation
   void speak_greeting();
@@ -166,11 +177,26 @@ class Call final : private AudioPort::Listener {
   ToolOutcome tool_send_dtmf(const cJSON* args);
   ToolOutcome tool_switch_state(const cJSON* args);
   void on_upstream_error(const net::UpstreamError& e);
+  // The agent owes the caller speech: a reply (or the greeting) is being prepared or is still streaming.
+  bool answer_owed() const;
+  // Nothing of the reply owed has been played yet (talking now adds to the question, it interrupts nothing).
+  bool answer_unheard() const;
+  // The caller's words spoken over an unheard reply: merged into their turn and the reply asked again.
+  void merge_and_reask(std::string text);
 
   // fallback, timers, end
-  void play_local(std::string_view text, bool with_tone);
-  void play_local_pcm(std::string_view text, std::vector<int16_t> pcm, bool with_tone);
+  // Renders `text` on the speech worker; `done` gets the samples, empty when it failed or was too slow.
+  void render_local(std::string text, std::function<void(std::vector<int16_t>)> done);
+  std::vector<int16_t> with_tone(std::vector<int16_t> pcm) const;  // appends the gap and the 1 kHz beep
+  // Plays `text` as the current turn once rendered; the tone alone (or after it) when `tone` or it failed.
+  void play_local(std::string_view text, bool tone);
+  void play_local_pcm(std::string_view text, std::vector<int16_t> pcm);
   void enter_fallback(std::string why);
+  // Dead air: re-arms the guard dead_air_ms after `from_us` while a reply is owed and nothing plays.
+  void guard_silence(int64_t from_us);
+  void on_dead_air();
+  void play_filler();
+  void finish_filler(bool cut, uint64_t played);  // saves the filler turn (what was heard of it)
   void arm() { timers_.arm(); }
   void set_in(D d, int64_t delay_us) { timers_.set(d, now_us() + delay_us); }
   void on_timer();
@@ -179,7 +205,7 @@ class Call final : private AudioPort::Listener {
   void record_end_cause(EndCause cause, std::string reason, std::string ended_by);
   void finalize(std::string_view status, std::string_view reason, std::string_view ended_by);
   void save_turn(std::string role, std::string text, int64_t started_ms, int64_t ended_ms, bool interrupted,
-                 std::optional<std::string> latency);
+                 std::optional<std::string> latency, std::optional<std::string> kind = std::nullopt);
   std::string system_prompt() const;
   std::vector<net::ToolSpec> tools() const;
   std::string render_template(std::string_view text) const;
@@ -188,6 +214,9 @@ class Call final : private AudioPort::Listener {
   int64_t now_us() const { return ctx_.clock->monotonic_us(); }
   int64_t wall_ms() const { return ctx_.clock->wall_ms(); }
   double samples_to_ms(uint64_t samples) const;
+  int64_t dead_air_us() const;  // when the dead-air guard fires after the silence began
+  // Arms the guard for a silence that began at `from_us` (at capture position `from_pos`, when known).
+  void set_dead_air(int64_t from_us, std::optional<uint64_t> from_pos = std::nullopt);
   // Every request a call starts is registered under a call-local key its terminal callbacks carry, so ending
   // the call cancels all of them (several STT requests may overlap), not only the latest of each stage.
   uint64_t next_request_key() { return ++request_key_; }
@@ -216,7 +245,7 @@ class Call final : private AudioPort::Listener {
   uint64_t pos_ = 0;              // capture samples processed (the endpointer's clock)
   std::vector<int16_t> history_;  // the last ~1.5 s of cleaned capture, a ring indexed by pos_
   std::optional<audio::UtteranceEncoder> utterance_;
-  std::vector<SpeechWorker::Ticket> local_speech_;  // prompts being rendered; destroyed = cancelled  //
+  std::vector<SpeechWorker::Ticket> local_speech_;  // prompts being rendered; destroyed = cancelled
                                                     // encodes the caller's utterance as it is spoken
   uint64_t utterance_begin_ = 0;
   bool in_utterance_ = false;
@@ -228,17 +257,22 @@ class Call final : private AudioPort::Listener {
 
   // the agent's current turn
   std::vector<Segment> segments_;
-  uint64_t heard_samples_ = 0;   // of this turn, from playback_drained / playback_stopped
-  uint64_t queued_samples_ = 0;  // of this turn, accepted by the port
-  uint64_t burst_queued_ = 0;    // since the port's last drain/stop (what its `played` counts)
-  bool stop_pending_ = false;    // barge-in: waiting for playback_stopped
+  uint64_t heard_samples_ = 0;    // of this turn, from playback_drained / playback_stopped
+  uint64_t queued_samples_ = 0;   // of this turn, accepted by the port
+  uint64_t burst_queued_ = 0;     // since the port's last drain/stop (what its `played` counts)
+  Burst burst_ = Burst::none;     // what that burst is
+  bool stop_pending_ = false;     // barge-in (or a filler talked over): waiting for playback_stopped
+  bool barging_ = false;          // that stop interrupts the agent's turn, not only the filler
+  uint64_t seen_played_ = 0;      // the port's played_samples() at the last tick
+  uint64_t turn_burst_mark_ = 0;  // the port's played_samples() when the turn's current burst began
   bool turn_interruptible_ = true;
-  bool turn_is_llm_ = false;  // the turn's text came from the model (goes into the context)
+  bool turn_is_llm_ = false;       // the turn's text came from the model (goes into the context)
+  bool turn_is_fallback_ = false;  // the turn is the local fallback message (saved with kind "fallback")
   bool hangup_after_turn_ = false;
   std::optional<std::string> transfer_after_turn_;
   int64_t turn_started_ms_ = 0;
-  uint64_t played_mark_ = 0;  // the port's played_samples() when the first TTS byte arrived
-  bool awaiting_first_sample_ = false;
+  bool awaiting_first_sample_ = false;  // the turn's first sample is yet to play (latency, turn start)
+  bool answering_user_ = false;  // the turn answers the caller's words (not a greeting, prompt or check-in)
   TurnLatency latency_;
   int64_t speech_end_us_ = -1;  // when the caller's last utterance ended (sample-derived)
   int64_t decision_us_ = -1;
@@ -261,7 +295,20 @@ class Call final : private AudioPort::Listener {
   // timers
   CallTimers timers_;
   unsigned silence_prompts_ = 0;
-  bool filler_used_ = false;
+  bool filler_used_ = false;  // since the caller's last words or the reply's last progress (one per stall)
+  std::vector<int16_t> filler_pcm_;    // the filler, rendered when the audio opened
+  std::vector<int16_t> fallback_pcm_;  // the fallback message + tone, rendered during the first stall
+  bool fallback_rendering_ = false;    // that render has been asked for
+  std::vector<int16_t> filler_play_;   // the filler's line-rate samples not yet accepted by the port
+  std::string filler_text_;            // the filler being played ("" = none)
+  uint64_t filler_samples_ = 0;
+  uint64_t filler_mark_ = 0;   // the port's played_samples() when the filler began
+  uint64_t dead_air_pos_ = 0;  // the dead-air deadline on the capture clock (while D::dead_air is armed)
+  int64_t filler_started_ms_ = 0;
+  // The caller talks while the reply is unheard: its audio is held until their words are known (then merged
+  // into their turn and asked again, or — no words — played as it is).
+  bool talkover_ = false;  // during the utterance
+  int talkover_stt_ = 0;   // their transcriptions in flight
   std::string dtmf_digits_;
   int64_t connected_ms_ = 0;
   int64_t last_caller_speech_us_ = -1;

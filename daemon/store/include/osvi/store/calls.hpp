@@ -66,6 +66,9 @@ struct TranscriptTurn {
   std::optional<int64_t> started_at_ms, ended_at_ms;
   bool interrupted = false;
   std::optional<std::string> latency_json;
+  // Agent turns the box said on its own: "filler" (the answer was late) or "fallback" (an upstream failed);
+  // unset for every other turn.
+  std::optional<std::string> kind = std::nullopt;  // initialised so brace-inits without it stay warning-free
 
   bool operator==(const TranscriptTurn&) const = default;
 };
