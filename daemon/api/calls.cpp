@@ -6,7 +6,6 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
-#include <fstream>
 #include <iterator>
 #include <limits>
 #include <optional>
@@ -34,7 +33,6 @@ using net::JsonPtr;
 constexpr int64_t kRecordingLinkSeconds = 900;  // spec 3.6: expires_in_seconds
 constexpr size_t kMaxGreetingChars = 2000;
 constexpr int64_t kMaxPerPage = 100;
-constexpr int64_t kMaxRecordingBytes = 256LL * 1024 * 1024;  // far above any call; refuses a runaway file
 constexpr std::string_view kStatuses[] = {"picked", "not_picked", "failed",
                                           "busy",   "voicemail",  "in_progress"};
 
@@ -781,28 +779,19 @@ void Api::serve_recording(HttpRequest& request, HttpReply reply) {
     return;
   }
   const std::string path = recording_path(ctx_, **row);
-  std::ifstream in(path, std::ios::binary);
-  if (!in || !regular_file(path)) {
-    reply.send(error(404, "this call has no recording"));
+  // Answered from the file descriptor: a long call's recording costs the box no memory to serve.
+  auto served = net::file_response(path, "audio/ogg");
+  if (!served) {
+    const int code = served.error().code;
+    if (code != -ENOENT && code != -EISDIR && code != -EINVAL) {
+      log::error("cannot serve recording file: " + served.error().message, {{"CALL_ID", call_id}});
+      reply.send(error(500, "recording file cannot be served"));
+    } else {
+      reply.send(error(404, "this call has no recording"));
+    }
     return;
   }
-  in.seekg(0, std::ios::end);
-  const std::streamoff size = in.tellg();
-  if (size < 0 || size > kMaxRecordingBytes) {
-    log::error("recording file unreadable or too large: " + path, {{"CALL_ID", call_id}});
-    reply.send(error(500, "recording file cannot be served"));
-    return;
-  }
-  in.seekg(0, std::ios::beg);
-  HttpResponse r;
-  r.status = 200;
-  r.content_type = "audio/ogg";
-  r.body.resize(static_cast<size_t>(size));
-  if (size > 0 && !in.read(r.body.data(), size)) {
-    log::error("cannot read recording file " + path, {{"CALL_ID", call_id}});
-    reply.send(error(500, "recording file cannot be served"));
-    return;
-  }
+  HttpResponse& r = *served;
   r.headers.emplace_back("Content-Disposition", "attachment; filename=\"" + call_id + ".opus\"");
   // The link is a capability: caches between the box and the client must not keep the audio.
   r.headers.emplace_back("Cache-Control", "private, no-store");

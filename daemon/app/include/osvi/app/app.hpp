@@ -17,6 +17,8 @@
 #include "osvi/net/http_server.hpp"
 #include "osvi/result.hpp"
 #include "osvi/speech/speech.hpp"
+#include "osvi/store/heartbeat.hpp"
+#include "osvi/store/recordings.hpp"
 #include "osvi/store/store.hpp"
 
 namespace osvi::daemon {
@@ -77,6 +79,8 @@ class App {
   std::unique_ptr<UpstreamLoop> upstream_;
   std::unique_ptr<Speech> speech_;
   bool speech_failed_ = false;
+  std::unique_ptr<Recordings> recordings_;  // outlives the calls, which hand it their files
+  std::unique_ptr<CallsHeartbeat> heartbeat_;
   CallContext call_ctx_;
   std::unique_ptr<CallManager> calls_;
   std::string recording_key_;

@@ -30,6 +30,7 @@
 #include "osvi/hal/line.hpp"
 #include "osvi/net/upstream.hpp"
 #include "osvi/result.hpp"
+#include "osvi/store/recordings.hpp"
 #include "osvi/store/store.hpp"
 
 struct cJSON;
@@ -47,7 +48,7 @@ struct CallContext {
   std::function<Speech*()> speech;  // espeak-ng, created on first use; may return null
   AudioConfig audio;
   CallsConfig calls;
-  std::string recordings_dir;
+  Recordings* recordings = nullptr;  // where calls are recorded (store/recordings.hpp); null: not recorded
   // Where a call's audio and timer come from; empty = the daemon's (LineAudioPort, an sd-event timer on
   // `loop`). Unit tests put a fake port and a virtual clock here.
   AudioPortFactory audio_port;
