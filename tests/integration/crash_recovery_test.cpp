@@ -6,6 +6,7 @@
 #include <signal.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <string>
@@ -24,7 +25,7 @@ using osvi::test::http_request;
 
 namespace {
 
-constexpr const char* kToken = "CrashToken0123456";
+constexpr const char* kToken = "CrashToken012345";
 constexpr int kLines = 6;
 
 std::string str(const cJSON* o, const char* k) {
@@ -103,6 +104,7 @@ class CrashRecovery : public ::testing::Test {
 
 TEST_F(CrashRecovery, KilledDuringAnsweredCallsKeepsWhatWasTrue) {
   auto daemon = start(true);
+  ASSERT_FALSE(HasFailure());
   // Every line's call answered, then 3-5 s of conversation before the kill.
   std::map<std::string, std::string> picked;
   const auto deadline = std::chrono::steady_clock::now() + 30s;
@@ -134,6 +136,7 @@ TEST_F(CrashRecovery, KilledDuringAnsweredCallsKeepsWhatWasTrue) {
     EXPECT_EQ(str(c, "call_ended_reason"), "daemon_restart");
     EXPECT_EQ(str(c, "call_picked_at"), picked_at);
     const double seconds = cJSON_GetNumberValue(cJSON_GetObjectItem(c, "duration_seconds"));
+    std::printf("[crash] %s picked %s duration %.0f s\n", id.c_str(), picked_at.c_str(), seconds);
     EXPECT_GE(seconds, 2) << d.body;  // killed ~4 s after the last answer; the heartbeat is 1 s
     EXPECT_LE(seconds, 30) << d.body;
 
@@ -157,6 +160,7 @@ TEST_F(CrashRecovery, KilledDuringAnsweredCallsKeepsWhatWasTrue) {
     const int rc = std::system(cmd.c_str());
     const std::string info = osvi::test::read_file(path + ".txt");
     EXPECT_EQ(rc, 0) << info;
+    std::printf("[crash] %s recording: %zu bytes, %d turns, opusinfo %s\n", id.c_str(), file.body.size(), cJSON_GetArraySize(turns), info.substr(info.find("Playback length")).substr(0, 30).c_str());
     EXPECT_NE(info.find("CALL_ID=" + id), std::string::npos) << info;
   }
   for (const std::string& f : files_in(rec_dir)) EXPECT_FALSE(f.ends_with(".part")) << f;
