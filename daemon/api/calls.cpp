@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <iterator>
 #include <limits>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -716,32 +717,53 @@ void Api::get_transcript(HttpRequest& request, HttpReply reply) {
   reply.send(success(std::move(data)));
 }
 
-void Api::get_recording(HttpRequest& request, HttpReply reply) {
-  auto c = find_call(*ctx_.store, *caller_, request, reply);
-  if (!c) return;
-  auto row = ctx_.store->calls().recording(c->call_id);
+namespace {
+
+// The recording link of a call the caller may see, once its recording is registered (or known absent).
+void send_recording_link(const ApiContext& ctx, const std::string& call_id, const std::string& host,
+                         HttpReply reply) {
+  auto row = ctx.store->calls().recording(call_id);
   if (!row) {
-    log::error("cannot read recording row: " + row.error().message, {{"CALL_ID", c->call_id}});
-    reply.send(error(500, "database error"));
+    log::error("cannot read recording row: " + row.error().message, {{"CALL_ID", call_id}});
+    reply.send(Api::error(500, "database error"));
     return;
   }
-  if (!*row || !regular_file(recording_path(ctx_, **row))) {
-    reply.send(error(404, "this call has no recording"));
+  if (!*row || !regular_file(recording_path(ctx, **row))) {
+    reply.send(Api::error(404, "this call has no recording"));
     return;
   }
-  if (ctx_.recording_key.empty()) {
-    reply.send(error(503, "recording links are not available (no signing key)"));
+  if (ctx.recording_key.empty()) {
+    reply.send(Api::error(503, "recording links are not available (no signing key)"));
     return;
   }
-  const int64_t expires = ctx_.clock->wall_ms() / 1000 + kRecordingLinkSeconds;
-  const std::string url = "http://" + public_host(request, ctx_.listen) + "/v1/recordings/" + c->call_id +
+  const int64_t expires = ctx.clock->wall_ms() / 1000 + kRecordingLinkSeconds;
+  const std::string url = "http://" + host + "/v1/recordings/" + call_id +
                           ".opus?expires=" + std::to_string(expires) +
-                          "&sig=" + signature(ctx_.recording_key, c->call_id, expires);
+                          "&sig=" + signature(ctx.recording_key, call_id, expires);
   JsonPtr data(cJSON_CreateObject());
-  net::json_add_string(data.get(), "call_id", c->call_id);
+  net::json_add_string(data.get(), "call_id", call_id);
   net::json_add_string(data.get(), "recording_url", url);
   cJSON_AddNumberToObject(data.get(), "expires_in_seconds", static_cast<double>(kRecordingLinkSeconds));
   reply.send(success(std::move(data)));
+}
+
+}  // namespace
+
+void Api::get_recording(HttpRequest& request, HttpReply reply) {
+  auto c = find_call(*ctx_.store, *caller_, request, reply);
+  if (!c) return;
+  std::string host = public_host(request, ctx_.listen);
+  // A call that just ended has its recording on the way to disk (store/recordings.hpp): answer once it is
+  // registered (a sync takes milliseconds) rather than 404 a recording that is about to exist. The token
+  // check is done; only the lookup waits.
+  if (ctx_.recordings && ctx_.recordings->pending_for(c->call_id)) {
+    auto held = std::make_shared<HttpReply>(std::move(reply));
+    ctx_.recordings->when_settled(c->call_id, [ctx = &ctx_, id = c->call_id, host = std::move(host), held] {
+      if (held->connected()) send_recording_link(*ctx, id, host, std::move(*held));
+    });
+    return;
+  }
+  send_recording_link(ctx_, c->call_id, host, std::move(reply));
 }
 
 void Api::serve_recording(HttpRequest& request, HttpReply reply) {

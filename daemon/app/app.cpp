@@ -389,7 +389,11 @@ Status App::start_calls() {
   if (auto s = make_dirs(rec_dir); !s) return s;
   // Before any call runs: what the calls a dead daemon left were recording becomes their recording.
   auto recovered = recover_recordings(store_->calls(), rec_dir);
-  if (!recovered) return make_error("recordings: " + recovered.error().message, recovered.error().code);
+  if (!recovered) {
+    // The box still takes calls; what is left stays on disk for the next start.
+    log::error("cannot recover the recordings of interrupted calls: " + recovered.error().message);
+    recovered = std::vector<RecoveredRecording>{};
+  }
   for (const RecoveredRecording& r : *recovered) {
     if (r.registered) {
       log::warning("recording of interrupted call " + r.call_id + " closed and kept: " + r.note,
@@ -435,6 +439,7 @@ Status App::start_calls() {
   api_ctx_.calls = calls_.get();
   api_ctx_.recording_key = recording_key_;
   api_ctx_.recordings_dir = rec_dir;
+  api_ctx_.recordings = recordings_.get();
   return {};
 }
 
@@ -555,6 +560,7 @@ int App::run() {
   if (lines_) lines_->set_event_sink({});
   calls_.reset();
   heartbeat_.reset();
+  api_ctx_.recordings = nullptr;
   recordings_.reset();  // after the calls that hand it files, before the store it registers them in
   upstream_.reset();
   api_ctx_.lines = nullptr;

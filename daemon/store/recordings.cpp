@@ -133,6 +133,7 @@ Result<std::unique_ptr<Recordings>> Recordings::create(EventLoop& loop, CallsRep
 
 Recordings::~Recordings() {
   idle_waiters_.clear();  // whoever waited is being torn down too
+  call_waiters_.clear();
   {
     std::lock_guard lock(mu_);
     stopping_ = true;
@@ -156,6 +157,7 @@ Result<std::unique_ptr<RecordingFile>> Recordings::open(std::string_view call_id
 void Recordings::commit(std::unique_ptr<RecordingFile> file, int64_t duration_ms) {
   if (!file) return;
   ++pending_;
+  pending_ids_.push_back(file->call_id_);
   {
     std::lock_guard lock(mu_);
     todo_.push_back(Job{std::move(file), duration_ms, {}});
@@ -167,6 +169,15 @@ void Recordings::discard(std::unique_ptr<RecordingFile> file) {
   if (!file) return;
   file->fd_.reset();
   ::unlink(file->part_.c_str());
+}
+
+bool Recordings::pending_for(std::string_view call_id) const {
+  return std::find(pending_ids_.begin(), pending_ids_.end(), call_id) != pending_ids_.end();
+}
+
+void Recordings::when_settled(std::string_view call_id, std::function<void()> then) {
+  if (!pending_for(call_id)) return then();
+  call_waiters_.emplace_back(std::string(call_id), std::move(then));
 }
 
 void Recordings::when_idle(std::function<void()> then) {
@@ -208,9 +219,13 @@ void Recordings::register_done() {
     std::lock_guard lock(mu_);
     done.swap(done_);
   }
+  std::vector<std::string> settled;
   for (Job& job : done) {
     --pending_;
     RecordingFile& f = *job.file;
+    settled.push_back(f.call_id_);
+    if (auto it = std::find(pending_ids_.begin(), pending_ids_.end(), f.call_id_); it != pending_ids_.end())
+      pending_ids_.erase(it);
     if (!job.renamed) {
       log::warning(
           "the call recording could not be made durable and is dropped: " + job.result.error().message,
@@ -224,6 +239,19 @@ void Recordings::register_done() {
                                          static_cast<int64_t>(f.bytes_));
         !s)
       log::error("cannot save the recording row: " + s.error().message, {{"CALL_ID", f.call_id_}});
+  }
+  for (const std::string& id : settled) {
+    if (pending_for(id)) continue;  // the same call committed twice: wait for the last
+    std::vector<std::function<void()>> ready;
+    for (auto it = call_waiters_.begin(); it != call_waiters_.end();) {
+      if (it->first == id) {
+        ready.push_back(std::move(it->second));
+        it = call_waiters_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    for (auto& w : ready) w();
   }
   if (pending_ == 0 && !idle_waiters_.empty()) {
     auto waiters = std::move(idle_waiters_);

@@ -333,15 +333,30 @@ TEST_F(RecordingsWorker, CommitDoesNotWaitForTheSyncAndRegistersAfterIt) {
 
   (*rec)->commit(std::move(*f), 1000);  // returns although the sync cannot finish yet
   EXPECT_EQ((*rec)->pending(), 1u);
+  EXPECT_TRUE((*rec)->pending_for(kCall));
+  // Whoever asks for the recording meanwhile (the API) is answered once it is registered, row included.
+  bool row_when_settled = false;
+  int settled = 0;
+  (*rec)->when_settled(kCall, [&] {
+    ++settled;
+    row_when_settled = store_->calls().recording(kCall)->has_value();
+  });
+  int other = 0;
+  (*rec)->when_settled("0190a1b2-c3d4-7e5f-8a9b-000000000009", [&] { ++other; });
+  EXPECT_EQ(other, 1);  // nothing pending for that call: at once
   for (int i = 0; i < 5; ++i) sd_event_run(loop_->get(), 10'000);  // the loop turns freely meanwhile
   EXPECT_EQ((*rec)->pending(), 1u);
   EXPECT_FALSE(store_->calls().recording(kCall)->has_value());  // not durable, not registered
+  EXPECT_EQ(settled, 0);
   EXPECT_TRUE(exists(part));
   EXPECT_FALSE(exists(path));
 
   release.set_value();
   ASSERT_TRUE(turn_until([&] { return (*rec)->pending() == 0; }));
   EXPECT_FALSE(on_loop_thread.load());
+  EXPECT_EQ(settled, 1);
+  EXPECT_TRUE(row_when_settled);
+  EXPECT_FALSE((*rec)->pending_for(kCall));
   EXPECT_GE(synced_fd.load(), 0);
   EXPECT_FALSE(exists(part));
   ASSERT_TRUE(exists(path));

@@ -20,6 +20,9 @@
 //   auto rec = CallRecorder::create(sink, {.rate = 16000, .frame_ms = 20, .call_id = id, .agent = name});
 //   per capture frame:  rec->push(caller_after_aec, samples_played_during_this_frame);  // {} if none
 //   at hang-up:         auto summary = rec->finish();  fsync, rename .part → .opus, store summary->seconds()
+//
+// The daemon's sink is store/recordings.hpp (RecordingFile; the fsync and rename run on its worker thread).
+// A .part a crash left behind is closed with salvage_ogg_opus() + mark_ogg_end_of_stream() below.
 #pragma once
 
 #include <cstddef>

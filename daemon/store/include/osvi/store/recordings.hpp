@@ -77,6 +77,11 @@ class Recordings {
   void discard(std::unique_ptr<RecordingFile> file);
   // Files handed to commit() whose row is not written yet.
   size_t pending() const { return pending_; }
+  // Whether the call's recording was handed to commit() and its row is not written yet.
+  bool pending_for(std::string_view call_id) const;
+  // Runs `then` on the loop once that call's recording is settled (registered, or dropped on an error); at
+  // once when nothing of it is pending. Lets the API answer "where is the recording" without a 404 window.
+  void when_settled(std::string_view call_id, std::function<void()> then);
   // Runs `then` on the loop once nothing is pending (at once when nothing is): e.g. the demo's report,
   // which prints the recording's path.
   void when_idle(std::function<void()> then);
@@ -99,6 +104,8 @@ class Recordings {
   EventSource wake_source_;
   size_t pending_ = 0;  // loop thread
   std::vector<std::function<void()>> idle_waiters_;
+  std::vector<std::string> pending_ids_;  // loop thread: the calls behind pending_
+  std::vector<std::pair<std::string, std::function<void()>>> call_waiters_;
   std::mutex mu_;  // guards todo_, done_, stopping_
   std::condition_variable cv_;
   std::deque<Job> todo_, done_;
