@@ -22,12 +22,12 @@
 
 using namespace osvi;
 using namespace osvi::daemon;
-using Clock = std::chrono::steady_clock;
+using Steady = std::chrono::steady_clock;
 
 namespace {
 
-double us_since(Clock::time_point t) {
-  return std::chrono::duration<double, std::micro>(Clock::now() - t).count();
+double us_since(Steady::time_point t) {
+  return std::chrono::duration<double, std::micro>(Steady::now() - t).count();
 }
 
 void report(const char* what, std::vector<double> v) {
@@ -39,13 +39,15 @@ void report(const char* what, std::vector<double> v) {
               v.back(), v.size());
 }
 
+// Built from std::strings, not literals: GCC 12 at -O3 misreads short literal assignments as overflows.
 CallRecord call(const std::string& id, int64_t at) {
+  static const std::string kAgent("agent_a"), kName("A"), kPhone("+919876543210"), kFrom("+911140000000");
   CallRecord c;
   c.call_id = id;
-  c.agent_uuid = "agent_a";
-  c.agent_name = "A";
-  c.phone_number = "+919876543210";
-  c.from_number = "+911140000000";
+  c.agent_uuid = kAgent;
+  c.agent_name = kName;
+  c.phone_number = kPhone;
+  c.from_number = kFrom;
   c.created_at_ms = at;
   return c;
 }
@@ -61,7 +63,7 @@ std::string id_of(int i) {
 int main(int argc, char** argv) {
   const int history = argc > 1 ? std::atoi(argv[1]) : 10000;
   test::TempDir dir;
-  const std::string rec_dir = dir.path() + "/recordings";
+  const std::string rec_dir = dir.file("recordings");
   ::mkdir(rec_dir.c_str(), 0750);
   SystemClock sys;
   auto store = Store::open(StoreOptions{dir.file("osvid.db"), 5000, true}, sys);
@@ -83,7 +85,7 @@ int main(int argc, char** argv) {
     for (int i = 0; i < live; ++i) (void)st.calls().insert(call(id_of(history + i), sys.wall_ms()));
     std::vector<double> t;
     for (int i = 0; i < 2000; ++i) {
-      const auto t0 = Clock::now();
+      const auto t0 = Steady::now();
       (void)mark_calls_alive(st.calls(), st.meta(), sys.wall_ms());
       t.push_back(us_since(t0));
     }
@@ -114,16 +116,16 @@ int main(int argc, char** argv) {
     (void)(*f)->write(sink.bytes());
     {
       // The same sync, timed on its own file, for comparison.
-      const std::string other = rec_dir + "/sync-probe";
+      const std::string other = dir.file("sync-probe");
       FILE* p = std::fopen(other.c_str(), "wb");
       std::fwrite(sink.bytes().data(), 1, sink.bytes().size(), p);
       std::fflush(p);
-      const auto t0 = Clock::now();
+      const auto t0 = Steady::now();
       ::fdatasync(fileno(p));
       sync_us.push_back(us_since(t0));
       std::fclose(p);
     }
-    const auto t0 = Clock::now();
+    const auto t0 = Steady::now();
     (*recs)->commit(std::move(*f), 180'000);
     commit_us.push_back(us_since(t0));
     while ((*recs)->pending() > 0) sd_event_run((*loop)->get(), 100'000);
@@ -148,9 +150,10 @@ int main(int argc, char** argv) {
       (void)rec->push(a, b);
     }
     const size_t cut = hour.bytes().size() - 300;
-    test::write_file(rec_dir + "/" + id + ".opus.part",
-                     std::string(reinterpret_cast<const char*>(hour.bytes().data()), cut));
-    const auto t0 = Clock::now();
+    std::string part_path = rec_dir;
+    part_path.append("/").append(id).append(".opus.part");
+    test::write_file(part_path, std::string(reinterpret_cast<const char*>(hour.bytes().data()), cut));
+    const auto t0 = Steady::now();
     auto done = recover_recordings(st.calls(), rec_dir);
     const double us = us_since(t0);
     std::printf("start-up: closing a 1 h .part (%zu bytes): %.1f ms, %s\n", cut, us / 1000.0,

@@ -21,6 +21,7 @@
 #include "osvi/base/secret.hpp"
 #include "osvi/calls/call_service.hpp"
 #include "osvi/net/json.hpp"
+#include "osvi/store/recordings.hpp"
 #include "util.hpp"
 
 namespace osvi::daemon {
