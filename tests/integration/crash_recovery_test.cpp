@@ -160,7 +160,8 @@ TEST_F(CrashRecovery, KilledDuringAnsweredCallsKeepsWhatWasTrue) {
     const int rc = std::system(cmd.c_str());
     const std::string info = osvi::test::read_file(path + ".txt");
     EXPECT_EQ(rc, 0) << info;
-    std::printf("[crash] %s recording: %zu bytes, %d turns, opusinfo %s\n", id.c_str(), file.body.size(), cJSON_GetArraySize(turns), info.substr(info.find("Playback length")).substr(0, 30).c_str());
+    std::printf("[crash] %s recording: %zu bytes, %d turns, opusinfo %s\n", id.c_str(), file.body.size(),
+                cJSON_GetArraySize(turns), info.substr(info.find("Playback length")).substr(0, 30).c_str());
     EXPECT_NE(info.find("CALL_ID=" + id), std::string::npos) << info;
   }
   for (const std::string& f : files_in(rec_dir)) EXPECT_FALSE(f.ends_with(".part")) << f;

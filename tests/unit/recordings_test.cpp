@@ -343,7 +343,7 @@ TEST_F(RecordingsWorker, CommitDoesNotWaitForTheSyncAndRegistersAfterIt) {
   });
   int other = 0;
   (*rec)->when_settled("0190a1b2-c3d4-7e5f-8a9b-000000000009", [&] { ++other; });
-  EXPECT_EQ(other, 1);  // nothing pending for that call: at once
+  EXPECT_EQ(other, 1);                                             // nothing pending for that call: at once
   for (int i = 0; i < 5; ++i) sd_event_run(loop_->get(), 10'000);  // the loop turns freely meanwhile
   EXPECT_EQ((*rec)->pending(), 1u);
   EXPECT_FALSE(store_->calls().recording(kCall)->has_value());  // not durable, not registered
