@@ -118,6 +118,7 @@ void HttpReply::send(HttpResponse response) {
   if (conn_->suspended) {
     conn_->suspended = false;
     MHD_resume_connection(conn_->mhd);
+    conn_->server->resume_pending_ = true;
   }
 }
 
@@ -284,12 +285,14 @@ int HttpServer::poll_fd() const {
 }
 
 std::optional<uint64_t> HttpServer::timeout_ms() const {
+  if (resume_pending_) return 0;
   MHD_UNSIGNED_LONG_LONG t = 0;
   if (MHD_get_timeout(daemon_, &t) != MHD_YES) return std::nullopt;
   return static_cast<uint64_t>(t);
 }
 
 void HttpServer::run() {
+  resume_pending_ = false;
   MHD_run(daemon_);
 }
 

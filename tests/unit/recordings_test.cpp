@@ -3,9 +3,11 @@
 #include "osvi/store/recordings.hpp"
 
 #include <gtest/gtest.h>
+#include <sys/epoll.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
@@ -14,8 +16,11 @@
 #include <thread>
 #include <vector>
 
+#include "daemon_process.hpp"
+#include "osvi/api/api.hpp"
 #include "osvi/audio/recording.hpp"
 #include "osvi/clock.hpp"
+#include "osvi/net/http_server.hpp"
 #include "osvi/store/store.hpp"
 #include "test_support.hpp"
 
@@ -402,6 +407,72 @@ TEST_F(RecordingsWorker, DestroyingFinishesWhatWasHandedOver) {
   auto row = store_->calls().recording(kCall);
   ASSERT_TRUE(row.ok() && row->has_value());
   EXPECT_EQ((*row)->duration_ms, 500);
+}
+
+// Asked for a recording while it is still being made durable, the API holds the answer (no 404) and
+// answers 200 with the link once the row is written: the server, the API and Recordings on one loop, as
+// in osvid.
+TEST_F(RecordingsWorker, TheRecordingLinkWaitsForARecordingBeingMadeDurable) {
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  auto rec = Recordings::create(*loop_, store_->calls(), {.dir = rec_dir_, .sync = [&](int fd) {
+                                                            released.wait();
+                                                            return ::fdatasync(fd);
+                                                          }});
+  ASSERT_TRUE(rec.ok());
+  Config config;
+  std::vector<ApiToken> tokens = {ApiToken{"TokAll0123456789", {}, true}};
+  ApiContext ctx;
+  ctx.config = &config;
+  ctx.tokens = &tokens;
+  ctx.store = store_.get();
+  ctx.clock = &clock_;
+  ctx.recording_key = "0123456789abcdef0123456789abcdef";
+  ctx.recordings_dir = rec_dir_;
+  ctx.recordings = rec->get();
+  ctx.listen = "127.0.0.1:1";
+  Api api(ctx);
+  net::HttpServerOptions o;
+  o.port = 0;
+  auto server = net::HttpServer::start(
+      o, [&](net::HttpRequest& r, net::HttpReply reply) { api.handle(r, std::move(reply)); });
+  ASSERT_TRUE(server.ok());
+  net::HttpServer* srv = server->get();
+  // Wired as App::start_api does: the epoll fd, and a timer on libmicrohttpd's own deadline re-armed after
+  // every loop iteration (how a resumed connection gets served).
+  auto io = loop_->add_io(srv->poll_fd(), EPOLLIN, [srv](uint32_t) { srv->run(); });
+  ASSERT_TRUE(io.ok());
+  auto timer = loop_->add_timer(UINT64_MAX, [srv] { srv->run(); });
+  ASSERT_TRUE(timer.ok());
+  sd_event_source* timer_src = timer->get();
+  auto post = loop_->add_post([&, srv, timer_src] {
+    if (auto t = srv->timeout_ms()) EventLoop::set_timer(timer_src, loop_->now_us() + *t * 1000);
+  });
+  ASSERT_TRUE(post.ok());
+
+  auto f = (*rec)->open(kCall);
+  ASSERT_TRUE(f.ok());
+  ASSERT_TRUE((*f)->write(recording(1.0, true)));
+  (*rec)->commit(std::move(*f), 1000);
+
+  std::atomic<long> status{-1};
+  std::string body;
+  std::thread client([&] {
+    auto r = test::http_request(
+        "GET", "http://127.0.0.1:" + std::to_string(srv->port()) + "/v1/call/" + kCall + "/recording",
+        "TokAll0123456789");
+    body = r.body;
+    status = r.status;
+  });
+  // The request arrives and is held while the sync is stuck.
+  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(500);
+  while (std::chrono::steady_clock::now() < until) sd_event_run(loop_->get(), 10'000);
+  EXPECT_EQ(status.load(), -1) << body;
+  release.set_value();
+  ASSERT_TRUE(turn_until([&] { return status.load() != -1; }));
+  client.join();
+  EXPECT_EQ(status.load(), 200) << body;
+  EXPECT_NE(body.find("recording_url"), std::string::npos) << body;
 }
 
 }  // namespace

@@ -131,6 +131,9 @@ class HttpServer {
   HttpServerOptions options_;
   HttpHandler handler_;
   MHD_Daemon* daemon_ = nullptr;
+  // A reply sent later (outside libmicrohttpd's callbacks) resumed its connection: libmicrohttpd's epoll fd
+  // does not wake for that, so timeout_ms() says 0 until the next run().
+  bool resume_pending_ = false;
   int listen_fd_ = -1;
   uint16_t port_ = 0;
 
