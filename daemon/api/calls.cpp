@@ -6,9 +6,9 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
-#include <fstream>
 #include <iterator>
 #include <limits>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -21,6 +21,7 @@
 #include "osvi/base/secret.hpp"
 #include "osvi/calls/call_service.hpp"
 #include "osvi/net/json.hpp"
+#include "osvi/store/recordings.hpp"
 #include "util.hpp"
 
 namespace osvi::daemon {
@@ -34,7 +35,6 @@ using net::JsonPtr;
 constexpr int64_t kRecordingLinkSeconds = 900;  // spec 3.6: expires_in_seconds
 constexpr size_t kMaxGreetingChars = 2000;
 constexpr int64_t kMaxPerPage = 100;
-constexpr int64_t kMaxRecordingBytes = 256LL * 1024 * 1024;  // far above any call; refuses a runaway file
 constexpr std::string_view kStatuses[] = {"picked", "not_picked", "failed",
                                           "busy",   "voicemail",  "in_progress"};
 
@@ -737,32 +737,53 @@ void Api::get_transcript(HttpRequest& request, HttpReply reply) {
   reply.send(success(std::move(data)));
 }
 
-void Api::get_recording(HttpRequest& request, HttpReply reply) {
-  auto c = find_call(*ctx_.store, *caller_, request, reply);
-  if (!c) return;
-  auto row = ctx_.store->calls().recording(c->call_id);
+namespace {
+
+// The recording link of a call the caller may see, once its recording is registered (or known absent).
+void send_recording_link(const ApiContext& ctx, const std::string& call_id, const std::string& host,
+                         HttpReply reply) {
+  auto row = ctx.store->calls().recording(call_id);
   if (!row) {
-    log::error("cannot read recording row: " + row.error().message, {{"CALL_ID", c->call_id}});
-    reply.send(error(500, "database error"));
+    log::error("cannot read recording row: " + row.error().message, {{"CALL_ID", call_id}});
+    reply.send(Api::error(500, "database error"));
     return;
   }
-  if (!*row || !regular_file(recording_path(ctx_, **row))) {
-    reply.send(error(404, "this call has no recording"));
+  if (!*row || !regular_file(recording_path(ctx, **row))) {
+    reply.send(Api::error(404, "this call has no recording"));
     return;
   }
-  if (ctx_.recording_key.empty()) {
-    reply.send(error(503, "recording links are not available (no signing key)"));
+  if (ctx.recording_key.empty()) {
+    reply.send(Api::error(503, "recording links are not available (no signing key)"));
     return;
   }
-  const int64_t expires = ctx_.clock->wall_ms() / 1000 + kRecordingLinkSeconds;
-  const std::string url = "http://" + public_host(request, ctx_.listen) + "/v1/recordings/" + c->call_id +
+  const int64_t expires = ctx.clock->wall_ms() / 1000 + kRecordingLinkSeconds;
+  const std::string url = "http://" + host + "/v1/recordings/" + call_id +
                           ".opus?expires=" + std::to_string(expires) +
-                          "&sig=" + signature(ctx_.recording_key, c->call_id, expires);
+                          "&sig=" + signature(ctx.recording_key, call_id, expires);
   JsonPtr data(cJSON_CreateObject());
-  net::json_add_string(data.get(), "call_id", c->call_id);
+  net::json_add_string(data.get(), "call_id", call_id);
   net::json_add_string(data.get(), "recording_url", url);
   cJSON_AddNumberToObject(data.get(), "expires_in_seconds", static_cast<double>(kRecordingLinkSeconds));
   reply.send(success(std::move(data)));
+}
+
+}  // namespace
+
+void Api::get_recording(HttpRequest& request, HttpReply reply) {
+  auto c = find_call(*ctx_.store, *caller_, request, reply);
+  if (!c) return;
+  std::string host = public_host(request, ctx_.listen);
+  // A call that just ended has its recording on the way to disk (store/recordings.hpp): answer once it is
+  // registered (a sync takes milliseconds) rather than 404 a recording that is about to exist. The token
+  // check is done; only the lookup waits.
+  if (ctx_.recordings && ctx_.recordings->pending_for(c->call_id)) {
+    auto held = std::make_shared<HttpReply>(std::move(reply));
+    ctx_.recordings->when_settled(c->call_id, [ctx = &ctx_, id = c->call_id, host = std::move(host), held] {
+      if (held->connected()) send_recording_link(*ctx, id, host, std::move(*held));
+    });
+    return;
+  }
+  send_recording_link(ctx_, c->call_id, host, std::move(reply));
 }
 
 void Api::serve_recording(HttpRequest& request, HttpReply reply) {
@@ -800,28 +821,19 @@ void Api::serve_recording(HttpRequest& request, HttpReply reply) {
     return;
   }
   const std::string path = recording_path(ctx_, **row);
-  std::ifstream in(path, std::ios::binary);
-  if (!in || !regular_file(path)) {
-    reply.send(error(404, "this call has no recording"));
+  // Answered from the file descriptor: a long call's recording costs the box no memory to serve.
+  auto served = net::file_response(path, "audio/ogg");
+  if (!served) {
+    const int code = served.error().code;
+    if (code != -ENOENT && code != -EISDIR && code != -EINVAL) {
+      log::error("cannot serve recording file: " + served.error().message, {{"CALL_ID", call_id}});
+      reply.send(error(500, "recording file cannot be served"));
+    } else {
+      reply.send(error(404, "this call has no recording"));
+    }
     return;
   }
-  in.seekg(0, std::ios::end);
-  const std::streamoff size = in.tellg();
-  if (size < 0 || size > kMaxRecordingBytes) {
-    log::error("recording file unreadable or too large: " + path, {{"CALL_ID", call_id}});
-    reply.send(error(500, "recording file cannot be served"));
-    return;
-  }
-  in.seekg(0, std::ios::beg);
-  HttpResponse r;
-  r.status = 200;
-  r.content_type = "audio/ogg";
-  r.body.resize(static_cast<size_t>(size));
-  if (size > 0 && !in.read(r.body.data(), size)) {
-    log::error("cannot read recording file " + path, {{"CALL_ID", call_id}});
-    reply.send(error(500, "recording file cannot be served"));
-    return;
-  }
+  HttpResponse& r = *served;
   r.headers.emplace_back("Content-Disposition", "attachment; filename=\"" + call_id + ".opus\"");
   // The link is a capability: caches between the box and the client must not keep the audio.
   r.headers.emplace_back("Cache-Control", "private, no-store");

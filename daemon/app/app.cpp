@@ -291,7 +291,7 @@ Status App::start() {
               {{"DB_PATH", so.path}});
   }
   for (const std::string& id : rep.recovered_calls) {
-    log::warning("call " + id + " was in progress when the daemon stopped; closed as failed (daemon_restart)",
+    log::warning("call " + id + " was in progress when the daemon stopped; closed (daemon_restart)",
                  {{"CALL_ID", id}}, log::id::kDbRecovered);
   }
   if (auto s = store_->agents().sync(agent_records(*config_)); !s) return s;
@@ -387,6 +387,28 @@ Status App::start_calls() {
   const std::string rec_dir = config_->calls.recordings_dir.empty() ? config_->state_dir + "/recordings"
                                                                     : config_->calls.recordings_dir;
   if (auto s = make_dirs(rec_dir); !s) return s;
+  // Before any call runs: what the calls a dead daemon left were recording becomes their recording.
+  auto recovered = recover_recordings(store_->calls(), rec_dir);
+  if (!recovered) {
+    // The box still takes calls; what is left stays on disk for the next start.
+    log::error("cannot recover the recordings of interrupted calls: " + recovered.error().message);
+    recovered = std::vector<RecoveredRecording>{};
+  }
+  for (const RecoveredRecording& r : *recovered) {
+    if (r.registered) {
+      log::warning("recording of interrupted call " + r.call_id + " closed and kept: " + r.note,
+                   {{"CALL_ID", r.call_id}}, log::id::kDbRecovered);
+    } else {
+      log::warning("unusable recording " + r.file + " removed: " + r.note, {{"CALL_ID", r.call_id}},
+                   log::id::kDbRecovered);
+    }
+  }
+  auto recordings = Recordings::create(*loop_, store_->calls(), {.dir = rec_dir, .sync = {}});
+  if (!recordings) return recordings.error();
+  recordings_ = std::move(*recordings);
+  auto heartbeat = CallsHeartbeat::start(*loop_, *store_, *clock_);
+  if (!heartbeat) return heartbeat.error();
+  heartbeat_ = std::move(*heartbeat);
   auto key = load_or_create_secret(config_->state_dir + "/recording-key", 32);
   if (!key) return make_error("recording key: " + key.error().message, key.error().code);
   recording_key_ = std::move(*key);
@@ -416,20 +438,24 @@ Status App::start_calls() {
   };
   call_ctx_.audio = config_->audio;
   call_ctx_.calls = config_->calls;
-  call_ctx_.recordings_dir = rec_dir;
+  call_ctx_.recordings = recordings_.get();
   calls_ = std::make_unique<CallManager>(call_ctx_, *lines_);
   calls_->set_config(config_.get());
   if (options_.demo) {
     calls_->set_on_finished([this](const CallRecord& r) {
-      std::fputs(demo_report(*store_, r.call_id, config_->site.utc_offset_minutes).c_str(), stdout);
-      std::fflush(stdout);
-      stop("the end of the demo call");
+      // The report names the recording, which is registered once it is on disk.
+      recordings_->when_idle([this, id = r.call_id] {
+        std::fputs(demo_report(*store_, id, config_->site.utc_offset_minutes).c_str(), stdout);
+        std::fflush(stdout);
+        stop("the end of the demo call");
+      });
     });
   }
   lines_->set_event_sink([this](hal::Line& l, const hal::LineEvent& e) { calls_->on_line_event(l, e); });
   api_ctx_.calls = calls_.get();
   api_ctx_.recording_key = recording_key_;
   api_ctx_.recordings_dir = rec_dir;
+  api_ctx_.recordings = recordings_.get();
   return {};
 }
 
@@ -559,6 +585,9 @@ int App::run() {
   api_ctx_.calls = nullptr;
   if (lines_) lines_->set_event_sink({});
   calls_.reset();
+  heartbeat_.reset();
+  api_ctx_.recordings = nullptr;
+  recordings_.reset();  // after the calls that hand it files, before the store it registers them in
   upstream_.reset();
   api_ctx_.lines = nullptr;
   lines_.reset();

@@ -81,30 +81,10 @@ std::string TurnLatency::json() const {
   return net::json_print(o.get());
 }
 
-// The stereo recording: an Ogg Opus file written as pages come, renamed into place when the call ends.
-struct Call::Recording final : audio::ByteSink {
-  int fd = -1;
-  std::string part, path;
-  uint64_t bytes = 0;
-  bool failed = false;
+// The stereo recording: the recorder and the file it writes (declared first: the recorder writes into it).
+struct Call::Recording {
+  std::unique_ptr<RecordingFile> file;
   std::optional<audio::CallRecorder> recorder;
-  ~Recording() override {
-    if (fd >= 0) ::close(fd);
-  }
-  bool write(std::span<const uint8_t> b) noexcept override {
-    size_t off = 0;
-    while (off < b.size()) {
-      ssize_t n = ::write(fd, b.data() + off, b.size() - off);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) {
-        failed = true;
-        return false;
-      }
-      off += static_cast<size_t>(n);
-    }
-    bytes += b.size();
-    return true;
-  }
 };
 
 Call::Call(CallContext& ctx, hal::Line& line, CallSetup setup, Finished on_finished)
@@ -297,6 +277,9 @@ void Call::connected() {
   connected_ms_ = wall_ms();
   record_.call_picked_at_ms = connected_ms_;
   record_.status = "in_progress";
+  // Written now, not only at the end: a daemon killed mid-call must still know the call was answered.
+  if (Status s = ctx_.store->calls().set_picked(id(), connected_ms_); !s)
+    log::error("cannot save the answer time: " + s.error().message, {{"CALL_ID", id()}});
   const int64_t max_s = setup_.max_duration_s.value_or(setup_.agent.call.max_duration_s);
   set_in(D::max_duration, max_s * 1'000'000);
   if (Status s = open_audio(); !s) {
@@ -339,15 +322,14 @@ Status Call::open_audio() {
 }
 
 void Call::open_recording() {
-  if (!ctx_.audio.recording.enabled || ctx_.recordings_dir.empty()) return;
-  auto rec = std::make_unique<Recording>();
-  rec->path = ctx_.recordings_dir + "/" + id() + ".opus";
-  rec->part = rec->path + ".part";
-  rec->fd = ::open(rec->part.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-  if (rec->fd < 0) {
-    log::warning("cannot record the call: " + rec->part + ": " + std::strerror(errno), {{"CALL_ID", id()}});
+  if (!ctx_.audio.recording.enabled || !ctx_.recordings) return;
+  auto file = ctx_.recordings->open(id());
+  if (!file) {
+    log::warning("cannot record the call: " + file.error().message, {{"CALL_ID", id()}});
     return;
   }
+  auto rec = std::make_unique<Recording>();
+  rec->file = std::move(*file);
   audio::RecordingConfig rc;
   rc.rate = rate_;
   rc.frame_ms = ctx_.audio.frame_ms;
@@ -356,9 +338,10 @@ void Call::open_recording() {
   rc.call_id = id();
   rc.agent = setup_.agent.name;
   rc.title = "osvi call " + id();
-  auto r = audio::CallRecorder::create(*rec, rc);
+  auto r = audio::CallRecorder::create(*rec->file, rc);
   if (!r) {
     log::warning("cannot record the call: " + r.error().message, {{"CALL_ID", id()}});
+    ctx_.recordings->discard(std::move(rec->file));
     return;
   }
   rec->recorder.emplace(std::move(*r));
@@ -1465,18 +1448,13 @@ void Call::finalize(std::string_view status, std::string_view reason, std::strin
   }
   if (recording_ && recording_->recorder) {
     auto summary = recording_->recorder->finish();
-    ::fsync(recording_->fd);
-    ::close(recording_->fd);
-    recording_->fd = -1;
-    if (summary && !recording_->failed && ::rename(recording_->part.c_str(), recording_->path.c_str()) == 0) {
-      if (Status s = ctx_.store->calls().save_recording(id(), recording_->path, "ogg_opus",
-                                                        static_cast<int64_t>(summary->seconds() * 1000.0),
-                                                        static_cast<int64_t>(recording_->bytes));
-          !s)
-        log::error("cannot save the recording row: " + s.error().message, {{"CALL_ID", id()}});
+    recording_->recorder.reset();
+    if (summary && !recording_->file->failed()) {
+      // Synced, renamed and registered off the loop: the call's end does not wait for the disk.
+      ctx_.recordings->commit(std::move(recording_->file), static_cast<int64_t>(summary->seconds() * 1000.0));
     } else {
       log::warning("the call recording failed", {{"CALL_ID", id()}});
-      ::unlink(recording_->part.c_str());
+      ctx_.recordings->discard(std::move(recording_->file));
     }
   }
   recording_.reset();

@@ -1,6 +1,7 @@
 // CallsRepo: rows of calls, their transcript turns and recordings.
 #include "osvi/store/calls.hpp"
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <utility>
@@ -257,29 +258,64 @@ Result<std::optional<RecordingRow>> CallsRepo::recording(std::string_view call_i
       RecordingRow{s.text(0), s.text(1), s.text(2), s.int64(3), s.int64(4), s.int64(5)});
 }
 
-Result<std::vector<std::string>> CallsRepo::fail_in_progress(Transaction& /*tx*/, int64_t now) {
-  std::vector<std::string> ids;
+Status CallsRepo::set_picked(std::string_view call_id, int64_t picked_at_ms) {
+  Status s = run(db_.sql(),
+                 "UPDATE calls SET call_picked_at = ?2, updated_at = ?3 WHERE call_id = ?1 AND status = "
+                 "'in_progress'",
+                 call_id, picked_at_ms, db_.clock().wall_ms());
+  if (!s.ok()) return wrap("recording the answer of call " + std::string(call_id), s.error());
+  return {};
+}
+
+Result<bool> CallsRepo::any_in_progress() {
+  auto stmt = db_.sql().cached("SELECT EXISTS (SELECT 1 FROM calls WHERE status = 'in_progress')");
+  if (!stmt.ok()) return wrap("looking for live calls", stmt.error());
+  auto row = (*stmt)->step();
+  if (!row.ok()) return wrap("looking for live calls", row.error());
+  return *row && (*stmt)->int64(0) != 0;
+}
+
+Result<std::vector<std::string>> CallsRepo::close_in_progress(Transaction& /*tx*/, int64_t now,
+                                                              std::optional<int64_t> alive_at) {
+  struct Live {
+    std::string id;
+    int64_t last_seen;
+    std::optional<int64_t> picked;
+  };
+  std::vector<Live> live;
   {
     auto select = db_.sql().cached(
-        "SELECT call_id FROM calls WHERE status = 'in_progress' ORDER BY created_at, call_id");
+        "SELECT call_id, created_at, call_picked_at, (SELECT MAX(COALESCE(ended_at, started_at)) FROM "
+        "transcript_turns t WHERE t.call_id = calls.call_id) FROM calls WHERE status = 'in_progress' ORDER "
+        "BY created_at, call_id");
     if (!select.ok()) return select.error();
     for (;;) {
       auto row = (*select)->step();
       if (!row.ok()) return row.error();
       if (!*row) break;
-      ids.push_back((*select)->text(0));
+      const sql::Stmt& s = **select;
+      Live c{s.text(0), s.int64(1), s.opt_int64(2)};
+      if (c.picked) c.last_seen = std::max(c.last_seen, *c.picked);
+      if (auto turns = s.opt_int64(3)) c.last_seen = std::max(c.last_seen, *turns);
+      // The heartbeat is the daemon's, not the call's: it only says something about calls older than it.
+      if (alive_at && *alive_at >= c.last_seen) c.last_seen = *alive_at;
+      live.push_back(std::move(c));
     }
   }
-  if (ids.empty()) return ids;
-  // Duration counts from the answer, as for a normal end; an unanswered call talked for 0 s.
-  Status upd = run(
-      db_.sql(),
-      "UPDATE calls SET status = 'failed', call_ended_reason = 'daemon_restart', call_ended_by = 'system', "
-      "ended_at = ?1, duration_seconds = CASE WHEN call_picked_at IS NULL OR call_picked_at > ?1 THEN 0 "
-      "ELSE (?1 - call_picked_at) / 1000 END, revision = revision + 1, updated_at = ?1 "
-      "WHERE status = 'in_progress'",
-      now);
-  if (!upd.ok()) return upd.error();
+  for (const Live& c : live) {
+    // A clock set back while the daemon was down must not end a call before it was answered.
+    const int64_t ended = std::max(std::min(c.last_seen, now), c.picked.value_or(0));
+    const int64_t seconds = c.picked ? (ended - *c.picked + 500) / 1000 : 0;
+    Status upd = run(db_.sql(),
+                     "UPDATE calls SET status = ?2, call_ended_reason = 'daemon_restart', call_ended_by = "
+                     "'system', ended_at = ?3, duration_seconds = ?4, revision = revision + 1, updated_at = "
+                     "?5 WHERE call_id = ?1 AND status = 'in_progress'",
+                     c.id, std::string_view(c.picked ? "picked" : "failed"), ended, seconds, now);
+    if (!upd.ok()) return upd.error();
+  }
+  std::vector<std::string> ids;
+  ids.reserve(live.size());
+  for (Live& c : live) ids.push_back(std::move(c.id));
   return ids;
 }
 

@@ -4,6 +4,7 @@
 #include <cjson/cJSON.h>
 
 #include <cerrno>
+#include <charconv>
 #include <string>
 
 #include "osvi/net/json.hpp"
@@ -95,9 +96,28 @@ Status finish_call_and_enqueue(Transaction& tx, CallsRepo& calls, OutboxRepo& ou
   return {};
 }
 
+Status mark_calls_alive(CallsRepo& calls, MetaRepo& meta, int64_t now) {
+  auto live = calls.any_in_progress();
+  if (!live.ok()) return live.error();
+  if (!*live) return {};
+  if (Status s = meta.set(kCallsAliveKey, std::to_string(now)); !s.ok())
+    return wrap("marking live calls alive", s.error());
+  return {};
+}
+
 Result<std::vector<std::string>> close_interrupted_calls(Transaction& tx, CallsRepo& calls,
-                                                         OutboxRepo& outbox, int64_t now) {
-  auto ids = calls.fail_in_progress(tx, now);
+                                                         OutboxRepo& outbox, MetaRepo& meta, int64_t now) {
+  auto live = calls.any_in_progress();
+  if (!live.ok()) return wrap("closing calls left in_progress", live.error());
+  if (!*live) return std::vector<std::string>{};
+  // The heartbeat only sharpens the end time: unreadable, the calls still close, at their last evidence.
+  std::optional<int64_t> alive_at;
+  if (auto text = meta.get(kCallsAliveKey)) {
+    int64_t v = 0;
+    const auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), v);
+    if (ec == std::errc() && end == text->data() + text->size()) alive_at = v;
+  }
+  auto ids = calls.close_in_progress(tx, now, alive_at);
   if (!ids.ok()) return wrap("closing calls left in_progress", ids.error());
   // The fleet must hear about every closed call, and only if closing it commits.
   for (const std::string& id : *ids) {

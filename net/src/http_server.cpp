@@ -3,11 +3,13 @@
 #include "osvi/net/http_server.hpp"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -44,6 +46,34 @@ std::optional<std::string_view> HttpRequest::query_param(std::string_view name) 
 }
 std::optional<std::string_view> HttpRequest::param(std::string_view name) const {
   return find_kv(params, name, false);
+}
+
+HttpFileBody& HttpFileBody::operator=(HttpFileBody&& other) noexcept {
+  if (this != &other) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = std::exchange(other.fd_, -1);
+    offset_ = other.offset_;
+    size_ = other.size_;
+  }
+  return *this;
+}
+
+HttpFileBody::~HttpFileBody() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+Result<HttpResponse> file_response(const std::string& path, std::string content_type) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return make_error("cannot open " + path + ": " + std::strerror(errno), -errno);
+  HttpFileBody body(fd, 0, 0);
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return make_error("cannot stat " + path + ": " + std::strerror(errno), -errno);
+  if (!S_ISREG(st.st_mode))
+    return make_error(path + " is not a regular file", S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL);
+  HttpResponse r;
+  r.content_type = std::move(content_type);
+  r.file.emplace(body.release(), 0, static_cast<uint64_t>(st.st_size));
+  return r;
 }
 
 struct HttpReply::Conn {
@@ -88,13 +118,21 @@ void HttpReply::send(HttpResponse response) {
   if (conn_->suspended) {
     conn_->suspended = false;
     MHD_resume_connection(conn_->mhd);
+    conn_->server->resume_pending_ = true;
   }
 }
 
 struct HttpServer::Glue {
-  static MHD_Result queue(MHD_Connection* connection, const HttpResponse& r) {
-    MHD_Response* resp = MHD_create_response_from_buffer(r.body.size(), const_cast<char*>(r.body.data()),
-                                                         MHD_RESPMEM_MUST_COPY);
+  static MHD_Result queue(MHD_Connection* connection, HttpResponse& r) {
+    MHD_Response* resp = nullptr;
+    if (r.file) {
+      // libmicrohttpd takes the descriptor (closed with the response) and reads it as the socket drains.
+      resp = MHD_create_response_from_fd_at_offset64(r.file->size(), r.file->fd(), r.file->offset());
+      if (resp) r.file->release();
+    } else {
+      resp = MHD_create_response_from_buffer(r.body.size(), const_cast<char*>(r.body.data()),
+                                             MHD_RESPMEM_MUST_COPY);
+    }
     if (!resp) return MHD_NO;
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r.content_type.c_str());
     for (const auto& [k, v] : r.headers) MHD_add_response_header(resp, k.c_str(), v.c_str());
@@ -162,9 +200,10 @@ struct HttpServer::Glue {
     }
     if (c.too_large) {
       c.answered = true;
-      return queue(connection, error(self, 413,
-                                     "request body exceeds the limit of " +
-                                         std::to_string(self->options_.max_body_bytes) + " bytes"));
+      HttpResponse r = error(
+          self, 413,
+          "request body exceeds the limit of " + std::to_string(self->options_.max_body_bytes) + " bytes");
+      return queue(connection, r);
     }
     if (!c.dispatched) {
       c.dispatched = true;
@@ -246,12 +285,14 @@ int HttpServer::poll_fd() const {
 }
 
 std::optional<uint64_t> HttpServer::timeout_ms() const {
+  if (resume_pending_) return 0;
   MHD_UNSIGNED_LONG_LONG t = 0;
   if (MHD_get_timeout(daemon_, &t) != MHD_YES) return std::nullopt;
   return static_cast<uint64_t>(t);
 }
 
 void HttpServer::run() {
+  resume_pending_ = false;
   MHD_run(daemon_);
 }
 

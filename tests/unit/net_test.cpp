@@ -1,14 +1,18 @@
 // Router matching, JSON parse errors, and the HTTP server (body limit, deferred replies) on a real socket.
 #include <gtest/gtest.h>
 #include <poll.h>
+#include <sys/stat.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <thread>
 
 #include "daemon_process.hpp"
 #include "osvi/net/http_server.hpp"
 #include "osvi/net/json.hpp"
 #include "osvi/net/router.hpp"
+#include "test_support.hpp"
 
 namespace {
 
@@ -67,8 +71,10 @@ class ServerThread {
     port_ = server_->port();
     thread_ = std::thread([this] {
       while (!stop_) {
+        // As the daemon's loop does: libmicrohttpd's own deadline (0 while a response is still being sent).
+        const int wait = static_cast<int>(std::min<uint64_t>(server_->timeout_ms().value_or(10), 10));
         pollfd p{server_->poll_fd(), POLLIN, 0};
-        poll(&p, 1, 10);
+        poll(&p, 1, wait);
         server_->run();
         if (tick) tick();
       }
@@ -124,6 +130,50 @@ TEST(HttpServer, RefusesBodiesOverTheLimitWith413) {
   EXPECT_FALSE(called);
   EXPECT_EQ(osvi::test::http_request("POST", st.url("/"), "", std::string(1000, 'x')).status, 200);
   EXPECT_TRUE(called);
+}
+
+// A file is answered from its descriptor: the response carries the open file and no bytes of it, and the
+// server streams it byte-identical.
+TEST(HttpServer, FileResponsesCarryTheDescriptorNotTheBytes) {
+  osvi::test::TempDir dir;
+  const std::string path = dir.file("big.bin");
+  std::string content(24u << 20, '\0');
+  uint32_t x = 12345;
+  for (char& c : content) {
+    x = x * 1103515245u + 12345u;
+    c = static_cast<char>(x >> 24);
+  }
+  osvi::test::write_file(path, content);
+
+  auto r = osvi::net::file_response(path, "application/octet-stream");
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_TRUE(r->body.empty());
+  ASSERT_TRUE(r->file.has_value());
+  EXPECT_EQ(r->file->size(), content.size());
+  EXPECT_EQ(r->file->offset(), 0u);
+  struct stat by_fd {
+  }, by_path{};
+  ASSERT_EQ(fstat(r->file->fd(), &by_fd), 0);
+  ASSERT_EQ(stat(path.c_str(), &by_path), 0);
+  EXPECT_EQ(by_fd.st_ino, by_path.st_ino);
+  EXPECT_EQ(by_fd.st_dev, by_path.st_dev);
+
+  auto missing = osvi::net::file_response(dir.file("nope"), "audio/ogg");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.error().code, -ENOENT);
+  auto folder = osvi::net::file_response(dir.path(), "audio/ogg");
+  ASSERT_FALSE(folder.ok());
+  EXPECT_EQ(folder.error().code, -EISDIR);
+
+  ServerThread st([&](HttpRequest&, HttpReply reply) {
+    auto f = osvi::net::file_response(path, "application/octet-stream");
+    if (f) reply.send(std::move(*f));
+  });
+  auto got = osvi::test::http_request("GET", st.url("/big"), "");
+  EXPECT_EQ(got.status, 200);
+  EXPECT_EQ(got.body.size(), content.size());
+  EXPECT_TRUE(got.body == content);
+  EXPECT_NE(got.headers.find("Content-Type: application/octet-stream"), std::string::npos) << got.headers;
 }
 
 TEST(HttpServer, ReplyMayBeSentLaterFromTheLoop) {

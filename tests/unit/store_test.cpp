@@ -285,6 +285,9 @@ TEST_F(StoreTest, QuickCheckFailureIsReportedNotFatal) {
   EXPECT_FALSE((*store)->health().quick_check_ok);
 }
 
+// A daemon killed mid-call (SIGKILL, power cut): the answered call keeps its answer time and stays picked,
+// ended by system for daemon_restart at the last moment it is known to have been live (the heartbeat), with
+// the talk time up to then and its saved turns; the one still ringing failed; the finished one is untouched.
 TEST_F(StoreTest, RecoversCallsLeftInProgress) {
   const std::string a = "aaaaaaaa-0000-4000-8000-000000000001";
   const std::string b = "bbbbbbbb-0000-4000-8000-000000000002";
@@ -293,11 +296,11 @@ TEST_F(StoreTest, RecoversCallsLeftInProgress) {
   {
     auto store = open_store();
     ASSERT_TRUE(store);
-    CallRecord answered = minimal_call(a, kT0);
-    answered.call_picked_at_ms = kT0 + 1'000;
-    ASSERT_TRUE(store->calls().insert(answered).ok());
-    CallRecord ringing = minimal_call(b, kT0 + 10);
-    ASSERT_TRUE(store->calls().insert(ringing).ok());
+    ASSERT_TRUE(store->calls().insert(minimal_call(a, kT0)).ok());
+    ASSERT_TRUE(store->calls().set_picked(a, kT0 + 1'000).ok());  // what the calls engine writes on answer
+    TranscriptTurn turn{a, 1, "agent", "Hello", kT0 + 1'200, kT0 + 2'500, false, std::nullopt};
+    ASSERT_TRUE(store->calls().add_transcript_turn(turn).ok());
+    ASSERT_TRUE(store->calls().insert(minimal_call(b, kT0 + 10)).ok());
     finished = minimal_call(done, kT0 - 50'000);
     finished.status = "picked";
     finished.call_picked_at_ms = kT0 - 45'000;
@@ -306,7 +309,10 @@ TEST_F(StoreTest, RecoversCallsLeftInProgress) {
     finished.call_ended_by = "user";
     ASSERT_TRUE(store->calls().insert(finished).ok());
     finished = store->calls().get(done)->value();
+    clock_.advance_ms(4'400);
+    ASSERT_TRUE(mark_calls_alive(store->calls(), store->meta(), clock_.wall_ms()).ok());
   }
+  const int64_t alive = kT0 + 4'400;
   clock_.advance_ms(61'000);  // the daemon was down for a minute
   const int64_t now = clock_.wall_ms();
   auto store = open_store();
@@ -316,28 +322,95 @@ TEST_F(StoreTest, RecoversCallsLeftInProgress) {
   auto ra = store->calls().get(a);
   ASSERT_TRUE(ra.ok() && ra->has_value());
   const CallRecord& ca = **ra;
-  EXPECT_EQ(ca.status, "failed");
+  EXPECT_EQ(ca.status, "picked");
   EXPECT_EQ(ca.call_ended_reason, "daemon_restart");
   EXPECT_EQ(ca.call_ended_by, "system");
-  EXPECT_EQ(ca.ended_at_ms, now);
-  EXPECT_EQ(ca.duration_seconds, 60);  // from call_picked_at, not created_at
+  EXPECT_EQ(ca.call_picked_at_ms, kT0 + 1'000);
+  EXPECT_EQ(ca.ended_at_ms, alive);   // the last moment known live, not the restart
+  EXPECT_EQ(ca.duration_seconds, 3);  // 3.4 s from call_picked_at, rounded as a normal end is
   EXPECT_EQ(ca.revision, 2);
   EXPECT_EQ(ca.updated_at_ms, now);
+  EXPECT_EQ(store->calls().transcript(a)->size(), 1u);
 
   auto rb = store->calls().get(b);
   ASSERT_TRUE(rb.ok() && rb->has_value());
   EXPECT_EQ((*rb)->status, "failed");
-  EXPECT_EQ((*rb)->ended_at_ms, now);
+  EXPECT_EQ((*rb)->call_ended_by, "system");
+  EXPECT_EQ((*rb)->ended_at_ms, alive);
   EXPECT_EQ((*rb)->duration_seconds, 0);  // never answered
+  EXPECT_FALSE((*rb)->call_picked_at_ms.has_value());
 
   auto rd = store->calls().get(done);
   ASSERT_TRUE(rd.ok() && rd->has_value());
   EXPECT_EQ(**rd, finished);
 
+  // The fleet hears the recovered record as it now stands.
+  auto queued = store->outbox().pending(0, 10);
+  ASSERT_TRUE(queued.ok());
+  bool found = false;
+  for (const auto& row : *queued) {
+    if (row.idempotency_key != "call:" + a + ":2") continue;
+    found = true;
+    EXPECT_NE(row.payload.find("\"status\":\"picked\""), std::string::npos) << row.payload;
+    EXPECT_NE(row.payload.find("\"duration_seconds\":3"), std::string::npos) << row.payload;
+  }
+  EXPECT_TRUE(found);
+
   store.reset();
   store = open_store();
   ASSERT_TRUE(store);
   EXPECT_TRUE(store->database().open_report().recovered_calls.empty());
+}
+
+// Without a heartbeat after the answer (killed within the first period), the last saved turn bounds the
+// call; a heartbeat older than the call says nothing about it.
+TEST_F(StoreTest, RecoveryWithoutAFreshHeartbeatEndsAtTheLastEvidence) {
+  const std::string a = "aaaaaaaa-0000-4000-8000-000000000001";
+  const std::string b = "bbbbbbbb-0000-4000-8000-000000000002";
+  {
+    auto store = open_store();
+    ASSERT_TRUE(store);
+    ASSERT_TRUE(store->meta().set(kCallsAliveKey, std::to_string(kT0 - 100'000)).ok());  // a previous run's
+    ASSERT_TRUE(store->calls().insert(minimal_call(a, kT0)).ok());
+    ASSERT_TRUE(store->calls().set_picked(a, kT0 + 2'000).ok());
+    TranscriptTurn turn{a, 1, "user", "Hi", kT0 + 3'000, kT0 + 5'700, false, std::nullopt};
+    ASSERT_TRUE(store->calls().add_transcript_turn(turn).ok());
+    CallRecord picked_no_turns = minimal_call(b, kT0);
+    ASSERT_TRUE(store->calls().insert(picked_no_turns).ok());
+    ASSERT_TRUE(store->calls().set_picked(b, kT0 + 500).ok());
+  }
+  clock_.advance_ms(30'000);
+  auto store = open_store();
+  ASSERT_TRUE(store);
+  auto ca = store->calls().get(a)->value();
+  EXPECT_EQ(ca.status, "picked");
+  EXPECT_EQ(ca.ended_at_ms, kT0 + 5'700);
+  EXPECT_EQ(ca.duration_seconds, 4);  // 3.7 s
+  auto cb = store->calls().get(b)->value();
+  EXPECT_EQ(cb.status, "picked");
+  EXPECT_EQ(cb.ended_at_ms, kT0 + 500);  // answered, and nothing later is known
+  EXPECT_EQ(cb.duration_seconds, 0);
+}
+
+// The heartbeat writes only while a call is live, and set_picked touches only a live call.
+TEST_F(StoreTest, HeartbeatWritesOnlyWhileCallsAreLive) {
+  auto store = open_store();
+  ASSERT_TRUE(store);
+  ASSERT_TRUE(mark_calls_alive(store->calls(), store->meta(), kT0 + 1).ok());
+  EXPECT_FALSE(store->meta().get(kCallsAliveKey).has_value());
+  const std::string a = "aaaaaaaa-0000-4000-8000-000000000001";
+  ASSERT_TRUE(store->calls().insert(minimal_call(a, kT0)).ok());
+  ASSERT_TRUE(mark_calls_alive(store->calls(), store->meta(), kT0 + 2).ok());
+  EXPECT_EQ(store->meta().get(kCallsAliveKey), std::to_string(kT0 + 2));
+
+  CallRecord c = store->calls().get(a)->value();
+  c.status = "picked";
+  c.call_picked_at_ms = kT0 + 10;
+  ASSERT_TRUE(store->calls().update(c).ok());
+  ASSERT_TRUE(store->calls().set_picked(a, kT0 + 999).ok());  // over: no effect
+  EXPECT_EQ(store->calls().get(a)->value().call_picked_at_ms, kT0 + 10);
+  ASSERT_TRUE(mark_calls_alive(store->calls(), store->meta(), kT0 + 3).ok());
+  EXPECT_EQ(store->meta().get(kCallsAliveKey), std::to_string(kT0 + 2));
 }
 
 TEST_F(StoreTest, SyncAgentsUpsertsAndArchives) {

@@ -20,6 +20,9 @@
 //   auto rec = CallRecorder::create(sink, {.rate = 16000, .frame_ms = 20, .call_id = id, .agent = name});
 //   per capture frame:  rec->push(caller_after_aec, samples_played_during_this_frame);  // {} if none
 //   at hang-up:         auto summary = rec->finish();  fsync, rename .part → .opus, store summary->seconds()
+//
+// The daemon's sink is store/recordings.hpp (RecordingFile; the fsync and rename run on its worker thread).
+// A .part a crash left behind is closed with salvage_ogg_opus() + mark_ogg_end_of_stream() below.
 #pragma once
 
 #include <cstddef>
@@ -100,6 +103,28 @@ class CallRecorder {
   explicit CallRecorder(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
+
+// What is usable of an Ogg Opus stream a crash cut short (a call recording's .part file): the longest prefix
+// of whole, CRC-checked pages of one logical stream that starts with both header packets and ends after a
+// page that completes its last packet, with at least one audio page. Pure: the caller reads the bytes (a
+// mapping of the file) and does the truncation; nothing here allocates per page.
+struct OggOpusSalvage {
+  size_t keep_bytes = 0;        // the usable prefix; anything after it is a torn or foreign tail
+  size_t last_page_offset = 0;  // where the prefix's last page starts
+  size_t last_page_bytes = 0;
+  bool ended = false;   // that page already carries end-of-stream: the file was complete
+  int channels = 0;     // from OpusHead
+  int input_rate = 0;   // OpusHead's original rate (the call's capture rate)
+  int64_t granule = 0;  // of the last page, 48 kHz units
+  int pre_skip = 0;     // 48 kHz samples
+  int64_t duration_ms() const { return granule > pre_skip ? (granule - pre_skip) / 48 : 0; }
+};
+// An error (-EBADMSG) when no usable prefix exists: no complete OpusHead/OpusTags pages, or no complete audio
+// page after them. Such a file holds nothing a listener could play.
+Result<OggOpusSalvage> salvage_ogg_opus(std::span<const uint8_t> bytes);
+// Turns a whole page (as salvage_ogg_opus() delimits it) into the stream's last: sets the end-of-stream
+// flag and recomputes the CRC. -EBADMSG when `page` is not one whole Ogg page.
+Status mark_ogg_end_of_stream(std::span<uint8_t> page);
 
 // A whole endpointed utterance as a mono Ogg Opus blob (what STT providers accept). Control loop only.
 struct UtteranceOptions {

@@ -35,12 +35,40 @@ struct HttpRequest {
   std::optional<std::string_view> param(std::string_view name) const;
 };
 
+// A response body read from an open file as the socket drains (libmicrohttpd's fd responses: sendfile(2)
+// where it can), so serving a file costs no memory in proportion to its size. Owns the descriptor until the
+// server hands it to libmicrohttpd, which closes it when the response is done.
+class HttpFileBody {
+ public:
+  HttpFileBody(int fd, uint64_t offset, uint64_t size) : fd_(fd), offset_(offset), size_(size) {}
+  HttpFileBody(HttpFileBody&& other) noexcept
+      : fd_(std::exchange(other.fd_, -1)), offset_(other.offset_), size_(other.size_) {}
+  HttpFileBody& operator=(HttpFileBody&& other) noexcept;
+  HttpFileBody(const HttpFileBody&) = delete;
+  HttpFileBody& operator=(const HttpFileBody&) = delete;
+  ~HttpFileBody();
+
+  int fd() const { return fd_; }
+  uint64_t offset() const { return offset_; }
+  uint64_t size() const { return size_; }
+  int release() { return std::exchange(fd_, -1); }
+
+ private:
+  int fd_;
+  uint64_t offset_, size_;
+};
+
 struct HttpResponse {
   int status = 200;
-  std::string body;
+  std::string body;  // ignored when `file` is set
   std::string content_type = "application/json";
   std::vector<std::pair<std::string, std::string>> headers;
+  std::optional<HttpFileBody> file;
 };
+
+// A 200 response whose body is the whole regular file at `path`, answered from its descriptor (nothing of
+// it is read here). -ENOENT when it does not exist; -EISDIR/-EINVAL when it is not a regular file.
+Result<HttpResponse> file_response(const std::string& path, std::string content_type);
 
 class HttpServer;
 
@@ -103,6 +131,9 @@ class HttpServer {
   HttpServerOptions options_;
   HttpHandler handler_;
   MHD_Daemon* daemon_ = nullptr;
+  // A reply sent later (outside libmicrohttpd's callbacks) resumed its connection: libmicrohttpd's epoll fd
+  // does not wake for that, so timeout_ms() says 0 until the next run().
+  bool resume_pending_ = false;
   int listen_fd_ = -1;
   uint16_t port_ = 0;
 

@@ -32,6 +32,8 @@ struct ApiContext {
   class CallService* calls = nullptr;  // null: POST /v1/call and /call answer 503
   std::string recording_key;           // HMAC key bytes of recording links; empty: recording URLs answer 503
   std::string recordings_dir;          // resolves relative paths in the recordings table
+  // A recording still being made durable is waited for rather than answered 404; null: never waits.
+  class Recordings* recordings = nullptr;
 };
 
 class Api {

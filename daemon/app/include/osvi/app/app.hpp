@@ -18,6 +18,8 @@
 #include "osvi/result.hpp"
 #include "osvi/speech/speech.hpp"
 #include "osvi/speech/speech_worker.hpp"
+#include "osvi/store/heartbeat.hpp"
+#include "osvi/store/recordings.hpp"
 #include "osvi/store/store.hpp"
 
 namespace osvi::daemon {
@@ -79,6 +81,8 @@ class App {
   std::unique_ptr<Speech> speech_;  // the simulated caller's voice (loop side)
   bool speech_failed_ = false;
   std::unique_ptr<SpeechWorker> speech_worker_;  // the calls' local prompts, rendered off the loop
+  std::unique_ptr<Recordings> recordings_;  // outlives the calls, which hand it their files
+  std::unique_ptr<CallsHeartbeat> heartbeat_;
   CallContext call_ctx_;
   std::unique_ptr<CallManager> calls_;
   std::string recording_key_;

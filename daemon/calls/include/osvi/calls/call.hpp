@@ -32,6 +32,7 @@
 #include "osvi/net/upstream.hpp"
 #include "osvi/result.hpp"
 #include "osvi/speech/speech_worker.hpp"
+#include "osvi/store/recordings.hpp"
 #include "osvi/store/store.hpp"
 
 struct cJSON;
@@ -53,7 +54,7 @@ struct CallContext {
   LocalSpeech speech;  // local prompts (fallback, filler, voicemail message); empty: the tone alone
   AudioConfig audio;
   CallsConfig calls;
-  std::string recordings_dir;
+  Recordings* recordings = nullptr;  // where calls are recorded (store/recordings.hpp); null: not recorded
   // Where a call's audio and timer come from; empty = the daemon's (LineAudioPort, an sd-event timer on
   // `loop`). Unit tests put a fake port and a virtual clock here.
   AudioPortFactory audio_port;

@@ -123,9 +123,19 @@ class CallsRepo {
                         int64_t duration_ms, int64_t bytes);
   Result<std::optional<RecordingRow>> recording(std::string_view call_id);
 
-  // Every in_progress call becomes failed/daemon_restart, ended at now; returns their ids, oldest first.
-  // Takes the transaction because the select and the update must see the same rows.
-  Result<std::vector<std::string>> fail_in_progress(Transaction& tx, int64_t now);
+  // The answer, written when it happens (not only in the final update) so that a crash keeps it. Only a
+  // call still in_progress is touched; the revision does not move (no delivery describes this state).
+  Status set_picked(std::string_view call_id, int64_t picked_at_ms);
+  // Whether any call is in_progress (one indexed probe): the heartbeat writes only while calls are live.
+  Result<bool> any_in_progress();
+
+  // Start-up recovery: every in_progress call is closed by `system` for `daemon_restart` at the last moment
+  // it is known to have been live — the latest of its creation, its answer, its last saved turn and
+  // `alive_at` (the daemon's last heartbeat), never past `now`. An answered call stays `picked` with its talk
+  // time up to then; an unanswered one becomes `failed` with 0 s. Returns their ids, oldest first. Takes the
+  // transaction because the select and the updates must see the same rows.
+  Result<std::vector<std::string>> close_in_progress(Transaction& tx, int64_t now,
+                                                     std::optional<int64_t> alive_at);
 
  private:
   Database& db_;

@@ -9,6 +9,7 @@
 #include "osvi/result.hpp"
 #include "osvi/store/calls.hpp"
 #include "osvi/store/database.hpp"
+#include "osvi/store/meta.hpp"
 #include "osvi/store/outbox.hpp"
 
 namespace osvi::daemon {
@@ -26,9 +27,18 @@ Status finish_call_and_enqueue(Transaction& tx, CallsRepo& calls, OutboxRepo& ou
 // The same in a transaction of its own, committed here: the calls engine's final write.
 Status finish_call_and_enqueue(Store& store, const CallRecord& call);
 
-// Start-up recovery: every call a dead daemon left in_progress becomes failed/daemon_restart, and its record
-// is queued, in tx. Returns the closed calls' ids, oldest first.
+// The meta key of the heartbeat: the last moment (Unix ms) the daemon was known alive with calls live.
+inline constexpr std::string_view kCallsAliveKey = "calls.alive_at";
+
+// The heartbeat's write: while any call is in_progress, now becomes the last moment they were known live
+// (one upsert in meta; nothing is written while no call is live). Start-up recovery ends the calls a dead
+// daemon left at that moment rather than at the restart.
+Status mark_calls_alive(CallsRepo& calls, MetaRepo& meta, int64_t now);
+
+// Start-up recovery: every call a dead daemon left in_progress is closed (CallsRepo::close_in_progress,
+// bounded by the heartbeat in meta) and its record is queued, in tx. Returns the closed calls' ids, oldest
+// first.
 Result<std::vector<std::string>> close_interrupted_calls(Transaction& tx, CallsRepo& calls,
-                                                         OutboxRepo& outbox, int64_t now);
+                                                         OutboxRepo& outbox, MetaRepo& meta, int64_t now);
 
 }  // namespace osvi::daemon
