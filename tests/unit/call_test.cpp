@@ -1177,6 +1177,7 @@ TEST_F(WordsBargeInTest, WithoutWordsModeABackchannelStopsTheReply) {
 // (bench/README.md, "Barge-in by words").
 struct BargeInCase {
   const char* phrase;
+  unsigned words;  // counted by hand: "uh-huh" is one
   bool backchannel;
   unsigned min_words;
 };
@@ -1213,24 +1214,32 @@ TEST_P(BargeInSetTest, SpokenOverTheReply) {
   ASSERT_GE(agent_turns().size(), 2u);
   EXPECT_EQ(agent_turns()[1].interrupted, stopped);
   EXPECT_EQ(up_.chat_requests().size(), stopped ? 2u : 1u);
-  // By duration any speech over the reply stops it; by words every interruption (≥ 3 words each) does.
-  if (c.min_words == 0 || !c.backchannel) {
+  // By duration any speech over the reply stops it; by words, exactly the phrases with enough words do.
+  if (c.min_words == 0) {
     EXPECT_TRUE(stopped) << c.phrase;
+  } else {
+    EXPECT_EQ(stopped, c.words >= c.min_words) << c.phrase;
   }
 }
 
 std::vector<BargeInCase> barge_in_set() {
-  const char* backchannels[] = {"Uh-huh.",     "Okay.",  "Yes.",    "Mm-hmm.",     "Right.",
-                                "Yeah, sure.", "I see.", "Got it.", "Okay, okay.", "Alright, I see."};
-  const char* interruptions[] = {"Wait, stop please.",        "No, that's not what I asked.",
-                                 "Can you repeat the time?",  "Actually I want Tuesday.",
-                                 "Hold on a second.",         "Sorry, what was that?",
-                                 "I need to cancel instead.", "That is wrong, the address changed.",
-                                 "Let me speak to a person.", "No no no, the other clinic."};
+  struct Phrase {
+    const char* text;
+    unsigned words;
+  };
+  const Phrase backchannels[] = {{"Uh-huh.", 1},     {"Okay.", 1},          {"Yes.", 1},   {"Mm-hmm.", 1},
+                                 {"Right.", 1},      {"Yeah, sure.", 2},    {"I see.", 2}, {"Got it.", 2},
+                                 {"Okay, okay.", 2}, {"Alright, I see.", 3}};
+  const Phrase interruptions[] = {
+      {"Wait, stop please.", 3},        {"No, that's not what I asked.", 6},
+      {"Can you repeat the time?", 5},  {"Actually I want Tuesday.", 4},
+      {"Hold on a second.", 4},         {"Sorry, what was that?", 4},
+      {"I need to cancel instead.", 5}, {"That is wrong, the address changed.", 6},
+      {"Let me speak to a person.", 6}, {"No no no, the other clinic.", 6}};
   std::vector<BargeInCase> out;
   for (unsigned n : {0u, 2u, 3u}) {
-    for (const char* p : backchannels) out.push_back({p, true, n});
-    for (const char* p : interruptions) out.push_back({p, false, n});
+    for (const Phrase& p : backchannels) out.push_back({p.text, p.words, true, n});
+    for (const Phrase& p : interruptions) out.push_back({p.text, p.words, false, n});
   }
   return out;
 }
