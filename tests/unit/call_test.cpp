@@ -1158,6 +1158,22 @@ TEST_F(WordsBargeInTest, EnoughWordsStopTheReplyAndAreAnswered) {
   EXPECT_EQ(next.messages.back().content, "Wait, I have another question");
 }
 
+// Words over the reply whose transcript comes back after the reply has ended interrupt nothing: they are
+// an ordinary caller turn (answered), and the reply was heard whole.
+TEST_F(WordsBargeInTest, WordsKnownAfterTheReplyEndedAreAnOrdinaryTurn) {
+  agent_.call.min_interruption_words = 3;
+  reply_playing();
+  up_.set_timing(net::UpstreamStage::stt, {1, 4000, 5});  // the reply ends before the words come
+  up_.push_llm(says("Yes?"));
+  caller_asks("Okay.", 10);
+  play_out(250);
+  EXPECT_EQ(audio_.stops, 0);
+  EXPECT_EQ(turns(),
+            (std::vector<std::string>{std::string("agent: ") + kGreeting, "user: Tell me everything",
+                                      std::string("agent: ") + kReply, "user: Okay.", "agent: Yes?"}));
+  EXPECT_EQ(up_.chat_requests().size(), 2u);
+}
+
 // The same backchannel without words mode is a barge-in as soon as it lasts min_interruption_s.
 TEST_F(WordsBargeInTest, WithoutWordsModeABackchannelStopsTheReply) {
   ASSERT_EQ(agent_.call.min_interruption_words, 0u);
