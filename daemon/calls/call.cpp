@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -21,7 +22,25 @@ namespace osvi::daemon {
 namespace {
 
 constexpr int kDefaultMinSpeechMs = 150;  // endpointer default while the agent is quiet
-constexpr int64_t kHistoryMs = 500;       // pre-roll kept for an utterance's onset
+// Ducking while the caller talks over the agent (barge-in by words): a quarter of the amplitude, −12 dB —
+// clearly lower so the caller knows they are heard, loud enough that a backchannel loses nothing.
+constexpr int kDuckDivisor = 4;
+
+// Words in a transcript: runs of letters or digits (a non-ASCII byte counts as a letter, so that every
+// script counts), joined by an apostrophe or a hyphen ("uh-huh", "don't" are one word each).
+size_t count_words(std::string_view text) {
+  size_t words = 0;
+  bool in_word = false;
+  for (const char c : text) {
+    const auto u = static_cast<unsigned char>(c);
+    const bool letter = u >= 0x80 || std::isalnum(u) != 0;
+    if (letter && !in_word) ++words;
+    in_word = letter || (in_word && (c == '\'' || c == '-'));
+  }
+  return words;
+}
+
+constexpr int64_t kHistoryMs = 500;  // pre-roll kept for an utterance's onset
 constexpr int64_t kMaxUtteranceMs = 30000;
 constexpr int64_t kDtmfGatherMs = 1500;          // digits closer than this form one entry
 constexpr int64_t kHangupGraceMs = 5000;         // the line must confirm a hang-up within this
@@ -124,7 +143,7 @@ double Call::samples_to_ms(uint64_t samples) const {
 size_t Call::memory_bytes() const {
   size_t n = sizeof(*this) + history_.capacity() * 2 + (utterance_ ? utterance_->memory_bytes() : 0) +
              pending_play_.capacity() * 2 + resampled_.capacity() * 2 + filler_pcm_.capacity() * 2 +
-             filler_play_.capacity() * 2 + fallback_pcm_.capacity() * 2;
+             filler_play_.capacity() * 2 + fallback_pcm_.capacity() * 2 + duck_buf_.capacity() * 2;
   for (const auto& m : messages_) n += m.content.capacity() + sizeof(m);
   for (const auto& s : segments_) n += s.text.capacity() + sizeof(s);
   return n;
@@ -527,6 +546,8 @@ void Call::on_endpoint(const audio::EndpointEvent& e) {
     case K::OnsetRejected:
       in_utterance_ = false;
       talkover_ = false;
+      overlap_ = false;
+      update_duck();
       utterance_->cancel();
       if (state_ == State::listening) enter_listening();  // restart the silence clock
       break;
@@ -553,11 +574,18 @@ void Call::on_endpoint(const audio::EndpointEvent& e) {
           }
         }
       } else if (agent_busy() && setup_.agent.call.barge_in && turn_interruptible_) {
-        barge_in();
+        if (words_mode() && !stop_pending_) {
+          // Their words decide: the agent goes on, quieter, until the transcript is known.
+          overlap_ = true;
+          update_duck();
+        } else {
+          barge_in();
+        }
       }
       break;
     case K::SpeechEnd: {
       in_utterance_ = false;
+      const bool over_agent = std::exchange(overlap_, false);  // spoken over the agent's turn (words mode)
       const uint64_t keep = e.end > utterance_begin_ ? e.end - utterance_begin_ : 0;
       const int64_t now = now_us();
       speech_end_us_ = now - static_cast<int64_t>((pos_ - e.end) * 1'000'000 / static_cast<uint64_t>(rate));
@@ -567,11 +595,13 @@ void Call::on_endpoint(const audio::EndpointEvent& e) {
         // resumes → Onset clears it). Before the tone was played there is no voicemail timer yet.
         if (timers_.armed(D::voicemail_end)) timers_.set(D::silence, now + 3'000'000);
         utterance_->cancel();
+        update_duck();
         arm();
         break;
       }
       if (state_ == State::voicemail || state_ == State::amd || state_ == State::ending) {
         utterance_->cancel();
+        update_duck();
         break;
       }
       decision_us_ = now;
@@ -586,6 +616,7 @@ void Call::on_endpoint(const audio::EndpointEvent& e) {
           wall_ms() - static_cast<int64_t>((pos_ - e.end) * 1000 / static_cast<uint64_t>(rate));
       if (!blob) {
         log::warning("cannot encode the utterance: " + blob.error().message, {{"CALL_ID", id()}});
+        update_duck();
         break;
       }
       net::SttRequest req;
@@ -596,6 +627,7 @@ void Call::on_endpoint(const audio::EndpointEvent& e) {
       const bool over_reply = talkover_;  // spoken over a reply not yet heard
       talkover_ = false;
       if (over_reply) ++talkover_stt_;
+      if (over_agent) ++overlap_stt_;
       if (!agent_busy()) state_ = State::thinking;
       filler_used_ = false;  // the caller spoke: a new wait, which may have its filler
       ++stt_in_flight_;
@@ -612,13 +644,23 @@ void Call::on_endpoint(const audio::EndpointEvent& e) {
                 latency_.stt_sent_ms = static_cast<double>(stt_sent_us_ - decision_us_) / 1000.0;
               },
           .on_done =
-              [this, key, speech_started_ms, speech_ended_ms, over_reply](std::string text) {
+              [this, key, speech_started_ms, speech_ended_ms, over_reply, over_agent](std::string text) {
                 release(key);
                 --stt_in_flight_;
                 if (over_reply) --talkover_stt_;
                 if (stt_sent_us_ >= 0)
                   latency_.stt_ms = static_cast<double>(now_us() - stt_sent_us_) / 1000.0;
                 text = trim(text);
+                if (over_agent) {
+                  --overlap_stt_;
+                  update_duck();
+                  // Still speaking: the words decide. Otherwise the turn ended (or was stopped) first and
+                  // they are an ordinary caller turn.
+                  if (agent_busy() && !stop_pending_ && turn_interruptible_) {
+                    on_overlap_words(std::move(text), speech_started_ms, speech_ended_ms);
+                    return;
+                  }
+                }
                 if (text.empty()) {
                   // Noise: a reply in preparation goes on (its held audio plays).
                   if (state_ == State::thinking && !agent_busy() && stt_in_flight_ == 0) enter_listening();
@@ -637,10 +679,14 @@ void Call::on_endpoint(const audio::EndpointEvent& e) {
                 start_turn(std::move(text));
               },
           .on_error =
-              [this, key, over_reply](const net::UpstreamError& err) {
+              [this, key, over_reply, over_agent](const net::UpstreamError& err) {
                 release(key);
                 --stt_in_flight_;
                 if (over_reply) --talkover_stt_;
+                if (over_agent) {
+                  --overlap_stt_;
+                  update_duck();
+                }
                 on_upstream_error(err);
               }};
       own(key, ctx_.upstream->transcribe(std::move(req), std::move(cb)));
@@ -680,7 +726,15 @@ void Call::pump_playback() {
   // not start while the caller's words spoken over it are not known yet.
   if (burst_ == Burst::filler || pending_play_.empty()) return;
   if (burst_ == Burst::none && (talkover_ || talkover_stt_ > 0) && state_ != State::fallback) return;
-  const size_t n = port_->queue_playback(pending_play_);
+  std::span<const int16_t> out(pending_play_);
+  if (ducked_ && state_ != State::fallback) {
+    // The held copy stays at full level: what is queued after the caller's words are known is not ducked.
+    duck_buf_.resize(std::min(pending_play_.size(), static_cast<size_t>(rate_)));
+    for (size_t i = 0; i < duck_buf_.size(); ++i)
+      duck_buf_[i] = static_cast<int16_t>(pending_play_[i] / kDuckDivisor);
+    out = duck_buf_;
+  }
+  const size_t n = port_->queue_playback(out);
   if (n == 0) return;
   if (burst_ == Burst::none) {
     burst_ = Burst::turn;
@@ -958,6 +1012,32 @@ void Call::barge_in() {
   }
 }
 
+bool Call::words_mode() const {
+  return setup_.agent.call.barge_in && setup_.agent.call.min_interruption_words > 0;
+}
+
+void Call::update_duck() {
+  const bool duck = overlap_ || overlap_stt_ > 0;
+  if (duck == ducked_) return;
+  ducked_ = duck;
+  if (!duck) duck_buf_ = {};
+  log::debug(duck ? "the caller talks over the agent: playback ducked" : "playback back at full level",
+             {{"CALL_ID", id()}});
+}
+
+void Call::on_overlap_words(std::string text, int64_t started_ms, int64_t ended_ms) {
+  if (text.empty()) return;  // noise: the turn goes on
+  if (count_words(text) < setup_.agent.call.min_interruption_words) {
+    // A backchannel ("uh-huh", "okay"): the caller listens. It stays in the transcript, but it asks
+    // nothing: the model is not given it and the agent carries on.
+    save_turn("user", text, started_ms, ended_ms, false, std::nullopt);
+    return;
+  }
+  log::debug("barge-in by words", {{"CALL_ID", id()}});
+  words_interruption_ = Interruption{std::move(text), started_ms, ended_ms};
+  barge_in();
+}
+
 void Call::agent_turn_finished(bool interrupted) {
   if (state_ == State::finished) return;
   if (!interrupted && agent_busy()) return;
@@ -979,6 +1059,13 @@ void Call::agent_turn_finished(bool interrupted) {
   set_min_speech_ms(kDefaultMinSpeechMs);
   if (interrupted) {
     state_ = State::listening;
+    if (words_interruption_) {
+      // Stopped by the caller's words, already transcribed: they are the next question.
+      Interruption w = std::move(*words_interruption_);
+      words_interruption_.reset();
+      save_turn("user", w.text, w.started_ms, w.ended_ms, false, std::nullopt);
+      start_turn(std::move(w.text));
+    }
     return;
   }
   if (state_ == State::fallback) {
@@ -1217,6 +1304,7 @@ void Call::on_dead_air() {
 void Call::enter_fallback(std::string why) {
   talkover_ = false;
   talkover_stt_ = 0;
+  overlap_ = false;
   // What the caller hears of a reply cut by the failure (its queued audio still plays) stays in the record.
   if (!segments_.empty() && !turn_is_fallback_) {
     const std::string heard = call_text::heard_text(segments_, queued_samples_ + pending_play_.size());

@@ -2,6 +2,7 @@
 #include "fake_audio_port.hpp"
 
 #include <algorithm>
+#include <cstdlib>
 
 namespace osvi::test {
 
@@ -14,9 +15,12 @@ class FakeAudio::Port final : public daemon::AudioPort {
   Status start() override { return {}; }
   size_t queue_playback(std::span<const int16_t> samples) override {
     if (a_.stop_requested_) return 0;
-    a_.unplayed_ += samples.size();
-    a_.queued_total += samples.size();
-    return samples.size();
+    const size_t n = static_cast<size_t>(
+        std::min<uint64_t>(samples.size(), a_.capacity - std::min(a_.capacity, a_.unplayed_)));
+    for (size_t i = 0; i < n; ++i) a_.queued_peak = std::max(a_.queued_peak, std::abs(int{samples[i]}));
+    a_.unplayed_ += n;
+    a_.queued_total += n;
+    return n;
   }
   void resample_tts(std::span<const int16_t> in, std::vector<int16_t>& out) override {
     const size_t n = in.size() * static_cast<size_t>(a_.rate) / 24000;

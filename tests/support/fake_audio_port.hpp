@@ -22,12 +22,14 @@ class FakeAudio {
   // State of the current port (the call destroys it when it ends).
   bool open() const { return listener_ != nullptr; }
   int opens = 0;
-  bool amd = false;           // the setup asked for AMD
-  bool amd_on = false;        // set_amd's last value
-  int min_speech_ms = -1;     // set_min_speech_ms's last value
-  int stops = 0;              // stop_playback() calls
-  uint64_t queued_total = 0;  // samples accepted over the port's life
-  uint64_t xruns = 0;         // what the port reports as recovered xruns
+  bool amd = false;                // the setup asked for AMD
+  bool amd_on = false;             // set_amd's last value
+  int min_speech_ms = -1;          // set_min_speech_ms's last value
+  int stops = 0;                   // stop_playback() calls
+  uint64_t queued_total = 0;       // samples accepted over the port's life
+  uint64_t capacity = UINT64_MAX;  // the playback ring, in samples (queue_playback accepts what fits)
+  int queued_peak = 0;             // the loudest sample accepted (|s|); a test resets it to 0 to watch again
+  uint64_t xruns = 0;              // what the port reports as recovered xruns
   uint64_t unplayed() const { return unplayed_; }
   uint64_t played() const { return played_; }
   bool stop_requested() const { return stop_requested_; }

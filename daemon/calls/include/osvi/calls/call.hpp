@@ -169,6 +169,10 @@ class Call final : private AudioPort::Listener {
   void on_tts_audio(std::span<const uint8_t> bytes);
   void on_tts_done();
   void barge_in();
+  // Barge-in by words (call.min_interruption_words > 0): the caller's words over the agent decide.
+  bool words_mode() const;
+  void on_overlap_words(std::string text, int64_t started_ms, int64_t ended_ms);
+  void update_duck();
   void agent_turn_finished(bool interrupted);
   bool agent_busy() const;
   void enter_listening();
@@ -310,6 +314,18 @@ class Call final : private AudioPort::Listener {
   // into their turn and asked again, or — no words — played as it is).
   bool talkover_ = false;  // during the utterance
   int talkover_stt_ = 0;   // their transcriptions in flight
+  // Barge-in by words: the caller talks over the agent's audible turn; playback is ducked until their words
+  // are known (enough of them stop the agent, fewer are a backchannel and it goes on at full level).
+  bool overlap_ = false;  // during the utterance
+  int overlap_stt_ = 0;   // their transcriptions in flight
+  bool ducked_ = false;   // turn audio is queued at kDuckGain
+  std::vector<int16_t> duck_buf_;
+  // Words that stopped the agent: answered once the stop has completed (after the cut turn is saved).
+  struct Interruption {
+    std::string text;
+    int64_t started_ms = 0, ended_ms = 0;
+  };
+  std::optional<Interruption> words_interruption_;
   std::string dtmf_digits_;
   int64_t connected_ms_ = 0;
   int64_t last_caller_speech_us_ = -1;
