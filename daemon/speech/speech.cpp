@@ -5,6 +5,8 @@
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <speex/speex_resampler.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -12,6 +14,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <csignal>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -156,6 +159,22 @@ int write_samples(void* user, const short* samples, size_t count) {
 }
 
 // Runs in the forked child: espeak's state there is the pristine copy of the parent's, which never speaks.
+// In the render child, before anything else: it must not outlive osvid, nor hold its sockets. fork() copies
+// every descriptor (close-on-exec does not apply), so a child still rendering when osvid is killed kept the
+// API's listening socket and the restarted daemon could not listen ("Address already in use"). Only
+// async-signal-safe calls: the parent may have other threads.
+void drop_parent_sockets(pid_t parent, int keep) {
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (::getppid() != parent) ::_exit(1);  // the parent died before the line above
+  rlimit lim{};
+  const int max_fd =
+      ::getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < 65536 ? static_cast<int>(lim.rlim_cur) : 65536;
+  for (int fd = 3; fd < max_fd; ++fd) {
+    struct stat st {};
+    if (fd != keep && ::fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode)) ::close(fd);
+  }
+}
+
 int synthesize_in_child(const Module& module, const std::string& text, const SpeechOptions& options,
                         int out_fd) {
   const int rc = module.synth(options.voice.c_str(), options.rate_wpm, text.c_str(), &write_samples, &out_fd);
@@ -219,6 +238,7 @@ Result<std::vector<int16_t>> Speech::render(std::string_view text, int sample_ra
   hal::UniqueFd read_end(fds[0]);
   hal::UniqueFd write_end(fds[1]);
   pid_t pid = -1;
+  const pid_t parent = ::getpid();
   const Module* module = nullptr;  // loaded by create(), which made this object, and never unloaded
   {
     // No thread may be inside espeak (create() validating a voice) while its state is copied.
@@ -229,6 +249,7 @@ Result<std::vector<int16_t>> Speech::render(std::string_view text, int sample_ra
   if (pid < 0) return make_error("speech: fork failed", -errno);
   if (pid == 0) {
     read_end.reset();
+    drop_parent_sockets(parent, write_end.get());
     ::_exit(synthesize_in_child(*module, z, options_, write_end.get()));
   }
   write_end.reset();
