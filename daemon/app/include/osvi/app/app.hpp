@@ -81,7 +81,7 @@ class App {
   std::unique_ptr<Speech> speech_;  // the simulated caller's voice (loop side)
   bool speech_failed_ = false;
   std::unique_ptr<SpeechWorker> speech_worker_;  // the calls' local prompts, rendered off the loop
-  std::unique_ptr<Recordings> recordings_;  // outlives the calls, which hand it their files
+  std::unique_ptr<Recordings> recordings_;       // outlives the calls, which hand it their files
   std::unique_ptr<CallsHeartbeat> heartbeat_;
   CallContext call_ctx_;
   std::unique_ptr<CallManager> calls_;
