@@ -20,14 +20,21 @@ using net::JsonPtr;
 void Api::health(HttpRequest&, HttpReply reply) {
   const int offset = ctx_.config->site.utc_offset_minutes;
   JsonPtr data(cJSON_CreateObject());
+  StoreHealth h = ctx_.store->health();
+  cJSON_AddStringToObject(data.get(), "status", h.quick_check_ok ? "ok" : "degraded");
   cJSON_AddStringToObject(data.get(), "version", kVersion);
+  // A token limited to some agents belongs to a branch system: it may learn the box is up, not its lines,
+  // modem identities, broker, database path or configuration.
+  if (!caller_->admin) {
+    reply.send(success(std::move(data)));
+    return;
+  }
   cJSON_AddNumberToObject(
       data.get(), "uptime_seconds",
       static_cast<double>((ctx_.clock->monotonic_us() - ctx_.started_mono_us) / 1'000'000));
   net::json_add_string(data.get(), "started_at", format_local_iso(ctx_.started_wall_ms, offset));
   net::json_add_string(data.get(), "now", format_local_iso(ctx_.clock->wall_ms(), offset));
 
-  StoreHealth h = ctx_.store->health();
   cJSON* db = cJSON_AddObjectToObject(data.get(), "database");
   cJSON_AddStringToObject(db, "state", h.quick_check_ok ? "ok" : "damaged");
   net::json_add_string(db, "path", h.path);

@@ -1,4 +1,4 @@
-// /v1/system/log_level: read the log level, or change it until the next reload (admin tokens only).
+// /v1/system/log_level: read the log level, or change it until the next reload (admin tokens only, both).
 #include <string>
 
 #include "osvi/api/api.hpp"
@@ -16,6 +16,11 @@ using net::JsonPtr;
 }  // namespace
 
 void Api::get_log_level(HttpRequest&, HttpReply reply) {
+  // A system setting, like the PUT: a token limited to some agents (never admin) learns nothing of the box.
+  if (!caller_->admin) {
+    reply.send(error(403, "this API token may not read system settings"));
+    return;
+  }
   JsonPtr data(cJSON_CreateObject());
   net::json_add_string(data.get(), "level", log::level_name(log::level()));
   reply.send(success(std::move(data)));

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "osvi/base/log.hpp"
+#include "osvi/fleet/command_request.hpp"
 #include "osvi/fleet/fleet.hpp"
 #include "osvi/net/json.hpp"
 
@@ -12,25 +13,6 @@ namespace osvi::daemon {
 namespace {
 
 constexpr const char* kCfgVersionKey = "mqtt.cfg_version";
-
-bool constant_time_equal(std::string_view a, std::string_view b) {
-  // Length is not secret; the content is compared without an early exit.
-  if (a.size() != b.size()) return false;
-  unsigned char diff = 0;
-  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
-  return diff == 0;
-}
-
-bool is_e164(std::string_view s) {
-  if (s.size() < 9 || s.size() > 16 || s[0] != '+' || s[1] == '0') return false;
-  for (size_t i = 1; i < s.size(); ++i)
-    if (s[i] < '0' || s[i] > '9') return false;
-  return true;
-}
-
-bool valid_publish_topic(std::string_view t) {
-  return !t.empty() && t.size() <= 512 && t.find_first_of("+#") == std::string_view::npos;
-}
 
 const char* str_member(const cJSON* o, const char* name) {
   const cJSON* v = cJSON_GetObjectItemCaseSensitive(o, name);
@@ -61,35 +43,13 @@ void FleetSync::on_message(const net::MqttMessage& m) {
 
 void FleetSync::handle_command(const std::string& name, const net::MqttMessage& m) {
   ++commands_total_;
+  CommandPolicy policy{prefix_, cfg_.command_token, cfg_.max_command_bytes};
+  CommandRequest q = check_command_request(policy, name, m.payload, m.response_topic);
   Reply reply;
-  net::JsonPtr req;
-  std::string correlation;
-  std::string reply_topic = m.response_topic;
-  if (m.payload.size() > cfg_.max_command_bytes) {
-    reply.reject("request too large: " + std::to_string(m.payload.size()) + " bytes, the limit is " +
-                 std::to_string(cfg_.max_command_bytes));
-  } else {
-    std::string why;
-    req = net::json_parse(m.payload, &why);
-    if (!req) {
-      reply.reject("malformed request: " + why);
-    } else if (!cJSON_IsObject(req.get())) {
-      reply.reject("malformed request: expected a JSON object");
-      req.reset();
-    }
-  }
-  if (req) {
-    if (const char* c = str_member(req.get(), "correlation_id")) correlation = c;
-    if (reply_topic.empty()) {
-      if (const char* rt = str_member(req.get(), "reply_to"); rt && valid_publish_topic(rt)) reply_topic = rt;
-    }
-    if (!cfg_.command_token.empty()) {
-      const char* tok = str_member(req.get(), "token");
-      if (tok == nullptr || !constant_time_equal(tok, cfg_.command_token))
-        reply.reject("unauthorized: missing or wrong token");
-    }
-  }
-  if (reply_topic.empty()) reply_topic = prefix_ + "/cmd/" + name + "/res";
+  reply.reasons = std::move(q.reasons);
+  net::JsonPtr req = std::move(q.body);
+  const std::string& correlation = q.correlation_id;
+  const std::string& reply_topic = q.reply_topic;
 
   const Config& cfg = hooks_.config();
   auto find_agent = [&cfg](std::string_view uuid) -> const AgentConfig* {
@@ -98,7 +58,9 @@ void FleetSync::handle_command(const std::string& name, const net::MqttMessage& 
     return nullptr;
   };
 
-  if (reply.ok()) {
+  // Authenticated requests only (req is null otherwise); the fields' shapes were checked by
+  // check_command_request, what needs the box's state is checked here, and nothing acts unless both passed.
+  if (req) {
     const cJSON* r = req.get();
     if (name == "ping") {
       cJSON_AddBoolToObject(reply.result.get(), "pong", true);
@@ -106,9 +68,7 @@ void FleetSync::handle_command(const std::string& name, const net::MqttMessage& 
     } else if (name == "log_level") {
       const char* level = str_member(r, "level");
       auto parsed = level ? log::parse_level(level) : std::nullopt;
-      if (!parsed) {
-        reply.reject("level: expected one of err, warning, notice, info, debug");
-      } else {
+      if (reply.ok() && parsed) {
         const log::Level previous = log::level();
         log::set_level(*parsed);
         log::notice("log level set to " + std::string(log::level_name(*parsed)) +
@@ -118,15 +78,11 @@ void FleetSync::handle_command(const std::string& name, const net::MqttMessage& 
         net::json_add_string(reply.result.get(), "previous", log::level_name(previous));
       }
     } else if (name == "dnd") {
-      const char* action = str_member(r, "action");
       const char* agent = str_member(r, "agent_uuid");
       const char* phone = str_member(r, "phone");
       const char* reason = str_member(r, "reason");
-      const std::string act = action ? action : "";
-      if (act != "add" && act != "remove") reply.reject("action: expected \"add\" or \"remove\"");
-      if (agent == nullptr || find_agent(agent) == nullptr) reply.reject("agent_uuid: unknown agent");
-      if (phone == nullptr || !is_e164(phone))
-        reply.reject("phone: expected an E.164 number such as +919876543210");
+      const std::string act = str_member(r, "action") ? str_member(r, "action") : "";
+      if (agent != nullptr && find_agent(agent) == nullptr) reply.reject("agent_uuid: unknown agent");
       if (reply.ok()) {
         if (act == "add") {
           auto id =
@@ -147,13 +103,11 @@ void FleetSync::handle_command(const std::string& name, const net::MqttMessage& 
       const char* agent = str_member(r, "agent_uuid");
       const char* phone = str_member(r, "phone_number");
       const AgentConfig* a = agent ? find_agent(agent) : nullptr;
-      if (a == nullptr) {
+      if (agent != nullptr && a == nullptr) {
         reply.reject("agent_uuid: unknown agent");
-      } else if (!a->active || a->archived || a->mode != AgentMode::voice) {
+      } else if (a != nullptr && (!a->active || a->archived || a->mode != AgentMode::voice)) {
         reply.reject("agent_uuid: not an active voice agent");
       }
-      if (phone == nullptr || !is_e164(phone))
-        reply.reject("phone_number: expected an E.164 number such as +919876543210");
       if (reply.ok() && !hooks_.place_call) reply.reject("calls engine not available");
       if (reply.ok()) {
         PlaceCallRequest pc;
@@ -164,7 +118,7 @@ void FleetSync::handle_command(const std::string& name, const net::MqttMessage& 
         if (const char* v = str_member(r, "system_prompt")) pc.system_prompt = v;
         if (const cJSON* ad = cJSON_GetObjectItemCaseSensitive(r, "additional_data"); cJSON_IsObject(ad))
           pc.additional_data = net::json_print(ad);
-        pc.call_trigger_data = net::json_print(r);
+        pc.call_trigger_data = net::json_print(r);  // the token was removed by check_command_request
         pc.source = "mqtt";
         auto id = hooks_.place_call(pc);
         if (!id)
@@ -172,28 +126,21 @@ void FleetSync::handle_command(const std::string& name, const net::MqttMessage& 
         else
           net::json_add_string(reply.result.get(), "call_id", *id);
       }
-    } else if (name == "config") {
-      const cJSON* doc = cJSON_GetObjectItemCaseSensitive(r, "config");
+    } else if (name == "config" && reply.ok()) {
       const cJSON* version = cJSON_GetObjectItemCaseSensitive(r, "version");
-      if (!cJSON_IsObject(doc)) reply.reject("config: expected the whole configuration document (an object)");
-      if (version != nullptr && !cJSON_IsNumber(version)) reply.reject("version: expected an integer");
-      if (reply.ok()) {
-        if (Status s = hooks_.apply_config(net::json_print(doc)); !s) {
-          reply.reject(s.error().message);
-        } else {
-          net::json_add_string(reply.result.get(), "config_hash", hooks_.config().source_hash);
-          if (version != nullptr)
-            (void)store_.meta().set(kCfgVersionKey,
-                                    std::to_string(static_cast<int64_t>(version->valuedouble)));
-        }
+      if (Status s = hooks_.apply_config(net::json_print(cJSON_GetObjectItemCaseSensitive(r, "config")));
+          !s) {
+        reply.reject(s.error().message);
+      } else {
+        net::json_add_string(reply.result.get(), "config_hash", hooks_.config().source_hash);
+        if (version != nullptr)
+          (void)store_.meta().set(kCfgVersionKey, std::to_string(static_cast<int64_t>(version->valuedouble)));
       }
-    } else {
-      reply.reject("unknown command \"" + name + "\"");
     }
   }
 
   net::JsonPtr out(cJSON_CreateObject());
-  net::json_add_string(out.get(), "command", name);
+  net::json_add_string(out.get(), "command", q.name);
   if (!correlation.empty()) net::json_add_string(out.get(), "correlation_id", correlation);
   cJSON_AddStringToObject(out.get(), "status", reply.ok() ? "accepted" : "rejected");
   cJSON* reasons = cJSON_AddArrayToObject(out.get(), "reasons");
@@ -201,8 +148,10 @@ void FleetSync::handle_command(const std::string& name, const net::MqttMessage& 
   if (reply.ok()) cJSON_AddItemToObject(out.get(), "result", reply.result.release());
   cJSON_AddNumberToObject(out.get(), "ts", static_cast<double>(clock_.wall_ms()));
   log::write(reply.ok() ? log::Level::info : log::Level::warning, log::id::kMqttCommand,
-             "fleet command " + name + (reply.ok() ? " accepted" : " rejected: " + reply.reasons.front()),
-             {{"MQTT_COMMAND", name}});
+             "fleet command " + (q.name.empty() ? std::string("(invalid name)") : q.name) +
+                 (reply.ok() ? " accepted" : " rejected: " + reply.reasons.front()),
+             {{"MQTT_COMMAND", q.name}});
+  if (reply_topic.empty()) return;  // a name no topic can carry back: logged only
   net::MqttPublishProps props{m.correlation_data};
   publish_json(reply_topic, net::json_print(out.get()), 1, false,
                m.correlation_data.empty() ? nullptr : &props);
@@ -227,11 +176,8 @@ void FleetSync::handle_desired(const net::MqttMessage& m) {
       if (!cJSON_IsNumber(v)) reasons.push_back("version: expected an integer");
       if (!cJSON_IsObject(c))
         reasons.push_back("config: expected the whole configuration document (an object)");
-      if (!cfg_.command_token.empty()) {
-        const char* tok = str_member(d.get(), "token");
-        if (tok == nullptr || !constant_time_equal(tok, cfg_.command_token))
-          reasons.push_back("unauthorized: missing or wrong token");
-      }
+      if (auto denied = check_command_token(cfg_.command_token, d.get()))
+        reasons.push_back(std::move(*denied));
     }
     if (reasons.empty()) {
       version = static_cast<int64_t>(v->valuedouble);

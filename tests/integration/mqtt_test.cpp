@@ -427,54 +427,63 @@ TEST_F(MqttTest, SigkillWhilePublishingThenRestartDeliversEverything) {
 TEST_F(MqttTest, CommandsAnswerAcceptedOrRejectedNeverCrash) {
   Broker broker(dir_.path(), osvi::test::free_loopback_port());
   Subscriber sub(broker.port());
-  auto d = start_daemon(config_json(broker.port(), state_, R"(,"commands":{"max_request_bytes":2048})"));
+  auto d = start_daemon(
+      config_json(broker.port(), state_, R"(,"commands":{"max_request_bytes":2048,"token":"T0k"})"));
   ASSERT_TRUE(sub.wait_for(std::string(kPrefix) + "/birth", "online", 10s));
   const std::string p = kPrefix;
+  // Every request carries the command token (the pad keeps the oversized one below over the limit).
+  auto publish = [&sub](const std::string& topic, std::string payload, const std::string& response_topic = "",
+                        const std::string& correlation = "") {
+    if (payload.starts_with("{") && payload != "{not json")
+      payload.insert(1, payload == "{}" ? R"("token":"T0k")" : R"("token":"T0k",)");
+    sub.publish(topic, payload, response_topic, correlation);
+  };
 
-  // MQTT v5 request/response: response topic + correlation data.
-  sub.publish(p + "/cmd/ping/req", "{}", p + "/replies/1", "corr-1");
-  auto r = sub.wait_for(p + "/replies/1", "\"accepted\"", 5s);
+  // MQTT v5 request/response: response topic (under <prefix>/reply/) + correlation data.
+  publish(p + "/cmd/ping/req", "{}", p + "/reply/1", "corr-1");
+  auto r = sub.wait_for(p + "/reply/1", "\"accepted\"", 5s);
   ASSERT_TRUE(r);
   EXPECT_EQ(r->correlation, "corr-1");
 
   // 3.1.1-style: reply_to and correlation_id in the payload.
-  sub.publish(p + "/cmd/ping/req", R"({"reply_to":")" + p + R"(/replies/2","correlation_id":"c2"})");
-  ASSERT_TRUE(sub.wait_for(p + "/replies/2", "\"correlation_id\":\"c2\"", 5s));
+  publish(p + "/cmd/ping/req", R"({"reply_to":")" + p + R"(/reply/2","correlation_id":"c2"})");
+  ASSERT_TRUE(sub.wait_for(p + "/reply/2", "\"correlation_id\":\"c2\"", 5s));
 
-  sub.publish(p + "/cmd/dnd/req", R"({"action":"add","agent_uuid":"agent_a","phone":"+919800000001"})");
+  publish(p + "/cmd/dnd/req", R"({"action":"add","agent_uuid":"agent_a","phone":"+919800000001"})");
   ASSERT_TRUE(sub.wait_for(p + "/cmd/dnd/res", "\"accepted\"", 5s));
-  sub.publish(p + "/cmd/dnd/req", R"({"action":"add","agent_uuid":"agent_a","phone":"+919800000001"})");
+  publish(p + "/cmd/dnd/req", R"({"action":"add","agent_uuid":"agent_a","phone":"+919800000001"})");
   ASSERT_TRUE(sub.wait_for(p + "/cmd/dnd/res", "already on", 5s));
-  sub.publish(p + "/cmd/dnd/req", R"({"action":"remove","agent_uuid":"agent_zz","phone":"12"})");
+  publish(p + "/cmd/dnd/req", R"({"action":"remove","agent_uuid":"agent_zz","phone":"12"})");
   auto bad = sub.wait_for(p + "/cmd/dnd/res", "unknown agent", 5s);
   ASSERT_TRUE(bad);
   EXPECT_NE(bad->payload.find("E.164"), std::string::npos);
 
   // The call command reaches the calls engine: DND first, then this box has no line to call on.
-  sub.publish(p + "/cmd/call/req", R"({"agent_uuid":"agent_a","phone_number":"+919800000001"})");
+  publish(p + "/cmd/call/req", R"({"agent_uuid":"agent_a","phone_number":"+919800000001"})");
   ASSERT_TRUE(sub.wait_for(p + "/cmd/call/res", "do-not-disturb", 5s));
-  sub.publish(p + "/cmd/call/req", R"({"agent_uuid":"agent_a","phone_number":"+919876543210"})");
+  publish(p + "/cmd/call/req", R"({"agent_uuid":"agent_a","phone_number":"+919876543210"})");
   ASSERT_TRUE(sub.wait_for(p + "/cmd/call/res", "no telephony line", 5s));
-  sub.publish(p + "/cmd/call/req", R"({"agent_uuid":"agent_b","phone_number":"+919876543210"})");
+  publish(p + "/cmd/call/req", R"({"agent_uuid":"agent_b","phone_number":"+919876543210"})");
   ASSERT_TRUE(sub.wait_for(p + "/cmd/call/res", "not an active voice agent", 5s));
 
-  sub.publish(p + "/cmd/log_level/req", R"({"level":"debug"})");
+  publish(p + "/cmd/log_level/req", R"({"level":"debug"})");
   ASSERT_TRUE(sub.wait_for(p + "/cmd/log_level/res", "\"level\":\"debug\"", 5s));
-  sub.publish(p + "/cmd/log_level/req", R"({"level":"loud"})");
+  publish(p + "/cmd/log_level/req", R"({"level":"loud"})");
   ASSERT_TRUE(sub.wait_for(p + "/cmd/log_level/res", "rejected", 5s));
 
-  sub.publish(p + "/cmd/reboot/req", "{}");
+  publish(p + "/cmd/reboot/req", "{}");
   ASSERT_TRUE(sub.wait_for(p + "/cmd/reboot/res", "unknown command", 5s));
-  sub.publish(p + "/cmd/ping/req", "{not json");
+  publish(p + "/cmd/ping/req", "{not json");
   ASSERT_TRUE(sub.wait_for(p + "/cmd/ping/res", "malformed", 5s));
-  sub.publish(p + "/cmd/ping/req", "[1,2]");
+  publish(p + "/cmd/ping/req", "[1,2]");
   ASSERT_TRUE(sub.wait_for(p + "/cmd/ping/res", "expected a JSON object", 5s));
-  sub.publish(p + "/cmd/ping/req", "{\"pad\":\"" + std::string(4000, 'x') + "\"}");
+  publish(p + "/cmd/ping/req", "{\"pad\":\"" + std::string(4000, 'x') + "\"}");
   ASSERT_TRUE(sub.wait_for(p + "/cmd/ping/res", "too large", 5s));
 
   // Configuration push: invalid → rejected with reasons, nothing changes; valid → applied and persisted.
-  sub.publish(p + "/cfg/desired",
-              R"({"version":7,"config":{"site":{"id":"site1","device":"box1"},"agents":[{"name":"x"}]}})");
+  sub.publish(
+      p + "/cfg/desired",
+      R"({"token":"T0k","version":7,"config":{"site":{"id":"site1","device":"box1"},"agents":[{"name":"x"}]}})");
   auto rej = sub.wait_for(p + "/cfg/reported", "\"rejected\"", 5s);
   ASSERT_TRUE(rej);
   EXPECT_NE(rej->payload.find("agent_uuid"), std::string::npos) << rej->payload;
@@ -484,7 +493,7 @@ TEST_F(MqttTest, CommandsAnswerAcceptedOrRejectedNeverCrash) {
   // The pushed document keeps the mqtt section (otherwise the box would disconnect itself: also valid).
   std::string pushed = config_json(broker.port(), state_);
   pushed.replace(pushed.find("\"name\":\"B\""), 10, "\"name\":\"Bee\"");
-  sub.publish(p + "/cfg/desired", R"({"version":8,"config":)" + pushed + "}");
+  sub.publish(p + "/cfg/desired", R"({"token":"T0k","version":8,"config":)" + pushed + "}");
   auto ok = sub.wait_for(p + "/cfg/reported", "\"applied\"", 5s);
   ASSERT_TRUE(ok) << d->stderr_text();
   EXPECT_NE(ok->payload.find("\"version\":8"), std::string::npos);
@@ -505,6 +514,98 @@ TEST_F(MqttTest, CommandTokenRejectsUnauthorizedRequests) {
   ASSERT_TRUE(sub.wait_for(p + "/cmd/dnd/res", "unauthorized", 5s));
   sub.publish(p + "/cmd/ping/req", R"({"token":"s3cret-token","correlation_id":"t"})");
   ASSERT_TRUE(sub.wait_for(p + "/cmd/ping/res", "\"accepted\"", 5s));
+}
+
+// No mqtt.commands.token: the box still reports (birth, telemetry, call records) but obeys no one, and an
+// unauthenticated request cannot choose where the box publishes its answer.
+TEST_F(MqttTest, WithoutACommandTokenCommandsAreRefusedAndRepliesStayHome) {
+  Broker broker(dir_.path(), osvi::test::free_loopback_port());
+  Subscriber sub(broker.port(), "#");
+  seed_in_progress_calls(state_, 1);
+  auto d = start_daemon(config_json(broker.port(), state_));
+  ASSERT_TRUE(sub.wait_for(std::string(kPrefix) + "/birth", "online", 10s)) << d->stderr_text();
+  ASSERT_TRUE(sub.wait([](const std::vector<Msg>& m) { return call_ids(m).size() == 1; }, 10s));
+  const std::string p = kPrefix;
+
+  sub.publish(p + "/cmd/log_level/req",
+              R"({"level":"debug","reply_to":"elsewhere/inbox","correlation_id":"a"})", "elsewhere/v5",
+              "corr-a");
+  auto r = sub.wait_for(p + "/cmd/log_level/res", "\"correlation_id\":\"a\"", 5s);
+  ASSERT_TRUE(r) << d->stderr_text();
+  EXPECT_NE(r->payload.find("\"rejected\""), std::string::npos) << r->payload;
+  EXPECT_NE(r->payload.find("unauthorized: no command token configured (mqtt.commands.token)"),
+            std::string::npos)
+      << r->payload;
+  EXPECT_EQ(r->correlation, "corr-a");
+  // A token in the request does not help when the box has none to compare it with.
+  sub.publish(p + "/cmd/ping/req", R"({"token":"","correlation_id":"b"})");
+  auto r2 = sub.wait_for(p + "/cmd/ping/res", "\"correlation_id\":\"b\"", 5s);
+  ASSERT_TRUE(r2);
+  EXPECT_NE(r2->payload.find("unauthorized"), std::string::npos) << r2->payload;
+  // A desired configuration is a command too.
+  sub.publish(p + "/cfg/desired", R"({"version":3,"config":{"site":{"id":"site1","device":"box1"}}})");
+  auto rep = sub.wait_for(p + "/cfg/reported", "\"rejected\"", 5s);
+  ASSERT_TRUE(rep);
+  EXPECT_NE(rep->payload.find("unauthorized"), std::string::npos) << rep->payload;
+  for (const Msg& m : sub.messages()) EXPECT_FALSE(m.topic.starts_with("elsewhere/")) << m.topic;
+  EXPECT_FALSE(d->wait_stderr("log level set to debug", 200ms));
+  d->signal(SIGTERM);
+  EXPECT_EQ(d->wait_exit(10s), 0);
+}
+
+// An authenticated request may choose its reply topic only under <prefix>/reply/; anything else is refused
+// (nothing acts) and answered on <prefix>/cmd/<name>/res saying why. A wrong token never redirects.
+TEST_F(MqttTest, ReplyTopicsAreHonouredOnlyUnderTheBoxReplyPrefixAfterAuthentication) {
+  Broker broker(dir_.path(), osvi::test::free_loopback_port());
+  Subscriber sub(broker.port(), "#");
+  auto d = start_daemon(config_json(broker.port(), state_, R"(,"commands":{"token":"s3cret-token"})"));
+  ASSERT_TRUE(sub.wait_for(std::string(kPrefix) + "/birth", "online", 10s));
+  const std::string p = kPrefix;
+  const std::string other = "osvi/v1/site1/box2";  // another box's tree: never written by this one
+
+  sub.publish(p + "/cmd/log_level/req",
+              R"({"token":"s3cret-token","level":"debug","correlation_id":"r1","reply_to":")" + other +
+                  R"(/cmd/log_level/req"})");
+  auto r1 = sub.wait_for(p + "/cmd/log_level/res", "\"correlation_id\":\"r1\"", 5s);
+  ASSERT_TRUE(r1) << d->stderr_text();
+  EXPECT_NE(r1->payload.find("\"rejected\""), std::string::npos) << r1->payload;
+  EXPECT_NE(r1->payload.find("reply_to: must lie under " + p + "/reply/"), std::string::npos) << r1->payload;
+
+  sub.publish(p + "/cmd/ping/req", R"({"token":"s3cret-token","correlation_id":"r2"})", other + "/status",
+              "c");
+  auto r2 = sub.wait_for(p + "/cmd/ping/res", "\"correlation_id\":\"r2\"", 5s);
+  ASSERT_TRUE(r2);
+  EXPECT_NE(r2->payload.find("response topic: must lie under"), std::string::npos) << r2->payload;
+  // The prefix itself, a topic beside it and wildcards are not "under the reply prefix".
+  int i = 0;
+  for (const std::string& bad : {p + "/reply/", p + "/replyx/1", p + "/reply/+", p + "/cfg/reported"}) {
+    const std::string corr = "r3-" + std::to_string(i++);
+    sub.publish(p + "/cmd/ping/req",
+                R"({"token":"s3cret-token","correlation_id":")" + corr + R"(","reply_to":")" + bad + "\"}");
+    auto r3 = sub.wait_for(p + "/cmd/ping/res", "\"correlation_id\":\"" + corr + "\"", 5s);
+    ASSERT_TRUE(r3) << bad;
+    EXPECT_NE(r3->payload.find("reply_to: must lie under"), std::string::npos) << bad << ": " << r3->payload;
+  }
+  // Wrong token: the answer stays on the default topic even though the reply topic would be allowed.
+  sub.publish(p + "/cmd/ping/req",
+              R"({"token":"wrong","correlation_id":"r4","reply_to":")" + p + R"(/reply/x"})");
+  auto r4 = sub.wait_for(p + "/cmd/ping/res", "\"correlation_id\":\"r4\"", 5s);
+  ASSERT_TRUE(r4);
+  EXPECT_NE(r4->payload.find("unauthorized: missing or wrong token"), std::string::npos) << r4->payload;
+  // The right token and an allowed topic: honoured.
+  sub.publish(p + "/cmd/ping/req",
+              R"({"token":"s3cret-token","correlation_id":"r5","reply_to":")" + p + R"(/reply/x"})");
+  auto r5 = sub.wait_for(p + "/reply/x", "\"correlation_id\":\"r5\"", 5s);
+  ASSERT_TRUE(r5);
+  EXPECT_NE(r5->payload.find("\"accepted\""), std::string::npos) << r5->payload;
+
+  for (const Msg& m : sub.messages()) {
+    EXPECT_FALSE(m.topic.starts_with(other)) << m.topic;
+    if (m.topic == p + "/reply/x") EXPECT_EQ(m.payload.find("\"r4\""), std::string::npos) << m.payload;
+  }
+  EXPECT_FALSE(d->wait_stderr("log level set to debug", 200ms));
+  d->signal(SIGTERM);
+  EXPECT_EQ(d->wait_exit(10s), 0);
 }
 
 TEST_F(MqttTest, TlsWithClientCertificate) {

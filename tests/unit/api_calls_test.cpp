@@ -350,6 +350,28 @@ TEST_F(ApiCalls, TokenLimitedToOtherAgentsGets403) {
   EXPECT_EQ(ok.status, 200) << ok.body;
 }
 
+// System endpoints belong to whoever administers the box: a token limited to some agents may learn that the
+// box is up and its version, nothing of its lines, database, configuration, broker or log level.
+TEST_F(ApiCalls, TokenLimitedToSomeAgentsDoesNotReachSystemEndpoints) {
+  Reply full = request("GET", "/v1/health");
+  ASSERT_EQ(full.status, 200) << full.body;
+  EXPECT_NE(full.body.find("\"database\""), std::string::npos) << full.body;
+  EXPECT_NE(full.body.find("\"lines\""), std::string::npos) << full.body;
+
+  Reply h = request("GET", "/v1/health", {}, kTokB);
+  ASSERT_EQ(h.status, 200) << h.body;
+  const cJSON* data = cJSON_GetObjectItemCaseSensitive(h.json.get(), "data");
+  ASSERT_TRUE(cJSON_IsObject(data)) << h.body;
+  EXPECT_STREQ(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(data, "status")), "ok");
+  EXPECT_TRUE(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(data, "version"))) << h.body;
+  EXPECT_EQ(cJSON_GetArraySize(data), 2) << "only status and version: " << h.body;
+
+  EXPECT_EQ(request("GET", "/v1/system/log_level", {}, kTokB).status, 403);
+  EXPECT_EQ(request("PUT", "/v1/system/log_level", R"({"level":"debug"})", kTokB).status, 403);
+  EXPECT_EQ(request("POST", "/v1/system/log_level", R"({"level":"debug"})", kTokB).status, 403);
+  EXPECT_EQ(request("GET", "/v1/system/log_level").status, 200);
+}
+
 TEST_F(ApiCalls, EngineErrorsAreMapped) {
   const std::string body = R"({"agent_uuid":"agent_a","phone_number":"9876543210","country_code":"IN"})";
   struct Case {

@@ -350,14 +350,23 @@ TEST(Config, TokenAgentsMustExist) {
 
   Config c =
       accepted(R"({"api":{"tokens":["0123456789abcdef",{"token":"Limited_token-01","agents":["agent_a"]},
-                                            {"token":"Admin_limited_02","agents":["agent_a"],"admin":true}]},"agents":[)" +
+                                            {"token":"Unlimited_not_02","admin":false}]},"agents":[)" +
                agent("agent_a") + "]}");
   ASSERT_EQ(c.api.tokens.size(), 3u);
   EXPECT_TRUE(c.api.tokens[0].admin);
   EXPECT_TRUE(c.api.tokens[0].agents.empty());
-  EXPECT_FALSE(c.api.tokens[1].admin);  // limited tokens are not admin unless they say so
+  EXPECT_FALSE(c.api.tokens[1].admin);  // limited tokens are never admin
   EXPECT_EQ(c.api.tokens[1].agents, std::vector<std::string>{"agent_a"});
-  EXPECT_TRUE(c.api.tokens[2].admin);
+  EXPECT_FALSE(c.api.tokens[2].admin);
+}
+
+// A limited token reaching the system endpoints would see every agent's lines: the combination is refused.
+TEST(Config, LimitedTokenCannotBeAdmin) {
+  EXPECT_LINE(
+      rejection(
+          R"({"api":{"tokens":[{"token":"Admin_limited_02","agents":["agent_a"],"admin":true}]},"agents":[)" +
+          agent("agent_a") + "]}"),
+      "api.tokens[0].admin: a token limited to some agents cannot be admin");
 }
 
 TEST(Config, MaxEndpointingMustNotBeBelowMin) {
