@@ -69,6 +69,10 @@ void parse_mqtt(ObjectReader r, MqttConfig& m) {
   {
     ObjectReader c = r.object("commands");
     m.command_token = c.str("token", m.command_token, 0, 256);
+    // The token is all that stands between the broker's other clients and the box's commands.
+    if (!m.command_token.empty() && m.command_token.size() < 16)
+      c.error("token", "must be at least 16 characters (empty: every fleet command is refused), got " +
+                           std::to_string(m.command_token.size()));
     m.max_command_bytes = static_cast<size_t>(
         c.integer("max_request_bytes", static_cast<int64_t>(m.max_command_bytes), 1024, 16 * 1024 * 1024));
   }

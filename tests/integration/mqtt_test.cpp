@@ -428,14 +428,14 @@ TEST_F(MqttTest, CommandsAnswerAcceptedOrRejectedNeverCrash) {
   Broker broker(dir_.path(), osvi::test::free_loopback_port());
   Subscriber sub(broker.port());
   auto d = start_daemon(
-      config_json(broker.port(), state_, R"(,"commands":{"max_request_bytes":2048,"token":"T0k"})"));
+      config_json(broker.port(), state_, R"(,"commands":{"max_request_bytes":2048,"token":"Fleet-cmd-token-01"})"));
   ASSERT_TRUE(sub.wait_for(std::string(kPrefix) + "/birth", "online", 10s));
   const std::string p = kPrefix;
   // Every request carries the command token (the pad keeps the oversized one below over the limit).
   auto publish = [&sub](const std::string& topic, std::string payload, const std::string& response_topic = "",
                         const std::string& correlation = "") {
     if (payload.starts_with("{") && payload != "{not json")
-      payload.insert(1, payload == "{}" ? R"("token":"T0k")" : R"("token":"T0k",)");
+      payload.insert(1, payload == "{}" ? R"("token":"Fleet-cmd-token-01")" : R"("token":"Fleet-cmd-token-01",)");
     sub.publish(topic, payload, response_topic, correlation);
   };
 
@@ -483,7 +483,7 @@ TEST_F(MqttTest, CommandsAnswerAcceptedOrRejectedNeverCrash) {
   // Configuration push: invalid → rejected with reasons, nothing changes; valid → applied and persisted.
   sub.publish(
       p + "/cfg/desired",
-      R"({"token":"T0k","version":7,"config":{"site":{"id":"site1","device":"box1"},"agents":[{"name":"x"}]}})");
+      R"({"token":"Fleet-cmd-token-01","version":7,"config":{"site":{"id":"site1","device":"box1"},"agents":[{"name":"x"}]}})");
   auto rej = sub.wait_for(p + "/cfg/reported", "\"rejected\"", 5s);
   ASSERT_TRUE(rej);
   EXPECT_NE(rej->payload.find("agent_uuid"), std::string::npos) << rej->payload;
@@ -493,7 +493,7 @@ TEST_F(MqttTest, CommandsAnswerAcceptedOrRejectedNeverCrash) {
   // The pushed document keeps the mqtt section (otherwise the box would disconnect itself: also valid).
   std::string pushed = config_json(broker.port(), state_);
   pushed.replace(pushed.find("\"name\":\"B\""), 10, "\"name\":\"Bee\"");
-  sub.publish(p + "/cfg/desired", R"({"token":"T0k","version":8,"config":)" + pushed + "}");
+  sub.publish(p + "/cfg/desired", R"({"token":"Fleet-cmd-token-01","version":8,"config":)" + pushed + "}");
   auto ok = sub.wait_for(p + "/cfg/reported", "\"applied\"", 5s);
   ASSERT_TRUE(ok) << d->stderr_text();
   EXPECT_NE(ok->payload.find("\"version\":8"), std::string::npos);
@@ -507,12 +507,12 @@ TEST_F(MqttTest, CommandsAnswerAcceptedOrRejectedNeverCrash) {
 TEST_F(MqttTest, CommandTokenRejectsUnauthorizedRequests) {
   Broker broker(dir_.path(), osvi::test::free_loopback_port());
   Subscriber sub(broker.port());
-  auto d = start_daemon(config_json(broker.port(), state_, R"(,"commands":{"token":"s3cret-token"})"));
+  auto d = start_daemon(config_json(broker.port(), state_, R"(,"commands":{"token":"s3cret-token-0001"})"));
   ASSERT_TRUE(sub.wait_for(std::string(kPrefix) + "/birth", "online", 10s));
   const std::string p = kPrefix;
   sub.publish(p + "/cmd/dnd/req", R"({"action":"add","agent_uuid":"agent_a","phone":"+919800000002"})");
   ASSERT_TRUE(sub.wait_for(p + "/cmd/dnd/res", "unauthorized", 5s));
-  sub.publish(p + "/cmd/ping/req", R"({"token":"s3cret-token","correlation_id":"t"})");
+  sub.publish(p + "/cmd/ping/req", R"({"token":"s3cret-token-0001","correlation_id":"t"})");
   ASSERT_TRUE(sub.wait_for(p + "/cmd/ping/res", "\"accepted\"", 5s));
 }
 
@@ -558,20 +558,20 @@ TEST_F(MqttTest, WithoutACommandTokenCommandsAreRefusedAndRepliesStayHome) {
 TEST_F(MqttTest, ReplyTopicsAreHonouredOnlyUnderTheBoxReplyPrefixAfterAuthentication) {
   Broker broker(dir_.path(), osvi::test::free_loopback_port());
   Subscriber sub(broker.port(), "#");
-  auto d = start_daemon(config_json(broker.port(), state_, R"(,"commands":{"token":"s3cret-token"})"));
+  auto d = start_daemon(config_json(broker.port(), state_, R"(,"commands":{"token":"s3cret-token-0001"})"));
   ASSERT_TRUE(sub.wait_for(std::string(kPrefix) + "/birth", "online", 10s));
   const std::string p = kPrefix;
   const std::string other = "osvi/v1/site1/box2";  // another box's tree: never written by this one
 
   sub.publish(p + "/cmd/log_level/req",
-              R"({"token":"s3cret-token","level":"debug","correlation_id":"r1","reply_to":")" + other +
+              R"({"token":"s3cret-token-0001","level":"debug","correlation_id":"r1","reply_to":")" + other +
                   R"(/cmd/log_level/req"})");
   auto r1 = sub.wait_for(p + "/cmd/log_level/res", "\"correlation_id\":\"r1\"", 5s);
   ASSERT_TRUE(r1) << d->stderr_text();
   EXPECT_NE(r1->payload.find("\"rejected\""), std::string::npos) << r1->payload;
   EXPECT_NE(r1->payload.find("reply_to: must lie under " + p + "/reply/"), std::string::npos) << r1->payload;
 
-  sub.publish(p + "/cmd/ping/req", R"({"token":"s3cret-token","correlation_id":"r2"})", other + "/status",
+  sub.publish(p + "/cmd/ping/req", R"({"token":"s3cret-token-0001","correlation_id":"r2"})", other + "/status",
               "c");
   auto r2 = sub.wait_for(p + "/cmd/ping/res", "\"correlation_id\":\"r2\"", 5s);
   ASSERT_TRUE(r2);
@@ -581,7 +581,7 @@ TEST_F(MqttTest, ReplyTopicsAreHonouredOnlyUnderTheBoxReplyPrefixAfterAuthentica
   for (const std::string& bad : {p + "/reply/", p + "/replyx/1", p + "/reply/+", p + "/cfg/reported"}) {
     const std::string corr = "r3-" + std::to_string(i++);
     sub.publish(p + "/cmd/ping/req",
-                R"({"token":"s3cret-token","correlation_id":")" + corr + R"(","reply_to":")" + bad + "\"}");
+                R"({"token":"s3cret-token-0001","correlation_id":")" + corr + R"(","reply_to":")" + bad + "\"}");
     auto r3 = sub.wait_for(p + "/cmd/ping/res", "\"correlation_id\":\"" + corr + "\"", 5s);
     ASSERT_TRUE(r3) << bad;
     EXPECT_NE(r3->payload.find("reply_to: must lie under"), std::string::npos) << bad << ": " << r3->payload;
@@ -594,7 +594,7 @@ TEST_F(MqttTest, ReplyTopicsAreHonouredOnlyUnderTheBoxReplyPrefixAfterAuthentica
   EXPECT_NE(r4->payload.find("unauthorized: missing or wrong token"), std::string::npos) << r4->payload;
   // The right token and an allowed topic: honoured.
   sub.publish(p + "/cmd/ping/req",
-              R"({"token":"s3cret-token","correlation_id":"r5","reply_to":")" + p + R"(/reply/x"})");
+              R"({"token":"s3cret-token-0001","correlation_id":"r5","reply_to":")" + p + R"(/reply/x"})");
   auto r5 = sub.wait_for(p + "/reply/x", "\"correlation_id\":\"r5\"", 5s);
   ASSERT_TRUE(r5);
   EXPECT_NE(r5->payload.find("\"accepted\""), std::string::npos) << r5->payload;

@@ -71,7 +71,7 @@ struct MqttConfig {
   unsigned telemetry_interval_s = 60;  // 0 = off
   int64_t outbox_max_rows = 100000;
   int64_t outbox_max_bytes = 256LL * 1024 * 1024;
-  std::string command_token;  // empty = every request on the command topics is accepted
+  std::string command_token;  // empty = every command and desired document is refused (unauthorized)
   size_t max_command_bytes = 262144;
 
   bool operator==(const MqttConfig&) const = default;
