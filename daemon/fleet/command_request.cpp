@@ -147,6 +147,12 @@ CommandRequest check_command_request(const CommandPolicy& policy, std::string_vi
       (!cJSON_IsString(c) || std::string_view(c->valuestring).size() > kMaxCorrelationIdBytes))
     q.reasons.push_back("correlation_id: expected a string of at most " +
                         std::to_string(kMaxCorrelationIdBytes) + " bytes");
+  if (!named) {
+    // No topic can carry the answer back under this name, so no requested one does either: logged only.
+    q.reasons.emplace_back("unknown command (a name is 1 to 64 of A-Z a-z 0-9 _ -)");
+    q.body = std::move(req);
+    return q;
+  }
   // The v5 response topic wins over reply_to, as the protocol's own field; either must lie under the reply
   // prefix, so a token holder cannot make the box publish into another box's (or the fleet's) topics.
   const cJSON* reply_to = cJSON_GetObjectItemCaseSensitive(req.get(), "reply_to");
@@ -164,10 +170,6 @@ CommandRequest check_command_request(const CommandPolicy& policy, std::string_vi
       q.reasons.push_back("reply_to: must lie under " + command_reply_prefix(policy.prefix) +
                           " (printable ASCII, no wildcards, at most " + std::to_string(kMaxReplyTopicBytes) +
                           " bytes)");
-  }
-  if (!named) {
-    q.reasons.emplace_back("unknown command (a name is 1 to 64 of A-Z a-z 0-9 _ -)");
-    return q;
   }
   check_fields(q.name, req.get(), q.reasons);
   q.body = std::move(req);

@@ -45,7 +45,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   bool b_ok = true;
   std::string_view rest = stream;
   for (size_t i = 0; !rest.empty(); ++i) {
-    const size_t len = std::min<size_t>(rest.size(), n == 0 ? 1 : sizes[i % n] % 48);  // 0: an empty feed
+    size_t len = std::min<size_t>(rest.size(), n == 0 ? 1 : sizes[i % n] % 48);
+    if (len == 0) {  // an empty feed, then one byte so that the stream always advances
+      if (!chunked.feed({}, b).ok()) b_ok = false;
+      len = 1;
+    }
     if (!chunked.feed(rest.substr(0, len), b).ok()) b_ok = false;
     rest.remove_prefix(len);
   }
