@@ -140,7 +140,9 @@ CommandRequest check_command_request(const CommandPolicy& policy, std::string_vi
     return q;  // an unauthenticated request chooses nothing, not even where its answer goes
   }
   q.authenticated = true;
-  cJSON_DeleteItemFromObjectCaseSensitive(req.get(), "token");
+  // Every copy: a duplicate "token" member would otherwise survive into what is stored.
+  while (cJSON_GetObjectItemCaseSensitive(req.get(), "token") != nullptr)
+    cJSON_DeleteItemFromObjectCaseSensitive(req.get(), "token");
 
   if (const cJSON* c = cJSON_GetObjectItemCaseSensitive(req.get(), "correlation_id");
       c != nullptr &&
