@@ -601,7 +601,9 @@ TEST_F(MqttTest, ReplyTopicsAreHonouredOnlyUnderTheBoxReplyPrefixAfterAuthentica
 
   for (const Msg& m : sub.messages()) {
     EXPECT_FALSE(m.topic.starts_with(other)) << m.topic;
-    if (m.topic == p + "/reply/x") EXPECT_EQ(m.payload.find("\"r4\""), std::string::npos) << m.payload;
+    if (m.topic == p + "/reply/x") {
+      EXPECT_EQ(m.payload.find("\"r4\""), std::string::npos) << m.payload;
+    }
   }
   EXPECT_FALSE(d->wait_stderr("log level set to debug", 200ms));
   d->signal(SIGTERM);
