@@ -225,7 +225,12 @@ Status App::start_api(const Config& cfg, std::unique_ptr<net::HttpServer>* out,
   o.port = cfg.api.port;
   o.max_body_bytes = cfg.api.max_body_bytes;
   o.max_connections = cfg.api.max_connections;
+  o.max_connections_per_client = cfg.api.max_connections_per_client;
   o.connection_timeout_s = cfg.api.connection_timeout_s;
+  o.header_timeout_s = cfg.api.header_timeout_s;
+  o.idle_timeout_s = cfg.api.idle_timeout_s;
+  o.tls_cert_pem = cfg.api.tls_cert_pem;
+  o.tls_key_pem = cfg.api.tls_key_pem;
   o.error_response = [](int status, std::string_view message) { return Api::error(status, message); };
   auto server = net::HttpServer::start(
       o, [this](net::HttpRequest& req, net::HttpReply reply) { api_->handle(req, std::move(reply)); });
@@ -505,7 +510,10 @@ Status App::apply(Config new_cfg) {
   const ApiConfig& b = config_->api;
   const bool api_changed = a.host != b.host || a.port != b.port || a.max_body_bytes != b.max_body_bytes ||
                            a.max_connections != b.max_connections ||
-                           a.connection_timeout_s != b.connection_timeout_s;
+                           a.max_connections_per_client != b.max_connections_per_client ||
+                           a.connection_timeout_s != b.connection_timeout_s ||
+                           a.header_timeout_s != b.header_timeout_s || a.idle_timeout_s != b.idle_timeout_s ||
+                           a.tls_cert_pem != b.tls_cert_pem || a.tls_key_pem != b.tls_key_pem;
   if (api_changed) {
     if (auto s = start_api(*cfg, &new_server, &new_sources); !s) return reject(s.error().message);
   }

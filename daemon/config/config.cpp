@@ -16,7 +16,9 @@
 #include <span>
 
 #include "checks.hpp"
+#include "key_file.hpp"
 #include "osvi/base/ids.hpp"
+#include "osvi/net/http_server.hpp"
 #include "osvi/net/json.hpp"
 #include "reader.hpp"
 #include "sections.hpp"
@@ -108,6 +110,34 @@ void parse_api(ObjectReader r, ApiConfig& api, std::vector<AgentRef>& refs) {
   api.max_connections = static_cast<unsigned>(r.integer("max_connections", api.max_connections, 1, 1024));
   api.connection_timeout_s =
       static_cast<unsigned>(r.integer("connection_timeout_s", api.connection_timeout_s, 1, 3600));
+  api.max_connections_per_client =
+      static_cast<unsigned>(r.integer("max_connections_per_client", api.max_connections_per_client, 1, 1024));
+  // The default stays valid when only max_connections is lowered below it.
+  if (!r.has("max_connections_per_client"))
+    api.max_connections_per_client = std::min(api.max_connections_per_client, api.max_connections);
+  else if (api.max_connections_per_client > api.max_connections)
+    r.error("max_connections_per_client", "must not exceed api.max_connections (" +
+                                              std::to_string(api.max_connections) + "), got " +
+                                              std::to_string(api.max_connections_per_client));
+  api.header_timeout_s = static_cast<unsigned>(r.integer("header_timeout_s", api.header_timeout_s, 1, 300));
+  api.idle_timeout_s = static_cast<unsigned>(r.integer("idle_timeout_s", api.idle_timeout_s, 1, 300));
+
+  api.tls_cert_file = r.str("tls_cert_file", api.tls_cert_file);
+  api.tls_key_file = r.str("tls_key_file", api.tls_key_file);
+  if (api.tls_cert_file.empty() != api.tls_key_file.empty()) {
+    const char* missing = api.tls_cert_file.empty() ? "tls_cert_file" : "tls_key_file";
+    r.error(missing, "required with api." +
+                         std::string(api.tls_cert_file.empty() ? "tls_key_file" : "tls_cert_file") +
+                         " (HTTPS needs both a certificate and its key)");
+  } else if (!api.tls_cert_file.empty()) {
+    std::string problem;
+    if (!net::http_tls_supported())
+      r.error("tls_cert_file", "this libmicrohttpd was built without TLS, so HTTPS is not available");
+    else if (!read_pem_file(api.tls_cert_file, false, api.tls_cert_pem, problem))
+      r.error("tls_cert_file", problem);
+    else if (!read_pem_file(api.tls_key_file, true, api.tls_key_pem, problem))
+      r.error("tls_key_file", problem);
+  }
 }
 
 // ---- top level ------------------------------------------------------------------------------------------

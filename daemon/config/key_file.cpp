@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 namespace osvi::daemon::config_detail {
@@ -67,6 +68,52 @@ bool read_key_file(const std::string& path, std::string& key, std::string& probl
     }
   }
   key = std::move(text);
+  return true;
+}
+
+bool read_pem_file(const std::string& path, bool secret, std::string& pem, std::string& problem) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) {
+    problem = path + ": " + std::strerror(errno);
+    return false;
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    problem = path + ": " + (S_ISDIR(st.st_mode) ? std::string(std::strerror(EISDIR)) : "not a regular file");
+    ::close(fd);
+    return false;
+  }
+  if (secret && (st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    problem = path + ": a private key must be readable by its owner only (mode " + mode + "; chmod 600 it)";
+    ::close(fd);
+    return false;
+  }
+  std::string text(kMaxPemFileBytes + 1, '\0');
+  size_t n = 0;
+  while (n < text.size()) {
+    const ssize_t got = ::read(fd, text.data() + n, text.size() - n);
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) {
+      problem = path + ": " + std::strerror(errno);
+      ::close(fd);
+      return false;
+    }
+    if (got == 0) break;
+    n += static_cast<size_t>(got);
+  }
+  ::close(fd);
+  if (n > kMaxPemFileBytes) {
+    problem = path + ": larger than " + std::to_string(kMaxPemFileBytes) + " bytes";
+    return false;
+  }
+  text.resize(n);
+  if (text.find("-----BEGIN ") == std::string::npos) {
+    problem = path + ": not PEM (no \"-----BEGIN\" line)";
+    return false;
+  }
+  pem = std::move(text);
   return true;
 }
 

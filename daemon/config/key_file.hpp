@@ -13,4 +13,12 @@ constexpr size_t kMaxKeyFileBytes = 4096;
 // the path, never the file's content: it may be a key). Blanks and the line end around the key are dropped.
 bool read_key_file(const std::string& path, std::string& key, std::string& problem);
 
+// A certificate chain or a private key is a few kilobytes of PEM; the bound keeps a wrong path cheap.
+constexpr size_t kMaxPemFileBytes = 64 * 1024;
+
+// Reads the PEM file at `path` into `pem` whole, or says what is wrong in `problem` ("PATH: why"). With
+// `secret` (a private key) the file must be readable by its owner only: mode bits for group or others are
+// refused, so a key that every local user can read is not silently put on the network.
+bool read_pem_file(const std::string& path, bool secret, std::string& pem, std::string& problem);
+
 }  // namespace osvi::daemon::config_detail

@@ -1,5 +1,6 @@
 // libmicrohttpd glue: epoll mode without internal threads, bodies accumulated with a limit,
-// suspend/resume so handlers may answer later from the loop.
+// suspend/resume so handlers may answer later from the loop, and the connection limits (accepting,
+// per-client caps, eviction, header and keep-alive deadlines) that libmicrohttpd does not have.
 #include "osvi/net/http_server.hpp"
 
 #include <arpa/inet.h>
@@ -8,16 +9,42 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <strings.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <unordered_map>
 
 namespace osvi::net {
 
 namespace {
+
+// Connections accepted per run(): bounds the work of one loop turn (each admission may scan the
+// connections for one to evict); the rest of a burst stays in the backlog and the listen socket stays
+// readable, so the next turn takes it.
+constexpr int kAcceptBatch = 32;
+// After EMFILE/ENFILE the listen socket stays readable: accepting pauses this long instead of spinning.
+constexpr uint64_t kAcceptPauseMs = 100;
+
+uint64_t mono_ms() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000u + static_cast<uint64_t>(ts.tv_nsec) / 1000000u;
+}
+
+std::string address_of(const sockaddr_storage& sa) {
+  char text[INET6_ADDRSTRLEN] = {};
+  if (sa.ss_family == AF_INET6)
+    inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&sa)->sin6_addr, text, sizeof text);
+  else if (sa.ss_family == AF_INET)
+    inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&sa)->sin_addr, text, sizeof text);
+  return text;
+}
 
 std::optional<std::string_view> find_kv(const std::vector<std::pair<std::string, std::string>>& kv,
                                         std::string_view name, bool nocase) {
@@ -82,6 +109,7 @@ struct HttpReply::Conn {
   HttpRequest request;
   bool started = false;
   bool too_large = false;
+  bool refused = false;  // answered by the server from the request head (400, 413)
   bool dispatched = false;
   bool suspended = false;
   bool closed = false;
@@ -122,6 +150,58 @@ void HttpReply::send(HttpResponse response) {
   }
 }
 
+// Why the server accepts connections itself (MHD_USE_NO_LISTEN_SOCKET + MHD_add_connection): at its
+// connection limit libmicrohttpd stops accepting, so a few dozen idle or half-sent connections lock every
+// other client out until its inactivity timeout, which any byte resets. Here a connection is tracked from
+// accept to close in one of three phases; at a cap the oldest connection that costs nobody anything (no
+// request head yet, or idle in keep-alive) makes room for the new one, and the header and keep-alive
+// deadlines are absolute. A connection is ended by shutdown(2) of its socket: libmicrohttpd sees the
+// hang-up on its next run and cleans up (callbacks, descriptor) as for any client that went away.
+struct HttpServer::Conns {
+  enum class Phase { head, busy, idle };  // busy: a request is being read, handled (maybe suspended) or sent
+  struct Track {
+    int fd = -1;
+    std::string addr;
+    Phase phase = Phase::head;
+    uint64_t since_ms = 0;  // start of the phase
+    bool ended = false;     // shut down by us, libmicrohttpd has yet to close it
+  };
+  std::unordered_map<int, Track> by_fd;
+  std::unordered_map<std::string, unsigned> per_addr;  // connections not ended, per client address
+  size_t live = 0;
+
+  void forget(Track& t) {
+    if (t.ended) return;
+    t.ended = true;
+    --live;
+    if (auto it = per_addr.find(t.addr); it != per_addr.end() && --it->second == 0) per_addr.erase(it);
+  }
+  void end(Track& t) {
+    ::shutdown(t.fd, SHUT_RDWR);
+    forget(t);
+  }
+  // The oldest connection (of `addr`, when given) that may be ended to make room; nullptr when none.
+  Track* oldest_evictable(const std::string* addr) {
+    Track* best = nullptr;
+    for (auto& [fd, t] : by_fd) {
+      if (t.ended || t.phase == Phase::busy || (addr && t.addr != *addr)) continue;
+      if (!best || t.since_ms < best->since_ms) best = &t;
+    }
+    return best;
+  }
+  std::optional<uint64_t> deadline(const Track& t, const HttpServerOptions& o) const {
+    if (t.ended || t.phase == Phase::busy) return std::nullopt;
+    return t.since_ms + 1000u * (t.phase == Phase::head ? o.header_timeout_s : o.idle_timeout_s);
+  }
+};
+
+bool http_tls_supported() {
+  return MHD_is_feature_supported(MHD_FEATURE_TLS) == MHD_YES;
+}
+
+HttpServer::HttpServer(HttpServerOptions options, HttpHandler handler)
+    : options_(std::move(options)), handler_(std::move(handler)), conns_(std::make_unique<Conns>()) {}
+
 struct HttpServer::Glue {
   static MHD_Result queue(MHD_Connection* connection, HttpResponse& r) {
     MHD_Response* resp = nullptr;
@@ -152,12 +232,39 @@ struct HttpServer::Glue {
                                          : default_error(status, message);
   }
 
+  static HttpServer::Conns::Track* track_of(MHD_Connection* connection) {
+    const MHD_ConnectionInfo* info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return info ? static_cast<HttpServer::Conns::Track*>(info->socket_context) : nullptr;
+  }
+
+  static void notify_connection(void* cls, MHD_Connection* connection, void** socket_context,
+                                MHD_ConnectionNotificationCode code) {
+    auto* self = static_cast<HttpServer*>(cls);
+    Conns& conns = *self->conns_;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+      const MHD_ConnectionInfo* info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+      auto it = info ? conns.by_fd.find(info->connect_fd) : conns.by_fd.end();
+      *socket_context = it != conns.by_fd.end() ? &it->second : nullptr;
+      return;
+    }
+    if (auto* t = static_cast<Conns::Track*>(*socket_context)) {
+      conns.forget(*t);
+      conns.by_fd.erase(t->fd);
+      *socket_context = nullptr;
+    }
+  }
+
   static MHD_Result access(void* cls, MHD_Connection* connection, const char* url, const char* method,
-                           const char* /*version*/, const char* upload_data, size_t* upload_data_size,
+                           const char* version, const char* upload_data, size_t* upload_data_size,
                            void** con_cls) {
     auto* self = static_cast<HttpServer*>(cls);
     auto* holder = static_cast<std::shared_ptr<HttpReply::Conn>*>(*con_cls);
     if (!holder) {
+      // The request head is in: the header/keep-alive deadline no longer applies to this connection.
+      if (auto* t = track_of(connection)) {
+        t->phase = Conns::Phase::busy;
+        t->since_ms = mono_ms();
+      }
       holder = new std::shared_ptr<HttpReply::Conn>(std::make_shared<HttpReply::Conn>());
       *con_cls = holder;
       HttpReply::Conn& c = **holder;
@@ -177,14 +284,31 @@ struct HttpServer::Glue {
           c.request.remote = std::string(host) + ":" + port;
         }
       }
-      // Refuse an announced oversize body before reading a byte of it.
+      // RFC 9112 section 3.2: a server must answer 400 to an HTTP/1.1 request without Host.
+      if (version && std::strcmp(version, MHD_HTTP_VERSION_1_1) == 0 && !c.request.header("Host")) {
+        c.answered = c.refused = true;
+        HttpResponse r = error(self, 400, "an HTTP/1.1 request must carry a Host header");
+        return queue(connection, r);
+      }
+      // An announced oversize body is refused from the headers: queued now, the 413 goes out before any
+      // body byte is read and instead of a "100 Continue" (libmicrohttpd then closes the connection).
       if (auto cl = c.request.header("Content-Length")) {
         unsigned long long n = std::strtoull(std::string(*cl).c_str(), nullptr, 10);
-        if (n > self->options_.max_body_bytes) c.too_large = true;
+        if (n > self->options_.max_body_bytes) {
+          c.answered = c.refused = true;
+          HttpResponse r = error(self, 413,
+                                 "request body exceeds the limit of " +
+                                     std::to_string(self->options_.max_body_bytes) + " bytes");
+          return queue(connection, r);
+        }
       }
       return MHD_YES;
     }
     HttpReply::Conn& c = **holder;
+    if (c.refused) {
+      *upload_data_size = 0;
+      return MHD_YES;
+    }
     if (*upload_data_size != 0) {
       if (!c.too_large) {
         if (c.request.body.size() + *upload_data_size > self->options_.max_body_bytes) {
@@ -221,7 +345,13 @@ struct HttpServer::Glue {
     return MHD_YES;
   }
 
-  static void completed(void* /*cls*/, MHD_Connection*, void** con_cls, MHD_RequestTerminationCode) {
+  static void completed(void* /*cls*/, MHD_Connection* connection, void** con_cls,
+                        MHD_RequestTerminationCode) {
+    // The response is out: a kept-alive connection now has idle_timeout_s to send its next request head.
+    if (auto* t = track_of(connection)) {
+      t->phase = Conns::Phase::idle;
+      t->since_ms = mono_ms();
+    }
     auto* holder = static_cast<std::shared_ptr<HttpReply::Conn>*>(*con_cls);
     if (!holder) return;
     (*holder)->closed = true;
@@ -250,56 +380,178 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(HttpServerOptions options,
   if (fd < 0) return make_error(std::string("socket: ") + std::strerror(errno), -errno);
   int one = 1;
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  if (bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 64) != 0) {
+  if (bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, std::max(o.listen_backlog, 16)) != 0) {
     int e = errno;
     close(fd);
     return make_error("cannot listen on " + o.host + ":" + port + ": " + std::strerror(e), -e);
   }
+  self->listen_fd_ = fd;
   sockaddr_storage bound{};
   socklen_t blen = sizeof bound;
   getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &blen);
   self->port_ = ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
                                                   : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
 
-  unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME;
-  self->daemon_ = MHD_start_daemon(flags, 0, nullptr, nullptr, &Glue::access, self.get(),
-                                   MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT,
-                                   o.max_connections, MHD_OPTION_CONNECTION_TIMEOUT, o.connection_timeout_s,
-                                   MHD_OPTION_NOTIFY_COMPLETED, &Glue::completed, self.get(), MHD_OPTION_END);
-  if (!self->daemon_) {
-    close(fd);
-    return make_error("libmicrohttpd failed to start on " + o.host + ":" + port);
+  const bool tls = !o.tls_cert_pem.empty() || !o.tls_key_pem.empty();
+  if (tls && (o.tls_cert_pem.empty() || o.tls_key_pem.empty()))
+    return make_error("HTTPS needs both a certificate and a key");
+  if (tls && !http_tls_supported()) return make_error("this libmicrohttpd was built without TLS");
+  // Connections we ended linger in libmicrohttpd until its next run: its own limit leaves room for them
+  // (at most every held connection plus one batch of evictions), ours is max_connections.
+  const unsigned mhd_limit = 2 * o.max_connections + kAcceptBatch;
+  std::vector<MHD_OptionItem> opts = {
+      {MHD_OPTION_CONNECTION_LIMIT, mhd_limit, nullptr},
+      {MHD_OPTION_CONNECTION_TIMEOUT, o.connection_timeout_s, nullptr},
+      {MHD_OPTION_NOTIFY_COMPLETED, reinterpret_cast<intptr_t>(&Glue::completed), self.get()},
+      {MHD_OPTION_NOTIFY_CONNECTION, reinterpret_cast<intptr_t>(&Glue::notify_connection), self.get()},
+  };
+  if (tls) {
+    opts.push_back({MHD_OPTION_HTTPS_MEM_KEY, 0, const_cast<char*>(o.tls_key_pem.c_str())});
+    opts.push_back({MHD_OPTION_HTTPS_MEM_CERT, 0, const_cast<char*>(o.tls_cert_pem.c_str())});
   }
+  opts.push_back({MHD_OPTION_END, 0, nullptr});
+  unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_NO_LISTEN_SOCKET;
+  if (tls) flags |= MHD_USE_TLS;
+  self->daemon_ = MHD_start_daemon(flags, 0, nullptr, nullptr, &Glue::access, self.get(), MHD_OPTION_ARRAY,
+                                   opts.data(), MHD_OPTION_END);
+  if (!self->daemon_)
+    return make_error("libmicrohttpd failed to start on " + o.host + ":" + port +
+                      (tls ? " (is the TLS certificate and key valid PEM, and do they match?)" : ""));
+
+  self->epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
+  if (self->epoll_fd_ < 0) return make_error(std::string("epoll_create1: ") + std::strerror(errno), -errno);
+  const MHD_DaemonInfo* info = MHD_get_daemon_info(self->daemon_, MHD_DAEMON_INFO_EPOLL_FD);
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.fd = fd;
+  if (!info || epoll_ctl(self->epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0)
+    return make_error(std::string("epoll_ctl: ") + std::strerror(errno), -errno);
+  ev.data.fd = info->epoll_fd;
+  if (epoll_ctl(self->epoll_fd_, EPOLL_CTL_ADD, info->epoll_fd, &ev) != 0)
+    return make_error(std::string("epoll_ctl: ") + std::strerror(errno), -errno);
   return self;
 }
 
 HttpServer::~HttpServer() {
+  // Callbacks run during the stop and still use conns_, destroyed after this body.
   if (daemon_) MHD_stop_daemon(daemon_);
-  // MHD closes its listen socket on stop, unless quiesce() took it back: then it is ours to close.
   if (listen_fd_ >= 0) close(listen_fd_);
+  if (epoll_fd_ >= 0) close(epoll_fd_);
 }
 
 int HttpServer::poll_fd() const {
-  const MHD_DaemonInfo* info = MHD_get_daemon_info(daemon_, MHD_DAEMON_INFO_EPOLL_FD);
-  return info ? info->epoll_fd : -1;
+  return epoll_fd_;
+}
+
+size_t HttpServer::connection_count() const {
+  return conns_->live;
 }
 
 std::optional<uint64_t> HttpServer::timeout_ms() const {
   if (resume_pending_) return 0;
+  std::optional<uint64_t> best;
   MHD_UNSIGNED_LONG_LONG t = 0;
-  if (MHD_get_timeout(daemon_, &t) != MHD_YES) return std::nullopt;
-  return static_cast<uint64_t>(t);
+  if (MHD_get_timeout(daemon_, &t) == MHD_YES) best = static_cast<uint64_t>(t);
+  const uint64_t now = mono_ms();
+  auto consider = [&](uint64_t deadline) {
+    const uint64_t in = deadline > now ? deadline - now : 0;
+    if (!best || in < *best) best = in;
+  };
+  for (const auto& [fd, track] : conns_->by_fd)
+    if (auto d = conns_->deadline(track, options_)) consider(*d);
+  if (accept_paused_until_ms_) consider(accept_paused_until_ms_);
+  return best;
 }
 
 void HttpServer::run() {
   resume_pending_ = false;
   MHD_run(daemon_);
+  const uint64_t now = mono_ms();
+  expire(now);
+  if (listen_fd_ < 0) return;
+  if (accept_paused_until_ms_) {
+    if (now < accept_paused_until_ms_) return;
+    accept_paused_until_ms_ = 0;
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.fd = listen_fd_;
+    epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, listen_fd_, &ev);
+  }
+  accept_some(now);
+}
+
+void HttpServer::expire(uint64_t now_ms) {
+  for (auto& [fd, track] : conns_->by_fd) {
+    auto d = conns_->deadline(track, options_);
+    if (d && *d <= now_ms) conns_->end(track);
+  }
+}
+
+void HttpServer::accept_some(uint64_t now_ms) {
+  Conns& c = *conns_;
+  const unsigned per_client = std::min(
+      options_.max_connections_per_client ? options_.max_connections_per_client : options_.max_connections,
+      options_.max_connections);
+  for (int i = 0; i < kAcceptBatch; ++i) {
+    sockaddr_storage sa{};
+    socklen_t len = sizeof sa;
+    const int fd = accept4(listen_fd_, reinterpret_cast<sockaddr*>(&sa), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+        // Out of descriptors: free one for the next try, and stop polling the listen socket meanwhile.
+        if (Conns::Track* v = c.oldest_evictable(nullptr)) c.end(*v);
+        epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, listen_fd_, nullptr);
+        accept_paused_until_ms_ = now_ms + kAcceptPauseMs;
+        return;
+      }
+      continue;  // ECONNABORTED and the like: that one client gave up, the next may be waiting
+    }
+    std::string addr = address_of(sa);
+    auto have = c.per_addr.find(addr);
+    if (have != c.per_addr.end() && have->second >= per_client) {
+      Conns::Track* v = c.oldest_evictable(&addr);
+      if (!v) {
+        close(fd);  // every connection of this client is busy: the newcomer is the one refused
+        continue;
+      }
+      c.end(*v);
+    }
+    if (c.live >= options_.max_connections) {
+      Conns::Track* v = c.oldest_evictable(nullptr);
+      if (!v) {
+        close(fd);
+        continue;
+      }
+      c.end(*v);
+    }
+    if (auto stale = c.by_fd.find(fd); stale != c.by_fd.end()) {
+      c.forget(stale->second);
+      c.by_fd.erase(stale);
+    }
+    Conns::Track& t = c.by_fd[fd];
+    t.fd = fd;
+    t.addr = addr;
+    t.since_ms = now_ms;
+    ++c.live;
+    ++c.per_addr[std::move(addr)];
+    if (MHD_add_connection(daemon_, fd, reinterpret_cast<sockaddr*>(&sa), len) != MHD_YES) {
+      // libmicrohttpd has closed the socket (and reported it closed if it got that far).
+      if (auto it = c.by_fd.find(fd); it != c.by_fd.end()) {
+        c.forget(it->second);
+        c.by_fd.erase(it);
+      }
+    }
+  }
 }
 
 void HttpServer::quiesce() {
-  if (!daemon_ || listen_fd_ >= 0) return;
-  MHD_socket fd = MHD_quiesce_daemon(daemon_);
-  if (fd != MHD_INVALID_SOCKET) listen_fd_ = fd;
+  // New connections are refused at once rather than left unanswered in the backlog.
+  if (listen_fd_ < 0) return;
+  epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, listen_fd_, nullptr);
+  close(listen_fd_);
+  listen_fd_ = -1;
+  accept_paused_until_ms_ = 0;
 }
 
 }  // namespace osvi::net

@@ -2,6 +2,7 @@
 #include "osvi/config/config.hpp"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <cerrno>
 #include <sstream>
@@ -83,6 +84,11 @@ TEST(Config, EmptyObjectGivesEveryDefault) {
   EXPECT_EQ(c.api.max_body_bytes, 4194304u);
   EXPECT_EQ(c.api.max_connections, 64u);
   EXPECT_EQ(c.api.connection_timeout_s, 30u);
+  EXPECT_EQ(c.api.max_connections_per_client, 16u);
+  EXPECT_EQ(c.api.header_timeout_s, 10u);
+  EXPECT_EQ(c.api.idle_timeout_s, 5u);
+  EXPECT_EQ(c.api.tls_cert_file, "");
+  EXPECT_EQ(c.api.tls_key_file, "");
   EXPECT_EQ(c.store.busy_timeout_ms, 5000);
   EXPECT_TRUE(c.store.quick_check);
   EXPECT_TRUE(c.agents.empty());
@@ -494,6 +500,62 @@ TEST(Config, ApiKeyFileProblemsNameTheKeyAndThePath) {
   const std::string msg = rejection(with_stt_key_file(two));
   EXPECT_LINE(msg, "agents[0].stt.api_key_file: " + two + ": more than one line");
   EXPECT_EQ(msg.find("sk-secret"), std::string::npos) << msg;
+}
+
+// The connection limits of the API server: the per-client cap stays below the global one.
+TEST(Config, ApiConnectionLimits) {
+  Config c = accepted(
+      R"({"api":{"max_connections":100,"max_connections_per_client":20,"header_timeout_s":3,"idle_timeout_s":2}})");
+  EXPECT_EQ(c.api.max_connections_per_client, 20u);
+  EXPECT_EQ(c.api.header_timeout_s, 3u);
+  EXPECT_EQ(c.api.idle_timeout_s, 2u);
+  // Lowering only the global cap lowers the per-client default with it.
+  EXPECT_EQ(accepted(R"({"api":{"max_connections":8}})").api.max_connections_per_client, 8u);
+  EXPECT_LINE(rejection(R"({"api":{"max_connections":8,"max_connections_per_client":9}})"),
+              "api.max_connections_per_client: must not exceed api.max_connections (8), got 9");
+  EXPECT_LINE(rejection(R"({"api":{"header_timeout_s":0}})"),
+              "api.header_timeout_s: must be between 1 and 300, got 0");
+  EXPECT_LINE(rejection(R"({"api":{"idle_timeout_s":301}})"),
+              "api.idle_timeout_s: must be between 1 and 300, got 301");
+}
+
+// HTTPS: both files or neither, read at load; a key others may read is refused, naming key and path.
+TEST(Config, ApiTlsFilesAreReadAtLoadAndChecked) {
+  osvi::test::TempDir dir;
+  const std::string cert = dir.file("cert.pem"), key = dir.file("key.pem");
+  osvi::test::write_file(cert, "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n");
+  osvi::test::write_file(key, "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n");
+  ASSERT_EQ(chmod(key.c_str(), 0600), 0);
+  auto tls = [](const std::string& c, const std::string& k) {
+    std::string api = "{\"api\":{";
+    if (!c.empty()) api += "\"tls_cert_file\":\"" + c + "\"" + (k.empty() ? "" : ",");
+    if (!k.empty()) api += "\"tls_key_file\":\"" + k + "\"";
+    return api + "}}";
+  };
+  Config c = accepted(tls(cert, key));
+  EXPECT_EQ(c.api.tls_cert_file, cert);
+  EXPECT_EQ(c.api.tls_cert_pem.rfind("-----BEGIN CERTIFICATE-----", 0), 0u);
+  EXPECT_EQ(c.api.tls_key_pem.rfind("-----BEGIN PRIVATE KEY-----", 0), 0u);
+
+  EXPECT_LINE(
+      rejection(tls(cert, "")),
+      "api.tls_key_file: required with api.tls_cert_file (HTTPS needs both a certificate and its key)");
+  EXPECT_LINE(
+      rejection(tls("", key)),
+      "api.tls_cert_file: required with api.tls_key_file (HTTPS needs both a certificate and its key)");
+  const std::string missing = dir.file("missing.pem");
+  EXPECT_LINE(rejection(tls(missing, key)), "api.tls_cert_file: " + missing + ": No such file or directory");
+  EXPECT_LINE(rejection(tls(cert, dir.path())), "api.tls_key_file: " + dir.path() + ": Is a directory");
+  const std::string junk = dir.file("junk.pem");
+  osvi::test::write_file(junk, "not a certificate");
+  EXPECT_LINE(rejection(tls(junk, key)), "api.tls_cert_file: " + junk + ": not PEM (no \"-----BEGIN\" line)");
+  const std::string big = dir.file("big.pem");
+  osvi::test::write_file(big, "-----BEGIN CERTIFICATE-----\n" + std::string(70000, 'A'));
+  EXPECT_LINE(rejection(tls(big, key)), "api.tls_cert_file: " + big + ": larger than 65536 bytes");
+  ASSERT_EQ(chmod(key.c_str(), 0640), 0);
+  EXPECT_LINE(rejection(tls(cert, key)), "api.tls_key_file: " + key +
+                                             ": a private key must be readable by its owner only (mode 0640; "
+                                             "chmod 600 it)");
 }
 
 TEST(Config, CallToolsAnalysisRules) {

@@ -1,11 +1,18 @@
 // Router matching, JSON parse errors, and the HTTP server (body limit, deferred replies) on a real socket.
+#include <arpa/inet.h>
+#include <curl/curl.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <poll.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <chrono>
+#include <cstdlib>
 #include <thread>
 
 #include "daemon_process.hpp"
@@ -61,10 +68,11 @@ TEST(Json, ParseErrorsPointAtLineAndColumn) {
 // Runs the server on its own thread, which is then the only thread touching it.
 class ServerThread {
  public:
-  explicit ServerThread(osvi::net::HttpHandler handler, size_t max_body = 1024) {
-    osvi::net::HttpServerOptions o;
+  explicit ServerThread(osvi::net::HttpHandler handler, size_t max_body = 1024)
+      : ServerThread(std::move(handler), options_with_body(max_body)) {}
+  ServerThread(osvi::net::HttpHandler handler, osvi::net::HttpServerOptions o) {
     o.port = 0;
-    o.max_body_bytes = max_body;
+    scheme_ = o.tls_cert_pem.empty() ? "http" : "https";
     auto s = osvi::net::HttpServer::start(o, std::move(handler));
     if (!s) throw std::runtime_error(s.error().message);
     server_ = std::move(*s);
@@ -85,11 +93,18 @@ class ServerThread {
     thread_.join();
   }
   std::string url(const std::string& path) const {
-    return "http://127.0.0.1:" + std::to_string(port_) + path;
+    return scheme_ + "://127.0.0.1:" + std::to_string(port_) + path;
   }
+  uint16_t port() const { return port_; }
   std::function<void()> tick;  // set before the first request only
 
  private:
+  static osvi::net::HttpServerOptions options_with_body(size_t max_body) {
+    osvi::net::HttpServerOptions o;
+    o.max_body_bytes = max_body;
+    return o;
+  }
+  std::string scheme_;
   std::unique_ptr<osvi::net::HttpServer> server_;
   uint16_t port_ = 0;
   std::atomic<bool> stop_{false};
@@ -213,6 +228,269 @@ TEST(HttpServer, ListenErrorNamesTheAddress) {
   ASSERT_FALSE(second);
   EXPECT_NE(second.error().message.find("127.0.0.1:" + std::to_string(o.port)), std::string::npos);
   EXPECT_NE(second.error().message.find("in use"), std::string::npos) << second.error().message;
+}
+
+// A raw client socket: what a hostile or unusual client sends, byte for byte.
+class RawClient {
+ public:
+  explicit RawClient(uint16_t port) {
+    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ok_ = fd_ >= 0 && connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+  }
+  ~RawClient() {
+    if (fd_ >= 0) close(fd_);
+  }
+  RawClient(const RawClient&) = delete;
+  RawClient& operator=(const RawClient&) = delete;
+  bool ok() const { return ok_; }
+  bool send(const std::string& bytes) {
+    return ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(bytes.size());
+  }
+  // Reads until `until` appears, the peer closes, or `ms` pass; returns what came.
+  std::string read(int ms, const std::string& until = "\r\n") {
+    const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+    while (got_.find(until) == std::string::npos && !closed_) {
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now())
+              .count();
+      if (left <= 0) break;
+      pollfd p{fd_, POLLIN, 0};
+      if (poll(&p, 1, static_cast<int>(left)) <= 0) continue;
+      char buf[4096];
+      const ssize_t n = recv(fd_, buf, sizeof buf, 0);
+      if (n <= 0) {
+        closed_ = true;
+        break;
+      }
+      got_.append(buf, static_cast<size_t>(n));
+    }
+    return got_;
+  }
+  // True when the server closes the connection within `ms` (whatever it sent first).
+  bool closed_within(int ms) {
+    read(ms, std::string(1, '\0') + "never");
+    return closed_;
+  }
+
+ private:
+  int fd_ = -1;
+  bool ok_ = false;
+  bool closed_ = false;
+  std::string got_;
+};
+
+osvi::net::HttpServerOptions json_errors(size_t max_body = 1000) {
+  osvi::net::HttpServerOptions o;
+  o.max_body_bytes = max_body;
+  o.error_response = [](int status, std::string_view message) {
+    HttpResponse r;
+    r.status = status;
+    r.body = "{\"status\":\"error\",\"message\":\"" + std::string(message) + "\"}";
+    return r;
+  };
+  return o;
+}
+
+// The 413 comes from the headers: no body byte is sent, and an Expect: 100-continue is never answered
+// "100 Continue". Before, the server waited for (or invited) the whole upload and only then said 413.
+TEST(HttpServer, OversizeContentLengthGets413FromTheHeaders) {
+  std::atomic<bool> called{false};
+  ServerThread st(
+      [&](HttpRequest&, HttpReply reply) {
+        called = true;
+        reply.send({});
+      },
+      json_errors(1000));
+  {
+    RawClient c(st.port());
+    ASSERT_TRUE(c.ok());
+    ASSERT_TRUE(
+        c.send("POST /v1/call HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+               "Content-Length: 5000\r\nExpect: 100-continue\r\n\r\n"));
+    const std::string got = c.read(3000, "\r\n\r\n");
+    EXPECT_EQ(got.rfind("HTTP/1.1 413", 0), 0u) << got;
+  }
+  {
+    RawClient c(st.port());
+    ASSERT_TRUE(c.ok());
+    ASSERT_TRUE(c.send("POST /v1/call HTTP/1.1\r\nHost: x\r\nContent-Length: 1001\r\n\r\n"));
+    const std::string got = c.read(3000, "}");
+    EXPECT_EQ(got.rfind("HTTP/1.1 413", 0), 0u) << got;
+    EXPECT_NE(got.find("\"status\":\"error\""), std::string::npos) << got;
+  }
+  // A chunked body announces no length: it is refused once it grows past the limit.
+  {
+    RawClient c(st.port());
+    ASSERT_TRUE(c.ok());
+    std::string req = "POST /v1/call HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+    for (int i = 0; i < 3; ++i) req += "258\r\n" + std::string(600, 'x') + "\r\n";
+    ASSERT_TRUE(c.send(req + "0\r\n\r\n"));
+    const std::string got = c.read(3000, "\r\n\r\n");
+    EXPECT_EQ(got.rfind("HTTP/1.1 413", 0), 0u) << got;
+  }
+  EXPECT_FALSE(called);
+}
+
+// RFC 9112 section 3.2: HTTP/1.1 without Host is a 400 (in the application's envelope); HTTP/1.0 needs none.
+TEST(HttpServer, Http11WithoutHostGets400) {
+  std::atomic<int> calls{0};
+  ServerThread st(
+      [&](HttpRequest&, HttpReply reply) {
+        ++calls;
+        reply.send({});
+      },
+      json_errors());
+  {
+    RawClient c(st.port());
+    ASSERT_TRUE(c.ok());
+    ASSERT_TRUE(c.send("GET /v1/health HTTP/1.1\r\n\r\n"));
+    const std::string got = c.read(3000, "}");
+    EXPECT_EQ(got.rfind("HTTP/1.1 400", 0), 0u) << got;
+    EXPECT_NE(got.find("{\"status\":\"error\",\"message\":\"an HTTP/1.1 request must carry a Host header\"}"),
+              std::string::npos)
+        << got;
+  }
+  EXPECT_EQ(calls, 0);
+  {
+    RawClient c(st.port());
+    ASSERT_TRUE(c.ok());
+    ASSERT_TRUE(c.send("GET /v1/health HTTP/1.0\r\n\r\n"));
+    const std::string got = c.read(3000);
+    EXPECT_EQ(got.rfind("HTTP/1.1 200", 0), 0u) << got;
+  }
+  EXPECT_EQ(calls, 1);
+}
+
+// The header and keep-alive deadlines are absolute: a client dribbling its request head a byte at a time is
+// closed when the header deadline passes, and a kept-alive connection when the idle one does. Before,
+// libmicrohttpd's 30 s inactivity timeout was the only limit, and every byte reset it.
+TEST(HttpServer, HeaderAndIdleDeadlinesCloseSlowClients) {
+  osvi::net::HttpServerOptions o = json_errors();
+  o.header_timeout_s = 1;
+  o.idle_timeout_s = 1;
+  ServerThread st([&](HttpRequest&, HttpReply reply) { reply.send({}); }, o);
+
+  RawClient slow(st.port());
+  ASSERT_TRUE(slow.ok());
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::string head = "GET /v1/health HTTP/1.1\r\nHost: x\r\nX-Padding: aaaaaaaaaaaaaaaaaaaaaaa";
+  bool closed = false;
+  for (char ch : head) {
+    if (!slow.send(std::string(1, ch)) || slow.closed_within(250)) {
+      closed = true;
+      break;
+    }
+  }
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_TRUE(closed) << "still open after " << secs << " s of dribbling";
+  EXPECT_GE(secs, 0.8);
+  EXPECT_LE(secs, 4.0);
+
+  RawClient idle(st.port());
+  ASSERT_TRUE(idle.ok());
+  ASSERT_TRUE(idle.send("GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n"));
+  const std::string got = idle.read(3000, "\r\n\r\n");
+  ASSERT_EQ(got.rfind("HTTP/1.1 200", 0), 0u) << got;
+  EXPECT_TRUE(idle.closed_within(4000)) << "kept-alive connection never closed";
+}
+
+// A request whose answer comes later (the connection suspended meanwhile) is never cut by the deadlines.
+TEST(HttpServer, DeadlinesSpareSuspendedRequests) {
+  osvi::net::HttpServerOptions o = json_errors();
+  o.header_timeout_s = 1;
+  o.idle_timeout_s = 1;
+  std::optional<HttpReply> parked;
+  std::chrono::steady_clock::time_point parked_at;
+  ServerThread st(
+      [&](HttpRequest&, HttpReply reply) {
+        parked.emplace(std::move(reply));
+        parked_at = std::chrono::steady_clock::now();
+      },
+      o);
+  st.tick = [&] {
+    if (parked && std::chrono::steady_clock::now() - parked_at > std::chrono::milliseconds(2500)) {
+      HttpResponse r;
+      r.body = "late";
+      parked->send(std::move(r));
+      parked.reset();
+    }
+  };
+  auto r = osvi::test::http_request("GET", st.url("/slow"), "");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, "late");
+}
+
+// 300 hostile sockets from the legitimate client's own address (idle ones and half-sent heads) do not lock
+// it out: it is answered while they are held. Before, the server stopped accepting at 64 connections and
+// the legitimate request waited in the backlog until it timed out.
+TEST(HttpServer, LegitimateClientAnsweredWhileHostileSocketsAreHeld) {
+  ServerThread st([&](HttpRequest&, HttpReply reply) { reply.send({}); }, json_errors());
+  std::vector<std::unique_ptr<RawClient>> hostile;
+  for (int i = 0; i < 300; ++i) {
+    hostile.push_back(std::make_unique<RawClient>(st.port()));
+    ASSERT_TRUE(hostile.back()->ok()) << i;
+    if (i % 2) hostile.back()->send("GET /v1/health HTTP/1.1\r\nHost: x\r\nX-Slow: ");
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // let the server take them all in
+  for (int round = 0; round < 3; ++round) {
+    const auto t0 = std::chrono::steady_clock::now();
+    auto r = osvi::test::http_request("GET", st.url("/v1/health"), "");
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    EXPECT_EQ(r.status, 200) << "round " << round;
+    EXPECT_LT(secs, 3.0) << "round " << round;
+  }
+}
+
+// HTTPS with a certificate made at test time: a client trusting it is answered; plain HTTP is not.
+TEST(HttpServer, ServesHttpsWithTheConfiguredCertificate) {
+  ASSERT_TRUE(osvi::net::http_tls_supported());
+  osvi::test::TempDir dir;
+  const std::string cmd =
+      "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 "
+      "-subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 -keyout " +
+      dir.file("key.pem") + " -out " + dir.file("cert.pem") + " 2>/dev/null";
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  osvi::net::HttpServerOptions o = json_errors();
+  o.tls_cert_pem = osvi::test::read_file(dir.file("cert.pem"));
+  o.tls_key_pem = osvi::test::read_file(dir.file("key.pem"));
+  ServerThread st(
+      [&](HttpRequest&, HttpReply reply) {
+        HttpResponse r;
+        r.body = "{\"tls\":true}";
+        reply.send(std::move(r));
+      },
+      o);
+
+  CURL* curl = curl_easy_init();
+  ASSERT_NE(curl, nullptr);
+  std::string body;
+  const std::string url = st.url("/v1/health");
+  ASSERT_EQ(url.rfind("https://", 0), 0u);
+  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
+  const std::string ca = dir.file("cert.pem");
+  curl_easy_setopt(curl, CURLOPT_CAINFO, ca.c_str());
+  curl_easy_setopt(curl, CURLOPT_NOPROXY, "*");
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 5000L);
+  curl_easy_setopt(
+      curl, CURLOPT_WRITEFUNCTION, +[](char* p, size_t sz, size_t n, void* out) {
+        static_cast<std::string*>(out)->append(p, sz * n);
+        return sz * n;
+      });
+  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &body);
+  const CURLcode rc = curl_easy_perform(curl);
+  long status = 0;
+  curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+  curl_easy_cleanup(curl);
+  EXPECT_EQ(rc, CURLE_OK) << curl_easy_strerror(rc);
+  EXPECT_EQ(status, 200);
+  EXPECT_EQ(body, "{\"tls\":true}");
+
+  auto plain = osvi::test::http_request("GET", "http://127.0.0.1:" + std::to_string(st.port()) + "/", "");
+  EXPECT_NE(plain.status, 200);
 }
 
 }  // namespace

@@ -99,12 +99,28 @@ struct HttpServerOptions {
   std::string host = "127.0.0.1";  // IPv4/IPv6 literal or "localhost"
   uint16_t port = 8080;            // 0 picks a free port (tests)
   size_t max_body_bytes = 4 * 1024 * 1024;
+  // Connections held at once. At either cap a new connection evicts the oldest one that has not yet sent
+  // a request head or sits idle in keep-alive; when there is none, the new connection is closed.
   unsigned max_connections = 64;
+  unsigned max_connections_per_client = 16;  // per client IP address; <= max_connections
+  // Inactivity while a request body or a response is in transfer (libmicrohttpd's own timeout).
   unsigned connection_timeout_s = 30;
-  // Builds the body of the errors the server answers itself (413, 500, 503), so they carry the
+  // Absolute deadlines: a new connection must deliver its whole request head within header_timeout_s of
+  // being accepted, and a kept-alive one its next request head within idle_timeout_s of the last response.
+  // Bytes dribbled meanwhile do not extend them. A request being handled (or suspended) has neither.
+  unsigned header_timeout_s = 10;
+  unsigned idle_timeout_s = 5;
+  int listen_backlog = 1024;  // the kernel caps it at net.core.somaxconn
+  // PEM text; both set = HTTPS only (libmicrohttpd's TLS), both empty = plain HTTP.
+  std::string tls_cert_pem;
+  std::string tls_key_pem;
+  // Builds the body of the errors the server answers itself (400, 413, 500, 503), so they carry the
   // application's envelope.
   std::function<HttpResponse(int status, std::string_view message)> error_response;
 };
+
+// Whether this libmicrohttpd was built with TLS (HttpServerOptions::tls_*).
+bool http_tls_supported();
 
 class HttpServer {
  public:
@@ -121,21 +137,31 @@ class HttpServer {
   uint16_t port() const { return port_; }
   const HttpServerOptions& options() const { return options_; }
 
-  // Stops accepting; open connections are closed when the object dies.
+  // Connections held now (not counting those evicted and not yet cleaned up), for tests and health.
+  size_t connection_count() const;
+
+  // Stops accepting (new connections are refused); open connections are closed when the object dies.
   void quiesce();
 
  private:
   friend class HttpReply;
-  HttpServer(HttpServerOptions options, HttpHandler handler)
-      : options_(std::move(options)), handler_(std::move(handler)) {}
+  HttpServer(HttpServerOptions options, HttpHandler handler);
+  void accept_some(uint64_t now_ms);
+  void expire(uint64_t now_ms);
+
   HttpServerOptions options_;
   HttpHandler handler_;
   MHD_Daemon* daemon_ = nullptr;
   // A reply sent later (outside libmicrohttpd's callbacks) resumed its connection: libmicrohttpd's epoll fd
   // does not wake for that, so timeout_ms() says 0 until the next run().
   bool resume_pending_ = false;
-  int listen_fd_ = -1;
+  int listen_fd_ = -1;                   // ours: connections are accepted here and handed to libmicrohttpd
+  int epoll_fd_ = -1;                    // poll_fd(): the listen socket and libmicrohttpd's epoll fd
+  uint64_t accept_paused_until_ms_ = 0;  // after EMFILE; 0 = accepting
   uint16_t port_ = 0;
+
+  struct Conns;
+  std::unique_ptr<Conns> conns_;
 
   struct Glue;
   friend struct Glue;

@@ -39,7 +39,16 @@ struct ApiConfig {
   std::string token_file;        // empty = "<state_dir>/api-token"
   size_t max_body_bytes = 4194304;
   unsigned max_connections = 64;
-  unsigned connection_timeout_s = 30;
+  unsigned max_connections_per_client = 16;  // per client IP address, <= max_connections
+  unsigned connection_timeout_s = 30;        // inactivity while a body is in transfer
+  unsigned header_timeout_s = 10;            // a new connection's request head, absolute
+  unsigned idle_timeout_s = 5;               // a kept-alive connection's next request head, absolute
+  // HTTPS: both paths or neither. The files are read when the configuration is parsed (PEM text below), so a
+  // reload with new files takes the new certificate.
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  std::string tls_cert_pem;
+  std::string tls_key_pem;
 };
 
 struct StoreConfig {
