@@ -380,7 +380,7 @@ void add_summary_fields(cJSON* o, const CallRecord& c, int offset) {
   net::json_add_string(o, "agent_uuid", c.agent_uuid);
   net::json_add_string(o, "agent_name", c.agent_name);
   net::json_add_string(o, "phone_number", c.phone_number);
-  net::json_add_string(o, "from_number", c.from_number);
+  net::json_add_string_or_null(o, "from_number", c.from_number);
   net::json_add_string(o, "status", c.status);
   net::json_add_string(o, "call_type", c.call_type);
   cJSON_AddNumberToObject(o, "duration_seconds", static_cast<double>(c.duration_seconds));
@@ -645,14 +645,23 @@ std::optional<CallRecord> find_call(Store& store, const ApiToken& caller, const 
   return std::move(**c);
 }
 
-std::string recording_path(const ApiContext& ctx, const RecordingRow& row) {
-  if (row.path.starts_with('/') || ctx.recordings_dir.empty()) return row.path;
-  return ctx.recordings_dir + "/" + row.path;
-}
-
 bool regular_file(const std::string& path) {
   struct stat st {};
   return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
+// Rows hold the absolute path the file was written at (docs/store.md). Rows of older daemons may hold a path
+// relative to the working directory they ran in ("./state/recordings/<id>.opus"), and a box's state folder
+// may have moved since: the daemon only ever writes <call_id>.opus directly in the recordings folder, so the
+// row's file name in today's folder is the fallback. The stored path is never joined to the folder.
+std::string recording_path(const ApiContext& ctx, const RecordingRow& row) {
+  if (row.path.starts_with('/') && (ctx.recordings_dir.empty() || regular_file(row.path))) return row.path;
+  if (ctx.recordings_dir.empty()) return row.path;
+  const size_t slash = row.path.find_last_of('/');
+  const std::string name = slash == std::string::npos ? row.path : row.path.substr(slash + 1);
+  const std::string in_folder = ctx.recordings_dir + "/" + name;
+  if (row.path.starts_with('/') && !regular_file(in_folder)) return row.path;
+  return in_folder;
 }
 
 std::string signature(std::string_view key, std::string_view call_id, int64_t expires) {

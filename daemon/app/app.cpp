@@ -389,8 +389,17 @@ Speech* App::speech() {
 }
 
 Status App::start_calls() {
-  const std::string rec_dir = config_->calls.recordings_dir.empty() ? config_->state_dir + "/recordings"
-                                                                    : config_->calls.recordings_dir;
+  std::string rec_dir = config_->calls.recordings_dir.empty() ? config_->state_dir + "/recordings"
+                                                              : config_->calls.recordings_dir;
+  // Absolute from here on: the recordings table keeps the path each file was written at, and a path
+  // relative to the working directory (`--state-dir ./state`) would be joined to the folder again when read.
+  {
+    std::error_code ec;
+    const std::filesystem::path abs = std::filesystem::absolute(rec_dir, ec);
+    if (ec) return make_error("recordings folder " + rec_dir + ": " + ec.message(), -ec.value());
+    rec_dir = abs.lexically_normal().string();
+    while (rec_dir.size() > 1 && rec_dir.back() == '/') rec_dir.pop_back();
+  }
   if (auto s = make_dirs(rec_dir); !s) return s;
   // Before any call runs: what the calls a dead daemon left were recording becomes their recording.
   auto recovered = recover_recordings(store_->calls(), rec_dir);

@@ -22,6 +22,20 @@ CallSetup outbound_setup(const AgentConfig& a, const CallRecord& rec, const Plac
                    r.max_call_duration_seconds};
 }
 
+// The box's own number on `line`, E.164: configuration (lines[].number) wins, else what the SIM answers to
+// AT+CNUM, made E.164 with site.country when it is national. A number that cannot be made E.164 is not a
+// from_number: unknown (null) rather than a string a client cannot dial back.
+std::optional<std::string> own_number(const LineConfig* lc, const hal::Line& line, const Config* config) {
+  if (lc && !lc->number.empty()) return lc->number;
+  const std::string sim = line.identity().own_number;
+  if (sim.empty()) return std::nullopt;
+  if (config) {
+    if (auto e164 = normalize_phone(sim, config->site.country)) return *e164;
+  }
+  if (hal::is_e164(sim)) return sim;  // another country's SIM
+  return std::nullopt;
+}
+
 }  // namespace
 
 // A call that never reached a line still gets a final record, never an in_progress orphan.
@@ -119,6 +133,9 @@ Result<std::string> CallManager::place_call(const PlaceCallRequest& r) {
   rec.call_type = "outbound";
   rec.status = "in_progress";
   rec.person_name = r.person_name;
+  // V1CallDetail.caller_name names the other party: on an outbound call, the callee the request names.
+  rec.caller_name = r.person_name;
+  if (line) rec.from_number = own_number(lines_.config_of(line->id()), *line, config_);
   rec.system_prompt = r.system_prompt;
   rec.initial_greeting = r.initial_greeting;
   rec.webhook_url = r.webhook_url;
@@ -146,6 +163,7 @@ Result<std::string> CallManager::place_call(const PlaceCallRequest& r) {
 
 Status CallManager::launch(hal::Line& line, CallSetup setup) {
   setup.record.line = line.id();
+  setup.record.from_number = own_number(lines_.config_of(line.id()), line, config_);
   // The settings of this moment travel with the call: a reload later changes the next call, not this one.
   auto ctx = std::make_unique<CallContext>(ctx_);
   if (config_) {
@@ -227,6 +245,7 @@ void CallManager::answer_inbound(hal::Line& line, const hal::LineEvent& e) {
   rec.agent_uuid = a->agent_uuid;
   rec.agent_name = a->name;
   rec.phone_number = caller_number(e.number);
+  rec.from_number = own_number(lc, line, config_);
   rec.call_type = "inbound";
   rec.status = "in_progress";
   if (Status s = ctx_.store->calls().insert(rec); !s) {

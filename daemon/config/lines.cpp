@@ -155,6 +155,9 @@ void parse_lines(const std::vector<Item>& items, Problems& p, std::vector<LineCo
     l.type = one_of(r, "type", 1, {"at", "sim"}) == 0 ? LineType::at : LineType::sim;
     l.agent_uuid = r.str("agent_uuid", "", 0, 70);
     if (!l.agent_uuid.empty()) agent_refs.emplace_back(r.path_of("agent_uuid"), l.agent_uuid);
+    l.number = r.str("number", "", 0, 16);
+    if (!l.number.empty() && !hal::is_e164(l.number))
+      r.error("number", "expected an E.164 number (+ and 2-15 digits), got " + quote(l.number));
     l.enabled = r.boolean("enabled", l.enabled);
     if (l.type == LineType::at) {
       parse_at(r, l.at);

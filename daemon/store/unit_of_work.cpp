@@ -36,7 +36,7 @@ std::string call_payload(const CallRecord& c, size_t turns, const std::string& k
   net::json_add_string(r, "agent_uuid", c.agent_uuid);
   net::json_add_string(r, "agent_name", c.agent_name);
   net::json_add_string(r, "phone_number", c.phone_number);
-  net::json_add_string(r, "from_number", c.from_number);
+  net::json_add_string_or_null(r, "from_number", c.from_number);
   net::json_add_string(r, "status", c.status);
   net::json_add_string(r, "call_type", c.call_type);
   cJSON_AddNumberToObject(r, "duration_seconds", static_cast<double>(c.duration_seconds));

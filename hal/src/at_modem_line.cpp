@@ -59,6 +59,52 @@ std::string first_line(const std::vector<std::string>& lines) {
   return lines.empty() ? std::string() : value_after_colon(lines.front());
 }
 
+// The first number of an AT+CNUM answer (3GPP TS 27.007 §7.1):
+//   +CNUM: [<alpha1>],<number1>,<type1>[,<speed>,<service>[,<itc>]]
+// one line per number. <alpha> is a quoted phonebook text that may hold commas, so it is skipped as a
+// quoted string, not split on. Type 145 is international: a module that drops the "+" gets it back.
+// Empty when no line carries a number.
+std::string own_number_of(const std::vector<std::string>& lines) {
+  for (const std::string& line : lines) {
+    if (line.rfind("+CNUM:", 0) != 0) continue;
+    std::string_view rest(line);
+    rest.remove_prefix(6);
+    auto skip_spaces = [&rest] {
+      while (!rest.empty() && rest.front() == ' ') rest.remove_prefix(1);
+    };
+    // One field: a quoted string (its quotes removed) or bare text up to the next comma.
+    auto field = [&rest, &skip_spaces]() -> std::optional<std::string> {
+      skip_spaces();
+      std::string out;
+      if (!rest.empty() && rest.front() == '"') {
+        const size_t close = rest.find('"', 1);
+        if (close == std::string_view::npos) return std::nullopt;
+        out = std::string(rest.substr(1, close - 1));
+        rest.remove_prefix(close + 1);
+        skip_spaces();
+      } else {
+        const size_t comma = rest.find(',');
+        out = std::string(rest.substr(0, comma));
+        rest.remove_prefix(comma == std::string_view::npos ? rest.size() : comma);
+        while (!out.empty() && out.back() == ' ') out.pop_back();
+      }
+      if (!rest.empty()) {
+        if (rest.front() != ',') return std::nullopt;
+        rest.remove_prefix(1);
+      }
+      return out;
+    };
+    const auto alpha = field();
+    const auto number = field();
+    const auto type = field();
+    if (!alpha || !number || number->empty()) continue;
+    std::string n = *number;
+    if (type && *type == "145" && n.front() != '+') n.insert(n.begin(), '+');
+    return n;
+  }
+  return {};
+}
+
 std::string registration_name(int stat) {
   switch (stat) {
     case 1:
@@ -369,6 +415,11 @@ void AtModemLine::run_init() {
       for (const std::string& l : ri.lines)
         if (l.rfind("Revision:", 0) == 0) identity_.firmware = value_after_colon(l);
     });
+  });
+  // The line's own number: many SIMs store none and some modules refuse the command; either way it stays
+  // unknown (an ERROR here is not a reason to call the modem broken).
+  enqueue("AT+CNUM", t, [this](const Response& r) {
+    if (r.ok()) identity_.own_number = own_number_of(r.lines);
   });
   enqueue("AT+CREG?", t, [this](const Response& r) {
     for (const std::string& l : r.lines)

@@ -79,11 +79,38 @@ TEST_F(AtModemLineTest, InitReadsIdentity) {
   EXPECT_EQ(id.firmware, "EC25EFAR06A06M4G");
   EXPECT_EQ(id.manufacturer, "Quectel");
   EXPECT_EQ(id.registration, "home");
+  EXPECT_EQ(id.own_number, ModemSim::own_number());  // alpha tag "Own, voice" holds a comma
   auto cmds = sim_.commands();
   ASSERT_FALSE(cmds.empty());
   EXPECT_EQ(cmds.front(), "ATE0");
   for (const char* c : {"AT+CMEE=2", "AT+CLIP=1", "AT+CRC=1", "AT+CGSN", "AT+CGMR", "AT+CREG?"})
     EXPECT_EQ(sim_.count(c), 1u) << c;
+}
+
+// AT+CNUM (27.007 §7.1) as modules answer it: ERROR, no entries, an empty alpha with type 145 and no "+",
+// several numbers (the first wins). The line comes up whatever it says.
+TEST_F(AtModemLineTest, OwnNumberFromCnum) {
+  struct Case {
+    std::string reply, want;
+  };
+  const std::vector<Case> cases = {
+      {"\r\nERROR\r\n", ""},
+      {"\r\n+CME ERROR: SIM failure\r\n", ""},
+      {ModemSim::ok(), ""},
+      {ModemSim::ok({"+CNUM: ,\"919876500001\",145"}), "+919876500001"},
+      {ModemSim::ok({"+CNUM: \"\",\"09876500002\",129", "+CNUM: \"Fax\",\"+919876500003\",145,4,4"}),
+       "09876500002"},
+      {ModemSim::ok({"+CNUM: \"Data\",\"\",129", "+CNUM: \"Voice\",\"+919876500004\",145"}), "+919876500004"},
+  };
+  for (const Case& c : cases) {
+    line_.reset();
+    events_.clear();
+    sim_.on("AT+CNUM", c.reply);
+    make_line(options());
+    ASSERT_TRUE(wait_event(LineEvent::Type::up)) << c.reply;
+    EXPECT_EQ(line_->identity().own_number, c.want) << c.reply;
+    EXPECT_EQ(line_->identity().imei, ModemSim::imei()) << c.reply;  // init went on after AT+CNUM
+  }
 }
 
 TEST_F(AtModemLineTest, OutboundAnswered) {

@@ -52,10 +52,21 @@ class CallsE2E : public ::testing::Test {
         R"("agents":[{"agent_uuid":"agent_a","name":"A","active":true,)" + R"("stt":{"base_url":")" + url +
         R"("},"llm":{"base_url":")" + url + R"("},"voice":{"base_url":")" + url + R"("})" +
         (agent.empty() ? "" : "," + agent) +
-        R"(}],"lines":[{"id":"sim0","type":"sim","agent_uuid":"agent_a","sim":)" + sim + "}]}";
+        R"(}],"lines":[{"id":"sim0","type":"sim","agent_uuid":"agent_a",)" + line_extra_ + R"("sim":)" + sim +
+        "}]}";
     osvi::test::write_file(dir_.file("osvid.json"), cfg);
-    daemon_ = std::make_unique<DaemonProcess>(dir_.path(),
-                                              std::vector<std::string>{"--config", dir_.file("osvid.json")});
+    std::vector<std::string> args{"--config", dir_.file("osvid.json")};
+    if (relative_state_) {
+      // As the README runs it: `osvid --state-dir ./state` from the folder that holds it.
+      args.insert(args.end(), {"--state-dir", "./state"});
+      char cwd[4096];
+      ASSERT_NE(::getcwd(cwd, sizeof cwd), nullptr);
+      ASSERT_EQ(::chdir(dir_.path().c_str()), 0);
+      daemon_ = std::make_unique<DaemonProcess>(dir_.path(), args);
+      ASSERT_EQ(::chdir(cwd), 0);
+    } else {
+      daemon_ = std::make_unique<DaemonProcess>(dir_.path(), args);
+    }
     ASSERT_TRUE(daemon_->wait_notify("READY=1", 10s)) << daemon_->stderr_text();
   }
 
@@ -123,6 +134,8 @@ class CallsE2E : public ::testing::Test {
     return out;
   }
 
+  bool relative_state_ = false;  // --state-dir ./state, run from dir_
+  std::string line_extra_;       // members added to the line object, each followed by a comma
   osvi::test::TempDir dir_;
   std::unique_ptr<ModelServer> model_;
   std::unique_ptr<DaemonProcess> daemon_;
@@ -178,6 +191,29 @@ TEST_F(CallsE2E, GreetingTwoTurnsAndEndCall) {
   EXPECT_NE(info.find("Channels: 2\n"), std::string::npos) << info;
   EXPECT_NE(info.find("Original sample rate: 16000 Hz"), std::string::npos) << info;
   EXPECT_NE(info.find("CALL_ID=" + id), std::string::npos) << info;
+}
+
+// `osvid --state-dir ./state` (the README's usage): the recording is stored once, not under the relative
+// folder joined to itself, and served. The line's configured number is the call's from_number.
+TEST_F(CallsE2E, RecordingServedWithARelativeStateDirAndFromNumberFromConfig) {
+  relative_state_ = true;
+  line_extra_ = R"("number":"+911140000000",)";
+  start(R"({"stt":{"transcripts":["Bye now"]},
+            "llm":{"rules":[{"match":"bye","reply":"Goodbye!","tool_calls":[{"name":"end_call","arguments":{}}]}]}})",
+        R"("greeting":{"text":"Hello."})",
+        R"({"incoming_after_s":1,"steps":[{"say":"Bye now","after_agent":true},{"silence_ms":20000}]})");
+  JsonPtr call = wait_call_done(45s);
+  ASSERT_TRUE(call);
+  EXPECT_EQ(str(call.get(), "from_number"), "+911140000000");
+  const std::string id = str(call.get(), "call_id");
+  auto rec = http_request("GET", api("/v1/call/" + id + "/recording"), kToken);
+  ASSERT_EQ(rec.status, 200) << rec.body << daemon_->stderr_text();
+  JsonPtr rj = parse(rec.body);
+  auto file = http_request("GET", str(cJSON_GetObjectItem(rj.get(), "data"), "recording_url"), "");
+  EXPECT_EQ(file.status, 200);
+  ASSERT_GT(file.body.size(), 1000u);
+  EXPECT_EQ(file.body.substr(0, 4), "OggS");
+  EXPECT_EQ(file.body, osvi::test::read_file(dir_.file("state/recordings/" + id + ".opus")));
 }
 
 // The caller cuts the agent off mid-reply: playback stops, the turn is marked interrupted, and the next
@@ -334,6 +370,10 @@ TEST_F(CallsE2E, OutboundCallFromTheApi) {
   EXPECT_EQ(str(call.get(), "phone_number"), "+919876543210");
   EXPECT_EQ(str(call.get(), "status"), "picked");
   EXPECT_EQ(str(call.get(), "call_type"), "outbound");
+  // V1CallDetail.caller_name is the other party's name; the sim line has no number of its own: null, not "".
+  EXPECT_EQ(str(call.get(), "caller_name"), "Ravi");
+  EXPECT_TRUE(cJSON_IsNull(cJSON_GetObjectItem(call.get(), "from_number")))
+      << osvi::net::json_print(call.get());
   auto t = transcript(id);
   ASSERT_GE(t.size(), 1u);
   EXPECT_EQ(t[0].text, "Hello Ravi, this is the bank.") << dump(t);

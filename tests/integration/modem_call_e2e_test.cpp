@@ -263,6 +263,8 @@ TEST_F(ModemCallE2E, InboundCallAnsweredAndEndedByTheAgent) {
   EXPECT_EQ(str(call.get(), "status"), "picked");
   EXPECT_EQ(str(call.get(), "call_type"), "inbound");
   EXPECT_EQ(str(call.get(), "phone_number"), kCaller);
+  // No lines[].number configured: the box's own number is the SIM's, as AT+CNUM answered it at init.
+  EXPECT_EQ(str(call.get(), "from_number"), ModemSim::own_number());
   EXPECT_EQ(str(call.get(), "call_ended_reason"), "assistant-ended-call");
   EXPECT_EQ(str(call.get(), "call_ended_by"), "agent");
   EXPECT_GE(sim_->count("AT+CHUP") + sim_->count("ATH"), 1u) << dump_commands();

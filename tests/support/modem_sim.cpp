@@ -33,6 +33,8 @@ ModemSim::ModemSim(std::string link_path) : link_path_(std::move(link_path)) {
   on("AT+CGMM", ok({"EC25"}));
   on("AT+CGSN", ok({imei()}));
   on("AT+CGMR", ok({"Revision: EC25EFAR06A06M4G"}));
+  // 27.007 §7.1: the alpha tag may be empty or hold commas; type 145 = international.
+  on("AT+CNUM", ok({"+CNUM: \"Own, voice\",\"" + own_number() + "\",145"}));
   on("AT+CREG?", ok({"+CREG: 0,1"}));
   on("AT+CEREG?", ok({"+CEREG: 0,1"}));
   on("AT+QPCMV=1,2", ok());

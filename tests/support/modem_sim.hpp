@@ -51,6 +51,9 @@ class ModemSim {
 
   static std::string ok(const std::vector<std::string>& lines = {});
   static std::string imei() { return "861234567890123"; }
+  // The SIM's own number, as the default AT+CNUM answers it (on("AT+CNUM", ...) changes that: "\r\nERROR\r\n"
+  // for a module that refuses, ok() for a SIM that stores none).
+  static std::string own_number() { return "+447700900123"; }
 
   // The module's PCM port on a second pty behind `link_path` (the SIM7600's /dev/osvi-sim7600-audio): raw
   // s16le mono at `rate`, one 20 ms period per period on the simulator's own clock while streaming, and

@@ -752,6 +752,47 @@ std::string response_head(uint16_t port, const std::string& target) {
 // Recordings are answered from the file descriptor: a large one comes back byte-identical, and one far
 // beyond what a process would read into memory (a sparse 3 GiB file: the old path refused anything over
 // 256 MiB with a 500 rather than buffer it) is answered 200 with its whole length.
+// Rows written by older daemons: a path relative to their working directory (`--state-dir ./state` stored
+// "./state/recordings/<id>.opus", which was then joined to the folder again) and the absolute path of a
+// state folder since moved. Both are served from today's recordings folder.
+TEST_F(ApiCalls, LegacyRecordingPathsResolveInTheRecordingsFolder) {
+  const std::vector<std::string> stored = {"./state/recordings/" + uuid(1) + ".opus",
+                                           "/var/lib/osvi-moved/recordings/" + uuid(2) + ".opus"};
+  for (int i = 1; i <= 2; ++i) {
+    add_call(make_call(uuid(i), "agent_a", kT0));
+    const std::string audio = "OggS" + std::string(5000, static_cast<char>('a' + i));
+    test::write_file(dir_.file(uuid(i) + ".opus"), audio);
+    locked([&] {
+      ASSERT_TRUE(store_->calls()
+                      .save_recording(uuid(i), stored[static_cast<size_t>(i - 1)], "ogg_opus", 1000,
+                                      static_cast<int64_t>(audio.size()))
+                      .ok());
+    });
+    Reply r = request("GET", "/v1/call/" + uuid(i) + "/recording");
+    ASSERT_EQ(r.status, 200) << stored[static_cast<size_t>(i - 1)] << ": " << r.body;
+    test::HttpResult got = test::http_request("GET", str(r.data(), "recording_url"), "");
+    EXPECT_EQ(got.status, 200);
+    EXPECT_EQ(got.body, audio);
+  }
+}
+
+// A call whose line has no known number: from_number is null in the list and the detail, never "".
+TEST_F(ApiCalls, UnknownFromNumberIsNull) {
+  CallRecord c = make_call(uuid(1), "agent_a", kT0);
+  c.from_number = std::nullopt;
+  add_call(c);
+  Reply list = request("GET", "/v1/calls");
+  ASSERT_EQ(list.status, 200);
+  EXPECT_EQ(str(cJSON_GetArrayItem(list.data(), 0), "from_number"), "<null>");
+  Reply detail = request("GET", "/v1/call/" + uuid(1));
+  ASSERT_EQ(detail.status, 200);
+  EXPECT_EQ(str(detail.data(), "from_number"), "<null>");
+  // The store refuses "" for it: unknown is NULL.
+  c.call_id = uuid(2);
+  c.from_number = "";
+  locked([&] { EXPECT_FALSE(store_->calls().insert(c).ok()); });
+}
+
 TEST_F(ApiCalls, RecordingsAreServedFromTheFileDescriptor) {
   add_call(make_call(uuid(1), "agent_a", kT0));
   add_call(make_call(uuid(2), "agent_a", kT0));

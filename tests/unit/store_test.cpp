@@ -199,6 +199,57 @@ TEST_F(StoreTest, Migration2MarksTheTurnsTheBoxSaysOnItsOwn) {
   EXPECT_EQ((*turns)[1], filler);
 }
 
+// A version-2 file (from_number TEXT NOT NULL DEFAULT '', '' for "unknown"): migration 3 turns '' into NULL,
+// keeps the numbers that were known and every call's transcript, and from then on '' is refused.
+TEST_F(StoreTest, Migration3MakesAnUnknownFromNumberNull) {
+  const std::string known = "33333333-3333-4333-8333-333333333333";
+  const std::string unknown = "44444444-4444-4444-8444-444444444444";
+  {
+    auto store = open_store();
+    ASSERT_TRUE(store);
+    ASSERT_TRUE(store->calls().insert(minimal_call(known, kT0)).ok());
+    CallRecord c = minimal_call(unknown, kT0 + 1);
+    c.from_number = std::nullopt;
+    ASSERT_TRUE(store->calls().insert(c).ok());
+    ASSERT_TRUE(store->calls()
+                    .add_transcript_turn({unknown, 1, "agent", "Hello.", kT0, kT0, false, std::nullopt})
+                    .ok());
+  }
+  {
+    // Back to the version-2 definition of the column, with '' where the number was unknown (typeof: with the
+    // column NOT NULL again, the planner folds "IS NULL" to false).
+    RawDb raw(options().path);
+    raw.exec(
+        "PRAGMA writable_schema = ON; UPDATE sqlite_schema SET sql = replace(sql, 'from_number           "
+        "TEXT "
+        "CHECK (from_number IS NULL OR from_number <> '''')', 'from_number           TEXT NOT NULL DEFAULT "
+        "''''') WHERE name = 'calls'; PRAGMA writable_schema = RESET; UPDATE calls SET from_number = '' "
+        "WHERE "
+        "typeof(from_number) = 'null'; PRAGMA user_version = 2");
+    ASSERT_EQ(raw.text("SELECT count(*) FROM calls WHERE from_number = ''"), "1");
+    ASSERT_NE(raw.text("SELECT sql FROM sqlite_schema WHERE name = 'calls'").find("NOT NULL DEFAULT ''"),
+              std::string::npos);
+  }
+  auto store = open_store();
+  ASSERT_TRUE(store);
+  EXPECT_EQ(store->database().open_report().schema_before, 2);
+  EXPECT_EQ(store->database().open_report().schema_after, Database::latest_schema_version());
+  auto k = store->calls().get(known);
+  ASSERT_TRUE(k.ok() && k->has_value());
+  EXPECT_EQ((*k)->from_number, "+911140000000");
+  auto u = store->calls().get(unknown);
+  ASSERT_TRUE(u.ok() && u->has_value());
+  EXPECT_FALSE((*u)->from_number.has_value());
+  auto turns = store->calls().transcript(unknown);
+  ASSERT_TRUE(turns.ok());
+  EXPECT_EQ(turns->size(), 1u);  // the definition was edited in place: no cascade from a table rebuild
+  CallRecord empty = minimal_call("55555555-5555-4555-8555-555555555555", kT0);
+  empty.from_number = "";
+  EXPECT_FALSE(store->calls().insert(empty).ok());
+  RawDb raw(options().path);
+  EXPECT_EQ(raw.text("PRAGMA integrity_check"), "ok");
+}
+
 TEST_F(StoreTest, RefusesANewerSchemaVersion) {
   const int newer = Database::latest_schema_version() + 1;
   {

@@ -54,6 +54,9 @@ struct LineIdentity {
   std::string imei;
   std::string firmware;
   std::string registration;  // "home", "roaming", "searching", "denied", "unknown", "" = not asked yet
+  // The line's own number as the SIM stores it (AT+CNUM, 3GPP TS 27.007 §7.1), as the module wrote it;
+  // empty when the SIM has none or the module refused the command.
+  std::string own_number;
 };
 
 struct LineEvent {

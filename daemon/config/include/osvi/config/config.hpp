@@ -92,6 +92,7 @@ struct LineConfig {
   std::string id;
   LineType type = LineType::sim;
   std::string agent_uuid;  // the agent that answers inbound calls; empty = none
+  std::string number;      // the line's own number, E.164; empty = the SIM's (AT+CNUM) when it answers
   bool enabled = true;
   hal::AtModemOptions at;  // type "at" (at.id = id)
   hal::SimScript sim;      // type "sim"

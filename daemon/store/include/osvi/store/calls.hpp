@@ -20,8 +20,9 @@ struct CallRecord {
   std::string call_id;  // UUID
   std::string agent_uuid;
   std::string agent_name;
-  std::string phone_number;            // E.164, the other party
-  std::string from_number;             // E.164, caller ID / trunk number
+  std::string phone_number;  // E.164, the other party
+  // E.164 of the box's own line (configuration lines[].number, else the SIM's AT+CNUM); nullopt = unknown.
+  std::optional<std::string> from_number;
   std::string status = "in_progress";  // picked|not_picked|failed|busy|voicemail|in_progress
   std::string call_type = "outbound";  // inbound|outbound
   int64_t duration_seconds = 0;
@@ -75,7 +76,8 @@ struct TranscriptTurn {
 
 struct RecordingRow {
   std::string call_id;
-  std::string path;    // absolute path of the file
+  std::string
+      path;  // as stored: absolute; rows of older daemons may be relative (see resolve_recording_path)
   std::string format;  // e.g. "ogg_opus"
   int64_t duration_ms = 0, bytes = 0, created_at_ms = 0;
 };
@@ -94,8 +96,10 @@ struct CallFilter {
 };
 
 struct CallPage {
-  std::vector<CallRecord> calls;  // newest first (created_at DESC, then call_id)
-  int64_t total_count = 0;        // every call matching the filter, all pages
+  // Newest first (created_at DESC, then call_id). Only the CallSummary columns are read (kSummaryColumns in
+  // calls.cpp); the large ones (prompts, additional data, analysis...) stay as defaults.
+  std::vector<CallRecord> calls;
+  int64_t total_count = 0;  // every call matching the filter, all pages
 };
 
 class CallsRepo {
