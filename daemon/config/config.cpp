@@ -87,8 +87,7 @@ void parse_api(ObjectReader r, ApiConfig& api, std::vector<AgentRef>& refs) {
       // A token limited to some agents is for a branch system, not for whoever administers the box.
       t.admin = o.boolean("admin", t.agents.empty());
       // System endpoints (health details, log level) would show every agent's lines and calls.
-      if (t.admin && !t.agents.empty())
-        o.error("admin", "a token limited to some agents cannot be admin");
+      if (t.admin && !t.agents.empty()) o.error("admin", "a token limited to some agents cannot be admin");
       if (!token_ok) continue;
     } else {
       p.add(item.path,

@@ -657,11 +657,13 @@ TEST(Config, Pcm16kIsOnlyForTheSim7600) {
 // The command token guards every fleet command: a short one is refused, naming the key, never echoing it.
 TEST(Config, MqttCommandTokenIsLongEnoughWhenSet) {
   const std::string msg = rejection(R"({"mqtt":{"enabled":true,"commands":{"token":"short-secret"}}})");
-  EXPECT_LINE(msg,
-              "mqtt.commands.token: must be at least 16 characters (empty: every fleet command is refused), got 12");
+  EXPECT_LINE(
+      msg,
+      "mqtt.commands.token: must be at least 16 characters (empty: every fleet command is refused), got 12");
   EXPECT_EQ(msg.find("short-secret"), std::string::npos);
-  EXPECT_EQ(accepted(R"({"mqtt":{"enabled":true,"commands":{"token":"sixteen-chars-01"}}})").mqtt.command_token,
-            "sixteen-chars-01");
+  EXPECT_EQ(
+      accepted(R"({"mqtt":{"enabled":true,"commands":{"token":"sixteen-chars-01"}}})").mqtt.command_token,
+      "sixteen-chars-01");
   // No token: accepted (presence, telemetry and call records work), and every command is refused at run time.
   EXPECT_TRUE(accepted(R"({"mqtt":{"enabled":true}})").mqtt.command_token.empty());
 }
