@@ -15,6 +15,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "osvi/net/text.hpp"
+
 namespace osvi::net {
 
 namespace {
@@ -26,6 +28,11 @@ std::optional<std::string_view> find_kv(const std::vector<std::pair<std::string,
     if (nocase ? strncasecmp(k.data(), name.data(), k.size()) == 0 : k == name) return std::string_view(v);
   }
   return std::nullopt;
+}
+
+// Paths and query parameters are decoded by url_unescape (text.hpp): %00 must not cut them short.
+size_t unescape(void* /*cls*/, MHD_Connection* /*connection*/, char* text) {
+  return url_unescape(text);
 }
 
 HttpResponse default_error(int status, std::string_view message) {
@@ -262,10 +269,11 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(HttpServerOptions options,
                                                   : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
 
   unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME;
-  self->daemon_ = MHD_start_daemon(flags, 0, nullptr, nullptr, &Glue::access, self.get(),
-                                   MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT,
-                                   o.max_connections, MHD_OPTION_CONNECTION_TIMEOUT, o.connection_timeout_s,
-                                   MHD_OPTION_NOTIFY_COMPLETED, &Glue::completed, self.get(), MHD_OPTION_END);
+  self->daemon_ =
+      MHD_start_daemon(flags, 0, nullptr, nullptr, &Glue::access, self.get(), MHD_OPTION_LISTEN_SOCKET, fd,
+                       MHD_OPTION_CONNECTION_LIMIT, o.max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
+                       o.connection_timeout_s, MHD_OPTION_NOTIFY_COMPLETED, &Glue::completed, self.get(),
+                       MHD_OPTION_UNESCAPE_CALLBACK, &unescape, nullptr, MHD_OPTION_END);
   if (!self->daemon_) {
     close(fd);
     return make_error("libmicrohttpd failed to start on " + o.host + ":" + port);
