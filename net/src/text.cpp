@@ -75,14 +75,30 @@ std::string field_name(const std::string& path) {
   return path.substr(0, cut) + "\xE2\x80\xA6";
 }
 
-// A walk over the raw body that looks only at strings, keeping the JSON path of each. It runs before cJSON
-// because cJSON cuts a string at \u0000 and so cannot report it; structure (numbers, literals, commas) is
-// left to cJSON, so this walk stops without a verdict on anything that is not a string problem.
+// "line L, column C" of a byte offset, as json_parse reports it.
+std::string position(std::string_view text, size_t offset) {
+  size_t line = 1, column = 1;
+  for (size_t i = 0; i < offset && i < text.size(); ++i) {
+    if (text[i] == '\n') {
+      ++line;
+      column = 1;
+    } else {
+      ++column;
+    }
+  }
+  return "line " + std::to_string(line) + ", column " + std::to_string(column);
+}
+
+// A walk over the raw body that judges strings, keeping the JSON path of each. It runs before cJSON because
+// cJSON cuts a string at \u0000 and so cannot report it. Numbers and literals are left to cJSON; the walk
+// stops (give_up) at anything else that is not JSON, and such a body is refused even where cJSON is lenient.
 class StringScan {
  public:
   enum class Verdict { clean, bad_string, give_up };
 
   StringScan(std::string_view text, JsonRefusal* why) : s_(text), why_(why) {}
+
+  size_t offset() const { return i_; }
 
   Verdict run() {
     if (s_.substr(0, 3) == "\xEF\xBB\xBF") i_ = 3;  // cJSON skips a UTF-8 byte order mark too
@@ -400,7 +416,8 @@ JsonPtr json_parse_request(std::string_view text, JsonRefusal* why) {
   if (!why) why = &scratch;
   *why = JsonRefusal{};
   StringScan scan(text, why);
-  if (scan.run() == StringScan::Verdict::bad_string) return nullptr;
+  const StringScan::Verdict verdict = scan.run();
+  if (verdict == StringScan::Verdict::bad_string) return nullptr;
   *why = JsonRefusal{};
   std::string syntax;
   JsonPtr root = json_parse(text, &syntax);
@@ -409,7 +426,17 @@ JsonPtr json_parse_request(std::string_view text, JsonRefusal* why) {
     why->message = syntax;
     return nullptr;
   }
-  if (!tree_clean(root.get(), "", why)) return nullptr;
+  // cJSON accepts some things JSON does not (`\u` without four hex digits reads as \u0000, and cuts the
+  // string there); the walk stops at any of them, and what it could not walk is not JSON the box takes.
+  if (verdict == StringScan::Verdict::give_up) {
+    why->syntax = true;
+    why->message = position(text, scan.offset()) + ": invalid JSON";
+    return nullptr;
+  }
+  if (!tree_clean(root.get(), "", why)) {
+    why->late = true;
+    return nullptr;
+  }
   return root;
 }
 

@@ -2,6 +2,7 @@
 // libmicrohttpd does it, the query check every endpoint applies and GET /v1/calls's parameter parsing.
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <string_view>
@@ -13,9 +14,14 @@ namespace {
 
 using namespace osvi;
 
-void require(bool ok) {
-  if (!ok) std::abort();
-}
+// A broken promise aborts with the line and the condition, so a crash report says which promise it was.
+#define require(ok)                                                                 \
+  do {                                                                              \
+    if (!(ok)) {                                                                    \
+      std::fprintf(stderr, "%s:%d: promise broken: %s\n", __FILE__, __LINE__, #ok); \
+      std::abort();                                                                 \
+    }                                                                               \
+  } while (false)
 
 void check_message(std::string_view m) {
   require(!m.empty() && m.size() <= 1024);

@@ -912,9 +912,9 @@ TEST_F(ApiCalls, NulEscapeIsRefusedNamingTheField) {
 TEST_F(ApiCalls, NulAndInvalidUtf8InPathsAndQueriesAreRefused) {
   add_call(make_call(uuid(1), "agent_a", kT0));
   ASSERT_EQ(request("GET", "/v1/call/" + uuid(1)).status, 200);
-  for (const std::string& path :
-       {"/v1/call/" + uuid(1) + "%00/transcript", "/v1/call/" + uuid(1) + "%00",
-        "/v1/call/" + uuid(1) + "%ff", "/v1/calls%00", "/v1/calls%00/x", "/v1/health%00"}) {
+  for (const std::string& path : std::vector<std::string>{
+           "/v1/call/" + uuid(1) + "%00/transcript", "/v1/call/" + uuid(1) + "%00",
+           "/v1/call/" + uuid(1) + "%ff", "/v1/calls%00", "/v1/calls%00/x", "/v1/health%00"}) {
     Reply r = request("GET", path);
     EXPECT_EQ(r.status, 404) << path << " -> " << r.body;
     expect_clean_error(r, path);

@@ -41,7 +41,10 @@ size_t url_unescape(char* text);
 struct JsonRefusal {
   bool syntax = false;  // not JSON at all: message is "line L, column C: invalid JSON"
   std::string field;    // a string problem: the JSON path of the value (e.g. additional_data.name, a[2])
-  std::string message;  // what is wrong, e.g. "invalid UTF-8 (byte 0xff at offset 3)"
+  std::string message;  // what is wrong, e.g. "invalid UTF-8 (byte 0xff)"
+  // Caught only by the check on the parsed tree, not by the walk over the raw text that should see every bad
+  // string first: never set unless the two disagree (the fuzz target holds them to it).
+  bool late = false;
 };
 
 // Parses a request body and refuses any string (value or member name, at any depth) that is not clean text:
