@@ -3,6 +3,8 @@
 
 #include "osvi/base/ids.hpp"
 #include "osvi/net/json.hpp"
+#include "osvi/net/text.hpp"
+#include "requests.hpp"
 #include "util.hpp"
 
 namespace osvi::daemon {
@@ -27,9 +29,26 @@ using net::HttpReply;
 using net::HttpRequest;
 using net::HttpResponse;
 using net::JsonPtr;
+using net::quoted;
 
 bool wants_body(std::string_view method) {
   return method == "POST" || method == "PUT" || method == "PATCH";
+}
+
+// application/json or application/<anything>+json, with or without parameters (`; charset=utf-8`).
+// A body without Content-Type is refused too: the spec has clients send application/json, and guessing
+// would let a form post (curl -d's default) through as JSON.
+bool json_content_type(std::optional<std::string_view> header) {
+  if (!header) return false;
+  std::string_view t = header->substr(0, header->find(';'));
+  while (!t.empty() && (t.front() == ' ' || t.front() == '\t')) t.remove_prefix(1);
+  while (!t.empty() && (t.back() == ' ' || t.back() == '\t')) t.remove_suffix(1);
+  std::string lower(t);
+  for (char& c : lower) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  if (lower == "application/json") return true;
+  return lower.starts_with("application/") && lower.size() > 17 && lower.ends_with("+json");
 }
 
 }  // namespace
@@ -39,6 +58,8 @@ HttpResponse Api::error(int status, std::string_view message) {
   cJSON_AddBoolToObject(root.get(), "success", false);
   cJSON* errors = cJSON_AddArrayToObject(root.get(), "errors");
   std::string m(message);
+  // Handlers quote what they repeat (net::quoted); this only keeps a slip from sending invalid JSON.
+  if (!net::clean_text(m)) m = net::quoted(m, 512);
   cJSON_AddItemToArray(errors, cJSON_CreateString(m.c_str()));
   cJSON_AddStringToObject(root.get(), "error", m.c_str());
   return json_response(status, root.get());
@@ -70,10 +91,13 @@ Api::Api(ApiContext& ctx) : ctx_(ctx) {
 }
 
 void Api::handle(HttpRequest& request, HttpReply reply) {
+  // The server decodes %00 as a byte that is never UTF-8 (net::url_unescape), so one check covers both: such
+  // a path names nothing, whatever route it would otherwise match.
+  const bool path_ok = net::clean_text(request.path);
   // A signed recording link carries its own authorisation (HMAC + expiry), so this one route is dispatched
   // before the token check; serve_recording refuses anything unsigned.
   if (net::Router::Match rec = router_.match(request.method, request.path);
-      rec.kind == net::Router::Match::Kind::found && request.path.starts_with("/v1/recordings/")) {
+      path_ok && rec.kind == net::Router::Match::Kind::found && request.path.starts_with("/v1/recordings/")) {
     caller_ = nullptr;
     request.params = std::move(rec.params);
     (*rec.handler)(request, std::move(reply));
@@ -96,29 +120,39 @@ void Api::handle(HttpRequest& request, HttpReply reply) {
   }
 
   net::Router::Match m = router_.match(request.method, request.path);
-  if (m.kind == net::Router::Match::Kind::not_found) {
-    reply.send(error(404, "no such endpoint: " + request.method + " " + request.path));
+  if (!path_ok || m.kind == net::Router::Match::Kind::not_found) {
+    reply.send(error(404, "no such endpoint: " + quoted(request.method, 16) + " " + quoted(request.path)));
     return;
   }
   if (m.kind == net::Router::Match::Kind::method_not_allowed) {
-    HttpResponse r = error(
-        405, "method " + request.method + " not allowed on " + request.path + " (allowed: " + m.allow + ")");
+    HttpResponse r = error(405, "method " + quoted(request.method, 16) + " not allowed on " +
+                                    quoted(request.path) + " (allowed: " + m.allow + ")");
     r.headers.emplace_back("Allow", m.allow);
     reply.send(std::move(r));
     return;
   }
+  const int invalid = validation_status(request.method, request.path);
+  if (auto bad = check_query(request.query)) {
+    reply.send(error(invalid, bad->message));
+    return;
+  }
   body_.reset();
   if (wants_body(request.method)) {
-    std::string why;
-    body_ = net::json_parse(request.body, &why);
+    auto type = request.header("Content-Type");
+    if (!json_content_type(type)) {
+      reply.send(error(415, type ? "Content-Type: expected application/json, got " + quoted(*type)
+                                 : "Content-Type: required, application/json"));
+      return;
+    }
+    net::JsonRefusal why;
+    body_ = net::json_parse_request(request.body, &why);
     if (!body_) {
-      reply.send(
-          error(validation_status(request.method, request.path), "request body is not valid JSON: " + why));
+      reply.send(error(invalid, why.syntax ? "request body is not valid JSON: " + why.message
+                                           : why.field + ": " + why.message));
       return;
     }
     if (!cJSON_IsObject(body_.get())) {
-      reply.send(
-          error(validation_status(request.method, request.path), "request body must be a JSON object"));
+      reply.send(error(invalid, "request body must be a JSON object"));
       return;
     }
   }

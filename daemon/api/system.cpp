@@ -4,6 +4,7 @@
 #include "osvi/api/api.hpp"
 #include "osvi/base/log.hpp"
 #include "osvi/net/json.hpp"
+#include "requests.hpp"
 #include "util.hpp"
 
 namespace osvi::daemon {
@@ -31,15 +32,14 @@ void Api::set_log_level(HttpRequest&, HttpReply reply) {
     reply.send(error(403, "this API token may not change system settings"));
     return;
   }
-  const cJSON* level = cJSON_GetObjectItemCaseSensitive(body_.get(), "level");
-  if (!cJSON_IsString(level)) {
-    reply.send(error(422, "level: required, one of err, warning, notice, info, debug"));
+  std::string level;
+  if (auto bad = parse_log_level_request(body_.get(), &level)) {
+    reply.send(error(422, bad->message));
     return;
   }
-  auto parsed = log::parse_level(level->valuestring);
+  auto parsed = log::parse_level(level);
   if (!parsed) {
-    reply.send(error(422, std::string("level: expected one of err, warning, notice, info, debug, got \"") +
-                              level->valuestring + "\""));
+    reply.send(error(422, "level: not a log level"));
     return;
   }
   const log::Level previous = log::level();

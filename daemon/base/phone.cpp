@@ -14,6 +14,7 @@
 
 #include "osvi/base/log.hpp"
 #include "osvi/base/module_loader.hpp"
+#include "osvi/net/text.hpp"
 #include "osvi_phone.h"
 
 #ifndef OSVI_PHONE_MODULE_INSTALLED
@@ -89,16 +90,6 @@ bool is_region_shape(std::string_view s) {
   return true;
 }
 
-std::string quoted(std::string_view s) {
-  // Long garbage should not become a long error message.
-  constexpr size_t kMax = 40;
-  std::string out = "\"";
-  out.append(s.substr(0, kMax));
-  if (s.size() > kMax) out += "...";
-  out += "\"";
-  return out;
-}
-
 }  // namespace
 
 bool valid_country(std::string_view country_code) {
@@ -117,7 +108,7 @@ Result<std::string> normalize_phone(std::string_view digits, std::string_view co
   const Module* m = module(&load_error);
   if (!m) return make_error(load_error, kModuleMissing);
   if (!valid_country(country_code)) {
-    return make_error("unknown country code " + quoted(country_code), -EINVAL);
+    return make_error("unknown country code " + net::quoted(country_code), -EINVAL);
   }
   const std::string region = upper(country_code);
 
@@ -137,12 +128,12 @@ Result<std::string> normalize_phone(std::string_view digits, std::string_view co
     } else if (c == ' ' || c == '-' || c == '.' || c == '(' || c == ')') {
       continue;
     } else {
-      return make_error("must contain digits only (got " + quoted(digits) + ")", -EINVAL);
+      return make_error("must contain digits only (got " + net::quoted(digits) + ")", -EINVAL);
     }
   }
-  if (clean.empty()) return make_error("must contain digits (got " + quoted(digits) + ")", -EINVAL);
+  if (clean.empty()) return make_error("must contain digits (got " + net::quoted(digits) + ")", -EINVAL);
   if (clean.size() > 17)
-    return make_error(quoted(digits) + " is too long for a number in " + region, -EINVAL);
+    return make_error(net::quoted(digits) + " is too long for a number in " + region, -EINVAL);
 
   const std::string text = (plus ? "+" : "") + clean;
   char out[32] = {};  // E.164 is at most "+" and 15 digits
@@ -152,11 +143,11 @@ Result<std::string> normalize_phone(std::string_view digits, std::string_view co
     case OSVI_PHONE_OK:
       return std::string(out);
     case OSVI_PHONE_TOO_SHORT:
-      return make_error(quoted(digits) + " is too short for a number in " + region, -EINVAL);
+      return make_error(net::quoted(digits) + " is too short for a number in " + region, -EINVAL);
     case OSVI_PHONE_TOO_LONG:
-      return make_error(quoted(digits) + " is too long for a number in " + region, -EINVAL);
+      return make_error(net::quoted(digits) + " is too long for a number in " + region, -EINVAL);
     case OSVI_PHONE_NOT_PLAUSIBLE:
-      return make_error(quoted(digits) + " is not a plausible number for " + region, -EINVAL);
+      return make_error(net::quoted(digits) + " is not a plausible number for " + region, -EINVAL);
     default:
       // Not the caller's fault: keep the module's errno so it is not reported as a bad number.
       return make_error(std::string("phone number library failed: ") + err, rc < 0 ? rc : -EIO);

@@ -20,6 +20,8 @@
 #include <cstring>
 #include <unordered_map>
 
+#include "osvi/net/text.hpp"
+
 namespace osvi::net {
 
 namespace {
@@ -53,6 +55,11 @@ std::optional<std::string_view> find_kv(const std::vector<std::pair<std::string,
     if (nocase ? strncasecmp(k.data(), name.data(), k.size()) == 0 : k == name) return std::string_view(v);
   }
   return std::nullopt;
+}
+
+// Paths and query parameters are decoded by url_unescape (text.hpp): %00 must not cut them short.
+size_t unescape(void* /*cls*/, MHD_Connection* /*connection*/, char* text) {
+  return url_unescape(text);
 }
 
 HttpResponse default_error(int status, std::string_view message) {
@@ -404,6 +411,7 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(HttpServerOptions options,
       {MHD_OPTION_CONNECTION_TIMEOUT, o.connection_timeout_s, nullptr},
       {MHD_OPTION_NOTIFY_COMPLETED, reinterpret_cast<intptr_t>(&Glue::completed), self.get()},
       {MHD_OPTION_NOTIFY_CONNECTION, reinterpret_cast<intptr_t>(&Glue::notify_connection), self.get()},
+      {MHD_OPTION_UNESCAPE_CALLBACK, reinterpret_cast<intptr_t>(&unescape), nullptr},
   };
   if (tls) {
     opts.push_back({MHD_OPTION_HTTPS_MEM_KEY, 0, const_cast<char*>(o.tls_key_pem.c_str())});

@@ -246,7 +246,7 @@ TEST_F(ApiCalls, EveryValidationFailureIs400NamingTheField) {
        "data_extraction[1].output_format"},
       {"{" + base + R"(,"data_extraction":[{"key":"a"},{"key":"a"}]})", "data_extraction[1].key: duplicate"},
       {R"({"agent_uuid":"agent_nope","phone_number":"9876543210","country_code":"IN"})",
-       "agent_uuid: agent_nope is not an active voice agent"},
+       "agent_uuid: \"agent_nope\" is not an active voice agent"},
       {R"({"agent_uuid":"agent_chat","phone_number":"9876543210","country_code":"IN"})",
        "is not an active voice agent"},
       {R"({"agent_uuid":"agent_off","phone_number":"9876543210","country_code":"IN"})",
@@ -381,7 +381,7 @@ TEST_F(ApiCalls, EngineErrorsAreMapped) {
   };
   for (const Case& c :
        {Case{-EPERM, 400, "phone_number is on the do-not-disturb list of this agent"},
-        Case{-ENOENT, 400, "agent_uuid: agent_a is not an active voice agent"}, Case{-EBUSY, 503, "busy"},
+        Case{-ENOENT, 400, "agent_uuid: \"agent_a\" is not an active voice agent"}, Case{-EBUSY, 503, "busy"},
         Case{-ENODEV, 503, "no line"}, Case{-EIO, 500, "could not"}}) {
     locked([&] { calls_.fail_with = c.code; });
     Reply r = request("POST", "/v1/call", body);
@@ -854,6 +854,290 @@ TEST(Secret, HmacKnownAnswerAndKeyFile) {
   auto nodir = load_or_create_secret(dir.file("no/such/key"), 32);
   ASSERT_FALSE(nodir.ok());
   EXPECT_EQ(nodir.error().code, -ENOENT);
+}
+
+// --- strict strings (issue 12) ---
+
+// One whole exchange on a raw socket, so a test chooses every header (libcurl adds Content-Type for a body).
+Reply raw_exchange(uint16_t port, const std::string& head, const std::string& body) {
+  Reply out;
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return out;
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  timeval tv{5, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  std::string text;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
+    const std::string req =
+        head + "Host: 127.0.0.1\r\nConnection: close\r\nContent-Length: " + std::to_string(body.size()) +
+        "\r\n\r\n" + body;
+    if (::send(fd, req.data(), req.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(req.size())) {
+      char buf[4096];
+      ssize_t n = 0;
+      while ((n = ::recv(fd, buf, sizeof buf, 0)) > 0) text.append(buf, static_cast<size_t>(n));
+    }
+  }
+  ::close(fd);
+  if (text.size() > 12) out.status = std::atol(text.substr(9, 3).c_str());
+  const size_t end = text.find("\r\n\r\n");
+  out.headers = text.substr(0, end);
+  if (end != std::string::npos) out.body = text.substr(end + 4);
+  std::string why;
+  out.json = net::json_parse(out.body, &why);
+  return out;
+}
+
+// Every error body must stay valid JSON whose strings are valid UTF-8: the old handlers echoed raw bytes.
+void expect_clean_error(const Reply& r, const std::string& context) {
+  ASSERT_TRUE(r.json) << context << ": body is not JSON: " << r.body;
+  for (unsigned char c : r.body) EXPECT_TRUE(c >= 0x20 && c != 0x7f) << context << ": raw control byte";
+  std::string why;
+  EXPECT_FALSE(r.error().empty()) << context;
+  EXPECT_LE(r.error().size(), 300u) << context << ": " << r.error();
+}
+
+// Invalid UTF-8 anywhere in a JSON body is refused naming the field; before, person_name "\xff\xfe" was
+// stored and served back as invalid JSON (and the other cases were accepted too).
+TEST_F(ApiCalls, InvalidUtf8AnywhereInABodyIsRefusedNamingTheField) {
+  const std::string base = R"("agent_uuid":"agent_a","phone_number":"9876543210","country_code":"IN")";
+  struct Case {
+    std::string path, body, message;
+    long status;
+  };
+  const std::vector<Case> cases = {
+      {"/v1/call", "{" + base + ",\"person_name\":\"\xff\xfe\"}", "person_name: invalid UTF-8", 400},
+      {"/call", "{" + base + ",\"person_name\":\"ab\xc3\"}", "person_name: invalid UTF-8", 400},
+      // Overlong "/", a UTF-8-encoded surrogate, a code point above U+10FFFF, a stray continuation byte.
+      {"/v1/call", "{" + base + ",\"additional_data\":{\"name\":\"\xc0\xaf\"}}",
+       "additional_data.name: invalid UTF-8", 400},
+      {"/v1/call", "{" + base + ",\"system_prompt\":\"x\xed\xa0\x80y\"}", "system_prompt: invalid UTF-8",
+       400},
+      {"/v1/call",
+       "{" + base + ",\"data_extraction\":[{\"key\":\"a\",\"description\":\"\xf4\x90\x80\x80\"}]}",
+       "data_extraction[0].description: invalid UTF-8", 400},
+      {"/v1/call", "{" + base + ",\"additional_data\":{\"list\":[1,{\"deep\":\"\x80\"}]}}",
+       "additional_data.list[1].deep: invalid UTF-8", 400},
+      // A member name, and unknown keys: every string of the body, not only the fields the box reads.
+      {"/v1/call", "{" + base + ",\"additional_data\":{\"\xff\":\"x\"}}", "additional_data: member name",
+       400},
+      {"/v1/call", "{" + base + ",\"unknown\":{\"k\":\"\xfe\"}}", "unknown.k: invalid UTF-8", 400},
+      // Escapes that name no character: unpaired surrogates.
+      {"/v1/call", "{" + base + R"(,"person_name":"a\ud800"})",
+       "person_name: unpaired surrogate escape \\ud800", 400},
+      {"/v1/call", "{" + base + R"(,"person_name":"\udc00x"})",
+       "person_name: unpaired surrogate escape \\udc00", 400},
+      {"/v1/system/log_level", "{\"level\":\"\xff\"}", "level: invalid UTF-8", 422},
+  };
+  for (const Case& c : cases) {
+    Reply r = request(c.path.starts_with("/v1/system") ? "PUT" : "POST", c.path, c.body);
+    EXPECT_EQ(r.status, c.status) << c.body << " -> " << r.body;
+    EXPECT_EQ(r.error().rfind(c.message, 0), 0u) << c.body << " -> " << r.error();
+    expect_clean_error(r, c.body);
+  }
+  locked([&] { EXPECT_TRUE(calls_.requests.empty()); });
+
+  // A surrogate pair escape is a character like any other.
+  Reply ok = request("POST", "/v1/call", "{" + base + R"(,"person_name":"\ud83d\ude00 \u00e9"})");
+  ASSERT_EQ(ok.status, 200) << ok.body;
+  locked([&] {
+    ASSERT_EQ(calls_.requests.size(), 1u);
+    EXPECT_EQ(calls_.requests[0].person_name, std::optional<std::string>("\xf0\x9f\x98\x80 \xc3\xa9"));
+  });
+}
+
+// \u0000 is refused naming the field; before, cJSON cut the string there and "a\u0000b" was stored as "a".
+TEST_F(ApiCalls, NulEscapeIsRefusedNamingTheField) {
+  const std::string base = R"("agent_uuid":"agent_a","phone_number":"9876543210","country_code":"IN")";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"{" + base + R"(,"person_name":"a\u0000b"})", "person_name: contains NUL (\\u0000)"},
+      {"{" + base + R"(,"additional_data":{"x":{"y":"\u0000"}}})", "additional_data.x.y: contains NUL"},
+      {"{" + base + R"(,"additional_data":{"k\u0000ey":1}})", "additional_data: member name beginning \"k\""},
+      {"{" + base + R"(,"initial_greeting":"hi\u0000"})", "initial_greeting: contains NUL"},
+  };
+  for (const auto& [body, message] : cases) {
+    Reply r = request("POST", "/v1/call", body);
+    EXPECT_EQ(r.status, 400) << body << " -> " << r.body;
+    EXPECT_EQ(r.error().rfind(message, 0), 0u) << body << " -> " << r.error();
+    expect_clean_error(r, body);
+  }
+  Reply r = request("PUT", "/v1/system/log_level", R"({"level":"info\u0000junk"})");
+  EXPECT_EQ(r.status, 422) << r.body;
+  EXPECT_EQ(r.error().rfind("level: contains NUL", 0), 0u) << r.error();
+  locked([&] { EXPECT_TRUE(calls_.requests.empty()); });
+}
+
+// %00 in a path is 404: before, libmicrohttpd decoded it to a NUL that cut the path, so
+// /v1/call/<id>%00/transcript answered the call record. Query parameters with %00 or invalid UTF-8 are
+// refused naming the parameter (before: accepted, or echoed raw into an invalid JSON error).
+TEST_F(ApiCalls, NulAndInvalidUtf8InPathsAndQueriesAreRefused) {
+  add_call(make_call(uuid(1), "agent_a", kT0));
+  ASSERT_EQ(request("GET", "/v1/call/" + uuid(1)).status, 200);
+  for (const std::string& path : std::vector<std::string>{
+           "/v1/call/" + uuid(1) + "%00/transcript", "/v1/call/" + uuid(1) + "%00",
+           "/v1/call/" + uuid(1) + "%ff", "/v1/calls%00", "/v1/calls%00/x", "/v1/health%00"}) {
+    Reply r = request("GET", path);
+    EXPECT_EQ(r.status, 404) << path << " -> " << r.body;
+    expect_clean_error(r, path);
+  }
+  // The signed recording route is dispatched before the token check, but not with a %00 in its path: that
+  // path then goes through the token check like any other, and names nothing.
+  EXPECT_EQ(request("GET", "/v1/recordings/" + uuid(1) + ".opus%00?expires=1&sig=x", "", "").status, 401);
+  EXPECT_EQ(request("GET", "/v1/recordings/" + uuid(1) + ".opus%00?expires=1&sig=x").status, 404);
+
+  struct Case {
+    std::string method, target, message;
+    long status;
+  };
+  const std::vector<Case> cases = {
+      {"GET", "/v1/calls?phone_number=98%00", "phone_number: must be valid UTF-8 without NUL (%00)", 422},
+      {"GET", "/v1/calls?status=picked%ff", "status: must be valid UTF-8 without NUL (%00)", 422},
+      {"GET", "/v1/calls?agent_uuid=agent_a%00", "agent_uuid: must be valid UTF-8 without NUL (%00)", 422},
+      {"GET", "/v1/calls?x%ff=1", "query parameter \"x\\xff\": name must be valid UTF-8", 422},
+      {"GET", "/v1/health?a=%c0%80", "a: must be valid UTF-8 without NUL (%00)", 422},
+      {"POST", "/v1/call?note=%00", "note: must be valid UTF-8 without NUL (%00)", 400},
+  };
+  for (const Case& c : cases) {
+    Reply r = request(c.method, c.target, c.method == "POST" ? "{}" : "");
+    EXPECT_EQ(r.status, c.status) << c.target << " -> " << r.body;
+    EXPECT_EQ(r.error().rfind(c.message, 0), 0u) << c.target << " -> " << r.error();
+    expect_clean_error(r, c.target);
+  }
+  // Clean percent-encoded UTF-8 still works.
+  EXPECT_EQ(request("GET", "/v1/calls?phone_number=%39%38").status, 200);
+}
+
+// What an error repeats from the request is quoted, escaped and capped: before, the 404 echoed the raw
+// path (newlines, invalid bytes, any length) and the 403 the raw agent_uuid.
+TEST_F(ApiCalls, ErrorMessagesQuoteEscapeAndCapWhatTheyRepeat) {
+  Reply r = request("GET", "/v1/no%0Aw%ff%22here");
+  EXPECT_EQ(r.status, 404);
+  EXPECT_EQ(r.error(), R"(no such endpoint: "GET" "/v1/no\nw\xff\"here")");
+  expect_clean_error(r, "404");
+
+  Reply longpath = request("GET", "/v1/" + std::string(5000, 'z'));
+  EXPECT_EQ(longpath.status, 404);
+  EXPECT_NE(longpath.error().find("zzz\"\xE2\x80\xA6"), std::string::npos) << longpath.error();
+  expect_clean_error(longpath, "long 404");
+
+  Reply m = request("DELETE", "/v1/calls%0d");
+  EXPECT_EQ(m.status, 404);
+  EXPECT_EQ(m.error(), R"(no such endpoint: "DELETE" "/v1/calls\r")");
+  Reply m405 = request("DELETE", "/v1/calls");
+  EXPECT_EQ(m405.error(), R"(method "DELETE" not allowed on "/v1/calls" (allowed: GET))");
+
+  const std::string other(3000, 'q');
+  Reply forbidden =
+      request("POST", "/v1/call",
+              R"({"agent_uuid":")" + other + R"(\n","phone_number":"1","country_code":"IN"})", kTokB);
+  EXPECT_EQ(forbidden.status, 403);
+  EXPECT_EQ(forbidden.error().rfind("agent_uuid: this API token may not use agent \"qqq", 0), 0u);
+  expect_clean_error(forbidden, "403");
+
+  Reply status = request("GET", "/v1/calls?status=%0A" + std::string(300, 'p'));
+  EXPECT_EQ(status.status, 422);
+  EXPECT_EQ(status.error().rfind("status: longer than 256 characters", 0), 0u) << status.error();
+  Reply status2 = request("GET", "/v1/calls?status=%0Ap%22");
+  EXPECT_EQ(status2.error().rfind(R"(status: unknown value "\np\"")", 0), 0u) << status2.error();
+
+  Reply level = request("PUT", "/v1/system/log_level", R"({"level":"\u0001)" + std::string(100, 'v') + "\"}");
+  EXPECT_EQ(level.status, 422);
+  EXPECT_NE(level.error().find(R"(got "\u0001vvv)"), std::string::npos) << level.error();
+  expect_clean_error(level, "level");
+
+  Reply country =
+      request("POST", "/v1/call", R"({"agent_uuid":"agent_a","phone_number":"1","country_code":"Z\t"})");
+  EXPECT_EQ(country.status, 400);
+  EXPECT_EQ(country.error(), R"(country_code: unknown country code "Z\t")");
+}
+
+// Bodies that are not JSON are 415 with the envelope; before, a form post or text/plain was parsed as JSON.
+TEST_F(ApiCalls, BodiesThatAreNotJsonGet415) {
+  const std::string body = R"({"agent_uuid":"agent_a","phone_number":"9876543210","country_code":"IN"})";
+  const std::string auth = std::string("API-Token: ") + kTok + "\r\n";
+  struct Case {
+    std::string method, path, content_type;
+    long status;
+  };
+  const std::vector<Case> cases = {
+      {"POST", "/v1/call", "Content-Type: text/plain\r\n", 415},
+      {"POST", "/v1/call", "Content-Type: application/x-www-form-urlencoded\r\n", 415},
+      {"POST", "/call", "Content-Type: text/json\r\n", 415},
+      {"POST", "/v1/call", "", 415},  // no Content-Type at all
+      {"PUT", "/v1/system/log_level", "Content-Type: application/jsonx\r\n", 415},
+      {"POST", "/v1/system/log_level", "Content-Type: application/+json\r\n", 415},
+      {"POST", "/v1/call", "Content-Type: application/json\r\n", 200},
+      {"POST", "/v1/call", "Content-Type: Application/JSON; charset=utf-8\r\n", 200},
+      {"POST", "/call", "Content-Type: application/vnd.osvi+json\r\n", 200},
+  };
+  for (const Case& c : cases) {
+    const std::string b = c.path == "/v1/system/log_level" ? R"({"level":"info"})" : body;
+    Reply r = raw_exchange(port_, c.method + " " + c.path + " HTTP/1.1\r\n" + auth + c.content_type, b);
+    EXPECT_EQ(r.status, c.status) << c.method << " " << c.path << " " << c.content_type << " -> " << r.body;
+    if (c.status == 415) {
+      EXPECT_EQ(cJSON_IsFalse(r.get("success")), 1) << r.body;
+      EXPECT_EQ(r.error().rfind("Content-Type: ", 0), 0u) << r.error();
+    }
+  }
+  Reply text =
+      raw_exchange(port_, "POST /v1/call HTTP/1.1\r\n" + auth + "Content-Type: text/pl\xff\r\n", body);
+  EXPECT_EQ(text.status, 415);
+  EXPECT_EQ(text.error(), R"(Content-Type: expected application/json, got "text/pl\xff")");
+  // Unauthenticated clients learn nothing: 401 first.
+  EXPECT_EQ(raw_exchange(port_, "POST /v1/call HTTP/1.1\r\nContent-Type: text/plain\r\n", body).status, 401);
+  // GET has no body to type.
+  EXPECT_EQ(raw_exchange(port_, "GET /v1/calls HTTP/1.1\r\n" + auth, "").status, 200);
+}
+
+// Every free-text field of a write endpoint has a bound, refused naming the field (docs/api.md, Limits);
+// before, only initial_greeting and additional_data were bounded.
+TEST_F(ApiCalls, FreeTextFieldsAreBoundedNamingTheField) {
+  const std::string base = R"("agent_uuid":"agent_a","phone_number":"9876543210","country_code":"IN")";
+  auto s = [](size_t n, const char* unit = "x") {
+    std::string out;
+    for (size_t i = 0; i < n; ++i) out += unit;
+    return out;
+  };
+  std::string items;
+  for (int i = 0; i < 51; ++i)
+    items += std::string(i ? "," : "") + R"({"key":"k)" + std::to_string(i) + "\"}";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {R"({"agent_uuid":")" + s(65) + R"(","phone_number":"9876543210","country_code":"IN"})",
+       "agent_uuid: longer than 64 characters (65)"},
+      {R"({"agent_uuid":"agent_a","phone_number":")" + s(33, "1") + R"(","country_code":"IN"})",
+       "phone_number: longer than 32 characters (33)"},
+      {R"({"agent_uuid":"agent_a","phone_number":"1","country_code":")" + s(9, "A") + "\"}",
+       "country_code: longer than 8 characters (9)"},
+      {"{" + base + R"(,"system_prompt":")" + s(20001) + "\"}",
+       "system_prompt: longer than 20000 characters"},
+      {"{" + base + R"(,"person_name":")" + s(201, "\xc3\xa9") + "\"}",
+       "person_name: longer than 200 characters"},
+      {"{" + base + R"(,"webhook_url":"https://h/)" + s(2040) + "\"}",
+       "webhook_url: longer than 2048 characters"},
+      {"{" + base + R"(,"initial_greeting":")" + s(2001) + "\"}",
+       "initial_greeting: longer than 2000 characters"},
+      {"{" + base + R"(,"additional_data":{")" + s(65) + R"(":1}})", "additional_data: member name \"xxx"},
+      {"{" + base + R"(,"call_config_overrides":{"note":")" + s(5000) + "\"}}",
+       "call_config_overrides: 5011 bytes as compact JSON, more than the limit of 4096"},
+      {"{" + base + R"(,"data_extraction":[)" + items + "]}", "data_extraction: more than 50 items"},
+      {"{" + base + R"(,"data_extraction":[{"key":")" + s(65) + R"("}]})",
+       "data_extraction[0].key: longer than 64 characters"},
+      {"{" + base + R"(,"data_extraction":[{"key":"a","description":")" + s(1001) + R"("}]})",
+       "data_extraction[0].description: longer than 1000 characters"},
+      {"{" + base + R"(,"data_extraction":[{"key":"a","output_format":")" + s(201) + R"("}]})",
+       "data_extraction[0].output_format: longer than 200 characters"},
+  };
+  for (const auto& [body, message] : cases) {
+    Reply r = request("POST", "/v1/call", body);
+    EXPECT_EQ(r.status, 400) << message << " -> " << r.body.substr(0, 300);
+    EXPECT_EQ(r.error().rfind(message, 0), 0u) << r.error();
+  }
+  locked([&] { EXPECT_TRUE(calls_.requests.empty()); });
+  // At the limit, in characters not bytes: accepted.
+  Reply ok = request("POST", "/v1/call", "{" + base + R"(,"person_name":")" + s(200, "\xc3\xa9") + "\"}");
+  EXPECT_EQ(ok.status, 200) << ok.body;
 }
 
 }  // namespace

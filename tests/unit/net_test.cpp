@@ -19,6 +19,7 @@
 #include "osvi/net/http_server.hpp"
 #include "osvi/net/json.hpp"
 #include "osvi/net/router.hpp"
+#include "osvi/net/text.hpp"
 #include "test_support.hpp"
 
 namespace {
@@ -216,6 +217,90 @@ TEST(HttpServer, ReplyMayBeSentLaterFromTheLoop) {
 TEST(HttpServer, DroppedReplyAnswers500) {
   ServerThread st([&](HttpRequest&, HttpReply) {});
   EXPECT_EQ(osvi::test::http_request("GET", st.url("/"), "").status, 500);
+}
+
+// Strict UTF-8 (RFC 3629): overlong forms, surrogates, code points above U+10FFFF and truncated sequences
+// are all invalid; the offset points at the first bad byte.
+TEST(Text, Utf8ValidationIsStrict) {
+  using osvi::net::utf8_invalid_at;
+  EXPECT_FALSE(utf8_invalid_at("plain ascii"));
+  EXPECT_FALSE(utf8_invalid_at("\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\xf4\x8f\xbf\xbf"));  // é € 😀 U+10FFFF
+  EXPECT_EQ(utf8_invalid_at("ab\xff"), std::optional<size_t>(2));
+  EXPECT_EQ(utf8_invalid_at("\xc0\xaf"), std::optional<size_t>(0));          // overlong '/'
+  EXPECT_EQ(utf8_invalid_at("\xe0\x80\xaf"), std::optional<size_t>(0));      // overlong, 3 bytes
+  EXPECT_EQ(utf8_invalid_at("\xf0\x80\x80\xaf"), std::optional<size_t>(0));  // overlong, 4 bytes
+  EXPECT_EQ(utf8_invalid_at("x\xed\xa0\x80"), std::optional<size_t>(1));     // U+D800 encoded
+  EXPECT_EQ(utf8_invalid_at("\xf4\x90\x80\x80"), std::optional<size_t>(0));  // U+110000
+  EXPECT_EQ(utf8_invalid_at("\xe2\x82"), std::optional<size_t>(0));          // cut short
+  EXPECT_EQ(utf8_invalid_at("\x80"), std::optional<size_t>(0));              // lone continuation
+  EXPECT_TRUE(osvi::net::clean_text("ok \xc3\xa9"));
+  EXPECT_FALSE(osvi::net::clean_text(std::string_view("a\0b", 3)));
+}
+
+TEST(Text, QuotedEscapesAndCaps) {
+  using osvi::net::quoted;
+  EXPECT_EQ(quoted("plain"), "\"plain\"");
+  EXPECT_EQ(quoted("a\"b\\c\nd\te\x01\x7f"), R"("a\"b\\c\nd\te\u0001\u007f")");
+  EXPECT_EQ(quoted("\xff\xc3\xa9\xc3"), "\"\\xff\xc3\xa9\\xc3\"");
+  EXPECT_EQ(quoted(std::string_view("a\0b", 3)), R"("a\u0000b")");
+  EXPECT_EQ(quoted(std::string(100, 'x'), 64), "\"" + std::string(64, 'x') + "\"\xE2\x80\xA6");
+  EXPECT_EQ(quoted(std::string(64, 'x'), 64), "\"" + std::string(64, 'x') + "\"");
+  // Whatever goes in, what comes out is valid UTF-8 without control characters.
+  std::string all;
+  for (int i = 0; i < 256; ++i) all.push_back(static_cast<char>(i));
+  const std::string q = quoted(all, 1000);
+  EXPECT_TRUE(osvi::net::utf8_valid(q));
+  EXPECT_TRUE(std::none_of(q.begin(), q.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20; }));
+}
+
+TEST(Text, UrlUnescapeNeverCutsAtNul) {
+  auto un = [](std::string s) {
+    s.push_back('\0');
+    const size_t n = osvi::net::url_unescape(s.data());
+    return s.substr(0, n);
+  };
+  EXPECT_EQ(un("/a%20b%2Fc"), "/a b/c");
+  EXPECT_EQ(un("%zz%4"), "%zz%4");  // not an escape: kept as sent
+  EXPECT_EQ(un("%e2%82%AC"), "\xe2\x82\xac");
+  EXPECT_EQ(un("/v1/call/x%00/transcript"), "/v1/call/x\xc0/transcript");
+  EXPECT_FALSE(osvi::net::clean_text(un("a%00")));
+}
+
+TEST(Text, JsonRequestStringsAreCheckedWithTheirPath) {
+  auto refusal = [](std::string_view text) {
+    osvi::net::JsonRefusal why;
+    auto root = osvi::net::json_parse_request(text, &why);
+    if (root) return std::string("ok");
+    return why.syntax ? "syntax: " + why.message : why.field + ": " + why.message;
+  };
+  EXPECT_EQ(refusal(R"({"a":"x","b":[1,"y",{"c":"\u00e9\ud83d\ude00"}]})"), "ok");
+  EXPECT_EQ(refusal(R"({"a":{"b":[0,"\u0000"]}})"), "a.b[1]: contains NUL (\\u0000)");
+  EXPECT_EQ(refusal("{\"a\":{\"b c\":\"\xff\"}}"), "a[\"b c\"]: invalid UTF-8 (byte 0xff)");
+  EXPECT_EQ(refusal("{\"a\":{\"k\xc0\x80\":1}}"),
+            "a: member name beginning \"k\": invalid UTF-8 (byte 0xc0)");
+  EXPECT_EQ(refusal(R"({"a":"\ud800"})"), "a: unpaired surrogate escape \\ud800");
+  EXPECT_EQ(refusal(R"({"a":"\ud800\u0041"})"), "a: unpaired surrogate escape \\ud800");
+  EXPECT_EQ(refusal(R"(["\udfff"])"), "[0]: unpaired surrogate escape \\udfff");
+  EXPECT_EQ(refusal("{\"a\":\"x\ny\"}"), "a: control character 0x0a (JSON strings must escape it)");
+  EXPECT_EQ(refusal("\"\xff\""), "request body: invalid UTF-8 (byte 0xff)");
+  EXPECT_EQ(refusal(R"({"a":1,})"), "syntax: line 1, column 8: invalid JSON");
+  EXPECT_EQ(refusal(""), "syntax: empty document");
+}
+
+// The server decodes %00 so that it cannot cut the path (before: "/x%00/y" reached handlers as "/x").
+TEST(HttpServer, PercentZeroDoesNotCutThePathOrQuery) {
+  HttpRequest seen;
+  ServerThread st([&](HttpRequest& req, HttpReply reply) {
+    seen = req;
+    HttpResponse r;
+    reply.send(std::move(r));
+  });
+  auto r = osvi::test::http_request("GET", st.url("/x%00/y?q=a%00b&ok=%C3%A9"), "Tok");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(seen.path, "/x\xc0/y");
+  EXPECT_EQ(seen.query_param("q"), std::optional<std::string_view>("a\xc0"
+                                                                   "b"));
+  EXPECT_EQ(seen.query_param("ok"), std::optional<std::string_view>("\xc3\xa9"));
 }
 
 TEST(HttpServer, ListenErrorNamesTheAddress) {

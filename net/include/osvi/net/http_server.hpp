@@ -22,7 +22,7 @@ namespace osvi::net {
 
 struct HttpRequest {
   std::string method;
-  std::string path;  // without the query string, percent-decoding left to MHD
+  std::string path;  // without the query string; decoded by net::url_unescape (%00 arrives as 0xC0)
   std::string body;
   std::string remote;  // "ip:port" of the client
   std::vector<std::pair<std::string, std::string>> headers;

@@ -1,0 +1,91 @@
+// libFuzzer target for the request URL: the percent-decoder the HTTP server installs, the query split as
+// libmicrohttpd does it, the query check every endpoint applies and GET /v1/calls's parameter parsing.
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <string_view>
+
+#include "osvi/net/text.hpp"
+#include "requests.hpp"
+
+namespace {
+
+using namespace osvi;
+
+// A broken promise aborts with the line and the condition, so a crash report says which promise it was.
+#define require(ok)                                                                 \
+  do {                                                                              \
+    if (!(ok)) {                                                                    \
+      std::fprintf(stderr, "%s:%d: promise broken: %s\n", __FILE__, __LINE__, #ok); \
+      std::abort();                                                                 \
+    }                                                                               \
+  } while (false)
+
+void check_message(std::string_view m) {
+  require(!m.empty() && m.size() <= 1024);
+  require(net::utf8_valid(m));
+  for (char c : m) require(static_cast<unsigned char>(c) >= 0x20 && c != 0x7f);
+}
+
+// libmicrohttpd's decoding of one path or query component: the callback on a C string.
+std::string decode(std::string_view raw) {
+  std::string s(raw);
+  const size_t nul = s.find('\0');
+  if (nul != std::string::npos) s.resize(nul);  // the request line cannot carry a raw NUL to this point
+  s.push_back('\0');
+  const size_t n = net::url_unescape(s.data());
+  require(n <= raw.size());
+  s.resize(n);
+  require(s.find('\0') == std::string::npos);  // a decoded NUL would cut the C string libmicrohttpd passes on
+  return s;
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  const std::string_view url(reinterpret_cast<const char*>(data), size);
+  const size_t q = url.find('?');
+  const std::string path = decode(url.substr(0, q));
+  // %00 anywhere in the raw path must leave the decoded path unclean (so it is 404, never a shorter path).
+  const std::string_view raw_path = url.substr(0, std::min(q, url.find('\0')));
+  if (raw_path.find("%00") != std::string_view::npos) require(!net::clean_text(path));
+  (void)net::quoted(path);
+
+  daemon::QueryParams query;
+  if (q != std::string_view::npos) {
+    std::string_view rest = url.substr(q + 1);
+    while (!rest.empty()) {
+      const size_t amp = rest.find('&');
+      std::string item(rest.substr(0, amp));
+      rest = amp == std::string_view::npos ? std::string_view() : rest.substr(amp + 1);
+      for (char& c : item) {
+        if (c == '+') c = ' ';
+      }
+      const size_t eq = item.find('=');
+      query.emplace_back(
+          decode(std::string_view(item).substr(0, eq)),
+          eq == std::string::npos ? std::string() : decode(std::string_view(item).substr(eq + 1)));
+    }
+  }
+  const int offset = static_cast<int>(size % 1681) - 840;  // any site offset, -14:00..+14:00
+  daemon::CallFilter f;
+  if (auto bad = daemon::parse_calls_query(query, offset, &f)) {
+    check_message(bad->message);
+    return 0;
+  }
+  require(!daemon::check_query(query));
+  for (const auto& [k, v] : query) require(net::clean_text(k) && net::clean_text(v));
+  for (const std::string& s : f.statuses) {
+    require(s == "picked" || s == "not_picked" || s == "failed" || s == "busy" || s == "voicemail" ||
+            s == "in_progress");
+  }
+  if (f.agent_uuid) require(net::clean_text(*f.agent_uuid) && net::utf8_length(*f.agent_uuid) <= 64);
+  if (f.phone_contains) require(net::clean_text(*f.phone_contains) && f.phone_contains->size() <= 32 * 4);
+  if (f.call_type) require(*f.call_type == "inbound" || *f.call_type == "outbound");
+  if (f.picked_from_ms && f.picked_to_ms) require(*f.picked_from_ms <= *f.picked_to_ms);
+  require(f.page >= 1 && f.per_page >= 1 && f.per_page <= daemon::kMaxPerPage);
+  if (f.campaign_id) require(*f.campaign_id >= 1);
+  return 0;
+}
