@@ -5,6 +5,7 @@
 #include <cjson/cJSON.h>
 
 #include "osvi/base/log.hpp"
+#include "osvi/net/text.hpp"
 
 namespace osvi::daemon {
 namespace {
@@ -121,9 +122,12 @@ CommandRequest check_command_request(const CommandPolicy& policy, std::string_vi
                         std::to_string(policy.max_request_bytes));
     return q;
   }
-  std::string why;
-  net::JsonPtr req = net::json_parse(payload, &why);
+  // The same strict gate as API bodies: a string that is not clean UTF-8 (or holds \u0000) never reaches a
+  // command, the store or a reply.
+  net::JsonRefusal refusal;
+  net::JsonPtr req = net::json_parse_request(payload, &refusal);
   if (!req) {
+    std::string why = refusal.field.empty() ? refusal.message : refusal.field + ": " + refusal.message;
     if (why.size() > kMaxCommandReasonBytes - 32) why.resize(kMaxCommandReasonBytes - 32);
     q.reasons.push_back("malformed request: " + why);
     return q;

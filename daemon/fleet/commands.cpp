@@ -8,6 +8,7 @@
 #include "osvi/fleet/command_request.hpp"
 #include "osvi/fleet/fleet.hpp"
 #include "osvi/net/json.hpp"
+#include "osvi/net/text.hpp"
 
 namespace osvi::daemon {
 namespace {
@@ -166,8 +167,9 @@ void FleetSync::handle_desired(const net::MqttMessage& m) {
   if (m.payload.size() > cfg_.max_command_bytes) {
     reasons.push_back("document too large: " + std::to_string(m.payload.size()) + " bytes");
   } else {
-    std::string why;
-    net::JsonPtr d = net::json_parse(m.payload, &why);
+    net::JsonRefusal refusal;
+    net::JsonPtr d = net::json_parse_request(m.payload, &refusal);
+    const std::string why = refusal.field.empty() ? refusal.message : refusal.field + ": " + refusal.message;
     const cJSON* v = d ? cJSON_GetObjectItemCaseSensitive(d.get(), "version") : nullptr;
     const cJSON* c = d ? cJSON_GetObjectItemCaseSensitive(d.get(), "config") : nullptr;
     if (!d || !cJSON_IsObject(d.get())) {
