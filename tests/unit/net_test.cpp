@@ -491,6 +491,16 @@ TEST(HttpServer, ServesHttpsWithTheConfiguredCertificate) {
 
   auto plain = osvi::test::http_request("GET", "http://127.0.0.1:" + std::to_string(st.port()) + "/", "");
   EXPECT_NE(plain.status, 200);
+
+  // A key that is not the certificate's is refused at start, with a code the daemon names the keys by.
+  const std::string other = "openssl genpkey -algorithm ec -pkeyopt ec_paramgen_curve:prime256v1 -out " +
+                            dir.file("other.pem") + " 2>/dev/null";
+  ASSERT_EQ(std::system(other.c_str()), 0) << other;
+  o.tls_key_pem = osvi::test::read_file(dir.file("other.pem"));
+  o.port = 0;
+  auto mismatched = osvi::net::HttpServer::start(o, [](HttpRequest&, HttpReply) {});
+  ASSERT_FALSE(mismatched);
+  EXPECT_EQ(mismatched.error().code, -EKEYREJECTED) << mismatched.error().message;
 }
 
 }  // namespace
