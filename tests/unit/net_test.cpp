@@ -445,6 +445,38 @@ TEST(HttpServer, LegitimateClientAnsweredWhileHostileSocketsAreHeld) {
   }
 }
 
+// At a client's cap, requests being handled (here suspended, waiting for their answer) are never evicted:
+// the newcomer is the one closed, and the held requests are still answered.
+TEST(HttpServer, ConnectionsWithRequestsInHandAreNeverEvicted) {
+  osvi::net::HttpServerOptions o = json_errors();
+  o.max_connections_per_client = 2;
+  std::vector<HttpReply> parked;
+  std::atomic<int> seen{0};
+  std::atomic<bool> release{false};
+  ServerThread st(
+      [&](HttpRequest&, HttpReply reply) {
+        parked.push_back(std::move(reply));
+        ++seen;
+      },
+      o);
+  st.tick = [&] {
+    if (release) parked.clear();  // dropped replies answer 500: an answer all the same
+  };
+  RawClient a(st.port()), b(st.port());
+  ASSERT_TRUE(a.send("GET /a HTTP/1.1\r\nHost: x\r\n\r\n"));
+  ASSERT_TRUE(b.send("GET /b HTTP/1.1\r\nHost: x\r\n\r\n"));
+  for (int i = 0; i < 300 && seen < 2; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_EQ(seen, 2);
+  RawClient c(st.port());
+  c.send("GET /c HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_TRUE(c.closed_within(3000));
+  EXPECT_EQ(c.read(0), "");
+  release = true;
+  EXPECT_EQ(a.read(3000).rfind("HTTP/1.1 500", 0), 0u);
+  EXPECT_EQ(b.read(3000).rfind("HTTP/1.1 500", 0), 0u);
+  EXPECT_EQ(seen, 2);
+}
+
 // HTTPS with a certificate made at test time: a client trusting it is answered; plain HTTP is not.
 TEST(HttpServer, ServesHttpsWithTheConfiguredCertificate) {
   ASSERT_TRUE(osvi::net::http_tls_supported());
