@@ -234,7 +234,11 @@ Status App::start_api(const Config& cfg, std::unique_ptr<net::HttpServer>* out,
   o.error_response = [](int status, std::string_view message) { return Api::error(status, message); };
   auto server = net::HttpServer::start(
       o, [this](net::HttpRequest& req, net::HttpReply reply) { api_->handle(req, std::move(reply)); });
-  if (!server) return make_error("api.listen: " + server.error().message, server.error().code);
+  if (!server)
+    return make_error(
+        (server.error().code == -EKEYREJECTED ? "api.tls_cert_file, api.tls_key_file: " : "api.listen: ") +
+            server.error().message,
+        server.error().code);
   net::HttpServer* srv = server->get();
 
   auto timer = loop_->add_timer(UINT64_MAX, [srv] { srv->run(); });
@@ -330,8 +334,9 @@ Status App::start() {
 
   if (auto s = start_api(*config_, &server_, &server_sources_); !s) return s;
   api_ctx_.listen = config_->api.host + ":" + std::to_string(server_->port());
-  log::notice("API listening on http://" + api_ctx_.listen, {{"LISTEN", api_ctx_.listen}},
-              log::id::kApiListening);
+  log::notice(std::string("API listening on ") +
+                  (config_->api.tls_cert_pem.empty() ? "http://" : "https://") + api_ctx_.listen,
+              {{"LISTEN", api_ctx_.listen}}, log::id::kApiListening);
   if (log::sink() == log::Sink::stderr_text && tokens_.size() == 1 && config_->api.tokens.empty()) {
     log::notice("try: curl -H \"API-Token: $(cat " + token_file_path(*config_) + ")\" http://" +
                 api_ctx_.listen + "/v1/health");

@@ -422,9 +422,15 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(HttpServerOptions options,
   if (tls) flags |= MHD_USE_TLS;
   self->daemon_ = MHD_start_daemon(flags, 0, nullptr, nullptr, &Glue::access, self.get(), MHD_OPTION_ARRAY,
                                    opts.data(), MHD_OPTION_END);
-  if (!self->daemon_)
-    return make_error("libmicrohttpd failed to start on " + o.host + ":" + port +
-                      (tls ? " (is the TLS certificate and key valid PEM, and do they match?)" : ""));
+  if (!self->daemon_) {
+    // With TLS the usual cause is the certificate and key (not PEM gnutls reads, or not a pair): the code
+    // tells the caller to name those keys rather than the address.
+    if (tls)
+      return make_error(
+          "the TLS certificate and key were refused (not a matching certificate and private key)",
+          -EKEYREJECTED);
+    return make_error("libmicrohttpd failed to start on " + o.host + ":" + port);
+  }
 
   self->epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
   if (self->epoll_fd_ < 0) return make_error(std::string("epoll_create1: ") + std::strerror(errno), -errno);

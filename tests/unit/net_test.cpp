@@ -530,6 +530,38 @@ TEST(HttpServer, LegitimateClientAnsweredWhileHostileSocketsAreHeld) {
   }
 }
 
+// At a client's cap, requests being handled (here suspended, waiting for their answer) are never evicted:
+// the newcomer is the one closed, and the held requests are still answered.
+TEST(HttpServer, ConnectionsWithRequestsInHandAreNeverEvicted) {
+  osvi::net::HttpServerOptions o = json_errors();
+  o.max_connections_per_client = 2;
+  std::vector<HttpReply> parked;
+  std::atomic<int> seen{0};
+  std::atomic<bool> release{false};
+  ServerThread st(
+      [&](HttpRequest&, HttpReply reply) {
+        parked.push_back(std::move(reply));
+        ++seen;
+      },
+      o);
+  st.tick = [&] {
+    if (release) parked.clear();  // dropped replies answer 500: an answer all the same
+  };
+  RawClient a(st.port()), b(st.port());
+  ASSERT_TRUE(a.send("GET /a HTTP/1.1\r\nHost: x\r\n\r\n"));
+  ASSERT_TRUE(b.send("GET /b HTTP/1.1\r\nHost: x\r\n\r\n"));
+  for (int i = 0; i < 300 && seen < 2; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_EQ(seen, 2);
+  RawClient c(st.port());
+  c.send("GET /c HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_TRUE(c.closed_within(3000));
+  EXPECT_EQ(c.read(0), "");
+  release = true;
+  EXPECT_EQ(a.read(3000).rfind("HTTP/1.1 500", 0), 0u);
+  EXPECT_EQ(b.read(3000).rfind("HTTP/1.1 500", 0), 0u);
+  EXPECT_EQ(seen, 2);
+}
+
 // HTTPS with a certificate made at test time: a client trusting it is answered; plain HTTP is not.
 TEST(HttpServer, ServesHttpsWithTheConfiguredCertificate) {
   ASSERT_TRUE(osvi::net::http_tls_supported());
@@ -576,6 +608,16 @@ TEST(HttpServer, ServesHttpsWithTheConfiguredCertificate) {
 
   auto plain = osvi::test::http_request("GET", "http://127.0.0.1:" + std::to_string(st.port()) + "/", "");
   EXPECT_NE(plain.status, 200);
+
+  // A key that is not the certificate's is refused at start, with a code the daemon names the keys by.
+  const std::string other = "openssl genpkey -algorithm ec -pkeyopt ec_paramgen_curve:prime256v1 -out " +
+                            dir.file("other.pem") + " 2>/dev/null";
+  ASSERT_EQ(std::system(other.c_str()), 0) << other;
+  o.tls_key_pem = osvi::test::read_file(dir.file("other.pem"));
+  o.port = 0;
+  auto mismatched = osvi::net::HttpServer::start(o, [](HttpRequest&, HttpReply) {});
+  ASSERT_FALSE(mismatched);
+  EXPECT_EQ(mismatched.error().code, -EKEYREJECTED) << mismatched.error().message;
 }
 
 }  // namespace
