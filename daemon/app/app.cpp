@@ -232,6 +232,12 @@ Status App::start_api(const Config& cfg, std::unique_ptr<net::HttpServer>* out,
   o.tls_cert_pem = cfg.api.tls_cert_pem;
   o.tls_key_pem = cfg.api.tls_key_pem;
   o.error_response = [](int status, std::string_view message) { return Api::error(status, message); };
+  // A reload on the same address takes over the running server's socket (see adopt_listen_fd).
+  if (server_ && server_->listen_fd() >= 0 && cfg.api.host == config_->api.host &&
+      cfg.api.port == config_->api.port) {
+    o.adopt_listen_fd = fcntl(server_->listen_fd(), F_DUPFD_CLOEXEC, 0);
+    if (o.adopt_listen_fd < 0) return make_error(std::string("api: dup: ") + std::strerror(errno), -errno);
+  }
   auto server = net::HttpServer::start(
       o, [this](net::HttpRequest& req, net::HttpReply reply) { api_->handle(req, std::move(reply)); });
   if (!server)

@@ -367,10 +367,8 @@ struct HttpServer::Glue {
   }
 };
 
-Result<std::unique_ptr<HttpServer>> HttpServer::start(HttpServerOptions options, HttpHandler handler) {
-  std::unique_ptr<HttpServer> self(new HttpServer(std::move(options), std::move(handler)));
-  const HttpServerOptions& o = self->options_;
-
+// Binds and listens on options.host:port; the descriptor is the caller's.
+static Result<int> listen_on(const HttpServerOptions& o) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -392,7 +390,22 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(HttpServerOptions options,
     close(fd);
     return make_error("cannot listen on " + o.host + ":" + port + ": " + std::strerror(e), -e);
   }
-  self->listen_fd_ = fd;
+  return fd;
+}
+
+Result<std::unique_ptr<HttpServer>> HttpServer::start(HttpServerOptions options, HttpHandler handler) {
+  std::unique_ptr<HttpServer> self(new HttpServer(std::move(options), std::move(handler)));
+  const HttpServerOptions& o = self->options_;
+
+  if (o.adopt_listen_fd >= 0) {
+    self->listen_fd_ = o.adopt_listen_fd;
+    self->options_.adopt_listen_fd = -1;
+  } else if (auto bound = listen_on(o); !bound) {
+    return bound.error();
+  } else {
+    self->listen_fd_ = *bound;
+  }
+  const int fd = self->listen_fd_;
   sockaddr_storage bound{};
   socklen_t blen = sizeof bound;
   getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &blen);

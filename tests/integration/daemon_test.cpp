@@ -244,6 +244,22 @@ TEST_F(DaemonTest, ReloadAppliesLogLevelAndNewListenAddress) {
       << "the old address must be closed";
 }
 
+TEST_F(DaemonTest, ReloadChangingApiLimitsOnTheSameAddressKeepsServing) {
+  write_config(three_agents());
+  auto d = start();
+  ASSERT_EQ(http_request("GET", url("/v1/health"), kToken).status, 200);
+  // Same listen address, other limits: the new server takes over the listening socket instead of binding
+  // it a second time (which failed with "address in use" and left the old limits in force).
+  std::string cfg = config_json(state_, port_, three_agents());
+  cfg.replace(cfg.find(R"("api":{)"), 7, R"("api":{"max_connections":32,"idle_timeout_s":3,)");
+  osvi::test::write_file(cfg_path_, cfg);
+  d->signal(SIGHUP);
+  ASSERT_TRUE(d->wait_notify("READY=1", 5s));
+  ASSERT_TRUE(d->wait_stderr("configuration reloaded", 2s)) << d->stderr_text();
+  EXPECT_EQ(d->stderr_text().find("reload rejected"), std::string::npos) << d->stderr_text();
+  EXPECT_EQ(http_request("GET", url("/v1/health"), kToken).status, 200);
+}
+
 TEST_F(DaemonTest, ErrorEnvelopes) {
   write_config(three_agents());
   auto d = start();

@@ -111,6 +111,10 @@ struct HttpServerOptions {
   unsigned header_timeout_s = 10;
   unsigned idle_timeout_s = 5;
   int listen_backlog = 1024;  // the kernel caps it at net.core.somaxconn
+  // A listening socket to serve instead of binding host:port (the server owns it from then on, even when
+  // start fails). A reload that keeps the address hands the old server's socket on (a dup of listen_fd()):
+  // a second bind of a listening port would fail, and the connections queued on it would be lost.
+  int adopt_listen_fd = -1;
   // PEM text; both set = HTTPS only (libmicrohttpd's TLS), both empty = plain HTTP.
   std::string tls_cert_pem;
   std::string tls_key_pem;
@@ -135,6 +139,8 @@ class HttpServer {
   std::optional<uint64_t> timeout_ms() const;
   void run();
   uint16_t port() const { return port_; }
+  // The listening socket (still owned here); -1 after quiesce().
+  int listen_fd() const { return listen_fd_; }
   const HttpServerOptions& options() const { return options_; }
 
   // Connections held now (not counting those evicted and not yet cleaned up), for tests and health.
