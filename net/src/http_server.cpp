@@ -442,7 +442,7 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(HttpServerOptions options,
       return make_error(
           "the TLS certificate and key were refused (not a matching certificate and private key)",
           -EKEYREJECTED);
-    return make_error("libmicrohttpd failed to start on " + o.host + ":" + port);
+    return make_error("libmicrohttpd failed to start on " + o.host + ":" + std::to_string(self->port_));
   }
 
   self->epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
