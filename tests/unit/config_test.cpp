@@ -582,3 +582,13 @@ TEST(Config, Pcm16kIsOnlyForTheSim7600) {
   EXPECT_PATH(rejection(line + R"("vendor":"generic","pcm_16k":true}]})"), "lines[0].pcm_16k");
   EXPECT_FALSE(accepted(line + R"("vendor":"simcom_sim7600","pcm_16k":false}]})").lines.at(0).at.pcm_16k);
 }
+
+// lines[].number is the line's own number (every call's from_number): E.164 or refused naming the key.
+TEST(Config, LineNumberIsE164) {
+  const std::string line = R"({"lines":[{"id":"sim0","type":"sim",)";
+  EXPECT_EQ(accepted(line + R"("number":"+911140000000"}]})").lines.at(0).number, "+911140000000");
+  EXPECT_EQ(accepted(line + R"("sim":{}}]})").lines.at(0).number, "");
+  EXPECT_PATH(rejection(line + R"("number":"01140000000"}]})"), "lines[0].number");
+  EXPECT_PATH(rejection(line + R"("number":"+91 11 4000"}]})"), "lines[0].number");
+  EXPECT_PATH(rejection(line + R"("number":5}]})"), "lines[0].number");
+}
