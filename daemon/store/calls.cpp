@@ -166,14 +166,19 @@ const std::string& summary_column_list() {
 }
 
 CallRecord read_summary(const sql::Stmt& stmt) {
+  // The members behind kSummaryColumns, looked up once: this runs for every listed call.
+  static const std::vector<CallField> fields = [] {
+    std::vector<CallField> out;
+    for (std::string_view name : kSummaryColumns) {
+      for (const auto& column : kCallColumns)
+        if (column.name == name) out.push_back(column.field);
+    }
+    return out;
+  }();
   CallRecord call;
   int col = 0;
-  for (std::string_view name : kSummaryColumns) {
-    for (const auto& column : kCallColumns) {
-      if (column.name != name) continue;
-      std::visit([&](auto member) { read_value(stmt, col, call.*member); }, column.field);
-      break;
-    }
+  for (const CallField& field : fields) {
+    std::visit([&](auto member) { read_value(stmt, col, call.*member); }, field);
     ++col;
   }
   return call;

@@ -54,7 +54,8 @@ class CallsQuery : public ::testing::Test {
 
 using Ids = std::vector<std::string>;
 
-TEST_F(CallsQuery, NewestFirstWithTiesByIdAndFullRecords) {
+// The list carries the CallSummary columns only (GET /v1/calls); the rest of a call is get()'s.
+TEST_F(CallsQuery, NewestFirstWithTiesByIdAndSummaryColumns) {
   add("c1", 1000).person_name = "Ravi";
   add("c3", 3000);
   add("c2b", 2000);
@@ -65,8 +66,21 @@ TEST_F(CallsQuery, NewestFirstWithTiesByIdAndFullRecords) {
   EXPECT_EQ(total, 4);
   auto page = store_->calls().list({});
   ASSERT_TRUE(page.ok());
-  EXPECT_EQ(page->calls.back(), *store_->calls().get("c1").value());
-  EXPECT_EQ(page->calls.back().person_name, std::optional<std::string>("Ravi"));
+  const CallRecord full = *store_->calls().get("c1").value();
+  ASSERT_EQ(full.person_name, std::optional<std::string>("Ravi"));
+  CallRecord summary;
+  summary.call_id = full.call_id;
+  summary.agent_uuid = full.agent_uuid;
+  summary.agent_name = full.agent_name;
+  summary.phone_number = full.phone_number;
+  summary.from_number = full.from_number;
+  summary.status = full.status;
+  summary.call_type = full.call_type;
+  summary.duration_seconds = full.duration_seconds;
+  summary.created_at_ms = full.created_at_ms;
+  summary.revision = CallRecord{}.revision;
+  summary.updated_at_ms = 0;
+  EXPECT_EQ(page->calls.back(), summary);  // person_name, updated_at... not read
 }
 
 TEST_F(CallsQuery, EveryFilter) {
@@ -196,6 +210,62 @@ TEST_F(CallsQuery, DndActive) {
   EXPECT_FALSE(*store_->dnd().is_active("agent_a", "+919876543211"));
   ASSERT_TRUE(store_->dnd().remove("agent_a", "+919876543210").ok());
   EXPECT_FALSE(*store_->dnd().is_active("agent_a", "+919876543210"));
+}
+
+}  // namespace
+}  // namespace osvi::daemon
+
+namespace osvi::daemon {
+namespace {
+
+// The list's helpers kept by triggers (migration 3) follow every write: call_counts (meta.total_count) and
+// the phone_number trigram index, through update, status change and removal. The list reads only the
+// summary columns.
+TEST_F(CallsQuery, CountsAndPhoneIndexFollowEveryWrite) {
+  add("a", 1).phone_number = "+911111122222";
+  add("b", 2).phone_number = "+913333344444";
+  add("c", 3).campaign_id = 7;
+  calls_[2].system_prompt = std::string(100'000, 'p');
+  insert_all();
+  CallFilter picked;
+  picked.statuses = {"picked"};
+  int64_t total = 0;
+  EXPECT_EQ(ids(picked, &total), (Ids{"c", "b", "a"}));
+  EXPECT_EQ(total, 3);
+  CallFilter phone;
+  phone.phone_contains = "33333";
+  EXPECT_EQ(ids(phone, &total), (Ids{"b"}));
+  EXPECT_EQ(total, 1);
+
+  CallRecord b = calls_[1];
+  b.status = "busy";
+  b.phone_number = "+915555566666";
+  ASSERT_TRUE(store_->calls().update(b).ok());
+  EXPECT_EQ(ids(picked, &total), (Ids{"c", "a"}));
+  EXPECT_EQ(total, 2);
+  EXPECT_EQ(ids(phone, &total), Ids{});
+  EXPECT_EQ(total, 0);
+  phone.phone_contains = "55555";
+  EXPECT_EQ(ids(phone, &total), (Ids{"b"}));
+  EXPECT_EQ(total, 1);
+  phone.statuses = {"picked"};  // with another filter: no match
+  EXPECT_EQ(ids(phone, &total), Ids{});
+  EXPECT_EQ(total, 0);
+
+  CallFilter campaign;
+  campaign.campaign_id = 7;
+  auto page = store_->calls().list(campaign);
+  ASSERT_TRUE(page.ok());
+  ASSERT_EQ(page->calls.size(), 1u);
+  EXPECT_EQ(page->total_count, 1);
+  EXPECT_FALSE(page->calls[0].system_prompt.has_value());  // summary columns only
+
+  ASSERT_TRUE(store_->calls().remove("a").ok());
+  EXPECT_EQ(ids(picked, &total), (Ids{"c"}));
+  EXPECT_EQ(total, 1);
+  CallFilter all;
+  EXPECT_EQ(ids(all, &total), (Ids{"c", "b"}));
+  EXPECT_EQ(total, 2);
 }
 
 }  // namespace

@@ -667,3 +667,13 @@ TEST(Config, MqttCommandTokenIsLongEnoughWhenSet) {
   // No token: accepted (presence, telemetry and call records work), and every command is refused at run time.
   EXPECT_TRUE(accepted(R"({"mqtt":{"enabled":true}})").mqtt.command_token.empty());
 }
+
+// lines[].number is the line's own number (every call's from_number): E.164 or refused naming the key.
+TEST(Config, LineNumberIsE164) {
+  const std::string line = R"({"lines":[{"id":"sim0","type":"sim",)";
+  EXPECT_EQ(accepted(line + R"("number":"+911140000000"}]})").lines.at(0).number, "+911140000000");
+  EXPECT_EQ(accepted(line + R"("sim":{}}]})").lines.at(0).number, "");
+  EXPECT_PATH(rejection(line + R"("number":"01140000000"}]})"), "lines[0].number");
+  EXPECT_PATH(rejection(line + R"("number":"+91 11 4000"}]})"), "lines[0].number");
+  EXPECT_PATH(rejection(line + R"("number":5}]})"), "lines[0].number");
+}
