@@ -153,6 +153,10 @@ void Api::handle(HttpRequest& request, HttpReply reply) {
     net::JsonRefusal why;
     body_ = net::json_parse_request(request.body, &why);
     if (!body_) {
+      if (why.too_large) {
+        reply.send(error(413, "request body is too large: " + why.message));
+        return;
+      }
       reply.send(error(invalid, why.syntax ? "request body is not valid JSON: " + why.message
                                            : why.field + ": " + why.message));
       return;

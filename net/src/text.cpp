@@ -106,9 +106,6 @@ class StringScan {
   }
 
  private:
-  // cJSON's nesting limit: deeper documents are refused by cJSON, so the walk need not go further.
-  static constexpr int kMaxDepth = 1000;
-
   void ws() {
     while (i_ < s_.size() && static_cast<unsigned char>(s_[i_]) <= 0x20) ++i_;
   }
@@ -120,7 +117,16 @@ class StringScan {
   }
 
   Verdict value(const std::string& path, int depth) {
-    if (depth > kMaxDepth) return Verdict::give_up;
+    if (depth >= kMaxJsonDepth) {
+      why_->too_large = true;
+      why_->message = "nested deeper than " + std::to_string(kMaxJsonDepth) + " levels";
+      return Verdict::bad_string;
+    }
+    if (++values_ > kMaxJsonValues) {
+      why_->too_large = true;
+      why_->message = "more than " + std::to_string(kMaxJsonValues) + " JSON values";
+      return Verdict::bad_string;
+    }
     ws();
     if (i_ >= s_.size()) return Verdict::give_up;
     const char c = s_[i_];
@@ -273,6 +279,7 @@ class StringScan {
 
   std::string_view s_;
   size_t i_ = 0;
+  size_t values_ = 0;
   JsonRefusal* why_;
 };
 

@@ -1091,6 +1091,18 @@ TEST_F(ApiCalls, BodiesThatAreNotJsonGet415) {
   EXPECT_EQ(raw_exchange(port_, "GET /v1/calls HTTP/1.1\r\n" + auth, "").status, 200);
 }
 
+// A body of many tiny values is refused from its shape with 413, before cJSON turns ~2 MB of text into
+// tens of MB of nodes (bench/api_soak_bench's peak).
+TEST_F(ApiCalls, BodyOfTooManyJsonValuesGets413) {
+  const std::string auth = std::string("API-Token: ") + kTok + "\r\nContent-Type: application/json\r\n";
+  std::string body = R"({"agent_uuid":"agent_a","phone_number":"9876543210","country_code":"IN","x":[0)";
+  for (int i = 0; i < 100000; ++i) body += ",0";
+  body += "]}";
+  Reply r = raw_exchange(port_, "POST /v1/call HTTP/1.1\r\n" + auth, body);
+  EXPECT_EQ(r.status, 413) << r.body;
+  EXPECT_EQ(r.error(), "request body is too large: more than 100000 JSON values");
+}
+
 // Every free-text field of a write endpoint has a bound, refused naming the field (docs/api.md, Limits);
 // before, only initial_greeting and additional_data were bounded.
 TEST_F(ApiCalls, FreeTextFieldsAreBoundedNamingTheField) {

@@ -287,6 +287,28 @@ TEST(Text, JsonRequestStringsAreCheckedWithTheirPath) {
   EXPECT_EQ(refusal(""), "syntax: empty document");
 }
 
+// A body of many tiny values is refused before cJSON builds its tree: 4 MiB of them parsed into tens of MB.
+TEST(Text, JsonRequestShapeIsBounded) {
+  auto refuse = [](const std::string& text) {
+    osvi::net::JsonRefusal why;
+    auto root = osvi::net::json_parse_request(text, &why);
+    EXPECT_FALSE(root);
+    EXPECT_TRUE(why.too_large) << why.message;
+    return why.message;
+  };
+  std::string many = "[0";
+  for (size_t i = 1; i <= osvi::net::kMaxJsonValues; ++i) many += ",0";
+  many += "]";
+  EXPECT_EQ(refuse(many), "more than 100000 JSON values");
+  many.erase(many.size() - 5, 4);  // the array and 99,999 members: exactly the limit
+  osvi::net::JsonRefusal why;
+  EXPECT_TRUE(osvi::net::json_parse_request(many, &why)) << why.message;
+
+  const std::string deep = std::string(65, '[') + std::string(65, ']');
+  EXPECT_EQ(refuse(deep), "nested deeper than 64 levels");
+  EXPECT_TRUE(osvi::net::json_parse_request(std::string(64, '[') + std::string(64, ']'), &why));
+}
+
 // The server decodes %00 so that it cannot cut the path (before: "/x%00/y" reached handlers as "/x").
 TEST(HttpServer, PercentZeroDoesNotCutThePathOrQuery) {
   HttpRequest seen;

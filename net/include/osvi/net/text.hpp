@@ -37,11 +37,19 @@ std::string quoted(std::string_view text, size_t max_chars = 64);
 // undecodable byte. A '%' not followed by two hex digits is kept as it is.
 size_t url_unescape(char* text);
 
+// Bounds on a request body's shape, checked before cJSON builds its tree: a 4 MiB body of tiny members
+// parses into tens of MB of nodes (each value costs cJSON ~64 bytes plus its strings), so the count of
+// values, not the byte size, bounds the memory a request may take. 100,000 values hold the largest request
+// the API defines (10,000 campaign contacts with a few variables each) with room to spare.
+inline constexpr size_t kMaxJsonValues = 100000;
+inline constexpr int kMaxJsonDepth = 64;
+
 // Why a JSON request body was refused by json_parse_request.
 struct JsonRefusal {
-  bool syntax = false;  // not JSON at all: message is "line L, column C: invalid JSON"
-  std::string field;    // a string problem: the JSON path of the value (e.g. additional_data.name, a[2])
-  std::string message;  // what is wrong, e.g. "invalid UTF-8 (byte 0xff)"
+  bool syntax = false;     // not JSON at all: message is "line L, column C: invalid JSON"
+  bool too_large = false;  // over kMaxJsonValues or kMaxJsonDepth: message says which
+  std::string field;       // a string problem: the JSON path of the value (e.g. additional_data.name, a[2])
+  std::string message;     // what is wrong, e.g. "invalid UTF-8 (byte 0xff)"
   // Caught only by the check on the parsed tree, not by the walk over the raw text that should see every bad
   // string first: never set unless the two disagree (the fuzz target holds them to it).
   bool late = false;
