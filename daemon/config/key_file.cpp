@@ -1,5 +1,5 @@
-// Reads an endpoint's api_key_file for the configuration parser (key_file.hpp). Kept apart from the section
-// parsers so their code (and GCC 12's inlining of them) stays as it was.
+// Reads the files the configuration names (api_key_file, the API's TLS certificate and key), bounded and
+// checked. Kept apart from the section parsers so their code (and GCC 12's inlining of them) stays as it was.
 #include "key_file.hpp"
 
 #include <fcntl.h>
@@ -11,6 +11,34 @@
 #include <cstring>
 
 namespace osvi::daemon::config_detail {
+namespace {
+
+// Reads the whole of an open regular file of at most `limit` bytes, then closes it.
+bool read_all_closing(int fd, const std::string& path, size_t limit, std::string& text,
+                      std::string& problem) {
+  text.assign(limit + 1, '\0');
+  size_t n = 0;
+  while (n < text.size()) {
+    const ssize_t got = ::read(fd, text.data() + n, text.size() - n);
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) {
+      problem = path + ": " + std::strerror(errno);
+      ::close(fd);
+      return false;
+    }
+    if (got == 0) break;
+    n += static_cast<size_t>(got);
+  }
+  ::close(fd);
+  if (n > limit) {
+    problem = path + ": larger than " + std::to_string(limit) + " bytes";
+    return false;
+  }
+  text.resize(n);
+  return true;
+}
+
+}  // namespace
 
 bool read_key_file(const std::string& path, std::string& key, std::string& problem) {
   // O_NONBLOCK: a FIFO at the path must not hang the loader; it is refused below as not a regular file.
@@ -30,25 +58,8 @@ bool read_key_file(const std::string& path, std::string& key, std::string& probl
     problem = path + ": " + (S_ISDIR(st.st_mode) ? std::string(std::strerror(EISDIR)) : "not a regular file");
     return false;
   }
-  std::string text(kMaxKeyFileBytes + 1, '\0');
-  size_t n = 0;
-  while (n < text.size()) {
-    const ssize_t got = ::read(fd, text.data() + n, text.size() - n);
-    if (got < 0 && errno == EINTR) continue;
-    if (got < 0) {
-      problem = path + ": " + std::strerror(errno);
-      ::close(fd);
-      return false;
-    }
-    if (got == 0) break;
-    n += static_cast<size_t>(got);
-  }
-  ::close(fd);
-  if (n > kMaxKeyFileBytes) {
-    problem = path + ": larger than " + std::to_string(kMaxKeyFileBytes) + " bytes";
-    return false;
-  }
-  text.resize(n);
+  std::string text;
+  if (!read_all_closing(fd, path, kMaxKeyFileBytes, text, problem)) return false;
   const size_t begin = text.find_first_not_of(" \t\r\n");
   if (begin == std::string::npos) {
     problem = path + ": empty";
@@ -90,25 +101,8 @@ bool read_pem_file(const std::string& path, bool secret, std::string& pem, std::
     ::close(fd);
     return false;
   }
-  std::string text(kMaxPemFileBytes + 1, '\0');
-  size_t n = 0;
-  while (n < text.size()) {
-    const ssize_t got = ::read(fd, text.data() + n, text.size() - n);
-    if (got < 0 && errno == EINTR) continue;
-    if (got < 0) {
-      problem = path + ": " + std::strerror(errno);
-      ::close(fd);
-      return false;
-    }
-    if (got == 0) break;
-    n += static_cast<size_t>(got);
-  }
-  ::close(fd);
-  if (n > kMaxPemFileBytes) {
-    problem = path + ": larger than " + std::to_string(kMaxPemFileBytes) + " bytes";
-    return false;
-  }
-  text.resize(n);
+  std::string text;
+  if (!read_all_closing(fd, path, kMaxPemFileBytes, text, problem)) return false;
   if (text.find("-----BEGIN ") == std::string::npos) {
     problem = path + ": not PEM (no \"-----BEGIN\" line)";
     return false;

@@ -7,6 +7,7 @@
 #include <string>
 #include <string_view>
 
+#include "fuzz_promise.hpp"
 #include "osvi/net/json.hpp"
 #include "osvi/net/text.hpp"
 #include "requests.hpp"
@@ -14,22 +15,6 @@
 namespace {
 
 using namespace osvi;
-
-// A broken promise aborts with the line and the condition, so a crash report says which promise it was.
-#define require(ok)                                                                 \
-  do {                                                                              \
-    if (!(ok)) {                                                                    \
-      std::fprintf(stderr, "%s:%d: promise broken: %s\n", __FILE__, __LINE__, #ok); \
-      std::abort();                                                                 \
-    }                                                                               \
-  } while (false)
-
-// A message the API sends back: valid UTF-8, no control characters, bounded whatever the request held.
-void check_message(std::string_view m) {
-  require(!m.empty() && m.size() <= 1024);
-  require(net::utf8_valid(m));
-  for (char c : m) require(static_cast<unsigned char>(c) >= 0x20 && c != 0x7f);
-}
 
 void check_tree(const cJSON* item) {
   if (cJSON_IsString(item)) require(net::clean_text(item->valuestring));

@@ -7,27 +7,13 @@
 #include <string>
 #include <string_view>
 
+#include "fuzz_promise.hpp"
 #include "osvi/net/text.hpp"
 #include "requests.hpp"
 
 namespace {
 
 using namespace osvi;
-
-// A broken promise aborts with the line and the condition, so a crash report says which promise it was.
-#define require(ok)                                                                 \
-  do {                                                                              \
-    if (!(ok)) {                                                                    \
-      std::fprintf(stderr, "%s:%d: promise broken: %s\n", __FILE__, __LINE__, #ok); \
-      std::abort();                                                                 \
-    }                                                                               \
-  } while (false)
-
-void check_message(std::string_view m) {
-  require(!m.empty() && m.size() <= 1024);
-  require(net::utf8_valid(m));
-  for (char c : m) require(static_cast<unsigned char>(c) >= 0x20 && c != 0x7f);
-}
 
 // libmicrohttpd's decoding of one path or query component: the callback on a C string.
 std::string decode(std::string_view raw) {
