@@ -73,18 +73,6 @@ Where where_of(const CallFilter& f) {
   return w;
 }
 
-// The statement shape depends on the filter, so it is prepared for this request and not cached: the cache
-// would otherwise keep one statement per combination of filters and list lengths for the daemon's life.
-Result<std::unique_ptr<sql::Stmt>> prepare(sql::Db& db, const std::string& text) {
-  sqlite3_stmt* raw = nullptr;
-  int rc = sqlite3_prepare_v2(db.handle(), text.c_str(), static_cast<int>(text.size()), &raw, nullptr);
-  if (rc != SQLITE_OK) {
-    sqlite3_finalize(raw);
-    return sql::sqlite_error("preparing [" + text + "]", db.handle(), rc);
-  }
-  return std::make_unique<sql::Stmt>(db.handle(), raw);
-}
-
 }  // namespace
 
 Result<CallPage> CallsRepo::list(const CallFilter& filter) {
@@ -96,8 +84,10 @@ Result<CallPage> CallsRepo::list(const CallFilter& filter) {
   // The equality filters are columns of call_counts (migration 3, kept by triggers): the total sums a few
   // groups. A substring or a date range is counted on the calls' indexes.
   const bool grouped = !filter.phone_contains && !filter.picked_from_ms && !filter.picked_to_ms;
-  auto count = prepare(db_.sql(), grouped ? "SELECT ifnull(sum(n), 0) FROM call_counts" + w.sql
-                                          : "SELECT COUNT(*) FROM calls" + w.sql);
+  // Both statements come from the connection's bounded cache of per-request shapes (sqlite.hpp): a repeated
+  // filter skips the parse and plan, which cost about as much as the lookup itself.
+  auto count = db_.sql().cached_shape(grouped ? "SELECT ifnull(sum(n), 0) FROM call_counts" + w.sql
+                                              : "SELECT COUNT(*) FROM calls" + w.sql);
   if (!count.ok()) return wrap("counting calls", count.error());
   w.bind(**count, 1);
   auto counted = (*count)->step();
@@ -106,7 +96,7 @@ Result<CallPage> CallsRepo::list(const CallFilter& filter) {
 
   // The page is chosen from an index alone (the inner select reads no row), then only its calls are read,
   // and of them only the summary columns (calls.cpp): megabyte prompts on a row cost nothing here.
-  auto rows = prepare(db_.sql(), "SELECT " + calls_detail::summary_column_list() +
+  auto rows = db_.sql().cached_shape("SELECT " + calls_detail::summary_column_list() +
                                      " FROM calls WHERE rowid IN (SELECT rowid FROM calls" + w.sql +
                                      " ORDER BY created_at DESC, call_id LIMIT ? OFFSET ?)"
                                      " ORDER BY created_at DESC, call_id");
