@@ -107,6 +107,9 @@ Result<CallPage> CallsRepo::list(const CallFilter& filter) {
   // Pages past any sensible end would overflow the multiplication; they are empty anyway.
   const int64_t offset = page > INT64_MAX / per_page ? INT64_MAX : (page - 1) * per_page;
   (*rows)->bind(next + 1, offset);
+  // A CallRecord is large: growing the vector row by row would move every record already read.
+  out.calls.reserve(static_cast<size_t>(
+      std::clamp<int64_t>(out.total_count - std::min(offset, out.total_count), 0, per_page)));
   for (;;) {
     auto row = (*rows)->step();
     if (!row.ok()) return wrap("listing calls", row.error());
