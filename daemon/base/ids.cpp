@@ -58,9 +58,29 @@ std::string format_local_iso(int64_t unix_ms, int offset_minutes) {
   civil(secs + offset_minutes * 60, &t);
   char sign = offset_minutes < 0 ? '-' : '+';
   int off = offset_minutes < 0 ? -offset_minutes : offset_minutes;
-  char out[96];
-  std::snprintf(out, sizeof out, "%04d-%02d-%02dT%02d:%02d:%02d%c%02d:%02d", t.tm_year + 1900, t.tm_mon + 1,
-                t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec, sign, off / 60, off % 60);
+  const int year = t.tm_year + 1900;
+  if (year < 0 || year > 9999 || off / 60 > 99) {
+    char out[96];
+    std::snprintf(out, sizeof out, "%04d-%02d-%02dT%02d:%02d:%02d%c%02d:%02d", year, t.tm_mon + 1, t.tm_mday,
+                  t.tm_hour, t.tm_min, t.tm_sec, sign, off / 60, off % 60);
+    return out;
+  }
+  // Every listed call formats two of these: digits by hand skip snprintf's format parsing.
+  std::string out = "0000-00-00T00:00:00+00:00";
+  auto put2 = [&out](size_t at, int v) {
+    out[at] = static_cast<char>('0' + v / 10);
+    out[at + 1] = static_cast<char>('0' + v % 10);
+  };
+  put2(0, year / 100);
+  put2(2, year % 100);
+  put2(5, t.tm_mon + 1);
+  put2(8, t.tm_mday);
+  put2(11, t.tm_hour);
+  put2(14, t.tm_min);
+  put2(17, t.tm_sec);
+  out[19] = sign;
+  put2(20, off / 60);
+  put2(23, off % 60);
   return out;
 }
 

@@ -1,7 +1,9 @@
 // RAII wrappers over the sqlite3 C API: connection, cached statements, error text.
 #include "sqlite.hpp"
 
+#include <algorithm>
 #include <cerrno>
+#include <iterator>
 
 namespace osvi::daemon::sql {
 namespace {
@@ -99,6 +101,7 @@ Result<std::unique_ptr<Db>> Db::open(const std::string& path, int flags) {
 
 Db::~Db() {
   cache_.clear();
+  shapes_.clear();
   sqlite3_close_v2(db_);
 }
 
@@ -114,17 +117,46 @@ Status Db::exec(std::string_view sql) {
                     errno_for(rc));
 }
 
+Result<std::unique_ptr<Stmt>> Db::prepare(const std::string& sql) {
+  sqlite3_stmt* raw = nullptr;
+  int rc = sqlite3_prepare_v3(db_, sql.c_str(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT, &raw,
+                              nullptr);
+  if (rc != SQLITE_OK) {
+    sqlite3_finalize(raw);
+    return sqlite_error("preparing [" + sql + "] failed", db_, sqlite3_extended_errcode(db_));
+  }
+  return std::make_unique<Stmt>(db_, raw);
+}
+
 Result<StmtRef> Db::cached(const std::string& sql) {
   auto it = cache_.find(sql);
   if (it == cache_.end()) {
-    sqlite3_stmt* raw = nullptr;
-    int rc = sqlite3_prepare_v3(db_, sql.c_str(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT,
-                                &raw, nullptr);
-    if (rc != SQLITE_OK) {
-      sqlite3_finalize(raw);
-      return sqlite_error("preparing [" + sql + "] failed", db_, sqlite3_extended_errcode(db_));
+    auto stmt = prepare(sql);
+    if (!stmt.ok()) return stmt.error();
+    it = cache_.emplace(sql, std::move(*stmt)).first;
+  }
+  if (it->second->borrowed) return make_error("statement [" + sql + "] is already in use", -EBUSY);
+  return StmtRef(it->second.get());
+}
+
+Result<StmtRef> Db::cached_shape(const std::string& sql) {
+  auto it = std::find_if(shapes_.begin(), shapes_.end(), [&](const auto& e) { return e.first == sql; });
+  if (it == shapes_.end()) {
+    auto stmt = prepare(sql);
+    if (!stmt.ok()) return stmt.error();
+    shapes_.emplace_front(sql, std::move(*stmt));
+    // The least recently used statement that nobody holds makes room; a borrowed one is never finalized.
+    if (shapes_.size() > kShapes) {
+      for (auto victim = std::prev(shapes_.end()); victim != shapes_.begin(); --victim) {
+        if (!victim->second->borrowed) {
+          shapes_.erase(victim);
+          break;
+        }
+      }
     }
-    it = cache_.emplace(sql, std::make_unique<Stmt>(db_, raw)).first;
+    it = shapes_.begin();
+  } else if (it != shapes_.begin()) {
+    shapes_.splice(shapes_.begin(), shapes_, it);
   }
   if (it->second->borrowed) return make_error("statement [" + sql + "] is already in use", -EBUSY);
   return StmtRef(it->second.get());

@@ -4,6 +4,7 @@
 #include <sqlite3.h>
 
 #include <cstdint>
+#include <list>
 #include <map>
 #include <memory>
 #include <optional>
@@ -126,13 +127,22 @@ class Db {
   // A prepared statement from the cache, prepared on first use. -EBUSY if that SQL is already borrowed
   // (a nested use of the same query); such code must finish the outer use first.
   Result<StmtRef> cached(const std::string& sql);
+  // The same for SQL assembled per request (a filter's shape): only the kShapes most recently used texts
+  // stay prepared, so the many possible shapes cannot grow the cache for the daemon's life while the few a
+  // client repeats skip SQLite's parser and planner.
+  Result<StmtRef> cached_shape(const std::string& sql);
+  static constexpr size_t kShapes = 32;
   // A single-column, single-row query (pragmas): the text of the first row, or nullopt when none.
   Result<std::optional<std::string>> query_text(const std::string& sql);
 
  private:
   explicit Db(sqlite3* db) : db_(db) {}
   sqlite3* db_;
+  Result<std::unique_ptr<Stmt>> prepare(const std::string& sql);
+
   std::map<std::string, std::unique_ptr<Stmt>, std::less<>> cache_;
+  // Most recently used first; a short list searched linearly costs far less than a prepare.
+  std::list<std::pair<std::string, std::unique_ptr<Stmt>>> shapes_;
 };
 
 // "what failed: sqlite text (code N)", the shape of every store error.

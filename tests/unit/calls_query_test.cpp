@@ -268,5 +268,57 @@ TEST_F(CallsQuery, CountsAndPhoneIndexFollowEveryWrite) {
   EXPECT_EQ(total, 2);
 }
 
+// The list's statements are kept prepared per filter shape (a bounded cache): a shape used again after
+// writes and after more shapes than the cache holds must still see the current rows, bound afresh.
+TEST_F(CallsQuery, CachedShapesSeeWritesAndSurviveEviction) {
+  add("a", 1).phone_number = "+911111122222";
+  add("b", 2).agent_uuid = "agent_b";
+  insert_all();
+  CallFilter by_agent;
+  by_agent.agent_uuid = "agent_a";
+  CallFilter phone;
+  phone.phone_contains = "11111";
+  CallFilter second;
+  second.per_page = 1;
+  second.page = 2;
+  int64_t total = 0;
+  EXPECT_EQ(ids(by_agent, &total), Ids{"a"});
+  EXPECT_EQ(ids(phone, &total), Ids{"a"});
+  EXPECT_EQ(ids(second, &total), Ids{"a"});
+  EXPECT_EQ(total, 2);
+
+  CallRecord c;
+  c.call_id = "c";
+  c.agent_uuid = "agent_a";
+  c.phone_number = "+911111100000";
+  c.status = "picked";
+  c.created_at_ms = kT0 + 3;
+  ASSERT_TRUE(store_->calls().insert(c).ok());
+  EXPECT_EQ(ids(by_agent, &total), (Ids{"c", "a"}));
+  EXPECT_EQ(total, 2);
+  EXPECT_EQ(ids(phone, &total), (Ids{"c", "a"}));
+  EXPECT_EQ(total, 2);
+  EXPECT_EQ(ids(second, &total), Ids{"b"});
+  EXPECT_EQ(total, 3);
+
+  // Forty more shapes (an agents list of each length is its own SQL text), each answered right, evict the
+  // first ones; they are prepared again and still right.
+  for (size_t n = 1; n <= 40; ++n) {
+    CallFilter many;
+    many.agent_uuids.assign(n, "agent_b");
+    many.agent_uuids.back() = "agent_a";
+    EXPECT_EQ(ids(many, &total), n == 1 ? (Ids{"c", "a"}) : (Ids{"c", "b", "a"})) << n;
+    EXPECT_EQ(total, n == 1 ? 2 : 3) << n;
+  }
+  ASSERT_TRUE(store_->calls().remove("a").ok());
+  EXPECT_EQ(ids(by_agent, &total), Ids{"c"});
+  EXPECT_EQ(total, 1);
+  EXPECT_EQ(ids(phone, &total), Ids{"c"});
+  EXPECT_EQ(total, 1);
+  second.page = 1;
+  EXPECT_EQ(ids(second, &total), Ids{"c"});
+  EXPECT_EQ(total, 2);
+}
+
 }  // namespace
 }  // namespace osvi::daemon
