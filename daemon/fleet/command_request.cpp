@@ -111,6 +111,23 @@ std::optional<std::string> check_command_token(std::string_view configured, cons
   return std::nullopt;
 }
 
+std::string json_refusal_reason(const net::JsonRefusal& refusal) {
+  // Reasons are printable ASCII (docs/mqtt.md): a field path or member name the refusal repeats may hold
+  // any UTF-8, so every other byte is written as \xNN.
+  std::string why;
+  const std::string raw = refusal.field.empty() ? refusal.message : refusal.field + ": " + refusal.message;
+  for (const char c : raw) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u >= 0x20 && u < 0x7f) {
+      why.push_back(c);
+    } else {
+      static constexpr char kHex[] = "0123456789abcdef";
+      why += {'\\', 'x', kHex[u >> 4], kHex[u & 15]};
+    }
+  }
+  return why;
+}
+
 CommandRequest check_command_request(const CommandPolicy& policy, std::string_view name,
                                      std::string_view payload, std::string_view response_topic) {
   CommandRequest q;
@@ -127,7 +144,7 @@ CommandRequest check_command_request(const CommandPolicy& policy, std::string_vi
   net::JsonRefusal refusal;
   net::JsonPtr req = net::json_parse_request(payload, &refusal);
   if (!req) {
-    std::string why = refusal.field.empty() ? refusal.message : refusal.field + ": " + refusal.message;
+    std::string why = json_refusal_reason(refusal);
     if (why.size() > kMaxCommandReasonBytes - 32) why.resize(kMaxCommandReasonBytes - 32);
     q.reasons.push_back("malformed request: " + why);
     return q;

@@ -169,7 +169,7 @@ void FleetSync::handle_desired(const net::MqttMessage& m) {
   } else {
     net::JsonRefusal refusal;
     net::JsonPtr d = net::json_parse_request(m.payload, &refusal);
-    const std::string why = refusal.field.empty() ? refusal.message : refusal.field + ": " + refusal.message;
+    const std::string why = json_refusal_reason(refusal);
     const cJSON* v = d ? cJSON_GetObjectItemCaseSensitive(d.get(), "version") : nullptr;
     const cJSON* c = d ? cJSON_GetObjectItemCaseSensitive(d.get(), "config") : nullptr;
     if (!d || !cJSON_IsObject(d.get())) {

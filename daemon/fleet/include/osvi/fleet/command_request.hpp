@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "osvi/net/json.hpp"
+#include "osvi/net/text.hpp"
 
 namespace osvi::daemon {
 
@@ -51,6 +52,9 @@ bool is_allowed_reply_topic(std::string_view prefix, std::string_view topic);
 // The token check shared by commands and desired-configuration documents: nullopt when doc carries the
 // configured token (compared in constant time), else the reason it is refused.
 std::optional<std::string> check_command_token(std::string_view configured, const cJSON* doc);
+
+// Why a payload failed the strict JSON gate, as a reason a reply may carry: printable ASCII only.
+std::string json_refusal_reason(const net::JsonRefusal& refusal);
 
 // Parses and checks one request: size, JSON object, authentication, then (only once authenticated) the
 // requested reply topic (MQTT v5 response_topic, else "reply_to") and the fields of the named command:
