@@ -429,15 +429,16 @@ TEST_F(MqttTest, SigkillWhilePublishingThenRestartDeliversEverything) {
 TEST_F(MqttTest, CommandsAnswerAcceptedOrRejectedNeverCrash) {
   Broker broker(dir_.path(), osvi::test::free_loopback_port());
   Subscriber sub(broker.port());
-  auto d = start_daemon(
-      config_json(broker.port(), state_, R"(,"commands":{"max_request_bytes":2048,"token":"Fleet-cmd-token-01"})"));
+  auto d = start_daemon(config_json(
+      broker.port(), state_, R"(,"commands":{"max_request_bytes":2048,"token":"Fleet-cmd-token-01"})"));
   ASSERT_TRUE(sub.wait_for(std::string(kPrefix) + "/birth", "online", 10s));
   const std::string p = kPrefix;
   // Every request carries the command token (the pad keeps the oversized one below over the limit).
   auto publish = [&sub](const std::string& topic, std::string payload, const std::string& response_topic = "",
                         const std::string& correlation = "") {
     if (payload.starts_with("{") && payload != "{not json")
-      payload.insert(1, payload == "{}" ? R"("token":"Fleet-cmd-token-01")" : R"("token":"Fleet-cmd-token-01",)");
+      payload.insert(
+          1, payload == "{}" ? R"("token":"Fleet-cmd-token-01")" : R"("token":"Fleet-cmd-token-01",)");
     sub.publish(topic, payload, response_topic, correlation);
   };
 
@@ -573,8 +574,8 @@ TEST_F(MqttTest, ReplyTopicsAreHonouredOnlyUnderTheBoxReplyPrefixAfterAuthentica
   EXPECT_NE(r1->payload.find("\"rejected\""), std::string::npos) << r1->payload;
   EXPECT_NE(r1->payload.find("reply_to: must lie under " + p + "/reply/"), std::string::npos) << r1->payload;
 
-  sub.publish(p + "/cmd/ping/req", R"({"token":"s3cret-token-0001","correlation_id":"r2"})", other + "/status",
-              "c");
+  sub.publish(p + "/cmd/ping/req", R"({"token":"s3cret-token-0001","correlation_id":"r2"})",
+              other + "/status", "c");
   auto r2 = sub.wait_for(p + "/cmd/ping/res", "\"correlation_id\":\"r2\"", 5s);
   ASSERT_TRUE(r2);
   EXPECT_NE(r2->payload.find("response topic: must lie under"), std::string::npos) << r2->payload;
@@ -582,8 +583,8 @@ TEST_F(MqttTest, ReplyTopicsAreHonouredOnlyUnderTheBoxReplyPrefixAfterAuthentica
   int i = 0;
   for (const std::string& bad : {p + "/reply/", p + "/replyx/1", p + "/reply/+", p + "/cfg/reported"}) {
     const std::string corr = "r3-" + std::to_string(i++);
-    sub.publish(p + "/cmd/ping/req",
-                R"({"token":"s3cret-token-0001","correlation_id":")" + corr + R"(","reply_to":")" + bad + "\"}");
+    sub.publish(p + "/cmd/ping/req", R"({"token":"s3cret-token-0001","correlation_id":")" + corr +
+                                         R"(","reply_to":")" + bad + "\"}");
     auto r3 = sub.wait_for(p + "/cmd/ping/res", "\"correlation_id\":\"" + corr + "\"", 5s);
     ASSERT_TRUE(r3) << bad;
     EXPECT_NE(r3->payload.find("reply_to: must lie under"), std::string::npos) << bad << ": " << r3->payload;

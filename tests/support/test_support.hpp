@@ -26,6 +26,9 @@ std::string read_file(const std::string& path);
 
 // A TCP port on 127.0.0.1 that was free a moment ago (bind to port 0, read it back, close).
 int free_loopback_port();
+// A blocking TCP socket connected to 127.0.0.1:port whose reads give up after recv_timeout_s; -1 when the
+// connection is refused. The caller closes it.
+int connect_loopback(int port, int recv_timeout_s);
 
 // JSON answers: parsed (null when not JSON), and a string member ("" when absent or not a string).
 osvi::net::JsonPtr parse_json(const std::string& text);

@@ -725,16 +725,9 @@ TEST_F(ApiCalls, SignedRecordingLink) {
 // The status line and headers of a GET, read from a raw socket that is closed before the body: how a test
 // asks for a file far larger than it wants to receive.
 std::string response_head(uint16_t port, const std::string& target) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return {};
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  timeval tv{10, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  const int fd = osvi::test::connect_loopback(port, 10);
   std::string head;
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
+  if (fd >= 0) {
     const std::string req = "GET " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
     if (::send(fd, req.data(), req.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(req.size())) {
       char buf[4096];
@@ -749,9 +742,6 @@ std::string response_head(uint16_t port, const std::string& target) {
   return head.substr(0, head.find("\r\n\r\n"));
 }
 
-// Recordings are answered from the file descriptor: a large one comes back byte-identical, and one far
-// beyond what a process would read into memory (a sparse 3 GiB file: the old path refused anything over
-// 256 MiB with a 500 rather than buffer it) is answered 200 with its whole length.
 // Rows written by older daemons: a path relative to their working directory (`--state-dir ./state` stored
 // "./state/recordings/<id>.opus", which was then joined to the folder again) and the absolute path of a
 // state folder since moved. Both are served from today's recordings folder.
@@ -793,6 +783,9 @@ TEST_F(ApiCalls, UnknownFromNumberIsNull) {
   locked([&] { EXPECT_FALSE(store_->calls().insert(c).ok()); });
 }
 
+// Recordings are answered from the file descriptor: a large one comes back byte-identical, and one far
+// beyond what a process would read into memory (a sparse 3 GiB file: the old path refused anything over
+// 256 MiB with a 500 rather than buffer it) is answered 200 with its whole length.
 TEST_F(ApiCalls, RecordingsAreServedFromTheFileDescriptor) {
   add_call(make_call(uuid(1), "agent_a", kT0));
   add_call(make_call(uuid(2), "agent_a", kT0));
@@ -861,16 +854,10 @@ TEST(Secret, HmacKnownAnswerAndKeyFile) {
 // One whole exchange on a raw socket, so a test chooses every header (libcurl adds Content-Type for a body).
 Reply raw_exchange(uint16_t port, const std::string& head, const std::string& body) {
   Reply out;
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  const int fd = osvi::test::connect_loopback(port, 5);
   if (fd < 0) return out;
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  timeval tv{5, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   std::string text;
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
+  {
     const std::string req =
         head + "Host: 127.0.0.1\r\nConnection: close\r\nContent-Length: " + std::to_string(body.size()) +
         "\r\n\r\n" + body;
