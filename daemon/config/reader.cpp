@@ -6,6 +6,8 @@
 #include <cmath>
 #include <set>
 
+#include "osvi/net/text.hpp"
+
 namespace osvi::daemon::config_detail {
 namespace {
 
@@ -120,11 +122,6 @@ std::string format_number(double v) {
   return r.ec == std::errc() ? std::string(buf, r.ptr) : std::string("?");
 }
 
-size_t utf8_length(std::string_view s) {
-  return static_cast<size_t>(std::count_if(
-      s.begin(), s.end(), [](char c) { return (static_cast<unsigned char>(c) & 0xC0) != 0x80; }));
-}
-
 ObjectReader::ObjectReader(const cJSON* node, std::string path, Problems* problems)
     : node_(node),
       path_(std::move(path)),
@@ -162,7 +159,8 @@ std::string ObjectReader::str(const char* key, std::string def, size_t min_chars
     return def;
   }
   std::string s = v->valuestring;
-  const size_t len = utf8_length(s);
+  // Characters (code points), which is what "1-50 characters" means to whoever types a name.
+  const size_t len = net::utf8_length(s);
   if (len < min_chars || len > max_chars) {
     error(key, length_problem(len, min_chars, max_chars));
     return def;

@@ -40,8 +40,6 @@ std::string_view json_type_name(const cJSON* node);
 std::string quote(std::string_view s);
 // Shortest round-trip form of a number ("0.3", "5", "1e+20").
 std::string format_number(double v);
-// Length in characters (UTF-8 code points), which is what "1-50 characters" means to whoever types a name.
-size_t utf8_length(std::string_view s);
 
 // Reads one JSON object. Each getter "takes" a key: it returns the default when the key is absent, records a
 // problem and returns the default when the value is wrong, and remembers the key as known. finish() (or the
