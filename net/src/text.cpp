@@ -204,9 +204,9 @@ class StringScan {
   // A string at s_[i_] == '"'. For a member name (key != null) the decoded name is collected, and a problem
   // in it is reported on the object that holds it.
   Verdict string(const std::string& path, std::string* key) {
-    const std::string field = field_name(path);
+    // The field's name is built only for a refusal: every string of every body passes here.
     auto bad = [&](const std::string& problem) {
-      return fail(field, key ? "member name beginning " + quoted(*key) + ": " + problem : problem);
+      return fail(field_name(path), key ? "member name beginning " + quoted(*key) + ": " + problem : problem);
     };
     ++i_;
     while (true) {
