@@ -203,6 +203,10 @@ std::string_view to_string(FieldType v) {
   return "text";
 }
 
+std::string_view to_string(CampaignStatus v) {
+  return v == CampaignStatus::inactive ? "inactive" : "active";
+}
+
 Result<Config> parse_config(std::string_view json_text) {
   Config cfg;
   cfg.source_hash = fnv1a_hex(json_text);

@@ -301,7 +301,72 @@ BEGIN
 END;
 )sql";
 
-constexpr std::array<std::string_view, 3> kMigrations = {kMigration1, kMigration2, kMigration3};
+
+// Migration 4: campaigns, their contact queue and the dialler's attempts (docs/store.md "Campaigns"). No
+// campaign or contact rows were ever written before this version, so the contact table is rebuilt with the
+// columns the dialler needs. A contact's state: held (uploaded without enqueue), queued (due at
+// next_attempt_at), dialing (an attempt is open), done (finished: last_outcome says how), dnd (skipped: on the
+// agent's list at dial time), invalid never stored (reported at upload). An attempt row is written, in the
+// same transaction as the contact's move to dialing, before the line dials: a row still open at start is
+// closed from its call's record, never redialled blindly.
+constexpr std::string_view kMigration4 = R"sql(
+ALTER TABLE campaigns ADD COLUMN source TEXT NOT NULL DEFAULT 'api' CHECK (source IN ('api', 'config'));
+ALTER TABLE campaigns ADD COLUMN starts_at INTEGER;
+ALTER TABLE campaigns ADD COLUMN ends_at INTEGER;
+ALTER TABLE campaigns ADD COLUMN days_mask INTEGER NOT NULL DEFAULT 127 CHECK (days_mask BETWEEN 1 AND 127);
+ALTER TABLE campaigns ADD COLUMN retry_on TEXT NOT NULL DEFAULT 'not_picked,busy';
+ALTER TABLE campaigns ADD COLUMN max_concurrent_per_agent INTEGER NOT NULL DEFAULT 1
+  CHECK (max_concurrent_per_agent >= 1);
+ALTER TABLE campaigns ADD COLUMN definition_hash TEXT NOT NULL DEFAULT '';
+ALTER TABLE campaign_uploads ADD COLUMN source TEXT NOT NULL DEFAULT 'api';
+ALTER TABLE campaign_uploads ADD COLUMN enqueued INTEGER NOT NULL DEFAULT 0 CHECK (enqueued IN (0, 1));
+ALTER TABLE campaign_uploads ADD COLUMN idempotency_key TEXT;
+ALTER TABLE campaign_uploads ADD COLUMN result_json TEXT CHECK (result_json IS NULL OR json_valid(result_json));
+CREATE UNIQUE INDEX campaign_uploads_key ON campaign_uploads (idempotency_key) WHERE idempotency_key IS NOT NULL;
+DROP TABLE campaign_contacts;
+CREATE TABLE campaign_contacts (
+  id              INTEGER PRIMARY KEY,
+  upload_id       INTEGER NOT NULL REFERENCES campaign_uploads (id) ON DELETE CASCADE,
+  campaign_id     INTEGER NOT NULL REFERENCES campaigns (id) ON DELETE CASCADE,
+  agent_uuid      TEXT NOT NULL,
+  phone           TEXT NOT NULL CHECK (phone <> ''),
+  person_name     TEXT,
+  variables_json  TEXT CHECK (variables_json IS NULL OR json_valid(variables_json)),
+  time_zone       TEXT,
+  state           TEXT NOT NULL DEFAULT 'held' CHECK (state IN ('held', 'queued', 'dialing', 'done', 'dnd')),
+  attempts        INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+  next_attempt_at INTEGER,
+  last_call_id    TEXT,
+  last_outcome    TEXT,
+  created_at      INTEGER NOT NULL,
+  updated_at      INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX campaign_contacts_number ON campaign_contacts (campaign_id, phone);
+CREATE INDEX campaign_contacts_due ON campaign_contacts (campaign_id, agent_uuid, next_attempt_at, id)
+  WHERE state = 'queued';
+CREATE INDEX campaign_contacts_upload ON campaign_contacts (upload_id, state);
+CREATE INDEX campaign_contacts_open ON campaign_contacts (state) WHERE state = 'dialing';
+CREATE TABLE campaign_attempts (
+  id          INTEGER PRIMARY KEY,
+  contact_id  INTEGER NOT NULL REFERENCES campaign_contacts (id) ON DELETE CASCADE,
+  campaign_id INTEGER NOT NULL,
+  agent_uuid  TEXT NOT NULL,
+  phone       TEXT NOT NULL,
+  call_id     TEXT NOT NULL UNIQUE,
+  started_at  INTEGER NOT NULL,
+  ended_at    INTEGER,
+  outcome     TEXT
+);
+CREATE INDEX campaign_attempts_phone ON campaign_attempts (phone, started_at);
+CREATE INDEX campaign_attempts_open ON campaign_attempts (ended_at) WHERE ended_at IS NULL;
+CREATE INDEX campaign_attempts_contact ON campaign_attempts (contact_id, started_at);
+ALTER TABLE dnd_numbers ADD COLUMN source TEXT NOT NULL DEFAULT 'api';
+ALTER TABLE dnd_numbers ADD COLUMN call_id TEXT;
+CREATE INDEX dnd_numbers_search ON dnd_numbers (agent_uuid, created_at DESC, id DESC) WHERE removed_at IS NULL;
+ALTER TABLE calls ADD COLUMN greeting_gap_ms INTEGER CHECK (greeting_gap_ms IS NULL OR greeting_gap_ms >= 0);
+)sql";
+
+constexpr std::array<std::string_view, 4> kMigrations = {kMigration1, kMigration2, kMigration3, kMigration4};
 
 }  // namespace
 

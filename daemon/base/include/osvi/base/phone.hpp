@@ -3,6 +3,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "osvi/result.hpp"
 
@@ -32,5 +33,18 @@ bool valid_country(std::string_view country_code);
 // ${libdir}/osvi/. If it cannot be loaded every call fails with -ELIBACC,
 // 'phone number support is not installed: <dlerror>'.
 Result<std::string> normalize_phone(std::string_view digits, std::string_view country_code);
+
+// Campaign contacts and DND entries: free-form numbers (spec §1 "Phone formats"). A number with "+" or the
+// "00" international prefix may be of any country; otherwise it is read as a national number of
+// default_region ("9876543210", "09876543210", "919876543210" for IN). Separators as above; letters refused.
+// Same errors as normalize_phone ('"123" is too short for a number in IN', '"+1 555" is not a plausible
+// number').
+Result<std::string> normalize_any_phone(std::string_view text, std::string_view default_region);
+
+// The IANA zones libphonenumber's time-zone data maps an E.164 number to (longest prefix), e.g.
+// {"America/New_York"} for +1212..., several for a country-wide prefix, none when unknown. The table is
+// generated at build time from Debian's python3-phonenumbers (the same upstream release as libphonenumber8),
+// since libphonenumber's C++ API has no time-zone mapper; it lives in osvi-phone.so.
+std::vector<std::string> phone_time_zones(std::string_view e164);
 
 }  // namespace osvi::daemon

@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -11,6 +12,8 @@
 #include "osvi/hal/at_modem_line.hpp"
 #include "osvi/hal/sim_line.hpp"
 #include "osvi/result.hpp"
+
+struct cJSON;
 
 namespace osvi::daemon {
 
@@ -23,6 +26,9 @@ struct SiteConfig {
   std::string utc_offset = "+05:30";
   int utc_offset_minutes = 330;  // utc_offset in minutes east of UTC, for the API's timestamps
   std::string country = "IN";    // ISO 3166-1 alpha-2
+  // IANA zone of the box (a file under /usr/share/zoneinfo): the callee's zone when a number maps to none or
+  // to several, and the zone of the compliance floor's fallback.
+  std::string time_zone = "Asia/Kolkata";
 };
 
 struct ApiToken {
@@ -200,11 +206,20 @@ struct TransferConfig {
   TransferMode mode = TransferMode::blind;
 };
 
+// A caller who asks not to be called again is put on the agent's do-not-disturb list with the call id.
+struct OptOutConfig {
+  bool enabled = true;   // the model may call the opt_out tool
+  std::string dtmf_key;  // one of 0-9 * #; empty = no key
+  std::string message = "You will not be called again. Goodbye.";  // said before the call ends
+  bool operator==(const OptOutConfig&) const = default;
+};
+
 struct ToolsConfig {
   bool end_call = true;
   bool dtmf = true;
   TransferConfig transfer;
   bool language_switch = false;
+  OptOutConfig opt_out;
 };
 
 // What the caller hears when an upstream model service fails (rendered on the box with espeak-ng).
@@ -315,6 +330,45 @@ struct CallsConfig {
   bool operator==(const CallsConfig&) const = default;
 };
 
+// Legal floor of every campaign dial, in the callee's local time (docs/configuration.md#compliance).
+struct ComplianceConfig {
+  int calling_hours_start_min = 8 * 60;  // "calling_hours": "08:00-21:00", minutes of the local day
+  int calling_hours_end_min = 21 * 60;   // exclusive
+  std::string calling_hours = "08:00-21:00";
+  unsigned max_attempts_per_day = 3;  // calls to one number in any 24 h, across every campaign
+  bool operator==(const ComplianceConfig&) const = default;
+};
+
+enum class CampaignStatus { active, inactive };
+std::string_view to_string(CampaignStatus v);
+
+// A campaign (docs/configuration.md#campaigns; the API extension takes the same shape). Times of day are
+// minutes of the callee's local day; the window is [start, end) and may wrap past midnight (start > end).
+struct CampaignAgentConfig {
+  std::string agent_uuid;
+  bool active = true;
+  bool operator==(const CampaignAgentConfig&) const = default;
+};
+
+struct CampaignConfig {
+  int64_t id = 0;  // numeric, > 0
+  std::string name;
+  CampaignStatus status = CampaignStatus::active;
+  std::vector<CampaignAgentConfig> agents;
+  // schedule: "immediately" (no range) or a date range in the site's zone; the daily window; week days
+  std::optional<int64_t> starts_at_ms;  // none = immediately
+  std::optional<int64_t> ends_at_ms;    // none = open-ended
+  int window_start_min = 0;             // "window": "09:30-18:00"; default all day (the floor still applies)
+  int window_end_min = 24 * 60;
+  uint8_t days_mask = 0x7f;  // bit 0 = Sunday ... bit 6 = Saturday ("days": ["mon", ...])
+  bool is_retry_enabled = false;
+  unsigned retry_threshold = 2;  // attempts in all, the first call included
+  unsigned retry_delay_s = 1800;
+  std::vector<std::string> retry_on = {"not_picked", "busy"};  // call statuses that retry
+  unsigned max_concurrent_per_agent = 1;
+  bool operator==(const CampaignConfig&) const = default;
+};
+
 struct Config {
   std::string source_hash;  // FNV-1a 64 of the JSON text, 16 lower-case hex digits
   SiteConfig site;
@@ -327,6 +381,8 @@ struct Config {
   std::vector<LineConfig> lines;
   CallsConfig calls;
   std::vector<AgentConfig> agents;
+  ComplianceConfig compliance;
+  std::vector<CampaignConfig> campaigns;
 };
 
 // Validates the whole document and fills defaults. On failure the message holds every problem found, one
@@ -335,6 +391,19 @@ Result<Config> parse_config(std::string_view json_text);
 
 // Reads the file, then parse_config(). A read failure names the path and the errno text.
 Result<Config> load_config_file(const std::string& path);
+
+// One campaign object, as configuration's campaigns[] items and the API extension's bodies take it
+// (docs/configuration.md#campaigns): {"id", "name", "status", "agents": ["agent_x" | {"agent_uuid", "active"}],
+// "schedule": {"starts_at": ISO-8601|null, "ends_at": ISO-8601|null, "window": "HH:MM-HH:MM",
+// "days": ["mon", ...]}, "is_retry_enabled", "retry_threshold", "retry_delay", "retry_on": [status...],
+// "max_concurrent_calls_per_agent"}. With `base`, keys absent from the object keep base's values (PATCH; "id"
+// may not change); without, they take the defaults and "id" and "name" are required. Unknown keys are
+// refused. On failure the message holds every problem, one per line, each starting with its key path under
+// `path` (e.g. "campaigns[0].schedule.window: ..." or, with an empty path, "schedule.window: ...").
+Result<CampaignConfig> parse_campaign(const cJSON* object, const CampaignConfig* base = nullptr,
+                                      std::string_view path = "");
+// "HH:MM-HH:MM" → [start, end) minutes of the day; "00:00-24:00" is the whole day. False with *why set.
+bool parse_day_window(std::string_view text, int* start_min, int* end_min, std::string* why);
 
 // The shipped rootfs/etc/osvi/osvid.json, embedded at build time (generated source).
 std::string_view default_config_json();

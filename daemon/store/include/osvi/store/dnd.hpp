@@ -20,6 +20,13 @@ struct DndEntry {
   std::optional<std::string> reason;
   int64_t created_at_ms = 0;
   std::optional<int64_t> removed_at_ms;
+  std::string source = "api";          // api | mqtt | opt_out | config
+  std::optional<std::string> call_id;  // opt_out: the call in which the caller asked
+};
+
+struct DndAdded {
+  DndEntry entry;      // the active entry: the new one, or the one already there
+  bool created = true;  // false: the number was already on the list (idempotent add)
 };
 
 class DndRepo {
@@ -28,6 +35,15 @@ class DndRepo {
 
   // -EEXIST when the number is already on the agent's active list. Returns the new row id.
   Result<int64_t> add(std::string_view agent_uuid, std::string_view phone, std::optional<std::string> reason);
+  // Idempotent add: when the number is already on the agent's active list, that entry is returned with
+  // created = false and nothing changes.
+  Result<DndAdded> add_entry(std::string_view agent_uuid, std::string_view phone,
+                             std::optional<std::string> reason, std::string_view source,
+                             std::optional<std::string> call_id);
+  // GET /v1/dnd_numbers: a page of the agent's active entries, newest first; search = substring of the phone
+  // (digits, '+' allowed). total_count: every match.
+  Result<std::vector<DndEntry>> list(std::string_view agent_uuid, std::string_view search, int64_t page,
+                                     int64_t per_page, int64_t* total_count);
   // Marks the active entry removed (history kept); -ENOENT when none is active.
   Status remove(std::string_view agent_uuid, std::string_view phone);
   // Newest first.

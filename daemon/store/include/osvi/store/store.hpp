@@ -9,7 +9,9 @@
 #include "osvi/result.hpp"
 #include "osvi/store/agents.hpp"
 #include "osvi/store/calls.hpp"
+#include "osvi/store/campaigns.hpp"
 #include "osvi/store/database.hpp"
+#include "osvi/store/dialer_queue.hpp"
 #include "osvi/store/dnd.hpp"
 #include "osvi/store/meta.hpp"
 #include "osvi/store/outbox.hpp"
@@ -30,6 +32,8 @@ class Store {
   CallsRepo& calls() { return calls_; }
   AgentsRepo& agents() { return agents_; }
   DndRepo& dnd() { return dnd_; }
+  CampaignsRepo& campaigns() { return campaigns_; }
+  DialerQueue& dialer_queue() { return dialer_queue_; }
   OutboxRepo& outbox() { return outbox_; }
   MetaRepo& meta() { return meta_; }
 
@@ -43,6 +47,8 @@ class Store {
   CallsRepo calls_;
   AgentsRepo agents_;
   DndRepo dnd_;
+  CampaignsRepo campaigns_;
+  DialerQueue dialer_queue_;
   MetaRepo meta_;
   OutboxRepo outbox_;  // after meta_, which it keeps its counters in
 };

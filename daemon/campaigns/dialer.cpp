@@ -1,0 +1,2 @@
+// Dialer: the campaign scheduler (dialer.hpp).
+#include "osvi/campaigns/dialer.hpp"
