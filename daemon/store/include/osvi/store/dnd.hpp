@@ -21,7 +21,7 @@ struct DndEntry {
   int64_t created_at_ms = 0;
   std::optional<int64_t> removed_at_ms;
   std::string source = "api";          // api | mqtt | opt_out | config
-  std::optional<std::string> call_id;  // opt_out: the call in which the caller asked
+  std::optional<std::string> call_id = std::nullopt;  // opt_out: the call in which the caller asked
 };
 
 struct DndAdded {
