@@ -86,13 +86,13 @@ void FleetSync::handle_command(const std::string& name, const net::MqttMessage& 
       if (agent != nullptr && find_agent(agent) == nullptr) reply.reject("agent_uuid: unknown agent");
       if (reply.ok()) {
         if (act == "add") {
-          auto id =
-              store_.dnd().add(agent, phone, reason ? std::optional<std::string>(reason) : std::nullopt);
-          if (!id) {
-            reply.reject(id.error().code == -EEXIST ? "phone: already on the agent's do-not-disturb list"
-                                                    : id.error().message);
+          auto added = store_.dnd().add_entry(
+              agent, phone, reason ? std::optional<std::string>(reason) : std::nullopt, "mqtt", std::nullopt);
+          if (!added) {
+            reply.reject(added.error().message);
           } else {
-            cJSON_AddNumberToObject(reply.result.get(), "id", static_cast<double>(*id));
+            cJSON_AddNumberToObject(reply.result.get(), "id", static_cast<double>(added->entry.id));
+            cJSON_AddBoolToObject(reply.result.get(), "created", added->created);
           }
         } else if (Status s = store_.dnd().remove(agent, phone); !s) {
           reply.reject(s.error().code == -ENOENT ? "phone: not on the agent's do-not-disturb list"
