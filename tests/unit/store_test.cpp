@@ -852,6 +852,66 @@ TEST_F(StoreTest, DndListPagesNewestFirstAndSearchesLiterally) {
   EXPECT_EQ(store->dnd().list("agent_a", "", 1, 0, &total).error().code, -EINVAL);
 }
 
+// A search matching few entries fetches them by id; one matching many walks the list in order: both give the
+// same order, pages and counts.
+TEST_F(StoreTest, DndSearchPagesAlikeForFewAndManyMatches) {
+  auto store = open_store();
+  ASSERT_TRUE(store);
+  constexpr int kEntries = 2100;  // above the store's 2000 "few matches"
+  {
+    auto tx = store->database().begin();
+    ASSERT_TRUE(tx.ok());
+    for (int i = 0; i < kEntries; ++i) {
+      clock_.advance_ms(1);
+      char phone[20];
+      std::snprintf(phone, sizeof phone, "+9198%08d", i);
+      ASSERT_TRUE(store->dnd().add_entry("agent_a", phone, std::nullopt, "api", std::nullopt).ok());
+    }
+    ASSERT_TRUE(tx->commit().ok());
+  }
+  int64_t total = 0;
+  // Every entry matches "+9198": the walk.
+  auto many = store->dnd().list("agent_a", "+9198", 1, 100, &total);
+  ASSERT_TRUE(many.ok()) << many.error().message;
+  EXPECT_EQ(total, kEntries);
+  ASSERT_EQ(many->size(), 100u);
+  EXPECT_EQ(many->front().phone, "+919800002099");
+  EXPECT_EQ(many->back().phone, "+919800002000");
+  many = store->dnd().list("agent_a", "+9198", 21, 100, &total);
+  ASSERT_TRUE(many.ok());
+  ASSERT_EQ(many->size(), 100u);
+  EXPECT_EQ(many->front().phone, "+919800000099");
+  EXPECT_EQ(many->back().phone, "+919800000000");
+  // A rarer substring, its matches counted directly.
+  int expected = 0;
+  for (int i = 0; i < kEntries; ++i) {
+    char phone[20];
+    std::snprintf(phone, sizeof phone, "+9198%08d", i);
+    if (std::string(phone).find("00001") != std::string::npos) ++expected;
+  }
+  ASSERT_GT(expected, 25);
+  ASSERT_LT(expected, 2000);
+  auto few = store->dnd().list("agent_a", "00001", 1, 25, &total);
+  ASSERT_TRUE(few.ok()) << few.error().message;
+  EXPECT_EQ(total, expected);
+  ASSERT_EQ(few->size(), 25u);
+  for (size_t k = 1; k < few->size(); ++k) EXPECT_GT((*few)[k - 1].created_at_ms, (*few)[k].created_at_ms);
+  for (const DndEntry& e : *few) EXPECT_NE(e.phone.find("00001"), std::string::npos) << e.phone;
+  // The last page holds the oldest match.
+  const int64_t last_page = (expected + 24) / 25;
+  few = store->dnd().list("agent_a", "00001", last_page, 25, &total);
+  ASSERT_TRUE(few.ok());
+  ASSERT_EQ(static_cast<int64_t>(few->size()), expected - (last_page - 1) * 25);
+  EXPECT_EQ(few->back().phone, "+919800000001");
+  // Another agent's entries never leak into a search.
+  EXPECT_TRUE(store->dnd().add_entry("agent_b", "+919800000010", std::nullopt, "api", std::nullopt).ok());
+  few = store->dnd().list("agent_b", "00001", 1, 25, &total);
+  ASSERT_TRUE(few.ok());
+  EXPECT_EQ(total, 1);
+  ASSERT_EQ(few->size(), 1u);
+  EXPECT_EQ(few->front().agent_uuid, "agent_b");
+}
+
 TEST_F(StoreTest, MetaRoundTrip) {
   auto store = open_store();
   ASSERT_TRUE(store);
