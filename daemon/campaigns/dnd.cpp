@@ -9,8 +9,7 @@
 namespace osvi::daemon {
 
 Result<std::string> DndService::normalize(std::string_view phone, std::string_view country) {
-  // TEMPORARY until branch i13-tz (normalize_any_phone) is merged: a national number of country only.
-  return normalize_phone(phone, country);
+  return normalize_any_phone(phone, country);
 }
 
 Result<DndAdded> DndService::add(std::string_view agent_uuid, std::string_view phone,
