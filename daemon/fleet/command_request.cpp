@@ -71,6 +71,9 @@ void check_fields(std::string_view name, const cJSON* r, std::vector<std::string
           "phone: expected a phone number: E.164 such as +919876543210, or a national number of the site's "
           "country (digits, spaces, - . ( ), at most 32 characters)");
     optional_string(r, "reason", reasons);
+    // The same bound as POST /v1/dnd_numbers.
+    if (const char* reason = str_member(r, "reason"); reason != nullptr && net::utf8_length(reason) > 500)
+      reasons.emplace_back("reason: longer than 500 characters");
     return;
   }
   if (name == "call") {
