@@ -48,7 +48,7 @@ class Api {
   // 400 for the endpoints whose pages document 400 for validation (spec section 10), 422 elsewhere.
   static int validation_status(std::string_view method, std::string_view path);
 
-  // One file per resource: agents.cpp, health.cpp, system.cpp, calls.cpp.
+  // One file per resource: agents.cpp, health.cpp, system.cpp, calls.cpp, dnd.cpp.
   void active_agents(net::HttpRequest& request, net::HttpReply reply);
   void health(net::HttpRequest& request, net::HttpReply reply);
   void get_log_level(net::HttpRequest& request, net::HttpReply reply);
