@@ -1,5 +1,6 @@
 // libFuzzer target for the JSON request validation of the write endpoints (POST /v1/call, POST /call, the log
-// level): the strict body parse, then each endpoint's checks; asserts what an accepted request promises.
+// level, POST /v1/dnd_numbers): the strict body parse, then each endpoint's checks; asserts what an accepted
+// request promises.
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -7,6 +8,7 @@
 #include <string>
 #include <string_view>
 
+#include "dnd_requests.hpp"
 #include "fuzz_promise.hpp"
 #include "osvi/net/json.hpp"
 #include "osvi/net/text.hpp"
@@ -34,7 +36,8 @@ void check_text(const std::optional<std::string>& s, size_t max_chars) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
-  const int endpoint = data[0] % 3;  // 0: POST /v1/call, 1: POST /call, 2: PUT /v1/system/log_level
+  // 0: POST /v1/call, 1: POST /call, 2: PUT /v1/system/log_level, 3: POST /v1/dnd_numbers
+  const int endpoint = data[0] % 4;
   const std::string_view body(reinterpret_cast<const char*>(data) + 1, size - 1);
 
   net::JsonRefusal why;
@@ -66,6 +69,24 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       require(level == "err" || level == "error" || level == "warning" || level == "warn" ||
               level == "notice" || level == "info" || level == "debug");
     }
+    return 0;
+  }
+  if (endpoint == 3) {
+    daemon::DndAddRequest dnd;
+    if (auto bad = daemon::parse_dnd_add_request(root.get(), &dnd)) {
+      check_message(bad->message);
+      return 0;
+    }
+    // Only the three known keys, each within its bound.
+    for (const cJSON* c = root->child; c; c = c->next) {
+      const std::string_view k = c->string;
+      require(k == "agent_uuid" || k == "phone" || k == "reason");
+    }
+    require(!dnd.agent_uuid.empty() && net::clean_text(dnd.agent_uuid));
+    require(net::utf8_length(dnd.agent_uuid) <= daemon::kMaxAgentUuidChars);
+    require(!dnd.phone.empty() && net::clean_text(dnd.phone));
+    require(net::utf8_length(dnd.phone) <= daemon::kMaxPhoneNumberChars);
+    check_text(dnd.reason, daemon::kMaxDndReasonChars);
     return 0;
   }
   daemon::PlaceCallRequest req;

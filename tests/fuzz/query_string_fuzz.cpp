@@ -1,5 +1,6 @@
 // libFuzzer target for the request URL: the percent-decoder the HTTP server installs, the query split as
-// libmicrohttpd does it, the query check every endpoint applies and GET /v1/calls's parameter parsing.
+// libmicrohttpd does it, the query check every endpoint applies, GET /v1/calls's parameter parsing and the
+// DND endpoints' (GET and DELETE /v1/dnd_numbers).
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -7,6 +8,7 @@
 #include <string>
 #include <string_view>
 
+#include "dnd_requests.hpp"
 #include "fuzz_promise.hpp"
 #include "osvi/net/text.hpp"
 #include "requests.hpp"
@@ -54,6 +56,24 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
           decode(std::string_view(item).substr(0, eq)),
           eq == std::string::npos ? std::string() : decode(std::string_view(item).substr(eq + 1)));
     }
+  }
+  daemon::DndListQuery list;
+  if (auto bad = daemon::parse_dnd_list_query(query, &list)) {
+    check_message(bad->message);
+  } else {
+    require(!list.agent_uuid.empty() && net::utf8_length(list.agent_uuid) <= daemon::kMaxAgentUuidChars);
+    for (char c : list.search) require((c >= '0' && c <= '9') || c == '+');
+    require(list.page >= 1 && list.per_page >= 1 && list.per_page <= daemon::kMaxPerPage);
+  }
+  daemon::DndDeleteQuery del;
+  bool missing = false;
+  if (auto bad = daemon::parse_dnd_delete_query(query, &del, &missing)) {
+    check_message(bad->message);
+    if (missing) require(bad->message.starts_with("param is missing or the value is empty: "));
+  } else {
+    require(!del.agent_uuid.empty() && net::clean_text(del.agent_uuid));
+    require(!del.phone.empty() && net::clean_text(del.phone));
+    require(net::utf8_length(del.phone) <= daemon::kMaxPhoneNumberChars);
   }
   const int offset = static_cast<int>(size % 1681) - 840;  // any site offset, -14:00..+14:00
   daemon::CallFilter f;

@@ -452,10 +452,17 @@ TEST_F(MqttTest, CommandsAnswerAcceptedOrRejectedNeverCrash) {
   publish(p + "/cmd/ping/req", R"({"reply_to":")" + p + R"(/reply/2","correlation_id":"c2"})");
   ASSERT_TRUE(sub.wait_for(p + "/reply/2", "\"correlation_id\":\"c2\"", 5s));
 
+  // A free-form number is normalised with the site's country (IN); adding it again is idempotent and says so.
+  publish(p + "/cmd/dnd/req", R"({"action":"add","agent_uuid":"agent_a","phone":"098000 00001"})");
+  auto added = sub.wait_for(p + "/cmd/dnd/res", "\"created\":true", 5s);
+  ASSERT_TRUE(added);
+  EXPECT_NE(added->payload.find("\"accepted\""), std::string::npos) << added->payload;
+  EXPECT_NE(added->payload.find("\"phone\":\"+919800000001\""), std::string::npos) << added->payload;
   publish(p + "/cmd/dnd/req", R"({"action":"add","agent_uuid":"agent_a","phone":"+919800000001"})");
-  ASSERT_TRUE(sub.wait_for(p + "/cmd/dnd/res", "\"accepted\"", 5s));
-  publish(p + "/cmd/dnd/req", R"({"action":"add","agent_uuid":"agent_a","phone":"+919800000001"})");
-  ASSERT_TRUE(sub.wait_for(p + "/cmd/dnd/res", "already on", 5s));
+  auto dup = sub.wait_for(p + "/cmd/dnd/res", "already on", 5s);
+  ASSERT_TRUE(dup);
+  EXPECT_NE(dup->payload.find("\"accepted\""), std::string::npos) << dup->payload;
+  EXPECT_NE(dup->payload.find("\"created\":false"), std::string::npos) << dup->payload;
   publish(p + "/cmd/dnd/req", R"({"action":"remove","agent_uuid":"agent_zz","phone":"12"})");
   auto bad = sub.wait_for(p + "/cmd/dnd/res", "unknown agent", 5s);
   ASSERT_TRUE(bad);

@@ -48,7 +48,7 @@ class Api {
   // 400 for the endpoints whose pages document 400 for validation (spec section 10), 422 elsewhere.
   static int validation_status(std::string_view method, std::string_view path);
 
-  // One file per resource: agents.cpp, health.cpp, system.cpp, calls.cpp.
+  // One file per resource: agents.cpp, health.cpp, system.cpp, calls.cpp, dnd.cpp.
   void active_agents(net::HttpRequest& request, net::HttpReply reply);
   void health(net::HttpRequest& request, net::HttpReply reply);
   void get_log_level(net::HttpRequest& request, net::HttpReply reply);
@@ -62,6 +62,11 @@ class Api {
   void get_recording(net::HttpRequest& request, net::HttpReply reply);
   // GET /v1/recordings/{file}: authorised by its signed link, not by the API token.
   void serve_recording(net::HttpRequest& request, net::HttpReply reply);
+  // dnd.cpp: POST, GET, DELETE /v1/dnd_numbers.
+  void add_dnd(net::HttpRequest& request, net::HttpReply reply);
+  void list_dnd(net::HttpRequest& request, net::HttpReply reply);
+  void remove_dnd(net::HttpRequest& request, net::HttpReply reply);
+  bool dnd_agent_known(const std::string& agent_uuid, net::HttpReply& reply);
 
   ApiContext& ctx_;
   net::Router router_;
