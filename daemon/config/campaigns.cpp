@@ -32,7 +32,7 @@ constexpr std::array<std::string_view, 7> kDayNames = {"sun", "mon", "tue", "wed
 constexpr std::array<std::string_view, 4> kRetryStatuses = {"not_picked", "busy", "failed", "voicemail"};
 
 std::string format_day_window(int start_min, int end_min) {
-  char buf[16];
+  char buf[32];  // room for any int, so -Wformat-truncation (Release) stays quiet
   std::snprintf(buf, sizeof buf, "%02d:%02d-%02d:%02d", start_min / 60, start_min % 60, end_min / 60,
                 end_min % 60);
   return buf;
