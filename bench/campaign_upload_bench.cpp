@@ -147,9 +147,9 @@ int main(int argc, char** argv) {
     if (run == 0) continue;
     ++ok;
     times.push_back(ms);
-    deltas.push_back((peak - before) / 1024.0);
+    deltas.push_back(static_cast<double>(peak - before) / 1024.0);
     std::printf("%3d  %8.1f  %10.0f  %16.1f  %14.1f  %8ld\n", run, ms, contacts * 1000.0 / ms,
-                before / 1024.0, (peak - before) / 1024.0, accepted);
+                static_cast<double>(before) / 1024.0, static_cast<double>(peak - before) / 1024.0, accepted);
   }
   stop = true;
   loop.join();
