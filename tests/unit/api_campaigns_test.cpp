@@ -614,6 +614,17 @@ TEST_F(ApiCampaigns, ConfigCampaignsTakeOnlyRuntimeSwitchesThatSurviveReloads) {
   EXPECT_EQ(net::json_print(at(applied.data(), "agents")),
             R"([{"agent_uuid":"agent_a","active":true},{"agent_uuid":"agent_b","active":true}])");
 
+  // An API campaign whose id the configuration takes is the configuration's from then on.
+  create_api_campaign(2);
+  CampaignConfig two = config_campaign();
+  two.id = 2;
+  two.name = "Now in the file";
+  config_.campaigns.push_back(two);
+  locked([&] { ASSERT_TRUE(service_->sync(config_).ok()); });
+  Reply taken = request("GET", "/v1/campaigns/2");
+  EXPECT_EQ(str(taken.data(), "source"), "config");
+  EXPECT_EQ(str(taken.data(), "name"), "Now in the file");
+
   // Gone from the configuration: paused, its queue kept.
   config_.campaigns.clear();
   locked([&] { ASSERT_TRUE(service_->sync(config_).ok()); });
