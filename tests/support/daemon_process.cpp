@@ -133,13 +133,13 @@ size_t append_cb(char* data, size_t size, size_t n, void* user) {
 }  // namespace
 
 HttpResult http_request(const std::string& method, const std::string& url, const std::string& token,
-                        const std::string& body) {
+                        const std::string& body, const std::string& content_type) {
   HttpResult out;
   CURL* curl = curl_easy_init();
   if (!curl) throw std::runtime_error("curl_easy_init failed");
   curl_slist* headers = nullptr;
   if (!token.empty()) headers = curl_slist_append(headers, ("API-Token: " + token).c_str());
-  headers = curl_slist_append(headers, "Content-Type: application/json");
+  headers = curl_slist_append(headers, ("Content-Type: " + content_type).c_str());
   curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
   curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method.c_str());
   curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);

@@ -49,6 +49,6 @@ struct HttpResult {
 
 // A real HTTP request through libcurl. token empty = no API-Token header.
 HttpResult http_request(const std::string& method, const std::string& url, const std::string& token,
-                        const std::string& body = {});
+                        const std::string& body = {}, const std::string& content_type = "application/json");
 
 }  // namespace osvi::test
