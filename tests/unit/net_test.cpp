@@ -14,9 +14,13 @@
 #include <chrono>
 #include <cstdlib>
 #include <mutex>
+#include <ostream>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "daemon_process.hpp"
+#include "osvi/net/csv.hpp"
 #include "osvi/net/http_server.hpp"
 #include "osvi/net/json.hpp"
 #include "osvi/net/router.hpp"
@@ -829,6 +833,200 @@ TEST(HttpServer, ServesHttpsWithTheConfiguredCertificate) {
   auto mismatched = osvi::net::HttpServer::start(o, [](HttpRequest&, HttpReply) {});
   ASSERT_FALSE(mismatched);
   EXPECT_EQ(mismatched.error().code, -EKEYREJECTED) << mismatched.error().message;
+}
+
+// CsvReader: every case is parsed whole, split in two at every offset and byte by byte; all must agree.
+struct CsvRow {
+  size_t line = 0;
+  std::vector<std::string> fields;
+  std::string error;
+  bool operator==(const CsvRow&) const = default;
+};
+
+std::ostream& operator<<(std::ostream& os, const CsvRow& r) {
+  os << "{line " << r.line << ", " << (r.error.empty() ? "ok" : "error \"" + r.error + "\"") << ", fields";
+  for (const auto& f : r.fields) os << " " << osvi::net::quoted(f, 80);
+  return os << "}";
+}
+
+// Feeds `chunks` (which together are the input) and collects what the reader reports.
+std::vector<CsvRow> csv_read(const std::vector<std::string_view>& chunks, osvi::net::CsvLimits limits) {
+  std::vector<CsvRow> rows;
+  auto keep = [&](const osvi::net::CsvRecord& r) {
+    CsvRow row{r.line, {}, std::string(r.error)};
+    for (auto f : r.fields) row.fields.emplace_back(f);
+    rows.push_back(std::move(row));
+  };
+  osvi::net::CsvReader reader(limits);
+  for (auto c : chunks) reader.feed(c, keep);
+  reader.finish(keep);
+  return rows;
+}
+
+// The rows of `in` read in one piece, after checking that every 2-way split and byte-by-byte feeding give
+// exactly the same rows.
+std::vector<CsvRow> csv_rows(std::string_view in, osvi::net::CsvLimits limits = {}) {
+  const auto whole = csv_read({in}, limits);
+  for (size_t cut = 0; cut <= in.size(); ++cut)
+    EXPECT_EQ(csv_read({in.substr(0, cut), in.substr(cut)}, limits), whole) << "split at " << cut;
+  std::vector<std::string_view> bytes;
+  for (size_t i = 0; i < in.size(); ++i) bytes.push_back(in.substr(i, 1));
+  EXPECT_EQ(csv_read(bytes, limits), whole) << "byte by byte";
+  return whole;
+}
+
+CsvRow good(size_t line, std::vector<std::string> fields) {
+  return CsvRow{line, std::move(fields), ""};
+}
+CsvRow bad(size_t line, std::string error) {
+  return CsvRow{line, {}, std::move(error)};
+}
+
+TEST(CsvReader, LineEndsEmptyLinesAndSpaces) {
+  using V = std::vector<CsvRow>;
+  // CRLF, LF and a lone CR each end one line; empty lines are skipped but counted; spaces stay as given.
+  EXPECT_EQ(csv_rows("phone,person_name\r\n+919800000001, Asha \n\n+919800000002,Ravi\r\r\n,\r a ,b,"),
+            (V{good(1, {"phone", "person_name"}), good(2, {"+919800000001", " Asha "}),
+               good(4, {"+919800000002", "Ravi"}), good(6, {"", ""}), good(7, {" a ", "b", ""})}));
+  // The last line needs no line end; a line of only spaces is a record; "" is one empty field.
+  EXPECT_EQ(csv_rows("a\n  \n\"\"\nb"), (V{good(1, {"a"}), good(2, {"  "}), good(3, {""}), good(4, {"b"})}));
+  EXPECT_EQ(csv_rows(""), V{});
+  EXPECT_EQ(csv_rows("\r\n\n\r"), V{});
+}
+
+TEST(CsvReader, ByteOrderMarkDroppedOnlyAtTheStart) {
+  using V = std::vector<CsvRow>;
+  EXPECT_EQ(csv_rows("\xEF\xBB\xBFphone\r\n1"), (V{good(1, {"phone"}), good(2, {"1"})}));
+  EXPECT_EQ(csv_rows("\xEF\xBB\xBF"), V{});
+  EXPECT_EQ(csv_rows("\xEF\xBB\xBF\"q\""), V{good(1, {"q"})});
+  // Anywhere else U+FEFF is text (valid UTF-8), kept in its field.
+  EXPECT_EQ(csv_rows("a\n\xEF\xBB\xBF"
+                     "b"),
+            (V{good(1, {"a"}), good(2, {"\xEF\xBB\xBF"
+                                        "b"})}));
+  // The start of a BOM that does not complete is not dropped: it is invalid UTF-8.
+  EXPECT_EQ(csv_rows("\xEF\xBBx,y\nok"),
+            (V{bad(1, "field 1: invalid UTF-8 (byte 0xef) at offset 0"), good(2, {"ok"})}));
+  EXPECT_EQ(csv_rows("\xEF"), V{bad(1, "field 1: invalid UTF-8 (byte 0xef) at offset 0")});
+}
+
+TEST(CsvReader, QuotedFieldsKeepCommasQuotesAndLineEnds) {
+  using V = std::vector<CsvRow>;
+  EXPECT_EQ(csv_rows("\"Rao, Asha\",\"say \"\"hi\"\"\",\"\"\"\"\n"),
+            (V{good(1, {"Rao, Asha", "say \"hi\"", "\""})}));
+  // Line ends inside quotes stay in the field as written; a record's line is the one it starts on, and the
+  // lines after count every physical line end inside it.
+  EXPECT_EQ(csv_rows("h1,h2\n1,\"two\r\nlines\"\r\n2,\"three\nlines\rhere\"\n3,\"\n\n\"\n4,x"),
+            (V{good(1, {"h1", "h2"}), good(2, {"1", "two\r\nlines"}), good(4, {"2", "three\nlines\rhere"}),
+               good(7, {"3", "\n\n"}), good(10, {"4", "x"})}));
+  // Quoted fields may hold UTF-8, which a chunk boundary may split anywhere.
+  EXPECT_EQ(csv_rows("\"\xE0\xA4\x86\xE0\xA4\xB6\xE0\xA4\xBE\",\xF0\x9F\x98\x80"),
+            V{good(1, {"\xE0\xA4\x86\xE0\xA4\xB6\xE0\xA4\xBE", "\xF0\x9F\x98\x80"})});
+}
+
+TEST(CsvReader, BadRowsAreReportedAndTheRestLoads) {
+  using V = std::vector<CsvRow>;
+  constexpr const char* kStray =
+      "field 2: a quote inside an unquoted field (quote the whole field and double the quote)";
+  EXPECT_EQ(csv_rows("1,ab\"c\n2,ok\n"), (V{bad(1, kStray), good(2, {"2", "ok"})}));
+  EXPECT_EQ(csv_rows("1,\"ab\"c,d\r\n2,ok"),
+            (V{bad(1, "field 2: text after the closing quote"), good(2, {"2", "ok"})}));
+  // The first reason is the one reported, and the bad record still ends at a line end outside quotes: the
+  // quoted newline after the error belongs to it.
+  EXPECT_EQ(csv_rows("1,a\"b,\"x\ny\",c\n2,ok\n"), (V{bad(1, kStray), good(3, {"2", "ok"})}));
+  // Invalid UTF-8 and NUL, quoted or not, with the field and the offset.
+  EXPECT_EQ(csv_rows("1,ok\n2,ab\xFF\n3,\"\xC0\xAF\"\n4,\"x\xED\xA0\x80\"\n5,ok"),
+            (V{good(1, {"1", "ok"}), bad(2, "field 2: invalid UTF-8 (byte 0xff) at offset 2"),
+               bad(3, "field 2: invalid UTF-8 (byte 0xc0) at offset 0"),
+               bad(4, "field 2: invalid UTF-8 (byte 0xed) at offset 1"), good(5, {"5", "ok"})}));
+  EXPECT_EQ(
+      csv_rows(std::string_view("a\0b,c\n\"x\ny\0\"\nok", 15)),
+      (V{bad(1, "field 1: NUL byte at offset 1"), bad(2, "field 1: NUL byte at offset 3"), good(4, {"ok"})}));
+  // A quote never closed at the end of the input: one bad record at the line it started on.
+  EXPECT_EQ(csv_rows("1,ok\n2,\"never\nclosed,3\n"),
+            (V{good(1, {"1", "ok"}), bad(2, "field 2: quote not closed at the end of the input")}));
+  EXPECT_EQ(csv_rows("\""), V{bad(1, "field 1: quote not closed at the end of the input")});
+}
+
+TEST(CsvReader, FieldAndFieldCountLimits) {
+  using V = std::vector<CsvRow>;
+  const osvi::net::CsvLimits small{.max_field_bytes = 4, .max_fields = 3, .max_record_bytes = 64};
+  // Field bytes count after unquoting: "a""b" is 3 bytes; exactly the limit is fine.
+  EXPECT_EQ(csv_rows("abcd,\"a\"\"bc\"\nabcde,x\n\"ab,cd\"\n\"a\nbc\"\n2", small),
+            (V{good(1, {"abcd", "a\"bc"}), bad(2, "field 1: longer than 4 bytes"),
+               bad(3, "field 1: longer than 4 bytes"), good(4, {"a\nbc"}), good(6, {"2"})}));
+  EXPECT_EQ(csv_rows("a,b,c\na,b,c,\n,,\n,,,\"x\ny\"\nz", small),
+            (V{good(1, {"a", "b", "c"}), bad(2, "more than 3 fields"), good(3, {"", "", ""}),
+               bad(4, "more than 3 fields"), good(6, {"z"})}));
+  // The default limits: 4096 bytes a field, 64 fields.
+  const std::string f4096(4096, 'x');
+  std::string fields64 = "f";
+  for (int i = 1; i < 64; ++i) fields64 += ",f";
+  const auto rows = csv_read({f4096 + "\n" + f4096 + "y\n" + fields64 + "\n" + fields64 + ",f\nend"}, {});
+  ASSERT_EQ(rows.size(), 5u);
+  EXPECT_EQ(rows[0], good(1, {f4096}));
+  EXPECT_EQ(rows[1], bad(2, "field 1: longer than 4096 bytes"));
+  EXPECT_TRUE(rows[2].error.empty());
+  EXPECT_EQ(rows[2].fields.size(), 64u);
+  EXPECT_EQ(rows[3], bad(4, "more than 64 fields"));
+  EXPECT_EQ(rows[4], good(5, {"end"}));
+}
+
+TEST(CsvReader, RecordByteLimitBoundsWhatABadRecordSwallows) {
+  using V = std::vector<CsvRow>;
+  const osvi::net::CsvLimits small{.max_field_bytes = 8, .max_fields = 8, .max_record_bytes = 12};
+  // The record counts as written (quotes and commas too); exactly the limit is fine.
+  EXPECT_EQ(csv_rows("\"ab\",cd,\"ef\"\n1234,5678,90123\nok", small),
+            (V{good(1, {"ab", "cd", "ef"}), bad(2, "record longer than 12 bytes"), good(3, {"ok"})}));
+  // A quote never closed runs into the limit: the record is reported and reading resumes after the next
+  // physical line end, quotes or not, so the rest of the file still loads.
+  const osvi::net::CsvLimits wide_fields{.max_field_bytes = 64, .max_fields = 8, .max_record_bytes = 12};
+  const char* kNeverClosed = "record longer than 12 bytes (inside a quoted field: a quote never closed?)";
+  EXPECT_EQ(csv_rows("1,\"oops\n2,x\n3,y\n4,z\r\n5,w\n", wide_fields),
+            (V{bad(1, kNeverClosed), good(4, {"4", "z"}), good(5, {"5", "w"})}));
+  EXPECT_EQ(csv_rows("\"1234567\n1234\"\r\nok", wide_fields), (V{bad(1, kNeverClosed), good(3, {"ok"})}));
+  // The field limit is usually broken first; the record still runs on, lexed but not kept, to the record
+  // limit. Resuming at a physical line end may leave the tail of the runaway field to be read as a record.
+  EXPECT_EQ(csv_rows("\"123456789\nab\ncd\nok", small),
+            (V{bad(1, "field 1: longer than 8 bytes"), good(3, {"cd"}), good(4, {"ok"})}));
+  // With the default limits (4096 bytes a field, 16 KiB a record): a quote opened on line 1 and never closed
+  // swallows lines 1-17 (17 x 1001 bytes passes 16 KiB), and reading resumes on line 18.
+  std::string runaway = "\"";
+  for (int i = 0; i < 20; ++i) runaway += std::string(1000, 'x') + "\n";
+  const auto rows = csv_read({runaway + "1,2\n"}, {});
+  ASSERT_EQ(rows.size(), 5u);
+  EXPECT_EQ(rows[0],
+            bad(1, "field 1: longer than 4096 bytes (inside a quoted field: a quote never closed?)"));
+  EXPECT_EQ(rows[1], good(18, {std::string(1000, 'x')}));
+  EXPECT_EQ(rows[3], good(20, {std::string(1000, 'x')}));
+  EXPECT_EQ(rows[4], good(21, {"1", "2"}));
+}
+
+TEST(CsvReader, ReaderIsNewAfterFinishAndViewsPointIntoOneRecord) {
+  osvi::net::CsvReader reader({.max_field_bytes = 16, .max_fields = 4, .max_record_bytes = 32});
+  std::vector<CsvRow> rows;
+  size_t largest = 0;
+  auto keep = [&](const osvi::net::CsvRecord& r) {
+    CsvRow row{r.line, {}, std::string(r.error)};
+    for (auto f : r.fields) {
+      row.fields.emplace_back(f);
+      largest = std::max(largest, f.size());
+    }
+    rows.push_back(std::move(row));
+  };
+  reader.feed(
+      "\xEF\xBB\xBF"
+      "a,\"b",
+      keep);
+  reader.finish(keep);
+  reader.feed(
+      "\xEF\xBB\xBF"
+      "c\nd",
+      keep);
+  reader.finish(keep);
+  EXPECT_EQ(rows, (std::vector<CsvRow>{bad(1, "field 2: quote not closed at the end of the input"),
+                                       good(1, {"c"}), good(2, {"d"})}));
+  EXPECT_LE(largest, 16u);
 }
 
 }  // namespace
