@@ -90,6 +90,15 @@ Api::Api(ApiContext& ctx) : ctx_(ctx) {
   router_.add("GET", "/v1/call/{id}/transcript", bind(&Api::get_transcript));
   router_.add("GET", "/v1/call/{id}/recording", bind(&Api::get_recording));
   router_.add("GET", "/v1/recordings/{file}", bind(&Api::serve_recording));
+  router_.add("POST", "/v1/campaigns", bind(&Api::create_campaign));
+  router_.add("GET", "/v1/campaigns", bind(&Api::list_campaigns));
+  router_.add("GET", "/v1/campaigns/{id}", bind(&Api::get_campaign));
+  router_.add("PATCH", "/v1/campaigns/{id}", bind(&Api::patch_campaign));
+  router_.add("POST", "/v1/campaigns/{id}/contacts", bind(&Api::post_contacts));
+  router_.add("GET", "/v1/campaigns/{id}/contacts", bind(&Api::list_contacts));
+  router_.add("POST", "/v1/campaigns/{id}/contacts.csv", bind(&Api::post_contacts_csv));
+  router_.add("GET", "/v1/campaigns/{id}/status", bind(&Api::campaign_status));
+  router_.add("POST", "/v1/campaigns/{id}/uploads/{upload_id}/enqueue", bind(&Api::enqueue_upload));
 }
 
 namespace {
@@ -145,6 +154,14 @@ void Api::handle(HttpRequest& request, HttpReply reply) {
   body_.reset();
   if (wants_body(request.method)) {
     auto type = request.header("Content-Type");
+    // Contacts may come as a CSV file too: that body goes, unparsed, to the CSV importer's handler.
+    if (request.method == "POST" && request.path.starts_with("/v1/campaigns/") &&
+        (request.path.ends_with("/contacts") || request.path.ends_with("/contacts.csv")) &&
+        (!json_content_type(type) || request.path.ends_with("/contacts.csv"))) {
+      request.params = std::move(m.params);
+      post_contacts_csv(request, std::move(reply));
+      return;
+    }
     if (!json_content_type(type)) {
       reply.send(error(415, type ? "Content-Type: expected application/json, got " + quoted(*type)
                                  : "Content-Type: required, application/json"));

@@ -310,6 +310,10 @@ Status App::start() {
                  {{"CALL_ID", id}}, log::id::kDbRecovered);
   }
   if (auto s = store_->agents().sync(agent_records(*config_)); !s) return s;
+  zones_ = std::make_unique<TimeZones>();
+  campaigns_ = std::make_unique<CampaignService>(*store_, *zones_);
+  campaigns_->set_can_dial([this] { return lines_ && lines_->size() > 0; });
+  if (auto s = campaigns_->sync(*config_); !s) return s;
 
   bool generated = false;
   auto tokens = resolve_tokens(*config_, &generated);
@@ -325,6 +329,7 @@ Status App::start() {
   api_ctx_.started_wall_ms = clock_->wall_ms();
   api_ctx_.config_source = source;
   api_ctx_.config_loaded_wall_ms = api_ctx_.started_wall_ms;
+  api_ctx_.campaigns = campaigns_.get();
   api_ = std::make_unique<Api>(api_ctx_);
 
   if (auto s = EventLoop::block_signals({SIGTERM, SIGINT, SIGHUP}); !s) return s;
@@ -538,11 +543,13 @@ Status App::apply(Config new_cfg) {
     if (auto s = start_api(*cfg, &new_server, &new_sources); !s) return reject(s.error().message);
   }
   if (auto s = store_->agents().sync(agent_records(*cfg)); !s) return reject("agents: " + s.error().message);
+  if (auto s = campaigns_->sync(*cfg); !s) return reject("campaigns: " + s.error().message);
 
   // Nothing below can fail: the switch is all or nothing.
   config_ = std::make_unique<Config>(std::move(*cfg));
   tokens_ = std::move(*tokens);
   api_ctx_.config = config_.get();
+  campaigns_->set_config(config_.get());
   api_ctx_.config_loaded_wall_ms = clock_->wall_ms();
   if (new_server) {
     server_sources_ = std::move(new_sources);
@@ -621,6 +628,8 @@ int App::run() {
   lines_.reset();
   api_ctx_.fleet = nullptr;
   fleet_.reset();  // before the store it writes to
+  api_ctx_.campaigns = nullptr;
+  campaigns_.reset();
   store_.reset();
   signal_sources_.clear();
   if (r < 0) {

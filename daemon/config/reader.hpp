@@ -114,7 +114,10 @@ E ObjectReader::choice(const char* key, E def,
   for (const auto& o : options) {
     if (o.first == got) return o.second;
     if (i++) allowed += i == options.size() ? " or " : ", ";
-    allowed += "\"" + std::string(o.first) + "\"";
+    // Appended piece by piece: GCC 12 -O2 sees a false -Wrestrict in "\"" + std::string(...) here.
+    allowed += '"';
+    allowed += o.first;
+    allowed += '"';
   }
   error(key, "must be " + allowed + ", got " + quote(got));
   return def;

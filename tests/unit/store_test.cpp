@@ -767,6 +767,231 @@ TEST_F(StoreTest, DndAllowsOneActiveEntryPerAgentAndNumber) {
   EXPECT_EQ(raw.text("SELECT count(*) FROM dnd_numbers WHERE agent_uuid = 'agent_a'"), "2");  // history kept
 }
 
+CampaignRow sample_campaign(int64_t id) {
+  CampaignRow c;
+  c.id = id;
+  c.name = "Renewals " + std::to_string(id);
+  c.is_retry_enabled = true;
+  c.retry_threshold = 3;
+  c.retry_delay_s = 600;
+  c.retry_on = {"not_picked", "busy", "failed"};
+  c.starts_at_ms = kT0;
+  c.ends_at_ms = kT0 + 86'400'000;
+  c.window_start_min = 9 * 60 + 30;
+  c.window_end_min = 18 * 60;
+  c.days_mask = 0x3e;
+  c.max_concurrent_per_agent = 2;
+  c.agents = {{"agent_a", true}, {"agent_b", false}};
+  c.definition_hash = "0123456789abcdef";
+  return c;
+}
+
+TEST_F(StoreTest, CampaignRoundTripsAndUpsertKeepsCreatedAt) {
+  auto store = open_store();
+  ASSERT_TRUE(store);
+  CampaignRow c = sample_campaign(7);
+  ASSERT_TRUE(store->campaigns().upsert(c).ok());
+  auto back = store->campaigns().get(7);
+  ASSERT_TRUE(back.ok()) << back.error().message;
+  ASSERT_TRUE(back->has_value());
+  c.created_at_ms = kT0;
+  c.updated_at_ms = kT0;
+  EXPECT_EQ(**back, c);
+
+  clock_.advance_ms(5000);
+  c.name = "Renewals (Q3)";
+  c.agents = {{"agent_c", true}};
+  c.window_start_min = 0;
+  c.window_end_min = 24 * 60;
+  c.starts_at_ms.reset();
+  ASSERT_TRUE(store->campaigns().upsert(c).ok());
+  back = store->campaigns().get(7);
+  ASSERT_TRUE(back.ok() && back->has_value());
+  c.updated_at_ms = kT0 + 5000;
+  EXPECT_EQ(**back, c);  // created_at kept, agents replaced
+
+  ASSERT_TRUE(store->campaigns().upsert(sample_campaign(3)).ok());
+  auto all = store->campaigns().list();
+  ASSERT_TRUE(all.ok());
+  ASSERT_EQ(all->size(), 2u);
+  EXPECT_EQ((*all)[0].id, 3);
+  EXPECT_EQ((*all)[1].id, 7);
+  EXPECT_EQ((*all)[0].agents.size(), 2u);
+
+  ASSERT_TRUE(store->campaigns().set_status(7, "inactive").ok());
+  back = store->campaigns().get(7);
+  ASSERT_TRUE(back.ok() && back->has_value());
+  EXPECT_EQ((*back)->status, "inactive");
+  EXPECT_EQ(store->campaigns().set_status(99, "inactive").error().code, -ENOENT);
+  auto none = store->campaigns().get(99);
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(none->has_value());
+}
+
+TEST_F(StoreTest, AddContactAppliesTheDuplicateRule) {
+  auto store = open_store();
+  ASSERT_TRUE(store);
+  ASSERT_TRUE(store->campaigns().upsert(sample_campaign(1)).ok());
+  ASSERT_TRUE(store->campaigns().upsert(sample_campaign(2)).ok());
+  auto up = store->campaigns().create_upload(UploadRow{0, 1, "agent_a", "f.csv", "api", true, {}, {}, 0});
+  ASSERT_TRUE(up.ok()) << up.error().message;
+  auto held = store->campaigns().create_upload(UploadRow{0, 1, "agent_a", "g.csv", "csv", false, {}, {}, 0});
+  ASSERT_TRUE(held.ok());
+
+  auto& repo = store->campaigns();
+  ContactInput ravi{"+919876543210", "Ravi", R"({"plan":"Pro"})", "Asia/Kolkata"};
+  EXPECT_EQ(*repo.add_contact(1, *up, "agent_a", ravi, true), ContactAdd::added);
+  // Same number, shorter or equal name: kept as it was.
+  ContactInput shorter{"+919876543210", "Rav", R"({"plan":"Basic"})", std::nullopt};
+  EXPECT_EQ(*repo.add_contact(1, *held, "agent_a", shorter, false), ContactAdd::duplicate);
+  ContactInput nameless{"+919876543210", std::nullopt, std::nullopt, std::nullopt};
+  EXPECT_EQ(*repo.add_contact(1, *held, "agent_a", nameless, false), ContactAdd::duplicate);
+  // Longer (in characters, not bytes): the name and its variables win.
+  ContactInput longer{"+919876543210", "Ravi Kumar", R"({"plan":"Max"})", std::nullopt};
+  EXPECT_EQ(*repo.add_contact(1, *held, "agent_a", longer, false), ContactAdd::duplicate_renamed);
+  ContactInput devanagari{"+919876543210", "\u0930\u0935\u093f", std::nullopt,
+                          std::nullopt};  // 3 chars, 9 bytes
+  EXPECT_EQ(*repo.add_contact(1, *held, "agent_a", devanagari, false), ContactAdd::duplicate);
+  // Another campaign is separate.
+  auto up2 = repo.create_upload(UploadRow{0, 2, "agent_a", "h.csv", "api", false, {}, {}, 0});
+  ASSERT_TRUE(up2.ok());
+  EXPECT_EQ(*repo.add_contact(2, *up2, "agent_a", shorter, false), ContactAdd::added);
+  ContactInput other{"+919876500000", std::nullopt, std::nullopt, std::nullopt};
+  EXPECT_EQ(*repo.add_contact(1, *held, "agent_a", other, false), ContactAdd::added);
+
+  int64_t total = 0;
+  auto list = repo.contacts(1, "", 1, 10, &total);
+  ASSERT_TRUE(list.ok()) << list.error().message;
+  EXPECT_EQ(total, 2);
+  ASSERT_EQ(list->size(), 2u);
+  const ContactRow& first = (*list)[0];
+  EXPECT_EQ(first.phone, "+919876543210");
+  EXPECT_EQ(first.person_name, "Ravi Kumar");
+  EXPECT_EQ(first.variables_json, R"({"plan":"Max"})");
+  EXPECT_EQ(first.time_zone, "Asia/Kolkata");
+  EXPECT_EQ(first.upload_id, *up);  // the contact stays with the upload that brought it
+  EXPECT_EQ(first.state, "queued");
+  EXPECT_EQ(first.next_attempt_at_ms, kT0);
+  EXPECT_EQ((*list)[1].state, "held");
+  EXPECT_FALSE((*list)[1].next_attempt_at_ms.has_value());
+
+  auto queued = repo.contacts(1, "queued", 1, 10, &total);
+  ASSERT_TRUE(queued.ok());
+  EXPECT_EQ(total, 1);
+  auto page2 = repo.contacts(1, "", 2, 1, &total);
+  ASSERT_TRUE(page2.ok());
+  ASSERT_EQ(page2->size(), 1u);
+  EXPECT_EQ(page2->front().phone, "+919876500000");
+  EXPECT_EQ(*repo.queued_count(1), 1);
+  EXPECT_EQ(*repo.queued_count(1, "agent_a"), 1);
+  EXPECT_EQ(*repo.queued_count(1, "agent_b"), 0);
+
+  clock_.advance_ms(2000);
+  auto moved = repo.enqueue_upload(*held);
+  ASSERT_TRUE(moved.ok()) << moved.error().message;
+  EXPECT_EQ(*moved, 1);
+  EXPECT_EQ(*repo.enqueue_upload(*held), 0);
+  EXPECT_EQ(*repo.queued_count(1), 2);
+  auto row = repo.upload(*held);
+  ASSERT_TRUE(row.ok() && row->has_value());
+  EXPECT_TRUE((*row)->enqueued);
+  list = repo.contacts(1, "queued", 1, 10, nullptr);
+  ASSERT_TRUE(list.ok());
+  ASSERT_EQ(list->size(), 2u);
+  EXPECT_EQ((*list)[1].next_attempt_at_ms, kT0 + 2000);
+}
+
+TEST_F(StoreTest, UploadsByKeyResultAndRemovalCascade) {
+  auto store = open_store();
+  ASSERT_TRUE(store);
+  auto& repo = store->campaigns();
+  ASSERT_TRUE(repo.upsert(sample_campaign(1)).ok());
+  auto up = repo.create_upload(UploadRow{0, 1, "agent_a", "f.csv", "mqtt", true, "key-1", {}, 0});
+  ASSERT_TRUE(up.ok());
+  EXPECT_FALSE(repo.create_upload(UploadRow{0, 1, "agent_a", "g.csv", "mqtt", true, "key-1", {}, 0}).ok());
+  ASSERT_TRUE(repo.set_upload_result(*up, R"({"contacts_received":1})").ok());
+  auto found = repo.upload_by_key("key-1");
+  ASSERT_TRUE(found.ok() && found->has_value());
+  EXPECT_EQ((*found)->id, *up);
+  EXPECT_EQ((*found)->source, "mqtt");
+  EXPECT_EQ((*found)->result_json, R"({"contacts_received":1})");
+  EXPECT_EQ((*found)->created_at_ms, kT0);
+  auto missing = repo.upload_by_key("key-2");
+  ASSERT_TRUE(missing.ok());
+  EXPECT_FALSE(missing->has_value());
+
+  ContactInput c{"+919876543210", "Ravi", std::nullopt, std::nullopt};
+  ASSERT_TRUE(repo.add_contact(1, *up, "agent_a", c, true).ok());
+  ASSERT_TRUE(repo.remove_upload(*up).ok());
+  RawDb raw(options().path);
+  EXPECT_EQ(raw.text("SELECT count(*) FROM campaign_contacts"), "0");
+  EXPECT_EQ(raw.text("SELECT count(*) FROM campaign_uploads"), "0");
+}
+
+TEST_F(StoreTest, CampaignReportCountsCallsAndQueues) {
+  auto store = open_store();
+  ASSERT_TRUE(store);
+  auto& repo = store->campaigns();
+  ASSERT_TRUE(repo.upsert(sample_campaign(5)).ok());
+  ASSERT_TRUE(repo.upsert(sample_campaign(6)).ok());
+  auto up1 = repo.create_upload(UploadRow{0, 5, "agent_a", "1.csv", "api", true, {}, {}, 0});
+  clock_.advance_ms(10);
+  auto up2 = repo.create_upload(UploadRow{0, 5, "agent_b", "2.csv", "api", false, {}, {}, 0});
+  clock_.advance_ms(10);
+  auto up3 =
+      repo.create_upload(UploadRow{0, 5, "agent_a", "3.csv", "api", true, {}, {}, 0});  // all duplicates
+  ASSERT_TRUE(up1.ok() && up2.ok() && up3.ok());
+  ASSERT_TRUE(repo.add_contact(5, *up1, "agent_a", {"+919876543210", {}, {}, {}}, true).ok());
+  ASSERT_TRUE(repo.add_contact(5, *up1, "agent_a", {"+919876543211", {}, {}, {}}, true).ok());
+  ASSERT_TRUE(repo.add_contact(5, *up2, "agent_b", {"+919876543212", {}, {}, {}}, false).ok());
+  RawDb raw(options().path);
+  raw.exec("UPDATE campaign_contacts SET state = 'done' WHERE phone = '+919876543211'");
+
+  const char* statuses[] = {"picked", "picked", "not_picked", "failed"};
+  int n = 0;
+  for (const char* status : statuses) {
+    CallRecord c = minimal_call("0190f5a2-7c3e-7a1b-9c2d-3e4f5a6b7c0" + std::to_string(n++), kT0);
+    c.status = status;
+    c.campaign_id = 5;
+    c.campaign_upload_id = *up1;
+    ASSERT_TRUE(store->calls().insert(c).ok());
+  }
+  CallRecord elsewhere = minimal_call("0190f5a2-7c3e-7a1b-9c2d-3e4f5a6b7c99", kT0);
+  elsewhere.campaign_id = 6;
+  ASSERT_TRUE(store->calls().insert(elsewhere).ok());
+
+  auto rep = repo.report(5);
+  ASSERT_TRUE(rep.ok()) << rep.error().message;
+  ASSERT_TRUE(rep->has_value());
+  const CampaignReport& r = **rep;
+  EXPECT_EQ(r.campaign.id, 5);
+  EXPECT_EQ(r.calls_total, 4);
+  std::vector<std::pair<std::string, int64_t>> by_status = {{"failed", 1}, {"not_picked", 1}, {"picked", 2}};
+  EXPECT_EQ(r.calls_by_status, by_status);
+  ASSERT_EQ(r.uploads.size(), 3u);
+  EXPECT_EQ(r.uploads[0].upload.id, *up1);
+  ASSERT_EQ(r.uploads[0].queues.size(), 1u);
+  EXPECT_EQ(r.uploads[0].queues[0].agent_uuid, "agent_a");
+  EXPECT_EQ(r.uploads[0].queues[0].total_queued, 1);
+  EXPECT_FALSE(r.uploads[0].queues[0].completed);
+  ASSERT_EQ(r.uploads[1].queues.size(), 1u);
+  EXPECT_EQ(r.uploads[1].queues[0].agent_uuid, "agent_b");
+  EXPECT_EQ(r.uploads[1].queues[0].total_queued, 0);
+  EXPECT_FALSE(r.uploads[1].queues[0].completed);  // held: not enqueued yet
+  ASSERT_EQ(r.uploads[2].queues.size(), 1u);
+  EXPECT_TRUE(r.uploads[2].queues[0].completed);
+
+  raw.exec("UPDATE campaign_contacts SET state = 'done'");
+  rep = repo.report(5);
+  ASSERT_TRUE(rep.ok() && rep->has_value());
+  EXPECT_TRUE((*rep)->uploads[0].queues[0].completed);
+  EXPECT_EQ((*rep)->uploads[0].queues[0].total_queued, 0);
+
+  auto none = repo.report(42);
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(none->has_value());
+}
+
 TEST_F(StoreTest, MetaRoundTrip) {
   auto store = open_store();
   ASSERT_TRUE(store);

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -34,6 +35,8 @@ struct ApiContext {
   std::string recordings_dir;          // resolves relative paths in the recordings table
   // A recording still being made durable is waited for rather than answered 404; null: never waits.
   class Recordings* recordings = nullptr;
+  // The campaigns resource (campaigns.cpp); null: the campaign endpoints answer 503.
+  class CampaignService* campaigns = nullptr;
 };
 
 class Api {
@@ -62,6 +65,19 @@ class Api {
   void get_recording(net::HttpRequest& request, net::HttpReply reply);
   // GET /v1/recordings/{file}: authorised by its signed link, not by the API token.
   void serve_recording(net::HttpRequest& request, net::HttpReply reply);
+  // campaigns.cpp: spec 3.7, 3.8 and the extensions.
+  void post_contacts(net::HttpRequest& request, net::HttpReply reply);
+  // A POST of contacts whose body is not JSON (text/csv): the CSV importer's entry.
+  void post_contacts_csv(net::HttpRequest& request, net::HttpReply reply);
+  void campaign_status(net::HttpRequest& request, net::HttpReply reply);
+  void create_campaign(net::HttpRequest& request, net::HttpReply reply);
+  void list_campaigns(net::HttpRequest& request, net::HttpReply reply);
+  void get_campaign(net::HttpRequest& request, net::HttpReply reply);
+  void patch_campaign(net::HttpRequest& request, net::HttpReply reply);
+  void list_contacts(net::HttpRequest& request, net::HttpReply reply);
+  void enqueue_upload(net::HttpRequest& request, net::HttpReply reply);
+  // The campaign of the path's {id} when it exists and the token covers it; otherwise the reply is sent.
+  std::optional<CampaignRow> find_campaign(const net::HttpRequest& request, net::HttpReply& reply);
 
   ApiContext& ctx_;
   net::Router router_;

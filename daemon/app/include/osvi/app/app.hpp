@@ -9,8 +9,10 @@
 #include "osvi/api/api.hpp"
 #include "osvi/app/demo.hpp"
 #include "osvi/base/event_loop.hpp"
+#include "osvi/base/time_zone.hpp"
 #include "osvi/base/upstream_loop.hpp"
 #include "osvi/calls/call_manager.hpp"
+#include "osvi/campaigns/campaigns.hpp"
 #include "osvi/config/config.hpp"
 #include "osvi/fleet/fleet.hpp"
 #include "osvi/lines/line_manager.hpp"
@@ -65,6 +67,8 @@ class App {
   std::unique_ptr<Config> config_;
   std::vector<ApiToken> tokens_;
   std::unique_ptr<Store> store_;
+  std::unique_ptr<TimeZones> zones_;
+  std::unique_ptr<CampaignService> campaigns_;  // after the store and zones it uses
   ApiContext api_ctx_;
   std::unique_ptr<Api> api_;
   std::unique_ptr<net::HttpServer> server_;

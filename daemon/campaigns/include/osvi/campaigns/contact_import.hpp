@@ -21,6 +21,9 @@ class Store;
 class TimeZones;
 
 inline constexpr size_t kMaxContactsPerJsonRequest = 10000;  // spec §3.7
+inline constexpr size_t kMaxContactNameChars = 200;          // person_name, in characters
+inline constexpr size_t kMaxContactVariables = 50;           // prompt variables (other keys) per contact
+inline constexpr size_t kMaxContactVariablesBytes = 4096;    // their compact JSON
 
 struct ImportOptions {
   int64_t campaign_id = 0;
@@ -29,8 +32,10 @@ struct ImportOptions {
   std::string source = "api";  // api | csv | mqtt
   std::string file_name;       // empty = the synthetic "<unix s>-api_contacts_<16 hex>.csv"
   std::optional<std::string> idempotency_key;
-  std::string default_region = "IN";          // site.country
+  std::string default_region = "IN";            // site.country
   std::string site_time_zone = "Asia/Kolkata";  // a number mapping to no zone or several
+  // The box has a line that can place calls (the import sees the store only); enqueue without one: -ENODEV.
+  bool can_dial = true;
 };
 
 struct ContactProblem {
@@ -40,7 +45,7 @@ struct ContactProblem {
 };
 
 struct DndSkip {
-  std::string phone;  // E.164
+  std::string phone;   // E.164
   std::string reason;  // the DND entry's reason, or "on the do-not-disturb list"
 };
 
@@ -48,7 +53,7 @@ struct DndSkip {
 struct ImportResult {
   int64_t campaign_upload_id = 0;
   int64_t contacts_received = 0;
-  int64_t contacts_accepted = 0;  // stored as new contacts
+  int64_t contacts_accepted = 0;   // stored as new contacts
   int64_t duplicates_removed = 0;  // within the upload and against the campaign's contacts
   bool enqueued = false;
   int64_t queued_calls = 0;  // contacts of the campaign now queued (or dialling) for this agent
@@ -58,13 +63,18 @@ struct ImportResult {
   bool replayed = false;  // the idempotency key was seen before: this is the first import's result
 };
 
+// The result as the response `data` (and as stored on the upload for a replay), and back.
+cJSON* import_result_to_json(const ImportResult& result);  // owned by the caller
+std::optional<ImportResult> import_result_from_json(std::string_view text);
+
 class ContactImport {
  public:
   // Checks the campaign and agent and opens the upload (one transaction per batch of contacts). Errors:
   // -ENOENT unknown campaign, -EINVAL agent not in the campaign / not an active voice agent, -ENODEV enqueue
   // asked but no line of the box can place calls. With an idempotency key already used: *replay gets the
   // first result and the returned import is null.
-  static Result<std::unique_ptr<ContactImport>> begin(Store& store, TimeZones& zones, const ImportOptions& options,
+  static Result<std::unique_ptr<ContactImport>> begin(Store& store, TimeZones& zones,
+                                                      const ImportOptions& options,
                                                       std::optional<ImportResult>* replay);
   ~ContactImport();
 

@@ -45,7 +45,7 @@ struct UploadRow {
   int64_t id = 0;
   int64_t campaign_id = 0;
   std::string agent_uuid;
-  std::string file_name;   // "1718000000-api_contacts_<16 hex>.csv" for API uploads
+  std::string file_name;       // "1718000000-api_contacts_<16 hex>.csv" for API uploads
   std::string source = "api";  // api | csv | mqtt
   bool enqueued = false;
   std::optional<std::string> idempotency_key;  // MQTT campaign_contacts
@@ -62,9 +62,9 @@ struct ContactInput {
 };
 
 enum class ContactAdd {
-  added,               // a new contact
-  duplicate,           // the number was already in the campaign; kept as it was
-  duplicate_renamed,   // already there, and this person_name was longer: the stored name was replaced
+  added,              // a new contact
+  duplicate,          // the number was already in the campaign; kept as it was
+  duplicate_renamed,  // already there, and this person_name was longer: the stored name was replaced
 };
 
 struct ContactRow {
@@ -106,12 +106,15 @@ class CampaignsRepo {
   // Insert, or replace the definition of, campaign row.id (its agents replaced too); created_at kept.
   Status upsert(const CampaignRow& row);
   Result<std::optional<CampaignRow>> get(int64_t id);
-  Result<std::vector<CampaignRow>> list();  // by id
+  Result<std::vector<CampaignRow>> list();                 // by id
   Status set_status(int64_t id, std::string_view status);  // -ENOENT when absent
 
   // Uploads and contacts: the caller wraps an import in one transaction.
   Result<int64_t> create_upload(const UploadRow& row);
   Result<std::optional<UploadRow>> upload_by_key(std::string_view idempotency_key);
+  Result<std::optional<UploadRow>> upload(int64_t upload_id);
+  // A failed import's upload goes with its contacts (cascade).
+  Status remove_upload(int64_t upload_id);
   Status set_upload_result(int64_t upload_id, std::string_view result_json);
   // Adds a contact of upload_id, or applies the duplicate rule against the campaign's contact of that number
   // (the longer person_name wins). state is "queued" (due now: next_attempt_at = now) or "held".
@@ -121,6 +124,8 @@ class CampaignsRepo {
   Result<int64_t> enqueue_upload(int64_t upload_id);
   // Contacts queued (or dialing) in the campaign, all uploads.
   Result<int64_t> queued_count(int64_t campaign_id);
+  // The same for one agent's contacts (an import's queued_calls).
+  Result<int64_t> queued_count(int64_t campaign_id, std::string_view agent_uuid);
 
   Result<std::optional<CampaignReport>> report(int64_t id);
   // A page of a campaign's contacts (extension GET /v1/campaigns/{id}/contacts), by id; state empty = all.
