@@ -204,7 +204,7 @@ std::unique_ptr<net::HttpBodySink> Api::open_csv_upload(const HttpRequest& head,
   if (const std::string& id = route->id;
       std::from_chars(id.data(), id.data() + id.size(), campaign_id).ptr != id.data() + id.size() ||
       campaign_id <= 0)
-    return refuse(404, "no such campaign: " + quoted(route->id));
+    return refuse(404, "no campaign " + quoted(route->id) + " (a campaign id is a positive integer)");
   if (auto bad = check_query(head.query)) return refuse(422, bad->message);
 
   ImportOptions o;
@@ -238,13 +238,25 @@ std::unique_ptr<net::HttpBodySink> Api::open_csv_upload(const HttpRequest& head,
         std::find(caller.agents.begin(), caller.agents.end(), o.agent_uuid) != caller.agents.end()))
     return refuse(403, "agent_uuid: this API token may not use agent " + quoted(o.agent_uuid));
   if (!ctx_.campaigns) return refuse(503, "campaigns are not available");
+  // As every campaign endpoint (campaigns.cpp): a limited token reaches only campaigns all of whose agents it
+  // may use. Checked here, before a byte of the body is imported.
+  auto campaign = ctx_.campaigns->get(campaign_id);
+  if (!campaign.ok()) return refuse(500, "reading a campaign: " + campaign.error().message);
+  if (!campaign->has_value()) return refuse(404, "no campaign " + std::to_string(campaign_id));
+  const std::vector<CampaignAgentRow>& agents = (*campaign)->agents;
+  if (!caller.agents.empty() &&
+      (agents.empty() || !std::all_of(agents.begin(), agents.end(), [&](const CampaignAgentRow& a) {
+         return std::find(caller.agents.begin(), caller.agents.end(), a.agent_uuid) != caller.agents.end();
+       })))
+    return refuse(403, "this API token may not use campaign " + std::to_string(campaign_id) +
+                           " (it may not use all of its agents)");
 
   std::optional<ImportResult> replay;  // no idempotency key: never set
   auto import = ctx_.campaigns->begin_import(o, &replay);
   if (!import) {
     switch (import.error().code) {
       case -ENOENT:
-        return refuse(404, "no such campaign: " + std::to_string(campaign_id));
+        return refuse(404, "no campaign " + std::to_string(campaign_id));
       case -EINVAL:
         return refuse(422, import.error().message);
       case -ENODEV:  // as the JSON upload: retrying changes nothing until a line is configured

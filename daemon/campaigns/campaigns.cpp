@@ -18,6 +18,11 @@
 namespace osvi::daemon {
 namespace {
 
+// Store failures leave as -EIO: the service's -EINVAL/-EEXIST/-ENOENT/-EPERM are the request's problems only.
+Error io(const Error& e) {
+  return make_error(e.message, -EIO);
+}
+
 constexpr const char* kDayNames[] = {"sun", "mon", "tue", "wed", "thu", "fri", "sat"};
 
 std::string day_window(int start_min, int end_min) {
@@ -133,7 +138,7 @@ ImportOptions CampaignService::fill(ImportOptions options) const {
 Status CampaignService::sync(const Config& config) {
   config_ = &config;
   auto existing = store_.campaigns().list();
-  if (!existing.ok()) return existing.error();
+  if (!existing.ok()) return io(existing.error());
   bool activated = false;
   std::set<int64_t> listed;
   Status s = store_.database().transaction([&]() -> Status {
@@ -166,8 +171,7 @@ Status CampaignService::sync(const Config& config) {
     }
     return {};
   });
-  if (!s.ok())
-    return make_error("syncing the configuration's campaigns: " + s.error().message, s.error().code);
+  if (!s.ok()) return make_error("syncing the configuration's campaigns: " + s.error().message, -EIO);
   if (activated) poke();
   return {};
 }
@@ -181,7 +185,7 @@ Result<CampaignRow> CampaignService::create(const cJSON* body) {
     }
   }
   auto old = store_.campaigns().get(parsed->id);
-  if (!old.ok()) return old.error();
+  if (!old.ok()) return io(old.error());
   if (old->has_value()) {
     return make_error("id: campaign " + std::to_string(parsed->id) + " already exists" +
                           ((*old)->source == "config" ? " (defined by the configuration)" : ""),
@@ -189,16 +193,16 @@ Result<CampaignRow> CampaignService::create(const cJSON* body) {
   }
   CampaignRow row = campaign_row_of(*parsed, "api");
   row.definition_hash = campaign_definition_hash(*parsed);
-  if (Status s = store_.campaigns().upsert(row); !s.ok()) return s.error();
+  if (Status s = store_.campaigns().upsert(row); !s.ok()) return io(s.error());
   auto back = store_.campaigns().get(row.id);
-  if (!back.ok()) return back.error();
+  if (!back.ok()) return io(back.error());
   if (!back->has_value()) return make_error("campaign " + std::to_string(row.id) + " vanished", -EIO);
   return std::move(**back);
 }
 
 Result<CampaignRow> CampaignService::patch(int64_t id, const cJSON* body) {
   auto old = store_.campaigns().get(id);
-  if (!old.ok()) return old.error();
+  if (!old.ok()) return io(old.error());
   if (!old->has_value()) return make_error("campaign " + std::to_string(id) + " does not exist", -ENOENT);
   const CampaignRow& row = **old;
   const CampaignConfig base = campaign_config_of(row);
@@ -233,7 +237,7 @@ Result<CampaignRow> CampaignService::patch(int64_t id, const cJSON* body) {
   next.created_at_ms = row.created_at_ms;
   // A configuration campaign keeps the hash it was applied from: the switches survive reloads.
   next.definition_hash = row.source == "config" ? row.definition_hash : campaign_definition_hash(*parsed);
-  if (Status s = store_.campaigns().upsert(next); !s.ok()) return s.error();
+  if (Status s = store_.campaigns().upsert(next); !s.ok()) return io(s.error());
   bool woke = next.status == "active" && row.status != "active";
   for (const auto& a : next.agents) {
     auto was = std::find_if(row.agents.begin(), row.agents.end(),
@@ -242,7 +246,7 @@ Result<CampaignRow> CampaignService::patch(int64_t id, const cJSON* body) {
   }
   if (woke) poke();
   auto back = store_.campaigns().get(id);
-  if (!back.ok()) return back.error();
+  if (!back.ok()) return io(back.error());
   if (!back->has_value()) return make_error("campaign " + std::to_string(id) + " vanished", -EIO);
   return std::move(**back);
 }
@@ -281,7 +285,7 @@ Result<ImportResult> CampaignService::import_json(ImportOptions options, const c
 
 Result<int64_t> CampaignService::enqueue_upload(int64_t campaign_id, int64_t upload_id) {
   auto upload = store_.campaigns().upload(upload_id);
-  if (!upload.ok()) return upload.error();
+  if (!upload.ok()) return io(upload.error());
   if (!upload->has_value() || (*upload)->campaign_id != campaign_id) {
     return make_error(
         "campaign " + std::to_string(campaign_id) + " has no upload " + std::to_string(upload_id), -ENOENT);
@@ -290,7 +294,7 @@ Result<int64_t> CampaignService::enqueue_upload(int64_t campaign_id, int64_t upl
     return make_error("enqueue: this box has no outbound line that can place calls", -ENODEV);
   }
   auto moved = store_.campaigns().enqueue_upload(upload_id);
-  if (!moved.ok()) return moved.error();
+  if (!moved.ok()) return io(moved.error());
   if (*moved > 0) poke();
   return *moved;
 }

@@ -21,6 +21,11 @@
 namespace osvi::daemon {
 namespace {
 
+// Store failures leave as -EIO: begin()'s -EINVAL/-ENOENT/-ENODEV are the request's problems only.
+Error io(const Error& e) {
+  return make_error(e.message, -EIO);
+}
+
 constexpr size_t kBatch = 500;  // contacts per transaction: one fsync per batch, a short write lock
 
 std::string random_hex16() {
@@ -173,7 +178,7 @@ Result<std::unique_ptr<ContactImport>> ContactImport::begin(Store& store, TimeZo
   auto& repo = store.campaigns();
   if (options.idempotency_key) {
     auto seen = repo.upload_by_key(*options.idempotency_key);
-    if (!seen.ok()) return seen.error();
+    if (!seen.ok()) return io(seen.error());
     if (seen->has_value()) {
       if ((*seen)->result_json) {
         if (auto first = import_result_from_json(*(*seen)->result_json)) {
@@ -183,12 +188,12 @@ Result<std::unique_ptr<ContactImport>> ContactImport::begin(Store& store, TimeZo
         }
       }
       // A key without a result: the daemon stopped in the middle of that import. Start it again cleanly.
-      if (Status s = repo.remove_upload((*seen)->id); !s.ok()) return s.error();
+      if (Status s = repo.remove_upload((*seen)->id); !s.ok()) return io(s.error());
     }
   }
   const std::string cid = std::to_string(options.campaign_id);
   auto campaign = repo.get(options.campaign_id);
-  if (!campaign.ok()) return campaign.error();
+  if (!campaign.ok()) return io(campaign.error());
   if (!campaign->has_value()) return make_error("campaign " + cid + " does not exist", -ENOENT);
   const auto& agents = (*campaign)->agents;
   if (std::none_of(agents.begin(), agents.end(),
@@ -197,7 +202,7 @@ Result<std::unique_ptr<ContactImport>> ContactImport::begin(Store& store, TimeZo
         "agent_uuid: " + net::quoted(options.agent_uuid) + " is not an agent of campaign " + cid, -EINVAL);
   }
   auto voice = store.agents().active_voice();
-  if (!voice.ok()) return voice.error();
+  if (!voice.ok()) return io(voice.error());
   if (std::none_of(voice->begin(), voice->end(),
                    [&](const AgentRecord& a) { return a.agent_uuid == options.agent_uuid; })) {
     return make_error("agent_uuid: " + net::quoted(options.agent_uuid) + " is not an active voice agent",
@@ -221,7 +226,7 @@ Result<std::unique_ptr<ContactImport>> ContactImport::begin(Store& store, TimeZo
   row.enqueued = options.enqueue;
   row.idempotency_key = options.idempotency_key;
   auto id = repo.create_upload(row);
-  if (!id.ok()) return id.error();
+  if (!id.ok()) return io(id.error());
   r.campaign_upload_id = *id;
   return std::unique_ptr<ContactImport>(new ContactImport(std::move(impl)));
 }
@@ -335,9 +340,9 @@ Result<ImportResult> ContactImport::finish() {
   m.finished = true;
   auto fail = [&](const Error& e) -> Result<ImportResult> {
     m.fail_cleanup();
+    // -EIO whatever SQLite said (a constraint reads as -EINVAL): the caller's -EINVAL means a bad request.
     return make_error(
-        "importing contacts into campaign " + std::to_string(m.options.campaign_id) + ": " + e.message,
-        e.code);
+        "importing contacts into campaign " + std::to_string(m.options.campaign_id) + ": " + e.message, -EIO);
   };
   if (m.failed) return fail(*m.failed);
   if (Status s = m.flush(); !s.ok()) return fail(s.error());

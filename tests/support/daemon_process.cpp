@@ -134,8 +134,10 @@ size_t append_cb(char* data, size_t size, size_t n, void* user) {
 }  // namespace
 
 HttpResult http_request(const std::string& method, const std::string& url, const std::string& token,
-                        const std::string& body) {
-  return http_request(method, url, token, body, HttpRequestOptions{});
+                        const std::string& body, const std::string& content_type) {
+  HttpRequestOptions o;
+  o.content_type = content_type;
+  return http_request(method, url, token, body, o);
 }
 
 namespace {

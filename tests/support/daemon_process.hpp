@@ -49,7 +49,7 @@ struct HttpResult {
 
 // A real HTTP request through libcurl. token empty = no API-Token header.
 HttpResult http_request(const std::string& method, const std::string& url, const std::string& token,
-                        const std::string& body = {});
+                        const std::string& body = {}, const std::string& content_type = "application/json");
 
 // The same with a chosen Content-Type (empty: none) and, when chunked, the body sent with
 // Transfer-Encoding: chunked in pieces of at most chunk_bytes.
