@@ -22,6 +22,7 @@
 #include <thread>
 #include <vector>
 
+#include "daemon_process.hpp"
 #include "test_support.hpp"
 
 using namespace std::chrono_literals;
@@ -32,6 +33,8 @@ constexpr const char* kToken = "CsvBenchToken012";
 
 struct Mem {
   long rss_kb = 0, hwm_kb = 0;
+  double rss_mb() const { return static_cast<double>(rss_kb) / 1024.0; }
+  double hwm_mb() const { return static_cast<double>(hwm_kb) / 1024.0; }
 };
 
 Mem mem_of(pid_t pid) {
@@ -187,8 +190,8 @@ int main(int argc, char** argv) {
   // One tiny upload first, so libphonenumber's module and SQLite's caches are in before anything is measured.
   upload(port, 1, 10, 150000L);
   const Mem idle = mem_of(pid);
-  std::printf("osvid after start and a 10-row warm-up: VmRSS %.1f MB, VmHWM %.1f MB\n\n",
-              idle.rss_kb / 1024.0, idle.hwm_kb / 1024.0);
+  std::printf("osvid after start and a 10-row warm-up: VmRSS %.1f MB, VmHWM %.1f MB\n\n", idle.rss_mb(),
+              idle.hwm_mb());
   std::printf("%10s %10s %9s %12s %10s %9s %14s %12s\n", "rows", "MB sent", "seconds", "rows/s", "accepted",
               "invalid", "VmHWM (MB)", "dHWM (MB)");
   int failed = 0;
@@ -206,9 +209,10 @@ int main(int argc, char** argv) {
     auto j = osvi::test::parse_json(u.body);
     const cJSON* d = j ? cJSON_GetObjectItemCaseSensitive(j.get(), "data") : nullptr;
     const int invalid = d ? cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(d, "invalid")) : -1;
-    std::printf("%10ld %10.1f %9.2f %12.0f %10ld %9d %14.1f %12.1f\n", sizes[i], u.bytes / 1e6, u.seconds,
-                sizes[i] / u.seconds, json_int(u.body, "contacts_accepted"), invalid, m.hwm_kb / 1024.0,
-                (m.hwm_kb - idle.hwm_kb) / 1024.0);
+    const auto rows = static_cast<double>(sizes[i]);
+    std::printf("%10ld %10.1f %9.2f %12.0f %10ld %9d %14.1f %12.1f\n", sizes[i],
+                static_cast<double>(u.bytes) / 1e6, u.seconds, rows / u.seconds,
+                json_int(u.body, "contacts_accepted"), invalid, m.hwm_mb(), m.hwm_mb() - idle.hwm_mb());
   }
   ::kill(pid, SIGTERM);
   int st = 0;
