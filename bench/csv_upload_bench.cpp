@@ -210,7 +210,7 @@ int main(int argc, char** argv) {
     const cJSON* d = j ? cJSON_GetObjectItemCaseSensitive(j.get(), "data") : nullptr;
     const int invalid = d ? cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(d, "invalid")) : -1;
     const auto rows = static_cast<double>(sizes[i]);
-    std::printf("%10ld %10.1f %9.2f %12.0f %10ld %9d %14.1f %12.1f\n", sizes[i],
+    std::printf("%10ld %10.2f %9.2f %12.0f %10ld %9d %14.1f %12.1f\n", sizes[i],
                 static_cast<double>(u.bytes) / 1e6, u.seconds, rows / u.seconds,
                 json_int(u.body, "contacts_accepted"), invalid, m.hwm_mb(), m.hwm_mb() - idle.hwm_mb());
   }
