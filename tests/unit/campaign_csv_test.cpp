@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -350,6 +351,40 @@ TEST_F(CsvUpload, BodyOverTheLimitIs413FromTheHead) {
   EXPECT_EQ(got.rfind("HTTP/1.1 413", 0), 0u) << got;
   EXPECT_NE(got.find("67108864"), std::string::npos) << got;
   EXPECT_EQ(contacts_in(7), 0);
+}
+
+// A client that goes away in the middle of its file leaves nothing: the batches already stored are removed
+// with the upload when the server drops the unfinished import.
+TEST_F(CsvUpload, AClientGoneMidBodyLeavesNoUpload) {
+  std::string rows = "phone,person_name\n";
+  for (int i = 0; i < 1200; ++i) rows += "98" + std::to_string(20000000 + i) + ",P\n";
+  const int fd = test::connect_loopback(server_->port(), 5);
+  ASSERT_GE(fd, 0);
+  const std::string head =
+      "POST /v1/campaigns/7/contacts.csv?agent_uuid=agent_a HTTP/1.1\r\nHost: x\r\nAPI-Token: " +
+      std::string(kTok) + "\r\nContent-Type: text/csv\r\nContent-Length: 1000000\r\n\r\n";
+  const std::string sent = head + rows;
+  ASSERT_EQ(::send(fd, sent.data(), sent.size(), MSG_NOSIGNAL), static_cast<ssize_t>(sent.size()));
+  // At least one batch of the import is in the store before the client leaves.
+  int64_t stored = 0;
+  for (int i = 0; i < 500 && stored == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    stored = contacts_in(7);
+  }
+  EXPECT_GT(stored, 0);
+  ::close(fd);
+  int64_t left = -1;
+  size_t uploads = 1;
+  for (int i = 0; i < 500 && (left != 0 || uploads != 0); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    left = contacts_in(7);
+    std::lock_guard<std::mutex> lock(mu_);
+    auto report = store_->campaigns().report(7);
+    ASSERT_TRUE(report.ok());
+    uploads = report->has_value() ? (*report)->uploads.size() : 0;
+  }
+  EXPECT_EQ(left, 0);
+  EXPECT_EQ(uploads, 0u);
 }
 
 }  // namespace
