@@ -33,6 +33,9 @@ struct CsvRecord {
 // or NUL) is reported once with the first reason, and reading resumes after the next line end outside
 // quotes. The record byte limit bounds how much a bad record can swallow: past it (a quote never closed,
 // say) the record ends at the next physical line end whatever the quotes.
+//
+// The reader holds the current record only (its unquoted fields, at most max_record_bytes, and their
+// offsets), never the input. on_record must not feed or finish the reader that called it.
 class CsvReader {
  public:
   using OnRecord = std::function<void(const CsvRecord&)>;
