@@ -104,9 +104,11 @@ struct TimeZone::Rule {
       *until = kForever;
       return;
     }
+    // Clamped to ±2^46 s (±2 million years): the arithmetic below then cannot overflow for any int64 t.
+    const int64_t tc = std::clamp(t, -(int64_t{1} << 46), int64_t{1} << 46);
     int64_t y = 0;
     int m = 0, d = 0;
-    civil_from_days(floor_div(t + std_offset_s, kDayS), &y, &m, &d);
+    civil_from_days(floor_div(tc + std_offset_s, kDayS), &y, &m, &d);
     // Two years back: a change late in one year (or an end spilling past Dec 31) still decides early t.
     struct Change {
       int64_t at;
@@ -472,7 +474,7 @@ int64_t TimeZone::next_inside(int64_t utc_ms, int start_min, int end_min, int da
   const bool wraps = start_min > end_min;
   const int64_t open_ms = int64_t{start_min} * 60000;
   const int64_t close_ms = (wraps ? int64_t{end_min} + 1440 : int64_t{end_min}) * 60000;
-  if (utc_ms > kForever / 2 || utc_ms < -(kForever / 2)) return -1;
+  if (utc_ms > (int64_t{1} << 55) || utc_ms < -(int64_t{1} << 55)) return -1;  // ±1 million years
   const int64_t limit = utc_ms + 8 * kDayMs;
 
   int64_t a = utc_ms;

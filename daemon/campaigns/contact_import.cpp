@@ -295,6 +295,14 @@ void ContactImport::add(std::string_view phone, std::optional<std::string_view> 
     }
     if (!person_name->empty()) c.person_name = std::string(*person_name);
   }
+  // The JSON path checked this already; CSV and fleet rows arrive here with their variables built.
+  if (variables_json && variables_json->size() > kMaxContactVariablesBytes) {
+    m.invalid(index, phone,
+              "prompt variables: " + std::to_string(variables_json->size()) +
+                  " bytes of JSON, more than the " + std::to_string(kMaxContactVariablesBytes) +
+                  " a contact may carry");
+    return;
+  }
   auto e164 = normalize_any_phone(phone, m.options.default_region);
   if (!e164.ok()) {
     m.invalid(index, phone, "phone: " + e164.error().message);

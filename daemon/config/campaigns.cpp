@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
-#include <cstdio>
 #include <map>
 #include <optional>
 #include <span>
@@ -32,10 +31,16 @@ constexpr std::array<std::string_view, 7> kDayNames = {"sun", "mon", "tue", "wed
 constexpr std::array<std::string_view, 4> kRetryStatuses = {"not_picked", "busy", "failed", "voicemail"};
 
 std::string format_day_window(int start_min, int end_min) {
-  char buf[32];  // room for any int, so -Wformat-truncation (Release) stays quiet
-  std::snprintf(buf, sizeof buf, "%02d:%02d-%02d:%02d", start_min / 60, start_min % 60, end_min / 60,
-                end_min % 60);
-  return buf;
+  std::string out = "00:00-00:00";
+  auto put2 = [&out](size_t at, int v) {
+    out[at] = static_cast<char>('0' + v / 10 % 10);
+    out[at + 1] = static_cast<char>('0' + v % 10);
+  };
+  put2(0, start_min / 60);
+  put2(3, start_min % 60);
+  put2(6, end_min / 60);
+  put2(9, end_min % 60);
+  return out;
 }
 
 // The key is present and holds an array: an array key given as something else is already reported by

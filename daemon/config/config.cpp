@@ -265,9 +265,11 @@ Result<Config> parse_config(std::string_view json_text) {
     for (const Item& item : root.array("campaigns")) {
       const size_t before = p.size();
       CampaignConfig c = config_detail::parse_campaign_into(item.node, nullptr, item.path, p);
+      if (c.id > 0) {
+        if (auto [it, inserted] = campaign_ids.emplace(c.id, item.path); !inserted)
+          p.add(item.path + ".id", "duplicate id " + std::to_string(c.id) + " (first at " + it->second + ")");
+      }
       if (p.size() != before) continue;  // agents[i] paths hold only for a campaign read without problems
-      if (auto [it, inserted] = campaign_ids.emplace(c.id, item.path); !inserted)
-        p.add(item.path + ".id", "duplicate id " + std::to_string(c.id) + " (first at " + it->second + ")");
       config_detail::check_campaign_agents(c, cfg.agents, item.path, p);
       cfg.campaigns.push_back(std::move(c));
     }

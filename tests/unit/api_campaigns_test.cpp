@@ -619,6 +619,17 @@ TEST_F(ApiCampaigns, ConfigCampaignsTakeOnlyRuntimeSwitchesThatSurviveReloads) {
   EXPECT_EQ(net::json_print(at(applied.data(), "agents")),
             R"([{"agent_uuid":"agent_a","active":true},{"agent_uuid":"agent_b","active":true}])");
 
+  // An API campaign whose id the configuration takes is the configuration's from then on.
+  create_api_campaign(2);
+  CampaignConfig two = config_campaign();
+  two.id = 2;
+  two.name = "Now in the file";
+  config_.campaigns.push_back(two);
+  locked([&] { ASSERT_TRUE(service_->sync(config_).ok()); });
+  Reply taken = request("GET", "/v1/campaigns/2");
+  EXPECT_EQ(str(taken.data(), "source"), "config");
+  EXPECT_EQ(str(taken.data(), "name"), "Now in the file");
+
   // Gone from the configuration: paused, its queue kept.
   config_.campaigns.clear();
   locked([&] { ASSERT_TRUE(service_->sync(config_).ok()); });
@@ -730,6 +741,43 @@ TEST_F(ApiCampaigns, AnImportWithAKnownIdempotencyKeyReplaysTheFirstResult) {
   EXPECT_EQ(second->file_name, first->file_name);
   Reply status = request("GET", "/v1/campaigns/7/status");
   EXPECT_EQ(cJSON_GetArraySize(at(status.data(), "uploads")), 1) << status.body;
+}
+
+TEST_F(ApiCampaigns, SeparatedFieldsAndRejectedRowsGoThroughTheSameRules) {
+  create_api_campaign(7);
+  ImportOptions options;
+  options.campaign_id = 7;
+  options.agent_uuid = "agent_a";
+  options.source = "csv";
+  options.file_name = "leads.csv";
+  Result<ImportResult> result = make_error("unset", -1);
+  locked([&] {
+    std::optional<ImportResult> replay;
+    auto import = service_->begin_import(options, &replay);
+    ASSERT_TRUE(import.ok()) << import.error().message;
+    ASSERT_TRUE(*import);
+    (*import)->add("98765 43210", "Ravi", std::string(R"({"city":"Pune"})"), 2);
+    (*import)->add("9876500000", std::nullopt, "{\"x\":\"" + std::string(4100, 'y') + "\"}", 3);
+    (*import)->reject(4, "a,\"b", "line 4: unterminated quote");
+    (*import)->add("9876543210", "Ravi Kumar", std::nullopt, 5);
+    result = (*import)->finish();
+  });
+  ASSERT_TRUE(result.ok()) << result.error().message;
+  EXPECT_EQ(result->file_name, "leads.csv");
+  EXPECT_EQ(result->contacts_received, 4);
+  EXPECT_EQ(result->contacts_accepted, 1);
+  EXPECT_EQ(result->duplicates_removed, 1);
+  ASSERT_EQ(result->invalid.size(), 2u);
+  EXPECT_EQ(result->invalid[0].index, 3);
+  EXPECT_NE(result->invalid[0].reason.find("more than the 4096"), std::string::npos);
+  EXPECT_EQ(result->invalid[1].index, 4);
+  EXPECT_EQ(result->invalid[1].phone, "a,\"b");
+  Reply list = request("GET", "/v1/campaigns/7/contacts");
+  ASSERT_EQ(cJSON_GetArraySize(list.data()), 1) << list.body;
+  EXPECT_EQ(str(cJSON_GetArrayItem(list.data(), 0), "person_name"), "Ravi Kumar");
+  EXPECT_EQ(net::json_print(at(cJSON_GetArrayItem(list.data(), 0), "variables")), R"({"city":"Pune"})");
+  Reply status = request("GET", "/v1/campaigns/7/status");
+  EXPECT_EQ(str(cJSON_GetArrayItem(at(status.data(), "uploads"), 0), "file_name"), "leads.csv");
 }
 
 }  // namespace

@@ -931,6 +931,11 @@ TEST(Config, CampaignIdsAreUnique) {
       {"id":5,"name":"b","agents":["agent_a"]}, {"id":4,"name":"c","agents":["agent_b"]})"));
   EXPECT_LINE(msg, "campaigns[2].id: duplicate id 4 (first at campaigns[0])");
   EXPECT_EQ(lines_of(msg).size(), 1u) << msg;
+  // Also when the campaign has other problems.
+  const std::string both = rejection(with_campaigns(R"({"id":4,"name":"a","agents":["agent_a"]},
+      {"id":4,"name":"b","agents":["agent_a"],"retry_delay":1})"));
+  EXPECT_LINE(both, "campaigns[1].id: duplicate id 4 (first at campaigns[0])");
+  EXPECT_PATH(both, "campaigns[1].retry_delay");
   Config c = accepted(with_campaigns(R"({"id":4,"name":"a","agents":["agent_a"]},
       {"id":5,"name":"a","agents":["agent_a"]})"));
   ASSERT_EQ(c.campaigns.size(), 2u);

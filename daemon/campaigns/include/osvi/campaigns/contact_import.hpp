@@ -33,7 +33,9 @@ struct ImportOptions {
   std::string file_name;       // empty = the synthetic "<unix s>-api_contacts_<16 hex>.csv"
   std::optional<std::string> idempotency_key;
   std::string default_region = "IN";            // site.country
-  std::string site_time_zone = "Asia/Kolkata";  // a number mapping to no zone or several
+  // A number mapping to no zone or several is stored with a null zone and dialled in this one (the site's,
+  // read at dial time, so a change of site.time_zone applies to such contacts already queued).
+  std::string site_time_zone = "Asia/Kolkata";
   // The box has a line that can place calls (the import sees the store only); enqueue without one: -ENODEV.
   bool can_dial = true;
 };
