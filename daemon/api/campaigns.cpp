@@ -184,15 +184,6 @@ void Api::post_contacts(HttpRequest& request, HttpReply reply) {
   reply.send(success(JsonPtr(import_result_to_json(*result))));
 }
 
-// The text/csv upload of the same path (and of /contacts.csv) belongs to the CSV importer; until it is
-// wired, a body that is not JSON is refused here rather than read as JSON.
-void Api::post_contacts_csv(HttpRequest& request, HttpReply reply) {
-  auto campaign = find_campaign(request, reply);
-  if (!campaign) return;
-  auto type = request.header("Content-Type");
-  reply.send(error(415, "Content-Type: expected application/json, got " + quoted(type.value_or("(none)"))));
-}
-
 void Api::campaign_status(HttpRequest& request, HttpReply reply) {
   auto campaign = find_campaign(request, reply);
   if (!campaign) return;

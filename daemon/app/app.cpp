@@ -232,6 +232,10 @@ Status App::start_api(const Config& cfg, std::unique_ptr<net::HttpServer>* out,
   o.tls_cert_pem = cfg.api.tls_cert_pem;
   o.tls_key_pem = cfg.api.tls_key_pem;
   o.error_response = [](int status, std::string_view message) { return Api::error(status, message); };
+  // CSV contact uploads are parsed as they arrive, with their own body limit (docs/api.md).
+  o.body_sink = [this](const net::HttpRequest& head) -> std::unique_ptr<net::HttpBodySink> {
+    return api_ ? api_->body_sink(head) : nullptr;
+  };
   // A reload on the same address takes over the running server's socket (see adopt_listen_fd).
   if (server_ && server_->listen_fd() >= 0 && cfg.api.host == config_->api.host &&
       cfg.api.port == config_->api.port) {
@@ -366,6 +370,7 @@ Status App::start() {
     hooks.lines = [this] { return lines_ ? lines_->health() : std::vector<LineHealth>{}; };
     hooks.calls = [this] { return calls_ ? calls_->health() : CallsHealth{}; };
     hooks.upstreams = [this] { return upstream_ ? upstream_->breakers() : std::vector<net::BreakerState>{}; };
+    hooks.campaigns = campaigns_.get();
     fleet_ =
         std::make_unique<FleetSync>(*loop_, *store_, *clock_, std::move(hooks), api_ctx_.started_wall_ms);
     fleet_->configure(*config_);

@@ -51,6 +51,15 @@ void optional_string(const cJSON* o, const char* name, std::vector<std::string>&
   if (v != nullptr && !cJSON_IsString(v)) reasons.push_back(std::string(name) + ": expected a string");
 }
 
+bool is_idempotency_key(std::string_view key) {
+  if (key.size() < kMinIdempotencyKeyBytes || key.size() > kMaxIdempotencyKeyBytes) return false;
+  for (char c : key)
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+          c == '_' || c == ':' || c == '-'))
+      return false;
+  return true;
+}
+
 void check_fields(std::string_view name, const cJSON* r, std::vector<std::string>& reasons) {
   if (name == "ping") return;
   if (name == "log_level") {
@@ -84,6 +93,32 @@ void check_fields(std::string_view name, const cJSON* r, std::vector<std::string
     for (const char* f : {"person_name", "initial_greeting", "system_prompt"}) optional_string(r, f, reasons);
     const cJSON* ad = cJSON_GetObjectItemCaseSensitive(r, "additional_data");
     if (ad != nullptr && !cJSON_IsObject(ad)) reasons.emplace_back("additional_data: expected an object");
+    return;
+  }
+  if (name == "campaign_contacts") {
+    const cJSON* id = cJSON_GetObjectItemCaseSensitive(r, "campaign_id");
+    if (!cJSON_IsNumber(id) || id->valuedouble < 1 || id->valuedouble > 9.0e15 ||
+        id->valuedouble != static_cast<double>(static_cast<int64_t>(id->valuedouble)))
+      reasons.emplace_back("campaign_id: expected a positive integer");
+    if (str_member(r, "agent_uuid") == nullptr) reasons.emplace_back("agent_uuid: expected a string");
+    const cJSON* contacts = cJSON_GetObjectItemCaseSensitive(r, "contacts");
+    const int n = cJSON_IsArray(contacts) ? cJSON_GetArraySize(contacts) : -1;
+    if (n < 1 || static_cast<size_t>(n) > kMaxCampaignContactsPerCommand) {
+      reasons.push_back("contacts: expected an array of 1 to " +
+                        std::to_string(kMaxCampaignContactsPerCommand) + " contacts");
+    } else {
+      int index = 0;
+      for (const cJSON* c = contacts->child; c != nullptr; c = c->next, ++index)
+        if (!cJSON_IsObject(c)) {
+          reasons.push_back("contacts[" + std::to_string(index) + "]: expected an object");
+          break;
+        }
+    }
+    const cJSON* enqueue = cJSON_GetObjectItemCaseSensitive(r, "enqueue");
+    if (enqueue != nullptr && !cJSON_IsBool(enqueue)) reasons.emplace_back("enqueue: expected true or false");
+    const char* key = str_member(r, "idempotency_key");
+    if (key == nullptr || !is_idempotency_key(key))
+      reasons.emplace_back("idempotency_key: expected 8 to 128 of A-Z a-z 0-9 . _ : -");
     return;
   }
   if (name == "config") {

@@ -1,11 +1,16 @@
 // Fleet sync: commands (request/response) and desired/reported configuration documents.
 #include <cjson/cJSON.h>
 
+#include <cerrno>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "osvi/base/log.hpp"
 #include "osvi/campaigns/dnd.hpp"
+
+#include "osvi/campaigns/campaigns.hpp"
+#include "osvi/campaigns/contact_import.hpp"
 #include "osvi/fleet/command_request.hpp"
 #include "osvi/fleet/fleet.hpp"
 #include "osvi/net/json.hpp"
@@ -143,6 +148,8 @@ void FleetSync::handle_command(const std::string& name, const net::MqttMessage& 
         else
           net::json_add_string(reply.result.get(), "call_id", *id);
       }
+    } else if (name == "campaign_contacts" && reply.ok()) {
+      import_contacts(r, reply.reasons, reply.result);
     } else if (name == "config" && reply.ok()) {
       const cJSON* version = cJSON_GetObjectItemCaseSensitive(r, "version");
       if (Status s = hooks_.apply_config(net::json_print(cJSON_GetObjectItemCaseSensitive(r, "config")));
@@ -172,6 +179,58 @@ void FleetSync::handle_command(const std::string& name, const net::MqttMessage& 
   net::MqttPublishProps props{m.correlation_data};
   publish_json(reply_topic, net::json_print(out.get()), 1, false,
                m.correlation_data.empty() ? nullptr : &props);
+}
+
+// The same import as POST /v1/campaigns/{id}/contacts (source "mqtt"); a fleet scheduler that retries with
+// the same idempotency key gets the first import's result again, and nothing is imported twice.
+void FleetSync::import_contacts(const cJSON* r, std::vector<std::string>& reasons, net::JsonPtr& result) {
+  if (hooks_.campaigns == nullptr) {
+    reasons.emplace_back("campaigns are not available");
+    return;
+  }
+  ImportOptions o;
+  o.campaign_id = static_cast<int64_t>(cJSON_GetObjectItemCaseSensitive(r, "campaign_id")->valuedouble);
+  o.agent_uuid = str_member(r, "agent_uuid");
+  o.enqueue = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "enqueue"));
+  o.source = "mqtt";
+  o.idempotency_key = str_member(r, "idempotency_key");
+  std::optional<ImportResult> replay;
+  auto import = hooks_.campaigns->begin_import(o, &replay);
+  if (!import) {
+    switch (import.error().code) {
+      case -ENOENT:
+        reasons.push_back("campaign_id: no campaign " + std::to_string(o.campaign_id) + " on this box");
+        return;
+      case -ENODEV:
+        reasons.emplace_back("enqueue: this box has no active outbound line to place the calls on");
+        return;
+      default:
+        reasons.push_back(import.error().message);
+        return;
+    }
+  }
+  ImportResult done;
+  if (*import == nullptr) {
+    if (!replay) {
+      reasons.emplace_back("the upload could not be opened");
+      return;
+    }
+    done = std::move(*replay);
+    done.replayed = true;
+  } else {
+    int64_t index = 0;
+    for (const cJSON* c = cJSON_GetObjectItemCaseSensitive(r, "contacts")->child; c != nullptr; c = c->next)
+      (*import)->add_json(c, index++);
+    auto finished = (*import)->finish();
+    if (!finished) {
+      reasons.push_back("the upload could not be stored: " + finished.error().message);
+      return;
+    }
+    done = std::move(*finished);
+    hooks_.campaigns->finished(done);
+  }
+  result.reset(import_result_to_json(done));
+  if (done.replayed) cJSON_AddBoolToObject(result.get(), "replayed", true);
 }
 
 void FleetSync::handle_desired(const net::MqttMessage& m) {

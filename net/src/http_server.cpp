@@ -1,4 +1,5 @@
-// libmicrohttpd glue: epoll mode without internal threads, bodies accumulated with a limit,
+// libmicrohttpd glue: epoll mode without internal threads, bodies accumulated with a limit or streamed to a
+// sink,
 // suspend/resume so handlers may answer later from the loop, and the connection limits (accepting,
 // per-client caps, eviction, header and keep-alive deadlines) that libmicrohttpd does not have.
 #include "osvi/net/http_server.hpp"
@@ -116,7 +117,9 @@ struct HttpReply::Conn {
   HttpRequest request;
   bool started = false;
   bool too_large = false;
-  bool refused = false;  // answered by the server from the request head (400, 413)
+  bool sink_refused = false;  // the body sink said no: the rest of the body is dropped unread by it
+  uint64_t limit = 0;         // body bytes allowed: the sink's, else max_body_bytes
+  bool refused = false;       // answered by the server from the request head (400, 413)
   bool dispatched = false;
   bool suspended = false;
   bool closed = false;
@@ -297,15 +300,24 @@ struct HttpServer::Glue {
         HttpResponse r = error(self, 400, "an HTTP/1.1 request must carry a Host header");
         return queue(connection, r);
       }
+      // The application may take the body as it arrives (with a limit of its own) instead of having it
+      // gathered here.
+      c.limit = self->options_.max_body_bytes;
+      if (self->options_.body_sink) {
+        if (std::unique_ptr<HttpBodySink> sink = self->options_.body_sink(c.request)) {
+          c.limit = sink->max_bytes();
+          c.request.body_sink = std::move(sink);
+        }
+      }
       // An announced oversize body is refused from the headers: queued now, the 413 goes out before any
       // body byte is read and instead of a "100 Continue" (libmicrohttpd then closes the connection).
       if (auto cl = c.request.header("Content-Length")) {
         unsigned long long n = std::strtoull(std::string(*cl).c_str(), nullptr, 10);
-        if (n > self->options_.max_body_bytes) {
+        if (n > c.limit) {
           c.answered = c.refused = true;
-          HttpResponse r = error(self, 413,
-                                 "request body exceeds the limit of " +
-                                     std::to_string(self->options_.max_body_bytes) + " bytes");
+          c.request.body_sink.reset();
+          HttpResponse r =
+              error(self, 413, "request body exceeds the limit of " + std::to_string(c.limit) + " bytes");
           return queue(connection, r);
         }
       }
@@ -317,23 +329,29 @@ struct HttpServer::Glue {
       return MHD_YES;
     }
     if (*upload_data_size != 0) {
-      if (!c.too_large) {
-        if (c.request.body.size() + *upload_data_size > self->options_.max_body_bytes) {
-          c.too_large = true;
-          c.request.body.clear();
-          c.request.body.shrink_to_fit();
-        } else {
-          c.request.body.append(upload_data, *upload_data_size);
-        }
-      }
+      const size_t n = *upload_data_size;
       *upload_data_size = 0;
+      if (c.too_large) return MHD_YES;
+      if (c.request.body_bytes + n > c.limit) {
+        // Read on to the end (the client then reads a 413, not a reset); the sink's work is abandoned.
+        c.too_large = true;
+        c.request.body.clear();
+        c.request.body.shrink_to_fit();
+        c.request.body_sink.reset();
+        return MHD_YES;
+      }
+      c.request.body_bytes += n;
+      if (!c.request.body_sink) {
+        c.request.body.append(upload_data, n);
+      } else if (!c.sink_refused) {
+        c.sink_refused = !c.request.body_sink->write(std::string_view(upload_data, n));
+      }
       return MHD_YES;
     }
     if (c.too_large) {
       c.answered = true;
-      HttpResponse r = error(
-          self, 413,
-          "request body exceeds the limit of " + std::to_string(self->options_.max_body_bytes) + " bytes");
+      HttpResponse r =
+          error(self, 413, "request body exceeds the limit of " + std::to_string(c.limit) + " bytes");
       return queue(connection, r);
     }
     if (!c.dispatched) {

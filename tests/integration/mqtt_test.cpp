@@ -514,6 +514,88 @@ TEST_F(MqttTest, CommandsAnswerAcceptedOrRejectedNeverCrash) {
   EXPECT_EQ(d->wait_exit(10s), 0);
 }
 
+// campaign_contacts: the API's import over MQTT, and a repeated idempotency key replays the first result
+// without importing again (a scheduler that lost the answer resends the same request).
+TEST_F(MqttTest, CampaignContactsImportsOnceAndReplaysARepeatedKey) {
+  Broker broker(dir_.path(), osvi::test::free_loopback_port());
+  Subscriber sub(broker.port());
+  std::string cfg = config_json(broker.port(), state_,
+                                R"(,"commands":{"max_request_bytes":1048576,"token":"Fleet-cmd-token-01"})");
+  cfg.insert(cfg.size() - 1, R"(,"campaigns":[{"id":7,"name":"December","agents":["agent_a"]}])");
+  auto d = start_daemon(cfg);
+  ASSERT_TRUE(sub.wait_for(std::string(kPrefix) + "/birth", "online", 10s)) << d->stderr_text();
+  const std::string p = kPrefix;
+  auto send = [&](const std::string& body, const std::string& corr) {
+    sub.publish(p + "/cmd/campaign_contacts/req",
+                R"({"token":"Fleet-cmd-token-01","correlation_id":")" + corr + "\"," + body + "}");
+    return sub.wait_for(p + "/cmd/campaign_contacts/res", "\"correlation_id\":\"" + corr + "\"", 10s);
+  };
+
+  auto first = send(
+      R"("campaign_id":7,"agent_uuid":"agent_a","idempotency_key":"sched-2026-12-02:7:001",)"
+      R"("contacts":[{"phone":"9876543210","person_name":"Asha","plan":"Pro"},{"phone":"+919876500000"},{"phone":"12"}])",
+      "c1");
+  ASSERT_TRUE(first) << d->stderr_text();
+  auto j = osvi::test::parse_json(first->payload);
+  ASSERT_TRUE(j);
+  EXPECT_EQ(osvi::test::json_str(j.get(), "status"), "accepted") << first->payload;
+  const cJSON* result = cJSON_GetObjectItemCaseSensitive(j.get(), "result");
+  ASSERT_TRUE(cJSON_IsObject(result)) << first->payload;
+  EXPECT_EQ(cJSON_GetObjectItemCaseSensitive(result, "contacts_accepted")->valueint, 2) << first->payload;
+  const cJSON* invalid = cJSON_GetObjectItemCaseSensitive(result, "invalid");
+  ASSERT_EQ(cJSON_GetArraySize(invalid), 1) << first->payload;
+  EXPECT_EQ(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(invalid, 0), "index")->valueint, 2);
+  const int upload = cJSON_GetObjectItemCaseSensitive(result, "campaign_upload_id")->valueint;
+  EXPECT_GT(upload, 0);
+  EXPECT_EQ(cJSON_GetObjectItemCaseSensitive(result, "replayed"), nullptr);
+
+  // The same key again, whatever the contacts: the first result, nothing imported.
+  auto again = send(R"("campaign_id":7,"agent_uuid":"agent_a","idempotency_key":"sched-2026-12-02:7:001",)"
+                    R"("contacts":[{"phone":"9876511111"}])",
+                    "c2");
+  ASSERT_TRUE(again);
+  j = osvi::test::parse_json(again->payload);
+  EXPECT_EQ(osvi::test::json_str(j.get(), "status"), "accepted") << again->payload;
+  result = cJSON_GetObjectItemCaseSensitive(j.get(), "result");
+  ASSERT_TRUE(cJSON_IsObject(result)) << again->payload;
+  EXPECT_EQ(cJSON_GetObjectItemCaseSensitive(result, "campaign_upload_id")->valueint, upload);
+  EXPECT_EQ(cJSON_GetObjectItemCaseSensitive(result, "contacts_accepted")->valueint, 2);
+  EXPECT_TRUE(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(result, "replayed"))) << again->payload;
+
+  // Checked before anything is imported.
+  auto bad = send(
+      R"("campaign_id":7,"agent_uuid":"agent_a","idempotency_key":"short","contacts":[{"phone":"9876522222"}])",
+      "c3");
+  ASSERT_TRUE(bad);
+  EXPECT_NE(bad->payload.find("\"rejected\""), std::string::npos);
+  EXPECT_NE(bad->payload.find("idempotency_key: expected 8 to 128"), std::string::npos) << bad->payload;
+  std::string many =
+      R"("campaign_id":7,"agent_uuid":"agent_a","idempotency_key":"sched-many-0001","contacts":[)";
+  for (int i = 0; i < 10001; ++i) many += i ? ",{}" : "{}";
+  bad = send(many + "]", "c4");
+  ASSERT_TRUE(bad);
+  EXPECT_NE(bad->payload.find("contacts: expected an array of 1 to 10000"), std::string::npos)
+      << bad->payload;
+  bad = send(
+      R"("campaign_id":99,"agent_uuid":"agent_a","idempotency_key":"sched-2026-12-02:99","contacts":[{"phone":"9876533333"}])",
+      "c5");
+  ASSERT_TRUE(bad);
+  EXPECT_NE(bad->payload.find("\"rejected\""), std::string::npos) << bad->payload;
+  EXPECT_NE(bad->payload.find("campaign_id"), std::string::npos) << bad->payload;
+
+  d->signal(SIGTERM);
+  EXPECT_EQ(d->wait_exit(10s), 0);
+  // Two contacts in all: the replay imported nothing, the refused requests nothing either.
+  osvi::SystemClock clock;
+  osvi::daemon::StoreOptions o;
+  o.path = state_ + "/osvi.db";
+  auto store = osvi::daemon::Store::open(o, clock);
+  ASSERT_TRUE(store.ok()) << store.error().message;
+  int64_t total = -1;
+  ASSERT_TRUE((*store)->campaigns().contacts(7, "", 1, 100, &total).ok());
+  EXPECT_EQ(total, 2);
+}
+
 TEST_F(MqttTest, CommandTokenRejectsUnauthorizedRequests) {
   Broker broker(dir_.path(), osvi::test::free_loopback_port());
   Subscriber sub(broker.port());

@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <stdexcept>
 #include <thread>
@@ -134,16 +135,46 @@ size_t append_cb(char* data, size_t size, size_t n, void* user) {
 
 HttpResult http_request(const std::string& method, const std::string& url, const std::string& token,
                         const std::string& body, const std::string& content_type) {
+  HttpRequestOptions o;
+  o.content_type = content_type;
+  return http_request(method, url, token, body, o);
+}
+
+namespace {
+struct ChunkedBody {
+  const std::string* body;
+  size_t at = 0;
+  size_t piece = 0;
+};
+size_t read_chunk(char* out, size_t size, size_t n, void* user) {
+  auto* b = static_cast<ChunkedBody*>(user);
+  const size_t take = std::min({size * n, b->piece, b->body->size() - b->at});
+  std::memcpy(out, b->body->data() + b->at, take);
+  b->at += take;
+  return take;
+}
+}  // namespace
+
+HttpResult http_request(const std::string& method, const std::string& url, const std::string& token,
+                        const std::string& body, const HttpRequestOptions& options) {
   HttpResult out;
   CURL* curl = curl_easy_init();
   if (!curl) throw std::runtime_error("curl_easy_init failed");
   curl_slist* headers = nullptr;
   if (!token.empty()) headers = curl_slist_append(headers, ("API-Token: " + token).c_str());
-  headers = curl_slist_append(headers, ("Content-Type: " + content_type).c_str());
+  headers = curl_slist_append(headers, options.content_type.empty()
+                                           ? "Content-Type:"
+                                           : ("Content-Type: " + options.content_type).c_str());
+  ChunkedBody chunked{&body, 0, std::max<size_t>(options.chunk_bytes, 1)};
+  if (options.chunked) headers = curl_slist_append(headers, "Transfer-Encoding: chunked");
   curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
   curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method.c_str());
   curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
-  if (!body.empty() || method == "POST" || method == "PUT") {
+  if (options.chunked) {
+    curl_easy_setopt(curl, CURLOPT_POST, 1L);
+    curl_easy_setopt(curl, CURLOPT_READFUNCTION, &read_chunk);
+    curl_easy_setopt(curl, CURLOPT_READDATA, &chunked);
+  } else if (!body.empty() || method == "POST" || method == "PUT") {
     curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body.c_str());
     curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, static_cast<long>(body.size()));
   }
@@ -151,7 +182,7 @@ HttpResult http_request(const std::string& method, const std::string& url, const
   curl_easy_setopt(curl, CURLOPT_WRITEDATA, &out.body);
   curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, &append_cb);
   curl_easy_setopt(curl, CURLOPT_HEADERDATA, &out.headers);
-  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 5000L);
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, options.timeout_ms);
   curl_easy_setopt(curl, CURLOPT_NOPROXY, "*");
   CURLcode rc = curl_easy_perform(curl);
   if (rc == CURLE_OK) curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &out.status);

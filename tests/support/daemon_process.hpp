@@ -51,4 +51,15 @@ struct HttpResult {
 HttpResult http_request(const std::string& method, const std::string& url, const std::string& token,
                         const std::string& body = {}, const std::string& content_type = "application/json");
 
+// The same with a chosen Content-Type (empty: none) and, when chunked, the body sent with
+// Transfer-Encoding: chunked in pieces of at most chunk_bytes.
+struct HttpRequestOptions {
+  std::string content_type = "application/json";
+  bool chunked = false;
+  size_t chunk_bytes = 16384;
+  long timeout_ms = 5000;
+};
+HttpResult http_request(const std::string& method, const std::string& url, const std::string& token,
+                        const std::string& body, const HttpRequestOptions& options);
+
 }  // namespace osvi::test

@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
+#include <mutex>
 #include <ostream>
 #include <string>
 #include <thread>
@@ -586,6 +587,194 @@ TEST(HttpServer, ConnectionsWithRequestsInHandAreNeverEvicted) {
   EXPECT_EQ(a.read(3000).rfind("HTTP/1.1 500", 0), 0u);
   EXPECT_EQ(b.read(3000).rfind("HTTP/1.1 500", 0), 0u);
   EXPECT_EQ(seen, 2);
+}
+
+// A body sink as a test sees it: what was written, in how many pieces, whether it was dropped.
+struct SinkLog {
+  std::mutex mu;
+  std::string bytes;
+  int writes = 0;
+  std::atomic<int> made{0};
+  std::atomic<int> destroyed{0};
+  std::atomic<int> handled{0};
+};
+
+class TestSink : public osvi::net::HttpBodySink {
+ public:
+  TestSink(SinkLog& log, uint64_t max, size_t refuse_after)
+      : log_(log), max_(max), refuse_after_(refuse_after) {
+    ++log_.made;
+  }
+  ~TestSink() override { ++log_.destroyed; }
+  uint64_t max_bytes() const override { return max_; }
+  osvi::Status write(std::string_view data) override {
+    std::lock_guard lock(log_.mu);
+    ++log_.writes;
+    log_.bytes.append(data);
+    if (log_.bytes.size() > refuse_after_) return osvi::make_error("row 3: no phone");
+    return {};
+  }
+  size_t written() {
+    std::lock_guard lock(log_.mu);
+    return log_.bytes.size();
+  }
+
+ private:
+  SinkLog& log_;
+  uint64_t max_;
+  size_t refuse_after_;
+};
+
+// Bodies of POST /stream go to a TestSink (limit `max`, refusing once more than `refuse_after` bytes came);
+// the handler answers with what the request says about its body.
+osvi::net::HttpServerOptions sink_options(SinkLog& log, uint64_t max, size_t refuse_after = SIZE_MAX) {
+  osvi::net::HttpServerOptions o = json_errors(1000);
+  o.body_sink = [&log, max,
+                 refuse_after](const HttpRequest& head) -> std::unique_ptr<osvi::net::HttpBodySink> {
+    if (head.method != "POST" || head.path != "/stream") return nullptr;
+    return std::make_unique<TestSink>(log, max, refuse_after);
+  };
+  return o;
+}
+
+HttpResponse describe_body(SinkLog& log, HttpRequest& req) {
+  ++log.handled;
+  HttpResponse r;
+  auto* sink = dynamic_cast<TestSink*>(req.body_sink.get());
+  r.status = sink && sink->written() != req.body_bytes ? 422 : 200;  // refused: it stopped taking bytes
+  r.body = std::string(sink ? "sink" : "plain") + " body=" + std::to_string(req.body.size()) +
+           " bytes=" + std::to_string(req.body_bytes);
+  return r;
+}
+
+std::string deterministic_bytes(size_t n) {
+  std::string s(n, '\0');
+  uint32_t x = 7;
+  for (char& c : s) {
+    x = x * 1103515245u + 12345u;
+    c = static_cast<char>('a' + (x >> 24) % 26);
+  }
+  return s;
+}
+
+// A streamed body reaches the sink byte-identical and in pieces as it arrives, whether announced by
+// Content-Length or chunked; it is never gathered (the request's body stays empty), and the sink's limit
+// replaces max_body_bytes. Requests the hook declines keep the gathered body and its limit.
+TEST(HttpServer, StreamsContentLengthAndChunkedBodiesToTheSink) {
+  SinkLog log;
+  ServerThread st([&](HttpRequest& req, HttpReply reply) { reply.send(describe_body(log, req)); },
+                  sink_options(log, 8u << 20));
+  const std::string body = deterministic_bytes(3u << 20);  // 3 MiB against max_body_bytes of 1000
+  for (bool chunked : {false, true}) {
+    {
+      std::lock_guard lock(log.mu);
+      log.bytes.clear();
+      log.writes = 0;
+    }
+    osvi::test::HttpRequestOptions ro;
+    ro.content_type = "text/csv";
+    ro.chunked = chunked;
+    ro.chunk_bytes = 10000;
+    auto r = osvi::test::http_request("POST", st.url("/stream"), "", body, ro);
+    EXPECT_EQ(r.status, 200) << chunked << " " << r.body;
+    EXPECT_EQ(r.body, "sink body=0 bytes=" + std::to_string(body.size())) << chunked;
+    std::lock_guard lock(log.mu);
+    EXPECT_TRUE(log.bytes == body) << chunked << ": " << log.bytes.size() << " bytes reached the sink";
+    EXPECT_GT(log.writes, 10) << chunked << ": the body should arrive in pieces";
+  }
+  EXPECT_EQ(log.made, 2);
+  // With the request, once the answer is out (which the client may see first).
+  for (int i = 0; i < 300 && log.destroyed < 2; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(log.destroyed, 2);
+  // Declined by the hook: gathered, with the server's own limit.
+  auto plain = osvi::test::http_request("POST", st.url("/other"), "", "{\"a\":1}");
+  EXPECT_EQ(plain.body, "plain body=7 bytes=7");
+  EXPECT_EQ(osvi::test::http_request("POST", st.url("/other"), "", std::string(1001, 'x')).status, 413);
+  EXPECT_EQ(log.made, 2);
+}
+
+// The sink's limit is enforced like the server's: an announced length over it is a 413 from the head (no
+// body byte read), a chunked body growing past it a 413 after it; the sink is dropped unfinished and the
+// handler never runs.
+TEST(HttpServer, SinkLimitGets413FromTheHeadOrOnceExceeded) {
+  SinkLog log;
+  ServerThread st([&](HttpRequest& req, HttpReply reply) { reply.send(describe_body(log, req)); },
+                  sink_options(log, 5000));
+  {
+    RawClient c(st.port());
+    ASSERT_TRUE(c.ok());
+    ASSERT_TRUE(
+        c.send("POST /stream HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\nContent-Length: 5001\r\n"
+               "Expect: 100-continue\r\n\r\n"));
+    const std::string got = c.read(3000, "}");
+    EXPECT_EQ(got.rfind("HTTP/1.1 413", 0), 0u) << got;
+    EXPECT_NE(got.find("exceeds the limit of 5000 bytes"), std::string::npos) << got;
+  }
+  EXPECT_EQ(log.writes, 0);
+  {
+    RawClient c(st.port());
+    ASSERT_TRUE(c.ok());
+    std::string req = "POST /stream HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+    for (int i = 0; i < 6; ++i) req += "3e8\r\n" + std::string(1000, 'x') + "\r\n";
+    ASSERT_TRUE(c.send(req + "0\r\n\r\n"));
+    const std::string got = c.read(3000, "}");
+    EXPECT_EQ(got.rfind("HTTP/1.1 413", 0), 0u) << got;
+  }
+  for (int i = 0; i < 300 && log.destroyed < 2; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(log.made, 2);
+  EXPECT_EQ(log.destroyed, 2);
+  EXPECT_EQ(log.handled, 0);
+  std::lock_guard lock(log.mu);
+  EXPECT_LE(log.bytes.size(), 5000u);  // never a byte past the limit
+}
+
+// A sink that refuses mid-body gets nothing more; the rest of the body is read and dropped, and the handler
+// answers (here 422) with the connection intact, so the client reads the answer rather than a reset.
+TEST(HttpServer, SinkRefusalMidBodyLetsTheHandlerAnswer) {
+  SinkLog log;
+  ServerThread st([&](HttpRequest& req, HttpReply reply) { reply.send(describe_body(log, req)); },
+                  sink_options(log, 8u << 20, 100000));
+  const std::string body = deterministic_bytes(2u << 20);
+  osvi::test::HttpRequestOptions ro;
+  ro.content_type = "text/csv";
+  auto r = osvi::test::http_request("POST", st.url("/stream"), "", body, ro);
+  EXPECT_EQ(r.status, 422) << r.body;
+  EXPECT_EQ(r.body, "sink body=0 bytes=" + std::to_string(body.size()));
+  EXPECT_EQ(log.handled, 1);
+  std::lock_guard lock(log.mu);
+  EXPECT_GT(log.bytes.size(), 100000u);
+  EXPECT_LT(log.bytes.size(), body.size());  // nothing written after the refusal
+  EXPECT_TRUE(body.starts_with(log.bytes));
+}
+
+// A client that stops in the middle of a streamed body is closed at the inactivity deadline; the sink is
+// dropped unfinished (its work abandoned) and the handler never runs. The server serves others meanwhile.
+TEST(HttpServer, ClientStoppingMidBodyIsClosedAndTheSinkDropped) {
+  SinkLog log;
+  osvi::net::HttpServerOptions o = sink_options(log, 1u << 20);
+  o.connection_timeout_s = 1;
+  ServerThread st([&](HttpRequest& req, HttpReply reply) { reply.send(describe_body(log, req)); }, o);
+  RawClient c(st.port());
+  ASSERT_TRUE(c.ok());
+  const auto t0 = std::chrono::steady_clock::now();
+  ASSERT_TRUE(
+      c.send("POST /stream HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\nContent-Length: 100000\r\n\r\n" +
+             std::string(3000, 'y')));
+  for (int i = 0; i < 300 && log.made < 1; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(osvi::test::http_request("GET", st.url("/other"), "").status, 200);
+  EXPECT_TRUE(c.closed_within(5000));
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_GE(secs, 0.8);
+  EXPECT_LE(secs, 4.0);
+  for (int i = 0; i < 300 && log.destroyed < 1; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(log.made, 1);
+  EXPECT_EQ(log.destroyed, 1);
+  EXPECT_EQ(log.handled, 1);  // only GET /other
+  std::lock_guard lock(log.mu);
+  EXPECT_EQ(log.bytes, std::string(3000, 'y'));
 }
 
 // HTTPS with a certificate made at test time: a client trusting it is answered; plain HTTP is not.

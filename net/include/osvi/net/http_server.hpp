@@ -20,6 +20,8 @@ struct MHD_Daemon;
 
 namespace osvi::net {
 
+class HttpBodySink;
+
 struct HttpRequest {
   std::string method;
   std::string path;  // without the query string; decoded by net::url_unescape (%00 arrives as 0xC0)
@@ -28,11 +30,32 @@ struct HttpRequest {
   std::vector<std::pair<std::string, std::string>> headers;
   std::vector<std::pair<std::string, std::string>> query;
   std::vector<std::pair<std::string, std::string>> params;  // from the route pattern, e.g. {id}
+  // Set when HttpServerOptions::body_sink took the body: every byte went to it as it arrived, `body` is
+  // empty. The handler finishes the sink's work (and reads its verdict) before answering.
+  std::shared_ptr<HttpBodySink> body_sink;
+  uint64_t body_bytes = 0;  // bytes of body received (kept in `body` or given to the sink)
 
   // Header names compare case-insensitively, as HTTP says.
   std::optional<std::string_view> header(std::string_view name) const;
   std::optional<std::string_view> query_param(std::string_view name) const;
   std::optional<std::string_view> param(std::string_view name) const;
+};
+
+// A request body consumed as it arrives (a CSV upload parsed row by row) instead of being gathered into
+// HttpRequest::body, so its size costs no memory here. Asked for by HttpServerOptions::body_sink once the
+// request head is in; runs on the server's thread like the handler.
+class HttpBodySink {
+ public:
+  static constexpr uint64_t kDefaultMaxBytes = 64ull * 1024 * 1024;
+  virtual ~HttpBodySink() = default;
+  // The body limit of this request, in place of HttpServerOptions::max_body_bytes: a larger Content-Length
+  // is answered 413 from the head, a body that grows past it 413 once it has been read (the sink is then
+  // dropped unfinished, the handler never called).
+  virtual uint64_t max_bytes() const { return kDefaultMaxBytes; }
+  // The next piece of the body, in order, as libmicrohttpd delivers it (any size, any split). An error
+  // refuses the rest: nothing more is written, the rest of the body is read and dropped (so the client can
+  // read the answer), and the handler is called as usual to answer from what the sink knows.
+  virtual Status write(std::string_view data) = 0;
 };
 
 // A response body read from an open file as the socket drains (libmicrohttpd's fd responses: sendfile(2)
@@ -118,6 +141,9 @@ struct HttpServerOptions {
   // PEM text; both set = HTTPS only (libmicrohttpd's TLS), both empty = plain HTTP.
   std::string tls_cert_pem;
   std::string tls_key_pem;
+  // Asked once per request when its head is in (method, path, query and headers set, no params, no body):
+  // a sink takes the body as it arrives, with its own limit; null keeps the usual gathered body.
+  std::function<std::unique_ptr<HttpBodySink>(const HttpRequest& head)> body_sink;
   // Builds the body of the errors the server answers itself (400, 413, 500, 503), so they carry the
   // application's envelope.
   std::function<HttpResponse(int status, std::string_view message)> error_response;

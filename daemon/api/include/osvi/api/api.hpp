@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -47,6 +48,10 @@ class Api {
   // {"success":false,"errors":[m],"error":m}: both documented error shapes at once.
   static net::HttpResponse error(int status, std::string_view message);
 
+  // HttpServerOptions::body_sink: a CSV contacts upload is parsed as its body arrives (campaign_csv.cpp);
+  // every other request keeps the gathered body.
+  std::unique_ptr<net::HttpBodySink> body_sink(const net::HttpRequest& head);
+
  private:
   // 400 for the endpoints whose pages document 400 for validation (spec section 10), 422 elsewhere.
   static int validation_status(std::string_view method, std::string_view path);
@@ -73,8 +78,6 @@ class Api {
 
   // campaigns.cpp: spec 3.7, 3.8 and the extensions.
   void post_contacts(net::HttpRequest& request, net::HttpReply reply);
-  // A POST of contacts whose body is not JSON (text/csv): the CSV importer's entry.
-  void post_contacts_csv(net::HttpRequest& request, net::HttpReply reply);
   void campaign_status(net::HttpRequest& request, net::HttpReply reply);
   void create_campaign(net::HttpRequest& request, net::HttpReply reply);
   void list_campaigns(net::HttpRequest& request, net::HttpReply reply);
@@ -84,6 +87,9 @@ class Api {
   void enqueue_upload(net::HttpRequest& request, net::HttpReply reply);
   // The campaign of the path's {id} when it exists and the token covers it; otherwise the reply is sent.
   std::optional<CampaignRow> find_campaign(const net::HttpRequest& request, net::HttpReply& reply);
+  // campaign_csv.cpp: POST /v1/campaigns/{id}/contacts with text/csv, POST /v1/campaigns/{id}/contacts.csv.
+  void post_contacts_csv(net::HttpRequest& request, net::HttpReply reply);
+  std::unique_ptr<net::HttpBodySink> open_csv_upload(const net::HttpRequest& head, const ApiToken& caller);
 
   ApiContext& ctx_;
   net::Router router_;

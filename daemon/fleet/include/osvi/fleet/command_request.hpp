@@ -18,6 +18,10 @@ inline constexpr size_t kMaxCommandNameBytes = 64;
 inline constexpr size_t kMaxCorrelationIdBytes = 256;
 inline constexpr size_t kMaxReplyTopicBytes = 512;
 inline constexpr size_t kMaxCommandReasonBytes = 512;
+// campaign_contacts: the API's per-request limit, and the key a fleet scheduler retries with.
+inline constexpr size_t kMaxCampaignContactsPerCommand = 10000;
+inline constexpr size_t kMinIdempotencyKeyBytes = 8;
+inline constexpr size_t kMaxIdempotencyKeyBytes = 128;
 
 struct CommandPolicy {
   std::string prefix;  // <topic_prefix>/<site>/<device>
@@ -59,7 +63,8 @@ std::string json_refusal_reason(const net::JsonRefusal& refusal);
 // Parses and checks one request: size, JSON object, authentication, then (only once authenticated) the
 // requested reply topic (MQTT v5 response_topic, else "reply_to") and the fields of the named command:
 // ping {}, log_level {level}, dnd {action, agent_uuid, phone, reason?}, call {agent_uuid, phone_number, …},
-// config {config, version?}. What needs the box's state (is the agent known, the DND list) is checked by the
+// config {config, version?}, campaign_contacts {campaign_id, agent_uuid, contacts[1..10000] of objects,
+// enqueue?, idempotency_key}. What needs the box's state (is the agent known, the DND list) is checked by the
 // caller. An unauthenticated request gets exactly one reason and the default reply topic.
 CommandRequest check_command_request(const CommandPolicy& policy, std::string_view name,
                                      std::string_view payload, std::string_view response_topic);

@@ -16,6 +16,7 @@
 #include "osvi/clock.hpp"
 #include "osvi/config/config.hpp"
 #include "osvi/lines/line_manager.hpp"
+#include "osvi/net/json.hpp"
 #include "osvi/net/mqtt_client.hpp"
 #include "osvi/net/upstream.hpp"
 #include "osvi/result.hpp"
@@ -36,6 +37,8 @@ struct FleetHooks {
   std::function<std::vector<LineHealth>()> lines;
   std::function<CallsHealth()> calls;
   std::function<std::vector<net::BreakerState>()> upstreams;
+  // The campaign_contacts command imports through it (null: the command is rejected).
+  class CampaignService* campaigns = nullptr;
 };
 
 class FleetSync {
@@ -78,6 +81,7 @@ class FleetSync {
   // Commands (commands.cpp).
   void handle_command(const std::string& name, const net::MqttMessage& m);
   void handle_desired(const net::MqttMessage& m);
+  void import_contacts(const cJSON* request, std::vector<std::string>& reasons, net::JsonPtr& result);
 
   EventLoop& loop_;
   Store& store_;
