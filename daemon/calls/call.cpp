@@ -266,6 +266,12 @@ void Call::on_line_event(const hal::LineEvent& e) {
       }
       break;
     case T::hung_up:
+      // Only a call that hung up waits for this. A line that went idle at once (the simulated one) confirms
+      // the hang-up of the call before this one later: a call placed on it meanwhile must not end by it.
+      if (state_ != State::ending) {
+        log::debug("a hang-up confirmation for an earlier call on the line: ignored", {{"CALL_ID", id()}});
+        break;
+      }
       finalize(answered_ ? (voicemail_reached_ ? "voicemail" : "picked") : "not_picked",
                record_.call_ended_reason.value_or("hangup"), record_.call_ended_by.value_or("agent"));
       break;

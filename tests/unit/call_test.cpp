@@ -727,6 +727,21 @@ TEST_F(CallTest, FallbackEndsWhenNobodySpeaksAfterTheTone) {
   EXPECT_EQ(saved_record().call_ended_reason, "upstream_failure");
 }
 
+// The line confirms the hang-up of the call before this one (it went idle at once and the next call was
+// placed on it): not this call's end.
+TEST_F(CallTest, AnEarlierCallsHangupConfirmationDoesNotEndANewCall) {
+  start(true);
+  line_event(hal::LineEvent::Type::hung_up, kNumber);
+  EXPECT_FALSE(call_->finished());
+  pick_up();
+  play_all();
+  line_event(hal::LineEvent::Type::hung_up, kNumber);
+  EXPECT_FALSE(call_->finished());
+  line_event(hal::LineEvent::Type::remote_hangup);
+  ASSERT_TRUE(call_->finished());
+  EXPECT_EQ(saved_record().status, "picked");
+}
+
 TEST_F(CallTest, DtmfDigitsBecomeOneCallerTurn) {
   answer_and_greet();
   up_.push_llm(says("You chose billing."));
