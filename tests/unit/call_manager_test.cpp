@@ -208,7 +208,8 @@ TEST_F(CallManagerTest, QueuedCallPutOnTheDndListWhileWaitingIsNeverDialled) {
   const std::string queued = place(phone);
   EXPECT_EQ(manager_->health().queued, 1u);
   // On the list while the call waits for a line.
-  ASSERT_TRUE(store_->dnd().add("agent_a", phone, std::string("asked by email")).ok());
+  ASSERT_TRUE(
+      store_->dnd().add_entry("agent_a", phone, std::string("asked by email"), "api", std::nullopt).ok());
   // A line frees up: the queue drains, and the number is checked again before it is dialled.
   manager_->call_on(*lines_->find("sim0"))->abort("test");
   ASSERT_TRUE(run_until([&] { return finished.size() == 2; }));
@@ -238,7 +239,9 @@ TEST_F(CallManagerTest, AQueuedCallNotOnTheListIsDialledWhenALineFrees) {
   ASSERT_NO_FATAL_FAILURE(launch(config_text(2500, 128)));
   ASSERT_NO_FATAL_FAILURE(fill_lines());
   const std::string queued = place("+919800000043");
-  ASSERT_TRUE(store_->dnd().add("agent_a", "+919800000044", std::nullopt).ok());  // another number
+  ASSERT_TRUE(store_->dnd()
+                  .add_entry("agent_a", "+919800000044", std::nullopt, "api", std::nullopt)
+                  .ok());  // another number
   manager_->call_on(*lines_->find("sim1"))->abort("test");
   ASSERT_TRUE(run_until([&] { return answered_ == 3; })) << "the queued call was not dialled";
   const Call* c = manager_->call_on(*lines_->find("sim1"));
