@@ -467,7 +467,7 @@ Status App::start_calls() {
   calls_ = std::make_unique<CallManager>(call_ctx_, *lines_);
   calls_->set_config(config_.get());
   if (options_.demo) {
-    calls_->set_on_finished([this](const CallRecord& r) {
+    calls_->add_finished_listener([this](const CallRecord& r) {
       // The report names the recording, which is registered once it is on disk.
       recordings_->when_idle([this, id = r.call_id] {
         std::fputs(demo_report(*store_, id, config_->site.utc_offset_minutes).c_str(), stdout);

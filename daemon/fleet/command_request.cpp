@@ -25,6 +25,21 @@ bool is_e164(std::string_view s) {
   return true;
 }
 
+// The shape of a number before normalisation: a leading '+' then digits and separators, at least one digit.
+bool is_phone_text(std::string_view s) {
+  if (s.empty() || s.size() > 32) return false;
+  bool digit = false;
+  for (size_t i = 0; i < s.size(); ++i) {
+    const char c = s[i];
+    if (c >= '0' && c <= '9') {
+      digit = true;
+    } else if (!(c == ' ' || c == '-' || c == '.' || c == '(' || c == ')' || (c == '+' && i == 0))) {
+      return false;
+    }
+  }
+  return digit;
+}
+
 const char* str_member(const cJSON* o, const char* name) {
   const cJSON* v = cJSON_GetObjectItemCaseSensitive(o, name);
   return cJSON_IsString(v) ? v->valuestring : nullptr;
@@ -49,9 +64,12 @@ void check_fields(std::string_view name, const cJSON* r, std::vector<std::string
     const std::string_view act = action ? action : "";
     if (act != "add" && act != "remove") reasons.emplace_back("action: expected \"add\" or \"remove\"");
     if (str_member(r, "agent_uuid") == nullptr) reasons.emplace_back("agent_uuid: expected a string");
+    // Free-form, as POST /v1/dnd_numbers takes it; the box normalises it to E.164 with the site's country.
     const char* phone = str_member(r, "phone");
-    if (phone == nullptr || !is_e164(phone))
-      reasons.emplace_back("phone: expected an E.164 number such as +919876543210");
+    if (phone == nullptr || !is_phone_text(phone))
+      reasons.emplace_back(
+          "phone: expected a phone number: E.164 such as +919876543210, or a national number of the site's "
+          "country (digits, spaces, - . ( ), at most 32 characters)");
     optional_string(r, "reason", reasons);
     return;
   }

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "osvi/base/log.hpp"
+#include "osvi/campaigns/dnd.hpp"
 #include "osvi/fleet/command_request.hpp"
 #include "osvi/fleet/fleet.hpp"
 #include "osvi/net/json.hpp"
@@ -79,24 +80,39 @@ void FleetSync::handle_command(const std::string& name, const net::MqttMessage& 
         net::json_add_string(reply.result.get(), "previous", log::level_name(previous));
       }
     } else if (name == "dnd") {
+      // The same service as the API's /v1/dnd_numbers: E.164 with the site's country, idempotent add.
       const char* agent = str_member(r, "agent_uuid");
       const char* phone = str_member(r, "phone");
       const char* reason = str_member(r, "reason");
       const std::string act = str_member(r, "action") ? str_member(r, "action") : "";
       if (agent != nullptr && find_agent(agent) == nullptr) reply.reject("agent_uuid: unknown agent");
+      auto e164 = phone ? DndService::normalize(phone, cfg.site.country) : Result<std::string>(std::string());
+      if (!e164) {
+        reply.reject(e164.error().code == -EINVAL ? "phone: " + e164.error().message +
+                                                        " (expected E.164 such as +919876543210, or a "
+                                                        "national number of " +
+                                                        cfg.site.country + ")"
+                                                  : e164.error().message);
+      }
       if (reply.ok()) {
+        DndService dnd(store_);
+        net::json_add_string(reply.result.get(), "phone", *e164);
         if (act == "add") {
-          auto id =
-              store_.dnd().add(agent, phone, reason ? std::optional<std::string>(reason) : std::nullopt);
-          if (!id) {
-            reply.reject(id.error().code == -EEXIST ? "phone: already on the agent's do-not-disturb list"
-                                                    : id.error().message);
+          auto added = dnd.add(agent, *e164, cfg.site.country,
+                               reason ? std::optional<std::string>(reason) : std::nullopt, "mqtt");
+          if (!added) {
+            reply.reject(added.error().message);
           } else {
-            cJSON_AddNumberToObject(reply.result.get(), "id", static_cast<double>(*id));
+            cJSON_AddNumberToObject(reply.result.get(), "id", static_cast<double>(added->entry.id));
+            cJSON_AddBoolToObject(reply.result.get(), "created", added->created);
+            if (!added->created) {
+              cJSON_AddStringToObject(reply.result.get(), "message",
+                                      "already on the agent's do-not-disturb list (unchanged)");
+            }
           }
-        } else if (Status s = store_.dnd().remove(agent, phone); !s) {
-          reply.reject(s.error().code == -ENOENT ? "phone: not on the agent's do-not-disturb list"
-                                                 : s.error().message);
+        } else if (auto removed = dnd.remove(agent, *e164, cfg.site.country); !removed) {
+          reply.reject(removed.error().code == -ENOENT ? "phone: not on the agent's do-not-disturb list"
+                                                       : removed.error().message);
         }
       }
     } else if (name == "call") {

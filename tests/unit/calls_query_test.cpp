@@ -204,7 +204,7 @@ TEST_F(CallsQuery, RecordingUpsertAndLookup) {
 
 TEST_F(CallsQuery, DndActive) {
   EXPECT_FALSE(*store_->dnd().is_active("agent_a", "+919876543210"));
-  ASSERT_TRUE(store_->dnd().add("agent_a", "+919876543210", std::nullopt).ok());
+  ASSERT_TRUE(store_->dnd().add_entry("agent_a", "+919876543210", std::nullopt, "api", std::nullopt).ok());
   EXPECT_TRUE(*store_->dnd().is_active("agent_a", "+919876543210"));
   EXPECT_FALSE(*store_->dnd().is_active("agent_b", "+919876543210"));
   EXPECT_FALSE(*store_->dnd().is_active("agent_a", "+919876543211"));

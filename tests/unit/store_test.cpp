@@ -738,31 +738,56 @@ TEST_F(StoreTest, TranscriptTurnsCascadeWithTheirCall) {
 TEST_F(StoreTest, DndAllowsOneActiveEntryPerAgentAndNumber) {
   auto store = open_store();
   ASSERT_TRUE(store);
-  auto first = store->dnd().add("agent_a", "+919876543210", "asked not to be called");
+  auto first =
+      store->dnd().add_entry("agent_a", "+919876543210", "asked not to be called", "api", std::nullopt);
   ASSERT_TRUE(first.ok()) << first.error().message;
-  auto dup = store->dnd().add("agent_a", "+919876543210", std::nullopt);
-  ASSERT_FALSE(dup.ok());
-  EXPECT_EQ(dup.error().code, -EEXIST);
-  // Another agent's list is separate.
-  ASSERT_TRUE(store->dnd().add("agent_b", "+919876543210", std::nullopt).ok());
+  EXPECT_TRUE(first->created);
+  EXPECT_EQ(first->entry.agent_uuid, "agent_a");
+  EXPECT_EQ(first->entry.phone, "+919876543210");
+  EXPECT_EQ(first->entry.reason, "asked not to be called");
+  EXPECT_EQ(first->entry.created_at_ms, kT0);
+  EXPECT_EQ(first->entry.source, "api");
+  EXPECT_FALSE(first->entry.call_id.has_value());
 
-  clock_.advance_ms(1000);
+  // Idempotent: the entry already there comes back unchanged, nothing new is written.
+  clock_.advance_ms(500);
+  auto dup = store->dnd().add_entry("agent_a", "+919876543210", "other reason", "mqtt", "call-x");
+  ASSERT_TRUE(dup.ok()) << dup.error().message;
+  EXPECT_FALSE(dup->created);
+  EXPECT_EQ(dup->entry.id, first->entry.id);
+  EXPECT_EQ(dup->entry.reason, "asked not to be called");
+  EXPECT_EQ(dup->entry.source, "api");
+  EXPECT_EQ(dup->entry.created_at_ms, kT0);
+  // Another agent's list is separate.
+  auto other = store->dnd().add_entry("agent_b", "+919876543210", std::nullopt, "opt_out", "call-1");
+  ASSERT_TRUE(other.ok());
+  EXPECT_TRUE(other->created);
+  EXPECT_EQ(other->entry.source, "opt_out");
+  EXPECT_EQ(other->entry.call_id, "call-1");
+
+  clock_.advance_ms(500);
   ASSERT_TRUE(store->dnd().remove("agent_a", "+919876543210").ok());
   auto list = store->dnd().active("agent_a");
   ASSERT_TRUE(list.ok());
   EXPECT_TRUE(list->empty());
   EXPECT_EQ(store->dnd().remove("agent_a", "+919876543210").error().code, -ENOENT);
 
-  auto again = store->dnd().add("agent_a", "+919876543210", "again");
+  auto again = store->dnd().add_entry("agent_a", "+919876543210", "again", "mqtt", std::nullopt);
   ASSERT_TRUE(again.ok()) << again.error().message;
-  EXPECT_NE(*again, *first);
+  EXPECT_TRUE(again->created);
+  EXPECT_NE(again->entry.id, first->entry.id);
   list = store->dnd().active("agent_a");
   ASSERT_TRUE(list.ok());
   ASSERT_EQ(list->size(), 1u);
-  EXPECT_EQ(list->front().id, *again);
+  EXPECT_EQ(list->front().id, again->entry.id);
   EXPECT_EQ(list->front().reason, "again");
+  EXPECT_EQ(list->front().source, "mqtt");
   EXPECT_EQ(list->front().created_at_ms, kT0 + 1000);
   EXPECT_FALSE(list->front().removed_at_ms.has_value());
+  auto b = store->dnd().active("agent_b");
+  ASSERT_TRUE(b.ok());
+  ASSERT_EQ(b->size(), 1u);
+  EXPECT_EQ(b->front().call_id, "call-1");
 
   RawDb raw(options().path);
   EXPECT_EQ(raw.text("SELECT count(*) FROM dnd_numbers WHERE agent_uuid = 'agent_a'"), "2");  // history kept
@@ -991,6 +1016,66 @@ TEST_F(StoreTest, CampaignReportCountsCallsAndQueues) {
   auto none = repo.report(42);
   ASSERT_TRUE(none.ok());
   EXPECT_FALSE(none->has_value());
+}
+
+TEST_F(StoreTest, DndListPagesNewestFirstAndSearchesLiterally) {
+  auto store = open_store();
+  ASSERT_TRUE(store);
+  // Five entries a second apart, plus one removed and one of another agent: neither may show.
+  const std::vector<std::string> phones = {"+14155550100", "+14155550101", "+442071234567", "+14155550103",
+                                           "+919876543210"};
+  for (const std::string& p : phones) {
+    ASSERT_TRUE(store->dnd().add_entry("agent_a", p, std::nullopt, "api", std::nullopt).ok());
+    clock_.advance_ms(1000);
+  }
+  ASSERT_TRUE(store->dnd().add_entry("agent_a", "+14155550199", std::nullopt, "api", std::nullopt).ok());
+  ASSERT_TRUE(store->dnd().remove("agent_a", "+14155550199").ok());
+  ASSERT_TRUE(store->dnd().add_entry("agent_b", "+14155550100", std::nullopt, "api", std::nullopt).ok());
+
+  int64_t total = -1;
+  auto page1 = store->dnd().list("agent_a", "", 1, 2, &total);
+  ASSERT_TRUE(page1.ok()) << page1.error().message;
+  EXPECT_EQ(total, 5);
+  ASSERT_EQ(page1->size(), 2u);
+  EXPECT_EQ((*page1)[0].phone, "+919876543210");
+  EXPECT_EQ((*page1)[1].phone, "+14155550103");
+  EXPECT_EQ((*page1)[0].source, "api");
+  auto page3 = store->dnd().list("agent_a", "", 3, 2, &total);
+  ASSERT_TRUE(page3.ok());
+  ASSERT_EQ(page3->size(), 1u);
+  EXPECT_EQ((*page3)[0].phone, "+14155550100");
+  auto beyond = store->dnd().list("agent_a", "", 4, 2, &total);
+  ASSERT_TRUE(beyond.ok());
+  EXPECT_TRUE(beyond->empty());
+  EXPECT_EQ(total, 5);
+  auto huge = store->dnd().list("agent_a", "", INT64_MAX, 100, &total);
+  ASSERT_TRUE(huge.ok());
+  EXPECT_TRUE(huge->empty());
+
+  auto hits = store->dnd().list("agent_a", "415555", 1, 10, &total);
+  ASSERT_TRUE(hits.ok());
+  EXPECT_EQ(total, 3);
+  ASSERT_EQ(hits->size(), 3u);
+  EXPECT_EQ((*hits)[0].phone, "+14155550103");
+  EXPECT_EQ((*hits)[2].phone, "+14155550100");
+  hits = store->dnd().list("agent_a", "+44", 1, 10, &total);
+  ASSERT_TRUE(hits.ok());
+  EXPECT_EQ(total, 1);
+  ASSERT_EQ(hits->size(), 1u);
+  EXPECT_EQ((*hits)[0].phone, "+442071234567");
+  // LIKE wildcards are plain characters here.
+  for (const char* wild : {"%", "_", "4155%0100", "+1415555010_"}) {
+    hits = store->dnd().list("agent_a", wild, 1, 10, &total);
+    ASSERT_TRUE(hits.ok());
+    EXPECT_EQ(total, 0) << wild;
+    EXPECT_TRUE(hits->empty()) << wild;
+  }
+  // total_count is optional.
+  hits = store->dnd().list("agent_b", "", 1, 10, nullptr);
+  ASSERT_TRUE(hits.ok());
+  EXPECT_EQ(hits->size(), 1u);
+  EXPECT_EQ(store->dnd().list("agent_a", "", 0, 10, &total).error().code, -EINVAL);
+  EXPECT_EQ(store->dnd().list("agent_a", "", 1, 0, &total).error().code, -EINVAL);
 }
 
 TEST_F(StoreTest, MetaRoundTrip) {

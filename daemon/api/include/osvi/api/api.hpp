@@ -62,6 +62,11 @@ class Api {
   void get_recording(net::HttpRequest& request, net::HttpReply reply);
   // GET /v1/recordings/{file}: authorised by its signed link, not by the API token.
   void serve_recording(net::HttpRequest& request, net::HttpReply reply);
+  // dnd.cpp: POST, GET, DELETE /v1/dnd_numbers.
+  void add_dnd(net::HttpRequest& request, net::HttpReply reply);
+  void list_dnd(net::HttpRequest& request, net::HttpReply reply);
+  void remove_dnd(net::HttpRequest& request, net::HttpReply reply);
+  bool dnd_agent_known(const std::string& agent_uuid, net::HttpReply& reply);
 
   ApiContext& ctx_;
   net::Router router_;

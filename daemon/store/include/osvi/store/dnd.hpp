@@ -20,12 +20,12 @@ struct DndEntry {
   std::optional<std::string> reason;
   int64_t created_at_ms = 0;
   std::optional<int64_t> removed_at_ms;
-  std::string source = "api";          // api | mqtt | opt_out | config
+  std::string source = "api";                         // api | mqtt | opt_out | config
   std::optional<std::string> call_id = std::nullopt;  // opt_out: the call in which the caller asked
 };
 
 struct DndAdded {
-  DndEntry entry;      // the active entry: the new one, or the one already there
+  DndEntry entry;       // the active entry: the new one, or the one already there
   bool created = true;  // false: the number was already on the list (idempotent add)
 };
 
@@ -33,8 +33,6 @@ class DndRepo {
  public:
   explicit DndRepo(Database& db) : db_(db) {}
 
-  // -EEXIST when the number is already on the agent's active list. Returns the new row id.
-  Result<int64_t> add(std::string_view agent_uuid, std::string_view phone, std::optional<std::string> reason);
   // Idempotent add: when the number is already on the agent's active list, that entry is returned with
   // created = false and nothing changes.
   Result<DndAdded> add_entry(std::string_view agent_uuid, std::string_view phone,
