@@ -11,6 +11,7 @@
 #include "osvi/base/event_loop.hpp"
 #include "osvi/base/upstream_loop.hpp"
 #include "osvi/calls/call_manager.hpp"
+#include "osvi/campaigns/dialer.hpp"
 #include "osvi/config/config.hpp"
 #include "osvi/fleet/fleet.hpp"
 #include "osvi/lines/line_manager.hpp"
@@ -85,6 +86,10 @@ class App {
   std::unique_ptr<CallsHeartbeat> heartbeat_;
   CallContext call_ctx_;
   std::unique_ptr<CallManager> calls_;
+  // The campaign dialler, after the calls engine it places calls with (start_dialer, at the end of start).
+  void start_dialer();
+  std::unique_ptr<TimeZones> zones_;
+  std::unique_ptr<Dialer> dialer_;
   std::string recording_key_;
 };
 
