@@ -244,9 +244,6 @@ void Dialer::run() {
     if (at >= 0 && (wake < 0 || at < wake)) wake = at;
   };
 
-  // The pass's reads before the first pick share one transaction: one lock of the file, not one per
-  // statement (the same for the timer's reads below). Without it (busy) each statement locks on its own.
-  auto reads = ctx_.store->database().begin();
   auto campaigns = ctx_.store->campaigns().list();
   if (!campaigns.ok()) {
     log::error("dialer: " + campaigns.error().message);
@@ -281,7 +278,6 @@ void Dialer::run() {
       slots.push_back(Slot{&c, a.agent_uuid, intervals, *dialing, false});
     }
   }
-  if (reads.ok()) (void)reads->commit();
 
   // Round robin: one call per (campaign, agent) per round, so one large campaign cannot take every line.
   int budget = kDecisionsPerTurn;
@@ -313,7 +309,6 @@ void Dialer::run() {
   if (more) {
     wake = now;  // the rest on the next turn
   } else {
-    auto timer_reads = ctx_.store->database().begin();
     for (const Slot& s : slots) {
       auto due = q.earliest_due(s.campaign->id, s.agent_uuid);
       if (!due.ok() || !*due) continue;
@@ -325,7 +320,6 @@ void Dialer::run() {
         wake_at(now + kBusyBackoffMs);
       }
     }
-    if (timer_reads.ok()) (void)timer_reads->commit();
   }
   running_ = false;
   arm(repoke_ ? now : wake);
