@@ -519,6 +519,56 @@ TEST_F(DialerTest, BusyLinesRequeueWithoutCountingTheAttempt) {
   EXPECT_EQ(*store_->dialer_queue().attempts_since("+919800000001", t0 - kDay, &oldest), 1);
 }
 
+TEST_F(DialerTest, AnAgentTheEngineDoesNotKnowIsSkippedAndItsContactsKept) {
+  const int64_t t0 = utc(2026, 3, 2, 4, 30);
+  start_at(t0);
+  CampaignRow c = campaign(1);
+  c.agents = {{"agent_a", true}, {"agent_b", true}};
+  save(c);
+  add(1, "+919800000001", std::nullopt, "agent_a");
+  add(1, "+919800000002", std::nullopt, "agent_b");
+  calls_.lines = 2;
+  calls_.fail.push_back(make_error("the agent is unknown, inactive or not a voice agent", -ENOENT));
+  make_dialer();
+  advance(0);
+  // agent_a's call was refused; agent_b's contact is still called in the same pass.
+  ASSERT_EQ(calls_.placed.size(), 1u);
+  EXPECT_EQ(calls_.placed[0].request.agent_uuid, "agent_b");
+  ContactRow a = contact(1, "+919800000001");
+  EXPECT_EQ(a.state, "queued");
+  EXPECT_EQ(a.attempts, 0);
+  EXPECT_EQ(a.next_attempt_at_ms, t0 + Dialer::kAgentBackoffMs);
+  advance(Dialer::kAgentBackoffMs);
+  ASSERT_EQ(calls_.placed.size(), 2u);
+  EXPECT_EQ(calls_.placed[1].request.agent_uuid, "agent_a");
+}
+
+TEST_F(DialerTest, TheDateRangeOpensAndClosesTheCampaign) {
+  const int64_t t0 = utc(2026, 3, 2, 4, 30);
+  start_at(t0);
+  CampaignRow later = campaign(1);
+  later.starts_at_ms = t0 + 2 * kHour;
+  save(later);
+  add(1, "+919800000001");
+  CampaignRow over = campaign(2);
+  over.starts_at_ms = t0 - 2 * kDay;
+  over.ends_at_ms = t0 - kDay;
+  save(over);
+  add(2, "+919800000002");
+  calls_.lines = 2;
+  make_dialer();
+  advance(0);
+  EXPECT_TRUE(calls_.placed.empty());
+  EXPECT_EQ(dialer_->next_wake_ms(), t0 + 2 * kHour) << "the timer waits for the campaign's start";
+  advance(2 * kHour);
+  ASSERT_EQ(calls_.placed.size(), 1u);
+  EXPECT_EQ(calls_.placed[0].at_ms, t0 + 2 * kHour);
+  EXPECT_EQ(calls_.placed[0].request.campaign_id, 1);
+  advance(kDay);
+  EXPECT_EQ(calls_.placed.size(), 1u) << "a campaign past its end dials nothing";
+  EXPECT_EQ(contact(2, "+919800000002").state, "queued");
+}
+
 TEST_F(DialerTest, RestartClosesOpenAttemptsFromTheirCallRecords) {
   const int64_t t0 = utc(2026, 3, 2, 4, 30);
   start_at(t0);
