@@ -388,7 +388,7 @@ Status App::start() {
 
 void App::start_dialer() {
   // Without it the box still takes API and inbound calls; campaign contacts wait in the queue.
-  zones_ = std::make_unique<TimeZones>();
+  if (!zones_) zones_ = std::make_unique<TimeZones>();  // shared with the campaigns service when it made it
   DialerContext ctx;
   ctx.clock = clock_.get();
   ctx.store = store_.get();

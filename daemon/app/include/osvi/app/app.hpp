@@ -66,6 +66,7 @@ class App {
   std::unique_ptr<Config> config_;
   std::vector<ApiToken> tokens_;
   std::unique_ptr<Store> store_;
+  std::unique_ptr<TimeZones> zones_;  // the campaigns' and the dialler's, loaded once each
   ApiContext api_ctx_;
   std::unique_ptr<Api> api_;
   std::unique_ptr<net::HttpServer> server_;
@@ -88,7 +89,6 @@ class App {
   std::unique_ptr<CallManager> calls_;
   // The campaign dialler, after the calls engine it places calls with (start_dialer, at the end of start).
   void start_dialer();
-  std::unique_ptr<TimeZones> zones_;
   std::unique_ptr<Dialer> dialer_;
   std::string recording_key_;
 };
