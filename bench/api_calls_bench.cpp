@@ -49,6 +49,9 @@ constexpr int64_t kDayMs = 86'400'000;
 class NoCalls : public CallService {
  public:
   Result<std::string> place_call(const PlaceCallRequest&) override { return make_error("bench", -ENOTSUP); }
+  size_t idle_lines() const override { return 0; }
+  int add_finished_listener(CallFinishedListener) override { return 0; }
+  void remove_finished_listener(int) override {}
 };
 
 std::string id_of(int i) {

@@ -362,6 +362,7 @@ void Api::get_call(HttpRequest& request, HttpReply reply) {
   add_stored_json(o, "additional_data", c->additional_data, true);
   add_stored_json(o, "structured_output", c->structured_output, false);
   net::json_add_string(o, "execution_mode", c->execution_mode);
+  net::json_add_int_or_null(o, "greeting_gap_ms", c->greeting_gap_ms);  // the abandonment guard's figure
   reply.send(success(std::move(data)));
 }
 

@@ -392,7 +392,35 @@ Status App::start() {
     }
   }
   lines_changed();
+  start_dialer();
   return {};
+}
+
+void App::start_dialer() {
+  // Without it the box still takes API and inbound calls; campaign contacts wait in the queue.
+  if (!zones_) zones_ = std::make_unique<TimeZones>();  // shared with the campaigns service when it made it
+  DialerContext ctx;
+  ctx.clock = clock_.get();
+  ctx.store = store_.get();
+  ctx.calls = calls_.get();
+  ctx.zones = zones_.get();
+  ctx.timer = [this](std::function<void()> fire) { return make_loop_call_timer(*loop_, std::move(fire)); };
+  auto dialer = Dialer::create(std::move(ctx));
+  if (!dialer) {
+    log::error("the campaign dialler cannot start: " + dialer.error().message);
+    return;
+  }
+  (*dialer)->set_config(config_.get());
+  // Attempts a previous run left open are closed from their call records before anything is dialled; if
+  // that fails nothing is dialled, rather than risk a second call for an attempt already placed.
+  if (Status s = (*dialer)->start(); !s) {
+    log::error("the campaign dialler is stopped: closing the attempts left open failed: " +
+               s.error().message);
+    return;
+  }
+  dialer_ = std::move(*dialer);
+  // Imports and activations poke it, so new contacts are dialled on the next turn rather than at a timer.
+  if (campaigns_) campaigns_->set_dialer(dialer_.get());
 }
 
 Speech* App::speech() {
@@ -477,7 +505,7 @@ Status App::start_calls() {
   calls_ = std::make_unique<CallManager>(call_ctx_, *lines_);
   calls_->set_config(config_.get());
   if (options_.demo) {
-    calls_->set_on_finished([this](const CallRecord& r) {
+    calls_->add_finished_listener([this](const CallRecord& r) {
       // The report names the recording, which is registered once it is on disk.
       recordings_->when_idle([this, id = r.call_id] {
         std::fputs(demo_report(*store_, id, config_->site.utc_offset_minutes).c_str(), stdout);
@@ -495,6 +523,7 @@ Status App::start_calls() {
 }
 
 void App::lines_changed() {
+  if (dialer_) dialer_->poke();  // a line that came up can take a campaign call
   if (ready_sent_) return notify_status(ready_status());
   if (!lines_->all_settled()) return notify_status("Starting: waiting for lines: " + lines_->summary());
   ready_sent_ = true;
@@ -567,6 +596,7 @@ Status App::apply(Config new_cfg) {
   call_ctx_.audio = config_->audio;
   call_ctx_.calls = config_->calls;
   if (calls_) calls_->set_config(config_.get());
+  if (dialer_) dialer_->set_config(config_.get());
   if (lines_ && config_->lines != lines_->configs())  // lines are not restarted under a call
     log::warning("lines: the changed configuration applies at the next restart of osvid");
   log::notice("configuration reloaded (" + std::to_string(config_->agents.size()) + " agents)",
@@ -605,6 +635,8 @@ void App::stop(const char* why) {
   sd_notify(0, "STOPPING=1\nSTATUS=Stopping");
   log::notice(std::string("stopping on ") + why, {}, log::id::kStopping);
   if (server_) server_->quiesce();
+  if (campaigns_) campaigns_->set_dialer(nullptr);
+  dialer_.reset();  // dials nothing more; the calls it placed are recorded by the engine's shutdown
   if (calls_) calls_->shutdown();  // every live call hung up and recorded
   if (fleet_) fleet_->stop();      // retained clean "offline", acknowledged before we go
   loop_->exit(0);
@@ -624,6 +656,8 @@ int App::run() {
   api_.reset();
   api_ctx_.calls = nullptr;
   if (lines_) lines_->set_event_sink({});
+  if (campaigns_) campaigns_->set_dialer(nullptr);
+  dialer_.reset();  // before the calls engine it listens to
   calls_.reset();
   heartbeat_.reset();
   api_ctx_.recordings = nullptr;

@@ -47,6 +47,9 @@ constexpr int64_t kHangupGraceMs = 5000;         // the line must confirm a hang
 constexpr int64_t kAudioWaitMs = 3000;           // a connected call without usable audio is given up
 constexpr int64_t kLocalSpeechTimeoutMs = 1000;  // espeak renders a prompt in ~0.1-0.3 s; then the tone
 constexpr int64_t kAmdMaxWaitMs = 5000;          // the AMD verdict, at the latest
+// The abandonment rule dialers are held to: a person who answered hears the agent within 2 s of their
+// greeting's end.
+constexpr int64_t kGreetingGapLimitMs = 2000;
 // The endpointer marks the end of speech a few frames after the voice stops (frame granularity, the VAD's
 // smoothing of a decaying tail: 65 ms measured on espeak-ng voices, bench/README.md "Dead air"). Dead air
 // counts from the voice's end, so the guard starts this much before the marked end.
@@ -198,6 +201,13 @@ std::vector<net::ToolSpec> Call::tools() const {
   if (t.dtmf)
     out.push_back({"send_dtmf", "Press keys on the phone keypad (an IVR menu): digits 0-9, * and #.",
                    net::json_print(string_schema({{"digits", nullptr}}, {"digits"}).get())});
+  if (t.opt_out.enabled)
+    out.push_back(
+        {"opt_out",
+         "The caller asks not to be called again (to be taken off the calling list, to stop the "
+         "calls): their number is put on the do-not-call list, a goodbye is said and the call ends. "
+         "Call it as soon as they ask; say nothing yourself.",
+         net::json_print(string_schema({{"reason", "what the caller said, in a few words"}}, {}).get())});
   if (setup_.agent.prompt.type == PromptType::multi) {
     net::JsonPtr schema = string_schema({{"state", nullptr}}, {"state"});
     cJSON* state = cJSON_GetObjectItemCaseSensitive(
@@ -266,6 +276,12 @@ void Call::on_line_event(const hal::LineEvent& e) {
       }
       break;
     case T::hung_up:
+      // Only a call that hung up waits for this. A line that went idle at once (the simulated one) confirms
+      // the hang-up of the call before this one later: a call placed on it meanwhile must not end by it.
+      if (state_ != State::ending) {
+        log::debug("a hang-up confirmation for an earlier call on the line: ignored", {{"CALL_ID", id()}});
+        break;
+      }
       finalize(answered_ ? (voicemail_reached_ ? "voicemail" : "picked") : "not_picked",
                record_.call_ended_reason.value_or("hangup"), record_.call_ended_by.value_or("agent"));
       break;
@@ -294,6 +310,10 @@ void Call::on_line_event(const hal::LineEvent& e) {
 void Call::connected() {
   answered_ = true;
   connected_ms_ = wall_ms();
+  if (setup_.outbound) {
+    gap_open_ = true;
+    answered_us_ = now_us();
+  }
   record_.call_picked_at_ms = connected_ms_;
   record_.status = "in_progress";
   // Written now, not only at the end: a daemon killed mid-call must still know the call was answered.
@@ -393,6 +413,11 @@ void Call::on_audio_tick() {
       arm();
     }
     if (burst_ == Burst::turn) filler_used_ = false;  // the reply moves on: a later stall gets its own filler
+    if (gap_open_ && agent_first_audio_us_ < 0) {
+      agent_first_audio_us_ = now_us();
+      // Their greeting still going on (as far as the endpointer knows): its end decides, when it comes.
+      if (!callee_in_speech_) settle_greeting_gap();
+    }
   }
   if (awaiting_first_sample_ && burst_ == Burst::turn && played > turn_burst_mark_) {
     awaiting_first_sample_ = false;
@@ -530,6 +555,7 @@ void Call::on_endpoint(const audio::EndpointEvent& e) {
   switch (e.kind) {
     case K::Onset: {
       in_utterance_ = true;
+      if (gap_open_ && greeting_end_us_ < 0) callee_in_speech_ = true;
       utterance_begin_ = e.begin;
       // Copy the pre-roll: [begin, pos_) from the history ring.
       const uint64_t avail = std::min<uint64_t>(pos_ - std::min(pos_, e.begin), history_.size());
@@ -545,6 +571,10 @@ void Call::on_endpoint(const audio::EndpointEvent& e) {
     }
     case K::OnsetRejected:
       in_utterance_ = false;
+      if (gap_open_ && callee_in_speech_) {
+        callee_in_speech_ = false;  // noise, not their greeting
+        if (agent_first_audio_us_ >= 0) settle_greeting_gap();
+      }
       talkover_ = false;
       overlap_ = false;
       update_duck();
@@ -590,6 +620,11 @@ void Call::on_endpoint(const audio::EndpointEvent& e) {
       const int64_t now = now_us();
       speech_end_us_ = now - static_cast<int64_t>((pos_ - e.end) * 1'000'000 / static_cast<uint64_t>(rate));
       last_caller_speech_us_ = speech_end_us_;
+      if (gap_open_ && callee_in_speech_ && greeting_end_us_ < 0) {
+        greeting_end_us_ = speech_end_us_;
+        callee_in_speech_ = false;
+        if (agent_first_audio_us_ >= 0) settle_greeting_gap();
+      }
       if (state_ == State::fallback) {
         // The caller paused in their message: 3 s more of silence and the voicemail is complete (speech
         // resumes → Onset clears it). Before the tone was played there is no voicemail timer yet.
@@ -697,7 +732,13 @@ void Call::on_endpoint(const audio::EndpointEvent& e) {
 }
 
 void Call::on_dtmf(char digit) {
-  if (state_ == State::fallback || state_ == State::ending || state_ == State::finished) return;
+  if (state_ == State::ending || state_ == State::finished) return;
+  const std::string& key = setup_.agent.tools.opt_out.dtmf_key;
+  if (key.size() == 1 && digit == key[0] && !opted_out_) {
+    opt_out_by_key(digit);
+    return;
+  }
+  if (state_ == State::fallback) return;
   dtmf_digits_ += digit;
   timers_.clear(D::silence);
   timers_.set(D::dtmf_gather, now_us() + kDtmfGatherMs * 1000);
@@ -1059,6 +1100,10 @@ void Call::agent_turn_finished(bool interrupted) {
   set_min_speech_ms(kDefaultMinSpeechMs);
   if (interrupted) {
     state_ = State::listening;
+    if (std::exchange(opt_out_speak_after_stop_, false)) {
+      speak_opt_out();
+      return;
+    }
     if (words_interruption_) {
       // Stopped by the caller's words, already transcribed: they are the next question.
       Interruption w = std::move(*words_interruption_);
@@ -1123,6 +1168,7 @@ const Call::Tool Call::kTools[] = {
     {"send_dtmf", [](const CallSetup& c) { return c.agent.tools.dtmf; }, &Call::tool_send_dtmf},
     {"switch_state", [](const CallSetup& c) { return c.agent.prompt.type == PromptType::multi; },
      &Call::tool_switch_state},
+    {"opt_out", [](const CallSetup& c) { return c.agent.tools.opt_out.enabled; }, &Call::tool_opt_out},
 };
 
 namespace {
@@ -1158,6 +1204,124 @@ Call::ToolOutcome Call::tool_switch_state(const cJSON* args) {
   log::info("conversation state " + prompt_state_ + " → " + to, {{"CALL_ID", id()}});
   prompt_state_ = to;
   return {"now in state " + to, true};
+}
+
+Call::ToolOutcome Call::tool_opt_out(const cJSON* args) {
+  const std::string why = trim(string_arg(args, "reason"));
+  Status s = record_opt_out("caller opted out during the call" + (why.empty() ? "" : ": " + why));
+  if (!s)
+    return {"failed: " + s.error().message + ". Tell the caller you cannot note it on this call.", true};
+  const std::string msg = trim(render_template(setup_.agent.tools.opt_out.message));
+  if (!msg.empty()) enqueue_sentence(msg);
+  // The goodbye is the last thing said: not cut by the caller's words, nothing asked of the model after it.
+  turn_interruptible_ = false;
+  answering_user_ = false;
+  hangup_after_turn_ = true;
+  return {"ok: the number is on the do-not-call list; the call ends after the goodbye", false};
+}
+
+Status Call::record_opt_out(const std::string& reason) {
+  if (opted_out_) return {};
+  const std::string& phone = record_.phone_number;
+  if (!hal::is_e164(phone)) {
+    log::warning("the caller asked not to be called again, but their number is unknown (" +
+                     (phone.empty() ? std::string("withheld") : phone) + ")",
+                 {{"CALL_ID", id()}, {"AGENT_UUID", setup_.agent.agent_uuid}});
+    save_turn("tool", "opt_out: not recorded, the caller's number is unknown", wall_ms(), wall_ms(), false,
+              std::nullopt);
+    return make_error("the caller's number is unknown", -ENODATA);
+  }
+  auto added = ctx_.store->dnd().add_entry(setup_.agent.agent_uuid, phone, reason, "opt_out", id());
+  if (!added) {
+    log::error("cannot put the caller on the do-not-disturb list: " + added.error().message,
+               {{"CALL_ID", id()}, {"AGENT_UUID", setup_.agent.agent_uuid}});
+    save_turn("tool", "opt_out: not recorded (" + added.error().message + ")", wall_ms(), wall_ms(), false,
+              std::nullopt);
+    return added.error();
+  }
+  opted_out_ = true;
+  log::notice(phone + (added->created ? " put on" : " already on") + " the do-not-disturb list of " +
+                  setup_.agent.agent_uuid + ": " + reason,
+              {{"CALL_ID", id()}, {"AGENT_UUID", setup_.agent.agent_uuid}});
+  save_turn("tool",
+            "opt_out: " + phone + (added->created ? " added to" : " was already on") +
+                " the do-not-disturb list (" + reason + ")",
+            wall_ms(), wall_ms(), false, std::nullopt);
+  // Whatever ends the call from now on (the goodbye, the caller hanging up) ends it as their opt-out; a line
+  // lost still outranks it (record_end_cause).
+  record_.call_ended_reason = "opt_out";
+  record_.call_ended_by = "user";
+  return {};
+}
+
+void Call::opt_out_by_key(char key) {
+  if (!record_opt_out("caller pressed " + std::string(1, key) + " to opt out")) return;
+  dtmf_digits_.clear();
+  timers_.clear(D::dtmf_gather);
+  timers_.clear(D::silence);
+  timers_.clear(D::dead_air);
+  timers_.clear(D::amd_wait);
+  timers_.clear(D::voicemail_end);
+  arm();
+  if (!port_ || state_ == State::fallback || state_ == State::connecting) {
+    end_call("opt_out", "user");  // nothing to say it with (or the local message is playing): end now
+    return;
+  }
+  if (state_ == State::amd) port_->set_amd(false);
+  // Whatever the agent says or prepares stops: nothing it brings matters any more.
+  cancel_upstream();
+  llm_done_ = true;
+  tts_queue_.clear();
+  pending_play_.clear();
+  filler_play_.clear();
+  pending_user_text_.clear();
+  transfer_after_turn_.reset();
+  words_interruption_.reset();
+  talkover_ = overlap_ = false;
+  talkover_stt_ = overlap_stt_ = 0;
+  update_duck();
+  if (stop_pending_ || burst_queued_ > 0) {
+    // The goodbye follows once the device has stopped (the cut turn is saved with what was heard).
+    opt_out_speak_after_stop_ = true;
+    barging_ = true;
+    if (!stop_pending_) {
+      stop_pending_ = true;
+      port_->stop_playback();
+    }
+    return;
+  }
+  if (burst_ != Burst::filler) finish_filler(true, 0);
+  opt_out_speak_after_stop_ = true;
+  agent_turn_finished(true);
+}
+
+void Call::speak_opt_out() {
+  const std::string msg = trim(render_template(setup_.agent.tools.opt_out.message));
+  if (msg.empty()) {
+    end_call("opt_out", "user");
+    return;
+  }
+  latency_ = {};
+  speech_end_us_ = -1;
+  speak_text(msg, false);
+  hangup_after_turn_ = true;
+}
+
+void Call::settle_greeting_gap() {
+  gap_open_ = false;
+  if (voicemail_reached_ || !answered_ || agent_first_audio_us_ < 0) return;  // the rule is about people
+  int64_t gap_us = 0;
+  if (greeting_end_us_ >= 0)
+    gap_us = agent_first_audio_us_ - greeting_end_us_;  // negative: they still spoke when the agent began
+  else if (!callee_in_speech_)
+    gap_us = agent_first_audio_us_ - answered_us_;  // the agent spoke first
+  const int64_t gap_ms = std::max<int64_t>(gap_us, 0) / 1000;
+  record_.greeting_gap_ms = gap_ms;
+  if (gap_ms > kGreetingGapLimitMs)
+    log::warning("abandonment guard: the agent's first audio reached the line " + std::to_string(gap_ms) +
+                     " ms after the callee's greeting, more than " + std::to_string(kGreetingGapLimitMs) +
+                     " ms",
+                 {{"CALL_ID", id()}, {"LINE", line_.id()}, {"AGENT_UUID", setup_.agent.agent_uuid}});
 }
 
 void Call::run_tools(const std::vector<net::ToolCall>& calls) {
@@ -1302,6 +1466,12 @@ void Call::on_dead_air() {
 }
 
 void Call::enter_fallback(std::string why) {
+  if (opted_out_) {
+    // The number is on the list already; without the upstream the goodbye cannot be said: the call ends.
+    log::notice("the opt-out message cannot be said (" + why + "); ending the call", {{"CALL_ID", id()}});
+    end_call("opt_out", "user");
+    return;
+  }
   talkover_ = false;
   talkover_stt_ = 0;
   overlap_ = false;
@@ -1518,6 +1688,7 @@ void Call::finalize(std::string_view status, std::string_view reason, std::strin
     segments_.clear();
   }
   close_audio();
+  if (gap_open_ && agent_first_audio_us_ >= 0) settle_greeting_gap();
   const int64_t now_ms = wall_ms();
   record_.status = std::string(status);
   if (!record_.call_ended_reason) record_.call_ended_reason = std::string(reason);

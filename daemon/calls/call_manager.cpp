@@ -2,6 +2,7 @@
 #include "osvi/calls/call_manager.hpp"
 
 #include <algorithm>
+#include <utility>
 
 #include "osvi/base/ids.hpp"
 #include "osvi/base/log.hpp"
@@ -44,13 +45,54 @@ void CallManager::close_unplaced(CallRecord& rec, std::string reason) {
   rec.call_ended_reason = std::move(reason);
   rec.call_ended_by = "system";
   rec.ended_at_ms = ctx_.clock->wall_ms();
-  (void)finish_call_and_enqueue(*ctx_.store, rec);
+  if (Status s = finish_call_and_enqueue(*ctx_.store, rec); !s) {
+    log::error("cannot write the final call record: " + s.error().message, {{"CALL_ID", rec.call_id}});
+    return;
+  }
+  log::info("call ended before it reached a line: " + *rec.call_ended_reason,
+            {{"CALL_ID", rec.call_id}, {"AGENT_UUID", rec.agent_uuid}, {"CALL_STATUS", rec.status}});
+  announce(rec);
+}
+
+void CallManager::announce(const CallRecord& record) {
+  if (stopping_ || finished_listeners_.empty()) return;
+  finished_pending_.push_back(record);
+}
+
+void CallManager::deliver_finished() {
+  // A listener may place calls (announcing more) or remove listeners: each round works on what it took.
+  while (!finished_pending_.empty()) {
+    std::vector<CallRecord> batch = std::exchange(finished_pending_, {});
+    for (const CallRecord& r : batch) {
+      std::vector<int> handles;
+      for (const auto& [h, fn] : finished_listeners_) handles.push_back(h);
+      for (int h : handles) {
+        auto it = finished_listeners_.find(h);
+        if (it == finished_listeners_.end()) continue;
+        CallFinishedListener fn = it->second;  // the listener may remove itself while it runs
+        fn(r);
+      }
+    }
+  }
+}
+
+int CallManager::add_finished_listener(CallFinishedListener listener) {
+  const int handle = ++next_listener_;
+  finished_listeners_.emplace(handle, std::move(listener));
+  return handle;
+}
+
+void CallManager::remove_finished_listener(int handle) {
+  finished_listeners_.erase(handle);
 }
 
 CallManager::CallManager(CallContext& ctx, LineManager& lines) : ctx_(ctx), lines_(lines) {
   // Finished calls are destroyed on the next loop iteration, never inside their
-  // own callbacks.
-  auto post = ctx_.loop->add_post([this] { graveyard_.clear(); });
+  // own callbacks; their listeners are told there too, outside the event that ended them.
+  auto post = ctx_.loop->add_post([this] {
+    graveyard_.clear();
+    deliver_finished();
+  });
   if (post) reaper_ = std::move(*post);
 }
 
@@ -71,10 +113,27 @@ Call* CallManager::call_on(const hal::Line& line) {
   return nullptr;
 }
 
+const Call* CallManager::call_on(const hal::Line& line) const {
+  for (const auto& c : calls_)
+    if (&c.call->line() == &line && !c.call->finished()) return c.call.get();
+  return nullptr;
+}
+
+bool CallManager::line_free(const hal::Line& line) const {
+  return line.state() == hal::LineState::idle && !call_on(line) && line.audio().unavailable.empty();
+}
+
 hal::Line* CallManager::free_line() {
   for (hal::Line* l : lines_.lines())
-    if (l->state() == hal::LineState::idle && !call_on(*l) && l->audio().unavailable.empty()) return l;
+    if (line_free(*l)) return l;
   return nullptr;
+}
+
+size_t CallManager::idle_lines() const {
+  size_t n = 0;
+  for (const hal::Line* l : lines_.lines())
+    if (line_free(*l)) ++n;
+  return n;
 }
 
 CallsHealth CallManager::health() const {
@@ -94,15 +153,21 @@ Result<std::string> CallManager::place_call(const PlaceCallRequest& r) {
                           " bytes of JSON to store as call_trigger_data, more than the limit of " +
                           std::to_string(kMaxTriggerDataBytes),
                       -EMSGSIZE);
+  if (r.call_id) {
+    if (!is_uuid(*r.call_id)) return make_error("call_id: " + *r.call_id + " is not a UUID", -EINVAL);
+    auto existing = ctx_.store->calls().get(*r.call_id);
+    if (!existing) return existing.error();
+    if (existing->has_value())
+      return make_error("call_id: a call " + *r.call_id + " exists already", -EEXIST);
+  }
   const AgentConfig* a = agent(r.agent_uuid);
   if (!a || !a->active || a->archived || a->mode != AgentMode::voice)
     return make_error("agent_uuid: " + r.agent_uuid + " is not an active voice agent", -ENOENT);
-  auto dnd = ctx_.store->dnd().active(r.agent_uuid);
+  auto dnd = ctx_.store->dnd().is_active(r.agent_uuid, r.phone_e164);
   if (!dnd) return dnd.error();
-  for (const DndEntry& d : *dnd)
-    if (d.phone == r.phone_e164)
-      return make_error("phone_number: " + r.phone_e164 + " is on the do-not-disturb list of this agent",
-                        -EPERM);
+  if (*dnd)
+    return make_error("phone_number: " + r.phone_e164 + " is on the do-not-disturb list of this agent",
+                      -EPERM);
   if (lines_.size() == 0) return make_error("this box has no telephony line to place calls on", -ENODEV);
   {
     // A line whose audio cannot work would connect a caller to silence: refuse rather than dial.
@@ -126,7 +191,7 @@ Result<std::string> CallManager::place_call(const PlaceCallRequest& r) {
 
   CallRecord rec;
   const int64_t now = ctx_.clock->wall_ms();
-  rec.call_id = new_uuid_v7(now);
+  rec.call_id = r.call_id ? *r.call_id : new_uuid_v7(now);
   rec.agent_uuid = a->agent_uuid;
   rec.agent_name = a->name;
   rec.phone_number = r.phone_e164;
@@ -192,7 +257,7 @@ void CallManager::call_finished(Call& call) {
     calls_.erase(it);
   }
   lines_.refresh(call.line());
-  if (on_finished_) on_finished_(call.record());
+  announce(call.record());
 }
 
 void CallManager::drain_queue() {
@@ -204,6 +269,20 @@ void CallManager::drain_queue() {
     const AgentConfig* a = agent(q.request.agent_uuid);
     if (!a) {
       close_unplaced(q.record, "agent_removed");
+      continue;
+    }
+    // The list may have changed while the call waited: checked again at the moment of dialling.
+    auto dnd = ctx_.store->dnd().is_active(q.record.agent_uuid, q.record.phone_number);
+    if (!dnd) {
+      // Not knowing is not permission: the call is not dialled.
+      close_unplaced(q.record, "do_not_disturb_unknown: " + dnd.error().message);
+      continue;
+    }
+    if (*dnd) {
+      log::notice("queued call not dialled: " + q.record.phone_number +
+                      " was put on the do-not-disturb list while it waited",
+                  {{"CALL_ID", q.record.call_id}, {"AGENT_UUID", q.record.agent_uuid}});
+      close_unplaced(q.record, "do_not_disturb");
       continue;
     }
     const PlaceCallRequest& r = q.request;
@@ -268,6 +347,8 @@ void CallManager::on_line_event(hal::Line& line, const hal::LineEvent& e) {
 }
 
 void CallManager::shutdown() {
+  stopping_ = true;
+  finished_pending_.clear();
   std::vector<Live> live = std::move(calls_);
   calls_.clear();
   for (auto& c : live)

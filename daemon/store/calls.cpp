@@ -61,6 +61,7 @@ const auto kCallColumns = std::to_array<CallColumn>({
     {"data_extraction", &CallRecord::data_extraction},
     {"line", &CallRecord::line},
     {"callback_required", &CallRecord::callback_required},
+    {"greeting_gap_ms", &CallRecord::greeting_gap_ms},
     {"execution_mode", &CallRecord::execution_mode},
     {"revision", &CallRecord::revision},
     {"updated_at", &CallRecord::updated_at_ms},

@@ -45,6 +45,9 @@ class FakeCalls : public CallService {
     if (fail_with != 0) return make_error("fake failure", fail_with);
     return std::string("0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b");
   }
+  size_t idle_lines() const override { return 0; }
+  int add_finished_listener(CallFinishedListener) override { return 0; }
+  void remove_finished_listener(int) override {}
   std::vector<PlaceCallRequest> requests;
   int fail_with = 0;
 };
@@ -574,6 +577,7 @@ TEST_F(ApiCalls, CallDetail) {
   c.callback_required = true;
   c.person_name = "Ravi";
   c.additional_data = R"({"order":"A1"})";
+  c.greeting_gap_ms = 740;
   add_call(c);
   add_call(make_call(uuid(2), "agent_a", kT0));
 
@@ -593,8 +597,10 @@ TEST_F(ApiCalls, CallDetail) {
   EXPECT_EQ(str(d, "person_name"), "Ravi");
   EXPECT_EQ(str(cJSON_GetObjectItemCaseSensitive(d, "additional_data"), "order"), "A1");
   EXPECT_TRUE(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(d, "tag")));
+  EXPECT_EQ(num(d, "greeting_gap_ms"), 740);
 
   Reply bare = request("GET", "/v1/call/" + uuid(2));
+  EXPECT_TRUE(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(bare.data(), "greeting_gap_ms")));
   EXPECT_TRUE(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(bare.data(), "data_captured")));
   EXPECT_TRUE(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(bare.data(), "post_call_analysis")));
   EXPECT_EQ(str(bare.data(), "summary"), "<null>");

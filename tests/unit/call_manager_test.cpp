@@ -1,6 +1,7 @@
 // CallManager with simulated lines, a fake audio port and the scripted upstream on a real sd-event loop:
 // what a reload (SIGHUP or a fleet push, both CallManager::set_config) changes for the next call and what it
-// leaves to the call in progress.
+// leaves to the call in progress; what the dialler relies on (caller-chosen call ids, idle lines, finished
+// listeners); the do-not-disturb list checked again when a queued call reaches a line.
 #include "osvi/calls/call_manager.hpp"
 
 #include <gtest/gtest.h>
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "fake_audio_port.hpp"
+#include "osvi/base/ids.hpp"
 #include "test_support.hpp"
 #include "upstream_sim.hpp"
 
@@ -75,7 +77,10 @@ class CallManagerTest : public ::testing::Test {
     lines_ = std::make_unique<LineManager>(*loop_, *clock_);
     manager_ = std::make_unique<CallManager>(ctx_, *lines_);
     manager_->set_config(config_.get());
-    lines_->set_event_sink([this](hal::Line& l, const hal::LineEvent& e) { manager_->on_line_event(l, e); });
+    lines_->set_event_sink([this](hal::Line& l, const hal::LineEvent& e) {
+      if (e.type == hal::LineEvent::Type::answered) ++answered_;
+      manager_->on_line_event(l, e);
+    });
     ASSERT_TRUE(lines_->start(config_->lines, [] {}).ok());
     ASSERT_TRUE(run_until([this] { return lines_->all_settled(); }));
   }
@@ -106,13 +111,25 @@ class CallManagerTest : public ::testing::Test {
     return true;
   }
 
-  std::string place() {
+  std::string place(const std::string& phone = "+919876543210") {
     PlaceCallRequest r;
     r.agent_uuid = "agent_a";
-    r.phone_e164 = "+919876543210";
+    r.phone_e164 = phone;
     auto id = manager_->place_call(r);
     EXPECT_TRUE(id.ok()) << id.error().message;
     return id.ok() ? *id : std::string();
+  }
+  CallRecord stored(const std::string& id) {
+    auto r = store_->calls().get(id);
+    EXPECT_TRUE(r.ok() && r->has_value()) << id;
+    return r.ok() && r->has_value() ? **r : CallRecord{};
+  }
+  // Both lines busy with a connected call each.
+  void fill_lines() {
+    place();
+    place();
+    ASSERT_TRUE(run_until([&] { return opened_with_.size() == 2; })) << "the two calls never connected";
+    EXPECT_EQ(manager_->idle_lines(), 0u);
   }
 
   test::TempDir dir_;
@@ -124,7 +141,8 @@ class CallManagerTest : public ::testing::Test {
   std::unique_ptr<Config> config_;
   std::vector<std::unique_ptr<Config>> old_configs_;
   CallContext ctx_;
-  test::FakeAudio audio_[2];
+  test::FakeAudio audio_[4];  // more than the lines: a call dialled by mistake must not crash the test
+  int answered_ = 0;          // answered line events (calls the remote side picked up)
   std::vector<AudioConfig> opened_with_;
   std::unique_ptr<LineManager> lines_;
   std::unique_ptr<CallManager> manager_;
@@ -179,6 +197,125 @@ TEST_F(CallManagerTest, InboundCallerIdsBecomeE164WithTheSiteCountry) {
   ASSERT_TRUE(run_until([&] { return (call = manager_->call_on(*lines_->find("sim0"))) != nullptr; }));
   EXPECT_EQ(call->record().call_type, "inbound");
   EXPECT_EQ(call->record().phone_number, "+447400123456");
+}
+
+TEST_F(CallManagerTest, QueuedCallPutOnTheDndListWhileWaitingIsNeverDialled) {
+  ASSERT_NO_FATAL_FAILURE(launch(config_text(2500, 128)));
+  std::vector<CallRecord> finished;
+  manager_->add_finished_listener([&](const CallRecord& r) { finished.push_back(r); });
+  ASSERT_NO_FATAL_FAILURE(fill_lines());
+  const std::string phone = "+919800000042";
+  const std::string queued = place(phone);
+  EXPECT_EQ(manager_->health().queued, 1u);
+  // On the list while the call waits for a line.
+  ASSERT_TRUE(
+      store_->dnd().add_entry("agent_a", phone, std::string("asked by email"), "api", std::nullopt).ok());
+  // A line frees up: the queue drains, and the number is checked again before it is dialled.
+  manager_->call_on(*lines_->find("sim0"))->abort("test");
+  ASSERT_TRUE(run_until([&] { return finished.size() == 2; }));
+  EXPECT_EQ(manager_->health().queued, 0u);
+  const CallRecord r = stored(queued);
+  EXPECT_EQ(r.status, "failed");
+  EXPECT_EQ(r.call_ended_reason, "do_not_disturb");
+  EXPECT_EQ(r.call_ended_by, "system");
+  EXPECT_TRUE(r.ended_at_ms.has_value());
+  EXPECT_FALSE(r.line.has_value());
+  EXPECT_EQ(finished[1].call_id, queued) << "the listener hears of the call closed before a line";
+  // Nothing was dialled for it: still the two calls of the start, and sim0 is free again.
+  run_until([] { return false; }, 300);
+  EXPECT_EQ(answered_, 2);
+  EXPECT_EQ(opened_with_.size(), 2u);
+  EXPECT_EQ(manager_->idle_lines(), 1u);
+  // At request time the list refuses at once, without a record.
+  PlaceCallRequest again;
+  again.agent_uuid = "agent_a";
+  again.phone_e164 = phone;
+  auto refused = manager_->place_call(again);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, -EPERM);
+}
+
+TEST_F(CallManagerTest, AQueuedCallNotOnTheListIsDialledWhenALineFrees) {
+  ASSERT_NO_FATAL_FAILURE(launch(config_text(2500, 128)));
+  ASSERT_NO_FATAL_FAILURE(fill_lines());
+  const std::string queued = place("+919800000043");
+  ASSERT_TRUE(store_->dnd()
+                  .add_entry("agent_a", "+919800000044", std::nullopt, "api", std::nullopt)
+                  .ok());  // another number
+  manager_->call_on(*lines_->find("sim1"))->abort("test");
+  ASSERT_TRUE(run_until([&] { return answered_ == 3; })) << "the queued call was not dialled";
+  const Call* c = manager_->call_on(*lines_->find("sim1"));
+  ASSERT_NE(c, nullptr);
+  EXPECT_EQ(c->id(), queued);
+}
+
+TEST_F(CallManagerTest, ACallerChosenCallIdIsTheCallsIdAndIsNeverUsedTwice) {
+  ASSERT_NO_FATAL_FAILURE(launch(config_text(2500, 128)));
+  PlaceCallRequest r;
+  r.agent_uuid = "agent_a";
+  r.phone_e164 = "+919876543210";
+  r.call_id = new_uuid_v7(clock_->wall_ms());
+  auto id = manager_->place_call(r);
+  ASSERT_TRUE(id.ok()) << id.error().message;
+  EXPECT_EQ(*id, *r.call_id);
+  EXPECT_EQ(stored(*id).phone_number, "+919876543210");
+  ASSERT_TRUE(run_until([&] { return answered_ == 1; }));
+
+  // The same id again (a dialler retrying after a restart): refused, nothing dialled.
+  auto twice = manager_->place_call(r);
+  ASSERT_FALSE(twice.ok());
+  EXPECT_EQ(twice.error().code, -EEXIST);
+  EXPECT_NE(twice.error().message.find("call_id"), std::string::npos) << twice.error().message;
+  r.call_id = "not-a-uuid";
+  auto bad = manager_->place_call(r);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error().code, -EINVAL);
+  run_until([] { return false; }, 200);
+  EXPECT_EQ(answered_, 1);
+  auto count = store_->calls().count();
+  ASSERT_TRUE(count.ok());
+  EXPECT_EQ(*count, 1);
+}
+
+TEST_F(CallManagerTest, IdleLinesCountsTheLinesThatCouldDialNow) {
+  ASSERT_NO_FATAL_FAILURE(launch(config_text(2500, 128)));
+  EXPECT_EQ(manager_->idle_lines(), 2u);
+  place();
+  EXPECT_EQ(manager_->idle_lines(), 1u);
+  place();
+  EXPECT_EQ(manager_->idle_lines(), 0u);
+  place();  // queued: the count stays at 0, never negative
+  EXPECT_EQ(manager_->idle_lines(), 0u);
+  EXPECT_EQ(manager_->health().queued, 1u);
+}
+
+TEST_F(CallManagerTest, EveryFinishedListenerHearsEachCallAfterTheEventThatEndedIt) {
+  ASSERT_NO_FATAL_FAILURE(launch(config_text(2500, 128)));
+  std::vector<std::string> a, b;
+  const int ha = manager_->add_finished_listener([&](const CallRecord& r) {
+    EXPECT_NE(r.status, "in_progress");
+    a.push_back(r.call_id);
+  });
+  manager_->add_finished_listener([&](const CallRecord& r) { b.push_back(r.call_id + "/" + r.status); });
+  const std::string first = place();
+  ASSERT_TRUE(run_until([&] { return answered_ == 1; }));
+  manager_->call_on(*lines_->find("sim0"))->abort("test");
+  EXPECT_TRUE(a.empty()) << "told from inside the event that ended the call";
+  ASSERT_TRUE(run_until([&] { return !a.empty() && !b.empty(); }));
+  EXPECT_EQ(a, std::vector<std::string>{first});
+  EXPECT_EQ(b, std::vector<std::string>{first + "/" + stored(first).status});
+
+  // A removed listener hears nothing more; the other goes on.
+  manager_->remove_finished_listener(ha);
+  const std::string second = place();
+  ASSERT_TRUE(run_until([&] { return answered_ == 2; }));
+  Call* c = manager_->call_on(*lines_->find("sim0"));
+  if (!c) c = manager_->call_on(*lines_->find("sim1"));
+  ASSERT_NE(c, nullptr);
+  c->abort("test");
+  ASSERT_TRUE(run_until([&] { return b.size() == 2; }));
+  EXPECT_EQ(a.size(), 1u);
+  EXPECT_EQ(b[1].rfind(second, 0), 0u);
 }
 
 }  // namespace

@@ -531,7 +531,7 @@ TEST_F(CallTest, ToolSpecsAreTheSameJson) {
   caller_says("Hello");
   play_all();
   const std::vector<net::ToolSpec>& tools = chat(0).tools;
-  ASSERT_EQ(tools.size(), 4u);
+  ASSERT_EQ(tools.size(), 5u);
   const std::string reason =
       R"({"type":"object","properties":{"reason":{"type":"string","description":"why, in a few words"}}})";
   EXPECT_EQ(tools[0].name, "end_call");
@@ -541,8 +541,12 @@ TEST_F(CallTest, ToolSpecsAreTheSameJson) {
   EXPECT_EQ(tools[2].name, "send_dtmf");
   EXPECT_EQ(tools[2].parameters_json,
             R"({"type":"object","properties":{"digits":{"type":"string"}},"required":["digits"]})");
-  EXPECT_EQ(tools[3].name, "switch_state");
+  EXPECT_EQ(tools[3].name, "opt_out");
   EXPECT_EQ(tools[3].parameters_json,
+            R"({"type":"object","properties":{"reason":{"type":"string","description":)"
+            R"("what the caller said, in a few words"}}})");
+  EXPECT_EQ(tools[4].name, "switch_state");
+  EXPECT_EQ(tools[4].parameters_json,
             R"({"type":"object","properties":{"state":{"type":"string","enum":["intro","booking"]}},)"
             R"("required":["state"]})");
 }
@@ -641,6 +645,7 @@ TEST_F(CallTest, SendDtmfToolPressesKeysOnTheLine) {
 
 TEST_F(CallTest, UnknownAndDisabledToolsAreReportedToTheModel) {
   agent_.tools.end_call = false;
+  agent_.tools.opt_out.enabled = false;
   answer_and_greet();
   up_.push_llm(calls_tool("book_flight", "{}"));
   up_.push_llm(calls_tool("end_call", "{}"));
@@ -1260,6 +1265,201 @@ std::vector<BargeInCase> barge_in_set() {
   return out;
 }
 INSTANTIATE_TEST_SUITE_P(Phrases, BargeInSetTest, ::testing::ValuesIn(barge_in_set()));
+
+// The line confirms the hang-up of the call before this one (it went idle at once and the next call was
+// placed on it): not this call's end.
+TEST_F(CallTest, AnEarlierCallsHangupConfirmationDoesNotEndANewCall) {
+  start(true);
+  line_event(hal::LineEvent::Type::hung_up, kNumber);
+  EXPECT_FALSE(call_->finished());
+  pick_up();
+  play_all();
+  line_event(hal::LineEvent::Type::hung_up, kNumber);
+  EXPECT_FALSE(call_->finished());
+  line_event(hal::LineEvent::Type::remote_hangup);
+  ASSERT_TRUE(call_->finished());
+  EXPECT_EQ(saved_record().status, "picked");
+}
+
+// --- opt-out: the caller asks not to be called again ---
+
+TEST_F(CallTest, OptOutToolPutsTheNumberOnTheListSaysTheMessageAndEnds) {
+  answer_and_greet();
+  up_.push_llm(calls_tool("opt_out", R"({"reason":"not interested"})"));
+  caller_says("Please never call me again");
+  time_.advance_ms(400);
+  // On the list before the goodbye is even heard.
+  auto on = store_->dnd().is_active("agent_a", kNumber);
+  ASSERT_TRUE(on.ok());
+  EXPECT_TRUE(*on);
+  EXPECT_EQ(tts_texts().back(), "You will not be called again. Goodbye.");
+  EXPECT_FALSE(line_.did("hangup"));  // the message plays first
+  // The caller talking over the goodbye does not stop it.
+  caller_says("Wait");
+  EXPECT_FALSE(audio_.stop_requested());
+  audio_.drain();
+  confirm_hangup();
+  ASSERT_TRUE(call_->finished());
+  const CallRecord r = saved_record();
+  EXPECT_EQ(r.status, "picked");
+  EXPECT_EQ(r.call_ended_reason, "opt_out");
+  EXPECT_EQ(r.call_ended_by, "user");
+  const std::vector<std::string> t = turns();
+  ASSERT_GE(t.size(), 4u);
+  EXPECT_EQ(t[2], R"(tool: opt_out {"reason":"not interested"})");
+  EXPECT_EQ(t[3], std::string("tool: opt_out: ") + kNumber +
+                      " added to the do-not-disturb list (caller opted out during the call: not interested)");
+  EXPECT_NE(std::find(t.begin(), t.end(), "agent: You will not be called again. Goodbye."), t.end());
+  EXPECT_EQ(up_.chat_requests().size(), 1u) << "nothing is asked of the model after the opt-out";
+  int64_t total = 0;
+  auto page = store_->dnd().list("agent_a", "", 1, 25, &total);
+  ASSERT_TRUE(page.ok()) << page.error().message;
+  ASSERT_EQ(page->size(), 1u);
+  EXPECT_EQ((*page)[0].source, "opt_out");
+  EXPECT_EQ((*page)[0].call_id, kCallId);
+  EXPECT_EQ((*page)[0].reason, "caller opted out during the call: not interested");
+}
+
+TEST_F(CallTest, TheOptOutToolIsOfferedOnlyWhenEnabled) {
+  agent_.tools.opt_out.enabled = false;
+  answer_and_greet();
+  up_.push_llm(calls_tool("opt_out", "{}"));
+  up_.push_llm(says("Noted."));
+  caller_says("Stop calling me");
+  play_all();
+  for (const net::ToolSpec& t : chat(0).tools) EXPECT_NE(t.name, "opt_out");
+  EXPECT_EQ(last_content(chat(1), "tool"), "unknown tool opt_out");
+  auto on = store_->dnd().is_active("agent_a", kNumber);
+  ASSERT_TRUE(on.ok());
+  EXPECT_FALSE(*on);
+  EXPECT_FALSE(line_.did("hangup"));
+}
+
+TEST_F(CallTest, OptOutKeyStopsTheAgentMidReplyAndEndsWithTheMessage) {
+  agent_.tools.opt_out.dtmf_key = "9";
+  agent_.tools.opt_out.message = "Removed. Goodbye.";
+  answer_and_greet();
+  up_.push_llm(says("We have a great offer on loans this month, with rates lower than ever before."));
+  caller_says("What is this about");
+  time_.advance_ms(400);
+  audio_.play(3200);  // 200 ms of the reply heard
+  ASSERT_TRUE(audio_.unplayed() > 0);
+  frame(dtmf('9'));  // the stop completes within the frame
+  auto on = store_->dnd().is_active("agent_a", kNumber);
+  ASSERT_TRUE(on.ok());
+  EXPECT_TRUE(*on);
+  EXPECT_EQ(audio_.stops, 1);
+  play_all();
+  EXPECT_EQ(tts_texts().back(), "Removed. Goodbye.");
+  confirm_hangup();
+  const CallRecord r = saved_record();
+  EXPECT_EQ(r.call_ended_reason, "opt_out");
+  EXPECT_EQ(r.call_ended_by, "user");
+  const std::vector<std::string> t = turns();
+  EXPECT_NE(std::find(t.begin(), t.end(),
+                      std::string("tool: opt_out: ") + kNumber +
+                          " added to the do-not-disturb list (caller pressed 9 to opt out)"),
+            t.end());
+  EXPECT_EQ(t.back(), "agent: Removed. Goodbye.");
+  for (const std::string& turn : t) EXPECT_EQ(turn.find("DTMF"), std::string::npos) << turn;
+  int64_t total = 0;
+  auto page = store_->dnd().list("agent_a", "", 1, 25, &total);
+  ASSERT_TRUE(page.ok()) << page.error().message;
+  ASSERT_EQ(page->size(), 1u);
+  EXPECT_EQ((*page)[0].reason, "caller pressed 9 to opt out");
+  EXPECT_EQ((*page)[0].source, "opt_out");
+  EXPECT_EQ((*page)[0].call_id, kCallId);
+}
+
+TEST_F(CallTest, OptOutKeyFromTheLineAndOtherKeysStayDigits) {
+  agent_.tools.opt_out.dtmf_key = "*";
+  answer_and_greet();
+  up_.push_llm(says("You chose one."));
+  frame(dtmf('1'));
+  frame(dtmf('#'));
+  play_all();
+  EXPECT_EQ(last_content(chat(0), "user"), "[The caller pressed the keys: 1#]");
+  // A modem reports the key out of band.
+  hal::LineEvent e;
+  e.type = hal::LineEvent::Type::dtmf;
+  e.digit = '*';
+  line_.deliver(e);
+  play_all();
+  EXPECT_EQ(tts_texts().back(), "You will not be called again. Goodbye.");
+  confirm_hangup();
+  EXPECT_EQ(saved_record().call_ended_reason, "opt_out");
+  auto on = store_->dnd().is_active("agent_a", kNumber);
+  ASSERT_TRUE(on.ok());
+  EXPECT_TRUE(*on);
+}
+
+// --- the abandonment guard: greeting_gap_ms ---
+
+TEST_F(CallTest, GreetingGapCountsFromTheEndOfTheCalleesHello) {
+  start(true);  // AMD holds the agent until the verdict
+  pick_up();
+  caller_speaks(15);  // "Hello?": after it the time is 520 ms past the end of their voice
+  frame(amd(audio::AmdVerdict::human));
+  time_.advance_ms(100);  // the greeting's first audio is queued
+  ASSERT_GT(audio_.unplayed(), 0u);
+  audio_.play(320);  // ...and its first sample reaches the line: 640 ms after their hello
+  line_event(hal::LineEvent::Type::remote_hangup);
+  const CallRecord r = saved_record();
+  ASSERT_TRUE(r.greeting_gap_ms.has_value());
+  EXPECT_EQ(*r.greeting_gap_ms, 640);
+}
+
+TEST_F(CallTest, GreetingGapCountsFromTheAnswerWhenTheAgentSpeaksFirst) {
+  agent_.call.voicemail.detect = false;
+  start(true);
+  pick_up();  // the greeting is requested at once
+  time_.advance_ms(2300);
+  audio_.play(320);
+  for (int i = 0; i < 5; ++i) frame();
+  audio_.drain();
+  line_event(hal::LineEvent::Type::remote_hangup);
+  const CallRecord r = saved_record();
+  ASSERT_TRUE(r.greeting_gap_ms.has_value());
+  EXPECT_EQ(*r.greeting_gap_ms, 2300);  // over the 2 s rule: measured as it is (and logged)
+}
+
+TEST_F(CallTest, GreetingGapIsZeroWhenTheCalleeStillSpokeAsTheAgentBegan) {
+  agent_.call.voicemail.detect = false;
+  agent_.greeting.interruptible = false;  // they talk over it
+  start(true);
+  pick_up();
+  const uint64_t at = audio_.position() + 320;
+  frame(endpoints({{EndpointKind::Onset, at, 0, 0, 0}, {EndpointKind::SpeechStart, at, 0, 0, 0}}));
+  time_.advance_ms(100);
+  audio_.play(320);  // the agent's first sample while they talk
+  for (int i = 0; i < 10; ++i) frame();
+  const uint64_t end = audio_.position();
+  for (int i = 0; i < 24; ++i) frame();
+  frame(endpoints({{EndpointKind::SpeechEnd, audio_.position() + 320, 0, end, 8000}}));
+  line_event(hal::LineEvent::Type::remote_hangup);
+  const CallRecord r = saved_record();
+  ASSERT_TRUE(r.greeting_gap_ms.has_value());
+  EXPECT_EQ(*r.greeting_gap_ms, 0);
+}
+
+TEST_F(CallTest, NoGreetingGapForInboundCallsMachinesOrSilentAgents) {
+  answer_and_greet();  // inbound
+  line_event(hal::LineEvent::Type::remote_hangup);
+  EXPECT_FALSE(saved_record().greeting_gap_ms.has_value());
+}
+
+TEST_F(CallTest, NoGreetingGapForAnAnsweringMachine) {
+  agent_.call.voicemail.action = VoicemailAction::leave_message;
+  start(true);
+  pick_up();
+  frame(amd(audio::AmdVerdict::machine));
+  frame(beep());
+  play_all();
+  confirm_hangup();
+  const CallRecord r = saved_record();
+  EXPECT_EQ(r.status, "voicemail");
+  EXPECT_FALSE(r.greeting_gap_ms.has_value());
+}
 
 }  // namespace
 }  // namespace osvi::daemon

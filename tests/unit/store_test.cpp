@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <fstream>
+#include <map>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -1185,6 +1186,172 @@ TEST_F(StoreTest, MetaRoundTrip) {
   EXPECT_EQ(store->meta().get("mqtt_session"), "2");
   ASSERT_TRUE(store->meta().set("empty", "").ok());
   EXPECT_EQ(store->meta().get("empty"), "");
+}
+
+// DialerQueue: contacts are created as the campaigns API does (CampaignsRepo), then worked by the queue.
+class DialerQueueTest : public StoreTest {
+ protected:
+  void SetUp() override {
+    store_ = open_store();
+    ASSERT_TRUE(store_);
+    for (int64_t id : {1, 2}) {
+      CampaignRow c;
+      c.id = id;
+      c.name = "Campaign " + std::to_string(id);
+      c.agents = {{"agent_a", true}, {"agent_b", true}};
+      ASSERT_TRUE(store_->campaigns().upsert(c).ok());
+      UploadRow u;
+      u.campaign_id = id;
+      u.agent_uuid = "agent_a";
+      u.file_name = "test.csv";
+      auto up = store_->campaigns().create_upload(u);
+      ASSERT_TRUE(up.ok()) << up.error().message;
+      upload_[id] = *up;
+    }
+  }
+
+  // A queued contact due now (the clock's now), its id.
+  int64_t add(int64_t campaign, const std::string& agent, const std::string& phone) {
+    ContactInput in;
+    in.phone = phone;
+    in.person_name = "Asha";
+    in.variables_json = R"({"plan":"gold"})";
+    auto r = store_->campaigns().add_contact(campaign, upload_[campaign], agent, in, true);
+    EXPECT_TRUE(r.ok()) << r.error().message;
+    RawDb raw(options().path);
+    return std::stoll(raw.text("SELECT id FROM campaign_contacts WHERE campaign_id = " +
+                               std::to_string(campaign) + " AND phone = '" + phone + "'"));
+  }
+  ContactRow contact(int64_t id) {
+    auto c = store_->dialer_queue().contact(id);
+    EXPECT_TRUE(c.ok() && c->has_value());
+    return c.ok() && c->has_value() ? **c : ContactRow{};
+  }
+
+  std::unique_ptr<Store> store_;
+  std::map<int64_t, int64_t> upload_;
+};
+
+TEST_F(DialerQueueTest, NextDueTakesTheEarliestOfItsCampaignAndAgent) {
+  DialerQueue& q = store_->dialer_queue();
+  const int64_t a1 = add(1, "agent_a", "+919800000001");
+  clock_.advance_ms(10);
+  const int64_t a2 = add(1, "agent_a", "+919800000002");
+  add(1, "agent_b", "+919800000003");
+  add(2, "agent_a", "+919800000004");
+  const int64_t now = clock_.wall_ms();
+
+  auto first = q.next_due(1, "agent_a", now);
+  ASSERT_TRUE(first.ok()) << first.error().message;
+  ASSERT_TRUE(first->has_value());
+  EXPECT_EQ((*first)->id, a1);
+  EXPECT_EQ((*first)->phone, "+919800000001");
+  EXPECT_EQ((*first)->person_name, "Asha");
+  EXPECT_EQ((*first)->variables_json, R"({"plan":"gold"})");
+  EXPECT_EQ((*first)->state, "queued");
+
+  // Deferred past a2: a2 comes first now, and earliest_due reports a2's time.
+  ASSERT_TRUE(q.defer(a1, now + 60'000).ok());
+  EXPECT_EQ((*q.next_due(1, "agent_a", now))->id, a2);
+  EXPECT_EQ(*q.earliest_due(1, "agent_a"), now);
+  ASSERT_TRUE(q.defer(a2, now + 30'000).ok());
+  EXPECT_FALSE(q.next_due(1, "agent_a", now)->has_value()) << "nothing is due before its time";
+  EXPECT_EQ(*q.earliest_due(1, "agent_a"), now + 30'000);
+  EXPECT_EQ((*q.next_due(1, "agent_a", now + 60'000))->id, a2) << "earliest next_attempt_at first";
+  EXPECT_FALSE(q.earliest_due(2, "agent_b")->has_value());
+
+  // A contact held (uploaded without enqueue) is never due.
+  ContactInput held;
+  held.phone = "+919800000009";
+  ASSERT_TRUE(store_->campaigns().add_contact(2, upload_[2], "agent_b", held, false).ok());
+  EXPECT_FALSE(q.next_due(2, "agent_b", now + 86'400'000)->has_value());
+  // Only a queued contact can be deferred.
+  ASSERT_TRUE(q.finish(a1, "dnd", "dnd").ok());
+  EXPECT_EQ(q.defer(a1, now).error().code, -ENOENT);
+  EXPECT_EQ(q.finish(a1, "queued", "x").error().code, -EINVAL);
+}
+
+TEST_F(DialerQueueTest, AnAttemptIsOpenedWithTheContactAndClosedOnce) {
+  DialerQueue& q = store_->dialer_queue();
+  const int64_t id = add(1, "agent_a", "+919800000001");
+  const int64_t now = clock_.wall_ms();
+  ContactRow c = contact(id);
+  ASSERT_TRUE(q.open_attempt(c, "call-1", now).ok());
+  ContactRow dialing = contact(id);
+  EXPECT_EQ(dialing.state, "dialing");
+  EXPECT_EQ(dialing.attempts, 1);
+  EXPECT_EQ(dialing.last_call_id, "call-1");
+  EXPECT_EQ(*q.dialing_count(1, "agent_a"), 1);
+  EXPECT_EQ(*q.dialing_count(1, "agent_b"), 0);
+  EXPECT_FALSE(q.next_due(1, "agent_a", now)->has_value()) << "a dialing contact is not picked again";
+  // A stale pick of the same contact cannot open a second attempt.
+  EXPECT_EQ(q.open_attempt(c, "call-2", now).error().code, -ESTALE);
+
+  auto open = q.open_attempts();
+  ASSERT_TRUE(open.ok());
+  ASSERT_EQ(open->size(), 1u);
+  EXPECT_EQ(open->front().call_id, "call-1");
+  EXPECT_EQ(open->front().phone, "+919800000001");
+  EXPECT_FALSE(open->front().ended_at_ms.has_value());
+
+  auto closed = q.close_attempt("call-1", "busy", now + 5000);
+  ASSERT_TRUE(closed.ok()) << closed.error().message;
+  ASSERT_TRUE(closed->has_value());
+  EXPECT_EQ((*closed)->outcome, "busy");
+  EXPECT_EQ((*closed)->ended_at_ms, now + 5000);
+  EXPECT_EQ(contact(id).last_outcome, "busy");
+  EXPECT_EQ(contact(id).state, "dialing") << "the caller decides: retry or finish";
+  // Idempotent: a second close leaves the first outcome.
+  auto again = q.close_attempt("call-1", "picked", now + 9000);
+  ASSERT_TRUE(again.ok() && again->has_value());
+  EXPECT_EQ((*again)->outcome, "busy");
+  EXPECT_EQ((*again)->ended_at_ms, now + 5000);
+  EXPECT_FALSE(q.close_attempt("no-such-call", "picked", now)->has_value());
+  EXPECT_TRUE(q.open_attempts()->empty());
+
+  ASSERT_TRUE(q.queue_again(id, now + 1800'000, false).ok());
+  EXPECT_EQ(contact(id).state, "queued");
+  EXPECT_EQ(contact(id).attempts, 1);
+  EXPECT_EQ(contact(id).next_attempt_at_ms, now + 1800'000);
+  ASSERT_TRUE(q.open_attempt(contact(id), "call-2", now + 1800'000).ok());
+  ASSERT_TRUE(q.close_attempt("call-2", "not_placed", now + 1800'000)->has_value());
+  // An attempt that never reached the line is taken back.
+  ASSERT_TRUE(q.queue_again(id, now + 1830'000, true).ok());
+  EXPECT_EQ(contact(id).attempts, 1);
+  ASSERT_TRUE(q.finish(id, "done", "picked").ok());
+  EXPECT_EQ(contact(id).state, "done");
+  EXPECT_EQ(contact(id).last_outcome, "picked");
+  EXPECT_FALSE(contact(id).next_attempt_at_ms.has_value());
+
+  RawDb raw(options().path);
+  EXPECT_EQ(raw.text("SELECT group_concat(call_id || ':' || outcome, ',') FROM (SELECT * FROM "
+                     "campaign_attempts WHERE contact_id = " +
+                     std::to_string(id) + " ORDER BY id)"),
+            "call-1:busy,call-2:not_placed");
+}
+
+TEST_F(DialerQueueTest, AttemptsSinceCountsEveryCampaignButNotUnplacedAttempts) {
+  DialerQueue& q = store_->dialer_queue();
+  const std::string phone = "+919800000001";
+  const int64_t c1 = add(1, "agent_a", phone);
+  const int64_t c2 = add(2, "agent_a", phone);
+  const int64_t t0 = clock_.wall_ms();
+  ASSERT_TRUE(q.open_attempt(contact(c1), "call-1", t0).ok());
+  ASSERT_TRUE(q.close_attempt("call-1", "not_picked", t0 + 1000)->has_value());
+  ASSERT_TRUE(q.open_attempt(contact(c2), "call-2", t0 + 3600'000).ok());
+  ASSERT_TRUE(q.queue_again(c1, t0, false).ok());
+  ASSERT_TRUE(q.open_attempt(contact(c1), "call-3", t0 + 7200'000).ok());
+  ASSERT_TRUE(q.close_attempt("call-3", "not_placed", t0 + 7200'000)->has_value());
+
+  std::optional<int64_t> oldest;
+  auto n = q.attempts_since(phone, t0, &oldest);
+  ASSERT_TRUE(n.ok()) << n.error().message;
+  EXPECT_EQ(*n, 2) << "both campaigns count; the not_placed attempt does not";
+  EXPECT_EQ(oldest, t0);
+  EXPECT_EQ(*q.attempts_since(phone, t0 + 1, &oldest), 1);
+  EXPECT_EQ(oldest, t0 + 3600'000);
+  EXPECT_EQ(*q.attempts_since("+919800000002", t0, &oldest), 0);
+  EXPECT_FALSE(oldest.has_value());
 }
 
 }  // namespace

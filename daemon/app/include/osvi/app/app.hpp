@@ -13,6 +13,7 @@
 #include "osvi/base/upstream_loop.hpp"
 #include "osvi/calls/call_manager.hpp"
 #include "osvi/campaigns/campaigns.hpp"
+#include "osvi/campaigns/dialer.hpp"
 #include "osvi/config/config.hpp"
 #include "osvi/fleet/fleet.hpp"
 #include "osvi/lines/line_manager.hpp"
@@ -67,7 +68,7 @@ class App {
   std::unique_ptr<Config> config_;
   std::vector<ApiToken> tokens_;
   std::unique_ptr<Store> store_;
-  std::unique_ptr<TimeZones> zones_;
+  std::unique_ptr<TimeZones> zones_;              // the campaigns' and the dialler's, loaded once each
   std::unique_ptr<CampaignService> campaigns_;  // after the store and zones it uses
   ApiContext api_ctx_;
   std::unique_ptr<Api> api_;
@@ -89,6 +90,9 @@ class App {
   std::unique_ptr<CallsHeartbeat> heartbeat_;
   CallContext call_ctx_;
   std::unique_ptr<CallManager> calls_;
+  // The campaign dialler, after the calls engine it places calls with (start_dialer, at the end of start).
+  void start_dialer();
+  std::unique_ptr<Dialer> dialer_;
   std::string recording_key_;
 };
 

@@ -181,6 +181,16 @@ class Call final : private AudioPort::Listener {
   ToolOutcome tool_transfer_call(const cJSON* args);
   ToolOutcome tool_send_dtmf(const cJSON* args);
   ToolOutcome tool_switch_state(const cJSON* args);
+  ToolOutcome tool_opt_out(const cJSON* args);
+  // The caller asked not to be called again: their number goes on the agent's do-not-disturb list (with
+  // `reason` and this call's id) and the call will end "opt_out" by "user". An error when the number is
+  // unknown or the list cannot be written (nothing changed then).
+  Status record_opt_out(const std::string& reason);
+  void opt_out_by_key(char key);  // the agent's tools.opt_out.dtmf_key: stop talking, say the message, end
+  void speak_opt_out();           // the message as the last turn, not interruptible, then the hang-up
+  // The abandonment guard's figure (record_.greeting_gap_ms), once the agent's first audio has played and
+  // the callee's first speech is known to have ended (or not begun).
+  void settle_greeting_gap();
   void on_upstream_error(const net::UpstreamError& e);
   // The agent owes the caller speech: a reply (or the greeting) is being prepared or is still streaming.
   bool answer_owed() const;
@@ -238,8 +248,10 @@ class Call final : private AudioPort::Listener {
   State state_ = State::connecting;
   bool answered_ = false;
   bool voicemail_reached_ = false;
-  EndCause end_cause_ = EndCause::other;  // of the recorded call_ended_reason
-  std::string prompt_state_;              // multi-prompt: the current state's name
+  EndCause end_cause_ = EndCause::other;   // of the recorded call_ended_reason
+  bool opted_out_ = false;                 // the caller's number is on the DND list; the call is ending
+  bool opt_out_speak_after_stop_ = false;  // the message waits for the stop of what was playing
+  std::string prompt_state_;               // multi-prompt: the current state's name
 
   // audio (while connected)
   int rate_ = 16000;  // the line's sample rate (lines of one box may differ: EC25 8 kHz, sim 16 kHz)
@@ -328,6 +340,12 @@ class Call final : private AudioPort::Listener {
   std::optional<Interruption> words_interruption_;
   std::string dtmf_digits_;
   int64_t connected_ms_ = 0;
+  // Greeting gap (outbound): open from the answer until measured.
+  bool gap_open_ = false;
+  int64_t answered_us_ = -1;
+  bool callee_in_speech_ = false;      // their first speech began (Onset) and has not ended
+  int64_t greeting_end_us_ = -1;       // the end of their first speech (sample-derived)
+  int64_t agent_first_audio_us_ = -1;  // the agent's first sample played
   int64_t last_caller_speech_us_ = -1;
   int64_t user_turn_started_ms_ = 0;
   int64_t seq_ = 0;

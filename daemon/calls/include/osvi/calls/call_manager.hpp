@@ -6,6 +6,7 @@
 
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -36,10 +37,10 @@ class CallManager final : public CallService {
   // of the `audio` and `calls` sections when it is launched, so a reload applies to the next call and never
   // changes one in progress. Must outlive the calls launched under it only until the next set_config().
   void set_config(const Config* config) { config_ = config; }
-  // Called with the final record of every call, after it is stored (the demo prints it).
-  void set_on_finished(std::function<void(const CallRecord&)> fn) { on_finished_ = std::move(fn); }
-
   Result<std::string> place_call(const PlaceCallRequest& request) override;
+  size_t idle_lines() const override;
+  int add_finished_listener(CallFinishedListener listener) override;
+  void remove_finished_listener(int handle) override;
   // Line events, from LineManager's sink.
   void on_line_event(hal::Line& line, const hal::LineEvent& event);
   // SIGTERM: every call is hung up and recorded now; queued calls are closed as failed.
@@ -61,6 +62,8 @@ class CallManager final : public CallService {
     std::unique_ptr<Call> call;
   };
   hal::Line* free_line();
+  bool line_free(const hal::Line& line) const;
+  const Call* call_on(const hal::Line& line) const;
   Status launch(hal::Line& line, CallSetup setup);
   void drain_queue();
   void call_finished(Call& call);
@@ -69,6 +72,9 @@ class CallManager final : public CallService {
   void answer_inbound(hal::Line& line, const hal::LineEvent& event);
   std::string caller_number(const std::string& raw) const;
   void close_unplaced(CallRecord& rec, std::string reason);
+  // Queues `record` for the finished listeners (delivered by the post source, after this loop iteration).
+  void announce(const CallRecord& record);
+  void deliver_finished();
 
   CallContext& ctx_;
   LineManager& lines_;
@@ -78,7 +84,10 @@ class CallManager final : public CallService {
   std::deque<Queued> queue_;
   EventSource reaper_;
   uint64_t finished_xruns_ = 0;  // of calls that ended
-  std::function<void(const CallRecord&)> on_finished_;
+  std::map<int, CallFinishedListener> finished_listeners_;
+  int next_listener_ = 0;
+  std::vector<CallRecord> finished_pending_;  // final records not yet delivered to the listeners
+  bool stopping_ = false;                     // shutdown(): nothing more is announced
 };
 
 }  // namespace osvi::daemon

@@ -4,10 +4,12 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 
 #include "osvi/result.hpp"
+#include "osvi/store/calls.hpp"
 
 namespace osvi::daemon {
 
@@ -34,8 +36,14 @@ struct PlaceCallRequest {
   std::optional<std::string> call_trigger_data;      // JSON object: the request as received
   std::optional<int64_t> campaign_id;
   std::optional<int64_t> campaign_upload_id;
+  // The call id, chosen by the caller (a UUID): the dialler records its attempt under it before the line
+  // dials, so a restart finds the call an attempt placed. Unset: the engine makes one (UUIDv7).
+  std::optional<std::string> call_id;
   std::string source = "api";  // api | legacy_api | mqtt | campaign (journal field)
 };
+
+// Told the final record of every call placed or answered, once it is stored.
+using CallFinishedListener = std::function<void(const CallRecord&)>;
 
 class CallService {
  public:
@@ -47,8 +55,22 @@ class CallService {
   //   -EBUSY   every line is busy and the queue is full                  → API 503 (Retry-After)
   //   -ENODEV  the box has no line that can place calls                  → API 503
   //   -EMSGSIZE additional_data or call_trigger_data over its bound above  → API 400 / 413
+  //   -EINVAL  request.call_id is not a UUID
+  //   -EEXIST  a call with request.call_id exists already (nothing is dialled)
   //   other    the store failed                                          → API 500
+  // The number is checked against the do-not-disturb list again when a queued call reaches a line: one put
+  // on the list meanwhile is not dialled (the record ends failed, call_ended_reason "do_not_disturb").
   virtual Result<std::string> place_call(const PlaceCallRequest& request) = 0;
+  // Lines that could dial right now: idle, without a call, their audio usable. A place_call() while this is
+  // above 0 dials at once rather than queueing.
+  virtual size_t idle_lines() const = 0;
+  // Every call's final record once it is stored — answered, failed, or closed before it reached a line
+  // (queued and then refused, on the do-not-disturb list at the moment of dialling) — delivered on the loop
+  // after the event that ended it (never from inside place_call() or a line event, so a listener may place
+  // the next call). Not for calls closed by the engine's shutdown. Several listeners may be added; returns
+  // the handle for remove_finished_listener(). A listener must be removed before what it captures dies.
+  virtual int add_finished_listener(CallFinishedListener listener) = 0;
+  virtual void remove_finished_listener(int handle) = 0;
 };
 
 }  // namespace osvi::daemon

@@ -52,6 +52,9 @@ struct CallRecord {
   std::optional<std::string> data_extraction;        // JSON array
   std::optional<std::string> line;                   // the line that carried the call
   bool callback_required = false;
+  // Outbound, answered by a person: the callee's greeting's end (or the answer, when the agent spoke first)
+  // to the agent's first audio on the line (the 2 s abandonment rule; docs/api.md). Unset: not measured.
+  std::optional<int64_t> greeting_gap_ms = std::nullopt;
   std::string execution_mode = "prod";  // prod|test
   int64_t revision = 1;                 // bumped by every update
   int64_t updated_at_ms = 0;            // 0 on insert: now
