@@ -45,8 +45,13 @@ OSVI_PHONE_EXPORT int osvi_phone_valid_country(const char* region) {
   // No exception may leave a C function; a failure to answer means "not known".
   try {
     if (region == nullptr) return 0;
-    std::set<std::string> regions;
-    util().GetSupportedRegions(&regions);
+    // Built once: asked for every contact of an upload, the set of ~245 regions cost a third of the import's
+    // time (perf over campaign_upload_bench). Immutable after the thread-safe static initialisation.
+    static const std::set<std::string> regions = [] {
+      std::set<std::string> r;
+      util().GetSupportedRegions(&r);
+      return r;
+    }();
     return regions.contains(region) ? 1 : 0;
   } catch (...) {
     return 0;
