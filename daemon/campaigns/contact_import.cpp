@@ -75,6 +75,8 @@ cJSON* import_result_to_json(const ImportResult& r) {
     net::json_add_string(item, "reason", p.reason);
     cJSON_AddItemToArray(invalid, item);
   }
+  cJSON_AddNumberToObject(o, "dnd_skipped_count", static_cast<double>(r.dnd_skipped_count));
+  cJSON_AddNumberToObject(o, "invalid_count", static_cast<double>(r.invalid_count));
   net::json_add_string(o, "file_name", r.file_name);
   return o;
 }
@@ -102,6 +104,8 @@ std::optional<ImportResult> import_result_from_json(std::string_view text) {
     const char* reason = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(item, "reason"));
     r.invalid.push_back(ContactProblem{json_int(item, "index"), phone ? phone : "", reason ? reason : ""});
   }
+  r.dnd_skipped_count = json_int(o, "dnd_skipped_count");
+  r.invalid_count = json_int(o, "invalid_count");
   const char* file = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "file_name"));
   r.file_name = file ? file : "";
   return r;
@@ -122,7 +126,9 @@ struct ContactImport::Impl {
 
   void invalid(int64_t index, std::string_view phone, std::string reason) {
     ++result.contacts_received;
-    result.invalid.push_back(ContactProblem{index, std::string(phone), std::move(reason)});
+    ++result.invalid_count;
+    if (result.invalid.size() < kMaxReportedProblems)
+      result.invalid.push_back(ContactProblem{index, std::string(phone), std::move(reason)});
   }
 
   std::string dnd_reason(const std::string& phone) {
@@ -319,7 +325,9 @@ void ContactImport::add(std::string_view phone, std::optional<std::string_view> 
   }
   if (*dnd) {
     if (m.dnd_seen.insert(c.phone).second) {
-      m.result.dnd_skipped.push_back(DndSkip{c.phone, m.dnd_reason(c.phone)});
+      ++m.result.dnd_skipped_count;
+      if (m.result.dnd_skipped.size() < kMaxReportedProblems)
+        m.result.dnd_skipped.push_back(DndSkip{c.phone, m.dnd_reason(c.phone)});
     } else {
       ++m.result.duplicates_removed;  // the same DND number again: reported once
     }

@@ -21,6 +21,7 @@ class Store;
 class TimeZones;
 
 inline constexpr size_t kMaxContactsPerJsonRequest = 10000;  // spec §3.7
+inline constexpr size_t kMaxReportedProblems = 1000;         // items of dnd_skipped[] and invalid[]
 inline constexpr size_t kMaxContactNameChars = 200;          // person_name, in characters
 inline constexpr size_t kMaxContactVariables = 50;           // prompt variables (other keys) per contact
 inline constexpr size_t kMaxContactVariablesBytes = 4096;    // their compact JSON
@@ -61,6 +62,10 @@ struct ImportResult {
   int64_t queued_calls = 0;  // contacts of the campaign now queued (or dialling) for this agent
   std::vector<DndSkip> dnd_skipped;
   std::vector<ContactProblem> invalid;  // extension: numbers that could not be normalised, bad rows
+  // Both lists stop at kMaxReportedProblems entries (a million-row file of bad rows must not become a
+  // million-item answer, held in memory and stored with the upload); the counts are complete.
+  int64_t dnd_skipped_count = 0;
+  int64_t invalid_count = 0;
   std::string file_name;
   bool replayed = false;  // the idempotency key was seen before: this is the first import's result
 };
