@@ -354,6 +354,23 @@ TEST_F(ApiCampaigns, InvalidContactsAreReportedOneByOne) {
   }
 }
 
+// A file of bad rows must not become an answer (and a stored result) of the same size: the lists stop at
+// 1,000 items, the counts do not.
+TEST_F(ApiCampaigns, ProblemListsStopAtAThousandWithCompleteCounts) {
+  create_api_campaign(7);
+  std::string body = "[";
+  for (int i = 0; i < 1500; ++i) body += std::string(i ? "," : "") + R"({"phone": "12"})";
+  body += "]";
+  Reply r = upload(7, body);
+  ASSERT_EQ(r.status, 200) << r.body.substr(0, 300);
+  EXPECT_EQ(num(r.data(), "contacts_received"), 1500);
+  EXPECT_EQ(num(r.data(), "invalid_count"), 1500);
+  EXPECT_EQ(num(r.data(), "dnd_skipped_count"), 0);
+  const cJSON* invalid = at(r.data(), "invalid");
+  ASSERT_EQ(cJSON_GetArraySize(invalid), 1000);
+  EXPECT_EQ(num(cJSON_GetArrayItem(invalid, 999), "index"), 999);
+}
+
 TEST_F(ApiCampaigns, RequestValidationIs422WithBothErrorShapes) {
   create_api_campaign(7);
   expect_error(request("POST", "/v1/campaigns/7/contacts", R"({"contacts": [{"phone": "9876543210"}]})"), 422,
