@@ -832,125 +832,6 @@ TEST_F(StoreTest, DndAllowsOneActiveEntryPerAgentAndNumber) {
   EXPECT_EQ(raw.text("SELECT count(*) FROM dnd_numbers WHERE agent_uuid = 'agent_a'"), "2");  // history kept
 }
 
-TEST_F(StoreTest, DndListPagesNewestFirstAndSearchesLiterally) {
-  auto store = open_store();
-  ASSERT_TRUE(store);
-  // Five entries a second apart, plus one removed and one of another agent: neither may show.
-  const std::vector<std::string> phones = {"+14155550100", "+14155550101", "+442071234567", "+14155550103",
-                                           "+919876543210"};
-  for (const std::string& p : phones) {
-    ASSERT_TRUE(store->dnd().add_entry("agent_a", p, std::nullopt, "api", std::nullopt).ok());
-    clock_.advance_ms(1000);
-  }
-  ASSERT_TRUE(store->dnd().add_entry("agent_a", "+14155550199", std::nullopt, "api", std::nullopt).ok());
-  ASSERT_TRUE(store->dnd().remove("agent_a", "+14155550199").ok());
-  ASSERT_TRUE(store->dnd().add_entry("agent_b", "+14155550100", std::nullopt, "api", std::nullopt).ok());
-
-  int64_t total = -1;
-  auto page1 = store->dnd().list("agent_a", "", 1, 2, &total);
-  ASSERT_TRUE(page1.ok()) << page1.error().message;
-  EXPECT_EQ(total, 5);
-  ASSERT_EQ(page1->size(), 2u);
-  EXPECT_EQ((*page1)[0].phone, "+919876543210");
-  EXPECT_EQ((*page1)[1].phone, "+14155550103");
-  EXPECT_EQ((*page1)[0].source, "api");
-  auto page3 = store->dnd().list("agent_a", "", 3, 2, &total);
-  ASSERT_TRUE(page3.ok());
-  ASSERT_EQ(page3->size(), 1u);
-  EXPECT_EQ((*page3)[0].phone, "+14155550100");
-  auto beyond = store->dnd().list("agent_a", "", 4, 2, &total);
-  ASSERT_TRUE(beyond.ok());
-  EXPECT_TRUE(beyond->empty());
-  EXPECT_EQ(total, 5);
-  auto huge = store->dnd().list("agent_a", "", INT64_MAX, 100, &total);
-  ASSERT_TRUE(huge.ok());
-  EXPECT_TRUE(huge->empty());
-
-  auto hits = store->dnd().list("agent_a", "415555", 1, 10, &total);
-  ASSERT_TRUE(hits.ok());
-  EXPECT_EQ(total, 3);
-  ASSERT_EQ(hits->size(), 3u);
-  EXPECT_EQ((*hits)[0].phone, "+14155550103");
-  EXPECT_EQ((*hits)[2].phone, "+14155550100");
-  hits = store->dnd().list("agent_a", "+44", 1, 10, &total);
-  ASSERT_TRUE(hits.ok());
-  EXPECT_EQ(total, 1);
-  ASSERT_EQ(hits->size(), 1u);
-  EXPECT_EQ((*hits)[0].phone, "+442071234567");
-  // LIKE wildcards are plain characters here.
-  for (const char* wild : {"%", "_", "4155%0100", "+1415555010_"}) {
-    hits = store->dnd().list("agent_a", wild, 1, 10, &total);
-    ASSERT_TRUE(hits.ok());
-    EXPECT_EQ(total, 0) << wild;
-    EXPECT_TRUE(hits->empty()) << wild;
-  }
-  // total_count is optional.
-  hits = store->dnd().list("agent_b", "", 1, 10, nullptr);
-  ASSERT_TRUE(hits.ok());
-  EXPECT_EQ(hits->size(), 1u);
-  EXPECT_EQ(store->dnd().list("agent_a", "", 0, 10, &total).error().code, -EINVAL);
-  EXPECT_EQ(store->dnd().list("agent_a", "", 1, 0, &total).error().code, -EINVAL);
-}
-
-// A search matching few entries fetches them by id; one matching many walks the list in order: both give the
-// same order, pages and counts.
-TEST_F(StoreTest, DndSearchPagesAlikeForFewAndManyMatches) {
-  auto store = open_store();
-  ASSERT_TRUE(store);
-  constexpr int kEntries = 2100;  // above the store's 2000 "few matches"
-  {
-    auto tx = store->database().begin();
-    ASSERT_TRUE(tx.ok());
-    for (int i = 0; i < kEntries; ++i) {
-      clock_.advance_ms(1);
-      char phone[20];
-      std::snprintf(phone, sizeof phone, "+9198%08d", i);
-      ASSERT_TRUE(store->dnd().add_entry("agent_a", phone, std::nullopt, "api", std::nullopt).ok());
-    }
-    ASSERT_TRUE(tx->commit().ok());
-  }
-  int64_t total = 0;
-  // Every entry matches "+9198": the walk.
-  auto many = store->dnd().list("agent_a", "+9198", 1, 100, &total);
-  ASSERT_TRUE(many.ok()) << many.error().message;
-  EXPECT_EQ(total, kEntries);
-  ASSERT_EQ(many->size(), 100u);
-  EXPECT_EQ(many->front().phone, "+919800002099");
-  EXPECT_EQ(many->back().phone, "+919800002000");
-  many = store->dnd().list("agent_a", "+9198", 21, 100, &total);
-  ASSERT_TRUE(many.ok());
-  ASSERT_EQ(many->size(), 100u);
-  EXPECT_EQ(many->front().phone, "+919800000099");
-  EXPECT_EQ(many->back().phone, "+919800000000");
-  // A rarer substring, its matches counted directly.
-  int expected = 0;
-  for (int i = 0; i < kEntries; ++i) {
-    char phone[20];
-    std::snprintf(phone, sizeof phone, "+9198%08d", i);
-    if (std::string(phone).find("00001") != std::string::npos) ++expected;
-  }
-  ASSERT_GT(expected, 25);
-  ASSERT_LT(expected, 2000);
-  auto few = store->dnd().list("agent_a", "00001", 1, 25, &total);
-  ASSERT_TRUE(few.ok()) << few.error().message;
-  EXPECT_EQ(total, expected);
-  ASSERT_EQ(few->size(), 25u);
-  for (size_t k = 1; k < few->size(); ++k) EXPECT_GT((*few)[k - 1].created_at_ms, (*few)[k].created_at_ms);
-  for (const DndEntry& e : *few) EXPECT_NE(e.phone.find("00001"), std::string::npos) << e.phone;
-  // The last page holds the oldest match.
-  const int64_t last_page = (expected + 24) / 25;
-  few = store->dnd().list("agent_a", "00001", last_page, 25, &total);
-  ASSERT_TRUE(few.ok());
-  ASSERT_EQ(static_cast<int64_t>(few->size()), expected - (last_page - 1) * 25);
-  EXPECT_EQ(few->back().phone, "+919800000001");
-  // Another agent's entries never leak into a search.
-  EXPECT_TRUE(store->dnd().add_entry("agent_b", "+919800000010", std::nullopt, "api", std::nullopt).ok());
-  few = store->dnd().list("agent_b", "00001", 1, 25, &total);
-  ASSERT_TRUE(few.ok());
-  EXPECT_EQ(total, 1);
-  ASSERT_EQ(few->size(), 1u);
-  EXPECT_EQ(few->front().agent_uuid, "agent_b");
-
 CampaignRow sample_campaign(int64_t id) {
   CampaignRow c;
   c.id = id;
@@ -1176,6 +1057,66 @@ TEST_F(StoreTest, CampaignReportCountsCallsAndQueues) {
   EXPECT_FALSE(none->has_value());
 }
 
+TEST_F(StoreTest, DndListPagesNewestFirstAndSearchesLiterally) {
+  auto store = open_store();
+  ASSERT_TRUE(store);
+  // Five entries a second apart, plus one removed and one of another agent: neither may show.
+  const std::vector<std::string> phones = {"+14155550100", "+14155550101", "+442071234567", "+14155550103",
+                                           "+919876543210"};
+  for (const std::string& p : phones) {
+    ASSERT_TRUE(store->dnd().add_entry("agent_a", p, std::nullopt, "api", std::nullopt).ok());
+    clock_.advance_ms(1000);
+  }
+  ASSERT_TRUE(store->dnd().add_entry("agent_a", "+14155550199", std::nullopt, "api", std::nullopt).ok());
+  ASSERT_TRUE(store->dnd().remove("agent_a", "+14155550199").ok());
+  ASSERT_TRUE(store->dnd().add_entry("agent_b", "+14155550100", std::nullopt, "api", std::nullopt).ok());
+
+  int64_t total = -1;
+  auto page1 = store->dnd().list("agent_a", "", 1, 2, &total);
+  ASSERT_TRUE(page1.ok()) << page1.error().message;
+  EXPECT_EQ(total, 5);
+  ASSERT_EQ(page1->size(), 2u);
+  EXPECT_EQ((*page1)[0].phone, "+919876543210");
+  EXPECT_EQ((*page1)[1].phone, "+14155550103");
+  EXPECT_EQ((*page1)[0].source, "api");
+  auto page3 = store->dnd().list("agent_a", "", 3, 2, &total);
+  ASSERT_TRUE(page3.ok());
+  ASSERT_EQ(page3->size(), 1u);
+  EXPECT_EQ((*page3)[0].phone, "+14155550100");
+  auto beyond = store->dnd().list("agent_a", "", 4, 2, &total);
+  ASSERT_TRUE(beyond.ok());
+  EXPECT_TRUE(beyond->empty());
+  EXPECT_EQ(total, 5);
+  auto huge = store->dnd().list("agent_a", "", INT64_MAX, 100, &total);
+  ASSERT_TRUE(huge.ok());
+  EXPECT_TRUE(huge->empty());
+
+  auto hits = store->dnd().list("agent_a", "415555", 1, 10, &total);
+  ASSERT_TRUE(hits.ok());
+  EXPECT_EQ(total, 3);
+  ASSERT_EQ(hits->size(), 3u);
+  EXPECT_EQ((*hits)[0].phone, "+14155550103");
+  EXPECT_EQ((*hits)[2].phone, "+14155550100");
+  hits = store->dnd().list("agent_a", "+44", 1, 10, &total);
+  ASSERT_TRUE(hits.ok());
+  EXPECT_EQ(total, 1);
+  ASSERT_EQ(hits->size(), 1u);
+  EXPECT_EQ((*hits)[0].phone, "+442071234567");
+  // LIKE wildcards are plain characters here.
+  for (const char* wild : {"%", "_", "4155%0100", "+1415555010_"}) {
+    hits = store->dnd().list("agent_a", wild, 1, 10, &total);
+    ASSERT_TRUE(hits.ok());
+    EXPECT_EQ(total, 0) << wild;
+    EXPECT_TRUE(hits->empty()) << wild;
+  }
+  // total_count is optional.
+  hits = store->dnd().list("agent_b", "", 1, 10, nullptr);
+  ASSERT_TRUE(hits.ok());
+  EXPECT_EQ(hits->size(), 1u);
+  EXPECT_EQ(store->dnd().list("agent_a", "", 0, 10, &total).error().code, -EINVAL);
+  EXPECT_EQ(store->dnd().list("agent_a", "", 1, 0, &total).error().code, -EINVAL);
+}
+
 TEST_F(StoreTest, MetaRoundTrip) {
   auto store = open_store();
   ASSERT_TRUE(store);
@@ -1355,4 +1296,64 @@ TEST_F(DialerQueueTest, AttemptsSinceCountsEveryCampaignButNotUnplacedAttempts) 
 }
 
 }  // namespace
+// A search matching few entries fetches them by id; one matching many walks the list in order: both give the
+// same order, pages and counts.
+TEST_F(StoreTest, DndSearchPagesAlikeForFewAndManyMatches) {
+  auto store = open_store();
+  ASSERT_TRUE(store);
+  constexpr int kEntries = 2100;  // above the store's 2000 "few matches"
+  {
+    auto tx = store->database().begin();
+    ASSERT_TRUE(tx.ok());
+    for (int i = 0; i < kEntries; ++i) {
+      clock_.advance_ms(1);
+      char phone[20];
+      std::snprintf(phone, sizeof phone, "+9198%08d", i);
+      ASSERT_TRUE(store->dnd().add_entry("agent_a", phone, std::nullopt, "api", std::nullopt).ok());
+    }
+    ASSERT_TRUE(tx->commit().ok());
+  }
+  int64_t total = 0;
+  // Every entry matches "+9198": the walk.
+  auto many = store->dnd().list("agent_a", "+9198", 1, 100, &total);
+  ASSERT_TRUE(many.ok()) << many.error().message;
+  EXPECT_EQ(total, kEntries);
+  ASSERT_EQ(many->size(), 100u);
+  EXPECT_EQ(many->front().phone, "+919800002099");
+  EXPECT_EQ(many->back().phone, "+919800002000");
+  many = store->dnd().list("agent_a", "+9198", 21, 100, &total);
+  ASSERT_TRUE(many.ok());
+  ASSERT_EQ(many->size(), 100u);
+  EXPECT_EQ(many->front().phone, "+919800000099");
+  EXPECT_EQ(many->back().phone, "+919800000000");
+  // A rarer substring, its matches counted directly.
+  int expected = 0;
+  for (int i = 0; i < kEntries; ++i) {
+    char phone[20];
+    std::snprintf(phone, sizeof phone, "+9198%08d", i);
+    if (std::string(phone).find("00001") != std::string::npos) ++expected;
+  }
+  ASSERT_GT(expected, 25);
+  ASSERT_LT(expected, 2000);
+  auto few = store->dnd().list("agent_a", "00001", 1, 25, &total);
+  ASSERT_TRUE(few.ok()) << few.error().message;
+  EXPECT_EQ(total, expected);
+  ASSERT_EQ(few->size(), 25u);
+  for (size_t k = 1; k < few->size(); ++k) EXPECT_GT((*few)[k - 1].created_at_ms, (*few)[k].created_at_ms);
+  for (const DndEntry& e : *few) EXPECT_NE(e.phone.find("00001"), std::string::npos) << e.phone;
+  // The last page holds the oldest match.
+  const int64_t last_page = (expected + 24) / 25;
+  few = store->dnd().list("agent_a", "00001", last_page, 25, &total);
+  ASSERT_TRUE(few.ok());
+  ASSERT_EQ(static_cast<int64_t>(few->size()), expected - (last_page - 1) * 25);
+  EXPECT_EQ(few->back().phone, "+919800000001");
+  // Another agent's entries never leak into a search.
+  EXPECT_TRUE(store->dnd().add_entry("agent_b", "+919800000010", std::nullopt, "api", std::nullopt).ok());
+  few = store->dnd().list("agent_b", "00001", 1, 25, &total);
+  ASSERT_TRUE(few.ok());
+  EXPECT_EQ(total, 1);
+  ASSERT_EQ(few->size(), 1u);
+  EXPECT_EQ(few->front().agent_uuid, "agent_b");
+}
+
 }  // namespace osvi::daemon
