@@ -385,6 +385,52 @@ TEST_F(CallsE2E, OutboundCallFromTheApi) {
             std::string::npos);
 }
 
+// The callee answers with "Hello?"; answering-machine detection (on by default) hears a person and the agent
+// greets: the record carries the abandonment guard's measure, from the end of the hello to the agent's first
+// audio (docs/api.md, greeting_gap_ms).
+TEST_F(CallsE2E, OutboundAnswerHasItsGreetingGapOnTheRecord) {
+  start(R"({"stt":{"transcripts":[]},"llm":{"default_reply":"Fine."}})",
+        R"("greeting":{"text":"Hello, this is the bank. Is this a good time?"})",
+        R"({"outcome":"answer","rings":1,"ring_interval_ms":200,)"
+        R"("steps":[{"wait_ms":400},{"say":"Hello?","ms":0},{"hangup":true,"after_agent":true}]})");
+  auto r = http_request("POST", api("/v1/call"), kToken,
+                        R"({"agent_uuid":"agent_a","phone_number":"9876543210","country_code":"IN"})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  JsonPtr call = wait_call_done(40s);
+  ASSERT_TRUE(call);
+  EXPECT_EQ(str(call.get(), "status"), "picked");
+  const cJSON* gap = cJSON_GetObjectItem(call.get(), "greeting_gap_ms");
+  ASSERT_TRUE(cJSON_IsNumber(gap)) << osvi::net::json_print(call.get()) << daemon_->stderr_text();
+  // AMD waits for 800 ms of silence after the hello before it calls it a person: the gap cannot be shorter.
+  EXPECT_GE(gap->valuedouble, 700);
+  EXPECT_LT(gap->valuedouble, 10000);
+}
+
+// The caller asks not to be called again: the model calls opt_out, the caller hears the goodbye, the call
+// ends as theirs, and from then on the API refuses to call the number.
+TEST_F(CallsE2E, OptOutToolPutsTheCallerOnTheDndList) {
+  start(R"({"stt":{"transcripts":["Please do not call me again"]},
+            "llm":{"rules":[{"match":"call me again","reply":"",
+                             "tool_calls":[{"name":"opt_out","arguments":{"reason":"asked on the phone"}}]}]}})",
+        R"("greeting":{"text":"Hello."})",
+        R"({"incoming_after_s":1,"steps":[{"say":"Please do not call me again","after_agent":true},)"
+        R"({"silence_ms":20000}]})");
+  JsonPtr call = wait_call_done(45s);
+  ASSERT_TRUE(call);
+  EXPECT_EQ(str(call.get(), "call_ended_reason"), "opt_out");
+  EXPECT_EQ(str(call.get(), "call_ended_by"), "user");
+  const std::string phone = str(call.get(), "phone_number");
+  auto t = transcript(str(call.get(), "call_id"));
+  EXPECT_NE(dump(t).find("tool: opt_out: " + phone + " added to the do-not-disturb list"), std::string::npos)
+      << dump(t);
+  EXPECT_NE(dump(t).find("agent: You will not be called again. Goodbye."), std::string::npos) << dump(t);
+  auto again =
+      http_request("POST", api("/v1/call"), kToken,
+                   R"({"agent_uuid":"agent_a","phone_number":")" + phone + R"(","country_code":"IN"})");
+  EXPECT_EQ(again.status, 400) << again.body;
+  EXPECT_NE(again.body.find("do-not-disturb"), std::string::npos) << again.body;
+}
+
 }  // namespace
 
 namespace {
