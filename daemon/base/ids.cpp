@@ -23,6 +23,27 @@ void civil(int64_t unix_s, tm* out) {
   gmtime_r(&t, out);
 }
 
+// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil).
+int64_t days_from_civil(int64_t y, int64_t m, int64_t d) {
+  y -= m <= 2 ? 1 : 0;
+  const int64_t era = (y >= 0 ? y : y - 399) / 400;
+  const int64_t yoe = y - era * 400;
+  const int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+  const int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + doe - 719468;
+}
+
+bool digits_at(std::string_view s, size_t pos, size_t n, int64_t* out) {
+  if (pos + n > s.size()) return false;
+  int64_t v = 0;
+  for (size_t i = pos; i < pos + n; ++i) {
+    if (s[i] < '0' || s[i] > '9') return false;
+    v = v * 10 + (s[i] - '0');
+  }
+  *out = v;
+  return true;
+}
+
 }  // namespace
 
 std::string new_uuid_v7(int64_t unix_ms) {
@@ -93,6 +114,60 @@ std::string format_utc_micro(int64_t unix_ms) {
   std::snprintf(out, sizeof out, "%04d-%02d-%02dT%02d:%02d:%02d.%03d000Z", t.tm_year + 1900, t.tm_mon + 1,
                 t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec, static_cast<int>(ms));
   return out;
+}
+
+std::optional<IsoTime> parse_iso_time(std::string_view s, int default_offset_minutes) {
+  int64_t y = 0, mo = 0, d = 0;
+  if (!digits_at(s, 0, 4, &y) || s.size() < 10 || s[4] != '-' || !digits_at(s, 5, 2, &mo) || s[7] != '-' ||
+      !digits_at(s, 8, 2, &d)) {
+    return std::nullopt;
+  }
+  static constexpr int kDays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  const bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+  if (mo < 1 || mo > 12 || d < 1 || d > kDays[mo - 1] || (mo == 2 && d == 29 && !leap)) return std::nullopt;
+  const int64_t day_ms = days_from_civil(y, mo, d) * 86'400'000;
+  if (s.size() == 10) return IsoTime{day_ms - default_offset_minutes * 60'000LL, true, false};
+
+  if (s[10] != 'T' && s[10] != 't' && s[10] != ' ') return std::nullopt;
+  int64_t h = 0, mi = 0, sec = 0, frac_ms = 0;
+  if (!digits_at(s, 11, 2, &h) || s.size() < 16 || s[13] != ':' || !digits_at(s, 14, 2, &mi))
+    return std::nullopt;
+  size_t pos = 16;
+  if (pos < s.size() && s[pos] == ':') {
+    if (!digits_at(s, pos + 1, 2, &sec)) return std::nullopt;
+    pos += 3;
+    if (pos < s.size() && (s[pos] == '.' || s[pos] == ',')) {
+      ++pos;
+      int64_t scale = 100;
+      size_t first = pos;
+      while (pos < s.size() && s[pos] >= '0' && s[pos] <= '9') {
+        frac_ms += (s[pos] - '0') * scale;
+        scale /= 10;
+        ++pos;
+      }
+      if (pos == first) return std::nullopt;
+    }
+  }
+  if (h > 23 || mi > 59 || sec > 60) return std::nullopt;
+  int64_t offset = default_offset_minutes;
+  const std::string_view zone = s.substr(pos);
+  if (zone == "Z" || zone == "z") {
+    offset = 0;
+  } else if (!zone.empty()) {
+    const char sign = zone[0];
+    if (sign != '+' && sign != '-') return std::nullopt;
+    int64_t zh = 0, zm = 0;
+    if (!digits_at(zone, 1, 2, &zh)) return std::nullopt;
+    if (zone.size() == 6 && zone[3] == ':' && digits_at(zone, 4, 2, &zm)) {
+    } else if (zone.size() == 5 && digits_at(zone, 3, 2, &zm)) {
+    } else if (zone.size() != 3) {
+      return std::nullopt;
+    }
+    if (zh > 23 || zm > 59) return std::nullopt;
+    offset = (sign == '-' ? -1 : 1) * (zh * 60 + zm);
+  }
+  return IsoTime{day_ms + ((h * 60 + mi) * 60 + sec) * 1000 + frac_ms - offset * 60'000, false,
+                 !zone.empty()};
 }
 
 std::string random_token(size_t length) {

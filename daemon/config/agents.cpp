@@ -18,6 +18,7 @@ namespace osvi::daemon::config_detail {
 namespace {
 
 constexpr size_t kMaxGreetingChars = 2000;
+constexpr size_t kMaxOptOutMessageChars = 500;
 // Providers each kind of endpoint can talk to, as net/upstream_openai.cpp implements them: a typo or a
 // provider without that service (Anthropic has no speech, Gemini's OpenAI-compatible API no transcription or
 // pcm speech, Groq no pcm speech) fails --check-config, not the first call.
@@ -252,6 +253,15 @@ void parse_tools(ObjectReader r, ToolsConfig& t) {
     t.transfer.mode = x.choice("mode", t.transfer.mode,
                                {{"blind", TransferMode::blind}, {"attended", TransferMode::attended}});
   }
+  {
+    ObjectReader o = r.object("opt_out");
+    t.opt_out.enabled = o.boolean("enabled", t.opt_out.enabled);
+    t.opt_out.dtmf_key = o.str("dtmf_key", t.opt_out.dtmf_key);
+    const std::string& k = t.opt_out.dtmf_key;
+    if (!k.empty() && !(k.size() == 1 && ((k[0] >= '0' && k[0] <= '9') || k[0] == '*' || k[0] == '#')))
+      o.error("dtmf_key", "must be \"\" (no key) or one of 0-9 * #, got " + quote(k));
+    t.opt_out.message = o.str("message", t.opt_out.message, 0, kMaxOptOutMessageChars);
+  }
   t.language_switch = r.boolean("language_switch", t.language_switch);
   if (t.language_switch)
     r.error("language_switch",
@@ -365,6 +375,8 @@ AgentConfig parse_agent(const Item& item, Problems& p) {
   parse_chat(r.object("chat"), a.chat);
   if (a.mode == AgentMode::chat && a.call.voicemail.action == VoicemailAction::leave_message)
     p.add(item.path + ".call.voicemail.action", "\"leave_message\" needs a voice agent (mode is \"chat\")");
+  if (a.mode == AgentMode::chat && !a.tools.opt_out.dtmf_key.empty())
+    p.add(item.path + ".tools.opt_out.dtmf_key", "a keypad key needs a voice agent (mode is \"chat\")");
   return a;
 }
 

@@ -1,5 +1,6 @@
-// The osvid configuration document: the top level, site, log, api, store and calls sections; the other
-// sections each have a file of their own beside this one.
+// The osvid configuration document: the top level, site, log, api, store and calls sections, and the
+// cross-checks between sections (agents named by tokens, lines and campaigns); the other sections each have a
+// file of their own beside this one.
 #include "osvi/config/config.hpp"
 
 #include <arpa/inet.h>
@@ -18,6 +19,7 @@
 #include "checks.hpp"
 #include "key_file.hpp"
 #include "osvi/base/ids.hpp"
+#include "osvi/base/time_zone.hpp"
 #include "osvi/net/http_server.hpp"
 #include "osvi/net/json.hpp"
 #include "reader.hpp"
@@ -157,6 +159,11 @@ void parse_site(ObjectReader r, SiteConfig& s) {
   if (s.country.size() != 2 ||
       !std::all_of(s.country.begin(), s.country.end(), [](char c) { return c >= 'A' && c <= 'Z'; }))
     r.error("country", "expected two upper-case letters (ISO 3166-1 alpha-2), got " + quote(s.country));
+  // Loaded, not pattern-matched: a zone this box has no file for would fail at the first campaign dial.
+  s.time_zone = r.str("time_zone", s.time_zone);
+  if (auto tz = TimeZone::load(s.time_zone); !tz.ok())
+    r.error("time_zone", tz.error().code == -ENOENT ? "unknown time zone " + quote(s.time_zone)
+                                                    : tz.error().message);  // it names the zone
 }
 
 void parse_log(ObjectReader r, log::Level& level) {
@@ -252,6 +259,20 @@ Result<Config> parse_config(std::string_view json_text) {
     }
     for (const AgentRef& ref : refs)
       if (!uuids.count(ref.agent_uuid)) p.add(ref.path, "unknown agent " + quote(ref.agent_uuid));
+
+    config_detail::parse_compliance(root.object("compliance"), cfg.compliance);
+    std::map<int64_t, std::string> campaign_ids;  // id -> path of its first campaign
+    for (const Item& item : root.array("campaigns")) {
+      const size_t before = p.size();
+      CampaignConfig c = config_detail::parse_campaign_into(item.node, nullptr, item.path, p);
+      if (c.id > 0) {
+        if (auto [it, inserted] = campaign_ids.emplace(c.id, item.path); !inserted)
+          p.add(item.path + ".id", "duplicate id " + std::to_string(c.id) + " (first at " + it->second + ")");
+      }
+      if (p.size() != before) continue;  // agents[i] paths hold only for a campaign read without problems
+      config_detail::check_campaign_agents(c, cfg.agents, item.path, p);
+      cfg.campaigns.push_back(std::move(c));
+    }
   }
   if (!p.empty()) return make_error(p.joined());
   return cfg;

@@ -114,7 +114,8 @@ E ObjectReader::choice(const char* key, E def,
   for (const auto& o : options) {
     if (o.first == got) return o.second;
     if (i++) allowed += i == options.size() ? " or " : ", ";
-    allowed += "\"" + std::string(o.first) + "\"";
+    // append() rather than operator+: GCC 12 -O3 reports a false -Wrestrict on the temporaries.
+    allowed.append(1, '"').append(o.first).append(1, '"');
   }
   error(key, "must be " + allowed + ", got " + quote(got));
   return def;

@@ -16,5 +16,12 @@ void parse_mqtt(ObjectReader r, MqttConfig& m);    // mqtt.cpp
 void parse_lines(const std::vector<Item>& items, Problems& p, std::vector<LineConfig>& lines,
                  std::vector<std::pair<std::string, std::string>>& agent_refs);
 AgentConfig parse_agent(const Item& item, Problems& p);  // agents.cpp
+// campaigns.cpp: the compliance floor; one campaign (parse_campaign's body, problems under path); a
+// campaign's agents against the configuration's (each must be a voice agent there), as "<path>.agents[i]".
+void parse_compliance(ObjectReader r, ComplianceConfig& c);
+CampaignConfig parse_campaign_into(const cJSON* node, const CampaignConfig* base, std::string path,
+                                   Problems& p);
+void check_campaign_agents(const CampaignConfig& c, const std::vector<AgentConfig>& agents,
+                           const std::string& path, Problems& p);
 
 }  // namespace osvi::daemon::config_detail

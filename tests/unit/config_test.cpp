@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "osvi/net/json.hpp"
 #include "test_support.hpp"
 
 namespace {
@@ -92,6 +93,13 @@ TEST(Config, EmptyObjectGivesEveryDefault) {
   EXPECT_EQ(c.store.busy_timeout_ms, 5000);
   EXPECT_TRUE(c.store.quick_check);
   EXPECT_TRUE(c.agents.empty());
+  EXPECT_EQ(c.site.time_zone, "Asia/Kolkata");
+  EXPECT_EQ(c.compliance.calling_hours, "08:00-21:00");
+  EXPECT_EQ(c.compliance.calling_hours_start_min, 8 * 60);
+  EXPECT_EQ(c.compliance.calling_hours_end_min, 21 * 60);
+  EXPECT_EQ(c.compliance.max_attempts_per_day, 3u);
+  EXPECT_EQ(c.compliance, ComplianceConfig{});
+  EXPECT_TRUE(c.campaigns.empty());
 }
 
 TEST(Config, SourceHashFollowsTheExactText) {
@@ -143,6 +151,9 @@ TEST(Config, AgentWithOnlyRequiredKeysGetsDefaults) {
   EXPECT_TRUE(a.analysis.callback_detection.enabled);
   EXPECT_EQ(a.analysis.output_schema_json, "");
   EXPECT_TRUE(a.chat.takeover && a.chat.tell && a.chat.whisper);
+  EXPECT_TRUE(a.tools.opt_out.enabled);
+  EXPECT_EQ(a.tools.opt_out.dtmf_key, "");
+  EXPECT_EQ(a.tools.opt_out.message, "You will not be called again. Goodbye.");
   EXPECT_EQ(a.definition_json, R"({"agent_uuid":"agent_a","name":"Test agent"})");
 }
 
@@ -169,6 +180,10 @@ TEST(Config, EmbeddedDefaultIsValidAndShowsTheExamples) {
   EXPECT_EQ(chat.agent_uuid, "agent_webchat");
   EXPECT_EQ(chat.mode, AgentMode::chat);
   EXPECT_FALSE(chat.active);
+  // The shipped file spells out the dialler's floor with its defaults.
+  EXPECT_EQ(c.site.time_zone, "Asia/Kolkata");
+  EXPECT_EQ(c.compliance, ComplianceConfig{});
+  EXPECT_EQ(desk.tools.opt_out, OptOutConfig{});
   // The file on disk is the one embedded (the build must not have embedded a stale copy).
   EXPECT_EQ(osvi::test::read_file(std::string(OSVI_SOURCE_DIR) + "/rootfs/etc/osvi/osvid.json"), text);
 }
@@ -641,6 +656,377 @@ TEST(Config, LoadConfigFileNamesThePathAndErrno) {
   auto g = load_config_file(good);
   ASSERT_TRUE(g.ok()) << g.error().message;
   EXPECT_EQ(g->state_dir, "./state");
+}
+
+// ---- site.time_zone, compliance, campaigns, tools.opt_out (issue 13) --------------------------------------
+
+TEST(Config, TimeZoneIsLoadedFromTheZoneDatabase) {
+  EXPECT_EQ(accepted(R"({"site":{"time_zone":"America/New_York"}})").site.time_zone, "America/New_York");
+  EXPECT_EQ(accepted(R"({"site":{"time_zone":"UTC"}})").site.time_zone, "UTC");
+  EXPECT_LINE(rejection(R"({"site":{"time_zone":"Mars/Olympus"}})"),
+              R"(site.time_zone: unknown time zone "Mars/Olympus")");
+  EXPECT_PATH(rejection(R"({"site":{"time_zone":"../../etc/passwd"}})"), "site.time_zone");
+  EXPECT_PATH(rejection(R"({"site":{"time_zone":""}})"), "site.time_zone");
+  EXPECT_LINE(rejection(R"({"site":{"time_zone":330}})"), "site.time_zone: expected a string, got number");
+}
+
+TEST(Config, ComplianceFloorIsOneSpanOfTheDay) {
+  Config c = accepted(R"({"compliance":{"calling_hours":"09:30-20:00","max_attempts_per_day":1}})");
+  EXPECT_EQ(c.compliance.calling_hours, "09:30-20:00");
+  EXPECT_EQ(c.compliance.calling_hours_start_min, 9 * 60 + 30);
+  EXPECT_EQ(c.compliance.calling_hours_end_min, 20 * 60);
+  EXPECT_EQ(c.compliance.max_attempts_per_day, 1u);
+  EXPECT_EQ(accepted(R"({"compliance":{"calling_hours":"00:00-24:00","max_attempts_per_day":20}})")
+                .compliance.calling_hours_end_min,
+            24 * 60);
+  EXPECT_LINE(
+      rejection(R"({"compliance":{"calling_hours":"21:00-08:00"}})"),
+      R"(compliance.calling_hours: must not wrap past midnight (the floor is one span of the local day), got "21:00-08:00")");
+  EXPECT_LINE(
+      rejection(R"({"compliance":{"calling_hours":"10:00-10:00"}})"),
+      R"(compliance.calling_hours: the window is empty (start equals end); the whole day is "00:00-24:00", got "10:00-10:00")");
+  EXPECT_LINE(rejection(R"({"compliance":{"calling_hours":"8-21"}})"),
+              R"(compliance.calling_hours: expected "HH:MM-HH:MM" such as "09:30-18:00", got "8-21")");
+  EXPECT_LINE(rejection(R"({"compliance":{"max_attempts_per_day":0}})"),
+              "compliance.max_attempts_per_day: must be between 1 and 20, got 0");
+  EXPECT_PATH(rejection(R"({"compliance":{"max_attempts_per_day":21}})"), "compliance.max_attempts_per_day");
+  EXPECT_LINE(rejection(R"({"compliance":{"calling_hour":"08:00-21:00"}})"),
+              R"(compliance.calling_hour: unknown key (did you mean "calling_hours"?))");
+  EXPECT_LINE(rejection(R"({"compliance":[]})"), "compliance: expected an object, got array");
+}
+
+TEST(Config, DayWindowsAreHalfOpenMinutesOfTheDay) {
+  int start = -1, end = -1;
+  std::string why;
+  ASSERT_TRUE(parse_day_window("09:30-18:00", &start, &end, &why)) << why;
+  EXPECT_EQ(start, 570);
+  EXPECT_EQ(end, 1080);
+  ASSERT_TRUE(parse_day_window("22:00-06:00", &start, &end, &why)) << why;  // wraps: the caller decides
+  EXPECT_EQ(start, 1320);
+  EXPECT_EQ(end, 360);
+  ASSERT_TRUE(parse_day_window("00:00-24:00", &start, &end, &why)) << why;
+  EXPECT_EQ(start, 0);
+  EXPECT_EQ(end, 1440);
+  for (const char* bad : {"", "9:30-18:00", "09:30 - 18:00", "24:00-10:00", "10:00-24:30", "10:60-11:00",
+                          "10:00-25:00", "00:00-00:00", "ab:cd-ef:gh", "09:30-18:00 "}) {
+    why.clear();
+    EXPECT_FALSE(parse_day_window(bad, &start, &end, &why)) << bad;
+    EXPECT_FALSE(why.empty()) << bad;
+  }
+}
+
+TEST(Config, OptOutToolAndKey) {
+  Config c = accepted(with_agents(
+      agent("agent_a", R"("tools":{"opt_out":{"enabled":false,"dtmf_key":"#","message":"Removed. Bye."}})")));
+  EXPECT_FALSE(c.agents[0].tools.opt_out.enabled);
+  EXPECT_EQ(c.agents[0].tools.opt_out.dtmf_key, "#");
+  EXPECT_EQ(c.agents[0].tools.opt_out.message, "Removed. Bye.");
+  for (const char* key : {"0", "9", "*"})
+    EXPECT_EQ(accepted(with_agents(agent(
+                           "agent_a", R"("tools":{"opt_out":{"dtmf_key":")" + std::string(key) + R"("}})")))
+                  .agents[0]
+                  .tools.opt_out.dtmf_key,
+              key);
+  EXPECT_EQ(accepted(with_agents(agent("agent_a", R"("tools":{"opt_out":{"message":""}})")))
+                .agents[0]
+                .tools.opt_out.message,
+            "");
+  EXPECT_LINE(rejection(with_agents(agent("agent_a", R"("tools":{"opt_out":{"dtmf_key":"A"}})"))),
+              R"(agents[0].tools.opt_out.dtmf_key: must be "" (no key) or one of 0-9 * #, got "A")");
+  EXPECT_PATH(rejection(with_agents(agent("agent_a", R"("tools":{"opt_out":{"dtmf_key":"12"}})"))),
+              "agents[0].tools.opt_out.dtmf_key");
+  EXPECT_LINE(rejection(with_agents(agent("agent_a", R"("tools":{"opt_out":{"enabled":"yes"}})"))),
+              "agents[0].tools.opt_out.enabled: expected a boolean, got string");
+  EXPECT_LINE(rejection(with_agents(
+                  agent("agent_a", R"("tools":{"opt_out":{"message":")" + std::string(501, 'x') + R"("}})"))),
+              "agents[0].tools.opt_out.message: must be at most 500 characters, got 501");
+  accepted(
+      with_agents(agent("agent_a", R"("tools":{"opt_out":{"message":")" + std::string(500, 'x') + R"("}})")));
+  EXPECT_LINE(rejection(with_agents(agent("agent_a", R"("tools":{"opt_out":{"key":"#"}})"))),
+              "agents[0].tools.opt_out.key: unknown key");
+  EXPECT_LINE(
+      rejection(with_agents(agent("agent_a", R"("mode":"chat","tools":{"opt_out":{"dtmf_key":"9"}})"))),
+      R"(agents[0].tools.opt_out.dtmf_key: a keypad key needs a voice agent (mode is "chat"))");
+}
+
+// A config with two voice agents, a chat agent and `campaigns` (a JSON array body).
+std::string with_campaigns(const std::string& campaigns) {
+  return R"({"agents":[)" + agent("agent_a") + "," + agent("agent_b") + "," +
+         agent("agent_chat", R"("mode":"chat")") + R"(],"campaigns":[)" + campaigns + "]}";
+}
+
+osvi::Result<CampaignConfig> campaign_from(const std::string& json, const CampaignConfig* base = nullptr,
+                                           std::string_view path = "") {
+  std::string why;
+  osvi::net::JsonPtr doc = osvi::net::json_parse(json, &why);
+  EXPECT_TRUE(doc) << why << " in " << json;
+  return parse_campaign(doc.get(), base, path);
+}
+
+std::string campaign_rejection(const std::string& json, const CampaignConfig* base = nullptr,
+                               std::string_view path = "") {
+  auto r = campaign_from(json, base, path);
+  EXPECT_FALSE(r.ok()) << "accepted: " << json;
+  return r.ok() ? std::string() : r.error().message;
+}
+
+TEST(Config, CampaignWithOnlyRequiredKeysGetsDefaults) {
+  Config c = accepted(with_campaigns(R"({"id":7,"name":"Renewals","agents":["agent_a"]})"));
+  ASSERT_EQ(c.campaigns.size(), 1u);
+  const CampaignConfig& k = c.campaigns[0];
+  EXPECT_EQ(k.id, 7);
+  EXPECT_EQ(k.name, "Renewals");
+  EXPECT_EQ(k.status, CampaignStatus::active);
+  ASSERT_EQ(k.agents.size(), 1u);
+  EXPECT_EQ(k.agents[0].agent_uuid, "agent_a");
+  EXPECT_TRUE(k.agents[0].active);
+  EXPECT_FALSE(k.starts_at_ms);
+  EXPECT_FALSE(k.ends_at_ms);
+  EXPECT_EQ(k.window_start_min, 0);
+  EXPECT_EQ(k.window_end_min, 1440);
+  EXPECT_EQ(k.days_mask, 0x7f);
+  EXPECT_FALSE(k.is_retry_enabled);
+  EXPECT_EQ(k.retry_threshold, 2u);
+  EXPECT_EQ(k.retry_delay_s, 1800u);
+  EXPECT_EQ(k.retry_on, (std::vector<std::string>{"not_picked", "busy"}));
+  EXPECT_EQ(k.max_concurrent_per_agent, 1u);
+}
+
+TEST(Config, CampaignWithEveryKey) {
+  Config c = accepted(with_campaigns(R"({
+    "id": 12, "name": "Festive offer", "status": "inactive",
+    "agents": ["agent_a", {"agent_uuid": "agent_b", "active": false}],
+    "schedule": {"starts_at": "2026-06-01T09:00:00+05:30", "ends_at": "2026-06-30T18:00:00Z",
+                 "window": "20:00-02:00", "days": ["mon", "sat", "sun"]},
+    "is_retry_enabled": true, "retry_threshold": 10, "retry_delay": 60,
+    "retry_on": ["voicemail", "failed", "busy", "not_picked"], "max_concurrent_calls_per_agent": 64})"));
+  ASSERT_EQ(c.campaigns.size(), 1u);
+  const CampaignConfig& k = c.campaigns[0];
+  EXPECT_EQ(k.status, CampaignStatus::inactive);
+  EXPECT_EQ(k.agents, (std::vector<CampaignAgentConfig>{{"agent_a", true}, {"agent_b", false}}));
+  EXPECT_EQ(k.starts_at_ms, std::optional<int64_t>(1'780'284'600'000));  // 2026-06-01T03:30:00Z
+  EXPECT_EQ(k.ends_at_ms, std::optional<int64_t>(1'782'842'400'000));    // 2026-06-30T18:00:00Z
+  EXPECT_EQ(k.window_start_min, 20 * 60);
+  EXPECT_EQ(k.window_end_min, 2 * 60);
+  EXPECT_EQ(k.days_mask, 0b1000011);  // Sunday, Monday, Saturday
+  EXPECT_TRUE(k.is_retry_enabled);
+  EXPECT_EQ(k.retry_threshold, 10u);
+  EXPECT_EQ(k.retry_delay_s, 60u);
+  EXPECT_EQ(k.retry_on, (std::vector<std::string>{"voicemail", "failed", "busy", "not_picked"}));
+  EXPECT_EQ(k.max_concurrent_per_agent, 64u);
+  EXPECT_EQ(to_string(k.status), "inactive");
+  // null is "immediately" / "open-ended".
+  const CampaignConfig n =
+      accepted(
+          with_campaigns(
+              R"({"id":1,"name":"n","agents":["agent_a"],"schedule":{"starts_at":null,"ends_at":null}})"))
+          .campaigns.at(0);
+  EXPECT_FALSE(n.starts_at_ms);
+  EXPECT_FALSE(n.ends_at_ms);
+}
+
+TEST(Config, CampaignErrorsNameTheirKeyPath) {
+  const std::string ok = R"("id":1,"name":"n","agents":["agent_a"])";
+  auto bad = [&](const std::string& extra) {
+    return rejection(with_campaigns("{" + ok + "," + extra + "}"));
+  };
+  EXPECT_LINE(rejection(with_campaigns(R"({"name":"n","agents":["agent_a"]})")),
+              "campaigns[0].id: required key is missing");
+  EXPECT_LINE(rejection(with_campaigns(R"({"id":1,"agents":["agent_a"]})")),
+              "campaigns[0].name: required key is missing");
+  EXPECT_LINE(rejection(with_campaigns(R"({"id":1,"name":"n"})")),
+              "campaigns[0].agents: required key is missing (a campaign calls with at least one agent)");
+  EXPECT_LINE(rejection(with_campaigns(R"({"id":0,"name":"n","agents":["agent_a"]})")),
+              "campaigns[0].id: must be between 1 and 9007199254740991, got 0");
+  EXPECT_LINE(rejection(with_campaigns(R"({"id":1.5,"name":"n","agents":["agent_a"]})")),
+              "campaigns[0].id: expected an integer, got 1.5");
+  EXPECT_LINE(rejection(with_campaigns(R"({"id":1,"name":"","agents":["agent_a"]})")),
+              "campaigns[0].name: must not be empty");
+  EXPECT_LINE(
+      rejection(with_campaigns(R"({"id":1,"name":")" + std::string(201, 'n') + R"(","agents":["agent_a"]})")),
+      "campaigns[0].name: must be 1 to 200 characters, got 201");
+  accepted(with_campaigns(R"({"id":1,"name":")" + std::string(200, 'n') + R"(","agents":["agent_a"]})"));
+  EXPECT_LINE(bad(R"("status":"paused")"),
+              R"(campaigns[0].status: must be "active" or "inactive", got "paused")");
+  EXPECT_LINE(rejection(with_campaigns(R"({"id":1,"name":"n","agents":[]})")),
+              "campaigns[0].agents: must list at least one agent");
+  EXPECT_LINE(rejection(with_campaigns(R"({"id":1,"name":"n","agents":"agent_a"})")),
+              "campaigns[0].agents: expected an array, got string");
+  EXPECT_LINE(
+      rejection(with_campaigns(R"({"id":1,"name":"n","agents":["agent_a",{"agent_uuid":"agent_a"}]})")),
+      R"(campaigns[0].agents[1].agent_uuid: agent "agent_a" is listed twice (first at campaigns[0].agents[0]))");
+  EXPECT_LINE(rejection(with_campaigns(R"({"id":1,"name":"n","agents":["a b"]})")),
+              R"(campaigns[0].agents[0]: expected "agent_" and 1 to 64 of A-Z a-z 0-9 _ -, got "a b")");
+  EXPECT_LINE(rejection(with_campaigns(R"({"id":1,"name":"n","agents":[7]})")),
+              "campaigns[0].agents[0]: expected an agent_uuid string or an object, got number");
+  EXPECT_LINE(rejection(with_campaigns(R"({"id":1,"name":"n","agents":[{"active":true}]})")),
+              "campaigns[0].agents[0].agent_uuid: required key is missing");
+  EXPECT_LINE(
+      rejection(with_campaigns(R"({"id":1,"name":"n","agents":[{"agent_uuid":"agent_a","active":1}]})")),
+      "campaigns[0].agents[0].active: expected a boolean, got number");
+  EXPECT_LINE(
+      rejection(with_campaigns(R"({"id":1,"name":"n","agents":[{"agent_uuid":"agent_a","weight":2}]})")),
+      "campaigns[0].agents[0].weight: unknown key");
+  EXPECT_LINE(
+      bad(R"("schedule":{"starts_at":"2026-06-01T09:00:00"})"),
+      R"(campaigns[0].schedule.starts_at: expected an ISO-8601 time with its offset, such as "2026-06-01T09:00:00+05:30", or null, got "2026-06-01T09:00:00")");
+  EXPECT_PATH(bad(R"("schedule":{"starts_at":"2026-06-01"})"), "campaigns[0].schedule.starts_at");
+  EXPECT_LINE(bad(R"("schedule":{"ends_at":1780284600})"),
+              "campaigns[0].schedule.ends_at: expected an ISO-8601 time or null, got number");
+  EXPECT_LINE(bad(R"("schedule":{"starts_at":"2026-06-02T00:00:00Z","ends_at":"2026-06-01T00:00:00Z"})"),
+              "campaigns[0].schedule.ends_at: must be after schedule.starts_at");
+  EXPECT_PATH(bad(R"("schedule":{"starts_at":"2026-06-01T00:00:00Z","ends_at":"2026-06-01T05:30:00+05:30"})"),
+              "campaigns[0].schedule.ends_at");
+  EXPECT_LINE(
+      bad(R"("schedule":{"window":"09:00-09:00"})"),
+      R"(campaigns[0].schedule.window: the window is empty (start equals end); the whole day is "00:00-24:00", got "09:00-09:00")");
+  EXPECT_LINE(bad(R"("schedule":{"window":"9am-5pm"})"),
+              R"(campaigns[0].schedule.window: expected "HH:MM-HH:MM" such as "09:30-18:00", got "9am-5pm")");
+  EXPECT_LINE(bad(R"("schedule":{"days":[]})"), "campaigns[0].schedule.days: must list at least one day");
+  EXPECT_LINE(
+      bad(R"("schedule":{"days":["mon","Tue"]})"),
+      R"(campaigns[0].schedule.days[1]: must be "sun", "mon", "tue", "wed", "thu", "fri" or "sat", got "Tue")");
+  EXPECT_LINE(bad(R"("schedule":{"days":["mon","mon"]})"),
+              R"(campaigns[0].schedule.days[1]: "mon" is listed twice)");
+  EXPECT_LINE(bad(R"("schedule":{"timezone":"UTC"})"), "campaigns[0].schedule.timezone: unknown key");
+  EXPECT_LINE(bad(R"("schedule":"always")"), "campaigns[0].schedule: expected an object, got string");
+  EXPECT_LINE(bad(R"("is_retry_enabled":"true")"),
+              "campaigns[0].is_retry_enabled: expected a boolean, got string");
+  EXPECT_LINE(bad(R"("retry_threshold":0)"), "campaigns[0].retry_threshold: must be between 1 and 10, got 0");
+  EXPECT_LINE(bad(R"("retry_threshold":11)"),
+              "campaigns[0].retry_threshold: must be between 1 and 10, got 11");
+  EXPECT_LINE(bad(R"("retry_delay":59)"), "campaigns[0].retry_delay: must be between 60 and 604800, got 59");
+  EXPECT_LINE(bad(R"("retry_delay":604801)"),
+              "campaigns[0].retry_delay: must be between 60 and 604800, got 604801");
+  EXPECT_LINE(
+      bad(R"("retry_on":[])"),
+      R"(campaigns[0].retry_on: must list at least one call status (turn retries off with "is_retry_enabled"))");
+  EXPECT_LINE(
+      bad(R"("retry_on":["picked"])"),
+      R"(campaigns[0].retry_on[0]: must be "not_picked", "busy", "failed" or "voicemail", got "picked")");
+  EXPECT_LINE(bad(R"("retry_on":["busy","busy"])"), R"(campaigns[0].retry_on[1]: "busy" is listed twice)");
+  EXPECT_LINE(bad(R"("max_concurrent_calls_per_agent":0)"),
+              "campaigns[0].max_concurrent_calls_per_agent: must be between 1 and 64, got 0");
+  EXPECT_PATH(bad(R"("max_concurrent_calls_per_agent":65)"), "campaigns[0].max_concurrent_calls_per_agent");
+  EXPECT_LINE(bad(R"("retry_treshold":3)"),
+              R"(campaigns[0].retry_treshold: unknown key (did you mean "retry_threshold"?))");
+  EXPECT_LINE(bad(R"("name":"again")"), "campaigns[0].name: duplicate key");
+  EXPECT_LINE(rejection(R"({"campaigns":[3]})"), "campaigns[0]: expected an object, got number");
+  EXPECT_LINE(rejection(R"({"campaigns":{}})"), "campaigns: expected an array, got object");
+}
+
+TEST(Config, CampaignAgentsMustBeVoiceAgentsOfTheConfiguration) {
+  EXPECT_LINE(rejection(with_campaigns(R"({"id":1,"name":"n","agents":["agent_a","agent_zz"]})")),
+              R"(campaigns[0].agents[1]: unknown agent "agent_zz")");
+  EXPECT_LINE(
+      rejection(with_campaigns(R"({"id":1,"name":"n","agents":["agent_b",{"agent_uuid":"agent_chat"}]})")),
+      R"(campaigns[0].agents[1]: agent "agent_chat" is a chat agent (mode "chat"); a campaign calls with voice agents)");
+  // Inactive agents are fine: the campaign waits for them.
+  accepted(R"({"agents":[)" + agent("agent_a", R"("active":false)") +
+           R"(],"campaigns":[{"id":1,"name":"n","agents":["agent_a"]}]})");
+}
+
+TEST(Config, CampaignIdsAreUnique) {
+  const std::string msg = rejection(with_campaigns(R"({"id":4,"name":"a","agents":["agent_a"]},
+      {"id":5,"name":"b","agents":["agent_a"]}, {"id":4,"name":"c","agents":["agent_b"]})"));
+  EXPECT_LINE(msg, "campaigns[2].id: duplicate id 4 (first at campaigns[0])");
+  EXPECT_EQ(lines_of(msg).size(), 1u) << msg;
+  // Also when the campaign has other problems.
+  const std::string both = rejection(with_campaigns(R"({"id":4,"name":"a","agents":["agent_a"]},
+      {"id":4,"name":"b","agents":["agent_a"],"retry_delay":1})"));
+  EXPECT_LINE(both, "campaigns[1].id: duplicate id 4 (first at campaigns[0])");
+  EXPECT_PATH(both, "campaigns[1].retry_delay");
+  Config c = accepted(with_campaigns(R"({"id":4,"name":"a","agents":["agent_a"]},
+      {"id":5,"name":"a","agents":["agent_a"]})"));
+  ASSERT_EQ(c.campaigns.size(), 2u);
+  EXPECT_EQ(c.campaigns[1].id, 5);
+}
+
+TEST(Config, ParseCampaignNamesPathsUnderTheGivenPrefix) {
+  // The API extension's bodies: no prefix, or one of its own.
+  EXPECT_LINE(campaign_rejection(R"({"id":1,"name":"n","agents":["agent_a"],"schedule":{"window":"x"}})"),
+              R"(schedule.window: expected "HH:MM-HH:MM" such as "09:30-18:00", got "x")");
+  EXPECT_LINE(campaign_rejection(R"({"id":1,"name":"n","agents":["agent_a"],"colour":1})"),
+              "colour: unknown key");
+  EXPECT_LINE(
+      campaign_rejection(R"({"id":1,"name":"n","agents":["agent_a"],"retry_delay":1})", nullptr, "campaign"),
+      "campaign.retry_delay: must be between 60 and 604800, got 1");
+  EXPECT_LINE(campaign_rejection(R"([1])"), "top level: expected an object, got array");
+  EXPECT_LINE(campaign_rejection(R"("x")", nullptr, "body"), "body: expected an object, got string");
+  auto none = parse_campaign(nullptr);
+  ASSERT_FALSE(none.ok());
+  EXPECT_EQ(none.error().message, "top level: expected an object, got null");
+  // Every problem at once, one per line.
+  const std::string msg = campaign_rejection(R"({"name":"","agents":[],"retry_threshold":0,"x":1})");
+  EXPECT_EQ(lines_of(msg).size(), 5u) << msg;
+  for (const char* path : {"id", "name", "agents", "retry_threshold", "x"}) EXPECT_PATH(msg, path);
+  // Agents are not looked up here: that is check_campaign_agents(), against whichever configuration applies.
+  auto r = campaign_from(R"({"id":1,"name":"n","agents":["agent_elsewhere"]})");
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  std::vector<AgentConfig> agents(2);
+  agents[0].agent_uuid = "agent_elsewhere";
+  agents[1].agent_uuid = "agent_text";
+  agents[1].mode = AgentMode::chat;
+  EXPECT_TRUE(check_campaign_agents(*r, agents).ok());
+  auto missing = check_campaign_agents(*r, {});
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.error().message, R"(agents[0]: unknown agent "agent_elsewhere")");
+  r->agents[0].agent_uuid = "agent_text";
+  auto chat = check_campaign_agents(*r, agents, "campaign");
+  ASSERT_FALSE(chat.ok());
+  EXPECT_EQ(
+      chat.error().message,
+      R"(campaign.agents[0]: agent "agent_text" is a chat agent (mode "chat"); a campaign calls with voice agents)");
+}
+
+TEST(Config, ParseCampaignWithBaseKeepsWhatThePatchLeavesOut) {
+  auto base = campaign_from(R"({"id":9,"name":"Base","status":"active",
+      "agents":["agent_a",{"agent_uuid":"agent_b","active":false}],
+      "schedule":{"starts_at":"2026-06-01T00:00:00Z","ends_at":"2026-07-01T00:00:00Z",
+                  "window":"10:00-18:00","days":["mon","tue"]},
+      "is_retry_enabled":true,"retry_threshold":3,"retry_delay":600,"retry_on":["busy"],
+      "max_concurrent_calls_per_agent":2})");
+  ASSERT_TRUE(base.ok()) << base.error().message;
+
+  // An empty patch changes nothing; nothing is required.
+  auto same = campaign_from("{}", &*base);
+  ASSERT_TRUE(same.ok()) << same.error().message;
+  EXPECT_EQ(*same, *base);
+
+  // Only the given keys change; inside schedule too, key by key.
+  auto p = campaign_from(R"({"status":"inactive","schedule":{"window":"11:00-12:00"},"retry_on":["failed"]})",
+                         &*base);
+  ASSERT_TRUE(p.ok()) << p.error().message;
+  CampaignConfig want = *base;
+  want.status = CampaignStatus::inactive;
+  want.window_start_min = 11 * 60;
+  want.window_end_min = 12 * 60;
+  want.retry_on = {"failed"};
+  EXPECT_EQ(*p, want);
+
+  // Arrays are replaced whole; null clears a date; the same id is allowed.
+  auto q =
+      campaign_from(R"({"id":9,"agents":["agent_b"],"schedule":{"ends_at":null,"days":["sun"]}})", &*base);
+  ASSERT_TRUE(q.ok()) << q.error().message;
+  EXPECT_EQ(q->agents, (std::vector<CampaignAgentConfig>{{"agent_b", true}}));
+  EXPECT_EQ(q->starts_at_ms, base->starts_at_ms);
+  EXPECT_FALSE(q->ends_at_ms);
+  EXPECT_EQ(q->days_mask, 0x01);
+  EXPECT_EQ(q->window_start_min, 10 * 60);
+  EXPECT_EQ(q->retry_threshold, 3u);
+
+  // The id cannot change; a patched start must still be before the kept end (and the message names the key
+  // the patch gave); a name may not be emptied; the patch's own values are still checked.
+  EXPECT_LINE(campaign_rejection(R"({"id":10})", &*base), "id: cannot change (the campaign is 9), got 10");
+  EXPECT_LINE(campaign_rejection(R"({"schedule":{"starts_at":"2026-08-01T00:00:00Z"}})", &*base),
+              "schedule.starts_at: must be before schedule.ends_at");
+  EXPECT_LINE(campaign_rejection(R"({"schedule":{"ends_at":"2026-05-01T00:00:00Z"}})", &*base),
+              "schedule.ends_at: must be after schedule.starts_at");
+  EXPECT_LINE(campaign_rejection(R"({"name":""})", &*base), "name: must not be empty");
+  EXPECT_LINE(campaign_rejection(R"({"agents":[]})", &*base), "agents: must list at least one agent");
+  EXPECT_LINE(campaign_rejection(R"({"retry_threshold":99})", &*base, "body"),
+              "body.retry_threshold: must be between 1 and 10, got 99");
+  EXPECT_LINE(campaign_rejection(R"({"colour":"red"})", &*base), "colour: unknown key");
 }
 
 }  // namespace

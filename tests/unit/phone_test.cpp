@@ -1,18 +1,25 @@
-// normalize_phone / valid_country: E.164 output, accepted input shapes, errors that say what is wrong, and
-// libphonenumber staying out of osvid until the first number (it lives in osvi-phone.so).
+// normalize_phone / normalize_any_phone / valid_country / phone_time_zones: E.164 output, accepted input
+// shapes, errors that say what is wrong, the prefix time-zone table, and libphonenumber staying out of osvid
+// until the first number (it lives in osvi-phone.so).
 #include "osvi/base/phone.hpp"
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <iterator>
 
+#include "osvi/base/time_zone.hpp"
+
 namespace {
 
+using osvi::daemon::normalize_any_phone;
 using osvi::daemon::normalize_phone;
+using osvi::daemon::phone_time_zones;
+using osvi::daemon::TimeZone;
 using osvi::daemon::valid_country;
 
 std::string ok(std::string_view digits, std::string_view cc) {
@@ -86,6 +93,96 @@ TEST(Phone, UnknownCountryIsNamed) {
   EXPECT_TRUE(valid_country("GB"));
   EXPECT_EQ(err("9876543210", "XX"), "unknown country code \"XX\"");
   EXPECT_EQ(err("9876543210", ""), "unknown country code \"\"");
+}
+
+std::string any_ok(std::string_view text, std::string_view region) {
+  auto r = normalize_any_phone(text, region);
+  EXPECT_TRUE(r.ok()) << text << " " << region << ": " << (r.ok() ? "" : r.error().message);
+  return r.ok() ? *r : std::string();
+}
+
+std::string any_err(std::string_view text, std::string_view region) {
+  auto r = normalize_any_phone(text, region);
+  EXPECT_FALSE(r.ok()) << text << " " << region << " gave " << (r.ok() ? *r : "");
+  if (r.ok()) return {};
+  EXPECT_EQ(r.error().code, -EINVAL);
+  return r.error().message;
+}
+
+TEST(PhoneAny, InternationalNumbersOfAnyCountry) {
+  EXPECT_EQ(any_ok("+1 212 555 1234", "IN"), "+12125551234");
+  EXPECT_EQ(any_ok("+1 (212) 555-1234", "GB"), "+12125551234");
+  EXPECT_EQ(any_ok("+44 20 7946 0958", "IN"), "+442079460958");
+  EXPECT_EQ(any_ok("0044 20 7946 0958", "IN"), "+442079460958");
+  EXPECT_EQ(any_ok("0044 7400 123456", "US"), "+447400123456");
+  EXPECT_EQ(any_ok("+91 98765 43210", "US"), "+919876543210");
+}
+
+TEST(PhoneAny, NationalNumbersOfTheDefaultRegion) {
+  EXPECT_EQ(any_ok("9876543210", "IN"), "+919876543210");
+  EXPECT_EQ(any_ok("09876543210", "IN"), "+919876543210");
+  EXPECT_EQ(any_ok("919876543210", "IN"), "+919876543210");
+  EXPECT_EQ(any_ok("98765.43210", "in"), "+919876543210");
+  EXPECT_EQ(any_ok("(212) 555-1234", "US"), "+12125551234");
+  EXPECT_EQ(any_ok("020 7946 0958", "GB"), "+442079460958");
+}
+
+TEST(PhoneAny, InvalidOrUnlikelyInputIsRefusedWithNormalizePhonesWording) {
+  EXPECT_NE(any_err("98765abcde", "IN").find("must contain digits only"), std::string::npos);
+  EXPECT_NE(any_err("+1-800-FLOWERS", "IN").find("must contain digits only"), std::string::npos);
+  EXPECT_NE(any_err("", "IN").find("must contain digits"), std::string::npos);
+  EXPECT_EQ(any_err("123", "IN"), "\"123\" is too short for a number in IN");
+  EXPECT_EQ(any_err("+1 555", "IN"), "\"+1 555\" is too short for a number");
+  EXPECT_EQ(any_err("00", "IN"), "\"00\" is too short for a number");
+  EXPECT_EQ(any_err("5555555555", "IN"), "\"5555555555\" is not a plausible number for IN");
+  // Too many digits for the country it names, or no such area code (+1 123...).
+  EXPECT_EQ(any_err("+1 212 555 0100 99", "IN"), "\"+1 212 555 0100 99\" is too long for a number");
+  EXPECT_EQ(any_err("+1 123 456 7890", "IN"), "\"+1 123 456 7890\" is not a plausible number");
+  EXPECT_NE(any_err("123456789012345678", "IN").find("too long"), std::string::npos);
+  EXPECT_EQ(any_err("9876543210", "XX"), "unknown country code \"XX\"");
+}
+
+// The E.164 number's zones, as phonenumbers.timezone.time_zones_for_number gives them for the data this
+// build was generated from (python3-phonenumbers 8.12.57).
+TEST(PhoneTimeZones, ZonesOfKnownNumbers) {
+  using V = std::vector<std::string>;
+  EXPECT_EQ(phone_time_zones("+12125551234"), V{"America/New_York"});
+  EXPECT_EQ(phone_time_zones("+14155550123"), V{"America/Los_Angeles"});
+  EXPECT_EQ(phone_time_zones("+442079460958"), V{"Europe/London"});
+  EXPECT_EQ(phone_time_zones("+61212345678"), V{"Australia/Sydney"});
+  // A British mobile is not tied to a place: the country's zones, Crown Dependencies included.
+  EXPECT_EQ(phone_time_zones("+447400123456"),
+            (V{"Europe/Guernsey", "Europe/Isle_of_Man", "Europe/Jersey", "Europe/London"}));
+}
+
+TEST(PhoneTimeZones, IndiaIsTheDatasAliasAndItLoads) {
+  // The data still says "Asia/Calcutta", the old name tzdata keeps as a link to Asia/Kolkata; the dialler
+  // loads zones by name, so the alias must load and mean IST.
+  const auto zones = phone_time_zones("+919876543210");
+  ASSERT_EQ(zones, std::vector<std::string>{"Asia/Calcutta"});
+  auto tz = TimeZone::load(zones[0]);
+  ASSERT_TRUE(tz.ok()) << tz.error().message;
+  EXPECT_EQ((*tz)->offset_at(1'800'000'000), 19800);
+}
+
+TEST(PhoneTimeZones, NoDataOrNotANumberIsEmpty) {
+  EXPECT_TRUE(phone_time_zones("+80012345678").empty());  // international freephone: valid, no zone
+  EXPECT_TRUE(phone_time_zones("+15551234").empty());     // not a valid number
+  EXPECT_TRUE(phone_time_zones("+3912345").empty());
+  EXPECT_TRUE(phone_time_zones("12125551234").empty());  // not E.164
+  EXPECT_TRUE(phone_time_zones("").empty());
+  EXPECT_TRUE(phone_time_zones("+1212555abcd").empty());
+}
+
+TEST(PhoneTimeZones, EveryZoneOfACountryWideListLoads) {
+  // "+1" as a whole maps to every North American zone: each must be a name TimeZone knows.
+  const auto zones = phone_time_zones("+18005550123");  // toll-free: the country-level list
+  ASSERT_GT(zones.size(), 20U);
+  EXPECT_TRUE(std::is_sorted(zones.begin(), zones.end()));
+  for (const auto& z : zones) {
+    auto tz = TimeZone::load(z);
+    EXPECT_TRUE(tz.ok()) << z << ": " << (tz.ok() ? "" : tz.error().message);
+  }
 }
 
 // libphonenumber costs ~4.5 MB resident at start when linked: osvid must not have it among its libraries.

@@ -10,7 +10,7 @@ extern "C" {
 #endif
 
 /* Bumped on any change below; phone.cpp refuses a module of another version (a stale install). */
-#define OSVI_PHONE_ABI_VERSION 1
+#define OSVI_PHONE_ABI_VERSION 2
 
 /* osvi_phone_normalize results >= 0; a negative result is -errno with a message in err. */
 #define OSVI_PHONE_OK 0
@@ -28,9 +28,24 @@ int osvi_phone_valid_country(const char* region);
 int osvi_phone_normalize(const char* text, const char* region, char* out, size_t out_len, char* err,
                          size_t err_len);
 
+/* As osvi_phone_normalize, for a number of any region: text with a leading '+' is parsed as international,
+ * anything else as a national number of default_region. The number must be valid for the region it belongs
+ * to. */
+int osvi_phone_normalize_any(const char* text, const char* default_region, char* out, size_t out_len,
+                             char* err, size_t err_len);
+
+/* The longest '\n'-joined zone list osvi_phone_time_zones can write, NUL excluded (the generated table
+ * checks its data against it). */
+#define OSVI_PHONE_TIME_ZONES_MAX 4095
+
+/* The IANA zones of an E.164 number ("+12125551234"), '\n'-separated and NUL-terminated in out; the result
+ * is their count (0: none known, or not a valid number). Negative: -errno with a message in err. */
+int osvi_phone_time_zones(const char* e164, char* out, size_t out_len, char* err, size_t err_len);
+
 typedef int (*osvi_phone_abi_version_fn)(void);
 typedef int (*osvi_phone_valid_country_fn)(const char*);
 typedef int (*osvi_phone_normalize_fn)(const char*, const char*, char*, size_t, char*, size_t);
+typedef int (*osvi_phone_time_zones_fn)(const char*, char*, size_t, char*, size_t);
 
 #ifdef __cplusplus
 }

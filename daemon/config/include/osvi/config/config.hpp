@@ -208,8 +208,8 @@ struct TransferConfig {
 
 // A caller who asks not to be called again is put on the agent's do-not-disturb list with the call id.
 struct OptOutConfig {
-  bool enabled = true;   // the model may call the opt_out tool
-  std::string dtmf_key;  // one of 0-9 * #; empty = no key
+  bool enabled = true;                                             // the model may call the opt_out tool
+  std::string dtmf_key;                                            // one of 0-9 * #; empty = no key
   std::string message = "You will not be called again. Goodbye.";  // said before the call ends
   bool operator==(const OptOutConfig&) const = default;
 };
@@ -393,16 +393,24 @@ Result<Config> parse_config(std::string_view json_text);
 Result<Config> load_config_file(const std::string& path);
 
 // One campaign object, as configuration's campaigns[] items and the API extension's bodies take it
-// (docs/configuration.md#campaigns): {"id", "name", "status", "agents": ["agent_x" | {"agent_uuid", "active"}],
-// "schedule": {"starts_at": ISO-8601|null, "ends_at": ISO-8601|null, "window": "HH:MM-HH:MM",
+// (docs/configuration.md#campaigns): {"id", "name", "status", "agents": ["agent_x" | {"agent_uuid",
+// "active"}], "schedule": {"starts_at": ISO-8601|null, "ends_at": ISO-8601|null, "window": "HH:MM-HH:MM",
 // "days": ["mon", ...]}, "is_retry_enabled", "retry_threshold", "retry_delay", "retry_on": [status...],
 // "max_concurrent_calls_per_agent"}. With `base`, keys absent from the object keep base's values (PATCH; "id"
-// may not change); without, they take the defaults and "id" and "name" are required. Unknown keys are
-// refused. On failure the message holds every problem, one per line, each starting with its key path under
-// `path` (e.g. "campaigns[0].schedule.window: ..." or, with an empty path, "schedule.window: ...").
+// may not change; inside "schedule" too, key by key); without, they take the defaults and "id", "name" and
+// "agents" are required. Unknown keys are refused. The agents' existence is not checked here: see
+// check_campaign_agents(). On failure the message holds every problem, one per line, each starting with its
+// key path under `path` (e.g. "campaigns[0].schedule.window: ..." or, with an empty path, "schedule.window:
+// ...").
 Result<CampaignConfig> parse_campaign(const cJSON* object, const CampaignConfig* base = nullptr,
                                       std::string_view path = "");
-// "HH:MM-HH:MM" → [start, end) minutes of the day; "00:00-24:00" is the whole day. False with *why set.
+// A campaign's agents against a configuration's agents (the running one for an API body): each must be a
+// voice agent there. Problems name "<path>.agents[i]" ("agents[i]" with an empty path), one per line;
+// parse_config() checks campaigns[] with it.
+Status check_campaign_agents(const CampaignConfig& campaign, const std::vector<AgentConfig>& agents,
+                             std::string_view path = "");
+// "HH:MM-HH:MM" → [start, end) minutes of the day; start == end (an empty window) is refused; "00:00-24:00"
+// is the whole day. False with *why set.
 bool parse_day_window(std::string_view text, int* start_min, int* end_min, std::string* why);
 
 // The shipped rootfs/etc/osvi/osvid.json, embedded at build time (generated source).
