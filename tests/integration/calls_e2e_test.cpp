@@ -431,6 +431,38 @@ TEST_F(CallsE2E, OptOutToolPutsTheCallerOnTheDndList) {
   EXPECT_NE(again.body.find("do-not-disturb"), std::string::npos) << again.body;
 }
 
+// The caller presses the agent's opt-out key while the agent talks: the in-band detector hears it, the agent
+// stops, says the configured message and ends the call; the number is on the list.
+TEST_F(CallsE2E, OptOutKeyPressedDuringTheGreeting) {
+  start(R"({"stt":{"transcripts":[]},"llm":{"default_reply":"Fine."}})",
+        R"("greeting":{"text":"Hello, this is the bank with an offer on loans that runs for a long while."},)"
+        R"("tools":{"opt_out":{"dtmf_key":"9","message":"Removed from our list. Goodbye."}})",
+        R"({"incoming_after_s":1,"steps":[{"wait_ms":1500},{"dtmf":"9"},{"silence_ms":20000}]})");
+  JsonPtr call = wait_call_done(40s);
+  ASSERT_TRUE(call);
+  EXPECT_EQ(str(call.get(), "call_ended_reason"), "opt_out") << daemon_->stderr_text();
+  EXPECT_EQ(str(call.get(), "call_ended_by"), "user");
+  const std::string phone = str(call.get(), "phone_number");
+  auto t = transcript(str(call.get(), "call_id"));
+  EXPECT_NE(dump(t).find("tool: opt_out: " + phone +
+                         " added to the do-not-disturb list (caller pressed 9 to opt out)"),
+            std::string::npos)
+      << dump(t);
+  ASSERT_FALSE(t.empty());
+  EXPECT_EQ(t.back().text, "Removed from our list. Goodbye.") << dump(t);
+  // The greeting was cut at the key: what the caller heard of it, marked interrupted.
+  const Turn* cut = nullptr;
+  for (const Turn& turn : t)
+    if (turn.role == "agent" && turn.interrupted) cut = &turn;
+  ASSERT_NE(cut, nullptr) << "the greeting went on over the key\n" << dump(t);
+  EXPECT_EQ(std::string("Hello, this is the bank with an offer").rfind(cut->text.substr(0, 10), 0), 0u)
+      << dump(t);
+  auto list = http_request("GET", api("/v1/dnd_numbers?agent_uuid=agent_a"), kToken);
+  ASSERT_EQ(list.status, 200) << list.body;
+  EXPECT_NE(list.body.find(phone), std::string::npos) << list.body;
+  EXPECT_NE(list.body.find("caller pressed 9 to opt out"), std::string::npos) << list.body;
+}
+
 }  // namespace
 
 namespace {
