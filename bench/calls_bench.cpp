@@ -5,7 +5,10 @@
 // positions as the remote party heard them), the transcripts' latency figures and /proc/<pid>/status.
 // The dead-air fault matrix: one question per call with one upstream stage slowed or hung (the model server's
 // faults), the longest silence the party heard before agent audio.
-// Usage: calls_bench [turns=55] [barge_ins=12] [--only latency|barge|memory|deadair]
+// The greeting gap (abandonment guard): outbound calls answered with "Hello?", the record's greeting_gap_ms
+// and the party's own measure of it, with answering-machine detection on (the default) and off.
+// Usage: calls_bench [turns=55] [barge_ins=12] [--only latency|barge|memory|deadair|greeting]
+//        [--greeting-calls N (20)]
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -492,7 +495,95 @@ bool deadair_run() {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// 4. Memory per live call: VmRSS with N idle sim lines, then with N calls live.
+// 4. Greeting gap: `calls` outbound calls per variant on one sim line; the callee answers with "Hello?" (as
+//    people do, 0.4 s after picking up) and hangs up once the agent has greeted. The record's greeting_gap_ms
+//    (the daemon's own clock: the end of the hello on the capture clock → the first agent sample written)
+//    against the party's (end of the hello → the first loud agent frame, playback position − the cushion: one
+//    sample clock). The party's figure starts at the first *loud* frame, so it runs a little later than the
+//    first sample.
+bool greeting_run(int calls) {
+  const std::string scenario = R"({"stt":{"transcripts":[]},"llm":{"default_reply":"Fine."}})";
+  struct Variant {
+    const char* name;
+    const char* voicemail;
+  };
+  const Variant variants[] = {{"AMD on (default)", R"({"detect":true})"}, {"AMD off", R"({"detect":false})"}};
+  bool ok = true;
+  std::printf("\ngreeting gap: %d outbound calls per variant, callee answers \"Hello?\" (espeak, ~0.5 s)\n",
+              calls);
+  table_head();
+  for (const Variant& v : variants) {
+    const std::string agent =
+        R"("greeting":{"text":"Hello, this is Asha from the bank. Is this a good time?"},)"
+        R"("call":{"voicemail":)" +
+        std::string(v.voicemail) + R"(,"max_duration_s":60})";
+    osvi::test::TempDir tmp;
+    const std::string plog = tmp.file("party.log");
+    Rig rig(
+        scenario, agent,
+        R"([{"id":"sim0","type":"sim","agent_uuid":"agent_a","sim":{"outcome":"answer","rings":1,)"
+        R"("ring_interval_ms":200,"party_log":")" +
+            plog +
+            R"(","steps":[{"wait_ms":400},{"say":"Hello?","ms":0},{"hangup":true,"after_agent":true}]}}])");
+    std::vector<std::string> ids;
+    for (int i = 0; i < calls; ++i) {
+      const auto end = std::chrono::steady_clock::now() + 60s;
+      while (true) {
+        auto r = rig.post("/v1/call",
+                          R"({"agent_uuid":"agent_a","phone_number":"9876543210","country_code":"IN"})");
+        if (r.status == 200) {
+          JsonPtr j = parse(r.body);
+          ids.push_back(str(cJSON_GetObjectItem(j.get(), "data"), "call_id"));
+          break;
+        }
+        if (std::chrono::steady_clock::now() > end)
+          die("POST /v1/call: " + std::to_string(r.status) + r.body);
+        std::this_thread::sleep_for(300ms);
+      }
+      while (true) {
+        auto [live, done] = rig.count_calls();
+        if (done >= i + 1 && live == 0) break;
+        if (std::chrono::steady_clock::now() > end) die("greeting call did not end\n" + rig.stderr_text());
+        std::this_thread::sleep_for(200ms);
+      }
+      std::this_thread::sleep_for(500ms);
+    }
+    std::vector<double> record, party;
+    int missing = 0, over = 0;
+    for (const std::string& id : ids) {
+      JsonPtr rec = rig.get("/v1/call/" + id);
+      const double g = num(rec ? cJSON_GetObjectItem(rec.get(), "data") : nullptr, "greeting_gap_ms");
+      if (g < 0) {
+        ++missing;
+        continue;
+      }
+      record.push_back(g);
+      if (g > 2000) ++over;
+    }
+    const auto ev = read_party_log(plog);
+    for (int c = 1; c <= calls; ++c) {
+      int64_t hello_end = -1, first = -1;
+      for (const PartyEvent& p : ev) {
+        if (p.call != c) continue;
+        if (p.event == "step_end" && p.step == 1) hello_end = p.sample;
+        if (p.event == "agent_start" && first < 0) first = p.sample - kCushion;
+      }
+      if (hello_end >= 0 && first >= 0) party.push_back(ms_of(std::max<int64_t>(first - hello_end, 0)));
+    }
+    const std::string name = std::string(v.name) + ": greeting_gap_ms (record)";
+    row(name.c_str(), summarize(record), "max <= 2000", 2000, false);
+    const std::string pname = std::string("  ") + v.name + ": hello end -> agent_start (party)";
+    row(pname.c_str(), summarize(party), "-", -1);
+    std::printf("  %s: %d of %zu calls over 2000 ms, %d without a figure\n", v.name, over, record.size(),
+                missing);
+    std::fflush(stdout);
+    ok &= missing == 0 && over == 0;
+  }
+  return ok;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// 5. Memory per live call: VmRSS with N idle sim lines, then with N calls live.
 struct Rss {
   long rss = 0, anon = 0, file = 0;  // kB
 };
@@ -547,13 +638,15 @@ MemResult memory_run(int n) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  int turns = 55, barges = 12;
+  int turns = 55, barges = 12, greeting_calls = 20;
   std::string only;
   std::vector<int> pos;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--only" && i + 1 < argc)
       only = argv[++i];
+    else if (a == "--greeting-calls" && i + 1 < argc)
+      greeting_calls = std::max(1, std::atoi(argv[++i]));
     else
       pos.push_back(std::atoi(argv[i]));
   }
@@ -565,6 +658,7 @@ int main(int argc, char** argv) {
     if (only.empty() || only == "latency") ok &= latency_run(turns);
     if (only.empty() || only == "barge") ok &= barge_run(barges);
     if (only.empty() || only == "deadair") ok &= deadair_run();
+    if (only.empty() || only == "greeting") ok &= greeting_run(greeting_calls);
     if (only.empty() || only == "memory") {
       std::printf(
           "\nmemory: VmRSS of osvid, idle lines (2 s after READY) vs all calls live (10 s after connect)\n");

@@ -621,7 +621,9 @@ void Call::on_endpoint(const audio::EndpointEvent& e) {
       speech_end_us_ = now - static_cast<int64_t>((pos_ - e.end) * 1'000'000 / static_cast<uint64_t>(rate));
       last_caller_speech_us_ = speech_end_us_;
       if (gap_open_ && callee_in_speech_ && greeting_end_us_ < 0) {
-        greeting_end_us_ = speech_end_us_;
+        // The endpointer marks the end a few frames after the voice stopped (kSpeechEndLagMs): counted from
+        // the voice's end, the figure errs long, never short, of what the callee heard.
+        greeting_end_us_ = speech_end_us_ - kSpeechEndLagMs * 1000;
         callee_in_speech_ = false;
         if (agent_first_audio_us_ >= 0) settle_greeting_gap();
       }

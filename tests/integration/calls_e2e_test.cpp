@@ -385,6 +385,84 @@ TEST_F(CallsE2E, OutboundCallFromTheApi) {
             std::string::npos);
 }
 
+// The callee answers with "Hello?"; answering-machine detection (on by default) hears a person and the agent
+// greets: the record carries the abandonment guard's measure, from the end of the hello to the agent's first
+// audio (docs/api.md, greeting_gap_ms).
+TEST_F(CallsE2E, OutboundAnswerHasItsGreetingGapOnTheRecord) {
+  start(R"({"stt":{"transcripts":[]},"llm":{"default_reply":"Fine."}})",
+        R"("greeting":{"text":"Hello, this is the bank. Is this a good time?"})",
+        R"({"outcome":"answer","rings":1,"ring_interval_ms":200,)"
+        R"("steps":[{"wait_ms":400},{"say":"Hello?","ms":0},{"hangup":true,"after_agent":true}]})");
+  auto r = http_request("POST", api("/v1/call"), kToken,
+                        R"({"agent_uuid":"agent_a","phone_number":"9876543210","country_code":"IN"})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  JsonPtr call = wait_call_done(40s);
+  ASSERT_TRUE(call);
+  EXPECT_EQ(str(call.get(), "status"), "picked");
+  const cJSON* gap = cJSON_GetObjectItem(call.get(), "greeting_gap_ms");
+  ASSERT_TRUE(cJSON_IsNumber(gap)) << osvi::net::json_print(call.get()) << daemon_->stderr_text();
+  // AMD waits for 800 ms of silence after the hello before it calls it a person: the gap cannot be shorter.
+  EXPECT_GE(gap->valuedouble, 700);
+  EXPECT_LT(gap->valuedouble, 10000);
+}
+
+// The caller asks not to be called again: the model calls opt_out, the caller hears the goodbye, the call
+// ends as theirs, and from then on the API refuses to call the number.
+TEST_F(CallsE2E, OptOutToolPutsTheCallerOnTheDndList) {
+  start(R"({"stt":{"transcripts":["Please do not call me again"]},
+            "llm":{"rules":[{"match":"call me again","reply":"",
+                             "tool_calls":[{"name":"opt_out","arguments":{"reason":"asked on the phone"}}]}]}})",
+        R"("greeting":{"text":"Hello."})",
+        R"({"incoming_after_s":1,"steps":[{"say":"Please do not call me again","after_agent":true},)"
+        R"({"silence_ms":20000}]})");
+  JsonPtr call = wait_call_done(45s);
+  ASSERT_TRUE(call);
+  EXPECT_EQ(str(call.get(), "call_ended_reason"), "opt_out");
+  EXPECT_EQ(str(call.get(), "call_ended_by"), "user");
+  const std::string phone = str(call.get(), "phone_number");
+  auto t = transcript(str(call.get(), "call_id"));
+  EXPECT_NE(dump(t).find("tool: opt_out: " + phone + " added to the do-not-disturb list"), std::string::npos)
+      << dump(t);
+  EXPECT_NE(dump(t).find("agent: You will not be called again. Goodbye."), std::string::npos) << dump(t);
+  auto again =
+      http_request("POST", api("/v1/call"), kToken,
+                   R"({"agent_uuid":"agent_a","phone_number":")" + phone + R"(","country_code":"IN"})");
+  EXPECT_EQ(again.status, 400) << again.body;
+  EXPECT_NE(again.body.find("do-not-disturb"), std::string::npos) << again.body;
+}
+
+// The caller presses the agent's opt-out key while the agent talks: the in-band detector hears it, the agent
+// stops, says the configured message and ends the call; the number is on the list.
+TEST_F(CallsE2E, OptOutKeyPressedDuringTheGreeting) {
+  start(R"({"stt":{"transcripts":[]},"llm":{"default_reply":"Fine."}})",
+        R"("greeting":{"text":"Hello, this is the bank with an offer on loans that runs for a long while."},)"
+        R"("tools":{"opt_out":{"dtmf_key":"9","message":"Removed from our list. Goodbye."}})",
+        R"({"incoming_after_s":1,"steps":[{"wait_ms":1500},{"dtmf":"9"},{"silence_ms":20000}]})");
+  JsonPtr call = wait_call_done(40s);
+  ASSERT_TRUE(call);
+  EXPECT_EQ(str(call.get(), "call_ended_reason"), "opt_out") << daemon_->stderr_text();
+  EXPECT_EQ(str(call.get(), "call_ended_by"), "user");
+  const std::string phone = str(call.get(), "phone_number");
+  auto t = transcript(str(call.get(), "call_id"));
+  EXPECT_NE(dump(t).find("tool: opt_out: " + phone +
+                         " added to the do-not-disturb list (caller pressed 9 to opt out)"),
+            std::string::npos)
+      << dump(t);
+  ASSERT_FALSE(t.empty());
+  EXPECT_EQ(t.back().text, "Removed from our list. Goodbye.") << dump(t);
+  // The greeting was cut at the key: what the caller heard of it, marked interrupted.
+  const Turn* cut = nullptr;
+  for (const Turn& turn : t)
+    if (turn.role == "agent" && turn.interrupted) cut = &turn;
+  ASSERT_NE(cut, nullptr) << "the greeting went on over the key\n" << dump(t);
+  EXPECT_EQ(std::string("Hello, this is the bank with an offer").rfind(cut->text.substr(0, 10), 0), 0u)
+      << dump(t);
+  auto list = http_request("GET", api("/v1/dnd_numbers?agent_uuid=agent_a"), kToken);
+  ASSERT_EQ(list.status, 200) << list.body;
+  EXPECT_NE(list.body.find(phone), std::string::npos) << list.body;
+  EXPECT_NE(list.body.find("caller pressed 9 to opt out"), std::string::npos) << list.body;
+}
+
 }  // namespace
 
 namespace {

@@ -1398,15 +1398,17 @@ TEST_F(CallTest, OptOutKeyFromTheLineAndOtherKeysStayDigits) {
 TEST_F(CallTest, GreetingGapCountsFromTheEndOfTheCalleesHello) {
   start(true);  // AMD holds the agent until the verdict
   pick_up();
-  caller_speaks(15);  // "Hello?": after it the time is 520 ms past the end of their voice
+  // "Hello?": after it the time is 520 ms past the endpointer's end of their voice, 600 ms past the voice's
+  // end (the endpointer marks it kSpeechEndLagMs, 80 ms, late).
+  caller_speaks(15);
   frame(amd(audio::AmdVerdict::human));
   time_.advance_ms(100);  // the greeting's first audio is queued
   ASSERT_GT(audio_.unplayed(), 0u);
-  audio_.play(320);  // ...and its first sample reaches the line: 640 ms after their hello
+  audio_.play(320);  // ...and its first sample reaches the line: 720 ms after their hello
   line_event(hal::LineEvent::Type::remote_hangup);
   const CallRecord r = saved_record();
   ASSERT_TRUE(r.greeting_gap_ms.has_value());
-  EXPECT_EQ(*r.greeting_gap_ms, 640);
+  EXPECT_EQ(*r.greeting_gap_ms, 720);
 }
 
 TEST_F(CallTest, GreetingGapCountsFromTheAnswerWhenTheAgentSpeaksFirst) {

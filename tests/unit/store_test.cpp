@@ -629,6 +629,7 @@ TEST_F(StoreTest, CallRoundTripsEveryField) {
   c.data_extraction = R"([{"key":"email","required":true}])";
   c.line = "fxo0";
   c.callback_required = true;
+  c.greeting_gap_ms = 870;
   c.execution_mode = "test";
   c.revision = 5;
   c.updated_at_ms = kT0 - 1;
