@@ -65,6 +65,7 @@ std::string call_payload(const CallRecord& c, size_t turns, const std::string& k
   add_opt_json(r, "call_trigger_data", c.call_trigger_data);
   net::json_add_string_or_null(r, "line", c.line);
   cJSON_AddBoolToObject(r, "callback_required", c.callback_required);
+  net::json_add_int_or_null(r, "greeting_gap_ms", c.greeting_gap_ms);
   net::json_add_string(r, "execution_mode", c.execution_mode);
   cJSON_AddNumberToObject(r, "transcript_turns", static_cast<double>(turns));
   cJSON_AddNumberToObject(r, "updated_at_ms", static_cast<double>(c.updated_at_ms));

@@ -638,6 +638,16 @@ TEST_F(StoreTest, CallRoundTripsEveryField) {
   ASSERT_TRUE(back.ok()) << back.error().message;
   ASSERT_TRUE(back->has_value());
   EXPECT_EQ(**back, c);
+  {
+    // The fleet's copy of the record carries the measured gap too.
+    auto tx = store->database().begin();
+    ASSERT_TRUE(tx.ok());
+    ASSERT_TRUE(enqueue_call_record(*tx, store->calls(), store->outbox(), c.call_id).ok());
+    ASSERT_TRUE(tx->commit().ok());
+    auto rows = store->outbox().pending(0, 10);
+    ASSERT_TRUE(rows.ok() && !rows->empty());
+    EXPECT_NE(rows->back().payload.find("\"greeting_gap_ms\":870"), std::string::npos) << rows->back().payload;
+  }
 
   // Absent optionals come back absent, not as empty strings or zeros; 0 times become now.
   CallRecord bare = minimal_call("0190f5a2-0000-7000-8000-000000000000", 0);
