@@ -296,9 +296,12 @@ TEST_F(ApiCampaigns, DuplicatesWithinTheRequestAndAgainstTheCampaignKeepTheLonge
 TEST_F(ApiCampaigns, DndNumbersAreSkippedAndReported) {
   create_api_campaign(7);
   locked([&] {
-    ASSERT_TRUE(store_->dnd().add("agent_a", "+919876543210", "asked not to be called").ok());
-    ASSERT_TRUE(store_->dnd().add("agent_a", "+919876500000", std::nullopt).ok());
-    ASSERT_TRUE(store_->dnd().add("agent_b", "+919876511111", "other agent's list").ok());
+    ASSERT_TRUE(store_->dnd()
+                    .add_entry("agent_a", "+919876543210", "asked not to be called", "api", std::nullopt)
+                    .ok());
+    ASSERT_TRUE(store_->dnd().add_entry("agent_a", "+919876500000", std::nullopt, "api", std::nullopt).ok());
+    ASSERT_TRUE(
+        store_->dnd().add_entry("agent_b", "+919876511111", "other agent's list", "api", std::nullopt).ok());
   });
   Reply r = upload(7, R"([{"phone": "9876543210"}, {"phone": "9876500000"}, {"phone": "9876511111"},
                           {"phone": "+919876543210"}])");

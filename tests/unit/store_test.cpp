@@ -646,7 +646,8 @@ TEST_F(StoreTest, CallRoundTripsEveryField) {
     ASSERT_TRUE(tx->commit().ok());
     auto rows = store->outbox().pending(0, 10);
     ASSERT_TRUE(rows.ok() && !rows->empty());
-    EXPECT_NE(rows->back().payload.find("\"greeting_gap_ms\":870"), std::string::npos) << rows->back().payload;
+    EXPECT_NE(rows->back().payload.find("\"greeting_gap_ms\":870"), std::string::npos)
+        << rows->back().payload;
   }
 
   // Absent optionals come back absent, not as empty strings or zeros; 0 times become now.
