@@ -124,7 +124,7 @@ int main(int argc, char** argv) {
 
   // Per line, the gaps between one call's end and the next call's creation: what the dialler leaves idle.
   sqlite3* db = nullptr;
-  if (sqlite3_open_v2((dir.file("state") + "/osvid.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr) !=
+  if (sqlite3_open_v2((dir.file("state") + "/osvi.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr) !=
       SQLITE_OK)
     return 1;
   sqlite3_stmt* st = nullptr;

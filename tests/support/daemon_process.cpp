@@ -108,7 +108,9 @@ std::optional<int> DaemonProcess::wait_exit(std::chrono::milliseconds timeout) {
       exited_ = true;
       return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    // Read the notify socket meanwhile, as systemd does: STOPPING=1 is sent blocking, and a queue a long run
+    // filled with unread STATUS= datagrams would hold the daemon's shutdown in sendmsg().
+    drain_notify(5);
   }
   return std::nullopt;
 }

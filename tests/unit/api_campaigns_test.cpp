@@ -219,8 +219,9 @@ TEST_F(ApiCampaigns, UploadReportsEveryCountAndKeepsTheOtherKeysAsVariables) {
   EXPECT_TRUE(cJSON_IsTrue(r.get("success")));
   const cJSON* d = r.data();
   EXPECT_EQ(keys(d), (std::vector<std::string>{"campaign_upload_id", "contacts_accepted", "contacts_received",
-                                               "dnd_skipped", "duplicates_removed", "enqueued", "file_name",
-                                               "invalid", "queued_calls"}));
+                                               "dnd_skipped", "dnd_skipped_count", "duplicates_removed",
+                                               "enqueued", "file_name", "invalid", "invalid_count",
+                                               "queued_calls"}));
   EXPECT_GE(num(d, "campaign_upload_id"), 1);
   EXPECT_EQ(num(d, "contacts_received"), 3);
   EXPECT_EQ(num(d, "contacts_accepted"), 3);
