@@ -67,8 +67,8 @@ int main(int argc, char** argv) {
   for (int i = 0; i < lines; ++i) {
     cfg += std::string(i ? "," : "") + R"({"id":"sim)" + std::to_string(i) +
            R"(","type":"sim","sim":{"outcome":"answer","rings":1,"ring_interval_ms":)" +
-           std::to_string(kRingMs) + R"(,"steps":[{"silence_ms":)" + std::to_string(talk_ms) +
-           R"(},{"hangup":true}]}})";
+           std::to_string(kRingMs) + R"(,"steps":[{"say":"Hello?"},{"silence_ms":)" +
+           std::to_string(talk_ms) + R"(},{"hangup":true}]}})";
   }
   cfg += "]}";
   osvi::test::write_file(dir.file("osvid.json"), cfg);
@@ -150,18 +150,19 @@ int main(int argc, char** argv) {
       gaps.push_back(static_cast<double>(calls[i].first - calls[i - 1].second));
   }
   const double per_min = contacts / wall_s * 60.0;
-  const double bound = lines * 60000.0 / (kRingMs + talk_ms);
   const double held_mean = held_ms.empty() ? 0 : [&] {
-    double s = 0;
-    for (double h : held_ms) s += h;
-    return s / static_cast<double>(held_ms.size());
+    double sum = 0;
+    for (double h : held_ms) sum += h;
+    return sum / static_cast<double>(held_ms.size());
   }();
-  std::printf("dialer throughput: %d contacts, %d lines, ring %d ms + talk %d ms\n", contacts, lines, kRingMs,
-              talk_ms);
-  std::printf("  wall %.1f s: %.1f contacts/min; bound from call length %.1f/min (%.0f %%)\n", wall_s,
-              per_min, bound, 100.0 * per_min / bound);
-  std::printf("  a call holds its line %.0f ms on average (created -> ended, setup and greeting included)\n",
-              held_mean);
+  // The bound: every line busy all the time with calls of the length they really had (dial, ring, the
+  // callee's "Hello?", the agent's greeting, the talk, the hang-up), no gap between them.
+  const double bound = held_mean > 0 ? lines * 60000.0 / held_mean : 0;
+  std::printf("dialer throughput: %d contacts, %d lines; each call: ring %d ms, \"Hello?\", %d ms, hang-up\n",
+              contacts, lines, kRingMs, talk_ms);
+  std::printf("  wall %.1f s: %.1f contacts/min; bound from the call length %.1f/min (%.0f %%)\n", wall_s,
+              per_min, bound, bound > 0 ? 100.0 * per_min / bound : 0);
+  std::printf("  a call holds its line %.0f ms on average (created -> ended)\n", held_mean);
   std::printf("  line idle between calls: p50 %.0f ms, p95 %.0f ms, max %.0f ms (%zu gaps)\n",
               percentile(gaps, 0.5), percentile(gaps, 0.95), percentile(gaps, 1.0), gaps.size());
   std::printf("  outcomes:");

@@ -159,11 +159,18 @@ int write_samples(void* user, const short* samples, size_t count) {
 }
 
 // Runs in the forked child: espeak's state there is the pristine copy of the parent's, which never speaks.
-// In the render child, before anything else: it must not outlive osvid, nor hold its sockets. fork() copies
-// every descriptor (close-on-exec does not apply), so a child still rendering when osvid is killed kept the
-// API's listening socket and the restarted daemon could not listen ("Address already in use"). Only
-// async-signal-safe calls: the parent may have other threads.
-void drop_parent_sockets(pid_t parent, int keep) {
+// In the render child, before anything else: it must not outlive osvid, nor hold its descriptors. fork()
+// copies every descriptor (close-on-exec does not apply):
+//  - a child still rendering when osvid was killed kept the API's listening socket, and the restarted daemon
+//    could not listen ("Address already in use");
+//  - a child holding a FIFO, pipe, eventfd or tty the loop watches keeps that file alive after osvid closes
+//    its own copy, and with it the epoll registration sd-event could no longer remove (EPOLL_CTL_DEL of a
+//    closed descriptor fails): the next event on it carried a freed event source and sd-event aborted in
+//    process_epoll ("Code should not be reached"). Every call renders its filler here, so with a dialler
+//    redialling a line within milliseconds of its hang-up a child regularly held a simulated line's FIFO.
+// So everything but the output pipe, regular files and directories (espeak's own data, if it keeps any open)
+// is closed. Only async-signal-safe calls: the parent may have other threads.
+void drop_parent_descriptors(pid_t parent, int keep) {
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (::getppid() != parent) ::_exit(1);  // the parent died before the line above
   rlimit lim{};
@@ -171,7 +178,7 @@ void drop_parent_sockets(pid_t parent, int keep) {
       ::getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < 65536 ? static_cast<int>(lim.rlim_cur) : 65536;
   for (int fd = 3; fd < max_fd; ++fd) {
     struct stat st {};
-    if (fd != keep && ::fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode)) ::close(fd);
+    if (fd != keep && ::fstat(fd, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) ::close(fd);
   }
 }
 
@@ -249,7 +256,7 @@ Result<std::vector<int16_t>> Speech::render(std::string_view text, int sample_ra
   if (pid < 0) return make_error("speech: fork failed", -errno);
   if (pid == 0) {
     read_end.reset();
-    drop_parent_sockets(parent, write_end.get());
+    drop_parent_descriptors(parent, write_end.get());
     ::_exit(synthesize_in_child(*module, z, options_, write_end.get()));
   }
   write_end.reset();

@@ -2,14 +2,19 @@
 #include "osvi/speech/speech.hpp"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
 #include <cstdint>
+#include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -44,6 +49,55 @@ TEST(Speech, RendersHelloWorldAtCallRates) {
     EXPECT_LT(seconds, 3.0) << rate;
     EXPECT_GT(rms(*pcm), 300.0) << rate;  // speech, not near-silence
   }
+}
+
+// The render child holds none of the parent's pipes, FIFOs or sockets: a FIFO the loop watches, kept alive by
+// a child after osvid closed it, left an epoll registration sd-event could not remove (an abort in
+// process_epoll). Watched while a long sentence renders: the child is found through /proc and its
+// descriptors are compared with the parent's pipe.
+TEST(Speech, TheRenderChildHoldsNoneOfTheParentsPipes) {
+  auto speech = make();
+  ASSERT_TRUE(speech);
+  int p[2];
+  ASSERT_EQ(::pipe(p), 0);
+  struct stat pipe_st {};
+  ASSERT_EQ(::fstat(p[1], &pipe_st), 0);
+  const std::string pipe_name = "pipe:[" + std::to_string(pipe_st.st_ino) + "]";
+
+  std::atomic<bool> done{false};
+  std::thread renderer([&] {
+    std::string text;
+    for (int i = 0; i < 40; ++i) text += "This sentence keeps the render child busy for a while. ";
+    auto pcm = speech->render(text, 16000);
+    EXPECT_TRUE(pcm.ok());
+    done = true;
+  });
+  // The child of the renderer thread, as /proc lists it; its descriptors read twice, 50 ms apart, so that
+  // what it closes first thing after the fork is closed by the second look.
+  bool seen_child = false, holds_pipe = false;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (!done && std::chrono::steady_clock::now() < deadline && !seen_child) {
+    for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+      std::ifstream children(task.path() / "children");
+      pid_t child = 0;
+      if (!(children >> child) || child <= 0) continue;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      std::error_code ec;
+      const std::filesystem::path fds = "/proc/" + std::to_string(child) + "/fd";
+      if (!std::filesystem::exists(fds, ec)) continue;
+      seen_child = true;
+      for (const auto& fd : std::filesystem::directory_iterator(fds, ec)) {
+        if (std::filesystem::read_symlink(fd.path(), ec).string() == pipe_name) holds_pipe = true;
+      }
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  renderer.join();
+  ::close(p[0]);
+  ::close(p[1]);
+  ASSERT_TRUE(seen_child) << "the render child was never seen (rendered too fast?)";
+  EXPECT_FALSE(holds_pipe) << "the render child holds the parent's " << pipe_name;
 }
 
 TEST(Speech, DurationScalesWithRateExactly) {
