@@ -5,39 +5,18 @@
 #include <cerrno>
 #include <string>
 
+#include "contact_rows.hpp"
 #include "osvi/store/database.hpp"
 #include "sqlite.hpp"
 
 namespace osvi::daemon {
 namespace {
 
+using store_rows::kContactColumns;
+using store_rows::read_contact;
+
 using sql::run;
 using sql::wrap;
-
-// The columns read_contact expects, in order.
-constexpr const char* kContactColumns =
-    "id, upload_id, campaign_id, agent_uuid, phone, person_name, variables_json, time_zone, state, attempts, "
-    "next_attempt_at, last_call_id, last_outcome, created_at, updated_at";
-
-ContactRow read_contact(const sql::Stmt& s) {
-  ContactRow c;
-  c.id = s.int64(0);
-  c.upload_id = s.int64(1);
-  c.campaign_id = s.int64(2);
-  c.agent_uuid = s.text(3);
-  c.phone = s.text(4);
-  c.person_name = s.opt_text(5);
-  c.variables_json = s.opt_text(6);
-  c.time_zone = s.opt_text(7);
-  c.state = s.text(8);
-  c.attempts = s.int64(9);
-  c.next_attempt_at_ms = s.opt_int64(10);
-  c.last_call_id = s.opt_text(11);
-  c.last_outcome = s.opt_text(12);
-  c.created_at_ms = s.int64(13);
-  c.updated_at_ms = s.int64(14);
-  return c;
-}
 
 constexpr const char* kAttemptColumns =
     "id, contact_id, campaign_id, agent_uuid, phone, call_id, started_at, ended_at, outcome";
