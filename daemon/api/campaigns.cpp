@@ -76,6 +76,16 @@ HttpResponse store_error(std::string_view what, const Error& e) {
   return Api::error(500, "database error");
 }
 
+// One campaign as GET and PATCH answer it: with its queued contacts counted now.
+void send_campaign(Store& store, int offset, const CampaignRow& row, HttpReply& reply) {
+  auto queued = store.campaigns().queued_count(row.id);
+  if (!queued.ok()) {
+    reply.send(store_error("reading a campaign", queued.error()));
+    return;
+  }
+  reply.send(success(JsonPtr(campaign_json(row, offset, *queued))));
+}
+
 }  // namespace
 
 // {id} of the path, a positive integer, the campaign existing and the token covering it; otherwise the reply
@@ -297,12 +307,7 @@ void Api::list_campaigns(HttpRequest&, HttpReply reply) {
 void Api::get_campaign(HttpRequest& request, HttpReply reply) {
   auto campaign = find_campaign(request, reply);
   if (!campaign) return;
-  auto queued = ctx_.store->campaigns().queued_count(campaign->id);
-  if (!queued.ok()) {
-    reply.send(store_error("reading a campaign", queued.error()));
-    return;
-  }
-  reply.send(success(JsonPtr(campaign_json(*campaign, ctx_.config->site.utc_offset_minutes, *queued))));
+  send_campaign(*ctx_.store, ctx_.config->site.utc_offset_minutes, *campaign, reply);
 }
 
 void Api::patch_campaign(HttpRequest& request, HttpReply reply) {
@@ -337,12 +342,7 @@ void Api::patch_campaign(HttpRequest& request, HttpReply reply) {
         return;
     }
   }
-  auto queued = ctx_.store->campaigns().queued_count(row->id);
-  if (!queued.ok()) {
-    reply.send(store_error("reading a campaign", queued.error()));
-    return;
-  }
-  reply.send(success(JsonPtr(campaign_json(*row, ctx_.config->site.utc_offset_minutes, *queued))));
+  send_campaign(*ctx_.store, ctx_.config->site.utc_offset_minutes, *row, reply);
 }
 
 void Api::list_contacts(HttpRequest& request, HttpReply reply) {
