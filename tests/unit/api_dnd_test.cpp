@@ -238,6 +238,8 @@ TEST_F(ApiDnd, AddValidationFailuresAre422NamingTheField) {
        "reason: longer than 500 characters (501)"},
       {R"({"agent_uuid":"agent_a","phone":"9876543210","note":"x","country_code":"IN"})",
        R"(unknown field "note", "country_code" (expected agent_uuid, phone, reason))"},
+      {R"({"agent_uuid":"agent_a","phone":"9876543210","a":1,"b":2,"c":3,"d":4,"e":5,"f":6,"g":7})",
+       R"(unknown field "a", "b", "c", "d", "e" and 2 more (expected agent_uuid, phone, reason))"},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.body.substr(0, 100));
