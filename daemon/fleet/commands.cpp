@@ -7,10 +7,9 @@
 #include <vector>
 
 #include "osvi/base/log.hpp"
-#include "osvi/campaigns/dnd.hpp"
-
 #include "osvi/campaigns/campaigns.hpp"
 #include "osvi/campaigns/contact_import.hpp"
+#include "osvi/campaigns/dnd.hpp"
 #include "osvi/fleet/command_request.hpp"
 #include "osvi/fleet/fleet.hpp"
 #include "osvi/net/json.hpp"

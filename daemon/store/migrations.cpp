@@ -301,13 +301,12 @@ BEGIN
 END;
 )sql";
 
-
 // Migration 4: campaigns, their contact queue and the dialler's attempts (docs/store.md "Campaigns"). No
 // campaign or contact rows were ever written before this version, so the contact table is rebuilt with the
 // columns the dialler needs. A contact's state: held (uploaded without enqueue), queued (due at
-// next_attempt_at), dialing (an attempt is open), done (finished: last_outcome says how), dnd (skipped: on the
-// agent's list at dial time), invalid never stored (reported at upload). An attempt row is written, in the
-// same transaction as the contact's move to dialing, before the line dials: a row still open at start is
+// next_attempt_at), dialing (an attempt is open), done (finished: last_outcome says how), dnd (skipped: on
+// the agent's list at dial time), invalid never stored (reported at upload). An attempt row is written, in
+// the same transaction as the contact's move to dialing, before the line dials: a row still open at start is
 // closed from its call's record, never redialled blindly.
 constexpr std::string_view kMigration4 = R"sql(
 ALTER TABLE campaigns ADD COLUMN source TEXT NOT NULL DEFAULT 'api' CHECK (source IN ('api', 'config'));

@@ -10,7 +10,14 @@ namespace osvi::daemon {
 using sql::wrap;
 
 Store::Store(std::unique_ptr<Database> db)
-    : db_(std::move(db)), calls_(*db_), agents_(*db_), dnd_(*db_), campaigns_(*db_), dialer_queue_(*db_), meta_(*db_), outbox_(*db_, meta_) {}
+    : db_(std::move(db)),
+      calls_(*db_),
+      agents_(*db_),
+      dnd_(*db_),
+      campaigns_(*db_),
+      dialer_queue_(*db_),
+      meta_(*db_),
+      outbox_(*db_, meta_) {}
 
 Result<std::unique_ptr<Store>> Store::open(const StoreOptions& options, const Clock& clock) {
   auto db = Database::open(options, clock);

@@ -126,7 +126,8 @@ TEST_F(CrashRecovery, KilledDuringAnsweredCallsKeepsWhatWasTrue) {
 
   // The restart listens on a fresh port: this test is about what recovery keeps. (The same port failed once
   // under ASan with "Address already in use": a render child of the killed daemon, forked with its
-  // descriptors, still held the listening socket; render children now drop every inherited descriptor but regular files and die with osvid.)
+  // descriptors, still held the listening socket; render children now drop every inherited descriptor but
+  // regular files and die with osvid.)
   port_ = osvi::test::free_loopback_port();
   daemon = start(false);
   for (const auto& [id, picked_at] : picked) {

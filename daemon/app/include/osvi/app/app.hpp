@@ -68,7 +68,7 @@ class App {
   std::unique_ptr<Config> config_;
   std::vector<ApiToken> tokens_;
   std::unique_ptr<Store> store_;
-  std::unique_ptr<TimeZones> zones_;              // the campaigns' and the dialler's, loaded once each
+  std::unique_ptr<TimeZones> zones_;            // the campaigns' and the dialler's, loaded once each
   std::unique_ptr<CampaignService> campaigns_;  // after the store and zones it uses
   ApiContext api_ctx_;
   std::unique_ptr<Api> api_;

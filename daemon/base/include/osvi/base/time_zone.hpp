@@ -27,8 +27,8 @@ class TimeZone {
   // Reads <zoneinfo_dir>/<name> (TZif v1..v4, the POSIX TZ footer for instants past the last transition).
   // The name must look like an IANA zone ("Asia/Kolkata", "UTC"): no "..", no leading '/'. Errors name the
   // zone: 'unknown time zone "Mars/Olympus"' (-ENOENT), 'not a TZif file' (-EINVAL).
-  static Result<std::shared_ptr<const TimeZone>> load(std::string_view name,
-                                                      const std::string& zoneinfo_dir = "/usr/share/zoneinfo");
+  static Result<std::shared_ptr<const TimeZone>> load(
+      std::string_view name, const std::string& zoneinfo_dir = "/usr/share/zoneinfo");
   // A fixed offset (tests, and a fallback that never fails).
   static std::shared_ptr<const TimeZone> fixed(std::string name, int utc_offset_s);
 

@@ -33,7 +33,7 @@ struct ImportOptions {
   std::string source = "api";  // api | csv | mqtt
   std::string file_name;       // empty = the synthetic "<unix s>-api_contacts_<16 hex>.csv"
   std::optional<std::string> idempotency_key;
-  std::string default_region = "IN";            // site.country
+  std::string default_region = "IN";  // site.country
   // A number mapping to no zone or several is stored with a null zone and dialled in this one (the site's,
   // read at dial time, so a change of site.time_zone applies to such contacts already queued).
   std::string site_time_zone = "Asia/Kolkata";
