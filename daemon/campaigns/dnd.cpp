@@ -33,8 +33,4 @@ Result<std::vector<DndEntry>> DndService::list(std::string_view agent_uuid, std:
   return store_.dnd().list(agent_uuid, search, page, per_page, total_count);
 }
 
-Result<bool> DndService::is_blocked(std::string_view agent_uuid, std::string_view e164) {
-  return store_.dnd().is_active(agent_uuid, e164);
-}
-
 }  // namespace osvi::daemon

@@ -27,6 +27,7 @@
 #include "osvi/net/http_server.hpp"
 #include "osvi/net/json.hpp"
 #include "osvi/store/store.hpp"
+#include "served_http.hpp"
 #include "test_support.hpp"
 
 namespace osvi::daemon {
@@ -101,33 +102,14 @@ class ApiCalls : public ::testing::Test {
 
     net::HttpServerOptions o;
     o.port = 0;
-    auto server = net::HttpServer::start(
+    Status started = served_.start(
         o, [this](net::HttpRequest& req, net::HttpReply reply) { api_->handle(req, std::move(reply)); });
-    ASSERT_TRUE(server.ok()) << server.error().message;
-    server_ = std::move(*server);
-    port_ = server_->port();
-    // The server thread is the loop thread; the test touches shared state only under mu_ (locked()).
-    thread_ = std::thread([this] {
-      while (!stop_) {
-        // As the daemon's loop does: libmicrohttpd's own deadline (0 while a response is still being sent).
-        const int wait = static_cast<int>(std::min<uint64_t>(server_->timeout_ms().value_or(10), 10));
-        pollfd p{server_->poll_fd(), POLLIN, 0};
-        poll(&p, 1, wait);
-        std::lock_guard<std::mutex> lock(mu_);
-        server_->run();
-      }
-    });
+    ASSERT_TRUE(started.ok()) << started.error().message;
+    port_ = served_.port();
   }
-  void TearDown() override {
-    stop_ = true;
-    if (thread_.joinable()) thread_.join();
-    server_.reset();
-  }
+  void TearDown() override { served_.stop(); }
 
-  void locked(const std::function<void()>& fn) {
-    std::lock_guard<std::mutex> lock(mu_);
-    fn();
-  }
+  void locked(const std::function<void()>& fn) { served_.locked(fn); }
 
   std::string url(const std::string& path) const {
     return "http://127.0.0.1:" + std::to_string(port_) + path;
@@ -154,11 +136,8 @@ class ApiCalls : public ::testing::Test {
   FakeCalls calls_;
   ApiContext ctx_;
   std::unique_ptr<Api> api_;
-  std::unique_ptr<net::HttpServer> server_;
+  test::ServedHttp served_;
   uint16_t port_ = 0;
-  std::mutex mu_;
-  std::atomic<bool> stop_{false};
-  std::thread thread_;
 };
 
 CallRecord make_call(const std::string& id, const std::string& agent, int64_t created) {

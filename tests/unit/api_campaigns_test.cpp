@@ -22,6 +22,7 @@
 #include "osvi/net/http_server.hpp"
 #include "osvi/net/json.hpp"
 #include "osvi/store/store.hpp"
+#include "served_http.hpp"
 #include "test_support.hpp"
 
 namespace osvi::daemon {
@@ -125,31 +126,14 @@ class ApiCampaigns : public ::testing::Test {
 
     net::HttpServerOptions o;
     o.port = 0;
-    auto server = net::HttpServer::start(
+    Status started = served_.start(
         o, [this](net::HttpRequest& req, net::HttpReply reply) { api_->handle(req, std::move(reply)); });
-    ASSERT_TRUE(server.ok()) << server.error().message;
-    server_ = std::move(*server);
-    port_ = server_->port();
-    thread_ = std::thread([this] {
-      while (!stop_) {
-        const int wait = static_cast<int>(std::min<uint64_t>(server_->timeout_ms().value_or(10), 10));
-        pollfd p{server_->poll_fd(), POLLIN, 0};
-        poll(&p, 1, wait);
-        std::lock_guard<std::mutex> lock(mu_);
-        server_->run();
-      }
-    });
+    ASSERT_TRUE(started.ok()) << started.error().message;
+    port_ = served_.port();
   }
-  void TearDown() override {
-    stop_ = true;
-    if (thread_.joinable()) thread_.join();
-    server_.reset();
-  }
+  void TearDown() override { served_.stop(); }
 
-  void locked(const std::function<void()>& fn) {
-    std::lock_guard<std::mutex> lock(mu_);
-    fn();
-  }
+  void locked(const std::function<void()>& fn) { served_.locked(fn); }
 
   Reply request(const std::string& method, const std::string& path, const std::string& body = {},
                 const std::string& token = kTok, const std::string& type = "application/json") {
@@ -199,11 +183,8 @@ class ApiCampaigns : public ::testing::Test {
   std::unique_ptr<CampaignService> service_;
   ApiContext ctx_;
   std::unique_ptr<Api> api_;
-  std::unique_ptr<net::HttpServer> server_;
+  test::ServedHttp served_;
   uint16_t port_ = 0;
-  std::mutex mu_;
-  std::atomic<bool> stop_{false};
-  std::thread thread_;
 };
 
 // --- POST /v1/campaigns/{id}/contacts ---
@@ -218,10 +199,10 @@ TEST_F(ApiCampaigns, UploadReportsEveryCountAndKeepsTheOtherKeysAsVariables) {
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_TRUE(cJSON_IsTrue(r.get("success")));
   const cJSON* d = r.data();
-  EXPECT_EQ(keys(d), (std::vector<std::string>{"campaign_upload_id", "contacts_accepted", "contacts_received",
-                                               "dnd_skipped", "dnd_skipped_count", "duplicates_removed",
-                                               "enqueued", "file_name", "invalid", "invalid_count",
-                                               "queued_calls"}));
+  EXPECT_EQ(keys(d),
+            (std::vector<std::string>{"campaign_upload_id", "contacts_accepted", "contacts_received",
+                                      "dnd_skipped", "dnd_skipped_count", "duplicates_removed", "enqueued",
+                                      "file_name", "invalid", "invalid_count", "queued_calls"}));
   EXPECT_GE(num(d, "campaign_upload_id"), 1);
   EXPECT_EQ(num(d, "contacts_received"), 3);
   EXPECT_EQ(num(d, "contacts_accepted"), 3);

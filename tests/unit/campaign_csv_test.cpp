@@ -23,6 +23,7 @@
 #include "osvi/net/http_server.hpp"
 #include "osvi/net/json.hpp"
 #include "osvi/store/store.hpp"
+#include "served_http.hpp"
 #include "test_support.hpp"
 
 namespace osvi::daemon {
@@ -198,24 +199,11 @@ class CsvUpload : public ::testing::Test {
     o.max_body_bytes = 64 * 1024;
     o.error_response = [](int status, std::string_view message) { return Api::error(status, message); };
     o.body_sink = [this](const net::HttpRequest& head) { return api_->body_sink(head); };
-    auto server = net::HttpServer::start(
+    Status started = served_.start(
         o, [this](net::HttpRequest& req, net::HttpReply reply) { api_->handle(req, std::move(reply)); });
-    ASSERT_TRUE(server.ok()) << server.error().message;
-    server_ = std::move(*server);
-    thread_ = std::thread([this] {
-      while (!stop_) {
-        const int wait = static_cast<int>(std::min<uint64_t>(server_->timeout_ms().value_or(10), 10));
-        pollfd p{server_->poll_fd(), POLLIN, 0};
-        poll(&p, 1, wait);
-        std::lock_guard<std::mutex> lock(mu_);
-        server_->run();
-      }
-    });
+    ASSERT_TRUE(started.ok()) << started.error().message;
   }
-  void TearDown() override {
-    stop_ = true;
-    if (thread_.joinable()) thread_.join();
-  }
+  void TearDown() override { served_.stop(); }
 
   struct Answer {
     long status = 0;
@@ -230,7 +218,7 @@ class CsvUpload : public ::testing::Test {
     ro.content_type = type;
     ro.chunked = chunked;
     ro.timeout_ms = 20000;
-    auto r = test::http_request("POST", "http://127.0.0.1:" + std::to_string(server_->port()) + path, token,
+    auto r = test::http_request("POST", "http://127.0.0.1:" + std::to_string(served_.port()) + path, token,
                                 body, ro);
     Answer a;
     a.status = r.status;
@@ -239,16 +227,16 @@ class CsvUpload : public ::testing::Test {
     return a;
   }
   int64_t contacts_in(int64_t campaign) {
-    std::lock_guard<std::mutex> lock(mu_);
     int64_t total = 0;
-    auto page = store_->campaigns().contacts(campaign, "", 1, 100, &total);
-    EXPECT_TRUE(page.ok());
+    served_.locked([&] { EXPECT_TRUE(store_->campaigns().contacts(campaign, "", 1, 100, &total).ok()); });
     return total;
   }
   std::vector<ContactRow> contacts(int64_t campaign) {
-    std::lock_guard<std::mutex> lock(mu_);
-    int64_t total = 0;
-    auto page = store_->campaigns().contacts(campaign, "", 1, 100, &total);
+    Result<std::vector<ContactRow>> page = std::vector<ContactRow>{};
+    served_.locked([&] {
+      int64_t total = 0;
+      page = store_->campaigns().contacts(campaign, "", 1, 100, &total);
+    });
     EXPECT_TRUE(page.ok());
     return page.ok() ? *page : std::vector<ContactRow>{};
   }
@@ -262,10 +250,7 @@ class CsvUpload : public ::testing::Test {
   std::unique_ptr<CampaignService> campaigns_;
   ApiContext ctx_;
   std::unique_ptr<Api> api_;
-  std::unique_ptr<net::HttpServer> server_;
-  std::thread thread_;
-  std::atomic<bool> stop_{false};
-  std::mutex mu_;
+  test::ServedHttp served_;
 };
 
 double num(const cJSON* o, const char* name) {
@@ -337,7 +322,7 @@ TEST_F(CsvUpload, RefusalsImportNothing) {
 }
 
 TEST_F(CsvUpload, BodyOverTheLimitIs413FromTheHead) {
-  const int fd = test::connect_loopback(server_->port(), 5);
+  const int fd = test::connect_loopback(served_.port(), 5);
   ASSERT_GE(fd, 0);
   const std::string head =
       "POST /v1/campaigns/7/contacts.csv?agent_uuid=agent_a HTTP/1.1\r\nHost: x\r\nAPI-Token: " +
@@ -358,7 +343,7 @@ TEST_F(CsvUpload, BodyOverTheLimitIs413FromTheHead) {
 TEST_F(CsvUpload, AClientGoneMidBodyLeavesNoUpload) {
   std::string rows = "phone,person_name\n";
   for (int i = 0; i < 1200; ++i) rows += "98" + std::to_string(20000000 + i) + ",P\n";
-  const int fd = test::connect_loopback(server_->port(), 5);
+  const int fd = test::connect_loopback(served_.port(), 5);
   ASSERT_GE(fd, 0);
   const std::string head =
       "POST /v1/campaigns/7/contacts.csv?agent_uuid=agent_a HTTP/1.1\r\nHost: x\r\nAPI-Token: " +
@@ -378,10 +363,11 @@ TEST_F(CsvUpload, AClientGoneMidBodyLeavesNoUpload) {
   for (int i = 0; i < 500 && (left != 0 || uploads != 0); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
     left = contacts_in(7);
-    std::lock_guard<std::mutex> lock(mu_);
-    auto report = store_->campaigns().report(7);
-    ASSERT_TRUE(report.ok());
-    uploads = report->has_value() ? (*report)->uploads.size() : 0;
+    served_.locked([&] {
+      auto report = store_->campaigns().report(7);
+      ASSERT_TRUE(report.ok());
+      uploads = report->has_value() ? (*report)->uploads.size() : 0;
+    });
   }
   EXPECT_EQ(left, 0);
   EXPECT_EQ(uploads, 0u);

@@ -39,8 +39,6 @@ class DndService {
   // A page of the active list, newest first; search is a literal substring of the stored E.164 text.
   Result<std::vector<DndEntry>> list(std::string_view agent_uuid, std::string_view search, int64_t page,
                                      int64_t per_page, int64_t* total_count);
-  // phone must already be E.164 (the dialler holds normalised numbers); no normalisation on this hot path.
-  Result<bool> is_blocked(std::string_view agent_uuid, std::string_view e164);
 
  private:
   Store& store_;
