@@ -237,6 +237,30 @@ TEST_F(DialerTest, IndianContactsWaitForTheirMorning) {
   EXPECT_EQ(c.last_call_id, r.call_id) << "the attempt was recorded under the call's id";
 }
 
+// site.time_zone is the zone of a contact whose number maps to none: set to New York, a zoneless contact
+// waits for 09:00 there, while one zoned in India is called in India's morning.
+TEST_F(DialerTest, AZonelessContactIsCalledInTheSitesZone) {
+  start_at(utc(2026, 3, 2, 0));  // 05:30 in India, 19:00 (EST) the day before in New York
+  config_.site.time_zone = "America/New_York";
+  CampaignRow camp = campaign(1, 9 * 60, 18 * 60);
+  camp.max_concurrent_per_agent = 2;
+  save(camp);
+  add(1, "+919800000001", "Asia/Kolkata");
+  add(1, "+919800000002");  // no zone of its own: the site's
+  calls_.lines = 2;
+  make_dialer();
+  advance(0);
+  EXPECT_TRUE(calls_.placed.empty());
+  EXPECT_EQ(contact(1, "+919800000002").next_attempt_at_ms, utc(2026, 3, 2, 14)) << "09:00 EST";
+  advance(3 * kHour + 30 * kMin);
+  ASSERT_EQ(calls_.placed.size(), 1u);
+  EXPECT_EQ(calls_.placed[0].request.phone_e164, "+919800000001");
+  advance(10 * kHour + 30 * kMin);
+  ASSERT_EQ(calls_.placed.size(), 2u);
+  EXPECT_EQ(calls_.placed[1].request.phone_e164, "+919800000002");
+  EXPECT_EQ(calls_.placed[1].at_ms, utc(2026, 3, 2, 14));
+}
+
 TEST_F(DialerTest, UsEastAndWestAndIndiaEachInTheirOwnHours) {
   start_at(utc(2026, 3, 2, 12));  // 07:00 in New York, 04:00 in Los Angeles, 17:30 in India
   save(campaign(1, 9 * 60, 17 * 60));
