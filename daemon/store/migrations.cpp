@@ -365,7 +365,92 @@ CREATE INDEX dnd_numbers_search ON dnd_numbers (agent_uuid, created_at DESC, id 
 ALTER TABLE calls ADD COLUMN greeting_gap_ms INTEGER CHECK (greeting_gap_ms IS NULL OR greeting_gap_ms >= 0);
 )sql";
 
-constexpr std::array<std::string_view, 4> kMigrations = {kMigration1, kMigration2, kMigration3, kMigration4};
+// Migration 5: what follows a call's end (docs/store.md "After the call"). post_call_jobs: one row per call
+// that reached a final status, written in the transaction of its final record (finish_call_and_enqueue), so a
+// crash between the call's end and its analysis loses nothing; analysis_state moves once (pending → done,
+// failed or skipped), then the webhooks room queues the call's deliveries and sets webhooks_state queued in
+// the same transaction. callbacks: outbound calls scheduled by analysis (a callee asked to be called back)
+// or by a call's retry_config, dialled by the dialler inside calling hours; one per (source call, kind) so a
+// replayed analysis schedules nothing twice. webhook_deliveries: the durable delivery queue (one row per
+// call and target, in the order queued; destination is the ordering key: one in flight per destination so a
+// receiver sees calls in the order they completed); webhook_attempts: its log.
+constexpr std::string_view kMigration5 = R"sql(
+CREATE TABLE post_call_jobs (
+  call_id         TEXT PRIMARY KEY NOT NULL REFERENCES calls (call_id) ON DELETE CASCADE,
+  analysis_state  TEXT NOT NULL DEFAULT 'pending'
+                  CHECK (analysis_state IN ('pending', 'done', 'failed', 'skipped')),
+  attempts        INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+  next_attempt_at INTEGER NOT NULL,
+  last_error      TEXT,
+  webhooks_state  TEXT NOT NULL DEFAULT 'waiting' CHECK (webhooks_state IN ('waiting', 'queued')),
+  created_at      INTEGER NOT NULL,
+  updated_at      INTEGER NOT NULL
+);
+CREATE INDEX post_call_jobs_analysis ON post_call_jobs (next_attempt_at, created_at, call_id)
+  WHERE analysis_state = 'pending';
+CREATE INDEX post_call_jobs_webhooks ON post_call_jobs (updated_at, call_id)
+  WHERE analysis_state <> 'pending' AND webhooks_state = 'waiting';
+CREATE TABLE callbacks (
+  id              INTEGER PRIMARY KEY,
+  kind            TEXT NOT NULL CHECK (kind IN ('callback', 'retry')),
+  source_call_id  TEXT NOT NULL,
+  agent_uuid      TEXT NOT NULL,
+  phone           TEXT NOT NULL CHECK (phone <> ''),
+  time_zone       TEXT,
+  due_at          INTEGER NOT NULL,
+  requested_text  TEXT,
+  request_json    TEXT NOT NULL CHECK (json_valid(request_json)),
+  retry_count     INTEGER NOT NULL DEFAULT 0 CHECK (retry_count >= 0),
+  state           TEXT NOT NULL DEFAULT 'scheduled'
+                  CHECK (state IN ('scheduled', 'dialing', 'done', 'cancelled', 'dnd', 'expired')),
+  call_id         TEXT UNIQUE,
+  outcome         TEXT,
+  created_at      INTEGER NOT NULL,
+  updated_at      INTEGER NOT NULL,
+  UNIQUE (source_call_id, kind)
+);
+CREATE INDEX callbacks_due ON callbacks (due_at, id) WHERE state = 'scheduled';
+CREATE INDEX callbacks_open ON callbacks (state) WHERE state = 'dialing';
+CREATE INDEX callbacks_listing ON callbacks (agent_uuid, created_at DESC, id DESC);
+CREATE TABLE webhook_deliveries (
+  id              INTEGER PRIMARY KEY,
+  webhook_id      TEXT NOT NULL UNIQUE,
+  call_id         TEXT,
+  kind            TEXT NOT NULL CHECK (kind IN ('call_webhook', 'integration')),
+  agent_uuid      TEXT NOT NULL DEFAULT '',
+  integration     TEXT NOT NULL DEFAULT '',
+  destination     TEXT NOT NULL,
+  method          TEXT NOT NULL CHECK (method IN ('POST', 'PUT', 'PATCH', 'GET', 'DELETE')),
+  url             TEXT NOT NULL,
+  headers_json    TEXT NOT NULL DEFAULT '[]' CHECK (json_valid(headers_json)),
+  body            TEXT,
+  state           TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'delivered', 'dead')),
+  attempts        INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+  next_attempt_at INTEGER NOT NULL,
+  expires_at      INTEGER NOT NULL,
+  last_status     INTEGER,
+  last_error      TEXT,
+  created_at      INTEGER NOT NULL,
+  finished_at     INTEGER,
+  UNIQUE (call_id, kind, integration)
+);
+CREATE INDEX webhook_deliveries_pending ON webhook_deliveries (destination, id) WHERE state = 'pending';
+CREATE INDEX webhook_deliveries_call ON webhook_deliveries (call_id, id);
+CREATE INDEX webhook_deliveries_dead ON webhook_deliveries (finished_at DESC, id DESC) WHERE state = 'dead';
+CREATE TABLE webhook_attempts (
+  id          INTEGER PRIMARY KEY,
+  delivery_id INTEGER NOT NULL REFERENCES webhook_deliveries (id) ON DELETE CASCADE,
+  attempt     INTEGER NOT NULL CHECK (attempt >= 1),
+  started_at  INTEGER NOT NULL,
+  status_code INTEGER,
+  latency_ms  INTEGER,
+  error       TEXT,
+  UNIQUE (delivery_id, attempt)
+);
+)sql";
+
+constexpr std::array<std::string_view, 5> kMigrations = {kMigration1, kMigration2, kMigration3, kMigration4,
+                                                         kMigration5};
 
 }  // namespace
 

@@ -17,7 +17,10 @@ Store::Store(std::unique_ptr<Database> db)
       campaigns_(*db_),
       dialer_queue_(*db_),
       meta_(*db_),
-      outbox_(*db_, meta_) {}
+      outbox_(*db_, meta_),
+      post_call_(*db_),
+      callbacks_(*db_),
+      webhooks_(*db_) {}
 
 Result<std::unique_ptr<Store>> Store::open(const StoreOptions& options, const Clock& clock) {
   auto db = Database::open(options, clock);
@@ -28,7 +31,8 @@ Result<std::unique_ptr<Store>> Store::open(const StoreOptions& options, const Cl
   // record queued in the same transaction, is what lets the fleet and the API see an end.
   auto tx = store->db_->begin();
   if (!tx.ok()) return wrap("closing calls left in_progress", tx.error());
-  auto ids = close_interrupted_calls(*tx, store->calls_, store->outbox_, store->meta_, clock.wall_ms());
+  auto ids = close_interrupted_calls(*tx, store->calls_, store->outbox_, store->meta_, clock.wall_ms(),
+                                     &store->post_call_);
   if (!ids.ok()) return ids.error();
   if (Status s = tx->commit(); !s.ok()) return wrap("closing calls left in_progress", s.error());
   store->db_->report_.recovered_calls = std::move(*ids);

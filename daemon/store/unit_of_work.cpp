@@ -89,10 +89,14 @@ Status enqueue_call_record(Transaction& /*tx*/, CallsRepo& calls, OutboxRepo& ou
   return {};
 }
 
-Status finish_call_and_enqueue(Transaction& tx, CallsRepo& calls, OutboxRepo& outbox,
-                               const CallRecord& call) {
+Status finish_call_and_enqueue(Transaction& tx, CallsRepo& calls, OutboxRepo& outbox, const CallRecord& call,
+                               PostCallJobsRepo* jobs) {
   Status s = calls.update(call);
   if (s.ok()) s = enqueue_call_record(tx, calls, outbox, call.call_id);
+  // The analysis and the webhooks of the call start from this row: committed with the final record, a crash
+  // after the call's end cannot lose them.
+  if (s.ok() && jobs != nullptr && call.status != "in_progress")
+    s = jobs->create(call.call_id, call.ended_at_ms.value_or(0));
   if (!s.ok()) return wrap("finishing call " + call.call_id, s.error());
   return {};
 }
@@ -107,7 +111,8 @@ Status mark_calls_alive(CallsRepo& calls, MetaRepo& meta, int64_t now) {
 }
 
 Result<std::vector<std::string>> close_interrupted_calls(Transaction& tx, CallsRepo& calls,
-                                                         OutboxRepo& outbox, MetaRepo& meta, int64_t now) {
+                                                         OutboxRepo& outbox, MetaRepo& meta, int64_t now,
+                                                         PostCallJobsRepo* jobs) {
   auto live = calls.any_in_progress();
   if (!live.ok()) return wrap("closing calls left in_progress", live.error());
   if (!*live) return std::vector<std::string>{};
@@ -124,6 +129,9 @@ Result<std::vector<std::string>> close_interrupted_calls(Transaction& tx, CallsR
   for (const std::string& id : *ids) {
     if (Status q = enqueue_call_record(tx, calls, outbox, id); !q.ok())
       return wrap("closing calls left in_progress", q.error());
+    if (jobs != nullptr) {
+      if (Status j = jobs->create(id, now); !j.ok()) return wrap("closing calls left in_progress", j.error());
+    }
   }
   return ids;
 }
@@ -131,7 +139,8 @@ Result<std::vector<std::string>> close_interrupted_calls(Transaction& tx, CallsR
 Status finish_call_and_enqueue(Store& store, const CallRecord& call) {
   auto tx = store.database().begin();
   if (!tx.ok()) return wrap("finishing call " + call.call_id, tx.error());
-  if (Status s = finish_call_and_enqueue(*tx, store.calls(), store.outbox(), call); !s.ok()) return s;
+  if (Status s = finish_call_and_enqueue(*tx, store.calls(), store.outbox(), call, &store.post_call()); !s.ok())
+    return s;
   if (Status s = tx->commit(); !s.ok()) return wrap("finishing call " + call.call_id, s.error());
   return {};
 }

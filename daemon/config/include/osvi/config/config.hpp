@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "osvi/base/log.hpp"
@@ -242,6 +243,24 @@ struct CallTag {
   std::string color_code = "#808080";
 };
 
+// One webhook integration of an agent (spec 4.1; docs/configuration.md "agents[].analysis.integrations").
+struct IntegrationConfig {
+  std::string name;             // unique within the agent; names the delivery in logs and the API
+  std::string method = "POST";  // POST | PUT | PATCH | GET | DELETE (GET and DELETE send no body)
+  std::string url;              // http(s); may hold {{placeholders}} filled from the call's trigger data
+  std::vector<std::pair<std::string, std::string>> headers;  // custom headers, in order
+  bool body_auto = true;        // true: the Auto flat body of the sections below; false: body_template
+  struct Sections {
+    bool call_info = true, summary = true, data_extraction = true, structured_output = true,
+         trigger_data = true;
+    bool operator==(const Sections&) const = default;
+  } sections;
+  std::string body_template;  // custom mode: JSON text with {{placeholders}}
+  std::string secret;         // Standard Webhooks signing secret ("whsec_" + base64); empty: the box's key
+  bool active = true;
+  bool operator==(const IntegrationConfig&) const = default;
+};
+
 struct AnalysisConfig {
   bool enabled = false;
   LlmConfig llm;
@@ -253,6 +272,8 @@ struct AnalysisConfig {
     std::string prompt;
   } callback_detection;
   std::string output_schema_json;  // compact JSON object text; empty = no structured output
+  // Post-call webhooks of this agent (spec 4.1): fired after analysis, picked calls only.
+  std::vector<IntegrationConfig> integrations;
 };
 
 struct ChatConfig {  // which operator commands (spec 3.15) this agent accepts
@@ -369,6 +390,23 @@ struct CampaignConfig {
   bool operator==(const CampaignConfig&) const = default;
 };
 
+// Outgoing webhook delivery (docs/configuration.md "webhooks").
+struct WebhooksConfig {
+  int64_t timeout_ms = 10'000;           // one attempt, connect to last byte
+  int64_t horizon_s = 24 * 3600;         // retries stop this long after the delivery was queued: dead-lettered
+  int64_t initial_backoff_ms = 5'000;    // first retry delay; doubled per attempt, with jitter
+  int64_t max_backoff_ms = 3'600'000;    // cap of one retry delay
+  int max_in_flight = 16;                // deliveries on the wire at once, every destination together
+  int max_redirects = 3;                 // a redirect to a refused target is never followed
+  // CIDRs exempt from the target guard (loopback, link-local, the cloud metadata address are refused
+  // otherwise), e.g. ["127.0.0.0/8"] for a receiver on the box itself.
+  std::vector<std::string> allowed_targets;
+  // The Standard Webhooks secret ("whsec_" + base64 of 24..64 bytes) of per-call webhook_url deliveries and
+  // of integrations without their own; empty: generated once into <state_dir>/webhook_secret (0600).
+  std::string signing_secret;
+  bool operator==(const WebhooksConfig&) const = default;
+};
+
 struct Config {
   std::string source_hash;  // FNV-1a 64 of the JSON text, 16 lower-case hex digits
   SiteConfig site;
@@ -383,6 +421,7 @@ struct Config {
   std::vector<AgentConfig> agents;
   ComplianceConfig compliance;
   std::vector<CampaignConfig> campaigns;
+  WebhooksConfig webhooks;
 };
 
 // Validates the whole document and fills defaults. On failure the message holds every problem found, one

@@ -8,6 +8,7 @@
 #include "osvi/clock.hpp"
 #include "osvi/result.hpp"
 #include "osvi/store/agents.hpp"
+#include "osvi/store/callbacks.hpp"
 #include "osvi/store/calls.hpp"
 #include "osvi/store/campaigns.hpp"
 #include "osvi/store/database.hpp"
@@ -15,7 +16,9 @@
 #include "osvi/store/dnd.hpp"
 #include "osvi/store/meta.hpp"
 #include "osvi/store/outbox.hpp"
+#include "osvi/store/post_call.hpp"
 #include "osvi/store/unit_of_work.hpp"
+#include "osvi/store/webhooks.hpp"
 
 namespace osvi::daemon {
 
@@ -36,6 +39,9 @@ class Store {
   DialerQueue& dialer_queue() { return dialer_queue_; }
   OutboxRepo& outbox() { return outbox_; }
   MetaRepo& meta() { return meta_; }
+  PostCallJobsRepo& post_call() { return post_call_; }
+  CallbacksRepo& callbacks() { return callbacks_; }
+  WebhookDeliveriesRepo& webhooks() { return webhooks_; }
 
   // The database file's health plus the number of calls.
   StoreHealth health();
@@ -51,6 +57,9 @@ class Store {
   DialerQueue dialer_queue_;
   MetaRepo meta_;
   OutboxRepo outbox_;  // after meta_, which it keeps its counters in
+  PostCallJobsRepo post_call_;
+  CallbacksRepo callbacks_;
+  WebhookDeliveriesRepo webhooks_;
 };
 
 }  // namespace osvi::daemon

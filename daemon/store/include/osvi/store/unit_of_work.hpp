@@ -11,6 +11,7 @@
 #include "osvi/store/database.hpp"
 #include "osvi/store/meta.hpp"
 #include "osvi/store/outbox.hpp"
+#include "osvi/store/post_call.hpp"
 
 namespace osvi::daemon {
 
@@ -21,10 +22,12 @@ class Store;
 // call; a key already queued is not queued twice.
 Status enqueue_call_record(Transaction& tx, CallsRepo& calls, OutboxRepo& outbox, std::string_view call_id);
 
-// The final update of a call and its outbox record, in tx: a failed update queues nothing. The caller
-// commits.
-Status finish_call_and_enqueue(Transaction& tx, CallsRepo& calls, OutboxRepo& outbox, const CallRecord& call);
-// The same in a transaction of its own, committed here: the calls engine's final write.
+// The final update of a call and its outbox record, in tx: a failed update queues nothing. With jobs, a
+// final status also creates the call's post-call job (its analysis and webhooks). The caller commits.
+Status finish_call_and_enqueue(Transaction& tx, CallsRepo& calls, OutboxRepo& outbox, const CallRecord& call,
+                               PostCallJobsRepo* jobs = nullptr);
+// The same in a transaction of its own, committed here, with the post-call job: the calls engine's final
+// write.
 Status finish_call_and_enqueue(Store& store, const CallRecord& call);
 
 // The meta key of the heartbeat: the last moment (Unix ms) the daemon was known alive with calls live.
@@ -39,6 +42,7 @@ Status mark_calls_alive(CallsRepo& calls, MetaRepo& meta, int64_t now);
 // bounded by the heartbeat in meta) and its record is queued, in tx. Returns the closed calls' ids, oldest
 // first.
 Result<std::vector<std::string>> close_interrupted_calls(Transaction& tx, CallsRepo& calls,
-                                                         OutboxRepo& outbox, MetaRepo& meta, int64_t now);
+                                                         OutboxRepo& outbox, MetaRepo& meta, int64_t now,
+                                                         PostCallJobsRepo* jobs = nullptr);
 
 }  // namespace osvi::daemon
