@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "osvi/analysis/analysis.hpp"
 #include "osvi/api/api.hpp"
 #include "osvi/app/demo.hpp"
 #include "osvi/base/event_loop.hpp"
@@ -93,6 +94,9 @@ class App {
   // The campaign dialler, after the calls engine it places calls with (start_dialer, at the end of start).
   void start_dialer();
   std::unique_ptr<Dialer> dialer_;
+  // Post-call analysis, after the dialler it pokes for callbacks (start_analysis, right after start_dialer).
+  void start_analysis();
+  std::unique_ptr<AnalysisService> analysis_;
   std::string recording_key_;
 };
 
