@@ -76,7 +76,9 @@ class InstantModel final : public net::Upstream {
         R"(,"requested_text":"after six tomorrow","local_time":"2026-12-03T18:00"},
         "structured_output":{"outcome":"confirmed","items":3,"follow_up":false},"opt_out":{"requested":false}})";
     (void)request;
-    queue.push_back([cb = std::move(cb), reply = std::move(reply)] { cb.on_done(net::ChatResult{reply, {}, "stop"}); });
+    queue.push_back([cb = std::move(cb), reply = std::move(reply)] {
+      cb.on_done(net::ChatResult{reply, {}, "stop"});
+    });
     return requests;
   }
   void cancel(net::RequestId) override {}
@@ -110,10 +112,15 @@ int main(int argc, char** argv) {
     r.call_config_overrides = R"({"enable_callback":true})";
     if (!(*store)->calls().insert(r)) return 1;
     for (int t = 0; t < 16; ++t) {
-      TranscriptTurn turn{id, t, t % 2 ? "user" : "agent",
+      TranscriptTurn turn{id,
+                          t,
+                          t % 2 ? "user" : "agent",
                           t % 2 ? "Yes, I would like the delivery next week, preferably in the evening."
                                 : "Thank you. Can you confirm the order total and the address for delivery?",
-                          {}, {}, false, {}};
+                          {},
+                          {},
+                          false,
+                          {}};
       if (!(*store)->calls().add_transcript_turn(turn)) return 1;
     }
     r.status = "picked";

@@ -182,7 +182,8 @@ Status AnalysisService::finish(const std::string& call_id, std::string_view stat
                                std::optional<std::string> reason) {
   Status s = ctx_.store->post_call().finish_analysis(
       call_id, state, reason ? std::optional<std::string_view>(*reason) : std::nullopt);
-  if (!s) log::error("post-call analysis: cannot close the job: " + s.error().message, {{"CALL_ID", call_id}});
+  if (!s)
+    log::error("post-call analysis: cannot close the job: " + s.error().message, {{"CALL_ID", call_id}});
   return s;
 }
 
@@ -346,7 +347,8 @@ Status AnalysisService::write_done(Running& r, analysis::Outcome& out, bool* cal
   auto fresh = ctx_.store->calls().get(id);
   if (!fresh) return fresh.error();
   if (!*fresh) {
-    if (Status s = ctx_.store->post_call().finish_analysis(id, "skipped", "the call record is gone"); !s) return s;
+    if (Status s = ctx_.store->post_call().finish_analysis(id, "skipped", "the call record is gone"); !s)
+      return s;
     return tx->commit();
   }
   CallRecord rec = std::move(**fresh);

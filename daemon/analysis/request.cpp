@@ -92,7 +92,9 @@ const char* kWeekdays[] = {"Sunday", "Monday", "Tuesday", "Wednesday", "Thursday
 cJSON* field_schema(const Field& f) {
   cJSON* s = cJSON_CreateObject();
   cJSON* types = cJSON_AddArrayToObject(s, "type");
-  const char* t = f.type == FieldType::number ? "number" : f.type == FieldType::boolean ? "boolean" : "string";
+  const char* t = f.type == FieldType::number    ? "number"
+                  : f.type == FieldType::boolean ? "boolean"
+                                                 : "string";
   cJSON_AddItemToArray(types, cJSON_CreateString(t));
   cJSON_AddItemToArray(types, cJSON_CreateString("null"));
   std::string desc = f.hint;
@@ -109,7 +111,8 @@ cJSON* closed_object(cJSON* parent, const char* name) {
 
 void finish_object(cJSON* o, cJSON* props) {
   cJSON* req = cJSON_AddArrayToObject(o, "required");
-  for (const cJSON* p = props->child; p; p = p->next) cJSON_AddItemToArray(req, cJSON_CreateString(p->string));
+  for (const cJSON* p = props->child; p; p = p->next)
+    cJSON_AddItemToArray(req, cJSON_CreateString(p->string));
   cJSON_AddFalseToObject(o, "additionalProperties");
 }
 
@@ -249,31 +252,37 @@ Prepared build_request(const Input& in) {
   // The instructions: what each part means; the schema itself travels as response_format (or below).
   const LocalTime& now = in.call_end_local;
   std::string sys =
-      "You analyse a finished phone call between an AI agent (\"agent\") and a person (\"user\"). Answer with "
+      "You analyse a finished phone call between an AI agent (\"agent\") and a person (\"user\"). Answer "
+      "with "
       "one JSON object and nothing else.\n"
       "- summary: a short summary of the call.";
   if (!a.prompt.empty()) sys += " " + a.prompt;
   sys += "\n- data: the values below as the call states them; null when the call does not say.";
   for (const Field& f : in.fields) {
     sys += "\n  - " + f.key + " (" + type_name(f.type) +
-           (f.type == FieldType::date ? ", YYYY-MM-DD" : f.type == FieldType::boolean ? ", true or false" : "") +
+           (f.type == FieldType::date      ? ", YYYY-MM-DD"
+            : f.type == FieldType::boolean ? ", true or false"
+                                           : "") +
            (f.required ? ", required" : "") + ")" + (f.hint.empty() ? "" : ": " + f.hint);
   }
   if (!a.tags.empty()) {
     sys += "\n- tags: every tag that applies to the call, from this list only (an empty array when none):";
     for (const CallTag& t : a.tags) sys += " " + t.name + ";";
   }
-  sys += "\n- callback: required is true when the person asked to be called back later; requested_text is their "
-         "words; local_time is when, as YYYY-MM-DDTHH:MM in the person's local time (time zone " +
-         in.zone + "), null when they named no time. The call ended on " + kWeekdays[now.weekday % 7] + " " +
-         std::to_string(now.year) + "-" + two(now.month) + "-" + two(now.day) + " at " +
-         two(now.minute_of_day / 60) + ":" + two(now.minute_of_day % 60) + " in that zone.";
+  sys +=
+      "\n- callback: required is true when the person asked to be called back later; requested_text is their "
+      "words; local_time is when, as YYYY-MM-DDTHH:MM in the person's local time (time zone " +
+      in.zone + "), null when they named no time. The call ended on " + kWeekdays[now.weekday % 7] + " " +
+      std::to_string(now.year) + "-" + two(now.month) + "-" + two(now.day) + " at " +
+      two(now.minute_of_day / 60) + ":" + two(now.minute_of_day % 60) + " in that zone.";
   if (!a.callback_detection.prompt.empty()) sys += " " + a.callback_detection.prompt;
   if (in.output && in.output->mode == OutputSchema::Mode::simple) {
     sys += "\n- structured_output: fill it from the call as its schema describes.";
   } else if (in.output && in.output->mode == OutputSchema::Mode::conditional) {
-    sys += "\n- structured_output: choose the one case that applies, as {\"case\": name, \"output\": {...}} with "
-           "that case's fields:";
+    sys +=
+        "\n- structured_output: choose the one case that applies, as {\"case\": name, \"output\": {...}} "
+        "with "
+        "that case's fields:";
     for (const OutputSchema::Case& c : in.output->cases)
       sys += "\n  - " + c.name + (c.description.empty() ? "" : ": " + c.description);
   }
@@ -294,7 +303,8 @@ Prepared build_request(const Input& in) {
   return p;
 }
 
-std::vector<net::ChatMessage> repair_messages(const Prepared& first, std::string_view reply, std::string_view error) {
+std::vector<net::ChatMessage> repair_messages(const Prepared& first, std::string_view reply,
+                                              std::string_view error) {
   std::vector<net::ChatMessage> m = first.messages;
   m.push_back({"assistant", std::string(reply), {}, {}});
   m.push_back({"user",
@@ -321,7 +331,8 @@ Result<Outcome> check_reply(std::string_view text, const Input& in) {
 
   Outcome out;
   const cJSON* summary = member(root, "summary");
-  if (!cJSON_IsString(summary)) return bad(std::string("summary: expected a string, got ") + kind_of(summary));
+  if (!cJSON_IsString(summary))
+    return bad(std::string("summary: expected a string, got ") + kind_of(summary));
   out.summary = summary->valuestring;
   const cJSON* data = member(root, "data");
   if (!cJSON_IsObject(data)) return bad(std::string("data: expected an object, got ") + kind_of(data));
@@ -366,25 +377,26 @@ Result<Outcome> check_reply(std::string_view text, const Input& in) {
         break;
     }
     if (!ok) {
-      out.dropped.push_back({"data." + key, std::string("expected ") + type_name(f->type) +
-                                                (f->type == FieldType::date ? " (YYYY-MM-DD)" : "") + ", got " +
-                                                (cJSON_IsString(v) ? "\"" + std::string(v->valuestring).substr(0, 40) + "\""
-                                                                   : std::string(kind_of(v)))});
+      out.dropped.push_back(
+          {"data." + key, std::string("expected ") + type_name(f->type) +
+                              (f->type == FieldType::date ? " (YYYY-MM-DD)" : "") + ", got " +
+                              (cJSON_IsString(v) ? "\"" + std::string(v->valuestring).substr(0, 40) + "\""
+                                                 : std::string(kind_of(v)))});
       continue;
     }
     cJSON_AddItemToObject(out.data.get(), key.c_str(), cJSON_Duplicate(v, 1));
   }
   for (const Field& f : in.fields)
-    if (f.required && !cJSON_GetObjectItemCaseSensitive(out.data.get(), f.key.c_str())) out.missing.push_back(f.key);
+    if (f.required && !cJSON_GetObjectItemCaseSensitive(out.data.get(), f.key.c_str()))
+      out.missing.push_back(f.key);
 
   if (cJSON_IsArray(tags)) {
     int i = 0;
     for (const cJSON* t = tags->child; t; t = t->next, ++i) {
       const std::string at = "tags[" + std::to_string(i) + "]";
       const auto& list = in.agent->analysis.tags;
-      if (!cJSON_IsString(t) || std::none_of(list.begin(), list.end(), [&](const CallTag& c) {
-            return c.name == t->valuestring;
-          })) {
+      if (!cJSON_IsString(t) || std::none_of(list.begin(), list.end(),
+                                             [&](const CallTag& c) { return c.name == t->valuestring; })) {
         out.dropped.push_back({at, "not one of the agent's tags"});
       } else if (std::find(out.tags.begin(), out.tags.end(), t->valuestring) == out.tags.end()) {
         out.tags.emplace_back(t->valuestring);
@@ -409,9 +421,9 @@ Result<Outcome> check_reply(std::string_view text, const Input& in) {
       validate_against_schema(in.output->schema.get(), value.get(), "structured_output", &errors);
     } else {
       const cJSON* name = member(value.get(), "case");
-      auto c = std::find_if(in.output->cases.begin(), in.output->cases.end(), [&](const OutputSchema::Case& x) {
-        return cJSON_IsString(name) && x.name == name->valuestring;
-      });
+      auto c = std::find_if(
+          in.output->cases.begin(), in.output->cases.end(),
+          [&](const OutputSchema::Case& x) { return cJSON_IsString(name) && x.name == name->valuestring; });
       cJSON* output = cJSON_GetObjectItemCaseSensitive(value.get(), "output");
       if (c == in.output->cases.end())
         errors.push_back("structured_output.case: not one of the cases");
@@ -447,9 +459,9 @@ std::optional<LocalDateTime> parse_local_minute(std::string_view s) {
 }
 
 int64_t local_to_utc_ms(const TimeZone& zone, const LocalDateTime& t) {
-  const int64_t wall_s = days_from_civil(t.year, static_cast<unsigned>(t.month), static_cast<unsigned>(t.day)) *
-                             86400 +
-                         t.hour * 3600 + t.minute * 60;
+  const int64_t wall_s =
+      days_from_civil(t.year, static_cast<unsigned>(t.month), static_cast<unsigned>(t.day)) * 86400 +
+      t.hour * 3600 + t.minute * 60;
   // The offset at the instant depends on the instant: guess with the offset a day before, settle twice.
   int64_t utc_s = wall_s - zone.offset_at(wall_s - 86400);
   utc_s = wall_s - zone.offset_at(utc_s);

@@ -1,4 +1,5 @@
-// The output_schema subset: its check at load, reply validation against it, its strict form (output_schema.hpp).
+// The output_schema subset: its check at load, reply validation against it, its strict form
+// (output_schema.hpp).
 #include "osvi/config/output_schema.hpp"
 
 #include <cmath>
@@ -60,7 +61,8 @@ struct Checker {
       if (key == "description") {
         if (!cJSON_IsString(c)) bad(at, std::string("expected a string, got ") + kind_of(c));
       } else if (key == "enum") {
-        if (t == "object" || t == "array") bad(at, "only string, number, integer and boolean may have an enum");
+        if (t == "object" || t == "array")
+          bad(at, "only string, number, integer and boolean may have an enum");
         if (!cJSON_IsArray(c) || cJSON_GetArraySize(c) == 0) {
           bad(at, "expected a non-empty array");
         } else {
@@ -107,8 +109,9 @@ struct Checker {
       } else if (key == "items" && t == "array") {
         node(c, at, depth + 1);
       } else if (!t.empty() || type == nullptr) {
-        bad(at, "unknown or unsupported key for a schema of type " + (t.empty() ? std::string("?") : quote(t)) +
-                    " (supported: type, description, enum, properties, required, additionalProperties, items)");
+        bad(at,
+            "unknown or unsupported key for a schema of type " + (t.empty() ? std::string("?") : quote(t)) +
+                " (supported: type, description, enum, properties, required, additionalProperties, items)");
       }
     }
     if (t == "object" && !cJSON_GetObjectItemCaseSensitive(n, "properties"))
@@ -124,7 +127,8 @@ struct Checker {
     if (problems->size() != before) return nullptr;
     const cJSON* type = cJSON_GetObjectItemCaseSensitive(n, "type");
     if (std::string_view(type->valuestring) != "object") {
-      bad(path + ".type", "the top of an output schema must be of type \"object\", got " + quote(type->valuestring));
+      bad(path + ".type",
+          "the top of an output schema must be of type \"object\", got " + quote(type->valuestring));
       return nullptr;
     }
     return net::JsonPtr(cJSON_Duplicate(n, 1));
@@ -134,8 +138,8 @@ struct Checker {
 bool is_case_name(std::string_view s) {
   if (s.empty() || s.size() > 64) return false;
   for (char c : s) {
-    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-' ||
-          c == ' '))
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+          c == '-' || c == ' '))
       return false;
   }
   return true;
@@ -143,7 +147,8 @@ bool is_case_name(std::string_view s) {
 
 }  // namespace
 
-OutputSchema parse_output_schema(const cJSON* node, const std::string& path, std::vector<std::string>* problems) {
+OutputSchema parse_output_schema(const cJSON* node, const std::string& path,
+                                 std::vector<std::string>* problems) {
   OutputSchema out;
   Checker ck{problems};
   if (!cJSON_IsObject(node)) {
@@ -163,7 +168,8 @@ OutputSchema parse_output_schema(const cJSON* node, const std::string& path, std
   }
   for (const cJSON* c = node->child; c; c = c->next) {
     const std::string key = c->string ? c->string : "";
-    if (key == "mode" || (m == "simple" && key == "schema") || (m == "conditional" && key == "when")) continue;
+    if (key == "mode" || (m == "simple" && key == "schema") || (m == "conditional" && key == "when"))
+      continue;
     ck.bad(path + "." + key, "unknown key for mode " + quote(m) +
                                  (m == "simple" ? " (expected: schema)" : " (expected: when)"));
   }
@@ -323,7 +329,8 @@ net::JsonPtr strict_schema(const cJSON* node) {
         cJSON_AddItemToArray(pair, cJSON_CreateString(ty->valuestring));
         cJSON_AddItemToArray(pair, cJSON_CreateString("null"));
         cJSON_ReplaceItemInObjectCaseSensitive(sub.get(), "type", pair);
-        if (cJSON* e = cJSON_GetObjectItemCaseSensitive(sub.get(), "enum")) cJSON_AddItemToArray(e, cJSON_CreateNull());
+        if (cJSON* e = cJSON_GetObjectItemCaseSensitive(sub.get(), "enum"))
+          cJSON_AddItemToArray(e, cJSON_CreateNull());
       }
       cJSON_AddItemToArray(all, cJSON_CreateString(p->string));
       cJSON_AddItemToObject(strict_props, p->string, sub.release());

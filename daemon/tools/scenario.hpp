@@ -47,7 +47,7 @@ struct Rule {
   // Case-insensitive substring of any message of the request (system prompt included); empty = any. Lets a
   // rule answer the post-call analysis (whose system prompt says "You analyse a finished phone call").
   std::string match_any;
-  int turn = 0;       // 1-based number of user messages in the request; 0 = any
+  int turn = 0;  // 1-based number of user messages in the request; 0 = any
   std::string reply;
   std::vector<ToolCall> tool_calls;
 };

@@ -1,5 +1,6 @@
 // Post-call analysis over real HTTP: the daemon's sd-event loop, UpstreamLoop (curl) and the real
-// osvi-model-server answering the analysis with a structured-output rule; response_format checked on the wire.
+// osvi-model-server answering the analysis with a structured-output rule; response_format checked on the
+// wire.
 #include <gtest/gtest.h>
 
 #include <memory>
@@ -45,9 +46,15 @@ TEST(AnalysisOverHttp, TheModelServerAnswersTheStructuredRequestAndTheResultLand
   r.agent_uuid = "agent_a";
   r.phone_number = "+919876543210";
   ASSERT_TRUE((*store)->calls().insert(r).ok());
-  ASSERT_TRUE((*store)->calls().add_transcript_turn({r.call_id, 0, "agent", "Shall we talk now?", {}, {}, false, {}}).ok());
+  ASSERT_TRUE((*store)
+                  ->calls()
+                  .add_transcript_turn({r.call_id, 0, "agent", "Shall we talk now?", {}, {}, false, {}})
+                  .ok());
   ASSERT_TRUE(
-      (*store)->calls().add_transcript_turn({r.call_id, 1, "user", "Call me after six tomorrow.", {}, {}, false, {}}).ok());
+      (*store)
+          ->calls()
+          .add_transcript_turn({r.call_id, 1, "user", "Call me after six tomorrow.", {}, {}, false, {}})
+          .ok());
   r.status = "picked";
   r.ended_at_ms = clock.wall_ms();
   ASSERT_TRUE(finish_call_and_enqueue(**store, r).ok());
@@ -91,7 +98,8 @@ TEST(AnalysisOverHttp, TheModelServerAnswersTheStructuredRequestAndTheResultLand
   EXPECT_EQ((*c)->data_captured, R"({"name":"Asha","seats":3})");
   EXPECT_EQ((*c)->tag_id, 7);
   ASSERT_TRUE((*c)->post_call_analysis.has_value());
-  EXPECT_NE((*c)->post_call_analysis->find(R"("status":"done")"), std::string::npos) << *(*c)->post_call_analysis;
+  EXPECT_NE((*c)->post_call_analysis->find(R"("status":"done")"), std::string::npos)
+      << *(*c)->post_call_analysis;
   EXPECT_NE((*c)->post_call_analysis->find(R"("at":"2026-12-03T18:00:00+05:30")"), std::string::npos);
   auto cb = (*store)->callbacks().get(1);
   ASSERT_TRUE(cb.ok() && cb->has_value());

@@ -1,5 +1,6 @@
-// kill -9 between a call's end and its analysis: osvid is killed while the analysis request waits on the model;
-// after a restart the job is picked up at start and its result lands in the call record, the API and the outbox.
+// kill -9 between a call's end and its analysis: osvid is killed while the analysis request waits on the
+// model; after a restart the job is picked up at start and its result lands in the call record, the API and
+// the outbox.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sqlite3.h>
@@ -28,8 +29,8 @@ std::string one(const std::string& path, const std::string& sql) {
   std::string out;
   if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
     sqlite3_stmt* st = nullptr;
-    if (sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW &&
-        sqlite3_column_text(st, 0))
+    if (sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
       out = reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
     sqlite3_finalize(st);
   }
@@ -58,17 +59,19 @@ class AnalysisKill : public ::testing::Test {
     const std::string url = model_->base() + "/v1";
     osvi::test::write_file(
         dir_.file("osvid.json"),
-        R"({"state_dir":")" + dir_.file("state") + R"(","api":{"listen":"127.0.0.1:)" + std::to_string(port_) +
-            R"(","tokens":[")" + kToken + R"("]},"audio":{"rt_priority":0},"lines":[],
-            "agents":[{"agent_uuid":"agent_k","name":"K","active":true,"llm":{"base_url":")" + url +
-            R"("},"analysis":{"enabled":true,"llm":{"base_url":")" + url + R"(","timeout_ms":60000},
+        R"({"state_dir":")" + dir_.file("state") + R"(","api":{"listen":"127.0.0.1:)" +
+            std::to_string(port_) + R"(","tokens":[")" + kToken + R"("]},"audio":{"rt_priority":0},"lines":[],
+            "agents":[{"agent_uuid":"agent_k","name":"K","active":true,"llm":{"base_url":")" +
+            url + R"("},"analysis":{"enabled":true,"llm":{"base_url":")" + url + R"(","timeout_ms":60000},
             "data_extraction":[{"key":"email","type":"text","required":true}]}}]})");
     auto d = std::make_unique<DaemonProcess>(dir_.path(),
                                              std::vector<std::string>{"--config", dir_.file("osvid.json")});
     EXPECT_TRUE(d->wait_notify("READY=1", 30s)) << d->stderr_text();
     return d;
   }
-  std::string api(const std::string& path) const { return "http://127.0.0.1:" + std::to_string(port_) + path; }
+  std::string api(const std::string& path) const {
+    return "http://127.0.0.1:" + std::to_string(port_) + path;
+  }
   std::string db_path() const { return dir_.file("state") + "/osvi.db"; }
 
   osvi::test::TempDir dir_;
@@ -93,9 +96,12 @@ TEST_F(AnalysisKill, AnAnalysisCutByKillNineLandsAfterTheRestart) {
     r.agent_name = "K";
     r.phone_number = "+919876543210";
     ASSERT_TRUE((*store)->calls().insert(r).ok());
-    ASSERT_TRUE((*store)->calls().add_transcript_turn({kCall, 0, "agent", "Hello Ravi.", {}, {}, false, {}}).ok());
     ASSERT_TRUE(
-        (*store)->calls().add_transcript_turn({kCall, 1, "user", "Mail me at ravi@example.com", {}, {}, false, {}}).ok());
+        (*store)->calls().add_transcript_turn({kCall, 0, "agent", "Hello Ravi.", {}, {}, false, {}}).ok());
+    ASSERT_TRUE((*store)
+                    ->calls()
+                    .add_transcript_turn({kCall, 1, "user", "Mail me at ravi@example.com", {}, {}, false, {}})
+                    .ok());
     r.status = "picked";
     r.call_picked_at_ms = clock.wall_ms() - 30'000;
     r.ended_at_ms = clock.wall_ms();
@@ -106,7 +112,8 @@ TEST_F(AnalysisKill, AnAnalysisCutByKillNineLandsAfterTheRestart) {
     ASSERT_FALSE(HasFailure());
     bool asked = false;
     for (int i = 0; i < 200 && !asked; ++i) {
-      asked = osvi::test::read_file(dir_.file("model.log")).find("analyse a finished phone call") != std::string::npos;
+      asked = osvi::test::read_file(dir_.file("model.log")).find("analyse a finished phone call") !=
+              std::string::npos;
       if (!asked) std::this_thread::sleep_for(50ms);
     }
     ASSERT_TRUE(asked) << "the analysis request never reached the model\n" << second->stderr_text();
@@ -114,10 +121,12 @@ TEST_F(AnalysisKill, AnAnalysisCutByKillNineLandsAfterTheRestart) {
     ASSERT_TRUE(second->wait_exit(10s).has_value());
   }
   // Killed mid-request: nothing of the analysis was written, the job waits.
-  EXPECT_EQ(one(db_path(), std::string("SELECT analysis_state FROM post_call_jobs WHERE call_id = '") + kCall + "'"),
+  EXPECT_EQ(one(db_path(),
+                std::string("SELECT analysis_state FROM post_call_jobs WHERE call_id = '") + kCall + "'"),
             "pending");
   EXPECT_EQ(one(db_path(), std::string("SELECT summary FROM calls WHERE call_id = '") + kCall + "'"), "");
-  auto lifted = http_request("POST", model_->base() + "/control/faults", "", R"({"stage":"llm","fault":"none"})");
+  auto lifted =
+      http_request("POST", model_->base() + "/control/faults", "", R"({"stage":"llm","fault":"none"})");
   ASSERT_EQ(lifted.status, 200) << lifted.body;
 
   auto third = start();
@@ -128,27 +137,31 @@ TEST_F(AnalysisKill, AnAnalysisCutByKillNineLandsAfterTheRestart) {
   osvi::net::JsonPtr j = osvi::test::parse_json(call.body);
   const cJSON* data = cJSON_GetObjectItem(j.get(), "data");
   EXPECT_STREQ(cJSON_GetStringValue(cJSON_GetObjectItem(data, "summary")), "Ravi asked for the brochure.");
-  EXPECT_EQ(osvi::net::json_print(cJSON_GetObjectItem(data, "data_captured")), R"({"email":"ravi@example.com"})");
+  EXPECT_EQ(osvi::net::json_print(cJSON_GetObjectItem(data, "data_captured")),
+            R"({"email":"ravi@example.com"})");
   const cJSON* pca = cJSON_GetObjectItem(data, "post_call_analysis");
   EXPECT_STREQ(cJSON_GetStringValue(cJSON_GetObjectItem(pca, "status")), "done");
   EXPECT_TRUE(cJSON_IsTrue(cJSON_GetObjectItem(pca, "complete")));
   auto transcript = http_request("GET", api(std::string("/v1/call/") + kCall + "/transcript"), kToken);
   ASSERT_EQ(transcript.status, 200);
   osvi::net::JsonPtr t = osvi::test::parse_json(transcript.body);
-  EXPECT_STREQ(cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetObjectItem(t.get(), "data"), "analysis_status")),
-               "done");
+  EXPECT_STREQ(
+      cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetObjectItem(t.get(), "data"), "analysis_status")),
+      "done");
   third->signal(SIGTERM);
   ASSERT_TRUE(third->wait_exit(20s).has_value());
 
   // One analysis result, one new revision of the record queued for the fleet.
-  EXPECT_EQ(one(db_path(), std::string("SELECT analysis_state FROM post_call_jobs WHERE call_id = '") + kCall + "'"),
+  EXPECT_EQ(one(db_path(),
+                std::string("SELECT analysis_state FROM post_call_jobs WHERE call_id = '") + kCall + "'"),
             "done");
-  const std::string rev = one(db_path(), std::string("SELECT revision FROM calls WHERE call_id = '") + kCall + "'");
-  EXPECT_EQ(one(db_path(), "SELECT count(*) FROM outbox WHERE idempotency_key = 'call:" + std::string(kCall) + ":" +
-                               rev + "'"),
+  const std::string rev =
+      one(db_path(), std::string("SELECT revision FROM calls WHERE call_id = '") + kCall + "'");
+  EXPECT_EQ(one(db_path(), "SELECT count(*) FROM outbox WHERE idempotency_key = 'call:" + std::string(kCall) +
+                               ":" + rev + "'"),
             "1");
-  EXPECT_NE(one(db_path(), "SELECT payload FROM outbox WHERE idempotency_key = 'call:" + std::string(kCall) + ":" +
-                               rev + "'")
+  EXPECT_NE(one(db_path(), "SELECT payload FROM outbox WHERE idempotency_key = 'call:" + std::string(kCall) +
+                               ":" + rev + "'")
                 .find("Ravi asked for the brochure."),
             std::string::npos);
 }

@@ -110,13 +110,14 @@ class AnalysisTest : public ::testing::Test {
     ASSERT_TRUE(service_->start().ok());
   }
 
-  // A call that ended now (picked unless told), its transcript and its post-call job, as the engine leaves it.
-  std::string finished_call(const std::string& id, const std::string& status = "picked",
-                            std::vector<std::pair<std::string, std::string>> turns = {{"agent", "Hello, Asha?"},
-                                                                                      {"user", "Yes, speaking."}},
-                            const std::string& phone = "+12125550123",
-                            std::optional<std::string> extraction = std::nullopt,
-                            std::optional<std::string> overrides = std::nullopt) {
+  // A call that ended now (picked unless told), its transcript and its post-call job, as the engine leaves
+  // it.
+  std::string finished_call(
+      const std::string& id, const std::string& status = "picked",
+      std::vector<std::pair<std::string, std::string>> turns = {{"agent", "Hello, Asha?"},
+                                                                {"user", "Yes, speaking."}},
+      const std::string& phone = "+12125550123", std::optional<std::string> extraction = std::nullopt,
+      std::optional<std::string> overrides = std::nullopt) {
     CallRecord r;
     r.call_id = id;
     r.agent_uuid = "agent_a";
@@ -185,7 +186,8 @@ TEST_F(AnalysisTest, TypedFieldsAreCheckedWrongTypesDroppedAndNoted) {
                                 {"plan", FieldType::text, "", false}};
   // Per-call fields: typed by output_format; one replaces the agent's "plan".
   const std::string id = finished_call(
-      "c1", "picked", {{"agent", "Hi"}, {"user", "I'm Asha, thirty, yes, budget five thousand"}}, "+12125550123",
+      "c1", "picked", {{"agent", "Hi"}, {"user", "I'm Asha, thirty, yes, budget five thousand"}},
+      "+12125550123",
       R"([{"key":"budget","description":"monthly budget","required":true,"output_format":"number"},
           {"key":"plan","description":"which plan","output_format":"yes/no"},
           {"key":"city","description":"their city"}])");
@@ -201,8 +203,8 @@ TEST_F(AnalysisTest, TypedFieldsAreCheckedWrongTypesDroppedAndNoted) {
   JsonPtr format = net::json_parse(req.response_format_json, &why);
   ASSERT_TRUE(format) << why;
   const cJSON* schema = cJSON_GetObjectItem(cJSON_GetObjectItem(format.get(), "json_schema"), "schema");
-  const cJSON* data_props = cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(schema, "properties"), "data"),
-                                                "properties");
+  const cJSON* data_props = cJSON_GetObjectItem(
+      cJSON_GetObjectItem(cJSON_GetObjectItem(schema, "properties"), "data"), "properties");
   EXPECT_EQ(net::json_print(cJSON_GetObjectItem(cJSON_GetObjectItem(data_props, "budget"), "type")),
             R"(["number","null"])");
   EXPECT_EQ(net::json_print(cJSON_GetObjectItem(cJSON_GetObjectItem(data_props, "plan"), "type")),
@@ -226,7 +228,8 @@ TEST_F(AnalysisTest, TypedFieldsAreCheckedWrongTypesDroppedAndNoted) {
 }
 
 TEST_F(AnalysisTest, RequiredFieldsWithoutAValueMakeTheAnalysisIncomplete) {
-  analysis().data_extraction = {{"name", FieldType::text, "", true}, {"agreed", FieldType::boolean, "", true}};
+  analysis().data_extraction = {{"name", FieldType::text, "", true},
+                                {"agreed", FieldType::boolean, "", true}};
   const std::string id = finished_call("c1");
   llm(reply(R"({"name":"Asha","agreed":"yes"})"));
   start();
@@ -256,8 +259,8 @@ TEST_F(AnalysisTest, TagsComeFromTheAgentsListTheFirstIsTheCallsTag) {
 
 TEST_F(AnalysisTest, AfterSixTomorrowBecomesAnAbsoluteTimeInTheCalleesZoneAndAScheduledCallback) {
   // The call ends 10:00 UTC = 05:00 in New York (the number's zone), on Wednesday 2 December.
-  const std::string id = finished_call("c1", "picked", {{"agent", "Is now a good time?"},
-                                                        {"user", "No, call me after six tomorrow."}});
+  const std::string id = finished_call(
+      "c1", "picked", {{"agent", "Is now a good time?"}, {"user", "No, call me after six tomorrow."}});
   llm(R"({"summary":"Call back later.","data":{},"callback":{"required":true,
       "requested_text":"after six tomorrow","local_time":"2026-12-03T18:00"},"opt_out":{"requested":false}})");
   start();

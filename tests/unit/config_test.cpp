@@ -636,9 +636,10 @@ TEST(Config, AnalysisOutputSchemaIsChecked) {
               "agents[0].analysis.output_schema.oneOf");
   EXPECT_PATH(rejection(schema(R"({"mode":"conditional","when":[{"if":"yes","schema":{"type":"string"}}]})")),
               "agents[0].analysis.output_schema.when[0].schema.type");
-  EXPECT_PATH(rejection(schema(R"({"mode":"conditional","when":[{"if":"a","schema":{"type":"object","properties":{}}},
+  EXPECT_PATH(
+      rejection(schema(R"({"mode":"conditional","when":[{"if":"a","schema":{"type":"object","properties":{}}},
                                    {"if":"a","schema":{"type":"object","properties":{}}}]})")),
-              "agents[0].analysis.output_schema.when[1].if");
+      "agents[0].analysis.output_schema.when[1].if");
   EXPECT_PATH(rejection(schema(R"({"mode":"sometimes"})")), "agents[0].analysis.output_schema.mode");
   Config c = accepted(schema(R"({"mode":"conditional","when":[
       {"if":"booked","description":"a demo was booked","schema":{"type":"object","properties":{"day":{"type":"string"}},"required":["day"]}},

@@ -63,7 +63,8 @@ struct Prepared {
 Prepared build_request(const Input& in);
 
 // The follow-up of the one repair round: the reply and what was wrong with it, asking for corrected JSON.
-std::vector<net::ChatMessage> repair_messages(const Prepared& first, std::string_view reply, std::string_view error);
+std::vector<net::ChatMessage> repair_messages(const Prepared& first, std::string_view reply,
+                                              std::string_view error);
 
 struct Dropped {
   std::string key;     // "data.age", "tags[1]", "structured_output", "callback.local_time"
@@ -73,10 +74,10 @@ struct Dropped {
 // A reply checked against the request: only values of the right type survive; the rest is noted.
 struct Outcome {
   std::string summary;
-  net::JsonPtr data;                  // object: key → valid value (values not found are absent)
-  std::vector<std::string> missing;   // required fields without a valid value
+  net::JsonPtr data;                 // object: key → valid value (values not found are absent)
+  std::vector<std::string> missing;  // required fields without a valid value
   std::vector<Dropped> dropped;
-  std::vector<std::string> tags;      // names of the agent's tags, in the model's order, no duplicates
+  std::vector<std::string> tags;  // names of the agent's tags, in the model's order, no duplicates
   bool callback_required = false;
   std::optional<std::string> callback_text;
   std::optional<std::string> callback_local;  // "YYYY-MM-DDTHH:MM", checked

@@ -39,7 +39,8 @@ struct OutputSchema {
 // Checks `node` (the output_schema value) and appends one problem per mistake to *problems, each starting
 // with the key path below `path` ("agents[0].analysis.output_schema.when[1].schema.properties.x.type: ...").
 // Returns the parsed form (mode none when there were problems).
-OutputSchema parse_output_schema(const cJSON* node, const std::string& path, std::vector<std::string>* problems);
+OutputSchema parse_output_schema(const cJSON* node, const std::string& path,
+                                 std::vector<std::string>* problems);
 
 // The same from the compact text kept in AnalysisConfig::output_schema_json (empty = mode none).
 OutputSchema parse_output_schema_text(const std::string& json_text, std::vector<std::string>* problems);
