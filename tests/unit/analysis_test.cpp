@@ -479,6 +479,21 @@ TEST_F(AnalysisTest, TheResultIsANewRevisionOnTheOutboxAndKeepsTheEnginesKeys) {
   EXPECT_TRUE(found) << "no outbox row " << key;
 }
 
+TEST_F(AnalysisTest, AnthropicGetsTheSchemaInThePromptAndNoResponseFormat) {
+  analysis().llm.provider = "anthropic";
+  analysis().data_extraction = {{"email", FieldType::text, "", true}};
+  const std::string id = finished_call("c1");
+  llm(reply(R"({"email":"asha@example.com"})"));
+  start();
+  advance(5000);
+  ASSERT_EQ(up_.chat_requests().size(), 1u);
+  EXPECT_TRUE(up_.chat_requests()[0].response_format_json.empty());
+  const std::string& prompt = up_.chat_requests()[0].messages[0].content;
+  EXPECT_NE(prompt.find("must match this JSON Schema"), std::string::npos) << prompt;
+  EXPECT_NE(prompt.find(R"("email":{"type":["string","null"]})"), std::string::npos) << prompt;
+  EXPECT_EQ(call(id).data_captured, R"({"email":"asha@example.com"})");
+}
+
 TEST_F(AnalysisTest, AtMostTwoAnalysesWaitOnTheModelOldestFirst) {
   for (const char* id : {"a", "b", "c"}) {
     finished_call(id);
