@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdint>
+#include <set>
 #include <utility>
 
 #include "osvi/base/log.hpp"
@@ -144,18 +145,21 @@ void AnalysisService::poke() {
 void AnalysisService::pump() {
   if (pumping_ || config_ == nullptr || !started_) return;
   pumping_ = true;
-  // Jobs that end at once (skipped) free their slot in the same turn: look again until nothing starts.
+  // Jobs that end at once (skipped) free their slot in the same turn: look again until nothing starts. A job
+  // is tried once per pass, so one the store cannot read does not spin the loop.
+  std::set<std::string> tried;
   for (bool again = true; again && running_.size() < ctx_.max_in_flight;) {
     again = false;
     const int64_t now = ctx_.clock->wall_ms();
-    auto due = ctx_.store->post_call().due_for_analysis(now, ctx_.max_in_flight + running_.size());
+    auto due =
+        ctx_.store->post_call().due_for_analysis(now, ctx_.max_in_flight + running_.size() + tried.size());
     if (!due) {
       log::error("post-call analysis: cannot read the due jobs: " + due.error().message);
       break;
     }
     for (const PostCallJob& job : *due) {
       if (running_.size() >= ctx_.max_in_flight) break;
-      if (running_.count(job.call_id)) continue;
+      if (running_.count(job.call_id) || !tried.insert(job.call_id).second) continue;
       begin(job);
       again = true;
     }
@@ -192,11 +196,13 @@ void AnalysisService::begin(const PostCallJob& job) {
   auto skip = [&](const std::string& why) {
     if (finish(id, "skipped", why)) notify(id);
   };
+  // The store's trouble is not the job's: it stays pending, due again a little later.
+  auto defer = [&](const std::string& what) {
+    log::error("post-call analysis: " + what, {{"CALL_ID", id}});
+    (void)ctx_.store->post_call().retry_analysis(id, ctx_.clock->wall_ms() + kAnalysisFirstRetryMs, what);
+  };
   auto call = ctx_.store->calls().get(id);
-  if (!call) {
-    log::error("post-call analysis: cannot read the call: " + call.error().message, {{"CALL_ID", id}});
-    return;  // stays pending; the store's trouble is not the job's
-  }
+  if (!call) return defer("cannot read the call: " + call.error().message);
   if (!*call) return skip("the call record is gone");
   if ((*call)->status != "picked") return skip("not picked (" + (*call)->status + ")");
   const AgentConfig* agent = nullptr;
@@ -205,10 +211,7 @@ void AnalysisService::begin(const PostCallJob& job) {
   if (!agent) return skip("agent " + (*call)->agent_uuid + " is not in the configuration");
   if (!agent->analysis.enabled) return skip("analysis is off for the agent");
   auto turns = ctx_.store->calls().transcript(id);
-  if (!turns) {
-    log::error("post-call analysis: cannot read the transcript: " + turns.error().message, {{"CALL_ID", id}});
-    return;
-  }
+  if (!turns) return defer("cannot read the transcript: " + turns.error().message);
   const bool spoken = std::any_of(turns->begin(), turns->end(), [](const TranscriptTurn& t) {
     return (t.role == "user" || t.role == "agent") && !t.text.empty();
   });
