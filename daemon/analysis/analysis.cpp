@@ -308,7 +308,12 @@ void AnalysisService::on_error(const std::shared_ptr<Running>& r, const net::Ups
   const int64_t delay = analysis_backoff_ms(r->job.attempts + 1);
   if (Status s = ctx_.store->post_call().retry_analysis(id, now + delay, what); !s)
     log::error("post-call analysis: cannot defer the job: " + s.error().message, {{"CALL_ID", id}});
-  log::info("post-call analysis deferred " + std::to_string(delay / 1000) + " s: " + what, {{"CALL_ID", id}});
+  // The first deferral is news; the rest of a long outage would flood the journal (one line per try).
+  const std::string line = "post-call analysis deferred " + std::to_string(delay / 1000) + " s: " + what;
+  if (r->job.attempts == 0)
+    log::info(line, {{"CALL_ID", id}});
+  else
+    log::debug(line, {{"CALL_ID", id}});
   end(id, false);
 }
 

@@ -10,7 +10,10 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "osvi/analysis/request.hpp"
 #include "osvi/base/time_zone.hpp"
@@ -70,9 +73,8 @@ class AnalysisService {
   void poke();
   size_t in_flight() const { return running_.size(); }
 
-  struct Running;  // one analysis waiting on the model (analysis.cpp)
-
  private:
+  struct Running;  // one analysis waiting on the model (analysis.cpp)
   explicit AnalysisService(AnalysisContext ctx) : ctx_(std::move(ctx)) {}
   void pump();
   void arm();
