@@ -412,7 +412,7 @@ CREATE TABLE callbacks (
 );
 CREATE INDEX callbacks_due ON callbacks (due_at, id) WHERE state = 'scheduled';
 CREATE INDEX callbacks_open ON callbacks (state) WHERE state = 'dialing';
-CREATE INDEX callbacks_listing ON callbacks (agent_uuid, created_at DESC, id DESC);
+CREATE INDEX callbacks_listing ON callbacks (agent_uuid, state, kind, id);
 CREATE INDEX callbacks_placed ON callbacks (phone, due_at) WHERE call_id IS NOT NULL;
 CREATE TABLE webhook_deliveries (
   id              INTEGER PRIMARY KEY,

@@ -77,7 +77,7 @@ class CallbacksRepo {
     int64_t page = 1, per_page = 25;
   };
   struct Page {
-    std::vector<CallbackRow> rows;  // newest first
+    std::vector<CallbackRow> rows;  // newest first (by id: creation order)
     int64_t total_count = 0;
   };
   Result<Page> list(const Filter& filter);
