@@ -424,6 +424,17 @@ void Dialer::run() {
   };
 
   // Due callbacks first: each is a promise to one callee, and they share the turn's decisions and lines.
+  // Only agents that may dial now are asked for: another agent's callbacks keep their due_at and wait (a
+  // reload that brings the agent back pokes).
+  std::vector<std::string> dialing_agents;
+  for (const AgentConfig& a : config_->agents) {
+    if (!agent_dials(a.agent_uuid)) continue;
+    if (auto it = agent_skip_until_.find(a.agent_uuid); it != agent_skip_until_.end() && it->second > now) {
+      wake_at(it->second);
+      continue;
+    }
+    dialing_agents.push_back(a.agent_uuid);
+  }
   int budget = kDecisionsPerTurn;
   bool more = false, lines = true;
   for (;;) {
@@ -431,13 +442,13 @@ void Dialer::run() {
       more = true;
       break;
     }
-    const Pick p = pick_callback(now);
+    const Pick p = pick_callback(now, dialing_agents);
     if (p == Pick::placed || p == Pick::moved) continue;
     if (p == Pick::no_line) lines = false;
     break;  // empty, no line, or a store error (the safety net below looks again)
   }
   if (!more) {
-    auto due = ctx_.store->callbacks().earliest_due();
+    auto due = ctx_.store->callbacks().earliest_due(dialing_agents);
     if (!due.ok()) {
       log::error("dialer: " + due.error().message);
       wake_at(now + kBusyBackoffMs);
@@ -607,10 +618,10 @@ Result<int64_t> Dialer::calls_in_day(const std::string& phone, int64_t now, std:
   return *attempts + *callbacks;
 }
 
-Dialer::Pick Dialer::pick_callback(int64_t now) {
+Dialer::Pick Dialer::pick_callback(int64_t now, const std::vector<std::string>& agents) {
   if (ctx_.calls->idle_lines() == 0) return Pick::no_line;
   CallbacksRepo& cb = ctx_.store->callbacks();
-  auto next = cb.next_due(now);
+  auto next = cb.next_due(now, agents);
   if (!next.ok()) {
     log::error("dialer: " + next.error().message);
     return Pick::stop_agent;
@@ -625,17 +636,6 @@ Dialer::Pick Dialer::pick_callback(int64_t now) {
     }
     return Pick::moved;
   };
-
-  // The agent must still dial: one made inactive (or gone) keeps its callbacks, looked at again later, as
-  // campaign contacts wait for their agent.
-  const auto skip = agent_skip_until_.find(row.agent_uuid);
-  if (!agent_dials(row.agent_uuid) || (skip != agent_skip_until_.end() && skip->second > now)) {
-    ++counters_.deferred_agent;
-    if (log::enabled(log::Level::debug))
-      log::debug("callback " + id + ": agent " + row.agent_uuid + " is not an active voice agent; deferred",
-                 {{"AGENT_UUID", row.agent_uuid}});
-    return defer(skip != agent_skip_until_.end() && skip->second > now ? skip->second : now + kAgentBackoffMs);
-  }
 
   // Do-not-disturb at the moment of dialling.
   auto dnd = ctx_.store->dnd().is_active(row.agent_uuid, row.phone);
@@ -720,8 +720,9 @@ Dialer::Pick Dialer::place_callback(const CallbackRow& row, int64_t now) {
         result = Pick::no_line;
         return cb.requeue(row.id, now + kBusyBackoffMs);
       case -ENOENT:
+        // The agent went away (a reload the dialler has not seen yet): its callbacks wait for its return.
         agent_skip_until_[row.agent_uuid] = now + kAgentBackoffMs;
-        return cb.requeue(row.id, now + kAgentBackoffMs);
+        return cb.requeue(row.id, now);
       case -EPERM:
         if (Status u = cb.requeue(row.id, now); !u.ok()) return u;
         ++counters_.dnd;

@@ -79,27 +79,46 @@ Result<std::optional<CallbackRow>> CallbacksRepo::get(int64_t id) {
   return std::optional<CallbackRow>(read_row(**stmt));
 }
 
-Result<std::optional<CallbackRow>> CallbacksRepo::next_due(int64_t now_ms) {
-  // Walks callbacks_due (partial: scheduled rows only), so cancelled and finished rows cost nothing.
-  static const std::string sql = std::string("SELECT ") + kColumns +
-                                 " FROM callbacks WHERE state = 'scheduled' AND due_at <= ?1 ORDER BY due_at, "
-                                 "id LIMIT 1";
-  auto stmt = db_.sql().cached(sql);
+namespace {
+
+// "?2, ?3, …" for n agents from parameter `first` on.
+std::string placeholders(size_t n, int first) {
+  std::string out;
+  for (size_t i = 0; i < n; ++i) out += (i ? ", ?" : "?") + std::to_string(first + static_cast<int>(i));
+  return out;
+}
+
+}  // namespace
+
+Result<std::optional<CallbackRow>> CallbacksRepo::next_due(int64_t now_ms,
+                                                            const std::vector<std::string>& agent_uuids) {
+  if (agent_uuids.empty()) return std::optional<CallbackRow>();
+  // Walks callbacks_due (partial: scheduled rows only, agent_uuid in the index), so cancelled and finished
+  // rows cost nothing and another agent's due rows are passed over without reading the table.
+  auto stmt = db_.sql().cached_shape(std::string("SELECT ") + kColumns +
+                                     " FROM callbacks INDEXED BY callbacks_due WHERE state = 'scheduled' AND "
+                                     "due_at <= ?1 AND agent_uuid IN (" +
+                                     placeholders(agent_uuids.size(), 2) + ") ORDER BY due_at, id LIMIT 1");
   if (!stmt.ok()) return wrap("reading the next due callback", stmt.error());
-  (*stmt)->bind_all(now_ms);
+  (*stmt)->bind(1, now_ms);
+  for (size_t i = 0; i < agent_uuids.size(); ++i) (*stmt)->bind(static_cast<int>(i) + 2, agent_uuids[i]);
   auto r = (*stmt)->step();
   if (!r.ok()) return wrap("reading the next due callback", r.error());
   if (!*r) return std::optional<CallbackRow>();
   return std::optional<CallbackRow>(read_row(**stmt));
 }
 
-Result<std::optional<int64_t>> CallbacksRepo::earliest_due() {
-  auto stmt = db_.sql().cached("SELECT min(due_at) FROM callbacks WHERE state = 'scheduled'");
+Result<std::optional<int64_t>> CallbacksRepo::earliest_due(const std::vector<std::string>& agent_uuids) {
+  if (agent_uuids.empty()) return std::optional<int64_t>();
+  auto stmt = db_.sql().cached_shape(
+      "SELECT due_at FROM callbacks INDEXED BY callbacks_due WHERE state = 'scheduled' AND agent_uuid IN (" +
+      placeholders(agent_uuids.size(), 1) + ") ORDER BY due_at, id LIMIT 1");
   if (!stmt.ok()) return wrap("reading the earliest callback", stmt.error());
+  for (size_t i = 0; i < agent_uuids.size(); ++i) (*stmt)->bind(static_cast<int>(i) + 1, agent_uuids[i]);
   auto r = (*stmt)->step();
   if (!r.ok()) return wrap("reading the earliest callback", r.error());
   if (!*r) return std::optional<int64_t>();
-  return (*stmt)->opt_int64(0);
+  return std::optional<int64_t>((*stmt)->int64(0));
 }
 
 Status CallbacksRepo::defer(int64_t id, int64_t due_at_ms) {

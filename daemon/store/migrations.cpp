@@ -410,7 +410,7 @@ CREATE TABLE callbacks (
   updated_at      INTEGER NOT NULL,
   UNIQUE (source_call_id, kind)
 );
-CREATE INDEX callbacks_due ON callbacks (due_at, id) WHERE state = 'scheduled';
+CREATE INDEX callbacks_due ON callbacks (due_at, id, agent_uuid) WHERE state = 'scheduled';
 CREATE INDEX callbacks_open ON callbacks (state) WHERE state = 'dialing';
 CREATE INDEX callbacks_listing ON callbacks (agent_uuid, state, kind, id);
 CREATE INDEX callbacks_placed ON callbacks (phone, due_at) WHERE call_id IS NOT NULL;

@@ -164,7 +164,7 @@ TEST_F(ApiCallbacks, DeleteCancelsAScheduledCallbackOnce) {
     auto row = store_->callbacks().get(id);
     ASSERT_TRUE(row.ok() && row->has_value());
     EXPECT_EQ((*row)->state, "cancelled");
-    auto due = store_->callbacks().next_due(kT0 + 86'400'000);
+    auto due = store_->callbacks().next_due(kT0 + 86'400'000, {"agent_a"});
     ASSERT_TRUE(due.ok());
     EXPECT_FALSE(due->has_value()) << "a cancelled callback is never due";
   });

@@ -951,11 +951,13 @@ TEST_F(DialerTest, ACallbackWaitsWhileItsAgentIsInactive) {
   advance(10 * kMin);
   EXPECT_TRUE(calls_.placed.empty());
   EXPECT_EQ(row(id).state, "scheduled") << "kept for the agent's return";
-  EXPECT_GT(dialer_->counters().deferred_agent, 0);
+  EXPECT_EQ(row(id).due_at_ms, utc(2026, 3, 2, 6)) << "its time is not moved while it waits";
+  EXPECT_EQ(dialer_->next_wake_ms(), -1) << "nothing to wake for until the agent is back";
   config_.agents[0].active = true;
-  dialer_->set_config(&config_);
-  advance(Dialer::kAgentBackoffMs);
+  dialer_->set_config(&config_);  // a reload pokes
+  advance(0);
   ASSERT_EQ(calls_.placed.size(), 1u);
+  EXPECT_EQ(calls_.placed[0].at_ms, utc(2026, 3, 2, 6, 10));
   EXPECT_EQ(row(id).state, "dialing");
 }
 

@@ -57,7 +57,6 @@ struct DialerCounters {
   int64_t finished = 0;         // done after a call's outcome
   int64_t recovered = 0;        // open attempts and callbacks closed at start
   int64_t callbacks_placed = 0;   // of placed: callbacks and retries
-  int64_t deferred_agent = 0;     // callbacks whose agent is not an active voice agent now
   int64_t retries_scheduled = 0;  // retry rows made from a call's retry_config
 };
 
@@ -117,7 +116,8 @@ class Dialer final : public DialerControl {
   Pick place(Slot& slot, const ContactRow& contact, int64_t now_ms);
   Status settle(const AttemptRow& attempt, const std::string& status, int64_t now_ms);
   // Callbacks (due before campaign contacts: they are promises to a callee).
-  Pick pick_callback(int64_t now_ms);
+  // The next due callback of one of agents (those that may dial now), checked and placed.
+  Pick pick_callback(int64_t now_ms, const std::vector<std::string>& agents);
   Pick place_callback(const CallbackRow& row, int64_t now_ms);
   // The callback that placed record's call closed, and the retry its retry_config owes scheduled: one
   // transaction.

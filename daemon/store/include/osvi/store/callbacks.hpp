@@ -48,11 +48,12 @@ class CallbacksRepo {
   Result<std::optional<CallbackRow>> get(int64_t id);
 
   // The dialler's side and the API's side; implemented in store/callbacks.cpp.
-  // The scheduled row due first (due_at <= now_ms; ties by id), none when nothing is due.
-  Result<std::optional<CallbackRow>> next_due(int64_t now_ms);
-  // The earliest due_at of any scheduled row (the dialler's wake-up), none when nothing is scheduled.
-  Result<std::optional<int64_t>> earliest_due();
-  // A scheduled row waits until due_at_ms (outside calling hours, over the daily cap, agent away).
+  // The scheduled row of one of agent_uuids due first (due_at <= now_ms; ties by id), none when nothing is
+  // due. The dialler names the agents that may dial now: another agent's rows keep their due_at and wait.
+  Result<std::optional<CallbackRow>> next_due(int64_t now_ms, const std::vector<std::string>& agent_uuids);
+  // The earliest due_at of a scheduled row of one of agent_uuids (the dialler's wake-up), none when none.
+  Result<std::optional<int64_t>> earliest_due(const std::vector<std::string>& agent_uuids);
+  // A scheduled row waits until due_at_ms (outside calling hours, over the daily cap, agent refused).
   Status defer(int64_t id, int64_t due_at_ms);
   // scheduled → dialing with call_id, committed before the line dials; due_at becomes now (the moment it
   // was dialled, which the daily cap counts). -EBUSY when the row is no longer scheduled (cancelled).
