@@ -296,6 +296,18 @@ Status Dialer::start() {
 
 Status Dialer::recover_callbacks(int64_t now) {
   CallbacksRepo& cb = ctx_.store->callbacks();
+  // A call's final record commits before the dialler hears of it: a crash in between would lose the retry
+  // its retry_config owes. Calls of the last retry window (interval_minutes is at most 1440) are looked at
+  // once; schedule_retry applies the same rules, and a retry row already there (even cancelled) stops it.
+  auto unretried = cb.unretried_calls(now - kDayMs - kDayMs / 24);
+  if (!unretried.ok()) return unretried.error();
+  for (const std::string& call_id : *unretried) {
+    auto record = ctx_.store->calls().get(call_id);
+    if (!record.ok()) return record.error();
+    if (!*record) continue;
+    Status s = ctx_.store->database().transaction([&]() -> Status { return schedule_retry(**record, now); });
+    if (!s.ok()) return s;
+  }
   auto open = cb.open_rows();
   if (!open.ok()) return open.error();
   for (const CallbackRow& row : *open) {
@@ -365,7 +377,8 @@ Status Dialer::schedule_retry(const CallRecord& record, int64_t now) {
   row.source_call_id = record.call_id;
   row.agent_uuid = record.agent_uuid;
   row.phone = record.phone_number;
-  row.due_at_ms = now + rc->interval_minutes * 60'000;
+  // From the call's end (a start-up recovery may see it late: then the retry may be due already).
+  row.due_at_ms = record.ended_at_ms.value_or(now) + rc->interval_minutes * 60'000;
   row.request_json = request_json_of(record);
   row.retry_count = record.retry_count + 1;
   bool created = false;

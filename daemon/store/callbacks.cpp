@@ -219,6 +219,25 @@ Result<int64_t> CallbacksRepo::calls_since(std::string_view phone, int64_t since
   return n;
 }
 
+Result<std::vector<std::string>> CallbacksRepo::unretried_calls(int64_t since_ms) {
+  // calls_status (status, created_at DESC): the two statuses' calls of the window, not the whole table.
+  auto stmt = db_.sql().cached(
+      "SELECT c.call_id FROM calls c WHERE c.status IN ('not_picked', 'busy') AND c.created_at >= ?1 AND "
+      "c.call_type = 'outbound' AND json_type(c.call_config_overrides, '$.retry_config') = 'object' AND NOT "
+      "EXISTS (SELECT 1 FROM callbacks b WHERE b.source_call_id = c.call_id AND b.kind = 'retry') ORDER BY "
+      "c.created_at, c.call_id");
+  if (!stmt.ok()) return wrap("finding unretried calls", stmt.error());
+  (*stmt)->bind_all(since_ms);
+  std::vector<std::string> out;
+  for (;;) {
+    auto r = (*stmt)->step();
+    if (!r.ok()) return wrap("finding unretried calls", r.error());
+    if (!*r) break;
+    out.push_back((*stmt)->text(0));
+  }
+  return out;
+}
+
 Result<CallbacksRepo::Page> CallbacksRepo::list(const Filter& f) {
   if (f.page < 1 || f.per_page < 1)
     return make_error("store: listing callbacks: page and per_page start at 1", -EINVAL);

@@ -1029,6 +1029,41 @@ TEST_F(DialerTest, RestartClosesOpenCallbacksFromTheirCallRecords) {
   EXPECT_EQ(calls_.placed[3].request.retry_count, 1);
 }
 
+// A call whose final record committed but whose end the dialler never heard (a crash in between): its
+// retry is scheduled at start, from the call's end; a call that has its retry, or is too old, gets none.
+TEST_F(DialerTest, RestartSchedulesTheRetryACrashLost) {
+  const int64_t t0 = utc(2026, 3, 2, 6);
+  start_at(t0);
+  const std::string overrides = R"({"retry_config":{"max_attempts":1,"interval_minutes":20}})";
+  auto insert = [&](const char* id, const char* status, int64_t created) {
+    CallRecord rec;
+    rec.call_id = id;
+    rec.agent_uuid = "agent_a";
+    rec.agent_name = "A";
+    rec.phone_number = "+919800000001";
+    rec.status = status;
+    rec.call_config_overrides = overrides;
+    rec.created_at_ms = created;
+    rec.ended_at_ms = created + kMin;
+    ASSERT_TRUE(store_->calls().insert(rec).ok());
+  };
+  insert("0190f000-0000-7000-8000-000000000001", "not_picked", t0 - 10 * kMin);  // owed, due t0 + 11 min
+  insert("0190f000-0000-7000-8000-000000000002", "picked", t0 - 10 * kMin);      // answered
+  insert("0190f000-0000-7000-8000-000000000003", "busy", t0 - 3 * kDay);         // too old to look at
+  make_dialer();
+  std::vector<CallbackRow> retries = rows("retry");
+  ASSERT_EQ(retries.size(), 1u);
+  EXPECT_EQ(retries[0].source_call_id, "0190f000-0000-7000-8000-000000000001");
+  EXPECT_EQ(retries[0].due_at_ms, t0 + 11 * kMin);
+  EXPECT_EQ(retries[0].retry_count, 1);
+  dialer_.reset();
+  make_dialer();
+  EXPECT_EQ(rows("retry").size(), 1u) << "once";
+  advance(11 * kMin);
+  ASSERT_EQ(calls_.placed.size(), 1u);
+  EXPECT_EQ(calls_.placed[0].request.source, "retry");
+}
+
 // Through the real calls engine on a real loop: two simulated lines whose callee is always busy. Every
 // contact gets exactly retry_threshold calls, each recorded as an attempt closed with the call's status.
 TEST(DialerWithCallManager, EveryContactIsCalledExactlyTheExpectedNumberOfTimes) {

@@ -68,6 +68,10 @@ class CallbacksRepo {
   Result<std::vector<CallbackRow>> open_rows();  // dialing (start-up recovery)
   // scheduled → cancelled. -ENOENT: no such callback; -EBUSY: not scheduled (dialing or over).
   Status cancel(int64_t id);
+  // Outbound calls created since since_ms that ended not_picked or busy with a retry_config in their
+  // call_config_overrides and have no retry row: the retries a crash between a call's final record and the
+  // dialler hearing of it would owe (start-up; oldest first).
+  Result<std::vector<std::string>> unretried_calls(int64_t since_ms);
   // Calls callbacks placed to phone since since_ms (by the moment dialled), for the per-number daily cap;
   // *oldest = the earliest of them.
   Result<int64_t> calls_since(std::string_view phone, int64_t since_ms, std::optional<int64_t>* oldest);
