@@ -90,12 +90,13 @@ int main(int argc, char** argv) {
     if (sqlite3_open(dir.file("osvid.db").c_str(), &db) != SQLITE_OK) return 1;
     sqlite3_exec(db, "BEGIN", nullptr, nullptr, nullptr);
     sqlite3_stmt* ins = nullptr;
-    sqlite3_prepare_v2(db,
-                       "INSERT INTO callbacks (kind, source_call_id, agent_uuid, phone, due_at, request_json, "
-                       "state, call_id, outcome, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, "
-                       "'{\"person_name\":\"Asha\",\"call_config_overrides\":{\"retry_config\":{\"max_attempts\":"
-                       "1}}}', ?6, ?7, ?8, ?9, ?9)",
-                       -1, &ins, nullptr);
+    sqlite3_prepare_v2(
+        db,
+        "INSERT INTO callbacks (kind, source_call_id, agent_uuid, phone, due_at, request_json, "
+        "state, call_id, outcome, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, "
+        "'{\"person_name\":\"Asha\",\"call_config_overrides\":{\"retry_config\":{\"max_attempts\":"
+        "1}}}', ?6, ?7, ?8, ?9, ?9)",
+        -1, &ins, nullptr);
     std::mt19937_64 rng(42);
     for (int i = 0; i < 2 * scheduled; ++i) {
       const bool open = i < scheduled;

@@ -1,5 +1,7 @@
 // The callbacks extension (docs/api.md "Callbacks"): GET /v1/callbacks, GET and DELETE /v1/callbacks/{id},
 // the scheduled outbound calls the dialler owes (a callee's requested callback, a retry_config retry).
+#include "osvi/store/callbacks.hpp"
+
 #include <algorithm>
 #include <cerrno>
 #include <string>
@@ -11,7 +13,6 @@
 #include "osvi/base/log.hpp"
 #include "osvi/net/json.hpp"
 #include "osvi/net/text.hpp"
-#include "osvi/store/callbacks.hpp"
 #include "requests.hpp"
 #include "util.hpp"
 
@@ -62,10 +63,12 @@ std::optional<Invalid> parse_list_query(const QueryParams& query, CallbacksRepo:
         return Invalid{"agent_uuid: longer than " + std::to_string(kMaxAgentUuidChars) + " characters"};
       *agent = value;
     } else if (name == "state") {
-      if (!one_of(value, kStates)) return Invalid{"state: " + quoted(value) + " is not one of " + listed(kStates)};
+      if (!one_of(value, kStates))
+        return Invalid{"state: " + quoted(value) + " is not one of " + listed(kStates)};
       f->state = value;
     } else if (name == "kind") {
-      if (!one_of(value, kKinds)) return Invalid{"kind: " + quoted(value) + " is not one of " + listed(kKinds)};
+      if (!one_of(value, kKinds))
+        return Invalid{"kind: " + quoted(value) + " is not one of " + listed(kKinds)};
       f->kind = value;
     } else if (name == "page") {
       auto n = parse_positive(value);
@@ -194,7 +197,8 @@ void Api::cancel_callback(HttpRequest& request, HttpReply reply) {
             {{"AGENT_UUID", row->agent_uuid}});
   auto now = ctx_.store->callbacks().get(row->id);
   if (!now.ok() || !*now) {
-    reply.send(store_error("reading a callback", now.ok() ? make_error("store: the callback vanished", -EIO) : now.error()));
+    reply.send(store_error("reading a callback",
+                           now.ok() ? make_error("store: the callback vanished", -EIO) : now.error()));
     return;
   }
   reply.send(success(callback_json(**now, ctx_.config->site.utc_offset_minutes)));

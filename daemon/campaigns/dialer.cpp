@@ -97,13 +97,15 @@ PlaceCallRequest callback_request(const CallbackRow& row, const std::string& cal
   r.system_prompt = string_of(o, "system_prompt");
   r.initial_greeting = string_of(o, "initial_greeting");
   r.webhook_url = string_of(o, "webhook_url");
-  if (const cJSON* v = member(o, "additional_data"); cJSON_IsObject(v)) r.additional_data = net::json_print(v);
+  if (const cJSON* v = member(o, "additional_data"); cJSON_IsObject(v))
+    r.additional_data = net::json_print(v);
   if (const cJSON* v = member(o, "data_extraction"); cJSON_IsArray(v)) r.data_extraction = net::json_print(v);
   if (const cJSON* v = member(o, "call_config_overrides"); cJSON_IsObject(v)) {
     // The overrides the engine acts on are read out of the object, as the API's request parser does.
     r.call_config_overrides = net::json_print(v);
     r.max_call_duration_seconds = int_of(v, "max_call_duration_seconds");
-    if (const cJSON* cb = member(v, "enable_callback"); cJSON_IsBool(cb)) r.enable_callback = cJSON_IsTrue(cb);
+    if (const cJSON* cb = member(v, "enable_callback"); cJSON_IsBool(cb))
+      r.enable_callback = cJSON_IsTrue(cb);
   }
   r.campaign_id = int_of(o, "campaign_id");
   r.campaign_upload_id = int_of(o, "campaign_upload_id");
@@ -229,7 +231,8 @@ std::shared_ptr<const TimeZone> Dialer::zone_for(const std::optional<std::string
   if (zone && !zone->empty()) {
     auto z = ctx_.zones->get(*zone);
     if (z.ok()) return *z;
-    log::warning("callback to " + phone + ": " + z.error().message + "; using the number's or the site's zone");
+    log::warning("callback to " + phone + ": " + z.error().message +
+                 "; using the number's or the site's zone");
   }
   // As a contact import does: one zone for the number is the callee's; several (a country spanning zones)
   // or none leave the site's.
@@ -671,8 +674,8 @@ Dialer::Pick Dialer::pick_callback(int64_t now, const std::vector<std::string>& 
   // window; the callee chose the time, the floor still binds).
   auto zone = zone_for(row.time_zone, row.phone);
   const ComplianceConfig& floor = config_->compliance;
-  const int64_t allowed =
-      next_allowed(*zone, now, day_intervals(floor.calling_hours_start_min, floor.calling_hours_end_min), 0x7f);
+  const int64_t allowed = next_allowed(
+      *zone, now, day_intervals(floor.calling_hours_start_min, floor.calling_hours_end_min), 0x7f);
   if (allowed != now) {
     // -1: a floor that allows no minute at all; looked at again a day later (a reload may widen it).
     const int64_t at = allowed < 0 ? now + kDayMs : allowed;

@@ -91,7 +91,7 @@ std::string placeholders(size_t n, int first) {
 }  // namespace
 
 Result<std::optional<CallbackRow>> CallbacksRepo::next_due(int64_t now_ms,
-                                                            const std::vector<std::string>& agent_uuids) {
+                                                           const std::vector<std::string>& agent_uuids) {
   if (agent_uuids.empty()) return std::optional<CallbackRow>();
   // Walks callbacks_due (partial: scheduled rows only, agent_uuid in the index), so cancelled and finished
   // rows cost nothing and another agent's due rows are passed over without reading the table.
@@ -123,18 +123,19 @@ Result<std::optional<int64_t>> CallbacksRepo::earliest_due(const std::vector<std
 
 Status CallbacksRepo::defer(int64_t id, int64_t due_at_ms) {
   Status s = run(db_.sql(),
-                 "UPDATE callbacks SET due_at = ?2, updated_at = ?3 WHERE id = ?1 AND state = 'scheduled'", id,
-                 due_at_ms, db_.clock().wall_ms());
+                 "UPDATE callbacks SET due_at = ?2, updated_at = ?3 WHERE id = ?1 AND state = 'scheduled'",
+                 id, due_at_ms, db_.clock().wall_ms());
   if (!s.ok()) return wrap("deferring callback " + std::to_string(id), s.error());
   return {};
 }
 
 Status CallbacksRepo::open(int64_t id, std::string_view call_id) {
   const int64_t now = db_.clock().wall_ms();
-  Status s = run(db_.sql(),
-                 "UPDATE callbacks SET state = 'dialing', call_id = ?2, due_at = ?3, updated_at = ?3 WHERE id = "
-                 "?1 AND state = 'scheduled'",
-                 id, call_id, now);
+  Status s =
+      run(db_.sql(),
+          "UPDATE callbacks SET state = 'dialing', call_id = ?2, due_at = ?3, updated_at = ?3 WHERE id = "
+          "?1 AND state = 'scheduled'",
+          id, call_id, now);
   if (!s.ok()) return wrap("opening callback " + std::to_string(id), s.error());
   if (db_.sql().changes() == 0)
     return make_error("store: callback " + std::to_string(id) + " is no longer scheduled", -EBUSY);
@@ -168,10 +169,11 @@ Status CallbacksRepo::set_state(int64_t id, std::string_view state, std::optiona
 }
 
 Status CallbacksRepo::requeue(int64_t id, int64_t due_at_ms) {
-  Status s = run(db_.sql(),
-                 "UPDATE callbacks SET state = 'scheduled', call_id = NULL, due_at = ?2, updated_at = ?3 WHERE "
-                 "id = ?1 AND state = 'dialing'",
-                 id, due_at_ms, db_.clock().wall_ms());
+  Status s =
+      run(db_.sql(),
+          "UPDATE callbacks SET state = 'scheduled', call_id = NULL, due_at = ?2, updated_at = ?3 WHERE "
+          "id = ?1 AND state = 'dialing'",
+          id, due_at_ms, db_.clock().wall_ms());
   if (!s.ok()) return wrap("queueing callback " + std::to_string(id) + " again", s.error());
   return {};
 }
@@ -209,7 +211,8 @@ Result<int64_t> CallbacksRepo::calls_since(std::string_view phone, int64_t since
                                            std::optional<int64_t>* oldest) {
   // callbacks_placed: only rows that were dialled, by number and the moment dialled (open() sets due_at).
   auto stmt = db_.sql().cached(
-      "SELECT count(*), min(due_at) FROM callbacks WHERE phone = ?1 AND call_id IS NOT NULL AND due_at >= ?2");
+      "SELECT count(*), min(due_at) FROM callbacks WHERE phone = ?1 AND call_id IS NOT NULL AND due_at >= "
+      "?2");
   if (!stmt.ok()) return wrap("counting callback calls", stmt.error());
   (*stmt)->bind_all(phone, since_ms);
   auto r = (*stmt)->step();

@@ -372,9 +372,9 @@ ALTER TABLE calls ADD COLUMN greeting_gap_ms INTEGER CHECK (greeting_gap_ms IS N
 // the same transaction. callbacks: outbound calls scheduled by analysis (a callee asked to be called back)
 // or by a call's retry_config, dialled by the dialler inside calling hours; one per (source call, kind) so a
 // replayed analysis schedules nothing twice; once dialled (call_id set) due_at is the moment dialled, which
-// callbacks_placed lets the per-number daily cap count. webhook_deliveries: the durable delivery queue (one row per
-// call and target, in the order queued; destination is the ordering key: one in flight per destination so a
-// receiver sees calls in the order they completed); webhook_attempts: its log.
+// callbacks_placed lets the per-number daily cap count. webhook_deliveries: the durable delivery queue (one
+// row per call and target, in the order queued; destination is the ordering key: one in flight per
+// destination so a receiver sees calls in the order they completed); webhook_attempts: its log.
 constexpr std::string_view kMigration5 = R"sql(
 CREATE TABLE post_call_jobs (
   call_id         TEXT PRIMARY KEY NOT NULL REFERENCES calls (call_id) ON DELETE CASCADE,

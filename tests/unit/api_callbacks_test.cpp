@@ -51,9 +51,9 @@ std::vector<std::string> keys(const cJSON* o) {
   return out;
 }
 
-const std::vector<std::string> kCallbackKeys = {
-    "id",    "kind",    "source_call_id", "agent_uuid", "phone_number", "due_at",    "requested_text",
-    "state", "call_id", "outcome",        "retry_count", "created_at"};
+const std::vector<std::string> kCallbackKeys = {"id",           "kind",    "source_call_id", "agent_uuid",
+                                                "phone_number", "due_at",  "requested_text", "state",
+                                                "call_id",      "outcome", "retry_count",    "created_at"};
 
 class ApiCallbacks : public ::testing::Test {
  protected:
@@ -87,8 +87,8 @@ class ApiCallbacks : public ::testing::Test {
   }
 
   // A scheduled row, created at the clock's now (advanced 1 s per row so the order is by creation).
-  int64_t schedule(const std::string& agent, const std::string& kind = "callback", int64_t due = kT0 + 3'600'000,
-                   const std::string& source = "") {
+  int64_t schedule(const std::string& agent, const std::string& kind = "callback",
+                   int64_t due = kT0 + 3'600'000, const std::string& source = "") {
     int64_t id = 0;
     served_.locked([&] {
       clock_.advance_ms(1000);

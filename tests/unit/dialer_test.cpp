@@ -723,12 +723,12 @@ TEST_F(DialerTest, RestartClosesOpenAttemptsFromTheirCallRecords) {
 TEST_F(DialerTest, ACallbackDueAtSixIsDialledThenAndNotBefore) {
   start_at(utc(2026, 3, 2, 10));
   make_dialer();
-  const int64_t id = callback(
-      "+919800000001", utc(2026, 3, 2, 12, 30), "Asia/Kolkata", "agent_a",
-      R"({"person_name":"Asha","system_prompt":"Be brief.","initial_greeting":"Hello again",)"
-      R"("webhook_url":"https://example.com/h","additional_data":{"plan":"gold"},)"
-      R"("call_config_overrides":{"max_call_duration_seconds":120,"enable_callback":false},)"
-      R"("data_extraction":[{"key":"city"}],"campaign_id":4,"campaign_upload_id":9})");
+  const int64_t id =
+      callback("+919800000001", utc(2026, 3, 2, 12, 30), "Asia/Kolkata", "agent_a",
+               R"({"person_name":"Asha","system_prompt":"Be brief.","initial_greeting":"Hello again",)"
+               R"("webhook_url":"https://example.com/h","additional_data":{"plan":"gold"},)"
+               R"("call_config_overrides":{"max_call_duration_seconds":120,"enable_callback":false},)"
+               R"("data_extraction":[{"key":"city"}],"campaign_id":4,"campaign_upload_id":9})");
   advance(0);
   EXPECT_TRUE(calls_.placed.empty());
   EXPECT_EQ(dialer_->next_wake_ms(), utc(2026, 3, 2, 12, 30)) << "the timer knows the callback";
@@ -988,9 +988,8 @@ TEST_F(DialerTest, RestartClosesOpenCallbacksFromTheirCallRecords) {
   calls_.lines = 2;
   make_dialer();
   const std::string overrides = R"({"retry_config":{"max_attempts":1,"interval_minutes":10}})";
-  const int64_t ended =
-      callback("+919800000001", t0, std::nullopt, "agent_a",
-               R"({"person_name":"Ravi","call_config_overrides":)" + overrides + "}");
+  const int64_t ended = callback("+919800000001", t0, std::nullopt, "agent_a",
+                                 R"({"person_name":"Ravi","call_config_overrides":)" + overrides + "}");
   const int64_t lost = callback("+919800000002", t0);
   advance(0);
   ASSERT_EQ(calls_.placed.size(), 2u);

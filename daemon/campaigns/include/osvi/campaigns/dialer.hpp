@@ -1,5 +1,5 @@
-// Dialer: the campaign scheduler on the loop — keeps free lines busy with due callbacks (promised to a callee,
-// or owed by a call's retry_config) and due contacts, inside the callee's calling hours, never a
+// Dialer: the campaign scheduler on the loop — keeps free lines busy with due callbacks (promised to a
+// callee, or owed by a call's retry_config) and due contacts, inside the callee's calling hours, never a
 // do-not-disturb number, never a second call for an attempt or a callback already placed.
 //
 // Threading: loop thread only.
@@ -48,14 +48,14 @@ struct DialerContext {
 
 // What one pass decided, for the journal's debug lines and the tests.
 struct DialerCounters {
-  int64_t placed = 0;           // calls handed to the line
-  int64_t deferred_window = 0;  // outside the callee's calling hours
-  int64_t deferred_cap = 0;     // over compliance.max_attempts_per_day
-  int64_t dnd = 0;              // finished as dnd at dial time
-  int64_t not_placed = 0;       // place_call refused (requeued or finished)
-  int64_t retried = 0;          // queued again after a call's outcome
-  int64_t finished = 0;         // done after a call's outcome
-  int64_t recovered = 0;        // open attempts and callbacks closed at start
+  int64_t placed = 0;             // calls handed to the line
+  int64_t deferred_window = 0;    // outside the callee's calling hours
+  int64_t deferred_cap = 0;       // over compliance.max_attempts_per_day
+  int64_t dnd = 0;                // finished as dnd at dial time
+  int64_t not_placed = 0;         // place_call refused (requeued or finished)
+  int64_t retried = 0;            // queued again after a call's outcome
+  int64_t finished = 0;           // done after a call's outcome
+  int64_t recovered = 0;          // open attempts and callbacks closed at start
   int64_t callbacks_placed = 0;   // of placed: callbacks and retries
   int64_t retries_scheduled = 0;  // retry rows made from a call's retry_config
 };
