@@ -371,10 +371,9 @@ ALTER TABLE calls ADD COLUMN greeting_gap_ms INTEGER CHECK (greeting_gap_ms IS N
 // failed or skipped), then the webhooks room queues the call's deliveries and sets webhooks_state queued in
 // the same transaction. callbacks: outbound calls scheduled by analysis (a callee asked to be called back)
 // or by a call's retry_config, dialled by the dialler inside calling hours; one per (source call, kind) so a
-// replayed analysis schedules nothing twice; once dialled (call_id set) due_at is the moment dialled, which
-// callbacks_placed lets the per-number daily cap count. webhook_deliveries: the durable delivery queue (one
-// row per call and target, in the order queued; destination is the ordering key: one in flight per
-// destination so a receiver sees calls in the order they completed); webhook_attempts: its log.
+// replayed analysis schedules nothing twice. webhook_deliveries: the durable delivery queue (one row per
+// call and target, in the order queued; destination is the ordering key: one in flight per destination so a
+// receiver sees calls in the order they completed); webhook_attempts: its log.
 constexpr std::string_view kMigration5 = R"sql(
 CREATE TABLE post_call_jobs (
   call_id         TEXT PRIMARY KEY NOT NULL REFERENCES calls (call_id) ON DELETE CASCADE,
@@ -413,6 +412,7 @@ CREATE TABLE callbacks (
 CREATE INDEX callbacks_due ON callbacks (due_at, id, agent_uuid) WHERE state = 'scheduled';
 CREATE INDEX callbacks_open ON callbacks (state) WHERE state = 'dialing';
 CREATE INDEX callbacks_listing ON callbacks (agent_uuid, state, kind, id);
+-- Once dialled (call_id set) due_at is the moment dialled: the per-number daily cap counts callbacks by it.
 CREATE INDEX callbacks_placed ON callbacks (phone, due_at) WHERE call_id IS NOT NULL;
 CREATE TABLE webhook_deliveries (
   id              INTEGER PRIMARY KEY,
