@@ -26,13 +26,15 @@ std::string headers_json(const std::vector<std::string>& headers) {
 Result<bool> WebhookDeliveriesRepo::enqueue(const WebhookDelivery& d) {
   const int64_t created = d.created_at_ms != 0 ? d.created_at_ms : db_.clock().wall_ms();
   auto stmt = db_.sql().cached(
-      "INSERT INTO webhook_deliveries (webhook_id, call_id, kind, agent_uuid, integration, destination, method, "
-      "url, headers_json, body, next_attempt_at, expires_at, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
+      "INSERT INTO webhook_deliveries (webhook_id, call_id, kind, agent_uuid, integration, destination, "
+      "method, "
+      "url, headers_json, body, next_attempt_at, expires_at, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, "
+      "?8, "
       "?9, ?10, ?11, ?12, ?13) ON CONFLICT (call_id, kind, integration) DO NOTHING");
   if (!stmt.ok()) return wrap("queueing a webhook delivery", stmt.error());
-  (*stmt)->bind_all(d.webhook_id, d.call_id, d.kind, d.agent_uuid, d.integration, d.destination, d.method, d.url,
-                    headers_json(d.headers), d.body, d.next_attempt_at_ms != 0 ? d.next_attempt_at_ms : created,
-                    d.expires_at_ms, created);
+  (*stmt)->bind_all(d.webhook_id, d.call_id, d.kind, d.agent_uuid, d.integration, d.destination, d.method,
+                    d.url, headers_json(d.headers), d.body,
+                    d.next_attempt_at_ms != 0 ? d.next_attempt_at_ms : created, d.expires_at_ms, created);
   if (Status s = (*stmt)->run(); !s.ok()) return wrap("queueing a webhook delivery", s.error());
   return db_.sql().changes() > 0;
 }
