@@ -1064,7 +1064,8 @@ TEST_F(DialerTest, RestartSchedulesTheRetryACrashLost) {
 }
 
 // Through the real calls engine on a real loop: two simulated lines whose callee is always busy. Every
-// contact gets exactly retry_threshold calls, each recorded as an attempt closed with the call's status.
+// contact gets exactly retry_threshold calls, each recorded as an attempt closed with the call's status;
+// then a retry row is placed through the same engine and closed with its call's status.
 TEST(DialerWithCallManager, EveryContactIsCalledExactlyTheExpectedNumberOfTimes) {
   test::TempDir dir;
   auto loop = EventLoop::create();
@@ -1182,6 +1183,38 @@ TEST(DialerWithCallManager, EveryContactIsCalledExactlyTheExpectedNumberOfTimes)
   }
   EXPECT_EQ(*store.calls().count(), 6) << "no call beyond the attempts";
   EXPECT_TRUE(store.dialer_queue().open_attempts()->empty());
+
+  // A retry due now, through the same engine: its call carries the retry count and the overrides; busy
+  // again, it is done, and max_attempts 1 is reached (no further retry).
+  CallbackRow cb;
+  cb.kind = "retry";
+  cb.source_call_id = "0190f000-0000-7000-8000-0000000000aa";
+  cb.agent_uuid = "agent_a";
+  cb.phone = "+919800000009";
+  cb.due_at_ms = clock.wall_ms();
+  cb.retry_count = 1;
+  cb.request_json =
+      R"({"person_name":"Ravi","call_config_overrides":{"retry_config":{"max_attempts":1,"interval_minutes":1}}})";
+  auto cb_id = store.callbacks().schedule(cb);
+  ASSERT_TRUE(cb_id.ok()) << cb_id.error().message;
+  (*dialer)->poke();
+  auto cb_done = [&] {
+    auto r = store.callbacks().get(*cb_id);
+    return r.ok() && r->has_value() && (*r)->state == "done";
+  };
+  ASSERT_TRUE(run_until(cb_done, 10'000));
+  const CallbackRow finished = **store.callbacks().get(*cb_id);
+  EXPECT_EQ(finished.outcome, "busy");
+  ASSERT_TRUE(finished.call_id.has_value());
+  auto cb_rec = store.calls().get(*finished.call_id);
+  ASSERT_TRUE(cb_rec.ok() && cb_rec->has_value());
+  EXPECT_EQ((*cb_rec)->retry_count, 1);
+  EXPECT_EQ((*cb_rec)->person_name, "Ravi");
+  EXPECT_EQ((*cb_rec)->status, "busy");
+  EXPECT_EQ((*cb_rec)->call_config_overrides, R"({"retry_config":{"max_attempts":1,"interval_minutes":1}})");
+  CallbacksRepo::Filter retries;
+  retries.kind = "retry";
+  EXPECT_EQ(store.callbacks().list(retries)->total_count, 1) << "retry_count 1 of max_attempts 1: no more";
   poked = nullptr;
   dialer->reset();
 }
