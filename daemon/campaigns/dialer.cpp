@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <utility>
 
 #include "osvi/base/ids.hpp"
@@ -75,9 +76,11 @@ std::optional<std::string> string_of(const cJSON* o, const char* name) {
   return std::string(v->valuestring);
 }
 
+// An integer member; none when absent, not a number, or beyond what a double holds exactly (a cast of a
+// larger value would be undefined).
 std::optional<int64_t> int_of(const cJSON* o, const char* name) {
   const cJSON* v = member(o, name);
-  if (!cJSON_IsNumber(v)) return std::nullopt;
+  if (!cJSON_IsNumber(v) || !(std::fabs(v->valuedouble) <= 9007199254740992.0)) return std::nullopt;
   return static_cast<int64_t>(v->valuedouble);
 }
 
