@@ -103,6 +103,9 @@ Api::Api(ApiContext& ctx) : ctx_(ctx) {
   router_.add("POST", "/v1/campaigns/{id}/contacts.csv", bind(&Api::post_contacts_csv));
   router_.add("GET", "/v1/campaigns/{id}/status", bind(&Api::campaign_status));
   router_.add("POST", "/v1/campaigns/{id}/uploads/{upload_id}/enqueue", bind(&Api::enqueue_upload));
+  router_.add("GET", "/v1/callbacks", bind(&Api::list_callbacks));
+  router_.add("GET", "/v1/callbacks/{id}", bind(&Api::get_callback));
+  router_.add("DELETE", "/v1/callbacks/{id}", bind(&Api::cancel_callback));
 }
 
 namespace {

@@ -210,6 +210,7 @@ Result<std::string> CallManager::place_call(const PlaceCallRequest& r) {
   rec.call_trigger_data = r.call_trigger_data;
   rec.campaign_id = r.campaign_id;
   rec.campaign_upload_id = r.campaign_upload_id;
+  rec.retry_count = r.retry_count;
   if (Status s = ctx_.store->calls().insert(rec); !s) return s.error();
 
   if (!line) {

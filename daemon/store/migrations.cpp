@@ -409,9 +409,11 @@ CREATE TABLE callbacks (
   updated_at      INTEGER NOT NULL,
   UNIQUE (source_call_id, kind)
 );
-CREATE INDEX callbacks_due ON callbacks (due_at, id) WHERE state = 'scheduled';
+CREATE INDEX callbacks_due ON callbacks (due_at, id, agent_uuid) WHERE state = 'scheduled';
 CREATE INDEX callbacks_open ON callbacks (state) WHERE state = 'dialing';
-CREATE INDEX callbacks_listing ON callbacks (agent_uuid, created_at DESC, id DESC);
+CREATE INDEX callbacks_listing ON callbacks (agent_uuid, state, kind, id);
+-- Once dialled (call_id set) due_at is the moment dialled: the per-number daily cap counts callbacks by it.
+CREATE INDEX callbacks_placed ON callbacks (phone, due_at) WHERE call_id IS NOT NULL;
 CREATE TABLE webhook_deliveries (
   id              INTEGER PRIMARY KEY,
   webhook_id      TEXT NOT NULL UNIQUE,

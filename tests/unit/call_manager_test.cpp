@@ -255,10 +255,12 @@ TEST_F(CallManagerTest, ACallerChosenCallIdIsTheCallsIdAndIsNeverUsedTwice) {
   r.agent_uuid = "agent_a";
   r.phone_e164 = "+919876543210";
   r.call_id = new_uuid_v7(clock_->wall_ms());
+  r.retry_count = 2;  // a retry_config retry, as the dialler places it
   auto id = manager_->place_call(r);
   ASSERT_TRUE(id.ok()) << id.error().message;
   EXPECT_EQ(*id, *r.call_id);
   EXPECT_EQ(stored(*id).phone_number, "+919876543210");
+  EXPECT_EQ(stored(*id).retry_count, 2) << "the record says which retry it is";
   ASSERT_TRUE(run_until([&] { return answered_ == 1; }));
 
   // The same id again (a dialler retrying after a restart): refused, nothing dialled.

@@ -1,6 +1,7 @@
 // The campaign dialler on a virtual clock, with a fake calls engine: calling hours in the callee's zone
 // (India, US East/West, a DST change), week days, the legal floor, retries, pause, the daily attempts cap,
-// do-not-disturb at dial time, per-agent concurrency and restart with attempts left open.
+// do-not-disturb at dial time, per-agent concurrency and restart with attempts left open; callbacks and
+// retry_config retries (due time, calling hours, DND, cancel, the cap, the agent, restart).
 #include "osvi/campaigns/dialer.hpp"
 
 #include <gtest/gtest.h>
@@ -97,6 +98,15 @@ class FakeCalls final : public CallService {
         rec.phone_number = p.request.phone_e164;
         rec.campaign_id = p.request.campaign_id;
         rec.campaign_upload_id = p.request.campaign_upload_id;
+        // What the engine stores from the request (call_manager.cpp), which a retry copies.
+        rec.person_name = p.request.person_name;
+        rec.system_prompt = p.request.system_prompt;
+        rec.initial_greeting = p.request.initial_greeting;
+        rec.webhook_url = p.request.webhook_url;
+        rec.additional_data = p.request.additional_data;
+        rec.call_config_overrides = p.request.call_config_overrides;
+        rec.data_extraction = p.request.data_extraction;
+        rec.retry_count = p.request.retry_count;
       }
     }
     auto copy = listeners_;
@@ -193,6 +203,55 @@ class DialerTest : public ::testing::Test {
   }
   void advance(int64_t ms) { vt_.advance_ms(ms); }
 
+  // A callback scheduled as analysis does (kind callback), due at `due` (UTC ms).
+  int64_t callback(const std::string& phone, int64_t due, std::optional<std::string> zone = std::nullopt,
+                   const std::string& agent = "agent_a", const std::string& request_json = "{}") {
+    CallbackRow r;
+    r.source_call_id = "source-" + std::to_string(++sources_);
+    r.agent_uuid = agent;
+    r.phone = phone;
+    r.time_zone = std::move(zone);
+    r.due_at_ms = due;
+    r.requested_text = "after six";
+    r.request_json = request_json;
+    auto id = store_->callbacks().schedule(r);
+    EXPECT_TRUE(id.ok()) << id.error().message;
+    if (dialer_) dialer_->poke();  // as whoever schedules does
+    return id.ok() ? *id : 0;
+  }
+  CallbackRow row(int64_t id) {
+    auto r = store_->callbacks().get(id);
+    EXPECT_TRUE(r.ok() && r->has_value());
+    return r.ok() && r->has_value() ? **r : CallbackRow{};
+  }
+  std::vector<CallbackRow> rows(const std::string& kind) {
+    CallbacksRepo::Filter f;
+    f.kind = kind;
+    f.per_page = 100;
+    auto page = store_->callbacks().list(f);
+    EXPECT_TRUE(page.ok());
+    std::vector<CallbackRow> out = page.ok() ? page->rows : std::vector<CallbackRow>{};
+    std::reverse(out.begin(), out.end());  // oldest first
+    return out;
+  }
+  // An API call (not the dialler's) on the fake engine, as POST /v1/call places it.
+  std::string api_call(const std::string& phone, const std::string& overrides) {
+    PlaceCallRequest r;
+    r.agent_uuid = "agent_a";
+    r.phone_e164 = phone;
+    r.person_name = "Asha";
+    r.system_prompt = "Be brief.";
+    r.initial_greeting = "Hello Asha";
+    r.webhook_url = "https://example.com/hook";
+    r.additional_data = R"({"plan":"gold"})";
+    r.call_config_overrides = overrides;
+    r.data_extraction = R"([{"key":"city","description":"the city"}])";
+    r.call_id = "0190f000-0000-7000-8000-0000000000" + std::to_string(10 + api_calls_++);
+    auto placed = calls_.place_call(r);
+    EXPECT_TRUE(placed.ok());
+    return *r.call_id;
+  }
+
   test::TempDir dir_;
   test::VirtualTime vt_;
   std::unique_ptr<Store> store_;
@@ -201,6 +260,7 @@ class DialerTest : public ::testing::Test {
   FakeCalls calls_{vt_};
   std::map<int64_t, int64_t> uploads_;
   std::unique_ptr<Dialer> dialer_;
+  int sources_ = 0, api_calls_ = 0;
 };
 
 // Monday 2 March 2026, 00:00 UTC = 05:30 in India.
@@ -657,8 +717,355 @@ TEST_F(DialerTest, RestartClosesOpenAttemptsFromTheirCallRecords) {
   EXPECT_EQ(calls_.times_of("+919800000002").size(), 1u);
 }
 
+// --- Callbacks and retries ---
+
+// Monday 2 March 2026, 10:00 UTC = 15:30 in India; the callee asked for 18:00 (12:30 UTC).
+TEST_F(DialerTest, ACallbackDueAtSixIsDialledThenAndNotBefore) {
+  start_at(utc(2026, 3, 2, 10));
+  make_dialer();
+  const int64_t id =
+      callback("+919800000001", utc(2026, 3, 2, 12, 30), "Asia/Kolkata", "agent_a",
+               R"({"person_name":"Asha","system_prompt":"Be brief.","initial_greeting":"Hello again",)"
+               R"("webhook_url":"https://example.com/h","additional_data":{"plan":"gold"},)"
+               R"("call_config_overrides":{"max_call_duration_seconds":120,"enable_callback":false},)"
+               R"("data_extraction":[{"key":"city"}],"campaign_id":4,"campaign_upload_id":9})");
+  advance(0);
+  EXPECT_TRUE(calls_.placed.empty());
+  EXPECT_EQ(dialer_->next_wake_ms(), utc(2026, 3, 2, 12, 30)) << "the timer knows the callback";
+  advance(2 * kHour + 29 * kMin);
+  EXPECT_TRUE(calls_.placed.empty()) << "not before 18:00";
+  advance(kMin);
+  ASSERT_EQ(calls_.placed.size(), 1u);
+  EXPECT_EQ(calls_.placed[0].at_ms, utc(2026, 3, 2, 12, 30));
+  const PlaceCallRequest& r = calls_.placed[0].request;
+  EXPECT_EQ(r.agent_uuid, "agent_a");
+  EXPECT_EQ(r.phone_e164, "+919800000001");
+  EXPECT_EQ(r.person_name, "Asha");
+  EXPECT_EQ(r.system_prompt, "Be brief.");
+  EXPECT_EQ(r.initial_greeting, "Hello again");
+  EXPECT_EQ(r.webhook_url, "https://example.com/h");
+  EXPECT_EQ(r.additional_data, R"({"plan":"gold"})");
+  EXPECT_EQ(r.call_config_overrides, R"({"max_call_duration_seconds":120,"enable_callback":false})");
+  EXPECT_EQ(r.max_call_duration_seconds, 120);
+  EXPECT_EQ(r.enable_callback, false);
+  EXPECT_EQ(r.data_extraction, R"([{"key":"city"}])");
+  EXPECT_EQ(r.campaign_id, 4);
+  EXPECT_EQ(r.campaign_upload_id, 9);
+  EXPECT_EQ(r.retry_count, 0);
+  EXPECT_EQ(r.source, "callback");
+  CallbackRow open = row(id);
+  EXPECT_EQ(open.state, "dialing");
+  EXPECT_EQ(open.call_id, r.call_id) << "committed under the call's id before the line dialled";
+  EXPECT_EQ(dialer_->counters().callbacks_placed, 1);
+
+  calls_.end(*r.call_id, "picked");
+  CallbackRow done = row(id);
+  EXPECT_EQ(done.state, "done");
+  EXPECT_EQ(done.outcome, "picked");
+  advance(kDay);
+  EXPECT_EQ(calls_.placed.size(), 1u) << "a done callback is not dialled again";
+  EXPECT_TRUE(rows("retry").empty()) << "no retry_config, no retry";
+}
+
+// Due at 22:30 in New York (03:30 UTC the next day): past the 08:00-21:00 floor there, so it waits for 08:00
+// New York time, although the site is in India (where 08:00 came long before).
+TEST_F(DialerTest, ACallbackOutsideCallingHoursWaitsForTheNextAllowedMomentInTheCalleesZone) {
+  start_at(utc(2026, 3, 3, 3));
+  make_dialer();
+  const int64_t id = callback("+12125550100", utc(2026, 3, 3, 3, 30), "America/New_York");
+  // No zone of its own: +1 415 maps to Los Angeles, where 21:00 is 05:00 UTC; asked for 18:30 there.
+  const int64_t west = callback("+14155550123", utc(2026, 3, 3, 2, 30));
+  advance(0);
+  ASSERT_EQ(calls_.placed.size(), 1u) << "18:30 in Los Angeles is inside its hours";
+  EXPECT_EQ(calls_.placed[0].request.phone_e164, "+14155550123");
+  calls_.end(*calls_.placed[0].request.call_id, "picked");
+  EXPECT_EQ(row(west).state, "done");
+  advance(30 * kMin);
+  EXPECT_EQ(calls_.placed.size(), 1u);
+  EXPECT_EQ(row(id).due_at_ms, utc(2026, 3, 3, 13)) << "08:00 EST";
+  EXPECT_EQ(dialer_->counters().deferred_window, 1);
+  EXPECT_EQ(dialer_->next_wake_ms(), utc(2026, 3, 3, 13));
+  advance(utc(2026, 3, 3, 13) - utc(2026, 3, 3, 3, 30) - 1);
+  EXPECT_EQ(calls_.placed.size(), 1u);
+  advance(1);
+  ASSERT_EQ(calls_.placed.size(), 2u);
+  EXPECT_EQ(calls_.placed[1].at_ms, utc(2026, 3, 3, 13));
+  EXPECT_EQ(calls_.placed[1].request.phone_e164, "+12125550100");
+}
+
+TEST_F(DialerTest, ACallbackOnTheDndListAtDialTimeIsNotDialled) {
+  start_at(utc(2026, 3, 2, 6));  // 11:30 in India
+  make_dialer();
+  const int64_t id = callback("+919800000001", utc(2026, 3, 2, 7));
+  const int64_t other = callback("+919800000002", utc(2026, 3, 2, 7), std::nullopt, "agent_b");
+  advance(kMin);
+  // Added after the callback was scheduled, for agent_a only.
+  ASSERT_TRUE(store_->dnd().add_entry("agent_a", "+919800000001", "asked", "api", std::nullopt).ok());
+  advance(kHour);
+  ASSERT_EQ(calls_.placed.size(), 1u);
+  EXPECT_EQ(calls_.placed[0].request.phone_e164, "+919800000002") << "another agent's list does not apply";
+  EXPECT_EQ(row(id).state, "dnd");
+  EXPECT_EQ(row(id).outcome, "dnd");
+  EXPECT_FALSE(row(id).call_id.has_value());
+  EXPECT_EQ(row(other).state, "dialing");
+  advance(kDay);
+  EXPECT_EQ(calls_.placed.size(), 1u);
+}
+
+TEST_F(DialerTest, ACancelledCallbackIsNeverDialled) {
+  start_at(utc(2026, 3, 2, 6));
+  make_dialer();
+  const int64_t id = callback("+919800000001", utc(2026, 3, 2, 7));
+  advance(0);
+  EXPECT_EQ(dialer_->next_wake_ms(), utc(2026, 3, 2, 7));
+  ASSERT_TRUE(store_->callbacks().cancel(id).ok());  // as DELETE /v1/callbacks/{id}: no poke
+  advance(2 * kDay);
+  EXPECT_TRUE(calls_.placed.empty());
+  EXPECT_EQ(row(id).state, "cancelled");
+  EXPECT_EQ(store_->callbacks().cancel(id).error().code, -EBUSY);
+  EXPECT_EQ(store_->callbacks().cancel(id + 100).error().code, -ENOENT);
+}
+
+// retry_config {max_attempts 2, interval 30}: the unanswered API call is retried twice, 30 minutes after
+// each end, as the same call (agent, number, person, prompt, greeting, webhook, overrides, extraction).
+TEST_F(DialerTest, RetryConfigRetriesAnUnansweredCallUpToMaxAttempts) {
+  start_at(utc(2026, 3, 2, 6));
+  calls_.outcome = [](const PlaceCallRequest&) { return "not_picked"; };
+  make_dialer();
+  const std::string overrides = R"({"retry_config":{"enabled":true,"max_attempts":2,"interval_minutes":30}})";
+  const std::string first = api_call("+919800000001", overrides);
+  advance(kMin);  // the call ends not_picked
+  std::vector<CallbackRow> retries = rows("retry");
+  ASSERT_EQ(retries.size(), 1u);
+  EXPECT_EQ(retries[0].source_call_id, first);
+  EXPECT_EQ(retries[0].due_at_ms, utc(2026, 3, 2, 6, 31));
+  EXPECT_EQ(retries[0].retry_count, 1);
+  EXPECT_EQ(retries[0].state, "scheduled");
+  advance(30 * kMin - 1);
+  EXPECT_EQ(calls_.placed.size(), 1u);
+  advance(1);
+  ASSERT_EQ(calls_.placed.size(), 2u);
+  const PlaceCallRequest& r = calls_.placed[1].request;
+  EXPECT_EQ(r.source, "retry");
+  EXPECT_EQ(r.retry_count, 1);
+  EXPECT_EQ(r.phone_e164, "+919800000001");
+  EXPECT_EQ(r.agent_uuid, "agent_a");
+  EXPECT_EQ(r.person_name, "Asha");
+  EXPECT_EQ(r.system_prompt, "Be brief.");
+  EXPECT_EQ(r.initial_greeting, "Hello Asha");
+  EXPECT_EQ(r.webhook_url, "https://example.com/hook");
+  EXPECT_EQ(r.additional_data, R"({"plan":"gold"})");
+  EXPECT_EQ(r.call_config_overrides, overrides);
+  EXPECT_EQ(r.data_extraction, R"([{"key":"city","description":"the city"}])");
+  EXPECT_FALSE(r.campaign_id.has_value());
+  // The second retry follows the first's end; a third would exceed max_attempts.
+  advance(kMin + 30 * kMin);
+  ASSERT_EQ(calls_.placed.size(), 3u);
+  EXPECT_EQ(calls_.placed[2].at_ms, utc(2026, 3, 2, 7, 2));
+  EXPECT_EQ(calls_.placed[2].request.retry_count, 2);
+  advance(kDay);
+  EXPECT_EQ(calls_.placed.size(), 3u) << "max_attempts 2: two retries, then no more";
+  retries = rows("retry");
+  ASSERT_EQ(retries.size(), 2u);
+  for (const CallbackRow& rr : retries) {
+    EXPECT_EQ(rr.state, "done");
+    EXPECT_EQ(rr.outcome, "not_picked");
+  }
+  EXPECT_EQ(retries[1].source_call_id, *calls_.placed[1].request.call_id);
+  EXPECT_EQ(dialer_->counters().retries_scheduled, 2);
+}
+
+TEST_F(DialerTest, RetryConfigRetriesBusyButNotAnsweredVoicemailFailedOrDisabled) {
+  start_at(utc(2026, 3, 2, 6));
+  calls_.lines = 6;
+  make_dialer();
+  const std::string on = R"({"retry_config":{"enabled":true,"max_attempts":1,"interval_minutes":5}})";
+  const std::string busy = api_call("+919800000001", on), picked = api_call("+919800000002", on),
+                    voicemail = api_call("+919800000003", on), failed = api_call("+919800000004", on),
+                    off = api_call("+919800000005", R"({"retry_config":{"enabled":false}})"),
+                    none = api_call("+919800000006", R"({"max_call_duration_seconds":60})");
+  calls_.end(busy, "busy");
+  calls_.end(picked, "picked");
+  calls_.end(voicemail, "voicemail");
+  calls_.end(failed, "failed");
+  calls_.end(off, "not_picked");
+  calls_.end(none, "not_picked");
+  std::vector<CallbackRow> retries = rows("retry");
+  ASSERT_EQ(retries.size(), 1u);
+  EXPECT_EQ(retries[0].source_call_id, busy);
+  // The same end seen twice (a recovery after the listener) schedules nothing more.
+  dialer_->on_call_finished([&] {
+    CallRecord rec;
+    rec.call_id = busy;
+    rec.agent_uuid = "agent_a";
+    rec.phone_number = "+919800000001";
+    rec.status = "busy";
+    rec.call_config_overrides = on;
+    return rec;
+  }());
+  EXPECT_EQ(rows("retry").size(), 1u);
+  EXPECT_EQ(dialer_->counters().retries_scheduled, 1);
+  // Defaults of a bare retry_config: enabled, 2 retries, 30 minutes.
+  const std::optional<RetryConfig> d = retry_config_of(std::string(R"({"retry_config":{}})"));
+  ASSERT_TRUE(d.has_value());
+  EXPECT_TRUE(d->enabled);
+  EXPECT_EQ(d->max_attempts, 2);
+  EXPECT_EQ(d->interval_minutes, 30);
+  EXPECT_FALSE(retry_config_of(std::nullopt).has_value());
+}
+
+// Calls to one number in 24 h: a campaign attempt and a callback count together.
+TEST_F(DialerTest, TheDailyCapCountsCallbacksAndCampaignCallsTogether) {
+  start_at(utc(2026, 3, 2, 4));  // 09:30 in India
+  config_.compliance.max_attempts_per_day = 2;
+  save(campaign(1));
+  add(1, "+919800000001");
+  calls_.outcome = [](const PlaceCallRequest&) { return "picked"; };
+  make_dialer();
+  advance(0);
+  ASSERT_EQ(calls_.placed.size(), 1u);  // the campaign's call at 04:00 UTC
+  const int64_t first = callback("+919800000001", utc(2026, 3, 2, 5));
+  const int64_t second = callback("+919800000001", utc(2026, 3, 2, 6));
+  advance(3 * kHour);
+  ASSERT_EQ(calls_.placed.size(), 2u);
+  EXPECT_EQ(calls_.placed[1].at_ms, utc(2026, 3, 2, 5));
+  EXPECT_EQ(row(first).state, "done");
+  // Two calls since 04:00: the next may go once the campaign's call is 24 h old.
+  EXPECT_EQ(row(second).state, "scheduled");
+  EXPECT_EQ(row(second).due_at_ms, utc(2026, 3, 3, 4) + 1);
+  EXPECT_EQ(dialer_->counters().deferred_cap, 1);
+  advance(utc(2026, 3, 3, 4) + 1 - utc(2026, 3, 2, 7));
+  ASSERT_EQ(calls_.placed.size(), 3u);
+  EXPECT_EQ(calls_.placed[2].at_ms, utc(2026, 3, 3, 4) + 1);
+}
+
+TEST_F(DialerTest, ACallbackWaitsWhileItsAgentIsInactive) {
+  start_at(utc(2026, 3, 2, 6));
+  config_.agents.clear();
+  AgentConfig a;
+  a.agent_uuid = "agent_a";
+  a.active = false;
+  config_.agents.push_back(a);
+  make_dialer();
+  const int64_t id = callback("+919800000001", utc(2026, 3, 2, 6));
+  advance(10 * kMin);
+  EXPECT_TRUE(calls_.placed.empty());
+  EXPECT_EQ(row(id).state, "scheduled") << "kept for the agent's return";
+  EXPECT_EQ(row(id).due_at_ms, utc(2026, 3, 2, 6)) << "its time is not moved while it waits";
+  EXPECT_EQ(dialer_->next_wake_ms(), -1) << "nothing to wake for until the agent is back";
+  config_.agents[0].active = true;
+  dialer_->set_config(&config_);  // a reload pokes
+  advance(0);
+  ASSERT_EQ(calls_.placed.size(), 1u);
+  EXPECT_EQ(calls_.placed[0].at_ms, utc(2026, 3, 2, 6, 10));
+  EXPECT_EQ(row(id).state, "dialing");
+}
+
+TEST_F(DialerTest, ACallbackTheEngineRefusesIsScheduledAgainWithoutALostCall) {
+  start_at(utc(2026, 3, 2, 6));
+  make_dialer();
+  calls_.fail.push_back(make_error("every line is busy", -EBUSY));
+  const int64_t id = callback("+919800000001", utc(2026, 3, 2, 6));
+  advance(0);
+  EXPECT_TRUE(calls_.placed.empty());
+  EXPECT_EQ(row(id).state, "scheduled");
+  EXPECT_FALSE(row(id).call_id.has_value());
+  EXPECT_EQ(row(id).due_at_ms, utc(2026, 3, 2, 6) + Dialer::kBusyBackoffMs);
+  advance(Dialer::kBusyBackoffMs);
+  ASSERT_EQ(calls_.placed.size(), 1u);
+  calls_.fail.push_back(make_error("on the list", -EPERM));
+  const int64_t dnd = callback("+919800000002", utc(2026, 3, 2, 6));
+  calls_.lines = 2;
+  advance(0);
+  EXPECT_EQ(row(dnd).state, "dnd");
+}
+
+// Restart: a callback whose call ended (not_picked, with a retry_config) is closed from its record and its
+// retry scheduled; one whose call record was never written is scheduled again and dialled under a new id.
+TEST_F(DialerTest, RestartClosesOpenCallbacksFromTheirCallRecords) {
+  const int64_t t0 = utc(2026, 3, 2, 6);
+  start_at(t0);
+  calls_.lines = 2;
+  make_dialer();
+  const std::string overrides = R"({"retry_config":{"max_attempts":1,"interval_minutes":10}})";
+  const int64_t ended = callback("+919800000001", t0, std::nullopt, "agent_a",
+                                 R"({"person_name":"Ravi","call_config_overrides":)" + overrides + "}");
+  const int64_t lost = callback("+919800000002", t0);
+  advance(0);
+  ASSERT_EQ(calls_.placed.size(), 2u);
+  const std::string id1 = *calls_.placed[0].request.call_id, id2 = *calls_.placed[1].request.call_id;
+  dialer_.reset();  // the daemon dies; the engine had written one record
+  CallRecord rec;
+  rec.call_id = id1;
+  rec.agent_uuid = "agent_a";
+  rec.agent_name = "A";
+  rec.phone_number = "+919800000001";
+  rec.person_name = "Ravi";
+  rec.status = "not_picked";
+  rec.call_config_overrides = overrides;
+  ASSERT_TRUE(store_->calls().insert(rec).ok());
+  calls_.live.clear();
+  advance(kMin);
+
+  make_dialer();
+  EXPECT_EQ(dialer_->counters().recovered, 2);
+  EXPECT_TRUE(store_->callbacks().open_rows()->empty());
+  EXPECT_EQ(row(ended).state, "done");
+  EXPECT_EQ(row(ended).outcome, "not_picked");
+  std::vector<CallbackRow> retries = rows("retry");
+  ASSERT_EQ(retries.size(), 1u);
+  EXPECT_EQ(retries[0].source_call_id, id1);
+  EXPECT_EQ(retries[0].due_at_ms, t0 + kMin + 10 * kMin);
+  advance(0);
+  ASSERT_EQ(calls_.placed.size(), 3u) << "the never-placed one again, nobody else";
+  EXPECT_EQ(calls_.placed[2].request.phone_e164, "+919800000002");
+  EXPECT_NE(calls_.placed[2].request.call_id, id2);
+  EXPECT_EQ(row(lost).call_id, calls_.placed[2].request.call_id);
+  advance(10 * kMin);
+  ASSERT_EQ(calls_.placed.size(), 4u);
+  EXPECT_EQ(calls_.placed[3].request.phone_e164, "+919800000001");
+  EXPECT_EQ(calls_.placed[3].request.person_name, "Ravi");
+  EXPECT_EQ(calls_.placed[3].request.retry_count, 1);
+}
+
+// A call whose final record committed but whose end the dialler never heard (a crash in between): its
+// retry is scheduled at start, from the call's end; a call that has its retry, or is too old, gets none.
+TEST_F(DialerTest, RestartSchedulesTheRetryACrashLost) {
+  const int64_t t0 = utc(2026, 3, 2, 6);
+  start_at(t0);
+  const std::string overrides = R"({"retry_config":{"max_attempts":1,"interval_minutes":20}})";
+  auto insert = [&](const char* id, const char* status, int64_t created) {
+    CallRecord rec;
+    rec.call_id = id;
+    rec.agent_uuid = "agent_a";
+    rec.agent_name = "A";
+    rec.phone_number = "+919800000001";
+    rec.status = status;
+    rec.call_config_overrides = overrides;
+    rec.created_at_ms = created;
+    rec.ended_at_ms = created + kMin;
+    ASSERT_TRUE(store_->calls().insert(rec).ok());
+  };
+  insert("0190f000-0000-7000-8000-000000000001", "not_picked", t0 - 10 * kMin);  // owed, due t0 + 11 min
+  insert("0190f000-0000-7000-8000-000000000002", "picked", t0 - 10 * kMin);      // answered
+  insert("0190f000-0000-7000-8000-000000000003", "busy", t0 - 3 * kDay);         // too old to look at
+  make_dialer();
+  std::vector<CallbackRow> retries = rows("retry");
+  ASSERT_EQ(retries.size(), 1u);
+  EXPECT_EQ(retries[0].source_call_id, "0190f000-0000-7000-8000-000000000001");
+  EXPECT_EQ(retries[0].due_at_ms, t0 + 11 * kMin);
+  EXPECT_EQ(retries[0].retry_count, 1);
+  dialer_.reset();
+  make_dialer();
+  EXPECT_EQ(rows("retry").size(), 1u) << "once";
+  advance(11 * kMin);
+  ASSERT_EQ(calls_.placed.size(), 1u);
+  EXPECT_EQ(calls_.placed[0].request.source, "retry");
+}
+
 // Through the real calls engine on a real loop: two simulated lines whose callee is always busy. Every
-// contact gets exactly retry_threshold calls, each recorded as an attempt closed with the call's status.
+// contact gets exactly retry_threshold calls, each recorded as an attempt closed with the call's status;
+// then a retry row is placed through the same engine and closed with its call's status.
 TEST(DialerWithCallManager, EveryContactIsCalledExactlyTheExpectedNumberOfTimes) {
   test::TempDir dir;
   auto loop = EventLoop::create();
@@ -776,6 +1183,38 @@ TEST(DialerWithCallManager, EveryContactIsCalledExactlyTheExpectedNumberOfTimes)
   }
   EXPECT_EQ(*store.calls().count(), 6) << "no call beyond the attempts";
   EXPECT_TRUE(store.dialer_queue().open_attempts()->empty());
+
+  // A retry due now, through the same engine: its call carries the retry count and the overrides; busy
+  // again, it is done, and max_attempts 1 is reached (no further retry).
+  CallbackRow cb;
+  cb.kind = "retry";
+  cb.source_call_id = "0190f000-0000-7000-8000-0000000000aa";
+  cb.agent_uuid = "agent_a";
+  cb.phone = "+919800000009";
+  cb.due_at_ms = clock.wall_ms();
+  cb.retry_count = 1;
+  cb.request_json =
+      R"({"person_name":"Ravi","call_config_overrides":{"retry_config":{"max_attempts":1,"interval_minutes":1}}})";
+  auto cb_id = store.callbacks().schedule(cb);
+  ASSERT_TRUE(cb_id.ok()) << cb_id.error().message;
+  (*dialer)->poke();
+  auto cb_done = [&] {
+    auto r = store.callbacks().get(*cb_id);
+    return r.ok() && r->has_value() && (*r)->state == "done";
+  };
+  ASSERT_TRUE(run_until(cb_done, 10'000));
+  const CallbackRow finished = **store.callbacks().get(*cb_id);
+  EXPECT_EQ(finished.outcome, "busy");
+  ASSERT_TRUE(finished.call_id.has_value());
+  auto cb_rec = store.calls().get(*finished.call_id);
+  ASSERT_TRUE(cb_rec.ok() && cb_rec->has_value());
+  EXPECT_EQ((*cb_rec)->retry_count, 1);
+  EXPECT_EQ((*cb_rec)->person_name, "Ravi");
+  EXPECT_EQ((*cb_rec)->status, "busy");
+  EXPECT_EQ((*cb_rec)->call_config_overrides, R"({"retry_config":{"max_attempts":1,"interval_minutes":1}})");
+  CallbacksRepo::Filter retries;
+  retries.kind = "retry";
+  EXPECT_EQ(store.callbacks().list(retries)->total_count, 1) << "retry_count 1 of max_attempts 1: no more";
   poked = nullptr;
   dialer->reset();
 }

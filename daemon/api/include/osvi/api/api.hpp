@@ -87,6 +87,13 @@ class Api {
   void enqueue_upload(net::HttpRequest& request, net::HttpReply reply);
   // The campaign of the path's {id} when it exists and the token covers it; otherwise the reply is sent.
   std::optional<CampaignRow> find_campaign(const net::HttpRequest& request, net::HttpReply& reply);
+  // callbacks.cpp: the callbacks extension (GET /v1/callbacks, GET and DELETE /v1/callbacks/{id}).
+  void list_callbacks(net::HttpRequest& request, net::HttpReply reply);
+  void get_callback(net::HttpRequest& request, net::HttpReply reply);
+  void cancel_callback(net::HttpRequest& request, net::HttpReply reply);
+  // The callback of the path's {id} when it exists and the token covers its agent; otherwise the reply
+  // (404) is sent.
+  std::optional<CallbackRow> find_callback(const net::HttpRequest& request, net::HttpReply& reply);
   // campaign_csv.cpp: POST /v1/campaigns/{id}/contacts with text/csv, POST /v1/campaigns/{id}/contacts.csv.
   void post_contacts_csv(net::HttpRequest& request, net::HttpReply reply);
   std::unique_ptr<net::HttpBodySink> open_csv_upload(const net::HttpRequest& head, const ApiToken& caller);

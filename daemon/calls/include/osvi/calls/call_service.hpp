@@ -36,10 +36,13 @@ struct PlaceCallRequest {
   std::optional<std::string> call_trigger_data;      // JSON object: the request as received
   std::optional<int64_t> campaign_id;
   std::optional<int64_t> campaign_upload_id;
+  // Retries of the call this one repeats (a retry_config retry: the first call's retry_count + 1); stored on
+  // the record as retry_count.
+  int64_t retry_count = 0;
   // The call id, chosen by the caller (a UUID): the dialler records its attempt under it before the line
   // dials, so a restart finds the call an attempt placed. Unset: the engine makes one (UUIDv7).
   std::optional<std::string> call_id;
-  std::string source = "api";  // api | legacy_api | mqtt | campaign (journal field)
+  std::string source = "api";  // api | legacy_api | mqtt | campaign | callback | retry (journal field)
 };
 
 // Told the final record of every call placed or answered, once it is stored.

@@ -48,20 +48,33 @@ class CallbacksRepo {
   Result<std::optional<CallbackRow>> get(int64_t id);
 
   // The dialler's side and the API's side; implemented in store/callbacks.cpp.
-  Result<std::optional<CallbackRow>> next_due(int64_t now_ms);
-  Result<std::optional<int64_t>> earliest_due();
+  // The scheduled row of one of agent_uuids due first (due_at <= now_ms; ties by id), none when nothing is
+  // due. The dialler names the agents that may dial now: another agent's rows keep their due_at and wait.
+  Result<std::optional<CallbackRow>> next_due(int64_t now_ms, const std::vector<std::string>& agent_uuids);
+  // The earliest due_at of a scheduled row of one of agent_uuids (the dialler's wake-up), none when none.
+  Result<std::optional<int64_t>> earliest_due(const std::vector<std::string>& agent_uuids);
+  // A scheduled row waits until due_at_ms (outside calling hours, over the daily cap, agent refused).
   Status defer(int64_t id, int64_t due_at_ms);
-  // scheduled → dialing with call_id, committed before the line dials.
+  // scheduled → dialing with call_id, committed before the line dials; due_at becomes now (the moment it
+  // was dialled, which the daily cap counts). -EBUSY when the row is no longer scheduled (cancelled).
   Status open(int64_t id, std::string_view call_id);
-  // dialing → done with the call's final status (idempotent); returns the row, none when no callback
-  // placed call_id.
+  // dialing → done with the call's final status (idempotent: a row done already is returned as it is);
+  // none when no callback placed call_id.
   Result<std::optional<CallbackRow>> close(std::string_view call_id, std::string_view outcome);
-  // scheduled → state (dnd, expired), or dialing → scheduled (the line never dialled: back in the queue).
+  // scheduled → state (dnd, expired) with outcome; nothing when the row is no longer scheduled.
   Status set_state(int64_t id, std::string_view state, std::optional<std::string_view> outcome);
+  // dialing → scheduled due at due_at_ms, call_id cleared (the line never dialled: back in the queue).
   Status requeue(int64_t id, int64_t due_at_ms);
   Result<std::vector<CallbackRow>> open_rows();  // dialing (start-up recovery)
-  // -ENOENT: no such callback; -EBUSY: not scheduled (dialing or over).
+  // scheduled → cancelled. -ENOENT: no such callback; -EBUSY: not scheduled (dialing or over).
   Status cancel(int64_t id);
+  // Outbound calls created since since_ms that ended not_picked or busy with a retry_config in their
+  // call_config_overrides and have no retry row: the retries a crash between a call's final record and the
+  // dialler hearing of it would owe (start-up; oldest first).
+  Result<std::vector<std::string>> unretried_calls(int64_t since_ms);
+  // Calls callbacks placed to phone since since_ms (by the moment dialled), for the per-number daily cap;
+  // *oldest = the earliest of them.
+  Result<int64_t> calls_since(std::string_view phone, int64_t since_ms, std::optional<int64_t>* oldest);
 
   struct Filter {
     std::vector<std::string> agent_uuids;  // any of; empty = all
@@ -69,7 +82,7 @@ class CallbacksRepo {
     int64_t page = 1, per_page = 25;
   };
   struct Page {
-    std::vector<CallbackRow> rows;  // newest first
+    std::vector<CallbackRow> rows;  // newest first (by id: creation order)
     int64_t total_count = 0;
   };
   Result<Page> list(const Filter& filter);
