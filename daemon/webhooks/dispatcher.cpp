@@ -93,6 +93,9 @@ Result<Dispatcher::Settings> Dispatcher::settings_from(const Config& config, std
   return s;
 }
 
+Dispatcher::Dispatcher(WebhookDeliveriesRepo& repo, const Clock& clock, ClientSource client)
+    : repo_(repo), clock_(clock), client_source_(std::move(client)) {}
+
 Result<std::unique_ptr<Dispatcher>> Dispatcher::create(WebhookDeliveriesRepo& repo, const Clock& clock,
                                                        ClientSource client, const Config& config) {
   std::unique_ptr<Dispatcher> d(new Dispatcher(repo, clock, std::move(client)));

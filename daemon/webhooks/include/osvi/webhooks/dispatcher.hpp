@@ -69,8 +69,7 @@ class Dispatcher {
   };
   struct Flight;
 
-  Dispatcher(WebhookDeliveriesRepo& repo, const Clock& clock, ClientSource client)
-      : repo_(repo), clock_(clock), client_source_(std::move(client)) {}
+  Dispatcher(WebhookDeliveriesRepo& repo, const Clock& clock, ClientSource client);
   static Result<Settings> settings_from(const Config& config, std::string* default_secret);
   net::HttpClient* client();
   void schedule_pump(int64_t delay_ms);
