@@ -55,27 +55,24 @@ struct Dispatcher::Flight {
   net::HttpClient::Id transfer = 0;
 };
 
-Result<Dispatcher::Settings> Dispatcher::settings_from(const Config& config, std::string* default_secret) {
+Result<Dispatcher::Settings> Dispatcher::settings_from(const Config& config) {
   Settings s;
   s.webhooks = config.webhooks;
   auto guard = net::TargetGuard::create(config.webhooks.allowed_targets);
   if (!guard) return make_error("webhooks.allowed_targets: " + guard.error().message, -EINVAL);
   s.guard = std::make_shared<const net::TargetGuard>(std::move(*guard));
-  std::string secret = config.webhooks.signing_secret;
-  if (secret.empty()) {
-    auto generated = load_or_create_secret_file(config.state_dir + "/webhook_secret");
-    if (!generated) return make_error("webhooks: the box's signing secret: " + generated.error().message, -EINVAL);
-    secret = *generated;
+  s.secret_file = config.state_dir + "/webhook_secret";
+  if (!config.webhooks.signing_secret.empty()) {
+    auto key = decode_secret(config.webhooks.signing_secret);
+    if (!key) return make_error("webhooks.signing_secret: " + key.error().message, -EINVAL);
+    s.default_key = *key;
   }
-  auto key = decode_secret(secret);
-  if (!key) return make_error("webhooks.signing_secret: " + key.error().message, -EINVAL);
-  s.default_key = *key;
-  *default_secret = secret;
   for (size_t i = 0; i < config.agents.size(); ++i) {
     const AgentConfig& agent = config.agents[i];
     for (size_t j = 0; j < agent.analysis.integrations.size(); ++j) {
       const IntegrationConfig& in = agent.analysis.integrations[j];
-      std::string k = s.default_key;
+      Integration entry;
+      entry.active = in.active;
       if (!in.secret.empty()) {
         auto own = decode_secret(in.secret);
         if (!own) {
@@ -83,14 +80,28 @@ Result<Dispatcher::Settings> Dispatcher::settings_from(const Config& config, std
                                 "].secret: " + own.error().message,
                             -EINVAL);
         }
-        k = *own;
+        entry.key = *own;
       }
-      // An inactive integration is kept as "" so a queued delivery of it is dead-lettered as deactivated,
-      // not as unknown.
-      s.integrations[integration_key(agent.agent_uuid, in.name)] = in.active ? k : std::string();
+      s.integrations[integration_key(agent.agent_uuid, in.name)] = std::move(entry);
     }
   }
   return s;
+}
+
+Result<std::string> Dispatcher::default_key() {
+  if (!settings_.default_key.empty()) return settings_.default_key;
+  auto secret = load_or_create_secret_file(settings_.secret_file);
+  if (!secret) return secret.error();
+  auto key = decode_secret(*secret);
+  if (!key) return key.error();
+  settings_.default_key = *key;  // kept until the next set_config
+  return key;
+}
+
+Result<std::string> Dispatcher::default_secret() {
+  auto key = default_key();
+  if (!key) return key.error();
+  return encode_secret(*key);
 }
 
 Dispatcher::Dispatcher(WebhookDeliveriesRepo& repo, const Clock& clock, ClientSource client)
@@ -111,11 +122,9 @@ Dispatcher::~Dispatcher() {
 }
 
 Status Dispatcher::set_config(const Config& config) {
-  std::string secret;
-  auto s = settings_from(config, &secret);
+  auto s = settings_from(config);
   if (!s) return s.error();
   settings_ = std::move(*s);
-  default_secret_ = std::move(secret);
   if (started_) poke();  // a shorter backoff or a wider guard may make something due now
   return {};
 }
@@ -189,7 +198,7 @@ void Dispatcher::begin(const WebhookDelivery& d) {
   Flight& flight = *f;
   flights_.emplace(d.destination, std::move(f));
 
-  std::string key = settings_.default_key;
+  std::string key;
   if (d.kind == "integration") {
     auto it = settings_.integrations.find(integration_key(d.agent_uuid, d.integration));
     if (it == settings_.integrations.end()) {
@@ -197,12 +206,20 @@ void Dispatcher::begin(const WebhookDelivery& d) {
                false);
       return;
     }
-    if (it->second.empty()) {
+    if (!it->second.active) {
       conclude(flight, std::nullopt, "integration " + d.integration + " of agent " + d.agent_uuid + " is inactive",
                false);
       return;
     }
-    key = it->second;
+    key = it->second.key;
+  }
+  if (key.empty()) {
+    auto box = default_key();
+    if (!box) {
+      conclude(flight, std::nullopt, "no signing secret: " + box.error().message, true);
+      return;
+    }
+    key = *box;
   }
   // Signed at send time: the timestamp is the attempt's, so a receiver's replay window judges this attempt.
   const int64_t ts = flight.started_wall_ms / 1000;

@@ -5,6 +5,7 @@
 #include "osvi/webhooks/dispatcher.hpp"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cstdio>
 
@@ -156,12 +157,15 @@ TEST_F(DispatcherTest, DeliversSignedWithTheHeadersDocumented) {
 TEST_F(DispatcherTest, GeneratedBoxSecretSignsWhenNoneIsConfigured) {
   cfg.webhooks.signing_secret.clear();
   make_dispatcher();
-  auto file = load_or_create_secret_file(dir.file("webhook_secret"));
-  ASSERT_TRUE(file.ok());
-  EXPECT_EQ(dispatcher->default_secret(), *file);
+  EXPECT_NE(::access(dir.file("webhook_secret").c_str(), F_OK), 0);  // nothing written until a delivery needs it
   const int64_t id = enqueue(delivery(1, rx));
   dispatcher->poke();
   ASSERT_TRUE(run_until_attempts(id, 1));
+  auto file = load_or_create_secret_file(dir.file("webhook_secret"));
+  ASSERT_TRUE(file.ok());
+  auto shown = dispatcher->default_secret();
+  ASSERT_TRUE(shown.ok());
+  EXPECT_EQ(*shown, *file);
   ASSERT_EQ(rx.count(), 1u);
   EXPECT_EQ(python_verify(rx.requests()[0], *file, dir), "ok");
 }

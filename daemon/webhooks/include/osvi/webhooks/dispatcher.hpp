@@ -57,20 +57,29 @@ class Dispatcher {
   };
   const Stats& stats() const { return stats_; }
   size_t in_flight() const { return flights_.size(); }
-  // The box's signing secret ("whsec_..."): webhooks.signing_secret, or the generated one.
-  const std::string& default_secret() const { return default_secret_; }
+  // The box's signing secret ("whsec_..."): webhooks.signing_secret, or the generated file's (created now
+  // when missing).
+  Result<std::string> default_secret();
 
  private:
+  struct Integration {
+    bool active = true;
+    std::string key;  // bytes; "" = the box's secret
+  };
   struct Settings {
     WebhooksConfig webhooks;
-    std::string default_key;                           // bytes
-    std::map<std::string, std::string> integrations;  // agent_uuid + '\n' + name → key bytes ("" inactive)
+    std::string default_key;  // bytes of webhooks.signing_secret; "" = the generated file's, read when needed
+    std::string secret_file;  // <state_dir>/webhook_secret
+    std::map<std::string, Integration> integrations;  // by agent_uuid + '\n' + name
     std::shared_ptr<const net::TargetGuard> guard;
   };
   struct Flight;
 
   Dispatcher(WebhookDeliveriesRepo& repo, const Clock& clock, ClientSource client);
-  static Result<Settings> settings_from(const Config& config, std::string* default_secret);
+  static Result<Settings> settings_from(const Config& config);
+  // The box's key: webhooks.signing_secret, else the generated file (created on the first delivery that needs
+  // it, so an idle box writes nothing).
+  Result<std::string> default_key();
   net::HttpClient* client();
   void schedule_pump(int64_t delay_ms);
   void pump();
@@ -85,7 +94,6 @@ class Dispatcher {
   ClientSource client_source_;
   net::HttpClient* client_ = nullptr;
   Settings settings_;
-  std::string default_secret_;
   std::map<std::string, std::unique_ptr<Flight>> flights_;  // by destination
   net::HttpClient::TimerId pump_timer_ = 0;
   int64_t pump_at_ms_ = 0;  // steady ms the pump timer is due (the client's timers run on the steady clock)
