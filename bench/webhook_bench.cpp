@@ -77,8 +77,8 @@ int run(int deliveries, int destinations, const std::string& body) {
   test::WebhookReceiver rx;
   if (!store || !driver || !rx.start()) return 1;
   enqueue(**store, rx, 0, deliveries, destinations, body, clock.wall_ms());
-  auto d = webhooks::Dispatcher::create(
-      (*store)->webhooks(), clock, [&] { return &(*driver)->client(); }, config(dir.path(), destinations));
+  auto d = webhooks::Dispatcher::create((*store)->webhooks(), clock, [&] { return &(*driver)->client(); },
+                                        config(dir.path(), destinations));
   if (!d) return 1;
   const double t0 = now_s();
   (*d)->start();
@@ -108,8 +108,8 @@ int memory(int pending, const std::string& body) {
   auto cfg = config(dir.path(), 16);
   cfg.webhooks.initial_backoff_ms = 1;  // retry the head as fast as it fails: the busiest idle there is
   cfg.webhooks.max_backoff_ms = 1;
-  auto d = webhooks::Dispatcher::create(
-      (*store)->webhooks(), clock, [&] { return &(*driver)->client(); }, cfg);
+  auto d =
+      webhooks::Dispatcher::create((*store)->webhooks(), clock, [&] { return &(*driver)->client(); }, cfg);
   if (!d) return 1;
   (*d)->start();
   (*driver)->run_for(2000);

@@ -38,21 +38,23 @@ void add_int_or_null(cJSON* o, const char* name, const std::optional<int64_t>& v
 }
 
 // One delivery as both endpoints show it; attempts (the log) only when given.
-JsonPtr delivery_json(const WebhookDelivery& d, int offset, const std::vector<const WebhookAttempt*>* attempts) {
+JsonPtr delivery_json(const WebhookDelivery& d, int offset,
+                      const std::vector<const WebhookAttempt*>* attempts) {
   JsonPtr o(cJSON_CreateObject());
   cJSON* j = o.get();
   net::json_add_string(j, "webhook_id", d.webhook_id);
   net::json_add_string_or_null(j, "call_id", d.call_id);
   net::json_add_string(j, "kind", d.kind);
-  net::json_add_string_or_null(j, "integration",
-                               d.integration.empty() ? std::nullopt : std::optional<std::string>(d.integration));
+  net::json_add_string_or_null(
+      j, "integration", d.integration.empty() ? std::nullopt : std::optional<std::string>(d.integration));
   net::json_add_string(j, "method", d.method);
   net::json_add_string(j, "url", d.url);
   net::json_add_string(j, "state", d.state);
   cJSON_AddNumberToObject(j, "attempts", static_cast<double>(d.attempts));
   net::json_add_string(j, "created_at", format_local_iso(d.created_at_ms, offset));
   add_time_or_null(j, "next_attempt_at",
-                   d.state == "pending" ? std::optional<int64_t>(d.next_attempt_at_ms) : std::nullopt, offset);
+                   d.state == "pending" ? std::optional<int64_t>(d.next_attempt_at_ms) : std::nullopt,
+                   offset);
   net::json_add_string(j, "expires_at", format_local_iso(d.expires_at_ms, offset));
   add_time_or_null(j, "delivered_at", d.state == "delivered" ? d.finished_at_ms : std::nullopt, offset);
   add_time_or_null(j, "finished_at", d.finished_at_ms, offset);
@@ -74,7 +76,8 @@ JsonPtr delivery_json(const WebhookDelivery& d, int offset, const std::vector<co
 }
 
 // A positive integer query parameter within [1, max]; def when absent; nullopt when malformed.
-std::optional<int64_t> positive_param(const HttpRequest& request, const char* name, int64_t def, int64_t max) {
+std::optional<int64_t> positive_param(const HttpRequest& request, const char* name, int64_t def,
+                                      int64_t max) {
   auto v = request.query_param(name);
   if (!v || v->empty()) return def;
   int64_t n = 0;
@@ -90,8 +93,8 @@ void Api::call_deliveries(HttpRequest& request, HttpReply reply) {
   if (!c) return;
   WebhookDeliveriesRepo& repo = ctx_.store->webhooks();
   auto deliveries = repo.for_call(c->call_id);
-  auto attempts = deliveries ? repo.attempts_for_call(c->call_id) : Result<std::vector<WebhookAttempt>>(
-                                                                          deliveries.error());
+  auto attempts = deliveries ? repo.attempts_for_call(c->call_id)
+                             : Result<std::vector<WebhookAttempt>>(deliveries.error());
   if (!deliveries || !attempts) {
     log::error("cannot read webhook deliveries: " +
                    (deliveries ? attempts.error().message : deliveries.error().message),
@@ -108,7 +111,8 @@ void Api::call_deliveries(HttpRequest& request, HttpReply reply) {
   static const std::vector<const WebhookAttempt*> kNone;
   for (const WebhookDelivery& d : *deliveries) {
     auto it = by_delivery.find(d.id);
-    cJSON_AddItemToArray(arr, delivery_json(d, offset, it == by_delivery.end() ? &kNone : &it->second).release());
+    cJSON_AddItemToArray(arr,
+                         delivery_json(d, offset, it == by_delivery.end() ? &kNone : &it->second).release());
   }
   reply.send(success(std::move(data)));
 }
@@ -143,7 +147,8 @@ void Api::dead_deliveries(HttpRequest& request, HttpReply reply) {
   JsonPtr root(cJSON_CreateObject());
   cJSON_AddBoolToObject(root.get(), "success", true);
   cJSON* data = cJSON_AddArrayToObject(root.get(), "data");
-  for (const WebhookDelivery& d : *rows) cJSON_AddItemToArray(data, delivery_json(d, offset, nullptr).release());
+  for (const WebhookDelivery& d : *rows)
+    cJSON_AddItemToArray(data, delivery_json(d, offset, nullptr).release());
   cJSON* meta = cJSON_AddObjectToObject(root.get(), "meta");
   cJSON_AddNumberToObject(meta, "current_page", static_cast<double>(*page));
   cJSON_AddNumberToObject(meta, "total_pages", static_cast<double>((total + *per_page - 1) / *per_page));

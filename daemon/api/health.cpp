@@ -68,7 +68,8 @@ void Api::health(HttpRequest&, HttpReply reply) {
         w, "oldest_pending_age_s",
         wh->oldest_pending_ms == 0
             ? 0.0
-            : static_cast<double>(std::max<int64_t>(0, ctx_.clock->wall_ms() - wh->oldest_pending_ms) / 1000));
+            : static_cast<double>(std::max<int64_t>(0, ctx_.clock->wall_ms() - wh->oldest_pending_ms) /
+                                  1000));
   } else {
     log::error("cannot count webhook deliveries: " + wh.error().message);
     cJSON_AddNullToObject(data.get(), "webhooks");

@@ -16,7 +16,8 @@ namespace {
 using sql::wrap;
 
 constexpr const char* kColumns =
-    "id, webhook_id, call_id, kind, agent_uuid, integration, destination, method, url, headers_json, body, state, "
+    "id, webhook_id, call_id, kind, agent_uuid, integration, destination, method, url, headers_json, body, "
+    "state, "
     "attempts, next_attempt_at, expires_at, last_status, last_error, created_at, finished_at";
 
 std::vector<std::string> parse_headers(const std::string& text) {
@@ -81,13 +82,15 @@ std::string headers_json(const std::vector<std::string>& headers) {
 Result<bool> WebhookDeliveriesRepo::enqueue(const WebhookDelivery& d) {
   const int64_t created = d.created_at_ms != 0 ? d.created_at_ms : db_.clock().wall_ms();
   auto stmt = db_.sql().cached(
-      "INSERT INTO webhook_deliveries (webhook_id, call_id, kind, agent_uuid, integration, destination, method, "
-      "url, headers_json, body, next_attempt_at, expires_at, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
+      "INSERT INTO webhook_deliveries (webhook_id, call_id, kind, agent_uuid, integration, destination, "
+      "method, "
+      "url, headers_json, body, next_attempt_at, expires_at, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, "
+      "?8, "
       "?9, ?10, ?11, ?12, ?13) ON CONFLICT (call_id, kind, integration) DO NOTHING");
   if (!stmt.ok()) return wrap("queueing a webhook delivery", stmt.error());
-  (*stmt)->bind_all(d.webhook_id, d.call_id, d.kind, d.agent_uuid, d.integration, d.destination, d.method, d.url,
-                    headers_json(d.headers), d.body, d.next_attempt_at_ms != 0 ? d.next_attempt_at_ms : created,
-                    d.expires_at_ms, created);
+  (*stmt)->bind_all(d.webhook_id, d.call_id, d.kind, d.agent_uuid, d.integration, d.destination, d.method,
+                    d.url, headers_json(d.headers), d.body,
+                    d.next_attempt_at_ms != 0 ? d.next_attempt_at_ms : created, d.expires_at_ms, created);
   if (Status s = (*stmt)->run(); !s.ok()) return wrap("queueing a webhook delivery", s.error());
   return db_.sql().changes() > 0;
 }
@@ -108,8 +111,10 @@ Result<std::vector<WebhookDelivery>> WebhookDeliveriesRepo::for_call(std::string
 
 Result<std::vector<WebhookAttempt>> WebhookDeliveriesRepo::attempts_for_call(std::string_view call_id) {
   auto stmt = db_.sql().cached(
-      "SELECT a.delivery_id, a.attempt, a.started_at, a.status_code, a.latency_ms, a.error FROM webhook_attempts a "
-      "JOIN webhook_deliveries d ON d.id = a.delivery_id WHERE d.call_id = ?1 ORDER BY a.delivery_id, a.attempt");
+      "SELECT a.delivery_id, a.attempt, a.started_at, a.status_code, a.latency_ms, a.error FROM "
+      "webhook_attempts a "
+      "JOIN webhook_deliveries d ON d.id = a.delivery_id WHERE d.call_id = ?1 ORDER BY a.delivery_id, "
+      "a.attempt");
   if (!stmt.ok()) return wrap("reading a call's webhook attempts", stmt.error());
   (*stmt)->bind_all(call_id);
   std::vector<WebhookAttempt> out;
@@ -133,10 +138,11 @@ Result<std::vector<WebhookDelivery>> WebhookDeliveriesRepo::heads(std::string_vi
   // The recursive part walks the distinct destinations of the pending index one seek at a time (SQLite has
   // no skip-scan for this shape); each destination's head is then one more seek on (destination, id).
   static const std::string sql =
-      std::string("WITH RECURSIVE dest(name) AS (SELECT (SELECT MIN(destination) FROM webhook_deliveries WHERE "
-                  "state = 'pending' AND destination > ?1) UNION ALL SELECT (SELECT MIN(destination) FROM "
-                  "webhook_deliveries WHERE state = 'pending' AND destination > dest.name) FROM dest WHERE "
-                  "dest.name IS NOT NULL LIMIT ?2) SELECT ") +
+      std::string(
+          "WITH RECURSIVE dest(name) AS (SELECT (SELECT MIN(destination) FROM webhook_deliveries WHERE "
+          "state = 'pending' AND destination > ?1) UNION ALL SELECT (SELECT MIN(destination) FROM "
+          "webhook_deliveries WHERE state = 'pending' AND destination > dest.name) FROM dest WHERE "
+          "dest.name IS NOT NULL LIMIT ?2) SELECT ") +
       kColumns +
       " FROM dest JOIN webhook_deliveries w ON w.id = (SELECT id FROM webhook_deliveries WHERE state = "
       "'pending' AND destination = dest.name ORDER BY id LIMIT 1) ORDER BY w.destination";
@@ -150,18 +156,20 @@ Status WebhookDeliveriesRepo::record_attempt(const WebhookAttempt& a, std::strin
   return db_.transaction([&]() -> Status {
     const int64_t now = db_.clock().wall_ms();
     const bool final_state = new_state != "pending";
-    Status s = sql::run(db_.sql(),
-                        "UPDATE webhook_deliveries SET state = ?2, attempts = ?3, last_status = ?4, last_error = ?5, "
-                        "next_attempt_at = COALESCE(?6, next_attempt_at), finished_at = ?7 "
-                        "WHERE id = ?1 AND state = 'pending'",
-                        a.delivery_id, new_state, a.attempt, a.status_code, a.error, next_attempt_at_ms,
-                        final_state ? std::optional<int64_t>(now) : std::nullopt);
+    Status s = sql::run(
+        db_.sql(),
+        "UPDATE webhook_deliveries SET state = ?2, attempts = ?3, last_status = ?4, last_error = ?5, "
+        "next_attempt_at = COALESCE(?6, next_attempt_at), finished_at = ?7 "
+        "WHERE id = ?1 AND state = 'pending'",
+        a.delivery_id, new_state, a.attempt, a.status_code, a.error, next_attempt_at_ms,
+        final_state ? std::optional<int64_t>(now) : std::nullopt);
     if (!s.ok()) return wrap(what, s.error());
     if (db_.sql().changes() == 0) return make_error("store: " + what + ": no such pending delivery", -ENOENT);
-    s = sql::run(db_.sql(),
-                 "INSERT INTO webhook_attempts (delivery_id, attempt, started_at, status_code, latency_ms, error) "
-                 "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                 a.delivery_id, a.attempt, a.started_at_ms, a.status_code, a.latency_ms, a.error);
+    s = sql::run(
+        db_.sql(),
+        "INSERT INTO webhook_attempts (delivery_id, attempt, started_at, status_code, latency_ms, error) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        a.delivery_id, a.attempt, a.started_at_ms, a.status_code, a.latency_ms, a.error);
     if (!s.ok()) return wrap(what, s.error());
     return {};
   });
@@ -170,7 +178,8 @@ Status WebhookDeliveriesRepo::record_attempt(const WebhookAttempt& a, std::strin
 Result<WebhookDeliveriesRepo::Counts> WebhookDeliveriesRepo::counts() {
   auto stmt = db_.sql().cached(
       "SELECT (SELECT COUNT(*) FROM webhook_deliveries WHERE state = 'pending'), (SELECT COUNT(*) FROM "
-      "webhook_deliveries WHERE state = 'dead'), (SELECT COALESCE(MIN(created_at), 0) FROM webhook_deliveries "
+      "webhook_deliveries WHERE state = 'dead'), (SELECT COALESCE(MIN(created_at), 0) FROM "
+      "webhook_deliveries "
       "WHERE state = 'pending')");
   if (!stmt.ok()) return wrap("counting webhook deliveries", stmt.error());
   auto row = (*stmt)->step();
@@ -184,7 +193,8 @@ Result<WebhookDeliveriesRepo::Counts> WebhookDeliveriesRepo::counts() {
   return c;
 }
 
-Result<std::vector<WebhookDelivery>> WebhookDeliveriesRepo::dead(int64_t page, int64_t per_page, int64_t* total) {
+Result<std::vector<WebhookDelivery>> WebhookDeliveriesRepo::dead(int64_t page, int64_t per_page,
+                                                                 int64_t* total) {
   if (total != nullptr) {
     auto stmt = db_.sql().cached("SELECT COUNT(*) FROM webhook_deliveries WHERE state = 'dead'");
     if (!stmt.ok()) return wrap("counting dead webhook deliveries", stmt.error());
@@ -192,9 +202,10 @@ Result<std::vector<WebhookDelivery>> WebhookDeliveriesRepo::dead(int64_t page, i
     if (!row.ok()) return wrap("counting dead webhook deliveries", row.error());
     *total = *row ? (*stmt)->int64(0) : 0;
   }
-  static const std::string sql = std::string("SELECT ") + kColumns +
-                                 " FROM webhook_deliveries WHERE state = 'dead' ORDER BY finished_at DESC, id "
-                                 "DESC LIMIT ?1 OFFSET ?2";
+  static const std::string sql =
+      std::string("SELECT ") + kColumns +
+      " FROM webhook_deliveries WHERE state = 'dead' ORDER BY finished_at DESC, id "
+      "DESC LIMIT ?1 OFFSET ?2";
   if (page < 1) page = 1;
   return rows(db_, sql, "reading dead webhook deliveries", per_page, (page - 1) * per_page);
 }

@@ -27,8 +27,9 @@ int64_t steady_ms() {
 
 // Headers every delivery carries and the row's own headers may not replace.
 bool reserved_header(std::string_view line) {
-  static constexpr std::string_view kReserved[] = {"content-type", "user-agent", "webhook-id", "webhook-timestamp",
-                                                   "webhook-signature", "content-length", "host"};
+  static constexpr std::string_view kReserved[] = {
+      "content-type",      "user-agent",     "webhook-id", "webhook-timestamp",
+      "webhook-signature", "content-length", "host"};
   std::string_view name = line.substr(0, line.find(':'));
   while (!name.empty() && name.back() == ' ') name.remove_suffix(1);
   for (std::string_view r : kReserved)
@@ -202,13 +203,13 @@ void Dispatcher::begin(const WebhookDelivery& d) {
   if (d.kind == "integration") {
     auto it = settings_.integrations.find(integration_key(d.agent_uuid, d.integration));
     if (it == settings_.integrations.end()) {
-      conclude(flight, std::nullopt, "integration " + d.integration + " of agent " + d.agent_uuid + " is gone",
-               false);
+      conclude(flight, std::nullopt,
+               "integration " + d.integration + " of agent " + d.agent_uuid + " is gone", false);
       return;
     }
     if (!it->second.active) {
-      conclude(flight, std::nullopt, "integration " + d.integration + " of agent " + d.agent_uuid + " is inactive",
-               false);
+      conclude(flight, std::nullopt,
+               "integration " + d.integration + " of agent " + d.agent_uuid + " is inactive", false);
       return;
     }
     key = it->second.key;
@@ -273,7 +274,8 @@ void Dispatcher::finish(const std::string& destination, const net::HttpClient::D
     }
     if (f.hops >= f.cfg.max_redirects) {
       conclude(f, done.status,
-               "too many redirects (" + std::to_string(f.hops) + " followed, the last to " + f.url + ")", true);
+               "too many redirects (" + std::to_string(f.hops) + " followed, the last to " + f.url + ")",
+               true);
       return;
     }
     ++f.hops;
@@ -291,12 +293,22 @@ void Dispatcher::finish(const std::string& destination, const net::HttpClient::D
   }
   std::string kind;
   switch (done.failure) {
-    case F::connect: kind = "connect: "; break;
-    case F::timeout: kind = "timeout: "; break;
-    case F::reset: kind = "reset: "; break;
-    case F::refused: kind = ""; break;  // "refused target ..." says it all
+    case F::connect:
+      kind = "connect: ";
+      break;
+    case F::timeout:
+      kind = "timeout: ";
+      break;
+    case F::reset:
+      kind = "reset: ";
+      break;
+    case F::refused:
+      kind = "";
+      break;  // "refused target ..." says it all
     case F::other:
-    case F::none: kind = "error: "; break;
+    case F::none:
+      kind = "error: ";
+      break;
   }
   std::string error = kind + done.error;
   if (f.hops > 0) error += " (after " + std::to_string(f.hops) + " redirect(s), at " + f.url + ")";
@@ -313,7 +325,8 @@ int64_t Dispatcher::backoff_ms(int64_t attempt) {
   delay = std::min(delay, static_cast<double>(w.max_backoff_ms));
   // ±20 % jitter, so receivers that came back are not hit by every box's retries in the same second.
   std::uniform_real_distribution<double> jitter(0.8, 1.2);
-  return std::max<int64_t>(1, std::llround(std::min(delay * jitter(rng_), static_cast<double>(w.max_backoff_ms))));
+  return std::max<int64_t>(
+      1, std::llround(std::min(delay * jitter(rng_), static_cast<double>(w.max_backoff_ms))));
 }
 
 void Dispatcher::conclude(Flight& f, std::optional<int64_t> status, std::optional<std::string> error,

@@ -88,7 +88,8 @@ std::string encode_secret(std::string_view key) {
   return std::string(kPrefix) + base64_encode(key);
 }
 
-std::string sign(std::string_view key, std::string_view webhook_id, int64_t timestamp_s, std::string_view body) {
+std::string sign(std::string_view key, std::string_view webhook_id, int64_t timestamp_s,
+                 std::string_view body) {
   std::string content;
   content.reserve(webhook_id.size() + body.size() + 24);
   content.append(webhook_id).append(".").append(std::to_string(timestamp_s)).append(".").append(body);
@@ -96,8 +97,8 @@ std::string sign(std::string_view key, std::string_view webhook_id, int64_t time
   unsigned int len = 0;
   static const unsigned char kEmpty = 0;  // OpenSSL reads a null key as "reuse the previous one"
   const void* k = key.empty() ? static_cast<const void*>(&kEmpty) : static_cast<const void*>(key.data());
-  if (HMAC(EVP_sha256(), k, static_cast<int>(key.size()), reinterpret_cast<const unsigned char*>(content.data()),
-           content.size(), mac, &len) == nullptr)
+  if (HMAC(EVP_sha256(), k, static_cast<int>(key.size()),
+           reinterpret_cast<const unsigned char*>(content.data()), content.size(), mac, &len) == nullptr)
     return {};
   return "v1," + base64_encode(std::string_view(reinterpret_cast<const char*>(mac), len));
 }

@@ -329,7 +329,8 @@ void HttpClient::after_action() {
     }
     char* redirect = nullptr;
     if (done.status >= 300 && done.status < 400 &&
-        curl_easy_getinfo(owned->easy.get(), CURLINFO_REDIRECT_URL, &redirect) == CURLE_OK && redirect != nullptr)
+        curl_easy_getinfo(owned->easy.get(), CURLINFO_REDIRECT_URL, &redirect) == CURLE_OK &&
+        redirect != nullptr)
       done.redirect_url = redirect;
     release(*owned);
     if (code == CURLE_OK) Impl::fire_sent(*owned);

@@ -63,7 +63,8 @@ class ApiDeliveries : public ::testing::Test {
   void TearDown() override { served_.stop(); }
 
   net::JsonPtr get(const std::string& path, long* status, const std::string& token = kTok) {
-    auto r = test::http_request("GET", "http://127.0.0.1:" + std::to_string(served_.port()) + path, token, "");
+    auto r =
+        test::http_request("GET", "http://127.0.0.1:" + std::to_string(served_.port()) + path, token, "");
     *status = r.status;
     std::string why;
     return net::json_parse(r.body, &why);

@@ -15,12 +15,26 @@ std::optional<std::string> check(const TargetGuard& g, const char* text) {
 
 TEST(TargetGuard, RefusesLoopbackLinkLocalMetadataUnspecified) {
   TargetGuard g;
-  const char* refused[] = {"127.0.0.1", "127.255.0.9", "::1", "169.254.1.1", "fe80::1", "febf::1",
-                           "169.254.169.254", "fd00:ec2::254", "100.100.100.200", "0.0.0.0", "0.1.2.3", "::",
-                           "::ffff:127.0.0.1", "::ffff:169.254.169.254", "::127.0.0.1", "::ffff:0.0.0.0"};
+  const char* refused[] = {"127.0.0.1",
+                           "127.255.0.9",
+                           "::1",
+                           "169.254.1.1",
+                           "fe80::1",
+                           "febf::1",
+                           "169.254.169.254",
+                           "fd00:ec2::254",
+                           "100.100.100.200",
+                           "0.0.0.0",
+                           "0.1.2.3",
+                           "::",
+                           "::ffff:127.0.0.1",
+                           "::ffff:169.254.169.254",
+                           "::127.0.0.1",
+                           "::ffff:0.0.0.0"};
   for (const char* a : refused) EXPECT_TRUE(check(g, a).has_value()) << a;
-  const char* allowed[] = {"10.0.0.1", "192.168.1.10", "8.8.8.8", "100.100.100.201", "169.253.255.255",
-                           "2001:db8::1", "fec0::1", "fd00:ec2::253", "::ffff:8.8.8.8", "172.16.0.1"};
+  const char* allowed[] = {"10.0.0.1",        "192.168.1.10", "8.8.8.8", "100.100.100.201",
+                           "169.253.255.255", "2001:db8::1",  "fec0::1", "fd00:ec2::253",
+                           "::ffff:8.8.8.8",  "172.16.0.1"};
   for (const char* a : allowed) EXPECT_FALSE(check(g, a).has_value()) << a;
 }
 

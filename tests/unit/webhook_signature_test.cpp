@@ -1,13 +1,12 @@
 // Standard Webhooks signing: the spec's test vector, base64 edge cases, the whsec_ form, the box's secret
 // file, and agreement with an independent implementation (python3's hmac).
-#include "osvi/webhooks/signature.hpp"
-
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
 #include <cstdio>
 #include <string>
 
+#include "osvi/webhooks/signature.hpp"
 #include "test_support.hpp"
 
 namespace osvi::daemon::webhooks {
@@ -62,8 +61,8 @@ TEST(WebhookSignature, BoxSecretIsCreatedOnceWith0600) {
 }
 
 // python3 computes the same header value from the same inputs (the body through a file, so no quoting).
-std::string python_signature(const std::string& secret, const std::string& id, int64_t ts, const std::string& body,
-                             const test::TempDir& dir) {
+std::string python_signature(const std::string& secret, const std::string& id, int64_t ts,
+                             const std::string& body, const test::TempDir& dir) {
   const std::string body_path = dir.file("body");
   test::write_file(body_path, body);
   const std::string cmd =
