@@ -25,8 +25,11 @@ int64_t steady_ms() {
       .count();
 }
 
-// Headers every delivery carries and the row's own headers may not replace.
-bool reserved_header(std::string_view line) {
+// Headers every delivery carries and the row's own headers may not replace; and lines that would split into
+// two headers (CR / LF), which the configuration never produces but a row must not be able to smuggle.
+bool dropped_header(std::string_view line) {
+  if (line.find_first_of("\r\n") != std::string_view::npos || line.find(':') == std::string_view::npos)
+    return true;
   static constexpr std::string_view kReserved[] = {
       "content-type",      "user-agent",     "webhook-id", "webhook-timestamp",
       "webhook-signature", "content-length", "host"};
@@ -224,10 +227,12 @@ void Dispatcher::begin(const WebhookDelivery& d) {
   }
   // Signed at send time: the timestamp is the attempt's, so a receiver's replay window judges this attempt.
   const int64_t ts = flight.started_wall_ms / 1000;
-  const std::string body = d.body.value_or("");
+  // GET and DELETE carry no body whatever the row holds (the client sends none for them), so none is signed.
+  if (d.method == "GET" || d.method == "DELETE") flight.d.body.reset();
+  const std::string body = flight.d.body.value_or("");
   for (const std::string& h : d.headers)
-    if (!reserved_header(h)) flight.headers.push_back(h);
-  if (d.body) flight.headers.emplace_back("Content-Type: application/json");
+    if (!dropped_header(h)) flight.headers.push_back(h);
+  if (flight.d.body) flight.headers.emplace_back("Content-Type: application/json");
   flight.headers.push_back(std::string("User-Agent: osvi-edge/") + kVersion);
   flight.headers.push_back("webhook-id: " + d.webhook_id);
   flight.headers.push_back("webhook-timestamp: " + std::to_string(ts));

@@ -155,6 +155,31 @@ TEST_F(DispatcherTest, DeliversSignedWithTheHeadersDocumented) {
   EXPECT_EQ((*attempts)[0].started_at_ms, clock.wall_ms());
 }
 
+TEST_F(DispatcherTest, GetSendsNoBodyAndRowHeadersCannotReplaceOrSmuggle) {
+  make_dispatcher();
+  WebhookDelivery d = delivery(1, rx, "/hook?call=1");
+  d.method = "GET";
+  d.headers = {"X-Ok: 1", "Content-Type: text/plain", "webhook-id: forged", "X-Bad: a\r\nInjected: yes"};
+  const int64_t id = enqueue(d);  // the row still holds a body: not sent, not signed
+  dispatcher->poke();
+  ASSERT_TRUE(run_until_attempts(id, 1));
+  EXPECT_EQ(row(id).state, "delivered");
+  ASSERT_EQ(rx.count(), 1u);
+  auto r = rx.requests()[0];
+  EXPECT_EQ(r.method, "GET");
+  EXPECT_EQ(r.target, "/hook?call=1");
+  EXPECT_EQ(r.body, "");
+  EXPECT_EQ(r.header("X-Ok"), "1");
+  EXPECT_EQ(r.header("Content-Type"), "");
+  EXPECT_EQ(r.header("Injected"), "");
+  EXPECT_EQ(r.header("X-Bad"), "");
+  int ids = 0;
+  for (const auto& [name, value] : r.headers) ids += name == "webhook-id" ? 1 : 0;
+  EXPECT_EQ(ids, 1);
+  EXPECT_EQ(r.header("webhook-id"), d.webhook_id);
+  EXPECT_EQ(python_verify(r, cfg.webhooks.signing_secret, dir), "ok");
+}
+
 TEST_F(DispatcherTest, GeneratedBoxSecretSignsWhenNoneIsConfigured) {
   cfg.webhooks.signing_secret.clear();
   make_dispatcher();
@@ -403,7 +428,8 @@ TEST_F(DispatcherTest, OneStuckDestinationDoesNotHoldUpAnother) {
   EXPECT_EQ(row(free_id).state, "delivered");
   EXPECT_EQ(row(stuck).attempts, 0);
   EXPECT_EQ(row(behind).attempts, 0);
-  // The stuck request reached its receiver (its thread records it on its own time); the one behind it did not.
+  // The stuck request reached its receiver (its thread records it on its own time); the one behind it did
+  // not.
   EXPECT_TRUE(rx.wait_for(1, 1000));
   driver->run_for(50);
   EXPECT_EQ(rx.count(), 1u);
