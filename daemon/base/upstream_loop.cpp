@@ -1,8 +1,6 @@
 // UpstreamLoop: the OpenAI-compatible upstream on the control loop's HttpLoop, created on first use.
 #include "osvi/base/upstream_loop.hpp"
 
-#include "osvi/base/log.hpp"
-
 namespace osvi::daemon {
 
 Result<std::unique_ptr<UpstreamLoop>> UpstreamLoop::create(EventLoop& loop, net::OpenAiOptions options) {

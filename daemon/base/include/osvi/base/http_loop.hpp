@@ -24,10 +24,8 @@ class HttpLoop {
   HttpLoop(const HttpLoop&) = delete;
   HttpLoop& operator=(const HttpLoop&) = delete;
 
-  // The client, created on first use; null when libcurl could not be initialised (logged once per try).
+  // The client, created on first use; null when libcurl could not be initialised (logged; the next call tries again).
   net::HttpClient* client();
-  // Without creating it.
-  net::HttpClient* existing() const { return client_.get(); }
 
  private:
   HttpLoop(EventLoop& loop, std::string what) : loop_(loop), what_(std::move(what)) {}
