@@ -310,6 +310,9 @@ void Dispatcher::finish(const std::string& destination, const net::HttpClient::D
     case F::refused:
       kind = "";
       break;  // "refused target ..." says it all
+    case F::invalid:
+      kind = "invalid request: ";
+      break;
     case F::other:
     case F::none:
       kind = "error: ";
@@ -317,10 +320,11 @@ void Dispatcher::finish(const std::string& destination, const net::HttpClient::D
   }
   std::string error = kind + done.error;
   if (f.hops > 0) error += " (after " + std::to_string(f.hops) + " redirect(s), at " + f.url + ")";
-  // A refused target cannot succeed by retrying: only a configuration change would let it through, so the
-  // delivery is dead at once and visible in the dead letters rather than retried for the whole horizon.
+  // A refused target or an invalid request (malformed URL, a redirect to a scheme other than http/https)
+  // cannot succeed by retrying: the delivery is dead at once and visible in the dead letters rather than
+  // retried for the whole horizon.
   conclude(f, done.status != 0 ? std::optional<int64_t>(done.status) : std::nullopt, error,
-           done.failure != F::refused);
+           done.failure != F::refused && done.failure != F::invalid);
 }
 
 int64_t Dispatcher::backoff_ms(int64_t attempt) {

@@ -43,6 +43,9 @@ HttpClient::Failure classify(CURLcode code) {
       return HttpClient::Failure::connect;
     case CURLE_OPERATION_TIMEDOUT:
       return HttpClient::Failure::timeout;
+    case CURLE_URL_MALFORMAT:
+    case CURLE_UNSUPPORTED_PROTOCOL:
+      return HttpClient::Failure::invalid;
     case CURLE_RECV_ERROR:
     case CURLE_SEND_ERROR:
     case CURLE_PARTIAL_FILE:

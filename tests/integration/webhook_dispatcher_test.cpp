@@ -367,6 +367,25 @@ TEST_F(DispatcherTest, RedirectToARefusedTargetIsNotFollowed) {
   EXPECT_EQ(rx.count(), 1u);
 }
 
+TEST_F(DispatcherTest, AnInvalidRequestIsDeadAtOnce) {
+  make_dispatcher();
+  rx.set_route("/a", Reply::redirect(302, "ftp://127.0.0.1/file"));
+  const int64_t redirected = enqueue(delivery(1, rx, "/a"));
+  WebhookDelivery bad = delivery(2, rx);
+  bad.url = "gopher://127.0.0.1/x";
+  bad.destination = "elsewhere";
+  const int64_t unsupported = enqueue(bad);
+  dispatcher->poke();
+  ASSERT_TRUE(run_until_attempts(redirected, 1));
+  ASSERT_TRUE(run_until_attempts(unsupported, 1));
+  EXPECT_EQ(row(redirected).state, "dead");
+  EXPECT_EQ(row(redirected).last_error.value_or("").rfind("invalid request: ", 0), 0u)
+      << row(redirected).last_error.value_or("");
+  EXPECT_EQ(row(unsupported).state, "dead");
+  EXPECT_EQ(row(unsupported).last_error.value_or("").rfind("invalid request: ", 0), 0u);
+  EXPECT_EQ(rx.count(), 1u);  // only the first hop of the redirected one
+}
+
 TEST_F(DispatcherTest, RedirectLoopStopsAtMaxRedirects) {
   cfg.webhooks.max_redirects = 2;
   make_dispatcher();

@@ -56,6 +56,7 @@ class HttpClient {
     timeout,  // timeout_ms or connect_timeout_ms passed
     reset,    // the connection broke (or the server answered nothing) after the request was sent
     refused,  // the target guard refused every address of the host (Done::error names the last one)
+    invalid,  // the request cannot be made at all: a malformed URL, a scheme not spoken
     other,
   };
   struct Done {
