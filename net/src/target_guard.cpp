@@ -85,7 +85,7 @@ std::optional<IpAddress> IpAddress::from_sockaddr(const sockaddr* sa, socklen_t 
 bool Cidr::contains(const IpAddress& a) const {
   int bits = prefix;
   for (size_t i = 0; i < 16 && bits > 0; ++i, bits -= 8) {
-    uint8_t mask = bits >= 8 ? 0xff : static_cast<uint8_t>(0xff << (8 - bits));
+    const auto mask = static_cast<uint8_t>(bits >= 8 ? 0xff : 0xff << (8 - bits));
     if ((a.bytes[i] & mask) != (base.bytes[i] & mask)) return false;
   }
   return true;
