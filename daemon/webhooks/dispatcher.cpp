@@ -166,7 +166,11 @@ void Dispatcher::pump() {
   const int64_t now = clock_.wall_ms();
   const size_t max_in_flight = static_cast<size_t>(std::max(1, settings_.webhooks.max_in_flight));
   std::optional<int64_t> next_due;
-  std::string after;
+  // Round robin over the destinations: the scan starts after the destination started last and wraps around,
+  // so with more busy destinations than max_in_flight none waits behind the others' whole backlogs.
+  const std::string start = cursor_;
+  bool wrapped = start.empty();
+  std::string after = start;
   while (flights_.size() < max_in_flight) {
     auto page = repo_.heads(after, kHeadsPage);
     if (!page) {
@@ -174,16 +178,28 @@ void Dispatcher::pump() {
       schedule_pump(kStoreRetryMs);
       return;
     }
+    bool lapped = false;
     for (const WebhookDelivery& d : *page) {
+      if (wrapped && !start.empty() && d.destination > start) {
+        lapped = true;  // seen in the first part of the scan
+        break;
+      }
       if (flights_.size() >= max_in_flight) break;
       if (flights_.count(d.destination) != 0) continue;  // its head is on the wire
       if (d.next_attempt_at_ms <= now) {
+        cursor_ = d.destination;
         begin(d);
       } else if (!next_due || d.next_attempt_at_ms < *next_due) {
         next_due = d.next_attempt_at_ms;
       }
     }
-    if (page->size() < kHeadsPage) break;
+    if (lapped) break;
+    if (page->size() < kHeadsPage) {
+      if (wrapped) break;
+      wrapped = true;
+      after.clear();
+      continue;
+    }
     after = page->back().destination;
   }
   // A full house is looked at again when a flight ends; otherwise when the earliest waiting head is due.

@@ -455,6 +455,24 @@ TEST_F(DispatcherTest, OneStuckDestinationDoesNotHoldUpAnother) {
   EXPECT_EQ(dispatcher->in_flight(), 1u);
 }
 
+TEST_F(DispatcherTest, DestinationsTakeTurnsWhenSlotsAreScarce) {
+  cfg.webhooks.max_in_flight = 1;
+  make_dispatcher();
+  int n = 0;
+  for (int round = 0; round < 3; ++round) {
+    for (const char* dest : {"a", "b", "c"}) {
+      WebhookDelivery d = delivery(++n, rx, std::string("/") + dest);
+      d.destination = dest;
+      enqueue(d);
+    }
+  }
+  dispatcher->poke();
+  ASSERT_TRUE(driver->run_until([&] { return dispatcher->stats().delivered == 9; }, 5000));
+  std::string order;
+  for (const auto& r : rx.requests()) order += r.target.substr(1);
+  EXPECT_EQ(order, "abcabcabc");  // not aaabbbccc: one busy destination does not hold the only slot
+}
+
 TEST_F(DispatcherTest, RestartResendsADeliveryLeftMidFlightWithTheSameId) {
   make_dispatcher();
   rx.push(Reply::of(Mode::hang));

@@ -95,6 +95,7 @@ class Dispatcher {
   net::HttpClient* client_ = nullptr;
   Settings settings_;
   std::map<std::string, std::unique_ptr<Flight>> flights_;  // by destination
+  std::string cursor_;  // the destination started last: the next scan begins after it
   net::HttpClient::TimerId pump_timer_ = 0;
   int64_t pump_at_ms_ = 0;  // steady ms the pump timer is due (the client's timers run on the steady clock)
   bool started_ = false;
