@@ -484,6 +484,19 @@ void FleetSync::publish_telemetry() {
           : 0.0);
   cJSON_AddNumberToObject(ob, "dropped", static_cast<double>(st.dropped));
   cJSON_AddBoolToObject(ob, "alarm", st.over_quota);
+  // The webhook queue, as in /v1/health: the fleet sees receivers that stopped acknowledging.
+  if (auto wh = store_.webhooks().counts(); wh) {
+    cJSON* w = cJSON_AddObjectToObject(t.get(), "webhooks");
+    cJSON_AddNumberToObject(w, "pending", static_cast<double>(wh->pending));
+    cJSON_AddNumberToObject(w, "dead", static_cast<double>(wh->dead));
+    cJSON_AddNumberToObject(
+        w, "oldest_pending_age_s",
+        wh->oldest_pending_ms > 0
+            ? static_cast<double>(std::max<int64_t>(0, now_ms - wh->oldest_pending_ms) / 1000)
+            : 0.0);
+  } else {
+    log::error("fleet: cannot count webhook deliveries: " + wh.error().message);
+  }
   cJSON* ups = cJSON_AddArrayToObject(t.get(), "upstreams");
   if (hooks_.upstreams) {
     for (const net::BreakerState& u : hooks_.upstreams()) {

@@ -291,6 +291,10 @@ TEST_F(MqttTest, BirthAndTelemetryReportTheLines) {
   EXPECT_EQ(cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(t.get(), "xruns")), 0);
   // No request went upstream yet: no provider, and libcurl is still not set up for one.
   EXPECT_EQ(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(t.get(), "upstreams")), 0);
+  const cJSON* wh = cJSON_GetObjectItemCaseSensitive(t.get(), "webhooks");
+  ASSERT_TRUE(cJSON_IsObject(wh)) << tel->payload;
+  EXPECT_EQ(cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(wh, "pending")), 0);
+  EXPECT_EQ(cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(wh, "dead")), 0);
   d->signal(SIGTERM);
   EXPECT_EQ(d->wait_exit(10s), 0);
 }

@@ -10,6 +10,7 @@
 #include "osvi/api/api.hpp"
 #include "osvi/app/demo.hpp"
 #include "osvi/base/event_loop.hpp"
+#include "osvi/base/http_loop.hpp"
 #include "osvi/base/time_zone.hpp"
 #include "osvi/base/upstream_loop.hpp"
 #include "osvi/calls/call_manager.hpp"
@@ -25,6 +26,7 @@
 #include "osvi/store/heartbeat.hpp"
 #include "osvi/store/recordings.hpp"
 #include "osvi/store/store.hpp"
+#include "osvi/webhooks/dispatcher.hpp"
 
 namespace osvi::daemon {
 
@@ -98,6 +100,16 @@ class App {
   void start_analysis();
   std::unique_ptr<AnalysisService> analysis_;
   std::string recording_key_;
+
+  // --- Webhooks (issue 14): the delivery engine, on an HttpLoop of its own (start_webhooks). Whoever
+  // queues deliveries (the webhook service) calls webhook_dispatcher()->poke() once they are committed.
+ public:
+  webhooks::Dispatcher* webhook_dispatcher() { return webhook_dispatcher_.get(); }
+
+ private:
+  Status start_webhooks();
+  std::unique_ptr<HttpLoop> webhook_http_;
+  std::unique_ptr<webhooks::Dispatcher> webhook_dispatcher_;  // before webhook_http_ is gone, after the store
 };
 
 }  // namespace osvi::daemon
