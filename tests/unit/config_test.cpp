@@ -1186,7 +1186,9 @@ TEST(ConfigWebhooks, SecretsAreStandardWebhooksAndNeverEchoed) {
                                 "whsec_AAEC*wQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=", "whsec_"}) {
     const std::string msg = rejection(with_secret(bad));
     EXPECT_PATH(msg, p);
-    if (bad.size() > 6) EXPECT_EQ(msg.find(bad.substr(6)), std::string::npos) << msg;
+    if (bad.size() > 6) {
+      EXPECT_EQ(msg.find(bad.substr(6)), std::string::npos) << msg;
+    }
   }
   EXPECT_EQ(accepted(with_secret("whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYX")).agents.at(0).analysis.integrations.at(0).secret,
             "whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYX");  // 24 bytes, the minimum
