@@ -393,7 +393,30 @@ Status App::start() {
   }
   lines_changed();
   start_dialer();
+  start_webhooks();
   return {};
+}
+
+void App::start_webhooks() {
+  // Without it calls are still taken; their jobs wait in the store (webhooks_state waiting) for a later run.
+  WebhookContext ctx;
+  ctx.clock = clock_.get();
+  ctx.store = store_.get();
+  ctx.timer = [this](std::function<void()> fire) { return make_loop_call_timer(*loop_, std::move(fire)); };
+  // HOOK: ctx.on_queued = [this] { if (dispatcher_) dispatcher_->poke(); } once the Dispatcher is wired here.
+  auto webhooks = WebhookService::create(std::move(ctx));
+  if (!webhooks) {
+    log::error("post-call webhooks cannot start: " + webhooks.error().message);
+    return;
+  }
+  (*webhooks)->set_config(config_.get());
+  // HOOK: (*webhooks)->attach(*analysis_) once AnalysisService is wired here (start_analysis, before this):
+  // until then only start() below finds the calls whose analysis is over.
+  if (Status s = (*webhooks)->start(); !s) {
+    log::error("post-call webhooks are stopped: " + s.error().message);
+    return;
+  }
+  webhooks_ = std::move(*webhooks);
 }
 
 void App::start_dialer() {
@@ -597,6 +620,7 @@ Status App::apply(Config new_cfg) {
   call_ctx_.calls = config_->calls;
   if (calls_) calls_->set_config(config_.get());
   if (dialer_) dialer_->set_config(config_.get());
+  if (webhooks_) webhooks_->set_config(config_.get());
   if (lines_ && config_->lines != lines_->configs())  // lines are not restarted under a call
     log::warning("lines: the changed configuration applies at the next restart of osvid");
   log::notice("configuration reloaded (" + std::to_string(config_->agents.size()) + " agents)",
@@ -635,6 +659,7 @@ void App::stop(const char* why) {
   sd_notify(0, "STOPPING=1\nSTATUS=Stopping");
   log::notice(std::string("stopping on ") + why, {}, log::id::kStopping);
   if (server_) server_->quiesce();
+  webhooks_.reset();  // what it has not queued stays waiting in the store: the next start queues it
   if (campaigns_) campaigns_->set_dialer(nullptr);
   dialer_.reset();  // dials nothing more; the calls it placed are recorded by the engine's shutdown
   if (calls_) calls_->shutdown();  // every live call hung up and recorded
@@ -656,6 +681,7 @@ int App::run() {
   api_.reset();
   api_ctx_.calls = nullptr;
   if (lines_) lines_->set_event_sink({});
+  webhooks_.reset();  // before the analysis it listens to and the store it writes
   if (campaigns_) campaigns_->set_dialer(nullptr);
   dialer_.reset();  // before the calls engine it listens to
   calls_.reset();

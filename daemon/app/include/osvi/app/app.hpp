@@ -24,6 +24,7 @@
 #include "osvi/store/heartbeat.hpp"
 #include "osvi/store/recordings.hpp"
 #include "osvi/store/store.hpp"
+#include "osvi/webhooks/webhook_service.hpp"
 
 namespace osvi::daemon {
 
@@ -93,6 +94,10 @@ class App {
   // The campaign dialler, after the calls engine it places calls with (start_dialer, at the end of start).
   void start_dialer();
   std::unique_ptr<Dialer> dialer_;
+  // Post-call webhooks: queues each finished call's deliveries once its analysis is over (start_webhooks,
+  // after the analysis it listens to).
+  void start_webhooks();
+  std::unique_ptr<WebhookService> webhooks_;
   std::string recording_key_;
 };
 
