@@ -219,7 +219,8 @@ bool is_cidr(std::string_view s, std::string* why) {
   if (slash == std::string_view::npos) return fail();
   const std::string addr(s.substr(0, slash));
   const std::string_view len = s.substr(slash + 1);
-  if (len.empty() || len.size() > 3 || !all_of(len, [](char c) { return c >= '0' && c <= '9'; })) return fail();
+  if (len.empty() || len.size() > 3 || !all_of(len, [](char c) { return c >= '0' && c <= '9'; }))
+    return fail();
   const int prefix = std::stoi(std::string(len));
   unsigned char bytes[16] = {};
   size_t n = 0;
@@ -233,8 +234,8 @@ bool is_cidr(std::string_view s, std::string* why) {
   // Host bits set ("127.0.0.1/8") usually mean a typo in the prefix; the network address is unambiguous.
   for (size_t bit = static_cast<size_t>(prefix); bit < n * 8; ++bit) {
     if (bytes[bit / 8] & (0x80 >> (bit % 8))) {
-      *why = "has host bits set after the /" + std::to_string(prefix) + " prefix: write the network address, got " +
-             quote(s);
+      *why = "has host bits set after the /" + std::to_string(prefix) +
+             " prefix: write the network address, got " + quote(s);
       return false;
     }
   }

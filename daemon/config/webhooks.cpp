@@ -19,8 +19,8 @@
 namespace osvi::daemon::config_detail {
 namespace {
 
-constexpr size_t kMaxIntegrations = 20;      // per agent: each one is a request per analysed call
-constexpr size_t kMaxHeaders = 32;           // per integration
+constexpr size_t kMaxIntegrations = 20;  // per agent: each one is a request per analysed call
+constexpr size_t kMaxHeaders = 32;       // per integration
 constexpr size_t kMaxHeaderValueChars = 4096;
 constexpr size_t kMaxUrlChars = 2048;
 constexpr size_t kMaxTemplateBytes = 64 * 1024;  // compact JSON; the body is built from it per call
@@ -62,7 +62,8 @@ void parse_headers(ObjectReader& r, IntegrationConfig& in) {
   const cJSON* h = r.any("headers");
   if (!h) return;
   if (!cJSON_IsObject(h)) {
-    r.error("headers", "expected an object of header name → string value, got " + std::string(json_type_name(h)));
+    r.error("headers",
+            "expected an object of header name → string value, got " + std::string(json_type_name(h)));
     return;
   }
   const std::string base = r.path_of("headers");
@@ -82,12 +83,14 @@ void parse_headers(ObjectReader& r, IntegrationConfig& in) {
     }
     const std::string key = lower(name);
     if (std::find(kReservedHeaders.begin(), kReservedHeaders.end(), key) != kReservedHeaders.end()) {
-      r.problems().add(path, "is set by every delivery (Content-Type is always application/json; the "
-                             "webhook-* headers are the signature) and cannot be configured");
+      r.problems().add(path,
+                       "is set by every delivery (Content-Type is always application/json; the "
+                       "webhook-* headers are the signature) and cannot be configured");
       continue;
     }
     if (auto [it, inserted] = seen.emplace(key, name); !inserted) {
-      r.problems().add(path, "duplicate header (header names ignore case; first as " + quote(it->second) + ")");
+      r.problems().add(path,
+                       "duplicate header (header names ignore case; first as " + quote(it->second) + ")");
       continue;
     }
     if (!cJSON_IsString(e)) {
@@ -185,9 +188,10 @@ IntegrationConfig parse_integration(const Item& item, Problems& p, bool analysis
   in.active = r.boolean("active", in.active);
   // Integrations fire after the analysis (spec 4.1); without it an active one would never send anything.
   if (in.active && !analysis_enabled)
-    r.error("active",
-            "an active integration needs analysis.enabled true (integrations fire after the call's analysis); "
-            "set \"active\": false to keep it configured but off");
+    r.error(
+        "active",
+        "an active integration needs analysis.enabled true (integrations fire after the call's analysis); "
+        "set \"active\": false to keep it configured but off");
   return in;
 }
 
@@ -204,7 +208,8 @@ void parse_integrations(const std::vector<Item>& items, Problems& p, bool analys
     IntegrationConfig in = parse_integration(item, p, analysis_enabled);
     if (!in.name.empty()) {
       if (auto [it, inserted] = names.emplace(in.name, item.path); !inserted)
-        p.add(item.path + ".name", "duplicate integration " + quote(in.name) + " (first at " + it->second + ")");
+        p.add(item.path + ".name",
+              "duplicate integration " + quote(in.name) + " (first at " + it->second + ")");
     }
     out.push_back(std::move(in));
   }

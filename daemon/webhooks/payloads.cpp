@@ -59,7 +59,8 @@ const cJSON* resolve(const cJSON* variables, std::string_view name) {
   size_t start = 0;
   while (start <= name.size()) {
     const size_t dot = name.find('.', start);
-    const std::string part(name.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start));
+    const std::string part(
+        name.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start));
     if (part.empty() || !cJSON_IsObject(at)) return nullptr;
     at = cJSON_GetObjectItemCaseSensitive(at, part.c_str());
     if (!at) return nullptr;
@@ -203,7 +204,8 @@ JsonPtr call_webhook_body(const CallRecord& c, const std::vector<TranscriptTurn>
   // What a v1 receiver expects beside them (the GET /v1/call/{id} names).
   add_string(o, "call_id", c.call_id);
   cJSON_AddNumberToObject(o, "duration", static_cast<double>(c.duration_seconds));
-  add_or_null(o, "call_ended_by", c.call_ended_by ? JsonPtr(cJSON_CreateString(c.call_ended_by->c_str())) : nullptr);
+  add_or_null(o, "call_ended_by",
+              c.call_ended_by ? JsonPtr(cJSON_CreateString(c.call_ended_by->c_str())) : nullptr);
   add_or_null(o, "call_ended_reason",
               c.call_ended_reason ? JsonPtr(cJSON_CreateString(c.call_ended_reason->c_str())) : nullptr);
   add_string(o, "created_at", format_local_iso(c.created_at_ms, offset));
@@ -326,7 +328,8 @@ std::string new_webhook_id(int64_t now_ms) {
   return out;
 }
 
-std::vector<WebhookDelivery> deliveries_for_call(const CallRecord& call, const std::vector<TranscriptTurn>& turns,
+std::vector<WebhookDelivery> deliveries_for_call(const CallRecord& call,
+                                                 const std::vector<TranscriptTurn>& turns,
                                                  const AgentConfig* agent, bool analysis_ran,
                                                  const PayloadOptions& opt) {
   std::vector<WebhookDelivery> out;

@@ -1070,8 +1070,9 @@ constexpr const char* kSecret32 = "whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxw
 
 // An agent with the analysis on and `integrations` (a JSON array body).
 std::string with_integrations(const std::string& integrations, bool analysis = true) {
-  return with_agents(agent("agent_a", std::string(R"("analysis":{"enabled":)") + (analysis ? "true" : "false") +
-                                          R"(,"integrations":[)" + integrations + "]}"));
+  return with_agents(agent("agent_a", std::string(R"("analysis":{"enabled":)") +
+                                          (analysis ? "true" : "false") + R"(,"integrations":[)" +
+                                          integrations + "]}"));
 }
 
 TEST(ConfigWebhooks, IntegrationEveryKey) {
@@ -1080,7 +1081,8 @@ TEST(ConfigWebhooks, IntegrationEveryKey) {
       R"("headers":{"Authorization":"Bearer abc","X-Tenant":"7"},)"
       R"("body":{"mode":"auto","sections":{"call_info":true,"summary":false,"data_extraction":true,)"
       R"("structured_output":false,"trigger_data":false}},"secret":")" +
-      std::string(kSecret32) + R"(","active":true},)"
+      std::string(kSecret32) +
+      R"(","active":true},)"
       R"({"name":"sheet","url":"http://10.0.0.5:8080/hook","body":{"mode":"custom","template":)"
       R"({"id":"{{call_log_id}}","who":{"n":"Name: {{person_name}}"},"list":[1,"{{x}}"]}},"active":false},)"
       R"({"name":"ping","method":"GET","url":"https://x.example/p"})"));
@@ -1102,7 +1104,8 @@ TEST(ConfigWebhooks, IntegrationEveryKey) {
   EXPECT_TRUE(in[0].active);
   EXPECT_EQ(in[1].method, "POST");  // the default
   EXPECT_FALSE(in[1].body_auto);
-  EXPECT_EQ(in[1].body_template, R"({"id":"{{call_log_id}}","who":{"n":"Name: {{person_name}}"},"list":[1,"{{x}}"]})");
+  EXPECT_EQ(in[1].body_template,
+            R"({"id":"{{call_log_id}}","who":{"n":"Name: {{person_name}}"},"list":[1,"{{x}}"]})");
   EXPECT_FALSE(in[1].active);
   EXPECT_EQ(in[1].secret, "");
   EXPECT_EQ(in[2].method, "GET");
@@ -1132,37 +1135,44 @@ TEST(ConfigWebhooks, IntegrationProblemsNameTheirKeys) {
               p + R"(headers["X-A"])");
   EXPECT_PATH(rejection(one(R"({"name":"a","url":"https://x.example/","headers":{"Bad Name":"v"}})")),
               p + R"(headers["Bad Name"])");
-  EXPECT_PATH(rejection(one(R"({"name":"a","url":"https://x.example/","headers":{"content-type":"text/xml"}})")),
-              p + R"(headers["content-type"])");
+  EXPECT_PATH(
+      rejection(one(R"({"name":"a","url":"https://x.example/","headers":{"content-type":"text/xml"}})")),
+      p + R"(headers["content-type"])");
   EXPECT_PATH(rejection(one(R"({"name":"a","url":"https://x.example/","headers":{"Webhook-Id":"x"}})")),
               p + R"(headers["Webhook-Id"])");
   EXPECT_PATH(rejection(one(R"({"name":"a","url":"https://x.example/","headers":{"X-A":"1","x-a":"2"}})")),
               p + R"(headers["x-a"])");
-  EXPECT_PATH(rejection(one(R"({"name":"a","url":"https://x.example/","body":{"mode":"raw"}})")), p + "body.mode");
+  EXPECT_PATH(rejection(one(R"({"name":"a","url":"https://x.example/","body":{"mode":"raw"}})")),
+              p + "body.mode");
   EXPECT_LINE(rejection(one(R"({"name":"a","url":"https://x.example/","body":{"mode":"custom"}})")),
               p + R"(body.template: required when mode is "custom")");
-  EXPECT_PATH(rejection(one(R"({"name":"a","url":"https://x.example/","body":{"mode":"custom","template":"x"}})")),
-              p + "body.template");
+  EXPECT_PATH(
+      rejection(one(R"({"name":"a","url":"https://x.example/","body":{"mode":"custom","template":"x"}})")),
+      p + "body.template");
   EXPECT_PATH(rejection(one(R"({"name":"a","url":"https://x.example/","body":{"template":{}}})")),
               p + "body.template");
   EXPECT_PATH(rejection(one(R"({"name":"a","url":"https://x.example/","body":{"mode":"custom","template":{},)"
                             R"("sections":{}}})")),
               p + "body.sections");
-  EXPECT_PATH(rejection(one(R"({"name":"a","url":"https://x.example/","body":{"sections":{"summery":true}}})")),
-              p + "body.sections.summery");
+  EXPECT_PATH(
+      rejection(one(R"({"name":"a","url":"https://x.example/","body":{"sections":{"summery":true}}})")),
+      p + "body.sections.summery");
   EXPECT_PATH(rejection(one(R"({"name":"a","url":"https://x.example/","body":{"sections":{"summary":1}}})")),
               p + "body.sections.summary");
-  EXPECT_PATH(rejection(one(R"({"name":"a","method":"GET","url":"https://x.example/","body":{}})")), p + "body");
+  EXPECT_PATH(rejection(one(R"({"name":"a","method":"GET","url":"https://x.example/","body":{}})")),
+              p + "body");
   EXPECT_PATH(rejection(one(R"({"name":"a","method":"DELETE","url":"https://x.example/","body":{}})")),
               p + "body");
   EXPECT_PATH(rejection(one(R"({"name":"a","url":"https://x.example/","active":"yes"})")), p + "active");
   EXPECT_PATH(rejection(one(R"({"name":"a","url":"https://x.example/","colour":1})")), p + "colour");
   // Two with one name; the second names the first.
-  EXPECT_LINE(rejection(one(R"({"name":"a","url":"https://x.example/"},{"name":"a","url":"https://y.example/"})")),
-              R"(agents[0].analysis.integrations[1].name: duplicate integration "a" (first at )"
-              R"(agents[0].analysis.integrations[0]))");
+  EXPECT_LINE(
+      rejection(one(R"({"name":"a","url":"https://x.example/"},{"name":"a","url":"https://y.example/"})")),
+      R"(agents[0].analysis.integrations[1].name: duplicate integration "a" (first at )"
+      R"(agents[0].analysis.integrations[0]))");
   // An active integration of an agent whose analysis is off would never fire; an inactive one may wait.
-  EXPECT_PATH(rejection(with_integrations(R"({"name":"a","url":"https://x.example/"})", false)), p + "active");
+  EXPECT_PATH(rejection(with_integrations(R"({"name":"a","url":"https://x.example/"})", false)),
+              p + "active");
   EXPECT_EQ(accepted(with_integrations(R"({"name":"a","url":"https://x.example/","active":false})", false))
                 .agents.at(0)
                 .analysis.integrations.size(),
@@ -1180,8 +1190,8 @@ TEST(ConfigWebhooks, SecretsAreStandardWebhooksAndNeverEchoed) {
   const auto with_secret = [](const std::string& s) {
     return with_integrations(R"({"name":"a","url":"https://x.example/","secret":")" + s + R"("})");
   };
-  for (const std::string bad : {"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",  // no prefix
-                                "whsec_AAECAwQFBgcICQoLDA0ODw==",                 // 16 bytes: too short
+  for (const std::string bad : {"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",       // no prefix
+                                "whsec_AAECAwQFBgcICQoLDA0ODw==",                     // 16 bytes: too short
                                 "whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8",  // unpadded
                                 "whsec_AAEC*wQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=", "whsec_"}) {
     const std::string msg = rejection(with_secret(bad));
@@ -1190,11 +1200,15 @@ TEST(ConfigWebhooks, SecretsAreStandardWebhooksAndNeverEchoed) {
       EXPECT_EQ(msg.find(bad.substr(6)), std::string::npos) << msg;
     }
   }
-  EXPECT_EQ(accepted(with_secret("whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYX")).agents.at(0).analysis.integrations.at(0).secret,
+  EXPECT_EQ(accepted(with_secret("whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYX"))
+                .agents.at(0)
+                .analysis.integrations.at(0)
+                .secret,
             "whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYX");  // 24 bytes, the minimum
   EXPECT_EQ(accepted(with_secret("")).agents.at(0).analysis.integrations.at(0).secret, "");  // the box's key
   EXPECT_PATH(rejection(R"({"webhooks":{"signing_secret":"whsec_abc"}})"), "webhooks.signing_secret");
-  EXPECT_EQ(accepted(R"({"webhooks":{"signing_secret":")" + std::string(kSecret32) + R"("}})").webhooks.signing_secret,
+  EXPECT_EQ(accepted(R"({"webhooks":{"signing_secret":")" + std::string(kSecret32) + R"("}})")
+                .webhooks.signing_secret,
             kSecret32);
 }
 
@@ -1203,7 +1217,8 @@ TEST(ConfigWebhooks, WebhooksSectionEveryKey) {
   const Config c = accepted(
       R"({"webhooks":{"timeout_ms":5000,"horizon_s":3600,"initial_backoff_ms":200,"max_backoff_ms":60000,)"
       R"("max_in_flight":4,"max_redirects":0,"allowed_targets":["127.0.0.0/8","::1/128","10.1.2.0/24"],)"
-      R"("signing_secret":")" + std::string(kSecret32) + R"("}})");
+      R"("signing_secret":")" +
+      std::string(kSecret32) + R"("}})");
   EXPECT_EQ(c.webhooks.timeout_ms, 5000);
   EXPECT_EQ(c.webhooks.horizon_s, 3600);
   EXPECT_EQ(c.webhooks.initial_backoff_ms, 200);
@@ -1226,12 +1241,14 @@ TEST(ConfigWebhooks, WebhooksSectionProblemsNameTheirKeys) {
   EXPECT_PATH(rejection(R"({"webhooks":{"max_redirects":11}})"), "webhooks.max_redirects");
   EXPECT_PATH(rejection(R"({"webhooks":{"allowed_targets":"127.0.0.0/8"}})"), "webhooks.allowed_targets");
   EXPECT_PATH(rejection(R"({"webhooks":{"allowed_targets":["127.0.0.1"]}})"), "webhooks.allowed_targets[0]");
-  EXPECT_PATH(rejection(R"({"webhooks":{"allowed_targets":["ok","10.0.0.0/8"]}})"), "webhooks.allowed_targets[0]");
+  EXPECT_PATH(rejection(R"({"webhooks":{"allowed_targets":["ok","10.0.0.0/8"]}})"),
+              "webhooks.allowed_targets[0]");
   EXPECT_PATH(rejection(R"({"webhooks":{"allowed_targets":["10.0.0.0/8","10.0.0.0/33"]}})"),
               "webhooks.allowed_targets[1]");
-  EXPECT_LINE(rejection(R"({"webhooks":{"allowed_targets":["127.0.0.1/8"]}})"),
-              "webhooks.allowed_targets[0]: has host bits set after the /8 prefix: write the network address, "
-              "got \"127.0.0.1/8\"");
+  EXPECT_LINE(
+      rejection(R"({"webhooks":{"allowed_targets":["127.0.0.1/8"]}})"),
+      "webhooks.allowed_targets[0]: has host bits set after the /8 prefix: write the network address, "
+      "got \"127.0.0.1/8\"");
   EXPECT_PATH(rejection(R"({"webhooks":{"allowed_targets":[7]}})"), "webhooks.allowed_targets[0]");
   EXPECT_PATH(rejection(R"({"webhooks":{"retries":3}})"), "webhooks.retries");
 }

@@ -70,27 +70,30 @@ std::vector<TranscriptTurn> turns() {
 }
 
 TEST(Payloads, ChatStringIsTheLegacyFormat) {
-  EXPECT_EQ(chat_text(turns()), "Agent: Hello, this is the front desk.\nUser: Hi, I want a demo.\nOperator: Taking over.");
+  EXPECT_EQ(chat_text(turns()),
+            "Agent: Hello, this is the front desk.\nUser: Hi, I want a demo.\nOperator: Taking over.");
   EXPECT_EQ(chat_text({}), "");
 }
 
 TEST(Payloads, CallWebhookBodyHasEveryKey) {
   const JsonPtr body = call_webhook_body(picked_call(), turns(), 330);
-  EXPECT_EQ(print(body),
-            print(parse(R"({"call_log_id":"0190aaaa-0000-7000-8000-000000000001","phone_number":"+919876543210",)"
-                        R"("agent_name":"Front desk","call_status":"picked","call_type":"outbound",)"
-                        R"("call_summary":"Wants a demo on Friday.",)"
-                        R"("data_capture":{"email":"ravi@example.com","confirmed":true},)"
-                        R"("structured_output":{"appointment":{"day":"friday"}},)"
-                        R"("call_trigger_data":{"phone_number":"+919876543210","person_name":"Ravi Kumar",)"
-                        R"("crm_id":"L 42/x","campaign":"spring","score":9},)"
-                        R"("agent_uuid":"agent_a",)"
-                        R"("chat":"Agent: Hello, this is the front desk.\nUser: Hi, I want a demo.\nOperator: Taking over.",)"
-                        R"("executionMode":"prod","call_id":"0190aaaa-0000-7000-8000-000000000001","duration":42,)"
-                        R"("call_ended_by":"agent","call_ended_reason":"assistant-ended-call",)"
-                        R"("created_at":"2026-05-29T01:56:40+05:30","call_picked_at":"2026-05-29T01:56:46+05:30",)"
-                        R"("ended_at":"2026-05-29T01:57:28+05:30",)"
-                        R"("tag":{"id":3,"name":"Hot lead","color_code":"#22c55e"},"campaign_id":7})")));
+  EXPECT_EQ(
+      print(body),
+      print(parse(
+          R"({"call_log_id":"0190aaaa-0000-7000-8000-000000000001","phone_number":"+919876543210",)"
+          R"("agent_name":"Front desk","call_status":"picked","call_type":"outbound",)"
+          R"("call_summary":"Wants a demo on Friday.",)"
+          R"("data_capture":{"email":"ravi@example.com","confirmed":true},)"
+          R"("structured_output":{"appointment":{"day":"friday"}},)"
+          R"("call_trigger_data":{"phone_number":"+919876543210","person_name":"Ravi Kumar",)"
+          R"("crm_id":"L 42/x","campaign":"spring","score":9},)"
+          R"("agent_uuid":"agent_a",)"
+          R"("chat":"Agent: Hello, this is the front desk.\nUser: Hi, I want a demo.\nOperator: Taking over.",)"
+          R"("executionMode":"prod","call_id":"0190aaaa-0000-7000-8000-000000000001","duration":42,)"
+          R"("call_ended_by":"agent","call_ended_reason":"assistant-ended-call",)"
+          R"("created_at":"2026-05-29T01:56:40+05:30","call_picked_at":"2026-05-29T01:56:46+05:30",)"
+          R"("ended_at":"2026-05-29T01:57:28+05:30",)"
+          R"("tag":{"id":3,"name":"Hot lead","color_code":"#22c55e"},"campaign_id":7})")));
 }
 
 // A call nobody answered: the same keys, absent values null, chat "".
@@ -107,26 +110,28 @@ TEST(Payloads, CallWebhookBodyOfAnUnansweredInboundCallHoldsNulls) {
   c.summary = "";  // an empty summary is no summary
   const JsonPtr body = call_webhook_body(c, {}, 0);
   EXPECT_EQ(print(body),
-            print(parse(R"({"call_log_id":"0190aaaa-0000-7000-8000-000000000002","phone_number":"+919876543210",)"
-                        R"("agent_name":"Front desk","call_status":"not_picked","call_type":"inbound",)"
-                        R"("call_summary":null,"data_capture":null,"structured_output":null,)"
-                        R"("call_trigger_data":null,"agent_uuid":"agent_a","chat":"","executionMode":"test",)"
-                        R"("call_id":"0190aaaa-0000-7000-8000-000000000002","duration":0,"call_ended_by":null,)"
-                        R"("call_ended_reason":null,"created_at":"2026-05-28T20:26:40+00:00","call_picked_at":null,)"
-                        R"("ended_at":null,"tag":null,"campaign_id":null})")));
+            print(parse(
+                R"({"call_log_id":"0190aaaa-0000-7000-8000-000000000002","phone_number":"+919876543210",)"
+                R"("agent_name":"Front desk","call_status":"not_picked","call_type":"inbound",)"
+                R"("call_summary":null,"data_capture":null,"structured_output":null,)"
+                R"("call_trigger_data":null,"agent_uuid":"agent_a","chat":"","executionMode":"test",)"
+                R"("call_id":"0190aaaa-0000-7000-8000-000000000002","duration":0,"call_ended_by":null,)"
+                R"("call_ended_reason":null,"created_at":"2026-05-28T20:26:40+00:00","call_picked_at":null,)"
+                R"("ended_at":null,"tag":null,"campaign_id":null})")));
 }
 
 TEST(Payloads, AutoBodyEverySectionAndOmissions) {
   const CallRecord c = picked_call();
   IntegrationConfig::Sections all;
-  EXPECT_EQ(print(auto_body(all, c)),
-            print(parse(R"({"call_log_id":"0190aaaa-0000-7000-8000-000000000001","phone_number":"+919876543210",)"
-                        R"("agent_name":"Front desk","call_status":"picked","call_type":"outbound",)"
-                        R"("call_summary":"Wants a demo on Friday.",)"
-                        R"("data_capture":{"email":"ravi@example.com","confirmed":true},)"
-                        R"("structured_output":{"appointment":{"day":"friday"}},)"
-                        R"("call_trigger_data":{"phone_number":"+919876543210","person_name":"Ravi Kumar",)"
-                        R"("crm_id":"L 42/x","campaign":"spring","score":9}})")));
+  EXPECT_EQ(
+      print(auto_body(all, c)),
+      print(parse(R"({"call_log_id":"0190aaaa-0000-7000-8000-000000000001","phone_number":"+919876543210",)"
+                  R"("agent_name":"Front desk","call_status":"picked","call_type":"outbound",)"
+                  R"("call_summary":"Wants a demo on Friday.",)"
+                  R"("data_capture":{"email":"ravi@example.com","confirmed":true},)"
+                  R"("structured_output":{"appointment":{"day":"friday"}},)"
+                  R"("call_trigger_data":{"phone_number":"+919876543210","person_name":"Ravi Kumar",)"
+                  R"("crm_id":"L 42/x","campaign":"spring","score":9}})")));
   // Each section on its own.
   const auto only = [](int i) {
     IntegrationConfig::Sections s{false, false, false, false, false};
@@ -138,7 +143,8 @@ TEST(Payloads, AutoBodyEverySectionAndOmissions) {
             R"({"call_log_id":"0190aaaa-0000-7000-8000-000000000001","phone_number":"+919876543210",)"
             R"("agent_name":"Front desk","call_status":"picked","call_type":"outbound"})");
   EXPECT_EQ(print(auto_body(only(1), c)), R"({"call_summary":"Wants a demo on Friday."})");
-  EXPECT_EQ(print(auto_body(only(2), c)), R"({"data_capture":{"email":"ravi@example.com","confirmed":true}})");
+  EXPECT_EQ(print(auto_body(only(2), c)),
+            R"({"data_capture":{"email":"ravi@example.com","confirmed":true}})");
   EXPECT_EQ(print(auto_body(only(3), c)), R"({"structured_output":{"appointment":{"day":"friday"}}})");
   EXPECT_EQ(print(auto_body(only(4), c)),
             R"({"call_trigger_data":{"phone_number":"+919876543210","person_name":"Ravi Kumar",)"
@@ -158,10 +164,12 @@ TEST(Payloads, AutoBodyEverySectionAndOmissions) {
 
 TEST(Payloads, UrlPlaceholdersResolvedEncodedOrLeft) {
   const JsonPtr vars = template_variables(picked_call(), turns(), 330);
-  EXPECT_EQ(fill_url("https://crm.example/leads/{{crm_id}}/calls?p={{phone_number}}&s={{ score }}", vars.get()),
-            "https://crm.example/leads/L%2042%2Fx/calls?p=%2B919876543210&s=9");
+  EXPECT_EQ(
+      fill_url("https://crm.example/leads/{{crm_id}}/calls?p={{phone_number}}&s={{ score }}", vars.get()),
+      "https://crm.example/leads/L%2042%2Fx/calls?p=%2B919876543210&s=9");
   // Unknown names, unclosed and odd tokens stay as written.
-  EXPECT_EQ(fill_url("https://x.example/{{nope}}/{{crm_id", vars.get()), "https://x.example/{{nope}}/{{crm_id");
+  EXPECT_EQ(fill_url("https://x.example/{{nope}}/{{crm_id", vars.get()),
+            "https://x.example/{{nope}}/{{crm_id");
   EXPECT_EQ(fill_url("https://x.example/{{{{campaign}}", vars.get()), "https://x.example/{{spring");
   // Call fields and paths into objects resolve too; a call field wins over a trigger key of the same name.
   EXPECT_EQ(fill_url("https://x.example/{{call_log_id}}/{{data_capture.email}}/{{tag.id}}", vars.get()),
@@ -174,11 +182,12 @@ TEST(Payloads, CustomTemplateValuesAndText) {
       R"({"id":"{{call_log_id}}","capture":"{{data_capture}}","score":"{{score}}","ok":"{{data_capture.confirmed}}",)"
       R"("line":"{{person_name}} ({{phone_number}}) scored {{score}}","missing":"{{nope}}","mixed":"x {{nope}} y",)"
       R"("list":[1,"{{campaign}}",{"{{crm_id}}":"{{tag}}"}],"n":5,"b":false,"z":null})");
-  EXPECT_EQ(print(fill_template(tmpl.get(), vars.get())),
-            R"({"id":"0190aaaa-0000-7000-8000-000000000001","capture":{"email":"ravi@example.com","confirmed":true},)"
-            R"("score":9,"ok":true,"line":"Ravi Kumar (+919876543210) scored 9","missing":"{{nope}}",)"
-            R"("mixed":"x {{nope}} y","list":[1,"spring",{"{{crm_id}}":{"id":3,"name":"Hot lead",)"
-            R"("color_code":"#22c55e"}}],"n":5,"b":false,"z":null})");
+  EXPECT_EQ(
+      print(fill_template(tmpl.get(), vars.get())),
+      R"({"id":"0190aaaa-0000-7000-8000-000000000001","capture":{"email":"ravi@example.com","confirmed":true},)"
+      R"("score":9,"ok":true,"line":"Ravi Kumar (+919876543210) scored 9","missing":"{{nope}}",)"
+      R"("mixed":"x {{nope}} y","list":[1,"spring",{"{{crm_id}}":{"id":3,"name":"Hot lead",)"
+      R"("color_code":"#22c55e"}}],"n":5,"b":false,"z":null})");
 }
 
 TEST(Payloads, DestinationsAndIds) {

@@ -56,7 +56,8 @@ class WebhookServiceTest : public ::testing::Test {
 
   // A call that ended with `status`, its post-call job created with its final record (as the engine does),
   // and its analysis ended with `analysis` ("" leaves it pending).
-  std::string finish_call(int n, const std::string& status, const std::string& analysis, bool webhook_url = true) {
+  std::string finish_call(int n, const std::string& status, const std::string& analysis,
+                          bool webhook_url = true) {
     CallRecord c;
     char id[64];
     std::snprintf(id, sizeof id, "0190aaaa-0000-7000-8000-%012d", n);
@@ -94,11 +95,12 @@ class WebhookServiceTest : public ::testing::Test {
     sqlite3* raw = nullptr;
     EXPECT_EQ(sqlite3_open(dir_.file("osvi.db").c_str(), &raw), SQLITE_OK);
     sqlite3_stmt* st = nullptr;
-    EXPECT_EQ(sqlite3_prepare_v2(raw,
-                                 "SELECT id, webhook_id, kind, integration, destination, method, url, body, state, "
-                                 "expires_at, created_at FROM webhook_deliveries WHERE call_id = ?1 ORDER BY id",
-                                 -1, &st, nullptr),
-              SQLITE_OK);
+    EXPECT_EQ(
+        sqlite3_prepare_v2(raw,
+                           "SELECT id, webhook_id, kind, integration, destination, method, url, body, state, "
+                           "expires_at, created_at FROM webhook_deliveries WHERE call_id = ?1 ORDER BY id",
+                           -1, &st, nullptr),
+        SQLITE_OK);
     sqlite3_bind_text(st, 1, call_id.c_str(), -1, SQLITE_TRANSIENT);
     const auto text = [&](int col) {
       const unsigned char* t = sqlite3_column_text(st, col);
@@ -135,7 +137,8 @@ class WebhookServiceTest : public ::testing::Test {
   void reset_to_waiting(const std::string& call_id) {
     sqlite3* raw = nullptr;
     ASSERT_EQ(sqlite3_open(dir_.file("osvi.db").c_str(), &raw), SQLITE_OK);
-    const std::string sql = "UPDATE post_call_jobs SET webhooks_state = 'waiting' WHERE call_id = '" + call_id + "'";
+    const std::string sql =
+        "UPDATE post_call_jobs SET webhooks_state = 'waiting' WHERE call_id = '" + call_id + "'";
     EXPECT_EQ(sqlite3_exec(raw, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK);
     sqlite3_close(raw);
   }
@@ -152,7 +155,7 @@ TEST_F(WebhookServiceTest, AnalysedCallGetsItsWebhookAndActiveIntegrations) {
   ASSERT_TRUE(service_->start().ok());
   const std::string id = finish_call(1, "picked", "done");
   EXPECT_TRUE(deliveries(id).empty());
-  service_->wake();  // what the analysis listener does
+  service_->wake();                     // what the analysis listener does
   EXPECT_TRUE(deliveries(id).empty());  // never inside the caller: on the next loop turn
   vt_.run_due();
   const auto ds = deliveries(id);

@@ -20,8 +20,8 @@ namespace osvi::daemon {
 // "Operator: …"), joined with "\n"; tool turns are left out and a turn's own line breaks become spaces.
 std::string chat_text(const std::vector<TranscriptTurn>& turns);
 
-// call_trigger_data of an outbound call: {"phone_number": E.164, "person_name" (when known), then every key of
-// the call's additional_data (the API's object or a campaign contact's extra columns) not already set}.
+// call_trigger_data of an outbound call: {"phone_number": E.164, "person_name" (when known), then every key
+// of the call's additional_data (the API's object or a campaign contact's extra columns) not already set}.
 // Null for an inbound call (nothing triggered it).
 net::JsonPtr trigger_data(const CallRecord& call);
 
@@ -65,7 +65,8 @@ struct PayloadOptions {
 // - the call's webhook_url (when set), whatever its status;
 // - each active integration of `agent` (may be null: an agent no longer configured) when the call was
 //   picked and its analysis ran (analysis_ran: the job ended done or failed, not skipped).
-std::vector<WebhookDelivery> deliveries_for_call(const CallRecord& call, const std::vector<TranscriptTurn>& turns,
+std::vector<WebhookDelivery> deliveries_for_call(const CallRecord& call,
+                                                 const std::vector<TranscriptTurn>& turns,
                                                  const AgentConfig* agent, bool analysis_ran,
                                                  const PayloadOptions& options);
 
