@@ -26,11 +26,12 @@ constexpr size_t kMaxUrlChars = 2048;
 constexpr size_t kMaxTemplateBytes = 64 * 1024;  // compact JSON; the body is built from it per call
 constexpr size_t kMaxAllowedTargets = 64;
 
-// Headers the delivery itself owns: the framing (libcurl), the content type (always application/json) and
-// the Standard Webhooks signature headers. A configured one would be sent twice or contradict the body.
-constexpr std::array<std::string_view, 8> kReservedHeaders = {
-    "content-type", "content-length", "transfer-encoding", "host",
-    "connection",   "webhook-id",     "webhook-timestamp", "webhook-signature"};
+// Headers the delivery itself owns: the framing (libcurl), the content type (application/json with a body),
+// the box's User-Agent and the Standard Webhooks signature headers. A configured one would be sent twice or
+// contradict the request.
+constexpr std::array<std::string_view, 9> kReservedHeaders = {
+    "content-type", "content-length", "transfer-encoding", "host",         "connection",
+    "user-agent",   "webhook-id",     "webhook-timestamp", "webhook-signature"};
 
 bool is_header_name_char(char c) {
   return std::isalnum(static_cast<unsigned char>(c)) || std::strchr("!#$%&'*+-.^_`|~", c) != nullptr;

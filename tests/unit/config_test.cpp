@@ -1140,6 +1140,8 @@ TEST(ConfigWebhooks, IntegrationProblemsNameTheirKeys) {
       p + R"(headers["content-type"])");
   EXPECT_PATH(rejection(one(R"({"name":"a","url":"https://x.example/","headers":{"Webhook-Id":"x"}})")),
               p + R"(headers["Webhook-Id"])");
+  EXPECT_PATH(rejection(one(R"({"name":"a","url":"https://x.example/","headers":{"User-Agent":"x"}})")),
+              p + R"(headers["User-Agent"])");
   EXPECT_PATH(rejection(one(R"({"name":"a","url":"https://x.example/","headers":{"X-A":"1","x-a":"2"}})")),
               p + R"(headers["x-a"])");
   EXPECT_PATH(rejection(one(R"({"name":"a","url":"https://x.example/","body":{"mode":"raw"}})")),
