@@ -90,6 +90,8 @@ Api::Api(ApiContext& ctx) : ctx_(ctx) {
   router_.add("GET", "/v1/call/{id}/transcript", bind(&Api::get_transcript));
   router_.add("GET", "/v1/call/{id}/recording", bind(&Api::get_recording));
   router_.add("GET", "/v1/recordings/{file}", bind(&Api::serve_recording));
+  router_.add("GET", "/v1/call/{id}/deliveries", bind(&Api::call_deliveries));
+  router_.add("GET", "/v1/webhooks/dead", bind(&Api::dead_deliveries));
   router_.add("POST", "/v1/dnd_numbers", bind(&Api::add_dnd));
   router_.add("GET", "/v1/dnd_numbers", bind(&Api::list_dnd));
   router_.add("DELETE", "/v1/dnd_numbers", bind(&Api::remove_dnd));

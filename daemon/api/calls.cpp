@@ -281,9 +281,7 @@ void Api::list_calls(HttpRequest& request, HttpReply reply) {
   reply.send(json_response(200, root.get()));
 }
 
-namespace {
-
-// The call named by {id} when it exists and the token may see it; otherwise the reply is sent.
+// The call named by {id} when it exists and the token may see it; otherwise the reply is sent (util.hpp).
 std::optional<CallRecord> find_call(Store& store, const ApiToken& caller, const HttpRequest& request,
                                     HttpReply& reply) {
   const std::string id(request.param("id").value_or(""));
@@ -303,6 +301,8 @@ std::optional<CallRecord> find_call(Store& store, const ApiToken& caller, const 
   }
   return std::move(**c);
 }
+
+namespace {
 
 bool regular_file(const std::string& path) {
   struct stat st {};

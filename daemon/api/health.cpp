@@ -1,4 +1,6 @@
-// GET /v1/health: version, uptime, database, configuration, log, MQTT and telephony lines.
+// GET /v1/health: version, uptime, database, configuration, log, MQTT, the webhook queue, telephony lines.
+#include <algorithm>
+
 #include "osvi/api/api.hpp"
 #include "osvi/base/ids.hpp"
 #include "osvi/base/log.hpp"
@@ -57,6 +59,21 @@ void Api::health(HttpRequest&, HttpReply reply) {
   net::json_add_string(lg, "level", log::level_name(log::level()));
   net::json_add_string(lg, "sink", log::sink() == log::Sink::journal ? "journal" : "stderr");
   if (ctx_.fleet) ctx_.fleet->health_json(cJSON_AddObjectToObject(data.get(), "mqtt"));
+  // The webhook queue (docs/api.md): pending, dead-lettered, and how long the oldest pending one has waited.
+  if (auto wh = ctx_.store->webhooks().counts(); wh) {
+    cJSON* w = cJSON_AddObjectToObject(data.get(), "webhooks");
+    cJSON_AddNumberToObject(w, "pending", static_cast<double>(wh->pending));
+    cJSON_AddNumberToObject(w, "dead", static_cast<double>(wh->dead));
+    cJSON_AddNumberToObject(
+        w, "oldest_pending_age_s",
+        wh->oldest_pending_ms == 0
+            ? 0.0
+            : static_cast<double>(std::max<int64_t>(0, ctx_.clock->wall_ms() - wh->oldest_pending_ms) /
+                                  1000));
+  } else {
+    log::error("cannot count webhook deliveries: " + wh.error().message);
+    cJSON_AddNullToObject(data.get(), "webhooks");
+  }
   cJSON* lines = cJSON_AddArrayToObject(data.get(), "lines");
   if (ctx_.lines) {
     for (const LineHealth& lh : ctx_.lines->health()) cJSON_AddItemToArray(lines, line_health_json(lh));

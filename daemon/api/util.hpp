@@ -1,6 +1,9 @@
 // Response helpers shared by the API handler files (api.cpp and one file per resource).
 #pragma once
 
+#include <optional>
+
+#include "osvi/api/api.hpp"
 #include "osvi/net/http_server.hpp"
 #include "osvi/net/json.hpp"
 
@@ -10,5 +13,9 @@ namespace osvi::daemon {
 net::HttpResponse json_response(int status, const cJSON* body);
 // {"success":true,"data":...} with status 200.
 net::HttpResponse success(net::JsonPtr data);
+// The call named by the path's {id} when it exists and the token may see it (a limited token sees only its
+// agents' calls; any other looks absent); otherwise the 404 / 500 reply is sent (calls.cpp).
+std::optional<CallRecord> find_call(Store& store, const ApiToken& caller, const net::HttpRequest& request,
+                                    net::HttpReply& reply);
 
 }  // namespace osvi::daemon

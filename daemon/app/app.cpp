@@ -393,17 +393,36 @@ Status App::start() {
   }
   lines_changed();
   start_dialer();
-  start_webhooks();
+  if (auto s = start_webhooks(); !s) return s;
+  start_webhook_service();
   return {};
 }
 
-void App::start_webhooks() {
+// --- Webhooks (issue 14) ---
+// The dispatcher sends what the webhook service queued; after a restart, what a previous run left pending.
+// Its HttpLoop sets libcurl up on the first delivery, so a box without webhooks does not pay for it.
+Status App::start_webhooks() {
+  auto http = HttpLoop::create(*loop_, "webhooks");
+  if (!http) return http.error();
+  webhook_http_ = std::move(*http);
+  auto d = webhooks::Dispatcher::create(
+      store_->webhooks(), *clock_, [h = webhook_http_.get()] { return h->client(); }, *config_);
+  if (!d) return d.error();
+  webhook_dispatcher_ = std::move(*d);
+  webhook_dispatcher_->start();
+  return {};
+}
+
+void App::start_webhook_service() {
   // Without it calls are still taken; their jobs wait in the store (webhooks_state waiting) for a later run.
   WebhookContext ctx;
   ctx.clock = clock_.get();
   ctx.store = store_.get();
   ctx.timer = [this](std::function<void()> fire) { return make_loop_call_timer(*loop_, std::move(fire)); };
-  // HOOK: ctx.on_queued = [this] { if (dispatcher_) dispatcher_->poke(); } once the Dispatcher is wired here.
+  // Committed deliveries are due now: the dispatcher looks at its heads on a later loop turn.
+  ctx.on_queued = [this] {
+    if (webhook_dispatcher_) webhook_dispatcher_->poke();
+  };
   auto webhooks = WebhookService::create(std::move(ctx));
   if (!webhooks) {
     log::error("post-call webhooks cannot start: " + webhooks.error().message);
@@ -602,6 +621,11 @@ Status App::apply(Config new_cfg) {
   if (auto s = store_->agents().sync(agent_records(*cfg)); !s) return reject("agents: " + s.error().message);
   if (auto s = campaigns_->sync(*cfg); !s) return reject("campaigns: " + s.error().message);
 
+  // Webhooks: the last step that can refuse (an allowed_targets CIDR, a secret); it applies only on success.
+  if (webhook_dispatcher_) {
+    if (auto s = webhook_dispatcher_->set_config(*cfg); !s) return reject(s.error().message);
+  }
+
   // Nothing below can fail: the switch is all or nothing.
   config_ = std::make_unique<Config>(std::move(*cfg));
   tokens_ = std::move(*tokens);
@@ -695,6 +719,8 @@ int App::run() {
   fleet_.reset();  // before the store it writes to
   api_ctx_.campaigns = nullptr;
   campaigns_.reset();
+  webhook_dispatcher_.reset();  // cancels what is in flight (those stay pending), before its client and store
+  webhook_http_.reset();
   store_.reset();
   signal_sources_.clear();
   if (r < 0) {

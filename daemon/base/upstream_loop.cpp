@@ -1,8 +1,5 @@
-// Binds net::HttpClient's socket and timer hooks to sd-event sources.
+// UpstreamLoop: the OpenAI-compatible upstream on the control loop's HttpLoop, created on first use.
 #include "osvi/base/upstream_loop.hpp"
-
-#include <poll.h>
-#include <sys/epoll.h>
 
 #include "osvi/base/log.hpp"
 
@@ -10,28 +7,17 @@ namespace osvi::daemon {
 
 Result<std::unique_ptr<UpstreamLoop>> UpstreamLoop::create(EventLoop& loop, net::OpenAiOptions options) {
   std::unique_ptr<UpstreamLoop> u(new UpstreamLoop(loop, std::move(options)));
-  UpstreamLoop* raw = u.get();
-  auto timer = loop.add_timer(UINT64_MAX, [raw] {
-    if (raw->client_) raw->client_->on_timeout();
-  });
-  if (!timer) return timer.error();
-  u->timer_ = std::move(*timer);
-  sd_event_source_set_enabled(u->timer_.get(), SD_EVENT_OFF);
+  auto http = HttpLoop::create(loop, "upstream");
+  if (!http) return http.error();
+  u->http_ = std::move(*http);
   return u;
 }
 
 net::Upstream* UpstreamLoop::ensure() {
   if (upstream_) return upstream_.get();
-  net::HttpClient::Hooks hooks;
-  hooks.watch = [this](int fd, short events) { watch(fd, events); };
-  hooks.timer = [this](int64_t ms) { set_timer(ms); };
-  auto client = net::HttpClient::create(std::move(hooks));
-  if (!client) {
-    log::error("upstream: cannot initialise libcurl: " + client.error().message);
-    return nullptr;
-  }
-  client_ = std::move(*client);
-  upstream_ = net::OpenAiUpstream::create(*client_, options_);
+  net::HttpClient* client = http_->client();
+  if (client == nullptr) return nullptr;
+  upstream_ = net::OpenAiUpstream::create(*client, options_);
   return upstream_.get();
 }
 
@@ -82,44 +68,8 @@ bool UpstreamLoop::breaker_open(std::string_view base_url) const {
 }
 
 UpstreamLoop::~UpstreamLoop() {
-  upstream_.reset();
-  client_.reset();  // curl closes its sockets and calls watch(fd, 0) for them while io_ still exists
-  io_.clear();
-}
-
-void UpstreamLoop::watch(int fd, short events) {
-  if (events == 0) {
-    io_.erase(fd);
-    return;
-  }
-  uint32_t ev = 0;
-  if (events & POLLIN) ev |= EPOLLIN;
-  if (events & POLLOUT) ev |= EPOLLOUT;
-  if (auto it = io_.find(fd); it != io_.end()) {
-    sd_event_source_set_io_events(it->second.get(), ev);
-    return;
-  }
-  auto src = loop_.add_io(fd, ev, [this, fd](uint32_t revents) {
-    short r = 0;
-    if (revents & EPOLLIN) r |= POLLIN;
-    if (revents & EPOLLOUT) r |= POLLOUT;
-    if (revents & EPOLLERR) r |= POLLERR;
-    if (revents & EPOLLHUP) r |= POLLHUP;
-    client_->on_socket(fd, r);
-  });
-  if (!src) {
-    log::error("upstream: cannot watch a socket: " + src.error().message);
-    return;
-  }
-  io_[fd] = std::move(*src);
-}
-
-void UpstreamLoop::set_timer(int64_t timeout_ms) {
-  if (timeout_ms < 0) {
-    sd_event_source_set_enabled(timer_.get(), SD_EVENT_OFF);
-    return;
-  }
-  EventLoop::set_timer(timer_.get(), loop_.now_us() + static_cast<uint64_t>(timeout_ms) * 1000);
+  upstream_.reset();  // before the client it uses
+  http_.reset();
 }
 
 }  // namespace osvi::daemon

@@ -3,6 +3,7 @@
 
 #include <curl/curl.h>
 #include <poll.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <chrono>
@@ -68,6 +69,8 @@ struct HttpClient::Transfer {
   bool cancelled = false;
   bool sent = false;
   bool headers_done = false;
+  std::shared_ptr<const TargetGuard> guard;
+  std::string refused;  // the guard's last refusal
   char error[CURL_ERROR_SIZE] = {};
 };
 
@@ -122,6 +125,21 @@ struct HttpClient::Impl {
     if (t.cancelled) return 0;  // aborts the transfer; its removal is already queued
     if (t.cb.on_body && len > 0) t.cb.on_body(std::string_view(data, len));
     return t.cancelled ? 0 : len;
+  }
+
+  // Every connect goes through here when a guard is set: the address is the resolved one curl is about to
+  // use, so the check cannot be raced by a second DNS answer.
+  static curl_socket_t on_opensocket_cb(void* userp, curlsocktype purpose, curl_sockaddr* address) {
+    auto& t = *static_cast<Transfer*>(userp);
+    if (purpose != CURLSOCKTYPE_IPCXN || address == nullptr) return CURL_SOCKET_BAD;
+    if (t.guard) {
+      if (auto refused = t.guard->check(&address->addr, address->addrlen)) {
+        t.refused = *refused;
+        return CURL_SOCKET_BAD;
+      }
+    }
+    int fd = ::socket(address->family, address->socktype | SOCK_CLOEXEC, address->protocol);
+    return fd < 0 ? CURL_SOCKET_BAD : fd;
   }
 
   static int on_xferinfo_cb(void* userp, curl_off_t, curl_off_t, curl_off_t ultotal, curl_off_t ulnow) {
@@ -181,6 +199,14 @@ Result<HttpClient::Id> HttpClient::start(Request request, Callbacks callbacks) {
   if (request.timeout_ms > 0) curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, static_cast<long>(request.timeout_ms));
   if (request.connect_timeout_ms > 0)
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(request.connect_timeout_ms));
+
+  if (request.guard) {
+    t->guard = std::move(request.guard);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, &Impl::on_opensocket_cb);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, t.get());
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_PROXY, "");
+  }
 
   curl_slist* list = nullptr;
   // "Expect: 100-continue" would stall larger uploads for a second on servers that do not answer it.
@@ -297,6 +323,15 @@ void HttpClient::after_action() {
     done.failure = classify(code);
     curl_easy_getinfo(owned->easy.get(), CURLINFO_RESPONSE_CODE, &done.status);
     done.error = owned->error[0] ? owned->error : curl_easy_strerror(code);
+    if (code == CURLE_COULDNT_CONNECT && !owned->refused.empty()) {
+      done.failure = Failure::refused;
+      done.error = owned->refused;
+    }
+    char* redirect = nullptr;
+    if (done.status >= 300 && done.status < 400 &&
+        curl_easy_getinfo(owned->easy.get(), CURLINFO_REDIRECT_URL, &redirect) == CURLE_OK &&
+        redirect != nullptr)
+      done.redirect_url = redirect;
     release(*owned);
     if (code == CURLE_OK) Impl::fire_sent(*owned);
     if (owned->cb.on_done) owned->cb.on_done(done);
@@ -311,7 +346,7 @@ void HttpClient::after_action() {
     } else {
       auto owned = std::move(it->second);
       transfers_.erase(it);
-      Done done{Failure::other, CURLE_FAILED_INIT, 0, "curl_multi_add_handle failed"};
+      Done done{Failure::other, CURLE_FAILED_INIT, 0, "curl_multi_add_handle failed", {}};
       if (owned->cb.on_done) owned->cb.on_done(done);
     }
   }

@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "osvi/net/target_guard.hpp"
 #include "osvi/result.hpp"
 
 namespace osvi::net {
@@ -42,6 +43,11 @@ class HttpClient {
     std::vector<Part> multipart;       // non-empty: a multipart/form-data POST
     int64_t timeout_ms = 0;            // whole transfer; 0 = none
     int64_t connect_timeout_ms = 0;    // 0 = curl's default
+    // Set: every address curl is about to connect to is checked first (refused ones are never connected:
+    // Failure::refused), only http and https are spoken, and no proxy from the environment is used (it
+    // would make the proxy the peer the guard checks). Redirects are never followed by the client in any
+    // case; Done::redirect_url tells where a 3xx pointed.
+    std::shared_ptr<const TargetGuard> guard;
   };
 
   enum class Failure {
@@ -49,6 +55,7 @@ class HttpClient {
     connect,  // nothing reached the server: refused, DNS, TLS handshake
     timeout,  // timeout_ms or connect_timeout_ms passed
     reset,    // the connection broke (or the server answered nothing) after the request was sent
+    refused,  // the target guard refused every address of the host (Done::error names the last one)
     other,
   };
   struct Done {
@@ -56,6 +63,7 @@ class HttpClient {
     int curl_code = 0;
     long status = 0;  // 0 when no response line arrived
     std::string error;
+    std::string redirect_url;  // a 3xx's Location, made absolute; "" when none
   };
 
   struct Callbacks {

@@ -70,6 +70,9 @@ class Api {
   void get_recording(net::HttpRequest& request, net::HttpReply reply);
   // GET /v1/recordings/{file}: authorised by its signed link, not by the API token.
   void serve_recording(net::HttpRequest& request, net::HttpReply reply);
+  // deliveries.cpp: the webhook delivery log of a call, and the dead letters.
+  void call_deliveries(net::HttpRequest& request, net::HttpReply reply);
+  void dead_deliveries(net::HttpRequest& request, net::HttpReply reply);
   // dnd.cpp: POST, GET, DELETE /v1/dnd_numbers.
   void add_dnd(net::HttpRequest& request, net::HttpReply reply);
   void list_dnd(net::HttpRequest& request, net::HttpReply reply);

@@ -9,6 +9,7 @@
 #include "osvi/api/api.hpp"
 #include "osvi/app/demo.hpp"
 #include "osvi/base/event_loop.hpp"
+#include "osvi/base/http_loop.hpp"
 #include "osvi/base/time_zone.hpp"
 #include "osvi/base/upstream_loop.hpp"
 #include "osvi/calls/call_manager.hpp"
@@ -24,6 +25,7 @@
 #include "osvi/store/heartbeat.hpp"
 #include "osvi/store/recordings.hpp"
 #include "osvi/store/store.hpp"
+#include "osvi/webhooks/dispatcher.hpp"
 #include "osvi/webhooks/webhook_service.hpp"
 
 namespace osvi::daemon {
@@ -94,11 +96,21 @@ class App {
   // The campaign dialler, after the calls engine it places calls with (start_dialer, at the end of start).
   void start_dialer();
   std::unique_ptr<Dialer> dialer_;
-  // Post-call webhooks: queues each finished call's deliveries once its analysis is over (start_webhooks,
-  // after the analysis it listens to).
-  void start_webhooks();
+  // Post-call webhooks: queues each finished call's deliveries once its analysis is over
+  // (start_webhook_service, after the dispatcher it pokes and the analysis it listens to).
+  void start_webhook_service();
   std::unique_ptr<WebhookService> webhooks_;
   std::string recording_key_;
+
+  // --- Webhooks (issue 14): the delivery engine, on an HttpLoop of its own (start_webhooks). Whoever
+  // queues deliveries (the webhook service) calls webhook_dispatcher()->poke() once they are committed.
+ public:
+  webhooks::Dispatcher* webhook_dispatcher() { return webhook_dispatcher_.get(); }
+
+ private:
+  Status start_webhooks();
+  std::unique_ptr<HttpLoop> webhook_http_;
+  std::unique_ptr<webhooks::Dispatcher> webhook_dispatcher_;  // before webhook_http_ is gone, after the store
 };
 
 }  // namespace osvi::daemon

@@ -42,6 +42,8 @@ inline constexpr std::string_view kMqttConfigApplied = "6b0a5c1e2f4d4a7e9c3b8d1f
 // telephony lines
 inline constexpr std::string_view kLineUp = "6b0a5c1e2f4d4a7e9c3b8d1f0e2a4c80";
 inline constexpr std::string_view kLineDown = "6b0a5c1e2f4d4a7e9c3b8d1f0e2a4c81";
+// webhooks: a delivery dead-lettered (its final failure; one entry per delivery)
+inline constexpr std::string_view kWebhookDead = "6b0a5c1e2f4d4a7e9c3b8d1f0e2a4c90";
 }  // namespace id
 
 // Where entries go; chosen once at start from JOURNAL_STREAM (see init()).

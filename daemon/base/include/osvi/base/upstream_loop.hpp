@@ -1,14 +1,13 @@
 // UpstreamLoop: the upstream model proxy (net::HttpClient + net::OpenAiUpstream) driven by the control loop.
 //
-// Threading: loop thread only. libcurl's sockets become sd-event io sources and its timeout one timer
-// source, so no curl thread exists (the design note's "no hidden threads"). libcurl (and the TLS library it
-// initialises) is set up on the first request, not at start: an idle box does not pay for it.
+// Threading: loop thread only. The client runs on an HttpLoop (http_loop.hpp: curl's sockets and timer as
+// sd-event sources, no curl thread); libcurl is set up on the first request, not at start.
 #pragma once
 
-#include <map>
 #include <memory>
 
 #include "osvi/base/event_loop.hpp"
+#include "osvi/base/http_loop.hpp"
 #include "osvi/net/http_client.hpp"
 #include "osvi/net/upstream_openai.hpp"
 #include "osvi/result.hpp"
@@ -36,14 +35,10 @@ class UpstreamLoop final : public net::Upstream {
   UpstreamLoop(EventLoop& loop, net::OpenAiOptions options) : loop_(loop), options_(std::move(options)) {}
   // The proxy, created on first use; null when libcurl could not be initialised (logged).
   net::Upstream* ensure();
-  void watch(int fd, short events);
-  void set_timer(int64_t timeout_ms);
 
   EventLoop& loop_;
   net::OpenAiOptions options_;
-  std::map<int, EventSource> io_;
-  EventSource timer_;
-  std::unique_ptr<net::HttpClient> client_;
+  std::unique_ptr<HttpLoop> http_;
   std::unique_ptr<net::OpenAiUpstream> upstream_;
 };
 

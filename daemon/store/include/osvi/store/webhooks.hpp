@@ -61,18 +61,23 @@ class WebhookDeliveriesRepo {
   Result<std::vector<WebhookDelivery>> for_call(std::string_view call_id);
   Result<std::vector<WebhookAttempt>> attempts_for_call(std::string_view call_id);
 
-  // The dispatcher's side (implemented with it in store/webhooks.cpp).
-  // The oldest pending delivery of each destination, at most limit destinations.
-  Result<std::vector<WebhookDelivery>> heads(size_t limit);
-  // An attempt's result: delivered (2xx), or pending again at next_attempt_at_ms, or dead.
+  // The dispatcher's side. The oldest pending delivery of each destination after `after` (destination
+  // order), at most limit of them: a skip-scan over the pending index, so its cost grows with the number of
+  // destinations, never with the number of pending rows; the dispatcher pages through with `after`.
+  Result<std::vector<WebhookDelivery>> heads(std::string_view after, size_t limit);
+  // An attempt's result in one transaction: the attempt row, and the delivery's attempts, last_status,
+  // last_error, state (delivered on a 2xx, pending again at next_attempt_at_ms, or dead) and finished_at
+  // (now, when delivered or dead). -ENOENT when the delivery is not pending (nothing written).
   Status record_attempt(const WebhookAttempt& a, std::string_view new_state,
                         std::optional<int64_t> next_attempt_at_ms);
   struct Counts {
-    int64_t pending = 0, delivered = 0, dead = 0;
+    int64_t pending = 0, dead = 0;
     int64_t oldest_pending_ms = 0;  // created_at of the oldest pending; 0 when none
   };
+  // Pending and dead only (both partial indexes): delivered rows are the bulk of the table and are not
+  // counted, so the health probe costs nothing as history grows.
   Result<Counts> counts();
-  // Dead deliveries, newest first (the dead-letter list).
+  // Dead deliveries, newest first (the dead-letter list); *total: all dead ones.
   Result<std::vector<WebhookDelivery>> dead(int64_t page, int64_t per_page, int64_t* total);
 
  private:
