@@ -66,7 +66,8 @@ Status PostCallJobsRepo::create(std::string_view call_id, int64_t now_ms) {
 }
 
 Result<std::optional<PostCallJob>> PostCallJobsRepo::get(std::string_view call_id) {
-  static const std::string sql = std::string("SELECT ") + kColumns + " FROM post_call_jobs WHERE call_id = ?1";
+  static const std::string sql =
+      std::string("SELECT ") + kColumns + " FROM post_call_jobs WHERE call_id = ?1";
   auto r = rows(db_, sql, "reading a post-call job", call_id);
   if (!r.ok()) return r.error();
   if (r->empty()) return std::optional<PostCallJob>();
@@ -93,41 +94,45 @@ Result<std::optional<int64_t>> PostCallJobsRepo::earliest_analysis() {
 
 Status PostCallJobsRepo::retry_analysis(std::string_view call_id, int64_t next_attempt_at_ms,
                                         std::string_view error) {
-  return update_one(db_,
-                    "UPDATE post_call_jobs SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3, "
-                    "updated_at = ?4 WHERE call_id = ?1 AND analysis_state = 'pending'",
-                    "retrying the analysis of " + std::string(call_id), call_id, next_attempt_at_ms, error,
-                    db_.clock().wall_ms());
+  return update_one(
+      db_,
+      "UPDATE post_call_jobs SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3, "
+      "updated_at = ?4 WHERE call_id = ?1 AND analysis_state = 'pending'",
+      "retrying the analysis of " + std::string(call_id), call_id, next_attempt_at_ms, error,
+      db_.clock().wall_ms());
 }
 
 Status PostCallJobsRepo::finish_analysis(std::string_view call_id, std::string_view state,
                                          std::optional<std::string_view> error) {
-  return update_one(db_,
-                    "UPDATE post_call_jobs SET analysis_state = ?2, attempts = attempts + 1, last_error = ?3, "
-                    "updated_at = ?4 WHERE call_id = ?1 AND analysis_state = 'pending'",
-                    "finishing the analysis of " + std::string(call_id), call_id, state, error,
-                    db_.clock().wall_ms());
+  return update_one(
+      db_,
+      "UPDATE post_call_jobs SET analysis_state = ?2, attempts = attempts + 1, last_error = ?3, "
+      "updated_at = ?4 WHERE call_id = ?1 AND analysis_state = 'pending'",
+      "finishing the analysis of " + std::string(call_id), call_id, state, error, db_.clock().wall_ms());
 }
 
 Result<std::vector<PostCallJob>> PostCallJobsRepo::waiting_for_webhooks(size_t limit) {
-  static const std::string sql = std::string("SELECT ") + kColumns +
-                                 " FROM post_call_jobs WHERE analysis_state <> 'pending' AND webhooks_state = "
-                                 "'waiting' ORDER BY updated_at, call_id LIMIT ?1";
+  static const std::string sql =
+      std::string("SELECT ") + kColumns +
+      " FROM post_call_jobs WHERE analysis_state <> 'pending' AND webhooks_state = "
+      "'waiting' ORDER BY updated_at, call_id LIMIT ?1";
   return rows(db_, sql, "reading post-call jobs waiting for webhooks", static_cast<int64_t>(limit));
 }
 
 Status PostCallJobsRepo::mark_webhooks_queued(std::string_view call_id) {
-  return update_one(db_,
-                    "UPDATE post_call_jobs SET webhooks_state = 'queued' WHERE call_id = ?1 AND analysis_state "
-                    "<> 'pending' AND webhooks_state = 'waiting'",
-                    "marking the webhooks of " + std::string(call_id) + " queued", call_id);
+  return update_one(
+      db_,
+      "UPDATE post_call_jobs SET webhooks_state = 'queued' WHERE call_id = ?1 AND analysis_state "
+      "<> 'pending' AND webhooks_state = 'waiting'",
+      "marking the webhooks of " + std::string(call_id) + " queued", call_id);
 }
 
 Result<PostCallJobsRepo::Counts> PostCallJobsRepo::counts() {
   auto stmt = db_.sql().cached(
       "SELECT (SELECT count(*) FROM post_call_jobs WHERE analysis_state = 'pending'), "
       "(SELECT count(*) FROM post_call_jobs WHERE analysis_state = 'failed'), "
-      "(SELECT count(*) FROM post_call_jobs WHERE analysis_state <> 'pending' AND webhooks_state = 'waiting')");
+      "(SELECT count(*) FROM post_call_jobs WHERE analysis_state <> 'pending' AND webhooks_state = "
+      "'waiting')");
   if (!stmt.ok()) return wrap("counting post-call jobs", stmt.error());
   auto row = (*stmt)->step();
   if (!row.ok()) return wrap("counting post-call jobs", row.error());

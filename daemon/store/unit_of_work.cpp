@@ -139,7 +139,8 @@ Result<std::vector<std::string>> close_interrupted_calls(Transaction& tx, CallsR
 Status finish_call_and_enqueue(Store& store, const CallRecord& call) {
   auto tx = store.database().begin();
   if (!tx.ok()) return wrap("finishing call " + call.call_id, tx.error());
-  if (Status s = finish_call_and_enqueue(*tx, store.calls(), store.outbox(), call, &store.post_call()); !s.ok())
+  if (Status s = finish_call_and_enqueue(*tx, store.calls(), store.outbox(), call, &store.post_call());
+      !s.ok())
     return s;
   if (Status s = tx->commit(); !s.ok()) return wrap("finishing call " + call.call_id, s.error());
   return {};

@@ -62,10 +62,22 @@ class RawDb {
   sqlite3* db_ = nullptr;
 };
 
+// Back to version 4: the tables migration 5 added, gone.
+void undo_migration_5(RawDb& raw) {
+  raw.exec(R"sql(
+DROP TABLE webhook_attempts;
+DROP TABLE webhook_deliveries;
+DROP TABLE callbacks;
+DROP TABLE post_call_jobs;
+PRAGMA user_version = 4;
+)sql");
+}
+
 // Takes a file at the latest schema back to version 3, as a box upgraded from that version has it: the
 // campaign tables as migration 1 made them and none of migration 4's columns. The migration tests below go
 // further back from there.
 void undo_migration_4(RawDb& raw) {
+  undo_migration_5(raw);
   raw.exec(R"sql(
 DROP TABLE campaign_attempts;
 DROP TABLE campaign_contacts;
@@ -1366,6 +1378,56 @@ TEST_F(StoreTest, DndSearchPagesAlikeForFewAndManyMatches) {
   EXPECT_EQ(total, 1);
   ASSERT_EQ(few->size(), 1u);
   EXPECT_EQ(few->front().agent_uuid, "agent_b");
+}
+
+// A call's final record creates its post-call job in the same transaction (and a call closed by start-up
+// recovery gets one too); the job's analysis ends once, then its webhooks are queued once.
+TEST_F(StoreTest, AFinalRecordCreatesThePostCallJobAndItMovesOnce) {
+  const std::string live = "aaaaaaaa-0000-4000-8000-00000000000a";
+  const std::string done = "bbbbbbbb-0000-4000-8000-00000000000b";
+  {
+    auto store = open_store();
+    ASSERT_TRUE(store);
+    ASSERT_TRUE(store->calls().insert(minimal_call(live, kT0)).ok());
+    ASSERT_TRUE(store->calls().insert(minimal_call(done, kT0)).ok());
+    CallRecord c = store->calls().get(done)->value();
+    c.status = "picked";
+    c.call_picked_at_ms = kT0 + 1'000;
+    c.ended_at_ms = kT0 + 9'000;
+    ASSERT_TRUE(finish_call_and_enqueue(*store, c).ok());
+    auto job = store->post_call().get(done);
+    ASSERT_TRUE(job.ok() && job->has_value());
+    EXPECT_EQ((*job)->analysis_state, "pending");
+    EXPECT_EQ((*job)->next_attempt_at_ms, kT0 + 9'000);  // due at the call's end: completion order
+    EXPECT_FALSE(store->post_call().get(live)->has_value());
+  }
+  clock_.advance_ms(60'000);
+  auto store = open_store();  // closes `live` (left in_progress): it gets its job now
+  ASSERT_TRUE(store);
+  auto due = store->post_call().due_for_analysis(clock_.wall_ms(), 10);
+  ASSERT_TRUE(due.ok());
+  ASSERT_EQ(due->size(), 2u);
+  EXPECT_EQ((*due)[0].call_id, done);
+  EXPECT_EQ((*due)[1].call_id, live);
+
+  ASSERT_TRUE(store->post_call().retry_analysis(done, clock_.wall_ms() + 30'000, "upstream down").ok());
+  EXPECT_EQ(store->post_call().due_for_analysis(clock_.wall_ms(), 10)->size(), 1u);
+  EXPECT_EQ(store->post_call().earliest_analysis()->value(), clock_.wall_ms());
+  ASSERT_TRUE(store->post_call().finish_analysis(live, "skipped", std::nullopt).ok());
+  EXPECT_EQ(store->post_call().finish_analysis(live, "done", std::nullopt).error().code, -ENOENT);
+  auto waiting = store->post_call().waiting_for_webhooks(10);
+  ASSERT_TRUE(waiting.ok());
+  ASSERT_EQ(waiting->size(), 1u);
+  EXPECT_EQ((*waiting)[0].call_id, live);
+  ASSERT_TRUE(store->post_call().mark_webhooks_queued(live).ok());
+  EXPECT_EQ(store->post_call().mark_webhooks_queued(live).error().code, -ENOENT);
+  auto counts = store->post_call().counts();
+  ASSERT_TRUE(counts.ok());
+  EXPECT_EQ(counts->analysis_pending, 1);
+  EXPECT_EQ(counts->webhooks_waiting, 0);
+  auto job = store->post_call().get(done)->value();
+  EXPECT_EQ(job.attempts, 1);
+  EXPECT_EQ(job.last_error, "upstream down");
 }
 
 }  // namespace osvi::daemon

@@ -249,7 +249,7 @@ struct IntegrationConfig {
   std::string method = "POST";  // POST | PUT | PATCH | GET | DELETE (GET and DELETE send no body)
   std::string url;              // http(s); may hold {{placeholders}} filled from the call's trigger data
   std::vector<std::pair<std::string, std::string>> headers;  // custom headers, in order
-  bool body_auto = true;        // true: the Auto flat body of the sections below; false: body_template
+  bool body_auto = true;  // true: the Auto flat body of the sections below; false: body_template
   struct Sections {
     bool call_info = true, summary = true, data_extraction = true, structured_output = true,
          trigger_data = true;
@@ -392,12 +392,12 @@ struct CampaignConfig {
 
 // Outgoing webhook delivery (docs/configuration.md "webhooks").
 struct WebhooksConfig {
-  int64_t timeout_ms = 10'000;           // one attempt, connect to last byte
-  int64_t horizon_s = 24 * 3600;         // retries stop this long after the delivery was queued: dead-lettered
-  int64_t initial_backoff_ms = 5'000;    // first retry delay; doubled per attempt, with jitter
-  int64_t max_backoff_ms = 3'600'000;    // cap of one retry delay
-  int max_in_flight = 16;                // deliveries on the wire at once, every destination together
-  int max_redirects = 3;                 // a redirect to a refused target is never followed
+  int64_t timeout_ms = 10'000;         // one attempt, connect to last byte
+  int64_t horizon_s = 24 * 3600;       // retries stop this long after the delivery was queued: dead-lettered
+  int64_t initial_backoff_ms = 5'000;  // first retry delay; doubled per attempt, with jitter
+  int64_t max_backoff_ms = 3'600'000;  // cap of one retry delay
+  int max_in_flight = 16;              // deliveries on the wire at once, every destination together
+  int max_redirects = 3;               // a redirect to a refused target is never followed
   // CIDRs exempt from the target guard (loopback, link-local, the cloud metadata address are refused
   // otherwise), e.g. ["127.0.0.0/8"] for a receiver on the box itself.
   std::vector<std::string> allowed_targets;

@@ -22,8 +22,8 @@ struct CallbackRow {
   std::string kind = "callback";
   std::string source_call_id;
   std::string agent_uuid;
-  std::string phone;                       // E.164
-  std::optional<std::string> time_zone;    // the callee's IANA zone, for calling hours
+  std::string phone;                     // E.164
+  std::optional<std::string> time_zone;  // the callee's IANA zone, for calling hours
   int64_t due_at_ms = 0;
   std::optional<std::string> requested_text;  // what the callee said ("after six tomorrow")
   // The call to place, as JSON: {person_name, additional_data, system_prompt, initial_greeting, webhook_url,
