@@ -395,6 +395,7 @@ Status App::start() {
   start_dialer();
   start_analysis();
   if (auto s = start_webhooks(); !s) return s;
+  start_webhook_service();
   return {};
 }
 
@@ -434,6 +435,29 @@ void App::start_analysis() {
     return;
   }
   analysis_ = std::move(*analysis);
+void App::start_webhook_service() {
+  // Without it calls are still taken; their jobs wait in the store (webhooks_state waiting) for a later run.
+  WebhookContext ctx;
+  ctx.clock = clock_.get();
+  ctx.store = store_.get();
+  ctx.timer = [this](std::function<void()> fire) { return make_loop_call_timer(*loop_, std::move(fire)); };
+  // Committed deliveries are due now: the dispatcher looks at its heads on a later loop turn.
+  ctx.on_queued = [this] {
+    if (webhook_dispatcher_) webhook_dispatcher_->poke();
+  };
+  auto webhooks = WebhookService::create(std::move(ctx));
+  if (!webhooks) {
+    log::error("post-call webhooks cannot start: " + webhooks.error().message);
+    return;
+  }
+  (*webhooks)->set_config(config_.get());
+  // Each call whose analysis is over is queued as it happens; start() below finds what a previous run left.
+  if (analysis_) (*webhooks)->attach(*analysis_);
+  if (Status s = (*webhooks)->start(); !s) {
+    log::error("post-call webhooks are stopped: " + s.error().message);
+    return;
+  }
+  webhooks_ = std::move(*webhooks);
 }
 
 void App::start_dialer() {
@@ -643,6 +667,7 @@ Status App::apply(Config new_cfg) {
   if (calls_) calls_->set_config(config_.get());
   if (dialer_) dialer_->set_config(config_.get());
   if (analysis_) analysis_->set_config(config_.get());
+  if (webhooks_) webhooks_->set_config(config_.get());
   if (lines_ && config_->lines != lines_->configs())  // lines are not restarted under a call
     log::warning("lines: the changed configuration applies at the next restart of osvid");
   log::notice("configuration reloaded (" + std::to_string(config_->agents.size()) + " agents)",
@@ -681,6 +706,7 @@ void App::stop(const char* why) {
   sd_notify(0, "STOPPING=1\nSTATUS=Stopping");
   log::notice(std::string("stopping on ") + why, {}, log::id::kStopping);
   if (server_) server_->quiesce();
+  webhooks_.reset();  // what it has not queued stays waiting in the store: the next start queues it
   analysis_.reset();  // its jobs in flight stay pending in the store: the next start redoes them
   if (campaigns_) campaigns_->set_dialer(nullptr);
   dialer_.reset();  // dials nothing more; the calls it placed are recorded by the engine's shutdown
@@ -703,6 +729,7 @@ int App::run() {
   api_.reset();
   api_ctx_.calls = nullptr;
   if (lines_) lines_->set_event_sink({});
+  webhooks_.reset();  // before the analysis it listens to and the store it writes
   analysis_.reset();  // before the dialler it pokes and the calls engine it listens to
   if (campaigns_) campaigns_->set_dialer(nullptr);
   dialer_.reset();  // before the calls engine it listens to

@@ -340,6 +340,7 @@ void parse_analysis(ObjectReader r, AnalysisConfig& a) {
               "expected an object, got " + std::string(config_detail::json_type_name(schema)));
     }
   }
+  parse_integrations(r.array("integrations"), p, a.enabled, a.integrations);  // webhooks.cpp
 }
 
 void parse_chat(ObjectReader r, ChatConfig& c) {

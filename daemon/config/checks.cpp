@@ -172,4 +172,74 @@ bool parse_listen(std::string_view s, std::string* host, uint16_t* port, std::st
   return true;
 }
 
+namespace {
+int base64_value(char c) {
+  if (c >= 'A' && c <= 'Z') return c - 'A';
+  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+  if (c >= '0' && c <= '9') return c - '0' + 52;
+  if (c == '+') return 62;
+  if (c == '/') return 63;
+  return -1;
+}
+}  // namespace
+
+bool is_webhook_secret(std::string_view s, std::string* why) {
+  constexpr std::string_view kPrefix = "whsec_";
+  const auto fail = [&](std::string text) {
+    *why = std::move(text);
+    return false;
+  };
+  if (s.substr(0, kPrefix.size()) != kPrefix)
+    return fail("expected \"whsec_\" followed by base64 of 24 to 64 random bytes (Standard Webhooks)");
+  const std::string_view b64 = s.substr(kPrefix.size());
+  if (b64.empty() || b64.size() % 4 != 0)
+    return fail("the part after \"whsec_\" must be padded base64 (a multiple of 4 characters)");
+  size_t pad = 0;
+  for (size_t i = 0; i < b64.size(); ++i) {
+    if (b64[i] == '=') {
+      if (i + 2 < b64.size()) return fail("the part after \"whsec_\" has '=' before its end");
+      ++pad;
+    } else if (pad > 0 || base64_value(b64[i]) < 0) {
+      return fail("the part after \"whsec_\" may hold only A-Z a-z 0-9 + / and '=' padding");
+    }
+  }
+  const size_t bytes = b64.size() / 4 * 3 - pad;
+  if (bytes < 24 || bytes > 64)
+    return fail("must decode to 24 to 64 bytes, got " + std::to_string(bytes) +
+                " (e.g. whsec_ + `openssl rand -base64 32`)");
+  return true;
+}
+
+bool is_cidr(std::string_view s, std::string* why) {
+  const auto fail = [&]() {
+    *why = "expected a CIDR such as \"127.0.0.0/8\" or \"fd00::/8\", got " + quote(s);
+    return false;
+  };
+  const size_t slash = s.find('/');
+  if (slash == std::string_view::npos) return fail();
+  const std::string addr(s.substr(0, slash));
+  const std::string_view len = s.substr(slash + 1);
+  if (len.empty() || len.size() > 3 || !all_of(len, [](char c) { return c >= '0' && c <= '9'; }))
+    return fail();
+  const int prefix = std::stoi(std::string(len));
+  unsigned char bytes[16] = {};
+  size_t n = 0;
+  if (inet_pton(AF_INET, addr.c_str(), bytes) == 1)
+    n = 4;
+  else if (inet_pton(AF_INET6, addr.c_str(), bytes) == 1)
+    n = 16;
+  else
+    return fail();
+  if (prefix > static_cast<int>(n * 8)) return fail();
+  // Host bits set ("127.0.0.1/8") usually mean a typo in the prefix; the network address is unambiguous.
+  for (size_t bit = static_cast<size_t>(prefix); bit < n * 8; ++bit) {
+    if (bytes[bit / 8] & (0x80 >> (bit % 8))) {
+      *why = "has host bits set after the /" + std::to_string(prefix) +
+             " prefix: write the network address, got " + quote(s);
+      return false;
+    }
+  }
+  return true;
+}
+
 }  // namespace osvi::daemon::config_detail

@@ -21,6 +21,11 @@ bool is_http_url(std::string_view s);
 bool parse_utc_offset(std::string_view s, int* minutes);
 // "a", "b" or "c", for error messages.
 std::string one_of_text(std::span<const std::string_view> names);
+// A Standard Webhooks secret: "whsec_" + standard base64 (padded) of 24 to 64 bytes. why never quotes the
+// secret.
+bool is_webhook_secret(std::string_view s, std::string* why);
+// "192.168.1.0/24" or "fd00::/8": an address, '/', a prefix length, no host bits set.
+bool is_cidr(std::string_view s, std::string* why);
 // Parses "host:port"; why names the part that is wrong.
 bool parse_listen(std::string_view s, std::string* host, uint16_t* port, std::string* why);
 

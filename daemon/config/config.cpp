@@ -261,6 +261,7 @@ Result<Config> parse_config(std::string_view json_text) {
       if (!uuids.count(ref.agent_uuid)) p.add(ref.path, "unknown agent " + quote(ref.agent_uuid));
 
     config_detail::parse_compliance(root.object("compliance"), cfg.compliance);
+    config_detail::parse_webhooks(root.object("webhooks"), cfg.webhooks);
     std::map<int64_t, std::string> campaign_ids;  // id -> path of its first campaign
     for (const Item& item : root.array("campaigns")) {
       const size_t before = p.size();

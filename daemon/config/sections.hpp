@@ -12,6 +12,11 @@ namespace osvi::daemon::config_detail {
 
 void parse_audio(ObjectReader r, AudioConfig& a);  // audio.cpp
 void parse_mqtt(ObjectReader r, MqttConfig& m);    // mqtt.cpp
+// webhooks.cpp: an agent's analysis.integrations[] (an active one needs the analysis enabled); the
+// top-level "webhooks" section.
+void parse_integrations(const std::vector<Item>& items, Problems& p, bool analysis_enabled,
+                        std::vector<IntegrationConfig>& out);
+void parse_webhooks(ObjectReader r, WebhooksConfig& w);
 // lines.cpp; agent_refs gets (path, agent_uuid) pairs to check once every agent is known
 void parse_lines(const std::vector<Item>& items, Problems& p, std::vector<LineConfig>& lines,
                  std::vector<std::pair<std::string, std::string>>& agent_refs);

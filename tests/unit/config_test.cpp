@@ -1092,3 +1092,200 @@ TEST(Config, LineNumberIsE164) {
   EXPECT_PATH(rejection(line + R"("number":"+91 11 4000"}]})"), "lines[0].number");
   EXPECT_PATH(rejection(line + R"("number":5}]})"), "lines[0].number");
 }
+
+// ---- post-call webhooks: agents[].analysis.integrations[] and the top-level "webhooks" section ----
+
+constexpr const char* kSecret32 = "whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+// An agent with the analysis on and `integrations` (a JSON array body).
+std::string with_integrations(const std::string& integrations, bool analysis = true) {
+  return with_agents(agent("agent_a", std::string(R"("analysis":{"enabled":)") +
+                                          (analysis ? "true" : "false") + R"(,"integrations":[)" +
+                                          integrations + "]}"));
+}
+
+TEST(ConfigWebhooks, IntegrationEveryKey) {
+  const Config c = accepted(with_integrations(
+      R"({"name":"CRM sync","method":"PUT","url":"https://crm.example.com/leads/{{crm_id}}/calls?x={{phone_number}}",)"
+      R"("headers":{"Authorization":"Bearer abc","X-Tenant":"7"},)"
+      R"("body":{"mode":"auto","sections":{"call_info":true,"summary":false,"data_extraction":true,)"
+      R"("structured_output":false,"trigger_data":false}},"secret":")" +
+      std::string(kSecret32) +
+      R"(","active":true},)"
+      R"({"name":"sheet","url":"http://10.0.0.5:8080/hook","body":{"mode":"custom","template":)"
+      R"({"id":"{{call_log_id}}","who":{"n":"Name: {{person_name}}"},"list":[1,"{{x}}"]}},"active":false},)"
+      R"({"name":"ping","method":"GET","url":"https://x.example/p"})"));
+  const auto& in = c.agents.at(0).analysis.integrations;
+  ASSERT_EQ(in.size(), 3u);
+  EXPECT_EQ(in[0].name, "CRM sync");
+  EXPECT_EQ(in[0].method, "PUT");
+  EXPECT_EQ(in[0].url, "https://crm.example.com/leads/{{crm_id}}/calls?x={{phone_number}}");
+  const std::vector<std::pair<std::string, std::string>> headers = {{"Authorization", "Bearer abc"},
+                                                                    {"X-Tenant", "7"}};
+  EXPECT_EQ(in[0].headers, headers);
+  EXPECT_TRUE(in[0].body_auto);
+  EXPECT_TRUE(in[0].sections.call_info);
+  EXPECT_FALSE(in[0].sections.summary);
+  EXPECT_TRUE(in[0].sections.data_extraction);
+  EXPECT_FALSE(in[0].sections.structured_output);
+  EXPECT_FALSE(in[0].sections.trigger_data);
+  EXPECT_EQ(in[0].secret, kSecret32);
+  EXPECT_TRUE(in[0].active);
+  EXPECT_EQ(in[1].method, "POST");  // the default
+  EXPECT_FALSE(in[1].body_auto);
+  EXPECT_EQ(in[1].body_template,
+            R"({"id":"{{call_log_id}}","who":{"n":"Name: {{person_name}}"},"list":[1,"{{x}}"]})");
+  EXPECT_FALSE(in[1].active);
+  EXPECT_EQ(in[1].secret, "");
+  EXPECT_EQ(in[2].method, "GET");
+  EXPECT_TRUE(in[2].body_auto);  // defaults: every section
+  EXPECT_EQ(in[2].sections, IntegrationConfig::Sections{});
+  EXPECT_TRUE(in[2].active);
+}
+
+TEST(ConfigWebhooks, IntegrationProblemsNameTheirKeys) {
+  const std::string p = "agents[0].analysis.integrations[0].";
+  const auto one = [](const std::string& body) { return with_integrations(body); };
+  EXPECT_LINE(rejection(one(R"({"url":"https://x.example/"})")), p + "name: required key is missing");
+  EXPECT_PATH(rejection(one(R"({"name":"","url":"https://x.example/"})")), p + "name");
+  EXPECT_PATH(rejection(one(R"({"name":"a/b","url":"https://x.example/"})")), p + "name");
+  EXPECT_PATH(rejection(one(R"({"name":")" + std::string(65, 'n') + R"(","url":"https://x.example/"})")),
+              p + "name");
+  EXPECT_LINE(rejection(one(R"({"name":"a","url":"https://x.example/","method":"post"})")),
+              p + R"(method: must be "POST", "PUT", "PATCH", "GET" or "DELETE", got "post")");
+  EXPECT_LINE(rejection(one(R"({"name":"a"})")), p + "url: required key is missing");
+  EXPECT_PATH(rejection(one(R"({"name":"a","url":"ftp://x.example/"})")), p + "url");
+  EXPECT_PATH(rejection(one(R"({"name":"a","url":"https:///path"})")), p + "url");
+  EXPECT_PATH(rejection(one(R"({"name":"a","url":"https://{{host}}/path"})")), p + "url");
+  EXPECT_PATH(rejection(one(R"({"name":"a","url":"https://x.example/","headers":["a"]})")), p + "headers");
+  EXPECT_PATH(rejection(one(R"({"name":"a","url":"https://x.example/","headers":{"X-A":5}})")),
+              p + R"(headers["X-A"])");
+  EXPECT_PATH(rejection(one(R"({"name":"a","url":"https://x.example/","headers":{"X-A":"a\r\nX-B: b"}})")),
+              p + R"(headers["X-A"])");
+  EXPECT_PATH(rejection(one(R"({"name":"a","url":"https://x.example/","headers":{"Bad Name":"v"}})")),
+              p + R"(headers["Bad Name"])");
+  EXPECT_PATH(
+      rejection(one(R"({"name":"a","url":"https://x.example/","headers":{"content-type":"text/xml"}})")),
+      p + R"(headers["content-type"])");
+  EXPECT_PATH(rejection(one(R"({"name":"a","url":"https://x.example/","headers":{"Webhook-Id":"x"}})")),
+              p + R"(headers["Webhook-Id"])");
+  EXPECT_PATH(rejection(one(R"({"name":"a","url":"https://x.example/","headers":{"User-Agent":"x"}})")),
+              p + R"(headers["User-Agent"])");
+  EXPECT_PATH(rejection(one(R"({"name":"a","url":"https://x.example/","headers":{"X-A":"1","x-a":"2"}})")),
+              p + R"(headers["x-a"])");
+  EXPECT_PATH(rejection(one(R"({"name":"a","url":"https://x.example/","body":{"mode":"raw"}})")),
+              p + "body.mode");
+  EXPECT_LINE(rejection(one(R"({"name":"a","url":"https://x.example/","body":{"mode":"custom"}})")),
+              p + R"(body.template: required when mode is "custom")");
+  EXPECT_PATH(
+      rejection(one(R"({"name":"a","url":"https://x.example/","body":{"mode":"custom","template":"x"}})")),
+      p + "body.template");
+  EXPECT_PATH(rejection(one(R"({"name":"a","url":"https://x.example/","body":{"template":{}}})")),
+              p + "body.template");
+  EXPECT_PATH(rejection(one(R"({"name":"a","url":"https://x.example/","body":{"mode":"custom","template":{},)"
+                            R"("sections":{}}})")),
+              p + "body.sections");
+  EXPECT_PATH(
+      rejection(one(R"({"name":"a","url":"https://x.example/","body":{"sections":{"summery":true}}})")),
+      p + "body.sections.summery");
+  EXPECT_PATH(rejection(one(R"({"name":"a","url":"https://x.example/","body":{"sections":{"summary":1}}})")),
+              p + "body.sections.summary");
+  EXPECT_PATH(rejection(one(R"({"name":"a","method":"GET","url":"https://x.example/","body":{}})")),
+              p + "body");
+  EXPECT_PATH(rejection(one(R"({"name":"a","method":"DELETE","url":"https://x.example/","body":{}})")),
+              p + "body");
+  EXPECT_PATH(rejection(one(R"({"name":"a","url":"https://x.example/","active":"yes"})")), p + "active");
+  EXPECT_PATH(rejection(one(R"({"name":"a","url":"https://x.example/","colour":1})")), p + "colour");
+  // Two with one name; the second names the first.
+  EXPECT_LINE(
+      rejection(one(R"({"name":"a","url":"https://x.example/"},{"name":"a","url":"https://y.example/"})")),
+      R"(agents[0].analysis.integrations[1].name: duplicate integration "a" (first at )"
+      R"(agents[0].analysis.integrations[0]))");
+  // An active integration of an agent whose analysis is off would never fire; an inactive one may wait.
+  EXPECT_PATH(rejection(with_integrations(R"({"name":"a","url":"https://x.example/"})", false)),
+              p + "active");
+  EXPECT_EQ(accepted(with_integrations(R"({"name":"a","url":"https://x.example/","active":false})", false))
+                .agents.at(0)
+                .analysis.integrations.size(),
+            1u);
+  std::string many;
+  for (int i = 0; i < 21; ++i) {
+    if (i) many.append(",");
+    many.append(R"({"name":"n)").append(std::to_string(i)).append(R"(","url":"https://x.example/"})");
+  }
+  EXPECT_PATH(rejection(one(many)), "agents[0].analysis.integrations[20]");
+}
+
+TEST(ConfigWebhooks, SecretsAreStandardWebhooksAndNeverEchoed) {
+  const std::string p = "agents[0].analysis.integrations[0].secret";
+  const auto with_secret = [](const std::string& s) {
+    return with_integrations(R"({"name":"a","url":"https://x.example/","secret":")" + s + R"("})");
+  };
+  for (const std::string bad : {"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",       // no prefix
+                                "whsec_AAECAwQFBgcICQoLDA0ODw==",                     // 16 bytes: too short
+                                "whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8",  // unpadded
+                                "whsec_AAEC*wQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=", "whsec_"}) {
+    const std::string msg = rejection(with_secret(bad));
+    EXPECT_PATH(msg, p);
+    if (bad.size() > 6) {
+      EXPECT_EQ(msg.find(bad.substr(6)), std::string::npos) << msg;
+    }
+  }
+  EXPECT_EQ(accepted(with_secret("whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYX"))
+                .agents.at(0)
+                .analysis.integrations.at(0)
+                .secret,
+            "whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYX");  // 24 bytes, the minimum
+  EXPECT_EQ(accepted(with_secret("")).agents.at(0).analysis.integrations.at(0).secret, "");  // the box's key
+  EXPECT_PATH(rejection(R"({"webhooks":{"signing_secret":"whsec_abc"}})"), "webhooks.signing_secret");
+  EXPECT_EQ(accepted(R"({"webhooks":{"signing_secret":")" + std::string(kSecret32) + R"("}})")
+                .webhooks.signing_secret,
+            kSecret32);
+}
+
+TEST(ConfigWebhooks, WebhooksSectionEveryKey) {
+  EXPECT_EQ(accepted("{}").webhooks, WebhooksConfig{});
+  const Config c = accepted(
+      R"({"webhooks":{"timeout_ms":5000,"horizon_s":3600,"initial_backoff_ms":200,"max_backoff_ms":60000,)"
+      R"("max_in_flight":4,"max_redirects":0,"allowed_targets":["127.0.0.0/8","::1/128","10.1.2.0/24"],)"
+      R"("signing_secret":")" +
+      std::string(kSecret32) + R"("}})");
+  EXPECT_EQ(c.webhooks.timeout_ms, 5000);
+  EXPECT_EQ(c.webhooks.horizon_s, 3600);
+  EXPECT_EQ(c.webhooks.initial_backoff_ms, 200);
+  EXPECT_EQ(c.webhooks.max_backoff_ms, 60000);
+  EXPECT_EQ(c.webhooks.max_in_flight, 4);
+  EXPECT_EQ(c.webhooks.max_redirects, 0);
+  EXPECT_EQ(c.webhooks.allowed_targets, (std::vector<std::string>{"127.0.0.0/8", "::1/128", "10.1.2.0/24"}));
+  EXPECT_EQ(c.webhooks.signing_secret, kSecret32);
+}
+
+TEST(ConfigWebhooks, WebhooksSectionProblemsNameTheirKeys) {
+  EXPECT_LINE(rejection(R"({"webhooks":{"timeout_ms":10}})"),
+              "webhooks.timeout_ms: must be between 1000 and 120000, got 10");
+  EXPECT_PATH(rejection(R"({"webhooks":{"horizon_s":10}})"), "webhooks.horizon_s");
+  EXPECT_PATH(rejection(R"({"webhooks":{"horizon_s":700000}})"), "webhooks.horizon_s");
+  EXPECT_PATH(rejection(R"({"webhooks":{"initial_backoff_ms":5}})"), "webhooks.initial_backoff_ms");
+  EXPECT_LINE(rejection(R"({"webhooks":{"initial_backoff_ms":10000,"max_backoff_ms":5000}})"),
+              "webhooks.max_backoff_ms: must be at least initial_backoff_ms (10000), got 5000");
+  EXPECT_PATH(rejection(R"({"webhooks":{"max_in_flight":0}})"), "webhooks.max_in_flight");
+  EXPECT_PATH(rejection(R"({"webhooks":{"max_redirects":11}})"), "webhooks.max_redirects");
+  EXPECT_PATH(rejection(R"({"webhooks":{"allowed_targets":"127.0.0.0/8"}})"), "webhooks.allowed_targets");
+  EXPECT_PATH(rejection(R"({"webhooks":{"allowed_targets":["127.0.0.1"]}})"), "webhooks.allowed_targets[0]");
+  EXPECT_PATH(rejection(R"({"webhooks":{"allowed_targets":["ok","10.0.0.0/8"]}})"),
+              "webhooks.allowed_targets[0]");
+  EXPECT_PATH(rejection(R"({"webhooks":{"allowed_targets":["10.0.0.0/8","10.0.0.0/33"]}})"),
+              "webhooks.allowed_targets[1]");
+  EXPECT_LINE(
+      rejection(R"({"webhooks":{"allowed_targets":["127.0.0.1/8"]}})"),
+      "webhooks.allowed_targets[0]: has host bits set after the /8 prefix: write the network address, "
+      "got \"127.0.0.1/8\"");
+  EXPECT_PATH(rejection(R"({"webhooks":{"allowed_targets":[7]}})"), "webhooks.allowed_targets[0]");
+  EXPECT_PATH(rejection(R"({"webhooks":{"retries":3}})"), "webhooks.retries");
+}
+
+// The shipped file and the demo script load with whatever webhooks they carry.
+TEST(ConfigWebhooks, ShippedConfigurationsLoad) {
+  auto shipped = parse_config(default_config_json());
+  ASSERT_TRUE(shipped.ok()) << shipped.error().message;
+}

@@ -27,6 +27,7 @@
 #include "osvi/store/recordings.hpp"
 #include "osvi/store/store.hpp"
 #include "osvi/webhooks/dispatcher.hpp"
+#include "osvi/webhooks/webhook_service.hpp"
 
 namespace osvi::daemon {
 
@@ -99,6 +100,10 @@ class App {
   // Post-call analysis, after the dialler it pokes for callbacks (start_analysis, right after start_dialer).
   void start_analysis();
   std::unique_ptr<AnalysisService> analysis_;
+  // Post-call webhooks: queues each finished call's deliveries once its analysis is over
+  // (start_webhook_service, after the dispatcher it pokes and the analysis it listens to).
+  void start_webhook_service();
+  std::unique_ptr<WebhookService> webhooks_;
   std::string recording_key_;
 
   // --- Webhooks (issue 14): the delivery engine, on an HttpLoop of its own (start_webhooks). Whoever
