@@ -435,6 +435,8 @@ void App::start_analysis() {
     return;
   }
   analysis_ = std::move(*analysis);
+}
+
 void App::start_webhook_service() {
   // Without it calls are still taken; their jobs wait in the store (webhooks_state waiting) for a later run.
   WebhookContext ctx;
