@@ -368,10 +368,15 @@ void Dispatcher::conclude(Flight& f, std::optional<int64_t> status, std::optiona
   std::string state = "delivered";
   std::optional<int64_t> next;
   if (error) {
-    if (retryable && now < f.d.expires_at_ms) {
+    // A row queued without a horizon (expires_at not after created_at) gets the configured one rather than
+    // dying at its first failure.
+    const int64_t expires = f.d.expires_at_ms > f.d.created_at_ms
+                                ? f.d.expires_at_ms
+                                : f.d.created_at_ms + settings_.webhooks.horizon_s * 1000;
+    if (retryable && now < expires) {
       state = "pending";
       // The last retry happens at the horizon itself, not a backoff step short of it.
-      next = std::min(now + backoff_ms(f.attempt), f.d.expires_at_ms);
+      next = std::min(now + backoff_ms(f.attempt), expires);
     } else {
       state = "dead";
     }
