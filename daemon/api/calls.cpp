@@ -376,8 +376,18 @@ void Api::get_transcript(HttpRequest& request, HttpReply reply) {
     return;
   }
   const int offset = ctx_.config->site.utc_offset_minutes;
+  auto job = ctx_.store->post_call().get(c->call_id);
+  if (!job) {
+    log::error("cannot read the post-call job: " + job.error().message, {{"CALL_ID", c->call_id}});
+    reply.send(error(500, "database error"));
+    return;
+  }
   JsonPtr data(cJSON_CreateObject());
   net::json_add_string(data.get(), "call_id", c->call_id);
+  // Extensions (docs/api.md): the analysis' summary beside the words it summarises, and where it stands.
+  net::json_add_string_or_null(data.get(), "summary", c->summary);
+  net::json_add_string_or_null(data.get(), "analysis_status",
+                               *job ? std::optional<std::string>((*job)->analysis_state) : std::nullopt);
   cJSON* arr = cJSON_AddArrayToObject(data.get(), "transcript");
   for (const TranscriptTurn& t : *turns) {
     cJSON* o = cJSON_CreateObject();

@@ -393,9 +393,33 @@ Status App::start() {
   }
   lines_changed();
   start_dialer();
+  start_analysis();
   if (auto s = start_webhooks(); !s) return s;
   start_webhook_service();
   return {};
+}
+
+void App::start_analysis() {
+  // Without it calls are still taken and recorded; their post-call jobs wait in the store for a later run.
+  AnalysisContext ctx;
+  ctx.clock = clock_.get();
+  ctx.store = store_.get();
+  ctx.upstream = &upstream_->upstream();  // the calls' UpstreamLoop: one curl multi, one set of breakers
+  ctx.calls = calls_.get();
+  ctx.dialer = dialer_.get();
+  ctx.zones = zones_.get();
+  ctx.timer = [this](std::function<void()> fire) { return make_loop_call_timer(*loop_, std::move(fire)); };
+  auto analysis = AnalysisService::create(std::move(ctx));
+  if (!analysis) {
+    log::error("post-call analysis cannot start: " + analysis.error().message);
+    return;
+  }
+  (*analysis)->set_config(config_.get());
+  if (Status s = (*analysis)->start(); !s) {
+    log::error("post-call analysis is stopped: " + s.error().message);
+    return;
+  }
+  analysis_ = std::move(*analysis);
 }
 
 // --- Webhooks (issue 14) ---
@@ -429,8 +453,8 @@ void App::start_webhook_service() {
     return;
   }
   (*webhooks)->set_config(config_.get());
-  // HOOK: (*webhooks)->attach(*analysis_) once AnalysisService is wired here (start_analysis, before this):
-  // until then only start() below finds the calls whose analysis is over.
+  // Each call whose analysis is over wakes it; start() catches up what ended while it was not listening.
+  if (analysis_) (*webhooks)->attach(*analysis_);
   if (Status s = (*webhooks)->start(); !s) {
     log::error("post-call webhooks are stopped: " + s.error().message);
     return;
@@ -644,6 +668,7 @@ Status App::apply(Config new_cfg) {
   call_ctx_.calls = config_->calls;
   if (calls_) calls_->set_config(config_.get());
   if (dialer_) dialer_->set_config(config_.get());
+  if (analysis_) analysis_->set_config(config_.get());
   if (webhooks_) webhooks_->set_config(config_.get());
   if (lines_ && config_->lines != lines_->configs())  // lines are not restarted under a call
     log::warning("lines: the changed configuration applies at the next restart of osvid");
@@ -684,6 +709,7 @@ void App::stop(const char* why) {
   log::notice(std::string("stopping on ") + why, {}, log::id::kStopping);
   if (server_) server_->quiesce();
   webhooks_.reset();  // what it has not queued stays waiting in the store: the next start queues it
+  analysis_.reset();  // its jobs in flight stay pending in the store: the next start redoes them
   if (campaigns_) campaigns_->set_dialer(nullptr);
   dialer_.reset();  // dials nothing more; the calls it placed are recorded by the engine's shutdown
   if (calls_) calls_->shutdown();  // every live call hung up and recorded
@@ -706,6 +732,7 @@ int App::run() {
   api_ctx_.calls = nullptr;
   if (lines_) lines_->set_event_sink({});
   webhooks_.reset();  // before the analysis it listens to and the store it writes
+  analysis_.reset();  // before the dialler it pokes and the calls engine it listens to
   if (campaigns_) campaigns_->set_dialer(nullptr);
   dialer_.reset();  // before the calls engine it listens to
   calls_.reset();

@@ -10,6 +10,7 @@
 #include "checks.hpp"
 #include "key_file.hpp"
 #include "osvi/config/config.hpp"
+#include "osvi/config/output_schema.hpp"
 #include "osvi/net/json.hpp"
 #include "reader.hpp"
 #include "sections.hpp"
@@ -324,11 +325,20 @@ void parse_analysis(ObjectReader r, AnalysisConfig& a) {
     a.callback_detection.prompt = cb.str("prompt", a.callback_detection.prompt);
   }
   if (const cJSON* schema = r.any("output_schema")) {
-    if (cJSON_IsObject(schema))
-      a.output_schema_json = net::json_print(schema);
-    else
+    if (cJSON_IsObject(schema)) {
+      // Checked here (docs/configuration.md: the schema subset, simple and conditional), so the analysis
+      // never meets a schema it cannot send or validate against.
+      std::vector<std::string> problems;
+      parse_output_schema(schema, r.path_of("output_schema"), &problems);
+      for (const std::string& problem : problems) {  // "path: what"
+        const size_t colon = problem.find(": ");
+        p.add(problem.substr(0, colon), colon == std::string::npos ? "" : problem.substr(colon + 2));
+      }
+      if (problems.empty()) a.output_schema_json = net::json_print(schema);
+    } else {
       r.error("output_schema",
               "expected an object, got " + std::string(config_detail::json_type_name(schema)));
+    }
   }
   parse_integrations(r.array("integrations"), p, a.enabled, a.integrations);  // webhooks.cpp
 }

@@ -416,13 +416,19 @@ class ModelServer {
     if (const cJSON* tools = cJSON_GetObjectItemCaseSensitive(doc.get(), "tools")) {
       cJSON_AddItemToObject(entry.get(), "tools", cJSON_Duplicate(tools, 1));
     }
+    // Structured output asked for (the post-call analysis): logged verbatim so tests see what was sent.
+    if (const cJSON* format = cJSON_GetObjectItemCaseSensitive(doc.get(), "response_format")) {
+      cJSON_AddItemToObject(entry.get(), "response_format", cJSON_Duplicate(format, 1));
+    }
     int user_turns = 0;
-    std::string last_user, last_role;
+    std::string last_user, last_role, all_text;
     const cJSON* m = nullptr;
     cJSON_ArrayForEach(m, messages) {
       const cJSON* role = cJSON_GetObjectItemCaseSensitive(m, "role");
       if (!cJSON_IsString(role)) return reject(entry.get(), "every message needs a string role");
       last_role = role->valuestring;
+      all_text += text_of(cJSON_GetObjectItemCaseSensitive(m, "content"));
+      all_text += '\n';
       if (last_role == "user") {
         ++user_turns;
         last_user = text_of(cJSON_GetObjectItemCaseSensitive(m, "content"));
@@ -435,7 +441,7 @@ class ModelServer {
     size_t n = 0;
     {
       std::lock_guard lock(mu_);
-      reply = choose_reply(scenario_, last_role, last_user, user_turns);
+      reply = choose_reply(scenario_, last_role, last_user, user_turns, all_text);
       gap = scenario_.chunk_delay_ms;
       n = ++chat_count_;
     }

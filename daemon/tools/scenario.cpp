@@ -56,8 +56,15 @@ Result<Rule> parse_rule(const cJSON* r) {
   if (!cJSON_IsObject(r)) return make_error("must be an object");
   Rule rule;
   if (auto st = get_string(r, "match", rule.match); !st) return st.error();
+  if (auto st = get_string(r, "match_any", rule.match_any); !st) return st.error();
   if (auto st = get_int(r, "turn", 0, 100000, rule.turn); !st) return st.error();
   if (auto st = get_string(r, "reply", rule.reply); !st) return st.error();
+  if (const cJSON* json = cJSON_GetObjectItemCaseSensitive(r, "reply_json")) {  // a JSON reply, kept compact
+    if (cJSON_GetObjectItemCaseSensitive(r, "reply")) return make_error("reply and reply_json are exclusive");
+    std::unique_ptr<char, decltype(&cJSON_free)> text(cJSON_PrintUnformatted(json), &cJSON_free);
+    if (!text) return make_error("reply_json cannot be printed", -ENOMEM);
+    rule.reply = text.get();
+  }
   if (const cJSON* calls = cJSON_GetObjectItemCaseSensitive(r, "tool_calls")) {
     if (!cJSON_IsArray(calls)) return make_error("tool_calls must be an array");
     const cJSON* c = nullptr;
@@ -180,12 +187,14 @@ Result<Scenario> parse_scenario(std::string_view json) {
 }
 
 ChatReply choose_reply(const Scenario& s, std::string_view last_role, std::string_view last_user_text,
-                       int user_turns) {
+                       int user_turns, std::string_view all_text) {
   if (last_role == "tool") return ChatReply{s.after_tool_reply, {}};
   const std::string needle_text = lower(last_user_text);
+  const std::string all = lower(all_text);
   for (const Rule& r : s.rules) {
     if (r.turn > 0 && r.turn != user_turns) continue;
     if (!r.match.empty() && needle_text.find(lower(r.match)) == std::string::npos) continue;
+    if (!r.match_any.empty() && all.find(lower(r.match_any)) == std::string::npos) continue;
     return ChatReply{r.reply, r.tool_calls};
   }
   if (s.default_reply) return ChatReply{*s.default_reply, {}};

@@ -7,6 +7,7 @@
 //           "latency_ms": 0, "fault": {"fault": "none", "delay_ms": 0, "count": 0}},
 //   "llm": {"rules": [{"match": "appointment", "reply": "Sure. What day and time suit you?"},
 //                     {"turn": 3, "reply": "Third turn."},
+//                     {"match_any": "analyse a finished phone call", "reply_json": {"summary": "..."}},
 //                     {"match": "thank", "reply": "Goodbye!",
 //                      "tool_calls": [{"name": "end_call", "arguments": {}}]}],
 //           "default_reply": "Noted. Anything else?", "after_tool_reply": "Done.",
@@ -43,7 +44,10 @@ struct ToolCall {
 
 struct Rule {
   std::string match;  // case-insensitive substring of the last user message; empty = any
-  int turn = 0;       // 1-based number of user messages in the request; 0 = any
+  // Case-insensitive substring of any message of the request (system prompt included); empty = any. Lets a
+  // rule answer the post-call analysis (whose system prompt says "You analyse a finished phone call").
+  std::string match_any;
+  int turn = 0;  // 1-based number of user messages in the request; 0 = any
   std::string reply;
   std::vector<ToolCall> tool_calls;
 };
@@ -78,7 +82,8 @@ struct ChatReply {
   std::string text;
   std::vector<ToolCall> tool_calls;
 };
+// all_text: every message's content, joined (for match_any).
 ChatReply choose_reply(const Scenario& s, std::string_view last_role, std::string_view last_user_text,
-                       int user_turns);
+                       int user_turns, std::string_view all_text = {});
 
 }  // namespace osvi::tools

@@ -357,6 +357,16 @@ RequestId OpenAiUpstream::chat(ChatRequest request, ChatCallbacks callbacks) {
       cJSON_AddItemToObject(fn, "parameters", params.release());
     }
   }
+  if (!request.response_format_json.empty()) {
+    std::string perr;
+    JsonPtr format = json_parse(request.response_format_json, &perr);
+    if (!format || !cJSON_IsObject(format.get())) {
+      if (c->build_error.empty())
+        c->build_error = "response_format is not a JSON object" + (perr.empty() ? "" : " (" + perr + ")");
+    } else {
+      cJSON_AddItemToObject(doc.get(), "response_format", format.release());
+    }
+  }
   cJSON_AddNumberToObject(doc.get(), "temperature", request.temperature);
   cJSON_AddNumberToObject(doc.get(), "max_tokens", request.max_tokens);
   cJSON_AddBoolToObject(doc.get(), "stream", 1);

@@ -840,6 +840,55 @@ const std::string kAnthropicStream =
     "\n\n"
     "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
 
+// Structured output (the post-call analysis): response_format goes out verbatim in the OpenAI dialects; the
+// Messages API has no such field and gets none; text that is not a JSON object fails before any request.
+TEST_F(UpstreamTest, ResponseFormatIsSentByTheOpenAiDialectsOnly) {
+  TestServer server([](TestServer::Conn& c, const SeenRequest& r, int) {
+    if (r.head.rfind("POST /v1/messages", 0) == 0) {
+      c.send(response_head(200, "text/event-stream"));
+      c.send(kAnthropicStream);
+      return;
+    }
+    c.send(response_head(200, "text/event-stream"));
+    c.send(
+        "data: {\"choices\":[{\"delta\":{\"content\":\"{}\"},\"finish_reason\":\"stop\"}]}\n\ndata: "
+        "[DONE]\n\n");
+  });
+  const std::string format =
+      R"({"type":"json_schema","json_schema":{"name":"a","strict":true,"schema":{"type":"object"}}})";
+  for (const char* provider : {"openai", "anthropic"}) {
+    ChatRequest chat = chat_request(server);
+    chat.tools.clear();
+    chat.endpoint.provider = provider;
+    chat.response_format_json = format;
+    ChatOutcome o;
+    up->chat(chat, chat_cb(o));
+    ASSERT_TRUE(run([&] { return o.finished(); }));
+    ASSERT_TRUE(o.result) << provider << ": " << o.error->message;
+  }
+  auto seen = server.seen();
+  ASSERT_EQ(seen.size(), 2u);
+  JsonPtr openai(cJSON_Parse(seen[0].body.c_str()));
+  ASSERT_TRUE(openai) << seen[0].body;
+  const cJSON* rf = cJSON_GetObjectItem(openai.get(), "response_format");
+  ASSERT_TRUE(cJSON_IsObject(rf)) << seen[0].body;
+  std::unique_ptr<char, decltype(&cJSON_free)> printed(cJSON_PrintUnformatted(rf), &cJSON_free);
+  EXPECT_EQ(std::string(printed.get()), format);
+  JsonPtr anthropic(cJSON_Parse(seen[1].body.c_str()));
+  ASSERT_TRUE(anthropic) << seen[1].body;
+  EXPECT_EQ(cJSON_GetObjectItem(anthropic.get(), "response_format"), nullptr) << seen[1].body;
+
+  ChatRequest bad = chat_request(server);
+  bad.response_format_json = "[1]";
+  ChatOutcome o;
+  up->chat(bad, chat_cb(o));
+  ASSERT_TRUE(run([&] { return o.finished(); }));
+  ASSERT_TRUE(o.error);
+  EXPECT_EQ(o.error->kind, UpstreamError::Kind::protocol);
+  EXPECT_NE(o.error->message.find("response_format"), std::string::npos) << o.error->message;
+  EXPECT_EQ(server.seen().size(), 2u);
+}
+
 TEST_F(UpstreamTest, AnthropicSpeaksTheMessagesApiAndReadsItsEvents) {
   TestServer server([](TestServer::Conn& c, const SeenRequest&, int) {
     c.send(response_head(200, "text/event-stream; charset=utf-8"));

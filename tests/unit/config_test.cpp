@@ -606,7 +606,7 @@ TEST(Config, CallToolsAnalysisRules) {
       agent("agent_a", R"("tools":{"transfer":{"enabled":true,"number":"+919876543210","mode":"attended"}},
       "analysis":{"enabled":true,"data_extraction":[{"key":"callback_time","type":"date","required":true}],
                   "tags":[{"id":3,"name":"interested","color_code":"#00aa00"}],
-                  "output_schema":{"appointment": {"type": "object"}}})")));
+                  "output_schema":{"type":"object","properties":{"appointment":{"type":"string"}}}})")));
   const AgentConfig& a = c.agents[0];
   EXPECT_EQ(a.tools.transfer.number, "+919876543210");
   EXPECT_EQ(a.tools.transfer.mode, TransferMode::attended);
@@ -615,7 +615,36 @@ TEST(Config, CallToolsAnalysisRules) {
   EXPECT_TRUE(a.analysis.data_extraction[0].required);
   ASSERT_EQ(a.analysis.tags.size(), 1u);
   EXPECT_EQ(a.analysis.tags[0].id, 3);
-  EXPECT_EQ(a.analysis.output_schema_json, R"({"appointment":{"type":"object"}})");
+  EXPECT_EQ(a.analysis.output_schema_json,
+            R"({"type":"object","properties":{"appointment":{"type":"string"}}})");
+}
+
+// output_schema is checked against the documented subset, each mistake named by its key path.
+TEST(Config, AnalysisOutputSchemaIsChecked) {
+  auto schema = [](const std::string& s) {
+    return with_agents(agent("agent_a", R"("analysis":{"output_schema":)" + s + "}"));
+  };
+  EXPECT_PATH(rejection(schema(R"({"appointment":{"type":"object"}})")),
+              "agents[0].analysis.output_schema.type");
+  EXPECT_PATH(rejection(schema(R"({"type":"object","properties":{"n":{"type":"int"}}})")),
+              "agents[0].analysis.output_schema.properties.n.type");
+  EXPECT_PATH(rejection(schema(R"({"type":"object","properties":{"n":{"type":"string"}},"required":["m"]})")),
+              "agents[0].analysis.output_schema.required");
+  EXPECT_PATH(rejection(schema(R"({"type":"object","properties":{"l":{"type":"array"}}})")),
+              "agents[0].analysis.output_schema.properties.l.items");
+  EXPECT_PATH(rejection(schema(R"({"type":"object","properties":{},"oneOf":[]})")),
+              "agents[0].analysis.output_schema.oneOf");
+  EXPECT_PATH(rejection(schema(R"({"mode":"conditional","when":[{"if":"yes","schema":{"type":"string"}}]})")),
+              "agents[0].analysis.output_schema.when[0].schema.type");
+  EXPECT_PATH(
+      rejection(schema(R"({"mode":"conditional","when":[{"if":"a","schema":{"type":"object","properties":{}}},
+                                   {"if":"a","schema":{"type":"object","properties":{}}}]})")),
+      "agents[0].analysis.output_schema.when[1].if");
+  EXPECT_PATH(rejection(schema(R"({"mode":"sometimes"})")), "agents[0].analysis.output_schema.mode");
+  Config c = accepted(schema(R"({"mode":"conditional","when":[
+      {"if":"booked","description":"a demo was booked","schema":{"type":"object","properties":{"day":{"type":"string"}},"required":["day"]}},
+      {"if":"declined","schema":{"type":"object","properties":{"reason":{"type":"string","enum":["price","timing"]}}}}]})"));
+  EXPECT_NE(c.agents[0].analysis.output_schema_json.find("conditional"), std::string::npos);
 }
 
 TEST(Config, EveryProblemIsReportedOnePerLine) {

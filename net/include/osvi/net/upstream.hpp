@@ -100,6 +100,11 @@ struct ChatRequest {
   std::vector<ToolSpec> tools;
   double temperature = 0.7;
   unsigned max_tokens = 512;
+  // A JSON object sent as "response_format" (e.g. {"type":"json_schema","json_schema":{...}}) by the
+  // openai, azure_openai, gemini and groq dialects; empty = none. The anthropic dialect has no such field:
+  // a caller wanting structured output there puts the schema in the prompt. Text that is not a JSON object
+  // fails the request as a protocol error.
+  std::string response_format_json;
 };
 struct ChatResult {
   std::string text;  // every content delta joined

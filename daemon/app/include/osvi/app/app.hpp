@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "osvi/analysis/analysis.hpp"
 #include "osvi/api/api.hpp"
 #include "osvi/app/demo.hpp"
 #include "osvi/base/event_loop.hpp"
@@ -96,6 +97,9 @@ class App {
   // The campaign dialler, after the calls engine it places calls with (start_dialer, at the end of start).
   void start_dialer();
   std::unique_ptr<Dialer> dialer_;
+  // Post-call analysis, after the dialler it pokes for callbacks (start_analysis, right after start_dialer).
+  void start_analysis();
+  std::unique_ptr<AnalysisService> analysis_;
   // Post-call webhooks: queues each finished call's deliveries once its analysis is over
   // (start_webhook_service, after the dispatcher it pokes and the analysis it listens to).
   void start_webhook_service();
