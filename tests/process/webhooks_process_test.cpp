@@ -13,9 +13,11 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "daemon_process.hpp"
+#include "model_server_process.hpp"
 #include "osvi/clock.hpp"
 #include "osvi/net/json.hpp"
 #include "osvi/store/store.hpp"
@@ -87,17 +89,34 @@ class WebhooksProcess : public ::testing::Test {
       c.summary = "Summary of call " + std::to_string(n);
     }
     ASSERT_TRUE(osvi::daemon::finish_call_and_enqueue(**store, c).ok());
-    ASSERT_TRUE((*store)->post_call().finish_analysis(c.call_id, analysis, std::nullopt).ok());
+    if (status == "picked") {
+      osvi::daemon::TranscriptTurn t;
+      t.call_id = c.call_id;
+      t.role = "agent";
+      t.text = "Hello, front desk.";
+      ASSERT_TRUE((*store)->calls().add_transcript_turn(t).ok());
+      t.seq = 1;
+      t.role = "user";
+      t.text = "Mail me the brochure at ravi@example.com";
+      ASSERT_TRUE((*store)->calls().add_transcript_turn(t).ok());
+    }
+    // "": the analysis is left to the daemon.
+    if (!analysis.empty()) {
+      ASSERT_TRUE((*store)->post_call().finish_analysis(c.call_id, analysis, std::nullopt).ok());
+    }
     ids_.push_back(c.call_id);
   }
 
-  std::unique_ptr<DaemonProcess> start() {
+  // model: the analysis model's base URL ("" = the default, never asked: every seeded analysis is over).
+  std::unique_ptr<DaemonProcess> start(const std::string& model = "") {
     port_ = osvi::test::free_loopback_port();
+    const std::string llm =
+        model.empty() ? "" : R"("llm":{"base_url":")" + model + R"("},"data_extraction":[{"key":"email"}],)";
     const std::string cfg =
         R"({"state_dir":")" + dir_.file("state") + R"(","api":{"listen":"127.0.0.1:)" +
         std::to_string(port_) + R"(","tokens":[")" + kToken + R"("]},"audio":{"rt_priority":0},)" +
         R"("agents":[{"agent_uuid":"agent_a","name":"Front desk","active":true,"analysis":{"enabled":true,)" +
-        R"("integrations":[{"name":"CRM","method":"PUT","url":")" + receiver_.url("/crm/{{crm_id}}") +
+        llm + R"("integrations":[{"name":"CRM","method":"PUT","url":")" + receiver_.url("/crm/{{crm_id}}") +
         R"(","headers":{"X-Tenant":"7"},"secret":")" + kCrmSecret + R"("}]}}],)" +
         R"("webhooks":{"allowed_targets":["127.0.0.0/8"],"signing_secret":")" + kBoxSecret +
         R"(","timeout_ms":1000,"initial_backoff_ms":200,"max_backoff_ms":1000}})";
@@ -130,6 +149,20 @@ class WebhooksProcess : public ::testing::Test {
     return out;
   }
 
+  // Waits until the daemon recorded n deliveries, all delivered (the receiver records a request before it
+  // answers, so its count alone runs ahead of the daemon's log).
+  bool all_delivered(size_t n, std::chrono::milliseconds timeout) {
+    const auto until = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+      const auto states = delivery_states();
+      size_t delivered = 0;
+      for (const auto& [id, state] : states) delivered += state == "delivered" ? 1 : 0;
+      if (states.size() == n && delivered == n) return true;
+      if (std::chrono::steady_clock::now() > until) return false;
+      std::this_thread::sleep_for(20ms);
+    }
+  }
+
   osvi::test::TempDir dir_;
   WebhookReceiver receiver_;
   std::vector<std::string> ids_;
@@ -145,6 +178,7 @@ TEST_F(WebhooksProcess, FinishedCallsDeliveriesArriveSignedInOrder) {
   ASSERT_FALSE(HasFailure());
   // 3 webhook_url deliveries (calls 1-3) and 3 integration ones (the picked calls 1, 3, 4).
   ASSERT_TRUE(receiver_.wait_for(6, 20'000)) << receiver_.count() << " requests\n" << daemon->stderr_text();
+  EXPECT_TRUE(all_delivered(6, 10s));
   stop(*daemon);
 
   std::vector<std::string> call_order, crm_targets;
@@ -174,9 +208,6 @@ TEST_F(WebhooksProcess, FinishedCallsDeliveriesArriveSignedInOrder) {
   // One destination each: the calls' order of completion is kept.
   EXPECT_EQ(call_order, (std::vector<std::string>{ids_[0], ids_[1], ids_[2]}));
   EXPECT_EQ(crm_targets, (std::vector<std::string>{"/crm/L1", "/crm/L3", "/crm/L4"}));
-  const auto states = delivery_states();
-  EXPECT_EQ(states.size(), 6u);
-  for (const auto& [id, state] : states) EXPECT_EQ(state, "delivered") << id;
 }
 
 TEST_F(WebhooksProcess, DeliveryOnTheWireAtKillArrivesAfterRestartWithItsId) {
@@ -194,6 +225,7 @@ TEST_F(WebhooksProcess, DeliveryOnTheWireAtKillArrivesAfterRestartWithItsId) {
   daemon = start();
   ASSERT_FALSE(HasFailure());
   ASSERT_TRUE(receiver_.wait_for(2, 20'000)) << daemon->stderr_text();
+  EXPECT_TRUE(all_delivered(1, 10s));
   stop(*daemon);
   const auto requests = receiver_.requests();
   const WebhookReceiver::Request& again = requests.back();
@@ -204,9 +236,37 @@ TEST_F(WebhooksProcess, DeliveryOnTheWireAtKillArrivesAfterRestartWithItsId) {
                              again.body, dir_));
   osvi::net::JsonPtr body = osvi::test::parse_json(again.body);
   EXPECT_EQ(osvi::test::json_str(body.get(), "call_status"), "busy");
-  const auto states = delivery_states();
-  ASSERT_EQ(states.size(), 1u);
-  EXPECT_EQ(states.begin()->second, "delivered");
+}
+
+// The whole path on a live daemon: a finished call's analysis runs against the model, its done listener wakes
+// the webhook service, and both deliveries carry the analysis' results.
+TEST_F(WebhooksProcess, AnalysisResultsReachTheReceiver) {
+  osvi::test::write_file(dir_.file("scenario.json"), R"({"llm":{"rules":[
+      {"match_any":"analyse a finished phone call","reply_json":{"summary":"Ravi asked for the brochure.",
+       "data":{"email":"ravi@example.com"},"callback":{"required":false,"requested_text":null,"local_time":null},
+       "opt_out":{"requested":false}}}]}})");
+  osvi::test::ModelServer model(dir_.file("scenario.json"), dir_.file("model.log"));
+  ASSERT_FALSE(model.base().empty()) << model.error();
+  seed(5, "picked", "");  // analysis pending
+  auto daemon = start(model.base() + "/v1");
+  ASSERT_FALSE(HasFailure());
+  ASSERT_TRUE(receiver_.wait_for(2, 20'000)) << receiver_.count() << " requests\n" << daemon->stderr_text();
+  EXPECT_TRUE(all_delivered(2, 10s));
+  stop(*daemon);
+  for (const WebhookReceiver::Request& r : receiver_.requests()) {
+    osvi::net::JsonPtr body = osvi::test::parse_json(r.body);
+    ASSERT_TRUE(body) << r.body;
+    EXPECT_EQ(osvi::test::json_str(body.get(), "call_summary"), "Ravi asked for the brochure.") << r.target;
+    EXPECT_EQ(osvi::test::json_str(cJSON_GetObjectItem(body.get(), "data_capture"), "email"),
+              "ravi@example.com")
+        << r.body;
+    if (r.target == "/call") {
+      EXPECT_EQ(osvi::test::json_str(body.get(), "chat"),
+                "Agent: Hello, front desk.\nUser: Mail me the brochure at ravi@example.com");
+    } else {
+      EXPECT_EQ(r.target, "/crm/L5");
+    }
+  }
 }
 
 }  // namespace
