@@ -30,8 +30,8 @@ constexpr size_t kMaxAllowedTargets = 64;
 // the box's User-Agent and the Standard Webhooks signature headers. A configured one would be sent twice or
 // contradict the request.
 constexpr std::array<std::string_view, 9> kReservedHeaders = {
-    "content-type", "content-length", "transfer-encoding", "host",         "connection",
-    "user-agent",   "webhook-id",     "webhook-timestamp", "webhook-signature"};
+    "content-type", "content-length",    "transfer-encoding", "host", "connection", "user-agent",
+    "webhook-id",   "webhook-timestamp", "webhook-signature"};
 
 bool is_header_name_char(char c) {
   return std::isalnum(static_cast<unsigned char>(c)) || std::strchr("!#$%&'*+-.^_`|~", c) != nullptr;
