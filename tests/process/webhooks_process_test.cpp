@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "daemon_process.hpp"
+#include "model_server_process.hpp"
 #include "osvi/clock.hpp"
 #include "osvi/net/json.hpp"
 #include "osvi/store/store.hpp"
@@ -235,6 +236,87 @@ TEST_F(WebhooksProcess, DeliveryOnTheWireAtKillArrivesAfterRestartWithItsId) {
                              again.body, dir_));
   osvi::net::JsonPtr body = osvi::test::parse_json(again.body);
   EXPECT_EQ(osvi::test::json_str(body.get(), "call_status"), "busy");
+}
+
+// The whole path on a live daemon: a finished call's analysis runs against the model, its done listener wakes
+// the webhook service, and both deliveries carry the analysis' results.
+TEST_F(WebhooksProcess, AnalysisResultsReachTheReceiver) {
+  osvi::test::write_file(dir_.file("scenario.json"), R"({"llm":{"rules":[
+      {"match_any":"analyse a finished phone call","reply_json":{"summary":"Ravi asked for the brochure.",
+       "data":{"email":"ravi@example.com"},"callback":{"required":false,"requested_text":null,"local_time":null},
+       "opt_out":{"requested":false}}}]}})");
+  osvi::test::ModelServer model(dir_.file("scenario.json"), dir_.file("model.log"));
+  ASSERT_FALSE(model.base().empty()) << model.error();
+  seed(5, "picked", "");  // analysis pending
+  auto daemon = start(model.base() + "/v1");
+  ASSERT_FALSE(HasFailure());
+  ASSERT_TRUE(receiver_.wait_for(2, 20'000)) << receiver_.count() << " requests\n" << daemon->stderr_text();
+  EXPECT_TRUE(all_delivered(2, 10s));
+  stop(*daemon);
+  for (const WebhookReceiver::Request& r : receiver_.requests()) {
+    osvi::net::JsonPtr body = osvi::test::parse_json(r.body);
+    ASSERT_TRUE(body) << r.body;
+    EXPECT_EQ(osvi::test::json_str(body.get(), "call_summary"), "Ravi asked for the brochure.") << r.target;
+    EXPECT_EQ(osvi::test::json_str(cJSON_GetObjectItem(body.get(), "data_capture"), "email"),
+              "ravi@example.com")
+        << r.body;
+    if (r.target == "/call") {
+      EXPECT_EQ(osvi::test::json_str(body.get(), "chat"),
+                "Agent: Hello, front desk.\nUser: Mail me the brochure at ravi@example.com");
+    } else {
+      EXPECT_EQ(r.target, "/crm/L5");
+    }
+  }
+}
+
+// A real call on a simulated line, placed through the API with a webhook_url: the engine's final record, the
+// analysis (off for this agent: skipped), the webhook service and the dispatcher, all in the live daemon.
+TEST_F(WebhooksProcess, PlacedCallFiresItsWebhookUrl) {
+  osvi::test::write_file(
+      dir_.file("scenario.json"),
+      R"({"stt":{"transcripts":["hello"]},"llm":{"rules":[{"match":"hello","reply":"Goodbye."}]}})");
+  osvi::test::ModelServer model(dir_.file("scenario.json"), dir_.file("model.log"));
+  ASSERT_FALSE(model.base().empty()) << model.error();
+  port_ = osvi::test::free_loopback_port();
+  const std::string url = model.base() + "/v1";
+  osvi::test::write_file(
+      dir_.file("osvid.json"),
+      R"({"state_dir":")" + dir_.file("state") + R"(","api":{"listen":"127.0.0.1:)" + std::to_string(port_) +
+          R"(","tokens":[")" + kToken + R"("]},"audio":{"rt_priority":0},)" +
+          R"("agents":[{"agent_uuid":"agent_k","name":"K","active":true,"greeting":{"text":"Hello."},)" +
+          R"("stt":{"base_url":")" + url + R"("},"llm":{"base_url":")" + url + R"("},"voice":{"base_url":")" +
+          url + R"("}}],"lines":[{"id":"sim0","type":"sim","sim":{"outcome":"answer","rings":1,)" +
+          R"("ring_interval_ms":200,"steps":[{"say":"Hello?","ms":800},{"silence_ms":300,"after_agent":true},)" +
+          R"({"hangup":true}]}}],)" + R"("webhooks":{"allowed_targets":["127.0.0.0/8"],"signing_secret":")" +
+          kBoxSecret + R"("}})");
+  DaemonProcess daemon(dir_.path(), {"--config", dir_.file("osvid.json")});
+  ASSERT_TRUE(daemon.wait_notify("READY=1", 30s)) << daemon.stderr_text();
+  const std::string req = R"({"agent_uuid":"agent_k","phone_number":"9876543210","country_code":"IN",)"
+                          R"("person_name":"Ravi","additional_data":{"crm_id":"X9"},"webhook_url":")" +
+                          receiver_.url("/placed") + R"("})";
+  auto placed =
+      osvi::test::http_request("POST", "http://127.0.0.1:" + std::to_string(port_) + "/v1/call", kToken, req);
+  ASSERT_EQ(placed.status, 200) << placed.body;
+  osvi::net::JsonPtr answer = osvi::test::parse_json(placed.body);
+  const std::string call_id = osvi::test::json_str(cJSON_GetObjectItem(answer.get(), "data"), "call_id");
+  ASSERT_TRUE(receiver_.wait_for(1, 30'000)) << daemon.stderr_text();
+  EXPECT_TRUE(all_delivered(1, 10s));
+  stop(daemon);
+  const WebhookReceiver::Request r = receiver_.requests().at(0);
+  EXPECT_EQ(r.target, "/placed");
+  EXPECT_EQ(r.header("webhook-signature"), python_signature(kBoxSecret, r.header("webhook-id"),
+                                                            r.header("webhook-timestamp"), r.body, dir_));
+  osvi::net::JsonPtr body = osvi::test::parse_json(r.body);
+  ASSERT_TRUE(body) << r.body;
+  EXPECT_EQ(osvi::test::json_str(body.get(), "call_log_id"), call_id);
+  EXPECT_EQ(osvi::test::json_str(body.get(), "call_status"), "picked");
+  EXPECT_EQ(osvi::test::json_str(body.get(), "call_type"), "outbound");
+  EXPECT_EQ(osvi::test::json_str(body.get(), "phone_number"), "+919876543210");
+  EXPECT_NE(osvi::test::json_str(body.get(), "chat").find("Agent: Hello."), std::string::npos) << r.body;
+  const cJSON* trigger = cJSON_GetObjectItem(body.get(), "call_trigger_data");
+  EXPECT_EQ(osvi::test::json_str(trigger, "crm_id"), "X9");
+  EXPECT_EQ(osvi::test::json_str(trigger, "person_name"), "Ravi");
+  EXPECT_TRUE(cJSON_IsNull(cJSON_GetObjectItem(body.get(), "call_summary")));  // no analysis for this agent
 }
 
 }  // namespace
