@@ -6,84 +6,30 @@
 #include <string>
 #include <vector>
 
-#include "daemon_process.hpp"
-#include "osvi/api/api.hpp"
-#include "osvi/clock.hpp"
-#include "osvi/config/config.hpp"
-#include "osvi/net/http_server.hpp"
+#include "api_harness.hpp"
 #include "osvi/net/json.hpp"
 #include "osvi/store/store.hpp"
-#include "served_http.hpp"
-#include "test_support.hpp"
 
 namespace osvi::daemon {
 namespace {
 
-constexpr int64_t kT0 = 1'780'000'000'000;  // 2026-05-29T01:56:40+05:30
-constexpr const char* kTok = "TokAll0123456789";
-constexpr const char* kTokB = "TokB012345678901";  // limited to agent_b
-
-struct Reply {
-  long status = 0;
-  std::string body;
-  net::JsonPtr json;
-  const cJSON* get(const char* name) const { return cJSON_GetObjectItemCaseSensitive(json.get(), name); }
-  const cJSON* data() const { return get("data"); }
-  std::string error() const {
-    const cJSON* e = get("error");
-    return cJSON_IsString(e) ? e->valuestring : "<none>";
-  }
-};
-
-std::string str(const cJSON* o, const char* name) {
-  const cJSON* v = cJSON_GetObjectItemCaseSensitive(o, name);
-  return cJSON_IsString(v) ? v->valuestring : (cJSON_IsNull(v) ? "<null>" : "<missing>");
-}
-
-double num(const cJSON* o, const char* name) {
-  const cJSON* v = cJSON_GetObjectItemCaseSensitive(o, name);
-  return cJSON_IsNumber(v) ? v->valuedouble : -1;
-}
-
-std::vector<std::string> keys(const cJSON* o) {
-  std::vector<std::string> out;
-  for (const cJSON* c = o ? o->child : nullptr; c; c = c->next) out.emplace_back(c->string ? c->string : "");
-  return out;
-}
+using test::api_keys;
+using test::api_num;
+using test::api_str;
+using test::ApiReply;
+using test::kApiT0;
+using test::kApiTokenB;
+constexpr int64_t kT0 = kApiT0;
 
 const std::vector<std::string> kCallbackKeys = {"id",           "kind",    "source_call_id", "agent_uuid",
                                                 "phone_number", "due_at",  "requested_text", "state",
                                                 "call_id",      "outcome", "retry_count",    "created_at"};
 
-class ApiCallbacks : public ::testing::Test {
+class ApiCallbacks : public test::ApiTest {
  protected:
   void SetUp() override {
-    auto s = Store::open(StoreOptions{dir_.file("osvi.db")}, clock_);
-    ASSERT_TRUE(s.ok()) << s.error().message;
-    store_ = std::move(*s);
     config_.site.utc_offset_minutes = 330;
-    tokens_ = {ApiToken{kTok, {}, true}, ApiToken{kTokB, {"agent_b"}, false}};
-    ctx_.config = &config_;
-    ctx_.tokens = &tokens_;
-    ctx_.store = store_.get();
-    ctx_.clock = &clock_;
-    ctx_.listen = "127.0.0.1:1";
-    api_ = std::make_unique<Api>(ctx_);
-    net::HttpServerOptions o;
-    o.port = 0;
-    Status started = served_.start(
-        o, [this](net::HttpRequest& req, net::HttpReply reply) { api_->handle(req, std::move(reply)); });
-    ASSERT_TRUE(started.ok()) << started.error().message;
-    port_ = served_.port();
-  }
-  void TearDown() override { served_.stop(); }
-
-  Reply request(const std::string& method, const std::string& path, const std::string& token = kTok) {
-    auto r = test::http_request(method, "http://127.0.0.1:" + std::to_string(port_) + path, token, "");
-    Reply out{r.status, r.body, nullptr};
-    std::string why;
-    out.json = net::json_parse(out.body, &why);
-    return out;
+    start_api();
   }
 
   // A scheduled row, created at the clock's now (advanced 1 s per row so the order is by creation).
@@ -106,60 +52,44 @@ class ApiCallbacks : public ::testing::Test {
     return id;
   }
 
-  static void expect_error(const Reply& r, long status, const std::string& want) {
-    EXPECT_EQ(r.status, status) << r.body;
-    EXPECT_EQ(keys(r.json.get()), (std::vector<std::string>{"success", "errors", "error"})) << r.body;
-    EXPECT_TRUE(cJSON_IsFalse(r.get("success"))) << r.body;
-    EXPECT_NE(r.error().find(want), std::string::npos) << want << " in " << r.body;
-  }
-
-  test::TempDir dir_;
-  ManualClock clock_{kT0};
-  std::unique_ptr<Store> store_;
-  Config config_;
-  std::vector<ApiToken> tokens_;
-  ApiContext ctx_;
-  std::unique_ptr<Api> api_;
-  test::ServedHttp served_;
-  uint16_t port_ = 0;
   int n_ = 0;
 };
 
 TEST_F(ApiCallbacks, GetShowsTheRowWithTimesAtTheBoxOffset) {
   const int64_t id = schedule("agent_a", "callback", kT0 + 16 * 3'600'000);  // 17:56:40 IST
-  Reply r = request("GET", "/v1/callbacks/" + std::to_string(id));
+  ApiReply r = request("GET", "/v1/callbacks/" + std::to_string(id));
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_TRUE(cJSON_IsTrue(r.get("success")));
   const cJSON* d = r.data();
-  EXPECT_EQ(keys(d), kCallbackKeys);
-  EXPECT_EQ(num(d, "id"), static_cast<double>(id));
-  EXPECT_EQ(str(d, "kind"), "callback");
-  EXPECT_EQ(str(d, "source_call_id"), "call-1");
-  EXPECT_EQ(str(d, "agent_uuid"), "agent_a");
-  EXPECT_EQ(str(d, "phone_number"), "+919800000001");
-  EXPECT_EQ(str(d, "due_at"), "2026-05-29T17:56:40+05:30");
-  EXPECT_EQ(str(d, "requested_text"), "after six tomorrow");
-  EXPECT_EQ(str(d, "state"), "scheduled");
-  EXPECT_EQ(str(d, "call_id"), "<null>");
-  EXPECT_EQ(str(d, "outcome"), "<null>");
-  EXPECT_EQ(num(d, "retry_count"), 0);
-  EXPECT_EQ(str(d, "created_at"), "2026-05-29T01:56:41+05:30");
+  EXPECT_EQ(api_keys(d), kCallbackKeys);
+  EXPECT_EQ(api_num(d, "id"), static_cast<double>(id));
+  EXPECT_EQ(api_str(d, "kind"), "callback");
+  EXPECT_EQ(api_str(d, "source_call_id"), "call-1");
+  EXPECT_EQ(api_str(d, "agent_uuid"), "agent_a");
+  EXPECT_EQ(api_str(d, "phone_number"), "+919800000001");
+  EXPECT_EQ(api_str(d, "due_at"), "2026-05-29T17:56:40+05:30");
+  EXPECT_EQ(api_str(d, "requested_text"), "after six tomorrow");
+  EXPECT_EQ(api_str(d, "state"), "scheduled");
+  EXPECT_EQ(api_str(d, "call_id"), "<null>");
+  EXPECT_EQ(api_str(d, "outcome"), "<null>");
+  EXPECT_EQ(api_num(d, "retry_count"), 0);
+  EXPECT_EQ(api_str(d, "created_at"), "2026-05-29T01:56:41+05:30");
 }
 
 TEST_F(ApiCallbacks, UnknownIdsAre404) {
-  expect_error(request("GET", "/v1/callbacks/999"), 404, "no callback");
-  expect_error(request("GET", "/v1/callbacks/abc"), 404, "no callback");
-  expect_error(request("DELETE", "/v1/callbacks/999"), 404, "no callback");
-  expect_error(request("DELETE", "/v1/callbacks/0"), 404, "no callback");
+  test::expect_api_error(request("GET", "/v1/callbacks/999"), 404, "no callback");
+  test::expect_api_error(request("GET", "/v1/callbacks/abc"), 404, "no callback");
+  test::expect_api_error(request("DELETE", "/v1/callbacks/999"), 404, "no callback");
+  test::expect_api_error(request("DELETE", "/v1/callbacks/0"), 404, "no callback");
 }
 
 TEST_F(ApiCallbacks, DeleteCancelsAScheduledCallbackOnce) {
   const int64_t id = schedule("agent_a");
   const std::string path = "/v1/callbacks/" + std::to_string(id);
-  Reply r = request("DELETE", path);
+  ApiReply r = request("DELETE", path);
   ASSERT_EQ(r.status, 200) << r.body;
-  EXPECT_EQ(keys(r.data()), kCallbackKeys);
-  EXPECT_EQ(str(r.data(), "state"), "cancelled");
+  EXPECT_EQ(api_keys(r.data()), kCallbackKeys);
+  EXPECT_EQ(api_str(r.data(), "state"), "cancelled");
   served_.locked([&] {
     auto row = store_->callbacks().get(id);
     ASSERT_TRUE(row.ok() && row->has_value());
@@ -168,7 +98,7 @@ TEST_F(ApiCallbacks, DeleteCancelsAScheduledCallbackOnce) {
     ASSERT_TRUE(due.ok());
     EXPECT_FALSE(due->has_value()) << "a cancelled callback is never due";
   });
-  expect_error(request("DELETE", path), 409, "is cancelled, not scheduled");
+  test::expect_api_error(request("DELETE", path), 409, "is cancelled, not scheduled");
 }
 
 TEST_F(ApiCallbacks, DeleteOfADialingOrDoneCallbackIs409) {
@@ -179,13 +109,13 @@ TEST_F(ApiCallbacks, DeleteOfADialingOrDoneCallbackIs409) {
     auto closed = store_->callbacks().close("0190f000-0000-7000-8000-000000000002", "picked");
     ASSERT_TRUE(closed.ok() && closed->has_value());
   });
-  expect_error(request("DELETE", "/v1/callbacks/" + std::to_string(dialing)), 409, "is dialing");
-  expect_error(request("DELETE", "/v1/callbacks/" + std::to_string(done)), 409, "is done");
-  Reply r = request("GET", "/v1/callbacks/" + std::to_string(done));
+  test::expect_api_error(request("DELETE", "/v1/callbacks/" + std::to_string(dialing)), 409, "is dialing");
+  test::expect_api_error(request("DELETE", "/v1/callbacks/" + std::to_string(done)), 409, "is done");
+  ApiReply r = request("GET", "/v1/callbacks/" + std::to_string(done));
   ASSERT_EQ(r.status, 200);
-  EXPECT_EQ(str(r.data(), "state"), "done");
-  EXPECT_EQ(str(r.data(), "outcome"), "picked");
-  EXPECT_EQ(str(r.data(), "call_id"), "0190f000-0000-7000-8000-000000000002");
+  EXPECT_EQ(api_str(r.data(), "state"), "done");
+  EXPECT_EQ(api_str(r.data(), "outcome"), "picked");
+  EXPECT_EQ(api_str(r.data(), "call_id"), "0190f000-0000-7000-8000-000000000002");
 }
 
 TEST_F(ApiCallbacks, ListIsNewestFirstFilteredAndPaged) {
@@ -194,63 +124,67 @@ TEST_F(ApiCallbacks, ListIsNewestFirstFilteredAndPaged) {
   ids.push_back(schedule("agent_b"));
   served_.locked([&] { ASSERT_TRUE(store_->callbacks().cancel(ids[0]).ok()); });
 
-  Reply all = request("GET", "/v1/callbacks?per_page=4");
+  ApiReply all = request("GET", "/v1/callbacks?per_page=4");
   ASSERT_EQ(all.status, 200) << all.body;
   ASSERT_EQ(cJSON_GetArraySize(all.data()), 4);
-  EXPECT_EQ(num(cJSON_GetArrayItem(all.data(), 0), "id"), static_cast<double>(ids[5]));
-  EXPECT_EQ(num(cJSON_GetArrayItem(all.data(), 3), "id"), static_cast<double>(ids[2]));
+  EXPECT_EQ(api_num(cJSON_GetArrayItem(all.data(), 0), "id"), static_cast<double>(ids[5]));
+  EXPECT_EQ(api_num(cJSON_GetArrayItem(all.data(), 3), "id"), static_cast<double>(ids[2]));
   const cJSON* meta = all.get("meta");
-  EXPECT_EQ(keys(meta), (std::vector<std::string>{"current_page", "total_pages", "total_count", "per_page"}));
-  EXPECT_EQ(num(meta, "current_page"), 1);
-  EXPECT_EQ(num(meta, "total_pages"), 2);
-  EXPECT_EQ(num(meta, "total_count"), 6);
-  EXPECT_EQ(num(meta, "per_page"), 4);
+  EXPECT_EQ(api_keys(meta),
+            (std::vector<std::string>{"current_page", "total_pages", "total_count", "per_page"}));
+  EXPECT_EQ(api_num(meta, "current_page"), 1);
+  EXPECT_EQ(api_num(meta, "total_pages"), 2);
+  EXPECT_EQ(api_num(meta, "total_count"), 6);
+  EXPECT_EQ(api_num(meta, "per_page"), 4);
 
-  Reply page2 = request("GET", "/v1/callbacks?per_page=4&page=2");
+  ApiReply page2 = request("GET", "/v1/callbacks?per_page=4&page=2");
   ASSERT_EQ(page2.status, 200);
   ASSERT_EQ(cJSON_GetArraySize(page2.data()), 2);
-  EXPECT_EQ(num(cJSON_GetArrayItem(page2.data(), 1), "id"), static_cast<double>(ids[0]));
-  Reply past = request("GET", "/v1/callbacks?page=9");
+  EXPECT_EQ(api_num(cJSON_GetArrayItem(page2.data(), 1), "id"), static_cast<double>(ids[0]));
+  ApiReply past = request("GET", "/v1/callbacks?page=9");
   ASSERT_EQ(past.status, 200);
   EXPECT_EQ(cJSON_GetArraySize(past.data()), 0);
-  EXPECT_EQ(num(past.get("meta"), "total_count"), 6);
+  EXPECT_EQ(api_num(past.get("meta"), "total_count"), 6);
 
-  Reply retries = request("GET", "/v1/callbacks?kind=retry&agent_uuid=agent_a");
+  ApiReply retries = request("GET", "/v1/callbacks?kind=retry&agent_uuid=agent_a");
   ASSERT_EQ(retries.status, 200);
-  EXPECT_EQ(num(retries.get("meta"), "total_count"), 2);
-  Reply cancelled = request("GET", "/v1/callbacks?state=cancelled");
+  EXPECT_EQ(api_num(retries.get("meta"), "total_count"), 2);
+  ApiReply cancelled = request("GET", "/v1/callbacks?state=cancelled");
   ASSERT_EQ(cancelled.status, 200);
   ASSERT_EQ(cJSON_GetArraySize(cancelled.data()), 1);
-  EXPECT_EQ(num(cJSON_GetArrayItem(cancelled.data(), 0), "id"), static_cast<double>(ids[0]));
-  Reply b = request("GET", "/v1/callbacks?agent_uuid=agent_b&state=scheduled");
+  EXPECT_EQ(api_num(cJSON_GetArrayItem(cancelled.data(), 0), "id"), static_cast<double>(ids[0]));
+  ApiReply b = request("GET", "/v1/callbacks?agent_uuid=agent_b&state=scheduled");
   ASSERT_EQ(b.status, 200);
   ASSERT_EQ(cJSON_GetArraySize(b.data()), 1);
-  EXPECT_EQ(str(cJSON_GetArrayItem(b.data(), 0), "agent_uuid"), "agent_b");
+  EXPECT_EQ(api_str(cJSON_GetArrayItem(b.data(), 0), "agent_uuid"), "agent_b");
 }
 
 TEST_F(ApiCallbacks, ListRefusesBadQueriesNamingTheParameter) {
-  expect_error(request("GET", "/v1/callbacks?state=waiting"), 422, "state:");
-  expect_error(request("GET", "/v1/callbacks?kind=later"), 422, "kind:");
-  expect_error(request("GET", "/v1/callbacks?page=0"), 422, "page:");
-  expect_error(request("GET", "/v1/callbacks?per_page=101"), 422, "per_page:");
-  expect_error(request("GET", "/v1/callbacks?colour=red"), 422, "colour");
-  expect_error(request("GET", "/v1/callbacks?kind=retry&kind=callback"), 422, "more than once");
+  test::expect_api_error(request("GET", "/v1/callbacks?state=waiting"), 422, "state:");
+  test::expect_api_error(request("GET", "/v1/callbacks?kind=later"), 422, "kind:");
+  test::expect_api_error(request("GET", "/v1/callbacks?page=0"), 422, "page:");
+  test::expect_api_error(request("GET", "/v1/callbacks?per_page=101"), 422, "per_page:");
+  test::expect_api_error(request("GET", "/v1/callbacks?colour=red"), 422, "colour");
+  test::expect_api_error(request("GET", "/v1/callbacks?kind=retry&kind=callback"), 422, "more than once");
 }
 
 TEST_F(ApiCallbacks, ALimitedTokenSeesOnlyItsAgents) {
   const int64_t a = schedule("agent_a"), b = schedule("agent_b");
-  Reply list = request("GET", "/v1/callbacks", kTokB);
+  ApiReply list = request("GET", "/v1/callbacks", {}, kApiTokenB);
   ASSERT_EQ(list.status, 200) << list.body;
   ASSERT_EQ(cJSON_GetArraySize(list.data()), 1);
-  EXPECT_EQ(num(cJSON_GetArrayItem(list.data(), 0), "id"), static_cast<double>(b));
-  EXPECT_EQ(num(list.get("meta"), "total_count"), 1);
-  expect_error(request("GET", "/v1/callbacks?agent_uuid=agent_a", kTokB), 403, "may not use agent");
+  EXPECT_EQ(api_num(cJSON_GetArrayItem(list.data(), 0), "id"), static_cast<double>(b));
+  EXPECT_EQ(api_num(list.get("meta"), "total_count"), 1);
+  test::expect_api_error(request("GET", "/v1/callbacks?agent_uuid=agent_a", {}, kApiTokenB), 403,
+                         "may not use agent");
   // Another agent's callback is not there for this token, and it cannot cancel it.
-  expect_error(request("GET", "/v1/callbacks/" + std::to_string(a), kTokB), 404, "no callback");
-  expect_error(request("DELETE", "/v1/callbacks/" + std::to_string(a), kTokB), 404, "no callback");
+  test::expect_api_error(request("GET", "/v1/callbacks/" + std::to_string(a), {}, kApiTokenB), 404,
+                         "no callback");
+  test::expect_api_error(request("DELETE", "/v1/callbacks/" + std::to_string(a), {}, kApiTokenB), 404,
+                         "no callback");
   served_.locked([&] { EXPECT_EQ((*store_->callbacks().get(a))->state, "scheduled"); });
-  EXPECT_EQ(request("DELETE", "/v1/callbacks/" + std::to_string(b), kTokB).status, 200);
-  EXPECT_EQ(request("GET", "/v1/callbacks", "wrong-token").status, 401);
+  EXPECT_EQ(request("DELETE", "/v1/callbacks/" + std::to_string(b), {}, kApiTokenB).status, 200);
+  EXPECT_EQ(request("GET", "/v1/callbacks", {}, "wrong-token").status, 401);
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <string>
 
+#include "api_harness.hpp"
 #include "daemon_process.hpp"
 #include "osvi/api/api.hpp"
 #include "osvi/clock.hpp"
@@ -16,9 +17,9 @@
 namespace osvi::daemon {
 namespace {
 
-constexpr int64_t kT0 = 1'780'000'000'000;
-constexpr const char* kTok = "TokAll0123456789";
-constexpr const char* kTokB = "TokB012345678901";  // limited to agent_b
+constexpr int64_t kT0 = test::kApiT0;
+constexpr const char* kTok = test::kApiToken;
+constexpr const char* kTokB = test::kApiTokenB;  // limited to agent_b
 
 std::string uuid(int n) {
   char buf[40];
@@ -26,29 +27,12 @@ std::string uuid(int n) {
   return buf;
 }
 
-class ApiDeliveries : public ::testing::Test {
+class ApiDeliveries : public test::ApiTest {
  protected:
   void SetUp() override {
-    auto s = Store::open(StoreOptions{dir_.file("osvi.db")}, clock_);
-    ASSERT_TRUE(s.ok()) << s.error().message;
-    store_ = std::move(*s);
-    std::vector<AgentRecord> agents = {{0, "agent_a", "Alpha", "voice", true, false, "{}", "", 0, 0},
-                                       {0, "agent_b", "Bravo", "voice", true, false, "{}", "", 0, 0}};
-    ASSERT_TRUE(store_->agents().sync(agents).ok());
     config_.site.utc_offset_minutes = 0;
-    tokens_ = {ApiToken{kTok, {}, true}, ApiToken{kTokB, {"agent_b"}, false}};
-    ctx_.config = &config_;
-    ctx_.tokens = &tokens_;
-    ctx_.store = store_.get();
-    ctx_.clock = &clock_;
-    ctx_.listen = "127.0.0.1:1";
-    api_ = std::make_unique<Api>(ctx_);
-    net::HttpServerOptions o;
-    o.port = 0;
-    ASSERT_TRUE(served_
-                    .start(o, [this](net::HttpRequest& req,
-                                     net::HttpReply reply) { api_->handle(req, std::move(reply)); })
-                    .ok());
+    start_api({{0, "agent_a", "Alpha", "voice", true, false, "{}", "", 0, 0},
+               {0, "agent_b", "Bravo", "voice", true, false, "{}", "", 0, 0}});
     for (int n = 1; n <= 2; ++n) {
       CallRecord c;
       c.call_id = uuid(n);
@@ -60,7 +44,6 @@ class ApiDeliveries : public ::testing::Test {
       ASSERT_TRUE(store_->calls().insert(c).ok());
     }
   }
-  void TearDown() override { served_.stop(); }
 
   net::JsonPtr get(const std::string& path, long* status, const std::string& token = kTok) {
     auto r =
@@ -90,15 +73,6 @@ class ApiDeliveries : public ::testing::Test {
     });
     return id;
   }
-
-  test::TempDir dir_;
-  ManualClock clock_{kT0};
-  std::unique_ptr<Store> store_;
-  Config config_;
-  std::vector<ApiToken> tokens_;
-  ApiContext ctx_;
-  std::unique_ptr<Api> api_;
-  test::ServedHttp served_;
 };
 
 TEST_F(ApiDeliveries, CallLogShowsEveryDeliveryAndItsAttempts) {

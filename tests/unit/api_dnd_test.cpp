@@ -10,99 +10,45 @@
 #include <thread>
 #include <vector>
 
+#include "api_harness.hpp"
 #include "daemon_process.hpp"
-#include "osvi/api/api.hpp"
-#include "osvi/clock.hpp"
-#include "osvi/config/config.hpp"
-#include "osvi/net/http_server.hpp"
 #include "osvi/net/json.hpp"
 #include "osvi/store/store.hpp"
-#include "served_http.hpp"
-#include "test_support.hpp"
 
 namespace osvi::daemon {
 namespace {
 
-constexpr int64_t kT0 = 1'780'000'000'000;  // 2026-05-29T01:56:40+05:30
+using test::api_keys;
+using test::api_num;
+using test::api_str;
+using test::ApiReply;
+using test::kApiT0;
+using test::kApiToken;
+using test::kApiTokenB;
+constexpr int64_t kT0 = kApiT0;
 constexpr const char* kT0Ist = "2026-05-29T01:56:40+05:30";
-constexpr const char* kTok = "TokAll0123456789";
-constexpr const char* kTokB = "TokB012345678901";  // limited to agent_b
-
-struct Reply {
-  long status = 0;
-  std::string body;
-  net::JsonPtr json;
-  const cJSON* get(const char* name) const { return cJSON_GetObjectItemCaseSensitive(json.get(), name); }
-  const cJSON* data() const { return get("data"); }
-  std::string error() const {
-    const cJSON* e = get("error");
-    return cJSON_IsString(e) ? e->valuestring : "<none>";
-  }
-};
-
-std::string str(const cJSON* o, const char* name) {
-  const cJSON* v = cJSON_GetObjectItemCaseSensitive(o, name);
-  return cJSON_IsString(v) ? v->valuestring : (cJSON_IsNull(v) ? "<null>" : "<missing>");
-}
-
-double num(const cJSON* o, const char* name) {
-  const cJSON* v = cJSON_GetObjectItemCaseSensitive(o, name);
-  return cJSON_IsNumber(v) ? v->valuedouble : -1;
-}
-
-// The member names of an object, in order: the shapes are compared exactly.
-std::vector<std::string> keys(const cJSON* o) {
-  std::vector<std::string> out;
-  for (const cJSON* c = o ? o->child : nullptr; c; c = c->next) out.emplace_back(c->string ? c->string : "");
-  return out;
-}
+constexpr const char* kTok = kApiToken;
+constexpr const char* kTokB = kApiTokenB;
 
 const std::vector<std::string> kEntryKeys = {"id", "agent_uuid", "phone", "reason", "created_at"};
 
-class ApiDnd : public ::testing::Test {
+class ApiDnd : public test::ApiTest {
  protected:
   void SetUp() override {
-    auto s = Store::open(StoreOptions{dir_.file("osvi.db")}, clock_);
-    ASSERT_TRUE(s.ok()) << s.error().message;
-    store_ = std::move(*s);
+    config_.site.utc_offset_minutes = 330;
+    config_.site.country = "IN";
     std::vector<AgentRecord> agents = {
         {0, "agent_a", "Alpha", "voice", true, false, "{}", "", 0, 0},
         {0, "agent_b", "Bravo", "voice", true, false, "{}", "", 0, 0},
         {0, "agent_off", "Off", "voice", false, false, "{}", "", 0, 0},
     };
-    ASSERT_TRUE(store_->agents().sync(agents).ok());
-    config_.site.utc_offset_minutes = 330;
-    config_.site.country = "IN";
-    tokens_ = {ApiToken{kTok, {}, true}, ApiToken{kTokB, {"agent_b"}, false}};
-    ctx_.config = &config_;
-    ctx_.tokens = &tokens_;
-    ctx_.store = store_.get();
-    ctx_.clock = &clock_;
-    ctx_.listen = "127.0.0.1:1";
-    api_ = std::make_unique<Api>(ctx_);
-
-    net::HttpServerOptions o;
-    o.port = 0;
-    Status started = served_.start(
-        o, [this](net::HttpRequest& req, net::HttpReply reply) { api_->handle(req, std::move(reply)); });
-    ASSERT_TRUE(started.ok()) << started.error().message;
-    port_ = served_.port();
+    start_api(agents);
   }
-  void TearDown() override { served_.stop(); }
 
   void locked(const std::function<void()>& fn) { served_.locked(fn); }
 
-  Reply request(const std::string& method, const std::string& path, const std::string& body = {},
-                const std::string& token = kTok) {
-    auto r = test::http_request(method, "http://127.0.0.1:" + std::to_string(port_) + path, token, body);
-    Reply out{r.status, r.body, nullptr};
-    std::string why;
-    out.json = net::json_parse(out.body, &why);
-    return out;
-  }
-
-  Reply add(const std::string& agent, const std::string& phone, const std::string& extra = {},
-            const std::string& token = kTok) {
+  ApiReply add(const std::string& agent, const std::string& phone, const std::string& extra = {},
+               const std::string& token = kTok) {
     return request("POST", "/v1/dnd_numbers",
                    R"({"agent_uuid":")" + agent + R"(","phone":")" + phone + "\"" + extra + "}", token);
   }
@@ -116,44 +62,23 @@ class ApiDnd : public ::testing::Test {
     });
     return out;
   }
-
-  // The box's error envelope: success false, errors [m], error m; m contains want.
-  static void expect_error(const Reply& r, long status, const std::string& want) {
-    EXPECT_EQ(r.status, status) << r.body;
-    EXPECT_EQ(keys(r.json.get()), (std::vector<std::string>{"success", "errors", "error"})) << r.body;
-    EXPECT_TRUE(cJSON_IsFalse(r.get("success"))) << r.body;
-    const cJSON* errors = r.get("errors");
-    ASSERT_EQ(cJSON_GetArraySize(errors), 1) << r.body;
-    EXPECT_EQ(std::string(cJSON_GetArrayItem(errors, 0)->valuestring), r.error());
-    EXPECT_NE(r.error().find(want), std::string::npos) << want << " in " << r.body;
-  }
-
-  test::TempDir dir_;
-  ManualClock clock_{kT0};
-  std::unique_ptr<Store> store_;
-  Config config_;
-  std::vector<ApiToken> tokens_;
-  ApiContext ctx_;
-  std::unique_ptr<Api> api_;
-  test::ServedHttp served_;
-  uint16_t port_ = 0;
 };
 
 // --- POST /v1/dnd_numbers ---
 
 TEST_F(ApiDnd, AddIs201WithTheEntryInE164AndTheSiteOffset) {
   EXPECT_FALSE(blocked("agent_a", "+919876543210"));
-  Reply r = add("agent_a", "098765 43210", R"(,"reason":"asked not to be called")");
+  ApiReply r = add("agent_a", "098765 43210", R"(,"reason":"asked not to be called")");
   ASSERT_EQ(r.status, 201) << r.body;
-  EXPECT_EQ(keys(r.json.get()), (std::vector<std::string>{"success", "data"}));
+  EXPECT_EQ(api_keys(r.json.get()), (std::vector<std::string>{"success", "data"}));
   EXPECT_TRUE(cJSON_IsTrue(r.get("success")));
   const cJSON* d = r.data();
-  EXPECT_EQ(keys(d), kEntryKeys);
-  EXPECT_GT(num(d, "id"), 0);
-  EXPECT_EQ(str(d, "agent_uuid"), "agent_a");
-  EXPECT_EQ(str(d, "phone"), "+919876543210");
-  EXPECT_EQ(str(d, "reason"), "asked not to be called");
-  EXPECT_EQ(str(d, "created_at"), kT0Ist);
+  EXPECT_EQ(api_keys(d), kEntryKeys);
+  EXPECT_GT(api_num(d, "id"), 0);
+  EXPECT_EQ(api_str(d, "agent_uuid"), "agent_a");
+  EXPECT_EQ(api_str(d, "phone"), "+919876543210");
+  EXPECT_EQ(api_str(d, "reason"), "asked not to be called");
+  EXPECT_EQ(api_str(d, "created_at"), kT0Ist);
   // Effective at once: the check the calls engine makes at dial time sees it.
   EXPECT_TRUE(blocked("agent_a", "+919876543210"));
   EXPECT_FALSE(blocked("agent_b", "+919876543210"));
@@ -161,12 +86,12 @@ TEST_F(ApiDnd, AddIs201WithTheEntryInE164AndTheSiteOffset) {
   // Without a reason (absent or null): reason is null.
   r = add("agent_a", "+14155550100");
   ASSERT_EQ(r.status, 201) << r.body;
-  EXPECT_EQ(str(r.data(), "reason"), "<null>");
-  EXPECT_EQ(str(r.data(), "phone"), "+14155550100");
+  EXPECT_EQ(api_str(r.data(), "reason"), "<null>");
+  EXPECT_EQ(api_str(r.data(), "phone"), "+14155550100");
   r = add("agent_a", "919811111111", R"(,"reason":null)");
   ASSERT_EQ(r.status, 201) << r.body;
-  EXPECT_EQ(str(r.data(), "reason"), "<null>");
-  EXPECT_EQ(str(r.data(), "phone"), "+919811111111");
+  EXPECT_EQ(api_str(r.data(), "reason"), "<null>");
+  EXPECT_EQ(api_str(r.data(), "phone"), "+919811111111");
   locked([&] {
     auto rows = store_->dnd().active("agent_a");
     ASSERT_TRUE(rows.ok());
@@ -176,22 +101,22 @@ TEST_F(ApiDnd, AddIs201WithTheEntryInE164AndTheSiteOffset) {
 }
 
 TEST_F(ApiDnd, AddingANumberAlreadyOnTheListIs200WithTheExistingEntry) {
-  Reply first = add("agent_a", "9876543210", R"(,"reason":"first")");
+  ApiReply first = add("agent_a", "9876543210", R"(,"reason":"first")");
   ASSERT_EQ(first.status, 201) << first.body;
   clock_.advance_ms(60'000);
   // Another spelling of the same number, another reason: the entry already there, unchanged.
-  Reply again = add("agent_a", "+91 98765-43210", R"(,"reason":"second")");
+  ApiReply again = add("agent_a", "+91 98765-43210", R"(,"reason":"second")");
   ASSERT_EQ(again.status, 200) << again.body;
-  EXPECT_EQ(keys(again.json.get()), (std::vector<std::string>{"success", "data", "message"}));
+  EXPECT_EQ(api_keys(again.json.get()), (std::vector<std::string>{"success", "data", "message"}));
   EXPECT_TRUE(cJSON_IsTrue(again.get("success")));
-  EXPECT_EQ(str(again.json.get(), "message"), "Phone is already on the DND list");
-  EXPECT_EQ(keys(again.data()), kEntryKeys);
-  EXPECT_EQ(num(again.data(), "id"), num(first.data(), "id"));
-  EXPECT_EQ(str(again.data(), "reason"), "first");
-  EXPECT_EQ(str(again.data(), "created_at"), kT0Ist);
-  Reply list = request("GET", "/v1/dnd_numbers?agent_uuid=agent_a");
+  EXPECT_EQ(api_str(again.json.get(), "message"), "Phone is already on the DND list");
+  EXPECT_EQ(api_keys(again.data()), kEntryKeys);
+  EXPECT_EQ(api_num(again.data(), "id"), api_num(first.data(), "id"));
+  EXPECT_EQ(api_str(again.data(), "reason"), "first");
+  EXPECT_EQ(api_str(again.data(), "created_at"), kT0Ist);
+  ApiReply list = request("GET", "/v1/dnd_numbers?agent_uuid=agent_a");
   ASSERT_EQ(list.status, 200);
-  EXPECT_EQ(num(cJSON_GetObjectItem(list.json.get(), "meta"), "total_count"), 1);
+  EXPECT_EQ(api_num(cJSON_GetObjectItem(list.json.get(), "meta"), "total_count"), 1);
 }
 
 TEST_F(ApiDnd, AddValidationFailuresAre422NamingTheField) {
@@ -223,7 +148,7 @@ TEST_F(ApiDnd, AddValidationFailuresAre422NamingTheField) {
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.body.substr(0, 100));
-    expect_error(request("POST", "/v1/dnd_numbers", c.body), 422, c.want);
+    test::expect_api_error(request("POST", "/v1/dnd_numbers", c.body), 422, c.want);
   }
   EXPECT_FALSE(blocked("agent_a", "+919876543210"));
   // The limit itself is fine.
@@ -231,13 +156,14 @@ TEST_F(ApiDnd, AddValidationFailuresAre422NamingTheField) {
 }
 
 TEST_F(ApiDnd, AddForAnUnknownAgentIs404AndOutsideTheTokenIs403) {
-  expect_error(add("agent_nope", "9876543210"), 404, R"(agent_uuid: no agent "agent_nope" on this box)");
+  test::expect_api_error(add("agent_nope", "9876543210"), 404,
+                         R"(agent_uuid: no agent "agent_nope" on this box)");
   // An inactive agent still has a list: opt-outs outlive an agent's pause.
   EXPECT_EQ(add("agent_off", "9876543210").status, 201);
-  expect_error(add("agent_a", "9876543210", "", kTokB), 403,
-               R"(agent_uuid: this API token may not use agent "agent_a")");
+  test::expect_api_error(add("agent_a", "9876543210", "", kTokB), 403,
+                         R"(agent_uuid: this API token may not use agent "agent_a")");
   // Checked before the rest, so a limited token learns nothing about the agent or its rules.
-  expect_error(add("agent_nope", "x", R"(,"bogus":1)", kTokB), 403, "may not use agent");
+  test::expect_api_error(add("agent_nope", "x", R"(,"bogus":1)", kTokB), 403, "may not use agent");
   EXPECT_FALSE(blocked("agent_a", "+919876543210"));
   EXPECT_EQ(add("agent_b", "9876543210", "", kTokB).status, 201);
   EXPECT_EQ(request("POST", "/v1/dnd_numbers", "{}", "").status, 401);
@@ -255,63 +181,64 @@ TEST_F(ApiDnd, ListIsNewestFirstWithMetaAndSearch) {
   ASSERT_EQ(add("agent_a", "9800000000").status, 201);
   ASSERT_EQ(request("DELETE", "/v1/dnd_numbers?agent_uuid=agent_a&phone=9800000000").status, 200);
 
-  Reply r = request("GET", "/v1/dnd_numbers?agent_uuid=agent_a");
+  ApiReply r = request("GET", "/v1/dnd_numbers?agent_uuid=agent_a");
   ASSERT_EQ(r.status, 200) << r.body;
-  EXPECT_EQ(keys(r.json.get()), (std::vector<std::string>{"success", "data", "meta"}));
+  EXPECT_EQ(api_keys(r.json.get()), (std::vector<std::string>{"success", "data", "meta"}));
   const cJSON* data = r.data();
   ASSERT_EQ(cJSON_GetArraySize(data), 4) << r.body;
-  EXPECT_EQ(str(cJSON_GetArrayItem(data, 0), "phone"), "+919812345678");
-  EXPECT_EQ(str(cJSON_GetArrayItem(data, 3), "phone"), "+919876543210");
-  EXPECT_EQ(str(cJSON_GetArrayItem(data, 3), "created_at"), kT0Ist);
-  EXPECT_EQ(str(cJSON_GetArrayItem(data, 2), "created_at"), "2026-05-29T01:57:40+05:30");
+  EXPECT_EQ(api_str(cJSON_GetArrayItem(data, 0), "phone"), "+919812345678");
+  EXPECT_EQ(api_str(cJSON_GetArrayItem(data, 3), "phone"), "+919876543210");
+  EXPECT_EQ(api_str(cJSON_GetArrayItem(data, 3), "created_at"), kT0Ist);
+  EXPECT_EQ(api_str(cJSON_GetArrayItem(data, 2), "created_at"), "2026-05-29T01:57:40+05:30");
   for (const cJSON* e = data->child; e; e = e->next) {
-    EXPECT_EQ(keys(e), kEntryKeys);
-    EXPECT_EQ(str(e, "agent_uuid"), "agent_a");
+    EXPECT_EQ(api_keys(e), kEntryKeys);
+    EXPECT_EQ(api_str(e, "agent_uuid"), "agent_a");
   }
   const cJSON* meta = r.get("meta");
-  EXPECT_EQ(keys(meta), (std::vector<std::string>{"current_page", "total_pages", "total_count", "per_page"}));
-  EXPECT_EQ(num(meta, "current_page"), 1);
-  EXPECT_EQ(num(meta, "total_pages"), 1);
-  EXPECT_EQ(num(meta, "total_count"), 4);
-  EXPECT_EQ(num(meta, "per_page"), 25);
+  EXPECT_EQ(api_keys(meta),
+            (std::vector<std::string>{"current_page", "total_pages", "total_count", "per_page"}));
+  EXPECT_EQ(api_num(meta, "current_page"), 1);
+  EXPECT_EQ(api_num(meta, "total_pages"), 1);
+  EXPECT_EQ(api_num(meta, "total_count"), 4);
+  EXPECT_EQ(api_num(meta, "per_page"), 25);
 
   r = request("GET", "/v1/dnd_numbers?agent_uuid=agent_a&page=2&per_page=3");
   ASSERT_EQ(r.status, 200);
   ASSERT_EQ(cJSON_GetArraySize(r.data()), 1);
-  EXPECT_EQ(str(cJSON_GetArrayItem(r.data(), 0), "phone"), "+919876543210");
+  EXPECT_EQ(api_str(cJSON_GetArrayItem(r.data(), 0), "phone"), "+919876543210");
   meta = r.get("meta");
-  EXPECT_EQ(num(meta, "current_page"), 2);
-  EXPECT_EQ(num(meta, "total_pages"), 2);
-  EXPECT_EQ(num(meta, "total_count"), 4);
-  EXPECT_EQ(num(meta, "per_page"), 3);
+  EXPECT_EQ(api_num(meta, "current_page"), 2);
+  EXPECT_EQ(api_num(meta, "total_pages"), 2);
+  EXPECT_EQ(api_num(meta, "total_count"), 4);
+  EXPECT_EQ(api_num(meta, "per_page"), 3);
   r = request("GET", "/v1/dnd_numbers?agent_uuid=agent_a&page=9");
   ASSERT_EQ(r.status, 200);
   EXPECT_EQ(cJSON_GetArraySize(r.data()), 0);
-  EXPECT_EQ(num(r.get("meta"), "total_count"), 4);
+  EXPECT_EQ(api_num(r.get("meta"), "total_count"), 4);
 
   // Search: a substring of the E.164 number; separators dropped; '+' escaped or not.
   r = request("GET", "/v1/dnd_numbers?agent_uuid=agent_a&search=98765");
   ASSERT_EQ(r.status, 200);
-  EXPECT_EQ(num(r.get("meta"), "total_count"), 2);
-  EXPECT_EQ(str(cJSON_GetArrayItem(r.data(), 0), "phone"), "+919876543211");
+  EXPECT_EQ(api_num(r.get("meta"), "total_count"), 2);
+  EXPECT_EQ(api_str(cJSON_GetArrayItem(r.data(), 0), "phone"), "+919876543211");
   r = request("GET", "/v1/dnd_numbers?agent_uuid=agent_a&search=%2B1415");
   ASSERT_EQ(r.status, 200);
-  EXPECT_EQ(num(r.get("meta"), "total_count"), 1);
-  EXPECT_EQ(str(cJSON_GetArrayItem(r.data(), 0), "phone"), "+14155550100");
+  EXPECT_EQ(api_num(r.get("meta"), "total_count"), 1);
+  EXPECT_EQ(api_str(cJSON_GetArrayItem(r.data(), 0), "phone"), "+14155550100");
   r = request("GET", "/v1/dnd_numbers?agent_uuid=agent_a&search=98765%2043211");
   ASSERT_EQ(r.status, 200);
-  EXPECT_EQ(num(r.get("meta"), "total_count"), 1);
+  EXPECT_EQ(api_num(r.get("meta"), "total_count"), 1);
   r = request("GET", "/v1/dnd_numbers?agent_uuid=agent_a&search=555");
   ASSERT_EQ(r.status, 200);
-  EXPECT_EQ(num(r.get("meta"), "total_count"), 1);
+  EXPECT_EQ(api_num(r.get("meta"), "total_count"), 1);
   r = request("GET", "/v1/dnd_numbers?agent_uuid=agent_a&search=000000");
   ASSERT_EQ(r.status, 200);  // the removed number is not active
-  EXPECT_EQ(num(r.get("meta"), "total_count"), 0);
-  EXPECT_EQ(num(r.get("meta"), "total_pages"), 0);
+  EXPECT_EQ(api_num(r.get("meta"), "total_count"), 0);
+  EXPECT_EQ(api_num(r.get("meta"), "total_pages"), 0);
   EXPECT_EQ(cJSON_GetArraySize(r.data()), 0);
   r = request("GET", "/v1/dnd_numbers?agent_uuid=agent_b", "", kTokB);
   ASSERT_EQ(r.status, 200);
-  EXPECT_EQ(num(r.get("meta"), "total_count"), 1);
+  EXPECT_EQ(api_num(r.get("meta"), "total_count"), 1);
 }
 
 TEST_F(ApiDnd, ListRefusesBadQueries) {
@@ -336,10 +263,10 @@ TEST_F(ApiDnd, ListRefusesBadQueries) {
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.query);
-    expect_error(request("GET", "/v1/dnd_numbers" + c.query), c.status, c.want);
+    test::expect_api_error(request("GET", "/v1/dnd_numbers" + c.query), c.status, c.want);
   }
-  expect_error(request("GET", "/v1/dnd_numbers?agent_uuid=agent_a", "", kTokB), 403,
-               R"(agent_uuid: this API token may not use agent "agent_a")");
+  test::expect_api_error(request("GET", "/v1/dnd_numbers?agent_uuid=agent_a", "", kTokB), 403,
+                         R"(agent_uuid: this API token may not use agent "agent_a")");
   EXPECT_EQ(request("GET", "/v1/dnd_numbers?agent_uuid=agent_a", "", "").status, 401);
   EXPECT_EQ(request("PUT", "/v1/dnd_numbers", "{}").status, 405);
 }
@@ -350,16 +277,16 @@ TEST_F(ApiDnd, DeleteRemovesTheNormalisedNumber) {
   ASSERT_EQ(add("agent_a", "9876543210").status, 201);
   ASSERT_EQ(add("agent_b", "9876543210").status, 201);
   ASSERT_EQ(add("agent_a", "+14155550100").status, 201);
-  Reply r = request("DELETE", "/v1/dnd_numbers?agent_uuid=agent_a&phone=098765%2043210");
+  ApiReply r = request("DELETE", "/v1/dnd_numbers?agent_uuid=agent_a&phone=098765%2043210");
   ASSERT_EQ(r.status, 200) << r.body;
-  EXPECT_EQ(keys(r.json.get()), (std::vector<std::string>{"success", "message"}));
+  EXPECT_EQ(api_keys(r.json.get()), (std::vector<std::string>{"success", "message"}));
   EXPECT_TRUE(cJSON_IsTrue(r.get("success")));
-  EXPECT_EQ(str(r.json.get(), "message"), "Phone removed from DND list");
+  EXPECT_EQ(api_str(r.json.get(), "message"), "Phone removed from DND list");
   // The dialler may call it again at once; the other agent's list is untouched.
   EXPECT_FALSE(blocked("agent_a", "+919876543210"));
   EXPECT_TRUE(blocked("agent_b", "+919876543210"));
-  expect_error(request("DELETE", "/v1/dnd_numbers?agent_uuid=agent_a&phone=9876543210"), 404,
-               "phone: not on the DND list of this agent");
+  test::expect_api_error(request("DELETE", "/v1/dnd_numbers?agent_uuid=agent_a&phone=9876543210"), 404,
+                         "phone: not on the DND list of this agent");
 
   // A foreign number: '+' escaped, or sent raw (which may arrive as a space).
   r = request("DELETE", "/v1/dnd_numbers?agent_uuid=agent_a&phone=+14155550100");
@@ -383,9 +310,9 @@ TEST_F(ApiDnd, DeleteWithAMissingParamIs400InThePublishedShape) {
                                                         {"", "agent_uuid"},
                                                         {"?agent_uuid=&phone=9876543210", "agent_uuid"}}) {
     SCOPED_TRACE(query);
-    Reply r = request("DELETE", "/v1/dnd_numbers" + query);
+    ApiReply r = request("DELETE", "/v1/dnd_numbers" + query);
     EXPECT_EQ(r.status, 400) << r.body;
-    EXPECT_EQ(keys(r.json.get()), (std::vector<std::string>{"success", "error", "details", "errors"}));
+    EXPECT_EQ(api_keys(r.json.get()), (std::vector<std::string>{"success", "error", "details", "errors"}));
     EXPECT_TRUE(cJSON_IsFalse(r.get("success")));
     EXPECT_EQ(r.error(), "param is missing or the value is empty: " + name);
     EXPECT_TRUE(cJSON_IsNull(r.get("details")));
@@ -396,14 +323,15 @@ TEST_F(ApiDnd, DeleteWithAMissingParamIs400InThePublishedShape) {
 
 TEST_F(ApiDnd, DeleteRefusesOtherMistakes) {
   ASSERT_EQ(add("agent_b", "9876543210").status, 201);
-  expect_error(request("DELETE", "/v1/dnd_numbers?agent_uuid=agent_b&phone=12345"), 400, "phone: ");
-  expect_error(request("DELETE", "/v1/dnd_numbers?agent_uuid=agent_b&phone=98765abcde"), 400, "phone: ");
-  expect_error(request("DELETE", "/v1/dnd_numbers?agent_uuid=agent_b&phone=9876543210&reason=x"), 400,
-               R"(query parameter "reason": unknown (expected agent_uuid, phone))");
-  expect_error(request("DELETE", "/v1/dnd_numbers?agent_uuid=agent_nope&phone=9876543210"), 404,
-               R"(agent_uuid: no agent "agent_nope" on this box)");
-  expect_error(request("DELETE", "/v1/dnd_numbers?agent_uuid=agent_a&phone=9876543210", "", kTokB), 403,
-               R"(agent_uuid: this API token may not use agent "agent_a")");
+  test::expect_api_error(request("DELETE", "/v1/dnd_numbers?agent_uuid=agent_b&phone=12345"), 400, "phone: ");
+  test::expect_api_error(request("DELETE", "/v1/dnd_numbers?agent_uuid=agent_b&phone=98765abcde"), 400,
+                         "phone: ");
+  test::expect_api_error(request("DELETE", "/v1/dnd_numbers?agent_uuid=agent_b&phone=9876543210&reason=x"),
+                         400, R"(query parameter "reason": unknown (expected agent_uuid, phone))");
+  test::expect_api_error(request("DELETE", "/v1/dnd_numbers?agent_uuid=agent_nope&phone=9876543210"), 404,
+                         R"(agent_uuid: no agent "agent_nope" on this box)");
+  test::expect_api_error(request("DELETE", "/v1/dnd_numbers?agent_uuid=agent_a&phone=9876543210", "", kTokB),
+                         403, R"(agent_uuid: this API token may not use agent "agent_a")");
   EXPECT_EQ(request("DELETE", "/v1/dnd_numbers?agent_uuid=agent_b&phone=9876543210", "", "").status, 401);
   EXPECT_TRUE(blocked("agent_b", "+919876543210"));
   EXPECT_EQ(request("DELETE", "/v1/dnd_numbers?agent_uuid=agent_b&phone=9876543210", "", kTokB).status, 200);
