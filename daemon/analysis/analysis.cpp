@@ -394,7 +394,8 @@ Status AnalysisService::write_done(Running& r, analysis::Outcome& out, bool* cal
   net::json_add_string(cb, "time_zone", r.zone->name());
   std::optional<int64_t> at_ms;
   if (out.callback_required && out.callback_local) {
-    at_ms = analysis::local_to_utc_ms(*r.zone, *analysis::parse_local_minute(*out.callback_local));
+    const analysis::LocalDateTime t = *analysis::parse_local_minute(*out.callback_local);
+    at_ms = r.zone->utc_ms_of(t.year, t.month, t.day, t.hour * 60 + t.minute);
     net::json_add_string(cb, "at", analysis::iso_in_zone(*r.zone, *at_ms));
   } else {
     cJSON_AddNullToObject(cb, "at");

@@ -21,20 +21,6 @@ std::string lower_trimmed(std::string_view s) {
   return out;
 }
 
-const char* type_name(FieldType t) {
-  switch (t) {
-    case FieldType::number:
-      return "number";
-    case FieldType::boolean:
-      return "boolean";
-    case FieldType::date:
-      return "date";
-    case FieldType::text:
-      break;
-  }
-  return "text";
-}
-
 const char* kind_of(const cJSON* v) {
   if (!v) return "nothing";
   if (cJSON_IsObject(v)) return "an object";
@@ -44,16 +30,6 @@ const char* kind_of(const cJSON* v) {
   if (cJSON_IsBool(v)) return "a boolean";
   if (cJSON_IsNull(v)) return "null";
   return "an unknown value";
-}
-
-// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil).
-int64_t days_from_civil(int64_t y, unsigned m, unsigned d) {
-  y -= m <= 2;
-  const int64_t era = (y >= 0 ? y : y - 399) / 400;
-  const unsigned yoe = static_cast<unsigned>(y - era * 400);
-  const unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  return era * 146097 + static_cast<int64_t>(doe) - 719468;
 }
 
 bool leap(int y) {
@@ -259,7 +235,7 @@ Prepared build_request(const Input& in) {
   if (!a.prompt.empty()) sys += " " + a.prompt;
   sys += "\n- data: the values below as the call states them; null when the call does not say.";
   for (const Field& f : in.fields) {
-    sys += "\n  - " + f.key + " (" + type_name(f.type) +
+    sys += "\n  - " + f.key + " (" + std::string(to_string(f.type)) +
            (f.type == FieldType::date      ? ", YYYY-MM-DD"
             : f.type == FieldType::boolean ? ", true or false"
                                            : "") +
@@ -378,7 +354,7 @@ Result<Outcome> check_reply(std::string_view text, const Input& in) {
     }
     if (!ok) {
       out.dropped.push_back(
-          {"data." + key, std::string("expected ") + type_name(f->type) +
+          {"data." + key, "expected " + std::string(to_string(f->type)) +
                               (f->type == FieldType::date ? " (YYYY-MM-DD)" : "") + ", got " +
                               (cJSON_IsString(v) ? "\"" + std::string(v->valuestring).substr(0, 40) + "\""
                                                  : std::string(kind_of(v)))});
@@ -456,17 +432,6 @@ std::optional<LocalDateTime> parse_local_minute(std::string_view s) {
     return std::nullopt;
   if (t.hour > 23 || t.minute > 59) return std::nullopt;
   return t;
-}
-
-int64_t local_to_utc_ms(const TimeZone& zone, const LocalDateTime& t) {
-  const int64_t wall_s =
-      days_from_civil(t.year, static_cast<unsigned>(t.month), static_cast<unsigned>(t.day)) * 86400 +
-      t.hour * 3600 + t.minute * 60;
-  // The offset at the instant depends on the instant: guess with the offset a day before, settle twice.
-  int64_t utc_s = wall_s - zone.offset_at(wall_s - 86400);
-  utc_s = wall_s - zone.offset_at(utc_s);
-  utc_s = wall_s - zone.offset_at(utc_s);
-  return utc_s * 1000;
 }
 
 std::string iso_in_zone(const TimeZone& zone, int64_t utc_ms) {

@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <ctime>
 
+#include "osvi/base/civil.hpp"
+
 namespace osvi::daemon {
 namespace {
 
@@ -21,16 +23,6 @@ void fill_random(unsigned char* buf, size_t len) {
 void civil(int64_t unix_s, tm* out) {
   time_t t = static_cast<time_t>(unix_s);
   gmtime_r(&t, out);
-}
-
-// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil).
-int64_t days_from_civil(int64_t y, int64_t m, int64_t d) {
-  y -= m <= 2 ? 1 : 0;
-  const int64_t era = (y >= 0 ? y : y - 399) / 400;
-  const int64_t yoe = y - era * 400;
-  const int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-  const int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  return era * 146097 + doe - 719468;
 }
 
 bool digits_at(std::string_view s, size_t pos, size_t n, int64_t* out) {
@@ -125,7 +117,7 @@ std::optional<IsoTime> parse_iso_time(std::string_view s, int default_offset_min
   static constexpr int kDays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
   const bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
   if (mo < 1 || mo > 12 || d < 1 || d > kDays[mo - 1] || (mo == 2 && d == 29 && !leap)) return std::nullopt;
-  const int64_t day_ms = days_from_civil(y, mo, d) * 86'400'000;
+  const int64_t day_ms = days_from_civil(y, static_cast<int>(mo), static_cast<int>(d)) * 86'400'000;
   if (s.size() == 10) return IsoTime{day_ms - default_offset_minutes * 60'000LL, true, false};
 
   if (s[10] != 'T' && s[10] != 't' && s[10] != ' ') return std::nullopt;

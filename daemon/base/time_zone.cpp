@@ -12,6 +12,7 @@
 #include <cstring>
 #include <limits>
 
+#include "osvi/base/civil.hpp"
 #include "osvi/net/text.hpp"
 
 namespace osvi::daemon {
@@ -28,16 +29,7 @@ int64_t floor_div(int64_t a, int64_t b) {
   return q;
 }
 
-// Days since 1970-01-01 of a proleptic Gregorian date, and back (H. Hinnant's algorithms).
-int64_t days_from_civil(int64_t y, int m, int d) {
-  y -= m <= 2;
-  const int64_t era = floor_div(y, 400);
-  const int64_t yoe = y - era * 400;
-  const int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-  const int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  return era * 146097 + doe - 719468;
-}
-
+// The date back from days since 1970-01-01 (H. Hinnant's civil_from_days).
 void civil_from_days(int64_t z, int64_t* y, int* m, int* d) {
   z += 719468;
   const int64_t era = floor_div(z, 146097);
@@ -443,6 +435,16 @@ int TimeZone::offset_at(int64_t utc_s) const {
   int64_t until = 0;
   span_of(transitions_, initial_offset_s_, rule_.get(), utc_s, &offset, &until);
   return offset;
+}
+
+int64_t TimeZone::utc_ms_of(int year, int month, int day, int minute_of_day) const {
+  const int64_t wall_s = days_from_civil(year, month, day) * 86400 + int64_t{minute_of_day} * 60;
+  // The offset depends on the instant: a guess with the offset a day before, settled twice. A time skipped
+  // by a DST change gets its wall-clock successor's offset, a repeated one the first.
+  int64_t utc_s = wall_s - offset_at(wall_s - 86400);
+  utc_s = wall_s - offset_at(utc_s);
+  utc_s = wall_s - offset_at(utc_s);
+  return utc_s * 1000;
 }
 
 LocalTime TimeZone::local(int64_t utc_ms) const {

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <string>
 
+#include "osvi/net/text.hpp"
 #include "reader.hpp"
 
 namespace osvi::daemon::config_detail {
@@ -172,17 +173,6 @@ bool parse_listen(std::string_view s, std::string* host, uint16_t* port, std::st
   return true;
 }
 
-namespace {
-int base64_value(char c) {
-  if (c >= 'A' && c <= 'Z') return c - 'A';
-  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-  if (c >= '0' && c <= '9') return c - '0' + 52;
-  if (c == '+') return 62;
-  if (c == '/') return 63;
-  return -1;
-}
-}  // namespace
-
 bool is_webhook_secret(std::string_view s, std::string* why) {
   constexpr std::string_view kPrefix = "whsec_";
   const auto fail = [&](std::string text) {
@@ -191,19 +181,10 @@ bool is_webhook_secret(std::string_view s, std::string* why) {
   };
   if (s.substr(0, kPrefix.size()) != kPrefix)
     return fail("expected \"whsec_\" followed by base64 of 24 to 64 random bytes (Standard Webhooks)");
-  const std::string_view b64 = s.substr(kPrefix.size());
-  if (b64.empty() || b64.size() % 4 != 0)
-    return fail("the part after \"whsec_\" must be padded base64 (a multiple of 4 characters)");
-  size_t pad = 0;
-  for (size_t i = 0; i < b64.size(); ++i) {
-    if (b64[i] == '=') {
-      if (i + 2 < b64.size()) return fail("the part after \"whsec_\" has '=' before its end");
-      ++pad;
-    } else if (pad > 0 || base64_value(b64[i]) < 0) {
-      return fail("the part after \"whsec_\" may hold only A-Z a-z 0-9 + / and '=' padding");
-    }
-  }
-  const size_t bytes = b64.size() / 4 * 3 - pad;
+  const auto key = net::base64_decode(s.substr(kPrefix.size()));
+  if (!key || key->empty())
+    return fail("the part after \"whsec_\" must be padded base64 (A-Z a-z 0-9 + / and '=' padding)");
+  const size_t bytes = key->size();
   if (bytes < 24 || bytes > 64)
     return fail("must decode to 24 to 64 bytes, got " + std::to_string(bytes) +
                 " (e.g. whsec_ + `openssl rand -base64 32`)");

@@ -8,6 +8,7 @@
 #include <cstdio>
 
 #include "osvi/net/poll_driver.hpp"
+#include "osvi/net/text.hpp"
 #include "osvi/store/store.hpp"
 #include "osvi/webhooks/dispatcher.hpp"
 #include "osvi/webhooks/signature.hpp"
@@ -502,7 +503,7 @@ TEST_F(DispatcherTest, IntegrationsAreSignedWithTheirOwnSecretAndDeadWhenGone) {
   agent.agent_uuid = "agent-1";
   IntegrationConfig crm;
   crm.name = "crm";
-  crm.secret = "whsec_" + base64_encode("an integration's own key bytes");
+  crm.secret = "whsec_" + net::base64_encode("an integration's own key bytes");
   agent.analysis.integrations.push_back(crm);
   cfg.agents.push_back(agent);
   make_dispatcher();

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <string>
 
+#include "osvi/net/text.hpp"
 #include "osvi/webhooks/signature.hpp"
 #include "test_support.hpp"
 
@@ -24,19 +25,19 @@ TEST(WebhookSignature, MatchesTheSpecVector) {
 }
 
 TEST(WebhookSignature, Base64RoundTripsAndRejectsGarbage) {
-  EXPECT_EQ(base64_encode(""), "");
-  EXPECT_EQ(base64_encode("f"), "Zg==");
-  EXPECT_EQ(base64_encode("fo"), "Zm8=");
-  EXPECT_EQ(base64_encode("foo"), "Zm9v");
-  EXPECT_EQ(base64_encode("foobar"), "Zm9vYmFy");
+  EXPECT_EQ(net::base64_encode(""), "");
+  EXPECT_EQ(net::base64_encode("f"), "Zg==");
+  EXPECT_EQ(net::base64_encode("fo"), "Zm8=");
+  EXPECT_EQ(net::base64_encode("foo"), "Zm9v");
+  EXPECT_EQ(net::base64_encode("foobar"), "Zm9vYmFy");
   std::string all;
   for (int i = 0; i < 256; ++i) all += static_cast<char>(i);
-  auto back = base64_decode(base64_encode(all));
-  ASSERT_TRUE(back.ok());
+  auto back = net::base64_decode(net::base64_encode(all));
+  ASSERT_TRUE(back.has_value());
   EXPECT_EQ(*back, all);
-  EXPECT_FALSE(base64_decode("Zm9").ok());
-  EXPECT_FALSE(base64_decode("Zm=v").ok());
-  EXPECT_FALSE(base64_decode("Zm9v YmFy").ok());
+  EXPECT_FALSE(net::base64_decode("Zm9").has_value());
+  EXPECT_FALSE(net::base64_decode("Zm=v").has_value());
+  EXPECT_FALSE(net::base64_decode("Zm9v YmFy").has_value());
   EXPECT_FALSE(decode_secret("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").ok());  // no whsec_ prefix
   EXPECT_FALSE(decode_secret("whsec_").ok());
   EXPECT_EQ(encode_secret("foo"), "whsec_Zm9v");

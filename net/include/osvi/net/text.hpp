@@ -64,4 +64,9 @@ JsonPtr json_parse_request(std::string_view text, JsonRefusal* why);
 std::string json_path_member(std::string_view path, std::string_view key);
 std::string json_path_index(std::string_view path, size_t index);
 
+// RFC 4648 base64 with padding (webhook secrets and signatures).
+std::string base64_encode(std::string_view bytes);
+// Strict: padding required, no whitespace; none on anything else.
+std::optional<std::string> base64_decode(std::string_view text);
+
 }  // namespace osvi::net

@@ -95,9 +95,6 @@ struct LocalDateTime {
   int year = 0, month = 0, day = 0, hour = 0, minute = 0;
 };
 std::optional<LocalDateTime> parse_local_minute(std::string_view text);
-// The UTC instant (ms) of a local wall time in zone (a time skipped by a DST change: its wall-clock
-// successor's offset; a repeated one: the first).
-int64_t local_to_utc_ms(const TimeZone& zone, const LocalDateTime& t);
 // "2026-12-03T18:00:00+05:30": the instant in zone's local time with its offset.
 std::string iso_in_zone(const TimeZone& zone, int64_t utc_ms);
 

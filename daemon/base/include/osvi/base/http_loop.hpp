@@ -24,7 +24,8 @@ class HttpLoop {
   HttpLoop(const HttpLoop&) = delete;
   HttpLoop& operator=(const HttpLoop&) = delete;
 
-  // The client, created on first use; null when libcurl could not be initialised (logged; the next call tries again).
+  // The client, created on first use; null when libcurl could not be initialised (logged; the next call tries
+  // again).
   net::HttpClient* client();
 
  private:

@@ -36,6 +36,9 @@ class TimeZone {
   // The offset from UTC (seconds east) in effect at utc_s.
   int offset_at(int64_t utc_s) const;
   LocalTime local(int64_t utc_ms) const;
+  // The instant (Unix ms) of a local wall time. In a gap (clocks forward) or an overlap (clocks back) it
+  // follows the offset in effect around that time.
+  int64_t utc_ms_of(int year, int month, int day, int minute_of_day) const;
   // The UTC instant (ms) of the first moment >= utc_ms whose local time is inside [start_min, end_min) of a
   // day whose weekday bit is set in days_mask (bit 0 = Sunday); the window wraps past midnight when
   // start_min > end_min, and [0, 1440) is the whole day. A local time skipped by a DST change counts as its

@@ -9,11 +9,6 @@
 
 namespace osvi::daemon::webhooks {
 
-// RFC 4648 base64 with padding.
-std::string base64_encode(std::string_view bytes);
-// Strict: padding required, no whitespace; error on anything else.
-Result<std::string> base64_decode(std::string_view text);
-
 // "whsec_" + base64 → the key bytes. The spec's prefix is required; an empty or undecodable key is an error.
 Result<std::string> decode_secret(std::string_view secret);
 std::string encode_secret(std::string_view key);
