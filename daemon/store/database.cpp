@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <utility>
 
+#include "checkpointer.hpp"
 #include "migrations.hpp"
 #include "sqlite.hpp"
 
@@ -32,6 +33,8 @@ Database::Database(std::unique_ptr<sql::Db> db, const StoreOptions& options, con
 Database::~Database() {
   // Keeps the query planner's statistics current at almost no cost, as SQLite recommends on close.
   if (db_ && opened_) (void)db_->exec("PRAGMA optimize");
+  // Unhooks the loop's connection and joins the worker before db_ closes (see the member's comment).
+  checkpointer_.reset();
 }
 
 Result<std::unique_ptr<Database>> Database::open(const StoreOptions& options, const Clock& clock) {
@@ -53,6 +56,7 @@ Result<std::unique_ptr<Database>> Database::open(const StoreOptions& options, co
   std::unique_ptr<Database> db(new Database(std::move(*sqldb), options, clock));
   db->report_.created = !existed;
   if (Status s = db->configure_and_migrate(); !s.ok()) return s.error();
+  if (Status s = db->start_checkpoints(); !s.ok()) return s.error();
   return db;
 }
 
@@ -150,6 +154,39 @@ Status Database::configure_and_migrate() {
   report_.migrations_applied = latest - from;
   report_.schema_after = latest;
   return {};
+}
+
+Status Database::start_checkpoints() {
+  if (options_.checkpoint_pages < 1) {
+    return make_error("store: checkpoint_pages must be at least 1, not " +
+                          std::to_string(options_.checkpoint_pages),
+                      -EINVAL);
+  }
+  // An in-memory database has no file a second connection could open, and no WAL to bound.
+  if (!options_.background_checkpoint || options_.path == ":memory:") {
+    return db_->exec("PRAGMA wal_autocheckpoint = " + std::to_string(options_.checkpoint_pages));
+  }
+  auto cp = sql::Checkpointer::start(options_.path, options_.checkpoint_pages, options_.busy_timeout_ms);
+  if (!cp.ok()) return cp.error();
+  if (Status s = (*cp)->attach(db_->handle()); !s.ok()) return s;
+  checkpointer_ = std::move(*cp);
+  return {};
+}
+
+CheckpointStats Database::checkpoint_stats() const {
+  CheckpointStats st;
+  if (!checkpointer_) return st;
+  st.background = true;
+  st.threshold_pages = checkpointer_->threshold_pages();
+  st.hard_pages = checkpointer_->hard_pages();
+  st.worker = checkpointer_->worker_checkpoints();
+  st.loop = checkpointer_->loop_checkpoints();
+  st.pending = checkpointer_->pending();
+  return st;
+}
+
+void Database::hold_checkpoints(bool held) {
+  if (checkpointer_) checkpointer_->hold(held);
 }
 
 StoreHealth Database::health() const {

@@ -15,12 +15,28 @@ namespace osvi::daemon {
 
 namespace sql {
 class Db;
+class Checkpointer;
 }
 
 struct StoreOptions {
   std::string path;  // the database file; its folder must already exist
   int busy_timeout_ms = 5000;
   bool quick_check = true;
+  // WAL checkpoints run on a worker thread with its own connection (store/checkpointer.hpp) once the WAL
+  // reaches checkpoint_pages; the loop checkpoints itself only past 16x that. false: SQLite's auto-checkpoint
+  // at checkpoint_pages, inside whichever commit crosses it (on the loop). The daemon keeps the default.
+  bool background_checkpoint = true;
+  int checkpoint_pages = 1000;  // SQLite's own default
+};
+
+// Who ran the WAL checkpoints (background_checkpoint only; counts since open).
+struct CheckpointStats {
+  bool background = false;  // the worker runs (a file database with background_checkpoint)
+  int threshold_pages = 0;  // WAL size that wakes the worker
+  int hard_pages = 0;       // WAL size at which the loop checkpoints itself
+  int64_t worker = 0;       // checkpoint runs the worker completed
+  int64_t loop = 0;         // checkpoints the loop ran itself at the hard bound
+  bool pending = false;     // the worker was asked and has not finished
 };
 
 // What opening found and did, for the caller to log.
@@ -93,6 +109,9 @@ class Database {
   StoreHealth health() const;
   // Changes when another connection committed (PRAGMA data_version): a cheap "anything new?" probe.
   int64_t data_version();
+  CheckpointStats checkpoint_stats() const;
+  // For tests: while held the checkpoint worker ignores wake-ups, as if stuck; releasing lets it run.
+  void hold_checkpoints(bool held);
 
   // Transaction tx = *db.begin(); ... tx.commit(). The error case is a failed BEGIN/SAVEPOINT (e.g. busy).
   Result<Transaction> begin();
@@ -109,8 +128,12 @@ class Database {
   friend class Store;
   Database(std::unique_ptr<sql::Db> db, const StoreOptions& options, const Clock& clock);
   Status configure_and_migrate();
+  Status start_checkpoints();
 
   std::unique_ptr<sql::Db> db_;
+  // After db_: destroyed (worker joined, its connection closed) before the loop's connection closes, so
+  // that close is the last one and checkpoints what is left.
+  std::unique_ptr<sql::Checkpointer> checkpointer_;
   StoreOptions options_;
   const Clock& clock_;
   OpenReport report_;
