@@ -87,9 +87,9 @@ void Checkpointer::detach() {
 void Checkpointer::note_commit(sqlite3* loop_db, int wal_pages) {
   if (wal_pages >= hard_) {
     // The worker has not kept up (stuck, starved, held by a test, or a writer that never pauses, so no
-    // transaction ever starts with every frame copied): bound the WAL here, as SQLite's auto-checkpoint would,
-    // on each commit past the bound until one completes. The worker stands aside meanwhile (urgent_); PASSIVE
-    // never waits, so an attempt that meets the worker's last run returns SQLITE_BUSY at once.
+    // transaction ever starts with every frame copied): bound the WAL here, as SQLite's auto-checkpoint
+    // would, on each commit past the bound until one completes. The worker stands aside meanwhile (urgent_);
+    // PASSIVE never waits, so an attempt that meets the worker's last run returns SQLITE_BUSY at once.
     urgent_.store(true, std::memory_order_release);
     int log = 0, done = 0;
     if (sqlite3_wal_checkpoint_v2(loop_db, "main", SQLITE_CHECKPOINT_PASSIVE, &log, &done) == SQLITE_OK) {
@@ -130,9 +130,10 @@ void Checkpointer::work() {
     // ended) asks again: one more run, which finds that commit's frames. Clearing after the run lost them
     // until the next burst.
     signalled_.store(false, std::memory_order_release);
-    // One PASSIVE run copies the frames in the WAL when it starts. Commits made meanwhile asked again (above),
-    // so the next run picks them up; when the loop is at its hard bound the worker stands aside, because
-    // its runs would make the loop's own checkpoint find the lock taken (SQLITE_BUSY) again and again.
+    // One PASSIVE run copies the frames in the WAL when it starts. Commits made meanwhile asked again
+    // (above), so the next run picks them up; when the loop is at its hard bound the worker stands aside,
+    // because its runs would make the loop's own checkpoint find the lock taken (SQLITE_BUSY) again and
+    // again.
     if (!urgent_.load(std::memory_order_acquire)) {
       int log = 0, done = 0;
       const int rc = sqlite3_wal_checkpoint_v2(db_, "main", SQLITE_CHECKPOINT_PASSIVE, &log, &done);

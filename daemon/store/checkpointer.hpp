@@ -9,7 +9,8 @@
 //   as it starts a run, so a burst of commits during a run wakes it once more, no more.
 // - The worker owns its sqlite3 connection outright (opened here on the loop before the thread starts,
 //   touched only by the worker afterwards, closed by the worker's owner after join). Nothing else is shared:
-//   the mutex guards `wake_`/`stopping_`/`held_`; the atomics are a counter and the "signalled"/"running" flags.
+//   the mutex guards `wake_`/`stopping_`/`held_`; the atomics are a counter and the "signalled"/"running"
+//   flags.
 // - The worker runs `PRAGMA wal_checkpoint(PASSIVE)` (sqlite3_wal_checkpoint_v2): it copies what no reader
 //   still needs and never waits for the writer, so the loop's next BEGIN IMMEDIATE is not held up by it
 //   (the two connections share only SQLite's own file locks). The loop's next transaction after a complete

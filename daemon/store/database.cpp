@@ -158,9 +158,9 @@ Status Database::configure_and_migrate() {
 
 Status Database::start_checkpoints() {
   if (options_.checkpoint_pages < 1) {
-    return make_error("store: checkpoint_pages must be at least 1, not " +
-                          std::to_string(options_.checkpoint_pages),
-                      -EINVAL);
+    return make_error(
+        "store: checkpoint_pages must be at least 1, not " + std::to_string(options_.checkpoint_pages),
+        -EINVAL);
   }
   // An in-memory database has no file a second connection could open, and no WAL to bound.
   if (!options_.background_checkpoint || options_.path == ":memory:") {

@@ -16,7 +16,7 @@ namespace osvi::daemon {
 namespace sql {
 class Db;
 class Checkpointer;
-}
+}  // namespace sql
 
 struct StoreOptions {
   std::string path;  // the database file; its folder must already exist
