@@ -1,6 +1,9 @@
 // Checkpointer: the WAL hook on the loop's connection and the worker that checkpoints on its own connection.
 #include "checkpointer.hpp"
 
+#include <pthread.h>
+#include <signal.h>
+
 #include <cerrno>
 #include <string_view>
 #include <system_error>
@@ -49,11 +52,21 @@ Result<std::unique_ptr<Checkpointer>> Checkpointer::start(const std::string& pat
     return make_error("store: checkpointer: " + path + " is not in WAL mode (journal_mode " + mode + ")",
                       -EIO);
   }
+  // The store may open before the loop blocks the signals it handles through signalfd (SIGTERM, SIGHUP...);
+  // a thread that left them unblocked would take them with their default action and end the process. The
+  // worker starts with every signal blocked (a new thread inherits its creator's mask), then ours is
+  // restored.
+  sigset_t all, previous;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &previous);
+  std::string failed;
   try {
     self->worker_ = std::thread([c = self.get()] { c->work(); });
   } catch (const std::system_error& e) {
-    return make_error(std::string("store: starting the checkpointer thread: ") + e.what(), -e.code().value());
+    failed = e.what();
   }
+  pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+  if (!failed.empty()) return make_error("store: starting the checkpointer thread: " + failed, -EAGAIN);
   return self;
 }
 
@@ -98,6 +111,8 @@ void Checkpointer::note_commit(sqlite3* loop_db, int wal_pages) {
     }
     return;
   }
+  // Below the bound again (the loop's run completed, or another process checkpointed): the worker resumes.
+  if (urgent_.load(std::memory_order_relaxed)) urgent_.store(false, std::memory_order_release);
   if (wal_pages < threshold_) return;
   // Already asked and the worker not started on it yet: the commits of a burst wake it once (plus once more
   // for the commits made while a run is under way).
@@ -118,6 +133,7 @@ void Checkpointer::hold(bool held) {
 }
 
 void Checkpointer::work() {
+  pthread_setname_np(pthread_self(), "osvi-checkpoint");  // ps -L, top -H (15 characters at most)
   for (;;) {
     {
       std::unique_lock lock(mu_);

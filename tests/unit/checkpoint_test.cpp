@@ -3,8 +3,10 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <csignal>
 #include <cstdint>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <string>
 #include <thread>
@@ -163,6 +165,29 @@ TEST_F(CheckpointTest, WithoutTheWorkerSqliteCheckpointsAtTheThreshold) {
   for (int i = 0; i < 1000; ++i) commit(**store, i);
   // SQLite's auto-checkpoint at 100 pages keeps restarting the WAL.
   EXPECT_LT(wal_frames(), 200);
+}
+
+// The daemon handles SIGTERM/SIGHUP through a signalfd; a thread with them unblocked would take them with the
+// default action and end the process (the bug this catches showed as osvid dying on SIGTERM).
+TEST_F(CheckpointTest, TheWorkerThreadBlocksEverySignal) {
+  auto store = Store::open(options(100), clock_);
+  ASSERT_TRUE(store.ok()) << store.error().message;
+  std::string blocked;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream comm(task.path() / "comm");
+    std::string name;
+    std::getline(comm, name);
+    if (name != "osvi-checkpoint") continue;
+    std::ifstream status(task.path() / "status");
+    for (std::string line; std::getline(status, line);) {
+      if (line.starts_with("SigBlk:")) blocked = line.substr(7);
+    }
+  }
+  ASSERT_FALSE(blocked.empty()) << "no thread named osvi-checkpoint";
+  const uint64_t mask = std::stoull(blocked, nullptr, 16);
+  EXPECT_NE(mask & (1ULL << (SIGTERM - 1)), 0u) << blocked;
+  EXPECT_NE(mask & (1ULL << (SIGHUP - 1)), 0u) << blocked;
+  EXPECT_NE(mask & (1ULL << (SIGINT - 1)), 0u) << blocked;
 }
 
 TEST_F(CheckpointTest, AThresholdBelowOnePageIsRefused) {
