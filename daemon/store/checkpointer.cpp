@@ -67,6 +67,8 @@ Result<std::unique_ptr<Checkpointer>> Checkpointer::start(const std::string& pat
   }
   pthread_sigmask(SIG_SETMASK, &previous, nullptr);
   if (!failed.empty()) return make_error("store: starting the checkpointer thread: " + failed, -EAGAIN);
+  // Named here rather than by the thread itself, so the name is there as soon as start() returns.
+  pthread_setname_np(self->worker_.native_handle(), "osvi-checkpoint");  // ps -L, top -H (15 chars at most)
   return self;
 }
 
@@ -133,7 +135,6 @@ void Checkpointer::hold(bool held) {
 }
 
 void Checkpointer::work() {
-  pthread_setname_np(pthread_self(), "osvi-checkpoint");  // ps -L, top -H (15 characters at most)
   for (;;) {
     {
       std::unique_lock lock(mu_);
