@@ -66,7 +66,7 @@ class CheckpointTest : public ::testing::Test {
 
 TEST_F(CheckpointTest, CommitsInBurstsNeverCheckpointOnTheLoopAndTheWalStaysSmall) {
   // The daemon's shape: a burst of commits for an event, then the loop idles until the next one.
-  constexpr int kBursts = 100, kPerBurst = 50;
+  constexpr int kBursts = 100, kPerBurst = 30;
   {
     auto store = Store::open(options(100), clock_);
     ASSERT_TRUE(store.ok()) << store.error().message;
@@ -74,7 +74,7 @@ TEST_F(CheckpointTest, CommitsInBurstsNeverCheckpointOnTheLoopAndTheWalStaysSmal
     CheckpointStats st = db.checkpoint_stats();
     ASSERT_TRUE(st.background);
     EXPECT_EQ(st.threshold_pages, 100);
-    EXPECT_EQ(st.hard_pages, 1600);
+    EXPECT_EQ(st.hard_pages, 400);
     for (int b = 0; b < kBursts; ++b) {
       for (int i = 0; i < kPerBurst; ++i) commit(**store, b * kPerBurst + i);
       ASSERT_TRUE(wait_for([&] { return !db.checkpoint_stats().pending; })) << "burst " << b;
@@ -96,7 +96,7 @@ TEST_F(CheckpointTest, CommitsInBurstsNeverCheckpointOnTheLoopAndTheWalStaysSmal
 
 TEST_F(CheckpointTest, BackToBackCommitsKeepTheWalBounded) {
   // No idle moment at all: the worker chases the writer and may never see every frame copied, so the WAL
-  // restarts when the loop's own checkpoint at the hard bound (1,600 pages) completes. That can overshoot by
+  // restarts when the loop's own checkpoint at the hard bound (400 pages) completes. That can overshoot by
   // the commits made during the worker's last run (the loop's attempt meets its lock), which on a loaded disk
   // is tens of milliseconds; the bound checked is therefore a fifth of the growth without any checkpoint
   // (5,000 commits of ~5 frames each), not the hard bound itself (the held-worker test checks that).
@@ -119,7 +119,7 @@ TEST_F(CheckpointTest, BackToBackCommitsKeepTheWalBounded) {
 TEST_F(CheckpointTest, AStuckWorkerLetsTheWalGrowToTheHardBoundThenTheLoopCheckpointsOnce) {
   int committed = 0;
   {
-    auto store = Store::open(options(100), clock_);
+    auto store = Store::open(options(400), clock_);
     ASSERT_TRUE(store.ok()) << store.error().message;
     Database& db = (*store)->database();
     db.hold_checkpoints(true);
@@ -135,8 +135,9 @@ TEST_F(CheckpointTest, AStuckWorkerLetsTheWalGrowToTheHardBoundThenTheLoopCheckp
     const int64_t peak = wal_frames();
     EXPECT_GE(peak, 1600);
     EXPECT_LT(peak, 1600 + 10);
-    // The WAL restarts from its beginning: 300 more commits neither grow the file nor checkpoint again.
-    for (int i = 0; i < 300; ++i) commit(**store, committed++);
+    // The WAL restarts from its beginning: 200 more commits (~1,000 frames) neither grow the file nor
+    // checkpoint again.
+    for (int i = 0; i < 200; ++i) commit(**store, committed++);
     EXPECT_EQ(wal_frames(), peak);
     EXPECT_EQ(db.checkpoint_stats().loop, 1);
     EXPECT_EQ(db.checkpoint_stats().worker, 0);
@@ -145,7 +146,7 @@ TEST_F(CheckpointTest, AStuckWorkerLetsTheWalGrowToTheHardBoundThenTheLoopCheckp
     EXPECT_TRUE(wait_for([&] { return db.checkpoint_stats().worker >= 1; }));
   }
   EXPECT_FALSE(std::filesystem::exists(wal()));
-  auto again = Store::open(options(100), clock_);
+  auto again = Store::open(options(400), clock_);
   ASSERT_TRUE(again.ok()) << again.error().message;
   EXPECT_EQ(count_keys(**again, committed), committed);
 }

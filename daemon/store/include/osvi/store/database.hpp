@@ -23,7 +23,7 @@ struct StoreOptions {
   int busy_timeout_ms = 5000;
   bool quick_check = true;
   // WAL checkpoints run on a worker thread with its own connection (store/checkpointer.hpp) once the WAL
-  // reaches checkpoint_pages; the loop checkpoints itself only past 16x that. false: SQLite's auto-checkpoint
+  // reaches checkpoint_pages; the loop checkpoints itself only past 4x that. false: SQLite's auto-checkpoint
   // at checkpoint_pages, inside whichever commit crosses it (on the loop). The daemon keeps the default.
   bool background_checkpoint = true;
   int checkpoint_pages = 1000;  // SQLite's own default
