@@ -12,6 +12,8 @@
 namespace osvi::tools {
 
 inline constexpr unsigned kStandInDimensions = 256;
+// The longest vector osvi-model-server makes (a request or the scenario asking for more is refused).
+inline constexpr int kMaxStandInDimensions = 4096;
 
 // Lower-cased words: runs of ASCII letters and digits, bytes of UTF-8 sequences kept as word characters (so
 // non-English text still gets words), everything else separating.
