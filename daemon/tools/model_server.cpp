@@ -661,9 +661,10 @@ class ModelServer {
       cJSON_ArrayForEach(item, input) {
         if (!cJSON_IsString(item)) {
           // Token arrays ([1, 2, 3] or [[1, 2], [3]]) need the model's tokenizer, which a stand-in has not.
-          return reject(entry.get(), cJSON_IsNumber(item) || cJSON_IsArray(item)
-                                         ? "token-array inputs are not supported by osvi-model-server: send text"
-                                         : "input must be a string or an array of strings");
+          return reject(entry.get(),
+                        cJSON_IsNumber(item) || cJSON_IsArray(item)
+                            ? "token-array inputs are not supported by osvi-model-server: send text"
+                            : "input must be a string or an array of strings");
         }
         inputs.emplace_back(item->valuestring);
       }
@@ -673,7 +674,8 @@ class ModelServer {
     if (inputs.empty()) return reject(entry.get(), "input must not be an empty array");
     if (inputs.size() > 2048) return reject(entry.get(), "input holds more than 2048 texts");
     for (size_t i = 0; i < inputs.size(); ++i)
-      if (inputs[i].empty()) return reject(entry.get(), "input[" + std::to_string(i) + "] is an empty string");
+      if (inputs[i].empty())
+        return reject(entry.get(), "input[" + std::to_string(i) + "] is an empty string");
     cJSON_AddNumberToObject(entry.get(), "inputs", static_cast<double>(inputs.size()));
     if (const cJSON* fmt = cJSON_GetObjectItemCaseSensitive(doc.get(), "encoding_format")) {
       if (!cJSON_IsString(fmt) || std::string_view(fmt->valuestring) != "float")
@@ -923,7 +925,8 @@ int usage(int code) {
       code ? stderr : stdout,
       "usage: osvi-model-server [--listen HOST:PORT | --port PORT] [--scenario FILE] [--log FILE] "
       "[--quiet]\n"
-      "A deterministic, scripted stand-in for OpenAI-compatible STT/LLM/TTS services (not a model).\n"
+      "A deterministic, scripted stand-in for OpenAI-compatible STT/LLM/TTS and embeddings services (not a "
+      "model).\n"
       "Defaults: --listen 127.0.0.1:8090; port 0 picks a free port. Prints \"listening on HOST:PORT\".\n");
   return code;
 }

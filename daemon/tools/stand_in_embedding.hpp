@@ -45,8 +45,8 @@ inline std::string stand_in_stem(std::string w) {
     w.resize(w.size() - 3);
   } else if (ends("ed")) {
     w.resize(w.size() - 2);
-  } else if (ends("es") && (w.ends_with("ches") || w.ends_with("shes") || w.ends_with("sses") ||
-                            w.ends_with("xes"))) {
+  } else if (ends("es") &&
+             (w.ends_with("ches") || w.ends_with("shes") || w.ends_with("sses") || w.ends_with("xes"))) {
     w.resize(w.size() - 2);
   } else if (ends("s") && !w.ends_with("ss") && !w.ends_with("us")) {
     w.resize(w.size() - 1);
@@ -65,7 +65,8 @@ inline uint64_t stand_in_hash(std::string_view s, uint8_t seed) {
 // The vector for `text`: every stemmed word adds ±1 and every character trigram of " word " ±0.5 to a hashed
 // dimension (the sign hashed too, so unrelated features tend to cancel rather than pile up), then the whole
 // is scaled to length 1. A text without words is the first unit vector. dimensions 0 = kStandInDimensions.
-inline std::vector<float> stand_in_embedding(std::string_view text, unsigned dimensions = kStandInDimensions) {
+inline std::vector<float> stand_in_embedding(std::string_view text,
+                                             unsigned dimensions = kStandInDimensions) {
   if (dimensions == 0) dimensions = kStandInDimensions;
   std::vector<double> acc(dimensions, 0.0);
   auto add = [&](std::string_view feature, uint8_t seed, double weight) {

@@ -601,8 +601,9 @@ void OpenAiUpstream::on_body(const std::shared_ptr<Call>& c, std::string_view ch
       c->tts.on_audio(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(chunk.data()), chunk.size()));
     return;
   }
-  const size_t cap = c->ok_status && c->stage == UpstreamStage::embeddings ? options_.max_embeddings_body_bytes
-                                                                           : kMaxBufferedBody;
+  const size_t cap = c->ok_status && c->stage == UpstreamStage::embeddings
+                         ? options_.max_embeddings_body_bytes
+                         : kMaxBufferedBody;
   if (c->body.size() + chunk.size() > cap) {
     fail(c, UpstreamError::Kind::protocol,
          std::string(cap == kMaxBufferedBody ? "response body" : "embeddings answer") + " larger than " +
@@ -818,8 +819,8 @@ bool OpenAiUpstream::take_embeddings(const std::shared_ptr<Call>& c) {
   if (!cJSON_IsArray(data)) return bad("embeddings answer without a \"data\" array");
   const auto count = static_cast<size_t>(cJSON_GetArraySize(data));
   if (count != c->inputs)
-    return bad("embeddings answer has " + std::to_string(count) + " vectors for " + std::to_string(c->inputs) +
-               " inputs");
+    return bad("embeddings answer has " + std::to_string(count) + " vectors for " +
+               std::to_string(c->inputs) + " inputs");
   std::vector<std::vector<float>> vectors(c->inputs);
   std::vector<bool> seen(c->inputs, false);
   size_t dims = c->dimensions;
@@ -837,7 +838,8 @@ bool OpenAiUpstream::take_embeddings(const std::shared_ptr<Call>& c) {
     if (seen[i]) return bad(where + ": input " + std::to_string(i) + " answered twice");
     seen[i] = true;
     const cJSON* embedding = cJSON_GetObjectItemCaseSensitive(item, "embedding");
-    if (cJSON_IsString(embedding)) return bad(where + ": embedding is base64 text, not the float array asked for");
+    if (cJSON_IsString(embedding))
+      return bad(where + ": embedding is base64 text, not the float array asked for");
     if (!cJSON_IsArray(embedding)) return bad(where + " without an \"embedding\" array");
     const auto n = static_cast<size_t>(cJSON_GetArraySize(embedding));
     if (n == 0) return bad(where + ": empty embedding");

@@ -339,14 +339,16 @@ std::vector<std::vector<float>> vectors_of(const std::string& body) {
   cJSON_ArrayForEach(item, cJSON_GetObjectItem(d.doc, "data")) {
     std::vector<float> v;
     const cJSON* x = nullptr;
-    cJSON_ArrayForEach(x, cJSON_GetObjectItem(item, "embedding")) v.push_back(static_cast<float>(x->valuedouble));
+    cJSON_ArrayForEach(x, cJSON_GetObjectItem(item, "embedding"))
+        v.push_back(static_cast<float>(x->valuedouble));
     out.push_back(std::move(v));
   }
   return out;
 }
 
 TEST_F(ModelServerTest, EmbeddingsAnswerTheOpenAiShapeWithTheStandInVectors) {
-  auto one = post("/v1/embeddings", R"({"model":"text-embedding-3-small","input":"Refund my order, please"})");
+  auto one =
+      post("/v1/embeddings", R"({"model":"text-embedding-3-small","input":"Refund my order, please"})");
   ASSERT_EQ(one.status, 200) << one.body;
   EXPECT_NE(one.headers.find("application/json"), std::string::npos) << one.headers;
   {
@@ -383,8 +385,9 @@ TEST_F(ModelServerTest, EmbeddingsAnswerTheOpenAiShapeWithTheStandInVectors) {
   EXPECT_NE(w[0], w[1]);
   EXPECT_EQ(w[1], osvi::tools::stand_in_embedding("Refund my order, please", 64));
   // Deterministic across requests.
-  EXPECT_EQ(post("/v1/embeddings", R"({"model":"text-embedding-3-small","input":"Refund my order, please"})").body,
-            one.body);
+  EXPECT_EQ(
+      post("/v1/embeddings", R"({"model":"text-embedding-3-small","input":"Refund my order, please"})").body,
+      one.body);
 
   auto log = http_request("GET", url("/control/log"), "");
   EXPECT_NE(log.body.find(R"("endpoint":"/v1/embeddings","model":"m","inputs":3,"dimensions":64)"),
@@ -410,16 +413,17 @@ TEST_F(ModelServerTest, EmbeddingsRefuseWhatTheyCannotServe) {
     const char* body;
     const char* words;
   };
-  for (const Case& c : {Case{R"({"model":"m","input":[1,2,3]})", "token-array inputs are not supported"},
-                        Case{R"({"model":"m","input":[[1,2],[3]]})", "token-array inputs are not supported"},
-                        Case{R"({"model":"m","input":[]})", "must not be an empty array"},
-                        Case{R"({"model":"m","input":["a",""]})", "input[1] is an empty string"},
-                        Case{R"({"model":"m","input":{"a":1}})", "a string or an array of strings"},
-                        Case{R"({"input":"a"})", "model must be a non-empty string"},
-                        Case{R"({"model":"m","input":"a","encoding_format":"base64"})", "\"float\" only"},
-                        Case{R"({"model":"m","input":"a","dimensions":0})", "dimensions must be an integer"},
-                        Case{R"({"model":"m","input":"a","dimensions":5000})", "dimensions must be an integer"},
-                        Case{"not json", "body is not a JSON object"}}) {
+  for (const Case& c :
+       {Case{R"({"model":"m","input":[1,2,3]})", "token-array inputs are not supported"},
+        Case{R"({"model":"m","input":[[1,2],[3]]})", "token-array inputs are not supported"},
+        Case{R"({"model":"m","input":[]})", "must not be an empty array"},
+        Case{R"({"model":"m","input":["a",""]})", "input[1] is an empty string"},
+        Case{R"({"model":"m","input":{"a":1}})", "a string or an array of strings"},
+        Case{R"({"input":"a"})", "model must be a non-empty string"},
+        Case{R"({"model":"m","input":"a","encoding_format":"base64"})", "\"float\" only"},
+        Case{R"({"model":"m","input":"a","dimensions":0})", "dimensions must be an integer"},
+        Case{R"({"model":"m","input":"a","dimensions":5000})", "dimensions must be an integer"},
+        Case{"not json", "body is not a JSON object"}}) {
     auto r = post("/v1/embeddings", c.body);
     EXPECT_EQ(r.status, 400) << c.body;
     JsonDoc d(r.body);
@@ -435,7 +439,8 @@ TEST_F(ModelServerTest, EmbeddingsRefuseWhatTheyCannotServe) {
   EXPECT_EQ(http_request("GET", url("/v1/embeddings"), "").status, 405);
 
   // A scenario naming its embedding models serves only those (and lists them).
-  ASSERT_EQ(post("/control/scenario", R"({"embeddings":{"models":["osvi-embed"],"dimensions":32}})").status, 200);
+  ASSERT_EQ(post("/control/scenario", R"({"embeddings":{"models":["osvi-embed"],"dimensions":32}})").status,
+            200);
   auto unknown = post("/v1/embeddings", R"({"model":"text-embedding-3-small","input":"a"})");
   EXPECT_EQ(unknown.status, 404);
   EXPECT_NE(unknown.body.find("\"code\":\"model_not_found\""), std::string::npos) << unknown.body;
@@ -490,14 +495,16 @@ TEST_F(ModelServerTest, TheUpstreamClientReadsTheStandInEmbeddings) {
   std::optional<std::vector<std::vector<float>>> vectors;
   std::optional<osvi::net::UpstreamError> error;
   auto cb = [&]() -> osvi::net::EmbeddingsCallbacks {
-    return {{}, [&](std::vector<std::vector<float>> v) { vectors = std::move(v); },
+    return {{},
+            [&](std::vector<std::vector<float>> v) { vectors = std::move(v); },
             [&](const osvi::net::UpstreamError& e) { error = e; }};
   };
   up->embed(req, cb());
   ASSERT_TRUE((*driver)->run_until([&] { return vectors || error; }, 5000));
   ASSERT_TRUE(vectors) << error->message;
   ASSERT_EQ(vectors->size(), 3u);
-  for (size_t i = 0; i < 3; ++i) EXPECT_EQ((*vectors)[i], osvi::tools::stand_in_embedding(req.inputs[i], 128));
+  for (size_t i = 0; i < 3; ++i)
+    EXPECT_EQ((*vectors)[i], osvi::tools::stand_in_embedding(req.inputs[i], 128));
 
   // An injected reset reaches the client as one.
   ASSERT_EQ(post("/control/faults", R"({"stage":"embeddings","fault":"reset","count":1})").status, 200);

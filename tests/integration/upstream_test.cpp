@@ -804,7 +804,8 @@ TEST_F(UpstreamTest, AStageTheProviderDoesNotOfferFailsWithoutARequest) {
   ASSERT_TRUE(run([&] { return errors.size() == 2; }));
   EXPECT_EQ(errors[0].kind, UpstreamError::Kind::protocol);
   EXPECT_NE(errors[0].message.find("anthropic serves chat only"), std::string::npos) << errors[0].message;
-  EXPECT_NE(errors[1].message.find("gemini serves chat and embeddings only"), std::string::npos) << errors[1].message;
+  EXPECT_NE(errors[1].message.find("gemini serves chat and embeddings only"), std::string::npos)
+      << errors[1].message;
   EXPECT_TRUE(server.seen().empty());
 }
 
@@ -1127,7 +1128,8 @@ std::string embeddings_body(const std::vector<int>& order,
 
 class EmbeddingsTest : public UpstreamTest {
  protected:
-  EmbeddingsRequest request(const TestServer& s, std::vector<std::string> inputs = {"alpha", "beta", "gamma"}) {
+  EmbeddingsRequest request(const TestServer& s,
+                            std::vector<std::string> inputs = {"alpha", "beta", "gamma"}) {
     EmbeddingsRequest r;
     r.endpoint = endpoint(s);
     r.endpoint.model = "text-embedding-3-small";
@@ -1367,8 +1369,8 @@ TEST_F(EmbeddingsTest, AzureAndGeminiAddressTheirEmbeddingsEndpoints) {
 
   auto seen = server.seen();
   ASSERT_EQ(seen.size(), 2u);
-  EXPECT_EQ(seen[0].head.rfind("POST /openai/deployments/embed-deploy/embeddings?api-version=2024-10-21 HTTP/1.1",
-                               0),
+  EXPECT_EQ(seen[0].head.rfind(
+                "POST /openai/deployments/embed-deploy/embeddings?api-version=2024-10-21 HTTP/1.1", 0),
             0u)
       << seen[0].head;
   EXPECT_TRUE(has_header(seen[0], "api-key: sk-test")) << seen[0].head;

@@ -4,13 +4,12 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-
-#include "stand_in_embedding.hpp"
-
 #include <map>
 #include <string>
 #include <utility>
 #include <vector>
+
+#include "stand_in_embedding.hpp"
 
 namespace osvi::net {
 namespace {
@@ -201,7 +200,8 @@ TEST(StandInEmbedding, IsUnitLengthDeterministicAndCloserForSharedWords) {
   // Case, punctuation and light suffixes do not matter; shared words bring texts together.
   EXPECT_EQ(tools::stand_in_embedding("Refunds, ORDERS!"), tools::stand_in_embedding("refund order"));
   const double related = tools::stand_in_cosine(a, tools::stand_in_embedding("refunds for orders"));
-  const double unrelated = tools::stand_in_cosine(a, tools::stand_in_embedding("The weather in Pune is sunny"));
+  const double unrelated =
+      tools::stand_in_cosine(a, tools::stand_in_embedding("The weather in Pune is sunny"));
   EXPECT_GT(related, unrelated + 0.3) << related << " vs " << unrelated;
   // No words at all: still a unit vector.
   const auto none = tools::stand_in_embedding("?!");

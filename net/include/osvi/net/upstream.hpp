@@ -1,6 +1,7 @@
 // Upstream model services as the call engine sees them: speech-to-text, a streaming chat model,
-// text-to-speech and text embeddings (the knowledge base), each an interface so the engine can run against OpenAI-compatible HTTP
-// (upstream_openai.hpp) or a scripted in-process double (tests/support/upstream_sim.hpp) in engine tests.
+// text-to-speech and text embeddings (the knowledge base), each an interface so the engine can run against
+// OpenAI-compatible HTTP (upstream_openai.hpp) or a scripted in-process double
+// (tests/support/upstream_sim.hpp) in engine tests.
 //
 // Threading: loop thread only. Every request answers through its callbacks, called later from the loop
 // (never from inside the call that started the request). Exactly one terminal callback (done or error) runs

@@ -1,5 +1,6 @@
 // OpenAiUpstream: the Upstream interface over OpenAI-compatible HTTP (transcriptions, streaming chat
-// completions, speech, embeddings) on an HttpClient, with per-request watchdogs, safe retries and a breaker per provider.
+// completions, speech, embeddings) on an HttpClient, with per-request watchdogs, safe retries and a breaker
+// per provider.
 #pragma once
 
 #include <cstddef>
@@ -18,10 +19,10 @@ namespace osvi::net {
 
 // Bounds on what an upstream may send (docs/configuration.md, "Bounded upstream answers"). Going over one
 // ends that request with a protocol error naming the limit, recorded on the call like any upstream error.
-inline constexpr size_t kMaxSseEventBytes = 256 * 1024;        // one server-sent event's data
-inline constexpr size_t kMaxChatTextBytes = 256 * 1024;        // a chat answer's text (max_tokens ≤ 32768)
-inline constexpr size_t kMaxToolArgumentsBytes = 64 * 1024;    // one tool call's arguments JSON
-inline constexpr size_t kMaxSpeechBytes = 8 * 1024 * 1024;     // one TTS answer (~170 s of 24 kHz pcm)
+inline constexpr size_t kMaxSseEventBytes = 256 * 1024;      // one server-sent event's data
+inline constexpr size_t kMaxChatTextBytes = 256 * 1024;      // a chat answer's text (max_tokens ≤ 32768)
+inline constexpr size_t kMaxToolArgumentsBytes = 64 * 1024;  // one tool call's arguments JSON
+inline constexpr size_t kMaxSpeechBytes = 8 * 1024 * 1024;   // one TTS answer (~170 s of 24 kHz pcm)
 // One embeddings answer as JSON text: ~14 bytes a float, so e.g. 384 vectors of 1536 dimensions. Callers
 // batch their inputs to stay under it (the whole answer is parsed at once).
 inline constexpr size_t kMaxEmbeddingsBodyBytes = 8 * 1024 * 1024;
