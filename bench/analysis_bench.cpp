@@ -65,6 +65,7 @@ class InstantModel final : public net::Upstream {
   size_t requests = 0;
   net::RequestId transcribe(net::SttRequest, net::SttCallbacks) override { return 0; }
   net::RequestId speak(net::TtsRequest, net::TtsCallbacks) override { return 0; }
+  net::RequestId embed(net::EmbeddingsRequest, net::EmbeddingsCallbacks) override { return 0; }
   net::RequestId chat(net::ChatRequest request, net::ChatCallbacks cb) override {
     const bool callback = requests++ % 4 == 0;
     std::string reply =

@@ -53,6 +53,11 @@ net::RequestId UpstreamLoop::speak(net::TtsRequest request, net::TtsCallbacks ca
   return fail_later(loop_, net::UpstreamStage::tts, std::move(callbacks));
 }
 
+net::RequestId UpstreamLoop::embed(net::EmbeddingsRequest request, net::EmbeddingsCallbacks callbacks) {
+  if (net::Upstream* u = ensure()) return u->embed(std::move(request), std::move(callbacks));
+  return fail_later(loop_, net::UpstreamStage::embeddings, std::move(callbacks));
+}
+
 void UpstreamLoop::cancel(net::RequestId id) {
   if (upstream_) upstream_->cancel(id);
 }

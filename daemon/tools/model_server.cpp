@@ -1,4 +1,5 @@
-// osvi-model-server: a deterministic, scripted stand-in for OpenAI-compatible STT/LLM/TTS (not a model).
+// osvi-model-server: a deterministic, scripted stand-in for OpenAI-compatible STT/LLM/TTS and embeddings
+// (not a model).
 //
 // Usage: osvi-model-server [--listen 127.0.0.1:8090 | --port N] [--scenario FILE] [--log FILE] [--quiet]
 // Prints "listening on HOST:PORT" once bound (port 0 = ephemeral). See scenario.hpp for the script format
@@ -14,6 +15,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cctype>
@@ -36,6 +38,7 @@
 #include "osvi/hal/fd.hpp"
 #include "osvi/speech/speech.hpp"
 #include "scenario.hpp"
+#include "stand_in_embedding.hpp"
 
 namespace osvi::tools {
 namespace {
@@ -66,12 +69,16 @@ std::string now_iso() {
   return buf;
 }
 
-std::string error_json(const std::string& message, const char* type) {
+std::string error_json(const std::string& message, const char* type, const char* code = nullptr) {
   Json root(cJSON_CreateObject());
   cJSON* err = cJSON_AddObjectToObject(root.get(), "error");
   cJSON_AddStringToObject(err, "message", message.c_str());
   cJSON_AddStringToObject(err, "type", type);
-  cJSON_AddNullToObject(err, "code");
+  cJSON_AddNullToObject(err, "param");
+  if (code)
+    cJSON_AddStringToObject(err, "code", code);
+  else
+    cJSON_AddNullToObject(err, "code");
   return print(root.get());
 }
 
@@ -261,7 +268,7 @@ class ModelServer {
  public:
   ModelServer(Scenario scenario, std::string log_path, bool quiet)
       : scenario_(std::move(scenario)), log_path_(std::move(log_path)), quiet_(quiet) {
-    faults_ = {scenario_.stt.fault, scenario_.llm.fault, scenario_.tts.fault};
+    faults_ = {scenario_.stt.fault, scenario_.llm.fault, scenario_.tts.fault, scenario_.embeddings.fault};
     make_speech();
   }
 
@@ -272,6 +279,7 @@ class ModelServer {
       return method == "POST" ? transcribe(content_type, body) : not_allowed();
     if (url == "/v1/chat/completions") return method == "POST" ? chat(body) : not_allowed();
     if (url == "/v1/audio/speech") return method == "POST" ? speech(body) : not_allowed();
+    if (url == "/v1/embeddings") return method == "POST" ? embeddings(body) : not_allowed();
     if (url == "/control/faults") return method == "POST" ? set_fault(body) : not_allowed();
     if (url == "/control/scenario") return method == "POST" ? set_scenario(body) : not_allowed();
     if (url == "/control/log") {
@@ -320,7 +328,10 @@ class ModelServer {
     cJSON_AddStringToObject(root.get(), "object", "list");
     cJSON* data = cJSON_AddArrayToObject(root.get(), "data");
     std::lock_guard lock(mu_);
-    for (const auto& m : scenario_.models) {
+    std::vector<std::string> names = scenario_.models;
+    for (const auto& m : scenario_.embedding_models)
+      if (std::find(names.begin(), names.end(), m) == names.end()) names.push_back(m);
+    for (const auto& m : names) {
       cJSON* item = cJSON_CreateObject();
       cJSON_AddStringToObject(item, "id", m.c_str());
       cJSON_AddStringToObject(item, "object", "model");
@@ -616,6 +627,101 @@ class ModelServer {
     return r;
   }
 
+  // OpenAI's embeddings: {model, input: string | [string], encoding_format?, dimensions?} → one stand-in
+  // vector per input (stand_in_embedding.hpp), in input order, with usage counted in words.
+  Reply embeddings(const std::string& body) {
+    Json entry(cJSON_CreateObject());
+    cJSON_AddStringToObject(entry.get(), "endpoint", "/v1/embeddings");
+    Json doc(cJSON_ParseWithLength(body.data(), body.size()));
+    if (!doc || !cJSON_IsObject(doc.get())) return reject(entry.get(), "body is not a JSON object");
+    const cJSON* model = cJSON_GetObjectItemCaseSensitive(doc.get(), "model");
+    if (!cJSON_IsString(model) || model->valuestring[0] == '\0')
+      return reject(entry.get(), "model must be a non-empty string");
+    const std::string model_name = model->valuestring;
+    cJSON_AddStringToObject(entry.get(), "model", model_name.c_str());
+    int dimensions = 0;
+    std::vector<std::string> served;
+    {
+      std::lock_guard lock(mu_);
+      dimensions = scenario_.embedding_dimensions;
+      served = scenario_.embedding_models;
+    }
+    if (!served.empty() && std::find(served.begin(), served.end(), model_name) == served.end()) {
+      cJSON_AddStringToObject(entry.get(), "error", "model not found");
+      record(entry.get());
+      return json_reply(404, error_json("The model `" + model_name + "` does not exist",
+                                        "invalid_request_error", "model_not_found"));
+    }
+    const cJSON* input = cJSON_GetObjectItemCaseSensitive(doc.get(), "input");
+    std::vector<std::string> inputs;
+    if (cJSON_IsString(input)) {
+      inputs.emplace_back(input->valuestring);
+    } else if (cJSON_IsArray(input)) {
+      const cJSON* item = nullptr;
+      cJSON_ArrayForEach(item, input) {
+        if (!cJSON_IsString(item)) {
+          // Token arrays ([1, 2, 3] or [[1, 2], [3]]) need the model's tokenizer, which a stand-in has not.
+          return reject(entry.get(),
+                        cJSON_IsNumber(item) || cJSON_IsArray(item)
+                            ? "token-array inputs are not supported by osvi-model-server: send text"
+                            : "input must be a string or an array of strings");
+        }
+        inputs.emplace_back(item->valuestring);
+      }
+    } else {
+      return reject(entry.get(), "input must be a string or an array of strings");
+    }
+    if (inputs.empty()) return reject(entry.get(), "input must not be an empty array");
+    if (inputs.size() > 2048) return reject(entry.get(), "input holds more than 2048 texts");
+    for (size_t i = 0; i < inputs.size(); ++i)
+      if (inputs[i].empty())
+        return reject(entry.get(), "input[" + std::to_string(i) + "] is an empty string");
+    cJSON_AddNumberToObject(entry.get(), "inputs", static_cast<double>(inputs.size()));
+    if (const cJSON* fmt = cJSON_GetObjectItemCaseSensitive(doc.get(), "encoding_format")) {
+      if (!cJSON_IsString(fmt) || std::string_view(fmt->valuestring) != "float")
+        return reject(entry.get(), "encoding_format: osvi-model-server answers \"float\" only");
+    }
+    if (const cJSON* dims = cJSON_GetObjectItemCaseSensitive(doc.get(), "dimensions")) {
+      if (!cJSON_IsNumber(dims) || dims->valuedouble < 1 || dims->valuedouble > kMaxStandInDimensions ||
+          dims->valuedouble != std::floor(dims->valuedouble)) {
+        return reject(entry.get(),
+                      "dimensions must be an integer 1.." + std::to_string(kMaxStandInDimensions));
+      }
+      dimensions = dims->valueint;
+    }
+    cJSON_AddNumberToObject(entry.get(), "dimensions", dimensions);
+    int latency = 0;
+    const Fault fault = take_fault(StageId::kEmbeddings, latency);
+    cJSON_AddStringToObject(entry.get(), "fault", fault.kind.c_str());
+    record(entry.get());
+
+    Json root(cJSON_CreateObject());
+    cJSON_AddStringToObject(root.get(), "object", "list");
+    cJSON* data = cJSON_AddArrayToObject(root.get(), "data");
+    size_t tokens = 0;
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      const std::vector<float> v = stand_in_embedding(inputs[i], static_cast<unsigned>(dimensions));
+      tokens += stand_in_tokens(inputs[i]);
+      cJSON* item = cJSON_CreateObject();
+      cJSON_AddStringToObject(item, "object", "embedding");
+      cJSON_AddNumberToObject(item, "index", static_cast<double>(i));
+      cJSON* values = cJSON_AddArrayToObject(item, "embedding");
+      for (const float x : v) cJSON_AddItemToArray(values, cJSON_CreateNumber(static_cast<double>(x)));
+      cJSON_AddItemToArray(data, item);
+    }
+    cJSON_AddStringToObject(root.get(), "model", model_name.c_str());
+    cJSON* usage = cJSON_AddObjectToObject(root.get(), "usage");
+    cJSON_AddNumberToObject(usage, "prompt_tokens", static_cast<double>(tokens));
+    cJSON_AddNumberToObject(usage, "total_tokens", static_cast<double>(tokens));
+    Reply r = json_reply(200, print(root.get()));
+    r.wait_ms = latency;
+    Json stub(cJSON_CreateObject());
+    cJSON_AddStringToObject(stub.get(), "object", "list");
+    cJSON_AddStringToObject(stub.get(), "model", model_name.c_str());
+    apply_fault(fault, r, truncated_json(stub.get()));
+    return r;
+  }
+
   static std::string wav_header(size_t data_bytes) {
     std::string h(44, '\0');
     auto put32 = [&](size_t at, uint32_t v) {
@@ -653,7 +759,7 @@ class ModelServer {
     if (!s) return bad_request(s.error().message);
     std::lock_guard lock(mu_);
     scenario_ = std::move(*s);
-    faults_ = {scenario_.stt.fault, scenario_.llm.fault, scenario_.tts.fault};
+    faults_ = {scenario_.stt.fault, scenario_.llm.fault, scenario_.tts.fault, scenario_.embeddings.fault};
     stt_count_ = 0;
     make_speech();
     return ok_reply();
@@ -686,7 +792,7 @@ class ModelServer {
 
   std::mutex mu_;
   Scenario scenario_;
-  std::array<Fault, 3> faults_;
+  std::array<Fault, 4> faults_;
   std::shared_ptr<daemon::Speech> speech_;
   size_t stt_count_ = 0;
   size_t chat_count_ = 0;
@@ -819,7 +925,8 @@ int usage(int code) {
       code ? stderr : stdout,
       "usage: osvi-model-server [--listen HOST:PORT | --port PORT] [--scenario FILE] [--log FILE] "
       "[--quiet]\n"
-      "A deterministic, scripted stand-in for OpenAI-compatible STT/LLM/TTS services (not a model).\n"
+      "A deterministic, scripted stand-in for OpenAI-compatible STT/LLM/TTS and embeddings services (not a "
+      "model).\n"
       "Defaults: --listen 127.0.0.1:8090; port 0 picks a free port. Prints \"listening on HOST:PORT\".\n");
   return code;
 }

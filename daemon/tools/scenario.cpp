@@ -112,8 +112,10 @@ Result<std::pair<StageId, Fault>> parse_fault_request(std::string_view json) {
     id = StageId::kLlm;
   } else if (stage == "tts") {
     id = StageId::kTts;
+  } else if (stage == "embeddings") {
+    id = StageId::kEmbeddings;
   } else {
-    return make_error("stage must be stt, llm or tts");
+    return make_error("stage must be stt, llm, tts or embeddings");
   }
   auto f = parse_fault(doc.get());
   if (!f) return f.error();
@@ -182,6 +184,22 @@ Result<Scenario> parse_scenario(std::string_view json) {
     }
     s.tts_chunk_bytes &= ~1;  // whole samples per chunk
     if (auto st = parse_stage(tts, "tts", s.tts); !st) return st.error();
+  }
+  if (const cJSON* emb = cJSON_GetObjectItemCaseSensitive(doc.get(), "embeddings")) {
+    if (!cJSON_IsObject(emb)) return make_error("embeddings must be an object");
+    if (const cJSON* models = cJSON_GetObjectItemCaseSensitive(emb, "models")) {
+      if (!cJSON_IsArray(models)) return make_error("embeddings.models must be an array of strings");
+      const cJSON* m = nullptr;
+      cJSON_ArrayForEach(m, models) {
+        if (!cJSON_IsString(m) || m->valuestring[0] == '\0')
+          return make_error("embeddings.models must be an array of strings");
+        s.embedding_models.emplace_back(m->valuestring);
+      }
+    }
+    if (auto st = get_int(emb, "dimensions", 1, kMaxStandInDimensions, s.embedding_dimensions); !st) {
+      return make_error("embeddings." + st.error().message);
+    }
+    if (auto st = parse_stage(emb, "embeddings", s.embeddings); !st) return st.error();
   }
   return s;
 }

@@ -12,7 +12,8 @@
 //                      "tool_calls": [{"name": "end_call", "arguments": {}}]}],
 //           "default_reply": "Noted. Anything else?", "after_tool_reply": "Done.",
 //           "chunk_delay_ms": 0, "latency_ms": 0, "fault": {...}},
-//   "tts": {"voice": "en-us", "rate_wpm": 165, "chunk_bytes": 4800, "latency_ms": 0, "fault": {...}}
+//   "tts": {"voice": "en-us", "rate_wpm": 165, "chunk_bytes": 4800, "latency_ms": 0, "fault": {...}},
+//   "embeddings": {"models": ["osvi-embed"], "dimensions": 256, "latency_ms": 0, "fault": {...}}
 // }
 // Faults: "none", "delay", "http500", "bad_json", "wrong_content_type", "reset", "hang"; count = how many
 // requests of that stage it applies to (0 = all of them).
@@ -24,12 +25,13 @@
 #include <vector>
 
 #include "osvi/result.hpp"
+#include "stand_in_embedding.hpp"
 
 struct cJSON;
 
 namespace osvi::tools {
 
-enum class StageId { kStt, kLlm, kTts };
+enum class StageId { kStt, kLlm, kTts, kEmbeddings };
 
 struct Fault {
   std::string kind = "none";
@@ -67,13 +69,28 @@ struct Scenario {
   std::string tts_voice = "en-us";
   int tts_rate_wpm = 165;
   int tts_chunk_bytes = 4800;
-  StageConfig stt, llm, tts;
+  // Embeddings (stand_in_embedding.hpp): the models served (empty = any name), the default length.
+  std::vector<std::string> embedding_models;
+  int embedding_dimensions = 256;
+  StageConfig stt, llm, tts, embeddings;
 
-  StageConfig& stage(StageId id) { return id == StageId::kStt ? stt : id == StageId::kLlm ? llm : tts; }
+  StageConfig& stage(StageId id) {
+    switch (id) {
+      case StageId::kStt:
+        return stt;
+      case StageId::kLlm:
+        return llm;
+      case StageId::kTts:
+        return tts;
+      case StageId::kEmbeddings:
+        break;
+    }
+    return embeddings;
+  }
 };
 
 Result<Scenario> parse_scenario(std::string_view json);
-// {"stage": "stt"|"llm"|"tts", "fault": ..., "delay_ms": N, "count": N} (POST /control/faults).
+// {"stage": "stt"|"llm"|"tts"|"embeddings", "fault": ..., "delay_ms": N, "count": N} (POST /control/faults).
 Result<std::pair<StageId, Fault>> parse_fault_request(std::string_view json);
 Result<Fault> parse_fault(const cJSON* obj);
 

@@ -11,6 +11,8 @@ std::string_view to_string(UpstreamStage s) {
       return "llm";
     case UpstreamStage::tts:
       return "tts";
+    case UpstreamStage::embeddings:
+      return "embeddings";
   }
   return "unknown";
 }

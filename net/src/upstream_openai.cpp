@@ -1,8 +1,11 @@
-// OpenAiUpstream: request building, response classification, SSE delta assembly, retries and breakers.
+// OpenAiUpstream: request building, response classification, SSE delta assembly, embeddings checks, retries
+// and breakers.
 #include "osvi/net/upstream_openai.hpp"
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
+#include <limits>
 #include <vector>
 
 #include "osvi/net/json.hpp"
@@ -64,9 +67,12 @@ bool is_openai_like(const Endpoint& ep) {
 // guards callers that build endpoints themselves).
 std::string unsupported(const Endpoint& ep, UpstreamStage stage) {
   if (is_openai_like(ep) || is_azure(ep)) {
-    if (ep.provider == "gemini" && stage != UpstreamStage::llm)
-      return "provider gemini serves chat only (no " + std::string(to_string(stage)) + ")";
+    // Google's OpenAI-compatible root serves chat and embeddings, not the audio endpoints.
+    if (ep.provider == "gemini" && stage != UpstreamStage::llm && stage != UpstreamStage::embeddings)
+      return "provider gemini serves chat and embeddings only (no " + std::string(to_string(stage)) + ")";
     if (ep.provider == "groq" && stage == UpstreamStage::tts) return "provider groq has no pcm speech";
+    if (ep.provider == "groq" && stage == UpstreamStage::embeddings)
+      return "provider groq has no embeddings endpoint";
     return {};
   }
   if (is_anthropic(ep)) {
@@ -210,6 +216,10 @@ struct OpenAiUpstream::Call {
   SttCallbacks stt;
   ChatCallbacks llm;
   TtsCallbacks tts;
+  EmbeddingsCallbacks emb;
+  size_t inputs = 0;        // embeddings: how many vectors the answer must hold
+  unsigned dimensions = 0;  // embeddings: their length, 0 = any (but one for all)
+  std::vector<std::vector<float>> vectors;
 
   int attempts = 0;
   HttpClient::Id transfer = 0;
@@ -405,6 +415,49 @@ RequestId OpenAiUpstream::speak(TtsRequest request, TtsCallbacks callbacks) {
   return submit(std::move(c));
 }
 
+RequestId OpenAiUpstream::embed(EmbeddingsRequest request, EmbeddingsCallbacks callbacks) {
+  auto c = std::make_shared<Call>();
+  c->stage = UpstreamStage::embeddings;
+  c->emb = std::move(callbacks);
+  c->inputs = request.inputs.size();
+  c->dimensions = request.dimensions;
+  c->build_error = unsupported(request.endpoint, UpstreamStage::embeddings);
+  if (c->build_error.empty()) {
+    if (request.inputs.empty()) {
+      c->build_error = "embeddings request without inputs";
+    } else if (request.inputs.size() > kMaxEmbeddingInputs) {
+      c->build_error = "embeddings request with " + std::to_string(request.inputs.size()) +
+                       " inputs (at most " + std::to_string(kMaxEmbeddingInputs) + " a request)";
+    } else if (request.dimensions > kMaxEmbeddingDimensions) {
+      c->build_error = "embeddings dimensions " + std::to_string(request.dimensions) + " over the limit of " +
+                       std::to_string(kMaxEmbeddingDimensions);
+    } else {
+      // The API refuses empty strings; saying which one beats its 400.
+      for (size_t i = 0; i < request.inputs.size(); ++i)
+        if (request.inputs[i].empty()) {
+          c->build_error = "embeddings input " + std::to_string(i) + " is empty";
+          break;
+        }
+    }
+  }
+  JsonPtr doc(cJSON_CreateObject());
+  json_add_string(doc.get(), "model", request.endpoint.model);
+  cJSON* input = cJSON_AddArrayToObject(doc.get(), "input");
+  for (const auto& text : request.inputs) cJSON_AddItemToArray(input, cJSON_CreateString(text.c_str()));
+  json_add_string(doc.get(), "encoding_format", "float");
+  if (request.dimensions > 0) cJSON_AddNumberToObject(doc.get(), "dimensions", request.dimensions);
+  auto& r = c->http;
+  r.method = "POST";
+  r.url = url_of(request.endpoint, "/embeddings");
+  r.headers = common_headers(request.endpoint, options_);
+  r.headers.emplace_back("Content-Type: application/json");
+  r.headers.emplace_back("Accept: application/json");
+  r.body = json_print(doc.get());
+  limits(r, request.endpoint, options_);
+  c->endpoint = std::move(request.endpoint);
+  return submit(std::move(c));
+}
+
 RequestId OpenAiUpstream::submit(std::shared_ptr<Call> call) {
   RequestId id = next_id_++;
   call->id = id;
@@ -446,6 +499,7 @@ void OpenAiUpstream::attempt(const std::shared_ptr<Call>& call) {
   call->received = 0;
   call->result = {};
   call->tools.clear();
+  call->vectors.clear();
   RequestId id = call->id;
   auto find = [this](RequestId rid) -> std::shared_ptr<Call> {
     auto it = calls_.find(rid);
@@ -456,10 +510,22 @@ void OpenAiUpstream::attempt(const std::shared_ptr<Call>& call) {
     auto c = find(id);
     if (!c || c->sent) return;
     c->sent = true;
-    auto& fn = c->stage == UpstreamStage::stt   ? c->stt.on_sent
-               : c->stage == UpstreamStage::llm ? c->llm.on_sent
-                                                : c->tts.on_sent;
-    if (fn) fn();
+    std::function<void()>* fn = nullptr;
+    switch (c->stage) {
+      case UpstreamStage::stt:
+        fn = &c->stt.on_sent;
+        break;
+      case UpstreamStage::llm:
+        fn = &c->llm.on_sent;
+        break;
+      case UpstreamStage::tts:
+        fn = &c->tts.on_sent;
+        break;
+      case UpstreamStage::embeddings:
+        fn = &c->emb.on_sent;
+        break;
+    }
+    if (fn && *fn) (*fn)();
   };
   cb.on_headers = [this, id, find](long status, std::string_view ct) {
     if (auto c = find(id)) on_headers(c, status, ct);
@@ -486,7 +552,8 @@ void OpenAiUpstream::attempt(const std::shared_ptr<Call>& call) {
   }
   call->transfer = *started;
   int64_t first = call->endpoint.first_byte_timeout_ms;
-  if (call->stage != UpstreamStage::stt && first > 0) {
+  // Only the streamed stages have a first byte worth watching; the others wait for the whole answer.
+  if ((call->stage == UpstreamStage::llm || call->stage == UpstreamStage::tts) && first > 0) {
     call->watchdog = client_.schedule(first, [this, id, find, first] {
       if (auto c = find(id)) {
         c->watchdog = 0;
@@ -509,6 +576,8 @@ void OpenAiUpstream::on_headers(const std::shared_ptr<Call>& c, long status, std
   } else if (c->stage == UpstreamStage::tts && type.rfind("audio/", 0) != 0 &&
              type != "application/octet-stream") {
     fail(c, UpstreamError::Kind::protocol, "wrong content type for speech: '" + type + "'", int(status));
+  } else if (c->stage == UpstreamStage::embeddings && type != "application/json") {
+    fail(c, UpstreamError::Kind::protocol, "wrong content type for embeddings: '" + type + "'", int(status));
   }
 }
 
@@ -532,9 +601,14 @@ void OpenAiUpstream::on_body(const std::shared_ptr<Call>& c, std::string_view ch
       c->tts.on_audio(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(chunk.data()), chunk.size()));
     return;
   }
-  if (c->body.size() + chunk.size() > kMaxBufferedBody) {
+  const size_t cap = c->ok_status && c->stage == UpstreamStage::embeddings
+                         ? options_.max_embeddings_body_bytes
+                         : kMaxBufferedBody;
+  if (c->body.size() + chunk.size() > cap) {
     fail(c, UpstreamError::Kind::protocol,
-         "response body larger than " + std::to_string(kMaxBufferedBody) + " bytes", int(c->status));
+         std::string(cap == kMaxBufferedBody ? "response body" : "embeddings answer") + " larger than " +
+             std::to_string(cap) + " bytes",
+         int(c->status));
     return;
   }
   c->body.append(chunk);
@@ -724,7 +798,71 @@ void OpenAiUpstream::on_done(const std::shared_ptr<Call>& c, const HttpClient::D
     case UpstreamStage::tts:
       succeed(c);
       return;
+    case UpstreamStage::embeddings:
+      if (take_embeddings(c)) succeed(c);
+      return;
   }
+}
+
+// OpenAI's answer: {"object":"list","data":[{"object":"embedding","index":i,"embedding":[...]}, ...],
+// "model":..., "usage":{...}}. The data items may come in any order; "index" says which input each embeds.
+bool OpenAiUpstream::take_embeddings(const std::shared_ptr<Call>& c) {
+  const int status = int(c->status);
+  auto bad = [&](std::string message) {
+    fail(c, UpstreamError::Kind::protocol, std::move(message), status);
+    return false;
+  };
+  std::string perr;
+  JsonPtr doc = json_parse(c->body, &perr);
+  if (!doc) return bad("embeddings answer is not JSON: " + perr);
+  const cJSON* data = cJSON_GetObjectItemCaseSensitive(doc.get(), "data");
+  if (!cJSON_IsArray(data)) return bad("embeddings answer without a \"data\" array");
+  const auto count = static_cast<size_t>(cJSON_GetArraySize(data));
+  if (count != c->inputs)
+    return bad("embeddings answer has " + std::to_string(count) + " vectors for " +
+               std::to_string(c->inputs) + " inputs");
+  std::vector<std::vector<float>> vectors(c->inputs);
+  std::vector<bool> seen(c->inputs, false);
+  size_t dims = c->dimensions;
+  size_t position = 0;
+  const cJSON* item = nullptr;
+  cJSON_ArrayForEach(item, data) {
+    const std::string where = "embeddings data[" + std::to_string(position++) + "]";
+    const cJSON* index = cJSON_GetObjectItemCaseSensitive(item, "index");
+    if (!cJSON_IsNumber(index)) return bad(where + " without a numeric \"index\"");
+    const double ix = index->valuedouble;
+    if (!(ix >= 0 && ix < double(c->inputs)) || ix != std::floor(ix))
+      return bad(where + ": index " + one_line(json_print(index), 32) + " is not an input (0.." +
+                 std::to_string(c->inputs - 1) + ")");
+    const auto i = static_cast<size_t>(ix);
+    if (seen[i]) return bad(where + ": input " + std::to_string(i) + " answered twice");
+    seen[i] = true;
+    const cJSON* embedding = cJSON_GetObjectItemCaseSensitive(item, "embedding");
+    if (cJSON_IsString(embedding))
+      return bad(where + ": embedding is base64 text, not the float array asked for");
+    if (!cJSON_IsArray(embedding)) return bad(where + " without an \"embedding\" array");
+    const auto n = static_cast<size_t>(cJSON_GetArraySize(embedding));
+    if (n == 0) return bad(where + ": empty embedding");
+    if (n > kMaxEmbeddingDimensions)
+      return bad(where + ": " + std::to_string(n) + " dimensions, over the limit of " +
+                 std::to_string(kMaxEmbeddingDimensions));
+    if (dims == 0) dims = n;
+    if (n != dims)
+      return bad(where + ": " + std::to_string(n) + " dimensions, expected " + std::to_string(dims) +
+                 (c->dimensions ? " (as requested)" : " (as the others)"));
+    std::vector<float>& v = vectors[i];
+    v.reserve(n);
+    const cJSON* x = nullptr;
+    cJSON_ArrayForEach(x, embedding) {
+      if (!cJSON_IsNumber(x)) return bad(where + ": embedding holds a value that is not a number");
+      const auto f = static_cast<float>(x->valuedouble);
+      if (!std::isfinite(f)) return bad(where + ": embedding holds a value that is not a finite float");
+      v.push_back(f);
+    }
+  }
+  // count == inputs and no index twice: every input is answered exactly once.
+  c->vectors = std::move(vectors);
+  return true;
 }
 
 void OpenAiUpstream::record(Call& c, bool counted_failure) {
@@ -772,6 +910,9 @@ void OpenAiUpstream::fail(const std::shared_ptr<Call>& c, UpstreamError::Kind ki
     case UpstreamStage::tts:
       if (c->tts.on_error) c->tts.on_error(e);
       break;
+    case UpstreamStage::embeddings:
+      if (c->emb.on_error) c->emb.on_error(e);
+      break;
   }
 }
 
@@ -789,6 +930,9 @@ void OpenAiUpstream::succeed(const std::shared_ptr<Call>& c) {
       break;
     case UpstreamStage::tts:
       if (c->tts.on_done) c->tts.on_done();
+      break;
+    case UpstreamStage::embeddings:
+      if (c->emb.on_done) c->emb.on_done(std::move(c->vectors));
       break;
   }
 }

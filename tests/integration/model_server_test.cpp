@@ -1,4 +1,5 @@
 // osvi-model-server end to end: the built binary on an ephemeral loopback port, driven through libcurl.
+#include <cjson/cJSON.h>
 #include <curl/curl.h>
 #include <gtest/gtest.h>
 #include <poll.h>
@@ -10,11 +11,15 @@
 #include <climits>
 #include <cmath>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "daemon_process.hpp"
+#include "osvi/net/poll_driver.hpp"
+#include "osvi/net/upstream_openai.hpp"
+#include "stand_in_embedding.hpp"
 #include "test_support.hpp"
 
 namespace {
@@ -314,6 +319,201 @@ TEST_F(ModelServerTest, ScenarioCanBeReplacedAtRunTime) {
   auto hello = transcribe(port_, sine_wav(16000, 0.5), "a.wav", "audio/wav");
   EXPECT_NE(hello.body.find("\"text\":\"hello\""), std::string::npos) << hello.body;
   EXPECT_EQ(post("/control/scenario", R"({"models":"nope"})").status, 400);
+}
+
+// ---- /v1/embeddings ----
+
+struct JsonDoc {
+  explicit JsonDoc(const std::string& text) : doc(cJSON_Parse(text.c_str())) {}
+  ~JsonDoc() { cJSON_Delete(doc); }
+  JsonDoc(const JsonDoc&) = delete;
+  JsonDoc& operator=(const JsonDoc&) = delete;
+  cJSON* doc;
+};
+
+// data[i].embedding of an embeddings answer, in the order listed.
+std::vector<std::vector<float>> vectors_of(const std::string& body) {
+  JsonDoc d(body);
+  std::vector<std::vector<float>> out;
+  const cJSON* item = nullptr;
+  cJSON_ArrayForEach(item, cJSON_GetObjectItem(d.doc, "data")) {
+    std::vector<float> v;
+    const cJSON* x = nullptr;
+    cJSON_ArrayForEach(x, cJSON_GetObjectItem(item, "embedding"))
+        v.push_back(static_cast<float>(x->valuedouble));
+    out.push_back(std::move(v));
+  }
+  return out;
+}
+
+TEST_F(ModelServerTest, EmbeddingsAnswerTheOpenAiShapeWithTheStandInVectors) {
+  auto one =
+      post("/v1/embeddings", R"({"model":"text-embedding-3-small","input":"Refund my order, please"})");
+  ASSERT_EQ(one.status, 200) << one.body;
+  EXPECT_NE(one.headers.find("application/json"), std::string::npos) << one.headers;
+  {
+    JsonDoc d(one.body);
+    ASSERT_TRUE(d.doc) << one.body;
+    EXPECT_STREQ(cJSON_GetObjectItem(d.doc, "object")->valuestring, "list");
+    EXPECT_STREQ(cJSON_GetObjectItem(d.doc, "model")->valuestring, "text-embedding-3-small");
+    const cJSON* data = cJSON_GetObjectItem(d.doc, "data");
+    ASSERT_EQ(cJSON_GetArraySize(data), 1);
+    const cJSON* item = cJSON_GetArrayItem(data, 0);
+    EXPECT_STREQ(cJSON_GetObjectItem(item, "object")->valuestring, "embedding");
+    EXPECT_EQ(cJSON_GetObjectItem(item, "index")->valueint, 0);
+    const cJSON* usage = cJSON_GetObjectItem(d.doc, "usage");
+    EXPECT_EQ(cJSON_GetObjectItem(usage, "prompt_tokens")->valueint, 4);  // four words
+    EXPECT_EQ(cJSON_GetObjectItem(usage, "total_tokens")->valueint, 4);
+  }
+  auto v = vectors_of(one.body);
+  ASSERT_EQ(v.size(), 1u);
+  ASSERT_EQ(v[0].size(), 256u);  // the default
+  double norm = 0;
+  for (float x : v[0]) norm += double(x) * x;
+  EXPECT_NEAR(norm, 1.0, 1e-5);
+  EXPECT_EQ(v[0], osvi::tools::stand_in_embedding("Refund my order, please"));
+
+  // An array, with dimensions: one vector per input, in order, of that length; same text, same vector.
+  auto many = post("/v1/embeddings",
+                   R"({"model":"m","input":["opening hours","Refund my order, please","opening hours"],)"
+                   R"("dimensions":64,"encoding_format":"float"})");
+  ASSERT_EQ(many.status, 200) << many.body;
+  auto w = vectors_of(many.body);
+  ASSERT_EQ(w.size(), 3u);
+  for (const auto& x : w) EXPECT_EQ(x.size(), 64u);
+  EXPECT_EQ(w[0], w[2]);
+  EXPECT_NE(w[0], w[1]);
+  EXPECT_EQ(w[1], osvi::tools::stand_in_embedding("Refund my order, please", 64));
+  // Deterministic across requests.
+  EXPECT_EQ(
+      post("/v1/embeddings", R"({"model":"text-embedding-3-small","input":"Refund my order, please"})").body,
+      one.body);
+
+  auto log = http_request("GET", url("/control/log"), "");
+  EXPECT_NE(log.body.find(R"("endpoint":"/v1/embeddings","model":"m","inputs":3,"dimensions":64)"),
+            std::string::npos)
+      << log.body;
+}
+
+TEST_F(ModelServerTest, EmbeddingsOfTextsSharingWordsAreCloserThanOfUnrelatedTexts) {
+  auto r = post("/v1/embeddings",
+                R"({"model":"m","input":["How do I get a refund for my order?","refunds for orders",)"
+                R"("The weather in Pune is sunny today"]})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  auto v = vectors_of(r.body);
+  ASSERT_EQ(v.size(), 3u);
+  const double related = osvi::tools::stand_in_cosine(v[0], v[1]);
+  const double unrelated = osvi::tools::stand_in_cosine(v[0], v[2]);
+  EXPECT_GT(related, 0.3);
+  EXPECT_GT(related, unrelated + 0.2) << related << " vs " << unrelated;
+}
+
+TEST_F(ModelServerTest, EmbeddingsRefuseWhatTheyCannotServe) {
+  struct Case {
+    const char* body;
+    const char* words;
+  };
+  for (const Case& c :
+       {Case{R"({"model":"m","input":[1,2,3]})", "token-array inputs are not supported"},
+        Case{R"({"model":"m","input":[[1,2],[3]]})", "token-array inputs are not supported"},
+        Case{R"({"model":"m","input":[]})", "must not be an empty array"},
+        Case{R"({"model":"m","input":["a",""]})", "input[1] is an empty string"},
+        Case{R"({"model":"m","input":{"a":1}})", "a string or an array of strings"},
+        Case{R"({"input":"a"})", "model must be a non-empty string"},
+        Case{R"({"model":"m","input":"a","encoding_format":"base64"})", "\"float\" only"},
+        Case{R"({"model":"m","input":"a","dimensions":0})", "dimensions must be an integer"},
+        Case{R"({"model":"m","input":"a","dimensions":5000})", "dimensions must be an integer"},
+        Case{"not json", "body is not a JSON object"}}) {
+    auto r = post("/v1/embeddings", c.body);
+    EXPECT_EQ(r.status, 400) << c.body;
+    JsonDoc d(r.body);
+    const cJSON* err = cJSON_GetObjectItem(d.doc, "error");
+    ASSERT_TRUE(cJSON_IsObject(err)) << r.body;
+    EXPECT_STREQ(cJSON_GetObjectItem(err, "type")->valuestring, "invalid_request_error");
+    EXPECT_NE(std::string(cJSON_GetObjectItem(err, "message")->valuestring).find(c.words), std::string::npos)
+        << r.body;
+  }
+  std::string many = R"({"model":"m","input":[)";
+  for (int i = 0; i < 2049; ++i) many += std::string(i ? "," : "") + "\"x\"";
+  EXPECT_EQ(post("/v1/embeddings", many + "]}").status, 400);
+  EXPECT_EQ(http_request("GET", url("/v1/embeddings"), "").status, 405);
+
+  // A scenario naming its embedding models serves only those (and lists them).
+  ASSERT_EQ(post("/control/scenario", R"({"embeddings":{"models":["osvi-embed"],"dimensions":32}})").status,
+            200);
+  auto unknown = post("/v1/embeddings", R"({"model":"text-embedding-3-small","input":"a"})");
+  EXPECT_EQ(unknown.status, 404);
+  EXPECT_NE(unknown.body.find("\"code\":\"model_not_found\""), std::string::npos) << unknown.body;
+  auto known = post("/v1/embeddings", R"({"model":"osvi-embed","input":"a"})");
+  ASSERT_EQ(known.status, 200) << known.body;
+  EXPECT_EQ(vectors_of(known.body).at(0).size(), 32u);  // the scenario's default length
+  EXPECT_NE(http_request("GET", url("/v1/models"), "").body.find("\"id\":\"osvi-embed\""), std::string::npos);
+  EXPECT_EQ(post("/control/scenario", R"({"embeddings":{"dimensions":0}})").status, 400);
+  EXPECT_EQ(post("/control/scenario", R"({"embeddings":{"models":[7]}})").status, 400);
+}
+
+TEST_F(ModelServerTest, EmbeddingsFaultsTakeEffectAndExpire) {
+  const std::string body = R"({"model":"m","input":["a","b"]})";
+  EXPECT_EQ(post("/control/faults", R"({"stage":"embeddings","fault":"http500","count":1})").status, 200);
+  auto failed = post("/v1/embeddings", body);
+  EXPECT_EQ(failed.status, 500);
+  EXPECT_NE(failed.body.find("server_error"), std::string::npos) << failed.body;
+  EXPECT_EQ(post("/v1/embeddings", body).status, 200);
+
+  EXPECT_EQ(post("/control/faults", R"({"stage":"embeddings","fault":"bad_json","count":1})").status, 200);
+  auto broken = post("/v1/embeddings", body);
+  EXPECT_EQ(broken.status, 200);
+  JsonDoc d(broken.body);
+  EXPECT_EQ(d.doc, nullptr) << broken.body;
+
+  EXPECT_EQ(post("/control/faults", R"({"stage":"embeddings","fault":"reset","count":1})").status, 200);
+  EXPECT_EQ(post("/v1/embeddings", body).status, 0);
+
+  // The stage's latency from the scenario.
+  ASSERT_EQ(post("/control/scenario", R"({"embeddings":{"latency_ms":250}})").status, 200);
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_EQ(post("/v1/embeddings", body).status, 200);
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(240));
+  // Other stages are untouched by an embeddings fault.
+  ASSERT_EQ(post("/control/scenario", R"({"embeddings":{"fault":{"fault":"http500"}}})").status, 200);
+  EXPECT_EQ(post("/v1/embeddings", body).status, 500);
+  EXPECT_EQ(post("/v1/chat/completions", R"({"messages":[{"role":"user","content":"hi"}]})").status, 200);
+}
+
+// The daemon's own client against the stand-in: what the knowledge base will see.
+TEST_F(ModelServerTest, TheUpstreamClientReadsTheStandInEmbeddings) {
+  auto driver = osvi::net::PollDriver::create();
+  ASSERT_TRUE(driver.ok());
+  osvi::net::OpenAiOptions options;
+  options.max_attempts = 1;
+  auto up = osvi::net::OpenAiUpstream::create((*driver)->client(), options);
+  osvi::net::EmbeddingsRequest req;
+  req.endpoint.base_url = url("/v1");
+  req.endpoint.model = "text-embedding-3-small";
+  req.inputs = {"opening hours", "refund policy", "delivery to Pune"};
+  req.dimensions = 128;
+  std::optional<std::vector<std::vector<float>>> vectors;
+  std::optional<osvi::net::UpstreamError> error;
+  auto cb = [&]() -> osvi::net::EmbeddingsCallbacks {
+    return {{},
+            [&](std::vector<std::vector<float>> v) { vectors = std::move(v); },
+            [&](const osvi::net::UpstreamError& e) { error = e; }};
+  };
+  up->embed(req, cb());
+  ASSERT_TRUE((*driver)->run_until([&] { return vectors || error; }, 5000));
+  ASSERT_TRUE(vectors) << error->message;
+  ASSERT_EQ(vectors->size(), 3u);
+  for (size_t i = 0; i < 3; ++i)
+    EXPECT_EQ((*vectors)[i], osvi::tools::stand_in_embedding(req.inputs[i], 128));
+
+  // An injected reset reaches the client as one.
+  ASSERT_EQ(post("/control/faults", R"({"stage":"embeddings","fault":"reset","count":1})").status, 200);
+  vectors.reset();
+  up->embed(req, cb());
+  ASSERT_TRUE((*driver)->run_until([&] { return vectors || error; }, 5000));
+  ASSERT_TRUE(error);
+  EXPECT_EQ(error->kind, osvi::net::UpstreamError::Kind::reset) << error->message;
+  EXPECT_EQ(error->stage, osvi::net::UpstreamStage::embeddings);
 }
 
 }  // namespace

@@ -804,7 +804,8 @@ TEST_F(UpstreamTest, AStageTheProviderDoesNotOfferFailsWithoutARequest) {
   ASSERT_TRUE(run([&] { return errors.size() == 2; }));
   EXPECT_EQ(errors[0].kind, UpstreamError::Kind::protocol);
   EXPECT_NE(errors[0].message.find("anthropic serves chat only"), std::string::npos) << errors[0].message;
-  EXPECT_NE(errors[1].message.find("gemini serves chat only"), std::string::npos) << errors[1].message;
+  EXPECT_NE(errors[1].message.find("gemini serves chat and embeddings only"), std::string::npos)
+      << errors[1].message;
   EXPECT_TRUE(server.seen().empty());
 }
 
@@ -1086,6 +1087,343 @@ TEST_F(UpstreamTest, SpeechOverTheLimitEndsTheRequest) {
   EXPECT_EQ(err->kind, UpstreamError::Kind::protocol);
   EXPECT_NE(err->message.find("speech longer than the limit of 3000 bytes"), std::string::npos)
       << err->message;
+}
+
+// ---- embeddings ----
+
+struct EmbedOutcome {
+  bool sent = false;
+  std::optional<std::vector<std::vector<float>>> vectors;
+  std::optional<UpstreamError> error;
+  int terminal = 0;
+  bool finished() const { return terminal > 0; }
+};
+
+EmbeddingsCallbacks embed_cb(EmbedOutcome& o) {
+  return {[&o] { o.sent = true; },
+          [&o](std::vector<std::vector<float>> v) {
+            o.vectors = std::move(v);
+            ++o.terminal;
+          },
+          [&o](const UpstreamError& e) {
+            o.error = e;
+            ++o.terminal;
+          }};
+}
+
+// An OpenAI embeddings answer whose data items are listed in `order` (input indexes), each item i being
+// {i+0.5, -(i+0.25)}; `item` may rewrite one item's JSON text.
+std::string embeddings_body(const std::vector<int>& order,
+                            const std::function<std::string(int, std::string)>& item = {}) {
+  std::string data;
+  for (int i : order) {
+    std::string one = "{\"object\":\"embedding\",\"index\":" + std::to_string(i) + ",\"embedding\":[" +
+                      std::to_string(i + 0.5) + "," + std::to_string(-(i + 0.25)) + "]}";
+    if (item) one = item(i, one);
+    data += (data.empty() ? "" : ",") + one;
+  }
+  return "{\"object\":\"list\",\"data\":[" + data +
+         "],\"model\":\"emb\",\"usage\":{\"prompt_tokens\":3,\"total_tokens\":3}}";
+}
+
+class EmbeddingsTest : public UpstreamTest {
+ protected:
+  EmbeddingsRequest request(const TestServer& s,
+                            std::vector<std::string> inputs = {"alpha", "beta", "gamma"}) {
+    EmbeddingsRequest r;
+    r.endpoint = endpoint(s);
+    r.endpoint.model = "text-embedding-3-small";
+    r.inputs = std::move(inputs);
+    return r;
+  }
+  // One request against a server that answers `body` (200, application/json).
+  EmbedOutcome answer(const std::string& body, unsigned dimensions = 0) {
+    TestServer server([body](TestServer::Conn& c, const SeenRequest&, int) {
+      c.send(full_response(200, "application/json", body));
+    });
+    EmbeddingsRequest r = request(server);
+    r.dimensions = dimensions;
+    EmbedOutcome o;
+    up->embed(r, embed_cb(o));
+    EXPECT_TRUE(run([&] { return o.finished(); }));
+    EXPECT_EQ(o.terminal, 1);
+    return o;
+  }
+  static void expect_protocol(const EmbedOutcome& o, const std::string& words) {
+    ASSERT_TRUE(o.error) << "succeeded";
+    EXPECT_EQ(o.error->kind, UpstreamError::Kind::protocol);
+    EXPECT_EQ(o.error->stage, UpstreamStage::embeddings);
+    EXPECT_NE(o.error->message.find(words), std::string::npos) << o.error->message;
+  }
+};
+
+TEST_F(EmbeddingsTest, SendsTheOpenAiBodyAndPutsVectorsBackInInputOrder) {
+  TestServer server([](TestServer::Conn& c, const SeenRequest&, int) {
+    c.send(full_response(200, "application/json; charset=utf-8", embeddings_body({2, 0, 1})));
+  });
+  EmbeddingsRequest r = request(server);
+  r.dimensions = 2;
+  EmbedOutcome o;
+  up->embed(r, embed_cb(o));
+  EXPECT_FALSE(o.sent);  // nothing re-entrant
+  ASSERT_TRUE(run([&] { return o.finished(); }));
+  ASSERT_TRUE(o.vectors) << o.error->message;
+  EXPECT_TRUE(o.sent);
+  ASSERT_EQ(o.vectors->size(), 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    ASSERT_EQ((*o.vectors)[i].size(), 2u);
+    EXPECT_FLOAT_EQ((*o.vectors)[i][0], float(i) + 0.5f);
+    EXPECT_FLOAT_EQ((*o.vectors)[i][1], -(float(i) + 0.25f));
+  }
+  auto seen = server.seen();
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0].head.rfind("POST /v1/embeddings HTTP/1.1", 0), 0u) << seen[0].head;
+  EXPECT_TRUE(has_header(seen[0], "Authorization: Bearer sk-test")) << seen[0].head;
+  EXPECT_TRUE(has_header(seen[0], "Content-Type: application/json")) << seen[0].head;
+  cJSON* doc = cJSON_Parse(seen[0].body.c_str());
+  ASSERT_TRUE(doc) << seen[0].body;
+  EXPECT_STREQ(cJSON_GetObjectItem(doc, "model")->valuestring, "text-embedding-3-small");
+  EXPECT_STREQ(cJSON_GetObjectItem(doc, "encoding_format")->valuestring, "float");
+  EXPECT_EQ(cJSON_GetObjectItem(doc, "dimensions")->valueint, 2);
+  const cJSON* input = cJSON_GetObjectItem(doc, "input");
+  ASSERT_TRUE(cJSON_IsArray(input));
+  ASSERT_EQ(cJSON_GetArraySize(input), 3);
+  EXPECT_STREQ(cJSON_GetArrayItem(input, 0)->valuestring, "alpha");
+  EXPECT_STREQ(cJSON_GetArrayItem(input, 2)->valuestring, "gamma");
+  cJSON_Delete(doc);
+}
+
+TEST_F(EmbeddingsTest, DimensionsAreLeftOutWhenZero) {
+  TestServer server([](TestServer::Conn& c, const SeenRequest&, int) {
+    c.send(full_response(200, "application/json", embeddings_body({0, 1, 2})));
+  });
+  EmbedOutcome o;
+  up->embed(request(server), embed_cb(o));
+  ASSERT_TRUE(run([&] { return o.finished(); }));
+  ASSERT_TRUE(o.vectors) << o.error->message;
+  EXPECT_EQ(server.seen().at(0).body.find("dimensions"), std::string::npos) << server.seen().at(0).body;
+}
+
+TEST_F(EmbeddingsTest, AMissingIndexIsAProtocolError) {
+  expect_protocol(answer(embeddings_body({0, 1, 2},
+                                         [](int i, std::string one) {
+                                           if (i != 1) return one;
+                                           return std::string(R"({"object":"embedding","embedding":[1,2]})");
+                                         })),
+                  "without a numeric \"index\"");
+}
+
+TEST_F(EmbeddingsTest, AnIndexAnsweredTwiceIsAProtocolError) {
+  expect_protocol(answer(embeddings_body({0, 1, 1})), "input 1 answered twice");
+}
+
+TEST_F(EmbeddingsTest, AnIndexOutOfRangeOrFractionalIsAProtocolError) {
+  expect_protocol(answer(embeddings_body({0, 1, 3})), "index 3 is not an input (0..2)");
+  expect_protocol(answer(embeddings_body({0, 1, 2},
+                                         [](int i, std::string one) {
+                                           if (i != 2) return one;
+                                           return std::string(R"({"index":1.5,"embedding":[1,2]})");
+                                         })),
+                  "is not an input");
+}
+
+TEST_F(EmbeddingsTest, TooFewOrTooManyVectorsAreAProtocolError) {
+  expect_protocol(answer(embeddings_body({0, 1})), "has 2 vectors for 3 inputs");
+  expect_protocol(answer(embeddings_body({0, 1, 2, 3})), "has 4 vectors for 3 inputs");
+}
+
+TEST_F(EmbeddingsTest, VectorsOfDifferentLengthsAreAProtocolError) {
+  expect_protocol(answer(embeddings_body({0, 1, 2},
+                                         [](int i, std::string one) {
+                                           if (i != 2) return one;
+                                           return std::string(R"({"index":2,"embedding":[1,2,3]})");
+                                         })),
+                  "3 dimensions, expected 2 (as the others)");
+  // Asked for 4, got 2.
+  expect_protocol(answer(embeddings_body({0, 1, 2}), 4), "2 dimensions, expected 4 (as requested)");
+}
+
+TEST_F(EmbeddingsTest, NonFiniteOrNonNumericValuesAreAProtocolError) {
+  auto with = [](const std::string& values) {
+    return embeddings_body({0, 1, 2}, [values](int i, std::string one) {
+      return i == 1 ? R"({"index":1,"embedding":)" + values + "}" : one;
+    });
+  };
+  expect_protocol(answer(with("[1e999,0]")), "not a finite float");
+  expect_protocol(answer(with("[1e39,0]")), "not a finite float");  // a double, but no float
+  expect_protocol(answer(with("[\"1\",0]")), "not a number");
+  expect_protocol(answer(with("\"AAAAAAAAgD8=\"")), "base64");
+  expect_protocol(answer(with("[]")), "empty embedding");
+  expect_protocol(answer(R"({"object":"list","data":{"index":0}})"), "without a \"data\" array");
+  expect_protocol(answer(R"({"data":[{"index":0,"embedding":[1)"), "not JSON");
+}
+
+TEST_F(EmbeddingsTest, AnAnswerOverTheSizeLimitEndsTheRequest) {
+  OpenAiOptions opt;
+  opt.max_attempts = 1;
+  opt.max_embeddings_body_bytes = 4096;
+  make(opt);
+  TestServer server([](TestServer::Conn& c, const SeenRequest&, int) {
+    c.send(response_head(200, "application/json"));
+    c.send("{\"data\":[{\"index\":0,\"embedding\":[0.1");
+    for (int i = 0; i < 1000; ++i)
+      if (!c.send(std::string(",0.123456789", 12))) return;
+  });
+  EmbedOutcome o;
+  up->embed(request(server, {"one"}), embed_cb(o));
+  ASSERT_TRUE(run([&] { return o.finished(); }));
+  expect_protocol(o, "embeddings answer larger than 4096 bytes");
+}
+
+TEST_F(EmbeddingsTest, WrongContentTypeIsAProtocolError) {
+  TestServer server([](TestServer::Conn& c, const SeenRequest&, int) {
+    c.send(full_response(200, "text/html", "<html>busy</html>"));
+  });
+  EmbedOutcome o;
+  up->embed(request(server), embed_cb(o));
+  ASSERT_TRUE(run([&] { return o.finished(); }));
+  expect_protocol(o, "wrong content type for embeddings: 'text/html'");
+}
+
+TEST_F(EmbeddingsTest, A429IsRetriedAndA500IsNotButCountsForTheBreaker) {
+  OpenAiOptions opts;
+  opts.now_ms = [this] { return clock_ms; };
+  opts.max_attempts = 2;
+  opts.retry_delay_ms = 20;
+  opts.failures_to_open = 1;
+  make(opts);
+  TestServer busy([](TestServer::Conn& c, const SeenRequest&, int index) {
+    if (index == 0)
+      c.send(full_response(429, "application/json", R"({"error":{"message":"rate limited"}})"));
+    else
+      c.send(full_response(200, "application/json", embeddings_body({0, 1, 2})));
+  });
+  EmbedOutcome o;
+  up->embed(request(busy), embed_cb(o));
+  ASSERT_TRUE(run([&] { return o.finished(); }));
+  ASSERT_TRUE(o.vectors) << o.error->message;
+  EXPECT_EQ(busy.seen().size(), 2u);
+  EXPECT_FALSE(up->breaker_open(busy.base()));
+
+  TestServer broken([](TestServer::Conn& c, const SeenRequest&, int) {
+    c.send(full_response(500, "application/json", R"({"error":{"message":"boom"}})"));
+  });
+  EmbedOutcome o2;
+  up->embed(request(broken), embed_cb(o2));
+  ASSERT_TRUE(run([&] { return o2.finished(); }));
+  ASSERT_TRUE(o2.error);
+  EXPECT_EQ(o2.error->kind, UpstreamError::Kind::http);
+  EXPECT_EQ(o2.error->http_status, 500);
+  EXPECT_EQ(o2.error->attempts, 1);
+  EXPECT_EQ(o2.error->stage, UpstreamStage::embeddings);
+  EXPECT_NE(o2.error->message.find("boom"), std::string::npos) << o2.error->message;
+  EXPECT_EQ(broken.seen().size(), 1u);
+  // One counted failure opens this breaker: the next request is refused without trying.
+  EXPECT_TRUE(up->breaker_open(broken.base()));
+  EmbedOutcome o3;
+  up->embed(request(broken), embed_cb(o3));
+  ASSERT_TRUE(run([&] { return o3.finished(); }));
+  ASSERT_TRUE(o3.error);
+  EXPECT_EQ(o3.error->kind, UpstreamError::Kind::breaker_open);
+  EXPECT_EQ(broken.seen().size(), 1u);
+}
+
+TEST_F(EmbeddingsTest, ASlowAnswerTimesOut) {
+  TestServer server([](TestServer::Conn& c, const SeenRequest&, int) {
+    c.send(response_head(200, "application/json"));
+    c.pause(2000);
+  });
+  EmbeddingsRequest r = request(server);
+  r.endpoint.timeout_ms = 150;
+  r.endpoint.first_byte_timeout_ms = 20;  // not a streamed stage: only the whole-request timeout applies
+  EmbedOutcome o;
+  const auto start = std::chrono::steady_clock::now();
+  up->embed(r, embed_cb(o));
+  ASSERT_TRUE(run([&] { return o.finished(); }));
+  ASSERT_TRUE(o.error);
+  EXPECT_EQ(o.error->kind, UpstreamError::Kind::timeout);
+  EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(140));
+}
+
+TEST_F(EmbeddingsTest, AzureAndGeminiAddressTheirEmbeddingsEndpoints) {
+  TestServer server([](TestServer::Conn& c, const SeenRequest&, int) {
+    c.send(full_response(200, "application/json", embeddings_body({0})));
+  });
+  EmbeddingsRequest azure = request(server, {"one"});
+  azure.endpoint.provider = "azure_openai";
+  azure.endpoint.base_url = root_of(server);
+  azure.endpoint.model = "embed-deploy";
+  EmbedOutcome o;
+  up->embed(azure, embed_cb(o));
+  ASSERT_TRUE(run([&] { return o.finished(); }));
+  ASSERT_TRUE(o.vectors) << o.error->message;
+
+  EmbeddingsRequest gemini = request(server, {"one"});
+  gemini.endpoint.provider = "gemini";
+  gemini.endpoint.base_url = root_of(server) + "/v1beta/openai";
+  gemini.endpoint.model = "text-embedding-004";
+  EmbedOutcome o2;
+  up->embed(gemini, embed_cb(o2));
+  ASSERT_TRUE(run([&] { return o2.finished(); }));
+  ASSERT_TRUE(o2.vectors) << o2.error->message;
+
+  auto seen = server.seen();
+  ASSERT_EQ(seen.size(), 2u);
+  EXPECT_EQ(seen[0].head.rfind(
+                "POST /openai/deployments/embed-deploy/embeddings?api-version=2024-10-21 HTTP/1.1", 0),
+            0u)
+      << seen[0].head;
+  EXPECT_TRUE(has_header(seen[0], "api-key: sk-test")) << seen[0].head;
+  EXPECT_EQ(seen[0].head.find("Authorization:"), std::string::npos) << seen[0].head;
+  EXPECT_EQ(seen[1].head.rfind("POST /v1beta/openai/embeddings HTTP/1.1", 0), 0u) << seen[1].head;
+  EXPECT_TRUE(has_header(seen[1], "Authorization: Bearer sk-test")) << seen[1].head;
+}
+
+TEST_F(EmbeddingsTest, RefusedDialectsAndBadRequestsFailWithoutARequest) {
+  TestServer server([](TestServer::Conn&, const SeenRequest&, int) { ADD_FAILURE() << "request sent"; });
+  struct Case {
+    std::string provider;
+    std::vector<std::string> inputs;
+    unsigned dimensions;
+    std::string words;
+  };
+  const std::vector<Case> cases = {
+      {"groq", {"a"}, 0, "provider groq has no embeddings endpoint"},
+      {"anthropic", {"a"}, 0, "provider anthropic serves chat only (no embeddings)"},
+      {"cohere", {"a"}, 0, "unknown provider \"cohere\""},
+      {"openai", {}, 0, "embeddings request without inputs"},
+      {"openai", std::vector<std::string>(kMaxEmbeddingInputs + 1, "x"), 0,
+       "with 2049 inputs (at most 2048 a request)"},
+      {"openai", {"a", ""}, 0, "embeddings input 1 is empty"},
+      {"openai", {"a"}, 100000, "dimensions 100000 over the limit"},
+  };
+  for (const Case& c : cases) {
+    EmbeddingsRequest r = request(server, c.inputs);
+    r.endpoint.provider = c.provider;
+    r.dimensions = c.dimensions;
+    EmbedOutcome o;
+    up->embed(r, embed_cb(o));
+    EXPECT_FALSE(o.finished());  // answered later, never from inside embed()
+    ASSERT_TRUE(run([&] { return o.finished(); })) << c.words;
+    expect_protocol(o, c.words);
+    EXPECT_FALSE(o.sent) << c.words;
+  }
+  EXPECT_TRUE(server.seen().empty());
+}
+
+TEST_F(EmbeddingsTest, CancelStopsCallbacks) {
+  TestServer server([](TestServer::Conn& c, const SeenRequest&, int) {
+    c.pause(100);
+    c.send(full_response(200, "application/json", embeddings_body({0, 1, 2})));
+  });
+  EmbedOutcome o;
+  RequestId id = up->embed(request(server), embed_cb(o));
+  ASSERT_TRUE(run([&] { return o.sent; }));  // the server holds its answer back 100 ms
+  up->cancel(id);
+  EXPECT_EQ(up->in_flight(), 0u);
+  driver->run_for(300);
+  EXPECT_FALSE(o.finished());
+  EXPECT_EQ(driver->client().active(), 0u);
 }
 
 }  // namespace

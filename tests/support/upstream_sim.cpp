@@ -4,6 +4,8 @@
 #include <cmath>
 #include <numbers>
 
+#include "stand_in_embedding.hpp"
+
 namespace osvi::net {
 
 struct SimUpstream::State {
@@ -30,6 +32,9 @@ void SimUpstream::push_stt_error(SimFailure failure) {
 }
 void SimUpstream::push_llm(SimLlmReply reply) {
   llm_.push_back(std::move(reply));
+}
+void SimUpstream::push_embeddings(std::vector<std::vector<float>> vectors) {
+  embeddings_.push_back(std::move(vectors));
 }
 void SimUpstream::set_timing(UpstreamStage stage, SimTiming timing) {
   timing_[stage] = timing;
@@ -106,7 +111,7 @@ void SimUpstream::watch(RequestId id, UpstreamStage stage, const Endpoint& ep,
       (*shared)(e);
     });
   };
-  if (stage != UpstreamStage::stt) arm(ep.first_byte_timeout_ms, true);
+  if (stage == UpstreamStage::llm || stage == UpstreamStage::tts) arm(ep.first_byte_timeout_ms, true);
   arm(ep.timeout_ms, false);
 }
 
@@ -308,6 +313,54 @@ RequestId SimUpstream::speak(TtsRequest request, TtsCallbacks cb) {
                    true});
   const RequestId id = run(std::move(steps));
   watch(id, UpstreamStage::tts, request.endpoint, [shared](const UpstreamError& e) {
+    if (shared->on_error) shared->on_error(e);
+  });
+  return id;
+}
+
+}  // namespace osvi::net
+
+namespace osvi::net {
+
+RequestId SimUpstream::embed(EmbeddingsRequest request, EmbeddingsCallbacks cb) {
+  embed_requests_.push_back(request);
+  SimTiming t = timing_[UpstreamStage::embeddings];
+  std::string provider = request.endpoint.base_url;
+  auto shared = std::make_shared<EmbeddingsCallbacks>(std::move(cb));
+  std::vector<Step> steps;
+  auto fail_with = [&](int64_t delay, const SimFailure& f) {
+    steps.push_back({delay,
+                     [shared, e = error(UpstreamStage::embeddings, f, provider)] {
+                       if (shared->on_error) shared->on_error(e);
+                     },
+                     true});
+  };
+  if (breaker_open(provider)) {
+    fail_with(0, SimFailure{UpstreamError::Kind::breaker_open, 0, "circuit breaker open for " + provider});
+    return run(std::move(steps));
+  }
+  steps.push_back({t.sent_ms, [shared] {
+                     if (shared->on_sent) shared->on_sent();
+                   }});
+  if (auto f = take_failure(UpstreamStage::embeddings)) {
+    fail_with(t.first_ms, *f);
+  } else {
+    std::vector<std::vector<float>> vectors;
+    if (!embeddings_.empty()) {
+      vectors = std::move(embeddings_.front());
+      embeddings_.pop_front();
+    } else {
+      const unsigned dims = request.dimensions ? request.dimensions : embedding_dimensions;
+      for (const auto& text : request.inputs) vectors.push_back(tools::stand_in_embedding(text, dims));
+    }
+    steps.push_back({t.first_ms,
+                     [shared, vectors = std::move(vectors)] {
+                       if (shared->on_done) shared->on_done(vectors);
+                     },
+                     true, true});
+  }
+  const RequestId id = run(std::move(steps));
+  watch(id, UpstreamStage::embeddings, request.endpoint, [shared](const UpstreamError& e) {
     if (shared->on_error) shared->on_error(e);
   });
   return id;

@@ -57,6 +57,12 @@ class SimUpstream final : public Upstream {
   void push_stt(std::string text);
   void push_stt_error(SimFailure failure);
   void push_llm(SimLlmReply reply);
+  // Embeddings: the next request answers with these vectors (as given: a count or length that does not fit
+  // the request is passed on, to test the caller's checks). With none scripted, every input gets
+  // osvi::tools::stand_in_embedding (daemon/tools/stand_in_embedding.hpp) of the request's dimensions, or
+  // embedding_dimensions when it asks for the default.
+  void push_embeddings(std::vector<std::vector<float>> vectors);
+  unsigned embedding_dimensions = 256;
   void set_timing(UpstreamStage stage, SimTiming timing);
   // The next request of `stage` fails (before any data) with this failure; one-shot, queued.
   void fail_next(UpstreamStage stage, SimFailure failure);
@@ -74,6 +80,7 @@ class SimUpstream final : public Upstream {
   RequestId transcribe(SttRequest request, SttCallbacks callbacks) override;
   RequestId chat(ChatRequest request, ChatCallbacks callbacks) override;
   RequestId speak(TtsRequest request, TtsCallbacks callbacks) override;
+  RequestId embed(EmbeddingsRequest request, EmbeddingsCallbacks callbacks) override;
   void cancel(RequestId id) override;
   bool breaker_open(std::string_view base_url) const override;
   std::vector<BreakerState> breakers() const override;  // the scripted open ones
@@ -82,6 +89,7 @@ class SimUpstream final : public Upstream {
   const std::vector<SttRequest>& stt_requests() const { return stt_requests_; }
   const std::vector<ChatRequest>& chat_requests() const { return chat_requests_; }
   const std::vector<TtsRequest>& tts_requests() const { return tts_requests_; }
+  const std::vector<EmbeddingsRequest>& embed_requests() const { return embed_requests_; }
   size_t in_flight() const;
 
  private:
@@ -104,12 +112,14 @@ class SimUpstream final : public Upstream {
   std::shared_ptr<State> state_;  // scheduled closures hold it weakly: they may outlive this object
   std::deque<std::variant<std::string, SimFailure>> stt_;
   std::deque<SimLlmReply> llm_;
+  std::deque<std::vector<std::vector<float>>> embeddings_;
   std::map<UpstreamStage, SimTiming> timing_;
   std::map<UpstreamStage, std::deque<SimFailure>> failures_;
   std::set<std::string, std::less<>> open_breakers_;
   std::vector<SttRequest> stt_requests_;
   std::vector<ChatRequest> chat_requests_;
   std::vector<TtsRequest> tts_requests_;
+  std::vector<EmbeddingsRequest> embed_requests_;
   RequestId next_id_ = 1;
 };
 

@@ -3,10 +3,13 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <map>
 #include <string>
 #include <utility>
 #include <vector>
+
+#include "stand_in_embedding.hpp"
 
 namespace osvi::net {
 namespace {
@@ -131,6 +134,80 @@ TEST(UpstreamSim, BreakerOpenFailsAtOnceButLater) {
   ASSERT_TRUE(err);
   EXPECT_EQ(err->kind, UpstreamError::Kind::breaker_open);
   EXPECT_EQ(err->stage, UpstreamStage::tts);
+}
+
+TEST(UpstreamSim, EmbeddingsAreTheStandInUnlessScriptedAndFailAsScripted) {
+  FakeLoop loop;
+  SimUpstream sim(loop.schedule());
+  sim.set_timing(UpstreamStage::embeddings, {1, 30, 0});
+  EmbeddingsRequest req;
+  req.endpoint.base_url = "http://sim";
+  req.inputs = {"opening hours", "refund policy"};
+  std::vector<std::vector<std::vector<float>>> answers;
+  std::vector<UpstreamError> errors;
+  bool sent = false;
+  EmbeddingsCallbacks cb{[&] { sent = true; },
+                         [&](std::vector<std::vector<float>> v) { answers.push_back(std::move(v)); },
+                         [&](const UpstreamError& e) { errors.push_back(e); }};
+  sim.embed(req, cb);
+  EXPECT_FALSE(sent);  // nothing from inside embed()
+  loop.run(30);
+  EXPECT_TRUE(sent);
+  EXPECT_TRUE(answers.empty());  // first_ms after on_sent
+  loop.run();
+  ASSERT_EQ(answers.size(), 1u);
+  ASSERT_EQ(answers[0].size(), 2u);
+  EXPECT_EQ(answers[0][0], tools::stand_in_embedding("opening hours", 256));
+  EXPECT_EQ(answers[0][1], tools::stand_in_embedding("refund policy", 256));
+
+  req.dimensions = 16;
+  sim.embed(req, cb);
+  sim.push_embeddings({{1.0f, 0.0f}});  // scripted: passed on as given, even when it does not fit
+  sim.embed(req, cb);
+  sim.fail_next(UpstreamStage::embeddings, {UpstreamError::Kind::http, 429, "slow down"});
+  sim.embed(req, cb);
+  loop.run();
+  ASSERT_EQ(answers.size(), 3u);
+  EXPECT_EQ(answers[1][0].size(), 16u);
+  EXPECT_EQ(answers[2], (std::vector<std::vector<float>>{{1.0f, 0.0f}}));
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0].stage, UpstreamStage::embeddings);
+  EXPECT_EQ(errors[0].http_status, 429);
+  EXPECT_EQ(sim.embed_requests().size(), 4u);
+
+  // The whole-request watchdog and the breaker apply as to the other stages.
+  sim.set_timing(UpstreamStage::embeddings, {1, kSimHang, 0});
+  req.endpoint.timeout_ms = 500;
+  sim.embed(req, cb);
+  loop.run(loop.now + 1000);
+  ASSERT_EQ(errors.size(), 2u);
+  EXPECT_EQ(errors[1].kind, UpstreamError::Kind::timeout);
+  sim.set_breaker_open("http://sim", true);
+  sim.embed(req, cb);
+  loop.run(loop.now + 10);
+  ASSERT_EQ(errors.size(), 3u);
+  EXPECT_EQ(errors[2].kind, UpstreamError::Kind::breaker_open);
+}
+
+TEST(StandInEmbedding, IsUnitLengthDeterministicAndCloserForSharedWords) {
+  const auto a = tools::stand_in_embedding("How do I get a refund for my order?");
+  ASSERT_EQ(a.size(), tools::kStandInDimensions);
+  double norm = 0;
+  for (float x : a) norm += double(x) * x;
+  EXPECT_NEAR(norm, 1.0, 1e-6);
+  EXPECT_EQ(a, tools::stand_in_embedding("How do I get a refund for my order?"));
+  EXPECT_EQ(tools::stand_in_embedding("x", 48).size(), 48u);
+  // Case, punctuation and light suffixes do not matter; shared words bring texts together.
+  EXPECT_EQ(tools::stand_in_embedding("Refunds, ORDERS!"), tools::stand_in_embedding("refund order"));
+  const double related = tools::stand_in_cosine(a, tools::stand_in_embedding("refunds for orders"));
+  const double unrelated =
+      tools::stand_in_cosine(a, tools::stand_in_embedding("The weather in Pune is sunny"));
+  EXPECT_GT(related, unrelated + 0.3) << related << " vs " << unrelated;
+  // No words at all: still a unit vector.
+  const auto none = tools::stand_in_embedding("?!");
+  EXPECT_EQ(none[0], 1.0f);
+  EXPECT_EQ(tools::stand_in_tokens("?!"), 1u);
+  EXPECT_EQ(tools::stand_in_tokens("one two, three"), 3u);
 }
 
 }  // namespace

@@ -1,12 +1,14 @@
-// Upstream model services as the call engine sees them: speech-to-text, a streaming chat model, and
-// text-to-speech, each an interface so the engine can run against OpenAI-compatible HTTP
-// (upstream_openai.hpp) or a scripted in-process double (tests/support/upstream_sim.hpp) in engine tests.
+// Upstream model services as the call engine sees them: speech-to-text, a streaming chat model,
+// text-to-speech and text embeddings (the knowledge base), each an interface so the engine can run against
+// OpenAI-compatible HTTP (upstream_openai.hpp) or a scripted in-process double
+// (tests/support/upstream_sim.hpp) in engine tests.
 //
 // Threading: loop thread only. Every request answers through its callbacks, called later from the loop
 // (never from inside the call that started the request). Exactly one terminal callback (done or error) runs
 // per request unless it was cancelled first; after cancel() no callback runs at all.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -17,7 +19,7 @@
 
 namespace osvi::net {
 
-enum class UpstreamStage { stt, llm, tts };
+enum class UpstreamStage { stt, llm, tts, embeddings };
 std::string_view to_string(UpstreamStage s);
 
 // Why a request failed, recorded on the call (docs/api.md: the call's upstream_errors).
@@ -48,6 +50,8 @@ struct Endpoint {
   //     "api-key" header (the model is the deployment name);
   //   "anthropic": chat only, {base_url}/messages with "x-api-key" + "anthropic-version" and Anthropic's
   //     own streaming events.
+  // Embeddings ({base_url}/embeddings) are served by openai, gemini and azure_openai; groq and anthropic
+  // have no embeddings endpoint.
   // A stage a dialect does not offer fails the request as a protocol error (the configuration refuses it
   // at load already).
   std::string provider = "openai";
@@ -133,6 +137,21 @@ struct TtsCallbacks {
   std::function<void(const UpstreamError&)> on_error;
 };
 
+// ---- embeddings: POST {base_url}/embeddings ----
+// One request embeds up to kMaxEmbeddingInputs non-empty texts (OpenAI's own limit is 2048 per request);
+// the vectors come back in the order of `inputs`, all of one length (`dimensions` when it is not 0).
+inline constexpr size_t kMaxEmbeddingInputs = 2048;
+struct EmbeddingsRequest {
+  Endpoint endpoint;
+  std::vector<std::string> inputs;
+  unsigned dimensions = 0;  // 0 = the model's default; else sent as "dimensions" (text-embedding-3 models)
+};
+struct EmbeddingsCallbacks {
+  std::function<void()> on_sent;
+  std::function<void(std::vector<std::vector<float>> vectors)> on_done;  // vectors[i] embeds inputs[i]
+  std::function<void(const UpstreamError&)> on_error;
+};
+
 // One provider's circuit breaker as telemetry shows it.
 struct BreakerState {
   std::string base_url;
@@ -146,6 +165,7 @@ class Upstream {
   virtual RequestId transcribe(SttRequest request, SttCallbacks callbacks) = 0;
   virtual RequestId chat(ChatRequest request, ChatCallbacks callbacks) = 0;
   virtual RequestId speak(TtsRequest request, TtsCallbacks callbacks) = 0;
+  virtual RequestId embed(EmbeddingsRequest request, EmbeddingsCallbacks callbacks) = 0;
   // Drops a request in flight; no callback of it runs afterwards. Unknown or finished ids are ignored.
   virtual void cancel(RequestId id) = 0;
   // Whether the provider's breaker would refuse a request now (the engine goes to the fallback at once).

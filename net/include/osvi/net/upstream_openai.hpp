@@ -1,5 +1,6 @@
 // OpenAiUpstream: the Upstream interface over OpenAI-compatible HTTP (transcriptions, streaming chat
-// completions, speech) on an HttpClient, with per-request watchdogs, safe retries and a breaker per provider.
+// completions, speech, embeddings) on an HttpClient, with per-request watchdogs, safe retries and a breaker
+// per provider.
 #pragma once
 
 #include <cstddef>
@@ -18,10 +19,14 @@ namespace osvi::net {
 
 // Bounds on what an upstream may send (docs/configuration.md, "Bounded upstream answers"). Going over one
 // ends that request with a protocol error naming the limit, recorded on the call like any upstream error.
-inline constexpr size_t kMaxSseEventBytes = 256 * 1024;        // one server-sent event's data
-inline constexpr size_t kMaxChatTextBytes = 256 * 1024;        // a chat answer's text (max_tokens ≤ 32768)
-inline constexpr size_t kMaxToolArgumentsBytes = 64 * 1024;    // one tool call's arguments JSON
-inline constexpr size_t kMaxSpeechBytes = 8 * 1024 * 1024;     // one TTS answer (~170 s of 24 kHz pcm)
+inline constexpr size_t kMaxSseEventBytes = 256 * 1024;      // one server-sent event's data
+inline constexpr size_t kMaxChatTextBytes = 256 * 1024;      // a chat answer's text (max_tokens ≤ 32768)
+inline constexpr size_t kMaxToolArgumentsBytes = 64 * 1024;  // one tool call's arguments JSON
+inline constexpr size_t kMaxSpeechBytes = 8 * 1024 * 1024;   // one TTS answer (~170 s of 24 kHz pcm)
+// One embeddings answer as JSON text: ~14 bytes a float, so e.g. 384 vectors of 1536 dimensions. Callers
+// batch their inputs to stay under it (the whole answer is parsed at once).
+inline constexpr size_t kMaxEmbeddingsBodyBytes = 8 * 1024 * 1024;
+inline constexpr size_t kMaxEmbeddingDimensions = 16384;  // one vector's length (the largest models: 4096)
 inline constexpr const char* kAzureApiVersion = "2024-10-21";  // Azure OpenAI data-plane GA version
 inline constexpr const char* kAnthropicVersion = "2023-06-01";
 
@@ -32,6 +37,7 @@ struct OpenAiOptions {
   size_t max_chat_text_bytes = kMaxChatTextBytes;
   size_t max_tool_arguments_bytes = kMaxToolArgumentsBytes;
   size_t max_speech_bytes = kMaxSpeechBytes;
+  size_t max_embeddings_body_bytes = kMaxEmbeddingsBodyBytes;
   // Breaker per base_url: `failures_to_open` consecutive failures (connect, timeout, 5xx, reset) open it;
   // after `cool_down_ms` one trial request goes through; its success closes the breaker, its failure
   // re-opens.
@@ -57,6 +63,7 @@ class OpenAiUpstream final : public Upstream {
   RequestId transcribe(SttRequest request, SttCallbacks callbacks) override;
   RequestId chat(ChatRequest request, ChatCallbacks callbacks) override;
   RequestId speak(TtsRequest request, TtsCallbacks callbacks) override;
+  RequestId embed(EmbeddingsRequest request, EmbeddingsCallbacks callbacks) override;
   void cancel(RequestId id) override;
   bool breaker_open(std::string_view base_url) const override;
   std::vector<BreakerState> breakers() const override;
@@ -81,6 +88,8 @@ class OpenAiUpstream final : public Upstream {
   // One parsed event of each chat dialect; false when the call ended (failed or succeeded) on it.
   bool on_openai_event(const std::shared_ptr<Call>& call, const cJSON* doc);
   bool on_anthropic_event(const std::shared_ptr<Call>& call, const cJSON* doc);
+  // The buffered embeddings answer checked and put in input order; false when the call failed on it.
+  bool take_embeddings(const std::shared_ptr<Call>& call);
   bool add_text(const std::shared_ptr<Call>& call, std::string_view text);
   bool add_arguments(const std::shared_ptr<Call>& call, ToolCall& tool, std::string_view text);
   void fail(const std::shared_ptr<Call>& call, UpstreamError::Kind kind, std::string message,

@@ -26,6 +26,7 @@ class UpstreamLoop final : public net::Upstream {
   net::RequestId transcribe(net::SttRequest request, net::SttCallbacks callbacks) override;
   net::RequestId chat(net::ChatRequest request, net::ChatCallbacks callbacks) override;
   net::RequestId speak(net::TtsRequest request, net::TtsCallbacks callbacks) override;
+  net::RequestId embed(net::EmbeddingsRequest request, net::EmbeddingsCallbacks callbacks) override;
   void cancel(net::RequestId id) override;
   bool breaker_open(std::string_view base_url) const override;
   // Empty until the first request: asking does not set libcurl up.
