@@ -63,6 +63,11 @@ EventHubStats EventHub::stats() const {
   return s;
 }
 
+std::optional<std::set<std::string>> EventHub::agents_of(const ApiToken& caller) {
+  if (caller.agents.empty()) return std::nullopt;
+  return std::set<std::string>(caller.agents.begin(), caller.agents.end());
+}
+
 bool EventHub::admits(const Subscriber& s, const std::vector<std::string>& keys,
                       std::string_view agent_uuid) {
   if (s.agents && !s.agents->count(std::string(agent_uuid))) return false;

@@ -261,6 +261,10 @@ TEST_F(EventHubTest, AgentFilterAndTheSubscriberCap) {
   ASSERT_TRUE(next.get("/inbox"));
   ASSERT_TRUE(next.read_body(std::string(kRetry).size()));
   EXPECT_EQ(next.head().rfind("HTTP/1.1 200", 0), 0u) << next.head();
+  osvi::daemon::ApiToken all_agents, some;
+  some.agents = {"agent-b", "agent-c"};
+  EXPECT_EQ(EventHub::agents_of(all_agents), std::nullopt);
+  EXPECT_EQ(EventHub::agents_of(some), (std::set<std::string>{"agent-b", "agent-c"}));
   on_loop([&] {
     EXPECT_EQ(hub_->stats().refused_at_cap, 1u);
     EXPECT_EQ(hub_->publish({"inbox"}, "bad\nname", nullptr, ""), "");

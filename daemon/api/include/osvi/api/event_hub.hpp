@@ -15,6 +15,7 @@
 
 #include "osvi/calls/call_timers.hpp"
 #include "osvi/clock.hpp"
+#include "osvi/config/config.hpp"
 #include "osvi/net/http_server.hpp"
 #include "osvi/net/json.hpp"
 #include "osvi/result.hpp"
@@ -64,6 +65,9 @@ class EventHub {
   // token); nullopt: all. Past max_subscribers the answer is 503 in the API's error envelope.
   void subscribe(const net::HttpRequest& request, net::HttpReply reply, std::string key,
                  std::optional<std::set<std::string>> agents);
+
+  // The agent filter of a caller for subscribe(): its token's agents, nullopt for a token of all agents.
+  static std::optional<std::set<std::string>> agents_of(const ApiToken& caller);
 
   // Sends `event` with `data` (compact JSON, one line) to the subscribers of any of `keys` whose agent
   // filter admits `agent_uuid` (empty: an event of no agent, for unfiltered subscribers only). Returns the
