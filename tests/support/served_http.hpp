@@ -26,6 +26,8 @@ class ServedHttp {
   // Joins the thread and closes the server; harmless when not started.
   void stop();
   uint16_t port() const { return server_ ? server_->port() : 0; }
+  // The server itself, to be touched only inside locked() (or after stop()).
+  net::HttpServer* server() const { return server_.get(); }
   // Runs fn while no handler runs: the test's way to touch what the handlers share (the store, fakes).
   void locked(const std::function<void()>& fn);
 

@@ -94,6 +94,7 @@ struct HttpResponse {
 Result<HttpResponse> file_response(const std::string& path, std::string content_type);
 
 class HttpServer;
+class HttpStream;
 
 // One-shot answer to a request. Send it at once or keep it and send later from the loop thread
 // (the connection is suspended meanwhile). Dropping it unsent answers 500.
@@ -109,11 +110,66 @@ class HttpReply {
   ~HttpReply();
 
   void send(HttpResponse response);
+  // Answers with a streamed body instead (status and headers now, the body as the handle writes it),
+  // buffering at most max_buffered bytes. Counts as the answer: a later send() is a no-op. When the reply
+  // was already answered, or the client has gone, the handle comes back closed.
+  HttpStream stream(int status, std::string content_type,
+                    std::vector<std::pair<std::string, std::string>> headers, size_t max_buffered);
   // False once the client has gone away; sending is then a no-op.
   bool connected() const;
 
  private:
   std::shared_ptr<Conn> conn_;
+};
+
+// A response body written piece by piece while the connection stays open (server-sent events), sent with
+// chunked transfer encoding. The handle is the application's; the bytes it writes wait in a buffer of its
+// own, bounded by the cap given at creation, until the socket takes them. While the buffer is empty the
+// connection is suspended (no loop work, no libmicrohttpd timeout) and its socket watched for a hang-up, so
+// a client that goes away is noticed at once. While the buffer holds bytes the connection is sending, and
+// libmicrohttpd's inactivity timeout (HttpServerOptions::connection_timeout_s) ends it when the client
+// takes nothing for that long; a client that reads, but more slowly than the application writes, is
+// bounded by the cap instead: write() refuses what would not fit and the application decides (drop it).
+// Loop thread only, like everything here.
+class HttpStream {
+ public:
+  // Why a stream ended, for on_closed.
+  enum class End {
+    finished,       // close() and every byte written was sent
+    client_gone,    // the client closed the connection or it broke
+    timed_out,      // nothing taken by the client for connection_timeout_s with bytes waiting
+    server_stopped  // the server was destroyed
+  };
+
+  HttpStream() = default;
+  HttpStream(HttpStream&& other) noexcept = default;
+  HttpStream& operator=(HttpStream&& other) noexcept;
+  HttpStream(const HttpStream&) = delete;
+  HttpStream& operator=(const HttpStream&) = delete;
+  // Closes the stream (the bytes buffered are still sent) and forgets on_closed.
+  ~HttpStream();
+
+  // Appends all of `bytes` to the buffer, or nothing: false when the stream is closed (by close(), the
+  // client or the server) or when the buffer would exceed its cap, so an event is never sent in part.
+  bool write(std::string_view bytes);
+  // Ends the body once the buffer has drained (the last chunk, then the connection may be kept alive).
+  // Idempotent; write() fails from then on.
+  void close();
+  // False once closed by close(), by the client or by the server.
+  bool connected() const;
+  // Bytes written and not yet handed to the socket.
+  size_t buffered() const;
+  // The cap of buffered(), fixed at creation.
+  size_t capacity() const;
+  // Called once, from the loop, when the connection is done with the stream (see End); not called after
+  // the handle is destroyed, nor when the stream was already over when it was set (check connected()).
+  // It may destroy this handle.
+  void on_closed(std::function<void(End)> callback);
+
+ private:
+  friend class HttpReply;
+  explicit HttpStream(std::shared_ptr<HttpReply::Conn> conn) : conn_(std::move(conn)) {}
+  std::shared_ptr<HttpReply::Conn> conn_;
 };
 
 using HttpHandler = std::function<void(HttpRequest&, HttpReply)>;
@@ -172,13 +228,19 @@ class HttpServer {
   // Connections held now (not counting those evicted and not yet cleaned up), for tests and health.
   size_t connection_count() const;
 
-  // Stops accepting (new connections are refused); open connections are closed when the object dies.
+  // Streams open now (HttpReply::stream, not yet over), for tests and health.
+  size_t stream_count() const;
+
+  // Stops accepting (new connections are refused) and closes every open stream (its buffered bytes are
+  // still sent while the loop runs); open connections are closed when the object dies.
   void quiesce();
 
  private:
   friend class HttpReply;
+  friend class HttpStream;
   HttpServer(HttpServerOptions options, HttpHandler handler);
   void accept_some(uint64_t now_ms);
+  void reap_hangups();
   void expire(uint64_t now_ms);
 
   HttpServerOptions options_;
@@ -194,6 +256,10 @@ class HttpServer {
 
   struct Conns;
   std::unique_ptr<Conns> conns_;
+  // Connections suspended now (a reply awaited, or a stream with nothing to send): libmicrohttpd must not be
+  // stopped with any of them suspended, so the destructor resumes them first.
+  struct Parked;
+  std::unique_ptr<Parked> parked_;
 
   struct Glue;
   friend struct Glue;
