@@ -147,12 +147,7 @@ RequestId SimUpstream::transcribe(SttRequest request, SttCallbacks cb) {
   auto shared = std::make_shared<SttCallbacks>(std::move(cb));
   std::vector<Step> steps;
   if (breaker_open(provider)) {
-    SimFailure f{UpstreamError::Kind::breaker_open, 0, "circuit breaker open for " + provider};
-    steps.push_back({0,
-                     [shared, e = error(UpstreamStage::stt, f, provider)] {
-                       if (shared->on_error) shared->on_error(e);
-                     },
-                     true});
+    steps.push_back(failure_step(0, UpstreamStage::stt, breaker_refusal(provider), provider, shared));
     return run(std::move(steps));
   }
   std::variant<std::string, SimFailure> answer = std::string();
@@ -162,15 +157,9 @@ RequestId SimUpstream::transcribe(SttRequest request, SttCallbacks cb) {
     answer = std::move(stt_.front());
     stt_.pop_front();
   }
-  steps.push_back({t.sent_ms, [shared] {
-                     if (shared->on_sent) shared->on_sent();
-                   }});
+  steps.push_back(sent_step(t.sent_ms, shared));
   if (auto* f = std::get_if<SimFailure>(&answer)) {
-    steps.push_back({t.first_ms,
-                     [shared, e = error(UpstreamStage::stt, *f, provider)] {
-                       if (shared->on_error) shared->on_error(e);
-                     },
-                     true});
+    steps.push_back(failure_step(t.first_ms, UpstreamStage::stt, *f, provider, shared));
   } else {
     steps.push_back({t.first_ms,
                      [shared, text = std::get<std::string>(answer)] {
@@ -192,19 +181,13 @@ RequestId SimUpstream::chat(ChatRequest request, ChatCallbacks cb) {
   auto shared = std::make_shared<ChatCallbacks>(std::move(cb));
   std::vector<Step> steps;
   auto fail_with = [&](int64_t delay, const SimFailure& f) {
-    steps.push_back({delay,
-                     [shared, e = error(UpstreamStage::llm, f, provider)] {
-                       if (shared->on_error) shared->on_error(e);
-                     },
-                     true});
+    steps.push_back(failure_step(delay, UpstreamStage::llm, f, provider, shared));
   };
   if (breaker_open(provider)) {
-    fail_with(0, SimFailure{UpstreamError::Kind::breaker_open, 0, "circuit breaker open for " + provider});
+    fail_with(0, breaker_refusal(provider));
     return run(std::move(steps));
   }
-  steps.push_back({t.sent_ms, [shared] {
-                     if (shared->on_sent) shared->on_sent();
-                   }});
+  steps.push_back(sent_step(t.sent_ms, shared));
   std::optional<SimLlmReply> reply;
   if (auto f = take_failure(UpstreamStage::llm)) {
     reply = SimLlmReply{};
@@ -263,23 +246,12 @@ RequestId SimUpstream::speak(TtsRequest request, TtsCallbacks cb) {
   auto shared = std::make_shared<TtsCallbacks>(std::move(cb));
   std::vector<Step> steps;
   if (breaker_open(provider)) {
-    SimFailure f{UpstreamError::Kind::breaker_open, 0, "circuit breaker open for " + provider};
-    steps.push_back({0,
-                     [shared, e = error(UpstreamStage::tts, f, provider)] {
-                       if (shared->on_error) shared->on_error(e);
-                     },
-                     true});
+    steps.push_back(failure_step(0, UpstreamStage::tts, breaker_refusal(provider), provider, shared));
     return run(std::move(steps));
   }
-  steps.push_back({t.sent_ms, [shared] {
-                     if (shared->on_sent) shared->on_sent();
-                   }});
+  steps.push_back(sent_step(t.sent_ms, shared));
   if (auto f = take_failure(UpstreamStage::tts)) {
-    steps.push_back({t.first_ms,
-                     [shared, e = error(UpstreamStage::tts, *f, provider)] {
-                       if (shared->on_error) shared->on_error(e);
-                     },
-                     true});
+    steps.push_back(failure_step(t.first_ms, UpstreamStage::tts, *f, provider, shared));
     return run(std::move(steps));
   }
   size_t total = request.text.size() * tts_bytes_per_char;
@@ -329,19 +301,13 @@ RequestId SimUpstream::embed(EmbeddingsRequest request, EmbeddingsCallbacks cb) 
   auto shared = std::make_shared<EmbeddingsCallbacks>(std::move(cb));
   std::vector<Step> steps;
   auto fail_with = [&](int64_t delay, const SimFailure& f) {
-    steps.push_back({delay,
-                     [shared, e = error(UpstreamStage::embeddings, f, provider)] {
-                       if (shared->on_error) shared->on_error(e);
-                     },
-                     true});
+    steps.push_back(failure_step(delay, UpstreamStage::embeddings, f, provider, shared));
   };
   if (breaker_open(provider)) {
-    fail_with(0, SimFailure{UpstreamError::Kind::breaker_open, 0, "circuit breaker open for " + provider});
+    fail_with(0, breaker_refusal(provider));
     return run(std::move(steps));
   }
-  steps.push_back({t.sent_ms, [shared] {
-                     if (shared->on_sent) shared->on_sent();
-                   }});
+  steps.push_back(sent_step(t.sent_ms, shared));
   if (auto f = take_failure(UpstreamStage::embeddings)) {
     fail_with(t.first_ms, *f);
   } else {

@@ -107,6 +107,26 @@ class SimUpstream final : public Upstream {
   void next(RequestId id, size_t index);
   std::optional<SimFailure> take_failure(UpstreamStage stage);
   UpstreamError error(UpstreamStage stage, const SimFailure& f, const std::string& provider) const;
+  // The steps every stage shares, for any stage's callbacks: ending the request with a failure, and
+  // reporting the body sent.
+  template <class Callbacks>
+  Step failure_step(int64_t delay_ms, UpstreamStage stage, const SimFailure& f, const std::string& provider,
+                    const std::shared_ptr<Callbacks>& cb) const {
+    return {delay_ms,
+            [cb, e = error(stage, f, provider)] {
+              if (cb->on_error) cb->on_error(e);
+            },
+            true};
+  }
+  template <class Callbacks>
+  static Step sent_step(int64_t delay_ms, const std::shared_ptr<Callbacks>& cb) {
+    return {delay_ms, [cb] {
+              if (cb->on_sent) cb->on_sent();
+            }};
+  }
+  static SimFailure breaker_refusal(const std::string& provider) {
+    return {UpstreamError::Kind::breaker_open, 0, "circuit breaker open for " + provider};
+  }
 
   Schedule schedule_;
   std::shared_ptr<State> state_;  // scheduled closures hold it weakly: they may outlive this object
