@@ -381,16 +381,8 @@ RequestId OpenAiUpstream::chat(ChatRequest request, ChatCallbacks callbacks) {
   cJSON_AddNumberToObject(doc.get(), "max_tokens", request.max_tokens);
   cJSON_AddBoolToObject(doc.get(), "stream", 1);
 
-  auto& r = c->http;
-  r.method = "POST";
-  r.url = url_of(request.endpoint, "/chat/completions");
-  r.headers = common_headers(request.endpoint, options_);
-  r.headers.emplace_back("Content-Type: application/json");
-  r.headers.emplace_back("Accept: text/event-stream");
-  r.body = json_print(doc.get());
-  limits(r, request.endpoint, options_);
-  c->endpoint = std::move(request.endpoint);
-  return submit(std::move(c));
+  return submit_json(std::move(c), std::move(request.endpoint), "/chat/completions", doc.get(),
+                     "text/event-stream");
 }
 
 RequestId OpenAiUpstream::speak(TtsRequest request, TtsCallbacks callbacks) {
@@ -403,16 +395,8 @@ RequestId OpenAiUpstream::speak(TtsRequest request, TtsCallbacks callbacks) {
   json_add_string(doc.get(), "voice", request.voice);
   cJSON_AddNumberToObject(doc.get(), "speed", request.speed);
   json_add_string(doc.get(), "response_format", request.format);
-  auto& r = c->http;
-  r.method = "POST";
   c->build_error = unsupported(request.endpoint, UpstreamStage::tts);
-  r.url = url_of(request.endpoint, "/audio/speech");
-  r.headers = common_headers(request.endpoint, options_);
-  r.headers.emplace_back("Content-Type: application/json");
-  r.body = json_print(doc.get());
-  limits(r, request.endpoint, options_);
-  c->endpoint = std::move(request.endpoint);
-  return submit(std::move(c));
+  return submit_json(std::move(c), std::move(request.endpoint), "/audio/speech", doc.get(), {});
 }
 
 RequestId OpenAiUpstream::embed(EmbeddingsRequest request, EmbeddingsCallbacks callbacks) {
@@ -446,15 +430,20 @@ RequestId OpenAiUpstream::embed(EmbeddingsRequest request, EmbeddingsCallbacks c
   for (const auto& text : request.inputs) cJSON_AddItemToArray(input, cJSON_CreateString(text.c_str()));
   json_add_string(doc.get(), "encoding_format", "float");
   if (request.dimensions > 0) cJSON_AddNumberToObject(doc.get(), "dimensions", request.dimensions);
+  return submit_json(std::move(c), std::move(request.endpoint), "/embeddings", doc.get(), "application/json");
+}
+
+RequestId OpenAiUpstream::submit_json(std::shared_ptr<Call> c, Endpoint endpoint, std::string_view path,
+                                      const cJSON* doc, std::string_view accept) {
   auto& r = c->http;
   r.method = "POST";
-  r.url = url_of(request.endpoint, "/embeddings");
-  r.headers = common_headers(request.endpoint, options_);
+  r.url = url_of(endpoint, path);
+  r.headers = common_headers(endpoint, options_);
   r.headers.emplace_back("Content-Type: application/json");
-  r.headers.emplace_back("Accept: application/json");
-  r.body = json_print(doc.get());
-  limits(r, request.endpoint, options_);
-  c->endpoint = std::move(request.endpoint);
+  if (!accept.empty()) r.headers.emplace_back("Accept: " + std::string(accept));
+  r.body = json_print(doc);
+  limits(r, endpoint, options_);
+  c->endpoint = std::move(endpoint);
   return submit(std::move(c));
 }
 

@@ -80,6 +80,9 @@ class OpenAiUpstream final : public Upstream {
   OpenAiUpstream(HttpClient& client, OpenAiOptions options);
   int64_t now() const;
   RequestId submit(std::shared_ptr<Call> call);
+  // POSTs doc as JSON to the endpoint's path (chat, speech, embeddings); accept empty = no Accept header.
+  RequestId submit_json(std::shared_ptr<Call> call, Endpoint endpoint, std::string_view path,
+                        const cJSON* doc, std::string_view accept);
   void attempt(const std::shared_ptr<Call>& call);
   void on_headers(const std::shared_ptr<Call>& call, long status, std::string_view content_type);
   void on_body(const std::shared_ptr<Call>& call, std::string_view chunk);
