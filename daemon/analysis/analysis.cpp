@@ -48,17 +48,6 @@ bool transient(const net::UpstreamError& e) {
   return true;  // timeout, connect, reset, breaker_open, protocol (a proxy's broken stream)
 }
 
-net::Endpoint endpoint_of(const LlmConfig& l) {
-  net::Endpoint ep;
-  ep.provider = l.provider;
-  ep.api_version = l.api_version;
-  ep.base_url = l.base_url;
-  ep.api_key = l.api_key;
-  ep.model = l.model;
-  ep.timeout_ms = l.timeout_ms;
-  return ep;
-}
-
 // The call's post_call_analysis as an object to add to: what the calls engine put there stays
 // (upstream_errors, callback_required).
 JsonPtr analysis_object(const CallRecord& call) {
@@ -247,7 +236,7 @@ void AnalysisService::begin(const PostCallJob& job) {
 
 void AnalysisService::send(const std::shared_ptr<Running>& r) {
   net::ChatRequest req;
-  req.endpoint = endpoint_of(r->agent.analysis.llm);
+  req.endpoint = to_net_endpoint(r->agent.analysis.llm);
   req.messages = r->prepared.messages;  // after a bad reply, the repair conversation (on_reply)
   req.temperature = r->agent.analysis.llm.temperature;
   req.max_tokens = r->agent.analysis.llm.max_tokens;

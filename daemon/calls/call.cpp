@@ -152,18 +152,6 @@ size_t Call::memory_bytes() const {
   return n;
 }
 
-net::Endpoint Call::endpoint(const UpstreamEndpoint& e, int64_t first_byte_ms) const {
-  net::Endpoint ep;
-  ep.provider = e.provider;
-  ep.api_version = e.api_version;
-  ep.base_url = e.base_url;
-  ep.api_key = e.api_key;  // an api_key_file was read with the configuration (config/agents.cpp)
-  ep.model = e.model;
-  ep.timeout_ms = e.timeout_ms;
-  ep.first_byte_timeout_ms = first_byte_ms > 0 ? std::min<int64_t>(first_byte_ms, e.timeout_ms) : 0;
-  return ep;
-}
-
 std::string Call::render_template(std::string_view text) const {
   return call_text::render_template(text, {setup_.person_name, setup_.additional_data, record_.phone_number});
 }
@@ -657,7 +645,7 @@ void Call::on_endpoint(const audio::EndpointEvent& e) {
         break;
       }
       net::SttRequest req;
-      req.endpoint = endpoint(setup_.agent.stt, 0);
+      req.endpoint = to_net_endpoint(setup_.agent.stt);
       req.audio = std::move(*blob);
       req.mime = "audio/ogg";
       req.language = call_text::language_code(setup_.agent);
@@ -906,7 +894,7 @@ void Call::request_llm() {
   messages_[0].content = system_prompt();
   net::ChatRequest req;
   // The watchdogs are the hard limit; the dead-air guard (filler, then fallback) acts for the caller first.
-  req.endpoint = endpoint(setup_.agent.llm, 2 * static_cast<int64_t>(ctx_.calls.dead_air_ms));
+  req.endpoint = to_net_endpoint(setup_.agent.llm, 2 * static_cast<int64_t>(ctx_.calls.dead_air_ms));
   req.messages = messages_;
   req.tools = tools();
   req.temperature = setup_.agent.llm.temperature;
@@ -972,7 +960,7 @@ void Call::next_tts() {
   std::string text = std::move(tts_queue_.front());
   tts_queue_.pop_front();
   net::TtsRequest req;
-  req.endpoint = endpoint(setup_.agent.voice, 2 * static_cast<int64_t>(ctx_.calls.dead_air_ms));
+  req.endpoint = to_net_endpoint(setup_.agent.voice, 2 * static_cast<int64_t>(ctx_.calls.dead_air_ms));
   req.text = std::move(text);
   req.voice = setup_.agent.voice.voice;
   req.speed = setup_.agent.voice.speed;

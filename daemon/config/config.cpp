@@ -296,4 +296,17 @@ Result<Config> load_config_file(const std::string& path) {
   return parse_config(text);
 }
 
+net::Endpoint to_net_endpoint(const UpstreamEndpoint& e, int64_t first_byte_timeout_ms) {
+  net::Endpoint ep;
+  ep.provider = e.provider;
+  ep.api_version = e.api_version;
+  ep.base_url = e.base_url;
+  ep.api_key = e.api_key;
+  ep.model = e.model;
+  ep.timeout_ms = e.timeout_ms;
+  ep.first_byte_timeout_ms =
+      first_byte_timeout_ms > 0 ? std::min<int64_t>(first_byte_timeout_ms, e.timeout_ms) : 0;
+  return ep;
+}
+
 }  // namespace osvi::daemon

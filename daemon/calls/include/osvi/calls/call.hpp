@@ -225,7 +225,6 @@ class Call final : private AudioPort::Listener {
   std::vector<net::ToolSpec> tools() const;
   std::string render_template(std::string_view text) const;
   void set_min_speech_ms(int ms);
-  net::Endpoint endpoint(const UpstreamEndpoint& e, int64_t first_byte_ms) const;
   int64_t now_us() const { return ctx_.clock->monotonic_us(); }
   int64_t wall_ms() const { return ctx_.clock->wall_ms(); }
   double samples_to_ms(uint64_t samples) const;

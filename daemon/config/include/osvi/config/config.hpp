@@ -12,6 +12,7 @@
 #include "osvi/base/log.hpp"
 #include "osvi/hal/at_modem_line.hpp"
 #include "osvi/hal/sim_line.hpp"
+#include "osvi/net/upstream.hpp"
 #include "osvi/result.hpp"
 
 struct cJSON;
@@ -154,6 +155,10 @@ struct UpstreamEndpoint {
   std::string api_key_file;  // the path, kept for messages; the key itself is in api_key
   unsigned timeout_ms = 8000;
 };
+
+// A configured endpoint as a request's settings; the first-byte watchdog is capped by the request's timeout
+// (0 = off). The api_key is already the file's when api_key_file was given.
+net::Endpoint to_net_endpoint(const UpstreamEndpoint& e, int64_t first_byte_timeout_ms = 0);
 
 struct SttConfig : UpstreamEndpoint {
   SttConfig() { model = "whisper-1"; }
