@@ -451,8 +451,55 @@ CREATE TABLE webhook_attempts (
 );
 )sql";
 
-constexpr std::array<std::string_view, 5> kMigrations = {kMigration1, kMigration2, kMigration3, kMigration4,
-                                                         kMigration5};
+// Migration 6 belongs to the knowledge base (issue 15, another branch): this placeholder holds its number
+// until the branches meet, and is replaced by it then (a comment-only script applies nothing).
+constexpr std::string_view kMigration6 = "-- reserved for the knowledge base";
+
+// Migration 7: chat sessions and their messages (docs/store.md, "Chat"). At most one session that is not
+// closed per (customer, agent), enforced by the partial unique index.
+constexpr std::string_view kMigration7 = R"sql(
+CREATE TABLE chat_sessions (
+  id                TEXT PRIMARY KEY NOT NULL CHECK (id <> ''),
+  agent_uuid        TEXT NOT NULL,
+  customer_id       TEXT NOT NULL CHECK (customer_id <> ''),
+  mode              TEXT NOT NULL DEFAULT 'ai' CHECK (mode IN ('ai', 'support')),
+  status            TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'dormant', 'closed')),
+  help_requested    INTEGER NOT NULL DEFAULT 0 CHECK (help_requested IN (0, 1)),
+  current_state     TEXT,
+  input_fields      TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(input_fields)),
+  state_fields      TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(state_fields)),
+  context           TEXT NOT NULL DEFAULT '[]' CHECK (json_valid(context)),
+  active_human      TEXT,
+  created_at        INTEGER NOT NULL,
+  updated_at        INTEGER NOT NULL,
+  last_message_at   INTEGER NOT NULL,
+  closed_at         INTEGER,
+  summary           TEXT,
+  summary_error     TEXT
+);
+CREATE UNIQUE INDEX chat_sessions_open ON chat_sessions (customer_id, agent_uuid) WHERE status <> 'closed';
+CREATE INDEX chat_sessions_customer ON chat_sessions (customer_id, status);
+CREATE INDEX chat_sessions_listing ON chat_sessions (help_requested DESC, updated_at DESC, id);
+CREATE INDEX chat_sessions_agent ON chat_sessions (agent_uuid, status, updated_at DESC);
+CREATE INDEX chat_sessions_idle ON chat_sessions (agent_uuid, last_message_at) WHERE status = 'active';
+CREATE TABLE chat_messages (
+  id           INTEGER PRIMARY KEY,
+  session_id   TEXT NOT NULL REFERENCES chat_sessions (id),
+  role         TEXT NOT NULL
+               CHECK (role IN ('customer', 'agent', 'operator', 'whisper', 'tell', 'system', 'tool')),
+  text         TEXT NOT NULL,
+  created_at   INTEGER NOT NULL,
+  operator     TEXT,
+  latency_ms   INTEGER,
+  error        TEXT,
+  consumed_by  INTEGER
+);
+CREATE INDEX chat_messages_session ON chat_messages (session_id, id);
+CREATE INDEX chat_messages_whispers ON chat_messages (session_id, id) WHERE role = 'whisper' AND consumed_by IS NULL;
+)sql";
+
+constexpr std::array<std::string_view, 7> kMigrations = {kMigration1, kMigration2, kMigration3, kMigration4,
+                                                         kMigration5, kMigration6, kMigration7};
 
 }  // namespace
 
