@@ -140,6 +140,10 @@ class ChatService {
   // Serialisation: job runs when the session's earlier jobs are done; false when the queue is full.
   bool enqueue(const std::string& session_id, std::function<void()> job);
   void job_done(const std::string& session_id);
+  // done, run later when called while enqueue() runs a job inside the caller's call.
+  template <class T>
+  std::function<void(T)> defer_if_sync(std::function<void(T)> done);
+  int sync_depth_ = 0;
 
   void run_inbound(ChatInbound request, ChatTurnDone done);
   void run_tell(std::string session_id, ChatSupport request, ChatSupportDone done);
