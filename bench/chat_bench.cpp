@@ -1,8 +1,8 @@
-// POST /v1/chat/inbound overhead without the model: the daemon's HTTP server, Api, ChatService and store on an
-// sd-event loop, a stand-in model that answers on the next loop turn; a client on loopback, p50/p99.
+// POST /v1/chat/inbound overhead without the model: the daemon's HTTP server, Api, ChatService and store on
+// an sd-event loop, a stand-in model that answers on the next loop turn; a client on loopback, p50/p99.
 //
-// chat_bench [requests] [sessions]: requests (default 5000, after 200 warm-up) spread round-robin over sessions
-// (default 100) so each session's history grows as a real one does (40 messages are read per turn).
+// chat_bench [requests] [sessions]: requests (default 5000, after 200 warm-up) spread round-robin over
+// sessions (default 100) so each session's history grows as a real one does (40 messages are read per turn).
 // Figures: the client's round trip (curl on loopback, keep-alive), the same client's round trip to a trivial
 // endpoint (the HTTP floor), and the daemon's own time: from the Api handler's entry to the agent reply's
 // commit, minus the stand-in model's time.
@@ -37,8 +37,8 @@ double us_since(Clk::time_point t0, Clk::time_point t1) {
   return std::chrono::duration<double, std::micro>(t1 - t0).count();
 }
 
-// The model: every chat request answers "ok" on the next loop turn, woken by an eventfd as a socket would wake
-// it (a timer has sd-event's 1 ms accuracy); its own time is recorded and taken out of the daemon's.
+// The model: every chat request answers "ok" on the next loop turn, woken by an eventfd as a socket would
+// wake it (a timer has sd-event's 1 ms accuracy); its own time is recorded and taken out of the daemon's.
 class InstantUpstream final : public net::Upstream {
  public:
   explicit InstantUpstream(EventLoop& loop) : fd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
@@ -216,9 +216,10 @@ int main(int argc, char** argv) {
   std::printf("requests %d over %d sessions (after %d warm-up)\n", requests, sessions, warmup);
   std::printf("client round trip (loopback, keep-alive): p50 %.2f ms  p99 %.2f ms  max %.2f ms\n",
               pct(rtt_us, 0.5) / 1000, pct(rtt_us, 0.99) / 1000, pct(rtt_us, 1.0) / 1000);
-  std::printf("floor: GET /v1/active_agents round trip:     p50 %.2f ms  p99 %.2f ms\n", pct(floor_us, 0.5) / 1000,
-              pct(floor_us, 0.99) / 1000);
-  std::printf("daemon's own time (handler -> reply stored, minus model): p50 %.2f ms  p99 %.2f ms  max %.2f ms\n",
-              pct(daemon_us, 0.5) / 1000, pct(daemon_us, 0.99) / 1000, pct(daemon_us, 1.0) / 1000);
+  std::printf("floor: GET /v1/active_agents round trip:     p50 %.2f ms  p99 %.2f ms\n",
+              pct(floor_us, 0.5) / 1000, pct(floor_us, 0.99) / 1000);
+  std::printf(
+      "daemon's own time (handler -> reply stored, minus model): p50 %.2f ms  p99 %.2f ms  max %.2f ms\n",
+      pct(daemon_us, 0.5) / 1000, pct(daemon_us, 0.99) / 1000, pct(daemon_us, 1.0) / 1000);
   return 0;
 }

@@ -175,9 +175,9 @@ void Api::handle(HttpRequest& request, HttpReply reply) {
   }
   body_.reset();
   // The older docs' close_session / pause_session examples send no body at all.
-  const bool bodiless_legacy = request.method == "POST" && request.body.empty() &&
-                               request.path.starts_with("/chat_sessions/") &&
-                               (request.path.ends_with("/close_session") || request.path.ends_with("/pause_session"));
+  const bool bodiless_legacy =
+      request.method == "POST" && request.body.empty() && request.path.starts_with("/chat_sessions/") &&
+      (request.path.ends_with("/close_session") || request.path.ends_with("/pause_session"));
   if (wants_body(request.method) && !bodiless_legacy) {
     auto type = request.header("Content-Type");
     // Contacts may come as a CSV file too: that body goes, unparsed, to the CSV importer's handler.

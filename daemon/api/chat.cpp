@@ -67,7 +67,8 @@ std::optional<Invalid> text_member(const cJSON* body, const char* name, bool req
 }
 
 bool call_text_empty(std::string_view s) {
-  return std::all_of(s.begin(), s.end(), [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; });
+  return std::all_of(s.begin(), s.end(),
+                     [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; });
 }
 
 std::optional<Invalid> agent_member(const cJSON* body, std::string* agent_uuid) {
@@ -84,8 +85,8 @@ using namespace chat_api;
 namespace {
 
 // GET /v1/chat/sessions' query.
-constexpr std::string_view kListParams[] = {"agent_uuid", "status", "mode", "customer_id", "help_requested",
-                                            "page", "per_page"};
+constexpr std::string_view kListParams[] = {"agent_uuid",     "status", "mode",    "customer_id",
+                                            "help_requested", "page",   "per_page"};
 
 void add_meta(cJSON* root, int64_t page, int64_t per_page, int64_t total) {
   cJSON* meta = cJSON_AddObjectToObject(root, "meta");
@@ -103,7 +104,8 @@ std::optional<Invalid> page_params(const std::string& name, const std::string& v
     *page = *n;
   } else {
     auto n = parse_positive(value);
-    if (!n || *n > kMaxPerPage) return Invalid{"per_page: must be an integer in 1.." + std::to_string(kMaxPerPage)};
+    if (!n || *n > kMaxPerPage)
+      return Invalid{"per_page: must be an integer in 1.." + std::to_string(kMaxPerPage)};
     *per_page = *n;
   }
   return std::nullopt;
@@ -157,13 +159,14 @@ void Api::create_chat_session(HttpRequest&, HttpReply reply) {
   if (const cJSON* c = cJSON_GetObjectItemCaseSensitive(body, "context"); c && !cJSON_IsNull(c)) {
     if (!cJSON_IsArray(c)) return reply.send(error(422, "context: must be an array of strings"));
     if (cJSON_GetArraySize(c) > static_cast<int>(kMaxChatContextItems))
-      return reply.send(error(422, "context: more than " + std::to_string(kMaxChatContextItems) + " entries"));
+      return reply.send(
+          error(422, "context: more than " + std::to_string(kMaxChatContextItems) + " entries"));
     const cJSON* item = nullptr;
     cJSON_ArrayForEach(item, c) {
       if (!cJSON_IsString(item)) return reply.send(error(422, "context: must be an array of strings"));
       if (net::utf8_length(item->valuestring) > kMaxChatTextChars)
-        return reply.send(error(422, "context: an entry is longer than " + std::to_string(kMaxChatTextChars) +
-                                         " characters"));
+        return reply.send(error(
+            422, "context: an entry is longer than " + std::to_string(kMaxChatTextChars) + " characters"));
       context.emplace_back(item->valuestring);
     }
   }
@@ -182,7 +185,8 @@ void Api::active_chat_session(HttpRequest& request, HttpReply reply) {
     } else if (name == "agent_uuid") {
       agent = value;
     } else {
-      return reply.send(error(422, "query parameter " + quoted(name) + ": unknown (expected customer_id, agent_uuid)"));
+      return reply.send(
+          error(422, "query parameter " + quoted(name) + ": unknown (expected customer_id, agent_uuid)"));
     }
   }
   if (!customer || customer->empty()) return reply.send(error(422, "customer_id: required"));
@@ -191,8 +195,8 @@ void Api::active_chat_session(HttpRequest& request, HttpReply reply) {
     auto row = ctx_.chat->open_session(*customer, *agent);
     if (!row) return reply.send(error_response(row.error()));
     if (!*row || (*row)->status != "active")
-      return reply.send(error(404, "no active chat session of customer " + quoted(*customer) + " with agent " +
-                                       quoted(*agent)));
+      return reply.send(error(
+          404, "no active chat session of customer " + quoted(*customer) + " with agent " + quoted(*agent)));
     return reply.send(success(ctx_.chat->session_json(**row)));
   }
   auto rows = ctx_.store->chat().open_for_customer(*customer);
@@ -215,7 +219,8 @@ void Api::chat_inbound(HttpRequest&, HttpReply reply) {
     return reply.send(error(422, bad->message));
   if (auto bad = text_member(body, "content", true, kMaxChatTextChars, &content))
     return reply.send(error(422, bad->message));
-  if (auto bad = text_member(body, "session_id", false, 64, &session)) return reply.send(error(422, bad->message));
+  if (auto bad = text_member(body, "session_id", false, 64, &session))
+    return reply.send(error(422, bad->message));
   if (session && !is_uuid(*session)) return reply.send(error(422, "session_id: must be a UUID"));
   if (!chat_agent_allowed(in.agent_uuid, reply)) return;
   in.customer_id = *customer;
@@ -244,13 +249,14 @@ void Api::chat_support(HttpRequest& request, HttpReply reply) {
   if (!row) return;
   const cJSON* body = body_.get();
   ChatSupport sup;
-  if (auto bad = text_member(body, "command", false, 16, &sup.command)) return reply.send(error(422, bad->message));
+  if (auto bad = text_member(body, "command", false, 16, &sup.command))
+    return reply.send(error(422, bad->message));
   if (sup.command && sup.command->empty()) sup.command.reset();
   if (sup.command) {
     constexpr std::string_view kCommands[] = {"takeover", "tell", "whisper", "end", "close"};
     if (std::find(std::begin(kCommands), std::end(kCommands), *sup.command) == std::end(kCommands))
-      return reply.send(error(422, "command: " + quoted(*sup.command) +
-                                       " is not one of takeover, tell, whisper, end, close"));
+      return reply.send(error(
+          422, "command: " + quoted(*sup.command) + " is not one of takeover, tell, whisper, end, close"));
   }
   if (auto bad = text_member(body, "message", false, kMaxChatTextChars, &sup.message))
     return reply.send(error(422, bad->message));
@@ -275,7 +281,8 @@ void Api::chat_support(HttpRequest& request, HttpReply reply) {
       net::json_add_string_or_null(d.get(), "reply", r->reply);
       net::json_add_string_or_null(d.get(), "error", r->error);
     }
-    if (command && *command == "takeover") net::json_add_string_or_null(d.get(), "active_human", r->session.active_human);
+    if (command && *command == "takeover")
+      net::json_add_string_or_null(d.get(), "active_human", r->session.active_human);
     if (command && *command == "close") {
       net::json_add_string_or_null(d.get(), "summary", r->summary);
       net::json_add_string_or_null(d.get(), "summary_error", r->summary_error);
@@ -312,9 +319,10 @@ void Api::list_chat_sessions(HttpRequest& request, HttpReply reply) {
   std::vector<std::string_view> seen;
   for (const auto& [name, value] : request.query) {
     if (std::find(std::begin(kListParams), std::end(kListParams), name) == std::end(kListParams))
-      return reply.send(error(422, "query parameter " + quoted(name) +
-                                       ": unknown (expected agent_uuid, status, mode, customer_id, help_requested, "
-                                       "page, per_page)"));
+      return reply.send(
+          error(422, "query parameter " + quoted(name) +
+                         ": unknown (expected agent_uuid, status, mode, customer_id, help_requested, "
+                         "page, per_page)"));
     if (std::find(seen.begin(), seen.end(), name) != seen.end())
       return reply.send(error(422, name + ": given more than once"));
     seen.push_back(name);
@@ -374,9 +382,9 @@ void Api::get_chat_session(HttpRequest& request, HttpReply reply) {
   JsonPtr s = ctx_.chat->session_json(*row);
   net::json_add_string(s.get(), "agent_uuid", row->agent_uuid);
   net::json_add_string(s.get(), "last_message_at", format_utc_micro(row->last_message_at_ms));
-  net::json_add_string_or_null(s.get(), "closed_at",
-                               row->closed_at_ms ? std::optional<std::string>(format_utc_micro(*row->closed_at_ms))
-                                                 : std::nullopt);
+  net::json_add_string_or_null(
+      s.get(), "closed_at",
+      row->closed_at_ms ? std::optional<std::string>(format_utc_micro(*row->closed_at_ms)) : std::nullopt);
   net::json_add_string_or_null(s.get(), "summary", row->summary);
   net::json_add_string_or_null(s.get(), "summary_error", row->summary_error);
   reply.send(success(std::move(s)));
@@ -388,7 +396,8 @@ void Api::chat_session_messages(HttpRequest& request, HttpReply reply) {
   int64_t page = 1, per_page = 25;
   for (const auto& [name, value] : request.query) {
     if (name != "page" && name != "per_page")
-      return reply.send(error(422, "query parameter " + quoted(name) + ": unknown (expected page, per_page)"));
+      return reply.send(
+          error(422, "query parameter " + quoted(name) + ": unknown (expected page, per_page)"));
     if (auto bad = page_params(name, value, &page, &per_page)) return reply.send(error(422, bad->message));
   }
   auto row = find_chat_session(id, reply);
@@ -398,7 +407,8 @@ void Api::chat_session_messages(HttpRequest& request, HttpReply reply) {
   JsonPtr root(cJSON_CreateObject());
   cJSON_AddBoolToObject(root.get(), "success", true);
   cJSON* data = cJSON_AddArrayToObject(root.get(), "data");
-  for (const ChatMessageRow& m : msgs->rows) cJSON_AddItemToArray(data, ChatService::message_json(m).release());
+  for (const ChatMessageRow& m : msgs->rows)
+    cJSON_AddItemToArray(data, ChatService::message_json(m).release());
   add_meta(root.get(), page, per_page, msgs->total_count);
   reply.send(json_response(200, root.get()));
 }

@@ -69,14 +69,16 @@ void Api::legacy_send_message(HttpRequest&, HttpReply reply) {
   ChatInbound in;
   std::optional<std::string> session, message;
   if (auto bad = agent_member(body, &in.agent_uuid)) return reply.send(error(422, bad->message));
-  if (auto bad = text_member(body, "chat_session_id", true, 64, &session)) return reply.send(error(422, bad->message));
+  if (auto bad = text_member(body, "chat_session_id", true, 64, &session))
+    return reply.send(error(422, bad->message));
   if (auto bad = text_member(body, "message", true, kMaxChatTextChars, &message))
     return reply.send(error(422, bad->message));
   if (!chat_agent_allowed(in.agent_uuid, reply)) return;
   auto row = find_chat_session(*session, reply);
   if (!row) return;
   if (row->agent_uuid != in.agent_uuid)
-    return reply.send(error(404, "no chat session " + quoted(*session) + " of agent " + quoted(in.agent_uuid)));
+    return reply.send(
+        error(404, "no chat session " + quoted(*session) + " of agent " + quoted(in.agent_uuid)));
   in.customer_id = row->customer_id;
   in.content = *message;
   in.session_id = row->id;

@@ -15,10 +15,10 @@
 namespace osvi::daemon {
 
 // docs/api.md, chat "Limits" (characters are Unicode code points).
-inline constexpr size_t kMaxChatTextChars = 4000;         // content, message, a context entry
+inline constexpr size_t kMaxChatTextChars = 4000;  // content, message, a context entry
 inline constexpr size_t kMaxChatCustomerIdChars = 256;
-inline constexpr size_t kMaxChatOperatorChars = 200;      // operator / active_human
-inline constexpr size_t kMaxChatContextItems = 50;        // given to POST /v1/chat/session (5 are kept)
+inline constexpr size_t kMaxChatOperatorChars = 200;           // operator / active_human
+inline constexpr size_t kMaxChatContextItems = 50;             // given to POST /v1/chat/session (5 are kept)
 inline constexpr size_t kMaxChatInputFieldsBytes = 16 * 1024;  // compact JSON
 
 namespace chat_api {

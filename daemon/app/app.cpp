@@ -591,7 +591,9 @@ Status App::start_calls() {
   chat_ctx.store = store_.get();
   chat_ctx.upstream = &upstream_->upstream();
   chat_ctx.clock = clock_.get();
-  chat_ctx.timer = [this](std::function<void()> fire) { return make_loop_call_timer(*loop_, std::move(fire)); };
+  chat_ctx.timer = [this](std::function<void()> fire) {
+    return make_loop_call_timer(*loop_, std::move(fire));
+  };
   auto chat = ChatService::create(std::move(chat_ctx));
   if (!chat) return make_error("chat: " + chat.error().message, chat.error().code);
   chat_ = std::move(*chat);

@@ -91,10 +91,9 @@ struct ChatService::Turn {
 
 const std::vector<std::string_view>& ChatService::help_phrases() {
   static const std::vector<std::string_view> phrases = {
-      "talk to a human",     "speak to a human",    "talk to a person",  "speak to a person",
-      "real person",         "human agent",         "live agent",        "talk to an agent",
-      "speak to an agent",   "talk to someone",     "speak to someone",  "customer care",
-      "representative",      "connect me to an agent"};
+      "talk to a human",  "speak to a human", "talk to a person", "speak to a person",     "real person",
+      "human agent",      "live agent",       "talk to an agent", "speak to an agent",     "talk to someone",
+      "speak to someone", "customer care",    "representative",   "connect me to an agent"};
   return phrases;
 }
 
@@ -137,7 +136,8 @@ Result<const AgentConfig*> ChatService::chat_agent(std::string_view agent_uuid) 
   for (const AgentConfig& a : ctx_.config->agents) {
     if (a.agent_uuid != agent_uuid) continue;
     const std::string q = net::quoted(agent_uuid);
-    if (a.mode != AgentMode::chat) return make_error("agent_uuid: " + q + " is a voice agent, not a chat agent");
+    if (a.mode != AgentMode::chat)
+      return make_error("agent_uuid: " + q + " is a voice agent, not a chat agent");
     if (a.archived) return make_error("agent_uuid: " + q + " is archived");
     if (!a.active) return make_error("agent_uuid: " + q + " is not active");
     return &a;
@@ -215,8 +215,8 @@ Result<ChatSessionRow> ChatService::pause(std::string_view session_id) {
 Result<std::string> ChatService::welcome(const ChatSessionRow& session) {
   auto agent = chat_agent(session.agent_uuid);
   if (!agent) return agent.error();
-  const std::string text = trim(call_text::render_template((*agent)->greeting.text,
-                                                           {std::nullopt, session.input_fields_json, ""}));
+  const std::string text = trim(
+      call_text::render_template((*agent)->greeting.text, {std::nullopt, session.input_fields_json, ""}));
   if (text.empty()) return text;
   auto m = add_message(session, "agent", text);
   if (!m) return m.error();
@@ -315,7 +315,8 @@ void ChatService::inbound(ChatInbound request, ChatTurnDone done) {
     }
   }
   request.session_id = session_id;
-  const bool ok = enqueue(session_id, [this, request, done]() mutable { run_inbound(std::move(request), done); });
+  const bool ok =
+      enqueue(session_id, [this, request, done]() mutable { run_inbound(std::move(request), done); });
   if (!ok) {
     later([done, n = limits_.max_queue] {
       done(make_error("this session already has " + std::to_string(n) + " messages waiting for the agent",
@@ -394,9 +395,11 @@ std::string ChatService::system_prompt(const AgentConfig& agent, const ChatSessi
   // {{variables}} come from input_fields, plus customer_id unless input_fields names one.
   net::JsonPtr vars = net::json_parse(s.input_fields_json, nullptr);
   if (!cJSON_IsObject(vars.get())) vars.reset(cJSON_CreateObject());
-  if (!cJSON_HasObjectItem(vars.get(), "customer_id")) net::json_add_string(vars.get(), "customer_id", s.customer_id);
-  std::string p = call_text::render_template(call_text::agent_prompt(agent.prompt, s.current_state.value_or("")),
-                                             {std::nullopt, net::json_print(vars.get()), ""});
+  if (!cJSON_HasObjectItem(vars.get(), "customer_id"))
+    net::json_add_string(vars.get(), "customer_id", s.customer_id);
+  std::string p =
+      call_text::render_template(call_text::agent_prompt(agent.prompt, s.current_state.value_or("")),
+                                 {std::nullopt, net::json_print(vars.get()), ""});
   p += "\n\nYou are chatting with a customer in writing. If they ask for a human, or the request is beyond "
        "what you can do, call the tool request_human.";
   p += " Use set_state_field to note a value the customer gave (a name, an order number).";
@@ -423,7 +426,9 @@ const ChatToolDef kChatTools[] = {
      "The customer asks for a human, or their request is beyond what you can do: a human operator is "
      "asked to join. Then tell the customer a colleague will join.",
      [](const AgentConfig&) { return true; },
-     [](const AgentConfig&) { return call_text::string_schema({{"reason", "why, in a few words"}}, {}); }},
+     [](const AgentConfig&) {
+       return call_text::string_schema({{"reason", "why, in a few words"}}, {});
+     }},
     {"switch_state", "Move the conversation to another state.",
      [](const AgentConfig& a) { return a.prompt.type == PromptType::multi; },
      [](const AgentConfig& a) { return call_text::switch_state_schema(a.prompt); }},
@@ -478,7 +483,8 @@ std::string ChatService::run_tool(Turn& turn, const net::ToolCall& call) {
     cJSON_DeleteItemFromObjectCaseSensitive(fields.get(), state.c_str());
     bucket = cJSON_AddObjectToObject(fields.get(), state.c_str());
   }
-  if (!cJSON_HasObjectItem(bucket, field.c_str()) && cJSON_GetArraySize(bucket) >= static_cast<int>(kMaxStateFields))
+  if (!cJSON_HasObjectItem(bucket, field.c_str()) &&
+      cJSON_GetArraySize(bucket) >= static_cast<int>(kMaxStateFields))
     return "refused: too many fields";
   cJSON_DeleteItemFromObjectCaseSensitive(bucket, field.c_str());
   net::json_add_string(bucket, field.c_str(), value);
@@ -580,9 +586,10 @@ void ChatService::finish_turn(std::shared_ptr<Turn> turn, std::optional<std::str
   const std::string sid = turn->session.id;
   const AgentConfig& agent = *turn->agent;
   // The customer always gets an answer: the agent's fallback text when the model failed.
-  const std::string reply = text ? *text
-                                 : trim(call_text::render_template(
-                                       agent.fallback.message, {std::nullopt, turn->session.input_fields_json, ""}));
+  const std::string reply =
+      text ? *text
+           : trim(call_text::render_template(agent.fallback.message,
+                                             {std::nullopt, turn->session.input_fields_json, ""}));
   if (error) log::warning("chat " + sid + ": " + *error + "; the fallback text was sent");
   // The session as stored now (an operator may have taken over meanwhile) with this turn's changes.
   ChatSessionRow row = turn->session;
@@ -649,12 +656,10 @@ void ChatService::support(std::string session_id, ChatSupport request, ChatSuppo
   if (agent) {
     const ChatConfig& c = agent->chat;
     if ((cmd == "takeover" && !c.takeover) || (cmd == "tell" && !c.tell) || (cmd == "whisper" && !c.whisper))
-      return fail(make_error("command: " + net::quoted(cmd) + " is disabled for agent " +
-                                 net::quoted(row.agent_uuid),
-                             -EPERM));
+      return fail(make_error(
+          "command: " + net::quoted(cmd) + " is disabled for agent " + net::quoted(row.agent_uuid), -EPERM));
   }
-  if (row.status == "closed")
-    return fail(make_error("session " + net::quoted(session_id) + " is closed"));
+  if (row.status == "closed") return fail(make_error("session " + net::quoted(session_id) + " is closed"));
   const bool has_message = request.message && !trim(*request.message).empty();
   if ((cmd.empty() || cmd == "tell" || cmd == "whisper") && !has_message)
     return fail(make_error("message: required" + (cmd.empty() ? std::string() : " with command " + cmd)));
@@ -666,12 +671,14 @@ void ChatService::support(std::string session_id, ChatSupport request, ChatSuppo
   };
   if (cmd.empty()) {
     if (row.mode != "support")
-      return fail(make_error("message: a plain operator message needs support mode (send command takeover first)"));
+      return fail(
+          make_error("message: a plain operator message needs support mode (send command takeover first)"));
     row.updated_at_ms = row.last_message_at_ms = now;
     if (row.status == "dormant") row.status = "active";
     ChatMessageRow msg;
     Status st = ctx_.store->database().transaction([&]() -> Status {
-      auto m = add_message(row, "operator", *request.message, request.operator_id ? request.operator_id : row.active_human);
+      auto m = add_message(row, "operator", *request.message,
+                           request.operator_id ? request.operator_id : row.active_human);
       if (!m) return m.error();
       msg = *m;
       return ctx_.store->chat().update(row);
@@ -725,9 +732,9 @@ void ChatService::support(std::string session_id, ChatSupport request, ChatSuppo
       }
     });
     if (!ok) {
-      fail(make_error("this session already has " + std::to_string(limits_.max_queue) +
-                          " messages waiting for the agent",
-                      -EBUSY));
+      fail(make_error(
+          "this session already has " + std::to_string(limits_.max_queue) + " messages waiting for the agent",
+          -EBUSY));
     }
     return;
   }
@@ -742,7 +749,8 @@ void ChatService::run_tell(std::string session_id, ChatSupport request, ChatSupp
   };
   auto s = ctx_.store->chat().get(session_id);
   if (!s) return fail(s.error());
-  if (!*s || (*s)->status == "closed") return fail(make_error("session " + net::quoted(session_id) + " is closed"));
+  if (!*s || (*s)->status == "closed")
+    return fail(make_error("session " + net::quoted(session_id) + " is closed"));
   auto agent = chat_agent((*s)->agent_uuid);
   if (!agent) return fail(agent.error());
   ChatSessionRow row = **s;
@@ -795,7 +803,8 @@ void ChatService::run_close(std::string session_id, ChatSupportDone done_now) {
       ChatSessionRow r = **cur;
       r.summary = summary;
       r.summary_error = why;
-      if (Status st = ctx_.store->chat().update(r); !st) log::warning("chat: storing a summary: " + st.error().message);
+      if (Status st = ctx_.store->chat().update(r); !st)
+        log::warning("chat: storing a summary: " + st.error().message);
       out.session = r;
     }
     out.summary = std::move(summary);
@@ -817,16 +826,18 @@ void ChatService::run_close(std::string session_id, ChatSupportDone done_now) {
     });
     return;
   }
-  if (transcript.size() > limits_.history_bytes) transcript.erase(0, transcript.size() - limits_.history_bytes);
+  if (transcript.size() > limits_.history_bytes)
+    transcript.erase(0, transcript.size() - limits_.history_bytes);
   const LlmConfig& llm = agent->analysis.enabled ? agent->analysis.llm : agent->llm;
   net::ChatRequest req;
   req.endpoint = endpoint_of(llm);
-  req.messages = {{"system",
-                   "Summarise this chat between a customer and a support agent in two to four sentences: what the "
-                   "customer wanted, what was done, and anything left open. Reply with the summary only.",
-                   {},
-                   {}},
-                  {"user", transcript, {}, {}}};
+  req.messages = {
+      {"system",
+       "Summarise this chat between a customer and a support agent in two to four sentences: what the "
+       "customer wanted, what was done, and anything left open. Reply with the summary only.",
+       {},
+       {}},
+      {"user", transcript, {}, {}}};
   req.temperature = 0.2;
   req.max_tokens = 300;
   std::weak_ptr<bool> alive = alive_;
@@ -842,8 +853,8 @@ void ChatService::run_close(std::string session_id, ChatSupportDone done_now) {
   };
   cb.on_error = [alive, store_summary](const net::UpstreamError& e) {
     if (alive.expired()) return;
-    store_summary(std::nullopt, "llm " + std::string(net::to_string(e.kind)) +
-                                    (e.message.empty() ? "" : ": " + e.message));
+    store_summary(std::nullopt,
+                  "llm " + std::string(net::to_string(e.kind)) + (e.message.empty() ? "" : ": " + e.message));
   };
   ctx_.upstream->chat(std::move(req), std::move(cb));
 }

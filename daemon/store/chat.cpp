@@ -63,8 +63,8 @@ ChatMessageRow read_message(const sql::Stmt& s) {
 }
 
 // docs/mqtt.md, "Chat messages".
-std::string message_payload(const ChatMessageRow& m, std::string_view agent_uuid, std::string_view customer_id,
-                            const std::string& key) {
+std::string message_payload(const ChatMessageRow& m, std::string_view agent_uuid,
+                            std::string_view customer_id, const std::string& key) {
   net::JsonPtr o(cJSON_CreateObject());
   net::json_add_string(o.get(), "type", "chat_message");
   net::json_add_string(o.get(), "idempotency_key", key);
@@ -123,7 +123,8 @@ Result<std::vector<std::string>> ChatRepo::create(const ChatSessionRow& row) {
 }
 
 Result<std::optional<ChatSessionRow>> ChatRepo::get(std::string_view id) {
-  static const std::string sql = std::string("SELECT ") + kSessionColumns + " FROM chat_sessions WHERE id = ?1";
+  static const std::string sql =
+      std::string("SELECT ") + kSessionColumns + " FROM chat_sessions WHERE id = ?1";
   auto stmt = db_.sql().cached(sql);
   if (!stmt.ok()) return wrap("reading a chat session", stmt.error());
   (*stmt)->bind_all(id);
@@ -187,8 +188,8 @@ Result<ChatMessageRow> ChatRepo::add_message(const ChatMessageRow& row, std::str
       m.id = (*stmt)->int64(0);
     }
     const std::string key = "chat_message:" + std::to_string(m.id);
-    auto q = outbox_.enqueue(kOutboxKindChatMessage, "events", message_payload(m, agent_uuid, customer_id, key),
-                             key);
+    auto q = outbox_.enqueue(kOutboxKindChatMessage, "events",
+                             message_payload(m, agent_uuid, customer_id, key), key);
     if (!q.ok()) return q.error();
     return {};
   });
@@ -229,7 +230,8 @@ Status ChatRepo::consume_whispers(const std::vector<int64_t>& ids, int64_t by_me
   });
 }
 
-Result<ChatRepo::MessagePage> ChatRepo::messages(std::string_view session_id, int64_t page, int64_t per_page) {
+Result<ChatRepo::MessagePage> ChatRepo::messages(std::string_view session_id, int64_t page,
+                                                 int64_t per_page) {
   if (page < 1 || per_page < 1) return make_error("store: listing chat messages: page starts at 1", -EINVAL);
   MessagePage out;
   {
@@ -254,7 +256,8 @@ Result<ChatRepo::MessagePage> ChatRepo::messages(std::string_view session_id, in
 }
 
 Result<ChatRepo::Page> ChatRepo::list(const Filter& f) {
-  if (f.page < 1 || f.per_page < 1) return make_error("store: listing chat sessions: page starts at 1", -EINVAL);
+  if (f.page < 1 || f.per_page < 1)
+    return make_error("store: listing chat sessions: page starts at 1", -EINVAL);
   const int64_t offset = f.page - 1 > INT64_MAX / f.per_page ? INT64_MAX : (f.page - 1) * f.per_page;
   // Only the filters given are in the SQL (as the other lists), so each shape can use an index.
   std::string scope, where;
@@ -314,9 +317,9 @@ Result<ChatRepo::Page> ChatRepo::list(const Filter& f) {
   }
   if (offset >= page.total_count) return page;
   const std::string next = std::to_string(args.size() + 1);
-  auto rows = db_.sql().cached_shape(std::string("SELECT ") + kSessionColumns + " FROM chat_sessions" + where +
-                                     " ORDER BY help_requested DESC, updated_at DESC, id LIMIT ?" + next +
-                                     " OFFSET ?" + std::to_string(args.size() + 2));
+  auto rows = db_.sql().cached_shape(std::string("SELECT ") + kSessionColumns + " FROM chat_sessions" +
+                                     where + " ORDER BY help_requested DESC, updated_at DESC, id LIMIT ?" +
+                                     next + " OFFSET ?" + std::to_string(args.size() + 2));
   if (!rows.ok()) return wrap("listing chat sessions", rows.error());
   bind(**rows, args.size());
   (*rows)->bind(static_cast<int>(args.size()) + 1, f.per_page);
@@ -328,10 +331,11 @@ Result<ChatRepo::Page> ChatRepo::list(const Filter& f) {
 }
 
 Result<std::vector<ChatSessionRow>> ChatRepo::make_dormant(std::string_view agent_uuid, int64_t before_ms) {
-  static const std::string sql = std::string("UPDATE chat_sessions SET status = 'dormant', updated_at = ?3 ") +
-                                 "WHERE agent_uuid = ?1 AND status = 'active' AND last_message_at <= ?2 "
-                                 "RETURNING " +
-                                 kSessionColumns;
+  static const std::string sql =
+      std::string("UPDATE chat_sessions SET status = 'dormant', updated_at = ?3 ") +
+      "WHERE agent_uuid = ?1 AND status = 'active' AND last_message_at <= ?2 "
+      "RETURNING " +
+      kSessionColumns;
   auto stmt = db_.sql().cached(sql);
   if (!stmt.ok()) return wrap("marking chat sessions dormant", stmt.error());
   (*stmt)->bind_all(agent_uuid, before_ms, db_.clock().wall_ms());

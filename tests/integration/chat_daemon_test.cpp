@@ -83,7 +83,8 @@ TEST(ChatDaemon, TwoHundredConcurrentInboundMessagesAreAllAnsweredAndTheApiStays
         o.timeout_ms = 10000;
         auto r = http_request("GET", base + path, kToken, {}, o);
         const long ms = static_cast<long>(
-            std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count());
+            std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
+                .count());
         EXPECT_EQ(r.status, 200) << path << ": " << r.body;
         slowest_ms = std::max(slowest_ms, ms);
         ++probes;
@@ -103,7 +104,8 @@ TEST(ChatDaemon, TwoHundredConcurrentInboundMessagesAreAllAnsweredAndTheApiStays
     ASSERT_EQ(r.status, 200) << i << ": " << r.body;
     net::JsonPtr j = parse_json(r.body);
     const cJSON* d = cJSON_GetObjectItem(j.get(), "data");
-    EXPECT_EQ(json_str(d, "reply"), "You said: message number " + std::to_string(i) + ". How else can I help?")
+    EXPECT_EQ(json_str(d, "reply"),
+              "You said: message number " + std::to_string(i) + ". How else can I help?")
         << r.body;
     EXPECT_EQ(json_str(d, "mode"), "ai");
     if (json_str(d, "reply").find("number " + std::to_string(i) + ".") != std::string::npos) ++ok;

@@ -1,5 +1,5 @@
-// The chat endpoints through a real in-process HTTP server and a ChatService on virtual time with SimUpstream:
-// every v1, legacy and extension endpoint's shapes and errors.
+// The chat endpoints through a real in-process HTTP server and a ChatService on virtual time with
+// SimUpstream: every v1, legacy and extension endpoint's shapes and errors.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -21,9 +21,9 @@ namespace {
 using daemon::AgentConfig;
 using daemon::AgentMode;
 
-const std::vector<std::string> kSessionKeys = {"id",           "chat_agent_id", "account_id", "customer_id",
-                                               "mode",         "help_requested", "status",    "current_state",
-                                               "metadata",     "active_human",   "created_at", "updated_at"};
+const std::vector<std::string> kSessionKeys = {"id",       "chat_agent_id",  "account_id", "customer_id",
+                                               "mode",     "help_requested", "status",     "current_state",
+                                               "metadata", "active_human",   "created_at", "updated_at"};
 
 AgentConfig agent(const std::string& uuid, AgentMode mode, bool active = true) {
   AgentConfig a;
@@ -56,11 +56,12 @@ class ApiChatTest : public ApiTest {
     store_ = std::move(*s);
     std::vector<daemon::AgentRecord> records;
     for (const AgentConfig& a : config_.agents)
-      records.push_back({0, a.agent_uuid, a.name, a.mode == AgentMode::chat ? "chat" : "voice", a.active, false,
-                         "{}", "", 0, 0});
+      records.push_back({0, a.agent_uuid, a.name, a.mode == AgentMode::chat ? "chat" : "voice", a.active,
+                         false, "{}", "", 0, 0});
     ASSERT_TRUE(store_->agents().sync(records).ok());
     sim_ = std::make_unique<net::SimUpstream>(vt_.schedule());
-    auto chat = daemon::ChatService::create({&config_, store_.get(), sim_.get(), &vt_.clock, vt_.timer_factory()});
+    auto chat =
+        daemon::ChatService::create({&config_, store_.get(), sim_.get(), &vt_.clock, vt_.timer_factory()});
     ASSERT_TRUE(chat.ok()) << chat.error().message;
     chat_ = std::move(*chat);
     tokens_ = {daemon::ApiToken{kApiToken, {}, true}, daemon::ApiToken{kApiTokenB, {"agent_b"}, false}};
@@ -104,9 +105,10 @@ class ApiChatTest : public ApiTest {
 
   ApiReply inbound(const std::string& content, const std::string& customer = "cust-1",
                    const std::string& token = kApiToken) {
-    return request("POST", "/v1/chat/inbound",
-                   R"({"agent_uuid":"agent_chat","customer_id":")" + customer + R"(","content":")" + content + R"("})",
-                   token);
+    return request(
+        "POST", "/v1/chat/inbound",
+        R"({"agent_uuid":"agent_chat","customer_id":")" + customer + R"(","content":")" + content + R"("})",
+        token);
   }
 
   ApiReply support(const std::string& id, const std::string& body, const std::string& token = kApiToken) {
@@ -121,9 +123,10 @@ class ApiChatTest : public ApiTest {
 };
 
 TEST_F(ApiChatTest, CreateSessionHasTheSpecShape) {
-  auto r = request("POST", "/v1/chat/session",
-                   R"({"agent_uuid":"agent_chat","customer_id":"+919800000001","input_fields":{"plan":"gold"},)"
-                   R"("context":["a","","b","c","d","e","f"]})");
+  auto r =
+      request("POST", "/v1/chat/session",
+              R"({"agent_uuid":"agent_chat","customer_id":"+919800000001","input_fields":{"plan":"gold"},)"
+              R"("context":["a","","b","c","d","e","f"]})");
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_TRUE(cJSON_IsTrue(r.get("success")));
   const cJSON* d = r.data();
@@ -152,33 +155,35 @@ TEST_F(ApiChatTest, CreateSessionHasTheSpecShape) {
 }
 
 TEST_F(ApiChatTest, CreateSessionErrors) {
-  expect_api_error(request("POST", "/v1/chat/session", R"({"customer_id":"c"})"), 422, "agent_uuid: required");
+  expect_api_error(request("POST", "/v1/chat/session", R"({"customer_id":"c"})"), 422,
+                   "agent_uuid: required");
   expect_api_error(request("POST", "/v1/chat/session", R"({"agent_uuid":"agent_chat"})"), 422,
                    "customer_id: required");
-  expect_api_error(request("POST", "/v1/chat/session", R"({"agent_uuid":"agent_chat","customer_id":"  "})"), 422,
-                   "customer_id: must not be empty");
-  expect_api_error(
-      request("POST", "/v1/chat/session", R"({"agent_uuid":"agent_chat","customer_id":"c","input_fields":[1]})"),
-      422, "input_fields: must be an object");
-  expect_api_error(
-      request("POST", "/v1/chat/session", R"({"agent_uuid":"agent_chat","customer_id":"c","context":"x"})"), 422,
-      "context: must be an array of strings");
-  expect_api_error(
-      request("POST", "/v1/chat/session", R"({"agent_uuid":"agent_chat","customer_id":"c","context":[1]})"), 422,
-      "context: must be an array of strings");
-  expect_api_error(request("POST", "/v1/chat/session", R"({"agent_uuid":"agent_voice","customer_id":"c"})"), 422,
-                   "\"agent_voice\" is a voice agent");
-  expect_api_error(request("POST", "/v1/chat/session", R"({"agent_uuid":"agent_idle","customer_id":"c"})"), 422,
-                   "\"agent_idle\" is not active");
-  expect_api_error(request("POST", "/v1/chat/session", R"({"agent_uuid":"agent_zzz","customer_id":"c"})"), 404,
-                   "no agent \"agent_zzz\"");
-  expect_api_error(
-      request("POST", "/v1/chat/session", R"({"agent_uuid":"agent_chat","customer_id":"c"})", kApiTokenB), 403,
-      "may not use agent \"agent_chat\"");
-  const std::string big(17 * 1024, 'x');
+  expect_api_error(request("POST", "/v1/chat/session", R"({"agent_uuid":"agent_chat","customer_id":"  "})"),
+                   422, "customer_id: must not be empty");
   expect_api_error(request("POST", "/v1/chat/session",
-                           R"({"agent_uuid":"agent_chat","customer_id":"c","input_fields":{"k":")" + big + R"("}})"),
-                   422, "input_fields: larger than");
+                           R"({"agent_uuid":"agent_chat","customer_id":"c","input_fields":[1]})"),
+                   422, "input_fields: must be an object");
+  expect_api_error(
+      request("POST", "/v1/chat/session", R"({"agent_uuid":"agent_chat","customer_id":"c","context":"x"})"),
+      422, "context: must be an array of strings");
+  expect_api_error(
+      request("POST", "/v1/chat/session", R"({"agent_uuid":"agent_chat","customer_id":"c","context":[1]})"),
+      422, "context: must be an array of strings");
+  expect_api_error(request("POST", "/v1/chat/session", R"({"agent_uuid":"agent_voice","customer_id":"c"})"),
+                   422, "\"agent_voice\" is a voice agent");
+  expect_api_error(request("POST", "/v1/chat/session", R"({"agent_uuid":"agent_idle","customer_id":"c"})"),
+                   422, "\"agent_idle\" is not active");
+  expect_api_error(request("POST", "/v1/chat/session", R"({"agent_uuid":"agent_zzz","customer_id":"c"})"),
+                   404, "no agent \"agent_zzz\"");
+  expect_api_error(
+      request("POST", "/v1/chat/session", R"({"agent_uuid":"agent_chat","customer_id":"c"})", kApiTokenB),
+      403, "may not use agent \"agent_chat\"");
+  const std::string big(17 * 1024, 'x');
+  expect_api_error(
+      request("POST", "/v1/chat/session",
+              R"({"agent_uuid":"agent_chat","customer_id":"c","input_fields":{"k":")" + big + R"("}})"),
+      422, "input_fields: larger than");
 }
 
 TEST_F(ApiChatTest, ActiveSessionLookup) {
@@ -197,8 +202,9 @@ TEST_F(ApiChatTest, ActiveSessionLookup) {
   // A limited token sees only its agents.
   auto limited = request("GET", "/v1/chat/session/active?customer_id=cust-9", {}, kApiTokenB);
   EXPECT_EQ(api_keys(limited.data()), std::vector<std::string>{"agent_b"});
-  expect_api_error(request("GET", "/v1/chat/session/active?customer_id=cust-9&agent_uuid=agent_chat", {}, kApiTokenB),
-                   403, "agent_chat");
+  expect_api_error(
+      request("GET", "/v1/chat/session/active?customer_id=cust-9&agent_uuid=agent_chat", {}, kApiTokenB), 403,
+      "agent_chat");
   expect_api_error(request("GET", "/v1/chat/session/active"), 422, "customer_id: required");
   expect_api_error(request("GET", "/v1/chat/session/active?customer_id=x&foo=1"), 422, "\"foo\": unknown");
 }
@@ -208,7 +214,8 @@ TEST_F(ApiChatTest, InboundAnswersWithTheAgentsReply) {
   auto r = inbound("hi");
   ASSERT_EQ(r.status, 200) << r.body;
   const cJSON* d = r.data();
-  EXPECT_EQ(api_keys(d), (std::vector<std::string>{"session_id", "reply", "state", "mode", "help_requested", "error"}));
+  EXPECT_EQ(api_keys(d),
+            (std::vector<std::string>{"session_id", "reply", "state", "mode", "help_requested", "error"}));
   EXPECT_EQ(api_str(d, "reply"), "Hello! How can I help?");
   EXPECT_EQ(api_str(d, "state"), "default");
   EXPECT_EQ(api_str(d, "mode"), "ai");
@@ -218,9 +225,9 @@ TEST_F(ApiChatTest, InboundAnswersWithTheAgentsReply) {
   auto active = request("GET", "/v1/chat/session/active?customer_id=cust-1&agent_uuid=agent_chat");
   EXPECT_EQ(api_str(active.data(), "id"), sid);
   push("Second.");
-  auto again = request("POST", "/v1/chat/inbound",
-                       R"({"agent_uuid":"agent_chat","customer_id":"cust-1","content":"more","session_id":")" + sid +
-                           R"("})");
+  auto again = request(
+      "POST", "/v1/chat/inbound",
+      R"({"agent_uuid":"agent_chat","customer_id":"cust-1","content":"more","session_id":")" + sid + R"("})");
   ASSERT_EQ(again.status, 200) << again.body;
   EXPECT_EQ(api_str(again.data(), "session_id"), sid);
   // The model failing: the fallback text, and the error says why.
@@ -232,8 +239,8 @@ TEST_F(ApiChatTest, InboundAnswersWithTheAgentsReply) {
 }
 
 TEST_F(ApiChatTest, InboundErrors) {
-  expect_api_error(request("POST", "/v1/chat/inbound", R"({"agent_uuid":"agent_chat","customer_id":"c"})"), 422,
-                   "content: required");
+  expect_api_error(request("POST", "/v1/chat/inbound", R"({"agent_uuid":"agent_chat","customer_id":"c"})"),
+                   422, "content: required");
   expect_api_error(request("POST", "/v1/chat/inbound", R"({"agent_uuid":"agent_chat","content":"x"})"), 422,
                    "customer_id: required");
   expect_api_error(
@@ -241,12 +248,13 @@ TEST_F(ApiChatTest, InboundErrors) {
               R"({"agent_uuid":"agent_chat","customer_id":"c","content":"x","session_id":"nope"})"),
       422, "session_id: must be a UUID");
   expect_api_error(
-      request("POST", "/v1/chat/inbound",
-              R"({"agent_uuid":"agent_chat","customer_id":"c","content":"x","session_id":"0190a6d2-0000-7000-8000-000000000000"})"),
+      request(
+          "POST", "/v1/chat/inbound",
+          R"({"agent_uuid":"agent_chat","customer_id":"c","content":"x","session_id":"0190a6d2-0000-7000-8000-000000000000"})"),
       404, "no chat session");
   expect_api_error(
-      request("POST", "/v1/chat/inbound", R"({"agent_uuid":"agent_voice","customer_id":"c","content":"x"})"), 422,
-      "voice agent");
+      request("POST", "/v1/chat/inbound", R"({"agent_uuid":"agent_voice","customer_id":"c","content":"x"})"),
+      422, "voice agent");
   expect_api_error(inbound("x", "c", kApiTokenB), 403, "agent_chat");
   expect_api_error(inbound(std::string(4001, 'a')), 422, "content: longer than 4000 characters");
 }
@@ -292,7 +300,8 @@ TEST_F(ApiChatTest, SupportErrors) {
   expect_api_error(support(sid, R"({"command":"tell"})"), 422, "message: required");
   expect_api_error(support(sid, R"({"command":"takeover","operator":"a","active_human":"b"})"), 422,
                    "operator: differs");
-  expect_api_error(support("0190a6d2-0000-7000-8000-000000000000", R"({"command":"end"})"), 404, "no chat session");
+  expect_api_error(support("0190a6d2-0000-7000-8000-000000000000", R"({"command":"end"})"), 404,
+                   "no chat session");
   expect_api_error(support(sid, R"({"command":"end"})", kApiTokenB), 404, "no chat session");
   const std::string locked = create("c2", "agent_locked");
   expect_api_error(support(locked, R"({"command":"whisper","message":"x"})"), 422,
@@ -313,12 +322,13 @@ TEST_F(ApiChatTest, InjectContext) {
   }
   expect_api_error(request("POST", "/v1/chat/session/" + sid + "/inject_context", R"({"context":""})"), 422,
                    "context: must not be empty");
-  expect_api_error(request("POST", "/v1/chat/session/" + sid + "/inject_context", R"({"context":["a"]})"), 422,
-                   "context: must be a string");
+  expect_api_error(request("POST", "/v1/chat/session/" + sid + "/inject_context", R"({"context":["a"]})"),
+                   422, "context: must be a string");
 }
 
 TEST_F(ApiChatTest, LegacyEndpoints) {
-  auto s = request("POST", "/chat_sessions", R"({"agent_uuid":"agent_chat","metadata":{"person_name":"Asha"}})");
+  auto s =
+      request("POST", "/chat_sessions", R"({"agent_uuid":"agent_chat","metadata":{"person_name":"Asha"}})");
   ASSERT_EQ(s.status, 200) << s.body;
   EXPECT_EQ(api_keys(s.data()),
             (std::vector<std::string>{"session_id", "agent_name", "started_at", "welcome_message"}));
@@ -331,8 +341,8 @@ TEST_F(ApiChatTest, LegacyEndpoints) {
   auto m = request("POST", "/chat_messages/send_message",
                    R"({"agent_uuid":"agent_chat","chat_session_id":")" + sid + R"(","message":"help"})");
   ASSERT_EQ(m.status, 200) << m.body;
-  EXPECT_EQ(api_keys(m.data()), (std::vector<std::string>{"session_id", "response", "tool_calls", "tool_results",
-                                                          "current_state", "error"}));
+  EXPECT_EQ(api_keys(m.data()), (std::vector<std::string>{"session_id", "response", "tool_calls",
+                                                          "tool_results", "current_state", "error"}));
   EXPECT_EQ(api_str(m.data(), "response"), "Glad to help.");
   auto p = request("POST", "/chat_sessions/" + sid + "/pause_session", R"({"agent_uuid":"agent_chat"})");
   ASSERT_EQ(p.status, 200) << p.body;
@@ -389,8 +399,8 @@ TEST_F(ApiChatTest, ListingWithFiltersStatsAndMessages) {
   ASSERT_EQ(msgs.status, 200) << msgs.body;
   ASSERT_EQ(cJSON_GetArraySize(msgs.data()), 1);
   const cJSON* m = cJSON_GetArrayItem(msgs.data(), 0);
-  EXPECT_EQ(api_keys(m), (std::vector<std::string>{"id", "session_id", "role", "text", "created_at", "operator",
-                                                   "latency_ms", "error"}));
+  EXPECT_EQ(api_keys(m), (std::vector<std::string>{"id", "session_id", "role", "text", "created_at",
+                                                   "operator", "latency_ms", "error"}));
   EXPECT_EQ(api_str(m, "role"), "agent");
   EXPECT_EQ(api_str(m, "text"), "One.");
   EXPECT_EQ(api_num(msgs.get("meta"), "total_count"), 2);
@@ -398,8 +408,8 @@ TEST_F(ApiChatTest, ListingWithFiltersStatsAndMessages) {
 
 TEST_F(ApiChatTest, WithoutAChatServiceTheEndpointsAnswer503) {
   served_.locked([&] { ctx_.chat = nullptr; });
-  expect_api_error(request("POST", "/v1/chat/session", R"({"agent_uuid":"agent_chat","customer_id":"c"})"), 503,
-                   "chat is not available");
+  expect_api_error(request("POST", "/v1/chat/session", R"({"agent_uuid":"agent_chat","customer_id":"c"})"),
+                   503, "chat is not available");
   expect_api_error(request("GET", "/v1/chat/sessions"), 503, "chat is not available");
 }
 

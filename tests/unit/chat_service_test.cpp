@@ -83,8 +83,8 @@ class ChatServiceTest : public ::testing::Test {
     config_.agents.push_back(off);
     std::vector<AgentRecord> records;
     for (const AgentConfig& a : config_.agents)
-      records.push_back({0, a.agent_uuid, a.name, a.mode == AgentMode::chat ? "chat" : "voice", a.active, false,
-                         "{}", "", 0, 0});
+      records.push_back({0, a.agent_uuid, a.name, a.mode == AgentMode::chat ? "chat" : "voice", a.active,
+                         false, "{}", "", 0, 0});
     ASSERT_TRUE(store_->agents().sync(records).ok());
     sim_ = std::make_unique<net::SimUpstream>(vt_.schedule());
     make_service();
@@ -328,7 +328,8 @@ TEST_F(ChatServiceTest, TellAddsGuidanceAndTriggersATurnEvenInSupportMode) {
   EXPECT_EQ(t->reply, "Your refund was approved.");
   ASSERT_EQ(sim_->chat_requests().size(), 1u);
   const auto system = texts(sim_->chat_requests()[0], "system");
-  EXPECT_NE(std::find(system.begin(), system.end(), "Guidance from a human operator: Tell them the refund is approved"),
+  EXPECT_NE(std::find(system.begin(), system.end(),
+                      "Guidance from a human operator: Tell them the refund is approved"),
             system.end());
   auto msgs = store_->chat().recent(s->id, 2);
   ASSERT_TRUE(msgs.ok() && msgs->size() == 2);
@@ -371,7 +372,8 @@ TEST_F(ChatServiceTest, QuietSessionsGoDormantAndTheNextMessageResumesThem) {
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(again->session.id, id);
   EXPECT_EQ(again->session.status, "active");
-  EXPECT_EQ(event_types(), (std::vector<std::string>{"message.created", "status.changed", "message.created"}));
+  EXPECT_EQ(event_types(),
+            (std::vector<std::string>{"message.created", "status.changed", "message.created"}));
 }
 
 TEST_F(ChatServiceTest, DormancyIsFoundAgainAfterARestart) {
@@ -420,7 +422,8 @@ TEST_F(ChatServiceTest, HelpRequestedByPhraseOrToolAndClearedByEnd) {
   auto r = send("I want to TALK TO A HUMAN please");
   ASSERT_TRUE(r.ok());
   EXPECT_TRUE(r->session.help_requested);
-  EXPECT_EQ(event_types(), (std::vector<std::string>{"message.created", "help.requested", "message.created"}));
+  EXPECT_EQ(event_types(),
+            (std::vector<std::string>{"message.created", "help.requested", "message.created"}));
   auto e = support(r->session.id, "end");
   ASSERT_TRUE(e.ok());
   EXPECT_FALSE(e->session.help_requested);
@@ -435,13 +438,13 @@ TEST_F(ChatServiceTest, HelpRequestedByPhraseOrToolAndClearedByEnd) {
   EXPECT_EQ(t->reply, "I've asked a colleague to help.");
   ASSERT_EQ(t->tools.size(), 1u);
   EXPECT_EQ(t->tools[0].name, "request_human");
-  EXPECT_EQ(event_types(),
-            (std::vector<std::string>{"message.created", "message.created", "message.created", "help.requested"}));
+  EXPECT_EQ(event_types(), (std::vector<std::string>{"message.created", "message.created", "message.created",
+                                                     "help.requested"}));
 }
 
 TEST_F(ChatServiceTest, MultiPromptStateAndStateFields) {
   sim_->push_llm(use({{"c1", "switch_state", R"({"state":"order"})"},
-                                 {"c2", "set_state_field", R"({"field":"order_id","value":"A-17"})"}}));
+                      {"c2", "set_state_field", R"({"field":"order_id","value":"A-17"})"}}));
   sim_->push_llm(say("Looking at order A-17."));
   auto r = send("about order A-17", "agent_multi");
   ASSERT_TRUE(r.ok()) << r.error().message;

@@ -4,11 +4,11 @@
 
 #include <cstdint>
 #include <initializer_list>
-#include <utility>
 #include <optional>
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "osvi/config/config.hpp"
 
@@ -49,9 +49,9 @@ struct TemplateVars {
 // than being read aloud as "{{name}}".
 std::string render_template(std::string_view text, const TemplateVars& vars);
 
-// The agent's own prompt, not yet rendered: a single prompt's system_prompt, or the prompt of the multi-prompt
-// state `state` followed by its transitions as switch_state instructions (nothing for an unknown state).
-// Voice calls and chat sessions build their system prompt on it.
+// The agent's own prompt, not yet rendered: a single prompt's system_prompt, or the prompt of the
+// multi-prompt state `state` followed by its transitions as switch_state instructions (nothing for an unknown
+// state). Voice calls and chat sessions build their system prompt on it.
 std::string agent_prompt(const PromptConfig& prompt, std::string_view state);
 
 // JSON Schema text of the arguments of a tool taking string properties {name, description or null}.

@@ -42,11 +42,11 @@ struct ChatContext {
 
 // Bounds (docs/api.md, chat "Limits").
 struct ChatLimits {
-  size_t max_queue = 8;                // per session: turns waiting or running; one more gets -EBUSY (429)
-  size_t history_messages = 40;        // the most recent messages sent to the model...
-  size_t history_bytes = 32 * 1024;    // ...and at most this much of their text
-  int max_tool_rounds = 3;             // model requests of one turn that may call tools
-  size_t max_context_entries = 5;      // spec 3.12: the last 5 non-empty strings
+  size_t max_queue = 8;              // per session: turns waiting or running; one more gets -EBUSY (429)
+  size_t history_messages = 40;      // the most recent messages sent to the model...
+  size_t history_bytes = 32 * 1024;  // ...and at most this much of their text
+  int max_tool_rounds = 3;           // model requests of one turn that may call tools
+  size_t max_context_entries = 5;    // spec 3.12: the last 5 non-empty strings
 };
 
 // Error codes of the service's Results, as the API maps them.
@@ -58,9 +58,9 @@ struct ChatLimits {
 
 // One model turn's outcome (inbound, tell, legacy send_message).
 struct ChatTurn {
-  ChatSessionRow session;             // after the turn
-  std::optional<std::string> reply;   // null: no agent turn (support mode)
-  std::optional<std::string> error;   // the model failed or timed out: reply is the agent's fallback text
+  ChatSessionRow session;            // after the turn
+  std::optional<std::string> reply;  // null: no agent turn (support mode)
+  std::optional<std::string> error;  // the model failed or timed out: reply is the agent's fallback text
   struct ToolUse {
     std::string name, arguments_json, result;
   };
@@ -111,9 +111,11 @@ class ChatService {
   // POST /v1/chat/session: closes the (customer, agent) session that is not closed, then opens a new one.
   // input_fields_json: a JSON object's text; context: the entries given (the last 5 non-empty kept).
   Result<ChatSessionRow> create_session(std::string_view agent_uuid, std::string_view customer_id,
-                                        std::string input_fields_json, const std::vector<std::string>& context);
+                                        std::string input_fields_json,
+                                        const std::vector<std::string>& context);
   // The session of (customer, agent) that is not closed (active or dormant).
-  Result<std::optional<ChatSessionRow>> open_session(std::string_view customer_id, std::string_view agent_uuid);
+  Result<std::optional<ChatSessionRow>> open_session(std::string_view customer_id,
+                                                     std::string_view agent_uuid);
 
   // A customer message; done runs later on the loop (never from inside this call) with the agent's reply.
   void inbound(ChatInbound request, ChatTurnDone done);
@@ -151,7 +153,8 @@ class ChatService {
   // The model turn of session s: the reply stored and done() told; the job ends after it.
   void start_turn(std::shared_ptr<Turn> turn);
   void request_model(std::shared_ptr<Turn> turn);
-  void finish_turn(std::shared_ptr<Turn> turn, std::optional<std::string> text, std::optional<std::string> error);
+  void finish_turn(std::shared_ptr<Turn> turn, std::optional<std::string> text,
+                   std::optional<std::string> error);
   std::string system_prompt(const AgentConfig& agent, const ChatSessionRow& s) const;
   std::vector<net::ToolSpec> tools(const AgentConfig& agent) const;
   std::string run_tool(Turn& turn, const net::ToolCall& call);
@@ -173,7 +176,7 @@ class ChatService {
   ChatListener listener_;
   std::map<std::string, std::unique_ptr<Runtime>, std::less<>> runtimes_;
   std::unique_ptr<CallTimer> timer_;
-  int64_t sweep_at_ms_ = -1;  // wall time the sweep is armed for; -1 = not armed
+  int64_t sweep_at_ms_ = -1;                 // wall time the sweep is armed for; -1 = not armed
   std::vector<std::function<void()>> soon_;  // later()'s queue, run by the timer
   std::shared_ptr<bool> alive_;  // upstream callbacks hold it weakly: they may outlive the service
 };
