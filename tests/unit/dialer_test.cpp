@@ -1038,7 +1038,7 @@ TEST_F(DialerTest, RestartSchedulesTheRetryACrashLost) {
     CallRecord rec;
     rec.call_id = id;
     rec.agent_uuid = "agent_a";
-    rec.agent_name = "A";
+    rec.agent_name = std::string(1, 'A');  // not = "A": GCC 12 warns falsely (-Wrestrict) on that here
     rec.phone_number = "+919800000001";
     rec.status = status;
     rec.call_config_overrides = overrides;
