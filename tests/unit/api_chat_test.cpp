@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "api_harness.hpp"
+#include "daemon_process.hpp"
 #include "osvi/chat/chat_service.hpp"
 #include "upstream_sim.hpp"
 #include "virtual_time.hpp"
@@ -404,6 +405,38 @@ TEST_F(ApiChatTest, ListingWithFiltersStatsAndMessages) {
   EXPECT_EQ(api_str(m, "role"), "agent");
   EXPECT_EQ(api_str(m, "text"), "One.");
   EXPECT_EQ(api_num(msgs.get("meta"), "total_count"), 2);
+}
+
+TEST_F(ApiChatTest, AClientThatLeavesBeforeTheReplyIsDroppedHarmlessly) {
+  served_.locked([&] {
+    net::SimTiming slow;
+    slow.first_ms = 3000;  // virtual: ~300 ms of real time at the pump's pace
+    sim_->set_timing(net::UpstreamStage::llm, slow);
+    sim_->push_llm(say("Late answer."));
+  });
+  HttpRequestOptions o;
+  o.timeout_ms = 50;
+  auto gone =
+      http_request("POST", "http://127.0.0.1:" + std::to_string(port_) + "/v1/chat/inbound", kApiToken,
+                   R"({"agent_uuid":"agent_chat","customer_id":"leaver","content":"hello"})", o);
+  EXPECT_EQ(gone.status, 0) << "the client was meant to give up first";
+  // The turn still completes and is stored; the server goes on serving.
+  std::string reply_text;
+  for (int i = 0; i < 400 && reply_text.empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    served_.locked([&] {
+      auto open = store_->chat().open_for("leaver", "agent_chat");
+      if (!open.ok() || !*open) return;
+      auto msgs = store_->chat().recent((*open)->id, 1);
+      if (msgs.ok() && !msgs->empty() && (*msgs)[0].role == "agent") reply_text = (*msgs)[0].text;
+    });
+  }
+  EXPECT_EQ(reply_text, "Late answer.");
+  served_.locked([&] { sim_->set_timing(net::UpstreamStage::llm, net::SimTiming{}); });
+  push("Still here.");
+  auto next = inbound("again", "leaver");
+  ASSERT_EQ(next.status, 200) << next.body;
+  EXPECT_EQ(api_str(next.data(), "reply"), "Still here.");
 }
 
 TEST_F(ApiChatTest, WithoutAChatServiceTheEndpointsAnswer503) {
