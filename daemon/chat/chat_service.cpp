@@ -75,7 +75,8 @@ struct ChatService::Runtime {
 // A model turn in progress.
 struct ChatService::Turn {
   ChatSessionRow session;
-  const AgentConfig* agent = nullptr;
+  // A copy: a reload replaces the configuration while the model is still answering.
+  std::shared_ptr<const AgentConfig> agent;
   int64_t trigger_id = 0;  // the customer or tell message being answered
   std::vector<net::ChatMessage> messages;
   std::vector<ChatTurn::ToolUse> tools;
@@ -381,7 +382,7 @@ void ChatService::run_inbound(ChatInbound request, ChatTurnDone done_now) {
   }
   auto turn = std::make_shared<Turn>();
   turn->session = row;
-  turn->agent = *agent;
+  turn->agent = std::make_shared<const AgentConfig>(**agent);
   turn->trigger_id = msg.id;
   turn->on_done = [done](ChatTurn t) { done(std::move(t)); };
   turn->on_error = [done](Error e) { done(std::move(e)); };
@@ -759,7 +760,7 @@ void ChatService::run_tell(std::string session_id, ChatSupport request, ChatSupp
   emit_message(row, *m);
   auto turn = std::make_shared<Turn>();
   turn->session = row;
-  turn->agent = *agent;
+  turn->agent = std::make_shared<const AgentConfig>(**agent);
   turn->trigger_id = m->id;
   turn->on_done = [done](ChatTurn t) {
     ChatSupportResult out;

@@ -517,6 +517,26 @@ TEST_F(ChatServiceTest, ConcurrentMessagesOfOneSessionAreSerialisedAndBounded) {
   EXPECT_EQ(chat_->queued(s->id), 0u);
 }
 
+TEST_F(ChatServiceTest, AReloadWhileTheModelAnswersKeepsTheTurnsAgent) {
+  sim_->push_llm(say("Answer after the reload."));
+  std::optional<Result<ChatTurn>> out;
+  chat_->inbound({"agent_chat", "cust-1", "hello", std::nullopt},
+                 [&](Result<ChatTurn> r) { out = std::move(r); });
+  vt_.advance_ms(5);  // the request is in flight
+  ASSERT_FALSE(out);
+  {
+    auto fresh = std::make_unique<Config>(config_);
+    fresh->agents[0].fallback.message = "changed";
+    chat_->set_config(fresh.get());
+    config_ = Config{};  // the old agents are gone (ASan would catch a turn still pointing at them)
+    config_ = *fresh;
+    chat_->set_config(&config_);
+  }
+  auto r = pump(out);
+  ASSERT_TRUE(r && r->ok());
+  EXPECT_EQ((*r)->reply, "Answer after the reload.");
+}
+
 TEST_F(ChatServiceTest, InjectContextKeepsTheLastFive) {
   auto s = chat_->create_session("agent_chat", "cust-1", "{}", {"one", "two", "three", "four", "five"});
   ASSERT_TRUE(s.ok());
