@@ -540,9 +540,18 @@ TEST_F(ChatServiceTest, AReloadWhileTheModelAnswersKeepsTheTurnsAgent) {
 TEST_F(ChatServiceTest, InjectContextKeepsTheLastFive) {
   auto s = chat_->create_session("agent_chat", "cust-1", "{}", {"one", "two", "three", "four", "five"});
   ASSERT_TRUE(s.ok());
+  events_.clear();
   auto r = chat_->inject_context(s->id, "six");
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->context_json, R"(["two","three","four","five","six"])");
+  EXPECT_TRUE(events_.empty()) << "context is not one of the event types";
+  // The legacy pause: dormant, one status.changed; pausing again changes nothing and says nothing.
+  auto p = chat_->pause(s->id);
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(p->status, "dormant");
+  EXPECT_EQ(event_types(), std::vector<std::string>{"status.changed"});
+  ASSERT_TRUE(chat_->pause(s->id).ok());
+  EXPECT_EQ(events_.size(), 1u);
   EXPECT_FALSE(chat_->inject_context(s->id, "  ").ok());
   auto missing = chat_->inject_context("0190a6d2-0000-7000-8000-000000000000", "x");
   ASSERT_FALSE(missing.ok());
