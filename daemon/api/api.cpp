@@ -108,6 +108,19 @@ Api::Api(ApiContext& ctx) : ctx_(ctx) {
   router_.add("GET", "/v1/callbacks", bind(&Api::list_callbacks));
   router_.add("GET", "/v1/callbacks/{id}", bind(&Api::get_callback));
   router_.add("DELETE", "/v1/callbacks/{id}", bind(&Api::cancel_callback));
+
+  router_.add("POST", "/v1/chat/session", bind(&Api::create_chat_session));
+  router_.add("GET", "/v1/chat/session/active", bind(&Api::active_chat_session));
+  router_.add("POST", "/v1/chat/inbound", bind(&Api::chat_inbound));
+  router_.add("POST", "/v1/chat/session/{id}/support", bind(&Api::chat_support));
+  router_.add("POST", "/v1/chat/session/{id}/inject_context", bind(&Api::chat_inject_context));
+  router_.add("GET", "/v1/chat/sessions", bind(&Api::list_chat_sessions));
+  router_.add("GET", "/v1/chat/session/{id}", bind(&Api::get_chat_session));
+  router_.add("GET", "/v1/chat/session/{id}/messages", bind(&Api::chat_session_messages));
+  router_.add("POST", "/chat_sessions", bind(&Api::legacy_chat_session));
+  router_.add("POST", "/chat_messages/send_message", bind(&Api::legacy_send_message));
+  router_.add("POST", "/chat_sessions/{id}/close_session", bind(&Api::legacy_close_session));
+  router_.add("POST", "/chat_sessions/{id}/pause_session", bind(&Api::legacy_pause_session));
 }
 
 namespace {
@@ -161,7 +174,11 @@ void Api::handle(HttpRequest& request, HttpReply reply) {
     return;
   }
   body_.reset();
-  if (wants_body(request.method)) {
+  // The older docs' close_session / pause_session examples send no body at all.
+  const bool bodiless_legacy =
+      request.method == "POST" && request.body.empty() && request.path.starts_with("/chat_sessions/") &&
+      (request.path.ends_with("/close_session") || request.path.ends_with("/pause_session"));
+  if (wants_body(request.method) && !bodiless_legacy) {
     auto type = request.header("Content-Type");
     // Contacts may come as a CSV file too: that body goes, unparsed, to the CSV importer's handler.
     if (request.method == "POST" && request.path.starts_with("/v1/campaigns/") &&

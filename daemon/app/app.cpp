@@ -585,6 +585,19 @@ Status App::start_calls() {
   api_ctx_.recording_key = recording_key_;
   api_ctx_.recordings_dir = rec_dir;
   api_ctx_.recordings = recordings_.get();
+  // Chat sessions share the calls' upstream loop (one curl multi, one set of breakers).
+  ChatContext chat_ctx;
+  chat_ctx.config = config_.get();
+  chat_ctx.store = store_.get();
+  chat_ctx.upstream = &upstream_->upstream();
+  chat_ctx.clock = clock_.get();
+  chat_ctx.timer = [this](std::function<void()> fire) {
+    return make_loop_call_timer(*loop_, std::move(fire));
+  };
+  auto chat = ChatService::create(std::move(chat_ctx));
+  if (!chat) return make_error("chat: " + chat.error().message, chat.error().code);
+  chat_ = std::move(*chat);
+  api_ctx_.chat = chat_.get();
   return {};
 }
 
@@ -667,6 +680,7 @@ Status App::apply(Config new_cfg) {
   call_ctx_.audio = config_->audio;
   call_ctx_.calls = config_->calls;
   if (calls_) calls_->set_config(config_.get());
+  if (chat_) chat_->set_config(config_.get());
   if (dialer_) dialer_->set_config(config_.get());
   if (analysis_) analysis_->set_config(config_.get());
   if (webhooks_) webhooks_->set_config(config_.get());
@@ -730,6 +744,8 @@ int App::run() {
   server_.reset();
   api_.reset();
   api_ctx_.calls = nullptr;
+  api_ctx_.chat = nullptr;
+  chat_.reset();  // before the upstream loop its model requests run on
   if (lines_) lines_->set_event_sink({});
   webhooks_.reset();  // before the analysis it listens to and the store it writes
   analysis_.reset();  // before the dialler it pokes and the calls engine it listens to

@@ -72,23 +72,6 @@ void add_ms(cJSON* o, const char* key, double v) {
   cJSON_AddRawToObject(o, key, buf);
 }
 
-net::JsonPtr string_schema(std::initializer_list<std::pair<const char*, const char*>> props,
-                           std::initializer_list<const char*> required) {
-  net::JsonPtr o(cJSON_CreateObject());
-  cJSON_AddStringToObject(o.get(), "type", "object");
-  cJSON* p = cJSON_AddObjectToObject(o.get(), "properties");
-  for (const auto& [name, description] : props) {
-    cJSON* prop = cJSON_AddObjectToObject(p, name);
-    cJSON_AddStringToObject(prop, "type", "string");
-    if (description) cJSON_AddStringToObject(prop, "description", description);
-  }
-  if (required.size() > 0) {
-    cJSON* r = cJSON_AddArrayToObject(o.get(), "required");
-    for (const char* name : required) cJSON_AddItemToArray(r, cJSON_CreateString(name));
-  }
-  return o;
-}
-
 }  // namespace
 
 std::string TurnLatency::json() const {
@@ -161,17 +144,8 @@ std::string Call::system_prompt() const {
   std::string p;
   if (setup_.system_prompt) {
     p = *setup_.system_prompt;
-  } else if (a.prompt.type == PromptType::single) {
-    p = a.prompt.system_prompt;
   } else {
-    for (const PromptState& s : a.prompt.states) {
-      if (s.name != prompt_state_) continue;
-      p = s.prompt;
-      if (!s.transitions.empty()) {
-        p += "\n\nConversation state: \"" + s.name + "\". Call the tool switch_state";
-        for (const PromptTransition& t : s.transitions) p += "\n- with state \"" + t.to + "\" when " + t.when;
-      }
-    }
+    p = call_text::agent_prompt(a.prompt, prompt_state_);
   }
   p = render_template(p);
   p += "\n\nYou are speaking on a phone call: answer in short spoken "
@@ -182,29 +156,23 @@ std::string Call::system_prompt() const {
 std::vector<net::ToolSpec> Call::tools() const {
   const ToolsConfig& t = setup_.agent.tools;
   std::vector<net::ToolSpec> out;
-  const std::string reason = net::json_print(string_schema({{"reason", "why, in a few words"}}, {}).get());
+  const std::string reason = call_text::string_schema({{"reason", "why, in a few words"}}, {});
   if (t.end_call) out.push_back({"end_call", "End the phone call after your last sentence.", reason});
   if (t.transfer.enabled && !t.transfer.number.empty())
     out.push_back({"transfer_call", "Transfer the caller to a human colleague.", reason});
   if (t.dtmf)
     out.push_back({"send_dtmf", "Press keys on the phone keypad (an IVR menu): digits 0-9, * and #.",
-                   net::json_print(string_schema({{"digits", nullptr}}, {"digits"}).get())});
+                   call_text::string_schema({{"digits", nullptr}}, {"digits"})});
   if (t.opt_out.enabled)
     out.push_back(
         {"opt_out",
          "The caller asks not to be called again (to be taken off the calling list, to stop the "
          "calls): their number is put on the do-not-call list, a goodbye is said and the call ends. "
          "Call it as soon as they ask; say nothing yourself.",
-         net::json_print(string_schema({{"reason", "what the caller said, in a few words"}}, {}).get())});
-  if (setup_.agent.prompt.type == PromptType::multi) {
-    net::JsonPtr schema = string_schema({{"state", nullptr}}, {"state"});
-    cJSON* state = cJSON_GetObjectItemCaseSensitive(
-        cJSON_GetObjectItemCaseSensitive(schema.get(), "properties"), "state");
-    cJSON* names = cJSON_AddArrayToObject(state, "enum");
-    for (const PromptState& s : setup_.agent.prompt.states)
-      cJSON_AddItemToArray(names, cJSON_CreateString(s.name.c_str()));
-    out.push_back({"switch_state", "Move the conversation to another state.", net::json_print(schema.get())});
-  }
+         call_text::string_schema({{"reason", "what the caller said, in a few words"}}, {})});
+  if (setup_.agent.prompt.type == PromptType::multi)
+    out.push_back({"switch_state", "Move the conversation to another state.",
+                   call_text::switch_state_schema(setup_.agent.prompt)});
   return out;
 }
 

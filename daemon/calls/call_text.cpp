@@ -119,4 +119,44 @@ std::string language_code(const AgentConfig& agent) {
   return lang;
 }
 
+std::string agent_prompt(const PromptConfig& prompt, std::string_view state) {
+  if (prompt.type == PromptType::single) return prompt.system_prompt;
+  std::string p;
+  for (const PromptState& s : prompt.states) {
+    if (s.name != state) continue;
+    p = s.prompt;
+    if (!s.transitions.empty()) {
+      p += "\n\nConversation state: \"" + s.name + "\". Call the tool switch_state";
+      for (const PromptTransition& t : s.transitions) p += "\n- with state \"" + t.to + "\" when " + t.when;
+    }
+  }
+  return p;
+}
+
+std::string string_schema(std::initializer_list<std::pair<const char*, const char*>> props,
+                          std::initializer_list<const char*> required) {
+  net::JsonPtr o(cJSON_CreateObject());
+  cJSON_AddStringToObject(o.get(), "type", "object");
+  cJSON* p = cJSON_AddObjectToObject(o.get(), "properties");
+  for (const auto& [name, description] : props) {
+    cJSON* prop = cJSON_AddObjectToObject(p, name);
+    cJSON_AddStringToObject(prop, "type", "string");
+    if (description) cJSON_AddStringToObject(prop, "description", description);
+  }
+  if (required.size() > 0) {
+    cJSON* r = cJSON_AddArrayToObject(o.get(), "required");
+    for (const char* name : required) cJSON_AddItemToArray(r, cJSON_CreateString(name));
+  }
+  return net::json_print(o.get());
+}
+
+std::string switch_state_schema(const PromptConfig& prompt) {
+  net::JsonPtr schema = net::json_parse(string_schema({{"state", nullptr}}, {"state"}), nullptr);
+  cJSON* state =
+      cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(schema.get(), "properties"), "state");
+  cJSON* names = cJSON_AddArrayToObject(state, "enum");
+  for (const PromptState& s : prompt.states) cJSON_AddItemToArray(names, cJSON_CreateString(s.name.c_str()));
+  return net::json_print(schema.get());
+}
+
 }  // namespace osvi::daemon::call_text

@@ -347,6 +347,7 @@ void parse_chat(ObjectReader r, ChatConfig& c) {
   c.takeover = r.boolean("takeover", c.takeover);
   c.tell = r.boolean("tell", c.tell);
   c.whisper = r.boolean("whisper", c.whisper);
+  c.dormant_after_s = static_cast<unsigned>(r.integer("dormant_after_s", c.dormant_after_s, 60, 30 * 86400));
 }
 
 }  // namespace

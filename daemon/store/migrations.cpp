@@ -451,8 +451,81 @@ CREATE TABLE webhook_attempts (
 );
 )sql";
 
-constexpr std::array<std::string_view, 5> kMigrations = {kMigration1, kMigration2, kMigration3, kMigration4,
-                                                         kMigration5};
+// Migration 6 belongs to the knowledge base (issue 15, another branch): this placeholder holds its number
+// until the branches meet, and is replaced by it then (a comment-only script applies nothing).
+constexpr std::string_view kMigration6 = "-- reserved for the knowledge base";
+
+// Migration 7: chat sessions and their messages get the columns the chat room needs (docs/store.md, "Chat").
+// Migration 1's tables had no writer; they are rebuilt (SQLite cannot add CHECKs or change an index's
+// predicate in place) and whatever they hold is carried over. At most one session that is not closed per
+// (customer, agent): older open duplicates are closed before the partial unique index is built.
+constexpr std::string_view kMigration7 = R"sql(
+DROP INDEX chat_sessions_one_active;
+DROP INDEX chat_sessions_lookup;
+DROP INDEX chat_messages_session;
+ALTER TABLE chat_messages RENAME TO chat_messages_v1;
+ALTER TABLE chat_sessions RENAME TO chat_sessions_v1;
+CREATE TABLE chat_sessions (
+  id                TEXT PRIMARY KEY NOT NULL CHECK (id <> ''),
+  agent_uuid        TEXT NOT NULL,
+  customer_id       TEXT NOT NULL CHECK (customer_id <> ''),
+  mode              TEXT NOT NULL DEFAULT 'ai' CHECK (mode IN ('ai', 'support')),
+  status            TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'dormant', 'closed')),
+  help_requested    INTEGER NOT NULL DEFAULT 0 CHECK (help_requested IN (0, 1)),
+  current_state     TEXT,
+  input_fields      TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(input_fields)),
+  state_fields      TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(state_fields)),
+  context           TEXT NOT NULL DEFAULT '[]' CHECK (json_valid(context)),
+  active_human      TEXT,
+  created_at        INTEGER NOT NULL,
+  updated_at        INTEGER NOT NULL,
+  last_message_at   INTEGER NOT NULL,
+  closed_at         INTEGER,
+  summary           TEXT,
+  summary_error     TEXT
+);
+INSERT INTO chat_sessions (id, agent_uuid, customer_id, mode, status, help_requested, current_state, input_fields,
+                           state_fields, context, active_human, created_at, updated_at, last_message_at)
+  SELECT id, agent_uuid, CASE WHEN customer_id = '' THEN 'unknown' ELSE customer_id END, mode, status,
+         help_requested, current_state, coalesce(input_fields, '{}'), coalesce(state_fields, '{}'),
+         coalesce(context, '[]'), active_human, created_at, updated_at, updated_at
+  FROM chat_sessions_v1 WHERE id <> '';
+UPDATE chat_sessions SET status = 'closed', closed_at = updated_at,
+                         summary_error = 'closed by migration 7: a newer session was open'
+  WHERE status <> 'closed' AND EXISTS (
+    SELECT 1 FROM chat_sessions o WHERE o.customer_id = chat_sessions.customer_id
+      AND o.agent_uuid = chat_sessions.agent_uuid AND o.status <> 'closed'
+      AND (o.updated_at > chat_sessions.updated_at OR (o.updated_at = chat_sessions.updated_at AND o.id > chat_sessions.id)));
+CREATE TABLE chat_messages (
+  id           INTEGER PRIMARY KEY,
+  session_id   TEXT NOT NULL REFERENCES chat_sessions (id) ON DELETE CASCADE,
+  role         TEXT NOT NULL
+               CHECK (role IN ('customer', 'agent', 'operator', 'whisper', 'tell', 'system', 'tool')),
+  text         TEXT NOT NULL,
+  created_at   INTEGER NOT NULL,
+  operator     TEXT,
+  latency_ms   INTEGER,
+  error        TEXT,
+  consumed_by  INTEGER
+);
+INSERT INTO chat_messages (id, session_id, role, text, created_at)
+  SELECT id, session_id, role, content, created_at FROM chat_messages_v1
+  WHERE session_id IN (SELECT id FROM chat_sessions);
+-- Old whispers were never shown to a model turn by anyone: they are not pending for a new one.
+UPDATE chat_messages SET consumed_by = 0 WHERE role = 'whisper';
+DROP TABLE chat_messages_v1;
+DROP TABLE chat_sessions_v1;
+CREATE UNIQUE INDEX chat_sessions_open ON chat_sessions (customer_id, agent_uuid) WHERE status <> 'closed';
+CREATE INDEX chat_sessions_customer ON chat_sessions (customer_id, status);
+CREATE INDEX chat_sessions_listing ON chat_sessions (help_requested DESC, updated_at DESC, id);
+CREATE INDEX chat_sessions_agent ON chat_sessions (agent_uuid, status, updated_at DESC);
+CREATE INDEX chat_sessions_idle ON chat_sessions (agent_uuid, last_message_at) WHERE status = 'active';
+CREATE INDEX chat_messages_session ON chat_messages (session_id, id);
+CREATE INDEX chat_messages_whispers ON chat_messages (session_id, id) WHERE role = 'whisper' AND consumed_by IS NULL;
+)sql";
+
+constexpr std::array<std::string_view, 7> kMigrations = {kMigration1, kMigration2, kMigration3, kMigration4,
+                                                         kMigration5, kMigration6, kMigration7};
 
 }  // namespace
 

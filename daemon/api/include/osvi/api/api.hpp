@@ -38,6 +38,8 @@ struct ApiContext {
   class Recordings* recordings = nullptr;
   // The campaigns resource (campaigns.cpp); null: the campaign endpoints answer 503.
   class CampaignService* campaigns = nullptr;
+  // The chat resource (chat.cpp, chat_legacy.cpp); null: the chat endpoints answer 503.
+  class ChatService* chat = nullptr;
 };
 
 class Api {
@@ -100,6 +102,24 @@ class Api {
   // campaign_csv.cpp: POST /v1/campaigns/{id}/contacts with text/csv, POST /v1/campaigns/{id}/contacts.csv.
   void post_contacts_csv(net::HttpRequest& request, net::HttpReply reply);
   std::unique_ptr<net::HttpBodySink> open_csv_upload(const net::HttpRequest& head, const ApiToken& caller);
+
+  // chat.cpp: spec 3.12-3.16 and the chat extensions; chat_legacy.cpp: spec 3.17's chat endpoints.
+  void create_chat_session(net::HttpRequest& request, net::HttpReply reply);
+  void active_chat_session(net::HttpRequest& request, net::HttpReply reply);
+  void chat_inbound(net::HttpRequest& request, net::HttpReply reply);
+  void chat_support(net::HttpRequest& request, net::HttpReply reply);
+  void chat_inject_context(net::HttpRequest& request, net::HttpReply reply);
+  void list_chat_sessions(net::HttpRequest& request, net::HttpReply reply);
+  void get_chat_session(net::HttpRequest& request, net::HttpReply reply);
+  void chat_session_messages(net::HttpRequest& request, net::HttpReply reply);
+  void legacy_chat_session(net::HttpRequest& request, net::HttpReply reply);
+  void legacy_send_message(net::HttpRequest& request, net::HttpReply reply);
+  void legacy_close_session(net::HttpRequest& request, net::HttpReply reply);
+  void legacy_pause_session(net::HttpRequest& request, net::HttpReply reply);
+  bool chat_ready(net::HttpReply& reply);  // false (503 sent) without a ChatService
+  bool chat_agent_allowed(const std::string& agent_uuid, net::HttpReply& reply);  // false: 403 sent
+  // The session named id when the token may see it; otherwise the 404 / 500 reply is sent.
+  std::optional<ChatSessionRow> find_chat_session(std::string_view id, net::HttpReply& reply);
 
   ApiContext& ctx_;
   net::Router router_;

@@ -16,6 +16,7 @@
 #include "osvi/calls/call_manager.hpp"
 #include "osvi/campaigns/campaigns.hpp"
 #include "osvi/campaigns/dialer.hpp"
+#include "osvi/chat/chat_service.hpp"
 #include "osvi/config/config.hpp"
 #include "osvi/fleet/fleet.hpp"
 #include "osvi/lines/line_manager.hpp"
@@ -94,6 +95,7 @@ class App {
   std::unique_ptr<CallsHeartbeat> heartbeat_;
   CallContext call_ctx_;
   std::unique_ptr<CallManager> calls_;
+  std::unique_ptr<ChatService> chat_;  // chat sessions (start_calls, after the upstream loop it uses)
   // The campaign dialler, after the calls engine it places calls with (start_dialer, at the end of start).
   void start_dialer();
   std::unique_ptr<Dialer> dialer_;

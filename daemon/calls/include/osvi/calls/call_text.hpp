@@ -3,10 +3,12 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <optional>
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "osvi/config/config.hpp"
 
@@ -46,6 +48,17 @@ struct TemplateVars {
 // over the phone number, person_name over additional_data). A variable nobody supplied becomes empty rather
 // than being read aloud as "{{name}}".
 std::string render_template(std::string_view text, const TemplateVars& vars);
+
+// The agent's own prompt, not yet rendered: a single prompt's system_prompt, or the prompt of the
+// multi-prompt state `state` followed by its transitions as switch_state instructions (nothing for an unknown
+// state). Voice calls and chat sessions build their system prompt on it.
+std::string agent_prompt(const PromptConfig& prompt, std::string_view state);
+
+// JSON Schema text of the arguments of a tool taking string properties {name, description or null}.
+std::string string_schema(std::initializer_list<std::pair<const char*, const char*>> props,
+                          std::initializer_list<const char*> required);
+// JSON Schema text of switch_state's arguments: {"state": one of the prompt's state names}.
+std::string switch_state_schema(const PromptConfig& prompt);
 
 // The STT language as ISO 639-1: the agent's stt.language, else its language, without the region.
 std::string language_code(const AgentConfig& agent);

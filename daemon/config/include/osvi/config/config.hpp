@@ -285,6 +285,7 @@ struct ChatConfig {  // which operator commands (spec 3.15) this agent accepts
   bool takeover = true;
   bool tell = true;
   bool whisper = true;
+  unsigned dormant_after_s = 1800;  // an active session quiet this long becomes dormant (spec 7.5)
 };
 
 struct AgentConfig {

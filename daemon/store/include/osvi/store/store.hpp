@@ -11,6 +11,7 @@
 #include "osvi/store/callbacks.hpp"
 #include "osvi/store/calls.hpp"
 #include "osvi/store/campaigns.hpp"
+#include "osvi/store/chat.hpp"
 #include "osvi/store/database.hpp"
 #include "osvi/store/dialer_queue.hpp"
 #include "osvi/store/dnd.hpp"
@@ -42,6 +43,7 @@ class Store {
   PostCallJobsRepo& post_call() { return post_call_; }
   CallbacksRepo& callbacks() { return callbacks_; }
   WebhookDeliveriesRepo& webhooks() { return webhooks_; }
+  ChatRepo& chat() { return chat_; }
 
   // The database file's health plus the number of calls.
   StoreHealth health();
@@ -60,6 +62,7 @@ class Store {
   PostCallJobsRepo post_call_;
   CallbacksRepo callbacks_;
   WebhookDeliveriesRepo webhooks_;
+  ChatRepo chat_;  // after outbox_, which it queues messages on
 };
 
 }  // namespace osvi::daemon

@@ -1,0 +1,964 @@
+// ChatService: sessions, model turns, operator commands and dormancy of chat agents (chat_service.hpp).
+#include "osvi/chat/chat_service.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <deque>
+#include <set>
+#include <utility>
+
+#include "osvi/base/ids.hpp"
+#include "osvi/base/log.hpp"
+#include "osvi/calls/call_text.hpp"
+#include "osvi/net/text.hpp"
+
+namespace osvi::daemon {
+namespace {
+
+using call_text::trim;
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+net::Endpoint endpoint_of(const UpstreamEndpoint& e) {
+  net::Endpoint ep;
+  ep.provider = e.provider;
+  ep.api_version = e.api_version;
+  ep.base_url = e.base_url;
+  ep.api_key = e.api_key;
+  ep.model = e.model;
+  ep.timeout_ms = e.timeout_ms;  // the agent's llm timeout bounds the whole turn's request
+  return ep;
+}
+
+std::vector<std::string> context_of(const std::string& json) {
+  std::vector<std::string> out;
+  net::JsonPtr a = net::json_parse(json, nullptr);
+  const cJSON* item = nullptr;
+  cJSON_ArrayForEach(item, a.get()) {
+    if (cJSON_IsString(item)) out.emplace_back(item->valuestring);
+  }
+  return out;
+}
+
+std::string context_json(const std::vector<std::string>& entries, size_t keep) {
+  std::vector<std::string> kept;
+  for (const std::string& e : entries) {
+    if (!trim(e).empty()) kept.push_back(e);
+  }
+  if (kept.size() > keep) kept.erase(kept.begin(), kept.end() - static_cast<std::ptrdiff_t>(keep));
+  net::JsonPtr a(cJSON_CreateArray());
+  for (const std::string& e : kept) cJSON_AddItemToArray(a.get(), cJSON_CreateString(e.c_str()));
+  return net::json_print(a.get());
+}
+
+std::string string_arg(const cJSON* args, const char* key) {
+  const cJSON* v = args ? cJSON_GetObjectItemCaseSensitive(args, key) : nullptr;
+  return cJSON_IsString(v) ? v->valuestring : "";
+}
+
+constexpr size_t kMaxStateFieldChars = 1000;
+constexpr size_t kMaxStateFields = 50;
+
+}  // namespace
+
+// One session's serialised work: the job running and those waiting.
+struct ChatService::Runtime {
+  bool busy = false;
+  std::deque<std::function<void()>> waiting;
+};
+
+// A model turn in progress.
+struct ChatService::Turn {
+  ChatSessionRow session;
+  // A copy: a reload replaces the configuration while the model is still answering.
+  std::shared_ptr<const AgentConfig> agent;
+  int64_t trigger_id = 0;  // the customer or tell message being answered
+  std::vector<net::ChatMessage> messages;
+  std::vector<ChatTurn::ToolUse> tools;
+  std::vector<int64_t> whispers;  // consumed by this turn
+  int rounds = 0;
+  int64_t started_us = 0;
+  bool help_by_tool = false;  // request_human was called
+  // Exactly one runs. Two callbacks rather than one taking a Result: GCC 12 reports a false
+  // -Wmaybe-uninitialized when a lambda converts one Result into another.
+  std::function<void(ChatTurn)> on_done;
+  std::function<void(Error)> on_error;
+};
+
+const std::vector<std::string_view>& ChatService::help_phrases() {
+  static const std::vector<std::string_view> phrases = {
+      "talk to a human",  "speak to a human", "talk to a person", "speak to a person",     "real person",
+      "human agent",      "live agent",       "talk to an agent", "speak to an agent",     "talk to someone",
+      "speak to someone", "customer care",    "representative",   "connect me to an agent"};
+  return phrases;
+}
+
+Result<std::unique_ptr<ChatService>> ChatService::create(ChatContext ctx, ChatLimits limits) {
+  if (!ctx.config || !ctx.store || !ctx.upstream || !ctx.clock || !ctx.timer)
+    return make_error("chat: incomplete context");
+  std::unique_ptr<ChatService> s(new ChatService(std::move(ctx), limits));
+  auto timer = s->ctx_.timer([p = s.get()] {
+    std::vector<std::function<void()>> due;
+    due.swap(p->soon_);
+    for (auto& fn : due) fn();
+    if (p->sweep_at_ms_ >= 0 && p->ctx_.clock->wall_ms() >= p->sweep_at_ms_) p->sweep();
+    const int64_t now_us = p->ctx_.clock->monotonic_us();
+    if (!p->soon_.empty()) {
+      p->timer_->arm(now_us);
+    } else if (p->sweep_at_ms_ >= 0) {
+      p->timer_->arm(now_us + std::max<int64_t>(0, p->sweep_at_ms_ - p->ctx_.clock->wall_ms()) * 1000);
+    } else {
+      p->timer_->arm(-1);
+    }
+  });
+  if (!timer) return timer.error();
+  s->timer_ = std::move(*timer);
+  s->rearm_sweep();
+  return s;
+}
+
+ChatService::ChatService(ChatContext ctx, ChatLimits limits)
+    : ctx_(std::move(ctx)), limits_(limits), alive_(std::make_shared<bool>(true)) {}
+
+ChatService::~ChatService() = default;
+
+void ChatService::set_config(const Config* config) {
+  ctx_.config = config;
+  sweep_at_ms_ = -1;
+  rearm_sweep();
+}
+
+Result<const AgentConfig*> ChatService::chat_agent(std::string_view agent_uuid) const {
+  for (const AgentConfig& a : ctx_.config->agents) {
+    if (a.agent_uuid != agent_uuid) continue;
+    const std::string q = net::quoted(agent_uuid);
+    if (a.mode != AgentMode::chat)
+      return make_error("agent_uuid: " + q + " is a voice agent, not a chat agent");
+    if (a.archived) return make_error("agent_uuid: " + q + " is archived");
+    if (!a.active) return make_error("agent_uuid: " + q + " is not active");
+    return &a;
+  }
+  return make_error("no agent " + net::quoted(agent_uuid) + " on this box", -ENOENT);
+}
+
+void ChatService::later(std::function<void()> fn) {
+  soon_.push_back(std::move(fn));
+  timer_->arm(ctx_.clock->monotonic_us());
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// sessions
+
+Result<ChatSessionRow> ChatService::create_session(std::string_view agent_uuid, std::string_view customer_id,
+                                                   std::string input_fields_json,
+                                                   const std::vector<std::string>& context) {
+  auto agent = chat_agent(agent_uuid);
+  if (!agent) return agent.error();
+  const int64_t now = ctx_.clock->wall_ms();
+  ChatSessionRow row;
+  row.id = new_uuid_v7(now);
+  row.agent_uuid = agent_uuid;
+  row.customer_id = customer_id;
+  if ((*agent)->prompt.type == PromptType::multi) row.current_state = (*agent)->prompt.initial_state;
+  row.input_fields_json = std::move(input_fields_json);
+  row.context_json = context_json(context, limits_.max_context_entries);
+  row.created_at_ms = row.updated_at_ms = row.last_message_at_ms = now;
+  auto prev = ctx_.store->chat().open_for(customer_id, agent_uuid);
+  if (!prev) return prev.error();
+  auto closed = ctx_.store->chat().create(row);
+  if (!closed) return closed.error();
+  if (*prev) {
+    auto now_closed = ctx_.store->chat().get((*prev)->id);
+    if (now_closed && *now_closed) emit("status.changed", **now_closed);
+  }
+  if (sweep_at_ms_ < 0) arm_sweep_at(now + int64_t{(*agent)->chat.dormant_after_s} * 1000);
+  return row;
+}
+
+Result<std::optional<ChatSessionRow>> ChatService::open_session(std::string_view customer_id,
+                                                                std::string_view agent_uuid) {
+  return ctx_.store->chat().open_for(customer_id, agent_uuid);
+}
+
+Result<ChatSessionRow> ChatService::inject_context(std::string_view session_id, std::string text) {
+  if (trim(text).empty()) return make_error("context: must be a non-empty string");
+  auto s = ctx_.store->chat().get(session_id);
+  if (!s) return s.error();
+  if (!*s) return make_error("no chat session " + net::quoted(session_id), -ENOENT);
+  ChatSessionRow row = **s;
+  std::vector<std::string> entries = context_of(row.context_json);
+  entries.push_back(std::move(text));
+  row.context_json = context_json(entries, limits_.max_context_entries);
+  row.updated_at_ms = ctx_.clock->wall_ms();
+  if (Status st = ctx_.store->chat().update(row); !st) return st.error();
+  return row;
+}
+
+Result<ChatSessionRow> ChatService::pause(std::string_view session_id) {
+  auto s = ctx_.store->chat().get(session_id);
+  if (!s) return s.error();
+  if (!*s) return make_error("no chat session " + net::quoted(session_id), -ENOENT);
+  ChatSessionRow row = **s;
+  if (row.status == "closed") return make_error("session " + net::quoted(session_id) + " is closed");
+  if (row.status == "dormant") return row;
+  row.status = "dormant";
+  row.updated_at_ms = ctx_.clock->wall_ms();
+  if (Status st = ctx_.store->chat().update(row); !st) return st.error();
+  emit("status.changed", row);
+  return row;
+}
+
+Result<std::string> ChatService::welcome(const ChatSessionRow& session) {
+  auto agent = chat_agent(session.agent_uuid);
+  if (!agent) return agent.error();
+  const std::string text = trim(
+      call_text::render_template((*agent)->greeting.text, {std::nullopt, session.input_fields_json, ""}));
+  if (text.empty()) return text;
+  auto m = add_message(session, "agent", text);
+  if (!m) return m.error();
+  emit_message(session, *m);
+  return text;
+}
+
+size_t ChatService::queued(std::string_view session_id) const {
+  auto it = runtimes_.find(session_id);
+  if (it == runtimes_.end()) return 0;
+  return it->second->waiting.size() + (it->second->busy ? 1 : 0);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// serialisation
+
+bool ChatService::enqueue(const std::string& session_id, std::function<void()> job) {
+  std::unique_ptr<Runtime>& rt = runtimes_[session_id];
+  if (!rt) rt = std::make_unique<Runtime>();
+  if (rt->waiting.size() + (rt->busy ? 1 : 0) >= limits_.max_queue) return false;
+  if (rt->busy) {
+    rt->waiting.push_back(std::move(job));
+  } else {
+    // At once: a loop turn (the timer's 1 ms accuracy) saved on every message. What the job answers
+    // synchronously goes through defer_if_sync(), so done() still never runs inside the caller's call.
+    rt->busy = true;
+    ++sync_depth_;
+    job();
+    --sync_depth_;
+  }
+  return true;
+}
+
+void ChatService::job_done(const std::string& session_id) {
+  auto it = runtimes_.find(session_id);
+  if (it == runtimes_.end()) return;
+  Runtime& rt = *it->second;
+  if (rt.waiting.empty()) {
+    runtimes_.erase(it);
+    return;
+  }
+  auto next = std::move(rt.waiting.front());
+  rt.waiting.pop_front();
+  later(std::move(next));  // not from inside the finishing callback: the stack stays shallow
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// customer messages
+
+void ChatService::inbound(ChatInbound request, ChatTurnDone done) {
+  auto agent = chat_agent(request.agent_uuid);
+  if (!agent) {
+    later([done, e = agent.error()] { done(e); });
+    return;
+  }
+  if (trim(request.content).empty()) {
+    later([done] { done(make_error("content: must be a non-empty string")); });
+    return;
+  }
+  // Resolved now so the queue is the session's; a new session is created here, when there is none.
+  std::string session_id;
+  if (request.session_id) {
+    auto s = ctx_.store->chat().get(*request.session_id);
+    Error e;
+    bool bad = true;
+    if (!s) {
+      e = s.error();
+    } else if (!*s || (*s)->agent_uuid != request.agent_uuid || (*s)->customer_id != request.customer_id) {
+      e = make_error("no chat session " + net::quoted(*request.session_id) + " of this agent and customer",
+                     -ENOENT);
+    } else if ((*s)->status == "closed") {
+      e = make_error("session_id: session " + net::quoted(*request.session_id) + " is closed");
+    } else {
+      bad = false;
+      session_id = (*s)->id;
+    }
+    if (bad) {
+      later([done, e] { done(e); });
+      return;
+    }
+  } else {
+    auto open = ctx_.store->chat().open_for(request.customer_id, request.agent_uuid);
+    if (!open) {
+      later([done, e = open.error()] { done(e); });
+      return;
+    }
+    if (*open) {
+      session_id = (*open)->id;
+    } else {
+      auto created = create_session(request.agent_uuid, request.customer_id, "{}", {});
+      if (!created) {
+        later([done, e = created.error()] { done(e); });
+        return;
+      }
+      session_id = created->id;
+    }
+  }
+  request.session_id = session_id;
+  const bool ok =
+      enqueue(session_id, [this, request, done]() mutable { run_inbound(std::move(request), done); });
+  if (!ok) {
+    later([done, n = limits_.max_queue] {
+      done(make_error("this session already has " + std::to_string(n) + " messages waiting for the agent",
+                      -EBUSY));
+    });
+  }
+}
+
+template <class T>
+std::function<void(T)> ChatService::defer_if_sync(std::function<void(T)> done) {
+  // The value rides in a shared_ptr: GCC 12 reports a false -Wmaybe-uninitialized for a Result moved into a
+  // lambda's capture.
+  return [this, done = std::move(done)](T v) {
+    auto box = std::make_shared<T>(std::move(v));
+    if (sync_depth_ == 0) return done(std::move(*box));
+    later([done, box] { done(std::move(*box)); });
+  };
+}
+
+void ChatService::run_inbound(ChatInbound request, ChatTurnDone done_now) {
+  ChatTurnDone done = defer_if_sync(std::move(done_now));
+  const std::string sid = *request.session_id;
+  auto fail = [this, sid, done](Error e) {
+    done(std::move(e));
+    job_done(sid);
+  };
+  auto agent = chat_agent(request.agent_uuid);
+  if (!agent) return fail(agent.error());
+  auto s = ctx_.store->chat().get(sid);
+  if (!s) return fail(s.error());
+  if (!*s || (*s)->status == "closed")
+    return fail(make_error("session_id: session " + net::quoted(sid) + " is closed"));
+  ChatSessionRow row = **s;
+  const ChatSessionRow before = row;
+  const int64_t now = ctx_.clock->wall_ms();
+  row.status = "active";  // a dormant session resumes with the customer's message
+  row.last_message_at_ms = row.updated_at_ms = now;
+  const std::string text = lower(request.content);
+  for (std::string_view p : help_phrases()) {
+    if (text.find(p) != std::string::npos) row.help_requested = true;
+  }
+  ChatMessageRow msg;
+  {
+    Status st = ctx_.store->database().transaction([&]() -> Status {
+      auto m = add_message(row, "customer", request.content);
+      if (!m) return m.error();
+      msg = *m;
+      return ctx_.store->chat().update(row);
+    });
+    if (!st) return fail(st.error());
+  }
+  emit_message(row, msg);
+  if (before.status != row.status) emit("status.changed", row);
+  if (!before.help_requested && row.help_requested) emit("help.requested", row);
+  if (sweep_at_ms_ < 0) arm_sweep_at(now + int64_t{(*agent)->chat.dormant_after_s} * 1000);
+  if (row.mode == "support") {  // the operator answers: no agent turn
+    ChatTurn t;
+    t.session = row;
+    done(std::move(t));
+    job_done(sid);
+    return;
+  }
+  auto turn = std::make_shared<Turn>();
+  turn->session = row;
+  turn->agent = std::make_shared<const AgentConfig>(**agent);
+  turn->trigger_id = msg.id;
+  turn->on_done = [done](ChatTurn t) { done(std::move(t)); };
+  turn->on_error = [done](Error e) { done(std::move(e)); };
+  start_turn(std::move(turn));
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// the model turn
+
+std::string ChatService::system_prompt(const AgentConfig& agent, const ChatSessionRow& s) const {
+  // {{variables}} come from input_fields, plus customer_id unless input_fields names one.
+  net::JsonPtr vars = net::json_parse(s.input_fields_json, nullptr);
+  if (!cJSON_IsObject(vars.get())) vars.reset(cJSON_CreateObject());
+  if (!cJSON_HasObjectItem(vars.get(), "customer_id"))
+    net::json_add_string(vars.get(), "customer_id", s.customer_id);
+  std::string p =
+      call_text::render_template(call_text::agent_prompt(agent.prompt, s.current_state.value_or("")),
+                                 {std::nullopt, net::json_print(vars.get()), ""});
+  p += "\n\nYou are chatting with a customer in writing. If they ask for a human, or the request is beyond "
+       "what you can do, call the tool request_human.";
+  p += " Use set_state_field to note a value the customer gave (a name, an order number).";
+  const std::vector<std::string> context = context_of(s.context_json);
+  if (!context.empty()) {
+    p += "\n\nContext about this customer:";
+    for (const std::string& c : context) p += "\n- " + c;
+  }
+  if (s.state_fields_json != "{}") p += "\n\nValues noted so far: " + s.state_fields_json;
+  return p;
+}
+
+// A tool the agent's configuration does not enable is answered as unknown. More tools (the knowledge base,
+// offer_call) are rows added here.
+namespace {
+struct ChatToolDef {
+  const char* name;
+  const char* description;
+  bool (*enabled)(const AgentConfig&);
+  std::string (*schema)(const AgentConfig&);
+};
+const ChatToolDef kChatTools[] = {
+    {"request_human",
+     "The customer asks for a human, or their request is beyond what you can do: a human operator is "
+     "asked to join. Then tell the customer a colleague will join.",
+     [](const AgentConfig&) { return true; },
+     [](const AgentConfig&) {
+       return call_text::string_schema({{"reason", "why, in a few words"}}, {});
+     }},
+    {"switch_state", "Move the conversation to another state.",
+     [](const AgentConfig& a) { return a.prompt.type == PromptType::multi; },
+     [](const AgentConfig& a) { return call_text::switch_state_schema(a.prompt); }},
+    {"set_state_field", "Note a value the customer gave (e.g. field \"order_id\", value \"A-17\").",
+     [](const AgentConfig&) { return true; },
+     [](const AgentConfig&) {
+       return call_text::string_schema({{"field", nullptr}, {"value", nullptr}}, {"field", "value"});
+     }},
+};
+}  // namespace
+
+std::vector<net::ToolSpec> ChatService::tools(const AgentConfig& agent) const {
+  std::vector<net::ToolSpec> out;
+  for (const ChatToolDef& t : kChatTools) {
+    if (t.enabled(agent)) out.push_back({t.name, t.description, t.schema(agent)});
+  }
+  return out;
+}
+
+std::string ChatService::run_tool(Turn& turn, const net::ToolCall& call) {
+  const ChatToolDef* def = nullptr;
+  for (const ChatToolDef& t : kChatTools) {
+    if (call.name == t.name && t.enabled(*turn.agent)) def = &t;
+  }
+  if (!def) return "unknown tool " + call.name;
+  net::JsonPtr args = net::json_parse(call.arguments_json.empty() ? "{}" : call.arguments_json, nullptr);
+  ChatSessionRow& s = turn.session;
+  const std::string name = call.name;
+  if (name == "request_human") {
+    s.help_requested = true;
+    turn.help_by_tool = true;
+    return "a human operator has been asked to join";
+  }
+  if (name == "switch_state") {
+    const std::string to = string_arg(args.get(), "state");
+    const auto& states = turn.agent->prompt.states;
+    if (std::none_of(states.begin(), states.end(), [&](const PromptState& st) { return st.name == to; }))
+      return "unknown state " + to;
+    s.current_state = to;
+    return "now in state " + to;
+  }
+  // set_state_field: state_fields[current state or "default"][field] = value.
+  const std::string field = trim(string_arg(args.get(), "field"));
+  const std::string value = string_arg(args.get(), "value");
+  if (field.empty() || net::utf8_length(field) > 64 || net::utf8_length(value) > kMaxStateFieldChars)
+    return "refused: field must be 1 to 64 characters, value at most 1000";
+  net::JsonPtr fields = net::json_parse(s.state_fields_json, nullptr);
+  if (!cJSON_IsObject(fields.get())) fields.reset(cJSON_CreateObject());
+  const std::string state = s.current_state.value_or("default");
+  cJSON* bucket = cJSON_GetObjectItemCaseSensitive(fields.get(), state.c_str());
+  if (!cJSON_IsObject(bucket)) {
+    cJSON_DeleteItemFromObjectCaseSensitive(fields.get(), state.c_str());
+    bucket = cJSON_AddObjectToObject(fields.get(), state.c_str());
+  }
+  if (!cJSON_HasObjectItem(bucket, field.c_str()) &&
+      cJSON_GetArraySize(bucket) >= static_cast<int>(kMaxStateFields))
+    return "refused: too many fields";
+  cJSON_DeleteItemFromObjectCaseSensitive(bucket, field.c_str());
+  net::json_add_string(bucket, field.c_str(), value);
+  s.state_fields_json = net::json_print(fields.get());
+  return "noted " + field;
+}
+
+void ChatService::start_turn(std::shared_ptr<Turn> turn) {
+  const ChatSessionRow& s = turn->session;
+  turn->messages.push_back({"system", system_prompt(*turn->agent, s), {}, {}});
+  auto recent = ctx_.store->chat().recent(s.id, limits_.history_messages);
+  if (!recent) {
+    finish_turn(turn, std::nullopt, "reading the history: " + recent.error().message);
+    return;
+  }
+  // The newest messages that fit history_bytes, oldest first. Whispers, tool and system rows are not part
+  // of the conversation the model sees; tells are standing guidance.
+  std::vector<net::ChatMessage> history;
+  size_t bytes = 0;
+  for (auto it = recent->rbegin(); it != recent->rend(); ++it) {
+    const ChatMessageRow& m = *it;
+    net::ChatMessage cm;
+    if (m.role == "customer") {
+      cm = {"user", m.text, {}, {}};
+    } else if (m.role == "agent" || m.role == "operator") {
+      cm = {"assistant", m.text, {}, {}};
+    } else if (m.role == "tell") {
+      cm = {"system", "Guidance from a human operator: " + m.text, {}, {}};
+    } else {
+      continue;
+    }
+    bytes += cm.content.size();
+    if (bytes > limits_.history_bytes && !history.empty()) break;
+    history.push_back(std::move(cm));
+  }
+  turn->messages.insert(turn->messages.end(), history.rbegin(), history.rend());
+  auto whispers = ctx_.store->chat().pending_whispers(s.id);
+  if (!whispers) {
+    finish_turn(turn, std::nullopt, "reading whispers: " + whispers.error().message);
+    return;
+  }
+  for (const ChatMessageRow& w : *whispers) {
+    turn->messages.push_back({"system",
+                              "Private guidance from a human operator for this reply only; never mention or "
+                              "quote it: " +
+                                  w.text,
+                              {},
+                              {}});
+    turn->whispers.push_back(w.id);
+  }
+  // Consumed by this request whatever its outcome: a whisper reaches exactly one model turn.
+  if (!turn->whispers.empty()) {
+    if (Status st = ctx_.store->chat().consume_whispers(turn->whispers, turn->trigger_id); !st)
+      log::warning("chat: consuming whispers of " + s.id + ": " + st.error().message);
+  }
+  turn->started_us = ctx_.clock->monotonic_us();
+  request_model(std::move(turn));
+}
+
+void ChatService::request_model(std::shared_ptr<Turn> turn) {
+  net::ChatRequest req;
+  req.endpoint = endpoint_of(turn->agent->llm);
+  req.messages = turn->messages;
+  if (turn->rounds < limits_.max_tool_rounds) req.tools = tools(*turn->agent);
+  req.temperature = turn->agent->llm.temperature;
+  req.max_tokens = turn->agent->llm.max_tokens;
+  ++turn->rounds;
+  std::weak_ptr<bool> alive = alive_;
+  net::ChatCallbacks cb;
+  cb.on_done = [this, alive, turn](net::ChatResult r) {
+    if (alive.expired()) return;
+    if (!r.tool_calls.empty() && turn->rounds <= limits_.max_tool_rounds) {
+      turn->messages.push_back({"assistant", r.text, r.tool_calls, {}});
+      for (const net::ToolCall& c : r.tool_calls) {
+        std::string result = run_tool(*turn, c);
+        turn->tools.push_back({c.name, c.arguments_json, result});
+        turn->messages.push_back({"tool", std::move(result), {}, c.id});
+      }
+      request_model(turn);
+      return;
+    }
+    std::string text = trim(r.text);
+    if (text.empty()) {
+      finish_turn(turn, std::nullopt, "the model returned no text");
+      return;
+    }
+    finish_turn(turn, std::move(text), std::nullopt);
+  };
+  cb.on_error = [this, alive, turn](const net::UpstreamError& e) {
+    if (alive.expired()) return;
+    finish_turn(turn, std::nullopt,
+                "llm " + std::string(net::to_string(e.kind)) + (e.message.empty() ? "" : ": " + e.message));
+  };
+  ctx_.upstream->chat(std::move(req), std::move(cb));
+}
+
+void ChatService::finish_turn(std::shared_ptr<Turn> turn, std::optional<std::string> text,
+                              std::optional<std::string> error) {
+  const std::string sid = turn->session.id;
+  const AgentConfig& agent = *turn->agent;
+  // The customer always gets an answer: the agent's fallback text when the model failed.
+  const std::string reply =
+      text ? *text
+           : trim(call_text::render_template(agent.fallback.message,
+                                             {std::nullopt, turn->session.input_fields_json, ""}));
+  if (error) log::warning("chat " + sid + ": " + *error + "; the fallback text was sent");
+  // The session as stored now (an operator may have taken over meanwhile) with this turn's changes.
+  ChatSessionRow row = turn->session;
+  bool help_before = row.help_requested && !turn->help_by_tool;
+  if (auto fresh = ctx_.store->chat().get(sid); fresh && *fresh) {
+    row = **fresh;
+    help_before = row.help_requested;
+    row.help_requested = row.help_requested || turn->help_by_tool;
+    row.current_state = turn->session.current_state;
+    row.state_fields_json = turn->session.state_fields_json;
+  }
+  const int64_t now = ctx_.clock->wall_ms();
+  row.updated_at_ms = row.last_message_at_ms = now;
+  ChatMessageRow msg;
+  std::vector<ChatMessageRow> tool_rows;
+  Status st = ctx_.store->database().transaction([&]() -> Status {
+    for (const ChatTurn::ToolUse& t : turn->tools) {
+      auto m = add_message(row, "tool", t.name + "(" + t.arguments_json + ") -> " + t.result);
+      if (!m) return m.error();
+      tool_rows.push_back(*m);
+    }
+    ChatMessageRow draft;
+    draft.session_id = sid;
+    draft.role = "agent";
+    draft.text = reply;
+    draft.latency_ms = (ctx_.clock->monotonic_us() - turn->started_us) / 1000;
+    draft.error = error;
+    auto m = ctx_.store->chat().add_message(draft, row.agent_uuid, row.customer_id);
+    if (!m) return m.error();
+    msg = *m;
+    return ctx_.store->chat().update(row);
+  });
+  if (!st) {
+    turn->on_error(st.error());
+    job_done(sid);
+    return;
+  }
+  for (const ChatMessageRow& t : tool_rows) emit_message(row, t);
+  emit_message(row, msg);
+  if (!help_before && row.help_requested) emit("help.requested", row);
+  ChatTurn out;
+  out.session = row;
+  out.reply = reply;
+  out.error = error;
+  out.tools = std::move(turn->tools);
+  turn->on_done(std::move(out));
+  job_done(sid);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// operator commands
+
+void ChatService::support(std::string session_id, ChatSupport request, ChatSupportDone done) {
+  auto fail = [this, done](Error e) { later([done, e = std::move(e)] { done(e); }); };
+  auto s = ctx_.store->chat().get(session_id);
+  if (!s) return fail(s.error());
+  if (!*s) return fail(make_error("no chat session " + net::quoted(session_id), -ENOENT));
+  ChatSessionRow row = **s;
+  const AgentConfig* agent = nullptr;
+  for (const AgentConfig& a : ctx_.config->agents) {
+    if (a.agent_uuid == row.agent_uuid) agent = &a;
+  }
+  const std::string cmd = request.command.value_or("");
+  if (agent) {
+    const ChatConfig& c = agent->chat;
+    if ((cmd == "takeover" && !c.takeover) || (cmd == "tell" && !c.tell) || (cmd == "whisper" && !c.whisper))
+      return fail(make_error(
+          "command: " + net::quoted(cmd) + " is disabled for agent " + net::quoted(row.agent_uuid), -EPERM));
+  }
+  if (row.status == "closed") return fail(make_error("session " + net::quoted(session_id) + " is closed"));
+  const bool has_message = request.message && !trim(*request.message).empty();
+  if ((cmd.empty() || cmd == "tell" || cmd == "whisper") && !has_message)
+    return fail(make_error("message: required" + (cmd.empty() ? std::string() : " with command " + cmd)));
+  const int64_t now = ctx_.clock->wall_ms();
+  auto finish = [done](ChatSessionRow r) {
+    ChatSupportResult out;
+    out.session = std::move(r);
+    done(std::move(out));
+  };
+  if (cmd.empty()) {
+    if (row.mode != "support")
+      return fail(
+          make_error("message: a plain operator message needs support mode (send command takeover first)"));
+    row.updated_at_ms = row.last_message_at_ms = now;
+    if (row.status == "dormant") row.status = "active";
+    ChatMessageRow msg;
+    Status st = ctx_.store->database().transaction([&]() -> Status {
+      auto m = add_message(row, "operator", *request.message,
+                           request.operator_id ? request.operator_id : row.active_human);
+      if (!m) return m.error();
+      msg = *m;
+      return ctx_.store->chat().update(row);
+    });
+    if (!st) return fail(st.error());
+    emit_message(row, msg);
+    if ((**s).status != row.status) emit("status.changed", row);
+    later([finish, row] { finish(row); });
+    return;
+  }
+  if (cmd == "takeover" || cmd == "end") {
+    const std::string before_mode = row.mode;
+    if (cmd == "takeover") {
+      row.mode = "support";
+      row.active_human = request.operator_id.value_or("operator");
+    } else {
+      row.mode = "ai";
+      row.active_human.reset();
+      row.help_requested = false;
+    }
+    row.updated_at_ms = now;
+    std::optional<ChatMessageRow> note;
+    Status st = ctx_.store->database().transaction([&]() -> Status {
+      if (has_message) {  // takeover's optional context: a note in the history, not sent to the customer
+        auto m = add_message(row, "system", "takeover by " + *row.active_human + ": " + *request.message,
+                             row.active_human);
+        if (!m) return m.error();
+        note = *m;
+      }
+      return ctx_.store->chat().update(row);
+    });
+    if (!st) return fail(st.error());
+    if (note) emit_message(row, *note);
+    if (before_mode != row.mode) emit("mode.changed", row);
+    later([finish, row] { finish(row); });
+    return;
+  }
+  if (cmd == "whisper") {
+    auto m = add_message(row, "whisper", *request.message, request.operator_id);
+    if (!m) return fail(m.error());
+    emit_message(row, *m);
+    later([finish, row] { finish(row); });
+    return;
+  }
+  if (cmd == "tell" || cmd == "close") {
+    const bool ok = enqueue(session_id, [this, session_id, request, done, cmd]() mutable {
+      if (cmd == "tell") {
+        run_tell(session_id, std::move(request), done);
+      } else {
+        run_close(session_id, done);
+      }
+    });
+    if (!ok) {
+      fail(make_error(
+          "this session already has " + std::to_string(limits_.max_queue) + " messages waiting for the agent",
+          -EBUSY));
+    }
+    return;
+  }
+  fail(make_error("command: " + net::quoted(cmd) + " is not one of takeover, tell, whisper, end, close"));
+}
+
+void ChatService::run_tell(std::string session_id, ChatSupport request, ChatSupportDone done_now) {
+  ChatSupportDone done = defer_if_sync(std::move(done_now));
+  auto fail = [this, session_id, done](Error e) {
+    done(std::move(e));
+    job_done(session_id);
+  };
+  auto s = ctx_.store->chat().get(session_id);
+  if (!s) return fail(s.error());
+  if (!*s || (*s)->status == "closed")
+    return fail(make_error("session " + net::quoted(session_id) + " is closed"));
+  auto agent = chat_agent((*s)->agent_uuid);
+  if (!agent) return fail(agent.error());
+  ChatSessionRow row = **s;
+  auto m = add_message(row, "tell", *request.message, request.operator_id);
+  if (!m) return fail(m.error());
+  emit_message(row, *m);
+  auto turn = std::make_shared<Turn>();
+  turn->session = row;
+  turn->agent = std::make_shared<const AgentConfig>(**agent);
+  turn->trigger_id = m->id;
+  turn->on_done = [done](ChatTurn t) {
+    ChatSupportResult out;
+    out.session = std::move(t.session);
+    out.reply = std::move(t.reply);
+    out.error = std::move(t.error);
+    done(std::move(out));
+  };
+  turn->on_error = [done](Error e) { done(std::move(e)); };
+  start_turn(std::move(turn));
+}
+
+void ChatService::run_close(std::string session_id, ChatSupportDone done_now) {
+  ChatSupportDone done = defer_if_sync(std::move(done_now));
+  auto fail = [this, session_id, done](Error e) {
+    done(std::move(e));
+    job_done(session_id);
+  };
+  auto s = ctx_.store->chat().get(session_id);
+  if (!s) return fail(s.error());
+  if (!*s) return fail(make_error("no chat session " + net::quoted(session_id), -ENOENT));
+  ChatSessionRow row = **s;
+  if (row.status == "closed") return fail(make_error("session " + net::quoted(session_id) + " is closed"));
+  const int64_t now = ctx_.clock->wall_ms();
+  row.status = "closed";
+  row.closed_at_ms = now;
+  row.updated_at_ms = now;
+  if (Status st = ctx_.store->chat().update(row); !st) return fail(st.error());
+  emit("status.changed", row);
+
+  // The summary: one request to the agent's analysis model (its llm when analysis is off).
+  const AgentConfig* agent = nullptr;
+  for (const AgentConfig& a : ctx_.config->agents) {
+    if (a.agent_uuid == row.agent_uuid) agent = &a;
+  }
+  auto store_summary = [this, session_id, done](std::optional<std::string> summary,
+                                                std::optional<std::string> why) {
+    auto cur = ctx_.store->chat().get(session_id);
+    ChatSupportResult out;
+    if (cur && *cur) {
+      ChatSessionRow r = **cur;
+      r.summary = summary;
+      r.summary_error = why;
+      if (Status st = ctx_.store->chat().update(r); !st)
+        log::warning("chat: storing a summary: " + st.error().message);
+      out.session = r;
+    }
+    out.summary = std::move(summary);
+    out.summary_error = std::move(why);
+    done(std::move(out));
+    job_done(session_id);
+  };
+  auto history = ctx_.store->chat().recent(session_id, limits_.history_messages);
+  std::string transcript;
+  if (history) {
+    for (const ChatMessageRow& m : *history) {
+      if (m.role == "customer" || m.role == "agent" || m.role == "operator")
+        transcript += m.role + ": " + m.text + "\n";
+    }
+  }
+  if (!agent || transcript.empty()) {
+    later([store_summary, agent] {
+      store_summary(std::nullopt, agent ? "the chat has no messages" : "the agent is no longer configured");
+    });
+    return;
+  }
+  if (transcript.size() > limits_.history_bytes)
+    transcript.erase(0, transcript.size() - limits_.history_bytes);
+  const LlmConfig& llm = agent->analysis.enabled ? agent->analysis.llm : agent->llm;
+  net::ChatRequest req;
+  req.endpoint = endpoint_of(llm);
+  req.messages = {
+      {"system",
+       "Summarise this chat between a customer and a support agent in two to four sentences: what the "
+       "customer wanted, what was done, and anything left open. Reply with the summary only.",
+       {},
+       {}},
+      {"user", transcript, {}, {}}};
+  req.temperature = 0.2;
+  req.max_tokens = 300;
+  std::weak_ptr<bool> alive = alive_;
+  net::ChatCallbacks cb;
+  cb.on_done = [alive, store_summary](net::ChatResult r) {
+    if (alive.expired()) return;
+    std::string text = trim(r.text);
+    if (text.empty()) {
+      store_summary(std::nullopt, "the model returned no text");
+    } else {
+      store_summary(std::move(text), std::nullopt);
+    }
+  };
+  cb.on_error = [alive, store_summary](const net::UpstreamError& e) {
+    if (alive.expired()) return;
+    store_summary(std::nullopt,
+                  "llm " + std::string(net::to_string(e.kind)) + (e.message.empty() ? "" : ": " + e.message));
+  };
+  ctx_.upstream->chat(std::move(req), std::move(cb));
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// storage and events
+
+Result<ChatMessageRow> ChatService::add_message(const ChatSessionRow& s, std::string role, std::string text,
+                                                std::optional<std::string> operator_id) {
+  ChatMessageRow m;
+  m.session_id = s.id;
+  m.role = std::move(role);
+  m.text = std::move(text);
+  m.operator_id = std::move(operator_id);
+  return ctx_.store->chat().add_message(m, s.agent_uuid, s.customer_id);
+}
+
+void ChatService::emit(std::string type, const ChatSessionRow& s) {
+  if (!listener_) return;
+  ChatEvent e{std::move(type), s.id, s.agent_uuid, session_json(s)};
+  listener_(e);
+}
+
+void ChatService::emit_message(const ChatSessionRow& s, const ChatMessageRow& m) {
+  if (!listener_) return;
+  ChatEvent e{"message.created", s.id, s.agent_uuid, message_json(m)};
+  listener_(e);
+}
+
+net::JsonPtr ChatService::session_json(const ChatSessionRow& s) {
+  net::JsonPtr o(cJSON_CreateObject());
+  net::json_add_string(o.get(), "id", s.id);
+  auto agent_id = ctx_.store->chat().agent_id(s.agent_uuid);
+  net::json_add_int_or_null(o.get(), "chat_agent_id",
+                            agent_id && *agent_id ? std::optional<int64_t>(**agent_id) : std::nullopt);
+  cJSON_AddNumberToObject(o.get(), "account_id", 1);
+  net::json_add_string(o.get(), "customer_id", s.customer_id);
+  net::json_add_string(o.get(), "mode", s.mode);
+  cJSON_AddBoolToObject(o.get(), "help_requested", s.help_requested);
+  net::json_add_string(o.get(), "status", s.status);
+  net::json_add_string_or_null(o.get(), "current_state", s.current_state);
+  cJSON* meta = cJSON_AddObjectToObject(o.get(), "metadata");
+  for (auto [name, text] : {std::pair<const char*, const std::string*>{"input_fields", &s.input_fields_json},
+                            {"state_fields", &s.state_fields_json},
+                            {"context", &s.context_json}}) {
+    net::JsonPtr v = net::json_parse(*text, nullptr);
+    cJSON_AddItemToObject(meta, name, v ? v.release() : cJSON_CreateNull());
+  }
+  net::json_add_string_or_null(o.get(), "active_human", s.active_human);
+  net::json_add_string(o.get(), "created_at", format_utc_micro(s.created_at_ms));
+  net::json_add_string(o.get(), "updated_at", format_utc_micro(s.updated_at_ms));
+  return o;
+}
+
+net::JsonPtr ChatService::message_json(const ChatMessageRow& m) {
+  net::JsonPtr o(cJSON_CreateObject());
+  cJSON_AddNumberToObject(o.get(), "id", static_cast<double>(m.id));
+  net::json_add_string(o.get(), "session_id", m.session_id);
+  net::json_add_string(o.get(), "role", m.role);
+  net::json_add_string(o.get(), "text", m.text);
+  net::json_add_string(o.get(), "created_at", format_utc_micro(m.created_at_ms));
+  net::json_add_string_or_null(o.get(), "operator", m.operator_id);
+  net::json_add_int_or_null(o.get(), "latency_ms", m.latency_ms);
+  net::json_add_string_or_null(o.get(), "error", m.error);
+  return o;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// dormancy
+
+void ChatService::arm_sweep_at(int64_t wall_ms) {
+  if (sweep_at_ms_ >= 0 && sweep_at_ms_ <= wall_ms) return;
+  sweep_at_ms_ = wall_ms;
+  if (!soon_.empty()) return;  // the timer is due now; it re-arms for the sweep after
+  const int64_t delay_ms = std::max<int64_t>(0, wall_ms - ctx_.clock->wall_ms());
+  timer_->arm(ctx_.clock->monotonic_us() + delay_ms * 1000);
+}
+
+void ChatService::rearm_sweep() {
+  for (const AgentConfig& a : ctx_.config->agents) {
+    if (a.mode != AgentMode::chat) continue;
+    auto oldest = ctx_.store->chat().oldest_active(a.agent_uuid);
+    if (!oldest) {
+      log::warning("chat: " + oldest.error().message);
+      continue;
+    }
+    if (*oldest) arm_sweep_at(**oldest + int64_t{a.chat.dormant_after_s} * 1000);
+  }
+}
+
+void ChatService::sweep() {
+  sweep_at_ms_ = -1;
+  const int64_t now = ctx_.clock->wall_ms();
+  for (const AgentConfig& a : ctx_.config->agents) {
+    if (a.mode != AgentMode::chat) continue;
+    auto rows = ctx_.store->chat().make_dormant(a.agent_uuid, now - int64_t{a.chat.dormant_after_s} * 1000);
+    if (!rows) {
+      log::warning("chat: " + rows.error().message);
+      continue;
+    }
+    for (const ChatSessionRow& r : *rows) emit("status.changed", r);
+  }
+  rearm_sweep();
+}
+
+}  // namespace osvi::daemon

@@ -1,0 +1,562 @@
+// ChatService on a virtual clock with SimUpstream: model turns, operator commands, whispers, dormancy,
+// close summaries, help requests, the fallback, the per-session queue and the events.
+#include "osvi/chat/chat_service.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cerrno>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "osvi/net/json.hpp"
+#include "test_support.hpp"
+#include "upstream_sim.hpp"
+#include "virtual_time.hpp"
+
+namespace osvi::daemon {
+namespace {
+
+using net::SimLlmReply;
+using test::TempDir;
+using test::VirtualTime;
+
+AgentConfig chat_agent(const std::string& uuid) {
+  AgentConfig a;
+  a.agent_uuid = uuid;
+  a.name = "Chat " + uuid;
+  a.mode = AgentMode::chat;
+  a.active = true;
+  a.prompt.system_prompt = "You help {{name}} (customer {{customer_id}}).";
+  a.llm.timeout_ms = 2000;
+  a.fallback.message = "Sorry, we have trouble answering right now.";
+  a.greeting.text = "Hi {{name}}!";
+  return a;
+}
+
+SimLlmReply say(std::string text) {
+  SimLlmReply r;
+  r.text = std::move(text);
+  return r;
+}
+
+SimLlmReply use(std::vector<net::ToolCall> calls) {
+  SimLlmReply r;
+  r.tool_calls = std::move(calls);
+  return r;
+}
+
+// Appending rather than operator+: GCC 12 -O3 reports a false -Wrestrict on the temporaries.
+std::string numbered(const char* prefix, int i) {
+  std::string s(prefix);
+  s.append(std::to_string(i));
+  return s;
+}
+
+struct Recorded {
+  std::string type, session_id;
+  std::string data;
+};
+
+class ChatServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto s = Store::open(StoreOptions{dir_.file("osvi.db")}, vt_.clock);
+    ASSERT_TRUE(s.ok()) << s.error().message;
+    store_ = std::move(*s);
+    config_.agents.push_back(chat_agent("agent_chat"));
+    AgentConfig multi = chat_agent("agent_multi");
+    multi.prompt.type = PromptType::multi;
+    multi.prompt.initial_state = "greet";
+    multi.prompt.states = {{"greet", "Greet them.", {{"order", "they name an order"}}},
+                           {"order", "Help with the order.", {}}};
+    config_.agents.push_back(multi);
+    AgentConfig locked = chat_agent("agent_locked");
+    locked.chat.takeover = locked.chat.tell = locked.chat.whisper = false;
+    config_.agents.push_back(locked);
+    AgentConfig voice = chat_agent("agent_voice");
+    voice.mode = AgentMode::voice;
+    config_.agents.push_back(voice);
+    AgentConfig off = chat_agent("agent_off");
+    off.active = false;
+    config_.agents.push_back(off);
+    std::vector<AgentRecord> records;
+    for (const AgentConfig& a : config_.agents)
+      records.push_back({0, a.agent_uuid, a.name, a.mode == AgentMode::chat ? "chat" : "voice", a.active,
+                         false, "{}", "", 0, 0});
+    ASSERT_TRUE(store_->agents().sync(records).ok());
+    sim_ = std::make_unique<net::SimUpstream>(vt_.schedule());
+    make_service();
+  }
+
+  void make_service() {
+    chat_.reset();
+    ChatContext ctx{&config_, store_.get(), sim_.get(), &vt_.clock, vt_.timer_factory()};
+    auto c = ChatService::create(std::move(ctx));
+    ASSERT_TRUE(c.ok()) << c.error().message;
+    chat_ = std::move(*c);
+    chat_->set_listener([this](const ChatEvent& e) {
+      events_.push_back({e.type, e.session_id, net::json_print(e.data.get())});
+    });
+  }
+
+  // Runs the loop until done ran (or 10 s of virtual time passed).
+  template <class T>
+  std::optional<Result<T>> pump(std::optional<Result<T>>& out) {
+    for (int i = 0; i < 1000 && !out; ++i) vt_.advance_ms(10);
+    return std::move(out);
+  }
+
+  Result<ChatTurn> send(const std::string& content, const std::string& agent = "agent_chat",
+                        const std::string& customer = "cust-1") {
+    std::optional<Result<ChatTurn>> out;
+    chat_->inbound({agent, customer, content, std::nullopt}, [&](Result<ChatTurn> r) { out = std::move(r); });
+    EXPECT_FALSE(out) << "done ran inside inbound()";
+    auto r = pump(out);
+    if (!r) return make_error("timed out", -ETIMEDOUT);
+    return std::move(*r);
+  }
+
+  Result<ChatSupportResult> support(const std::string& id, std::optional<std::string> command,
+                                    std::optional<std::string> message = std::nullopt,
+                                    std::optional<std::string> op = std::nullopt) {
+    std::optional<Result<ChatSupportResult>> out;
+    chat_->support(id, {command, message, op}, [&](Result<ChatSupportResult> r) { out = std::move(r); });
+    EXPECT_FALSE(out);
+    auto r = pump(out);
+    if (!r) return make_error("timed out", -ETIMEDOUT);
+    return std::move(*r);
+  }
+
+  ChatSessionRow session(const std::string& id) {
+    auto s = store_->chat().get(id);
+    EXPECT_TRUE(s.ok() && *s);
+    return s.ok() && *s ? **s : ChatSessionRow{};
+  }
+
+  std::vector<std::string> event_types() {
+    std::vector<std::string> out;
+    for (const Recorded& e : events_) out.push_back(e.type);
+    return out;
+  }
+
+  // The text of every message of a request of the given role.
+  static std::vector<std::string> texts(const net::ChatRequest& r, const std::string& role) {
+    std::vector<std::string> out;
+    for (const net::ChatMessage& m : r.messages) {
+      if (m.role == role) out.push_back(m.content);
+    }
+    return out;
+  }
+
+  TempDir dir_;
+  VirtualTime vt_;
+  std::unique_ptr<Store> store_;
+  Config config_;
+  std::unique_ptr<net::SimUpstream> sim_;
+  std::unique_ptr<ChatService> chat_;
+  std::vector<Recorded> events_;
+};
+
+TEST_F(ChatServiceTest, CreateKeepsTheLastFiveNonEmptyContextEntriesAndClosesThePreviousSession) {
+  auto first = chat_->create_session("agent_chat", "cust-1", "{}", {});
+  ASSERT_TRUE(first.ok()) << first.error().message;
+  EXPECT_EQ(first->status, "active");
+  EXPECT_EQ(first->mode, "ai");
+  events_.clear();
+  auto second = chat_->create_session("agent_chat", "cust-1", R"({"name":"Asha"})",
+                                      {"a", "", "b", "  ", "c", "d", "e", "f"});
+  ASSERT_TRUE(second.ok());
+  EXPECT_EQ(second->context_json, R"(["b","c","d","e","f"])");
+  EXPECT_EQ(session(first->id).status, "closed");
+  EXPECT_EQ(session(first->id).summary_error, "superseded by a new session");
+  ASSERT_EQ(event_types(), std::vector<std::string>{"status.changed"});
+  EXPECT_EQ(events_[0].session_id, first->id);
+  auto open = chat_->open_session("cust-1", "agent_chat");
+  ASSERT_TRUE(open.ok() && *open);
+  EXPECT_EQ((*open)->id, second->id);
+  // Another agent's session of the same customer is untouched.
+  auto other = chat_->create_session("agent_multi", "cust-1", "{}", {});
+  ASSERT_TRUE(other.ok());
+  EXPECT_EQ(other->current_state, "greet");
+  EXPECT_EQ(session(second->id).status, "active");
+}
+
+TEST_F(ChatServiceTest, AgentsThatCannotChatAreRefusedByName) {
+  auto voice = chat_->create_session("agent_voice", "c", "{}", {});
+  ASSERT_FALSE(voice.ok());
+  EXPECT_EQ(voice.error().code, -EINVAL);
+  EXPECT_NE(voice.error().message.find("\"agent_voice\" is a voice agent"), std::string::npos);
+  auto off = chat_->create_session("agent_off", "c", "{}", {});
+  ASSERT_FALSE(off.ok());
+  EXPECT_NE(off.error().message.find("not active"), std::string::npos);
+  auto unknown = chat_->create_session("agent_nope", "c", "{}", {});
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_EQ(unknown.error().code, -ENOENT);
+}
+
+TEST_F(ChatServiceTest, InboundCreatesASessionAndAnswersWithPromptVariablesAndContext) {
+  auto created = chat_->create_session("agent_chat", "cust-1", R"({"name":"Asha"})", {"bought a kettle"});
+  ASSERT_TRUE(created.ok());
+  events_.clear();
+  sim_->push_llm(say("Hello Asha, how can I help?"));
+  auto r = send("Hi there");
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->session.id, created->id);
+  EXPECT_EQ(r->reply, "Hello Asha, how can I help?");
+  EXPECT_FALSE(r->error);
+  ASSERT_EQ(sim_->chat_requests().size(), 1u);
+  const net::ChatRequest& req = sim_->chat_requests()[0];
+  EXPECT_EQ(req.endpoint.timeout_ms, 2000);
+  const auto system = texts(req, "system");
+  ASSERT_FALSE(system.empty());
+  EXPECT_NE(system[0].find("You help Asha (customer cust-1)."), std::string::npos) << system[0];
+  EXPECT_NE(system[0].find("- bought a kettle"), std::string::npos);
+  EXPECT_EQ(texts(req, "user"), std::vector<std::string>{"Hi there"});
+  EXPECT_EQ(event_types(), (std::vector<std::string>{"message.created", "message.created"}));
+  auto msgs = store_->chat().messages(created->id, 1, 10);
+  ASSERT_TRUE(msgs.ok());
+  ASSERT_EQ(msgs->rows.size(), 2u);
+  EXPECT_EQ(msgs->rows[0].role, "customer");
+  EXPECT_EQ(msgs->rows[1].role, "agent");
+  EXPECT_TRUE(msgs->rows[1].latency_ms.has_value());
+  // Each message is on the outbox for the fleet.
+  auto pending = store_->outbox().pending(0, 10);
+  ASSERT_TRUE(pending.ok());
+  ASSERT_EQ(pending->size(), 2u);
+  EXPECT_EQ((*pending)[0].kind, "chat_message");
+  EXPECT_EQ((*pending)[0].topic, "events");
+  EXPECT_EQ((*pending)[1].idempotency_key, "chat_message:" + std::to_string(msgs->rows[1].id));
+
+  // The next turn carries the history.
+  sim_->push_llm(say("Sure."));
+  ASSERT_TRUE(send("Can you help?").ok());
+  ASSERT_EQ(sim_->chat_requests().size(), 2u);
+  EXPECT_EQ(texts(sim_->chat_requests()[1], "user"), (std::vector<std::string>{"Hi there", "Can you help?"}));
+  EXPECT_EQ(texts(sim_->chat_requests()[1], "assistant"),
+            std::vector<std::string>{"Hello Asha, how can I help?"});
+}
+
+TEST_F(ChatServiceTest, TakeoverStopsAiRepliesUntilEnd) {
+  sim_->push_llm(say("First answer."));
+  auto r = send("hello");
+  ASSERT_TRUE(r.ok());
+  const std::string id = r->session.id;
+  events_.clear();
+  auto t = support(id, "takeover", std::nullopt, "rita@example.com");
+  ASSERT_TRUE(t.ok()) << t.error().message;
+  EXPECT_EQ(t->session.mode, "support");
+  EXPECT_EQ(t->session.active_human, "rita@example.com");
+  EXPECT_EQ(event_types(), std::vector<std::string>{"mode.changed"});
+
+  auto quiet = send("are you there?");
+  ASSERT_TRUE(quiet.ok());
+  EXPECT_FALSE(quiet->reply.has_value());
+  EXPECT_EQ(quiet->session.mode, "support");
+  EXPECT_EQ(sim_->chat_requests().size(), 1u) << "no model request in support mode";
+
+  auto op = support(id, std::nullopt, "Yes, Rita here.");
+  ASSERT_TRUE(op.ok());
+  auto msgs = store_->chat().recent(id, 1);
+  ASSERT_TRUE(msgs.ok() && msgs->size() == 1);
+  EXPECT_EQ((*msgs)[0].role, "operator");
+  EXPECT_EQ((*msgs)[0].operator_id, "rita@example.com");
+
+  events_.clear();
+  auto e = support(id, "end");
+  ASSERT_TRUE(e.ok());
+  EXPECT_EQ(e->session.mode, "ai");
+  EXPECT_FALSE(e->session.active_human);
+  EXPECT_EQ(event_types(), std::vector<std::string>{"mode.changed"});
+  sim_->push_llm(say("Back with you."));
+  auto back = send("thanks");
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(back->reply, "Back with you.");
+  ASSERT_EQ(sim_->chat_requests().size(), 2u);
+  // The operator's words are part of the conversation the model sees.
+  const auto assistant = texts(sim_->chat_requests()[1], "assistant");
+  EXPECT_NE(std::find(assistant.begin(), assistant.end(), "Yes, Rita here."), assistant.end());
+}
+
+TEST_F(ChatServiceTest, PlainOperatorMessageNeedsSupportMode) {
+  auto s = chat_->create_session("agent_chat", "cust-1", "{}", {});
+  ASSERT_TRUE(s.ok());
+  auto r = support(s->id, std::nullopt, "hello from a human");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, -EINVAL);
+  EXPECT_NE(r.error().message.find("support mode"), std::string::npos);
+  auto no_message = support(s->id, "whisper");
+  ASSERT_FALSE(no_message.ok());
+  EXPECT_NE(no_message.error().message.find("message: required"), std::string::npos);
+}
+
+TEST_F(ChatServiceTest, WhisperReachesOnlyTheNextModelRequest) {
+  auto s = chat_->create_session("agent_chat", "cust-1", "{}", {});
+  ASSERT_TRUE(s.ok());
+  events_.clear();
+  ASSERT_TRUE(support(s->id, "whisper", "Offer the 10% coupon").ok());
+  EXPECT_EQ(event_types(), std::vector<std::string>{"message.created"});
+  sim_->push_llm(say("Here is a coupon."));
+  sim_->push_llm(say("Anything else?"));
+  ASSERT_TRUE(send("price?").ok());
+  ASSERT_TRUE(send("ok").ok());
+  ASSERT_EQ(sim_->chat_requests().size(), 2u);
+  auto has_whisper = [&](const net::ChatRequest& r) {
+    for (const std::string& t : texts(r, "system"))
+      if (t.find("Offer the 10% coupon") != std::string::npos) return true;
+    return false;
+  };
+  EXPECT_TRUE(has_whisper(sim_->chat_requests()[0]));
+  EXPECT_FALSE(has_whisper(sim_->chat_requests()[1]));
+  // The customer never sees it: it is not an assistant or user message.
+  for (const net::ChatMessage& m : sim_->chat_requests()[0].messages) {
+    if (m.role != "system") {
+      EXPECT_EQ(m.content.find("coupon"), std::string::npos) << m.role;
+    }
+  }
+}
+
+TEST_F(ChatServiceTest, TellAddsGuidanceAndTriggersATurnEvenInSupportMode) {
+  auto s = chat_->create_session("agent_chat", "cust-1", "{}", {});
+  ASSERT_TRUE(s.ok());
+  ASSERT_TRUE(support(s->id, "takeover").ok());
+  EXPECT_EQ(session(s->id).active_human, "operator");
+  sim_->push_llm(say("Your refund was approved."));
+  auto t = support(s->id, "tell", "Tell them the refund is approved", "ops");
+  ASSERT_TRUE(t.ok()) << t.error().message;
+  EXPECT_EQ(t->reply, "Your refund was approved.");
+  ASSERT_EQ(sim_->chat_requests().size(), 1u);
+  const auto system = texts(sim_->chat_requests()[0], "system");
+  EXPECT_NE(std::find(system.begin(), system.end(),
+                      "Guidance from a human operator: Tell them the refund is approved"),
+            system.end());
+  auto msgs = store_->chat().recent(s->id, 2);
+  ASSERT_TRUE(msgs.ok() && msgs->size() == 2);
+  EXPECT_EQ((*msgs)[0].role, "tell");
+  EXPECT_EQ((*msgs)[0].operator_id, "ops");
+  EXPECT_EQ((*msgs)[1].role, "agent");
+}
+
+TEST_F(ChatServiceTest, DisabledCommandsAreRefusedByName) {
+  auto s = chat_->create_session("agent_locked", "cust-1", "{}", {});
+  ASSERT_TRUE(s.ok());
+  for (const char* cmd : {"takeover", "tell", "whisper"}) {
+    auto r = support(s->id, cmd, "x");
+    ASSERT_FALSE(r.ok()) << cmd;
+    EXPECT_EQ(r.error().code, -EPERM);
+    std::string want = "\"";
+    want.append(cmd).append("\" is disabled");
+    EXPECT_NE(r.error().message.find(want), std::string::npos) << r.error().message;
+  }
+  EXPECT_TRUE(support(s->id, "end").ok());
+}
+
+TEST_F(ChatServiceTest, QuietSessionsGoDormantAndTheNextMessageResumesThem) {
+  sim_->push_llm(say("Hi."));
+  auto r = send("hello");
+  ASSERT_TRUE(r.ok());
+  const std::string id = r->session.id;
+  events_.clear();
+  vt_.advance_ms(1799 * 1000);
+  EXPECT_EQ(session(id).status, "active");
+  EXPECT_TRUE(events_.empty());
+  vt_.advance_ms(2000);
+  EXPECT_EQ(session(id).status, "dormant");
+  ASSERT_EQ(event_types(), std::vector<std::string>{"status.changed"});
+  EXPECT_NE(events_[0].data.find("\"status\":\"dormant\""), std::string::npos);
+  // Still the open session: the next message resumes it.
+  events_.clear();
+  sim_->push_llm(say("Welcome back."));
+  auto again = send("I'm back");
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->session.id, id);
+  EXPECT_EQ(again->session.status, "active");
+  EXPECT_EQ(event_types(),
+            (std::vector<std::string>{"message.created", "status.changed", "message.created"}));
+}
+
+TEST_F(ChatServiceTest, DormancyIsFoundAgainAfterARestart) {
+  auto s = chat_->create_session("agent_chat", "cust-1", "{}", {});
+  ASSERT_TRUE(s.ok());
+  chat_.reset();
+  vt_.advance_ms(600 * 1000);
+  make_service();  // a new daemon: the sweep is armed from the store
+  vt_.advance_ms(1201 * 1000);
+  EXPECT_EQ(session(s->id).status, "dormant");
+}
+
+TEST_F(ChatServiceTest, CloseStoresASummaryOrWhyNot) {
+  sim_->push_llm(say("Hello."));
+  auto r = send("My kettle leaks");
+  ASSERT_TRUE(r.ok());
+  events_.clear();
+  sim_->push_llm(say("The customer reported a leaking kettle."));
+  auto c = support(r->session.id, "close");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_EQ(c->summary, "The customer reported a leaking kettle.");
+  EXPECT_EQ(session(r->session.id).status, "closed");
+  EXPECT_EQ(session(r->session.id).summary, "The customer reported a leaking kettle.");
+  EXPECT_EQ(event_types(), std::vector<std::string>{"status.changed"});
+  const net::ChatRequest& req = sim_->chat_requests().back();
+  EXPECT_NE(texts(req, "user")[0].find("customer: My kettle leaks"), std::string::npos);
+  auto again = support(r->session.id, "end");
+  ASSERT_FALSE(again.ok());
+  EXPECT_NE(again.error().message.find("is closed"), std::string::npos);
+
+  // A failing model: summary null and the reason.
+  sim_->push_llm(say("Hi."));
+  auto r2 = send("second chat");
+  ASSERT_TRUE(r2.ok());
+  EXPECT_NE(r2->session.id, r->session.id);
+  sim_->fail_next(net::UpstreamStage::llm, {});
+  auto c2 = support(r2->session.id, "close");
+  ASSERT_TRUE(c2.ok());
+  EXPECT_FALSE(c2->summary);
+  ASSERT_TRUE(c2->summary_error);
+  EXPECT_NE(c2->summary_error->find("llm http"), std::string::npos) << *c2->summary_error;
+}
+
+TEST_F(ChatServiceTest, HelpRequestedByPhraseOrToolAndClearedByEnd) {
+  sim_->push_llm(say("A colleague will join."));
+  auto r = send("I want to TALK TO A HUMAN please");
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r->session.help_requested);
+  EXPECT_EQ(event_types(),
+            (std::vector<std::string>{"message.created", "help.requested", "message.created"}));
+  auto e = support(r->session.id, "end");
+  ASSERT_TRUE(e.ok());
+  EXPECT_FALSE(e->session.help_requested);
+
+  // The model escalates with the tool.
+  events_.clear();
+  sim_->push_llm(use({{"c1", "request_human", R"({"reason":"refund over limit"})"}}));
+  sim_->push_llm(say("I've asked a colleague to help."));
+  auto t = send("refund my 5000 rupees");
+  ASSERT_TRUE(t.ok());
+  EXPECT_TRUE(t->session.help_requested);
+  EXPECT_EQ(t->reply, "I've asked a colleague to help.");
+  ASSERT_EQ(t->tools.size(), 1u);
+  EXPECT_EQ(t->tools[0].name, "request_human");
+  EXPECT_EQ(event_types(), (std::vector<std::string>{"message.created", "message.created", "message.created",
+                                                     "help.requested"}));
+}
+
+TEST_F(ChatServiceTest, MultiPromptStateAndStateFields) {
+  sim_->push_llm(use({{"c1", "switch_state", R"({"state":"order"})"},
+                      {"c2", "set_state_field", R"({"field":"order_id","value":"A-17"})"}}));
+  sim_->push_llm(say("Looking at order A-17."));
+  auto r = send("about order A-17", "agent_multi");
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->session.current_state, "order");
+  EXPECT_EQ(r->session.state_fields_json, R"({"order":{"order_id":"A-17"}})");
+  ASSERT_EQ(sim_->chat_requests().size(), 2u);
+  EXPECT_NE(texts(sim_->chat_requests()[0], "system")[0].find("Greet them."), std::string::npos);
+  const auto& tools = sim_->chat_requests()[0].tools;
+  auto has = [&](const char* n) {
+    return std::any_of(tools.begin(), tools.end(), [&](const net::ToolSpec& t) { return t.name == n; });
+  };
+  EXPECT_TRUE(has("switch_state"));
+  EXPECT_TRUE(has("request_human"));
+  EXPECT_TRUE(has("set_state_field"));
+  // The next turn's prompt is the new state's.
+  sim_->push_llm(say("Done."));
+  ASSERT_TRUE(send("thanks", "agent_multi").ok());
+  EXPECT_NE(texts(sim_->chat_requests()[2], "system")[0].find("Help with the order."), std::string::npos);
+  EXPECT_EQ(session(r->session.id).current_state, "order");
+}
+
+TEST_F(ChatServiceTest, UpstreamFailureGivesTheFallbackAndRecordsTheError) {
+  sim_->fail_next(net::UpstreamStage::llm, {});
+  auto r = send("hello");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->reply, "Sorry, we have trouble answering right now.");
+  ASSERT_TRUE(r->error);
+  EXPECT_NE(r->error->find("llm http"), std::string::npos);
+  auto msgs = store_->chat().recent(r->session.id, 1);
+  ASSERT_TRUE(msgs.ok() && msgs->size() == 1);
+  EXPECT_EQ((*msgs)[0].text, "Sorry, we have trouble answering right now.");
+  EXPECT_TRUE((*msgs)[0].error);
+
+  // A model slower than the agent's llm timeout: the fallback too.
+  net::SimTiming hang;
+  hang.first_ms = net::kSimHang;
+  sim_->set_timing(net::UpstreamStage::llm, hang);
+  sim_->push_llm(say("too late"));
+  auto slow = send("hello again");
+  ASSERT_TRUE(slow.ok());
+  EXPECT_EQ(slow->reply, "Sorry, we have trouble answering right now.");
+  ASSERT_TRUE(slow->error);
+  EXPECT_NE(slow->error->find("timeout"), std::string::npos) << *slow->error;
+}
+
+TEST_F(ChatServiceTest, ConcurrentMessagesOfOneSessionAreSerialisedAndBounded) {
+  auto s = chat_->create_session("agent_chat", "cust-1", "{}", {});
+  ASSERT_TRUE(s.ok());
+  std::vector<std::optional<Result<ChatTurn>>> out(10);
+  for (int i = 0; i < 8; ++i) sim_->push_llm(say(numbered("answer ", i)));
+  for (int i = 0; i < 10; ++i) {
+    chat_->inbound({"agent_chat", "cust-1", numbered("q", i), std::nullopt},
+                   [&out, i](Result<ChatTurn> r) { out[static_cast<size_t>(i)] = std::move(r); });
+  }
+  EXPECT_EQ(chat_->queued(s->id), 8u);
+  for (int i = 0; i < 2000; ++i) vt_.advance_ms(10);
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_TRUE(out[static_cast<size_t>(i)]) << i;
+    if (i < 8) {
+      ASSERT_TRUE(out[static_cast<size_t>(i)]->ok()) << i;
+      EXPECT_EQ((*out[static_cast<size_t>(i)])->reply, numbered("answer ", i));
+    } else {
+      ASSERT_FALSE(out[static_cast<size_t>(i)]->ok());
+      EXPECT_EQ(out[static_cast<size_t>(i)]->error().code, -EBUSY);
+    }
+  }
+  // One at a time: each request saw the previous answer.
+  ASSERT_EQ(sim_->chat_requests().size(), 8u);
+  EXPECT_EQ(texts(sim_->chat_requests()[7], "assistant").back(), "answer 6");
+  EXPECT_EQ(chat_->queued(s->id), 0u);
+}
+
+TEST_F(ChatServiceTest, AReloadWhileTheModelAnswersKeepsTheTurnsAgent) {
+  sim_->push_llm(say("Answer after the reload."));
+  std::optional<Result<ChatTurn>> out;
+  chat_->inbound({"agent_chat", "cust-1", "hello", std::nullopt},
+                 [&](Result<ChatTurn> r) { out = std::move(r); });
+  vt_.advance_ms(5);  // the request is in flight
+  ASSERT_FALSE(out);
+  {
+    auto fresh = std::make_unique<Config>(config_);
+    fresh->agents[0].fallback.message = "changed";
+    chat_->set_config(fresh.get());
+    config_ = Config{};  // the old agents are gone (ASan would catch a turn still pointing at them)
+    config_ = *fresh;
+    chat_->set_config(&config_);
+  }
+  auto r = pump(out);
+  ASSERT_TRUE(r && r->ok());
+  EXPECT_EQ((*r)->reply, "Answer after the reload.");
+}
+
+TEST_F(ChatServiceTest, InjectContextKeepsTheLastFive) {
+  auto s = chat_->create_session("agent_chat", "cust-1", "{}", {"one", "two", "three", "four", "five"});
+  ASSERT_TRUE(s.ok());
+  events_.clear();
+  auto r = chat_->inject_context(s->id, "six");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->context_json, R"(["two","three","four","five","six"])");
+  EXPECT_TRUE(events_.empty()) << "context is not one of the event types";
+  // The legacy pause: dormant, one status.changed; pausing again changes nothing and says nothing.
+  auto p = chat_->pause(s->id);
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(p->status, "dormant");
+  EXPECT_EQ(event_types(), std::vector<std::string>{"status.changed"});
+  ASSERT_TRUE(chat_->pause(s->id).ok());
+  EXPECT_EQ(events_.size(), 1u);
+  EXPECT_FALSE(chat_->inject_context(s->id, "  ").ok());
+  auto missing = chat_->inject_context("0190a6d2-0000-7000-8000-000000000000", "x");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.error().code, -ENOENT);
+}
+
+}  // namespace
+}  // namespace osvi::daemon
