@@ -117,6 +117,8 @@ Api::Api(ApiContext& ctx) : ctx_(ctx) {
   router_.add("GET", "/v1/chat/sessions", bind(&Api::list_chat_sessions));
   router_.add("GET", "/v1/chat/session/{id}", bind(&Api::get_chat_session));
   router_.add("GET", "/v1/chat/session/{id}/messages", bind(&Api::chat_session_messages));
+  router_.add("GET", "/v1/chat/events", bind(&Api::chat_inbox_events));
+  router_.add("GET", "/v1/chat/session/{id}/events", bind(&Api::chat_session_events));
   router_.add("POST", "/chat_sessions", bind(&Api::legacy_chat_session));
   router_.add("POST", "/chat_messages/send_message", bind(&Api::legacy_send_message));
   router_.add("POST", "/chat_sessions/{id}/close_session", bind(&Api::legacy_close_session));

@@ -3,12 +3,16 @@
 #include <algorithm>
 #include <cerrno>
 #include <memory>
+#include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "chat_util.hpp"
 #include "osvi/api/api.hpp"
+#include "osvi/api/chat_events.hpp"
+#include "osvi/api/event_hub.hpp"
 #include "osvi/base/ids.hpp"
 #include "osvi/base/log.hpp"
 #include "osvi/chat/chat_service.hpp"
@@ -411,6 +415,47 @@ void Api::chat_session_messages(HttpRequest& request, HttpReply reply) {
     cJSON_AddItemToArray(data, ChatService::message_json(m).release());
   add_meta(root.get(), page, per_page, msgs->total_count);
   reply.send(json_response(200, root.get()));
+}
+
+std::string chat_session_topic(std::string_view session_id) {
+  return "chat:" + std::string(session_id);
+}
+
+void publish_chat_event(EventHub& hub, const ChatEvent& event) {
+  hub.publish({std::string(kChatInboxTopic), chat_session_topic(event.session_id)}, event.type,
+              event.data.get(), event.agent_uuid);
+}
+
+// GET /v1/chat/events: every session's events (the inbox), optionally of one agent; the token's agent limit
+// applies as everywhere.
+void Api::chat_inbox_events(HttpRequest& request, HttpReply reply) {
+  if (!chat_ready(reply)) return;
+  if (!ctx_.events) return reply.send(error(503, "event streams are not available on this box right now"));
+  std::optional<std::string> agent;
+  for (const auto& [name, value] : request.query) {
+    if (name != "agent_uuid")
+      return reply.send(error(422, "query parameter " + quoted(name) + ": unknown (expected agent_uuid)"));
+    agent = value;
+  }
+  auto agents = EventHub::agents_of(*caller_);
+  if (agent) {
+    if (!chat_agent_allowed(*agent, reply)) return;
+    agents = std::set<std::string>{*agent};
+  }
+  ctx_.events->subscribe(request, std::move(reply), std::string(kChatInboxTopic), std::move(agents));
+}
+
+// GET /v1/chat/session/{id}/events: one session's events; 404 for a session the token may not see.
+void Api::chat_session_events(HttpRequest& request, HttpReply reply) {
+  if (!chat_ready(reply)) return;
+  if (!ctx_.events) return reply.send(error(503, "event streams are not available on this box right now"));
+  if (!request.query.empty())
+    return reply.send(error(422, "query parameter " + quoted(request.query.front().first) + ": unknown"));
+  const std::string id(request.param("id").value_or(""));
+  auto row = find_chat_session(id, reply);
+  if (!row) return;
+  ctx_.events->subscribe(request, std::move(reply), chat_session_topic(row->id),
+                         EventHub::agents_of(*caller_));
 }
 
 }  // namespace osvi::daemon

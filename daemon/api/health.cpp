@@ -2,6 +2,7 @@
 #include <algorithm>
 
 #include "osvi/api/api.hpp"
+#include "osvi/api/event_hub.hpp"
 #include "osvi/base/ids.hpp"
 #include "osvi/base/log.hpp"
 #include "osvi/fleet/fleet.hpp"
@@ -55,6 +56,15 @@ void Api::health(HttpRequest&, HttpReply reply) {
 
   cJSON* api = cJSON_AddObjectToObject(data.get(), "api");
   net::json_add_string(api, "listen", ctx_.listen);
+  if (ctx_.events) {  // docs/api.md "Event streams (SSE)"
+    const EventHubStats st = ctx_.events->stats();
+    cJSON* ev = cJSON_AddObjectToObject(api, "event_streams");
+    cJSON_AddNumberToObject(ev, "subscribers", static_cast<double>(st.subscribers));
+    cJSON_AddNumberToObject(ev, "events_published", static_cast<double>(st.events_published));
+    cJSON_AddNumberToObject(ev, "dropped_slow_consumers", static_cast<double>(st.dropped_slow_consumers));
+    cJSON_AddNumberToObject(ev, "refused_at_cap", static_cast<double>(st.refused_at_cap));
+    cJSON_AddNumberToObject(ev, "resets", static_cast<double>(st.resets));
+  }
   cJSON* lg = cJSON_AddObjectToObject(data.get(), "log");
   net::json_add_string(lg, "level", log::level_name(log::level()));
   net::json_add_string(lg, "sink", log::sink() == log::Sink::journal ? "journal" : "stderr");

@@ -18,6 +18,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "osvi/api/chat_events.hpp"
 #include "osvi/base/files.hpp"
 #include "osvi/base/ids.hpp"
 #include "osvi/base/log.hpp"
@@ -598,6 +599,12 @@ Status App::start_calls() {
   if (!chat) return make_error("chat: " + chat.error().message, chat.error().code);
   chat_ = std::move(*chat);
   api_ctx_.chat = chat_.get();
+  auto hub = EventHub::create(
+      *clock_, [this](std::function<void()> fire) { return make_loop_call_timer(*loop_, std::move(fire)); });
+  if (!hub) return make_error("event streams: " + hub.error().message, hub.error().code);
+  events_ = std::move(*hub);
+  api_ctx_.events = events_.get();
+  chat_->set_listener([hub = events_.get()](const ChatEvent& e) { publish_chat_event(*hub, e); });
   return {};
 }
 
@@ -740,6 +747,9 @@ int App::run() {
   }
   int r = loop_->run();
   // Finalise in reverse order of initialisation.
+  if (chat_) chat_->set_listener({});
+  api_ctx_.events = nullptr;
+  events_.reset();  // its streams end cleanly while their server still runs
   server_sources_.clear();
   server_.reset();
   api_.reset();

@@ -24,17 +24,6 @@ std::string lower(std::string_view s) {
   return out;
 }
 
-net::Endpoint endpoint_of(const UpstreamEndpoint& e) {
-  net::Endpoint ep;
-  ep.provider = e.provider;
-  ep.api_version = e.api_version;
-  ep.base_url = e.base_url;
-  ep.api_key = e.api_key;
-  ep.model = e.model;
-  ep.timeout_ms = e.timeout_ms;  // the agent's llm timeout bounds the whole turn's request
-  return ep;
-}
-
 std::vector<std::string> context_of(const std::string& json) {
   std::vector<std::string> out;
   net::JsonPtr a = net::json_parse(json, nullptr);
@@ -547,7 +536,7 @@ void ChatService::start_turn(std::shared_ptr<Turn> turn) {
 
 void ChatService::request_model(std::shared_ptr<Turn> turn) {
   net::ChatRequest req;
-  req.endpoint = endpoint_of(turn->agent->llm);
+  req.endpoint = to_net_endpoint(turn->agent->llm);  // its timeout bounds the whole turn
   req.messages = turn->messages;
   if (turn->rounds < limits_.max_tool_rounds) req.tools = tools(*turn->agent);
   req.temperature = turn->agent->llm.temperature;
@@ -831,7 +820,7 @@ void ChatService::run_close(std::string session_id, ChatSupportDone done_now) {
     transcript.erase(0, transcript.size() - limits_.history_bytes);
   const LlmConfig& llm = agent->analysis.enabled ? agent->analysis.llm : agent->llm;
   net::ChatRequest req;
-  req.endpoint = endpoint_of(llm);
+  req.endpoint = to_net_endpoint(llm);
   req.messages = {
       {"system",
        "Summarise this chat between a customer and a support agent in two to four sentences: what the "

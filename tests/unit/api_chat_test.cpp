@@ -11,7 +11,10 @@
 #include <vector>
 
 #include "api_harness.hpp"
+#include "chunked_client.hpp"
 #include "daemon_process.hpp"
+#include "osvi/api/chat_events.hpp"
+#include "osvi/api/event_hub.hpp"
 #include "osvi/chat/chat_service.hpp"
 #include "upstream_sim.hpp"
 #include "virtual_time.hpp"
@@ -444,6 +447,73 @@ TEST_F(ApiChatTest, WithoutAChatServiceTheEndpointsAnswer503) {
   expect_api_error(request("POST", "/v1/chat/session", R"({"agent_uuid":"agent_chat","customer_id":"c"})"),
                    503, "chat is not available");
   expect_api_error(request("GET", "/v1/chat/sessions"), 503, "chat is not available");
+}
+
+// The event streams: the inbox and one session see the session's events as they happen; a token limited to
+// other agents sees none of them; the routes refuse what they do not know.
+TEST_F(ApiChatTest, EventStreamsCarryTheSessionsEventsToTheirSubscribers) {
+  std::unique_ptr<daemon::EventHub> hub;
+  served_.locked([&] {
+    auto h = daemon::EventHub::create(vt_.clock, vt_.timer_factory());
+    ASSERT_TRUE(h.ok()) << h.error().message;
+    hub = std::move(*h);
+    ctx_.events = hub.get();
+    chat_->set_listener([&hub](const daemon::ChatEvent& e) { daemon::publish_chat_event(*hub, e); });
+  });
+  ASSERT_TRUE(hub);
+  push("Hi.");
+  const std::string sid = api_str(inbound("hello").data(), "session_id");
+  ASSERT_FALSE(sid.empty());
+
+  auto open = [&](const std::string& path, const std::string& token) {
+    auto c = std::make_unique<osvi::test::ChunkedClient>(port_);
+    EXPECT_TRUE(c->ok());
+    EXPECT_TRUE(c->get(path, "API-Token: " + token + "\r\n"));
+    EXPECT_TRUE(c->read_head()) << path;
+    EXPECT_NE(c->head().find("200"), std::string::npos) << c->head();
+    EXPECT_NE(c->head().find("text/event-stream"), std::string::npos) << c->head();
+    return c;
+  };
+  auto inbox = open("/v1/chat/events", kApiToken);
+  auto session = open("/v1/chat/session/" + sid + "/events", kApiToken);
+  auto limited = open("/v1/chat/events", kApiTokenB);
+  auto has = [](osvi::test::ChunkedClient& c, const std::string& text) {
+    return c.read_until(3000, [&] { return c.body().find(text) != std::string::npos; });
+  };
+
+  ASSERT_EQ(support(sid, R"({"command":"takeover","active_human":"rita@example.com"})").status, 200);
+  EXPECT_TRUE(has(*session, "event: mode.changed")) << session->body();
+  EXPECT_TRUE(has(*inbox, "event: mode.changed")) << inbox->body();
+  ASSERT_EQ(inbound("anyone there?").status, 200);
+  EXPECT_TRUE(has(*session, "anyone there?")) << session->body();
+  EXPECT_TRUE(has(*inbox, "event: message.created")) << inbox->body();
+
+  // agent_b's own session reaches the limited stream; nothing of agent_chat came before it.
+  push("Hello from b.");
+  auto b = request("POST", "/v1/chat/inbound",
+                   R"({"agent_uuid":"agent_b","customer_id":"cust-b","content":"hi b"})", kApiTokenB);
+  ASSERT_EQ(b.status, 200) << b.body;
+  EXPECT_TRUE(has(*limited, "hi b")) << limited->body();
+  EXPECT_EQ(limited->body().find("anyone there?"), std::string::npos) << limited->body();
+  EXPECT_EQ(limited->body().find("mode.changed"), std::string::npos) << limited->body();
+  EXPECT_TRUE(has(*inbox, "hi b"));
+  EXPECT_EQ(session->body().find("hi b"), std::string::npos)
+      << "another session's message on this one's stream";
+
+  expect_api_error(request("GET", "/v1/chat/session/00000000-0000-4000-8000-000000000000/events"), 404, "");
+  expect_api_error(request("GET", "/v1/chat/session/" + sid + "/events", {}, kApiTokenB), 404, "");
+  expect_api_error(request("GET", "/v1/chat/events?agent_uuid=agent_chat", {}, kApiTokenB), 403,
+                   "agent_chat");
+  expect_api_error(request("GET", "/v1/chat/events?since=1"), 422, "since");
+
+  inbox.reset();
+  session.reset();
+  limited.reset();
+  served_.locked([&] {
+    chat_->set_listener({});
+    ctx_.events = nullptr;
+    hub.reset();
+  });
 }
 
 }  // namespace

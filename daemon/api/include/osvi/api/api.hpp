@@ -40,6 +40,8 @@ struct ApiContext {
   class CampaignService* campaigns = nullptr;
   // The chat resource (chat.cpp, chat_legacy.cpp); null: the chat endpoints answer 503.
   class ChatService* chat = nullptr;
+  // The event streams (GET /v1/chat/events, GET /v1/chat/session/{id}/events); null: they answer 503.
+  class EventHub* events = nullptr;
 };
 
 class Api {
@@ -112,6 +114,9 @@ class Api {
   void list_chat_sessions(net::HttpRequest& request, net::HttpReply reply);
   void get_chat_session(net::HttpRequest& request, net::HttpReply reply);
   void chat_session_messages(net::HttpRequest& request, net::HttpReply reply);
+  // The chat inbox's and one session's event streams (docs/api.md "Event streams (SSE)").
+  void chat_inbox_events(net::HttpRequest& request, net::HttpReply reply);
+  void chat_session_events(net::HttpRequest& request, net::HttpReply reply);
   void legacy_chat_session(net::HttpRequest& request, net::HttpReply reply);
   void legacy_send_message(net::HttpRequest& request, net::HttpReply reply);
   void legacy_close_session(net::HttpRequest& request, net::HttpReply reply);

@@ -8,6 +8,7 @@
 
 #include "osvi/analysis/analysis.hpp"
 #include "osvi/api/api.hpp"
+#include "osvi/api/event_hub.hpp"
 #include "osvi/app/demo.hpp"
 #include "osvi/base/event_loop.hpp"
 #include "osvi/base/http_loop.hpp"
@@ -96,6 +97,7 @@ class App {
   CallContext call_ctx_;
   std::unique_ptr<CallManager> calls_;
   std::unique_ptr<ChatService> chat_;  // chat sessions (start_calls, after the upstream loop it uses)
+  std::unique_ptr<EventHub> events_;   // the API's event streams; chat_ publishes to it
   // The campaign dialler, after the calls engine it places calls with (start_dialer, at the end of start).
   void start_dialer();
   std::unique_ptr<Dialer> dialer_;
