@@ -22,6 +22,7 @@
 
 #include "osvi/api/api.hpp"
 #include "osvi/base/event_loop.hpp"
+#include "osvi/base/http_on_loop.hpp"
 #include "osvi/calls/call_timers.hpp"
 #include "osvi/chat/chat_service.hpp"
 #include "osvi/net/upstream.hpp"
@@ -48,6 +49,7 @@ class InstantUpstream final : public net::Upstream {
   ~InstantUpstream() override { close(fd_); }
   net::RequestId transcribe(net::SttRequest, net::SttCallbacks) override { return 0; }
   net::RequestId speak(net::TtsRequest, net::TtsCallbacks) override { return 0; }
+  net::RequestId embed(net::EmbeddingsRequest, net::EmbeddingsCallbacks) override { return 0; }
   net::RequestId chat(net::ChatRequest, net::ChatCallbacks cb) override {
     queue_.push_back({next_, std::move(cb), Clk::now()});
     const uint64_t one = 1;
@@ -152,16 +154,8 @@ int main(int argc, char** argv) {
   });
   if (!server) return 1;
   net::HttpServer* srv = server->get();
-  auto timer = (*loop)->add_timer(UINT64_MAX, [srv] { srv->run(); });
-  sd_event_source* tsrc = timer->get();
-  auto rearm = [&, srv, tsrc] {
-    if (auto t = srv->timeout_ms()) EventLoop::set_timer(tsrc, (*loop)->now_us() + *t * 1000);
-  };
-  auto io = (*loop)->add_io(srv->poll_fd(), EPOLLIN, [srv, rearm](uint32_t) {
-    srv->run();
-    rearm();
-  });
-  auto post = (*loop)->add_post(rearm);
+  auto served = serve_http_on_loop(**loop, *srv);
+  if (!served) return 1;
   const int stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   auto stop = (*loop)->add_io(stop_fd, EPOLLIN, [&](uint32_t) { (*loop)->exit(0); });
   const std::string url = "http://127.0.0.1:" + std::to_string(srv->port()) + "/v1/chat/inbound";

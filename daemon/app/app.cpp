@@ -20,6 +20,7 @@
 
 #include "osvi/api/chat_events.hpp"
 #include "osvi/base/files.hpp"
+#include "osvi/base/http_on_loop.hpp"
 #include "osvi/base/ids.hpp"
 #include "osvi/base/log.hpp"
 #include "osvi/base/secret.hpp"
@@ -250,27 +251,9 @@ Status App::start_api(const Config& cfg, std::unique_ptr<net::HttpServer>* out,
         (server.error().code == -EKEYREJECTED ? "api.tls_cert_file, api.tls_key_file: " : "api.listen: ") +
             server.error().message,
         server.error().code);
-  net::HttpServer* srv = server->get();
-
-  auto timer = loop_->add_timer(UINT64_MAX, [srv] { srv->run(); });
-  if (!timer) return timer.error();
-  sd_event_source* timer_src = timer->get();
-  // libmicrohttpd's own deadlines (connection timeouts) follow each run.
-  auto rearm = [this, srv, timer_src] {
-    auto t = srv->timeout_ms();
-    if (t) EventLoop::set_timer(timer_src, loop_->now_us() + *t * 1000);
-  };
-  auto io = loop_->add_io(srv->poll_fd(), EPOLLIN, [srv, rearm](uint32_t) {
-    srv->run();
-    rearm();
-  });
-  if (!io) return io.error();
-  auto post = loop_->add_post(rearm);
-  if (!post) return post.error();
-  sources->clear();
-  sources->push_back(std::move(*io));
-  sources->push_back(std::move(*timer));
-  sources->push_back(std::move(*post));
+  auto served = serve_http_on_loop(*loop_, **server);
+  if (!served) return served.error();
+  *sources = std::move(*served);
   *out = std::move(*server);
   return {};
 }

@@ -19,6 +19,7 @@
 #include "daemon_process.hpp"
 #include "osvi/api/api.hpp"
 #include "osvi/audio/recording.hpp"
+#include "osvi/base/http_on_loop.hpp"
 #include "osvi/clock.hpp"
 #include "osvi/net/http_server.hpp"
 #include "osvi/store/store.hpp"
@@ -440,15 +441,8 @@ TEST_F(RecordingsWorker, TheRecordingLinkWaitsForARecordingBeingMadeDurable) {
   net::HttpServer* srv = server->get();
   // Wired as App::start_api does: the epoll fd, and a timer on libmicrohttpd's own deadline re-armed after
   // every loop iteration (how a resumed connection gets served).
-  auto io = loop_->add_io(srv->poll_fd(), EPOLLIN, [srv](uint32_t) { srv->run(); });
-  ASSERT_TRUE(io.ok());
-  auto timer = loop_->add_timer(UINT64_MAX, [srv] { srv->run(); });
-  ASSERT_TRUE(timer.ok());
-  sd_event_source* timer_src = timer->get();
-  auto post = loop_->add_post([&, srv, timer_src] {
-    if (auto t = srv->timeout_ms()) EventLoop::set_timer(timer_src, loop_->now_us() + *t * 1000);
-  });
-  ASSERT_TRUE(post.ok());
+  auto served = serve_http_on_loop(*loop_, *srv);
+  ASSERT_TRUE(served.ok()) << served.error().message;
 
   auto f = (*rec)->open(kCall);
   ASSERT_TRUE(f.ok());
