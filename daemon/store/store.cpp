@@ -20,7 +20,8 @@ Store::Store(std::unique_ptr<Database> db)
       outbox_(*db_, meta_),
       post_call_(*db_),
       callbacks_(*db_),
-      webhooks_(*db_) {}
+      webhooks_(*db_),
+      knowledge_(*db_) {}
 
 Result<std::unique_ptr<Store>> Store::open(const StoreOptions& options, const Clock& clock) {
   auto db = Database::open(options, clock);

@@ -14,6 +14,7 @@
 #include "osvi/store/database.hpp"
 #include "osvi/store/dialer_queue.hpp"
 #include "osvi/store/dnd.hpp"
+#include "osvi/store/knowledge.hpp"
 #include "osvi/store/meta.hpp"
 #include "osvi/store/outbox.hpp"
 #include "osvi/store/post_call.hpp"
@@ -42,6 +43,7 @@ class Store {
   PostCallJobsRepo& post_call() { return post_call_; }
   CallbacksRepo& callbacks() { return callbacks_; }
   WebhookDeliveriesRepo& webhooks() { return webhooks_; }
+  KnowledgeRepo& knowledge() { return knowledge_; }
 
   // The database file's health plus the number of calls.
   StoreHealth health();
@@ -60,6 +62,7 @@ class Store {
   PostCallJobsRepo post_call_;
   CallbacksRepo callbacks_;
   WebhookDeliveriesRepo webhooks_;
+  KnowledgeRepo knowledge_;
 };
 
 }  // namespace osvi::daemon
