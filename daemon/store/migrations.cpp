@@ -485,7 +485,7 @@ CREATE TABLE knowledge_chunks (
   UNIQUE (document_id, ordinal)
 );
 CREATE VIRTUAL TABLE knowledge_fts USING fts5 (
-  text, content = 'knowledge_chunks', content_rowid = 'id', tokenize = 'unicode61 remove_diacritics 2'
+  text, content = 'knowledge_chunks', content_rowid = 'id', tokenize = 'porter unicode61 remove_diacritics 2'
 );
 CREATE TRIGGER knowledge_chunks_fts_insert AFTER INSERT ON knowledge_chunks BEGIN
   INSERT INTO knowledge_fts (rowid, text) VALUES (new.id, new.text);
