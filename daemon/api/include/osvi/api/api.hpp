@@ -10,6 +10,7 @@
 
 #include "osvi/clock.hpp"
 #include "osvi/config/config.hpp"
+#include "osvi/knowledge/knowledge_service.hpp"
 #include "osvi/net/http_server.hpp"
 #include "osvi/net/json.hpp"
 #include "osvi/net/router.hpp"
@@ -38,6 +39,8 @@ struct ApiContext {
   class Recordings* recordings = nullptr;
   // The campaigns resource (campaigns.cpp); null: the campaign endpoints answer 503.
   class CampaignService* campaigns = nullptr;
+  // The knowledge base extension (knowledge.cpp); null: its endpoints answer 503.
+  knowledge::KnowledgeService* knowledge = nullptr;
 };
 
 class Api {
@@ -100,6 +103,17 @@ class Api {
   // campaign_csv.cpp: POST /v1/campaigns/{id}/contacts with text/csv, POST /v1/campaigns/{id}/contacts.csv.
   void post_contacts_csv(net::HttpRequest& request, net::HttpReply reply);
   std::unique_ptr<net::HttpBodySink> open_csv_upload(const net::HttpRequest& head, const ApiToken& caller);
+
+  // knowledge.cpp: the knowledge base extension (documents: admin tokens; search: the agent's tokens).
+  void upload_document(net::HttpRequest& request, net::HttpReply reply);
+  void list_documents(net::HttpRequest& request, net::HttpReply reply);
+  void get_document(net::HttpRequest& request, net::HttpReply reply);
+  void archive_document(net::HttpRequest& request, net::HttpReply reply);
+  void search_knowledge(net::HttpRequest& request, net::HttpReply reply);
+  std::optional<KnowledgeDocument> find_document(const net::HttpRequest& request, net::HttpReply& reply);
+  bool knowledge_ready(net::HttpReply& reply);
+  // POST /v1/knowledge/documents with a text/plain or text/csv body: the document as sent, not JSON.
+  static bool knowledge_raw_upload(const net::HttpRequest& request);
 
   ApiContext& ctx_;
   net::Router router_;
