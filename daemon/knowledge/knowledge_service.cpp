@@ -145,6 +145,8 @@ Result<IngestResult> KnowledgeService::ingest(IngestRequest req) {
   auto id = repo.insert(doc, *chunks);
   if (!id.ok()) return id.error();
   if (Status s = tx->commit(); !s.ok()) return s.error();
+  indexed_chunks_ = -1;
+  term_counts_.clear();
   if (out.replaced_id) drop_vectors(*out.replaced_id);
   auto stored = repo.get(*id, false);
   if (!stored.ok()) return stored.error();
@@ -240,12 +242,17 @@ void KnowledgeService::search(const AgentKnowledgeConfig& agent, std::string_vie
     ids.push_back(d.id);
     res.chunks_searched += d.chunk_count;
   }
-  const std::string match = fts_match(query);
-  if (match.empty()) {
+  const std::vector<std::string> terms = query_terms(query);
+  if (terms.empty()) {
     done(make_error("q: no words to search for", -EINVAL));
     return;
   }
-  auto hits = repo.search(match, ids, kCandidates);
+  auto match = bm25_match(terms);
+  if (!match.ok()) {
+    done(match.error());
+    return;
+  }
+  auto hits = repo.search(*match, ids, kCandidates);
   if (!hits.ok()) {
     done(hits.error());
     return;
@@ -269,6 +276,47 @@ void KnowledgeService::search(const AgentKnowledgeConfig& agent, std::string_vie
     res.fallback_reason = ids.empty() ? "no documents to search" : "no embeddings client on this box";
   }
   finish_hybrid(p, make_error("", 0), done);
+}
+
+Result<std::string> KnowledgeService::bm25_match(const std::vector<std::string>& terms) {
+  KnowledgeRepo& repo = store_.knowledge();
+  if (indexed_chunks_ < 0) {
+    auto n = repo.indexed_chunks();
+    if (!n.ok()) return n.error();
+    indexed_chunks_ = *n;
+  }
+  std::string match;
+  if (indexed_chunks_ <= kMatchBudget) {  // small: every word, the cost is bounded by the base's size
+    for (const std::string& t : terms) match += (match.empty() ? "" : " OR ") + quote_term(t);
+    return match;
+  }
+  const int64_t half = indexed_chunks_ / 2;
+  const int64_t cap = std::max(kMatchBudget, half) + 1;
+  std::vector<std::pair<int64_t, const std::string*>> counted;
+  for (const std::string& t : terms) {
+    auto it = term_counts_.find(t);
+    int64_t n = 0;
+    if (it != term_counts_.end()) {
+      n = it->second;
+    } else {
+      auto c = repo.match_count(quote_term(t), cap);
+      if (!c.ok()) return c.error();
+      n = *c;
+      if (term_counts_.size() >= kMaxCachedTerms) term_counts_.clear();
+      term_counts_.emplace(t, n);
+    }
+    if (n == 0 || n > half) continue;
+    counted.emplace_back(n, &t);
+  }
+  std::sort(counted.begin(), counted.end(),
+            [](const auto& a, const auto& b) { return a.first != b.first ? a.first < b.first : *a.second < *b.second; });
+  int64_t total = 0;
+  for (const auto& [n, t] : counted) {
+    if (!match.empty() && total + n > kMatchBudget) break;
+    total += n;
+    match += (match.empty() ? "" : " OR ") + quote_term(*t);
+  }
+  return match;
 }
 
 void KnowledgeService::finish_hybrid(const std::shared_ptr<Prepared>& p, Result<Embeddings> query_vector,
@@ -302,22 +350,21 @@ void KnowledgeService::finish_hybrid(const std::shared_ptr<Prepared>& p, Result<
       for (float x : q) qn += static_cast<double>(x) * x;
       qn = std::sqrt(qn);
       std::vector<std::pair<double, int64_t>> all;  // (cosine, chunk id)
+      std::vector<float> qn_values(q.size());
+      for (size_t i = 0; i < q.size(); ++i) qn_values[i] = qn > 0 ? static_cast<float>(q[i] / qn) : 0.0f;
       for (const KnowledgeDocument& d : p->documents) {
         auto vs = vectors(p->model, d.id);
         if (!vs.ok()) {
           done(vs.error());
           return;
         }
-        for (const KnowledgeVector& v : (*vs)->vectors) {
-          if (v.values.size() != q.size()) continue;  // another model's size: as if not embedded
-          double dot = 0;
-          double vn = 0;
-          for (size_t i = 0; i < q.size(); ++i) {
-            dot += static_cast<double>(q[i]) * v.values[i];
-            vn += static_cast<double>(v.values[i]) * v.values[i];
-          }
-          const double denom = qn * std::sqrt(vn);
-          all.emplace_back(denom > 0 ? dot / denom : 0, v.chunk_id);
+        const DocVectors& dv = **vs;
+        if (dv.dims != q.size()) continue;  // another model's size: as if not embedded
+        for (size_t r = 0; r < dv.chunk_ids.size(); ++r) {
+          const int8_t* v = dv.values.data() + r * dv.dims;
+          float dot = 0;
+          for (size_t i = 0; i < dv.dims; ++i) dot += qn_values[i] * static_cast<float>(v[i]);
+          all.emplace_back(static_cast<double>(dot * dv.scales[r]), dv.chunk_ids[r]);
         }
       }
       hybrid = true;
@@ -408,9 +455,25 @@ Result<std::shared_ptr<const KnowledgeService::DocVectors>> KnowledgeService::ve
   auto dv = std::make_shared<DocVectors>();
   dv->model = model;
   dv->document_id = document_id;
-  dv->vectors = std::move(*vs);
-  dv->bytes = sizeof(DocVectors) + model.size();
-  for (const KnowledgeVector& v : dv->vectors) dv->bytes += sizeof(KnowledgeVector) + v.values.size() * sizeof(float);
+  dv->dims = vs->empty() ? 0 : vs->front().values.size();
+  for (const KnowledgeVector& v : *vs) {
+    if (v.values.size() != dv->dims || dv->dims == 0) continue;
+    double norm = 0;
+    float peak = 0;
+    for (float x : v.values) {
+      norm += static_cast<double>(x) * x;
+      peak = std::max(peak, std::fabs(x));
+    }
+    norm = std::sqrt(norm);
+    if (norm <= 0 || peak <= 0) continue;
+    // value ≈ q × scale, with |q| <= 127 for the largest component of the normalised vector.
+    const double scale = peak / norm / 127.0;
+    dv->chunk_ids.push_back(v.chunk_id);
+    dv->scales.push_back(static_cast<float>(scale));
+    for (float x : v.values)
+      dv->values.push_back(static_cast<int8_t>(std::lround(static_cast<double>(x) / norm / scale)));
+  }
+  dv->bytes = sizeof(DocVectors) + model.size() + dv->values.size() + dv->chunk_ids.size() * (sizeof(int64_t) + sizeof(float));
   // A document too large for the cache is read for each search instead of evicting everything else.
   if (dv->bytes > kVectorCacheBytes) return std::shared_ptr<const DocVectors>(std::move(dv));
   cache_.push_front(dv);

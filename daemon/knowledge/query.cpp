@@ -92,6 +92,13 @@ std::vector<std::string> query_terms(std::string_view query) {
   return out;
 }
 
+std::string quote_term(std::string_view term) {
+  std::string out = "\"";
+  out += term;
+  out += '"';
+  return out;
+}
+
 std::string fts_match(std::string_view query) {
   std::string out;
   for (const std::string& t : query_terms(query)) {

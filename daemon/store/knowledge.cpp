@@ -160,22 +160,49 @@ Result<std::vector<KnowledgeHit>> KnowledgeRepo::search(std::string_view match,
                                                         std::span<const int64_t> document_ids, int64_t limit) {
   std::vector<KnowledgeHit> out;
   if (match.empty() || document_ids.empty() || limit <= 0) return out;
-  // The MATCH runs first (the index gives the matching rowids); the document filter and bm25 then cost one
-  // chunk row each, so a search is bounded by how many chunks share a query term.
+  // Ranks and filters without the chunks' text (the sorter would otherwise carry every match's text); the
+  // texts of the best `limit` are read after, by id.
   auto stmt = db_.sql().cached(
-      "SELECT c.id, c.document_id, c.ordinal, c.heading, c.text, -bm25(knowledge_fts) AS score "
+      "SELECT c.id, -bm25(knowledge_fts) AS score "
       "FROM knowledge_fts JOIN knowledge_chunks c ON c.id = knowledge_fts.rowid "
       "WHERE knowledge_fts MATCH ?1 AND c.document_id IN (SELECT value FROM json_each(?2)) "
       "ORDER BY score DESC, c.id LIMIT ?3");
   if (!stmt.ok()) return wrap("searching the knowledge base", stmt.error());
   (*stmt)->bind_all(match, id_array(document_ids), limit);
+  std::vector<int64_t> ids;
+  std::vector<double> scores;
   for (;;) {
     auto row = (*stmt)->step();
     if (!row.ok()) return wrap("searching the knowledge base", row.error());
     if (!*row) break;
-    out.push_back(KnowledgeHit{read_chunk(**stmt), (*stmt)->real(5)});
+    ids.push_back((*stmt)->int64(0));
+    scores.push_back((*stmt)->real(1));
+  }
+  auto texts = chunks(ids);
+  if (!texts.ok()) return texts.error();
+  for (size_t i = 0, j = 0; i < ids.size() && j < texts->size(); ++i) {
+    if ((*texts)[j].id != ids[i]) continue;
+    out.push_back(KnowledgeHit{std::move((*texts)[j++]), scores[i]});
   }
   return out;
+}
+
+Result<int64_t> KnowledgeRepo::match_count(std::string_view match, int64_t cap) {
+  auto stmt = db_.sql().cached(
+      "SELECT count(*) FROM (SELECT 1 FROM knowledge_fts WHERE knowledge_fts MATCH ?1 LIMIT ?2)");
+  if (!stmt.ok()) return wrap("counting knowledge matches", stmt.error());
+  (*stmt)->bind_all(match, cap);
+  auto row = (*stmt)->step();
+  if (!row.ok()) return wrap("counting knowledge matches", row.error());
+  return *row ? (*stmt)->int64(0) : 0;
+}
+
+Result<int64_t> KnowledgeRepo::indexed_chunks() {
+  auto stmt = db_.sql().cached("SELECT coalesce(sum(chunk_count), 0) FROM knowledge_documents");
+  if (!stmt.ok()) return wrap("counting knowledge chunks", stmt.error());
+  auto row = (*stmt)->step();
+  if (!row.ok()) return wrap("counting knowledge chunks", row.error());
+  return *row ? (*stmt)->int64(0) : 0;
 }
 
 Result<std::vector<KnowledgeChunk>> KnowledgeRepo::missing_embeddings(std::string_view model,

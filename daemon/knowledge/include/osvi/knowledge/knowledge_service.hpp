@@ -72,7 +72,14 @@ inline constexpr double kBm25Half = 4;       // the -bm25() at which the bm25 re
 inline constexpr int64_t kCandidates = 50;   // bm25 candidates per search
 inline constexpr size_t kMaxQueryBytes = 1000;
 inline constexpr size_t kEmbedBatch = 32;    // chunks per embeddings request
-inline constexpr size_t kVectorCacheBytes = 32 * 1024 * 1024;
+inline constexpr size_t kVectorCacheBytes = 32 * 1024 * 1024;  // 20,000 chunks of 1536 dims
+// bm25 costs a few microseconds per matching chunk (FTS5 reads each one's size), so a question of common
+// words over a large base would rank thousands. Once the index holds more than this many chunks, a search
+// ranks with its rarest words whose matches add up to at most this many (at least one word), and leaves
+// out words found in more than half the chunks (FTS5's bm25 gives them an IDF of 1e-6: they cannot change
+// the order). docs/api.md "Knowledge search".
+inline constexpr int64_t kMatchBudget = 1500;
+inline constexpr size_t kMaxCachedTerms = 10000;
 
 class KnowledgeService {
  public:
@@ -120,15 +127,23 @@ class KnowledgeService {
   bool embedding_in_flight() const { return in_flight_; }
 
  private:
+  // One document's vectors for one model, normalised and quantised to int8 (one scale per vector): a
+  // quarter of float32's memory, and the cosine's error (< 1% of its range) is far below what separates
+  // chunks in a ranking.
   struct DocVectors {
     std::string model;
     int64_t document_id = 0;
-    std::vector<KnowledgeVector> vectors;
+    size_t dims = 0;
+    std::vector<int64_t> chunk_ids;
+    std::vector<int8_t> values;  // chunk_ids.size() × dims
+    std::vector<float> scales;
     size_t bytes = 0;
   };
   struct Prepared;  // a search between its bm25 half and its vector half
 
   void schedule_pump(int64_t delay_ms);
+  // The MATCH expression a search ranks with (kMatchBudget); empty when no word is left.
+  Result<std::string> bm25_match(const std::vector<std::string>& terms);
   Result<std::shared_ptr<const DocVectors>> vectors(const std::string& model, int64_t document_id);
   void drop_vectors(int64_t document_id);
   void finish_hybrid(const std::shared_ptr<Prepared>& p, Result<Embeddings> query_vector, const SearchDone& done);
@@ -145,6 +160,9 @@ class KnowledgeService {
   // Most recently used first; bounded by kVectorCacheBytes.
   std::list<std::shared_ptr<const DocVectors>> cache_;
   size_t cache_bytes_ = 0;
+  // Per word: how many chunks match it (capped); both reset when an ingestion changes the index.
+  std::map<std::string, int64_t, std::less<>> term_counts_;
+  int64_t indexed_chunks_ = -1;
   // Callbacks still out (an embeddings request) check it before touching the service.
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };

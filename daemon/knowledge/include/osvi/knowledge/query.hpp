@@ -17,6 +17,9 @@ inline constexpr size_t kMaxTermBytes = 64;
 // separates words, so no operator of the MATCH syntax survives.
 std::vector<std::string> query_terms(std::string_view query);
 
+// One term as a MATCH string: in double quotes (a term never holds '"').
+std::string quote_term(std::string_view term);
+
 // '"term1" OR "term2" ...' over query_terms(): a MATCH expression of quoted strings only (a term never holds
 // '"'); empty when the query has no words.
 std::string fts_match(std::string_view query);

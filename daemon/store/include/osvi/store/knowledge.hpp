@@ -80,6 +80,10 @@ class KnowledgeRepo {
   // an FTS5 MATCH expression the caller built from quoted terms (never user text as given).
   Result<std::vector<KnowledgeHit>> search(std::string_view match, std::span<const int64_t> document_ids,
                                            int64_t limit);
+  // How many indexed chunks match `match`, counting at most cap (a capped count costs at most cap rows).
+  Result<int64_t> match_count(std::string_view match, int64_t cap);
+  // Chunks in the index, archived documents' included (the N of bm25's IDF).
+  Result<int64_t> indexed_chunks();
   // Chunks of the given documents with no vector for model, in document and ordinal order, at most limit.
   Result<std::vector<KnowledgeChunk>> missing_embeddings(std::string_view model,
                                                          std::span<const int64_t> document_ids,
