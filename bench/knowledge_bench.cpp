@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
@@ -154,7 +156,11 @@ std::vector<std::string> sample_sentences() {
   return out;
 }
 
-void scale(int target_chunks, int searches) {
+// varied = false: every chunk recombines the sample's ~250 sentences, so a question's words are each in
+// 4-80% of the chunks (the worst case for bm25: thousands of matches to rank). varied = true: one sample
+// sentence per chunk among words of a 40,000-word made-up vocabulary, so a question's words are in tens to
+// hundreds of chunks, as in a base of many different documents.
+void scale(int target_chunks, int searches, bool varied) {
   test::TempDir dir;
   ManualClock clock(1'780'000'000'000);
   const std::string db = dir.file("kb.db");
@@ -175,9 +181,18 @@ void scale(int target_chunks, int searches) {
     for (int c = 0; c < per_doc; ++c) {
       text += "# Section " + std::to_string(d) + "." + std::to_string(c) + "\n\n";
       std::string para;
+      if (varied) para = sentences[rng() % sentences.size()] + " ";
       while (para.size() < 650) {
-        para += sentences[rng() % sentences.size()];
-        para += " Ref " + std::to_string(rng() % 100000) + ". ";
+        if (varied) {
+          for (int w = 0; w < 12; ++w) {
+            // Zipf-like: small word numbers are common, large ones rare.
+            const uint32_t n = static_cast<uint32_t>(40000.0 * std::pow(static_cast<double>(rng() % 10000 + 1) / 10000.0, 3));
+            para += "w" + std::to_string(n) + (w == 11 ? ". " : " ");
+          }
+        } else {
+          para += sentences[rng() % sentences.size()];
+          para += " Ref " + std::to_string(rng() % 100000) + ". ";
+        }
       }
       text += para + "\n\n";
     }
@@ -206,7 +221,7 @@ void scale(int target_chunks, int searches) {
   reopen();
   const int64_t size1 = file_size(db) + file_size(db + "-wal");
   const double mb = static_cast<double>(text_bytes) / (1024.0 * 1024.0);
-  std::printf("ingestion: %d documents, %lld chunks, %.1f MB of text in %.2f s: %.0f chunks/s, %.2f MB/s\n", docs,
+  std::printf("[%s corpus] ingestion: %d documents, %lld chunks, %.1f MB of text in %.2f s: %.0f chunks/s, %.2f MB/s\n", varied ? "varied" : "recombined", docs,
               static_cast<long long>(chunks), mb, ingest_s, static_cast<double>(chunks) / ingest_s, mb / ingest_s);
   std::printf("database growth: %.2f MB for %.2f MB of text = %.2f MB per MB of text (no vectors)\n",
               static_cast<double>(size1 - size0) / (1024.0 * 1024.0), mb,
@@ -228,8 +243,8 @@ void scale(int target_chunks, int searches) {
                 p.p50 / 1000, p.p99 / 1000, p.max / 1000, us.size(),
                 static_cast<double>(hits) / static_cast<double>(us.size()));
   };
-  std::printf("search over %lld chunks (one agent attached to all %d documents, k=3):\n",
-              static_cast<long long>(chunks), docs);
+  std::printf("search over %lld chunks (%s corpus; one agent attached to all %d documents, k=3):\n",
+              static_cast<long long>(chunks), varied ? "varied" : "recombined", docs);
   timed(make_agent(names, false, 0.3), "bm25");
   for (size_t dims : {size_t(256), size_t(1536)}) {
     test::StandInEmbedder embedder(dims);
@@ -260,6 +275,7 @@ int main(int argc, char** argv) {
   const int chunks = argc > 1 ? std::atoi(argv[1]) : 10000;
   const int searches = argc > 2 ? std::atoi(argv[2]) : 2000;
   retrieval();
-  scale(chunks, searches);
+  scale(chunks, searches, true);
+  scale(chunks, searches, false);
   return 0;
 }

@@ -1,6 +1,7 @@
 // KnowledgeRepo: document versions, their chunks, the FTS5 index over the chunks and the chunks' vectors.
 #include "osvi/store/knowledge.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <string>
@@ -160,8 +161,39 @@ Result<std::vector<KnowledgeHit>> KnowledgeRepo::search(std::string_view match,
                                                         std::span<const int64_t> document_ids, int64_t limit) {
   std::vector<KnowledgeHit> out;
   if (match.empty() || document_ids.empty() || limit <= 0) return out;
-  // Ranks and filters without the chunks' text (the sorter would otherwise carry every match's text); the
-  // texts of the best `limit` are read after, by id.
+  // First the index alone, best first (FTS5 sorts by rank itself; no chunk row is read per match), then
+  // the owners of those few: when the agent has most of the base, the best `limit` of its own are among
+  // the best 4 × limit of all. Otherwise (the agent has a small part of a large base) the join below
+  // filters every match by its document.
+  const int64_t wide = limit * 4;
+  std::vector<int64_t> ids;
+  std::vector<double> scores;
+  {
+    auto stmt = db_.sql().cached(
+        "SELECT rowid, -rank FROM knowledge_fts WHERE knowledge_fts MATCH ?1 ORDER BY rank LIMIT ?2");
+    if (!stmt.ok()) return wrap("searching the knowledge base", stmt.error());
+    (*stmt)->bind_all(match, wide);
+    for (;;) {
+      auto row = (*stmt)->step();
+      if (!row.ok()) return wrap("searching the knowledge base", row.error());
+      if (!*row) break;
+      ids.push_back((*stmt)->int64(0));
+      scores.push_back((*stmt)->real(1));
+    }
+  }
+  auto texts = chunks(ids);
+  if (!texts.ok()) return texts.error();
+  for (size_t i = 0, j = 0; i < ids.size() && j < texts->size() && static_cast<int64_t>(out.size()) < limit; ++i) {
+    if ((*texts)[j].id != ids[i]) continue;
+    KnowledgeChunk& c = (*texts)[j++];
+    if (std::find(document_ids.begin(), document_ids.end(), c.document_id) == document_ids.end()) continue;
+    out.push_back(KnowledgeHit{std::move(c), scores[i]});
+  }
+  if (static_cast<int64_t>(out.size()) >= limit || static_cast<int64_t>(ids.size()) < wide) return out;
+
+  out.clear();
+  ids.clear();
+  scores.clear();
   auto stmt = db_.sql().cached(
       "SELECT c.id, -bm25(knowledge_fts) AS score "
       "FROM knowledge_fts JOIN knowledge_chunks c ON c.id = knowledge_fts.rowid "
@@ -169,8 +201,6 @@ Result<std::vector<KnowledgeHit>> KnowledgeRepo::search(std::string_view match,
       "ORDER BY score DESC, c.id LIMIT ?3");
   if (!stmt.ok()) return wrap("searching the knowledge base", stmt.error());
   (*stmt)->bind_all(match, id_array(document_ids), limit);
-  std::vector<int64_t> ids;
-  std::vector<double> scores;
   for (;;) {
     auto row = (*stmt)->step();
     if (!row.ok()) return wrap("searching the knowledge base", row.error());
@@ -178,7 +208,7 @@ Result<std::vector<KnowledgeHit>> KnowledgeRepo::search(std::string_view match,
     ids.push_back((*stmt)->int64(0));
     scores.push_back((*stmt)->real(1));
   }
-  auto texts = chunks(ids);
+  texts = chunks(ids);
   if (!texts.ok()) return texts.error();
   for (size_t i = 0, j = 0; i < ids.size() && j < texts->size(); ++i) {
     if ((*texts)[j].id != ids[i]) continue;

@@ -38,6 +38,7 @@ class ApiKnowledge : public test::ApiTest {
     b.agent_uuid = "agent_b";
     b.name = "Bravo";
     b.knowledge.documents = {"fees"};
+    b.knowledge.relevance_threshold = 0.0;
     config_.agents = {a, b};
     start_api({{0, "agent_a", "Alpha", "voice", true, false, "{}", "", 0, 0},
                {0, "agent_b", "Bravo", "voice", true, false, "{}", "", 0, 0}});

@@ -315,6 +315,25 @@ TEST_F(KnowledgeServiceTest, ThresholdFiltersAndKBounds) {
   EXPECT_TRUE(none.hits.empty());
 }
 
+TEST_F(KnowledgeServiceTest, OnALargeBaseCommonWordsAreLeftOutAndRareOnesRank) {
+  // 2000 rows: "branch" in every one (IDF ~0), "pune" in 900, "gold" in 800, "locker" in 3.
+  std::string csv = "name,city,note\n";
+  for (int i = 0; i < 2000; ++i) {
+    csv += "branch " + std::to_string(i) + "," + (i % 20 < 9 ? "pune" : "satara") + "," +
+           (i % 700 == 5 ? "locker available" : i % 5 < 2 ? "gold loans" : "none") + "\n";
+  }
+  ingest("big", csv, "csv", true);
+  // locker (3) + gold (800) fit the budget of 1000 matches, pune (900) would not: it is left out.
+  auto r = search(agent({"big"}, 0.0, 10), "pune branch with gold or a locker");
+  ASSERT_EQ(r.hits.size(), 10u);
+  for (size_t i = 0; i < 3; ++i) EXPECT_NE(r.hits[i].text.find("note: locker available"), std::string::npos);
+  for (size_t i = 3; i < 10; ++i) EXPECT_NE(r.hits[i].text.find("note: gold loans"), std::string::npos);
+  // A question of only words in more than half the rows has no bm25 evidence at all.
+  EXPECT_TRUE(search(agent({"big"}, 0.0, 5), "branch").hits.empty());
+  // The rarest word is always searched, even over the budget's share.
+  EXPECT_EQ(search(agent({"big"}, 0.0, 5), "pune").hits.size(), 5u);
+}
+
 TEST_F(KnowledgeServiceTest, AnAgentSearchesOnlyItsAttachedCurrentDocuments) {
   ingest("mine", "# A\n\nLocker rent is 1500.");
   ingest("theirs", "# A\n\nLocker rent is 9999.");

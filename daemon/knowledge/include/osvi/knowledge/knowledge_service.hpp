@@ -78,7 +78,7 @@ inline constexpr size_t kVectorCacheBytes = 32 * 1024 * 1024;  // 20,000 chunks 
 // ranks with its rarest words whose matches add up to at most this many (at least one word), and leaves
 // out words found in more than half the chunks (FTS5's bm25 gives them an IDF of 1e-6: they cannot change
 // the order). docs/api.md "Knowledge search".
-inline constexpr int64_t kMatchBudget = 1500;
+inline constexpr int64_t kMatchBudget = 1000;
 inline constexpr size_t kMaxCachedTerms = 10000;
 
 class KnowledgeService {
