@@ -187,7 +187,7 @@ void scale(int target_chunks, int searches, bool varied) {
           for (int w = 0; w < 12; ++w) {
             // Zipf-like: small word numbers are common, large ones rare.
             const uint32_t n = static_cast<uint32_t>(40000.0 * std::pow(static_cast<double>(rng() % 10000 + 1) / 10000.0, 3));
-            para += "w" + std::to_string(n) + (w == 11 ? ". " : " ");
+            para.append("w").append(std::to_string(n)).append(w == 11 ? ". " : " ");
           }
         } else {
           para += sentences[rng() % sentences.size()];

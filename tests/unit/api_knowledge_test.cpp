@@ -181,7 +181,7 @@ TEST_F(ApiKnowledge, SearchShowsWhatTheAgentRetrievesWithinItsAttachments) {
   auto b = request("GET", "/v1/knowledge/search?agent_uuid=agent_b&q=locker", "", kApiTokenB);
   ASSERT_EQ(b.status, 200) << b.body;
   const cJSON* bres = cJSON_GetObjectItem(b.data(), "results");
-  ASSERT_EQ(cJSON_GetArraySize(bres), 1);
+  ASSERT_EQ(cJSON_GetArraySize(bres), 1) << b.body;
   EXPECT_EQ(api_str(cJSON_GetArrayItem(bres, 0), "document_name"), "fees");
   expect_api_error(request("GET", "/v1/knowledge/search?agent_uuid=agent_a&q=locker", "", kApiTokenB), 403,
                    "may not use agent");
