@@ -124,9 +124,10 @@ void retrieval() {
     for (const auto& m : misses) std::printf("      miss: %s\n", m.c_str());
   }
   // What the threshold sees for questions the documents cannot answer.
-  const char* off_topic[] = {"Who won the cricket match yesterday?", "What is the weather in Delhi tomorrow?",
-                             "Recommend a good biryani restaurant", "How do I reset my television remote?",
-                             "What is the capital of France?", "Can you book me a train ticket to Mumbai?"};
+  const char* off_topic[] = {
+      "Who won the cricket match yesterday?", "What is the weather in Delhi tomorrow?",
+      "Recommend a good biryani restaurant",  "How do I reset my television remote?",
+      "What is the capital of France?",       "Can you book me a train ticket to Mumbai?"};
   for (bool hybrid : {false, true}) {
     double top = 0, sum = 0;
     for (const char* q : off_topic) {
@@ -186,7 +187,8 @@ void scale(int target_chunks, int searches, bool varied) {
         if (varied) {
           for (int w = 0; w < 12; ++w) {
             // Zipf-like: small word numbers are common, large ones rare.
-            const uint32_t n = static_cast<uint32_t>(40000.0 * std::pow(static_cast<double>(rng() % 10000 + 1) / 10000.0, 3));
+            const uint32_t n = static_cast<uint32_t>(
+                40000.0 * std::pow(static_cast<double>(rng() % 10000 + 1) / 10000.0, 3));
             para.append("w").append(std::to_string(n)).append(w == 11 ? ". " : " ");
           }
         } else {
@@ -221,8 +223,11 @@ void scale(int target_chunks, int searches, bool varied) {
   reopen();
   const int64_t size1 = file_size(db) + file_size(db + "-wal");
   const double mb = static_cast<double>(text_bytes) / (1024.0 * 1024.0);
-  std::printf("[%s corpus] ingestion: %d documents, %lld chunks, %.1f MB of text in %.2f s: %.0f chunks/s, %.2f MB/s\n", varied ? "varied" : "recombined", docs,
-              static_cast<long long>(chunks), mb, ingest_s, static_cast<double>(chunks) / ingest_s, mb / ingest_s);
+  std::printf(
+      "[%s corpus] ingestion: %d documents, %lld chunks, %.1f MB of text in %.2f s: %.0f chunks/s, %.2f "
+      "MB/s\n",
+      varied ? "varied" : "recombined", docs, static_cast<long long>(chunks), mb, ingest_s,
+      static_cast<double>(chunks) / ingest_s, mb / ingest_s);
   std::printf("database growth: %.2f MB for %.2f MB of text = %.2f MB per MB of text (no vectors)\n",
               static_cast<double>(size1 - size0) / (1024.0 * 1024.0), mb,
               static_cast<double>(size1 - size0) / static_cast<double>(text_bytes));
@@ -256,9 +261,11 @@ void scale(int target_chunks, int searches, bool varied) {
     const auto t0 = Clock::now();
     embed_all(service);
     const double embed_s = std::chrono::duration<double>(Clock::now() - t0).count();
-    std::printf("  (embedded %zu chunks x %zu floats in %.1f s including the stand-in; database and WAL now %.1f MB)\n",
-                embedder.texts_embedded, dims, embed_s,
-                static_cast<double>(file_size(db) + file_size(db + "-wal")) / (1024.0 * 1024.0));
+    std::printf(
+        "  (embedded %zu chunks x %zu floats in %.1f s including the stand-in; database and WAL now %.1f "
+        "MB)\n",
+        embedder.texts_embedded, dims, embed_s,
+        static_cast<double>(file_size(db) + file_size(db + "-wal")) / (1024.0 * 1024.0));
     (void)reopen;
     // The first search loads the vector cache; the timed ones run on it (the query's embedding is the
     // stand-in's, computed in the call: a real model's network time is not in these figures).

@@ -205,7 +205,8 @@ Status KnowledgeService::sync_documents(const KnowledgeBaseConfig& config) {
     if (page * 500 >= total) break;
   }
   for (int64_t id : retire) {
-    if (auto r = archive(id); !r.ok()) note("archiving document " + std::to_string(id) + ": " + r.error().message);
+    if (auto r = archive(id); !r.ok())
+      note("archiving document " + std::to_string(id) + ": " + r.error().message);
   }
   if (!problems.empty()) return make_error(problems, -EINVAL);
   return {};
@@ -261,14 +262,13 @@ void KnowledgeService::search(const AgentKnowledgeConfig& agent, std::string_vie
   if (agent.embeddings && embedder_ != nullptr && !ids.empty()) {
     p->model = agent.embeddings->model;
     std::weak_ptr<bool> alive = alive_;
-    embedder_->embed(*agent.embeddings, {std::string(query)},
-                     [this, alive, p, done](Result<Embeddings> v) {
-                       if (alive.expired() || !*alive.lock()) {
-                         done(make_error("knowledge service stopped", -ECANCELED));
-                         return;
-                       }
-                       finish_hybrid(p, std::move(v), done);
-                     });
+    embedder_->embed(*agent.embeddings, {std::string(query)}, [this, alive, p, done](Result<Embeddings> v) {
+      if (alive.expired() || !*alive.lock()) {
+        done(make_error("knowledge service stopped", -ECANCELED));
+        return;
+      }
+      finish_hybrid(p, std::move(v), done);
+    });
     return;
   }
   if (agent.embeddings) {
@@ -308,8 +308,9 @@ Result<std::string> KnowledgeService::bm25_match(const std::vector<std::string>&
     if (n == 0 || n > half) continue;
     counted.emplace_back(n, &t);
   }
-  std::sort(counted.begin(), counted.end(),
-            [](const auto& a, const auto& b) { return a.first != b.first ? a.first < b.first : *a.second < *b.second; });
+  std::sort(counted.begin(), counted.end(), [](const auto& a, const auto& b) {
+    return a.first != b.first ? a.first < b.first : *a.second < *b.second;
+  });
   int64_t total = 0;
   for (const auto& [n, t] : counted) {
     if (!match.empty() && total + n > kMatchBudget) break;
@@ -342,8 +343,8 @@ void KnowledgeService::finish_hybrid(const std::shared_ptr<Prepared>& p, Result<
       res.fallback_reason = "the query could not be embedded: " + query_vector.error().message;
     } else if (query_vector->size() != 1 || (*query_vector)[0].empty()) {
       res.mode = "bm25_fallback";
-      res.fallback_reason = "the embeddings client answered " + std::to_string(query_vector->size()) +
-                            " vectors for one query";
+      res.fallback_reason =
+          "the embeddings client answered " + std::to_string(query_vector->size()) + " vectors for one query";
     } else {
       const std::vector<float>& q = (*query_vector)[0];
       double qn = 0;
@@ -369,7 +370,8 @@ void KnowledgeService::finish_hybrid(const std::shared_ptr<Prepared>& p, Result<
       }
       hybrid = true;
       res.mode = "hybrid";
-      res.chunks_without_vectors = std::max<int64_t>(0, res.chunks_searched - static_cast<int64_t>(all.size()));
+      res.chunks_without_vectors =
+          std::max<int64_t>(0, res.chunks_searched - static_cast<int64_t>(all.size()));
       std::sort(all.begin(), all.end(), [](const auto& a, const auto& b) {
         return a.first != b.first ? a.first > b.first : a.second < b.second;
       });
@@ -421,7 +423,8 @@ void KnowledgeService::finish_hybrid(const std::shared_ptr<Prepared>& p, Result<
     const Candidate& c = cands[i];
     const KnowledgeChunk* chunk = c.hit != nullptr ? &c.hit->chunk : nullptr;
     if (chunk == nullptr) {
-      auto it = std::find_if(fetched.begin(), fetched.end(), [&](const KnowledgeChunk& k) { return k.id == c.chunk_id; });
+      auto it = std::find_if(fetched.begin(), fetched.end(),
+                             [&](const KnowledgeChunk& k) { return k.id == c.chunk_id; });
       if (it == fetched.end()) continue;  // archived between the two reads
       chunk = &*it;
     }
@@ -442,8 +445,8 @@ void KnowledgeService::finish_hybrid(const std::shared_ptr<Prepared>& p, Result<
   done(std::move(res));
 }
 
-Result<std::shared_ptr<const KnowledgeService::DocVectors>> KnowledgeService::vectors(const std::string& model,
-                                                                                     int64_t document_id) {
+Result<std::shared_ptr<const KnowledgeService::DocVectors>> KnowledgeService::vectors(
+    const std::string& model, int64_t document_id) {
   for (auto it = cache_.begin(); it != cache_.end(); ++it) {
     if ((*it)->document_id == document_id && (*it)->model == model) {
       cache_.splice(cache_.begin(), cache_, it);
@@ -473,7 +476,8 @@ Result<std::shared_ptr<const KnowledgeService::DocVectors>> KnowledgeService::ve
     for (float x : v.values)
       dv->values.push_back(static_cast<int8_t>(std::lround(static_cast<double>(x) / norm / scale)));
   }
-  dv->bytes = sizeof(DocVectors) + model.size() + dv->values.size() + dv->chunk_ids.size() * (sizeof(int64_t) + sizeof(float));
+  dv->bytes = sizeof(DocVectors) + model.size() + dv->values.size() +
+              dv->chunk_ids.size() * (sizeof(int64_t) + sizeof(float));
   // A document too large for the cache is read for each search instead of evicting everything else.
   if (dv->bytes > kVectorCacheBytes) return std::shared_ptr<const DocVectors>(std::move(dv));
   cache_.push_front(dv);
@@ -535,44 +539,42 @@ bool KnowledgeService::pump() {
     }
     in_flight_ = true;
     std::weak_ptr<bool> alive = alive_;
-    embedder_->embed(*agent.embeddings, std::move(texts),
-                     [this, alive, model, chunk_docs](Result<Embeddings> r) {
-                       if (alive.expired() || !*alive.lock()) return;
-                       in_flight_ = false;
-                       std::string why;
-                       if (!r.ok()) {
-                         why = r.error().message;
-                       } else if (r->size() != chunk_docs.size()) {
-                         why = "got " + std::to_string(r->size()) + " vectors for " +
-                               std::to_string(chunk_docs.size()) + " texts";
-                       } else {
-                         for (const auto& v : *r) {
-                           if (v.empty() || v.size() != r->front().size()) why = "vectors of different sizes";
-                         }
-                       }
-                       if (why.empty()) {
-                         Status s = store_.database().transaction([&]() -> Status {
-                           for (size_t i = 0; i < chunk_docs.size(); ++i) {
-                             if (Status w = store_.knowledge().put_embedding(chunk_docs[i].first, model, (*r)[i]);
-                                 !w.ok())
-                               return w;
-                           }
-                           return {};
-                         });
-                         if (!s.ok()) why = s.error().message;
-                       }
-                       if (!why.empty()) {
-                         backoff_ms_ = backoff_ms_ == 0 ? kFirstBackoffMs : std::min(backoff_ms_ * 2, kMaxBackoffMs);
-                         log::warning("knowledge: embedding " + std::to_string(chunk_docs.size()) + " chunks with " +
-                                      model + " failed, retrying in " + std::to_string(backoff_ms_ / 1000) +
-                                      " s: " + why);
-                         schedule_pump(backoff_ms_);
-                         return;
-                       }
-                       backoff_ms_ = 0;
-                       for (const auto& [chunk, doc] : chunk_docs) drop_vectors(doc);
-                       schedule_pump(0);
-                     });
+    embedder_->embed(
+        *agent.embeddings, std::move(texts), [this, alive, model, chunk_docs](Result<Embeddings> r) {
+          if (alive.expired() || !*alive.lock()) return;
+          in_flight_ = false;
+          std::string why;
+          if (!r.ok()) {
+            why = r.error().message;
+          } else if (r->size() != chunk_docs.size()) {
+            why = "got " + std::to_string(r->size()) + " vectors for " + std::to_string(chunk_docs.size()) +
+                  " texts";
+          } else {
+            for (const auto& v : *r) {
+              if (v.empty() || v.size() != r->front().size()) why = "vectors of different sizes";
+            }
+          }
+          if (why.empty()) {
+            Status s = store_.database().transaction([&]() -> Status {
+              for (size_t i = 0; i < chunk_docs.size(); ++i) {
+                if (Status w = store_.knowledge().put_embedding(chunk_docs[i].first, model, (*r)[i]); !w.ok())
+                  return w;
+              }
+              return {};
+            });
+            if (!s.ok()) why = s.error().message;
+          }
+          if (!why.empty()) {
+            backoff_ms_ = backoff_ms_ == 0 ? kFirstBackoffMs : std::min(backoff_ms_ * 2, kMaxBackoffMs);
+            log::warning("knowledge: embedding " + std::to_string(chunk_docs.size()) + " chunks with " +
+                         model + " failed, retrying in " + std::to_string(backoff_ms_ / 1000) + " s: " + why);
+            schedule_pump(backoff_ms_);
+            return;
+          }
+          backoff_ms_ = 0;
+          for (const auto& [chunk, doc] : chunk_docs) drop_vectors(doc);
+          schedule_pump(0);
+        });
     return true;
   }
   return false;
