@@ -147,6 +147,7 @@ Result<IngestResult> KnowledgeService::ingest(IngestRequest req) {
   if (Status s = tx->commit(); !s.ok()) return s.error();
   indexed_chunks_ = -1;
   term_counts_.clear();
+  current_.clear();
   if (out.replaced_id) drop_vectors(*out.replaced_id);
   auto stored = repo.get(*id, false);
   if (!stored.ok()) return stored.error();
@@ -157,6 +158,7 @@ Result<IngestResult> KnowledgeService::ingest(IngestRequest req) {
 }
 
 Result<bool> KnowledgeService::archive(int64_t id) {
+  current_.clear();
   auto r = store_.knowledge().archive(id, clock_.wall_ms());
   if (r.ok() && *r) drop_vectors(id);
   return r;
@@ -227,7 +229,7 @@ void KnowledgeService::search(const AgentKnowledgeConfig& agent, std::string_vie
   res.relevance_threshold = agent.relevance_threshold;
   res.k = std::clamp<unsigned>(k.value_or(agent.top_k), 1, 10);
   KnowledgeRepo& repo = store_.knowledge();
-  auto docs = repo.current(agent.documents);
+  auto docs = current_documents(agent.documents);
   if (!docs.ok()) {
     done(docs.error());
     return;
@@ -276,6 +278,22 @@ void KnowledgeService::search(const AgentKnowledgeConfig& agent, std::string_vie
     res.fallback_reason = ids.empty() ? "no documents to search" : "no embeddings client on this box";
   }
   finish_hybrid(p, make_error("", 0), done);
+}
+
+Result<std::vector<KnowledgeDocument>> KnowledgeService::current_documents(
+    const std::vector<std::string>& names) {
+  std::vector<KnowledgeDocument> out;
+  for (const std::string& name : names) {
+    auto it = current_.find(name);
+    if (it == current_.end()) {
+      auto d = store_.knowledge().current(name);
+      if (!d.ok()) return d.error();
+      if (current_.size() >= kMaxCachedTerms) current_.clear();
+      it = current_.emplace(name, std::move(*d)).first;
+    }
+    if (it->second) out.push_back(*it->second);
+  }
+  return out;
 }
 
 Result<std::string> KnowledgeService::bm25_match(const std::vector<std::string>& terms) {
@@ -351,8 +369,14 @@ void KnowledgeService::finish_hybrid(const std::shared_ptr<Prepared>& p, Result<
       for (float x : q) qn += static_cast<double>(x) * x;
       qn = std::sqrt(qn);
       std::vector<std::pair<double, int64_t>> all;  // (cosine, chunk id)
-      std::vector<float> qn_values(q.size());
-      for (size_t i = 0; i < q.size(); ++i) qn_values[i] = qn > 0 ? static_cast<float>(q[i] / qn) : 0.0f;
+      // The query is quantised like the chunks: an integer dot product vectorises (a float sum does not
+      // without reassociation), 4-8 times faster at 1536 dimensions.
+      float peak = 0;
+      for (float x : q) peak = std::max(peak, std::fabs(x));
+      const double qscale = qn > 0 && peak > 0 ? peak / qn / 127.0 : 1.0;
+      std::vector<int8_t> qv(q.size());
+      for (size_t i = 0; i < q.size(); ++i)
+        qv[i] = qn > 0 ? static_cast<int8_t>(std::lround(static_cast<double>(q[i]) / qn / qscale)) : 0;
       for (const KnowledgeDocument& d : p->documents) {
         auto vs = vectors(p->model, d.id);
         if (!vs.ok()) {
@@ -363,9 +387,11 @@ void KnowledgeService::finish_hybrid(const std::shared_ptr<Prepared>& p, Result<
         if (dv.dims != q.size()) continue;  // another model's size: as if not embedded
         for (size_t r = 0; r < dv.chunk_ids.size(); ++r) {
           const int8_t* v = dv.values.data() + r * dv.dims;
-          float dot = 0;
-          for (size_t i = 0; i < dv.dims; ++i) dot += qn_values[i] * static_cast<float>(v[i]);
-          all.emplace_back(static_cast<double>(dot * dv.scales[r]), dv.chunk_ids[r]);
+          int32_t dot = 0;
+          for (size_t i = 0; i < dv.dims; ++i)
+            dot += static_cast<int32_t>(qv[i]) * static_cast<int32_t>(v[i]);
+          all.emplace_back(static_cast<double>(dot) * qscale * static_cast<double>(dv.scales[r]),
+                           dv.chunk_ids[r]);
         }
       }
       hybrid = true;
@@ -515,7 +541,7 @@ bool KnowledgeService::pump() {
   if (in_flight_ || embedder_ == nullptr) return false;
   KnowledgeRepo& repo = store_.knowledge();
   for (const AgentKnowledgeConfig& agent : agents_) {
-    auto docs = repo.current(agent.documents);
+    auto docs = current_documents(agent.documents);
     if (!docs.ok()) {
       log::warning("knowledge: embedding: " + docs.error().message);
       schedule_pump(kFirstBackoffMs);

@@ -142,6 +142,9 @@ class KnowledgeService {
   struct Prepared;  // a search between its bm25 half and its vector half
 
   void schedule_pump(int64_t delay_ms);
+  // The current versions of these names (cached until the next ingestion or archive: one read per name
+  // per search would cost more than the search over a hundred documents).
+  Result<std::vector<KnowledgeDocument>> current_documents(const std::vector<std::string>& names);
   // The MATCH expression a search ranks with (kMatchBudget); empty when no word is left.
   Result<std::string> bm25_match(const std::vector<std::string>& terms);
   Result<std::shared_ptr<const DocVectors>> vectors(const std::string& model, int64_t document_id);
@@ -164,6 +167,7 @@ class KnowledgeService {
   // Per word: how many chunks match it (capped); both reset when an ingestion changes the index.
   std::map<std::string, int64_t, std::less<>> term_counts_;
   int64_t indexed_chunks_ = -1;
+  std::map<std::string, std::optional<KnowledgeDocument>, std::less<>> current_;
   // Callbacks still out (an embeddings request) check it before touching the service.
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
