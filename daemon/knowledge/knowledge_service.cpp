@@ -277,7 +277,7 @@ void KnowledgeService::search(const AgentKnowledgeConfig& agent, std::string_vie
     res.mode = "bm25_fallback";
     res.fallback_reason = ids.empty() ? "no documents to search" : "no embeddings client on this box";
   }
-  finish_hybrid(p, make_error("", 0), done);
+  finish_hybrid(p, Embeddings{}, done);  // no model: the vectors are not looked at
 }
 
 Result<std::vector<KnowledgeDocument>> KnowledgeService::current_documents(
