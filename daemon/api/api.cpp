@@ -123,6 +123,11 @@ Api::Api(ApiContext& ctx) : ctx_(ctx) {
   router_.add("POST", "/chat_messages/send_message", bind(&Api::legacy_send_message));
   router_.add("POST", "/chat_sessions/{id}/close_session", bind(&Api::legacy_close_session));
   router_.add("POST", "/chat_sessions/{id}/pause_session", bind(&Api::legacy_pause_session));
+  router_.add("POST", "/v1/knowledge/documents", bind(&Api::upload_document));
+  router_.add("GET", "/v1/knowledge/documents", bind(&Api::list_documents));
+  router_.add("GET", "/v1/knowledge/documents/{id}", bind(&Api::get_document));
+  router_.add("POST", "/v1/knowledge/documents/{id}/archive", bind(&Api::archive_document));
+  router_.add("GET", "/v1/knowledge/search", bind(&Api::search_knowledge));
 }
 
 namespace {
@@ -188,6 +193,12 @@ void Api::handle(HttpRequest& request, HttpReply reply) {
         (!json_content_type(type) || request.path.ends_with("/contacts.csv"))) {
       request.params = std::move(m.params);
       post_contacts_csv(request, std::move(reply));
+      return;
+    }
+    // A knowledge document may come as the file itself (text/plain, text/csv), its metadata in the query.
+    if (knowledge_raw_upload(request)) {
+      request.params = std::move(m.params);
+      upload_document(request, std::move(reply));
       return;
     }
     if (!json_content_type(type)) {

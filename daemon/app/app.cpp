@@ -302,6 +302,7 @@ Status App::start() {
   campaigns_ = std::make_unique<CampaignService>(*store_, *zones_);
   campaigns_->set_can_dial([this] { return lines_ && lines_->size() > 0; });
   if (auto s = campaigns_->sync(*config_); !s) return s;
+  if (auto s = start_knowledge(); !s) return s;
 
   bool generated = false;
   auto tokens = resolve_tokens(*config_, &generated);
@@ -318,6 +319,7 @@ Status App::start() {
   api_ctx_.config_source = source;
   api_ctx_.config_loaded_wall_ms = api_ctx_.started_wall_ms;
   api_ctx_.campaigns = campaigns_.get();
+  api_ctx_.knowledge = knowledge_.get();
   api_ = std::make_unique<Api>(api_ctx_);
 
   if (auto s = EventLoop::block_signals({SIGTERM, SIGINT, SIGHUP}); !s) return s;
@@ -386,6 +388,27 @@ Status App::start() {
 // --- Webhooks (issue 14) ---
 // The dispatcher sends what the webhook service queued; after a restart, what a previous run left pending.
 // Its HttpLoop sets libcurl up on the first delivery, so a box without webhooks does not pay for it.
+Status App::start_knowledge() {
+  auto timer = make_loop_call_timer(*loop_, [this] {
+    auto due = std::move(knowledge_due_);
+    knowledge_due_ = nullptr;
+    if (due) due();
+  });
+  if (!timer) return timer.error();
+  knowledge_timer_ = std::move(*timer);
+  // The service keeps at most one run pending, so one timer and one slot hold it.
+  auto schedule = [this](int64_t delay_ms, std::function<void()> fn) {
+    knowledge_due_ = std::move(fn);
+    knowledge_timer_->arm(clock_->monotonic_us() + delay_ms * 1000);
+  };
+  knowledge_ = std::make_unique<knowledge::KnowledgeService>(*store_, *clock_, std::move(schedule));
+  // No embeddings client is wired yet: agents with knowledge.embeddings search with bm25 and say so.
+  if (auto s = knowledge_->sync_documents(config_->knowledge); !s)
+    log::warning("knowledge: some configured documents did not load: " + s.error().message);
+  knowledge_->set_agents(config_->agents);
+  return {};
+}
+
 Status App::start_webhooks() {
   auto http = HttpLoop::create(*loop_, "webhooks");
   if (!http) return http.error();
@@ -658,6 +681,11 @@ Status App::apply(Config new_cfg) {
   tokens_ = std::move(*tokens);
   api_ctx_.config = config_.get();
   campaigns_->set_config(config_.get());
+  // The configuration's documents load after the switch: a file that fails to load is logged and leaves
+  // that document as it was, it does not refuse the reload.
+  if (auto s = knowledge_->sync_documents(config_->knowledge); !s)
+    log::warning("knowledge: some configured documents did not load: " + s.error().message);
+  knowledge_->set_agents(config_->agents);
   api_ctx_.config_loaded_wall_ms = clock_->wall_ms();
   if (new_server) {
     server_sources_ = std::move(new_sources);
@@ -755,6 +783,9 @@ int App::run() {
   fleet_.reset();  // before the store it writes to
   api_ctx_.campaigns = nullptr;
   campaigns_.reset();
+  api_ctx_.knowledge = nullptr;
+  knowledge_.reset();  // before the store it reads, and its timer
+  knowledge_timer_.reset();
   webhook_dispatcher_.reset();  // cancels what is in flight (those stay pending), before its client and store
   webhook_http_.reset();
   store_.reset();

@@ -12,6 +12,7 @@
 #include "osvi/config/config.hpp"
 #include "osvi/config/output_schema.hpp"
 #include "osvi/net/json.hpp"
+#include "osvi/net/text.hpp"
 #include "reader.hpp"
 #include "sections.hpp"
 
@@ -343,6 +344,45 @@ void parse_analysis(ObjectReader r, AnalysisConfig& a) {
   parse_integrations(r.array("integrations"), p, a.enabled, a.integrations);  // webhooks.cpp
 }
 
+// Embeddings endpoints: the providers whose OpenAI-compatible API has POST {base_url}/embeddings.
+constexpr std::array<std::string_view, 2> kEmbeddingsProviders = {"openai", "azure_openai"};
+constexpr size_t kMaxAttachedDocuments = 50;
+
+void parse_knowledge(ObjectReader r, AgentKnowledgeConfig& k) {
+  std::vector<std::string> seen;
+  for (const Item& item : r.array("documents")) {
+    if (!cJSON_IsString(item.node)) {
+      r.problems().add(item.path,
+                       "expected a document name (string), got " + std::string(json_type_name(item.node)));
+      continue;
+    }
+    std::string name = item.node->valuestring;
+    if (name.empty() || net::utf8_length(name) > kKnowledgeMaxNameChars || !net::clean_text(name)) {
+      r.problems().add(item.path, "a document name is 1 to " + std::to_string(kKnowledgeMaxNameChars) +
+                                      " characters of UTF-8 text, got " + quote(name));
+      continue;
+    }
+    if (std::find(seen.begin(), seen.end(), name) != seen.end()) {
+      r.problems().add(item.path, "duplicate document " + quote(name));
+      continue;
+    }
+    seen.push_back(name);
+  }
+  if (seen.size() > kMaxAttachedDocuments)
+    r.error("documents", "at most " + std::to_string(kMaxAttachedDocuments) + " documents per agent");
+  k.documents = std::move(seen);
+  k.relevance_threshold = r.number("relevance_threshold", k.relevance_threshold, 0, 1);
+  k.top_k = static_cast<unsigned>(r.integer("top_k", k.top_k, 1, 10));
+  if (r.has("embeddings")) {
+    EmbeddingsConfig e;
+    ObjectReader er = r.object("embeddings");
+    if (er.valid()) {
+      parse_endpoint(er, e, kEmbeddingsProviders);
+      k.embeddings = std::move(e);
+    }
+  }
+}
+
 void parse_chat(ObjectReader r, ChatConfig& c) {
   c.takeover = r.boolean("takeover", c.takeover);
   c.tell = r.boolean("tell", c.tell);
@@ -385,6 +425,7 @@ AgentConfig parse_agent(const Item& item, Problems& p) {
   }
   parse_analysis(r.object("analysis"), a.analysis);
   parse_chat(r.object("chat"), a.chat);
+  parse_knowledge(r.object("knowledge"), a.knowledge);
   if (a.mode == AgentMode::chat && a.call.voicemail.action == VoicemailAction::leave_message)
     p.add(item.path + ".call.voicemail.action", "\"leave_message\" needs a voice agent (mode is \"chat\")");
   if (a.mode == AgentMode::chat && !a.tools.opt_out.dtmf_key.empty())

@@ -262,6 +262,7 @@ Result<Config> parse_config(std::string_view json_text) {
 
     config_detail::parse_compliance(root.object("compliance"), cfg.compliance);
     config_detail::parse_webhooks(root.object("webhooks"), cfg.webhooks);
+    config_detail::parse_knowledge_base(root.object("knowledge"), cfg.knowledge);
     std::map<int64_t, std::string> campaign_ids;  // id -> path of its first campaign
     for (const Item& item : root.array("campaigns")) {
       const size_t before = p.size();

@@ -451,9 +451,57 @@ CREATE TABLE webhook_attempts (
 );
 )sql";
 
-// Migration 6 belongs to the knowledge base (issue 15, another branch): this placeholder holds its number
-// until the branches meet, and is replaced by it then (a comment-only script applies nothing).
-constexpr std::string_view kMigration6 = "-- reserved for the knowledge base";
+// Migration 6: the knowledge base (docs/store.md "Knowledge base"). A document row is one version of a named
+// document: a changed upload or config file adds a row and archives the previous one, so history stays and
+// search reads only rows with archived_at NULL. Chunks are immutable once written; knowledge_fts indexes
+// their text as an external-content FTS5 table (the text is stored once, in knowledge_chunks), kept in step
+// by the two triggers. knowledge_embeddings: one float32 vector per (chunk, model), little-endian as the
+// box writes it.
+constexpr std::string_view kMigration6 = R"sql(
+CREATE TABLE knowledge_documents (
+  id           INTEGER PRIMARY KEY,
+  name         TEXT NOT NULL CHECK (name <> ''),
+  format       TEXT NOT NULL CHECK (format IN ('txt', 'csv')),
+  csv_header   INTEGER NOT NULL DEFAULT 0 CHECK (csv_header IN (0, 1)),
+  content      TEXT NOT NULL,
+  size_bytes   INTEGER NOT NULL CHECK (size_bytes >= 0),
+  sha256       TEXT NOT NULL CHECK (length(sha256) = 64),
+  source       TEXT NOT NULL CHECK (source = 'api' OR source LIKE 'config:%'),
+  uploader     TEXT NOT NULL,
+  chunk_count  INTEGER NOT NULL DEFAULT 0 CHECK (chunk_count >= 0),
+  created_at   INTEGER NOT NULL,
+  updated_at   INTEGER NOT NULL,
+  archived_at  INTEGER
+);
+-- At most one current version per name: what an agent's attachment resolves to.
+CREATE UNIQUE INDEX knowledge_documents_current ON knowledge_documents (name) WHERE archived_at IS NULL;
+CREATE INDEX knowledge_documents_listing ON knowledge_documents (updated_at DESC, id DESC);
+CREATE TABLE knowledge_chunks (
+  id           INTEGER PRIMARY KEY,
+  document_id  INTEGER NOT NULL REFERENCES knowledge_documents (id) ON DELETE CASCADE,
+  ordinal      INTEGER NOT NULL CHECK (ordinal >= 0),
+  heading      TEXT NOT NULL DEFAULT '',
+  text         TEXT NOT NULL CHECK (text <> ''),
+  UNIQUE (document_id, ordinal)
+);
+CREATE VIRTUAL TABLE knowledge_fts USING fts5 (
+  text, content = 'knowledge_chunks', content_rowid = 'id', tokenize = 'porter unicode61 remove_diacritics 2'
+);
+CREATE TRIGGER knowledge_chunks_fts_insert AFTER INSERT ON knowledge_chunks BEGIN
+  INSERT INTO knowledge_fts (rowid, text) VALUES (new.id, new.text);
+END;
+CREATE TRIGGER knowledge_chunks_fts_delete AFTER DELETE ON knowledge_chunks BEGIN
+  INSERT INTO knowledge_fts (knowledge_fts, rowid, text) VALUES ('delete', old.id, old.text);
+END;
+CREATE TABLE knowledge_embeddings (
+  chunk_id    INTEGER NOT NULL REFERENCES knowledge_chunks (id) ON DELETE CASCADE,
+  model       TEXT NOT NULL CHECK (model <> ''),
+  dims        INTEGER NOT NULL CHECK (dims > 0),
+  vector      BLOB NOT NULL CHECK (length(vector) = dims * 4),
+  created_at  INTEGER NOT NULL,
+  PRIMARY KEY (chunk_id, model)
+) WITHOUT ROWID;
+)sql";
 
 // Migration 7: chat sessions and their messages get the columns the chat room needs (docs/store.md, "Chat").
 // Migration 1's tables had no writer; they are rebuilt (SQLite cannot add CHECKs or change an index's

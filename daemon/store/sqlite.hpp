@@ -37,6 +37,10 @@ class Stmt {
   void bind(int index, const std::string& value) { bind(index, std::string_view(value)); }
   void bind(int index, const char* value) { bind(index, std::string_view(value)); }
   void bind_null(int index) { note(sqlite3_bind_null(stmt_, index)); }
+  // Raw bytes (an embedding's float32 vector); copied by SQLite.
+  void bind_blob(int index, const void* data, size_t size) {
+    note(sqlite3_bind_blob64(stmt_, index, data, size, kTransient));
+  }
   template <class T>
   void bind(int index, const std::optional<T>& value) {
     if (value) {
@@ -60,6 +64,14 @@ class Stmt {
   bool is_null(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
   int64_t int64(int col) const { return sqlite3_column_int64(stmt_, col); }
   std::string text(int col) const;
+  double real(int col) const { return sqlite3_column_double(stmt_, col); }
+  // A BLOB column's bytes, valid until the next step or reset of this statement.
+  std::string_view blob(int col) const {
+    const void* p = sqlite3_column_blob(stmt_, col);
+    const int n = sqlite3_column_bytes(stmt_, col);
+    return p == nullptr ? std::string_view()
+                        : std::string_view(static_cast<const char*>(p), static_cast<size_t>(n));
+  }
   std::optional<int64_t> opt_int64(int col) const {
     return is_null(col) ? std::nullopt : std::optional<int64_t>(int64(col));
   }

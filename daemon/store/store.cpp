@@ -21,7 +21,8 @@ Store::Store(std::unique_ptr<Database> db)
       post_call_(*db_),
       callbacks_(*db_),
       webhooks_(*db_),
-      chat_(*db_, outbox_) {}
+      chat_(*db_, outbox_),
+      knowledge_(*db_) {}
 
 Result<std::unique_ptr<Store>> Store::open(const StoreOptions& options, const Clock& clock) {
   auto db = Database::open(options, clock);

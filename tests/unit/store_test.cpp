@@ -62,8 +62,7 @@ class RawDb {
   sqlite3* db_ = nullptr;
 };
 
-// Back to version 6: the chat tables as migration 1 made them (migration 6, the knowledge base's on its own
-// branch, is a placeholder here).
+// Back to version 6: the chat tables as migration 1 made them.
 void undo_migration_7(RawDb& raw) {
   raw.exec(R"sql(
 DROP TABLE chat_messages;
@@ -97,9 +96,23 @@ PRAGMA user_version = 6;
 )sql");
 }
 
+// Back to version 5 (from 6): no knowledge base tables.
+void undo_migration_6(RawDb& raw) {
+  raw.exec(R"sql(
+DROP TABLE knowledge_embeddings;
+DROP TRIGGER knowledge_chunks_fts_insert;
+DROP TRIGGER knowledge_chunks_fts_delete;
+DROP TABLE knowledge_fts;
+DROP TABLE knowledge_chunks;
+DROP TABLE knowledge_documents;
+PRAGMA user_version = 5;
+)sql");
+}
+
 // Back to version 4: the tables migration 5 added, gone.
 void undo_migration_5(RawDb& raw) {
   undo_migration_7(raw);
+  undo_migration_6(raw);
   raw.exec(R"sql(
 DROP TABLE webhook_attempts;
 DROP TABLE webhook_deliveries;
@@ -254,6 +267,25 @@ TEST_F(StoreTest, ReopeningIsANoOpAndKeepsData) {
   EXPECT_EQ(store->health().calls_total, 1);
 }
 
+TEST_F(StoreTest, Migration6AddsTheKnowledgeBaseToAVersion5File) {
+  {
+    auto store = open_store();
+    ASSERT_TRUE(store);
+  }
+  {
+    RawDb raw(options().path);
+    undo_migration_7(raw);
+    undo_migration_6(raw);
+  }
+  auto store = open_store();
+  ASSERT_TRUE(store);
+  EXPECT_EQ(store->database().open_report().schema_before, 5);
+  EXPECT_EQ(store->database().open_report().migrations_applied, Database::latest_schema_version() - 5);
+  auto none = store->knowledge().current("fees");
+  ASSERT_TRUE(none.ok()) << none.error().message;
+  EXPECT_FALSE(*none);
+}
+
 TEST_F(StoreTest, Migration2MarksTheTurnsTheBoxSaysOnItsOwn) {
   const std::string id = "22222222-2222-4222-8222-222222222222";
   {
@@ -286,8 +318,7 @@ TEST_F(StoreTest, Migration2MarksTheTurnsTheBoxSaysOnItsOwn) {
   EXPECT_EQ((*turns)[1], filler);
 }
 
-// A version-2 file (from_number TEXT NOT NULL DEFAULT '', '' for "unknown"): migration 3 turns '' into NULL,
-// keeps the numbers that were known and every call's transcript, and from then on '' is refused.
+// Migration 1's chat tables, rows included, become migration 7's.
 TEST_F(StoreTest, Migration7RebuildsTheChatTablesAndCarriesTheirRowsOver) {
   { ASSERT_TRUE(open_store()); }
   {
@@ -324,6 +355,8 @@ INSERT INTO chat_messages (session_id, role, content, created_at) VALUES ('s-new
   EXPECT_TRUE(whispers->empty());
 }
 
+// A version-2 file (from_number TEXT NOT NULL DEFAULT '', '' for "unknown"): migration 3 turns '' into NULL,
+// keeps the numbers that were known and every call's transcript, and from then on '' is refused.
 TEST_F(StoreTest, Migration3MakesAnUnknownFromNumberNull) {
   const std::string known = "33333333-3333-4333-8333-333333333333";
   const std::string unknown = "44444444-4444-4444-8444-444444444444";

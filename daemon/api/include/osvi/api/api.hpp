@@ -10,6 +10,7 @@
 
 #include "osvi/clock.hpp"
 #include "osvi/config/config.hpp"
+#include "osvi/knowledge/knowledge_service.hpp"
 #include "osvi/net/http_server.hpp"
 #include "osvi/net/json.hpp"
 #include "osvi/net/router.hpp"
@@ -42,6 +43,8 @@ struct ApiContext {
   class ChatService* chat = nullptr;
   // The event streams (GET /v1/chat/events, GET /v1/chat/session/{id}/events); null: they answer 503.
   class EventHub* events = nullptr;
+  // The knowledge base extension (knowledge.cpp); null: its endpoints answer 503.
+  knowledge::KnowledgeService* knowledge = nullptr;
 };
 
 class Api {
@@ -125,6 +128,16 @@ class Api {
   bool chat_agent_allowed(const std::string& agent_uuid, net::HttpReply& reply);  // false: 403 sent
   // The session named id when the token may see it; otherwise the 404 / 500 reply is sent.
   std::optional<ChatSessionRow> find_chat_session(std::string_view id, net::HttpReply& reply);
+  // knowledge.cpp: the knowledge base extension (documents: admin tokens; search: the agent's tokens).
+  void upload_document(net::HttpRequest& request, net::HttpReply reply);
+  void list_documents(net::HttpRequest& request, net::HttpReply reply);
+  void get_document(net::HttpRequest& request, net::HttpReply reply);
+  void archive_document(net::HttpRequest& request, net::HttpReply reply);
+  void search_knowledge(net::HttpRequest& request, net::HttpReply reply);
+  std::optional<KnowledgeDocument> find_document(const net::HttpRequest& request, net::HttpReply& reply);
+  bool knowledge_ready(net::HttpReply& reply);
+  // POST /v1/knowledge/documents with a text/plain or text/csv body: the document as sent, not JSON.
+  static bool knowledge_raw_upload(const net::HttpRequest& request);
 
   ApiContext& ctx_;
   net::Router router_;

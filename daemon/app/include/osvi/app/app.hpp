@@ -20,6 +20,7 @@
 #include "osvi/chat/chat_service.hpp"
 #include "osvi/config/config.hpp"
 #include "osvi/fleet/fleet.hpp"
+#include "osvi/knowledge/knowledge_service.hpp"
 #include "osvi/lines/line_manager.hpp"
 #include "osvi/net/http_server.hpp"
 #include "osvi/result.hpp"
@@ -56,6 +57,8 @@ class App {
 
  private:
   Status start();
+  // The knowledge service over the store, the configuration's documents loaded, its embedding timer.
+  Status start_knowledge();
   Status start_api(const Config& cfg, std::unique_ptr<net::HttpServer>* out,
                    std::vector<EventSource>* sources);
   void reload();
@@ -76,6 +79,10 @@ class App {
   std::unique_ptr<Store> store_;
   std::unique_ptr<TimeZones> zones_;            // the campaigns' and the dialler's, loaded once each
   std::unique_ptr<CampaignService> campaigns_;  // after the store and zones it uses
+  // The knowledge base, after the store; its one timer (background embedding) and what that timer runs.
+  std::unique_ptr<knowledge::KnowledgeService> knowledge_;
+  std::unique_ptr<CallTimer> knowledge_timer_;
+  std::function<void()> knowledge_due_;
   ApiContext api_ctx_;
   std::unique_ptr<Api> api_;
   std::unique_ptr<net::HttpServer> server_;

@@ -288,6 +288,18 @@ struct ChatConfig {  // which operator commands (spec 3.15) this agent accepts
   unsigned dormant_after_s = 1800;  // an active session quiet this long becomes dormant (spec 7.5)
 };
 
+// An agent's knowledge base (docs/configuration.md#knowledge-base): the documents it searches, by name (each
+// resolved at search time to that name's current version), and how it searches them.
+struct EmbeddingsConfig : UpstreamEndpoint {
+  EmbeddingsConfig() { model = "text-embedding-3-small"; }
+};
+struct AgentKnowledgeConfig {
+  std::vector<std::string> documents;
+  double relevance_threshold = 0.3;            // 0..1, on the normalised score
+  unsigned top_k = 3;                          // 1..10
+  std::optional<EmbeddingsConfig> embeddings;  // absent: bm25 only
+};
+
 struct AgentConfig {
   std::string agent_uuid;
   std::string name;
@@ -306,6 +318,7 @@ struct AgentConfig {
   AnalysisConfig analysis;
   ChatConfig chat;
   FallbackConfig fallback;
+  AgentKnowledgeConfig knowledge;
   // The agent's JSON object as given, compact: the store compares it to notice definition changes.
   std::string definition_json;
 };
@@ -413,6 +426,21 @@ struct WebhooksConfig {
   bool operator==(const WebhooksConfig&) const = default;
 };
 
+// The top-level "knowledge" section: documents loaded from files at start and on every reload.
+inline constexpr size_t kKnowledgeMaxDocumentBytes = 8 * 1024 * 1024;  // a document's text, every source
+inline constexpr size_t kKnowledgeMaxNameChars = 200;
+
+struct KnowledgeDocumentConfig {
+  std::string name;
+  std::string path;  // absolute; checked (a readable regular file within the size limit) when parsed
+  std::string format = "txt";  // txt | csv
+  bool header = true;          // csv only: the first row names the columns
+  bool operator==(const KnowledgeDocumentConfig&) const = default;
+};
+struct KnowledgeBaseConfig {
+  std::vector<KnowledgeDocumentConfig> documents;
+};
+
 struct Config {
   std::string source_hash;  // FNV-1a 64 of the JSON text, 16 lower-case hex digits
   SiteConfig site;
@@ -428,6 +456,7 @@ struct Config {
   ComplianceConfig compliance;
   std::vector<CampaignConfig> campaigns;
   WebhooksConfig webhooks;
+  KnowledgeBaseConfig knowledge;
 };
 
 // Validates the whole document and fills defaults. On failure the message holds every problem found, one

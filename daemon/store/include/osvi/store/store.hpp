@@ -15,6 +15,7 @@
 #include "osvi/store/database.hpp"
 #include "osvi/store/dialer_queue.hpp"
 #include "osvi/store/dnd.hpp"
+#include "osvi/store/knowledge.hpp"
 #include "osvi/store/meta.hpp"
 #include "osvi/store/outbox.hpp"
 #include "osvi/store/post_call.hpp"
@@ -44,6 +45,7 @@ class Store {
   CallbacksRepo& callbacks() { return callbacks_; }
   WebhookDeliveriesRepo& webhooks() { return webhooks_; }
   ChatRepo& chat() { return chat_; }
+  KnowledgeRepo& knowledge() { return knowledge_; }
 
   // The database file's health plus the number of calls.
   StoreHealth health();
@@ -63,6 +65,7 @@ class Store {
   CallbacksRepo callbacks_;
   WebhookDeliveriesRepo webhooks_;
   ChatRepo chat_;  // after outbox_, which it queues messages on
+  KnowledgeRepo knowledge_;
 };
 
 }  // namespace osvi::daemon
