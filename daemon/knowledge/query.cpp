@@ -52,29 +52,6 @@ std::vector<std::string> words(std::string_view text) {
   return out;
 }
 
-uint64_t fnv1a(std::string_view s, uint64_t seed) {
-  uint64_t h = 1469598103934665603ULL ^ seed;
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 1099511628211ULL;
-  }
-  return h;
-}
-
-// "fees" → "fee", "opening" → "open": enough for the stand-in to match simple inflections.
-std::string stem(std::string w) {
-  auto strip = [&](std::string_view suffix, size_t min_len) {
-    if (w.size() >= min_len && w.ends_with(suffix)) {
-      w.resize(w.size() - suffix.size());
-      return true;
-    }
-    return false;
-  };
-  if (strip("ing", 6) || strip("ed", 5)) return w;
-  if (!w.ends_with("ss")) strip("s", 4);
-  return w;
-}
-
 }  // namespace
 
 std::vector<std::string> query_terms(std::string_view query) {
@@ -110,28 +87,6 @@ std::string fts_match(std::string_view query) {
     out += '"';
   }
   return out;
-}
-
-std::vector<float> stand_in_embedding(std::string_view text, size_t dims) {
-  std::vector<float> v(dims == 0 ? 1 : dims, 0.0f);
-  auto add = [&](std::string_view feature, uint64_t seed, float weight) {
-    const uint64_t h = fnv1a(feature, seed);
-    v[h % v.size()] += (h >> 63) != 0 ? -weight : weight;
-  };
-  for (const std::string& raw : words(text)) {
-    if (stop_word(raw)) continue;
-    const std::string w = stem(raw);
-    add(w, 1, 1.0f);
-    const std::string padded = "^" + w + "$";
-    for (size_t i = 0; i + 3 <= padded.size(); ++i) add(std::string_view(padded).substr(i, 3), 2, 0.35f);
-  }
-  double norm = 0;
-  for (float x : v) norm += static_cast<double>(x) * x;
-  if (norm > 0) {
-    const float inv = static_cast<float>(1.0 / std::sqrt(norm));
-    for (float& x : v) x *= inv;
-  }
-  return v;
 }
 
 }  // namespace osvi::daemon::knowledge

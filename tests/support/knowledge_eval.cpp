@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "osvi/knowledge/query.hpp"
+#include "stand_in_embedding.hpp"
 
 namespace osvi::test {
 namespace {
@@ -86,7 +87,8 @@ void StandInEmbedder::embed(const daemon::UpstreamEndpoint& endpoint, std::vecto
     return;
   }
   daemon::knowledge::Embeddings out;
-  for (const std::string& t : texts) out.push_back(daemon::knowledge::stand_in_embedding(t, dims_));
+  for (const std::string& t : texts)
+    out.push_back(tools::stand_in_embedding(t, static_cast<unsigned>(dims_)));
   texts_embedded += texts.size();
   done(std::move(out));
 }
@@ -100,7 +102,8 @@ void StandInEmbedder::deliver() {
       continue;
     }
     daemon::knowledge::Embeddings out;
-    for (const std::string& t : texts) out.push_back(daemon::knowledge::stand_in_embedding(t, dims_));
+    for (const std::string& t : texts)
+      out.push_back(tools::stand_in_embedding(t, static_cast<unsigned>(dims_)));
     texts_embedded += texts.size();
     done(std::move(out));
   }

@@ -183,24 +183,6 @@ TEST(KnowledgeQuery, HostileTextBecomesQuotedTermsOnly) {
   EXPECT_EQ(query_terms(std::string(500, 'a'))[0].size(), kMaxTermBytes);
 }
 
-TEST(KnowledgeQuery, StandInEmbeddingIsDeterministicAndNormalised) {
-  auto a = stand_in_embedding("Locker rent for a medium locker", 64);
-  auto b = stand_in_embedding("Locker rent for a medium locker", 64);
-  ASSERT_EQ(a.size(), 64u);
-  EXPECT_EQ(a, b);
-  double n = 0;
-  for (float x : a) n += x * x;
-  EXPECT_NEAR(n, 1.0, 1e-5);
-  auto cos = [](const std::vector<float>& x, const std::vector<float>& y) {
-    double d = 0;
-    for (size_t i = 0; i < x.size(); ++i) d += x[i] * y[i];
-    return d;
-  };
-  const auto q = stand_in_embedding("how much is the locker rent", 256);
-  EXPECT_GT(cos(q, stand_in_embedding("Medium locker rent is Rs 3000 per year", 256)),
-            cos(q, stand_in_embedding("Branches open at ten on weekdays", 256)));
-}
-
 // ---- Store and service ---------------------------------------------------------------------------------
 
 class KnowledgeServiceTest : public ::testing::Test {

@@ -24,10 +24,4 @@ std::string quote_term(std::string_view term);
 // '"'); empty when the query has no words.
 std::string fts_match(std::string_view query);
 
-// A stand-in, NOT a semantic model: a deterministic hashed bag of words (light English suffix stripping)
-// plus character trigrams, L2-normalised, `dims` floats. Texts sharing words or word fragments get a higher
-// cosine; synonyms do not. What the box can compute with no network, used by the tests, the bench and the
-// stand-in model server's /embeddings.
-std::vector<float> stand_in_embedding(std::string_view text, size_t dims = 256);
-
 }  // namespace osvi::daemon::knowledge
