@@ -385,9 +385,8 @@ Status App::start() {
   return {};
 }
 
-// --- Webhooks (issue 14) ---
-// The dispatcher sends what the webhook service queued; after a restart, what a previous run left pending.
-// Its HttpLoop sets libcurl up on the first delivery, so a box without webhooks does not pay for it.
+// --- Knowledge base (issue 15) ---
+// The service, its one timer (background embedding), and the configuration's documents.
 Status App::start_knowledge() {
   auto timer = make_loop_call_timer(*loop_, [this] {
     auto due = std::move(knowledge_due_);
@@ -402,13 +401,16 @@ Status App::start_knowledge() {
     knowledge_timer_->arm(clock_->monotonic_us() + delay_ms * 1000);
   };
   knowledge_ = std::make_unique<knowledge::KnowledgeService>(*store_, *clock_, std::move(schedule));
-  // No embeddings client is wired yet: agents with knowledge.embeddings search with bm25 and say so.
+  // Its embeddings client comes with the upstream loop (start_calls); until then hybrid agents use bm25.
   if (auto s = knowledge_->sync_documents(config_->knowledge); !s)
     log::warning("knowledge: some configured documents did not load: " + s.error().message);
   knowledge_->set_agents(config_->agents);
   return {};
 }
 
+// --- Webhooks (issue 14) ---
+// The dispatcher sends what the webhook service queued; after a restart, what a previous run left pending.
+// Its HttpLoop sets libcurl up on the first delivery, so a box without webhooks does not pay for it.
 Status App::start_webhooks() {
   auto http = HttpLoop::create(*loop_, "webhooks");
   if (!http) return http.error();
@@ -551,6 +553,9 @@ Status App::start_calls() {
   auto up = UpstreamLoop::create(*loop_);
   if (!up) return up.error();
   upstream_ = std::move(*up);
+  // The knowledge base's embeddings share the loop's upstream client (its breakers and limits).
+  knowledge_embedder_ = std::make_unique<knowledge::UpstreamEmbedder>(upstream_->upstream());
+  knowledge_->set_embedder(knowledge_embedder_.get());
   call_ctx_.loop = loop_.get();
   call_ctx_.clock = clock_.get();
   call_ctx_.store = store_.get();
@@ -776,6 +781,8 @@ int App::run() {
   heartbeat_.reset();
   api_ctx_.recordings = nullptr;
   recordings_.reset();  // after the calls that hand it files, before the store it registers them in
+  if (knowledge_) knowledge_->set_embedder(nullptr);
+  knowledge_embedder_.reset();  // cancels its requests, before the upstream they run on
   upstream_.reset();
   api_ctx_.lines = nullptr;
   lines_.reset();

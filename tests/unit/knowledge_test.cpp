@@ -17,9 +17,12 @@
 #include "osvi/knowledge/chunking.hpp"
 #include "osvi/knowledge/knowledge_service.hpp"
 #include "osvi/knowledge/query.hpp"
+#include "osvi/knowledge/upstream_embedder.hpp"
 #include "osvi/net/text.hpp"
 #include "osvi/store/store.hpp"
+#include "stand_in_embedding.hpp"
 #include "test_support.hpp"
+#include "upstream_sim.hpp"
 #include "virtual_time.hpp"
 
 namespace osvi::daemon::knowledge {
@@ -652,6 +655,47 @@ TEST(KnowledgeConfig, TopLevelDocumentsAreParsed) {
   ASSERT_EQ(c->knowledge.documents.size(), 1u);
   EXPECT_EQ(c->knowledge.documents[0].format, "csv");
   EXPECT_FALSE(c->knowledge.documents[0].header);
+}
+
+// The daemon's embedder: the request carries the agent's endpoint and every text, the answer comes back in
+// order, an upstream failure is an error, and a request still out when it is destroyed never answers.
+TEST(UpstreamEmbedder, AsksTheUpstreamAndCancelsWhatIsOutWhenDestroyed) {
+  test::VirtualTime vt;
+  net::SimUpstream sim(vt.schedule());
+  EmbeddingsConfig ep;
+  ep.model = "text-embedding-3-small";
+  ep.base_url = "http://127.0.0.1:9/v1";
+  std::vector<Result<Embeddings>> answers;
+  auto done = [&](Result<Embeddings> r) { answers.push_back(std::move(r)); };
+  {
+    UpstreamEmbedder embedder(sim);
+    embedder.embed(ep, {"locker rent", "opening hours"}, done);
+    EXPECT_TRUE(answers.empty()) << "answered from inside embed()";
+    vt.advance_ms(100);
+    ASSERT_EQ(answers.size(), 1u);
+    ASSERT_TRUE(answers[0].ok()) << answers[0].error().message;
+    ASSERT_EQ(answers[0]->size(), 2u);
+    EXPECT_EQ((*answers[0])[1], tools::stand_in_embedding("opening hours", 256));
+    ASSERT_EQ(sim.embed_requests().size(), 1u);
+    EXPECT_EQ(sim.embed_requests()[0].endpoint.model, "text-embedding-3-small");
+    EXPECT_EQ(sim.embed_requests()[0].endpoint.base_url, "http://127.0.0.1:9/v1");
+    EXPECT_EQ(sim.embed_requests()[0].inputs, (std::vector<std::string>{"locker rent", "opening hours"}));
+
+    sim.fail_next(net::UpstreamStage::embeddings, {net::UpstreamError::Kind::http, 503, "busy"});
+    embedder.embed(ep, {"x"}, done);
+    vt.advance_ms(100);
+    ASSERT_EQ(answers.size(), 2u);
+    ASSERT_FALSE(answers[1].ok());
+    EXPECT_NE(answers[1].error().message.find("embeddings:"), std::string::npos)
+        << answers[1].error().message;
+
+    sim.set_timing(net::UpstreamStage::embeddings, {1, 1000, 5});
+    embedder.embed(ep, {"late"}, done);
+    EXPECT_EQ(sim.in_flight(), 1u);
+  }
+  EXPECT_EQ(sim.in_flight(), 0u) << "the destroyed embedder left its request running";
+  vt.advance_ms(5000);
+  EXPECT_EQ(answers.size(), 2u);
 }
 
 }  // namespace

@@ -21,6 +21,7 @@
 #include "osvi/config/config.hpp"
 #include "osvi/fleet/fleet.hpp"
 #include "osvi/knowledge/knowledge_service.hpp"
+#include "osvi/knowledge/upstream_embedder.hpp"
 #include "osvi/lines/line_manager.hpp"
 #include "osvi/net/http_server.hpp"
 #include "osvi/result.hpp"
@@ -96,6 +97,8 @@ class App {
   Status start_calls();
   Speech* speech();
   std::unique_ptr<UpstreamLoop> upstream_;
+  // The knowledge base's embeddings client: after upstream_, so it goes (cancelling its requests) first.
+  std::unique_ptr<knowledge::UpstreamEmbedder> knowledge_embedder_;
   std::unique_ptr<Speech> speech_;  // the simulated caller's voice (loop side)
   bool speech_failed_ = false;
   std::unique_ptr<SpeechWorker> speech_worker_;  // the calls' local prompts, rendered off the loop
