@@ -417,7 +417,8 @@ std::string ChatService::system_prompt(const AgentConfig& agent, const ChatSessi
        "what you can do, call the tool request_human.";
   p += " Use set_state_field to note a value the customer gave (a name, an order number).";
   if (ctx_.calls && !agent.chat.voice_agent.empty())
-    p += " If the customer would rather talk on the phone, offer a call; only when they agree, call offer_call "
+    p += " If the customer would rather talk on the phone, offer a call; only when they agree, call "
+         "offer_call "
          "with their number.";
   const std::vector<std::string> context = context_of(s.context_json);
   if (!context.empty()) {
@@ -573,8 +574,10 @@ std::string ChatService::offer_call(Turn& turn, const cJSON* args) {
   if (country.size() != 2 || !std::isalpha(static_cast<unsigned char>(country[0])) ||
       !std::isalpha(static_cast<unsigned char>(country[1])))
     return "not placed: country_code must be a two-letter country code such as IN";
-  auto e164 = ctx_.normalize_phone ? ctx_.normalize_phone(number, country) : normalize_any_phone(number, country);
-  if (!e164) return "not placed: phone_number " + e164.error().message + "; ask the customer for their number";
+  auto e164 =
+      ctx_.normalize_phone ? ctx_.normalize_phone(number, country) : normalize_any_phone(number, country);
+  if (!e164)
+    return "not placed: phone_number " + e164.error().message + "; ask the customer for their number";
   const std::string refused_dnd =
       "not placed: the number " + *e164 + " may not be called (do-not-disturb); do not offer a call again";
   auto dnd = ctx_.store->dnd().is_active(voice, *e164);
@@ -593,11 +596,11 @@ std::string ChatService::offer_call(Turn& turn, const cJSON* args) {
     if (allowed < 0) return "not placed: calling hours allow no call to this number";
     const LocalTime t = zone->local(allowed);
     char when[48];
-    std::snprintf(when, sizeof when, "%04d-%02d-%02d %02d:%02d", t.year, t.month, t.day,
-                  t.minute_of_day / 60, t.minute_of_day % 60);
+    std::snprintf(when, sizeof when, "%04d-%02d-%02d %02d:%02d", t.year, t.month, t.day, t.minute_of_day / 60,
+                  t.minute_of_day % 60);
     return "not placed: outside calling hours (" + floor.calling_hours + " in the customer's time zone " +
-           zone->name() + "); the earliest allowed time is " + when + " their time. No call is scheduled: " +
-           "tell the customer, they may ask again then";
+           zone->name() + "); the earliest allowed time is " + when +
+           " their time. No call is scheduled: " + "tell the customer, they may ask again then";
   }
 
   PlaceCallRequest req;

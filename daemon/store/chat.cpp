@@ -218,7 +218,7 @@ Result<std::vector<ChatMessageRow>> ChatRepo::pending_whispers(std::string_view 
 }
 
 Result<bool> ChatRepo::has_message(std::string_view session_id, std::string_view role,
-                                  std::string_view prefix) {
+                                   std::string_view prefix) {
   auto stmt = db_.sql().cached(
       "SELECT 1 FROM chat_messages WHERE session_id = ?1 AND role = ?2 AND substr(text, 1, length(?3)) = ?3 "
       "LIMIT 1");

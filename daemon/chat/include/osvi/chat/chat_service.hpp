@@ -201,8 +201,8 @@ class ChatService {
   std::unique_ptr<CallTimer> timer_;
   int64_t sweep_at_ms_ = -1;                 // wall time the sweep is armed for; -1 = not armed
   std::vector<std::function<void()>> soon_;  // later()'s queue, run by the timer
-  std::shared_ptr<bool> alive_;  // upstream callbacks hold it weakly: they may outlive the service
-  int finished_handle_ = 0;       // ctx_.calls' listener; 0 = none
+  std::shared_ptr<bool> alive_;    // upstream callbacks hold it weakly: they may outlive the service
+  int finished_handle_ = 0;        // ctx_.calls' listener; 0 = none
   bool analysis_follows_ = false;  // picked calls are noted when their analysis is over
 };
 
