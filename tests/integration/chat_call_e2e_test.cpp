@@ -23,10 +23,12 @@ constexpr const char* kToken = "ChatCallToken012";
 
 TEST(ChatCallE2E, TheAgreedCallIsPlacedWithTheChatSummaryAndItsEndComesBackToTheChat) {
   TempDir dir;
-  // The chat's turn: the tool result ("... phone rings shortly") answers the second request; the customer's
-  // "call me" the first. The call: "Yes speaking" and "Bye" (end_call).
+  // The chat's turn: the customer's "call me" gets offer_call, the tool's result the after-tool reply. The
+  // call: "Yes speaking" and "Bye" (end_call).
   write_file(dir.file("scenario.json"), R"({"stt":{"transcripts":["Yes speaking","Bye"]},
-    "llm":{"rules":[{"match_any":"phone rings shortly","reply":"We are calling you now."},
+    "llm":{"after_tool_reply":"We are calling you now.","rules":[
+                    {"match_any":"analyse a finished phone call","reply_json":{"summary":"Ravi's router was reset.","data":{},
+                      "tags":[],"callback":{"required":false},"opt_out":{"requested":false}}},
                     {"match":"call me","reply":"","tool_calls":[{"name":"offer_call",
                       "arguments":{"phone_number":"9876543210","country_code":"IN","reason":"router"}}]},
                     {"match":"speaking","reply":"Hi, about your router."},
@@ -42,6 +44,7 @@ TEST(ChatCallE2E, TheAgreedCallIsPlacedWithTheChatSummaryAndItsEndComesBackToThe
           R"("compliance":{"calling_hours":"00:00-24:00"},)" +
           R"("agents":[{"agent_uuid":"agent_a","name":"Voice","active":true,)" + R"("stt":{"base_url":")" +
           url + R"("},"llm":{"base_url":")" + url + R"("},"voice":{"base_url":")" + url + R"("},)" +
+          R"("analysis":{"enabled":true,"llm":{"base_url":")" + url + R"("}},)" +
           R"("greeting":{"text":"Hello {{person_name}}."},"call":{"voicemail":{"detect":false}},)" +
           R"("prompt":{"type":"single","system_prompt":"You call about this chat: {{chat_summary}}"}},)" +
           R"({"agent_uuid":"agent_chat","name":"Chat","mode":"chat","active":true,)" +
@@ -91,9 +94,12 @@ TEST(ChatCallE2E, TheAgreedCallIsPlacedWithTheChatSummaryAndItsEndComesBackToThe
   }
   ASSERT_FALSE(call_id.empty()) << osvid.stderr_text();
   EXPECT_EQ(status, "picked");
+  // Noted once the analysis was done: with its summary.
   ASSERT_EQ(note.rfind("Phone call " + call_id + " ended: picked, ", 0), 0u) << note << "\n"
                                                                              << osvid.stderr_text();
 
+  EXPECT_NE(note.find("s. Summary: Ravi's router was reset."), std::string::npos) << note << "\n"
+                                                                                  << osvid.stderr_text();
   auto detail = http_request("GET", base + "/v1/call/" + call_id, kToken);
   net::JsonPtr dj = parse_json(detail.body);
   const cJSON* call = cJSON_GetObjectItem(dj.get(), "data");
@@ -107,6 +113,10 @@ TEST(ChatCallE2E, TheAgreedCallIsPlacedWithTheChatSummaryAndItsEndComesBackToThe
       summarised = true;
   }
   EXPECT_TRUE(summarised) << read_file(dir.file("model.log"));
+  // The tool's result went back to the model, and the tool turn is in the chat's history.
+  EXPECT_NE(read_file(dir.file("model.log")).find("phone rings shortly"), std::string::npos);
+  auto msgs = http_request("GET", base + "/v1/chat/session/" + sid + "/messages?per_page=100", kToken);
+  EXPECT_NE(msgs.body.find(R"("role":"tool","text":"offer_call()"), std::string::npos) << msgs.body;
   // The session's context holds the note for the model's next turn.
   auto s = http_request("GET", base + "/v1/chat/session/" + sid, kToken);
   EXPECT_NE(s.body.find("Phone call " + call_id + " ended"), std::string::npos) << s.body;
