@@ -46,8 +46,9 @@ struct ChatContext {
   // The callee's candidate zones by number (base/phone.hpp phone_time_zones; one zone = theirs, else the
   // site's) and the number's normalisation (normalize_any_phone). Replaceable so tests need not load
   // libphonenumber's module; empty = those functions.
-  std::function<std::vector<std::string>(std::string_view e164)> phone_zones;
-  std::function<Result<std::string>(std::string_view text, std::string_view region)> normalize_phone;
+  std::function<std::vector<std::string>(std::string_view e164)> phone_zones = nullptr;
+  std::function<Result<std::string>(std::string_view text, std::string_view region)> normalize_phone =
+      nullptr;
 };
 
 // Bounds (docs/api.md, chat "Limits").
