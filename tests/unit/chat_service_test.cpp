@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <map>
 #include <memory>
@@ -101,6 +102,11 @@ class ChatServiceTest : public ::testing::Test {
     ctx.clock = &vt_.clock;
     ctx.timer = vt_.timer_factory();
     ctx.calls = calls_;
+    ctx.zones = zones_;
+    ctx.phone_zones = [](std::string_view e164) -> std::vector<std::string> {
+      if (e164.substr(0, 2) == "+1") return {"America/New_York"};
+      return {};
+    };
     // The module of libphonenumber is not needed: "+" numbers as given, national ones as Indian.
     ctx.normalize_phone = [](std::string_view text, std::string_view region) -> Result<std::string> {
       if (text.find_first_not_of("+0123456789") != std::string_view::npos)
@@ -174,6 +180,7 @@ class ChatServiceTest : public ::testing::Test {
   std::unique_ptr<ChatService> chat_;
   std::vector<Recorded> events_;
   CallService* calls_ = nullptr;  // offer_call's engine (OfferCallTest)
+  TimeZones* zones_ = nullptr;    // the callees' zones (OfferCallTest); null = the site's fixed offset
 };
 
 TEST_F(ChatServiceTest, CreateKeepsTheLastFiveNonEmptyContextEntriesAndClosesThePreviousSession) {
@@ -660,6 +667,7 @@ class OfferCallTest : public ChatServiceTest {
   }
 
   FakeCalls fake_;
+  TimeZones tz_;
 };
 
 TEST_F(OfferCallTest, TheToolIsOfferedOnlyWithAVoiceAgentAndACallsEngine) {
@@ -800,6 +808,33 @@ TEST_F(OfferCallTest, OutsideCallingHoursNothingIsDialledAndTheModelIsToldWhen) 
   char hhmm[8];
   std::snprintf(hhmm, sizeof hhmm, "%02d:00", open / 60);
   EXPECT_NE(result.find(std::string(" ") + hhmm + " their time"), std::string::npos) << result;
+}
+
+TEST_F(OfferCallTest, CallingHoursAreTheCalleesInTheirZone) {
+  zones_ = &tz_;
+  make_service();
+  chatted();
+  auto ny = tz_.get("America/New_York");
+  ASSERT_TRUE(ny.ok());
+  const int now_min = (*ny)->local(vt_.clock.wall_ms()).minute_of_day;
+  // Open for the next two hours in New York: a +1 number is called, whatever the site's time.
+  config_.compliance.calling_hours_start_min = now_min;
+  config_.compliance.calling_hours_end_min = std::min(now_min + 120, 24 * 60);
+  auto t = agree(R"({"phone_number":"+12125550123"})");
+  ASSERT_TRUE(t.ok());
+  EXPECT_EQ(fake_.placed.size(), 1u) << t->tools[0].result;
+  // Closed until two hours from now in New York.
+  const int open = (now_min / 60 + 2) % 24 * 60;
+  config_.compliance.calling_hours_start_min = open;
+  config_.compliance.calling_hours_end_min = open + 60;
+  t = agree(R"({"phone_number":"+12125550123"})");
+  ASSERT_TRUE(t.ok());
+  EXPECT_EQ(fake_.placed.size(), 1u);
+  char hhmm[8];
+  std::snprintf(hhmm, sizeof hhmm, "%02d:00", open / 60);
+  EXPECT_NE(t->tools[0].result.find("time zone America/New_York"), std::string::npos) << t->tools[0].result;
+  EXPECT_NE(t->tools[0].result.find(std::string(" ") + hhmm + " their time"), std::string::npos)
+      << t->tools[0].result;
 }
 
 TEST_F(OfferCallTest, AnUnpickedCallIsNotedInTheSessionOnce) {
