@@ -439,11 +439,17 @@ void App::start_analysis() {
     return;
   }
   (*analysis)->set_config(config_.get());
+  // A call placed from a chat is noted in its session once its analysis is over (the summary exists);
+  // added before start(), which may end the jobs a previous run left.
+  (*analysis)->add_done_listener([this](const std::string& call_id) {
+    if (chat_) chat_->call_analysis_done(call_id);
+  });
   if (Status s = (*analysis)->start(); !s) {
     log::error("post-call analysis is stopped: " + s.error().message);
     return;
   }
   analysis_ = std::move(*analysis);
+  if (chat_) chat_->set_analysis_follows(true);
 }
 
 void App::start_webhook_service() {
@@ -606,6 +612,10 @@ Status App::start_calls() {
   chat_ctx.timer = [this](std::function<void()> fire) {
     return make_loop_call_timer(*loop_, std::move(fire));
   };
+  // offer_call places its calls through the engine; the calls' zones are the dialler's.
+  if (!zones_) zones_ = std::make_unique<TimeZones>();
+  chat_ctx.calls = calls_.get();
+  chat_ctx.zones = zones_.get();
   auto chat = ChatService::create(std::move(chat_ctx));
   if (!chat) return make_error("chat: " + chat.error().message, chat.error().code);
   chat_ = std::move(*chat);

@@ -4,12 +4,14 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <cstdio>
 #include <deque>
 #include <set>
 #include <utility>
 
 #include "osvi/base/ids.hpp"
 #include "osvi/base/log.hpp"
+#include "osvi/base/phone.hpp"
 #include "osvi/calls/call_text.hpp"
 #include "osvi/net/text.hpp"
 
@@ -49,6 +51,21 @@ std::string string_arg(const cJSON* args, const char* key) {
   const cJSON* v = args ? cJSON_GetObjectItemCaseSensitive(args, key) : nullptr;
   return cJSON_IsString(v) ? v->valuestring : "";
 }
+
+// The longest prefix of text at most max_bytes long that does not split a UTF-8 sequence.
+std::string utf8_prefix(std::string text, size_t max_bytes) {
+  if (text.size() <= max_bytes) return text;
+  size_t n = max_bytes;
+  while (n > 0 && (static_cast<unsigned char>(text[n]) & 0xC0) == 0x80) --n;
+  text.resize(n);
+  return text;
+}
+
+// offer_call's bounds: the chat summary a call carries, the reason, and a call's summary coming back.
+constexpr size_t kOfferSummaryMessages = 10;
+constexpr size_t kOfferSummaryBytes = 2048;
+constexpr size_t kOfferReasonBytes = 500;
+constexpr size_t kCallNoteSummaryBytes = 1500;
 
 constexpr size_t kMaxStateFieldChars = 1000;
 constexpr size_t kMaxStateFields = 50;
@@ -108,13 +125,19 @@ Result<std::unique_ptr<ChatService>> ChatService::create(ChatContext ctx, ChatLi
   if (!timer) return timer.error();
   s->timer_ = std::move(*timer);
   s->rearm_sweep();
+  if (s->ctx_.calls) {
+    s->finished_handle_ =
+        s->ctx_.calls->add_finished_listener([p = s.get()](const CallRecord& r) { p->call_finished(r); });
+  }
   return s;
 }
 
 ChatService::ChatService(ChatContext ctx, ChatLimits limits)
     : ctx_(std::move(ctx)), limits_(limits), alive_(std::make_shared<bool>(true)) {}
 
-ChatService::~ChatService() = default;
+ChatService::~ChatService() {
+  if (ctx_.calls && finished_handle_) ctx_.calls->remove_finished_listener(finished_handle_);
+}
 
 void ChatService::set_config(const Config* config) {
   ctx_.config = config;
@@ -393,6 +416,10 @@ std::string ChatService::system_prompt(const AgentConfig& agent, const ChatSessi
   p += "\n\nYou are chatting with a customer in writing. If they ask for a human, or the request is beyond "
        "what you can do, call the tool request_human.";
   p += " Use set_state_field to note a value the customer gave (a name, an order number).";
+  if (ctx_.calls && !agent.chat.voice_agent.empty())
+    p += " If the customer would rather talk on the phone, offer a call; only when they agree, call "
+         "offer_call "
+         "with their number.";
   const std::vector<std::string> context = context_of(s.context_json);
   if (!context.empty()) {
     p += "\n\nContext about this customer:";
@@ -427,13 +454,30 @@ const ChatToolDef kChatTools[] = {
      [](const AgentConfig&) {
        return call_text::string_schema({{"field", nullptr}, {"value", nullptr}}, {"field", "value"});
      }},
+    {"offer_call",
+     "The customer agreed to a phone call: our voice agent calls them now, knowing this chat. Only after "
+     "they agreed; tell them the result.",
+     [](const AgentConfig& a) { return !a.chat.voice_agent.empty(); },
+     [](const AgentConfig&) {
+       return call_text::string_schema(
+           {{"phone_number", "the customer's number: international (+...) or national"},
+            {"country_code", "ISO 3166-1 alpha-2 country of a national number, e.g. IN"},
+            {"reason", "what the call is about, in a sentence"}},
+           {"phone_number"});
+     }},
 };
+
+// offer_call needs the calls engine too: without it the tool is not offered.
+bool tool_available(const ChatToolDef& t, const AgentConfig& agent, const CallService* calls) {
+  if (!t.enabled(agent)) return false;
+  return std::string_view(t.name) != "offer_call" || calls != nullptr;
+}
 }  // namespace
 
 std::vector<net::ToolSpec> ChatService::tools(const AgentConfig& agent) const {
   std::vector<net::ToolSpec> out;
   for (const ChatToolDef& t : kChatTools) {
-    if (t.enabled(agent)) out.push_back({t.name, t.description, t.schema(agent)});
+    if (tool_available(t, agent, ctx_.calls)) out.push_back({t.name, t.description, t.schema(agent)});
   }
   return out;
 }
@@ -441,7 +485,7 @@ std::vector<net::ToolSpec> ChatService::tools(const AgentConfig& agent) const {
 std::string ChatService::run_tool(Turn& turn, const net::ToolCall& call) {
   const ChatToolDef* def = nullptr;
   for (const ChatToolDef& t : kChatTools) {
-    if (call.name == t.name && t.enabled(*turn.agent)) def = &t;
+    if (call.name == t.name && tool_available(t, *turn.agent, ctx_.calls)) def = &t;
   }
   if (!def) return "unknown tool " + call.name;
   net::JsonPtr args = net::json_parse(call.arguments_json.empty() ? "{}" : call.arguments_json, nullptr);
@@ -452,6 +496,7 @@ std::string ChatService::run_tool(Turn& turn, const net::ToolCall& call) {
     turn.help_by_tool = true;
     return "a human operator has been asked to join";
   }
+  if (name == "offer_call") return offer_call(turn, args.get());
   if (name == "switch_state") {
     const std::string to = string_arg(args.get(), "state");
     const auto& states = turn.agent->prompt.states;
@@ -480,6 +525,180 @@ std::string ChatService::run_tool(Turn& turn, const net::ToolCall& call) {
   net::json_add_string(bucket, field.c_str(), value);
   s.state_fields_json = net::json_print(fields.get());
   return "noted " + field;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// offer_call: chat to call and back
+
+std::string ChatService::chat_summary(const std::string& session_id) {
+  auto recent = ctx_.store->chat().recent(session_id, 4 * kOfferSummaryMessages);
+  if (!recent) return "";
+  // The newest kOfferSummaryMessages lines of the conversation that fit kOfferSummaryBytes, oldest first.
+  std::vector<std::string> lines;
+  size_t bytes = 0;
+  for (auto it = recent->rbegin(); it != recent->rend() && lines.size() < kOfferSummaryMessages; ++it) {
+    if (it->role != "customer" && it->role != "agent" && it->role != "operator") continue;
+    std::string line = (it->role == "customer" ? "customer: " : "agent: ") + trim(it->text) + "\n";
+    if (lines.empty()) line = utf8_prefix(std::move(line), kOfferSummaryBytes);
+    if (bytes + line.size() > kOfferSummaryBytes) break;
+    bytes += line.size();
+    lines.push_back(std::move(line));
+  }
+  std::string out;
+  for (auto it = lines.rbegin(); it != lines.rend(); ++it) out += *it;
+  return out;
+}
+
+std::shared_ptr<const TimeZone> ChatService::callee_zone(const std::string& e164) {
+  const SiteConfig& site = ctx_.config->site;
+  if (ctx_.zones) {
+    // As the dialler does: one zone for the number is the callee's; several or none leave the site's.
+    const std::vector<std::string> zones = ctx_.phone_zones ? ctx_.phone_zones(e164) : phone_time_zones(e164);
+    if (zones.size() == 1) {
+      if (auto z = ctx_.zones->get(zones.front()); z.ok()) return *z;
+    }
+    if (auto z = ctx_.zones->get(site.time_zone); z.ok()) return *z;
+  }
+  return TimeZone::fixed("site", site.utc_offset_minutes * 60);
+}
+
+std::string ChatService::offer_call(Turn& turn, const cJSON* args) {
+  const ChatSessionRow& s = turn.session;
+  const std::string& voice = turn.agent->chat.voice_agent;
+  const std::string number = trim(string_arg(args, "phone_number"));
+  std::string country = trim(string_arg(args, "country_code"));
+  const std::string reason = utf8_prefix(trim(string_arg(args, "reason")), kOfferReasonBytes);
+  if (number.empty()) return "not placed: phone_number is required; ask the customer for their number";
+  if (country.empty()) country = ctx_.config->site.country;
+  for (char& c : country) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  if (country.size() != 2 || !std::isalpha(static_cast<unsigned char>(country[0])) ||
+      !std::isalpha(static_cast<unsigned char>(country[1])))
+    return "not placed: country_code must be a two-letter country code such as IN";
+  auto e164 =
+      ctx_.normalize_phone ? ctx_.normalize_phone(number, country) : normalize_any_phone(number, country);
+  if (!e164)
+    return "not placed: phone_number " + e164.error().message + "; ask the customer for their number";
+  const std::string refused_dnd =
+      "not placed: the number " + *e164 + " may not be called (do-not-disturb); do not offer a call again";
+  auto dnd = ctx_.store->dnd().is_active(voice, *e164);
+  if (!dnd) {
+    log::warning("chat " + s.id + ": offer_call: " + dnd.error().message);
+    return "not placed: the call could not be checked; try again later";
+  }
+  if (*dnd) return refused_dnd;
+
+  // Calling hours: the legal floor in the callee's local time, as for campaign dials.
+  const ComplianceConfig& floor = ctx_.config->compliance;
+  auto zone = callee_zone(*e164);
+  const int64_t now = ctx_.clock->wall_ms();
+  const int64_t allowed = zone->next_inside(now, floor.calling_hours_start_min, floor.calling_hours_end_min);
+  if (allowed != now) {
+    if (allowed < 0) return "not placed: calling hours allow no call to this number";
+    const LocalTime t = zone->local(allowed);
+    char when[48];
+    std::snprintf(when, sizeof when, "%04d-%02d-%02d %02d:%02d", t.year, t.month, t.day, t.minute_of_day / 60,
+                  t.minute_of_day % 60);
+    return "not placed: outside calling hours (" + floor.calling_hours + " in the customer's time zone " +
+           zone->name() + "); the earliest allowed time is " + when +
+           " their time. No call is scheduled: " + "tell the customer, they may ask again then";
+  }
+
+  PlaceCallRequest req;
+  req.agent_uuid = voice;
+  req.phone_e164 = *e164;
+  net::JsonPtr fields = net::json_parse(s.input_fields_json, nullptr);
+  for (const char* key : {"person_name", "name"}) {
+    const std::string v = trim(string_arg(cJSON_IsObject(fields.get()) ? fields.get() : nullptr, key));
+    if (!v.empty()) {
+      req.person_name = utf8_prefix(v, 200);
+      break;
+    }
+  }
+  net::JsonPtr data(cJSON_CreateObject());
+  net::json_add_string(data.get(), "chat_session_id", s.id);
+  net::json_add_string(data.get(), "chat_customer_id", s.customer_id);
+  net::json_add_string(data.get(), "chat_summary", chat_summary(s.id));
+  if (!reason.empty()) net::json_add_string(data.get(), "chat_reason", reason);
+  req.additional_data = net::json_print(data.get());
+  req.source = "chat";
+  auto id = ctx_.calls->place_call(req);
+  if (!id) {
+    const Error& e = id.error();
+    log::warning("chat " + s.id + ": offer_call to " + *e164 + ": " + e.message);
+    switch (-e.code) {
+      case EPERM:
+        return refused_dnd;
+      case EBUSY:
+        return "not placed: every phone line is busy; suggest trying again in a few minutes";
+      case ENODEV:
+      case ENOENT:
+        return "not placed: phone calls are not available right now";
+      default:
+        return "not placed: the call could not be placed";
+    }
+  }
+  return "call " + *id + " placed to " + *e164 + ": the customer's phone rings shortly";
+}
+
+void ChatService::call_finished(const CallRecord& call) {
+  // A picked call of an agent with analysis is noted when its summary exists (call_analysis_done).
+  if (analysis_follows_ && call.status == "picked") {
+    for (const AgentConfig& a : ctx_.config->agents) {
+      if (a.agent_uuid == call.agent_uuid && a.analysis.enabled) return;
+    }
+  }
+  note_call(call);
+}
+
+void ChatService::call_analysis_done(const std::string& call_id) {
+  auto call = ctx_.store->calls().get(call_id);
+  if (!call) {
+    log::warning("chat: reading call " + call_id + ": " + call.error().message);
+    return;
+  }
+  if (*call) note_call(**call);
+}
+
+void ChatService::note_call(const CallRecord& call) {
+  if (!call.additional_data) return;
+  net::JsonPtr data = net::json_parse(*call.additional_data, nullptr);
+  const std::string sid = string_arg(cJSON_IsObject(data.get()) ? data.get() : nullptr, "chat_session_id");
+  if (sid.empty()) return;
+  auto s = ctx_.store->chat().get(sid);
+  if (!s || !*s) {
+    log::warning("chat: call " + call.call_id + " names chat session " + sid + ", which " +
+                 (s ? "does not exist" : "cannot be read: " + s.error().message));
+    return;
+  }
+  // The prefix makes the note findable: a call is noted once, even when the finished record and the
+  // analysis both report it, or a restart reports it again.
+  const std::string prefix = "Phone call " + call.call_id + " ended";
+  auto seen = ctx_.store->chat().has_message(sid, "system", prefix);
+  if (!seen) {
+    log::warning("chat " + sid + ": " + seen.error().message);
+    return;
+  }
+  if (*seen) return;
+  std::string text = prefix + ": " + call.status + ", " + std::to_string(call.duration_seconds) + "s.";
+  if (call.summary && !trim(*call.summary).empty())
+    text += " Summary: " + utf8_prefix(trim(*call.summary), kCallNoteSummaryBytes);
+  ChatSessionRow row = **s;
+  std::vector<std::string> entries = context_of(row.context_json);
+  entries.push_back(text);
+  row.context_json = context_json(entries, limits_.max_context_entries);
+  row.updated_at_ms = ctx_.clock->wall_ms();
+  ChatMessageRow msg;
+  Status st = ctx_.store->database().transaction([&]() -> Status {
+    auto m = add_message(row, "system", text);
+    if (!m) return m.error();
+    msg = *m;
+    return ctx_.store->chat().update(row);
+  });
+  if (!st) {
+    log::warning("chat " + sid + ": noting call " + call.call_id + ": " + st.error().message);
+    return;
+  }
+  emit_message(row, msg);
 }
 
 void ChatService::start_turn(std::shared_ptr<Turn> turn) {

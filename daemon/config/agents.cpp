@@ -388,6 +388,7 @@ void parse_chat(ObjectReader r, ChatConfig& c) {
   c.tell = r.boolean("tell", c.tell);
   c.whisper = r.boolean("whisper", c.whisper);
   c.dormant_after_s = static_cast<unsigned>(r.integer("dormant_after_s", c.dormant_after_s, 60, 30 * 86400));
+  c.voice_agent = r.str("voice_agent", c.voice_agent);  // that it names a voice agent: config.cpp
 }
 
 }  // namespace
@@ -430,6 +431,8 @@ AgentConfig parse_agent(const Item& item, Problems& p) {
     p.add(item.path + ".call.voicemail.action", "\"leave_message\" needs a voice agent (mode is \"chat\")");
   if (a.mode == AgentMode::chat && !a.tools.opt_out.dtmf_key.empty())
     p.add(item.path + ".tools.opt_out.dtmf_key", "a keypad key needs a voice agent (mode is \"chat\")");
+  if (a.mode != AgentMode::chat && !a.chat.voice_agent.empty())
+    p.add(item.path + ".chat.voice_agent", "offer_call needs a chat agent (mode is \"voice\")");
   return a;
 }
 

@@ -259,6 +259,19 @@ Result<Config> parse_config(std::string_view json_text) {
     }
     for (const AgentRef& ref : refs)
       if (!uuids.count(ref.agent_uuid)) p.add(ref.path, "unknown agent " + quote(ref.agent_uuid));
+    // A chat agent's offer_call places its calls through the voice agent it names.
+    for (size_t i = 0; i < cfg.agents.size(); ++i) {
+      const std::string& target = cfg.agents[i].chat.voice_agent;
+      if (target.empty() || cfg.agents[i].mode != AgentMode::chat) continue;
+      const std::string path = "agents[" + std::to_string(i) + "].chat.voice_agent";
+      auto it = std::find_if(cfg.agents.begin(), cfg.agents.end(),
+                             [&](const AgentConfig& a) { return a.agent_uuid == target; });
+      if (it == cfg.agents.end()) {
+        p.add(path, "unknown agent " + quote(target));
+      } else if (it->mode != AgentMode::voice) {
+        p.add(path, "agent " + quote(target) + " is not a voice agent (mode is \"chat\")");
+      }
+    }
 
     config_detail::parse_compliance(root.object("compliance"), cfg.compliance);
     config_detail::parse_webhooks(root.object("webhooks"), cfg.webhooks);

@@ -217,6 +217,18 @@ Result<std::vector<ChatMessageRow>> ChatRepo::pending_whispers(std::string_view 
   return read_all<ChatMessageRow>(**stmt, read_message, "reading whispers");
 }
 
+Result<bool> ChatRepo::has_message(std::string_view session_id, std::string_view role,
+                                   std::string_view prefix) {
+  auto stmt = db_.sql().cached(
+      "SELECT 1 FROM chat_messages WHERE session_id = ?1 AND role = ?2 AND substr(text, 1, length(?3)) = ?3 "
+      "LIMIT 1");
+  if (!stmt.ok()) return wrap("reading chat messages", stmt.error());
+  (*stmt)->bind_all(session_id, role, prefix);
+  auto step = (*stmt)->step();
+  if (!step.ok()) return wrap("reading chat messages", step.error());
+  return *step;
+}
+
 Status ChatRepo::consume_whispers(const std::vector<int64_t>& ids, int64_t by_message_id) {
   return db_.transaction([&]() -> Status {
     for (int64_t id : ids) {

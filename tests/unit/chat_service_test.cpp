@@ -4,13 +4,16 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "osvi/net/json.hpp"
+#include "osvi/net/text.hpp"
 #include "test_support.hpp"
 #include "upstream_sim.hpp"
 #include "virtual_time.hpp"
@@ -92,7 +95,26 @@ class ChatServiceTest : public ::testing::Test {
 
   void make_service() {
     chat_.reset();
-    ChatContext ctx{&config_, store_.get(), sim_.get(), &vt_.clock, vt_.timer_factory()};
+    ChatContext ctx;
+    ctx.config = &config_;
+    ctx.store = store_.get();
+    ctx.upstream = sim_.get();
+    ctx.clock = &vt_.clock;
+    ctx.timer = vt_.timer_factory();
+    ctx.calls = calls_;
+    ctx.zones = zones_;
+    ctx.phone_zones = [](std::string_view e164) -> std::vector<std::string> {
+      if (e164.substr(0, 2) == "+1") return {"America/New_York"};
+      return {};
+    };
+    // The module of libphonenumber is not needed: "+" numbers as given, national ones as Indian.
+    ctx.normalize_phone = [](std::string_view text, std::string_view region) -> Result<std::string> {
+      if (text.find_first_not_of("+0123456789") != std::string_view::npos)
+        return make_error("must contain digits only (got " + net::quoted(text) + ")");
+      if (text.substr(0, 1) == "+") return std::string(text);
+      if (region != "IN") return make_error("unknown country code " + net::quoted(region));
+      return "+91" + std::string(text);
+    };
     auto c = ChatService::create(std::move(ctx));
     ASSERT_TRUE(c.ok()) << c.error().message;
     chat_ = std::move(*c);
@@ -157,6 +179,8 @@ class ChatServiceTest : public ::testing::Test {
   std::unique_ptr<net::SimUpstream> sim_;
   std::unique_ptr<ChatService> chat_;
   std::vector<Recorded> events_;
+  CallService* calls_ = nullptr;  // offer_call's engine (OfferCallTest)
+  TimeZones* zones_ = nullptr;    // the callees' zones (OfferCallTest); null = the site's fixed offset
 };
 
 TEST_F(ChatServiceTest, CreateKeepsTheLastFiveNonEmptyContextEntriesAndClosesThePreviousSession) {
@@ -556,6 +580,324 @@ TEST_F(ChatServiceTest, InjectContextKeepsTheLastFive) {
   auto missing = chat_->inject_context("0190a6d2-0000-7000-8000-000000000000", "x");
   ASSERT_FALSE(missing.ok());
   EXPECT_EQ(missing.error().code, -ENOENT);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// offer_call: chat to call and back
+
+// The calls engine as offer_call sees it: records each request; refuses with `refuse` when set.
+class FakeCalls final : public CallService {
+ public:
+  Result<std::string> place_call(const PlaceCallRequest& r) override {
+    if (refuse) return make_error("refused", refuse);
+    placed.push_back(r);
+    return numbered("call-", static_cast<int>(placed.size()));
+  }
+  size_t idle_lines() const override { return 1; }
+  int add_finished_listener(CallFinishedListener l) override {
+    listeners[next] = std::move(l);
+    return next++;
+  }
+  void remove_finished_listener(int h) override { listeners.erase(h); }
+  void finished(const CallRecord& r) {
+    auto copy = listeners;
+    for (auto& [h, l] : copy) l(r);
+  }
+  std::vector<PlaceCallRequest> placed;
+  int refuse = 0;
+  std::map<int, CallFinishedListener> listeners;
+  int next = 1;
+};
+
+class OfferCallTest : public ChatServiceTest {
+ protected:
+  void SetUp() override {
+    ChatServiceTest::SetUp();
+    AgentConfig phone = chat_agent("agent_phone");
+    phone.mode = AgentMode::voice;
+    phone.analysis.enabled = true;
+    config_.agents.push_back(phone);
+    AgentConfig offer = chat_agent("agent_offer");
+    offer.chat.voice_agent = "agent_phone";
+    config_.agents.push_back(offer);
+    std::vector<AgentRecord> records;
+    for (const AgentConfig& a : config_.agents)
+      records.push_back({0, a.agent_uuid, a.name, a.mode == AgentMode::chat ? "chat" : "voice", a.active,
+                         false, "{}", "", 0, 0});
+    ASSERT_TRUE(store_->agents().sync(records).ok());
+    config_.compliance.calling_hours_start_min = 0;  // any time, unless a test narrows it
+    config_.compliance.calling_hours_end_min = 24 * 60;
+    calls_ = &fake_;
+    make_service();
+  }
+
+  // The service removes its listener from fake_, which dies before the base's members.
+  void TearDown() override { chat_.reset(); }
+
+  // A session of agent_offer with a little conversation in it.
+  std::string chatted() {
+    auto s = chat_->create_session("agent_offer", "cust-9", R"({"name":"Ravi"})", {});
+    EXPECT_TRUE(s.ok());
+    sim_->push_llm(say("Hello Ravi."));
+    EXPECT_TRUE(send("My router keeps dropping", "agent_offer", "cust-9").ok());
+    return s.ok() ? s->id : "";
+  }
+
+  Result<ChatTurn> agree(const std::string& args) {
+    sim_->push_llm(use({{"c1", "offer_call", args}}));
+    sim_->push_llm(say("Done, we are calling you now."));
+    return send("Yes please call me", "agent_offer", "cust-9");
+  }
+
+  CallRecord ended(const std::string& id, const std::string& session_id, const std::string& status) {
+    CallRecord r;
+    r.call_id = id;
+    r.agent_uuid = "agent_phone";
+    r.phone_number = "+919876543210";
+    r.status = status;
+    r.duration_seconds = status == "picked" ? 95 : 0;
+    r.additional_data = R"({"chat_session_id":")" + session_id + R"("})";
+    return r;
+  }
+
+  std::vector<ChatMessageRow> messages(const std::string& id) {
+    auto m = store_->chat().messages(id, 1, 100);
+    EXPECT_TRUE(m.ok());
+    return m.ok() ? m->rows : std::vector<ChatMessageRow>{};
+  }
+
+  FakeCalls fake_;
+  TimeZones tz_;
+};
+
+TEST_F(OfferCallTest, TheToolIsOfferedOnlyWithAVoiceAgentAndACallsEngine) {
+  auto has_offer = [](const net::ChatRequest& r) {
+    return std::any_of(r.tools.begin(), r.tools.end(),
+                       [](const net::ToolSpec& t) { return t.name == "offer_call"; });
+  };
+  sim_->push_llm(say("hi"));
+  ASSERT_TRUE(send("hello", "agent_chat").ok());
+  EXPECT_FALSE(has_offer(sim_->chat_requests().back()));
+  sim_->push_llm(say("hi"));
+  ASSERT_TRUE(send("hello", "agent_offer").ok());
+  EXPECT_TRUE(has_offer(sim_->chat_requests().back()));
+  calls_ = nullptr;
+  make_service();
+  sim_->push_llm(say("hi"));
+  ASSERT_TRUE(send("hello", "agent_offer").ok());
+  EXPECT_FALSE(has_offer(sim_->chat_requests().back()));
+  EXPECT_TRUE(fake_.listeners.empty());
+}
+
+TEST_F(OfferCallTest, AgreedCallIsPlacedThroughTheVoiceAgentWithTheChatSummary) {
+  const std::string sid = chatted();
+  events_.clear();
+  auto t = agree(R"({"phone_number":"9876543210","reason":"router drops"})");
+  ASSERT_TRUE(t.ok()) << t.error().message;
+  ASSERT_EQ(fake_.placed.size(), 1u);
+  const PlaceCallRequest& req = fake_.placed[0];
+  EXPECT_EQ(req.agent_uuid, "agent_phone");
+  EXPECT_EQ(req.phone_e164, "+919876543210");
+  EXPECT_EQ(req.person_name, "Ravi");
+  EXPECT_EQ(req.source, "chat");
+  net::JsonPtr data = net::json_parse(req.additional_data.value_or(""), nullptr);
+  ASSERT_TRUE(cJSON_IsObject(data.get()));
+  EXPECT_EQ(net::json_print(cJSON_GetObjectItem(data.get(), "chat_session_id")), "\"" + sid + "\"");
+  EXPECT_EQ(std::string(cJSON_GetStringValue(cJSON_GetObjectItem(data.get(), "chat_summary"))),
+            "customer: My router keeps dropping\nagent: Hello Ravi.\ncustomer: Yes please call me\n");
+  EXPECT_EQ(std::string(cJSON_GetStringValue(cJSON_GetObjectItem(data.get(), "chat_reason"))),
+            "router drops");
+  // The tool's result went back to the model, and the customer got the model's reply.
+  ASSERT_EQ(t->tools.size(), 1u);
+  EXPECT_EQ(t->tools[0].result, "call call-1 placed to +919876543210: the customer's phone rings shortly");
+  const net::ChatRequest& second = sim_->chat_requests().back();
+  EXPECT_EQ(texts(second, "tool"), std::vector<std::string>{t->tools[0].result});
+  EXPECT_EQ(t->reply, "Done, we are calling you now.");
+  // The tool turn is a stored message (role tool) with its event.
+  auto rows = messages(sid);
+  ASSERT_EQ(rows.size(), 5u);
+  EXPECT_EQ(rows[3].role, "tool");
+  EXPECT_NE(rows[3].text.find("offer_call("), std::string::npos);
+  EXPECT_EQ(event_types(),
+            (std::vector<std::string>{"message.created", "message.created", "message.created"}));
+}
+
+TEST_F(OfferCallTest, TheSummaryKeepsTheNewestMessagesThatFitTwoKilobytes) {
+  const std::string sid = chatted();
+  for (int i = 0; i < 12; ++i) {
+    sim_->push_llm(say(std::string(600, 'a')));
+    ASSERT_TRUE(send(numbered("question ", i), "agent_offer", "cust-9").ok());
+  }
+  ASSERT_TRUE(agree(R"({"phone_number":"+14155550123"})").ok());
+  ASSERT_EQ(fake_.placed.size(), 1u);
+  net::JsonPtr data = net::json_parse(*fake_.placed[0].additional_data, nullptr);
+  const std::string summary = cJSON_GetStringValue(cJSON_GetObjectItem(data.get(), "chat_summary"));
+  EXPECT_LE(summary.size(), 2048u);
+  EXPECT_EQ(summary.substr(summary.size() - 29), "customer: Yes please call me\n");
+  // Newest first while they fit: 3 answers of 607 bytes and 3 questions, then the next answer does not.
+  EXPECT_EQ(summary.find("question 8"), std::string::npos) << summary;
+  EXPECT_EQ(summary.find("customer: question 9\n"), 0u) << summary;
+  EXPECT_EQ(fake_.placed[0].phone_e164, "+14155550123");
+}
+
+TEST_F(OfferCallTest, TheSummaryHasAtMostTheLastTenMessages) {
+  chatted();
+  for (int i = 0; i < 6; ++i) {
+    sim_->push_llm(say("ok"));
+    ASSERT_TRUE(send(numbered("q", i), "agent_offer", "cust-9").ok());
+  }
+  ASSERT_TRUE(agree(R"({"phone_number":"+14155550123"})").ok());
+  ASSERT_EQ(fake_.placed.size(), 1u);
+  net::JsonPtr data = net::json_parse(*fake_.placed[0].additional_data, nullptr);
+  const std::string summary = cJSON_GetStringValue(cJSON_GetObjectItem(data.get(), "chat_summary"));
+  EXPECT_EQ(std::count(summary.begin(), summary.end(), '\n'), 10);
+  EXPECT_EQ(summary.find("agent: ok\ncustomer: q2\n"), 0u) << summary;
+}
+
+TEST_F(OfferCallTest, ADoNotDisturbNumberIsRefusedToTheModel) {
+  chatted();
+  ASSERT_TRUE(
+      store_->dnd().add_entry("agent_phone", "+919876543210", std::nullopt, "api", std::nullopt).ok());
+  auto t = agree(R"({"phone_number":"9876543210"})");
+  ASSERT_TRUE(t.ok());
+  EXPECT_TRUE(fake_.placed.empty());
+  ASSERT_EQ(t->tools.size(), 1u);
+  EXPECT_NE(t->tools[0].result.find("may not be called"), std::string::npos) << t->tools[0].result;
+  // The engine's own refusal (a number listed meanwhile) reads the same.
+  fake_.refuse = -EPERM;
+  t = agree(R"({"phone_number":"+14155550123"})");
+  ASSERT_TRUE(t.ok());
+  EXPECT_NE(t->tools[0].result.find("may not be called"), std::string::npos);
+}
+
+TEST_F(OfferCallTest, BadArgumentsAndEngineErrorsBecomeToolResults) {
+  chatted();
+  auto t = agree(R"({"country_code":"IN"})");
+  ASSERT_TRUE(t.ok());
+  EXPECT_EQ(t->tools[0].result, "not placed: phone_number is required; ask the customer for their number");
+  t = agree(R"({"phone_number":"98x"})");
+  ASSERT_TRUE(t.ok());
+  EXPECT_NE(t->tools[0].result.find("digits only"), std::string::npos);
+  t = agree(R"({"phone_number":"9876543210","country_code":"India"})");
+  ASSERT_TRUE(t.ok());
+  EXPECT_NE(t->tools[0].result.find("two-letter country code"), std::string::npos);
+  fake_.refuse = -EBUSY;
+  t = agree("not json");
+  ASSERT_TRUE(t.ok());
+  EXPECT_NE(t->tools[0].result.find("phone_number is required"), std::string::npos);
+  t = agree(R"({"phone_number":"+14155550123"})");
+  ASSERT_TRUE(t.ok());
+  EXPECT_NE(t->tools[0].result.find("every phone line is busy"), std::string::npos);
+  EXPECT_TRUE(fake_.placed.empty());
+}
+
+TEST_F(OfferCallTest, OutsideCallingHoursNothingIsDialledAndTheModelIsToldWhen) {
+  chatted();
+  // The site's zone (the fixed offset of the configuration): a window that opens an hour from now.
+  auto zone = TimeZone::fixed("site", config_.site.utc_offset_minutes * 60);
+  const LocalTime now = zone->local(vt_.clock.wall_ms());
+  const int open = (now.minute_of_day / 60 + 1) % 24 * 60;
+  config_.compliance.calling_hours_start_min = open;
+  config_.compliance.calling_hours_end_min = (open + 120) % (24 * 60);
+  config_.compliance.calling_hours = "window";
+  auto t = agree(R"({"phone_number":"9876543210"})");
+  ASSERT_TRUE(t.ok());
+  EXPECT_TRUE(fake_.placed.empty());
+  const std::string& result = t->tools[0].result;
+  EXPECT_NE(result.find("outside calling hours (window"), std::string::npos) << result;
+  char hhmm[8];
+  std::snprintf(hhmm, sizeof hhmm, "%02d:00", open / 60);
+  EXPECT_NE(result.find(std::string(" ") + hhmm + " their time"), std::string::npos) << result;
+}
+
+TEST_F(OfferCallTest, CallingHoursAreTheCalleesInTheirZone) {
+  zones_ = &tz_;
+  make_service();
+  chatted();
+  auto ny = tz_.get("America/New_York");
+  ASSERT_TRUE(ny.ok());
+  const int now_min = (*ny)->local(vt_.clock.wall_ms()).minute_of_day;
+  // Open for the next two hours in New York: a +1 number is called, whatever the site's time.
+  config_.compliance.calling_hours_start_min = now_min;
+  config_.compliance.calling_hours_end_min = std::min(now_min + 120, 24 * 60);
+  auto t = agree(R"({"phone_number":"+12125550123"})");
+  ASSERT_TRUE(t.ok());
+  EXPECT_EQ(fake_.placed.size(), 1u) << t->tools[0].result;
+  // Closed until two hours from now in New York.
+  const int open = (now_min / 60 + 2) % 24 * 60;
+  config_.compliance.calling_hours_start_min = open;
+  config_.compliance.calling_hours_end_min = open + 60;
+  t = agree(R"({"phone_number":"+12125550123"})");
+  ASSERT_TRUE(t.ok());
+  EXPECT_EQ(fake_.placed.size(), 1u);
+  char hhmm[8];
+  std::snprintf(hhmm, sizeof hhmm, "%02d:00", open / 60);
+  EXPECT_NE(t->tools[0].result.find("time zone America/New_York"), std::string::npos) << t->tools[0].result;
+  EXPECT_NE(t->tools[0].result.find(std::string(" ") + hhmm + " their time"), std::string::npos)
+      << t->tools[0].result;
+}
+
+TEST_F(OfferCallTest, AnUnpickedCallIsNotedInTheSessionOnce) {
+  const std::string sid = chatted();
+  ASSERT_TRUE(agree(R"({"phone_number":"9876543210"})").ok());
+  events_.clear();
+  chat_->set_analysis_follows(true);  // not picked: noted at once all the same
+  fake_.finished(ended("call-1", sid, "not_picked"));
+  fake_.finished(ended("call-1", sid, "not_picked"));  // reported again (a restart): once
+  auto rows = messages(sid);
+  ASSERT_EQ(rows.back().role, "system");
+  EXPECT_EQ(rows.back().text, "Phone call call-1 ended: not_picked, 0s.");
+  EXPECT_EQ(
+      std::count_if(rows.begin(), rows.end(), [](const ChatMessageRow& m) { return m.role == "system"; }), 1);
+  EXPECT_EQ(session(sid).context_json, R"(["Phone call call-1 ended: not_picked, 0s."])");
+  ASSERT_EQ(event_types(), std::vector<std::string>{"message.created"});
+  EXPECT_NE(events_[0].data.find("Phone call call-1 ended"), std::string::npos);
+  // A call not from a chat, or naming a session that is gone, changes nothing.
+  CallRecord other = ended("call-2", sid, "picked");
+  other.additional_data = R"({"x":1})";
+  fake_.finished(other);
+  fake_.finished(ended("call-3", "no-such-session", "picked"));
+  EXPECT_EQ(messages(sid).size(), rows.size());
+  // The next model turn sees the note as context.
+  sim_->push_llm(say("Sorry we missed you."));
+  ASSERT_TRUE(send("Did you call?", "agent_offer", "cust-9").ok());
+  EXPECT_NE(texts(sim_->chat_requests().back(), "system")[0].find("- Phone call call-1 ended"),
+            std::string::npos);
+}
+
+TEST_F(OfferCallTest, APickedCallWithAnalysisIsNotedWithItsSummaryWhenTheAnalysisIsDone) {
+  const std::string sid = chatted();
+  chat_->set_analysis_follows(true);
+  CallRecord r = ended("0190a0a0-0000-7000-8000-000000000001", sid, "picked");
+  ASSERT_TRUE(store_->calls().insert(r).ok());
+  fake_.finished(r);
+  EXPECT_EQ(messages(sid).back().role, "agent");  // waits for the summary
+  r.summary = "Customer's router was reset; fixed.";
+  ASSERT_TRUE(store_->calls().update(r).ok());
+  // A restart between the call's end and its analysis: a new service reads the linkage from the record.
+  make_service();
+  events_.clear();
+  chat_->call_analysis_done(r.call_id);
+  chat_->call_analysis_done(r.call_id);
+  fake_.finished(r);
+  const std::string note =
+      "Phone call " + r.call_id + " ended: picked, 95s. Summary: Customer's router was reset; fixed.";
+  auto rows = messages(sid);
+  EXPECT_EQ(rows.back().text, note);
+  EXPECT_EQ(
+      std::count_if(rows.begin(), rows.end(), [](const ChatMessageRow& m) { return m.role == "system"; }), 1);
+  EXPECT_EQ(event_types(), std::vector<std::string>{"message.created"});
+  EXPECT_NE(session(sid).context_json.find("Summary: Customer's router"), std::string::npos);
+}
+
+TEST_F(OfferCallTest, WithoutAnalysisAPickedCallIsNotedWhenItEnds) {
+  const std::string sid = chatted();
+  // set_analysis_follows not called: the daemon's analysis is not running.
+  CallRecord r = ended("call-7", sid, "picked");
+  r.summary = "ignored? no: used when present";
+  fake_.finished(r);
+  EXPECT_EQ(messages(sid).back().text,
+            "Phone call call-7 ended: picked, 95s. Summary: ignored? no: used when present");
 }
 
 }  // namespace

@@ -778,6 +778,23 @@ TEST(Config, OptOutToolAndKey) {
       R"(agents[0].tools.opt_out.dtmf_key: a keypad key needs a voice agent (mode is "chat"))");
 }
 
+TEST(Config, ChatVoiceAgentMustNameAVoiceAgentAndSitOnAChatAgent) {
+  const Config c = accepted(with_agents(
+      agent("agent_v") + "," + agent("agent_c", R"("mode":"chat","chat":{"voice_agent":"agent_v"})")));
+  EXPECT_EQ(c.agents[1].chat.voice_agent, "agent_v");
+  EXPECT_EQ(c.agents[0].chat.voice_agent, "");
+  EXPECT_LINE(rejection(with_agents(agent("agent_c", R"("mode":"chat","chat":{"voice_agent":"agent_x"})"))),
+              R"(agents[0].chat.voice_agent: unknown agent "agent_x")");
+  EXPECT_LINE(rejection(with_agents(agent("agent_d", R"("mode":"chat")") + "," +
+                                    agent("agent_c", R"("mode":"chat","chat":{"voice_agent":"agent_d"})"))),
+              R"(agents[1].chat.voice_agent: agent "agent_d" is not a voice agent (mode is "chat"))");
+  EXPECT_LINE(rejection(with_agents(agent("agent_v") + "," +
+                                    agent("agent_w", R"("chat":{"voice_agent":"agent_v"})"))),
+              R"(agents[1].chat.voice_agent: offer_call needs a chat agent (mode is "voice"))");
+  EXPECT_LINE(rejection(with_agents(agent("agent_c", R"("mode":"chat","chat":{"voice_agent":7})"))),
+              "agents[0].chat.voice_agent: expected a string, got number");
+}
+
 // A config with two voice agents, a chat agent and `campaigns` (a JSON array body).
 std::string with_campaigns(const std::string& campaigns) {
   return R"({"agents":[)" + agent("agent_a") + "," + agent("agent_b") + "," +

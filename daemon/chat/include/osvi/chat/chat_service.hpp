@@ -12,6 +12,8 @@
 #include <string_view>
 #include <vector>
 
+#include "osvi/base/time_zone.hpp"
+#include "osvi/calls/call_service.hpp"
 #include "osvi/calls/call_timers.hpp"
 #include "osvi/clock.hpp"
 #include "osvi/config/config.hpp"
@@ -38,6 +40,15 @@ struct ChatContext {
   net::Upstream* upstream = nullptr;
   const Clock* clock = nullptr;
   CallTimerFactory timer;  // the dormancy sweep's timer (sd-event in the daemon, virtual time in tests)
+  // offer_call (agents[].chat.voice_agent): null = the tool is not offered and no call comes back.
+  CallService* calls = nullptr;
+  TimeZones* zones = nullptr;  // the callee's zone for calling hours; null = the site's fixed offset
+  // The callee's candidate zones by number (base/phone.hpp phone_time_zones; one zone = theirs, else the
+  // site's) and the number's normalisation (normalize_any_phone). Replaceable so tests need not load
+  // libphonenumber's module; empty = those functions.
+  std::function<std::vector<std::string>(std::string_view e164)> phone_zones = nullptr;
+  std::function<Result<std::string>(std::string_view text, std::string_view region)> normalize_phone =
+      nullptr;
 };
 
 // Bounds (docs/api.md, chat "Limits").
@@ -127,6 +138,13 @@ class ChatService {
   // Legacy send_message with a welcome: the agent's greeting, rendered, stored as the first agent message.
   Result<std::string> welcome(const ChatSessionRow& session);
 
+  // A call placed by offer_call is back (docs/api.md, chat "offer_call"): when its final record is stored —
+  // or, for a picked call of a voice agent with analysis when that analysis is over and
+  // set_analysis_follows(true) — the session named by its additional_data chat_session_id gets a system
+  // message and a context entry, once per call. call_analysis_done is the AnalysisService's done listener.
+  void set_analysis_follows(bool follows) { analysis_follows_ = follows; }
+  void call_analysis_done(const std::string& call_id);
+
   // The API's JSON for a session (spec 3.12 ChatSession) and a message (docs/api.md).
   net::JsonPtr session_json(const ChatSessionRow& s);
   static net::JsonPtr message_json(const ChatMessageRow& m);
@@ -158,6 +176,12 @@ class ChatService {
   std::string system_prompt(const AgentConfig& agent, const ChatSessionRow& s) const;
   std::vector<net::ToolSpec> tools(const AgentConfig& agent) const;
   std::string run_tool(Turn& turn, const net::ToolCall& call);
+  std::string offer_call(Turn& turn, const cJSON* args);
+  std::string chat_summary(const std::string& session_id);
+  std::shared_ptr<const TimeZone> callee_zone(const std::string& e164);
+  void call_finished(const CallRecord& call);
+  // The call's note in its chat session (once per call).
+  void note_call(const CallRecord& call);
 
   Result<ChatMessageRow> add_message(const ChatSessionRow& s, std::string role, std::string text,
                                      std::optional<std::string> operator_id = std::nullopt);
@@ -178,7 +202,9 @@ class ChatService {
   std::unique_ptr<CallTimer> timer_;
   int64_t sweep_at_ms_ = -1;                 // wall time the sweep is armed for; -1 = not armed
   std::vector<std::function<void()>> soon_;  // later()'s queue, run by the timer
-  std::shared_ptr<bool> alive_;  // upstream callbacks hold it weakly: they may outlive the service
+  std::shared_ptr<bool> alive_;    // upstream callbacks hold it weakly: they may outlive the service
+  int finished_handle_ = 0;        // ctx_.calls' listener; 0 = none
+  bool analysis_follows_ = false;  // picked calls are noted when their analysis is over
 };
 
 }  // namespace osvi::daemon

@@ -286,6 +286,8 @@ struct ChatConfig {  // which operator commands (spec 3.15) this agent accepts
   bool tell = true;
   bool whisper = true;
   unsigned dormant_after_s = 1800;  // an active session quiet this long becomes dormant (spec 7.5)
+  // A voice agent's uuid: the chat's offer_call tool places its calls through it (empty = no offer_call).
+  std::string voice_agent;
 };
 
 // An agent's knowledge base (docs/configuration.md#knowledge-base): the documents it searches, by name (each

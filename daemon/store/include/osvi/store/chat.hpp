@@ -71,6 +71,9 @@ class ChatRepo {
   // Whispers no model turn has used yet, oldest first.
   Result<std::vector<ChatMessageRow>> pending_whispers(std::string_view session_id);
   Status consume_whispers(const std::vector<int64_t>& ids, int64_t by_message_id);
+  // Whether the session has a message of role whose text starts with prefix (a phone call's note, written
+  // once per call: its text starts with the call id).
+  Result<bool> has_message(std::string_view session_id, std::string_view role, std::string_view prefix);
 
   struct MessagePage {
     std::vector<ChatMessageRow> rows;  // oldest first
