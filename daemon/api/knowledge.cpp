@@ -1,7 +1,5 @@
 // The knowledge base extension (docs/api.md "Knowledge base"): upload, list, view and archive documents
 // (admin tokens), and what an agent would retrieve for a question (GET /v1/knowledge/search).
-#include "osvi/knowledge/knowledge_service.hpp"
-
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
@@ -12,6 +10,7 @@
 #include "osvi/api/api.hpp"
 #include "osvi/base/ids.hpp"
 #include "osvi/base/log.hpp"
+#include "osvi/knowledge/knowledge_service.hpp"
 #include "osvi/net/json.hpp"
 #include "osvi/net/text.hpp"
 #include "requests.hpp"
@@ -98,7 +97,8 @@ std::optional<bool> parse_bool(std::string_view v) {
 }
 
 // Unknown or repeated query parameters are refused, as on the other lists.
-std::optional<std::string> check_params(const QueryParams& query, std::initializer_list<std::string_view> known) {
+std::optional<std::string> check_params(const QueryParams& query,
+                                        std::initializer_list<std::string_view> known) {
   std::vector<std::string_view> seen;
   for (const auto& [name, value] : query) {
     if (std::find(known.begin(), known.end(), name) == known.end()) {
@@ -209,8 +209,8 @@ void Api::upload_document(HttpRequest& request, HttpReply reply) {
   cJSON_AddBoolToObject(data.get(), "created", r->created);
   net::json_add_int_or_null(data.get(), "replaced_id", r->replaced_id);
   if (r->created)
-    log::info("knowledge document " + r->document.name + " stored (" + std::to_string(r->document.chunk_count) +
-              " chunks, API)");
+    log::info("knowledge document " + r->document.name + " stored (" +
+              std::to_string(r->document.chunk_count) + " chunks, API)");
   JsonPtr root(cJSON_CreateObject());
   cJSON_AddBoolToObject(root.get(), "success", true);
   cJSON_AddItemToObject(root.get(), "data", data.release());
@@ -262,7 +262,8 @@ void Api::list_documents(HttpRequest& request, HttpReply reply) {
   JsonPtr root(cJSON_CreateObject());
   cJSON_AddBoolToObject(root.get(), "success", true);
   cJSON* data = cJSON_AddArrayToObject(root.get(), "data");
-  for (const KnowledgeDocument& d : *docs) cJSON_AddItemToArray(data, document_json(d, offset, false).release());
+  for (const KnowledgeDocument& d : *docs)
+    cJSON_AddItemToArray(data, document_json(d, offset, false).release());
   cJSON* meta = cJSON_AddObjectToObject(root.get(), "meta");
   cJSON_AddNumberToObject(meta, "current_page", static_cast<double>(page));
   cJSON_AddNumberToObject(meta, "total_pages", static_cast<double>((total + per_page - 1) / per_page));
@@ -309,7 +310,8 @@ void Api::archive_document(HttpRequest& request, HttpReply reply) {
   if (*r) log::info("knowledge document " + d->name + " (" + std::to_string(d->id) + ") archived (API)");
   auto now = ctx_.knowledge->get(d->id);
   if (!now.ok() || !*now) {
-    reply.send(store_error("reading a knowledge document", now.ok() ? make_error("the document vanished", -EIO) : now.error()));
+    reply.send(store_error("reading a knowledge document",
+                           now.ok() ? make_error("the document vanished", -EIO) : now.error()));
     return;
   }
   reply.send(success(document_json(**now, ctx_.config->site.utc_offset_minutes, false)));
@@ -341,7 +343,8 @@ void Api::search_knowledge(HttpRequest& request, HttpReply reply) {
     k = static_cast<unsigned>(*n);
   }
   const auto& agents = ctx_.config->agents;
-  auto agent = std::find_if(agents.begin(), agents.end(), [&](const AgentConfig& a) { return a.agent_uuid == agent_uuid; });
+  auto agent = std::find_if(agents.begin(), agents.end(),
+                            [&](const AgentConfig& a) { return a.agent_uuid == agent_uuid; });
   if (agent == agents.end()) {
     reply.send(error(404, "agent_uuid: no agent " + quoted(agent_uuid) + " on this box"));
     return;
@@ -372,9 +375,11 @@ void Api::search_knowledge(HttpRequest& request, HttpReply reply) {
     cJSON_AddNumberToObject(data.get(), "relevance_threshold", r->relevance_threshold);
     cJSON_AddNumberToObject(data.get(), "k", r->k);
     cJSON_AddNumberToObject(data.get(), "chunks_searched", static_cast<double>(r->chunks_searched));
-    cJSON_AddNumberToObject(data.get(), "chunks_without_vectors", static_cast<double>(r->chunks_without_vectors));
+    cJSON_AddNumberToObject(data.get(), "chunks_without_vectors",
+                            static_cast<double>(r->chunks_without_vectors));
     cJSON* missing = cJSON_AddArrayToObject(data.get(), "missing_documents");
-    for (const std::string& m : r->missing_documents) cJSON_AddItemToArray(missing, cJSON_CreateString(m.c_str()));
+    for (const std::string& m : r->missing_documents)
+      cJSON_AddItemToArray(missing, cJSON_CreateString(m.c_str()));
     cJSON* hits = cJSON_AddArrayToObject(data.get(), "results");
     for (const knowledge::SearchHit& h : r->hits) {
       cJSON* o = cJSON_CreateObject();

@@ -352,8 +352,8 @@ void parse_knowledge(ObjectReader r, AgentKnowledgeConfig& k) {
   std::vector<std::string> seen;
   for (const Item& item : r.array("documents")) {
     if (!cJSON_IsString(item.node)) {
-      r.problems().add(item.path, "expected a document name (string), got " +
-                                      std::string(json_type_name(item.node)));
+      r.problems().add(item.path,
+                       "expected a document name (string), got " + std::string(json_type_name(item.node)));
       continue;
     }
     std::string name = item.node->valuestring;

@@ -25,7 +25,8 @@ void parse_knowledge_base(ObjectReader r, KnowledgeBaseConfig& k) {
         d.error("name", "duplicate " + quote(doc.name) + " (first at " + it->second + ")");
     }
     doc.path = d.required_str("path");
-    doc.format = d.choice("format", std::string("txt"), {{"txt", std::string("txt")}, {"csv", std::string("csv")}});
+    doc.format =
+        d.choice("format", std::string("txt"), {{"txt", std::string("txt")}, {"csv", std::string("csv")}});
     if (doc.format == "csv") {
       doc.header = d.boolean("header", doc.header);
     } else {

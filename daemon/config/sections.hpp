@@ -20,7 +20,7 @@ void parse_webhooks(ObjectReader r, WebhooksConfig& w);
 // lines.cpp; agent_refs gets (path, agent_uuid) pairs to check once every agent is known
 void parse_lines(const std::vector<Item>& items, Problems& p, std::vector<LineConfig>& lines,
                  std::vector<std::pair<std::string, std::string>>& agent_refs);
-AgentConfig parse_agent(const Item& item, Problems& p);  // agents.cpp
+AgentConfig parse_agent(const Item& item, Problems& p);             // agents.cpp
 void parse_knowledge_base(ObjectReader r, KnowledgeBaseConfig& k);  // knowledge.cpp
 // campaigns.cpp: the compliance floor; one campaign (parse_campaign's body, problems under path); a
 // campaign's agents against the configuration's (each must be a voice agent there), as "<path>.agents[i]".

@@ -215,7 +215,8 @@ Result<std::vector<KnowledgeChunkText>> chunk_txt(std::string_view name, std::st
   // 2. Each section's paragraphs packed into bounded chunks.
   std::vector<KnowledgeChunkText> out;
   for (const Section& sec : sections) {
-    const std::string lead = std::string(name) + (sec.path.empty() ? "" : std::string(kPathSeparator) + sec.path);
+    const std::string lead =
+        std::string(name) + (sec.path.empty() ? "" : std::string(kPathSeparator) + sec.path);
     std::string body;
     bool fresh = false;  // body holds text no chunk has carried yet
     auto emit = [&]() -> Status {
@@ -258,8 +259,8 @@ Result<std::vector<KnowledgeChunkText>> chunk_txt(std::string_view name, std::st
   return out;
 }
 
-Result<std::vector<KnowledgeChunkText>> chunk_csv(std::string_view name, std::string_view text, bool has_header,
-                                                  const ChunkLimits& limits) {
+Result<std::vector<KnowledgeChunkText>> chunk_csv(std::string_view name, std::string_view text,
+                                                  bool has_header, const ChunkLimits& limits) {
   if (Status s = check_text(text, limits); !s.ok()) return s.error();
   net::CsvLimits csv;
   csv.max_fields = limits.max_csv_fields;
@@ -303,8 +304,8 @@ Result<std::vector<KnowledgeChunkText>> chunk_csv(std::string_view name, std::st
   reader.feed(text, on_record);
   reader.finish(on_record);
   if (failure) return *failure;
-  if (out.empty()) return make_error(has_header ? "the CSV has a header but no data rows" : "the CSV has no rows",
-                                     -EINVAL);
+  if (out.empty())
+    return make_error(has_header ? "the CSV has a header but no data rows" : "the CSV has no rows", -EINVAL);
   return out;
 }
 

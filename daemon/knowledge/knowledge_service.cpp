@@ -147,6 +147,7 @@ Result<IngestResult> KnowledgeService::ingest(IngestRequest req) {
   if (Status s = tx->commit(); !s.ok()) return s.error();
   indexed_chunks_ = -1;
   term_counts_.clear();
+  current_.clear();
   if (out.replaced_id) drop_vectors(*out.replaced_id);
   auto stored = repo.get(*id, false);
   if (!stored.ok()) return stored.error();
@@ -157,6 +158,7 @@ Result<IngestResult> KnowledgeService::ingest(IngestRequest req) {
 }
 
 Result<bool> KnowledgeService::archive(int64_t id) {
+  current_.clear();
   auto r = store_.knowledge().archive(id, clock_.wall_ms());
   if (r.ok() && *r) drop_vectors(id);
   return r;
@@ -205,7 +207,8 @@ Status KnowledgeService::sync_documents(const KnowledgeBaseConfig& config) {
     if (page * 500 >= total) break;
   }
   for (int64_t id : retire) {
-    if (auto r = archive(id); !r.ok()) note("archiving document " + std::to_string(id) + ": " + r.error().message);
+    if (auto r = archive(id); !r.ok())
+      note("archiving document " + std::to_string(id) + ": " + r.error().message);
   }
   if (!problems.empty()) return make_error(problems, -EINVAL);
   return {};
@@ -226,7 +229,7 @@ void KnowledgeService::search(const AgentKnowledgeConfig& agent, std::string_vie
   res.relevance_threshold = agent.relevance_threshold;
   res.k = std::clamp<unsigned>(k.value_or(agent.top_k), 1, 10);
   KnowledgeRepo& repo = store_.knowledge();
-  auto docs = repo.current(agent.documents);
+  auto docs = current_documents(agent.documents);
   if (!docs.ok()) {
     done(docs.error());
     return;
@@ -261,21 +264,36 @@ void KnowledgeService::search(const AgentKnowledgeConfig& agent, std::string_vie
   if (agent.embeddings && embedder_ != nullptr && !ids.empty()) {
     p->model = agent.embeddings->model;
     std::weak_ptr<bool> alive = alive_;
-    embedder_->embed(*agent.embeddings, {std::string(query)},
-                     [this, alive, p, done](Result<Embeddings> v) {
-                       if (alive.expired() || !*alive.lock()) {
-                         done(make_error("knowledge service stopped", -ECANCELED));
-                         return;
-                       }
-                       finish_hybrid(p, std::move(v), done);
-                     });
+    embedder_->embed(*agent.embeddings, {std::string(query)}, [this, alive, p, done](Result<Embeddings> v) {
+      if (alive.expired() || !*alive.lock()) {
+        done(make_error("knowledge service stopped", -ECANCELED));
+        return;
+      }
+      finish_hybrid(p, std::move(v), done);
+    });
     return;
   }
   if (agent.embeddings) {
     res.mode = "bm25_fallback";
     res.fallback_reason = ids.empty() ? "no documents to search" : "no embeddings client on this box";
   }
-  finish_hybrid(p, make_error("", 0), done);
+  finish_hybrid(p, Embeddings{}, done);  // no model: the vectors are not looked at
+}
+
+Result<std::vector<KnowledgeDocument>> KnowledgeService::current_documents(
+    const std::vector<std::string>& names) {
+  std::vector<KnowledgeDocument> out;
+  for (const std::string& name : names) {
+    auto it = current_.find(name);
+    if (it == current_.end()) {
+      auto d = store_.knowledge().current(name);
+      if (!d.ok()) return d.error();
+      if (current_.size() >= kMaxCachedTerms) current_.clear();
+      it = current_.emplace(name, std::move(*d)).first;
+    }
+    if (it->second) out.push_back(*it->second);
+  }
+  return out;
 }
 
 Result<std::string> KnowledgeService::bm25_match(const std::vector<std::string>& terms) {
@@ -308,8 +326,9 @@ Result<std::string> KnowledgeService::bm25_match(const std::vector<std::string>&
     if (n == 0 || n > half) continue;
     counted.emplace_back(n, &t);
   }
-  std::sort(counted.begin(), counted.end(),
-            [](const auto& a, const auto& b) { return a.first != b.first ? a.first < b.first : *a.second < *b.second; });
+  std::sort(counted.begin(), counted.end(), [](const auto& a, const auto& b) {
+    return a.first != b.first ? a.first < b.first : *a.second < *b.second;
+  });
   int64_t total = 0;
   for (const auto& [n, t] : counted) {
     if (!match.empty() && total + n > kMatchBudget) break;
@@ -342,16 +361,22 @@ void KnowledgeService::finish_hybrid(const std::shared_ptr<Prepared>& p, Result<
       res.fallback_reason = "the query could not be embedded: " + query_vector.error().message;
     } else if (query_vector->size() != 1 || (*query_vector)[0].empty()) {
       res.mode = "bm25_fallback";
-      res.fallback_reason = "the embeddings client answered " + std::to_string(query_vector->size()) +
-                            " vectors for one query";
+      res.fallback_reason =
+          "the embeddings client answered " + std::to_string(query_vector->size()) + " vectors for one query";
     } else {
       const std::vector<float>& q = (*query_vector)[0];
       double qn = 0;
       for (float x : q) qn += static_cast<double>(x) * x;
       qn = std::sqrt(qn);
       std::vector<std::pair<double, int64_t>> all;  // (cosine, chunk id)
-      std::vector<float> qn_values(q.size());
-      for (size_t i = 0; i < q.size(); ++i) qn_values[i] = qn > 0 ? static_cast<float>(q[i] / qn) : 0.0f;
+      // The query is quantised like the chunks: an integer dot product vectorises (a float sum does not
+      // without reassociation), 4-8 times faster at 1536 dimensions.
+      float peak = 0;
+      for (float x : q) peak = std::max(peak, std::fabs(x));
+      const double qscale = qn > 0 && peak > 0 ? peak / qn / 127.0 : 1.0;
+      std::vector<int8_t> qv(q.size());
+      for (size_t i = 0; i < q.size(); ++i)
+        qv[i] = qn > 0 ? static_cast<int8_t>(std::lround(static_cast<double>(q[i]) / qn / qscale)) : 0;
       for (const KnowledgeDocument& d : p->documents) {
         auto vs = vectors(p->model, d.id);
         if (!vs.ok()) {
@@ -362,14 +387,17 @@ void KnowledgeService::finish_hybrid(const std::shared_ptr<Prepared>& p, Result<
         if (dv.dims != q.size()) continue;  // another model's size: as if not embedded
         for (size_t r = 0; r < dv.chunk_ids.size(); ++r) {
           const int8_t* v = dv.values.data() + r * dv.dims;
-          float dot = 0;
-          for (size_t i = 0; i < dv.dims; ++i) dot += qn_values[i] * static_cast<float>(v[i]);
-          all.emplace_back(static_cast<double>(dot * dv.scales[r]), dv.chunk_ids[r]);
+          int32_t dot = 0;
+          for (size_t i = 0; i < dv.dims; ++i)
+            dot += static_cast<int32_t>(qv[i]) * static_cast<int32_t>(v[i]);
+          all.emplace_back(static_cast<double>(dot) * qscale * static_cast<double>(dv.scales[r]),
+                           dv.chunk_ids[r]);
         }
       }
       hybrid = true;
       res.mode = "hybrid";
-      res.chunks_without_vectors = std::max<int64_t>(0, res.chunks_searched - static_cast<int64_t>(all.size()));
+      res.chunks_without_vectors =
+          std::max<int64_t>(0, res.chunks_searched - static_cast<int64_t>(all.size()));
       std::sort(all.begin(), all.end(), [](const auto& a, const auto& b) {
         return a.first != b.first ? a.first > b.first : a.second < b.second;
       });
@@ -421,7 +449,8 @@ void KnowledgeService::finish_hybrid(const std::shared_ptr<Prepared>& p, Result<
     const Candidate& c = cands[i];
     const KnowledgeChunk* chunk = c.hit != nullptr ? &c.hit->chunk : nullptr;
     if (chunk == nullptr) {
-      auto it = std::find_if(fetched.begin(), fetched.end(), [&](const KnowledgeChunk& k) { return k.id == c.chunk_id; });
+      auto it = std::find_if(fetched.begin(), fetched.end(),
+                             [&](const KnowledgeChunk& k) { return k.id == c.chunk_id; });
       if (it == fetched.end()) continue;  // archived between the two reads
       chunk = &*it;
     }
@@ -442,8 +471,8 @@ void KnowledgeService::finish_hybrid(const std::shared_ptr<Prepared>& p, Result<
   done(std::move(res));
 }
 
-Result<std::shared_ptr<const KnowledgeService::DocVectors>> KnowledgeService::vectors(const std::string& model,
-                                                                                     int64_t document_id) {
+Result<std::shared_ptr<const KnowledgeService::DocVectors>> KnowledgeService::vectors(
+    const std::string& model, int64_t document_id) {
   for (auto it = cache_.begin(); it != cache_.end(); ++it) {
     if ((*it)->document_id == document_id && (*it)->model == model) {
       cache_.splice(cache_.begin(), cache_, it);
@@ -473,7 +502,8 @@ Result<std::shared_ptr<const KnowledgeService::DocVectors>> KnowledgeService::ve
     for (float x : v.values)
       dv->values.push_back(static_cast<int8_t>(std::lround(static_cast<double>(x) / norm / scale)));
   }
-  dv->bytes = sizeof(DocVectors) + model.size() + dv->values.size() + dv->chunk_ids.size() * (sizeof(int64_t) + sizeof(float));
+  dv->bytes = sizeof(DocVectors) + model.size() + dv->values.size() +
+              dv->chunk_ids.size() * (sizeof(int64_t) + sizeof(float));
   // A document too large for the cache is read for each search instead of evicting everything else.
   if (dv->bytes > kVectorCacheBytes) return std::shared_ptr<const DocVectors>(std::move(dv));
   cache_.push_front(dv);
@@ -511,7 +541,7 @@ bool KnowledgeService::pump() {
   if (in_flight_ || embedder_ == nullptr) return false;
   KnowledgeRepo& repo = store_.knowledge();
   for (const AgentKnowledgeConfig& agent : agents_) {
-    auto docs = repo.current(agent.documents);
+    auto docs = current_documents(agent.documents);
     if (!docs.ok()) {
       log::warning("knowledge: embedding: " + docs.error().message);
       schedule_pump(kFirstBackoffMs);
@@ -535,44 +565,42 @@ bool KnowledgeService::pump() {
     }
     in_flight_ = true;
     std::weak_ptr<bool> alive = alive_;
-    embedder_->embed(*agent.embeddings, std::move(texts),
-                     [this, alive, model, chunk_docs](Result<Embeddings> r) {
-                       if (alive.expired() || !*alive.lock()) return;
-                       in_flight_ = false;
-                       std::string why;
-                       if (!r.ok()) {
-                         why = r.error().message;
-                       } else if (r->size() != chunk_docs.size()) {
-                         why = "got " + std::to_string(r->size()) + " vectors for " +
-                               std::to_string(chunk_docs.size()) + " texts";
-                       } else {
-                         for (const auto& v : *r) {
-                           if (v.empty() || v.size() != r->front().size()) why = "vectors of different sizes";
-                         }
-                       }
-                       if (why.empty()) {
-                         Status s = store_.database().transaction([&]() -> Status {
-                           for (size_t i = 0; i < chunk_docs.size(); ++i) {
-                             if (Status w = store_.knowledge().put_embedding(chunk_docs[i].first, model, (*r)[i]);
-                                 !w.ok())
-                               return w;
-                           }
-                           return {};
-                         });
-                         if (!s.ok()) why = s.error().message;
-                       }
-                       if (!why.empty()) {
-                         backoff_ms_ = backoff_ms_ == 0 ? kFirstBackoffMs : std::min(backoff_ms_ * 2, kMaxBackoffMs);
-                         log::warning("knowledge: embedding " + std::to_string(chunk_docs.size()) + " chunks with " +
-                                      model + " failed, retrying in " + std::to_string(backoff_ms_ / 1000) +
-                                      " s: " + why);
-                         schedule_pump(backoff_ms_);
-                         return;
-                       }
-                       backoff_ms_ = 0;
-                       for (const auto& [chunk, doc] : chunk_docs) drop_vectors(doc);
-                       schedule_pump(0);
-                     });
+    embedder_->embed(
+        *agent.embeddings, std::move(texts), [this, alive, model, chunk_docs](Result<Embeddings> r) {
+          if (alive.expired() || !*alive.lock()) return;
+          in_flight_ = false;
+          std::string why;
+          if (!r.ok()) {
+            why = r.error().message;
+          } else if (r->size() != chunk_docs.size()) {
+            why = "got " + std::to_string(r->size()) + " vectors for " + std::to_string(chunk_docs.size()) +
+                  " texts";
+          } else {
+            for (const auto& v : *r) {
+              if (v.empty() || v.size() != r->front().size()) why = "vectors of different sizes";
+            }
+          }
+          if (why.empty()) {
+            Status s = store_.database().transaction([&]() -> Status {
+              for (size_t i = 0; i < chunk_docs.size(); ++i) {
+                if (Status w = store_.knowledge().put_embedding(chunk_docs[i].first, model, (*r)[i]); !w.ok())
+                  return w;
+              }
+              return {};
+            });
+            if (!s.ok()) why = s.error().message;
+          }
+          if (!why.empty()) {
+            backoff_ms_ = backoff_ms_ == 0 ? kFirstBackoffMs : std::min(backoff_ms_ * 2, kMaxBackoffMs);
+            log::warning("knowledge: embedding " + std::to_string(chunk_docs.size()) + " chunks with " +
+                         model + " failed, retrying in " + std::to_string(backoff_ms_ / 1000) + " s: " + why);
+            schedule_pump(backoff_ms_);
+            return;
+          }
+          backoff_ms_ = 0;
+          for (const auto& [chunk, doc] : chunk_docs) drop_vectors(doc);
+          schedule_pump(0);
+        });
     return true;
   }
   return false;

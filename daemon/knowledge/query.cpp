@@ -12,12 +12,12 @@ namespace {
 // Words that occur in nearly every question and every chunk: OR-ed in, they would match the whole base
 // (slow, and noise in the ranking). "not" and "no" are kept: they change what is asked.
 constexpr std::array<std::string_view, 64> kStopWords = {
-    "a",     "an",    "the",   "is",    "are",   "was",   "were",  "be",    "been",  "to",    "of",
-    "and",   "or",    "in",    "on",    "at",    "for",   "with",  "by",    "from",  "do",    "does",
-    "did",   "i",     "you",   "we",    "my",    "your",  "our",   "it",    "its",   "this",  "that",
-    "what",  "which", "who",   "how",   "when",  "where", "can",   "could", "would", "should", "will",
-    "there", "any",   "me",    "us",    "please", "tell", "about", "have",  "has",   "if",    "am",
-    "so",    "as",    "but",   "they",  "them",  "their", "he",    "she",   "get"};
+    "a",     "an",    "the", "is",   "are",    "was",   "were",  "be",    "been",  "to",     "of",
+    "and",   "or",    "in",  "on",   "at",     "for",   "with",  "by",    "from",  "do",     "does",
+    "did",   "i",     "you", "we",   "my",     "your",  "our",   "it",    "its",   "this",   "that",
+    "what",  "which", "who", "how",  "when",   "where", "can",   "could", "would", "should", "will",
+    "there", "any",   "me",  "us",   "please", "tell",  "about", "have",  "has",   "if",     "am",
+    "so",    "as",    "but", "they", "them",   "their", "he",    "she",   "get"};
 
 bool stop_word(std::string_view w) {
   return std::find(kStopWords.begin(), kStopWords.end(), w) != kStopWords.end();

@@ -16,7 +16,8 @@ using sql::run;
 using sql::wrap;
 
 constexpr const char* kDocColumns =
-    "id, name, format, csv_header, size_bytes, sha256, source, uploader, chunk_count, created_at, updated_at, "
+    "id, name, format, csv_header, size_bytes, sha256, source, uploader, chunk_count, created_at, "
+    "updated_at, "
     "archived_at";
 
 KnowledgeDocument read_document(const sql::Stmt& s, bool with_content) {
@@ -60,15 +61,17 @@ std::string id_array(std::span<const int64_t> ids) {
 
 }  // namespace
 
-Result<int64_t> KnowledgeRepo::insert(const KnowledgeDocument& doc, std::span<const KnowledgeChunkText> chunks) {
+Result<int64_t> KnowledgeRepo::insert(const KnowledgeDocument& doc,
+                                      std::span<const KnowledgeChunkText> chunks) {
   const std::string what = "storing knowledge document " + doc.name;
   const int64_t now = db_.clock().wall_ms();
-  Status s = run(db_.sql(),
-                 "INSERT INTO knowledge_documents (name, format, csv_header, content, size_bytes, sha256, source, "
-                 "uploader, chunk_count, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, "
-                 "?10)",
-                 doc.name, doc.format, doc.csv_header, doc.content, static_cast<int64_t>(doc.content.size()),
-                 doc.sha256, doc.source, doc.uploader, static_cast<int64_t>(chunks.size()), now);
+  Status s =
+      run(db_.sql(),
+          "INSERT INTO knowledge_documents (name, format, csv_header, content, size_bytes, sha256, source, "
+          "uploader, chunk_count, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, "
+          "?10)",
+          doc.name, doc.format, doc.csv_header, doc.content, static_cast<int64_t>(doc.content.size()),
+          doc.sha256, doc.source, doc.uploader, static_cast<int64_t>(chunks.size()), now);
   if (!s.ok()) return wrap(what, s.error());
   const int64_t id = sqlite3_last_insert_rowid(db_.sql().handle());
   auto stmt = db_.sql().cached(
@@ -122,7 +125,9 @@ Result<std::vector<KnowledgeDocument>> KnowledgeRepo::list(std::optional<bool> a
   if (page < 1 || per_page < 1)
     return make_error("store: listing knowledge documents: page and per_page start at 1", -EINVAL);
   const int64_t offset = page - 1 > INT64_MAX / per_page ? INT64_MAX : (page - 1) * per_page;
-  const std::string where = !archived ? "" : *archived ? " WHERE archived_at IS NOT NULL" : " WHERE archived_at IS NULL";
+  const std::string where = !archived   ? ""
+                            : *archived ? " WHERE archived_at IS NOT NULL"
+                                        : " WHERE archived_at IS NULL";
   if (total_count != nullptr) {
     auto count = db_.sql().cached("SELECT count(*) FROM knowledge_documents" + where);
     if (!count.ok()) return wrap("counting knowledge documents", count.error());
@@ -145,10 +150,11 @@ Result<std::vector<KnowledgeDocument>> KnowledgeRepo::list(std::optional<bool> a
 }
 
 Result<bool> KnowledgeRepo::archive(int64_t id, int64_t now_ms) {
-  Status s = run(db_.sql(),
-                 "UPDATE knowledge_documents SET archived_at = ?2, updated_at = ?2 WHERE id = ?1 AND archived_at "
-                 "IS NULL",
-                 id, now_ms);
+  Status s =
+      run(db_.sql(),
+          "UPDATE knowledge_documents SET archived_at = ?2, updated_at = ?2 WHERE id = ?1 AND archived_at "
+          "IS NULL",
+          id, now_ms);
   if (!s.ok()) return wrap("archiving knowledge document " + std::to_string(id), s.error());
   if (db_.sql().changes() == 1) return true;
   auto d = get(id, false);
@@ -158,7 +164,8 @@ Result<bool> KnowledgeRepo::archive(int64_t id, int64_t now_ms) {
 }
 
 Result<std::vector<KnowledgeHit>> KnowledgeRepo::search(std::string_view match,
-                                                        std::span<const int64_t> document_ids, int64_t limit) {
+                                                        std::span<const int64_t> document_ids,
+                                                        int64_t limit) {
   std::vector<KnowledgeHit> out;
   if (match.empty() || document_ids.empty() || limit <= 0) return out;
   // First the index alone, best first (FTS5 sorts by rank itself; no chunk row is read per match), then
@@ -183,7 +190,8 @@ Result<std::vector<KnowledgeHit>> KnowledgeRepo::search(std::string_view match,
   }
   auto texts = chunks(ids);
   if (!texts.ok()) return texts.error();
-  for (size_t i = 0, j = 0; i < ids.size() && j < texts->size() && static_cast<int64_t>(out.size()) < limit; ++i) {
+  for (size_t i = 0, j = 0; i < ids.size() && j < texts->size() && static_cast<int64_t>(out.size()) < limit;
+       ++i) {
     if ((*texts)[j].id != ids[i]) continue;
     KnowledgeChunk& c = (*texts)[j++];
     if (std::find(document_ids.begin(), document_ids.end(), c.document_id) == document_ids.end()) continue;
@@ -258,7 +266,8 @@ Result<std::vector<KnowledgeChunk>> KnowledgeRepo::missing_embeddings(std::strin
 
 Status KnowledgeRepo::put_embedding(int64_t chunk_id, std::string_view model, std::span<const float> values) {
   auto stmt = db_.sql().cached(
-      "INSERT INTO knowledge_embeddings (chunk_id, model, dims, vector, created_at) VALUES (?1, ?2, ?3, ?4, ?5) "
+      "INSERT INTO knowledge_embeddings (chunk_id, model, dims, vector, created_at) VALUES (?1, ?2, ?3, ?4, "
+      "?5) "
       "ON CONFLICT (chunk_id, model) DO UPDATE SET dims = excluded.dims, vector = excluded.vector, "
       "created_at = excluded.created_at");
   if (!stmt.ok()) return wrap("storing an embedding", stmt.error());

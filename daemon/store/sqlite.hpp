@@ -69,7 +69,8 @@ class Stmt {
   std::string_view blob(int col) const {
     const void* p = sqlite3_column_blob(stmt_, col);
     const int n = sqlite3_column_bytes(stmt_, col);
-    return p == nullptr ? std::string_view() : std::string_view(static_cast<const char*>(p), static_cast<size_t>(n));
+    return p == nullptr ? std::string_view()
+                        : std::string_view(static_cast<const char*>(p), static_cast<size_t>(n));
   }
   std::optional<int64_t> opt_int64(int col) const {
     return is_null(col) ? std::nullopt : std::optional<int64_t>(int64(col));

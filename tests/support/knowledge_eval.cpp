@@ -27,8 +27,8 @@ std::string slurp(const std::string& path) {
 
 std::vector<EvalDocument> eval_documents() {
   std::vector<EvalDocument> out = {
-      {"opening_hours", "txt", false, {}}, {"fees", "txt", false, {}},       {"product_faq", "txt", false, {}},
-      {"kyc_policy", "txt", false, {}},    {"locations", "csv", true, {}},   {"prices", "csv", true, {}},
+      {"opening_hours", "txt", false, {}}, {"fees", "txt", false, {}},     {"product_faq", "txt", false, {}},
+      {"kyc_policy", "txt", false, {}},    {"locations", "csv", true, {}}, {"prices", "csv", true, {}},
       {"atm_locations", "csv", false, {}},
   };
   for (EvalDocument& d : out) d.content = slurp(data_dir() + d.name + "." + d.format);

@@ -21,7 +21,7 @@ using test::expect_api_error;
 using test::kApiToken;
 using test::kApiTokenB;
 
-const std::vector<std::string> kDocKeys = {"id",       "name",        "format",     "header",   "size_bytes",
+const std::vector<std::string> kDocKeys = {"id",          "name",     "format",     "header",   "size_bytes",
                                            "chunk_count", "sha256",   "source",     "uploader", "created_at",
                                            "updated_at",  "archived", "archived_at"};
 
@@ -61,8 +61,9 @@ class ApiKnowledge : public test::ApiTest {
 };
 
 TEST_F(ApiKnowledge, UploadJsonThenListViewArchive) {
-  auto up = request("POST", "/v1/knowledge/documents",
-                    R"({"name":"fees","format":"txt","content":"# Cards\n\nA replacement card costs Rs 200."})");
+  auto up =
+      request("POST", "/v1/knowledge/documents",
+              R"({"name":"fees","format":"txt","content":"# Cards\n\nA replacement card costs Rs 200."})");
   ASSERT_EQ(up.status, 201) << up.body;
   auto expect_keys = kDocKeys;
   expect_keys.push_back("created");
@@ -107,10 +108,12 @@ TEST_F(ApiKnowledge, UploadJsonThenListViewArchive) {
 }
 
 TEST_F(ApiKnowledge, RawTextAndCsvBodies) {
-  auto txt = raw("/v1/knowledge/documents?name=fees", "# Cards\n\nA card costs 150.", "text/plain; charset=utf-8");
+  auto txt =
+      raw("/v1/knowledge/documents?name=fees", "# Cards\n\nA card costs 150.", "text/plain; charset=utf-8");
   ASSERT_EQ(txt.status, 201) << txt.body;
   EXPECT_EQ(api_str(txt.data(), "format"), "txt");
-  auto csv = raw("/v1/knowledge/documents?name=branches&header=false", "Kothrud,Pune\nWai,Satara\n", "text/csv");
+  auto csv =
+      raw("/v1/knowledge/documents?name=branches&header=false", "Kothrud,Pune\nWai,Satara\n", "text/csv");
   ASSERT_EQ(csv.status, 201) << csv.body;
   EXPECT_EQ(api_str(csv.data(), "format"), "csv");
   EXPECT_FALSE(cJSON_IsTrue(cJSON_GetObjectItem(csv.data(), "header")));
@@ -118,7 +121,8 @@ TEST_F(ApiKnowledge, RawTextAndCsvBodies) {
   expect_api_error(raw("/v1/knowledge/documents", "x", "text/plain"), 422, "name: required");
   expect_api_error(raw("/v1/knowledge/documents?name=x&header=true", "x", "text/plain"), 422,
                    "header: only allowed with a text/csv body");
-  expect_api_error(raw("/v1/knowledge/documents?name=x&header=maybe", "a\n1\n", "text/csv"), 422, "header: must be");
+  expect_api_error(raw("/v1/knowledge/documents?name=x&header=maybe", "a\n1\n", "text/csv"), 422,
+                   "header: must be");
   expect_api_error(raw("/v1/knowledge/documents?name=x&format=txt", "x", "text/plain"), 422,
                    "query parameter \"format\": unknown");
   expect_api_error(raw("/v1/knowledge/documents?name=x", "a,\"b\n", "text/csv"), 422, "CSV line 1");
@@ -139,38 +143,44 @@ TEST_F(ApiKnowledge, ValidationErrors) {
   expect_api_error(request("GET", "/v1/knowledge/documents?sort=x"), 422, "unknown");
   expect_api_error(request("GET", "/v1/knowledge/documents/999"), 404, "no knowledge document \"999\"");
   expect_api_error(request("GET", "/v1/knowledge/documents/abc"), 404, "no knowledge document");
-  expect_api_error(request("POST", "/v1/knowledge/documents/999/archive", "{}"), 404, "no knowledge document");
+  expect_api_error(request("POST", "/v1/knowledge/documents/999/archive", "{}"), 404,
+                   "no knowledge document");
 }
 
 TEST_F(ApiKnowledge, DocumentsNeedAnAdminToken) {
   expect_api_error(request("GET", "/v1/knowledge/documents", "", kApiTokenB), 403, "admin API token");
-  expect_api_error(request("POST", "/v1/knowledge/documents", R"({"name":"x","content":"x"})", kApiTokenB), 403,
-                   "admin API token");
+  expect_api_error(request("POST", "/v1/knowledge/documents", R"({"name":"x","content":"x"})", kApiTokenB),
+                   403, "admin API token");
   expect_api_error(request("GET", "/v1/knowledge/documents/1", "", kApiTokenB), 403, "admin");
   expect_api_error(request("POST", "/v1/knowledge/documents/1/archive", "{}", kApiTokenB), 403, "admin");
 }
 
 TEST_F(ApiKnowledge, SearchShowsWhatTheAgentRetrievesWithinItsAttachments) {
-  ASSERT_EQ(request("POST", "/v1/knowledge/documents",
-                    R"({"name":"fees","content":"# Lockers\n\nA medium locker costs Rs 3000 a year.\n\n# Cards\n\nA card costs Rs 150."})")
-                .status,
-            201);
-  ASSERT_EQ(request("POST", "/v1/knowledge/documents",
-                    R"({"name":"branches","format":"csv","content":"Branch,Locker\nKothrud,Yes locker available\n"})")
-                .status,
-            201);
+  ASSERT_EQ(
+      request(
+          "POST", "/v1/knowledge/documents",
+          R"({"name":"fees","content":"# Lockers\n\nA medium locker costs Rs 3000 a year.\n\n# Cards\n\nA card costs Rs 150."})")
+          .status,
+      201);
+  ASSERT_EQ(
+      request(
+          "POST", "/v1/knowledge/documents",
+          R"({"name":"branches","format":"csv","content":"Branch,Locker\nKothrud,Yes locker available\n"})")
+          .status,
+      201);
   auto r = request("GET", "/v1/knowledge/search?agent_uuid=agent_a&q=medium%20locker&k=5");
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(api_keys(r.data()),
             (std::vector<std::string>{"agent_uuid", "mode", "fallback_reason", "relevance_threshold", "k",
-                                      "chunks_searched", "chunks_without_vectors", "missing_documents", "results"}));
+                                      "chunks_searched", "chunks_without_vectors", "missing_documents",
+                                      "results"}));
   EXPECT_EQ(api_str(r.data(), "mode"), "bm25");
   EXPECT_EQ(api_num(r.data(), "chunks_searched"), 3);
   const cJSON* results = cJSON_GetObjectItem(r.data(), "results");
   ASSERT_EQ(cJSON_GetArraySize(results), 2);
   const cJSON* first = cJSON_GetArrayItem(results, 0);
-  EXPECT_EQ(api_keys(first), (std::vector<std::string>{"chunk_id", "document_id", "document_name", "ordinal", "heading",
-                                                       "text", "score", "bm25", "cosine"}));
+  EXPECT_EQ(api_keys(first), (std::vector<std::string>{"chunk_id", "document_id", "document_name", "ordinal",
+                                                       "heading", "text", "score", "bm25", "cosine"}));
   EXPECT_EQ(api_str(first, "document_name"), "fees");
   EXPECT_EQ(api_str(first, "heading"), "Lockers");
   EXPECT_GT(api_num(first, "score"), 0);
@@ -181,7 +191,7 @@ TEST_F(ApiKnowledge, SearchShowsWhatTheAgentRetrievesWithinItsAttachments) {
   auto b = request("GET", "/v1/knowledge/search?agent_uuid=agent_b&q=locker", "", kApiTokenB);
   ASSERT_EQ(b.status, 200) << b.body;
   const cJSON* bres = cJSON_GetObjectItem(b.data(), "results");
-  ASSERT_EQ(cJSON_GetArraySize(bres), 1);
+  ASSERT_EQ(cJSON_GetArraySize(bres), 1) << b.body;
   EXPECT_EQ(api_str(cJSON_GetArrayItem(bres, 0), "document_name"), "fees");
   expect_api_error(request("GET", "/v1/knowledge/search?agent_uuid=agent_a&q=locker", "", kApiTokenB), 403,
                    "may not use agent");
@@ -191,7 +201,8 @@ TEST_F(ApiKnowledge, SearchShowsWhatTheAgentRetrievesWithinItsAttachments) {
   expect_api_error(request("GET", "/v1/knowledge/search?agent_uuid=agent_a&q=%22%22%22"), 422, "q: no words");
   expect_api_error(request("GET", "/v1/knowledge/search?agent_uuid=agent_a&q=x&k=11"), 422, "k: must be");
   // Hostile text is searched as words.
-  auto hostile = request("GET", "/v1/knowledge/search?agent_uuid=agent_a&q=locker%22%20NEAR(card%2C%201)%20-x%3A");
+  auto hostile =
+      request("GET", "/v1/knowledge/search?agent_uuid=agent_a&q=locker%22%20NEAR(card%2C%201)%20-x%3A");
   EXPECT_EQ(hostile.status, 200) << hostile.body;
 }
 

@@ -3,8 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <cstdio>
 #include <cmath>
+#include <cstdio>
 #include <functional>
 #include <map>
 #include <string>
@@ -37,7 +37,8 @@ std::vector<std::string> texts(const std::vector<KnowledgeChunkText>& chunks) {
 // ---- Chunking -----------------------------------------------------------------------------------------
 
 TEST(KnowledgeChunking, MarkdownHeadingsMakeAPathOnEveryChunk) {
-  auto r = chunk_txt("Guide", "# Fees\n\nIntro paragraph.\n\n## Cards\n\nCard fee is 150.\n\n# Hours\n\nOpen at ten.\n");
+  auto r = chunk_txt(
+      "Guide", "# Fees\n\nIntro paragraph.\n\n## Cards\n\nCard fee is 150.\n\n# Hours\n\nOpen at ten.\n");
   ASSERT_TRUE(r.ok()) << r.error().message;
   ASSERT_EQ(r->size(), 3u);
   EXPECT_EQ((*r)[0].heading, "Fees");
@@ -89,7 +90,8 @@ TEST(KnowledgeChunking, LongSectionsArePackedWithinTheBoundWithOverlap) {
   // Every sentence is somewhere.
   std::string all;
   for (const auto& c : *r) all += c.text;
-  for (int i = 0; i < 60; ++i) EXPECT_NE(all.find("number " + std::to_string(i) + " says"), std::string::npos);
+  for (int i = 0; i < 60; ++i)
+    EXPECT_NE(all.find("number " + std::to_string(i) + " says"), std::string::npos);
 }
 
 TEST(KnowledgeChunking, AWordLongerThanAChunkIsCutAtACharacterBoundary) {
@@ -138,8 +140,9 @@ TEST(KnowledgeChunking, CsvWithHeaderRendersColumnValueLines) {
 TEST(KnowledgeChunking, CsvWithoutHeaderNumbersTheColumns) {
   auto r = chunk_csv("ATMs", "Kothrud,24 hours\nWai,06:00-23:00,extra\n", false);
   ASSERT_TRUE(r.ok()) << r.error().message;
-  EXPECT_EQ(texts(*r), (std::vector<std::string>{"ATMs\ncolumn 1: Kothrud\ncolumn 2: 24 hours",
-                                                 "ATMs\ncolumn 1: Wai\ncolumn 2: 06:00-23:00\ncolumn 3: extra"}));
+  EXPECT_EQ(texts(*r),
+            (std::vector<std::string>{"ATMs\ncolumn 1: Kothrud\ncolumn 2: 24 hours",
+                                      "ATMs\ncolumn 1: Wai\ncolumn 2: 06:00-23:00\ncolumn 3: extra"}));
 }
 
 TEST(KnowledgeChunking, CsvExtraColumnsAndEmptyHeaderNamesGetNumbers) {
@@ -221,7 +224,8 @@ class KnowledgeServiceTest : public ::testing::Test {
     return res.ok() ? res->document.id : -1;
   }
 
-  SearchResult search(const AgentKnowledgeConfig& agent, const std::string& q, std::optional<unsigned> k = {}) {
+  SearchResult search(const AgentKnowledgeConfig& agent, const std::string& q,
+                      std::optional<unsigned> k = {}) {
     std::optional<Result<SearchResult>> out;
     service_->search(agent, q, k, [&](Result<SearchResult> r) { out = std::move(r); });
     if (!out) time_.run_due();
@@ -248,7 +252,8 @@ class KnowledgeServiceTest : public ::testing::Test {
 TEST_F(KnowledgeServiceTest, Fts5IsCompiledIntoSqlite) {
   // Without FTS5 migration 6 (CREATE VIRTUAL TABLE ... USING fts5) would have failed to open the store;
   // this also checks the index answers a MATCH and ranks with bm25().
-  const int64_t id = ingest("d", "# A\n\nThe locker rent is paid in April.\n\n# B\n\nNothing about that here.");
+  const int64_t id =
+      ingest("d", "# A\n\nThe locker rent is paid in April.\n\n# B\n\nNothing about that here.");
   const std::vector<int64_t> ids = {id};
   auto hits = store_->knowledge().search("\"locker\" OR \"april\"", ids, 10);
   ASSERT_TRUE(hits.ok()) << hits.error().message;
@@ -296,7 +301,8 @@ TEST_F(KnowledgeServiceTest, HostileQueriesNeitherFailNorInject) {
 
 TEST_F(KnowledgeServiceTest, ThresholdFiltersAndKBounds) {
   std::string doc;
-  for (int i = 0; i < 8; ++i) doc += "# S" + std::to_string(i) + "\n\nlocker rent detail " + std::to_string(i) + ".\n\n";
+  for (int i = 0; i < 8; ++i)
+    doc += "# S" + std::to_string(i) + "\n\nlocker rent detail " + std::to_string(i) + ".\n\n";
   doc += "# Other\n\nA locker.\n";
   ingest("d", doc);
   auto all = search(agent({"d"}, 0.0, 10), "locker rent");
@@ -320,7 +326,10 @@ TEST_F(KnowledgeServiceTest, OnALargeBaseCommonWordsAreLeftOutAndRareOnesRank) {
   std::string csv = "name,city,note\n";
   for (int i = 0; i < 2000; ++i) {
     csv += "branch " + std::to_string(i) + "," + (i % 20 < 9 ? "pune" : "satara") + "," +
-           (i % 700 == 5 ? "locker available" : i % 5 < 2 ? "gold loans" : "none") + "\n";
+           (i % 700 == 5 ? "locker available"
+            : i % 5 < 2  ? "gold loans"
+                         : "none") +
+           "\n";
   }
   ingest("big", csv, "csv", true);
   // locker (3) + gold (800) fit the budget of 1000 matches, pune (900) would not: it is left out.
@@ -473,7 +482,8 @@ TEST_F(KnowledgeHybridTest, WithoutAnEmbedderAHybridAgentFallsBackToBm25AndSaysW
 
 TEST_F(KnowledgeHybridTest, ChunksAreEmbeddedInTheBackgroundInBatchesAndRetriedWhenTheUpstreamIsDown) {
   std::string doc;
-  for (int i = 0; i < 40; ++i) doc += "# S" + std::to_string(i) + "\n\nParagraph " + std::to_string(i) + ".\n\n";
+  for (int i = 0; i < 40; ++i)
+    doc += "# S" + std::to_string(i) + "\n\nParagraph " + std::to_string(i) + ".\n\n";
   ingest("d", doc);
   embedder_.failing = true;
   service_->set_embedder(&embedder_);
@@ -584,8 +594,8 @@ TEST_F(KnowledgeHybridTest, RecallAtThreeOnTheSampleSetStaysAboveTheMeasuredFloo
   }
   const double bm25 = static_cast<double>(bm25_hits) / static_cast<double>(questions.size());
   const double hybrid = static_cast<double>(hybrid_hits) / static_cast<double>(questions.size());
-  std::printf("recall@3 over %zu questions: bm25 %.3f, hybrid (stand-in) %.3f%s\n", questions.size(), bm25, hybrid,
-              misses.c_str());
+  std::printf("recall@3 over %zu questions: bm25 %.3f, hybrid (stand-in) %.3f%s\n", questions.size(), bm25,
+              hybrid, misses.c_str());
   // Floors a little under the figures measured when the set was written (bench/README.md).
   EXPECT_GE(bm25, 0.90);
   EXPECT_GE(hybrid, 0.90);
@@ -635,14 +645,19 @@ TEST(KnowledgeConfig, ErrorsNameTheKey) {
          "knowledge.documents[0].path");
   expect(config_with("{}", R"(,"knowledge":{"documents":[{"path":"/etc/hostname"}]})"),
          "knowledge.documents[0].name");
-  expect(config_with("{}", R"(,"knowledge":{"documents":[{"name":"x","path":"/etc/hostname","header":true}]})"),
-         "knowledge.documents[0].header: only allowed when format is \"csv\"");
-  expect(config_with("{}", R"(,"knowledge":{"documents":[{"name":"x","path":"/etc/hostname","format":"pdf"}]})"),
-         "knowledge.documents[0].format");
-  expect(config_with("{}", R"(,"knowledge":{"documents":[{"name":"x","path":"/etc"}]})"), "not a regular file");
-  expect(config_with("{}",
-                     R"(,"knowledge":{"documents":[{"name":"x","path":"/etc/hostname"},{"name":"x","path":"/etc/hostname"}]})"),
-         "knowledge.documents[1].name: duplicate");
+  expect(
+      config_with("{}", R"(,"knowledge":{"documents":[{"name":"x","path":"/etc/hostname","header":true}]})"),
+      "knowledge.documents[0].header: only allowed when format is \"csv\"");
+  expect(
+      config_with("{}", R"(,"knowledge":{"documents":[{"name":"x","path":"/etc/hostname","format":"pdf"}]})"),
+      "knowledge.documents[0].format");
+  expect(config_with("{}", R"(,"knowledge":{"documents":[{"name":"x","path":"/etc"}]})"),
+         "not a regular file");
+  expect(
+      config_with(
+          "{}",
+          R"(,"knowledge":{"documents":[{"name":"x","path":"/etc/hostname"},{"name":"x","path":"/etc/hostname"}]})"),
+      "knowledge.documents[1].name: duplicate");
   expect(config_with("{}", R"(,"knowledge":{"docs":[]})"), "knowledge.docs");
 }
 

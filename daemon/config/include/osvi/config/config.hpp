@@ -289,8 +289,8 @@ struct EmbeddingsConfig : UpstreamEndpoint {
 };
 struct AgentKnowledgeConfig {
   std::vector<std::string> documents;
-  double relevance_threshold = 0.3;  // 0..1, on the normalised score
-  unsigned top_k = 3;                // 1..10
+  double relevance_threshold = 0.3;            // 0..1, on the normalised score
+  unsigned top_k = 3;                          // 1..10
   std::optional<EmbeddingsConfig> embeddings;  // absent: bm25 only
   // Voice calls: said at once when the model calls search_knowledge_base without saying anything first.
   struct Filler {

@@ -14,10 +14,10 @@ namespace osvi::daemon::knowledge {
 
 struct ChunkLimits {
   size_t max_document_bytes = 8 * 1024 * 1024;
-  size_t max_chunks = 20000;        // per document
-  size_t chunk_bytes = 800;         // TXT: a chunk's body (the heading line comes on top)
-  size_t overlap_bytes = 120;       // TXT: trailing sentences of the previous chunk repeated, at most this
-  size_t max_heading_bytes = 200;   // a longer line is never taken for a heading
+  size_t max_chunks = 20000;       // per document
+  size_t chunk_bytes = 800;        // TXT: a chunk's body (the heading line comes on top)
+  size_t overlap_bytes = 120;      // TXT: trailing sentences of the previous chunk repeated, at most this
+  size_t max_heading_bytes = 200;  // a longer line is never taken for a heading
   size_t max_csv_row_bytes = 16 * 1024;
   size_t max_csv_fields = 128;
 };
@@ -38,7 +38,7 @@ Result<std::vector<KnowledgeChunkText>> chunk_txt(std::string_view name, std::st
 // CSV (net/csv.hpp's reader). With a header the first record names the columns (an empty name becomes
 // "column N"); without, every column is "column N" (1-based). One chunk per data row: the document name,
 // then one "column: value" line per non-empty field. A bad record fails the document with its line number.
-Result<std::vector<KnowledgeChunkText>> chunk_csv(std::string_view name, std::string_view text, bool has_header,
-                                                  const ChunkLimits& limits = {});
+Result<std::vector<KnowledgeChunkText>> chunk_csv(std::string_view name, std::string_view text,
+                                                  bool has_header, const ChunkLimits& limits = {});
 
 }  // namespace osvi::daemon::knowledge

@@ -19,7 +19,8 @@ class Embedder {
   virtual ~Embedder() = default;
   // On the loop thread. done is called once, on the loop, with one vector per text in the order given
   // (the service checks the count and that every vector has the same, non-zero length); it may be called
-  // before embed() returns. The endpoint names the model (endpoint.model), where and how to reach it.
+  // before embed() returns. The endpoint names the model (endpoint.model), where and how to reach it; it is
+  // valid only during the call (an implementation copies what it keeps).
   virtual void embed(const UpstreamEndpoint& endpoint, std::vector<std::string> texts, Done done) = 0;
 };
 

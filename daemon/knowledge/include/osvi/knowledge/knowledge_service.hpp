@@ -33,7 +33,7 @@ struct IngestRequest {
 
 struct IngestResult {
   KnowledgeDocument document;
-  bool created = true;                // false: the current version already had this content
+  bool created = true;                 // false: the current version already had this content
   std::optional<int64_t> replaced_id;  // the version this one archived
 };
 
@@ -44,9 +44,9 @@ struct SearchHit {
   int64_t ordinal = 0;
   std::string heading;
   std::string text;
-  double score = 0;                   // normalised, [0, 1]
-  std::optional<double> bm25;         // -bm25() when the chunk matched the words
-  std::optional<double> cosine;       // when the chunk and the query have vectors
+  double score = 0;              // normalised, [0, 1]
+  std::optional<double> bm25;    // -bm25() when the chunk matched the words
+  std::optional<double> cosine;  // when the chunk and the query have vectors
 };
 
 struct SearchResult {
@@ -68,10 +68,10 @@ struct SearchResult {
 // chunk takes part in (both when it has a vector and hybrid search runs, else bm25 alone). A chunk ranked
 // first everywhere with relevance 1 scores 1.
 inline constexpr double kRrfK = 60;
-inline constexpr double kBm25Half = 4;       // the -bm25() at which the bm25 relevance is 0.5
-inline constexpr int64_t kCandidates = 50;   // bm25 candidates per search
+inline constexpr double kBm25Half = 4;      // the -bm25() at which the bm25 relevance is 0.5
+inline constexpr int64_t kCandidates = 50;  // bm25 candidates per search
 inline constexpr size_t kMaxQueryBytes = 1000;
-inline constexpr size_t kEmbedBatch = 32;    // chunks per embeddings request
+inline constexpr size_t kEmbedBatch = 32;                      // chunks per embeddings request
 inline constexpr size_t kVectorCacheBytes = 32 * 1024 * 1024;  // 20,000 chunks of 1536 dims
 // bm25 costs a few microseconds per matching chunk (FTS5 reads each one's size), so a question of common
 // words over a large base would rank thousands. Once the index holds more than this many chunks, a search
@@ -142,11 +142,15 @@ class KnowledgeService {
   struct Prepared;  // a search between its bm25 half and its vector half
 
   void schedule_pump(int64_t delay_ms);
+  // The current versions of these names (cached until the next ingestion or archive: one read per name
+  // per search would cost more than the search over a hundred documents).
+  Result<std::vector<KnowledgeDocument>> current_documents(const std::vector<std::string>& names);
   // The MATCH expression a search ranks with (kMatchBudget); empty when no word is left.
   Result<std::string> bm25_match(const std::vector<std::string>& terms);
   Result<std::shared_ptr<const DocVectors>> vectors(const std::string& model, int64_t document_id);
   void drop_vectors(int64_t document_id);
-  void finish_hybrid(const std::shared_ptr<Prepared>& p, Result<Embeddings> query_vector, const SearchDone& done);
+  void finish_hybrid(const std::shared_ptr<Prepared>& p, Result<Embeddings> query_vector,
+                     const SearchDone& done);
 
   Store& store_;
   const Clock& clock_;
@@ -163,6 +167,7 @@ class KnowledgeService {
   // Per word: how many chunks match it (capped); both reset when an ingestion changes the index.
   std::map<std::string, int64_t, std::less<>> term_counts_;
   int64_t indexed_chunks_ = -1;
+  std::map<std::string, std::optional<KnowledgeDocument>, std::less<>> current_;
   // Callbacks still out (an embeddings request) check it before touching the service.
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };

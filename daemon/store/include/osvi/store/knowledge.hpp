@@ -22,9 +22,9 @@ struct KnowledgeDocument {
   bool csv_header = false;
   std::string content;  // empty in listings (KnowledgeRepo::list does not read it)
   int64_t size_bytes = 0;
-  std::string sha256;           // of content, 64 lower-case hex digits
-  std::string source = "api";   // api | config:<path>
-  std::string uploader;         // who sent it: "api" (an admin token) or "config"
+  std::string sha256;          // of content, 64 lower-case hex digits
+  std::string source = "api";  // api | config:<path>
+  std::string uploader;        // who sent it: "api" (an admin token) or "config"
   int64_t chunk_count = 0;
   int64_t created_at_ms = 0;
   int64_t updated_at_ms = 0;
