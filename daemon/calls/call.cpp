@@ -1398,8 +1398,9 @@ void Call::start_search(const net::ToolCall& tc, const std::string& args_text) {
   if (!query) {
     save_turn("tool", std::move(call_text) + " -> invalid arguments: " + query.error().message, wall_ms(),
               wall_ms(), false, std::nullopt);
-    messages_.push_back({"tool", "Invalid arguments: " + query.error().message + ". Call it again with a "
-                                     "JSON object {\"query\": \"what to look up\"}.", {}, tc.id});
+    std::string message = "Invalid arguments: " + query.error().message;
+    message += ". Call it again with a JSON object {\"query\": \"what to look up\"}.";
+    messages_.push_back({"tool", std::move(message), {}, tc.id});
     return;
   }
   search_started_ = true;
@@ -1413,12 +1414,12 @@ void Call::start_search(const net::ToolCall& tc, const std::string& args_text) {
   pending_tools_.push_back(std::move(p));
   // Without embeddings the result comes before search() returns; with, once the query is embedded (the
   // Call may be gone by then: the weak token says so).
-  ctx_.knowledge->search(setup_.agent.knowledge, *query, std::nullopt,
-                         [this, alive = std::weak_ptr<bool>(alive_), id = pending_tool_id_](
-                             Result<knowledge::SearchResult> r) {
-                           if (alive.expired()) return;
-                           on_search_done(id, std::move(r));
-                         });
+  ctx_.knowledge->search(
+      setup_.agent.knowledge, *query, std::nullopt,
+      [this, alive = std::weak_ptr<bool>(alive_), id = pending_tool_id_](Result<knowledge::SearchResult> r) {
+        if (alive.expired()) return;
+        on_search_done(id, std::move(r));
+      });
 }
 
 void Call::on_search_done(uint64_t search_id, Result<knowledge::SearchResult> r) {

@@ -36,13 +36,16 @@ std::string quoted_list(const std::vector<std::string>& names) {
 std::vector<std::string> sources(const SearchResult& r) {
   std::vector<std::string> names;
   for (const SearchHit& h : r.hits)
-    if (std::find(names.begin(), names.end(), h.document_name) == names.end()) names.push_back(h.document_name);
+    if (std::find(names.begin(), names.end(), h.document_name) == names.end())
+      names.push_back(h.document_name);
   return names;
 }
 
 }  // namespace
 
-bool search_tool_offered(const AgentKnowledgeConfig& agent) { return !agent.documents.empty(); }
+bool search_tool_offered(const AgentKnowledgeConfig& agent) {
+  return !agent.documents.empty();
+}
 
 net::ToolSpec search_tool_spec() {
   net::JsonPtr schema(cJSON_CreateObject());
@@ -50,8 +53,9 @@ net::ToolSpec search_tool_spec() {
   cJSON* props = cJSON_AddObjectToObject(schema.get(), "properties");
   cJSON* query = cJSON_AddObjectToObject(props, "query");
   cJSON_AddStringToObject(query, "type", "string");
-  cJSON_AddStringToObject(query, "description",
-                          "what to look up, as a short question or keywords (e.g. \"opening hours on Sunday\")");
+  cJSON_AddStringToObject(
+      query, "description",
+      "what to look up, as a short question or keywords (e.g. \"opening hours on Sunday\")");
   cJSON* required = cJSON_AddArrayToObject(schema.get(), "required");
   cJSON_AddItemToArray(required, cJSON_CreateString("query"));
   return {std::string(kSearchToolName),
@@ -66,7 +70,8 @@ Result<std::string> parse_search_arguments(std::string_view arguments_json) {
     return make_error("the arguments are " + std::to_string(arguments_json.size()) + " bytes, more than " +
                       std::to_string(kToolMaxArgumentsBytes));
   std::string error;
-  net::JsonPtr args = net::json_parse(arguments_json.empty() ? std::string_view("{}") : arguments_json, &error);
+  net::JsonPtr args =
+      net::json_parse(arguments_json.empty() ? std::string_view("{}") : arguments_json, &error);
   if (!args) return make_error("the arguments are not valid JSON: " + error);
   if (!cJSON_IsObject(args.get())) return make_error("the arguments must be a JSON object with a \"query\"");
   const cJSON* q = cJSON_GetObjectItemCaseSensitive(args.get(), "query");

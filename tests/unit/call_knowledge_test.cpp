@@ -1,6 +1,6 @@
-// search_knowledge_base in a voice call: a real Call and KnowledgeService on one store, the scripted upstream,
-// a fake line and audio port, on a virtual clock — the tool message, the knowledge filler, results that come
-// after the call ended, and the dead-air guard while a search hangs.
+// search_knowledge_base in a voice call: a real Call and KnowledgeService on one store, the scripted
+// upstream, a fake line and audio port, on a virtual clock — the tool message, the knowledge filler, results
+// that come after the call ended, and the dead-air guard while a search hangs.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -14,6 +14,7 @@
 #include "osvi/knowledge/knowledge_service.hpp"
 #include "osvi/knowledge/tool.hpp"
 #include "osvi/net/json.hpp"
+#include "osvi/speech/speech.hpp"
 #include "test_support.hpp"
 #include "upstream_sim.hpp"
 #include "virtual_time.hpp"
@@ -49,6 +50,21 @@ SimLlmReply searches(std::string args, std::string text = "") {
   r.text = std::move(text);
   r.tool_calls.push_back({"call_kb_1", std::string(knowledge::kSearchToolName), std::move(args)});
   return r;
+}
+
+// espeak-ng rendering at once, for the test whose dead-air filler must be heard (call_test does the same).
+SpeechWorker::Ticket speak_at_once(std::string text, int rate, std::chrono::milliseconds,
+                                   SpeechWorker::Done done) {
+  static std::unique_ptr<Speech> speech = [] {
+    auto r = Speech::create();
+    return r.ok() ? std::move(r).value() : nullptr;
+  }();
+  if (!speech) {
+    done(make_error("no espeak-ng"));
+    return {};
+  }
+  done(speech->render(text, rate));
+  return {};
 }
 
 // An embeddings client that answers only when the test says so (or never): a search of an agent with
@@ -91,7 +107,8 @@ class CallKnowledgeTest : public ::testing::Test {
     ctx_.clock = &time_.clock;
     ctx_.store = store_.get();
     ctx_.upstream = &up_;
-    ctx_.speech = nullptr;  // no espeak: the dead-air filler cannot be said, the guard goes on to the fallback
+    ctx_.speech =
+        nullptr;  // no espeak: the dead-air filler cannot be said, the guard goes on to the fallback
     ctx_.audio_port = audio_.factory();
     ctx_.timer = time_.timer_factory();
     ctx_.knowledge = knowledge_.get();
@@ -223,10 +240,11 @@ TEST_F(CallKnowledgeTest, TheSearchResultReachesTheNextRequestAndTheReplyIsSpoke
   ASSERT_NE(asked, ctx.end());
   EXPECT_EQ(asked->content, "Let me check that for you.");
   EXPECT_EQ(ctx.back().content, "Sorry, we are closed on Sundays.");
-  EXPECT_EQ(turns(), (std::vector<std::string>{
-                         "agent: Hello, this is the clinic.", "user: Are you open on Sunday",
-                         std::string("tool: search_knowledge_base ") + kSundayQuery + " -> 1 hit (Clinic facts)",
-                         "agent[filler]: Let me check that for you.", "agent: Sorry, we are closed on Sundays."}));
+  EXPECT_EQ(turns(),
+            (std::vector<std::string>{
+                "agent: Hello, this is the clinic.", "user: Are you open on Sunday",
+                std::string("tool: search_knowledge_base ") + kSundayQuery + " -> 1 hit (Clinic facts)",
+                "agent[filler]: Let me check that for you.", "agent: Sorry, we are closed on Sundays."}));
   const std::vector<TranscriptTurn> t = transcript();
   ASSERT_TRUE(t[2].latency_json.has_value());
   net::JsonPtr latency = net::json_parse(*t[2].latency_json, nullptr);
@@ -247,6 +265,29 @@ TEST_F(CallKnowledgeTest, NoFillerWhenTheTurnSaidSomethingOrItIsDisabled) {
   for (const TranscriptTurn& t : transcript()) EXPECT_FALSE(t.kind.has_value()) << t.text;
 }
 
+TEST_F(CallKnowledgeTest, NoKnowledgeFillerRightAfterTheDeadAirFiller) {
+  ctx_.speech = speak_at_once;
+  up_.set_timing(net::UpstreamStage::llm, {1, 4000, 5});  // the tool call comes after dead_air_ms (2500)
+  answer_and_greet();
+  up_.push_llm(searches(kSundayQuery));
+  up_.push_llm(says("We are closed on Sundays."));
+  caller_says("Are you open on Sunday");
+  time_.advance_ms(200);  // the transcript; the model's request is out
+  ASSERT_EQ(up_.chat_requests().size(), 1u);
+  up_.set_timing(net::UpstreamStage::llm, {1, 20, 5});  // the follow-up is quick
+  for (int i = 0; i < 300; ++i) {
+    time_.advance_ms(20);
+    audio_.drain();
+  }
+  ASSERT_EQ(up_.chat_requests().size(), 2u);
+  EXPECT_FALSE(tts_said("Let me check that for you."));  // the caller just heard "One moment, please."
+  EXPECT_TRUE(tts_said("We are closed on Sundays."));
+  const std::vector<std::string> t = turns();
+  EXPECT_NE(std::find(t.begin(), t.end(), "agent[filler]: One moment, please."), t.end());
+  EXPECT_EQ(t.back(), "agent: We are closed on Sundays.");
+  EXPECT_FALSE(call_->record().callback_required);
+}
+
 TEST_F(CallKnowledgeTest, ADisabledFillerIsNeverSaid) {
   agent_.knowledge.filler.enabled = false;
   answer_and_greet();
@@ -255,7 +296,8 @@ TEST_F(CallKnowledgeTest, ADisabledFillerIsNeverSaid) {
   caller_says("Are you open on Sunday");
   play_all();
   play_all();
-  EXPECT_EQ(tts_texts(), (std::vector<std::string>{"Hello, this is the clinic.", "We are closed on Sundays."}));
+  EXPECT_EQ(tts_texts(),
+            (std::vector<std::string>{"Hello, this is the clinic.", "We are closed on Sundays."}));
 }
 
 TEST_F(CallKnowledgeTest, AnEmptyFillerIsNeverSaid) {
@@ -266,7 +308,8 @@ TEST_F(CallKnowledgeTest, AnEmptyFillerIsNeverSaid) {
   caller_says("Are you open on Sunday");
   play_all();
   play_all();
-  EXPECT_EQ(tts_texts(), (std::vector<std::string>{"Hello, this is the clinic.", "We are closed on Sundays."}));
+  EXPECT_EQ(tts_texts(),
+            (std::vector<std::string>{"Hello, this is the clinic.", "We are closed on Sundays."}));
 }
 
 TEST_F(CallKnowledgeTest, NotOfferedWithoutDocuments) {
@@ -304,7 +347,8 @@ TEST_F(CallKnowledgeTest, NothingAboveTheThresholdTellsTheModelItDoesNotKnow) {
   ASSERT_EQ(up_.chat_requests().size(), 2u);
   ASSERT_NE(tool_message(up_.chat_requests()[1]), nullptr);
   EXPECT_EQ(tool_message(up_.chat_requests()[1])->content, knowledge::kToolNoResult);
-  EXPECT_EQ(turns()[2], R"(tool: search_knowledge_base {"query":"bicycle parking"} -> no hit above the threshold 0.99)");
+  EXPECT_EQ(turns()[2],
+            R"(tool: search_knowledge_base {"query":"bicycle parking"} -> no hit above the threshold 0.99)");
 }
 
 TEST_F(CallKnowledgeTest, InvalidArgumentsAreReportedToTheModel) {
@@ -315,8 +359,10 @@ TEST_F(CallKnowledgeTest, InvalidArgumentsAreReportedToTheModel) {
   play_all();
   ASSERT_EQ(up_.chat_requests().size(), 2u);
   ASSERT_NE(tool_message(up_.chat_requests()[1]), nullptr);
-  EXPECT_EQ(tool_message(up_.chat_requests()[1])->content.rfind("Invalid arguments: the argument \"query\" is "
-                                                                "required", 0),
+  EXPECT_EQ(tool_message(up_.chat_requests()[1])
+                ->content.rfind("Invalid arguments: the argument \"query\" is "
+                                "required",
+                                0),
             0u);
   EXPECT_FALSE(tts_said("Let me check that for you."));  // nothing was searched
 }
@@ -353,10 +399,10 @@ TEST_F(CallKnowledgeTest, ASearchFinishingAfterTheCallEndedIsDropped) {
   embedder_.release_all();  // the Call is finished: the result goes nowhere
   EXPECT_EQ(up_.chat_requests().size(), 1u);
   const std::vector<std::string> t = turns();
-  EXPECT_NE(std::find(t.begin(), t.end(),
-                      std::string("tool: search_knowledge_base ") + kSundayQuery + " -> abandoned: the call ended"),
-            t.end());
-
+  EXPECT_NE(
+      std::find(t.begin(), t.end(),
+                std::string("tool: search_knowledge_base ") + kSundayQuery + " -> abandoned: the call ended"),
+      t.end());
 }
 
 TEST_F(CallKnowledgeTest, ASearchFinishingAfterTheCallWasDestroyedTouchesNothing) {

@@ -1,10 +1,10 @@
-// The search_knowledge_base tool's pieces (osvi/knowledge/tool.hpp): spec, arguments, the bounded tool message.
-#include "osvi/knowledge/tool.hpp"
-
+// The search_knowledge_base tool's pieces (osvi/knowledge/tool.hpp): spec, arguments, the bounded tool
+// message.
 #include <gtest/gtest.h>
 
 #include <string>
 
+#include "osvi/knowledge/tool.hpp"
 #include "osvi/net/json.hpp"
 #include "osvi/net/text.hpp"
 
@@ -27,8 +27,8 @@ TEST(KnowledgeTool, SpecHasOneRequiredStringQuery) {
   net::JsonPtr schema = net::json_parse(spec.parameters_json, nullptr);
   ASSERT_TRUE(schema);
   EXPECT_EQ(net::json_print(cJSON_GetObjectItemCaseSensitive(schema.get(), "required")), R"(["query"])");
-  const cJSON* q = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(schema.get(), "properties"),
-                                                    "query");
+  const cJSON* q =
+      cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(schema.get(), "properties"), "query");
   ASSERT_TRUE(cJSON_IsObject(q));
   EXPECT_STREQ(cJSON_GetObjectItemCaseSensitive(q, "type")->valuestring, "string");
 }
@@ -72,8 +72,8 @@ TEST(KnowledgeTool, NoHitSaysSoAndAsksNotToGuess) {
 TEST(KnowledgeTool, HitsCarryTheirTextHeadingAndSources) {
   SearchResult r;
   r.k = 3;
-  r.hits = {hit("Clinic facts", "Opening hours", "Closed on Sundays."), hit("Prices", "", "A visit is Rs 500."),
-            hit("Clinic facts", "Fees", "Pay at the desk.")};
+  r.hits = {hit("Clinic facts", "Opening hours", "Closed on Sundays."),
+            hit("Prices", "", "A visit is Rs 500."), hit("Clinic facts", "Fees", "Pay at the desk.")};
   const std::string m = render_search_result(r);
   EXPECT_EQ(m,
             "Knowledge base results, best first. Answer from them only:\n"

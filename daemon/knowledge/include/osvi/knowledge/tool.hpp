@@ -1,5 +1,5 @@
-// The search_knowledge_base tool that voice and chat agents offer their model: its spec, its arguments and the
-// tool message a SearchResult becomes (docs/api.md "The search_knowledge_base tool").
+// The search_knowledge_base tool that voice and chat agents offer their model: its spec, its arguments and
+// the tool message a SearchResult becomes (docs/api.md "The search_knowledge_base tool").
 #pragma once
 
 #include <cstddef>
@@ -14,9 +14,9 @@ namespace osvi::daemon::knowledge {
 
 inline constexpr std::string_view kSearchToolName = "search_knowledge_base";
 // The tool message is read by the model on every later request of the conversation: it stays small.
-inline constexpr size_t kToolMaxBytes = 6 * 1024;        // the whole message
-inline constexpr size_t kToolMaxChunkBytes = 1500;       // one hit's text
-inline constexpr size_t kToolMaxArgumentsBytes = 4096;   // the model's arguments JSON
+inline constexpr size_t kToolMaxBytes = 6 * 1024;       // the whole message
+inline constexpr size_t kToolMaxChunkBytes = 1500;      // one hit's text
+inline constexpr size_t kToolMaxArgumentsBytes = 4096;  // the model's arguments JSON
 inline constexpr std::string_view kToolNoResult =
     "No relevant information found in the knowledge base. Tell the caller you do not know rather than "
     "guessing.";
