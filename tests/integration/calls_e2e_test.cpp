@@ -51,7 +51,8 @@ class CallsE2E : public ::testing::Test {
         std::to_string(port_) + R"(","tokens":[")" + kToken + R"("]},"audio":{"rt_priority":0},)" +
         R"("agents":[{"agent_uuid":"agent_a","name":"A","active":true,)" + R"("stt":{"base_url":")" + url +
         R"("},"llm":{"base_url":")" + url + R"("},"voice":{"base_url":")" + url + R"("})" +
-        (agent.empty() ? "" : "," + agent) + R"(}],)" + top_extra_ + R"("lines":[{"id":"sim0","type":"sim","agent_uuid":"agent_a",)" + line_extra_ + R"("sim":)" + sim +
+        (agent.empty() ? "" : "," + agent) + R"(}],)" + top_extra_ +
+        R"("lines":[{"id":"sim0","type":"sim","agent_uuid":"agent_a",)" + line_extra_ + R"("sim":)" + sim +
         "}]}";
     osvi::test::write_file(dir_.file("osvid.json"), cfg);
     std::vector<std::string> args{"--config", dir_.file("osvid.json")};
@@ -461,8 +462,8 @@ TEST_F(CallsE2E, KnowledgeSearchFeedsTheNextReply) {
   for (const JsonPtr& msgs : chat_requests()) {
     const cJSON* m = nullptr;
     cJSON_ArrayForEach(m, msgs.get()) {
-      if (str(m, "role") == "tool" && str(m, "content").find("closed on Sundays and public holidays") !=
-                                          std::string::npos &&
+      if (str(m, "role") == "tool" &&
+          str(m, "content").find("closed on Sundays and public holidays") != std::string::npos &&
           str(m, "content").find("Sources: Clinic facts") != std::string::npos)
         carried = true;
     }

@@ -387,6 +387,39 @@ TEST_F(CallKnowledgeTest, ASlowSearchHoldsTheNextRequestUntilItsResult) {
   EXPECT_FALSE(call_->record().callback_required);
 }
 
+TEST_F(CallKnowledgeTest, TalkingOverTheFillerAbandonsTheSearchAndAnswersTheNewWords) {
+  with_embeddings();
+  answer_and_greet();
+  up_.push_llm(searches(kSundayQuery));
+  caller_says("Are you open on Sunday");
+  time_.advance_ms(400);  // the tool call, then the filler's audio queued
+  ASSERT_EQ(embedder_.held(), 1u);
+  ASSERT_TRUE(tts_said("Let me check that for you."));
+  audio_.play(4000);  // a quarter of a second of it heard
+  up_.push_llm(says("Of course, go ahead."));
+  caller_says("Actually wait a moment");
+  EXPECT_EQ(audio_.stops, 1);
+  play_all();
+  embedder_.release_all();  // the abandoned search's result: nobody waits for it
+  play_all();
+  ASSERT_EQ(up_.chat_requests().size(), 2u);
+  const net::ChatRequest& next = up_.chat_requests()[1];
+  EXPECT_EQ(next.messages.back().content, "Actually wait a moment");
+  ASSERT_NE(tool_message(next), nullptr);
+  EXPECT_EQ(tool_message(next)->content, "The search was abandoned: the caller interrupted.");
+  const std::vector<std::string> t = turns();
+  EXPECT_NE(std::find(t.begin(), t.end(),
+                      std::string("tool: search_knowledge_base ") + kSundayQuery +
+                          " -> abandoned: the caller interrupted"),
+            t.end());
+  const std::vector<TranscriptTurn> turns_saved = transcript();
+  const auto filler = std::find_if(turns_saved.begin(), turns_saved.end(),
+                                   [](const TranscriptTurn& x) { return x.kind == "filler"; });
+  ASSERT_NE(filler, turns_saved.end());
+  EXPECT_TRUE(filler->interrupted);
+  EXPECT_EQ(t.back(), "agent: Of course, go ahead.");
+}
+
 TEST_F(CallKnowledgeTest, ASearchFinishingAfterTheCallEndedIsDropped) {
   with_embeddings();
   answer_and_greet();

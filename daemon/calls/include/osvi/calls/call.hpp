@@ -29,7 +29,6 @@
 #include "osvi/clock.hpp"
 #include "osvi/config/config.hpp"
 #include "osvi/hal/line.hpp"
-#include "osvi/knowledge/knowledge_service.hpp"
 #include "osvi/net/upstream.hpp"
 #include "osvi/result.hpp"
 #include "osvi/speech/speech_worker.hpp"
@@ -39,6 +38,11 @@
 struct cJSON;
 
 namespace osvi::daemon {
+
+namespace knowledge {
+class KnowledgeService;  // osvi/knowledge/knowledge_service.hpp
+struct SearchResult;
+}  // namespace knowledge
 
 // What every call shares; owned by the CallManager's owner (the App).
 // Renders a local prompt (espeak-ng) off the loop: `done` runs on the loop with the samples or an error
