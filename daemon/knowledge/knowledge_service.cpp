@@ -309,28 +309,46 @@ Result<std::string> KnowledgeService::bm25_match(const std::vector<std::string>&
     return match;
   }
   const int64_t half = indexed_chunks_ / 2;
-  const int64_t cap = std::max(kMatchBudget, half) + 1;
-  std::vector<std::pair<int64_t, const std::string*>> counted;
-  for (const std::string& t : terms) {
+  // A count costs up to its cap in rows: first capped just over the budget (enough to choose among the
+  // words that fit), counted further (to half the base) only when no word fits.
+  auto count = [&](const std::string& t, int64_t cap) -> Result<int64_t> {
     auto it = term_counts_.find(t);
-    int64_t n = 0;
-    if (it != term_counts_.end()) {
-      n = it->second;
-    } else {
-      auto c = repo.match_count(quote_term(t), cap);
-      if (!c.ok()) return c.error();
-      n = *c;
-      if (term_counts_.size() >= kMaxCachedTerms) term_counts_.clear();
-      term_counts_.emplace(t, n);
+    // A cached count below its cap is exact; one at its cap is a lower bound, good for a cap no higher.
+    if (it != term_counts_.end() && (it->second.first < it->second.second || cap <= it->second.second))
+      return std::min(it->second.first, cap);
+    auto c = store_.knowledge().match_count(quote_term(t), cap);
+    if (!c.ok()) return c.error();
+    if (term_counts_.size() >= kMaxCachedTerms) term_counts_.clear();
+    term_counts_[t] = {*c, cap};
+    return *c;
+  };
+  std::vector<std::pair<int64_t, const std::string*>> fits;
+  std::vector<const std::string*> over;
+  for (const std::string& t : terms) {
+    auto n = count(t, kMatchBudget + 1);
+    if (!n.ok()) return n.error();
+    if (*n == 0) continue;
+    if (*n > kMatchBudget) {
+      over.push_back(&t);
+    } else if (*n <= half) {
+      fits.emplace_back(*n, &t);
     }
-    if (n == 0 || n > half) continue;
-    counted.emplace_back(n, &t);
   }
-  std::sort(counted.begin(), counted.end(), [](const auto& a, const auto& b) {
+  if (fits.empty()) {
+    // Only words over the budget: the rarest of them that is in at most half the base, alone.
+    for (const std::string* t : over) {
+      auto n = count(*t, half + 1);
+      if (!n.ok()) return n.error();
+      if (*n <= half) fits.emplace_back(*n, t);
+    }
+    if (fits.empty()) return match;
+  }
+  std::sort(fits.begin(), fits.end(), [](const auto& a, const auto& b) {
     return a.first != b.first ? a.first < b.first : *a.second < *b.second;
   });
+  if (fits.front().first > kMatchBudget) fits.resize(1);
   int64_t total = 0;
-  for (const auto& [n, t] : counted) {
+  for (const auto& [n, t] : fits) {
     if (!match.empty() && total + n > kMatchBudget) break;
     total += n;
     match += (match.empty() ? "" : " OR ") + quote_term(*t);

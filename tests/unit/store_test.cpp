@@ -63,7 +63,21 @@ class RawDb {
 };
 
 // Back to version 4: the tables migration 5 added, gone.
+// Takes a file at the latest schema back to version 5: no knowledge base tables.
+void undo_migration_6(RawDb& raw) {
+  raw.exec(R"sql(
+DROP TABLE knowledge_embeddings;
+DROP TRIGGER knowledge_chunks_fts_insert;
+DROP TRIGGER knowledge_chunks_fts_delete;
+DROP TABLE knowledge_fts;
+DROP TABLE knowledge_chunks;
+DROP TABLE knowledge_documents;
+PRAGMA user_version = 5;
+)sql");
+}
+
 void undo_migration_5(RawDb& raw) {
+  undo_migration_6(raw);
   raw.exec(R"sql(
 DROP TABLE webhook_attempts;
 DROP TABLE webhook_deliveries;
@@ -216,6 +230,24 @@ TEST_F(StoreTest, ReopeningIsANoOpAndKeepsData) {
   ASSERT_TRUE(c->has_value());
   EXPECT_EQ((*c)->status, "picked");
   EXPECT_EQ(store->health().calls_total, 1);
+}
+
+TEST_F(StoreTest, Migration6AddsTheKnowledgeBaseToAVersion5File) {
+  {
+    auto store = open_store();
+    ASSERT_TRUE(store);
+  }
+  {
+    RawDb raw(options().path);
+    undo_migration_6(raw);
+  }
+  auto store = open_store();
+  ASSERT_TRUE(store);
+  EXPECT_EQ(store->database().open_report().schema_before, 5);
+  EXPECT_EQ(store->database().open_report().migrations_applied, Database::latest_schema_version() - 5);
+  auto none = store->knowledge().current("fees");
+  ASSERT_TRUE(none.ok()) << none.error().message;
+  EXPECT_FALSE(*none);
 }
 
 TEST_F(StoreTest, Migration2MarksTheTurnsTheBoxSaysOnItsOwn) {

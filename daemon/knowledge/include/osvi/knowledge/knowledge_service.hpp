@@ -165,7 +165,7 @@ class KnowledgeService {
   std::list<std::shared_ptr<const DocVectors>> cache_;
   size_t cache_bytes_ = 0;
   // Per word: how many chunks match it (capped); both reset when an ingestion changes the index.
-  std::map<std::string, int64_t, std::less<>> term_counts_;
+  std::map<std::string, std::pair<int64_t, int64_t>, std::less<>> term_counts_;  // (count, its cap)
   int64_t indexed_chunks_ = -1;
   std::map<std::string, std::optional<KnowledgeDocument>, std::less<>> current_;
   // Callbacks still out (an embeddings request) check it before touching the service.
