@@ -586,6 +586,7 @@ Status App::start_calls() {
   call_ctx_.audio = config_->audio;
   call_ctx_.calls = config_->calls;
   call_ctx_.recordings = recordings_.get();
+  call_ctx_.knowledge = knowledge_.get();  // the search_knowledge_base tool
   calls_ = std::make_unique<CallManager>(call_ctx_, *lines_);
   calls_->set_config(config_.get());
   if (options_.demo) {

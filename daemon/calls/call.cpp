@@ -15,6 +15,7 @@
 #include "osvi/audio/recording.hpp"
 #include "osvi/base/log.hpp"
 #include "osvi/config/audio_settings.hpp"
+#include "osvi/knowledge/tool.hpp"
 #include "osvi/net/json.hpp"
 #include "osvi/speech/speech.hpp"
 
@@ -173,6 +174,7 @@ std::vector<net::ToolSpec> Call::tools() const {
   if (setup_.agent.prompt.type == PromptType::multi)
     out.push_back({"switch_state", "Move the conversation to another state.",
                    call_text::switch_state_schema(setup_.agent.prompt)});
+  if (knowledge_offered()) out.push_back(knowledge::search_tool_spec());
   return out;
 }
 
@@ -760,7 +762,7 @@ void Call::after_burst() {
 
 bool Call::agent_busy() const {
   return tts_id_ != 0 || !tts_queue_.empty() || !llm_done_ || !pending_play_.empty() || burst_queued_ > 0 ||
-         stop_pending_ || !filler_play_.empty();
+         stop_pending_ || !filler_play_.empty() || !pending_tools_.empty();
 }
 
 bool Call::answer_owed() const {
@@ -822,6 +824,7 @@ void Call::speak_greeting() {
 
 void Call::speak_text(std::string text, bool interruptible) {
   segments_.clear();
+  filler_segments_ = 0;
   heard_samples_ = queued_samples_ = 0;
   turn_interruptible_ = interruptible;
   turn_is_llm_ = false;
@@ -849,7 +852,10 @@ void Call::start_turn(std::string user_text) {
 }
 
 void Call::request_llm() {
+  // A request made while results are still out answers something newer (the caller spoke again).
+  if (!pending_tools_.empty()) abandon_pending_tools("the caller spoke again before it finished");
   segments_.clear();
+  filler_segments_ = 0;
   heard_samples_ = queued_samples_ = 0;
   llm_text_.clear();
   llm_pending_text_.clear();
@@ -905,15 +911,15 @@ void Call::on_llm_done(net::ChatResult result) {
   if (std::string rest = trim(llm_pending_text_); !rest.empty()) enqueue_sentence(std::move(rest));
   llm_pending_text_.clear();
   if (!result.tool_calls.empty()) {
+    tool_call_message_ = messages_.size();
     messages_.push_back({"assistant", llm_text_, result.tool_calls, {}});
     run_tools(result.tool_calls);
     return;
   }
-  if (segments_.empty() && tts_queue_.empty() && tts_id_ == 0) {
-    // The model said nothing: listen again rather than leave the caller waiting. Nothing goes into the
-    // context: the caller heard nothing (and an empty assistant message is refused by some providers).
-    if (!agent_busy()) agent_turn_finished(false);
-  }
+  // Nothing more to say (the model said nothing, or what the turn said before its tools has played): listen
+  // again rather than leave the caller waiting. An empty reply goes nowhere near the context: the caller
+  // heard nothing (and an empty assistant message is refused by some providers).
+  if (!agent_busy()) agent_turn_finished(false);
 }
 
 void Call::enqueue_sentence(std::string sentence) {
@@ -993,6 +999,7 @@ void Call::on_tts_done() {
 
 void Call::barge_in() {
   log::debug("barge-in", {{"CALL_ID", id()}});
+  abandon_pending_tools("the caller interrupted");
   cancel_request(tts_id_);
   cancel_request(llm_id_);
   llm_done_ = true;
@@ -1041,11 +1048,12 @@ void Call::agent_turn_finished(bool interrupted) {
   if (state_ == State::finished) return;
   if (!interrupted && agent_busy()) return;
   // Cut off: what the caller actually heard. Played to the end: every sentence spoken.
-  const std::string heard =
-      interrupted ? call_text::heard_text(segments_, heard_samples_) : call_text::spoken_text(segments_);
+  const bool any = !segments_.empty();
+  const auto [heard, started_ms] =
+      split_turn(interrupted ? std::optional<uint64_t>(heard_samples_) : std::nullopt, interrupted);
   // A turn cut before any of its words were heard never happened, for the caller as for the model.
-  if (!segments_.empty() && !trim(heard).empty()) {
-    save_turn("agent", heard, turn_started_ms_, wall_ms(), interrupted, latency_.json(),
+  if (any && !trim(heard).empty()) {
+    save_turn("agent", heard, started_ms, wall_ms(), interrupted, latency_.json(),
               turn_is_fallback_ ? std::optional<std::string>("fallback") : std::nullopt);
     // The model keeps only what the caller heard; the rest of an interrupted reply never happened.
     if (turn_is_llm_ || turn_is_fallback_) messages_.push_back({"assistant", heard, {}, {}});
@@ -1284,8 +1292,15 @@ void Call::settle_greeting_gap() {
 
 void Call::run_tools(const std::vector<net::ToolCall>& calls) {
   bool continue_llm = false;
+  search_started_ = false;
+  in_run_tools_ = true;
   for (const net::ToolCall& tc : calls) {
     const std::string& args_text = tc.arguments_json.empty() ? std::string("{}") : tc.arguments_json;
+    if (tc.name == knowledge::kSearchToolName && knowledge_offered()) {
+      continue_llm = true;
+      start_search(tc, args_text);
+      continue;
+    }
     net::JsonPtr args = net::json_parse(args_text, nullptr);
     save_turn("tool", tc.name + " " + args_text, wall_ms(), wall_ms(), false, std::nullopt);
     ToolOutcome outcome{"unknown tool " + tc.name, true};
@@ -1298,19 +1313,143 @@ void Call::run_tools(const std::vector<net::ToolCall>& calls) {
     continue_llm = continue_llm || outcome.continue_llm;
     messages_.push_back({"tool", std::move(outcome.result), {}, tc.id});
   }
-  if (continue_llm && !hangup_after_turn_ && !transfer_after_turn_) {
+  in_run_tools_ = false;
+  tools_continue_ = continue_llm;
+  if (hangup_after_turn_ || transfer_after_turn_) abandon_pending_tools("the call is ending");
+  if (search_started_) say_search_filler();
+  if (!pending_tools_.empty()) return;  // on_search_done continues the turn
+  finish_tools();
+}
+
+void Call::finish_tools() {
+  if (tools_continue_ && !hangup_after_turn_ && !transfer_after_turn_) {
+    tools_continue_ = false;
     // The spoken part of this reply (if any) is still playing; the follow-up streams behind it.
     const std::vector<Segment> keep = segments_;
+    const size_t filler = filler_segments_;
     const uint64_t heard = heard_samples_, queued = queued_samples_;
     const std::string text = llm_text_;
     request_llm();
     segments_ = keep;
+    filler_segments_ = filler;
     heard_samples_ = heard;
     queued_samples_ = queued;
     llm_text_ = text.empty() ? "" : text + " ";
     return;
   }
+  tools_continue_ = false;
   if (!agent_busy()) agent_turn_finished(false);
+}
+
+// ----------------------------------------------------------------------------------------------
+// search_knowledge_base
+
+bool Call::knowledge_offered() const {
+  return ctx_.knowledge != nullptr && knowledge::search_tool_offered(setup_.agent.knowledge);
+}
+
+void Call::start_search(const net::ToolCall& tc, const std::string& args_text) {
+  std::string call_text = tc.name + " " + args_text;
+  auto query = knowledge::parse_search_arguments(args_text);
+  if (!query) {
+    save_turn("tool", std::move(call_text) + " -> invalid arguments: " + query.error().message, wall_ms(),
+              wall_ms(), false, std::nullopt);
+    std::string message = "Invalid arguments: " + query.error().message;
+    message += ". Call it again with a JSON object {\"query\": \"what to look up\"}.";
+    messages_.push_back({"tool", std::move(message), {}, tc.id});
+    return;
+  }
+  search_started_ = true;
+  PendingTool p;
+  p.id = ++pending_tool_id_;
+  p.message = messages_.size();
+  p.call_text = std::move(call_text);
+  p.started_ms = wall_ms();
+  p.started_us = now_us();
+  messages_.push_back({"tool", "", {}, tc.id});
+  pending_tools_.push_back(std::move(p));
+  // Without embeddings the result comes before search() returns; with, once the query is embedded (the
+  // Call may be gone by then: the weak token says so).
+  ctx_.knowledge->search(
+      setup_.agent.knowledge, *query, std::nullopt,
+      [this, alive = std::weak_ptr<bool>(alive_), id = pending_tool_id_](Result<knowledge::SearchResult> r) {
+        if (alive.expired()) return;
+        on_search_done(id, std::move(r));
+      });
+}
+
+void Call::on_search_done(uint64_t search_id, Result<knowledge::SearchResult> r) {
+  auto it = std::find_if(pending_tools_.begin(), pending_tools_.end(),
+                         [search_id](const PendingTool& p) { return p.id == search_id; });
+  if (it == pending_tools_.end() || state_ == State::finished) return;  // abandoned: nobody waits for it
+  const double ms = static_cast<double>(now_us() - it->started_us) / 1000.0;
+  net::JsonPtr latency(cJSON_CreateObject());
+  cJSON_AddNumberToObject(latency.get(), "knowledge_search_ms", std::round(ms * 10) / 10);
+  std::string summary;
+  if (r) {
+    messages_[it->message].content = knowledge::render_search_result(*r);
+    summary = knowledge::summarize_search(*r);
+    if (r->mode == "bm25_fallback") summary += ", bm25 only: " + r->fallback_reason;
+  } else {
+    messages_[it->message].content = knowledge::render_search_error(r.error());
+    summary = "failed: " + r.error().message;
+    log::warning("knowledge search failed: " + r.error().message, {{"CALL_ID", id()}});
+  }
+  save_turn("tool", it->call_text + " -> " + summary, it->started_ms, wall_ms(), false,
+            net::json_print(latency.get()));
+  pending_tools_.erase(it);
+  if (pending_tools_.empty() && !in_run_tools_) finish_tools();
+}
+
+void Call::abandon_pending_tools(std::string_view why) {
+  for (const PendingTool& p : pending_tools_) {
+    messages_[p.message].content = "The search was abandoned: " + std::string(why) + ".";
+    save_turn("tool", p.call_text + " -> abandoned: " + std::string(why), p.started_ms, wall_ms(), false,
+              std::nullopt);
+  }
+  pending_tools_.clear();
+  tools_continue_ = false;
+}
+
+void Call::say_search_filler() {
+  const auto& f = setup_.agent.knowledge.filler;
+  // Only when the turn has said nothing (the caller would hear silence through the search and the next
+  // reply), and not right after the dead-air filler of the same wait: two fillers in a row.
+  if (!f.enabled || !segments_.empty() || filler_used_ || !filler_text_.empty()) return;
+  if (state_ != State::thinking && state_ != State::speaking) return;
+  if (!tools_continue_ && pending_tools_.empty()) return;  // nothing is coming after it
+  std::string text = trim(render_template(f.text));
+  if (text.empty()) return;
+  // It was said on the model's behalf, before its tools: the model's message carries it.
+  if (tool_call_message_ < messages_.size() && messages_[tool_call_message_].content.empty())
+    messages_[tool_call_message_].content = text;
+  enqueue_sentence(std::move(text));
+  filler_segments_ = segments_.size();
+  // Agent audio is on its way: the dead-air guard counts from now (its TTS gets the whole interval), and
+  // re-arms from the end of the filler while the search and the reply are still owed.
+  if (timers_.armed(D::dead_air) && burst_ == Burst::none) {
+    set_dead_air(now_us());
+    arm();
+  }
+}
+
+Call::TurnText Call::split_turn(std::optional<uint64_t> heard, bool cut) {
+  std::span<const Segment> rest(segments_);
+  int64_t started_ms = turn_started_ms_;
+  if (filler_segments_ > 0 && filler_segments_ <= segments_.size()) {
+    const std::span<const Segment> filler = rest.first(filler_segments_);
+    rest = rest.subspan(filler_segments_);
+    uint64_t samples = 0;
+    for (const Segment& seg : filler) samples += seg.samples;
+    const uint64_t played = heard ? std::min(*heard, samples) : samples;
+    const std::string said = heard ? call_text::heard_text(filler, *heard) : call_text::spoken_text(filler);
+    started_ms = turn_started_ms_ + static_cast<int64_t>(samples_to_ms(played));
+    if (!trim(said).empty())
+      save_turn("agent", said, turn_started_ms_, started_ms, cut && played < samples, std::nullopt, "filler");
+    if (heard) *heard -= played;
+    filler_segments_ = 0;
+  }
+  return {heard ? call_text::heard_text(rest, *heard) : call_text::spoken_text(rest), started_ms};
 }
 
 void Call::on_upstream_error(const net::UpstreamError& e) {
@@ -1434,10 +1573,11 @@ void Call::enter_fallback(std::string why) {
   talkover_stt_ = 0;
   overlap_ = false;
   // What the caller hears of a reply cut by the failure (its queued audio still plays) stays in the record.
+  abandon_pending_tools("the call went to the fallback");
   if (!segments_.empty() && !turn_is_fallback_) {
-    const std::string heard = call_text::heard_text(segments_, queued_samples_ + pending_play_.size());
+    const auto [heard, started_ms] = split_turn(queued_samples_ + pending_play_.size(), true);
     if (!heard.empty()) {
-      save_turn("agent", heard, turn_started_ms_, wall_ms(), true, latency_.json());
+      save_turn("agent", heard, started_ms, wall_ms(), true, latency_.json());
       if (turn_is_llm_) messages_.push_back({"assistant", heard, {}, {}});
     }
   }
@@ -1460,6 +1600,7 @@ void Call::enter_fallback(std::string why) {
   }
   // Whatever was still queued of the agent's speech plays first; the message follows it.
   segments_.clear();
+  filler_segments_ = 0;
   heard_samples_ = queued_samples_ = 0;
   const std::string msg = render_template(setup_.agent.fallback.message);
   llm_text_ = msg;
@@ -1636,12 +1777,13 @@ void Call::finalize(std::string_view status, std::string_view reason, std::strin
   cancel_upstream();
   timers_.detach();
   // A turn cut by the hang-up still belongs in the transcript: what the caller heard of it.
+  abandon_pending_tools("the call ended");
   if (port_ && burst_ == Burst::filler) finish_filler(true, port_->played_samples() - filler_mark_);
   if (!segments_.empty()) {
     const uint64_t playing = port_ && burst_ == Burst::turn ? port_->played_samples() - turn_burst_mark_ : 0;
-    const std::string heard = call_text::heard_text(segments_, heard_samples_ + playing);
+    const auto [heard, started_ms] = split_turn(heard_samples_ + playing, true);
     if (!heard.empty())
-      save_turn("agent", heard, turn_started_ms_, wall_ms(), true, latency_.json(),
+      save_turn("agent", heard, started_ms, wall_ms(), true, latency_.json(),
                 turn_is_fallback_ ? std::optional<std::string>("fallback") : std::nullopt);
     segments_.clear();
   }

@@ -381,6 +381,9 @@ void parse_knowledge(ObjectReader r, AgentKnowledgeConfig& k) {
       k.embeddings = std::move(e);
     }
   }
+  ObjectReader f = r.object("filler");
+  k.filler.enabled = f.boolean("enabled", k.filler.enabled);
+  k.filler.text = f.str("text", k.filler.text, 0, kMaxGreetingChars);
 }
 
 void parse_chat(ObjectReader r, ChatConfig& c) {

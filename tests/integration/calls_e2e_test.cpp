@@ -51,8 +51,8 @@ class CallsE2E : public ::testing::Test {
         std::to_string(port_) + R"(","tokens":[")" + kToken + R"("]},"audio":{"rt_priority":0},)" +
         R"("agents":[{"agent_uuid":"agent_a","name":"A","active":true,)" + R"("stt":{"base_url":")" + url +
         R"("},"llm":{"base_url":")" + url + R"("},"voice":{"base_url":")" + url + R"("})" +
-        (agent.empty() ? "" : "," + agent) +
-        R"(}],"lines":[{"id":"sim0","type":"sim","agent_uuid":"agent_a",)" + line_extra_ + R"("sim":)" + sim +
+        (agent.empty() ? "" : "," + agent) + R"(}],)" + top_extra_ +
+        R"("lines":[{"id":"sim0","type":"sim","agent_uuid":"agent_a",)" + line_extra_ + R"("sim":)" + sim +
         "}]}";
     osvi::test::write_file(dir_.file("osvid.json"), cfg);
     std::vector<std::string> args{"--config", dir_.file("osvid.json")};
@@ -136,6 +136,7 @@ class CallsE2E : public ::testing::Test {
 
   bool relative_state_ = false;  // --state-dir ./state, run from dir_
   std::string line_extra_;       // members added to the line object, each followed by a comma
+  std::string top_extra_;        // members added to the configuration's top level, each followed by a comma
   osvi::test::TempDir dir_;
   std::unique_ptr<ModelServer> model_;
   std::unique_ptr<DaemonProcess> daemon_;
@@ -429,6 +430,45 @@ TEST_F(CallsE2E, OptOutToolPutsTheCallerOnTheDndList) {
                    R"({"agent_uuid":"agent_a","phone_number":")" + phone + R"(","country_code":"IN"})");
   EXPECT_EQ(again.status, 400) << again.body;
   EXPECT_NE(again.body.find("do-not-disturb"), std::string::npos) << again.body;
+}
+
+// The caller asks what the knowledge base knows: the model calls search_knowledge_base, the knowledge filler
+// covers the search, the next request carries the document's row and the reply is spoken.
+TEST_F(CallsE2E, KnowledgeSearchFeedsTheNextReply) {
+  osvi::test::write_file(dir_.file("facts.csv"),
+                         "topic,answer\n"
+                         "Opening hours,The clinic is closed on Sundays and public holidays.\n"
+                         "Fees,A consultation costs Rs 500.\n"
+                         "Parking,Cars park in the basement; two hours are free.\n"
+                         "Reports,Blood test reports are ready after 24 hours.\n");
+  top_extra_ = R"("knowledge":{"documents":[{"name":"Clinic facts","format":"csv","path":")" +
+               dir_.file("facts.csv") + R"("}]},)";
+  start(R"({"stt":{"transcripts":["Are you open on Sunday"]},
+            "llm":{"rules":[{"match":"sunday","reply":"",
+                             "tool_calls":[{"name":"search_knowledge_base","arguments":{"query":"open on Sundays"}}]}],
+                   "after_tool_reply":"We are closed on Sundays."}})",
+        R"("greeting":{"text":"Hello, front desk."},)"
+        R"("knowledge":{"documents":["Clinic facts"],"relevance_threshold":0.1})",
+        R"({"incoming_after_s":1,"steps":[{"say":"Are you open on Sunday","after_agent":true},)"
+        R"({"silence_ms":500,"after_agent":true},{"hangup":true}]})");
+  JsonPtr call = wait_call_done(45s);
+  ASSERT_TRUE(call);
+  const std::string t = dump(transcript(str(call.get(), "call_id")));
+  EXPECT_NE(t.find("tool: search_knowledge_base {\"query\":\"open on Sundays\"} -> 1 hit (Clinic facts)\n"
+                   "agent: Let me check that for you.\nagent: We are closed on Sundays.\n"),
+            std::string::npos)
+      << t;
+  bool carried = false;
+  for (const JsonPtr& msgs : chat_requests()) {
+    const cJSON* m = nullptr;
+    cJSON_ArrayForEach(m, msgs.get()) {
+      if (str(m, "role") == "tool" &&
+          str(m, "content").find("closed on Sundays and public holidays") != std::string::npos &&
+          str(m, "content").find("Sources: Clinic facts") != std::string::npos)
+        carried = true;
+    }
+  }
+  EXPECT_TRUE(carried);
 }
 
 // The caller presses the agent's opt-out key while the agent talks: the in-band detector hears it, the agent

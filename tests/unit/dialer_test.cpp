@@ -1035,12 +1035,14 @@ TEST_F(DialerTest, RestartSchedulesTheRetryACrashLost) {
   start_at(t0);
   const std::string overrides = R"({"retry_config":{"max_attempts":1,"interval_minutes":20}})";
   auto insert = [&](const char* id, const char* status, int64_t created) {
+    // Strings built, then moved in: GCC 12's -Wrestrict misfires on assigning these literals here (PR
+    // 105329).
     CallRecord rec;
-    rec.call_id = id;
-    rec.agent_uuid = "agent_a";
-    rec.agent_name = std::string(1, 'A');  // not = "A": GCC 12 warns falsely (-Wrestrict) on that here
-    rec.phone_number = "+919800000001";
-    rec.status = status;
+    rec.call_id = std::string(id);
+    rec.agent_uuid = std::string("agent_a");
+    rec.agent_name = std::string("A");
+    rec.phone_number = std::string("+919800000001");
+    rec.status = std::string(status);
     rec.call_config_overrides = overrides;
     rec.created_at_ms = created;
     rec.ended_at_ms = created + kMin;

@@ -621,7 +621,9 @@ TEST(KnowledgeConfig, ErrorsNameTheKey) {
   expect(config_with(R"({"top_k":11})"), "agents[0].knowledge.top_k");
   expect(config_with(R"({"documents":["a","a"]})"), "agents[0].knowledge.documents[1]: duplicate");
   expect(config_with(R"({"documents":[3]})"), "agents[0].knowledge.documents[0]");
-  expect(config_with(R"({"filler":{}})"), "agents[0].knowledge.filler");
+  expect(config_with(R"({"filler":{"txt":"x"}})"), "agents[0].knowledge.filler.txt");
+  expect(config_with(R"({"filler":{"enabled":"yes"}})"), "agents[0].knowledge.filler.enabled");
+  expect(config_with(R"({"filler":"Hold on"})"), "agents[0].knowledge.filler");
   expect(config_with(R"({"embeddings":{"provider":"groq"}})"), "agents[0].knowledge.embeddings.provider");
   expect(config_with(R"({"embeddings":{"modle":"x"}})"), "agents[0].knowledge.embeddings.modle");
   expect(config_with("{}", R"(,"knowledge":{"documents":[{"name":"x","path":"rel.txt"}]})"),

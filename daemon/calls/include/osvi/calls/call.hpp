@@ -39,6 +39,11 @@ struct cJSON;
 
 namespace osvi::daemon {
 
+namespace knowledge {
+class KnowledgeService;  // osvi/knowledge/knowledge_service.hpp
+struct SearchResult;
+}  // namespace knowledge
+
 // What every call shares; owned by the CallManager's owner (the App).
 // Renders a local prompt (espeak-ng) off the loop: `done` runs on the loop with the samples or an error
 // (-ETIMEDOUT past `timeout`), never once the returned ticket is gone. The App binds its SpeechWorker; unit
@@ -59,6 +64,8 @@ struct CallContext {
   // `loop`). Unit tests put a fake port and a virtual clock here.
   AudioPortFactory audio_port;
   CallTimerFactory timer;
+  // What the search_knowledge_base tool searches; null: the tool is not offered.
+  knowledge::KnowledgeService* knowledge = nullptr;
 };
 
 // The per-call inputs besides the agent: overrides from POST /v1/call and the record already inserted.
@@ -177,6 +184,24 @@ class Call final : private AudioPort::Listener {
   bool agent_busy() const;
   void enter_listening();
   void run_tools(const std::vector<net::ToolCall>& calls);
+  // After the turn's tools: the model answers their results (tools_continue_), or the turn ends.
+  void finish_tools();
+  // search_knowledge_base: the search runs (its result may come later, on_search_done); `filler` is what
+  // knowledge.filler the turn may say while it runs.
+  bool knowledge_offered() const;
+  void start_search(const net::ToolCall& tc, const std::string& args_text);
+  void on_search_done(uint64_t id, Result<knowledge::SearchResult> result);
+  // Results still out are dropped (their tool messages say why): the turn they belonged to is over.
+  void abandon_pending_tools(std::string_view why);
+  void say_search_filler();
+  // What the caller heard of the current turn's segments after `heard` samples (all of it when unset). A
+  // knowledge filler that opened the turn is saved here as a turn of its own (kind "filler"); the text of
+  // the rest and when the rest began are returned.
+  struct TurnText {
+    std::string text;
+    int64_t started_ms = 0;
+  };
+  TurnText split_turn(std::optional<uint64_t> heard, bool cut);
   ToolOutcome tool_end_call(const cJSON* args);
   ToolOutcome tool_transfer_call(const cJSON* args);
   ToolOutcome tool_send_dtmf(const cJSON* args);
@@ -294,6 +319,25 @@ class Call final : private AudioPort::Listener {
   int64_t decision_us_ = -1;
   int64_t stt_sent_us_ = -1, llm_sent_us_ = -1, tts_sent_us_ = -1, tts_first_byte_us_ = -1;
   bool first_tts_byte_seen_ = false;
+
+  // Tools whose results come later (search_knowledge_base with embeddings): each fills its tool message,
+  // already in messages_ so the order of the turn's tool messages is the model's; the next model request
+  // waits for all of them.
+  struct PendingTool {
+    uint64_t id = 0;
+    size_t message = 0;     // index in messages_
+    std::string call_text;  // the transcript's "name {arguments}"
+    int64_t started_ms = 0, started_us = 0;
+  };
+  std::vector<PendingTool> pending_tools_;
+  uint64_t pending_tool_id_ = 0;
+  bool tools_continue_ = false;   // the model answers the results once all are in
+  bool in_run_tools_ = false;     // a result that arrives synchronously does not continue the turn itself
+  bool search_started_ = false;   // this response's tools started a search (the knowledge filler)
+  size_t tool_call_message_ = 0;  // the assistant message carrying the current response's tool calls
+  size_t filler_segments_ = 0;    // the turn's first segments are the knowledge filler
+  // Search callbacks hold it weakly: a result arriving after the Call is gone is dropped.
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 
   // upstream
   net::RequestId llm_id_ = 0, tts_id_ = 0;       // the current reply's (turn-taking state)

@@ -300,6 +300,11 @@ struct AgentKnowledgeConfig {
   double relevance_threshold = 0.3;            // 0..1, on the normalised score
   unsigned top_k = 3;                          // 1..10
   std::optional<EmbeddingsConfig> embeddings;  // absent: bm25 only
+  // Voice calls: said at once when the model calls search_knowledge_base without saying anything first.
+  struct Filler {
+    bool enabled = true;
+    std::string text = "Let me check that for you.";  // "" = never
+  } filler;
 };
 
 struct AgentConfig {
