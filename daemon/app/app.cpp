@@ -609,6 +609,7 @@ Status App::start_calls() {
   chat_ctx.config = config_.get();
   chat_ctx.store = store_.get();
   chat_ctx.upstream = &upstream_->upstream();
+  chat_ctx.knowledge = knowledge_.get();
   chat_ctx.clock = clock_.get();
   chat_ctx.timer = [this](std::function<void()> fire) {
     return make_loop_call_timer(*loop_, std::move(fire));

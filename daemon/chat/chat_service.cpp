@@ -13,6 +13,8 @@
 #include "osvi/base/log.hpp"
 #include "osvi/base/phone.hpp"
 #include "osvi/calls/call_text.hpp"
+#include "osvi/knowledge/knowledge_service.hpp"
+#include "osvi/knowledge/tool.hpp"
 #include "osvi/net/text.hpp"
 
 namespace osvi::daemon {
@@ -479,7 +481,55 @@ std::vector<net::ToolSpec> ChatService::tools(const AgentConfig& agent) const {
   for (const ChatToolDef& t : kChatTools) {
     if (tool_available(t, agent, ctx_.calls)) out.push_back({t.name, t.description, t.schema(agent)});
   }
+  if (ctx_.knowledge && knowledge::search_tool_offered(agent.knowledge))
+    out.push_back(knowledge::search_tool_spec());
   return out;
+}
+
+void ChatService::run_tools(std::shared_ptr<Turn> turn, std::vector<net::ToolCall> calls) {
+  struct Pending {
+    std::vector<net::ToolCall> calls;
+    std::vector<std::string> results;
+    size_t left = 0;
+  };
+  auto p = std::make_shared<Pending>();
+  p->calls = std::move(calls);
+  p->results.resize(p->calls.size());
+  // One more than the tools: held until every tool has started, so a search answering at once cannot send
+  // the next request before the later tools ran.
+  p->left = p->calls.size() + 1;
+  std::weak_ptr<bool> alive = alive_;
+  auto step = [this, alive, turn, p] {
+    if (alive.expired() || --p->left > 0) return;
+    for (size_t i = 0; i < p->calls.size(); ++i) {  // in the calls' order, whatever order they finished in
+      const net::ToolCall& c = p->calls[i];
+      turn->tools.push_back({c.name, c.arguments_json, p->results[i]});
+      turn->messages.push_back({"tool", std::move(p->results[i]), {}, c.id});
+    }
+    request_model(turn);
+  };
+  for (size_t i = 0; i < p->calls.size(); ++i) {
+    const net::ToolCall& c = p->calls[i];
+    if (c.name == knowledge::kSearchToolName && ctx_.knowledge &&
+        knowledge::search_tool_offered(turn->agent->knowledge)) {
+      auto query = knowledge::parse_search_arguments(c.arguments_json);
+      if (!query) {
+        p->results[i] = query.error().message;
+        step();
+        continue;
+      }
+      ctx_.knowledge->search(
+          turn->agent->knowledge, *query, std::nullopt, [p, i, step](Result<knowledge::SearchResult> r) {
+            p->results[i] =
+                r ? knowledge::render_search_result(*r) : knowledge::render_search_error(r.error());
+            step();
+          });
+      continue;
+    }
+    p->results[i] = run_tool(*turn, c);
+    step();
+  }
+  step();
 }
 
 std::string ChatService::run_tool(Turn& turn, const net::ToolCall& call) {
@@ -767,12 +817,7 @@ void ChatService::request_model(std::shared_ptr<Turn> turn) {
     if (alive.expired()) return;
     if (!r.tool_calls.empty() && turn->rounds <= limits_.max_tool_rounds) {
       turn->messages.push_back({"assistant", r.text, r.tool_calls, {}});
-      for (const net::ToolCall& c : r.tool_calls) {
-        std::string result = run_tool(*turn, c);
-        turn->tools.push_back({c.name, c.arguments_json, result});
-        turn->messages.push_back({"tool", std::move(result), {}, c.id});
-      }
-      request_model(turn);
+      run_tools(turn, std::move(r.tool_calls));
       return;
     }
     std::string text = trim(r.text);

@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "knowledge_eval.hpp"
+#include "osvi/knowledge/knowledge_service.hpp"
 #include "osvi/net/json.hpp"
 #include "osvi/net/text.hpp"
 #include "test_support.hpp"
@@ -103,6 +105,7 @@ class ChatServiceTest : public ::testing::Test {
     ctx.timer = vt_.timer_factory();
     ctx.calls = calls_;
     ctx.zones = zones_;
+    ctx.knowledge = knowledge_;
     ctx.phone_zones = [](std::string_view e164) -> std::vector<std::string> {
       if (e164.substr(0, 2) == "+1") return {"America/New_York"};
       return {};
@@ -181,7 +184,78 @@ class ChatServiceTest : public ::testing::Test {
   std::vector<Recorded> events_;
   CallService* calls_ = nullptr;  // offer_call's engine (OfferCallTest)
   TimeZones* zones_ = nullptr;    // the callees' zones (OfferCallTest); null = the site's fixed offset
+  knowledge::KnowledgeService* knowledge_ = nullptr;  // search_knowledge_base (the knowledge tests)
 };
+
+// search_knowledge_base in a chat: offered with attached documents, its result (the chunk and its source) in
+// the next model request, and with embeddings that request waits for the query's vector.
+TEST_F(ChatServiceTest, SearchKnowledgeBaseFeedsTheNextModelRequestOnceTheSearchIsDone) {
+  knowledge::KnowledgeService kb(*store_, vt_.clock, vt_.schedule());
+  knowledge::IngestRequest doc;
+  doc.name = "Fees";
+  // Several sections: with only two chunks, FTS5's bm25 gives a word found in one of them no weight.
+  doc.content =
+      "LOCKERS\n\nA medium locker costs Rs 3,000 a year, paid in April.\n\nCHEQUES\n\nA cheque book is "
+      "free.\n\nCARDS\n\nA debit card costs Rs 200 a year.\n\nHOURS\n\nBranches open at ten on "
+      "weekdays.\n\nLOANS\n\nHome loans start at 8.5 percent.";
+  ASSERT_TRUE(kb.ingest(doc).ok());
+  test::StandInEmbedder embedder;
+  embedder.deferred = true;
+  kb.set_embedder(&embedder);
+  AgentConfig& agent = config_.agents[0];
+  agent.knowledge.documents = {"Fees"};
+  agent.knowledge.relevance_threshold = 0.05;
+  knowledge_ = &kb;
+  make_service();
+  auto search = [](const std::string& id) {
+    net::SimLlmReply r;
+    r.tool_calls = {{id, "search_knowledge_base", R"({"query":"price of a medium locker"})"}};
+    return r;
+  };
+
+  sim_->push_llm(search("call_1"));
+  sim_->push_llm(say("A medium locker is Rs 3,000 a year."));
+  auto turn = send("How much is a medium locker?");
+  ASSERT_TRUE(turn.ok()) << turn.error().message;
+  EXPECT_EQ(turn->reply, "A medium locker is Rs 3,000 a year.");
+  ASSERT_EQ(sim_->chat_requests().size(), 2u);
+  const auto& offered = sim_->chat_requests()[0].tools;
+  EXPECT_TRUE(std::any_of(offered.begin(), offered.end(),
+                          [](const net::ToolSpec& t) { return t.name == "search_knowledge_base"; }));
+  auto results = texts(sim_->chat_requests()[1], "tool");
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_NE(results[0].find("Rs 3,000"), std::string::npos) << results[0];
+  EXPECT_NE(results[0].find("Fees"), std::string::npos) << results[0];
+
+  // With embeddings the query is embedded first: no model request until its vector came.
+  agent.knowledge.embeddings = EmbeddingsConfig{};
+  chat_->set_config(&config_);
+  sim_->push_llm(search("call_2"));
+  sim_->push_llm(say("Still Rs 3,000."));
+  std::optional<Result<ChatTurn>> out;
+  chat_->inbound({"agent_chat", "cust-1", "And now?", std::nullopt},
+                 [&](Result<ChatTurn> r) { out = std::move(r); });
+  for (int i = 0; i < 100; ++i) vt_.advance_ms(10);
+  EXPECT_FALSE(out) << "answered before the search";
+  EXPECT_EQ(sim_->chat_requests().size(), 3u) << "the next request went before the search result";
+  embedder.deliver();
+  auto r = pump(out);
+  ASSERT_TRUE(r && r->ok());
+  EXPECT_EQ((*r)->reply, "Still Rs 3,000.");
+  ASSERT_EQ(sim_->chat_requests().size(), 4u);
+  EXPECT_NE(texts(sim_->chat_requests()[3], "tool").back().find("Rs 3,000"), std::string::npos);
+
+  // Without attached documents the tool is not offered.
+  agent.knowledge.documents.clear();
+  chat_->set_config(&config_);
+  sim_->push_llm(say("Hello."));
+  ASSERT_TRUE(send("Hi").ok());
+  const auto& none = sim_->chat_requests().back().tools;
+  EXPECT_TRUE(std::none_of(none.begin(), none.end(),
+                           [](const net::ToolSpec& t) { return t.name == "search_knowledge_base"; }));
+  chat_.reset();
+  knowledge_ = nullptr;
+}
 
 TEST_F(ChatServiceTest, CreateKeepsTheLastFiveNonEmptyContextEntriesAndClosesThePreviousSession) {
   auto first = chat_->create_session("agent_chat", "cust-1", "{}", {});

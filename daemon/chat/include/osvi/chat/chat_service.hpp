@@ -25,6 +25,10 @@
 
 namespace osvi::daemon {
 
+namespace knowledge {
+class KnowledgeService;
+}
+
 // Emitted after the change it reports is committed. type: message.created (data: the message as the API
 // shows it), mode.changed | status.changed | help.requested (data: the session as the API shows it).
 struct ChatEvent {
@@ -43,6 +47,8 @@ struct ChatContext {
   // offer_call (agents[].chat.voice_agent): null = the tool is not offered and no call comes back.
   CallService* calls = nullptr;
   TimeZones* zones = nullptr;  // the callee's zone for calling hours; null = the site's fixed offset
+  // search_knowledge_base (agents[].knowledge.documents): null = the tool is not offered.
+  knowledge::KnowledgeService* knowledge = nullptr;
   // The callee's candidate zones by number (base/phone.hpp phone_time_zones; one zone = theirs, else the
   // site's) and the number's normalisation (normalize_any_phone). Replaceable so tests need not load
   // libphonenumber's module; empty = those functions.
@@ -176,6 +182,9 @@ class ChatService {
   std::string system_prompt(const AgentConfig& agent, const ChatSessionRow& s) const;
   std::vector<net::ToolSpec> tools(const AgentConfig& agent) const;
   std::string run_tool(Turn& turn, const net::ToolCall& call);
+  // Runs every tool of one model response, then asks the model again once the last result is in (a
+  // knowledge search answers later when its query must be embedded first).
+  void run_tools(std::shared_ptr<Turn> turn, std::vector<net::ToolCall> calls);
   std::string offer_call(Turn& turn, const cJSON* args);
   std::string chat_summary(const std::string& session_id);
   std::shared_ptr<const TimeZone> callee_zone(const std::string& e164);
