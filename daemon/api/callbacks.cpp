@@ -29,11 +29,6 @@ constexpr std::string_view kStates[] = {"scheduled", "dialing", "done", "cancell
 constexpr std::string_view kKinds[] = {"callback", "retry"};
 constexpr std::string_view kParams[] = {"agent_uuid", "state", "kind", "page", "per_page"};
 
-bool token_allows(const ApiToken& token, std::string_view agent_uuid) {
-  return token.agents.empty() ||
-         std::find(token.agents.begin(), token.agents.end(), agent_uuid) != token.agents.end();
-}
-
 template <size_t N>
 bool one_of(std::string_view v, const std::string_view (&set)[N]) {
   return std::find(std::begin(set), std::end(set), v) != std::end(set);

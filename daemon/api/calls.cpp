@@ -37,11 +37,6 @@ using net::quoted;
 
 constexpr int64_t kRecordingLinkSeconds = 900;  // spec 3.6: expires_in_seconds
 
-bool token_allows(const ApiToken& token, std::string_view agent_uuid) {
-  return token.agents.empty() ||
-         std::find(token.agents.begin(), token.agents.end(), agent_uuid) != token.agents.end();
-}
-
 // --- JSON helpers ---
 
 // An integer member printed by std::to_chars as a raw JSON number: this cJSON (1.7.15) prints every number

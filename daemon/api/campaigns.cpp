@@ -44,11 +44,6 @@ bool token_covers(const ApiToken& token, const CampaignRow& row) {
   });
 }
 
-bool token_allows(const ApiToken& token, std::string_view agent_uuid) {
-  return token.agents.empty() ||
-         std::find(token.agents.begin(), token.agents.end(), agent_uuid) != token.agents.end();
-}
-
 std::string not_found(int64_t id) {
   return "no campaign " + std::to_string(id);
 }

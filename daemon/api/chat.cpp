@@ -31,11 +31,6 @@ using net::quoted;
 
 namespace chat_api {
 
-bool token_allows(const ApiToken& token, std::string_view agent_uuid) {
-  return token.agents.empty() ||
-         std::find(token.agents.begin(), token.agents.end(), agent_uuid) != token.agents.end();
-}
-
 HttpResponse error_response(const Error& e) {
   switch (e.code) {
     case -ENOENT:

@@ -23,7 +23,6 @@ inline constexpr size_t kMaxChatInputFieldsBytes = 16 * 1024;  // compact JSON
 
 namespace chat_api {
 
-bool token_allows(const ApiToken& token, std::string_view agent_uuid);
 // The service's error codes as API responses (chat_service.hpp): 404, 422, 429, 500.
 net::HttpResponse error_response(const Error& e);
 bool call_text_empty(std::string_view s);  // only blanks

@@ -24,11 +24,6 @@ using net::HttpResponse;
 using net::JsonPtr;
 using net::quoted;
 
-bool token_allows(const ApiToken& token, std::string_view agent_uuid) {
-  return token.agents.empty() ||
-         std::find(token.agents.begin(), token.agents.end(), agent_uuid) != token.agents.end();
-}
-
 HttpResponse forbidden(std::string_view agent) {
   return Api::error(403, "agent_uuid: this API token may not use agent " + quoted(agent));
 }

@@ -25,11 +25,6 @@ using net::HttpResponse;
 using net::JsonPtr;
 using net::quoted;
 
-bool token_allows(const ApiToken& token, std::string_view agent_uuid) {
-  return token.agents.empty() ||
-         std::find(token.agents.begin(), token.agents.end(), agent_uuid) != token.agents.end();
-}
-
 HttpResponse store_error(std::string_view what, const Error& e) {
   log::error(std::string(what) + ": " + e.message);
   return Api::error(500, "database error");
