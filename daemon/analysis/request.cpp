@@ -8,6 +8,8 @@
 #include <cstdio>
 #include <set>
 
+#include "osvi/net/text.hpp"
+
 namespace osvi::daemon::analysis {
 namespace {
 
@@ -16,9 +18,7 @@ using net::JsonPtr;
 std::string lower_trimmed(std::string_view s) {
   while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
   while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
+  return net::ascii_lower(s);
 }
 
 const char* kind_of(const cJSON* v) {

@@ -22,12 +22,6 @@ namespace {
 
 using call_text::trim;
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
 std::vector<std::string> context_of(const std::string& json) {
   std::vector<std::string> out;
   net::JsonPtr a = net::json_parse(json, nullptr);
@@ -369,7 +363,7 @@ void ChatService::run_inbound(ChatInbound request, ChatTurnDone done_now) {
   const int64_t now = ctx_.clock->wall_ms();
   row.status = "active";  // a dormant session resumes with the customer's message
   row.last_message_at_ms = row.updated_at_ms = now;
-  const std::string text = lower(request.content);
+  const std::string text = net::ascii_lower(request.content);
   for (std::string_view p : help_phrases()) {
     if (text.find(p) != std::string::npos) row.help_requested = true;
   }

@@ -37,12 +37,6 @@ bool is_header_name_char(char c) {
   return std::isalnum(static_cast<unsigned char>(c)) || std::strchr("!#$%&'*+-.^_`|~", c) != nullptr;
 }
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
 // Integration names label deliveries in logs and the API, and form the queue's destination
 // "agent_uuid/name": letters, digits, space, '_', '-', '.', no leading or trailing space.
 bool is_integration_name(std::string_view s) {
@@ -82,7 +76,7 @@ void parse_headers(ObjectReader& r, IntegrationConfig& in) {
       r.problems().add(path, "a header name is 1 to 64 of A-Z a-z 0-9 !#$%&'*+-.^_`|~");
       continue;
     }
-    const std::string key = lower(name);
+    const std::string key = net::ascii_lower(name);
     if (std::find(kReservedHeaders.begin(), kReservedHeaders.end(), key) != kReservedHeaders.end()) {
       r.problems().add(path,
                        "is set by every delivery (Content-Type is always application/json; the "

@@ -30,6 +30,9 @@ size_t utf8_length(std::string_view text);
 // closing quote). The result is always valid UTF-8 without control characters, whatever the input.
 std::string quoted(std::string_view text, size_t max_chars = 64);
 
+// text with ASCII A-Z lower-cased; every other byte as it is.
+std::string ascii_lower(std::string_view text);
+
 // libmicrohttpd's unescape callback (MHD_OPTION_UNESCAPE_CALLBACK): decodes %XX in place and returns the new
 // length. libmicrohttpd hands the result on as a C string, so a decoded NUL would silently cut it
 // ("/v1/call/<id>%00/x" would reach the router as "/v1/call/<id>"): %00 decodes to the byte 0xC0 instead,
