@@ -807,6 +807,8 @@ int App::run() {
   api_ctx_.knowledge = nullptr;
   knowledge_.reset();  // before the store it reads, and its timer
   knowledge_timer_.reset();
+  api_ctx_.stats = nullptr;
+  stats_.reset();  // before the store it reads
   webhook_dispatcher_.reset();  // cancels what is in flight (those stay pending), before its client and store
   webhook_http_.reset();
   store_.reset();
