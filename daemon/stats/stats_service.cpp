@@ -179,7 +179,8 @@ Result<DashboardStats> StatsService::compute(const StatsQuery& query) {
   c.total_duration_s = t.duration_s;
   c.avg_duration_s = average(t.picked_duration_s, t.picked);
   const int64_t finished = t.calls - t.in_progress;
-  c.answer_rate = finished > 0 ? rounded(static_cast<double>(t.picked) / static_cast<double>(finished), 1e4) : 0.0;
+  c.answer_rate =
+      finished > 0 ? rounded(static_cast<double>(t.picked) / static_cast<double>(finished), 1e4) : 0.0;
   c.active_agents = static_cast<int64_t>(agents.size());
   c.inbound = t.inbound;
   c.outbound = t.calls - t.inbound;
@@ -191,8 +192,8 @@ Result<DashboardStats> StatsService::compute(const StatsQuery& query) {
   for (const AgentTally& a : agents) {
     auto name = repo_.agent_name(a.agent_uuid);
     if (!name) return name.error();
-    out.top_agents.push_back(
-        {a.agent_uuid, *name, a.tally.calls, a.tally.picked, average(a.tally.picked_duration_s, a.tally.picked)});
+    out.top_agents.push_back({a.agent_uuid, *name, a.tally.calls, a.tally.picked,
+                              average(a.tally.picked_duration_s, a.tally.picked)});
   }
   return out;
 }

@@ -31,7 +31,8 @@ const std::string kAgentRange = "SELECT " + kTallySums +
 const std::string kChat =
     "SELECT status, count(*) FROM chat_sessions WHERE created_at >= ?1 AND created_at < ?2 GROUP BY status";
 const std::string kAgentChat =
-    "SELECT status, count(*) FROM chat_sessions WHERE agent_uuid = ?1 AND created_at >= ?2 AND created_at < ?3 "
+    "SELECT status, count(*) FROM chat_sessions WHERE agent_uuid = ?1 AND created_at >= ?2 AND created_at < "
+    "?3 "
     "GROUP BY status";
 const std::string kConfiguredName = "SELECT name FROM agents WHERE agent_uuid = ?1";
 const std::string kLatestCallName =
@@ -180,7 +181,8 @@ Result<std::string> StatsRepo::agent_name(std::string_view agent_uuid) {
 }
 
 std::vector<std::string> StatsRepo::statements() {
-  return {kBuckets, kAgentBuckets, kAgentDays, kAgentRange, kChat, kAgentChat, kConfiguredName, kLatestCallName};
+  return {kBuckets, kAgentBuckets, kAgentDays,      kAgentRange,
+          kChat,    kAgentChat,    kConfiguredName, kLatestCallName};
 }
 
 }  // namespace osvi::daemon

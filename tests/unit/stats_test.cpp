@@ -3,6 +3,8 @@
 // top agents at the window's edges, chat cards, migration 8's backfill, the plans of every query (no scan),
 // and the endpoint: its shape, days validation and an agent-limited token. Instants are literal UTC values
 // (computed with Python's zoneinfo), not derived from the TimeZone code under test.
+#include "osvi/store/stats.hpp"
+
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
@@ -16,17 +18,16 @@
 #include "osvi/base/time_zone.hpp"
 #include "osvi/clock.hpp"
 #include "osvi/stats/stats_service.hpp"
-#include "osvi/store/stats.hpp"
 #include "osvi/store/store.hpp"
 #include "test_support.hpp"
 
 namespace osvi::daemon {
 namespace {
 
-using test::ApiReply;
 using test::api_keys;
 using test::api_num;
 using test::api_str;
+using test::ApiReply;
 using test::expect_api_error;
 
 // A second connection to the file, for what the store does not offer (plans, undoing a migration).
@@ -126,7 +127,7 @@ class StatsTest : public ::testing::Test {
 };
 
 TEST_F(StatsTest, KolkataDaysAndHoursSplitAtLocalMidnight) {
-  clock_.advance_ms(1'796'279'400'000);  // 2026-12-03T12:00:00+05:30
+  clock_.advance_ms(1'796'279'400'000);                           // 2026-12-03T12:00:00+05:30
   add(make_call("before-window", "agent_a", 1'795'717'799'000));  // 2026-11-26T23:59:59+05:30
   add(make_call("first-day", "agent_a", 1'795'717'800'000));      // 2026-11-27T00:00:00+05:30
   add(make_call("last-second", "agent_a", 1'796'236'199'000));    // 2026-12-02T23:59:59+05:30
@@ -152,11 +153,11 @@ TEST_F(StatsTest, KolkataDaysAndHoursSplitAtLocalMidnight) {
 }
 
 TEST_F(StatsTest, KathmanduQuarterHourOffset) {
-  clock_.advance_ms(1'796'278'500'000);                     // 2026-12-03T12:00:00+05:45
-  add(make_call("a", "agent_a", 1'796'235'299'000));         // 2026-12-02T23:59:59+05:45
-  add(make_call("b", "agent_a", 1'796'235'300'000));         // 2026-12-03T00:00:00+05:45
-  add(make_call("c", "agent_a", 1'796'199'299'000));         // 2026-12-02T13:59:59+05:45
-  add(make_call("d", "agent_a", 1'796'199'300'000));         // 2026-12-02T14:00:00+05:45
+  clock_.advance_ms(1'796'278'500'000);               // 2026-12-03T12:00:00+05:45
+  add(make_call("a", "agent_a", 1'796'235'299'000));  // 2026-12-02T23:59:59+05:45
+  add(make_call("b", "agent_a", 1'796'235'300'000));  // 2026-12-03T00:00:00+05:45
+  add(make_call("c", "agent_a", 1'796'199'299'000));  // 2026-12-02T13:59:59+05:45
+  add(make_call("d", "agent_a", 1'796'199'300'000));  // 2026-12-02T14:00:00+05:45
   const DashboardStats s = stats(7, "Asia/Kathmandu");
   EXPECT_EQ(days_with_calls(s), (std::vector<std::string>{"2026-12-02:3", "2026-12-03:1"}));
   EXPECT_EQ(hours(s), (std::vector<std::string>{"0:1", "13:1", "14:1", "23:1"}));
@@ -166,7 +167,7 @@ TEST_F(StatsTest, KathmanduQuarterHourOffset) {
 
 // 2026-03-29: clocks go from 02:00 CET to 03:00 CEST; the day has 23 hours and no 02:xx.
 TEST_F(StatsTest, BerlinSpringForward) {
-  clock_.advance_ms(1'774'864'800'000);                  // 2026-03-30T12:00:00+02:00
+  clock_.advance_ms(1'774'864'800'000);                      // 2026-03-30T12:00:00+02:00
   add(make_call("edge-out", "agent_a", 1'774'306'799'000));  // 2026-03-23T23:59:59+01:00
   add(make_call("edge-in", "agent_a", 1'774'306'800'000));   // 2026-03-24T00:00:00+01:00
   add(make_call("sat-late", "agent_a", 1'774'738'200'000));  // 2026-03-28T23:50:00+01:00
@@ -188,7 +189,7 @@ TEST_F(StatsTest, BerlinSpringForward) {
 
 // 2026-10-25: clocks go from 03:00 CEST back to 02:00 CET; 02:30 happens twice and the day has 25 hours.
 TEST_F(StatsTest, BerlinFallBack) {
-  clock_.advance_ms(1'793'012'400'000);                    // 2026-10-26T12:00:00+01:00
+  clock_.advance_ms(1'793'012'400'000);                      // 2026-10-26T12:00:00+01:00
   add(make_call("edge-out", "agent_a", 1'792'447'199'000));  // 2026-10-19T23:59:59+02:00
   add(make_call("edge-in", "agent_a", 1'792'447'200'000));   // 2026-10-20T00:00:00+02:00
   add(make_call("first", "agent_a", 1'792'888'200'000));     // 2026-10-25T02:30:00+02:00
@@ -309,7 +310,8 @@ TEST_F(StatsTest, TopAgentsAtMostFiveMostCallsFirstWithConfiguredNames) {
   ASSERT_EQ(s.top_agents.size(), 5u);
   std::vector<std::string> order;
   for (const TopAgent& a : s.top_agents) order.push_back(a.agent_uuid + "=" + std::to_string(a.calls));
-  EXPECT_EQ(order, (std::vector<std::string>{"agent_6=7", "agent_5=6", "agent_4=5", "agent_3=4", "agent_2=3"}));
+  EXPECT_EQ(order,
+            (std::vector<std::string>{"agent_6=7", "agent_5=6", "agent_4=5", "agent_3=4", "agent_2=3"}));
   EXPECT_EQ(s.top_agents[3].name, "Front desk");
   EXPECT_EQ(s.top_agents[0].name, "Name of agent_6");
 }
@@ -422,7 +424,9 @@ TEST_F(StatsTest, NoQueryScansATable) {
   }
   // The rollups' own writes are keyed too: the triggers' UPDATEs find their row by primary key.
   const auto plan = raw.column(
-      "EXPLAIN QUERY PLAN UPDATE call_stats_agent_day SET calls = calls - 1 WHERE day = 0 AND agent_uuid = 'a'", 3);
+      "EXPLAIN QUERY PLAN UPDATE call_stats_agent_day SET calls = calls - 1 WHERE day = 0 AND agent_uuid = "
+      "'a'",
+      3);
   ASSERT_FALSE(plan.empty());
   EXPECT_TRUE(plan[0].starts_with("SEARCH")) << plan[0];
 }
@@ -442,7 +446,9 @@ class StatsApiTest : public test::ApiTest {
 
 // test::kApiT0 is 2026-05-29T01:56:40+05:30.
 TEST_F(StatsApiTest, TheDocumentedShape) {
-  ASSERT_TRUE(store_->calls().insert(make_call("a1", "agent_a", test::kApiT0 - 60'000, "picked", "inbound", 61)).ok());
+  ASSERT_TRUE(store_->calls()
+                  .insert(make_call("a1", "agent_a", test::kApiT0 - 60'000, "picked", "inbound", 61))
+                  .ok());
   ASSERT_TRUE(store_->calls().insert(make_call("b1", "agent_b", test::kApiT0 - 86'400'000, "busy")).ok());
   ApiReply r = request("GET", "/v1/stats");
   ASSERT_EQ(r.status, 200) << r.body;
@@ -456,9 +462,9 @@ TEST_F(StatsApiTest, TheDocumentedShape) {
   EXPECT_EQ(api_str(d, "to"), "2026-05-29");
   EXPECT_EQ(api_str(d, "generated_at"), "2026-05-29T01:56:40+05:30");
   const cJSON* cards = cJSON_GetObjectItemCaseSensitive(d, "cards");
-  EXPECT_EQ(api_keys(cards), (std::vector<std::string>{"total_calls", "today_calls", "avg_duration_s",
-                                                       "total_duration_s", "answer_rate", "active_agents",
-                                                       "inbound", "outbound"}));
+  EXPECT_EQ(api_keys(cards),
+            (std::vector<std::string>{"total_calls", "today_calls", "avg_duration_s", "total_duration_s",
+                                      "answer_rate", "active_agents", "inbound", "outbound"}));
   EXPECT_EQ(api_num(cards, "total_calls"), 2);
   EXPECT_EQ(api_num(cards, "today_calls"), 1);
   EXPECT_EQ(api_num(cards, "avg_duration_s"), 61);
@@ -470,8 +476,8 @@ TEST_F(StatsApiTest, TheDocumentedShape) {
   const cJSON* daily = cJSON_GetObjectItemCaseSensitive(d, "daily");
   ASSERT_EQ(cJSON_GetArraySize(daily), 7);
   const cJSON* last = cJSON_GetArrayItem(daily, 6);
-  EXPECT_EQ(api_keys(last),
-            (std::vector<std::string>{"date", "picked", "not_picked", "failed", "busy", "voicemail", "total"}));
+  EXPECT_EQ(api_keys(last), (std::vector<std::string>{"date", "picked", "not_picked", "failed", "busy",
+                                                      "voicemail", "total"}));
   EXPECT_EQ(api_str(last, "date"), "2026-05-29");
   EXPECT_EQ(api_num(last, "picked"), 1);
   EXPECT_EQ(api_num(cJSON_GetArrayItem(daily, 5), "busy"), 1);
@@ -480,7 +486,8 @@ TEST_F(StatsApiTest, TheDocumentedShape) {
   const cJSON* top = cJSON_GetObjectItemCaseSensitive(d, "top_agents");
   ASSERT_EQ(cJSON_GetArraySize(top), 2);
   const cJSON* first = cJSON_GetArrayItem(top, 0);
-  EXPECT_EQ(api_keys(first), (std::vector<std::string>{"agent_uuid", "name", "calls", "picked", "avg_duration_s"}));
+  EXPECT_EQ(api_keys(first),
+            (std::vector<std::string>{"agent_uuid", "name", "calls", "picked", "avg_duration_s"}));
   EXPECT_EQ(api_str(first, "agent_uuid"), "agent_a");  // 1 call each: agent_uuid order
   EXPECT_EQ(api_str(first, "name"), "Front desk");
   const cJSON* hours = cJSON_GetObjectItemCaseSensitive(d, "by_hour");
@@ -497,7 +504,8 @@ TEST_F(StatsApiTest, TheDocumentedShape) {
 
 TEST_F(StatsApiTest, DaysIsValidatedAndNothingElseIsAccepted) {
   for (const char* bad : {"0", "5", "07", "7.0", "-7", "abc", "365", ""})
-    expect_api_error(request("GET", std::string("/v1/stats?days=") + bad), 422, "days: must be 7, 14, 30 or 90");
+    expect_api_error(request("GET", std::string("/v1/stats?days=") + bad), 422,
+                     "days: must be 7, 14, 30 or 90");
   expect_api_error(request("GET", "/v1/stats?days=7&days=14"), 422, "days: given more than once");
   expect_api_error(request("GET", "/v1/stats?agent_uuid=agent_a"), 422, "\"agent_uuid\": unknown");
   expect_api_error(request("POST", "/v1/stats", "{}"), 405, "not allowed");
@@ -505,7 +513,9 @@ TEST_F(StatsApiTest, DaysIsValidatedAndNothingElseIsAccepted) {
 }
 
 TEST_F(StatsApiTest, AnAgentLimitedTokenSeesOnlyItsAgents) {
-  ASSERT_TRUE(store_->calls().insert(make_call("a1", "agent_a", test::kApiT0 - 60'000, "picked", "inbound", 61)).ok());
+  ASSERT_TRUE(store_->calls()
+                  .insert(make_call("a1", "agent_a", test::kApiT0 - 60'000, "picked", "inbound", 61))
+                  .ok());
   ASSERT_TRUE(store_->calls().insert(make_call("a2", "agent_a", test::kApiT0 - 50'000, "picked")).ok());
   ASSERT_TRUE(store_->calls().insert(make_call("b1", "agent_b", test::kApiT0 - 86'400'000, "busy")).ok());
   ChatSessionRow row;

@@ -1,4 +1,5 @@
-// Repository of the dashboard's call rollups (migration 8) and the chat cards' counts, read by the stats room.
+// Repository of the dashboard's call rollups (migration 8) and the chat cards' counts, read by the stats
+// room.
 #pragma once
 
 #include <cstdint>
@@ -53,8 +54,8 @@ class StatsRepo {
   // The same for one agent.
   Result<std::vector<TallyBucket>> agent_buckets(std::string_view agent_uuid, int64_t from_ms, int64_t to_ms);
   // Each agent's total over the buckets starting in [from_ms, to_ms) (multiples of kBucketMs), agents with
-  // no call in it left out, ordered by agent_uuid. Whole UTC days come from the day rollup, the partial days at
-  // the edges from the agent's buckets: ~(days + 2 x 96) rows per agent, however many calls.
+  // no call in it left out, ordered by agent_uuid. Whole UTC days come from the day rollup, the partial days
+  // at the edges from the agent's buckets: ~(days + 2 x 96) rows per agent, however many calls.
   Result<std::vector<AgentTally>> agents(int64_t from_ms, int64_t to_ms);
   // Chat sessions created in [from_ms, to_ms) by their status now; of one agent when agent_uuid is not empty.
   Result<ChatTally> chat(int64_t from_ms, int64_t to_ms, std::string_view agent_uuid);
