@@ -808,7 +808,7 @@ int App::run() {
   knowledge_.reset();  // before the store it reads, and its timer
   knowledge_timer_.reset();
   api_ctx_.stats = nullptr;
-  stats_.reset();  // before the store it reads
+  stats_.reset();               // before the store it reads
   webhook_dispatcher_.reset();  // cancels what is in flight (those stay pending), before its client and store
   webhook_http_.reset();
   store_.reset();

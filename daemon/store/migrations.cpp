@@ -572,9 +572,9 @@ CREATE INDEX chat_messages_session ON chat_messages (session_id, id);
 CREATE INDEX chat_messages_whispers ON chat_messages (session_id, id) WHERE role = 'whisper' AND consumed_by IS NULL;
 )sql";
 
-// Migration 8: the dashboard's rollups (GET /v1/stats, docs/store.md "Stats rollups"). Counting the calls of a
-// 90-day window at 1,000,000 calls visits ~250,000 index entries (far past the 20 ms the dashboard has); the
-// rollups turn that into at most a few thousand rows, whatever the number of calls.
+// Migration 8: the dashboard's rollups (GET /v1/stats, docs/store.md "Stats rollups"). Counting the calls of
+// a 90-day window at 1,000,000 calls visits ~250,000 index entries (far past the 20 ms the dashboard has);
+// the rollups turn that into at most a few thousand rows, whatever the number of calls.
 constexpr std::string_view kMigration8 = R"sql(
 -- The dashboard's rollups (GET /v1/stats): every production call counted once, by its current state, in the
 -- 15-minute UTC bucket of its created_at (immutable), kept by the triggers below in the transaction of the
