@@ -295,7 +295,8 @@ int main(int argc, char** argv) {
       const Figures s = figures(svc), c = figures(cpu), h = figures(http);
       std::printf("%-10s days=%-2d service (%7lld calls) %7.2f %9.2f %9.2f\n", who, days,
                   static_cast<long long>(calls), s.p50, s.p99, s.max);
-      std::printf("%-10s days=%-2d service, CPU time         %7.2f %9.2f %9.2f\n", who, days, c.p50, c.p99, c.max);
+      std::printf("%-10s days=%-2d service, CPU time         %7.2f %9.2f %9.2f\n", who, days, c.p50, c.p99,
+                  c.max);
       std::printf("%-10s days=%-2d http                   %7.2f %9.2f %9.2f\n", who, days, h.p50, h.p99,
                   h.max);
     }
@@ -318,7 +319,8 @@ int main(int argc, char** argv) {
     };
     part("StatsRepo::buckets (all agents)", [&] { return repo.buckets(from, to)->size(); });
     part("StatsRepo::agents", [&] { return repo.agents(from, to)->size(); });
-    part("StatsRepo::agent_buckets (agent_3)", [&] { return repo.agent_buckets("agent_3", from, to)->size(); });
+    part("StatsRepo::agent_buckets (agent_3)",
+         [&] { return repo.agent_buckets("agent_3", from, to)->size(); });
     part("StatsRepo::chat (all agents)", [&] { return size_t(repo.chat(from, to, "")->total); });
   }
   if (write_calls <= 0) return 0;  // reads only

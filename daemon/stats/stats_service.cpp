@@ -83,29 +83,26 @@ Window window_of(const TimeZone& zone, int64_t now_ms, int days) {
   return w;
 }
 
-// Sums buckets into the daily series, the hours, the cards' tally and today's count.
+// Sums buckets into the daily series, the hours and today's count.
 struct Accumulator {
   const TimeZone& zone;
   const Window& window;
   DashboardStats& out;
-  CallTally total;
 
-  void add(const TallyBucket& b) {
+  void add(const OutcomeBucket& b) {
     const int day = window.day_of(b.start_ms);
     if (day < 0) return;
     DayCounts& d = out.daily[static_cast<size_t>(day)];
-    const CallTally& t = b.tally;
-    d.picked += t.picked;
-    d.not_picked += t.not_picked;
-    d.failed += t.failed;
-    d.busy += t.busy;
-    d.voicemail += t.voicemail;
-    d.total += t.calls;
+    d.picked += b.picked;
+    d.not_picked += b.not_picked;
+    d.failed += b.failed;
+    d.busy += b.busy;
+    d.voicemail += b.voicemail;
+    d.total += b.calls;
     // A bucket lies inside one local hour: zones' offsets are whole quarter hours.
     const int64_t local_ms = b.start_ms + int64_t{zone.offset_at(b.start_ms / 1000)} * 1000;
-    out.by_hour[static_cast<size_t>(floor_mod(local_ms, StatsRepo::kDayMs) / kHourMs)] += t.calls;
-    total += t;
-    if (day == out.days - 1) out.cards.today_calls += t.calls;
+    out.by_hour[static_cast<size_t>(floor_mod(local_ms, StatsRepo::kDayMs) / kHourMs)] += b.calls;
+    if (day == out.days - 1) out.cards.today_calls += b.calls;
   }
 };
 
@@ -137,33 +134,26 @@ Result<DashboardStats> StatsService::compute(const StatsQuery& query) {
     d.date = date;
     out.daily.push_back(std::move(d));
   }
-  Accumulator acc{**zone, window, out, {}};
+  Accumulator acc{**zone, window, out};
 
-  std::vector<AgentTally> agents;
-  if (query.agents.empty()) {
+  // The series come from the 15-minute buckets (the counters they need only), the cards and top agents from
+  // each agent's totals over the same window: the same rollups, so they agree.
+  std::vector<std::string> mine = query.agents;
+  std::sort(mine.begin(), mine.end());
+  mine.erase(std::unique(mine.begin(), mine.end()), mine.end());
+  if (mine.empty()) {
     auto buckets = repo_.buckets(window.from(), window.to());
     if (!buckets) return buckets.error();
-    for (const TallyBucket& b : *buckets) acc.add(b);
-    auto per_agent = repo_.agents(window.from(), window.to());
-    if (!per_agent) return per_agent.error();
-    agents = std::move(*per_agent);
+    for (const OutcomeBucket& b : *buckets) acc.add(b);
     auto chat = repo_.chat(window.from(), window.to(), "");
     if (!chat) return chat.error();
     out.chat = *chat;
   } else {
-    // A limited token: only its agents' rollups are read, so nothing of another agent reaches a number.
-    std::vector<std::string> mine = query.agents;
-    std::sort(mine.begin(), mine.end());
-    mine.erase(std::unique(mine.begin(), mine.end()), mine.end());
+    // A limited token: only its agents' rows are read, so nothing of another agent reaches a number.
     for (const std::string& agent : mine) {
       auto buckets = repo_.agent_buckets(agent, window.from(), window.to());
       if (!buckets) return buckets.error();
-      CallTally sum;
-      for (const TallyBucket& b : *buckets) {
-        acc.add(b);
-        sum += b.tally;
-      }
-      if (sum.calls > 0) agents.push_back({agent, sum});
+      for (const OutcomeBucket& b : *buckets) acc.add(b);
       auto chat = repo_.chat(window.from(), window.to(), agent);
       if (!chat) return chat.error();
       out.chat.total += chat->total;
@@ -172,8 +162,12 @@ Result<DashboardStats> StatsService::compute(const StatsQuery& query) {
       out.chat.dormant += chat->dormant;
     }
   }
+  auto per_agent = repo_.agents(window.from(), window.to(), mine);
+  if (!per_agent) return per_agent.error();
+  std::vector<AgentTally> agents = std::move(*per_agent);
 
-  const CallTally& t = acc.total;
+  CallTally t;
+  for (const AgentTally& a : agents) t += a.tally;
   StatsCards& c = out.cards;
   c.total_calls = t.calls;
   c.total_duration_s = t.duration_s;

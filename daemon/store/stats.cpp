@@ -1,6 +1,7 @@
 // StatsRepo: the dashboard's reads of the call rollups (migration 8) and of the chat sessions.
 #include "osvi/store/stats.hpp"
 
+#include <algorithm>
 #include <map>
 
 #include "osvi/store/database.hpp"
@@ -18,13 +19,17 @@ const std::string kTallySums =
     "sum(calls), sum(picked), sum(not_picked), sum(failed), sum(busy), sum(voicemail), sum(in_progress), "
     "sum(inbound), sum(duration_s), sum(picked_duration_s)";
 
-const std::string kBuckets = "SELECT bucket, " + kTally +
-                             " FROM call_stats_quarter WHERE bucket >= ?1 AND bucket < ?2 ORDER BY bucket";
-const std::string kAgentBuckets = "SELECT bucket, " + kTally +
+// OutcomeBucket's columns, in its order.
+const std::string kOutcomes = "bucket, calls, picked, not_picked, failed, busy, voicemail";
+
+const std::string kBuckets =
+    "SELECT " + kOutcomes + " FROM call_stats_quarter WHERE bucket >= ?1 AND bucket < ?2 ORDER BY bucket";
+const std::string kAgentBuckets = "SELECT " + kOutcomes +
                                   " FROM call_stats_agent_quarter WHERE agent_uuid = ?1 AND bucket >= ?2 AND "
                                   "bucket < ?3 ORDER BY bucket";
-const std::string kAgentDays = "SELECT agent_uuid, " + kTallySums +
-                               " FROM call_stats_agent_day WHERE day >= ?1 AND day < ?2 GROUP BY agent_uuid";
+// Summed here rather than with GROUP BY: the rows come in (day, agent) order, and a sorter costs more.
+const std::string kAgentDays =
+    "SELECT agent_uuid, " + kTally + " FROM call_stats_agent_day WHERE day >= ?1 AND day < ?2";
 const std::string kAgentRange = "SELECT " + kTallySums +
                                 " FROM call_stats_agent_quarter WHERE agent_uuid = ?1 AND bucket >= ?2 AND "
                                 "bucket < ?3";
@@ -48,13 +53,14 @@ CallTally read_tally(const sql::Stmt& s, int first) {
   return t;
 }
 
-Result<std::vector<TallyBucket>> read_buckets(sql::StmtRef& stmt, std::string_view what) {
-  std::vector<TallyBucket> out;
+Result<std::vector<OutcomeBucket>> read_buckets(sql::StmtRef& stmt, std::string_view what) {
+  std::vector<OutcomeBucket> out;
   for (;;) {
     auto row = stmt->step();
     if (!row.ok()) return wrap(what, row.error());
     if (!*row) break;
-    out.push_back({stmt->int64(0), read_tally(*stmt, 1)});
+    const sql::Stmt& s = *stmt;
+    out.push_back({s.int64(0), s.int64(1), s.int64(2), s.int64(3), s.int64(4), s.int64(5), s.int64(6)});
   }
   return out;
 }
@@ -94,22 +100,23 @@ CallTally& CallTally::operator-=(const CallTally& o) {
   return *this;
 }
 
-Result<std::vector<TallyBucket>> StatsRepo::buckets(int64_t from_ms, int64_t to_ms) {
+Result<std::vector<OutcomeBucket>> StatsRepo::buckets(int64_t from_ms, int64_t to_ms) {
   auto stmt = db_.sql().cached(kBuckets);
   if (!stmt.ok()) return wrap("reading the call rollup", stmt.error());
   (*stmt)->bind_all(from_ms, to_ms);
   return read_buckets(*stmt, "reading the call rollup");
 }
 
-Result<std::vector<TallyBucket>> StatsRepo::agent_buckets(std::string_view agent_uuid, int64_t from_ms,
-                                                          int64_t to_ms) {
+Result<std::vector<OutcomeBucket>> StatsRepo::agent_buckets(std::string_view agent_uuid, int64_t from_ms,
+                                                            int64_t to_ms) {
   auto stmt = db_.sql().cached(kAgentBuckets);
   if (!stmt.ok()) return wrap("reading an agent's call rollup", stmt.error());
   (*stmt)->bind_all(agent_uuid, from_ms, to_ms);
   return read_buckets(*stmt, "reading an agent's call rollup");
 }
 
-Result<std::vector<AgentTally>> StatsRepo::agents(int64_t from_ms, int64_t to_ms) {
+Result<std::vector<AgentTally>> StatsRepo::agents(int64_t from_ms, int64_t to_ms,
+                                                  std::span<const std::string> only) {
   // The whole UTC days around the window, then the parts of its first and last day outside it taken back.
   const int64_t day_lo = floor_to(from_ms, kDayMs);
   const int64_t day_hi = floor_to(to_ms + kDayMs - 1, kDayMs);
@@ -122,7 +129,9 @@ Result<std::vector<AgentTally>> StatsRepo::agents(int64_t from_ms, int64_t to_ms
       auto row = (*stmt)->step();
       if (!row.ok()) return wrap("reading the agents' day rollup", row.error());
       if (!*row) break;
-      totals[(*stmt)->text(0)] = read_tally(**stmt, 1);
+      std::string agent = (*stmt)->text(0);
+      if (!only.empty() && std::find(only.begin(), only.end(), agent) == only.end()) continue;
+      totals[std::move(agent)] += read_tally(**stmt, 1);
     }
   }
   auto take_back = [&](const std::string& agent, CallTally& total, int64_t from, int64_t to) -> Status {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -25,10 +26,11 @@ struct CallTally {
   bool operator==(const CallTally&) const = default;
 };
 
-// The calls created in [start_ms, start_ms + StatsRepo::kBucketMs).
-struct TallyBucket {
+// The calls created in [start_ms, start_ms + StatsRepo::kBucketMs): the counters the daily series and the
+// hours need and no more (every value read counts, at 96 buckets a day).
+struct OutcomeBucket {
   int64_t start_ms = 0;
-  CallTally tally;
+  int64_t calls = 0, picked = 0, not_picked = 0, failed = 0, busy = 0, voicemail = 0;
 };
 
 struct AgentTally {
@@ -50,13 +52,16 @@ class StatsRepo {
 
   // Every agent's calls per bucket starting in [from_ms, to_ms), ascending; buckets without a call may be
   // missing. Bounds that are not multiples of kBucketMs take the buckets that start inside.
-  Result<std::vector<TallyBucket>> buckets(int64_t from_ms, int64_t to_ms);
+  Result<std::vector<OutcomeBucket>> buckets(int64_t from_ms, int64_t to_ms);
   // The same for one agent.
-  Result<std::vector<TallyBucket>> agent_buckets(std::string_view agent_uuid, int64_t from_ms, int64_t to_ms);
+  Result<std::vector<OutcomeBucket>> agent_buckets(std::string_view agent_uuid, int64_t from_ms,
+                                                   int64_t to_ms);
   // Each agent's total over the buckets starting in [from_ms, to_ms) (multiples of kBucketMs), agents with
-  // no call in it left out, ordered by agent_uuid. Whole UTC days come from the day rollup, the partial days
-  // at the edges from the agent's buckets: ~(days + 2 x 96) rows per agent, however many calls.
-  Result<std::vector<AgentTally>> agents(int64_t from_ms, int64_t to_ms);
+  // no call in it left out, ordered by agent_uuid; only the agents in `only` unless it is empty. Whole UTC
+  // days come from the day rollup, the partial days at the edges from the agent's buckets: ~(days + 2 x 96)
+  // rows per agent, however many calls.
+  Result<std::vector<AgentTally>> agents(int64_t from_ms, int64_t to_ms,
+                                         std::span<const std::string> only = {});
   // Chat sessions created in [from_ms, to_ms) by their status now; of one agent when agent_uuid is not empty.
   Result<ChatTally> chat(int64_t from_ms, int64_t to_ms, std::string_view agent_uuid);
   // The agent's name: its configuration's, else the name on its latest call, else "".
