@@ -369,12 +369,13 @@ int main(int argc, char** argv) {
 
   // --- Migration 8's backfill: the file taken back to version 7, then opened
   // ---------------------------------
-  if (!raw_exec(path,
-                "DROP TRIGGER call_stats_insert; DROP TRIGGER call_stats_delete; "
-                "DROP TRIGGER call_stats_update_old; DROP TRIGGER call_stats_update_new; "
-                "DROP TABLE call_stats_quarter; DROP TABLE call_stats_agent_quarter; "
-                "DROP TABLE call_stats_agent_day; DROP INDEX chat_sessions_created; "
-                "DROP INDEX chat_sessions_agent_created; PRAGMA user_version = 7"))
+  if (!raw_exec(
+          path,
+          "DROP TRIGGER call_stats_insert; DROP TRIGGER call_stats_delete; "
+          "DROP TRIGGER call_stats_update_old; DROP TRIGGER call_stats_update_new; "
+          "DROP TABLE call_stats_quarter; DROP TABLE call_stats_hour; DROP TABLE call_stats_agent_quarter; "
+          "DROP TABLE call_stats_agent_day; DROP INDEX chat_sessions_created; "
+          "DROP INDEX chat_sessions_agent_created; PRAGMA user_version = 7"))
     return 1;
   const auto t = Steady::now();
   store = open_store(path, clock);

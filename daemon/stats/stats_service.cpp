@@ -5,12 +5,13 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <optional>
 #include <utility>
 
 namespace osvi::daemon {
 namespace {
 
-constexpr int64_t kHourMs = 3'600'000;
+constexpr int64_t kHourMs = StatsRepo::kHourMs;
 
 // Days since 1970-01-01 of a proleptic Gregorian date, and back (H. Hinnant's algorithms).
 int64_t days_from_civil(int y, int m, int d) {
@@ -83,6 +84,22 @@ Window window_of(const TimeZone& zone, int64_t now_ms, int days) {
   return w;
 }
 
+// The minute of the UTC hour (in ms) the window's local hours start at, when the hour rollup keeps that phase
+// and it is the same all through the window; nullopt otherwise (then the 15-minute buckets are read).
+// Checking the local midnights is enough: a zone's offset changes by a part of an hour only at a DST change
+// (Lord Howe Island), which falls between two midnights of different phases.
+std::optional<int64_t> hour_phase(const TimeZone& zone, const Window& w) {
+  std::optional<int64_t> phase;
+  for (int64_t midnight : w.starts) {
+    const int64_t p = floor_mod(-int64_t{zone.offset_at(midnight / 1000)} * 1000, StatsRepo::kHourMs);
+    if (phase && *phase != p) return std::nullopt;
+    phase = p;
+  }
+  const auto& known = StatsRepo::kHourPhases;
+  if (!phase || std::find(known.begin(), known.end(), *phase) == known.end()) return std::nullopt;
+  return phase;
+}
+
 // Sums buckets into the daily series, the hours and today's count.
 struct Accumulator {
   const TimeZone& zone;
@@ -99,7 +116,8 @@ struct Accumulator {
     d.busy += b.busy;
     d.voicemail += b.voicemail;
     d.total += b.calls;
-    // A bucket lies inside one local hour: zones' offsets are whole quarter hours.
+    // A bucket (or an hour of the window's phase) lies inside one local hour: zones' offsets are whole
+    // quarter hours.
     const int64_t local_ms = b.start_ms + int64_t{zone.offset_at(b.start_ms / 1000)} * 1000;
     out.by_hour[static_cast<size_t>(floor_mod(local_ms, StatsRepo::kDayMs) / kHourMs)] += b.calls;
     if (day == out.days - 1) out.cards.today_calls += b.calls;
@@ -142,7 +160,10 @@ Result<DashboardStats> StatsService::compute(const StatsQuery& query) {
   std::sort(mine.begin(), mine.end());
   mine.erase(std::unique(mine.begin(), mine.end()), mine.end());
   if (mine.empty()) {
-    auto buckets = repo_.buckets(window.from(), window.to());
+    // 24 rows a day from the hour rollup when the zone's hours line up with one of its phases, else 96.
+    const std::optional<int64_t> phase = hour_phase(**zone, window);
+    auto buckets =
+        phase ? repo_.hours(*phase, window.from(), window.to()) : repo_.buckets(window.from(), window.to());
     if (!buckets) return buckets.error();
     for (const OutcomeBucket& b : *buckets) acc.add(b);
     auto chat = repo_.chat(window.from(), window.to(), "");

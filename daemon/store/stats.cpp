@@ -2,6 +2,7 @@
 #include "osvi/store/stats.hpp"
 
 #include <algorithm>
+#include <cerrno>
 #include <map>
 
 #include "osvi/store/database.hpp"
@@ -27,6 +28,9 @@ const std::string kBuckets =
 const std::string kAgentBuckets = "SELECT " + kOutcomes +
                                   " FROM call_stats_agent_quarter WHERE agent_uuid = ?1 AND bucket >= ?2 AND "
                                   "bucket < ?3 ORDER BY bucket";
+const std::string kHours =
+    "SELECT hour, calls, picked, not_picked, failed, busy, voicemail FROM call_stats_hour "
+    "WHERE phase = ?1 AND hour >= ?2 AND hour < ?3 ORDER BY hour";
 // Summed here rather than with GROUP BY: the rows come in (day, agent) order, and a sorter costs more.
 const std::string kAgentDays =
     "SELECT agent_uuid, " + kTally + " FROM call_stats_agent_day WHERE day >= ?1 AND day < ?2";
@@ -36,9 +40,8 @@ const std::string kAgentRange = "SELECT " + kTallySums +
 const std::string kChat =
     "SELECT status, count(*) FROM chat_sessions WHERE created_at >= ?1 AND created_at < ?2 GROUP BY status";
 const std::string kAgentChat =
-    "SELECT status, count(*) FROM chat_sessions WHERE agent_uuid = ?1 AND created_at >= ?2 AND created_at < "
-    "?3 "
-    "GROUP BY status";
+    "SELECT status, count(*) FROM chat_sessions "
+    "WHERE agent_uuid = ?1 AND created_at >= ?2 AND created_at < ?3 GROUP BY status";
 const std::string kConfiguredName = "SELECT name FROM agents WHERE agent_uuid = ?1";
 const std::string kLatestCallName =
     "SELECT agent_name FROM calls WHERE agent_uuid = ?1 ORDER BY created_at DESC LIMIT 1";
@@ -105,6 +108,15 @@ Result<std::vector<OutcomeBucket>> StatsRepo::buckets(int64_t from_ms, int64_t t
   if (!stmt.ok()) return wrap("reading the call rollup", stmt.error());
   (*stmt)->bind_all(from_ms, to_ms);
   return read_buckets(*stmt, "reading the call rollup");
+}
+
+Result<std::vector<OutcomeBucket>> StatsRepo::hours(int64_t phase_ms, int64_t from_ms, int64_t to_ms) {
+  if (std::find(kHourPhases.begin(), kHourPhases.end(), phase_ms) == kHourPhases.end())
+    return make_error("store: no hour rollup of phase " + std::to_string(phase_ms) + " ms", -EINVAL);
+  auto stmt = db_.sql().cached(kHours);
+  if (!stmt.ok()) return wrap("reading the hour rollup", stmt.error());
+  (*stmt)->bind_all(phase_ms, from_ms, to_ms);
+  return read_buckets(*stmt, "reading the hour rollup");
 }
 
 Result<std::vector<OutcomeBucket>> StatsRepo::agent_buckets(std::string_view agent_uuid, int64_t from_ms,
@@ -190,8 +202,8 @@ Result<std::string> StatsRepo::agent_name(std::string_view agent_uuid) {
 }
 
 std::vector<std::string> StatsRepo::statements() {
-  return {kBuckets, kAgentBuckets, kAgentDays,      kAgentRange,
-          kChat,    kAgentChat,    kConfiguredName, kLatestCallName};
+  return {kBuckets, kHours,     kAgentBuckets,   kAgentDays,     kAgentRange,
+          kChat,    kAgentChat, kConfiguredName, kLatestCallName};
 }
 
 }  // namespace osvi::daemon

@@ -204,6 +204,59 @@ TEST_F(StatsTest, BerlinFallBack) {
   EXPECT_EQ(s.utc_offset_minutes, 60);
 }
 
+// 2026-04-05, Australia/Lord_Howe: clocks go from 02:00 +11:00 back to 01:30 +10:30, so the local hours
+// start at minute 0 of the UTC hour before and at minute 30 after: no hour rollup fits the window, the
+// 15-minute buckets are read (an hour row of phase 0 would put 02:05 into hour 1).
+TEST_F(StatsTest, LordHoweHalfHourDstFallsBackToQuarters) {
+  clock_.advance_ms(1'775'352'600'000);               // 2026-04-05T12:00:00+10:30
+  add(make_call("a", "agent_a", 1'775'308'200'000));  // 2026-04-05T00:10:00+11:00
+  add(make_call("b", "agent_a", 1'775'313'900'000));  // 2026-04-05T01:45:00+11:00
+  add(make_call("c", "agent_a", 1'775'315'400'000));  // 2026-04-05T01:40:00+10:30
+  add(make_call("d", "agent_a", 1'775'316'900'000));  // 2026-04-05T02:05:00+10:30
+  const DashboardStats s = stats(7, "Australia/Lord_Howe");
+  EXPECT_EQ(s.to, "2026-04-05");
+  EXPECT_EQ(days_with_calls(s), (std::vector<std::string>{"2026-04-05:4"}));
+  EXPECT_EQ(hours(s), (std::vector<std::string>{"0:1", "1:2", "2:1"}));
+  EXPECT_EQ(s.utc_offset_minutes, 630);
+}
+
+// The all-agents series come from the hour rollup (phases 0, 15 and 30 min), an agent-limited one from the
+// agents' 15-minute buckets: after inserts, updates and removals, the two agree in every zone.
+TEST_F(StatsTest, HourRollupAgreesWithTheQuarters) {
+  clock_.advance_ms(1'796'279'400'000);  // 2026-12-03T12:00:00+05:30
+  const char* statuses[] = {"picked", "not_picked", "failed", "busy", "voicemail", "in_progress"};
+  std::vector<CallRecord> calls;
+  for (int i = 0; i < 300; ++i) {
+    // Every 37 minutes and 11 seconds back from now: all quarters of the hour, 8 days.
+    calls.push_back(make_call(named("c", i), named("agent_", i % 3),
+                              1'796'279'400'000 - int64_t{i} * 2'231'000, statuses[i % 6],
+                              i % 4 == 0 ? "inbound" : "outbound", i % 50));
+    add(calls.back());
+  }
+  for (int i = 0; i < 300; i += 7) {
+    calls[static_cast<size_t>(i)].status = "picked";
+    ASSERT_TRUE(store_->calls().update(calls[static_cast<size_t>(i)]).ok());
+  }
+  for (int i = 3; i < 300; i += 11) ASSERT_TRUE(store_->calls().remove(named("c", i)).ok());
+  for (const char* zone : {"Asia/Kolkata", "Asia/Kathmandu", "Europe/Berlin", "UTC", "America/St_Johns"}) {
+    const DashboardStats all = stats(7, zone);
+    const DashboardStats each = stats(7, zone, {"agent_0", "agent_1", "agent_2"});
+    EXPECT_EQ(all.by_hour, each.by_hour) << zone;
+    ASSERT_EQ(all.daily.size(), each.daily.size());
+    for (size_t d = 0; d < all.daily.size(); ++d) {
+      const DayCounts &a = all.daily[d], &b = each.daily[d];
+      EXPECT_EQ(std::vector<int64_t>({a.picked, a.not_picked, a.failed, a.busy, a.voicemail, a.total}),
+                std::vector<int64_t>({b.picked, b.not_picked, b.failed, b.busy, b.voicemail, b.total}))
+          << zone << " " << a.date;
+    }
+    EXPECT_EQ(all.cards.today_calls, each.cards.today_calls) << zone;
+    EXPECT_EQ(all.cards.total_calls, each.cards.total_calls) << zone;
+    int64_t in_series = 0;
+    for (const DayCounts& d : all.daily) in_series += d.total;
+    EXPECT_EQ(in_series, all.cards.total_calls) << zone;
+  }
+}
+
 TEST_F(StatsTest, EachStatusInItsColumnAndTheCards) {
   clock_.advance_ms(1'796'279'400'000);  // 2026-12-03T12:00:00+05:30
   const int64_t t = 1'796'250'000'000;   // 2026-12-03T03:50:00+05:30
@@ -385,7 +438,8 @@ TEST_F(StatsTest, Migration8BackfillsTheRollups) {
     raw.exec(R"sql(
 DROP TRIGGER call_stats_insert; DROP TRIGGER call_stats_delete;
 DROP TRIGGER call_stats_update_old; DROP TRIGGER call_stats_update_new;
-DROP TABLE call_stats_quarter; DROP TABLE call_stats_agent_quarter; DROP TABLE call_stats_agent_day;
+DROP TABLE call_stats_quarter; DROP TABLE call_stats_hour; DROP TABLE call_stats_agent_quarter;
+DROP TABLE call_stats_agent_day;
 DROP INDEX chat_sessions_created; DROP INDEX chat_sessions_agent_created;
 PRAGMA user_version = 7;
 )sql");

@@ -2,6 +2,7 @@
 // room.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <span>
 #include <string>
@@ -47,13 +48,19 @@ class StatsRepo {
  public:
   static constexpr int64_t kBucketMs = 15 * 60 * 1000;  // the rollups' grid, UTC
   static constexpr int64_t kDayMs = 86'400'000;
+  static constexpr int64_t kHourMs = 3'600'000;
+  static constexpr std::array<int64_t, 3> kHourPhases = {0, 900'000, 1'800'000};
 
   explicit StatsRepo(Database& db) : db_(db) {}
 
   // Every agent's calls per bucket starting in [from_ms, to_ms), ascending; buckets without a call may be
   // missing. Bounds that are not multiples of kBucketMs take the buckets that start inside.
   Result<std::vector<OutcomeBucket>> buckets(int64_t from_ms, int64_t to_ms);
-  // The same for one agent.
+  // Every agent's calls per hour starting in [from_ms, to_ms) at minute phase_ms / 60000 of the UTC hour
+  // (kHourPhases: the minutes local hours start at in today's zones). An hour is counted as starting at
+  // start_ms; hours without a call may be missing. -EINVAL for another phase.
+  Result<std::vector<OutcomeBucket>> hours(int64_t phase_ms, int64_t from_ms, int64_t to_ms);
+  // Every agent's calls per bucket as above, for one agent.
   Result<std::vector<OutcomeBucket>> agent_buckets(std::string_view agent_uuid, int64_t from_ms,
                                                    int64_t to_ms);
   // Each agent's total over the buckets starting in [from_ms, to_ms) (multiples of kBucketMs), agents with
