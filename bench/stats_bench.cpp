@@ -317,7 +317,9 @@ int main(int argc, char** argv) {
       }
       std::printf("days=90 %-40s %6zu rows %7.2f ms CPU\n", what, rows, figures(cpu).p50);
     };
-    part("StatsRepo::buckets (all agents)", [&] { return repo.buckets(from, to)->size(); });
+    part("StatsRepo::buckets (all agents, quarters)", [&] { return repo.buckets(from, to)->size(); });
+    part("StatsRepo::hours (all agents, phase 30 min)",
+         [&] { return repo.hours(1'800'000, from, to)->size(); });
     part("StatsRepo::agents", [&] { return repo.agents(from, to)->size(); });
     part("StatsRepo::agent_buckets (agent_3)",
          [&] { return repo.agent_buckets("agent_3", from, to)->size(); });
@@ -374,6 +376,7 @@ int main(int argc, char** argv) {
           "DROP TRIGGER call_stats_insert; DROP TRIGGER call_stats_delete; "
           "DROP TRIGGER call_stats_update_old; DROP TRIGGER call_stats_update_new; "
           "DROP TABLE call_stats_quarter; DROP TABLE call_stats_hour; DROP TABLE call_stats_agent_quarter; "
+          "DROP TABLE call_stats_agent_hour; "
           "DROP TABLE call_stats_agent_day; DROP INDEX chat_sessions_created; "
           "DROP INDEX chat_sessions_agent_created; PRAGMA user_version = 7"))
     return 1;

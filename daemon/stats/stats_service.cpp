@@ -159,9 +159,9 @@ Result<DashboardStats> StatsService::compute(const StatsQuery& query) {
   std::vector<std::string> mine = query.agents;
   std::sort(mine.begin(), mine.end());
   mine.erase(std::unique(mine.begin(), mine.end()), mine.end());
+  // 24 rows a day from the hour rollups when the zone's hours line up with one of their phases, else 96.
+  const std::optional<int64_t> phase = hour_phase(**zone, window);
   if (mine.empty()) {
-    // 24 rows a day from the hour rollup when the zone's hours line up with one of its phases, else 96.
-    const std::optional<int64_t> phase = hour_phase(**zone, window);
     auto buckets =
         phase ? repo_.hours(*phase, window.from(), window.to()) : repo_.buckets(window.from(), window.to());
     if (!buckets) return buckets.error();
@@ -172,7 +172,8 @@ Result<DashboardStats> StatsService::compute(const StatsQuery& query) {
   } else {
     // A limited token: only its agents' rows are read, so nothing of another agent reaches a number.
     for (const std::string& agent : mine) {
-      auto buckets = repo_.agent_buckets(agent, window.from(), window.to());
+      auto buckets = phase ? repo_.agent_hours(agent, *phase, window.from(), window.to())
+                           : repo_.agent_buckets(agent, window.from(), window.to());
       if (!buckets) return buckets.error();
       for (const OutcomeBucket& b : *buckets) acc.add(b);
       auto chat = repo_.chat(window.from(), window.to(), agent);

@@ -580,11 +580,12 @@ constexpr std::string_view kMigration8 = R"sql(
 -- 15-minute UTC bucket of its created_at (immutable), kept by the triggers below in the transaction of the
 -- call's own write. A 15-minute grid lines up with every local midnight and hour of today's zones (offsets are
 -- whole quarter hours: +05:30, +05:45), so any time zone's days and hours are sums of whole buckets.
--- call_stats_quarter: all agents; call_stats_hour: the same outcomes per hour, for each of the three phases
--- local hours start at in today's zones (minute 0, 15 or 30 of the UTC hour): an all-agents token's daily and
--- hourly series read 24 rows a day instead of 96; call_stats_agent_quarter: per agent (an agent-limited
--- token's series, and the edges of a window); call_stats_agent_day: per agent and UTC day (top agents over a
--- window without visiting its 96 quarters a day). Rows whose counts fell back to 0 stay.
+-- call_stats_quarter: all agents; call_stats_hour: the outcomes per hour, for each of the three phases local
+-- hours start at in today's zones (minute 0, 15 or 30 of the UTC hour): the daily and hourly series read 24
+-- rows a day instead of 96; call_stats_agent_quarter and call_stats_agent_hour: the same per agent (an
+-- agent-limited token's series; the quarters also give the partial days at a window's edges and the series of
+-- a window whose phase changes); call_stats_agent_day: per agent and UTC day (top agents over a window without
+-- visiting its 96 quarters a day). Rows whose counts fell back to 0 stay.
 CREATE TABLE call_stats_quarter (
   bucket            INTEGER PRIMARY KEY,
   calls             INTEGER NOT NULL DEFAULT 0,
@@ -624,6 +625,18 @@ CREATE TABLE call_stats_agent_quarter (
   picked_duration_s INTEGER NOT NULL DEFAULT 0,
   PRIMARY KEY (agent_uuid, bucket)
 ) WITHOUT ROWID;
+CREATE TABLE call_stats_agent_hour (
+  agent_uuid        TEXT NOT NULL,
+  phase             INTEGER NOT NULL CHECK (phase IN (0, 900000, 1800000)),
+  hour              INTEGER NOT NULL,
+  calls             INTEGER NOT NULL DEFAULT 0,
+  picked            INTEGER NOT NULL DEFAULT 0,
+  not_picked        INTEGER NOT NULL DEFAULT 0,
+  failed            INTEGER NOT NULL DEFAULT 0,
+  busy              INTEGER NOT NULL DEFAULT 0,
+  voicemail         INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (agent_uuid, phase, hour)
+) WITHOUT ROWID;
 CREATE TABLE call_stats_agent_day (
   day               INTEGER NOT NULL,
   agent_uuid        TEXT NOT NULL,
@@ -662,6 +675,11 @@ INSERT INTO call_stats_agent_quarter (agent_uuid, bucket, calls, picked, not_pic
     sum(call_type = 'inbound'), sum(duration_seconds),
     sum(CASE WHEN status = 'picked' THEN duration_seconds ELSE 0 END)
   FROM calls WHERE execution_mode = 'prod' GROUP BY 1, 2;
+INSERT INTO call_stats_agent_hour (agent_uuid, phase, hour, calls, picked, not_picked, failed, busy, voicemail)
+  SELECT q.agent_uuid, p.phase, (q.bucket - p.phase) / 3600000 * 3600000 + p.phase, sum(q.calls), sum(q.picked),
+    sum(q.not_picked), sum(q.failed), sum(q.busy), sum(q.voicemail)
+  FROM call_stats_agent_quarter AS q, (SELECT 0 AS phase UNION ALL SELECT 900000 UNION ALL SELECT 1800000) AS p
+  GROUP BY 1, 2, 3;
 INSERT INTO call_stats_agent_day (day, agent_uuid, calls, picked, not_picked, failed, busy, voicemail, in_progress,
     inbound, duration_s, picked_duration_s)
   SELECT created_at / 86400000 * 86400000, agent_uuid,
@@ -702,6 +720,14 @@ CREATE TRIGGER call_stats_insert AFTER INSERT ON calls WHEN new.execution_mode =
         in_progress = in_progress + excluded.in_progress, inbound = inbound + excluded.inbound,
         duration_s = duration_s + excluded.duration_s,
         picked_duration_s = picked_duration_s + excluded.picked_duration_s;
+  INSERT INTO call_stats_agent_hour (agent_uuid, phase, hour, calls, picked, not_picked, failed, busy, voicemail)
+    SELECT new.agent_uuid, p.phase, (new.created_at - p.phase) / 3600000 * 3600000 + p.phase, 1,
+        new.status = 'picked', new.status = 'not_picked', new.status = 'failed', new.status = 'busy',
+        new.status = 'voicemail'
+    FROM (SELECT 0 AS phase UNION ALL SELECT 900000 UNION ALL SELECT 1800000) AS p WHERE true
+    ON CONFLICT DO UPDATE SET calls = calls + excluded.calls, picked = picked + excluded.picked,
+        not_picked = not_picked + excluded.not_picked, failed = failed + excluded.failed,
+        busy = busy + excluded.busy, voicemail = voicemail + excluded.voicemail;
   INSERT INTO call_stats_agent_day (day, agent_uuid, calls, picked, not_picked, failed, busy, voicemail, in_progress,
       inbound, duration_s, picked_duration_s)
     VALUES (new.created_at / 86400000 * 86400000, new.agent_uuid, 1, new.status = 'picked',
@@ -742,6 +768,20 @@ CREATE TRIGGER call_stats_delete AFTER DELETE ON calls WHEN old.execution_mode =
       duration_s = duration_s - (old.duration_seconds),
       picked_duration_s = picked_duration_s - (CASE WHEN old.status = 'picked' THEN old.duration_seconds ELSE 0 END)
     WHERE agent_uuid = old.agent_uuid AND bucket = old.created_at / 900000 * 900000;
+  UPDATE call_stats_agent_hour SET calls = calls - 1, picked = picked - (old.status = 'picked'),
+      not_picked = not_picked - (old.status = 'not_picked'), failed = failed - (old.status = 'failed'),
+      busy = busy - (old.status = 'busy'), voicemail = voicemail - (old.status = 'voicemail')
+    WHERE agent_uuid = old.agent_uuid AND phase = 0 AND hour = old.created_at / 3600000 * 3600000;
+  UPDATE call_stats_agent_hour SET calls = calls - 1, picked = picked - (old.status = 'picked'),
+      not_picked = not_picked - (old.status = 'not_picked'), failed = failed - (old.status = 'failed'),
+      busy = busy - (old.status = 'busy'), voicemail = voicemail - (old.status = 'voicemail')
+    WHERE agent_uuid = old.agent_uuid AND phase = 900000
+      AND hour = (old.created_at - 900000) / 3600000 * 3600000 + 900000;
+  UPDATE call_stats_agent_hour SET calls = calls - 1, picked = picked - (old.status = 'picked'),
+      not_picked = not_picked - (old.status = 'not_picked'), failed = failed - (old.status = 'failed'),
+      busy = busy - (old.status = 'busy'), voicemail = voicemail - (old.status = 'voicemail')
+    WHERE agent_uuid = old.agent_uuid AND phase = 1800000
+      AND hour = (old.created_at - 1800000) / 3600000 * 3600000 + 1800000;
   UPDATE call_stats_agent_day SET calls = calls - 1, picked = picked - (old.status = 'picked'),
       not_picked = not_picked - (old.status = 'not_picked'), failed = failed - (old.status = 'failed'),
       busy = busy - (old.status = 'busy'), voicemail = voicemail - (old.status = 'voicemail'),
@@ -785,6 +825,20 @@ BEGIN
       duration_s = duration_s - (old.duration_seconds),
       picked_duration_s = picked_duration_s - (CASE WHEN old.status = 'picked' THEN old.duration_seconds ELSE 0 END)
     WHERE agent_uuid = old.agent_uuid AND bucket = old.created_at / 900000 * 900000;
+  UPDATE call_stats_agent_hour SET calls = calls - 1, picked = picked - (old.status = 'picked'),
+      not_picked = not_picked - (old.status = 'not_picked'), failed = failed - (old.status = 'failed'),
+      busy = busy - (old.status = 'busy'), voicemail = voicemail - (old.status = 'voicemail')
+    WHERE agent_uuid = old.agent_uuid AND phase = 0 AND hour = old.created_at / 3600000 * 3600000;
+  UPDATE call_stats_agent_hour SET calls = calls - 1, picked = picked - (old.status = 'picked'),
+      not_picked = not_picked - (old.status = 'not_picked'), failed = failed - (old.status = 'failed'),
+      busy = busy - (old.status = 'busy'), voicemail = voicemail - (old.status = 'voicemail')
+    WHERE agent_uuid = old.agent_uuid AND phase = 900000
+      AND hour = (old.created_at - 900000) / 3600000 * 3600000 + 900000;
+  UPDATE call_stats_agent_hour SET calls = calls - 1, picked = picked - (old.status = 'picked'),
+      not_picked = not_picked - (old.status = 'not_picked'), failed = failed - (old.status = 'failed'),
+      busy = busy - (old.status = 'busy'), voicemail = voicemail - (old.status = 'voicemail')
+    WHERE agent_uuid = old.agent_uuid AND phase = 1800000
+      AND hour = (old.created_at - 1800000) / 3600000 * 3600000 + 1800000;
   UPDATE call_stats_agent_day SET calls = calls - 1, picked = picked - (old.status = 'picked'),
       not_picked = not_picked - (old.status = 'not_picked'), failed = failed - (old.status = 'failed'),
       busy = busy - (old.status = 'busy'), voicemail = voicemail - (old.status = 'voicemail'),
@@ -831,6 +885,14 @@ BEGIN
         in_progress = in_progress + excluded.in_progress, inbound = inbound + excluded.inbound,
         duration_s = duration_s + excluded.duration_s,
         picked_duration_s = picked_duration_s + excluded.picked_duration_s;
+  INSERT INTO call_stats_agent_hour (agent_uuid, phase, hour, calls, picked, not_picked, failed, busy, voicemail)
+    SELECT new.agent_uuid, p.phase, (new.created_at - p.phase) / 3600000 * 3600000 + p.phase, 1,
+        new.status = 'picked', new.status = 'not_picked', new.status = 'failed', new.status = 'busy',
+        new.status = 'voicemail'
+    FROM (SELECT 0 AS phase UNION ALL SELECT 900000 UNION ALL SELECT 1800000) AS p WHERE true
+    ON CONFLICT DO UPDATE SET calls = calls + excluded.calls, picked = picked + excluded.picked,
+        not_picked = not_picked + excluded.not_picked, failed = failed + excluded.failed,
+        busy = busy + excluded.busy, voicemail = voicemail + excluded.voicemail;
   INSERT INTO call_stats_agent_day (day, agent_uuid, calls, picked, not_picked, failed, busy, voicemail, in_progress,
       inbound, duration_s, picked_duration_s)
     VALUES (new.created_at / 86400000 * 86400000, new.agent_uuid, 1, new.status = 'picked',

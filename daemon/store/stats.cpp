@@ -31,6 +31,9 @@ const std::string kAgentBuckets = "SELECT " + kOutcomes +
 const std::string kHours =
     "SELECT hour, calls, picked, not_picked, failed, busy, voicemail FROM call_stats_hour "
     "WHERE phase = ?1 AND hour >= ?2 AND hour < ?3 ORDER BY hour";
+const std::string kAgentHours =
+    "SELECT hour, calls, picked, not_picked, failed, busy, voicemail FROM call_stats_agent_hour "
+    "WHERE agent_uuid = ?1 AND phase = ?2 AND hour >= ?3 AND hour < ?4 ORDER BY hour";
 // Summed here rather than with GROUP BY: the rows come in (day, agent) order, and a sorter costs more.
 const std::string kAgentDays =
     "SELECT agent_uuid, " + kTally + " FROM call_stats_agent_day WHERE day >= ?1 AND day < ?2";
@@ -119,6 +122,16 @@ Result<std::vector<OutcomeBucket>> StatsRepo::hours(int64_t phase_ms, int64_t fr
   return read_buckets(*stmt, "reading the hour rollup");
 }
 
+Result<std::vector<OutcomeBucket>> StatsRepo::agent_hours(std::string_view agent_uuid, int64_t phase_ms,
+                                                          int64_t from_ms, int64_t to_ms) {
+  if (std::find(kHourPhases.begin(), kHourPhases.end(), phase_ms) == kHourPhases.end())
+    return make_error("store: no hour rollup of phase " + std::to_string(phase_ms) + " ms", -EINVAL);
+  auto stmt = db_.sql().cached(kAgentHours);
+  if (!stmt.ok()) return wrap("reading an agent's hour rollup", stmt.error());
+  (*stmt)->bind_all(agent_uuid, phase_ms, from_ms, to_ms);
+  return read_buckets(*stmt, "reading an agent's hour rollup");
+}
+
 Result<std::vector<OutcomeBucket>> StatsRepo::agent_buckets(std::string_view agent_uuid, int64_t from_ms,
                                                             int64_t to_ms) {
   auto stmt = db_.sql().cached(kAgentBuckets);
@@ -202,8 +215,8 @@ Result<std::string> StatsRepo::agent_name(std::string_view agent_uuid) {
 }
 
 std::vector<std::string> StatsRepo::statements() {
-  return {kBuckets, kHours,     kAgentBuckets,   kAgentDays,     kAgentRange,
-          kChat,    kAgentChat, kConfiguredName, kLatestCallName};
+  return {kBuckets,    kHours, kAgentHours, kAgentBuckets,   kAgentDays,
+          kAgentRange, kChat,  kAgentChat,  kConfiguredName, kLatestCallName};
 }
 
 }  // namespace osvi::daemon

@@ -9,6 +9,8 @@
 #include <sqlite3.h>
 
 #include <algorithm>
+#include <array>
+#include <cstdio>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -218,10 +220,13 @@ TEST_F(StatsTest, LordHoweHalfHourDstFallsBackToQuarters) {
   EXPECT_EQ(days_with_calls(s), (std::vector<std::string>{"2026-04-05:4"}));
   EXPECT_EQ(hours(s), (std::vector<std::string>{"0:1", "1:2", "2:1"}));
   EXPECT_EQ(s.utc_offset_minutes, 630);
+  const DashboardStats mine = stats(7, "Australia/Lord_Howe", {"agent_a"});  // the agent's quarters
+  EXPECT_EQ(hours(mine), (std::vector<std::string>{"0:1", "1:2", "2:1"}));
 }
 
 // The all-agents series come from the hour rollup (phases 0, 15 and 30 min), an agent-limited one from the
-// agents' 15-minute buckets: after inserts, updates and removals, the two agree in every zone.
+// agents' hour rollup: after inserts, updates and removals, the two agree with each other and with the calls
+// placed one by one in every zone.
 TEST_F(StatsTest, HourRollupAgreesWithTheQuarters) {
   clock_.advance_ms(1'796'279'400'000);  // 2026-12-03T12:00:00+05:30
   const char* statuses[] = {"picked", "not_picked", "failed", "busy", "voicemail", "in_progress"};
@@ -237,7 +242,11 @@ TEST_F(StatsTest, HourRollupAgreesWithTheQuarters) {
     calls[static_cast<size_t>(i)].status = "picked";
     ASSERT_TRUE(store_->calls().update(calls[static_cast<size_t>(i)]).ok());
   }
-  for (int i = 3; i < 300; i += 11) ASSERT_TRUE(store_->calls().remove(named("c", i)).ok());
+  std::vector<bool> removed(calls.size(), false);
+  for (int i = 3; i < 300; i += 11) {
+    ASSERT_TRUE(store_->calls().remove(named("c", i)).ok());
+    removed[static_cast<size_t>(i)] = true;
+  }
   for (const char* zone : {"Asia/Kolkata", "Asia/Kathmandu", "Europe/Berlin", "UTC", "America/St_Johns"}) {
     const DashboardStats all = stats(7, zone);
     const DashboardStats each = stats(7, zone, {"agent_0", "agent_1", "agent_2"});
@@ -254,6 +263,18 @@ TEST_F(StatsTest, HourRollupAgreesWithTheQuarters) {
     int64_t in_series = 0;
     for (const DayCounts& d : all.daily) in_series += d.total;
     EXPECT_EQ(in_series, all.cards.total_calls) << zone;
+    // And both agree with the calls themselves, placed in local days and hours one by one.
+    auto tz = TimeZone::load(zone);
+    ASSERT_TRUE(tz.ok()) << zone;
+    std::array<int64_t, 24> want{};
+    for (size_t i = 0; i < calls.size(); ++i) {
+      if (removed[i]) continue;
+      const LocalTime lt = (*tz)->local(calls[i].created_at_ms);
+      char date[16];
+      std::snprintf(date, sizeof date, "%04d-%02d-%02d", lt.year, lt.month, lt.day);
+      if (date >= all.from && date <= all.to) ++want[static_cast<size_t>(lt.minute_of_day / 60)];
+    }
+    EXPECT_EQ(all.by_hour, want) << zone;
   }
 }
 
@@ -439,6 +460,7 @@ TEST_F(StatsTest, Migration8BackfillsTheRollups) {
 DROP TRIGGER call_stats_insert; DROP TRIGGER call_stats_delete;
 DROP TRIGGER call_stats_update_old; DROP TRIGGER call_stats_update_new;
 DROP TABLE call_stats_quarter; DROP TABLE call_stats_hour; DROP TABLE call_stats_agent_quarter;
+DROP TABLE call_stats_agent_hour;
 DROP TABLE call_stats_agent_day;
 DROP INDEX chat_sessions_created; DROP INDEX chat_sessions_agent_created;
 PRAGMA user_version = 7;

@@ -71,6 +71,7 @@ DROP TRIGGER call_stats_update_old;
 DROP TRIGGER call_stats_update_new;
 DROP TABLE call_stats_quarter;
 DROP TABLE call_stats_hour;
+DROP TABLE call_stats_agent_hour;
 DROP TABLE call_stats_agent_quarter;
 DROP TABLE call_stats_agent_day;
 DROP INDEX chat_sessions_created;

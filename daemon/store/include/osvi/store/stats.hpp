@@ -60,6 +60,9 @@ class StatsRepo {
   // (kHourPhases: the minutes local hours start at in today's zones). An hour is counted as starting at
   // start_ms; hours without a call may be missing. -EINVAL for another phase.
   Result<std::vector<OutcomeBucket>> hours(int64_t phase_ms, int64_t from_ms, int64_t to_ms);
+  // The same for one agent.
+  Result<std::vector<OutcomeBucket>> agent_hours(std::string_view agent_uuid, int64_t phase_ms,
+                                                 int64_t from_ms, int64_t to_ms);
   // Every agent's calls per bucket as above, for one agent.
   Result<std::vector<OutcomeBucket>> agent_buckets(std::string_view agent_uuid, int64_t from_ms,
                                                    int64_t to_ms);
