@@ -702,9 +702,23 @@ CREATE TRIGGER call_stats_insert AFTER INSERT ON calls WHEN new.execution_mode =
         duration_s = duration_s + excluded.duration_s,
         picked_duration_s = picked_duration_s + excluded.picked_duration_s;
   INSERT INTO call_stats_hour (phase, hour, calls, picked, not_picked, failed, busy, voicemail)
-    SELECT p.phase, (new.created_at - p.phase) / 3600000 * 3600000 + p.phase, 1, new.status = 'picked',
-        new.status = 'not_picked', new.status = 'failed', new.status = 'busy', new.status = 'voicemail'
-    FROM (SELECT 0 AS phase UNION ALL SELECT 900000 UNION ALL SELECT 1800000) AS p WHERE true
+    VALUES (0, new.created_at / 3600000 * 3600000,
+        1, new.status = 'picked', new.status = 'not_picked', new.status = 'failed', new.status = 'busy',
+        new.status = 'voicemail')
+    ON CONFLICT DO UPDATE SET calls = calls + excluded.calls, picked = picked + excluded.picked,
+        not_picked = not_picked + excluded.not_picked, failed = failed + excluded.failed,
+        busy = busy + excluded.busy, voicemail = voicemail + excluded.voicemail;
+  INSERT INTO call_stats_hour (phase, hour, calls, picked, not_picked, failed, busy, voicemail)
+    VALUES (900000, (new.created_at - 900000) / 3600000 * 3600000 + 900000,
+        1, new.status = 'picked', new.status = 'not_picked', new.status = 'failed', new.status = 'busy',
+        new.status = 'voicemail')
+    ON CONFLICT DO UPDATE SET calls = calls + excluded.calls, picked = picked + excluded.picked,
+        not_picked = not_picked + excluded.not_picked, failed = failed + excluded.failed,
+        busy = busy + excluded.busy, voicemail = voicemail + excluded.voicemail;
+  INSERT INTO call_stats_hour (phase, hour, calls, picked, not_picked, failed, busy, voicemail)
+    VALUES (1800000, (new.created_at - 1800000) / 3600000 * 3600000 + 1800000,
+        1, new.status = 'picked', new.status = 'not_picked', new.status = 'failed', new.status = 'busy',
+        new.status = 'voicemail')
     ON CONFLICT DO UPDATE SET calls = calls + excluded.calls, picked = picked + excluded.picked,
         not_picked = not_picked + excluded.not_picked, failed = failed + excluded.failed,
         busy = busy + excluded.busy, voicemail = voicemail + excluded.voicemail;
@@ -721,10 +735,23 @@ CREATE TRIGGER call_stats_insert AFTER INSERT ON calls WHEN new.execution_mode =
         duration_s = duration_s + excluded.duration_s,
         picked_duration_s = picked_duration_s + excluded.picked_duration_s;
   INSERT INTO call_stats_agent_hour (agent_uuid, phase, hour, calls, picked, not_picked, failed, busy, voicemail)
-    SELECT new.agent_uuid, p.phase, (new.created_at - p.phase) / 3600000 * 3600000 + p.phase, 1,
-        new.status = 'picked', new.status = 'not_picked', new.status = 'failed', new.status = 'busy',
-        new.status = 'voicemail'
-    FROM (SELECT 0 AS phase UNION ALL SELECT 900000 UNION ALL SELECT 1800000) AS p WHERE true
+    VALUES (new.agent_uuid, 0, new.created_at / 3600000 * 3600000,
+        1, new.status = 'picked', new.status = 'not_picked', new.status = 'failed', new.status = 'busy',
+        new.status = 'voicemail')
+    ON CONFLICT DO UPDATE SET calls = calls + excluded.calls, picked = picked + excluded.picked,
+        not_picked = not_picked + excluded.not_picked, failed = failed + excluded.failed,
+        busy = busy + excluded.busy, voicemail = voicemail + excluded.voicemail;
+  INSERT INTO call_stats_agent_hour (agent_uuid, phase, hour, calls, picked, not_picked, failed, busy, voicemail)
+    VALUES (new.agent_uuid, 900000, (new.created_at - 900000) / 3600000 * 3600000 + 900000,
+        1, new.status = 'picked', new.status = 'not_picked', new.status = 'failed', new.status = 'busy',
+        new.status = 'voicemail')
+    ON CONFLICT DO UPDATE SET calls = calls + excluded.calls, picked = picked + excluded.picked,
+        not_picked = not_picked + excluded.not_picked, failed = failed + excluded.failed,
+        busy = busy + excluded.busy, voicemail = voicemail + excluded.voicemail;
+  INSERT INTO call_stats_agent_hour (agent_uuid, phase, hour, calls, picked, not_picked, failed, busy, voicemail)
+    VALUES (new.agent_uuid, 1800000, (new.created_at - 1800000) / 3600000 * 3600000 + 1800000,
+        1, new.status = 'picked', new.status = 'not_picked', new.status = 'failed', new.status = 'busy',
+        new.status = 'voicemail')
     ON CONFLICT DO UPDATE SET calls = calls + excluded.calls, picked = picked + excluded.picked,
         not_picked = not_picked + excluded.not_picked, failed = failed + excluded.failed,
         busy = busy + excluded.busy, voicemail = voicemail + excluded.voicemail;
@@ -867,9 +894,23 @@ BEGIN
         duration_s = duration_s + excluded.duration_s,
         picked_duration_s = picked_duration_s + excluded.picked_duration_s;
   INSERT INTO call_stats_hour (phase, hour, calls, picked, not_picked, failed, busy, voicemail)
-    SELECT p.phase, (new.created_at - p.phase) / 3600000 * 3600000 + p.phase, 1, new.status = 'picked',
-        new.status = 'not_picked', new.status = 'failed', new.status = 'busy', new.status = 'voicemail'
-    FROM (SELECT 0 AS phase UNION ALL SELECT 900000 UNION ALL SELECT 1800000) AS p WHERE true
+    VALUES (0, new.created_at / 3600000 * 3600000,
+        1, new.status = 'picked', new.status = 'not_picked', new.status = 'failed', new.status = 'busy',
+        new.status = 'voicemail')
+    ON CONFLICT DO UPDATE SET calls = calls + excluded.calls, picked = picked + excluded.picked,
+        not_picked = not_picked + excluded.not_picked, failed = failed + excluded.failed,
+        busy = busy + excluded.busy, voicemail = voicemail + excluded.voicemail;
+  INSERT INTO call_stats_hour (phase, hour, calls, picked, not_picked, failed, busy, voicemail)
+    VALUES (900000, (new.created_at - 900000) / 3600000 * 3600000 + 900000,
+        1, new.status = 'picked', new.status = 'not_picked', new.status = 'failed', new.status = 'busy',
+        new.status = 'voicemail')
+    ON CONFLICT DO UPDATE SET calls = calls + excluded.calls, picked = picked + excluded.picked,
+        not_picked = not_picked + excluded.not_picked, failed = failed + excluded.failed,
+        busy = busy + excluded.busy, voicemail = voicemail + excluded.voicemail;
+  INSERT INTO call_stats_hour (phase, hour, calls, picked, not_picked, failed, busy, voicemail)
+    VALUES (1800000, (new.created_at - 1800000) / 3600000 * 3600000 + 1800000,
+        1, new.status = 'picked', new.status = 'not_picked', new.status = 'failed', new.status = 'busy',
+        new.status = 'voicemail')
     ON CONFLICT DO UPDATE SET calls = calls + excluded.calls, picked = picked + excluded.picked,
         not_picked = not_picked + excluded.not_picked, failed = failed + excluded.failed,
         busy = busy + excluded.busy, voicemail = voicemail + excluded.voicemail;
@@ -886,10 +927,23 @@ BEGIN
         duration_s = duration_s + excluded.duration_s,
         picked_duration_s = picked_duration_s + excluded.picked_duration_s;
   INSERT INTO call_stats_agent_hour (agent_uuid, phase, hour, calls, picked, not_picked, failed, busy, voicemail)
-    SELECT new.agent_uuid, p.phase, (new.created_at - p.phase) / 3600000 * 3600000 + p.phase, 1,
-        new.status = 'picked', new.status = 'not_picked', new.status = 'failed', new.status = 'busy',
-        new.status = 'voicemail'
-    FROM (SELECT 0 AS phase UNION ALL SELECT 900000 UNION ALL SELECT 1800000) AS p WHERE true
+    VALUES (new.agent_uuid, 0, new.created_at / 3600000 * 3600000,
+        1, new.status = 'picked', new.status = 'not_picked', new.status = 'failed', new.status = 'busy',
+        new.status = 'voicemail')
+    ON CONFLICT DO UPDATE SET calls = calls + excluded.calls, picked = picked + excluded.picked,
+        not_picked = not_picked + excluded.not_picked, failed = failed + excluded.failed,
+        busy = busy + excluded.busy, voicemail = voicemail + excluded.voicemail;
+  INSERT INTO call_stats_agent_hour (agent_uuid, phase, hour, calls, picked, not_picked, failed, busy, voicemail)
+    VALUES (new.agent_uuid, 900000, (new.created_at - 900000) / 3600000 * 3600000 + 900000,
+        1, new.status = 'picked', new.status = 'not_picked', new.status = 'failed', new.status = 'busy',
+        new.status = 'voicemail')
+    ON CONFLICT DO UPDATE SET calls = calls + excluded.calls, picked = picked + excluded.picked,
+        not_picked = not_picked + excluded.not_picked, failed = failed + excluded.failed,
+        busy = busy + excluded.busy, voicemail = voicemail + excluded.voicemail;
+  INSERT INTO call_stats_agent_hour (agent_uuid, phase, hour, calls, picked, not_picked, failed, busy, voicemail)
+    VALUES (new.agent_uuid, 1800000, (new.created_at - 1800000) / 3600000 * 3600000 + 1800000,
+        1, new.status = 'picked', new.status = 'not_picked', new.status = 'failed', new.status = 'busy',
+        new.status = 'voicemail')
     ON CONFLICT DO UPDATE SET calls = calls + excluded.calls, picked = picked + excluded.picked,
         not_picked = not_picked + excluded.not_picked, failed = failed + excluded.failed,
         busy = busy + excluded.busy, voicemail = voicemail + excluded.voicemail;
