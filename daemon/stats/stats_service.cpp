@@ -154,8 +154,8 @@ Result<DashboardStats> StatsService::compute(const StatsQuery& query) {
   }
   Accumulator acc{**zone, window, out};
 
-  // The series come from the 15-minute buckets (the counters they need only), the cards and top agents from
-  // each agent's totals over the same window: the same rollups, so they agree.
+  // The series come from the hour or 15-minute rollups (the outcome counters only), the cards and top agents
+  // from each agent's totals over the same window: rollups of the same triggers, so they agree.
   std::vector<std::string> mine = query.agents;
   std::sort(mine.begin(), mine.end());
   mine.erase(std::unique(mine.begin(), mine.end()), mine.end());
