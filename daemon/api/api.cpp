@@ -128,6 +128,7 @@ Api::Api(ApiContext& ctx) : ctx_(ctx) {
   router_.add("GET", "/v1/knowledge/documents/{id}", bind(&Api::get_document));
   router_.add("POST", "/v1/knowledge/documents/{id}/archive", bind(&Api::archive_document));
   router_.add("GET", "/v1/knowledge/search", bind(&Api::search_knowledge));
+  router_.add("GET", "/v1/stats", bind(&Api::get_stats));
 }
 
 namespace {

@@ -299,6 +299,7 @@ Status App::start() {
   }
   if (auto s = store_->agents().sync(agent_records(*config_)); !s) return s;
   zones_ = std::make_unique<TimeZones>();
+  stats_ = std::make_unique<StatsService>(*store_, *zones_, *clock_);
   campaigns_ = std::make_unique<CampaignService>(*store_, *zones_);
   campaigns_->set_can_dial([this] { return lines_ && lines_->size() > 0; });
   if (auto s = campaigns_->sync(*config_); !s) return s;
@@ -314,6 +315,7 @@ Status App::start() {
   api_ctx_.tokens = &tokens_;
   api_ctx_.store = store_.get();
   api_ctx_.clock = clock_.get();
+  api_ctx_.stats = stats_.get();
   api_ctx_.started_mono_us = clock_->monotonic_us();
   api_ctx_.started_wall_ms = clock_->wall_ms();
   api_ctx_.config_source = source;
@@ -805,6 +807,8 @@ int App::run() {
   api_ctx_.knowledge = nullptr;
   knowledge_.reset();  // before the store it reads, and its timer
   knowledge_timer_.reset();
+  api_ctx_.stats = nullptr;
+  stats_.reset();               // before the store it reads
   webhook_dispatcher_.reset();  // cancels what is in flight (those stay pending), before its client and store
   webhook_http_.reset();
   store_.reset();

@@ -572,8 +572,401 @@ CREATE INDEX chat_messages_session ON chat_messages (session_id, id);
 CREATE INDEX chat_messages_whispers ON chat_messages (session_id, id) WHERE role = 'whisper' AND consumed_by IS NULL;
 )sql";
 
-constexpr std::array<std::string_view, 7> kMigrations = {kMigration1, kMigration2, kMigration3, kMigration4,
-                                                         kMigration5, kMigration6, kMigration7};
+// Migration 8: the dashboard's rollups (GET /v1/stats, docs/store.md "Stats rollups"). Counting the calls of
+// a 90-day window at 1,000,000 calls visits ~250,000 index entries (far past the 20 ms the dashboard has);
+// the rollups turn that into at most a few thousand rows, whatever the number of calls.
+constexpr std::string_view kMigration8 = R"sql(
+-- The dashboard's rollups (GET /v1/stats): every production call counted once, by its current state, in the
+-- 15-minute UTC bucket of its created_at (immutable), kept by the triggers below in the transaction of the
+-- call's own write. A 15-minute grid lines up with every local midnight and hour of today's zones (offsets are
+-- whole quarter hours: +05:30, +05:45), so any time zone's days and hours are sums of whole buckets.
+-- call_stats_quarter: all agents; call_stats_hour: the outcomes per hour, for each of the three phases local
+-- hours start at in today's zones (minute 0, 15 or 30 of the UTC hour): the daily and hourly series read 24
+-- rows a day instead of 96; call_stats_agent_quarter and call_stats_agent_hour: the same per agent (an
+-- agent-limited token's series; the quarters also give the partial days at a window's edges and the series of
+-- a window whose phase changes); call_stats_agent_day: per agent and UTC day (top agents over a window without
+-- visiting its 96 quarters a day). Rows whose counts fell back to 0 stay.
+CREATE TABLE call_stats_quarter (
+  bucket            INTEGER PRIMARY KEY,
+  calls             INTEGER NOT NULL DEFAULT 0,
+  picked            INTEGER NOT NULL DEFAULT 0,
+  not_picked        INTEGER NOT NULL DEFAULT 0,
+  failed            INTEGER NOT NULL DEFAULT 0,
+  busy              INTEGER NOT NULL DEFAULT 0,
+  voicemail         INTEGER NOT NULL DEFAULT 0,
+  in_progress       INTEGER NOT NULL DEFAULT 0,
+  inbound           INTEGER NOT NULL DEFAULT 0,
+  duration_s        INTEGER NOT NULL DEFAULT 0,
+  picked_duration_s INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE call_stats_hour (
+  phase             INTEGER NOT NULL CHECK (phase IN (0, 900000, 1800000)),
+  hour              INTEGER NOT NULL,
+  calls             INTEGER NOT NULL DEFAULT 0,
+  picked            INTEGER NOT NULL DEFAULT 0,
+  not_picked        INTEGER NOT NULL DEFAULT 0,
+  failed            INTEGER NOT NULL DEFAULT 0,
+  busy              INTEGER NOT NULL DEFAULT 0,
+  voicemail         INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (phase, hour)
+) WITHOUT ROWID;
+CREATE TABLE call_stats_agent_quarter (
+  agent_uuid        TEXT NOT NULL,
+  bucket            INTEGER NOT NULL,
+  calls             INTEGER NOT NULL DEFAULT 0,
+  picked            INTEGER NOT NULL DEFAULT 0,
+  not_picked        INTEGER NOT NULL DEFAULT 0,
+  failed            INTEGER NOT NULL DEFAULT 0,
+  busy              INTEGER NOT NULL DEFAULT 0,
+  voicemail         INTEGER NOT NULL DEFAULT 0,
+  in_progress       INTEGER NOT NULL DEFAULT 0,
+  inbound           INTEGER NOT NULL DEFAULT 0,
+  duration_s        INTEGER NOT NULL DEFAULT 0,
+  picked_duration_s INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (agent_uuid, bucket)
+) WITHOUT ROWID;
+CREATE TABLE call_stats_agent_hour (
+  agent_uuid        TEXT NOT NULL,
+  phase             INTEGER NOT NULL CHECK (phase IN (0, 900000, 1800000)),
+  hour              INTEGER NOT NULL,
+  calls             INTEGER NOT NULL DEFAULT 0,
+  picked            INTEGER NOT NULL DEFAULT 0,
+  not_picked        INTEGER NOT NULL DEFAULT 0,
+  failed            INTEGER NOT NULL DEFAULT 0,
+  busy              INTEGER NOT NULL DEFAULT 0,
+  voicemail         INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (agent_uuid, phase, hour)
+) WITHOUT ROWID;
+CREATE TABLE call_stats_agent_day (
+  day               INTEGER NOT NULL,
+  agent_uuid        TEXT NOT NULL,
+  calls             INTEGER NOT NULL DEFAULT 0,
+  picked            INTEGER NOT NULL DEFAULT 0,
+  not_picked        INTEGER NOT NULL DEFAULT 0,
+  failed            INTEGER NOT NULL DEFAULT 0,
+  busy              INTEGER NOT NULL DEFAULT 0,
+  voicemail         INTEGER NOT NULL DEFAULT 0,
+  in_progress       INTEGER NOT NULL DEFAULT 0,
+  inbound           INTEGER NOT NULL DEFAULT 0,
+  duration_s        INTEGER NOT NULL DEFAULT 0,
+  picked_duration_s INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (day, agent_uuid)
+) WITHOUT ROWID;
+-- The calls already stored, once (the only full read of calls the stats ever make).
+INSERT INTO call_stats_quarter (bucket, calls, picked, not_picked, failed, busy, voicemail, in_progress, inbound,
+    duration_s, picked_duration_s)
+  SELECT created_at / 900000 * 900000,
+    count(*), sum(status = 'picked'), sum(status = 'not_picked'), sum(status = 'failed'),
+    sum(status = 'busy'), sum(status = 'voicemail'), sum(status = 'in_progress'),
+    sum(call_type = 'inbound'), sum(duration_seconds),
+    sum(CASE WHEN status = 'picked' THEN duration_seconds ELSE 0 END)
+  FROM calls WHERE execution_mode = 'prod' GROUP BY 1;
+-- Each quarter lies inside one hour of every phase: the hours are the quarters summed.
+INSERT INTO call_stats_hour (phase, hour, calls, picked, not_picked, failed, busy, voicemail)
+  SELECT p.phase, (q.bucket - p.phase) / 3600000 * 3600000 + p.phase, sum(q.calls), sum(q.picked),
+    sum(q.not_picked), sum(q.failed), sum(q.busy), sum(q.voicemail)
+  FROM call_stats_quarter AS q, (SELECT 0 AS phase UNION ALL SELECT 900000 UNION ALL SELECT 1800000) AS p
+  GROUP BY 1, 2;
+INSERT INTO call_stats_agent_quarter (agent_uuid, bucket, calls, picked, not_picked, failed, busy, voicemail,
+    in_progress, inbound, duration_s, picked_duration_s)
+  SELECT agent_uuid, created_at / 900000 * 900000,
+    count(*), sum(status = 'picked'), sum(status = 'not_picked'), sum(status = 'failed'),
+    sum(status = 'busy'), sum(status = 'voicemail'), sum(status = 'in_progress'),
+    sum(call_type = 'inbound'), sum(duration_seconds),
+    sum(CASE WHEN status = 'picked' THEN duration_seconds ELSE 0 END)
+  FROM calls WHERE execution_mode = 'prod' GROUP BY 1, 2;
+INSERT INTO call_stats_agent_hour (agent_uuid, phase, hour, calls, picked, not_picked, failed, busy, voicemail)
+  SELECT q.agent_uuid, p.phase, (q.bucket - p.phase) / 3600000 * 3600000 + p.phase, sum(q.calls), sum(q.picked),
+    sum(q.not_picked), sum(q.failed), sum(q.busy), sum(q.voicemail)
+  FROM call_stats_agent_quarter AS q, (SELECT 0 AS phase UNION ALL SELECT 900000 UNION ALL SELECT 1800000) AS p
+  GROUP BY 1, 2, 3;
+INSERT INTO call_stats_agent_day (day, agent_uuid, calls, picked, not_picked, failed, busy, voicemail, in_progress,
+    inbound, duration_s, picked_duration_s)
+  SELECT created_at / 86400000 * 86400000, agent_uuid,
+    count(*), sum(status = 'picked'), sum(status = 'not_picked'), sum(status = 'failed'),
+    sum(status = 'busy'), sum(status = 'voicemail'), sum(status = 'in_progress'),
+    sum(call_type = 'inbound'), sum(duration_seconds),
+    sum(CASE WHEN status = 'picked' THEN duration_seconds ELSE 0 END)
+  FROM calls WHERE execution_mode = 'prod' GROUP BY 1, 2;
+CREATE TRIGGER call_stats_insert AFTER INSERT ON calls WHEN new.execution_mode = 'prod' BEGIN
+  INSERT INTO call_stats_quarter (bucket, calls, picked, not_picked, failed, busy, voicemail, in_progress, inbound,
+      duration_s, picked_duration_s)
+    VALUES (new.created_at / 900000 * 900000, 1, new.status = 'picked', new.status = 'not_picked',
+        new.status = 'failed', new.status = 'busy', new.status = 'voicemail', new.status = 'in_progress',
+        new.call_type = 'inbound', new.duration_seconds,
+        CASE WHEN new.status = 'picked' THEN new.duration_seconds ELSE 0 END)
+    ON CONFLICT DO UPDATE SET calls = calls + excluded.calls, picked = picked + excluded.picked,
+        not_picked = not_picked + excluded.not_picked, failed = failed + excluded.failed,
+        busy = busy + excluded.busy, voicemail = voicemail + excluded.voicemail,
+        in_progress = in_progress + excluded.in_progress, inbound = inbound + excluded.inbound,
+        duration_s = duration_s + excluded.duration_s,
+        picked_duration_s = picked_duration_s + excluded.picked_duration_s;
+  INSERT INTO call_stats_hour (phase, hour, calls, picked, not_picked, failed, busy, voicemail)
+    VALUES (0, new.created_at / 3600000 * 3600000,
+        1, new.status = 'picked', new.status = 'not_picked', new.status = 'failed', new.status = 'busy',
+        new.status = 'voicemail')
+    ON CONFLICT DO UPDATE SET calls = calls + excluded.calls, picked = picked + excluded.picked,
+        not_picked = not_picked + excluded.not_picked, failed = failed + excluded.failed,
+        busy = busy + excluded.busy, voicemail = voicemail + excluded.voicemail;
+  INSERT INTO call_stats_hour (phase, hour, calls, picked, not_picked, failed, busy, voicemail)
+    VALUES (900000, (new.created_at - 900000) / 3600000 * 3600000 + 900000,
+        1, new.status = 'picked', new.status = 'not_picked', new.status = 'failed', new.status = 'busy',
+        new.status = 'voicemail')
+    ON CONFLICT DO UPDATE SET calls = calls + excluded.calls, picked = picked + excluded.picked,
+        not_picked = not_picked + excluded.not_picked, failed = failed + excluded.failed,
+        busy = busy + excluded.busy, voicemail = voicemail + excluded.voicemail;
+  INSERT INTO call_stats_hour (phase, hour, calls, picked, not_picked, failed, busy, voicemail)
+    VALUES (1800000, (new.created_at - 1800000) / 3600000 * 3600000 + 1800000,
+        1, new.status = 'picked', new.status = 'not_picked', new.status = 'failed', new.status = 'busy',
+        new.status = 'voicemail')
+    ON CONFLICT DO UPDATE SET calls = calls + excluded.calls, picked = picked + excluded.picked,
+        not_picked = not_picked + excluded.not_picked, failed = failed + excluded.failed,
+        busy = busy + excluded.busy, voicemail = voicemail + excluded.voicemail;
+  INSERT INTO call_stats_agent_quarter (agent_uuid, bucket, calls, picked, not_picked, failed, busy, voicemail,
+      in_progress, inbound, duration_s, picked_duration_s)
+    VALUES (new.agent_uuid, new.created_at / 900000 * 900000, 1, new.status = 'picked', new.status = 'not_picked',
+        new.status = 'failed', new.status = 'busy', new.status = 'voicemail', new.status = 'in_progress',
+        new.call_type = 'inbound', new.duration_seconds,
+        CASE WHEN new.status = 'picked' THEN new.duration_seconds ELSE 0 END)
+    ON CONFLICT DO UPDATE SET calls = calls + excluded.calls, picked = picked + excluded.picked,
+        not_picked = not_picked + excluded.not_picked, failed = failed + excluded.failed,
+        busy = busy + excluded.busy, voicemail = voicemail + excluded.voicemail,
+        in_progress = in_progress + excluded.in_progress, inbound = inbound + excluded.inbound,
+        duration_s = duration_s + excluded.duration_s,
+        picked_duration_s = picked_duration_s + excluded.picked_duration_s;
+  INSERT INTO call_stats_agent_hour (agent_uuid, phase, hour, calls, picked, not_picked, failed, busy, voicemail)
+    VALUES (new.agent_uuid, 0, new.created_at / 3600000 * 3600000,
+        1, new.status = 'picked', new.status = 'not_picked', new.status = 'failed', new.status = 'busy',
+        new.status = 'voicemail')
+    ON CONFLICT DO UPDATE SET calls = calls + excluded.calls, picked = picked + excluded.picked,
+        not_picked = not_picked + excluded.not_picked, failed = failed + excluded.failed,
+        busy = busy + excluded.busy, voicemail = voicemail + excluded.voicemail;
+  INSERT INTO call_stats_agent_hour (agent_uuid, phase, hour, calls, picked, not_picked, failed, busy, voicemail)
+    VALUES (new.agent_uuid, 900000, (new.created_at - 900000) / 3600000 * 3600000 + 900000,
+        1, new.status = 'picked', new.status = 'not_picked', new.status = 'failed', new.status = 'busy',
+        new.status = 'voicemail')
+    ON CONFLICT DO UPDATE SET calls = calls + excluded.calls, picked = picked + excluded.picked,
+        not_picked = not_picked + excluded.not_picked, failed = failed + excluded.failed,
+        busy = busy + excluded.busy, voicemail = voicemail + excluded.voicemail;
+  INSERT INTO call_stats_agent_hour (agent_uuid, phase, hour, calls, picked, not_picked, failed, busy, voicemail)
+    VALUES (new.agent_uuid, 1800000, (new.created_at - 1800000) / 3600000 * 3600000 + 1800000,
+        1, new.status = 'picked', new.status = 'not_picked', new.status = 'failed', new.status = 'busy',
+        new.status = 'voicemail')
+    ON CONFLICT DO UPDATE SET calls = calls + excluded.calls, picked = picked + excluded.picked,
+        not_picked = not_picked + excluded.not_picked, failed = failed + excluded.failed,
+        busy = busy + excluded.busy, voicemail = voicemail + excluded.voicemail;
+  INSERT INTO call_stats_agent_day (day, agent_uuid, calls, picked, not_picked, failed, busy, voicemail, in_progress,
+      inbound, duration_s, picked_duration_s)
+    VALUES (new.created_at / 86400000 * 86400000, new.agent_uuid, 1, new.status = 'picked',
+        new.status = 'not_picked', new.status = 'failed', new.status = 'busy', new.status = 'voicemail',
+        new.status = 'in_progress', new.call_type = 'inbound', new.duration_seconds,
+        CASE WHEN new.status = 'picked' THEN new.duration_seconds ELSE 0 END)
+    ON CONFLICT DO UPDATE SET calls = calls + excluded.calls, picked = picked + excluded.picked,
+        not_picked = not_picked + excluded.not_picked, failed = failed + excluded.failed,
+        busy = busy + excluded.busy, voicemail = voicemail + excluded.voicemail,
+        in_progress = in_progress + excluded.in_progress, inbound = inbound + excluded.inbound,
+        duration_s = duration_s + excluded.duration_s,
+        picked_duration_s = picked_duration_s + excluded.picked_duration_s;
+END;
+CREATE TRIGGER call_stats_delete AFTER DELETE ON calls WHEN old.execution_mode = 'prod' BEGIN
+  UPDATE call_stats_quarter SET calls = calls - 1, picked = picked - (old.status = 'picked'),
+      not_picked = not_picked - (old.status = 'not_picked'), failed = failed - (old.status = 'failed'),
+      busy = busy - (old.status = 'busy'), voicemail = voicemail - (old.status = 'voicemail'),
+      in_progress = in_progress - (old.status = 'in_progress'), inbound = inbound - (old.call_type = 'inbound'),
+      duration_s = duration_s - (old.duration_seconds),
+      picked_duration_s = picked_duration_s - (CASE WHEN old.status = 'picked' THEN old.duration_seconds ELSE 0 END)
+    WHERE bucket = old.created_at / 900000 * 900000;
+  UPDATE call_stats_hour SET calls = calls - 1, picked = picked - (old.status = 'picked'),
+      not_picked = not_picked - (old.status = 'not_picked'), failed = failed - (old.status = 'failed'),
+      busy = busy - (old.status = 'busy'), voicemail = voicemail - (old.status = 'voicemail')
+    WHERE phase = 0 AND hour = old.created_at / 3600000 * 3600000;
+  UPDATE call_stats_hour SET calls = calls - 1, picked = picked - (old.status = 'picked'),
+      not_picked = not_picked - (old.status = 'not_picked'), failed = failed - (old.status = 'failed'),
+      busy = busy - (old.status = 'busy'), voicemail = voicemail - (old.status = 'voicemail')
+    WHERE phase = 1800000 AND hour = (old.created_at - 1800000) / 3600000 * 3600000 + 1800000;
+  UPDATE call_stats_hour SET calls = calls - 1, picked = picked - (old.status = 'picked'),
+      not_picked = not_picked - (old.status = 'not_picked'), failed = failed - (old.status = 'failed'),
+      busy = busy - (old.status = 'busy'), voicemail = voicemail - (old.status = 'voicemail')
+    WHERE phase = 900000 AND hour = (old.created_at - 900000) / 3600000 * 3600000 + 900000;
+  UPDATE call_stats_agent_quarter SET calls = calls - 1, picked = picked - (old.status = 'picked'),
+      not_picked = not_picked - (old.status = 'not_picked'), failed = failed - (old.status = 'failed'),
+      busy = busy - (old.status = 'busy'), voicemail = voicemail - (old.status = 'voicemail'),
+      in_progress = in_progress - (old.status = 'in_progress'), inbound = inbound - (old.call_type = 'inbound'),
+      duration_s = duration_s - (old.duration_seconds),
+      picked_duration_s = picked_duration_s - (CASE WHEN old.status = 'picked' THEN old.duration_seconds ELSE 0 END)
+    WHERE agent_uuid = old.agent_uuid AND bucket = old.created_at / 900000 * 900000;
+  UPDATE call_stats_agent_hour SET calls = calls - 1, picked = picked - (old.status = 'picked'),
+      not_picked = not_picked - (old.status = 'not_picked'), failed = failed - (old.status = 'failed'),
+      busy = busy - (old.status = 'busy'), voicemail = voicemail - (old.status = 'voicemail')
+    WHERE agent_uuid = old.agent_uuid AND phase = 0 AND hour = old.created_at / 3600000 * 3600000;
+  UPDATE call_stats_agent_hour SET calls = calls - 1, picked = picked - (old.status = 'picked'),
+      not_picked = not_picked - (old.status = 'not_picked'), failed = failed - (old.status = 'failed'),
+      busy = busy - (old.status = 'busy'), voicemail = voicemail - (old.status = 'voicemail')
+    WHERE agent_uuid = old.agent_uuid AND phase = 900000
+      AND hour = (old.created_at - 900000) / 3600000 * 3600000 + 900000;
+  UPDATE call_stats_agent_hour SET calls = calls - 1, picked = picked - (old.status = 'picked'),
+      not_picked = not_picked - (old.status = 'not_picked'), failed = failed - (old.status = 'failed'),
+      busy = busy - (old.status = 'busy'), voicemail = voicemail - (old.status = 'voicemail')
+    WHERE agent_uuid = old.agent_uuid AND phase = 1800000
+      AND hour = (old.created_at - 1800000) / 3600000 * 3600000 + 1800000;
+  UPDATE call_stats_agent_day SET calls = calls - 1, picked = picked - (old.status = 'picked'),
+      not_picked = not_picked - (old.status = 'not_picked'), failed = failed - (old.status = 'failed'),
+      busy = busy - (old.status = 'busy'), voicemail = voicemail - (old.status = 'voicemail'),
+      in_progress = in_progress - (old.status = 'in_progress'), inbound = inbound - (old.call_type = 'inbound'),
+      duration_s = duration_s - (old.duration_seconds),
+      picked_duration_s = picked_duration_s - (CASE WHEN old.status = 'picked' THEN old.duration_seconds ELSE 0 END)
+    WHERE day = old.created_at / 86400000 * 86400000 AND agent_uuid = old.agent_uuid;
+END;
+-- CallsRepo::update rewrites every column of a call (a new revision): only a change of what the rollups count
+-- moves them, the old state out and the new one in, so a call is counted once however often it is written.
+CREATE TRIGGER call_stats_update_old AFTER UPDATE OF status, duration_seconds, agent_uuid, call_type, created_at,
+    execution_mode ON calls
+  WHEN old.execution_mode = 'prod' AND (old.status IS NOT new.status
+    OR old.duration_seconds IS NOT new.duration_seconds OR old.agent_uuid IS NOT new.agent_uuid
+    OR old.call_type IS NOT new.call_type OR old.created_at IS NOT new.created_at
+    OR old.execution_mode IS NOT new.execution_mode)
+BEGIN
+  UPDATE call_stats_quarter SET calls = calls - 1, picked = picked - (old.status = 'picked'),
+      not_picked = not_picked - (old.status = 'not_picked'), failed = failed - (old.status = 'failed'),
+      busy = busy - (old.status = 'busy'), voicemail = voicemail - (old.status = 'voicemail'),
+      in_progress = in_progress - (old.status = 'in_progress'), inbound = inbound - (old.call_type = 'inbound'),
+      duration_s = duration_s - (old.duration_seconds),
+      picked_duration_s = picked_duration_s - (CASE WHEN old.status = 'picked' THEN old.duration_seconds ELSE 0 END)
+    WHERE bucket = old.created_at / 900000 * 900000;
+  UPDATE call_stats_hour SET calls = calls - 1, picked = picked - (old.status = 'picked'),
+      not_picked = not_picked - (old.status = 'not_picked'), failed = failed - (old.status = 'failed'),
+      busy = busy - (old.status = 'busy'), voicemail = voicemail - (old.status = 'voicemail')
+    WHERE phase = 0 AND hour = old.created_at / 3600000 * 3600000;
+  UPDATE call_stats_hour SET calls = calls - 1, picked = picked - (old.status = 'picked'),
+      not_picked = not_picked - (old.status = 'not_picked'), failed = failed - (old.status = 'failed'),
+      busy = busy - (old.status = 'busy'), voicemail = voicemail - (old.status = 'voicemail')
+    WHERE phase = 1800000 AND hour = (old.created_at - 1800000) / 3600000 * 3600000 + 1800000;
+  UPDATE call_stats_hour SET calls = calls - 1, picked = picked - (old.status = 'picked'),
+      not_picked = not_picked - (old.status = 'not_picked'), failed = failed - (old.status = 'failed'),
+      busy = busy - (old.status = 'busy'), voicemail = voicemail - (old.status = 'voicemail')
+    WHERE phase = 900000 AND hour = (old.created_at - 900000) / 3600000 * 3600000 + 900000;
+  UPDATE call_stats_agent_quarter SET calls = calls - 1, picked = picked - (old.status = 'picked'),
+      not_picked = not_picked - (old.status = 'not_picked'), failed = failed - (old.status = 'failed'),
+      busy = busy - (old.status = 'busy'), voicemail = voicemail - (old.status = 'voicemail'),
+      in_progress = in_progress - (old.status = 'in_progress'), inbound = inbound - (old.call_type = 'inbound'),
+      duration_s = duration_s - (old.duration_seconds),
+      picked_duration_s = picked_duration_s - (CASE WHEN old.status = 'picked' THEN old.duration_seconds ELSE 0 END)
+    WHERE agent_uuid = old.agent_uuid AND bucket = old.created_at / 900000 * 900000;
+  UPDATE call_stats_agent_hour SET calls = calls - 1, picked = picked - (old.status = 'picked'),
+      not_picked = not_picked - (old.status = 'not_picked'), failed = failed - (old.status = 'failed'),
+      busy = busy - (old.status = 'busy'), voicemail = voicemail - (old.status = 'voicemail')
+    WHERE agent_uuid = old.agent_uuid AND phase = 0 AND hour = old.created_at / 3600000 * 3600000;
+  UPDATE call_stats_agent_hour SET calls = calls - 1, picked = picked - (old.status = 'picked'),
+      not_picked = not_picked - (old.status = 'not_picked'), failed = failed - (old.status = 'failed'),
+      busy = busy - (old.status = 'busy'), voicemail = voicemail - (old.status = 'voicemail')
+    WHERE agent_uuid = old.agent_uuid AND phase = 900000
+      AND hour = (old.created_at - 900000) / 3600000 * 3600000 + 900000;
+  UPDATE call_stats_agent_hour SET calls = calls - 1, picked = picked - (old.status = 'picked'),
+      not_picked = not_picked - (old.status = 'not_picked'), failed = failed - (old.status = 'failed'),
+      busy = busy - (old.status = 'busy'), voicemail = voicemail - (old.status = 'voicemail')
+    WHERE agent_uuid = old.agent_uuid AND phase = 1800000
+      AND hour = (old.created_at - 1800000) / 3600000 * 3600000 + 1800000;
+  UPDATE call_stats_agent_day SET calls = calls - 1, picked = picked - (old.status = 'picked'),
+      not_picked = not_picked - (old.status = 'not_picked'), failed = failed - (old.status = 'failed'),
+      busy = busy - (old.status = 'busy'), voicemail = voicemail - (old.status = 'voicemail'),
+      in_progress = in_progress - (old.status = 'in_progress'), inbound = inbound - (old.call_type = 'inbound'),
+      duration_s = duration_s - (old.duration_seconds),
+      picked_duration_s = picked_duration_s - (CASE WHEN old.status = 'picked' THEN old.duration_seconds ELSE 0 END)
+    WHERE day = old.created_at / 86400000 * 86400000 AND agent_uuid = old.agent_uuid;
+END;
+CREATE TRIGGER call_stats_update_new AFTER UPDATE OF status, duration_seconds, agent_uuid, call_type, created_at,
+    execution_mode ON calls
+  WHEN new.execution_mode = 'prod' AND (old.status IS NOT new.status
+    OR old.duration_seconds IS NOT new.duration_seconds OR old.agent_uuid IS NOT new.agent_uuid
+    OR old.call_type IS NOT new.call_type OR old.created_at IS NOT new.created_at
+    OR old.execution_mode IS NOT new.execution_mode)
+BEGIN
+  INSERT INTO call_stats_quarter (bucket, calls, picked, not_picked, failed, busy, voicemail, in_progress, inbound,
+      duration_s, picked_duration_s)
+    VALUES (new.created_at / 900000 * 900000, 1, new.status = 'picked', new.status = 'not_picked',
+        new.status = 'failed', new.status = 'busy', new.status = 'voicemail', new.status = 'in_progress',
+        new.call_type = 'inbound', new.duration_seconds,
+        CASE WHEN new.status = 'picked' THEN new.duration_seconds ELSE 0 END)
+    ON CONFLICT DO UPDATE SET calls = calls + excluded.calls, picked = picked + excluded.picked,
+        not_picked = not_picked + excluded.not_picked, failed = failed + excluded.failed,
+        busy = busy + excluded.busy, voicemail = voicemail + excluded.voicemail,
+        in_progress = in_progress + excluded.in_progress, inbound = inbound + excluded.inbound,
+        duration_s = duration_s + excluded.duration_s,
+        picked_duration_s = picked_duration_s + excluded.picked_duration_s;
+  INSERT INTO call_stats_hour (phase, hour, calls, picked, not_picked, failed, busy, voicemail)
+    VALUES (0, new.created_at / 3600000 * 3600000,
+        1, new.status = 'picked', new.status = 'not_picked', new.status = 'failed', new.status = 'busy',
+        new.status = 'voicemail')
+    ON CONFLICT DO UPDATE SET calls = calls + excluded.calls, picked = picked + excluded.picked,
+        not_picked = not_picked + excluded.not_picked, failed = failed + excluded.failed,
+        busy = busy + excluded.busy, voicemail = voicemail + excluded.voicemail;
+  INSERT INTO call_stats_hour (phase, hour, calls, picked, not_picked, failed, busy, voicemail)
+    VALUES (900000, (new.created_at - 900000) / 3600000 * 3600000 + 900000,
+        1, new.status = 'picked', new.status = 'not_picked', new.status = 'failed', new.status = 'busy',
+        new.status = 'voicemail')
+    ON CONFLICT DO UPDATE SET calls = calls + excluded.calls, picked = picked + excluded.picked,
+        not_picked = not_picked + excluded.not_picked, failed = failed + excluded.failed,
+        busy = busy + excluded.busy, voicemail = voicemail + excluded.voicemail;
+  INSERT INTO call_stats_hour (phase, hour, calls, picked, not_picked, failed, busy, voicemail)
+    VALUES (1800000, (new.created_at - 1800000) / 3600000 * 3600000 + 1800000,
+        1, new.status = 'picked', new.status = 'not_picked', new.status = 'failed', new.status = 'busy',
+        new.status = 'voicemail')
+    ON CONFLICT DO UPDATE SET calls = calls + excluded.calls, picked = picked + excluded.picked,
+        not_picked = not_picked + excluded.not_picked, failed = failed + excluded.failed,
+        busy = busy + excluded.busy, voicemail = voicemail + excluded.voicemail;
+  INSERT INTO call_stats_agent_quarter (agent_uuid, bucket, calls, picked, not_picked, failed, busy, voicemail,
+      in_progress, inbound, duration_s, picked_duration_s)
+    VALUES (new.agent_uuid, new.created_at / 900000 * 900000, 1, new.status = 'picked', new.status = 'not_picked',
+        new.status = 'failed', new.status = 'busy', new.status = 'voicemail', new.status = 'in_progress',
+        new.call_type = 'inbound', new.duration_seconds,
+        CASE WHEN new.status = 'picked' THEN new.duration_seconds ELSE 0 END)
+    ON CONFLICT DO UPDATE SET calls = calls + excluded.calls, picked = picked + excluded.picked,
+        not_picked = not_picked + excluded.not_picked, failed = failed + excluded.failed,
+        busy = busy + excluded.busy, voicemail = voicemail + excluded.voicemail,
+        in_progress = in_progress + excluded.in_progress, inbound = inbound + excluded.inbound,
+        duration_s = duration_s + excluded.duration_s,
+        picked_duration_s = picked_duration_s + excluded.picked_duration_s;
+  INSERT INTO call_stats_agent_hour (agent_uuid, phase, hour, calls, picked, not_picked, failed, busy, voicemail)
+    VALUES (new.agent_uuid, 0, new.created_at / 3600000 * 3600000,
+        1, new.status = 'picked', new.status = 'not_picked', new.status = 'failed', new.status = 'busy',
+        new.status = 'voicemail')
+    ON CONFLICT DO UPDATE SET calls = calls + excluded.calls, picked = picked + excluded.picked,
+        not_picked = not_picked + excluded.not_picked, failed = failed + excluded.failed,
+        busy = busy + excluded.busy, voicemail = voicemail + excluded.voicemail;
+  INSERT INTO call_stats_agent_hour (agent_uuid, phase, hour, calls, picked, not_picked, failed, busy, voicemail)
+    VALUES (new.agent_uuid, 900000, (new.created_at - 900000) / 3600000 * 3600000 + 900000,
+        1, new.status = 'picked', new.status = 'not_picked', new.status = 'failed', new.status = 'busy',
+        new.status = 'voicemail')
+    ON CONFLICT DO UPDATE SET calls = calls + excluded.calls, picked = picked + excluded.picked,
+        not_picked = not_picked + excluded.not_picked, failed = failed + excluded.failed,
+        busy = busy + excluded.busy, voicemail = voicemail + excluded.voicemail;
+  INSERT INTO call_stats_agent_hour (agent_uuid, phase, hour, calls, picked, not_picked, failed, busy, voicemail)
+    VALUES (new.agent_uuid, 1800000, (new.created_at - 1800000) / 3600000 * 3600000 + 1800000,
+        1, new.status = 'picked', new.status = 'not_picked', new.status = 'failed', new.status = 'busy',
+        new.status = 'voicemail')
+    ON CONFLICT DO UPDATE SET calls = calls + excluded.calls, picked = picked + excluded.picked,
+        not_picked = not_picked + excluded.not_picked, failed = failed + excluded.failed,
+        busy = busy + excluded.busy, voicemail = voicemail + excluded.voicemail;
+  INSERT INTO call_stats_agent_day (day, agent_uuid, calls, picked, not_picked, failed, busy, voicemail, in_progress,
+      inbound, duration_s, picked_duration_s)
+    VALUES (new.created_at / 86400000 * 86400000, new.agent_uuid, 1, new.status = 'picked',
+        new.status = 'not_picked', new.status = 'failed', new.status = 'busy', new.status = 'voicemail',
+        new.status = 'in_progress', new.call_type = 'inbound', new.duration_seconds,
+        CASE WHEN new.status = 'picked' THEN new.duration_seconds ELSE 0 END)
+    ON CONFLICT DO UPDATE SET calls = calls + excluded.calls, picked = picked + excluded.picked,
+        not_picked = not_picked + excluded.not_picked, failed = failed + excluded.failed,
+        busy = busy + excluded.busy, voicemail = voicemail + excluded.voicemail,
+        in_progress = in_progress + excluded.in_progress, inbound = inbound + excluded.inbound,
+        duration_s = duration_s + excluded.duration_s,
+        picked_duration_s = picked_duration_s + excluded.picked_duration_s;
+END;
+-- The chat cards count the sessions started in the window, by their status now: an index range, per agent too.
+CREATE INDEX chat_sessions_created ON chat_sessions (created_at, status);
+CREATE INDEX chat_sessions_agent_created ON chat_sessions (agent_uuid, created_at, status);
+)sql";
+
+constexpr std::array<std::string_view, 8> kMigrations = {kMigration1, kMigration2, kMigration3, kMigration4,
+                                                         kMigration5, kMigration6, kMigration7, kMigration8};
 
 }  // namespace
 

@@ -62,8 +62,27 @@ class RawDb {
   sqlite3* db_ = nullptr;
 };
 
+// Back to version 7: no stats rollups, no chat indexes of the stats.
+void undo_migration_8(RawDb& raw) {
+  raw.exec(R"sql(
+DROP TRIGGER call_stats_insert;
+DROP TRIGGER call_stats_delete;
+DROP TRIGGER call_stats_update_old;
+DROP TRIGGER call_stats_update_new;
+DROP TABLE call_stats_quarter;
+DROP TABLE call_stats_hour;
+DROP TABLE call_stats_agent_hour;
+DROP TABLE call_stats_agent_quarter;
+DROP TABLE call_stats_agent_day;
+DROP INDEX chat_sessions_created;
+DROP INDEX chat_sessions_agent_created;
+PRAGMA user_version = 7;
+)sql");
+}
+
 // Back to version 6: the chat tables as migration 1 made them.
 void undo_migration_7(RawDb& raw) {
+  undo_migration_8(raw);
   raw.exec(R"sql(
 DROP TABLE chat_messages;
 DROP TABLE chat_sessions;

@@ -45,6 +45,8 @@ struct ApiContext {
   class EventHub* events = nullptr;
   // The knowledge base extension (knowledge.cpp); null: its endpoints answer 503.
   knowledge::KnowledgeService* knowledge = nullptr;
+  // GET /v1/stats (stats.cpp); null: it answers 503.
+  class StatsService* stats = nullptr;
 };
 
 class Api {
@@ -138,6 +140,8 @@ class Api {
   bool knowledge_ready(net::HttpReply& reply);
   // POST /v1/knowledge/documents with a text/plain or text/csv body: the document as sent, not JSON.
   static bool knowledge_raw_upload(const net::HttpRequest& request);
+  // stats.cpp: the dashboard's numbers (GET /v1/stats, an extension).
+  void get_stats(net::HttpRequest& request, net::HttpReply reply);
 
   ApiContext& ctx_;
   net::Router router_;

@@ -27,6 +27,7 @@
 #include "osvi/result.hpp"
 #include "osvi/speech/speech.hpp"
 #include "osvi/speech/speech_worker.hpp"
+#include "osvi/stats/stats_service.hpp"
 #include "osvi/store/heartbeat.hpp"
 #include "osvi/store/recordings.hpp"
 #include "osvi/store/store.hpp"
@@ -80,6 +81,7 @@ class App {
   std::unique_ptr<Store> store_;
   std::unique_ptr<TimeZones> zones_;            // the campaigns' and the dialler's, loaded once each
   std::unique_ptr<CampaignService> campaigns_;  // after the store and zones it uses
+  std::unique_ptr<StatsService> stats_;         // GET /v1/stats; after the store and zones it uses
   // The knowledge base, after the store; its one timer (background embedding) and what that timer runs.
   std::unique_ptr<knowledge::KnowledgeService> knowledge_;
   std::unique_ptr<CallTimer> knowledge_timer_;
