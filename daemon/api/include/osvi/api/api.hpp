@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -14,6 +15,7 @@
 #include "osvi/net/http_server.hpp"
 #include "osvi/net/json.hpp"
 #include "osvi/net/router.hpp"
+#include "osvi/result.hpp"
 #include "osvi/store/store.hpp"
 
 namespace osvi::daemon {
@@ -45,6 +47,9 @@ struct ApiContext {
   class EventHub* events = nullptr;
   // The knowledge base extension (knowledge.cpp); null: its endpoints answer 503.
   knowledge::KnowledgeService* knowledge = nullptr;
+  // POST /v1/system/reload: the SIGHUP path (App::reload_now), run on a later loop turn (the API server
+  // itself may be replaced by it), then `done` with its outcome. Null: the endpoint answers 503.
+  std::function<void(std::function<void(const Status&)> done)> reload;
 };
 
 class Api {
@@ -68,6 +73,8 @@ class Api {
   void health(net::HttpRequest& request, net::HttpReply reply);
   void get_log_level(net::HttpRequest& request, net::HttpReply reply);
   void set_log_level(net::HttpRequest& request, net::HttpReply reply);
+  void system_errors(net::HttpRequest& request, net::HttpReply reply);
+  void system_reload(net::HttpRequest& request, net::HttpReply reply);
   void post_call(net::HttpRequest& request, net::HttpReply reply);
   void post_call_legacy(net::HttpRequest& request, net::HttpReply reply);
   void place(net::HttpRequest& request, net::HttpReply reply, bool legacy);

@@ -63,6 +63,13 @@ class App {
   Status start_api(const Config& cfg, std::unique_ptr<net::HttpServer>* out,
                    std::vector<EventSource>* sources);
   void reload();
+  // reload() with its outcome: the file read, validated and applied, or the reasons it was rejected (logged
+  // with CONFIG_REJECTED either way, as for SIGHUP).
+  Status reload_now();
+  // POST /v1/system/reload: requests wait here for a reload on the next loop turn (one reload serves all).
+  void request_reload(std::function<void(const Status&)> done);
+  std::vector<std::function<void(const Status&)>> reload_waiters_;
+  EventSource reload_timer_;
   // The SIGHUP path without the file read: prepare everything that can fail, then switch (shared with
   // fleet configuration pushes). On error nothing changed and the message holds the reasons.
   Status apply(Config cfg);
