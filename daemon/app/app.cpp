@@ -367,6 +367,8 @@ Status App::start() {
   // READY=1 waits until each line is idle or down with a reason.
   lines_ = std::make_unique<LineManager>(*loop_, *clock_);
   api_ctx_.lines = lines_.get();
+  diagnostics_ = std::make_unique<LineDiagnostics>(*loop_, *lines_);
+  api_ctx_.diagnostics = diagnostics_.get();
   if (auto s = start_calls(); !s) return s;  // before the lines, which may ring at once
   if (auto s = lines_->start(config_->lines, [this] { lines_changed(); }); !s) return s;
   for (hal::Line* l : lines_->lines()) {  // the simulated caller speaks with espeak-ng
@@ -828,6 +830,8 @@ int App::run() {
   if (knowledge_) knowledge_->set_embedder(nullptr);
   knowledge_embedder_.reset();  // cancels its requests, before the upstream they run on
   upstream_.reset();
+  api_ctx_.diagnostics = nullptr;
+  diagnostics_.reset();  // a loopback in progress stops its stream before the line goes
   api_ctx_.lines = nullptr;
   lines_.reset();
   api_ctx_.fleet = nullptr;

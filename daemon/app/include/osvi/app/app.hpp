@@ -22,6 +22,7 @@
 #include "osvi/fleet/fleet.hpp"
 #include "osvi/knowledge/knowledge_service.hpp"
 #include "osvi/knowledge/upstream_embedder.hpp"
+#include "osvi/lines/line_diagnostics.hpp"
 #include "osvi/lines/line_manager.hpp"
 #include "osvi/net/http_server.hpp"
 #include "osvi/result.hpp"
@@ -100,6 +101,7 @@ class App {
   // READY=1 is sent by lines_changed() once every line has settled.
   void lines_changed();
   std::unique_ptr<LineManager> lines_;
+  std::unique_ptr<LineDiagnostics> diagnostics_;  // after the lines it tests, destroyed before them
   bool ready_sent_ = false;
   Status start_calls();
   Speech* speech();
