@@ -122,7 +122,7 @@ const std::map<std::string, std::string>& command_help() {
        "usage: osvictl audio loopback ID\n"
        "POST /v1/lines/ID/loopback. On an idle line: opens the line's PCM, plays a tone burst, captures what\n"
        "comes back and prints the echo's round-trip delay, its return loss (ERL, dB), the peak correlation,\n"
-       "and whether the delay fits the echo canceller's tail (audio.echo_tail_ms). \"no echo found\" when the\n"
+       "and whether the delay fits the echo canceller's tail (audio.echo.tail_ms). \"no echo found\" when the\n"
        "capture holds nothing like the burst. Refused (exit 1) while the line is busy.\n"},
       {"dnd",
        "usage: osvictl dnd list --agent A [--search DIGITS] [--page N] [--per-page N]\n"
@@ -672,7 +672,7 @@ int cmd_audio(Ctx& ctx, const std::vector<std::string>& argv) {
               text(d, "delay_ms").c_str(), text(d, "erl_db").c_str(), text(d, "peak_correlation").c_str());
   std::printf("echo canceller tail %s ms: %s\n", text(d, "tail_ms").c_str(),
               cJSON_IsTrue(member(d, "fits")) ? "the echo fits"
-                                                : "the echo is LATER than the tail (raise audio.echo_tail_ms)");
+                                                : "the echo is LATER than the tail (raise audio.echo.tail_ms)");
   return kExitOk;
 }
 

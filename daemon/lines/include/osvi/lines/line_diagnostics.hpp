@@ -27,7 +27,7 @@ struct LoopbackReport {
   std::string line;
   std::string device;
   int sample_rate = 0;
-  int tail_ms = 0;           // audio.echo_tail_ms at the time of the test
+  int tail_ms = 0;           // audio.echo.tail_ms at the time of the test
   int max_delay_ms = 0;      // the search window
   int captured_ms = 0;       // capture read and measured
   audio::EchoMeasurement echo;
