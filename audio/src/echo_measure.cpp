@@ -17,8 +17,11 @@ std::vector<int16_t> make_probe_burst(int sample_rate) {
   for (size_t i = 0; i < n; ++i) {
     const double t = static_cast<double>(i) / sample_rate;
     double gain = 0.5;  // -6 dBFS
-    if (i < fade) gain *= 0.5 - 0.5 * std::cos(std::numbers::pi * static_cast<double>(i) / static_cast<double>(fade));
-    if (n - 1 - i < fade) gain *= 0.5 - 0.5 * std::cos(std::numbers::pi * static_cast<double>(n - 1 - i) / static_cast<double>(fade));
+    if (i < fade)
+      gain *= 0.5 - 0.5 * std::cos(std::numbers::pi * static_cast<double>(i) / static_cast<double>(fade));
+    if (n - 1 - i < fade)
+      gain *=
+          0.5 - 0.5 * std::cos(std::numbers::pi * static_cast<double>(n - 1 - i) / static_cast<double>(fade));
     const double phase = 2.0 * std::numbers::pi * (f0 * t + 0.5 * k * t * t);
     out[i] = static_cast<int16_t>(std::lround(32767.0 * gain * std::sin(phase)));
   }

@@ -2,8 +2,8 @@
 // Both answer when the hardware has (the connection is held meanwhile), through lines/ LineDiagnostics.
 #include <cerrno>
 #include <cmath>
-#include <optional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "osvi/api/api.hpp"
@@ -193,7 +193,8 @@ void Api::loopback_line(HttpRequest& request, HttpReply reply) {
     }
     cJSON_AddNumberToObject(data.get(), "tail_ms", r->tail_ms);
     cJSON_AddBoolToObject(data.get(), "fits", r->fits);
-    cJSON_AddNumberToObject(data.get(), "peak_correlation", std::round(r->echo.peak_correlation * 1000) / 1000);
+    cJSON_AddNumberToObject(data.get(), "peak_correlation",
+                            std::round(r->echo.peak_correlation * 1000) / 1000);
     net::json_add_string(data.get(), "result",
                          !r->echo.echo_found ? "no echo found"
                          : r->fits           ? "the echo fits the canceller's tail"

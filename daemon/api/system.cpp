@@ -24,7 +24,8 @@ using net::JsonPtr;
 
 constexpr int64_t kErrorsDefault = 50;
 
-// Log text may repeat what a client or a device sent: quoted when it is not clean UTF-8, so the JSON is valid.
+// Log text may repeat what a client or a device sent: quoted when it is not clean UTF-8, so the JSON is
+// valid.
 std::string printable(const std::string& text) {
   return net::clean_text(text) ? text : net::quoted(text, log::kRecentMessageBytes);
 }
@@ -117,8 +118,8 @@ void Api::system_errors(HttpRequest& request, HttpReply reply) {
     net::json_add_string(e, "at", format_local_iso(p.wall_ms, offset));
     net::json_add_string(e, "priority", log::level_name(p.level));
     net::json_add_string(e, "message", printable(p.message));
-    net::json_add_string_or_null(e, "message_id",
-                                 p.message_id.empty() ? std::nullopt : std::optional<std::string>(p.message_id));
+    net::json_add_string_or_null(
+        e, "message_id", p.message_id.empty() ? std::nullopt : std::optional<std::string>(p.message_id));
     cJSON* fields = cJSON_AddObjectToObject(e, "fields");
     for (const auto& [name, value] : p.fields) net::json_add_string(fields, name.c_str(), printable(value));
     cJSON_AddItemToArray(data.get(), e);

@@ -173,7 +173,8 @@ bool enabled(Level level) {
 void write(Level level, std::string_view message_id, std::string_view message,
            std::initializer_list<Field> fields) {
   if (!enabled(level)) return;
-  if (static_cast<int>(level) <= static_cast<int>(Level::warning)) remember(level, message_id, message, fields);
+  if (static_cast<int>(level) <= static_cast<int>(Level::warning))
+    remember(level, message_id, message, fields);
   if (g_sink == Sink::journal) {
     write_journal(level, message_id, message, fields);
   } else {

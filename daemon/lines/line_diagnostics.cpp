@@ -90,7 +90,8 @@ Status LineDiagnostics::loopback(std::string_view line_id, const AudioConfig& au
   retired_.clear();
   hal::Line* line = lines_.find(line_id);
   if (!line) return make_error("no line " + std::string(line_id), -ENOENT);
-  if (line->held()) return make_error("line " + line->id() + " is held by another audio loopback test", -EBUSY);
+  if (line->held())
+    return make_error("line " + line->id() + " is held by another audio loopback test", -EBUSY);
   if (line->state() == hal::LineState::down)
     return make_error("line " + line->id() + " is down: " + line->reason(), -ENODEV);
   if (line->state() != hal::LineState::idle)
@@ -99,7 +100,8 @@ Status LineDiagnostics::loopback(std::string_view line_id, const AudioConfig& au
                       -EBUSY);
   // A simulated line's PCM is a pair of FIFOs that exist only while its scripted party is on a call.
   if (line->type() == "sim")
-    return make_error("line " + line->id() + " is simulated: it has no PCM of its own outside a call", -ENOTSUP);
+    return make_error("line " + line->id() + " is simulated: it has no PCM of its own outside a call",
+                      -ENOTSUP);
   const hal::AudioEndpoint ep = line->audio();
   if (!ep.unavailable.empty())
     return make_error("line " + line->id() + " has no usable audio: " + ep.unavailable, -ENOTSUP);
@@ -113,7 +115,8 @@ Status LineDiagnostics::loopback(std::string_view line_id, const AudioConfig& au
   lb->done = std::move(done);
   AudioConfig ac = audio;
   ac.rate = static_cast<int>(ep.sample_rate);
-  hal::AudioStreamOptions o = audio_stream_options(ac, ep.device, ep.device, static_cast<int>(ep.channels), 0);
+  hal::AudioStreamOptions o =
+      audio_stream_options(ac, ep.device, ep.device, static_cast<int>(ep.channels), 0);
   o.alsa_config = ep.alsa_config;
   if (ep.clockless) o.pace = std::chrono::milliseconds(ac.frame_ms);
   o.playback_ring_ms = 2000;
@@ -131,22 +134,25 @@ Status LineDiagnostics::loopback(std::string_view line_id, const AudioConfig& au
   std::vector<int16_t> play(static_cast<size_t>(rate) * kLeadInMs / 1000, 0);
   const std::vector<int16_t> burst = audio::make_probe_burst(rate);
   play.insert(play.end(), burst.begin(), burst.end());
-  lb->want_samples = static_cast<size_t>(rate) * (kLeadInMs + audio::kProbeBurstMs + kMaxDelayMs + 100) / 1000;
+  lb->want_samples =
+      static_cast<size_t>(rate) * (kLeadInMs + audio::kProbeBurstMs + kMaxDelayMs + 100) / 1000;
   lb->capture.reserve(lb->want_samples + lb->stream->period_frames());
   lb->reference.reserve(lb->want_samples + lb->stream->period_frames());
   lb->cap_frame.resize(lb->stream->period_frames());
   lb->ref_frame.resize(lb->stream->period_frames());
-  if (lb->stream->queue_playback(play) != play.size()) return make_error("the playback ring is too small", -ENOSPC);
+  if (lb->stream->queue_playback(play) != play.size())
+    return make_error("the playback ring is too small", -ENOSPC);
   Loopback* raw = lb.get();
   auto io = loop_.add_io(lb->stream->event_fd(), EPOLLIN, [this, raw](uint32_t) { on_loopback_io(raw); });
   if (!io) return io.error();
   lb->io = std::move(*io);
   auto guard = loop_.add_timer(loop_.now_us() + uint64_t{kLoopbackTimeoutMs} * 1000, [this, raw] {
-    finish_loopback(raw, make_error("the PCM " + raw->report.device + " delivered " +
-                                        std::to_string(raw->capture.size() * 1000 /
-                                                       static_cast<size_t>(raw->report.sample_rate)) +
-                                        " ms of capture in " + std::to_string(kLoopbackTimeoutMs / 1000) + " s",
-                                    -ETIMEDOUT));
+    finish_loopback(raw,
+                    make_error("the PCM " + raw->report.device + " delivered " +
+                                   std::to_string(raw->capture.size() * 1000 /
+                                                  static_cast<size_t>(raw->report.sample_rate)) +
+                                   " ms of capture in " + std::to_string(kLoopbackTimeoutMs / 1000) + " s",
+                               -ETIMEDOUT));
   });
   if (!guard) return guard.error();
   lb->guard = std::move(*guard);

@@ -198,7 +198,8 @@ std::vector<hal::Line*> LineManager::lines() {
 
 void LineManager::release(hal::Line& line) {
   line.set_held(false);
-  if (sink_ && line.state() == hal::LineState::idle) sink_(line, hal::LineEvent{hal::LineEvent::Type::up, {}, 0, {}});
+  if (sink_ && line.state() == hal::LineState::idle)
+    sink_(line, hal::LineEvent{hal::LineEvent::Type::up, {}, 0, {}});
 }
 
 void LineManager::refresh(const hal::Line& line) {

@@ -51,7 +51,8 @@ constexpr const char* kUsage =
     "The technician's tool for an osvi-edge box: asks the local osvid API, reads osvid's journal.\n"
     "\n"
     "Commands:\n"
-    "  status                      health summary: daemon, database, configuration, lines, fleet, last errors\n"
+    "  status                      health summary: daemon, database, configuration, lines, fleet, last "
+    "errors\n"
     "  calls list [filters]        calls, newest first (osvictl calls --help for the filters)\n"
     "  calls show ID               one call's record\n"
     "  calls transcript ID         one call's transcript with per-turn latencies\n"
@@ -96,8 +97,10 @@ const std::map<std::string, std::string>& command_help() {
        "       osvictl calls show ID\n"
        "       osvictl calls transcript ID\n"
        "       osvictl calls recording ID [-o FILE]\n"
-       "list: GET /v1/calls. --status picked, not_picked, failed, busy, voicemail, in_progress (comma list);\n"
-       "  --from/--to bound call_picked_at: YYYY-MM-DD (whole days at the box's offset) or an ISO-8601 time;\n"
+       "list: GET /v1/calls. --status picked, not_picked, failed, busy, voicemail, in_progress (comma "
+       "list);\n"
+       "  --from/--to bound call_picked_at: YYYY-MM-DD (whole days at the box's offset) or an ISO-8601 "
+       "time;\n"
        "  --per-page 1..100 (default 25). Newest first; the last line says the page and the total.\n"
        "show: GET /v1/call/ID, every field of the record.\n"
        "transcript: GET /v1/call/ID/transcript: time, role, text, and the turn's latencies.\n"
@@ -105,7 +108,8 @@ const std::map<std::string, std::string>& command_help() {
        "  (default ./ID.opus; - for stdout). --json prints the link's data plus \"file\" and \"bytes\".\n"},
       {"call",
        "usage: osvictl call --agent AGENT_UUID --phone NUMBER [--country CC] [--name PERSON]\n"
-       "POST /v1/call: places one outbound call with the agent. --country is the number's ISO 3166-1 country\n"
+       "POST /v1/call: places one outbound call with the agent. --country is the number's ISO 3166-1 "
+       "country\n"
        "(default: site.country of --config, else IN). Prints the new call's id; follow it with\n"
        "osvictl calls show ID.\n"},
       {"lines",
@@ -114,15 +118,18 @@ const std::map<std::string, std::string>& command_help() {
        "endpoint, and why a line is down or cannot carry audio.\n"},
       {"line",
        "usage: osvictl line test ID [--timeout SECONDS]\n"
-       "POST /v1/lines/ID/test. A modem line is asked now through its AT command queue: manufacturer, model,\n"
+       "POST /v1/lines/ID/test. A modem line is asked now through its AT command queue: manufacturer, "
+       "model,\n"
        "revision, IMEI (AT+CGMI/CGMM/CGMR/CGSN), signal (AT+CSQ, shown in dBm) and registration (AT+CREG?,\n"
        "AT+CEREG?). A simulated line shows its script. Refused (exit 1) while the line carries a call or is\n"
        "down.\n"},
       {"audio",
        "usage: osvictl audio loopback ID\n"
-       "POST /v1/lines/ID/loopback. On an idle line: opens the line's PCM, plays a tone burst, captures what\n"
+       "POST /v1/lines/ID/loopback. On an idle line: opens the line's PCM, plays a tone burst, captures "
+       "what\n"
        "comes back and prints the echo's round-trip delay, its return loss (ERL, dB), the peak correlation,\n"
-       "and whether the delay fits the echo canceller's tail (audio.echo.tail_ms). \"no echo found\" when the\n"
+       "and whether the delay fits the echo canceller's tail (audio.echo.tail_ms). \"no echo found\" when "
+       "the\n"
        "capture holds nothing like the burst. Refused (exit 1) while the line is busy.\n"},
       {"dnd",
        "usage: osvictl dnd list --agent A [--search DIGITS] [--page N] [--per-page N]\n"
@@ -135,11 +142,13 @@ const std::map<std::string, std::string>& command_help() {
        "GET /v1/campaigns/ID/status: the campaign, its calls by status, and each upload's queues.\n"},
       {"chat",
        "usage: osvictl chat sessions [--agent A] [--status active|dormant|closed] [--mode ai|support]\n"
-       "                             [--customer ID] [--help-requested true|false] [--page N] [--per-page N]\n"
+       "                             [--customer ID] [--help-requested true|false] [--page N] [--per-page "
+       "N]\n"
        "GET /v1/chat/sessions: help requested first, then the most recently updated.\n"},
       {"errors",
        "usage: osvictl errors [-n N]\n"
-       "GET /v1/system/errors?limit=N (1..200, default 50): the last warnings and errors osvid logged, newest\n"
+       "GET /v1/system/errors?limit=N (1..200, default 50): the last warnings and errors osvid logged, "
+       "newest\n"
        "first, from its memory (works without a journal). For older entries use osvictl logs.\n"},
       {"config",
        "usage: osvictl config check [FILE]\n"
@@ -182,8 +191,8 @@ void err(const std::string& message) {
 
 int usage_error(const std::string& message, const std::string& command = {}) {
   err(message);
-  std::fprintf(stderr, "%s", command.empty() ? "try: osvictl --help\n"
-                                             : ("try: osvictl " + command + " --help\n").c_str());
+  std::fprintf(stderr, "%s",
+               command.empty() ? "try: osvictl --help\n" : ("try: osvictl " + command + " --help\n").c_str());
   return kExitUsage;
 }
 
@@ -217,8 +226,10 @@ void print_json(const cJSON* v) {
 // --json output: {"data": ..., "meta": ...} from the API's envelope.
 void print_envelope(const cJSON* root) {
   JsonPtr out(cJSON_CreateObject());
-  if (const cJSON* d = member(root, "data")) cJSON_AddItemToObject(out.get(), "data", cJSON_Duplicate(d, true));
-  if (const cJSON* m = member(root, "meta")) cJSON_AddItemToObject(out.get(), "meta", cJSON_Duplicate(m, true));
+  if (const cJSON* d = member(root, "data"))
+    cJSON_AddItemToObject(out.get(), "data", cJSON_Duplicate(d, true));
+  if (const cJSON* m = member(root, "meta"))
+    cJSON_AddItemToObject(out.get(), "meta", cJSON_Duplicate(m, true));
   if (const cJSON* m = member(root, "message"))
     cJSON_AddItemToObject(out.get(), "message", cJSON_Duplicate(m, true));
   print_json(out.get());
@@ -340,7 +351,8 @@ bool load_token(Ctx& ctx) {
     return true;
   }
   if (path.empty() && ctx.config)
-    path = ctx.config->api.token_file.empty() ? ctx.config->state_dir + "/api-token" : ctx.config->api.token_file;
+    path = ctx.config->api.token_file.empty() ? ctx.config->state_dir + "/api-token"
+                                              : ctx.config->api.token_file;
   if (path.empty()) path = ctx.state_dir + "/api-token";
   std::string why;
   auto t = read_small_file(path, &why);
@@ -420,8 +432,8 @@ int print_list(Ctx& ctx, const std::string& path, Table t,
   cJSON_ArrayForEach(item, member(root.get(), "data")) t.add(row(item));
   std::fputs(t.render().c_str(), stdout);
   if (const cJSON* meta = member(root.get(), "meta"))
-    std::printf("page %s of %s, %s %s\n", text(meta, "current_page").c_str(), text(meta, "total_pages").c_str(),
-                text(meta, "total_count").c_str(), noun);
+    std::printf("page %s of %s, %s %s\n", text(meta, "current_page").c_str(),
+                text(meta, "total_pages").c_str(), text(meta, "total_count").c_str(), noun);
   return kExitOk;
 }
 
@@ -436,7 +448,8 @@ int cmd_status(Ctx& ctx, const Args& a) {
   if (ctx.json) {
     JsonPtr out(cJSON_CreateObject());
     cJSON_AddItemToObject(out.get(), "data", cJSON_Duplicate(d, true));
-    if (errors) cJSON_AddItemToObject(out.get(), "errors", cJSON_Duplicate(member(errors.get(), "data"), true));
+    if (errors)
+      cJSON_AddItemToObject(out.get(), "errors", cJSON_Duplicate(member(errors.get(), "data"), true));
     print_json(out.get());
     return kExitOk;
   }
@@ -461,15 +474,16 @@ int cmd_status(Ctx& ctx, const Args& a) {
   const cJSON* line = nullptr;
   cJSON_ArrayForEach(line, member(d, "lines")) {
     std::string reason = text(line, "reason");
-    t.add({"line " + text(line, "id"),
-           text(line, "type") + " " + text(line, "state") + (reason == "-" || reason.empty() ? "" : ": " + reason)});
+    t.add({"line " + text(line, "id"), text(line, "type") + " " + text(line, "state") +
+                                           (reason == "-" || reason.empty() ? "" : ": " + reason)});
   }
   if (errors) {
     const int n = cJSON_GetArraySize(member(errors.get(), "data"));
     const cJSON* newest = cJSON_GetArrayItem(member(errors.get(), "data"), 0);
     t.add({"recent problems", n == 0 ? std::string("none")
                                      : text(newest, "at") + " " + text(newest, "priority") + ": " +
-                                           text(newest, "message") + (n > 1 ? " (osvictl errors for more)" : "")});
+                                           text(newest, "message") +
+                                           (n > 1 ? " (osvictl errors for more)" : "")});
   }
   std::fputs(t.render().c_str(), stdout);
   return text(d, "status") == "ok" ? kExitOk : kExitRefused;
@@ -482,7 +496,8 @@ int cmd_calls(Ctx& ctx, const std::vector<std::string>& argv) {
   std::string why;
   if (sub == "list") {
     auto a = osvi::ctl::parse_args(
-        rest, {"--status", "--agent", "--type", "--from", "--to", "--phone", "--page", "--per-page"}, {}, &why);
+        rest, {"--status", "--agent", "--type", "--from", "--to", "--phone", "--page", "--per-page"}, {},
+        &why);
     if (!a) return usage_error(why, "calls");
     if (!a->positional.empty()) return usage_error("calls list takes no positional arguments", "calls");
     Params q;
@@ -498,9 +513,9 @@ int cmd_calls(Ctx& ctx, const std::vector<std::string>& argv) {
         ctx, "/v1/calls" + osvi::ctl::query_string(q),
         Table({"CALL ID", "CREATED", "AGENT", "TYPE", "STATUS", "DURATION", "NUMBER"}),
         [](const cJSON* c) {
-          return std::vector<std::string>{text(c, "call_id"),      text(c, "created_at"),
-                                          text(c, "agent_uuid"),   text(c, "call_type"),
-                                          text(c, "status"),       text(c, "duration_seconds") + "s",
+          return std::vector<std::string>{text(c, "call_id"),     text(c, "created_at"),
+                                          text(c, "agent_uuid"),  text(c, "call_type"),
+                                          text(c, "status"),      text(c, "duration_seconds") + "s",
                                           text(c, "phone_number")};
         },
         "calls");
@@ -538,12 +553,14 @@ int cmd_calls(Ctx& ctx, const std::vector<std::string>& argv) {
         lat.append(l->string).append("=").append(text(member(turn, "latency"), l->string));
       }
       std::string role = text(turn, "role");
-      if (const cJSON* k = member(turn, "kind"); cJSON_IsString(k)) role += " (" + std::string(k->valuestring) + ")";
+      if (const cJSON* k = member(turn, "kind"); cJSON_IsString(k))
+        role += " (" + std::string(k->valuestring) + ")";
       if (cJSON_IsTrue(member(turn, "interrupted"))) role += " [cut]";
       t.add({text(turn, "started_at"), role, text(turn, "text"), lat.empty() ? "-" : lat});
     }
     std::fputs(t.render().c_str(), stdout);
-    if (const cJSON* s = member(d, "summary"); cJSON_IsString(s)) std::printf("summary: %s\n", s->valuestring);
+    if (const cJSON* s = member(d, "summary"); cJSON_IsString(s))
+      std::printf("summary: %s\n", s->valuestring);
     std::printf("analysis: %s\n", text(d, "analysis_status").c_str());
     return kExitOk;
   }
@@ -629,7 +646,8 @@ int cmd_lines(Ctx& ctx, const std::vector<std::string>& argv) {
     const cJSON* audio = member(l, "audio");
     std::string reg = text(member(l, "modem"), "registration");
     t.add({text(l, "id"), text(l, "type"), text(l, "state"), text(l, "agent_uuid"), reg.empty() ? "-" : reg,
-           text(audio, "kind") + " " + text(audio, "device"), text(l, "reason").empty() ? "-" : text(l, "reason")});
+           text(audio, "kind") + " " + text(audio, "device"),
+           text(l, "reason").empty() ? "-" : text(l, "reason")});
   }
   std::fputs(t.render().c_str(), stdout);
   return kExitOk;
@@ -655,7 +673,8 @@ int cmd_line(Ctx& ctx, const std::vector<std::string>& argv) {
 }
 
 int cmd_audio(Ctx& ctx, const std::vector<std::string>& argv) {
-  if (argv.size() != 2 || argv[0] != "loopback") return usage_error("usage: osvictl audio loopback ID", "audio");
+  if (argv.size() != 2 || argv[0] != "loopback")
+    return usage_error("usage: osvictl audio loopback ID", "audio");
   JsonPtr root;
   if (int rc = line_post(ctx, argv[1], "loopback", &root)) return rc;
   if (ctx.json) {
@@ -672,7 +691,7 @@ int cmd_audio(Ctx& ctx, const std::vector<std::string>& argv) {
               text(d, "delay_ms").c_str(), text(d, "erl_db").c_str(), text(d, "peak_correlation").c_str());
   std::printf("echo canceller tail %s ms: %s\n", text(d, "tail_ms").c_str(),
               cJSON_IsTrue(member(d, "fits")) ? "the echo fits"
-                                                : "the echo is LATER than the tail (raise audio.echo.tail_ms)");
+                                              : "the echo is LATER than the tail (raise audio.echo.tail_ms)");
   return kExitOk;
 }
 
@@ -714,8 +733,8 @@ int cmd_dnd(Ctx& ctx, const std::vector<std::string>& argv) {
       rc = api(ctx, "POST", "/v1/dnd_numbers", body.get(), &root);
     } else {
       rc = api(ctx, "DELETE",
-               "/v1/dnd_numbers" +
-                   osvi::ctl::query_string({{"agent_uuid", *a->get("--agent")}, {"phone", *a->get("--phone")}}),
+               "/v1/dnd_numbers" + osvi::ctl::query_string(
+                                       {{"agent_uuid", *a->get("--agent")}, {"phone", *a->get("--phone")}}),
                nullptr, &root);
     }
     if (rc) return rc;
@@ -734,9 +753,11 @@ int cmd_dnd(Ctx& ctx, const std::vector<std::string>& argv) {
 }
 
 int cmd_campaign(Ctx& ctx, const std::vector<std::string>& argv) {
-  if (argv.size() != 2 || argv[0] != "status") return usage_error("usage: osvictl campaign status ID", "campaign");
+  if (argv.size() != 2 || argv[0] != "status")
+    return usage_error("usage: osvictl campaign status ID", "campaign");
   JsonPtr root;
-  if (int rc = api(ctx, "GET", "/v1/campaigns/" + osvi::ctl::percent_encode(argv[1]) + "/status", nullptr, &root))
+  if (int rc =
+          api(ctx, "GET", "/v1/campaigns/" + osvi::ctl::percent_encode(argv[1]) + "/status", nullptr, &root))
     return rc;
   if (ctx.json) {
     print_envelope(root.get());
@@ -759,8 +780,8 @@ int cmd_campaign(Ctx& ctx, const std::vector<std::string>& argv) {
   cJSON_ArrayForEach(u, member(d, "uploads")) {
     const cJSON* q = nullptr;
     cJSON_ArrayForEach(q, member(u, "queues")) {
-      t.add({text(u, "campaign_upload_id"), text(u, "file_name"), text(q, "agent_uuid"), text(q, "total_queued"),
-             text(q, "completed"), text(u, "created_at")});
+      t.add({text(u, "campaign_upload_id"), text(u, "file_name"), text(q, "agent_uuid"),
+             text(q, "total_queued"), text(q, "completed"), text(u, "created_at")});
     }
   }
   if (t.rows() > 1) std::fputs(t.render().c_str(), stdout);
@@ -768,12 +789,12 @@ int cmd_campaign(Ctx& ctx, const std::vector<std::string>& argv) {
 }
 
 int cmd_chat(Ctx& ctx, const std::vector<std::string>& argv) {
-  if (argv.empty() || argv[0] != "sessions") return usage_error("usage: osvictl chat sessions [filters]", "chat");
+  if (argv.empty() || argv[0] != "sessions")
+    return usage_error("usage: osvictl chat sessions [filters]", "chat");
   std::string why;
-  auto a = osvi::ctl::parse_args({argv.begin() + 1, argv.end()},
-                                 {"--agent", "--status", "--mode", "--customer", "--help-requested", "--page",
-                                  "--per-page"},
-                                 {}, &why);
+  auto a = osvi::ctl::parse_args(
+      {argv.begin() + 1, argv.end()},
+      {"--agent", "--status", "--mode", "--customer", "--help-requested", "--page", "--per-page"}, {}, &why);
   if (!a) return usage_error(why, "chat");
   if (!a->positional.empty()) return usage_error("chat sessions takes options only", "chat");
   Params q;
@@ -788,9 +809,9 @@ int cmd_chat(Ctx& ctx, const std::vector<std::string>& argv) {
       ctx, "/v1/chat/sessions" + osvi::ctl::query_string(q),
       Table({"SESSION", "AGENT", "CUSTOMER", "STATUS", "MODE", "HELP", "LAST MESSAGE"}),
       [](const cJSON* s) {
-        return std::vector<std::string>{text(s, "id"),     text(s, "agent_uuid"),     text(s, "customer_id"),
-                                        text(s, "status"), text(s, "mode"),           text(s, "help_requested"),
-                                        text(s, "last_message_at")};
+        return std::vector<std::string>{
+            text(s, "id"),   text(s, "agent_uuid"),     text(s, "customer_id"),    text(s, "status"),
+            text(s, "mode"), text(s, "help_requested"), text(s, "last_message_at")};
       },
       "sessions");
 }
@@ -802,18 +823,19 @@ int cmd_errors(Ctx& ctx, const std::vector<std::string>& argv) {
   if (!a->positional.empty()) return usage_error("errors takes -n only", "errors");
   std::string n = a->get("-n").value_or("50");
   if (!osvi::ctl::parse_count(n)) return usage_error("-n: a positive integer", "errors");
-  return print_list(ctx, "/v1/system/errors?limit=" + n, Table({"AT", "PRIORITY", "MESSAGE", "FIELDS"}),
-                    [](const cJSON* e) {
-                      std::string f;
-                      const cJSON* v = nullptr;
-                      cJSON_ArrayForEach(v, member(e, "fields")) {
-                        if (!f.empty()) f += ' ';
-                        f.append(v->string).append("=").append(text(member(e, "fields"), v->string));
-                      }
-                      return std::vector<std::string>{text(e, "at"), text(e, "priority"), text(e, "message"),
-                                                      f.empty() ? "-" : f};
-                    },
-                    "");
+  return print_list(
+      ctx, "/v1/system/errors?limit=" + n, Table({"AT", "PRIORITY", "MESSAGE", "FIELDS"}),
+      [](const cJSON* e) {
+        std::string f;
+        const cJSON* v = nullptr;
+        cJSON_ArrayForEach(v, member(e, "fields")) {
+          if (!f.empty()) f += ' ';
+          f.append(v->string).append("=").append(text(member(e, "fields"), v->string));
+        }
+        return std::vector<std::string>{text(e, "at"), text(e, "priority"), text(e, "message"),
+                                        f.empty() ? "-" : f};
+      },
+      "");
 }
 
 int cmd_config(Ctx& ctx, const std::vector<std::string>& argv) {
@@ -888,9 +910,9 @@ std::string journal_field(sd_journal* j, const char* name) {
 
 // The fields osvid writes itself (log.hpp), shown beside the message; journald's own (_PID, ...) are not.
 bool shown_field(std::string_view name) {
-  static const std::set<std::string_view> hidden = {"MESSAGE", "PRIORITY", "MESSAGE_ID", "SYSLOG_IDENTIFIER",
-                                                    "SYSLOG_FACILITY", "SYSLOG_PID", "SYSLOG_TIMESTAMP",
-                                                    "CODE_FILE", "CODE_LINE", "CODE_FUNC"};
+  static const std::set<std::string_view> hidden = {
+      "MESSAGE",    "PRIORITY",         "MESSAGE_ID", "SYSLOG_IDENTIFIER", "SYSLOG_FACILITY",
+      "SYSLOG_PID", "SYSLOG_TIMESTAMP", "CODE_FILE",  "CODE_LINE",         "CODE_FUNC"};
   return !name.empty() && name[0] != '_' && !hidden.count(name);
 }
 
@@ -901,7 +923,8 @@ int cmd_logs(Ctx& ctx, const std::vector<std::string>& argv) {
       {"--all-identifiers"}, &why);
   if (!a) return usage_error(why, "logs");
   if (!a->positional.empty()) return usage_error("logs takes options only", "logs");
-  if (a->get("--directory") && a->get("--file")) return usage_error("--directory or --file, not both", "logs");
+  if (a->get("--directory") && a->get("--file"))
+    return usage_error("--directory or --file, not both", "logs");
   int64_t limit = 50;
   if (auto n = a->get("-n")) {
     auto v = osvi::ctl::parse_count(*n);
@@ -918,8 +941,9 @@ int cmd_logs(Ctx& ctx, const std::vector<std::string>& argv) {
   }
   int max_priority = 7;
   if (auto p = a->get("--priority")) {
-    static const std::map<std::string, int> names = {{"emerg", 0}, {"alert", 1},  {"crit", 2},  {"err", 3},
-                                                     {"warning", 4}, {"notice", 5}, {"info", 6}, {"debug", 7}};
+    static const std::map<std::string, int> names = {{"emerg", 0}, {"alert", 1},   {"crit", 2},
+                                                     {"err", 3},   {"warning", 4}, {"notice", 5},
+                                                     {"info", 6},  {"debug", 7}};
     auto it = names.find(*p);
     if (it == names.end()) return usage_error("--priority: err, warning, notice, info or debug", "logs");
     max_priority = it->second;
@@ -994,7 +1018,8 @@ int cmd_logs(Ctx& ctx, const std::vector<std::string>& argv) {
     const cJSON* e = it->get();
     std::string line = text(e, "at") + " " + text(e, "priority") + ": " + text(e, "message");
     const cJSON* v = nullptr;
-    cJSON_ArrayForEach(v, member(e, "fields")) line.append(" ").append(v->string).append("=").append(v->valuestring);
+    cJSON_ArrayForEach(v, member(e, "fields")) line.append(" ").append(v->string).append("=").append(
+        v->valuestring);
     for (char& c : line)
       if (c == '\n') c = ' ';
     std::printf("%s\n", line.c_str());

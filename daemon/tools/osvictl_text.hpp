@@ -51,9 +51,10 @@ std::optional<Args> parse_args(const std::vector<std::string>& argv, const std::
 // A positive integer of at most 9 digits; nullopt otherwise.
 std::optional<int64_t> parse_count(std::string_view s);
 
-// `logs --since`: "30s", "15m", "2h", "7d" (that long before now_us), or "YYYY-MM-DD", "YYYY-MM-DDTHH:MM[:SS]"
-// (also with a space for the T) followed by "Z", "±HH:MM" or nothing (= UTC). Returns microseconds since the
-// epoch (CLOCK_REALTIME, the journal's realtime clock); nullopt when the text is none of these.
+// `logs --since`: "30s", "15m", "2h", "7d" (that long before now_us), or "YYYY-MM-DD",
+// "YYYY-MM-DDTHH:MM[:SS]" (also with a space for the T) followed by "Z", "±HH:MM" or nothing (= UTC). Returns
+// microseconds since the epoch (CLOCK_REALTIME, the journal's realtime clock); nullopt when the text is none
+// of these.
 std::optional<int64_t> parse_since(std::string_view s, int64_t now_us);
 
 // "2026-12-03T10:00:00.123Z" for a CLOCK_REALTIME microsecond count.

@@ -369,7 +369,8 @@ void AtModemLine::process_lines() {
   }
 }
 
-// --- probe (POST /v1/lines/{id}/test) ------------------------------------------------------------------------
+// --- probe (POST /v1/lines/{id}/test)
+// ------------------------------------------------------------------------
 
 struct AtModemLine::ProbeState {
   LineProbe probe;

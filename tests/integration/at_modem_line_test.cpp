@@ -481,10 +481,12 @@ TEST_F(AtModemLineTest, ProbeAsksThroughTheQueueAndAnswersOnce) {
   bring_up(options());
   int answers = 0;
   osvi::Result<osvi::hal::LineProbe> got = osvi::make_error("none");
-  ASSERT_TRUE(line_->probe([&](osvi::Result<osvi::hal::LineProbe> r) {
-                ++answers;
-                got = std::move(r);
-              }).ok());
+  ASSERT_TRUE(line_
+                  ->probe([&](osvi::Result<osvi::hal::LineProbe> r) {
+                    ++answers;
+                    got = std::move(r);
+                  })
+                  .ok());
   EXPECT_EQ(answers, 0);  // later, not from inside probe()
   ASSERT_TRUE(pump_until([&] { return answers > 0; }));
   ASSERT_TRUE(got.ok()) << got.error().message;
@@ -510,10 +512,12 @@ TEST_F(AtModemLineTest, ProbeAsksThroughTheQueueAndAnswersOnce) {
   // The modem vanishes with the probe's commands still queued: one answer, an error.
   sim_.on("AT+CGMI", "");  // no answer: the queue waits on it until the tty goes
   answers = 0;
-  ASSERT_TRUE(line_->probe([&](osvi::Result<osvi::hal::LineProbe> r) {
-                ++answers;
-                got = std::move(r);
-              }).ok());
+  ASSERT_TRUE(line_
+                  ->probe([&](osvi::Result<osvi::hal::LineProbe> r) {
+                    ++answers;
+                    got = std::move(r);
+                  })
+                  .ok());
   ASSERT_TRUE(sim_.wait_command("AT+CGMI", 2s, 3));
   sim_.disappear();
   ASSERT_TRUE(pump_until([&] { return answers > 0; }));

@@ -1,7 +1,8 @@
 // osvictl against live daemons: every command in text and in --json (the JSON parsed and checked) on an osvid
 // with a simulated line and the stand-in model server; line test and audio loopback on a modem line (a pty
 // modem, an ALSA file-plugin PCM whose capture holds the probe burst at a known delay); logs from a journal
-// file written by systemd-journal-remote; the exit codes for bad usage, an unreachable daemon and a bad token.
+// file written by systemd-journal-remote; the exit codes for bad usage, an unreachable daemon and a bad
+// token.
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -105,7 +106,8 @@ bool has(const std::string& s, const std::string& needle) {
   return s.find(needle) != std::string::npos;
 }
 
-// --- One osvid with a simulated line and the stand-in model server ------------------------------------------
+// --- One osvid with a simulated line and the stand-in model server
+// ------------------------------------------
 
 class OsvictlSim : public ::testing::Test {
  protected:
@@ -143,11 +145,12 @@ class OsvictlSim : public ::testing::Test {
     const std::string url = model_->base() + "/v1";
     osvi::test::write_file(
         dir_->file("osvid.json"),
-        R"({"state_dir":")" + dir_->file("state") + R"(","api":{"listen":"127.0.0.1:)" + std::to_string(port_) +
-            R"(","tokens":[")" + kToken + R"(",{"token":")" + kAgentToken +
+        R"({"state_dir":")" + dir_->file("state") + R"(","api":{"listen":"127.0.0.1:)" +
+            std::to_string(port_) + R"(","tokens":[")" + kToken + R"(",{"token":")" + kAgentToken +
             R"(","agents":["agent_a"]}]},"audio":{"rt_priority":0},)" +
-            R"("agents":[{"agent_uuid":"agent_a","name":"Front desk","active":true,)" + (broken ? R"("colour":"red",)" : "") +
-            R"("stt":{"base_url":")" + url + R"("},"llm":{"base_url":")" + url + R"("},"voice":{"base_url":")" + url +
+            R"("agents":[{"agent_uuid":"agent_a","name":"Front desk","active":true,)" +
+            (broken ? R"("colour":"red",)" : "") + R"("stt":{"base_url":")" + url +
+            R"("},"llm":{"base_url":")" + url + R"("},"voice":{"base_url":")" + url +
             R"("},"greeting":{"text":"Hello Ravi, this is the bank."},"call":{"voicemail":{"detect":false}}}],)" +
             R"("lines":[{"id":"sim0","type":"sim","agent_uuid":"agent_a","sim":{"outcome":"answer","rings":1,)" +
             R"("ring_interval_ms":200,"steps":[{"say":"Yes speaking","after_agent":true},)" +
@@ -162,7 +165,9 @@ class OsvictlSim : public ::testing::Test {
     a.insert(a.end(), args.begin(), args.end());
     return a;
   }
-  static CtlRun ctl(std::vector<std::string> args, bool json = false) { return osvictl(*dir_, with(std::move(args), json)); }
+  static CtlRun ctl(std::vector<std::string> args, bool json = false) {
+    return osvictl(*dir_, with(std::move(args), json));
+  }
 
   // Places one call through osvictl and waits for it to end (the sim caller answers, talks, says bye).
   static std::string finished_call() {
@@ -384,7 +389,7 @@ TEST_F(OsvictlSim, ConfigCheckReloadAndErrors) {
 
   // An agent-limited token may not reload nor read the system's errors: the daemon's no is exit 1.
   CtlRun limited = osvictl(*dir_, {"--api", "http://127.0.0.1:" + std::to_string(port_), "--token-file",
-                                dir_->file("agent-token"), "config", "reload"});
+                                   dir_->file("agent-token"), "config", "reload"});
   EXPECT_EQ(limited.code, 1);
   EXPECT_TRUE(has(limited.err, "403")) << limited.err;
 }
@@ -410,10 +415,15 @@ TEST_F(OsvictlSim, LineTestShowsTheSimScriptAndLoopbackRefusesSimLines) {
 
 TEST_F(OsvictlSim, ExitCodes) {
   // Usage: no command, an unknown command or option, a missing value: 2, nothing on stdout.
-  for (const auto& args : std::vector<std::vector<std::string>>{
-           {}, {"frobnicate"}, {"calls", "list", "--colour", "red"}, {"calls", "show"},
-           {"call", "--agent", "agent_a"}, {"logs", "-n", "zero"}, {"--api", "localhost:8080", "status"},
-           {"logs", "--since", "yesterday"}, {"--timeout", "0", "status"}}) {
+  for (const auto& args : std::vector<std::vector<std::string>>{{},
+                                                                {"frobnicate"},
+                                                                {"calls", "list", "--colour", "red"},
+                                                                {"calls", "show"},
+                                                                {"call", "--agent", "agent_a"},
+                                                                {"logs", "-n", "zero"},
+                                                                {"--api", "localhost:8080", "status"},
+                                                                {"logs", "--since", "yesterday"},
+                                                                {"--timeout", "0", "status"}}) {
     CtlRun r = osvictl(*dir_, args);
     EXPECT_EQ(r.code, 2) << ::testing::PrintToString(args) << r.err;
     EXPECT_TRUE(r.out.empty()) << r.out;
@@ -423,8 +433,8 @@ TEST_F(OsvictlSim, ExitCodes) {
   CtlRun h = osvictl(*dir_, {"--help"});
   EXPECT_EQ(h.code, 0);
   EXPECT_TRUE(has(h.out, "Exit status")) << h.out;
-  for (const char* cmd : {"status", "calls", "call", "lines", "line", "audio", "dnd", "campaign", "chat", "errors",
-                          "config", "logs"}) {
+  for (const char* cmd : {"status", "calls", "call", "lines", "line", "audio", "dnd", "campaign", "chat",
+                          "errors", "config", "logs"}) {
     CtlRun c = osvictl(*dir_, {cmd, "--help"});
     EXPECT_EQ(c.code, 0) << cmd;
     EXPECT_TRUE(has(c.out, std::string("usage: osvictl ") + cmd)) << cmd << ": " << c.out;
@@ -432,23 +442,24 @@ TEST_F(OsvictlSim, ExitCodes) {
   // Nobody listening: 3.
   const int closed = osvi::test::free_loopback_port();
   CtlRun down = osvictl(*dir_, {"--api", "http://127.0.0.1:" + std::to_string(closed), "--state-dir",
-                             dir_->file("state"), "status"});
+                                dir_->file("state"), "status"});
   EXPECT_EQ(down.code, 3);
   EXPECT_TRUE(has(down.err, "cannot reach osvid")) << down.err;
   // A token osvid does not know, or no token file at all: 3.
   osvi::test::write_file(dir_->file("wrong-token"), "Wrong01234567890");
   CtlRun wrong = osvictl(*dir_, {"--api", "http://127.0.0.1:" + std::to_string(port_), "--token-file",
-                              dir_->file("wrong-token"), "--json", "lines"});
+                                 dir_->file("wrong-token"), "--json", "lines"});
   EXPECT_EQ(wrong.code, 3);
   EXPECT_TRUE(wrong.out.empty());
   EXPECT_TRUE(has(wrong.err, "refused the API token")) << wrong.err;
   CtlRun notoken = osvictl(*dir_, {"--api", "http://127.0.0.1:" + std::to_string(port_), "--state-dir",
-                                dir_->file("nowhere"), "status"});
+                                   dir_->file("nowhere"), "status"});
   EXPECT_EQ(notoken.code, 3);
   EXPECT_TRUE(has(notoken.err, "cannot read the API token")) << notoken.err;
 }
 
-// --- logs from a journal file, without journald -------------------------------------------------------------
+// --- logs from a journal file, without journald
+// -------------------------------------------------------------
 
 TEST(OsvictlLogs, FiltersAJournalFileByCallLineAndAgent) {
   osvi::test::TempDir dir;
@@ -461,8 +472,8 @@ TEST(OsvictlLogs, FiltersAJournalFileByCallLineAndAgent) {
     for (const auto& f : fields) feed += f + "\n";
     feed += "\n";
   };
-  entry(1'796'292'000, "5", "call started", {"CALL_ID=call-1", "LINE=sim0", "AGENT_UUID=agent_a",
-                                             "MESSAGE_ID=6b0a5c1e2f4d4a7e9c3b8d1f0e2a4c68"});
+  entry(1'796'292'000, "5", "call started",
+        {"CALL_ID=call-1", "LINE=sim0", "AGENT_UUID=agent_a", "MESSAGE_ID=6b0a5c1e2f4d4a7e9c3b8d1f0e2a4c68"});
   entry(1'796'292'001, "4", "another call started", {"CALL_ID=call-2", "LINE=gsm0", "AGENT_UUID=agent_b"});
   entry(1'796'292'002, "3", "upstream failed", {"CALL_ID=call-1", "LINE=sim0", "AGENT_UUID=agent_a"});
   entry(1'796'292'003, "6", "not osvid", {"CALL_ID=call-1"}, "someone-else");
@@ -471,8 +482,8 @@ TEST(OsvictlLogs, FiltersAJournalFileByCallLineAndAgent) {
   const std::string journal = dir.file("x.journal");
   const std::string cmd = "/lib/systemd/systemd-journal-remote --output=" + journal + " - < " +
                           dir.file("feed.export") + " 2>" + dir.file("remote.err");
-  ASSERT_EQ(std::system(cmd.c_str()), 0) << read_all(dir.file("remote.err"))
-                                         << " (package systemd-journal-remote, .ci/install-deps)";
+  ASSERT_EQ(std::system(cmd.c_str()), 0)
+      << read_all(dir.file("remote.err")) << " (package systemd-journal-remote, .ci/install-deps)";
 
   CtlRun t = osvictl(dir, {"logs", "--file", journal, "--call", "call-1"});
   ASSERT_EQ(t.code, 0) << t.err;
@@ -496,10 +507,12 @@ TEST(OsvictlLogs, FiltersAJournalFileByCallLineAndAgent) {
   CtlRun line = osvictl(dir, {"logs", "--file", journal, "--line", "gsm0", "--json"});
   ASSERT_EQ(cJSON_GetArraySize(line.data()), 1) << line.out;
   EXPECT_EQ(str(cJSON_GetArrayItem(line.data(), 0), "message"), "another call started");
-  CtlRun agent = osvictl(dir, {"logs", "--file", journal, "--agent", "agent_a", "--priority", "err", "--json"});
+  CtlRun agent =
+      osvictl(dir, {"logs", "--file", journal, "--agent", "agent_a", "--priority", "err", "--json"});
   ASSERT_EQ(cJSON_GetArraySize(agent.data()), 1) << agent.out;
   EXPECT_EQ(str(cJSON_GetArrayItem(agent.data(), 0), "message"), "upstream failed");
-  CtlRun since = osvictl(dir, {"logs", "--file", journal, "--since", "2026-12-03T10:00:02Z", "-n", "1", "--json"});
+  CtlRun since =
+      osvictl(dir, {"logs", "--file", journal, "--since", "2026-12-03T10:00:02Z", "-n", "1", "--json"});
   ASSERT_EQ(cJSON_GetArraySize(since.data()), 1) << since.out;
   EXPECT_EQ(str(cJSON_GetArrayItem(since.data(), 0), "message"), "call ended");
   CtlRun all = osvictl(dir, {"logs", "--file", journal, "--all-identifiers", "--json"});
@@ -511,7 +524,8 @@ TEST(OsvictlLogs, FiltersAJournalFileByCallLineAndAgent) {
   EXPECT_EQ(missing.code, 1);
 }
 
-// --- A modem line: line test and the audio loopback ---------------------------------------------------------
+// --- A modem line: line test and the audio loopback
+// ---------------------------------------------------------
 
 class OsvictlModem : public ::testing::Test {
  protected:
@@ -531,10 +545,12 @@ class OsvictlModem : public ::testing::Test {
     port_ = osvi::test::free_loopback_port();
     osvi::test::write_file(
         dir_.file("osvid.json"),
-        R"({"state_dir":")" + dir_.file("state") + R"(","api":{"listen":"127.0.0.1:)" + std::to_string(port_) +
-            R"(","tokens":[")" + kToken + R"("]},"audio":{"rt_priority":0,"echo":{"tail_ms":128}},)" +
+        R"({"state_dir":")" + dir_.file("state") + R"(","api":{"listen":"127.0.0.1:)" +
+            std::to_string(port_) + R"(","tokens":[")" + kToken +
+            R"("]},"audio":{"rt_priority":0,"echo":{"tail_ms":128}},)" +
             R"("agents":[{"agent_uuid":"agent_a","name":"A","active":true}],)" +
-            R"("lines":[{"id":"gsm0","type":"at","vendor":"quectel_ec25","device":")" + dir_.file("modem-at") +
+            R"("lines":[{"id":"gsm0","type":"at","vendor":"quectel_ec25","device":")" +
+            dir_.file("modem-at") +
             R"(","audio_device":"ec25_bench","audio_clockless":true,"agent_uuid":"agent_a",)" +
             R"("command_timeout_ms":1000,"poll_interval_ms":200}]})");
     daemon_ = std::make_unique<DaemonProcess>(
@@ -565,7 +581,8 @@ class OsvictlModem : public ::testing::Test {
       const double g = std::pow(10.0, gain_db / 20.0);
       auto burst = osvi::audio::make_probe_burst(kRate);
       for (size_t i = 0; i < burst.size(); ++i)
-        cap[static_cast<size_t>(burst_at_ms * kRate / 1000) + i] = static_cast<int16_t>(std::lround(g * burst[i]));
+        cap[static_cast<size_t>(burst_at_ms * kRate / 1000) + i] =
+            static_cast<int16_t>(std::lround(g * burst[i]));
     }
     osvi::test::write_file(dir_.file("cap.raw"),
                            std::string(reinterpret_cast<const char*>(cap.data()), cap.size() * 2));

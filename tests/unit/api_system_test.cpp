@@ -81,15 +81,19 @@ TEST_F(ApiSystemTest, ReloadGoesThroughTheAppAndReportsItsReasons) {
   EXPECT_EQ(api_keys(ok.data()),
             (std::vector<std::string>{"applied", "config_hash", "source", "loaded_at", "agents"}));
 
-  outcome = osvi::make_error("/etc/osvi/osvid.json:\nagents[0].colour: unknown key\napi.port: must be 1..65535");
+  outcome =
+      osvi::make_error("/etc/osvi/osvid.json:\nagents[0].colour: unknown key\napi.port: must be 1..65535");
   auto bad = request("POST", "/v1/system/reload", "{}");
   ASSERT_EQ(bad.status, 422) << bad.body;
   const cJSON* errors = bad.get("errors");
   ASSERT_EQ(cJSON_GetArraySize(errors), 2) << bad.body;
-  EXPECT_STREQ(cJSON_GetArrayItem(errors, 0)->valuestring, "/etc/osvi/osvid.json: agents[0].colour: unknown key");
-  EXPECT_STREQ(cJSON_GetArrayItem(errors, 1)->valuestring, "/etc/osvi/osvid.json: api.port: must be 1..65535");
+  EXPECT_STREQ(cJSON_GetArrayItem(errors, 0)->valuestring,
+               "/etc/osvi/osvid.json: agents[0].colour: unknown key");
+  EXPECT_STREQ(cJSON_GetArrayItem(errors, 1)->valuestring,
+               "/etc/osvi/osvid.json: api.port: must be 1..65535");
 
-  expect_api_error(request("POST", "/v1/system/reload", R"({"file":"/tmp/x.json"})"), 422, "\"file\": unknown field");
+  expect_api_error(request("POST", "/v1/system/reload", R"({"file":"/tmp/x.json"})"), 422,
+                   "\"file\": unknown field");
   expect_api_error(request("POST", "/v1/system/reload", "{}", kApiTokenB), 403, "may not reload");
   EXPECT_EQ(calls, 2);  // neither refusal reached the App
 }

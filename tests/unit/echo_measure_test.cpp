@@ -34,7 +34,8 @@ std::vector<int16_t> capture(const std::vector<int16_t>& ref, size_t delay_sampl
   std::normal_distribution<double> noise(0.0, noise_rms);
   std::vector<int16_t> out(ref.size());
   for (size_t i = 0; i < c.size(); ++i)
-    out[i] = static_cast<int16_t>(std::clamp(std::lround(c[i] + (noise_rms > 0 ? noise(rng) : 0.0)), -32768L, 32767L));
+    out[i] = static_cast<int16_t>(
+        std::clamp(std::lround(c[i] + (noise_rms > 0 ? noise(rng) : 0.0)), -32768L, 32767L));
   return out;
 }
 

@@ -82,7 +82,6 @@ TEST_F(LogTest, StderrLinesCarryLevelMessageAndFields) {
   EXPECT_EQ(text[23], 'Z');
 }
 
-
 // GET /v1/system/errors reads this ring: warnings and errors only, newest first, bounded, fields kept, long
 // text cut on a UTF-8 boundary, and safe to fill from several threads at once.
 TEST_F(LogTest, RecentProblemsKeepsTheLastWarningsAndErrors) {

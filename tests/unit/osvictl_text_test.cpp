@@ -22,8 +22,8 @@ TEST(OsvictlText, TableAlignsColumnsByCodePoints) {
 
 TEST(OsvictlText, ArgsKnownOptionsFlagsAndPositionals) {
   std::string why;
-  auto a = parse_args({"list", "--agent", "agent_a", "--page=2", "-o", "x.opus", "--all"}, {"--agent", "--page", "-o"},
-                      {"--all"}, &why);
+  auto a = parse_args({"list", "--agent", "agent_a", "--page=2", "-o", "x.opus", "--all"},
+                      {"--agent", "--page", "-o"}, {"--all"}, &why);
   ASSERT_TRUE(a) << why;
   EXPECT_EQ(a->positional, std::vector<std::string>{"list"});
   EXPECT_EQ(a->get("--agent"), "agent_a");
@@ -64,7 +64,8 @@ TEST(OsvictlText, SinceRelativeAndAbsolute) {
 
 TEST(OsvictlText, QueryStringEncodesValues) {
   EXPECT_EQ(query_string({}), "");
-  EXPECT_EQ(query_string({{"status", "picked,busy"}, {"phone", "+91 98"}}), "?status=picked%2Cbusy&phone=%2B91%2098");
+  EXPECT_EQ(query_string({{"status", "picked,busy"}, {"phone", "+91 98"}}),
+            "?status=picked%2Cbusy&phone=%2B91%2098");
   EXPECT_EQ(percent_encode("a-b_c.d~é"), "a-b_c.d~%C3%A9");
 }
 

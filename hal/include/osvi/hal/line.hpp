@@ -70,10 +70,10 @@ struct LineProbe {
   std::string model;
   std::string revision;
   std::string imei;
-  std::optional<int> rssi;  // +CSQ <rssi> 0..31 (99, "not known", is absent)
-  std::optional<int> ber;   // +CSQ <ber> 0..7 (99 absent)
-  std::string cs_registration;   // +CREG? as registration_name ("home", "roaming", ...); "" = no answer
-  std::string eps_registration;  // +CEREG?
+  std::optional<int> rssi;            // +CSQ <rssi> 0..31 (99, "not known", is absent)
+  std::optional<int> ber;             // +CSQ <ber> 0..7 (99 absent)
+  std::string cs_registration;        // +CREG? as registration_name ("home", "roaming", ...); "" = no answer
+  std::string eps_registration;       // +CEREG?
   std::vector<std::string> failures;  // "AT+CSQ: ERROR" / "AT+CSQ: no answer within 5000 ms"
 };
 

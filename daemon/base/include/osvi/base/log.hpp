@@ -65,9 +65,10 @@ bool enabled(Level level);
 void write(Level level, std::string_view message_id, std::string_view message,
            std::initializer_list<Field> fields = {});
 
-// The last warnings and errors written (GET /v1/system/errors): kept in memory as well as sent to the sink, so
-// a console sees them on a box without a reachable journal. Bounded: kRecentProblems entries, each message cut
-// at kRecentMessageBytes and each field value at kRecentFieldBytes. Any thread may log; the ring has a mutex.
+// The last warnings and errors written (GET /v1/system/errors): kept in memory as well as sent to the sink,
+// so a console sees them on a box without a reachable journal. Bounded: kRecentProblems entries, each message
+// cut at kRecentMessageBytes and each field value at kRecentFieldBytes. Any thread may log; the ring has a
+// mutex.
 inline constexpr size_t kRecentProblems = 200;
 inline constexpr size_t kRecentMessageBytes = 1024;
 inline constexpr size_t kRecentFieldBytes = 256;

@@ -27,11 +27,11 @@ struct LoopbackReport {
   std::string line;
   std::string device;
   int sample_rate = 0;
-  int tail_ms = 0;           // audio.echo.tail_ms at the time of the test
-  int max_delay_ms = 0;      // the search window
-  int captured_ms = 0;       // capture read and measured
+  int tail_ms = 0;       // audio.echo.tail_ms at the time of the test
+  int max_delay_ms = 0;  // the search window
+  int captured_ms = 0;   // capture read and measured
   audio::EchoMeasurement echo;
-  bool fits = true;          // no echo, or its peak plus audio::kEchoSpreadMs inside the tail
+  bool fits = true;  // no echo, or its peak plus audio::kEchoSpreadMs inside the tail
 };
 
 class LineDiagnostics {
