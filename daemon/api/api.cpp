@@ -83,6 +83,10 @@ Api::Api(ApiContext& ctx) : ctx_(ctx) {
   router_.add("GET", "/v1/system/log_level", bind(&Api::get_log_level));
   router_.add("PUT", "/v1/system/log_level", bind(&Api::set_log_level));
   router_.add("POST", "/v1/system/log_level", bind(&Api::set_log_level));
+  router_.add("GET", "/v1/system/errors", bind(&Api::system_errors));
+  router_.add("POST", "/v1/system/reload", bind(&Api::system_reload));
+  router_.add("POST", "/v1/lines/{id}/test", bind(&Api::test_line));
+  router_.add("POST", "/v1/lines/{id}/loopback", bind(&Api::loopback_line));
   router_.add("POST", "/v1/call", bind(&Api::post_call));
   router_.add("POST", "/call", bind(&Api::post_call_legacy));
   router_.add("GET", "/v1/calls", bind(&Api::list_calls));

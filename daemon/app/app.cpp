@@ -322,6 +322,7 @@ Status App::start() {
   api_ctx_.config_loaded_wall_ms = api_ctx_.started_wall_ms;
   api_ctx_.campaigns = campaigns_.get();
   api_ctx_.knowledge = knowledge_.get();
+  api_ctx_.reload = [this](std::function<void(const Status&)> done) { request_reload(std::move(done)); };
   api_ = std::make_unique<Api>(api_ctx_);
 
   if (auto s = EventLoop::block_signals({SIGTERM, SIGINT, SIGHUP}); !s) return s;
@@ -368,6 +369,8 @@ Status App::start() {
   // READY=1 waits until each line is idle or down with a reason.
   lines_ = std::make_unique<LineManager>(*loop_, *clock_);
   api_ctx_.lines = lines_.get();
+  diagnostics_ = std::make_unique<LineDiagnostics>(*loop_, *lines_);
+  api_ctx_.diagnostics = diagnostics_.get();
   if (auto s = start_calls(); !s) return s;  // before the lines, which may ring at once
   if (auto s = lines_->start(config_->lines, [this] { lines_changed(); }); !s) return s;
   for (hal::Line* l : lines_->lines()) {  // the simulated caller speaks with espeak-ng
@@ -644,16 +647,44 @@ void App::lines_changed() {
 }
 
 void App::reload() {
+  (void)reload_now();
+}
+
+Status App::reload_now() {
   sd_notify(0, "RELOADING=1\nSTATUS=Reloading configuration");
-  auto reject = [this](const std::string& why) {
-    log::error("configuration reload rejected, keeping the running configuration: " + why,
+  auto reject = [this](const Error& why) -> Status {
+    log::error("configuration reload rejected, keeping the running configuration: " + why.message,
                {{"CONFIG_HASH", config_->source_hash}}, log::id::kConfigRejected);
     sd_notify(0, ("READY=1\nSTATUS=" + ready_status() + " (last reload rejected: see journal)").c_str());
+    return why;
   };
   auto cfg = load_configuration(options_);
-  if (!cfg) return reject(cfg.error().message);
-  if (Status s = apply(std::move(*cfg)); !s) return reject(s.error().message);
+  if (!cfg) return reject(cfg.error());
+  if (Status s = apply(std::move(*cfg)); !s) return reject(s.error());
   sd_notify(0, ("READY=1\nSTATUS=" + ready_status()).c_str());
+  return {};
+}
+
+void App::request_reload(std::function<void(const Status&)> done) {
+  reload_waiters_.push_back(std::move(done));
+  if (reload_timer_) {
+    EventLoop::set_timer(reload_timer_.get(), 0);
+    return;
+  }
+  // Not inside the request's handler: apply() may replace the API server that is calling us.
+  auto t = loop_->add_timer(0, [this] {
+    Status s = reload_now();
+    auto waiters = std::move(reload_waiters_);
+    reload_waiters_.clear();
+    for (auto& w : waiters) w(s);
+  });
+  if (!t) {
+    auto waiters = std::move(reload_waiters_);
+    reload_waiters_.clear();
+    for (auto& w : waiters) w(t.error());
+    return;
+  }
+  reload_timer_ = std::move(*t);
 }
 
 Status App::apply(Config new_cfg) {
@@ -780,6 +811,9 @@ int App::run() {
   if (chat_) chat_->set_listener({});
   api_ctx_.events = nullptr;
   events_.reset();  // its streams end cleanly while their server still runs
+  reload_timer_.reset();
+  reload_waiters_.clear();  // replies to reloads that never ran, while their server still runs
+  api_ctx_.reload = nullptr;
   server_sources_.clear();
   server_.reset();
   api_.reset();
@@ -798,6 +832,8 @@ int App::run() {
   if (knowledge_) knowledge_->set_embedder(nullptr);
   knowledge_embedder_.reset();  // cancels its requests, before the upstream they run on
   upstream_.reset();
+  api_ctx_.diagnostics = nullptr;
+  diagnostics_.reset();  // a loopback in progress stops its stream before the line goes
   api_ctx_.lines = nullptr;
   lines_.reset();
   api_ctx_.fleet = nullptr;

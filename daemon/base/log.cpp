@@ -6,11 +6,14 @@
 #include <systemd/sd-journal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
+#include <deque>
+#include <mutex>
 #include <string>
 
 namespace osvi::log {
@@ -21,6 +24,38 @@ std::atomic<Sink> g_sink{Sink::stderr_text};
 std::string g_identifier = "osvid";
 
 constexpr size_t kMaxFields = 16;
+
+// The recent warnings and errors (recent_problems()), bounded by kRecentProblems: a push past the bound drops
+// the oldest. A mutex, because log::write is called from threads other than the loop's too.
+std::mutex g_recent_mutex;
+std::deque<LoggedProblem> g_recent;
+
+std::string cut_utf8(std::string_view s, size_t max) {
+  if (s.size() <= max) return std::string(s);
+  size_t n = max;
+  // Never end inside a UTF-8 sequence: back off continuation bytes so the JSON printer gets valid text.
+  while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;
+  return std::string(s.substr(0, n));
+}
+
+void remember(Level level, std::string_view message_id, std::string_view message,
+              std::initializer_list<Field> fields) {
+  timespec ts{};
+  clock_gettime(CLOCK_REALTIME, &ts);
+  LoggedProblem p;
+  p.wall_ms = static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1'000'000;
+  p.level = level;
+  p.message = cut_utf8(message, kRecentMessageBytes);
+  p.message_id = std::string(message_id);
+  p.fields.reserve(std::min(fields.size(), kMaxFields));
+  for (const Field& f : fields) {
+    if (p.fields.size() == kMaxFields) break;
+    p.fields.emplace_back(std::string(f.name), cut_utf8(f.value, kRecentFieldBytes));
+  }
+  std::lock_guard lock(g_recent_mutex);
+  if (g_recent.size() == kRecentProblems) g_recent.pop_front();
+  g_recent.push_back(std::move(p));
+}
 
 bool journal_stream_is_stderr() {
   const char* env = std::getenv("JOURNAL_STREAM");
@@ -138,11 +173,26 @@ bool enabled(Level level) {
 void write(Level level, std::string_view message_id, std::string_view message,
            std::initializer_list<Field> fields) {
   if (!enabled(level)) return;
+  if (static_cast<int>(level) <= static_cast<int>(Level::warning))
+    remember(level, message_id, message, fields);
   if (g_sink == Sink::journal) {
     write_journal(level, message_id, message, fields);
   } else {
     write_stderr(level, message_id, message, fields);
   }
+}
+
+std::vector<LoggedProblem> recent_problems(size_t limit) {
+  std::lock_guard lock(g_recent_mutex);
+  std::vector<LoggedProblem> out;
+  out.reserve(std::min(limit, g_recent.size()));
+  for (auto it = g_recent.rbegin(); it != g_recent.rend() && out.size() < limit; ++it) out.push_back(*it);
+  return out;
+}
+
+void clear_recent_problems() {
+  std::lock_guard lock(g_recent_mutex);
+  g_recent.clear();
 }
 
 }  // namespace osvi::log

@@ -120,7 +120,8 @@ const Call* CallManager::call_on(const hal::Line& line) const {
 }
 
 bool CallManager::line_free(const hal::Line& line) const {
-  return line.state() == hal::LineState::idle && !call_on(line) && line.audio().unavailable.empty();
+  return line.state() == hal::LineState::idle && !call_on(line) && !line.held() &&
+         line.audio().unavailable.empty();
 }
 
 hal::Line* CallManager::free_line() {
@@ -304,6 +305,14 @@ std::string CallManager::caller_number(const std::string& raw) const {
 }
 
 void CallManager::answer_inbound(hal::Line& line, const hal::LineEvent& e) {
+  if (line.held()) {
+    // The audio loopback has the line's PCM open; it ends within seconds and the caller may ring on.
+    log::warning("line " + line.id() + ": incoming call from " +
+                     (e.number.empty() ? "a withheld number" : e.number) +
+                     " not answered: the line is held by an audio loopback test",
+                 {{"LINE", line.id()}});
+    return;
+  }
   const LineConfig* lc = lines_.config_of(line.id());
   const AgentConfig* a = lc ? agent(lc->agent_uuid) : nullptr;
   if (!a || !a->active || a->archived || a->mode != AgentMode::voice) {

@@ -196,6 +196,12 @@ std::vector<hal::Line*> LineManager::lines() {
   return out;
 }
 
+void LineManager::release(hal::Line& line) {
+  line.set_held(false);
+  if (sink_ && line.state() == hal::LineState::idle)
+    sink_(line, hal::LineEvent{hal::LineEvent::Type::up, {}, 0, {}});
+}
+
 void LineManager::refresh(const hal::Line& line) {
   for (auto& e : entries_)
     if (e->line.get() == &line) sync(*e);

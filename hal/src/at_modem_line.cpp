@@ -244,6 +244,7 @@ void AtModemLine::schedule_reopen() {
 void AtModemLine::lost(const std::string& why) {
   fd_.reset();
   queue_.clear();
+  fail_probes("modem lost: " + why);
   inflight_.reset();
   inflight_deadline_ = -1;
   poll_deadline_ = ring_deadline_ = pcm_deadline_ = -1;
@@ -368,6 +369,95 @@ void AtModemLine::process_lines() {
   }
 }
 
+// --- probe (POST /v1/lines/{id}/test)
+// ------------------------------------------------------------------------
+
+struct AtModemLine::ProbeState {
+  LineProbe probe;
+  ProbeDone done;
+};
+
+Status AtModemLine::probe(ProbeDone done) {
+  if (!fd_.valid() || state_ == LineState::down)
+    return make_error("line " + opt_.id + " is down: " + reason_, -ENODEV);
+  // +CSQ and friends do not disturb a call, but a call's own commands (+CLCC polls, hang-up) must not wait
+  // behind seven diagnostics.
+  if (call_ || state_ != LineState::idle)
+    return make_error("line " + opt_.id + " is busy (" + std::string(to_string(state_)) + ")", -EBUSY);
+  auto st = std::make_shared<ProbeState>();
+  st->done = std::move(done);
+  probes_.push_back(st);
+  const int64_t t = opt_.command_timeout_ms;
+  auto failed = [st](const std::string& cmd, const Response& r) {
+    if (!r.ok()) st->probe.failures.push_back(cmd + ": " + r.why());
+    return !r.ok();
+  };
+  enqueue("AT+CGMI", t, [st, failed](const Response& r) {
+    if (!failed("AT+CGMI", r)) st->probe.manufacturer = first_line(r.lines);
+  });
+  enqueue("AT+CGMM", t, [st, failed](const Response& r) {
+    if (!failed("AT+CGMM", r)) st->probe.model = first_line(r.lines);
+  });
+  enqueue("AT+CGMR", t, [st, failed](const Response& r) {
+    if (!failed("AT+CGMR", r)) st->probe.revision = first_line(r.lines);
+  });
+  enqueue("AT+CGSN", t, [st, failed](const Response& r) {
+    if (failed("AT+CGSN", r)) return;
+    for (const std::string& l : r.lines)
+      if (std::string v = value_after_colon(l); all_digits(v)) st->probe.imei = v;
+  });
+  enqueue("AT+CSQ", t, [st, failed](const Response& r) {
+    if (failed("AT+CSQ", r)) return;
+    // +CSQ: <rssi>,<ber>
+    for (const std::string& l : r.lines) {
+      if (l.rfind("+CSQ:", 0) != 0) continue;
+      const std::string v = value_after_colon(l);
+      const auto comma = v.find(',');
+      const int rssi = std::atoi(v.substr(0, comma).c_str());
+      const int ber = comma == std::string::npos ? 99 : std::atoi(v.substr(comma + 1).c_str());
+      if (rssi >= 0 && rssi <= 31) st->probe.rssi = rssi;
+      if (ber >= 0 && ber <= 7) st->probe.ber = ber;
+    }
+  });
+  enqueue("AT+CREG?", t, [st, failed](const Response& r) {
+    if (failed("AT+CREG?", r)) return;
+    for (const std::string& l : r.lines)
+      if (auto s = parse_reg_stat(l, true)) st->probe.cs_registration = registration_name(*s);
+  });
+  enqueue("AT+CEREG?", t, [this, st, failed](const Response& r) {
+    if (!failed("AT+CEREG?", r)) {
+      for (const std::string& l : r.lines)
+        if (auto s = parse_reg_stat(l, true)) st->probe.eps_registration = registration_name(*s);
+    }
+    // The answers refresh what health shows, as the start-up ones did (LTE registration wins).
+    if (!st->probe.manufacturer.empty()) identity_.manufacturer = st->probe.manufacturer;
+    if (!st->probe.model.empty()) identity_.model = st->probe.model;
+    if (!st->probe.revision.empty()) identity_.firmware = st->probe.revision;
+    if (!st->probe.imei.empty()) identity_.imei = st->probe.imei;
+    const std::string& eps = st->probe.eps_registration;
+    if (eps == "home" || eps == "roaming")
+      identity_.registration = eps;
+    else if (!st->probe.cs_registration.empty())
+      identity_.registration = st->probe.cs_registration;
+    probes_.erase(std::remove(probes_.begin(), probes_.end(), st), probes_.end());
+    if (st->done) {
+      auto finish = std::move(st->done);
+      finish(st->probe);
+    }
+  });
+  return {};
+}
+
+void AtModemLine::fail_probes(const std::string& why) {
+  auto waiting = std::move(probes_);
+  probes_.clear();
+  for (auto& st : waiting) {
+    if (!st->done) continue;
+    auto finish = std::move(st->done);
+    finish(make_error(why, -ENODEV));
+  }
+}
+
 // --- init --------------------------------------------------------------------------------------------------
 
 void AtModemLine::run_init() {
@@ -381,6 +471,7 @@ void AtModemLine::run_init() {
     const std::string why = "modem does not answer AT on " + opt_.device + ": " + r.why();
     fd_.reset();
     queue_.clear();
+    fail_probes(why);
     ++generation_;
     state_ = LineState::down;
     // The first failure settles the line (the daemon's READY waits for it); a repeat is not news.

@@ -469,3 +469,64 @@ TEST_F(AtModemLineTest, AttendedTransferHoldDialEct) {
 }
 
 }  // namespace
+
+namespace {
+
+// POST /v1/lines/{id}/test's hardware side: the probe's commands go through the line's one queue, the answer
+// comes from handle_io (never from inside probe()), a refused command is listed, a call refuses the probe,
+// and a modem lost mid-probe answers it once with the error.
+TEST_F(AtModemLineTest, ProbeAsksThroughTheQueueAndAnswersOnce) {
+  sim_.on("AT+CSQ", ModemSim::ok({"+CSQ: 17,3"}));
+  sim_.on("AT+CREG?", "\r\nERROR\r\n");
+  bring_up(options());
+  int answers = 0;
+  osvi::Result<osvi::hal::LineProbe> got = osvi::make_error("none");
+  ASSERT_TRUE(line_
+                  ->probe([&](osvi::Result<osvi::hal::LineProbe> r) {
+                    ++answers;
+                    got = std::move(r);
+                  })
+                  .ok());
+  EXPECT_EQ(answers, 0);  // later, not from inside probe()
+  ASSERT_TRUE(pump_until([&] { return answers > 0; }));
+  ASSERT_TRUE(got.ok()) << got.error().message;
+  EXPECT_EQ(got->manufacturer, "Quectel");
+  EXPECT_EQ(got->model, "EC25");
+  EXPECT_EQ(got->revision, "EC25EFAR06A06M4G");
+  EXPECT_EQ(got->imei, ModemSim::imei());
+  EXPECT_EQ(got->rssi, 17);
+  EXPECT_EQ(got->ber, 3);
+  EXPECT_EQ(got->cs_registration, "");
+  EXPECT_EQ(got->eps_registration, "home");
+  ASSERT_EQ(got->failures.size(), 1u);
+  EXPECT_EQ(got->failures[0], "AT+CREG?: ERROR");
+
+  // A call on the line: refused, nothing sent.
+  const size_t csq = sim_.count("AT+CSQ");
+  ASSERT_TRUE(line_->dial("+919800000002").ok());
+  EXPECT_FALSE(line_->probe([&](osvi::Result<osvi::hal::LineProbe>) { ++answers; }).ok());
+  EXPECT_EQ(sim_.count("AT+CSQ"), csq);
+  ASSERT_TRUE(line_->hangup().ok());
+  ASSERT_TRUE(pump_until([&] { return line_->state() == LineState::idle; }));
+
+  // The modem vanishes with the probe's commands still queued: one answer, an error.
+  sim_.on("AT+CGMI", "");  // no answer: the queue waits on it until the tty goes
+  answers = 0;
+  ASSERT_TRUE(line_
+                  ->probe([&](osvi::Result<osvi::hal::LineProbe> r) {
+                    ++answers;
+                    got = std::move(r);
+                  })
+                  .ok());
+  ASSERT_TRUE(sim_.wait_command("AT+CGMI", 2s, 3));
+  sim_.disappear();
+  ASSERT_TRUE(pump_until([&] { return answers > 0; }));
+  EXPECT_FALSE(got.ok());
+  EXPECT_NE(got.error().message.find("modem lost"), std::string::npos) << got.error().message;
+  pump_until([] { return false; }, 300ms);
+  EXPECT_EQ(answers, 1);
+  // Down: refused at once.
+  EXPECT_FALSE(line_->probe([&](osvi::Result<osvi::hal::LineProbe>) { ++answers; }).ok());
+}
+
+}  // namespace

@@ -6,12 +6,13 @@
 #        tests/rootfs/check-overlay.sh /tmp/r
 #
 # Fails (exit 1, "FAIL: ..." on stderr) on the first problem:
-#   - usr/bin/osvid missing or not executable; the unit, sysusers.d, tmpfiles.d, udev rule,
+#   - usr/bin/osvid or usr/bin/osvictl missing or not executable; its man page, the unit, sysusers.d,
+#     tmpfiles.d, udev rule,
 #     etc/osvi/osvid.json, the phone-number module usr/lib/<multiarch>/osvi/osvi-phone.so or the speech
 #     module usr/lib/<multiarch>/osvi/osvi-speech.so missing;
 #   - `systemd-analyze security --offline=true` exposure score above OSVI_MAX_EXPOSURE (default 1.5, the bar of issue 12)
 #     (skipped with a note when systemd-analyze is absent);
-#   - `osvid --check-config etc/osvi/osvid.json` exiting non-zero;
+#   - `osvid --check-config etc/osvi/osvid.json` or `osvictl config check` of it exiting non-zero;
 #   - sysusers.d/tmpfiles.d not applying cleanly to a scratch root (only as root, else skipped);
 #   - the udev rule failing `udevadm verify` (systemd >= 254; else a static check of the expected names);
 #   - usr/share/osvi/asound.conf.example not parsing with libasound, or one of its osvi_* PCMs not
@@ -39,11 +40,14 @@ tmpfiles="$root/usr/lib/tmpfiles.d/osvi.conf"
 rules="$root/usr/lib/udev/rules.d/78-osvi-modem.rules"
 config="$root/etc/osvi/osvid.json"
 asound="$root/usr/share/osvi/asound.conf.example"
+osvictl="$root/usr/bin/osvictl"
+osvictl_man="$root/usr/share/man/man1/osvictl.1"
 
 # --- 1. The files are there ---------------------------------------------------------------------------------
 [[ -f "$osvid" ]] || fail "$osvid missing (was the CMake prefix /usr? see docs/deployment.md)"
 [[ -x "$osvid" ]] || fail "$osvid is not executable"
-for f in "$unit" "$sysusers" "$tmpfiles" "$rules" "$config" "$asound"; do
+[[ -x "$osvictl" ]] || fail "$osvictl missing or not executable (the technician's CLI)"
+for f in "$unit" "$sysusers" "$tmpfiles" "$rules" "$config" "$asound" "$osvictl_man"; do
   [[ -f "$f" ]] || fail "$f missing"
 done
 [[ ! -e "$root/usr/local/bin/osvid" ]] || fail "osvid was installed under usr/local: install with --prefix /usr"
@@ -85,6 +89,11 @@ if ! timeout "$T" "$osvid" --check-config "$config"; then
   fail "$osvid --check-config $config exited non-zero"
 fi
 note "osvid --check-config: OK"
+# osvictl reads it with the same reader, without a daemon.
+if ! timeout "$T" "$osvictl" config check "$config" >/dev/null; then
+  fail "$osvictl config check $config exited non-zero"
+fi
+note "osvictl config check: OK"
 
 # --- 4. sysusers.d + tmpfiles.d apply to a scratch root -----------------------------------------------------
 if [[ $(id -u) -eq 0 ]] && command -v systemd-sysusers >/dev/null 2>&1 && command -v systemd-tmpfiles >/dev/null 2>&1; then

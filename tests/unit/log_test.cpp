@@ -7,6 +7,8 @@
 
 #include <cstdlib>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "test_support.hpp"
 
@@ -78,6 +80,54 @@ TEST_F(LogTest, StderrLinesCarryLevelMessageAndFields) {
   EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 1);
   EXPECT_EQ(text[4], '-');
   EXPECT_EQ(text[23], 'Z');
+}
+
+// GET /v1/system/errors reads this ring: warnings and errors only, newest first, bounded, fields kept, long
+// text cut on a UTF-8 boundary, and safe to fill from several threads at once.
+TEST_F(LogTest, RecentProblemsKeepsTheLastWarningsAndErrors) {
+  log::clear_recent_problems();
+  log::set_level(log::Level::debug);
+  log::info("an info line");
+  log::notice("a notice line");
+  log::warning("first warning", {{"CALL_ID", "c1"}, {"LINE", "sim0"}});
+  log::error("then an error", {}, log::id::kConfigRejected);
+  auto got = log::recent_problems(50);
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].message, "then an error");
+  EXPECT_EQ(got[0].level, log::Level::err);
+  EXPECT_EQ(got[0].message_id, log::id::kConfigRejected);
+  EXPECT_EQ(got[1].message, "first warning");
+  EXPECT_EQ(got[1].level, log::Level::warning);
+  ASSERT_EQ(got[1].fields.size(), 2u);
+  EXPECT_EQ(got[1].fields[0].first, "CALL_ID");
+  EXPECT_EQ(got[1].fields[0].second, "c1");
+  EXPECT_GT(got[1].wall_ms, 1'700'000'000'000);
+  EXPECT_EQ(log::recent_problems(1).size(), 1u);
+
+  // A level filter that hides warnings keeps them out of the ring too (the ring holds what was logged).
+  log::set_level(log::Level::err);
+  log::warning("hidden");
+  EXPECT_EQ(log::recent_problems(50).size(), 2u);
+
+  // "é" is two bytes: a cut landing inside it backs off to the sequence start.
+  std::string longer(log::kRecentMessageBytes - 1, 'x');
+  longer += "\xC3\xA9tail";
+  log::error(longer);
+  auto cut = log::recent_problems(1);
+  ASSERT_EQ(cut.size(), 1u);
+  EXPECT_EQ(cut[0].message.size(), log::kRecentMessageBytes - 1);
+
+  log::clear_recent_problems();
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([t] {
+      for (int i = 0; i < 150; ++i) log::error("thread " + std::to_string(t) + " entry " + std::to_string(i));
+    });
+  for (auto& th : threads) th.join();
+  auto all = log::recent_problems(1000);
+  EXPECT_EQ(all.size(), log::kRecentProblems);
+  for (const auto& p : all) EXPECT_EQ(p.message.rfind("thread ", 0), 0u);
+  log::clear_recent_problems();
 }
 
 }  // namespace

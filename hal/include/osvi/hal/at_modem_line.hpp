@@ -69,6 +69,9 @@ class AtModemLine final : public Line {
   Status transfer_blind(std::string_view e164) override;
   Status transfer_attended(std::string_view e164) override;
   void report_audio_stalled(std::string reason) override;
+  // Queued behind the commands already waiting (the one AT command queue): refused while a call exists or
+  // the tty is closed.
+  Status probe(ProbeDone done) override;
 
   int poll_fd() const override { return fd_.get(); }
   short poll_events() const override;
@@ -130,6 +133,8 @@ class AtModemLine final : public Line {
   void poll_calls();
   void on_clcc(const Response& r);
   void transfer_failed(const std::string& why);
+  // Every probe still waiting gets this error (the tty was lost: its queued commands are gone).
+  void fail_probes(const std::string& why);
   Status transfer_attended_impl(std::string_view e164, bool attended);
   bool in_call() const;
   int64_t now() const { return clock_.monotonic_us(); }
@@ -153,6 +158,8 @@ class AtModemLine final : public Line {
   bool ceer_supported_ = true;
   std::optional<Call> call_;
   std::deque<LineEvent> posted_;
+  struct ProbeState;
+  std::vector<std::shared_ptr<ProbeState>> probes_;  // asked and not yet answered
 
   int64_t poll_deadline_ = -1;
   int64_t ring_deadline_ = -1;

@@ -8,10 +8,13 @@
 // that vanished is reopened as a new fd): the owner re-reads it every time.
 #pragma once
 
+#include <cerrno>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "osvi/result.hpp"
 
@@ -57,6 +60,21 @@ struct LineIdentity {
   // The line's own number as the SIM stores it (AT+CNUM, 3GPP TS 27.007 §7.1), as the module wrote it;
   // empty when the SIM has none or the module refused the command.
   std::string own_number;
+};
+
+// What a module answers when asked now (POST /v1/lines/{id}/test), 3GPP TS 27.007: identity (+CGMI, +CGMM,
+// +CGMR, +CGSN), signal (+CSQ) and registration (+CREG?, +CEREG?). A command the module refused leaves its
+// part empty and is listed in `failures`.
+struct LineProbe {
+  std::string manufacturer;
+  std::string model;
+  std::string revision;
+  std::string imei;
+  std::optional<int> rssi;            // +CSQ <rssi> 0..31 (99, "not known", is absent)
+  std::optional<int> ber;             // +CSQ <ber> 0..7 (99 absent)
+  std::string cs_registration;        // +CREG? as registration_name ("home", "roaming", ...); "" = no answer
+  std::string eps_registration;       // +CEREG?
+  std::vector<std::string> failures;  // "AT+CSQ: ERROR" / "AT+CSQ: no answer within 5000 ms"
 };
 
 struct LineEvent {
@@ -119,6 +137,20 @@ class Line {
   void report_audio_open(bool open) { audio_open_ = open; }
   bool audio_open() const { return audio_open_; }
 
+  // Asks the hardware now (identity, signal, registration). `done` runs later, from handle_io() or
+  // handle_timer() (never from inside probe()), exactly once while the line lives: with the answers, or an
+  // error when the device went away meanwhile. An error now when the line cannot be asked (down, on a call,
+  // no hardware to ask).
+  using ProbeDone = std::function<void(Result<LineProbe>)>;
+  virtual Status probe(ProbeDone done) {
+    (void)done;
+    return make_error("this line has no hardware to ask", -ENOTSUP);
+  }
+  // A diagnostic (the audio loopback) holds the idle line: the calls engine places no call on it and answers
+  // none until it is released.
+  void set_held(bool held) { held_ = held; }
+  bool held() const { return held_; }
+
   // Loop integration (see the top of this file). poll_fd() is -1 when there is nothing to watch.
   virtual int poll_fd() const { return -1; }
   virtual short poll_events() const { return 0; }  // POLLIN / POLLOUT
@@ -135,6 +167,7 @@ class Line {
  private:
   EventHandler handler_;
   bool audio_open_ = false;
+  bool held_ = false;
 };
 
 // "+" then 2 to 15 digits, first digit not 0 (ITU-T E.164).

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -14,6 +15,7 @@
 #include "osvi/net/http_server.hpp"
 #include "osvi/net/json.hpp"
 #include "osvi/net/router.hpp"
+#include "osvi/result.hpp"
 #include "osvi/store/store.hpp"
 
 namespace osvi::daemon {
@@ -47,6 +49,11 @@ struct ApiContext {
   knowledge::KnowledgeService* knowledge = nullptr;
   // GET /v1/stats (stats.cpp); null: it answers 503.
   class StatsService* stats = nullptr;
+  // POST /v1/system/reload: the SIGHUP path (App::reload_now), run on a later loop turn (the API server
+  // itself may be replaced by it), then `done` with its outcome. Null: the endpoint answers 503.
+  std::function<void(std::function<void(const Status&)> done)> reload;
+  // POST /v1/lines/{id}/test and /loopback (lines.cpp); null: they answer 503.
+  class LineDiagnostics* diagnostics = nullptr;
 };
 
 class Api {
@@ -70,6 +77,12 @@ class Api {
   void health(net::HttpRequest& request, net::HttpReply reply);
   void get_log_level(net::HttpRequest& request, net::HttpReply reply);
   void set_log_level(net::HttpRequest& request, net::HttpReply reply);
+  void system_errors(net::HttpRequest& request, net::HttpReply reply);
+  void system_reload(net::HttpRequest& request, net::HttpReply reply);
+  // lines.cpp: the line test and the audio loopback.
+  void test_line(net::HttpRequest& request, net::HttpReply reply);
+  void loopback_line(net::HttpRequest& request, net::HttpReply reply);
+  bool line_request_ok(const net::HttpRequest& request, net::HttpReply& reply);  // false: answered
   void post_call(net::HttpRequest& request, net::HttpReply reply);
   void post_call_legacy(net::HttpRequest& request, net::HttpReply reply);
   void place(net::HttpRequest& request, net::HttpReply reply, bool legacy);

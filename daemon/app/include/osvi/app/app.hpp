@@ -22,6 +22,7 @@
 #include "osvi/fleet/fleet.hpp"
 #include "osvi/knowledge/knowledge_service.hpp"
 #include "osvi/knowledge/upstream_embedder.hpp"
+#include "osvi/lines/line_diagnostics.hpp"
 #include "osvi/lines/line_manager.hpp"
 #include "osvi/net/http_server.hpp"
 #include "osvi/result.hpp"
@@ -64,6 +65,13 @@ class App {
   Status start_api(const Config& cfg, std::unique_ptr<net::HttpServer>* out,
                    std::vector<EventSource>* sources);
   void reload();
+  // reload() with its outcome: the file read, validated and applied, or the reasons it was rejected (logged
+  // with CONFIG_REJECTED either way, as for SIGHUP).
+  Status reload_now();
+  // POST /v1/system/reload: requests wait here for a reload on the next loop turn (one reload serves all).
+  void request_reload(std::function<void(const Status&)> done);
+  std::vector<std::function<void(const Status&)>> reload_waiters_;
+  EventSource reload_timer_;
   // The SIGHUP path without the file read: prepare everything that can fail, then switch (shared with
   // fleet configuration pushes). On error nothing changed and the message holds the reasons.
   Status apply(Config cfg);
@@ -95,6 +103,7 @@ class App {
   // READY=1 is sent by lines_changed() once every line has settled.
   void lines_changed();
   std::unique_ptr<LineManager> lines_;
+  std::unique_ptr<LineDiagnostics> diagnostics_;  // after the lines it tests, destroyed before them
   bool ready_sent_ = false;
   Status start_calls();
   Speech* speech();

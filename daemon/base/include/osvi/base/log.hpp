@@ -1,10 +1,14 @@
 // Logging: structured journal entries under journald, readable stderr lines elsewhere.
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
 #include <initializer_list>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace osvi::log {
 
@@ -60,6 +64,25 @@ bool enabled(Level level);
 // Emits one entry. message_id may be empty.
 void write(Level level, std::string_view message_id, std::string_view message,
            std::initializer_list<Field> fields = {});
+
+// The last warnings and errors written (GET /v1/system/errors): kept in memory as well as sent to the sink,
+// so a console sees them on a box without a reachable journal. Bounded: kRecentProblems entries, each message
+// cut at kRecentMessageBytes and each field value at kRecentFieldBytes. Any thread may log; the ring has a
+// mutex.
+inline constexpr size_t kRecentProblems = 200;
+inline constexpr size_t kRecentMessageBytes = 1024;
+inline constexpr size_t kRecentFieldBytes = 256;
+struct LoggedProblem {
+  int64_t wall_ms = 0;  // CLOCK_REALTIME when written
+  Level level = Level::err;
+  std::string message;
+  std::string message_id;  // empty: none
+  std::vector<std::pair<std::string, std::string>> fields;
+};
+// Newest first, at most `limit`.
+std::vector<LoggedProblem> recent_problems(size_t limit);
+// Empties the ring (tests).
+void clear_recent_problems();
 
 inline void error(std::string_view msg, std::initializer_list<Field> f = {}, std::string_view mid = {}) {
   write(Level::err, mid, msg, f);

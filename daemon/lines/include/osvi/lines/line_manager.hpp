@@ -58,6 +58,9 @@ class LineManager {
   const LineConfig* config_of(std::string_view id) const;
   // Every line, in configuration order.
   std::vector<hal::Line*> lines();
+  // Ends a diagnostic's hold on an idle line (hal::Line::set_held) and tells the event sink it is up, so
+  // calls that queued meanwhile are placed.
+  void release(hal::Line& line);
   // After an action taken outside a line callback (dial from the API): watch the line's new fd/deadline.
   void refresh(const hal::Line& line);
   size_t size() const { return entries_.size(); }
