@@ -45,6 +45,8 @@ struct ApiContext {
   class EventHub* events = nullptr;
   // The knowledge base extension (knowledge.cpp); null: its endpoints answer 503.
   knowledge::KnowledgeService* knowledge = nullptr;
+  // Test calls from the browser (web_calls.cpp); null: they answer 503. Its web lines join /v1/health's.
+  class WebCalls* web_calls = nullptr;
 };
 
 class Api {
@@ -138,6 +140,11 @@ class Api {
   bool knowledge_ready(net::HttpReply& reply);
   // POST /v1/knowledge/documents with a text/plain or text/csv body: the document as sent, not JSON.
   static bool knowledge_raw_upload(const net::HttpRequest& request);
+
+  // web_calls.cpp: POST /v1/web_calls (a ticket) and GET /v1/web_calls/ws (the call's WebSocket, authorised
+  // by the ticket, not by the API token).
+  void create_web_call(net::HttpRequest& request, net::HttpReply reply);
+  void web_call_socket(net::HttpRequest& request, net::HttpReply reply);
 
   ApiContext& ctx_;
   net::Router router_;
