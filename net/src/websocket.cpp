@@ -28,6 +28,14 @@ bool lists_token(std::string_view value, std::string_view token) {
   return false;
 }
 
+// The header's value (names compare case-insensitively); looked up here rather than through
+// HttpRequest::header so the codec stays apart from the server (the fuzz target compiles it alone).
+std::optional<std::string_view> header_of(const HttpRequest& r, std::string_view name) {
+  for (const auto& [k, v] : r.headers)
+    if (ascii_lower(k) == ascii_lower(name)) return std::string_view(v);
+  return std::nullopt;
+}
+
 bool valid_close_code(uint16_t code) {
   // Section 7.4: 1004-1006 and 1015 are never sent; 1012-1014 are registered since (IANA); 3000-4999 are for
   // libraries and applications.
@@ -55,16 +63,16 @@ std::string accept_key(std::string_view client_key) {
 
 Result<std::string> check_handshake(const HttpRequest& request) {
   if (request.method != "GET") return make_error("a WebSocket handshake is a GET request", -EPROTO);
-  auto upgrade = request.header("Upgrade");
+  auto upgrade = header_of(request, "Upgrade");
   if (!upgrade || !lists_token(*upgrade, "websocket"))
     return make_error("Upgrade: expected websocket", -EPROTO);
-  auto connection = request.header("Connection");
+  auto connection = header_of(request, "Connection");
   if (!connection || !lists_token(*connection, "upgrade"))
     return make_error("Connection: expected a value naming Upgrade", -EPROTO);
-  auto version = request.header("Sec-WebSocket-Version");
+  auto version = header_of(request, "Sec-WebSocket-Version");
   if (!version || *version != "13")
     return make_error("Sec-WebSocket-Version: only version 13 is supported", -EPROTONOSUPPORT);
-  auto key = request.header("Sec-WebSocket-Key");
+  auto key = header_of(request, "Sec-WebSocket-Key");
   if (!key) return make_error("Sec-WebSocket-Key: required", -EPROTO);
   auto raw = base64_decode(*key);
   if (!raw || raw->size() != 16) return make_error("Sec-WebSocket-Key: expected 16 bytes in base64", -EPROTO);
