@@ -180,6 +180,7 @@ class WebSocketConnTest : public ::testing::Test {
     HttpServerOptions o;
     o.port = 0;
     o.idle_timeout_s = 1;  // an upgraded connection must not be taken for an idle keep-alive one
+    o.connection_timeout_s = 1;  // nor be ended by libmicrohttpd's inactivity timeout
     auto s = HttpServer::start(o, [this](HttpRequest& req, HttpReply reply) {
       auto accept = ws::check_handshake(req);
       if (!accept) {
@@ -291,9 +292,12 @@ TEST_F(WebSocketConnTest, UpgradesEchoesAndCloses) {
   EXPECT_EQ(inbox_, ws::frame(ws::Opcode::binary, "agent"));
   inbox_.clear();
 
-  // Past the HTTP idle deadline (1 s here) the socket is still ours.
-  for (int i = 0; i < 150; ++i) pump(10);
+  // Past the HTTP deadlines (1 s here) the socket is still ours, quiet or not.
+  for (int i = 0; i < 250; ++i) pump(10);
   EXPECT_EQ(conn_->state(), WebSocket::State::open);
+  ASSERT_TRUE(conn_->send(ws::Opcode::binary, "still"));
+  ASSERT_TRUE(pump_until([&] { return client_read().size() >= 7; }));
+  inbox_.clear();
 
   // The client's close is echoed and the socket given back.
   client_send(ws::client_frame(ws::Opcode::close, bytes({0x03, 0xe8}), kMask));
