@@ -27,7 +27,8 @@ void Api::create_web_call(HttpRequest&, HttpReply reply) {
   // Strict body: {"agent_uuid": "..."} and nothing else.
   for (const cJSON* item = body_->child; item; item = item->next) {
     if (std::string_view(item->string) != "agent_uuid") {
-      reply.send(error(422, std::string(quoted(item->string)) + ": unknown field (expected only agent_uuid)"));
+      reply.send(
+          error(422, std::string(quoted(item->string)) + ": unknown field (expected only agent_uuid)"));
       return;
     }
   }
@@ -86,7 +87,8 @@ void Api::web_call_socket(HttpRequest& request, HttpReply reply) {
     const bool tls = !ctx_.config->api.tls_cert_pem.empty();
     const std::string expected = std::string(tls ? "https://" : "http://") + std::string(host.value_or(""));
     if (!host || !iequal(*origin, expected)) {
-      reply.send(error(403, "Origin " + quoted(*origin) + " is not this box's console (" + quoted(expected) + ")"));
+      reply.send(
+          error(403, "Origin " + quoted(*origin) + " is not this box's console (" + quoted(expected) + ")"));
       return;
     }
   }

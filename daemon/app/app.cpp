@@ -768,8 +768,8 @@ void App::stop(const char* why) {
   if (campaigns_) campaigns_->set_dialer(nullptr);
   dialer_.reset();  // dials nothing more; the calls it placed are recorded by the engine's shutdown
   if (web_calls_) web_calls_->shutdown();  // browsers are told (close 1001) before their calls end
-  if (calls_) calls_->shutdown();  // every live call hung up and recorded
-  if (fleet_) fleet_->stop();      // retained clean "offline", acknowledged before we go
+  if (calls_) calls_->shutdown();          // every live call hung up and recorded
+  if (fleet_) fleet_->stop();              // retained clean "offline", acknowledged before we go
   loop_->exit(0);
 }
 
@@ -796,7 +796,7 @@ int App::run() {
   webhooks_.reset();  // before the analysis it listens to and the store it writes
   analysis_.reset();  // before the dialler it pokes and the calls engine it listens to
   if (campaigns_) campaigns_->set_dialer(nullptr);
-  dialer_.reset();  // before the calls engine it listens to
+  dialer_.reset();     // before the calls engine it listens to
   web_calls_.reset();  // before the calls engine it listens to (sessions its calls still hold live on)
   calls_.reset();
   heartbeat_.reset();

@@ -232,8 +232,8 @@ bool CallManager::voice_agent_active(std::string_view uuid) const {
   return a && a->active && !a->archived && a->mode == AgentMode::voice;
 }
 
-Result<std::string> CallManager::start_web_call(const std::string& agent_uuid, std::shared_ptr<hal::Line> line,
-                                                AudioPortFactory port,
+Result<std::string> CallManager::start_web_call(const std::string& agent_uuid,
+                                                std::shared_ptr<hal::Line> line, AudioPortFactory port,
                                                 std::function<void(const TranscriptTurn&)> on_turn) {
   if (!line) return make_error("web call: no line", -EINVAL);
   const AgentConfig* a = agent(agent_uuid);
@@ -262,7 +262,8 @@ Result<std::string> CallManager::start_web_call(const std::string& agent_uuid, s
 }
 
 Status CallManager::launch(hal::Line& line, CallSetup setup, AudioPortFactory port,
-                           std::function<void(const TranscriptTurn&)> on_turn, std::shared_ptr<hal::Line> owned) {
+                           std::function<void(const TranscriptTurn&)> on_turn,
+                           std::shared_ptr<hal::Line> owned) {
   setup.record.line = line.id();
   setup.record.from_number = own_number(lines_.config_of(line.id()), line, config_);
   // The settings of this moment travel with the call: a reload later changes the next call, not this one.

@@ -1,5 +1,5 @@
-// Browser test calls: the web AudioPort (paced by the browser's frames), the `web` Line, the WebSocket session
-// on the loop, and the one-time tickets.
+// Browser test calls: the web AudioPort (paced by the browser's frames), the `web` Line, the WebSocket
+// session on the loop, and the one-time tickets.
 #include "osvi/calls/web_call.hpp"
 
 #include <systemd/sd-event.h>
@@ -44,7 +44,10 @@ Result<std::unique_ptr<WebAudioPort>> WebAudioPort::create(const AudioPortSetup&
 
 WebAudioPort::WebAudioPort(std::unique_ptr<audio::LineChain> chain, std::shared_ptr<WebAudioLink> link,
                            AudioPort::Listener& listener)
-    : chain_(std::move(chain)), link_(std::move(link)), listener_(listener), alive_(std::make_shared<bool>(true)) {
+    : chain_(std::move(chain)),
+      link_(std::move(link)),
+      listener_(listener),
+      alive_(std::make_shared<bool>(true)) {
   ref_.assign(kWebFrameSamples, 0);
   resample_out_.resize(chain_->max_playback_output());
   queue_.reserve(kQueueSamples);
@@ -79,7 +82,8 @@ void WebAudioPort::resample_tts(std::span<const int16_t> in, std::vector<int16_t
   for (size_t off = 0; off < in.size(); off += max_in) {
     const size_t n = std::min(max_in, in.size() - off);
     auto r = chain_->resample_playback(in.subspan(off, n), resample_out_);
-    if (r) out.insert(out.end(), resample_out_.begin(), resample_out_.begin() + static_cast<std::ptrdiff_t>(*r));
+    if (r)
+      out.insert(out.end(), resample_out_.begin(), resample_out_.begin() + static_cast<std::ptrdiff_t>(*r));
   }
 }
 
@@ -106,8 +110,8 @@ void WebAudioPort::stop_playback() {
   queue_.clear();
   inflight_.clear();
   link_->clear_playback();
-  events_.push_back({hal::StreamEventKind::playback_stopped, hal::StreamDirection::playback, 0, burst_played_,
-                     dropped});
+  events_.push_back(
+      {hal::StreamEventKind::playback_stopped, hal::StreamDirection::playback, 0, burst_played_, dropped});
   burst_played_ = 0;
 }
 
@@ -374,8 +378,9 @@ class WebCalls::Session final : public WebAudioLink, public std::enable_shared_f
       }
       last_frame_us_ = now_us();
       for (size_t i = 0; i < kWebFrameSamples; ++i)
-        frame_[i] = static_cast<int16_t>(static_cast<uint16_t>(static_cast<uint8_t>(m.payload[2 * i])) |
-                                         static_cast<uint16_t>(static_cast<uint8_t>(m.payload[2 * i + 1]) << 8));
+        frame_[i] =
+            static_cast<int16_t>(static_cast<uint16_t>(static_cast<uint8_t>(m.payload[2 * i])) |
+                                 static_cast<uint16_t>(static_cast<uint8_t>(m.payload[2 * i + 1]) << 8));
       if (port_) port_->on_frame(frame_);
     }
     drive();
@@ -384,8 +389,8 @@ class WebCalls::Session final : public WebAudioLink, public std::enable_shared_f
   // After any socket activity: the caller gone when the socket is, the io source in step with the socket.
   void drive() {
     if (ws_.state() != net::WebSocket::State::open) {
-      if (ws_.closed_by_peer() || !ended_) caller_gone(ws_.closed_by_peer() ? "the browser closed the call"
-                                                                            : "the call's socket closed");
+      if (ws_.closed_by_peer() || !ended_)
+        caller_gone(ws_.closed_by_peer() ? "the browser closed the call" : "the call's socket closed");
     }
     update_io();
     arm();
@@ -430,7 +435,8 @@ class WebCalls::Session final : public WebAudioLink, public std::enable_shared_f
       close(ws::close_code::policy_violation, "no audio from the browser");
       caller_gone("no audio from the browser for " + std::to_string(options_.idle_timeout_ms) + " ms");
     }
-    if (ws_.state() == net::WebSocket::State::closing && now >= closing_since_us_ + kCloseGraceUs) ws_.abort();
+    if (ws_.state() == net::WebSocket::State::closing && now >= closing_since_us_ + kCloseGraceUs)
+      ws_.abort();
     update_io();
     arm();
   }
@@ -497,7 +503,8 @@ Result<std::string> WebCalls::redeem(std::string_view ticket) {
   if (it == tickets_.end()) return make_error("unknown or already used web call ticket", -ENOENT);
   Ticket t = std::move(it->second);
   tickets_.erase(it);  // one use, whatever follows
-  if (t.expires_at_ms <= ctx_.clock->wall_ms()) return make_error("the web call ticket has expired", -ETIMEDOUT);
+  if (t.expires_at_ms <= ctx_.clock->wall_ms())
+    return make_error("the web call ticket has expired", -ETIMEDOUT);
   if (sessions_.size() >= options_.max_calls)
     return make_error("the box is at its limit of web calls at once", -EBUSY);
   return t.agent_uuid;
@@ -531,8 +538,9 @@ void WebCalls::start(const std::string& agent_uuid, net::UpgradedSocket socket) 
   auto id = calls_.start_web_call(agent_uuid, session->line(), std::move(port), std::move(on_turn));
   if (!id) {
     log::warning("web call not started: " + id.error().message, {{"AGENT_UUID", agent_uuid}});
-    session->close(id.error().code == -ENOENT ? ws::close_code::policy_violation : ws::close_code::internal_error,
-                   id.error().code == -ENOENT ? "the agent is not an active voice agent" : "the call could not start");
+    session->close(
+        id.error().code == -ENOENT ? ws::close_code::policy_violation : ws::close_code::internal_error,
+        id.error().code == -ENOENT ? "the agent is not an active voice agent" : "the call could not start");
     retired_.push_back(std::move(session));
     return;
   }

@@ -39,7 +39,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   require(va == vb);
   require(a == b);
   for (const ws::Message& m : a) {
-    const bool control = m.opcode == ws::Opcode::close || m.opcode == ws::Opcode::ping || m.opcode == ws::Opcode::pong;
+    const bool control =
+        m.opcode == ws::Opcode::close || m.opcode == ws::Opcode::ping || m.opcode == ws::Opcode::pong;
     require(m.opcode == ws::Opcode::text || m.opcode == ws::Opcode::binary || control);
     require(m.payload.size() <= (control ? ws::kMaxControlPayload : kMax));
     if (m.opcode == ws::Opcode::text) require(osvi::net::utf8_valid(m.payload));

@@ -38,9 +38,8 @@ std::string str(const cJSON* o, const char* k) {
 class WebCallE2E : public ::testing::Test {
  protected:
   void SetUp() override {
-    osvi::test::write_file(
-        dir_.file("scenario.json"),
-        R"({"stt":{"transcripts":["I would like to book a table for two"]},
+    osvi::test::write_file(dir_.file("scenario.json"),
+                           R"({"stt":{"transcripts":["I would like to book a table for two"]},
             "llm":{"rules":[{"match":"table","reply":"Booked. Goodbye!",
                              "tool_calls":[{"name":"end_call","arguments":{}}]}]}})");
     model_ = std::make_unique<osvi::test::ModelServer>(dir_.file("scenario.json"), dir_.file("model.log"));
@@ -50,21 +49,24 @@ class WebCallE2E : public ::testing::Test {
     auto agent = [&](const std::string& uuid, bool active, const std::string& mode) {
       return R"({"agent_uuid":")" + uuid + R"(","name":"A","active":)" + (active ? "true" : "false") +
              R"(,"mode":")" + mode + R"(","greeting":{"text":"Hello, this is the front desk."},)" +
-             R"("stt":{"base_url":")" + url + R"("},"llm":{"base_url":")" + url + R"("},"voice":{"base_url":")" +
-             url + R"("}})";
+             R"("stt":{"base_url":")" + url + R"("},"llm":{"base_url":")" + url +
+             R"("},"voice":{"base_url":")" + url + R"("}})";
     };
     const std::string cfg = R"({"state_dir":")" + dir_.file("state") + R"(","api":{"listen":"127.0.0.1:)" +
-                            std::to_string(port_) + R"(","tokens":[")" + kToken +
-                            R"(",{"token":")" + kLimitedToken + R"(","agents":["agent_b"]}]},)" +
-                            R"("audio":{"rt_priority":0},"agents":[)" + agent("agent_a", true, "voice") + "," +
-                            agent("agent_b", true, "voice") + "," + agent("agent_off", false, "voice") + "]}";
+                            std::to_string(port_) + R"(","tokens":[")" + kToken + R"(",{"token":")" +
+                            kLimitedToken + R"(","agents":["agent_b"]}]},)" +
+                            R"("audio":{"rt_priority":0},"agents":[)" + agent("agent_a", true, "voice") +
+                            "," + agent("agent_b", true, "voice") + "," + agent("agent_off", false, "voice") +
+                            "]}";
     osvi::test::write_file(dir_.file("osvid.json"), cfg);
     daemon_ = std::make_unique<DaemonProcess>(dir_.path(),
                                               std::vector<std::string>{"--config", dir_.file("osvid.json")});
     ASSERT_TRUE(daemon_->wait_notify("READY=1", 10s)) << daemon_->stderr_text();
   }
 
-  std::string api(const std::string& path) const { return "http://127.0.0.1:" + std::to_string(port_) + path; }
+  std::string api(const std::string& path) const {
+    return "http://127.0.0.1:" + std::to_string(port_) + path;
+  }
   std::string origin() const { return "http://127.0.0.1:" + std::to_string(port_); }
 
   // POST /v1/web_calls: the status, and the ticket's ws_path when issued.
@@ -140,7 +142,8 @@ TEST_F(WebCallE2E, SpeaksHearsAndIsRecordedAsATest) {
     const auto next = t0 + std::chrono::milliseconds(20 * frames_sent);
     while (std::chrono::steady_clock::now() < next) {
       got.clear();
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(next - std::chrono::steady_clock::now());
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(next - std::chrono::steady_clock::now());
       ws.poll(static_cast<int>(std::max<int64_t>(1, left.count())), got);
       for (const auto& f : got) {
         if (f.opcode == 2) {
@@ -189,8 +192,10 @@ TEST_F(WebCallE2E, SpeaksHearsAndIsRecordedAsATest) {
   JsonPtr call;
   for (int i = 0; i < 50 && !call; ++i) {
     JsonPtr c = get_data("/v1/call/" + call_id);
-    if (c && str(c.get(), "status") != "in_progress") call = std::move(c);
-    else std::this_thread::sleep_for(100ms);
+    if (c && str(c.get(), "status") != "in_progress")
+      call = std::move(c);
+    else
+      std::this_thread::sleep_for(100ms);
   }
   ASSERT_TRUE(call);
   EXPECT_EQ(str(call.get(), "status"), "picked");
@@ -202,7 +207,8 @@ TEST_F(WebCallE2E, SpeaksHearsAndIsRecordedAsATest) {
   ASSERT_TRUE(tr);
   std::string turns;
   const cJSON* e = nullptr;
-  cJSON_ArrayForEach(e, cJSON_GetObjectItem(tr.get(), "transcript")) turns += str(e, "role") + ": " + str(e, "text") + "\n";
+  cJSON_ArrayForEach(e, cJSON_GetObjectItem(tr.get(), "transcript")) turns +=
+      str(e, "role") + ": " + str(e, "text") + "\n";
   EXPECT_NE(turns.find("user: I would like to book a table for two"), std::string::npos) << turns;
   EXPECT_NE(turns.find("agent: Booked. Goodbye!"), std::string::npos) << turns;
 
@@ -210,14 +216,17 @@ TEST_F(WebCallE2E, SpeaksHearsAndIsRecordedAsATest) {
   std::string url;
   for (int i = 0; i < 50 && url.empty(); ++i) {
     auto rec = http_request("GET", api("/v1/call/" + call_id + "/recording"), kToken);
-    if (rec.status == 200) url = str(cJSON_GetObjectItem(osvi::test::parse_json(rec.body).get(), "data"), "recording_url");
-    else std::this_thread::sleep_for(100ms);
+    if (rec.status == 200)
+      url = str(cJSON_GetObjectItem(osvi::test::parse_json(rec.body).get(), "data"), "recording_url");
+    else
+      std::this_thread::sleep_for(100ms);
   }
   ASSERT_FALSE(url.empty());
   auto file = http_request("GET", url, "");
   ASSERT_EQ(file.status, 200);
   osvi::test::write_file(dir_.file("call.opus"), file.body);
-  const std::string cmd = "opusinfo '" + dir_.file("call.opus") + "' > '" + dir_.file("opusinfo.txt") + "' 2>&1";
+  const std::string cmd =
+      "opusinfo '" + dir_.file("call.opus") + "' > '" + dir_.file("opusinfo.txt") + "' 2>&1";
   const int rc = std::system(cmd.c_str());
   const std::string info = osvi::test::read_file(dir_.file("opusinfo.txt"));
   EXPECT_EQ(rc, 0) << info;
@@ -250,8 +259,10 @@ TEST_F(WebCallE2E, BrowserHangUpEndsTheCallAndTheLineShowsWhileLive) {
   JsonPtr call;
   for (int i = 0; i < 50 && !call; ++i) {
     JsonPtr c = get_data("/v1/call/" + call_id);
-    if (c && str(c.get(), "status") != "in_progress") call = std::move(c);
-    else std::this_thread::sleep_for(100ms);
+    if (c && str(c.get(), "status") != "in_progress")
+      call = std::move(c);
+    else
+      std::this_thread::sleep_for(100ms);
   }
   ASSERT_TRUE(call);
   EXPECT_EQ(str(call.get(), "status"), "picked");

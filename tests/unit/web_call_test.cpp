@@ -54,7 +54,8 @@ class Recorder final : public AudioPort::Listener {
   std::vector<int16_t> refs;
   int captures = 0, ticks = 0, speech_starts = 0;
   int count(StreamEventKind k) const {
-    return static_cast<int>(std::count_if(events.begin(), events.end(), [k](const auto& e) { return e.kind == k; }));
+    return static_cast<int>(
+        std::count_if(events.begin(), events.end(), [k](const auto& e) { return e.kind == k; }));
   }
 };
 
@@ -122,7 +123,8 @@ TEST_F(WebAudioPortTest, ReferenceAndRecorderGetWhatTheBrowserPlayedFrameByFrame
   port_->attach_recorder(nullptr);
   // Frame 1 had nothing playing; frames 2..5 carry the speech (its last frame short, padded with silence).
   ASSERT_EQ(calls_.refs.size(), 7 * kWebFrameSamples);
-  EXPECT_TRUE(std::all_of(calls_.refs.begin(), calls_.refs.begin() + kWebFrameSamples, [](int16_t s) { return s == 0; }));
+  EXPECT_TRUE(std::all_of(calls_.refs.begin(), calls_.refs.begin() + kWebFrameSamples,
+                          [](int16_t s) { return s == 0; }));
   EXPECT_TRUE(std::equal(speech.begin(), speech.end(), calls_.refs.begin() + kWebFrameSamples));
   EXPECT_TRUE(std::all_of(calls_.refs.begin() + static_cast<std::ptrdiff_t>(kWebFrameSamples + speech.size()),
                           calls_.refs.end(), [](int16_t s) { return s == 0; }));

@@ -1,5 +1,7 @@
 // WebSocket (RFC 6455): the handshake and frame codec against the RFC's own examples, the parser's refusals,
 // and net::WebSocket over a real HttpServer upgrade on loopback (one thread polls both ends).
+#include "osvi/net/websocket.hpp"
+
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -16,7 +18,6 @@
 #include <vector>
 
 #include "osvi/net/http_server.hpp"
-#include "osvi/net/websocket.hpp"
 #include "osvi/net/websocket_conn.hpp"
 
 namespace {
@@ -179,7 +180,7 @@ class WebSocketConnTest : public ::testing::Test {
   void SetUp() override {
     HttpServerOptions o;
     o.port = 0;
-    o.idle_timeout_s = 1;  // an upgraded connection must not be taken for an idle keep-alive one
+    o.idle_timeout_s = 1;        // an upgraded connection must not be taken for an idle keep-alive one
     o.connection_timeout_s = 1;  // nor be ended by libmicrohttpd's inactivity timeout
     auto s = HttpServer::start(o, [this](HttpRequest& req, HttpReply reply) {
       auto accept = ws::check_handshake(req);
@@ -240,8 +241,10 @@ class WebSocketConnTest : public ::testing::Test {
     size_t off = 0;
     while (off < b.size()) {
       ssize_t n = send(client_, b.data() + off, b.size() - off, MSG_NOSIGNAL);
-      if (n > 0) off += static_cast<size_t>(n);
-      else pump(1);
+      if (n > 0)
+        off += static_cast<size_t>(n);
+      else
+        pump(1);
     }
   }
   // What the client has received so far.

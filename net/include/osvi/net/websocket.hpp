@@ -57,8 +57,8 @@ struct Violation {
 // Client-to-server frames in any chunking → messages. Every frame must be masked (section 5.1); reserved
 // bits, unknown opcodes, fragmented or oversized control frames, continuation out of place, a bad close
 // payload (section 7.4) are protocol errors (1002); a message whose frames add up to more than max_message
-// bytes is refused as soon as its frame header says so (1009), before its payload is read; a text message that
-// is not UTF-8 is 1007. After a violation the parser stays failed and returns the same one.
+// bytes is refused as soon as its frame header says so (1009), before its payload is read; a text message
+// that is not UTF-8 is 1007. After a violation the parser stays failed and returns the same one.
 class Parser {
  public:
   explicit Parser(size_t max_message) : max_message_(max_message) {}

@@ -50,7 +50,8 @@ class CallManager final : public CallService {
   // call on `line`, whose audio comes from `port` and whose turns go to `on_turn`. The manager keeps the line
   // until the call is destroyed. Errors: -ENOENT the agent is not an active voice agent; the store's.
   Result<std::string> start_web_call(const std::string& agent_uuid, std::shared_ptr<hal::Line> line,
-                                     AudioPortFactory port, std::function<void(const TranscriptTurn&)> on_turn);
+                                     AudioPortFactory port,
+                                     std::function<void(const TranscriptTurn&)> on_turn);
   // Whether the agent exists, is active, not archived and a voice agent in the configuration of now.
   bool voice_agent_active(std::string_view agent_uuid) const;
   // Lines the configuration has (the box's capacity of calls at once).
@@ -77,7 +78,8 @@ class CallManager final : public CallService {
   const Call* call_on(const hal::Line& line) const;
   // `port` and `on_turn` replace the context's for this call (web calls); `owned` is kept with it.
   Status launch(hal::Line& line, CallSetup setup, AudioPortFactory port = {},
-                std::function<void(const TranscriptTurn&)> on_turn = {}, std::shared_ptr<hal::Line> owned = {});
+                std::function<void(const TranscriptTurn&)> on_turn = {},
+                std::shared_ptr<hal::Line> owned = {});
   void drain_queue();
   void call_finished(Call& call);
   const AgentConfig* agent(std::string_view uuid) const;

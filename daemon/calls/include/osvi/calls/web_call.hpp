@@ -104,7 +104,7 @@ struct WebCallsOptions {
   // Live web calls at once; the App sets one per configured line, at least one (the upstream models are
   // sized for the box's lines). Unredeemed tickets count too.
   size_t max_calls = 1;
-  size_t max_tickets = 16;       // tickets issued and not yet used or expired
+  size_t max_tickets = 16;  // tickets issued and not yet used or expired
   int64_t ticket_ttl_ms = 30'000;
   int64_t idle_timeout_ms = 5'000;     // no frame from the browser for this long: the caller is gone
   size_t max_send_buffer = 64 * 1024;  // unsent bytes to the browser; past it the browser is dropped
