@@ -133,6 +133,8 @@ Api::Api(ApiContext& ctx) : ctx_(ctx) {
   router_.add("POST", "/v1/knowledge/documents/{id}/archive", bind(&Api::archive_document));
   router_.add("GET", "/v1/knowledge/search", bind(&Api::search_knowledge));
   router_.add("GET", "/v1/stats", bind(&Api::get_stats));
+  router_.add("POST", "/v1/web_calls", bind(&Api::create_web_call));
+  router_.add("GET", "/v1/web_calls/ws", bind(&Api::web_call_socket));
 }
 
 namespace {
@@ -143,10 +145,12 @@ void Api::handle(HttpRequest& request, HttpReply reply) {
   // The server decodes %00 as a byte that is never UTF-8 (net::url_unescape), so one check covers both: such
   // a path names nothing, whatever route it would otherwise match.
   const bool path_ok = net::clean_text(request.path);
-  // A signed recording link carries its own authorisation (HMAC + expiry), so this one route is dispatched
-  // before the token check; serve_recording refuses anything unsigned.
+  // A signed recording link carries its own authorisation (HMAC + expiry), and a test call's WebSocket its
+  // one-time ticket (browsers cannot send API-Token on a WebSocket), so these routes are dispatched before
+  // the token check; serve_recording refuses anything unsigned, web_call_socket anything without a ticket.
   if (net::Router::Match rec = router_.match(request.method, request.path);
-      path_ok && rec.kind == net::Router::Match::Kind::found && request.path.starts_with("/v1/recordings/")) {
+      path_ok && rec.kind == net::Router::Match::Kind::found &&
+      (request.path.starts_with("/v1/recordings/") || request.path == "/v1/web_calls/ws")) {
     caller_ = nullptr;
     request.params = std::move(rec.params);
     (*rec.handler)(request, std::move(reply));

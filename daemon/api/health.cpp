@@ -5,6 +5,7 @@
 #include "osvi/api/event_hub.hpp"
 #include "osvi/base/ids.hpp"
 #include "osvi/base/log.hpp"
+#include "osvi/calls/web_call.hpp"
 #include "osvi/fleet/fleet.hpp"
 #include "osvi/lines/line_manager.hpp"
 #include "osvi/net/json.hpp"
@@ -87,6 +88,10 @@ void Api::health(HttpRequest&, HttpReply reply) {
   cJSON* lines = cJSON_AddArrayToObject(data.get(), "lines");
   if (ctx_.lines) {
     for (const LineHealth& lh : ctx_.lines->health()) cJSON_AddItemToArray(lines, line_health_json(lh));
+  }
+  // A browser test call's line is listed while the call lives (type "web").
+  if (ctx_.web_calls) {
+    for (const LineHealth& lh : ctx_.web_calls->lines()) cJSON_AddItemToArray(lines, line_health_json(lh));
   }
   reply.send(success(std::move(data)));
 }

@@ -606,6 +606,12 @@ Status App::start_calls() {
   }
   lines_->set_event_sink([this](hal::Line& l, const hal::LineEvent& e) { calls_->on_line_event(l, e); });
   api_ctx_.calls = calls_.get();
+  // Browser test calls: at most one per configured line at once (at least one), as the box's models are
+  // sized for its lines.
+  WebCallsOptions web;
+  web.max_calls = std::max<size_t>(1, lines_->size());
+  web_calls_ = std::make_unique<WebCalls>(call_ctx_, *calls_, web);
+  api_ctx_.web_calls = web_calls_.get();
   api_ctx_.recording_key = recording_key_;
   api_ctx_.recordings_dir = rec_dir;
   api_ctx_.recordings = recordings_.get();
@@ -794,8 +800,9 @@ void App::stop(const char* why) {
   analysis_.reset();  // its jobs in flight stay pending in the store: the next start redoes them
   if (campaigns_) campaigns_->set_dialer(nullptr);
   dialer_.reset();  // dials nothing more; the calls it placed are recorded by the engine's shutdown
-  if (calls_) calls_->shutdown();  // every live call hung up and recorded
-  if (fleet_) fleet_->stop();      // retained clean "offline", acknowledged before we go
+  if (web_calls_) web_calls_->shutdown();  // browsers are told (close 1001) before their calls end
+  if (calls_) calls_->shutdown();          // every live call hung up and recorded
+  if (fleet_) fleet_->stop();              // retained clean "offline", acknowledged before we go
   loop_->exit(0);
 }
 
@@ -818,13 +825,15 @@ int App::run() {
   server_.reset();
   api_.reset();
   api_ctx_.calls = nullptr;
+  api_ctx_.web_calls = nullptr;
   api_ctx_.chat = nullptr;
   chat_.reset();  // before the upstream loop its model requests run on
   if (lines_) lines_->set_event_sink({});
   webhooks_.reset();  // before the analysis it listens to and the store it writes
   analysis_.reset();  // before the dialler it pokes and the calls engine it listens to
   if (campaigns_) campaigns_->set_dialer(nullptr);
-  dialer_.reset();  // before the calls engine it listens to
+  dialer_.reset();     // before the calls engine it listens to
+  web_calls_.reset();  // before the calls engine it listens to (sessions its calls still hold live on)
   calls_.reset();
   heartbeat_.reset();
   api_ctx_.recordings = nullptr;

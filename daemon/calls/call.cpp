@@ -1769,6 +1769,7 @@ void Call::save_turn(std::string role, std::string text, int64_t started_ms, int
   t.kind = std::move(kind);
   if (Status s = ctx_.store->calls().add_transcript_turn(t); !s)
     log::error("cannot save a transcript turn: " + s.error().message, {{"CALL_ID", id()}});
+  if (ctx_.on_turn) ctx_.on_turn(t);
 }
 
 void Call::finalize(std::string_view status, std::string_view reason, std::string_view ended_by) {

@@ -228,7 +228,43 @@ Result<std::string> CallManager::place_call(const PlaceCallRequest& r) {
   return rec.call_id;
 }
 
-Status CallManager::launch(hal::Line& line, CallSetup setup) {
+bool CallManager::voice_agent_active(std::string_view uuid) const {
+  const AgentConfig* a = agent(uuid);
+  return a && a->active && !a->archived && a->mode == AgentMode::voice;
+}
+
+Result<std::string> CallManager::start_web_call(const std::string& agent_uuid,
+                                                std::shared_ptr<hal::Line> line, AudioPortFactory port,
+                                                std::function<void(const TranscriptTurn&)> on_turn) {
+  if (!line) return make_error("web call: no line", -EINVAL);
+  const AgentConfig* a = agent(agent_uuid);
+  if (!voice_agent_active(agent_uuid))
+    return make_error("agent_uuid: " + agent_uuid + " is not an active voice agent", -ENOENT);
+  CallRecord rec;
+  rec.call_id = new_uuid_v7(ctx_.clock->wall_ms());
+  rec.agent_uuid = a->agent_uuid;
+  rec.agent_name = a->name;
+  // The browser called the agent, as a caller dials an agent's number: inbound (the store knows no third
+  // type); no number, and marked a test like OSVI's dashboard web call (docs/api.md "Test calls").
+  rec.call_type = "inbound";
+  rec.execution_mode = "test";
+  rec.phone_number = "";
+  rec.status = "in_progress";
+  rec.line = line->id();
+  if (Status s = ctx_.store->calls().insert(rec); !s) return s.error();
+  CallSetup setup{*a, rec, false, std::nullopt, std::nullopt, std::nullopt, std::nullopt, std::nullopt};
+  hal::Line& l = *line;
+  l.set_event_handler([this, &l](const hal::LineEvent& e) { on_line_event(l, e); });
+  if (Status s = launch(l, std::move(setup), std::move(port), std::move(on_turn), std::move(line)); !s) {
+    close_unplaced(rec, "answer_failed: " + s.error().message);
+    return s.error();
+  }
+  return rec.call_id;
+}
+
+Status CallManager::launch(hal::Line& line, CallSetup setup, AudioPortFactory port,
+                           std::function<void(const TranscriptTurn&)> on_turn,
+                           std::shared_ptr<hal::Line> owned) {
   setup.record.line = line.id();
   setup.record.from_number = own_number(lines_.config_of(line.id()), line, config_);
   // The settings of this moment travel with the call: a reload later changes the next call, not this one.
@@ -237,9 +273,11 @@ Status CallManager::launch(hal::Line& line, CallSetup setup) {
     ctx->audio = config_->audio;
     ctx->calls = config_->calls;
   }
+  if (port) ctx->audio_port = std::move(port);
+  if (on_turn) ctx->on_turn = std::move(on_turn);
   auto call = std::make_unique<Call>(*ctx, line, std::move(setup), [this](Call& c) { call_finished(c); });
   Call* raw = call.get();
-  calls_.push_back(Live{std::move(ctx), std::move(call)});
+  calls_.push_back(Live{std::move(owned), std::move(ctx), std::move(call)});
   Status s = raw->start();
   lines_.refresh(line);
   if (!s) {

@@ -76,6 +76,7 @@ Result<std::unique_ptr<AudioPort>> make_port(EventLoop& loop, const AudioPortSet
       return make_tty_audio_port(loop, setup, listener);
     case hal::AudioEndpoint::Kind::none:
     case hal::AudioEndpoint::Kind::simulated:
+    case hal::AudioEndpoint::Kind::web:  // its port comes with the call (WebCalls), never from here
       break;
   }
   return make_error(

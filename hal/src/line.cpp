@@ -47,6 +47,8 @@ std::string_view to_string(AudioEndpoint::Kind k) {
       return "tty";
     case AudioEndpoint::Kind::simulated:
       return "simulated";
+    case AudioEndpoint::Kind::web:
+      return "web";
   }
   return "none";
 }

@@ -150,6 +150,10 @@ struct HttpReply::Conn {
   int fd = -1;
   std::function<void(HttpStream::End)> on_closed;
 
+  // An upgrade (HttpReply::upgrade): its head waits here until queued; the callback in Parked::upgrades.
+  std::optional<HttpResponse> upgrade_head;
+  std::function<void(UpgradedSocket)> on_upgraded;
+
   size_t buffered() const { return out.size() - out_head; }
 };
 
@@ -168,6 +172,7 @@ struct HttpServer::Conns {
     Phase phase = Phase::head;
     uint64_t since_ms = 0;  // start of the phase
     bool ended = false;     // shut down by us, libmicrohttpd has yet to close it
+    bool upgraded = false;  // switched protocols: busy until closed, no HTTP deadline
   };
   std::unordered_map<int, Track> by_fd;
   std::unordered_map<std::string, unsigned> per_addr;  // connections not ended, per client address
@@ -202,6 +207,17 @@ struct HttpServer::Parked {
   std::unordered_set<HttpReply::Conn*> suspended;     // every suspended connection
   std::unordered_map<int, HttpReply::Conn*> watched;  // parked streams by socket, in epoll_fd_
   std::unordered_set<HttpReply::Conn*> streams;       // streams not over
+  // Upgrade responses queued, by connection, until libmicrohttpd hands over the socket.
+  std::unordered_map<MHD_Connection*, std::function<void(UpgradedSocket)>> upgrades;
+  std::unordered_set<UpgradedSocket::State*> upgraded;  // sockets the application holds
+};
+
+struct UpgradedSocket::State {
+  HttpServer* server = nullptr;
+  MHD_UpgradeResponseHandle* urh = nullptr;  // null once given back
+  int fd = -1;
+  std::string early;
+  std::function<void()> on_gone;
 };
 
 bool http_tls_supported() {
@@ -300,6 +316,43 @@ struct HttpServer::Glue {
     MHD_Result ret = MHD_queue_response(connection, static_cast<unsigned>(head.status), resp);
     MHD_destroy_response(resp);
     return ret;
+  }
+
+  static MHD_Result queue_upgrade(MHD_Connection* connection, HttpReply::Conn& c) {
+    HttpResponse head = std::move(*c.upgrade_head);
+    c.upgrade_head.reset();
+    MHD_Response* resp = MHD_create_response_for_upgrade(&upgraded, c.server);
+    if (!resp) return MHD_NO;
+    for (const auto& [k, v] : head.headers) MHD_add_response_header(resp, k.c_str(), v.c_str());
+    c.server->parked_->upgrades[connection] = std::move(c.on_upgraded);
+    c.on_upgraded = nullptr;
+    MHD_Result ret = MHD_queue_response(connection, static_cast<unsigned>(head.status), resp);
+    MHD_destroy_response(resp);
+    return ret;
+  }
+
+  // libmicrohttpd sent the 101 head: the socket is the application's from here.
+  static void upgraded(void* cls, MHD_Connection* connection, void* /*con_cls*/, const char* extra_in,
+                       size_t extra_in_size, MHD_socket sock, MHD_UpgradeResponseHandle* urh) {
+    auto* self = static_cast<HttpServer*>(cls);
+    auto it = self->parked_->upgrades.find(connection);
+    if (it == self->parked_->upgrades.end()) {
+      MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
+      return;
+    }
+    std::function<void(UpgradedSocket)> callback = std::move(it->second);
+    self->parked_->upgrades.erase(it);
+    if (auto* t = track_of(connection)) {
+      t->upgraded = true;
+      t->phase = Conns::Phase::busy;
+    }
+    auto state = std::make_shared<UpgradedSocket::State>();
+    state->server = self;
+    state->urh = urh;
+    state->fd = sock;
+    if (extra_in_size) state->early.assign(extra_in, extra_in_size);
+    self->parked_->upgraded.insert(state.get());
+    if (callback) callback(UpgradedSocket(std::move(state)));
   }
 
   static MHD_Result queue(MHD_Connection* connection, HttpResponse& r) {
@@ -453,6 +506,7 @@ struct HttpServer::Glue {
       return queue(connection, r);
     }
     if (c.stream_head) return queue_stream(connection, *holder);
+    if (c.upgrade_head) return queue_upgrade(connection, c);
     if (!c.answered) park(c);
     return MHD_YES;
   }
@@ -460,8 +514,9 @@ struct HttpServer::Glue {
   static void completed(void* cls, MHD_Connection* connection, void** con_cls,
                         MHD_RequestTerminationCode code) {
     auto* self = static_cast<HttpServer*>(cls);
+    self->parked_->upgrades.erase(connection);
     // The response is out: a kept-alive connection now has idle_timeout_s to send its next request head.
-    if (auto* t = track_of(connection)) {
+    if (auto* t = track_of(connection); t && !t->upgraded) {
       t->phase = Conns::Phase::idle;
       t->since_ms = mono_ms();
     }
@@ -575,6 +630,49 @@ bool HttpStream::write(std::string_view bytes) {
   return true;
 }
 
+void HttpReply::upgrade(HttpResponse head, std::function<void(UpgradedSocket)> on_upgraded) {
+  if (!conn_ || conn_->answered) return;
+  conn_->answered = true;
+  if (conn_->closed) return;
+  conn_->upgrade_head = std::move(head);
+  conn_->on_upgraded = std::move(on_upgraded);
+  HttpServer::Glue::unpark(*conn_);
+}
+
+UpgradedSocket& UpgradedSocket::operator=(UpgradedSocket&& other) noexcept {
+  if (this != &other) {
+    close();
+    s_ = std::move(other.s_);
+  }
+  return *this;
+}
+
+UpgradedSocket::~UpgradedSocket() {
+  close();
+}
+
+int UpgradedSocket::fd() const {
+  return s_ && s_->urh ? s_->fd : -1;
+}
+
+std::string UpgradedSocket::take_early_bytes() {
+  return s_ ? std::exchange(s_->early, {}) : std::string();
+}
+
+void UpgradedSocket::close() {
+  if (!s_ || !s_->urh) return;
+  s_->on_gone = nullptr;
+  s_->server->parked_->upgraded.erase(s_.get());
+  MHD_upgrade_action(std::exchange(s_->urh, nullptr), MHD_UPGRADE_ACTION_CLOSE);
+  s_->fd = -1;
+  // libmicrohttpd cleans the connection up in its next run, which its epoll fd does not ask for.
+  s_->server->resume_pending_ = true;
+}
+
+void UpgradedSocket::on_server_gone(std::function<void()> callback) {
+  if (s_ && s_->urh) s_->on_gone = std::move(callback);
+}
+
 void HttpStream::close() {
   if (!connected()) return;
   conn_->closing = true;
@@ -649,7 +747,7 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(HttpServerOptions options,
     opts.push_back({MHD_OPTION_HTTPS_MEM_CERT, 0, const_cast<char*>(o.tls_cert_pem.c_str())});
   }
   opts.push_back({MHD_OPTION_END, 0, nullptr});
-  unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_NO_LISTEN_SOCKET;
+  unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_NO_LISTEN_SOCKET | MHD_ALLOW_UPGRADE;
   if (tls) flags |= MHD_USE_TLS;
   self->daemon_ = MHD_start_daemon(flags, 0, nullptr, nullptr, &Glue::access, self.get(), MHD_OPTION_ARRAY,
                                    opts.data(), MHD_OPTION_END);
@@ -681,6 +779,16 @@ HttpServer::~HttpServer() {
   // libmicrohttpd must not be stopped with connections suspended: resumed, they are closed by the stop like
   // the others (NOTIFY_COMPLETED, so replies and streams held by the application see the end).
   if (daemon_) {
+    // Upgraded sockets must be given back before the stop; their holders are told first.
+    for (UpgradedSocket::State* u :
+         std::vector<UpgradedSocket::State*>(parked_->upgraded.begin(), parked_->upgraded.end())) {
+      if (!parked_->upgraded.count(u)) continue;  // an earlier holder's callback closed it
+      if (auto gone = std::move(u->on_gone)) gone();
+      if (!parked_->upgraded.count(u)) continue;  // the callback closed it
+      parked_->upgraded.erase(u);
+      MHD_upgrade_action(std::exchange(u->urh, nullptr), MHD_UPGRADE_ACTION_CLOSE);
+      u->fd = -1;
+    }
     for (HttpReply::Conn* c :
          std::vector<HttpReply::Conn*>(parked_->suspended.begin(), parked_->suspended.end()))
       Glue::unpark(*c);
@@ -717,6 +825,10 @@ std::optional<uint64_t> HttpServer::timeout_ms() const {
 
 size_t HttpServer::stream_count() const {
   return parked_->streams.size();
+}
+
+size_t HttpServer::upgraded_count() const {
+  return parked_->upgraded.size();
 }
 
 void HttpServer::reap_hangups() {

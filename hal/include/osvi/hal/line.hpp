@@ -30,7 +30,8 @@ std::string_view to_string(CallOutcome o);
 // Where the current call's PCM is, for the audio engine (hal/audio_stream.hpp). Plain data on purpose:
 // the line knows the device, the engine owns the I/O.
 struct AudioEndpoint {
-  enum class Kind { none, alsa, tty, simulated };
+  // web: a browser test call's PCM over a WebSocket (daemon/calls web_call.hpp), no device.
+  enum class Kind { none, alsa, tty, simulated, web };
   Kind kind = Kind::none;
   std::string device;  // ALSA PCM name ("plughw:CARD=OsviEC25") or tty path ("/dev/osvi-sim7600-audio")
   unsigned sample_rate = 8000;
@@ -108,7 +109,7 @@ class Line {
   void set_event_handler(EventHandler handler) { handler_ = std::move(handler); }
 
   virtual const std::string& id() const = 0;
-  virtual std::string_view type() const = 0;  // "at", "sim"
+  virtual std::string_view type() const = 0;  // "at", "sim", "web"
   virtual LineState state() const = 0;
   // Why the line is down (or anything a technician should know about an idle line); empty when fine.
   virtual std::string reason() const = 0;

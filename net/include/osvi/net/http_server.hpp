@@ -95,6 +95,7 @@ Result<HttpResponse> file_response(const std::string& path, std::string content_
 
 class HttpServer;
 class HttpStream;
+class UpgradedSocket;
 
 // One-shot answer to a request. Send it at once or keep it and send later from the loop thread
 // (the connection is suspended meanwhile). Dropping it unsent answers 500.
@@ -117,9 +118,43 @@ class HttpReply {
                     std::vector<std::pair<std::string, std::string>> headers, size_t max_buffered);
   // False once the client has gone away; sending is then a no-op.
   bool connected() const;
+  // Switches the connection to another protocol (a WebSocket): `head` (status 101 and the protocol's
+  // headers; its body is ignored) is sent, then `on_upgraded` gets the socket, from inside run(). When the
+  // client goes before the head is sent, `on_upgraded` is never called. Counts as the answer.
+  void upgrade(HttpResponse head, std::function<void(UpgradedSocket)> on_upgraded);
 
  private:
   std::shared_ptr<Conn> conn_;
+};
+
+// The socket of a connection switched to another protocol (HttpReply::upgrade). libmicrohttpd keeps the
+// descriptor (it must close it itself): this handle reads and writes it and gives it back by close() or by
+// being destroyed. The connection still counts against the server's caps while the handle lives; no HTTP
+// deadline applies to it any more (the protocol on top keeps its own). Loop thread only.
+class UpgradedSocket {
+ public:
+  struct State;
+  UpgradedSocket() = default;
+  explicit UpgradedSocket(std::shared_ptr<State> state) : s_(std::move(state)) {}
+  UpgradedSocket(UpgradedSocket&&) noexcept = default;
+  UpgradedSocket& operator=(UpgradedSocket&& other) noexcept;
+  UpgradedSocket(const UpgradedSocket&) = delete;
+  UpgradedSocket& operator=(const UpgradedSocket&) = delete;
+  ~UpgradedSocket();
+
+  // The non-blocking socket to read and write (for HTTPS, libmicrohttpd's end of a socket pair); -1 once
+  // closed.
+  int fd() const;
+  // Bytes the client sent after its request head that the server had already read: they come first.
+  std::string take_early_bytes();
+  // Gives the socket back (libmicrohttpd closes it). Idempotent.
+  void close();
+  // Called once when the server is destroyed with this socket open, just before it closes it: stop watching
+  // fd() now. Not called after close() or the handle's destruction.
+  void on_server_gone(std::function<void()> callback);
+
+ private:
+  std::shared_ptr<State> s_;
 };
 
 // A response body written piece by piece while the connection stays open (server-sent events), sent with
@@ -230,6 +265,8 @@ class HttpServer {
 
   // Streams open now (HttpReply::stream, not yet over), for tests and health.
   size_t stream_count() const;
+  // Upgraded sockets held by the application now (HttpReply::upgrade), for tests.
+  size_t upgraded_count() const;
 
   // Stops accepting (new connections are refused) and closes every open stream (its buffered bytes are
   // still sent while the loop runs); open connections are closed when the object dies.
@@ -238,6 +275,7 @@ class HttpServer {
  private:
   friend class HttpReply;
   friend class HttpStream;
+  friend class UpgradedSocket;
   HttpServer(HttpServerOptions options, HttpHandler handler);
   void accept_some(uint64_t now_ms);
   void reap_hangups();

@@ -54,6 +54,8 @@ struct ApiContext {
   std::function<void(std::function<void(const Status&)> done)> reload;
   // POST /v1/lines/{id}/test and /loopback (lines.cpp); null: they answer 503.
   class LineDiagnostics* diagnostics = nullptr;
+  // Test calls from the browser (web_calls.cpp); null: they answer 503. Its web lines join /v1/health's.
+  class WebCalls* web_calls = nullptr;
 };
 
 class Api {
@@ -155,6 +157,11 @@ class Api {
   static bool knowledge_raw_upload(const net::HttpRequest& request);
   // stats.cpp: the dashboard's numbers (GET /v1/stats, an extension).
   void get_stats(net::HttpRequest& request, net::HttpReply reply);
+
+  // web_calls.cpp: POST /v1/web_calls (a ticket) and GET /v1/web_calls/ws (the call's WebSocket, authorised
+  // by the ticket, not by the API token).
+  void create_web_call(net::HttpRequest& request, net::HttpReply reply);
+  void web_call_socket(net::HttpRequest& request, net::HttpReply reply);
 
   ApiContext& ctx_;
   net::Router router_;

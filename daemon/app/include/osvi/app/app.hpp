@@ -15,6 +15,7 @@
 #include "osvi/base/time_zone.hpp"
 #include "osvi/base/upstream_loop.hpp"
 #include "osvi/calls/call_manager.hpp"
+#include "osvi/calls/web_call.hpp"
 #include "osvi/campaigns/campaigns.hpp"
 #include "osvi/campaigns/dialer.hpp"
 #include "osvi/chat/chat_service.hpp"
@@ -117,6 +118,8 @@ class App {
   std::unique_ptr<CallsHeartbeat> heartbeat_;
   CallContext call_ctx_;
   std::unique_ptr<CallManager> calls_;
+  // Browser test calls (tickets, their WebSockets), after the calls engine it places them with.
+  std::unique_ptr<WebCalls> web_calls_;
   std::unique_ptr<ChatService> chat_;  // chat sessions (start_calls, after the upstream loop it uses)
   std::unique_ptr<EventHub> events_;   // the API's event streams; chat_ publishes to it
   // The campaign dialler, after the calls engine it places calls with (start_dialer, at the end of start).

@@ -66,6 +66,9 @@ struct CallContext {
   CallTimerFactory timer;
   // What the search_knowledge_base tool searches; null: the tool is not offered.
   knowledge::KnowledgeService* knowledge = nullptr;
+  // Told each transcript turn once it is stored (the manager sets it on a web test call's own copy, so the
+  // browser shows the conversation as it happens); empty: nobody.
+  std::function<void(const TranscriptTurn&)> on_turn;
 };
 
 // The per-call inputs besides the agent: overrides from POST /v1/call and the record already inserted.

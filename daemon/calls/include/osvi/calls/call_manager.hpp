@@ -46,6 +46,17 @@ class CallManager final : public CallService {
   // SIGTERM: every call is hung up and recorded now; queued calls are closed as failed.
   void shutdown();
 
+  // A browser test call (web_call.hpp): the record (inbound, execution_mode test, no phone number) and the
+  // call on `line`, whose audio comes from `port` and whose turns go to `on_turn`. The manager keeps the line
+  // until the call is destroyed. Errors: -ENOENT the agent is not an active voice agent; the store's.
+  Result<std::string> start_web_call(const std::string& agent_uuid, std::shared_ptr<hal::Line> line,
+                                     AudioPortFactory port,
+                                     std::function<void(const TranscriptTurn&)> on_turn);
+  // Whether the agent exists, is active, not archived and a voice agent in the configuration of now.
+  bool voice_agent_active(std::string_view agent_uuid) const;
+  // Lines the configuration has (the box's capacity of calls at once).
+  size_t line_count() const { return lines_.size(); }
+
   CallsHealth health() const;
   // The live call on a line, or null (tests, health).
   Call* call_on(const hal::Line& line);
@@ -58,13 +69,17 @@ class CallManager final : public CallService {
   // A call and the context it was launched with (the App's shared parts, this configuration's settings);
   // the call, declared last, goes first.
   struct Live {
+    std::shared_ptr<hal::Line> owned_line;  // a web call's line, kept until the call is gone
     std::unique_ptr<CallContext> ctx;
     std::unique_ptr<Call> call;
   };
   hal::Line* free_line();
   bool line_free(const hal::Line& line) const;
   const Call* call_on(const hal::Line& line) const;
-  Status launch(hal::Line& line, CallSetup setup);
+  // `port` and `on_turn` replace the context's for this call (web calls); `owned` is kept with it.
+  Status launch(hal::Line& line, CallSetup setup, AudioPortFactory port = {},
+                std::function<void(const TranscriptTurn&)> on_turn = {},
+                std::shared_ptr<hal::Line> owned = {});
   void drain_queue();
   void call_finished(Call& call);
   const AgentConfig* agent(std::string_view uuid) const;
