@@ -19,6 +19,7 @@
 #include <sstream>
 
 #include "osvi/api/chat_events.hpp"
+#include "osvi/console/console.hpp"
 #include "osvi/base/files.hpp"
 #include "osvi/base/http_on_loop.hpp"
 #include "osvi/base/ids.hpp"
@@ -244,8 +245,14 @@ Status App::start_api(const Config& cfg, std::unique_ptr<net::HttpServer>* out,
     o.adopt_listen_fd = fcntl(server_->listen_fd(), F_DUPFD_CLOEXEC, 0);
     if (o.adopt_listen_fd < 0) return make_error(std::string("api: dup: ") + std::strerror(errno), -errno);
   }
-  auto server = net::HttpServer::start(
-      o, [this](net::HttpRequest& req, net::HttpReply reply) { api_->handle(req, std::move(reply)); });
+  // The web console's files share the listener; they hold no data, so they are answered without a token.
+  auto server = net::HttpServer::start(o, [this](net::HttpRequest& req, net::HttpReply reply) {
+    if (console_owns(req.path)) {
+      reply.send(console_response(req));
+      return;
+    }
+    api_->handle(req, std::move(reply));
+  });
   if (!server)
     return make_error(
         (server.error().code == -EKEYREJECTED ? "api.tls_cert_file, api.tls_key_file: " : "api.listen: ") +
