@@ -1,5 +1,5 @@
 // Campaigns: GET /v1/campaigns with each one's progress (GET /v1/campaigns/{id}/status); activate and pause
-// through PATCH /v1/campaigns/{id} {"status"}.
+// (status "inactive": nothing dialled, the queue kept) through PATCH /v1/campaigns/{id} {"status"}.
 import {get, patch} from './api.js';
 import {h, table, badge, notice} from './dom.js';
 
@@ -14,8 +14,9 @@ export function progress(status) {
 }
 
 export function statusButton(c, ctx, after, out) {
-  if (!ctx.canWrite || !['active', 'paused'].includes(c.status)) return null;
-  const next = c.status === 'active' ? 'paused' : 'active';
+  if (!ctx.canWrite || !['active', 'inactive'].includes(c.status)) return null;
+  // "inactive" is the API's paused state: nothing is dialled, the queue is kept.
+  const next = c.status === 'active' ? 'inactive' : 'active';
   return h('button', {type: 'button', 'data-campaign': c.id, onclick: async () => {
     out.replaceChildren();
     try {

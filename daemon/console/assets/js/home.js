@@ -6,8 +6,9 @@ import {lineChart, barChart} from './chart.js';
 const OUTCOMES = [['picked', 'Picked'], ['not_picked', 'Not picked'], ['failed', 'Failed'], ['busy', 'Busy'],
   ['voicemail', 'Voicemail']];
 
-function card(key, label, value) {
-  return h('div', {class: 'card', 'data-card': key}, h('span', {class: 'card-label'}, label),
+// data-value keeps the API's number beside the formatted text (the browser test compares it with /v1/stats).
+function card(key, label, value, raw = value) {
+  return h('div', {class: 'card', 'data-card': key, 'data-value': raw}, h('span', {class: 'card-label'}, label),
     h('span', {class: 'card-value'}, value));
 }
 
@@ -21,9 +22,9 @@ export async function render(root, ctx) {
   const cards = h('div', {class: 'cards', id: 'stat-cards'},
     card('total_calls', 'Calls', c.total_calls),
     card('today_calls', 'Today', c.today_calls),
-    card('avg_duration_s', 'Average duration', fmtDuration(c.avg_duration_s)),
-    card('total_duration_s', 'Total duration', fmtDuration(c.total_duration_s)),
-    card('answer_rate', 'Answer rate', `${Math.round(c.answer_rate * 1000) / 10} %`),
+    card('avg_duration_s', 'Average duration', fmtDuration(c.avg_duration_s), c.avg_duration_s),
+    card('total_duration_s', 'Total duration', fmtDuration(c.total_duration_s), c.total_duration_s),
+    card('answer_rate', 'Answer rate', `${Math.round(c.answer_rate * 1000) / 10} %`, c.answer_rate),
     card('active_agents', 'Active agents', c.active_agents),
     card('inbound', 'Inbound', c.inbound),
     card('outbound', 'Outbound', c.outbound));
