@@ -247,14 +247,25 @@ def console_errors(driver):
     return [e for e in driver.get_log("browser") if e.get("level") == "SEVERE"]
 
 
-def sign_in(driver, box, token=None):
-    """Loads the console and signs in with the box's token; returns once the nav is shown."""
+def sign_in(driver, box, token=None, start="#/agents"):
+    """Loads the console at route `start` and signs in with the box's token (or `token`); returns once that page
+    has rendered. The default start is a page every build has (Home needs GET /v1/stats)."""
     from selenium.webdriver.common.by import By
-    driver.get(box.url("/"))
+    driver.get(box.url("/" + start))
     field = wait_until("the sign-in form", lambda: _visible(driver, By.ID, "token"), timeout=10)
     field.send_keys(token or box.token)
     driver.find_element(By.CSS_SELECTOR, "#signin-form button[type=submit]").click()
     wait_until("the console's navigation", lambda: _visible(driver, By.ID, "nav"), timeout=10)
+    want = start.lstrip("#").split("?")[0] or "/"
+    wait_until(f"page {start} after sign-in", lambda: _rendered(driver, want, "__osviLastRendered"), timeout=15)
+
+
+def _rendered(driver, want, flag="__osviRendered"):
+    """True once the console has rendered route `want`; raises at once with the page's error when it failed."""
+    done, error = driver.execute_script(f"return [window.{flag}, window.__osviRenderError];")
+    if error:
+        raise AssertionError(f"the console could not render {error}")
+    return done == want
 
 
 def _visible(driver, by, what):
@@ -273,8 +284,7 @@ def wait_rendered(driver, hash_path, timeout=15):
                               "document.addEventListener('osvi:rendered', e => { window.__osviRendered = e.detail; }, {once: true});")
     driver.execute_script("location.hash = arguments[0];", hash_path)
     want = hash_path.lstrip("#").split("?")[0] or "/"
-    wait_until(f"page {hash_path} to render", lambda: driver.execute_script("return window.__osviRendered;") == want,
-               timeout=timeout)
+    wait_until(f"page {hash_path} to render", lambda: _rendered(driver, want), timeout=timeout)
 
 
 def screenshot(driver, name):

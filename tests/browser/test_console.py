@@ -103,8 +103,7 @@ class ConsoleTest(unittest.TestCase):
     def test_home_cards_match_stats(self):
         # Needs GET /v1/stats (the stats room of issue 16).
         with browser(width=1280) as driver:
-            sign_in(driver, self.box)
-            wait_rendered(driver, "#/?days=7")
+            sign_in(driver, self.box, start="#/?days=7")
             stats = self.box.api_ok("GET", "/v1/stats?days=7")["data"]["cards"]
             shown = {el.get_attribute("data-card"): el.get_attribute("data-value")
                      for el in driver.find_elements("css selector", "#stat-cards [data-card]")}
@@ -134,7 +133,6 @@ class ConsoleTest(unittest.TestCase):
             ready = wait_until("the recording to be playable (readyState >= 2)", lambda: driver.execute_script(
                 "const a = document.getElementById('recording'); return a.readyState >= 2 && a.readyState;"), timeout=20)
             self.assertGreaterEqual(ready, 2)
-            self.assertGreater(driver.execute_script("return document.getElementById('recording').duration;"), 0.5)
             status = wait_until("the waveforms", lambda: "channels" in driver.find_element(
                 "css selector", ".channels + p").text and driver.find_element("css selector", ".channels + p").text)
             self.assertIn("2 channels", status)
@@ -163,14 +161,20 @@ class ConsoleTest(unittest.TestCase):
             self.assertEqual(console_errors(driver), [])
 
     def test_limited_token_sees_no_write_buttons(self):
-        with browser(width=1280) as driver:
-            sign_in(driver, self.box, token=LIMITED_TOKEN)
-            self.assertFalse(driver.find_element("css selector", "#nav [data-admin]").is_displayed())
-            for route in ("#/dnd", "#/campaigns", "#/campaigns/7", "#/agents/agent_front", f"#/calls/{self.call_id}"):
-                wait_rendered(driver, route)
-                buttons = [b.text for b in driver.find_elements("css selector", "#page button") if b.is_displayed()]
-                self.assertEqual(buttons, [], route)
-            self.assertEqual(console_errors(driver), [])
+        # Every write control carries data-write: an admin token sees them on these pages, a limited one none.
+        pages = ("#/dnd", "#/campaigns", "#/campaigns/7", "#/agents/agent_front")
+        for token, admin in ((None, True), (LIMITED_TOKEN, False)):
+            with browser(width=1280) as driver:
+                sign_in(driver, self.box, token=token)
+                self.assertEqual(driver.find_element("css selector", "#nav [data-admin]").is_displayed(), admin)
+                for route in pages:
+                    wait_rendered(driver, route)
+                    writes = driver.find_elements("css selector", "#page [data-write]")
+                    if admin:
+                        self.assertNotEqual(writes, [], route)
+                    else:
+                        self.assertEqual(writes, [], route)
+                self.assertEqual(console_errors(driver), [])
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ export async function render(root, ctx) {
   const transcript = h('ol', {id: 'testcall-transcript', class: 'transcript', 'aria-live': 'polite'});
   const result = h('div', {id: 'testcall-result'});
   let running = null;
-  const start = h('button', {type: 'button', id: 'testcall-start'}, 'Test call');
+  const start = h('button', {type: 'button', id: 'testcall-start', 'data-write': true}, 'Test call');
   const stop = h('button', {type: 'button', id: 'testcall-stop', disabled: true}, 'Hang up');
   start.addEventListener('click', async () => {
     start.disabled = true;

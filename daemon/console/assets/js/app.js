@@ -61,6 +61,8 @@ async function route() {
     const current = href === '/' ? path === '/' : path === href || path.startsWith(href + '/');
     if (current) a.setAttribute('aria-current', 'page'); else a.removeAttribute('aria-current');
   }
+  window.__osviLastRendered = null;
+  window.__osviRenderError = null;
   clear(page);
   const found = routes.find(([re]) => re.test(path));
   if (!found) {
@@ -79,10 +81,13 @@ async function route() {
     const root = h('div', {class: 'page'});
     page.append(root);
     cleanup = (await mod.render(root, ctx)) || null;
+    // For tests and tools: the route whose page has finished rendering.
+    window.__osviLastRendered = path;
     document.dispatchEvent(new CustomEvent('osvi:rendered', {detail: path}));
   } catch (e) {
     if (e.name === 'AbortError') return;
     if (e instanceof api.ApiError && e.status === 401) { api.setToken(null); showSignIn('The token was refused.'); return; }
+    window.__osviRenderError = `${path}: ${e.message || e}`;
     page.append(notice(e.message || String(e)));
   }
 }

@@ -43,7 +43,7 @@ export async function render(root, ctx) {
     const file = h('input', {type: 'file', id: 'csv-file', accept: '.csv,text/csv', required: true});
     const agent = h('select', {id: 'csv-agent', required: true}, camp.agents.map(a => h('option', {value: a.agent_uuid}, a.agent_uuid)));
     const enqueue = h('input', {type: 'checkbox', id: 'csv-enqueue'});
-    const form = h('form', {class: 'filters', 'aria-label': 'Upload contacts'},
+    const form = h('form', {class: 'filters', 'aria-label': 'Upload contacts', 'data-write': true},
       h('div', {class: 'field'}, h('label', {for: 'csv-file'}, 'Contacts (CSV with a phone column)'), file),
       h('div', {class: 'field'}, h('label', {for: 'csv-agent'}, 'Agent'), agent),
       h('div', {class: 'field field-check'}, enqueue, h('label', {for: 'csv-enqueue'}, 'Queue for calling now')),

@@ -17,7 +17,7 @@ export function statusButton(c, ctx, after, out) {
   if (!ctx.canWrite || !['active', 'inactive'].includes(c.status)) return null;
   // "inactive" is the API's paused state: nothing is dialled, the queue is kept.
   const next = c.status === 'active' ? 'inactive' : 'active';
-  return h('button', {type: 'button', 'data-campaign': c.id, onclick: async () => {
+  return h('button', {type: 'button', 'data-campaign': c.id, 'data-write': true, onclick: async () => {
     out.replaceChildren();
     try {
       await patch(`/v1/campaigns/${c.id}`, {status: next});

@@ -61,7 +61,7 @@ export async function render(root, ctx) {
       out.append(notice(e.message));
     }
   };
-  const btn = (command, label, title) => h('button', {type: 'button', 'data-command': command || 'message', title,
+  const btn = (command, label, title) => h('button', {type: 'button', 'data-command': command || 'message', 'data-write': true, title,
     onclick: () => send(command)}, label);
   const controls = ctx.canWrite ? h('section', {class: 'panel', 'aria-labelledby': 'op-h'},
     h('h2', {id: 'op-h'}, 'Operator'),

@@ -19,7 +19,7 @@ export async function render(root, ctx) {
       {label: 'Reason', value: x => x.reason},
       {label: 'Source', value: x => x.source},
       {label: 'Added', value: x => fmtTime(x.created_at)},
-      ctx.canWrite ? {label: '', value: x => h('button', {type: 'button', class: 'btn-quiet', 'aria-label': `Remove ${x.phone}`,
+      ctx.canWrite ? {label: '', value: x => h('button', {type: 'button', class: 'btn-quiet', 'data-write': true, 'aria-label': `Remove ${x.phone}`,
         onclick: async () => {
           out.replaceChildren();
           try { await del('/v1/dnd_numbers', {agent_uuid: agent, phone: x.phone}); await load(); out.append(notice(`${x.phone} removed`, 'ok')); }
@@ -42,7 +42,7 @@ export async function render(root, ctx) {
   });
   let addForm = null;
   if (ctx.canWrite && agent) {
-    addForm = h('form', {class: 'filters', 'aria-label': 'Add a number'},
+    addForm = h('form', {class: 'filters', 'aria-label': 'Add a number', 'data-write': true},
       h('div', {class: 'field'}, h('label', {for: 'dnd-phone'}, 'Number'), h('input', {id: 'dnd-phone', name: 'phone', type: 'tel', required: true, maxlength: 32})),
       h('div', {class: 'field'}, h('label', {for: 'dnd-reason'}, 'Reason'), h('input', {id: 'dnd-reason', name: 'reason', maxlength: 500})),
       h('div', {class: 'field field-actions'}, h('button', {type: 'submit'}, 'Add')));
