@@ -2,13 +2,13 @@
 // loaded only when pressed).
 import {get} from './api.js';
 import * as api from './api.js';
-import {h, table, badge, fmtTime, fmtDuration, notice} from './dom.js';
+import {h, table, badge, fmtTime, fmtDuration, notice, append, replace} from './dom.js';
 
 export async function render(root, ctx) {
   const id = ctx.params[0];
   const agents = await get('/v1/active_agents', null, {signal: ctx.signal});
   const agent = agents.find(a => a.agent_id === id);
-  if (!agent) { root.append(h('h1', {}, 'Agent'), notice(`No active voice agent "${id}" for this token.`)); return; }
+  if (!agent) { append(root, h('h1', {}, 'Agent'), notice(`No active voice agent "${id}" for this token.`)); return; }
   const calls = await get('/v1/calls', {agent_uuid: id, per_page: 10}, {signal: ctx.signal});
   const state = h('p', {id: 'testcall-state', role: 'status', class: 'sub'}, '');
   const transcript = h('ol', {id: 'testcall-transcript', class: 'transcript', 'aria-live': 'polite'});
@@ -18,33 +18,33 @@ export async function render(root, ctx) {
   const stop = h('button', {type: 'button', id: 'testcall-stop', disabled: true}, 'Hang up');
   start.addEventListener('click', async () => {
     start.disabled = true;
-    transcript.replaceChildren();
-    result.replaceChildren();
+    replace(transcript, );
+    replace(result, );
     state.textContent = 'Starting…';
     try {
       const {startTestCall} = await import('./testcall.js');
       running = await startTestCall({
         token: api.token(), agentUuid: id,
         onState: (s) => { state.textContent = s; },
-        onTranscript: ({role, text}) => transcript.append(h('li', {class: `turn turn-${role === 'caller' ? 'user' : role}`},
+        onTranscript: ({role, text}) => append(transcript, h('li', {class: `turn turn-${role === 'caller' ? 'user' : role}`},
           h('div', {class: 'turn-head'}, h('span', {class: 'turn-role'}, role === 'caller' ? 'You' : 'Agent')), h('p', {class: 'turn-text'}, text))),
         onEnd: ({callId, status}) => {
           running = null;
           start.disabled = false;
           stop.disabled = true;
           state.textContent = `Ended: ${status}`;
-          if (callId) result.replaceChildren(h('a', {href: `#/calls/${encodeURIComponent(callId)}`}, 'Open the call record'));
+          if (callId) replace(result, h('a', {href: `#/calls/${encodeURIComponent(callId)}`}, 'Open the call record'));
         },
       });
       stop.disabled = false;
     } catch (e) {
       start.disabled = false;
       state.textContent = '';
-      result.replaceChildren(notice(`Test call: ${e.message}`));
+      replace(result, notice(`Test call: ${e.message}`));
     }
   });
   stop.addEventListener('click', () => { if (running) running.stop(); });
-  root.append(h('p', {}, h('a', {href: '#/agents'}, '← Agents')),
+  append(root, h('p', {}, h('a', {href: '#/agents'}, '← Agents')),
     h('div', {class: 'page-head'}, h('h1', {}, agent.name), badge(agent.status)),
     h('p', {class: 'sub'}, agent.agent_id),
     ctx.canWrite ? h('section', {class: 'panel', 'aria-labelledby': 'tc-h'}, h('h2', {id: 'tc-h'}, 'Test call'),

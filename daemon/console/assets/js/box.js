@@ -1,17 +1,17 @@
 // Box: lines and their states, modem facts, upstream and sync health, version (GET /v1/health, admin view),
 // and the last warnings and errors osvid logged (GET /v1/system/errors).
 import {get} from './api.js';
-import {h, table, badge, facts, fmtTime} from './dom.js';
+import {h, table, badge, facts, fmtTime, append} from './dom.js';
 
 export async function render(root, ctx) {
-  if (!ctx.session.admin) { root.append(h('h1', {}, 'Box'), h('p', {}, 'The box page needs an admin token.')); return; }
+  if (!ctx.session.admin) { append(root, h('h1', {}, 'Box'), h('p', {}, 'The box page needs an admin token.')); return; }
   const [health, errors] = await Promise.all([
     get('/v1/health', null, {signal: ctx.signal}),
     get('/v1/system/errors', {limit: 50}, {signal: ctx.signal}),
   ]);
   const d = health.data;
   const {lines = [], mqtt, webhooks, database, config, api, log} = d;
-  root.append(
+  append(root, 
     h('div', {class: 'page-head'}, h('h1', {}, 'Box'), badge(d.status)),
     h('p', {class: 'sub'}, `osvid ${d.version}, up ${Math.round((d.uptime_seconds || 0) / 60)} min, since ${fmtTime(d.started_at)}`),
     h('section', {class: 'panel'}, h('h2', {}, 'Lines'), table([

@@ -2,7 +2,7 @@
 // (…/transcript), the analysis, and the stereo recording (…/recording: a signed link) in an <audio> element,
 // its two channels drawn apart: left the caller, right the agent.
 import {get, ApiError} from './api.js';
-import {h, badge, facts, fmtTime, fmtDuration, notice} from './dom.js';
+import {h, badge, facts, fmtTime, fmtDuration, notice, append} from './dom.js';
 
 function timeOf(iso) {
   if (!iso) return '';
@@ -11,7 +11,7 @@ function timeOf(iso) {
 }
 
 function turn(t) {
-  const lat = t.latency ? Object.entries(t.latency).map(([k, v]) => `${k.replace(/_ms$/, '')} ${v} ms`).join(', ') : null;
+  const lat = t.latency ? Object.entries(t.latency).map(([k, v]) => `${k.replace(/_ms$/, '').replace(/_/g, ' ')} ${Math.round(v)} ms`).join(', ') : null;
   return h('li', {class: `turn turn-${t.role}`},
     h('div', {class: 'turn-head'},
       h('span', {class: 'turn-role'}, t.role === 'user' ? 'Caller' : t.role[0].toUpperCase() + t.role.slice(1)),
@@ -46,7 +46,7 @@ async function recording(section, id, signal) {
   try {
     link = (await get(`/v1/call/${encodeURIComponent(id)}/recording`, null, {signal})).data.recording_url;
   } catch (e) {
-    if (e instanceof ApiError && e.status === 404) { section.append(h('p', {class: 'empty'}, 'No recording for this call.')); return; }
+    if (e instanceof ApiError && e.status === 404) { append(section, h('p', {class: 'empty'}, 'No recording for this call.')); return; }
     throw e;
   }
   // The link names the host the request was sent to; only its path is used, so it is always this origin.
@@ -56,7 +56,7 @@ async function recording(section, id, signal) {
   const caller = h('canvas', {width: 800, height: 80, class: 'wave wave-caller', 'aria-hidden': 'true'});
   const agent = h('canvas', {width: 800, height: 80, class: 'wave wave-agent', 'aria-hidden': 'true'});
   const status = h('p', {class: 'sub', role: 'status'}, 'Loading the waveforms…');
-  section.append(audio,
+  append(section, audio,
     h('div', {class: 'channels'},
       h('div', {class: 'channel'}, h('span', {class: 'channel-label'}, 'Caller (left)'), caller),
       h('div', {class: 'channel'}, h('span', {class: 'channel-label'}, 'Agent (right)'), agent)),
@@ -83,7 +83,7 @@ export async function render(root, ctx) {
   const c = call.data;
   const t = tr.data;
   const rec = h('section', {class: 'panel', 'aria-labelledby': 'rec-h'}, h('h2', {id: 'rec-h'}, 'Recording'));
-  root.append(
+  append(root, 
     h('p', {}, h('a', {href: '#/calls'}, '← Conversations')),
     h('div', {class: 'page-head'}, h('h1', {}, `Call with ${c.phone_number || 'unknown'}`), badge(c.status)),
     h('section', {class: 'panel'}, h('h2', {}, 'Call'), facts({
@@ -101,5 +101,5 @@ export async function render(root, ctx) {
       c.post_call_analysis ? h('details', {}, h('summary', {}, 'Details'), facts(c.post_call_analysis)) : null,
       c.structured_output ? h('details', {}, h('summary', {}, 'Structured output'),
         h('pre', {}, JSON.stringify(c.structured_output, null, 2))) : null));
-  recording(rec, id, ctx.signal).catch(e => { if (e.name !== 'AbortError') rec.append(notice(e.message)); });
+  recording(rec, id, ctx.signal).catch(e => { if (e.name !== 'AbortError') append(rec, notice(e.message)); });
 }

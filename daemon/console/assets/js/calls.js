@@ -1,6 +1,6 @@
 // Conversations: GET /v1/calls with the API's filters and paging; each row links to the call's page.
 import {get} from './api.js';
-import {h, table, badge, fmtTime, fmtDuration} from './dom.js';
+import {h, table, badge, fmtTime, fmtDuration, append} from './dom.js';
 
 const FILTERS = ['status', 'agent_uuid', 'call_type', 'phone_number', 'start_date', 'end_date', 'campaign_id'];
 const STATUSES = ['', 'picked', 'not_picked', 'failed', 'busy', 'voicemail', 'in_progress'];
@@ -49,7 +49,7 @@ export async function render(root, ctx) {
     ctx.navigate(`#/calls?${p}`);
   });
   const hrefFor = (page) => { const p = new URLSearchParams(q); p.set('page', page); return `#/calls?${p}`; };
-  root.append(h('h1', {}, 'Conversations'), form,
+  append(root, h('h1', {}, 'Conversations'), form,
     table([
       {label: 'When', value: c => h('a', {href: `#/calls/${encodeURIComponent(c.call_id)}`, class: 'call-link'}, fmtTime(c.created_at))},
       {label: 'Agent', value: c => c.agent_name || c.agent_uuid},

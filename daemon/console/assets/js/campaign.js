@@ -1,7 +1,7 @@
 // One campaign: status and progress, its uploads, a CSV contacts upload (POST …/contacts.csv, text/csv),
 // activate/pause, and the contacts list.
 import {get, request} from './api.js';
-import {h, table, badge, facts, fmtTime, notice} from './dom.js';
+import {h, table, badge, facts, fmtTime, notice, append, replace} from './dom.js';
 import {progress, statusButton} from './campaigns.js';
 import {pager} from './calls.js';
 
@@ -17,7 +17,7 @@ export async function render(root, ctx) {
       get(`/v1/campaigns/${id}/contacts`, {page, per_page: 25}, {signal: ctx.signal}),
     ]);
     const camp = c.data;
-    body.replaceChildren(
+    replace(body, 
       h('div', {class: 'page-head'}, h('h1', {}, camp.name), badge(camp.status), statusButton(camp, ctx, load, out)),
       progress(st.data),
       h('section', {class: 'panel'}, h('h2', {}, 'Settings'), facts({schedule: camp.schedule, retry: camp.is_retry_enabled,
@@ -50,7 +50,7 @@ export async function render(root, ctx) {
       h('div', {class: 'field field-actions'}, h('button', {type: 'submit'}, 'Upload')));
     form.addEventListener('submit', async (ev) => {
       ev.preventDefault();
-      out.replaceChildren();
+      replace(out, );
       const f = file.files[0];
       if (!f) return;
       try {
@@ -58,18 +58,18 @@ export async function render(root, ctx) {
           query: {agent_uuid: agent.value, enqueue: String(enqueue.checked), file_name: f.name},
           body: f, contentType: 'text/csv'});
         const d = res.data;
-        out.append(notice(`${d.contacts_accepted} of ${d.contacts_received} contacts accepted, ${d.duplicates_removed} duplicates, ` +
+        append(out, notice(`${d.contacts_accepted} of ${d.contacts_received} contacts accepted, ${d.duplicates_removed} duplicates, ` +
           `${d.dnd_skipped.length} on the DND list, ${d.invalid.length} invalid.`, 'ok'));
-        if (d.invalid.length) out.append(table([{label: 'Line', value: x => x.line}, {label: 'Phone', value: x => x.phone},
+        if (d.invalid.length) append(out, table([{label: 'Line', value: x => x.line}, {label: 'Phone', value: x => x.phone},
           {label: 'Reason', value: x => x.reason}], d.invalid.slice(0, 50)));
         await after();
       } catch (e) {
-        out.append(notice(e.message));
+        append(out, notice(e.message));
       }
     });
     return h('section', {class: 'panel'}, h('h2', {}, 'Upload contacts'), form);
   }
 
-  root.append(h('p', {}, h('a', {href: '#/campaigns'}, '← Campaigns')), out, body);
+  append(root, h('p', {}, h('a', {href: '#/campaigns'}, '← Campaigns')), out, body);
   await load();
 }

@@ -1,7 +1,7 @@
 // Campaigns: GET /v1/campaigns with each one's progress (GET /v1/campaigns/{id}/status); activate and pause
 // (status "inactive": nothing dialled, the queue kept) through PATCH /v1/campaigns/{id} {"status"}.
 import {get, patch} from './api.js';
-import {h, table, badge, notice} from './dom.js';
+import {h, table, badge, notice, append, replace} from './dom.js';
 
 export function progress(status) {
   const by = status.calls.by_status || {};
@@ -18,12 +18,12 @@ export function statusButton(c, ctx, after, out) {
   // "inactive" is the API's paused state: nothing is dialled, the queue is kept.
   const next = c.status === 'active' ? 'inactive' : 'active';
   return h('button', {type: 'button', 'data-campaign': c.id, 'data-write': true, onclick: async () => {
-    out.replaceChildren();
+    replace(out, );
     try {
       await patch(`/v1/campaigns/${c.id}`, {status: next});
       await after();
     } catch (e) {
-      out.append(notice(`${c.name}: ${e.message}`));
+      append(out, notice(`${c.name}: ${e.message}`));
     }
   }}, next === 'active' ? 'Activate' : 'Pause');
 }
@@ -34,7 +34,7 @@ export async function render(root, ctx) {
   const load = async () => {
     const res = await get('/v1/campaigns', null, {signal: ctx.signal});
     const statuses = await Promise.all(res.data.map(c => get(`/v1/campaigns/${c.id}/status`, null, {signal: ctx.signal}).then(r => r.data)));
-    list.replaceChildren(table([
+    replace(list, table([
       {label: 'Campaign', value: c => h('a', {href: `#/campaigns/${c.id}`}, c.name)},
       {label: 'Status', value: c => badge(c.status)},
       {label: 'Agents', value: c => c.agents.map(a => a.agent_uuid).join(', ')},
@@ -43,6 +43,6 @@ export async function render(root, ctx) {
       {label: '', value: c => statusButton(c, ctx, load, out)},
     ], res.data, {empty: 'No campaigns.'}));
   };
-  root.append(h('h1', {}, 'Campaigns'), out, list);
+  append(root, h('h1', {}, 'Campaigns'), out, list);
   await load();
 }

@@ -1,7 +1,7 @@
 // Chat inbox: GET /v1/chat/sessions with its filters (help requested first, as the API orders them), its
 // stat cards (meta.stats), refreshed on the inbox's event stream GET /v1/chat/events.
 import {get, readEvents} from './api.js';
-import {h, table, badge, fmtTime} from './dom.js';
+import {h, table, badge, fmtTime, append, replace} from './dom.js';
 import {pager} from './calls.js';
 
 const FILTERS = ['status', 'mode', 'help_requested', 'agent_uuid', 'customer_id'];
@@ -20,10 +20,10 @@ export async function render(root, ctx) {
   const load = async () => {
     const res = await get('/v1/chat/sessions', query, {signal: ctx.signal});
     const st = res.meta.stats || {};
-    cards.replaceChildren(...['total', 'active', 'dormant', 'closed', 'help_requested'].map(k =>
+    replace(cards, ...['total', 'active', 'dormant', 'closed', 'help_requested'].map(k =>
       h('div', {class: 'card'}, h('span', {class: 'card-label'}, k.replace('_', ' ')), h('span', {class: 'card-value'}, st[k] ?? '—'))));
     const hrefFor = (page) => { const p = new URLSearchParams(q); p.set('page', page); return `#/chat?${p}`; };
-    list.replaceChildren(table([
+    replace(list, table([
       {label: 'Customer', value: x => h('a', {href: `#/chat/${encodeURIComponent(x.id)}`, class: 'session-link'}, x.customer_id || x.id)},
       {label: 'Agent', value: x => x.agent_uuid},
       {label: 'Status', value: x => badge(x.status)},
@@ -43,7 +43,7 @@ export async function render(root, ctx) {
     for (const f of FILTERS) { const el = form.elements.namedItem(f); if (el && el.value) p.set(f, el.value); }
     ctx.navigate(`#/chat?${p}`);
   });
-  root.append(h('h1', {}, 'Chat inbox'), cards, form, list);
+  append(root, h('h1', {}, 'Chat inbox'), cards, form, list);
   await load();
   // Live: any session event reloads the page of the list (debounced), so new and escalated chats appear.
   let timer = null;

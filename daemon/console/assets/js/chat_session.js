@@ -1,7 +1,7 @@
 // One chat session: its thread (GET …/messages), updated live from GET /v1/chat/session/{id}/events read with
 // fetch() (EventSource cannot send API-Token), and the operator's commands through POST …/support.
 import {get, post, readEvents} from './api.js';
-import {h, badge, facts, fmtTime, notice} from './dom.js';
+import {h, badge, facts, fmtTime, notice, append, replace} from './dom.js';
 
 const ROLE = {customer: 'Customer', agent: 'Agent', operator: 'Operator', whisper: 'Whisper (agent only)',
   tell: 'Tell (guidance)', system: 'Note', tool: 'Tool'};
@@ -35,10 +35,10 @@ export async function render(root, ctx) {
   const info = h('div', {});
   const out = h('div', {role: 'status'});
   const showSession = () => {
-    head.replaceChildren(h('h1', {}, `Chat with ${session.customer_id || id}`),
+    replace(head, h('h1', {}, `Chat with ${session.customer_id || id}`),
       h('span', {id: 'session-status'}, badge(session.status)), h('span', {id: 'session-mode'}, badge(session.mode)),
       session.help_requested ? badge('help requested', 'help') : '');
-    info.replaceChildren(facts({agent: session.agent_uuid, active_human: session.active_human, started: fmtTime(session.created_at),
+    replace(info, facts({agent: session.agent_uuid, active_human: session.active_human, started: fmtTime(session.created_at),
       last_message: fmtTime(session.last_message_at), summary: session.summary}));
     for (const b of root.querySelectorAll('[data-command]')) b.disabled = session.status === 'closed';
   };
@@ -48,7 +48,7 @@ export async function render(root, ctx) {
     const body = {};
     if (command) body.command = command;
     if (text.value.trim()) body.message = text.value.trim();
-    out.replaceChildren();
+    replace(out, );
     try {
       const res = await post(`${path}/support`, body);
       text.value = '';
@@ -56,9 +56,9 @@ export async function render(root, ctx) {
         active_human: res.data.active_human !== undefined ? res.data.active_human : session.active_human};
       if (command === 'end') session.help_requested = false;
       showSession();
-      out.append(notice(`${command || 'message'}: done`, 'ok'));
+      append(out, notice(`${command || 'message'}: done`, 'ok'));
     } catch (e) {
-      out.append(notice(e.message));
+      append(out, notice(e.message));
     }
   };
   const btn = (command, label, title) => h('button', {type: 'button', 'data-command': command || 'message', 'data-write': true, title,
@@ -74,14 +74,14 @@ export async function render(root, ctx) {
       btn('end', 'Hand back to AI'),
       btn('close', 'Close')), out) : null;
 
-  root.append(h('p', {}, h('a', {href: '#/chat'}, '← Chat inbox')), head,
+  append(root, h('p', {}, h('a', {href: '#/chat'}, '← Chat inbox')), head,
     h('div', {class: 'grid2 grid-chat'},
       h('section', {class: 'panel'}, h('h2', {}, 'Thread'), thread),
       h('div', {}, controls, h('section', {class: 'panel'}, h('h2', {}, 'Session'), info))));
   showSession();
 
   const live = h('p', {class: 'sub', id: 'live-state'}, 'Live updates: connecting…');
-  root.append(live);
+  append(root, live);
   let lastId = null;
   const follow = async () => {
     while (!ctx.signal.aborted) {
@@ -90,13 +90,13 @@ export async function render(root, ctx) {
         lastId = await readEvents(`${path}/events`, {signal: ctx.signal, lastEventId: lastId, onEvent: (e) => {
           if (e.event === 'message.created' && e.data && !seen.has(e.data.id)) {
             seen.add(e.data.id);
-            thread.append(message(e.data));
+            append(thread, message(e.data));
           } else if (['mode.changed', 'status.changed', 'help.requested'].includes(e.event) && e.data) {
             session = {...session, ...e.data};
             showSession();
           } else if (e.event === 'reset') {
             get(`${path}/messages`, {per_page: 100}, {signal: ctx.signal}).then(r => {
-              for (const m of r.data) if (!seen.has(m.id)) { seen.add(m.id); thread.append(message(m)); }
+              for (const m of r.data) if (!seen.has(m.id)) { seen.add(m.id); append(thread, message(m)); }
             }).catch(() => {});
           }
         }});

@@ -1,6 +1,6 @@
 // Do-not-disturb lists: one agent's list (GET /v1/dnd_numbers, search and paging), add (POST) and remove (DELETE).
 import {get, post, del} from './api.js';
-import {h, table, fmtTime, notice} from './dom.js';
+import {h, table, fmtTime, notice, append, replace} from './dom.js';
 import {pager} from './calls.js';
 
 export async function render(root, ctx) {
@@ -12,18 +12,18 @@ export async function render(root, ctx) {
   const list = h('div', {});
   const href = (p) => `#/dnd?${new URLSearchParams({agent_uuid: agent, search, page: p})}`;
   const load = async () => {
-    if (!agent) { list.replaceChildren(h('p', {class: 'empty'}, 'No agents.')); return; }
+    if (!agent) { replace(list, h('p', {class: 'empty'}, 'No agents.')); return; }
     const res = await get('/v1/dnd_numbers', {agent_uuid: agent, search, page: q.get('page') || 1, per_page: 25}, {signal: ctx.signal});
-    list.replaceChildren(table([
+    replace(list, table([
       {label: 'Number', value: x => x.phone},
       {label: 'Reason', value: x => x.reason},
       {label: 'Source', value: x => x.source},
       {label: 'Added', value: x => fmtTime(x.created_at)},
       ctx.canWrite ? {label: '', value: x => h('button', {type: 'button', class: 'btn-quiet', 'data-write': true, 'aria-label': `Remove ${x.phone}`,
         onclick: async () => {
-          out.replaceChildren();
-          try { await del('/v1/dnd_numbers', {agent_uuid: agent, phone: x.phone}); await load(); out.append(notice(`${x.phone} removed`, 'ok')); }
-          catch (e) { out.append(notice(e.message)); }
+          replace(out, );
+          try { await del('/v1/dnd_numbers', {agent_uuid: agent, phone: x.phone}); await load(); append(out, notice(`${x.phone} removed`, 'ok')); }
+          catch (e) { append(out, notice(e.message)); }
         }}, 'Remove')} : null,
     ].filter(Boolean), res.data, {empty: search ? 'No number matches.' : 'The list is empty.'}), pager(res.meta, href) || '');
   };
@@ -48,19 +48,19 @@ export async function render(root, ctx) {
       h('div', {class: 'field field-actions'}, h('button', {type: 'submit'}, 'Add')));
     addForm.addEventListener('submit', async (ev) => {
       ev.preventDefault();
-      out.replaceChildren();
+      replace(out, );
       const body = {agent_uuid: agent, phone: addForm.elements.namedItem('phone').value.trim()};
       const reason = addForm.elements.namedItem('reason').value.trim();
       if (reason) body.reason = reason;
       try {
         const res = await post('/v1/dnd_numbers', body);
         addForm.reset();
-        out.append(notice(res.message || `${res.data.phone} added`, 'ok'));
+        append(out, notice(res.message || `${res.data.phone} added`, 'ok'));
         await load();
-      } catch (e) { out.append(notice(e.message)); }
+      } catch (e) { append(out, notice(e.message)); }
     });
   }
-  root.append(h('h1', {}, 'Do not disturb'), searchForm,
+  append(root, h('h1', {}, 'Do not disturb'), searchForm,
     addForm ? h('section', {class: 'panel'}, h('h2', {}, 'Add a number'), addForm) : null, out, list);
   await load();
 }

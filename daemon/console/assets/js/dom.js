@@ -15,7 +15,8 @@ export function h(tag, attrs, ...children) {
   return el;
 }
 
-export function append(el, children) {
+// Appends nodes and text; null, undefined and false are skipped (DOM append would write "null").
+export function append(el, ...children) {
   for (const c of children.flat(Infinity)) {
     if (c === null || c === undefined || c === false) continue;
     el.append(c instanceof Node ? c : document.createTextNode(String(c)));
@@ -36,6 +37,11 @@ export function s(tag, attrs, ...children) {
     el.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }
   return el;
+}
+
+export function replace(el, ...children) {
+  clear(el);
+  return append(el, ...children);
 }
 
 export function clear(el) {

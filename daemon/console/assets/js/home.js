@@ -1,6 +1,6 @@
 // Home: the stat cards, calls per day by outcome, top agents and calls by hour, from GET /v1/stats?days=N.
 import {get} from './api.js';
-import {h, table, fmtDuration} from './dom.js';
+import {h, table, fmtDuration, append} from './dom.js';
 import {lineChart, barChart} from './chart.js';
 
 const OUTCOMES = [['picked', 'Picked'], ['not_picked', 'Not picked'], ['failed', 'Failed'], ['busy', 'Busy'],
@@ -41,7 +41,7 @@ export async function render(root, ctx) {
     {label: 'Picked', value: a => a.picked, class: 'num'},
     {label: 'Average', value: a => fmtDuration(a.avg_duration_s), class: 'num'},
   ], d.top_agents, {empty: 'No calls in this period.'});
-  root.append(
+  append(root, 
     h('div', {class: 'page-head'}, h('h1', {}, 'Home'), picker),
     h('p', {class: 'sub'}, `${d.from} to ${d.to}, ${d.time_zone}`),
     cards, chatCards,
