@@ -160,6 +160,40 @@ class ConsoleTest(unittest.TestCase):
             wait_until("the live message", lambda: "Is anyone there?" in driver.find_element("id", "thread").text)
             self.assertEqual(console_errors(driver), [])
 
+    def test_writes_from_pages(self):
+        # DND add and remove, a campaign activated, a CSV of contacts uploaded: each seen through the API.
+        import tempfile
+        from selenium.webdriver.common.by import By
+        with browser(width=1280) as driver:
+            sign_in(driver, self.box)
+            wait_rendered(driver, "#/dnd?agent_uuid=agent_front")
+            driver.find_element(By.ID, "dnd-phone").send_keys("98123 00001")
+            driver.find_element(By.ID, "dnd-reason").send_keys("browser test")
+            driver.find_element(By.CSS_SELECTOR, "form[aria-label='Add a number'] button[type=submit]").click()
+            listed = lambda: [e["phone"] for e in self.box.api_ok(
+                "GET", "/v1/dnd_numbers?agent_uuid=agent_front&search=9812300001")["data"]]
+            wait_until("the number on the DND list", lambda: listed() == ["+919812300001"])
+            button = wait_until("its Remove button", lambda: driver.find_elements(
+                By.CSS_SELECTOR, "button[aria-label='Remove +919812300001']"))
+            button[0].click()
+            wait_until("the number off the DND list", lambda: listed() == [])
+
+            wait_rendered(driver, "#/campaigns/7")
+            with tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False) as f:
+                f.write("phone,person_name\n9876500001,Asha\n9876500002,Ravi\nnot-a-number,X\n")
+            driver.find_element(By.ID, "csv-file").send_keys(f.name)
+            driver.find_element(By.CSS_SELECTOR, "form[aria-label='Upload contacts'] button[type=submit]").click()
+            wait_until("the upload's report", lambda: "2 of 3 contacts accepted" in driver.find_element(By.ID, "page").text)
+            os.unlink(f.name)
+            contacts = self.box.api_ok("GET", "/v1/campaigns/7/contacts")["meta"]["total_count"]
+            self.assertEqual(contacts, 2)
+            wait_until("the Activate button", lambda: driver.find_elements(By.CSS_SELECTOR, "button[data-campaign='7']"))
+            driver.find_element(By.CSS_SELECTOR, "button[data-campaign='7']").click()
+            wait_until("the campaign active in the API",
+                       lambda: self.box.api_ok("GET", "/v1/campaigns/7")["data"]["status"] == "active")
+            self.box.api_ok("PATCH", "/v1/campaigns/7", {"status": "inactive"})  # other tests expect it paused
+            self.assertEqual(console_errors(driver), [])
+
     def test_limited_token_sees_no_write_buttons(self):
         # Every write control carries data-write: an admin token sees them on these pages, a limited one none.
         pages = ("#/dnd", "#/campaigns", "#/campaigns/7", "#/agents/agent_front")
