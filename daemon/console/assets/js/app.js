@@ -81,8 +81,10 @@ async function route() {
     const root = h('div', {class: 'page'});
     page.append(root);
     cleanup = (await mod.render(root, ctx)) || null;
-    // For tests and tools: the route whose page has finished rendering.
+    // For tests and tools: the route whose page has finished rendering, and when (User Timing, read by
+    // bench/console_load_bench.py as the time to interactive).
     window.__osviLastRendered = path;
+    performance.mark(`osvi:rendered:${path}`);
     document.dispatchEvent(new CustomEvent('osvi:rendered', {detail: path}));
   } catch (e) {
     if (e.name === 'AbortError') return;
@@ -116,7 +118,11 @@ document.getElementById('signout').addEventListener('click', () => {
 window.addEventListener('hashchange', route);
 
 (async () => {
-  if (!api.token()) { showSignIn(); return; }
+  if (!api.token()) {
+    showSignIn();
+    performance.mark('osvi:rendered:signin');
+    return;
+  }
   try {
     await loadSession();
     await route();
