@@ -124,6 +124,8 @@ TEST_F(ApiSession, TellsTheTokensScope) {
   EXPECT_STREQ(cJSON_GetArrayItem(agents, 0)->valuestring, "agent_b");
   EXPECT_EQ(request("GET", "/v1/session", "", "").status, 401);
   EXPECT_EQ(request("POST", "/v1/session", "{}").status, 405);
+  osvi::test::expect_api_error(request("GET", "/v1/session?agent_uuid=agent_b"), 422,
+                               "query parameter \"agent_uuid\": unknown (GET /v1/session takes none)");
 }
 
 }  // namespace
