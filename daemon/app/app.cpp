@@ -19,12 +19,12 @@
 #include <sstream>
 
 #include "osvi/api/chat_events.hpp"
-#include "osvi/console/console.hpp"
 #include "osvi/base/files.hpp"
 #include "osvi/base/http_on_loop.hpp"
 #include "osvi/base/ids.hpp"
 #include "osvi/base/log.hpp"
 #include "osvi/base/secret.hpp"
+#include "osvi/console/console.hpp"
 #include "osvi/hal/sim_line.hpp"
 #include "osvi/net/json.hpp"
 #include "osvi/version.hpp"

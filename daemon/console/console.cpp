@@ -18,7 +18,8 @@ void add_security_headers(net::HttpResponse& r) {
   r.headers.emplace_back("Referrer-Policy", "no-referrer");
 }
 
-// If-None-Match holds "*" or a comma list of entity tags, weak ones (W/"…") compared weakly (RFC 9110 13.1.2).
+// If-None-Match holds "*" or a comma list of entity tags, weak ones (W/"…") compared weakly (RFC
+// 9110 13.1.2).
 bool etag_matches(std::string_view header, std::string_view etag) {
   while (!header.empty()) {
     const size_t comma = header.find(',');

@@ -1,12 +1,13 @@
-// The web console's embedded files (daemon/console): which paths it owns, types, validators, security headers;
-// and GET /v1/session, the token scope the console reads at sign-in.
+// The web console's embedded files (daemon/console): which paths it owns, types, validators, security
+// headers; and GET /v1/session, the token scope the console reads at sign-in.
+#include "osvi/console/console.hpp"
+
 #include <gtest/gtest.h>
 
 #include <string>
 
-#include "assets.hpp"  // the console room's private table (include path set in tests/CMakeLists.txt)
 #include "api_harness.hpp"
-#include "osvi/console/console.hpp"
+#include "assets.hpp"  // the console room's private table (include path set in tests/CMakeLists.txt)
 
 namespace {
 
@@ -37,7 +38,8 @@ void expect_security_headers(const HttpResponse& r) {
 }
 
 TEST(Console, OwnsItsRootAndFoldersOnly) {
-  for (const char* p : {"/", "/index.html", "/favicon.ico", "/js/app.js", "/css/x", "/img/icon.svg", "/vendor/a/b"})
+  for (const char* p :
+       {"/", "/index.html", "/favicon.ico", "/js/app.js", "/css/x", "/img/icon.svg", "/vendor/a/b"})
     EXPECT_TRUE(console_owns(p)) << p;
   for (const char* p : {"/v1/calls", "/call", "/chat_sessions", "/js", "/index.htm", "/jsx/a.js", "", "/v1/"})
     EXPECT_FALSE(console_owns(p)) << p;
