@@ -11,6 +11,11 @@ export async function render(root, ctx) {
   ]);
   const d = health.data;
   const {lines = [], mqtt, webhooks, database, config, api, log} = d;
+  // The sync's headline first: how deep the outbox is and when the broker last took a record.
+  const sync = mqtt ? {state: mqtt.state, outbox_depth: mqtt.outbox ? mqtt.outbox.queued : null,
+    last_publish: mqtt.last_acked_at_ms ? fmtTime(new Date(mqtt.last_acked_at_ms).toISOString()) : 'none since start',
+    ...mqtt} : null;
+  if (sync) delete sync.last_acked_at_ms;
   append(root, 
     h('div', {class: 'page-head'}, h('h1', {}, 'Box'), badge(d.status)),
     h('p', {class: 'sub'}, `osvid ${d.version}, up ${Math.round((d.uptime_seconds || 0) / 60)} min, since ${fmtTime(d.started_at)}`),
@@ -26,7 +31,7 @@ export async function render(root, ctx) {
       {label: 'Reason', value: l => l.reason},
     ], lines, {empty: 'No lines configured.'})),
     h('div', {class: 'grid2'},
-      h('section', {class: 'panel'}, h('h2', {}, 'Sync (MQTT)'), mqtt ? facts(mqtt) : h('p', {class: 'empty'}, 'Fleet sync is not built in.')),
+      h('section', {class: 'panel'}, h('h2', {}, 'Sync (MQTT)'), sync ? facts(sync) : h('p', {class: 'empty'}, 'Fleet sync is not built in.')),
       h('section', {class: 'panel'}, h('h2', {}, 'Webhooks and event streams'), facts({webhooks, event_streams: api && api.event_streams}))),
     h('div', {class: 'grid2'},
       h('section', {class: 'panel'}, h('h2', {}, 'Database'), facts(database)),
