@@ -1,15 +1,14 @@
 // One agent: its recent calls, and the "Test call" button that talks to it from this browser (testcall.js,
 // loaded only when pressed).
-import {get} from './api.js';
 import * as api from './api.js';
 import {h, table, badge, fmtTime, fmtDuration, notice, append, replace} from './dom.js';
 
 export async function render(root, ctx) {
   const id = ctx.params[0];
-  const agents = await get('/v1/active_agents', null, {signal: ctx.signal});
+  const agents = await api.get('/v1/active_agents', null, {signal: ctx.signal});
   const agent = agents.find(a => a.agent_id === id);
   if (!agent) { append(root, h('h1', {}, 'Agent'), notice(`No active voice agent "${id}" for this token.`)); return; }
-  const calls = await get('/v1/calls', {agent_uuid: id, per_page: 10}, {signal: ctx.signal});
+  const calls = await api.get('/v1/calls', {agent_uuid: id, per_page: 10}, {signal: ctx.signal});
   const state = h('p', {id: 'testcall-state', role: 'status', class: 'sub'}, '');
   const transcript = h('ol', {id: 'testcall-transcript', class: 'transcript', 'aria-live': 'polite'});
   const result = h('div', {id: 'testcall-result'});

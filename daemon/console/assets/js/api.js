@@ -26,7 +26,8 @@ function url(path, query) {
   return u.pathname + u.search;
 }
 
-// request('GET', '/v1/calls', {query, body, raw, contentType, signal}) -> the parsed JSON (whole envelope).
+// request('GET', '/v1/calls', {query, body, contentType, signal}) -> the parsed JSON (the whole envelope).
+// body is sent as JSON, or as it is (a File, a string) when contentType is given.
 export async function request(method, path, {query, body, contentType, signal} = {}) {
   const headers = {'API-Token': token() || ''};
   let payload;

@@ -78,6 +78,7 @@ async function route() {
   };
   try {
     const mod = await found[1]();
+    if (ctx.signal.aborted) return;
     const root = h('div', {class: 'page'});
     page.append(root);
     cleanup = (await mod.render(root, ctx)) || null;
@@ -87,7 +88,8 @@ async function route() {
     performance.mark(`osvi:rendered:${path}`);
     document.dispatchEvent(new CustomEvent('osvi:rendered', {detail: path}));
   } catch (e) {
-    if (e.name === 'AbortError') return;
+    // A page left before it finished: its failure belongs to no page on screen.
+    if (e.name === 'AbortError' || ctx.signal.aborted) return;
     if (e instanceof api.ApiError && e.status === 401) { api.setToken(null); showSignIn('The token was refused.'); return; }
     window.__osviRenderError = `${path}: ${e.message || e}`;
     page.append(notice(e.message || String(e)));
@@ -115,7 +117,11 @@ document.getElementById('signout').addEventListener('click', () => {
   showSignIn();
 });
 
-window.addEventListener('hashchange', route);
+// After a navigation the keyboard continues from the top of the new page, as after a full page load.
+window.addEventListener('hashchange', async () => {
+  await route();
+  document.getElementById('main').focus({preventScroll: true});
+});
 
 (async () => {
   if (!api.token()) {

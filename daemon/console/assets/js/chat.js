@@ -47,10 +47,22 @@ export async function render(root, ctx) {
   await load();
   // Live: any session event reloads the page of the list (debounced), so new and escalated chats appear.
   let timer = null;
-  readEvents('/v1/chat/events', {signal: ctx.signal, onEvent: (e) => {
-    if (e.event === 'dropped') return;
-    clearTimeout(timer);
-    timer = setTimeout(() => load().catch(() => {}), 300);
-  }}).catch(() => { /* the stream ending (navigation, restart) leaves the list as last loaded */ });
+  const follow = async () => {
+    let lastId = null;
+    while (!ctx.signal.aborted) {
+      try {
+        lastId = await readEvents('/v1/chat/events', {signal: ctx.signal, lastEventId: lastId, onEvent: (e) => {
+          if (e.event === 'dropped') return;
+          clearTimeout(timer);
+          timer = setTimeout(() => load().catch(() => {}), 300);
+        }});
+      } catch {
+        if (ctx.signal.aborted) return;
+      }
+      // The stream ended (osvid restarted or reloaded, a slow-reader drop): reconnect after a pause.
+      await new Promise(r => setTimeout(r, 3000));
+    }
+  };
+  follow();
   return () => clearTimeout(timer);
 }
