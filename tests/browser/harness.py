@@ -12,6 +12,12 @@ Reusable by every test under tests/browser/ (run with Debian's /usr/bin/python3,
             driver.get(box.url("/#/calls"))
             assert console_errors(driver) == []
 
+A test call from the agent page needs chromium's fake microphone: pass
+    browser(extra_args=["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                        "--use-file-for-fake-audio-capture=/path/speech.wav"])
+and go to f"#/agents/{agent_uuid}", then click the button with id "testcall-start" (states in
+#testcall-state, turns in #testcall-transcript, the call record's link in #testcall-result).
+
 Everything listens on 127.0.0.1 only; the state folder is a temporary directory removed at the end. Paths come
 from the environment ctest sets (OSVID, OSVI_MODEL_SERVER, OSVI_SCREENSHOT_DIR) or the default build folder.
 A missing chromium, chromedriver or selenium raises (the test fails): nothing here skips.
