@@ -2,7 +2,7 @@
 // entries toggle their line, and bars. Colours come from CSS classes (series-N), sizes from the viewBox.
 import {h, s} from './dom.js';
 
-const W = 640, H = 240, PAD = {l: 40, r: 12, t: 12, b: 28};
+const W = 640, H = 240, PAD = {l: 40, r: 24, t: 12, b: 28};  // r: room for the last day's label
 
 function niceMax(v) {
   if (v <= 4) return 4;
