@@ -80,6 +80,7 @@ Api::Api(ApiContext& ctx) : ctx_(ctx) {
   };
   router_.add("GET", "/v1/active_agents", bind(&Api::active_agents));
   router_.add("GET", "/v1/health", bind(&Api::health));
+  router_.add("GET", "/v1/session", bind(&Api::session));
   router_.add("GET", "/v1/system/log_level", bind(&Api::get_log_level));
   router_.add("PUT", "/v1/system/log_level", bind(&Api::set_log_level));
   router_.add("POST", "/v1/system/log_level", bind(&Api::set_log_level));

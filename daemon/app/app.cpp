@@ -24,6 +24,7 @@
 #include "osvi/base/ids.hpp"
 #include "osvi/base/log.hpp"
 #include "osvi/base/secret.hpp"
+#include "osvi/console/console.hpp"
 #include "osvi/hal/sim_line.hpp"
 #include "osvi/net/json.hpp"
 #include "osvi/version.hpp"
@@ -244,8 +245,14 @@ Status App::start_api(const Config& cfg, std::unique_ptr<net::HttpServer>* out,
     o.adopt_listen_fd = fcntl(server_->listen_fd(), F_DUPFD_CLOEXEC, 0);
     if (o.adopt_listen_fd < 0) return make_error(std::string("api: dup: ") + std::strerror(errno), -errno);
   }
-  auto server = net::HttpServer::start(
-      o, [this](net::HttpRequest& req, net::HttpReply reply) { api_->handle(req, std::move(reply)); });
+  // The web console's files share the listener; they hold no data, so they are answered without a token.
+  auto server = net::HttpServer::start(o, [this](net::HttpRequest& req, net::HttpReply reply) {
+    if (console_owns(req.path)) {
+      reply.send(console_response(req));
+      return;
+    }
+    api_->handle(req, std::move(reply));
+  });
   if (!server)
     return make_error(
         (server.error().code == -EKEYREJECTED ? "api.tls_cert_file, api.tls_key_file: " : "api.listen: ") +

@@ -385,6 +385,7 @@ void FleetSync::on_publish(int mid, int rc) {
   } else {
     acked_.push_back(it->second);
     ++acked_total_;
+    last_acked_wall_ms_ = clock_.wall_ms();
   }
   inflight_.erase(it);
 }
@@ -550,6 +551,8 @@ void FleetSync::health_json(cJSON* out) const {
   cJSON_AddNumberToObject(out, "inflight", static_cast<double>(inflight_.size()));
   cJSON_AddNumberToObject(out, "published_total", static_cast<double>(published_total_));
   cJSON_AddNumberToObject(out, "acked_total", static_cast<double>(acked_total_));
+  // When the sync last got a record to the broker (the console's Box page shows it): 0 = not since start.
+  cJSON_AddNumberToObject(out, "last_acked_at_ms", static_cast<double>(last_acked_wall_ms_));
   cJSON_AddNumberToObject(out, "commands_total", static_cast<double>(commands_total_));
   const OutboxStats st = stats();
   cJSON* ob = cJSON_AddObjectToObject(out, "outbox");

@@ -77,6 +77,8 @@ class Api {
   // One file per resource: agents.cpp, health.cpp, system.cpp, calls.cpp, dnd.cpp.
   void active_agents(net::HttpRequest& request, net::HttpReply reply);
   void health(net::HttpRequest& request, net::HttpReply reply);
+  // session.cpp: the calling token's scope (admin, agents).
+  void session(net::HttpRequest& request, net::HttpReply reply);
   void get_log_level(net::HttpRequest& request, net::HttpReply reply);
   void set_log_level(net::HttpRequest& request, net::HttpReply reply);
   void system_errors(net::HttpRequest& request, net::HttpReply reply);

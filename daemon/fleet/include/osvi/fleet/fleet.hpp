@@ -118,6 +118,7 @@ class FleetSync {
   bool in_io_ = false;
 
   uint64_t published_total_ = 0, acked_total_ = 0, connects_total_ = 0, commands_total_ = 0;
+  int64_t last_acked_wall_ms_ = 0;  // wall clock of the last outbox row the broker acknowledged
   // CPU use between telemetry samples.
   int64_t cpu_prev_us_ = -1, cpu_prev_mono_us_ = 0;
 };
