@@ -36,6 +36,8 @@ struct LineDiagnostics::Loopback {
 LineDiagnostics::LineDiagnostics(EventLoop& loop, LineManager& lines) : loop_(loop), lines_(lines) {}
 
 LineDiagnostics::~LineDiagnostics() {
+  // A pending probe's guard timer holds the probe (its callback does): freed here, the cycle goes with it.
+  for (auto& p : probes_) p->guard.reset();
   for (auto& lb : loopbacks_) {
     lb->io.reset();
     lb->guard.reset();

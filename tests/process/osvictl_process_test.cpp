@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -124,11 +125,23 @@ class OsvictlSim : public ::testing::Test {
     write_config(/*broken=*/false);
     daemon_ = new DaemonProcess(dir_->path(), {"--config", dir_->file("osvid.json")});
     ASSERT_TRUE(daemon_->wait_notify("READY=1", 15s)) << daemon_->stderr_text();
+    // osvid sends a notification (STATUS=, RELOADING=1, READY=1) on every line change and reload with a
+    // blocking send, as systemd's socket expects; the kernel queues only net.unix.max_dgram_qlen (10) of
+    // them. Something must read them while the tests run, or the daemon's loop stalls: this thread, the only
+    // user of daemon_'s notify side from here on.
+    draining_ = true;
+    drainer_ = new std::thread([] {
+      while (draining_) daemon_->wait_notify("\x01 never sent", 50ms);
+    });
     // The token as osvid's state folder holds it when it generates one (here the configuration lists it).
     osvi::test::write_file(dir_->file("state/api-token"), std::string(kToken) + "\n");
     osvi::test::write_file(dir_->file("agent-token"), kAgentToken);
   }
   static void TearDownTestSuite() {
+    draining_ = false;
+    if (drainer_) drainer_->join();
+    delete drainer_;
+    drainer_ = nullptr;
     if (daemon_) {
       daemon_->signal(SIGTERM);
       daemon_->wait_exit(10s);
@@ -190,7 +203,11 @@ class OsvictlSim : public ::testing::Test {
   static osvi::test::ModelServer* model_;
   static DaemonProcess* daemon_;
   static int port_;
+  static std::thread* drainer_;
+  static std::atomic<bool> draining_;
 };
+std::thread* OsvictlSim::drainer_ = nullptr;
+std::atomic<bool> OsvictlSim::draining_{false};
 osvi::test::TempDir* OsvictlSim::dir_ = nullptr;
 osvi::test::ModelServer* OsvictlSim::model_ = nullptr;
 DaemonProcess* OsvictlSim::daemon_ = nullptr;
@@ -283,6 +300,22 @@ TEST_F(OsvictlSim, CallThenListShowTranscriptRecording) {
   CtlRun rt = ctl({"calls", "recording", id, "-o", text_file});
   EXPECT_EQ(rt.code, 0) << rt.err;
   EXPECT_TRUE(has(rt.out, "bytes")) << rt.out;
+
+  // `call` in text: the new id on stdout (the call runs on while the other tests go on).
+  CtlRun placed = ctl({"call", "--agent", "agent_a", "--phone", "9876543212", "--name", "Asha"});
+  EXPECT_EQ(placed.code, 0) << placed.err;
+  EXPECT_EQ(placed.out.rfind("call placed: ", 0), 0u) << placed.out;
+  // Let it end (the scripted caller says bye), so the other tests meet an idle line.
+  const std::string second = placed.out.size() > 13 ? placed.out.substr(13, placed.out.size() - 14) : "";
+  const auto until = std::chrono::steady_clock::now() + 60s;
+  while (std::chrono::steady_clock::now() < until) {
+    CtlRun s2 = ctl({"calls", "show", second}, true);
+    if (s2.code == 0 && str(s2.data(), "status") != "in_progress") break;
+    std::this_thread::sleep_for(250ms);
+  }
+  CtlRun refused = ctl({"call", "--agent", "agent_zz", "--phone", "9876543212"});
+  EXPECT_EQ(refused.code, 1);
+  EXPECT_TRUE(has(refused.err, "agent_uuid")) << refused.err;
 
   CtlRun missing = ctl({"calls", "show", "0190aaaa-0000-7000-8000-000000000000"});
   EXPECT_EQ(missing.code, 1);

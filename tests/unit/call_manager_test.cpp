@@ -279,6 +279,27 @@ TEST_F(CallManagerTest, ACallerChosenCallIdIsTheCallsIdAndIsNeverUsedTwice) {
   EXPECT_EQ(*count, 1);
 }
 
+// A line held by the audio loopback (LineDiagnostics) is not dialled: calls go to the other line or wait, and
+// LineManager::release hands the held line back so a waiting call is placed at once.
+TEST_F(CallManagerTest, AHeldLineIsNotDialledAndItsReleasePlacesTheWaitingCall) {
+  ASSERT_NO_FATAL_FAILURE(launch(config_text(2500, 128)));
+  hal::Line* sim0 = lines_->find("sim0");
+  sim0->set_held(true);
+  EXPECT_EQ(manager_->idle_lines(), 1u);
+  place();
+  ASSERT_TRUE(run_until([&] { return answered_ == 1; }));
+  EXPECT_EQ(manager_->call_on(*sim0), nullptr);
+  ASSERT_NE(manager_->call_on(*lines_->find("sim1")), nullptr);
+  const std::string waiting = place("+919800000045");
+  run_until([] { return false; }, 200);
+  EXPECT_EQ(manager_->health().queued, 1u) << "dialled on the held line";
+  lines_->release(*sim0);
+  EXPECT_FALSE(sim0->held());
+  ASSERT_TRUE(run_until([&] { return answered_ == 2; })) << "the waiting call was not placed on release";
+  ASSERT_NE(manager_->call_on(*sim0), nullptr);
+  EXPECT_EQ(manager_->call_on(*sim0)->id(), waiting);
+}
+
 TEST_F(CallManagerTest, IdleLinesCountsTheLinesThatCouldDialNow) {
   ASSERT_NO_FATAL_FAILURE(launch(config_text(2500, 128)));
   EXPECT_EQ(manager_->idle_lines(), 2u);
