@@ -264,9 +264,11 @@ class WebCalls::Session final : public WebAudioLink, public std::enable_shared_f
   }
 
   std::shared_ptr<WebLine> line() const { return line_; }
+  const std::string& agent_uuid() const { return agent_uuid_; }
   const std::string& call_id() const { return call_id_; }
   void set_call(std::string id, const std::string& agent_uuid) {
     call_id_ = std::move(id);
+    agent_uuid_ = agent_uuid;
     net::JsonPtr o(cJSON_CreateObject());
     net::json_add_string(o.get(), "type", "call");
     net::json_add_string(o.get(), "call_id", call_id_);
@@ -451,6 +453,7 @@ class WebCalls::Session final : public WebAudioLink, public std::enable_shared_f
   std::shared_ptr<WebLine> line_;
   WebAudioPort* port_ = nullptr;
   std::string call_id_;
+  std::string agent_uuid_;
   std::vector<hal::LineEvent> pending_;
   int16_t frame_[kWebFrameSamples] = {};
   int64_t last_frame_us_ = 0;
@@ -568,6 +571,7 @@ std::vector<LineHealth> WebCalls::lines() const {
     h.id = line->id();
     h.type = "web";
     h.state = std::string(hal::to_string(line->state()));
+    h.agent_uuid = s->agent_uuid();
     h.audio = line->audio();
     out.push_back(std::move(h));
   }

@@ -346,6 +346,10 @@ struct HttpServer::Glue {
       t->upgraded = true;
       t->phase = Conns::Phase::busy;
     }
+    // As for streams: what a peer that stops reading leaves in the kernel stays small, and the application's
+    // own bounded buffer is what fills.
+    const int sndbuf = kStreamSendBuffer;
+    setsockopt(sock, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
     auto state = std::make_shared<UpgradedSocket::State>();
     state->server = self;
     state->urh = urh;

@@ -30,6 +30,12 @@ namespace {
 constexpr const char* kToken = "WebCallToken0123";
 constexpr const char* kLimitedToken = "WebCallLimited01";
 constexpr size_t kFrame = 320;
+// About twenty seconds of speech: more agent audio than the bounded buffers hold.
+constexpr const char* kLongGreeting =
+    "Hello and welcome to the front desk of the branch office. We are open from nine in the morning until "
+    "six in the evening on every weekday, and from ten until two on Saturdays. You can book an appointment, "
+    "ask about your account, or leave a message for any of our staff. Please tell me how I can help you "
+    "today, and take all the time you need.";
 
 std::string str(const cJSON* o, const char* k) {
   return osvi::test::json_str(o, k);
@@ -46,9 +52,10 @@ class WebCallE2E : public ::testing::Test {
     ASSERT_FALSE(model_->base().empty());
     const std::string url = model_->base() + "/v1";
     port_ = osvi::test::free_loopback_port();
-    auto agent = [&](const std::string& uuid, bool active, const std::string& mode) {
+    auto agent = [&](const std::string& uuid, bool active, const std::string& mode,
+                     const std::string& greeting = "Hello, this is the front desk.") {
       return R"({"agent_uuid":")" + uuid + R"(","name":"A","active":)" + (active ? "true" : "false") +
-             R"(,"mode":")" + mode + R"(","greeting":{"text":"Hello, this is the front desk."},)" +
+             R"(,"mode":")" + mode + R"(","greeting":{"text":")" + greeting + R"("},)" +
              R"("stt":{"base_url":")" + url + R"("},"llm":{"base_url":")" + url +
              R"("},"voice":{"base_url":")" + url + R"("}})";
     };
@@ -57,7 +64,7 @@ class WebCallE2E : public ::testing::Test {
                             kLimitedToken + R"(","agents":["agent_b"]}]},)" +
                             R"("audio":{"rt_priority":0},"agents":[)" + agent("agent_a", true, "voice") +
                             "," + agent("agent_b", true, "voice") + "," + agent("agent_off", false, "voice") +
-                            "]}";
+                            "," + agent("agent_long", true, "voice", kLongGreeting) + "]}";
     osvi::test::write_file(dir_.file("osvid.json"), cfg);
     daemon_ = std::make_unique<DaemonProcess>(dir_.path(),
                                               std::vector<std::string>{"--config", dir_.file("osvid.json")});
@@ -317,6 +324,42 @@ TEST_F(WebCallE2E, TicketRules) {
     }
     EXPECT_TRUE(closed);
   }
+}
+
+// A browser that keeps sending but stops reading is dropped once the bounded buffers are full, and the call
+// ends as if it had hung up.
+TEST_F(WebCallE2E, BrowserThatStopsReadingIsDropped) {
+  std::string path;
+  ASSERT_EQ(ticket("agent_long", &path), 200) << last_body_;
+  WsClient ws;
+  ASSERT_EQ(ws.open(port_, path, origin(), 5000, 4096), 101) << ws.head();
+  int16_t quiet[kFrame] = {};
+  // Read the first message only (the call id), then never again.
+  std::vector<WsClient::Frame> got;
+  for (int i = 0; i < 20 && got.empty(); ++i) ws.poll(20, got);
+  ASSERT_FALSE(got.empty());
+  JsonPtr first = osvi::test::parse_json(got[0].payload);
+  const std::string call_id = str(first.get(), "call_id");
+  ASSERT_FALSE(call_id.empty()) << got[0].payload;
+  const auto t0 = std::chrono::steady_clock::now();
+  for (size_t n = 1; std::chrono::steady_clock::now() - t0 < 25s; ++n) {
+    if (!ws.send(2, frame_bytes(quiet))) break;  // the box closed the connection
+    std::this_thread::sleep_until(t0 + std::chrono::milliseconds(20 * n));
+  }
+  JsonPtr call;
+  for (int i = 0; i < 50 && !call; ++i) {
+    JsonPtr c = get_data("/v1/call/" + call_id);
+    if (c && str(c.get(), "status") != "in_progress")
+      call = std::move(c);
+    else
+      std::this_thread::sleep_for(100ms);
+  }
+  ASSERT_TRUE(call) << daemon_->stderr_text();
+  EXPECT_EQ(str(call.get(), "call_ended_by"), "user");
+  EXPECT_EQ(str(call.get(), "call_ended_reason"), "customer-ended-call");
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 20s);
+  EXPECT_NE(daemon_->stderr_text().find("the browser stopped reading"), std::string::npos)
+      << daemon_->stderr_text();
 }
 
 }  // namespace

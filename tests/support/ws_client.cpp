@@ -21,8 +21,9 @@ void WsClient::close() {
   fd_ = -1;
 }
 
-int WsClient::open(int port, const std::string& path, const std::string& origin, int timeout_ms) {
+int WsClient::open(int port, const std::string& path, const std::string& origin, int timeout_ms, int rcvbuf) {
   fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (rcvbuf > 0) setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
   sockaddr_in sa{};
   sa.sin_family = AF_INET;
   sa.sin_port = htons(static_cast<uint16_t>(port));

@@ -23,7 +23,9 @@ class WsClient {
   // Connects to 127.0.0.1:port and sends the opening handshake for `path` (with `origin` when not empty);
   // returns the answer's status code (101 on success, 0 when nothing came within timeout_ms). The answer's
   // head is kept in head().
-  int open(int port, const std::string& path, const std::string& origin, int timeout_ms = 5000);
+  // A rcvbuf above 0 sets SO_RCVBUF before connecting (a peer that reads little).
+  int open(int port, const std::string& path, const std::string& origin, int timeout_ms = 5000,
+           int rcvbuf = 0);
   const std::string& head() const { return head_; }
   // Sends one masked frame; false when the socket is gone.
   bool send(uint8_t opcode, std::string_view payload);

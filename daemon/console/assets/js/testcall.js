@@ -30,14 +30,17 @@ async function requestTicket(token, agentUuid) {
 
 export async function startTestCall({ token, agentUuid, onState = noop, onTranscript = noop, onEnd = noop }) {
   onState('connecting');
-  const ticket = await requestTicket(token, agentUuid);
+  // The microphone and the audio graph first: a ticket asked for and then left unused (the user refused the
+  // microphone) would hold one of the box's web call slots until it expires.
   const media = await navigator.mediaDevices.getUserMedia({
     audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true, channelCount: 1 },
   });
   let context;
+  let ticket;
   try {
     context = new AudioContext({ sampleRate: 16000, latencyHint: 'interactive' });
     await context.audioWorklet.addModule(new URL('./testcall-worklet.js', import.meta.url));
+    ticket = await requestTicket(token, agentUuid);
   } catch (e) {
     media.getTracks().forEach((t) => t.stop());
     if (context) context.close();

@@ -130,7 +130,8 @@ class HttpReply {
 // The socket of a connection switched to another protocol (HttpReply::upgrade). libmicrohttpd keeps the
 // descriptor (it must close it itself): this handle reads and writes it and gives it back by close() or by
 // being destroyed. The connection still counts against the server's caps while the handle lives; no HTTP
-// deadline applies to it any more (the protocol on top keeps its own). Loop thread only.
+// deadline applies to it any more (the protocol on top keeps its own). Its send buffer is small (64 KiB, as
+// a stream's), so a peer that stops reading fills the application's bounded buffer soon. Loop thread only.
 class UpgradedSocket {
  public:
   struct State;
