@@ -194,6 +194,35 @@ class ConsoleTest(unittest.TestCase):
             self.box.api_ok("PATCH", "/v1/campaigns/7", {"status": "inactive"})  # other tests expect it paused
             self.assertEqual(console_errors(driver), [])
 
+    def test_keyboard_reaches_the_controls_with_visible_focus(self):
+        from selenium.webdriver.common.keys import Keys
+        with browser(width=1280) as driver:
+            sign_in(driver, self.box)
+            wait_rendered(driver, "#/calls")
+            driver.find_element("tag name", "body").click()
+            driver.execute_script("document.activeElement.blur(); window.scrollTo(0, 0);")
+            seen = []
+            for _ in range(30):
+                driver.switch_to.active_element.send_keys(Keys.TAB)
+                el = driver.switch_to.active_element
+                seen.append(driver.execute_script(
+                    "const e = arguments[0], s = getComputedStyle(e);"
+                    "return [e.tagName, e.id || e.getAttribute('href') || e.textContent.trim().slice(0, 40),"
+                    "        s.outlineStyle, e.type || ''];", el))
+            reached = {x[1] for x in seen}
+            for want in ("#main", "#/calls", "#/chat", "signout", "status", "agent_uuid", "Apply",
+                         f"#/calls/{self.call_id}"):
+                self.assertIn(want, reached, f"Tab never reached {want}: {seen}")
+            # Focus leaving the page (BODY) and the date fields' own picker parts are the browser's to draw.
+            drawn = [x for x in seen if x[0] != "BODY" and x[3] != "date"]
+            self.assertTrue(all(x[2] != "none" for x in drawn), f"an element has no focus outline: {drawn}")
+            # Enter on a focused link navigates (real links, not click handlers on divs).
+            link = driver.find_element("css selector", f"a[href='#/calls/{self.call_id}']")
+            driver.execute_script("arguments[0].focus();", link)
+            link.send_keys(Keys.ENTER)
+            wait_until("the call page", lambda: driver.find_elements("id", "recording"), timeout=15)
+            self.assertEqual(console_errors(driver), [])
+
     def test_limited_token_sees_no_write_buttons(self):
         # Every write control carries data-write: an admin token sees them on these pages, a limited one none.
         pages = ("#/dnd", "#/campaigns", "#/campaigns/7", "#/agents/agent_front")
