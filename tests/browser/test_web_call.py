@@ -18,7 +18,8 @@ import unittest
 import wave
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Box, browser, console_errors, screenshot, sign_in, voice_agent, wait_rendered, wait_until  # noqa: E402
+from harness import (Box, browser, console_errors, screenshot, sign_in, voice_agent,  # noqa: E402
+                     wait_rendered, wait_until)
 
 SENTENCE = "I would like to book a table for two"
 REPLY = "Booked. Goodbye!"
@@ -103,12 +104,13 @@ class WebCallTest(unittest.TestCase):
             self.assertEqual(len(links), 1)
             links[0].click()
             wait_until("the call page's audio element", lambda: driver.find_elements(By.ID, "recording"), timeout=15)
-            facts = {dt.text: dd.text for dt, dd in zip(
-                driver.find_elements(By.CSS_SELECTOR, "dl.facts > dt"), driver.find_elements(By.CSS_SELECTOR, "dl.facts > dd"))}
+            facts = {dt.text: dd.text for dt, dd in zip(driver.find_elements(By.CSS_SELECTOR, "dl.facts > dt"),
+                                                        driver.find_elements(By.CSS_SELECTOR, "dl.facts > dd"))}
             self.assertEqual(facts.get("mode"), "test", facts)
             self.assertEqual(facts.get("call id"), call_id, facts)
             ready = wait_until("the recording to be playable (readyState >= 2)", lambda: driver.execute_script(
-                "const a = document.getElementById('recording'); return a.readyState >= 2 && a.readyState;"), timeout=20)
+                "const a = document.getElementById('recording'); return a.readyState >= 2 && a.readyState;"),
+                timeout=20)
             self.assertGreaterEqual(ready, 2)
             self.assertIn(SENTENCE, driver.find_element(By.CSS_SELECTOR, ".transcript").text)
             screenshot(driver, "web-call-record")
