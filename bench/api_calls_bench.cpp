@@ -64,17 +64,7 @@ std::string agent_of(int i) {
   return "agent_" + std::to_string(i);
 }
 
-// A small deterministic generator: the same database on every run.
-struct Rng {
-  uint64_t s = 0x9E3779B97F4A7C15ull;
-  uint64_t next() {
-    s ^= s << 13;
-    s ^= s >> 7;
-    s ^= s << 17;
-    return s;
-  }
-  int below(int n) { return static_cast<int>(next() % static_cast<uint64_t>(n)); }
-};
+using test::Rng;
 
 bool build(Store& store, int n, int64_t first_ms) {
   std::vector<AgentRecord> agents;

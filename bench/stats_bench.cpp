@@ -56,16 +56,7 @@ constexpr int64_t kIst = 19'800'000;         // +05:30 in ms
 constexpr const char* kAdminToken = "BenchToken012345";
 constexpr const char* kAgentToken = "BenchAgent012345";
 
-struct Rng {
-  uint64_t s = 0x9E3779B97F4A7C15ull;
-  uint64_t next() {
-    s ^= s << 13;
-    s ^= s >> 7;
-    s ^= s << 17;
-    return s;
-  }
-  int below(int n) { return static_cast<int>(next() % static_cast<uint64_t>(n)); }
-};
+using test::Rng;
 
 std::string numbered(const char* prefix, int64_t i) {
   char b[64];

@@ -29,19 +29,6 @@ int64_t floor_div(int64_t a, int64_t b) {
   return q;
 }
 
-// The date back from days since 1970-01-01 (H. Hinnant's civil_from_days).
-void civil_from_days(int64_t z, int64_t* y, int* m, int* d) {
-  z += 719468;
-  const int64_t era = floor_div(z, 146097);
-  const int64_t doe = z - era * 146097;
-  const int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-  const int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-  const int64_t mp = (5 * doy + 2) / 153;
-  *d = static_cast<int>(doy - (153 * mp + 2) / 5 + 1);
-  *m = static_cast<int>(mp < 10 ? mp + 3 : mp - 9);
-  *y = yoe + era * 400 + (*m <= 2);
-}
-
 int weekday_of(int64_t days) {
   return static_cast<int>(((days % 7) + 11) % 7);  // 1970-01-01 was a Thursday (4)
 }
@@ -98,9 +85,8 @@ struct TimeZone::Rule {
     }
     // Clamped to ±2^46 s (±2 million years): the arithmetic below then cannot overflow for any int64 t.
     const int64_t tc = std::clamp(t, -(int64_t{1} << 46), int64_t{1} << 46);
-    int64_t y = 0;
-    int m = 0, d = 0;
-    civil_from_days(floor_div(tc + std_offset_s, kDayS), &y, &m, &d);
+    const CivilDate date_now = civil_from_days(floor_div(tc + std_offset_s, kDayS));
+    const int64_t y = date_now.year;
     // Two years back: a change late in one year (or an end spilling past Dec 31) still decides early t.
     struct Change {
       int64_t at;
@@ -454,9 +440,10 @@ LocalTime TimeZone::local(int64_t utc_ms) const {
   const int64_t wall = utc_s + lt.utc_offset_s;
   const int64_t days = floor_div(wall, kDayS);
   const int64_t sod = wall - days * kDayS;
-  int64_t y = 0;
-  civil_from_days(days, &y, &lt.month, &lt.day);
-  lt.year = static_cast<int>(y);
+  const CivilDate date = civil_from_days(days);
+  lt.year = static_cast<int>(date.year);
+  lt.month = date.month;
+  lt.day = date.day;
   lt.weekday = weekday_of(days);
   lt.minute_of_day = static_cast<int>(sod / 60);
   lt.second = static_cast<int>(sod % 60);

@@ -21,6 +21,18 @@ Result<std::unique_ptr<AudioPort>> make_alsa_audio_port(EventLoop& loop, const A
 Result<std::unique_ptr<AudioPort>> make_tty_audio_port(EventLoop& loop, const AudioPortSetup& setup,
                                                        AudioPort::Listener& listener);
 
+// 24 kHz TTS audio through the chain's playback resampler, in the pieces it takes at once (`scratch` holds
+// max_playback_output() samples), appended to `out`: every port converts the agent's voice the same way.
+inline void resample_tts_through(audio::LineChain& chain, std::vector<int16_t>& scratch,
+                                 std::span<const int16_t> in, std::vector<int16_t>& out) {
+  const size_t max_in = chain.max_playback_input();
+  for (size_t off = 0; off < in.size(); off += max_in) {
+    const size_t n = std::min(max_in, in.size() - off);
+    auto r = chain.resample_playback(in.subspan(off, n), scratch);
+    if (r) out.insert(out.end(), scratch.begin(), scratch.begin() + static_cast<std::ptrdiff_t>(*r));
+  }
+}
+
 // A hal stream (hal::AudioStream or hal::TtyAudioStream: the same interface) with the line's LineChain run on
 // the loop: the stream's event fd wakes the loop, which drains events and runs the chain on each captured
 // period.
@@ -59,13 +71,7 @@ class StreamAudioPort final : public AudioPort {
     return stream_->queue_playback(samples);
   }
   void resample_tts(std::span<const int16_t> in, std::vector<int16_t>& out) override {
-    const size_t max_in = chain_->max_playback_input();
-    for (size_t off = 0; off < in.size(); off += max_in) {
-      const size_t n = std::min(max_in, in.size() - off);
-      auto r = chain_->resample_playback(in.subspan(off, n), resample_out_);
-      if (r)
-        out.insert(out.end(), resample_out_.begin(), resample_out_.begin() + static_cast<std::ptrdiff_t>(*r));
-    }
+    resample_tts_through(*chain_, resample_out_, in, out);
   }
   uint64_t played_samples() const override { return stream_->stats().played_samples; }
   uint64_t xruns() const override { return stream_->stats().xruns; }

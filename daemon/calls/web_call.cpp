@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "audio_ports.hpp"
 #include "osvi/base/ids.hpp"
 #include "osvi/base/log.hpp"
 #include "osvi/config/audio_settings.hpp"
@@ -78,13 +79,7 @@ size_t WebAudioPort::queue_playback(std::span<const int16_t> samples) {
 }
 
 void WebAudioPort::resample_tts(std::span<const int16_t> in, std::vector<int16_t>& out) {
-  const size_t max_in = chain_->max_playback_input();
-  for (size_t off = 0; off < in.size(); off += max_in) {
-    const size_t n = std::min(max_in, in.size() - off);
-    auto r = chain_->resample_playback(in.subspan(off, n), resample_out_);
-    if (r)
-      out.insert(out.end(), resample_out_.begin(), resample_out_.begin() + static_cast<std::ptrdiff_t>(*r));
-  }
+  resample_tts_through(*chain_, resample_out_, in, out);
 }
 
 void WebAudioPort::send_ahead() {

@@ -8,40 +8,16 @@
 #include <optional>
 #include <utility>
 
+#include "osvi/base/civil.hpp"
+
 namespace osvi::daemon {
 namespace {
 
 constexpr int64_t kHourMs = StatsRepo::kHourMs;
 
-// Days since 1970-01-01 of a proleptic Gregorian date, and back (H. Hinnant's algorithms).
-int64_t days_from_civil(int y, int m, int d) {
-  y -= m <= 2 ? 1 : 0;
-  const int64_t era = (y >= 0 ? y : y - 399) / 400;
-  const int64_t yoe = y - era * 400;
-  const int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-  const int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  return era * 146097 + doe - 719468;
-}
-
-struct Civil {
-  int y, m, d;
-};
-
-Civil civil_from_days(int64_t z) {
-  z += 719468;
-  const int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-  const int64_t doe = z - era * 146097;
-  const int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-  const int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-  const int64_t mp = (5 * doy + 2) / 153;
-  const int d = static_cast<int>(doy - (153 * mp + 2) / 5 + 1);
-  const int m = static_cast<int>(mp < 10 ? mp + 3 : mp - 9);
-  return {static_cast<int>(yoe + era * 400 + (m <= 2 ? 1 : 0)), m, d};
-}
-
-std::string date_text(const Civil& c) {
-  char b[16];
-  std::snprintf(b, sizeof b, "%04d-%02d-%02d", c.y, c.m, c.d);
+std::string date_text(const CivilDate& c) {
+  char b[48];  // room for any int64 year, so the format cannot truncate
+  std::snprintf(b, sizeof b, "%04lld-%02d-%02d", static_cast<long long>(c.year), c.month, c.day);
   return b;
 }
 
@@ -77,8 +53,8 @@ Window window_of(const TimeZone& zone, int64_t now_ms, int days) {
   const int64_t today_n = days_from_civil(today.year, today.month, today.day);
   Window w;
   for (int64_t n = today_n - (days - 1); n <= today_n + 1; ++n) {
-    const Civil c = civil_from_days(n);
-    w.starts.push_back(zone.utc_ms_of(c.y, c.m, c.d, 0));
+    const CivilDate c = civil_from_days(n);
+    w.starts.push_back(zone.utc_ms_of(static_cast<int>(c.year), c.month, c.day, 0));
     if (n <= today_n) w.dates.push_back(date_text(c));
   }
   return w;

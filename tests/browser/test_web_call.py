@@ -89,6 +89,9 @@ class WebCallTest(unittest.TestCase):
 
             link = driver.find_element(By.CSS_SELECTOR, "#testcall-result a")
             call_id = link.get_attribute("href").rsplit("/", 1)[1]
+            # The agent page's recent calls list the call just made, without a reload.
+            wait_until("the agent page to list the test call", lambda: driver.find_elements(
+                By.CSS_SELECTOR, f"#agent-recent-calls a[href$='#/calls/{call_id}']"), timeout=10)
             rec = self.box.wait_call_done(call_id, timeout=30)
             self.assertEqual(rec["execution_mode"], "test")
             self.assertEqual(rec["status"], "picked")
@@ -107,6 +110,7 @@ class WebCallTest(unittest.TestCase):
             facts = {dt.text: dd.text for dt, dd in zip(driver.find_elements(By.CSS_SELECTOR, "dl.facts > dt"),
                                                         driver.find_elements(By.CSS_SELECTOR, "dl.facts > dd"))}
             self.assertEqual(facts.get("mode"), "test", facts)
+            self.assertEqual(driver.find_element(By.CSS_SELECTOR, ".page-head h1").text, "Test call from the browser")
             self.assertEqual(facts.get("call id"), call_id, facts)
             ready = wait_until("the recording to be playable (readyState >= 2)", lambda: driver.execute_script(
                 "const a = document.getElementById('recording'); return a.readyState >= 2 && a.readyState;"),

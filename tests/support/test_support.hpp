@@ -1,6 +1,7 @@
 // Helpers shared by the test suites: temporary folders, free loopback ports, file I/O.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 #include "osvi/net/json.hpp"
@@ -33,5 +34,17 @@ int connect_loopback(int port, int recv_timeout_s);
 // JSON answers: parsed (null when not JSON), and a string member ("" when absent or not a string).
 osvi::net::JsonPtr parse_json(const std::string& text);
 std::string json_str(const cJSON* object, const char* key);
+
+// A small deterministic generator (xorshift64) for benches and tests: the same data on every run.
+struct Rng {
+  uint64_t s = 0x9E3779B97F4A7C15ull;
+  uint64_t next() {
+    s ^= s << 13;
+    s ^= s >> 7;
+    s ^= s << 17;
+    return s;
+  }
+  int below(int n) { return static_cast<int>(next() % static_cast<uint64_t>(n)); }
+};
 
 }  // namespace osvi::test

@@ -85,7 +85,7 @@ export async function render(root, ctx) {
   const rec = h('section', {class: 'panel', 'aria-labelledby': 'rec-h'}, h('h2', {id: 'rec-h'}, 'Recording'));
   append(root, 
     h('p', {}, h('a', {href: '#/calls'}, '← Conversations')),
-    h('div', {class: 'page-head'}, h('h1', {}, `Call with ${c.phone_number || 'unknown'}`), badge(c.status)),
+    h('div', {class: 'page-head'}, h('h1', {}, c.execution_mode === 'test' && !c.phone_number ? 'Test call from the browser' : `Call with ${c.phone_number || 'unknown'}`), badge(c.status)),
     h('section', {class: 'panel'}, h('h2', {}, 'Call'), facts({
       agent: c.agent_name || c.agent_uuid, direction: c.call_type, line: c.line, from_number: c.from_number,
       created: fmtTime(c.created_at), picked_up: fmtTime(c.call_picked_at), ended: fmtTime(c.ended_at),
