@@ -1,4 +1,5 @@
-// GET /v1/health: version, uptime, database, configuration, log, MQTT, the webhook queue, telephony lines.
+// GET /v1/health: version, uptime, database, configuration, log, MQTT, the webhook queue, telephony lines,
+// the model services' breakers.
 #include <algorithm>
 
 #include "osvi/api/api.hpp"
@@ -92,6 +93,17 @@ void Api::health(HttpRequest&, HttpReply reply) {
   // A browser test call's line is listed while the call lives (type "web").
   if (ctx_.web_calls) {
     for (const LineHealth& lh : ctx_.web_calls->lines()) cJSON_AddItemToArray(lines, line_health_json(lh));
+  }
+  // Each model service contacted since start: its circuit breaker, so the console shows a failing upstream.
+  cJSON* ups = cJSON_AddArrayToObject(data.get(), "upstreams");
+  if (ctx_.upstreams) {
+    for (const net::BreakerState& u : ctx_.upstreams()) {
+      cJSON* o = cJSON_CreateObject();
+      net::json_add_string(o, "base_url", u.base_url);
+      net::json_add_string(o, "breaker", u.state);
+      cJSON_AddNumberToObject(o, "failures", u.failures);
+      cJSON_AddItemToArray(ups, o);
+    }
   }
   reply.send(success(std::move(data)));
 }

@@ -366,6 +366,7 @@ Status App::start() {
     hooks.lines = [this] { return lines_ ? lines_->health() : std::vector<LineHealth>{}; };
     hooks.calls = [this] { return calls_ ? calls_->health() : CallsHealth{}; };
     hooks.upstreams = [this] { return upstream_ ? upstream_->breakers() : std::vector<net::BreakerState>{}; };
+    api_ctx_.upstreams = hooks.upstreams;
     hooks.campaigns = campaigns_.get();
     fleet_ =
         std::make_unique<FleetSync>(*loop_, *store_, *clock_, std::move(hooks), api_ctx_.started_wall_ms);
@@ -828,6 +829,7 @@ int App::run() {
   reload_timer_.reset();
   reload_waiters_.clear();  // replies to reloads that never ran, while their server still runs
   api_ctx_.reload = nullptr;
+  api_ctx_.upstreams = nullptr;
   server_sources_.clear();
   server_.reset();
   api_.reset();

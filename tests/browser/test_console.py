@@ -119,8 +119,14 @@ class ConsoleTest(unittest.TestCase):
         self.check_pages({"home": "#/?days=7", "home-90": "#/?days=90"})
 
     def test_box_page(self):
-        # Needs GET /v1/system/errors (the osvictl helper of issue 16).
         self.check_pages({"box": "#/box"})
+        # The call placed in setUpClass contacted the model server: its breaker is listed, closed.
+        from selenium.webdriver.common.by import By
+        with browser(width=1280) as driver:
+            sign_in(driver, self.box)
+            wait_rendered(driver, "#/box")
+            rows = [r.text for r in driver.find_elements(By.CSS_SELECTOR, "table tr")]
+            self.assertTrue(any(self.box.model.base + "/v1" in r and "closed" in r for r in rows), rows)
 
     def test_conversations_recording_playable(self):
         with browser(width=1280) as driver:

@@ -339,6 +339,7 @@ TEST_F(ApiCalls, TokenLimitedToSomeAgentsDoesNotReachSystemEndpoints) {
   ASSERT_EQ(full.status, 200) << full.body;
   EXPECT_NE(full.body.find("\"database\""), std::string::npos) << full.body;
   EXPECT_NE(full.body.find("\"lines\""), std::string::npos) << full.body;
+  EXPECT_NE(full.body.find("\"upstreams\":[]"), std::string::npos) << "none contacted: " << full.body;
 
   Reply h = request("GET", "/v1/health", {}, kTokB);
   ASSERT_EQ(h.status, 200) << h.body;
@@ -352,6 +353,30 @@ TEST_F(ApiCalls, TokenLimitedToSomeAgentsDoesNotReachSystemEndpoints) {
   EXPECT_EQ(request("PUT", "/v1/system/log_level", R"({"level":"debug"})", kTokB).status, 403);
   EXPECT_EQ(request("POST", "/v1/system/log_level", R"({"level":"debug"})", kTokB).status, 403);
   EXPECT_EQ(request("GET", "/v1/system/log_level").status, 200);
+}
+
+// The console's Box page shows each model service's breaker from /v1/health (as the fleet's telemetry does).
+TEST_F(ApiCalls, HealthListsTheUpstreamBreakers) {
+  locked([&] {
+    ctx_.upstreams = [] {
+      return std::vector<net::BreakerState>{{"http://127.0.0.1:8090/v1", "open", 5},
+                                            {"http://10.0.0.2/v1", "closed", 0}};
+    };
+  });
+  Reply r = request("GET", "/v1/health");
+  ASSERT_EQ(r.status, 200) << r.body;
+  const cJSON* ups =
+      cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(r.json.get(), "data"), "upstreams");
+  ASSERT_EQ(cJSON_GetArraySize(ups), 2) << r.body;
+  const cJSON* first = cJSON_GetArrayItem(ups, 0);
+  EXPECT_STREQ(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(first, "base_url")),
+               "http://127.0.0.1:8090/v1");
+  EXPECT_STREQ(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(first, "breaker")), "open");
+  EXPECT_EQ(cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(first, "failures")), 5);
+  // A token limited to some agents learns nothing of them.
+  Reply limited = request("GET", "/v1/health", {}, kTokB);
+  EXPECT_EQ(limited.body.find("upstreams"), std::string::npos) << limited.body;
+  locked([&] { ctx_.upstreams = nullptr; });
 }
 
 TEST_F(ApiCalls, EngineErrorsAreMapped) {

@@ -10,7 +10,7 @@ export async function render(root, ctx) {
     get('/v1/system/errors', {limit: 50}, {signal: ctx.signal}),
   ]);
   const d = health.data;
-  const {lines = [], mqtt, webhooks, database, config, api, log} = d;
+  const {lines = [], mqtt, webhooks, database, config, api, log} = d;  // d.upstreams: the Model services panel
   // The sync's headline first: how deep the outbox is and when the broker last took a record.
   const sync = mqtt ? {state: mqtt.state, outbox_depth: mqtt.outbox ? mqtt.outbox.queued : null,
     last_publish: mqtt.last_acked_at_ms ? fmtTime(new Date(mqtt.last_acked_at_ms).toISOString()) : 'none since start',
@@ -33,6 +33,11 @@ export async function render(root, ctx) {
     h('div', {class: 'grid2'},
       h('section', {class: 'panel'}, h('h2', {}, 'Sync (MQTT)'), sync ? facts(sync) : h('p', {class: 'empty'}, 'Fleet sync is not built in.')),
       h('section', {class: 'panel'}, h('h2', {}, 'Webhooks and event streams'), facts({webhooks, event_streams: api && api.event_streams}))),
+    h('section', {class: 'panel'}, h('h2', {}, 'Model services'), table([
+      {label: 'Base URL', value: u => u.base_url},
+      {label: 'Breaker', value: u => badge(u.breaker)},
+      {label: 'Failures in a row', value: u => String(u.failures), class: 'num'},
+    ], d.upstreams || [], {empty: 'No model service contacted since start.'})),
     h('div', {class: 'grid2'},
       h('section', {class: 'panel'}, h('h2', {}, 'Database'), facts(database)),
       h('section', {class: 'panel'}, h('h2', {}, 'Configuration'), facts({...config, log_level: log && log.level, log_sink: log && log.sink, listen: api && api.listen}))),

@@ -15,6 +15,7 @@
 #include "osvi/net/http_server.hpp"
 #include "osvi/net/json.hpp"
 #include "osvi/net/router.hpp"
+#include "osvi/net/upstream.hpp"
 #include "osvi/result.hpp"
 #include "osvi/store/store.hpp"
 
@@ -33,6 +34,9 @@ struct ApiContext {
   std::string listen;                        // "host:port" actually bound
   const class LineManager* lines = nullptr;  // the "lines" array of /v1/health; null = none
   const class FleetSync* fleet = nullptr;    // the "mqtt" object of /v1/health; null = not built
+  // The model services' circuit breakers for the "upstreams" array of /v1/health (the same figures the
+  // fleet's telemetry carries); empty function or list: none contacted yet.
+  std::function<std::vector<net::BreakerState>()> upstreams;
   // The calls resource (calls.cpp).
   class CallService* calls = nullptr;  // null: POST /v1/call and /call answer 503
   std::string recording_key;           // HMAC key bytes of recording links; empty: recording URLs answer 503
