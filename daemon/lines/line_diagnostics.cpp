@@ -36,8 +36,6 @@ struct LineDiagnostics::Loopback {
 LineDiagnostics::LineDiagnostics(EventLoop& loop, LineManager& lines) : loop_(loop), lines_(lines) {}
 
 LineDiagnostics::~LineDiagnostics() {
-  // A pending probe's guard timer holds the probe (its callback does): freed here, the cycle goes with it.
-  for (auto& p : probes_) p->guard.reset();
   for (auto& lb : loopbacks_) {
     lb->io.reset();
     lb->guard.reset();
@@ -53,14 +51,17 @@ Status LineDiagnostics::probe(std::string_view line_id, ProbeDone done) {
   if (line->held()) return make_error("line " + line->id() + " is held by an audio loopback test", -EBUSY);
   auto p = std::make_shared<Probe>();
   p->done = std::move(done);
-  auto guard = loop_.add_timer(loop_.now_us() + uint64_t{kProbeTimeoutMs} * 1000, [this, p] {
-    finish_probe(p, make_error("the modem did not finish answering within " +
-                                   std::to_string(kProbeTimeoutMs / 1000) + " s",
-                               -ETIMEDOUT));
+  // The guard is owned by the probe, so its callback holds the probe weakly: a probe the line refuses (never
+  // listed) or one freed at shutdown takes its timer with it, with no cycle to leak.
+  std::weak_ptr<Probe> weak = p;
+  auto guard = loop_.add_timer(loop_.now_us() + uint64_t{kProbeTimeoutMs} * 1000, [this, weak] {
+    if (auto sp = weak.lock())
+      finish_probe(sp, make_error("the modem did not finish answering within " +
+                                      std::to_string(kProbeTimeoutMs / 1000) + " s",
+                                  -ETIMEDOUT));
   });
   if (!guard) return guard.error();
   p->guard = std::move(*guard);
-  std::weak_ptr<Probe> weak = p;
   if (Status s = line->probe([this, weak](Result<hal::LineProbe> r) {
         if (auto sp = weak.lock()) finish_probe(sp, std::move(r));
       });

@@ -594,7 +594,7 @@ class OsvictlModem : public ::testing::Test {
   void TearDown() override {
     if (daemon_) {
       daemon_->signal(SIGTERM);
-      EXPECT_EQ(daemon_->wait_exit(10s), 0);
+      EXPECT_EQ(daemon_->wait_exit(10s), 0) << daemon_->stderr_text();
     }
   }
   CtlRun ctl(std::vector<std::string> args, bool json = false) {
