@@ -20,6 +20,9 @@ Result<std::unique_ptr<AudioPort>> make_alsa_audio_port(EventLoop& loop, const A
 // hal::TtyAudioStream + LineChain: SIM7600 and generic PCM ttys (tty_audio_port.cpp).
 Result<std::unique_ptr<AudioPort>> make_tty_audio_port(EventLoop& loop, const AudioPortSetup& setup,
                                                        AudioPort::Listener& listener);
+// hal::RtpStream (a SIP call's media, made by the line) + LineChain (rtp_audio_port.cpp).
+Result<std::unique_ptr<AudioPort>> make_rtp_audio_port(EventLoop& loop, const AudioPortSetup& setup,
+                                                       AudioPort::Listener& listener);
 
 // 24 kHz TTS audio through the chain's playback resampler, in the pieces it takes at once (`scratch` holds
 // max_playback_output() samples), appended to `out`: every port converts the agent's voice the same way.
@@ -39,7 +42,7 @@ inline void resample_tts_through(audio::LineChain& chain, std::vector<int16_t>& 
 template <class Stream>
 class StreamAudioPort final : public AudioPort {
  public:
-  StreamAudioPort(std::unique_ptr<Stream> stream, std::unique_ptr<audio::LineChain> chain, int rate,
+  StreamAudioPort(std::shared_ptr<Stream> stream, std::unique_ptr<audio::LineChain> chain, int rate,
                   AudioPort::Listener& listener)
       : stream_(std::move(stream)),
         chain_(std::move(chain)),
@@ -100,7 +103,7 @@ class StreamAudioPort final : public AudioPort {
     listener_.on_audio_tick();
   }
 
-  std::unique_ptr<Stream> stream_;
+  std::shared_ptr<Stream> stream_;  // shared: an RTP stream is also the SIP line's (DTMF, re-INVITE)
   std::unique_ptr<audio::LineChain> chain_;
   AudioPort::Listener& listener_;
   int rate_;
@@ -111,12 +114,19 @@ class StreamAudioPort final : public AudioPort {
 
 // Builds the port and watches its stream on `loop`.
 template <class Stream>
-Result<std::unique_ptr<AudioPort>> make_stream_audio_port(EventLoop& loop, std::unique_ptr<Stream> stream,
+Result<std::unique_ptr<AudioPort>> make_stream_audio_port(EventLoop& loop, std::shared_ptr<Stream> stream,
                                                           std::unique_ptr<audio::LineChain> chain, int rate,
                                                           AudioPort::Listener& listener) {
   auto port = std::make_unique<StreamAudioPort<Stream>>(std::move(stream), std::move(chain), rate, listener);
   if (Status s = port->watch(loop); !s) return s.error();
   return std::unique_ptr<AudioPort>(std::move(port));
+}
+template <class Stream>
+Result<std::unique_ptr<AudioPort>> make_stream_audio_port(EventLoop& loop, std::unique_ptr<Stream> stream,
+                                                          std::unique_ptr<audio::LineChain> chain, int rate,
+                                                          AudioPort::Listener& listener) {
+  return make_stream_audio_port(loop, std::shared_ptr<Stream>(std::move(stream)), std::move(chain), rate,
+                                listener);
 }
 
 // No capture from a PCM tty for this long and the stream reports it stalled (and the line hears of it).

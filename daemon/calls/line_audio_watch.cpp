@@ -74,6 +74,8 @@ Result<std::unique_ptr<AudioPort>> make_port(EventLoop& loop, const AudioPortSet
       return make_alsa_audio_port(loop, setup, listener);
     case hal::AudioEndpoint::Kind::tty:
       return make_tty_audio_port(loop, setup, listener);
+    case hal::AudioEndpoint::Kind::rtp:
+      return make_rtp_audio_port(loop, setup, listener);
     case hal::AudioEndpoint::Kind::none:
     case hal::AudioEndpoint::Kind::simulated:
     case hal::AudioEndpoint::Kind::web:  // its port comes with the call (WebCalls), never from here

@@ -49,6 +49,8 @@ std::string_view to_string(AudioEndpoint::Kind k) {
       return "simulated";
     case AudioEndpoint::Kind::web:
       return "web";
+    case AudioEndpoint::Kind::rtp:
+      return "rtp";
   }
   return "none";
 }

@@ -79,6 +79,7 @@ enum class StreamEventKind : uint8_t {
   device_back,       // reopened after device_lost
   playback_drained,  // the playback ring ran empty and everything queued was heard; `played` samples
   playback_stopped,  // stop_playback() done: `played` samples heard, `dropped` never played
+  dtmf,              // a digit the transport signalled out of band (RTP telephone-event): `digit`
 };
 
 struct StreamEvent {
@@ -87,6 +88,7 @@ struct StreamEvent {
   int32_t error = 0;  // negative errno for xrun/suspended/device_lost
   uint64_t played = 0;
   uint64_t dropped = 0;
+  char digit = 0;  // dtmf: 0-9 * # A-D
 };
 
 // Counters, readable from the loop at any time (each one is a relaxed atomic snapshot).

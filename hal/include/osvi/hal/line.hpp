@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -19,6 +20,8 @@
 #include "osvi/result.hpp"
 
 namespace osvi::hal {
+
+class RtpStream;
 
 enum class LineState { down, idle, ringing, dialing, alerting, active, ending };
 std::string_view to_string(LineState s);
@@ -31,7 +34,8 @@ std::string_view to_string(CallOutcome o);
 // the line knows the device, the engine owns the I/O.
 struct AudioEndpoint {
   // web: a browser test call's PCM over a WebSocket (daemon/calls web_call.hpp), no device.
-  enum class Kind { none, alsa, tty, simulated, web };
+  // rtp: a SIP call's media (sip_line.hpp): `rtp` is the call's stream, made by the line once SDP is agreed.
+  enum class Kind { none, alsa, tty, simulated, web, rtp };
   Kind kind = Kind::none;
   std::string device;  // ALSA PCM name ("plughw:CARD=OsviEC25") or tty path ("/dev/osvi-sim7600-audio")
   unsigned sample_rate = 8000;
@@ -48,6 +52,9 @@ struct AudioEndpoint {
   // Non-empty: no call on this line can carry audio (nothing configured, the device is missing, the module
   // refused to enable it), and why. The calls engine neither places nor answers calls on such a line.
   std::string unavailable;
+  // Kind rtp: the current call's media stream (not started); shared by the line (DTMF, re-INVITE) and the
+  // engine's port, which starts and stops it.
+  std::shared_ptr<RtpStream> rtp;
 };
 std::string_view to_string(AudioEndpoint::Kind k);
 
