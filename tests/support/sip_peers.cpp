@@ -252,8 +252,13 @@ bool Baresip::start() {
       "ctrl_tcp_listen 127.0.0.1:" + std::to_string(ctrl_port_) + "\n"
       "snd_path " + dir_ + "\n" + options_.extra_config;
   write_file(dir_ + "/config", config);
-  write_file(dir_ + "/accounts", "<" + uri() + ">;regint=0;answermode=" +
-                                     (options_.auto_answer ? "auto" : "manual") + "\n");
+  std::string accounts;
+  std::vector<std::string> users{options_.user};
+  users.insert(users.end(), options_.aliases.begin(), options_.aliases.end());
+  for (const std::string& u : users)
+    accounts += "<sip:" + u + "@127.0.0.1:" + std::to_string(sip_port_) + ">;regint=0;answermode=" +
+                (options_.auto_answer ? "auto" : "manual") + "\n";
+  write_file(dir_ + "/accounts", accounts);
   process_ = std::make_unique<ChildProcess>(std::vector<std::string>{"baresip", "-f", dir_}, dir_ + "/baresip.log");
   const auto until = Clock::now() + std::chrono::seconds(10);
   while (Clock::now() < until) {

@@ -55,6 +55,7 @@ double rms_dbfs(const std::vector<int16_t>& samples);
 
 struct BaresipOptions {
   std::string user = "phone";     // the account's user part
+  std::vector<std::string> aliases;  // more accounts on the same port (baresip answers 404 to other users)
   std::string source_wav;         // aufile source (8 kHz mono s16 WAV); empty = a silent source
   bool auto_answer = true;        // ;answermode=auto
   std::string extra_config;       // lines appended to the config file
