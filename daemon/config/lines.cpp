@@ -199,7 +199,27 @@ bool is_sip_user(std::string_view s) {
   });
 }
 
-void parse_sip(ObjectReader r, hal::SipLineOptions& s) {
+// Two SIP lines share this box's ports: their RTP ranges must not overlap, nor their SIP sockets collide.
+void check_sip_against_others(ObjectReader& r, const hal::SipLineOptions& s,
+                              const std::vector<LineConfig>& earlier) {
+  for (const LineConfig& o : earlier) {
+    if (o.type != LineType::sip) continue;
+    const hal::SipLineOptions& t = o.sip;
+    if (s.rtp_port_min <= t.rtp_port_max && t.rtp_port_min <= s.rtp_port_max)
+      r.error("rtp_port_min", "the RTP range " + std::to_string(s.rtp_port_min) + "-" +
+                                  std::to_string(s.rtp_port_max) + " overlaps line " + quote(o.id) + "'s (" +
+                                  std::to_string(t.rtp_port_min) + "-" + std::to_string(t.rtp_port_max) + ")");
+    const bool same_ip = s.local_ip.empty() || t.local_ip.empty() || s.local_ip == t.local_ip;
+    if (s.local_port != 0 && s.local_port == t.local_port && same_ip)
+      r.error("local_port", std::to_string(s.local_port) + " is line " + quote(o.id) + "'s SIP port too");
+    if (t.local_port != 0 && t.local_port >= s.rtp_port_min && t.local_port <= s.rtp_port_max)
+      r.error("rtp_port_min", "the RTP range " + std::to_string(s.rtp_port_min) + "-" +
+                                  std::to_string(s.rtp_port_max) + " holds line " + quote(o.id) +
+                                  "'s SIP port " + std::to_string(t.local_port));
+  }
+}
+
+void parse_sip(ObjectReader r, hal::SipLineOptions& s, const std::vector<LineConfig>& earlier) {
   if (!r.present()) {
     r.problems().add(r.path(), "required when type is \"sip\"");
     return;
@@ -306,26 +326,7 @@ void parse_sip(ObjectReader r, hal::SipLineOptions& s) {
   } else if (std::string problem; !read_secret_file(password_file, s.password, problem)) {
     r.error("password_file", problem);
   }
-}
-
-// Two SIP lines share this box's ports: their RTP ranges must not overlap, nor their SIP sockets collide.
-void check_sip_against_others(ObjectReader& r, const hal::SipLineOptions& s,
-                              const std::vector<LineConfig>& earlier) {
-  for (const LineConfig& o : earlier) {
-    if (o.type != LineType::sip) continue;
-    const hal::SipLineOptions& t = o.sip;
-    if (s.rtp_port_min <= t.rtp_port_max && t.rtp_port_min <= s.rtp_port_max)
-      r.error("rtp_port_min", "the RTP range " + std::to_string(s.rtp_port_min) + "-" +
-                                  std::to_string(s.rtp_port_max) + " overlaps line " + quote(o.id) + "'s (" +
-                                  std::to_string(t.rtp_port_min) + "-" + std::to_string(t.rtp_port_max) + ")");
-    const bool same_ip = s.local_ip.empty() || t.local_ip.empty() || s.local_ip == t.local_ip;
-    if (s.local_port != 0 && s.local_port == t.local_port && same_ip)
-      r.error("local_port", std::to_string(s.local_port) + " is line " + quote(o.id) + "'s SIP port too");
-    if (t.local_port != 0 && t.local_port >= s.rtp_port_min && t.local_port <= s.rtp_port_max)
-      r.error("rtp_port_min", "the RTP range " + std::to_string(s.rtp_port_min) + "-" +
-                                  std::to_string(s.rtp_port_max) + " holds line " + quote(o.id) +
-                                  "'s SIP port " + std::to_string(t.local_port));
-  }
+  check_sip_against_others(r, s, earlier);
 }
 
 }  // namespace
@@ -369,11 +370,10 @@ void parse_lines(const std::vector<Item>& items, Problems& p, std::vector<LineCo
       for (const char* k : kAtKeys) r.forbid(k, "only allowed when type is \"at\"");
       r.forbid("sip", "only allowed when type is \"sip\"");
     } else {
-      parse_sip(r.object("sip"), l.sip);
+      parse_sip(r.object("sip"), l.sip, lines);
       l.sip.id = l.id;
       for (const char* k : kAtKeys) r.forbid(k, "only allowed when type is \"at\"");
       r.forbid("sim", "only allowed when type is \"sim\"");
-      check_sip_against_others(r, l.sip, lines);
     }
     lines.push_back(std::move(l));
   }

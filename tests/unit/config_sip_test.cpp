@@ -14,6 +14,7 @@
 namespace {
 
 using namespace osvi::daemon;
+namespace hal = osvi::hal;
 using osvi::hal::RtpCodec;
 using osvi::hal::SipTransport;
 
@@ -102,7 +103,7 @@ TEST_F(SipConfig, MinimalLineTakesTheDocumentedDefaults) {
   EXPECT_EQ(s.keepalive_s, 25u);
   EXPECT_EQ(s.max_calls, 4u);
   EXPECT_EQ(s.ring_timeout_s, 60u);
-  EXPECT_EQ(s.rt_priority, 0);
+  EXPECT_EQ(s.rt_priority, r->audio.rt_priority);
 }
 
 TEST_F(SipConfig, EveryKeyIsRead) {
