@@ -245,6 +245,9 @@ Result<Config> parse_config(std::string_view json_text) {
       std::vector<std::pair<std::string, std::string>> line_refs;
       config_detail::parse_lines(root.array("lines"), p, cfg.lines, line_refs);
       for (auto& [path, uuid] : line_refs) refs.push_back(AgentRef{path, uuid});
+      // A SIP call's media threads are audio threads: they take the audio section's priority.
+      for (LineConfig& l : cfg.lines)
+        if (l.type == LineType::sip) l.sip.rt_priority = cfg.audio.rt_priority;
     }
 
     std::map<std::string, std::string> uuids;  // agent_uuid -> path of its first agent
