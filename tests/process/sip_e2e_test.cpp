@@ -72,7 +72,7 @@ class SipE2E : public ::testing::Test {
         R"({"state_dir":")" + dir_.file("state") + R"(","api":{"listen":"127.0.0.1:)" +
         std::to_string(api_port_) + R"(","tokens":[")" + kToken + R"("]},"audio":{"rt_priority":0},)" +
         R"("agents":[{"agent_uuid":"agent_sip","name":"Desk","active":true,"mode":"voice",)" +
-        R"("greeting":{"text":"Hello."},"voicemail":{"detect":false},)" +
+        R"("greeting":{"text":"Hello."},"call":{"voicemail":{"detect":false}},)" +
         R"("tools":{"transfer":{"enabled":true,"number":")" + kTransferNumber + R"("}},)" +
         R"("stt":{"base_url":")" + url + R"("},"llm":{"base_url":")" + url + R"("},"voice":{"base_url":")" +
         url + R"("}}],)" + R"("lines":[{"id":"pbx","type":"sip","agent_uuid":"agent_sip","number":"+4930123456",)" +
@@ -84,7 +84,9 @@ class SipE2E : public ::testing::Test {
     started_ = std::chrono::steady_clock::now();
     daemon_ = std::make_unique<DaemonProcess>(dir_.path(),
                                               std::vector<std::string>{"--config", dir_.file("osvid.json")});
-    if (wait_ready) ASSERT_TRUE(daemon_->wait_notify("READY=1", 20s)) << daemon_->stderr_text();
+    if (wait_ready) {
+      ASSERT_TRUE(daemon_->wait_notify("READY=1", 20s)) << daemon_->stderr_text();
+    }
   }
 
   std::string api(const std::string& path) const {
@@ -229,7 +231,7 @@ TEST_F(SipE2E, RegistersWithDigestChallengeAndRefreshes) {
   const int registrar = osvi::test::free_udp_port_pair();
   Sipp sipp(dir_.path(), {"-sf", osvi::test::sip_scenario("registrar_digest.xml"), "-i", "127.0.0.1", "-p",
                           std::to_string(registrar), "-m", "1", "-key", "expires", "3", "-trace_err"});
-  start_osvid(R"("registrar":"127.0.0.1:)" + std::to_string(registrar) + R"(","register_expires_s":60)", false);
+  ASSERT_NO_FATAL_FAILURE(start_osvid(R"("registrar":"127.0.0.1:)" + std::to_string(registrar) + R"(","register_expires_s":60)", false));
   std::string registration;
   JsonPtr line;
   const auto until = std::chrono::steady_clock::now() + 10s;
@@ -255,9 +257,9 @@ TEST_F(SipE2E, RegistersWithDigestChallengeAndRefreshes) {
 // 2. baresip calls the box: the agent answers, hears the caller (the transcript has the words) and is heard
 // (baresip's recording of the call is not silence).
 TEST_F(SipE2E, InboundCallFromBaresipCarriesSpeechBothWays) {
-  start_osvid(R"("registrar":"127.0.0.1:9","register_expires_s":0)");
+  ASSERT_NO_FATAL_FAILURE(start_osvid(R"("registrar":"127.0.0.1:9","register_expires_s":0)"));
   std::string call_id;
-  inbound_call_from_baresip(0, &call_id);
+  ASSERT_NO_FATAL_FAILURE(inbound_call_from_baresip(0, &call_id));
   JsonPtr c = get_data("/v1/call/" + call_id);
   EXPECT_EQ(str(c.get(), "from_number"), "+4930123456");
   EXPECT_EQ(http_request("GET", api("/v1/call/" + call_id + "/recording"), kToken).status, 200);
@@ -274,7 +276,7 @@ TEST_F(SipE2E, OutboundCallsToExtensionAndE164) {
   ASSERT_EQ(::mkdir(dir_.file("baresip").c_str(), 0700), 0);
   Baresip phone(dir_.file("baresip"), o);
   ASSERT_TRUE(phone.start()) << phone.error();
-  start_osvid(R"("registrar":"127.0.0.1:)" + std::to_string(phone.sip_port()) + R"(","register_expires_s":0)");
+  ASSERT_NO_FATAL_FAILURE(start_osvid(R"("registrar":"127.0.0.1:)" + std::to_string(phone.sip_port()) + R"(","register_expires_s":0)"));
   for (const std::string number : {"201", "+4930555123"}) {
     const std::string id = place_call(number);
     ASSERT_FALSE(id.empty());
@@ -294,7 +296,7 @@ TEST_F(SipE2E, OutboundCallsToExtensionAndE164) {
 // 4. SIP final answers map onto the call's status; a far-end BYE ends the call with its record.
 TEST_F(SipE2E, StatusMappingsThroughSippScenarios) {
   const int pbx = osvi::test::free_udp_port_pair();
-  start_osvid(R"("registrar":"127.0.0.1:)" + std::to_string(pbx) + R"(","register_expires_s":0,"ring_timeout_s":2)");
+  ASSERT_NO_FATAL_FAILURE(start_osvid(R"("registrar":"127.0.0.1:)" + std::to_string(pbx) + R"(","register_expires_s":0,"ring_timeout_s":2)"));
   struct Case {
     std::string scenario, code, reason, status, ended_reason;
   };
@@ -315,7 +317,9 @@ TEST_F(SipE2E, StatusMappingsThroughSippScenarios) {
     JsonPtr c = wait_final(id, 15s);
     ASSERT_TRUE(c) << k.code << daemon_->stderr_text();
     EXPECT_EQ(str(c.get(), "status"), k.status) << k.scenario << " " << k.code;
-    if (!k.ended_reason.empty()) EXPECT_EQ(str(c.get(), "call_ended_reason"), k.ended_reason);
+    if (!k.ended_reason.empty()) {
+      EXPECT_EQ(str(c.get(), "call_ended_reason"), k.ended_reason);
+    }
     EXPECT_EQ(sipp.wait_exit(5s), 0) << k.scenario << " " << k.code << sipp.output();
   }
   // The far end answers, streams a sentence, then hangs up first.
@@ -337,8 +341,8 @@ TEST_F(SipE2E, StatusMappingsThroughSippScenarios) {
 // 5. RFC 4733 both ways: baresip's keys reach the call (a "DTMF" user turn), and the agent's send_dtmf
 // tool's digits reach baresip as telephone-events.
 TEST_F(SipE2E, Rfc4733DigitsBothWays) {
-  start_model("hello");
-  start_osvid(R"("registrar":"127.0.0.1:9","register_expires_s":0)");
+  ASSERT_NO_FATAL_FAILURE(start_model("hello"));
+  ASSERT_NO_FATAL_FAILURE(start_osvid(R"("registrar":"127.0.0.1:9","register_expires_s":0)"));
   osvi::test::BaresipOptions o;
   o.user = "caller";
   ASSERT_EQ(::mkdir(dir_.file("baresip").c_str(), 0700), 0);
@@ -366,9 +370,9 @@ TEST_F(SipE2E, Rfc4733DigitsBothWays) {
 // 6. The transfer_call tool: the box sends REFER (to the agent's transfer number) to the PBX leg, which
 // accepts it (202) and reports success (NOTIFY sipfrag 200); the call ends transferred.
 TEST_F(SipE2E, TransferCallSendsReferAndEndsTransferred) {
-  start_model("please transfer me to sales");
+  ASSERT_NO_FATAL_FAILURE(start_model("please transfer me to sales"));
   const int pbx = osvi::test::free_udp_port_pair();
-  start_osvid(R"("registrar":"127.0.0.1:)" + std::to_string(pbx) + R"(","register_expires_s":0)");
+  ASSERT_NO_FATAL_FAILURE(start_osvid(R"("registrar":"127.0.0.1:)" + std::to_string(pbx) + R"(","register_expires_s":0)"));
   osvi::test::write_speech_ulaw(dir_.file("speech.ulaw"), "please transfer me to sales", 1200, 4000);
   Sipp sipp(dir_.path(), {"-sf", osvi::test::sip_scenario("uas_refer.xml"), "-i", "127.0.0.1", "-mi", "127.0.0.1",
                           "-mp", std::to_string(osvi::test::free_udp_port_pair()), "-p", std::to_string(pbx),
@@ -387,7 +391,7 @@ TEST_F(SipE2E, TransferCallSendsReferAndEndsTransferred) {
 
 // 7. Twenty calls at once into one sip line: all answered, all recorded, all ended by the agent.
 TEST_F(SipE2E, TwentyConcurrentCallsOnOneLine) {
-  start_osvid(R"("registrar":"127.0.0.1:9","register_expires_s":0,"max_calls":20)");
+  ASSERT_NO_FATAL_FAILURE(start_osvid(R"("registrar":"127.0.0.1:9","register_expires_s":0,"max_calls":20)"));
   osvi::test::write_speech_ulaw(dir_.file("speech.ulaw"), kSentence, 1500, 5000);
   Sipp sipp(dir_.path(), {"127.0.0.1:" + std::to_string(sip_port_), "-sf", osvi::test::sip_scenario("uac_speech.xml"),
                           "-s", "201", "-i", "127.0.0.1", "-mi", "127.0.0.1", "-p",
@@ -412,11 +416,11 @@ TEST_F(SipE2E, TwentyConcurrentCallsOnOneLine) {
 // 8. 5 % of the RTP lost and 5 % reordered (both ways, through the relay): the call goes on and the words
 // still reach the transcript.
 TEST_F(SipE2E, CallSurvivesPacketLossAndReordering) {
-  start_osvid(R"("registrar":"127.0.0.1:9","register_expires_s":0)");
+  ASSERT_NO_FATAL_FAILURE(start_osvid(R"("registrar":"127.0.0.1:9","register_expires_s":0)"));
   osvi::test::UdpRelay relay(sip_port_, {0.05, 0.05, 17});
   ASSERT_TRUE(relay.start());
   std::string call_id;
-  inbound_call_from_baresip(relay.sip_port(), &call_id);
+  ASSERT_NO_FATAL_FAILURE(inbound_call_from_baresip(relay.sip_port(), &call_id));
   const osvi::test::RelayStats s = relay.stats();
   EXPECT_GT(s.sip, 4u);
   EXPECT_GT(s.rtp_to_box, 100u);
