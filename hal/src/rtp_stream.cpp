@@ -92,10 +92,13 @@ struct Dest {
 // empty ip is "no destination" (an old-style hold, or the SDP named none).
 std::optional<Dest> make_dest(int family, const std::string& ip, uint16_t port) {
   Dest d;
-  if (ip.empty() || ip == "0.0.0.0" || port == 0) return d;
+  if (ip.empty() || ip == "0.0.0.0") return d;
   in_addr v4{};
   in6_addr v6{};
-  if (inet_pton(AF_INET, ip.c_str(), &v4) == 1) {
+  const bool is_v4 = inet_pton(AF_INET, ip.c_str(), &v4) == 1;
+  if (!is_v4 && !(inet_pton(AF_INET6, ip.c_str(), &v6) == 1 && family == AF_INET6)) return std::nullopt;
+  if (port == 0) return d;  // an address but no port yet: nothing to send to until packets arrive
+  if (is_v4) {
     if (family == AF_INET) {
       auto* sa = reinterpret_cast<sockaddr_in*>(&d.addr);
       sa->sin_family = AF_INET;
@@ -113,15 +116,12 @@ std::optional<Dest> make_dest(int family, const std::string& ip, uint16_t port) 
     d.len = sizeof(sockaddr_in6);
     return d;
   }
-  if (inet_pton(AF_INET6, ip.c_str(), &v6) == 1 && family == AF_INET6) {
-    auto* sa = reinterpret_cast<sockaddr_in6*>(&d.addr);
-    sa->sin6_family = AF_INET6;
-    sa->sin6_port = htons(port);
-    sa->sin6_addr = v6;
-    d.len = sizeof(sockaddr_in6);
-    return d;
-  }
-  return std::nullopt;
+  auto* sa = reinterpret_cast<sockaddr_in6*>(&d.addr);
+  sa->sin6_family = AF_INET6;
+  sa->sin6_port = htons(port);
+  sa->sin6_addr = v6;
+  d.len = sizeof(sockaddr_in6);
+  return d;
 }
 
 bool same_addr(const sockaddr_storage& a, socklen_t alen, const Dest& d) {
@@ -448,8 +448,15 @@ class Worker {
   bool dtmf_active_ = false;
   uint32_t dtmf_ts_ = 0;
   uint8_t dtmf_event_ = 0;
-  bool have_end_ = false;
-  uint32_t end_ts_ = 0;
+  // Start timestamps of the last events reported: a repeated or straggling end packet names one of them.
+  std::array<uint32_t, 4> ended_{};
+  size_t ended_count_ = 0;
+  bool ended(uint32_t ts) const {
+    for (size_t i = 0; i < std::min(ended_count_, ended_.size()); ++i)
+      if (ended_[i] == ts) return true;
+    return false;
+  }
+  void mark_ended(uint32_t ts) { ended_[(ended_count_++) % ended_.size()] = ts; }
 
   // DTMF out.
   bool tone_ = false;
@@ -828,7 +835,7 @@ void Worker::on_rtp(std::span<const uint8_t> datagram, const sockaddr_storage& f
     expected_prior_ = received_prior_ = 0;
     jb_.reset();
     dtmf_active_ = false;
-    have_end_ = false;
+    ended_count_ = 0;
   }
   // Symmetric RTP: answer where the media comes from (NAT, a PBX that relays from another address).
   if (!same_addr(from, from_len, rtp_dest_)) {
@@ -867,7 +874,7 @@ void Worker::on_dtmf(const rtp::Packet& p) {
   const auto e = rtp::parse_telephone_event(p.payload);
   if (!e) return;
   const uint32_t ts = p.header.timestamp;
-  if (have_end_ && ts == end_ts_) return;  // a repeated end, or a straggler of an event already reported
+  if (ended(ts)) return;  // a repeated end, or a straggler of an event already reported
   auto report = [&](uint8_t event) {
     const char digit = rtp::event_digit(event);
     if (digit == 0) return;  // not DTMF (flash, tones): nothing the engine listens for
@@ -879,14 +886,12 @@ void Worker::on_dtmf(const rtp::Packet& p) {
   // An event whose end packets were all lost still counts once the next one starts.
   if (dtmf_active_ && dtmf_ts_ != ts) {
     report(dtmf_event_);
-    have_end_ = true;
-    end_ts_ = dtmf_ts_;
+    mark_ended(dtmf_ts_);
     dtmf_active_ = false;
   }
   if (e->end) {
     report(e->event);
-    have_end_ = true;
-    end_ts_ = ts;
+    mark_ended(ts);
     dtmf_active_ = false;
     return;
   }

@@ -54,8 +54,10 @@ TEST(JitterBuffer, ReorderedPacketsPlayInOrder) {
   EXPECT_EQ(play(jb, 640), 3);
   EXPECT_EQ(play(jb, 800), -2);
   // A duplicate of something still buffered is refused.
-  EXPECT_EQ(jb.insert(4, ts0 + 4 * kFrame, kFrame, tag(4), 800), JitterBuffer::Insert::accepted);
-  EXPECT_EQ(jb.insert(4, ts0 + 4 * kFrame, kFrame, tag(4), 800), JitterBuffer::Insert::duplicate);
+  // Seq 4 arrives after its slot was played as empty: late. Then a duplicate of something still buffered.
+  EXPECT_EQ(jb.insert(4, ts0 + 4 * kFrame, kFrame, tag(4), 800), JitterBuffer::Insert::late);
+  EXPECT_EQ(jb.insert(5, ts0 + 5 * kFrame, kFrame, tag(5), 810), JitterBuffer::Insert::accepted);
+  EXPECT_EQ(jb.insert(5, ts0 + 5 * kFrame, kFrame, tag(5), 820), JitterBuffer::Insert::duplicate);
 }
 
 TEST(JitterBuffer, LossIsAGapAndLateIsDropped) {
