@@ -193,6 +193,19 @@ int16_t ulaw_decode(uint8_t byte) {
   return static_cast<int16_t>((u & 0x80) ? 0x84 - t : t - 0x84);
 }
 
+int16_t alaw_decode(uint8_t byte) {
+  const int a = byte ^ 0x55;
+  int t = (a & 0x0f) << 4;
+  const int seg = (a & 0x70) >> 4;
+  if (seg == 0) {
+    t += 8;
+  } else {
+    t += 0x108;
+    t <<= seg - 1;
+  }
+  return static_cast<int16_t>((a & 0x80) ? t : -t);
+}
+
 double rms_dbfs(const std::vector<int16_t>& samples) {
   if (samples.empty()) return -120.0;
   double sum = 0;
@@ -398,6 +411,7 @@ struct UdpRelay::Impl {
   std::mt19937 rng;
   mutable std::mutex mutex;
   RelayStats stats;
+  std::vector<RtpRecord> log;
   // A packet held back per direction, sent after its successor (or after a short while).
   struct Held {
     std::string data;
@@ -487,9 +501,27 @@ struct UdpRelay::Impl {
   }
 
   // RTP towards one side through the loss and reordering.
+  static RtpRecord record(const std::string& data, bool to_box) {
+    RtpRecord r;
+    r.at = Clock::now();
+    r.to_box = to_box;
+    if (data.size() < 12) return r;
+    const auto* b = reinterpret_cast<const uint8_t*>(data.data());
+    r.payload_type = b[1] & 0x7f;
+    size_t off = 12 + 4 * (b[0] & 0x0f);
+    if ((b[0] & 0x10) != 0 && data.size() >= off + 4) off += 4 + 4 * ((b[off + 2] << 8) | b[off + 3]);
+    if (off >= data.size() || (r.payload_type != 0 && r.payload_type != 8)) return r;
+    std::vector<int16_t> pcm;
+    for (size_t i = off; i < data.size(); ++i)
+      pcm.push_back(r.payload_type == 0 ? ulaw_decode(b[i]) : alaw_decode(b[i]));
+    r.level_dbfs = rms_dbfs(pcm);
+    return r;
+  }
+
   void forward_rtp(const std::string& data, bool to_box) {
     std::unique_lock lock(mutex);
     ++stats.rtp;
+    if (options.log_rtp) log.push_back(record(data, to_box));
     if (!(to_box ? box_media_known : peer_media_known)) return;
     const sockaddr_in dest = to_box ? box_media : peer_media;
     const int fd = to_box ? box_rtp : peer_rtp;
@@ -600,6 +632,11 @@ bool UdpRelay::start() {
   sip_port_ = bound_port(m.sip_fd);
   m.thread = std::thread([&m] { m.run(); });
   return true;
+}
+
+std::vector<RtpRecord> UdpRelay::rtp_log() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->log;
 }
 
 RelayStats UdpRelay::stats() const {

@@ -50,6 +50,7 @@ std::vector<int16_t> write_speech_wav(const std::string& path, const std::string
 void write_speech_ulaw(const std::string& path, const std::string& sentence, int lead_ms, int total_ms);
 uint8_t ulaw_encode(int16_t sample);
 int16_t ulaw_decode(uint8_t byte);
+int16_t alaw_decode(uint8_t byte);
 // RMS in dBFS of 16-bit samples (-120 for digital silence).
 double rms_dbfs(const std::vector<int16_t>& samples);
 
@@ -125,6 +126,16 @@ struct RelayOptions {
   double loss = 0.0;     // share of RTP packets dropped (each direction)
   double reorder = 0.0;  // share of RTP packets held back and sent after the next one
   uint32_t seed = 1;
+  bool log_rtp = false;  // keep an RtpRecord per RTP packet received (for the bench's timings)
+};
+
+// One RTP packet as the relay received it: when, which way, and its loudness (G.711 payloads; -200 for
+// other payload types such as telephone-events).
+struct RtpRecord {
+  std::chrono::steady_clock::time_point at;
+  bool to_box = false;
+  uint8_t payload_type = 0;
+  double level_dbfs = -200;
 };
 
 struct RelayStats {
@@ -152,6 +163,7 @@ class UdpRelay {
   bool start();  // binds its sockets and starts its thread
   int sip_port() const { return sip_port_; }
   RelayStats stats() const;
+  std::vector<RtpRecord> rtp_log() const;
 
  private:
   struct Impl;
