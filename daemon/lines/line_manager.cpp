@@ -264,6 +264,12 @@ std::vector<hal::Line*> LineManager::lines() {
   return out;
 }
 
+size_t LineManager::size() const {
+  size_t n = 0;
+  for (const auto& e : entries_) n += e->line ? 1 : e->channels.size();
+  return n;
+}
+
 LineManager::Entry* LineManager::entry_of(const hal::Line& line) {
   for (auto& e : entries_)
     if (e->owns(line)) return e.get();

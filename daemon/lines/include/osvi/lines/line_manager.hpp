@@ -79,7 +79,8 @@ class LineManager {
   void release(hal::Line& line);
   // After an action taken outside a line callback (dial from the API): watch the line's new fd/deadline.
   void refresh(const hal::Line& line);
-  size_t size() const { return entries_.size(); }
+  // Lines the engine can use (a SIP line counts its channels): the box's capacity of calls at once.
+  size_t size() const;
   // The configuration the lines were started with (a reload does not restart lines).
   const std::vector<LineConfig>& configs() const { return configs_; }
 
