@@ -434,6 +434,10 @@ void Call::on_stream_event(const hal::StreamEvent& e) {
       timers_.clear(D::audio_wait);
       arm();
       break;
+    case K::dtmf:
+      // An RFC 4733 telephone-event of the call's RTP stream: the same as a digit heard in band.
+      on_dtmf(e.digit);
+      break;
     default:
       break;
   }
