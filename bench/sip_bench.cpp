@@ -61,6 +61,8 @@ class Box {
   Box(const osvi::test::TempDir& dir, const std::string& model_url, const std::string& sip) : dir_(dir) {
     api_port_ = osvi::test::free_loopback_port();
     sip_port_ = osvi::test::free_udp_port_pair();
+    do rtp_min_ = osvi::test::free_udp_port_pair();
+    while (rtp_min_ % 2 != 0 || rtp_min_ + 1000 > 65000 || (sip_port_ >= rtp_min_ && sip_port_ < rtp_min_ + 1000));
     osvi::test::write_file(dir.file("sip.pass"), "s3cret-201\n");
     ::chmod(dir.file("sip.pass").c_str(), 0600);
     const std::string url = model_url + "/v1";
@@ -72,7 +74,8 @@ class Box {
         R"("stt":{"base_url":")" + url + R"("},"llm":{"base_url":")" + url + R"("},"voice":{"base_url":")" + url +
         R"("}}],"lines":[{"id":"pbx","type":"sip","agent_uuid":"agent_sip","sip":{"user":"201","password_file":")" +
         dir.file("sip.pass") + R"(","local_ip":"127.0.0.1","local_port":)" + std::to_string(sip_port_) +
-        R"(,"rtp_port_min":42000,"rtp_port_max":42999,"codecs":["pcmu"],"keepalive_s":0,)" + sip + "}}]}";
+        R"(,"rtp_port_min":)" + std::to_string(rtp_min_) + R"(,"rtp_port_max":)" + std::to_string(rtp_min_ + 999) +
+        R"(,"codecs":["pcmu"],"keepalive_s":0,)" + sip + "}}]}";
     osvi::test::write_file(dir.file("osvid.json"), cfg);
     started_ = SteadyClock::now();
     daemon_ = std::make_unique<DaemonProcess>(dir.path(), std::vector<std::string>{"--config", dir.file("osvid.json")});
@@ -84,6 +87,13 @@ class Box {
   bool ready() { return daemon_->wait_notify("READY=1", 20s); }
   DaemonProcess& daemon() { return *daemon_; }
   int sip_port() const { return sip_port_; }
+  // A free even port with `span` ports after it clear of the box's RTP range (sipp's media ports).
+  int media_base(int span) const {
+    for (;;) {
+      const int p = osvi::test::free_udp_port_pair();
+      if (p % 2 == 0 && p + span < 65000 && (p + span <= rtp_min_ || p >= rtp_min_ + 1000)) return p;
+    }
+  }
   SteadyClock::time_point started() const { return started_; }
   osvi::net::JsonPtr get_data(const std::string& path) {
     auto r = osvi::test::http_request("GET", "http://127.0.0.1:" + std::to_string(api_port_) + path, kToken);
@@ -106,6 +116,7 @@ class Box {
   const osvi::test::TempDir& dir_;
   int api_port_ = 0;
   int sip_port_ = 0;
+  int rtp_min_ = 0;
   SteadyClock::time_point started_;
   std::unique_ptr<DaemonProcess> daemon_;
 };
@@ -230,7 +241,7 @@ void memory_per_call(const Options& o) {
   osvi::test::Sipp sipp(dir.path(), {"127.0.0.1:" + std::to_string(box.sip_port()), "-sf",
                                      osvi::test::sip_scenario("uac_speech.xml"), "-s", "201", "-i", "127.0.0.1", "-mi",
                                      "127.0.0.1", "-p", std::to_string(osvi::test::free_udp_port_pair()), "-mp",
-                                     "44000", "-m", std::to_string(o.calls), "-l", std::to_string(o.calls), "-r",
+                                     std::to_string(box.media_base(4 * o.calls)), "-m", std::to_string(o.calls), "-l", std::to_string(o.calls), "-r",
                                      std::to_string(o.calls)});
   const auto until = SteadyClock::now() + 20s;
   int live = 0;

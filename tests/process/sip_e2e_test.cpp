@@ -76,8 +76,8 @@ class SipE2E : public ::testing::Test {
     if (!model_) start_model();
     api_port_ = osvi::test::free_loopback_port();
     sip_port_ = osvi::test::free_udp_port_pair();
-    const int rtp = osvi::test::free_udp_port_pair();
-    const int rtp_min = rtp - rtp % 2 > 64000 ? 40000 : rtp - rtp % 2;
+    rtp_min_ = port_span(200, {sip_port_});
+    const int rtp_min = rtp_min_;
     osvi::test::write_file(dir_.file("sip.pass"), "s3cret-201\n");
     ::chmod(dir_.file("sip.pass").c_str(), 0600);
     const std::string url = model_->base() + "/v1";
@@ -110,6 +110,20 @@ class SipE2E : public ::testing::Test {
     auto r = http_request("GET", api(path), kToken);
     JsonPtr j = osvi::test::parse_json(r.body);
     return j ? JsonPtr(cJSON_Duplicate(cJSON_GetObjectItem(j.get(), "data"), true)) : nullptr;
+  }
+
+  // The first of `span` ports from a free even port, clear of `avoid` and of the box's RTP range (sipp's
+  // media ports count up from its -mp; the box's RTP range must not hold its SIP port).
+  int port_span(int span, std::vector<int> avoid = {}) const {
+    for (int i = 0; i < 100; ++i) {
+      const int p = osvi::test::free_udp_port_pair();
+      if (p % 2 != 0 || p + span > 65000) continue;
+      bool clear = rtp_min_ == 0 || p + span <= rtp_min_ || p >= rtp_min_ + 200;
+      for (int a : avoid) clear = clear && (a < p || a >= p + span);
+      if (clear) return p;
+    }
+    ADD_FAILURE() << "no free span of " << span << " ports";
+    return 0;
   }
 
   // The sip line's entry of GET /v1/health.
@@ -235,6 +249,7 @@ class SipE2E : public ::testing::Test {
   std::unique_ptr<DaemonProcess> daemon_;
   int api_port_ = 0;
   int sip_port_ = 0;
+  int rtp_min_ = 0;
   std::chrono::steady_clock::time_point started_;
 };
 
@@ -339,7 +354,7 @@ TEST_F(SipE2E, StatusMappingsThroughSippScenarios) {
   // The far end answers, stays silent (nothing for the agent to answer), then hangs up first.
   osvi::test::write_file(dir_.file("speech.ulaw"), std::string(8000, '\xff'));
   Sipp sipp(dir_.path(), {"-sf", osvi::test::sip_scenario("uas_bye.xml"), "-i", "127.0.0.1", "-mi", "127.0.0.1",
-                          "-mp", std::to_string(osvi::test::free_udp_port_pair()), "-p", std::to_string(pbx),
+                          "-mp", std::to_string(port_span(4)), "-p", std::to_string(pbx),
                           "-m", "1", "-trace_err", "-trace_msg", "-message_file", dir_.file("bye-messages.log")});
   std::this_thread::sleep_for(150ms);
   const std::string id = place_call("+4930555099");
@@ -389,7 +404,7 @@ TEST_F(SipE2E, TransferCallSendsReferAndEndsTransferred) {
   ASSERT_NO_FATAL_FAILURE(start_osvid(R"("registrar":"127.0.0.1:)" + std::to_string(pbx) + R"(","register_expires_s":0)"));
   osvi::test::write_speech_ulaw(dir_.file("speech.ulaw"), "please transfer me to sales", 1200, 4000);
   Sipp sipp(dir_.path(), {"-sf", osvi::test::sip_scenario("uas_refer.xml"), "-i", "127.0.0.1", "-mi", "127.0.0.1",
-                          "-mp", std::to_string(osvi::test::free_udp_port_pair()), "-p", std::to_string(pbx),
+                          "-mp", std::to_string(port_span(4)), "-p", std::to_string(pbx),
                           "-m", "1", "-trace_err", "-trace_logs"});
   std::this_thread::sleep_for(150ms);
   const std::string id = place_call("+4930555200");
@@ -414,7 +429,7 @@ TEST_F(SipE2E, TwentyConcurrentCallsOnOneLine) {
   Sipp sipp(dir_.path(), {"127.0.0.1:" + std::to_string(sip_port_), "-sf", osvi::test::sip_scenario("uac_speech.xml"),
                           "-s", "201", "-i", "127.0.0.1", "-mi", "127.0.0.1", "-p",
                           std::to_string(osvi::test::free_udp_port_pair()), "-mp",
-                          std::to_string(30000 + 2 * (::getpid() % 4000)), "-m", "20", "-l", "20", "-r", "20",
+                          std::to_string(port_span(60)), "-m", "20", "-l", "20", "-r", "20",
                           "-trace_err"});
   const auto exit = sipp.wait_exit(60s);
   EXPECT_EQ(exit, 0) << sipp.output() << daemon_->stderr_text();
