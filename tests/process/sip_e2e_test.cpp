@@ -46,7 +46,7 @@ std::string scenario(const std::string& transcript) {
       {"match":"pressed the keys","reply":"Sending the code.",
        "tool_calls":[{"name":"send_dtmf","arguments":{"digits":"159"}}]},
       {"match":"transfer","reply":"One moment.","tool_calls":[{"name":"transfer_call","arguments":{}}]},
-      {"match":"appointment","reply":"Booked for ten. Goodbye!","tool_calls":[{"name":"end_call","arguments":{}}]}],
+      {"match":"appointment","reply":"Goodbye!","tool_calls":[{"name":"end_call","arguments":{}}]}],
      "default_reply":"Noted.","after_tool_reply":"Done."}})";
 }
 
@@ -208,7 +208,7 @@ class SipE2E : public ::testing::Test {
   // The caller's words as baresip's source (8 kHz WAV): after the agent's greeting, then silence.
   std::string caller_wav(const std::string& sentence = kSentence) {
     const std::string path = dir_.file("caller.wav");
-    osvi::test::write_speech_wav(path, sentence, 1500, 40000);
+    osvi::test::write_speech_wav(path, sentence, 1000, 40000);
     return path;
   }
 
