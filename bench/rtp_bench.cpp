@@ -95,6 +95,7 @@ Figures pump(const std::vector<S*>& streams, double warmup, double seconds) {
 int rtp_run(osvi::hal::RtpCodec codec, int calls, double seconds, bool* ok) {
   using namespace osvi::hal;
   const size_t heap0 = heap_in_use();
+  const osvi::test::AllocSnapshot setup;
   std::vector<std::unique_ptr<RtpStream>> owned;
   for (int c = 0; c < calls; ++c) {
     auto sa = RtpSockets::bind("127.0.0.1", 0, 0);
@@ -121,6 +122,7 @@ int rtp_run(osvi::hal::RtpCodec codec, int calls, double seconds, bool* ok) {
   for (auto& s : owned)
     if (!s->start()) return 1;
   const size_t heap1 = heap_in_use();
+  const uint64_t setup_allocs = setup.new_delta() + setup.malloc_delta();
   std::vector<RtpStream*> streams;
   for (auto& s : owned) streams.push_back(s.get());
   const Figures f = pump(streams, 0.5, seconds);
@@ -131,9 +133,11 @@ int rtp_run(osvi::hal::RtpCodec codec, int calls, double seconds, bool* ok) {
   }
   for (auto& s : owned) s->stop();
   std::printf("%-5s RTP  %2zu streams: %6.1f us per 20 ms period, %5.2f %% of a core per call, %7zu bytes heap "
-              "per stream, %llu allocations in %llu periods (lost %llu, concealed %llu)\n",
+              "per stream (%llu allocations in create + start), %llu allocations in %llu periods streaming (lost %llu, "
+              "concealed %llu)\n",
               std::string(to_string(codec)).c_str(), streams.size(), f.us_per_period, f.core_pct_per_call,
-              (heap1 - heap0) / streams.size(), static_cast<unsigned long long>(f.allocations),
+              (heap1 - heap0) / streams.size(), static_cast<unsigned long long>(setup_allocs / streams.size()),
+              static_cast<unsigned long long>(f.allocations),
               static_cast<unsigned long long>(f.periods), static_cast<unsigned long long>(lost),
               static_cast<unsigned long long>(concealed));
   if (f.allocations != 0) *ok = false;
