@@ -48,6 +48,7 @@ constexpr size_t kMaxPayload = 1500;     // what one jitter-buffer slot holds
 constexpr int kMaxConcealFrames = 5;     // 100 ms of PLC / fading repeat, then silence
 constexpr int kRebufferFrames = 10;      // 200 ms with nothing to play: wait for the next packet to re-anchor
 constexpr int kMaxPacketsPerWake = 64;   // a flood cannot keep the thread from its tick
+constexpr int kRelatchPackets = 4;     // in sequence from a new source before media follows it
 constexpr size_t kDtmfQueue = 32;
 constexpr int kDtmfToneMs = 100;
 constexpr int kDtmfPauseMs = 70;
@@ -424,6 +425,10 @@ class Worker {
   Dest rtp_dest_;
   Dest rtcp_dest_;
   bool rtcp_latched_ = false;
+  bool latched_ = false;  // RTP arrived from rtp_dest_ (or moved it there)
+  Dest candidate_;        // another source asking to take over, and how far it got
+  uint16_t candidate_seq_ = 0;
+  int candidate_count_ = 0;
   uint16_t seq_;
   uint32_t ts_;
   bool first_packet_ = true;
@@ -555,6 +560,7 @@ void Worker::commands() {
     rtp_dest_ = cmd.rtp;
     rtcp_dest_ = cmd.rtcp;
     rtcp_latched_ = false;
+    latched_ = false;
   }
   const bool hold = s_.hold.load(std::memory_order_acquire);
   if (was_hold_ && !hold) last_rx_ = mono_ns();  // the media timeout restarts when the hold ends
@@ -827,6 +833,29 @@ void Worker::on_rtp(std::span<const uint8_t> datagram, const sockaddr_storage& f
     return;
   }
 
+  // Symmetric RTP: answer where the media comes from (NAT, a PBX that relays from another address). Once
+  // latched, another source takes over only after kRelatchPackets in sequence from it, so a stray or
+  // injected datagram cannot steal the call's media (the "RTP bleed" guard).
+  if (!same_addr(from, from_len, rtp_dest_)) {
+    if (latched_) {
+      if (same_addr(from, from_len, candidate_) && p->header.seq == static_cast<uint16_t>(candidate_seq_ + 1))
+        ++candidate_count_;
+      else
+        candidate_count_ = 1;
+      std::memcpy(&candidate_.addr, &from, from_len);
+      candidate_.len = from_len;
+      candidate_seq_ = p->header.seq;
+      if (candidate_count_ < kRelatchPackets) return;
+    }
+    std::memcpy(&rtp_dest_.addr, &from, from_len);
+    rtp_dest_.len = from_len;
+    if (!rtcp_latched_) {
+      rtcp_dest_ = rtp_dest_;
+      set_port(rtcp_dest_, static_cast<uint16_t>(dest_port(rtp_dest_) + 1));
+    }
+  }
+  latched_ = true;
+  candidate_count_ = 0;
   // A new source (the far end restarted its stream, a PBX switched legs): start over on its timeline.
   if (!have_ssrc_ || p->header.ssrc != remote_ssrc_) {
     have_ssrc_ = true;
@@ -836,15 +865,6 @@ void Worker::on_rtp(std::span<const uint8_t> datagram, const sockaddr_storage& f
     jb_.reset();
     dtmf_active_ = false;
     ended_count_ = 0;
-  }
-  // Symmetric RTP: answer where the media comes from (NAT, a PBX that relays from another address).
-  if (!same_addr(from, from_len, rtp_dest_)) {
-    std::memcpy(&rtp_dest_.addr, &from, from_len);
-    rtp_dest_.len = from_len;
-    if (!rtcp_latched_) {
-      rtcp_dest_ = rtp_dest_;
-      set_port(rtcp_dest_, static_cast<uint16_t>(dest_port(rtp_dest_) + 1));
-    }
   }
   heard(now);
   uint64_t lost = 0;

@@ -412,6 +412,18 @@ TEST(RtpStream, SymmetricRtpLatchesOnTheSource) {
     if (p && p->header.payload_type == 0) ++got;
   }
   EXPECT_GT(got, 3);
+  // One stray datagram from elsewhere does not steal the media; a source sending in sequence does.
+  RawSender other;
+  other.ssrc = 77;
+  other.voice(port);
+  run({&side}, 100ms);
+  int to_other = 0;
+  while (::recv(other.sock.fd.get(), buf, sizeof buf, 0) > 0) ++to_other;
+  EXPECT_EQ(to_other, 0);
+  stream_voice(other, port, side, 6);
+  run({&side}, 100ms);
+  while (::recv(other.sock.fd.get(), buf, sizeof buf, 0) > 0) ++to_other;
+  EXPECT_GT(to_other, 2);
   s->stop();
 }
 
