@@ -132,14 +132,15 @@ int rtp_run(osvi::hal::RtpCodec codec, int calls, double seconds, bool* ok) {
     concealed += s->rtp_stats().concealed_frames;
   }
   for (auto& s : owned) s->stop();
-  std::printf("%-5s RTP  %2zu streams: %6.1f us per 20 ms period, %5.2f %% of a core per call, %7zu bytes heap "
-              "per stream (%llu allocations in create + start), %llu allocations in %llu periods streaming (lost %llu, "
-              "concealed %llu)\n",
-              std::string(to_string(codec)).c_str(), streams.size(), f.us_per_period, f.core_pct_per_call,
-              (heap1 - heap0) / streams.size(), static_cast<unsigned long long>(setup_allocs / streams.size()),
-              static_cast<unsigned long long>(f.allocations),
-              static_cast<unsigned long long>(f.periods), static_cast<unsigned long long>(lost),
-              static_cast<unsigned long long>(concealed));
+  std::printf(
+      "%-5s RTP  %2zu streams: %6.1f us per 20 ms period, %5.2f %% of a core per call, %7zu bytes heap "
+      "per stream (%llu allocations in create + start), %llu allocations in %llu periods streaming (lost "
+      "%llu, "
+      "concealed %llu)\n",
+      std::string(to_string(codec)).c_str(), streams.size(), f.us_per_period, f.core_pct_per_call,
+      (heap1 - heap0) / streams.size(), static_cast<unsigned long long>(setup_allocs / streams.size()),
+      static_cast<unsigned long long>(f.allocations), static_cast<unsigned long long>(f.periods),
+      static_cast<unsigned long long>(lost), static_cast<unsigned long long>(concealed));
   if (f.allocations != 0) *ok = false;
   return 0;
 }
@@ -180,10 +181,11 @@ int alsa_run(int streams_n, double seconds, bool* ok) {
   for (auto& s : owned) s->stop();
   unlink(conf.c_str());
   rmdir(dir);
-  std::printf("ALSA  null %2zu streams: %6.1f us per 20 ms period, %5.2f %% of a core per call, %7zu bytes heap "
-              "per stream, %llu allocations in %llu periods\n",
-              streams.size(), f.us_per_period, f.core_pct_per_call, (heap1 - heap0) / streams.size(),
-              static_cast<unsigned long long>(f.allocations), static_cast<unsigned long long>(f.periods));
+  std::printf(
+      "ALSA  null %2zu streams: %6.1f us per 20 ms period, %5.2f %% of a core per call, %7zu bytes heap "
+      "per stream, %llu allocations in %llu periods\n",
+      streams.size(), f.us_per_period, f.core_pct_per_call, (heap1 - heap0) / streams.size(),
+      static_cast<unsigned long long>(f.allocations), static_cast<unsigned long long>(f.periods));
   if (f.allocations != 0) *ok = false;
   return 0;
 }

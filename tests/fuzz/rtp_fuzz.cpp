@@ -61,10 +61,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     off += len;
     now += static_cast<uint32_t>(ctl) * 8;
     if (auto p = rtp::parse(dgram)) {
-      const uint32_t duration = (ctl & 1) ? rtp::opus_samples_48k(p->payload) / 6
-                                          : static_cast<uint32_t>(p->payload.size());
-      if (duration > 0)
-        (void)jb.insert(p->header.seq, p->header.timestamp, duration, p->payload, now);
+      const uint32_t duration =
+          (ctl & 1) ? rtp::opus_samples_48k(p->payload) / 6 : static_cast<uint32_t>(p->payload.size());
+      if (duration > 0) (void)jb.insert(p->header.seq, p->header.timestamp, duration, p->payload, now);
     }
     for (int i = 0; i < (ctl >> 6); ++i) {
       const auto n = jb.next(now, 160);

@@ -191,7 +191,6 @@ TEST_P(RtpCodecs, ToneCrossesBothWaysAtItsLevel) {
   EXPECT_GT((*b)->stats().periods, 60u);
 }
 
-
 // Forwards A <-> B; from A to B it drops every 20th packet (5 %) and holds every 7th back behind the next.
 struct Relay {
   Udp sock;
@@ -209,7 +208,8 @@ struct Relay {
         ::poll(&p, 1, 5);
         sockaddr_in from{};
         socklen_t len = sizeof from;
-        const ssize_t n = ::recvfrom(sock.fd.get(), buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &len);
+        const ssize_t n =
+            ::recvfrom(sock.fd.get(), buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &len);
         if (n <= 0) continue;
         const uint16_t to = ntohs(from.sin_port) == a_port ? b_port : a_port;
         if (to == a_port) {
@@ -534,13 +534,13 @@ TEST(RtpStream, GarbageIsCountedInvalid) {
   Udp tx;
   const std::vector<std::vector<uint8_t>> junk = {
       {1, 2, 3},
-      std::vector<uint8_t>(12, 0),                                    // version 0
-      {0x80, 200, 0, 6, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0},           // RTCP on the RTP port
-      {0x80, 99, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0xff},                  // unknown payload type
-      {0x8f, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1},                         // CSRCs missing
-      {0x80, 101, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 5},                    // telephone-event too short
-      {0x80, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1},                         // PCMU with no samples
-      std::vector<uint8_t>(3000, 0x80),                                // oversized
+      std::vector<uint8_t>(12, 0),                            // version 0
+      {0x80, 200, 0, 6, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0},  // RTCP on the RTP port
+      {0x80, 99, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0xff},         // unknown payload type
+      {0x8f, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1},                // CSRCs missing
+      {0x80, 101, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 5},           // telephone-event too short
+      {0x80, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1},                // PCMU with no samples
+      std::vector<uint8_t>(3000, 0x80),                       // oversized
   };
   for (const auto& j : junk) tx.send_to(port, j);
   run({&side}, 300ms, [&] { return s->rtp_stats().packets_invalid >= junk.size(); });
