@@ -463,6 +463,19 @@ class Worker {
   }
   void mark_ended(uint32_t ts) { ended_[(ended_count_++) % ended_.size()] = ts; }
 
+  // The far end's last event and how far it reached: senders usually pause voice meanwhile, so the gap
+  // it leaves in the voice timeline is played as silence, not concealed as loss.
+  bool event_heard_ = false;
+  uint32_t event_start_ = 0;
+  uint32_t event_end_ = 0;
+  bool in_event_gap() const {
+    if (!event_heard_) return false;
+    const uint32_t at = jb_.cursor();
+    // The end packets are repeated for up to three more periods after the event's duration.
+    return static_cast<int32_t>(at - event_start_) >= 0 &&
+           static_cast<int32_t>(at - (event_end_ + s_.clock_rate / 1000 * 60)) < 0;
+  }
+
   // DTMF out.
   bool tone_ = false;
   uint8_t tone_event_ = 0;
@@ -526,6 +539,9 @@ void Worker::run() {
   }
   send_rtcp(true);
   c_.device_open.store(false);
+  // A later start() continues the sequence and timeline (read by the loop after join()).
+  s_.seq = seq_;
+  s_.timestamp = ts_;
 }
 
 void Worker::tick(uint64_t now) {
@@ -752,12 +768,13 @@ void Worker::pull_capture(uint64_t now) {
       continue;
     }
     if (n.kind == JitterBuffer::Kind::gap) {
-      conceal(n.duration, n.duration == frame_units_ ? n.following : std::span<const uint8_t>{}, true);
+      conceal(n.duration, n.duration == frame_units_ ? n.following : std::span<const uint8_t>{},
+              !in_event_gap());
       jb_.skip(n.duration);
       continue;
     }
     // Empty: the far end is late, lost the tail of a talkspurt, or is silent (DTX, comfort noise).
-    conceal(n.duration, {}, !in_silence_);
+    conceal(n.duration, {}, !in_silence_ && !in_event_gap());
     jb_.skip(n.duration);
     if (++empty_run_ >= kRebufferFrames) {
       jb_.rebuffer();
@@ -867,6 +884,7 @@ void Worker::on_rtp(std::span<const uint8_t> datagram, const sockaddr_storage& f
     jb_.reset();
     dtmf_active_ = false;
     ended_count_ = 0;
+    event_heard_ = false;
   }
   heard(now);
   uint64_t lost = 0;
@@ -896,6 +914,11 @@ void Worker::on_dtmf(const rtp::Packet& p) {
   const auto e = rtp::parse_telephone_event(p.payload);
   if (!e) return;
   const uint32_t ts = p.header.timestamp;
+  if (!event_heard_ || ts != event_start_ || static_cast<int32_t>(ts + e->duration - event_end_) > 0) {
+    event_heard_ = true;
+    event_start_ = ts;
+    event_end_ = ts + e->duration;
+  }
   if (ended(ts)) return;  // a repeated end, or a straggler of an event already reported
   auto report = [&](uint8_t event) {
     const char digit = rtp::event_digit(event);

@@ -57,6 +57,7 @@ class JitterBuffer {
   uint32_t adapt(uint32_t period_units);
 
   bool playing() const { return playing_; }
+  uint32_t cursor() const { return cursor_; }  // the next timestamp to play (meaningful while playing)
   size_t size() const { return count_; }
   uint32_t jitter_units() const { return jitter_q4_ >> 4; }  // RFC 3550 J
   uint32_t jitter_ms() const;
