@@ -1,10 +1,10 @@
 // JitterBuffer on a virtual clock: order, loss, lateness, wrap, timeline jumps, odd packet sizes, adaptation.
-#include "osvi/hal/rtp_jitter.hpp"
-
 #include <gtest/gtest.h>
 
 #include <array>
 #include <vector>
+
+#include "osvi/hal/rtp_jitter.hpp"
 
 using osvi::hal::JitterBuffer;
 
@@ -20,7 +20,8 @@ std::array<uint8_t, 1> tag(uint16_t seq) {
   return {static_cast<uint8_t>(seq)};
 }
 
-// Plays one 20 ms period at `now`: returns the sequence number played, -1 concealed gap, -2 empty, -3 waiting.
+// Plays one 20 ms period at `now`: returns the sequence number played, -1 concealed gap, -2 empty, -3
+// waiting.
 int play(JitterBuffer& jb, uint32_t now) {
   const auto n = jb.next(now, kFrame);
   switch (n.kind) {

@@ -40,7 +40,7 @@ TEST(RtpPacket, BuildParseRoundTrip) {
 TEST(RtpPacket, CsrcExtensionAndPaddingAreSkipped) {
   // V=2 P=1 X=1 CC=2
   auto d = header(0x80 | 0x20 | 0x10 | 2, 0);
-  for (int i = 0; i < 8; ++i) d.push_back(0xcc);         // two CSRCs
+  for (int i = 0; i < 8; ++i) d.push_back(0xcc);            // two CSRCs
   d.insert(d.end(), {0xbe, 0xde, 0x00, 0x01, 1, 2, 3, 4});  // extension of one word
   d.insert(d.end(), {0xaa, 0xbb});                          // payload
   d.insert(d.end(), {0, 0, 3});                             // three bytes of padding
@@ -54,9 +54,9 @@ TEST(RtpPacket, CsrcExtensionAndPaddingAreSkipped) {
 
 TEST(RtpPacket, HostileHeadersAreRefused) {
   EXPECT_FALSE(rtp::parse(std::vector<uint8_t>{0x80, 0, 1}));
-  EXPECT_FALSE(rtp::parse(header(0x40, 0)));        // version 1
-  EXPECT_FALSE(rtp::parse(header(0x80, 200)));      // RTCP SR on the RTP port
-  EXPECT_FALSE(rtp::parse(header(0x80 | 15, 0)));   // 15 CSRCs announced, none present
+  EXPECT_FALSE(rtp::parse(header(0x40, 0)));       // version 1
+  EXPECT_FALSE(rtp::parse(header(0x80, 200)));     // RTCP SR on the RTP port
+  EXPECT_FALSE(rtp::parse(header(0x80 | 15, 0)));  // 15 CSRCs announced, none present
   auto ext = header(0x90, 0);
   ext.insert(ext.end(), {0xbe, 0xde, 0xff, 0xff});  // extension longer than the datagram
   EXPECT_FALSE(rtp::parse(ext));
@@ -153,9 +153,10 @@ TEST(RtpPacket, RtcpRrAndRefusals) {
 }
 
 TEST(RtpPacket, OpusDurations) {
-  EXPECT_EQ(rtp::opus_samples_48k(std::vector<uint8_t>{static_cast<uint8_t>(9 << 3)}), 960u);    // SILK 20 ms
-  EXPECT_EQ(rtp::opus_samples_48k(std::vector<uint8_t>{static_cast<uint8_t>(8 << 3)}), 480u);    // SILK 10 ms
-  EXPECT_EQ(rtp::opus_samples_48k(std::vector<uint8_t>{static_cast<uint8_t>(9 << 3 | 1)}), 1920u);  // 2 frames
+  EXPECT_EQ(rtp::opus_samples_48k(std::vector<uint8_t>{static_cast<uint8_t>(9 << 3)}), 960u);  // SILK 20 ms
+  EXPECT_EQ(rtp::opus_samples_48k(std::vector<uint8_t>{static_cast<uint8_t>(8 << 3)}), 480u);  // SILK 10 ms
+  EXPECT_EQ(rtp::opus_samples_48k(std::vector<uint8_t>{static_cast<uint8_t>(9 << 3 | 1)}),
+            1920u);  // 2 frames
   EXPECT_EQ(rtp::opus_samples_48k(std::vector<uint8_t>{static_cast<uint8_t>(31 << 3 | 3), 3}), 2880u);
   EXPECT_EQ(rtp::opus_samples_48k(std::vector<uint8_t>{static_cast<uint8_t>(11 << 3 | 3), 3}), 0u);  // 180 ms
   EXPECT_EQ(rtp::opus_samples_48k(std::vector<uint8_t>{static_cast<uint8_t>(9 << 3 | 3)}), 0u);  // no count
