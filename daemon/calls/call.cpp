@@ -14,6 +14,7 @@
 
 #include "osvi/audio/recording.hpp"
 #include "osvi/base/log.hpp"
+#include "osvi/base/phone.hpp"
 #include "osvi/config/audio_settings.hpp"
 #include "osvi/knowledge/tool.hpp"
 #include "osvi/net/json.hpp"
@@ -1205,7 +1206,8 @@ Call::ToolOutcome Call::tool_opt_out(const cJSON* args) {
 Status Call::record_opt_out(const std::string& reason) {
   if (opted_out_) return {};
   const std::string& phone = record_.phone_number;
-  if (!hal::is_e164(phone)) {
+  // A PBX extension is a number too (a SIP call): the do-not-disturb list holds it as it is.
+  if (!hal::is_e164(phone) && !is_pbx_extension(phone)) {
     log::warning("the caller asked not to be called again, but their number is unknown (" +
                      (phone.empty() ? std::string("withheld") : phone) + ")",
                  {{"CALL_ID", id()}, {"AGENT_UUID", setup_.agent.agent_uuid}});
