@@ -19,7 +19,7 @@ class FakeLine final : public hal::Line {
   // What the next actions return (an error: "not possible now").
   Status dial_result, answer_result, hangup_result, dtmf_result, transfer_result;
   hal::AudioEndpoint endpoint{
-      hal::AudioEndpoint::Kind::alsa, "fake", 16000, 1, 20, true, false, {}, {}, false, {}};
+      hal::AudioEndpoint::Kind::alsa, "fake", 16000, 1, 20, true, false, {}, {}, false, {}, {}};
 
   // Delivers an event to the handler set with set_event_handler() (as the loop would).
   void deliver(const hal::LineEvent& e) const { emit(e); }
