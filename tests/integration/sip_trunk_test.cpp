@@ -434,6 +434,98 @@ TEST_F(SipTrunkTest, TwoTrunksShareTheSipThread) {
   EXPECT_EQ(peer.poll_exit(), 0) << peer.log();
 }
 
+TEST_F(SipTrunkTest, KeepAliveIsAnOptionsOverUdp) {
+  const uint16_t port = free_port();
+  auto o = options(port);
+  o.register_expires_s = 60;
+  o.keepalive_s = 2;
+  {
+    Sipp registrar(dir_.path(), "registrar_ok.xml", port, {});
+    make(o);
+    ASSERT_TRUE(wait_event(LineEvent::Type::up)) << trunk_->reason() << registrar.log();
+    ASSERT_TRUE(wait_sipp(registrar)) << registrar.log();
+  }
+  Sipp options_peer(dir_.path(), "options_answer.xml", port, {});
+  ASSERT_TRUE(wait_sipp(options_peer, 4s)) << options_peer.log();
+  EXPECT_EQ(options_peer.poll_exit(), 0) << options_peer.log();
+  EXPECT_EQ(trunk_->state(), LineState::idle);
+}
+
+TEST_F(SipTrunkTest, IncomingCallWhenEveryChannelIsTakenIsBusy) {
+  const uint16_t port = free_port();
+  auto o = options(port);
+  o.max_calls = 1;
+  const std::string target = "127.0.0.1:" + std::to_string(o.local_port);
+  bring_up(o);
+  Sipp first(dir_.path(), "uac_inbound.xml", port, {target, "-s", "201", "-key", "farport", std::to_string(free_port())});
+  ASSERT_TRUE(wait_event(LineEvent::Type::incoming)) << first.log();
+  const uint16_t port2 = free_port();
+  Sipp second(dir_.path(), "uac_busy.xml", port2, {target, "-s", "201", "-key", "farport", std::to_string(free_port())});
+  ASSERT_TRUE(wait_sipp(second)) << second.log();
+  EXPECT_EQ(second.poll_exit(), 0) << second.log();  // 486 Busy Here
+  // Declining the ringing call (603) frees the channel.
+  osvi::hal::Line* ch = trunk_->channels().front();
+  ASSERT_TRUE(ch->hangup().ok());
+  ASSERT_TRUE(wait_event(LineEvent::Type::hung_up)) << types();
+  EXPECT_EQ(ch->state(), LineState::idle);
+}
+
+TEST_F(SipTrunkTest, OutboundProxyIsALooseRoute) {
+  const uint16_t port = free_port();
+  auto o = options(0);
+  o.registrar = "192.0.2.1:5070";  // never reached: every request goes to the proxy
+  o.outbound_proxy = "127.0.0.1:" + std::to_string(port);
+  bring_up(o);
+  std::string scenario = osvi::test::read_file(kScenarios + "uas_final.xml");
+  scenario.replace(scenario.find("CODE REASON"), 11, "486 Busy Here");
+  scenario.replace(scenario.find("<recv request=\"INVITE\" />"), 27,
+                   "<recv request=\"INVITE\"><action>"
+                   "<ereg regexp=\"^sip:201@192\\.0\\.2\\.1:5070\" search_in=\"hdr\" header=\"To:\" check_it=\"false\" "
+                   "assign_to=\"unused\" />"
+                   "<ereg regexp=\"127\\.0\\.0\\.1:[0-9]+;lr\" search_in=\"hdr\" header=\"Route:\" check_it=\"true\" "
+                   "assign_to=\"route\" /></action></recv><Reference variables=\"unused,route\" />");
+  const std::string file = dir_.file("proxy.xml");
+  osvi::test::write_file(file, scenario);
+  Sipp proxy(dir_.path(), file, port, {});
+  std::this_thread::sleep_for(100ms);
+  ASSERT_TRUE(trunk_->channels().front()->dial("202").ok());
+  ASSERT_TRUE(wait_event(LineEvent::Type::busy)) << types() << proxy.log();
+  ASSERT_TRUE(wait_sipp(proxy)) << proxy.log();
+  EXPECT_EQ(proxy.poll_exit(), 0) << proxy.log();
+}
+
+TEST_F(SipTrunkTest, RefusedReferKeepsTheCall) {
+  const uint16_t port = free_port();
+  bring_up(options(port));
+  Sipp far(dir_.path(), "uas_refer_refused.xml", port, {"-key", "farport", std::to_string(free_port())});
+  std::this_thread::sleep_for(100ms);
+  osvi::hal::Line* ch = trunk_->channels().front();
+  ASSERT_TRUE(ch->dial("201").ok());
+  ASSERT_TRUE(wait_event(LineEvent::Type::answered)) << far.log();
+  ASSERT_TRUE(ch->transfer_blind("203").ok());
+  ASSERT_TRUE(wait_event(LineEvent::Type::transfer_failed)) << types() << far.log();
+  EXPECT_EQ(find(LineEvent::Type::transfer_failed)->reason, "REFER rejected: 603 Declined");
+  EXPECT_EQ(ch->state(), LineState::active);
+  ASSERT_TRUE(ch->hangup().ok());
+  ASSERT_TRUE(wait_event(LineEvent::Type::hung_up)) << types();
+  ASSERT_TRUE(wait_sipp(far)) << far.log();
+  EXPECT_EQ(far.poll_exit(), 0) << far.log();
+}
+
+TEST_F(SipTrunkTest, DestroyingTheTrunkEndsItsCalls) {
+  const uint16_t port = free_port();
+  bring_up(options(port));
+  Sipp far(dir_.path(), "uas_answer.xml", port, {"-key", "farport", std::to_string(free_port())});
+  std::this_thread::sleep_for(100ms);
+  ASSERT_TRUE(trunk_->channels().front()->dial("201").ok());
+  ASSERT_TRUE(wait_event(LineEvent::Type::answered)) << far.log();
+  const auto t0 = std::chrono::steady_clock::now();
+  trunk_.reset();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 1500ms);
+  for (int i = 0; i < 200 && far.poll_exit() < 0; ++i) std::this_thread::sleep_for(20ms);
+  EXPECT_EQ(far.poll_exit(), 0) << far.log();  // our BYE arrived
+}
+
 TEST_F(SipTrunkTest, OptionsAreValidated) {
   auto o = options(5060);
   o.max_calls = 0;
