@@ -1,8 +1,6 @@
 // SipTrunk against sipp scenarios (tests/sip/*.xml) on loopback: registration with digest auth and refresh,
 // refusal and retry, calls both ways, every final-answer mapping, early media, ring timeout, re-INVITE,
 // REFER, SIP INFO DTMF, malformed input.
-#include "osvi/hal/sip_line.hpp"
-
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -19,6 +17,7 @@
 #include <vector>
 
 #include "osvi/clock.hpp"
+#include "osvi/hal/sip_line.hpp"
 #include "test_support.hpp"
 
 using namespace std::chrono_literals;
@@ -55,9 +54,9 @@ class Sipp {
  public:
   Sipp(const std::string& dir, const std::string& scenario, uint16_t port, std::vector<std::string> extra) {
     const std::string file = scenario.front() == '/' ? scenario : kScenarios + scenario;
-    std::vector<std::string> args = {"sipp",  "-sf",     file, "-i",         "127.0.0.1",
-                                     "-p",    std::to_string(port),             "-m",         "1",
-                                     "-nostdin", "-timeout", "20s",             "-timeout_error", "-trace_err"};
+    std::vector<std::string> args = {
+        "sipp", "-sf",      file,       "-i",  "127.0.0.1",      "-p",        std::to_string(port), "-m",
+        "1",    "-nostdin", "-timeout", "20s", "-timeout_error", "-trace_err"};
     args.insert(args.end(), extra.begin(), extra.end());
     log_ = dir + "/sipp-" + std::to_string(port) + "-" + std::to_string(++runs_) + ".log";
     pid_ = ::fork();
@@ -132,7 +131,8 @@ class SipTrunkTest : public ::testing::Test {
       if (std::chrono::steady_clock::now() >= end) return false;
       int timeout_ms = 20;
       const int64_t d = trunk_->next_deadline_us();
-      if (d >= 0) timeout_ms = static_cast<int>(std::clamp<int64_t>((d - clock_.monotonic_us()) / 1000, 0, 20));
+      if (d >= 0)
+        timeout_ms = static_cast<int>(std::clamp<int64_t>((d - clock_.monotonic_us()) / 1000, 0, 20));
       pollfd p{trunk_->poll_fd(), trunk_->poll_events(), 0};
       if (::poll(&p, 1, timeout_ms) > 0) trunk_->handle_io(p.revents);
       const int64_t d2 = trunk_->next_deadline_us();
@@ -429,7 +429,8 @@ TEST_F(SipTrunkTest, TwoTrunksShareTheSipThread) {
   ASSERT_TRUE((*second)->start().ok());
   // The first trunk still answers while the second one comes and goes.
   second->reset();
-  Sipp peer(dir_.path(), "uac_malformed.xml", port, {"127.0.0.1:" + std::to_string(o.local_port), "-s", "201"});
+  Sipp peer(dir_.path(), "uac_malformed.xml", port,
+            {"127.0.0.1:" + std::to_string(o.local_port), "-s", "201"});
   ASSERT_TRUE(wait_sipp(peer)) << peer.log();
   EXPECT_EQ(peer.poll_exit(), 0) << peer.log();
 }
@@ -457,10 +458,12 @@ TEST_F(SipTrunkTest, IncomingCallWhenEveryChannelIsTakenIsBusy) {
   o.max_calls = 1;
   const std::string target = "127.0.0.1:" + std::to_string(o.local_port);
   bring_up(o);
-  Sipp first(dir_.path(), "uac_inbound.xml", port, {target, "-s", "201", "-key", "farport", std::to_string(free_port())});
+  Sipp first(dir_.path(), "uac_inbound.xml", port,
+             {target, "-s", "201", "-key", "farport", std::to_string(free_port())});
   ASSERT_TRUE(wait_event(LineEvent::Type::incoming)) << first.log();
   const uint16_t port2 = free_port();
-  Sipp second(dir_.path(), "uac_busy.xml", port2, {target, "-s", "201", "-key", "farport", std::to_string(free_port())});
+  Sipp second(dir_.path(), "uac_busy.xml", port2,
+              {target, "-s", "201", "-key", "farport", std::to_string(free_port())});
   ASSERT_TRUE(wait_sipp(second)) << second.log();
   EXPECT_EQ(second.poll_exit(), 0) << second.log();  // 486 Busy Here
   // Declining the ringing call (603) frees the channel.
@@ -478,12 +481,13 @@ TEST_F(SipTrunkTest, OutboundProxyIsALooseRoute) {
   bring_up(o);
   std::string scenario = osvi::test::read_file(kScenarios + "uas_final.xml");
   scenario.replace(scenario.find("CODE REASON"), 11, "486 Busy Here");
-  scenario.replace(scenario.find("<recv request=\"INVITE\" />"), 27,
-                   "<recv request=\"INVITE\"><action>"
-                   "<ereg regexp=\"^sip:201@192\\.0\\.2\\.1:5070\" search_in=\"hdr\" header=\"To:\" check_it=\"false\" "
-                   "assign_to=\"unused\" />"
-                   "<ereg regexp=\"127\\.0\\.0\\.1:[0-9]+;lr\" search_in=\"hdr\" header=\"Route:\" check_it=\"true\" "
-                   "assign_to=\"route\" /></action></recv><Reference variables=\"unused,route\" />");
+  scenario.replace(
+      scenario.find("<recv request=\"INVITE\" />"), 27,
+      "<recv request=\"INVITE\"><action>"
+      "<ereg regexp=\"^sip:201@192\\.0\\.2\\.1:5070\" search_in=\"hdr\" header=\"To:\" check_it=\"false\" "
+      "assign_to=\"unused\" />"
+      "<ereg regexp=\"127\\.0\\.0\\.1:[0-9]+;lr\" search_in=\"hdr\" header=\"Route:\" check_it=\"true\" "
+      "assign_to=\"route\" /></action></recv><Reference variables=\"unused,route\" />");
   const std::string file = dir_.file("proxy.xml");
   osvi::test::write_file(file, scenario);
   Sipp proxy(dir_.path(), file, port, {});
