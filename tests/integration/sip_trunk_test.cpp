@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <functional>
 #include <string>
 #include <thread>
@@ -93,6 +94,45 @@ class Sipp {
   static inline int runs_ = 0;
   pid_t pid_ = -1;
   int status_ = -1;
+  std::string log_;
+};
+
+// A plain child process (openssl s_server as a TLS registrar stand-in): stdout+stderr to a file, stdin a pipe
+// kept open, killed at the end.
+class Child {
+ public:
+  Child(const std::string& dir, std::vector<std::string> args, const std::string& log) : log_(log) {
+    int in[2];
+    if (::pipe(in) != 0) return;
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      if (::chdir(dir.c_str()) != 0) ::_exit(126);
+      int fd = ::open(log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+      ::dup2(fd, 1);
+      ::dup2(fd, 2);
+      ::dup2(in[0], 0);
+      ::close(in[1]);
+      std::vector<char*> argv;
+      for (auto& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      ::execvp(argv[0], argv.data());
+      ::_exit(127);
+    }
+    ::close(in[0]);
+    stdin_ = in[1];
+  }
+  ~Child() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+    if (stdin_ >= 0) ::close(stdin_);
+  }
+  std::string log() const { return osvi::test::read_file(log_); }
+
+ private:
+  pid_t pid_ = -1;
+  int stdin_ = -1;
   std::string log_;
 };
 
@@ -244,6 +284,56 @@ TEST_F(SipTrunkTest, RefusedRegistrationGoesDownThenRetriesAfterRetryAfter) {
   EXPECT_EQ(trunk_->state(), LineState::idle);
   EXPECT_EQ(trunk_->reason(), "");
   EXPECT_EQ(trunk_->status().registration, "registered");
+}
+
+TEST_F(SipTrunkTest, EmptyLocalIpIsTheAddressRoutingToTheRegistrar) {
+  const uint16_t port = free_port();
+  Sipp registrar(dir_.path(), "registrar_ok.xml", port, {});
+  auto o = options(port);
+  o.local_ip.clear();
+  o.register_expires_s = 60;
+  make(o);
+  ASSERT_TRUE(wait_event(LineEvent::Type::up)) << trunk_->reason() << registrar.log();
+  EXPECT_EQ(trunk_->status().contact, "sip:201@127.0.0.1:" + std::to_string(o.local_port)) << trunk_->status().contact;
+}
+
+// sipp has no TLS here: openssl s_server stands in for the registrar's TLS side and shows what arrived.
+TEST_F(SipTrunkTest, TlsVerifiesTheRegistrarCertificate) {
+  auto make_cert = [&](const std::string& name) {
+    const std::string cmd = "cd " + dir_.path() +
+                            " && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout " +
+                            name + "-key.pem -out " + name +
+                            "-cert.pem -subj /CN=registrar -addext subjectAltName=IP:127.0.0.1 -days 1 >/dev/null 2>&1";
+    return std::system(cmd.c_str()) == 0;
+  };
+  ASSERT_TRUE(make_cert("good"));
+  ASSERT_TRUE(make_cert("other"));
+  const uint16_t port = free_port();
+  Child server(dir_.path(),
+               {"openssl", "s_server", "-accept", "127.0.0.1:" + std::to_string(port), "-cert", "good-cert.pem", "-key",
+                "good-key.pem", "-quiet"},
+               dir_.file("s_server.log"));
+  std::this_thread::sleep_for(300ms);
+  // A CA that did not sign the registrar's certificate: no REGISTER leaves the box.
+  auto o = options(port);
+  o.transport = osvi::hal::SipTransport::tls;
+  o.register_expires_s = 60;
+  o.tls_ca_file = dir_.file("other-cert.pem");
+  make(o);
+  ASSERT_TRUE(pump_until([&] { return trunk_->settled(); }, 10s)) << server.log();
+  EXPECT_EQ(trunk_->state(), LineState::down);
+  EXPECT_EQ(trunk_->reason().rfind("registrar unreachable: ", 0), 0u) << trunk_->reason();
+  EXPECT_EQ(server.log().find("REGISTER sip:"), std::string::npos) << server.log();
+  trunk_.reset();
+  // The right CA: the REGISTER arrives over TLS.
+  o.tls_ca_file = dir_.file("good-cert.pem");
+  o.local_port = free_port();
+  make(o);
+  ASSERT_TRUE(pump_until([&] { return server.log().find("REGISTER sip:127.0.0.1:" + std::to_string(port) +
+                                                        ";transport=tls") != std::string::npos; },
+                         10s))
+      << server.log();
+  EXPECT_NE(server.log().find("Contact: <sip:201@127.0.0.1:"), std::string::npos) << server.log();
 }
 
 TEST_F(SipTrunkTest, UnreachableRegistrarOverTcpIsAReason) {
