@@ -977,7 +977,7 @@ class Trunk final : public SipEngine {
   static void on_close_wait(void* arg) {
     auto* t = static_cast<Trunk*>(arg);
     if (t->sip_ && mem_nrefs(t->sip_) > t->base_refs_ && tmr_jiffies() - t->teardown_started_ < kTeardownMs) {
-      tmr_start(&t->close_tmr_, 20, &Trunk::on_close_wait, t);
+      tmr_start(&t->close_tmr_, 5, &Trunk::on_close_wait, t);
       return;
     }
     t->free_all();
