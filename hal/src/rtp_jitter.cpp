@@ -46,8 +46,8 @@ JitterBuffer::Insert JitterBuffer::insert(uint16_t seq, uint32_t ts, uint32_t du
   Insert result = Insert::accepted;
   if (anchored_ || playing_) {
     const int32_t d = diff(ts, playing_ ? cursor_ : base_);
-    const bool jump = d > static_cast<int32_t>(ms_units(cfg_.max_ms + 1000)) ||
-                      d < -static_cast<int32_t>(ms_units(1000));
+    const bool jump =
+        d > static_cast<int32_t>(ms_units(cfg_.max_ms + 1000)) || d < -static_cast<int32_t>(ms_units(1000));
     if (!jump && playing_ && d < 0) {
       if (++late_run_ < kLateRestart) return Insert::late;
     }

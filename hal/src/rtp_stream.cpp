@@ -43,16 +43,17 @@ std::string_view to_string(RtpCodec c) {
 
 namespace {
 
-constexpr size_t kRecvBuffer = 2048;     // larger than any datagram we accept (MSG_TRUNC tells the rest)
-constexpr size_t kMaxPayload = 1500;     // what one jitter-buffer slot holds
-constexpr int kMaxConcealFrames = 5;     // 100 ms of PLC / fading repeat, then silence
-constexpr int kRebufferFrames = 10;      // 200 ms with nothing to play: wait for the next packet to re-anchor
-constexpr int kMaxPacketsPerWake = 64;   // a flood cannot keep the thread from its tick
+constexpr size_t kRecvBuffer = 2048;    // larger than any datagram we accept (MSG_TRUNC tells the rest)
+constexpr size_t kMaxPayload = 1500;    // what one jitter-buffer slot holds
+constexpr int kMaxConcealFrames = 5;    // 100 ms of PLC / fading repeat, then silence
+constexpr int kRebufferFrames = 10;     // 200 ms with nothing to play: wait for the next packet to re-anchor
+constexpr int kMaxPacketsPerWake = 64;  // a flood cannot keep the thread from its tick
+constexpr int kRelatchPackets = 4;      // in sequence from a new source before media follows it
 constexpr size_t kDtmfQueue = 32;
 constexpr int kDtmfToneMs = 100;
 constexpr int kDtmfPauseMs = 70;
 constexpr int kDtmfEndPackets = 3;
-constexpr uint8_t kDtmfVolume = 10;      // -10 dBm0
+constexpr uint8_t kDtmfVolume = 10;  // -10 dBm0
 constexpr int kRtcpIntervalMs = 5000;
 constexpr uint64_t kNtpEpochOffset = 2208988800ull;  // 1900 -> 1970
 
@@ -92,10 +93,13 @@ struct Dest {
 // empty ip is "no destination" (an old-style hold, or the SDP named none).
 std::optional<Dest> make_dest(int family, const std::string& ip, uint16_t port) {
   Dest d;
-  if (ip.empty() || ip == "0.0.0.0" || port == 0) return d;
+  if (ip.empty() || ip == "0.0.0.0") return d;
   in_addr v4{};
   in6_addr v6{};
-  if (inet_pton(AF_INET, ip.c_str(), &v4) == 1) {
+  const bool is_v4 = inet_pton(AF_INET, ip.c_str(), &v4) == 1;
+  if (!is_v4 && !(inet_pton(AF_INET6, ip.c_str(), &v6) == 1 && family == AF_INET6)) return std::nullopt;
+  if (port == 0) return d;  // an address but no port yet: nothing to send to until packets arrive
+  if (is_v4) {
     if (family == AF_INET) {
       auto* sa = reinterpret_cast<sockaddr_in*>(&d.addr);
       sa->sin_family = AF_INET;
@@ -113,15 +117,12 @@ std::optional<Dest> make_dest(int family, const std::string& ip, uint16_t port) 
     d.len = sizeof(sockaddr_in6);
     return d;
   }
-  if (inet_pton(AF_INET6, ip.c_str(), &v6) == 1 && family == AF_INET6) {
-    auto* sa = reinterpret_cast<sockaddr_in6*>(&d.addr);
-    sa->sin6_family = AF_INET6;
-    sa->sin6_port = htons(port);
-    sa->sin6_addr = v6;
-    d.len = sizeof(sockaddr_in6);
-    return d;
-  }
-  return std::nullopt;
+  auto* sa = reinterpret_cast<sockaddr_in6*>(&d.addr);
+  sa->sin6_family = AF_INET6;
+  sa->sin6_port = htons(port);
+  sa->sin6_addr = v6;
+  d.len = sizeof(sockaddr_in6);
+  return d;
 }
 
 bool same_addr(const sockaddr_storage& a, socklen_t alen, const Dest& d) {
@@ -424,6 +425,10 @@ class Worker {
   Dest rtp_dest_;
   Dest rtcp_dest_;
   bool rtcp_latched_ = false;
+  bool latched_ = false;  // RTP arrived from rtp_dest_ (or moved it there)
+  Dest candidate_;        // another source asking to take over, and how far it got
+  uint16_t candidate_seq_ = 0;
+  int candidate_count_ = 0;
   uint16_t seq_;
   uint32_t ts_;
   bool first_packet_ = true;
@@ -448,8 +453,28 @@ class Worker {
   bool dtmf_active_ = false;
   uint32_t dtmf_ts_ = 0;
   uint8_t dtmf_event_ = 0;
-  bool have_end_ = false;
-  uint32_t end_ts_ = 0;
+  // Start timestamps of the last events reported: a repeated or straggling end packet names one of them.
+  std::array<uint32_t, 4> ended_{};
+  size_t ended_count_ = 0;
+  bool ended(uint32_t ts) const {
+    for (size_t i = 0; i < std::min(ended_count_, ended_.size()); ++i)
+      if (ended_[i] == ts) return true;
+    return false;
+  }
+  void mark_ended(uint32_t ts) { ended_[(ended_count_++) % ended_.size()] = ts; }
+
+  // The far end's last event and how far it reached: senders usually pause voice meanwhile, so the gap
+  // it leaves in the voice timeline is played as silence, not concealed as loss.
+  bool event_heard_ = false;
+  uint32_t event_start_ = 0;
+  uint32_t event_end_ = 0;
+  bool in_event_gap() const {
+    if (!event_heard_) return false;
+    const uint32_t at = jb_.cursor();
+    // The end packets are repeated for up to three more periods after the event's duration.
+    return static_cast<int32_t>(at - event_start_) >= 0 &&
+           static_cast<int32_t>(at - (event_end_ + s_.clock_rate / 1000 * 60)) < 0;
+  }
 
   // DTMF out.
   bool tone_ = false;
@@ -475,7 +500,8 @@ void Worker::run() {
       c_.sched_priority.store(s_.opt.rt_priority);
     }
   }
-  if (c_.sched.load() != static_cast<int>(SchedPolicy::fifo)) c_.sched.store(static_cast<int>(SchedPolicy::other));
+  if (c_.sched.load() != static_cast<int>(SchedPolicy::fifo))
+    c_.sched.store(static_cast<int>(SchedPolicy::other));
   c_.device_open.store(true);
   rng_ = s_.ssrc | 1u;
   const uint64_t start = mono_ns();
@@ -513,6 +539,9 @@ void Worker::run() {
   }
   send_rtcp(true);
   c_.device_open.store(false);
+  // A later start() continues the sequence and timeline (read by the loop after join()).
+  s_.seq = seq_;
+  s_.timestamp = ts_;
 }
 
 void Worker::tick(uint64_t now) {
@@ -548,6 +577,7 @@ void Worker::commands() {
     rtp_dest_ = cmd.rtp;
     rtcp_dest_ = cmd.rtcp;
     rtcp_latched_ = false;
+    latched_ = false;
   }
   const bool hold = s_.hold.load(std::memory_order_acquire);
   if (was_hold_ && !hold) last_rx_ = mono_ns();  // the media timeout restarts when the hold ends
@@ -681,7 +711,8 @@ void Worker::conceal(uint32_t units, std::span<const uint8_t> following, bool al
   bump(c_.concealed);
   if (opus_) {
     // Decoder PLC, or the lost frame's in-band FEC copy when the packet after it is here.
-    auto r = following.empty() ? s_.decoder->decode({}, scratch_) : s_.decoder->decode_fec(following, scratch_);
+    auto r =
+        following.empty() ? s_.decoder->decode({}, scratch_) : s_.decoder->decode_fec(following, scratch_);
     const size_t n = r ? *r : 0;
     if (n == 0) std::fill_n(scratch_.begin(), samples, int16_t{0});
     push_fifo(std::span<const int16_t>(scratch_.data(), n ? n : samples));
@@ -737,12 +768,13 @@ void Worker::pull_capture(uint64_t now) {
       continue;
     }
     if (n.kind == JitterBuffer::Kind::gap) {
-      conceal(n.duration, n.duration == frame_units_ ? n.following : std::span<const uint8_t>{}, true);
+      conceal(n.duration, n.duration == frame_units_ ? n.following : std::span<const uint8_t>{},
+              !in_event_gap());
       jb_.skip(n.duration);
       continue;
     }
     // Empty: the far end is late, lost the tail of a talkspurt, or is silent (DTX, comfort noise).
-    conceal(n.duration, {}, !in_silence_);
+    conceal(n.duration, {}, !in_silence_ && !in_event_gap());
     jb_.skip(n.duration);
     if (++empty_run_ >= kRebufferFrames) {
       jb_.rebuffer();
@@ -820,6 +852,29 @@ void Worker::on_rtp(std::span<const uint8_t> datagram, const sockaddr_storage& f
     return;
   }
 
+  // Symmetric RTP: answer where the media comes from (NAT, a PBX that relays from another address). Once
+  // latched, another source takes over only after kRelatchPackets in sequence from it, so a stray or
+  // injected datagram cannot steal the call's media (the "RTP bleed" guard).
+  if (!same_addr(from, from_len, rtp_dest_)) {
+    if (latched_) {
+      if (same_addr(from, from_len, candidate_) && p->header.seq == static_cast<uint16_t>(candidate_seq_ + 1))
+        ++candidate_count_;
+      else
+        candidate_count_ = 1;
+      std::memcpy(&candidate_.addr, &from, from_len);
+      candidate_.len = from_len;
+      candidate_seq_ = p->header.seq;
+      if (candidate_count_ < kRelatchPackets) return;
+    }
+    std::memcpy(&rtp_dest_.addr, &from, from_len);
+    rtp_dest_.len = from_len;
+    if (!rtcp_latched_) {
+      rtcp_dest_ = rtp_dest_;
+      set_port(rtcp_dest_, static_cast<uint16_t>(dest_port(rtp_dest_) + 1));
+    }
+  }
+  latched_ = true;
+  candidate_count_ = 0;
   // A new source (the far end restarted its stream, a PBX switched legs): start over on its timeline.
   if (!have_ssrc_ || p->header.ssrc != remote_ssrc_) {
     have_ssrc_ = true;
@@ -828,16 +883,8 @@ void Worker::on_rtp(std::span<const uint8_t> datagram, const sockaddr_storage& f
     expected_prior_ = received_prior_ = 0;
     jb_.reset();
     dtmf_active_ = false;
-    have_end_ = false;
-  }
-  // Symmetric RTP: answer where the media comes from (NAT, a PBX that relays from another address).
-  if (!same_addr(from, from_len, rtp_dest_)) {
-    std::memcpy(&rtp_dest_.addr, &from, from_len);
-    rtp_dest_.len = from_len;
-    if (!rtcp_latched_) {
-      rtcp_dest_ = rtp_dest_;
-      set_port(rtcp_dest_, static_cast<uint16_t>(dest_port(rtp_dest_) + 1));
-    }
+    ended_count_ = 0;
+    event_heard_ = false;
   }
   heard(now);
   uint64_t lost = 0;
@@ -867,7 +914,12 @@ void Worker::on_dtmf(const rtp::Packet& p) {
   const auto e = rtp::parse_telephone_event(p.payload);
   if (!e) return;
   const uint32_t ts = p.header.timestamp;
-  if (have_end_ && ts == end_ts_) return;  // a repeated end, or a straggler of an event already reported
+  if (!event_heard_ || ts != event_start_ || static_cast<int32_t>(ts + e->duration - event_end_) > 0) {
+    event_heard_ = true;
+    event_start_ = ts;
+    event_end_ = ts + e->duration;
+  }
+  if (ended(ts)) return;  // a repeated end, or a straggler of an event already reported
   auto report = [&](uint8_t event) {
     const char digit = rtp::event_digit(event);
     if (digit == 0) return;  // not DTMF (flash, tones): nothing the engine listens for
@@ -879,14 +931,12 @@ void Worker::on_dtmf(const rtp::Packet& p) {
   // An event whose end packets were all lost still counts once the next one starts.
   if (dtmf_active_ && dtmf_ts_ != ts) {
     report(dtmf_event_);
-    have_end_ = true;
-    end_ts_ = dtmf_ts_;
+    mark_ended(dtmf_ts_);
     dtmf_active_ = false;
   }
   if (e->end) {
     report(e->event);
-    have_end_ = true;
-    end_ts_ = ts;
+    mark_ended(ts);
     dtmf_active_ = false;
     return;
   }
@@ -909,7 +959,8 @@ void Worker::receive_rtcp(uint64_t now) {
       bump(c_.invalid);
       continue;
     }
-    const rtp::RtcpSummary r = rtp::parse_rtcp(std::span<const uint8_t>(recv_.data(), static_cast<size_t>(n)));
+    const rtp::RtcpSummary r =
+        rtp::parse_rtcp(std::span<const uint8_t>(recv_.data(), static_cast<size_t>(n)));
     if (!r.valid) {
       bump(c_.invalid);
       continue;
@@ -938,17 +989,20 @@ void Worker::send_rtcp(bool bye) {
     const uint64_t received_interval = received - std::min(received, received_prior_);
     expected_prior_ = expected;
     received_prior_ = received;
-    const int64_t lost_interval = static_cast<int64_t>(expected_interval) - static_cast<int64_t>(received_interval);
+    const int64_t lost_interval =
+        static_cast<int64_t>(expected_interval) - static_cast<int64_t>(received_interval);
     block.ssrc = remote_ssrc_;
     block.fraction_lost = expected_interval == 0 || lost_interval <= 0
                               ? 0
-                              : static_cast<uint8_t>(std::min<int64_t>(255, (lost_interval << 8) /
-                                                                                static_cast<int64_t>(expected_interval)));
-    block.cumulative_lost = static_cast<int32_t>(static_cast<int64_t>(expected) - static_cast<int64_t>(received));
+                              : static_cast<uint8_t>(std::min<int64_t>(
+                                    255, (lost_interval << 8) / static_cast<int64_t>(expected_interval)));
+    block.cumulative_lost =
+        static_cast<int32_t>(static_cast<int64_t>(expected) - static_cast<int64_t>(received));
     block.highest_seq = seqs_.extended_max();
     block.jitter = jb_.jitter_units();
     block.lsr = last_sr_;
-    if (last_sr_at_ != 0) block.dlsr = static_cast<uint32_t>((mono_ns() - last_sr_at_) * 65536u / 1000000000u);
+    if (last_sr_at_ != 0)
+      block.dlsr = static_cast<uint32_t>((mono_ns() - last_sr_at_) * 65536u / 1000000000u);
     report = &block;
   }
   size_t at = 0;
@@ -963,7 +1017,8 @@ void Worker::send_rtcp(bool bye) {
     at = rtp::build_rr(s_.ssrc, report, send_, at);
   }
   sent_since_report_ = false;
-  at = at ? rtp::build_sdes_cname(s_.ssrc, std::span<const char>(s_.cname.data(), s_.cname_len), send_, at) : 0;
+  at = at ? rtp::build_sdes_cname(s_.ssrc, std::span<const char>(s_.cname.data(), s_.cname_len), send_, at)
+          : 0;
   if (bye && at) at = rtp::build_bye(s_.ssrc, send_, at);
   if (at == 0) return;
   ::sendto(s_.sockets.rtcp_fd(), send_.data(), at, MSG_DONTWAIT | MSG_NOSIGNAL,
@@ -994,19 +1049,21 @@ Result<std::unique_ptr<RtpStream>> RtpStream::create(RtpStreamOptions o, RtpSock
   if (o.media_timeout_ms < 0) return make_error("rtp: media_timeout_ms must be >= 0");
   if (sockets.rtp_fd() < 0 || sockets.rtcp_fd() < 0) return make_error("rtp: sockets not bound");
   const int family = socket_family(sockets.rtp_fd());
-  const uint16_t rtcp_port = o.remote_rtcp_port ? o.remote_rtcp_port
+  const uint16_t rtcp_port = o.remote_rtcp_port  ? o.remote_rtcp_port
                              : o.remote_rtp_port ? static_cast<uint16_t>(o.remote_rtp_port + 1)
                                                  : uint16_t{0};
   auto rtp_dest = make_dest(family, o.remote_ip, o.remote_rtp_port);
   auto rtcp_dest = make_dest(family, o.remote_ip, rtcp_port);
-  if (!rtp_dest || !rtcp_dest) return make_error("rtp: remote_ip is not a usable numeric address: " + o.remote_ip);
+  if (!rtp_dest || !rtcp_dest)
+    return make_error("rtp: remote_ip is not a usable numeric address: " + o.remote_ip);
 
   auto wake = EventFd::create();
   if (!wake) return wake.error();
   auto stop = EventFd::create();
   if (!stop) return stop.error();
   const size_t period = static_cast<size_t>(o.rate) / 1000 * static_cast<size_t>(o.ptime_ms);
-  auto impl = std::make_unique<Impl>(std::move(o), std::move(sockets), std::move(*wake), std::move(*stop), period);
+  auto impl =
+      std::make_unique<Impl>(std::move(o), std::move(sockets), std::move(*wake), std::move(*stop), period);
   impl->family = family;
   impl->clock_rate = opus ? 48000 : 8000;  // RFC 7587: Opus always 48 kHz on the wire
   impl->units_per_sample = opus ? 3 : 1;
@@ -1027,8 +1084,8 @@ Result<std::unique_ptr<RtpStream>> RtpStream::create(RtpStreamOptions o, RtpSock
   impl->ssrc = random_value<uint32_t>();
   impl->seq = random_value<uint16_t>();
   impl->timestamp = random_value<uint32_t>();
-  impl->cname_len = static_cast<size_t>(
-      std::snprintf(impl->cname.data(), impl->cname.size(), "osvi-%08x", impl->ssrc));
+  impl->cname_len =
+      static_cast<size_t>(std::snprintf(impl->cname.data(), impl->cname.size(), "osvi-%08x", impl->ssrc));
   return std::unique_ptr<RtpStream>(new RtpStream(std::move(impl)));
 }
 

@@ -48,15 +48,16 @@ class JitterBuffer {
   };
   // What to play at the cursor; `frame` bounds a gap's step (the concealment unit).
   Next next(uint32_t now, uint32_t frame);
-  void pop();                  // consumes the packet next() returned
-  void skip(uint32_t units);   // the cursor moves over concealed or silent time
-  void rebuffer();             // underrun too long: wait for the next packet to re-anchor
-  void reset();                // forget everything (new source)
+  void pop();                 // consumes the packet next() returned
+  void skip(uint32_t units);  // the cursor moves over concealed or silent time
+  void rebuffer();            // underrun too long: wait for the next packet to re-anchor
+  void reset();               // forget everything (new source)
   // Once per period: shrinks the delay when the buffer holds more than the target for a while.
   // Returns the count of packets dropped to do so.
   uint32_t adapt(uint32_t period_units);
 
   bool playing() const { return playing_; }
+  uint32_t cursor() const { return cursor_; }  // the next timestamp to play (meaningful while playing)
   size_t size() const { return count_; }
   uint32_t jitter_units() const { return jitter_q4_ >> 4; }  // RFC 3550 J
   uint32_t jitter_ms() const;
@@ -74,7 +75,9 @@ class JitterBuffer {
   int find_min() const;  // slot with the lowest timestamp relative to the cursor (or the anchor), -1 if none
   void drop(int slot);
   void restart();
-  uint32_t ms_units(int ms) const { return static_cast<uint32_t>(static_cast<uint64_t>(cfg_.clock_rate) * ms / 1000); }
+  uint32_t ms_units(int ms) const {
+    return static_cast<uint32_t>(static_cast<uint64_t>(cfg_.clock_rate) * ms / 1000);
+  }
 
   Config cfg_;
   std::vector<Slot> slots_;
