@@ -27,10 +27,12 @@ std::string_view to_string(SipTransport t) {
 bool is_sip_dialable(std::string_view number) {
   if (!number.empty() && number.front() == '+') {
     const std::string_view d = number.substr(1);
-    return d.size() >= 2 && d.size() <= 15 && std::all_of(d.begin(), d.end(), [](char c) { return c >= '0' && c <= '9'; });
+    return d.size() >= 2 && d.size() <= 15 &&
+           std::all_of(d.begin(), d.end(), [](char c) { return c >= '0' && c <= '9'; });
   }
-  return !number.empty() && number.size() <= 15 &&
-         std::all_of(number.begin(), number.end(), [](char c) { return (c >= '0' && c <= '9') || c == '*' || c == '#'; });
+  return !number.empty() && number.size() <= 15 && std::all_of(number.begin(), number.end(), [](char c) {
+    return (c >= '0' && c <= '9') || c == '*' || c == '#';
+  });
 }
 
 namespace {
@@ -42,7 +44,8 @@ using sipi::Report;
 bool clean_token(std::string_view s) {
   if (s.empty() || s.size() > 128) return false;
   for (char c : s)
-    if (c <= ' ' || c > '~' || c == '<' || c == '>' || c == '"' || c == ';' || c == ',' || c == '@') return false;
+    if (c <= ' ' || c > '~' || c == '<' || c == '>' || c == '"' || c == ';' || c == ',' || c == '@')
+      return false;
   return true;
 }
 
@@ -89,9 +92,9 @@ class SipChannel final : public Line {
   Status dial(std::string_view number) override {
     if (state_ != LineState::idle || call_ != 0) return busy_error();
     if (!is_sip_dialable(number))
-      return make_error("not a number a SIP line can dial (E.164 or extension): \"" + std::string(number) + "\"");
-    if (!t_.shared->claim(slot_))
-      return make_error("line " + id_ + " is taken by an incoming call", -EBUSY);
+      return make_error("not a number a SIP line can dial (E.164 or extension): \"" + std::string(number) +
+                        "\"");
+    if (!t_.shared->claim(slot_)) return make_error("line " + id_ + " is taken by an incoming call", -EBUSY);
     auto sockets = bind_rtp();
     if (!sockets.ok()) {
       t_.shared->release(slot_);
@@ -136,8 +139,10 @@ class SipChannel final : public Line {
 
   Status transfer_blind(std::string_view number) override {
     if (!is_sip_dialable(number))
-      return make_error("not a number a SIP line can dial (E.164 or extension): \"" + std::string(number) + "\"");
-    if (state_ != LineState::active) return make_error("line " + id_ + ": no active call to transfer", -EINVAL);
+      return make_error("not a number a SIP line can dial (E.164 or extension): \"" + std::string(number) +
+                        "\"");
+    if (state_ != LineState::active)
+      return make_error("line " + id_ + ": no active call to transfer", -EINVAL);
     if (transferring_) return make_error("line " + id_ + ": a transfer is already in progress", -EBUSY);
     transferring_ = true;
     t_.post(Command{Command::Kind::refer, slot_, call_, std::string(number), 0});
@@ -339,12 +344,14 @@ Result<std::unique_ptr<SipTrunk>> SipTrunk::create(SipLineOptions o, const Clock
   if (!clean_token(o.registrar) && !(o.registrar.size() > 2 && o.registrar.front() == '['))
     return bad("registrar must be host[:port], got \"" + o.registrar + "\"");
   if (!clean_token(o.user)) return bad("user must be a SIP user part without spaces, <>;,@\"");
-  if (!o.auth_user.empty() && !clean_token(o.auth_user)) return bad("auth_user has characters a SIP user cannot");
+  if (!o.auth_user.empty() && !clean_token(o.auth_user))
+    return bad("auth_user has characters a SIP user cannot");
   if (o.password.find_first_of("\r\n") != std::string::npos) return bad("the password holds a line break");
   if (!o.outbound_proxy.empty() && !clean_token(o.outbound_proxy))
     return bad("outbound_proxy must be host[:port]");
   if (o.max_calls < 1 || o.max_calls > 64) return bad("max_calls must be 1..64");
-  if (o.rtp_port_min == 0 || o.rtp_port_min > o.rtp_port_max) return bad("rtp_port_min..rtp_port_max is empty");
+  if (o.rtp_port_min == 0 || o.rtp_port_min > o.rtp_port_max)
+    return bad("rtp_port_min..rtp_port_max is empty");
   if (o.codecs.empty()) return bad("codecs is empty");
   if (o.ring_timeout_s == 0) return bad("ring_timeout_s must be at least 1");
   auto efd = EventFd::create();

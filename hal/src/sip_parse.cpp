@@ -54,9 +54,10 @@ std::optional<SipFragStatus> parse_sipfrag(std::string_view body) {
   if (!line.empty() && line.front() != ' ') return std::nullopt;
   SipFragStatus s;
   s.code = static_cast<uint16_t>(code);
-  line = trim(line);
-  s.reason.reserve(std::min<size_t>(line.size(), 128));
-  for (char c : line.substr(0, 128)) s.reason += std::isprint(static_cast<unsigned char>(c)) ? c : '?';
+  // Cut to 128 first, then trim: the cut may end on a space.
+  line = trim(trim(line).substr(0, 128));
+  s.reason.reserve(line.size());
+  for (char c : line) s.reason += std::isprint(static_cast<unsigned char>(c)) ? c : '?';
   return s;
 }
 

@@ -234,11 +234,11 @@ class Trunk final : public SipEngine {
   // SIP thread: allocates the stack objects (no socket yet).
   int setup(std::string& why) {
     reg_hp_ = split_host_port(opt_.registrar);
-    const char* tparam = opt_.transport == SipTransport::udp ? ""
+    const char* tparam = opt_.transport == SipTransport::udp   ? ""
                          : opt_.transport == SipTransport::tcp ? ";transport=tcp"
                                                                : ";transport=tls";
-    const std::string host_lit = reg_hp_.host.find(':') != std::string::npos ? "[" + reg_hp_.host + "]"
-                                                                             : reg_hp_.host;
+    const std::string host_lit =
+        reg_hp_.host.find(':') != std::string::npos ? "[" + reg_hp_.host + "]" : reg_hp_.host;
     domain_ = reg_hp_.port ? host_lit + ":" + std::to_string(reg_hp_.port) : host_lit;
     reg_uri_ = "sip:" + domain_ + tparam;
     aor_ = "sip:" + opt_.user + "@" + host_lit;
@@ -270,7 +270,8 @@ class Trunk final : public SipEngine {
       X509_VERIFY_PARAM* param = SSL_CTX_get0_param(ctx);
       in6_addr a6{};
       in_addr a4{};
-      if (inet_pton(AF_INET, reg_hp_.host.c_str(), &a4) == 1 || inet_pton(AF_INET6, reg_hp_.host.c_str(), &a6) == 1)
+      if (inet_pton(AF_INET, reg_hp_.host.c_str(), &a4) == 1 ||
+          inet_pton(AF_INET6, reg_hp_.host.c_str(), &a6) == 1)
         X509_VERIFY_PARAM_set1_ip_asc(param, reg_hp_.host.c_str());
       else
         X509_VERIFY_PARAM_set1_host(param, reg_hp_.host.c_str(), 0);
@@ -351,8 +352,8 @@ class Trunk final : public SipEngine {
       err = tp == SIP_TRANSP_TLS ? sip_transp_add(sip_, tp, &laddr, tls_) : sip_transp_add(sip_, tp, &laddr);
     }
     if (err) {
-      return transport_failed("cannot bind SIP " + std::string(to_string(opt_.transport)) + " on " + ip + ":" +
-                              std::to_string(opt_.local_port) + ": " + err_text(err));
+      return transport_failed("cannot bind SIP " + std::string(to_string(opt_.transport)) + " on " + ip +
+                              ":" + std::to_string(opt_.local_port) + ": " + err_text(err));
     }
     local_ip_ = ip;
     transport_up_ = true;
@@ -372,10 +373,10 @@ class Trunk final : public SipEngine {
     if (closing_) return;
     report_registration("registering", last_code_, last_reason_, registered_);
     const char* routev[1] = {route_.c_str()};
-    const int err = sipreg_register(&reg_, sip_, reg_uri_.c_str(), aor_.c_str(), nullptr, aor_.c_str(),
-                                    opt_.register_expires_s, opt_.user.c_str(), routev, route_.empty() ? 0 : 1,
-                                    0, &Trunk::on_auth, this, false, &Trunk::on_register_response, this,
-                                    nullptr, nullptr);
+    const int err =
+        sipreg_register(&reg_, sip_, reg_uri_.c_str(), aor_.c_str(), nullptr, aor_.c_str(),
+                        opt_.register_expires_s, opt_.user.c_str(), routev, route_.empty() ? 0 : 1, 0,
+                        &Trunk::on_auth, this, false, &Trunk::on_register_response, this, nullptr, nullptr);
     if (err) {
       reg_ = nullptr;
       registration_failed(0, "registrar unreachable: " + err_text(err), 0);
@@ -393,7 +394,8 @@ class Trunk final : public SipEngine {
   static void on_register_response(int err, const sip_msg* msg, void* arg) {
     auto* t = static_cast<Trunk*>(arg);
     if (t->closing_) return;
-    if (err || !msg) return t->registration_failed(0, "registrar unreachable: " + err_text(err ? err : ETIMEDOUT), 0);
+    if (err || !msg)
+      return t->registration_failed(0, "registrar unreachable: " + err_text(err ? err : ETIMEDOUT), 0);
     if (msg->scode < 200) return;
     if (msg->scode < 300) {
       t->registered_ = true;
@@ -415,9 +417,9 @@ class Trunk final : public SipEngine {
       for (size_t i = 0; i < h->val.l && std::isdigit(static_cast<unsigned char>(h->val.p[i])); ++i)
         retry_after = std::min(retry_after * 10 + static_cast<unsigned>(h->val.p[i] - '0'), 86400u);
     }
-    t->registration_failed(msg->scode,
-                           "SIP registration failed: " + std::to_string(msg->scode) + " " + pl_str(msg->reason),
-                           retry_after);
+    t->registration_failed(
+        msg->scode, "SIP registration failed: " + std::to_string(msg->scode) + " " + pl_str(msg->reason),
+        retry_after);
   }
 
   void registration_failed(uint16_t code, std::string why, unsigned retry_after_s) {
@@ -467,16 +469,17 @@ class Trunk final : public SipEngine {
         pl_set_str(&rpl, t->route_.c_str());
         if (uri_decode(&route, &rpl) == 0) routep = &route;
       }
-      const int err = sip_requestf(nullptr, t->sip_, true, "OPTIONS", t->reg_uri_.c_str(), routep, nullptr,
-                                   nullptr, &Trunk::on_options_response, t,
-                                   "Max-Forwards: 70\r\n"
-                                   "To: <%s>\r\n"
-                                   "From: <%s>;tag=%016llx\r\n"
-                                   "Call-ID: %016llx\r\n"
-                                   "CSeq: %u OPTIONS\r\n"
-                                   "Content-Length: 0\r\n\r\n",
-                                   t->reg_uri_.c_str(), t->aor_.c_str(), static_cast<unsigned long long>(rand_u64()),
-                                   static_cast<unsigned long long>(rand_u64()), ++t->options_cseq_);
+      const int err =
+          sip_requestf(nullptr, t->sip_, true, "OPTIONS", t->reg_uri_.c_str(), routep, nullptr, nullptr,
+                       &Trunk::on_options_response, t,
+                       "Max-Forwards: 70\r\n"
+                       "To: <%s>\r\n"
+                       "From: <%s>;tag=%016llx\r\n"
+                       "Call-ID: %016llx\r\n"
+                       "CSeq: %u OPTIONS\r\n"
+                       "Content-Length: 0\r\n\r\n",
+                       t->reg_uri_.c_str(), t->aor_.c_str(), static_cast<unsigned long long>(rand_u64()),
+                       static_cast<unsigned long long>(rand_u64()), ++t->options_cseq_);
       (void)err;
     } else {
       // RFC 5626 §4.4.1: a CRLF ping over the registration's connection.
@@ -515,17 +518,17 @@ class Trunk final : public SipEngine {
                                 false, "maxplaybackrate=16000;sprop-maxcapturerate=16000;useinbandfec=1");
           break;
         case RtpCodec::pcmu:
-          err |= sdp_format_add(nullptr, c->media, false, "0", "PCMU", 8000, 1, nullptr, nullptr, nullptr, false,
-                                nullptr);
+          err |= sdp_format_add(nullptr, c->media, false, "0", "PCMU", 8000, 1, nullptr, nullptr, nullptr,
+                                false, nullptr);
           break;
         case RtpCodec::pcma:
-          err |= sdp_format_add(nullptr, c->media, false, "8", "PCMA", 8000, 1, nullptr, nullptr, nullptr, false,
-                                nullptr);
+          err |= sdp_format_add(nullptr, c->media, false, "8", "PCMA", 8000, 1, nullptr, nullptr, nullptr,
+                                false, nullptr);
           break;
       }
     }
-    err |= sdp_format_add(nullptr, c->media, false, "101", "telephone-event", 8000, 1, nullptr, nullptr, nullptr,
-                          false, "0-16");
+    err |= sdp_format_add(nullptr, c->media, false, "101", "telephone-event", 8000, 1, nullptr, nullptr,
+                          nullptr, false, "0-16");
     if (opus)
       err |= sdp_format_add(nullptr, c->media, false, "102", "telephone-event", 48000, 1, nullptr, nullptr,
                             nullptr, false, "0-16");
@@ -573,8 +576,8 @@ class Trunk final : public SipEngine {
     sdp_media_raddr_rtcp(c->media, &rtcp);
     m.remote_rtcp_port = sa_port(&rtcp);
     const sdp_dir rdir = sdp_media_rdir(c->media);
-    m.hold = m.remote_rtp_port == 0 || rdir == SDP_SENDONLY || rdir == SDP_INACTIVE ||
-             m.remote_ip == "0.0.0.0";
+    m.hold =
+        m.remote_rtp_port == 0 || rdir == SDP_SENDONLY || rdir == SDP_INACTIVE || m.remote_ip == "0.0.0.0";
     c->agreed = m;
     c->have_media = true;
     return true;
@@ -692,8 +695,8 @@ class Trunk final : public SipEngine {
     }
     err = sipsess_accept(&c->sess, t->sock_, msg, 180, "Ringing", t->opt_.user.c_str(), "application/sdp",
                          nullptr, &Trunk::on_auth, t, false, &Trunk::on_offer, &Trunk::on_answer,
-                         &Trunk::on_established, &Trunk::on_info, nullptr, &Trunk::on_close, c, "Allow: %s\r\n",
-                         kAllow);
+                         &Trunk::on_established, &Trunk::on_info, nullptr, &Trunk::on_close, c,
+                         "Allow: %s\r\n", kAllow);
     if (err) {
       t->free_call(c);
       t->sh_->release(slot);
@@ -865,8 +868,8 @@ class Trunk final : public SipEngine {
     }
     c->refer_to = cmd.text;
     const std::string target = "sip:" + cmd.text + "@" + domain_;
-    const int err = sipevent_drefer(&c->sub, evsock_, sipsess_dialog(c->sess), opt_.user.c_str(), &Trunk::on_auth,
-                                    this, false, &Trunk::on_notify, &Trunk::on_sub_close, c,
+    const int err = sipevent_drefer(&c->sub, evsock_, sipsess_dialog(c->sess), opt_.user.c_str(),
+                                    &Trunk::on_auth, this, false, &Trunk::on_notify, &Trunk::on_sub_close, c,
                                     "Refer-To: <%s>\r\nReferred-By: <%s>\r\n", target.c_str(), aor_.c_str());
     if (err) {
       fail.reason = "cannot send the REFER: " + err_text(err);
@@ -927,8 +930,10 @@ class Trunk final : public SipEngine {
     auto* c = static_cast<Call*>(arg);
     if (c->closing || c->refer_done) return;
     if (msg && msg->scode >= 300)
-      return conclude_refer(c, false, "REFER rejected: " + std::to_string(msg->scode) + " " + pl_str(msg->reason));
-    conclude_refer(c, false, err ? "REFER failed: " + err_text(err) : "the transfer ended without a final answer");
+      return conclude_refer(c, false,
+                            "REFER rejected: " + std::to_string(msg->scode) + " " + pl_str(msg->reason));
+    conclude_refer(c, false,
+                   err ? "REFER failed: " + err_text(err) : "the transfer ended without a final answer");
   }
 
   static void on_refer_timeout(void* arg) {
@@ -972,7 +977,7 @@ class Trunk final : public SipEngine {
   static void on_close_wait(void* arg) {
     auto* t = static_cast<Trunk*>(arg);
     if (t->sip_ && mem_nrefs(t->sip_) > t->base_refs_ && tmr_jiffies() - t->teardown_started_ < kTeardownMs) {
-      tmr_start(&t->close_tmr_, 20, &Trunk::on_close_wait, t);
+      tmr_start(&t->close_tmr_, 5, &Trunk::on_close_wait, t);
       return;
     }
     t->free_all();
@@ -1041,7 +1046,8 @@ class Trunk final : public SipEngine {
 
 }  // namespace
 
-Result<std::unique_ptr<SipEngine>> SipEngine::create(const SipLineOptions& options, std::shared_ptr<Shared> shared) {
+Result<std::unique_ptr<SipEngine>> SipEngine::create(const SipLineOptions& options,
+                                                     std::shared_ptr<Shared> shared) {
   auto stack = Stack::acquire();
   if (!stack.ok()) return stack.error();
   auto trunk = std::make_unique<Trunk>(options, std::move(shared), *stack);

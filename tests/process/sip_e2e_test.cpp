@@ -334,7 +334,7 @@ TEST_F(SipE2E, StatusMappingsThroughSippScenarios) {
       {"uas_486.xml", "busy", ""},
       {"uas_480.xml", "not_picked", ""},
       {"uas_503.xml", "failed", "SIP 503 Service Unavailable"},
-      {"uas_noanswer.xml", "not_picked", ""},
+      {"e2e_uas_noanswer.xml", "not_picked", ""},
   };
   int n = 0;
   for (const Case& k : cases) {
@@ -403,7 +403,7 @@ TEST_F(SipE2E, TransferCallSendsReferAndEndsTransferred) {
   const int pbx = osvi::test::free_udp_port_pair();
   ASSERT_NO_FATAL_FAILURE(start_osvid(R"("registrar":"127.0.0.1:)" + std::to_string(pbx) + R"(","register_expires_s":0)"));
   osvi::test::write_speech_ulaw(dir_.file("speech.ulaw"), "please transfer me to sales", 1200, 4000);
-  Sipp sipp(dir_.path(), {"-sf", osvi::test::sip_scenario("uas_refer.xml"), "-i", "127.0.0.1", "-mi", "127.0.0.1",
+  Sipp sipp(dir_.path(), {"-sf", osvi::test::sip_scenario("e2e_uas_refer.xml"), "-i", "127.0.0.1", "-mi", "127.0.0.1",
                           "-mp", std::to_string(port_span(4)), "-p", std::to_string(pbx),
                           "-m", "1", "-trace_err", "-trace_logs"});
   std::this_thread::sleep_for(150ms);
@@ -417,7 +417,7 @@ TEST_F(SipE2E, TransferCallSendsReferAndEndsTransferred) {
   EXPECT_NE(t.find(std::string("transferred to ") + kTransferNumber), std::string::npos) << t;
   // sipp logged the Refer-To it got: the agent's transfer number at the PBX.
   std::string logs;
-  for (const std::string& f : files_in(dir_.path(), "uas_refer_", "_logs.log")) logs += osvi::test::read_file(f);
+  for (const std::string& f : files_in(dir_.path(), "e2e_uas_refer_", "_logs.log")) logs += osvi::test::read_file(f);
   EXPECT_NE(logs.find(std::string("<sip:") + kTransferNumber + "@127.0.0.1"), std::string::npos) << logs;
   stop_osvid();
 }

@@ -308,4 +308,20 @@ TEST_F(SipConfig, NumberStaysE164AndTheAgentMustExist) {
   EXPECT_LINE(rejection(one_line("", R"(,"agent_uuid":"nobody")")), "lines[0].agent_uuid: unknown agent \"nobody\"");
 }
 
+// An agent may transfer to a PBX extension only when a SIP line can carry the REFER.
+TEST_F(SipConfig, TransferToAnExtensionNeedsASipLine) {
+  EXPECT_LINE(
+      rejection(
+          R"({"agents":[{"agent_uuid":"agent_a","name":"A","tools":{"transfer":{"enabled":true,"number":"200"}}}]})"),
+      "agents[0].tools.transfer.number: \"200\" is a PBX extension, which needs an enabled line of type \"sip\"");
+  std::string with_sip = one_line();
+  with_sip.pop_back();  // the closing brace
+  with_sip.append(R"(,"agents":[{"agent_uuid":"agent_a","name":"A","tools":{"transfer":{"number":"200"}}}]})");
+  auto r = parse_config(with_sip);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->agents[0].tools.transfer.number, "200");
+  EXPECT_PATH(rejection(R"({"agents":[{"agent_uuid":"agent_a","name":"A","tools":{"transfer":{"number":"2-0"}}}]})"),
+              "agents[0].tools.transfer.number");
+}
+
 }  // namespace

@@ -341,6 +341,7 @@ struct AudioConfig {
   int rt_priority = 70;                // SCHED_FIFO priority of the audio threads; 0 = SCHED_OTHER
   std::string echo_backend = "speex";  // speex | webrtc | null
   int echo_tail_ms = 128;              // line echo; acoustic paths need 256
+  bool echo_sip = false;               // run the canceller on SIP calls too (audio.echo.sip)
   bool denoise = true;
   int noise_suppress_db = -25;
   bool agc = false;
