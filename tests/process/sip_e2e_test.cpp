@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -184,18 +185,21 @@ class SipE2E : public ::testing::Test {
     return out;
   }
 
-  // The loudest transcription the model stand-in was sent (rms dBFS; -200 when none).
-  double loudest_upload() {
+  // The loudness (rms dBFS) of every utterance the model stand-in was sent to transcribe.
+  std::vector<double> uploads() {
     auto r = http_request("GET", model_->base() + "/control/log", "");
     JsonPtr log = osvi::test::parse_json(r.body);
-    double best = -200;
+    std::vector<double> out;
     const cJSON* e = nullptr;
     cJSON_ArrayForEach(e, log.get()) {
-      const cJSON* a = cJSON_GetObjectItem(e, "audio");
-      const cJSON* rms = cJSON_GetObjectItem(a, "rms_dbfs");
-      if (cJSON_IsNumber(rms) && rms->valuedouble > best) best = rms->valuedouble;
+      const cJSON* rms = cJSON_GetObjectItem(cJSON_GetObjectItem(e, "audio"), "rms_dbfs");
+      if (cJSON_IsNumber(rms)) out.push_back(rms->valuedouble);
     }
-    return best;
+    return out;
+  }
+  double loudest_upload() {
+    const auto u = uploads();
+    return u.empty() ? -200.0 : *std::max_element(u.begin(), u.end());
   }
 
   void stop_osvid() {
@@ -320,6 +324,9 @@ TEST_F(SipE2E, OutboundCallsToExtensionAndE164) {
     EXPECT_TRUE(phone.wait_event("CALL_CLOSED", 5s)) << number;
     EXPECT_NE(phone.log_text().find(number == "201" ? "sip:201@" : "sip:+4930555123@"), std::string::npos);
   }
+  // Both callers' words were uploaded as speech.
+  const auto u = uploads();
+  EXPECT_EQ(std::count_if(u.begin(), u.end(), [](double db) { return db > -40.0; }), 2) << u.size();
   stop_osvid();
 }
 
@@ -443,6 +450,9 @@ TEST_F(SipE2E, TwentyConcurrentCallsOnOneLine) {
     EXPECT_NE(transcript(id).find(kSentence), std::string::npos) << id;
     EXPECT_EQ(http_request("GET", api("/v1/call/" + id + "/recording"), kToken).status, 200) << id;
   }
+  // Every caller's words reached speech-to-text as speech.
+  const auto u = uploads();
+  EXPECT_GE(std::count_if(u.begin(), u.end(), [](double db) { return db > -40.0; }), 20) << u.size();
   stop_osvid();
 }
 
