@@ -62,23 +62,25 @@ class Box {
     api_port_ = osvi::test::free_loopback_port();
     sip_port_ = osvi::test::free_udp_port_pair();
     do rtp_min_ = osvi::test::free_udp_port_pair();
-    while (rtp_min_ % 2 != 0 || rtp_min_ + 1000 > 65000 || (sip_port_ >= rtp_min_ && sip_port_ < rtp_min_ + 1000));
+    while (rtp_min_ % 2 != 0 || rtp_min_ + 1000 > 65000 ||
+           (sip_port_ >= rtp_min_ && sip_port_ < rtp_min_ + 1000));
     osvi::test::write_file(dir.file("sip.pass"), "s3cret-201\n");
     ::chmod(dir.file("sip.pass").c_str(), 0600);
     const std::string url = model_url + "/v1";
     const std::string cfg =
-        R"({"state_dir":")" + dir.file("state") + R"(","api":{"listen":"127.0.0.1:)" + std::to_string(api_port_) +
-        R"(","tokens":[")" + kToken + R"("]},"audio":{"rt_priority":0},)" +
+        R"({"state_dir":")" + dir.file("state") + R"(","api":{"listen":"127.0.0.1:)" +
+        std::to_string(api_port_) + R"(","tokens":[")" + kToken + R"("]},"audio":{"rt_priority":0},)" +
         R"("agents":[{"agent_uuid":"agent_sip","name":"Desk","active":true,"mode":"voice",)" +
-        R"("greeting":{"text":"Hello."},"call":{"voicemail":{"detect":false}},)" +
-        R"("stt":{"base_url":")" + url + R"("},"llm":{"base_url":")" + url + R"("},"voice":{"base_url":")" + url +
+        R"("greeting":{"text":"Hello."},"call":{"voicemail":{"detect":false}},)" + R"("stt":{"base_url":")" +
+        url + R"("},"llm":{"base_url":")" + url + R"("},"voice":{"base_url":")" + url +
         R"("}}],"lines":[{"id":"pbx","type":"sip","agent_uuid":"agent_sip","sip":{"user":"201","password_file":")" +
         dir.file("sip.pass") + R"(","local_ip":"127.0.0.1","local_port":)" + std::to_string(sip_port_) +
-        R"(,"rtp_port_min":)" + std::to_string(rtp_min_) + R"(,"rtp_port_max":)" + std::to_string(rtp_min_ + 999) +
-        R"(,"codecs":["pcmu"],"keepalive_s":0,)" + sip + "}}]}";
+        R"(,"rtp_port_min":)" + std::to_string(rtp_min_) + R"(,"rtp_port_max":)" +
+        std::to_string(rtp_min_ + 999) + R"(,"codecs":["pcmu"],"keepalive_s":0,)" + sip + "}}]}";
     osvi::test::write_file(dir.file("osvid.json"), cfg);
     started_ = SteadyClock::now();
-    daemon_ = std::make_unique<DaemonProcess>(dir.path(), std::vector<std::string>{"--config", dir.file("osvid.json")});
+    daemon_ = std::make_unique<DaemonProcess>(dir.path(),
+                                              std::vector<std::string>{"--config", dir.file("osvid.json")});
   }
   ~Box() {
     daemon_->signal(SIGTERM);
@@ -103,8 +105,11 @@ class Box {
   std::string registration() {
     osvi::net::JsonPtr h = get_data("/v1/health");
     const cJSON* l = nullptr;
-    cJSON_ArrayForEach(l, cJSON_GetObjectItem(h.get(), "lines")) if (osvi::test::json_str(l, "id") == "pbx") return osvi::test::json_str(
-        cJSON_GetObjectItem(l, "sip"), "registration");
+    cJSON_ArrayForEach(
+        l, cJSON_GetObjectItem(h.get(),
+                               "lines")) if (osvi::test::json_str(l, "id") ==
+                                             "pbx") return osvi::test::json_str(cJSON_GetObjectItem(l, "sip"),
+                                                                                "registration");
     return {};
   }
   int live_calls() {
@@ -124,7 +129,8 @@ class Box {
 std::unique_ptr<osvi::test::ModelServer> model(const osvi::test::TempDir& dir, const std::string& transcript,
                                                const std::string& reply) {
   osvi::test::write_file(dir.file("scenario.json"), R"({"stt":{"transcripts":[")" + transcript +
-                                                        R"("],"latency_ms":0},"llm":{"default_reply":")" + reply +
+                                                        R"("],"latency_ms":0},"llm":{"default_reply":")" +
+                                                        reply +
                                                         R"(","latency_ms":0},"tts":{"latency_ms":0}})");
   auto m = std::make_unique<osvi::test::ModelServer>(dir.file("scenario.json"), dir.file("model.log"));
   if (m->base().empty()) {
@@ -140,23 +146,27 @@ void registration_to_ready(const Options& o) {
     osvi::test::TempDir dir;
     auto m = model(dir, "hello", "Noted.");
     const int registrar = osvi::test::free_udp_port_pair();
-    osvi::test::Sipp sipp(dir.path(), {"-sf", osvi::test::sip_scenario("registrar_digest.xml"), "-i", "127.0.0.1",
-                                       "-p", std::to_string(registrar), "-m", "1", "-key", "expires", "600"});
+    osvi::test::Sipp sipp(dir.path(),
+                          {"-sf", osvi::test::sip_scenario("registrar_digest.xml"), "-i", "127.0.0.1", "-p",
+                           std::to_string(registrar), "-m", "1", "-key", "expires", "600"});
     std::this_thread::sleep_for(100ms);
-    Box box(dir, m->base(), R"("registrar":"127.0.0.1:)" + std::to_string(registrar) + R"(","register_expires_s":600)");
+    Box box(dir, m->base(),
+            R"("registrar":"127.0.0.1:)" + std::to_string(registrar) + R"(","register_expires_s":600)");
     const auto until = SteadyClock::now() + 15s;
     bool ok = false;
-    while (SteadyClock::now() < until && !(ok = box.registration() == "registered")) std::this_thread::sleep_for(5ms);
+    while (SteadyClock::now() < until && !(ok = box.registration() == "registered"))
+      std::this_thread::sleep_for(5ms);
     if (!ok) {
-      std::fprintf(stderr, "registration %d did not complete:\n%s\n%s\n", i, box.daemon().stderr_text().c_str(),
-                   sipp.output().c_str());
+      std::fprintf(stderr, "registration %d did not complete:\n%s\n%s\n", i,
+                   box.daemon().stderr_text().c_str(), sipp.output().c_str());
       continue;
     }
     ms.push_back(ms_between(box.started(), SteadyClock::now()));
   }
-  std::printf("registration-to-ready (osvid exec -> \"registered\" in /v1/health, 401 challenge + 200), %zu runs: "
-              "p50 %.0f ms, max %.0f ms\n",
-              ms.size(), percentile(ms, 0.5), percentile(ms, 1.0));
+  std::printf(
+      "registration-to-ready (osvid exec -> \"registered\" in /v1/health, 401 challenge + 200), %zu runs: "
+      "p50 %.0f ms, max %.0f ms\n",
+      ms.size(), percentile(ms, 0.5), percentile(ms, 1.0));
 }
 
 // baresip speaks `turns` utterances into the box through the relay, 5 s apart; the agent answers each with a
@@ -217,10 +227,11 @@ void mouth_to_ear(const Options& o) {
       break;
     }
   }
-  std::printf("mouth-to-ear added by the box (last loud RTP packet of the caller's utterance into the box -> first "
-              "loud RTP packet out of it; stand-in latencies 0), %zu of %d turns: p50 %.0f ms, p95 %.0f ms, max %.0f "
-              "ms\n",
-              ms.size(), o.turns, percentile(ms, 0.5), percentile(ms, 0.95), percentile(ms, 1.0));
+  std::printf(
+      "mouth-to-ear added by the box (last loud RTP packet of the caller's utterance into the box -> first "
+      "loud RTP packet out of it; stand-in latencies 0), %zu of %d turns: p50 %.0f ms, p95 %.0f ms, max %.0f "
+      "ms\n",
+      ms.size(), o.turns, percentile(ms, 0.5), percentile(ms, 0.95), percentile(ms, 1.0));
 }
 
 // PSS of osvid idle and with `calls` live calls (sipp placing them at once, the caller's words, then
@@ -238,20 +249,24 @@ void memory_per_call(const Options& o) {
   const pid_t pid = box.daemon().pid();
   const long pss0 = smaps_kb(pid, "Pss:"), rss0 = smaps_kb(pid, "Rss:");
   osvi::test::write_speech_ulaw(dir.file("speech.ulaw"), "hello", 1000, 30000);
-  osvi::test::Sipp sipp(dir.path(), {"127.0.0.1:" + std::to_string(box.sip_port()), "-sf",
-                                     osvi::test::sip_scenario("uac_speech.xml"), "-s", "201", "-i", "127.0.0.1", "-mi",
-                                     "127.0.0.1", "-p", std::to_string(osvi::test::free_udp_port_pair()), "-mp",
-                                     std::to_string(box.media_base(4 * o.calls)), "-m", std::to_string(o.calls), "-l", std::to_string(o.calls), "-r",
-                                     std::to_string(o.calls)});
+  osvi::test::Sipp sipp(
+      dir.path(),
+      {"127.0.0.1:" + std::to_string(box.sip_port()), "-sf", osvi::test::sip_scenario("uac_speech.xml"), "-s",
+       "201", "-i", "127.0.0.1", "-mi", "127.0.0.1", "-p", std::to_string(osvi::test::free_udp_port_pair()),
+       "-mp", std::to_string(box.media_base(4 * o.calls)), "-m", std::to_string(o.calls), "-l",
+       std::to_string(o.calls), "-r", std::to_string(o.calls)});
   const auto until = SteadyClock::now() + 20s;
   int live = 0;
-  while (SteadyClock::now() < until && (live = box.live_calls()) < o.calls) std::this_thread::sleep_for(100ms);
+  while (SteadyClock::now() < until && (live = box.live_calls()) < o.calls)
+    std::this_thread::sleep_for(100ms);
   std::this_thread::sleep_for(4s);  // greetings said, the caller's words heard and answered
   live = box.live_calls();
   const long pss1 = smaps_kb(pid, "Pss:"), rss1 = smaps_kb(pid, "Rss:");
   sipp.stop();
-  std::printf("memory: idle PSS %ld kB (RSS %ld kB); %d live SIP calls PSS %ld kB (RSS %ld kB): %.0f kB PSS per call\n",
-              pss0, rss0, live, pss1, rss1, live > 0 ? static_cast<double>(pss1 - pss0) / live : 0.0);
+  std::printf(
+      "memory: idle PSS %ld kB (RSS %ld kB); %d live SIP calls PSS %ld kB (RSS %ld kB): %.0f kB PSS per "
+      "call\n",
+      pss0, rss0, live, pss1, rss1, live > 0 ? static_cast<double>(pss1 - pss0) / live : 0.0);
 }
 
 }  // namespace
@@ -261,12 +276,17 @@ int main(int argc, char** argv) {
   std::string only;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i];
-    if (k == "--registrations") o.registrations = std::atoi(argv[i + 1]);
-    else if (k == "--turns") o.turns = std::atoi(argv[i + 1]);
-    else if (k == "--calls") o.calls = std::atoi(argv[i + 1]);
-    else if (k == "--only") only = argv[i + 1];
+    if (k == "--registrations")
+      o.registrations = std::atoi(argv[i + 1]);
+    else if (k == "--turns")
+      o.turns = std::atoi(argv[i + 1]);
+    else if (k == "--calls")
+      o.calls = std::atoi(argv[i + 1]);
+    else if (k == "--only")
+      only = argv[i + 1];
     else {
-      std::fprintf(stderr, "usage: sip_bench [--registrations N] [--turns N] [--calls N] [--only reg|m2e|mem]\n");
+      std::fprintf(stderr,
+                   "usage: sip_bench [--registrations N] [--turns N] [--calls N] [--only reg|m2e|mem]\n");
       return 2;
     }
   }

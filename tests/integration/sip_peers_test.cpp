@@ -1,6 +1,8 @@
 // The SIP test peers on their own, without osvid: baresip calls baresip through the lossy UdpRelay (the
 // relay's SDP rewriting carries all RTP through it, losses and reordering counted, the speech still heard
 // on the far side) and both ways of RFC 4733 keys between them; the G.711 µ-law helpers against known values.
+#include "sip_peers.hpp"
+
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
@@ -8,7 +10,6 @@
 #include <string>
 #include <thread>
 
-#include "sip_peers.hpp"
 #include "test_support.hpp"
 #include "wav.hpp"
 

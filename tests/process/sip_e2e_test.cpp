@@ -52,7 +52,8 @@ std::string scenario(const std::string& transcript) {
 }
 
 // Files of `dir` named <prefix>...<suffix> (sipp names its logs after the scenario and its pid).
-std::vector<std::string> files_in(const std::string& dir, const std::string& prefix, const std::string& suffix) {
+std::vector<std::string> files_in(const std::string& dir, const std::string& prefix,
+                                  const std::string& suffix) {
   std::vector<std::string> out;
   for (const auto& e : std::filesystem::directory_iterator(dir)) {
     const std::string name = e.path().filename().string();
@@ -89,10 +90,11 @@ class SipE2E : public ::testing::Test {
         R"("greeting":{"text":"Hello."},"call":{"voicemail":{"detect":false}},)" +
         R"("tools":{"transfer":{"enabled":true,"number":")" + kTransferNumber + R"("}},)" +
         R"("stt":{"base_url":")" + url + R"("},"llm":{"base_url":")" + url + R"("},"voice":{"base_url":")" +
-        url + R"("}}],)" + R"("lines":[{"id":"pbx","type":"sip","agent_uuid":"agent_sip","number":"+4930123456",)" +
+        url + R"("}}],)" +
+        R"("lines":[{"id":"pbx","type":"sip","agent_uuid":"agent_sip","number":"+4930123456",)" +
         R"("sip":{"user":"201","password_file":")" + dir_.file("sip.pass") +
-        R"(","local_ip":"127.0.0.1","local_port":)" + std::to_string(sip_port_) +
-        R"(,"rtp_port_min":)" + std::to_string(rtp_min) + R"(,"rtp_port_max":)" + std::to_string(rtp_min + 199) +
+        R"(","local_ip":"127.0.0.1","local_port":)" + std::to_string(sip_port_) + R"(,"rtp_port_min":)" +
+        std::to_string(rtp_min) + R"(,"rtp_port_max":)" + std::to_string(rtp_min + 199) +
         R"(,"codecs":["pcmu","pcma"],"keepalive_s":0,)" + sip + "}}]}";
     osvi::test::write_file(dir_.file("osvid.json"), cfg);
     started_ = std::chrono::steady_clock::now();
@@ -137,8 +139,9 @@ class SipE2E : public ::testing::Test {
   }
 
   std::string place_call(const std::string& number) {
-    auto r = http_request("POST", api("/v1/call"), kToken,
-                          R"({"agent_uuid":"agent_sip","phone_number":")" + number + R"(","country_code":"DE"})");
+    auto r =
+        http_request("POST", api("/v1/call"), kToken,
+                     R"({"agent_uuid":"agent_sip","phone_number":")" + number + R"(","country_code":"DE"})");
     EXPECT_EQ(r.status, 200) << number << ": " << r.body;
     JsonPtr j = osvi::test::parse_json(r.body);
     return str(cJSON_GetObjectItem(j.get(), "data"), "call_id");
@@ -262,9 +265,10 @@ class SipE2E : public ::testing::Test {
 TEST_F(SipE2E, RegistersWithDigestChallengeAndRefreshes) {
   const int registrar = osvi::test::free_udp_port_pair();
   Sipp sipp(dir_.path(), {"-sf", osvi::test::sip_scenario("registrar_digest.xml"), "-i", "127.0.0.1", "-p",
-                          std::to_string(registrar), "-m", "1", "-key", "expires", "3", "-trace_err", "-trace_msg",
-                          "-message_file", dir_.file("registrar-messages.log")});
-  ASSERT_NO_FATAL_FAILURE(start_osvid(R"("registrar":"127.0.0.1:)" + std::to_string(registrar) + R"(","register_expires_s":60)", false));
+                          std::to_string(registrar), "-m", "1", "-key", "expires", "3", "-trace_err",
+                          "-trace_msg", "-message_file", dir_.file("registrar-messages.log")});
+  ASSERT_NO_FATAL_FAILURE(start_osvid(
+      R"("registrar":"127.0.0.1:)" + std::to_string(registrar) + R"(","register_expires_s":60)", false));
   std::string registration;
   JsonPtr line;
   const auto until = std::chrono::steady_clock::now() + 10s;
@@ -275,9 +279,10 @@ TEST_F(SipE2E, RegistersWithDigestChallengeAndRefreshes) {
     std::this_thread::sleep_for(20ms);
   }
   const auto ms =
-      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started_).count();
-  ASSERT_EQ(registration, "registered") << (line ? cJSON_PrintUnformatted(line.get()) : "no line")
-                                        << daemon_->stderr_text() << sipp.output();
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started_)
+          .count();
+  ASSERT_EQ(registration, "registered")
+      << (line ? cJSON_PrintUnformatted(line.get()) : "no line") << daemon_->stderr_text() << sipp.output();
   std::printf("[ sip ] registration-to-ready %lld ms (osvid start to registered in /v1/health)\n",
               static_cast<long long>(ms));
   EXPECT_EQ(str(line.get(), "state"), "idle");
@@ -310,11 +315,13 @@ TEST_F(SipE2E, OutboundCallsToExtensionAndE164) {
   ASSERT_EQ(::mkdir(dir_.file("baresip").c_str(), 0700), 0);
   Baresip phone(dir_.file("baresip"), o);
   ASSERT_TRUE(phone.start()) << phone.error();
-  ASSERT_NO_FATAL_FAILURE(start_osvid(R"("registrar":"127.0.0.1:)" + std::to_string(phone.sip_port()) + R"(","register_expires_s":0)"));
+  ASSERT_NO_FATAL_FAILURE(start_osvid(R"("registrar":"127.0.0.1:)" + std::to_string(phone.sip_port()) +
+                                      R"(","register_expires_s":0)"));
   for (const std::string number : {"201", "+4930555123"}) {
     const std::string id = place_call(number);
     ASSERT_FALSE(id.empty());
-    ASSERT_TRUE(phone.wait_event("CALL_ESTABLISHED", 10s)) << number << phone.log_text() << daemon_->stderr_text();
+    ASSERT_TRUE(phone.wait_event("CALL_ESTABLISHED", 10s))
+        << number << phone.log_text() << daemon_->stderr_text();
     JsonPtr c = wait_final(id, 30s);
     ASSERT_TRUE(c) << number << daemon_->stderr_text();
     EXPECT_EQ(str(c.get(), "status"), "picked") << number;
@@ -333,7 +340,8 @@ TEST_F(SipE2E, OutboundCallsToExtensionAndE164) {
 // 4. SIP final answers map onto the call's status; a far-end BYE ends the call with its record.
 TEST_F(SipE2E, StatusMappingsThroughSippScenarios) {
   const int pbx = osvi::test::free_udp_port_pair();
-  ASSERT_NO_FATAL_FAILURE(start_osvid(R"("registrar":"127.0.0.1:)" + std::to_string(pbx) + R"(","register_expires_s":0,"ring_timeout_s":2)"));
+  ASSERT_NO_FATAL_FAILURE(start_osvid(R"("registrar":"127.0.0.1:)" + std::to_string(pbx) +
+                                      R"(","register_expires_s":0,"ring_timeout_s":2)"));
   struct Case {
     std::string scenario, status, ended_reason;
   };
@@ -345,8 +353,11 @@ TEST_F(SipE2E, StatusMappingsThroughSippScenarios) {
   };
   int n = 0;
   for (const Case& k : cases) {
-    std::vector<std::string> args{"-sf", osvi::test::sip_scenario(k.scenario), "-i", "127.0.0.1", "-p",
-                                  std::to_string(pbx), "-m", "1", "-trace_err"};
+    std::vector<std::string> args{"-sf",       osvi::test::sip_scenario(k.scenario),
+                                  "-i",        "127.0.0.1",
+                                  "-p",        std::to_string(pbx),
+                                  "-m",        "1",
+                                  "-trace_err"};
     Sipp sipp(dir_.path(), args);
     std::this_thread::sleep_for(150ms);  // sipp binds its port
     const std::string id = place_call("+49305550" + std::to_string(10 + n++));
@@ -360,9 +371,9 @@ TEST_F(SipE2E, StatusMappingsThroughSippScenarios) {
   }
   // The far end answers, stays silent (nothing for the agent to answer), then hangs up first.
   osvi::test::write_file(dir_.file("speech.ulaw"), std::string(8000, '\xff'));
-  Sipp sipp(dir_.path(), {"-sf", osvi::test::sip_scenario("uas_bye.xml"), "-i", "127.0.0.1", "-mi", "127.0.0.1",
-                          "-mp", std::to_string(port_span(4)), "-p", std::to_string(pbx),
-                          "-m", "1", "-trace_err", "-trace_msg", "-message_file", dir_.file("bye-messages.log")});
+  Sipp sipp(dir_.path(), {"-sf", osvi::test::sip_scenario("uas_bye.xml"), "-i", "127.0.0.1", "-mi",
+                          "127.0.0.1", "-mp", std::to_string(port_span(4)), "-p", std::to_string(pbx), "-m",
+                          "1", "-trace_err", "-trace_msg", "-message_file", dir_.file("bye-messages.log")});
   std::this_thread::sleep_for(150ms);
   const std::string id = place_call("+4930555099");
   JsonPtr c = wait_final(id, 15s);
@@ -392,7 +403,8 @@ TEST_F(SipE2E, Rfc4733DigitsBothWays) {
     std::this_thread::sleep_for(250ms);
   }
   for (const char* d : {"1", "5", "9"})
-    EXPECT_TRUE(phone.wait_event("CALL_DTMF_START", 10s, d)) << d << phone.log_text() << daemon_->stderr_text();
+    EXPECT_TRUE(phone.wait_event("CALL_DTMF_START", 10s, d))
+        << d << phone.log_text() << daemon_->stderr_text();
   ASSERT_TRUE(phone.command("hangup"));
   const std::string id = wait_inbound_call(5s);
   ASSERT_FALSE(id.empty());
@@ -408,11 +420,12 @@ TEST_F(SipE2E, Rfc4733DigitsBothWays) {
 TEST_F(SipE2E, TransferCallSendsReferAndEndsTransferred) {
   ASSERT_NO_FATAL_FAILURE(start_model("please transfer me to sales"));
   const int pbx = osvi::test::free_udp_port_pair();
-  ASSERT_NO_FATAL_FAILURE(start_osvid(R"("registrar":"127.0.0.1:)" + std::to_string(pbx) + R"(","register_expires_s":0)"));
+  ASSERT_NO_FATAL_FAILURE(
+      start_osvid(R"("registrar":"127.0.0.1:)" + std::to_string(pbx) + R"(","register_expires_s":0)"));
   osvi::test::write_speech_ulaw(dir_.file("speech.ulaw"), "please transfer me to sales", 1200, 4000);
-  Sipp sipp(dir_.path(), {"-sf", osvi::test::sip_scenario("e2e_uas_refer.xml"), "-i", "127.0.0.1", "-mi", "127.0.0.1",
-                          "-mp", std::to_string(port_span(4)), "-p", std::to_string(pbx),
-                          "-m", "1", "-trace_err", "-trace_logs"});
+  Sipp sipp(dir_.path(), {"-sf", osvi::test::sip_scenario("e2e_uas_refer.xml"), "-i", "127.0.0.1", "-mi",
+                          "127.0.0.1", "-mp", std::to_string(port_span(4)), "-p", std::to_string(pbx), "-m",
+                          "1", "-trace_err", "-trace_logs"});
   std::this_thread::sleep_for(150ms);
   const std::string id = place_call("+4930555200");
   JsonPtr c = wait_final(id, 30s);
@@ -424,7 +437,8 @@ TEST_F(SipE2E, TransferCallSendsReferAndEndsTransferred) {
   EXPECT_NE(t.find(std::string("transferred to ") + kTransferNumber), std::string::npos) << t;
   // sipp logged the Refer-To it got: the agent's transfer number at the PBX.
   std::string logs;
-  for (const std::string& f : files_in(dir_.path(), "e2e_uas_refer_", "_logs.log")) logs += osvi::test::read_file(f);
+  for (const std::string& f : files_in(dir_.path(), "e2e_uas_refer_", "_logs.log"))
+    logs += osvi::test::read_file(f);
   EXPECT_NE(logs.find(std::string("<sip:") + kTransferNumber + "@127.0.0.1"), std::string::npos) << logs;
   stop_osvid();
 }
@@ -433,10 +447,25 @@ TEST_F(SipE2E, TransferCallSendsReferAndEndsTransferred) {
 TEST_F(SipE2E, TwentyConcurrentCallsOnOneLine) {
   ASSERT_NO_FATAL_FAILURE(start_osvid(R"("registrar":"127.0.0.1:9","register_expires_s":0,"max_calls":20)"));
   osvi::test::write_speech_ulaw(dir_.file("speech.ulaw"), kSentence, 1500, 5000);
-  Sipp sipp(dir_.path(), {"127.0.0.1:" + std::to_string(sip_port_), "-sf", osvi::test::sip_scenario("uac_speech.xml"),
-                          "-s", "201", "-i", "127.0.0.1", "-mi", "127.0.0.1", "-p",
-                          std::to_string(osvi::test::free_udp_port_pair()), "-mp",
-                          std::to_string(port_span(60)), "-m", "20", "-l", "20", "-r", "20",
+  Sipp sipp(dir_.path(), {"127.0.0.1:" + std::to_string(sip_port_),
+                          "-sf",
+                          osvi::test::sip_scenario("uac_speech.xml"),
+                          "-s",
+                          "201",
+                          "-i",
+                          "127.0.0.1",
+                          "-mi",
+                          "127.0.0.1",
+                          "-p",
+                          std::to_string(osvi::test::free_udp_port_pair()),
+                          "-mp",
+                          std::to_string(port_span(60)),
+                          "-m",
+                          "20",
+                          "-l",
+                          "20",
+                          "-r",
+                          "20",
                           "-trace_err"});
   const auto exit = sipp.wait_exit(60s);
   EXPECT_EQ(exit, 0) << sipp.output() << daemon_->stderr_text();

@@ -251,10 +251,14 @@ bool Baresip::start() {
   // No stdio/cons UI: stdin is /dev/null, which epoll refuses.
   const std::string config =
       "poll_method epoll\n"
-      "sip_listen 127.0.0.1:" + std::to_string(sip_port_) + "\n"
+      "sip_listen 127.0.0.1:" +
+      std::to_string(sip_port_) +
+      "\n"
       "audio_player aufile,/dev/null\n"
       "audio_alert aufile,/dev/null\n"
-      "audio_source aufile," + source + "\n"
+      "audio_source aufile," +
+      source +
+      "\n"
       "module_path /usr/lib/baresip/modules\n"
       "module g711.so\n"
       "module aufile.so\n"
@@ -262,17 +266,21 @@ bool Baresip::start() {
       "module_app account.so\n"
       "module_app menu.so\n"
       "module_app ctrl_tcp.so\n"
-      "ctrl_tcp_listen 127.0.0.1:" + std::to_string(ctrl_port_) + "\n"
-      "snd_path " + dir_ + "\n" + options_.extra_config;
+      "ctrl_tcp_listen 127.0.0.1:" +
+      std::to_string(ctrl_port_) +
+      "\n"
+      "snd_path " +
+      dir_ + "\n" + options_.extra_config;
   write_file(dir_ + "/config", config);
   std::string accounts;
   std::vector<std::string> users{options_.user};
   users.insert(users.end(), options_.aliases.begin(), options_.aliases.end());
   for (const std::string& u : users)
-    accounts += "<sip:" + u + "@127.0.0.1:" + std::to_string(sip_port_) + ">;regint=0;answermode=" +
-                (options_.auto_answer ? "auto" : "manual") + "\n";
+    accounts += "<sip:" + u + "@127.0.0.1:" + std::to_string(sip_port_) +
+                ">;regint=0;answermode=" + (options_.auto_answer ? "auto" : "manual") + "\n";
   write_file(dir_ + "/accounts", accounts);
-  process_ = std::make_unique<ChildProcess>(std::vector<std::string>{"baresip", "-f", dir_}, dir_ + "/baresip.log");
+  process_ =
+      std::make_unique<ChildProcess>(std::vector<std::string>{"baresip", "-f", dir_}, dir_ + "/baresip.log");
   const auto until = Clock::now() + std::chrono::seconds(10);
   while (Clock::now() < until) {
     if (!process_->running()) {
@@ -315,7 +323,8 @@ bool Baresip::pump(std::chrono::milliseconds timeout) {
   return true;
 }
 
-bool Baresip::command(const std::string& command, const std::string& params, std::chrono::milliseconds timeout) {
+bool Baresip::command(const std::string& command, const std::string& params,
+                      std::chrono::milliseconds timeout) {
   osvi::net::JsonPtr j(cJSON_CreateObject());
   cJSON_AddStringToObject(j.get(), "command", command.c_str());
   cJSON_AddStringToObject(j.get(), "params", params.c_str());
@@ -325,7 +334,8 @@ bool Baresip::command(const std::string& command, const std::string& params, std
   cJSON_free(text);
   const std::string wire = std::to_string(body.size()) + ":" + body + ",";
   responses_.clear();
-  if (ctrl_fd_ < 0 || ::send(ctrl_fd_, wire.data(), wire.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(wire.size()))
+  if (ctrl_fd_ < 0 ||
+      ::send(ctrl_fd_, wire.data(), wire.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(wire.size()))
     return false;
   const auto until = Clock::now() + timeout;
   while (responses_.empty() && Clock::now() < until) pump(std::chrono::milliseconds(20));
@@ -390,8 +400,9 @@ std::vector<std::string> sipp_argv(std::vector<std::string> args) {
 }  // namespace
 
 Sipp::Sipp(const std::string& dir, std::vector<std::string> args)
-    : process_(sipp_argv(std::move(args)), dir + "/sipp-" + std::to_string(::getpid()) + "-" +
-                                               std::to_string(Clock::now().time_since_epoch().count()) + ".log",
+    : process_(sipp_argv(std::move(args)),
+               dir + "/sipp-" + std::to_string(::getpid()) + "-" +
+                   std::to_string(Clock::now().time_since_epoch().count()) + ".log",
                dir) {}
 
 // ---- relay ----

@@ -19,7 +19,8 @@ namespace osvi::test {
 // A child process with stdout and stderr in one file, SIGKILLed and reaped when the object dies.
 class ChildProcess {
  public:
-  ChildProcess(const std::vector<std::string>& argv, const std::string& output_path, const std::string& cwd = {});
+  ChildProcess(const std::vector<std::string>& argv, const std::string& output_path,
+               const std::string& cwd = {});
   ~ChildProcess();
   ChildProcess(const ChildProcess&) = delete;
   ChildProcess& operator=(const ChildProcess&) = delete;
@@ -55,11 +56,11 @@ int16_t alaw_decode(uint8_t byte);
 double rms_dbfs(const std::vector<int16_t>& samples);
 
 struct BaresipOptions {
-  std::string user = "phone";     // the account's user part
+  std::string user = "phone";        // the account's user part
   std::vector<std::string> aliases;  // more accounts on the same port (baresip answers 404 to other users)
-  std::string source_wav;         // aufile source (8 kHz mono s16 WAV); empty = a silent source
-  bool auto_answer = true;        // ;answermode=auto
-  std::string extra_config;       // lines appended to the config file
+  std::string source_wav;            // aufile source (8 kHz mono s16 WAV); empty = a silent source
+  bool auto_answer = true;           // ;answermode=auto
+  std::string extra_config;          // lines appended to the config file
 };
 
 // baresip 1.0.0 with a private config dir: SIP on 127.0.0.1:<sip_port()>, g711 (and opus), aufile as the
@@ -100,9 +101,9 @@ class Baresip {
   int ctrl_fd_ = -1;
   std::unique_ptr<ChildProcess> process_;
   std::string buffer_;
-  std::vector<std::string> events_;      // every event, in order
-  std::vector<bool> consumed_;           // events already returned by wait_event
-  std::vector<std::string> responses_;   // command answers not yet taken
+  std::vector<std::string> events_;     // every event, in order
+  std::vector<bool> consumed_;          // events already returned by wait_event
+  std::vector<std::string> responses_;  // command answers not yet taken
   std::string error_;
 };
 
