@@ -39,6 +39,14 @@ std::string str(const cJSON* o, const char* k) {
   return osvi::test::json_str(o, k);
 }
 
+std::string print(const cJSON* o) {
+  if (o == nullptr) return "null";
+  char* text = cJSON_PrintUnformatted(o);
+  std::string out(text);
+  cJSON_free(text);
+  return out;
+}
+
 // The model stand-in's script for every test: the caller's words, then the agent ends the call (or sends
 // keypad tones, or transfers) on what it "heard".
 std::string scenario(const std::string& transcript) {
@@ -282,7 +290,7 @@ TEST_F(SipE2E, RegistersWithDigestChallengeAndRefreshes) {
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started_)
           .count();
   ASSERT_EQ(registration, "registered")
-      << (line ? cJSON_PrintUnformatted(line.get()) : "no line") << daemon_->stderr_text() << sipp.output();
+      << print(line.get()) << daemon_->stderr_text() << sipp.output();
   std::printf("[ sip ] registration-to-ready %lld ms (osvid start to registered in /v1/health)\n",
               static_cast<long long>(ms));
   EXPECT_EQ(str(line.get(), "state"), "idle");
