@@ -25,6 +25,8 @@ osvi_pkg(curl      "libcurl>=7.88"         libcurl4-openssl-dev)
 osvi_pkg(espeak    "espeak-ng>=1.49"       libespeak-ng-dev)
 osvi_pkg(phonenumber "libphonenumber>=8.12" libphonenumber-dev)
 osvi_pkg(crypto    "libcrypto>=3.0"        libssl-dev)
+osvi_pkg(ssl       "libssl>=3.0"           libssl-dev)
+osvi_pkg(re        "libre>=1.1"            libre-dev)
 
 if(OSVI_BUILD_TESTS)
   osvi_pkg(gtest "gtest_main>=1.12" libgtest-dev)

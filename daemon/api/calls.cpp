@@ -154,7 +154,8 @@ void Api::place(HttpRequest&, HttpReply reply, bool legacy) {
     reply.send(error(403, "agent_uuid: this API token may not use agent " + quoted(agent->valuestring)));
     return;
   }
-  if (auto bad = parse_call_request(body_.get(), legacy, &req, &country)) {
+  const bool extensions = ctx_.calls && ctx_.calls->dials_extensions();
+  if (auto bad = parse_call_request(body_.get(), legacy, &req, &country, extensions)) {
     reply.send(error(400, bad->message));
     return;
   }
@@ -209,6 +210,9 @@ void Api::place(HttpRequest&, HttpReply reply, bool legacy) {
         return;
       case -EMSGSIZE:
         reply.send(error(413, e.message));
+        return;
+      case -EPROTONOSUPPORT:  // an extension, and the SIP line went away with a reload meanwhile
+        reply.send(error(400, e.message));
         return;
       default:
         log::error("placing a call failed: " + e.message, {{"AGENT_UUID", req.agent_uuid}});

@@ -3,6 +3,7 @@
 #include "requests.hpp"
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <iterator>
 #include <string>
@@ -252,7 +253,7 @@ std::optional<Invalid> check_additional_data(const cJSON* v, PlaceCallRequest* r
 // Every check of spec 3.2 (legacy: 3.17, without greeting/overrides/extraction), in the order a person would
 // fix them: required fields, then types and ranges.
 std::optional<Invalid> parse_call_request(const cJSON* body, bool legacy, PlaceCallRequest* req,
-                                          std::string* country) {
+                                          std::string* country, bool extensions) {
   if (!cJSON_IsObject(body)) return Invalid{"request body must be a JSON object"};
   if (auto bad = required_string(body, "agent_uuid", kMaxAgentUuidChars, &req->agent_uuid)) return bad;
   std::string phone;
@@ -260,8 +261,17 @@ std::optional<Invalid> parse_call_request(const cJSON* body, bool legacy, PlaceC
   if (auto bad = required_string(body, "country_code", kMaxCountryCodeChars, country)) return bad;
   if (!valid_country(*country)) return Invalid{"country_code: unknown country code " + quoted(*country)};
   auto e164 = normalize_phone(phone, *country);
-  if (!e164.ok()) return Invalid{"phone_number: " + e164.error().message};
-  req->phone_e164 = *e164;
+  if (e164.ok()) {
+    req->phone_e164 = *e164;
+  } else if (e164.error().code == -EINVAL && is_pbx_extension(phone)) {
+    // Not a number of the country, but the shape of an extension: only a SIP line can dial it.
+    if (!extensions)
+      return Invalid{"phone_number: " + e164.error().message + "; " + quoted(phone) +
+                     " could be a PBX extension, but this box has no SIP line to dial one"};
+    req->phone_e164 = phone;
+  } else {
+    return Invalid{"phone_number: " + e164.error().message};
+  }
 
   if (auto bad = optional_string(body, "system_prompt", kMaxSystemPromptChars, &req->system_prompt))
     return bad;

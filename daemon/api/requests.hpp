@@ -40,9 +40,11 @@ struct Invalid {
 };
 
 // POST /v1/call (legacy = POST /call: 3.17, without greeting, overrides, extraction). The body is an object
-// from net::json_parse_request, so its strings are already clean text. Unknown keys are ignored.
+// from net::json_parse_request, so its strings are already clean text. Unknown keys are ignored. With
+// `extensions` (the box has a SIP line), a phone_number that does not normalise to E.164 but is a PBX
+// extension (is_pbx_extension) is taken as it is.
 std::optional<Invalid> parse_call_request(const cJSON* body, bool legacy, PlaceCallRequest* req,
-                                          std::string* country);
+                                          std::string* country, bool extensions = false);
 
 // PUT|POST /v1/system/log_level: {"level": "..."}; *level is one of the names log::parse_level accepts.
 std::optional<Invalid> parse_log_level_request(const cJSON* body, std::string* level);

@@ -14,6 +14,7 @@
 
 #include "osvi/audio/recording.hpp"
 #include "osvi/base/log.hpp"
+#include "osvi/base/phone.hpp"
 #include "osvi/config/audio_settings.hpp"
 #include "osvi/knowledge/tool.hpp"
 #include "osvi/net/json.hpp"
@@ -44,6 +45,9 @@ size_t count_words(std::string_view text) {
 constexpr int64_t kHistoryMs = 500;  // pre-roll kept for an utterance's onset
 constexpr int64_t kMaxUtteranceMs = 30000;
 constexpr int64_t kDtmfGatherMs = 1500;          // digits closer than this form one entry
+// The same key from two sources (in-band tones and an RFC 4733 event) this close together is one press; the
+// same source reporting it twice is two presses.
+constexpr int64_t kDtmfDuplicateMs = 150;
 constexpr int64_t kHangupGraceMs = 5000;         // the line must confirm a hang-up within this
 constexpr int64_t kAudioWaitMs = 3000;           // a connected call without usable audio is given up
 constexpr int64_t kLocalSpeechTimeoutMs = 1000;  // espeak renders a prompt in ~0.1-0.3 s; then the tone
@@ -257,7 +261,7 @@ void Call::on_line_event(const hal::LineEvent& e) {
       break;
     case T::dtmf:
       // Modems report digits out of band; the chain hears in-band ones (sim and analog lines).
-      on_dtmf(e.digit);
+      on_dtmf(e.digit, DtmfSource::line);
       break;
     case T::incoming:
     case T::up:
@@ -434,6 +438,10 @@ void Call::on_stream_event(const hal::StreamEvent& e) {
       timers_.clear(D::audio_wait);
       arm();
       break;
+    case K::dtmf:
+      // A SIP call's RFC 4733 telephone-event: a key like any other.
+      on_dtmf(e.digit, DtmfSource::rtp);
+      break;
     default:
       break;
   }
@@ -447,7 +455,7 @@ void Call::on_capture(const audio::CaptureOutput& out) {
     const size_t cap = static_cast<size_t>(rate_ * kMaxUtteranceMs / 1000);
     if (utterance_->samples() + out.clean.size() <= cap && !utterance_->push(out.clean)) utterance_->cancel();
   }
-  if (out.dtmf) on_dtmf(out.dtmf->digit);
+  if (out.dtmf) on_dtmf(out.dtmf->digit, DtmfSource::inband);
   if (out.tone) {
     on_progress_tone(out.tone->tone);
     if (state_ == State::finished) return;
@@ -691,8 +699,17 @@ void Call::on_endpoint(const audio::EndpointEvent& e) {
   }
 }
 
-void Call::on_dtmf(char digit) {
+void Call::on_dtmf(char digit, DtmfSource source) {
   if (state_ == State::ending || state_ == State::finished) return;
+  const int64_t now = now_us();
+  if (digit == last_dtmf_ && source != last_dtmf_source_ && now - last_dtmf_us_ < kDtmfDuplicateMs * 1000) {
+    log::debug("DTMF " + std::string(1, digit) + " reported twice (in-band and out of band): taken once",
+               {{"CALL_ID", id()}});
+    return;
+  }
+  last_dtmf_ = digit;
+  last_dtmf_source_ = source;
+  last_dtmf_us_ = now;
   const std::string& key = setup_.agent.tools.opt_out.dtmf_key;
   if (key.size() == 1 && digit == key[0] && !opted_out_) {
     opt_out_by_key(digit);
@@ -1189,7 +1206,8 @@ Call::ToolOutcome Call::tool_opt_out(const cJSON* args) {
 Status Call::record_opt_out(const std::string& reason) {
   if (opted_out_) return {};
   const std::string& phone = record_.phone_number;
-  if (!hal::is_e164(phone)) {
+  // A PBX extension is a number too (a SIP call): the do-not-disturb list holds it as it is.
+  if (!hal::is_e164(phone) && !is_pbx_extension(phone)) {
     log::warning("the caller asked not to be called again, but their number is unknown (" +
                      (phone.empty() ? std::string("withheld") : phone) + ")",
                  {{"CALL_ID", id()}, {"AGENT_UUID", setup_.agent.agent_uuid}});

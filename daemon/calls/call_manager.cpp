@@ -124,9 +124,10 @@ bool CallManager::line_free(const hal::Line& line) const {
          line.audio().unavailable.empty();
 }
 
-hal::Line* CallManager::free_line() {
+hal::Line* CallManager::free_line(std::string_view number) {
+  const bool extension = is_pbx_extension(number);
   for (hal::Line* l : lines_.lines())
-    if (line_free(*l)) return l;
+    if (line_free(*l) && (!extension || lines_.is_sip(*l))) return l;
   return nullptr;
 }
 
@@ -170,6 +171,11 @@ Result<std::string> CallManager::place_call(const PlaceCallRequest& r) {
     return make_error("phone_number: " + r.phone_e164 + " is on the do-not-disturb list of this agent",
                       -EPERM);
   if (lines_.size() == 0) return make_error("this box has no telephony line to place calls on", -ENODEV);
+  // Sources other than the API (callbacks, the dialler) arrive here unchecked; a modem cannot dial these.
+  if (is_pbx_extension(r.phone_e164) && !lines_.has_sip())
+    return make_error("phone_number: " + r.phone_e164 +
+                          " is a PBX extension, and this box has no SIP line to dial one",
+                      -EPROTONOSUPPORT);
   {
     // A line whose audio cannot work would connect a caller to silence: refuse rather than dial.
     std::string why;
@@ -184,7 +190,7 @@ Result<std::string> CallManager::place_call(const PlaceCallRequest& r) {
     }
     if (!any_audio) return make_error("no line of this box can carry call audio (" + why + ")", -ENOMEDIUM);
   }
-  hal::Line* line = free_line();
+  hal::Line* line = free_line(r.phone_e164);
   if (!line && queue_.size() >= max_queue())
     return make_error("every line is busy and the call queue is full (" + std::to_string(queue_.size()) +
                           " waiting); retry later",
@@ -302,10 +308,15 @@ void CallManager::call_finished(Call& call) {
 
 void CallManager::drain_queue() {
   while (!queue_.empty()) {
-    hal::Line* line = free_line();
+    // First come, first dialled — among the calls a free line can take: an extension waiting for a SIP
+    // channel does not hold up a number a free modem could dial.
+    hal::Line* line = nullptr;
+    auto it = queue_.begin();
+    for (; it != queue_.end(); ++it)
+      if ((line = free_line(it->request.phone_e164)) != nullptr) break;
     if (!line) return;
-    Queued q = std::move(queue_.front());
-    queue_.pop_front();
+    Queued q = std::move(*it);
+    queue_.erase(it);
     const AgentConfig* a = agent(q.request.agent_uuid);
     if (!a) {
       close_unplaced(q.record, "agent_removed");

@@ -15,7 +15,12 @@ Result<std::unique_ptr<AudioPort>> make_rtp_audio_port(EventLoop& loop, const Au
   AudioConfig ac = setup.audio;
   ac.rate = ep.rtp->options().rate;
   ac.frame_ms = ep.rtp->options().ptime_ms;
+  // No acoustic path and no hybrid the box can hear: the far end's gateway cancels its own line echo (ITU-T
+  // G.168), and a canceller here would only chew the caller's double talk, as on a web call. audio.echo.sip
+  // turns it on for a path that does return echo.
+  if (!ac.echo_sip) ac.echo_backend = "null";
   audio::LineChainConfig cc = line_chain_config(ac, setup.agent);
+  if (!ac.echo_sip) cc.capture.backend = audio::EchoBackend::null;
   cc.format = {ac.rate, ac.frame_ms};
   cc.amd = setup.amd;
   auto chain = audio::LineChain::create(cc);

@@ -47,6 +47,7 @@ void parse_audio(ObjectReader r, AudioConfig& a) {
     ObjectReader e = r.object("echo");
     a.echo_backend = one_of(e, "backend", a.echo_backend, {"speex", "webrtc", "null"});
     a.echo_tail_ms = int_in(e, "tail_ms", a.echo_tail_ms, 10, 1000);
+    a.echo_sip = e.boolean("sip", a.echo_sip);
   }
   {
     ObjectReader p = r.object("preprocess");

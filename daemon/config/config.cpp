@@ -19,6 +19,7 @@
 #include "checks.hpp"
 #include "key_file.hpp"
 #include "osvi/base/ids.hpp"
+#include "osvi/base/phone.hpp"
 #include "osvi/base/time_zone.hpp"
 #include "osvi/net/http_server.hpp"
 #include "osvi/net/json.hpp"
@@ -245,6 +246,9 @@ Result<Config> parse_config(std::string_view json_text) {
       std::vector<std::pair<std::string, std::string>> line_refs;
       config_detail::parse_lines(root.array("lines"), p, cfg.lines, line_refs);
       for (auto& [path, uuid] : line_refs) refs.push_back(AgentRef{path, uuid});
+      // A SIP call's media threads are audio threads: they take the audio section's priority.
+      for (LineConfig& l : cfg.lines)
+        if (l.type == LineType::sip) l.sip.rt_priority = cfg.audio.rt_priority;
     }
 
     std::map<std::string, std::string> uuids;  // agent_uuid -> path of its first agent
@@ -259,6 +263,15 @@ Result<Config> parse_config(std::string_view json_text) {
     }
     for (const AgentRef& ref : refs)
       if (!uuids.count(ref.agent_uuid)) p.add(ref.path, "unknown agent " + quote(ref.agent_uuid));
+    // A transfer to a PBX extension goes through a SIP line (REFER); a modem can only dial E.164.
+    const bool sip_line = std::any_of(cfg.lines.begin(), cfg.lines.end(),
+                                      [](const LineConfig& l) { return l.type == LineType::sip && l.enabled; });
+    for (size_t i = 0; i < cfg.agents.size(); ++i) {
+      const std::string& to = cfg.agents[i].tools.transfer.number;
+      if (!sip_line && !to.empty() && is_pbx_extension(to))
+        p.add("agents[" + std::to_string(i) + "].tools.transfer.number",
+              quote(to) + " is a PBX extension, which needs an enabled line of type \"sip\"");
+    }
     // A chat agent's offer_call places its calls through the voice agent it names.
     for (size_t i = 0; i < cfg.agents.size(); ++i) {
       const std::string& target = cfg.agents[i].chat.voice_agent;

@@ -111,4 +111,64 @@ bool read_pem_file(const std::string& path, bool secret, std::string& pem, std::
   return true;
 }
 
+bool read_secret_file(const std::string& path, std::string& secret, std::string& problem) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) {
+    problem = path + ": " + std::strerror(errno);
+    return false;
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    problem = path + ": " + (S_ISDIR(st.st_mode) ? std::string(std::strerror(EISDIR)) : "not a regular file");
+    ::close(fd);
+    return false;
+  }
+  // A password every local user can read is no secret: refused rather than sent to the registrar.
+  if ((st.st_mode & (S_IRGRP | S_IROTH)) != 0) {
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    problem = path + ": a password file must be readable by its owner only (mode " + mode + "; chmod 600 it)";
+    ::close(fd);
+    return false;
+  }
+  std::string text;
+  if (!read_all_closing(fd, path, kMaxKeyFileBytes, text, problem)) return false;
+  if (!text.empty() && text.back() == '\n') text.pop_back();
+  if (!text.empty() && text.back() == '\r') text.pop_back();
+  if (text.empty()) {
+    problem = path + ": empty";
+    return false;
+  }
+  // The password goes into digest computations and nowhere else, but a second line means a wrong file.
+  for (char c : text) {
+    const auto u = static_cast<unsigned char>(c);
+    if (c == '\n' || c == '\r') {
+      problem = path + ": more than one line";
+      return false;
+    }
+    if (u < 0x20 || u == 0x7f) {
+      problem = path + ": contains control characters";
+      return false;
+    }
+  }
+  secret = std::move(text);
+  return true;
+}
+
+bool check_readable_file(const std::string& path, std::string& problem) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) {
+    problem = path + ": " + std::strerror(errno);
+    return false;
+  }
+  struct stat st {};
+  const bool stat_ok = ::fstat(fd, &st) == 0;
+  ::close(fd);
+  if (!stat_ok || !S_ISREG(st.st_mode)) {
+    problem = path + ": " + (S_ISDIR(st.st_mode) ? std::string(std::strerror(EISDIR)) : "not a regular file");
+    return false;
+  }
+  return true;
+}
+
 }  // namespace osvi::daemon::config_detail

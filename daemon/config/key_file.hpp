@@ -21,4 +21,13 @@ constexpr size_t kMaxPemFileBytes = 64 * 1024;
 // refused, so a key that every local user can read is not silently put on the network.
 bool read_pem_file(const std::string& path, bool secret, std::string& pem, std::string& problem);
 
+// Reads a password file (a SIP line's password_file) into `secret`: a regular file of at most
+// kMaxKeyFileBytes that neither group nor others may read, one line; exactly one trailing line end ("\n" or
+// "\r\n") is dropped, nothing else (a password may end in blanks). `problem` names the path, never the text.
+bool read_secret_file(const std::string& path, std::string& secret, std::string& problem);
+
+// Whether `path` names a regular file this process can read (a CA bundle checked at load); why not in
+// `problem` ("PATH: why").
+bool check_readable_file(const std::string& path, std::string& problem);
+
 }  // namespace osvi::daemon::config_detail

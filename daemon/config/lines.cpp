@@ -1,4 +1,5 @@
 // Configuration: the "lines" section (telephony lines), read with the shared strict ObjectReader.
+#include <algorithm>
 #include <initializer_list>
 #include <set>
 #include <string>
@@ -6,6 +7,9 @@
 #include <utility>
 #include <vector>
 
+#include <arpa/inet.h>
+
+#include "key_file.hpp"
 #include "osvi/config/config.hpp"
 #include "reader.hpp"
 #include "sections.hpp"
@@ -136,6 +140,195 @@ void parse_at(ObjectReader& r, hal::AtModemOptions& a) {
   }
 }
 
+
+// "host", "host:port", "[v6]" or "[v6]:port": the registrar and the outbound proxy. A bare IPv6 address is
+// refused: its colons cannot be told from a port.
+bool is_sip_host_port(std::string_view s, std::string* why) {
+  std::string_view host = s;
+  std::string_view rest;  // ":port" or empty
+  if (!s.empty() && s.front() == '[') {
+    const size_t close = s.find(']');
+    if (close == std::string_view::npos) {
+      *why = "an IPv6 address in brackets lacks its ']'";
+      return false;
+    }
+    const std::string v6(s.substr(1, close - 1));
+    in6_addr a{};
+    if (inet_pton(AF_INET6, v6.c_str(), &a) != 1) {
+      *why = "not an IPv6 address between the brackets: " + quote(v6);
+      return false;
+    }
+    rest = s.substr(close + 1);
+  } else {
+    const size_t colon = s.find(':');
+    if (colon != std::string_view::npos && s.find(':', colon + 1) != std::string_view::npos) {
+      *why = "an IPv6 address goes in brackets (\"[2001:db8::1]:5060\")";
+      return false;
+    }
+    host = s.substr(0, colon);
+    if (colon != std::string_view::npos) rest = s.substr(colon);
+    const bool chars_ok = std::all_of(host.begin(), host.end(), [](char c) {
+      return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.';
+    });
+    if (host.empty() || host.size() > 253 || !chars_ok || host.front() == '.' || host.front() == '-' ||
+        host.back() == '-' || host.find("..") != std::string_view::npos) {
+      *why = "expected a host name or address, optionally with :port, got " + quote(s);
+      return false;
+    }
+  }
+  if (rest.empty()) return true;
+  const std::string_view port = rest.substr(1);
+  const bool digits = rest.front() == ':' && !port.empty() && port.size() <= 5 &&
+                      std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; });
+  const unsigned long v = digits ? std::stoul(std::string(port)) : 0;
+  if (!digits || v < 1 || v > 65535) {
+    *why = rest.front() == ':' ? "the port must be 1 to 65535, got " + quote(port)
+                               : "expected ':' and a port after ']'";
+    return false;
+  }
+  return true;
+}
+
+// A SIP user part as we send it (From, Contact, the digest username): printable ASCII without the characters
+// that delimit a URI or a header value.
+bool is_sip_user(std::string_view s) {
+  if (s.empty() || s.size() > 64) return false;
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return c > 0x20 && c < 0x7f && c != '@' && c != ':' && c != '<' && c != '>' && c != '"' && c != '\\' &&
+           c != ';' && c != '?' && c != '/' && c != '[' && c != ']';
+  });
+}
+
+// Two SIP lines share this box's ports: their RTP ranges must not overlap, nor their SIP sockets collide.
+void check_sip_against_others(ObjectReader& r, const hal::SipLineOptions& s,
+                              const std::vector<LineConfig>& earlier) {
+  for (const LineConfig& o : earlier) {
+    if (o.type != LineType::sip) continue;
+    const hal::SipLineOptions& t = o.sip;
+    if (s.rtp_port_min <= t.rtp_port_max && t.rtp_port_min <= s.rtp_port_max)
+      r.error("rtp_port_min", "the RTP range " + std::to_string(s.rtp_port_min) + "-" +
+                                  std::to_string(s.rtp_port_max) + " overlaps line " + quote(o.id) + "'s (" +
+                                  std::to_string(t.rtp_port_min) + "-" + std::to_string(t.rtp_port_max) + ")");
+    const bool same_ip = s.local_ip.empty() || t.local_ip.empty() || s.local_ip == t.local_ip;
+    if (s.local_port != 0 && s.local_port == t.local_port && same_ip)
+      r.error("local_port", std::to_string(s.local_port) + " is line " + quote(o.id) + "'s SIP port too");
+    if (t.local_port != 0 && t.local_port >= s.rtp_port_min && t.local_port <= s.rtp_port_max)
+      r.error("rtp_port_min", "the RTP range " + std::to_string(s.rtp_port_min) + "-" +
+                                  std::to_string(s.rtp_port_max) + " holds line " + quote(o.id) +
+                                  "'s SIP port " + std::to_string(t.local_port));
+  }
+}
+
+void parse_sip(ObjectReader r, hal::SipLineOptions& s, const std::vector<LineConfig>& earlier) {
+  if (!r.present()) {
+    r.problems().add(r.path(), "required when type is \"sip\"");
+    return;
+  }
+  if (!r.valid()) return;
+  std::string why;
+  s.registrar = r.required_str("registrar", 1, 260);
+  if (!s.registrar.empty() && !is_sip_host_port(s.registrar, &why)) r.error("registrar", why);
+  s.user = r.required_str("user", 1, 64);
+  if (!s.user.empty() && !is_sip_user(s.user))
+    r.error("user", "expected 1-64 printable characters without blanks or @ : ; < > \" ? / [ ], got " +
+                        quote(s.user));
+  s.auth_user = r.str("auth_user", "", 0, 64);
+  if (!s.auth_user.empty() && !is_sip_user(s.auth_user))
+    r.error("auth_user", "expected 1-64 printable characters without blanks or @ : ; < > \" ? / [ ], got " +
+                             quote(s.auth_user));
+  static constexpr hal::SipTransport kTransports[] = {hal::SipTransport::udp, hal::SipTransport::tcp,
+                                                      hal::SipTransport::tls};
+  s.transport = kTransports[one_of(r, "transport", 0, {"udp", "tcp", "tls"})];
+  if (s.transport == hal::SipTransport::tls) {
+    s.tls_ca_file = r.str("tls_ca_file", "", 0, 4096);
+    if (s.tls_ca_file.empty())
+      r.error("tls_ca_file", "required when transport is \"tls\" (the CA bundle the registrar is checked against)");
+    else if (std::string problem; !check_readable_file(s.tls_ca_file, problem))
+      r.error("tls_ca_file", problem);
+  } else {
+    r.forbid("tls_ca_file", "only allowed when transport is \"tls\"");
+  }
+  s.outbound_proxy = r.str("outbound_proxy", "", 0, 260);
+  if (!s.outbound_proxy.empty() && !is_sip_host_port(s.outbound_proxy, &why)) r.error("outbound_proxy", why);
+  s.local_ip = r.str("local_ip", "", 0, 64);
+  if (!s.local_ip.empty()) {
+    in_addr a4{};
+    in6_addr a6{};
+    if (inet_pton(AF_INET, s.local_ip.c_str(), &a4) != 1 && inet_pton(AF_INET6, s.local_ip.c_str(), &a6) != 1)
+      r.error("local_ip", "expected an IPv4 or IPv6 address of this box (no brackets), got " + quote(s.local_ip));
+  }
+  s.local_port = static_cast<uint16_t>(r.integer("local_port", s.local_port, 0, 65535));
+  s.rtp_port_min = static_cast<uint16_t>(r.integer("rtp_port_min", s.rtp_port_min, 1024, 65535));
+  s.rtp_port_max = static_cast<uint16_t>(r.integer("rtp_port_max", s.rtp_port_max, 1024, 65535));
+  s.max_calls = static_cast<unsigned>(r.integer("max_calls", s.max_calls, 1, 64));
+  // RTP takes an even port and RTCP the next one: the range is whole pairs, one per possible call at least.
+  if (s.rtp_port_min >= s.rtp_port_max) {
+    r.error("rtp_port_max", "must be above rtp_port_min (" + std::to_string(s.rtp_port_min) + "), got " +
+                                std::to_string(s.rtp_port_max));
+  } else if (s.rtp_port_min % 2 != 0) {
+    r.error("rtp_port_min", "must be even (RTP takes the even port of each pair), got " +
+                                std::to_string(s.rtp_port_min));
+  } else if ((s.rtp_port_max - s.rtp_port_min + 1) % 2 != 0) {
+    r.error("rtp_port_max", "must be odd, so the range holds whole RTP/RTCP pairs, got " +
+                                std::to_string(s.rtp_port_max));
+  } else if ((s.rtp_port_max - s.rtp_port_min + 1u) / 2 < s.max_calls) {
+    r.error("rtp_port_max", "the range " + std::to_string(s.rtp_port_min) + "-" +
+                                std::to_string(s.rtp_port_max) + " holds " +
+                                std::to_string((s.rtp_port_max - s.rtp_port_min + 1u) / 2) +
+                                " RTP/RTCP pairs, fewer than max_calls (" + std::to_string(s.max_calls) + ")");
+  }
+  if (s.local_port != 0 && s.local_port >= s.rtp_port_min && s.local_port <= s.rtp_port_max)
+    r.error("local_port", "must lie outside the RTP range " + std::to_string(s.rtp_port_min) + "-" +
+                              std::to_string(s.rtp_port_max) + ", got " + std::to_string(s.local_port));
+  if (r.has("codecs")) {
+    const std::vector<Item> items = r.array("codecs");
+    std::vector<hal::RtpCodec> codecs;
+    bool ok = true;
+    for (const Item& item : items) {
+      const std::string_view name = cJSON_IsString(item.node) ? item.node->valuestring : "";
+      hal::RtpCodec c;
+      if (name == "opus")
+        c = hal::RtpCodec::opus;
+      else if (name == "pcmu")
+        c = hal::RtpCodec::pcmu;
+      else if (name == "pcma")
+        c = hal::RtpCodec::pcma;
+      else {
+        r.problems().add(item.path, cJSON_IsString(item.node)
+                                        ? "must be \"opus\", \"pcmu\" or \"pcma\", got " + quote(name)
+                                        : "expected a string, got " + std::string(json_type_name(item.node)));
+        ok = false;
+        continue;
+      }
+      if (std::find(codecs.begin(), codecs.end(), c) != codecs.end()) {
+        r.problems().add(item.path, "duplicate codec " + quote(name));
+        ok = false;
+        continue;
+      }
+      codecs.push_back(c);
+    }
+    if (ok && codecs.empty() && cJSON_IsArray(r.node() ? cJSON_GetObjectItemCaseSensitive(r.node(), "codecs")
+                                                       : nullptr))
+      r.error("codecs", "must list at least one of \"opus\", \"pcmu\", \"pcma\"");
+    if (ok && !codecs.empty()) s.codecs = std::move(codecs);
+  }
+  s.register_expires_s = static_cast<unsigned>(r.integer("register_expires_s", s.register_expires_s, 0, 86400));
+  if (s.register_expires_s != 0 && s.register_expires_s < 60)
+    r.error("register_expires_s",
+            "must be 0 (no registration) or 60 to 86400, got " + std::to_string(s.register_expires_s));
+  s.keepalive_s = static_cast<unsigned>(r.integer("keepalive_s", s.keepalive_s, 0, 3600));
+  s.ring_timeout_s = static_cast<unsigned>(r.integer("ring_timeout_s", s.ring_timeout_s, 1, 300));
+  // Read now, so a wrong file is a --check-config error rather than a 401 loop at the PBX.
+  const std::string password_file = r.str("password_file", "", 0, 4096);
+  if (password_file.empty()) {
+    if (s.register_expires_s != 0)
+      r.error("password_file", "required key is missing (registration needs the digest password)");
+  } else if (std::string problem; !read_secret_file(password_file, s.password, problem)) {
+    r.error("password_file", problem);
+  }
+  check_sip_against_others(r, s, earlier);
+}
+
 }  // namespace
 
 void parse_lines(const std::vector<Item>& items, Problems& p, std::vector<LineConfig>& lines,
@@ -152,25 +345,35 @@ void parse_lines(const std::vector<Item>& items, Problems& p, std::vector<LineCo
     else if (!l.id.empty() && !ids.insert(l.id).second)
       r.error("id", "duplicate line id " + quote(l.id));
     if (!r.has("type")) r.error("type", "required key is missing");
-    l.type = one_of(r, "type", 1, {"at", "sim"}) == 0 ? LineType::at : LineType::sim;
+    static constexpr LineType kTypes[] = {LineType::at, LineType::sim, LineType::sip};
+    l.type = kTypes[one_of(r, "type", 1, {"at", "sim", "sip"})];
     l.agent_uuid = r.str("agent_uuid", "", 0, 70);
     if (!l.agent_uuid.empty()) agent_refs.emplace_back(r.path_of("agent_uuid"), l.agent_uuid);
     l.number = r.str("number", "", 0, 16);
     if (!l.number.empty() && !hal::is_e164(l.number))
       r.error("number", "expected an E.164 number (+ and 2-15 digits), got " + quote(l.number));
     l.enabled = r.boolean("enabled", l.enabled);
+    static constexpr const char* kAtKeys[] = {"device",           "baud",           "vendor",
+                                              "audio_device",     "audio_clockless", "pcm_16k",
+                                              "command_timeout_ms", "dial_timeout_ms", "ring_timeout_s",
+                                              "poll_interval_ms", "reopen_min_ms",   "reopen_max_ms",
+                                              "vendor_finals"};
     if (l.type == LineType::at) {
       parse_at(r, l.at);
       l.at.id = l.id;
       if (!l.at.device.empty() && !devices.insert(l.at.device).second)
         r.error("device", "used by another line: " + quote(l.at.device));
       r.forbid("sim", "only allowed when type is \"sim\"");
-    } else {
+      r.forbid("sip", "only allowed when type is \"sip\"");
+    } else if (l.type == LineType::sim) {
       parse_sim(r.object("sim"), l.sim, p);
-      for (const char* k : {"device", "baud", "vendor", "audio_device", "audio_clockless", "pcm_16k",
-                            "command_timeout_ms", "dial_timeout_ms", "ring_timeout_s", "poll_interval_ms",
-                            "reopen_min_ms", "reopen_max_ms", "vendor_finals"})
-        r.forbid(k, "only allowed when type is \"at\"");
+      for (const char* k : kAtKeys) r.forbid(k, "only allowed when type is \"at\"");
+      r.forbid("sip", "only allowed when type is \"sip\"");
+    } else {
+      parse_sip(r.object("sip"), l.sip, lines);
+      l.sip.id = l.id;
+      for (const char* k : kAtKeys) r.forbid(k, "only allowed when type is \"at\"");
+      r.forbid("sim", "only allowed when type is \"sim\"");
     }
     lines.push_back(std::move(l));
   }

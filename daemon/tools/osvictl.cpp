@@ -115,7 +115,8 @@ const std::map<std::string, std::string>& command_help() {
       {"lines",
        "usage: osvictl lines\n"
        "The lines of GET /v1/health: id, type, state, the agent answering it, modem registration, audio\n"
-       "endpoint, and why a line is down or cannot carry audio.\n"},
+       "endpoint, and why a line is down or cannot carry audio. A SIP line shows its registration with\n"
+       "the registrar's last answer, and its calls (active/max, and the channels that carry them).\n"},
       {"line",
        "usage: osvictl line test ID [--timeout SECONDS]\n"
        "POST /v1/lines/ID/test. A modem line is asked now through its AT command queue: manufacturer, "
@@ -640,14 +641,29 @@ int cmd_lines(Ctx& ctx, const std::vector<std::string>& argv) {
     print_json(out.get());
     return kExitOk;
   }
-  Table t({"ID", "TYPE", "STATE", "AGENT", "REGISTRATION", "AUDIO", "REASON"});
+  Table t({"ID", "TYPE", "STATE", "AGENT", "REGISTRATION", "CALLS", "AUDIO", "REASON"});
   const cJSON* l = nullptr;
   cJSON_ArrayForEach(l, lines) {
+    const std::string reason = text(l, "reason").empty() ? "-" : text(l, "reason");
+    if (const cJSON* sip = member(l, "sip")) {
+      // A SIP line: the registrar's last answer, and its calls with the channels that carry them.
+      std::string reg = text(sip, "registration");
+      if (text(sip, "last_code") != "0")
+        reg += " (" + text(sip, "last_code") + " " + text(sip, "last_reason") + ")";
+      std::string calls = text(sip, "calls_active") + "/" + text(sip, "max_calls");
+      const cJSON* ch = nullptr;
+      std::string busy;
+      cJSON_ArrayForEach(ch, member(l, "channels")) {
+        busy += (busy.empty() ? "" : ", ") + text(ch, "id") + " " + text(ch, "state");
+      }
+      if (!busy.empty()) calls += " (" + busy + ")";
+      t.add({text(l, "id"), text(l, "type"), text(l, "state"), text(l, "agent_uuid"), reg, calls, "rtp", reason});
+      continue;
+    }
     const cJSON* audio = member(l, "audio");
     std::string reg = text(member(l, "modem"), "registration");
-    t.add({text(l, "id"), text(l, "type"), text(l, "state"), text(l, "agent_uuid"), reg.empty() ? "-" : reg,
-           text(audio, "kind") + " " + text(audio, "device"),
-           text(l, "reason").empty() ? "-" : text(l, "reason")});
+    t.add({text(l, "id"), text(l, "type"), text(l, "state"), text(l, "agent_uuid"), reg.empty() ? "-" : reg, "-",
+           text(audio, "kind") + " " + text(audio, "device"), reason});
   }
   std::fputs(t.render().c_str(), stdout);
   return kExitOk;

@@ -132,9 +132,13 @@ void FakeAudio::reset_heard() {
 }
 
 void FakeAudio::event(hal::StreamEventKind kind) {
-  if (!listener_) return;
   hal::StreamEvent e;
   e.kind = kind;
+  event(e);
+}
+
+void FakeAudio::event(const hal::StreamEvent& e) {
+  if (!listener_) return;
   listener_->on_stream_event(e);
   tick();
 }

@@ -52,6 +52,7 @@ class FakeAudio {
   // A requested stop_playback() completes: playback_stopped with what was heard since the last drain.
   void complete_stop();
   void event(hal::StreamEventKind kind);
+  void event(const hal::StreamEvent& e);  // with its fields (an RFC 4733 digit)
 
   // One period of the device, as the real stream runs it: the capture frame in, then (a requested stop
   // completed first) up to one period of the queued playback out, silence for the rest, and playback_drained

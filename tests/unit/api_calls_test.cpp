@@ -47,10 +47,12 @@ class FakeCalls : public CallService {
     return std::string("0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b");
   }
   size_t idle_lines() const override { return 0; }
+  bool dials_extensions() const override { return sip_line; }
   int add_finished_listener(CallFinishedListener) override { return 0; }
   void remove_finished_listener(int) override {}
   std::vector<PlaceCallRequest> requests;
   int fail_with = 0;
+  bool sip_line = false;
 };
 
 struct Reply {
@@ -278,6 +280,47 @@ TEST_F(ApiCalls, SuccessPassesTheNormalisedRequestToTheEngine) {
     EXPECT_EQ(p.call_trigger_data, std::optional<std::string>(compact));
     EXPECT_EQ(p.source, "api");
   });
+}
+
+// A PBX extension (1-15 of 0-9 * #) is dialled as given when the box has a SIP line, refused with a 400 that
+// says why when it has none; a number that normalises to E.164 stays E.164 either way.
+TEST_F(ApiCalls, PbxExtensionsNeedASipLine) {
+  auto body = [](const std::string& phone) {
+    return R"({"agent_uuid":"agent_a","phone_number":")" + phone + R"(","country_code":"IN"})";
+  };
+  Reply r = request("POST", "/v1/call", body("201"));
+  EXPECT_EQ(r.status, 400) << r.body;
+  EXPECT_NE(r.error().find("phone_number: "), std::string::npos) << r.body;
+  EXPECT_NE(r.error().find("\"201\" could be a PBX extension, but this box has no SIP line to dial one"),
+            std::string::npos)
+      << r.body;
+  locked([&] { EXPECT_TRUE(calls_.requests.empty()); });
+
+  locked([&] { calls_.sip_line = true; });
+  for (const std::string ext : {"201", "*97", "#31#", "0", "123456789012345"}) {
+    r = request("POST", "/v1/call", body(ext));
+    EXPECT_EQ(r.status, 200) << ext << " -> " << r.body;
+  }
+  // Not extensions: a '+' that is no E.164 number, letters, too long, blanks inside, empty.
+  for (const std::string bad : {"+201", "20a", "1234567890123456", "2 01", "2-01"}) {
+    r = request("POST", "/v1/call", body(bad));
+    EXPECT_EQ(r.status, 400) << bad << " -> " << r.body;
+    EXPECT_NE(r.error().find("phone_number: "), std::string::npos) << r.body;
+  }
+  r = request("POST", "/v1/call", body("98765 43210"));
+  EXPECT_EQ(r.status, 200) << r.body;
+  locked([&] {
+    ASSERT_EQ(calls_.requests.size(), 6u);
+    EXPECT_EQ(calls_.requests[0].phone_e164, "201");
+    EXPECT_EQ(calls_.requests[1].phone_e164, "*97");
+    EXPECT_EQ(calls_.requests[2].phone_e164, "#31#");
+    EXPECT_EQ(calls_.requests[5].phone_e164, "+919876543210");  // still normalised, not an extension
+  });
+  // The engine refuses an extension when its SIP line went away meanwhile: 400 with its message.
+  locked([&] { calls_.fail_with = -EPROTONOSUPPORT; });
+  r = request("POST", "/v1/call", body("201"));
+  EXPECT_EQ(r.status, 400) << r.body;
+  EXPECT_EQ(r.error(), "fake failure");
 }
 
 TEST_F(ApiCalls, AdditionalDataAndTriggerDataAreBounded) {

@@ -343,3 +343,27 @@ TEST_F(CallManagerTest, EveryFinishedListenerHearsEachCallAfterTheEventThatEnded
 
 }  // namespace
 }  // namespace osvi::daemon
+
+namespace osvi::daemon {
+namespace {
+
+// Without a SIP line a PBX extension is refused before anything is recorded or queued, whatever the source
+// (callbacks and the dialler reach place_call without the API's check).
+TEST_F(CallManagerTest, AnExtensionWithoutASipLineIsRefusedAndNothingIsRecorded) {
+  ASSERT_NO_FATAL_FAILURE(launch(config_text(2500, 128)));
+  EXPECT_FALSE(manager_->dials_extensions());
+  PlaceCallRequest r;
+  r.agent_uuid = "agent_a";
+  r.phone_e164 = "201";
+  auto id = manager_->place_call(r);
+  ASSERT_FALSE(id.ok());
+  EXPECT_EQ(id.error().code, -EPROTONOSUPPORT);
+  EXPECT_EQ(id.error().message, "phone_number: 201 is a PBX extension, and this box has no SIP line to dial one");
+  auto page = store_->calls().list(CallFilter{});
+  ASSERT_TRUE(page.ok());
+  EXPECT_EQ(page->total_count, 0);
+  EXPECT_EQ(manager_->health().queued, 0u);
+}
+
+}  // namespace
+}  // namespace osvi::daemon

@@ -744,6 +744,45 @@ TEST_F(CallTest, DtmfDigitsBecomeOneCallerTurn) {
                                                "agent: You chose billing."}));
 }
 
+// A SIP call's RFC 4733 telephone-events count like in-band or modem digits; the same key reported both
+// in-band and as an event within 150 ms is one press, while a real second press of it is kept.
+TEST_F(CallTest, Rfc4733DigitsAreKeysAndDuplicatesFromTwoSourcesCountOnce) {
+  answer_and_greet();
+  up_.push_llm(says("You chose one, one, two."));
+  auto rtp_digit = [this](char d) {
+    hal::StreamEvent e;
+    e.kind = hal::StreamEventKind::dtmf;
+    e.digit = d;
+    audio_.event(e);
+  };
+  frame(dtmf('1'));  // in-band first ...
+  rtp_digit('1');    // ... and the same press as an event 20 ms later: dropped
+  time_.advance_ms(300);
+  rtp_digit('1');  // a second press, out of band only
+  frame();
+  frame(dtmf('1'));  // its in-band copy within 150 ms: dropped
+  time_.advance_ms(200);
+  rtp_digit('2');
+  rtp_digit('#');  // ends the entry at once
+  play_all();
+  EXPECT_EQ(last_content(chat(0), "user"), "[The caller pressed the keys: 112#]");
+  EXPECT_EQ(turns(), (std::vector<std::string>{std::string("agent: ") + kGreeting, "user: DTMF 112#",
+                                               "agent: You chose one, one, two."}));
+}
+
+TEST_F(CallTest, Rfc4733OptOutKey) {
+  agent_.tools.opt_out.dtmf_key = "9";
+  answer_and_greet();
+  hal::StreamEvent e;
+  e.kind = hal::StreamEventKind::dtmf;
+  e.digit = '9';
+  audio_.event(e);
+  play_all();
+  EXPECT_EQ(tts_texts().back(), "You will not be called again. Goodbye.");
+  confirm_hangup();
+  EXPECT_EQ(saved_record().call_ended_reason, "opt_out");
+}
+
 TEST_F(CallTest, AudioThatNeverOpensEndsTheCall) {
   audio_.fail_open = true;
   start();

@@ -12,7 +12,7 @@
 // tick: an echo canceller given it cancels a far-end (hybrid) echo, or sees nothing to do.
 //
 // Symmetric RTP (RFC 4961): packets go to the address the SDP named until packets arrive, then to the source
-// they come from. Comfort noise (RFC 3389, payload type 13) is accepted and played as silence. RFC 4733
+// they come from (once latched, a different source takes over only after 4 packets in sequence). Comfort noise (RFC 3389, payload type 13) is accepted and played as silence. RFC 4733
 // telephone-events are decoded into StreamEventKind::dtmf events (one per digit, at its end) and sent by
 // send_dtmf().
 #pragma once
@@ -38,7 +38,8 @@ std::string_view to_string(RtpCodec c);
 class RtpSockets {
  public:
   // Binds the first free even port in [port_min, port_max] (and port + 1) on local_ip ("0.0.0.0", "::",
-  // or one address). An error when the range holds no free pair.
+  // or one address). An error when the range holds no free pair. port_min = port_max = 0: any free pair the
+  // kernel offers (tests).
   static Result<RtpSockets> bind(const std::string& local_ip, uint16_t port_min, uint16_t port_max);
   uint16_t rtp_port() const { return port_; }
   int rtp_fd() const { return rtp_.get(); }

@@ -41,6 +41,11 @@ Result<std::string> normalize_phone(std::string_view digits, std::string_view co
 // number').
 Result<std::string> normalize_any_phone(std::string_view text, std::string_view default_region);
 
+// A PBX extension as a SIP line dials it (Request-URI sip:<extension>@<registrar>): 1 to 15 of 0-9 * #, no
+// '+' ("201", "*97", "0049301234"). Only a SIP line dials one; a number that normalises to E.164 is dialled
+// as E.164 (docs/api.md, POST /v1/call).
+bool is_pbx_extension(std::string_view number);
+
 // The IANA zones libphonenumber's time-zone data maps an E.164 number to (longest prefix), e.g.
 // {"America/New_York"} for +1212..., several for a country-wide prefix, none when unknown. The table is
 // generated at build time from Debian's python3-phonenumbers (the same upstream release as libphonenumber8),

@@ -162,7 +162,10 @@ class Call final : private AudioPort::Listener {
   void on_audio_tick() override;
   void on_endpoint(const audio::EndpointEvent& e);
   void on_progress_tone(audio::ProgressTone tone);
-  void on_dtmf(char digit);
+  // Where a digit was heard: the chain's in-band detector, the line (a modem's out-of-band report), or the
+  // RTP stream (an RFC 4733 telephone-event). A SIP peer may send a key both in-band and as an event.
+  enum class DtmfSource : uint8_t { inband, line, rtp };
+  void on_dtmf(char digit, DtmfSource source);
   void queue_agent_audio(std::span<const int16_t> samples, size_t segment);
   void pump_playback();
   void after_burst();  // a burst drained: the turn is over, or the dead-air guard re-arms
@@ -385,6 +388,10 @@ class Call final : private AudioPort::Listener {
   };
   std::optional<Interruption> words_interruption_;
   std::string dtmf_digits_;
+  // The last digit taken and when, for dropping the same key reported by a second source (kDtmfDuplicateMs).
+  char last_dtmf_ = 0;
+  DtmfSource last_dtmf_source_ = DtmfSource::inband;
+  int64_t last_dtmf_us_ = 0;
   int64_t connected_ms_ = 0;
   // Greeting gap (outbound): open from the answer until measured.
   bool gap_open_ = false;

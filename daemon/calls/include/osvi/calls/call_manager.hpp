@@ -39,6 +39,7 @@ class CallManager final : public CallService {
   void set_config(const Config* config) { config_ = config; }
   Result<std::string> place_call(const PlaceCallRequest& request) override;
   size_t idle_lines() const override;
+  bool dials_extensions() const override { return lines_.has_sip(); }
   int add_finished_listener(CallFinishedListener listener) override;
   void remove_finished_listener(int handle) override;
   // Line events, from LineManager's sink.
@@ -73,7 +74,8 @@ class CallManager final : public CallService {
     std::unique_ptr<CallContext> ctx;
     std::unique_ptr<Call> call;
   };
-  hal::Line* free_line();
+  // A free line for `number`: a PBX extension only on a SIP channel.
+  hal::Line* free_line(std::string_view number);
   bool line_free(const hal::Line& line) const;
   const Call* call_on(const hal::Line& line) const;
   // `port` and `on_turn` replace the context's for this call (web calls); `owned` is kept with it.

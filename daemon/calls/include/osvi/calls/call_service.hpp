@@ -19,11 +19,12 @@ namespace osvi::daemon {
 inline constexpr size_t kMaxAdditionalDataBytes = 16 * 1024;  // compact JSON
 inline constexpr size_t kMaxTriggerDataBytes = 64 * 1024;     // compact JSON
 
-// A validated outbound call: the number is already E.164, the agent exists and is an active voice agent,
-// the overrides are in range. JSON-shaped fields hold compact JSON text.
+// A validated outbound call: the number is already E.164 (or a PBX extension, for a box with a SIP line), the
+// agent exists and is an active voice agent, the overrides are in range. JSON-shaped fields hold compact JSON
+// text.
 struct PlaceCallRequest {
   std::string agent_uuid;
-  std::string phone_e164;
+  std::string phone_e164;  // E.164, or a PBX extension (is_pbx_extension) that only a SIP line dials
   std::optional<std::string> person_name;
   std::optional<std::string> system_prompt;     // replaces the agent's prompt for this call
   std::optional<std::string> initial_greeting;  // <= 2000 characters
@@ -58,6 +59,7 @@ class CallService {
   //   -EBUSY   every line is busy and the queue is full                  → API 503 (Retry-After)
   //   -ENODEV  the box has no line that can place calls                  → API 503
   //   -EMSGSIZE additional_data or call_trigger_data over its bound above  → API 400 / 413
+  //   -EPROTONOSUPPORT the number is a PBX extension and no SIP line is configured → API 400
   //   -EINVAL  request.call_id is not a UUID
   //   -EEXIST  a call with request.call_id exists already (nothing is dialled)
   //   other    the store failed                                          → API 500
@@ -67,6 +69,8 @@ class CallService {
   // Lines that could dial right now: idle, without a call, their audio usable. A place_call() while this is
   // above 0 dials at once rather than queueing.
   virtual size_t idle_lines() const = 0;
+  // Whether PBX extensions can be dialled: a SIP line is configured (docs/api.md, POST /v1/call).
+  virtual bool dials_extensions() const { return false; }
   // Every call's final record once it is stored — answered, failed, or closed before it reached a line
   // (queued and then refused, on the do-not-disturb list at the moment of dialling) — delivered on the loop
   // after the event that ended it (never from inside place_call() or a line event, so a listener may place

@@ -12,6 +12,7 @@
 #include "osvi/base/log.hpp"
 #include "osvi/hal/at_modem_line.hpp"
 #include "osvi/hal/sim_line.hpp"
+#include "osvi/hal/sip_line.hpp"
 #include "osvi/net/upstream.hpp"
 #include "osvi/result.hpp"
 
@@ -95,7 +96,7 @@ struct MqttConfig {
 };
 
 // Telephony lines: parsed in lines.cpp, documented in docs/configuration.md#lines.
-enum class LineType { at, sim };
+enum class LineType { at, sim, sip };
 struct LineConfig {
   std::string id;
   LineType type = LineType::sim;
@@ -104,6 +105,8 @@ struct LineConfig {
   bool enabled = true;
   hal::AtModemOptions at;  // type "at" (at.id = id)
   hal::SimScript sim;      // type "sim"
+  // type "sip" (sip.id = id; sip.password read from password_file; sip.rt_priority = audio.rt_priority)
+  hal::SipLineOptions sip;
   bool operator==(const LineConfig&) const = default;
 };
 
@@ -338,6 +341,7 @@ struct AudioConfig {
   int rt_priority = 70;                // SCHED_FIFO priority of the audio threads; 0 = SCHED_OTHER
   std::string echo_backend = "speex";  // speex | webrtc | null
   int echo_tail_ms = 128;              // line echo; acoustic paths need 256
+  bool echo_sip = false;               // run the canceller on SIP calls too (audio.echo.sip)
   bool denoise = true;
   int noise_suppress_db = -25;
   bool agc = false;
