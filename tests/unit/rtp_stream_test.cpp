@@ -415,6 +415,12 @@ TEST(RtpStream, SymmetricRtpLatchesOnTheSource) {
     if (p && p->header.payload_type == 0) ++got;
   }
   EXPECT_GT(got, 3);
+  // A re-INVITE naming the same SDP address again keeps the latched destination.
+  s->set_remote("127.0.0.1", nobody.port, 0);
+  run({&side}, 100ms);
+  got = 0;
+  while (::recv(tx.sock.fd.get(), buf, sizeof buf, 0) > 0) ++got;
+  EXPECT_GT(got, 3);
   // One stray datagram from elsewhere does not steal the media; a source sending in sequence does.
   RawSender other;
   other.ssrc = 77;
