@@ -1112,6 +1112,7 @@ Status RtpStream::start() {
   auto worker = std::make_shared<Worker>(s, std::move(timer));
   try {
     s.thread = std::thread([worker] { worker->run(); });
+    pthread_setname_np(s.thread.native_handle(), "osvi-rtp");  // ps -L, top -H (15 chars at most)
   } catch (const std::system_error& e) {
     return make_error(std::string("rtp: thread: ") + e.what(), -e.code().value());
   }
