@@ -89,6 +89,13 @@ class OsviVad final : public Vad {
     std::move(hist_.begin() + static_cast<std::ptrdiff_t>(frame_), hist_.end(), hist_.begin());
     for (size_t i = 0; i < frame_; ++i)
       hist_[n_ - frame_ + i] = static_cast<float>(frame[i]) * (1.0f / 32768.0f);
+    // Until the analysis window is full its spectrum is a fraction of the sound's: a floor seeded from it
+    // sits dB under the real one and the first full window reads as speech (a false start on a steady
+    // hiss at the beginning of every call).
+    if (filled_ < n_) {
+      filled_ += frame_;
+      if (filled_ < n_) return {};
+    }
     for (size_t i = 0; i < n_; ++i) windowed_[i] = hist_[i] * window_[i];
     fft_.forward(windowed_, re_, im_);
     for (size_t k = 0; k < power_.size(); ++k) power_[k] = re_[k] * re_[k] + im_[k] * im_[k];
@@ -159,6 +166,7 @@ class OsviVad final : public Vad {
     cur_min_.fill(0.0f);
     for (auto& w : win_min_) w.fill(0.0f);
     frames_seen_ = 0;
+    filled_ = 0;
     spread_ = 0.0f;
     pitch_noise_ = 0.0f;
     win_frame_ = 0;
@@ -228,6 +236,7 @@ class OsviVad final : public Vad {
   std::array<float, kMaxBands> smoothed_{}, noise_{}, noise_rec_{}, cur_min_{};
   std::array<std::array<float, kMaxBands>, kMinWindows> win_min_{};
   size_t frames_seen_ = 0, win_frame_ = 0, win_index_ = 0;
+  size_t filled_ = 0;  // samples of the analysis window filled since reset(), up to n_
   bool active_ = false;
   int burst_ = 0, hang_ = 0;
 };

@@ -390,6 +390,42 @@ TEST(Vad, AllFormatsSpeechAndSilence) {
   }
 }
 
+// A call that starts on a steady hiss (a quiet line, a microphone's self-noise) must not start an utterance:
+// the first frames, before the detector had a full analysis window, were read as speech. (A low rumble —
+// one-pole 0.9 low-passed noise — still starts one utterance in 1 of 40 such runs at 8 kHz / 10 ms: its
+// harmonicity is learnt over a second; not asserted here, recorded in docs/configuration.md, audio.vad.)
+TEST(Vad, SteadyNoiseFromTheFirstFrameStartsNoUtterance) {
+  for (Format f : {Format{8000, 10}, Format{8000, 20}, Format{16000, 10}, Format{16000, 20}})
+    for (int kind = 0; kind < 1; ++kind)  // white (kind 1 would be the rumble above)
+      for (double dbfs : {-60.0, -40.0})
+        for (unsigned seed = 1; seed <= 5; ++seed) {
+          auto v = make_vad("osvi", f);
+          ASSERT_TRUE(v.ok());
+          auto ep = Endpointer::create(std::move(*v), {});
+          ASSERT_TRUE(ep.ok());
+          std::mt19937 rng(seed);
+          std::normal_distribution<double> nd(0.0, 1.0);
+          const double amp =
+              32768.0 * std::pow(10.0, dbfs / 20.0);  // the one-pole keeps the RMS (0.45² / (1 - 0.81) ≈ 1)
+          std::vector<int16_t> frame(f.frame_samples());
+          double lp = 0.0;
+          size_t starts = 0, onsets = 0;
+          for (int i = 0; i < 3000 / f.frame_ms; ++i) {
+            for (auto& x : frame) {
+              double n = nd(rng);
+              if (kind == 1) n = lp = 0.9 * lp + 0.45 * n;
+              x = int16_t(std::clamp(n * amp, -32767.0, 32767.0));
+            }
+            for (const EndpointEvent& e : ep->process(frame)) {
+              starts += e.kind == EndpointKind::SpeechStart;
+              onsets += e.kind == EndpointKind::Onset;
+            }
+          }
+          EXPECT_EQ(starts, 0u) << f.rate << "/" << f.frame_ms << " noise " << kind << " " << dbfs
+                                << " dBFS seed " << seed << " (" << onsets << " onsets)";
+        }
+}
+
 TEST(Vad, SensitivityTradesRecallForPrecision) {
   const auto audio = mix(corpus(), Noise::Babble, 5);
   auto lo = make_vad("osvi", {kRate, 20}, {0.1f});
