@@ -13,6 +13,7 @@
 #include <netinet/in.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -649,13 +650,21 @@ class Trunk final : public SipEngine {
     if (err) end_call(c, LineEvent::Type::failed, "cannot send the INVITE: " + err_text(err));
   }
 
+  // The caller: P-Asserted-Identity (RFC 3325, a sip: or tel: URI) when the PBX asserts one, else the From
+  // user. "anonymous" (RFC 3323) is withheld; anything longer than a number is taken as withheld too.
   static std::string caller_of(const sip_msg* msg) {
+    std::string user;
     if (const sip_hdr* h = sip_msg_hdr(msg, SIP_HDR_P_ASSERTED_IDENTITY)) {
       sip_addr addr{};
-      if (sip_addr_decode(&addr, &h->val) == 0 && pl_isset(&addr.uri.user)) return pl_str(addr.uri.user);
+      if (sip_addr_decode(&addr, &h->val) == 0) {
+        const std::string auri = pl_str(addr.auri);
+        if (auri.size() > 4 && strncasecmp(auri.c_str(), "tel:", 4) == 0)
+          user = auri.substr(4, auri.find(';') == std::string::npos ? std::string::npos : auri.find(';') - 4);
+        else
+          user = pl_str(addr.uri.user);
+      }
     }
-    std::string user = pl_str(msg->from.uri.user);
-    // "anonymous" (RFC 3323) is a withheld number, as an empty caller id.
+    if (user.empty()) user = pl_str(msg->from.uri.user);
     if (user == "anonymous" || user.size() > 64) return {};
     return user;
   }
@@ -821,8 +830,10 @@ class Trunk final : public SipEngine {
       (void)sip_reply(sip, msg, 415, "Unsupported Media Type");
       return;
     }
-    std::string body;
-    if (msg->mb) body.assign(reinterpret_cast<const char*>(mbuf_buf(msg->mb)), mbuf_get_left(msg->mb));
+    std::string body;  // longer than 1024 bytes is refused by the parser: no need to copy more
+    if (msg->mb)
+      body.assign(reinterpret_cast<const char*>(mbuf_buf(msg->mb)),
+                  std::min<size_t>(mbuf_get_left(msg->mb), 1025));
     const auto digit = parse_dtmf_info(body, relay);
     (void)sip_reply(sip, msg, digit ? 200 : 400, digit ? "OK" : "Bad Request");
     if (!digit || c->closing) return;

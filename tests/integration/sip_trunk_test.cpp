@@ -294,24 +294,26 @@ TEST_F(SipTrunkTest, EmptyLocalIpIsTheAddressRoutingToTheRegistrar) {
   o.register_expires_s = 60;
   make(o);
   ASSERT_TRUE(wait_event(LineEvent::Type::up)) << trunk_->reason() << registrar.log();
-  EXPECT_EQ(trunk_->status().contact, "sip:201@127.0.0.1:" + std::to_string(o.local_port)) << trunk_->status().contact;
+  EXPECT_EQ(trunk_->status().contact, "sip:201@127.0.0.1:" + std::to_string(o.local_port))
+      << trunk_->status().contact;
 }
 
 // sipp has no TLS here: openssl s_server stands in for the registrar's TLS side and shows what arrived.
 TEST_F(SipTrunkTest, TlsVerifiesTheRegistrarCertificate) {
   auto make_cert = [&](const std::string& name) {
-    const std::string cmd = "cd " + dir_.path() +
-                            " && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout " +
-                            name + "-key.pem -out " + name +
-                            "-cert.pem -subj /CN=registrar -addext subjectAltName=IP:127.0.0.1 -days 1 >/dev/null 2>&1";
+    const std::string cmd =
+        "cd " + dir_.path() +
+        " && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout " + name +
+        "-key.pem -out " + name +
+        "-cert.pem -subj /CN=registrar -addext subjectAltName=IP:127.0.0.1 -days 1 >/dev/null 2>&1";
     return std::system(cmd.c_str()) == 0;
   };
   ASSERT_TRUE(make_cert("good"));
   ASSERT_TRUE(make_cert("other"));
   const uint16_t port = free_port();
   Child server(dir_.path(),
-               {"openssl", "s_server", "-accept", "127.0.0.1:" + std::to_string(port), "-cert", "good-cert.pem", "-key",
-                "good-key.pem", "-quiet"},
+               {"openssl", "s_server", "-accept", "127.0.0.1:" + std::to_string(port), "-cert",
+                "good-cert.pem", "-key", "good-key.pem", "-quiet"},
                dir_.file("s_server.log"));
   std::this_thread::sleep_for(300ms);
   // A CA that did not sign the registrar's certificate: no REGISTER leaves the box.
@@ -329,9 +331,12 @@ TEST_F(SipTrunkTest, TlsVerifiesTheRegistrarCertificate) {
   o.tls_ca_file = dir_.file("good-cert.pem");
   o.local_port = free_port();
   make(o);
-  ASSERT_TRUE(pump_until([&] { return server.log().find("REGISTER sip:127.0.0.1:" + std::to_string(port) +
-                                                        ";transport=tls") != std::string::npos; },
-                         10s))
+  ASSERT_TRUE(pump_until(
+      [&] {
+        return server.log().find("REGISTER sip:127.0.0.1:" + std::to_string(port) + ";transport=tls") !=
+               std::string::npos;
+      },
+      10s))
       << server.log();
   EXPECT_NE(server.log().find("Contact: <sip:201@127.0.0.1:"), std::string::npos) << server.log();
 }
@@ -381,6 +386,24 @@ TEST_F(SipTrunkTest, InboundCallAnsweredWithInfoDtmfAndFarEndBye) {
   ASSERT_TRUE(wait_sipp(caller)) << caller.log();
   EXPECT_EQ(caller.poll_exit(), 0) << caller.log();
   EXPECT_EQ(trunk_->state(), LineState::idle);
+}
+
+TEST_F(SipTrunkTest, CallerCancelsWhileRinging) {
+  const uint16_t port = free_port();
+  auto o = options(port);
+  const std::string target = "127.0.0.1:" + std::to_string(o.local_port);
+  bring_up(o);
+  Sipp caller(dir_.path(), "uac_cancel.xml", port,
+              {target, "-s", "201", "-key", "farport", std::to_string(free_port())});
+  ASSERT_TRUE(wait_event(LineEvent::Type::incoming)) << caller.log();
+  EXPECT_EQ(find(LineEvent::Type::incoming)->number, "+4930444");
+  ASSERT_TRUE(wait_event(LineEvent::Type::remote_hangup)) << types() << caller.log();
+  EXPECT_EQ(find(LineEvent::Type::remote_hangup)->reason, "the caller hung up before the answer");
+  osvi::hal::Line* ch = line_of(LineEvent::Type::incoming);
+  EXPECT_EQ(ch->state(), LineState::idle);
+  EXPECT_FALSE(ch->answer().ok());
+  ASSERT_TRUE(wait_sipp(caller)) << caller.log();
+  EXPECT_EQ(caller.poll_exit(), 0) << caller.log();  // 200 to the CANCEL, 487 to the INVITE
 }
 
 struct FinalCase {
