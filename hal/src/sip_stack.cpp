@@ -205,6 +205,12 @@ struct Call {
   tmr defer_tmr{};
   int deferred = 0;  // what defer_tmr does: 1 transfer succeeded, 2 transfer failed
   std::string defer_reason;
+  // Attended transfer: the consultation call to the target (no media: a=inactive), and its dialog's ids
+  // for the REFER's Replaces (RFC 3891).
+  sipsess* consult = nullptr;
+  sdp_session* consult_sdp = nullptr;
+  bool consult_up = false;
+  tmr consult_tmr{};
   // SIP INFO DTMF out, one request at a time
   std::string info_queue;
   bool info_pending = false;
@@ -323,6 +329,8 @@ class Trunk final : public SipEngine {
         return;
       case Command::Kind::refer:
         return refer(c);
+      case Command::Kind::refer_attended:
+        return consult(c);
     }
   }
 
@@ -602,6 +610,7 @@ class Trunk final : public SipEngine {
     c->outbound = outbound;
     tmr_init(&c->refer_tmr);
     tmr_init(&c->defer_tmr);
+    tmr_init(&c->consult_tmr);
     slots_[slot] = std::move(c);
     return slots_[slot].get();
   }
@@ -611,7 +620,10 @@ class Trunk final : public SipEngine {
     c->closing = true;
     tmr_cancel(&c->refer_tmr);
     tmr_cancel(&c->defer_tmr);
+    tmr_cancel(&c->consult_tmr);
     c->sub = static_cast<sipsub*>(mem_deref(c->sub));
+    c->consult = static_cast<sipsess*>(mem_deref(c->consult));
+    c->consult_sdp = static_cast<sdp_session*>(mem_deref(c->consult_sdp));
     c->sess = static_cast<sipsess*>(mem_deref(c->sess));
     c->invite = static_cast<const sip_msg*>(mem_deref(const_cast<sip_msg*>(c->invite)));
     c->media = nullptr;
@@ -869,25 +881,121 @@ class Trunk final : public SipEngine {
   void refer(const Command& cmd) {
     Call* c = find(cmd.slot, cmd.call);
     if (!c) return;
-    Report fail;
-    fail.kind = Report::Kind::transfer_failed;
-    fail.slot = c->slot;
-    fail.call = c->id;
-    if (!c->sess || !c->answered || !c->refer_done) {
-      fail.reason = "no established call to transfer";
-      return report(std::move(fail));
-    }
+    if (!c->sess || !c->answered || !c->refer_done)
+      return report_transfer_failed(*c, "no established call to transfer");
     c->refer_to = cmd.text;
-    const std::string target = "sip:" + cmd.text + "@" + domain_;
-    const int err = sipevent_drefer(&c->sub, evsock_, sipsess_dialog(c->sess), opt_.user.c_str(),
-                                    &Trunk::on_auth, this, false, &Trunk::on_notify, &Trunk::on_sub_close, c,
-                                    "Refer-To: <%s>\r\nReferred-By: <%s>\r\n", target.c_str(), aor_.c_str());
-    if (err) {
-      fail.reason = "cannot send the REFER: " + err_text(err);
-      return report(std::move(fail));
-    }
     c->refer_done = false;
+    send_refer(c, "sip:" + cmd.text + "@" + domain_);
+  }
+
+  void report_transfer_failed(const Call& c, std::string why) {
+    Report r;
+    r.kind = Report::Kind::transfer_failed;
+    r.slot = c.slot;
+    r.call = c.id;
+    r.reason = std::move(why);
+    report(std::move(r));
+  }
+
+  // REFER on the call's dialog; refer_done is false (a transfer is in progress) when called.
+  void send_refer(Call* c, const std::string& refer_to) {
+    const int err =
+        sipevent_drefer(&c->sub, evsock_, sipsess_dialog(c->sess), opt_.user.c_str(), &Trunk::on_auth, this,
+                        false, &Trunk::on_notify, &Trunk::on_sub_close, c,
+                        "Refer-To: <%s>\r\nReferred-By: <%s>\r\n", refer_to.c_str(), aor_.c_str());
+    if (err) return conclude_refer(c, false, "cannot send the REFER: " + err_text(err));
     tmr_start(&c->refer_tmr, kReferTimeoutMs, &Trunk::on_refer_timeout, c);
+  }
+
+  // Attended transfer, step 1: a consultation INVITE to the target (no media of its own: the agent has
+  // nothing to say to it); once it answers, step 2 REFERs the caller to it with Replaces.
+  void consult(const Command& cmd) {
+    Call* c = find(cmd.slot, cmd.call);
+    if (!c) return;
+    if (!c->sess || !c->answered || !c->refer_done)
+      return report_transfer_failed(*c, "no established call to transfer");
+    c->refer_to = cmd.text;
+    c->refer_done = false;
+    c->consult_up = false;
+    sa laddr{};
+    int err = sa_set_str(&laddr, local_ip_.c_str(), 0);
+    sdp_media* m = nullptr;
+    const sa* ours = sdp_media_laddr(c->media);
+    if (!err) err = sdp_session_alloc(&c->consult_sdp, &laddr);
+    if (!err) err = sdp_media_add(&m, c->consult_sdp, "audio", ours ? sa_port(ours) : 9, "RTP/AVP");
+    if (!err)
+      err =
+          sdp_format_add(nullptr, m, false, "0", "PCMU", 8000, 1, nullptr, nullptr, nullptr, false, nullptr);
+    if (!err) sdp_media_set_ldir(m, SDP_INACTIVE);
+    mbuf* desc = nullptr;
+    if (!err) err = sdp_encode(&desc, c->consult_sdp, true);
+    const std::string to = "sip:" + cmd.text + "@" + domain_ + tparam_;
+    const char* routev[1] = {route_.c_str()};
+    if (!err)
+      err = sipsess_connect(&c->consult, sock_, to.c_str(), nullptr, aor_.c_str(), opt_.user.c_str(), routev,
+                            route_.empty() ? 0 : 1, "application/sdp", desc, &Trunk::on_auth, this, false,
+                            &Trunk::on_consult_offer, &Trunk::on_consult_answer, &Trunk::on_consult_progress,
+                            &Trunk::on_consult_established, nullptr, nullptr, &Trunk::on_consult_close, c,
+                            "Allow: %s\r\n", kAllow);
+    mem_deref(desc);
+    if (err) return conclude_refer(c, false, "cannot call the transfer target: " + err_text(err));
+    tmr_start(&c->consult_tmr, static_cast<uint64_t>(opt_.ring_timeout_s) * 1000, &Trunk::on_consult_timeout,
+              c);
+  }
+
+  static int on_consult_offer(mbuf** descp, const sip_msg*, void* arg) {
+    auto* c = static_cast<Call*>(arg);
+    return sdp_encode(descp, c->consult_sdp, false);
+  }
+  static int on_consult_answer(const sip_msg*, void*) { return 0; }
+  static void on_consult_progress(const sip_msg*, void*) {}
+
+  // RFC 3891 §3: the Replaces value, escaped for a header parameter inside the Refer-To URI.
+  static std::string uri_escape(const std::string& v) {
+    static const char* hex = "0123456789ABCDEF";
+    std::string out;
+    for (unsigned char ch : v) {
+      if (std::isalnum(ch) || ch == '-' || ch == '.' || ch == '_' || ch == '~') {
+        out += static_cast<char>(ch);
+      } else {
+        out += '%';
+        out += hex[ch >> 4];
+        out += hex[ch & 15];
+      }
+    }
+    return out;
+  }
+
+  static void on_consult_established(const sip_msg* msg, void* arg) {
+    auto* c = static_cast<Call*>(arg);
+    if (c->closing || c->refer_done) return;
+    tmr_cancel(&c->consult_tmr);
+    c->consult_up = true;
+    const std::string replaces =
+        pl_str(msg->callid) + ";to-tag=" + pl_str(msg->to.tag) + ";from-tag=" + pl_str(msg->from.tag);
+    c->trunk->send_refer(
+        c, "sip:" + c->refer_to + "@" + c->trunk->domain_ + "?Replaces=" + uri_escape(replaces));
+  }
+
+  static void on_consult_close(int err, const sip_msg* msg, void* arg) {
+    auto* c = static_cast<Call*>(arg);
+    if (c->closing || c->refer_done) return;
+    if (!c->consult_up) {
+      if (msg && msg->scode >= 300)
+        return conclude_refer(
+            c, false,
+            "the transfer target answered " + std::to_string(msg->scode) + " " + pl_str(msg->reason));
+      return conclude_refer(c, false,
+                            "the transfer target could not be called: " + err_text(err ? err : ETIMEDOUT));
+    }
+    conclude_refer(c, false, "the transfer target hung up before the transfer");
+  }
+
+  static void on_consult_timeout(void* arg) {
+    auto* c = static_cast<Call*>(arg);
+    conclude_refer(
+        c, false,
+        "the transfer target did not answer within " + std::to_string(c->trunk->opt_.ring_timeout_s) + " s");
   }
 
   // Concludes the transfer outside libre's callback (the subscription is freed there).
@@ -917,12 +1025,11 @@ class Trunk final : public SipEngine {
       t->report(std::move(r));
       return;
     }
-    Report r;
-    r.kind = Report::Kind::transfer_failed;
-    r.slot = c->slot;
-    r.call = c->id;
-    r.reason = c->defer_reason;
-    t->report(std::move(r));
+    // A failed transfer ends the consultation call too (BYE, or CANCEL while it rings); the caller stays.
+    tmr_cancel(&c->consult_tmr);
+    c->consult = static_cast<sipsess*>(mem_deref(c->consult));
+    c->consult_sdp = static_cast<sdp_session*>(mem_deref(c->consult_sdp));
+    t->report_transfer_failed(*c, c->defer_reason);
   }
 
   static void on_notify(sip* sip, const sip_msg* msg, void* arg) {

@@ -492,7 +492,6 @@ TEST_F(SipTrunkTest, BlindTransferByRefer) {
   osvi::hal::Line* ch = trunk_->channels().front();
   ASSERT_TRUE(ch->dial("201").ok());
   ASSERT_TRUE(wait_event(LineEvent::Type::answered)) << far.log();
-  EXPECT_FALSE(ch->transfer_attended("+4930999").ok());
   EXPECT_FALSE(ch->transfer_blind("not a number").ok());
   ASSERT_TRUE(ch->transfer_blind("+4930999").ok());
   EXPECT_FALSE(ch->transfer_blind("+4930999").ok());  // one at a time
@@ -609,6 +608,45 @@ TEST_F(SipTrunkTest, OutboundProxyIsALooseRoute) {
   ASSERT_TRUE(wait_event(LineEvent::Type::busy)) << types() << proxy.log();
   ASSERT_TRUE(wait_sipp(proxy)) << proxy.log();
   EXPECT_EQ(proxy.poll_exit(), 0) << proxy.log();
+}
+
+TEST_F(SipTrunkTest, AttendedTransferConsultsThenRefersWithReplaces) {
+  const uint16_t port = free_port();
+  bring_up(options(port));
+  Sipp far(dir_.path(), "uas_attended.xml", port,
+           {"-m", "2", "-key", "farport", std::to_string(free_port())});
+  std::this_thread::sleep_for(100ms);
+  osvi::hal::Line* ch = trunk_->channels().front();
+  ASSERT_TRUE(ch->dial("201").ok());
+  ASSERT_TRUE(wait_event(LineEvent::Type::answered)) << far.log();
+  ASSERT_TRUE(ch->transfer_attended("203").ok());
+  EXPECT_FALSE(ch->transfer_blind("203").ok());  // one transfer at a time
+  ASSERT_TRUE(wait_event(LineEvent::Type::transferred)) << types() << far.log();
+  EXPECT_EQ(find(LineEvent::Type::transferred)->number, "203");
+  EXPECT_EQ(ch->state(), LineState::idle);
+  // The consultation used no channel of ours.
+  EXPECT_EQ(trunk_->channels()[1]->state(), LineState::idle);
+  ASSERT_TRUE(wait_sipp(far)) << far.log();
+  EXPECT_EQ(far.poll_exit(), 0) << far.log();  // REFER with Replaces, then BYE on both legs
+}
+
+TEST_F(SipTrunkTest, AttendedTransferToABusyTargetKeepsTheCall) {
+  const uint16_t port = free_port();
+  bring_up(options(port));
+  Sipp far(dir_.path(), "uas_attended_busy.xml", port,
+           {"-m", "2", "-key", "farport", std::to_string(free_port())});
+  std::this_thread::sleep_for(100ms);
+  osvi::hal::Line* ch = trunk_->channels().front();
+  ASSERT_TRUE(ch->dial("201").ok());
+  ASSERT_TRUE(wait_event(LineEvent::Type::answered)) << far.log();
+  ASSERT_TRUE(ch->transfer_attended("203").ok());
+  ASSERT_TRUE(wait_event(LineEvent::Type::transfer_failed)) << types() << far.log();
+  EXPECT_EQ(find(LineEvent::Type::transfer_failed)->reason, "the transfer target answered 486 Busy Here");
+  EXPECT_EQ(ch->state(), LineState::active);
+  ASSERT_TRUE(ch->hangup().ok());
+  ASSERT_TRUE(wait_event(LineEvent::Type::hung_up)) << types();
+  ASSERT_TRUE(wait_sipp(far)) << far.log();
+  EXPECT_EQ(far.poll_exit(), 0) << far.log();
 }
 
 TEST_F(SipTrunkTest, RefusedReferKeepsTheCall) {
