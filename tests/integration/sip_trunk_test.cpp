@@ -502,6 +502,27 @@ TEST_F(SipTrunkTest, BlindTransferByRefer) {
   EXPECT_EQ(far.poll_exit(), 0) << far.log();  // NOTIFY answered, BYE received
 }
 
+TEST_F(SipTrunkTest, DtmfGoesAsSipInfoWithoutTelephoneEvent) {
+  const uint16_t port = free_port();
+  bring_up(options(port));
+  Sipp far(dir_.path(), "uas_info_dtmf.xml", port, {"-key", "farport", std::to_string(free_port())});
+  std::this_thread::sleep_for(100ms);
+  osvi::hal::Line* ch = trunk_->channels().front();
+  EXPECT_FALSE(ch->send_dtmf("5").ok());  // no call yet
+  ASSERT_TRUE(ch->dial("201").ok());
+  ASSERT_TRUE(wait_event(LineEvent::Type::answered)) << far.log();
+  ASSERT_NE(ch->audio().rtp, nullptr);
+  EXPECT_EQ(ch->audio().rtp->options().dtmf_payload_type, 0);  // the answer had no telephone-event
+  EXPECT_FALSE(ch->send_dtmf("5x").ok());
+  ASSERT_TRUE(ch->send_dtmf("5#").ok());
+  // Both INFOs answered before the BYE: the scenario checks their bodies and order.
+  pump_until([] { return false; }, 500ms);
+  ASSERT_TRUE(ch->hangup().ok());
+  ASSERT_TRUE(wait_event(LineEvent::Type::hung_up)) << types();
+  ASSERT_TRUE(wait_sipp(far)) << far.log();
+  EXPECT_EQ(far.poll_exit(), 0) << far.log();
+}
+
 TEST_F(SipTrunkTest, HangupOfOurOwnCall) {
   const uint16_t port = free_port();
   bring_up(options(port));
