@@ -341,6 +341,21 @@ TEST_F(SipTrunkTest, TlsVerifiesTheRegistrarCertificate) {
   EXPECT_NE(server.log().find("Contact: <sip:201@127.0.0.1:"), std::string::npos) << server.log();
 }
 
+TEST_F(SipTrunkTest, RegistersOverTcp) {
+  const uint16_t port = free_port();
+  Sipp registrar(dir_.path(), "registrar_twice.xml", port, {"-t", "t1"});
+  std::this_thread::sleep_for(200ms);
+  auto o = options(port);
+  o.transport = osvi::hal::SipTransport::tcp;
+  o.register_expires_s = 60;
+  make(o);
+  ASSERT_TRUE(wait_event(LineEvent::Type::up)) << trunk_->reason() << registrar.log();
+  EXPECT_NE(trunk_->status().contact.find(";transport=tcp"), std::string::npos) << trunk_->status().contact;
+  trunk_.reset();  // the un-REGISTER over the same connection completes the scenario
+  for (int i = 0; i < 100 && registrar.poll_exit() < 0; ++i) std::this_thread::sleep_for(20ms);
+  EXPECT_EQ(registrar.poll_exit(), 0) << registrar.log();
+}
+
 TEST_F(SipTrunkTest, UnreachableRegistrarOverTcpIsAReason) {
   auto o = options(free_port());  // nothing listens there
   o.transport = osvi::hal::SipTransport::tcp;
