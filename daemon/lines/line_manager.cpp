@@ -201,8 +201,9 @@ std::vector<LineHealth> LineManager::health() const {
     if (e->trunk) {
       h.type = "sip";
       h.sip = e->trunk->status();
+      // The channels with a call: an idle or down one says nothing the line's own state does not.
       for (const hal::Line* ch : e->channels)
-        if (ch->state() != hal::LineState::idle)
+        if (ch->state() != hal::LineState::idle && ch->state() != hal::LineState::down)
           h.channels.push_back({ch->id(), std::string(hal::to_string(ch->state()))});
       out.push_back(std::move(h));
       continue;
