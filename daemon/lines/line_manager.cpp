@@ -48,10 +48,13 @@ struct LineManager::Entry {
 LineManager::LineManager(EventLoop& loop, const Clock& clock) : loop_(loop), clock_(clock) {}
 
 LineManager::~LineManager() {
-  // Sources first: their callbacks point at the lines.
+  // Sources first: their callbacks point at the lines. The handlers point at this manager, whose sink and
+  // on_change die before the lines do.
   for (auto& e : entries_) {
     e->io.reset();
     e->timer.reset();
+    if (e->line) e->line->set_event_handler({});
+    for (hal::Line* ch : e->channels) ch->set_event_handler({});
   }
 }
 
