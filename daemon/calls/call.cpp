@@ -44,7 +44,7 @@ size_t count_words(std::string_view text) {
 
 constexpr int64_t kHistoryMs = 500;  // pre-roll kept for an utterance's onset
 constexpr int64_t kMaxUtteranceMs = 30000;
-constexpr int64_t kDtmfGatherMs = 1500;          // digits closer than this form one entry
+constexpr int64_t kDtmfGatherMs = 1500;  // digits closer than this form one entry
 // The same key from two sources (in-band tones and an RFC 4733 event) this close together is one press; the
 // same source reporting it twice is two presses.
 constexpr int64_t kDtmfDuplicateMs = 150;

@@ -137,20 +137,12 @@ class SipChannel final : public Line {
     return {};
   }
 
-  Status transfer_blind(std::string_view number) override {
-    if (!is_sip_dialable(number))
-      return make_error("not a number a SIP line can dial (E.164 or extension): \"" + std::string(number) +
-                        "\"");
-    if (state_ != LineState::active)
-      return make_error("line " + id_ + ": no active call to transfer", -EINVAL);
-    if (transferring_) return make_error("line " + id_ + ": a transfer is already in progress", -EBUSY);
-    transferring_ = true;
-    t_.post(Command{Command::Kind::refer, slot_, call_, std::string(number), 0});
-    return {};
-  }
+  Status transfer_blind(std::string_view number) override { return transfer(number, Command::Kind::refer); }
 
-  Status transfer_attended(std::string_view) override {
-    return make_error("attended transfer is not supported on SIP lines yet", -ENOTSUP);
+  // Consultation call to the target on the SIP thread (no channel of ours: it carries no audio), then REFER
+  // with Replaces once it answers.
+  Status transfer_attended(std::string_view number) override {
+    return transfer(number, Command::Kind::refer_attended);
   }
 
   void report_audio_stalled(std::string reason) override {
@@ -227,6 +219,18 @@ class SipChannel final : public Line {
   }
 
  private:
+  Status transfer(std::string_view number, Command::Kind kind) {
+    if (!is_sip_dialable(number))
+      return make_error("not a number a SIP line can dial (E.164 or extension): \"" + std::string(number) +
+                        "\"");
+    if (state_ != LineState::active)
+      return make_error("line " + id_ + ": no active call to transfer", -EINVAL);
+    if (transferring_) return make_error("line " + id_ + ": a transfer is already in progress", -EBUSY);
+    transferring_ = true;
+    t_.post(Command{kind, slot_, call_, std::string(number), 0});
+    return {};
+  }
+
   Status busy_error() const {
     if (state_ == LineState::down) return make_error("line " + id_ + " is down: " + t_.reason, -ENODEV);
     return make_error("line " + id_ + " is " + std::string(to_string(state_)), -EBUSY);
