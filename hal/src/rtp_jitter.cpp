@@ -26,11 +26,24 @@ void JitterBuffer::restart() {
   have_transit_ = false;
   over_periods_ = 0;
   late_run_ = 0;
+  grow_ = 0;
+  stretching_ = false;
 }
 
 void JitterBuffer::reset() {
   restart();
   jitter_q4_ = 0;
+  boost_ = 0;
+}
+
+void JitterBuffer::late(uint32_t lateness) {
+  // The path delivered this packet `lateness` after its playout time: hold the cursor that long (stretching
+  // the playout by concealed frames) so the next such packet is in time, within max_ms; the target
+  // remembers it and forgets slowly (adapt()), so the shrink rule does not undo it at once.
+  const uint32_t max = ms_units(cfg_.max_ms);
+  const uint32_t room = max > buffered_units() + grow_ ? max - buffered_units() - grow_ : 0;
+  grow_ += std::min(lateness, room);
+  boost_ = std::min(max, std::max(boost_, lateness));
 }
 
 void JitterBuffer::rebuffer() {
@@ -49,7 +62,10 @@ JitterBuffer::Insert JitterBuffer::insert(uint16_t seq, uint32_t ts, uint32_t du
     const bool jump =
         d > static_cast<int32_t>(ms_units(cfg_.max_ms + 1000)) || d < -static_cast<int32_t>(ms_units(1000));
     if (!jump && playing_ && d < 0) {
-      if (++late_run_ < kLateRestart) return Insert::late;
+      if (++late_run_ < kLateRestart) {
+        late(static_cast<uint32_t>(-d));
+        return Insert::late;
+      }
     }
     if (jump || late_run_ >= kLateRestart) {
       restart();
@@ -124,6 +140,12 @@ JitterBuffer::Next JitterBuffer::next(uint32_t now, uint32_t frame) {
     cursor_ = slots_[static_cast<size_t>(first)].ts;
     playing_ = true;
   }
+  if (grow_ > 0) {
+    n.kind = Kind::gap;
+    n.duration = std::min(grow_, frame);
+    stretching_ = true;
+    return n;
+  }
   const int i = find_min();
   if (i < 0) {
     n.kind = Kind::empty;
@@ -158,6 +180,11 @@ void JitterBuffer::pop() {
 }
 
 void JitterBuffer::skip(uint32_t units) {
+  if (stretching_) {  // the gap next() made to grow the delay: time passes, the cursor stays
+    stretching_ = false;
+    grow_ -= std::min(grow_, units);
+    return;
+  }
   cursor_ += units;
   last_slot_ = -1;
   // Whatever now lies wholly behind the cursor can never play.
@@ -178,11 +205,18 @@ uint32_t JitterBuffer::jitter_ms() const {
 }
 
 uint32_t JitterBuffer::target_ms() const {
-  return std::clamp<uint32_t>(3 * jitter_ms(), static_cast<uint32_t>(cfg_.min_ms),
-                              static_cast<uint32_t>(cfg_.max_ms));
+  const uint32_t boost_ms = static_cast<uint32_t>(static_cast<uint64_t>(boost_) * 1000 / cfg_.clock_rate);
+  const uint32_t base = std::max(3 * jitter_ms(), static_cast<uint32_t>(cfg_.min_ms));
+  return std::min(base + boost_ms, static_cast<uint32_t>(cfg_.max_ms));
 }
 
 uint32_t JitterBuffer::adapt(uint32_t period_units) {
+  // A late packet's boost fades by 5 ms per second of playout.
+  decay_units_ += period_units;
+  if (decay_units_ >= cfg_.clock_rate / 5) {
+    decay_units_ -= cfg_.clock_rate / 5;
+    boost_ -= std::min(boost_, ms_units(1));
+  }
   if (!playing_ || count_ == 0) {
     over_periods_ = 0;
     return 0;

@@ -129,6 +129,10 @@ bool same_addr(const sockaddr_storage& a, socklen_t alen, const Dest& d) {
   return alen == d.len && std::memcmp(&a, &d.addr, alen) == 0;
 }
 
+bool same_dest(const Dest& a, const Dest& b) {
+  return a.len == b.len && std::memcmp(&a.addr, &b.addr, a.len) == 0;
+}
+
 uint16_t dest_port(const Dest& d) {
   if (d.addr.ss_family == AF_INET) return ntohs(reinterpret_cast<const sockaddr_in*>(&d.addr)->sin_port);
   return ntohs(reinterpret_cast<const sockaddr_in6*>(&d.addr)->sin6_port);
@@ -328,6 +332,7 @@ struct RtpShared {
   audio::SpscRing<char> dtmf_out;
   audio::SpscRing<RemoteCmd> remote_cmds;
   RemoteCmd initial;
+  RemoteCmd sdp_remote;  // the loop's copy of the last address the SDP named (initial, then set_remote)
   std::optional<audio::OpusEncoder> encoder;
   std::optional<audio::OpusDecoder> decoder;
   uint32_t ssrc = 0;
@@ -1068,6 +1073,7 @@ Result<std::unique_ptr<RtpStream>> RtpStream::create(RtpStreamOptions o, RtpSock
   impl->clock_rate = opus ? 48000 : 8000;  // RFC 7587: Opus always 48 kHz on the wire
   impl->units_per_sample = opus ? 3 : 1;
   impl->initial = RemoteCmd{*rtp_dest, *rtcp_dest};
+  impl->sdp_remote = impl->initial;
   if (opus) {
     audio::OpusEncoderConfig ec;
     ec.rate = 16000;
@@ -1106,6 +1112,7 @@ Status RtpStream::start() {
   auto worker = std::make_shared<Worker>(s, std::move(timer));
   try {
     s.thread = std::thread([worker] { worker->run(); });
+    pthread_setname_np(s.thread.native_handle(), "osvi-rtp");  // ps -L, top -H (15 chars at most)
   } catch (const std::system_error& e) {
     return make_error(std::string("rtp: thread: ") + e.what(), -e.code().value());
   }
@@ -1224,7 +1231,11 @@ void RtpStream::set_remote(const std::string& ip, uint16_t rtp_port, uint16_t rt
   auto r = make_dest(s.family, ip, rtp_port);
   auto c = make_dest(s.family, ip, rtcp);
   if (!r || !c) return;  // not an address this socket can reach: keep sending where we did
-  s.remote_cmds.push_one(RemoteCmd{*r, *c});
+  // A re-INVITE repeating the same address (session refresh, hold/resume) keeps what symmetric RTP learnt.
+  const RemoteCmd cmd{*r, *c};
+  if (same_dest(cmd.rtp, s.sdp_remote.rtp) && same_dest(cmd.rtcp, s.sdp_remote.rtcp)) return;
+  s.sdp_remote = cmd;
+  s.remote_cmds.push_one(cmd);
 }
 
 void RtpStream::set_hold(bool hold) {

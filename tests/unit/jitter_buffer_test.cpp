@@ -67,8 +67,27 @@ TEST(JitterBuffer, LossIsAGapAndLateIsDropped) {
   jb.insert(2, 2 * kFrame, kFrame, tag(2), 320);  // seq 1 lost in transit
   EXPECT_EQ(play(jb, 400), 0);
   EXPECT_EQ(play(jb, 560), -1);  // concealed
+  const uint32_t target = jb.target_ms();
   EXPECT_EQ(jb.insert(1, kFrame, kFrame, tag(1), 600), JitterBuffer::Insert::late);
-  EXPECT_EQ(play(jb, 720), 2);
+  // It came one frame too late: the playout stretches by a frame (concealed) and the target remembers.
+  EXPECT_EQ(play(jb, 720), -1);
+  EXPECT_EQ(play(jb, 880), 2);
+  EXPECT_GE(jb.target_ms(), target + 20);
+}
+
+TEST(JitterBuffer, LatePacketsGrowTheDelaySoTheNextAreInTime) {
+  auto jb = make();
+  // 20 ms packets; every 5th is held back 30 ms by the path (a reordering switch).
+  int late = 0;
+  for (uint16_t s = 0; s < 100; ++s) {
+    const uint32_t ts = s * kFrame;
+    const uint32_t arrival = ts + (s % 5 == 4 ? 240u : 0u);
+    if (jb.insert(s, ts, kFrame, tag(s), arrival) == JitterBuffer::Insert::late) ++late;
+    play(jb, ts);
+    jb.adapt(kFrame);
+  }
+  EXPECT_LE(late, 2);  // the first one or two teach the buffer; none after
+  EXPECT_GE(jb.target_ms(), 30u);
 }
 
 TEST(JitterBuffer, SequenceAndTimestampWrap) {

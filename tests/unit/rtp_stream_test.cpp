@@ -415,6 +415,12 @@ TEST(RtpStream, SymmetricRtpLatchesOnTheSource) {
     if (p && p->header.payload_type == 0) ++got;
   }
   EXPECT_GT(got, 3);
+  // A re-INVITE naming the same SDP address again keeps the latched destination.
+  s->set_remote("127.0.0.1", nobody.port, 0);
+  run({&side}, 100ms);
+  got = 0;
+  while (::recv(tx.sock.fd.get(), buf, sizeof buf, 0) > 0) ++got;
+  EXPECT_GT(got, 3);
   // One stray datagram from elsewhere does not steal the media; a source sending in sequence does.
   RawSender other;
   other.ssrc = 77;
@@ -527,6 +533,35 @@ TEST(RtpStream, TelephoneEventEndsAreReportedOnce) {
   EXPECT_EQ(side.digits, "5789");
   EXPECT_EQ(s->rtp_stats().dtmf_received, 4u);
   s->stop();
+}
+
+TEST(RtpStream, ComfortNoiseIsSilenceNotLoss) {
+  uint16_t port = 0;
+  auto o = options(RtpCodec::pcmu);
+  o.remote_rtp_port = 9;
+  auto s = make_stream(o, nullptr, &port);
+  Side side{s.get(), 0};
+  ASSERT_TRUE(s->start());
+  RawSender tx;
+  stream_voice(tx, port, side, 10);
+  // RFC 3389: one CN packet (a noise level byte), then the far end sends nothing while silent.
+  rtp::Header h;
+  h.payload_type = rtp::kComfortNoisePt;
+  h.seq = tx.seq++;
+  h.timestamp = tx.ts;
+  h.ssrc = tx.ssrc;
+  const uint8_t level[1] = {60};
+  uint8_t out[16];
+  tx.sock.send_to(port, std::span<const uint8_t>(out, rtp::build(h, level, out)));
+  run({&side}, 400ms);
+  s->stop();
+  const auto st = s->rtp_stats();
+  EXPECT_EQ(st.comfort_noise, 1u);
+  EXPECT_EQ(st.packets_received, 11u);
+  EXPECT_EQ(st.concealed_frames, 0u);
+  EXPECT_EQ(st.packets_lost, 0u);
+  // The last 200 ms are silence.
+  EXPECT_LT(measure(side.captured, 8000, 1000, 0.2).rms, 1.0);
 }
 
 TEST(RtpStream, GarbageIsCountedInvalid) {

@@ -4,8 +4,10 @@
 // order from a playout cursor. The target delay follows the RFC 3550 interarrival jitter estimate (three
 // times it, within [min_ms, max_ms]): playout starts once the first packet of a talkspurt has waited the
 // target, an underrun longer than a few frames returns to buffering (the next packet re-anchors, so the
-// delay grows to the new target), and a buffer that holds clearly more than the target for a while drops
-// its oldest packet (the delay shrinks). Timestamps compare with serial arithmetic, so sequence and
+// delay grows to the new target), a late packet holds the cursor by its lateness (concealed frames stretch
+// the playout, so the next packet as late is in time) and raises the target by as much, fading 5 ms per
+// second, and a buffer that holds clearly more than the target for a while drops its oldest packet (the
+// delay shrinks). Timestamps compare with serial arithmetic, so sequence and
 // timestamp wrap are ordinary; a jump of more than a second either way (a new source, a restarted peer)
 // restarts the buffer on the new timeline.
 #pragma once
@@ -75,6 +77,7 @@ class JitterBuffer {
   int find_min() const;  // slot with the lowest timestamp relative to the cursor (or the anchor), -1 if none
   void drop(int slot);
   void restart();
+  void late(uint32_t lateness);
   uint32_t ms_units(int ms) const {
     return static_cast<uint32_t>(static_cast<uint64_t>(cfg_.clock_rate) * ms / 1000);
   }
@@ -94,6 +97,10 @@ class JitterBuffer {
   int64_t transit_ = 0;
   uint32_t jitter_q4_ = 0;
   uint32_t over_periods_ = 0;  // consecutive periods holding clearly more than the target
+  uint32_t grow_ = 0;          // delay still to add by holding the cursor (units), after late packets
+  bool stretching_ = false;    // next() returned a gap that only grows the delay
+  uint32_t boost_ = 0;         // added to the target after late packets, fading (units)
+  uint32_t decay_units_ = 0;   // playout since the boost last faded
   uint32_t late_run_ = 0;      // consecutive late packets (the far end's timeline moved back)
 };
 
