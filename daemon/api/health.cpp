@@ -105,6 +105,7 @@ void Api::health(HttpRequest&, HttpReply reply) {
       cJSON_AddItemToArray(ups, o);
     }
   }
+  if (ctx_.loop_latency) add_loop_latency_json(data.get(), ctx_.loop_latency());
   reply.send(success(std::move(data)));
 }
 

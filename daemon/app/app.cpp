@@ -270,6 +270,9 @@ Status App::start() {
   if (!loop) return loop.error();
   loop_ = std::move(*loop);
   clock_ = std::make_unique<LoopClock>(*loop_);
+  auto latency = LoopLatency::start(*loop_);
+  if (!latency) return latency.error();
+  latency_ = std::move(*latency);
 
   auto cfg = load_configuration(options_);
   if (!cfg) return cfg.error();
@@ -367,6 +370,8 @@ Status App::start() {
     hooks.calls = [this] { return calls_ ? calls_->health() : CallsHealth{}; };
     hooks.upstreams = [this] { return upstream_ ? upstream_->breakers() : std::vector<net::BreakerState>{}; };
     api_ctx_.upstreams = hooks.upstreams;
+    hooks.loop_latency = [this] { return latency_->snapshot(); };
+    api_ctx_.loop_latency = hooks.loop_latency;
     hooks.campaigns = campaigns_.get();
     fleet_ =
         std::make_unique<FleetSync>(*loop_, *store_, *clock_, std::move(hooks), api_ctx_.started_wall_ms);
@@ -830,6 +835,7 @@ int App::run() {
   reload_waiters_.clear();  // replies to reloads that never ran, while their server still runs
   api_ctx_.reload = nullptr;
   api_ctx_.upstreams = nullptr;
+  api_ctx_.loop_latency = nullptr;
   server_sources_.clear();
   server_.reset();
   api_.reset();

@@ -508,9 +508,22 @@ void FleetSync::publish_telemetry() {
       cJSON_AddItemToArray(ups, o);
     }
   }
+  if (hooks_.loop_latency) add_loop_latency_json(t.get(), hooks_.loop_latency());
   const Config& cfg = hooks_.config();
   cJSON_AddNumberToObject(t.get(), "disk_free_bytes", static_cast<double>(free_disk_bytes(cfg.state_dir)));
   publish_json(prefix_ + "/telemetry", net::json_print(t.get()), 0, false);
+}
+
+void add_loop_latency_json(cJSON* parent, const LoopLatencySnapshot& s) {
+  cJSON* loop = cJSON_AddObjectToObject(parent, "loop");
+  cJSON* lat = cJSON_AddObjectToObject(loop, "latency_ms");
+  // Milliseconds with µs resolution: the budget is a few ms, so whole ms would hide it.
+  auto ms = [](uint32_t us) { return static_cast<double>(us) / 1000.0; };
+  cJSON_AddNumberToObject(lat, "p50", ms(s.p50_us));
+  cJSON_AddNumberToObject(lat, "p99", ms(s.p99_us));
+  cJSON_AddNumberToObject(lat, "max", ms(s.max_us));
+  cJSON_AddNumberToObject(loop, "window_s", s.window_s);
+  cJSON_AddNumberToObject(loop, "samples", s.samples);
 }
 
 void FleetSync::stop() {

@@ -34,7 +34,7 @@ struct Media {
 };
 
 struct Command {
-  enum class Kind { start, dial, answer, hangup, info_dtmf, refer };
+  enum class Kind { start, dial, answer, hangup, info_dtmf, refer, refer_attended };
   Kind kind = Kind::start;
   unsigned slot = 0;
   uint64_t call = 0;

@@ -2,6 +2,7 @@
 // The SIP work itself happens on the SIP thread (sip_stack.cpp); this file never calls libre.
 #include "osvi/hal/sip_line.hpp"
 
+#include <arpa/inet.h>
 #include <poll.h>
 
 #include <algorithm>
@@ -137,20 +138,12 @@ class SipChannel final : public Line {
     return {};
   }
 
-  Status transfer_blind(std::string_view number) override {
-    if (!is_sip_dialable(number))
-      return make_error("not a number a SIP line can dial (E.164 or extension): \"" + std::string(number) +
-                        "\"");
-    if (state_ != LineState::active)
-      return make_error("line " + id_ + ": no active call to transfer", -EINVAL);
-    if (transferring_) return make_error("line " + id_ + ": a transfer is already in progress", -EBUSY);
-    transferring_ = true;
-    t_.post(Command{Command::Kind::refer, slot_, call_, std::string(number), 0});
-    return {};
-  }
+  Status transfer_blind(std::string_view number) override { return transfer(number, Command::Kind::refer); }
 
-  Status transfer_attended(std::string_view) override {
-    return make_error("attended transfer is not supported on SIP lines yet", -ENOTSUP);
+  // Consultation call to the target on the SIP thread (no channel of ours: it carries no audio), then REFER
+  // with Replaces once it answers.
+  Status transfer_attended(std::string_view number) override {
+    return transfer(number, Command::Kind::refer_attended);
   }
 
   void report_audio_stalled(std::string reason) override {
@@ -227,6 +220,18 @@ class SipChannel final : public Line {
   }
 
  private:
+  Status transfer(std::string_view number, Command::Kind kind) {
+    if (!is_sip_dialable(number))
+      return make_error("not a number a SIP line can dial (E.164 or extension): \"" + std::string(number) +
+                        "\"");
+    if (state_ != LineState::active)
+      return make_error("line " + id_ + ": no active call to transfer", -EINVAL);
+    if (transferring_) return make_error("line " + id_ + ": a transfer is already in progress", -EBUSY);
+    transferring_ = true;
+    t_.post(Command{kind, slot_, call_, std::string(number), 0});
+    return {};
+  }
+
   Status busy_error() const {
     if (state_ == LineState::down) return make_error("line " + id_ + " is down: " + t_.reason, -ENODEV);
     return make_error("line " + id_ + " is " + std::string(to_string(state_)), -EBUSY);
@@ -349,6 +354,12 @@ Result<std::unique_ptr<SipTrunk>> SipTrunk::create(SipLineOptions o, const Clock
   if (o.password.find_first_of("\r\n") != std::string::npos) return bad("the password holds a line break");
   if (!o.outbound_proxy.empty() && !clean_token(o.outbound_proxy))
     return bad("outbound_proxy must be host[:port]");
+  if (!o.local_ip.empty()) {
+    in_addr a4{};
+    in6_addr a6{};
+    if (inet_pton(AF_INET, o.local_ip.c_str(), &a4) != 1 && inet_pton(AF_INET6, o.local_ip.c_str(), &a6) != 1)
+      return bad("local_ip must be an IP address of this box, got \"" + o.local_ip + "\"");
+  }
   if (o.max_calls < 1 || o.max_calls > 64) return bad("max_calls must be 1..64");
   if (o.rtp_port_min == 0 || o.rtp_port_min > o.rtp_port_max)
     return bad("rtp_port_min..rtp_port_max is empty");

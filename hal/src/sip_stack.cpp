@@ -13,6 +13,7 @@
 #include <netinet/in.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -204,6 +205,12 @@ struct Call {
   tmr defer_tmr{};
   int deferred = 0;  // what defer_tmr does: 1 transfer succeeded, 2 transfer failed
   std::string defer_reason;
+  // Attended transfer: the consultation call to the target (no media: a=inactive), and its dialog's ids
+  // for the REFER's Replaces (RFC 3891).
+  sipsess* consult = nullptr;
+  sdp_session* consult_sdp = nullptr;
+  bool consult_up = false;
+  tmr consult_tmr{};
   // SIP INFO DTMF out, one request at a time
   std::string info_queue;
   bool info_pending = false;
@@ -322,6 +329,8 @@ class Trunk final : public SipEngine {
         return;
       case Command::Kind::refer:
         return refer(c);
+      case Command::Kind::refer_attended:
+        return consult(c);
     }
   }
 
@@ -601,6 +610,7 @@ class Trunk final : public SipEngine {
     c->outbound = outbound;
     tmr_init(&c->refer_tmr);
     tmr_init(&c->defer_tmr);
+    tmr_init(&c->consult_tmr);
     slots_[slot] = std::move(c);
     return slots_[slot].get();
   }
@@ -610,7 +620,10 @@ class Trunk final : public SipEngine {
     c->closing = true;
     tmr_cancel(&c->refer_tmr);
     tmr_cancel(&c->defer_tmr);
+    tmr_cancel(&c->consult_tmr);
     c->sub = static_cast<sipsub*>(mem_deref(c->sub));
+    c->consult = static_cast<sipsess*>(mem_deref(c->consult));
+    c->consult_sdp = static_cast<sdp_session*>(mem_deref(c->consult_sdp));
     c->sess = static_cast<sipsess*>(mem_deref(c->sess));
     c->invite = static_cast<const sip_msg*>(mem_deref(const_cast<sip_msg*>(c->invite)));
     c->media = nullptr;
@@ -649,13 +662,21 @@ class Trunk final : public SipEngine {
     if (err) end_call(c, LineEvent::Type::failed, "cannot send the INVITE: " + err_text(err));
   }
 
+  // The caller: P-Asserted-Identity (RFC 3325, a sip: or tel: URI) when the PBX asserts one, else the From
+  // user. "anonymous" (RFC 3323) is withheld; anything longer than a number is taken as withheld too.
   static std::string caller_of(const sip_msg* msg) {
+    std::string user;
     if (const sip_hdr* h = sip_msg_hdr(msg, SIP_HDR_P_ASSERTED_IDENTITY)) {
       sip_addr addr{};
-      if (sip_addr_decode(&addr, &h->val) == 0 && pl_isset(&addr.uri.user)) return pl_str(addr.uri.user);
+      if (sip_addr_decode(&addr, &h->val) == 0) {
+        const std::string auri = pl_str(addr.auri);
+        if (auri.size() > 4 && strncasecmp(auri.c_str(), "tel:", 4) == 0)
+          user = auri.substr(4, auri.find(';') == std::string::npos ? std::string::npos : auri.find(';') - 4);
+        else
+          user = pl_str(addr.uri.user);
+      }
     }
-    std::string user = pl_str(msg->from.uri.user);
-    // "anonymous" (RFC 3323) is a withheld number, as an empty caller id.
+    if (user.empty()) user = pl_str(msg->from.uri.user);
     if (user == "anonymous" || user.size() > 64) return {};
     return user;
   }
@@ -821,8 +842,10 @@ class Trunk final : public SipEngine {
       (void)sip_reply(sip, msg, 415, "Unsupported Media Type");
       return;
     }
-    std::string body;
-    if (msg->mb) body.assign(reinterpret_cast<const char*>(mbuf_buf(msg->mb)), mbuf_get_left(msg->mb));
+    std::string body;  // longer than 1024 bytes is refused by the parser: no need to copy more
+    if (msg->mb)
+      body.assign(reinterpret_cast<const char*>(mbuf_buf(msg->mb)),
+                  std::min<size_t>(mbuf_get_left(msg->mb), 1025));
     const auto digit = parse_dtmf_info(body, relay);
     (void)sip_reply(sip, msg, digit ? 200 : 400, digit ? "OK" : "Bad Request");
     if (!digit || c->closing) return;
@@ -858,25 +881,121 @@ class Trunk final : public SipEngine {
   void refer(const Command& cmd) {
     Call* c = find(cmd.slot, cmd.call);
     if (!c) return;
-    Report fail;
-    fail.kind = Report::Kind::transfer_failed;
-    fail.slot = c->slot;
-    fail.call = c->id;
-    if (!c->sess || !c->answered || !c->refer_done) {
-      fail.reason = "no established call to transfer";
-      return report(std::move(fail));
-    }
+    if (!c->sess || !c->answered || !c->refer_done)
+      return report_transfer_failed(*c, "no established call to transfer");
     c->refer_to = cmd.text;
-    const std::string target = "sip:" + cmd.text + "@" + domain_;
-    const int err = sipevent_drefer(&c->sub, evsock_, sipsess_dialog(c->sess), opt_.user.c_str(),
-                                    &Trunk::on_auth, this, false, &Trunk::on_notify, &Trunk::on_sub_close, c,
-                                    "Refer-To: <%s>\r\nReferred-By: <%s>\r\n", target.c_str(), aor_.c_str());
-    if (err) {
-      fail.reason = "cannot send the REFER: " + err_text(err);
-      return report(std::move(fail));
-    }
     c->refer_done = false;
+    send_refer(c, "sip:" + cmd.text + "@" + domain_);
+  }
+
+  void report_transfer_failed(const Call& c, std::string why) {
+    Report r;
+    r.kind = Report::Kind::transfer_failed;
+    r.slot = c.slot;
+    r.call = c.id;
+    r.reason = std::move(why);
+    report(std::move(r));
+  }
+
+  // REFER on the call's dialog; refer_done is false (a transfer is in progress) when called.
+  void send_refer(Call* c, const std::string& refer_to) {
+    const int err =
+        sipevent_drefer(&c->sub, evsock_, sipsess_dialog(c->sess), opt_.user.c_str(), &Trunk::on_auth, this,
+                        false, &Trunk::on_notify, &Trunk::on_sub_close, c,
+                        "Refer-To: <%s>\r\nReferred-By: <%s>\r\n", refer_to.c_str(), aor_.c_str());
+    if (err) return conclude_refer(c, false, "cannot send the REFER: " + err_text(err));
     tmr_start(&c->refer_tmr, kReferTimeoutMs, &Trunk::on_refer_timeout, c);
+  }
+
+  // Attended transfer, step 1: a consultation INVITE to the target (no media of its own: the agent has
+  // nothing to say to it); once it answers, step 2 REFERs the caller to it with Replaces.
+  void consult(const Command& cmd) {
+    Call* c = find(cmd.slot, cmd.call);
+    if (!c) return;
+    if (!c->sess || !c->answered || !c->refer_done)
+      return report_transfer_failed(*c, "no established call to transfer");
+    c->refer_to = cmd.text;
+    c->refer_done = false;
+    c->consult_up = false;
+    sa laddr{};
+    int err = sa_set_str(&laddr, local_ip_.c_str(), 0);
+    sdp_media* m = nullptr;
+    const sa* ours = sdp_media_laddr(c->media);
+    if (!err) err = sdp_session_alloc(&c->consult_sdp, &laddr);
+    if (!err) err = sdp_media_add(&m, c->consult_sdp, "audio", ours ? sa_port(ours) : 9, "RTP/AVP");
+    if (!err)
+      err =
+          sdp_format_add(nullptr, m, false, "0", "PCMU", 8000, 1, nullptr, nullptr, nullptr, false, nullptr);
+    if (!err) sdp_media_set_ldir(m, SDP_INACTIVE);
+    mbuf* desc = nullptr;
+    if (!err) err = sdp_encode(&desc, c->consult_sdp, true);
+    const std::string to = "sip:" + cmd.text + "@" + domain_ + tparam_;
+    const char* routev[1] = {route_.c_str()};
+    if (!err)
+      err = sipsess_connect(&c->consult, sock_, to.c_str(), nullptr, aor_.c_str(), opt_.user.c_str(), routev,
+                            route_.empty() ? 0 : 1, "application/sdp", desc, &Trunk::on_auth, this, false,
+                            &Trunk::on_consult_offer, &Trunk::on_consult_answer, &Trunk::on_consult_progress,
+                            &Trunk::on_consult_established, nullptr, nullptr, &Trunk::on_consult_close, c,
+                            "Allow: %s\r\n", kAllow);
+    mem_deref(desc);
+    if (err) return conclude_refer(c, false, "cannot call the transfer target: " + err_text(err));
+    tmr_start(&c->consult_tmr, static_cast<uint64_t>(opt_.ring_timeout_s) * 1000, &Trunk::on_consult_timeout,
+              c);
+  }
+
+  static int on_consult_offer(mbuf** descp, const sip_msg*, void* arg) {
+    auto* c = static_cast<Call*>(arg);
+    return sdp_encode(descp, c->consult_sdp, false);
+  }
+  static int on_consult_answer(const sip_msg*, void*) { return 0; }
+  static void on_consult_progress(const sip_msg*, void*) {}
+
+  // RFC 3891 §3: the Replaces value, escaped for a header parameter inside the Refer-To URI.
+  static std::string uri_escape(const std::string& v) {
+    static const char* hex = "0123456789ABCDEF";
+    std::string out;
+    for (unsigned char ch : v) {
+      if (std::isalnum(ch) || ch == '-' || ch == '.' || ch == '_' || ch == '~') {
+        out += static_cast<char>(ch);
+      } else {
+        out += '%';
+        out += hex[ch >> 4];
+        out += hex[ch & 15];
+      }
+    }
+    return out;
+  }
+
+  static void on_consult_established(const sip_msg* msg, void* arg) {
+    auto* c = static_cast<Call*>(arg);
+    if (c->closing || c->refer_done) return;
+    tmr_cancel(&c->consult_tmr);
+    c->consult_up = true;
+    const std::string replaces =
+        pl_str(msg->callid) + ";to-tag=" + pl_str(msg->to.tag) + ";from-tag=" + pl_str(msg->from.tag);
+    c->trunk->send_refer(
+        c, "sip:" + c->refer_to + "@" + c->trunk->domain_ + "?Replaces=" + uri_escape(replaces));
+  }
+
+  static void on_consult_close(int err, const sip_msg* msg, void* arg) {
+    auto* c = static_cast<Call*>(arg);
+    if (c->closing || c->refer_done) return;
+    if (!c->consult_up) {
+      if (msg && msg->scode >= 300)
+        return conclude_refer(
+            c, false,
+            "the transfer target answered " + std::to_string(msg->scode) + " " + pl_str(msg->reason));
+      return conclude_refer(c, false,
+                            "the transfer target could not be called: " + err_text(err ? err : ETIMEDOUT));
+    }
+    conclude_refer(c, false, "the transfer target hung up before the transfer");
+  }
+
+  static void on_consult_timeout(void* arg) {
+    auto* c = static_cast<Call*>(arg);
+    conclude_refer(
+        c, false,
+        "the transfer target did not answer within " + std::to_string(c->trunk->opt_.ring_timeout_s) + " s");
   }
 
   // Concludes the transfer outside libre's callback (the subscription is freed there).
@@ -906,12 +1025,11 @@ class Trunk final : public SipEngine {
       t->report(std::move(r));
       return;
     }
-    Report r;
-    r.kind = Report::Kind::transfer_failed;
-    r.slot = c->slot;
-    r.call = c->id;
-    r.reason = c->defer_reason;
-    t->report(std::move(r));
+    // A failed transfer ends the consultation call too (BYE, or CANCEL while it rings); the caller stays.
+    tmr_cancel(&c->consult_tmr);
+    c->consult = static_cast<sipsess*>(mem_deref(c->consult));
+    c->consult_sdp = static_cast<sdp_session*>(mem_deref(c->consult_sdp));
+    t->report_transfer_failed(*c, c->defer_reason);
   }
 
   static void on_notify(sip* sip, const sip_msg* msg, void* arg) {

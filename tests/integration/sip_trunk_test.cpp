@@ -294,24 +294,26 @@ TEST_F(SipTrunkTest, EmptyLocalIpIsTheAddressRoutingToTheRegistrar) {
   o.register_expires_s = 60;
   make(o);
   ASSERT_TRUE(wait_event(LineEvent::Type::up)) << trunk_->reason() << registrar.log();
-  EXPECT_EQ(trunk_->status().contact, "sip:201@127.0.0.1:" + std::to_string(o.local_port)) << trunk_->status().contact;
+  EXPECT_EQ(trunk_->status().contact, "sip:201@127.0.0.1:" + std::to_string(o.local_port))
+      << trunk_->status().contact;
 }
 
 // sipp has no TLS here: openssl s_server stands in for the registrar's TLS side and shows what arrived.
 TEST_F(SipTrunkTest, TlsVerifiesTheRegistrarCertificate) {
   auto make_cert = [&](const std::string& name) {
-    const std::string cmd = "cd " + dir_.path() +
-                            " && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout " +
-                            name + "-key.pem -out " + name +
-                            "-cert.pem -subj /CN=registrar -addext subjectAltName=IP:127.0.0.1 -days 1 >/dev/null 2>&1";
+    const std::string cmd =
+        "cd " + dir_.path() +
+        " && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout " + name +
+        "-key.pem -out " + name +
+        "-cert.pem -subj /CN=registrar -addext subjectAltName=IP:127.0.0.1 -days 1 >/dev/null 2>&1";
     return std::system(cmd.c_str()) == 0;
   };
   ASSERT_TRUE(make_cert("good"));
   ASSERT_TRUE(make_cert("other"));
   const uint16_t port = free_port();
   Child server(dir_.path(),
-               {"openssl", "s_server", "-accept", "127.0.0.1:" + std::to_string(port), "-cert", "good-cert.pem", "-key",
-                "good-key.pem", "-quiet"},
+               {"openssl", "s_server", "-accept", "127.0.0.1:" + std::to_string(port), "-cert",
+                "good-cert.pem", "-key", "good-key.pem", "-quiet"},
                dir_.file("s_server.log"));
   std::this_thread::sleep_for(300ms);
   // A CA that did not sign the registrar's certificate: no REGISTER leaves the box.
@@ -329,11 +331,29 @@ TEST_F(SipTrunkTest, TlsVerifiesTheRegistrarCertificate) {
   o.tls_ca_file = dir_.file("good-cert.pem");
   o.local_port = free_port();
   make(o);
-  ASSERT_TRUE(pump_until([&] { return server.log().find("REGISTER sip:127.0.0.1:" + std::to_string(port) +
-                                                        ";transport=tls") != std::string::npos; },
-                         10s))
+  ASSERT_TRUE(pump_until(
+      [&] {
+        return server.log().find("REGISTER sip:127.0.0.1:" + std::to_string(port) + ";transport=tls") !=
+               std::string::npos;
+      },
+      10s))
       << server.log();
   EXPECT_NE(server.log().find("Contact: <sip:201@127.0.0.1:"), std::string::npos) << server.log();
+}
+
+TEST_F(SipTrunkTest, RegistersOverTcp) {
+  const uint16_t port = free_port();
+  Sipp registrar(dir_.path(), "registrar_twice.xml", port, {"-t", "t1"});
+  std::this_thread::sleep_for(200ms);
+  auto o = options(port);
+  o.transport = osvi::hal::SipTransport::tcp;
+  o.register_expires_s = 60;
+  make(o);
+  ASSERT_TRUE(wait_event(LineEvent::Type::up)) << trunk_->reason() << registrar.log();
+  EXPECT_NE(trunk_->status().contact.find(";transport=tcp"), std::string::npos) << trunk_->status().contact;
+  trunk_.reset();  // the un-REGISTER over the same connection completes the scenario
+  for (int i = 0; i < 100 && registrar.poll_exit() < 0; ++i) std::this_thread::sleep_for(20ms);
+  EXPECT_EQ(registrar.poll_exit(), 0) << registrar.log();
 }
 
 TEST_F(SipTrunkTest, UnreachableRegistrarOverTcpIsAReason) {
@@ -381,6 +401,24 @@ TEST_F(SipTrunkTest, InboundCallAnsweredWithInfoDtmfAndFarEndBye) {
   ASSERT_TRUE(wait_sipp(caller)) << caller.log();
   EXPECT_EQ(caller.poll_exit(), 0) << caller.log();
   EXPECT_EQ(trunk_->state(), LineState::idle);
+}
+
+TEST_F(SipTrunkTest, CallerCancelsWhileRinging) {
+  const uint16_t port = free_port();
+  auto o = options(port);
+  const std::string target = "127.0.0.1:" + std::to_string(o.local_port);
+  bring_up(o);
+  Sipp caller(dir_.path(), "uac_cancel.xml", port,
+              {target, "-s", "201", "-key", "farport", std::to_string(free_port())});
+  ASSERT_TRUE(wait_event(LineEvent::Type::incoming)) << caller.log();
+  EXPECT_EQ(find(LineEvent::Type::incoming)->number, "+4930444");
+  ASSERT_TRUE(wait_event(LineEvent::Type::remote_hangup)) << types() << caller.log();
+  EXPECT_EQ(find(LineEvent::Type::remote_hangup)->reason, "the caller hung up before the answer");
+  osvi::hal::Line* ch = line_of(LineEvent::Type::incoming);
+  EXPECT_EQ(ch->state(), LineState::idle);
+  EXPECT_FALSE(ch->answer().ok());
+  ASSERT_TRUE(wait_sipp(caller)) << caller.log();
+  EXPECT_EQ(caller.poll_exit(), 0) << caller.log();  // 200 to the CANCEL, 487 to the INVITE
 }
 
 struct FinalCase {
@@ -469,7 +507,6 @@ TEST_F(SipTrunkTest, BlindTransferByRefer) {
   osvi::hal::Line* ch = trunk_->channels().front();
   ASSERT_TRUE(ch->dial("201").ok());
   ASSERT_TRUE(wait_event(LineEvent::Type::answered)) << far.log();
-  EXPECT_FALSE(ch->transfer_attended("+4930999").ok());
   EXPECT_FALSE(ch->transfer_blind("not a number").ok());
   ASSERT_TRUE(ch->transfer_blind("+4930999").ok());
   EXPECT_FALSE(ch->transfer_blind("+4930999").ok());  // one at a time
@@ -478,6 +515,27 @@ TEST_F(SipTrunkTest, BlindTransferByRefer) {
   EXPECT_EQ(ch->state(), LineState::idle);
   ASSERT_TRUE(wait_sipp(far)) << far.log();
   EXPECT_EQ(far.poll_exit(), 0) << far.log();  // NOTIFY answered, BYE received
+}
+
+TEST_F(SipTrunkTest, DtmfGoesAsSipInfoWithoutTelephoneEvent) {
+  const uint16_t port = free_port();
+  bring_up(options(port));
+  Sipp far(dir_.path(), "uas_info_dtmf.xml", port, {"-key", "farport", std::to_string(free_port())});
+  std::this_thread::sleep_for(100ms);
+  osvi::hal::Line* ch = trunk_->channels().front();
+  EXPECT_FALSE(ch->send_dtmf("5").ok());  // no call yet
+  ASSERT_TRUE(ch->dial("201").ok());
+  ASSERT_TRUE(wait_event(LineEvent::Type::answered)) << far.log();
+  ASSERT_NE(ch->audio().rtp, nullptr);
+  EXPECT_EQ(ch->audio().rtp->options().dtmf_payload_type, 0);  // the answer had no telephone-event
+  EXPECT_FALSE(ch->send_dtmf("5x").ok());
+  ASSERT_TRUE(ch->send_dtmf("5#").ok());
+  // Both INFOs answered before the BYE: the scenario checks their bodies and order.
+  pump_until([] { return false; }, 500ms);
+  ASSERT_TRUE(ch->hangup().ok());
+  ASSERT_TRUE(wait_event(LineEvent::Type::hung_up)) << types();
+  ASSERT_TRUE(wait_sipp(far)) << far.log();
+  EXPECT_EQ(far.poll_exit(), 0) << far.log();
 }
 
 TEST_F(SipTrunkTest, HangupOfOurOwnCall) {
@@ -588,6 +646,45 @@ TEST_F(SipTrunkTest, OutboundProxyIsALooseRoute) {
   EXPECT_EQ(proxy.poll_exit(), 0) << proxy.log();
 }
 
+TEST_F(SipTrunkTest, AttendedTransferConsultsThenRefersWithReplaces) {
+  const uint16_t port = free_port();
+  bring_up(options(port));
+  Sipp far(dir_.path(), "uas_attended.xml", port,
+           {"-m", "2", "-key", "farport", std::to_string(free_port())});
+  std::this_thread::sleep_for(100ms);
+  osvi::hal::Line* ch = trunk_->channels().front();
+  ASSERT_TRUE(ch->dial("201").ok());
+  ASSERT_TRUE(wait_event(LineEvent::Type::answered)) << far.log();
+  ASSERT_TRUE(ch->transfer_attended("203").ok());
+  EXPECT_FALSE(ch->transfer_blind("203").ok());  // one transfer at a time
+  ASSERT_TRUE(wait_event(LineEvent::Type::transferred)) << types() << far.log();
+  EXPECT_EQ(find(LineEvent::Type::transferred)->number, "203");
+  EXPECT_EQ(ch->state(), LineState::idle);
+  // The consultation used no channel of ours.
+  EXPECT_EQ(trunk_->channels()[1]->state(), LineState::idle);
+  ASSERT_TRUE(wait_sipp(far)) << far.log();
+  EXPECT_EQ(far.poll_exit(), 0) << far.log();  // REFER with Replaces, then BYE on both legs
+}
+
+TEST_F(SipTrunkTest, AttendedTransferToABusyTargetKeepsTheCall) {
+  const uint16_t port = free_port();
+  bring_up(options(port));
+  Sipp far(dir_.path(), "uas_attended_busy.xml", port,
+           {"-m", "2", "-key", "farport", std::to_string(free_port())});
+  std::this_thread::sleep_for(100ms);
+  osvi::hal::Line* ch = trunk_->channels().front();
+  ASSERT_TRUE(ch->dial("201").ok());
+  ASSERT_TRUE(wait_event(LineEvent::Type::answered)) << far.log();
+  ASSERT_TRUE(ch->transfer_attended("203").ok());
+  ASSERT_TRUE(wait_event(LineEvent::Type::transfer_failed)) << types() << far.log();
+  EXPECT_EQ(find(LineEvent::Type::transfer_failed)->reason, "the transfer target answered 486 Busy Here");
+  EXPECT_EQ(ch->state(), LineState::active);
+  ASSERT_TRUE(ch->hangup().ok());
+  ASSERT_TRUE(wait_event(LineEvent::Type::hung_up)) << types();
+  ASSERT_TRUE(wait_sipp(far)) << far.log();
+  EXPECT_EQ(far.poll_exit(), 0) << far.log();
+}
+
 TEST_F(SipTrunkTest, RefusedReferKeepsTheCall) {
   const uint16_t port = free_port();
   bring_up(options(port));
@@ -634,6 +731,17 @@ TEST_F(SipTrunkTest, OptionsAreValidated) {
   o = options(5060);
   o.codecs.clear();
   EXPECT_FALSE(SipTrunk::create(o, clock_).ok());
+  o = options(5060);
+  o.local_ip = "pbx.lan";
+  auto bad_ip = SipTrunk::create(o, clock_);
+  ASSERT_FALSE(bad_ip.ok());
+  EXPECT_EQ(bad_ip.error().message, "line pbx: local_ip must be an IP address of this box, got \"pbx.lan\"");
+  o = options(5060);
+  o.transport = osvi::hal::SipTransport::tls;
+  o.tls_ca_file = dir_.file("missing.pem");
+  EXPECT_FALSE(SipTrunk::create(o, clock_).ok());
+  o = options(5060);
+  EXPECT_TRUE(SipTrunk::create(o, clock_).ok());
 }
 
 TEST(SipDialable, NumbersAndExtensions) {

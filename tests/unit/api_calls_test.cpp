@@ -422,6 +422,27 @@ TEST_F(ApiCalls, HealthListsTheUpstreamBreakers) {
   locked([&] { ctx_.upstreams = nullptr; });
 }
 
+// The control loop's dispatch latency (base/loop_latency.hpp) is in health, in ms, with its window.
+TEST_F(ApiCalls, HealthShowsTheLoopLatency) {
+  Reply none = request("GET", "/v1/health");
+  ASSERT_EQ(none.status, 200) << none.body;
+  EXPECT_EQ(none.body.find("\"loop\""), std::string::npos) << "no probe, no object: " << none.body;
+  locked([&] { ctx_.loop_latency = [] { return LoopLatencySnapshot{2950, 180, 4250, 31000, 60}; }; });
+  Reply r = request("GET", "/v1/health");
+  ASSERT_EQ(r.status, 200) << r.body;
+  const cJSON* loop =
+      cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(r.json.get(), "data"), "loop");
+  ASSERT_NE(loop, nullptr) << r.body;
+  const cJSON* lat = cJSON_GetObjectItemCaseSensitive(loop, "latency_ms");
+  EXPECT_DOUBLE_EQ(cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(lat, "p50")), 0.18);
+  EXPECT_DOUBLE_EQ(cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(lat, "p99")), 4.25);
+  EXPECT_DOUBLE_EQ(cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(lat, "max")), 31.0);
+  EXPECT_EQ(cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(loop, "window_s")), 60);
+  EXPECT_EQ(cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(loop, "samples")), 2950);
+  EXPECT_EQ(request("GET", "/v1/health", {}, kTokB).body.find("\"loop\""), std::string::npos);
+  locked([&] { ctx_.loop_latency = nullptr; });
+}
+
 TEST_F(ApiCalls, EngineErrorsAreMapped) {
   const std::string body = R"({"agent_uuid":"agent_a","phone_number":"9876543210","country_code":"IN"})";
   struct Case {

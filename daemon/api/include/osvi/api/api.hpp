@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "osvi/base/loop_latency.hpp"
 #include "osvi/clock.hpp"
 #include "osvi/config/config.hpp"
 #include "osvi/knowledge/knowledge_service.hpp"
@@ -37,6 +38,8 @@ struct ApiContext {
   // The model services' circuit breakers for the "upstreams" array of /v1/health (the same figures the
   // fleet's telemetry carries); empty function or list: none contacted yet.
   std::function<std::vector<net::BreakerState>()> upstreams;
+  // The "loop" object of /v1/health: the control loop's dispatch latency over the last minute; empty: absent.
+  std::function<LoopLatencySnapshot()> loop_latency;
   // The calls resource (calls.cpp).
   class CallService* calls = nullptr;  // null: POST /v1/call and /call answer 503
   std::string recording_key;           // HMAC key bytes of recording links; empty: recording URLs answer 503

@@ -12,6 +12,7 @@
 #include "osvi/app/demo.hpp"
 #include "osvi/base/event_loop.hpp"
 #include "osvi/base/http_loop.hpp"
+#include "osvi/base/loop_latency.hpp"
 #include "osvi/base/time_zone.hpp"
 #include "osvi/base/upstream_loop.hpp"
 #include "osvi/calls/call_manager.hpp"
@@ -85,6 +86,7 @@ class App {
   AppOptions options_;
   std::unique_ptr<EventLoop> loop_;
   std::unique_ptr<LoopClock> clock_;
+  std::unique_ptr<LoopLatency> latency_;  // the loop's dispatch latency for health and telemetry
   std::unique_ptr<Config> config_;
   std::vector<ApiToken> tokens_;
   std::unique_ptr<Store> store_;

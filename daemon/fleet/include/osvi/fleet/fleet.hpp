@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "osvi/base/event_loop.hpp"
+#include "osvi/base/loop_latency.hpp"
 #include "osvi/calls/call_manager.hpp"
 #include "osvi/calls/call_service.hpp"
 #include "osvi/clock.hpp"
@@ -26,6 +27,10 @@ struct cJSON;
 
 namespace osvi::daemon {
 
+// The "loop" object of /v1/health and of telemetry: {"latency_ms": {"p50", "p99", "max"}, "window_s",
+// "samples"}, added to `parent`.
+void add_loop_latency_json(cJSON* parent, const LoopLatencySnapshot& s);
+
 struct FleetHooks {
   // Validates, applies (the SIGHUP path) and persists a whole configuration document. The error message
   // holds the reasons, one per line. Nothing changes on error.
@@ -37,6 +42,7 @@ struct FleetHooks {
   std::function<std::vector<LineHealth>()> lines;
   std::function<CallsHealth()> calls;
   std::function<std::vector<net::BreakerState>()> upstreams;
+  std::function<LoopLatencySnapshot()> loop_latency;  // telemetry's "loop"; null: absent
   // The campaign_contacts command imports through it (null: the command is rejected).
   class CampaignService* campaigns = nullptr;
 };
