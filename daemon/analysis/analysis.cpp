@@ -350,11 +350,10 @@ Status AnalysisService::write_done(Running& r, analysis::Outcome& out, bool* cal
   }
   CallRecord rec = std::move(**fresh);
   // A PBX extension (a SIP call) can be called back while a SIP line is configured.
-  const bool sip_line = config_ && std::any_of(config_->lines.begin(), config_->lines.end(), [](const LineConfig& l) {
-                          return l.type == LineType::sip && l.enabled;
-                        });
-  const bool phone_known =
-      hal::is_e164(rec.phone_number) || (sip_line && is_pbx_extension(rec.phone_number));
+  const bool sip_line =
+      config_ && std::any_of(config_->lines.begin(), config_->lines.end(),
+                             [](const LineConfig& l) { return l.type == LineType::sip && l.enabled; });
+  const bool phone_known = hal::is_e164(rec.phone_number) || (sip_line && is_pbx_extension(rec.phone_number));
   JsonPtr pca = analysis_object(rec);
   cJSON* o = pca.get();
   set(o, "status", cJSON_CreateString("done"));

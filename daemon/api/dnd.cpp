@@ -77,7 +77,7 @@ void Api::add_dnd(HttpRequest&, HttpReply reply) {
     return;
   }
   if (!dnd_agent_known(r.agent_uuid, reply)) return;
-  DndService dnd(*ctx_.store);
+  DndService dnd(*ctx_.store, ctx_.calls && ctx_.calls->dials_extensions());
   auto added = dnd.add(r.agent_uuid, r.phone, ctx_.config->site.country, r.reason, "api");
   if (!added) {
     const Error& e = added.error();
@@ -117,7 +117,7 @@ void Api::list_dnd(HttpRequest& request, HttpReply reply) {
   }
   if (!dnd_agent_known(q.agent_uuid, reply)) return;
   int64_t total = 0;
-  DndService dnd(*ctx_.store);
+  DndService dnd(*ctx_.store, ctx_.calls && ctx_.calls->dials_extensions());
   auto page = dnd.list(q.agent_uuid, q.search, q.page, q.per_page, &total);
   if (!page) {
     log::error("cannot list DND numbers: " + page.error().message, {{"AGENT_UUID", q.agent_uuid}});
@@ -161,7 +161,7 @@ void Api::remove_dnd(HttpRequest& request, HttpReply reply) {
     return;
   }
   if (!dnd_agent_known(q.agent_uuid, reply)) return;
-  DndService dnd(*ctx_.store);
+  DndService dnd(*ctx_.store, ctx_.calls && ctx_.calls->dials_extensions());
   auto removed = dnd.remove(q.agent_uuid, q.phone, ctx_.config->site.country);
   if (!removed) {
     const Error& e = removed.error();

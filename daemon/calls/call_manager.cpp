@@ -173,9 +173,9 @@ Result<std::string> CallManager::place_call(const PlaceCallRequest& r) {
   if (lines_.size() == 0) return make_error("this box has no telephony line to place calls on", -ENODEV);
   // Sources other than the API (callbacks, the dialler) arrive here unchecked; a modem cannot dial these.
   if (is_pbx_extension(r.phone_e164) && !lines_.has_sip())
-    return make_error("phone_number: " + r.phone_e164 +
-                          " is a PBX extension, and this box has no SIP line to dial one",
-                      -EPROTONOSUPPORT);
+    return make_error(
+        "phone_number: " + r.phone_e164 + " is a PBX extension, and this box has no SIP line to dial one",
+        -EPROTONOSUPPORT);
   {
     // A line whose audio cannot work would connect a caller to silence: refuse rather than dial.
     std::string why;

@@ -249,9 +249,10 @@ void parse_tools(ObjectReader r, ToolsConfig& t) {
     t.transfer.number = x.str("number", t.transfer.number);
     // An extension shape is checked against the lines later (config.cpp): only a SIP line transfers to one.
     if (!t.transfer.number.empty() && !is_e164(t.transfer.number) && !is_pbx_extension(t.transfer.number))
-      x.error("number", "expected an E.164 number such as \"+919876543210\" (or, with a SIP line, a PBX "
-                        "extension such as \"200\"), got " +
-                            quote(t.transfer.number));
+      x.error("number",
+              "expected an E.164 number such as \"+919876543210\" (or, with a SIP line, a PBX "
+              "extension such as \"200\"), got " +
+                  quote(t.transfer.number));
     else if (t.transfer.enabled && t.transfer.number.empty())
       x.error("number", "required when transfer is enabled");
     t.transfer.message = x.str("message", t.transfer.message, 0, kMaxGreetingChars);

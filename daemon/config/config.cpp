@@ -264,8 +264,9 @@ Result<Config> parse_config(std::string_view json_text) {
     for (const AgentRef& ref : refs)
       if (!uuids.count(ref.agent_uuid)) p.add(ref.path, "unknown agent " + quote(ref.agent_uuid));
     // A transfer to a PBX extension goes through a SIP line (REFER); a modem can only dial E.164.
-    const bool sip_line = std::any_of(cfg.lines.begin(), cfg.lines.end(),
-                                      [](const LineConfig& l) { return l.type == LineType::sip && l.enabled; });
+    const bool sip_line = std::any_of(cfg.lines.begin(), cfg.lines.end(), [](const LineConfig& l) {
+      return l.type == LineType::sip && l.enabled;
+    });
     for (size_t i = 0; i < cfg.agents.size(); ++i) {
       const std::string& to = cfg.agents[i].tools.transfer.number;
       if (!sip_line && !to.empty() && is_pbx_extension(to))

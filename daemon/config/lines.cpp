@@ -1,4 +1,6 @@
 // Configuration: the "lines" section (telephony lines), read with the shared strict ObjectReader.
+#include <arpa/inet.h>
+
 #include <algorithm>
 #include <initializer_list>
 #include <set>
@@ -6,8 +8,6 @@
 #include <string_view>
 #include <utility>
 #include <vector>
-
-#include <arpa/inet.h>
 
 #include "key_file.hpp"
 #include "osvi/config/config.hpp"
@@ -140,7 +140,6 @@ void parse_at(ObjectReader& r, hal::AtModemOptions& a) {
   }
 }
 
-
 // "host", "host:port", "[v6]" or "[v6]:port": the registrar and the outbound proxy. A bare IPv6 address is
 // refused: its colons cannot be told from a port.
 bool is_sip_host_port(std::string_view s, std::string* why) {
@@ -168,7 +167,8 @@ bool is_sip_host_port(std::string_view s, std::string* why) {
     host = s.substr(0, colon);
     if (colon != std::string_view::npos) rest = s.substr(colon);
     const bool chars_ok = std::all_of(host.begin(), host.end(), [](char c) {
-      return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.';
+      return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+             c == '.';
     });
     if (host.empty() || host.size() > 253 || !chars_ok || host.front() == '.' || host.front() == '-' ||
         host.back() == '-' || host.find("..") != std::string_view::npos) {
@@ -208,7 +208,8 @@ void check_sip_against_others(ObjectReader& r, const hal::SipLineOptions& s,
     if (s.rtp_port_min <= t.rtp_port_max && t.rtp_port_min <= s.rtp_port_max)
       r.error("rtp_port_min", "the RTP range " + std::to_string(s.rtp_port_min) + "-" +
                                   std::to_string(s.rtp_port_max) + " overlaps line " + quote(o.id) + "'s (" +
-                                  std::to_string(t.rtp_port_min) + "-" + std::to_string(t.rtp_port_max) + ")");
+                                  std::to_string(t.rtp_port_min) + "-" + std::to_string(t.rtp_port_max) +
+                                  ")");
     const bool same_ip = s.local_ip.empty() || t.local_ip.empty() || s.local_ip == t.local_ip;
     if (s.local_port != 0 && s.local_port == t.local_port && same_ip)
       r.error("local_port", std::to_string(s.local_port) + " is line " + quote(o.id) + "'s SIP port too");
@@ -242,7 +243,8 @@ void parse_sip(ObjectReader r, hal::SipLineOptions& s, const std::vector<LineCon
   if (s.transport == hal::SipTransport::tls) {
     s.tls_ca_file = r.str("tls_ca_file", "", 0, 4096);
     if (s.tls_ca_file.empty())
-      r.error("tls_ca_file", "required when transport is \"tls\" (the CA bundle the registrar is checked against)");
+      r.error("tls_ca_file",
+              "required when transport is \"tls\" (the CA bundle the registrar is checked against)");
     else if (std::string problem; !check_readable_file(s.tls_ca_file, problem))
       r.error("tls_ca_file", problem);
   } else {
@@ -255,7 +257,8 @@ void parse_sip(ObjectReader r, hal::SipLineOptions& s, const std::vector<LineCon
     in_addr a4{};
     in6_addr a6{};
     if (inet_pton(AF_INET, s.local_ip.c_str(), &a4) != 1 && inet_pton(AF_INET6, s.local_ip.c_str(), &a6) != 1)
-      r.error("local_ip", "expected an IPv4 or IPv6 address of this box (no brackets), got " + quote(s.local_ip));
+      r.error("local_ip",
+              "expected an IPv4 or IPv6 address of this box (no brackets), got " + quote(s.local_ip));
   }
   s.local_port = static_cast<uint16_t>(r.integer("local_port", s.local_port, 0, 65535));
   s.rtp_port_min = static_cast<uint16_t>(r.integer("rtp_port_min", s.rtp_port_min, 1024, 65535));
@@ -266,16 +269,16 @@ void parse_sip(ObjectReader r, hal::SipLineOptions& s, const std::vector<LineCon
     r.error("rtp_port_max", "must be above rtp_port_min (" + std::to_string(s.rtp_port_min) + "), got " +
                                 std::to_string(s.rtp_port_max));
   } else if (s.rtp_port_min % 2 != 0) {
-    r.error("rtp_port_min", "must be even (RTP takes the even port of each pair), got " +
-                                std::to_string(s.rtp_port_min));
+    r.error("rtp_port_min",
+            "must be even (RTP takes the even port of each pair), got " + std::to_string(s.rtp_port_min));
   } else if ((s.rtp_port_max - s.rtp_port_min + 1) % 2 != 0) {
-    r.error("rtp_port_max", "must be odd, so the range holds whole RTP/RTCP pairs, got " +
-                                std::to_string(s.rtp_port_max));
+    r.error("rtp_port_max",
+            "must be odd, so the range holds whole RTP/RTCP pairs, got " + std::to_string(s.rtp_port_max));
   } else if ((s.rtp_port_max - s.rtp_port_min + 1u) / 2 < s.max_calls) {
-    r.error("rtp_port_max", "the range " + std::to_string(s.rtp_port_min) + "-" +
-                                std::to_string(s.rtp_port_max) + " holds " +
-                                std::to_string((s.rtp_port_max - s.rtp_port_min + 1u) / 2) +
-                                " RTP/RTCP pairs, fewer than max_calls (" + std::to_string(s.max_calls) + ")");
+    r.error("rtp_port_max",
+            "the range " + std::to_string(s.rtp_port_min) + "-" + std::to_string(s.rtp_port_max) + " holds " +
+                std::to_string((s.rtp_port_max - s.rtp_port_min + 1u) / 2) +
+                " RTP/RTCP pairs, fewer than max_calls (" + std::to_string(s.max_calls) + ")");
   }
   if (s.local_port != 0 && s.local_port >= s.rtp_port_min && s.local_port <= s.rtp_port_max)
     r.error("local_port", "must lie outside the RTP range " + std::to_string(s.rtp_port_min) + "-" +
@@ -307,12 +310,13 @@ void parse_sip(ObjectReader r, hal::SipLineOptions& s, const std::vector<LineCon
       }
       codecs.push_back(c);
     }
-    if (ok && codecs.empty() && cJSON_IsArray(r.node() ? cJSON_GetObjectItemCaseSensitive(r.node(), "codecs")
-                                                       : nullptr))
+    if (ok && codecs.empty() &&
+        cJSON_IsArray(r.node() ? cJSON_GetObjectItemCaseSensitive(r.node(), "codecs") : nullptr))
       r.error("codecs", "must list at least one of \"opus\", \"pcmu\", \"pcma\"");
     if (ok && !codecs.empty()) s.codecs = std::move(codecs);
   }
-  s.register_expires_s = static_cast<unsigned>(r.integer("register_expires_s", s.register_expires_s, 0, 86400));
+  s.register_expires_s =
+      static_cast<unsigned>(r.integer("register_expires_s", s.register_expires_s, 0, 86400));
   if (s.register_expires_s != 0 && s.register_expires_s < 60)
     r.error("register_expires_s",
             "must be 0 (no registration) or 60 to 86400, got " + std::to_string(s.register_expires_s));
@@ -353,10 +357,18 @@ void parse_lines(const std::vector<Item>& items, Problems& p, std::vector<LineCo
     if (!l.number.empty() && !hal::is_e164(l.number))
       r.error("number", "expected an E.164 number (+ and 2-15 digits), got " + quote(l.number));
     l.enabled = r.boolean("enabled", l.enabled);
-    static constexpr const char* kAtKeys[] = {"device",           "baud",           "vendor",
-                                              "audio_device",     "audio_clockless", "pcm_16k",
-                                              "command_timeout_ms", "dial_timeout_ms", "ring_timeout_s",
-                                              "poll_interval_ms", "reopen_min_ms",   "reopen_max_ms",
+    static constexpr const char* kAtKeys[] = {"device",
+                                              "baud",
+                                              "vendor",
+                                              "audio_device",
+                                              "audio_clockless",
+                                              "pcm_16k",
+                                              "command_timeout_ms",
+                                              "dial_timeout_ms",
+                                              "ring_timeout_s",
+                                              "poll_interval_ms",
+                                              "reopen_min_ms",
+                                              "reopen_max_ms",
                                               "vendor_finals"};
     if (l.type == LineType::at) {
       parse_at(r, l.at);

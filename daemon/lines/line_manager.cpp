@@ -48,10 +48,13 @@ struct LineManager::Entry {
 LineManager::LineManager(EventLoop& loop, const Clock& clock) : loop_(loop), clock_(clock) {}
 
 LineManager::~LineManager() {
-  // Sources first: their callbacks point at the lines.
+  // Sources first: their callbacks point at the lines. The handlers point at this manager, whose sink and
+  // on_change die before the lines do.
   for (auto& e : entries_) {
     e->io.reset();
     e->timer.reset();
+    if (e->line) e->line->set_event_handler({});
+    for (hal::Line* ch : e->channels) ch->set_event_handler({});
   }
 }
 
@@ -201,8 +204,9 @@ std::vector<LineHealth> LineManager::health() const {
     if (e->trunk) {
       h.type = "sip";
       h.sip = e->trunk->status();
+      // The channels with a call: an idle or down one says nothing the line's own state does not.
       for (const hal::Line* ch : e->channels)
-        if (ch->state() != hal::LineState::idle)
+        if (ch->state() != hal::LineState::idle && ch->state() != hal::LineState::down)
           h.channels.push_back({ch->id(), std::string(hal::to_string(ch->state()))});
       out.push_back(std::move(h));
       continue;

@@ -657,13 +657,14 @@ int cmd_lines(Ctx& ctx, const std::vector<std::string>& argv) {
         busy += (busy.empty() ? "" : ", ") + text(ch, "id") + " " + text(ch, "state");
       }
       if (!busy.empty()) calls += " (" + busy + ")";
-      t.add({text(l, "id"), text(l, "type"), text(l, "state"), text(l, "agent_uuid"), reg, calls, "rtp", reason});
+      t.add({text(l, "id"), text(l, "type"), text(l, "state"), text(l, "agent_uuid"), reg, calls, "rtp",
+             reason});
       continue;
     }
     const cJSON* audio = member(l, "audio");
     std::string reg = text(member(l, "modem"), "registration");
-    t.add({text(l, "id"), text(l, "type"), text(l, "state"), text(l, "agent_uuid"), reg.empty() ? "-" : reg, "-",
-           text(audio, "kind") + " " + text(audio, "device"), reason});
+    t.add({text(l, "id"), text(l, "type"), text(l, "state"), text(l, "agent_uuid"), reg.empty() ? "-" : reg,
+           "-", text(audio, "kind") + " " + text(audio, "device"), reason});
   }
   std::fputs(t.render().c_str(), stdout);
   return kExitOk;

@@ -12,6 +12,7 @@
 
 #include "api_harness.hpp"
 #include "daemon_process.hpp"
+#include "osvi/calls/call_service.hpp"
 #include "osvi/net/json.hpp"
 #include "osvi/store/store.hpp"
 
@@ -98,6 +99,37 @@ TEST_F(ApiDnd, AddIs201WithTheEntryInE164AndTheSiteOffset) {
     ASSERT_EQ(rows->size(), 3u);
     for (const DndEntry& e : *rows) EXPECT_EQ(e.source, "api");
   });
+}
+
+// A calls engine with a SIP line, for PBX extensions on the list.
+class SipCalls : public CallService {
+ public:
+  Result<std::string> place_call(const PlaceCallRequest&) override { return make_error("not here", -EIO); }
+  size_t idle_lines() const override { return 0; }
+  bool dials_extensions() const override { return sip; }
+  int add_finished_listener(CallFinishedListener) override { return 0; }
+  void remove_finished_listener(int) override {}
+  bool sip = false;
+};
+
+// An extension goes on the list as the string it is while the box has a SIP line, and is refused without.
+TEST_F(ApiDnd, PbxExtensionsAreListedAsTheyAreWithASipLine) {
+  SipCalls calls;
+  locked([&] { ctx_.calls = &calls; });
+  ApiReply r = add("agent_a", "201");
+  EXPECT_EQ(r.status, 422) << r.body;
+  locked([&] { calls.sip = true; });
+  r = add("agent_a", "201");
+  ASSERT_EQ(r.status, 201) << r.body;
+  EXPECT_EQ(api_str(r.data(), "phone"), "201");
+  EXPECT_TRUE(blocked("agent_a", "201"));
+  r = add("agent_a", "98765 43210");  // a number of the country stays E.164
+  ASSERT_EQ(r.status, 201) << r.body;
+  EXPECT_EQ(api_str(r.data(), "phone"), "+919876543210");
+  EXPECT_EQ(add("agent_a", "20-1").status, 422);
+  EXPECT_EQ(request("DELETE", "/v1/dnd_numbers?agent_uuid=agent_a&phone=201").status, 200);
+  EXPECT_FALSE(blocked("agent_a", "201"));
+  locked([&] { ctx_.calls = nullptr; });
 }
 
 TEST_F(ApiDnd, AddingANumberAlreadyOnTheListIs200WithTheExistingEntry) {

@@ -358,7 +358,8 @@ TEST_F(CallManagerTest, AnExtensionWithoutASipLineIsRefusedAndNothingIsRecorded)
   auto id = manager_->place_call(r);
   ASSERT_FALSE(id.ok());
   EXPECT_EQ(id.error().code, -EPROTONOSUPPORT);
-  EXPECT_EQ(id.error().message, "phone_number: 201 is a PBX extension, and this box has no SIP line to dial one");
+  EXPECT_EQ(id.error().message,
+            "phone_number: 201 is a PBX extension, and this box has no SIP line to dial one");
   auto page = store_->calls().list(CallFilter{});
   ASSERT_TRUE(page.ok());
   EXPECT_EQ(page->total_count, 0);

@@ -28,8 +28,9 @@ class SipConfig : public ::testing::Test {
   }
   // A configuration with one SIP line whose sip object is the minimal one plus `extra` (JSON members).
   std::string one_line(const std::string& extra = "", const std::string& line_extra = "") const {
-    return R"({"lines":[{"id":"pbx","type":"sip")" + line_extra + R"(,"sip":{"registrar":"pbx.branch.lan:5060",)" +
-           R"("user":"201","password_file":")" + pass_ + "\"" + (extra.empty() ? "" : "," + extra) + "}}]}";
+    return R"({"lines":[{"id":"pbx","type":"sip")" + line_extra +
+           R"(,"sip":{"registrar":"pbx.branch.lan:5060",)" + R"("user":"201","password_file":")" + pass_ +
+           "\"" + (extra.empty() ? "" : "," + extra) + "}}]}";
   }
   // The same with the registrar given.
   std::string with_registrar(const std::string& registrar) const {
@@ -107,7 +108,8 @@ TEST_F(SipConfig, MinimalLineTakesTheDocumentedDefaults) {
 }
 
 TEST_F(SipConfig, EveryKeyIsRead) {
-  osvi::test::write_file(dir_.file("ca.pem"), "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n");
+  osvi::test::write_file(dir_.file("ca.pem"),
+                         "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n");
   const hal::SipLineOptions s = accepted(
       R"({"audio":{"rt_priority":20},"lines":[{"id":"pbx","type":"sip","agent_uuid":"",)"
       R"("number":"+4930123456","sip":{"registrar":"[2001:db8::5]:5061","user":"201","auth_user":"auth-201",)"
@@ -134,7 +136,8 @@ TEST_F(SipConfig, EveryKeyIsRead) {
 }
 
 TEST_F(SipConfig, SipObjectOnlyWithTypeSipAndModemKeysRefused) {
-  EXPECT_LINE(rejection(R"({"lines":[{"id":"pbx","type":"sip"}]})"), "lines[0].sip: required when type is \"sip\"");
+  EXPECT_LINE(rejection(R"({"lines":[{"id":"pbx","type":"sip"}]})"),
+              "lines[0].sip: required when type is \"sip\"");
   EXPECT_LINE(rejection(R"({"lines":[{"id":"s","type":"sim","sip":{}}]})"),
               "lines[0].sip: only allowed when type is \"sip\"");
   EXPECT_LINE(rejection(R"({"lines":[{"id":"g","type":"at","device":"/dev/x","sip":{}}]})"),
@@ -149,20 +152,25 @@ TEST_F(SipConfig, SipObjectOnlyWithTypeSipAndModemKeysRefused) {
 }
 
 TEST_F(SipConfig, RegistrarIsRequiredHostOrHostPortWithIpv6InBrackets) {
-  EXPECT_LINE(rejection(R"({"lines":[{"id":"pbx","type":"sip","sip":{"user":"201","register_expires_s":0}}]})"),
-              "lines[0].sip.registrar: required key is missing");
+  EXPECT_LINE(
+      rejection(R"({"lines":[{"id":"pbx","type":"sip","sip":{"user":"201","register_expires_s":0}}]})"),
+      "lines[0].sip.registrar: required key is missing");
   for (const std::string ok : {"pbx", "pbx.branch.lan", "10.0.0.1:5060", "[::1]", "[fd00::1]:5080"})
     EXPECT_EQ(accepted(with_registrar(ok)).registrar, ok);
   EXPECT_LINE(rejection(with_registrar("fd00::1")),
               "lines[0].sip.registrar: an IPv6 address goes in brackets (\"[2001:db8::1]:5060\")");
-  EXPECT_LINE(rejection(with_registrar("pbx:0")), "lines[0].sip.registrar: the port must be 1 to 65535, got \"0\"");
+  EXPECT_LINE(rejection(with_registrar("pbx:0")),
+              "lines[0].sip.registrar: the port must be 1 to 65535, got \"0\"");
   EXPECT_LINE(rejection(with_registrar("pbx:65536")),
               "lines[0].sip.registrar: the port must be 1 to 65535, got \"65536\"");
-  EXPECT_LINE(rejection(with_registrar("pbx:")), "lines[0].sip.registrar: the port must be 1 to 65535, got \"\"");
-  EXPECT_LINE(rejection(with_registrar("[fd00::1")), "lines[0].sip.registrar: an IPv6 address in brackets lacks its ']'");
+  EXPECT_LINE(rejection(with_registrar("pbx:")),
+              "lines[0].sip.registrar: the port must be 1 to 65535, got \"\"");
+  EXPECT_LINE(rejection(with_registrar("[fd00::1")),
+              "lines[0].sip.registrar: an IPv6 address in brackets lacks its ']'");
   EXPECT_LINE(rejection(with_registrar("[nope]:5060")),
               "lines[0].sip.registrar: not an IPv6 address between the brackets: \"nope\"");
-  EXPECT_LINE(rejection(with_registrar("[::1]5060")), "lines[0].sip.registrar: expected ':' and a port after ']'");
+  EXPECT_LINE(rejection(with_registrar("[::1]5060")),
+              "lines[0].sip.registrar: expected ':' and a port after ']'");
   EXPECT_PATH(rejection(with_registrar("sip:pbx")), "lines[0].sip.registrar");
   EXPECT_PATH(rejection(with_registrar("pbx lan")), "lines[0].sip.registrar");
   EXPECT_PATH(rejection(with_registrar("")), "lines[0].sip.registrar");
@@ -171,12 +179,15 @@ TEST_F(SipConfig, RegistrarIsRequiredHostOrHostPortWithIpv6InBrackets) {
 }
 
 TEST_F(SipConfig, UserAndAuthUser) {
-  EXPECT_LINE(rejection(R"({"lines":[{"id":"pbx","type":"sip","sip":{"registrar":"pbx","register_expires_s":0}}]})"),
-              "lines[0].sip.user: required key is missing");
+  EXPECT_LINE(
+      rejection(R"({"lines":[{"id":"pbx","type":"sip","sip":{"registrar":"pbx","register_expires_s":0}}]})"),
+      "lines[0].sip.user: required key is missing");
   EXPECT_PATH(rejection(one_line(R"("auth_user":"a b")")), "lines[0].sip.auth_user");
   EXPECT_PATH(rejection(one_line(R"("auth_user":5)")), "lines[0].sip.auth_user");
-  EXPECT_PATH(rejection(R"({"lines":[{"id":"pbx","type":"sip","sip":{"registrar":"pbx","user":"2@1","register_expires_s":0}}]})"),
-              "lines[0].sip.user");
+  EXPECT_PATH(
+      rejection(
+          R"({"lines":[{"id":"pbx","type":"sip","sip":{"registrar":"pbx","user":"2@1","register_expires_s":0}}]})"),
+      "lines[0].sip.user");
   EXPECT_EQ(accepted(one_line(R"("auth_user":"auth.201")")).auth_user, "auth.201");
 }
 
@@ -184,16 +195,20 @@ TEST_F(SipConfig, PasswordFileIsReadAtLoadAndMustBePrivate) {
   // Missing key: required while registering, not for a trunk that routes to us by address.
   EXPECT_LINE(rejection(R"({"lines":[{"id":"pbx","type":"sip","sip":{"registrar":"pbx","user":"201"}}]})"),
               "lines[0].sip.password_file: required key is missing (registration needs the digest password)");
-  EXPECT_EQ(accepted(R"({"lines":[{"id":"pbx","type":"sip","sip":{"registrar":"pbx","user":"201","register_expires_s":0}}]})")
-                .password,
-            "");
+  EXPECT_EQ(
+      accepted(
+          R"({"lines":[{"id":"pbx","type":"sip","sip":{"registrar":"pbx","user":"201","register_expires_s":0}}]})")
+          .password,
+      "");
   const std::string missing = dir_.file("nope.pass");
   auto with_file = [this](const std::string& f) {
-    return R"({"lines":[{"id":"pbx","type":"sip","sip":{"registrar":"pbx","user":"201","password_file":")" + f +
-           "\"}}]}";
+    return R"({"lines":[{"id":"pbx","type":"sip","sip":{"registrar":"pbx","user":"201","password_file":")" +
+           f + "\"}}]}";
   };
-  EXPECT_LINE(rejection(with_file(missing)), "lines[0].sip.password_file: " + missing + ": No such file or directory");
-  EXPECT_LINE(rejection(with_file(dir_.path())), "lines[0].sip.password_file: " + dir_.path() + ": Is a directory");
+  EXPECT_LINE(rejection(with_file(missing)),
+              "lines[0].sip.password_file: " + missing + ": No such file or directory");
+  EXPECT_LINE(rejection(with_file(dir_.path())),
+              "lines[0].sip.password_file: " + dir_.path() + ": Is a directory");
   const std::string empty = dir_.file("empty.pass");
   osvi::test::write_file(empty, "\n");
   ASSERT_EQ(chmod(empty.c_str(), 0600), 0);
@@ -252,9 +267,11 @@ TEST_F(SipConfig, RtpPortRangeIsWholePairsAndHoldsMaxCalls) {
               "lines[0].sip.rtp_port_min: must be even (RTP takes the even port of each pair), got 20001");
   EXPECT_LINE(rejection(one_line(R"("rtp_port_min":20000,"rtp_port_max":20100)")),
               "lines[0].sip.rtp_port_max: must be odd, so the range holds whole RTP/RTCP pairs, got 20100");
-  EXPECT_LINE(rejection(one_line(R"("rtp_port_min":20000,"rtp_port_max":20005,"max_calls":4)")),
-              "lines[0].sip.rtp_port_max: the range 20000-20005 holds 3 RTP/RTCP pairs, fewer than max_calls (4)");
-  const hal::SipLineOptions s = accepted(one_line(R"("rtp_port_min":20000,"rtp_port_max":20007,"max_calls":4)"));
+  EXPECT_LINE(
+      rejection(one_line(R"("rtp_port_min":20000,"rtp_port_max":20005,"max_calls":4)")),
+      "lines[0].sip.rtp_port_max: the range 20000-20005 holds 3 RTP/RTCP pairs, fewer than max_calls (4)");
+  const hal::SipLineOptions s =
+      accepted(one_line(R"("rtp_port_min":20000,"rtp_port_max":20007,"max_calls":4)"));
   EXPECT_EQ(s.rtp_port_max, 20007);
 }
 
@@ -266,7 +283,8 @@ TEST_F(SipConfig, CodecsAreADistinctNonEmptyList) {
               "lines[0].sip.codecs[1]: must be \"opus\", \"pcmu\" or \"pcma\", got \"g729\"");
   EXPECT_LINE(rejection(one_line(R"("codecs":["pcma","pcma"])")),
               "lines[0].sip.codecs[1]: duplicate codec \"pcma\"");
-  EXPECT_LINE(rejection(one_line(R"("codecs":[8])")), "lines[0].sip.codecs[0]: expected a string, got number");
+  EXPECT_LINE(rejection(one_line(R"("codecs":[8])")),
+              "lines[0].sip.codecs[0]: expected a string, got number");
   EXPECT_PATH(rejection(one_line(R"("codecs":"opus")")), "lines[0].sip.codecs");
 }
 
@@ -280,15 +298,18 @@ TEST_F(SipConfig, Timers) {
               "lines[0].sip.keepalive_s: must be between 0 and 3600, got 3601");
   EXPECT_LINE(rejection(one_line(R"("ring_timeout_s":0)")),
               "lines[0].sip.ring_timeout_s: must be between 1 and 300, got 0");
-  EXPECT_LINE(rejection(one_line(R"("max_calls":0)")), "lines[0].sip.max_calls: must be between 1 and 64, got 0");
-  EXPECT_LINE(rejection(one_line(R"("max_calls":65)")), "lines[0].sip.max_calls: must be between 1 and 64, got 65");
+  EXPECT_LINE(rejection(one_line(R"("max_calls":0)")),
+              "lines[0].sip.max_calls: must be between 1 and 64, got 0");
+  EXPECT_LINE(rejection(one_line(R"("max_calls":65)")),
+              "lines[0].sip.max_calls: must be between 1 and 64, got 65");
 }
 
 TEST_F(SipConfig, TwoSipLinesMustNotShareRtpPortsOrTheSipPort) {
   auto two = [this](const std::string& a, const std::string& b) {
     return "{\"lines\":[" + line("pbx", a) + "," + line("trunk", b) + "]}";
   };
-  auto ok = parse_config(two(R"("local_port":5060)", R"("local_port":5062,"rtp_port_min":17000,"rtp_port_max":17099)"));
+  auto ok = parse_config(
+      two(R"("local_port":5060)", R"("local_port":5062,"rtp_port_min":17000,"rtp_port_max":17099)"));
   EXPECT_TRUE(ok.ok()) << ok.error().message;
   EXPECT_LINE(rejection(two("", R"("local_port":5062,"rtp_port_min":16900,"rtp_port_max":17099)")),
               "lines[1].sip.rtp_port_min: the RTP range 16900-17099 overlaps line \"pbx\"'s (16384-16999)");
@@ -298,14 +319,18 @@ TEST_F(SipConfig, TwoSipLinesMustNotShareRtpPortsOrTheSipPort) {
   EXPECT_TRUE(parse_config(two(R"("local_ip":"127.0.0.1")",
                                R"("local_ip":"127.0.0.2","rtp_port_min":17000,"rtp_port_max":17099)"))
                   .ok());
-  EXPECT_TRUE(parse_config(two(R"("local_port":0)", R"("local_port":0,"rtp_port_min":17000,"rtp_port_max":17099)")).ok());
-  EXPECT_LINE(rejection(two(R"("local_port":17010)", R"("local_port":5062,"rtp_port_min":17000,"rtp_port_max":17099)")),
+  EXPECT_TRUE(
+      parse_config(two(R"("local_port":0)", R"("local_port":0,"rtp_port_min":17000,"rtp_port_max":17099)"))
+          .ok());
+  EXPECT_LINE(rejection(two(R"("local_port":17010)",
+                            R"("local_port":5062,"rtp_port_min":17000,"rtp_port_max":17099)")),
               "lines[1].sip.rtp_port_min: the RTP range 17000-17099 holds line \"pbx\"'s SIP port 17010");
 }
 
 TEST_F(SipConfig, NumberStaysE164AndTheAgentMustExist) {
   EXPECT_PATH(rejection(one_line("", R"(,"number":"201")")), "lines[0].number");
-  EXPECT_LINE(rejection(one_line("", R"(,"agent_uuid":"nobody")")), "lines[0].agent_uuid: unknown agent \"nobody\"");
+  EXPECT_LINE(rejection(one_line("", R"(,"agent_uuid":"nobody")")),
+              "lines[0].agent_uuid: unknown agent \"nobody\"");
 }
 
 // An agent may transfer to a PBX extension only when a SIP line can carry the REFER.
@@ -313,15 +338,18 @@ TEST_F(SipConfig, TransferToAnExtensionNeedsASipLine) {
   EXPECT_LINE(
       rejection(
           R"({"agents":[{"agent_uuid":"agent_a","name":"A","tools":{"transfer":{"enabled":true,"number":"200"}}}]})"),
-      "agents[0].tools.transfer.number: \"200\" is a PBX extension, which needs an enabled line of type \"sip\"");
+      "agents[0].tools.transfer.number: \"200\" is a PBX extension, which needs an enabled line of type "
+      "\"sip\"");
   std::string with_sip = one_line();
   with_sip.pop_back();  // the closing brace
-  with_sip.append(R"(,"agents":[{"agent_uuid":"agent_a","name":"A","tools":{"transfer":{"number":"200"}}}]})");
+  with_sip.append(
+      R"(,"agents":[{"agent_uuid":"agent_a","name":"A","tools":{"transfer":{"number":"200"}}}]})");
   auto r = parse_config(with_sip);
   ASSERT_TRUE(r.ok()) << r.error().message;
   EXPECT_EQ(r->agents[0].tools.transfer.number, "200");
-  EXPECT_PATH(rejection(R"({"agents":[{"agent_uuid":"agent_a","name":"A","tools":{"transfer":{"number":"2-0"}}}]})"),
-              "agents[0].tools.transfer.number");
+  EXPECT_PATH(
+      rejection(R"({"agents":[{"agent_uuid":"agent_a","name":"A","tools":{"transfer":{"number":"2-0"}}}]})"),
+      "agents[0].tools.transfer.number");
 }
 
 }  // namespace

@@ -13,14 +13,14 @@ namespace hal = osvi::hal;
 // Built whole (aggregates): GCC 12 -O3 reports a false -Wmaybe-uninitialized on short-string assignments.
 LineHealth sip_line(std::string state, std::string reason, hal::SipStatus st,
                     std::vector<LineHealth::Channel> channels) {
-  return LineHealth{"pbx", "sip", std::move(state), std::move(reason), "agent-1", {}, {}, std::move(st),
-                    std::move(channels)};
+  return LineHealth{"pbx", "sip", std::move(state), std::move(reason),  "agent-1",
+                    {},    {},    std::move(st),    std::move(channels)};
 }
 
 TEST(LineHealthJson, SipLineShowsRegistrationAndOnlyBusyChannels) {
-  const LineHealth h = sip_line("active", "",
-                                hal::SipStatus{"registered", 200, "OK", 5, 600, "sip:201@192.0.2.10:5060", 2, 4},
-                                {{"pbx.1", "active"}, {"pbx.3", "ringing"}});
+  const LineHealth h =
+      sip_line("active", "", hal::SipStatus{"registered", 200, "OK", 5, 600, "sip:201@192.0.2.10:5060", 2, 4},
+               {{"pbx.1", "active"}, {"pbx.3", "ringing"}});
   osvi::net::JsonPtr j(line_health_json(h));
   EXPECT_EQ(osvi::net::json_print(j.get()),
             R"({"id":"pbx","type":"sip","state":"active","reason":"","agent_uuid":"agent-1",)"
@@ -47,8 +47,9 @@ TEST(LineHealthJson, SipLineDownWithReasonAndNoChannels) {
 TEST(LineHealthJson, ModemLineKeepsModemAndAudioWithoutSip) {
   hal::AudioEndpoint audio;
   audio.kind = hal::AudioEndpoint::Kind::alsa;
-  const LineHealth h{"gsm0", "at", "idle", "", "", hal::LineIdentity{"Quectel", "EC25", "", "", "", ""}, audio,
-                     std::nullopt, {}};
+  const LineHealth h{"gsm0", "at",         "idle",
+                     "",     "",           hal::LineIdentity{"Quectel", "EC25", "", "", "", ""},
+                     audio,  std::nullopt, {}};
   osvi::net::JsonPtr j(line_health_json(h));
   const cJSON* o = j.get();
   EXPECT_STREQ(cJSON_GetObjectItem(cJSON_GetObjectItem(o, "modem"), "manufacturer")->valuestring, "Quectel");

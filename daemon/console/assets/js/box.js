@@ -25,9 +25,11 @@ export async function render(root, ctx) {
       {label: 'State', value: l => badge(l.state)},
       {label: 'Agent', value: l => l.agent_uuid},
       {label: 'Modem', value: l => l.modem && l.modem.model ? `${l.modem.manufacturer} ${l.modem.model} (fw ${l.modem.firmware || '—'})` : null},
-      {label: 'Registration', value: l => l.modem && l.modem.registration},
+      // A SIP line: its registrar's answer instead of the modem's network registration, and its calls.
+      {label: 'Registration', value: l => l.sip ? `${l.sip.registration}${l.sip.last_code ? ` (${l.sip.last_code} ${l.sip.last_reason})` : ''}` : l.modem && l.modem.registration},
+      {label: 'Calls', value: l => l.sip ? `${l.sip.calls_active}/${l.sip.max_calls}` : null},
       {label: 'Signal', value: l => l.modem && l.modem.signal !== undefined ? String(l.modem.signal) : null},
-      {label: 'Audio', value: l => l.audio ? `${l.audio.kind}${l.audio.ready ? ', ready' : ''}${l.audio.error ? `: ${l.audio.error}` : ''}` : null},
+      {label: 'Audio', value: l => l.audio ? `${l.audio.kind}${l.audio.ready ? ', ready' : ''}${l.audio.error ? `: ${l.audio.error}` : ''}` : (l.sip ? 'rtp' : null)},
       {label: 'Reason', value: l => l.reason},
     ], lines, {empty: 'No lines configured.'})),
     h('div', {class: 'grid2'},

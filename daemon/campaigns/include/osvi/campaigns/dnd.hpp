@@ -21,12 +21,15 @@ class Store;
 // a reload may change) with each call.
 class DndService {
  public:
-  explicit DndService(Store& store) : store_(store) {}
+  // `extensions`: the box has a SIP line, so a PBX extension is a number that can be dialled (and listed).
+  explicit DndService(Store& store, bool extensions = false) : store_(store), extensions_(extensions) {}
 
   // A free-form number ("98765 43210", "+91 98765-43210", "0091…") to E.164, national numbers read as
   // numbers of country (site.country). -EINVAL with a sentence naming the problem (phone.hpp), -ELIBACC
-  // when phone number support is not installed.
-  static Result<std::string> normalize(std::string_view phone, std::string_view country);
+  // when phone number support is not installed. With `extensions`, a number that is no number of the country
+  // but a PBX extension (is_pbx_extension: "201") is kept as it is, as POST /v1/call dials it.
+  static Result<std::string> normalize(std::string_view phone, std::string_view country,
+                                       bool extensions = false);
 
   // Idempotent: a number already on the agent's list returns that entry with created = false. The agent is
   // not checked here (callers know which agents exist); source is api | mqtt | opt_out | config.
@@ -42,6 +45,7 @@ class DndService {
 
  private:
   Store& store_;
+  bool extensions_ = false;
 };
 
 }  // namespace osvi::daemon

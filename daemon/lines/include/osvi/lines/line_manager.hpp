@@ -33,8 +33,8 @@ struct LineHealth {
   std::string agent_uuid;
   hal::LineIdentity identity;
   hal::AudioEndpoint audio;
-  // A SIP line: the trunk's registration and its channels that are not idle (an idle channel says nothing
-  // the line's own state does not). Then identity and audio are not shown.
+  // A SIP line: the trunk's registration and its channels that carry a call (neither idle nor down: those
+  // say nothing the line's own state does not). Then identity and audio are not shown.
   struct Channel {
     std::string id;
     std::string state;
