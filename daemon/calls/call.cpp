@@ -210,6 +210,10 @@ void Call::on_line_event(const hal::LineEvent& e) {
       if (answered_ && !port_) {
         if (Status s = open_audio(); !s)
           log::warning("call audio not available yet: " + s.error().message, {{"CALL_ID", id()}});
+      } else if (!answered_ && !port_ && setup_.outbound && state_ != State::ending) {
+        // A SIP line's early media (183): the far end may play busy or an announcement before any answer.
+        const hal::AudioEndpoint ep = line_.audio();
+        if (ep.kind == hal::AudioEndpoint::Kind::rtp && ep.ready) open_early_media();
       }
       break;
     case T::busy:
@@ -291,7 +295,7 @@ void Call::connected() {
   arm();
 }
 
-Status Call::open_audio() {
+Status Call::open_port() {
   AudioPortSetup ps{line_.audio(), ctx_.audio, &setup_.agent,
                     setup_.outbound && setup_.agent.call.voicemail.detect, &line_};
   auto port = ctx_.audio_port ? ctx_.audio_port(ps, *this) : make_line_audio_port(*ctx_.loop, ps, *this);
@@ -303,10 +307,35 @@ Status Call::open_audio() {
   auto enc = audio::UtteranceEncoder::create(rate_, utterance_options(ctx_.audio));
   if (!enc) return enc.error();
   utterance_.emplace(std::move(*enc));
-  open_recording();
   if (Status s = port_->start(); !s) return s;
   // The device must actually open: a PCM that never delivers would leave the caller in silence.
   set_in(D::audio_wait, kAudioWaitMs * 1000);
+  return {};
+}
+
+void Call::open_early_media() {
+  if (Status s = open_port(); !s) {
+    // Only the tone detector misses it; the answer opens the audio again.
+    log::info("early media not opened: " + s.error().message, {{"CALL_ID", id()}});
+    port_.reset();
+    timers_.clear(D::audio_wait);
+    return;
+  }
+  early_media_ = true;
+  // Ringback or an announcement is no callee: the answering-machine detector starts with the answer.
+  port_->set_amd(false);
+  log::debug("early media: listening for call-progress tones", {{"CALL_ID", id()}});
+  arm();
+}
+
+Status Call::open_audio() {
+  if (!port_) {
+    if (Status s = open_port(); !s) return s;
+  } else if (early_media_) {
+    early_media_ = false;
+    if (port_->amd_enabled()) port_->set_amd(true);  // fresh: what it heard before the answer is dropped
+  }
+  open_recording();
 
   if (port_->amd_enabled()) {
     state_ = State::amd;
@@ -425,6 +454,8 @@ void Call::on_stream_event(const hal::StreamEvent& e) {
       arm();
       break;
     case K::device_lost:
+      // Early media that stops is no lost call: the answer brings the media back (device_back).
+      if (early_media_) break;
       log::warning("call audio device lost (" + std::string(std::strerror(-e.error)) + "), reopening",
                    {{"CALL_ID", id()}, {"LINE", line_.id()}});
       // Back within the wait, or the call ends rather than sit in silence.
@@ -449,6 +480,11 @@ void Call::on_stream_event(const hal::StreamEvent& e) {
 
 void Call::on_capture(const audio::CaptureOutput& out) {
   if (state_ == State::finished || out.clean.empty()) return;
+  if (early_media_) {
+    // Before the answer only the call-progress detector listens: no utterances, keys or verdicts.
+    if (out.tone) on_progress_tone(out.tone->tone);
+    return;
+  }
   // Keep the cleaned caller for the utterance (and its pre-roll), indexed by the endpointer's clock.
   for (int16_t s : out.clean) history_[(pos_++) % history_.size()] = s;
   if (in_utterance_ && utterance_->active()) {

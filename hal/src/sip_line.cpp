@@ -2,6 +2,7 @@
 // The SIP work itself happens on the SIP thread (sip_stack.cpp); this file never calls libre.
 #include "osvi/hal/sip_line.hpp"
 
+#include <arpa/inet.h>
 #include <poll.h>
 
 #include <algorithm>
@@ -353,6 +354,12 @@ Result<std::unique_ptr<SipTrunk>> SipTrunk::create(SipLineOptions o, const Clock
   if (o.password.find_first_of("\r\n") != std::string::npos) return bad("the password holds a line break");
   if (!o.outbound_proxy.empty() && !clean_token(o.outbound_proxy))
     return bad("outbound_proxy must be host[:port]");
+  if (!o.local_ip.empty()) {
+    in_addr a4{};
+    in6_addr a6{};
+    if (inet_pton(AF_INET, o.local_ip.c_str(), &a4) != 1 && inet_pton(AF_INET6, o.local_ip.c_str(), &a6) != 1)
+      return bad("local_ip must be an IP address of this box, got \"" + o.local_ip + "\"");
+  }
   if (o.max_calls < 1 || o.max_calls > 64) return bad("max_calls must be 1..64");
   if (o.rtp_port_min == 0 || o.rtp_port_min > o.rtp_port_max)
     return bad("rtp_port_min..rtp_port_max is empty");

@@ -731,6 +731,17 @@ TEST_F(SipTrunkTest, OptionsAreValidated) {
   o = options(5060);
   o.codecs.clear();
   EXPECT_FALSE(SipTrunk::create(o, clock_).ok());
+  o = options(5060);
+  o.local_ip = "pbx.lan";
+  auto bad_ip = SipTrunk::create(o, clock_);
+  ASSERT_FALSE(bad_ip.ok());
+  EXPECT_EQ(bad_ip.error().message, "line pbx: local_ip must be an IP address of this box, got \"pbx.lan\"");
+  o = options(5060);
+  o.transport = osvi::hal::SipTransport::tls;
+  o.tls_ca_file = dir_.file("missing.pem");
+  EXPECT_FALSE(SipTrunk::create(o, clock_).ok());
+  o = options(5060);
+  EXPECT_TRUE(SipTrunk::create(o, clock_).ok());
 }
 
 TEST(SipDialable, NumbersAndExtensions) {

@@ -289,8 +289,7 @@ TEST_F(SipE2E, RegistersWithDigestChallengeAndRefreshes) {
   const auto ms =
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started_)
           .count();
-  ASSERT_EQ(registration, "registered")
-      << print(line.get()) << daemon_->stderr_text() << sipp.output();
+  ASSERT_EQ(registration, "registered") << print(line.get()) << daemon_->stderr_text() << sipp.output();
   std::printf("[ sip ] registration-to-ready %lld ms (osvid start to registered in /v1/health)\n",
               static_cast<long long>(ms));
   EXPECT_EQ(str(line.get(), "state"), "idle");

@@ -63,7 +63,8 @@ struct BaresipOptions {
   std::string extra_config;          // lines appended to the config file
 };
 
-// baresip 1.0.0 with a private config dir: SIP on 127.0.0.1:<sip_port()>, g711 (and opus), aufile as the
+// baresip 1.0.0 with a private config dir: SIP on 127.0.0.1:<sip_port()> (and SIP/TLS on the next port),
+// G.711 only (aufile's file must have the codec's rate: Opus would need a 48 kHz source), aufile as the
 // audio source and a null player, sndfile dumping every call's audio both ways into the dir, ctrl_tcp for
 // commands and events.
 class Baresip {

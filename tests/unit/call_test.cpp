@@ -464,6 +464,56 @@ TEST_F(CallTest, AmdMachineGetsTheMessageAfterTheBeep) {
   EXPECT_EQ(turns(), std::vector<std::string>{"agent: Please call Asha back."});
 }
 
+// A SIP line's early media (183 with SDP): the port opens before the answer and only the call-progress
+// detector listens; a busy tone there ends the call busy, never picked.
+TEST_F(CallTest, BusyToneInEarlyMediaEndsTheCallBusy) {
+  start(true);
+  line_.endpoint.kind = hal::AudioEndpoint::Kind::rtp;
+  line_event(hal::LineEvent::Type::audio);
+  ASSERT_TRUE(audio_.open());
+  EXPECT_FALSE(audio_.amd_on);  // ringback is no callee
+  audio_.event(hal::StreamEventKind::opened);
+  frame(dtmf('5'));  // nobody to press keys yet: ignored
+  for (int i = 0; i < 5; ++i) frame();
+  frame(progress(audio::ProgressTone::busy));
+  EXPECT_TRUE(line_.did("hangup"));
+  EXPECT_EQ(finished_, 1);
+  const CallRecord r = saved_record();
+  EXPECT_EQ(r.status, "busy");
+  EXPECT_EQ(r.call_ended_reason, "busy");
+  EXPECT_FALSE(r.call_picked_at_ms.has_value());
+  EXPECT_TRUE(tts_texts().empty());
+}
+
+// After early media the answer keeps the same port: the greeting plays on it, opened once.
+TEST_F(CallTest, TheAnswerAfterEarlyMediaKeepsItsPortAndGreets) {
+  start(true);
+  line_.endpoint.kind = hal::AudioEndpoint::Kind::rtp;
+  line_event(hal::LineEvent::Type::audio);
+  ASSERT_TRUE(audio_.open());
+  audio_.event(hal::StreamEventKind::opened);
+  for (int i = 0; i < 5; ++i) frame();
+  audio_.event(hal::StreamEventKind::device_lost);  // the early media stopped: no reason to end the call
+  time_.advance_ms(4000);
+  EXPECT_EQ(finished_, 0);
+  audio_.event(hal::StreamEventKind::device_back);
+  line_event(hal::LineEvent::Type::answered);
+  EXPECT_TRUE(audio_.amd_on);  // the answering-machine detector starts with the answer
+  EXPECT_TRUE(up_.tts_requests().empty());
+  frame(amd(audio::AmdVerdict::human));
+  time_.advance_ms(400);
+  EXPECT_EQ(tts_texts(), std::vector<std::string>{kGreeting});
+  EXPECT_EQ(audio_.opens, 1);
+  EXPECT_EQ(finished_, 0);
+}
+
+// An ALSA line's audio event before the answer opens nothing (modems have no early media).
+TEST_F(CallTest, NoEarlyMediaOnAModemLine) {
+  start(true);
+  line_event(hal::LineEvent::Type::audio);
+  EXPECT_FALSE(audio_.open());
+}
+
 // A line without network signalling reports "connected" when dialling completes; the tone detector then
 // hears what the exchange said (audio.call_progress_plan).
 TEST_F(CallTest, BusyToneOnAnOutboundCallEndsItAsBusy) {

@@ -155,6 +155,11 @@ class Call final : private AudioPort::Listener {
   // audio
   void connected();
   Status open_audio();
+  // Creates and starts the port for the line's endpoint (no recording, no conversation yet).
+  Status open_port();
+  // A SIP call's early media (183 with SDP) before the answer: the port opens so the call-progress detector
+  // hears the far end's tones; nothing else runs on it until the answer.
+  void open_early_media();
   void open_recording();
   void close_audio();
   void on_stream_event(const hal::StreamEvent& e) override;
@@ -277,6 +282,7 @@ class Call final : private AudioPort::Listener {
   Finished on_finished_;
   State state_ = State::connecting;
   bool answered_ = false;
+  bool early_media_ = false;  // the port was opened for early media and the answer has not come yet
   bool voicemail_reached_ = false;
   EndCause end_cause_ = EndCause::other;   // of the recorded call_ended_reason
   bool opted_out_ = false;                 // the caller's number is on the DND list; the call is ending
