@@ -251,6 +251,8 @@ bool Baresip::start() {
   // No stdio/cons UI: stdin is /dev/null, which epoll refuses.
   const std::string config =
       "poll_method epoll\n"
+      // Media and SDP on loopback too: by default baresip takes the first real interface's address.
+      "net_interface 127.0.0.1\n"
       "sip_listen 127.0.0.1:" +
       std::to_string(sip_port_) +
       "\n"
