@@ -2,7 +2,10 @@
 // osvi-model-server answering the analysis with a structured-output rule; response_format checked on the
 // wire.
 #include <gtest/gtest.h>
+#include <time.h>
 
+#include <cstdint>
+#include <cstdio>
 #include <memory>
 #include <string>
 
@@ -27,12 +30,26 @@ class NoCalls final : public CallService {
 
 TEST(AnalysisOverHttp, TheModelServerAnswersTheStructuredRequestAndTheResultLands) {
   test::TempDir dir;
+  // The callback the model asks for is two days ahead in India (UTC+05:30, no DST), whatever today is: a
+  // fixed date would fall into the past and be moved to "now".
+  const time_t ahead = time(nullptr) + 19800 + 2 * 86400;
+  tm civil{};
+  gmtime_r(&ahead, &civil);
+  char day_buf[32];
+  std::snprintf(day_buf, sizeof day_buf, "%04d-%02d-%02d", civil.tm_year + 1900, civil.tm_mon + 1,
+                civil.tm_mday);
+  const std::string day = day_buf;
+  civil.tm_hour = 12;  // 18:00 in Kolkata is 12:30 UTC
+  civil.tm_min = 30;
+  civil.tm_sec = 0;
+  const int64_t due_ms = int64_t(timegm(&civil)) * 1000;
   test::write_file(dir.file("scenario.json"), R"({"llm": {"rules": [
     {"match_any": "analyse a finished phone call",
      "reply_json": {"summary": "Asha wants a call back tomorrow evening.", "data": {"name": "Asha", "seats": 3},
                     "tags": ["interested"],
                     "callback": {"required": true, "requested_text": "after six tomorrow",
-                                 "local_time": "2026-12-03T18:00"},
+                                 "local_time": ")" +
+                                                  day + R"(T18:00"},
                     "opt_out": {"requested": false}}},
     {"reply": "not for the analysis"}]}})");
   test::ModelServer server(dir.file("scenario.json"), dir.file("log.jsonl"));
@@ -100,10 +117,10 @@ TEST(AnalysisOverHttp, TheModelServerAnswersTheStructuredRequestAndTheResultLand
   ASSERT_TRUE((*c)->post_call_analysis.has_value());
   EXPECT_NE((*c)->post_call_analysis->find(R"("status":"done")"), std::string::npos)
       << *(*c)->post_call_analysis;
-  EXPECT_NE((*c)->post_call_analysis->find(R"("at":"2026-12-03T18:00:00+05:30")"), std::string::npos);
+  EXPECT_NE((*c)->post_call_analysis->find("\"at\":\"" + day + "T18:00:00+05:30\""), std::string::npos);
   auto cb = (*store)->callbacks().get(1);
   ASSERT_TRUE(cb.ok() && cb->has_value());
-  EXPECT_EQ((*cb)->due_at_ms, 1796301000000);  // 2026-12-03 12:30 UTC
+  EXPECT_EQ((*cb)->due_at_ms, due_ms);
 
   // What went over the wire: one request, with the strict json_schema response_format.
   const std::string log = test::read_file(dir.file("log.jsonl"));
