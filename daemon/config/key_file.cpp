@@ -38,6 +38,23 @@ bool read_all_closing(int fd, const std::string& path, size_t limit, std::string
   return true;
 }
 
+// A key or password is one line of printable text: a second line means a wrong file, and a control character
+// would corrupt the HTTP header or digest it goes into.
+bool one_clean_line(const std::string& path, const std::string& text, std::string& problem) {
+  for (char c : text) {
+    const auto u = static_cast<unsigned char>(c);
+    if (c == '\n' || c == '\r') {
+      problem = path + ": more than one line";
+      return false;
+    }
+    if (u < 0x20 || u == 0x7f) {
+      problem = path + ": contains control characters";
+      return false;
+    }
+  }
+  return true;
+}
+
 }  // namespace
 
 bool read_key_file(const std::string& path, std::string& key, std::string& problem) {
@@ -66,18 +83,7 @@ bool read_key_file(const std::string& path, std::string& key, std::string& probl
     return false;
   }
   text = text.substr(begin, text.find_last_not_of(" \t\r\n") + 1 - begin);
-  // The key goes into an HTTP header: a line break or another control character would corrupt the request.
-  for (char c : text) {
-    const auto u = static_cast<unsigned char>(c);
-    if (c == '\n' || c == '\r') {
-      problem = path + ": more than one line";
-      return false;
-    }
-    if (u < 0x20 || u == 0x7f) {
-      problem = path + ": contains control characters";
-      return false;
-    }
-  }
+  if (!one_clean_line(path, text, problem)) return false;
   key = std::move(text);
   return true;
 }
@@ -139,18 +145,7 @@ bool read_secret_file(const std::string& path, std::string& secret, std::string&
     problem = path + ": empty";
     return false;
   }
-  // The password goes into digest computations and nowhere else, but a second line means a wrong file.
-  for (char c : text) {
-    const auto u = static_cast<unsigned char>(c);
-    if (c == '\n' || c == '\r') {
-      problem = path + ": more than one line";
-      return false;
-    }
-    if (u < 0x20 || u == 0x7f) {
-      problem = path + ": contains control characters";
-      return false;
-    }
-  }
+  if (!one_clean_line(path, text, problem)) return false;
   secret = std::move(text);
   return true;
 }

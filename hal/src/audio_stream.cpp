@@ -11,6 +11,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "stream_common.hpp"
+
 namespace osvi::hal {
 
 namespace {
@@ -166,13 +168,8 @@ void PlaybackHistory::reference(int64_t playback_delay, int64_t capture_delay, s
 
 // ---- counters ------------------------------------------------------------------------------------------
 
-struct AudioStream::Counters {
-  std::atomic<uint64_t> periods{0}, played_samples{0}, fill_periods{0}, fill_samples{0}, capture_overruns{0},
-      xruns{0}, suspends{0}, recoveries{0}, device_losses{0}, reopen_attempts{0}, reopens{0},
-      events_dropped{0}, hw_period{0}, hw_buffer{0};
-  std::atomic<int> sched{static_cast<int>(SchedPolicy::none)};
-  std::atomic<int> sched_priority{0};
-  std::atomic<bool> device_open{false};
+struct AudioStream::Counters : detail::StreamCounters {
+  std::atomic<uint64_t> hw_period{0}, hw_buffer{0};
   std::atomic<bool> plug_fallback{false};
 };
 
@@ -246,16 +243,7 @@ class AudioStream::Worker {
 };
 
 void AudioStream::Worker::run() {
-  if (s_.opt_.rt_priority > 0) {
-    sched_param sp{};
-    sp.sched_priority = s_.opt_.rt_priority;
-    if (pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp) == 0) {
-      c_.sched.store(static_cast<int>(SchedPolicy::fifo));
-      c_.sched_priority.store(s_.opt_.rt_priority);
-    }
-  }
-  if (c_.sched.load() != static_cast<int>(SchedPolicy::fifo))
-    c_.sched.store(static_cast<int>(SchedPolicy::other));
+  detail::enter_rt_sched(s_.opt_.rt_priority, c_);
 
   bool ever_opened = false;
   bool lost = false;  // a device_lost event is out and no device_back yet
@@ -625,22 +613,7 @@ void AudioStream::inject_error(StreamDirection direction, int negative_errno) {
 AudioStreamStats AudioStream::stats() const {
   const Counters& c = *counters_;
   auto get = [](const std::atomic<uint64_t>& a) { return a.load(std::memory_order_relaxed); };
-  AudioStreamStats s;
-  s.periods = get(c.periods);
-  s.played_samples = get(c.played_samples);
-  s.fill_periods = get(c.fill_periods);
-  s.fill_samples = get(c.fill_samples);
-  s.capture_overruns = get(c.capture_overruns);
-  s.xruns = get(c.xruns);
-  s.suspends = get(c.suspends);
-  s.recoveries = get(c.recoveries);
-  s.device_losses = get(c.device_losses);
-  s.reopen_attempts = get(c.reopen_attempts);
-  s.reopens = get(c.reopens);
-  s.events_dropped = get(c.events_dropped);
-  s.sched = static_cast<SchedPolicy>(c.sched.load());
-  s.sched_priority = c.sched_priority.load();
-  s.device_open = c.device_open.load();
+  AudioStreamStats s = detail::common_stats(c);
   s.plug_fallback = c.plug_fallback.load();
   s.hw_period_frames = get(c.hw_period);
   s.hw_buffer_frames = get(c.hw_buffer);

@@ -26,6 +26,7 @@
 #include "osvi/audio/spsc_ring.hpp"
 #include "osvi/hal/rtp_jitter.hpp"
 #include "osvi/hal/rtp_packet.hpp"
+#include "stream_common.hpp"
 
 namespace osvi::hal {
 
@@ -286,15 +287,10 @@ Result<RtpSockets> RtpSockets::bind(const std::string& local_ip, uint16_t port_m
 
 // ---- shared state --------------------------------------------------------------------------------------
 
-struct RtpCounters {
-  std::atomic<uint64_t> periods{0}, played_samples{0}, fill_periods{0}, fill_samples{0}, capture_overruns{0},
-      device_losses{0}, reopens{0}, events_dropped{0};
+struct RtpCounters : detail::StreamCounters {
   std::atomic<uint64_t> received{0}, sent{0}, lost{0}, late{0}, reordered{0}, invalid{0}, concealed{0},
       comfort_noise{0}, dtmf_received{0}, dtmf_sent{0};
   std::atomic<uint32_t> jitter_ms{0}, playout_ms{0};
-  std::atomic<int> sched{static_cast<int>(SchedPolicy::none)};
-  std::atomic<int> sched_priority{0};
-  std::atomic<bool> device_open{false};
 };
 
 namespace {
@@ -497,16 +493,7 @@ class Worker {
 };
 
 void Worker::run() {
-  if (s_.opt.rt_priority > 0) {
-    sched_param sp{};
-    sp.sched_priority = s_.opt.rt_priority;
-    if (pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp) == 0) {
-      c_.sched.store(static_cast<int>(SchedPolicy::fifo));
-      c_.sched_priority.store(s_.opt.rt_priority);
-    }
-  }
-  if (c_.sched.load() != static_cast<int>(SchedPolicy::fifo))
-    c_.sched.store(static_cast<int>(SchedPolicy::other));
+  detail::enter_rt_sched(s_.opt.rt_priority, c_);
   c_.device_open.store(true);
   rng_ = s_.ssrc | 1u;
   const uint64_t start = mono_ns();
@@ -1169,20 +1156,7 @@ bool RtpStream::stop_playback_pending() const {
 }
 
 AudioStreamStats RtpStream::stats() const {
-  const RtpCounters& c = impl_->c;
-  auto get = [](const std::atomic<uint64_t>& a) { return a.load(std::memory_order_relaxed); };
-  AudioStreamStats s;
-  s.periods = get(c.periods);
-  s.played_samples = get(c.played_samples);
-  s.fill_periods = get(c.fill_periods);
-  s.fill_samples = get(c.fill_samples);
-  s.capture_overruns = get(c.capture_overruns);
-  s.device_losses = get(c.device_losses);
-  s.reopens = get(c.reopens);
-  s.events_dropped = get(c.events_dropped);
-  s.sched = static_cast<SchedPolicy>(c.sched.load());
-  s.sched_priority = c.sched_priority.load();
-  s.device_open = c.device_open.load();
+  AudioStreamStats s = detail::common_stats(impl_->c);
   s.hw_period_frames = impl_->period;
   s.hw_buffer_frames = impl_->period;
   return s;

@@ -15,6 +15,8 @@
 #include <cstring>
 #include <vector>
 
+#include "stream_common.hpp"
+
 namespace osvi::hal {
 
 namespace {
@@ -35,13 +37,7 @@ void bump(std::atomic<uint64_t>& c, uint64_t n = 1) {
 
 }  // namespace
 
-struct TtyAudioStream::Counters {
-  std::atomic<uint64_t> periods{0}, played_samples{0}, fill_periods{0}, fill_samples{0}, capture_overruns{0},
-      xruns{0}, device_losses{0}, reopen_attempts{0}, reopens{0}, events_dropped{0};
-  std::atomic<int> sched{static_cast<int>(SchedPolicy::none)};
-  std::atomic<int> sched_priority{0};
-  std::atomic<bool> device_open{false};
-};
+struct TtyAudioStream::Counters : detail::StreamCounters {};
 
 // Everything the audio thread owns, allocated on the loop in start().
 class TtyAudioStream::Worker {
@@ -97,16 +93,7 @@ class TtyAudioStream::Worker {
 };
 
 void TtyAudioStream::Worker::run() {
-  if (s_.opt_.rt_priority > 0) {
-    sched_param sp{};
-    sp.sched_priority = s_.opt_.rt_priority;
-    if (pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp) == 0) {
-      c_.sched.store(static_cast<int>(SchedPolicy::fifo));
-      c_.sched_priority.store(s_.opt_.rt_priority);
-    }
-  }
-  if (c_.sched.load() != static_cast<int>(SchedPolicy::fifo))
-    c_.sched.store(static_cast<int>(SchedPolicy::other));
+  detail::enter_rt_sched(s_.opt_.rt_priority, c_);
 
   const int64_t period_ns = static_cast<int64_t>(s_.opt_.period_ms) * 1'000'000;
   const int64_t pace_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(s_.opt_.pace).count();
@@ -443,22 +430,7 @@ bool TtyAudioStream::stop_playback_pending() const {
 }
 
 AudioStreamStats TtyAudioStream::stats() const {
-  const Counters& c = *counters_;
-  auto get = [](const std::atomic<uint64_t>& a) { return a.load(std::memory_order_relaxed); };
-  AudioStreamStats s;
-  s.periods = get(c.periods);
-  s.played_samples = get(c.played_samples);
-  s.fill_periods = get(c.fill_periods);
-  s.fill_samples = get(c.fill_samples);
-  s.capture_overruns = get(c.capture_overruns);
-  s.xruns = get(c.xruns);
-  s.device_losses = get(c.device_losses);
-  s.reopen_attempts = get(c.reopen_attempts);
-  s.reopens = get(c.reopens);
-  s.events_dropped = get(c.events_dropped);
-  s.sched = static_cast<SchedPolicy>(c.sched.load());
-  s.sched_priority = c.sched_priority.load();
-  s.device_open = c.device_open.load();
+  AudioStreamStats s = detail::common_stats(*counters_);
   s.hw_period_frames = period_;
   return s;
 }
