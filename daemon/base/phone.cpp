@@ -163,13 +163,6 @@ Result<std::string> call_normalizer(osvi_phone_normalize_fn fn, const Cleaned& c
 
 }  // namespace
 
-bool is_pbx_extension(std::string_view number) {
-  if (number.empty() || number.size() > 15) return false;
-  for (char c : number)
-    if (!((c >= '0' && c <= '9') || c == '*' || c == '#')) return false;
-  return true;
-}
-
 bool valid_country(std::string_view country_code) {
   if (!is_region_shape(country_code)) return false;
   std::string error;
