@@ -55,6 +55,22 @@ bool one_clean_line(const std::string& path, const std::string& text, std::strin
   return true;
 }
 
+// Opens a regular file for reading (O_NONBLOCK: a FIFO at the path must not hang the loader) and stats it; -1
+// with the problem otherwise.
+int open_regular_file(const std::string& path, struct stat& st, std::string& problem) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) {
+    problem = path + ": " + std::strerror(errno);
+    return -1;
+  }
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    problem = path + ": " + (S_ISDIR(st.st_mode) ? std::string(std::strerror(EISDIR)) : "not a regular file");
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
 }  // namespace
 
 bool read_key_file(const std::string& path, std::string& key, std::string& problem) {
@@ -89,17 +105,9 @@ bool read_key_file(const std::string& path, std::string& key, std::string& probl
 }
 
 bool read_pem_file(const std::string& path, bool secret, std::string& pem, std::string& problem) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0) {
-    problem = path + ": " + std::strerror(errno);
-    return false;
-  }
   struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    problem = path + ": " + (S_ISDIR(st.st_mode) ? std::string(std::strerror(EISDIR)) : "not a regular file");
-    ::close(fd);
-    return false;
-  }
+  const int fd = open_regular_file(path, st, problem);
+  if (fd < 0) return false;
   if (secret && (st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
     char mode[8];
     std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
@@ -118,17 +126,9 @@ bool read_pem_file(const std::string& path, bool secret, std::string& pem, std::
 }
 
 bool read_secret_file(const std::string& path, std::string& secret, std::string& problem) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0) {
-    problem = path + ": " + std::strerror(errno);
-    return false;
-  }
   struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    problem = path + ": " + (S_ISDIR(st.st_mode) ? std::string(std::strerror(EISDIR)) : "not a regular file");
-    ::close(fd);
-    return false;
-  }
+  const int fd = open_regular_file(path, st, problem);
+  if (fd < 0) return false;
   // A password every local user can read is no secret: refused rather than sent to the registrar.
   if ((st.st_mode & (S_IRGRP | S_IROTH)) != 0) {
     char mode[8];
