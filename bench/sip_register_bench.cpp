@@ -61,8 +61,8 @@ int main(int argc, char** argv) {
     std::freopen("/dev/null", "w", stdout);
     std::freopen("/dev/null", "w", stderr);
     const std::string p = std::to_string(port);
-    ::execlp("sipp", "sipp", "-sf", scenario.c_str(), "-i", "127.0.0.1", "-p", p.c_str(), "-nostdin", "-timeout",
-             "300s", static_cast<char*>(nullptr));
+    ::execlp("sipp", "sipp", "-sf", scenario.c_str(), "-i", "127.0.0.1", "-p", p.c_str(), "-nostdin",
+             "-timeout", "300s", static_cast<char*>(nullptr));
     ::_exit(127);
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
@@ -106,10 +106,13 @@ int main(int argc, char** argv) {
   ::kill(sipp, SIGKILL);
   ::waitpid(sipp, nullptr, 0);
   std::printf("iterations %d\n", iterations);
-  std::printf("create (SIP thread + stack)   p50 %.2f ms  p95 %.2f ms\n", pct(create_ms, 0.5), pct(create_ms, 0.95));
-  std::printf("start -> registered (up)      p50 %.2f ms  p95 %.2f ms\n", pct(ready_ms, 0.5), pct(ready_ms, 0.95));
-  std::printf("destroy (un-REGISTER, join)   p50 %.2f ms  p95 %.2f ms\n", pct(destroy_ms, 0.5), pct(destroy_ms, 0.95));
-  std::printf("VmRSS: %ld kB before the first trunk, %ld kB with it registered (+%ld kB)\n", rss_before, rss_with,
-              rss_with - rss_before);
+  std::printf("create (SIP thread + stack)   p50 %.2f ms  p95 %.2f ms\n", pct(create_ms, 0.5),
+              pct(create_ms, 0.95));
+  std::printf("start -> registered (up)      p50 %.2f ms  p95 %.2f ms\n", pct(ready_ms, 0.5),
+              pct(ready_ms, 0.95));
+  std::printf("destroy (un-REGISTER, join)   p50 %.2f ms  p95 %.2f ms\n", pct(destroy_ms, 0.5),
+              pct(destroy_ms, 0.95));
+  std::printf("VmRSS: %ld kB before the first trunk, %ld kB with it registered (+%ld kB)\n", rss_before,
+              rss_with, rss_with - rss_before);
   return 0;
 }

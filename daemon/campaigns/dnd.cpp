@@ -10,7 +10,8 @@ namespace osvi::daemon {
 
 Result<std::string> DndService::normalize(std::string_view phone, std::string_view country, bool extensions) {
   auto e164 = normalize_any_phone(phone, country);
-  if (!e164 && extensions && e164.error().code == -EINVAL && is_pbx_extension(phone)) return std::string(phone);
+  if (!e164 && extensions && e164.error().code == -EINVAL && is_pbx_extension(phone))
+    return std::string(phone);
   return e164;
 }
 

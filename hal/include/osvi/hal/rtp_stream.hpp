@@ -12,9 +12,9 @@
 // tick: an echo canceller given it cancels a far-end (hybrid) echo, or sees nothing to do.
 //
 // Symmetric RTP (RFC 4961): packets go to the address the SDP named until packets arrive, then to the source
-// they come from (once latched, a different source takes over only after 4 packets in sequence). Comfort noise (RFC 3389, payload type 13) is accepted and played as silence. RFC 4733
-// telephone-events are decoded into StreamEventKind::dtmf events (one per digit, at its end) and sent by
-// send_dtmf().
+// they come from (once latched, a different source takes over only after 4 packets in sequence). Comfort
+// noise (RFC 3389, payload type 13) is accepted and played as silence. RFC 4733 telephone-events are decoded
+// into StreamEventKind::dtmf events (one per digit, at its end) and sent by send_dtmf().
 #pragma once
 
 #include <atomic>
