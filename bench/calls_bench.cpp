@@ -245,7 +245,7 @@ bool latency_run(int turns) {
 
   // The transcript's agent turns with an STT stage, in order: one per caller sentence.
   struct Lat {
-    double endpointing, stt_sent, first_sample, v2v;
+    double endpointing, stt_sent, first_sample, v2v, stt, llm, tts;
   };
   std::vector<Lat> lat;
   JsonPtr t = rig.get("/v1/call/" + ids[0] + "/transcript");
@@ -256,7 +256,8 @@ bool latency_run(int turns) {
     const cJSON* l = cJSON_GetObjectItem(e, "latency");
     if (str(e, "role") != "agent" || !l || num(l, "stt_sent_ms") < 0) continue;
     lat.push_back({num(l, "endpointing_ms"), num(l, "stt_sent_ms"), num(l, "first_sample_ms"),
-                   num(l, "voice_to_voice_ms")});
+                   num(l, "voice_to_voice_ms"), num(l, "stt_ms"), num(l, "llm_first_token_ms"),
+                   num(l, "tts_first_byte_ms")});
   }
 
   // Party side: each say's end of speech (capture clock) → the next agent_start (playback clock → capture).
@@ -282,7 +283,11 @@ bool latency_run(int turns) {
     v2v_minus.push_back(v2v_party[i] - ep);
     v2v_heard_minus.push_back(v2v_heard[i] - ep);
   }
+  std::vector<double> stt, llm, tts;  // where the daemon's figure goes: the model services' answers
   for (const Lat& l : lat) {
+    if (l.stt >= 0) stt.push_back(l.stt);
+    if (l.llm >= 0) llm.push_back(l.llm);
+    if (l.tts >= 0) tts.push_back(l.tts);
     stt_sent.push_back(l.stt_sent);
     if (l.first_sample >= 0) first_sample.push_back(l.first_sample);
     if (l.v2v >= 0 && l.endpointing >= 0) daemon_v2v_minus.push_back(l.v2v - l.endpointing);
@@ -297,6 +302,9 @@ bool latency_run(int turns) {
   // cushion queued ahead of the agent's first sample is heard as delay (the row above subtracts it).
   row("  as heard: cushion not subtracted (playback pos - capture pos)", summarize(v2v_heard_minus), "-", -1);
   row("  endpointing_ms as configured (must be 500)", summarize(endpointing), "-", -1);
+  row("  daemon: stt_ms (request -> transcript)", summarize(stt), "-", -1);
+  row("  daemon: llm_first_token_ms", summarize(llm), "-", -1);
+  row("  daemon: tts_first_byte_ms", summarize(tts), "-", -1);
   return summarize(stt_sent).p95 <= 15 && summarize(first_sample).p95 <= 25 && summarize(v2v_minus).p95 <= 60;
 }
 

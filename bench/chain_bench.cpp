@@ -22,7 +22,7 @@
 // says how much the chain adds around them (endpointer, DTMF, call progress, Ogg framing, copies); the Opus
 // encode at complexities 0..5 says what audio.recording.complexity buys.
 //
-// Usage: chain_bench [seconds_of_audio=120] [echo_tail_ms=128]
+// Usage: chain_bench [seconds_of_audio=120] [echo_tail_ms=128] [recording_complexity=5]
 #include <opus/opus.h>
 #include <speex/speex_echo.h>
 #include <speex/speex_preprocess.h>
@@ -121,7 +121,7 @@ struct CallDsp {
   std::optional<osvi::audio::CallRecorder> recorder;
 };
 
-bool make_call_dsp(CallDsp& d, int tail_ms, bool amd) {
+bool make_call_dsp(CallDsp& d, int tail_ms, bool amd, int rec_complexity) {
   osvi::audio::LineChainConfig cfg;
   cfg.format = {kRate, 20};
   cfg.capture.echo.tail_ms = tail_ms;  // audio.echo.tail_ms
@@ -140,7 +140,7 @@ bool make_call_dsp(CallDsp& d, int tail_ms, bool amd) {
   rc.rate = kRate;
   rc.frame_ms = 20;
   rc.bitrate = 32000;
-  rc.complexity = 5;
+  rc.complexity = rec_complexity;  // audio.recording.complexity (5)
   rc.call_id = "chain-bench";
   auto rec = osvi::audio::CallRecorder::create(d.sink, rc);
   if (!rec) {
@@ -157,8 +157,10 @@ bool make_call_dsp(CallDsp& d, int tail_ms, bool amd) {
 int main(int argc, char** argv) {
   const int seconds = argc > 1 ? std::atoi(argv[1]) : 120;
   const int tail_ms = argc > 2 ? std::atoi(argv[2]) : 128;  // the shipped audio.echo.tail_ms
-  if (seconds < 8 || tail_ms < 10) {
-    std::fprintf(stderr, "usage: chain_bench [seconds_of_audio>=8] [echo_tail_ms>=10]\n");
+  const int rec_cx = argc > 3 ? std::atoi(argv[3]) : 5;     // the shipped audio.recording.complexity
+  if (seconds < 8 || tail_ms < 10 || rec_cx < 0 || rec_cx > 10) {
+    std::fprintf(
+        stderr, "usage: chain_bench [seconds_of_audio>=8] [echo_tail_ms>=10] [recording_complexity 0..10]\n");
     return 1;
   }
   const size_t frames = static_cast<size_t>(seconds) * 50;
@@ -170,7 +172,8 @@ int main(int argc, char** argv) {
   for (size_t i = 0; i < tts.size(); ++i) tts[i] = far[(i * 2 / 3) % far.size()];
 
   CallDsp inbound, outbound;
-  if (!make_call_dsp(inbound, tail_ms, false) || !make_call_dsp(outbound, tail_ms, true)) return 1;
+  if (!make_call_dsp(inbound, tail_ms, false, rec_cx) || !make_call_dsp(outbound, tail_ms, true, rec_cx))
+    return 1;
   std::vector<int16_t> pcm(inbound.chain->max_playback_output());
   if (inbound.chain->max_playback_input() < kTtsFrame) return 1;
 
@@ -316,8 +319,8 @@ int main(int argc, char** argv) {
   const Stats ts = stats(sum(cap_us, play_us)), tos = stats(sum(out_us, play_us));
   std::printf(
       "frames measured: %zu of %zu (16 kHz, 20 ms; speex AEC tail %d ms, call progress \"in\", DTMF on, "
-      "stereo recorder 32 kbit/s c5 %.1f kbit/s written; TTS 24 kHz PCM; utterances c5 24 kbit/s)\n",
-      cap_us.size(), frames, tail_ms, static_cast<double>(inbound.sink.bytes_) * 8 / 1000 / seconds);
+      "stereo recorder 32 kbit/s c%d %.1f kbit/s written; TTS 24 kHz PCM; utterances c5 24 kbit/s)\n",
+      cap_us.size(), frames, tail_ms, rec_cx, static_cast<double>(inbound.sink.bytes_) * 8 / 1000 / seconds);
   std::printf("AMD re-armed %zu times at its verdicts over %zu frames\n", amd_rearmed, amd_frames);
   std::printf("%-58s %9s %9s %9s\n", "CPU us per 20 ms frame", "p50", "p99", "mean");
   auto row = [](const char* name, const Stats& s) {
