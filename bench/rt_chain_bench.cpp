@@ -4,10 +4,10 @@
 //   RT thread = audio::ChainRunner::process(), what the hal stream's thread runs per period: the LineChain
 //               (speex AEC 128 ms + preprocess + osvi VAD/endpointer + DTMF + call progress "in") + the
 //               stereo CallRecorder push (32 kbit/s c5) into its PagePipe + the result into the rings;
-//   loop      = what the loop still does per frame and call: ChainRunner::next() (the frame out of the rings),
-//               PagePipe::drain() (pages to the file; here a sink that counts them) and 20 ms of 24 kHz TTS
-//               resampled to 16 kHz (resample_tts stays on the loop). Not the Call's own reaction to the
-//               frame (endpoint events, the utterance encoder while the caller speaks: chain_bench);
+//   loop      = what the loop still does per frame and call: ChainRunner::next() (the frame out of its
+//               rings), PagePipe::drain() (pages to the file; here a sink that counts them) and 20 ms of 24
+//               kHz TTS resampled to 16 kHz (resample_tts stays on the loop). Not the Call's own reaction to
+//               the frame (endpoint events, the utterance encoder while the caller speaks: chain_bench);
 //   bare      = the library calls alone on the same audio: speex_echo_cancellation + speex_preprocess_run
 //               (the chain's settings) + opus_encode of the stereo frame (the recorder's encoder settings) +
 //               speex_resampler_process_int for the TTS.
@@ -241,9 +241,10 @@ int main(int argc, char** argv) {
 
   if (bare.bytes <= 0) return 3;
   const Stats r = stats(rt_us), l = stats(loop_us), b = stats(bare_us);
-  std::printf("frames measured: %zu of %zu (16 kHz, 20 ms; speex AEC %d ms, call progress \"in\", DTMF on, "
-              "stereo recorder 32 kbit/s c5, %.1f kbit/s reached the file; TTS 24 kHz)\n",
-              rt_us.size(), frames, tail_ms, static_cast<double>(file.bytes_) * 8 / 1000 / seconds);
+  std::printf(
+      "frames measured: %zu of %zu (16 kHz, 20 ms; speex AEC %d ms, call progress \"in\", DTMF on, "
+      "stereo recorder 32 kbit/s c5, %.1f kbit/s reached the file; TTS 24 kHz)\n",
+      rt_us.size(), frames, tail_ms, static_cast<double>(file.bytes_) * 8 / 1000 / seconds);
   std::printf("%-62s %8s %8s %8s %8s\n", "CPU us per 20 ms frame, per call", "p50", "p99", "mean", "% core");
   auto row = [](const char* name, const Stats& s) {
     std::printf("%-62s %8.1f %8.1f %8.1f %7.2f%%\n", name, s.p50, s.p99, s.mean, s.mean / 200.0);

@@ -1,6 +1,6 @@
-// ChainRunner and PagePipe: the line chain on a stream's real-time thread gives the loop exactly what the chain
-// run on the loop gave (frames, events, order, recording bytes), takes the loop's controls, counts a full
-// ring instead of waiting, and allocates nothing per frame.
+// ChainRunner and PagePipe: the line chain on a stream's real-time thread gives the loop exactly what the
+// chain run on the loop gave (frames, events, order, recording bytes), takes the loop's controls, counts a
+// full ring instead of waiting, and allocates nothing per frame.
 #include "osvi/audio/chain_runner.hpp"
 
 #include <gtest/gtest.h>
@@ -47,8 +47,8 @@ std::unique_ptr<ChainRunner> runner(bool amd = false, ChainRunnerOptions o = {})
 void add_tone(std::vector<int16_t>& x, size_t at, size_t len, double f1, double f2, double amp) {
   for (size_t i = 0; i < len && at + i < x.size(); ++i) {
     const double t = static_cast<double>(i) / kRate;
-    const double v = x[at + i] + amp * (std::sin(2 * std::numbers::pi * f1 * t) +
-                                        std::sin(2 * std::numbers::pi * f2 * t));
+    const double v =
+        x[at + i] + amp * (std::sin(2 * std::numbers::pi * f1 * t) + std::sin(2 * std::numbers::pi * f2 * t));
     x[at + i] = static_cast<int16_t>(std::clamp(v, -32768.0, 32767.0));
   }
 }
@@ -79,7 +79,7 @@ const Script& script() {
     }
     add_tone(sc.mic, 2 * kRate + 2000, 1600, 697, 1209, 6000);  // '1' in a pause
     add_tone(sc.mic, 5 * kRate + 2000, 1600, 941, 1477, 6000);  // '#'
-    for (int k = 0; k < 4; ++k)                                   // busy: 0.5 s on, 0.5 s off
+    for (int k = 0; k < 4; ++k)                                 // busy: 0.5 s on, 0.5 s off
       add_tone(sc.mic, 8 * kRate + static_cast<size_t>(k) * kRate, kRate / 2, 480, 620, 4000);
     return sc;
   }();
@@ -162,7 +162,8 @@ TEST(ChainRunner, AThreadGivesTheLoopWhatTheChainGaveOnTheLoopInOrder) {
   auto r = runner(true);
   ASSERT_TRUE(direct && r);
   std::vector<Frame> want;
-  for (size_t f = 0; f < script().frames; ++f) want.push_back(copy(direct->process_capture(mic(f), played(f))));
+  for (size_t f = 0; f < script().frames; ++f)
+    want.push_back(copy(direct->process_capture(mic(f), played(f))));
   const Counts wc = count(want);
   // The script really exercises every event kind the loop acts on.
   std::printf("script: %zu endpoint events, %zu digits, %zu tones, %zu frames with a verdict\n", wc.endpoints,

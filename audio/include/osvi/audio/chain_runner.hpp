@@ -1,5 +1,5 @@
-// ChainRunner: a line's LineChain run on the stream's real-time thread (a PeriodProcessor), its results handed
-// to the control loop in capture order.
+// ChainRunner: a line's LineChain run on the stream's real-time thread (a PeriodProcessor), its results
+// handed to the control loop in capture order.
 //
 // Real-time side, process(): LineChain::process_capture(), the attached CallRecorder's encode (its sink a
 // PagePipe, page_pipe.hpp, so the file is written on the loop), then one compact

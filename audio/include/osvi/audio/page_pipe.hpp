@@ -49,7 +49,7 @@ class PagePipe final : public ByteSink {
 
  private:
   ByteSink& out_;
-  SpscRing<uint8_t> ring_;  // per page: its length (4 bytes, little endian), then the page
+  SpscRing<uint8_t> ring_;     // per page: its length (4 bytes, little endian), then the page
   std::vector<uint8_t> page_;  // loop: one page popped from the ring
   size_t pending_len_ = 0;     // loop: a length popped whose page was not visible yet
   bool out_failed_ = false;    // loop

@@ -105,7 +105,7 @@ struct StreamEvent {
 
 // Counters, readable from the loop at any time (each one is a relaxed atomic snapshot).
 struct AudioStreamStats {
-  uint64_t periods = 0;           // capture periods pushed (each with its reference, as one entry) or processed
+  uint64_t periods = 0;           // capture periods pushed (each with its reference, as one entry)
   uint64_t played_samples = 0;    // queued samples written to playback
   uint64_t fill_periods = 0;      // playback periods that needed silence because the ring ran short
   uint64_t fill_samples = 0;      // silence samples written for that reason

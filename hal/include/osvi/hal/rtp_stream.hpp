@@ -2,11 +2,12 @@
 //
 // It has the loop-facing interface of hal::AudioStream (event_fd, drain_events, read_frame, queue_playback,
 // stop_playback, stats, set_processor), so the calls engine runs its LineChain, recorder and barge-in over it
-// unchanged (StreamAudioPort in the calls room): the chain on this media thread through set_processor(). Behind it, the stream's own media thread follows the real-time rules
-// at the top of audio_stream.hpp (no allocation after start(), no locks shared with the loop, no logging):
-// it receives RTP into an adaptive jitter buffer, decodes (G.711, Opus), conceals lost packets (Opus PLC;
-// G.711 repeat then fade), and on its own 20 ms clock pushes one capture period per tick to the loop and
-// encodes and sends one period of queued speech (silence when none: the far end always hears a stream).
+// unchanged (StreamAudioPort in the calls room): the chain on this media thread through set_processor().
+// Behind it, the stream's own media thread follows the real-time rules at the top of audio_stream.hpp (no
+// allocation after start(), no locks shared with the loop, no logging): it receives RTP into an adaptive
+// jitter buffer, decodes (G.711, Opus), conceals lost packets (Opus PLC; G.711 repeat then fade), and on its
+// own 20 ms clock pushes one capture period per tick to the loop and encodes and sends one period of queued
+// speech (silence when none: the far end always hears a stream).
 //
 // The network has no echo path the box can hear, so read_frame()'s reference is what was sent in the same
 // tick: an echo canceller given it cancels a far-end (hybrid) echo, or sees nothing to do.
