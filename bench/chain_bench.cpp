@@ -245,7 +245,7 @@ int main(int argc, char** argv) {
 
   // --- The bare library calls over the same frames. ---
   std::vector<double> b_echo, b_pre, b_vad, b_res, b_opus[4];
-  const int opus_cx[4] = {5, 3, 1, 0};
+  const int opus_cx[4] = {rec_cx, 3, 1, 0};  // the first is the recorder's, in the bare sum
   {
     const int frame = static_cast<int>(kFrame);
     SpeexEchoState* echo = speex_echo_state_init(frame, kRate * tail_ms / 1000);
@@ -350,7 +350,10 @@ int main(int argc, char** argv) {
   }
   row("speex_resampler_process_int 24 -> 16 kHz", stats(b_res));
   const Stats bare = stats(sum(sum(sum(b_echo, b_pre), sum(b_vad, b_opus[0])), b_res));
-  row("bare sum (echo + preprocess + VAD + opus c5 + resampler)", bare);
+  char bare_name[96];
+  std::snprintf(bare_name, sizeof bare_name, "bare sum (echo + preprocess + VAD + opus c%d + resampler)",
+                rec_cx);
+  row(bare_name, bare);
   std::printf("chain (capture + playback) minus bare sum, mean: %.1f us (%.0f %% of the chain)\n",
               ts.mean - bare.mean, 100.0 * (ts.mean - bare.mean) / ts.mean);
   std::printf("heap allocations during %zu measured frames (both chains + recorders + playback): %llu\n",
