@@ -362,7 +362,10 @@ TEST(ChainRunner, NothingIsAllocatedPerFrameOnEitherSide) {
   r->attach_recorder(&*rec);
   CaptureOutput out;
   auto frame = [&](size_t f) {
-    if (f == 300) r->set_amd(true);
+    if (f == 300) {  // a re-arm: AMD and the beep detector restart on the thread
+      r->set_amd(false);
+      r->set_amd(true);
+    }
     if (f == 350) r->set_min_speech_ms(80);
     r->process(mic(f), played(f));
     while (r->next(out)) {
