@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <numbers>
@@ -352,6 +353,42 @@ TEST(ChainRunner, DetachReturnsOnlyOnceTheThreadIsOutOfTheRecorder) {
   EXPECT_GT(samples, 0u);
 }
 
+// Holds the audio thread inside the recorder (its first push writes the header pages) until opened.
+class GateSink final : public ByteSink {
+ public:
+  bool write(std::span<const uint8_t>) noexcept override {
+    entered = true;
+    while (!open) std::this_thread::yield();
+    return true;
+  }
+  std::atomic<bool> entered{false}, open{false};
+};
+
+TEST(ChainRunner, DetachWaitsWhileTheThreadIsInsideThePush) {
+  auto r = runner();
+  ASSERT_TRUE(r);
+  GateSink gate;
+  auto rec = CallRecorder::create(gate, rec_config());
+  ASSERT_TRUE(rec);
+  r->attach_recorder(&*rec);
+  std::thread audio([&] { r->process(mic(0), played(0)); });
+  while (!gate.entered) std::this_thread::yield();
+  std::atomic<bool> detached{false};
+  std::thread loop([&] {
+    r->attach_recorder(nullptr);
+    detached = true;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_FALSE(detached);  // the thread is still in push(): the loop may not have the recorder yet
+  gate.open = true;
+  loop.join();
+  audio.join();
+  EXPECT_TRUE(detached);
+  EXPECT_EQ(rec->samples(), kFrame);
+  r->process(mic(1), played(1));  // detached: the next frame does not reach it
+  EXPECT_EQ(rec->samples(), kFrame);
+}
+
 TEST(ChainRunner, NothingIsAllocatedPerFrameOnEitherSide) {
   auto r = runner(true);
   ASSERT_TRUE(r);
@@ -362,7 +399,10 @@ TEST(ChainRunner, NothingIsAllocatedPerFrameOnEitherSide) {
   r->attach_recorder(&*rec);
   CaptureOutput out;
   auto frame = [&](size_t f) {
-    if (f == 300) r->set_amd(true);
+    if (f == 300) {  // a re-arm: AMD and the beep detector restart on the thread
+      r->set_amd(false);
+      r->set_amd(true);
+    }
     if (f == 350) r->set_min_speech_ms(80);
     r->process(mic(f), played(f));
     while (r->next(out)) {
