@@ -8,7 +8,7 @@
 // The greeting gap (abandonment guard): outbound calls answered with "Hello?", the record's greeting_gap_ms
 // and the party's own measure of it, with answering-machine detection on (the default) and off.
 // Usage: calls_bench [turns=55] [barge_ins=12] [--only latency|barge|memory|deadair|greeting]
-//        [--greeting-calls N (20)]
+//        [--greeting-calls N (20)] [--frame-ms 10|20 (20)] [--buffer-periods 2|3 (3)]
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -41,8 +41,11 @@ namespace {
 constexpr const char* kToken = "BenchToken012345";  // the API wants exactly 16 characters
 constexpr int kRate = 16000;
 // AudioStream writes (buffer_periods - 1) periods of silence before its first capture period, so the playback
-// sample written together with capture sample c is c + 640 (docs/lines.md, 3 x 20 ms at 16 kHz).
-constexpr int64_t kCushion = 2 * kRate / 50;
+// sample written together with capture sample c is c + 640 (docs/lines.md, 3 x 20 ms at 16 kHz). Set from
+// --frame-ms / --buffer-periods (the audio settings the run gives osvid).
+int g_frame_ms = 20;
+int g_buffer_periods = 3;
+int64_t kCushion = 2 * kRate / 50;
 
 // Thrown, not exit(): the destructors must kill osvid and the model server (an orphan would keep a pipe
 // open).
@@ -77,12 +80,13 @@ class Rig {
     if (model_->base().empty()) die(model_->error());
     const std::string url = model_->base() + "/v1";
     port_ = osvi::test::free_loopback_port();
-    const std::string cfg = R"({"state_dir":")" + dir_.file("state") + R"(","api":{"listen":"127.0.0.1:)" +
-                            std::to_string(port_) + R"(","tokens":[")" + kToken +
-                            R"("]},"audio":{"rt_priority":0},"agents":[{"agent_uuid":"agent_a","name":"A",)" +
-                            R"("active":true,"stt":{"base_url":")" + url + R"("},"llm":{"base_url":")" + url +
-                            R"("},"voice":{"base_url":")" + url + R"("},)" + agent + R"(}],"lines":)" +
-                            lines_json + "}";
+    const std::string cfg =
+        R"({"state_dir":")" + dir_.file("state") + R"(","api":{"listen":"127.0.0.1:)" +
+        std::to_string(port_) + R"(","tokens":[")" + kToken + R"("]},"audio":{"rt_priority":0,"frame_ms":)" +
+        std::to_string(g_frame_ms) + R"(,"buffer_periods":)" + std::to_string(g_buffer_periods) +
+        R"(},"agents":[{"agent_uuid":"agent_a","name":"A",)" + R"("active":true,"stt":{"base_url":")" + url +
+        R"("},"llm":{"base_url":")" + url + R"("},"voice":{"base_url":")" + url + R"("},)" + agent +
+        R"(}],"lines":)" + lines_json + "}";
     osvi::test::write_file(dir_.file("osvid.json"), cfg);
     daemon_ = std::make_unique<DaemonProcess>(dir_.path(),
                                               std::vector<std::string>{"--config", dir_.file("osvid.json")});
@@ -241,7 +245,7 @@ bool latency_run(int turns) {
 
   // The transcript's agent turns with an STT stage, in order: one per caller sentence.
   struct Lat {
-    double endpointing, stt_sent, first_sample, v2v;
+    double endpointing, stt_sent, first_sample, v2v, stt, llm, tts;
   };
   std::vector<Lat> lat;
   JsonPtr t = rig.get("/v1/call/" + ids[0] + "/transcript");
@@ -252,11 +256,12 @@ bool latency_run(int turns) {
     const cJSON* l = cJSON_GetObjectItem(e, "latency");
     if (str(e, "role") != "agent" || !l || num(l, "stt_sent_ms") < 0) continue;
     lat.push_back({num(l, "endpointing_ms"), num(l, "stt_sent_ms"), num(l, "first_sample_ms"),
-                   num(l, "voice_to_voice_ms")});
+                   num(l, "voice_to_voice_ms"), num(l, "stt_ms"), num(l, "llm_first_token_ms"),
+                   num(l, "tts_first_byte_ms")});
   }
 
   // Party side: each say's end of speech (capture clock) → the next agent_start (playback clock → capture).
-  std::vector<double> v2v_party;
+  std::vector<double> v2v_party, v2v_heard;
   const auto ev = read_party_log(plog);
   int64_t step_end = -1;
   int says = 0;
@@ -264,6 +269,7 @@ bool latency_run(int turns) {
     if (p.event == "step_end") step_end = p.sample, ++says;
     if (p.event == "agent_start" && step_end >= 0) {
       v2v_party.push_back(ms_of(p.sample - kCushion - step_end));
+      v2v_heard.push_back(ms_of(p.sample - step_end));
       step_end = -1;
     }
   }
@@ -271,12 +277,17 @@ bool latency_run(int turns) {
   std::printf("caller sentences %d, agent replies with latency %zu, party-side pairs %zu%s\n", says,
               lat.size(), v2v_party.size(),
               matched ? "" : "  ** MISMATCH: endpointing 500 ms assumed for all turns **");
-  std::vector<double> stt_sent, first_sample, v2v_minus, daemon_v2v_minus, endpointing;
+  std::vector<double> stt_sent, first_sample, v2v_minus, v2v_heard_minus, daemon_v2v_minus, endpointing;
   for (size_t i = 0; i < v2v_party.size(); ++i) {
     const double ep = matched && lat[i].endpointing >= 0 ? lat[i].endpointing : 500.0;
     v2v_minus.push_back(v2v_party[i] - ep);
+    v2v_heard_minus.push_back(v2v_heard[i] - ep);
   }
+  std::vector<double> stt, llm, tts;  // where the daemon's figure goes: the model services' answers
   for (const Lat& l : lat) {
+    if (l.stt >= 0) stt.push_back(l.stt);
+    if (l.llm >= 0) llm.push_back(l.llm);
+    if (l.tts >= 0) tts.push_back(l.tts);
     stt_sent.push_back(l.stt_sent);
     if (l.first_sample >= 0) first_sample.push_back(l.first_sample);
     if (l.v2v >= 0 && l.endpointing >= 0) daemon_v2v_minus.push_back(l.v2v - l.endpointing);
@@ -287,7 +298,13 @@ bool latency_run(int turns) {
   row("first TTS byte -> first sample written (daemon)", summarize(first_sample), "p95 <= 25", 25);
   row("voice-to-voice - endpointing (party log, sample clock)", summarize(v2v_minus), "p95 <= 60", 60);
   row("  cross-check: daemon's voice_to_voice_ms - endpointing", summarize(daemon_v2v_minus), "-", -1);
+  // The playback position itself: on a card, playback sample p sounds when capture sample p is taken, so the
+  // cushion queued ahead of the agent's first sample is heard as delay (the row above subtracts it).
+  row("  as heard: cushion not subtracted (playback pos - capture pos)", summarize(v2v_heard_minus), "-", -1);
   row("  endpointing_ms as configured (must be 500)", summarize(endpointing), "-", -1);
+  row("  daemon: stt_ms (request -> transcript)", summarize(stt), "-", -1);
+  row("  daemon: llm_first_token_ms", summarize(llm), "-", -1);
+  row("  daemon: tts_first_byte_ms", summarize(tts), "-", -1);
   return summarize(stt_sent).p95 <= 15 && summarize(first_sample).p95 <= 25 && summarize(v2v_minus).p95 <= 60;
 }
 
@@ -645,11 +662,16 @@ int main(int argc, char** argv) {
     const std::string a = argv[i];
     if (a == "--only" && i + 1 < argc)
       only = argv[++i];
+    else if (a == "--frame-ms" && i + 1 < argc)
+      g_frame_ms = std::atoi(argv[++i]) == 10 ? 10 : 20;
+    else if (a == "--buffer-periods" && i + 1 < argc)
+      g_buffer_periods = std::clamp(std::atoi(argv[++i]), 2, 3);
     else if (a == "--greeting-calls" && i + 1 < argc)
       greeting_calls = std::max(1, std::atoi(argv[++i]));
     else
       pos.push_back(std::atoi(argv[i]));
   }
+  kCushion = static_cast<int64_t>(g_buffer_periods - 1) * kRate * g_frame_ms / 1000;
   if (pos.size() > 0 && pos[0] > 0) turns = pos[0];
   if (pos.size() > 1 && pos[1] > 0) barges = pos[1];
   ::signal(SIGPIPE, SIG_IGN);

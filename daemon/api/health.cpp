@@ -106,6 +106,13 @@ void Api::health(HttpRequest&, HttpReply reply) {
     }
   }
   if (ctx_.loop_latency) add_loop_latency_json(data.get(), ctx_.loop_latency());
+  if (ctx_.calls_health) {  // the same figures as the fleet telemetry's live_calls and xruns
+    const CallsHealth ch = ctx_.calls_health();
+    cJSON* c = cJSON_AddObjectToObject(data.get(), "calls");
+    cJSON_AddNumberToObject(c, "live", static_cast<double>(ch.live));
+    cJSON_AddNumberToObject(c, "queued", static_cast<double>(ch.queued));
+    cJSON_AddNumberToObject(c, "xruns", static_cast<double>(ch.xruns));
+  }
   reply.send(success(std::move(data)));
 }
 

@@ -368,6 +368,7 @@ Status App::start() {
     };
     hooks.lines = [this] { return lines_ ? lines_->health() : std::vector<LineHealth>{}; };
     hooks.calls = [this] { return calls_ ? calls_->health() : CallsHealth{}; };
+    api_ctx_.calls_health = hooks.calls;
     hooks.upstreams = [this] { return upstream_ ? upstream_->breakers() : std::vector<net::BreakerState>{}; };
     api_ctx_.upstreams = hooks.upstreams;
     hooks.loop_latency = [this] { return latency_->snapshot(); };
@@ -836,6 +837,7 @@ int App::run() {
   api_ctx_.reload = nullptr;
   api_ctx_.upstreams = nullptr;
   api_ctx_.loop_latency = nullptr;
+  api_ctx_.calls_health = nullptr;
   server_sources_.clear();
   server_.reset();
   api_.reset();

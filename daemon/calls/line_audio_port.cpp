@@ -18,7 +18,9 @@ Result<std::unique_ptr<AudioPort>> make_alsa_audio_port(EventLoop& loop, const A
   o.alsa_config = ep.alsa_config;
   if (ep.clockless) o.pace = std::chrono::milliseconds(ac.frame_ms);
   o.playback_ring_ms = 1000;  // TTS arriving faster than real time waits in the Call (sized to fit)
-  o.capture_ring_ms = 500;    // the loop reads every period; half a second covers any stall of it
+  // The chain runs on the stream's thread (ChainRunner): its own ring carries the processed frames, the
+  // stream's raw capture ring stays empty, so it gets the smallest size allowed.
+  o.capture_ring_ms = 2 * ac.frame_ms;
   auto stream = hal::AudioStream::create(o);
   if (!stream) return stream.error();
   audio::LineChainConfig cc = line_chain_config(ac, setup.agent);

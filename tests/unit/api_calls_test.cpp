@@ -443,6 +443,24 @@ TEST_F(ApiCalls, HealthShowsTheLoopLatency) {
   locked([&] { ctx_.loop_latency = nullptr; });
 }
 
+// The calls engine's live calls, queue and audio xruns (the telemetry's live_calls/xruns) are in health.
+TEST_F(ApiCalls, HealthShowsCallsAndXruns) {
+  Reply none = request("GET", "/v1/health");
+  ASSERT_EQ(none.status, 200) << none.body;
+  EXPECT_EQ(none.body.find("\"xruns\""), std::string::npos) << "no engine, no object: " << none.body;
+  locked([&] { ctx_.calls_health = [] { return CallsHealth{3, 1, 8, 7}; }; });
+  Reply r = request("GET", "/v1/health");
+  ASSERT_EQ(r.status, 200) << r.body;
+  const cJSON* c =
+      cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(r.json.get(), "data"), "calls");
+  ASSERT_NE(c, nullptr) << r.body;
+  EXPECT_EQ(cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(c, "live")), 3);
+  EXPECT_EQ(cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(c, "queued")), 1);
+  EXPECT_EQ(cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(c, "xruns")), 7);
+  EXPECT_EQ(request("GET", "/v1/health", {}, kTokB).body.find("\"xruns\""), std::string::npos);
+  locked([&] { ctx_.calls_health = nullptr; });
+}
+
 TEST_F(ApiCalls, EngineErrorsAreMapped) {
   const std::string body = R"({"agent_uuid":"agent_a","phone_number":"9876543210","country_code":"IN"})";
   struct Case {

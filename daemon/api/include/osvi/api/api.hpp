@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "osvi/base/loop_latency.hpp"
+#include "osvi/calls/call_manager.hpp"
 #include "osvi/clock.hpp"
 #include "osvi/config/config.hpp"
 #include "osvi/knowledge/knowledge_service.hpp"
@@ -40,6 +41,8 @@ struct ApiContext {
   std::function<std::vector<net::BreakerState>()> upstreams;
   // The "loop" object of /v1/health: the control loop's dispatch latency over the last minute; empty: absent.
   std::function<LoopLatencySnapshot()> loop_latency;
+  // The "calls" object of /v1/health (live calls, queued requests, audio xruns since start); empty: absent.
+  std::function<CallsHealth()> calls_health;
   // The calls resource (calls.cpp).
   class CallService* calls = nullptr;  // null: POST /v1/call and /call answer 503
   std::string recording_key;           // HMAC key bytes of recording links; empty: recording URLs answer 503
