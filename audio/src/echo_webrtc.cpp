@@ -117,6 +117,11 @@ class WebrtcApm final : public EchoCanceller {
 
 }  // namespace
 
+Status load_webrtc_apm() {
+  if (const WebrtcModule& m = module(); !m.error.empty()) return make_error(m.error, dl::kLibraryMissing);
+  return {};
+}
+
 Result<std::unique_ptr<EchoCanceller>> make_webrtc_apm(const EchoOptions& options,
                                                        const PreprocessOptions& pre) {
   const Format f = options.format;

@@ -90,6 +90,11 @@ class WebRtcVad final : public Vad {
 
 }  // namespace
 
+Status load_webrtc_vad() {
+  if (const VadApi& a = vad_api(); !a.error.empty()) return make_error(a.error, dl::kLibraryMissing);
+  return {};
+}
+
 Result<std::unique_ptr<Vad>> make_webrtc_vad(Format format, VadOptions options) {
   if (!valid_call_rate(format.rate) || (format.frame_ms != 10 && format.frame_ms != 20))
     return make_error("webrtc vad: format must be 8/16 kHz with 10/20 ms frames");

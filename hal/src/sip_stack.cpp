@@ -1383,3 +1383,13 @@ Result<std::unique_ptr<SipEngine>> SipEngine::create(const SipLineOptions& optio
 }
 
 }  // namespace osvi::hal::sipi
+
+namespace osvi::hal {
+
+Status load_sip_library() {
+  if (const sipi::LoadedRe& l = sipi::loaded_re(); !l.error.empty())
+    return make_error(l.error, dl::kLibraryMissing);
+  return {};
+}
+
+}  // namespace osvi::hal

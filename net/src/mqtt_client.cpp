@@ -185,6 +185,11 @@ Status MqttClient::check(int rc, std::string_view what) {
   return make_error("mqtt: " + std::string(what) + ": " + mosq_error_text(rc), code);
 }
 
+Status MqttClient::load_library() {
+  if (const LoadedMosquitto& l = loaded_mosquitto(); !l.error.empty()) return make_error(l.error, dl::kLibraryMissing);
+  return {};
+}
+
 Result<std::unique_ptr<MqttClient>> MqttClient::connect(const MqttOptions& options, MqttCallbacks callbacks) {
   if (const LoadedMosquitto& l = loaded_mosquitto(); !l.error.empty())
     return make_error("mqtt.enabled: " + l.error, dl::kLibraryMissing);
