@@ -33,7 +33,7 @@ using namespace std::chrono_literals;
 
 struct Footprint {
   long vm_rss = -1, rss_anon = -1, rss_file = -1, pss = -1, pss_anon = -1, threads = -1;
-  std::vector<std::string> libs;             // mapped shared objects, basename, sorted
+  std::vector<std::string> libs;                             // mapped shared objects, basename, sorted
   std::map<std::string, std::pair<long, long>> per_mapping;  // name → (Rss, Pss) kB
 };
 
@@ -84,8 +84,10 @@ Footprint measure(pid_t pid) {
       if (path.find(".so") != std::string::npos) libs.insert(base_name(path));
       continue;
     }
-    if (line.rfind("Rss:", 0) == 0) f.per_mapping[current].first += std::strtol(line.c_str() + 4, nullptr, 10);
-    if (line.rfind("Pss:", 0) == 0) f.per_mapping[current].second += std::strtol(line.c_str() + 4, nullptr, 10);
+    if (line.rfind("Rss:", 0) == 0)
+      f.per_mapping[current].first += std::strtol(line.c_str() + 4, nullptr, 10);
+    if (line.rfind("Pss:", 0) == 0)
+      f.per_mapping[current].second += std::strtol(line.c_str() + 4, nullptr, 10);
   }
   f.libs.assign(libs.begin(), libs.end());
   return f;
@@ -102,7 +104,8 @@ void print_row(const char* name, const Footprint& f) {
 
 void print_mappings(const char* name, const Footprint& f) {
   std::vector<std::pair<std::string, std::pair<long, long>>> rows(f.per_mapping.begin(), f.per_mapping.end());
-  std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.second.first > b.second.first; });
+  std::sort(rows.begin(), rows.end(),
+            [](const auto& a, const auto& b) { return a.second.first > b.second.first; });
   std::printf("\n%s: per mapping (kB)\n%8s %8s  %s\n", name, "Rss", "Pss", "mapping");
   for (const auto& [m, v] : rows) {
     if (v.first == 0) continue;
@@ -112,7 +115,8 @@ void print_mappings(const char* name, const Footprint& f) {
 
 // The shipped file with the folders and ports of this run, and MQTT as asked.
 std::string shipped_config(const std::string& state, int api_port, int mqtt_port) {
-  const std::string text = osvi::test::read_file(std::string(OSVI_SOURCE_DIR) + "/rootfs/etc/osvi/osvid.json");
+  const std::string text =
+      osvi::test::read_file(std::string(OSVI_SOURCE_DIR) + "/rootfs/etc/osvi/osvid.json");
   osvi::net::JsonPtr root(cJSON_Parse(text.c_str()));
   if (!root) {
     std::fprintf(stderr, "cannot parse the shipped osvid.json\n");
@@ -196,7 +200,8 @@ int main(int argc, char** argv) {
   const Footprint mq = measure(broker.pid());
 
   std::printf("idle %d s after /v1/health; MB (1024 kB)\n", idle_s);
-  std::printf("%-22s %8s %8s %8s %8s %5s %5s\n", "process", "VmRSS", "RssAnon", "RssFile", "PSS", "thr", "libs");
+  std::printf("%-22s %8s %8s %8s %8s %5s %5s\n", "process", "VmRSS", "RssAnon", "RssFile", "PSS", "thr",
+              "libs");
   print_row("osvid (shipped)", off);
   print_row("osvid (MQTT on)", on);
   print_row("baresip", bs);

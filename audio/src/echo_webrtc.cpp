@@ -52,9 +52,9 @@ WebrtcModule load_module() {
     return m;
   }
   void* h = opened->get();
-  if (!dl::bind(h, "osvi_webrtc_abi_version", m.abi_version) || !dl::bind(h, "osvi_webrtc_apm_create", m.create) ||
-      !dl::bind(h, "osvi_webrtc_apm_free", m.free) || !dl::bind(h, "osvi_webrtc_apm_reset", m.reset) ||
-      !dl::bind(h, "osvi_webrtc_apm_process", m.process)) {
+  if (!dl::bind(h, "osvi_webrtc_abi_version", m.abi_version) ||
+      !dl::bind(h, "osvi_webrtc_apm_create", m.create) || !dl::bind(h, "osvi_webrtc_apm_free", m.free) ||
+      !dl::bind(h, "osvi_webrtc_apm_reset", m.reset) || !dl::bind(h, "osvi_webrtc_apm_process", m.process)) {
     m.error = "osvi-webrtc.so lacks a function osvi uses";
     return m;
   }
@@ -130,8 +130,9 @@ Result<std::unique_ptr<EchoCanceller>> make_webrtc_apm(const EchoOptions& option
   if (Status s = validate(pre); !s) return s.error();
   const WebrtcModule& m = module();
   if (!m.error.empty()) return make_error("echo: webrtc: " + m.error, dl::kLibraryMissing);
-  const osvi_webrtc_apm_options o{f.rate,   pre.echo_suppress_db, pre.denoise ? 1 : 0, pre.noise_suppress_db,
-                                  pre.agc ? 1 : 0, pre.agc_level_dbfs};
+  const osvi_webrtc_apm_options o{
+      f.rate,          pre.echo_suppress_db, pre.denoise ? 1 : 0, pre.noise_suppress_db,
+      pre.agc ? 1 : 0, pre.agc_level_dbfs};
   char err[256] = {};
   ApmPtr apm(m.create(&o, err, sizeof err));
   if (!apm) return make_error(std::string("echo: webrtc: ") + err, -ENOMEM);

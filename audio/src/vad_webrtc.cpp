@@ -4,14 +4,13 @@
 #include <memory>
 #include <string>
 
-#include "osvi/shared_library.hpp"
-
 #include "osvi/audio/vad.hpp"
+#include "osvi/shared_library.hpp"
 
 // Debian installs the shared object but not webrtc/common_audio/vad/include/webrtc_vad.h. These prototypes
 // are the post-2014 API this build exports: Create() returns the instance (checked with objdump: it mallocs
-// and returns it, taking no argument) and Process() takes the length as size_t. Declared only for their types:
-// the functions are bound from the library opened on first use, not linked.
+// and returns it, taking no argument) and Process() takes the length as size_t. Declared only for their
+// types: the functions are bound from the library opened on first use, not linked.
 extern "C" {
 struct WebRtcVadInst;
 WebRtcVadInst* WebRtcVad_Create();

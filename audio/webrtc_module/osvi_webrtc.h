@@ -15,19 +15,20 @@ extern "C" {
 typedef struct osvi_webrtc_apm osvi_webrtc_apm;
 
 struct osvi_webrtc_apm_options {
-  int rate;                /* 8000 or 16000 */
-  int echo_suppress_db;    /* NLP strength: <= -30 high, <= -20 moderate, else low */
-  int denoise;             /* non-zero: noise suppression at noise_suppress_db */
+  int rate;             /* 8000 or 16000 */
+  int echo_suppress_db; /* NLP strength: <= -30 high, <= -20 moderate, else low */
+  int denoise;          /* non-zero: noise suppression at noise_suppress_db */
   int noise_suppress_db;
-  int agc;                 /* non-zero: adaptive digital AGC towards agc_level_dbfs */
+  int agc; /* non-zero: adaptive digital AGC towards agc_level_dbfs */
   int agc_level_dbfs;
 };
 
 int osvi_webrtc_abi_version(void);
 
-/* A configured APM (high-pass, AEC with the extended filter and delay-agnostic alignment, NS and AGC as asked),
- * or NULL with a message in err. */
-osvi_webrtc_apm* osvi_webrtc_apm_create(const struct osvi_webrtc_apm_options* options, char* err, size_t err_len);
+/* A configured APM (high-pass, AEC with the extended filter and delay-agnostic alignment, NS and AGC as
+ * asked), or NULL with a message in err. */
+osvi_webrtc_apm* osvi_webrtc_apm_create(const struct osvi_webrtc_apm_options* options, char* err,
+                                        size_t err_len);
 void osvi_webrtc_apm_free(osvi_webrtc_apm* apm);
 /* Re-initialises (forgets the echo path); 0 or a non-zero APM error. */
 int osvi_webrtc_apm_reset(osvi_webrtc_apm* apm);

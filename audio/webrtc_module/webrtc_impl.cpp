@@ -82,7 +82,8 @@ OSVI_WEBRTC_EXPORT osvi_webrtc_apm* osvi_webrtc_apm_create(const osvi_webrtc_apm
       return nullptr;
     }
     webrtc::Config config;
-    // The extended (128 ms) filter with delay-agnostic alignment suits a line whose echo delay nobody reports.
+    // The extended (128 ms) filter with delay-agnostic alignment suits a line whose echo delay nobody
+    // reports.
     config.Set<webrtc::ExtendedFilter>(new webrtc::ExtendedFilter(true));
     config.Set<webrtc::DelayAgnostic>(new webrtc::DelayAgnostic(true));
     // The experimental AGC drives an analog mic volume we do not have.
@@ -92,9 +93,9 @@ OSVI_WEBRTC_EXPORT osvi_webrtc_apm* osvi_webrtc_apm_create(const osvi_webrtc_apm
       copy_out("AudioProcessing::Create failed", err, err_len);
       return nullptr;
     }
-    auto a = std::unique_ptr<osvi_webrtc_apm>(new osvi_webrtc_apm{
-        *options, std::move(apm), webrtc::StreamConfig(options->rate, 1),
-        std::vector<float>(static_cast<size_t>(options->rate / 100))});
+    auto a = std::unique_ptr<osvi_webrtc_apm>(
+        new osvi_webrtc_apm{*options, std::move(apm), webrtc::StreamConfig(options->rate, 1),
+                            std::vector<float>(static_cast<size_t>(options->rate / 100))});
     if (int e = configure(*a); e != 0) {
       copy_out("refused its configuration (" + std::to_string(e) + ")", err, err_len);
       return nullptr;

@@ -49,9 +49,9 @@ constexpr uint64_t kTeardownMs = 900;
 
 // ---------------------------------------------------------------------------------------------------------
 // libre and the OpenSSL it runs TLS on (libssl; ~0.5 MB resident with their relocations) are opened by the
-// first SIP trunk, not at start: a box without a SIP line never maps them. Both are C APIs, so they are opened
-// by soname and the functions this file calls bound here (libre's header-inline helpers need nothing). Once
-// per process, never closed (RTLD_NODELETE), so the pointers stay valid for the SIP thread.
+// first SIP trunk, not at start: a box without a SIP line never maps them. Both are C APIs, so they are
+// opened by soname and the functions this file calls bound here (libre's header-inline helpers need nothing).
+// Once per process, never closed (RTLD_NODELETE), so the pointers stay valid for the SIP thread.
 
 struct ReApi {
   decltype(&::dns_srv_get) dns_srv_get = nullptr;
@@ -152,35 +152,21 @@ LoadedRe load_re() {
   void* s = ssl_lib->get();
   ReApi& a = l.api;
   const bool bound =
-      dl::bind(h, "dns_srv_get", a.dns_srv_get) &&
-      dl::bind(h, "dnsc_alloc", a.dnsc_alloc) &&
-      dl::bind(h, "libre_close", a.libre_close) &&
-      dl::bind(h, "libre_init", a.libre_init) &&
-      dl::bind(h, "list_head", a.list_head) &&
-      dl::bind(h, "mbuf_alloc", a.mbuf_alloc) &&
-      dl::bind(h, "mbuf_printf", a.mbuf_printf) &&
-      dl::bind(h, "mbuf_write_str", a.mbuf_write_str) &&
-      dl::bind(h, "mem_deref", a.mem_deref) &&
-      dl::bind(h, "mem_nrefs", a.mem_nrefs) &&
-      dl::bind(h, "mem_ref", a.mem_ref) &&
-      dl::bind(h, "mqueue_alloc", a.mqueue_alloc) &&
-      dl::bind(h, "mqueue_push", a.mqueue_push) &&
-      dl::bind(h, "msg_ctype_cmp", a.msg_ctype_cmp) &&
+      dl::bind(h, "dns_srv_get", a.dns_srv_get) && dl::bind(h, "dnsc_alloc", a.dnsc_alloc) &&
+      dl::bind(h, "libre_close", a.libre_close) && dl::bind(h, "libre_init", a.libre_init) &&
+      dl::bind(h, "list_head", a.list_head) && dl::bind(h, "mbuf_alloc", a.mbuf_alloc) &&
+      dl::bind(h, "mbuf_printf", a.mbuf_printf) && dl::bind(h, "mbuf_write_str", a.mbuf_write_str) &&
+      dl::bind(h, "mem_deref", a.mem_deref) && dl::bind(h, "mem_nrefs", a.mem_nrefs) &&
+      dl::bind(h, "mem_ref", a.mem_ref) && dl::bind(h, "mqueue_alloc", a.mqueue_alloc) &&
+      dl::bind(h, "mqueue_push", a.mqueue_push) && dl::bind(h, "msg_ctype_cmp", a.msg_ctype_cmp) &&
       dl::bind(h, "net_default_source_addr_get", a.net_default_source_addr_get) &&
-      dl::bind(h, "pl_set_str", a.pl_set_str) &&
-      dl::bind(h, "pl_strcmp", a.pl_strcmp) &&
-      dl::bind(h, "rand_u64", a.rand_u64) &&
-      dl::bind(h, "re_cancel", a.re_cancel) &&
-      dl::bind(h, "re_main", a.re_main) &&
-      dl::bind(h, "re_snprintf", a.re_snprintf) &&
-      dl::bind(h, "re_thread_init", a.re_thread_init) &&
-      dl::bind(h, "sa_isset", a.sa_isset) &&
-      dl::bind(h, "sa_port", a.sa_port) &&
-      dl::bind(h, "sa_set_str", a.sa_set_str) &&
-      dl::bind(h, "sdp_decode", a.sdp_decode) &&
-      dl::bind(h, "sdp_encode", a.sdp_encode) &&
-      dl::bind(h, "sdp_format_add", a.sdp_format_add) &&
-      dl::bind(h, "sdp_media_add", a.sdp_media_add) &&
+      dl::bind(h, "pl_set_str", a.pl_set_str) && dl::bind(h, "pl_strcmp", a.pl_strcmp) &&
+      dl::bind(h, "rand_u64", a.rand_u64) && dl::bind(h, "re_cancel", a.re_cancel) &&
+      dl::bind(h, "re_main", a.re_main) && dl::bind(h, "re_snprintf", a.re_snprintf) &&
+      dl::bind(h, "re_thread_init", a.re_thread_init) && dl::bind(h, "sa_isset", a.sa_isset) &&
+      dl::bind(h, "sa_port", a.sa_port) && dl::bind(h, "sa_set_str", a.sa_set_str) &&
+      dl::bind(h, "sdp_decode", a.sdp_decode) && dl::bind(h, "sdp_encode", a.sdp_encode) &&
+      dl::bind(h, "sdp_format_add", a.sdp_format_add) && dl::bind(h, "sdp_media_add", a.sdp_media_add) &&
       dl::bind(h, "sdp_media_format", a.sdp_media_format) &&
       dl::bind(h, "sdp_media_format_lst", a.sdp_media_format_lst) &&
       dl::bind(h, "sdp_media_laddr", a.sdp_media_laddr) &&
@@ -191,46 +177,28 @@ LoadedRe load_re() {
       dl::bind(h, "sdp_media_set_ldir", a.sdp_media_set_ldir) &&
       dl::bind(h, "sdp_media_set_lport", a.sdp_media_set_lport) &&
       dl::bind(h, "sdp_session_alloc", a.sdp_session_alloc) &&
-      dl::bind(h, "sip_addr_decode", a.sip_addr_decode) &&
-      dl::bind(h, "sip_alloc", a.sip_alloc) &&
-      dl::bind(h, "sip_close", a.sip_close) &&
-      dl::bind(h, "sip_listen", a.sip_listen) &&
-      dl::bind(h, "sip_msg_hdr", a.sip_msg_hdr) &&
-      dl::bind(h, "sip_reply", a.sip_reply) &&
-      dl::bind(h, "sip_requestf", a.sip_requestf) &&
-      dl::bind(h, "sip_send", a.sip_send) &&
-      dl::bind(h, "sip_transp_add", a.sip_transp_add) &&
-      dl::bind(h, "sip_treply", a.sip_treply) &&
-      dl::bind(h, "sip_treplyf", a.sip_treplyf) &&
-      dl::bind(h, "sipevent_drefer", a.sipevent_drefer) &&
-      dl::bind(h, "sipevent_listen", a.sipevent_listen) &&
-      dl::bind(h, "sipreg_laddr", a.sipreg_laddr) &&
+      dl::bind(h, "sip_addr_decode", a.sip_addr_decode) && dl::bind(h, "sip_alloc", a.sip_alloc) &&
+      dl::bind(h, "sip_close", a.sip_close) && dl::bind(h, "sip_listen", a.sip_listen) &&
+      dl::bind(h, "sip_msg_hdr", a.sip_msg_hdr) && dl::bind(h, "sip_reply", a.sip_reply) &&
+      dl::bind(h, "sip_requestf", a.sip_requestf) && dl::bind(h, "sip_send", a.sip_send) &&
+      dl::bind(h, "sip_transp_add", a.sip_transp_add) && dl::bind(h, "sip_treply", a.sip_treply) &&
+      dl::bind(h, "sip_treplyf", a.sip_treplyf) && dl::bind(h, "sipevent_drefer", a.sipevent_drefer) &&
+      dl::bind(h, "sipevent_listen", a.sipevent_listen) && dl::bind(h, "sipreg_laddr", a.sipreg_laddr) &&
       dl::bind(h, "sipreg_proxy_expires", a.sipreg_proxy_expires) &&
-      dl::bind(h, "sipreg_register", a.sipreg_register) &&
-      dl::bind(h, "sipsess_accept", a.sipsess_accept) &&
-      dl::bind(h, "sipsess_answer", a.sipsess_answer) &&
-      dl::bind(h, "sipsess_connect", a.sipsess_connect) &&
-      dl::bind(h, "sipsess_dialog", a.sipsess_dialog) &&
-      dl::bind(h, "sipsess_info", a.sipsess_info) &&
-      dl::bind(h, "sipsess_listen", a.sipsess_listen) &&
-      dl::bind(h, "sipsess_reject", a.sipsess_reject) &&
-      dl::bind(h, "str_casecmp", a.str_casecmp) &&
-      dl::bind(h, "str_dup", a.str_dup) &&
-      dl::bind(h, "str_error", a.str_error) &&
-      dl::bind(h, "tls_add_ca", a.tls_add_ca) &&
-      dl::bind(h, "tls_alloc", a.tls_alloc) &&
-      dl::bind(h, "tls_openssl_context", a.tls_openssl_context) &&
-      dl::bind(h, "tmr_cancel", a.tmr_cancel) &&
-      dl::bind(h, "tmr_init", a.tmr_init) &&
-      dl::bind(h, "tmr_jiffies", a.tmr_jiffies) &&
-      dl::bind(h, "tmr_start", a.tmr_start) &&
-      dl::bind(h, "uri_decode", a.uri_decode) &&
-      dl::bind(s, "SSL_CTX_get0_param", a.SSL_CTX_get0_param) &&
+      dl::bind(h, "sipreg_register", a.sipreg_register) && dl::bind(h, "sipsess_accept", a.sipsess_accept) &&
+      dl::bind(h, "sipsess_answer", a.sipsess_answer) && dl::bind(h, "sipsess_connect", a.sipsess_connect) &&
+      dl::bind(h, "sipsess_dialog", a.sipsess_dialog) && dl::bind(h, "sipsess_info", a.sipsess_info) &&
+      dl::bind(h, "sipsess_listen", a.sipsess_listen) && dl::bind(h, "sipsess_reject", a.sipsess_reject) &&
+      dl::bind(h, "str_casecmp", a.str_casecmp) && dl::bind(h, "str_dup", a.str_dup) &&
+      dl::bind(h, "str_error", a.str_error) && dl::bind(h, "tls_add_ca", a.tls_add_ca) &&
+      dl::bind(h, "tls_alloc", a.tls_alloc) && dl::bind(h, "tls_openssl_context", a.tls_openssl_context) &&
+      dl::bind(h, "tmr_cancel", a.tmr_cancel) && dl::bind(h, "tmr_init", a.tmr_init) &&
+      dl::bind(h, "tmr_jiffies", a.tmr_jiffies) && dl::bind(h, "tmr_start", a.tmr_start) &&
+      dl::bind(h, "uri_decode", a.uri_decode) && dl::bind(s, "SSL_CTX_get0_param", a.SSL_CTX_get0_param) &&
       dl::bind(s, "SSL_CTX_set_default_verify_paths", a.SSL_CTX_set_default_verify_paths) &&
       dl::bind(s, "SSL_CTX_set_verify", a.SSL_CTX_set_verify) &&
       dl::bind(s, "X509_VERIFY_PARAM_set1_host", a.X509_VERIFY_PARAM_set1_host) &&
-      dl::bind(s, "X509_VERIFY_PARAM_set1_ip_asc", a.X509_VERIFY_PARAM_set1_ip_asc) &&
-      true;
+      dl::bind(s, "X509_VERIFY_PARAM_set1_ip_asc", a.X509_VERIFY_PARAM_set1_ip_asc) && true;
   if (!bound) l.error = std::string("libre.so.0 or libssl.so.3 lacks a function osvi uses: ") + dlerror();
   return l;
 }
@@ -455,7 +423,8 @@ class Trunk final : public SipEngine {
     sa nsv[8];
     uint32_t nsn = 8;
     char dom[64] = {};
-    if (lre().dns_srv_get(dom, sizeof dom, nsv, &nsn) == 0 && nsn > 0) (void)lre().dnsc_alloc(&dnsc_, nullptr, nsv, nsn);
+    if (lre().dns_srv_get(dom, sizeof dom, nsv, &nsn) == 0 && nsn > 0)
+      (void)lre().dnsc_alloc(&dnsc_, nullptr, nsv, nsn);
     int err = lre().sip_alloc(&sip_, dnsc_, 32, 32, 32, "osvi-edge", nullptr, nullptr);
     if (err) return why = "sip_alloc: " + err_text(err), err;
     err = lre().sipsess_listen(&sock_, sip_, 32, &Trunk::on_invite, this);
@@ -558,7 +527,8 @@ class Trunk final : public SipEngine {
       const sip_transp tp = opt_.transport == SipTransport::udp   ? SIP_TRANSP_UDP
                             : opt_.transport == SipTransport::tcp ? SIP_TRANSP_TCP
                                                                   : SIP_TRANSP_TLS;
-      err = tp == SIP_TRANSP_TLS ? lre().sip_transp_add(sip_, tp, &laddr, tls_) : lre().sip_transp_add(sip_, tp, &laddr);
+      err = tp == SIP_TRANSP_TLS ? lre().sip_transp_add(sip_, tp, &laddr, tls_)
+                                 : lre().sip_transp_add(sip_, tp, &laddr);
     }
     if (err) {
       return transport_failed("cannot bind SIP " + std::string(to_string(opt_.transport)) + " on " + ip +
@@ -582,10 +552,10 @@ class Trunk final : public SipEngine {
     if (closing_) return;
     report_registration("registering", last_code_, last_reason_, registered_);
     const char* routev[1] = {route_.c_str()};
-    const int err =
-        lre().sipreg_register(&reg_, sip_, reg_uri_.c_str(), aor_.c_str(), nullptr, aor_.c_str(),
-                        opt_.register_expires_s, opt_.user.c_str(), routev, route_.empty() ? 0 : 1, 0,
-                        &Trunk::on_auth, this, false, &Trunk::on_register_response, this, nullptr, nullptr);
+    const int err = lre().sipreg_register(&reg_, sip_, reg_uri_.c_str(), aor_.c_str(), nullptr, aor_.c_str(),
+                                          opt_.register_expires_s, opt_.user.c_str(), routev,
+                                          route_.empty() ? 0 : 1, 0, &Trunk::on_auth, this, false,
+                                          &Trunk::on_register_response, this, nullptr, nullptr);
     if (err) {
       reg_ = nullptr;
       registration_failed(0, "registrar unreachable: " + err_text(err), 0);
@@ -615,7 +585,8 @@ class Trunk final : public SipEngine {
       t->last_reason_ = pl_str(msg->reason);
       const sa* l = lre().sipreg_laddr(t->reg_);
       char buf[128] = {};
-      if (l && lre().re_snprintf(buf, sizeof buf, "sip:%s@%J%s", t->opt_.user.c_str(), l, t->tparam_.c_str()) > 0)
+      if (l &&
+          lre().re_snprintf(buf, sizeof buf, "sip:%s@%J%s", t->opt_.user.c_str(), l, t->tparam_.c_str()) > 0)
         t->contact_ = buf;
       t->report_registration("registered", msg->scode, t->last_reason_, true);
       t->arm_keepalive();
@@ -678,17 +649,17 @@ class Trunk final : public SipEngine {
         lre().pl_set_str(&rpl, t->route_.c_str());
         if (lre().uri_decode(&route, &rpl) == 0) routep = &route;
       }
-      const int err =
-          lre().sip_requestf(nullptr, t->sip_, true, "OPTIONS", t->reg_uri_.c_str(), routep, nullptr, nullptr,
-                       &Trunk::on_options_response, t,
-                       "Max-Forwards: 70\r\n"
-                       "To: <%s>\r\n"
-                       "From: <%s>;tag=%016llx\r\n"
-                       "Call-ID: %016llx\r\n"
-                       "CSeq: %u OPTIONS\r\n"
-                       "Content-Length: 0\r\n\r\n",
-                       t->reg_uri_.c_str(), t->aor_.c_str(), static_cast<unsigned long long>(lre().rand_u64()),
-                       static_cast<unsigned long long>(lre().rand_u64()), ++t->options_cseq_);
+      const int err = lre().sip_requestf(
+          nullptr, t->sip_, true, "OPTIONS", t->reg_uri_.c_str(), routep, nullptr, nullptr,
+          &Trunk::on_options_response, t,
+          "Max-Forwards: 70\r\n"
+          "To: <%s>\r\n"
+          "From: <%s>;tag=%016llx\r\n"
+          "Call-ID: %016llx\r\n"
+          "CSeq: %u OPTIONS\r\n"
+          "Content-Length: 0\r\n\r\n",
+          t->reg_uri_.c_str(), t->aor_.c_str(), static_cast<unsigned long long>(lre().rand_u64()),
+          static_cast<unsigned long long>(lre().rand_u64()), ++t->options_cseq_);
       (void)err;
     } else {
       // RFC 5626 §4.4.1: a CRLF ping over the registration's connection.
@@ -723,24 +694,25 @@ class Trunk final : public SipEngine {
     for (RtpCodec codec : opt_.codecs) {
       switch (codec) {
         case RtpCodec::opus:
-          err |= lre().sdp_format_add(nullptr, c->media, false, "111", "opus", 48000, 2, nullptr, nullptr, nullptr,
-                                false, "maxplaybackrate=16000;sprop-maxcapturerate=16000;useinbandfec=1");
+          err |= lre().sdp_format_add(nullptr, c->media, false, "111", "opus", 48000, 2, nullptr, nullptr,
+                                      nullptr, false,
+                                      "maxplaybackrate=16000;sprop-maxcapturerate=16000;useinbandfec=1");
           break;
         case RtpCodec::pcmu:
-          err |= lre().sdp_format_add(nullptr, c->media, false, "0", "PCMU", 8000, 1, nullptr, nullptr, nullptr,
-                                false, nullptr);
+          err |= lre().sdp_format_add(nullptr, c->media, false, "0", "PCMU", 8000, 1, nullptr, nullptr,
+                                      nullptr, false, nullptr);
           break;
         case RtpCodec::pcma:
-          err |= lre().sdp_format_add(nullptr, c->media, false, "8", "PCMA", 8000, 1, nullptr, nullptr, nullptr,
-                                false, nullptr);
+          err |= lre().sdp_format_add(nullptr, c->media, false, "8", "PCMA", 8000, 1, nullptr, nullptr,
+                                      nullptr, false, nullptr);
           break;
       }
     }
     err |= lre().sdp_format_add(nullptr, c->media, false, "101", "telephone-event", 8000, 1, nullptr, nullptr,
-                          nullptr, false, "0-16");
+                                nullptr, false, "0-16");
     if (opus)
-      err |= lre().sdp_format_add(nullptr, c->media, false, "102", "telephone-event", 48000, 1, nullptr, nullptr,
-                            nullptr, false, "0-16");
+      err |= lre().sdp_format_add(nullptr, c->media, false, "102", "telephone-event", 48000, 1, nullptr,
+                                  nullptr, nullptr, false, "0-16");
     err |= lre().sdp_media_set_lattr(c->media, true, "ptime", "20");
     return err;
   }
@@ -766,7 +738,8 @@ class Trunk final : public SipEngine {
     for (le* e = lre().list_head(lre().sdp_media_format_lst(c->media, true)); e; e = e->next) {
       auto* f = static_cast<sdp_format*>(e->data);
       if (f == chosen) continue;
-      if (f->sup && !dtmf && f->name && lre().str_casecmp(f->name, "telephone-event") == 0 && f->srate == clock) {
+      if (f->sup && !dtmf && f->name && lre().str_casecmp(f->name, "telephone-event") == 0 &&
+          f->srate == clock) {
         dtmf = f;
         continue;
       }
@@ -853,10 +826,11 @@ class Trunk final : public SipEngine {
     const std::string to = "sip:" + cmd.text + "@" + domain_ + tparam_;
     const char* routev[1] = {route_.c_str()};
     if (!err) {
-      err = lre().sipsess_connect(&c->sess, sock_, to.c_str(), nullptr, aor_.c_str(), opt_.user.c_str(), routev,
-                            route_.empty() ? 0 : 1, "application/sdp", desc, &Trunk::on_auth, this, false,
-                            &Trunk::on_offer, &Trunk::on_answer, &Trunk::on_progress, &Trunk::on_established,
-                            &Trunk::on_info, nullptr, &Trunk::on_close, c, "Allow: %s\r\n", kAllow);
+      err = lre().sipsess_connect(&c->sess, sock_, to.c_str(), nullptr, aor_.c_str(), opt_.user.c_str(),
+                                  routev, route_.empty() ? 0 : 1, "application/sdp", desc, &Trunk::on_auth,
+                                  this, false, &Trunk::on_offer, &Trunk::on_answer, &Trunk::on_progress,
+                                  &Trunk::on_established, &Trunk::on_info, nullptr, &Trunk::on_close, c,
+                                  "Allow: %s\r\n", kAllow);
     }
     lre().mem_deref(desc);
     if (err) end_call(c, LineEvent::Type::failed, "cannot send the INVITE: " + err_text(err));
@@ -914,10 +888,10 @@ class Trunk final : public SipEngine {
     } else {
       c->offer_pending = true;
     }
-    err = lre().sipsess_accept(&c->sess, t->sock_, msg, 180, "Ringing", t->opt_.user.c_str(), "application/sdp",
-                         nullptr, &Trunk::on_auth, t, false, &Trunk::on_offer, &Trunk::on_answer,
-                         &Trunk::on_established, &Trunk::on_info, nullptr, &Trunk::on_close, c,
-                         "Allow: %s\r\n", kAllow);
+    err = lre().sipsess_accept(&c->sess, t->sock_, msg, 180, "Ringing", t->opt_.user.c_str(),
+                               "application/sdp", nullptr, &Trunk::on_auth, t, false, &Trunk::on_offer,
+                               &Trunk::on_answer, &Trunk::on_established, &Trunk::on_info, nullptr,
+                               &Trunk::on_close, c, "Allow: %s\r\n", kAllow);
     if (err) {
       t->free_call(c);
       t->sh_->release(slot);
@@ -1100,9 +1074,9 @@ class Trunk final : public SipEngine {
   // REFER on the call's dialog; refer_done is false (a transfer is in progress) when called.
   void send_refer(Call* c, const std::string& refer_to) {
     const int err =
-        lre().sipevent_drefer(&c->sub, evsock_, lre().sipsess_dialog(c->sess), opt_.user.c_str(), &Trunk::on_auth, this,
-                        false, &Trunk::on_notify, &Trunk::on_sub_close, c,
-                        "Refer-To: <%s>\r\nReferred-By: <%s>\r\n", refer_to.c_str(), aor_.c_str());
+        lre().sipevent_drefer(&c->sub, evsock_, lre().sipsess_dialog(c->sess), opt_.user.c_str(),
+                              &Trunk::on_auth, this, false, &Trunk::on_notify, &Trunk::on_sub_close, c,
+                              "Refer-To: <%s>\r\nReferred-By: <%s>\r\n", refer_to.c_str(), aor_.c_str());
     if (err) return conclude_refer(c, false, "cannot send the REFER: " + err_text(err));
     lre().tmr_start(&c->refer_tmr, kReferTimeoutMs, &Trunk::on_refer_timeout, c);
   }
@@ -1122,25 +1096,26 @@ class Trunk final : public SipEngine {
     sdp_media* m = nullptr;
     const sa* ours = lre().sdp_media_laddr(c->media);
     if (!err) err = lre().sdp_session_alloc(&c->consult_sdp, &laddr);
-    if (!err) err = lre().sdp_media_add(&m, c->consult_sdp, "audio", ours ? lre().sa_port(ours) : 9, "RTP/AVP");
     if (!err)
-      err =
-          lre().sdp_format_add(nullptr, m, false, "0", "PCMU", 8000, 1, nullptr, nullptr, nullptr, false, nullptr);
+      err = lre().sdp_media_add(&m, c->consult_sdp, "audio", ours ? lre().sa_port(ours) : 9, "RTP/AVP");
+    if (!err)
+      err = lre().sdp_format_add(nullptr, m, false, "0", "PCMU", 8000, 1, nullptr, nullptr, nullptr, false,
+                                 nullptr);
     if (!err) lre().sdp_media_set_ldir(m, SDP_INACTIVE);
     mbuf* desc = nullptr;
     if (!err) err = lre().sdp_encode(&desc, c->consult_sdp, true);
     const std::string to = "sip:" + cmd.text + "@" + domain_ + tparam_;
     const char* routev[1] = {route_.c_str()};
     if (!err)
-      err = lre().sipsess_connect(&c->consult, sock_, to.c_str(), nullptr, aor_.c_str(), opt_.user.c_str(), routev,
-                            route_.empty() ? 0 : 1, "application/sdp", desc, &Trunk::on_auth, this, false,
-                            &Trunk::on_consult_offer, &Trunk::on_consult_answer, &Trunk::on_consult_progress,
-                            &Trunk::on_consult_established, nullptr, nullptr, &Trunk::on_consult_close, c,
-                            "Allow: %s\r\n", kAllow);
+      err = lre().sipsess_connect(&c->consult, sock_, to.c_str(), nullptr, aor_.c_str(), opt_.user.c_str(),
+                                  routev, route_.empty() ? 0 : 1, "application/sdp", desc, &Trunk::on_auth,
+                                  this, false, &Trunk::on_consult_offer, &Trunk::on_consult_answer,
+                                  &Trunk::on_consult_progress, &Trunk::on_consult_established, nullptr,
+                                  nullptr, &Trunk::on_consult_close, c, "Allow: %s\r\n", kAllow);
     lre().mem_deref(desc);
     if (err) return conclude_refer(c, false, "cannot call the transfer target: " + err_text(err));
-    lre().tmr_start(&c->consult_tmr, static_cast<uint64_t>(opt_.ring_timeout_s) * 1000, &Trunk::on_consult_timeout,
-              c);
+    lre().tmr_start(&c->consult_tmr, static_cast<uint64_t>(opt_.ring_timeout_s) * 1000,
+                    &Trunk::on_consult_timeout, c);
   }
 
   static int on_consult_offer(mbuf** descp, const sip_msg*, void* arg) {
@@ -1268,12 +1243,12 @@ class Trunk final : public SipEngine {
     auto* t = static_cast<Trunk*>(arg);
     if (lre().pl_strcmp(&msg->met, "OPTIONS") == 0) {
       (void)lre().sip_treplyf(nullptr, nullptr, t->sip_, msg, false, 200, "OK",
-                        "Allow: %s\r\nAccept: application/sdp\r\nContent-Length: 0\r\n\r\n", kAllow);
+                              "Allow: %s\r\nAccept: application/sdp\r\nContent-Length: 0\r\n\r\n", kAllow);
       return true;
     }
     if (lre().pl_strcmp(&msg->met, "ACK") == 0) return true;  // a stray ACK gets no answer (RFC 3261 §17.2.1)
     (void)lre().sip_treplyf(nullptr, nullptr, t->sip_, msg, false, 405, "Method Not Allowed",
-                      "Allow: %s\r\nContent-Length: 0\r\n\r\n", kAllow);
+                            "Allow: %s\r\nContent-Length: 0\r\n\r\n", kAllow);
     return true;
   }
 
@@ -1294,7 +1269,8 @@ class Trunk final : public SipEngine {
   // BYEs, CANCELs and the un-REGISTER get until kTeardownMs to complete; then everything is forced.
   static void on_close_wait(void* arg) {
     auto* t = static_cast<Trunk*>(arg);
-    if (t->sip_ && lre().mem_nrefs(t->sip_) > t->base_refs_ && lre().tmr_jiffies() - t->teardown_started_ < kTeardownMs) {
+    if (t->sip_ && lre().mem_nrefs(t->sip_) > t->base_refs_ &&
+        lre().tmr_jiffies() - t->teardown_started_ < kTeardownMs) {
       lre().tmr_start(&t->close_tmr_, 5, &Trunk::on_close_wait, t);
       return;
     }

@@ -68,18 +68,12 @@ LoadedCurl load_curl() {
   void* h = opened->get();
   CurlApi& a = l.api;
   const bool bound =
-      dl::bind(h, "curl_easy_cleanup", a.easy_cleanup) &&
-      dl::bind(h, "curl_easy_getinfo", a.easy_getinfo) &&
-      dl::bind(h, "curl_easy_init", a.easy_init) &&
-      dl::bind(h, "curl_easy_setopt", a.easy_setopt) &&
-      dl::bind(h, "curl_easy_strerror", a.easy_strerror) &&
-      dl::bind(h, "curl_global_init", a.global_init) &&
-      dl::bind(h, "curl_mime_addpart", a.mime_addpart) &&
-      dl::bind(h, "curl_mime_data", a.mime_data) &&
-      dl::bind(h, "curl_mime_filename", a.mime_filename) &&
-      dl::bind(h, "curl_mime_free", a.mime_free) &&
-      dl::bind(h, "curl_mime_init", a.mime_init) &&
-      dl::bind(h, "curl_mime_name", a.mime_name) &&
+      dl::bind(h, "curl_easy_cleanup", a.easy_cleanup) && dl::bind(h, "curl_easy_getinfo", a.easy_getinfo) &&
+      dl::bind(h, "curl_easy_init", a.easy_init) && dl::bind(h, "curl_easy_setopt", a.easy_setopt) &&
+      dl::bind(h, "curl_easy_strerror", a.easy_strerror) && dl::bind(h, "curl_global_init", a.global_init) &&
+      dl::bind(h, "curl_mime_addpart", a.mime_addpart) && dl::bind(h, "curl_mime_data", a.mime_data) &&
+      dl::bind(h, "curl_mime_filename", a.mime_filename) && dl::bind(h, "curl_mime_free", a.mime_free) &&
+      dl::bind(h, "curl_mime_init", a.mime_init) && dl::bind(h, "curl_mime_name", a.mime_name) &&
       dl::bind(h, "curl_mime_type", a.mime_type) &&
       dl::bind(h, "curl_multi_add_handle", a.multi_add_handle) &&
       dl::bind(h, "curl_multi_cleanup", a.multi_cleanup) &&
@@ -90,8 +84,7 @@ LoadedCurl load_curl() {
       dl::bind(h, "curl_multi_socket_action", a.multi_socket_action) &&
       dl::bind(h, "curl_multi_strerror", a.multi_strerror) &&
       dl::bind(h, "curl_slist_append", a.slist_append) &&
-      dl::bind(h, "curl_slist_free_all", a.slist_free_all) &&
-      true;
+      dl::bind(h, "curl_slist_free_all", a.slist_free_all) && true;
   if (!bound) {
     l.error = std::string(kCurlSoname) + " lacks a function osvi uses: " + dlerror();
     return l;
@@ -297,7 +290,8 @@ Result<HttpClient::Id> HttpClient::start(Request request, Callbacks callbacks) {
   curl().easy_setopt(e, CURLOPT_XFERINFOFUNCTION, &Impl::on_xferinfo_cb);
   curl().easy_setopt(e, CURLOPT_XFERINFODATA, t.get());
   curl().easy_setopt(e, CURLOPT_NOPROGRESS, 0L);
-  if (request.timeout_ms > 0) curl().easy_setopt(e, CURLOPT_TIMEOUT_MS, static_cast<long>(request.timeout_ms));
+  if (request.timeout_ms > 0)
+    curl().easy_setopt(e, CURLOPT_TIMEOUT_MS, static_cast<long>(request.timeout_ms));
   if (request.connect_timeout_ms > 0)
     curl().easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(request.connect_timeout_ms));
 

@@ -18,8 +18,8 @@ namespace osvi::net {
 namespace {
 
 // libmosquitto and its TLS stack (libssl, libcrypto's TLS side) are opened by the first connect(), i.e. only
-// when mqtt.enabled is true: a box without fleet sync never maps them. The C API is the ABI, so the library is
-// opened by soname and its functions bound here. Opened once per process, never closed (RTLD_NODELETE).
+// when mqtt.enabled is true: a box without fleet sync never maps them. The C API is the ABI, so the library
+// is opened by soname and its functions bound here. Opened once per process, never closed (RTLD_NODELETE).
 constexpr const char* kMosquittoSoname = "libmosquitto.so.1";
 
 struct MosquittoApi {
@@ -73,10 +73,8 @@ LoadedMosquitto load_mosquitto() {
       dl::bind(h, "mosquitto_destroy", a.destroy) &&
       dl::bind(h, "mosquitto_disconnect_v5", a.disconnect_v5) &&
       dl::bind(h, "mosquitto_disconnect_v5_callback_set", a.disconnect_v5_callback_set) &&
-      dl::bind(h, "mosquitto_int_option", a.int_option) &&
-      dl::bind(h, "mosquitto_lib_init", a.lib_init) &&
-      dl::bind(h, "mosquitto_loop_misc", a.loop_misc) &&
-      dl::bind(h, "mosquitto_loop_read", a.loop_read) &&
+      dl::bind(h, "mosquitto_int_option", a.int_option) && dl::bind(h, "mosquitto_lib_init", a.lib_init) &&
+      dl::bind(h, "mosquitto_loop_misc", a.loop_misc) && dl::bind(h, "mosquitto_loop_read", a.loop_read) &&
       dl::bind(h, "mosquitto_loop_write", a.loop_write) &&
       dl::bind(h, "mosquitto_message_v5_callback_set", a.message_v5_callback_set) &&
       dl::bind(h, "mosquitto_new", a.new_client) &&
@@ -86,8 +84,7 @@ LoadedMosquitto load_mosquitto() {
       dl::bind(h, "mosquitto_property_read_string", a.property_read_string) &&
       dl::bind(h, "mosquitto_publish_v5", a.publish_v5) &&
       dl::bind(h, "mosquitto_publish_v5_callback_set", a.publish_v5_callback_set) &&
-      dl::bind(h, "mosquitto_reason_string", a.reason_string) &&
-      dl::bind(h, "mosquitto_socket", a.socket) &&
+      dl::bind(h, "mosquitto_reason_string", a.reason_string) && dl::bind(h, "mosquitto_socket", a.socket) &&
       dl::bind(h, "mosquitto_strerror", a.strerror) &&
       dl::bind(h, "mosquitto_subscribe_multiple", a.subscribe_multiple) &&
       dl::bind(h, "mosquitto_subscribe_v5_callback_set", a.subscribe_v5_callback_set) &&
@@ -95,8 +92,7 @@ LoadedMosquitto load_mosquitto() {
       dl::bind(h, "mosquitto_tls_set", a.tls_set) &&
       dl::bind(h, "mosquitto_username_pw_set", a.username_pw_set) &&
       dl::bind(h, "mosquitto_want_write", a.want_write) &&
-      dl::bind(h, "mosquitto_will_set_v5", a.will_set_v5) &&
-      true;
+      dl::bind(h, "mosquitto_will_set_v5", a.will_set_v5) && true;
   if (!bound) {
     l.error = std::string(kMosquittoSoname) + " lacks a function osvi uses: " + dlerror();
     return l;
@@ -186,7 +182,8 @@ Status MqttClient::check(int rc, std::string_view what) {
 }
 
 Status MqttClient::load_library() {
-  if (const LoadedMosquitto& l = loaded_mosquitto(); !l.error.empty()) return make_error(l.error, dl::kLibraryMissing);
+  if (const LoadedMosquitto& l = loaded_mosquitto(); !l.error.empty())
+    return make_error(l.error, dl::kLibraryMissing);
   return {};
 }
 
@@ -195,7 +192,8 @@ Result<std::unique_ptr<MqttClient>> MqttClient::connect(const MqttOptions& optio
     return make_error("mqtt.enabled: " + l.error, dl::kLibraryMissing);
   std::unique_ptr<MqttClient> c(new MqttClient(options, std::move(callbacks)));
   // clean start: the durable queue is ours, a broker-side session would only replay what we resend anyway.
-  c->mosq_ = mosq_lib().new_client(options.client_id.empty() ? nullptr : options.client_id.c_str(), true, c.get());
+  c->mosq_ =
+      mosq_lib().new_client(options.client_id.empty() ? nullptr : options.client_id.c_str(), true, c.get());
   if (c->mosq_ == nullptr)
     return make_error("mqtt: creating the client: " + std::string(std::strerror(errno)), -ENOMEM);
   mosquitto* m = c->mosq_;
@@ -210,10 +208,10 @@ Result<std::unique_ptr<MqttClient>> MqttClient::connect(const MqttOptions& optio
   (void)mosq_lib().int_option(m, MOSQ_OPT_SEND_MAXIMUM, inflight);
   (void)mosq_lib().int_option(m, MOSQ_OPT_TCP_NODELAY, 1);
   if (!options.username.empty()) {
-    if (auto s =
-            c->check(mosq_lib().username_pw_set(m, options.username.c_str(),
-                                               options.password.empty() ? nullptr : options.password.c_str()),
-                     "username");
+    if (auto s = c->check(
+            mosq_lib().username_pw_set(m, options.username.c_str(),
+                                       options.password.empty() ? nullptr : options.password.c_str()),
+            "username");
         !s)
       return s.error();
   }
@@ -229,7 +227,7 @@ Result<std::unique_ptr<MqttClient>> MqttClient::connect(const MqttOptions& optio
   if (options.will) {
     const MqttWill& w = *options.will;
     if (auto s = c->check(mosq_lib().will_set_v5(m, w.topic.c_str(), static_cast<int>(w.payload.size()),
-                                                w.payload.data(), w.qos, w.retain, nullptr),
+                                                 w.payload.data(), w.qos, w.retain, nullptr),
                           "will");
         !s)
       return s.error();
@@ -288,14 +286,14 @@ Result<int> MqttClient::publish(std::string_view topic, std::string_view payload
     mosquitto_property* p = nullptr;
     if (!props->correlation_data.empty()) {
       mosq_lib().property_add_binary(&p, MQTT_PROP_CORRELATION_DATA, props->correlation_data.data(),
-                                    static_cast<uint16_t>(props->correlation_data.size()));
+                                     static_cast<uint16_t>(props->correlation_data.size()));
     }
     list.reset(p);
   }
   int mid = 0;
   const std::string t(topic);
-  int rc = mosq_lib().publish_v5(mosq_, &mid, t.c_str(), static_cast<int>(payload.size()), payload.data(), qos,
-                                retain, list.get());
+  int rc = mosq_lib().publish_v5(mosq_, &mid, t.c_str(), static_cast<int>(payload.size()), payload.data(),
+                                 qos, retain, list.get());
   if (rc != MOSQ_ERR_SUCCESS) {
     if (rc == MOSQ_ERR_NO_CONN || rc == MOSQ_ERR_CONN_LOST || rc == MOSQ_ERR_ERRNO) dead_ = true;
     return check(rc, "publishing to " + t).error();
@@ -312,7 +310,7 @@ Result<int> MqttClient::subscribe(const std::vector<std::string>& patterns, int 
   }
   int mid = 0;
   if (auto s = check(mosq_lib().subscribe_multiple(mosq_, &mid, static_cast<int>(subs.size()), subs.data(),
-                                                  qos, 0, nullptr),
+                                                   qos, 0, nullptr),
                      "subscribing to " + names);
       !s)
     return s.error();

@@ -1,5 +1,6 @@
 // osvid with the shipped configuration maps none of the libraries it opens on demand (issue 18): libcurl,
-// libmosquitto and its TLS stack, libre with libssl, WebRTC's APM. bench/idle_footprint_bench measures the RSS.
+// libmosquitto and its TLS stack, libre with libssl, WebRTC's APM. bench/idle_footprint_bench measures the
+// RSS.
 #include <gtest/gtest.h>
 #include <signal.h>
 
@@ -18,8 +19,8 @@ TEST(IdleLibraries, TheShippedConfigurationMapsNoOnDemandLibrary) {
   osvi::test::TempDir dir;
   const int port = osvi::test::free_loopback_port();
   // No --config: the embedded default, which is rootfs/etc/osvi/osvid.json.
-  osvi::test::DaemonProcess d(dir.path(),
-                              {"--state-dir", dir.file("state"), "--listen", "127.0.0.1:" + std::to_string(port)});
+  osvi::test::DaemonProcess d(
+      dir.path(), {"--state-dir", dir.file("state"), "--listen", "127.0.0.1:" + std::to_string(port)});
   ASSERT_TRUE(d.wait_notify("READY=1", 10s)) << d.stderr_text();
   std::ifstream in("/proc/" + std::to_string(d.pid()) + "/maps");
   std::string maps((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());

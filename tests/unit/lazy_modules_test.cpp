@@ -27,7 +27,8 @@ TEST(LazyModules, AMissingWebrtcModuleRefusesTheEchoBackendByName) {
   auto cfg = osvi::daemon::parse_config(R"({"audio":{"echo":{"backend":"webrtc"}}})");
   ASSERT_FALSE(cfg);
   EXPECT_NE(cfg.error().message.find("audio.echo.backend"), std::string::npos) << cfg.error().message;
-  EXPECT_NE(cfg.error().message.find("/nonexistent/osvi-webrtc.so"), std::string::npos) << cfg.error().message;
+  EXPECT_NE(cfg.error().message.find("/nonexistent/osvi-webrtc.so"), std::string::npos)
+      << cfg.error().message;
   // The engine's own entry point says the same, as a value.
   osvi::audio::EchoOptions o;
   auto apm = osvi::audio::make_webrtc_apm(o, {});
