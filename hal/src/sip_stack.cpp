@@ -198,7 +198,7 @@ LoadedRe load_re() {
       dl::bind(s, "SSL_CTX_set_default_verify_paths", a.SSL_CTX_set_default_verify_paths) &&
       dl::bind(s, "SSL_CTX_set_verify", a.SSL_CTX_set_verify) &&
       dl::bind(s, "X509_VERIFY_PARAM_set1_host", a.X509_VERIFY_PARAM_set1_host) &&
-      dl::bind(s, "X509_VERIFY_PARAM_set1_ip_asc", a.X509_VERIFY_PARAM_set1_ip_asc) && true;
+      dl::bind(s, "X509_VERIFY_PARAM_set1_ip_asc", a.X509_VERIFY_PARAM_set1_ip_asc);
   if (!bound) l.error = std::string("libre.so.0 or libssl.so.3 lacks a function osvi uses: ") + dlerror();
   return l;
 }

@@ -23,10 +23,11 @@ int64_t steady_ms() {
       .count();
 }
 
-// libcurl (with its TLS, HTTP/2, IDN, Kerberos, LDAP, SSH and RTMP dependencies: ~4.5 MB resident once
-// mapped) is opened at the first request, not at start: an idle box with no model service configured never
-// maps it. Its C API is the ABI, so the library is opened by soname and its functions bound here; no wrapper
-// module is needed. Opened once per process and never closed (RTLD_NODELETE), so the pointers stay valid.
+// libcurl (with its TLS, HTTP/2, IDN, Kerberos, LDAP, SSH and RTMP dependencies, and the OpenSSL TLS state
+// curl_global_init sets up: ~4 MB resident) is opened at the first request, not at start: an idle box with no
+// model service configured never maps it. Its C API is the ABI, so the library is opened by soname and its
+// functions bound here; no wrapper module is needed. Opened once per process and never closed
+// (RTLD_NODELETE), so the pointers stay valid.
 struct CurlApi {
   decltype(&::curl_easy_cleanup) easy_cleanup = nullptr;
   decltype(&::curl_easy_getinfo) easy_getinfo = nullptr;
@@ -84,7 +85,7 @@ LoadedCurl load_curl() {
       dl::bind(h, "curl_multi_socket_action", a.multi_socket_action) &&
       dl::bind(h, "curl_multi_strerror", a.multi_strerror) &&
       dl::bind(h, "curl_slist_append", a.slist_append) &&
-      dl::bind(h, "curl_slist_free_all", a.slist_free_all) && true;
+      dl::bind(h, "curl_slist_free_all", a.slist_free_all);
   if (!bound) {
     l.error = std::string(kCurlSoname) + " lacks a function osvi uses: " + dlerror();
     return l;

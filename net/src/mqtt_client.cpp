@@ -92,7 +92,7 @@ LoadedMosquitto load_mosquitto() {
       dl::bind(h, "mosquitto_tls_set", a.tls_set) &&
       dl::bind(h, "mosquitto_username_pw_set", a.username_pw_set) &&
       dl::bind(h, "mosquitto_want_write", a.want_write) &&
-      dl::bind(h, "mosquitto_will_set_v5", a.will_set_v5) && true;
+      dl::bind(h, "mosquitto_will_set_v5", a.will_set_v5);
   if (!bound) {
     l.error = std::string(kMosquittoSoname) + " lacks a function osvi uses: " + dlerror();
     return l;
