@@ -1,13 +1,15 @@
-// WebRTC's audio processing module (Debian libwebrtc-audio-processing 0.3) as an echo canceller/cleaner.
-#include <webrtc/modules/audio_processing/include/audio_processing.h>
-
+// WebRTC's audio processing module (in osvi-webrtc.so, opened on first use) as an echo canceller/cleaner.
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "osvi/audio/echo.hpp"
 #include "osvi/audio/preprocessor.hpp"
+#include "osvi/shared_library.hpp"
+#include "osvi_webrtc.h"
 
 namespace osvi::audio {
 
@@ -30,59 +32,57 @@ void to_s16(const float* in, std::span<int16_t> out) noexcept {
   }
 }
 
-webrtc::NoiseSuppression::Level ns_level(int db) {
-  // APM's levels attenuate roughly 6, 10, 15 and 20 dB; pick the one nearest the requested ceiling.
-  if (db >= -8) return webrtc::NoiseSuppression::kLow;
-  if (db >= -12) return webrtc::NoiseSuppression::kModerate;
-  if (db >= -17) return webrtc::NoiseSuppression::kHigh;
-  return webrtc::NoiseSuppression::kVeryHigh;
+// The module osvi-webrtc.so (osvi_webrtc.h) carries libwebrtc-audio-processing and, through it, the shared
+// libstdc++ (~1.2 MB resident together): opened by the first APM, so a box on the speex backend never maps
+// them. Opened once per process, never closed (RTLD_NODELETE), so the pointers stay valid.
+struct WebrtcModule {
+  decltype(&osvi_webrtc_abi_version) abi_version = nullptr;
+  decltype(&osvi_webrtc_apm_create) create = nullptr;
+  decltype(&osvi_webrtc_apm_free) free = nullptr;
+  decltype(&osvi_webrtc_apm_reset) reset = nullptr;
+  decltype(&osvi_webrtc_apm_process) process = nullptr;
+  std::string error;  // empty once loaded and of our ABI version
+};
+
+WebrtcModule load_module() {
+  WebrtcModule m;
+  auto opened = dl::open_module("osvi-webrtc.so", "OSVI_WEBRTC_MODULE", OSVI_WEBRTC_MODULE_INSTALLED);
+  if (!opened) {
+    m.error = "the WebRTC module is not available (" + opened.error().message + ")";
+    return m;
+  }
+  void* h = opened->get();
+  if (!dl::bind(h, "osvi_webrtc_abi_version", m.abi_version) ||
+      !dl::bind(h, "osvi_webrtc_apm_create", m.create) || !dl::bind(h, "osvi_webrtc_apm_free", m.free) ||
+      !dl::bind(h, "osvi_webrtc_apm_reset", m.reset) || !dl::bind(h, "osvi_webrtc_apm_process", m.process)) {
+    m.error = "osvi-webrtc.so lacks a function osvi uses";
+    return m;
+  }
+  if (m.abi_version() != OSVI_WEBRTC_ABI_VERSION)
+    m.error = "osvi-webrtc.so is of ABI version " + std::to_string(m.abi_version()) + ", osvi needs " +
+              std::to_string(OSVI_WEBRTC_ABI_VERSION) + " (a stale install)";
+  return m;
 }
 
-webrtc::EchoCancellation::SuppressionLevel nlp_level(int db) {
-  if (db <= -30) return webrtc::EchoCancellation::kHighSuppression;
-  if (db <= -20) return webrtc::EchoCancellation::kModerateSuppression;
-  return webrtc::EchoCancellation::kLowSuppression;
+const WebrtcModule& module() {
+  static const WebrtcModule m = load_module();  // thread-safe static: the first APM loads
+  return m;
 }
+
+struct ApmFree {
+  void operator()(osvi_webrtc_apm* a) const noexcept { module().free(a); }
+};
+using ApmPtr = std::unique_ptr<osvi_webrtc_apm, ApmFree>;
 
 class WebrtcApm final : public EchoCanceller {
  public:
-  WebrtcApm(Format format, const PreprocessOptions& pre, std::unique_ptr<webrtc::AudioProcessing> apm)
+  WebrtcApm(Format format, ApmPtr apm)
       : format_(format),
-        pre_(pre),
         apm_(std::move(apm)),
-        stream_(format.rate, 1),
         chunk_(static_cast<size_t>(format.rate / 100)),
         mic_(chunk_),
         ref_(chunk_),
-        out_(chunk_),
-        ref_out_(chunk_) {}
-
-  Status configure() {
-    const webrtc::StreamConfig s = stream_;
-    const webrtc::ProcessingConfig pc = {{s, s, s, s}};
-    if (int e = apm_->Initialize(pc); e != 0)
-      return make_error("echo: webrtc Initialize failed: " + std::to_string(e));
-    int e = 0;
-    // The line has DC and mains hum; the high-pass keeps them out of the echo estimate.
-    e |= apm_->high_pass_filter()->Enable(true);
-    auto* aec = apm_->echo_cancellation();
-    e |= aec->enable_drift_compensation(false);
-    e |= aec->set_suppression_level(nlp_level(pre_.echo_suppress_db));
-    e |= aec->Enable(true);
-    if (pre_.denoise) {
-      e |= apm_->noise_suppression()->set_level(ns_level(pre_.noise_suppress_db));
-      e |= apm_->noise_suppression()->Enable(true);
-    }
-    if (pre_.agc) {
-      auto* agc = apm_->gain_control();
-      e |= agc->set_mode(webrtc::GainControl::kAdaptiveDigital);
-      e |= agc->set_target_level_dbfs(-pre_.agc_level_dbfs);
-      e |= agc->enable_limiter(true);
-      e |= agc->Enable(true);
-    }
-    if (e != 0) return make_error("echo: webrtc refused its configuration");
-    return {};
-  }
+        out_(chunk_) {}
 
   void process(std::span<const int16_t> mic, std::span<const int16_t> ref,
                std::span<int16_t> out) noexcept override {
@@ -90,18 +90,11 @@ class WebrtcApm final : public EchoCanceller {
     if (mic.size() != n || ref.size() != n || out.size() != n) return detail::copy_through(mic, out);
     // APM works in 10 ms chunks; chunk by chunk, the mic chunk is read before the same range of out is
     // written, so in place is safe.
+    const WebrtcModule& m = module();
     for (size_t off = 0; off < n; off += chunk_) {
       to_float(ref.subspan(off, chunk_), ref_.data());
-      const float* rsrc[1] = {ref_.data()};
-      float* rdst[1] = {ref_out_.data()};
-      apm_->ProcessReverseStream(rsrc, stream_, stream_, rdst);
-      // played_ref is aligned with the capture, so the device delay is already accounted for; the echo
-      // path's own delay is found by the delay-agnostic estimator.
-      apm_->set_stream_delay_ms(0);
       to_float(mic.subspan(off, chunk_), mic_.data());
-      const float* src[1] = {mic_.data()};
-      float* dst[1] = {out_.data()};
-      if (apm_->ProcessStream(src, stream_, stream_, dst) != 0) {
+      if (m.process(apm_.get(), ref_.data(), mic_.data(), out_.data()) != 0) {
         std::copy_n(mic.begin() + static_cast<std::ptrdiff_t>(off), chunk_,
                     out.begin() + static_cast<std::ptrdiff_t>(off));
         continue;
@@ -110,21 +103,24 @@ class WebrtcApm final : public EchoCanceller {
     }
   }
 
-  void reset() override { (void)configure(); }
+  void reset() override { (void)module().reset(apm_.get()); }
   std::string_view name() const noexcept override { return "webrtc"; }
   const Format& format() const noexcept override { return format_; }
   bool cleans_capture() const noexcept override { return true; }
 
  private:
   Format format_;
-  PreprocessOptions pre_;
-  std::unique_ptr<webrtc::AudioProcessing> apm_;
-  webrtc::StreamConfig stream_;
+  ApmPtr apm_;
   size_t chunk_;
-  std::vector<float> mic_, ref_, out_, ref_out_;
+  std::vector<float> mic_, ref_, out_;
 };
 
 }  // namespace
+
+Status load_webrtc_apm() {
+  if (const WebrtcModule& m = module(); !m.error.empty()) return make_error(m.error, dl::kLibraryMissing);
+  return {};
+}
 
 Result<std::unique_ptr<EchoCanceller>> make_webrtc_apm(const EchoOptions& options,
                                                        const PreprocessOptions& pre) {
@@ -132,16 +128,15 @@ Result<std::unique_ptr<EchoCanceller>> make_webrtc_apm(const EchoOptions& option
   if (!valid_call_rate(f.rate) || (f.frame_ms != 10 && f.frame_ms != 20))
     return make_error("echo: webrtc needs 8/16 kHz and 10/20 ms frames");
   if (Status s = validate(pre); !s) return s.error();
-  webrtc::Config config;
-  // The extended (128 ms) filter with delay-agnostic alignment suits a line whose echo delay nobody reports.
-  config.Set<webrtc::ExtendedFilter>(new webrtc::ExtendedFilter(true));
-  config.Set<webrtc::DelayAgnostic>(new webrtc::DelayAgnostic(true));
-  // The experimental AGC drives an analog mic volume we do not have.
-  config.Set<webrtc::ExperimentalAgc>(new webrtc::ExperimentalAgc(false));
-  std::unique_ptr<webrtc::AudioProcessing> apm(webrtc::AudioProcessing::Create(config));
-  if (!apm) return make_error("echo: webrtc AudioProcessing::Create failed", -ENOMEM);
-  auto echo = std::make_unique<WebrtcApm>(f, pre, std::move(apm));
-  if (Status s = echo->configure(); !s) return s.error();
+  const WebrtcModule& m = module();
+  if (!m.error.empty()) return make_error("echo: webrtc: " + m.error, dl::kLibraryMissing);
+  const osvi_webrtc_apm_options o{
+      f.rate,          pre.echo_suppress_db, pre.denoise ? 1 : 0, pre.noise_suppress_db,
+      pre.agc ? 1 : 0, pre.agc_level_dbfs};
+  char err[256] = {};
+  ApmPtr apm(m.create(&o, err, sizeof err));
+  if (!apm) return make_error(std::string("echo: webrtc: ") + err, -ENOMEM);
+  auto echo = std::make_unique<WebrtcApm>(f, std::move(apm));
   return std::unique_ptr<EchoCanceller>(std::move(echo));
 }
 

@@ -1,50 +1,10 @@
-// Search order and dlopen of osvid's lazily loaded modules (module_loader.hpp).
+// osvid's modules are found the way every lazily loaded library is (osvi/shared_library.hpp).
 #include "osvi/base/module_loader.hpp"
 
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <cstdlib>
-#include <vector>
-
 namespace osvi::daemon::modules {
-namespace {
-
-std::string dl_error() {
-  const char* e = dlerror();
-  return e ? e : "unknown dlopen error";
-}
-
-std::string exe_dir() {
-  std::string buf(4096, '\0');
-  const ssize_t n = readlink("/proc/self/exe", buf.data(), buf.size());
-  if (n <= 0 || static_cast<size_t>(n) >= buf.size()) return {};
-  buf.resize(static_cast<size_t>(n));
-  const size_t slash = buf.rfind('/');
-  return slash == std::string::npos ? std::string() : buf.substr(0, slash);
-}
-
-Result<DlHandle> open_path(const std::string& path) {
-  DlHandle h(dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE));
-  if (!h) return make_error(dl_error(), kModuleMissing);
-  return h;
-}
-
-}  // namespace
 
 Result<DlHandle> open(const std::string& file, const char* env_var, const char* installed) {
-  if (const char* env = std::getenv(env_var); env && *env) return open_path(env);
-  std::vector<std::string> paths;
-  if (const std::string dir = exe_dir(); !dir.empty()) {
-    paths.push_back(dir + "/" + file);
-    paths.push_back(dir + "/../daemon/" + file);
-  }
-  paths.emplace_back(installed);
-  for (const std::string& p : paths) {
-    struct stat st {};
-    if (stat(p.c_str(), &st) == 0) return open_path(p);
-  }
-  return open_path(paths.back());
+  return dl::open_module(file, env_var, installed);
 }
 
 }  // namespace osvi::daemon::modules

@@ -1,6 +1,8 @@
 // Configuration: the "audio" section (the audio engine), read with the shared strict ObjectReader.
 #include <string>
 
+#include "osvi/audio/preprocessor.hpp"
+#include "osvi/audio/vad.hpp"
 #include "osvi/config/config.hpp"
 #include "reader.hpp"
 #include "sections.hpp"
@@ -46,6 +48,10 @@ void parse_audio(ObjectReader r, AudioConfig& a) {
   {
     ObjectReader e = r.object("echo");
     a.echo_backend = one_of(e, "backend", a.echo_backend, {"speex", "webrtc", "null"});
+    // WebRTC's APM is a module opened on demand (issue 18): a box without it refuses the setting.
+    if (a.echo_backend == "webrtc") {
+      if (auto s = audio::load_webrtc_apm(); !s) e.error("backend", "\"webrtc\" needs " + s.error().message);
+    }
     a.echo_tail_ms = int_in(e, "tail_ms", a.echo_tail_ms, 10, 1000);
     a.echo_sip = e.boolean("sip", a.echo_sip);
   }
@@ -59,6 +65,9 @@ void parse_audio(ObjectReader r, AudioConfig& a) {
     a.echo_suppress_active_db = int_in(p, "echo_suppress_active_db", a.echo_suppress_active_db, -90, 0);
   }
   a.vad = one_of(r, "vad", a.vad, {"osvi", "webrtc"});
+  if (a.vad == "webrtc") {
+    if (auto s = audio::load_webrtc_vad(); !s) r.error("vad", "\"webrtc\" needs " + s.error().message);
+  }
   {
     ObjectReader o = r.object("opus");
     a.opus_complexity = int_in(o, "complexity", a.opus_complexity, 0, 10);

@@ -11,6 +11,7 @@
 
 #include "key_file.hpp"
 #include "osvi/config/config.hpp"
+#include "osvi/hal/sip_line.hpp"
 #include "reader.hpp"
 #include "sections.hpp"
 
@@ -383,6 +384,10 @@ void parse_lines(const std::vector<Item>& items, Problems& p, std::vector<LineCo
       r.forbid("sip", "only allowed when type is \"sip\"");
     } else {
       parse_sip(r.object("sip"), l.sip, lines);
+      // libre is opened on demand (issue 18); a box without it refuses the line rather than failing it later.
+      if (l.enabled) {
+        if (auto s = hal::load_sip_library(); !s) r.error("type", "\"sip\" needs " + s.error().message);
+      }
       l.sip.id = l.id;
       for (const char* k : kAtKeys) r.forbid(k, "only allowed when type is \"at\"");
       r.forbid("sim", "only allowed when type is \"sim\"");

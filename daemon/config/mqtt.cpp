@@ -2,6 +2,7 @@
 #include <string>
 
 #include "osvi/config/config.hpp"
+#include "osvi/net/mqtt_client.hpp"
 #include "reader.hpp"
 #include "sections.hpp"
 
@@ -20,6 +21,10 @@ bool is_topic_level_text(const std::string& s) {
 
 void parse_mqtt(ObjectReader r, MqttConfig& m) {
   m.enabled = r.boolean("enabled", m.enabled);
+  // libmosquitto is opened on demand (issue 18); a box without it refuses the setting rather than retrying.
+  if (m.enabled) {
+    if (auto s = net::MqttClient::load_library(); !s) r.error("enabled", s.error().message);
+  }
   m.host = r.str("host", m.host, 1, 253);
   const bool tls_given_port = !r.has("port");
   m.port = static_cast<uint16_t>(r.integer("port", m.port, 1, 65535));

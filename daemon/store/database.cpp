@@ -203,6 +203,10 @@ StoreHealth Database::health() const {
   return h;
 }
 
+int64_t Database::release_memory() {
+  return sqlite3_db_release_memory(db_->handle());
+}
+
 int64_t Database::data_version() {
   auto v = db_->query_text("PRAGMA data_version");
   if (!v.ok() || !v->has_value()) return -1;

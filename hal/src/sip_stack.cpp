@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "osvi/hal/sip_parse.hpp"
+#include "osvi/shared_library.hpp"
 #include "sip_internal.hpp"
 
 // libre's headers define min/max macros and C99 bool helpers; they come last and the macros go. libre is
@@ -46,9 +47,175 @@ constexpr unsigned kBackoffMaxS = 300;
 constexpr unsigned kReferTimeoutMs = 30000;
 constexpr uint64_t kTeardownMs = 900;
 
+// ---------------------------------------------------------------------------------------------------------
+// libre and the OpenSSL it runs TLS on (libssl; ~0.5 MB resident with their relocations) are opened by the
+// first SIP trunk, not at start: a box without a SIP line never maps them. Both are C APIs, so they are
+// opened by soname and the functions this file calls bound here (libre's header-inline helpers need nothing).
+// Once per process, never closed (RTLD_NODELETE), so the pointers stay valid for the SIP thread.
+
+struct ReApi {
+  decltype(&::dns_srv_get) dns_srv_get = nullptr;
+  decltype(&::dnsc_alloc) dnsc_alloc = nullptr;
+  decltype(&::libre_close) libre_close = nullptr;
+  decltype(&::libre_init) libre_init = nullptr;
+  decltype(&::list_head) list_head = nullptr;
+  decltype(&::mbuf_alloc) mbuf_alloc = nullptr;
+  decltype(&::mbuf_printf) mbuf_printf = nullptr;
+  decltype(&::mbuf_write_str) mbuf_write_str = nullptr;
+  decltype(&::mem_deref) mem_deref = nullptr;
+  decltype(&::mem_nrefs) mem_nrefs = nullptr;
+  decltype(&::mem_ref) mem_ref = nullptr;
+  decltype(&::mqueue_alloc) mqueue_alloc = nullptr;
+  decltype(&::mqueue_push) mqueue_push = nullptr;
+  decltype(&::msg_ctype_cmp) msg_ctype_cmp = nullptr;
+  decltype(&::net_default_source_addr_get) net_default_source_addr_get = nullptr;
+  decltype(&::pl_set_str) pl_set_str = nullptr;
+  decltype(&::pl_strcmp) pl_strcmp = nullptr;
+  decltype(&::rand_u64) rand_u64 = nullptr;
+  decltype(&::re_cancel) re_cancel = nullptr;
+  decltype(&::re_main) re_main = nullptr;
+  decltype(&::re_snprintf) re_snprintf = nullptr;
+  decltype(&::re_thread_init) re_thread_init = nullptr;
+  decltype(&::sa_isset) sa_isset = nullptr;
+  decltype(&::sa_port) sa_port = nullptr;
+  decltype(&::sa_set_str) sa_set_str = nullptr;
+  decltype(&::sdp_decode) sdp_decode = nullptr;
+  decltype(&::sdp_encode) sdp_encode = nullptr;
+  decltype(&::sdp_format_add) sdp_format_add = nullptr;
+  decltype(&::sdp_media_add) sdp_media_add = nullptr;
+  decltype(&::sdp_media_format) sdp_media_format = nullptr;
+  decltype(&::sdp_media_format_lst) sdp_media_format_lst = nullptr;
+  decltype(&::sdp_media_laddr) sdp_media_laddr = nullptr;
+  decltype(&::sdp_media_raddr) sdp_media_raddr = nullptr;
+  decltype(&::sdp_media_raddr_rtcp) sdp_media_raddr_rtcp = nullptr;
+  decltype(&::sdp_media_rdir) sdp_media_rdir = nullptr;
+  decltype(&::sdp_media_set_lattr) sdp_media_set_lattr = nullptr;
+  decltype(&::sdp_media_set_ldir) sdp_media_set_ldir = nullptr;
+  decltype(&::sdp_media_set_lport) sdp_media_set_lport = nullptr;
+  decltype(&::sdp_session_alloc) sdp_session_alloc = nullptr;
+  decltype(&::sip_addr_decode) sip_addr_decode = nullptr;
+  decltype(&::sip_alloc) sip_alloc = nullptr;
+  decltype(&::sip_close) sip_close = nullptr;
+  decltype(&::sip_listen) sip_listen = nullptr;
+  decltype(&::sip_msg_hdr) sip_msg_hdr = nullptr;
+  decltype(&::sip_reply) sip_reply = nullptr;
+  decltype(&::sip_requestf) sip_requestf = nullptr;
+  decltype(&::sip_send) sip_send = nullptr;
+  decltype(&::sip_transp_add) sip_transp_add = nullptr;
+  decltype(&::sip_treply) sip_treply = nullptr;
+  decltype(&::sip_treplyf) sip_treplyf = nullptr;
+  decltype(&::sipevent_drefer) sipevent_drefer = nullptr;
+  decltype(&::sipevent_listen) sipevent_listen = nullptr;
+  decltype(&::sipreg_laddr) sipreg_laddr = nullptr;
+  decltype(&::sipreg_proxy_expires) sipreg_proxy_expires = nullptr;
+  decltype(&::sipreg_register) sipreg_register = nullptr;
+  decltype(&::sipsess_accept) sipsess_accept = nullptr;
+  decltype(&::sipsess_answer) sipsess_answer = nullptr;
+  decltype(&::sipsess_connect) sipsess_connect = nullptr;
+  decltype(&::sipsess_dialog) sipsess_dialog = nullptr;
+  decltype(&::sipsess_info) sipsess_info = nullptr;
+  decltype(&::sipsess_listen) sipsess_listen = nullptr;
+  decltype(&::sipsess_reject) sipsess_reject = nullptr;
+  decltype(&::str_casecmp) str_casecmp = nullptr;
+  decltype(&::str_dup) str_dup = nullptr;
+  decltype(&::str_error) str_error = nullptr;
+  decltype(&::tls_add_ca) tls_add_ca = nullptr;
+  decltype(&::tls_alloc) tls_alloc = nullptr;
+  decltype(&::tls_openssl_context) tls_openssl_context = nullptr;
+  decltype(&::tmr_cancel) tmr_cancel = nullptr;
+  decltype(&::tmr_init) tmr_init = nullptr;
+  decltype(&::tmr_jiffies) tmr_jiffies = nullptr;
+  decltype(&::tmr_start) tmr_start = nullptr;
+  decltype(&::uri_decode) uri_decode = nullptr;
+  decltype(&::SSL_CTX_get0_param) SSL_CTX_get0_param = nullptr;
+  decltype(&::SSL_CTX_set_default_verify_paths) SSL_CTX_set_default_verify_paths = nullptr;
+  decltype(&::SSL_CTX_set_verify) SSL_CTX_set_verify = nullptr;
+  decltype(&::X509_VERIFY_PARAM_set1_host) X509_VERIFY_PARAM_set1_host = nullptr;
+  decltype(&::X509_VERIFY_PARAM_set1_ip_asc) X509_VERIFY_PARAM_set1_ip_asc = nullptr;
+};
+
+struct LoadedRe {
+  ReApi api;
+  std::string error;  // empty once every function is bound
+};
+
+LoadedRe load_re() {
+  LoadedRe l;
+  auto re_lib = dl::open_library("libre.so.0");
+  auto ssl_lib = re_lib ? dl::open_library("libssl.so.3") : Result<dl::Handle>(re_lib.error());
+  if (!re_lib || !ssl_lib) {
+    l.error = "the SIP stack library is not available (" +
+              (re_lib ? ssl_lib.error().message : re_lib.error().message) + ")";
+    return l;
+  }
+  void* h = re_lib->get();
+  void* s = ssl_lib->get();
+  ReApi& a = l.api;
+  const bool bound =
+      dl::bind(h, "dns_srv_get", a.dns_srv_get) && dl::bind(h, "dnsc_alloc", a.dnsc_alloc) &&
+      dl::bind(h, "libre_close", a.libre_close) && dl::bind(h, "libre_init", a.libre_init) &&
+      dl::bind(h, "list_head", a.list_head) && dl::bind(h, "mbuf_alloc", a.mbuf_alloc) &&
+      dl::bind(h, "mbuf_printf", a.mbuf_printf) && dl::bind(h, "mbuf_write_str", a.mbuf_write_str) &&
+      dl::bind(h, "mem_deref", a.mem_deref) && dl::bind(h, "mem_nrefs", a.mem_nrefs) &&
+      dl::bind(h, "mem_ref", a.mem_ref) && dl::bind(h, "mqueue_alloc", a.mqueue_alloc) &&
+      dl::bind(h, "mqueue_push", a.mqueue_push) && dl::bind(h, "msg_ctype_cmp", a.msg_ctype_cmp) &&
+      dl::bind(h, "net_default_source_addr_get", a.net_default_source_addr_get) &&
+      dl::bind(h, "pl_set_str", a.pl_set_str) && dl::bind(h, "pl_strcmp", a.pl_strcmp) &&
+      dl::bind(h, "rand_u64", a.rand_u64) && dl::bind(h, "re_cancel", a.re_cancel) &&
+      dl::bind(h, "re_main", a.re_main) && dl::bind(h, "re_snprintf", a.re_snprintf) &&
+      dl::bind(h, "re_thread_init", a.re_thread_init) && dl::bind(h, "sa_isset", a.sa_isset) &&
+      dl::bind(h, "sa_port", a.sa_port) && dl::bind(h, "sa_set_str", a.sa_set_str) &&
+      dl::bind(h, "sdp_decode", a.sdp_decode) && dl::bind(h, "sdp_encode", a.sdp_encode) &&
+      dl::bind(h, "sdp_format_add", a.sdp_format_add) && dl::bind(h, "sdp_media_add", a.sdp_media_add) &&
+      dl::bind(h, "sdp_media_format", a.sdp_media_format) &&
+      dl::bind(h, "sdp_media_format_lst", a.sdp_media_format_lst) &&
+      dl::bind(h, "sdp_media_laddr", a.sdp_media_laddr) &&
+      dl::bind(h, "sdp_media_raddr", a.sdp_media_raddr) &&
+      dl::bind(h, "sdp_media_raddr_rtcp", a.sdp_media_raddr_rtcp) &&
+      dl::bind(h, "sdp_media_rdir", a.sdp_media_rdir) &&
+      dl::bind(h, "sdp_media_set_lattr", a.sdp_media_set_lattr) &&
+      dl::bind(h, "sdp_media_set_ldir", a.sdp_media_set_ldir) &&
+      dl::bind(h, "sdp_media_set_lport", a.sdp_media_set_lport) &&
+      dl::bind(h, "sdp_session_alloc", a.sdp_session_alloc) &&
+      dl::bind(h, "sip_addr_decode", a.sip_addr_decode) && dl::bind(h, "sip_alloc", a.sip_alloc) &&
+      dl::bind(h, "sip_close", a.sip_close) && dl::bind(h, "sip_listen", a.sip_listen) &&
+      dl::bind(h, "sip_msg_hdr", a.sip_msg_hdr) && dl::bind(h, "sip_reply", a.sip_reply) &&
+      dl::bind(h, "sip_requestf", a.sip_requestf) && dl::bind(h, "sip_send", a.sip_send) &&
+      dl::bind(h, "sip_transp_add", a.sip_transp_add) && dl::bind(h, "sip_treply", a.sip_treply) &&
+      dl::bind(h, "sip_treplyf", a.sip_treplyf) && dl::bind(h, "sipevent_drefer", a.sipevent_drefer) &&
+      dl::bind(h, "sipevent_listen", a.sipevent_listen) && dl::bind(h, "sipreg_laddr", a.sipreg_laddr) &&
+      dl::bind(h, "sipreg_proxy_expires", a.sipreg_proxy_expires) &&
+      dl::bind(h, "sipreg_register", a.sipreg_register) && dl::bind(h, "sipsess_accept", a.sipsess_accept) &&
+      dl::bind(h, "sipsess_answer", a.sipsess_answer) && dl::bind(h, "sipsess_connect", a.sipsess_connect) &&
+      dl::bind(h, "sipsess_dialog", a.sipsess_dialog) && dl::bind(h, "sipsess_info", a.sipsess_info) &&
+      dl::bind(h, "sipsess_listen", a.sipsess_listen) && dl::bind(h, "sipsess_reject", a.sipsess_reject) &&
+      dl::bind(h, "str_casecmp", a.str_casecmp) && dl::bind(h, "str_dup", a.str_dup) &&
+      dl::bind(h, "str_error", a.str_error) && dl::bind(h, "tls_add_ca", a.tls_add_ca) &&
+      dl::bind(h, "tls_alloc", a.tls_alloc) && dl::bind(h, "tls_openssl_context", a.tls_openssl_context) &&
+      dl::bind(h, "tmr_cancel", a.tmr_cancel) && dl::bind(h, "tmr_init", a.tmr_init) &&
+      dl::bind(h, "tmr_jiffies", a.tmr_jiffies) && dl::bind(h, "tmr_start", a.tmr_start) &&
+      dl::bind(h, "uri_decode", a.uri_decode) && dl::bind(s, "SSL_CTX_get0_param", a.SSL_CTX_get0_param) &&
+      dl::bind(s, "SSL_CTX_set_default_verify_paths", a.SSL_CTX_set_default_verify_paths) &&
+      dl::bind(s, "SSL_CTX_set_verify", a.SSL_CTX_set_verify) &&
+      dl::bind(s, "X509_VERIFY_PARAM_set1_host", a.X509_VERIFY_PARAM_set1_host) &&
+      dl::bind(s, "X509_VERIFY_PARAM_set1_ip_asc", a.X509_VERIFY_PARAM_set1_ip_asc);
+  if (!bound) l.error = std::string("libre.so.0 or libssl.so.3 lacks a function osvi uses: ") + dlerror();
+  return l;
+}
+
+const LoadedRe& loaded_re() {
+  static const LoadedRe l = load_re();  // thread-safe static: the first trunk loads
+  return l;
+}
+
+// Only called once loaded_re() succeeded (Stack::acquire checks it before starting the SIP thread).
+const ReApi& lre() {
+  return loaded_re().api;
+}
+
 std::string err_text(int err) {
   char buf[128];
-  return std::string(str_error(err, buf, sizeof buf));
+  return std::string(lre().str_error(err, buf, sizeof buf));
 }
 
 std::string pl_str(const pl& p) {
@@ -62,6 +229,7 @@ class Stack {
  public:
   // Starts the thread for the first user; an error when libre could not start.
   static Result<Stack*> acquire() {
+    if (const LoadedRe& l = loaded_re(); !l.error.empty()) return make_error(l.error, dl::kLibraryMissing);
     std::lock_guard lock(mu_);
     if (!instance_) {
       auto s = std::unique_ptr<Stack>(new Stack());
@@ -82,14 +250,14 @@ class Stack {
   static void release() {
     std::lock_guard lock(mu_);
     if (--refs_ > 0) return;
-    mqueue_push(instance_->mq_, kCancel, nullptr);
+    lre().mqueue_push(instance_->mq_, kCancel, nullptr);
     instance_->thread_.join();
     delete instance_;
     instance_ = nullptr;
   }
   void post(std::function<void()> fn) {
     auto* f = new std::function<void()>(std::move(fn));
-    if (mqueue_push(mq_, kRun, f) != 0) delete f;  // only when out of memory: the command is lost
+    if (lre().mqueue_push(mq_, kRun, f) != 0) delete f;  // only when out of memory: the command is lost
   }
 
  private:
@@ -97,22 +265,22 @@ class Stack {
   Stack() = default;
 
   void run(std::promise<int>& ready) {
-    int err = libre_init();
-    if (!err) err = mqueue_alloc(&mq_, &Stack::on_message, this);
+    int err = lre().libre_init();
+    if (!err) err = lre().mqueue_alloc(&mq_, &Stack::on_message, this);
     if (err) {
-      mq_ = static_cast<mqueue*>(mem_deref(mq_));
-      libre_close();
+      mq_ = static_cast<mqueue*>(lre().mem_deref(mq_));
+      lre().libre_close();
       ready.set_value(err);
       return;
     }
     ready.set_value(0);
-    (void)re_main(nullptr);
-    mq_ = static_cast<mqueue*>(mem_deref(mq_));
-    libre_close();
+    (void)lre().re_main(nullptr);
+    mq_ = static_cast<mqueue*>(lre().mem_deref(mq_));
+    lre().libre_close();
   }
   static void on_message(int id, void* data, void*) {
     if (id == kCancel) {
-      re_cancel();
+      lre().re_cancel();
       return;
     }
     std::unique_ptr<std::function<void()>> f(static_cast<std::function<void()>*>(data));
@@ -220,10 +388,10 @@ class Trunk final : public SipEngine {
  public:
   Trunk(SipLineOptions opt, std::shared_ptr<Shared> shared, Stack* stack)
       : opt_(std::move(opt)), sh_(std::move(shared)), stack_(stack), slots_(opt_.max_calls) {
-    tmr_init(&reg_tmr_);
-    tmr_init(&drop_tmr_);
-    tmr_init(&ka_tmr_);
-    tmr_init(&close_tmr_);
+    lre().tmr_init(&reg_tmr_);
+    lre().tmr_init(&drop_tmr_);
+    lre().tmr_init(&ka_tmr_);
+    lre().tmr_init(&close_tmr_);
   }
 
   ~Trunk() override {
@@ -255,35 +423,36 @@ class Trunk final : public SipEngine {
     sa nsv[8];
     uint32_t nsn = 8;
     char dom[64] = {};
-    if (dns_srv_get(dom, sizeof dom, nsv, &nsn) == 0 && nsn > 0) (void)dnsc_alloc(&dnsc_, nullptr, nsv, nsn);
-    int err = sip_alloc(&sip_, dnsc_, 32, 32, 32, "osvi-edge", nullptr, nullptr);
+    if (lre().dns_srv_get(dom, sizeof dom, nsv, &nsn) == 0 && nsn > 0)
+      (void)lre().dnsc_alloc(&dnsc_, nullptr, nsv, nsn);
+    int err = lre().sip_alloc(&sip_, dnsc_, 32, 32, 32, "osvi-edge", nullptr, nullptr);
     if (err) return why = "sip_alloc: " + err_text(err), err;
-    err = sipsess_listen(&sock_, sip_, 32, &Trunk::on_invite, this);
-    if (!err) err = sipevent_listen(&evsock_, sip_, 32, 32, &Trunk::on_subscribe, this);
-    if (!err) err = sip_listen(&lsnr_, sip_, true, &Trunk::on_other_request, this);
+    err = lre().sipsess_listen(&sock_, sip_, 32, &Trunk::on_invite, this);
+    if (!err) err = lre().sipevent_listen(&evsock_, sip_, 32, 32, &Trunk::on_subscribe, this);
+    if (!err) err = lre().sip_listen(&lsnr_, sip_, true, &Trunk::on_other_request, this);
     if (err) return why = "SIP listeners: " + err_text(err), err;
     if (opt_.transport == SipTransport::tls) {
-      err = tls_alloc(&tls_, TLS_METHOD_SSLV23, nullptr, nullptr);
+      err = lre().tls_alloc(&tls_, TLS_METHOD_SSLV23, nullptr, nullptr);
       if (err) return why = "TLS: " + err_text(err), err;
       if (!opt_.tls_ca_file.empty()) {
-        err = tls_add_ca(tls_, opt_.tls_ca_file.c_str());
+        err = lre().tls_add_ca(tls_, opt_.tls_ca_file.c_str());
         if (err) return why = "tls_ca_file " + opt_.tls_ca_file + ": cannot load", err;
       } else {
-        SSL_CTX_set_default_verify_paths(tls_openssl_context(tls_));
+        lre().SSL_CTX_set_default_verify_paths(lre().tls_openssl_context(tls_));
       }
       // libre 1.1.0 does not verify a SIP server's certificate on its own: require it, and its name.
-      SSL_CTX* ctx = tls_openssl_context(tls_);
-      SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
-      X509_VERIFY_PARAM* param = SSL_CTX_get0_param(ctx);
+      SSL_CTX* ctx = lre().tls_openssl_context(tls_);
+      lre().SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
+      X509_VERIFY_PARAM* param = lre().SSL_CTX_get0_param(ctx);
       in6_addr a6{};
       in_addr a4{};
       if (inet_pton(AF_INET, reg_hp_.host.c_str(), &a4) == 1 ||
           inet_pton(AF_INET6, reg_hp_.host.c_str(), &a6) == 1)
-        X509_VERIFY_PARAM_set1_ip_asc(param, reg_hp_.host.c_str());
+        lre().X509_VERIFY_PARAM_set1_ip_asc(param, reg_hp_.host.c_str());
       else
-        X509_VERIFY_PARAM_set1_host(param, reg_hp_.host.c_str(), 0);
+        lre().X509_VERIFY_PARAM_set1_host(param, reg_hp_.host.c_str(), 0);
     }
-    base_refs_ = mem_nrefs(sip_);
+    base_refs_ = lre().mem_nrefs(sip_);
     return 0;
   }
 
@@ -346,19 +515,20 @@ class Trunk final : public SipEngine {
     if (ip.empty()) ip = source_address_towards(reg_hp_);
     if (ip.empty()) {
       sa def{};
-      if (net_default_source_addr_get(AF_INET, &def) == 0) {
+      if (lre().net_default_source_addr_get(AF_INET, &def) == 0) {
         char buf[64];
-        if (re_snprintf(buf, sizeof buf, "%j", &def) > 0) ip = buf;
+        if (lre().re_snprintf(buf, sizeof buf, "%j", &def) > 0) ip = buf;
       }
     }
     if (ip.empty()) return transport_failed("no local address routes to the registrar " + reg_hp_.host);
     sa laddr{};
-    int err = sa_set_str(&laddr, ip.c_str(), opt_.local_port);
+    int err = lre().sa_set_str(&laddr, ip.c_str(), opt_.local_port);
     if (!err) {
       const sip_transp tp = opt_.transport == SipTransport::udp   ? SIP_TRANSP_UDP
                             : opt_.transport == SipTransport::tcp ? SIP_TRANSP_TCP
                                                                   : SIP_TRANSP_TLS;
-      err = tp == SIP_TRANSP_TLS ? sip_transp_add(sip_, tp, &laddr, tls_) : sip_transp_add(sip_, tp, &laddr);
+      err = tp == SIP_TRANSP_TLS ? lre().sip_transp_add(sip_, tp, &laddr, tls_)
+                                 : lre().sip_transp_add(sip_, tp, &laddr);
     }
     if (err) {
       return transport_failed("cannot bind SIP " + std::string(to_string(opt_.transport)) + " on " + ip +
@@ -382,10 +552,10 @@ class Trunk final : public SipEngine {
     if (closing_) return;
     report_registration("registering", last_code_, last_reason_, registered_);
     const char* routev[1] = {route_.c_str()};
-    const int err =
-        sipreg_register(&reg_, sip_, reg_uri_.c_str(), aor_.c_str(), nullptr, aor_.c_str(),
-                        opt_.register_expires_s, opt_.user.c_str(), routev, route_.empty() ? 0 : 1, 0,
-                        &Trunk::on_auth, this, false, &Trunk::on_register_response, this, nullptr, nullptr);
+    const int err = lre().sipreg_register(&reg_, sip_, reg_uri_.c_str(), aor_.c_str(), nullptr, aor_.c_str(),
+                                          opt_.register_expires_s, opt_.user.c_str(), routev,
+                                          route_.empty() ? 0 : 1, 0, &Trunk::on_auth, this, false,
+                                          &Trunk::on_register_response, this, nullptr, nullptr);
     if (err) {
       reg_ = nullptr;
       registration_failed(0, "registrar unreachable: " + err_text(err), 0);
@@ -395,8 +565,8 @@ class Trunk final : public SipEngine {
   static int on_auth(char** user, char** pass, const char*, void* arg) {
     auto* t = static_cast<Trunk*>(arg);
     const std::string& u = t->opt_.auth_user.empty() ? t->opt_.user : t->opt_.auth_user;
-    int err = str_dup(user, u.c_str());
-    err |= str_dup(pass, t->opt_.password.c_str());
+    int err = lre().str_dup(user, u.c_str());
+    err |= lre().str_dup(pass, t->opt_.password.c_str());
     return err;
   }
 
@@ -409,20 +579,21 @@ class Trunk final : public SipEngine {
     if (msg->scode < 300) {
       t->registered_ = true;
       t->backoff_s_ = kBackoffMinS;
-      t->expires_ = sipreg_proxy_expires(t->reg_);
+      t->expires_ = lre().sipreg_proxy_expires(t->reg_);
       t->registrar_addr_ = msg->src;
       t->last_code_ = msg->scode;
       t->last_reason_ = pl_str(msg->reason);
-      const sa* l = sipreg_laddr(t->reg_);
+      const sa* l = lre().sipreg_laddr(t->reg_);
       char buf[128] = {};
-      if (l && re_snprintf(buf, sizeof buf, "sip:%s@%J%s", t->opt_.user.c_str(), l, t->tparam_.c_str()) > 0)
+      if (l &&
+          lre().re_snprintf(buf, sizeof buf, "sip:%s@%J%s", t->opt_.user.c_str(), l, t->tparam_.c_str()) > 0)
         t->contact_ = buf;
       t->report_registration("registered", msg->scode, t->last_reason_, true);
       t->arm_keepalive();
       return;
     }
     unsigned retry_after = 0;
-    if (const sip_hdr* h = sip_msg_hdr(msg, SIP_HDR_RETRY_AFTER)) {
+    if (const sip_hdr* h = lre().sip_msg_hdr(msg, SIP_HDR_RETRY_AFTER)) {
       for (size_t i = 0; i < h->val.l && std::isdigit(static_cast<unsigned char>(h->val.p[i])); ++i)
         retry_after = std::min(retry_after * 10 + static_cast<unsigned>(h->val.p[i] - '0'), 86400u);
     }
@@ -436,34 +607,34 @@ class Trunk final : public SipEngine {
     expires_ = 0;
     last_code_ = code;
     last_reason_ = why;
-    tmr_cancel(&ka_tmr_);
+    lre().tmr_cancel(&ka_tmr_);
     report_registration("failed", code, std::move(why), false);
     // The failed sipreg would retry on its own schedule: drop it outside its own callback, retry on ours.
-    tmr_start(&drop_tmr_, 0, &Trunk::on_drop_reg, this);
+    lre().tmr_start(&drop_tmr_, 0, &Trunk::on_drop_reg, this);
     schedule_retry(retry_after_s);
   }
 
   static void on_drop_reg(void* arg) {
     auto* t = static_cast<Trunk*>(arg);
-    t->reg_ = static_cast<sipreg*>(mem_deref(t->reg_));
+    t->reg_ = static_cast<sipreg*>(lre().mem_deref(t->reg_));
   }
 
   void schedule_retry(unsigned retry_after_s) {
     const unsigned wait_s = retry_after_s > 0 ? std::min(retry_after_s, 3600u) : backoff_s_;
     if (retry_after_s == 0) backoff_s_ = std::min(backoff_s_ * 2, kBackoffMaxS);
-    tmr_start(&reg_tmr_, static_cast<uint64_t>(wait_s) * 1000, &Trunk::on_retry, this);
+    lre().tmr_start(&reg_tmr_, static_cast<uint64_t>(wait_s) * 1000, &Trunk::on_retry, this);
   }
 
   static void on_retry(void* arg) {
     auto* t = static_cast<Trunk*>(arg);
-    t->reg_ = static_cast<sipreg*>(mem_deref(t->reg_));
+    t->reg_ = static_cast<sipreg*>(lre().mem_deref(t->reg_));
     if (!t->transport_up_) return t->start_transport();
     t->do_register();
   }
 
   void arm_keepalive() {
     if (opt_.keepalive_s == 0) return;
-    tmr_start(&ka_tmr_, static_cast<uint64_t>(opt_.keepalive_s) * 1000, &Trunk::on_keepalive, this);
+    lre().tmr_start(&ka_tmr_, static_cast<uint64_t>(opt_.keepalive_s) * 1000, &Trunk::on_keepalive, this);
   }
 
   static void on_keepalive(void* arg) {
@@ -475,30 +646,30 @@ class Trunk final : public SipEngine {
       pl rpl{};
       const uri* routep = nullptr;
       if (!t->route_.empty()) {
-        pl_set_str(&rpl, t->route_.c_str());
-        if (uri_decode(&route, &rpl) == 0) routep = &route;
+        lre().pl_set_str(&rpl, t->route_.c_str());
+        if (lre().uri_decode(&route, &rpl) == 0) routep = &route;
       }
-      const int err =
-          sip_requestf(nullptr, t->sip_, true, "OPTIONS", t->reg_uri_.c_str(), routep, nullptr, nullptr,
-                       &Trunk::on_options_response, t,
-                       "Max-Forwards: 70\r\n"
-                       "To: <%s>\r\n"
-                       "From: <%s>;tag=%016llx\r\n"
-                       "Call-ID: %016llx\r\n"
-                       "CSeq: %u OPTIONS\r\n"
-                       "Content-Length: 0\r\n\r\n",
-                       t->reg_uri_.c_str(), t->aor_.c_str(), static_cast<unsigned long long>(rand_u64()),
-                       static_cast<unsigned long long>(rand_u64()), ++t->options_cseq_);
+      const int err = lre().sip_requestf(
+          nullptr, t->sip_, true, "OPTIONS", t->reg_uri_.c_str(), routep, nullptr, nullptr,
+          &Trunk::on_options_response, t,
+          "Max-Forwards: 70\r\n"
+          "To: <%s>\r\n"
+          "From: <%s>;tag=%016llx\r\n"
+          "Call-ID: %016llx\r\n"
+          "CSeq: %u OPTIONS\r\n"
+          "Content-Length: 0\r\n\r\n",
+          t->reg_uri_.c_str(), t->aor_.c_str(), static_cast<unsigned long long>(lre().rand_u64()),
+          static_cast<unsigned long long>(lre().rand_u64()), ++t->options_cseq_);
       (void)err;
     } else {
       // RFC 5626 §4.4.1: a CRLF ping over the registration's connection.
-      mbuf* mb = mbuf_alloc(4);
+      mbuf* mb = lre().mbuf_alloc(4);
       if (mb) {
-        (void)mbuf_write_str(mb, "\r\n\r\n");
+        (void)lre().mbuf_write_str(mb, "\r\n\r\n");
         mb->pos = 0;
         const sip_transp tp = t->opt_.transport == SipTransport::tcp ? SIP_TRANSP_TCP : SIP_TRANSP_TLS;
-        (void)sip_send(t->sip_, nullptr, tp, &t->registrar_addr_, mb);
-        mem_deref(mb);
+        (void)lre().sip_send(t->sip_, nullptr, tp, &t->registrar_addr_, mb);
+        lre().mem_deref(mb);
       }
     }
     t->arm_keepalive();
@@ -508,40 +679,41 @@ class Trunk final : public SipEngine {
     auto* t = static_cast<Trunk*>(arg);
     if (t->closing_ || !err || !t->registered_) return;
     // The registrar stopped answering: register again now (which reports the failure and backs off).
-    tmr_cancel(&t->reg_tmr_);
+    lre().tmr_cancel(&t->reg_tmr_);
     t->registration_failed(0, "registrar unreachable: " + err_text(err), 1);
   }
 
   // --- SDP ----------------------------------------------------------------------------------------------
   int make_sdp(Call* c, uint16_t rtp_port) {
     sa laddr{};
-    int err = sa_set_str(&laddr, local_ip_.c_str(), 0);
-    if (!err) err = sdp_session_alloc(&c->sdp, &laddr);
-    if (!err) err = sdp_media_add(&c->media, c->sdp, "audio", rtp_port, "RTP/AVP");
+    int err = lre().sa_set_str(&laddr, local_ip_.c_str(), 0);
+    if (!err) err = lre().sdp_session_alloc(&c->sdp, &laddr);
+    if (!err) err = lre().sdp_media_add(&c->media, c->sdp, "audio", rtp_port, "RTP/AVP");
     if (err) return err;
     const bool opus = std::find(opt_.codecs.begin(), opt_.codecs.end(), RtpCodec::opus) != opt_.codecs.end();
     for (RtpCodec codec : opt_.codecs) {
       switch (codec) {
         case RtpCodec::opus:
-          err |= sdp_format_add(nullptr, c->media, false, "111", "opus", 48000, 2, nullptr, nullptr, nullptr,
-                                false, "maxplaybackrate=16000;sprop-maxcapturerate=16000;useinbandfec=1");
+          err |= lre().sdp_format_add(nullptr, c->media, false, "111", "opus", 48000, 2, nullptr, nullptr,
+                                      nullptr, false,
+                                      "maxplaybackrate=16000;sprop-maxcapturerate=16000;useinbandfec=1");
           break;
         case RtpCodec::pcmu:
-          err |= sdp_format_add(nullptr, c->media, false, "0", "PCMU", 8000, 1, nullptr, nullptr, nullptr,
-                                false, nullptr);
+          err |= lre().sdp_format_add(nullptr, c->media, false, "0", "PCMU", 8000, 1, nullptr, nullptr,
+                                      nullptr, false, nullptr);
           break;
         case RtpCodec::pcma:
-          err |= sdp_format_add(nullptr, c->media, false, "8", "PCMA", 8000, 1, nullptr, nullptr, nullptr,
-                                false, nullptr);
+          err |= lre().sdp_format_add(nullptr, c->media, false, "8", "PCMA", 8000, 1, nullptr, nullptr,
+                                      nullptr, false, nullptr);
           break;
       }
     }
-    err |= sdp_format_add(nullptr, c->media, false, "101", "telephone-event", 8000, 1, nullptr, nullptr,
-                          nullptr, false, "0-16");
+    err |= lre().sdp_format_add(nullptr, c->media, false, "101", "telephone-event", 8000, 1, nullptr, nullptr,
+                                nullptr, false, "0-16");
     if (opus)
-      err |= sdp_format_add(nullptr, c->media, false, "102", "telephone-event", 48000, 1, nullptr, nullptr,
-                            nullptr, false, "0-16");
-    err |= sdp_media_set_lattr(c->media, true, "ptime", "20");
+      err |= lre().sdp_format_add(nullptr, c->media, false, "102", "telephone-event", 48000, 1, nullptr,
+                                  nullptr, nullptr, false, "0-16");
+    err |= lre().sdp_media_set_lattr(c->media, true, "ptime", "20");
     return err;
   }
 
@@ -553,7 +725,7 @@ class Trunk final : public SipEngine {
     for (RtpCodec codec : opt_.codecs) {
       const char* name = codec == RtpCodec::opus ? "opus" : codec == RtpCodec::pcmu ? "PCMU" : "PCMA";
       const int32_t srate = codec == RtpCodec::opus ? 48000 : 8000;
-      const sdp_format* f = sdp_media_format(c->media, true, nullptr, -1, name, srate, -1);
+      const sdp_format* f = lre().sdp_media_format(c->media, true, nullptr, -1, name, srate, -1);
       if (f && f->sup) {
         chosen = f;
         chosen_codec = codec;
@@ -563,10 +735,11 @@ class Trunk final : public SipEngine {
     if (!chosen) return false;
     const uint32_t clock = chosen_codec == RtpCodec::opus ? 48000 : 8000;
     const sdp_format* dtmf = nullptr;
-    for (le* e = list_head(sdp_media_format_lst(c->media, true)); e; e = e->next) {
+    for (le* e = lre().list_head(lre().sdp_media_format_lst(c->media, true)); e; e = e->next) {
       auto* f = static_cast<sdp_format*>(e->data);
       if (f == chosen) continue;
-      if (f->sup && !dtmf && f->name && str_casecmp(f->name, "telephone-event") == 0 && f->srate == clock) {
+      if (f->sup && !dtmf && f->name && lre().str_casecmp(f->name, "telephone-event") == 0 &&
+          f->srate == clock) {
         dtmf = f;
         continue;
       }
@@ -576,15 +749,15 @@ class Trunk final : public SipEngine {
     m.codec = chosen_codec;
     m.payload_type = static_cast<uint8_t>(chosen->pt);
     m.dtmf_payload_type = dtmf ? static_cast<uint8_t>(dtmf->pt) : 0;
-    const sa* raddr = sdp_media_raddr(c->media);
+    const sa* raddr = lre().sdp_media_raddr(c->media);
     char ip[64] = {};
-    if (raddr && sa_isset(raddr, SA_ADDR)) re_snprintf(ip, sizeof ip, "%j", raddr);
+    if (raddr && lre().sa_isset(raddr, SA_ADDR)) lre().re_snprintf(ip, sizeof ip, "%j", raddr);
     m.remote_ip = ip;
-    m.remote_rtp_port = raddr ? sa_port(raddr) : 0;
+    m.remote_rtp_port = raddr ? lre().sa_port(raddr) : 0;
     sa rtcp{};
-    sdp_media_raddr_rtcp(c->media, &rtcp);
-    m.remote_rtcp_port = sa_port(&rtcp);
-    const sdp_dir rdir = sdp_media_rdir(c->media);
+    lre().sdp_media_raddr_rtcp(c->media, &rtcp);
+    m.remote_rtcp_port = lre().sa_port(&rtcp);
+    const sdp_dir rdir = lre().sdp_media_rdir(c->media);
     m.hold =
         m.remote_rtp_port == 0 || rdir == SDP_SENDONLY || rdir == SDP_INACTIVE || m.remote_ip == "0.0.0.0";
     c->agreed = m;
@@ -608,9 +781,9 @@ class Trunk final : public SipEngine {
     c->slot = slot;
     c->id = id;
     c->outbound = outbound;
-    tmr_init(&c->refer_tmr);
-    tmr_init(&c->defer_tmr);
-    tmr_init(&c->consult_tmr);
+    lre().tmr_init(&c->refer_tmr);
+    lre().tmr_init(&c->defer_tmr);
+    lre().tmr_init(&c->consult_tmr);
     slots_[slot] = std::move(c);
     return slots_[slot].get();
   }
@@ -618,16 +791,16 @@ class Trunk final : public SipEngine {
   // Frees every libre object of the call (a session still up ends with BYE/CANCEL) and the slot.
   void free_call(Call* c) {
     c->closing = true;
-    tmr_cancel(&c->refer_tmr);
-    tmr_cancel(&c->defer_tmr);
-    tmr_cancel(&c->consult_tmr);
-    c->sub = static_cast<sipsub*>(mem_deref(c->sub));
-    c->consult = static_cast<sipsess*>(mem_deref(c->consult));
-    c->consult_sdp = static_cast<sdp_session*>(mem_deref(c->consult_sdp));
-    c->sess = static_cast<sipsess*>(mem_deref(c->sess));
-    c->invite = static_cast<const sip_msg*>(mem_deref(const_cast<sip_msg*>(c->invite)));
+    lre().tmr_cancel(&c->refer_tmr);
+    lre().tmr_cancel(&c->defer_tmr);
+    lre().tmr_cancel(&c->consult_tmr);
+    c->sub = static_cast<sipsub*>(lre().mem_deref(c->sub));
+    c->consult = static_cast<sipsess*>(lre().mem_deref(c->consult));
+    c->consult_sdp = static_cast<sdp_session*>(lre().mem_deref(c->consult_sdp));
+    c->sess = static_cast<sipsess*>(lre().mem_deref(c->sess));
+    c->invite = static_cast<const sip_msg*>(lre().mem_deref(const_cast<sip_msg*>(c->invite)));
     c->media = nullptr;
-    c->sdp = static_cast<sdp_session*>(mem_deref(c->sdp));
+    c->sdp = static_cast<sdp_session*>(lre().mem_deref(c->sdp));
     slots_[c->slot].reset();
   }
 
@@ -649,16 +822,17 @@ class Trunk final : public SipEngine {
     c->number = cmd.text;
     mbuf* desc = nullptr;
     int err = make_sdp(c, cmd.rtp_port);
-    if (!err) err = sdp_encode(&desc, c->sdp, true);
+    if (!err) err = lre().sdp_encode(&desc, c->sdp, true);
     const std::string to = "sip:" + cmd.text + "@" + domain_ + tparam_;
     const char* routev[1] = {route_.c_str()};
     if (!err) {
-      err = sipsess_connect(&c->sess, sock_, to.c_str(), nullptr, aor_.c_str(), opt_.user.c_str(), routev,
-                            route_.empty() ? 0 : 1, "application/sdp", desc, &Trunk::on_auth, this, false,
-                            &Trunk::on_offer, &Trunk::on_answer, &Trunk::on_progress, &Trunk::on_established,
-                            &Trunk::on_info, nullptr, &Trunk::on_close, c, "Allow: %s\r\n", kAllow);
+      err = lre().sipsess_connect(&c->sess, sock_, to.c_str(), nullptr, aor_.c_str(), opt_.user.c_str(),
+                                  routev, route_.empty() ? 0 : 1, "application/sdp", desc, &Trunk::on_auth,
+                                  this, false, &Trunk::on_offer, &Trunk::on_answer, &Trunk::on_progress,
+                                  &Trunk::on_established, &Trunk::on_info, nullptr, &Trunk::on_close, c,
+                                  "Allow: %s\r\n", kAllow);
     }
-    mem_deref(desc);
+    lre().mem_deref(desc);
     if (err) end_call(c, LineEvent::Type::failed, "cannot send the INVITE: " + err_text(err));
   }
 
@@ -666,9 +840,9 @@ class Trunk final : public SipEngine {
   // user. "anonymous" (RFC 3323) is withheld; anything longer than a number is taken as withheld too.
   static std::string caller_of(const sip_msg* msg) {
     std::string user;
-    if (const sip_hdr* h = sip_msg_hdr(msg, SIP_HDR_P_ASSERTED_IDENTITY)) {
+    if (const sip_hdr* h = lre().sip_msg_hdr(msg, SIP_HDR_P_ASSERTED_IDENTITY)) {
       sip_addr addr{};
-      if (sip_addr_decode(&addr, &h->val) == 0) {
+      if (lre().sip_addr_decode(&addr, &h->val) == 0) {
         const std::string auri = pl_str(addr.auri);
         if (auri.size() > 4 && strncasecmp(auri.c_str(), "tel:", 4) == 0)
           user = auri.substr(4, auri.find(';') == std::string::npos ? std::string::npos : auri.find(';') - 4);
@@ -684,14 +858,14 @@ class Trunk final : public SipEngine {
   static void on_invite(const sip_msg* msg, void* arg) {
     auto* t = static_cast<Trunk*>(arg);
     if (t->closing_) {
-      (void)sip_treply(nullptr, t->sip_, msg, 503, "Service Unavailable");
+      (void)lre().sip_treply(nullptr, t->sip_, msg, 503, "Service Unavailable");
       return;
     }
     unsigned slot = 0;
     for (; slot < t->slots_.size(); ++slot)
       if (t->sh_->claim(slot)) break;
     if (slot == t->slots_.size()) {
-      (void)sip_treply(nullptr, t->sip_, msg, 486, "Busy Here");
+      (void)lre().sip_treply(nullptr, t->sip_, msg, 486, "Busy Here");
       return;
     }
     Call* c = t->new_call(slot, t->sh_->next_call.fetch_add(1), false);
@@ -700,31 +874,31 @@ class Trunk final : public SipEngine {
     if (err) {
       t->free_call(c);
       t->sh_->release(slot);
-      (void)sip_treply(nullptr, t->sip_, msg, 500, "Server Internal Error");
+      (void)lre().sip_treply(nullptr, t->sip_, msg, 500, "Server Internal Error");
       return;
     }
     const bool has_sdp = msg->mb && mbuf_get_left(msg->mb) > 0;
     if (has_sdp) {
-      if (sdp_decode(c->sdp, msg->mb, true) != 0 || !t->negotiate(c)) {
+      if (lre().sdp_decode(c->sdp, msg->mb, true) != 0 || !t->negotiate(c)) {
         t->free_call(c);
         t->sh_->release(slot);
-        (void)sip_treply(nullptr, t->sip_, msg, 488, "Not Acceptable Here");
+        (void)lre().sip_treply(nullptr, t->sip_, msg, 488, "Not Acceptable Here");
         return;
       }
     } else {
       c->offer_pending = true;
     }
-    err = sipsess_accept(&c->sess, t->sock_, msg, 180, "Ringing", t->opt_.user.c_str(), "application/sdp",
-                         nullptr, &Trunk::on_auth, t, false, &Trunk::on_offer, &Trunk::on_answer,
-                         &Trunk::on_established, &Trunk::on_info, nullptr, &Trunk::on_close, c,
-                         "Allow: %s\r\n", kAllow);
+    err = lre().sipsess_accept(&c->sess, t->sock_, msg, 180, "Ringing", t->opt_.user.c_str(),
+                               "application/sdp", nullptr, &Trunk::on_auth, t, false, &Trunk::on_offer,
+                               &Trunk::on_answer, &Trunk::on_established, &Trunk::on_info, nullptr,
+                               &Trunk::on_close, c, "Allow: %s\r\n", kAllow);
     if (err) {
       t->free_call(c);
       t->sh_->release(slot);
-      (void)sip_treply(nullptr, t->sip_, msg, 500, "Server Internal Error");
+      (void)lre().sip_treply(nullptr, t->sip_, msg, 500, "Server Internal Error");
       return;
     }
-    c->invite = static_cast<const sip_msg*>(mem_ref(const_cast<sip_msg*>(msg)));
+    c->invite = static_cast<const sip_msg*>(lre().mem_ref(const_cast<sip_msg*>(msg)));
     Report r;
     r.kind = Report::Kind::incoming;
     r.slot = slot;
@@ -736,14 +910,14 @@ class Trunk final : public SipEngine {
   void answer(const Command& cmd) {
     Call* c = find(cmd.slot, cmd.call);
     if (!c || c->outbound || c->answered) return;
-    sdp_media_set_lport(c->media, cmd.rtp_port);
+    lre().sdp_media_set_lport(c->media, cmd.rtp_port);
     mbuf* desc = nullptr;
-    int err = sdp_encode(&desc, c->sdp, c->offer_pending);
-    if (!err) err = sipsess_answer(c->sess, 200, "OK", desc, "Allow: %s\r\n", kAllow);
-    mem_deref(desc);
+    int err = lre().sdp_encode(&desc, c->sdp, c->offer_pending);
+    if (!err) err = lre().sipsess_answer(c->sess, 200, "OK", desc, "Allow: %s\r\n", kAllow);
+    lre().mem_deref(desc);
     if (err) return end_call(c, LineEvent::Type::failed, "cannot send the 200 OK: " + err_text(err));
     c->answered = true;
-    c->invite = static_cast<const sip_msg*>(mem_deref(const_cast<sip_msg*>(c->invite)));
+    c->invite = static_cast<const sip_msg*>(lre().mem_deref(const_cast<sip_msg*>(c->invite)));
     if (c->have_media) report_media(*c);
     report_call(*c, Report::Kind::answered);
   }
@@ -753,7 +927,7 @@ class Trunk final : public SipEngine {
     if (!c) return;  // already ended: its report is on the way
     if (!c->outbound && !c->answered && c->sess) {
       c->closing = true;
-      (void)sipsess_reject(c->sess, 603, "Decline", nullptr);
+      (void)lre().sipsess_reject(c->sess, 603, "Decline", nullptr);
     }
     end_call(c, LineEvent::Type::hung_up, {}, true);
   }
@@ -766,9 +940,9 @@ class Trunk final : public SipEngine {
       c->alerting_sent = true;
       t->report_call(*c, Report::Kind::alerting);
     }
-    if (msg->mb && mbuf_get_left(msg->mb) > 0 && msg_ctype_cmp(&msg->ctyp, "application", "sdp")) {
+    if (msg->mb && mbuf_get_left(msg->mb) > 0 && lre().msg_ctype_cmp(&msg->ctyp, "application", "sdp")) {
       // Early media (RFC 3960): the far end's tones or announcements before the answer.
-      if (sdp_decode(c->sdp, msg->mb, false) == 0 && t->negotiate(c)) t->report_media(*c);
+      if (lre().sdp_decode(c->sdp, msg->mb, false) == 0 && t->negotiate(c)) t->report_media(*c);
     }
   }
 
@@ -778,11 +952,11 @@ class Trunk final : public SipEngine {
     if (c->closing) return ECANCELED;
     const bool has_sdp = msg->mb && mbuf_get_left(msg->mb) > 0;
     if (has_sdp) {
-      if (sdp_decode(c->sdp, msg->mb, true) != 0) return EBADMSG;
+      if (lre().sdp_decode(c->sdp, msg->mb, true) != 0) return EBADMSG;
       if (!t->negotiate(c)) return ENOENT;
       t->report_media(*c);
     }
-    return sdp_encode(descp, c->sdp, !has_sdp);
+    return lre().sdp_encode(descp, c->sdp, !has_sdp);
   }
 
   static int on_answer(const sip_msg* msg, void* arg) {
@@ -790,7 +964,7 @@ class Trunk final : public SipEngine {
     Trunk* t = c->trunk;
     if (c->closing) return 0;
     if (!msg->mb || mbuf_get_left(msg->mb) == 0) return 0;
-    int err = sdp_decode(c->sdp, msg->mb, false);
+    int err = lre().sdp_decode(c->sdp, msg->mb, false);
     if (err) return err;
     if (!t->negotiate(c)) return ENOENT;
     c->offer_pending = false;
@@ -836,10 +1010,10 @@ class Trunk final : public SipEngine {
   // --- DTMF over SIP INFO -------------------------------------------------------------------------------
   static void on_info(sip* sip, const sip_msg* msg, void* arg) {
     auto* c = static_cast<Call*>(arg);
-    const bool relay = msg_ctype_cmp(&msg->ctyp, "application", "dtmf-relay");
-    const bool plain = msg_ctype_cmp(&msg->ctyp, "application", "dtmf");
+    const bool relay = lre().msg_ctype_cmp(&msg->ctyp, "application", "dtmf-relay");
+    const bool plain = lre().msg_ctype_cmp(&msg->ctyp, "application", "dtmf");
     if (!relay && !plain) {
-      (void)sip_reply(sip, msg, 415, "Unsupported Media Type");
+      (void)lre().sip_reply(sip, msg, 415, "Unsupported Media Type");
       return;
     }
     std::string body;  // longer than 1024 bytes is refused by the parser: no need to copy more
@@ -847,7 +1021,7 @@ class Trunk final : public SipEngine {
       body.assign(reinterpret_cast<const char*>(mbuf_buf(msg->mb)),
                   std::min<size_t>(mbuf_get_left(msg->mb), 1025));
     const auto digit = parse_dtmf_info(body, relay);
-    (void)sip_reply(sip, msg, digit ? 200 : 400, digit ? "OK" : "Bad Request");
+    (void)lre().sip_reply(sip, msg, digit ? 200 : 400, digit ? "OK" : "Bad Request");
     if (!digit || c->closing) return;
     Report r;
     r.kind = Report::Kind::dtmf;
@@ -861,13 +1035,13 @@ class Trunk final : public SipEngine {
     if (c->info_pending || c->info_queue.empty() || !c->sess) return;
     const char d = c->info_queue.front();
     c->info_queue.erase(0, 1);
-    mbuf* body = mbuf_alloc(64);
+    mbuf* body = lre().mbuf_alloc(64);
     if (!body) return;
-    (void)mbuf_printf(body, "Signal=%c\r\nDuration=160\r\n", d);
+    (void)lre().mbuf_printf(body, "Signal=%c\r\nDuration=160\r\n", d);
     body->pos = 0;
-    if (sipsess_info(c->sess, "application/dtmf-relay", body, &Trunk::on_info_response, c) == 0)
+    if (lre().sipsess_info(c->sess, "application/dtmf-relay", body, &Trunk::on_info_response, c) == 0)
       c->info_pending = true;
-    mem_deref(body);
+    lre().mem_deref(body);
   }
 
   static void on_info_response(int, const sip_msg*, void* arg) {
@@ -900,11 +1074,11 @@ class Trunk final : public SipEngine {
   // REFER on the call's dialog; refer_done is false (a transfer is in progress) when called.
   void send_refer(Call* c, const std::string& refer_to) {
     const int err =
-        sipevent_drefer(&c->sub, evsock_, sipsess_dialog(c->sess), opt_.user.c_str(), &Trunk::on_auth, this,
-                        false, &Trunk::on_notify, &Trunk::on_sub_close, c,
-                        "Refer-To: <%s>\r\nReferred-By: <%s>\r\n", refer_to.c_str(), aor_.c_str());
+        lre().sipevent_drefer(&c->sub, evsock_, lre().sipsess_dialog(c->sess), opt_.user.c_str(),
+                              &Trunk::on_auth, this, false, &Trunk::on_notify, &Trunk::on_sub_close, c,
+                              "Refer-To: <%s>\r\nReferred-By: <%s>\r\n", refer_to.c_str(), aor_.c_str());
     if (err) return conclude_refer(c, false, "cannot send the REFER: " + err_text(err));
-    tmr_start(&c->refer_tmr, kReferTimeoutMs, &Trunk::on_refer_timeout, c);
+    lre().tmr_start(&c->refer_tmr, kReferTimeoutMs, &Trunk::on_refer_timeout, c);
   }
 
   // Attended transfer, step 1: a consultation INVITE to the target (no media of its own: the agent has
@@ -918,34 +1092,35 @@ class Trunk final : public SipEngine {
     c->refer_done = false;
     c->consult_up = false;
     sa laddr{};
-    int err = sa_set_str(&laddr, local_ip_.c_str(), 0);
+    int err = lre().sa_set_str(&laddr, local_ip_.c_str(), 0);
     sdp_media* m = nullptr;
-    const sa* ours = sdp_media_laddr(c->media);
-    if (!err) err = sdp_session_alloc(&c->consult_sdp, &laddr);
-    if (!err) err = sdp_media_add(&m, c->consult_sdp, "audio", ours ? sa_port(ours) : 9, "RTP/AVP");
+    const sa* ours = lre().sdp_media_laddr(c->media);
+    if (!err) err = lre().sdp_session_alloc(&c->consult_sdp, &laddr);
     if (!err)
-      err =
-          sdp_format_add(nullptr, m, false, "0", "PCMU", 8000, 1, nullptr, nullptr, nullptr, false, nullptr);
-    if (!err) sdp_media_set_ldir(m, SDP_INACTIVE);
+      err = lre().sdp_media_add(&m, c->consult_sdp, "audio", ours ? lre().sa_port(ours) : 9, "RTP/AVP");
+    if (!err)
+      err = lre().sdp_format_add(nullptr, m, false, "0", "PCMU", 8000, 1, nullptr, nullptr, nullptr, false,
+                                 nullptr);
+    if (!err) lre().sdp_media_set_ldir(m, SDP_INACTIVE);
     mbuf* desc = nullptr;
-    if (!err) err = sdp_encode(&desc, c->consult_sdp, true);
+    if (!err) err = lre().sdp_encode(&desc, c->consult_sdp, true);
     const std::string to = "sip:" + cmd.text + "@" + domain_ + tparam_;
     const char* routev[1] = {route_.c_str()};
     if (!err)
-      err = sipsess_connect(&c->consult, sock_, to.c_str(), nullptr, aor_.c_str(), opt_.user.c_str(), routev,
-                            route_.empty() ? 0 : 1, "application/sdp", desc, &Trunk::on_auth, this, false,
-                            &Trunk::on_consult_offer, &Trunk::on_consult_answer, &Trunk::on_consult_progress,
-                            &Trunk::on_consult_established, nullptr, nullptr, &Trunk::on_consult_close, c,
-                            "Allow: %s\r\n", kAllow);
-    mem_deref(desc);
+      err = lre().sipsess_connect(&c->consult, sock_, to.c_str(), nullptr, aor_.c_str(), opt_.user.c_str(),
+                                  routev, route_.empty() ? 0 : 1, "application/sdp", desc, &Trunk::on_auth,
+                                  this, false, &Trunk::on_consult_offer, &Trunk::on_consult_answer,
+                                  &Trunk::on_consult_progress, &Trunk::on_consult_established, nullptr,
+                                  nullptr, &Trunk::on_consult_close, c, "Allow: %s\r\n", kAllow);
+    lre().mem_deref(desc);
     if (err) return conclude_refer(c, false, "cannot call the transfer target: " + err_text(err));
-    tmr_start(&c->consult_tmr, static_cast<uint64_t>(opt_.ring_timeout_s) * 1000, &Trunk::on_consult_timeout,
-              c);
+    lre().tmr_start(&c->consult_tmr, static_cast<uint64_t>(opt_.ring_timeout_s) * 1000,
+                    &Trunk::on_consult_timeout, c);
   }
 
   static int on_consult_offer(mbuf** descp, const sip_msg*, void* arg) {
     auto* c = static_cast<Call*>(arg);
-    return sdp_encode(descp, c->consult_sdp, false);
+    return lre().sdp_encode(descp, c->consult_sdp, false);
   }
   static int on_consult_answer(const sip_msg*, void*) { return 0; }
   static void on_consult_progress(const sip_msg*, void*) {}
@@ -969,7 +1144,7 @@ class Trunk final : public SipEngine {
   static void on_consult_established(const sip_msg* msg, void* arg) {
     auto* c = static_cast<Call*>(arg);
     if (c->closing || c->refer_done) return;
-    tmr_cancel(&c->consult_tmr);
+    lre().tmr_cancel(&c->consult_tmr);
     c->consult_up = true;
     const std::string replaces =
         pl_str(msg->callid) + ";to-tag=" + pl_str(msg->to.tag) + ";from-tag=" + pl_str(msg->from.tag);
@@ -1002,16 +1177,16 @@ class Trunk final : public SipEngine {
   static void conclude_refer(Call* c, bool ok, std::string why) {
     if (c->refer_done) return;
     c->refer_done = true;
-    tmr_cancel(&c->refer_tmr);
+    lre().tmr_cancel(&c->refer_tmr);
     c->deferred = ok ? 1 : 2;
     c->defer_reason = std::move(why);
-    tmr_start(&c->defer_tmr, 0, &Trunk::on_deferred, c);
+    lre().tmr_start(&c->defer_tmr, 0, &Trunk::on_deferred, c);
   }
 
   static void on_deferred(void* arg) {
     auto* c = static_cast<Call*>(arg);
     Trunk* t = c->trunk;
-    c->sub = static_cast<sipsub*>(mem_deref(c->sub));
+    c->sub = static_cast<sipsub*>(lre().mem_deref(c->sub));
     if (c->deferred == 1) {
       const std::string to = c->refer_to;
       // The call left us: BYE (free_call), then the channel is free.
@@ -1026,15 +1201,15 @@ class Trunk final : public SipEngine {
       return;
     }
     // A failed transfer ends the consultation call too (BYE, or CANCEL while it rings); the caller stays.
-    tmr_cancel(&c->consult_tmr);
-    c->consult = static_cast<sipsess*>(mem_deref(c->consult));
-    c->consult_sdp = static_cast<sdp_session*>(mem_deref(c->consult_sdp));
+    lre().tmr_cancel(&c->consult_tmr);
+    c->consult = static_cast<sipsess*>(lre().mem_deref(c->consult));
+    c->consult_sdp = static_cast<sdp_session*>(lre().mem_deref(c->consult_sdp));
     t->report_transfer_failed(*c, c->defer_reason);
   }
 
   static void on_notify(sip* sip, const sip_msg* msg, void* arg) {
     auto* c = static_cast<Call*>(arg);
-    (void)sip_treply(nullptr, sip, msg, 200, "OK");
+    (void)lre().sip_treply(nullptr, sip, msg, 200, "OK");
     if (c->closing || c->refer_done || !msg->mb) return;
     const std::string body(reinterpret_cast<const char*>(mbuf_buf(msg->mb)),
                            std::min<size_t>(mbuf_get_left(msg->mb), 4096));
@@ -1060,20 +1235,20 @@ class Trunk final : public SipEngine {
 
   // --- other requests -----------------------------------------------------------------------------------
   static bool on_subscribe(const sip_msg* msg, void* arg) {
-    (void)sip_treply(nullptr, static_cast<Trunk*>(arg)->sip_, msg, 489, "Bad Event");
+    (void)lre().sip_treply(nullptr, static_cast<Trunk*>(arg)->sip_, msg, 489, "Bad Event");
     return true;
   }
 
   static bool on_other_request(const sip_msg* msg, void* arg) {
     auto* t = static_cast<Trunk*>(arg);
-    if (pl_strcmp(&msg->met, "OPTIONS") == 0) {
-      (void)sip_treplyf(nullptr, nullptr, t->sip_, msg, false, 200, "OK",
-                        "Allow: %s\r\nAccept: application/sdp\r\nContent-Length: 0\r\n\r\n", kAllow);
+    if (lre().pl_strcmp(&msg->met, "OPTIONS") == 0) {
+      (void)lre().sip_treplyf(nullptr, nullptr, t->sip_, msg, false, 200, "OK",
+                              "Allow: %s\r\nAccept: application/sdp\r\nContent-Length: 0\r\n\r\n", kAllow);
       return true;
     }
-    if (pl_strcmp(&msg->met, "ACK") == 0) return true;  // a stray ACK gets no answer (RFC 3261 §17.2.1)
-    (void)sip_treplyf(nullptr, nullptr, t->sip_, msg, false, 405, "Method Not Allowed",
-                      "Allow: %s\r\nContent-Length: 0\r\n\r\n", kAllow);
+    if (lre().pl_strcmp(&msg->met, "ACK") == 0) return true;  // a stray ACK gets no answer (RFC 3261 §17.2.1)
+    (void)lre().sip_treplyf(nullptr, nullptr, t->sip_, msg, false, 405, "Method Not Allowed",
+                            "Allow: %s\r\nContent-Length: 0\r\n\r\n", kAllow);
     return true;
   }
 
@@ -1081,21 +1256,22 @@ class Trunk final : public SipEngine {
   void teardown(std::promise<void>* done) {
     closing_ = true;
     done_ = done;
-    tmr_cancel(&reg_tmr_);
-    tmr_cancel(&drop_tmr_);
-    tmr_cancel(&ka_tmr_);
+    lre().tmr_cancel(&reg_tmr_);
+    lre().tmr_cancel(&drop_tmr_);
+    lre().tmr_cancel(&ka_tmr_);
     for (auto& s : slots_)
       if (s) free_call(s.get());
-    reg_ = static_cast<sipreg*>(mem_deref(reg_));  // un-REGISTERs while registered
-    teardown_started_ = tmr_jiffies();
+    reg_ = static_cast<sipreg*>(lre().mem_deref(reg_));  // un-REGISTERs while registered
+    teardown_started_ = lre().tmr_jiffies();
     on_close_wait(this);
   }
 
   // BYEs, CANCELs and the un-REGISTER get until kTeardownMs to complete; then everything is forced.
   static void on_close_wait(void* arg) {
     auto* t = static_cast<Trunk*>(arg);
-    if (t->sip_ && mem_nrefs(t->sip_) > t->base_refs_ && tmr_jiffies() - t->teardown_started_ < kTeardownMs) {
-      tmr_start(&t->close_tmr_, 5, &Trunk::on_close_wait, t);
+    if (t->sip_ && lre().mem_nrefs(t->sip_) > t->base_refs_ &&
+        lre().tmr_jiffies() - t->teardown_started_ < kTeardownMs) {
+      lre().tmr_start(&t->close_tmr_, 5, &Trunk::on_close_wait, t);
       return;
     }
     t->free_all();
@@ -1104,21 +1280,21 @@ class Trunk final : public SipEngine {
 
  public:
   void free_all() {
-    tmr_cancel(&close_tmr_);
-    tmr_cancel(&reg_tmr_);
-    tmr_cancel(&drop_tmr_);
-    tmr_cancel(&ka_tmr_);
+    lre().tmr_cancel(&close_tmr_);
+    lre().tmr_cancel(&reg_tmr_);
+    lre().tmr_cancel(&drop_tmr_);
+    lre().tmr_cancel(&ka_tmr_);
     closing_ = true;
     for (auto& s : slots_)
       if (s) free_call(s.get());
-    reg_ = static_cast<sipreg*>(mem_deref(reg_));
-    if (sip_) sip_close(sip_, true);
-    lsnr_ = static_cast<sip_lsnr*>(mem_deref(lsnr_));
-    evsock_ = static_cast<sipevent_sock*>(mem_deref(evsock_));
-    sock_ = static_cast<sipsess_sock*>(mem_deref(sock_));
-    sip_ = static_cast<struct sip*>(mem_deref(sip_));
-    tls_ = static_cast<struct tls*>(mem_deref(tls_));
-    dnsc_ = static_cast<struct dnsc*>(mem_deref(dnsc_));
+    reg_ = static_cast<sipreg*>(lre().mem_deref(reg_));
+    if (sip_) lre().sip_close(sip_, true);
+    lsnr_ = static_cast<sip_lsnr*>(lre().mem_deref(lsnr_));
+    evsock_ = static_cast<sipevent_sock*>(lre().mem_deref(evsock_));
+    sock_ = static_cast<sipsess_sock*>(lre().mem_deref(sock_));
+    sip_ = static_cast<struct sip*>(lre().mem_deref(sip_));
+    tls_ = static_cast<struct tls*>(lre().mem_deref(tls_));
+    dnsc_ = static_cast<struct dnsc*>(lre().mem_deref(dnsc_));
   }
 
  private:
@@ -1183,3 +1359,13 @@ Result<std::unique_ptr<SipEngine>> SipEngine::create(const SipLineOptions& optio
 }
 
 }  // namespace osvi::hal::sipi
+
+namespace osvi::hal {
+
+Status load_sip_library() {
+  if (const sipi::LoadedRe& l = sipi::loaded_re(); !l.error.empty())
+    return make_error(l.error, dl::kLibraryMissing);
+  return {};
+}
+
+}  // namespace osvi::hal

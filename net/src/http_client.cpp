@@ -7,10 +7,15 @@
 
 #include <algorithm>
 #include <chrono>
+#include <string>
+
+#include "osvi/shared_library.hpp"
 
 namespace osvi::net {
 
 namespace {
+
+constexpr const char* kCurlSoname = "libcurl.so.4";
 
 int64_t steady_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -18,17 +23,100 @@ int64_t steady_ms() {
       .count();
 }
 
+// libcurl (with its TLS, HTTP/2, IDN, Kerberos, LDAP, SSH and RTMP dependencies, and the OpenSSL TLS state
+// curl_global_init sets up: ~4 MB resident) is opened at the first request, not at start: an idle box with no
+// model service configured never maps it. Its C API is the ABI, so the library is opened by soname and its
+// functions bound here; no wrapper module is needed. Opened once per process and never closed
+// (RTLD_NODELETE), so the pointers stay valid.
+struct CurlApi {
+  decltype(&::curl_easy_cleanup) easy_cleanup = nullptr;
+  decltype(&::curl_easy_getinfo) easy_getinfo = nullptr;
+  decltype(&::curl_easy_init) easy_init = nullptr;
+  decltype(&::curl_easy_setopt) easy_setopt = nullptr;
+  decltype(&::curl_easy_strerror) easy_strerror = nullptr;
+  decltype(&::curl_global_init) global_init = nullptr;
+  decltype(&::curl_mime_addpart) mime_addpart = nullptr;
+  decltype(&::curl_mime_data) mime_data = nullptr;
+  decltype(&::curl_mime_filename) mime_filename = nullptr;
+  decltype(&::curl_mime_free) mime_free = nullptr;
+  decltype(&::curl_mime_init) mime_init = nullptr;
+  decltype(&::curl_mime_name) mime_name = nullptr;
+  decltype(&::curl_mime_type) mime_type = nullptr;
+  decltype(&::curl_multi_add_handle) multi_add_handle = nullptr;
+  decltype(&::curl_multi_cleanup) multi_cleanup = nullptr;
+  decltype(&::curl_multi_info_read) multi_info_read = nullptr;
+  decltype(&::curl_multi_init) multi_init = nullptr;
+  decltype(&::curl_multi_remove_handle) multi_remove_handle = nullptr;
+  decltype(&::curl_multi_setopt) multi_setopt = nullptr;
+  decltype(&::curl_multi_socket_action) multi_socket_action = nullptr;
+  decltype(&::curl_multi_strerror) multi_strerror = nullptr;
+  decltype(&::curl_slist_append) slist_append = nullptr;
+  decltype(&::curl_slist_free_all) slist_free_all = nullptr;
+};
+
+struct LoadedCurl {
+  CurlApi api;
+  std::string error;  // empty when every function was bound and curl_global_init succeeded
+};
+
+LoadedCurl load_curl() {
+  LoadedCurl l;
+  auto opened = dl::open_library(kCurlSoname);
+  if (!opened) {
+    l.error = "the HTTP client library is not available (" + opened.error().message + ")";
+    return l;
+  }
+  void* h = opened->get();
+  CurlApi& a = l.api;
+  const bool bound =
+      dl::bind(h, "curl_easy_cleanup", a.easy_cleanup) && dl::bind(h, "curl_easy_getinfo", a.easy_getinfo) &&
+      dl::bind(h, "curl_easy_init", a.easy_init) && dl::bind(h, "curl_easy_setopt", a.easy_setopt) &&
+      dl::bind(h, "curl_easy_strerror", a.easy_strerror) && dl::bind(h, "curl_global_init", a.global_init) &&
+      dl::bind(h, "curl_mime_addpart", a.mime_addpart) && dl::bind(h, "curl_mime_data", a.mime_data) &&
+      dl::bind(h, "curl_mime_filename", a.mime_filename) && dl::bind(h, "curl_mime_free", a.mime_free) &&
+      dl::bind(h, "curl_mime_init", a.mime_init) && dl::bind(h, "curl_mime_name", a.mime_name) &&
+      dl::bind(h, "curl_mime_type", a.mime_type) &&
+      dl::bind(h, "curl_multi_add_handle", a.multi_add_handle) &&
+      dl::bind(h, "curl_multi_cleanup", a.multi_cleanup) &&
+      dl::bind(h, "curl_multi_info_read", a.multi_info_read) &&
+      dl::bind(h, "curl_multi_init", a.multi_init) &&
+      dl::bind(h, "curl_multi_remove_handle", a.multi_remove_handle) &&
+      dl::bind(h, "curl_multi_setopt", a.multi_setopt) &&
+      dl::bind(h, "curl_multi_socket_action", a.multi_socket_action) &&
+      dl::bind(h, "curl_multi_strerror", a.multi_strerror) &&
+      dl::bind(h, "curl_slist_append", a.slist_append) &&
+      dl::bind(h, "curl_slist_free_all", a.slist_free_all);
+  if (!bound) {
+    l.error = std::string(kCurlSoname) + " lacks a function osvi uses: " + dlerror();
+    return l;
+  }
+  // Once per process (curl_global_init is refcounted, but curl_global_cleanup on the last HttpClient would
+  // unload OpenSSL state a later client needs again): the library stays for the life of the process.
+  if (a.global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) l.error = "curl_global_init failed";
+  return l;
+}
+
+const LoadedCurl& loaded_curl() {
+  static const LoadedCurl l = load_curl();  // thread-safe static: the first caller loads
+  return l;
+}
+
+// Only called once loaded_curl() succeeded (HttpClient::start checks it before making a handle).
+const CurlApi& curl() {
+  return loaded_curl().api;
+}
+
 struct EasyDeleter {
-  void operator()(CURL* e) const { curl_easy_cleanup(e); }
+  void operator()(CURL* e) const { curl().easy_cleanup(e); }
 };
 struct SlistDeleter {
-  void operator()(curl_slist* l) const { curl_slist_free_all(l); }
+  void operator()(curl_slist* l) const { curl().slist_free_all(l); }
 };
 struct MimeDeleter {
-  void operator()(curl_mime* m) const { curl_mime_free(m); }
+  void operator()(curl_mime* m) const { curl().mime_free(m); }
 };
 struct MultiDeleter {
-  void operator()(CURLM* m) const { curl_multi_cleanup(m); }
+  void operator()(CURLM* m) const { curl().multi_cleanup(m); }
 };
 
 HttpClient::Failure classify(CURLcode code) {
@@ -110,14 +198,14 @@ struct HttpClient::Impl {
     std::string_view line(data, len);
     if (line != "\r\n" && line != "\n") return len;
     long status = 0;
-    curl_easy_getinfo(t.easy.get(), CURLINFO_RESPONSE_CODE, &status);
+    curl().easy_getinfo(t.easy.get(), CURLINFO_RESPONSE_CODE, &status);
     if (status < 200) return len;    // 100 Continue and friends: the real answer follows
     if (t.headers_done) return len;  // trailers
     t.headers_done = true;
     fire_sent(t);
     if (t.cancelled) return 0;
     char* ct = nullptr;
-    curl_easy_getinfo(t.easy.get(), CURLINFO_CONTENT_TYPE, &ct);
+    curl().easy_getinfo(t.easy.get(), CURLINFO_CONTENT_TYPE, &ct);
     if (t.cb.on_headers) t.cb.on_headers(status, ct ? std::string_view(ct) : std::string_view());
     return t.cancelled ? 0 : len;
   }
@@ -156,94 +244,99 @@ struct HttpClient::Impl {
 HttpClient::HttpClient(Hooks hooks) : hooks_(std::move(hooks)), impl_(std::make_unique<Impl>()) {}
 
 Result<std::unique_ptr<HttpClient>> HttpClient::create(Hooks hooks) {
-  // curl_global_init is refcounted and, with CURL_GLOBAL_DEFAULT on 7.88, thread-safe with OpenSSL 3.
-  if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-    return make_error("curl_global_init failed", -ENOMEM);
-  std::unique_ptr<HttpClient> c(new HttpClient(std::move(hooks)));
-  c->impl_->multi.reset(curl_multi_init());
-  if (!c->impl_->multi) return make_error("curl_multi_init failed", -ENOMEM);
-  CURLM* m = c->impl_->multi.get();
-  curl_multi_setopt(m, CURLMOPT_SOCKETFUNCTION, &Impl::on_socket_cb);
-  curl_multi_setopt(m, CURLMOPT_SOCKETDATA, c.get());
-  curl_multi_setopt(m, CURLMOPT_TIMERFUNCTION, &Impl::on_timer_cb);
-  curl_multi_setopt(m, CURLMOPT_TIMERDATA, c.get());
-  return c;
+  // No libcurl yet: the library is opened and the multi handle made by the first start().
+  return std::unique_ptr<HttpClient>(new HttpClient(std::move(hooks)));
+}
+
+Status HttpClient::ensure_multi() {
+  if (impl_->multi) return {};
+  const LoadedCurl& l = loaded_curl();
+  if (!l.error.empty()) return make_error(l.error, dl::kLibraryMissing);
+  impl_->multi.reset(curl().multi_init());
+  if (!impl_->multi) return make_error("curl_multi_init failed", -ENOMEM);
+  CURLM* m = impl_->multi.get();
+  curl().multi_setopt(m, CURLMOPT_SOCKETFUNCTION, &Impl::on_socket_cb);
+  curl().multi_setopt(m, CURLMOPT_SOCKETDATA, this);
+  curl().multi_setopt(m, CURLMOPT_TIMERFUNCTION, &Impl::on_timer_cb);
+  curl().multi_setopt(m, CURLMOPT_TIMERDATA, this);
+  return {};
 }
 
 HttpClient::~HttpClient() {
   destroying_ = true;
   for (auto& [id, t] : transfers_) {
-    if (t->added) curl_multi_remove_handle(impl_->multi.get(), t->easy.get());
+    if (t->added) curl().multi_remove_handle(impl_->multi.get(), t->easy.get());
   }
   transfers_.clear();
   impl_->multi.reset();
-  curl_global_cleanup();
 }
 
 Result<HttpClient::Id> HttpClient::start(Request request, Callbacks callbacks) {
+  if (auto s = ensure_multi(); !s) return s.error();
   auto t = std::make_unique<Transfer>();
   t->id = next_id_++;
   t->owner = this;
   t->cb = std::move(callbacks);
-  t->easy.reset(curl_easy_init());
+  t->easy.reset(curl().easy_init());
   if (!t->easy) return make_error("curl_easy_init failed", -ENOMEM);
   CURL* e = t->easy.get();
-  curl_easy_setopt(e, CURLOPT_URL, request.url.c_str());
-  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(e, CURLOPT_PRIVATE, t.get());
-  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->error);
-  curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, &Impl::on_header_cb);
-  curl_easy_setopt(e, CURLOPT_HEADERDATA, t.get());
-  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, &Impl::on_write_cb);
-  curl_easy_setopt(e, CURLOPT_WRITEDATA, t.get());
-  curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, &Impl::on_xferinfo_cb);
-  curl_easy_setopt(e, CURLOPT_XFERINFODATA, t.get());
-  curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L);
-  if (request.timeout_ms > 0) curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, static_cast<long>(request.timeout_ms));
+  curl().easy_setopt(e, CURLOPT_URL, request.url.c_str());
+  curl().easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  curl().easy_setopt(e, CURLOPT_PRIVATE, t.get());
+  curl().easy_setopt(e, CURLOPT_ERRORBUFFER, t->error);
+  curl().easy_setopt(e, CURLOPT_HEADERFUNCTION, &Impl::on_header_cb);
+  curl().easy_setopt(e, CURLOPT_HEADERDATA, t.get());
+  curl().easy_setopt(e, CURLOPT_WRITEFUNCTION, &Impl::on_write_cb);
+  curl().easy_setopt(e, CURLOPT_WRITEDATA, t.get());
+  curl().easy_setopt(e, CURLOPT_XFERINFOFUNCTION, &Impl::on_xferinfo_cb);
+  curl().easy_setopt(e, CURLOPT_XFERINFODATA, t.get());
+  curl().easy_setopt(e, CURLOPT_NOPROGRESS, 0L);
+  if (request.timeout_ms > 0)
+    curl().easy_setopt(e, CURLOPT_TIMEOUT_MS, static_cast<long>(request.timeout_ms));
   if (request.connect_timeout_ms > 0)
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(request.connect_timeout_ms));
+    curl().easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(request.connect_timeout_ms));
 
   if (request.guard) {
     t->guard = std::move(request.guard);
-    curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, &Impl::on_opensocket_cb);
-    curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, t.get());
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(e, CURLOPT_PROXY, "");
+    curl().easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, &Impl::on_opensocket_cb);
+    curl().easy_setopt(e, CURLOPT_OPENSOCKETDATA, t.get());
+    curl().easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl().easy_setopt(e, CURLOPT_PROXY, "");
   }
 
   curl_slist* list = nullptr;
   // "Expect: 100-continue" would stall larger uploads for a second on servers that do not answer it.
   request.headers.emplace_back("Expect:");
   for (const auto& h : request.headers) {
-    curl_slist* next = curl_slist_append(list, h.c_str());
+    curl_slist* next = curl().slist_append(list, h.c_str());
     if (!next) {
-      curl_slist_free_all(list);
+      curl().slist_free_all(list);
       return make_error("out of memory for headers", -ENOMEM);
     }
     list = next;
   }
   t->headers.reset(list);
-  curl_easy_setopt(e, CURLOPT_HTTPHEADER, list);
+  curl().easy_setopt(e, CURLOPT_HTTPHEADER, list);
 
   if (!request.multipart.empty()) {
-    t->mime.reset(curl_mime_init(e));
+    t->mime.reset(curl().mime_init(e));
     if (!t->mime) return make_error("curl_mime_init failed", -ENOMEM);
     for (const auto& p : request.multipart) {
-      curl_mimepart* part = curl_mime_addpart(t->mime.get());
+      curl_mimepart* part = curl().mime_addpart(t->mime.get());
       if (!part) return make_error("curl_mime_addpart failed", -ENOMEM);
-      curl_mime_name(part, p.name.c_str());
-      curl_mime_data(part, p.data.data(), p.data.size());  // copies
-      if (!p.filename.empty()) curl_mime_filename(part, p.filename.c_str());
-      if (!p.mime.empty()) curl_mime_type(part, p.mime.c_str());
+      curl().mime_name(part, p.name.c_str());
+      curl().mime_data(part, p.data.data(), p.data.size());  // copies
+      if (!p.filename.empty()) curl().mime_filename(part, p.filename.c_str());
+      if (!p.mime.empty()) curl().mime_type(part, p.mime.c_str());
     }
-    curl_easy_setopt(e, CURLOPT_MIMEPOST, t->mime.get());
+    curl().easy_setopt(e, CURLOPT_MIMEPOST, t->mime.get());
   } else if (request.method != "GET") {
     t->body = std::move(request.body);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDS, t->body.data());
-    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(t->body.size()));
+    curl().easy_setopt(e, CURLOPT_POSTFIELDS, t->body.data());
+    curl().easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(t->body.size()));
   }
   if (request.method != "GET" && request.method != "POST")
-    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, request.method.c_str());
+    curl().easy_setopt(e, CURLOPT_CUSTOMREQUEST, request.method.c_str());
 
   Id id = t->id;
   Transfer& ref = *t;
@@ -253,16 +346,16 @@ Result<HttpClient::Id> HttpClient::start(Request request, Callbacks callbacks) {
     deferred_adds_.push_back(id);
     return id;
   }
-  if (CURLMcode rc = curl_multi_add_handle(impl_->multi.get(), ref.easy.get()); rc != CURLM_OK) {
+  if (CURLMcode rc = curl().multi_add_handle(impl_->multi.get(), ref.easy.get()); rc != CURLM_OK) {
     transfers_.erase(id);
-    return make_error(std::string("curl_multi_add_handle: ") + curl_multi_strerror(rc), -EIO);
+    return make_error(std::string("curl_multi_add_handle: ") + curl().multi_strerror(rc), -EIO);
   }
   ref.added = true;
   return id;
 }
 
 void HttpClient::release(Transfer& t) {
-  if (t.added) curl_multi_remove_handle(impl_->multi.get(), t.easy.get());
+  if (t.added) curl().multi_remove_handle(impl_->multi.get(), t.easy.get());
   t.added = false;
 }
 
@@ -293,7 +386,7 @@ void HttpClient::cancel_timer(TimerId id) {
 void HttpClient::socket_action(int fd, int ev_bitmask) {
   int running = 0;
   ++in_curl_;
-  curl_multi_socket_action(impl_->multi.get(), fd, ev_bitmask, &running);
+  curl().multi_socket_action(impl_->multi.get(), fd, ev_bitmask, &running);
   --in_curl_;
   after_action();
 }
@@ -302,10 +395,10 @@ void HttpClient::after_action() {
   // Collect first: a CURLMsg does not survive removing any handle, and callbacks below may remove some.
   std::vector<std::pair<Id, CURLcode>> finished;
   int queued = 0;
-  while (CURLMsg* msg = curl_multi_info_read(impl_->multi.get(), &queued)) {
+  while (CURLMsg* msg = curl().multi_info_read(impl_->multi.get(), &queued)) {
     if (msg->msg != CURLMSG_DONE) continue;
     Transfer* t = nullptr;
-    curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &t);
+    curl().easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &t);
     if (t) finished.emplace_back(t->id, msg->data.result);
   }
   for (Id id : deferred_removals_) {
@@ -324,15 +417,15 @@ void HttpClient::after_action() {
     Done done;
     done.curl_code = code;
     done.failure = classify(code);
-    curl_easy_getinfo(owned->easy.get(), CURLINFO_RESPONSE_CODE, &done.status);
-    done.error = owned->error[0] ? owned->error : curl_easy_strerror(code);
+    curl().easy_getinfo(owned->easy.get(), CURLINFO_RESPONSE_CODE, &done.status);
+    done.error = owned->error[0] ? owned->error : curl().easy_strerror(code);
     if (code == CURLE_COULDNT_CONNECT && !owned->refused.empty()) {
       done.failure = Failure::refused;
       done.error = owned->refused;
     }
     char* redirect = nullptr;
     if (done.status >= 300 && done.status < 400 &&
-        curl_easy_getinfo(owned->easy.get(), CURLINFO_REDIRECT_URL, &redirect) == CURLE_OK &&
+        curl().easy_getinfo(owned->easy.get(), CURLINFO_REDIRECT_URL, &redirect) == CURLE_OK &&
         redirect != nullptr)
       done.redirect_url = redirect;
     release(*owned);
@@ -344,7 +437,7 @@ void HttpClient::after_action() {
   for (Id id : adds) {
     auto it = transfers_.find(id);
     if (it == transfers_.end()) continue;
-    if (curl_multi_add_handle(impl_->multi.get(), it->second->easy.get()) == CURLM_OK) {
+    if (curl().multi_add_handle(impl_->multi.get(), it->second->easy.get()) == CURLM_OK) {
       it->second->added = true;
     } else {
       auto owned = std::move(it->second);

@@ -8,8 +8,8 @@
 # Fails (exit 1, "FAIL: ..." on stderr) on the first problem:
 #   - usr/bin/osvid or usr/bin/osvictl missing or not executable; its man page, the unit, sysusers.d,
 #     tmpfiles.d, udev rule,
-#     etc/osvi/osvid.json, the phone-number module usr/lib/<multiarch>/osvi/osvi-phone.so or the speech
-#     module usr/lib/<multiarch>/osvi/osvi-speech.so missing;
+#     etc/osvi/osvid.json, the phone-number module usr/lib/<multiarch>/osvi/osvi-phone.so, the speech
+#     module usr/lib/<multiarch>/osvi/osvi-speech.so or the WebRTC APM module osvi-webrtc.so missing;
 #   - `systemd-analyze security --offline=true` exposure score above OSVI_MAX_EXPOSURE (default 1.5, the bar of issue 12)
 #     (skipped with a note when systemd-analyze is absent);
 #   - `osvid --check-config etc/osvi/osvid.json` or `osvictl config check` of it exiting non-zero;
@@ -57,6 +57,9 @@ phone_module="$(find "$root/usr/lib" -path '*/osvi/osvi-phone.so' -print -quit 2
 # osvid dlopens it on the first fallback message or simulated caller; without it those are a tone only.
 speech_module="$(find "$root/usr/lib" -path '*/osvi/osvi-speech.so' -print -quit 2>/dev/null || true)"
 [[ -n "$speech_module" ]] || fail "usr/lib/<multiarch>/osvi/osvi-speech.so missing (speech support)"
+# osvid dlopens it when audio.echo.backend is "webrtc"; without it that setting is refused.
+webrtc_module="$(find "$root/usr/lib" -path '*/osvi/osvi-webrtc.so' -print -quit 2>/dev/null || true)"
+[[ -n "$webrtc_module" ]] || fail "usr/lib/<multiarch>/osvi/osvi-webrtc.so missing (audio.echo.backend \"webrtc\")"
 note "files present"
 
 # --- 2. systemd-analyze security ----------------------------------------------------------------------------

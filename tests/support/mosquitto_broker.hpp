@@ -21,6 +21,7 @@ class MosquittoBroker {
   void stop();
   bool started() const { return started_; }
   int port() const { return port_; }
+  pid_t pid() const { return pid_; }
   std::string log_path() const { return dir_ + "/broker.log"; }
 
  private:

@@ -90,6 +90,7 @@ class Baresip {
   // Every event seen so far (JSON texts), including those waited for.
   std::vector<std::string> events();
   std::string log_text() const;
+  pid_t pid() const { return process_ ? process_->pid() : -1; }  // for the footprint bench's /proc reads
   // sndfile's dumps of what baresip decoded (heard) or encoded (said): "dec" or "enc".
   std::vector<std::string> recordings(const std::string& which) const;
 

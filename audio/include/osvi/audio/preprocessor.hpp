@@ -93,6 +93,9 @@ class CaptureCleaner {
 
 // WebRTC's APM as a whole capture processor: AEC (extended filter, delay-agnostic) with its own NLP, noise
 // suppression and AGC set from `pre`. make_echo_canceller("webrtc") is this with denoise and AGC off.
+// Opens osvi-webrtc.so (once per process; make_webrtc_apm does too) for the configuration check of
+// audio.echo.backend "webrtc". -ELIBACC when the module or libwebrtc-audio-processing is missing.
+Status load_webrtc_apm();
 Result<std::unique_ptr<EchoCanceller>> make_webrtc_apm(const EchoOptions& options,
                                                        const PreprocessOptions& pre);
 

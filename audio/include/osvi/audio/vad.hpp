@@ -51,6 +51,9 @@ struct VadOptions {
 Result<std::unique_ptr<Vad>> make_osvi_vad(Format format, VadOptions options = {});
 // "webrtc": WebRTC's GMM VAD from libwebrtc-audio-processing, the baseline. Mode = 3 - round(3 * sensitivity)
 // unless options.webrtc_mode is set; it has its own internal hangover, so active == speech.
+// Opens libwebrtc_audio_processing.so.1 (once per process; make_webrtc_vad does too) for the configuration
+// check of audio.vad "webrtc". -ELIBACC when it is missing.
+Status load_webrtc_vad();
 Result<std::unique_ptr<Vad>> make_webrtc_vad(Format format, VadOptions options = {});
 // By name: "osvi" or "webrtc". Validates format (8/16 kHz, 10/20 ms) and sensitivity (0..1).
 Result<std::unique_ptr<Vad>> make_vad(std::string_view name, Format format, VadOptions options = {});

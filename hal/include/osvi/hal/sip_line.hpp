@@ -5,7 +5,7 @@
 // never calls libre: it posts commands to that thread (libre's mqueue), and the thread posts what happened
 // back through a queue and an eventfd (poll_fd()); handle_io() applies it to the channels on the loop and
 // emits their LineEvents from there. No call state is touched from two threads. libre is used only in
-// hal/src/sip_*.cpp so the stack can later be loaded on demand like the other heavy libraries.
+// hal/src/sip_stack.cpp, which opens it (and libssl) with dlopen when the first trunk starts (issue 18).
 //
 // Channels: ids "<id>.1" … "<id>.<max_calls>". A channel behaves like a modem line (line.hpp): idle, then
 // ringing/dialing/alerting/active/ending, with the same events; its audio() is an endpoint of kind rtp
@@ -25,6 +25,10 @@
 #include "osvi/result.hpp"
 
 namespace osvi::hal {
+
+// Opens libre and libssl (once per process; the first trunk does too) for the configuration check of a line
+// of type "sip". -ELIBACC when either is missing.
+Status load_sip_library();
 
 enum class SipTransport : uint8_t { udp, tcp, tls };
 std::string_view to_string(SipTransport t);

@@ -79,6 +79,8 @@ class HttpClient {
     std::function<void(const Done&)> on_done;
   };
 
+  // Cheap: libcurl (libcurl.so.4, opened with dlopen) is loaded by the first start(), so a box that never
+  // makes an upstream request never maps it. A missing library is start()'s error (-ELIBACC), not a crash.
   static Result<std::unique_ptr<HttpClient>> create(Hooks hooks);
   ~HttpClient();
   HttpClient(const HttpClient&) = delete;
@@ -108,6 +110,7 @@ class HttpClient {
   void after_action();
   void rearm();
   void release(Transfer& t);
+  Status ensure_multi();  // loads libcurl once per process, then makes this client's multi handle
 
   Hooks hooks_;
   std::unique_ptr<Impl> impl_;

@@ -78,6 +78,9 @@ class MqttClient {
   // Creates the handle and starts a non-blocking connect (TCP, then TLS and CONNECT from the loop).
   // An error here (bad TLS files, refused at once) means: wait and try again with a new object.
   static Result<std::unique_ptr<MqttClient>> connect(const MqttOptions& options, MqttCallbacks callbacks);
+  // Opens libmosquitto (once per process; connect() does too): the configuration check for mqtt.enabled, so
+  // a box whose library is missing refuses the setting instead of retrying for ever. -ELIBACC when missing.
+  static Status load_library();
   ~MqttClient();
   MqttClient(const MqttClient&) = delete;
   MqttClient& operator=(const MqttClient&) = delete;

@@ -105,6 +105,7 @@ class App {
   std::unique_ptr<FleetSync> fleet_;
   // READY=1 is sent by lines_changed() once every line has settled.
   void lines_changed();
+  void release_startup_memory();  // once, after READY=1
   std::unique_ptr<LineManager> lines_;
   std::unique_ptr<LineDiagnostics> diagnostics_;  // after the lines it tests, destroyed before them
   bool ready_sent_ = false;

@@ -107,6 +107,10 @@ class Database {
   const Clock& clock() const { return clock_; }
   // The file's part of the health report; calls_total is left at -1 (Store::health counts the calls).
   StoreHealth health() const;
+  // Drops the page cache's unused pages (sqlite3_db_release_memory): start-up reads (migrations, quick_check)
+  // leave ~1 MB cached that an idle box does not need; later queries read the pages again from the OS's page
+  // cache. Returns the bytes released.
+  int64_t release_memory();
   // Changes when another connection committed (PRAGMA data_version): a cheap "anything new?" probe.
   int64_t data_version();
   CheckpointStats checkpoint_stats() const;

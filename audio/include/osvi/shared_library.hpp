@@ -1,0 +1,44 @@
+// Opening shared libraries on first use (dlopen): heavy dependencies an idle osvid must not map at start.
+// At the bottom of the tree (beside result.hpp) because audio, hal and net load theirs themselves.
+#pragma once
+
+#include <dlfcn.h>
+
+#include <cerrno>
+#include <memory>
+#include <string>
+
+#include "osvi/result.hpp"
+
+namespace osvi::dl {
+
+inline constexpr int kLibraryMissing = -ELIBACC;
+
+// Owns the dlopen handle. Everything is opened with RTLD_NODELETE, so dlclose only drops the reference: the
+// library stays mapped until exit (function pointers taken from it stay valid; its exit-time destructors run
+// as usual, and LeakSanitizer still finds its singletons through its globals).
+struct DlClose {
+  void operator()(void* h) const { dlclose(h); }
+};
+using Handle = std::unique_ptr<void, DlClose>;
+
+// A system library by soname ("libcurl.so.4"), found by the dynamic loader's usual search. RTLD_LOCAL keeps
+// its symbols out of the global scope; RTLD_NOW fails here, not in the middle of a request. Errors carry
+// kLibraryMissing and the loader's words.
+Result<Handle> open_library(const std::string& soname);
+
+// One of osvi's own modules (e.g. "osvi-webrtc.so"). When the environment variable `env_var` is set it is the
+// only place tried: a wrong override should fail loudly, not fall back to another copy. Otherwise, in order:
+// next to the executable (build/daemon/osvid), beside it in the build tree (build/tests/* → build/daemon/),
+// then `installed` (${libdir}/osvi/...). The first copy that exists is the one meant, so its error (a missing
+// dependency) is the one reported; when none exists the loader's own words about the installed path are.
+Result<Handle> open_module(const std::string& file, const char* env_var, const char* installed);
+
+// Looks `name` up in `handle`, typed as `fn` (e.g. decltype(&::curl_easy_init)); false when it is missing.
+template <class Fn>
+bool bind(void* handle, const char* name, Fn& fn) {
+  fn = reinterpret_cast<Fn>(dlsym(handle, name));
+  return fn != nullptr;
+}
+
+}  // namespace osvi::dl
