@@ -28,6 +28,7 @@
 
 #include "daemon_process.hpp"
 #include "model_server_process.hpp"
+#include "smaps_breakdown.hpp"
 #include "osvi/net/json.hpp"
 #include "test_support.hpp"
 
@@ -603,6 +604,7 @@ Rss read_rss(pid_t pid) {
 
 struct MemResult {
   Rss idle, live;
+  osvi::bench::SmapsBreakdown idle_maps, live_maps;
 };
 
 MemResult memory_run(int n) {
@@ -623,6 +625,7 @@ MemResult memory_run(int n) {
   if (rig.count_calls().first != 0) die("a call started before the idle sample");
   MemResult m;
   m.idle = read_rss(rig.pid());
+  m.idle_maps = osvi::bench::read_smaps_breakdown(rig.pid());
   const auto end = std::chrono::steady_clock::now() + 20s;
   while (rig.count_calls().first < n) {
     if (std::chrono::steady_clock::now() > end) die("not all calls connected\n" + rig.stderr_text());
@@ -632,6 +635,7 @@ MemResult memory_run(int n) {
   std::this_thread::sleep_for(10s);
   if (rig.count_calls().first != n) die("a call ended before the live sample");
   m.live = read_rss(rig.pid());
+  m.live_maps = osvi::bench::read_smaps_breakdown(rig.pid());
   return m;
 }
 
@@ -673,8 +677,9 @@ int main(int argc, char** argv) {
       double per[2] = {0, 0};
       long delta[2] = {0, 0};
       const int ns[2] = {1, 8};
+      MemResult runs[2];
       for (int k = 0; k < 2; ++k) {
-        const MemResult m = memory_run(ns[k]);
+        const MemResult m = runs[k] = memory_run(ns[k]);
         delta[k] = m.live.rss - m.idle.rss;
         per[k] = static_cast<double>(delta[k]) / ns[k];
         std::printf("| %7d | %13ld | %13ld | %11.0f | %19.0f | %19.0f |\n", ns[k], m.idle.rss, m.live.rss,
@@ -682,11 +687,31 @@ int main(int argc, char** argv) {
                     static_cast<double>(m.live.file - m.idle.file) / ns[k]);
         std::fflush(stdout);
       }
+      for (int k = 0; k < 2; ++k)
+        osvi::bench::print_smaps_delta(ns[k] == 1 ? "N=1" : "N=8", runs[k].idle_maps, runs[k].live_maps,
+                                       ns[k]);
       // The first call also pays one-time costs (libraries' pages touched, allocator arenas); the marginal
-      // cost of calls 2..8 separates them.
-      std::printf("marginal per call (calls 2..8): %.0f kB; target <= 512 kB per live call (N=8): %s\n",
-                  static_cast<double>(delta[1] - delta[0]) / 7.0, per[1] <= 512 ? "met" : "MISSED");
-      ok &= per[1] <= 512;
+      // cost of calls 2..8 separates them: (live - idle at N=8) - (live - idle at N=1), over 7 calls.
+      osvi::bench::SmapsBreakdown from, to;
+      auto diff = [](const osvi::bench::SmapsBreakdown& a, const osvi::bench::SmapsBreakdown& b) {
+        osvi::bench::SmapsBreakdown d;
+        d.heap = a.heap - b.heap;
+        d.arenas = a.arenas - b.arenas;
+        d.stacks = a.stacks - b.stacks;
+        d.anon_other = a.anon_other - b.anon_other;
+        d.file = a.file - b.file;
+        d.pss = a.pss - b.pss;
+        d.arena_count = a.arena_count - b.arena_count;
+        d.stack_count = a.stack_count - b.stack_count;
+        return d;
+      };
+      from = diff(runs[0].live_maps, runs[0].idle_maps);
+      to = diff(runs[1].live_maps, runs[1].idle_maps);
+      osvi::bench::print_smaps_delta("marginal (calls 2..8)", from, to, 7);
+      const double marginal = static_cast<double>(delta[1] - delta[0]) / 7.0;
+      std::printf("marginal per call (calls 2..8): %.0f kB RSS; target <= 512 kB per live call: %s\n", marginal,
+                  marginal <= 512 ? "met" : "MISSED");
+      ok &= marginal <= 512;
     }
   } catch (const Failure& f) {
     std::fprintf(stderr, "calls_bench: %s\n", f.why.c_str());
