@@ -292,19 +292,7 @@ void memory_per_call(const Options& o) {
     return;
   }
   const double marginal = static_cast<double>((many.pss1 - many.pss0) - (one.pss1 - one.pss0)) / extra;
-  auto diff = [](const osvi::bench::SmapsBreakdown& a, const osvi::bench::SmapsBreakdown& b) {
-    osvi::bench::SmapsBreakdown d;
-    d.heap = a.heap - b.heap;
-    d.arenas = a.arenas - b.arenas;
-    d.stacks = a.stacks - b.stacks;
-    d.anon_other = a.anon_other - b.anon_other;
-    d.file = a.file - b.file;
-    d.pss = a.pss - b.pss;
-    d.arena_count = a.arena_count - b.arena_count;
-    d.stack_count = a.stack_count - b.stack_count;
-    return d;
-  };
-  osvi::bench::print_smaps_delta("marginal", diff(one.busy, one.idle), diff(many.busy, many.idle), extra);
+  osvi::bench::print_smaps_delta("marginal", one.busy - one.idle, many.busy - many.idle, extra);
   std::printf("memory: marginal per live SIP call (calls 2..%d): %.0f kB PSS; target <= 512 kB: %s\n",
               many.live, marginal, marginal <= 512 ? "met" : "MISSED");
 }

@@ -73,6 +73,21 @@ inline SmapsBreakdown read_smaps_breakdown(pid_t pid) {
   return b;
 }
 
+// What changed between two readings (b -> a).
+inline SmapsBreakdown operator-(const SmapsBreakdown& a, const SmapsBreakdown& b) {
+  SmapsBreakdown d;
+  d.heap = a.heap - b.heap;
+  d.arenas = a.arenas - b.arenas;
+  d.stacks = a.stacks - b.stacks;
+  d.anon_other = a.anon_other - b.anon_other;
+  d.file = a.file - b.file;
+  d.pss = a.pss - b.pss;
+  d.rss = a.rss - b.rss;
+  d.arena_count = a.arena_count - b.arena_count;
+  d.stack_count = a.stack_count - b.stack_count;
+  return d;
+}
+
 // One table row: the difference live - idle divided by `calls`, in kB per call.
 inline void print_smaps_delta(const char* label, const SmapsBreakdown& idle, const SmapsBreakdown& live,
                               int calls) {

@@ -17,8 +17,12 @@ Result<std::unique_ptr<AudioPort>> make_alsa_audio_port(EventLoop& loop, const A
       audio_stream_options(ac, ep.device, ep.device, static_cast<int>(ep.channels), 0);
   o.alsa_config = ep.alsa_config;
   if (ep.clockless) o.pace = std::chrono::milliseconds(ac.frame_ms);
-  o.playback_ring_ms = 1000;  // TTS arriving faster than real time waits in the Call (sized to fit)
-  o.capture_ring_ms = 500;    // the loop reads every period; half a second covers any stall of it
+  // Both rings are filled in full within a second of a call, so their size is what a live call holds (16 kB
+  // each at 16 kHz): TTS arriving faster than real time waits in the Call, which tops the playback ring up
+  // every period; the loop reads capture every period, and a quarter second covers a stall ~50 times its
+  // p99 (bench/README.md issue 18).
+  o.playback_ring_ms = 500;
+  o.capture_ring_ms = 250;
   auto stream = hal::AudioStream::create(o);
   if (!stream) return stream.error();
   audio::LineChainConfig cc = line_chain_config(ac, setup.agent);
