@@ -276,13 +276,14 @@ class WebCalls::Session final : public WebAudioLink, public std::enable_shared_f
   // WebAudioLink
   bool send_audio(std::span<const int16_t> samples) override {
     if (ws_.state() != net::WebSocket::State::open) return false;
-    std::string bytes(samples.size() * 2, '\0');
+    // One buffer for every frame (it keeps its capacity): nothing is allocated per frame sent.
+    audio_out_.resize(samples.size() * 2);
     for (size_t i = 0; i < samples.size(); ++i) {
       const auto u = static_cast<uint16_t>(samples[i]);
-      bytes[2 * i] = static_cast<char>(u & 0xff);
-      bytes[2 * i + 1] = static_cast<char>(u >> 8);
+      audio_out_[2 * i] = static_cast<char>(u & 0xff);
+      audio_out_[2 * i + 1] = static_cast<char>(u >> 8);
     }
-    if (ws_.send(ws::Opcode::binary, bytes)) return true;
+    if (ws_.send(ws::Opcode::binary, audio_out_)) return true;
     // The browser does not read what it is sent: it is dropped, and the call ends as if it hung up.
     if (ws_.state() == net::WebSocket::State::open) ws_.abort();
     caller_gone("the browser stopped reading");
@@ -361,7 +362,9 @@ class WebCalls::Session final : public WebAudioLink, public std::enable_shared_f
 
   void on_io(uint32_t revents) {
     const std::shared_ptr<Session> self = shared_from_this();  // a frame may end the call
-    std::vector<ws::Message> msgs;
+    // Kept from read to read with its payload buffers: a frame read allocates nothing.
+    ws::Messages& msgs = msgs_;
+    msgs.clear();
     ws_.handle_io(revents, msgs);
     for (const ws::Message& m : msgs) {
       if (ws_.state() != net::WebSocket::State::open) break;
@@ -451,6 +454,8 @@ class WebCalls::Session final : public WebAudioLink, public std::enable_shared_f
   std::string agent_uuid_;
   std::vector<hal::LineEvent> pending_;
   int16_t frame_[kWebFrameSamples] = {};
+  ws::Messages msgs_;       // on_io's messages
+  std::string audio_out_;   // send_audio's frame payload
   int64_t last_frame_us_ = 0;
   int64_t closing_since_us_ = 0;
   bool gone_ = false;           // the caller's hang-up was reported

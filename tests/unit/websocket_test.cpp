@@ -85,7 +85,7 @@ TEST(WebSocketCodec, Section5_7Examples) {
   const std::string masked_hello = bytes({0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58});
   EXPECT_EQ(ws::client_frame(ws::Opcode::text, "Hello", kMask), masked_hello);
   ws::Parser p(1024);
-  std::vector<ws::Message> out;
+  ws::Messages out;
   EXPECT_FALSE(p.feed(masked_hello, out));
   ASSERT_EQ(out.size(), 1u);
   EXPECT_EQ(out[0], (ws::Message{ws::Opcode::text, "Hello"}));
@@ -116,10 +116,10 @@ TEST(WebSocketCodec, CloseFrames) {
   EXPECT_EQ(ws::close_code_of(""), 1005);
 }
 
-std::optional<ws::Violation> parse(const std::string& in, std::vector<ws::Message>* out = nullptr,
+std::optional<ws::Violation> parse(const std::string& in, ws::Messages* out = nullptr,
                                    size_t max = 640) {
   ws::Parser p(max);
-  std::vector<ws::Message> got;
+  ws::Messages got;
   auto v = p.feed(in, got);
   if (out) *out = got;
   return v;
@@ -158,13 +158,13 @@ TEST(WebSocketCodec, Refusals) {
                        ws::client_frame(ws::Opcode::continuation, std::string(400, 'a'), kMask))),
             1009);
   // At the bound exactly: accepted.
-  std::vector<ws::Message> out;
+  ws::Messages out;
   EXPECT_FALSE(parse(ws::client_frame(ws::Opcode::binary, std::string(640, 'a'), kMask), &out));
   ASSERT_EQ(out.size(), 1u);
   EXPECT_EQ(out[0].payload.size(), 640u);
   // Messages before a violation are still returned; the parser then stays failed.
   ws::Parser p(640);
-  std::vector<ws::Message> got;
+  ws::Messages got;
   auto v = p.feed(ws::client_frame(ws::Opcode::binary, "ok", kMask) + bytes({0x82, 0x01, 0x00}), got);
   ASSERT_TRUE(v);
   EXPECT_EQ(got.size(), 1u);
@@ -272,7 +272,7 @@ class WebSocketConnTest : public ::testing::Test {
 
   std::unique_ptr<HttpServer> server_;
   std::unique_ptr<WebSocket> conn_;
-  std::vector<ws::Message> got_;
+  ws::Messages got_;
   int client_ = -1;
   std::string inbox_, head_;
 };
@@ -366,7 +366,7 @@ TEST_F(WebSocketConnTest, ServerDestroyedWithSocketOpen) {
   server_.reset();
   EXPECT_TRUE(told);
   EXPECT_EQ(conn_->fd(), -1);
-  std::vector<ws::Message> out;
+  ws::Messages out;
   conn_->handle_io(EPOLLIN, out);  // harmless once the socket is gone
   EXPECT_FALSE(conn_->send(ws::Opcode::binary, "x") && conn_->fd() >= 0);
   conn_.reset();
