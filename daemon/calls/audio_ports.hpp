@@ -5,10 +5,13 @@
 #include <array>
 #include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
+#include "osvi/audio/chain_runner.hpp"
 #include "osvi/audio/line_chain.hpp"
 #include "osvi/base/event_loop.hpp"
+#include "osvi/base/log.hpp"
 #include "osvi/calls/audio_port.hpp"
 #include "osvi/hal/audio_stream.hpp"
 
@@ -36,28 +39,36 @@ inline void resample_tts_through(audio::LineChain& chain, std::vector<int16_t>& 
   }
 }
 
-// A hal stream (hal::AudioStream or hal::TtyAudioStream: the same interface) with the line's LineChain run on
-// the loop: the stream's event fd wakes the loop, which drains events and runs the chain on each captured
-// period.
+// A hal stream (hal::AudioStream, hal::TtyAudioStream or hal::RtpStream: the same interface) with the line's
+// LineChain run on the stream's real-time thread: an audio::ChainRunner is the stream's PeriodProcessor, so
+// echo cancellation, preprocessing, VAD/endpointing, DTMF, call progress, AMD and the recorder's encode
+// happen there, once per period. The stream's event fd wakes the loop, which drains the stream's events, then
+// the runner's processed frames (in capture order) for the Call, then the Call's audio tick. The loop keeps
+// the TTS resampling (resample_tts) and the controls, which cross to the thread by atomics (ChainRunner).
 template <class Stream>
 class StreamAudioPort final : public AudioPort {
  public:
-  StreamAudioPort(std::shared_ptr<Stream> stream, std::unique_ptr<audio::LineChain> chain, int rate,
+  StreamAudioPort(std::shared_ptr<Stream> stream, std::unique_ptr<audio::ChainRunner> runner, int rate,
                   AudioPort::Listener& listener)
       : stream_(std::move(stream)),
-        chain_(std::move(chain)),
+        runner_(std::move(runner)),
         listener_(listener),
         rate_(rate),
         alive_(std::make_shared<bool>(true)) {
-    mic_.resize(stream_->period_frames());
-    ref_.resize(stream_->period_frames());
-    resample_out_.resize(chain_->max_playback_output());
+    resample_out_.resize(runner_->chain().max_playback_output());
   }
   ~StreamAudioPort() override {
     *alive_ = false;
     source_.reset();
+    // Joined: the thread runs the runner no more, so the recorder is the loop's again (the Call finishes it
+    // after this) and the runner may go. An RTP stream outlives the port (its SIP line holds it): it must not
+    // keep a pointer to the runner.
     stream_->stop();
-    chain_->attach_recorder(nullptr);
+    (void)stream_->set_processor(nullptr);
+    runner_->attach_recorder(nullptr);
+    if (runner_->dropped() > 0)
+      log::warning("call audio: " + std::to_string(runner_->dropped()) +
+                   " processed frames dropped: the loop fell behind the audio thread");
   }
 
   Status watch(EventLoop& loop) {
@@ -68,20 +79,27 @@ class StreamAudioPort final : public AudioPort {
   }
 
   int rate() const override { return rate_; }
-  bool amd_enabled() const override { return chain_->config().amd; }
-  Status start() override { return stream_->start(); }
+  bool amd_enabled() const override { return runner_->chain().config().amd; }
+  Status start() override {
+    if (Status s = stream_->set_processor(runner_.get()); !s) return s;
+    return stream_->start();
+  }
   size_t queue_playback(std::span<const int16_t> samples) override {
     return stream_->queue_playback(samples);
   }
+  // On the loop: the chain's playback resampler shares no state with the capture side the thread runs.
   void resample_tts(std::span<const int16_t> in, std::vector<int16_t>& out) override {
-    resample_tts_through(*chain_, resample_out_, in, out);
+    resample_tts_through(runner_->chain(), resample_out_, in, out);
   }
   uint64_t played_samples() const override { return stream_->stats().played_samples; }
   uint64_t xruns() const override { return stream_->stats().xruns; }
   void stop_playback() override { stream_->stop_playback(); }
-  void set_min_speech_ms(int ms) override { (void)chain_->set_min_speech_ms(ms); }
-  void set_amd(bool on) override { chain_->set_amd(on); }
-  void attach_recorder(audio::CallRecorder* recorder) override { chain_->attach_recorder(recorder); }
+  void set_min_speech_ms(int ms) override { runner_->set_min_speech_ms(ms); }
+  void set_amd(bool on) override { runner_->set_amd(on); }
+  // Returns once the audio thread is out of the previous recorder (ChainRunner::attach_recorder).
+  void attach_recorder(audio::CallRecorder* recorder) override { runner_->attach_recorder(recorder); }
+
+  const audio::ChainRunner& runner() const { return *runner_; }
 
  private:
   // Every listener call may destroy this port: `alive` (a copy) says whether members are still there.
@@ -93,31 +111,33 @@ class StreamAudioPort final : public AudioPort {
       listener_.on_stream_event(events[i]);
       if (!*alive) return;
     }
-    // Capture and its reference come out of the stream as one unit.
-    while (stream_->read_frame(mic_, ref_)) {
-      const audio::CaptureOutput& out = chain_->process_capture(mic_, ref_);
-      if (out.clean.empty()) continue;
-      listener_.on_capture(out);
+    // Processed on the audio thread; the frame's spans stay valid until the next next().
+    while (runner_->next(out_)) {
+      listener_.on_capture(out_);
       if (!*alive) return;
     }
     listener_.on_audio_tick();
   }
 
   std::shared_ptr<Stream> stream_;  // shared: an RTP stream is also the SIP line's (DTMF, re-INVITE)
-  std::unique_ptr<audio::LineChain> chain_;
+  std::unique_ptr<audio::ChainRunner> runner_;
   AudioPort::Listener& listener_;
   int rate_;
   std::shared_ptr<bool> alive_;
   EventSource source_;
-  std::vector<int16_t> mic_, ref_, resample_out_;
+  audio::CaptureOutput out_;
+  std::vector<int16_t> resample_out_;
 };
 
-// Builds the port and watches its stream on `loop`.
+// Builds the port (the chain wrapped in its runner) and watches its stream on `loop`.
 template <class Stream>
 Result<std::unique_ptr<AudioPort>> make_stream_audio_port(EventLoop& loop, std::shared_ptr<Stream> stream,
                                                           std::unique_ptr<audio::LineChain> chain, int rate,
                                                           AudioPort::Listener& listener) {
-  auto port = std::make_unique<StreamAudioPort<Stream>>(std::move(stream), std::move(chain), rate, listener);
+  auto runner = audio::ChainRunner::create(std::move(chain));
+  if (!runner) return runner.error();
+  auto port =
+      std::make_unique<StreamAudioPort<Stream>>(std::move(stream), std::move(*runner), rate, listener);
   if (Status s = port->watch(loop); !s) return s.error();
   return std::unique_ptr<AudioPort>(std::move(port));
 }

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <utility>
 
+#include "osvi/audio/page_pipe.hpp"
 #include "osvi/audio/recording.hpp"
 #include "osvi/base/log.hpp"
 #include "osvi/base/phone.hpp"
@@ -91,9 +92,12 @@ std::string TurnLatency::json() const {
   return net::json_print(o.get());
 }
 
-// The stereo recording: the recorder and the file it writes (declared first: the recorder writes into it).
+// The stereo recording: the file, the pipe the recorder writes its pages into (on the line's audio thread,
+// which must not write files) and the loop drains into the file at every audio tick, and the recorder
+// (declared in that order: each writes into the one before).
 struct Call::Recording {
   std::unique_ptr<RecordingFile> file;
+  std::optional<audio::PagePipe> pipe;
   std::optional<audio::CallRecorder> recorder;
 };
 
@@ -368,7 +372,8 @@ void Call::open_recording() {
   rc.call_id = id();
   rc.agent = setup_.agent.name;
   rc.title = "osvi call " + id();
-  auto r = audio::CallRecorder::create(*rec->file, rc);
+  rec->pipe.emplace(*rec->file, audio::PagePipe::ring_bytes_for(rc.bitrate));
+  auto r = audio::CallRecorder::create(*rec->pipe, rc);
   if (!r) {
     log::warning("cannot record the call: " + r.error().message, {{"CALL_ID", id()}});
     ctx_.recordings->discard(std::move(rec->file));
@@ -381,10 +386,13 @@ void Call::open_recording() {
 
 void Call::close_audio() {
   if (port_) {
+    // Returns once the audio thread is out of the recorder; the port's end joins that thread anyway.
     port_->attach_recorder(nullptr);
     closed_xruns_ += port_->xruns();
   }
   port_.reset();
+  // A call destroyed unfinished (shut-down) still leaves every encoded page in its .part for the salvage.
+  if (recording_) recording_->pipe->drain();
 }
 
 void Call::set_min_speech_ms(int ms) {
@@ -395,6 +403,8 @@ void Call::set_min_speech_ms(int ms) {
 // audio
 
 void Call::on_audio_tick() {
+  // The pages the audio thread encoded since the last tick reach the file here, on the loop.
+  if (recording_) recording_->pipe->drain();
   const uint64_t played = port_->played_samples();
   if (played > seen_played_) {
     seen_played_ = played;
@@ -1884,9 +1894,13 @@ void Call::finalize(std::string_view status, std::string_view reason, std::strin
     record_.post_call_analysis = net::json_print(doc.get());
   }
   if (recording_ && recording_->recorder) {
+    // close_audio() took the recorder back from the audio thread (the port is gone): the loop is the only
+    // writer of the pipe now. What the thread left in it goes first, then the stream's last pages.
+    recording_->pipe->drain();
     auto summary = recording_->recorder->finish();
+    recording_->pipe->drain();
     recording_->recorder.reset();
-    if (summary && !recording_->file->failed()) {
+    if (summary && !recording_->pipe->failed() && !recording_->file->failed()) {
       // Synced, renamed and registered off the loop: the call's end does not wait for the disk.
       ctx_.recordings->commit(std::move(recording_->file), static_cast<int64_t>(summary->seconds() * 1000.0));
     } else {

@@ -17,12 +17,12 @@ Result<std::unique_ptr<AudioPort>> make_alsa_audio_port(EventLoop& loop, const A
       audio_stream_options(ac, ep.device, ep.device, static_cast<int>(ep.channels), 0);
   o.alsa_config = ep.alsa_config;
   if (ep.clockless) o.pace = std::chrono::milliseconds(ac.frame_ms);
-  // Both rings are filled in full within a second of a call, so their size is what a live call holds (16 kB
-  // each at 16 kHz): TTS arriving faster than real time waits in the Call, which tops the playback ring up
-  // every period; the loop reads capture every period, and a quarter second covers a stall ~50 times its
-  // p99 (bench/README.md issue 18).
+  // The playback ring is filled in full within a second of a call, so its size is what a live call holds (16 kB
+  // at 16 kHz): TTS arriving faster than real time waits in the Call, which tops the ring up every period.
   o.playback_ring_ms = 500;
-  o.capture_ring_ms = 250;
+  // The chain runs on the stream's thread (ChainRunner): its own ring carries the processed frames, the
+  // stream's raw capture ring stays empty, so it gets the smallest size allowed.
+  o.capture_ring_ms = 2 * ac.frame_ms;
   auto stream = hal::AudioStream::create(o);
   if (!stream) return stream.error();
   audio::LineChainConfig cc = line_chain_config(ac, setup.agent);

@@ -22,6 +22,7 @@ Result<std::unique_ptr<AudioPort>> make_tty_audio_port(EventLoop& loop, const Au
   o.buffer_periods = ac.buffer_periods;
   o.rt_priority = ac.rt_priority;
   o.stall_periods = std::max(2, kTtyStallMs / ac.frame_ms);
+  o.capture_ring_ms = 2 * ac.frame_ms;  // unused: the chain runs on the stream's thread (ChainRunner)
   if (ep.clockless) o.pace = std::chrono::milliseconds(ac.frame_ms);
   auto stream = hal::TtyAudioStream::create(o);
   if (!stream) return stream.error();

@@ -187,6 +187,7 @@ class AudioStream::Worker {
   explicit Worker(AudioStream& s)
       : s_(s),
         c_(*s.counters_),
+        processor_(s.processor_),
         period_(s.period_),
         channels_(static_cast<size_t>(s.opt_.channels)),
         interleaved_(period_ * channels_),
@@ -223,6 +224,7 @@ class AudioStream::Worker {
 
   AudioStream& s_;
   Counters& c_;
+  PeriodProcessor* const processor_;  // the stream's, fixed for this run of the thread
   const size_t period_;
   const size_t channels_;
   // alsa_config's tree, loaded at each open; declared before the PCMs so it outlives them.
@@ -461,13 +463,7 @@ int AudioStream::Worker::stream_period() {
   }
   stall();
   history_.reference(dp, dc, ref);
-  // One entry, one publish: the loop never sees this capture period without its reference.
-  if (s_.frames_.writable() >= unit_.size()) {
-    s_.frames_.push(unit_);
-    bump(c_.periods);
-  } else {
-    bump(c_.capture_overruns);
-  }
+  detail::deliver_period(processor_, s_.frames_, unit_, c_);
 
   const size_t real = s_.playback_.pop(mono_);
   if (real < period_) {
@@ -568,6 +564,12 @@ void AudioStream::stop() {
   stop_.signal();
   thread_.join();
   counters_->sched.store(static_cast<int>(SchedPolicy::none));
+}
+
+Status AudioStream::set_processor(PeriodProcessor* processor) {
+  if (thread_.joinable()) return make_error("audio stream: set_processor while running", -EBUSY);
+  processor_ = processor;
+  return {};
 }
 
 void AudioStream::push_event(const StreamEvent& event) {

@@ -341,6 +341,7 @@ struct RtpShared {
   std::atomic<bool> hold{false};
   std::atomic<uint32_t> stop_playback_requests{0};
   std::atomic<uint32_t> stop_playback_done{0};
+  PeriodProcessor* processor = nullptr;  // written only while the thread is stopped
   std::thread thread;
 };
 
@@ -359,6 +360,7 @@ class Worker {
   Worker(RtpShared& s, UniqueFd timer)
       : s_(s),
         c_(s.c),
+        processor_(s.processor),
         timer_(std::move(timer)),
         period_(s.period),
         period_units_(static_cast<uint32_t>(s.period) * s.units_per_sample),
@@ -407,6 +409,7 @@ class Worker {
 
   RtpShared& s_;
   RtpCounters& c_;
+  PeriodProcessor* const processor_;  // the stream's, fixed for this run of the thread
   UniqueFd timer_;
   const size_t period_;
   const uint32_t period_units_;
@@ -542,13 +545,7 @@ void Worker::tick(uint64_t now) {
   send_media();
   pull_capture(now);
   std::copy(out_.begin(), out_.end(), unit_.begin() + static_cast<std::ptrdiff_t>(period_));
-  // One entry, one publish: the loop never sees this capture period without its reference.
-  if (s_.frames.writable() >= unit_.size()) {
-    s_.frames.push(unit_);
-    bump(c_.periods);
-  } else {
-    bump(c_.capture_overruns);
-  }
+  detail::deliver_period(processor_, s_.frames, unit_, c_);
   jb_.adapt(period_units_);
   c_.jitter_ms.store(jb_.jitter_ms(), std::memory_order_relaxed);
   c_.playout_ms.store(jb_.target_ms(), std::memory_order_relaxed);
@@ -1113,6 +1110,12 @@ void RtpStream::stop() {
   s.stop.signal();
   s.thread.join();
   s.c.sched.store(static_cast<int>(SchedPolicy::none));
+}
+
+Status RtpStream::set_processor(PeriodProcessor* processor) {
+  if (impl_->thread.joinable()) return make_error("rtp: set_processor while running", -EBUSY);
+  impl_->processor = processor;
+  return {};
 }
 
 int RtpStream::event_fd() const {

@@ -1,5 +1,6 @@
-// What the hal streams' real-time threads share (ALSA, PCM tty, RTP): the counters behind AudioStreamStats
-// and taking the real-time scheduling class. Private to hal.
+// What the hal streams' real-time threads share (ALSA, PCM tty, RTP): the counters behind AudioStreamStats,
+// taking the real-time scheduling class, and handing a captured period on (to the processor or the capture
+// ring). Private to hal.
 #pragma once
 
 #include <pthread.h>
@@ -7,6 +8,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <span>
 
 #include "osvi/hal/audio_stream.hpp"
 
@@ -56,6 +58,26 @@ inline void enter_rt_sched(int priority, StreamCounters& c) {
   }
   if (c.sched.load() != static_cast<int>(SchedPolicy::fifo))
     c.sched.store(static_cast<int>(SchedPolicy::other));
+}
+
+// On the stream's thread, once per captured period: `unit` is the capture period followed by its reference.
+// With a processor (the line's DSP chain) it runs here and its results reach the loop through its own rings;
+// without one the unit goes into the capture ring as one entry, published by one index store, so the loop
+// never sees a capture period without its reference (a full ring is an overrun, counted).
+inline void deliver_period(PeriodProcessor* processor, audio::SpscRing<int16_t>& frames,
+                           std::span<const int16_t> unit, StreamCounters& c) {
+  if (processor) {
+    const size_t period = unit.size() / 2;
+    processor->process(unit.first(period), unit.subspan(period));
+    c.periods.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  if (frames.writable() >= unit.size()) {
+    frames.push(unit);
+    c.periods.fetch_add(1, std::memory_order_relaxed);
+  } else {
+    c.capture_overruns.fetch_add(1, std::memory_order_relaxed);
+  }
 }
 
 }  // namespace osvi::hal::detail

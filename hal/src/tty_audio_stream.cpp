@@ -45,6 +45,7 @@ class TtyAudioStream::Worker {
   explicit Worker(TtyAudioStream& s)
       : s_(s),
         c_(*s.counters_),
+        processor_(s.processor_),
         period_(s.period_),
         in_(period_),
         drop_(period_),
@@ -77,6 +78,7 @@ class TtyAudioStream::Worker {
 
   TtyAudioStream& s_;
   Counters& c_;
+  PeriodProcessor* const processor_;  // the stream's, fixed for this run of the thread
   const size_t period_;
   UniqueFd fd_;
   std::vector<int16_t> in_;  // capture bytes of the period being assembled (as samples)
@@ -266,12 +268,7 @@ int TtyAudioStream::Worker::period_done() {
   const int64_t capture_delay = queued_bytes(FIONREAD) / 2;
   std::copy(in_.begin(), in_.begin() + static_cast<std::ptrdiff_t>(period_), frame_.begin());
   history_.reference(playback_delay, capture_delay, std::span<int16_t>(frame_.data() + period_, period_));
-  if (s_.frames_.writable() >= frame_.size()) {
-    s_.frames_.push(frame_);
-    bump(c_.periods);
-  } else {
-    bump(c_.capture_overruns);
-  }
+  detail::deliver_period(processor_, s_.frames_, frame_, c_);
 
   const size_t real = s_.playback_.pop(out_);
   if (real < period_) {
@@ -395,6 +392,12 @@ void TtyAudioStream::stop() {
   stop_.signal();
   thread_.join();
   counters_->sched.store(static_cast<int>(SchedPolicy::none));
+}
+
+Status TtyAudioStream::set_processor(PeriodProcessor* processor) {
+  if (thread_.joinable()) return make_error("tty audio: set_processor while running", -EBUSY);
+  processor_ = processor;
+  return {};
 }
 
 void TtyAudioStream::push_event(const StreamEvent& event) {

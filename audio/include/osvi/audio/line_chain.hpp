@@ -6,6 +6,8 @@
 // Real-time rules: process_capture() and resample_playback() run on the line's audio
 // thread or on the loop with the same guarantees: they never allocate, lock, log or block. Everything is
 // sized in create(). Results are returned in buffers the chain owns, valid until the next call.
+// The two sides share no mutable state, so one thread may run process_capture() (the stream's, through
+// ChainRunner: chain_runner.hpp) while another runs resample_playback() (the loop, for the TTS).
 #pragma once
 
 #include <array>

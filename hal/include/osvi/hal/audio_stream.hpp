@@ -15,6 +15,14 @@
 // was queued), then call drain_events() and read_frame() until it returns false. Nothing here knows
 // sd-event; every loop-side call is non-blocking except start() and stop().
 //
+// Processing on the audio thread (issue 18): with a PeriodProcessor set (set_processor(), before start()),
+// the thread hands each captured period and its reference to the processor right where it would have pushed
+// them into the capture ring, then wakes the loop as before; read_frame() then finds nothing. The calls
+// engine sets its audio::ChainRunner there, so the line's whole DSP chain (echo canceller, preprocessing,
+// VAD/endpointer, DTMF, call progress, AMD, the recorder's encode) runs on this thread under these rules, and
+// the loop only receives the results. Without a processor (the line diagnostics, the tests) the raw periods
+// cross through the ring as before. TtyAudioStream and RtpStream have the same hook.
+//
 // A captured period and its reference cross to the loop as one ring entry, published by one index store:
 // the loop sees both or neither, so a thread preempted mid-hand-over cannot leave the loop pairing a capture
 // period with another period's reference (which the echo canceller would then follow for the rest of the
@@ -39,11 +47,15 @@
 #include <thread>
 #include <vector>
 
+#include "osvi/audio/period_processor.hpp"
 #include "osvi/audio/spsc_ring.hpp"
 #include "osvi/hal/fd.hpp"
 #include "osvi/result.hpp"
 
 namespace osvi::hal {
+
+// Runs on a stream's real-time thread once per captured period when set (see above).
+using PeriodProcessor = audio::PeriodProcessor;
 
 struct AudioStreamOptions {
   std::string capture_device = "default";   // ALSA PCM name; may equal playback_device
@@ -142,6 +154,9 @@ class AudioStream {
   Status start();
   // Asks the thread to stop and joins it: it exits within one period or one backoff step.
   void stop();
+  // The processor the thread runs on each captured period instead of queueing it (null: queue it), from the
+  // next start(); it must outlive the thread (stop() joins it). -EBUSY while the thread runs.
+  Status set_processor(PeriodProcessor* processor);
 
   int event_fd() const { return wake_.fd(); }
   // Clears the eventfd, then moves queued events into `out`; returns the count.
@@ -187,6 +202,7 @@ class AudioStream {
   audio::SpscRing<int16_t> playback_;
   audio::SpscRing<StreamEvent> events_;
   std::unique_ptr<Counters> counters_;
+  PeriodProcessor* processor_ = nullptr;  // written only while the thread is stopped
   std::atomic<bool> stop_requested_{false};
   std::atomic<uint32_t> stop_playback_requests_{0};
   std::atomic<uint32_t> stop_playback_done_{0};

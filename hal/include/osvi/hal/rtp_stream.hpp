@@ -1,12 +1,13 @@
 // RtpStream: one SIP call's media over RTP/RTCP (RFC 3550) as the audio engine sees a line's PCM.
 //
 // It has the loop-facing interface of hal::AudioStream (event_fd, drain_events, read_frame, queue_playback,
-// stop_playback, stats), so the calls engine runs its LineChain, recorder and barge-in over it unchanged
-// (StreamAudioPort in the calls room). Behind it, the stream's own media thread follows the real-time rules
-// at the top of audio_stream.hpp (no allocation after start(), no locks shared with the loop, no logging):
-// it receives RTP into an adaptive jitter buffer, decodes (G.711, Opus), conceals lost packets (Opus PLC;
-// G.711 repeat then fade), and on its own 20 ms clock pushes one capture period per tick to the loop and
-// encodes and sends one period of queued speech (silence when none: the far end always hears a stream).
+// stop_playback, stats, set_processor), so the calls engine runs its LineChain, recorder and barge-in over it
+// unchanged (StreamAudioPort in the calls room): the chain on this media thread through set_processor().
+// Behind it, the stream's own media thread follows the real-time rules at the top of audio_stream.hpp (no
+// allocation after start(), no locks shared with the loop, no logging): it receives RTP into an adaptive
+// jitter buffer, decodes (G.711, Opus), conceals lost packets (Opus PLC; G.711 repeat then fade), and on its
+// own 20 ms clock pushes one capture period per tick to the loop and encodes and sends one period of queued
+// speech (silence when none: the far end always hears a stream).
 //
 // The network has no echo path the box can hear, so read_frame()'s reference is what was sent in the same
 // tick: an echo canceller given it cancels a far-end (hybrid) echo, or sees nothing to do.
@@ -101,6 +102,9 @@ class RtpStream {
   Status start();
   // Asks the thread to stop and joins it (within one period); sends an RTCP BYE first.
   void stop();
+  // As AudioStream::set_processor(): the line's DSP chain runs on the media thread, once per tick, after the
+  // tick's packet has gone out (-EBUSY while the thread runs).
+  Status set_processor(PeriodProcessor* processor);
 
   // The loop side, as hal::AudioStream's (audio_stream.hpp).
   int event_fd() const;

@@ -19,7 +19,9 @@
 // Reference alignment: the sample the module is playing when a capture period arrives is the one written
 // `TIOCOUTQ` bytes before the end of what we wrote; the capture still queued (FIONREAD plus our partial
 // period) is the capture delay. PlaybackHistory turns both into the reference period. Capture and its
-// reference go into one ring as one unit (read_frame()), so they cannot come apart.
+// reference go into one ring as one unit (read_frame()), so they cannot come apart — or, with a processor set
+// (set_processor(): the calls engine's audio::ChainRunner), to the processor on this thread, which runs the
+// line's DSP chain here and hands the loop only its results.
 #pragma once
 
 #include <atomic>
@@ -66,6 +68,8 @@ class TtyAudioStream {
   Status start();
   // Asks the thread to stop and joins it (within one poll of at most a period, or one backoff step).
   void stop();
+  // As AudioStream::set_processor(): the line's DSP chain runs on this thread (-EBUSY while it runs).
+  Status set_processor(PeriodProcessor* processor);
 
   int event_fd() const { return wake_.fd(); }
   size_t drain_events(std::span<StreamEvent> out);
@@ -102,6 +106,7 @@ class TtyAudioStream {
   audio::SpscRing<int16_t> playback_;
   audio::SpscRing<StreamEvent> events_;
   std::unique_ptr<Counters> counters_;
+  PeriodProcessor* processor_ = nullptr;  // written only while the thread is stopped
   std::atomic<bool> stop_requested_{false};
   std::atomic<uint32_t> stop_playback_requests_{0};
   std::atomic<uint32_t> stop_playback_done_{0};

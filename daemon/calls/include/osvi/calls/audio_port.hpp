@@ -1,9 +1,11 @@
 // AudioPort: what a Call sees of its line's audio — processed capture frames in, agent speech out, playback
 // and device events — so the conversation logic runs the same against the real stream or a test double.
 //
-// Threading: loop thread only. The real port (LineAudioPort) owns the hal::AudioStream and the LineChain,
-// drains the stream on the loop when its eventfd fires and calls the Listener from there. A later step moves
-// the chain onto the audio thread behind this same interface.
+// Threading: every method and every Listener call is on the loop thread. The real ports (StreamAudioPort,
+// calls/audio_ports.hpp) own the hal stream (ALSA, PCM tty or RTP) and the line's LineChain inside an
+// audio::ChainRunner that the stream's real-time thread runs once per period (issue 18): the DSP chain and
+// the recorder's encode happen there, and the port hands the loop the processed frames when the stream's
+// eventfd fires. The web call's port has no thread and runs its chain on the loop, behind the same interface.
 #pragma once
 
 #include <cstdint>
@@ -59,7 +61,9 @@ class AudioPort {
 
   virtual void set_min_speech_ms(int ms) = 0;
   virtual void set_amd(bool on) = 0;
-  // The stereo recorder gets (caller, agent) for every frame while attached; null detaches.
+  // The stereo recorder gets (caller, agent) for every frame while attached; null detaches. A real port
+  // encodes on its audio thread: the recorder's sink must be real-time safe (an audio::PagePipe the loop
+  // drains), and it is the loop's again (finish()) once attach_recorder(nullptr) returns or the port is gone.
   virtual void attach_recorder(audio::CallRecorder* recorder) = 0;
 };
 

@@ -1,0 +1,57 @@
+// PagePipe: Ogg pages from the recorder on the audio thread to the file on the loop, through a byte ring.
+#include "osvi/audio/page_pipe.hpp"
+
+#include <algorithm>
+#include <array>
+
+#include "ogg_opus.hpp"
+#include "ogg_writer.hpp"
+
+namespace osvi::audio {
+
+namespace {
+constexpr size_t kLenBytes = 4;
+// The largest page the recorder's muxer writes: header, a full lacing table, the body bound.
+size_t max_page() {
+  return ogg::PageWriter::kHeaderBytes + ogg::PageWriter::kMaxSegments + OggOpusSpec{}.max_page_body;
+}
+}  // namespace
+
+size_t PagePipe::ring_bytes_for(int bitrate) {
+  return std::max(2 * (max_page() + kLenBytes), static_cast<size_t>(std::max(bitrate, 0)) / 8 * 4);
+}
+
+PagePipe::PagePipe(ByteSink& out, size_t ring_bytes)
+    : out_(out), ring_(std::max(ring_bytes, max_page() + kLenBytes)), page_(max_page()) {}
+
+bool PagePipe::write(std::span<const uint8_t> bytes) noexcept {
+  if (bytes.size() > page_.size() || ring_.writable() < kLenBytes + bytes.size()) {
+    overruns_.fetch_add(1, std::memory_order_relaxed);
+    return true;
+  }
+  const auto n = static_cast<uint32_t>(bytes.size());
+  const std::array<uint8_t, kLenBytes> len{static_cast<uint8_t>(n), static_cast<uint8_t>(n >> 8),
+                                           static_cast<uint8_t>(n >> 16), static_cast<uint8_t>(n >> 24)};
+  ring_.push(len);
+  ring_.push(bytes);
+  return true;
+}
+
+void PagePipe::drain() noexcept {
+  for (;;) {
+    if (pending_len_ == 0) {
+      // The length and its page are two publications: a length whose page is not visible yet waits here.
+      if (ring_.readable() < kLenBytes) return;
+      std::array<uint8_t, kLenBytes> len{};
+      ring_.pop(len);
+      pending_len_ = size_t{len[0]} | size_t{len[1]} << 8 | size_t{len[2]} << 16 | size_t{len[3]} << 24;
+    }
+    if (ring_.readable() < pending_len_) return;
+    const std::span<uint8_t> page(page_.data(), pending_len_);
+    ring_.pop(page);
+    pending_len_ = 0;
+    if (!out_failed_ && !out_.write(page)) out_failed_ = true;
+  }
+}
+
+}  // namespace osvi::audio
