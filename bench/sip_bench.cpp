@@ -293,8 +293,12 @@ void memory_per_call(const Options& o) {
   }
   const double marginal = static_cast<double>((many.pss1 - many.pss0) - (one.pss1 - one.pss0)) / extra;
   osvi::bench::print_smaps_delta("marginal", one.busy - one.idle, many.busy - many.idle, extra);
-  std::printf("memory: marginal per live SIP call (calls 2..%d): %.0f kB PSS; target <= 512 kB: %s\n",
-              many.live, marginal, marginal <= 512 ? "met" : "MISSED");
+  // PSS splits shared library pages among the processes mapping them, so it moves with whatever else runs on
+  // the box; RSS does not, and is what the target is judged on (as calls_bench does).
+  const double marginal_rss = static_cast<double>((many.rss1 - many.rss0) - (one.rss1 - one.rss0)) / extra;
+  std::printf(
+      "memory: marginal per live SIP call (calls 2..%d): %.0f kB RSS, %.0f kB PSS; target <= 512 kB: %s\n",
+      many.live, marginal_rss, marginal, marginal_rss <= 512 ? "met" : "MISSED");
 }
 
 }  // namespace
