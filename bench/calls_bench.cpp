@@ -28,8 +28,8 @@
 
 #include "daemon_process.hpp"
 #include "model_server_process.hpp"
-#include "smaps_breakdown.hpp"
 #include "osvi/net/json.hpp"
+#include "smaps_breakdown.hpp"
 #include "test_support.hpp"
 
 using namespace std::chrono_literals;
@@ -608,15 +608,16 @@ struct MemResult {
 };
 
 // One osvid, N sim lines: line 0 rings 4 s after start, the others 18 s after, so one process gives idle, one
-// call live (10 s in) and N calls live (10 s after the last connects). The marginal cost of calls 2..N is then
-// free of what the first call pays once (libraries' pages, curl/OpenSSL, allocator arenas) and of the
+// call live (10 s in) and N calls live (10 s after the last connects). The marginal cost of calls 2..N is
+// then free of what the first call pays once (libraries' pages, curl/OpenSSL, allocator arenas) and of the
 // run-to-run spread of those one-time costs between two processes.
 MemResult memory_run(int n) {
   std::string lines = "[";
   for (int i = 0; i < n; ++i) {
-    lines += std::string(i ? "," : "") + R"({"id":"sim)" + std::to_string(i) +
-             R"(","type":"sim","agent_uuid":"agent_a","sim":{"incoming_after_s":)" + (i == 0 ? "4" : "18") +
-             R"(,"steps":[{"say":"Hello, I am calling about my order","after_agent":true},{"silence_ms":60000}]}})";
+    lines +=
+        std::string(i ? "," : "") + R"({"id":"sim)" + std::to_string(i) +
+        R"(","type":"sim","agent_uuid":"agent_a","sim":{"incoming_after_s":)" + (i == 0 ? "4" : "18") +
+        R"(,"steps":[{"say":"Hello, I am calling about my order","after_agent":true},{"silence_ms":60000}]}})";
   }
   lines += "]";
   Rig rig(
@@ -677,7 +678,8 @@ int main(int argc, char** argv) {
     if (only.empty() || only == "greeting") ok &= greeting_run(greeting_calls);
     if (only.empty() || only == "memory") {
       std::printf(
-          "\nmemory: VmRSS of osvid, idle lines (2 s after READY), one call live, then 8 (10 s after connect)\n");
+          "\nmemory: VmRSS of osvid, idle lines (2 s after READY), one call live, then 8 (10 s after "
+          "connect)\n");
       std::printf(
           "| lines N | idle VmRSS kB | live VmRSS kB | per call kB | per call RssAnon kB | per call RssFile "
           "kB "
@@ -699,7 +701,8 @@ int main(int argc, char** argv) {
       const double marginal = static_cast<double>(m.live.rss - m.one.rss) / (n - 1);
       const double marginal_pss = static_cast<double>(m.live_maps.pss - m.one_maps.pss) / (n - 1);
       std::printf(
-          "marginal per live call (calls 2..%d): %.0f kB RSS, %.0f kB PSS; target <= 512 kB per live call: %s\n",
+          "marginal per live call (calls 2..%d): %.0f kB RSS, %.0f kB PSS; target <= 512 kB per live call: "
+          "%s\n",
           n, marginal, marginal_pss, marginal <= 512 ? "met" : "MISSED");
       ok &= marginal <= 512;
     }

@@ -18,8 +18,8 @@
 
 #include "daemon_process.hpp"
 #include "model_server_process.hpp"
-#include "smaps_breakdown.hpp"
 #include "sip_peers.hpp"
+#include "smaps_breakdown.hpp"
 #include "test_support.hpp"
 #include "wav.hpp"
 
@@ -266,7 +266,8 @@ MemSample memory_sample(int calls) {
        "-mp", std::to_string(box.media_base(4 * calls)), "-m", std::to_string(calls), "-l",
        std::to_string(calls), "-r", std::to_string(calls)});
   const auto until = SteadyClock::now() + 20s;
-  while (SteadyClock::now() < until && (r.live = box.live_calls()) < calls) std::this_thread::sleep_for(100ms);
+  while (SteadyClock::now() < until && (r.live = box.live_calls()) < calls)
+    std::this_thread::sleep_for(100ms);
   std::this_thread::sleep_for(4s);  // greetings said, the caller's words heard and answered
   r.live = box.live_calls();
   r.pss1 = smaps_kb(pid, "Pss:");
@@ -276,7 +277,8 @@ MemSample memory_sample(int calls) {
   std::printf(
       "memory: idle PSS %ld kB (RSS %ld kB); %d live SIP calls PSS %ld kB (RSS %ld kB): %.0f kB PSS per "
       "call\n",
-      r.pss0, r.rss0, r.live, r.pss1, r.rss1, r.live > 0 ? static_cast<double>(r.pss1 - r.pss0) / r.live : 0.0);
+      r.pss0, r.rss0, r.live, r.pss1, r.rss1,
+      r.live > 0 ? static_cast<double>(r.pss1 - r.pss0) / r.live : 0.0);
   osvi::bench::print_smaps_delta("memory", r.idle, r.busy, r.live);
   return r;
 }

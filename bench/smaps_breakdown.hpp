@@ -19,8 +19,9 @@ struct SmapsBreakdown {
 };
 
 // Anonymous mappings are told apart by shape: glibc's arena heaps start on a 64 MiB boundary (HEAP_MAX_SIZE
-// on 64-bit) and a thread stack is an 8 MiB (RLIMIT_STACK default, give or take the guard) read-write mapping behind a guard page.
-// A process that changes either default is misread, so the figure is a guide, not an accounting.
+// on 64-bit) and a thread stack is an 8 MiB (RLIMIT_STACK default, give or take the guard) read-write mapping
+// behind a guard page. A process that changes either default is misread, so the figure is a guide, not an
+// accounting.
 inline SmapsBreakdown read_smaps_breakdown(pid_t pid) {
   SmapsBreakdown b;
   std::ifstream f("/proc/" + std::to_string(pid) + "/smaps");
@@ -60,11 +61,21 @@ inline SmapsBreakdown read_smaps_breakdown(pid_t pid) {
       v = std::stol(line.substr(4));
       b.pss += v;
       switch (kind) {
-        case Kind::heap: b.heap += v; break;
-        case Kind::arena: b.arenas += v; break;
-        case Kind::stack: b.stacks += v; break;
-        case Kind::anon: b.anon_other += v; break;
-        case Kind::file: b.file += v; break;
+        case Kind::heap:
+          b.heap += v;
+          break;
+        case Kind::arena:
+          b.arenas += v;
+          break;
+        case Kind::stack:
+          b.stacks += v;
+          break;
+        case Kind::anon:
+          b.anon_other += v;
+          break;
+        case Kind::file:
+          b.file += v;
+          break;
       }
     } else if (line.rfind("Rss:", 0) == 0) {
       b.rss += std::stol(line.substr(4));

@@ -134,8 +134,8 @@ template <class Stream>
 Result<std::unique_ptr<AudioPort>> make_stream_audio_port(EventLoop& loop, std::shared_ptr<Stream> stream,
                                                           std::unique_ptr<audio::LineChain> chain, int rate,
                                                           AudioPort::Listener& listener) {
-  // The ring is written round in half a second, so its size is what every live call holds (32 kB at 16 kHz for
-  // 500 ms): the loop reads it every period, and a quarter second covers a stall ~50 times its p99
+  // The ring is written round in half a second, so its size is what every live call holds (32 kB at 16 kHz
+  // for 500 ms): the loop reads it every period, and a quarter second covers a stall ~50 times its p99
   // (bench/README.md, issue 18).
   audio::ChainRunnerOptions ro;
   ro.ring_ms = 250;

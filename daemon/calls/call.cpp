@@ -137,8 +137,8 @@ double Call::samples_to_ms(uint64_t samples) const {
 
 size_t Call::memory_bytes() const {
   size_t n = sizeof(*this) + history_.capacity() * 2 + (utterance_ ? utterance_->memory_bytes() : 0) +
-             pending_play_.capacity() * 2 + filler_pcm_.capacity() * 2 +
-             filler_play_.capacity() * 2 + fallback_pcm_.capacity() * 2 + duck_buf_.capacity() * 2;
+             pending_play_.capacity() * 2 + filler_pcm_.capacity() * 2 + filler_play_.capacity() * 2 +
+             fallback_pcm_.capacity() * 2 + duck_buf_.capacity() * 2;
   for (const auto& m : messages_) n += m.content.capacity() + sizeof(m);
   for (const auto& s : segments_) n += s.text.capacity() + sizeof(s);
   return n;

@@ -53,6 +53,9 @@ WebAudioPort::WebAudioPort(std::unique_ptr<audio::LineChain> chain, std::shared_
   resample_out_.resize(chain_->max_playback_output());
   queue_.reserve(kQueueSamples);
   inflight_.reserve((kCushionFrames + 1) * kWebFrameSamples);
+  // A frame carries at most a few events (opened, drained, stopped): sized once, none allocates.
+  events_.reserve(8);
+  events_taken_.reserve(8);
   link_->attach(this);
 }
 
@@ -114,9 +117,11 @@ void WebAudioPort::on_frame(std::span<const int16_t> mic) {
   if (mic.size() != kWebFrameSamples) return;
   const std::shared_ptr<bool> alive = alive_;
   // Events first (each may end the call and destroy this port).
-  std::vector<hal::StreamEvent> events = std::move(events_);
-  events_.clear();
-  for (const hal::StreamEvent& e : events) {
+  // Swapped with a second vector, not moved out: both keep their buffers, so an event costs no allocation.
+  // Iterating a member is safe: nothing is touched after a listener call that destroyed the port.
+  events_taken_.clear();
+  events_taken_.swap(events_);
+  for (const hal::StreamEvent& e : events_taken_) {
     listener_.on_stream_event(e);
     if (!*alive) return;
   }
@@ -454,8 +459,8 @@ class WebCalls::Session final : public WebAudioLink, public std::enable_shared_f
   std::string agent_uuid_;
   std::vector<hal::LineEvent> pending_;
   int16_t frame_[kWebFrameSamples] = {};
-  ws::Messages msgs_;       // on_io's messages
-  std::string audio_out_;   // send_audio's frame payload
+  ws::Messages msgs_;      // on_io's messages
+  std::string audio_out_;  // send_audio's frame payload
   int64_t last_frame_us_ = 0;
   int64_t closing_since_us_ = 0;
   bool gone_ = false;           // the caller's hang-up was reported

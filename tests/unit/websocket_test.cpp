@@ -117,8 +117,7 @@ TEST(WebSocketCodec, CloseFrames) {
   EXPECT_EQ(ws::close_code_of(""), 1005);
 }
 
-std::optional<ws::Violation> parse(const std::string& in, ws::Messages* out = nullptr,
-                                   size_t max = 640) {
+std::optional<ws::Violation> parse(const std::string& in, ws::Messages* out = nullptr, size_t max = 640) {
   ws::Parser p(max);
   ws::Messages got;
   auto v = p.feed(in, got);
