@@ -134,7 +134,12 @@ template <class Stream>
 Result<std::unique_ptr<AudioPort>> make_stream_audio_port(EventLoop& loop, std::shared_ptr<Stream> stream,
                                                           std::unique_ptr<audio::LineChain> chain, int rate,
                                                           AudioPort::Listener& listener) {
-  auto runner = audio::ChainRunner::create(std::move(chain));
+  // The ring is written round in half a second, so its size is what every live call holds (32 kB at 16 kHz
+  // for 500 ms): the loop reads it every period, and a quarter second covers a stall ~50 times its p99
+  // (bench/README.md, issue 18).
+  audio::ChainRunnerOptions ro;
+  ro.ring_ms = 250;
+  auto runner = audio::ChainRunner::create(std::move(chain), ro);
   if (!runner) return runner.error();
   auto port =
       std::make_unique<StreamAudioPort<Stream>>(std::move(stream), std::move(*runner), rate, listener);

@@ -137,8 +137,8 @@ double Call::samples_to_ms(uint64_t samples) const {
 
 size_t Call::memory_bytes() const {
   size_t n = sizeof(*this) + history_.capacity() * 2 + (utterance_ ? utterance_->memory_bytes() : 0) +
-             pending_play_.capacity() * 2 + resampled_.capacity() * 2 + filler_pcm_.capacity() * 2 +
-             filler_play_.capacity() * 2 + fallback_pcm_.capacity() * 2 + duck_buf_.capacity() * 2;
+             pending_play_.capacity() * 2 + filler_pcm_.capacity() * 2 + filler_play_.capacity() * 2 +
+             fallback_pcm_.capacity() * 2 + duck_buf_.capacity() * 2;
   for (const auto& m : messages_) n += m.content.capacity() + sizeof(m);
   for (const auto& s : segments_) n += s.text.capacity() + sizeof(s);
   return n;
@@ -769,9 +769,22 @@ void Call::on_dtmf(char digit, DtmfSource source) {
   arm();
 }
 
+void Call::reserve_pending_play(size_t more) {
+  const size_t need = pending_play_.size() + more;
+  if (need <= pending_play_.capacity()) return;
+  // Agent audio arrives faster than it plays (a sentence at once): grown by doubling from small sizes, the
+  // buffer left a trail of freed heap chunks per turn that, interleaved with other calls' allocations, stayed
+  // resident (~100 kB per live call, bench/README.md issue 18). Reserved at least this big, glibc maps it on
+  // its own (osvid's fixed mmap threshold, daemon/main.cpp): pages are touched only as filled, and go back
+  // to the system when the burst has drained (shrink_to_fit in pump_playback).
+  constexpr size_t kMinReserve = 160 * 1024;  // samples: 320 KB, 10 s at 16 kHz
+  pending_play_.reserve(std::max({need, kMinReserve, 2 * pending_play_.capacity()}));
+}
+
 void Call::queue_agent_audio(std::span<const int16_t> samples, size_t segment) {
   if (samples.empty()) return;
   if (segment < segments_.size()) segments_[segment].samples += samples.size();
+  reserve_pending_play(samples.size());
   pending_play_.insert(pending_play_.end(), samples.begin(), samples.end());
   pump_playback();
 }
@@ -1030,23 +1043,32 @@ void Call::on_tts_audio(std::span<const uint8_t> bytes) {
     latency_.tts_first_byte_ms = static_cast<double>(tts_first_byte_us_ - tts_sent_us_) / 1000.0;
     awaiting_first_sample_ = true;
   }
-  // s16le at 24 kHz, split anywhere by the network: keep an odd byte for the next chunk.
-  std::vector<int16_t> in;
-  in.reserve(bytes.size() / 2 + 1);
+  // s16le at 24 kHz, split anywhere by the network: keep an odd byte for the next chunk. Decoded 20 ms at a
+  // time into a member array and resampled straight onto the pending audio: no buffer per chunk.
+  const size_t before = pending_play_.size();
+  // The line rate is at most the TTS rate: what the chunk resamples to fits in its own sample count.
+  reserve_pending_play(bytes.size() / 2 + 1);
   size_t i = 0;
-  if (have_odd_byte_) {
-    in.push_back(static_cast<int16_t>(odd_byte_ | (bytes[0] << 8)));
-    have_odd_byte_ = false;
-    i = 1;
+  for (;;) {
+    size_t k = 0;
+    if (have_odd_byte_) {
+      tts_piece_[k++] = static_cast<int16_t>(odd_byte_ | (bytes[0] << 8));
+      have_odd_byte_ = false;
+      i = 1;
+    }
+    for (; k < tts_piece_.size() && i + 1 < bytes.size(); i += 2)
+      tts_piece_[k++] = static_cast<int16_t>(bytes[i] | (bytes[i + 1] << 8));
+    if (k == 0) break;
+    port_->resample_tts(std::span<const int16_t>(tts_piece_.data(), k), pending_play_);
   }
-  for (; i + 1 < bytes.size(); i += 2) in.push_back(static_cast<int16_t>(bytes[i] | (bytes[i + 1] << 8)));
   if (i < bytes.size()) {
     odd_byte_ = bytes[i];
     have_odd_byte_ = true;
   }
-  resampled_.clear();
-  port_->resample_tts(in, resampled_);
-  queue_agent_audio(resampled_, pending_play_segment_);
+  if (const size_t added = pending_play_.size() - before; added > 0) {
+    if (pending_play_segment_ < segments_.size()) segments_[pending_play_segment_].samples += added;
+    pump_playback();
+  }
   if (state_ == State::thinking || state_ == State::greeting) state_ = State::speaking;
 }
 
@@ -1110,6 +1132,7 @@ void Call::on_overlap_words(std::string text, int64_t started_ms, int64_t ended_
 void Call::agent_turn_finished(bool interrupted) {
   if (state_ == State::finished) return;
   if (!interrupted && agent_busy()) return;
+  if (ctx_.freed_memory) ctx_.freed_memory();
   // Cut off: what the caller actually heard. Played to the end: every sentence spoken.
   const bool any = !segments_.empty();
   const auto [heard, started_ms] =

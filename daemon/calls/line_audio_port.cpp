@@ -17,7 +17,9 @@ Result<std::unique_ptr<AudioPort>> make_alsa_audio_port(EventLoop& loop, const A
       audio_stream_options(ac, ep.device, ep.device, static_cast<int>(ep.channels), 0);
   o.alsa_config = ep.alsa_config;
   if (ep.clockless) o.pace = std::chrono::milliseconds(ac.frame_ms);
-  o.playback_ring_ms = 1000;  // TTS arriving faster than real time waits in the Call (sized to fit)
+  // The playback ring is filled in full within a second of a call, so its size is what a live call holds (16
+  // kB at 16 kHz): TTS arriving faster than real time waits in the Call, which tops the ring up every period.
+  o.playback_ring_ms = 500;
   // The chain runs on the stream's thread (ChainRunner): its own ring carries the processed frames, the
   // stream's raw capture ring stays empty, so it gets the smallest size allowed.
   o.capture_ring_ms = 2 * ac.frame_ms;

@@ -53,6 +53,9 @@ WebAudioPort::WebAudioPort(std::unique_ptr<audio::LineChain> chain, std::shared_
   resample_out_.resize(chain_->max_playback_output());
   queue_.reserve(kQueueSamples);
   inflight_.reserve((kCushionFrames + 1) * kWebFrameSamples);
+  // A frame carries at most a few events (opened, drained, stopped): sized once, none allocates.
+  events_.reserve(8);
+  events_taken_.reserve(8);
   link_->attach(this);
 }
 
@@ -114,9 +117,11 @@ void WebAudioPort::on_frame(std::span<const int16_t> mic) {
   if (mic.size() != kWebFrameSamples) return;
   const std::shared_ptr<bool> alive = alive_;
   // Events first (each may end the call and destroy this port).
-  std::vector<hal::StreamEvent> events = std::move(events_);
-  events_.clear();
-  for (const hal::StreamEvent& e : events) {
+  // Swapped with a second vector, not moved out: both keep their buffers, so an event costs no allocation.
+  // Iterating a member is safe: nothing is touched after a listener call that destroyed the port.
+  events_taken_.clear();
+  events_taken_.swap(events_);
+  for (const hal::StreamEvent& e : events_taken_) {
     listener_.on_stream_event(e);
     if (!*alive) return;
   }
@@ -276,13 +281,14 @@ class WebCalls::Session final : public WebAudioLink, public std::enable_shared_f
   // WebAudioLink
   bool send_audio(std::span<const int16_t> samples) override {
     if (ws_.state() != net::WebSocket::State::open) return false;
-    std::string bytes(samples.size() * 2, '\0');
+    // One buffer for every frame (it keeps its capacity): nothing is allocated per frame sent.
+    audio_out_.resize(samples.size() * 2);
     for (size_t i = 0; i < samples.size(); ++i) {
       const auto u = static_cast<uint16_t>(samples[i]);
-      bytes[2 * i] = static_cast<char>(u & 0xff);
-      bytes[2 * i + 1] = static_cast<char>(u >> 8);
+      audio_out_[2 * i] = static_cast<char>(u & 0xff);
+      audio_out_[2 * i + 1] = static_cast<char>(u >> 8);
     }
-    if (ws_.send(ws::Opcode::binary, bytes)) return true;
+    if (ws_.send(ws::Opcode::binary, audio_out_)) return true;
     // The browser does not read what it is sent: it is dropped, and the call ends as if it hung up.
     if (ws_.state() == net::WebSocket::State::open) ws_.abort();
     caller_gone("the browser stopped reading");
@@ -361,7 +367,9 @@ class WebCalls::Session final : public WebAudioLink, public std::enable_shared_f
 
   void on_io(uint32_t revents) {
     const std::shared_ptr<Session> self = shared_from_this();  // a frame may end the call
-    std::vector<ws::Message> msgs;
+    // Kept from read to read with its payload buffers: a frame read allocates nothing.
+    ws::Messages& msgs = msgs_;
+    msgs.clear();
     ws_.handle_io(revents, msgs);
     for (const ws::Message& m : msgs) {
       if (ws_.state() != net::WebSocket::State::open) break;
@@ -451,6 +459,8 @@ class WebCalls::Session final : public WebAudioLink, public std::enable_shared_f
   std::string agent_uuid_;
   std::vector<hal::LineEvent> pending_;
   int16_t frame_[kWebFrameSamples] = {};
+  ws::Messages msgs_;      // on_io's messages
+  std::string audio_out_;  // send_audio's frame payload
   int64_t last_frame_us_ = 0;
   int64_t closing_since_us_ = 0;
   bool gone_ = false;           // the caller's hang-up was reported

@@ -79,7 +79,7 @@ Result<std::string> check_handshake(const HttpRequest& request) {
   return accept_key(*key);
 }
 
-std::optional<Violation> Parser::feed(std::string_view bytes, std::vector<Message>& out) {
+std::optional<Violation> Parser::feed(std::string_view bytes, Messages& out) {
   if (failed_) return failed_;
   while (!bytes.empty()) {
     if (!in_payload_) {
@@ -110,7 +110,7 @@ std::optional<Violation> Parser::feed(std::string_view bytes, std::vector<Messag
   return std::nullopt;
 }
 
-std::optional<Violation> Parser::header_done(std::vector<Message>& out) {
+std::optional<Violation> Parser::header_done(Messages& out) {
   const uint8_t b0 = head_[0], b1 = head_[1];
   fin_ = (b0 & 0x80) != 0;
   const uint8_t op = b0 & 0x0f;
@@ -154,7 +154,7 @@ std::optional<Violation> Parser::header_done(std::vector<Message>& out) {
   return std::nullopt;
 }
 
-std::optional<Violation> Parser::frame_done(std::vector<Message>& out) {
+std::optional<Violation> Parser::frame_done(Messages& out) {
   in_payload_ = false;
   if (control_opcode(static_cast<uint8_t>(opcode_))) {
     if (opcode_ == Opcode::close) {
@@ -166,7 +166,8 @@ std::optional<Violation> Parser::frame_done(std::vector<Message>& out) {
           return Violation{close_code::invalid_payload, "close reason is not UTF-8"};
       }
     }
-    out.push_back(Message{opcode_, std::move(frame_)});
+    // Swapped, not moved: the buffer the slot held comes back for the next frame.
+    out.add(opcode_).payload.swap(frame_);
     frame_.clear();
     return std::nullopt;
   }
@@ -174,7 +175,7 @@ std::optional<Violation> Parser::frame_done(std::vector<Message>& out) {
   in_message_ = false;
   if (message_opcode_ == Opcode::text && !utf8_valid(message_))
     return Violation{close_code::invalid_payload, "text message is not UTF-8"};
-  out.push_back(Message{message_opcode_, std::move(message_)});
+  out.add(message_opcode_).payload.swap(message_);
   message_.clear();
   return std::nullopt;
 }
@@ -210,6 +211,20 @@ std::string build(Opcode opcode, std::string_view payload, const uint8_t* mask, 
 
 std::string frame(Opcode opcode, std::string_view payload) {
   return build(opcode, payload, nullptr, true);
+}
+
+void append_frame_header(Opcode opcode, uint64_t size, std::string& out) {
+  out.push_back(static_cast<char>(0x80 | static_cast<uint8_t>(opcode)));
+  if (size < 126) {
+    out.push_back(static_cast<char>(size));
+  } else if (size <= 0xffff) {
+    out.push_back(static_cast<char>(126));
+    out.push_back(static_cast<char>(size >> 8));
+    out.push_back(static_cast<char>(size & 0xff));
+  } else {
+    out.push_back(static_cast<char>(127));
+    for (int i = 7; i >= 0; --i) out.push_back(static_cast<char>((size >> (8 * i)) & 0xff));
+  }
 }
 
 std::string close_frame(uint16_t code, std::string_view reason) {

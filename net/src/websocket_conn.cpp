@@ -38,9 +38,15 @@ void WebSocket::queue_raw(const std::string& bytes) {
 
 bool WebSocket::send(ws::Opcode opcode, std::string_view payload) {
   if (state_ != State::open) return false;
-  const std::string f = ws::frame(opcode, payload);
-  if (buffered() + f.size() > options_.max_send_buffer) return false;
-  queue_raw(f);
+  // Header and payload go straight into the send buffer, which keeps its capacity: no frame of its own.
+  const size_t header = payload.size() < 126 ? 2 : payload.size() <= 0xffff ? 4 : 10;
+  if (buffered() + header + payload.size() > options_.max_send_buffer) return false;
+  if (out_head_ == out_.size()) {
+    out_.clear();
+    out_head_ = 0;
+  }
+  ws::append_frame_header(opcode, payload.size(), out_);
+  out_.append(payload);
   flush();
   return state_ == State::open;
 }
@@ -92,10 +98,10 @@ void WebSocket::flush() {
   if (state_ == State::closing && buffered() == 0) finish(close_code_);
 }
 
-void WebSocket::consume(std::string_view bytes, std::vector<ws::Message>& out) {
-  std::vector<ws::Message> got;
-  std::optional<ws::Violation> bad = parser_.feed(bytes, got);
-  for (ws::Message& m : got) {
+void WebSocket::consume(std::string_view bytes, ws::Messages& out) {
+  got_.clear();
+  std::optional<ws::Violation> bad = parser_.feed(bytes, got_);
+  for (ws::Message& m : got_) {
     if (state_ != State::open) break;
     switch (m.opcode) {
       case ws::Opcode::ping:
@@ -113,14 +119,14 @@ void WebSocket::consume(std::string_view bytes, std::vector<ws::Message>& out) {
         return;
       }
       default:
-        out.push_back(std::move(m));
+        out.add(m.opcode).payload.swap(m.payload);
         break;
     }
   }
   if (bad && state_ == State::open) close(bad->code, bad->reason);
 }
 
-void WebSocket::handle_io(uint32_t revents, std::vector<ws::Message>& out) {
+void WebSocket::handle_io(uint32_t revents, ws::Messages& out) {
   if (state_ == State::closed) return;
   if (!early_.empty()) consume(std::exchange(early_, {}), out);
   if (buffered()) flush();

@@ -24,11 +24,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view stream(reinterpret_cast<const char*>(data + 1 + n), size - 1 - n);
 
   ws::Parser whole(kMax);
-  std::vector<ws::Message> a;
+  ws::Messages a;
   const auto va = whole.feed(stream, a);
 
   ws::Parser chunked(kMax);
-  std::vector<ws::Message> b;
+  ws::Messages b;
   std::optional<ws::Violation> vb;
   std::string_view rest = stream;
   for (size_t i = 0; !rest.empty() && !vb; ++i) {
@@ -48,7 +48,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (va) {
     require(va->code == ws::close_code::protocol_error || va->code == ws::close_code::too_big ||
             va->code == ws::close_code::invalid_payload);
-    std::vector<ws::Message> more;
+    ws::Messages more;
     const uint8_t mask[4] = {1, 2, 3, 4};
     require(whole.feed(ws::client_frame(ws::Opcode::binary, "x", mask), more) == va && more.empty());
   }

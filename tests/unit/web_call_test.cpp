@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "alloc_counter.hpp"
 #include "osvi/audio/recording.hpp"
 #include "osvi/config/config.hpp"
 #include "test_support.hpp"
@@ -137,6 +138,35 @@ TEST_F(WebAudioPortTest, ReferenceAndRecorderGetWhatTheBrowserPlayedFrameByFrame
   frame();
   ASSERT_EQ(calls_.count(StreamEventKind::playback_drained), 1);
   EXPECT_EQ(calls_.events.back().played, speech.size());
+}
+
+// The loop's half of a web call's audio, frame by frame: a browser frame in (chain, reference, the Call's
+// capture and tick), the agent's speech resampled and queued, a frame out on the link. Once warm, nothing
+// on it allocates (issue 18's rule; the socket's half is websocket_test's).
+TEST_F(WebAudioPortTest, SteadyFramesAllocateNothing) {
+  link_->sent.reserve(1 << 20);
+  calls_.refs.reserve(1 << 20);
+  calls_.events.reserve(1024);
+  std::vector<int16_t> mic(kWebFrameSamples, 100);
+  std::vector<int16_t> tts(480, 1000);  // 20 ms of 24 kHz TTS
+  std::vector<int16_t> resampled;
+  resampled.reserve(4096);
+  uint64_t news = 0, mallocs = 0;
+  for (int i = 0; i < 80; ++i) {
+    const osvi::test::AllocSnapshot snap;
+    resampled.clear();
+    port_->resample_tts(tts, resampled);
+    port_->queue_playback(resampled);
+    port_->on_frame(mic);
+    if (i >= 20) {
+      news += snap.new_delta();
+      mallocs += snap.malloc_delta();
+    }
+  }
+  EXPECT_EQ(news, 0u);
+  EXPECT_EQ(mallocs, 0u);
+  EXPECT_EQ(calls_.captures, 80);
+  EXPECT_GT(link_->messages, 60);
 }
 
 TEST_F(WebAudioPortTest, BargeInStopsWithinAFrame) {

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "alloc_counter.hpp"
 #include "osvi/net/http_server.hpp"
 #include "osvi/net/websocket_conn.hpp"
 
@@ -85,7 +86,7 @@ TEST(WebSocketCodec, Section5_7Examples) {
   const std::string masked_hello = bytes({0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58});
   EXPECT_EQ(ws::client_frame(ws::Opcode::text, "Hello", kMask), masked_hello);
   ws::Parser p(1024);
-  std::vector<ws::Message> out;
+  ws::Messages out;
   EXPECT_FALSE(p.feed(masked_hello, out));
   ASSERT_EQ(out.size(), 1u);
   EXPECT_EQ(out[0], (ws::Message{ws::Opcode::text, "Hello"}));
@@ -116,10 +117,9 @@ TEST(WebSocketCodec, CloseFrames) {
   EXPECT_EQ(ws::close_code_of(""), 1005);
 }
 
-std::optional<ws::Violation> parse(const std::string& in, std::vector<ws::Message>* out = nullptr,
-                                   size_t max = 640) {
+std::optional<ws::Violation> parse(const std::string& in, ws::Messages* out = nullptr, size_t max = 640) {
   ws::Parser p(max);
-  std::vector<ws::Message> got;
+  ws::Messages got;
   auto v = p.feed(in, got);
   if (out) *out = got;
   return v;
@@ -158,13 +158,13 @@ TEST(WebSocketCodec, Refusals) {
                        ws::client_frame(ws::Opcode::continuation, std::string(400, 'a'), kMask))),
             1009);
   // At the bound exactly: accepted.
-  std::vector<ws::Message> out;
+  ws::Messages out;
   EXPECT_FALSE(parse(ws::client_frame(ws::Opcode::binary, std::string(640, 'a'), kMask), &out));
   ASSERT_EQ(out.size(), 1u);
   EXPECT_EQ(out[0].payload.size(), 640u);
   // Messages before a violation are still returned; the parser then stays failed.
   ws::Parser p(640);
-  std::vector<ws::Message> got;
+  ws::Messages got;
   auto v = p.feed(ws::client_frame(ws::Opcode::binary, "ok", kMask) + bytes({0x82, 0x01, 0x00}), got);
   ASSERT_TRUE(v);
   EXPECT_EQ(got.size(), 1u);
@@ -272,7 +272,7 @@ class WebSocketConnTest : public ::testing::Test {
 
   std::unique_ptr<HttpServer> server_;
   std::unique_ptr<WebSocket> conn_;
-  std::vector<ws::Message> got_;
+  ws::Messages got_;
   int client_ = -1;
   std::string inbox_, head_;
 };
@@ -310,6 +310,65 @@ TEST_F(WebSocketConnTest, UpgradesEchoesAndCloses) {
   ASSERT_TRUE(pump_until([&] { return client_read().size() >= 4; }));
   EXPECT_EQ(inbox_.substr(0, 4), ws::close_frame(1000, ""));
   EXPECT_TRUE(pump_until([&] { return server_->upgraded_count() == 0 && server_->connection_count() == 0; }));
+}
+
+// A web call's steady audio both ways (a 640-byte frame in and one out every 20 ms): once the message slots
+// and the send buffer are warm, reading and sending frames allocates nothing (issue 18's rule).
+TEST_F(WebSocketConnTest, SteadyAudioFramesAllocateNothing) {
+  handshake();
+  inbox_.clear();
+  std::string in_frames[2];
+  for (int k = 0; k < 2; ++k)
+    in_frames[k] = ws::client_frame(ws::Opcode::binary, std::string(640, static_cast<char>('a' + k)), kMask);
+  const std::string out_payload(640, 'z');
+  inbox_.reserve(1 << 20);
+  uint64_t news = 0, mallocs = 0;
+  for (int i = 0; i < 60; ++i) {
+    client_send(in_frames[i % 2]);
+    pollfd pfd{conn_->fd(), POLLIN, 0};
+    ASSERT_EQ(poll(&pfd, 1, 2000), 1);
+    got_.clear();
+    {
+      const osvi::test::AllocSnapshot snap;
+      conn_->handle_io(EPOLLIN, got_);
+      ASSERT_TRUE(conn_->send(ws::Opcode::binary, out_payload));
+      if (i >= 10) {  // the first frames size the slots and the buffer
+        news += snap.new_delta();
+        mallocs += snap.malloc_delta();
+      }
+    }
+    ASSERT_EQ(got_.size(), 1u);
+    EXPECT_EQ(got_[0].payload, std::string(640, static_cast<char>('a' + i % 2)));
+    client_read();
+  }
+  EXPECT_EQ(news, 0u);
+  EXPECT_EQ(mallocs, 0u);
+  ASSERT_TRUE(pump_until([&] { return client_read().size() >= 60 * 644; }));
+  EXPECT_EQ(inbox_.substr(0, 4), bytes({0x82, 0x7e, 0x02, 0x80}));
+  EXPECT_EQ(conn_->state(), WebSocket::State::open);
+}
+
+TEST(WebSocketCodec, SteadyMessagesReuseTheirBuffers) {
+  std::string stream;
+  for (int i = 0; i < 50; ++i)
+    stream += ws::client_frame(ws::Opcode::binary, std::string(640, static_cast<char>('0' + i % 10)), kMask);
+  const size_t one = stream.size() / 50;
+  ws::Parser p(640);
+  ws::Messages out;
+  uint64_t news = 0, mallocs = 0;
+  for (int i = 0; i < 50; ++i) {
+    out.clear();
+    const osvi::test::AllocSnapshot snap;
+    ASSERT_FALSE(p.feed(std::string_view(stream).substr(i * one, one), out));
+    if (i >= 2) {
+      news += snap.new_delta();
+      mallocs += snap.malloc_delta();
+    }
+    ASSERT_EQ(out.size(), 1u);
+    EXPECT_EQ(out[0].payload, std::string(640, static_cast<char>('0' + i % 10)));
+  }
+  EXPECT_EQ(news, 0u);
+  EXPECT_EQ(mallocs, 0u);
 }
 
 TEST_F(WebSocketConnTest, EarlyBytesOversizeAndHangup) {
@@ -366,7 +425,7 @@ TEST_F(WebSocketConnTest, ServerDestroyedWithSocketOpen) {
   server_.reset();
   EXPECT_TRUE(told);
   EXPECT_EQ(conn_->fd(), -1);
-  std::vector<ws::Message> out;
+  ws::Messages out;
   conn_->handle_io(EPOLLIN, out);  // harmless once the socket is gone
   EXPECT_FALSE(conn_->send(ws::Opcode::binary, "x") && conn_->fd() >= 0);
   conn_.reset();

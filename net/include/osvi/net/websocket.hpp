@@ -47,6 +47,40 @@ struct Message {
   bool operator==(const Message&) const = default;
 };
 
+// The messages one or more feed()/handle_io() calls completed, in order. clear() forgets the count but keeps
+// the slots and their payload buffers, so a connection carrying a steady stream of similar messages (a web
+// call's 20 ms audio frames) allocates nothing per message once warm.
+class Messages {
+ public:
+  size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  void clear() { size_ = 0; }
+  Message& operator[](size_t i) { return slots_[i]; }
+  const Message& operator[](size_t i) const { return slots_[i]; }
+  Message* begin() { return slots_.data(); }
+  Message* end() { return slots_.data() + size_; }
+  const Message* begin() const { return slots_.data(); }
+  const Message* end() const { return slots_.data() + size_; }
+  // A new last message with an empty payload (whose buffer a previous message may have left).
+  Message& add(Opcode opcode) {
+    if (size_ == slots_.size()) slots_.emplace_back();
+    Message& m = slots_[size_++];
+    m.opcode = opcode;
+    m.payload.clear();
+    return m;
+  }
+  bool operator==(const Messages& o) const {
+    if (size_ != o.size_) return false;
+    for (size_t i = 0; i < size_; ++i)
+      if (!(slots_[i] == o.slots_[i])) return false;
+    return true;
+  }
+
+ private:
+  std::vector<Message> slots_;
+  size_t size_ = 0;
+};
+
 // Why the peer broke the protocol: the close frame to answer with.
 struct Violation {
   uint16_t code = close_code::protocol_error;
@@ -65,12 +99,12 @@ class Parser {
 
   // Appends every message completed by `bytes` to `out` (returned rather than called back so the caller may
   // tear down the connection while it handles them); a violation stops the parse there.
-  std::optional<Violation> feed(std::string_view bytes, std::vector<Message>& out);
+  std::optional<Violation> feed(std::string_view bytes, Messages& out);
   size_t max_message() const { return max_message_; }
 
  private:
-  std::optional<Violation> header_done(std::vector<Message>& out);
-  std::optional<Violation> frame_done(std::vector<Message>& out);
+  std::optional<Violation> header_done(Messages& out);
+  std::optional<Violation> frame_done(Messages& out);
 
   size_t max_message_;
   std::optional<Violation> failed_;
@@ -92,6 +126,9 @@ class Parser {
 
 // One final, unmasked server frame (section 5.2): opcode, then the payload length in the shortest form.
 std::string frame(Opcode opcode, std::string_view payload);
+// The header frame() puts before a payload of `size` bytes, appended to `out` (no buffer of its own: a
+// sender appends header and payload to the buffer it already has).
+void append_frame_header(Opcode opcode, uint64_t size, std::string& out);
 // A close frame with `code` and a reason cut to fit a control frame.
 std::string close_frame(uint16_t code, std::string_view reason);
 // The close code of a received close payload; 1005 (no status) when it has none.

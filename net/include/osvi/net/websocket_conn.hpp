@@ -41,7 +41,7 @@ class WebSocket {
   // are appended to `out`; pings are answered, a close frame is answered and ends the connection, a protocol
   // violation is answered with its close code. Call once after construction too (bytes the HTTP server read
   // past the handshake are parsed then).
-  void handle_io(uint32_t revents, std::vector<ws::Message>& out);
+  void handle_io(uint32_t revents, ws::Messages& out);
   // Queues one whole message. False, with nothing queued, when not open or when the buffer would pass
   // max_send_buffer (the peer is not reading: the owner decides, usually close()).
   bool send(ws::Opcode opcode, std::string_view payload);
@@ -66,13 +66,14 @@ class WebSocket {
 
  private:
   void flush();
-  void consume(std::string_view bytes, std::vector<ws::Message>& out);
+  void consume(std::string_view bytes, ws::Messages& out);
   void queue_raw(const std::string& bytes);
   void finish(uint16_t code);
 
   UpgradedSocket socket_;
   Options options_;
   ws::Parser parser_;
+  ws::Messages got_;  // what the parser completed in one read, before pings and closes are answered
   State state_ = State::open;
   uint16_t close_code_ = 0;
   bool closed_by_peer_ = false;

@@ -11,6 +11,7 @@
 // and the caller's voicemail when an upstream failed).
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -69,6 +70,9 @@ struct CallContext {
   // Told each transcript turn once it is stored (the manager sets it on a web test call's own copy, so the
   // browser shows the conversation as it happens); empty: nobody.
   std::function<void(const TranscriptTurn&)> on_turn;
+  // Told when a call has let go of a turn's transient buffers (TTS audio, request bodies); the manager then
+  // hands freed heap pages back to the system (CallManager::release_freed_memory). Empty: nobody.
+  std::function<void()> freed_memory;
 };
 
 // The per-call inputs besides the agent: overrides from POST /v1/call and the record already inserted.
@@ -172,6 +176,7 @@ class Call final : private AudioPort::Listener {
   enum class DtmfSource : uint8_t { inband, line, rtp };
   void on_dtmf(char digit, DtmfSource source);
   void queue_agent_audio(std::span<const int16_t> samples, size_t segment);
+  void reserve_pending_play(size_t more);
   void pump_playback();
   void after_burst();  // a burst drained: the turn is over, or the dead-air guard re-arms
 
@@ -304,7 +309,7 @@ class Call final : private AudioPort::Listener {
   bool in_utterance_ = false;
   std::vector<int16_t> pending_play_;  // line-rate samples not yet accepted by the stream's ring
   size_t pending_play_segment_ = 0;
-  std::vector<int16_t> resampled_;
+  std::array<int16_t, 480> tts_piece_{};  // 20 ms of 24 kHz TTS, decoded from the byte stream in place
   uint8_t odd_byte_ = 0;
   bool have_odd_byte_ = false;
 

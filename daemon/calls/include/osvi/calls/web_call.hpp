@@ -92,9 +92,10 @@ class WebAudioPort final : public AudioPort {
   AudioPort::Listener& listener_;
   std::shared_ptr<bool> alive_;
   bool started_ = false;
-  std::vector<hal::StreamEvent> events_;  // delivered at the next frame
-  std::vector<int16_t> queue_;            // agent audio not sent yet
-  std::vector<int16_t> inflight_;         // sent, in the browser's queue (by our model of its clock)
+  std::vector<hal::StreamEvent> events_;        // delivered at the next frame
+  std::vector<hal::StreamEvent> events_taken_;  // on_frame()'s batch being delivered
+  std::vector<int16_t> queue_;                  // agent audio not sent yet
+  std::vector<int16_t> inflight_;               // sent, in the browser's queue (by our model of its clock)
   std::vector<int16_t> ref_, resample_out_;
   uint64_t sent_ = 0, played_ = 0, burst_played_ = 0;
   bool link_failed_ = false;
