@@ -29,6 +29,7 @@
 #include "daemon_process.hpp"
 #include "model_server_process.hpp"
 #include "osvi/net/json.hpp"
+#include "party_log.hpp"
 #include "smaps_breakdown.hpp"
 #include "test_support.hpp"
 
@@ -136,24 +137,11 @@ class Rig {
   int port_ = 0;
 };
 
-struct PartyEvent {
-  int call = 0;
-  std::string event;
-  int step = 0;
-  int64_t sample = 0;
-};
-
+using osvi::bench::PartyEvent;
 std::vector<PartyEvent> read_party_log(const std::string& path) {
   std::vector<PartyEvent> out;
-  std::ifstream f(path);
-  std::string line;
-  while (std::getline(f, line)) {
-    JsonPtr j = parse(line);
-    if (!j) continue;
-    if (num(j.get(), "rate") != kRate) die("party log rate is not 16000: " + line);
-    out.push_back({static_cast<int>(num(j.get(), "call")), str(j.get(), "event"),
-                   static_cast<int>(num(j.get(), "step", 0)), static_cast<int64_t>(num(j.get(), "sample"))});
-  }
+  std::string bad;
+  if (!osvi::bench::read_party_log(path, kRate, &out, &bad)) die("party log rate is not 16000: " + bad);
   return out;
 }
 

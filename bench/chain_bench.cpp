@@ -38,6 +38,7 @@
 #include <vector>
 
 #include "alloc_counter.hpp"
+#include "echo_signals.hpp"
 #include "osvi/audio/line_chain.hpp"
 #include "osvi/audio/recording.hpp"
 #include "osvi/audio/vad.hpp"
@@ -82,34 +83,9 @@ double us_since(double t0) {
 }
 
 // The daemon writes pages to the .opus.part file; here they are counted and dropped (no I/O in the timing).
-class DiscardSink final : public osvi::audio::ByteSink {
- public:
-  bool write(std::span<const uint8_t> bytes) noexcept override {
-    bytes_ += bytes.size();
-    return true;
-  }
-  uint64_t bytes_ = 0;
-};
-
-// Far end (what we play) and mic (its echo through a 40 ms decaying path plus a talking caller).
+using osvi::bench::CountingSink;
 void make_signals(size_t frames, std::vector<int16_t>* far, std::vector<int16_t>* mic) {
-  std::vector<int16_t> speech = osvi::test::librivox_speech();
-  const size_t n = frames * kFrame;
-  far->assign(n, 0);
-  mic->assign(n, 0);
-  const size_t half = speech.size() / 2;
-  std::vector<double> ir(800, 0.0);
-  std::srand(7);
-  for (size_t i = 0; i < 400; ++i)
-    ir[640 + i % 160] += 0.25 * std::exp(-static_cast<double>(i) / 80.0) * ((std::rand() % 2) ? 1 : -1);
-  for (size_t i = 0; i < n; ++i) (*far)[i] = speech[i % half];
-  for (size_t i = 0; i < n; ++i) {
-    double e = 0;
-    for (size_t k = 640; k < ir.size() && k <= i; ++k) e += ir[k] * (*far)[i - k];
-    // The caller talks every other 4 s, overlapping the far end (double talk included).
-    double near = ((i / (4 * kRate)) % 2) ? 0.6 * speech[half + i % (speech.size() - half)] : 0.0;
-    (*mic)[i] = static_cast<int16_t>(std::clamp(e + near, -32768.0, 32767.0));
-  }
+  osvi::bench::make_echo_signals(frames * kFrame, kRate, far, mic);
 }
 
 // The chain LineAudioPort builds from the shipped AudioConfig (daemon/config/audio_settings.cpp
@@ -117,7 +93,7 @@ void make_signals(size_t frames, std::vector<int16_t>* far, std::vector<int16_t>
 // Call::open_recording attaches. Replicated here because the bench links the audio library only.
 struct CallDsp {
   std::unique_ptr<osvi::audio::LineChain> chain;
-  DiscardSink sink;
+  CountingSink sink;
   std::optional<osvi::audio::CallRecorder> recorder;
 };
 
@@ -320,7 +296,7 @@ int main(int argc, char** argv) {
   std::printf(
       "frames measured: %zu of %zu (16 kHz, 20 ms; speex AEC tail %d ms, call progress \"in\", DTMF on, "
       "stereo recorder 32 kbit/s c%d %.1f kbit/s written; TTS 24 kHz PCM; utterances c5 24 kbit/s)\n",
-      cap_us.size(), frames, tail_ms, rec_cx, static_cast<double>(inbound.sink.bytes_) * 8 / 1000 / seconds);
+      cap_us.size(), frames, tail_ms, rec_cx, static_cast<double>(inbound.sink.bytes()) * 8 / 1000 / seconds);
   std::printf("AMD re-armed %zu times at its verdicts over %zu frames\n", amd_rearmed, amd_frames);
   std::printf("%-58s %9s %9s %9s\n", "CPU us per 20 ms frame", "p50", "p99", "mean");
   auto row = [](const char* name, const Stats& s) {

@@ -43,6 +43,7 @@
 #include "daemon_process.hpp"
 #include "model_server_process.hpp"
 #include "osvi/net/json.hpp"
+#include "party_log.hpp"
 #include "test_support.hpp"
 #include "wav.hpp"
 
@@ -68,9 +69,6 @@ struct Failure {
 double num(const cJSON* o, const char* k, double dflt = -1) {
   const cJSON* v = cJSON_GetObjectItemCaseSensitive(o, k);
   return cJSON_IsNumber(v) ? v->valuedouble : dflt;
-}
-std::string str(const cJSON* o, const char* k) {
-  return osvi::test::json_str(o, k);
 }
 
 struct Options {
@@ -168,23 +166,11 @@ class Rig {
   int port_ = 0;
 };
 
-struct PartyEvent {
-  int call = 0;
-  std::string event;
-  int step = 0;
-  int64_t sample = 0;
-};
-
+using osvi::bench::PartyEvent;
 std::vector<PartyEvent> read_party_log(const std::string& path) {
   std::vector<PartyEvent> out;
-  std::ifstream f(path);
-  std::string line;
-  while (std::getline(f, line)) {
-    JsonPtr j = osvi::test::parse_json(line);
-    if (!j) continue;
-    out.push_back({static_cast<int>(num(j.get(), "call")), str(j.get(), "event"),
-                   static_cast<int>(num(j.get(), "step", 0)), static_cast<int64_t>(num(j.get(), "sample"))});
-  }
+  std::string bad;
+  if (!osvi::bench::read_party_log(path, kRate, &out, &bad)) die("party log rate is not 16000: " + bad);
   return out;
 }
 

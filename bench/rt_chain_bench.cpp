@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "alloc_counter.hpp"
+#include "echo_signals.hpp"
 #include "osvi/audio/chain_runner.hpp"
 #include "osvi/audio/page_pipe.hpp"
 #include "osvi/audio/recording.hpp"
@@ -67,34 +68,9 @@ double cpu_us() {
   return static_cast<double>(ts.tv_sec) * 1e6 + static_cast<double>(ts.tv_nsec) / 1e3;
 }
 
-class CountSink final : public osvi::audio::ByteSink {
- public:
-  bool write(std::span<const uint8_t> bytes) noexcept override {
-    bytes_ += bytes.size();
-    return true;
-  }
-  uint64_t bytes_ = 0;
-};
-
-// The same audio as chain_bench: LibriVox far end through a 40 ms decaying echo path, a caller talking every
-// other 4 s over it (double talk included).
+using osvi::bench::CountingSink;
 void make_signals(size_t frames, std::vector<int16_t>* far, std::vector<int16_t>* mic) {
-  std::vector<int16_t> speech = osvi::test::librivox_speech();
-  const size_t n = frames * kFrame;
-  far->assign(n, 0);
-  mic->assign(n, 0);
-  const size_t half = speech.size() / 2;
-  std::vector<double> ir(800, 0.0);
-  std::srand(7);
-  for (size_t i = 0; i < 400; ++i)
-    ir[640 + i % 160] += 0.25 * std::exp(-static_cast<double>(i) / 80.0) * ((std::rand() % 2) ? 1 : -1);
-  for (size_t i = 0; i < n; ++i) (*far)[i] = speech[i % half];
-  for (size_t i = 0; i < n; ++i) {
-    double e = 0;
-    for (size_t k = 640; k < ir.size() && k <= i; ++k) e += ir[k] * (*far)[i - k];
-    double near = ((i / (4 * kRate)) % 2) ? 0.6 * speech[half + i % (speech.size() - half)] : 0.0;
-    (*mic)[i] = static_cast<int16_t>(std::clamp(e + near, -32768.0, 32767.0));
-  }
+  osvi::bench::make_echo_signals(frames * kFrame, kRate, far, mic);
 }
 
 // The bare library calls of one frame, set up as the chain and the recorder set them up.
@@ -178,7 +154,7 @@ int main(int argc, char** argv) {
   auto made = osvi::audio::ChainRunner::create(std::move(*chain));
   if (!made) return 1;
   osvi::audio::ChainRunner& runner = **made;
-  CountSink file;
+  CountingSink file;
   osvi::audio::RecordingConfig rc;
   rc.rate = kRate;
   rc.frame_ms = 20;
@@ -244,7 +220,7 @@ int main(int argc, char** argv) {
   std::printf(
       "frames measured: %zu of %zu (16 kHz, 20 ms; speex AEC %d ms, call progress \"in\", DTMF on, "
       "stereo recorder 32 kbit/s c5, %.1f kbit/s reached the file; TTS 24 kHz)\n",
-      rt_us.size(), frames, tail_ms, static_cast<double>(file.bytes_) * 8 / 1000 / seconds);
+      rt_us.size(), frames, tail_ms, static_cast<double>(file.bytes()) * 8 / 1000 / seconds);
   std::printf("%-62s %8s %8s %8s %8s\n", "CPU us per 20 ms frame, per call", "p50", "p99", "mean", "% core");
   auto row = [](const char* name, const Stats& s) {
     std::printf("%-62s %8.1f %8.1f %8.1f %7.2f%%\n", name, s.p50, s.p99, s.mean, s.mean / 200.0);
