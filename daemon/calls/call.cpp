@@ -1132,7 +1132,6 @@ void Call::on_overlap_words(std::string text, int64_t started_ms, int64_t ended_
 void Call::agent_turn_finished(bool interrupted) {
   if (state_ == State::finished) return;
   if (!interrupted && agent_busy()) return;
-  if (ctx_.freed_memory) ctx_.freed_memory();
   // Cut off: what the caller actually heard. Played to the end: every sentence spoken.
   const bool any = !segments_.empty();
   const auto [heard, started_ms] =

@@ -1,7 +1,6 @@
 // The calls engine: line selection, the outbound queue, inbound answering, call lifetimes.
 #include "osvi/calls/call_manager.hpp"
 
-#include <malloc.h>
 
 #include <algorithm>
 #include <utility>
@@ -92,34 +91,14 @@ CallManager::CallManager(CallContext& ctx, LineManager& lines) : ctx_(ctx), line
   // Finished calls are destroyed on the next loop iteration, never inside their
   // own callbacks; their listeners are told there too, outside the event that ended them.
   auto post = ctx_.loop->add_post([this] {
-    const bool freed = !graveyard_.empty();
     graveyard_.clear();
     deliver_finished();
-    if (freed) release_freed_memory();
   });
   if (post) reaper_ = std::move(*post);
-  ctx_.freed_memory = [this] { release_freed_memory(); };
-}
-
-// glibc keeps freed heap pages resident until the top of the heap is free past M_TRIM_THRESHOLD; between the
-// long-lived allocations of concurrent calls, a turn's transient buffers leave holes that are never at the
-// top, ~80 kB per live call (bench/README.md, issue 18). One malloc_trim() a second after the first request
-// (turns ending, calls destroyed) returns them: a few hundred microseconds for a box's heap, at most once a
-// second however many calls end turns.
-void CallManager::release_freed_memory() {
-  if (trim_armed_) return;
-  auto t = ctx_.loop->add_timer(ctx_.loop->now_us() + 1000000, [this] {
-    trim_armed_ = false;
-    malloc_trim(0);
-  });
-  if (!t) return;
-  trim_ = std::move(*t);
-  trim_armed_ = true;
 }
 
 CallManager::~CallManager() {
   shutdown();
-  ctx_.freed_memory = nullptr;  // the context outlives the manager
 }
 
 const AgentConfig* CallManager::agent(std::string_view uuid) const {

@@ -70,9 +70,6 @@ struct CallContext {
   // Told each transcript turn once it is stored (the manager sets it on a web test call's own copy, so the
   // browser shows the conversation as it happens); empty: nobody.
   std::function<void(const TranscriptTurn&)> on_turn;
-  // Told when a call has let go of a turn's transient buffers (TTS audio, request bodies); the manager then
-  // hands freed heap pages back to the system (CallManager::release_freed_memory). Empty: nobody.
-  std::function<void()> freed_memory;
 };
 
 // The per-call inputs besides the agent: overrides from POST /v1/call and the record already inserted.

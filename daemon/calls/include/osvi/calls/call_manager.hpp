@@ -93,8 +93,6 @@ class CallManager final : public CallService {
   void announce(const CallRecord& record);
   void deliver_finished();
 
-  void release_freed_memory();
-
   CallContext& ctx_;
   LineManager& lines_;
   const Config* config_ = nullptr;
@@ -102,8 +100,6 @@ class CallManager final : public CallService {
   std::vector<Live> graveyard_;  // finished calls, destroyed outside their own callbacks
   std::deque<Queued> queue_;
   EventSource reaper_;
-  EventSource trim_;  // release_freed_memory()'s pending timer
-  bool trim_armed_ = false;
   uint64_t finished_xruns_ = 0;  // of calls that ended
   std::map<int, CallFinishedListener> finished_listeners_;
   int next_listener_ = 0;
