@@ -1,7 +1,6 @@
 // The calls engine: line selection, the outbound queue, inbound answering, call lifetimes.
 #include "osvi/calls/call_manager.hpp"
 
-
 #include <algorithm>
 #include <utility>
 
