@@ -18,7 +18,8 @@
 // osvid's loop and its CPU is part of the per-call figure: read the figures as upper bounds for real lines.
 //
 // Usage: load_bench [calls=30] [turns=14] [--rate 200] [--stt-ms 300] [--llm-ms 400] [--tts-ms 200]
-//                   [--buffer-periods 3] [--rt-priority 70] [--settle-s 61] [--skip-single]
+//                   [--buffer-periods 3] [--rt-priority 70] [--opus-complexity 5] [--settle-s 61]
+//                   [--skip-single]
 // The callers ring `settle` s after start (61: the daemon's loop-latency window of 60 s then holds no
 // start-up) and loop figures count only once that window lies wholly within the calls: `turns` must keep the
 // calls up for more than 60 s (14 turns ~ 75 s), else the loop row says MISS with 0 samples.
@@ -77,9 +78,10 @@ struct Options {
   int rate = 200;
   int stt_ms = 300, llm_ms = 400, tts_ms = 200;
   int buffer_periods = 3;
-  int rt_priority =
-      70;  // the shipped audio.rt_priority: the stream threads (now running the chain) at SCHED_FIFO
-  int settle_s = 61;  // first ring after start: the loop-latency window (60 s) then holds no start-up
+  // The shipped audio.rt_priority: the stream threads (now running the chain) at SCHED_FIFO.
+  int rt_priority = 70;
+  int opus_complexity = 5;  // audio.opus.complexity: the caller's utterances, encoded on the loop
+  int settle_s = 61;        // first ring after start: the loop-latency window (60 s) then holds no start-up
   bool single = true;
 };
 
@@ -141,7 +143,8 @@ class Rig {
         R"({"state_dir":")" + dir_.file("state") + R"(","api":{"listen":"127.0.0.1:)" +
         std::to_string(port_) + R"(","tokens":[")" + kToken + R"("]},"audio":{"rt_priority":)" +
         std::to_string(o.rt_priority) + R"(,"buffer_periods":)" + std::to_string(o.buffer_periods) +
-        R"(},"agents":[{"agent_uuid":"agent_a","name":"A","active":true,"stt":{"base_url":")" + url +
+        R"(,"opus":{"complexity":)" + std::to_string(o.opus_complexity) +
+        R"(}},"agents":[{"agent_uuid":"agent_a","name":"A","active":true,"stt":{"base_url":")" + url +
         R"("},"llm":{"base_url":")" + url + R"("},"voice":{"base_url":")" + url +
         R"("},"greeting":{"text":"Hello."},"call":{"min_endpointing_s":0.5,"max_endpointing_s":0.5,)"
         R"("max_duration_s":3600,"silence":{"timeout_s":120,"max_prompts":0}}}],"lines":)" +
@@ -430,6 +433,8 @@ int main(int argc, char** argv) {
       o.tts_ms = std::max(0, next());
     else if (a == "--buffer-periods")
       o.buffer_periods = std::clamp(next(), 2, 3);
+    else if (a == "--opus-complexity")
+      o.opus_complexity = std::clamp(next(), 0, 10);
     else if (a == "--rt-priority")
       o.rt_priority = std::clamp(next(), 0, 99);
     else if (a == "--settle-s")
