@@ -51,19 +51,9 @@ constexpr size_t kFrame = 320;  // 20 ms
 constexpr int kTtsRate = 24000;
 constexpr size_t kTtsFrame = 480;  // 20 ms of TTS at 24 kHz
 
-struct Stats {
-  double p50 = 0, p99 = 0, mean = 0;
-};
-
-Stats stats(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  Stats s;
-  s.p50 = v[v.size() / 2];
-  s.p99 = v[std::min(v.size() - 1, v.size() * 99 / 100)];
-  for (double x : v) s.mean += x;
-  s.mean /= static_cast<double>(v.size());
-  return s;
-}
+using osvi::bench::cpu_us;
+using osvi::bench::Stats;
+using osvi::bench::stats;
 
 std::vector<double> sum(const std::vector<double>& a, const std::vector<double>& b) {
   std::vector<double> s(a.size());
@@ -71,13 +61,6 @@ std::vector<double> sum(const std::vector<double>& a, const std::vector<double>&
   return s;
 }
 
-// CPU time of this thread: the DSP's cost per frame, not the wall time a shared machine's preemption adds
-// (the build machine's 2 cores are shared; a per-channel share of a core is a CPU figure).
-double cpu_us() {
-  timespec ts{};
-  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) * 1e6 + static_cast<double>(ts.tv_nsec) / 1e3;
-}
 double us_since(double t0) {
   return cpu_us() - t0;
 }

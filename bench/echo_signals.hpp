@@ -2,6 +2,8 @@
 // caller.
 #pragma once
 
+#include <time.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -13,6 +15,27 @@
 #include "wav.hpp"
 
 namespace osvi::bench {
+
+// CPU time of this thread: the DSP's cost per frame, not the wall time a shared machine's preemption adds
+// (the build machine's 2 cores are shared; a per-channel share of a core is a CPU figure).
+inline double cpu_us() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) * 1e6 + static_cast<double>(ts.tv_nsec) / 1e3;
+}
+
+struct Stats {
+  double p50 = 0, p99 = 0, mean = 0;
+};
+inline Stats stats(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  Stats s;
+  s.p50 = v[v.size() / 2];
+  s.p99 = v[std::min(v.size() - 1, v.size() * 99 / 100)];
+  for (double x : v) s.mean += x;
+  s.mean /= static_cast<double>(v.size());
+  return s;
+}
 
 // Counts what a recorder writes and keeps nothing, so the sink costs nothing beside the encode.
 class CountingSink final : public osvi::audio::ByteSink {

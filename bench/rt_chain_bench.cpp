@@ -48,25 +48,9 @@ constexpr int kTtsRate = 24000;
 constexpr size_t kTtsFrame = 480;
 constexpr size_t kWarmup = 100;
 
-struct Stats {
-  double p50 = 0, p99 = 0, mean = 0;
-};
-
-Stats stats(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  Stats s;
-  s.p50 = v[v.size() / 2];
-  s.p99 = v[std::min(v.size() - 1, v.size() * 99 / 100)];
-  for (double x : v) s.mean += x;
-  s.mean /= static_cast<double>(v.size());
-  return s;
-}
-
-double cpu_us() {
-  timespec ts{};
-  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) * 1e6 + static_cast<double>(ts.tv_nsec) / 1e3;
-}
+using osvi::bench::cpu_us;
+using osvi::bench::Stats;
+using osvi::bench::stats;
 
 using osvi::bench::CountingSink;
 void make_signals(size_t frames, std::vector<int16_t>* far, std::vector<int16_t>* mic) {
