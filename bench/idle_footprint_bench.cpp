@@ -1,11 +1,12 @@
 // Idle memory of osvid (shipped configuration, MQTT off and on) beside baresip and mosquitto, in one run.
 //
-// Usage: idle_footprint_bench [--idle-s N] [--libs]
+// Usage: idle_footprint_bench [--idle-s N] [--libs] [--osvid PATH]
 // Starts mosquitto on a loopback port, baresip with the tests' minimal config (sip_peers.hpp), osvid with the
 // shipped rootfs/etc/osvi/osvid.json (a temp state folder, a free API port), and osvid with the same file and
 // MQTT enabled against that mosquitto. Each osvid is measured once /v1/health answers and it has then been
 // idle N seconds (default 3): VmRSS, RssAnon, RssFile from /proc/<pid>/status, Pss from smaps_rollup, and the
-// shared objects it maps. --libs adds per-mapping Rss/Pss (from /proc/<pid>/smaps) for each process.
+// shared objects it maps. --libs adds per-mapping Rss/Pss (from /proc/<pid>/smaps) for each process. --osvid
+// measures another osvid binary (e.g. a build of an earlier commit) in place of this build's.
 #include <signal.h>
 
 #include <algorithm>
@@ -149,11 +150,11 @@ bool wait_health(int port, const std::string& token_file) {
   return false;
 }
 
-Footprint run_osvid(const std::string& label, int mqtt_port, int idle_s) {
+Footprint run_osvid(const std::string& label, int mqtt_port, int idle_s, const std::string& binary) {
   osvi::test::TempDir dir;
   const int port = osvi::test::free_loopback_port();
   osvi::test::write_file(dir.file("osvid.json"), shipped_config(dir.file("state"), port, mqtt_port));
-  osvi::test::DaemonProcess d(dir.path(), {"--config", dir.file("osvid.json")});
+  osvi::test::DaemonProcess d(dir.path(), {"--config", dir.file("osvid.json")}, {}, binary);
   if (!d.wait_notify("READY=1", 20s) || !wait_health(port, dir.file("state/api-token"))) {
     std::fprintf(stderr, "%s: osvid did not come up\n%s", label.c_str(), d.stderr_text().c_str());
     std::exit(1);
@@ -170,13 +171,16 @@ Footprint run_osvid(const std::string& label, int mqtt_port, int idle_s) {
 int main(int argc, char** argv) {
   int idle_s = 3;
   bool libs = false;
+  std::string osvid = OSVID_PATH;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--idle-s") && i + 1 < argc) {
       idle_s = std::atoi(argv[++i]);
     } else if (!std::strcmp(argv[i], "--libs")) {
       libs = true;
+    } else if (!std::strcmp(argv[i], "--osvid") && i + 1 < argc) {
+      osvid = argv[++i];
     } else {
-      std::fprintf(stderr, "usage: idle_footprint_bench [--idle-s N] [--libs]\n");
+      std::fprintf(stderr, "usage: idle_footprint_bench [--idle-s N] [--libs] [--osvid PATH]\n");
       return 2;
     }
   }
@@ -193,13 +197,13 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "baresip did not start: %s\n", baresip.error().c_str());
     return 1;
   }
-  const Footprint off = run_osvid("osvid (MQTT off)", 0, idle_s);
-  const Footprint on = run_osvid("osvid (MQTT on)", broker.port(), idle_s);
+  const Footprint off = run_osvid("osvid (MQTT off)", 0, idle_s, osvid);
+  const Footprint on = run_osvid("osvid (MQTT on)", broker.port(), idle_s, osvid);
   std::this_thread::sleep_for(std::chrono::seconds(1));
   const Footprint bs = measure(baresip.pid());
   const Footprint mq = measure(broker.pid());
 
-  std::printf("idle %d s after /v1/health; MB (1024 kB)\n", idle_s);
+  std::printf("%s\nidle %d s after /v1/health; MB (1024 kB)\n", osvid.c_str(), idle_s);
   std::printf("%-22s %8s %8s %8s %8s %5s %5s\n", "process", "VmRSS", "RssAnon", "RssFile", "PSS", "thr",
               "libs");
   print_row("osvid (shipped)", off);

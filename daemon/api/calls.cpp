@@ -322,7 +322,7 @@ std::string recording_path(const ApiContext& ctx, const RecordingRow& row) {
   return in_folder;
 }
 
-std::string signature(std::string_view key, std::string_view call_id, int64_t expires) {
+Result<std::string> signature(std::string_view key, std::string_view call_id, int64_t expires) {
   return hmac_sha256_hex(key, std::string(call_id) + "\n" + std::to_string(expires));
 }
 
@@ -435,9 +435,13 @@ void send_recording_link(const ApiContext& ctx, const std::string& call_id, cons
     return;
   }
   const int64_t expires = ctx.clock->wall_ms() / 1000 + kRecordingLinkSeconds;
+  auto sig = signature(ctx.recording_key, call_id, expires);
+  if (!sig) {  // libcrypto, opened at the first signature, is missing
+    reply.send(Api::error(503, "recording links are not available: " + sig.error().message));
+    return;
+  }
   const std::string url = "http://" + host + "/v1/recordings/" + call_id +
-                          ".opus?expires=" + std::to_string(expires) +
-                          "&sig=" + signature(ctx.recording_key, call_id, expires);
+                          ".opus?expires=" + std::to_string(expires) + "&sig=" + *sig;
   JsonPtr data(cJSON_CreateObject());
   net::json_add_string(data.get(), "call_id", call_id);
   net::json_add_string(data.get(), "recording_url", url);
@@ -482,8 +486,12 @@ void Api::serve_recording(HttpRequest& request, HttpReply reply) {
     reply.send(error(403, "invalid or expired recording link"));
     return;
   }
-  const std::string expected = signature(ctx_.recording_key, call_id, *expires);
-  const bool signed_ok = constant_time_equal(expected, *sig);
+  auto expected = signature(ctx_.recording_key, call_id, *expires);
+  if (!expected) {
+    reply.send(error(503, "recording links are not available: " + expected.error().message));
+    return;
+  }
+  const bool signed_ok = constant_time_equal(*expected, *sig);
   if (!signed_ok || ctx_.clock->wall_ms() / 1000 > *expires) {
     reply.send(error(403, "invalid or expired recording link"));
     return;

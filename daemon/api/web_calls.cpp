@@ -74,7 +74,12 @@ void Api::create_web_call(HttpRequest&, HttpReply reply) {
 void Api::web_call_socket(HttpRequest& request, HttpReply reply) {
   auto accept = net::ws::check_handshake(request);
   if (!accept) {
-    HttpResponse r = error(accept.error().code == -EPROTONOSUPPORT ? 426 : 400, accept.error().message);
+    // -ELIBACC: libcrypto (opened at the first handshake) is missing; the box, not the client, is at fault.
+    const int code = accept.error().code;
+    HttpResponse r = error(code == -EPROTONOSUPPORT ? 426
+                           : code == -ELIBACC       ? 503
+                                                    : 400,
+                           accept.error().message);
     if (accept.error().code == -EPROTONOSUPPORT) r.headers.emplace_back("Sec-WebSocket-Version", "13");
     reply.send(std::move(r));
     return;

@@ -2,8 +2,6 @@
 #include "osvi/base/secret.hpp"
 
 #include <fcntl.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -13,6 +11,7 @@
 
 #include "osvi/base/files.hpp"
 #include "osvi/hal/fd.hpp"
+#include "osvi/net/digest.hpp"
 
 namespace osvi::daemon {
 namespace {
@@ -64,24 +63,10 @@ Result<std::string> load_or_create_secret(const std::string& path, size_t bytes)
   return key;
 }
 
-std::string hmac_sha256_hex(std::string_view key, std::string_view message) {
-  unsigned char mac[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  // An empty key is passed as a valid pointer: OpenSSL treats a null key as "reuse the previous one".
-  static const unsigned char kEmpty = 0;
-  const void* k = key.empty() ? static_cast<const void*>(&kEmpty) : static_cast<const void*>(key.data());
-  if (HMAC(EVP_sha256(), k, static_cast<int>(key.size()),
-           reinterpret_cast<const unsigned char*>(message.data()), message.size(), mac, &len) == nullptr) {
-    return {};
-  }
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(len * 2);
-  for (unsigned int i = 0; i < len; ++i) {
-    out += kHex[mac[i] >> 4];
-    out += kHex[mac[i] & 0x0f];
-  }
-  return out;
+Result<std::string> hmac_sha256_hex(std::string_view key, std::string_view message) {
+  auto mac = net::digest::hmac_sha256(key, message);
+  if (!mac) return mac.error();
+  return net::digest::hex(*mac);
 }
 
 }  // namespace osvi::daemon

@@ -2,8 +2,6 @@
 // background embedding of new chunks, the configuration's documents.
 #include "osvi/knowledge/knowledge_service.hpp"
 
-#include <openssl/evp.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
@@ -13,6 +11,7 @@
 
 #include "osvi/base/log.hpp"
 #include "osvi/knowledge/query.hpp"
+#include "osvi/net/digest.hpp"
 #include "osvi/net/text.hpp"
 
 namespace osvi::daemon::knowledge {
@@ -57,18 +56,10 @@ Result<std::string> read_file(const std::string& path, size_t max) {
 
 }  // namespace
 
-std::string sha256_hex(std::string_view bytes) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(bytes.data(), bytes.size(), md, &len, EVP_sha256(), nullptr);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(len * 2);
-  for (unsigned int i = 0; i < len; ++i) {
-    out += kHex[md[i] >> 4];
-    out += kHex[md[i] & 15];
-  }
-  return out;
+Result<std::string> sha256_hex(std::string_view bytes) {
+  auto md = net::digest::sha256(bytes);
+  if (!md) return md.error();
+  return net::digest::hex(*md);
 }
 
 // What a hybrid search carries from its bm25 half to the arrival of the query's vector.
@@ -109,7 +100,9 @@ Result<IngestResult> KnowledgeService::ingest(IngestRequest req) {
                           std::to_string(limits_.max_document_bytes / (1024 * 1024)) + " MiB limit",
                       -EFBIG);
   KnowledgeRepo& repo = store_.knowledge();
-  const std::string sha = sha256_hex(req.content);
+  auto hashed = sha256_hex(req.content);
+  if (!hashed) return hashed.error();
+  const std::string& sha = *hashed;
   auto cur = repo.current(req.name);
   if (!cur.ok()) return cur.error();
   if (*cur && (*cur)->sha256 == sha && (*cur)->format == req.format && (*cur)->csv_header == req.has_header) {

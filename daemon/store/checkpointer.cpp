@@ -52,6 +52,13 @@ Result<std::unique_ptr<Checkpointer>> Checkpointer::start(const std::string& pat
     return make_error("store: checkpointer: " + path + " is not in WAL mode (journal_mode " + mode + ")",
                       -EIO);
   }
+  // Those pragmas made SQLite parse the whole schema (~0.3 MB of heap) and cache the pages it read, none of
+  // which sqlite3_wal_checkpoint_v2 needs: RESET drops the parsed schema (re-read only by a statement that
+  // needs it, and this connection runs none), and the page cache goes too. The WAL stays open, so the
+  // checkpoints still find it. Idle heap −0.38 MB (bench/README.md, footprint session 2).
+  rc = sqlite3_exec(raw, "PRAGMA writable_schema = RESET", nullptr, nullptr, nullptr);
+  if (rc != SQLITE_OK) return sqlite_error("dropping the checkpointer's copy of the schema", raw, rc);
+  sqlite3_db_release_memory(raw);
   // The store may open before the loop blocks the signals it handles through signalfd (SIGTERM, SIGHUP...);
   // a thread that left them unblocked would take them with their default action and end the process. The
   // worker starts with every signal blocked (a new thread inherits its creator's mask), then ours is

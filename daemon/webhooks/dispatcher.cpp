@@ -252,7 +252,12 @@ void Dispatcher::begin(const WebhookDelivery& d) {
   flight.headers.push_back(std::string("User-Agent: osvi-edge/") + kVersion);
   flight.headers.push_back("webhook-id: " + d.webhook_id);
   flight.headers.push_back("webhook-timestamp: " + std::to_string(ts));
-  flight.headers.push_back("webhook-signature: " + sign(key, d.webhook_id, ts, body));
+  auto signature = sign(key, d.webhook_id, ts, body);
+  if (!signature) {  // libcrypto missing: retried like a missing libcurl, never sent unsigned
+    conclude(flight, std::nullopt, "cannot sign: " + signature.error().message, true);
+    return;
+  }
+  flight.headers.push_back("webhook-signature: " + *signature);
   send_hop(flight);
 }
 

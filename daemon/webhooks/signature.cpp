@@ -1,8 +1,6 @@
 // Standard Webhooks signing: base64, the whsec_ secret form, HMAC-SHA256 over "{id}.{timestamp}.{body}".
 #include "osvi/webhooks/signature.hpp"
 
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <sys/random.h>
 
 #include <cerrno>
@@ -10,6 +8,7 @@
 #include <fstream>
 
 #include "osvi/base/files.hpp"
+#include "osvi/net/digest.hpp"
 #include "osvi/net/text.hpp"
 
 namespace osvi::daemon::webhooks {
@@ -31,19 +30,14 @@ std::string encode_secret(std::string_view key) {
   return std::string(kPrefix) + net::base64_encode(key);
 }
 
-std::string sign(std::string_view key, std::string_view webhook_id, int64_t timestamp_s,
-                 std::string_view body) {
+Result<std::string> sign(std::string_view key, std::string_view webhook_id, int64_t timestamp_s,
+                         std::string_view body) {
   std::string content;
   content.reserve(webhook_id.size() + body.size() + 24);
   content.append(webhook_id).append(".").append(std::to_string(timestamp_s)).append(".").append(body);
-  unsigned char mac[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  static const unsigned char kEmpty = 0;  // OpenSSL reads a null key as "reuse the previous one"
-  const void* k = key.empty() ? static_cast<const void*>(&kEmpty) : static_cast<const void*>(key.data());
-  if (HMAC(EVP_sha256(), k, static_cast<int>(key.size()),
-           reinterpret_cast<const unsigned char*>(content.data()), content.size(), mac, &len) == nullptr)
-    return {};
-  return "v1," + net::base64_encode(std::string_view(reinterpret_cast<const char*>(mac), len));
+  auto mac = net::digest::hmac_sha256(key, content);
+  if (!mac) return mac.error();
+  return "v1," + net::base64_encode(*mac);
 }
 
 Result<std::string> load_or_create_secret_file(const std::string& path) {

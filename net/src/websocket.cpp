@@ -1,11 +1,10 @@
 // RFC 6455 handshake checks and frame codec (server side); pure functions and an incremental parser.
 #include "osvi/net/websocket.hpp"
 
-#include <openssl/sha.h>
-
 #include <algorithm>
 #include <cstring>
 
+#include "osvi/net/digest.hpp"
 #include "osvi/net/text.hpp"
 
 namespace osvi::net::ws {
@@ -53,12 +52,12 @@ bool control_opcode(uint8_t op) {
 
 }  // namespace
 
-std::string accept_key(std::string_view client_key) {
+Result<std::string> accept_key(std::string_view client_key) {
   std::string in(client_key);
   in.append(kGuid);
-  unsigned char digest[SHA_DIGEST_LENGTH];
-  SHA1(reinterpret_cast<const unsigned char*>(in.data()), in.size(), digest);
-  return base64_encode(std::string_view(reinterpret_cast<const char*>(digest), sizeof digest));
+  auto digest = digest::sha1(in);
+  if (!digest) return digest.error();
+  return base64_encode(*digest);
 }
 
 Result<std::string> check_handshake(const HttpRequest& request) {

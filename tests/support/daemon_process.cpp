@@ -20,7 +20,7 @@
 namespace osvi::test {
 
 DaemonProcess::DaemonProcess(const std::string& dir, std::vector<std::string> args,
-                             std::map<std::string, std::string> env) {
+                             std::map<std::string, std::string> env, const std::string& binary) {
   const std::string sock_path = dir + "/notify.sock";
   stderr_path_ = dir + "/osvid.stderr";
   ::unlink(sock_path.c_str());
@@ -32,7 +32,7 @@ DaemonProcess::DaemonProcess(const std::string& dir, std::vector<std::string> ar
   if (bind(notify_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
     throw std::runtime_error("bind notify socket failed");
 
-  std::vector<std::string> argv_s{OSVID_PATH};
+  std::vector<std::string> argv_s{binary};
   argv_s.insert(argv_s.end(), args.begin(), args.end());
   pid_ = fork();
   if (pid_ < 0) throw std::runtime_error("fork failed");

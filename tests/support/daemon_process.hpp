@@ -13,9 +13,10 @@ namespace osvi::test {
 
 class DaemonProcess {
  public:
-  // dir holds the notify socket and the stderr capture; env adds variables (e.g. WATCHDOG_USEC).
+  // dir holds the notify socket and the stderr capture; env adds variables (e.g. WATCHDOG_USEC); binary is
+  // this build's osvid unless a bench compares another (idle_footprint_bench --osvid).
   DaemonProcess(const std::string& dir, std::vector<std::string> args,
-                std::map<std::string, std::string> env = {});
+                std::map<std::string, std::string> env = {}, const std::string& binary = OSVID_PATH);
   ~DaemonProcess();  // SIGKILLs a child still running
   DaemonProcess(const DaemonProcess&) = delete;
   DaemonProcess& operator=(const DaemonProcess&) = delete;

@@ -31,13 +31,15 @@ inline constexpr uint16_t internal_error = 1011;
 // A control frame's payload is at most this long (section 5.5).
 inline constexpr size_t kMaxControlPayload = 125;
 
-// Sec-WebSocket-Accept for a Sec-WebSocket-Key: base64(SHA-1(key + the RFC's GUID)), section 4.2.2.
-std::string accept_key(std::string_view client_key);
+// Sec-WebSocket-Accept for a Sec-WebSocket-Key: base64(SHA-1(key + the RFC's GUID)), section 4.2.2. An error
+// (-ELIBACC, digest.hpp) only when libcrypto cannot be opened.
+Result<std::string> accept_key(std::string_view client_key);
 
 // Checks an opening handshake (section 4.2.1): GET, HTTP/1.1 headers Upgrade: websocket, Connection naming
 // Upgrade, Sec-WebSocket-Version 13 and a Sec-WebSocket-Key of 16 base64 bytes. Returns the
 // Sec-WebSocket-Accept value, or an error whose code is -EPROTONOSUPPORT for another version (answer 426 with
-// Sec-WebSocket-Version: 13) and -EPROTO otherwise (answer 400); the message names the header.
+// Sec-WebSocket-Version: 13), -ELIBACC when libcrypto is missing (answer 503) and -EPROTO otherwise (answer
+// 400); the message names the header.
 Result<std::string> check_handshake(const HttpRequest& request);
 
 // One whole message (text or binary, its fragments joined) or one control frame.

@@ -15,7 +15,8 @@ namespace osvi::daemon {
 // out, and a damaged key file deserves a look. Other errors carry the errno and name the path.
 Result<std::string> load_or_create_secret(const std::string& path, size_t bytes);
 
-// HMAC-SHA256 of message under key, as 64 lower-case hex digits (signed recording URLs).
-std::string hmac_sha256_hex(std::string_view key, std::string_view message);
+// HMAC-SHA256 of message under key, as 64 lower-case hex digits (signed recording URLs). An error (-ELIBACC)
+// only when libcrypto, opened at the first call (net/digest.hpp), is missing.
+Result<std::string> hmac_sha256_hex(std::string_view key, std::string_view message);
 
 }  // namespace osvi::daemon

@@ -172,7 +172,8 @@ class KnowledgeService {
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
-// 64 lower-case hex digits of SHA-256.
-std::string sha256_hex(std::string_view bytes);
+// 64 lower-case hex digits of SHA-256. An error (-ELIBACC) only when libcrypto, opened at the first digest
+// (net/digest.hpp), is missing.
+Result<std::string> sha256_hex(std::string_view bytes);
 
 }  // namespace osvi::daemon::knowledge

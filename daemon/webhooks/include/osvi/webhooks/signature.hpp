@@ -13,9 +13,10 @@ namespace osvi::daemon::webhooks {
 Result<std::string> decode_secret(std::string_view secret);
 std::string encode_secret(std::string_view key);
 
-// "v1," + base64(HMAC-SHA256(key, "{id}.{timestamp}.{body}")): the webhook-signature header's value.
-std::string sign(std::string_view key, std::string_view webhook_id, int64_t timestamp_s,
-                 std::string_view body);
+// "v1," + base64(HMAC-SHA256(key, "{id}.{timestamp}.{body}")): the webhook-signature header's value. An
+// error (-ELIBACC) only when libcrypto, opened at the first signature (net/digest.hpp), is missing.
+Result<std::string> sign(std::string_view key, std::string_view webhook_id, int64_t timestamp_s,
+                         std::string_view body);
 
 // The box's own webhook secret in path ("whsec_" + base64 of 32 random bytes, one line, mode 0600): read,
 // or created once (atomically) when the file does not exist. Returns the "whsec_..." text. A file that does
