@@ -39,13 +39,13 @@ api /v1/health || { cat "$tmp/log" >&2; echo "osvid did not answer under valgrin
 for path in /v1/health /v1/lines /v1/calls /v1/agents /v1/stats /; do api "$path" || true; done
 sleep 20
 api /v1/health
-callgrind_control --dump "$pid" >/dev/null
+callgrind_control --dump "$pid" >/dev/null 2>&1
 sleep 1
 kill -TERM "$pid"
 wait "$pid" || true
 pid=
 # The first dump file holds start-up to idle (the SIGTERM one, *.2 or the bare name, is ignored).
-dump=$(ls "$tmp"/cg.out.*.1 "$tmp"/cg.out.1 2>/dev/null | head -1)
+dump=$(find "$tmp" -maxdepth 1 -name 'cg.out*.1' | head -1)
 [ -n "$dump" ] || { ls "$tmp" >&2; echo "no callgrind dump" >&2; exit 1; }
 osvid_real=$(readlink -f "$osvid")
 awk -v obj="$osvid_real" '

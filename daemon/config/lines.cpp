@@ -11,6 +11,8 @@
 
 #include "key_file.hpp"
 #include "osvi/config/config.hpp"
+#include "osvi/hal/at_modem_line.hpp"
+#include "osvi/hal/audio_stream.hpp"
 #include "osvi/hal/sip_line.hpp"
 #include "reader.hpp"
 #include "sections.hpp"
@@ -371,8 +373,16 @@ void parse_lines(const std::vector<Item>& items, Problems& p, std::vector<LineCo
                                               "reopen_min_ms",
                                               "reopen_max_ms",
                                               "vendor_finals"};
+    // alsa-lib is opened by the first call's stream (issue 18); a box without it refuses a line whose audio
+    // needs it here, naming the key, rather than failing every call later. The check leaves nothing mapped.
+    auto needs_alsa = [&r, &l](const char* key, const std::string& what) {
+      if (!l.enabled) return;
+      if (auto s = hal::check_alsa_library(); !s) r.error(key, what + " needs " + s.error().message);
+    };
     if (l.type == LineType::at) {
       parse_at(r, l.at);
+      if (hal::at_audio_kind(l.at) == hal::AudioEndpoint::Kind::alsa)
+        needs_alsa(l.at.audio_device.empty() ? "vendor" : "audio_device", "ALSA audio");
       l.at.id = l.id;
       if (!l.at.device.empty() && !devices.insert(l.at.device).second)
         r.error("device", "used by another line: " + quote(l.at.device));
@@ -380,6 +390,7 @@ void parse_lines(const std::vector<Item>& items, Problems& p, std::vector<LineCo
       r.forbid("sip", "only allowed when type is \"sip\"");
     } else if (l.type == LineType::sim) {
       parse_sim(r.object("sim"), l.sim, p);
+      needs_alsa("type", "\"sim\" (its audio is an ALSA PCM)");
       for (const char* k : kAtKeys) r.forbid(k, "only allowed when type is \"at\"");
       r.forbid("sip", "only allowed when type is \"sip\"");
     } else {

@@ -48,6 +48,13 @@ Result<std::unique_ptr<Database>> Database::open(const StoreOptions& options, co
   }
   const bool existed = fs::exists(options.path, ec);
 
+  // Before the process's first connection: no initial bulk allocation per connection's page cache (SQLite's
+  // default is 20 pages, ~87 KB, allocated at the first read and kept until the connection closes, even
+  // after sqlite3_db_release_memory). Pages are then allocated one by one and released with the rest, so the
+  // start-up release (App::release_startup_memory) returns them too. Process-wide and only possible before
+  // SQLite initialises: a process that opened a database earlier (a test) keeps the default.
+  static const int no_bulk = sqlite3_config(SQLITE_CONFIG_PAGECACHE, nullptr, 0, 0);
+  (void)no_bulk;
   // NOMUTEX: the store is used from one thread (docs/store.md), so SQLite's per-call connection mutex (taken
   // for every bind, step and column read) only costs time.
   auto sqldb = sql::Db::open(options.path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX);

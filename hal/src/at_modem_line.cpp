@@ -151,20 +151,25 @@ std::string AtModemLine::Response::why() const {
   return final_text.empty() ? std::string(to_string(final)) : final_text;
 }
 
+AudioEndpoint::Kind at_audio_kind(const AtModemOptions& o) {
+  if (o.vendor == ModemVendor::quectel_ec25) return AudioEndpoint::Kind::alsa;
+  if (o.vendor == ModemVendor::simcom_sim7600) return AudioEndpoint::Kind::tty;
+  // Generic: a path is a PCM tty (raw s16le), anything else an ALSA PCM name.
+  if (o.audio_device.empty()) return AudioEndpoint::Kind::none;
+  return o.audio_device.front() == '/' ? AudioEndpoint::Kind::tty : AudioEndpoint::Kind::alsa;
+}
+
 AtModemLine::AtModemLine(AtModemOptions options, const Clock& clock)
     : opt_(std::move(options)), clock_(clock) {
   for (const std::string& v : opt_.vendor_finals) parser_.add_vendor_final(v);
   audio_.clockless = opt_.audio_clockless;
+  audio_.kind = at_audio_kind(opt_);
   if (opt_.vendor == ModemVendor::quectel_ec25) {
-    audio_.kind = AudioEndpoint::Kind::alsa;
     audio_.device = opt_.audio_device.empty() ? "plughw:CARD=OsviEC25,DEV=0" : opt_.audio_device;
   } else if (opt_.vendor == ModemVendor::simcom_sim7600) {
-    audio_.kind = AudioEndpoint::Kind::tty;
     audio_.device = opt_.audio_device.empty() ? "/dev/osvi-sim7600-audio" : opt_.audio_device;
   } else if (!opt_.audio_device.empty()) {
-    // Generic: a path is a PCM tty (raw s16le), anything else an ALSA PCM name; narrowband either way,
-    // flowing as soon as the call is active (no vendor command to enable it).
-    audio_.kind = opt_.audio_device.front() == '/' ? AudioEndpoint::Kind::tty : AudioEndpoint::Kind::alsa;
+    // Generic: narrowband either way, flowing as soon as the call is active (no vendor command to enable it).
     audio_.device = opt_.audio_device;
     audio_.sample_rate = 8000;
   }

@@ -1,6 +1,7 @@
 // AudioStream: ALSA capture + playback pair, the real-time audio thread, reopen, xrun and barge-in handling.
 #include "osvi/hal/audio_stream.hpp"
 
+#include <alloca.h>
 #include <alsa/asoundlib.h>
 #include <poll.h>
 #include <pthread.h>
@@ -11,43 +12,152 @@
 #include <cerrno>
 #include <cstring>
 
+#include "osvi/shared_library.hpp"
 #include "stream_common.hpp"
 
 namespace osvi::hal {
 
 namespace {
 
+// alsa-lib (~0.3 MB resident once mapped) is opened by the first stream, not at start (issue 18): an idle
+// box, or one whose lines have no ALSA audio, never maps it. Its C API is the ABI (soname libasound.so.2), so
+// the functions are bound here as libcurl's are in net/src/http_client.cpp; opened once per process and never
+// closed (RTLD_NODELETE), so the audio thread's pointers stay valid.
+
+struct AlsaApi {
+  decltype(&::snd_config_delete) config_delete = nullptr;
+  decltype(&::snd_config_load) config_load = nullptr;
+  decltype(&::snd_config_top) config_top = nullptr;
+  decltype(&::snd_input_buffer_open) input_buffer_open = nullptr;
+  decltype(&::snd_input_close) input_close = nullptr;
+  decltype(&::snd_pcm_close) pcm_close = nullptr;
+  decltype(&::snd_pcm_delay) pcm_delay = nullptr;
+  decltype(&::snd_pcm_drop) pcm_drop = nullptr;
+  decltype(&::snd_pcm_hw_params) pcm_hw_params = nullptr;
+  decltype(&::snd_pcm_hw_params_any) pcm_hw_params_any = nullptr;
+  decltype(&::snd_pcm_hw_params_get_buffer_size) pcm_hw_params_get_buffer_size = nullptr;
+  decltype(&::snd_pcm_hw_params_get_period_size) pcm_hw_params_get_period_size = nullptr;
+  decltype(&::snd_pcm_hw_params_set_access) pcm_hw_params_set_access = nullptr;
+  decltype(&::snd_pcm_hw_params_set_buffer_size_near) pcm_hw_params_set_buffer_size_near = nullptr;
+  decltype(&::snd_pcm_hw_params_set_channels) pcm_hw_params_set_channels = nullptr;
+  decltype(&::snd_pcm_hw_params_set_format) pcm_hw_params_set_format = nullptr;
+  decltype(&::snd_pcm_hw_params_set_period_size_near) pcm_hw_params_set_period_size_near = nullptr;
+  decltype(&::snd_pcm_hw_params_set_rate) pcm_hw_params_set_rate = nullptr;
+  decltype(&::snd_pcm_hw_params_set_rate_resample) pcm_hw_params_set_rate_resample = nullptr;
+  decltype(&::snd_pcm_hw_params_sizeof) pcm_hw_params_sizeof = nullptr;
+  decltype(&::snd_pcm_open) pcm_open = nullptr;
+  decltype(&::snd_pcm_open_lconf) pcm_open_lconf = nullptr;
+  decltype(&::snd_pcm_prepare) pcm_prepare = nullptr;
+  decltype(&::snd_pcm_readi) pcm_readi = nullptr;
+  decltype(&::snd_pcm_recover) pcm_recover = nullptr;
+  decltype(&::snd_pcm_sw_params) pcm_sw_params = nullptr;
+  decltype(&::snd_pcm_sw_params_current) pcm_sw_params_current = nullptr;
+  decltype(&::snd_pcm_sw_params_set_avail_min) pcm_sw_params_set_avail_min = nullptr;
+  decltype(&::snd_pcm_sw_params_set_start_threshold) pcm_sw_params_set_start_threshold = nullptr;
+  decltype(&::snd_pcm_sw_params_sizeof) pcm_sw_params_sizeof = nullptr;
+  decltype(&::snd_pcm_writei) pcm_writei = nullptr;
+  decltype(&::snd_strerror) strerror = nullptr;
+};
+
+struct LoadedAlsa {
+  AlsaApi api;
+  Status status;  // an error when the library or one of its functions is missing
+};
+
+LoadedAlsa open_alsa(const char* soname) {
+  LoadedAlsa l;
+  auto opened = dl::open_library(soname);
+  if (!opened) {
+    l.status =
+        make_error("the ALSA library is not available (" + opened.error().message + ")", dl::kLibraryMissing);
+    return l;
+  }
+  void* h = opened->get();
+  AlsaApi& a = l.api;
+  if (!(dl::bind(h, "snd_config_delete", a.config_delete) && dl::bind(h, "snd_config_load", a.config_load) &&
+        dl::bind(h, "snd_config_top", a.config_top) &&
+        dl::bind(h, "snd_input_buffer_open", a.input_buffer_open) &&
+        dl::bind(h, "snd_input_close", a.input_close) && dl::bind(h, "snd_pcm_close", a.pcm_close) &&
+        dl::bind(h, "snd_pcm_delay", a.pcm_delay) && dl::bind(h, "snd_pcm_drop", a.pcm_drop) &&
+        dl::bind(h, "snd_pcm_hw_params", a.pcm_hw_params) &&
+        dl::bind(h, "snd_pcm_hw_params_any", a.pcm_hw_params_any) &&
+        dl::bind(h, "snd_pcm_hw_params_get_buffer_size", a.pcm_hw_params_get_buffer_size) &&
+        dl::bind(h, "snd_pcm_hw_params_get_period_size", a.pcm_hw_params_get_period_size) &&
+        dl::bind(h, "snd_pcm_hw_params_set_access", a.pcm_hw_params_set_access) &&
+        dl::bind(h, "snd_pcm_hw_params_set_buffer_size_near", a.pcm_hw_params_set_buffer_size_near) &&
+        dl::bind(h, "snd_pcm_hw_params_set_channels", a.pcm_hw_params_set_channels) &&
+        dl::bind(h, "snd_pcm_hw_params_set_format", a.pcm_hw_params_set_format) &&
+        dl::bind(h, "snd_pcm_hw_params_set_period_size_near", a.pcm_hw_params_set_period_size_near) &&
+        dl::bind(h, "snd_pcm_hw_params_set_rate", a.pcm_hw_params_set_rate) &&
+        dl::bind(h, "snd_pcm_hw_params_set_rate_resample", a.pcm_hw_params_set_rate_resample) &&
+        dl::bind(h, "snd_pcm_hw_params_sizeof", a.pcm_hw_params_sizeof) &&
+        dl::bind(h, "snd_pcm_open", a.pcm_open) && dl::bind(h, "snd_pcm_open_lconf", a.pcm_open_lconf) &&
+        dl::bind(h, "snd_pcm_prepare", a.pcm_prepare) && dl::bind(h, "snd_pcm_readi", a.pcm_readi) &&
+        dl::bind(h, "snd_pcm_recover", a.pcm_recover) && dl::bind(h, "snd_pcm_sw_params", a.pcm_sw_params) &&
+        dl::bind(h, "snd_pcm_sw_params_current", a.pcm_sw_params_current) &&
+        dl::bind(h, "snd_pcm_sw_params_set_avail_min", a.pcm_sw_params_set_avail_min) &&
+        dl::bind(h, "snd_pcm_sw_params_set_start_threshold", a.pcm_sw_params_set_start_threshold) &&
+        dl::bind(h, "snd_pcm_sw_params_sizeof", a.pcm_sw_params_sizeof) &&
+        dl::bind(h, "snd_pcm_writei", a.pcm_writei) && dl::bind(h, "snd_strerror", a.strerror))) {
+    const char* why = dlerror();
+    l.status = make_error(std::string(soname) + " lacks a function osvi uses: " + (why ? why : "unknown"),
+                          dl::kLibraryMissing);
+  }
+  return l;
+}
+
+std::atomic<bool> alsa_opened{false};
+
+const LoadedAlsa& loaded_alsa(const char* soname = kAlsaSoname) {
+  static const LoadedAlsa l = [soname] {  // thread-safe static: the first caller opens
+    LoadedAlsa opened = open_alsa(soname);
+    alsa_opened.store(true, std::memory_order_release);
+    return opened;
+  }();
+  return l;
+}
+
+// Once a stream has opened the library, a check answers with that outcome instead of probing again.
+bool loaded_alsa_status_known() {
+  return alsa_opened.load(std::memory_order_acquire);
+}
+
+// Only called once loaded_alsa() succeeded: AudioStream::create checks it before any stream exists.
+const AlsaApi& alsa() {
+  return loaded_alsa().api;
+}
+
 struct PcmClose {
-  void operator()(snd_pcm_t* pcm) const { snd_pcm_close(pcm); }
+  void operator()(snd_pcm_t* pcm) const { alsa().pcm_close(pcm); }
 };
 using PcmPtr = std::unique_ptr<snd_pcm_t, PcmClose>;
 
 struct ConfigDelete {
-  void operator()(snd_config_t* c) const { snd_config_delete(c); }
+  void operator()(snd_config_t* c) const { alsa().config_delete(c); }
 };
 using ConfigPtr = std::unique_ptr<snd_config_t, ConfigDelete>;
 
 struct InputClose {
-  void operator()(snd_input_t* in) const { snd_input_close(in); }
+  void operator()(snd_input_t* in) const { alsa().input_close(in); }
 };
 
 // A private configuration tree holding only `text` (AudioStreamOptions::alsa_config).
 Result<ConfigPtr> load_config(const std::string& text) {
   snd_config_t* raw = nullptr;
-  int err = snd_config_top(&raw);
-  if (err < 0) return make_error(std::string("alsa_config: ") + snd_strerror(err), err);
+  int err = alsa().config_top(&raw);
+  if (err < 0) return make_error(std::string("alsa_config: ") + alsa().strerror(err), err);
   ConfigPtr top(raw);
   snd_input_t* in_raw = nullptr;
-  if ((err = snd_input_buffer_open(&in_raw, text.data(), static_cast<ssize_t>(text.size()))) < 0)
-    return make_error(std::string("alsa_config: ") + snd_strerror(err), err);
+  if ((err = alsa().input_buffer_open(&in_raw, text.data(), static_cast<ssize_t>(text.size()))) < 0)
+    return make_error(std::string("alsa_config: ") + alsa().strerror(err), err);
   std::unique_ptr<snd_input_t, InputClose> in(in_raw);
-  if ((err = snd_config_load(top.get(), in.get())) < 0)
-    return make_error(std::string("alsa_config does not parse: ") + snd_strerror(err), err);
+  if ((err = alsa().config_load(top.get(), in.get())) < 0)
+    return make_error(std::string("alsa_config does not parse: ") + alsa().strerror(err), err);
   return top;
 }
 
 std::string alsa_error(const std::string& what, int err) {
-  return what + ": " + snd_strerror(err);
+  return what + ": " + alsa().strerror(err);
 }
 
 // plug:{SLAVE="name"} keeps names with commas ("hw:1,0") intact.
@@ -67,41 +177,42 @@ struct Granted {
 
 int configure(snd_pcm_t* pcm, snd_pcm_stream_t stream, const AudioStreamOptions& opt, size_t period,
               Granted* granted) {
-  snd_pcm_hw_params_t* hw = nullptr;
-  snd_pcm_hw_params_alloca(&hw);
-  int err = snd_pcm_hw_params_any(pcm, hw);
+  // snd_pcm_hw_params_alloca, spelled out: the macro would call snd_pcm_hw_params_sizeof by its link name.
+  auto* hw = static_cast<snd_pcm_hw_params_t*>(alloca(alsa().pcm_hw_params_sizeof()));
+  std::memset(hw, 0, alsa().pcm_hw_params_sizeof());
+  int err = alsa().pcm_hw_params_any(pcm, hw);
   if (err < 0) return err;
   // Only meaningful on plug-style PCMs; lets them resample instead of refusing 8/16 kHz.
-  snd_pcm_hw_params_set_rate_resample(pcm, hw, 1);
-  if ((err = snd_pcm_hw_params_set_access(pcm, hw, SND_PCM_ACCESS_RW_INTERLEAVED)) < 0) return err;
-  if ((err = snd_pcm_hw_params_set_format(pcm, hw, SND_PCM_FORMAT_S16_LE)) < 0) return err;
-  if ((err = snd_pcm_hw_params_set_channels(pcm, hw, static_cast<unsigned>(opt.channels))) < 0) return err;
-  if ((err = snd_pcm_hw_params_set_rate(pcm, hw, static_cast<unsigned>(opt.rate), 0)) < 0) return err;
+  alsa().pcm_hw_params_set_rate_resample(pcm, hw, 1);
+  if ((err = alsa().pcm_hw_params_set_access(pcm, hw, SND_PCM_ACCESS_RW_INTERLEAVED)) < 0) return err;
+  if ((err = alsa().pcm_hw_params_set_format(pcm, hw, SND_PCM_FORMAT_S16_LE)) < 0) return err;
+  if ((err = alsa().pcm_hw_params_set_channels(pcm, hw, static_cast<unsigned>(opt.channels))) < 0) return err;
+  if ((err = alsa().pcm_hw_params_set_rate(pcm, hw, static_cast<unsigned>(opt.rate), 0)) < 0) return err;
   snd_pcm_uframes_t p = period;
   int dir = 0;
-  if ((err = snd_pcm_hw_params_set_period_size_near(pcm, hw, &p, &dir)) < 0) return err;
+  if ((err = alsa().pcm_hw_params_set_period_size_near(pcm, hw, &p, &dir)) < 0) return err;
   snd_pcm_uframes_t b = period * static_cast<size_t>(opt.buffer_periods);
-  if ((err = snd_pcm_hw_params_set_buffer_size_near(pcm, hw, &b)) < 0) return err;
-  if ((err = snd_pcm_hw_params(pcm, hw)) < 0) return err;
-  snd_pcm_hw_params_get_period_size(hw, &granted->period, &dir);
-  snd_pcm_hw_params_get_buffer_size(hw, &granted->buffer);
+  if ((err = alsa().pcm_hw_params_set_buffer_size_near(pcm, hw, &b)) < 0) return err;
+  if ((err = alsa().pcm_hw_params(pcm, hw)) < 0) return err;
+  alsa().pcm_hw_params_get_period_size(hw, &granted->period, &dir);
+  alsa().pcm_hw_params_get_buffer_size(hw, &granted->buffer);
 
-  snd_pcm_sw_params_t* sw = nullptr;
-  snd_pcm_sw_params_alloca(&sw);
-  if ((err = snd_pcm_sw_params_current(pcm, sw)) < 0) return err;
+  auto* sw = static_cast<snd_pcm_sw_params_t*>(alloca(alsa().pcm_sw_params_sizeof()));
+  std::memset(sw, 0, alsa().pcm_sw_params_sizeof());
+  if ((err = alsa().pcm_sw_params_current(pcm, sw)) < 0) return err;
   // Playback starts once the silence cushion is written; capture on the first read.
   const snd_pcm_uframes_t start =
       stream == SND_PCM_STREAM_PLAYBACK ? period * static_cast<size_t>(opt.buffer_periods - 1) : 1;
-  if ((err = snd_pcm_sw_params_set_start_threshold(pcm, sw, start)) < 0) return err;
-  if ((err = snd_pcm_sw_params_set_avail_min(pcm, sw, period)) < 0) return err;
-  if ((err = snd_pcm_sw_params(pcm, sw)) < 0) return err;
-  return snd_pcm_prepare(pcm);
+  if ((err = alsa().pcm_sw_params_set_start_threshold(pcm, sw, start)) < 0) return err;
+  if ((err = alsa().pcm_sw_params_set_avail_min(pcm, sw, period)) < 0) return err;
+  if ((err = alsa().pcm_sw_params(pcm, sw)) < 0) return err;
+  return alsa().pcm_prepare(pcm);
 }
 
 // lconf: a private configuration tree (alsa_config), or null for the global one.
 int pcm_open(snd_pcm_t** pcm, const std::string& name, snd_pcm_stream_t stream, snd_config_t* lconf) {
-  return lconf ? snd_pcm_open_lconf(pcm, name.c_str(), stream, 0, lconf)
-               : snd_pcm_open(pcm, name.c_str(), stream, 0);
+  return lconf ? alsa().pcm_open_lconf(pcm, name.c_str(), stream, 0, lconf)
+               : alsa().pcm_open(pcm, name.c_str(), stream, 0);
 }
 
 Result<PcmPtr> open_pcm(const std::string& name, snd_pcm_stream_t stream, const AudioStreamOptions& opt,
@@ -142,6 +253,23 @@ bool recoverable(int err) {
 }
 
 }  // namespace
+
+Status load_alsa_library(const char* soname) {
+  return loaded_alsa(soname).status;
+}
+
+Status check_alsa_library() {
+  if (loaded_alsa_status_known()) return loaded_alsa().status;
+  // Not RTLD_NODELETE, unlike open_library(): the probe must leave nothing mapped behind it.
+  void* h = dlopen(kAlsaSoname, RTLD_NOW | RTLD_LOCAL);
+  if (h == nullptr) {
+    const char* why = dlerror();
+    return make_error(std::string("the ALSA library is not available (") + (why ? why : kAlsaSoname) + ")",
+                      dl::kLibraryMissing);
+  }
+  dlclose(h);
+  return {};
+}
 
 // ---- PlaybackHistory ---------------------------------------------------------------------------------
 
@@ -219,7 +347,7 @@ class AudioStream::Worker {
   uint64_t unplayed_real(int64_t delay) const;
   int64_t delay(snd_pcm_t* pcm) const {
     snd_pcm_sframes_t d = 0;
-    return snd_pcm_delay(pcm, &d) < 0 ? 0 : static_cast<int64_t>(d);
+    return alsa().pcm_delay(pcm, &d) < 0 ? 0 : static_cast<int64_t>(d);
   }
 
   AudioStream& s_;
@@ -347,7 +475,7 @@ void AudioStream::Worker::stall() {
 int AudioStream::Worker::recover(snd_pcm_t* pcm, int err, StreamDirection dir) {
   if (err == -EPIPE) bump(c_.xruns);
   if (err == -ESTRPIPE) bump(c_.suspends);
-  const int r = snd_pcm_recover(pcm, err, 1);
+  const int r = alsa().pcm_recover(pcm, err, 1);
   if (r < 0) return r;
   if (err == -EINTR) return 1;
   bump(c_.recoveries);
@@ -363,7 +491,7 @@ int AudioStream::Worker::read_period() {
   size_t got = 0;
   while (got < period_) {
     snd_pcm_sframes_t r = s_.inject_capture_.exchange(0, std::memory_order_acq_rel);
-    if (r == 0) r = snd_pcm_readi(capture_.get(), interleaved_.data() + got * channels_, period_ - got);
+    if (r == 0) r = alsa().pcm_readi(capture_.get(), interleaved_.data() + got * channels_, period_ - got);
     if (r < 0) {
       const int err = static_cast<int>(r);
       if (!recoverable(err)) return err;
@@ -385,7 +513,7 @@ int AudioStream::Worker::write_period(std::span<const int16_t> interleaved, size
   size_t done = 0;
   while (done < period_) {
     snd_pcm_sframes_t r = s_.inject_playback_.exchange(0, std::memory_order_acq_rel);
-    if (r == 0) r = snd_pcm_writei(playback_.get(), interleaved.data() + done * channels_, period_ - done);
+    if (r == 0) r = alsa().pcm_writei(playback_.get(), interleaved.data() + done * channels_, period_ - done);
     if (r < 0) {
       const int err = static_cast<int>(r);
       if (!recoverable(err)) return err;
@@ -405,7 +533,7 @@ int AudioStream::Worker::prefill() {
     size_t done = 0;
     while (done < period_) {
       const snd_pcm_sframes_t r =
-          snd_pcm_writei(playback_.get(), zeros_.data() + done * channels_, period_ - done);
+          alsa().pcm_writei(playback_.get(), zeros_.data() + done * channels_, period_ - done);
       if (r < 0) return static_cast<int>(r);
       done += static_cast<size_t>(r);
     }
@@ -434,8 +562,8 @@ void AudioStream::Worker::handle_stop_playback() {
   if (req == s_.stop_playback_done_.load(std::memory_order_relaxed)) return;
   uint64_t dropped = s_.playback_.discard();
   const uint64_t in_buffer = unplayed_real(delay(playback_.get()));
-  snd_pcm_drop(playback_.get());
-  snd_pcm_prepare(playback_.get());
+  alsa().pcm_drop(playback_.get());
+  alsa().pcm_prepare(playback_.get());
   for (auto& r : real_per_period_) r = 0;
   const int err = prefill();
   (void)err;  // a failing device shows up on the next write, where it is handled
@@ -496,6 +624,7 @@ int AudioStream::Worker::stream_period() {
 // ---- loop side -----------------------------------------------------------------------------------------
 
 Result<std::unique_ptr<AudioStream>> AudioStream::create(AudioStreamOptions o) {
+  if (const Status& alsa_ok = loaded_alsa().status; !alsa_ok) return alsa_ok.error();
   if (o.rate != 8000 && o.rate != 16000) return make_error("audio stream: rate must be 8000 or 16000");
   if (o.period_ms < 10 || o.period_ms > 20) return make_error("audio stream: period_ms must be 10..20");
   if (o.buffer_periods < 2 || o.buffer_periods > 3)

@@ -48,6 +48,11 @@ struct AtModemOptions {
   bool operator==(const AtModemOptions&) const = default;
 };
 
+// The audio path a modem with these options has: ALSA (EC25, a generic modem's PCM name), a PCM tty
+// (SIM7600, a generic modem's /dev path) or none (a generic modem without audio_device). The configuration
+// check uses it to know whether the line needs alsa-lib.
+AudioEndpoint::Kind at_audio_kind(const AtModemOptions& options);
+
 class AtModemLine final : public Line {
  public:
   AtModemLine(AtModemOptions options, const Clock& clock);

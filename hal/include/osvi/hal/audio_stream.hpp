@@ -142,6 +142,18 @@ class PlaybackHistory {
   uint64_t written_ = 0;
 };
 
+inline constexpr const char* kAlsaSoname = "libasound.so.2";
+
+// alsa-lib is opened (dlopen) by the first AudioStream::create, which fails with -ELIBACC naming the library
+// when it is missing (issue 18: an idle box does not map it). load_alsa_library opens it for good, once per
+// process: the first call decides, later ones (and every create) return its outcome, so tests pass a missing
+// soname first to see the error path.
+Status load_alsa_library(const char* soname = kAlsaSoname);
+// For the configuration check of a line whose audio is ALSA: opens libasound.so.2 and closes it again, so a
+// box that never places a call does not keep it mapped (once a stream has opened it, that outcome is
+// returned). -ELIBACC when it cannot be opened.
+Status check_alsa_library();
+
 class AudioStream {
  public:
   // Validates the options and sizes every buffer; does not touch the devices yet.
