@@ -22,7 +22,7 @@
 // says how much the chain adds around them (endpointer, DTMF, call progress, Ogg framing, copies); the Opus
 // encode at complexities 0..5 says what audio.recording.complexity buys.
 //
-// Usage: chain_bench [seconds_of_audio=120] [echo_tail_ms=128] [recording_complexity=5]
+// Usage: chain_bench [seconds_of_audio=120] [echo_tail_ms=128] [recording_complexity=the shipped default]
 #include <opus/opus.h>
 #include <speex/speex_echo.h>
 #include <speex/speex_preprocess.h>
@@ -116,7 +116,7 @@ bool make_call_dsp(CallDsp& d, int tail_ms, bool amd, int rec_complexity) {
 int main(int argc, char** argv) {
   const int seconds = argc > 1 ? std::atoi(argv[1]) : 120;
   const int tail_ms = argc > 2 ? std::atoi(argv[2]) : 128;  // the shipped audio.echo.tail_ms
-  const int rec_cx = argc > 3 ? std::atoi(argv[3]) : 5;     // the shipped audio.recording.complexity
+  const int rec_cx = argc > 3 ? std::atoi(argv[3]) : osvi::audio::RecordingConfig{}.complexity;
   if (seconds < 8 || tail_ms < 10 || rec_cx < 0 || rec_cx > 10) {
     std::fprintf(
         stderr, "usage: chain_bench [seconds_of_audio>=8] [echo_tail_ms>=10] [recording_complexity 0..10]\n");
@@ -203,8 +203,16 @@ int main(int argc, char** argv) {
   }
 
   // --- The bare library calls over the same frames. ---
-  std::vector<double> b_echo, b_pre, b_vad, b_res, b_opus[4];
-  const int opus_cx[4] = {rec_cx, 3, 1, 0};  // the first is the recorder's, in the bare sum
+  constexpr int kOpus = 6;
+  std::vector<double> b_echo, b_pre, b_vad, b_res, b_opus[kOpus];
+  const int opus_cx[kOpus] = {rec_cx, 5, 3, 2, 1, 0};  // the first is the recorder's, in the bare sum
+  // Levers beside them (not in the bare sum): other echo tails on the same frames, and the preprocessor
+  // with each feature switched, on the main canceller's output.
+  constexpr int kTails = 3;
+  const int tails[kTails] = {32, 64, 256};
+  constexpr int kPres = 3;
+  const char* pre_names[kPres] = {"denoise off (echo suppression only)", "+ AGC", "+ dereverb"};
+  std::vector<double> b_tail[kTails], b_prev[kPres];
   {
     const int frame = static_cast<int>(kFrame);
     SpeexEchoState* echo = speex_echo_state_init(frame, kRate * tail_ms / 1000);
@@ -219,13 +227,31 @@ int main(int argc, char** argv) {
     speex_preprocess_ctl(pre, SPEEX_PREPROCESS_SET_ECHO_STATE, echo);
     speex_preprocess_ctl(pre, SPEEX_PREPROCESS_SET_ECHO_SUPPRESS, &es);
     speex_preprocess_ctl(pre, SPEEX_PREPROCESS_SET_ECHO_SUPPRESS_ACTIVE, &esa);
+    SpeexEchoState* echo_t[kTails];
+    for (int k = 0; k < kTails; ++k) {
+      echo_t[k] = speex_echo_state_init(frame, kRate * tails[k] / 1000);
+      speex_echo_ctl(echo_t[k], SPEEX_ECHO_SET_SAMPLING_RATE, &rate);
+    }
+    SpeexPreprocessState* pre_v[kPres];
+    for (int k = 0; k < kPres; ++k) {
+      pre_v[k] = speex_preprocess_state_init(frame, kRate);
+      int denoise = k == 0 ? 0 : 1, agc = k == 1 ? 1 : 0, dereverb = k == 2 ? 1 : 0;
+      speex_preprocess_ctl(pre_v[k], SPEEX_PREPROCESS_SET_DENOISE, &denoise);
+      speex_preprocess_ctl(pre_v[k], SPEEX_PREPROCESS_SET_NOISE_SUPPRESS, &ns);
+      speex_preprocess_ctl(pre_v[k], SPEEX_PREPROCESS_SET_DEREVERB, &dereverb);
+      speex_preprocess_ctl(pre_v[k], SPEEX_PREPROCESS_SET_AGC, &agc);
+      speex_preprocess_ctl(pre_v[k], SPEEX_PREPROCESS_SET_ECHO_STATE, echo);
+      speex_preprocess_ctl(pre_v[k], SPEEX_PREPROCESS_SET_ECHO_SUPPRESS, &es);
+      speex_preprocess_ctl(pre_v[k], SPEEX_PREPROCESS_SET_ECHO_SUPPRESS_ACTIVE, &esa);
+    }
+    std::vector<int16_t> lever_out(kFrame), lever_in(kFrame);
     auto vad = osvi::audio::make_osvi_vad({kRate, 20});
     if (!vad) return 1;
     int err = 0;
     SpeexResamplerState* rs =
         speex_resampler_init(1, kTtsRate, kRate, osvi::audio::Resampler::kDefaultQuality, &err);
-    OpusEncoder* enc[4];
-    for (int k = 0; k < 4; ++k) {
+    OpusEncoder* enc[kOpus];
+    for (int k = 0; k < kOpus; ++k) {
       enc[k] = opus_encoder_create(kRate, 2, OPUS_APPLICATION_VOIP, &err);
       if (!enc[k] || err != OPUS_OK) return 1;
       opus_encoder_ctl(enc[k], OPUS_SET_SIGNAL(OPUS_SIGNAL_VOICE));
@@ -236,21 +262,36 @@ int main(int argc, char** argv) {
     std::vector<unsigned char> packet(4000);
     for (auto* v : {&b_echo, &b_pre, &b_vad, &b_res}) v->reserve(frames);
     for (auto& v : b_opus) v.reserve(frames);
+    for (auto& v : b_tail) v.reserve(frames);
+    for (auto& v : b_prev) v.reserve(frames);
     for (size_t f = 0; f < frames; ++f) {
       const int16_t* m = mic.data() + f * kFrame;
       const int16_t* r = far.data() + f * kFrame;
       double t0 = cpu_us();
       speex_echo_cancellation(echo, m, r, out.data());
       const double e = us_since(t0);
+      std::copy(out.begin(), out.end(), lever_in.begin());
       t0 = cpu_us();
       speex_preprocess_run(pre, out.data());
       const double pr = us_since(t0);
+      double et[kTails], pv[kPres];
+      for (int k = 0; k < kTails; ++k) {
+        t0 = cpu_us();
+        speex_echo_cancellation(echo_t[k], m, r, lever_out.data());
+        et[k] = us_since(t0);
+      }
+      for (int k = 0; k < kPres; ++k) {
+        std::copy(lever_in.begin(), lever_in.end(), lever_out.begin());
+        t0 = cpu_us();
+        speex_preprocess_run(pre_v[k], lever_out.data());
+        pv[k] = us_since(t0);
+      }
       t0 = cpu_us();
       const auto vf = (*vad)->process(out);
       const double v = us_since(t0);
       for (size_t i = 0; i < kFrame; ++i) stereo[2 * i] = out[i], stereo[2 * i + 1] = r[i];
-      double o[4];
-      for (int k = 0; k < 4; ++k) {
+      double o[kOpus];
+      for (int k = 0; k < kOpus; ++k) {
         t0 = cpu_us();
         const opus_int32 bytes = opus_encode(enc[k], stereo.data(), frame, packet.data(), 4000);
         o[k] = us_since(t0);
@@ -264,9 +305,13 @@ int main(int argc, char** argv) {
       (void)vf;
       if (f >= warmup) {
         b_echo.push_back(e), b_pre.push_back(pr), b_vad.push_back(v), b_res.push_back(rr);
-        for (int k = 0; k < 4; ++k) b_opus[k].push_back(o[k]);
+        for (int k = 0; k < kOpus; ++k) b_opus[k].push_back(o[k]);
+        for (int k = 0; k < kTails; ++k) b_tail[k].push_back(et[k]);
+        for (int k = 0; k < kPres; ++k) b_prev[k].push_back(pv[k]);
       }
     }
+    for (auto* p : pre_v) speex_preprocess_state_destroy(p);
+    for (auto* t : echo_t) speex_echo_state_destroy(t);
     for (auto* e : enc) opus_encoder_destroy(e);
     speex_resampler_destroy(rs);
     speex_preprocess_state_destroy(pre);
@@ -302,7 +347,7 @@ int main(int argc, char** argv) {
   row("speex_echo_cancellation (tail as above)", stats(b_echo));
   row("speex_preprocess_run (denoise -25, echo suppress -40/-15)", stats(b_pre));
   row("osvi VAD process (the endpointer's detector)", stats(b_vad));
-  for (int k = 0; k < 4; ++k) {
+  for (int k = 0; k < kOpus; ++k) {
     char name[96];
     std::snprintf(name, sizeof name, "opus_encode stereo 16 kHz 32 kbit/s VOIP, complexity %d", opus_cx[k]);
     row(name, stats(b_opus[k]));
@@ -315,6 +360,17 @@ int main(int argc, char** argv) {
   row(bare_name, bare);
   std::printf("chain (capture + playback) minus bare sum, mean: %.1f us (%.0f %% of the chain)\n",
               ts.mean - bare.mean, 100.0 * (ts.mean - bare.mean) / ts.mean);
+  std::printf("\nlevers, same run (not in the bare sum):\n");
+  for (int k = 0; k < kTails; ++k) {
+    char name[96];
+    std::snprintf(name, sizeof name, "speex_echo_cancellation, %d ms tail", tails[k]);
+    row(name, stats(b_tail[k]));
+  }
+  for (int k = 0; k < kPres; ++k) {
+    char name[96];
+    std::snprintf(name, sizeof name, "speex_preprocess_run, %s", pre_names[k]);
+    row(name, stats(b_prev[k]));
+  }
   std::printf("heap allocations during %zu measured frames (both chains + recorders + playback): %llu\n",
               cap_us.size(), static_cast<unsigned long long>(allocs));
   return allocs == 0 ? 0 : 2;
