@@ -60,7 +60,7 @@ struct RecordingConfig {
   int rate = 16000;     // the call's capture rate: 8000 or 16000 (encoded natively; OpusHead records it)
   int frame_ms = 20;    // the capture frame: 10 or 20; every push() is exactly one frame per channel
   int bitrate = 32000;  // bit/s for both channels together; two voices, mostly one at a time
-  int complexity = 5;   // 0..10
+  int complexity = 1;   // 0..10; audio.recording.complexity (docs/configuration.md: cost and quality)
   // Opus comments: TITLE, CALL_ID, AGENT, plus ENCODER=osvid <version>; the vendor string names libopus.
   std::string title{};
   std::string call_id{};
