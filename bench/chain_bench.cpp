@@ -3,7 +3,8 @@
 //   capture   = LineChain::process_capture, which is what LineAudioPort runs on every captured period:
 //               speex AEC (128 ms tail) + preprocess (denoise, residual echo suppression) + osvi
 //               VAD/endpointer + DTMF + call progress ("in", the default plan, run on the raw mic) + the
-//               stereo CallRecorder push (32 kbit/s, c5) that the Call attaches for the whole call. No
+//               stereo CallRecorder push (32 kbit/s, audio.recording.complexity) that the Call attaches for
+//               the whole call. No
 //               per-frame Opus encoder any more (issue 11 removed the one whose output was discarded);
 //   outbound  = the same chain with AMD + beep detection on (outbound calls, until the verdict);
 //   playback  = LineChain::resample_playback of 20 ms of 24 kHz TTS PCM to the line rate (what
@@ -18,11 +19,19 @@
 //
 // Bare library calls (issue 18), in the same run over the same signals: speexdsp's echo canceller and
 // preprocessor configured as the chain configures them, the osvi VAD alone, libopus encoding the stereo
-// recording frame (32 kbit/s, c5, VOIP) and speexdsp's resampler for the playback. Their sum beside the chain
-// says how much the chain adds around them (endpointer, DTMF, call progress, Ogg framing, copies); the Opus
-// encode at complexities 0..5 says what audio.recording.complexity buys.
+// recording frame (32 kbit/s, the recorder's complexity, VOIP) and speexdsp's resampler for the playback.
+// Their sum beside the chain says how much the chain adds around them (endpointer, DTMF, call progress, Ogg
+// framing, copies). Then, in a pass of their own so they do not crowd the bare calls' caches, the levers:
+// the Opus encode at complexities 0..5 (what audio.recording.complexity buys; its quality cost is
+// recording_quality_bench's), echo tails of 32/64/256 ms, and the preprocessor with denoise off, AGC on or
+// dereverb on (cost only: it is bound to the bare canceller's final state).
+//
+// Signals: "stress" (the default) = the far end talks all the time and the caller talks over it every other
+// 4 s (echo_signals.hpp make_echo_signals); "turns" = a call in turns, the agent 4 s then the caller 4.5 s
+// with 0.5 s of barge-in (make_turn_signals). TTS is resampled on every frame in both (an upper bound).
 //
 // Usage: chain_bench [seconds_of_audio=120] [echo_tail_ms=128] [recording_complexity=the shipped default]
+//                    [signal=stress|turns]
 #include <opus/opus.h>
 #include <speex/speex_echo.h>
 #include <speex/speex_preprocess.h>
@@ -67,7 +76,8 @@ double us_since(double t0) {
 
 // The daemon writes pages to the .opus.part file; here they are counted and dropped (no I/O in the timing).
 using osvi::bench::CountingSink;
-void make_signals(size_t frames, std::vector<int16_t>* far, std::vector<int16_t>* mic) {
+void make_signals(size_t frames, bool turns, std::vector<int16_t>* far, std::vector<int16_t>* mic) {
+  if (turns) return osvi::bench::make_turn_signals(frames * kFrame, kRate, far, mic);
   osvi::bench::make_echo_signals(frames * kFrame, kRate, far, mic);
 }
 
@@ -95,11 +105,11 @@ bool make_call_dsp(CallDsp& d, int tail_ms, bool amd, int rec_complexity) {
     return false;
   }
   d.chain = std::move(*chain);
-  osvi::audio::RecordingConfig rc;  // audio.recording.bitrate 32000, complexity 5
+  osvi::audio::RecordingConfig rc;  // audio.recording.bitrate 32000
   rc.rate = kRate;
   rc.frame_ms = 20;
   rc.bitrate = 32000;
-  rc.complexity = rec_complexity;  // audio.recording.complexity (5)
+  rc.complexity = rec_complexity;  // audio.recording.complexity
   rc.call_id = "chain-bench";
   auto rec = osvi::audio::CallRecorder::create(d.sink, rc);
   if (!rec) {
@@ -117,15 +127,17 @@ int main(int argc, char** argv) {
   const int seconds = argc > 1 ? std::atoi(argv[1]) : 120;
   const int tail_ms = argc > 2 ? std::atoi(argv[2]) : 128;  // the shipped audio.echo.tail_ms
   const int rec_cx = argc > 3 ? std::atoi(argv[3]) : osvi::audio::RecordingConfig{}.complexity;
-  if (seconds < 8 || tail_ms < 10 || rec_cx < 0 || rec_cx > 10) {
-    std::fprintf(
-        stderr, "usage: chain_bench [seconds_of_audio>=8] [echo_tail_ms>=10] [recording_complexity 0..10]\n");
+  const std::string signal = argc > 4 ? argv[4] : "stress";
+  if (seconds < 8 || tail_ms < 10 || rec_cx < 0 || rec_cx > 10 || (signal != "stress" && signal != "turns")) {
+    std::fprintf(stderr,
+                 "usage: chain_bench [seconds_of_audio>=8] [echo_tail_ms>=10] [recording_complexity 0..10] "
+                 "[stress|turns]\n");
     return 1;
   }
   const size_t frames = static_cast<size_t>(seconds) * 50;
   const size_t warmup = 100;
   std::vector<int16_t> far, mic;
-  make_signals(frames, &far, &mic);
+  make_signals(frames, signal == "turns", &far, &mic);
   // TTS as it arrives: 24 kHz PCM (the far-end speech stretched onto 24 kHz by sample repetition).
   std::vector<int16_t> tts(frames * kTtsFrame);
   for (size_t i = 0; i < tts.size(); ++i) tts[i] = far[(i * 2 / 3) % far.size()];
@@ -329,9 +341,11 @@ int main(int argc, char** argv) {
               fs = stats(finish_us);
   const Stats ts = stats(sum(cap_us, play_us)), tos = stats(sum(out_us, play_us));
   std::printf(
-      "frames measured: %zu of %zu (16 kHz, 20 ms; speex AEC tail %d ms, call progress \"in\", DTMF on, "
+      "frames measured: %zu of %zu, signal %s (16 kHz, 20 ms; speex AEC tail %d ms, call progress \"in\", "
+      "DTMF on, "
       "stereo recorder 32 kbit/s c%d %.1f kbit/s written; TTS 24 kHz PCM; utterances c5 24 kbit/s)\n",
-      cap_us.size(), frames, tail_ms, rec_cx, static_cast<double>(inbound.sink.bytes()) * 8 / 1000 / seconds);
+      cap_us.size(), frames, signal.c_str(), tail_ms, rec_cx,
+      static_cast<double>(inbound.sink.bytes()) * 8 / 1000 / seconds);
   std::printf("AMD re-armed %zu times at its verdicts over %zu frames\n", amd_rearmed, amd_frames);
   std::printf("%-58s %9s %9s %9s\n", "CPU us per 20 ms frame", "p50", "p99", "mean");
   auto row = [](const char* name, const Stats& s) {
