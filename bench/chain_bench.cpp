@@ -3,7 +3,8 @@
 //   capture   = LineChain::process_capture, which is what LineAudioPort runs on every captured period:
 //               speex AEC (128 ms tail) + preprocess (denoise, residual echo suppression) + osvi
 //               VAD/endpointer + DTMF + call progress ("in", the default plan, run on the raw mic) + the
-//               stereo CallRecorder push (32 kbit/s, c5) that the Call attaches for the whole call. No
+//               stereo CallRecorder push (32 kbit/s, audio.recording.complexity) that the Call attaches for
+//               the whole call. No
 //               per-frame Opus encoder any more (issue 11 removed the one whose output was discarded);
 //   outbound  = the same chain with AMD + beep detection on (outbound calls, until the verdict);
 //   playback  = LineChain::resample_playback of 20 ms of 24 kHz TTS PCM to the line rate (what
@@ -18,11 +19,19 @@
 //
 // Bare library calls (issue 18), in the same run over the same signals: speexdsp's echo canceller and
 // preprocessor configured as the chain configures them, the osvi VAD alone, libopus encoding the stereo
-// recording frame (32 kbit/s, c5, VOIP) and speexdsp's resampler for the playback. Their sum beside the chain
-// says how much the chain adds around them (endpointer, DTMF, call progress, Ogg framing, copies); the Opus
-// encode at complexities 0..5 says what audio.recording.complexity buys.
+// recording frame (32 kbit/s, the recorder's complexity, VOIP) and speexdsp's resampler for the playback.
+// Their sum beside the chain says how much the chain adds around them (endpointer, DTMF, call progress, Ogg
+// framing, copies). Then, in a pass of their own so they do not crowd the bare calls' caches, the levers:
+// the Opus encode at complexities 0..5 (what audio.recording.complexity buys; its quality cost is
+// recording_quality_bench's), echo tails of 32/64/256 ms, and the preprocessor with denoise off, AGC on or
+// dereverb on (cost only: it is bound to the bare canceller's final state).
 //
-// Usage: chain_bench [seconds_of_audio=120] [echo_tail_ms=128] [recording_complexity=5]
+// Signals: "stress" (the default) = the far end talks all the time and the caller talks over it every other
+// 4 s (echo_signals.hpp make_echo_signals); "turns" = a call in turns, the agent 4 s then the caller 4.5 s
+// with 0.5 s of barge-in (make_turn_signals). TTS is resampled on every frame in both (an upper bound).
+//
+// Usage: chain_bench [seconds_of_audio=120] [echo_tail_ms=128] [recording_complexity=the shipped default]
+//                    [signal=stress|turns]
 #include <opus/opus.h>
 #include <speex/speex_echo.h>
 #include <speex/speex_preprocess.h>
@@ -67,7 +76,8 @@ double us_since(double t0) {
 
 // The daemon writes pages to the .opus.part file; here they are counted and dropped (no I/O in the timing).
 using osvi::bench::CountingSink;
-void make_signals(size_t frames, std::vector<int16_t>* far, std::vector<int16_t>* mic) {
+void make_signals(size_t frames, bool turns, std::vector<int16_t>* far, std::vector<int16_t>* mic) {
+  if (turns) return osvi::bench::make_turn_signals(frames * kFrame, kRate, far, mic);
   osvi::bench::make_echo_signals(frames * kFrame, kRate, far, mic);
 }
 
@@ -95,11 +105,11 @@ bool make_call_dsp(CallDsp& d, int tail_ms, bool amd, int rec_complexity) {
     return false;
   }
   d.chain = std::move(*chain);
-  osvi::audio::RecordingConfig rc;  // audio.recording.bitrate 32000, complexity 5
+  osvi::audio::RecordingConfig rc;  // audio.recording.bitrate 32000
   rc.rate = kRate;
   rc.frame_ms = 20;
   rc.bitrate = 32000;
-  rc.complexity = rec_complexity;  // audio.recording.complexity (5)
+  rc.complexity = rec_complexity;  // audio.recording.complexity
   rc.call_id = "chain-bench";
   auto rec = osvi::audio::CallRecorder::create(d.sink, rc);
   if (!rec) {
@@ -116,16 +126,18 @@ bool make_call_dsp(CallDsp& d, int tail_ms, bool amd, int rec_complexity) {
 int main(int argc, char** argv) {
   const int seconds = argc > 1 ? std::atoi(argv[1]) : 120;
   const int tail_ms = argc > 2 ? std::atoi(argv[2]) : 128;  // the shipped audio.echo.tail_ms
-  const int rec_cx = argc > 3 ? std::atoi(argv[3]) : 5;     // the shipped audio.recording.complexity
-  if (seconds < 8 || tail_ms < 10 || rec_cx < 0 || rec_cx > 10) {
-    std::fprintf(
-        stderr, "usage: chain_bench [seconds_of_audio>=8] [echo_tail_ms>=10] [recording_complexity 0..10]\n");
+  const int rec_cx = argc > 3 ? std::atoi(argv[3]) : osvi::audio::RecordingConfig{}.complexity;
+  const std::string signal = argc > 4 ? argv[4] : "stress";
+  if (seconds < 8 || tail_ms < 10 || rec_cx < 0 || rec_cx > 10 || (signal != "stress" && signal != "turns")) {
+    std::fprintf(stderr,
+                 "usage: chain_bench [seconds_of_audio>=8] [echo_tail_ms>=10] [recording_complexity 0..10] "
+                 "[stress|turns]\n");
     return 1;
   }
   const size_t frames = static_cast<size_t>(seconds) * 50;
   const size_t warmup = 100;
   std::vector<int16_t> far, mic;
-  make_signals(frames, &far, &mic);
+  make_signals(frames, signal == "turns", &far, &mic);
   // TTS as it arrives: 24 kHz PCM (the far-end speech stretched onto 24 kHz by sample repetition).
   std::vector<int16_t> tts(frames * kTtsFrame);
   for (size_t i = 0; i < tts.size(); ++i) tts[i] = far[(i * 2 / 3) % far.size()];
@@ -203,8 +215,17 @@ int main(int argc, char** argv) {
   }
 
   // --- The bare library calls over the same frames. ---
-  std::vector<double> b_echo, b_pre, b_vad, b_res, b_opus[4];
-  const int opus_cx[4] = {rec_cx, 3, 1, 0};  // the first is the recorder's, in the bare sum
+  constexpr int kOpus = 6;
+  std::vector<double> b_echo, b_pre, b_vad, b_res, b_opus[kOpus];
+  const int opus_cx[kOpus] = {rec_cx, 5, 3, 2, 1, 0};  // the first is the recorder's, in the bare sum
+  // Levers (not in the bare sum), timed in a pass of their own after the bare one so they do not crowd its
+  // caches: the recorder's encode at other complexities, other echo tails on the same frames, and the
+  // preprocessor with each feature switched on the bare canceller's output.
+  constexpr int kTails = 3;
+  const int tails[kTails] = {32, 64, 256};
+  constexpr int kPres = 3;
+  const char* pre_names[kPres] = {"denoise off (echo suppression only)", "+ AGC", "+ dereverb"};
+  std::vector<double> b_tail[kTails], b_prev[kPres];
   {
     const int frame = static_cast<int>(kFrame);
     SpeexEchoState* echo = speex_echo_state_init(frame, kRate * tail_ms / 1000);
@@ -219,13 +240,31 @@ int main(int argc, char** argv) {
     speex_preprocess_ctl(pre, SPEEX_PREPROCESS_SET_ECHO_STATE, echo);
     speex_preprocess_ctl(pre, SPEEX_PREPROCESS_SET_ECHO_SUPPRESS, &es);
     speex_preprocess_ctl(pre, SPEEX_PREPROCESS_SET_ECHO_SUPPRESS_ACTIVE, &esa);
+    SpeexEchoState* echo_t[kTails];
+    for (int k = 0; k < kTails; ++k) {
+      echo_t[k] = speex_echo_state_init(frame, kRate * tails[k] / 1000);
+      speex_echo_ctl(echo_t[k], SPEEX_ECHO_SET_SAMPLING_RATE, &rate);
+    }
+    SpeexPreprocessState* pre_v[kPres];
+    for (int k = 0; k < kPres; ++k) {
+      pre_v[k] = speex_preprocess_state_init(frame, kRate);
+      int denoise = k == 0 ? 0 : 1, agc = k == 1 ? 1 : 0, dereverb = k == 2 ? 1 : 0;
+      speex_preprocess_ctl(pre_v[k], SPEEX_PREPROCESS_SET_DENOISE, &denoise);
+      speex_preprocess_ctl(pre_v[k], SPEEX_PREPROCESS_SET_NOISE_SUPPRESS, &ns);
+      speex_preprocess_ctl(pre_v[k], SPEEX_PREPROCESS_SET_DEREVERB, &dereverb);
+      speex_preprocess_ctl(pre_v[k], SPEEX_PREPROCESS_SET_AGC, &agc);
+      speex_preprocess_ctl(pre_v[k], SPEEX_PREPROCESS_SET_ECHO_STATE, echo);
+      speex_preprocess_ctl(pre_v[k], SPEEX_PREPROCESS_SET_ECHO_SUPPRESS, &es);
+      speex_preprocess_ctl(pre_v[k], SPEEX_PREPROCESS_SET_ECHO_SUPPRESS_ACTIVE, &esa);
+    }
+    std::vector<int16_t> lever_out(kFrame), aec_all(frames * kFrame), clean_all(frames * kFrame);
     auto vad = osvi::audio::make_osvi_vad({kRate, 20});
     if (!vad) return 1;
     int err = 0;
     SpeexResamplerState* rs =
         speex_resampler_init(1, kTtsRate, kRate, osvi::audio::Resampler::kDefaultQuality, &err);
-    OpusEncoder* enc[4];
-    for (int k = 0; k < 4; ++k) {
+    OpusEncoder* enc[kOpus];
+    for (int k = 0; k < kOpus; ++k) {
       enc[k] = opus_encoder_create(kRate, 2, OPUS_APPLICATION_VOIP, &err);
       if (!enc[k] || err != OPUS_OK) return 1;
       opus_encoder_ctl(enc[k], OPUS_SET_SIGNAL(OPUS_SIGNAL_VOICE));
@@ -236,26 +275,27 @@ int main(int argc, char** argv) {
     std::vector<unsigned char> packet(4000);
     for (auto* v : {&b_echo, &b_pre, &b_vad, &b_res}) v->reserve(frames);
     for (auto& v : b_opus) v.reserve(frames);
+    for (auto& v : b_tail) v.reserve(frames);
+    for (auto& v : b_prev) v.reserve(frames);
     for (size_t f = 0; f < frames; ++f) {
       const int16_t* m = mic.data() + f * kFrame;
       const int16_t* r = far.data() + f * kFrame;
       double t0 = cpu_us();
       speex_echo_cancellation(echo, m, r, out.data());
       const double e = us_since(t0);
+      std::copy(out.begin(), out.end(), aec_all.begin() + static_cast<std::ptrdiff_t>(f * kFrame));
       t0 = cpu_us();
       speex_preprocess_run(pre, out.data());
       const double pr = us_since(t0);
+      std::copy(out.begin(), out.end(), clean_all.begin() + static_cast<std::ptrdiff_t>(f * kFrame));
       t0 = cpu_us();
       const auto vf = (*vad)->process(out);
       const double v = us_since(t0);
       for (size_t i = 0; i < kFrame; ++i) stereo[2 * i] = out[i], stereo[2 * i + 1] = r[i];
-      double o[4];
-      for (int k = 0; k < 4; ++k) {
-        t0 = cpu_us();
-        const opus_int32 bytes = opus_encode(enc[k], stereo.data(), frame, packet.data(), 4000);
-        o[k] = us_since(t0);
-        if (bytes < 0) return 3;
-      }
+      t0 = cpu_us();
+      const opus_int32 bytes = opus_encode(enc[0], stereo.data(), frame, packet.data(), 4000);
+      const double o = us_since(t0);
+      if (bytes < 0) return 3;
       spx_uint32_t in_len = static_cast<spx_uint32_t>(kTtsFrame),
                    out_len = static_cast<spx_uint32_t>(res.size());
       t0 = cpu_us();
@@ -264,9 +304,33 @@ int main(int argc, char** argv) {
       (void)vf;
       if (f >= warmup) {
         b_echo.push_back(e), b_pre.push_back(pr), b_vad.push_back(v), b_res.push_back(rr);
-        for (int k = 0; k < 4; ++k) b_opus[k].push_back(o[k]);
+        b_opus[0].push_back(o);
       }
     }
+    for (size_t f = 0; f < frames; ++f) {
+      const int16_t* m = mic.data() + f * kFrame;
+      const int16_t* r = far.data() + f * kFrame;
+      for (int k = 0; k < kTails; ++k) {
+        const double t0 = cpu_us();
+        speex_echo_cancellation(echo_t[k], m, r, lever_out.data());
+        if (f >= warmup) b_tail[k].push_back(us_since(t0));
+      }
+      for (int k = 0; k < kPres; ++k) {
+        std::copy_n(aec_all.begin() + static_cast<std::ptrdiff_t>(f * kFrame), kFrame, lever_out.begin());
+        const double t0 = cpu_us();
+        speex_preprocess_run(pre_v[k], lever_out.data());
+        if (f >= warmup) b_prev[k].push_back(us_since(t0));
+      }
+      for (size_t i = 0; i < kFrame; ++i) stereo[2 * i] = clean_all[f * kFrame + i], stereo[2 * i + 1] = r[i];
+      for (int k = 1; k < kOpus; ++k) {
+        const double t0 = cpu_us();
+        const opus_int32 bytes = opus_encode(enc[k], stereo.data(), frame, packet.data(), 4000);
+        if (f >= warmup) b_opus[k].push_back(us_since(t0));
+        if (bytes < 0) return 3;
+      }
+    }
+    for (auto* p : pre_v) speex_preprocess_state_destroy(p);
+    for (auto* t : echo_t) speex_echo_state_destroy(t);
     for (auto* e : enc) opus_encoder_destroy(e);
     speex_resampler_destroy(rs);
     speex_preprocess_state_destroy(pre);
@@ -277,9 +341,11 @@ int main(int argc, char** argv) {
               fs = stats(finish_us);
   const Stats ts = stats(sum(cap_us, play_us)), tos = stats(sum(out_us, play_us));
   std::printf(
-      "frames measured: %zu of %zu (16 kHz, 20 ms; speex AEC tail %d ms, call progress \"in\", DTMF on, "
+      "frames measured: %zu of %zu, signal %s (16 kHz, 20 ms; speex AEC tail %d ms, call progress \"in\", "
+      "DTMF on, "
       "stereo recorder 32 kbit/s c%d %.1f kbit/s written; TTS 24 kHz PCM; utterances c5 24 kbit/s)\n",
-      cap_us.size(), frames, tail_ms, rec_cx, static_cast<double>(inbound.sink.bytes()) * 8 / 1000 / seconds);
+      cap_us.size(), frames, signal.c_str(), tail_ms, rec_cx,
+      static_cast<double>(inbound.sink.bytes()) * 8 / 1000 / seconds);
   std::printf("AMD re-armed %zu times at its verdicts over %zu frames\n", amd_rearmed, amd_frames);
   std::printf("%-58s %9s %9s %9s\n", "CPU us per 20 ms frame", "p50", "p99", "mean");
   auto row = [](const char* name, const Stats& s) {
@@ -302,10 +368,10 @@ int main(int argc, char** argv) {
   row("speex_echo_cancellation (tail as above)", stats(b_echo));
   row("speex_preprocess_run (denoise -25, echo suppress -40/-15)", stats(b_pre));
   row("osvi VAD process (the endpointer's detector)", stats(b_vad));
-  for (int k = 0; k < 4; ++k) {
+  {
     char name[96];
-    std::snprintf(name, sizeof name, "opus_encode stereo 16 kHz 32 kbit/s VOIP, complexity %d", opus_cx[k]);
-    row(name, stats(b_opus[k]));
+    std::snprintf(name, sizeof name, "opus_encode stereo 16 kHz 32 kbit/s VOIP, complexity %d", opus_cx[0]);
+    row(name, stats(b_opus[0]));
   }
   row("speex_resampler_process_int 24 -> 16 kHz", stats(b_res));
   const Stats bare = stats(sum(sum(sum(b_echo, b_pre), sum(b_vad, b_opus[0])), b_res));
@@ -315,6 +381,22 @@ int main(int argc, char** argv) {
   row(bare_name, bare);
   std::printf("chain (capture + playback) minus bare sum, mean: %.1f us (%.0f %% of the chain)\n",
               ts.mean - bare.mean, 100.0 * (ts.mean - bare.mean) / ts.mean);
+  std::printf("\nlevers, same run, a pass of their own (not in the bare sum):\n");
+  for (int k = 1; k < kOpus; ++k) {
+    char name[96];
+    std::snprintf(name, sizeof name, "opus_encode stereo 16 kHz 32 kbit/s VOIP, complexity %d", opus_cx[k]);
+    row(name, stats(b_opus[k]));
+  }
+  for (int k = 0; k < kTails; ++k) {
+    char name[96];
+    std::snprintf(name, sizeof name, "speex_echo_cancellation, %d ms tail", tails[k]);
+    row(name, stats(b_tail[k]));
+  }
+  for (int k = 0; k < kPres; ++k) {
+    char name[96];
+    std::snprintf(name, sizeof name, "speex_preprocess_run, %s", pre_names[k]);
+    row(name, stats(b_prev[k]));
+  }
   std::printf("heap allocations during %zu measured frames (both chains + recorders + playback): %llu\n",
               cap_us.size(), static_cast<unsigned long long>(allocs));
   return allocs == 0 ? 0 : 2;

@@ -72,4 +72,27 @@ inline void make_echo_signals(size_t samples, int rate, std::vector<int16_t>* fa
   }
 }
 
+// The same speech and echo path as make_echo_signals, but as a call goes, in turns: the far end (the agent)
+// talks 0–4 s of every 8 s and is digital silence for the rest, and the caller answers from 3.5 s (half a
+// second of barge-in over the agent's end) to 8 s.
+inline void make_turn_signals(size_t samples, int rate, std::vector<int16_t>* far,
+                              std::vector<int16_t>* mic) {
+  make_echo_signals(samples, rate, far, mic);
+  std::vector<int16_t> speech = osvi::test::librivox_speech();
+  const size_t half = speech.size() / 2, cycle = 8 * static_cast<size_t>(rate);
+  const size_t agent_end = 4 * static_cast<size_t>(rate), caller_start = 7 * static_cast<size_t>(rate) / 2;
+  for (size_t i = 0; i < samples; ++i)
+    if (i % cycle >= agent_end) (*far)[i] = 0;
+  std::vector<double> ir(800, 0.0);  // make_echo_signals' path, drawn again from the same seed
+  std::srand(7);
+  for (size_t i = 0; i < 400; ++i)
+    ir[640 + i % 160] += 0.25 * std::exp(-static_cast<double>(i) / 80.0) * ((std::rand() % 2) ? 1 : -1);
+  for (size_t i = 0; i < samples; ++i) {
+    double e = 0;
+    for (size_t k = 640; k < ir.size() && k <= i; ++k) e += ir[k] * (*far)[i - k];
+    const double near = i % cycle >= caller_start ? 0.6 * speech[half + i % (speech.size() - half)] : 0.0;
+    (*mic)[i] = static_cast<int16_t>(std::clamp(e + near, -32768.0, 32767.0));
+  }
+}
+
 }  // namespace osvi::bench

@@ -3,7 +3,8 @@
 //
 //   RT thread = audio::ChainRunner::process(), what the hal stream's thread runs per period: the LineChain
 //               (speex AEC 128 ms + preprocess + osvi VAD/endpointer + DTMF + call progress "in") + the
-//               stereo CallRecorder push (32 kbit/s c5) into its PagePipe + the result into the rings;
+//               stereo CallRecorder push (32 kbit/s, audio.recording.complexity) into its PagePipe + the
+//               result into the rings;
 //   loop      = what the loop still does per frame and call: ChainRunner::next() (the frame out of its
 //               rings), PagePipe::drain() (pages to the file; here a sink that counts them) and 20 ms of 24
 //               kHz TTS resampled to 16 kHz (resample_tts stays on the loop). Not the Call's own reaction to
@@ -17,7 +18,7 @@
 // (CLOCK_THREAD_CPUTIME_ID) per frame; heap allocations counted over the measured frames of both threads
 // (exit 2 if any).
 //
-// Usage: rt_chain_bench [seconds_of_audio=60]
+// Usage: rt_chain_bench [seconds_of_audio=60] [recording_complexity=the shipped default]
 #include <opus.h>
 #include <speex/speex_echo.h>
 #include <speex/speex_preprocess.h>
@@ -68,7 +69,7 @@ struct Bare {
   std::vector<unsigned char> packet = std::vector<unsigned char>(1275);
   int64_t bytes = 0;  // encoded, so the encode is used
 
-  bool init(int tail_ms) {
+  bool init(int tail_ms, int complexity) {
     echo = speex_echo_state_init(static_cast<int>(kFrame), kRate * tail_ms / 1000);
     int rate = kRate;
     speex_echo_ctl(echo, SPEEX_ECHO_SET_SAMPLING_RATE, &rate);
@@ -85,7 +86,7 @@ struct Bare {
     if (!opus || err != OPUS_OK) return false;
     opus_encoder_ctl(opus, OPUS_SET_SIGNAL(OPUS_SIGNAL_VOICE));
     opus_encoder_ctl(opus, OPUS_SET_BITRATE(32000));
-    opus_encoder_ctl(opus, OPUS_SET_COMPLEXITY(5));
+    opus_encoder_ctl(opus, OPUS_SET_COMPLEXITY(complexity));
     rs = speex_resampler_init(1, kTtsRate, kRate, 3, &err);
     return echo && pre && rs;
   }
@@ -114,8 +115,9 @@ struct Bare {
 
 int main(int argc, char** argv) {
   const int seconds = argc > 1 ? std::atoi(argv[1]) : 60;
-  if (seconds < 8) {
-    std::fprintf(stderr, "usage: rt_chain_bench [seconds_of_audio>=8]\n");
+  const int rec_cx = argc > 2 ? std::atoi(argv[2]) : osvi::audio::RecordingConfig{}.complexity;
+  if (seconds < 8 || rec_cx < 0 || rec_cx > 10) {
+    std::fprintf(stderr, "usage: rt_chain_bench [seconds_of_audio>=8] [recording_complexity 0..10]\n");
     return 1;
   }
   const int tail_ms = 128;
@@ -143,7 +145,7 @@ int main(int argc, char** argv) {
   rc.rate = kRate;
   rc.frame_ms = 20;
   rc.bitrate = 32000;
-  rc.complexity = 5;
+  rc.complexity = rec_cx;
   rc.call_id = "rt-chain-bench";
   osvi::audio::PagePipe pipe(file, osvi::audio::PagePipe::ring_bytes_for(rc.bitrate));
   auto rec = osvi::audio::CallRecorder::create(pipe, rc);
@@ -190,7 +192,7 @@ int main(int argc, char** argv) {
 
   // The bare library calls, same audio, same thread kind (main), after the runner so neither warms the other.
   Bare bare;
-  if (!bare.init(tail_ms)) return 1;
+  if (!bare.init(tail_ms, rec_cx)) return 1;
   for (size_t f = 0; f < frames; ++f) {
     const double t0 = cpu_us();
     bare.frame({mic.data() + f * kFrame, kFrame}, {far.data() + f * kFrame, kFrame},
@@ -203,8 +205,8 @@ int main(int argc, char** argv) {
   const Stats r = stats(rt_us), l = stats(loop_us), b = stats(bare_us);
   std::printf(
       "frames measured: %zu of %zu (16 kHz, 20 ms; speex AEC %d ms, call progress \"in\", DTMF on, "
-      "stereo recorder 32 kbit/s c5, %.1f kbit/s reached the file; TTS 24 kHz)\n",
-      rt_us.size(), frames, tail_ms, static_cast<double>(file.bytes()) * 8 / 1000 / seconds);
+      "stereo recorder 32 kbit/s c%d, %.1f kbit/s reached the file; TTS 24 kHz)\n",
+      rt_us.size(), frames, tail_ms, rec_cx, static_cast<double>(file.bytes()) * 8 / 1000 / seconds);
   std::printf("%-62s %8s %8s %8s %8s\n", "CPU us per 20 ms frame, per call", "p50", "p99", "mean", "% core");
   auto row = [](const char* name, const Stats& s) {
     std::printf("%-62s %8.1f %8.1f %8.1f %7.2f%%\n", name, s.p50, s.p99, s.mean, s.mean / 200.0);

@@ -21,11 +21,18 @@ bool MemorySink::write(std::span<const uint8_t> bytes) noexcept {
   }
 }
 
+// The encoder always gets 20 ms packets: with 10 ms capture frames two pushes fill one. A recording is not
+// latency-bound, and libopus 1.3 codes 10 ms stereo packets at complexities below 5 as mono at 24 kbit/s
+// (both channels the mix; codec_test's PartialPlayedFramesArePaddedWithSilenceAt8k10ms), which 20 ms
+// packets do not; it also halves the per-packet overhead at 10 ms.
+constexpr int kRecorderPacketMs = 20;
+
 struct CallRecorder::Impl {
   explicit Impl(OggOpusWriter w) : writer(std::move(w)) {}
   OggOpusWriter writer;
-  std::vector<int16_t> interleaved;  // one stereo frame
-  size_t frame = 0;
+  std::vector<int16_t> interleaved;  // one stereo packet, filled by frame_ms pushes
+  size_t frame = 0;                  // samples per channel in one push (the capture frame)
+  size_t filled = 0;                 // samples per channel in `interleaved` not encoded yet
   int rate = 0;
   uint64_t frames = 0;
   bool finished = false;
@@ -44,7 +51,7 @@ Result<CallRecorder> CallRecorder::create(ByteSink& sink, const RecordingConfig&
   OggOpusSpec spec;
   spec.rate = c.rate;
   spec.channels = 2;
-  spec.frame_ms = c.frame_ms;
+  spec.frame_ms = kRecorderPacketMs;
   spec.bitrate = c.bitrate;
   spec.complexity = c.complexity;
   spec.tags = {{"TITLE", c.title},
@@ -55,8 +62,8 @@ Result<CallRecorder> CallRecorder::create(ByteSink& sink, const RecordingConfig&
   if (!writer) return writer.error();
   auto impl = std::make_unique<Impl>(std::move(*writer));
   impl->rate = c.rate;
-  impl->frame = impl->writer.frame_samples();
-  impl->interleaved.assign(impl->frame * 2, 0);
+  impl->frame = static_cast<size_t>(c.rate / 1000 * c.frame_ms);
+  impl->interleaved.assign(impl->writer.frame_samples() * 2, 0);
   return CallRecorder(std::move(impl));
 }
 
@@ -71,12 +78,16 @@ Status CallRecorder::push(std::span<const int16_t> caller, std::span<const int16
   Impl& s = *impl_;
   if (s.finished) return make_error("recording: already finished", -EBADF);
   if (caller.size() != s.frame || played.size() > s.frame) return make_error("recording: frame size");
-  int16_t* out = s.interleaved.data();
+  int16_t* out = s.interleaved.data() + 2 * s.filled;
   for (size_t i = 0; i < s.frame; ++i) {
     out[2 * i] = caller[i];
     out[2 * i + 1] = i < played.size() ? played[i] : int16_t{0};
   }
-  if (auto st = s.writer.write_frame(s.interleaved); !st) return st;
+  s.filled += s.frame;
+  if (s.filled * 2 == s.interleaved.size()) {
+    s.filled = 0;
+    if (auto st = s.writer.write_frame(s.interleaved); !st) return st;
+  }
   ++s.frames;
   return {};
 }
@@ -85,6 +96,12 @@ Result<RecordingSummary> CallRecorder::finish() {
   Impl& s = *impl_;
   if (s.finished) return make_error("recording: already finished", -EBADF);
   s.finished = true;
+  if (s.filled > 0) {
+    // Half a packet pushed: the rest is silence, which the final granule trims (RFC 7845 end trimming).
+    std::fill(s.interleaved.begin() + static_cast<std::ptrdiff_t>(2 * s.filled), s.interleaved.end(),
+              int16_t{0});
+    if (auto st = s.writer.write_frame(s.interleaved); !st) return st.error();
+  }
   if (auto st = s.writer.finish(s.frames * s.frame); !st) return st.error();
   RecordingSummary r;
   r.frames = s.frames;

@@ -612,6 +612,39 @@ TEST(Recording, PartialPlayedFramesArePaddedWithSilenceAt8k10ms) {
   EXPECT_NEAR(er / el, 0.5, 0.15);
 }
 
+// The recorder encodes 20 ms packets whatever the capture frame: with 10 ms frames a call that ends after an
+// odd number of them leaves half a packet, which finish() pads with silence and the final granule trims, so
+// the file still decodes to exactly what was pushed; and the channels stay apart at complexity 1 (libopus
+// 1.3 codes 10 ms stereo packets below complexity 5 as mono at 24 kbit/s: both channels the mix).
+TEST(Recording, TenMillisecondFramesMakeTwentyMillisecondPackets) {
+  for (int rate : {8000, 16000}) {
+    MemorySink sink;
+    auto rec = CallRecorder::create(sink, {.rate = rate, .frame_ms = 10, .bitrate = 24000, .complexity = 1});
+    ASSERT_TRUE(rec.ok());
+    const size_t frame = rec->frame_samples(), pushes = 101;
+    ASSERT_EQ(frame, static_cast<size_t>(rate / 100));
+    const auto caller = sine(rate, 440, frame * pushes);
+    const std::vector<int16_t> agent(frame * pushes, 0);
+    for (size_t f = 0; f < pushes; ++f)
+      ASSERT_TRUE(
+          rec->push(std::span(caller).subspan(f * frame, frame), std::span(agent).subspan(0, frame)).ok());
+    EXPECT_EQ(rec->samples(), frame * pushes);
+    auto summary = rec->finish();
+    ASSERT_TRUE(summary.ok());
+    EXPECT_EQ(summary->samples, frame * pushes);
+    const OggOpus o = parse_ogg_opus(sink.bytes());
+    ASSERT_TRUE(o.ok) << o.error;
+    EXPECT_EQ(o.final_granule - o.preskip, static_cast<int64_t>(pushes) * 480);  // 10 ms each, 48 kHz units
+    const auto stereo = decode_ogg_opus(o, rate);
+    ASSERT_EQ(stereo.size(), 2 * frame * pushes);
+    const auto left = channel(stereo, 0), right = channel(stereo, 1);
+    const double sep = rms_dbfs(std::span(left).subspan(frame * 10, frame * 80)) -
+                       rms_dbfs(std::span(right).subspan(frame * 10, frame * 80));
+    std::printf("[recording] %d Hz 10 ms frames, c1: left over the silent right %.1f dB\n", rate, sep);
+    EXPECT_GT(sep, 20.0);
+  }
+}
+
 TEST(Recording, EmptyAndVeryShortCallsAreValidStreams) {
   for (size_t frames : {0, 1, 3}) {
     MemorySink sink;

@@ -1,10 +1,11 @@
 // Ogg Opus in memory: stereo call recordings (left caller, right agent as played) and STT utterance blobs.
 //
 // Real-time rules for CallRecorder::push(): it never allocates, locks, logs or blocks on its success path —
-// libopus encodes each frame at the capture rate (8 or 16 kHz, nothing is resampled) and our Ogg muxer
-// (audio/src/ogg_writer.hpp) frames it into one page buffer sized in create(). Finished pages (about one
-// second of audio each, so a crash loses little) go to the ByteSink on the calling thread; the sink decides
-// whether that is real-time safe (an SpscRing<uint8_t> drained by the loop is; a file write is not).
+// libopus encodes 20 ms packets (two pushes each with 10 ms capture frames) at the capture rate (8 or 16 kHz,
+// nothing is resampled) and our Ogg muxer (audio/src/ogg_writer.hpp) frames them into one page buffer sized
+// in create(). Finished pages (about one second of audio each, so a crash loses little) go to the ByteSink on
+// the calling thread; the sink decides whether that is real-time safe (an SpscRing<uint8_t> drained by the
+// loop is; a file write is not).
 // Allocation measured in codec_test: none from the first push() to finish()
 // (Allocations.RecorderAllocatesNothingFromTheFirstPushToFinish). create() allocates ~60 KB, most of it
 // libopus's stereo encoder state (bench/recorder_bench), and belongs to the control loop.
@@ -60,7 +61,7 @@ struct RecordingConfig {
   int rate = 16000;     // the call's capture rate: 8000 or 16000 (encoded natively; OpusHead records it)
   int frame_ms = 20;    // the capture frame: 10 or 20; every push() is exactly one frame per channel
   int bitrate = 32000;  // bit/s for both channels together; two voices, mostly one at a time
-  int complexity = 5;   // 0..10
+  int complexity = 1;   // 0..10; audio.recording.complexity (docs/configuration.md: cost and quality)
   // Opus comments: TITLE, CALL_ID, AGENT, plus ENCODER=osvid <version>; the vendor string names libopus.
   std::string title{};
   std::string call_id{};
