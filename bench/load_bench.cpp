@@ -19,12 +19,16 @@
 //
 // Usage: load_bench [calls=30] [turns=14] [--rate 200] [--stt-ms 300] [--llm-ms 400] [--tts-ms 200]
 //                   [--buffer-periods 3] [--rt-priority 70] [--opus-complexity 5] [--settle-s 61]
-//                   [--skip-single]
+//                   [--skip-single] [--nice -10]
+// osvid starts at nice -10, as the shipped unit starts it (Nice=-10: the control loop ahead of the box's
+// other SCHED_OTHER work; its worker threads lower themselves to 0); --nice 0 runs it as before loop2.
 // The callers ring `settle` s after start (61: the daemon's loop-latency window of 60 s then holds no
 // start-up) and loop figures count only once that window lies wholly within the calls: `turns` must keep the
 // calls up for more than 60 s (14 turns ~ 75 s), else the loop row says MISS with 0 samples.
 #include <curl/curl.h>
 #include <signal.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -83,6 +87,7 @@ struct Options {
   int opus_complexity = 5;  // audio.opus.complexity: the caller's utterances, encoded on the loop
   int settle_s = 61;        // first ring after start: the loop-latency window (60 s) then holds no start-up
   bool single = true;
+  int nice = -10;  // osvid's start nice: the unit's Nice=
 };
 
 const std::vector<std::string> kSentences = {
@@ -150,8 +155,13 @@ class Rig {
         R"("max_duration_s":3600,"silence":{"timeout_s":120,"max_prompts":0}}}],"lines":)" +
         lines_json + "}";
     osvi::test::write_file(dir_.file("osvid.json"), cfg);
+    // Started the way the unit starts it: the child inherits this thread's nice at fork (Nice=).
+    const auto tid = static_cast<id_t>(::syscall(SYS_gettid));
+    if (::setpriority(PRIO_PROCESS, tid, o.nice) != 0)
+      die("setpriority(" + std::to_string(o.nice) + ") refused");
     daemon_ = std::make_unique<DaemonProcess>(dir_.path(),
                                               std::vector<std::string>{"--config", dir_.file("osvid.json")});
+    (void)::setpriority(PRIO_PROCESS, tid, 0);
     if (!daemon_->wait_notify("READY=1", 20s)) die("osvid not READY:\n" + daemon_->stderr_text());
   }
   std::string party_log(int line) const { return dir_.file("party" + std::to_string(line) + ".log"); }
@@ -441,12 +451,14 @@ int main(int argc, char** argv) {
       o.settle_s = std::max(1, next());
     else if (a == "--skip-single")
       o.single = false;
+    else if (a == "--nice")
+      o.nice = std::clamp(next(), -20, 19);
     else if (!a.empty() && a[0] != '-')
       pos.push_back(std::atoi(argv[i]));
     else {
       std::fprintf(stderr,
                    "usage: load_bench [calls=30] [turns=14] [--rate 200] [--stt-ms 300] [--llm-ms 400] "
-                   "[--tts-ms 200] [--buffer-periods 3] [--settle-s 61] [--skip-single]\n");
+                   "[--tts-ms 200] [--buffer-periods 3] [--settle-s 61] [--skip-single] [--nice -10]\n");
       return 1;
     }
   }
@@ -466,8 +478,10 @@ int main(int argc, char** argv) {
     }
     std::printf(
         "load_bench: %d calls x %d turns, model server first byte STT %d / LLM %d / TTS %d ms, GET /v1/calls "
-        "at %d req/s during the %d-call phase, audio.buffer_periods %d, endpointing 0.5 s (subtracted)\n",
-        o.calls, o.turns, o.stt_ms, o.llm_ms, o.tts_ms, o.rate, o.calls, o.buffer_periods);
+        "at %d req/s during the %d-call phase, audio.buffer_periods %d, endpointing 0.5 s (subtracted), "
+        "osvid "
+        "at nice %d\n",
+        o.calls, o.turns, o.stt_ms, o.llm_ms, o.tts_ms, o.rate, o.calls, o.buffer_periods, o.nice);
     std::fflush(stdout);
     PhaseResult one;
     if (o.single) {
