@@ -314,6 +314,8 @@ struct PhaseResult {
   double request_rate = 0;
   Summary request_ms;
   int turns_expected = 0;
+  // The daemon's own per-turn breakdown (transcript `latency`, ms): where a slow turn's time went.
+  Summary stt_sent, stt, llm, tts, first_sample;
 };
 
 PhaseResult run_phase(const Options& o, int lines, int rate, const std::vector<std::string>& wavs) {
@@ -418,6 +420,30 @@ PhaseResult run_phase(const Options& o, int lines, int rate, const std::vector<s
   }
   r.turn = summarize(all);
   r.heard = summarize(heard);
+
+  // The daemon's breakdown of every agent turn that answered a caller (the transcript's latency object).
+  std::vector<double> sent, stt, llm, tts, first;
+  JsonPtr list = rig.get("/v1/calls?per_page=100");
+  const cJSON* c = nullptr;
+  const cJSON* calls = list ? cJSON_GetObjectItem(list.get(), "data") : nullptr;
+  cJSON_ArrayForEach(c, calls) {
+    const std::string id = osvi::test::json_str(c, "call_id");
+    JsonPtr t = rig.get("/v1/call/" + id + "/transcript");
+    const cJSON* e = nullptr;
+    const cJSON* turns =
+        t ? cJSON_GetObjectItem(cJSON_GetObjectItem(t.get(), "data"), "transcript") : nullptr;
+    cJSON_ArrayForEach(e, turns) {
+      const cJSON* l = cJSON_GetObjectItem(e, "latency");
+      if (osvi::test::json_str(e, "role") != "agent" || !l || num(l, "stt_sent_ms") < 0) continue;
+      sent.push_back(num(l, "stt_sent_ms"));
+      stt.push_back(num(l, "stt_ms"));
+      llm.push_back(num(l, "llm_first_token_ms"));
+      tts.push_back(num(l, "tts_first_byte_ms"));
+      first.push_back(num(l, "first_sample_ms"));
+    }
+  }
+  r.stt_sent = summarize(sent), r.stt = summarize(stt), r.llm = summarize(llm), r.tts = summarize(tts);
+  r.first_sample = summarize(first);
   return r;
 }
 
@@ -529,6 +555,17 @@ int main(int argc, char** argv) {
     const bool lat_ok = o.single && worst_call_p95 <= one.turn.p95 + 20;
     col("  worst single call's p95 under load, ms", o.single ? f1(one.turn.p95) : "-", f1(worst_call_p95),
         o.single ? "<= " + f1(one.turn.p95 + 20) : "-", o.single ? verdict(lat_ok) : "-");
+    // Where a turn's time goes, by the daemon's clock (the transcript's latency object): the decision to the
+    // STT request (the loop), the three model stages' first bytes, and the first TTS byte to the first
+    // sample.
+    auto stage = [&](const char* name, const Summary& a, const Summary& b) {
+      col(name, o.single ? trio(a.p50, a.p95, a.max) : "-", trio(b.p50, b.p95, b.max), "-", "");
+    };
+    stage("  daemon: decision -> STT sent p50 / p95 / max", one.stt_sent, many.stt_sent);
+    stage("  daemon: stt_ms", one.stt, many.stt);
+    stage("  daemon: llm_first_token_ms", one.llm, many.llm);
+    stage("  daemon: tts_first_byte_ms", one.tts, many.tts);
+    stage("  daemon: first TTS byte -> first sample", one.first_sample, many.first_sample);
     col("  heard (cushion included) p50 / p95, ms",
         o.single ? f1(one.heard.p50) + " / " + f1(one.heard.p95) : "-",
         f1(many.heard.p50) + " / " + f1(many.heard.p95), "-", "");
