@@ -378,11 +378,4 @@ Result<std::vector<uint8_t>> ChainRunner::take_utterance() {
   return r;
 }
 
-size_t ChainRunner::utterance_memory_bytes() const noexcept {
-  if (!utt_) return 0;
-  const Utterance& u = *utt_;
-  return sizeof(Utterance) + static_cast<size_t>(opus_encoder_get_size(1)) + u.ring.capacity() +
-         u.history.capacity() * 2 + u.pending.capacity() * 2 + u.bytes.capacity() + u.sizes.capacity() * 2;
-}
-
 }  // namespace osvi::audio

@@ -42,10 +42,11 @@ inline void resample_tts_through(audio::LineChain& chain, std::vector<int16_t>& 
 
 // A hal stream (hal::AudioStream, hal::TtyAudioStream or hal::RtpStream: the same interface) with the line's
 // LineChain run on the stream's real-time thread: an audio::ChainRunner is the stream's PeriodProcessor, so
-// echo cancellation, preprocessing, VAD/endpointing, DTMF, call progress, AMD and the recorder's encode
-// happen there, once per period. The stream's event fd wakes the loop, which drains the stream's events, then
-// the runner's processed frames (in capture order) for the Call, then the Call's audio tick. The loop keeps
-// the TTS resampling (resample_tts) and the controls, which cross to the thread by atomics (ChainRunner).
+// echo cancellation, preprocessing, VAD/endpointing, DTMF, call progress, AMD, the recorder's encode and the
+// caller's utterance encode happen there, once per period. The stream's event fd wakes the loop, which drains
+// the stream's events, then the runner's processed frames (in capture order) for the Call, then the Call's
+// audio tick. The loop keeps the TTS resampling (resample_tts) and the controls, which cross to the thread by
+// atomics (ChainRunner).
 template <class Stream>
 class StreamAudioPort final : public AudioPort {
  public:

@@ -91,7 +91,6 @@ class ChainRunner final : public PeriodProcessor {
   Result<std::vector<uint8_t>> take_utterance();
   // Utterances dropped on the thread because their records found the ring full.
   uint64_t utterance_drops() const noexcept { return utt_drops_.load(std::memory_order_relaxed); }
-  size_t utterance_memory_bytes() const noexcept;
 
  private:
   // One frame's events, as they cross the ring (the samples go through samples_).

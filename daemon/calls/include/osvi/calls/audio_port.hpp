@@ -3,9 +3,10 @@
 //
 // Threading: every method and every Listener call is on the loop thread. The real ports (StreamAudioPort,
 // calls/audio_ports.hpp) own the hal stream (ALSA, PCM tty or RTP) and the line's LineChain inside an
-// audio::ChainRunner that the stream's real-time thread runs once per period (issue 18): the DSP chain and
-// the recorder's encode happen there, and the port hands the loop the processed frames when the stream's
-// eventfd fires. The web call's port has no thread and runs its chain on the loop, behind the same interface.
+// audio::ChainRunner that the stream's real-time thread runs once per period (issue 18): the DSP chain, the
+// recorder's encode and the caller's utterance encode (loop2) happen there, and the port hands the loop the
+// processed frames (and each utterance's STT blob) when the stream's eventfd fires. The web call's port has
+// no thread and runs its chain on the loop, behind the same interface.
 #pragma once
 
 #include <cstdint>
