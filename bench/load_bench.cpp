@@ -19,12 +19,16 @@
 //
 // Usage: load_bench [calls=30] [turns=14] [--rate 200] [--stt-ms 300] [--llm-ms 400] [--tts-ms 200]
 //                   [--buffer-periods 3] [--rt-priority 70] [--opus-complexity 5] [--settle-s 61]
-//                   [--skip-single]
+//                   [--skip-single] [--nice -10]
+// osvid starts at nice -10, as the shipped unit starts it (Nice=-10: the control loop ahead of the box's
+// other SCHED_OTHER work; its worker threads lower themselves to 0); --nice 0 runs it as before loop2.
 // The callers ring `settle` s after start (61: the daemon's loop-latency window of 60 s then holds no
 // start-up) and loop figures count only once that window lies wholly within the calls: `turns` must keep the
 // calls up for more than 60 s (14 turns ~ 75 s), else the loop row says MISS with 0 samples.
 #include <curl/curl.h>
 #include <signal.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -83,6 +87,7 @@ struct Options {
   int opus_complexity = 5;  // audio.opus.complexity: the caller's utterances, encoded on the loop
   int settle_s = 61;        // first ring after start: the loop-latency window (60 s) then holds no start-up
   bool single = true;
+  int nice = -10;  // osvid's start nice: the unit's Nice=
 };
 
 const std::vector<std::string> kSentences = {
@@ -150,8 +155,13 @@ class Rig {
         R"("max_duration_s":3600,"silence":{"timeout_s":120,"max_prompts":0}}}],"lines":)" +
         lines_json + "}";
     osvi::test::write_file(dir_.file("osvid.json"), cfg);
+    // Started the way the unit starts it: the child inherits this thread's nice at fork (Nice=).
+    const auto tid = static_cast<id_t>(::syscall(SYS_gettid));
+    if (::setpriority(PRIO_PROCESS, tid, o.nice) != 0)
+      die("setpriority(" + std::to_string(o.nice) + ") refused");
     daemon_ = std::make_unique<DaemonProcess>(dir_.path(),
                                               std::vector<std::string>{"--config", dir_.file("osvid.json")});
+    (void)::setpriority(PRIO_PROCESS, tid, 0);
     if (!daemon_->wait_notify("READY=1", 20s)) die("osvid not READY:\n" + daemon_->stderr_text());
   }
   std::string party_log(int line) const { return dir_.file("party" + std::to_string(line) + ".log"); }
@@ -304,6 +314,8 @@ struct PhaseResult {
   double request_rate = 0;
   Summary request_ms;
   int turns_expected = 0;
+  // The daemon's own per-turn breakdown (transcript `latency`, ms): where a slow turn's time went.
+  Summary stt_sent, stt, llm, tts, first_sample;
 };
 
 PhaseResult run_phase(const Options& o, int lines, int rate, const std::vector<std::string>& wavs) {
@@ -408,6 +420,30 @@ PhaseResult run_phase(const Options& o, int lines, int rate, const std::vector<s
   }
   r.turn = summarize(all);
   r.heard = summarize(heard);
+
+  // The daemon's breakdown of every agent turn that answered a caller (the transcript's latency object).
+  std::vector<double> sent, stt, llm, tts, first;
+  JsonPtr list = rig.get("/v1/calls?per_page=100");
+  const cJSON* c = nullptr;
+  const cJSON* calls = list ? cJSON_GetObjectItem(list.get(), "data") : nullptr;
+  cJSON_ArrayForEach(c, calls) {
+    const std::string id = osvi::test::json_str(c, "call_id");
+    JsonPtr t = rig.get("/v1/call/" + id + "/transcript");
+    const cJSON* e = nullptr;
+    const cJSON* turns =
+        t ? cJSON_GetObjectItem(cJSON_GetObjectItem(t.get(), "data"), "transcript") : nullptr;
+    cJSON_ArrayForEach(e, turns) {
+      const cJSON* l = cJSON_GetObjectItem(e, "latency");
+      if (osvi::test::json_str(e, "role") != "agent" || !l || num(l, "stt_sent_ms") < 0) continue;
+      sent.push_back(num(l, "stt_sent_ms"));
+      stt.push_back(num(l, "stt_ms"));
+      llm.push_back(num(l, "llm_first_token_ms"));
+      tts.push_back(num(l, "tts_first_byte_ms"));
+      first.push_back(num(l, "first_sample_ms"));
+    }
+  }
+  r.stt_sent = summarize(sent), r.stt = summarize(stt), r.llm = summarize(llm), r.tts = summarize(tts);
+  r.first_sample = summarize(first);
   return r;
 }
 
@@ -441,12 +477,14 @@ int main(int argc, char** argv) {
       o.settle_s = std::max(1, next());
     else if (a == "--skip-single")
       o.single = false;
+    else if (a == "--nice")
+      o.nice = std::clamp(next(), -20, 19);
     else if (!a.empty() && a[0] != '-')
       pos.push_back(std::atoi(argv[i]));
     else {
       std::fprintf(stderr,
                    "usage: load_bench [calls=30] [turns=14] [--rate 200] [--stt-ms 300] [--llm-ms 400] "
-                   "[--tts-ms 200] [--buffer-periods 3] [--settle-s 61] [--skip-single]\n");
+                   "[--tts-ms 200] [--buffer-periods 3] [--settle-s 61] [--skip-single] [--nice -10]\n");
       return 1;
     }
   }
@@ -466,8 +504,10 @@ int main(int argc, char** argv) {
     }
     std::printf(
         "load_bench: %d calls x %d turns, model server first byte STT %d / LLM %d / TTS %d ms, GET /v1/calls "
-        "at %d req/s during the %d-call phase, audio.buffer_periods %d, endpointing 0.5 s (subtracted)\n",
-        o.calls, o.turns, o.stt_ms, o.llm_ms, o.tts_ms, o.rate, o.calls, o.buffer_periods);
+        "at %d req/s during the %d-call phase, audio.buffer_periods %d, endpointing 0.5 s (subtracted), "
+        "osvid "
+        "at nice %d\n",
+        o.calls, o.turns, o.stt_ms, o.llm_ms, o.tts_ms, o.rate, o.calls, o.buffer_periods, o.nice);
     std::fflush(stdout);
     PhaseResult one;
     if (o.single) {
@@ -515,6 +555,17 @@ int main(int argc, char** argv) {
     const bool lat_ok = o.single && worst_call_p95 <= one.turn.p95 + 20;
     col("  worst single call's p95 under load, ms", o.single ? f1(one.turn.p95) : "-", f1(worst_call_p95),
         o.single ? "<= " + f1(one.turn.p95 + 20) : "-", o.single ? verdict(lat_ok) : "-");
+    // Where a turn's time goes, by the daemon's clock (the transcript's latency object): the decision to the
+    // STT request (the loop), the three model stages' first bytes, and the first TTS byte to the first
+    // sample.
+    auto stage = [&](const char* name, const Summary& a, const Summary& b) {
+      col(name, o.single ? trio(a.p50, a.p95, a.max) : "-", trio(b.p50, b.p95, b.max), "-", "");
+    };
+    stage("  daemon: decision -> STT sent p50 / p95 / max", one.stt_sent, many.stt_sent);
+    stage("  daemon: stt_ms", one.stt, many.stt);
+    stage("  daemon: llm_first_token_ms", one.llm, many.llm);
+    stage("  daemon: tts_first_byte_ms", one.tts, many.tts);
+    stage("  daemon: first TTS byte -> first sample", one.first_sample, many.first_sample);
     col("  heard (cushion included) p50 / p95, ms",
         o.single ? f1(one.heard.p50) + " / " + f1(one.heard.p95) : "-",
         f1(many.heard.p50) + " / " + f1(many.heard.p95), "-", "");

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <array>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -41,10 +42,11 @@ inline void resample_tts_through(audio::LineChain& chain, std::vector<int16_t>& 
 
 // A hal stream (hal::AudioStream, hal::TtyAudioStream or hal::RtpStream: the same interface) with the line's
 // LineChain run on the stream's real-time thread: an audio::ChainRunner is the stream's PeriodProcessor, so
-// echo cancellation, preprocessing, VAD/endpointing, DTMF, call progress, AMD and the recorder's encode
-// happen there, once per period. The stream's event fd wakes the loop, which drains the stream's events, then
-// the runner's processed frames (in capture order) for the Call, then the Call's audio tick. The loop keeps
-// the TTS resampling (resample_tts) and the controls, which cross to the thread by atomics (ChainRunner).
+// echo cancellation, preprocessing, VAD/endpointing, DTMF, call progress, AMD, the recorder's encode and the
+// caller's utterance encode happen there, once per period. The stream's event fd wakes the loop, which drains
+// the stream's events, then the runner's processed frames (in capture order) for the Call, then the Call's
+// audio tick. The loop keeps the TTS resampling (resample_tts) and the controls, which cross to the thread by
+// atomics (ChainRunner).
 template <class Stream>
 class StreamAudioPort final : public AudioPort {
  public:
@@ -69,6 +71,9 @@ class StreamAudioPort final : public AudioPort {
     if (runner_->dropped() > 0)
       log::warning("call audio: " + std::to_string(runner_->dropped()) +
                    " processed frames dropped: the loop fell behind the audio thread");
+    if (runner_->utterance_drops() > 0)
+      log::warning("call audio: " + std::to_string(runner_->utterance_drops()) +
+                   " utterances dropped on the audio thread: the loop fell behind it");
   }
 
   Status watch(EventLoop& loop) {
@@ -98,6 +103,8 @@ class StreamAudioPort final : public AudioPort {
   void set_amd(bool on) override { runner_->set_amd(on); }
   // Returns once the audio thread is out of the previous recorder (ChainRunner::attach_recorder).
   void attach_recorder(audio::CallRecorder* recorder) override { runner_->attach_recorder(recorder); }
+  bool encodes_utterances() const override { return runner_->encodes_utterances(); }
+  Result<std::vector<uint8_t>> take_utterance() override { return runner_->take_utterance(); }
 
   const audio::ChainRunner& runner() const { return *runner_; }
 
@@ -129,16 +136,18 @@ class StreamAudioPort final : public AudioPort {
   std::vector<int16_t> resample_out_;
 };
 
-// Builds the port (the chain wrapped in its runner) and watches its stream on `loop`.
+// Builds the port (the chain wrapped in its runner) and watches its stream on `loop`. `utterance` set (the
+// production ports: audio.opus.*), the runner also encodes the caller's utterances on the stream's thread.
 template <class Stream>
-Result<std::unique_ptr<AudioPort>> make_stream_audio_port(EventLoop& loop, std::shared_ptr<Stream> stream,
-                                                          std::unique_ptr<audio::LineChain> chain, int rate,
-                                                          AudioPort::Listener& listener) {
+Result<std::unique_ptr<AudioPort>> make_stream_audio_port(
+    EventLoop& loop, std::shared_ptr<Stream> stream, std::unique_ptr<audio::LineChain> chain, int rate,
+    AudioPort::Listener& listener, std::optional<audio::UtteranceOptions> utterance = std::nullopt) {
   // The ring is written round in half a second, so its size is what every live call holds (32 kB at 16 kHz
   // for 500 ms): the loop reads it every period, and a quarter second covers a stall ~50 times its p99
   // (bench/README.md, issue 18).
   audio::ChainRunnerOptions ro;
   ro.ring_ms = 250;
+  ro.utterance = utterance;
   auto runner = audio::ChainRunner::create(std::move(chain), ro);
   if (!runner) return runner.error();
   auto port =
@@ -147,11 +156,11 @@ Result<std::unique_ptr<AudioPort>> make_stream_audio_port(EventLoop& loop, std::
   return std::unique_ptr<AudioPort>(std::move(port));
 }
 template <class Stream>
-Result<std::unique_ptr<AudioPort>> make_stream_audio_port(EventLoop& loop, std::unique_ptr<Stream> stream,
-                                                          std::unique_ptr<audio::LineChain> chain, int rate,
-                                                          AudioPort::Listener& listener) {
+Result<std::unique_ptr<AudioPort>> make_stream_audio_port(
+    EventLoop& loop, std::unique_ptr<Stream> stream, std::unique_ptr<audio::LineChain> chain, int rate,
+    AudioPort::Listener& listener, std::optional<audio::UtteranceOptions> utterance = std::nullopt) {
   return make_stream_audio_port(loop, std::shared_ptr<Stream>(std::move(stream)), std::move(chain), rate,
-                                listener);
+                                listener, utterance);
 }
 
 // No capture from a PCM tty for this long and the stream reports it stalled (and the line hears of it).

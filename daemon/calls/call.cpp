@@ -306,11 +306,18 @@ Status Call::open_port() {
   if (!port) return port.error();
   port_ = std::move(*port);
   rate_ = port_->rate();
-  history_.assign(static_cast<size_t>(rate_ * kHistoryMs / 1000), 0);
-  // audio.opus.* shape the utterances sent to STT; the call keeps one encoder, restarted per utterance.
-  auto enc = audio::UtteranceEncoder::create(rate_, utterance_options(ctx_.audio));
-  if (!enc) return enc.error();
-  utterance_.emplace(std::move(*enc));
+  utterance_open_ = false;
+  if (port_->encodes_utterances()) {
+    // The stream's thread encodes them (audio.opus.*) and hands over each blob at its SpeechEnd.
+    history_ = {};
+    utterance_.reset();
+  } else {
+    history_.assign(static_cast<size_t>(rate_ * kHistoryMs / 1000), 0);
+    // audio.opus.* shape the utterances sent to STT; the call keeps one encoder, restarted per utterance.
+    auto enc = audio::UtteranceEncoder::create(rate_, utterance_options(ctx_.audio));
+    if (!enc) return enc.error();
+    utterance_.emplace(std::move(*enc));
+  }
   if (Status s = port_->start(); !s) return s;
   // The device must actually open: a PCM that never delivers would leave the caller in silence.
   set_in(D::audio_wait, kAudioWaitMs * 1000);
@@ -495,11 +502,16 @@ void Call::on_capture(const audio::CaptureOutput& out) {
     if (out.tone) on_progress_tone(out.tone->tone);
     return;
   }
-  // Keep the cleaned caller for the utterance (and its pre-roll), indexed by the endpointer's clock.
-  for (int16_t s : out.clean) history_[(pos_++) % history_.size()] = s;
-  if (in_utterance_ && utterance_->active()) {
-    const size_t cap = static_cast<size_t>(rate_ * kMaxUtteranceMs / 1000);
-    if (utterance_->samples() + out.clean.size() <= cap && !utterance_->push(out.clean)) utterance_->cancel();
+  if (utterance_) {
+    // Keep the cleaned caller for the utterance (and its pre-roll), indexed by the endpointer's clock.
+    for (int16_t s : out.clean) history_[(pos_++) % history_.size()] = s;
+    if (in_utterance_ && utterance_->active()) {
+      const size_t cap = static_cast<size_t>(rate_ * kMaxUtteranceMs / 1000);
+      if (utterance_->samples() + out.clean.size() <= cap && !utterance_->push(out.clean))
+        utterance_->cancel();
+    }
+  } else {
+    pos_ += out.clean.size();  // the port's thread keeps the audio and encodes (same pre-roll and cap)
   }
   if (out.dtmf) on_dtmf(out.dtmf->digit, DtmfSource::inband);
   if (out.tone) {
@@ -561,6 +573,11 @@ void Call::on_progress_tone(audio::ProgressTone tone) {
   finalize(busy ? "busy" : "not_picked", reason, "user");
 }
 
+void Call::cancel_utterance() {
+  if (utterance_) utterance_->cancel();
+  utterance_open_ = false;  // the port's blob, if one comes, is not ours
+}
+
 void Call::on_endpoint(const audio::EndpointEvent& e) {
   using K = audio::EndpointKind;
   const int rate = rate_;
@@ -569,14 +586,18 @@ void Call::on_endpoint(const audio::EndpointEvent& e) {
       in_utterance_ = true;
       if (gap_open_ && greeting_end_us_ < 0) callee_in_speech_ = true;
       utterance_begin_ = e.begin;
-      // Copy the pre-roll: [begin, pos_) from the history ring.
-      const uint64_t avail = std::min<uint64_t>(pos_ - std::min(pos_, e.begin), history_.size());
-      const size_t start = static_cast<size_t>((pos_ - avail) % history_.size());
-      const size_t first = std::min<size_t>(static_cast<size_t>(avail), history_.size() - start);
-      const std::span<const int16_t> ring(history_);
-      if (!utterance_->begin() || !utterance_->push(ring.subspan(start, first)) ||
-          !utterance_->push(ring.first(static_cast<size_t>(avail) - first)))
-        utterance_->cancel();
+      if (!utterance_) {
+        utterance_open_ = true;  // the port's thread took the same pre-roll
+      } else {
+        // Copy the pre-roll: [begin, pos_) from the history ring.
+        const uint64_t avail = std::min<uint64_t>(pos_ - std::min(pos_, e.begin), history_.size());
+        const size_t start = static_cast<size_t>((pos_ - avail) % history_.size());
+        const size_t first = std::min<size_t>(static_cast<size_t>(avail), history_.size() - start);
+        const std::span<const int16_t> ring(history_);
+        if (!utterance_->begin() || !utterance_->push(ring.subspan(start, first)) ||
+            !utterance_->push(ring.first(static_cast<size_t>(avail) - first)))
+          utterance_->cancel();
+      }
       timers_.clear(D::silence);
       arm();
       break;
@@ -590,7 +611,7 @@ void Call::on_endpoint(const audio::EndpointEvent& e) {
       talkover_ = false;
       overlap_ = false;
       update_duck();
-      utterance_->cancel();
+      cancel_utterance();
       if (state_ == State::listening) enter_listening();  // restart the silence clock
       break;
     case K::SpeechStart:
@@ -643,13 +664,13 @@ void Call::on_endpoint(const audio::EndpointEvent& e) {
         // The caller paused in their message: 3 s more of silence and the voicemail is complete (speech
         // resumes → Onset clears it). Before the tone was played there is no voicemail timer yet.
         if (timers_.armed(D::voicemail_end)) timers_.set(D::silence, now + 3'000'000);
-        utterance_->cancel();
+        cancel_utterance();
         update_duck();
         arm();
         break;
       }
       if (state_ == State::voicemail || state_ == State::amd || state_ == State::ending) {
-        utterance_->cancel();
+        cancel_utterance();
         update_duck();
         break;
       }
@@ -657,8 +678,10 @@ void Call::on_endpoint(const audio::EndpointEvent& e) {
       latency_ = {};
       latency_.endpointing_ms = samples_to_ms(e.wait);
       // Encoded while the caller spoke: only the tail frame and the page framing are left for now.
-      auto blob = utterance_->active()
+      auto blob = utterance_ && utterance_->active()
                       ? utterance_->finish(std::min(keep, utterance_->samples()))
+                  : !utterance_ && std::exchange(utterance_open_, false)
+                      ? port_->take_utterance()
                       : Result<std::vector<uint8_t>>(make_error("the utterance was dropped", -EIO));
       const int64_t speech_started_ms = user_turn_started_ms_;
       const int64_t speech_ended_ms =

@@ -27,20 +27,21 @@ Result<std::unique_ptr<AudioPort>> make_alsa_audio_port(EventLoop& loop, const A
   if (!stream) return stream.error();
   audio::LineChainConfig cc = line_chain_config(ac, setup.agent);
   cc.amd = setup.amd;
-  return make_line_audio_port(loop, std::move(*stream), cc, listener);
+  return make_line_audio_port(loop, std::move(*stream), cc, listener, utterance_options(ac));
 }
 
 Result<std::unique_ptr<AudioPort>> make_line_audio_port(EventLoop& loop,
                                                         std::unique_ptr<hal::AudioStream> stream,
                                                         const audio::LineChainConfig& chain_config,
-                                                        AudioPort::Listener& listener) {
+                                                        AudioPort::Listener& listener,
+                                                        std::optional<audio::UtteranceOptions> utterance) {
   if (!stream) return make_error("line audio port: no stream", -EINVAL);
   audio::LineChainConfig cc = chain_config;
   cc.format = {stream->options().rate, stream->options().period_ms};
   auto chain = audio::LineChain::create(cc);
   if (!chain) return chain.error();
   const int rate = stream->options().rate;
-  return make_stream_audio_port(loop, std::move(stream), std::move(*chain), rate, listener);
+  return make_stream_audio_port(loop, std::move(stream), std::move(*chain), rate, listener, utterance);
 }
 
 }  // namespace osvi::daemon

@@ -36,6 +36,8 @@ class LineWatchPort final : public AudioPort, private AudioPort::Listener {
   void set_min_speech_ms(int ms) override { inner_->set_min_speech_ms(ms); }
   void set_amd(bool on) override { inner_->set_amd(on); }
   void attach_recorder(audio::CallRecorder* recorder) override { inner_->attach_recorder(recorder); }
+  bool encodes_utterances() const override { return inner_->encodes_utterances(); }
+  Result<std::vector<uint8_t>> take_utterance() override { return inner_->take_utterance(); }
 
  private:
   // Each forward may destroy this object (the call ended): nothing touches a member after one.

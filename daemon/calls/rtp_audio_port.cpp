@@ -25,7 +25,7 @@ Result<std::unique_ptr<AudioPort>> make_rtp_audio_port(EventLoop& loop, const Au
   cc.amd = setup.amd;
   auto chain = audio::LineChain::create(cc);
   if (!chain) return chain.error();
-  return make_stream_audio_port(loop, ep.rtp, std::move(*chain), ac.rate, listener);
+  return make_stream_audio_port(loop, ep.rtp, std::move(*chain), ac.rate, listener, utterance_options(ac));
 }
 
 }  // namespace osvi::daemon

@@ -7,6 +7,8 @@
 #include <cerrno>
 #include <system_error>
 
+#include "osvi/base/thread_rank.hpp"
+
 namespace osvi::daemon {
 
 // Loop-only state shared with the Tickets, which may outlive the worker.
@@ -108,6 +110,7 @@ size_t SpeechWorker::pending() const {
 }
 
 void SpeechWorker::run() {
+  lower_this_thread();  // a render must not delay the loop (thread_rank.hpp)
   for (;;) {
     Job job;
     {

@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "osvi/base/log.hpp"
+#include "osvi/base/thread_rank.hpp"
 #include "sqlite.hpp"
 
 namespace osvi::daemon::sql {
@@ -142,6 +143,7 @@ void Checkpointer::hold(bool held) {
 }
 
 void Checkpointer::work() {
+  lower_this_thread();  // a checkpoint must not delay the loop (thread_rank.hpp)
   for (;;) {
     {
       std::unique_lock lock(mu_);

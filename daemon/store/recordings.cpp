@@ -14,6 +14,7 @@
 
 #include "osvi/base/files.hpp"
 #include "osvi/base/log.hpp"
+#include "osvi/base/thread_rank.hpp"
 
 namespace osvi::daemon {
 namespace {
@@ -186,6 +187,7 @@ void Recordings::when_idle(std::function<void()> then) {
 }
 
 void Recordings::work() {
+  lower_this_thread();  // fsyncs and renames must not delay the loop (thread_rank.hpp)
   for (;;) {
     Job job;
     {

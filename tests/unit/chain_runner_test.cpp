@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <numbers>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "alloc_counter.hpp"
@@ -419,6 +420,197 @@ TEST(ChainRunner, NothingIsAllocatedPerFrameOnEitherSide) {
   EXPECT_EQ(mallocs, 0u);
   r->attach_recorder(nullptr);
   EXPECT_TRUE(rec->finish());
+}
+
+// ---- The caller's utterances encoded on the thread (loop2) ----
+
+// The Call's use of its UtteranceEncoder before loop2 (Call::on_capture, on_endpoint), the reference: a
+// 500 ms history, the pre-roll [begin, pos) at the Onset, every later frame within the 30 s cap, finish() at
+// the SpeechEnd after the kept samples. One blob per SpeechEnd (empty: the utterance was dropped).
+struct LoopUtterances {
+  explicit LoopUtterances(UtteranceEncoder e) : enc(std::move(e)) {}
+  UtteranceEncoder enc;
+  std::vector<int16_t> history = std::vector<int16_t>(kRate / 2);
+  uint64_t pos = 0, begin = 0;
+  bool in = false;
+  std::vector<std::vector<uint8_t>> blobs;
+  void frame(const CaptureOutput& o) {
+    for (int16_t s : o.clean) history[(pos++) % history.size()] = s;
+    if (in && enc.active() && enc.samples() + o.clean.size() <= kRate * 30u && !enc.push(o.clean))
+      enc.cancel();
+    for (const EndpointEvent& e : o.endpoints) {
+      if (e.kind == EndpointKind::Onset) {
+        in = true;
+        begin = e.begin;
+        const uint64_t avail = std::min<uint64_t>(pos - std::min(pos, e.begin), history.size());
+        const size_t start = static_cast<size_t>((pos - avail) % history.size());
+        const size_t first = std::min<size_t>(static_cast<size_t>(avail), history.size() - start);
+        const std::span<const int16_t> ring(history);
+        if (!enc.begin() || !enc.push(ring.subspan(start, first)) ||
+            !enc.push(ring.first(static_cast<size_t>(avail) - first)))
+          enc.cancel();
+      } else if (e.kind == EndpointKind::OnsetRejected) {
+        in = false;
+        enc.cancel();
+      } else if (e.kind == EndpointKind::SpeechEnd) {
+        in = false;
+        const uint64_t keep = e.end > begin ? e.end - begin : 0;
+        auto b = enc.active() ? enc.finish(std::min(keep, enc.samples()))
+                              : osvi::Result<std::vector<uint8_t>>(osvi::make_error("dropped"));
+        blobs.push_back(b ? std::move(*b) : std::vector<uint8_t>{});
+      }
+    }
+  }
+};
+
+bool ends_speech(const CaptureOutput& o) {
+  for (const EndpointEvent& e : o.endpoints)
+    if (e.kind == EndpointKind::SpeechEnd) return true;
+  return false;
+}
+
+// The script cut into `frame_ms` periods (10 ms: half frames, so pre-roll and frames straddle the 20 ms
+// Opus frames).
+struct Periods {
+  size_t n = 0, len = 0;
+  std::span<const int16_t> mic(size_t i) const { return {script().mic.data() + i * len, len}; }
+  std::span<const int16_t> played(size_t i) const { return {script().played.data() + i * len, len}; }
+};
+Periods periods(int frame_ms) {
+  const size_t len = static_cast<size_t>(kRate / 1000 * frame_ms);
+  return {script().mic.size() / len, len};
+}
+
+// The script's 1 s pauses end each utterance: a fixed 0.5 s of endpointing, as load_bench configures.
+std::unique_ptr<LineChain> chain_at(int frame_ms) {
+  LineChainConfig c = config(false);
+  c.format = {kRate, frame_ms};
+  c.endpointer.min_endpointing_ms = 500;
+  c.endpointer.max_endpointing_ms = 500;
+  auto ch = LineChain::create(c);
+  EXPECT_TRUE(ch) << (ch ? "" : ch.error().message);
+  return ch ? std::move(*ch) : nullptr;
+}
+
+class UtterancesOnTheThread : public ::testing::TestWithParam<int> {};
+
+TEST_P(UtterancesOnTheThread, AreTheLoopsBlobsByteForByte) {
+  const int frame_ms = GetParam();
+  const Periods p = periods(frame_ms);
+  const UtteranceOptions uo{.bitrate = 24000, .complexity = 5};
+  // Before loop2: the chain and the encoder both on the loop.
+  auto direct = chain_at(frame_ms);
+  auto enc = UtteranceEncoder::create(kRate, uo);
+  ASSERT_TRUE(direct && enc);
+  LoopUtterances want(std::move(*enc));
+  for (size_t i = 0; i < p.n; ++i) want.frame(direct->process_capture(p.mic(i), p.played(i)));
+  std::printf("%d ms periods: %zu utterances ended\n", frame_ms, want.blobs.size());
+  ASSERT_GE(want.blobs.size(), 3u);
+  for (const auto& b : want.blobs) ASSERT_GT(b.size(), 500u);  // real speech, not dropped
+
+  // loop2: the runner encodes on a real thread at its own pace; the loop takes each blob at its SpeechEnd.
+  auto r = ChainRunner::create(chain_at(frame_ms), {.ring_ms = 250, .utterance = uo});
+  ASSERT_TRUE(r) << r.error().message;
+  ASSERT_TRUE((*r)->encodes_utterances());
+  std::atomic<bool> done{false};
+  std::thread audio([&] {
+    for (size_t i = 0; i < p.n; ++i) {
+      while ((*r)->ready() > 10) std::this_thread::yield();
+      (*r)->process(p.mic(i), p.played(i));
+      if (i % 53 == 0) std::this_thread::sleep_for(std::chrono::microseconds(300));
+    }
+    done = true;
+  });
+  std::vector<std::vector<uint8_t>> got;
+  CaptureOutput out;
+  size_t frames = 0;
+  while (frames < p.n) {
+    if ((*r)->next(out)) {
+      ++frames;
+      if (ends_speech(out)) {
+        auto b = (*r)->take_utterance();
+        got.push_back(b ? std::move(*b) : std::vector<uint8_t>{});
+        EXPECT_FALSE((*r)->take_utterance());  // handed over once
+      }
+    } else if (done && (*r)->ready() == 0) {
+      break;
+    } else {
+      std::this_thread::yield();
+    }
+  }
+  audio.join();
+  EXPECT_EQ(frames, p.n);
+  EXPECT_EQ((*r)->dropped(), 0u);
+  EXPECT_EQ((*r)->utterance_drops(), 0u);
+  ASSERT_EQ(got.size(), want.blobs.size());
+  for (size_t i = 0; i < got.size(); ++i) EXPECT_EQ(got[i], want.blobs[i]) << "utterance " << i;
+}
+
+INSTANTIATE_TEST_SUITE_P(FrameMs, UtterancesOnTheThread, ::testing::Values(20, 10));
+
+TEST(ChainRunner, UtterancesAllocateNothingPerFrameOnTheThreadOrTheLoop) {
+  auto r = ChainRunner::create(chain_at(20), {.ring_ms = 250, .utterance = UtteranceOptions{}});
+  ASSERT_TRUE(r);
+  CaptureOutput out;
+  uint64_t thread_allocs = 0, loop_allocs = 0, blobs = 0;
+  size_t f = 0;
+  // The thread runs a batch of frames while the loop waits (so the process-wide counters see only it); then
+  // the loop takes them, its allocations counted apart from the frames that end an utterance (the blob).
+  // The first 300 frames (two utterances) are warm-up: the loop's packet buffer reaches its size.
+  while (f < script().frames) {
+    const size_t batch_end = std::min(script().frames, f + 8);
+    std::thread audio([&] {
+      const osvi::test::AllocSnapshot s;
+      for (size_t k = f; k < batch_end; ++k) (*r)->process(mic(k), played(k));
+      if (f >= 300) thread_allocs += s.new_delta() + s.malloc_delta();
+    });
+    audio.join();
+    for (; f < batch_end; ++f) {
+      const osvi::test::AllocSnapshot s;
+      ASSERT_TRUE((*r)->next(out));
+      const bool ends = ends_speech(out);
+      if (f >= 300 && !ends) loop_allocs += s.new_delta() + s.malloc_delta();
+      if (ends && (*r)->take_utterance()) ++blobs;
+    }
+  }
+  EXPECT_GE(blobs, 3u);  // utterances did end, in the measured window too
+  EXPECT_EQ(thread_allocs, 0u);
+  EXPECT_EQ(loop_allocs, 0u);
+  EXPECT_EQ((*r)->utterance_drops(), 0u);
+}
+
+TEST(ChainRunner, AnUtteranceWhoseRecordsFindTheRingFullIsDroppedAndCounted) {
+  // The loop is away for 4 s: the frames' ring fills first (frames dropped whole), then the utterance ring.
+  auto r = ChainRunner::create(chain_at(20),
+                               {.ring_ms = 60, .utterance = UtteranceOptions{}, .utterance_history_ms = 40});
+  ASSERT_TRUE(r);
+  for (size_t f = 0; f < 200; ++f) (*r)->process(mic(f), played(f));
+  EXPECT_GT((*r)->dropped(), 0u);
+  EXPECT_GT((*r)->utterance_drops(), 0u);
+  // Back in step: later utterances reach the loop whole.
+  CaptureOutput out;
+  while ((*r)->next(out)) {
+  }
+  // Utterances whose Onset the loop saw after it came back: each one's blob arrives.
+  size_t ended = 0, blobs = 0;
+  bool fresh = false;
+  for (size_t f = 200; f < script().frames; ++f) {
+    (*r)->process(mic(f), played(f));
+    while ((*r)->next(out))
+      for (const EndpointEvent& e : out.endpoints) {
+        if (e.kind == EndpointKind::Onset) fresh = true;
+        if (e.kind == EndpointKind::OnsetRejected) fresh = false;
+        if (e.kind != EndpointKind::SpeechEnd) continue;
+        auto b = (*r)->take_utterance();
+        if (std::exchange(fresh, false)) {
+          ++ended;
+          if (b && b->size() > 500) ++blobs;
+        }
+      }
+  }
+  EXPECT_GE(ended, 2u);
+  EXPECT_EQ(blobs, ended);
+  EXPECT_FALSE(ChainRunner::create(chain_at(20), {.utterance = UtteranceOptions{.bitrate = 1000}}));
 }
 
 // A sink that keeps each write() apart, to see pages arrive whole.

@@ -12,6 +12,16 @@
 // Loop side, next(): pops the frames in order and rebuilds a CaptureOutput the Call reads exactly as it read
 // LineChain's; its spans point into the runner's loop-side buffers until the next call.
 //
+// The caller's utterances (optional, ChainRunnerOptions::utterance): the thread also keeps the last
+// utterance_history_ms of clean audio and, from each Onset to its SpeechEnd, encodes the caller as the Call's
+// UtteranceEncoder did on the loop (the same pre-roll, 20 ms Opus frames, the same cap, the tail and the
+// codec delay flushed at the end), with one libopus state made in create() and reset per utterance. The
+// packets cross to the loop through a third SpscRing (bytes, each behind a 4-byte record header); next()
+// takes the frame's records before it returns the frame, and at a SpeechEnd frames the kept packets as the
+// Ogg Opus blob take_utterance() hands the Call. A record that finds the ring full drops that utterance
+// (counted in utterance_drops()), never waits. Per frame neither side allocates: the loop's packet buffer
+// keeps its capacity across utterances; only the blob, once per utterance, allocates.
+//
 // What stays on the loop: LineChain::resample_playback() (the 24 kHz TTS resampler touches none of the
 // capture state, so the loop may run it while the thread runs process()), LineChain::reset() and anything
 // that allocates (create(), CallRecorder::create()/finish()).
@@ -37,6 +47,10 @@ struct ChainRunnerOptions {
   // Processed frames that may wait for the loop. The loop reads at every period; half a second covers any
   // stall of it, as the streams' own capture rings did.
   int ring_ms = 500;
+  // Set: the thread encodes the caller's utterances (audio.opus.*, see above); unset: the Call encodes them.
+  std::optional<UtteranceOptions> utterance{};
+  int utterance_history_ms = 500;  // pre-roll kept before an Onset's first sample (the Call's history)
+  int utterance_max_ms = 30000;    // frames past this are not added (the Call's cap)
 };
 
 class ChainRunner final : public PeriodProcessor {
@@ -70,6 +84,14 @@ class ChainRunner final : public PeriodProcessor {
   uint64_t dropped() const noexcept { return dropped_.load(std::memory_order_relaxed); }
   size_t frame_samples() const noexcept { return frame_; }
 
+  // ---- the caller's utterances, when ChainRunnerOptions::utterance is set (the control loop) ----
+  bool encodes_utterances() const noexcept { return utt_ != nullptr; }
+  // The Ogg Opus blob of the utterance the frame next() returned last ended (its SpeechEnd), once; an error
+  // when that frame ended none, or the utterance was dropped (ring full, codec error, no Onset seen).
+  Result<std::vector<uint8_t>> take_utterance();
+  // Utterances dropped on the thread because their records found the ring full.
+  uint64_t utterance_drops() const noexcept { return utt_drops_.load(std::memory_order_relaxed); }
+
  private:
   // One frame's events, as they cross the ring (the samples go through samples_).
   struct Meta {
@@ -79,9 +101,13 @@ class ChainRunner final : public PeriodProcessor {
     std::optional<CallProgressEvent> tone;
     AmdVerdict amd = AmdVerdict::pending;
     std::optional<Beep> beep;
+    uint64_t utt_pushed = 0;  // bytes of utterance records pushed up to and including this frame
   };
+  struct Utterance;  // the thread's encoder and the loop's assembly (chain_runner.cpp)
   ChainRunner(std::unique_ptr<LineChain> chain, size_t frames);
   void apply_controls() noexcept;
+  void utterance_frame(const CaptureOutput& out) noexcept;  // thread
+  void take_records(uint64_t upto);                         // loop
 
   std::unique_ptr<LineChain> chain_;
   const size_t frame_;
@@ -101,6 +127,9 @@ class ChainRunner final : public PeriodProcessor {
   std::atomic<uint64_t> processed_{0};
   std::atomic<uint64_t> dropped_{0};
   std::atomic<uint64_t> recorder_errors_{0};
+
+  std::unique_ptr<Utterance> utt_;  // null: utterances are the Call's
+  std::atomic<uint64_t> utt_drops_{0};
 };
 
 }  // namespace osvi::audio

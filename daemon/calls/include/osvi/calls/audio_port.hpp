@@ -3,14 +3,16 @@
 //
 // Threading: every method and every Listener call is on the loop thread. The real ports (StreamAudioPort,
 // calls/audio_ports.hpp) own the hal stream (ALSA, PCM tty or RTP) and the line's LineChain inside an
-// audio::ChainRunner that the stream's real-time thread runs once per period (issue 18): the DSP chain and
-// the recorder's encode happen there, and the port hands the loop the processed frames when the stream's
-// eventfd fires. The web call's port has no thread and runs its chain on the loop, behind the same interface.
+// audio::ChainRunner that the stream's real-time thread runs once per period (issue 18): the DSP chain, the
+// recorder's encode and the caller's utterance encode (loop2) happen there, and the port hands the loop the
+// processed frames (and each utterance's STT blob) when the stream's eventfd fires. The web call's port has
+// no thread and runs its chain on the loop, behind the same interface.
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -65,6 +67,15 @@ class AudioPort {
   // encodes on its audio thread: the recorder's sink must be real-time safe (an audio::PagePipe the loop
   // drains), and it is the loop's again (finish()) once attach_recorder(nullptr) returns or the port is gone.
   virtual void attach_recorder(audio::CallRecorder* recorder) = 0;
+
+  // The caller's utterances. A real port encodes them on its audio thread (audio::ChainRunner, issue 18):
+  // it says so here, and hands the Call the STT blob (Ogg Opus) of the utterance the frame just delivered to
+  // on_capture() ended with its SpeechEnd (an error when that utterance was dropped). A port without a
+  // thread (the web call, test doubles) leaves the encoding to the Call, on the loop.
+  virtual bool encodes_utterances() const { return false; }
+  virtual Result<std::vector<uint8_t>> take_utterance() {
+    return make_error("this audio port does not encode utterances", -ENOTSUP);
+  }
 };
 
 // What a port is built from.
@@ -88,9 +99,9 @@ Result<std::unique_ptr<AudioPort>> make_line_audio_port(EventLoop& loop, const A
                                                         AudioPort::Listener& listener);
 // The same over a stream already created (and not started): what the one above does once it has built the
 // stream from the line's endpoint.
-Result<std::unique_ptr<AudioPort>> make_line_audio_port(EventLoop& loop,
-                                                        std::unique_ptr<hal::AudioStream> stream,
-                                                        const audio::LineChainConfig& chain,
-                                                        AudioPort::Listener& listener);
+// `utterance` set: the port encodes the caller's utterances on the stream's thread (encodes_utterances()).
+Result<std::unique_ptr<AudioPort>> make_line_audio_port(
+    EventLoop& loop, std::unique_ptr<hal::AudioStream> stream, const audio::LineChainConfig& chain,
+    AudioPort::Listener& listener, std::optional<audio::UtteranceOptions> utterance = std::nullopt);
 
 }  // namespace osvi::daemon

@@ -167,6 +167,7 @@ class Call final : private AudioPort::Listener {
   void on_capture(const audio::CaptureOutput& frame) override;
   void on_audio_tick() override;
   void on_endpoint(const audio::EndpointEvent& e);
+  void cancel_utterance();
   void on_progress_tone(audio::ProgressTone tone);
   // Where a digit was heard: the chain's in-band detector, the line (a modem's out-of-band report), or the
   // RTP stream (an RFC 4733 telephone-event). A SIP peer may send a key both in-band and as an event.
@@ -299,11 +300,14 @@ class Call final : private AudioPort::Listener {
   std::unique_ptr<Recording> recording_;
   uint64_t pos_ = 0;              // capture samples processed (the endpointer's clock)
   std::vector<int16_t> history_;  // the last ~1.5 s of cleaned capture, a ring indexed by pos_
+  // Encodes the caller's utterance as it is spoken, on the loop: only for a port that does not encode it on
+  // its audio thread (AudioPort::encodes_utterances(): the web call, test doubles).
   std::optional<audio::UtteranceEncoder> utterance_;
   std::vector<SpeechWorker::Ticket> local_speech_;  // prompts being rendered; destroyed = cancelled
-                                                    // encodes the caller's utterance as it is spoken
   uint64_t utterance_begin_ = 0;
   bool in_utterance_ = false;
+  bool utterance_open_ =
+      false;  // the port encodes: an Onset seen, not cancelled (its blob is ours at the end)
   std::vector<int16_t> pending_play_;  // line-rate samples not yet accepted by the stream's ring
   size_t pending_play_segment_ = 0;
   std::array<int16_t, 480> tts_piece_{};  // 20 ms of 24 kHz TTS, decoded from the byte stream in place
