@@ -8,7 +8,9 @@
 // The greeting gap (abandonment guard): outbound calls answered with "Hello?", the record's greeting_gap_ms
 // and the party's own measure of it, with answering-machine detection on (the default) and off.
 // Usage: calls_bench [turns=55] [barge_ins=12] [--only latency|barge|memory|deadair|greeting]
-//        [--greeting-calls N (20)] [--frame-ms 10|20 (20)] [--buffer-periods 2|3 (3)]
+//        [--greeting-calls N (20)] [--frame-ms 10|20 (20)] [--buffer-periods 2|3 (3)] [--no-tts-cache]
+// --no-tts-cache: the latency run's model server renders every reply (its scenario's tts.cache false); the
+// run's replies are all one sentence, so with the cache only the first turn renders.
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -47,6 +49,7 @@ constexpr int kRate = 16000;
 // --frame-ms / --buffer-periods (the audio settings the run gives osvid).
 int g_frame_ms = 20;
 int g_buffer_periods = 3;
+bool g_tts_cache = true;  // --no-tts-cache
 int64_t kCushion = 2 * kRate / 50;
 
 // Thrown, not exit(): the destructors must kill osvid and the model server (an orphan would keep a pipe
@@ -209,8 +212,9 @@ bool latency_run(int turns) {
     steps += R"({"say":")" + s + R"(","ms":0,"after_agent":true},)";
   }
   steps += R"({"hangup":true,"after_agent":true})";
-  const std::string scenario =
-      R"({"stt":{"transcripts":[)" + transcripts + R"(]},"llm":{"default_reply":"Noted, thank you."}})";
+  const std::string scenario = R"({"stt":{"transcripts":[)" + transcripts +
+                               R"(]},"llm":{"default_reply":"Noted, thank you."},)" + R"("tts":{"cache":)" +
+                               (g_tts_cache ? "true" : "false") + "}}";
   // min = max endpointing: the agent waits exactly 0.5 s of silence, so the fixed delay can be subtracted.
   const std::string agent =
       R"("greeting":{"text":"Hello."},"call":{"min_endpointing_s":0.5,"max_endpointing_s":0.5,)"
@@ -220,7 +224,9 @@ bool latency_run(int turns) {
   Rig rig(scenario, agent,
           R"([{"id":"sim0","type":"sim","agent_uuid":"agent_a","sim":{"incoming_after_s":1,"party_log":")" +
               plog + R"(","steps":[)" + steps + "]}}]");
-  std::printf("latency run: %d turns on one call (espeak speaks in real time: ~%d s)\n", turns, turns * 4);
+  std::printf(
+      "latency run: %d turns on one call (espeak speaks in real time: ~%d s); model server TTS cache %s\n",
+      turns, turns * 4, g_tts_cache ? "on" : "off");
   std::fflush(stdout);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60 + turns * 20);
   while (true) {
@@ -671,6 +677,8 @@ int main(int argc, char** argv) {
       g_frame_ms = std::atoi(argv[++i]) == 10 ? 10 : 20;
     else if (a == "--buffer-periods" && i + 1 < argc)
       g_buffer_periods = std::clamp(std::atoi(argv[++i]), 2, 3);
+    else if (a == "--no-tts-cache")
+      g_tts_cache = false;
     else if (a == "--greeting-calls" && i + 1 < argc)
       greeting_calls = std::max(1, std::atoi(argv[++i]));
     else

@@ -2,6 +2,7 @@
 // first use.
 #include "osvi/speech/speech.hpp"
 
+#include <dirent.h>
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <speex/speex_resampler.h>
@@ -170,16 +171,43 @@ int write_samples(void* user, const short* samples, size_t count) {
 //    redialling a line within milliseconds of its hang-up a child regularly held a simulated line's FIFO.
 // So everything but the output pipe, regular files and directories (espeak's own data, if it keeps any open)
 // is closed. Only async-signal-safe calls: the parent may have other threads.
+//
+// The open descriptors are listed from /proc/self/fd (getdents64 on a stack buffer: no allocation), not
+// probed one by one up to RLIMIT_NOFILE: with the limit at 20,000 the fstat loop alone cost the child tens
+// of milliseconds on a loaded box before espeak said a word, and the first audio of a streamed render
+// waits for it. The loop stays as the fallback without /proc.
+void maybe_close(int fd, int keep) {
+  struct stat st {};
+  if (fd > 2 && fd != keep && ::fstat(fd, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))
+    ::close(fd);
+}
+
 void drop_parent_descriptors(pid_t parent, int keep) {
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (::getppid() != parent) ::_exit(1);  // the parent died before the line above
+  const int dir = ::open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir >= 0) {
+    alignas(dirent64) char buf[4096];
+    for (;;) {
+      const ssize_t n = ::getdents64(dir, buf, sizeof buf);
+      if (n <= 0) break;
+      for (ssize_t off = 0; off < n;) {
+        const auto* d = reinterpret_cast<const dirent64*>(buf + off);
+        off += d->d_reclen;
+        int fd = 0;
+        const char* c = d->d_name;
+        if (*c < '0' || *c > '9') continue;  // "." and ".."
+        for (; *c >= '0' && *c <= '9'; ++c) fd = fd * 10 + (*c - '0');
+        if (fd != dir) maybe_close(fd, keep);
+      }
+    }
+    ::close(dir);
+    return;
+  }
   rlimit lim{};
   const int max_fd =
       ::getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < 65536 ? static_cast<int>(lim.rlim_cur) : 65536;
-  for (int fd = 3; fd < max_fd; ++fd) {
-    struct stat st {};
-    if (fd != keep && ::fstat(fd, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) ::close(fd);
-  }
+  for (int fd = 3; fd < max_fd; ++fd) maybe_close(fd, keep);
 }
 
 int synthesize_in_child(const Module& module, const std::string& text, const SpeechOptions& options,
@@ -233,13 +261,7 @@ Result<std::unique_ptr<Speech>> Speech::create(SpeechOptions options) {
 
 Speech::~Speech() = default;
 
-Result<std::vector<int16_t>> Speech::render(std::string_view text, int sample_rate) {
-  if (sample_rate < 8000 || sample_rate > 48000) {
-    return make_error("speech: sample_rate must be 8000..48000 Hz (got " + std::to_string(sample_rate) + ")");
-  }
-  if (text.size() > kMaxTextBytes) return make_error("speech: text longer than 64 KiB");
-  if (blank(text)) return std::vector<int16_t>{};
-  const std::string z(text);  // espeak reads up to a NUL
+Result<std::pair<int, int>> Speech::spawn(const std::string& z) {
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) return make_error("speech: pipe failed", -errno);
   hal::UniqueFd read_end(fds[0]);
@@ -259,7 +281,19 @@ Result<std::vector<int16_t>> Speech::render(std::string_view text, int sample_ra
     drop_parent_descriptors(parent, write_end.get());
     ::_exit(synthesize_in_child(*module, z, options_, write_end.get()));
   }
-  write_end.reset();
+  return std::pair<int, int>{pid, read_end.release()};
+}
+
+Result<std::vector<int16_t>> Speech::render(std::string_view text, int sample_rate) {
+  if (sample_rate < 8000 || sample_rate > 48000) {
+    return make_error("speech: sample_rate must be 8000..48000 Hz (got " + std::to_string(sample_rate) + ")");
+  }
+  if (text.size() > kMaxTextBytes) return make_error("speech: text longer than 64 KiB");
+  if (blank(text)) return std::vector<int16_t>{};
+  auto child = spawn(std::string(text));  // espeak reads up to a NUL
+  if (!child) return child.error();
+  const pid_t pid = child->first;
+  hal::UniqueFd read_end(child->second);
   std::vector<int16_t> native;
   std::vector<char> bytes;
   char buf[16384];
@@ -282,6 +316,147 @@ Result<std::vector<int16_t>> Speech::render(std::string_view text, int sample_ra
   native.resize(bytes.size() / 2);
   std::memcpy(native.data(), bytes.data(), bytes.size());
   return resample(native, native_rate_, sample_rate);
+}
+
+// The child's pipe and an incremental resampler in the same configuration as resample(): zeros skipped at
+// the start, the filter flushed with its input latency in zeros at the end, the output cut to
+// in * out_rate / in_rate samples. speexdsp's filter state does not depend on how the input is split, so
+// the samples equal render()'s.
+struct SpeechStream::Impl {
+  pid_t pid = -1;
+  hal::UniqueFd fd;
+  std::string voice;
+  int in_rate = 0;
+  int out_rate = 0;
+  std::unique_ptr<SpeexResamplerState, ResamplerDeleter> resampler;
+  uint64_t consumed = 0;  // native samples read from the child
+  uint64_t emitted = 0;   // samples handed out
+  bool has_odd = false;   // a sample split across two reads: its first byte
+  char odd = 0;
+  bool finished = false;
+
+  ~Impl() { reap(true); }
+
+  int reap(bool kill) {
+    if (pid <= 0) return -1;
+    if (kill) ::kill(pid, SIGKILL);
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    pid = -1;
+    return status;
+  }
+
+  // Appends the resampled `in` to `out`, never beyond `limit` samples in all.
+  Result<void> convert(const int16_t* in, size_t n, uint64_t limit, std::vector<int16_t>& out) {
+    if (!resampler) {
+      const size_t take = static_cast<size_t>(std::min<uint64_t>(n, limit - emitted));
+      out.insert(out.end(), in, in + take);
+      emitted += take;
+      return {};
+    }
+    int16_t buf[4096];
+    size_t used = 0;
+    while (used < n) {
+      auto in_len = static_cast<spx_uint32_t>(n - used);
+      auto out_len = static_cast<spx_uint32_t>(sizeof buf / sizeof buf[0]);
+      const int err = speex_resampler_process_int(resampler.get(), 0, in + used, &in_len, buf, &out_len);
+      if (err != RESAMPLER_ERR_SUCCESS) {
+        return make_error(std::string("speech: resampler: ") + speex_resampler_strerror(err), -EIO);
+      }
+      const size_t take = static_cast<size_t>(std::min<uint64_t>(out_len, limit - emitted));
+      out.insert(out.end(), buf, buf + take);
+      emitted += take;
+      used += in_len;
+      if (in_len == 0 && out_len == 0) break;
+    }
+    return {};
+  }
+
+  Result<bool> next(std::vector<int16_t>& out) {
+    if (finished) return false;
+    char buf[16384 + 1];
+    ssize_t n = -1;
+    for (;;) {
+      n = ::read(fd.get(), buf + 1, sizeof buf - 1);
+      if (n >= 0 || errno != EINTR) break;
+    }
+    if (n > 0) {
+      char* start = buf + 1;
+      size_t len = static_cast<size_t>(n);
+      if (has_odd) {
+        *--start = odd;
+        ++len;
+        has_odd = false;
+      }
+      if (len % 2 != 0) {
+        odd = start[len - 1];
+        has_odd = true;
+        --len;
+      }
+      std::vector<int16_t> native(len / 2);
+      std::memcpy(native.data(), start, len);
+      consumed += native.size();
+      // While the child speaks, nothing beyond what the samples so far allow: the final cut is not known.
+      const uint64_t limit = consumed * static_cast<uint64_t>(out_rate) / static_cast<uint64_t>(in_rate);
+      auto done = convert(native.data(), native.size(), limit, out);
+      if (!done) {
+        finished = true;
+        return done.error();
+      }
+      return true;
+    }
+    finished = true;
+    fd.reset();
+    const int status = reap(false);
+    if (n < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0 || has_odd) {
+      return make_error("speech: synthesis failed (voice '" + voice + "')", -EIO);
+    }
+    const uint64_t want = consumed * static_cast<uint64_t>(out_rate) / static_cast<uint64_t>(in_rate);
+    if (resampler && consumed > 0) {
+      const std::vector<int16_t> zeros(
+          static_cast<size_t>(speex_resampler_get_input_latency(resampler.get())), 0);
+      // The zeros push the last real samples out of the filter, once, as render() pads.
+      if (auto done = convert(zeros.data(), zeros.size(), want, out); !done) return done.error();
+    }
+    return false;
+  }
+};
+
+SpeechStream::SpeechStream(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+SpeechStream::~SpeechStream() = default;
+
+Result<bool> SpeechStream::next(std::vector<int16_t>& out) {
+  return impl_->next(out);
+}
+
+Result<std::unique_ptr<SpeechStream>> Speech::start(std::string_view text, int sample_rate) {
+  if (sample_rate < 8000 || sample_rate > 48000) {
+    return make_error("speech: sample_rate must be 8000..48000 Hz (got " + std::to_string(sample_rate) + ")");
+  }
+  if (text.size() > kMaxTextBytes) return make_error("speech: text longer than 64 KiB");
+  auto impl = std::make_unique<SpeechStream::Impl>();
+  impl->voice = options_.voice;
+  impl->in_rate = native_rate_;
+  impl->out_rate = sample_rate;
+  if (blank(text)) {
+    impl->finished = true;
+    return std::unique_ptr<SpeechStream>(new SpeechStream(std::move(impl)));
+  }
+  if (native_rate_ != sample_rate) {
+    int err = RESAMPLER_ERR_SUCCESS;
+    impl->resampler.reset(speex_resampler_init(1, static_cast<spx_uint32_t>(native_rate_),
+                                               static_cast<spx_uint32_t>(sample_rate), 7, &err));
+    if (!impl->resampler || err != RESAMPLER_ERR_SUCCESS) {
+      return make_error(std::string("speech: resampler: ") + speex_resampler_strerror(err), -ENOMEM);
+    }
+    speex_resampler_skip_zeros(impl->resampler.get());
+  }
+  auto child = spawn(std::string(text));
+  if (!child) return child.error();
+  impl->pid = child->first;
+  impl->fd = hal::UniqueFd(child->second);
+  return std::unique_ptr<SpeechStream>(new SpeechStream(std::move(impl)));
 }
 
 }  // namespace osvi::daemon

@@ -26,6 +26,7 @@
 #include <cstring>
 #include <ctime>
 #include <fstream>
+#include <list>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -82,6 +83,14 @@ std::string error_json(const std::string& message, const char* type, const char*
   return print(root.get());
 }
 
+// A body produced while it is sent (a TTS render in progress). next() blocks until the next piece; an
+// empty piece ends the body, an error drops the connection (chunked encoding left unterminated).
+class LiveBody {
+ public:
+  virtual ~LiveBody() = default;
+  virtual Result<std::string> next() = 0;
+};
+
 // What a handler decided; the MHD glue turns it into a response.
 struct Reply {
   unsigned status = 200;
@@ -91,7 +100,9 @@ struct Reply {
   int gap_ms = 0;                   // pause before every piece but the first
   bool abort_at_end = false;        // "reset": drop the connection after the pieces
   bool hang = false;                // never answer
-  int wait_ms = 0;                  // before the first byte
+  int wait_ms = 0;                  // before the first byte, counted from the request's arrival
+  std::shared_ptr<LiveBody> live;   // after `pieces` (streamed only): pieces made while sending
+  int live_limit = -1;              // how many live pieces to send at most (-1: all)
 };
 
 Reply json_reply(unsigned status, std::string body) {
@@ -158,6 +169,7 @@ void apply_fault(const Fault& f, Reply& r, const std::string& broken) {
     r.content_type = "text/html; charset=utf-8";
     r.pieces.push_back("<html><body><h1>Service temporarily unavailable</h1></body></html>\n");
   } else if (f.kind == "reset") {
+    if (r.live) r.live_limit = std::max(0, 2 - static_cast<int>(r.pieces.size()));
     if (!r.streamed && !r.pieces.empty()) {
       const std::string body = r.pieces[0];
       r.pieces = {body.substr(0, body.size() / 2)};
@@ -263,6 +275,100 @@ std::vector<std::string> split_words(const std::string& text) {
   }
   return out;
 }
+
+// Rendered TTS audio (s16le at 24 kHz) by (voice, rate_wpm, input): the stand-in is deterministic, so a
+// sentence said again costs no fork and no CPU. Bounded in entries and bytes, least recently used first
+// out; an utterance larger than the whole budget is not kept. Thread-safe.
+class TtsCache {
+ public:
+  static constexpr size_t kMaxEntries = 256;
+  static constexpr size_t kMaxBytes = 32u << 20;
+
+  static std::string key(const daemon::SpeechOptions& o, const std::string& input) {
+    return o.voice + '\n' + std::to_string(o.rate_wpm) + '\n' + input;
+  }
+
+  std::shared_ptr<const std::string> get(const std::string& key) {
+    std::lock_guard lock(mu_);
+    auto it = map_.find(key);
+    if (it == map_.end()) return nullptr;
+    order_.splice(order_.begin(), order_, it->second.second);
+    return it->second.first;
+  }
+
+  void put(const std::string& key, std::string pcm) {
+    if (pcm.size() > kMaxBytes) return;
+    std::lock_guard lock(mu_);
+    if (map_.count(key) != 0) return;  // two misses of one sentence rendered it twice: same bytes
+    bytes_ += pcm.size();
+    order_.push_front(key);
+    map_.emplace(key, std::make_pair(std::make_shared<const std::string>(std::move(pcm)), order_.begin()));
+    while (map_.size() > kMaxEntries || bytes_ > kMaxBytes) {
+      auto last = map_.find(order_.back());
+      bytes_ -= last->second.first->size();
+      map_.erase(last);
+      order_.pop_back();
+    }
+  }
+
+ private:
+  std::mutex mu_;
+  std::list<std::string> order_;  // most recently used first
+  std::map<std::string, std::pair<std::shared_ptr<const std::string>, std::list<std::string>::iterator>> map_;
+  size_t bytes_ = 0;
+};
+
+void append_s16le(const std::vector<int16_t>& samples, std::string& out) {
+  const size_t at = out.size();
+  out.resize(at + samples.size() * 2);
+  for (size_t i = 0; i < samples.size(); ++i) {
+    const auto v = static_cast<uint16_t>(samples[i]);
+    out[at + 2 * i] = static_cast<char>(v & 0xff);
+    out[at + 2 * i + 1] = static_cast<char>(v >> 8);
+  }
+}
+
+// A TTS answer on a cache miss: whatever the render child has produced goes out (at most chunk_bytes per
+// piece) as soon as it is there; the complete audio then goes into the cache.
+class RenderBody : public LiveBody {
+ public:
+  RenderBody(std::unique_ptr<daemon::SpeechStream> stream, size_t chunk_bytes, TtsCache* cache,
+             std::string key)
+      : stream_(std::move(stream)), chunk_bytes_(chunk_bytes), cache_(cache), key_(std::move(key)) {}
+
+  Result<std::string> next() override {
+    while (pending_.size() - taken_ == 0 && !done_) {
+      pending_.clear();
+      taken_ = 0;
+      samples_.clear();
+      auto more = stream_->next(samples_);
+      if (!more) return more.error();
+      done_ = !*more;
+      append_s16le(samples_, pending_);
+    }
+    if (pending_.size() == taken_) {
+      if (!cached_ && cache_ != nullptr) cache_->put(key_, std::move(all_));
+      cached_ = true;
+      return std::string();
+    }
+    std::string piece = pending_.substr(taken_, chunk_bytes_);
+    taken_ += piece.size();
+    if (cache_ != nullptr) all_ += piece;
+    return piece;
+  }
+
+ private:
+  std::unique_ptr<daemon::SpeechStream> stream_;
+  size_t chunk_bytes_;
+  TtsCache* cache_;  // null: the scenario's tts.cache is off
+  std::string key_;
+  std::vector<int16_t> samples_;
+  std::string pending_;  // bytes read from the render, from taken_ on not sent yet
+  size_t taken_ = 0;
+  std::string all_;  // everything sent, for the cache
+  bool done_ = false;
+  bool cached_ = false;
+};
 
 class ModelServer {
  public:
@@ -590,41 +696,63 @@ class ModelServer {
     cJSON_AddStringToObject(entry.get(), "fault", fault.kind.c_str());
     std::shared_ptr<daemon::Speech> synth;
     size_t chunk_bytes = 4800;
+    bool use_cache = true;
     {
       std::lock_guard lock(mu_);
       synth = speech_;
       chunk_bytes = static_cast<size_t>(scenario_.tts_chunk_bytes);
+      use_cache = scenario_.tts_cache;
     }
     if (!synth) {
       record(entry.get());
       return json_reply(
           500, error_json("speech synthesis unavailable (espeak-ng failed to start)", "server_error"));
     }
-    auto pcm = synth->render(input->valuestring, kTtsRate);
-    if (!pcm) {
-      cJSON_AddStringToObject(entry.get(), "error", pcm.error().message.c_str());
-      record(entry.get());
-      return json_reply(500, error_json(pcm.error().message, "server_error"));
-    }
-    cJSON_AddNumberToObject(entry.get(), "samples", static_cast<double>(pcm->size()));
-    record(entry.get());
-    std::string bytes(pcm->size() * 2, '\0');
-    for (size_t i = 0; i < pcm->size(); ++i) {
-      const auto v = static_cast<uint16_t>((*pcm)[i]);
-      bytes[2 * i] = static_cast<char>(v & 0xff);
-      bytes[2 * i + 1] = static_cast<char>(v >> 8);
-    }
+    const std::string text = input->valuestring;
+    const std::string key = TtsCache::key(synth->options(), text);
     Reply r;
-    r.wait_ms = latency;
+    r.wait_ms = latency;  // from the request's arrival: the render below overlaps it
     r.streamed = true;
     r.content_type = format == "wav" ? "audio/wav" : "audio/pcm";
-    if (format == "wav") r.pieces.push_back(wav_header(bytes.size()));
-    for (size_t off = 0; off < bytes.size(); off += chunk_bytes)
-      r.pieces.push_back(bytes.substr(off, chunk_bytes));
+    // These faults replace the answer: no audio is made for them.
+    const bool replaced = fault.kind == "http500" || fault.kind == "bad_json" ||
+                          fault.kind == "wrong_content_type" || fault.kind == "hang";
+    if (!replaced) {
+      std::shared_ptr<const std::string> pcm = use_cache ? cache_.get(key) : nullptr;
+      cJSON_AddStringToObject(entry.get(), "cache", !use_cache ? "off" : pcm ? "hit" : "miss");
+      if (!pcm && format == "wav") {
+        // The WAV header carries the length, so a WAV miss renders the whole sentence before its first
+        // byte (still during the latency wait); pcm is the streaming format, as with OpenAI's service.
+        auto whole = synth->render(text, kTtsRate);
+        if (!whole) return render_failed(entry.get(), whole.error().message);
+        std::string bytes;
+        append_s16le(*whole, bytes);
+        if (use_cache) cache_.put(key, bytes);
+        pcm = std::make_shared<const std::string>(std::move(bytes));
+      }
+      if (pcm) {
+        cJSON_AddNumberToObject(entry.get(), "samples", static_cast<double>(pcm->size() / 2));
+        if (format == "wav") r.pieces.push_back(wav_header(pcm->size()));
+        for (size_t off = 0; off < pcm->size(); off += chunk_bytes)
+          r.pieces.push_back(pcm->substr(off, chunk_bytes));
+      } else {
+        auto stream = synth->start(text, kTtsRate);
+        if (!stream) return render_failed(entry.get(), stream.error().message);
+        r.live =
+            std::make_shared<RenderBody>(std::move(*stream), chunk_bytes, use_cache ? &cache_ : nullptr, key);
+      }
+    }
+    record(entry.get());
     Json stub(cJSON_CreateObject());
     cJSON_AddStringToObject(stub.get(), "audio", "UklGRiQAAABXQVZF");  // base64 of a WAV header's start
     apply_fault(fault, r, truncated_json(stub.get()));
     return r;
+  }
+
+  Reply render_failed(cJSON* entry, const std::string& message) {
+    cJSON_AddStringToObject(entry, "error", message.c_str());
+    record(entry);
+    return json_reply(500, error_json(message, "server_error"));
   }
 
   // OpenAI's embeddings: {model, input: string | [string], encoding_format?, dimensions?} → one stand-in
@@ -794,6 +922,7 @@ class ModelServer {
   Scenario scenario_;
   std::array<Fault, 4> faults_;
   std::shared_ptr<daemon::Speech> speech_;
+  TtsCache cache_;
   size_t stt_count_ = 0;
   size_t chat_count_ = 0;
   uint64_t log_seq_ = 0;
@@ -815,6 +944,8 @@ struct Stream {
   size_t offset = 0;
   int gap_ms = 0;
   bool abort_at_end = false;
+  std::shared_ptr<LiveBody> live;  // pulled from once `pieces` are sent
+  int live_left = -1;
 };
 
 bool client_gone(MHD_Connection* connection) {
@@ -828,15 +959,34 @@ bool client_gone(MHD_Connection* connection) {
 bool wait_for(MHD_Connection* connection, int ms) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
   while (!g_stopping.load()) {
-    if (ms >= 0 && std::chrono::steady_clock::now() >= deadline) return true;
+    const auto now = std::chrono::steady_clock::now();
+    if (ms >= 0 && now >= deadline) return true;
     if (connection && client_gone(connection)) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    // Polls every 10 ms, but never sleeps past the deadline: the latency is the scenario's to the ms.
+    std::this_thread::sleep_for(ms < 0 ? std::chrono::steady_clock::duration(std::chrono::milliseconds(10))
+                                       : std::min<std::chrono::steady_clock::duration>(
+                                             std::chrono::milliseconds(10), deadline - now));
   }
   return false;
 }
 
 ssize_t read_stream(void* cls, uint64_t /*pos*/, char* buf, size_t max) {
   auto* s = static_cast<Stream*>(cls);
+  if (s->index >= s->pieces.size() && s->live) {
+    if (s->live_left == 0) {
+      s->live.reset();
+    } else {
+      auto piece = s->live->next();  // blocks this connection's thread until the render has more
+      if (!piece) return MHD_CONTENT_READER_END_WITH_ERROR;
+      if (piece->empty()) {
+        s->live.reset();
+      } else {
+        if (s->index > 0) s->pieces[s->index - 1].clear();  // sent: only the live tail is kept
+        s->pieces.push_back(std::move(*piece));
+        if (s->live_left > 0) --s->live_left;
+      }
+    }
+  }
   if (s->index >= s->pieces.size()) {
     return s->abort_at_end ? MHD_CONTENT_READER_END_WITH_ERROR : MHD_CONTENT_READER_END_OF_STREAM;
   }
@@ -877,6 +1027,9 @@ MHD_Result on_request(void* cls, MHD_Connection* connection, const char* url, co
     *upload_data_size = 0;
     return MHD_YES;
   }
+  // The stage's latency runs from here, so the handler's work (decoding the upload, starting the render)
+  // overlaps it: first byte at max(latency, work), as a real service that is busy elsewhere.
+  const auto arrival = std::chrono::steady_clock::now();
   Reply reply;
   if (req->too_large) {
     reply = json_reply(413, error_json("request body larger than 32 MiB", "invalid_request_error"));
@@ -891,10 +1044,17 @@ MHD_Result on_request(void* cls, MHD_Connection* connection, const char* url, co
     wait_for(connection, -1);
     return MHD_NO;
   }
-  if (reply.wait_ms > 0 && !wait_for(connection, reply.wait_ms)) return MHD_NO;
+  if (reply.wait_ms > 0) {
+    const auto spent =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - arrival);
+    const int left = reply.wait_ms - static_cast<int>(spent.count());
+    if (left > 0 && !wait_for(connection, left)) return MHD_NO;
+  }
   MHD_Response* response = nullptr;
   if (reply.streamed) {
-    auto* s = new Stream{std::move(reply.pieces), 0, 0, reply.gap_ms, reply.abort_at_end};
+    auto* s =
+        new Stream{std::move(reply.pieces), 0, 0, reply.gap_ms, reply.abort_at_end, std::move(reply.live),
+                   reply.live_limit};
     response = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, &read_stream, s, &free_stream);
     if (response == nullptr) free_stream(s);
   } else {

@@ -183,6 +183,10 @@ Result<Scenario> parse_scenario(std::string_view json) {
       return make_error("tts." + st.error().message);
     }
     s.tts_chunk_bytes &= ~1;  // whole samples per chunk
+    if (const cJSON* cache = cJSON_GetObjectItemCaseSensitive(tts, "cache")) {
+      if (!cJSON_IsBool(cache)) return make_error("tts.cache must be a boolean");
+      s.tts_cache = cJSON_IsTrue(cache);
+    }
     if (auto st = parse_stage(tts, "tts", s.tts); !st) return st.error();
   }
   if (const cJSON* emb = cJSON_GetObjectItemCaseSensitive(doc.get(), "embeddings")) {

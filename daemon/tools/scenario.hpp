@@ -12,7 +12,8 @@
 //                      "tool_calls": [{"name": "end_call", "arguments": {}}]}],
 //           "default_reply": "Noted. Anything else?", "after_tool_reply": "Done.",
 //           "chunk_delay_ms": 0, "latency_ms": 0, "fault": {...}},
-//   "tts": {"voice": "en-us", "rate_wpm": 165, "chunk_bytes": 4800, "latency_ms": 0, "fault": {...}},
+//   "tts": {"voice": "en-us", "rate_wpm": 165, "chunk_bytes": 4800, "cache": true, "latency_ms": 0,
+//           "fault": {...}},
 //   "embeddings": {"models": ["osvi-embed"], "dimensions": 256, "latency_ms": 0, "fault": {...}}
 // }
 // Faults: "none", "delay", "http500", "bad_json", "wrong_content_type", "reset", "hang"; count = how many
@@ -69,6 +70,7 @@ struct Scenario {
   std::string tts_voice = "en-us";
   int tts_rate_wpm = 165;
   int tts_chunk_bytes = 4800;
+  bool tts_cache = true;  // rendered audio kept and served again (false: every answer renders; benches)
   // Embeddings (stand_in_embedding.hpp): the models served (empty = any name), the default length.
   std::vector<std::string> embedding_models;
   int embedding_dimensions = 256;

@@ -136,6 +136,56 @@ Upload transcribe(int port, const std::string& audio, const std::string& filenam
   return out;
 }
 
+// A POST whose body is timed as it arrives: when the first bytes came, how many, and when the last did.
+struct Timed {
+  long status = 0;
+  bool complete = false;  // curl saw the whole answer (false when the server dropped it)
+  std::string body;
+  std::chrono::milliseconds first{-1};  // from the request's start to the first body bytes
+  std::chrono::milliseconds last{-1};
+  size_t first_bytes = 0;  // how many the first write brought
+  int writes = 0;
+};
+
+struct TimedSink {
+  Timed* out;
+  std::chrono::steady_clock::time_point t0;
+};
+
+size_t timed_cb(char* data, size_t size, size_t n, void* user) {
+  auto* sink = static_cast<TimedSink*>(user);
+  const auto at =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - sink->t0);
+  if (sink->out->writes++ == 0) {
+    sink->out->first = at;
+    sink->out->first_bytes = size * n;
+  }
+  sink->out->last = at;
+  sink->out->body.append(data, size * n);
+  return size * n;
+}
+
+Timed timed_post(int port, const std::string& path, const std::string& body) {
+  Timed out;
+  TimedSink sink{&out, std::chrono::steady_clock::now()};
+  CURL* curl = curl_easy_init();
+  const std::string url = "http://127.0.0.1:" + std::to_string(port) + path;
+  curl_slist* headers = curl_slist_append(nullptr, "Content-Type: application/json");
+  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+  curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body.c_str());
+  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, &timed_cb);
+  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &sink);
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 10000L);
+  curl_easy_setopt(curl, CURLOPT_NOPROXY, "*");
+  sink.t0 = std::chrono::steady_clock::now();
+  out.complete = curl_easy_perform(curl) == CURLE_OK;
+  curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &out.status);
+  curl_slist_free_all(headers);
+  curl_easy_cleanup(curl);
+  return out;
+}
+
 std::string sine_wav(int rate, double seconds) {
   const auto n = static_cast<uint32_t>(rate * seconds);
   std::string w(44 + 2 * n, '\0');
@@ -277,6 +327,109 @@ TEST_F(ModelServerTest, SpeechIsAudible24kPcm) {
   auto again = post("/v1/audio/speech", R"({"input":"Hello, how can I help you today?"})");
   EXPECT_EQ(again.body, r.body);  // deterministic
   EXPECT_EQ(post("/v1/audio/speech", R"({"input":"x","response_format":"opus"})").status, 400);
+}
+
+// A cache miss streams the render as it is made, with the stage's latency counted from the request's arrival
+// (first byte at max(latency, first chunk)); the same sentence again comes from the cache: identical bytes,
+// first byte at the latency.
+TEST_F(ModelServerTest, SpeechStreamsWhileRenderingAndCachesRepeats) {
+  // About 80 s of speech: espeak needs hundreds of milliseconds to render all of it, far more than its
+  // first 60 ms buffer takes.
+  std::string text;
+  for (int i = 0; i < 8; ++i) {
+    text +=
+        "Thank you for calling the branch office. Our opening hours are nine to six on weekdays, and ten "
+        "to two on Saturdays. ";
+  }
+  // No latency: the first bytes go out while the rest is still being rendered. A server that renders
+  // before answering sends its first byte moments before its last.
+  const Timed streamed = timed_post(port_, "/v1/audio/speech", R"({"input":")" + text + R"(Goodbye."})");
+  ASSERT_EQ(streamed.status, 200);
+  ASSERT_TRUE(streamed.complete);
+  EXPECT_LT(streamed.first.count() * 4, streamed.last.count())
+      << "first byte at " << streamed.first.count() << " ms, last at " << streamed.last.count() << " ms";
+  // In pieces, as rendered: the first write brought a small part and the rest kept coming.
+  EXPECT_LT(streamed.first_bytes, streamed.body.size() / 10);
+  EXPECT_GT(streamed.writes, 10);
+
+  // With a latency, the render runs during it: first byte at the latency, not at latency + render.
+  ASSERT_EQ(post("/control/scenario", R"({"tts":{"latency_ms":300}})").status, 200);
+  const std::string body = R"({"input":")" + text + R"("})";
+  const Timed miss = timed_post(port_, "/v1/audio/speech", body);
+  ASSERT_EQ(miss.status, 200);
+  ASSERT_TRUE(miss.complete);
+  ASSERT_GT(miss.body.size(), 24000u * 2 * 40);  // > 40 s of speech
+  EXPECT_GE(miss.first.count(), 290);
+  EXPECT_LT(miss.first.count(), 300 + 150) << "last byte at " << miss.last.count() << " ms";
+
+  const Timed hit = timed_post(port_, "/v1/audio/speech", body);
+  ASSERT_EQ(hit.status, 200);
+  EXPECT_EQ(hit.body, miss.body);
+  EXPECT_GE(hit.first.count(), 290);
+  EXPECT_LT(hit.first.count(), 300 + 150);
+  // The WAV of a cached sentence: a header with the length, then the same samples.
+  auto wav = post("/v1/audio/speech", body.substr(0, body.size() - 1) + R"(,"response_format":"wav"})");
+  ASSERT_EQ(wav.status, 200);
+  ASSERT_EQ(wav.body.size(), 44 + miss.body.size());
+  EXPECT_EQ(wav.body.substr(44), miss.body);
+  uint32_t data_bytes = 0;
+  std::memcpy(&data_bytes, wav.body.data() + 40, 4);
+  EXPECT_EQ(data_bytes, miss.body.size());
+
+  auto log = http_request("GET", url("/control/log"), "");
+  const size_t first_miss = log.body.find(R"("cache":"miss")");
+  EXPECT_NE(first_miss, std::string::npos) << log.body;
+  EXPECT_NE(log.body.find(R"("cache":"hit")", first_miss), std::string::npos) << log.body;
+
+  // A WAV miss is rendered whole (its header carries the length) and gives the same samples as pcm.
+  const std::string other = R"({"input":"See you tomorrow.")";
+  auto wav_first = post("/v1/audio/speech", other + R"(,"response_format":"wav"})");
+  ASSERT_EQ(wav_first.status, 200);
+  auto pcm_after = post("/v1/audio/speech", other + "}");
+  EXPECT_EQ(wav_first.body.substr(44), pcm_after.body);
+
+  // Faults still apply to speech: delay adds to the latency, reset drops a stream that had started,
+  // http500 and hang replace the answer.
+  ASSERT_EQ(post("/control/scenario", R"({"tts":{}})").status, 200);
+  const std::string fresh = R"({"input":"A sentence nobody asked for before, said once."})";
+  ASSERT_EQ(post("/control/faults", R"({"stage":"tts","fault":"reset","count":1})").status, 200);
+  const Timed reset = timed_post(port_, "/v1/audio/speech", fresh);
+  EXPECT_FALSE(reset.complete);
+  EXPECT_GT(reset.body.size(), 0u);
+  const Timed whole = timed_post(port_, "/v1/audio/speech", fresh);
+  EXPECT_TRUE(whole.complete);
+  EXPECT_GT(whole.body.size(), reset.body.size());
+  ASSERT_EQ(post("/control/faults", R"({"stage":"tts","fault":"delay","delay_ms":300,"count":1})").status,
+            200);
+  const Timed delayed = timed_post(port_, "/v1/audio/speech", fresh);
+  EXPECT_GE(delayed.first.count(), 290);
+  EXPECT_EQ(delayed.body, whole.body);
+  ASSERT_EQ(post("/control/faults", R"({"stage":"tts","fault":"http500","count":1})").status, 200);
+  EXPECT_EQ(post("/v1/audio/speech", fresh).status, 500);
+  EXPECT_EQ(post("/v1/audio/speech", fresh).body, whole.body);
+
+  // tts.cache false renders every answer (and still gives the same bytes); a non-boolean is refused.
+  EXPECT_EQ(post("/control/scenario", R"({"tts":{"cache":1}})").status, 400);
+  ASSERT_EQ(post("/control/scenario", R"({"tts":{"cache":false}})").status, 200);
+  ASSERT_EQ(http_request("DELETE", url("/control/log"), "").status, 200);
+  EXPECT_EQ(post("/v1/audio/speech", fresh).body, whole.body);
+  EXPECT_NE(http_request("GET", url("/control/log"), "").body.find(R"("cache":"off")"), std::string::npos);
+}
+
+// The other stages' latency also runs from the request's arrival: the decoding of an upload overlaps it.
+TEST_F(ModelServerTest, LatencyCountsFromArrival) {
+  ASSERT_EQ(post("/control/scenario", R"({"stt":{"latency_ms":200},"llm":{"latency_ms":200}})").status, 200);
+  const auto t0 = std::chrono::steady_clock::now();
+  auto stt = transcribe(port_, sine_wav(16000, 20.0), "a.wav", "audio/wav");
+  const auto stt_ms = std::chrono::steady_clock::now() - t0;
+  EXPECT_EQ(stt.status, 200) << stt.body;
+  EXPECT_GE(stt_ms, std::chrono::milliseconds(190));
+  EXPECT_LT(stt_ms, std::chrono::milliseconds(200 + 250));
+  const Timed chat = timed_post(port_, "/v1/chat/completions",
+                                R"({"stream":true,"messages":[{"role":"user","content":"hi"}]})");
+  EXPECT_EQ(chat.status, 200);
+  EXPECT_GE(chat.first.count(), 190);
+  EXPECT_LT(chat.first.count(), 200 + 250);
 }
 
 TEST_F(ModelServerTest, FaultsTakeEffectAndExpire) {

@@ -123,6 +123,42 @@ TEST(Speech, IsDeterministic) {
   EXPECT_EQ(*first, *second);
 }
 
+// The model server streams start()'s pieces and serves render()-equal audio from its cache: the two must
+// agree sample for sample, at the native rate and resampled, and the stream must come in several pieces.
+TEST(Speech, StreamGivesRendersSamplesInPieces) {
+  auto speech = make();
+  ASSERT_TRUE(speech);
+  const char* text = "Thank you for calling. How can I help you today? We are open until six.";
+  for (const int rate : {24000, 8000, speech->native_rate()}) {
+    auto whole = speech->render(text, rate);
+    ASSERT_TRUE(whole.ok());
+    auto stream = speech->start(text, rate);
+    ASSERT_TRUE(stream.ok()) << stream.error().message;
+    std::vector<int16_t> streamed;
+    int pieces = 0;
+    for (;;) {
+      const size_t before = streamed.size();
+      auto more = (*stream)->next(streamed);
+      ASSERT_TRUE(more.ok()) << more.error().message;
+      if (streamed.size() > before) ++pieces;
+      if (!*more) break;
+    }
+    EXPECT_EQ(streamed, *whole) << "rate " << rate;
+    EXPECT_GT(pieces, 3) << "rate " << rate;
+  }
+  // Blank text: a stream that ends at once; an unfinished stream is dropped without waiting for the child.
+  auto blank = speech->start("  ", 24000);
+  ASSERT_TRUE(blank.ok());
+  std::vector<int16_t> none;
+  auto more = (*blank)->next(none);
+  ASSERT_TRUE(more.ok());
+  EXPECT_FALSE(*more);
+  EXPECT_TRUE(none.empty());
+  auto dropped = speech->start(text, 24000);
+  ASSERT_TRUE(dropped.ok());
+  dropped->reset();
+}
+
 TEST(Speech, EmptyTextGivesNoSamples) {
   auto speech = make();
   ASSERT_TRUE(speech);

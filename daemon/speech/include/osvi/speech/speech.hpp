@@ -11,17 +11,41 @@
 //    samples back, so the same text, voice, rate and output rate always give bit-identical samples, in
 //    any process and after any history. The cost is one fork per utterance (about a millisecond for a
 //    small process; it copies page tables, so keep it off real-time threads). render() is thread-safe.
+//  - start() is render() as a stream: the child's samples come back while it still speaks (espeak hands
+//    them over in 60 ms buffers), resampled piece by piece, so a server can send the first audio before the
+//    sentence is done. The streamed samples are the ones render() returns (speech_test checks it).
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "osvi/result.hpp"
 
 namespace osvi::daemon {
+
+// One render in progress (Speech::start): owns the forked child and the read end of its pipe. Destroying an
+// unfinished stream kills and reaps the child. Use from one thread at a time.
+class SpeechStream {
+ public:
+  ~SpeechStream();
+  SpeechStream(const SpeechStream&) = delete;
+  SpeechStream& operator=(const SpeechStream&) = delete;
+
+  // Blocks until the child hands over more samples and appends them (resampled) to `out`. true: more may
+  // follow; false: the utterance is complete (`out` may have got its last samples). An error when the child
+  // failed or died; the stream is finished then too.
+  Result<bool> next(std::vector<int16_t>& out);
+
+ private:
+  friend class Speech;
+  struct Impl;
+  explicit SpeechStream(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
 
 struct SpeechOptions {
   std::string voice = "en-us";  // an espeak-ng voice name ("en-us", "en", "fr", "de", ...)
@@ -45,12 +69,17 @@ class Speech {
   // all-whitespace text returns an empty vector (not an error): there is nothing to say.
   Result<std::vector<int16_t>> render(std::string_view text, int sample_rate);
 
+  // Starts rendering `text` and returns at once (after the fork); the samples come through the stream. Same
+  // checks and same samples as render(); blank text gives a stream that ends at once.
+  Result<std::unique_ptr<SpeechStream>> start(std::string_view text, int sample_rate);
+
   // espeak-ng's own output rate (22050 Hz for the standard voices).
   int native_rate() const { return native_rate_; }
   const SpeechOptions& options() const { return options_; }
 
  private:
   Speech(SpeechOptions options, int native_rate) : options_(std::move(options)), native_rate_(native_rate) {}
+  Result<std::pair<int, int>> spawn(const std::string& text);  // {pid, read fd} of a rendering child
   SpeechOptions options_;
   int native_rate_;
 };
