@@ -66,43 +66,35 @@ struct LoadedAlsa {
 
 LoadedAlsa open_alsa(const char* soname) {
   LoadedAlsa l;
-  auto opened = dl::open_library(soname);
-  if (!opened) {
-    l.status =
-        make_error("the ALSA library is not available (" + opened.error().message + ")", dl::kLibraryMissing);
-    return l;
-  }
-  void* h = opened->get();
   AlsaApi& a = l.api;
-  if (!(dl::bind(h, "snd_config_delete", a.config_delete) && dl::bind(h, "snd_config_load", a.config_load) &&
-        dl::bind(h, "snd_config_top", a.config_top) &&
-        dl::bind(h, "snd_input_buffer_open", a.input_buffer_open) &&
-        dl::bind(h, "snd_input_close", a.input_close) && dl::bind(h, "snd_pcm_close", a.pcm_close) &&
-        dl::bind(h, "snd_pcm_delay", a.pcm_delay) && dl::bind(h, "snd_pcm_drop", a.pcm_drop) &&
-        dl::bind(h, "snd_pcm_hw_params", a.pcm_hw_params) &&
-        dl::bind(h, "snd_pcm_hw_params_any", a.pcm_hw_params_any) &&
-        dl::bind(h, "snd_pcm_hw_params_get_buffer_size", a.pcm_hw_params_get_buffer_size) &&
-        dl::bind(h, "snd_pcm_hw_params_get_period_size", a.pcm_hw_params_get_period_size) &&
-        dl::bind(h, "snd_pcm_hw_params_set_access", a.pcm_hw_params_set_access) &&
-        dl::bind(h, "snd_pcm_hw_params_set_buffer_size_near", a.pcm_hw_params_set_buffer_size_near) &&
-        dl::bind(h, "snd_pcm_hw_params_set_channels", a.pcm_hw_params_set_channels) &&
-        dl::bind(h, "snd_pcm_hw_params_set_format", a.pcm_hw_params_set_format) &&
-        dl::bind(h, "snd_pcm_hw_params_set_period_size_near", a.pcm_hw_params_set_period_size_near) &&
-        dl::bind(h, "snd_pcm_hw_params_set_rate", a.pcm_hw_params_set_rate) &&
-        dl::bind(h, "snd_pcm_hw_params_set_rate_resample", a.pcm_hw_params_set_rate_resample) &&
-        dl::bind(h, "snd_pcm_hw_params_sizeof", a.pcm_hw_params_sizeof) &&
-        dl::bind(h, "snd_pcm_open", a.pcm_open) && dl::bind(h, "snd_pcm_open_lconf", a.pcm_open_lconf) &&
-        dl::bind(h, "snd_pcm_prepare", a.pcm_prepare) && dl::bind(h, "snd_pcm_readi", a.pcm_readi) &&
-        dl::bind(h, "snd_pcm_recover", a.pcm_recover) && dl::bind(h, "snd_pcm_sw_params", a.pcm_sw_params) &&
-        dl::bind(h, "snd_pcm_sw_params_current", a.pcm_sw_params_current) &&
-        dl::bind(h, "snd_pcm_sw_params_set_avail_min", a.pcm_sw_params_set_avail_min) &&
-        dl::bind(h, "snd_pcm_sw_params_set_start_threshold", a.pcm_sw_params_set_start_threshold) &&
-        dl::bind(h, "snd_pcm_sw_params_sizeof", a.pcm_sw_params_sizeof) &&
-        dl::bind(h, "snd_pcm_writei", a.pcm_writei) && dl::bind(h, "snd_strerror", a.strerror))) {
-    const char* why = dlerror();
-    l.status = make_error(std::string(soname) + " lacks a function osvi uses: " + (why ? why : "unknown"),
-                          dl::kLibraryMissing);
-  }
+  l.status = dl::load_library(soname, "the ALSA library", [&a](void* h) {
+    return dl::bind(h, "snd_config_delete", a.config_delete) &&
+           dl::bind(h, "snd_config_load", a.config_load) && dl::bind(h, "snd_config_top", a.config_top) &&
+           dl::bind(h, "snd_input_buffer_open", a.input_buffer_open) &&
+           dl::bind(h, "snd_input_close", a.input_close) && dl::bind(h, "snd_pcm_close", a.pcm_close) &&
+           dl::bind(h, "snd_pcm_delay", a.pcm_delay) && dl::bind(h, "snd_pcm_drop", a.pcm_drop) &&
+           dl::bind(h, "snd_pcm_hw_params", a.pcm_hw_params) &&
+           dl::bind(h, "snd_pcm_hw_params_any", a.pcm_hw_params_any) &&
+           dl::bind(h, "snd_pcm_hw_params_get_buffer_size", a.pcm_hw_params_get_buffer_size) &&
+           dl::bind(h, "snd_pcm_hw_params_get_period_size", a.pcm_hw_params_get_period_size) &&
+           dl::bind(h, "snd_pcm_hw_params_set_access", a.pcm_hw_params_set_access) &&
+           dl::bind(h, "snd_pcm_hw_params_set_buffer_size_near", a.pcm_hw_params_set_buffer_size_near) &&
+           dl::bind(h, "snd_pcm_hw_params_set_channels", a.pcm_hw_params_set_channels) &&
+           dl::bind(h, "snd_pcm_hw_params_set_format", a.pcm_hw_params_set_format) &&
+           dl::bind(h, "snd_pcm_hw_params_set_period_size_near", a.pcm_hw_params_set_period_size_near) &&
+           dl::bind(h, "snd_pcm_hw_params_set_rate", a.pcm_hw_params_set_rate) &&
+           dl::bind(h, "snd_pcm_hw_params_set_rate_resample", a.pcm_hw_params_set_rate_resample) &&
+           dl::bind(h, "snd_pcm_hw_params_sizeof", a.pcm_hw_params_sizeof) &&
+           dl::bind(h, "snd_pcm_open", a.pcm_open) && dl::bind(h, "snd_pcm_open_lconf", a.pcm_open_lconf) &&
+           dl::bind(h, "snd_pcm_prepare", a.pcm_prepare) && dl::bind(h, "snd_pcm_readi", a.pcm_readi) &&
+           dl::bind(h, "snd_pcm_recover", a.pcm_recover) &&
+           dl::bind(h, "snd_pcm_sw_params", a.pcm_sw_params) &&
+           dl::bind(h, "snd_pcm_sw_params_current", a.pcm_sw_params_current) &&
+           dl::bind(h, "snd_pcm_sw_params_set_avail_min", a.pcm_sw_params_set_avail_min) &&
+           dl::bind(h, "snd_pcm_sw_params_set_start_threshold", a.pcm_sw_params_set_start_threshold) &&
+           dl::bind(h, "snd_pcm_sw_params_sizeof", a.pcm_sw_params_sizeof) &&
+           dl::bind(h, "snd_pcm_writei", a.pcm_writei) && dl::bind(h, "snd_strerror", a.strerror);
+  });
   return l;
 }
 

@@ -28,20 +28,11 @@ struct Loaded {
 
 Loaded open_crypto(const char* soname) {
   Loaded l;
-  auto opened = dl::open_library(soname);
-  if (!opened) {
-    l.status = make_error("the cryptography library is not available (" + opened.error().message + ")",
-                          dl::kLibraryMissing);
-    return l;
-  }
-  void* h = opened->get();
   CryptoApi& a = l.api;
-  if (!(dl::bind(h, "EVP_Digest", a.evp_digest) && dl::bind(h, "EVP_sha1", a.evp_sha1) &&
-        dl::bind(h, "EVP_sha256", a.evp_sha256) && dl::bind(h, "HMAC", a.hmac))) {
-    const char* why = dlerror();
-    l.status = make_error(std::string(soname) + " lacks a function osvi uses: " + (why ? why : "unknown"),
-                          dl::kLibraryMissing);
-  }
+  l.status = dl::load_library(soname, "the cryptography library", [&a](void* h) {
+    return dl::bind(h, "EVP_Digest", a.evp_digest) && dl::bind(h, "EVP_sha1", a.evp_sha1) &&
+           dl::bind(h, "EVP_sha256", a.evp_sha256) && dl::bind(h, "HMAC", a.hmac);
+  });
   return l;
 }
 

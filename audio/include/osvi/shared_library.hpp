@@ -41,4 +41,20 @@ bool bind(void* handle, const char* name, Fn& fn) {
   return fn != nullptr;
 }
 
+// Opens the system library `soname` and binds its functions with `bind_all(handle)` (a chain of bind()
+// calls). The error names `what` ("the ALSA library") when the library is missing, or the function the
+// loader could not find; both carry kLibraryMissing. The handle may go: the library is RTLD_NODELETE.
+template <class BindAll>
+Status load_library(const char* soname, const std::string& what, BindAll&& bind_all) {
+  auto opened = open_library(soname);
+  if (!opened)
+    return make_error(what + " is not available (" + opened.error().message + ")", kLibraryMissing);
+  if (!bind_all(opened->get())) {
+    const char* why = dlerror();
+    return make_error(std::string(soname) + " lacks a function osvi uses: " + (why ? why : "unknown"),
+                      kLibraryMissing);
+  }
+  return {};
+}
+
 }  // namespace osvi::dl
