@@ -141,65 +141,66 @@ struct LoadedRe {
 
 LoadedRe load_re() {
   LoadedRe l;
-  auto re_lib = dl::open_library("libre.so.0");
-  auto ssl_lib = re_lib ? dl::open_library("libssl.so.3") : Result<dl::Handle>(re_lib.error());
-  if (!re_lib || !ssl_lib) {
-    l.error = "the SIP stack library is not available (" +
-              (re_lib ? ssl_lib.error().message : re_lib.error().message) + ")";
-    return l;
-  }
-  void* h = re_lib->get();
-  void* s = ssl_lib->get();
   ReApi& a = l.api;
-  const bool bound =
-      dl::bind(h, "dns_srv_get", a.dns_srv_get) && dl::bind(h, "dnsc_alloc", a.dnsc_alloc) &&
-      dl::bind(h, "libre_close", a.libre_close) && dl::bind(h, "libre_init", a.libre_init) &&
-      dl::bind(h, "list_head", a.list_head) && dl::bind(h, "mbuf_alloc", a.mbuf_alloc) &&
-      dl::bind(h, "mbuf_printf", a.mbuf_printf) && dl::bind(h, "mbuf_write_str", a.mbuf_write_str) &&
-      dl::bind(h, "mem_deref", a.mem_deref) && dl::bind(h, "mem_nrefs", a.mem_nrefs) &&
-      dl::bind(h, "mem_ref", a.mem_ref) && dl::bind(h, "mqueue_alloc", a.mqueue_alloc) &&
-      dl::bind(h, "mqueue_push", a.mqueue_push) && dl::bind(h, "msg_ctype_cmp", a.msg_ctype_cmp) &&
-      dl::bind(h, "net_default_source_addr_get", a.net_default_source_addr_get) &&
-      dl::bind(h, "pl_set_str", a.pl_set_str) && dl::bind(h, "pl_strcmp", a.pl_strcmp) &&
-      dl::bind(h, "rand_u64", a.rand_u64) && dl::bind(h, "re_cancel", a.re_cancel) &&
-      dl::bind(h, "re_main", a.re_main) && dl::bind(h, "re_snprintf", a.re_snprintf) &&
-      dl::bind(h, "re_thread_init", a.re_thread_init) && dl::bind(h, "sa_isset", a.sa_isset) &&
-      dl::bind(h, "sa_port", a.sa_port) && dl::bind(h, "sa_set_str", a.sa_set_str) &&
-      dl::bind(h, "sdp_decode", a.sdp_decode) && dl::bind(h, "sdp_encode", a.sdp_encode) &&
-      dl::bind(h, "sdp_format_add", a.sdp_format_add) && dl::bind(h, "sdp_media_add", a.sdp_media_add) &&
-      dl::bind(h, "sdp_media_format", a.sdp_media_format) &&
-      dl::bind(h, "sdp_media_format_lst", a.sdp_media_format_lst) &&
-      dl::bind(h, "sdp_media_laddr", a.sdp_media_laddr) &&
-      dl::bind(h, "sdp_media_raddr", a.sdp_media_raddr) &&
-      dl::bind(h, "sdp_media_raddr_rtcp", a.sdp_media_raddr_rtcp) &&
-      dl::bind(h, "sdp_media_rdir", a.sdp_media_rdir) &&
-      dl::bind(h, "sdp_media_set_lattr", a.sdp_media_set_lattr) &&
-      dl::bind(h, "sdp_media_set_ldir", a.sdp_media_set_ldir) &&
-      dl::bind(h, "sdp_media_set_lport", a.sdp_media_set_lport) &&
-      dl::bind(h, "sdp_session_alloc", a.sdp_session_alloc) &&
-      dl::bind(h, "sip_addr_decode", a.sip_addr_decode) && dl::bind(h, "sip_alloc", a.sip_alloc) &&
-      dl::bind(h, "sip_close", a.sip_close) && dl::bind(h, "sip_listen", a.sip_listen) &&
-      dl::bind(h, "sip_msg_hdr", a.sip_msg_hdr) && dl::bind(h, "sip_reply", a.sip_reply) &&
-      dl::bind(h, "sip_requestf", a.sip_requestf) && dl::bind(h, "sip_send", a.sip_send) &&
-      dl::bind(h, "sip_transp_add", a.sip_transp_add) && dl::bind(h, "sip_treply", a.sip_treply) &&
-      dl::bind(h, "sip_treplyf", a.sip_treplyf) && dl::bind(h, "sipevent_drefer", a.sipevent_drefer) &&
-      dl::bind(h, "sipevent_listen", a.sipevent_listen) && dl::bind(h, "sipreg_laddr", a.sipreg_laddr) &&
-      dl::bind(h, "sipreg_proxy_expires", a.sipreg_proxy_expires) &&
-      dl::bind(h, "sipreg_register", a.sipreg_register) && dl::bind(h, "sipsess_accept", a.sipsess_accept) &&
-      dl::bind(h, "sipsess_answer", a.sipsess_answer) && dl::bind(h, "sipsess_connect", a.sipsess_connect) &&
-      dl::bind(h, "sipsess_dialog", a.sipsess_dialog) && dl::bind(h, "sipsess_info", a.sipsess_info) &&
-      dl::bind(h, "sipsess_listen", a.sipsess_listen) && dl::bind(h, "sipsess_reject", a.sipsess_reject) &&
-      dl::bind(h, "str_casecmp", a.str_casecmp) && dl::bind(h, "str_dup", a.str_dup) &&
-      dl::bind(h, "str_error", a.str_error) && dl::bind(h, "tls_add_ca", a.tls_add_ca) &&
-      dl::bind(h, "tls_alloc", a.tls_alloc) && dl::bind(h, "tls_openssl_context", a.tls_openssl_context) &&
-      dl::bind(h, "tmr_cancel", a.tmr_cancel) && dl::bind(h, "tmr_init", a.tmr_init) &&
-      dl::bind(h, "tmr_jiffies", a.tmr_jiffies) && dl::bind(h, "tmr_start", a.tmr_start) &&
-      dl::bind(h, "uri_decode", a.uri_decode) && dl::bind(s, "SSL_CTX_get0_param", a.SSL_CTX_get0_param) &&
-      dl::bind(s, "SSL_CTX_set_default_verify_paths", a.SSL_CTX_set_default_verify_paths) &&
-      dl::bind(s, "SSL_CTX_set_verify", a.SSL_CTX_set_verify) &&
-      dl::bind(s, "X509_VERIFY_PARAM_set1_host", a.X509_VERIFY_PARAM_set1_host) &&
-      dl::bind(s, "X509_VERIFY_PARAM_set1_ip_asc", a.X509_VERIFY_PARAM_set1_ip_asc);
-  if (!bound) l.error = std::string("libre.so.0 or libssl.so.3 lacks a function osvi uses: ") + dlerror();
+  // libre leaves certificate checks to its OpenSSL context: the few libssl calls for them come from the
+  // same libssl.so.3 libre itself links.
+  Status s = dl::load_library("libre.so.0", "the SIP stack library", [&a](void* h) {
+    return dl::bind(h, "dns_srv_get", a.dns_srv_get) && dl::bind(h, "dnsc_alloc", a.dnsc_alloc) &&
+           dl::bind(h, "libre_close", a.libre_close) && dl::bind(h, "libre_init", a.libre_init) &&
+           dl::bind(h, "list_head", a.list_head) && dl::bind(h, "mbuf_alloc", a.mbuf_alloc) &&
+           dl::bind(h, "mbuf_printf", a.mbuf_printf) && dl::bind(h, "mbuf_write_str", a.mbuf_write_str) &&
+           dl::bind(h, "mem_deref", a.mem_deref) && dl::bind(h, "mem_nrefs", a.mem_nrefs) &&
+           dl::bind(h, "mem_ref", a.mem_ref) && dl::bind(h, "mqueue_alloc", a.mqueue_alloc) &&
+           dl::bind(h, "mqueue_push", a.mqueue_push) && dl::bind(h, "msg_ctype_cmp", a.msg_ctype_cmp) &&
+           dl::bind(h, "net_default_source_addr_get", a.net_default_source_addr_get) &&
+           dl::bind(h, "pl_set_str", a.pl_set_str) && dl::bind(h, "pl_strcmp", a.pl_strcmp) &&
+           dl::bind(h, "rand_u64", a.rand_u64) && dl::bind(h, "re_cancel", a.re_cancel) &&
+           dl::bind(h, "re_main", a.re_main) && dl::bind(h, "re_snprintf", a.re_snprintf) &&
+           dl::bind(h, "re_thread_init", a.re_thread_init) && dl::bind(h, "sa_isset", a.sa_isset) &&
+           dl::bind(h, "sa_port", a.sa_port) && dl::bind(h, "sa_set_str", a.sa_set_str) &&
+           dl::bind(h, "sdp_decode", a.sdp_decode) && dl::bind(h, "sdp_encode", a.sdp_encode) &&
+           dl::bind(h, "sdp_format_add", a.sdp_format_add) && dl::bind(h, "sdp_media_add", a.sdp_media_add) &&
+           dl::bind(h, "sdp_media_format", a.sdp_media_format) &&
+           dl::bind(h, "sdp_media_format_lst", a.sdp_media_format_lst) &&
+           dl::bind(h, "sdp_media_laddr", a.sdp_media_laddr) &&
+           dl::bind(h, "sdp_media_raddr", a.sdp_media_raddr) &&
+           dl::bind(h, "sdp_media_raddr_rtcp", a.sdp_media_raddr_rtcp) &&
+           dl::bind(h, "sdp_media_rdir", a.sdp_media_rdir) &&
+           dl::bind(h, "sdp_media_set_lattr", a.sdp_media_set_lattr) &&
+           dl::bind(h, "sdp_media_set_ldir", a.sdp_media_set_ldir) &&
+           dl::bind(h, "sdp_media_set_lport", a.sdp_media_set_lport) &&
+           dl::bind(h, "sdp_session_alloc", a.sdp_session_alloc) &&
+           dl::bind(h, "sip_addr_decode", a.sip_addr_decode) && dl::bind(h, "sip_alloc", a.sip_alloc) &&
+           dl::bind(h, "sip_close", a.sip_close) && dl::bind(h, "sip_listen", a.sip_listen) &&
+           dl::bind(h, "sip_msg_hdr", a.sip_msg_hdr) && dl::bind(h, "sip_reply", a.sip_reply) &&
+           dl::bind(h, "sip_requestf", a.sip_requestf) && dl::bind(h, "sip_send", a.sip_send) &&
+           dl::bind(h, "sip_transp_add", a.sip_transp_add) && dl::bind(h, "sip_treply", a.sip_treply) &&
+           dl::bind(h, "sip_treplyf", a.sip_treplyf) && dl::bind(h, "sipevent_drefer", a.sipevent_drefer) &&
+           dl::bind(h, "sipevent_listen", a.sipevent_listen) && dl::bind(h, "sipreg_laddr", a.sipreg_laddr) &&
+           dl::bind(h, "sipreg_proxy_expires", a.sipreg_proxy_expires) &&
+           dl::bind(h, "sipreg_register", a.sipreg_register) &&
+           dl::bind(h, "sipsess_accept", a.sipsess_accept) &&
+           dl::bind(h, "sipsess_answer", a.sipsess_answer) &&
+           dl::bind(h, "sipsess_connect", a.sipsess_connect) &&
+           dl::bind(h, "sipsess_dialog", a.sipsess_dialog) && dl::bind(h, "sipsess_info", a.sipsess_info) &&
+           dl::bind(h, "sipsess_listen", a.sipsess_listen) &&
+           dl::bind(h, "sipsess_reject", a.sipsess_reject) && dl::bind(h, "str_casecmp", a.str_casecmp) &&
+           dl::bind(h, "str_dup", a.str_dup) && dl::bind(h, "str_error", a.str_error) &&
+           dl::bind(h, "tls_add_ca", a.tls_add_ca) && dl::bind(h, "tls_alloc", a.tls_alloc) &&
+           dl::bind(h, "tls_openssl_context", a.tls_openssl_context) &&
+           dl::bind(h, "tmr_cancel", a.tmr_cancel) && dl::bind(h, "tmr_init", a.tmr_init) &&
+           dl::bind(h, "tmr_jiffies", a.tmr_jiffies) && dl::bind(h, "tmr_start", a.tmr_start) &&
+           dl::bind(h, "uri_decode", a.uri_decode);
+  });
+  if (s)
+    s = dl::load_library("libssl.so.3", "the SIP stack library", [&a](void* h) {
+      return dl::bind(h, "SSL_CTX_get0_param", a.SSL_CTX_get0_param) &&
+             dl::bind(h, "SSL_CTX_set_default_verify_paths", a.SSL_CTX_set_default_verify_paths) &&
+             dl::bind(h, "SSL_CTX_set_verify", a.SSL_CTX_set_verify) &&
+             dl::bind(h, "X509_VERIFY_PARAM_set1_host", a.X509_VERIFY_PARAM_set1_host) &&
+             dl::bind(h, "X509_VERIFY_PARAM_set1_ip_asc", a.X509_VERIFY_PARAM_set1_ip_asc);
+    });
+  if (!s) l.error = s.error().message;
   return l;
 }
 

@@ -61,33 +61,35 @@ struct LoadedCurl {
 
 LoadedCurl load_curl() {
   LoadedCurl l;
-  auto opened = dl::open_library(kCurlSoname);
-  if (!opened) {
-    l.error = "the HTTP client library is not available (" + opened.error().message + ")";
-    return l;
-  }
-  void* h = opened->get();
   CurlApi& a = l.api;
-  const bool bound =
-      dl::bind(h, "curl_easy_cleanup", a.easy_cleanup) && dl::bind(h, "curl_easy_getinfo", a.easy_getinfo) &&
-      dl::bind(h, "curl_easy_init", a.easy_init) && dl::bind(h, "curl_easy_setopt", a.easy_setopt) &&
-      dl::bind(h, "curl_easy_strerror", a.easy_strerror) && dl::bind(h, "curl_global_init", a.global_init) &&
-      dl::bind(h, "curl_mime_addpart", a.mime_addpart) && dl::bind(h, "curl_mime_data", a.mime_data) &&
-      dl::bind(h, "curl_mime_filename", a.mime_filename) && dl::bind(h, "curl_mime_free", a.mime_free) &&
-      dl::bind(h, "curl_mime_init", a.mime_init) && dl::bind(h, "curl_mime_name", a.mime_name) &&
-      dl::bind(h, "curl_mime_type", a.mime_type) &&
-      dl::bind(h, "curl_multi_add_handle", a.multi_add_handle) &&
-      dl::bind(h, "curl_multi_cleanup", a.multi_cleanup) &&
-      dl::bind(h, "curl_multi_info_read", a.multi_info_read) &&
-      dl::bind(h, "curl_multi_init", a.multi_init) &&
-      dl::bind(h, "curl_multi_remove_handle", a.multi_remove_handle) &&
-      dl::bind(h, "curl_multi_setopt", a.multi_setopt) &&
-      dl::bind(h, "curl_multi_socket_action", a.multi_socket_action) &&
-      dl::bind(h, "curl_multi_strerror", a.multi_strerror) &&
-      dl::bind(h, "curl_slist_append", a.slist_append) &&
-      dl::bind(h, "curl_slist_free_all", a.slist_free_all);
-  if (!bound) {
-    l.error = std::string(kCurlSoname) + " lacks a function osvi uses: " + dlerror();
+  if (Status s = dl::load_library(kCurlSoname, "the HTTP client library",
+                                  [&a](void* h) {
+                                    return dl::bind(h, "curl_easy_cleanup", a.easy_cleanup) &&
+                                           dl::bind(h, "curl_easy_getinfo", a.easy_getinfo) &&
+                                           dl::bind(h, "curl_easy_init", a.easy_init) &&
+                                           dl::bind(h, "curl_easy_setopt", a.easy_setopt) &&
+                                           dl::bind(h, "curl_easy_strerror", a.easy_strerror) &&
+                                           dl::bind(h, "curl_global_init", a.global_init) &&
+                                           dl::bind(h, "curl_mime_addpart", a.mime_addpart) &&
+                                           dl::bind(h, "curl_mime_data", a.mime_data) &&
+                                           dl::bind(h, "curl_mime_filename", a.mime_filename) &&
+                                           dl::bind(h, "curl_mime_free", a.mime_free) &&
+                                           dl::bind(h, "curl_mime_init", a.mime_init) &&
+                                           dl::bind(h, "curl_mime_name", a.mime_name) &&
+                                           dl::bind(h, "curl_mime_type", a.mime_type) &&
+                                           dl::bind(h, "curl_multi_add_handle", a.multi_add_handle) &&
+                                           dl::bind(h, "curl_multi_cleanup", a.multi_cleanup) &&
+                                           dl::bind(h, "curl_multi_info_read", a.multi_info_read) &&
+                                           dl::bind(h, "curl_multi_init", a.multi_init) &&
+                                           dl::bind(h, "curl_multi_remove_handle", a.multi_remove_handle) &&
+                                           dl::bind(h, "curl_multi_setopt", a.multi_setopt) &&
+                                           dl::bind(h, "curl_multi_socket_action", a.multi_socket_action) &&
+                                           dl::bind(h, "curl_multi_strerror", a.multi_strerror) &&
+                                           dl::bind(h, "curl_slist_append", a.slist_append) &&
+                                           dl::bind(h, "curl_slist_free_all", a.slist_free_all);
+                                  });
+      !s) {
+    l.error = s.error().message;
     return l;
   }
   // Once per process (curl_global_init is refcounted, but curl_global_cleanup on the last HttpClient would
