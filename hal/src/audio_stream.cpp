@@ -59,15 +59,10 @@ struct AlsaApi {
   decltype(&::snd_strerror) strerror = nullptr;
 };
 
-struct LoadedAlsa {
-  AlsaApi api;
-  Status status;  // an error when the library or one of its functions is missing
-};
+using LoadedAlsa = dl::Table<AlsaApi>;
 
 LoadedAlsa open_alsa(const char* soname) {
-  LoadedAlsa l;
-  AlsaApi& a = l.api;
-  l.status = dl::load_library(soname, "the ALSA library", [&a](void* h) {
+  return dl::load_table<AlsaApi>(soname, "the ALSA library", [](void* h, AlsaApi& a) {
     return dl::bind(h, "snd_config_delete", a.config_delete) &&
            dl::bind(h, "snd_config_load", a.config_load) && dl::bind(h, "snd_config_top", a.config_top) &&
            dl::bind(h, "snd_input_buffer_open", a.input_buffer_open) &&
@@ -95,7 +90,6 @@ LoadedAlsa open_alsa(const char* soname) {
            dl::bind(h, "snd_pcm_sw_params_sizeof", a.pcm_sw_params_sizeof) &&
            dl::bind(h, "snd_pcm_writei", a.pcm_writei) && dl::bind(h, "snd_strerror", a.strerror);
   });
-  return l;
 }
 
 std::atomic<bool> alsa_opened{false};

@@ -134,17 +134,10 @@ struct ReApi {
   decltype(&::X509_VERIFY_PARAM_set1_ip_asc) X509_VERIFY_PARAM_set1_ip_asc = nullptr;
 };
 
-struct LoadedRe {
-  ReApi api;
-  std::string error;  // empty once every function is bound
-};
+using LoadedRe = dl::Table<ReApi>;
 
 LoadedRe load_re() {
-  LoadedRe l;
-  ReApi& a = l.api;
-  // libre leaves certificate checks to its OpenSSL context: the few libssl calls for them come from the
-  // same libssl.so.3 libre itself links.
-  Status s = dl::load_library("libre.so.0", "the SIP stack library", [&a](void* h) {
+  LoadedRe l = dl::load_table<ReApi>("libre.so.0", "the SIP stack library", [](void* h, ReApi& a) {
     return dl::bind(h, "dns_srv_get", a.dns_srv_get) && dl::bind(h, "dnsc_alloc", a.dnsc_alloc) &&
            dl::bind(h, "libre_close", a.libre_close) && dl::bind(h, "libre_init", a.libre_init) &&
            dl::bind(h, "list_head", a.list_head) && dl::bind(h, "mbuf_alloc", a.mbuf_alloc) &&
@@ -192,15 +185,16 @@ LoadedRe load_re() {
            dl::bind(h, "tmr_jiffies", a.tmr_jiffies) && dl::bind(h, "tmr_start", a.tmr_start) &&
            dl::bind(h, "uri_decode", a.uri_decode);
   });
-  if (s)
-    s = dl::load_library("libssl.so.3", "the SIP stack library", [&a](void* h) {
+  // libre leaves certificate checks to its OpenSSL context: the few libssl calls for them come from the
+  // same libssl.so.3 libre itself links.
+  if (l.status)
+    l.status = dl::load_library("libssl.so.3", "the SIP stack library", [&a = l.api](void* h) {
       return dl::bind(h, "SSL_CTX_get0_param", a.SSL_CTX_get0_param) &&
              dl::bind(h, "SSL_CTX_set_default_verify_paths", a.SSL_CTX_set_default_verify_paths) &&
              dl::bind(h, "SSL_CTX_set_verify", a.SSL_CTX_set_verify) &&
              dl::bind(h, "X509_VERIFY_PARAM_set1_host", a.X509_VERIFY_PARAM_set1_host) &&
              dl::bind(h, "X509_VERIFY_PARAM_set1_ip_asc", a.X509_VERIFY_PARAM_set1_ip_asc);
     });
-  if (!s) l.error = s.error().message;
   return l;
 }
 
@@ -230,7 +224,7 @@ class Stack {
  public:
   // Starts the thread for the first user; an error when libre could not start.
   static Result<Stack*> acquire() {
-    if (const LoadedRe& l = loaded_re(); !l.error.empty()) return make_error(l.error, dl::kLibraryMissing);
+    if (const LoadedRe& l = loaded_re(); !l.status) return l.status.error();
     std::lock_guard lock(mu_);
     if (!instance_) {
       auto s = std::unique_ptr<Stack>(new Stack());
@@ -1364,8 +1358,7 @@ Result<std::unique_ptr<SipEngine>> SipEngine::create(const SipLineOptions& optio
 namespace osvi::hal {
 
 Status load_sip_library() {
-  if (const sipi::LoadedRe& l = sipi::loaded_re(); !l.error.empty())
-    return make_error(l.error, dl::kLibraryMissing);
+  if (const sipi::LoadedRe& l = sipi::loaded_re(); !l.status) return l.status.error();
   return {};
 }
 

@@ -21,19 +21,13 @@ struct CryptoApi {
   decltype(&::HMAC) hmac = nullptr;
 };
 
-struct Loaded {
-  CryptoApi api;
-  Status status;  // an error when the library or one of its functions is missing
-};
+using Loaded = dl::Table<CryptoApi>;
 
 Loaded open_crypto(const char* soname) {
-  Loaded l;
-  CryptoApi& a = l.api;
-  l.status = dl::load_library(soname, "the cryptography library", [&a](void* h) {
+  return dl::load_table<CryptoApi>(soname, "the cryptography library", [](void* h, CryptoApi& a) {
     return dl::bind(h, "EVP_Digest", a.evp_digest) && dl::bind(h, "EVP_sha1", a.evp_sha1) &&
            dl::bind(h, "EVP_sha256", a.evp_sha256) && dl::bind(h, "HMAC", a.hmac);
   });
-  return l;
 }
 
 const Loaded& loaded(const char* soname = kCryptoSoname) {

@@ -54,47 +54,34 @@ struct CurlApi {
   decltype(&::curl_slist_free_all) slist_free_all = nullptr;
 };
 
-struct LoadedCurl {
-  CurlApi api;
-  std::string error;  // empty when every function was bound and curl_global_init succeeded
-};
+using LoadedCurl = dl::Table<CurlApi>;
 
 LoadedCurl load_curl() {
-  LoadedCurl l;
-  CurlApi& a = l.api;
-  if (Status s = dl::load_library(kCurlSoname, "the HTTP client library",
-                                  [&a](void* h) {
-                                    return dl::bind(h, "curl_easy_cleanup", a.easy_cleanup) &&
-                                           dl::bind(h, "curl_easy_getinfo", a.easy_getinfo) &&
-                                           dl::bind(h, "curl_easy_init", a.easy_init) &&
-                                           dl::bind(h, "curl_easy_setopt", a.easy_setopt) &&
-                                           dl::bind(h, "curl_easy_strerror", a.easy_strerror) &&
-                                           dl::bind(h, "curl_global_init", a.global_init) &&
-                                           dl::bind(h, "curl_mime_addpart", a.mime_addpart) &&
-                                           dl::bind(h, "curl_mime_data", a.mime_data) &&
-                                           dl::bind(h, "curl_mime_filename", a.mime_filename) &&
-                                           dl::bind(h, "curl_mime_free", a.mime_free) &&
-                                           dl::bind(h, "curl_mime_init", a.mime_init) &&
-                                           dl::bind(h, "curl_mime_name", a.mime_name) &&
-                                           dl::bind(h, "curl_mime_type", a.mime_type) &&
-                                           dl::bind(h, "curl_multi_add_handle", a.multi_add_handle) &&
-                                           dl::bind(h, "curl_multi_cleanup", a.multi_cleanup) &&
-                                           dl::bind(h, "curl_multi_info_read", a.multi_info_read) &&
-                                           dl::bind(h, "curl_multi_init", a.multi_init) &&
-                                           dl::bind(h, "curl_multi_remove_handle", a.multi_remove_handle) &&
-                                           dl::bind(h, "curl_multi_setopt", a.multi_setopt) &&
-                                           dl::bind(h, "curl_multi_socket_action", a.multi_socket_action) &&
-                                           dl::bind(h, "curl_multi_strerror", a.multi_strerror) &&
-                                           dl::bind(h, "curl_slist_append", a.slist_append) &&
-                                           dl::bind(h, "curl_slist_free_all", a.slist_free_all);
-                                  });
-      !s) {
-    l.error = s.error().message;
-    return l;
-  }
+  LoadedCurl l = dl::load_table<CurlApi>(kCurlSoname, "the HTTP client library", [](void* h, CurlApi& a) {
+    return dl::bind(h, "curl_easy_cleanup", a.easy_cleanup) &&
+           dl::bind(h, "curl_easy_getinfo", a.easy_getinfo) && dl::bind(h, "curl_easy_init", a.easy_init) &&
+           dl::bind(h, "curl_easy_setopt", a.easy_setopt) &&
+           dl::bind(h, "curl_easy_strerror", a.easy_strerror) &&
+           dl::bind(h, "curl_global_init", a.global_init) &&
+           dl::bind(h, "curl_mime_addpart", a.mime_addpart) && dl::bind(h, "curl_mime_data", a.mime_data) &&
+           dl::bind(h, "curl_mime_filename", a.mime_filename) && dl::bind(h, "curl_mime_free", a.mime_free) &&
+           dl::bind(h, "curl_mime_init", a.mime_init) && dl::bind(h, "curl_mime_name", a.mime_name) &&
+           dl::bind(h, "curl_mime_type", a.mime_type) &&
+           dl::bind(h, "curl_multi_add_handle", a.multi_add_handle) &&
+           dl::bind(h, "curl_multi_cleanup", a.multi_cleanup) &&
+           dl::bind(h, "curl_multi_info_read", a.multi_info_read) &&
+           dl::bind(h, "curl_multi_init", a.multi_init) &&
+           dl::bind(h, "curl_multi_remove_handle", a.multi_remove_handle) &&
+           dl::bind(h, "curl_multi_setopt", a.multi_setopt) &&
+           dl::bind(h, "curl_multi_socket_action", a.multi_socket_action) &&
+           dl::bind(h, "curl_multi_strerror", a.multi_strerror) &&
+           dl::bind(h, "curl_slist_append", a.slist_append) &&
+           dl::bind(h, "curl_slist_free_all", a.slist_free_all);
+  });
   // Once per process (curl_global_init is refcounted, but curl_global_cleanup on the last HttpClient would
   // unload OpenSSL state a later client needs again): the library stays for the life of the process.
-  if (a.global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) l.error = "curl_global_init failed";
+  if (l.status && l.api.global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+    l.status = make_error("curl_global_init failed", dl::kLibraryMissing);
   return l;
 }
 
@@ -253,7 +240,7 @@ Result<std::unique_ptr<HttpClient>> HttpClient::create(Hooks hooks) {
 Status HttpClient::ensure_multi() {
   if (impl_->multi) return {};
   const LoadedCurl& l = loaded_curl();
-  if (!l.error.empty()) return make_error(l.error, dl::kLibraryMissing);
+  if (!l.status) return l.status.error();
   impl_->multi.reset(curl().multi_init());
   if (!impl_->multi) return make_error("curl_multi_init failed", -ENOMEM);
   CURLM* m = impl_->multi.get();

@@ -53,51 +53,40 @@ struct MosquittoApi {
   decltype(&::mosquitto_will_set_v5) will_set_v5 = nullptr;
 };
 
-struct LoadedMosquitto {
-  MosquittoApi api;
-  std::string error;  // empty once every function is bound and mosquitto_lib_init ran
-};
+using LoadedMosquitto = dl::Table<MosquittoApi>;
 
 LoadedMosquitto load_mosquitto() {
-  LoadedMosquitto l;
-  MosquittoApi& a = l.api;
-  if (Status s = dl::load_library(
-          kMosquittoSoname, "the MQTT client library",
-          [&a](void* h) {
-            return dl::bind(h, "mosquitto_connect_async", a.connect_async) &&
-                   dl::bind(h, "mosquitto_connect_v5_callback_set", a.connect_v5_callback_set) &&
-                   dl::bind(h, "mosquitto_destroy", a.destroy) &&
-                   dl::bind(h, "mosquitto_disconnect_v5", a.disconnect_v5) &&
-                   dl::bind(h, "mosquitto_disconnect_v5_callback_set", a.disconnect_v5_callback_set) &&
-                   dl::bind(h, "mosquitto_int_option", a.int_option) &&
-                   dl::bind(h, "mosquitto_lib_init", a.lib_init) &&
-                   dl::bind(h, "mosquitto_loop_misc", a.loop_misc) &&
-                   dl::bind(h, "mosquitto_loop_read", a.loop_read) &&
-                   dl::bind(h, "mosquitto_loop_write", a.loop_write) &&
-                   dl::bind(h, "mosquitto_message_v5_callback_set", a.message_v5_callback_set) &&
-                   dl::bind(h, "mosquitto_new", a.new_client) &&
-                   dl::bind(h, "mosquitto_property_add_binary", a.property_add_binary) &&
-                   dl::bind(h, "mosquitto_property_free_all", a.property_free_all) &&
-                   dl::bind(h, "mosquitto_property_read_binary", a.property_read_binary) &&
-                   dl::bind(h, "mosquitto_property_read_string", a.property_read_string) &&
-                   dl::bind(h, "mosquitto_publish_v5", a.publish_v5) &&
-                   dl::bind(h, "mosquitto_publish_v5_callback_set", a.publish_v5_callback_set) &&
-                   dl::bind(h, "mosquitto_reason_string", a.reason_string) &&
-                   dl::bind(h, "mosquitto_socket", a.socket) &&
-                   dl::bind(h, "mosquitto_strerror", a.strerror) &&
-                   dl::bind(h, "mosquitto_subscribe_multiple", a.subscribe_multiple) &&
-                   dl::bind(h, "mosquitto_subscribe_v5_callback_set", a.subscribe_v5_callback_set) &&
-                   dl::bind(h, "mosquitto_tls_insecure_set", a.tls_insecure_set) &&
-                   dl::bind(h, "mosquitto_tls_set", a.tls_set) &&
-                   dl::bind(h, "mosquitto_username_pw_set", a.username_pw_set) &&
-                   dl::bind(h, "mosquitto_want_write", a.want_write) &&
-                   dl::bind(h, "mosquitto_will_set_v5", a.will_set_v5);
-          });
-      !s) {
-    l.error = s.error().message;
-    return l;
-  }
-  a.lib_init();
+  LoadedMosquitto l =
+      dl::load_table<MosquittoApi>(kMosquittoSoname, "the MQTT client library", [](void* h, MosquittoApi& a) {
+        return dl::bind(h, "mosquitto_connect_async", a.connect_async) &&
+               dl::bind(h, "mosquitto_connect_v5_callback_set", a.connect_v5_callback_set) &&
+               dl::bind(h, "mosquitto_destroy", a.destroy) &&
+               dl::bind(h, "mosquitto_disconnect_v5", a.disconnect_v5) &&
+               dl::bind(h, "mosquitto_disconnect_v5_callback_set", a.disconnect_v5_callback_set) &&
+               dl::bind(h, "mosquitto_int_option", a.int_option) &&
+               dl::bind(h, "mosquitto_lib_init", a.lib_init) &&
+               dl::bind(h, "mosquitto_loop_misc", a.loop_misc) &&
+               dl::bind(h, "mosquitto_loop_read", a.loop_read) &&
+               dl::bind(h, "mosquitto_loop_write", a.loop_write) &&
+               dl::bind(h, "mosquitto_message_v5_callback_set", a.message_v5_callback_set) &&
+               dl::bind(h, "mosquitto_new", a.new_client) &&
+               dl::bind(h, "mosquitto_property_add_binary", a.property_add_binary) &&
+               dl::bind(h, "mosquitto_property_free_all", a.property_free_all) &&
+               dl::bind(h, "mosquitto_property_read_binary", a.property_read_binary) &&
+               dl::bind(h, "mosquitto_property_read_string", a.property_read_string) &&
+               dl::bind(h, "mosquitto_publish_v5", a.publish_v5) &&
+               dl::bind(h, "mosquitto_publish_v5_callback_set", a.publish_v5_callback_set) &&
+               dl::bind(h, "mosquitto_reason_string", a.reason_string) &&
+               dl::bind(h, "mosquitto_socket", a.socket) && dl::bind(h, "mosquitto_strerror", a.strerror) &&
+               dl::bind(h, "mosquitto_subscribe_multiple", a.subscribe_multiple) &&
+               dl::bind(h, "mosquitto_subscribe_v5_callback_set", a.subscribe_v5_callback_set) &&
+               dl::bind(h, "mosquitto_tls_insecure_set", a.tls_insecure_set) &&
+               dl::bind(h, "mosquitto_tls_set", a.tls_set) &&
+               dl::bind(h, "mosquitto_username_pw_set", a.username_pw_set) &&
+               dl::bind(h, "mosquitto_want_write", a.want_write) &&
+               dl::bind(h, "mosquitto_will_set_v5", a.will_set_v5);
+      });
+  if (l.status) l.api.lib_init();
   return l;
 }
 
@@ -182,14 +171,13 @@ Status MqttClient::check(int rc, std::string_view what) {
 }
 
 Status MqttClient::load_library() {
-  if (const LoadedMosquitto& l = loaded_mosquitto(); !l.error.empty())
-    return make_error(l.error, dl::kLibraryMissing);
+  return loaded_mosquitto().status;
   return {};
 }
 
 Result<std::unique_ptr<MqttClient>> MqttClient::connect(const MqttOptions& options, MqttCallbacks callbacks) {
-  if (const LoadedMosquitto& l = loaded_mosquitto(); !l.error.empty())
-    return make_error("mqtt.enabled: " + l.error, dl::kLibraryMissing);
+  if (const LoadedMosquitto& l = loaded_mosquitto(); !l.status)
+    return make_error("mqtt.enabled: " + l.status.error().message, l.status.error().code);
   std::unique_ptr<MqttClient> c(new MqttClient(options, std::move(callbacks)));
   // clean start: the durable queue is ours, a broker-side session would only replay what we resend anyway.
   c->mosq_ =

@@ -57,4 +57,20 @@ Status load_library(const char* soname, const std::string& what, BindAll&& bind_
   return {};
 }
 
+// A library's function table and whether opening it worked: what each loader keeps in a function-local
+// static, so the first user opens the library and later ones read the outcome.
+template <class Api>
+struct Table {
+  Api api;
+  Status status;  // an error when the library or one of its functions is missing
+};
+
+// load_library() filling `Api` with `bind_all(handle, api)`.
+template <class Api, class BindAll>
+Table<Api> load_table(const char* soname, const std::string& what, BindAll&& bind_all) {
+  Table<Api> t;
+  t.status = load_library(soname, what, [&](void* h) { return bind_all(h, t.api); });
+  return t;
+}
+
 }  // namespace osvi::dl
