@@ -89,32 +89,33 @@ ParseError bad(std::string message, int status = 400) {
 
 HeadScanner::Scan HeadScanner::scan(std::string_view buf) {
   Scan s;
-  // Leading empty lines are skipped by parse_head; here they only must not count as the blank line.
+  // Leading empty lines (parse_head skips them) never count as the blank line, and are few.
   size_t start = 0;
-  while (start < buf.size() && (buf[start] == '\r' || buf[start] == '\n') && start < 8) ++start;
-  size_t from = std::max(scanned_, start);
+  while (start < buf.size() && start < kMaxLeading && (buf[start] == '\r' || buf[start] == '\n')) ++start;
+  if (start == kMaxLeading) {
+    s.error = bad("too many empty lines before the request line");
+    return s;
+  }
   // The blank line: "\n\r\n" or, for a bare-LF client, "\n\n" (parse_head then refuses the bare LF).
-  for (size_t i = from; i < buf.size(); ++i) {
-    if (buf[i] != '\n' || i == start) continue;
-    if (buf[i - 1] == '\n' || (buf[i - 1] == '\r' && i - 1 > start && buf[i - 2] == '\n')) {
+  for (size_t i = std::max(scanned_, start); i < buf.size(); ++i) {
+    if (buf[i] != '\n') continue;
+    if (first_lf_ == std::string_view::npos) first_lf_ = i;
+    if (i > start && (buf[i - 1] == '\n' || (buf[i - 1] == '\r' && i - 1 > start && buf[i - 2] == '\n'))) {
       s.end = i + 1;
       break;
     }
   }
-  if (s.end) {
-    if (s.end > limits_.max_head_bytes + start)
-      s.error = bad("request head larger than " + std::to_string(limits_.max_head_bytes) + " bytes", 431);
-    return s;
-  }
-  scanned_ = buf.size();
-  const std::string_view first = buf.substr(start);
-  if (first.size() > limits_.max_request_line + 1 &&
-      first.substr(0, limits_.max_request_line + 2).find('\n') == std::string_view::npos)
+  // The same verdict whatever the pieces: the request line is judged to its LF, the head to its end.
+  const size_t line = (first_lf_ == std::string_view::npos ? buf.size() : first_lf_) - start;
+  const size_t head = (s.end ? s.end : buf.size()) - start;
+  if (line > limits_.max_request_line + 1) {
+    s.end = 0;
     s.error = bad("request line longer than " + std::to_string(limits_.max_request_line) + " bytes", 414);
-  else if (first.size() > limits_.max_head_bytes)
+  } else if (head > limits_.max_head_bytes) {
+    s.end = 0;
     s.error = bad("request head larger than " + std::to_string(limits_.max_head_bytes) + " bytes", 431);
-  else if (start == 8)
-    s.error = bad("too many empty lines before the request line");
+  }
+  if (!s.end) scanned_ = buf.size();
   return s;
 }
 
@@ -148,10 +149,10 @@ std::optional<ParseError> parse_head(std::string_view head, RequestHead& out, co
     if (line.find('\r') != std::string_view::npos) return bad("bare CR in the request head");
     return std::nullopt;
   };
-  // RFC 9112 section 2.2: empty lines before the request line are ignored.
+  // RFC 9112 section 2.2: empty lines before the request line are ignored (HeadScanner bounds them).
   do {
     if (auto e = next_line()) return e;
-  } while (line.empty() && pos < head.size() && pos <= 8);
+  } while (line.empty() && pos < head.size());
   if (line.empty()) return bad("empty request line");
   if (line.size() > limits.max_request_line)
     return bad("request line longer than " + std::to_string(limits.max_request_line) + " bytes", 414);

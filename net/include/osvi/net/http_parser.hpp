@@ -62,11 +62,16 @@ class HeadScanner {
     std::optional<ParseError> error;
   };
   Scan scan(std::string_view buf);
-  void reset() { scanned_ = 0; }
+  void reset() {
+    scanned_ = 0;
+    first_lf_ = std::string_view::npos;
+  }
 
  private:
+  static constexpr size_t kMaxLeading = 8;  // CR and LF bytes before the request line
   Limits limits_;
-  size_t scanned_ = 0;
+  size_t scanned_ = 0;                        // bytes looked at for the blank line
+  size_t first_lf_ = std::string_view::npos;  // where the request line ends
 };
 
 // Parses a complete head (as HeadScanner delimited it). nullopt when it is a request the server can take.
