@@ -622,6 +622,8 @@ struct HttpServer::Impl {
     const bool stream = p.answer == Peer::Answer::stream;
     p.answer = Peer::Answer::none;
     p.file.reset();
+    // An idle kept-alive connection holds no large buffers.
+    if (p.out.capacity() > 2 * kCopyBody) std::string().swap(p.out);
     if (p.close_after) {
       linger_or_close(p, now);
     } else {
@@ -780,6 +782,11 @@ struct HttpServer::Impl {
 
   void dispatch(Peer& p) {
     p.state = Peer::State::handling;
+    // A request that waits for its answer (a stream may wait for hours) keeps no read buffer.
+    if (p.input() == 0) {
+      std::string().swap(p.in);
+      p.in_head = 0;
+    }
     std::shared_ptr<HttpReply::Conn> conn = p.req;
     s.handler_(conn->request, HttpReply(conn));
   }
