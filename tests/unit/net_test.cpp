@@ -593,6 +593,93 @@ TEST(HttpServer, ConnectionsWithRequestsInHandAreNeverEvicted) {
   EXPECT_EQ(seen, 2);
 }
 
+// Pipelined requests on one connection are answered in order, even when the first answer comes later from
+// the loop; HEAD gets the length without the body; HTTP/1.0 is answered and closed.
+TEST(HttpServer, PipelinedRequestsAnsweredInOrder) {
+  std::optional<HttpReply> first;
+  std::atomic<int> seen{0};
+  ServerThread st(
+      [&](HttpRequest& req, HttpReply reply) {
+        ++seen;
+        if (req.path == "/slow") {
+          first.emplace(std::move(reply));
+          return;
+        }
+        HttpResponse r;
+        r.content_type = "text/plain";
+        r.body = req.method + " " + req.path + " " + req.body;
+        reply.send(std::move(r));
+      },
+      json_errors());
+  st.tick = [&] {
+    if (first && seen >= 1) {
+      HttpResponse r;
+      r.content_type = "text/plain";
+      r.body = "slow";
+      first->send(std::move(r));
+      first.reset();
+    }
+  };
+  RawClient c(st.port());
+  ASSERT_TRUE(c.ok());
+  ASSERT_TRUE(
+      c.send("GET /slow HTTP/1.1\r\nHost: x\r\n\r\nHEAD /b HTTP/1.1\r\nHost: x\r\n\r\n"
+             "POST /c HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabcGET /d HTTP/1.0\r\n\r\n"));
+  const std::string got = c.read(3000, "GET /d ");
+  EXPECT_TRUE(c.closed_within(3000)) << "HTTP/1.0 without keep-alive is closed";
+  const size_t a = got.find("\r\n\r\nslow");
+  const size_t b = got.find("Content-Length: 8\r\n");  // HEAD: the length of "HEAD /b ", no body
+  const size_t cc = got.find("POST /c abc");
+  const size_t d = got.find("GET /d ");
+  ASSERT_NE(a, std::string::npos) << got;
+  ASSERT_NE(b, std::string::npos) << got;
+  ASSERT_NE(cc, std::string::npos) << got;
+  ASSERT_NE(d, std::string::npos) << got;
+  EXPECT_LT(a, b);
+  EXPECT_LT(b, cc);
+  EXPECT_LT(cc, d);
+  EXPECT_EQ(got.find("HEAD /b "), std::string::npos) << "HEAD answered with a body";
+}
+
+// Framing the parser refuses is answered by the server (in the application's envelope) and the connection
+// closed: what follows on it cannot be trusted.
+TEST(HttpServer, AmbiguousFramingIsRefusedAndClosed) {
+  std::atomic<int> calls{0};
+  ServerThread st(
+      [&](HttpRequest&, HttpReply reply) {
+        ++calls;
+        reply.send({});
+      },
+      json_errors());
+  const std::pair<const char*, const char*> cases[] = {
+      {"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+       "400"},
+      {"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcd", "400"},
+      {"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", "501"},
+      {"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "400"},
+      {"GET / HTTP/1.1\r\nHost: x\r\nX: a\r\n b\r\n\r\n", "400"},
+      {"GET / HTTP/3.0\r\nHost: x\r\n\r\n", "505"},
+      {"GET /x HTTP/1.1\r\nHost: x\r\n\r\n", "200"},  // the control: the same server answers good requests
+  };
+  for (const auto& [request, status] : cases) {
+    RawClient c(st.port());
+    ASSERT_TRUE(c.ok());
+    ASSERT_TRUE(c.send(request));
+    const std::string got = c.read(3000, "}");
+    EXPECT_EQ(got.rfind(std::string("HTTP/1.1 ") + status, 0), 0u) << request << " -> " << got;
+    if (std::string(status) != "200") {
+      EXPECT_NE(got.find("Connection: close\r\n"), std::string::npos) << got;
+      EXPECT_NE(got.find("\"status\":\"error\""), std::string::npos) << got;
+      EXPECT_TRUE(c.closed_within(3000)) << request;
+    }
+  }
+  EXPECT_EQ(calls, 1);
+  // A request line over 8 KiB is 414 before its end arrives.
+  RawClient c(st.port());
+  ASSERT_TRUE(c.send("GET /" + std::string(9000, 'a')));
+  EXPECT_EQ(c.read(3000, "}").rfind("HTTP/1.1 414", 0), 0u);
+}
+
 // A body sink as a test sees it: what was written, in how many pieces, whether it was dropped.
 struct SinkLog {
   std::mutex mu;
