@@ -251,6 +251,7 @@ struct HttpServer::Peer {
   std::string to_app, to_client;
   bool app_closed = false;     // the application gave the socket back (or closed its end)
   bool client_closed = false;  // the TLS side ended
+  bool app_told_end = false;   // ... and the application's end of the pair was shut for writing
   uint32_t relay_events = 0;
 
   size_t input() const { return in.size() - in_head; }
@@ -946,7 +947,6 @@ struct HttpServer::Impl {
         const ssize_t n = recv_some(p, buf, std::min(sizeof buf, kRelayBuffer - p.to_app.size()));
         if (n < 0) {
           p.client_closed = true;
-          ::shutdown(p.relay_fd, SHUT_WR);  // the application reads the end
         } else if (n > 0) {
           p.to_app.append(buf, static_cast<size_t>(n));
           moved = true;
@@ -960,6 +960,11 @@ struct HttpServer::Impl {
         } else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
           p.to_app.clear();
         }
+      }
+      // The client's end reaches the application after the bytes it sent before it.
+      if (p.client_closed && p.to_app.empty() && !p.app_told_end) {
+        p.app_told_end = true;
+        ::shutdown(p.relay_fd, SHUT_WR);
       }
       // Application → client.
       if (!p.app_closed && p.to_client.size() < kRelayBuffer) {
