@@ -228,6 +228,7 @@ struct HttpServer::Peer {
   uint64_t body_left = 0;  // Content-Length framing
   uint64_t limit = 0;
   bool too_large = false;
+  uint64_t discarded = 0;  // body bytes read and dropped past the limit
   bool sink_refused = false;
   bool keep_alive = true;
   bool head_only = false;  // HEAD: the answer's body is not sent
@@ -714,6 +715,7 @@ struct HttpServer::Impl {
     }
     if (!p.req || p.dead) return;
     p.too_large = false;
+    p.discarded = 0;
     p.sink_refused = false;
     // An announced oversize body is refused from the head: the 413 goes out before any body byte is read and
     // instead of a "100 Continue", and the connection closes.
@@ -732,11 +734,16 @@ struct HttpServer::Impl {
   }
 
   void take_body(Peer& p, std::string_view piece) {
-    if (piece.empty() || p.too_large) return;
+    if (piece.empty()) return;
+    if (p.too_large) {
+      p.discarded += piece.size();
+      return;
+    }
     HttpRequest& r = p.req->request;
     if (r.body_bytes + piece.size() > p.limit) {
       // Read on to the end (the client then reads a 413, not a reset); the sink's work is abandoned.
       p.too_large = true;
+      p.discarded = piece.size();
       r.body.clear();
       r.body.shrink_to_fit();
       r.body_sink.reset();
@@ -752,6 +759,11 @@ struct HttpServer::Impl {
   // Consumes body bytes from the input; dispatches once the body is complete.
   void read_body(Peer& p) {
     while (p.input() && p.state == Peer::State::body && !p.dead) {
+      // An oversize body is read on so the client sees the 413, but not without end.
+      if (p.too_large && p.discarded > kLingerBytes) {
+        body_done(p);
+        return;
+      }
       const std::string_view avail(p.in.data() + p.in_head, p.input());
       if (p.head.framing == http::BodyFraming::length) {
         const size_t n = static_cast<size_t>(std::min<uint64_t>(p.body_left, avail.size()));
