@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <strings.h>
 #include <sys/epoll.h>
 #include <sys/sendfile.h>
@@ -1113,6 +1114,10 @@ struct HttpServer::Impl {
         }
         close_peer(*v, HttpStream::End::client_gone);
       }
+      // Every write here is a whole answer, chunk or frame (a WebSocket's audio every 20 ms): Nagle's
+      // algorithm would only hold a small one back behind the client's delayed ACK.
+      const int one = 1;
+      setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
       auto p = std::make_unique<Peer>();
       p->id = next_id++;
       p->fd = fd;
