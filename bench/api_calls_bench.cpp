@@ -220,7 +220,7 @@ int main(int argc, char** argv) {
   // The loop thread's own CPU time: what the requests cost the one core that serves them, whatever else the
   // machine is running (req/s measured from the client also pays for the client and for other processes).
   std::atomic<int64_t> loop_cpu_ns{0};
-  // The daemon's loop: one thread, libmicrohttpd driven from poll.
+  // The daemon's loop: one thread, the HTTP server driven from poll.
   std::thread loop([&] {
     pin(0);
     while (!stop) {

@@ -14,7 +14,7 @@ Result<std::vector<EventSource>> serve_http_on_loop(EventLoop& loop, net::HttpSe
   if (!timer) return timer.error();
   sd_event_source* timer_src = timer->get();
   // sd-event may fire a timer anywhere within its accuracy; the default (1 ms here) delays each reply sent
-  // outside libmicrohttpd's callbacks (timeout_ms() 0) by up to that, once per resume. 1 µs: at once.
+  // outside the server's run() (timeout_ms() 0) by up to that, once per resume. 1 µs: at once.
   if (int r = sd_event_source_set_time_accuracy(timer_src, 1); r < 0)
     return make_error("sd_event_source_set_time_accuracy failed", r);
   auto rearm = [&loop, srv, timer_src] {

@@ -404,7 +404,7 @@ class WebCalls::Session final : public WebAudioLink, public std::enable_shared_f
   void update_io() {
     if (!io_) return;
     if (ws_.state() == net::WebSocket::State::closed) {
-      // Before libmicrohttpd closes the descriptor on its next run.
+      // Before the HTTP server closes the descriptor.
       io_.reset();
       return;
     }

@@ -134,7 +134,7 @@ void parse_api(ObjectReader r, ApiConfig& api, std::vector<AgentRef>& refs) {
   } else if (!api.tls_cert_file.empty()) {
     std::string problem;
     if (!net::http_tls_supported())
-      r.error("tls_cert_file", "this libmicrohttpd was built without TLS, so HTTPS is not available");
+      r.error("tls_cert_file", "OpenSSL's libssl.so.3 cannot be loaded, so HTTPS is not available");
     else if (!read_pem_file(api.tls_cert_file, false, api.tls_cert_pem, problem))
       r.error("tls_cert_file", problem);
     else if (!read_pem_file(api.tls_key_file, true, api.tls_key_pem, problem))

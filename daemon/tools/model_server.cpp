@@ -5,13 +5,13 @@
 // Prints "listening on HOST:PORT" once bound (port 0 = ephemeral). See scenario.hpp for the script format
 // and docs/model-server.md for the endpoints, faults and control API.
 //
-// A separate tool, not the daemon: libmicrohttpd runs its own thread per connection, so a delayed or
-// hanging answer simply sleeps in its own thread.
+// A separate tool, not the daemon: it runs a thread per connection (its requests read by the daemon's own
+// parser, net/http_parser.hpp), so a delayed or hanging answer simply sleeps in its own thread.
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
-#include <microhttpd.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -30,6 +30,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -37,6 +38,7 @@
 
 #include "audio_probe.hpp"
 #include "osvi/hal/fd.hpp"
+#include "osvi/net/http_parser.hpp"
 #include "osvi/speech/speech.hpp"
 #include "scenario.hpp"
 #include "stand_in_embedding.hpp"
@@ -91,7 +93,7 @@ class LiveBody {
   virtual Result<std::string> next() = 0;
 };
 
-// What a handler decided; the MHD glue turns it into a response.
+// What a handler decided; the HTTP glue turns it into a response.
 struct Reply {
   unsigned status = 200;
   std::string content_type = "application/json";
@@ -931,37 +933,29 @@ class ModelServer {
   bool quiet_;
 };
 
-// ---- libmicrohttpd glue -------------------------------------------------------------------------------
-
-struct Request {
-  std::string body;
-  bool too_large = false;
-};
+// ---- HTTP/1.1 glue: one thread per connection on blocking calls; requests read by net/http_parser.hpp -----
 
 struct Stream {
   std::vector<std::string> pieces;
-  size_t index = 0;
-  size_t offset = 0;
   int gap_ms = 0;
   bool abort_at_end = false;
   std::shared_ptr<LiveBody> live;  // pulled from once `pieces` are sent
   int live_left = -1;
 };
 
-bool client_gone(MHD_Connection* connection) {
-  const MHD_ConnectionInfo* info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
-  if (info == nullptr) return false;
-  pollfd p{info->connect_fd, POLLRDHUP, 0};
+bool client_gone(int fd) {
+  if (fd < 0) return false;
+  pollfd p{fd, POLLRDHUP, 0};
   return ::poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
 }
 
-// Sleeps until the deadline (forever when ms < 0), the server stops, or the client hangs up.
-bool wait_for(MHD_Connection* connection, int ms) {
+// Sleeps until the deadline (forever when ms < 0), the server stops, or the client hangs up (fd >= 0).
+bool wait_for(int fd, int ms) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
   while (!g_stopping.load()) {
     const auto now = std::chrono::steady_clock::now();
     if (ms >= 0 && now >= deadline) return true;
-    if (connection && client_gone(connection)) return false;
+    if (client_gone(fd)) return false;
     // Polls every 10 ms, but never sleeps past the deadline: the latency is the scenario's to the ms.
     std::this_thread::sleep_for(ms < 0 ? std::chrono::steady_clock::duration(std::chrono::milliseconds(10))
                                        : std::min<std::chrono::steady_clock::duration>(
@@ -970,115 +964,194 @@ bool wait_for(MHD_Connection* connection, int ms) {
   return false;
 }
 
-ssize_t read_stream(void* cls, uint64_t /*pos*/, char* buf, size_t max) {
-  auto* s = static_cast<Stream*>(cls);
-  if (s->index >= s->pieces.size() && s->live) {
-    if (s->live_left == 0) {
-      s->live.reset();
-    } else {
-      auto piece = s->live->next();  // blocks this connection's thread until the render has more
-      if (!piece) return MHD_CONTENT_READER_END_WITH_ERROR;
-      if (piece->empty()) {
-        s->live.reset();
-      } else {
-        if (s->index > 0) s->pieces[s->index - 1].clear();  // sent: only the live tail is kept
-        s->pieces.push_back(std::move(*piece));
-        if (s->live_left > 0) --s->live_left;
-      }
-    }
+bool send_all(int fd, std::string_view bytes) {
+  while (!bytes.empty()) {
+    const ssize_t n = ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    bytes.remove_prefix(static_cast<size_t>(n));
   }
-  if (s->index >= s->pieces.size()) {
-    return s->abort_at_end ? MHD_CONTENT_READER_END_WITH_ERROR : MHD_CONTENT_READER_END_OF_STREAM;
-  }
-  if (s->offset == 0 && s->index > 0 && s->gap_ms > 0 && !wait_for(nullptr, s->gap_ms)) {
-    return MHD_CONTENT_READER_END_WITH_ERROR;
-  }
-  const std::string& piece = s->pieces[s->index];
-  const size_t n = std::min(max, piece.size() - s->offset);
-  std::memcpy(buf, piece.data() + s->offset, n);
-  s->offset += n;
-  if (s->offset >= piece.size()) {
-    ++s->index;
-    s->offset = 0;
-  }
-  if (n == 0) return read_stream(cls, 0, buf, max);  // an empty piece: go on with the next
-  return static_cast<ssize_t>(n);
+  return true;
 }
 
-void free_stream(void* cls) {
-  delete static_cast<Stream*>(cls);
+// Appends what the socket has to `buf`, waiting in 100 ms steps so a stop is noticed. False at the end.
+bool recv_more(int fd, std::string& buf) {
+  while (!g_stopping.load()) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 100) == 0) continue;
+    char chunk[16384];
+    const ssize_t n = ::recv(fd, chunk, sizeof chunk, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    buf.append(chunk, static_cast<size_t>(n));
+    return true;
+  }
+  return false;
 }
 
-MHD_Result on_request(void* cls, MHD_Connection* connection, const char* url, const char* method,
-                      const char* /*version*/, const char* upload_data, size_t* upload_data_size,
-                      void** con_cls) {
-  auto* server = static_cast<ModelServer*>(cls);
-  if (*con_cls == nullptr) {
-    *con_cls = new Request();
-    return MHD_YES;
-  }
-  auto* req = static_cast<Request*>(*con_cls);
-  if (*upload_data_size > 0) {
-    if (req->body.size() + *upload_data_size > kMaxBody) {
-      req->too_large = true;
-    } else {
-      req->body.append(upload_data, *upload_data_size);
-    }
-    *upload_data_size = 0;
-    return MHD_YES;
-  }
-  // The stage's latency runs from here, so the handler's work (decoding the upload, starting the render)
-  // overlaps it: first byte at max(latency, work), as a real service that is busy elsewhere.
-  const auto arrival = std::chrono::steady_clock::now();
-  Reply reply;
-  if (req->too_large) {
-    reply = json_reply(413, error_json("request body larger than 32 MiB", "invalid_request_error"));
-  } else {
-    const char* ct = MHD_lookup_connection_value(connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
-    reply = server->handle(method, url, ct ? ct : "", req->body);
-  }
-  if (!server->quiet()) {
-    std::fprintf(stderr, "%s %s -> %u%s\n", method, url, reply.status, reply.hang ? " (hang)" : "");
-  }
-  if (reply.hang) {
-    wait_for(connection, -1);
-    return MHD_NO;
-  }
-  if (reply.wait_ms > 0) {
-    const auto spent =
-        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - arrival);
-    const int left = reply.wait_ms - static_cast<int>(spent.count());
-    if (left > 0 && !wait_for(connection, left)) return MHD_NO;
-  }
-  MHD_Response* response = nullptr;
-  if (reply.streamed) {
-    auto* s =
-        new Stream{std::move(reply.pieces), 0, 0, reply.gap_ms, reply.abort_at_end, std::move(reply.live),
-                   reply.live_limit};
-    response = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, &read_stream, s, &free_stream);
-    if (response == nullptr) free_stream(s);
-  } else {
-    std::string body = reply.pieces.empty() ? std::string() : reply.pieces[0];
-    response = MHD_create_response_from_buffer(body.size(), body.data(), MHD_RESPMEM_MUST_COPY);
-  }
-  if (response == nullptr) return MHD_NO;
-  MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, reply.content_type.c_str());
-  if (reply.content_type == "text/event-stream")
-    MHD_add_response_header(response, "Cache-Control", "no-cache");
-  const MHD_Result rc = MHD_queue_response(connection, reply.status, response);
-  MHD_destroy_response(response);
-  return rc;
-}
-
-void on_completed(void* /*cls*/, MHD_Connection* /*connection*/, void** con_cls,
-                  MHD_RequestTerminationCode /*toe*/) {
-  delete static_cast<Request*>(*con_cls);
-  *con_cls = nullptr;
-}
-
-struct DaemonDeleter {
-  void operator()(MHD_Daemon* d) const noexcept { MHD_stop_daemon(d); }
+struct Incoming {
+  net::http::RequestHead head;
+  std::string body;
+  bool too_large = false;
 };
+
+// Reads the next request from `buf` and the socket. nullopt at the connection's end; an error to answer.
+std::optional<net::http::ParseError> read_request(int fd, std::string& buf, Incoming& req, bool& ended) {
+  ended = false;
+  net::http::HeadScanner scanner;
+  size_t head_len = 0;
+  while (true) {
+    const auto scan = scanner.scan(buf);
+    if (scan.error) return scan.error;
+    if ((head_len = scan.end)) break;
+    if (!recv_more(fd, buf)) {
+      ended = true;
+      return std::nullopt;
+    }
+  }
+  if (auto bad = net::http::parse_head(std::string_view(buf).substr(0, head_len), req.head)) return bad;
+  buf.erase(0, head_len);
+  const auto take = [&](std::string_view piece) {
+    if (req.too_large || req.body.size() + piece.size() > kMaxBody) {
+      req.too_large = true;
+      req.body.clear();
+    } else {
+      req.body.append(piece);
+    }
+  };
+  if (req.head.expect_continue && buf.empty() && !send_all(fd, "HTTP/1.1 100 Continue\r\n\r\n")) {
+    ended = true;
+    return std::nullopt;
+  }
+  if (req.head.framing == net::http::BodyFraming::length) {
+    uint64_t left = req.head.content_length;
+    while (left > 0) {
+      if (buf.empty() && !recv_more(fd, buf)) {
+        ended = true;
+        return std::nullopt;
+      }
+      const size_t n = static_cast<size_t>(std::min<uint64_t>(left, buf.size()));
+      take(std::string_view(buf).substr(0, n));
+      buf.erase(0, n);
+      left -= n;
+    }
+  } else if (req.head.framing == net::http::BodyFraming::chunked) {
+    net::http::ChunkedDecoder decoder;
+    while (!decoder.done()) {
+      if (buf.empty() && !recv_more(fd, buf)) {
+        ended = true;
+        return std::nullopt;
+      }
+      const auto step = decoder.feed(buf);
+      if (step.error) return step.error;
+      take(step.data);
+      buf.erase(0, step.consumed);
+    }
+  }
+  return std::nullopt;
+}
+
+std::string head_of(unsigned status, const std::string& content_type, const std::string& framing,
+                    bool close) {
+  std::string h = "HTTP/1.1 " + std::to_string(status) + " " +
+                  net::http::reason_phrase(static_cast<int>(status)) + "\r\nContent-Type: " + content_type +
+                  "\r\n";
+  if (content_type == "text/event-stream") h += "Cache-Control: no-cache\r\n";
+  h += framing;
+  if (close) h += "Connection: close\r\n";
+  return h + "\r\n";
+}
+
+// Sends a streamed body piece by piece; false when the connection must end without the last chunk.
+bool send_stream(int fd, Stream& s, bool chunked) {
+  auto send_piece = [&](const std::string& piece) {
+    if (piece.empty()) return true;
+    if (!chunked) return send_all(fd, piece);
+    char size[24];
+    const int n = std::snprintf(size, sizeof size, "%zx\r\n", piece.size());
+    return send_all(fd, std::string_view(size, static_cast<size_t>(n))) && send_all(fd, piece) &&
+           send_all(fd, "\r\n");
+  };
+  size_t sent = 0;  // a gap comes before every piece but the first
+  for (const std::string& piece : s.pieces) {
+    if (sent++ > 0 && s.gap_ms > 0 && !wait_for(-1, s.gap_ms)) return false;
+    if (!send_piece(piece)) return false;
+  }
+  while (s.live && s.live_left != 0) {
+    auto piece = s.live->next();  // blocks this connection's thread until the render has more
+    if (!piece) return false;
+    if (piece->empty()) break;
+    if (sent++ > 0 && s.gap_ms > 0 && !wait_for(-1, s.gap_ms)) return false;
+    if (!send_piece(*piece)) return false;
+    if (s.live_left > 0) --s.live_left;
+  }
+  if (s.abort_at_end) return false;
+  return !chunked || send_all(fd, "0\r\n\r\n");
+}
+
+// One connection: requests answered in order until the client closes, asks to, or the server stops.
+void serve_connection(ModelServer* server, int fd) {
+  hal::UniqueFd owner(fd);
+  std::string buf;
+  while (!g_stopping.load()) {
+    Incoming req;
+    bool ended = false;
+    const std::optional<net::http::ParseError> bad = read_request(fd, buf, req, ended);
+    if (ended) return;
+    if (bad) {
+      const std::string body = error_json(bad->message, "invalid_request_error");
+      send_all(fd, head_of(static_cast<unsigned>(bad->status), "application/json",
+                           "Content-Length: " + std::to_string(body.size()) + "\r\n", true) +
+                       body);
+      return;
+    }
+    // The stage's latency runs from here, so the handler's work (decoding the upload, starting the render)
+    // overlaps it: first byte at max(latency, work), as a real service that is busy elsewhere.
+    const auto arrival = std::chrono::steady_clock::now();
+    const std::string& method = req.head.method;
+    const std::string& url = req.head.path;
+    Reply reply;
+    if (req.too_large) {
+      reply = json_reply(413, error_json("request body larger than 32 MiB", "invalid_request_error"));
+    } else {
+      std::string ct;
+      for (const auto& [k, v] : req.head.headers)
+        if (strcasecmp(k.c_str(), "Content-Type") == 0) ct = v;
+      reply = server->handle(method, url, ct, req.body);
+    }
+    if (!server->quiet()) {
+      std::fprintf(stderr, "%s %s -> %u%s\n", method.c_str(), url.c_str(), reply.status,
+                   reply.hang ? " (hang)" : "");
+    }
+    if (reply.hang) {
+      wait_for(fd, -1);
+      return;
+    }
+    if (reply.wait_ms > 0) {
+      const auto spent =
+          std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - arrival);
+      const int left = reply.wait_ms - static_cast<int>(spent.count());
+      if (left > 0 && !wait_for(fd, left)) return;
+    }
+    const bool keep = req.head.keep_alive && !req.too_large;
+    const bool head_only = method == "HEAD";
+    if (reply.streamed) {
+      const bool chunked = req.head.minor == 1;
+      Stream s{std::move(reply.pieces), reply.gap_ms, reply.abort_at_end, std::move(reply.live),
+               reply.live_limit};
+      if (!send_all(fd, head_of(reply.status, reply.content_type,
+                                chunked ? "Transfer-Encoding: chunked\r\n" : "", !keep || !chunked)))
+        return;
+      if (head_only) continue;
+      if (!send_stream(fd, s, chunked) || !keep || !chunked) return;
+    } else {
+      const std::string body = reply.pieces.empty() ? std::string() : reply.pieces[0];
+      const std::string head = head_of(reply.status, reply.content_type,
+                                       "Content-Length: " + std::to_string(body.size()) + "\r\n", !keep);
+      if (!send_all(fd, head) || (!head_only && !send_all(fd, body)) || !keep) return;
+    }
+  }
+}
 
 int usage(int code) {
   std::fprintf(
@@ -1165,22 +1238,37 @@ int run(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);
 
   ModelServer server(std::move(scenario), log_path, quiet);
-  const unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
-                         (quiet ? 0u : static_cast<unsigned>(MHD_USE_ERROR_LOG));
-  std::unique_ptr<MHD_Daemon, DaemonDeleter> daemon(
-      MHD_start_daemon(flags, 0, nullptr, nullptr, &on_request, &server, MHD_OPTION_LISTEN_SOCKET, sock.get(),
-                       MHD_OPTION_NOTIFY_COMPLETED, &on_completed, nullptr, MHD_OPTION_END));
-  if (!daemon) {
-    std::fprintf(stderr, "osvi-model-server: libmicrohttpd failed to start\n");
-    return 1;
-  }
-  sock.release();  // libmicrohttpd closes it when it stops
   std::printf("listening on %s:%u\n", host.c_str(), static_cast<unsigned>(ntohs(addr.sin_port)));
   std::fflush(stdout);
+  // Connections are accepted on a thread of their own; each is served by its own thread, joined at the stop.
+  struct Worker {
+    std::thread thread;
+    std::atomic<bool> done{false};
+  };
+  std::list<Worker> workers;
+  std::thread acceptor([&] {
+    while (!g_stopping.load()) {
+      pollfd p{sock.get(), POLLIN, 0};
+      if (::poll(&p, 1, 100) <= 0) continue;
+      const int fd = ::accept4(sock.get(), nullptr, nullptr, SOCK_CLOEXEC);
+      if (fd < 0) continue;
+      workers.remove_if([](Worker& w) {
+        if (!w.done.load()) return false;
+        w.thread.join();
+        return true;
+      });
+      Worker& w = workers.emplace_back();
+      w.thread = std::thread([&server, fd, &w] {
+        serve_connection(&server, fd);
+        w.done.store(true);
+      });
+    }
+  });
   int sig = 0;
   sigwait(&stop_signals, &sig);
   g_stopping.store(true);  // releases delayed and hanging answers so the connection threads can be joined
-  daemon.reset();
+  acceptor.join();
+  for (Worker& w : workers) w.thread.join();
   return 0;
 }
 

@@ -1,18 +1,21 @@
-// libmicrohttpd glue: epoll mode without internal threads, bodies accumulated with a limit or streamed to a
-// sink, suspend/resume so handlers may answer later from the loop, streamed response bodies (chunked, from a
-// bounded buffer, parked while empty), and the connection limits (accepting, per-client caps, eviction,
-// header and keep-alive deadlines) that libmicrohttpd does not have.
+// The local HTTP/1.1 server: one epoll set of connections driven by the owner's loop; requests parsed by
+// http_parser.hpp and answered in order on each connection; bodies gathered with a limit or streamed to a
+// sink; replies sent later from the loop; streamed (chunked) bodies from a bounded buffer, parked while
+// empty; upgrades; files by sendfile(2); the connection limits (per-client caps, eviction, header and
+// keep-alive deadlines); HTTPS through libssl opened only when configured (tls_session.hpp).
 #include "osvi/net/http_server.hpp"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
-#include <microhttpd.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <strings.h>
 #include <sys/epoll.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -22,7 +25,8 @@
 #include <unordered_map>
 #include <unordered_set>
 
-#include "osvi/net/text.hpp"
+#include "osvi/net/http_parser.hpp"
+#include "tls_session.hpp"
 
 namespace osvi::net {
 
@@ -34,16 +38,33 @@ namespace {
 constexpr int kAcceptBatch = 32;
 // After EMFILE/ENFILE the listen socket stays readable: accepting pauses this long instead of spinning.
 constexpr uint64_t kAcceptPauseMs = 100;
-// The block libmicrohttpd asks a stream's reader for at most; it allocates one of this size with each
-// stream's response, so it is kept small (an idle subscriber costs 38 KiB of heap, 50 with 16 KiB:
-// bench/sse_bench).
-constexpr size_t kStreamBlock = 4 * 1024;
+// Socket events handled per run(); level-triggered, so the rest wake the next turn.
+constexpr int kEventBatch = 64;
+// Bytes read per recv; and what a connection buffers ahead of the request it is on (pipelined requests wait
+// in the kernel beyond this).
+constexpr size_t kReadBlock = 16 * 1024;
+constexpr size_t kMaxInput = 64 * 1024;
+// A stream's bytes are framed into chunks of at most this much as the socket drains.
+constexpr size_t kStreamBlock = 16 * 1024;
 // A drained stream buffer larger than this is given back, so idle streams cost little.
 constexpr size_t kKeptStreamBuffer = 16 * 1024;
-// SO_SNDBUF of a stream's socket (the kernel doubles it): what a stalled client leaves in the kernel.
+// SO_SNDBUF of a stream's or upgraded socket (the kernel doubles it): what a stalled client leaves in the
+// kernel.
 constexpr int kStreamSendBuffer = 64 * 1024;
-// Hang-ups of parked streams taken from the epoll set per run().
-constexpr int kHangupBatch = 64;
+// Bodies larger than this are written from their own string (writev) rather than copied behind the head.
+constexpr size_t kCopyBody = 16 * 1024;
+// A file body is sent this much per sendfile(2), or read per block over TLS.
+constexpr size_t kFileBlock = 64 * 1024;
+// After a response that closes the connection, the unread rest of the request is read and dropped for at
+// most this long or this much, so the client reads the answer instead of a reset (RFC 9112 section 9.6).
+constexpr uint64_t kLingerMs = 2000;
+constexpr size_t kLingerBytes = 1024 * 1024;
+// The relay of an upgraded HTTPS connection buffers at most this much in each direction.
+constexpr size_t kRelayBuffer = 64 * 1024;
+// Work per pump() of one connection: bounds one loop turn for a client that sends without pause.
+constexpr int kPumpRounds = 16;
+// epoll data of the relay's end of a socket pair: the connection's id with this bit.
+constexpr uint64_t kRelayBit = 1ull << 63;
 
 uint64_t mono_ms() {
   timespec ts{};
@@ -60,6 +81,11 @@ std::string address_of(const sockaddr_storage& sa) {
   return text;
 }
 
+uint16_t port_of(const sockaddr_storage& sa) {
+  return ntohs(sa.ss_family == AF_INET6 ? reinterpret_cast<const sockaddr_in6*>(&sa)->sin6_port
+                                        : reinterpret_cast<const sockaddr_in*>(&sa)->sin_port);
+}
+
 std::optional<std::string_view> find_kv(const std::vector<std::pair<std::string, std::string>>& kv,
                                         std::string_view name, bool nocase) {
   for (const auto& [k, v] : kv) {
@@ -69,9 +95,8 @@ std::optional<std::string_view> find_kv(const std::vector<std::pair<std::string,
   return std::nullopt;
 }
 
-// Paths and query parameters are decoded by url_unescape (text.hpp): %00 must not cut them short.
-size_t unescape(void* /*cls*/, MHD_Connection* /*connection*/, char* text) {
-  return url_unescape(text);
+bool iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && strncasecmp(a.data(), b.data(), a.size()) == 0;
 }
 
 HttpResponse default_error(int status, std::string_view message) {
@@ -80,6 +105,16 @@ HttpResponse default_error(int status, std::string_view message) {
   r.content_type = "text/plain";
   r.body = std::string(message) + "\n";
   return r;
+}
+
+// Statuses whose responses carry no body and no length (RFC 9110 sections 15.2, 15.3.5, 15.4.5).
+bool bodiless(int status) {
+  return status < 200 || status == 204 || status == 304;
+}
+
+void set_send_buffer(int fd) {
+  const int sndbuf = kStreamSendBuffer;
+  setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
 }
 
 }  // namespace
@@ -122,156 +157,373 @@ Result<HttpResponse> file_response(const std::string& path, std::string content_
   return r;
 }
 
+bool http_tls_supported() {
+  return tls::available().ok();
+}
+
+// One request and its answer, shared by the connection and the handles the application holds (HttpReply,
+// HttpStream), so either side may go first.
 struct HttpReply::Conn {
   HttpServer* server = nullptr;
-  MHD_Connection* mhd = nullptr;
+  uint64_t peer = 0;  // the connection's id while it is on this request; 0 once done
   HttpRequest request;
-  bool started = false;
-  bool too_large = false;
-  bool sink_refused = false;  // the body sink said no: the rest of the body is dropped unread by it
-  uint64_t limit = 0;         // body bytes allowed: the sink's, else max_body_bytes
-  bool refused = false;       // answered by the server from the request head (400, 413)
-  bool dispatched = false;
-  bool suspended = false;
-  bool closed = false;
   bool answered = false;
+  bool closed = false;  // the request is over (answered and sent, or the connection gone)
   std::optional<HttpResponse> pending;
 
-  // A streamed answer (HttpReply::stream): its head waits in stream_head until queued, its body in `out`
-  // (from out_head on) until the content reader hands it to libmicrohttpd.
+  // A streamed answer (HttpReply::stream): its head waits in stream_head until sent, its body in `out` (from
+  // out_head on) until framed into the connection's output.
   bool streaming = false;
   std::optional<HttpResponse> stream_head;
   std::string out;
   size_t out_head = 0;
   size_t cap = 0;
-  bool closing = false;    // close(): end the body once `out` has drained
-  bool peer_gone = false;  // the socket hung up while the stream was parked
-  bool watched = false;    // the socket is in the server's epoll set (parked stream)
-  int fd = -1;
+  bool closing = false;  // close(): end the body once `out` has drained
   std::function<void(HttpStream::End)> on_closed;
 
-  // An upgrade (HttpReply::upgrade): its head waits here until queued; the callback in Parked::upgrades.
+  // An upgrade (HttpReply::upgrade): its head and callback wait here until the connection takes them.
   std::optional<HttpResponse> upgrade_head;
   std::function<void(UpgradedSocket)> on_upgraded;
 
   size_t buffered() const { return out.size() - out_head; }
 };
 
-// Why the server accepts connections itself (MHD_USE_NO_LISTEN_SOCKET + MHD_add_connection): at its
-// connection limit libmicrohttpd stops accepting, so a few dozen idle or half-sent connections lock every
-// other client out until its inactivity timeout, which any byte resets. Here a connection is tracked from
-// accept to close in one of three phases; at a cap the oldest connection that costs nobody anything (no
-// request head yet, or idle in keep-alive) makes room for the new one, and the header and keep-alive
-// deadlines are absolute. A connection is ended by shutdown(2) of its socket: libmicrohttpd sees the
-// hang-up on its next run and cleans up (callbacks, descriptor) as for any client that went away.
-struct HttpServer::Conns {
-  enum class Phase { head, busy, idle };  // busy: a request is being read, handled (maybe suspended) or sent
-  struct Track {
-    int fd = -1;
-    std::string addr;
-    Phase phase = Phase::head;
-    uint64_t since_ms = 0;  // start of the phase
-    bool ended = false;     // shut down by us, libmicrohttpd has yet to close it
-    bool upgraded = false;  // switched protocols: busy until closed, no HTTP deadline
-  };
-  std::unordered_map<int, Track> by_fd;
-  std::unordered_map<std::string, unsigned> per_addr;  // connections not ended, per client address
-  size_t live = 0;
-
-  void forget(Track& t) {
-    if (t.ended) return;
-    t.ended = true;
-    --live;
-    if (auto it = per_addr.find(t.addr); it != per_addr.end() && --it->second == 0) per_addr.erase(it);
-  }
-  void end(Track& t) {
-    ::shutdown(t.fd, SHUT_RDWR);
-    forget(t);
-  }
-  // The oldest connection (of `addr`, when given) that may be ended to make room; nullptr when none.
-  Track* oldest_evictable(const std::string* addr) {
-    Track* best = nullptr;
-    for (auto& [fd, t] : by_fd) {
-      if (t.ended || t.phase == Phase::busy || (addr && t.addr != *addr)) continue;
-      if (!best || t.since_ms < best->since_ms) best = &t;
-    }
-    return best;
-  }
-  std::optional<uint64_t> deadline(const Track& t, const HttpServerOptions& o) const {
-    if (t.ended || t.phase == Phase::busy) return std::nullopt;
-    return t.since_ms + 1000u * (t.phase == Phase::head ? o.header_timeout_s : o.idle_timeout_s);
-  }
-};
-
-struct HttpServer::Parked {
-  std::unordered_set<HttpReply::Conn*> suspended;     // every suspended connection
-  std::unordered_map<int, HttpReply::Conn*> watched;  // parked streams by socket, in epoll_fd_
-  std::unordered_set<HttpReply::Conn*> streams;       // streams not over
-  // Upgrade responses queued, by connection, until libmicrohttpd hands over the socket.
-  std::unordered_map<MHD_Connection*, std::function<void(UpgradedSocket)>> upgrades;
-  std::unordered_set<UpgradedSocket::State*> upgraded;  // sockets the application holds
-};
-
 struct UpgradedSocket::State {
   HttpServer* server = nullptr;
-  MHD_UpgradeResponseHandle* urh = nullptr;  // null once given back
+  uint64_t peer = 0;  // 0 once given back
   int fd = -1;
   std::string early;
   std::function<void()> on_gone;
 };
 
-bool http_tls_supported() {
-  return MHD_is_feature_supported(MHD_FEATURE_TLS) == MHD_YES;
-}
+struct HttpServer::Peer {
+  enum class Phase { head, busy, idle };  // for deadlines and eviction, as documented in the options
+  // head: reading a request head; body: reading its body; handling: the application has it; sending: an
+  // answer is going out; upgraded: the socket is the application's; lingering: draining before the close.
+  enum class State { head, body, handling, sending, upgraded, lingering };
+  enum class Answer { none, plain, stream, upgrade };
 
-HttpServer::HttpServer(HttpServerOptions options, HttpHandler handler)
-    : options_(std::move(options)),
-      handler_(std::move(handler)),
-      conns_(std::make_unique<Conns>()),
-      parked_(std::make_unique<Parked>()) {}
+  uint64_t id = 0;
+  int fd = -1;
+  std::string addr;    // client IP, for the per-client cap
+  std::string remote;  // "ip:port"
+  Phase phase = Phase::head;
+  State state = State::head;
+  uint64_t since_ms = 0;   // start of the phase
+  uint64_t active_ms = 0;  // last time bytes moved
+  uint64_t linger_until_ms = 0;
+  size_t lingered = 0;
+  bool dead = false;
+  bool peer_eof = false;  // the client half-closed while its request was with the application
+  uint32_t events = 0;    // registered with epoll
 
-struct HttpServer::Glue {
-  // Every suspension goes through park/unpark so the server knows what to resume before it stops.
-  static void park(HttpReply::Conn& c) {
-    if (c.suspended) return;
-    c.suspended = true;
-    MHD_suspend_connection(c.mhd);
-    c.server->parked_->suspended.insert(&c);
+  std::unique_ptr<tls::Session> tls;
+  bool handshaken = false;
+
+  // Input: bytes from in_head on are unparsed.
+  std::string in;
+  size_t in_head = 0;
+  http::HeadScanner scanner;
+  http::ChunkedDecoder chunked;
+  http::RequestHead head;
+  uint64_t body_left = 0;  // Content-Length framing
+  uint64_t limit = 0;
+  bool too_large = false;
+  uint64_t discarded = 0;  // body bytes read and dropped past the limit
+  bool sink_refused = false;
+  bool keep_alive = true;
+  bool head_only = false;  // HEAD: the answer's body is not sent
+
+  std::shared_ptr<HttpReply::Conn> req;
+  Answer answer = Answer::none;
+  bool close_after = false;   // close once the answer is out
+  bool stream_ended = false;  // the last chunk is queued
+
+  // Output: `out` from out_pos, then `body` from body_pos, then the file.
+  std::string out;
+  size_t out_pos = 0;
+  std::string body;
+  size_t body_pos = 0;
+  std::optional<HttpFileBody> file;
+  uint64_t file_pos = 0, file_end = 0;
+
+  // An upgraded HTTPS connection: the application's end of the pair is up->fd, ours relays through TLS.
+  UpgradedSocket::State* up = nullptr;
+  int relay_fd = -1;
+  std::string to_app, to_client;
+  bool app_closed = false;     // the application gave the socket back (or closed its end)
+  bool client_closed = false;  // the TLS side ended
+  bool app_told_end = false;   // ... and the application's end of the pair was shut for writing
+  uint32_t relay_events = 0;
+
+  size_t input() const { return in.size() - in_head; }
+  bool output_pending() const {
+    return out_pos < out.size() || body_pos < body.size() || (file && file_pos < file_end);
   }
-  static void unpark(HttpReply::Conn& c) {
-    if (!c.suspended || c.closed) return;
-    c.suspended = false;
-    unwatch(c);
-    c.server->parked_->suspended.erase(&c);
-    MHD_resume_connection(c.mhd);
-    // libmicrohttpd's epoll fd does not wake for a resume: timeout_ms() says 0 until the next run().
-    c.server->resume_pending_ = true;
-  }
-  // A suspended connection is not polled by libmicrohttpd, so a client that leaves would go unnoticed
-  // until the next write: the socket joins the server's own epoll set for its hang-up meanwhile.
-  static void watch(HttpReply::Conn& c) {
-    if (c.watched || c.fd < 0) return;
-    epoll_event ev{};
-    ev.events = EPOLLRDHUP;  // EPOLLHUP and EPOLLERR are always reported
-    ev.data.fd = c.fd;
-    if (epoll_ctl(c.server->epoll_fd_, EPOLL_CTL_ADD, c.fd, &ev) != 0) return;
-    c.watched = true;
-    c.server->parked_->watched[c.fd] = &c;
-  }
-  static void unwatch(HttpReply::Conn& c) {
-    if (!c.watched) return;
-    c.watched = false;
-    epoll_ctl(c.server->epoll_fd_, EPOLL_CTL_DEL, c.fd, nullptr);
-    c.server->parked_->watched.erase(c.fd);
+};
+
+struct HttpServer::Impl {
+  HttpServer& s;
+  explicit Impl(HttpServer& server) : s(server) {}
+
+  std::unordered_map<uint64_t, std::unique_ptr<Peer>> peers;
+  std::unordered_map<std::string, unsigned> per_addr;  // live connections per client address
+  size_t live = 0;
+  uint64_t next_id = 1;
+  std::vector<std::unique_ptr<Peer>> graveyard;         // closed during this run(): freed at its end
+  std::unordered_set<uint64_t> dirty;                   // an answer or stream bytes came from the application
+  std::unordered_set<HttpReply::Conn*> streams;         // streams not over
+  std::unordered_set<UpgradedSocket::State*> upgraded;  // sockets the application holds
+  std::unique_ptr<tls::Context> tls;
+  uint64_t accept_paused_until_ms = 0;
+  time_t date_sec = 0;
+  std::string date;
+  bool stopping = false;
+
+  Peer* find(uint64_t id) {
+    auto it = peers.find(id);
+    return it == peers.end() || it->second->dead ? nullptr : it->second.get();
   }
 
-  // The content reader of a stream: what is buffered, else the end once closed, else park until written.
-  static ssize_t read_stream(void* cls, uint64_t /*pos*/, char* buf, size_t max) {
-    HttpReply::Conn& c = **static_cast<std::shared_ptr<HttpReply::Conn>*>(cls);
-    if (c.peer_gone) return MHD_CONTENT_READER_END_WITH_ERROR;
+  HttpResponse error(int status, std::string_view message) {
+    return s.options_.error_response ? s.options_.error_response(status, message)
+                                     : default_error(status, message);
+  }
+
+  const std::string& http_date() {
+    const time_t now = time(nullptr);
+    if (now != date_sec) {
+      date_sec = now;
+      tm t{};
+      gmtime_r(&now, &t);
+      char buf[64];
+      const size_t n = strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S GMT", &t);
+      date.assign(buf, n);
+    }
+    return date;
+  }
+
+  // ---- socket I/O (plain or TLS). > 0 bytes; 0 would block; -1 the connection is over.
+  ssize_t recv_some(Peer& p, char* buf, size_t len) {
+    if (p.tls) {
+      const ssize_t n = p.tls->read(buf, len);
+      if (n > 0) return n;
+      return n == tls::Session::kAgain ? 0 : -1;
+    }
+    const ssize_t n = ::recv(p.fd, buf, len, 0);
+    if (n > 0) return n;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return 0;
+    return -1;
+  }
+  ssize_t send_some(Peer& p, const char* buf, size_t len) {
+    if (p.tls) {
+      const ssize_t n = p.tls->write(buf, len);
+      if (n > 0) return n;
+      return n == tls::Session::kAgain ? 0 : -1;
+    }
+    const ssize_t n = ::send(p.fd, buf, len, MSG_NOSIGNAL);
+    if (n >= 0) return n;
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return 0;
+    return -1;
+  }
+
+  // ---- closing
+  // Ends the connection now: the socket is closed, the request's handles see it gone (a stream's callback
+  // with `why`), and the Peer itself is freed at the end of run().
+  void close_peer(Peer& p, HttpStream::End why) {
+    if (p.dead) return;
+    p.dead = true;
+    if (p.events) epoll_ctl(s.epoll_fd_, EPOLL_CTL_DEL, p.fd, nullptr);
+    if (p.relay_fd >= 0) {
+      epoll_ctl(s.epoll_fd_, EPOLL_CTL_DEL, p.relay_fd, nullptr);
+      ::close(p.relay_fd);
+      p.relay_fd = -1;
+    }
+    if (p.up) {
+      // Still held by the application (server stopping): its handle goes dead.
+      upgraded.erase(p.up);
+      if (p.tls && p.up->fd >= 0) ::close(p.up->fd);
+      p.up->peer = 0;
+      p.up->fd = -1;
+      p.up = nullptr;
+    }
+    p.tls.reset();
+    ::close(p.fd);
+    --live;
+    if (auto it = per_addr.find(p.addr); it != per_addr.end() && --it->second == 0) per_addr.erase(it);
+    dirty.erase(p.id);
+    std::shared_ptr<HttpReply::Conn> conn = std::move(p.req);
+    p.file.reset();
+    p.in.clear();
+    p.in.shrink_to_fit();
+    auto it = peers.find(p.id);
+    if (it != peers.end()) {
+      graveyard.push_back(std::move(it->second));
+      peers.erase(it);
+    }
+    if (conn) end_request(*conn, why);
+  }
+
+  // The request is over for the connection: its handles see it closed, a stream's callback runs last (it may
+  // destroy the handle, or call into the server).
+  void end_request(HttpReply::Conn& c, HttpStream::End why) {
+    c.peer = 0;
+    c.closed = true;
+    c.pending.reset();
+    c.stream_head.reset();
+    c.upgrade_head.reset();
+    c.on_upgraded = nullptr;
+    if (!c.streaming) return;
+    streams.erase(&c);
+    c.out.clear();
+    c.out.shrink_to_fit();
+    auto callback = std::move(c.on_closed);
+    c.on_closed = nullptr;
+    if (callback) callback(why);
+  }
+
+  // Closes after the answer: plain sockets stop sending and drain what the client still sends for a while.
+  void linger_or_close(Peer& p, uint64_t now) {
+    if (p.tls || p.peer_eof) {
+      if (p.tls && p.handshaken) p.tls->shutdown();
+      close_peer(p, HttpStream::End::client_gone);
+      return;
+    }
+    ::shutdown(p.fd, SHUT_WR);
+    p.state = Peer::State::lingering;
+    p.phase = Peer::Phase::idle;
+    p.since_ms = 0;  // evicted before anything else
+    p.linger_until_ms = now + kLingerMs;
+    p.in.clear();
+    p.in_head = 0;
+  }
+
+  // ---- answers
+  void write_head(Peer& p, int status, const HttpResponse& r, const char* framing, uint64_t length) {
+    std::string& h = p.out;
+    h += "HTTP/1.1 ";
+    h += std::to_string(status);
+    h += ' ';
+    h += http::reason_phrase(status);
+    h += "\r\nDate: ";
+    h += http_date();
+    h += "\r\n";
+    if (!r.content_type.empty() && !bodiless(status)) {
+      h += "Content-Type: ";
+      h += r.content_type;
+      h += "\r\n";
+    }
+    for (const auto& [k, v] : r.headers) {
+      // The framing is the server's; a value that would end the line is never sent.
+      if (iequals(k, "Content-Length") || iequals(k, "Transfer-Encoding") || iequals(k, "Connection") ||
+          k.find_first_of("\r\n:") != std::string::npos || v.find_first_of("\r\n") != std::string::npos)
+        continue;
+      h += k;
+      h += ": ";
+      h += v;
+      h += "\r\n";
+    }
+    if (framing) {
+      h += framing;
+    } else if (!bodiless(status)) {
+      h += "Content-Length: ";
+      h += std::to_string(length);
+      h += "\r\n";
+    }
+    if (status == 101)
+      h += "Connection: Upgrade\r\n";
+    else if (p.close_after)
+      h += "Connection: close\r\n";
+    else if (p.head.minor == 0)
+      h += "Connection: keep-alive\r\n";
+    h += "\r\n";
+  }
+
+  // Starts sending a complete answer; the request handle (if any) stays with the connection until it is out.
+  void start_plain(Peer& p, HttpResponse r) {
+    if (!p.keep_alive) p.close_after = true;
+    p.state = Peer::State::sending;
+    p.answer = Peer::Answer::plain;
+    const bool send_body = !p.head_only && !bodiless(r.status);
+    if (r.file) {
+      const uint64_t size = r.file->size();
+      write_head(p, r.status, r, nullptr, size);
+      if (send_body && size) {
+        p.file_pos = r.file->offset();
+        p.file_end = r.file->offset() + size;
+        p.file.emplace(std::move(*r.file));
+      }
+    } else {
+      write_head(p, r.status, r, nullptr, r.body.size());
+      if (send_body) {
+        if (r.body.size() <= kCopyBody)
+          p.out += r.body;
+        else
+          p.body = std::move(r.body);
+      }
+    }
+  }
+
+  void answer_error(Peer& p, int status, const std::string& message) {
+    p.close_after = true;
+    p.req.reset();  // a request the application never saw (its body sink goes with it)
+    start_plain(p, error(status, message));
+  }
+
+  // The application's answer, once given: sets up what the connection sends next. False while none.
+  bool take_answer(Peer& p) {
+    HttpReply::Conn& c = *p.req;
+    if (c.pending) {
+      HttpResponse r = std::move(*c.pending);
+      c.pending.reset();
+      start_plain(p, std::move(r));
+      return true;
+    }
+    if (c.stream_head) {
+      HttpResponse h = std::move(*c.stream_head);
+      c.stream_head.reset();
+      p.state = Peer::State::sending;
+      p.answer = Peer::Answer::stream;
+      p.stream_ended = false;
+      // HTTP/1.0 has no chunked coding: the body ends with the connection.
+      if (p.head.minor == 0 || !p.keep_alive) p.close_after = true;
+      write_head(p, h.status, h, p.head.minor == 0 ? "" : "Transfer-Encoding: chunked\r\n", 0);
+      // The kernel's send buffer grows to megabytes on its own (tcp_wmem): for a client that stops reading it
+      // would hold far more than the stream's cap, and delay telling a slow client from a fast one.
+      set_send_buffer(p.fd);
+      if (p.head_only) {
+        c.closing = true;
+        c.out.clear();
+        c.out_head = 0;
+        p.stream_ended = true;
+      }
+      return true;
+    }
+    if (c.upgrade_head) {
+      HttpResponse h = std::move(*c.upgrade_head);
+      c.upgrade_head.reset();
+      p.state = Peer::State::sending;
+      p.answer = Peer::Answer::upgrade;
+      p.close_after = false;
+      write_head(p, h.status, h, "", 0);
+      return true;
+    }
+    return false;
+  }
+
+  // Moves the next piece of a stream's buffer into the output, framed as a chunk (or the last chunk).
+  void frame_stream(Peer& p) {
+    HttpReply::Conn& c = *p.req;
+    const bool chunked = p.head.minor == 1;
     if (const size_t have = c.buffered()) {
-      const size_t n = std::min(have, max);
-      std::memcpy(buf, c.out.data() + c.out_head, n);
+      const size_t n = std::min(have, kStreamBlock);
+      if (chunked) {
+        char size[24];
+        const int len = snprintf(size, sizeof size, "%zx\r\n", n);
+        p.out.append(size, static_cast<size_t>(len));
+      }
+      p.out.append(c.out, c.out_head, n);
+      if (chunked) p.out += "\r\n";
       c.out_head += n;
       if (c.out_head == c.out.size()) {
         c.out.clear();
@@ -282,274 +534,614 @@ struct HttpServer::Glue {
         c.out.erase(0, c.out_head);
         c.out_head = 0;
       }
-      return static_cast<ssize_t>(n);
-    }
-    if (c.closing) return MHD_CONTENT_READER_END_OF_STREAM;
-    // Zero with the connection suspended is libmicrohttpd's "nothing yet": it asks again once resumed.
-    park(c);
-    watch(c);
-    return 0;
-  }
-  static void free_stream(void* cls) { delete static_cast<std::shared_ptr<HttpReply::Conn>*>(cls); }
-
-  static MHD_Result queue_stream(MHD_Connection* connection, std::shared_ptr<HttpReply::Conn>& conn) {
-    HttpResponse head = std::move(*conn->stream_head);
-    conn->stream_head.reset();
-    if (const MHD_ConnectionInfo* info =
-            MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD)) {
-      conn->fd = info->connect_fd;
-      // The kernel's send buffer grows to megabytes on its own (tcp_wmem): for a client that stops reading it
-      // would hold far more than the stream's cap, and delay telling a slow client from a fast one.
-      const int sndbuf = kStreamSendBuffer;
-      setsockopt(conn->fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
-    }
-    auto* reader = new std::shared_ptr<HttpReply::Conn>(conn);
-    // Unknown size: chunked transfer encoding, the last chunk when the reader says end of stream.
-    MHD_Response* resp =
-        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, kStreamBlock, &read_stream, reader, &free_stream);
-    if (!resp) {
-      delete reader;
-      return MHD_NO;
-    }
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, head.content_type.c_str());
-    for (const auto& [k, v] : head.headers) MHD_add_response_header(resp, k.c_str(), v.c_str());
-    MHD_Result ret = MHD_queue_response(connection, static_cast<unsigned>(head.status), resp);
-    MHD_destroy_response(resp);
-    return ret;
-  }
-
-  static MHD_Result queue_upgrade(MHD_Connection* connection, HttpReply::Conn& c) {
-    HttpResponse head = std::move(*c.upgrade_head);
-    c.upgrade_head.reset();
-    MHD_Response* resp = MHD_create_response_for_upgrade(&upgraded, c.server);
-    if (!resp) return MHD_NO;
-    for (const auto& [k, v] : head.headers) MHD_add_response_header(resp, k.c_str(), v.c_str());
-    c.server->parked_->upgrades[connection] = std::move(c.on_upgraded);
-    c.on_upgraded = nullptr;
-    MHD_Result ret = MHD_queue_response(connection, static_cast<unsigned>(head.status), resp);
-    MHD_destroy_response(resp);
-    return ret;
-  }
-
-  // libmicrohttpd sent the 101 head: the socket is the application's from here.
-  static void upgraded(void* cls, MHD_Connection* connection, void* /*con_cls*/, const char* extra_in,
-                       size_t extra_in_size, MHD_socket sock, MHD_UpgradeResponseHandle* urh) {
-    auto* self = static_cast<HttpServer*>(cls);
-    auto it = self->parked_->upgrades.find(connection);
-    if (it == self->parked_->upgrades.end()) {
-      MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
       return;
     }
-    std::function<void(UpgradedSocket)> callback = std::move(it->second);
-    self->parked_->upgrades.erase(it);
-    if (auto* t = track_of(connection)) {
-      t->upgraded = true;
-      t->phase = Conns::Phase::busy;
+    if (c.closing && !p.stream_ended) {
+      p.stream_ended = true;
+      if (chunked) p.out += "0\r\n\r\n";
     }
-    // As for streams: what a peer that stops reading leaves in the kernel stays small, and the application's
-    // own bounded buffer is what fills.
-    const int sndbuf = kStreamSendBuffer;
-    setsockopt(sock, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
-    auto state = std::make_shared<UpgradedSocket::State>();
-    state->server = self;
-    state->urh = urh;
-    state->fd = sock;
-    if (extra_in_size) state->early.assign(extra_in, extra_in_size);
-    self->parked_->upgraded.insert(state.get());
-    if (callback) callback(UpgradedSocket(std::move(state)));
   }
 
-  static MHD_Result queue(MHD_Connection* connection, HttpResponse& r) {
-    MHD_Response* resp = nullptr;
-    if (r.file) {
-      // libmicrohttpd takes the descriptor (closed with the response) and reads it as the socket drains.
-      resp = MHD_create_response_from_fd_at_offset64(r.file->size(), r.file->fd(), r.file->offset());
-      if (resp) r.file->release();
+  // Writes what the connection holds. False when the connection broke (closed here).
+  bool flush(Peer& p, uint64_t now, bool& moved) {
+    for (int round = 0; round < kPumpRounds; ++round) {
+      if (p.out_pos == p.out.size() && p.body_pos == p.body.size()) {
+        p.out.clear();
+        p.out_pos = 0;
+        if (!p.body.empty()) {
+          p.body.clear();
+          p.body.shrink_to_fit();
+          p.body_pos = 0;
+        }
+        if (p.file && p.file_pos < p.file_end && p.tls) {
+          // TLS cannot sendfile: the next block goes through the output buffer.
+          const size_t n = static_cast<size_t>(std::min<uint64_t>(kFileBlock / 4, p.file_end - p.file_pos));
+          p.out.resize(n);
+          const ssize_t r = ::pread(p.file->fd(), p.out.data(), n, static_cast<off_t>(p.file_pos));
+          if (r <= 0) {
+            close_peer(p,
+                       HttpStream::End::client_gone);  // the file shrank or failed: the length is a lie now
+            return false;
+          }
+          p.out.resize(static_cast<size_t>(r));
+          p.file_pos += static_cast<uint64_t>(r);
+        } else if (p.file && p.file_pos < p.file_end) {
+          off_t off = static_cast<off_t>(p.file_pos);
+          const ssize_t r =
+              ::sendfile(p.fd, p.file->fd(), &off,
+                         static_cast<size_t>(std::min<uint64_t>(kFileBlock, p.file_end - p.file_pos)));
+          if (r < 0 && (errno == EAGAIN || errno == EINTR)) return true;
+          if (r <= 0) {
+            close_peer(p, HttpStream::End::client_gone);
+            return false;
+          }
+          p.file_pos += static_cast<uint64_t>(r);
+          p.active_ms = now;
+          moved = true;
+          continue;
+        } else if (p.answer == Peer::Answer::stream && p.req) {
+          frame_stream(p);
+        }
+        if (p.out.empty()) {
+          if (p.file && p.file_pos >= p.file_end) p.file.reset();
+          return true;
+        }
+      }
+      ssize_t n = 0;
+      if (!p.tls && p.out_pos < p.out.size() && p.body_pos < p.body.size()) {
+        iovec iov[2] = {{p.out.data() + p.out_pos, p.out.size() - p.out_pos},
+                        {p.body.data() + p.body_pos, p.body.size() - p.body_pos}};
+        msghdr msg{};
+        msg.msg_iov = iov;
+        msg.msg_iovlen = 2;
+        n = ::sendmsg(p.fd, &msg, MSG_NOSIGNAL);
+        if (n < 0) n = (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) ? 0 : -1;
+        if (n > 0) {
+          const size_t first = std::min(static_cast<size_t>(n), p.out.size() - p.out_pos);
+          p.out_pos += first;
+          p.body_pos += static_cast<size_t>(n) - first;
+        }
+      } else if (p.out_pos < p.out.size()) {
+        n = send_some(p, p.out.data() + p.out_pos, p.out.size() - p.out_pos);
+        if (n > 0) p.out_pos += static_cast<size_t>(n);
+      } else {
+        n = send_some(p, p.body.data() + p.body_pos, p.body.size() - p.body_pos);
+        if (n > 0) p.body_pos += static_cast<size_t>(n);
+      }
+      if (n < 0) {
+        close_peer(p, HttpStream::End::client_gone);
+        return false;
+      }
+      if (n == 0) return true;
+      p.active_ms = now;
+      moved = true;
+    }
+    return true;
+  }
+
+  // The answer is out: the request is over, and the connection reads the next one (or closes).
+  void finish_answer(Peer& p, uint64_t now) {
+    std::shared_ptr<HttpReply::Conn> conn = std::move(p.req);
+    const bool stream = p.answer == Peer::Answer::stream;
+    p.answer = Peer::Answer::none;
+    p.file.reset();
+    // An idle kept-alive connection holds no large buffers.
+    if (p.out.capacity() > 2 * kCopyBody) std::string().swap(p.out);
+    if (p.close_after) {
+      linger_or_close(p, now);
     } else {
-      resp = MHD_create_response_from_buffer(r.body.size(), const_cast<char*>(r.body.data()),
-                                             MHD_RESPMEM_MUST_COPY);
+      p.state = Peer::State::head;
+      p.phase = Peer::Phase::idle;  // a kept-alive connection now has idle_timeout_s for its next head
+      p.since_ms = now;
     }
-    if (!resp) return MHD_NO;
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r.content_type.c_str());
-    for (const auto& [k, v] : r.headers) MHD_add_response_header(resp, k.c_str(), v.c_str());
-    MHD_Result ret = MHD_queue_response(connection, static_cast<unsigned>(r.status), resp);
-    MHD_destroy_response(resp);
-    return ret;
+    if (conn) end_request(*conn, stream ? HttpStream::End::finished : HttpStream::End::client_gone);
   }
 
-  static MHD_Result collect(void* cls, MHD_ValueKind, const char* key, const char* value) {
-    auto* out = static_cast<std::vector<std::pair<std::string, std::string>>*>(cls);
-    out->emplace_back(key ? key : "", value ? value : "");
-    return MHD_YES;
+  void hand_over(Peer& p, uint64_t now) {
+    std::shared_ptr<HttpReply::Conn> conn = std::move(p.req);
+    std::function<void(UpgradedSocket)> callback = conn ? std::move(conn->on_upgraded) : nullptr;
+    p.answer = Peer::Answer::none;
+    p.state = Peer::State::upgraded;
+    p.phase = Peer::Phase::busy;
+    set_send_buffer(p.fd);
+    auto state = std::make_shared<UpgradedSocket::State>();
+    state->server = &s;
+    state->peer = p.id;
+    state->early.assign(p.in, p.in_head, std::string::npos);
+    p.in.clear();
+    p.in.shrink_to_fit();
+    p.in_head = 0;
+    if (p.tls) {
+      // The application speaks plain bytes on its end of a socket pair; the relay carries them through TLS.
+      int pair[2];
+      if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, pair) != 0) {
+        close_peer(p, HttpStream::End::client_gone);
+        if (conn) end_request(*conn, HttpStream::End::client_gone);
+        return;
+      }
+      set_send_buffer(pair[0]);
+      set_send_buffer(pair[1]);
+      state->fd = pair[0];
+      p.relay_fd = pair[1];
+    } else {
+      // The socket is the application's to watch now: out of this epoll set.
+      if (p.events) epoll_ctl(s.epoll_fd_, EPOLL_CTL_DEL, p.fd, nullptr);
+      p.events = 0;
+      state->fd = p.fd;
+    }
+    p.up = state.get();
+    upgraded.insert(state.get());
+    if (conn) end_request(*conn, HttpStream::End::finished);
+    // Dropped by the application at once, the handle's destructor gives the socket back.
+    if (callback) callback(UpgradedSocket(std::move(state)));
+    if (!p.dead && p.tls) relay(p, now);
   }
 
-  static HttpResponse error(HttpServer* self, int status, std::string_view message) {
-    return self->options_.error_response ? self->options_.error_response(status, message)
-                                         : default_error(status, message);
-  }
-
-  static HttpServer::Conns::Track* track_of(MHD_Connection* connection) {
-    const MHD_ConnectionInfo* info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-    return info ? static_cast<HttpServer::Conns::Track*>(info->socket_context) : nullptr;
-  }
-
-  static void notify_connection(void* cls, MHD_Connection* connection, void** socket_context,
-                                MHD_ConnectionNotificationCode code) {
-    auto* self = static_cast<HttpServer*>(cls);
-    Conns& conns = *self->conns_;
-    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
-      const MHD_ConnectionInfo* info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
-      auto it = info ? conns.by_fd.find(info->connect_fd) : conns.by_fd.end();
-      *socket_context = it != conns.by_fd.end() ? &it->second : nullptr;
+  // ---- requests
+  // The head is in: a request the application sees, or an error answered here.
+  void begin_request(Peer& p, size_t head_len, uint64_t now) {
+    const std::string_view raw(p.in.data() + p.in_head, head_len);
+    http::RequestHead& h = p.head;
+    std::optional<http::ParseError> bad = http::parse_head(raw, h);
+    p.in_head += head_len;
+    p.scanner.reset();
+    p.phase = Peer::Phase::busy;
+    p.since_ms = now;
+    p.active_ms = now;
+    p.keep_alive = h.keep_alive;
+    p.close_after = false;
+    p.head_only = h.method == "HEAD";
+    if (bad) {
+      answer_error(p, bad->status, bad->message);
       return;
     }
-    if (auto* t = static_cast<Conns::Track*>(*socket_context)) {
-      conns.forget(*t);
-      conns.by_fd.erase(t->fd);
-      *socket_context = nullptr;
+    auto conn = std::make_shared<HttpReply::Conn>();
+    conn->server = &s;
+    conn->peer = p.id;
+    HttpRequest& r = conn->request;
+    r.method = h.method;
+    r.path = std::move(h.path);
+    r.query = std::move(h.query);
+    r.headers = std::move(h.headers);
+    r.remote = p.remote;
+    p.req = conn;
+    // The application may take the body as it arrives (with a limit of its own) instead of having it
+    // gathered here.
+    p.limit = s.options_.max_body_bytes;
+    if (s.options_.body_sink) {
+      if (std::unique_ptr<HttpBodySink> sink = s.options_.body_sink(r)) {
+        p.limit = sink->max_bytes();
+        r.body_sink = std::move(sink);
+      }
+    }
+    if (!p.req || p.dead) return;
+    p.too_large = false;
+    p.discarded = 0;
+    p.sink_refused = false;
+    // An announced oversize body is refused from the head: the 413 goes out before any body byte is read and
+    // instead of a "100 Continue", and the connection closes.
+    if (h.framing == http::BodyFraming::length && h.content_length > p.limit) {
+      answer_error(p, 413, "request body exceeds the limit of " + std::to_string(p.limit) + " bytes");
+      return;
+    }
+    if (h.framing == http::BodyFraming::none) {
+      dispatch(p);
+      return;
+    }
+    p.state = Peer::State::body;
+    p.body_left = h.content_length;
+    p.chunked.reset();
+    if (h.expect_continue && p.input() == 0) p.out += "HTTP/1.1 100 Continue\r\n\r\n";
+  }
+
+  void take_body(Peer& p, std::string_view piece) {
+    if (piece.empty()) return;
+    if (p.too_large) {
+      p.discarded += piece.size();
+      return;
+    }
+    HttpRequest& r = p.req->request;
+    if (r.body_bytes + piece.size() > p.limit) {
+      // Read on to the end (the client then reads a 413, not a reset); the sink's work is abandoned.
+      p.too_large = true;
+      p.discarded = piece.size();
+      r.body.clear();
+      r.body.shrink_to_fit();
+      r.body_sink.reset();
+      return;
+    }
+    r.body_bytes += piece.size();
+    if (!r.body_sink)
+      r.body.append(piece);
+    else if (!p.sink_refused)
+      p.sink_refused = !r.body_sink->write(piece);
+  }
+
+  // Consumes body bytes from the input; dispatches once the body is complete.
+  void read_body(Peer& p) {
+    while (p.input() && p.state == Peer::State::body && !p.dead) {
+      // An oversize body is read on so the client sees the 413, but not without end.
+      if (p.too_large && p.discarded > kLingerBytes) {
+        body_done(p);
+        return;
+      }
+      const std::string_view avail(p.in.data() + p.in_head, p.input());
+      if (p.head.framing == http::BodyFraming::length) {
+        const size_t n = static_cast<size_t>(std::min<uint64_t>(p.body_left, avail.size()));
+        take_body(p, avail.substr(0, n));
+        p.in_head += n;
+        p.body_left -= n;
+        if (p.body_left == 0) body_done(p);
+        continue;
+      }
+      const http::ChunkedDecoder::Step step = p.chunked.feed(avail);
+      p.in_head += step.consumed;
+      if (step.error) {
+        answer_error(p, step.error->status, step.error->message);
+        return;
+      }
+      take_body(p, step.data);
+      if (p.chunked.done()) body_done(p);
+      if (step.consumed == 0) break;
     }
   }
 
-  static MHD_Result access(void* cls, MHD_Connection* connection, const char* url, const char* method,
-                           const char* version, const char* upload_data, size_t* upload_data_size,
-                           void** con_cls) {
-    auto* self = static_cast<HttpServer*>(cls);
-    auto* holder = static_cast<std::shared_ptr<HttpReply::Conn>*>(*con_cls);
-    if (!holder) {
-      // The request head is in: the header/keep-alive deadline no longer applies to this connection.
-      if (auto* t = track_of(connection)) {
-        t->phase = Conns::Phase::busy;
-        t->since_ms = mono_ms();
-      }
-      holder = new std::shared_ptr<HttpReply::Conn>(std::make_shared<HttpReply::Conn>());
-      *con_cls = holder;
-      HttpReply::Conn& c = **holder;
-      c.server = self;
-      c.mhd = connection;
-      c.request.method = method;
-      c.request.path = url;
-      MHD_get_connection_values(connection, MHD_HEADER_KIND, &collect, &c.request.headers);
-      MHD_get_connection_values(connection, MHD_GET_ARGUMENT_KIND, &collect, &c.request.query);
-      if (const MHD_ConnectionInfo* info =
-              MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CLIENT_ADDRESS)) {
-        char host[INET6_ADDRSTRLEN + 8] = {};
-        char port[8] = {};
-        socklen_t len = info->client_addr->sa_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
-        if (getnameinfo(info->client_addr, len, host, sizeof host, port, sizeof port,
-                        NI_NUMERICHOST | NI_NUMERICSERV) == 0) {
-          c.request.remote = std::string(host) + ":" + port;
-        }
-      }
-      // RFC 9112 section 3.2: a server must answer 400 to an HTTP/1.1 request without Host.
-      if (version && std::strcmp(version, MHD_HTTP_VERSION_1_1) == 0 && !c.request.header("Host")) {
-        c.answered = c.refused = true;
-        HttpResponse r = error(self, 400, "an HTTP/1.1 request must carry a Host header");
-        return queue(connection, r);
-      }
-      // The application may take the body as it arrives (with a limit of its own) instead of having it
-      // gathered here.
-      c.limit = self->options_.max_body_bytes;
-      if (self->options_.body_sink) {
-        if (std::unique_ptr<HttpBodySink> sink = self->options_.body_sink(c.request)) {
-          c.limit = sink->max_bytes();
-          c.request.body_sink = std::move(sink);
-        }
-      }
-      // An announced oversize body is refused from the headers: queued now, the 413 goes out before any
-      // body byte is read and instead of a "100 Continue" (libmicrohttpd then closes the connection).
-      if (auto cl = c.request.header("Content-Length")) {
-        unsigned long long n = std::strtoull(std::string(*cl).c_str(), nullptr, 10);
-        if (n > c.limit) {
-          c.answered = c.refused = true;
-          c.request.body_sink.reset();
-          HttpResponse r =
-              error(self, 413, "request body exceeds the limit of " + std::to_string(c.limit) + " bytes");
-          return queue(connection, r);
-        }
-      }
-      return MHD_YES;
+  void body_done(Peer& p) {
+    if (p.too_large) {
+      answer_error(p, 413, "request body exceeds the limit of " + std::to_string(p.limit) + " bytes");
+      return;
     }
-    HttpReply::Conn& c = **holder;
-    if (c.refused) {
-      *upload_data_size = 0;
-      return MHD_YES;
-    }
-    if (*upload_data_size != 0) {
-      const size_t n = *upload_data_size;
-      *upload_data_size = 0;
-      if (c.too_large) return MHD_YES;
-      if (c.request.body_bytes + n > c.limit) {
-        // Read on to the end (the client then reads a 413, not a reset); the sink's work is abandoned.
-        c.too_large = true;
-        c.request.body.clear();
-        c.request.body.shrink_to_fit();
-        c.request.body_sink.reset();
-        return MHD_YES;
-      }
-      c.request.body_bytes += n;
-      if (!c.request.body_sink) {
-        c.request.body.append(upload_data, n);
-      } else if (!c.sink_refused) {
-        c.sink_refused = !c.request.body_sink->write(std::string_view(upload_data, n));
-      }
-      return MHD_YES;
-    }
-    if (c.too_large) {
-      c.answered = true;
-      HttpResponse r =
-          error(self, 413, "request body exceeds the limit of " + std::to_string(c.limit) + " bytes");
-      return queue(connection, r);
-    }
-    if (!c.dispatched) {
-      c.dispatched = true;
-      self->handler_(c.request, HttpReply(*holder));
-    }
-    if (c.pending) {
-      HttpResponse r = std::move(*c.pending);
-      c.pending.reset();
-      return queue(connection, r);
-    }
-    if (c.stream_head) return queue_stream(connection, *holder);
-    if (c.upgrade_head) return queue_upgrade(connection, c);
-    if (!c.answered) park(c);
-    return MHD_YES;
+    dispatch(p);
   }
 
-  static void completed(void* cls, MHD_Connection* connection, void** con_cls,
-                        MHD_RequestTerminationCode code) {
-    auto* self = static_cast<HttpServer*>(cls);
-    self->parked_->upgrades.erase(connection);
-    // The response is out: a kept-alive connection now has idle_timeout_s to send its next request head.
-    if (auto* t = track_of(connection); t && !t->upgraded) {
-      t->phase = Conns::Phase::idle;
-      t->since_ms = mono_ms();
+  void dispatch(Peer& p) {
+    p.state = Peer::State::handling;
+    // A request that waits for its answer (a stream may wait for hours) keeps no read buffer.
+    if (p.input() == 0) {
+      std::string().swap(p.in);
+      p.in_head = 0;
     }
-    auto* holder = static_cast<std::shared_ptr<HttpReply::Conn>*>(*con_cls);
-    if (!holder) return;
-    std::shared_ptr<HttpReply::Conn> conn = std::move(*holder);
-    delete holder;
-    *con_cls = nullptr;
-    HttpReply::Conn& c = *conn;
-    unwatch(c);
-    if (c.suspended) {
-      c.suspended = false;
-      self->parked_->suspended.erase(&c);
+    std::shared_ptr<HttpReply::Conn> conn = p.req;
+    s.handler_(conn->request, HttpReply(conn));
+  }
+
+  // ---- the connection's work: handshake, answers, output, input, until nothing moves.
+  void pump(Peer& p, uint64_t now) {
+    int round = 0;
+    for (; round < kPumpRounds && !p.dead; ++round) {
+      bool moved = false;
+      if (p.tls && !p.handshaken) {
+        auto done = p.tls->handshake();
+        if (!done) {
+          close_peer(p, HttpStream::End::client_gone);
+          return;
+        }
+        if (!*done) break;
+        p.handshaken = true;
+        moved = true;
+      }
+      if (p.state == Peer::State::upgraded) {
+        if (p.tls) relay(p, now);
+        return;
+      }
+      if (p.state == Peer::State::handling && p.req && take_answer(p)) {
+        p.active_ms = now;  // the inactivity clock starts with the answer
+        moved = true;
+      }
+      if (!flush(p, now, moved)) return;
+      if (p.state == Peer::State::sending && !p.output_pending()) {
+        if (p.answer == Peer::Answer::upgrade) {
+          hand_over(p, now);
+          return;
+        }
+        if (p.answer == Peer::Answer::plain || p.answer == Peer::Answer::none ||
+            (p.answer == Peer::Answer::stream && p.stream_ended)) {
+          finish_answer(p, now);
+          moved = true;
+          if (p.dead) return;
+        }
+      }
+      if (p.state == Peer::State::head && p.input()) {
+        const http::HeadScanner::Scan scan =
+            p.scanner.scan(std::string_view(p.in.data() + p.in_head, p.input()));
+        if (scan.error) {
+          answer_error(p, scan.error->status, scan.error->message);
+          moved = true;
+          continue;
+        }
+        if (scan.end) {
+          begin_request(p, scan.end, now);
+          moved = true;
+          continue;
+        }
+      }
+      if (p.state == Peer::State::body && p.input()) {
+        read_body(p);
+        moved = true;
+        if (p.dead) return;
+        continue;
+      }
+      if (p.in_head == p.in.size()) {
+        p.in.clear();
+        p.in_head = 0;
+      }
+      if (wants_read(p)) {
+        const int r = read_more(p, now);
+        if (r < 0) return;
+        if (r > 0) moved = true;
+      }
+      if (!moved) break;
     }
-    c.closed = true;
-    if (!c.streaming) return;
-    self->parked_->streams.erase(&c);
-    c.out.clear();
-    c.out.shrink_to_fit();
-    HttpStream::End end = HttpStream::End::client_gone;
-    if (code == MHD_REQUEST_TERMINATED_COMPLETED_OK) end = HttpStream::End::finished;
-    if (code == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED) end = HttpStream::End::timed_out;
-    if (code == MHD_REQUEST_TERMINATED_DAEMON_SHUTDOWN) end = HttpStream::End::server_stopped;
-    // Moved out first: the callback may destroy the handle, and with it what it would be called through.
-    auto callback = std::move(c.on_closed);
-    c.on_closed = nullptr;
-    if (callback) callback(end);
+    if (p.dead) return;
+    // Out of rounds with work left (pipelined requests in the buffer): the next turn goes on.
+    if (round == kPumpRounds) dirty.insert(p.id);
+    update_events(p);
+  }
+
+  bool wants_read(const Peer& p) const {
+    if (p.tls && !p.handshaken) return false;
+    switch (p.state) {
+      case Peer::State::head:
+      case Peer::State::body:
+        return p.input() < kMaxInput;
+      case Peer::State::lingering:
+        return true;
+      default:
+        return false;
+    }
+  }
+
+  // Reads once. > 0 bytes came, 0 none now, < 0 the connection is over (closed here).
+  int read_more(Peer& p, uint64_t now) {
+    if (p.in_head > 0 && p.in_head >= p.in.size() / 2) {
+      p.in.erase(0, p.in_head);
+      p.in_head = 0;
+    }
+    const size_t old = p.in.size();
+    p.in.resize(old + kReadBlock);
+    const ssize_t n = recv_some(p, p.in.data() + old, kReadBlock);
+    p.in.resize(old + static_cast<size_t>(std::max<ssize_t>(n, 0)));
+    if (n < 0) {
+      // The client closed (or broke) the connection: whatever it was in the middle of is abandoned.
+      close_peer(p, HttpStream::End::client_gone);
+      return -1;
+    }
+    if (n == 0) return 0;
+    p.active_ms = now;
+    if (p.state == Peer::State::lingering) {
+      p.lingered += static_cast<size_t>(n);
+      p.in.clear();
+      p.in_head = 0;
+      if (p.lingered > kLingerBytes) {
+        close_peer(p, HttpStream::End::client_gone);
+        return -1;
+      }
+    }
+    return 1;
+  }
+
+  void update_events(Peer& p) {
+    if (p.state == Peer::State::upgraded) return;
+    // A half-closed client is not watched for the hang-up it already gave (level-triggered, it would spin).
+    uint32_t ev = p.peer_eof ? 0u : static_cast<uint32_t>(EPOLLRDHUP);
+    const bool tls_read = p.tls && p.tls->want() == tls::Session::Want::read;
+    const bool tls_write = p.tls && p.tls->want() == tls::Session::Want::write;
+    if (wants_read(p) || tls_read || (p.tls && !p.handshaken)) ev |= EPOLLIN;
+    if (p.output_pending() || tls_write) ev |= EPOLLOUT;
+    set_events(p.fd, p.id, p.events, ev);
+  }
+
+  // A socket event of a connection.
+  void on_event(Peer& p, uint32_t ev, uint64_t now) {
+    if ((ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) && !(ev & EPOLLIN && wants_read(p))) {
+      if (ev & (EPOLLHUP | EPOLLERR)) {
+        close_peer(p, HttpStream::End::client_gone);
+        return;
+      }
+      // A half-close while the application has the request (or a stream is waiting for bytes): a stream's
+      // client has gone; a plain answer is still sent, then the connection closes.
+      if (p.answer == Peer::Answer::stream || p.state == Peer::State::head) {
+        close_peer(p, HttpStream::End::client_gone);
+        return;
+      }
+      p.peer_eof = true;
+      p.keep_alive = false;
+    }
+    pump(p, now);
+  }
+
+  // ---- the relay of an upgraded HTTPS connection
+  void relay(Peer& p, uint64_t now) {
+    char buf[16 * 1024];
+    for (int round = 0; round < kPumpRounds && !p.dead; ++round) {
+      bool moved = false;
+      // Client → application.
+      if (!p.client_closed && p.to_app.size() < kRelayBuffer) {
+        const ssize_t n = recv_some(p, buf, std::min(sizeof buf, kRelayBuffer - p.to_app.size()));
+        if (n < 0) {
+          p.client_closed = true;
+        } else if (n > 0) {
+          p.to_app.append(buf, static_cast<size_t>(n));
+          moved = true;
+        }
+      }
+      if (!p.to_app.empty() && p.relay_fd >= 0) {
+        const ssize_t n = ::send(p.relay_fd, p.to_app.data(), p.to_app.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0) {
+          p.to_app.erase(0, static_cast<size_t>(n));
+          moved = true;
+        } else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+          p.to_app.clear();
+        }
+      }
+      // The client's end reaches the application after the bytes it sent before it.
+      if (p.client_closed && p.to_app.empty() && !p.app_told_end) {
+        p.app_told_end = true;
+        ::shutdown(p.relay_fd, SHUT_WR);
+      }
+      // Application → client.
+      if (!p.app_closed && p.to_client.size() < kRelayBuffer) {
+        const ssize_t n =
+            ::recv(p.relay_fd, buf, std::min(sizeof buf, kRelayBuffer - p.to_client.size()), MSG_DONTWAIT);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
+          p.app_closed = true;
+        } else if (n > 0) {
+          p.to_client.append(buf, static_cast<size_t>(n));
+          moved = true;
+        }
+      }
+      if (!p.to_client.empty() && !p.client_closed) {
+        const ssize_t n = send_some(p, p.to_client.data(), p.to_client.size());
+        if (n > 0) {
+          p.to_client.erase(0, static_cast<size_t>(n));
+          p.active_ms = now;
+          moved = true;
+        } else if (n < 0) {
+          p.client_closed = true;
+          p.to_client.clear();
+        }
+      }
+      if (!moved) break;
+    }
+    // Done when the application has given its end back and everything it wrote is out (or cannot be).
+    if (p.app_closed && (p.to_client.empty() || p.client_closed) && !p.up) {
+      if (!p.client_closed) p.tls->shutdown();
+      close_peer(p, HttpStream::End::client_gone);
+      return;
+    }
+    uint32_t ev = 0;
+    const bool tls_write = p.tls->want() == tls::Session::Want::write;
+    if (!p.client_closed) {
+      if (p.to_app.size() < kRelayBuffer || p.tls->want() == tls::Session::Want::read) ev |= EPOLLIN;
+      if (!p.to_client.empty() || tls_write) ev |= EPOLLOUT;
+    }
+    set_events(p.fd, p.id, p.events, ev);
+    uint32_t rev = 0;
+    if (!p.app_closed && p.to_client.size() < kRelayBuffer) rev |= EPOLLIN;
+    if (!p.to_app.empty()) rev |= EPOLLOUT;
+    set_events(p.relay_fd, p.id | kRelayBit, p.relay_events, rev);
+  }
+
+  void set_events(int fd, uint64_t data, uint32_t& current, uint32_t want) {
+    if (want == current) return;
+    epoll_event e{};
+    e.events = want;
+    e.data.u64 = data;
+    if (!want)
+      epoll_ctl(s.epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
+    else
+      epoll_ctl(s.epoll_fd_, current ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &e);
+    current = want;
+  }
+
+  // ---- deadlines
+  std::optional<uint64_t> deadline(const Peer& p) const {
+    const HttpServerOptions& o = s.options_;
+    switch (p.state) {
+      case Peer::State::head:
+        return p.since_ms + 1000u * (p.phase == Peer::Phase::idle ? o.idle_timeout_s : o.header_timeout_s);
+      case Peer::State::body:
+        return p.active_ms + 1000u * o.connection_timeout_s;
+      case Peer::State::sending:
+        // A parked stream (nothing to send) waits for the application without limit.
+        if (p.output_pending() || (p.req && (p.req->buffered() || p.req->closing)) ||
+            p.answer != Peer::Answer::stream)
+          return p.active_ms + 1000u * o.connection_timeout_s;
+        return std::nullopt;
+      case Peer::State::lingering:
+        return p.linger_until_ms;
+      default:
+        return std::nullopt;
+    }
+  }
+
+  void expire(uint64_t now) {
+    std::vector<Peer*> due;
+    for (auto& [id, p] : peers)
+      if (auto d = deadline(*p); d && *d <= now) due.push_back(p.get());
+    for (Peer* p : due)
+      close_peer(
+          *p, p->state == Peer::State::sending ? HttpStream::End::timed_out : HttpStream::End::client_gone);
+  }
+
+  // The oldest connection (of `addr`, when given) that may be ended to make room; nullptr when none.
+  Peer* oldest_evictable(const std::string* addr) {
+    Peer* best = nullptr;
+    for (auto& [id, p] : peers) {
+      // No request head yet (or idle in keep-alive), or closing anyway.
+      const bool idle = p->state == Peer::State::lingering || p->state == Peer::State::head;
+      if (p->dead || !idle || (addr && p->addr != *addr)) continue;
+      if (!best || p->since_ms < best->since_ms) best = p.get();
+    }
+    return best;
+  }
+
+  void accept_some(uint64_t now) {
+    const HttpServerOptions& o = s.options_;
+    const unsigned per_client = std::min(
+        o.max_connections_per_client ? o.max_connections_per_client : o.max_connections, o.max_connections);
+    for (int i = 0; i < kAcceptBatch; ++i) {
+      sockaddr_storage sa{};
+      socklen_t len = sizeof sa;
+      const int fd =
+          accept4(s.listen_fd_, reinterpret_cast<sockaddr*>(&sa), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (fd < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+          // Out of descriptors: free one for the next try, and stop polling the listen socket meanwhile.
+          if (Peer* v = oldest_evictable(nullptr)) close_peer(*v, HttpStream::End::client_gone);
+          epoll_ctl(s.epoll_fd_, EPOLL_CTL_DEL, s.listen_fd_, nullptr);
+          accept_paused_until_ms = now + kAcceptPauseMs;
+          return;
+        }
+        continue;  // ECONNABORTED and the like: that one client gave up, the next may be waiting
+      }
+      std::string addr = address_of(sa);
+      auto have = per_addr.find(addr);
+      if (have != per_addr.end() && have->second >= per_client) {
+        Peer* v = oldest_evictable(&addr);
+        if (!v) {
+          ::close(fd);  // every connection of this client is busy: the newcomer is the one refused
+          continue;
+        }
+        close_peer(*v, HttpStream::End::client_gone);
+      }
+      if (live >= o.max_connections) {
+        Peer* v = oldest_evictable(nullptr);
+        if (!v) {
+          ::close(fd);
+          continue;
+        }
+        close_peer(*v, HttpStream::End::client_gone);
+      }
+      // Every write here is a whole answer, chunk or frame (a WebSocket's audio every 20 ms): Nagle's
+      // algorithm would only hold a small one back behind the client's delayed ACK.
+      const int one = 1;
+      setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      auto p = std::make_unique<Peer>();
+      p->id = next_id++;
+      p->fd = fd;
+      p->remote = addr + ":" + std::to_string(port_of(sa));
+      p->addr = std::move(addr);
+      p->since_ms = p->active_ms = now;
+      if (tls) {
+        auto session = tls->accept(fd);
+        if (!session) {
+          ::close(fd);
+          continue;
+        }
+        p->tls = std::move(*session);
+      }
+      ++live;
+      ++per_addr[p->addr];
+      Peer& ref = *p;
+      peers.emplace(ref.id, std::move(p));
+      pump(ref, now);
+    }
   }
 };
+
+// ---- the application's handles
 
 HttpReply& HttpReply::operator=(HttpReply&& other) noexcept {
   if (this != &other) {
@@ -562,10 +1154,9 @@ HttpReply& HttpReply::operator=(HttpReply&& other) noexcept {
 }
 
 HttpReply::~HttpReply() {
-  // A closed connection may have outlived its server: nothing of the server is touched then.
+  // A closed request may have outlived its server: nothing of the server is touched then.
   if (conn_ && !conn_->answered && !conn_->closed) {
-    const auto& make = conn_->server->options_.error_response;
-    send(make ? make(500, "internal error: request was not answered") : default_error(500, "internal error"));
+    send(conn_->server->impl_->error(500, "internal error: request was not answered"));
   }
 }
 
@@ -578,7 +1169,7 @@ void HttpReply::send(HttpResponse response) {
   conn_->answered = true;
   if (conn_->closed) return;
   conn_->pending = std::move(response);
-  HttpServer::Glue::unpark(*conn_);
+  conn_->server->impl_->dirty.insert(conn_->peer);
 }
 
 HttpStream HttpReply::stream(int status, std::string content_type,
@@ -593,9 +1184,18 @@ HttpStream HttpReply::stream(int status, std::string content_type,
   conn_->stream_head = std::move(head);
   conn_->streaming = true;
   conn_->cap = max_buffered;
-  conn_->server->parked_->streams.insert(conn_.get());
-  HttpServer::Glue::unpark(*conn_);
+  conn_->server->impl_->streams.insert(conn_.get());
+  conn_->server->impl_->dirty.insert(conn_->peer);
   return HttpStream(conn_);
+}
+
+void HttpReply::upgrade(HttpResponse head, std::function<void(UpgradedSocket)> on_upgraded) {
+  if (!conn_ || conn_->answered) return;
+  conn_->answered = true;
+  if (conn_->closed) return;
+  conn_->upgrade_head = std::move(head);
+  conn_->on_upgraded = std::move(on_upgraded);
+  conn_->server->impl_->dirty.insert(conn_->peer);
 }
 
 HttpStream& HttpStream::operator=(HttpStream&& other) noexcept {
@@ -629,18 +1229,23 @@ bool HttpStream::write(std::string_view bytes) {
   HttpReply::Conn& c = *conn_;
   if (bytes.size() > c.cap - c.buffered()) return false;
   if (bytes.empty()) return true;
+  HttpServer::Impl& impl = *c.server->impl_;
+  // A parked stream's inactivity clock starts again with its first bytes, not when it last sent.
+  if (c.buffered() == 0)
+    if (HttpServer::Peer* p = impl.find(c.peer); p && !p->output_pending()) p->active_ms = mono_ms();
   c.out.append(bytes);
-  HttpServer::Glue::unpark(c);
+  impl.dirty.insert(c.peer);
   return true;
 }
 
-void HttpReply::upgrade(HttpResponse head, std::function<void(UpgradedSocket)> on_upgraded) {
-  if (!conn_ || conn_->answered) return;
-  conn_->answered = true;
-  if (conn_->closed) return;
-  conn_->upgrade_head = std::move(head);
-  conn_->on_upgraded = std::move(on_upgraded);
-  HttpServer::Glue::unpark(*conn_);
+void HttpStream::close() {
+  if (!connected()) return;
+  conn_->closing = true;
+  conn_->server->impl_->dirty.insert(conn_->peer);
+}
+
+void HttpStream::on_closed(std::function<void(End)> callback) {
+  if (conn_ && conn_->streaming && !conn_->closed) conn_->on_closed = std::move(callback);
 }
 
 UpgradedSocket& UpgradedSocket::operator=(UpgradedSocket&& other) noexcept {
@@ -656,7 +1261,7 @@ UpgradedSocket::~UpgradedSocket() {
 }
 
 int UpgradedSocket::fd() const {
-  return s_ && s_->urh ? s_->fd : -1;
+  return s_ && s_->peer ? s_->fd : -1;
 }
 
 std::string UpgradedSocket::take_early_bytes() {
@@ -664,28 +1269,28 @@ std::string UpgradedSocket::take_early_bytes() {
 }
 
 void UpgradedSocket::close() {
-  if (!s_ || !s_->urh) return;
+  if (!s_ || !s_->peer) return;
   s_->on_gone = nullptr;
-  s_->server->parked_->upgraded.erase(s_.get());
-  MHD_upgrade_action(std::exchange(s_->urh, nullptr), MHD_UPGRADE_ACTION_CLOSE);
-  s_->fd = -1;
-  // libmicrohttpd cleans the connection up in its next run, which its epoll fd does not ask for.
-  s_->server->resume_pending_ = true;
+  HttpServer::Impl& impl = *s_->server->impl_;
+  impl.upgraded.erase(s_.get());
+  HttpServer::Peer* p = impl.find(std::exchange(s_->peer, 0));
+  const int fd = std::exchange(s_->fd, -1);
+  if (!p) return;
+  p->up = nullptr;
+  if (p->tls) {
+    // The relay sends what the application wrote before closing, then ends the TLS connection.
+    ::close(fd);
+    impl.dirty.insert(p->id);
+    return;
+  }
+  impl.close_peer(*p, HttpStream::End::client_gone);
 }
 
 void UpgradedSocket::on_server_gone(std::function<void()> callback) {
-  if (s_ && s_->urh) s_->on_gone = std::move(callback);
+  if (s_ && s_->peer) s_->on_gone = std::move(callback);
 }
 
-void HttpStream::close() {
-  if (!connected()) return;
-  conn_->closing = true;
-  HttpServer::Glue::unpark(*conn_);
-}
-
-void HttpStream::on_closed(std::function<void(End)> callback) {
-  if (conn_ && conn_->streaming && !conn_->closed) conn_->on_closed = std::move(callback);
-}
+// ---- the server
 
 // Binds and listens on options.host:port; the descriptor is the caller's.
 static Result<int> listen_on(const HttpServerOptions& o) {
@@ -713,6 +1318,9 @@ static Result<int> listen_on(const HttpServerOptions& o) {
   return fd;
 }
 
+HttpServer::HttpServer(HttpServerOptions options, HttpHandler handler)
+    : options_(std::move(options)), handler_(std::move(handler)), impl_(std::make_unique<Impl>(*this)) {}
+
 Result<std::unique_ptr<HttpServer>> HttpServer::start(HttpServerOptions options, HttpHandler handler) {
   std::unique_ptr<HttpServer> self(new HttpServer(std::move(options), std::move(handler)));
   const HttpServerOptions& o = self->options_;
@@ -729,76 +1337,41 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(HttpServerOptions options,
   sockaddr_storage bound{};
   socklen_t blen = sizeof bound;
   getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &blen);
-  self->port_ = ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
-                                                  : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+  self->port_ = port_of(bound);
 
   const bool tls = !o.tls_cert_pem.empty() || !o.tls_key_pem.empty();
   if (tls && (o.tls_cert_pem.empty() || o.tls_key_pem.empty()))
     return make_error("HTTPS needs both a certificate and a key");
-  if (tls && !http_tls_supported()) return make_error("this libmicrohttpd was built without TLS");
-  // Connections we ended linger in libmicrohttpd until its next run: its own limit leaves room for them
-  // (at most every held connection plus one batch of evictions), ours is max_connections.
-  const unsigned mhd_limit = 2 * o.max_connections + kAcceptBatch;
-  std::vector<MHD_OptionItem> opts = {
-      {MHD_OPTION_CONNECTION_LIMIT, mhd_limit, nullptr},
-      {MHD_OPTION_CONNECTION_TIMEOUT, o.connection_timeout_s, nullptr},
-      {MHD_OPTION_NOTIFY_COMPLETED, reinterpret_cast<intptr_t>(&Glue::completed), self.get()},
-      {MHD_OPTION_NOTIFY_CONNECTION, reinterpret_cast<intptr_t>(&Glue::notify_connection), self.get()},
-      {MHD_OPTION_UNESCAPE_CALLBACK, reinterpret_cast<intptr_t>(&unescape), nullptr},
-  };
   if (tls) {
-    opts.push_back({MHD_OPTION_HTTPS_MEM_KEY, 0, const_cast<char*>(o.tls_key_pem.c_str())});
-    opts.push_back({MHD_OPTION_HTTPS_MEM_CERT, 0, const_cast<char*>(o.tls_cert_pem.c_str())});
-  }
-  opts.push_back({MHD_OPTION_END, 0, nullptr});
-  unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_NO_LISTEN_SOCKET | MHD_ALLOW_UPGRADE;
-  if (tls) flags |= MHD_USE_TLS;
-  self->daemon_ = MHD_start_daemon(flags, 0, nullptr, nullptr, &Glue::access, self.get(), MHD_OPTION_ARRAY,
-                                   opts.data(), MHD_OPTION_END);
-  if (!self->daemon_) {
-    // With TLS the usual cause is the certificate and key (not PEM gnutls reads, or not a pair): the code
-    // tells the caller to name those keys rather than the address.
-    if (tls)
-      return make_error(
-          "the TLS certificate and key were refused (not a matching certificate and private key)",
-          -EKEYREJECTED);
-    return make_error("libmicrohttpd failed to start on " + o.host + ":" + std::to_string(self->port_));
+    auto ctx = tls::Context::create(o.tls_cert_pem, o.tls_key_pem);
+    if (!ctx) return ctx.error();
+    self->impl_->tls = std::move(*ctx);
   }
 
   self->epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
   if (self->epoll_fd_ < 0) return make_error(std::string("epoll_create1: ") + std::strerror(errno), -errno);
-  const MHD_DaemonInfo* info = MHD_get_daemon_info(self->daemon_, MHD_DAEMON_INFO_EPOLL_FD);
   epoll_event ev{};
   ev.events = EPOLLIN;
-  ev.data.fd = fd;
-  if (!info || epoll_ctl(self->epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0)
-    return make_error(std::string("epoll_ctl: ") + std::strerror(errno), -errno);
-  ev.data.fd = info->epoll_fd;
-  if (epoll_ctl(self->epoll_fd_, EPOLL_CTL_ADD, info->epoll_fd, &ev) != 0)
+  ev.data.u64 = 0;
+  if (epoll_ctl(self->epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0)
     return make_error(std::string("epoll_ctl: ") + std::strerror(errno), -errno);
   return self;
 }
 
 HttpServer::~HttpServer() {
-  // libmicrohttpd must not be stopped with connections suspended: resumed, they are closed by the stop like
-  // the others (NOTIFY_COMPLETED, so replies and streams held by the application see the end).
-  if (daemon_) {
-    // Upgraded sockets must be given back before the stop; their holders are told first.
-    for (UpgradedSocket::State* u :
-         std::vector<UpgradedSocket::State*>(parked_->upgraded.begin(), parked_->upgraded.end())) {
-      if (!parked_->upgraded.count(u)) continue;  // an earlier holder's callback closed it
-      if (auto gone = std::move(u->on_gone)) gone();
-      if (!parked_->upgraded.count(u)) continue;  // the callback closed it
-      parked_->upgraded.erase(u);
-      MHD_upgrade_action(std::exchange(u->urh, nullptr), MHD_UPGRADE_ACTION_CLOSE);
-      u->fd = -1;
-    }
-    for (HttpReply::Conn* c :
-         std::vector<HttpReply::Conn*>(parked_->suspended.begin(), parked_->suspended.end()))
-      Glue::unpark(*c);
+  Impl& m = *impl_;
+  m.stopping = true;
+  // Holders of upgraded sockets are told first, while the socket is still open.
+  for (UpgradedSocket::State* u : std::vector<UpgradedSocket::State*>(m.upgraded.begin(), m.upgraded.end())) {
+    if (!m.upgraded.count(u)) continue;  // an earlier holder's callback closed it
+    if (auto gone = std::move(u->on_gone)) gone();
   }
-  // Callbacks run during the stop and still use conns_ and parked_, destroyed after this body.
-  if (daemon_) MHD_stop_daemon(daemon_);
+  // Every connection closes; replies and streams held by the application see the end.
+  std::vector<uint64_t> ids;
+  for (const auto& [id, p] : m.peers) ids.push_back(id);
+  for (uint64_t id : ids)
+    if (Peer* p = m.find(id)) m.close_peer(*p, HttpStream::End::server_stopped);
+  m.graveyard.clear();
   if (listen_fd_ >= 0) close(listen_fd_);
   if (epoll_fd_ >= 0) close(epoll_fd_);
 }
@@ -808,142 +1381,89 @@ int HttpServer::poll_fd() const {
 }
 
 size_t HttpServer::connection_count() const {
-  return conns_->live;
+  return impl_->live;
+}
+
+size_t HttpServer::stream_count() const {
+  return impl_->streams.size();
+}
+
+size_t HttpServer::upgraded_count() const {
+  return impl_->upgraded.size();
 }
 
 std::optional<uint64_t> HttpServer::timeout_ms() const {
-  if (resume_pending_) return 0;
+  // An answer or stream bytes from the application wait for the next run().
+  if (!impl_->dirty.empty()) return 0;
   std::optional<uint64_t> best;
-  MHD_UNSIGNED_LONG_LONG t = 0;
-  if (MHD_get_timeout(daemon_, &t) == MHD_YES) best = static_cast<uint64_t>(t);
   const uint64_t now = mono_ms();
   auto consider = [&](uint64_t deadline) {
     const uint64_t in = deadline > now ? deadline - now : 0;
     if (!best || in < *best) best = in;
   };
-  for (const auto& [fd, track] : conns_->by_fd)
-    if (auto d = conns_->deadline(track, options_)) consider(*d);
-  if (accept_paused_until_ms_) consider(accept_paused_until_ms_);
+  for (const auto& [id, p] : impl_->peers)
+    if (auto d = impl_->deadline(*p)) consider(*d);
+  if (impl_->accept_paused_until_ms) consider(impl_->accept_paused_until_ms);
   return best;
 }
 
-size_t HttpServer::stream_count() const {
-  return parked_->streams.size();
-}
-
-size_t HttpServer::upgraded_count() const {
-  return parked_->upgraded.size();
-}
-
-void HttpServer::reap_hangups() {
-  epoll_event evs[kHangupBatch];
-  const int n = epoll_wait(epoll_fd_, evs, kHangupBatch, 0);
-  for (int i = 0; i < n; ++i) {
-    auto it = parked_->watched.find(evs[i].data.fd);
-    if (it == parked_->watched.end()) continue;  // the listen socket or libmicrohttpd's epoll fd
-    HttpReply::Conn& c = *it->second;
-    // Resumed, its reader ends the body with an error and libmicrohttpd closes the connection.
-    c.peer_gone = true;
-    Glue::unpark(c);
-  }
-}
-
 void HttpServer::run() {
-  resume_pending_ = false;
-  if (!parked_->watched.empty()) reap_hangups();
-  MHD_run(daemon_);
-  const uint64_t now = mono_ms();
-  expire(now);
-  if (listen_fd_ < 0) return;
-  if (accept_paused_until_ms_) {
-    if (now < accept_paused_until_ms_) return;
-    accept_paused_until_ms_ = 0;
-    epoll_event ev{};
-    ev.events = EPOLLIN;
-    ev.data.fd = listen_fd_;
-    epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, listen_fd_, &ev);
-  }
-  accept_some(now);
-}
-
-void HttpServer::expire(uint64_t now_ms) {
-  for (auto& [fd, track] : conns_->by_fd) {
-    auto d = conns_->deadline(track, options_);
-    if (d && *d <= now_ms) conns_->end(track);
-  }
-}
-
-void HttpServer::accept_some(uint64_t now_ms) {
-  Conns& c = *conns_;
-  const unsigned per_client = std::min(
-      options_.max_connections_per_client ? options_.max_connections_per_client : options_.max_connections,
-      options_.max_connections);
-  for (int i = 0; i < kAcceptBatch; ++i) {
-    sockaddr_storage sa{};
-    socklen_t len = sizeof sa;
-    const int fd = accept4(listen_fd_, reinterpret_cast<sockaddr*>(&sa), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
-      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-        // Out of descriptors: free one for the next try, and stop polling the listen socket meanwhile.
-        if (Conns::Track* v = c.oldest_evictable(nullptr)) c.end(*v);
-        epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, listen_fd_, nullptr);
-        accept_paused_until_ms_ = now_ms + kAcceptPauseMs;
-        return;
-      }
-      continue;  // ECONNABORTED and the like: that one client gave up, the next may be waiting
+  Impl& m = *impl_;
+  uint64_t now = mono_ms();
+  epoll_event evs[kEventBatch];
+  const int n = epoll_wait(epoll_fd_, evs, kEventBatch, 0);
+  bool listen_ready = false;
+  for (int i = 0; i < n; ++i) {
+    const uint64_t data = evs[i].data.u64;
+    if (data == 0) {
+      listen_ready = true;
+      continue;
     }
-    std::string addr = address_of(sa);
-    auto have = c.per_addr.find(addr);
-    if (have != c.per_addr.end() && have->second >= per_client) {
-      Conns::Track* v = c.oldest_evictable(&addr);
-      if (!v) {
-        close(fd);  // every connection of this client is busy: the newcomer is the one refused
-        continue;
-      }
-      c.end(*v);
-    }
-    if (c.live >= options_.max_connections) {
-      Conns::Track* v = c.oldest_evictable(nullptr);
-      if (!v) {
-        close(fd);
-        continue;
-      }
-      c.end(*v);
-    }
-    if (auto stale = c.by_fd.find(fd); stale != c.by_fd.end()) {
-      c.forget(stale->second);
-      c.by_fd.erase(stale);
-    }
-    Conns::Track& t = c.by_fd[fd];
-    t.fd = fd;
-    t.addr = addr;
-    t.since_ms = now_ms;
-    ++c.live;
-    ++c.per_addr[std::move(addr)];
-    if (MHD_add_connection(daemon_, fd, reinterpret_cast<sockaddr*>(&sa), len) != MHD_YES) {
-      // libmicrohttpd has closed the socket (and reported it closed if it got that far).
-      if (auto it = c.by_fd.find(fd); it != c.by_fd.end()) {
-        c.forget(it->second);
-        c.by_fd.erase(it);
-      }
+    Peer* p = m.find(data & ~kRelayBit);
+    if (!p) continue;  // closed earlier in this turn
+    if (p->state == Peer::State::upgraded) {
+      if (p->tls) m.relay(*p, now);
+    } else {
+      m.on_event(*p, evs[i].events, now);
     }
   }
+  // Answers and stream bytes the application gave since the last turn (or during this one).
+  for (int round = 0; round < 4 && !m.dirty.empty(); ++round) {
+    std::vector<uint64_t> ids(m.dirty.begin(), m.dirty.end());
+    m.dirty.clear();
+    for (uint64_t id : ids)
+      if (Peer* p = m.find(id)) m.pump(*p, now);
+  }
+  now = mono_ms();
+  m.expire(now);
+  if (listen_fd_ >= 0) {
+    if (m.accept_paused_until_ms && now >= m.accept_paused_until_ms) {
+      m.accept_paused_until_ms = 0;
+      epoll_event ev{};
+      ev.events = EPOLLIN;
+      ev.data.u64 = 0;
+      epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, listen_fd_, &ev);
+      listen_ready = true;
+    }
+    if (listen_ready && !m.accept_paused_until_ms) m.accept_some(now);
+  }
+  m.graveyard.clear();
 }
 
 void HttpServer::quiesce() {
+  Impl& m = *impl_;
   // Streams never end by themselves: closed here, each finishes sending what it holds while the loop runs.
-  for (HttpReply::Conn* c : std::vector<HttpReply::Conn*>(parked_->streams.begin(), parked_->streams.end())) {
+  for (HttpReply::Conn* c : std::vector<HttpReply::Conn*>(m.streams.begin(), m.streams.end())) {
     if (c->closing || c->closed) continue;
     c->closing = true;
-    Glue::unpark(*c);
+    m.dirty.insert(c->peer);
   }
   // New connections are refused at once rather than left unanswered in the backlog.
   if (listen_fd_ < 0) return;
   epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, listen_fd_, nullptr);
   close(listen_fd_);
   listen_fd_ = -1;
-  accept_paused_until_ms_ = 0;
+  m.accept_paused_until_ms = 0;
 }
 
 }  // namespace osvi::net

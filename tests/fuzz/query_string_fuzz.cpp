@@ -1,5 +1,5 @@
-// libFuzzer target for the request URL: the percent-decoder the HTTP server installs, the query split as
-// libmicrohttpd does it, the query check every endpoint applies, GET /v1/calls's parameter parsing and the
+// libFuzzer target for the request URL: the percent-decoder the HTTP server uses, its query split
+// (net::http::parse_query), the query check every endpoint applies, GET /v1/calls's parameter parsing and the
 // DND endpoints' (GET and DELETE /v1/dnd_numbers).
 #include <cstddef>
 #include <cstdint>
@@ -10,6 +10,7 @@
 
 #include "dnd_requests.hpp"
 #include "fuzz_promise.hpp"
+#include "osvi/net/http_parser.hpp"
 #include "osvi/net/text.hpp"
 #include "requests.hpp"
 
@@ -17,7 +18,7 @@ namespace {
 
 using namespace osvi;
 
-// libmicrohttpd's decoding of one path or query component: the callback on a C string.
+// The server's decoding of one path or query component, on a C string.
 std::string decode(std::string_view raw) {
   std::string s(raw);
   const size_t nul = s.find('\0');
@@ -26,7 +27,7 @@ std::string decode(std::string_view raw) {
   const size_t n = net::url_unescape(s.data());
   require(n <= raw.size());
   s.resize(n);
-  require(s.find('\0') == std::string::npos);  // a decoded NUL would cut the C string libmicrohttpd passes on
+  require(s.find('\0') == std::string::npos);  // a decoded NUL would cut a C string
   return s;
 }
 
@@ -41,22 +42,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (raw_path.find("%00") != std::string_view::npos) require(!net::clean_text(path));
   (void)net::quoted(path);
 
+  // The query split and decoded as the HTTP server does it (net/http_parser.hpp).
   daemon::QueryParams query;
-  if (q != std::string_view::npos) {
-    std::string_view rest = url.substr(q + 1);
-    while (!rest.empty()) {
-      const size_t amp = rest.find('&');
-      std::string item(rest.substr(0, amp));
-      rest = amp == std::string_view::npos ? std::string_view() : rest.substr(amp + 1);
-      for (char& c : item) {
-        if (c == '+') c = ' ';
-      }
-      const size_t eq = item.find('=');
-      query.emplace_back(
-          decode(std::string_view(item).substr(0, eq)),
-          eq == std::string::npos ? std::string() : decode(std::string_view(item).substr(eq + 1)));
-    }
-  }
+  if (q != std::string_view::npos) query = net::http::parse_query(url.substr(q + 1));
+  for (const auto& [k, v] : query)
+    require(k.find('\0') == std::string::npos && v.find('\0') == std::string::npos);
   daemon::DndListQuery list;
   if (auto bad = daemon::parse_dnd_list_query(query, &list)) {
     check_message(bad->message);

@@ -14,7 +14,7 @@ Status ServedHttp::start(net::HttpServerOptions options, net::HttpHandler handle
   stop_ = false;
   thread_ = std::thread([this] {
     while (!stop_) {
-      // As the daemon's loop does: libmicrohttpd's own deadline (0 while a response is still being sent).
+      // As the daemon's loop does: the server's own deadline (0 while an answer waits for run()).
       const int wait = static_cast<int>(std::min<uint64_t>(server_->timeout_ms().value_or(10), 10));
       pollfd p{server_->poll_fd(), POLLIN, 0};
       poll(&p, 1, wait);

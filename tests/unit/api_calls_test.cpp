@@ -1052,7 +1052,7 @@ TEST_F(ApiCalls, NulEscapeIsRefusedNamingTheField) {
   locked([&] { EXPECT_TRUE(calls_.requests.empty()); });
 }
 
-// %00 in a path is 404: before, libmicrohttpd decoded it to a NUL that cut the path, so
+// %00 in a path is 404: before, the server's decoder made it a NUL that cut the path, so
 // /v1/call/<id>%00/transcript answered the call record. Query parameters with %00 or invalid UTF-8 are
 // refused naming the parameter (before: accepted, or echoed raw into an invalid JSON error).
 TEST_F(ApiCalls, NulAndInvalidUtf8InPathsAndQueriesAreRefused) {

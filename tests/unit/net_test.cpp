@@ -3,17 +3,21 @@
 #include <curl/curl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <openssl/ssl.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
 #include <mutex>
+#include <optional>
 #include <ostream>
 #include <string>
 #include <thread>
@@ -85,7 +89,7 @@ class ServerThread {
     port_ = server_->port();
     thread_ = std::thread([this] {
       while (!stop_) {
-        // As the daemon's loop does: libmicrohttpd's own deadline (0 while a response is still being sent).
+        // As the daemon's loop does: the server's own deadline (0 while an answer waits for run()).
         const int wait = static_cast<int>(std::min<uint64_t>(server_->timeout_ms().value_or(10), 10));
         pollfd p{server_->poll_fd(), POLLIN, 0};
         poll(&p, 1, wait);
@@ -479,7 +483,7 @@ TEST(HttpServer, Http11WithoutHostGets400) {
 
 // The header and keep-alive deadlines are absolute: a client dribbling its request head a byte at a time is
 // closed when the header deadline passes, and a kept-alive connection when the idle one does. Before,
-// libmicrohttpd's 30 s inactivity timeout was the only limit, and every byte reset it.
+// the old server's 30 s inactivity timeout was the only limit, and every byte reset it.
 TEST(HttpServer, HeaderAndIdleDeadlinesCloseSlowClients) {
   osvi::net::HttpServerOptions o = json_errors();
   o.header_timeout_s = 1;
@@ -587,6 +591,93 @@ TEST(HttpServer, ConnectionsWithRequestsInHandAreNeverEvicted) {
   EXPECT_EQ(a.read(3000).rfind("HTTP/1.1 500", 0), 0u);
   EXPECT_EQ(b.read(3000).rfind("HTTP/1.1 500", 0), 0u);
   EXPECT_EQ(seen, 2);
+}
+
+// Pipelined requests on one connection are answered in order, even when the first answer comes later from
+// the loop; HEAD gets the length without the body; HTTP/1.0 is answered and closed.
+TEST(HttpServer, PipelinedRequestsAnsweredInOrder) {
+  std::optional<HttpReply> first;
+  std::atomic<int> seen{0};
+  ServerThread st(
+      [&](HttpRequest& req, HttpReply reply) {
+        ++seen;
+        if (req.path == "/slow") {
+          first.emplace(std::move(reply));
+          return;
+        }
+        HttpResponse r;
+        r.content_type = "text/plain";
+        r.body = req.method + " " + req.path + " " + req.body;
+        reply.send(std::move(r));
+      },
+      json_errors());
+  st.tick = [&] {
+    if (first && seen >= 1) {
+      HttpResponse r;
+      r.content_type = "text/plain";
+      r.body = "slow";
+      first->send(std::move(r));
+      first.reset();
+    }
+  };
+  RawClient c(st.port());
+  ASSERT_TRUE(c.ok());
+  ASSERT_TRUE(
+      c.send("GET /slow HTTP/1.1\r\nHost: x\r\n\r\nHEAD /b HTTP/1.1\r\nHost: x\r\n\r\n"
+             "POST /c HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabcGET /d HTTP/1.0\r\n\r\n"));
+  const std::string got = c.read(3000, "GET /d ");
+  EXPECT_TRUE(c.closed_within(3000)) << "HTTP/1.0 without keep-alive is closed";
+  const size_t a = got.find("\r\n\r\nslow");
+  const size_t b = got.find("Content-Length: 8\r\n");  // HEAD: the length of "HEAD /b ", no body
+  const size_t cc = got.find("POST /c abc");
+  const size_t d = got.find("GET /d ");
+  ASSERT_NE(a, std::string::npos) << got;
+  ASSERT_NE(b, std::string::npos) << got;
+  ASSERT_NE(cc, std::string::npos) << got;
+  ASSERT_NE(d, std::string::npos) << got;
+  EXPECT_LT(a, b);
+  EXPECT_LT(b, cc);
+  EXPECT_LT(cc, d);
+  EXPECT_EQ(got.find("HEAD /b "), std::string::npos) << "HEAD answered with a body";
+}
+
+// Framing the parser refuses is answered by the server (in the application's envelope) and the connection
+// closed: what follows on it cannot be trusted.
+TEST(HttpServer, AmbiguousFramingIsRefusedAndClosed) {
+  std::atomic<int> calls{0};
+  ServerThread st(
+      [&](HttpRequest&, HttpReply reply) {
+        ++calls;
+        reply.send({});
+      },
+      json_errors());
+  const std::pair<const char*, const char*> cases[] = {
+      {"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+       "400"},
+      {"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcd", "400"},
+      {"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", "501"},
+      {"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "400"},
+      {"GET / HTTP/1.1\r\nHost: x\r\nX: a\r\n b\r\n\r\n", "400"},
+      {"GET / HTTP/3.0\r\nHost: x\r\n\r\n", "505"},
+      {"GET /x HTTP/1.1\r\nHost: x\r\n\r\n", "200"},  // the control: the same server answers good requests
+  };
+  for (const auto& [request, status] : cases) {
+    RawClient c(st.port());
+    ASSERT_TRUE(c.ok());
+    ASSERT_TRUE(c.send(request));
+    const std::string got = c.read(3000, "}");
+    EXPECT_EQ(got.rfind(std::string("HTTP/1.1 ") + status, 0), 0u) << request << " -> " << got;
+    if (std::string(status) != "200") {
+      EXPECT_NE(got.find("Connection: close\r\n"), std::string::npos) << got;
+      EXPECT_NE(got.find("\"status\":\"error\""), std::string::npos) << got;
+      EXPECT_TRUE(c.closed_within(3000)) << request;
+    }
+  }
+  EXPECT_EQ(calls, 1);
+  // A request line over 8 KiB is 414 before its end arrives.
+  RawClient c(st.port());
+  ASSERT_TRUE(c.send("GET /" + std::string(9000, 'a')));
+  EXPECT_EQ(c.read(3000, "}").rfind("HTTP/1.1 414", 0), 0u);
 }
 
 // A body sink as a test sees it: what was written, in how many pieces, whether it was dropped.
@@ -833,6 +924,138 @@ TEST(HttpServer, ServesHttpsWithTheConfiguredCertificate) {
   auto mismatched = osvi::net::HttpServer::start(o, [](HttpRequest&, HttpReply) {});
   ASSERT_FALSE(mismatched);
   EXPECT_EQ(mismatched.error().code, -EKEYREJECTED) << mismatched.error().message;
+}
+
+// A blocking TLS client over libssl, trusting one certificate; reads are bounded by a 5 s socket timeout.
+class TlsClient {
+ public:
+  TlsClient(uint16_t port, const std::string& ca_file) {
+    ctx_ = SSL_CTX_new(TLS_client_method());
+    SSL_CTX_load_verify_locations(ctx_, ca_file.c_str(), nullptr);
+    SSL_CTX_set_verify(ctx_, SSL_VERIFY_PEER, nullptr);
+    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    timeval tv{5, 0};
+    setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return;
+    ssl_ = SSL_new(ctx_);
+    SSL_set_fd(ssl_, fd_);
+    ok_ = SSL_connect(ssl_) == 1;
+  }
+  ~TlsClient() {
+    if (ssl_) SSL_free(ssl_);
+    if (fd_ >= 0) close(fd_);
+    SSL_CTX_free(ctx_);
+  }
+  TlsClient(const TlsClient&) = delete;
+  TlsClient& operator=(const TlsClient&) = delete;
+  bool ok() const { return ok_; }
+  bool send(const std::string& bytes) {
+    return SSL_write(ssl_, bytes.data(), static_cast<int>(bytes.size())) == static_cast<int>(bytes.size());
+  }
+  // Reads until `got` holds `n` bytes or the session ends; false at the end (got keeps what came).
+  bool read_to(size_t n) {
+    while (got.size() < n) {
+      char buf[16384];
+      const int r = SSL_read(ssl_, buf, sizeof buf);
+      if (r <= 0) return false;
+      got.append(buf, static_cast<size_t>(r));
+    }
+    return true;
+  }
+  // True when the server ends the session (close_notify or EOF) within the socket timeout.
+  bool ended() {
+    char buf[256];
+    const int r = SSL_read(ssl_, buf, sizeof buf);
+    if (r > 0) got.append(buf, static_cast<size_t>(r));
+    return r <= 0 && SSL_get_error(ssl_, r) != SSL_ERROR_WANT_READ;
+  }
+  std::string got;
+
+ private:
+  SSL_CTX* ctx_ = nullptr;
+  SSL* ssl_ = nullptr;
+  int fd_ = -1;
+  bool ok_ = false;
+};
+
+std::string upper(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return s;
+}
+
+// An upgrade over HTTPS: the application gets its end of a socket pair and the server relays it through TLS
+// both ways (early bytes first, a 64 KiB message under back-pressure); the application closing its end sends
+// what it wrote last, then ends the TLS session.
+TEST(HttpServer, UpgradeOverHttpsIsRelayedBothWays) {
+  osvi::test::TempDir dir;
+  const std::string cmd =
+      "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 "
+      "-subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 -keyout " +
+      dir.file("key.pem") + " -out " + dir.file("cert.pem") + " 2>/dev/null";
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  osvi::net::HttpServerOptions o = json_errors();
+  o.tls_cert_pem = osvi::test::read_file(dir.file("cert.pem"));
+  o.tls_key_pem = osvi::test::read_file(dir.file("key.pem"));
+  // Touched on the server's thread only (the handler, its callback and tick).
+  std::optional<osvi::net::UpgradedSocket> up;
+  std::string pending;  // echoed bytes the socket pair did not take yet
+  std::atomic<bool> close_now{false}, closed{false};
+  ServerThread st(
+      [&](HttpRequest& req, HttpReply reply) {
+        if (req.header("Upgrade") != std::optional<std::string_view>("echo")) return reply.send({});
+        HttpResponse head;
+        head.status = 101;
+        head.headers = {{"Upgrade", "echo"}};
+        reply.upgrade(std::move(head), [&](osvi::net::UpgradedSocket s) {
+          up.emplace(std::move(s));
+          pending = upper(up->take_early_bytes());
+        });
+      },
+      o);
+  st.tick = [&] {
+    if (!up || up->fd() < 0) return;
+    char buf[4096];
+    for (ssize_t n; (n = recv(up->fd(), buf, sizeof buf, MSG_DONTWAIT)) > 0;)
+      pending += upper(std::string(buf, static_cast<size_t>(n)));
+    while (!pending.empty()) {
+      const ssize_t n = ::send(up->fd(), pending.data(), pending.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (n <= 0) break;
+      pending.erase(0, static_cast<size_t>(n));
+    }
+    if (close_now && pending.empty()) {
+      ::send(up->fd(), "BYE", 3, MSG_NOSIGNAL);
+      up->close();
+      closed = true;
+    }
+  };
+  TlsClient c(st.port(), dir.file("cert.pem"));
+  ASSERT_TRUE(c.ok());
+  ASSERT_TRUE(c.send("GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\nearly"));
+  ASSERT_TRUE(c.read_to(12));
+  ASSERT_EQ(c.got.rfind("HTTP/1.1 101 Switching Protocols\r\n", 0), 0u) << c.got;
+  EXPECT_NE(c.got.find("Connection: Upgrade\r\n"), std::string::npos) << c.got;
+  const size_t head_end = c.got.find("\r\n\r\n");
+  ASSERT_NE(head_end, std::string::npos);
+  ASSERT_TRUE(c.read_to(head_end + 4 + 5));
+  EXPECT_EQ(c.got.substr(head_end + 4), "EARLY");
+  c.got.clear();
+
+  const std::string big = deterministic_bytes(64 * 1024);
+  ASSERT_TRUE(c.send(big));
+  ASSERT_TRUE(c.read_to(big.size()));
+  EXPECT_TRUE(c.got == upper(big));
+  c.got.clear();
+
+  close_now = true;
+  ASSERT_TRUE(c.read_to(3));
+  EXPECT_EQ(c.got, "BYE");
+  EXPECT_TRUE(c.ended());
+  EXPECT_TRUE(closed);
 }
 
 // CsvReader: every case is parsed whole, split in two at every offset and byte by byte; all must agree.

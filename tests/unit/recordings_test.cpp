@@ -439,7 +439,7 @@ TEST_F(RecordingsWorker, TheRecordingLinkWaitsForARecordingBeingMadeDurable) {
       o, [&](net::HttpRequest& r, net::HttpReply reply) { api.handle(r, std::move(reply)); });
   ASSERT_TRUE(server.ok());
   net::HttpServer* srv = server->get();
-  // Wired as App::start_api does: the epoll fd, and a timer on libmicrohttpd's own deadline re-armed after
+  // Wired as App::start_api does: the epoll fd, and a timer on the server's own deadline re-armed after
   // every loop iteration (how a resumed connection gets served).
   auto served = serve_http_on_loop(*loop_, *srv);
   ASSERT_TRUE(served.ok()) << served.error().message;

@@ -183,7 +183,7 @@ class WebSocketConnTest : public ::testing::Test {
     HttpServerOptions o;
     o.port = 0;
     o.idle_timeout_s = 1;        // an upgraded connection must not be taken for an idle keep-alive one
-    o.connection_timeout_s = 1;  // nor be ended by libmicrohttpd's inactivity timeout
+    o.connection_timeout_s = 1;  // nor be ended by the server's inactivity timeout
     auto s = HttpServer::start(o, [this](HttpRequest& req, HttpReply reply) {
       auto accept = ws::check_handshake(req);
       if (!accept) {

@@ -1,4 +1,5 @@
-// Local HTTP server on libmicrohttpd, driven by the owner's event loop: no threads of its own.
+// Local HTTP/1.1 server (the project's own: http_parser.hpp for the requests, libssl opened only for HTTPS),
+// driven by the owner's event loop: no threads of its own.
 //
 // Threading: every member function, and every handler and HttpReply, runs on the one thread that
 // calls run(). The owner watches poll_fd() for input and calls run() when it is readable or when
@@ -15,8 +16,6 @@
 #include <vector>
 
 #include "osvi/result.hpp"
-
-struct MHD_Daemon;
 
 namespace osvi::net {
 
@@ -52,15 +51,15 @@ class HttpBodySink {
   // is answered 413 from the head, a body that grows past it 413 once it has been read (the sink is then
   // dropped unfinished, the handler never called).
   virtual uint64_t max_bytes() const { return kDefaultMaxBytes; }
-  // The next piece of the body, in order, as libmicrohttpd delivers it (any size, any split). An error
+  // The next piece of the body, in order, as it arrives from the socket (any size, any split). An error
   // refuses the rest: nothing more is written, the rest of the body is read and dropped (so the client can
   // read the answer), and the handler is called as usual to answer from what the sink knows.
   virtual Status write(std::string_view data) = 0;
 };
 
-// A response body read from an open file as the socket drains (libmicrohttpd's fd responses: sendfile(2)
-// where it can), so serving a file costs no memory in proportion to its size. Owns the descriptor until the
-// server hands it to libmicrohttpd, which closes it when the response is done.
+// A response body read from an open file as the socket drains (sendfile(2); read in blocks over TLS), so
+// serving a file costs no memory in proportion to its size. Owns the descriptor; the server closes it when
+// the response is done.
 class HttpFileBody {
  public:
   HttpFileBody(int fd, uint64_t offset, uint64_t size) : fd_(fd), offset_(offset), size_(size) {}
@@ -127,8 +126,8 @@ class HttpReply {
   std::shared_ptr<Conn> conn_;
 };
 
-// The socket of a connection switched to another protocol (HttpReply::upgrade). libmicrohttpd keeps the
-// descriptor (it must close it itself): this handle reads and writes it and gives it back by close() or by
+// The socket of a connection switched to another protocol (HttpReply::upgrade). The server keeps the
+// descriptor (it closes it itself): this handle reads and writes it and gives it back by close() or by
 // being destroyed. The connection still counts against the server's caps while the handle lives; no HTTP
 // deadline applies to it any more (the protocol on top keeps its own). Its send buffer is small (64 KiB, as
 // a stream's), so a peer that stops reading fills the application's bounded buffer soon. Loop thread only.
@@ -143,12 +142,13 @@ class UpgradedSocket {
   UpgradedSocket& operator=(const UpgradedSocket&) = delete;
   ~UpgradedSocket();
 
-  // The non-blocking socket to read and write (for HTTPS, libmicrohttpd's end of a socket pair); -1 once
-  // closed.
+  // The non-blocking socket to read and write (for HTTPS, the application's end of a socket pair the server
+  // relays through TLS); -1 once closed.
   int fd() const;
   // Bytes the client sent after its request head that the server had already read: they come first.
   std::string take_early_bytes();
-  // Gives the socket back (libmicrohttpd closes it). Idempotent.
+  // Gives the socket back (the server closes it; over HTTPS once the relay has sent what it holds).
+  // Idempotent.
   void close();
   // Called once when the server is destroyed with this socket open, just before it closes it: stop watching
   // fd() now. Not called after close() or the handle's destruction.
@@ -161,9 +161,9 @@ class UpgradedSocket {
 // A response body written piece by piece while the connection stays open (server-sent events), sent with
 // chunked transfer encoding. The handle is the application's; the bytes it writes wait in a buffer of its
 // own, bounded by the cap given at creation, until the socket takes them. While the buffer is empty the
-// connection is suspended (no loop work, no libmicrohttpd timeout) and its socket watched for a hang-up, so
-// a client that goes away is noticed at once. While the buffer holds bytes the connection is sending, and
-// libmicrohttpd's inactivity timeout (HttpServerOptions::connection_timeout_s) ends it when the client
+// connection is parked (no loop work, no timeout) and its socket watched for a hang-up, so a client that
+// goes away is noticed at once. While the buffer holds bytes the connection is sending, and the inactivity
+// timeout (HttpServerOptions::connection_timeout_s) ends it when the client
 // takes nothing for that long; a client that reads, but more slowly than the application writes, is
 // bounded by the cap instead: write() refuses what would not fit and the application decides (drop it).
 // Loop thread only, like everything here.
@@ -218,7 +218,7 @@ struct HttpServerOptions {
   // a request head or sits idle in keep-alive; when there is none, the new connection is closed.
   unsigned max_connections = 64;
   unsigned max_connections_per_client = 16;  // per client IP address; <= max_connections
-  // Inactivity while a request body or a response is in transfer (libmicrohttpd's own timeout).
+  // Inactivity while a request body or a response is in transfer: no byte moved for this long ends it.
   unsigned connection_timeout_s = 30;
   // Absolute deadlines: a new connection must deliver its whole request head within header_timeout_s of
   // being accepted, and a kept-alive one its next request head within idle_timeout_s of the last response.
@@ -230,7 +230,8 @@ struct HttpServerOptions {
   // start fails). A reload that keeps the address hands the old server's socket on (a dup of listen_fd()):
   // a second bind of a listening port would fail, and the connections queued on it would be lost.
   int adopt_listen_fd = -1;
-  // PEM text; both set = HTTPS only (libmicrohttpd's TLS), both empty = plain HTTP.
+  // PEM text (the certificate followed by its chain; the private key); both set = HTTPS only (OpenSSL's
+  // libssl, opened when a server starts with them), both empty = plain HTTP.
   std::string tls_cert_pem;
   std::string tls_key_pem;
   // Asked once per request when its head is in (method, path, query and headers set, no params, no body):
@@ -241,7 +242,8 @@ struct HttpServerOptions {
   std::function<HttpResponse(int status, std::string_view message)> error_response;
 };
 
-// Whether this libmicrohttpd was built with TLS (HttpServerOptions::tls_*).
+// Whether HTTPS can be served (HttpServerOptions::tls_*): libssl.so.3 loads. Opens it, so call it only when
+// TLS is configured.
 bool http_tls_supported();
 
 class HttpServer {
@@ -278,30 +280,18 @@ class HttpServer {
   friend class HttpStream;
   friend class UpgradedSocket;
   HttpServer(HttpServerOptions options, HttpHandler handler);
-  void accept_some(uint64_t now_ms);
-  void reap_hangups();
-  void expire(uint64_t now_ms);
 
   HttpServerOptions options_;
   HttpHandler handler_;
-  MHD_Daemon* daemon_ = nullptr;
-  // A reply sent later (outside libmicrohttpd's callbacks) resumed its connection: libmicrohttpd's epoll fd
-  // does not wake for that, so timeout_ms() says 0 until the next run().
-  bool resume_pending_ = false;
-  int listen_fd_ = -1;                   // ours: connections are accepted here and handed to libmicrohttpd
-  int epoll_fd_ = -1;                    // poll_fd(): the listen socket and libmicrohttpd's epoll fd
-  uint64_t accept_paused_until_ms_ = 0;  // after EMFILE; 0 = accepting
+  int listen_fd_ = -1;  // connections are accepted here
+  int epoll_fd_ = -1;   // poll_fd(): the listen socket and every connection's socket
   uint16_t port_ = 0;
 
-  struct Conns;
-  std::unique_ptr<Conns> conns_;
-  // Connections suspended now (a reply awaited, or a stream with nothing to send): libmicrohttpd must not be
-  // stopped with any of them suspended, so the destructor resumes them first.
-  struct Parked;
-  std::unique_ptr<Parked> parked_;
-
-  struct Glue;
-  friend struct Glue;
+  // Connections, their parser and output state, and what the application holds (http_server.cpp).
+  struct Peer;
+  struct Impl;
+  friend struct Impl;
+  std::unique_ptr<Impl> impl_;
 };
 
 }  // namespace osvi::net

@@ -33,8 +33,8 @@ std::string quoted(std::string_view text, size_t max_chars = 64);
 // text with ASCII A-Z lower-cased; every other byte as it is.
 std::string ascii_lower(std::string_view text);
 
-// libmicrohttpd's unescape callback (MHD_OPTION_UNESCAPE_CALLBACK): decodes %XX in place and returns the new
-// length. libmicrohttpd hands the result on as a C string, so a decoded NUL would silently cut it
+// The HTTP server's percent-decoder for paths and query components (net/http_parser.cpp): decodes %XX in
+// place and returns the new length. A decoded NUL would cut the text wherever it is used as a C string
 // ("/v1/call/<id>%00/x" would reach the router as "/v1/call/<id>"): %00 decodes to the byte 0xC0 instead,
 // which never occurs in UTF-8, so the path or parameter is refused by the UTF-8 check like any other
 // undecodable byte. A '%' not followed by two hex digits is kept as it is.
