@@ -316,6 +316,11 @@ struct PhaseResult {
   int turns_expected = 0;
   // The daemon's own per-turn breakdown (transcript `latency`, ms): where a slow turn's time went.
   Summary stt_sent, stt, llm, tts, first_sample;
+  // Per turn, the party figure joined with the daemon's (the same turn of the same line): the daemon's
+  // voice_to_voice_ms - endpointing_ms on its wall clock, the part of it no stage covers, and the party
+  // figure minus the daemon's (sample clock vs wall clock).
+  Summary daemon_v2v, unstaged, party_minus_daemon;
+  size_t joined = 0;
 };
 
 PhaseResult run_phase(const Options& o, int lines, int rate, const std::vector<std::string>& wavs) {
@@ -378,6 +383,7 @@ PhaseResult run_phase(const Options& o, int lines, int rate, const std::vector<s
 
   // The party logs: each turn's end of speech (step_end of a play step) → the next agent_start.
   std::vector<double> all, heard;
+  std::vector<std::vector<double>> party_turns;  // per line, its turns' party figures in order
   for (int i = 0; i < lines; ++i) {
     const auto ev = read_party_log(rig.party_log(i));
     std::vector<double> mine;
@@ -417,6 +423,7 @@ PhaseResult run_phase(const Options& o, int lines, int rate, const std::vector<s
     }
     r.per_call_p95.push_back(summarize(mine).p95);
     all.insert(all.end(), mine.begin(), mine.end());
+    party_turns.push_back(std::move(mine));
   }
   r.turn = summarize(all);
   r.heard = summarize(heard);
@@ -426,12 +433,20 @@ PhaseResult run_phase(const Options& o, int lines, int rate, const std::vector<s
   JsonPtr list = rig.get("/v1/calls?per_page=100");
   const cJSON* c = nullptr;
   const cJSON* calls = list ? cJSON_GetObjectItem(list.get(), "data") : nullptr;
+  std::vector<double> dv2v, unstaged, pmd;
+  FILE* csv = nullptr;
+  if (const char* path = std::getenv("LOAD_BENCH_TURNS")) csv = std::fopen(path, lines > 1 ? "a" : "w");
   cJSON_ArrayForEach(c, calls) {
     const std::string id = osvi::test::json_str(c, "call_id");
+    JsonPtr detail = rig.get("/v1/call/" + id);
+    const std::string line = osvi::test::json_str(detail ? cJSON_GetObjectItem(detail.get(), "data") : nullptr,
+                                                  "line");
+    const int index = line.rfind("sim", 0) == 0 ? std::atoi(line.c_str() + 3) : -1;
     JsonPtr t = rig.get("/v1/call/" + id + "/transcript");
     const cJSON* e = nullptr;
     const cJSON* turns =
         t ? cJSON_GetObjectItem(cJSON_GetObjectItem(t.get(), "data"), "transcript") : nullptr;
+    size_t k = 0;
     cJSON_ArrayForEach(e, turns) {
       const cJSON* l = cJSON_GetObjectItem(e, "latency");
       if (osvi::test::json_str(e, "role") != "agent" || !l || num(l, "stt_sent_ms") < 0) continue;
@@ -440,10 +455,30 @@ PhaseResult run_phase(const Options& o, int lines, int rate, const std::vector<s
       llm.push_back(num(l, "llm_first_token_ms"));
       tts.push_back(num(l, "tts_first_byte_ms"));
       first.push_back(num(l, "first_sample_ms"));
+      const double d = num(l, "voice_to_voice_ms") - num(l, "endpointing_ms");
+      const double staged = num(l, "stt_sent_ms") + num(l, "stt_ms") + num(l, "llm_first_token_ms") +
+                            num(l, "tts_first_byte_ms") + num(l, "first_sample_ms");
+      dv2v.push_back(d);
+      unstaged.push_back(d - staged);
+      const bool have_party = index >= 0 && static_cast<size_t>(index) < party_turns.size() &&
+                              k < party_turns[static_cast<size_t>(index)].size();
+      const double p = have_party ? party_turns[static_cast<size_t>(index)][k] : -1;
+      if (have_party) {
+        pmd.push_back(p - d);
+        ++r.joined;
+      }
+      if (csv)
+        std::fprintf(csv, "%d,%d,%zu,%.1f,%.1f,%.1f,%.1f,%.1f,%.1f,%.1f,%.1f,%.1f\n", lines, index, k, p, d,
+                     num(l, "endpointing_ms"), num(l, "stt_sent_ms"), num(l, "stt_ms"),
+                     num(l, "llm_first_token_ms"), num(l, "tts_first_byte_ms"), num(l, "first_sample_ms"),
+                     d - staged);
+      ++k;
     }
   }
+  if (csv) std::fclose(csv);
   r.stt_sent = summarize(sent), r.stt = summarize(stt), r.llm = summarize(llm), r.tts = summarize(tts);
   r.first_sample = summarize(first);
+  r.daemon_v2v = summarize(dv2v), r.unstaged = summarize(unstaged), r.party_minus_daemon = summarize(pmd);
   return r;
 }
 
@@ -566,6 +601,11 @@ int main(int argc, char** argv) {
     stage("  daemon: llm_first_token_ms", one.llm, many.llm);
     stage("  daemon: tts_first_byte_ms", one.tts, many.tts);
     stage("  daemon: first TTS byte -> first sample", one.first_sample, many.first_sample);
+    stage("  daemon: voice_to_voice_ms - endpointing_ms", one.daemon_v2v, many.daemon_v2v);
+    stage("  daemon: v2v - endp. - the stages (unstaged)", one.unstaged, many.unstaged);
+    stage("  party figure - daemon's, per turn", one.party_minus_daemon, many.party_minus_daemon);
+    std::printf("turns joined (party log with transcript): 1 call %zu, %d calls %zu\n", one.joined, o.calls,
+                many.joined);
     col("  heard (cushion included) p50 / p95, ms",
         o.single ? f1(one.heard.p50) + " / " + f1(one.heard.p95) : "-",
         f1(many.heard.p50) + " / " + f1(many.heard.p95), "-", "");
