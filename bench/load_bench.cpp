@@ -386,6 +386,13 @@ PhaseResult run_phase(const Options& o, int lines, int rate, const std::vector<s
   std::vector<std::vector<double>> party_turns;  // per line, its turns' party figures in order
   for (int i = 0; i < lines; ++i) {
     const auto ev = read_party_log(rig.party_log(i));
+    if (const char* keep = std::getenv("LOAD_BENCH_LOGS")) {  // the raw party logs, for a closer look
+      std::ifstream in(rig.party_log(i), std::ios::binary);
+      std::ofstream out(
+          std::string(keep) + "/party-" + std::to_string(lines) + "-" + std::to_string(i) + ".log",
+          std::ios::binary);
+      out << in.rdbuf();
+    }
     std::vector<double> mine;
     int64_t step_end = -1;
     int64_t last_sound = 0;  // the connect: the greeting's wait counts as dead air too
@@ -439,8 +446,8 @@ PhaseResult run_phase(const Options& o, int lines, int rate, const std::vector<s
   cJSON_ArrayForEach(c, calls) {
     const std::string id = osvi::test::json_str(c, "call_id");
     JsonPtr detail = rig.get("/v1/call/" + id);
-    const std::string line = osvi::test::json_str(detail ? cJSON_GetObjectItem(detail.get(), "data") : nullptr,
-                                                  "line");
+    const std::string line =
+        osvi::test::json_str(detail ? cJSON_GetObjectItem(detail.get(), "data") : nullptr, "line");
     const int index = line.rfind("sim", 0) == 0 ? std::atoi(line.c_str() + 3) : -1;
     JsonPtr t = rig.get("/v1/call/" + id + "/transcript");
     const cJSON* e = nullptr;

@@ -23,6 +23,8 @@
 // hang-up until alsa-lib closes its end (a writer without reader would get SIGPIPE), but not past ~SimLine().
 #pragma once
 
+#include <array>
+#include <climits>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -162,7 +164,8 @@ class SimLine final : public Line {
   void pump_agent();
   void agent_frame(std::span<const int16_t> frame);
   void pump_caller();
-  void begin_steps();  // starts steps until one has audio to write, waits, or the party hangs up
+  bool flush_caller(bool all);  // writes the staged whole granules (all: padded to one); false on EAGAIN
+  void begin_steps();           // starts steps until one has audio to write, waits, or the party hangs up
   bool start_step(const SimStep& s);  // false: nothing to write (skipped or empty)
   void end_step();
   void log_event(SimPartyEvent::Kind kind, uint64_t sample, char digit = 0, std::string detail = {});
@@ -195,8 +198,11 @@ class SimLine final : public Line {
   bool agent_writer_seen_ = false;
   int64_t agent_close_at_ = -1;  // after a hang-up: stop waiting for alsa-lib to close its end
   unsigned call_ = 0;
-  uint64_t written_ = 0;  // capture clock
+  uint64_t written_ = 0;  // capture clock (caller samples committed: written, or staged to be)
   uint64_t read_ = 0;     // playback clock
+  // Caller samples not yet in the FIFO: less than one 20 ms granule between ticks (see flush_caller()).
+  std::array<int16_t, PIPE_BUF / sizeof(int16_t)> stage_{};
+  size_t staged_ = 0;
   // The running step's caller audio: out_[out_pos_..] still to write; speech ends at speech_end_.
   std::vector<int16_t> out_;  // the step's sound; silence after it up to out_len_ is not stored
   size_t out_len_ = 0;
