@@ -33,6 +33,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -321,6 +322,9 @@ struct PhaseResult {
   // figure minus the daemon's (sample clock vs wall clock).
   Summary daemon_v2v, unstaged, party_minus_daemon;
   size_t joined = 0;
+  // Processed frames the stream threads dropped because the loop did not read them in time (osvid's
+  // "processed frames dropped" warnings, at each call's end): the loop then misses their events.
+  uint64_t runner_drops = 0;
 };
 
 PhaseResult run_phase(const Options& o, int lines, int rate, const std::vector<std::string>& wavs) {
@@ -486,6 +490,13 @@ PhaseResult run_phase(const Options& o, int lines, int rate, const std::vector<s
   r.stt_sent = summarize(sent), r.stt = summarize(stt), r.llm = summarize(llm), r.tts = summarize(tts);
   r.first_sample = summarize(first);
   r.daemon_v2v = summarize(dv2v), r.unstaged = summarize(unstaged), r.party_minus_daemon = summarize(pmd);
+  const std::string log = rig.stderr_text();
+  const std::string mark = " processed frames dropped";
+  for (size_t at = log.find(mark); at != std::string::npos; at = log.find(mark, at + 1)) {
+    size_t b = at;
+    while (b > 0 && std::isdigit(static_cast<unsigned char>(log[b - 1]))) --b;
+    if (b < at) r.runner_drops += std::stoull(log.substr(b, at - b));
+  }
   return r;
 }
 
@@ -613,6 +624,9 @@ int main(int argc, char** argv) {
     stage("  party figure - daemon's, per turn", one.party_minus_daemon, many.party_minus_daemon);
     std::printf("turns joined (party log with transcript): 1 call %zu, %d calls %zu\n", one.joined, o.calls,
                 many.joined);
+    std::printf("processed frames dropped on the stream threads (loop late): 1 call %llu, %d calls %llu\n",
+                static_cast<unsigned long long>(one.runner_drops), o.calls,
+                static_cast<unsigned long long>(many.runner_drops));
     col("  heard (cushion included) p50 / p95, ms",
         o.single ? f1(one.heard.p50) + " / " + f1(one.heard.p95) : "-",
         f1(many.heard.p50) + " / " + f1(many.heard.p95), "-", "");

@@ -7,10 +7,11 @@
 //   <dir>/caller.fifo  the party writes caller audio, capture reads it (`infile`);
 //   <dir>/agent.fifo   playback writes the agent's voice (`file`), the party reads it.
 // The PCM has no clock (clockless: the engine paces it). The party runs on the owner's loop: every 20 ms it
-// tops the caller FIFO up to ~160 ms ahead of the reader (the step's audio, else silence), and poll_fd() is
-// the agent FIFO, whose audio feeds an energy detector (agent talking / stopped) for `after_agent` steps. The
-// script therefore advances with the audio the engine actually reads: a call nobody listens to stalls. With
-// audio off the steps only take their time and DTMF is reported as LineEvent::dtmf.
+// tops the caller FIFO up to ~160 ms ahead of the reader (the step's audio, else silence) in whole 20 ms
+// granules (alsa-lib's file plugin makes up the rest of a period it finds only partly there), and poll_fd()
+// is the agent FIFO, whose audio feeds an energy detector (agent talking / stopped) for `after_agent` steps.
+// The script therefore advances with the audio the engine actually reads: a call nobody listens to stalls.
+// With audio off the steps only take their time and DTMF is reported as LineEvent::dtmf.
 //
 // One sample clock for measurements (party_events(), SimScript::party_log): capture positions = caller
 // samples written since the call connected, which are exactly the positions of the engine's capture stream.
@@ -142,7 +143,8 @@ class SimLine final : public Line {
   void set_voice(Voice voice) { voice_ = std::move(voice); }
   // The current (or last) call's party events; cleared when a call connects.
   const std::vector<SimPartyEvent>& party_events() const { return party_events_; }
-  // Caller samples written / agent samples read in the current (or last) call.
+  // Caller samples written (or staged: under 20 ms, see pump_caller) / agent samples read in the current (or
+  // last) call.
   uint64_t caller_samples() const { return written_; }
   uint64_t agent_samples() const { return read_; }
 
