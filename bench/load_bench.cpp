@@ -305,6 +305,7 @@ struct PhaseResult {
   Summary turn;   // voice-to-voice minus endpointing, every turn of every call (ms)
   Summary heard;  // the same without subtracting the playback cushion: what the caller hears
   std::vector<double> per_call_p95;
+  std::vector<std::vector<double>> party_turns;  // per line, its turns' party figures in order
   double worst_dead_air_ms = 0;
   double loop_p50 = 0, loop_p99 = 0, loop_max = 0;  // worst of the 1 s samples whose window is all calls
   int loop_samples = 0;
@@ -387,7 +388,7 @@ PhaseResult run_phase(const Options& o, int lines, int rate, const std::vector<s
 
   // The party logs: each turn's end of speech (step_end of a play step) → the next agent_start.
   std::vector<double> all, heard;
-  std::vector<std::vector<double>> party_turns;  // per line, its turns' party figures in order
+  std::vector<std::vector<double>>& party_turns = r.party_turns;
   for (int i = 0; i < lines; ++i) {
     const auto ev = read_party_log(rig.party_log(i));
     if (const char* keep = std::getenv("LOAD_BENCH_LOGS")) {  // the raw party logs, for a closer look
@@ -627,6 +628,27 @@ int main(int argc, char** argv) {
     std::printf("processed frames dropped on the stream threads (loop late): 1 call %llu, %d calls %llu\n",
                 static_cast<unsigned long long>(one.runner_drops), o.calls,
                 static_cast<unsigned long long>(many.runner_drops));
+    if (o.single) {
+      // The same sentence answered the same way lands on the single call's figure plus whole periods (the
+      // first agent sample is written at a period boundary): a remainder means the party's sample clock and
+      // the engine's disagree (samples made up or lost on the simulated line). Turn 0 is left out: its start
+      // follows each line's own leading wait, not a period boundary.
+      std::vector<double> first(wavs.size(), -1);
+      for (size_t t = 0; t < one.party_turns.at(0).size(); ++t)
+        if (first[t % wavs.size()] < 0) first[t % wavs.size()] = one.party_turns[0][t];
+      size_t off = 0, n = 0;
+      for (size_t i = 0; i < many.party_turns.size(); ++i)
+        for (size_t t = 1; t < many.party_turns[i].size(); ++t) {
+          const double ref = first[(t + i) % wavs.size()];
+          if (ref < 0) continue;
+          const double rest = std::fmod(std::fabs(many.party_turns[i][t] - ref) + 0.05, 20.0);
+          ++n;
+          if (rest > 0.2) ++off;
+        }
+      std::printf(
+          "turns off the single call's 20 ms grid (party clock vs engine clock slipped): %zu of %zu\n", off,
+          n);
+    }
     col("  heard (cushion included) p50 / p95, ms",
         o.single ? f1(one.heard.p50) + " / " + f1(one.heard.p95) : "-",
         f1(many.heard.p50) + " / " + f1(many.heard.p95), "-", "");
