@@ -17,6 +17,12 @@
 // loop latency being measured. The simulated party itself (FIFO top-up, agent-audio detection) still runs on
 // osvid's loop and its CPU is part of the per-call figure: read the figures as upper bounds for real lines.
 //
+// Per turn, the party log is joined with the transcript's `latency` object (the same turn of the same line):
+// the daemon's wall-clock voice-to-voice beside the party's sample-clock figure, and the turns whose figure
+// is off the single call's 20 ms grid for the same sentence (the party's clock slipped against the engine's,
+// bench/README.md "turn3"). LOAD_BENCH_TURNS=file.csv writes the joined turns, LOAD_BENCH_LOGS=dir keeps the
+// party logs.
+//
 // Usage: load_bench [calls=30] [turns=14] [--rate 200] [--stt-ms 300] [--llm-ms 400] [--tts-ms 200]
 //                   [--buffer-periods 3] [--rt-priority 70] [--opus-complexity 5] [--settle-s 61]
 //                   [--skip-single] [--nice -10]

@@ -501,8 +501,9 @@ void SimLine::pump_caller() {
     int queued_bytes = 0;
     if (::ioctl(caller_out_.get(), FIONREAD, &queued_bytes) < 0) break;
     const uint64_t queued = static_cast<uint64_t>(queued_bytes) / sizeof(int16_t) + staged_;
-    if (queued >= target || staged_ == stage_.size()) break;
-    size_t n = static_cast<size_t>(std::min<uint64_t>(target - queued, stage_.size() - staged_));
+    const size_t cap = stage_cap();
+    if (queued >= target || staged_ >= cap) break;
+    size_t n = static_cast<size_t>(std::min<uint64_t>(target - queued, cap - staged_));
     const int16_t* src = kZeros.data();
     if (step_running_) {
       // The step's sound, then its silent padding, which is never materialised (a 30 s silence step would
@@ -532,6 +533,12 @@ void SimLine::pump_caller() {
     }
     if (!flush_caller(false)) break;  // EAGAIN: the pipe is full after all; the next tick tries again
   }
+}
+
+size_t SimLine::stage_cap() const {
+  // Whole granules: padding what is staged up to a granule never runs past the buffer.
+  const size_t granule = script_.rate / 50;
+  return stage_.size() / granule * granule;
 }
 
 bool SimLine::flush_caller(bool all) {

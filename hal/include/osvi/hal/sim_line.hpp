@@ -166,8 +166,10 @@ class SimLine final : public Line {
   void pump_agent();
   void agent_frame(std::span<const int16_t> frame);
   void pump_caller();
-  bool flush_caller(bool all);  // writes the staged whole granules (all: padded to one); false on EAGAIN
-  void begin_steps();           // starts steps until one has audio to write, waits, or the party hangs up
+  bool flush_caller(bool all);
+  size_t stage_cap() const;  // caller samples that may be staged (whole granules, at most PIPE_BUF bytes)  //
+                             // writes the staged whole granules (all: padded to one); false on EAGAIN
+  void begin_steps();        // starts steps until one has audio to write, waits, or the party hangs up
   bool start_step(const SimStep& s);  // false: nothing to write (skipped or empty)
   void end_step();
   void log_event(SimPartyEvent::Kind kind, uint64_t sample, char digit = 0, std::string detail = {});
