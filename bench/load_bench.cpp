@@ -643,7 +643,9 @@ int main(int argc, char** argv) {
       for (size_t t = 0; t < one.party_turns.at(0).size(); ++t)
         if (first[t % wavs.size()] < 0) first[t % wavs.size()] = one.party_turns[0][t];
       size_t off = 0, n = 0;
-      for (size_t i = 0; i < many.party_turns.size(); ++i)
+      for (size_t i = 0; i < many.party_turns.size(); ++i) {
+        // A call that missed a turn no longer pairs its turns with the sentences: left out.
+        if (many.party_turns[i].size() != static_cast<size_t>(o.turns)) continue;
         for (size_t t = 1; t < many.party_turns[i].size(); ++t) {
           const double ref = first[(t + i) % wavs.size()];
           if (ref < 0) continue;
@@ -651,6 +653,7 @@ int main(int argc, char** argv) {
           ++n;
           if (rest > 0.2) ++off;
         }
+      }
       std::printf(
           "turns off the single call's 20 ms grid (party clock vs engine clock slipped): %zu of %zu\n", off,
           n);
