@@ -17,6 +17,12 @@
 // loop latency being measured. The simulated party itself (FIFO top-up, agent-audio detection) still runs on
 // osvid's loop and its CPU is part of the per-call figure: read the figures as upper bounds for real lines.
 //
+// Per turn, the party log is joined with the transcript's `latency` object (the same turn of the same line):
+// the daemon's wall-clock voice-to-voice beside the party's sample-clock figure, and the turns whose figure
+// is off the single call's 20 ms grid for the same sentence (the party's clock slipped against the engine's,
+// bench/README.md "turn3"). LOAD_BENCH_TURNS=file.csv writes the joined turns, LOAD_BENCH_LOGS=dir keeps the
+// party logs.
+//
 // Usage: load_bench [calls=30] [turns=14] [--rate 200] [--stt-ms 300] [--llm-ms 400] [--tts-ms 200]
 //                   [--buffer-periods 3] [--rt-priority 70] [--opus-complexity 5] [--settle-s 61]
 //                   [--skip-single] [--nice -10]
@@ -33,6 +39,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -304,6 +311,7 @@ struct PhaseResult {
   Summary turn;   // voice-to-voice minus endpointing, every turn of every call (ms)
   Summary heard;  // the same without subtracting the playback cushion: what the caller hears
   std::vector<double> per_call_p95;
+  std::vector<std::vector<double>> party_turns;  // per line, its turns' party figures in order
   double worst_dead_air_ms = 0;
   double loop_p50 = 0, loop_p99 = 0, loop_max = 0;  // worst of the 1 s samples whose window is all calls
   int loop_samples = 0;
@@ -316,6 +324,14 @@ struct PhaseResult {
   int turns_expected = 0;
   // The daemon's own per-turn breakdown (transcript `latency`, ms): where a slow turn's time went.
   Summary stt_sent, stt, llm, tts, first_sample;
+  // Per turn, the party figure joined with the daemon's (the same turn of the same line): the daemon's
+  // voice_to_voice_ms - endpointing_ms on its wall clock, the part of it no stage covers, and the party
+  // figure minus the daemon's (sample clock vs wall clock).
+  Summary daemon_v2v, unstaged, party_minus_daemon;
+  size_t joined = 0;
+  // Processed frames the stream threads dropped because the loop did not read them in time (osvid's
+  // "processed frames dropped" warnings, at each call's end): the loop then misses their events.
+  uint64_t runner_drops = 0;
 };
 
 PhaseResult run_phase(const Options& o, int lines, int rate, const std::vector<std::string>& wavs) {
@@ -378,8 +394,16 @@ PhaseResult run_phase(const Options& o, int lines, int rate, const std::vector<s
 
   // The party logs: each turn's end of speech (step_end of a play step) → the next agent_start.
   std::vector<double> all, heard;
+  std::vector<std::vector<double>>& party_turns = r.party_turns;
   for (int i = 0; i < lines; ++i) {
     const auto ev = read_party_log(rig.party_log(i));
+    if (const char* keep = std::getenv("LOAD_BENCH_LOGS")) {  // the raw party logs, for a closer look
+      std::ifstream in(rig.party_log(i), std::ios::binary);
+      std::ofstream out(
+          std::string(keep) + "/party-" + std::to_string(lines) + "-" + std::to_string(i) + ".log",
+          std::ios::binary);
+      out << in.rdbuf();
+    }
     std::vector<double> mine;
     int64_t step_end = -1;
     int64_t last_sound = 0;  // the connect: the greeting's wait counts as dead air too
@@ -417,6 +441,7 @@ PhaseResult run_phase(const Options& o, int lines, int rate, const std::vector<s
     }
     r.per_call_p95.push_back(summarize(mine).p95);
     all.insert(all.end(), mine.begin(), mine.end());
+    party_turns.push_back(std::move(mine));
   }
   r.turn = summarize(all);
   r.heard = summarize(heard);
@@ -426,12 +451,20 @@ PhaseResult run_phase(const Options& o, int lines, int rate, const std::vector<s
   JsonPtr list = rig.get("/v1/calls?per_page=100");
   const cJSON* c = nullptr;
   const cJSON* calls = list ? cJSON_GetObjectItem(list.get(), "data") : nullptr;
+  std::vector<double> dv2v, unstaged, pmd;
+  FILE* csv = nullptr;
+  if (const char* path = std::getenv("LOAD_BENCH_TURNS")) csv = std::fopen(path, lines > 1 ? "a" : "w");
   cJSON_ArrayForEach(c, calls) {
     const std::string id = osvi::test::json_str(c, "call_id");
+    JsonPtr detail = rig.get("/v1/call/" + id);
+    const std::string line =
+        osvi::test::json_str(detail ? cJSON_GetObjectItem(detail.get(), "data") : nullptr, "line");
+    const int index = line.rfind("sim", 0) == 0 ? std::atoi(line.c_str() + 3) : -1;
     JsonPtr t = rig.get("/v1/call/" + id + "/transcript");
     const cJSON* e = nullptr;
     const cJSON* turns =
         t ? cJSON_GetObjectItem(cJSON_GetObjectItem(t.get(), "data"), "transcript") : nullptr;
+    size_t k = 0;
     cJSON_ArrayForEach(e, turns) {
       const cJSON* l = cJSON_GetObjectItem(e, "latency");
       if (osvi::test::json_str(e, "role") != "agent" || !l || num(l, "stt_sent_ms") < 0) continue;
@@ -440,10 +473,37 @@ PhaseResult run_phase(const Options& o, int lines, int rate, const std::vector<s
       llm.push_back(num(l, "llm_first_token_ms"));
       tts.push_back(num(l, "tts_first_byte_ms"));
       first.push_back(num(l, "first_sample_ms"));
+      const double d = num(l, "voice_to_voice_ms") - num(l, "endpointing_ms");
+      const double staged = num(l, "stt_sent_ms") + num(l, "stt_ms") + num(l, "llm_first_token_ms") +
+                            num(l, "tts_first_byte_ms") + num(l, "first_sample_ms");
+      dv2v.push_back(d);
+      unstaged.push_back(d - staged);
+      const bool have_party = index >= 0 && static_cast<size_t>(index) < party_turns.size() &&
+                              k < party_turns[static_cast<size_t>(index)].size();
+      const double p = have_party ? party_turns[static_cast<size_t>(index)][k] : -1;
+      if (have_party) {
+        pmd.push_back(p - d);
+        ++r.joined;
+      }
+      if (csv)
+        std::fprintf(csv, "%d,%d,%zu,%.1f,%.1f,%.1f,%.1f,%.1f,%.1f,%.1f,%.1f,%.1f\n", lines, index, k, p, d,
+                     num(l, "endpointing_ms"), num(l, "stt_sent_ms"), num(l, "stt_ms"),
+                     num(l, "llm_first_token_ms"), num(l, "tts_first_byte_ms"), num(l, "first_sample_ms"),
+                     d - staged);
+      ++k;
     }
   }
+  if (csv) std::fclose(csv);
   r.stt_sent = summarize(sent), r.stt = summarize(stt), r.llm = summarize(llm), r.tts = summarize(tts);
   r.first_sample = summarize(first);
+  r.daemon_v2v = summarize(dv2v), r.unstaged = summarize(unstaged), r.party_minus_daemon = summarize(pmd);
+  const std::string log = rig.stderr_text();
+  const std::string mark = " processed frames dropped";
+  for (size_t at = log.find(mark); at != std::string::npos; at = log.find(mark, at + 1)) {
+    size_t b = at;
+    while (b > 0 && std::isdigit(static_cast<unsigned char>(log[b - 1]))) --b;
+    if (b < at) r.runner_drops += std::stoull(log.substr(b, at - b));
+  }
   return r;
 }
 
@@ -566,6 +626,38 @@ int main(int argc, char** argv) {
     stage("  daemon: llm_first_token_ms", one.llm, many.llm);
     stage("  daemon: tts_first_byte_ms", one.tts, many.tts);
     stage("  daemon: first TTS byte -> first sample", one.first_sample, many.first_sample);
+    stage("  daemon: voice_to_voice_ms - endpointing_ms", one.daemon_v2v, many.daemon_v2v);
+    stage("  daemon: v2v - endp. - the stages (unstaged)", one.unstaged, many.unstaged);
+    stage("  party figure - daemon's, per turn", one.party_minus_daemon, many.party_minus_daemon);
+    std::printf("turns joined (party log with transcript): 1 call %zu, %d calls %zu\n", one.joined, o.calls,
+                many.joined);
+    std::printf("processed frames dropped on the stream threads (loop late): 1 call %llu, %d calls %llu\n",
+                static_cast<unsigned long long>(one.runner_drops), o.calls,
+                static_cast<unsigned long long>(many.runner_drops));
+    if (o.single) {
+      // The same sentence answered the same way lands on the single call's figure plus whole periods (the
+      // first agent sample is written at a period boundary): a remainder means the party's sample clock and
+      // the engine's disagree (samples made up or lost on the simulated line). Turn 0 is left out: its start
+      // follows each line's own leading wait, not a period boundary.
+      std::vector<double> first(wavs.size(), -1);
+      for (size_t t = 0; t < one.party_turns.at(0).size(); ++t)
+        if (first[t % wavs.size()] < 0) first[t % wavs.size()] = one.party_turns[0][t];
+      size_t off = 0, n = 0;
+      for (size_t i = 0; i < many.party_turns.size(); ++i) {
+        // A call that missed a turn no longer pairs its turns with the sentences: left out.
+        if (many.party_turns[i].size() != static_cast<size_t>(o.turns)) continue;
+        for (size_t t = 1; t < many.party_turns[i].size(); ++t) {
+          const double ref = first[(t + i) % wavs.size()];
+          if (ref < 0) continue;
+          const double rest = std::fmod(std::fabs(many.party_turns[i][t] - ref) + 0.05, 20.0);
+          ++n;
+          if (rest > 0.2) ++off;
+        }
+      }
+      std::printf(
+          "turns off the single call's 20 ms grid (party clock vs engine clock slipped): %zu of %zu\n", off,
+          n);
+    }
     col("  heard (cushion included) p50 / p95, ms",
         o.single ? f1(one.heard.p50) + " / " + f1(one.heard.p95) : "-",
         f1(many.heard.p50) + " / " + f1(many.heard.p95), "-", "");

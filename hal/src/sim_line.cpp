@@ -28,7 +28,8 @@ constexpr int64_t kTickUs = 20'000;
 // Caller audio kept queued ahead of the engine's reads: eight periods of slack for a busy loop, far below a
 // pipe buffer (64 KiB = 2 s at 16 kHz).
 constexpr int64_t kAheadMs = 160;
-// Writes of at most PIPE_BUF bytes are atomic: never a torn sample.
+// Writes of at most PIPE_BUF bytes are atomic: never a torn sample, and a write that does not fit writes
+// nothing (EAGAIN).
 constexpr size_t kChunk = PIPE_BUF / sizeof(int16_t);
 // How long the agent FIFO stays open after a hang-up when alsa-lib never closes its end.
 constexpr int64_t kAgentLingerUs = 5'000'000;
@@ -284,6 +285,7 @@ void SimLine::connect() {
   ++call_;
   party_events_.clear();
   written_ = read_ = 0;
+  staged_ = 0;
   out_.clear();
   out_pos_ = speech_end_ = out_len_ = 0;
   digit_marks_.clear();
@@ -368,7 +370,9 @@ void SimLine::close_audio() {
   if (!audio_on_) return;
   audio_on_ = false;
   step_running_ = waiting_agent_ = false;
-  // The engine's capture reads now end (EOF, silence) instead of blocking; a reopen finds no infile.
+  // What the caller said up to here still reaches the engine, then its capture reads end (EOF, silence)
+  // instead of blocking; a reopen finds no infile.
+  (void)flush_caller(true);
   caller_out_.reset();
   ::unlink((dir_ + "/caller.fifo").c_str());
   ::unlink((dir_ + "/agent.fifo").c_str());
@@ -496,9 +500,10 @@ void SimLine::pump_caller() {
   while (state_ == LineState::active && caller_out_.valid()) {
     int queued_bytes = 0;
     if (::ioctl(caller_out_.get(), FIONREAD, &queued_bytes) < 0) break;
-    const uint64_t queued = static_cast<uint64_t>(queued_bytes) / sizeof(int16_t);
-    if (queued >= target) break;
-    size_t n = static_cast<size_t>(std::min<uint64_t>(target - queued, kChunk));
+    const uint64_t queued = static_cast<uint64_t>(queued_bytes) / sizeof(int16_t) + staged_;
+    const size_t cap = stage_cap();
+    if (queued >= target || staged_ >= cap) break;
+    size_t n = static_cast<size_t>(std::min<uint64_t>(target - queued, cap - staged_));
     const int16_t* src = kZeros.data();
     if (step_running_) {
       // The step's sound, then its silent padding, which is never materialised (a 30 s silence step would
@@ -509,9 +514,8 @@ void SimLine::pump_caller() {
         src = out_.data() + out_pos_;
       }
     }
-    const ssize_t w = ::write(caller_out_.get(), src, n * sizeof(int16_t));
-    if (w < 0) break;  // EAGAIN: the pipe is full after all; the next tick tries again
-    n = static_cast<size_t>(w) / sizeof(int16_t);
+    std::copy(src, src + n, stage_.begin() + static_cast<std::ptrdiff_t>(staged_));
+    staged_ += n;
     if (step_running_) {
       while (!digit_marks_.empty() && digit_marks_.front().first < out_pos_ + n) {
         log_event(SimPartyEvent::Kind::dtmf, written_ + (digit_marks_.front().first - out_pos_),
@@ -527,7 +531,37 @@ void SimLine::pump_caller() {
       end_step();
       begin_steps();
     }
+    if (!flush_caller(false)) break;  // EAGAIN: the pipe is full after all; the next tick tries again
   }
+}
+
+size_t SimLine::stage_cap() const {
+  // Whole granules: padding what is staged up to a granule never runs past the buffer.
+  const size_t granule = script_.rate / 50;
+  return stage_.size() / granule * granule;
+}
+
+bool SimLine::flush_caller(bool all) {
+  // Whole 20 ms granules only, so the FIFO never holds part of a capture period (10 or 20 ms): alsa-lib's
+  // `file` plugin (1.2.8) reports a whole period read even when the FIFO had less, leaving the rest of the
+  // buffer as it was (stale audio) and putting the engine's capture clock ahead of this party's for the rest
+  // of the call. An empty FIFO only makes the capture read wait (the engine's pacing catches up after).
+  const size_t granule = script_.rate / 50;
+  if (all && staged_ % granule != 0) {
+    // The end of the caller's audio (a hang-up): silence up to a granule, on the same clock.
+    const size_t pad = granule - staged_ % granule;
+    std::fill_n(stage_.begin() + static_cast<std::ptrdiff_t>(staged_), pad, int16_t{0});
+    staged_ += pad;
+    written_ += pad;
+  }
+  const size_t whole = staged_ / granule * granule;
+  if (whole == 0 || !caller_out_.valid()) return true;
+  // At most kChunk samples = PIPE_BUF bytes: written whole or not at all.
+  if (::write(caller_out_.get(), stage_.data(), whole * sizeof(int16_t)) < 0) return false;
+  std::copy(stage_.begin() + static_cast<std::ptrdiff_t>(whole),
+            stage_.begin() + static_cast<std::ptrdiff_t>(staged_), stage_.begin());
+  staged_ -= whole;
+  return true;
 }
 
 void SimLine::end_step() {
@@ -552,6 +586,8 @@ void SimLine::begin_steps() {
       if (!agent_done && now() < wait_until_) return;
       waiting_agent_ = false;
     }
+    // Everything said before the hang-up reaches the FIFO first; a full pipe delays the hang-up a tick.
+    if (s.kind == SimStep::Kind::hangup && !flush_caller(true)) return;
     ++step_;
     if (start_step(s)) return;
   }

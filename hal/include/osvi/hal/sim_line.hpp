@@ -7,10 +7,11 @@
 //   <dir>/caller.fifo  the party writes caller audio, capture reads it (`infile`);
 //   <dir>/agent.fifo   playback writes the agent's voice (`file`), the party reads it.
 // The PCM has no clock (clockless: the engine paces it). The party runs on the owner's loop: every 20 ms it
-// tops the caller FIFO up to ~160 ms ahead of the reader (the step's audio, else silence), and poll_fd() is
-// the agent FIFO, whose audio feeds an energy detector (agent talking / stopped) for `after_agent` steps. The
-// script therefore advances with the audio the engine actually reads: a call nobody listens to stalls. With
-// audio off the steps only take their time and DTMF is reported as LineEvent::dtmf.
+// tops the caller FIFO up to ~160 ms ahead of the reader (the step's audio, else silence) in whole 20 ms
+// granules (alsa-lib's file plugin makes up the rest of a period it finds only partly there), and poll_fd()
+// is the agent FIFO, whose audio feeds an energy detector (agent talking / stopped) for `after_agent` steps.
+// The script therefore advances with the audio the engine actually reads: a call nobody listens to stalls.
+// With audio off the steps only take their time and DTMF is reported as LineEvent::dtmf.
 //
 // One sample clock for measurements (party_events(), SimScript::party_log): capture positions = caller
 // samples written since the call connected, which are exactly the positions of the engine's capture stream.
@@ -23,6 +24,8 @@
 // hang-up until alsa-lib closes its end (a writer without reader would get SIGPIPE), but not past ~SimLine().
 #pragma once
 
+#include <array>
+#include <climits>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -140,7 +143,8 @@ class SimLine final : public Line {
   void set_voice(Voice voice) { voice_ = std::move(voice); }
   // The current (or last) call's party events; cleared when a call connects.
   const std::vector<SimPartyEvent>& party_events() const { return party_events_; }
-  // Caller samples written / agent samples read in the current (or last) call.
+  // Caller samples written (or staged: under 20 ms, see pump_caller) / agent samples read in the current (or
+  // last) call.
   uint64_t caller_samples() const { return written_; }
   uint64_t agent_samples() const { return read_; }
 
@@ -162,7 +166,10 @@ class SimLine final : public Line {
   void pump_agent();
   void agent_frame(std::span<const int16_t> frame);
   void pump_caller();
-  void begin_steps();  // starts steps until one has audio to write, waits, or the party hangs up
+  bool flush_caller(bool all);
+  size_t stage_cap() const;  // caller samples that may be staged (whole granules, at most PIPE_BUF bytes)  //
+                             // writes the staged whole granules (all: padded to one); false on EAGAIN
+  void begin_steps();        // starts steps until one has audio to write, waits, or the party hangs up
   bool start_step(const SimStep& s);  // false: nothing to write (skipped or empty)
   void end_step();
   void log_event(SimPartyEvent::Kind kind, uint64_t sample, char digit = 0, std::string detail = {});
@@ -195,8 +202,11 @@ class SimLine final : public Line {
   bool agent_writer_seen_ = false;
   int64_t agent_close_at_ = -1;  // after a hang-up: stop waiting for alsa-lib to close its end
   unsigned call_ = 0;
-  uint64_t written_ = 0;  // capture clock
+  uint64_t written_ = 0;  // capture clock (caller samples committed: written, or staged to be)
   uint64_t read_ = 0;     // playback clock
+  // Caller samples not yet in the FIFO: less than one 20 ms granule between ticks (see flush_caller()).
+  std::array<int16_t, PIPE_BUF / sizeof(int16_t)> stage_{};
+  size_t staged_ = 0;
   // The running step's caller audio: out_[out_pos_..] still to write; speech ends at speech_end_.
   std::vector<int16_t> out_;  // the step's sound; silence after it up to out_len_ is not stored
   size_t out_len_ = 0;
