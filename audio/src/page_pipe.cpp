@@ -18,7 +18,9 @@ size_t max_page() {
 }  // namespace
 
 size_t PagePipe::ring_bytes_for(int bitrate) {
-  return std::max(2 * (max_page() + kLenBytes), static_cast<size_t>(std::max(bitrate, 0)) / 8 * 4);
+  // One largest page, not two: the ring is a power of two, and two (17 kB) made it 32 kB for every call at
+  // the default 32 kbit/s, where four seconds of pages are 16 kB (bench/README.md "percall3").
+  return std::max(max_page() + kLenBytes, static_cast<size_t>(std::max(bitrate, 0)) / 8 * 4);
 }
 
 PagePipe::PagePipe(ByteSink& out, size_t ring_bytes)

@@ -11,8 +11,8 @@
 // SpscRing<uint8_t> behind a 4-byte length. It never refuses a page, because a refusal makes the recorder
 // build an error message (which allocates) on every later frame: a page that finds the ring full is dropped,
 // counted in overruns() and the pipe is failed() — a recording with a hole is not kept. The ring holds four
-// seconds of pages at the recording's bitrate and never less than two of the largest page (ring_bytes_for()),
-// so only a loop stalled for seconds loses a recording.
+// seconds of pages at the recording's bitrate and never less than the largest page (ring_bytes_for()), so only
+// a loop stalled for seconds loses a recording (pages leave once a second: OggOpusSpec::page_ms).
 #pragma once
 
 #include <atomic>
