@@ -22,6 +22,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -76,6 +77,31 @@ double num(const cJSON* o, const char* k, double dflt = -1) {
 
 using osvi::test::ModelServer;
 
+// Profiling hooks (bench only, off unless set): CALLS_BENCH_OSVID runs another osvid binary (heaptrack needs
+// one linked with the shared libstdc++); CALLS_BENCH_HEAPTRACK=<file> preloads heaptrack into osvid and
+// writes its raw trace there (`heaptrack_interpret < file | gzip > x.gz`, then heaptrack_print). The pid
+// stays osvid's.
+std::string osvid_binary() {
+  const char* b = std::getenv("CALLS_BENCH_OSVID");
+  return b && *b ? b : OSVID_PATH;
+}
+// CALLS_BENCH_MALLOC_INFO=<prefix>: after each memory sample, gdb calls malloc_info() in osvid and writes its
+// XML (per arena: free chunks by size, the top chunk, mmapped) to <prefix>-<sample>.xml.
+void malloc_info_dump(pid_t pid, const char* sample) {
+  const char* prefix = std::getenv("CALLS_BENCH_MALLOC_INFO");
+  if (!prefix || !*prefix) return;
+  const std::string out = std::string(prefix) + "-" + sample + ".xml";
+  const std::string cmd = "gdb -q -batch -p " + std::to_string(pid) + " -ex 'set $f = (void*)fopen(\"" + out +
+                          "\", \"w\")' -ex 'call (int)malloc_info(0, $f)' -ex 'call (int)fclose($f)' "
+                          ">/dev/null 2>&1";
+  if (std::system(cmd.c_str()) != 0) std::fprintf(stderr, "calls_bench: %s failed\n", cmd.c_str());
+}
+std::map<std::string, std::string> profiling_env() {
+  const char* raw = std::getenv("CALLS_BENCH_HEAPTRACK");
+  if (!raw || !*raw) return {};
+  return {{"LD_PRELOAD", "/usr/lib/heaptrack/libheaptrack_preload.so"}, {"DUMP_HEAPTRACK_OUTPUT", raw}};
+}
+
 // One osvid + model server in a fresh folder. agent: extra members of the agent; lines: the "lines" array.
 class Rig {
  public:
@@ -94,7 +120,8 @@ class Rig {
         R"(}],"lines":)" + lines_json + "}";
     osvi::test::write_file(dir_.file("osvid.json"), cfg);
     daemon_ = std::make_unique<DaemonProcess>(dir_.path(),
-                                              std::vector<std::string>{"--config", dir_.file("osvid.json")});
+                                              std::vector<std::string>{"--config", dir_.file("osvid.json")},
+                                              profiling_env(), osvid_binary());
     if (!daemon_->wait_notify("READY=1", 10s)) die("osvid not READY:\n" + daemon_->stderr_text());
   }
   std::string file(const std::string& name) const { return dir_.file(name); }
@@ -655,11 +682,20 @@ MemResult memory_run(int n) {
   if (rig.count_calls().first != 1) die("the first call ended, or others started, before its sample");
   m.one = read_rss(rig.pid());
   m.one_maps = osvi::bench::read_smaps_breakdown(rig.pid());
+  malloc_info_dump(rig.pid(), "one");
+  // CALLS_BENCH_MEM_STOP=one: end here (osvid is SIGKILLed with its one call live, e.g. for a heap profile of
+  // that moment); the live sample then repeats the one-call one.
+  if (const char* stop = std::getenv("CALLS_BENCH_MEM_STOP"); stop && std::string(stop) == "one") {
+    m.live = m.one;
+    m.live_maps = m.one_maps;
+    return m;
+  }
   wait_live(n);
   std::this_thread::sleep_for(10s);
   if (rig.count_calls().first != n) die("a call ended before the live sample");
   m.live = read_rss(rig.pid());
   m.live_maps = osvi::bench::read_smaps_breakdown(rig.pid());
+  malloc_info_dump(rig.pid(), "live");
   return m;
 }
 

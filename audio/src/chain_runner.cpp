@@ -140,12 +140,19 @@ struct ChainRunner::Utterance {
   // The loop: the kept packets framed as Ogg Opus, as UtteranceEncoder::finish() framed them.
   Result<std::vector<uint8_t>> frame_blob(uint64_t keep_samples, uint64_t keep_packets) const {
     MemorySink sink(bytes.size() + 1024);
-    auto writer = OggOpusWriter::create(sink, {.rate = rate,
-                                               .channels = 1,
-                                               .frame_ms = 20,
-                                               .bitrate = options.bitrate,
-                                               .complexity = options.complexity,
-                                               .tags = {}});
+    const OggOpusSpec spec{.rate = rate,
+                           .channels = 1,
+                           .frame_ms = 20,
+                           .bitrate = options.bitrate,
+                           .complexity = options.complexity,
+                           .tags = {}};
+    // end() encoded every packet the blob needs, the codec delay's flush included, so the blob is muxed
+    // without a second libopus state (44 kB made and freed per utterance on the loop's heap, where it left a
+    // hole among the calls' long-lived blocks). Short of packets (cannot happen), the codec flushes as
+    // before.
+    auto writer = sizes.size() >= keep_packets
+                      ? OggOpusWriter::create_muxer(sink, spec, static_cast<int>(lookahead))
+                      : OggOpusWriter::create(sink, spec);
     if (!writer) return writer.error();
     const size_t n = std::min<size_t>(sizes.size(), static_cast<size_t>(keep_packets));
     size_t at = 0;

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstddef>
+#include <memory>
 #include <span>
 #include <vector>
 
@@ -9,7 +10,9 @@ namespace osvi::audio::detail {
 
 // Forward real FFT of a power-of-two length n (4..4096) through one complex FFT of n/2 points.
 // All tables and scratch space are allocated by the constructor; forward() never allocates, so it may run on
-// the audio thread. Not thread-safe (one instance per stream). Plain float arrays rather than std::complex:
+// the audio thread. Not thread-safe (one instance per stream); the constant tables (twiddles, bit reversal)
+// are shared, read-only, by every instance of a size (one VAD per call: ~5 kB each at n = 512,
+// bench/README.md "percall3"), and live while an instance does. Plain float arrays rather than std::complex:
 // complex multiplication goes through NaN-checking library calls unless built with -ffast-math.
 class RealFft {
  public:
@@ -22,10 +25,15 @@ class RealFft {
  private:
   void complex_fft() noexcept;
 
+  struct Tables {
+    std::vector<float> tw_re, tw_im;        // e^{-2 pi i k / (n/2)}, k < n/4: the half-size FFT's twiddles
+    std::vector<float> split_re, split_im;  // e^{-2 pi i k / n}, k <= n/2: to split the real spectrum
+    std::vector<size_t> bitrev;
+  };
+  static std::shared_ptr<const Tables> tables_for(size_t n);
+
   size_t n_;
-  std::vector<float> tw_re_, tw_im_;        // e^{-2 pi i k / (n/2)}, k < n/4: the half-size FFT's twiddles
-  std::vector<float> split_re_, split_im_;  // e^{-2 pi i k / n}, k <= n/2: to split the real spectrum
-  std::vector<size_t> bitrev_;
+  std::shared_ptr<const Tables> tables_;
   std::vector<float> zr_, zi_;
 };
 

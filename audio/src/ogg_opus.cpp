@@ -89,13 +89,26 @@ OggOpusWriter::OggOpusWriter(OggOpusWriter&&) noexcept = default;
 OggOpusWriter& OggOpusWriter::operator=(OggOpusWriter&&) noexcept = default;
 OggOpusWriter::~OggOpusWriter() = default;
 
-Result<OggOpusWriter> OggOpusWriter::create(ByteSink& sink, const OggOpusSpec& s) {
+namespace {
+Status check_spec(const OggOpusSpec& s) {
   if (s.rate != 8000 && s.rate != 12000 && s.rate != 16000 && s.rate != 24000 && s.rate != 48000) {
     return make_error("ogg opus: unsupported rate");
   }
   if (s.channels != 1 && s.channels != 2) return make_error("ogg opus: channels must be 1 or 2");
   if (s.frame_ms != 10 && s.frame_ms != 20) return make_error("ogg opus: frame_ms must be 10 or 20");
   if (s.page_ms < 20) return make_error("ogg opus: page_ms must be at least one frame");
+  return {};
+}
+}  // namespace
+
+Result<OggOpusWriter> OggOpusWriter::create_muxer(ByteSink& sink, const OggOpusSpec& s, int lookahead) {
+  if (Status st = check_spec(s); !st) return st.error();
+  if (lookahead < 0) return make_error("ogg opus: lookahead must be >= 0");
+  return OggOpusWriter(sink, s, nullptr, lookahead);
+}
+
+Result<OggOpusWriter> OggOpusWriter::create(ByteSink& sink, const OggOpusSpec& s) {
+  if (Status st = check_spec(s); !st) return st.error();
   int err = OPUS_OK;
   auto enc = std::make_unique<Encoder>();
   enc->st = opus_encoder_create(s.rate, s.channels, OPUS_APPLICATION_VOIP, &err);
@@ -134,6 +147,7 @@ Status OggOpusWriter::sink_failed() noexcept {
 }
 
 Status OggOpusWriter::encode(std::span<const int16_t> pcm, int64_t granule) noexcept {
+  if (!enc_) return make_error("ogg opus: a muxer has no codec", -EINVAL);
   const opus_int32 n = opus_encode(enc_->st, pcm.data(), static_cast<int>(frame_), packet_.data(),
                                    static_cast<opus_int32>(packet_.size()));
   if (n < 0) return opus_error("opus_encode", n);
@@ -145,6 +159,7 @@ Result<size_t> OggOpusWriter::encode_packet(std::span<const int16_t> interleaved
   if (finished_) return make_error("ogg opus: already finished", -EBADF);
   if (interleaved.size() != frame_ * static_cast<size_t>(channels_))
     return make_error("ogg opus: frame size");
+  if (!enc_) return make_error("ogg opus: a muxer has no codec", -EINVAL);
   const opus_int32 n = opus_encode(enc_->st, interleaved.data(), static_cast<int>(frame_), out.data(),
                                    static_cast<opus_int32>(std::min<size_t>(out.size(), kMaxPacket)));
   if (n < 0) return opus_error("opus_encode", n);

@@ -33,6 +33,10 @@ struct OggOpusSpec {
 class OggOpusWriter {
  public:
   static Result<OggOpusWriter> create(ByteSink& sink, const OggOpusSpec& spec);
+  // A writer without a codec, for packets encoded elsewhere (ChainRunner's utterances) by an encoder of this
+  // spec with this lookahead: write_packet() and finish() only, and finish() fails when the packets do not
+  // cover the lookahead (there is no codec to flush it). Saves the 44 kB libopus state create() makes.
+  static Result<OggOpusWriter> create_muxer(ByteSink& sink, const OggOpusSpec& spec, int lookahead);
   OggOpusWriter(OggOpusWriter&&) noexcept;
   OggOpusWriter& operator=(OggOpusWriter&&) noexcept;
   ~OggOpusWriter();

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <array>
+#include <vector>
 
 #include "ogg_opus.hpp"
 #include "ogg_writer.hpp"
@@ -18,14 +19,16 @@ size_t max_page() {
 }  // namespace
 
 size_t PagePipe::ring_bytes_for(int bitrate) {
-  return std::max(2 * (max_page() + kLenBytes), static_cast<size_t>(std::max(bitrate, 0)) / 8 * 4);
+  // One largest page, not two: the ring is a power of two, and two (17 kB) made it 32 kB for every call at
+  // the default 32 kbit/s, where four seconds of pages are 16 kB (bench/README.md "percall3").
+  return std::max(max_page() + kLenBytes, static_cast<size_t>(std::max(bitrate, 0)) / 8 * 4);
 }
 
 PagePipe::PagePipe(ByteSink& out, size_t ring_bytes)
-    : out_(out), ring_(std::max(ring_bytes, max_page() + kLenBytes)), page_(max_page()) {}
+    : out_(out), ring_(std::max(ring_bytes, max_page() + kLenBytes)) {}
 
 bool PagePipe::write(std::span<const uint8_t> bytes) noexcept {
-  if (bytes.size() > page_.size() || ring_.writable() < kLenBytes + bytes.size()) {
+  if (bytes.size() > max_page() || ring_.writable() < kLenBytes + bytes.size()) {
     overruns_.fetch_add(1, std::memory_order_relaxed);
     return true;
   }
@@ -38,6 +41,10 @@ bool PagePipe::write(std::span<const uint8_t> bytes) noexcept {
 }
 
 void PagePipe::drain() noexcept {
+  // One page buffer per draining thread (the loop), not one per call (8.5 kB each): drain() pops a page and
+  // hands it to `out` before the next, and only the loop drains. Sized once, at the thread's first drain.
+  thread_local std::vector<uint8_t> page_buf;
+  if (page_buf.size() < max_page()) page_buf.resize(max_page());
   for (;;) {
     if (pending_len_ == 0) {
       // The length and its page are two publications: a length whose page is not visible yet waits here.
@@ -47,7 +54,7 @@ void PagePipe::drain() noexcept {
       pending_len_ = size_t{len[0]} | size_t{len[1]} << 8 | size_t{len[2]} << 16 | size_t{len[3]} << 24;
     }
     if (ring_.readable() < pending_len_) return;
-    const std::span<uint8_t> page(page_.data(), pending_len_);
+    const std::span<uint8_t> page(page_buf.data(), pending_len_);
     ring_.pop(page);
     pending_len_ = 0;
     if (!out_failed_ && !out_.write(page)) out_failed_ = true;

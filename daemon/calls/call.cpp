@@ -137,8 +137,8 @@ double Call::samples_to_ms(uint64_t samples) const {
 
 size_t Call::memory_bytes() const {
   size_t n = sizeof(*this) + history_.capacity() * 2 + (utterance_ ? utterance_->memory_bytes() : 0) +
-             pending_play_.capacity() * 2 + filler_pcm_.capacity() * 2 + filler_play_.capacity() * 2 +
-             fallback_pcm_.capacity() * 2 + duck_buf_.capacity() * 2;
+             pending_play_.capacity() * 2 + (filler_pcm_ ? filler_pcm_->capacity() * 2 : 0) +
+             filler_play_.capacity() * 2 + fallback_pcm_.capacity() * 2 + duck_buf_.capacity() * 2;
   for (const auto& m : messages_) n += m.content.capacity() + sizeof(m);
   for (const auto& s : segments_) n += s.text.capacity() + sizeof(s);
   return n;
@@ -355,9 +355,8 @@ Status Call::open_audio() {
     speak_greeting();
   }
   // Rendered now, not when the answer is late: the filler must be heard by the dead-air deadline.
-  if (!setup_.agent.fallback.filler.empty())
-    render_local(render_template(setup_.agent.fallback.filler),
-                 [this](std::vector<int16_t> pcm) { filler_pcm_ = std::move(pcm); });
+  // Calls of one agent say the same filler: one render and one copy for all (want_filler()).
+  if (!setup_.agent.fallback.filler.empty()) want_filler(render_template(setup_.agent.fallback.filler));
   arm();
   return {};
 }
@@ -1578,6 +1577,50 @@ void Call::on_upstream_error(const net::UpstreamError& e) {
 // ----------------------------------------------------------------------------------------------
 // fallback
 
+SharedPrompts::Pcm SharedPrompts::find(int rate, const std::string& text) const {
+  const auto it = entries_.find({rate, text});
+  return it == entries_.end() ? nullptr : it->second.held.lock();
+}
+
+bool SharedPrompts::rendering(int rate, const std::string& text) const {
+  const auto it = entries_.find({rate, text});
+  return it != entries_.end() && !it->second.rendering.expired();
+}
+
+SharedPrompts::Rendering SharedPrompts::begin(int rate, const std::string& text) {
+  auto token = std::make_shared<const int>(0);
+  entries_[{rate, text}].rendering = token;
+  return token;
+}
+
+SharedPrompts::Pcm SharedPrompts::adopt(int rate, const std::string& text, std::vector<int16_t> pcm) {
+  if (Pcm held = find(rate, text)) return held;
+  auto fresh = std::make_shared<const std::vector<int16_t>>(std::move(pcm));
+  if (fresh->empty()) return fresh;
+  // Texts no call holds or renders any more go.
+  std::erase_if(entries_,
+                [](const auto& e) { return e.second.held.expired() && e.second.rendering.expired(); });
+  entries_[{rate, text}].held = fresh;
+  return fresh;
+}
+
+void Call::want_filler(const std::string& text) {
+  if (!ctx_.prompts) {
+    render_local(text, [this](std::vector<int16_t> pcm) {
+      filler_pcm_ = std::make_shared<const std::vector<int16_t>>(std::move(pcm));
+    });
+    return;
+  }
+  filler_pcm_ = ctx_.prompts->find(rate_, text);
+  // Another call's render of it is on its way: this call takes that copy when it needs the filler.
+  if (filler_pcm_ || ctx_.prompts->rendering(rate_, text)) return;
+  filler_rendering_ = ctx_.prompts->begin(rate_, text);
+  render_local(text, [this, text](std::vector<int16_t> pcm) {
+    filler_pcm_ = ctx_.prompts->adopt(rate_, text, std::move(pcm));
+    filler_rendering_.reset();
+  });
+}
+
 void Call::render_local(std::string text, std::function<void(std::vector<int16_t>)> done) {
   std::erase_if(local_speech_, [](const SpeechWorker::Ticket& t) { return !t.pending(); });
   if (!ctx_.speech) {
@@ -1620,7 +1663,14 @@ void Call::play_local_pcm(std::string_view text, std::vector<int16_t> pcm) {
 void Call::play_filler() {
   filler_used_ = true;
   const std::string text = trim(render_template(setup_.agent.fallback.filler));
-  std::vector<int16_t> pcm = filler_pcm_;
+  // Another call rendered it after this call's audio opened (see want_filler()); if no call holds it now
+  // (that render failed, or its call went first), a render starts for the next stall.
+  if (!filler_pcm_ && ctx_.prompts && !setup_.agent.fallback.filler.empty()) {
+    const std::string key = render_template(setup_.agent.fallback.filler);  // as open_audio() asked for it
+    filler_pcm_ = ctx_.prompts->find(rate_, key);
+    if (!filler_pcm_ && !filler_rendering_) want_filler(key);
+  }
+  std::vector<int16_t> pcm = filler_pcm_ ? *filler_pcm_ : std::vector<int16_t>{};
   if (pcm.empty() || !port_) {
     // Nothing to say it with (no local speech, or its render failed or is not back yet): the reply gets one
     // more interval before the fallback.

@@ -18,8 +18,10 @@
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <mutex>
 #include <new>
+#include <span>
 #include <string>
 
 #include "osvi/base/log.hpp"
@@ -100,10 +102,30 @@ struct ResamplerDeleter {
   void operator()(SpeexResamplerState* st) const noexcept { speex_resampler_destroy(st); }
 };
 
+// A rendered utterance and its intermediate buffers (~100 kB a sentence each) get their own mappings: at
+// least this many bytes, above osvid's fixed M_MMAP_THRESHOLD (daemon/main.cpp), so glibc serves them with
+// mmap, only the pages written become resident, and freeing one unmaps it. In the heap they were freed
+// between longer-lived allocations (the simulated caller renders while eight calls open their audio), and
+// the holes stayed resident: ~100 kB per live call in calls_bench (bench/README.md "percall3").
+constexpr size_t kOwnMappingBytes = 320 * 1024;
+
+std::vector<int16_t> own_mapping_samples(size_t n) {
+  std::vector<int16_t> v;
+  v.reserve(std::max(n, kOwnMappingBytes / sizeof(int16_t)));
+  v.resize(n);
+  return v;
+}
+
 // audio::Resampler only takes the call-audio rates (8/16/24/48 kHz) and espeak speaks at 22050 Hz, so the
-// whole utterance is converted here in one pass, with the filter delay removed at both ends.
-Result<std::vector<int16_t>> resample(const std::vector<int16_t>& in, int in_rate, int out_rate) {
-  if (in_rate == out_rate || in.empty()) return in;
+// whole utterance is converted here in one pass, with the filter delay removed at both ends: the input, then
+// the filter's input latency in zeros (fed apart: the state does not depend on how the input is split).
+Result<std::vector<int16_t>> resample(std::span<const int16_t> in, int in_rate, int out_rate) {
+  if (in.empty()) return std::vector<int16_t>{};
+  if (in_rate == out_rate) {
+    std::vector<int16_t> same = own_mapping_samples(in.size());
+    std::copy(in.begin(), in.end(), same.begin());
+    return same;
+  }
   int err = RESAMPLER_ERR_SUCCESS;
   std::unique_ptr<SpeexResamplerState, ResamplerDeleter> st(speex_resampler_init(
       1, static_cast<spx_uint32_t>(in_rate), static_cast<spx_uint32_t>(out_rate), 7, &err));
@@ -111,20 +133,22 @@ Result<std::vector<int16_t>> resample(const std::vector<int16_t>& in, int in_rat
     return make_error(std::string("speech: resampler: ") + speex_resampler_strerror(err), -ENOMEM);
   }
   speex_resampler_skip_zeros(st.get());
-  std::vector<int16_t> padded(in);
-  padded.resize(in.size() + static_cast<size_t>(speex_resampler_get_input_latency(st.get())), 0);
+  const auto latency = static_cast<size_t>(speex_resampler_get_input_latency(st.get()));
+  const std::vector<int16_t> zeros(latency, 0);
+  const size_t padded = in.size() + latency;
   const auto want = static_cast<size_t>(static_cast<uint64_t>(in.size()) * static_cast<uint64_t>(out_rate) /
                                         static_cast<uint64_t>(in_rate));
-  std::vector<int16_t> out(
-      static_cast<size_t>(static_cast<uint64_t>(padded.size()) * static_cast<uint64_t>(out_rate) /
+  std::vector<int16_t> out = own_mapping_samples(
+      static_cast<size_t>(static_cast<uint64_t>(padded) * static_cast<uint64_t>(out_rate) /
                           static_cast<uint64_t>(in_rate)) +
       16);
   size_t consumed = 0, produced = 0;
-  while (consumed < padded.size() && produced < out.size()) {
-    auto in_len = static_cast<spx_uint32_t>(padded.size() - consumed);
+  while (consumed < padded && produced < out.size()) {
+    const bool zeros_part = consumed >= in.size();
+    const int16_t* src = zeros_part ? zeros.data() + (consumed - in.size()) : in.data() + consumed;
+    auto in_len = static_cast<spx_uint32_t>(zeros_part ? padded - consumed : in.size() - consumed);
     auto out_len = static_cast<spx_uint32_t>(out.size() - produced);
-    err = speex_resampler_process_int(st.get(), 0, padded.data() + consumed, &in_len, out.data() + produced,
-                                      &out_len);
+    err = speex_resampler_process_int(st.get(), 0, src, &in_len, out.data() + produced, &out_len);
     if (err != RESAMPLER_ERR_SUCCESS) {
       return make_error(std::string("speech: resampler: ") + speex_resampler_strerror(err), -EIO);
     }
@@ -294,28 +318,46 @@ Result<std::vector<int16_t>> Speech::render(std::string_view text, int sample_ra
   if (!child) return child.error();
   const pid_t pid = child->first;
   hal::UniqueFd read_end(child->second);
-  std::vector<int16_t> native;
-  std::vector<char> bytes;
-  char buf[16384];
+  // The child's samples are read straight into one buffer of their own mapping (see kOwnMappingBytes), grown
+  // by doubling: realloc moves a mapping with mremap, without a copy through the heap.
+  struct Free {
+    void operator()(void* p) const noexcept { std::free(p); }
+  };
+  size_t cap = kOwnMappingBytes, len = 0;
+  std::unique_ptr<char, Free> bytes(static_cast<char*>(std::malloc(cap)));
+  if (!bytes) return make_error("speech: out of memory", -ENOMEM);
+  bool read_failed = false;
   for (;;) {
-    const ssize_t n = ::read(read_end.get(), buf, sizeof buf);
+    if (len == cap) {
+      char* grown = static_cast<char*>(std::realloc(bytes.get(), cap * 2));
+      if (!grown) {
+        read_failed = true;  // the child gets EPIPE once read_end closes
+        break;
+      }
+      (void)bytes.release();
+      bytes.reset(grown);
+      cap *= 2;
+    }
+    const ssize_t n = ::read(read_end.get(), bytes.get() + len, cap - len);
     if (n > 0) {
-      bytes.insert(bytes.end(), buf, buf + n);
+      len += static_cast<size_t>(n);
     } else if (n == 0) {
       break;
     } else if (errno != EINTR) {
       break;  // the child's exit status below tells whether it finished
     }
   }
+  read_end.reset();
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || bytes.size() % 2 != 0) {
+  if (read_failed) return make_error("speech: out of memory", -ENOMEM);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || len % 2 != 0) {
     return make_error("speech: synthesis failed (voice '" + options_.voice + "')", -EIO);
   }
-  native.resize(bytes.size() / 2);
-  std::memcpy(native.data(), bytes.data(), bytes.size());
-  return resample(native, native_rate_, sample_rate);
+  // malloc's alignment suits int16_t; the bytes are the child's native-endian samples.
+  return resample(std::span<const int16_t>(reinterpret_cast<const int16_t*>(bytes.get()), len / 2),
+                  native_rate_, sample_rate);
 }
 
 // The child's pipe and an incremental resampler in the same configuration as resample(): zeros skipped at

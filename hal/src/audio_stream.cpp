@@ -221,12 +221,6 @@ Result<PcmPtr> open_pcm(const std::string& name, snd_pcm_stream_t stream, const 
   return pcm;
 }
 
-size_t round_up_pow2(size_t n) {
-  size_t c = 1;
-  while (c < n) c <<= 1;
-  return c;
-}
-
 timespec to_timespec(std::chrono::nanoseconds ns) {
   timespec ts{};
   ts.tv_sec = static_cast<time_t>(ns.count() / 1000000000);
@@ -259,12 +253,18 @@ Status check_alsa_library() {
 
 // ---- PlaybackHistory ---------------------------------------------------------------------------------
 
-PlaybackHistory::PlaybackHistory(size_t min_capacity) : buf_(round_up_pow2(min_capacity)) {
-  mask_ = buf_.size() - 1;
-}
+// Exactly min_capacity, indexed modulo its size: rounding 16 periods of 20 ms (5120) up to a power of two
+// held 16 kB per call for 10 kB of history (bench/README.md "percall3").
+PlaybackHistory::PlaybackHistory(size_t min_capacity) : buf_(std::max<size_t>(min_capacity, 1)) {}
 
 void PlaybackHistory::append(std::span<const int16_t> written) {
-  for (int16_t s : written) buf_[(written_++) & mask_] = s;
+  const size_t n = buf_.size();
+  size_t at = static_cast<size_t>(written_ % n);
+  for (int16_t s : written) {
+    buf_[at] = s;
+    if (++at == n) at = 0;
+  }
+  written_ += written.size();
 }
 
 void PlaybackHistory::reference(int64_t playback_delay, int64_t capture_delay, std::span<int16_t> out) const {
@@ -275,8 +275,8 @@ void PlaybackHistory::reference(int64_t playback_delay, int64_t capture_delay, s
   const int64_t oldest = written - static_cast<int64_t>(buf_.size());
   for (size_t i = 0; i < out.size(); ++i) {
     const int64_t idx = begin + static_cast<int64_t>(i);
-    out[i] =
-        (idx < 0 || idx < oldest || idx >= written) ? int16_t{0} : buf_[static_cast<uint64_t>(idx) & mask_];
+    out[i] = (idx < 0 || idx < oldest || idx >= written) ? int16_t{0}
+                                                         : buf_[static_cast<uint64_t>(idx) % buf_.size()];
   }
 }
 

@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 #include <poll.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
@@ -16,6 +17,7 @@
 #include <functional>
 #include <memory>
 #include <numbers>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -206,6 +208,25 @@ TEST(PlaybackHistoryTest, ReferenceFollowsPlaybackAndCaptureDelays) {
   h.append(more);  // 140 written, capacity 64: the oldest are gone
   h.reference(70, 0, ref);
   EXPECT_EQ(ref, std::vector<int16_t>(10, 0));
+}
+
+// The history holds exactly what it was asked for (16 periods of 20 ms is 5120 samples, not a power of two):
+// wrapped round several times, the reference is still the samples at their delays, and one sample older than
+// the capacity is silence.
+TEST(PlaybackHistoryTest, ACapacityNotAPowerOfTwoWrapsExactly) {
+  osvi::hal::PlaybackHistory h(100);
+  const auto s = ramp(1000);
+  for (size_t at = 0; at < s.size(); at += 30)
+    h.append(std::span<const int16_t>(s).subspan(at, std::min<size_t>(30, s.size() - at)));
+  std::vector<int16_t> ref(10);
+  h.reference(0, 0, ref);
+  EXPECT_EQ(ref, std::vector<int16_t>(s.end() - 10, s.end()));
+  h.reference(50, 40, ref);  // begins 100 samples back: the oldest the history still holds
+  EXPECT_EQ(ref, std::vector<int16_t>(s.end() - 100, s.end() - 90));
+  h.reference(51, 40, ref);  // one further back: that first sample is gone
+  std::vector<int16_t> want(s.end() - 101, s.end() - 91);
+  want[0] = 0;
+  EXPECT_EQ(ref, want);
 }
 
 TEST(AudioStreamTest, CaptureIsBitExactAndReferenceSilentWithoutPlayback) {

@@ -1066,6 +1066,71 @@ TEST_F(CallTest, TheFillerIsAnAgentTurnWithItsText) {
   EXPECT_EQ(ctx.back().content, "Here is the late answer.");
 }
 
+// Calls of one agent hold one copy of the rendered filler (ctx.prompts): a call that finds the copy another
+// holds, or another call's render of it under way, renders nothing and still says the filler.
+class SharedFillerTest : public CallTest, public ::testing::WithParamInterface<bool> {};
+
+TEST_P(SharedFillerTest, ACallTakesTheCopyAnotherCallHoldsOrRenders) {
+  const bool other_is_rendering = GetParam();
+  ASSERT_NE(local_speech(), nullptr);
+  std::vector<std::string> rendered;
+  ctx_.speech = [&rendered](std::string text, int rate, std::chrono::milliseconds, SpeechWorker::Done done) {
+    rendered.push_back(text);
+    done(local_speech()->render(text, rate));
+    return SpeechWorker::Ticket{};
+  };
+  auto pcm = local_speech()->render(agent_.fallback.filler, audio_.rate);
+  ASSERT_TRUE(pcm.ok());
+  SharedPrompts::Pcm held;
+  SharedPrompts::Rendering other = ctx_.prompts->begin(audio_.rate, agent_.fallback.filler);
+  if (!other_is_rendering) {
+    held = ctx_.prompts->adopt(audio_.rate, agent_.fallback.filler, std::move(*pcm));
+    other.reset();
+  }
+  up_.set_timing(net::UpstreamStage::llm, {1, 4000, 5});
+  answer_and_greet();
+  if (other_is_rendering) {  // the other call's render comes back after this call's audio opened
+    held = ctx_.prompts->adopt(audio_.rate, agent_.fallback.filler, std::move(*pcm));
+    other.reset();
+  }
+  up_.push_llm(says("Here is the late answer."));
+  caller_asks("Are you there");
+  for (int i = 0; i < 400; ++i) period();
+  EXPECT_EQ(std::count(rendered.begin(), rendered.end(), agent_.fallback.filler), 0);
+  const std::vector<TranscriptTurn> agent = agent_turns();
+  ASSERT_EQ(agent.size(), 3u);
+  EXPECT_EQ(agent[1].kind, "filler");
+  EXPECT_EQ(agent[1].text, agent_.fallback.filler);
+  EXPECT_FALSE(agent[1].interrupted);
+  EXPECT_EQ(held.use_count(), 2);  // this test's and the call's: one copy (ctx.prompts keeps a weak one)
+}
+
+INSTANTIATE_TEST_SUITE_P(Other, SharedFillerTest, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& i) {
+                           return std::string(i.param ? "Rendering" : "Holding");
+                         });
+
+TEST(SharedPrompts, OneCopyWhileAnyCallHoldsIt) {
+  SharedPrompts p;
+  EXPECT_EQ(p.find(16000, "One moment"), nullptr);
+  SharedPrompts::Pcm a = p.adopt(16000, "One moment", {1, 2, 3});
+  ASSERT_NE(a, nullptr);
+  EXPECT_EQ(p.find(16000, "One moment"), a);
+  SharedPrompts::Pcm b = p.adopt(16000, "One moment", {4, 5});  // a render that finished second is dropped
+  EXPECT_EQ(b, a);
+  EXPECT_EQ(*b, (std::vector<int16_t>{1, 2, 3}));
+  EXPECT_EQ(p.find(8000, "One moment"), nullptr);  // another rate is another prompt
+  SharedPrompts::Pcm failed = p.adopt(16000, "Hold on", {});
+  ASSERT_NE(failed, nullptr);
+  EXPECT_TRUE(failed->empty());
+  EXPECT_EQ(p.find(16000, "Hold on"), nullptr);  // a failed render is not kept for the next call
+  a.reset();
+  b.reset();
+  EXPECT_EQ(p.find(16000, "One moment"), nullptr);  // no call holds it: gone
+  SharedPrompts::Pcm c = p.adopt(16000, "One moment", {7});
+  EXPECT_EQ(*c, (std::vector<int16_t>{7}));
+}
+
 TEST_F(CallTest, TheFallbackIsAnAgentTurnMarkedAsSuch) {
   answer_and_greet();
   up_.fail_next(net::UpstreamStage::llm, {net::UpstreamError::Kind::http, 503, "service unavailable"});

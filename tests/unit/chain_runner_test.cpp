@@ -626,8 +626,9 @@ class PageSink final : public ByteSink {
 
 TEST(PagePipe, PagesArriveWholeAndInOrderAndAFullRingFailsTheRecording) {
   PageSink out;
-  PagePipe pipe(out, 0);  // the smallest ring: two of the largest page
-  EXPECT_GE(pipe.ring_bytes(), 2u * 8192u);
+  PagePipe pipe(out, 0);  // the smallest ring: the largest page, rounded up to a power of two
+  EXPECT_GE(pipe.ring_bytes(), 8192u + 255u + 27u + 4u);
+  EXPECT_EQ(PagePipe::ring_bytes_for(32000), 16000u);  // four seconds at the default recording bitrate
   std::vector<uint8_t> a(5000, 1), b(3000, 2), c(8000, 3);
   EXPECT_TRUE(pipe.write(a));
   EXPECT_TRUE(pipe.write(b));

@@ -11,8 +11,8 @@
 // SpscRing<uint8_t> behind a 4-byte length. It never refuses a page, because a refusal makes the recorder
 // build an error message (which allocates) on every later frame: a page that finds the ring full is dropped,
 // counted in overruns() and the pipe is failed() — a recording with a hole is not kept. The ring holds four
-// seconds of pages at the recording's bitrate and never less than two of the largest page (ring_bytes_for()),
-// so only a loop stalled for seconds loses a recording.
+// seconds of pages at the recording's bitrate and never less than the largest page (ring_bytes_for()), so
+// only a loop stalled for seconds loses a recording (pages leave once a second: OggOpusSpec::page_ms).
 #pragma once
 
 #include <atomic>
@@ -31,7 +31,7 @@ class PagePipe final : public ByteSink {
   // The ring for a recording at `bitrate` bit/s.
   static size_t ring_bytes_for(int bitrate);
   // `out` receives every page, whole and in order, from drain() on the loop; it must outlive the pipe.
-  // Allocates the ring and one page of loop-side buffer: control loop only.
+  // Allocates the ring: control loop only. (The loop-side page buffer is one per draining thread.)
   PagePipe(ByteSink& out, size_t ring_bytes);
   PagePipe(const PagePipe&) = delete;
   PagePipe& operator=(const PagePipe&) = delete;
@@ -49,10 +49,9 @@ class PagePipe final : public ByteSink {
 
  private:
   ByteSink& out_;
-  SpscRing<uint8_t> ring_;     // per page: its length (4 bytes, little endian), then the page
-  std::vector<uint8_t> page_;  // loop: one page popped from the ring
-  size_t pending_len_ = 0;     // loop: a length popped whose page was not visible yet
-  bool out_failed_ = false;    // loop
+  SpscRing<uint8_t> ring_;   // per page: its length (4 bytes, little endian), then the page
+  size_t pending_len_ = 0;   // loop: a length popped whose page was not visible yet
+  bool out_failed_ = false;  // loop
   std::atomic<uint64_t> overruns_{0};
 };
 

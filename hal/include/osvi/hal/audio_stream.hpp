@@ -138,7 +138,6 @@ class PlaybackHistory {
 
  private:
   std::vector<int16_t> buf_;
-  size_t mask_ = 0;
   uint64_t written_ = 0;
 };
 

@@ -45,6 +45,32 @@ class KnowledgeService;  // osvi/knowledge/knowledge_service.hpp
 struct SearchResult;
 }  // namespace knowledge
 
+// Local prompts many calls hold at once (the agent's dead-air filler, rendered when each call's audio opens
+// and kept for the whole call): one copy per (rate, text) while any call holds it, and one render at a time
+// of it, instead of a render and a copy per call (~45 kB each at 16 kHz, and the renders' garbage;
+// bench/README.md "percall3"). Loop thread only.
+class SharedPrompts {
+ public:
+  using Pcm = std::shared_ptr<const std::vector<int16_t>>;
+  using Rendering = std::shared_ptr<const int>;
+  // The copy some call holds now; null when none does.
+  Pcm find(int rate, const std::string& text) const;
+  // A call is rendering it: while the returned token lives (the call drops it when its render is back, or
+  // when it goes), rendering() is true and other calls wait for that render rather than start their own.
+  Rendering begin(int rate, const std::string& text);
+  bool rendering(int rate, const std::string& text) const;
+  // A render just finished: the copy already held if another call got there first (pcm is dropped), else
+  // pcm, kept for the next call. An empty render (failed) is returned but not kept.
+  Pcm adopt(int rate, const std::string& text, std::vector<int16_t> pcm);
+
+ private:
+  struct Entry {
+    std::weak_ptr<const std::vector<int16_t>> held;
+    std::weak_ptr<const int> rendering;
+  };
+  std::map<std::pair<int, std::string>, Entry> entries_;
+};
+
 // What every call shares; owned by the CallManager's owner (the App).
 // Renders a local prompt (espeak-ng) off the loop: `done` runs on the loop with the samples or an error
 // (-ETIMEDOUT past `timeout`), never once the returned ticket is gone. The App binds its SpeechWorker; unit
@@ -58,6 +84,9 @@ struct CallContext {
   Store* store = nullptr;
   net::Upstream* upstream = nullptr;
   LocalSpeech speech;  // local prompts (fallback, filler, voicemail message); empty: the tone alone
+  // The filler's samples, one copy for all the calls saying the same text (each call's copy of this context
+  // points at the same one).
+  std::shared_ptr<SharedPrompts> prompts = std::make_shared<SharedPrompts>();
   AudioConfig audio;
   CallsConfig calls;
   Recordings* recordings = nullptr;  // where calls are recorded (store/recordings.hpp); null: not recorded
@@ -241,6 +270,9 @@ class Call final : private AudioPort::Listener {
   // fallback, timers, end
   // Renders `text` on the speech worker; `done` gets the samples, empty when it failed or was too slow.
   void render_local(std::string text, std::function<void(std::vector<int16_t>)> done);
+  // The filler's samples into filler_pcm_: the copy another call holds, that call's render when it is back,
+  // or this call's own render (ctx_.prompts).
+  void want_filler(const std::string& text);
   std::vector<int16_t> with_tone(std::vector<int16_t> pcm) const;  // appends the gap and the 1 kHz beep
   // Plays `text` as the current turn once rendered; the tone alone (or after it) when `tone` or it failed.
   void play_local(std::string_view text, bool tone);
@@ -374,11 +406,12 @@ class Call final : private AudioPort::Listener {
   CallTimers timers_;
   unsigned silence_prompts_ = 0;
   bool filler_used_ = false;  // since the caller's last words or the reply's last progress (one per stall)
-  std::vector<int16_t> filler_pcm_;    // the filler, rendered when the audio opened
-  std::vector<int16_t> fallback_pcm_;  // the fallback message + tone, rendered during the first stall
-  bool fallback_rendering_ = false;    // that render has been asked for
-  std::vector<int16_t> filler_play_;   // the filler's line-rate samples not yet accepted by the port
-  std::string filler_text_;            // the filler being played ("" = none)
+  SharedPrompts::Pcm filler_pcm_;  // the filler, rendered when the audio opened (shared: ctx_.prompts)
+  SharedPrompts::Rendering filler_rendering_;  // this call renders the filler for all (ctx_.prompts)
+  std::vector<int16_t> fallback_pcm_;          // the fallback message + tone, rendered during the first stall
+  bool fallback_rendering_ = false;            // that render has been asked for
+  std::vector<int16_t> filler_play_;           // the filler's line-rate samples not yet accepted by the port
+  std::string filler_text_;                    // the filler being played ("" = none)
   uint64_t filler_samples_ = 0;
   uint64_t filler_mark_ = 0;   // the port's played_samples() when the filler began
   uint64_t dead_air_pos_ = 0;  // the dead-air deadline on the capture clock (while D::dead_air is armed)
