@@ -25,6 +25,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "no_sigpipe.hpp"
 #include "osvi/net/http_parser.hpp"
 #include "tls_session.hpp"
 
@@ -65,6 +66,11 @@ constexpr size_t kRelayBuffer = 64 * 1024;
 constexpr int kPumpRounds = 16;
 // epoll data of the relay's end of a socket pair: the connection's id with this bit.
 constexpr uint64_t kRelayBit = 1ull << 63;
+
+ssize_t sendfile_nosignal(int out, int in, off_t* off, size_t count) {
+  NoSigpipe guard;  // sendfile(2) has no MSG_NOSIGNAL
+  return ::sendfile(out, in, off, count);
+}
 
 uint64_t mono_ms() {
   timespec ts{};
@@ -568,8 +574,8 @@ struct HttpServer::Impl {
         } else if (p.file && p.file_pos < p.file_end) {
           off_t off = static_cast<off_t>(p.file_pos);
           const ssize_t r =
-              ::sendfile(p.fd, p.file->fd(), &off,
-                         static_cast<size_t>(std::min<uint64_t>(kFileBlock, p.file_end - p.file_pos)));
+              sendfile_nosignal(p.fd, p.file->fd(), &off,
+                                static_cast<size_t>(std::min<uint64_t>(kFileBlock, p.file_end - p.file_pos)));
           if (r < 0 && (errno == EAGAIN || errno == EINTR)) return true;
           if (r <= 0) {
             close_peer(p, HttpStream::End::client_gone);

@@ -9,6 +9,7 @@
 
 #include <climits>
 
+#include "no_sigpipe.hpp"
 #include "osvi/shared_library.hpp"
 
 namespace osvi::net::tls {
@@ -174,6 +175,7 @@ ssize_t Session::io_result(int r) {
 }
 
 Result<bool> Session::handshake() {
+  NoSigpipe guard;  // OpenSSL writes through its socket BIO, without MSG_NOSIGNAL
   const int r = api().accept(static_cast<SSL*>(ssl_));
   if (r == 1) {
     want_ = Want::nothing;
@@ -184,11 +186,13 @@ Result<bool> Session::handshake() {
 }
 
 ssize_t Session::read(char* buf, size_t len) {
+  NoSigpipe guard;
   return io_result(
       api().read(static_cast<SSL*>(ssl_), buf, static_cast<int>(std::min<size_t>(len, INT_MAX))));
 }
 
 ssize_t Session::write(const char* buf, size_t len) {
+  NoSigpipe guard;
   return io_result(
       api().write(static_cast<SSL*>(ssl_), buf, static_cast<int>(std::min<size_t>(len, INT_MAX))));
 }
@@ -199,6 +203,7 @@ size_t Session::pending() const {
 }
 
 void Session::shutdown() {
+  NoSigpipe guard;
   api().shutdown(static_cast<SSL*>(ssl_));
   api().err_clear();
 }
