@@ -14,6 +14,8 @@
 #include <chrono>
 #include <cstring>
 
+#include "osvi/net/http_parser.hpp"
+
 namespace osvi::test {
 namespace {
 
@@ -31,39 +33,6 @@ bool send_all(int fd, std::string_view data) {
     data.remove_prefix(static_cast<size_t>(n));
   }
   return true;
-}
-
-std::string_view reason(int status) {
-  switch (status) {
-    case 200:
-      return "OK";
-    case 201:
-      return "Created";
-    case 202:
-      return "Accepted";
-    case 204:
-      return "No Content";
-    case 301:
-      return "Moved Permanently";
-    case 302:
-      return "Found";
-    case 303:
-      return "See Other";
-    case 307:
-      return "Temporary Redirect";
-    case 308:
-      return "Permanent Redirect";
-    case 400:
-      return "Bad Request";
-    case 404:
-      return "Not Found";
-    case 500:
-      return "Internal Server Error";
-    case 503:
-      return "Service Unavailable";
-    default:
-      return "Status";
-  }
 }
 
 }  // namespace
@@ -267,7 +236,8 @@ void WebhookReceiver::serve(int fd) {
       break;
     }
     if (reply.mode == Mode::close) break;
-    std::string out = "HTTP/1.1 " + std::to_string(reply.status) + " " + std::string(reason(reply.status)) +
+    std::string out = "HTTP/1.1 " + std::to_string(reply.status) + " " +
+                      std::string(osvi::net::http::reason_phrase(reply.status)) +
                       "\r\nContent-Type: text/plain\r\nContent-Length: " + std::to_string(reply.body.size()) +
                       "\r\n";
     if (!reply.location.empty()) out += "Location: " + reply.location + "\r\n";

@@ -868,18 +868,28 @@ TEST(HttpServer, ClientStoppingMidBodyIsClosedAndTheSinkDropped) {
   EXPECT_EQ(log.bytes, std::string(3000, 'y'));
 }
 
-// HTTPS with a certificate made at test time: a client trusting it is answered; plain HTTP is not.
-TEST(HttpServer, ServesHttpsWithTheConfiguredCertificate) {
-  ASSERT_TRUE(osvi::net::http_tls_supported());
-  osvi::test::TempDir dir;
+namespace {
+
+// A self-signed certificate for 127.0.0.1, made at test time in `dir`, set on json_errors() options.
+void https_options(const osvi::test::TempDir& dir, osvi::net::HttpServerOptions& o) {
   const std::string cmd =
       "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 "
       "-subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 -keyout " +
       dir.file("key.pem") + " -out " + dir.file("cert.pem") + " 2>/dev/null";
   ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
-  osvi::net::HttpServerOptions o = json_errors();
+  o = json_errors();
   o.tls_cert_pem = osvi::test::read_file(dir.file("cert.pem"));
   o.tls_key_pem = osvi::test::read_file(dir.file("key.pem"));
+}
+
+}  // namespace
+
+// HTTPS with a certificate made at test time: a client trusting it is answered; plain HTTP is not.
+TEST(HttpServer, ServesHttpsWithTheConfiguredCertificate) {
+  ASSERT_TRUE(osvi::net::http_tls_supported());
+  osvi::test::TempDir dir;
+  osvi::net::HttpServerOptions o;
+  ASSERT_NO_FATAL_FAILURE(https_options(dir, o));
   ServerThread st(
       [&](HttpRequest&, HttpReply reply) {
         HttpResponse r;
@@ -993,14 +1003,8 @@ std::string upper(std::string s) {
 // what it wrote last, then ends the TLS session.
 TEST(HttpServer, UpgradeOverHttpsIsRelayedBothWays) {
   osvi::test::TempDir dir;
-  const std::string cmd =
-      "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 "
-      "-subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 -keyout " +
-      dir.file("key.pem") + " -out " + dir.file("cert.pem") + " 2>/dev/null";
-  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
-  osvi::net::HttpServerOptions o = json_errors();
-  o.tls_cert_pem = osvi::test::read_file(dir.file("cert.pem"));
-  o.tls_key_pem = osvi::test::read_file(dir.file("key.pem"));
+  osvi::net::HttpServerOptions o;
+  ASSERT_NO_FATAL_FAILURE(https_options(dir, o));
   // Touched on the server's thread only (the handler, its callback and tick).
   std::optional<osvi::net::UpgradedSocket> up;
   std::string pending;  // echoed bytes the socket pair did not take yet
