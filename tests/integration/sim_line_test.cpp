@@ -156,6 +156,13 @@ TEST_F(SimLineTest, RejectsBadNumbers) {
 
 namespace {
 
+// The caller FIFO named by the line's PCM (`infile`), opened the way alsa-lib's capture reads it.
+osvi::hal::UniqueFd open_caller_fifo(const std::string& alsa_config) {
+  const size_t b = alsa_config.find("infile \"") + 8;
+  return osvi::hal::UniqueFd(
+      ::open(alsa_config.substr(b, alsa_config.find('"', b) - b).c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+}
+
 // Audio mode without ALSA: the test reads caller.fifo itself, as alsa-lib's capture would.
 TEST(SimLineAudio, BadWavIsSkippedAndAfterAgentTimesOut) {
   osvi::test::TempDir dir;
@@ -175,9 +182,7 @@ TEST(SimLineAudio, BadWavIsSkippedAndAfterAgentTimesOut) {
   const osvi::hal::AudioEndpoint ep = line.audio();
   ASSERT_TRUE(ep.ready) << ep.error;
   ASSERT_GE(line.poll_fd(), 0);
-  const size_t b = ep.alsa_config.find("infile \"") + 8;
-  const std::string caller_fifo = ep.alsa_config.substr(b, ep.alsa_config.find('"', b) - b);
-  osvi::hal::UniqueFd reader(::open(caller_fifo.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+  osvi::hal::UniqueFd reader = open_caller_fifo(ep.alsa_config);
   ASSERT_TRUE(reader.valid());
   std::vector<int16_t> buf(320);
   uint64_t got = 0;
@@ -224,10 +229,7 @@ TEST(SimLineAudio, PlaysAWavAtTheLineRate) {
   ASSERT_TRUE(line.start().ok());
   ASSERT_TRUE(line.ring("+919800000001").ok());
   ASSERT_TRUE(line.answer().ok());
-  const std::string c = line.audio().alsa_config;
-  const size_t b = c.find("infile \"") + 8;
-  osvi::hal::UniqueFd reader(
-      ::open(c.substr(b, c.find('"', b) - b).c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+  osvi::hal::UniqueFd reader = open_caller_fifo(line.audio().alsa_config);
   ASSERT_TRUE(reader.valid());
   std::vector<int16_t> heard;
   std::vector<int16_t> buf(320);
@@ -279,10 +281,7 @@ TEST(SimLineAudio, CallerFifoHoldsWholePeriodsWhenTheReaderCatchesUp) {
   ASSERT_TRUE(line.start().ok());
   ASSERT_TRUE(line.ring("+919800000001").ok());
   ASSERT_TRUE(line.answer().ok());
-  const std::string c = line.audio().alsa_config;
-  const size_t b = c.find("infile \"") + 8;
-  osvi::hal::UniqueFd reader(
-      ::open(c.substr(b, c.find('"', b) - b).c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+  osvi::hal::UniqueFd reader = open_caller_fifo(line.audio().alsa_config);
   ASSERT_TRUE(reader.valid());
   ASSERT_EQ(::fcntl(reader.get(), F_SETPIPE_SZ, 4096), 4096);
   constexpr size_t kPeriod = 320;
