@@ -32,27 +32,22 @@ struct VadApi {
   decltype(&WebRtcVad_Init) init = nullptr;
   decltype(&WebRtcVad_set_mode) set_mode = nullptr;
   decltype(&WebRtcVad_Process) process = nullptr;
-  std::string error;  // empty once every function is bound
 };
 
-VadApi load_vad() {
-  VadApi a;
-  auto opened = dl::open_library("libwebrtc_audio_processing.so.1");
-  if (!opened) {
-    a.error = "the WebRTC library is not available (" + opened.error().message + ")";
-    return a;
-  }
-  void* h = opened->get();
-  if (!dl::bind(h, "WebRtcVad_Create", a.create) || !dl::bind(h, "WebRtcVad_Free", a.free) ||
-      !dl::bind(h, "WebRtcVad_Init", a.init) || !dl::bind(h, "WebRtcVad_set_mode", a.set_mode) ||
-      !dl::bind(h, "WebRtcVad_Process", a.process))
-    a.error = "libwebrtc_audio_processing.so.1 lacks a WebRtcVad function";
-  return a;
+const dl::Table<VadApi>& loaded_vad() {
+  // thread-safe static: the first webrtc VAD loads
+  static const dl::Table<VadApi> t =
+      dl::load_table<VadApi>("libwebrtc_audio_processing.so.1", "the WebRTC library", [](void* h, VadApi& a) {
+        return dl::bind(h, "WebRtcVad_Create", a.create) && dl::bind(h, "WebRtcVad_Free", a.free) &&
+               dl::bind(h, "WebRtcVad_Init", a.init) && dl::bind(h, "WebRtcVad_set_mode", a.set_mode) &&
+               dl::bind(h, "WebRtcVad_Process", a.process);
+      });
+  return t;
 }
 
+// Only called once loaded_vad() succeeded (WebRtcVad::create checks it).
 const VadApi& vad_api() {
-  static const VadApi a = load_vad();  // thread-safe static: the first webrtc VAD loads
-  return a;
+  return loaded_vad().api;
 }
 
 struct VadInstFree {
@@ -90,7 +85,7 @@ class WebRtcVad final : public Vad {
 }  // namespace
 
 Status load_webrtc_vad() {
-  if (const VadApi& a = vad_api(); !a.error.empty()) return make_error(a.error, dl::kLibraryMissing);
+  if (const Status& s = loaded_vad().status; !s) return s.error();
   return {};
 }
 
@@ -100,8 +95,9 @@ Result<std::unique_ptr<Vad>> make_webrtc_vad(Format format, VadOptions options) 
   int mode = options.webrtc_mode;
   if (mode < 0) mode = 3 - static_cast<int>(std::lround(3.0f * std::clamp(options.sensitivity, 0.0f, 1.0f)));
   if (mode > 3) return make_error("webrtc vad: mode must be 0..3");
+  if (const Status& s = loaded_vad().status; !s)
+    return make_error("webrtc vad: " + s.error().message, s.error().code);
   const VadApi& api = vad_api();
-  if (!api.error.empty()) return make_error("webrtc vad: " + api.error, dl::kLibraryMissing);
   VadHandle h(api.create());
   if (!h) return make_error("webrtc vad: out of memory", -ENOMEM);
   if (api.init(h.get()) != 0) return make_error("webrtc vad: init failed");

@@ -44,15 +44,10 @@ struct Api {
   decltype(&::ERR_clear_error) err_clear = nullptr;
 };
 
-struct Loaded {
-  Api api;
-  Status status;
-};
+using Loaded = dl::Table<Api>;
 
 Loaded open_tls() {
-  Loaded l;
-  Api& a = l.api;
-  l.status = dl::load_library("libssl.so.3", "the TLS library (OpenSSL libssl)", [&a](void* h) {
+  Loaded l = dl::load_table<Api>("libssl.so.3", "the TLS library (OpenSSL libssl)", [](void* h, Api& a) {
     return dl::bind(h, "TLS_server_method", a.server_method) && dl::bind(h, "SSL_CTX_new", a.ctx_new) &&
            dl::bind(h, "SSL_CTX_free", a.ctx_free) && dl::bind(h, "SSL_CTX_ctrl", a.ctx_ctrl) &&
            dl::bind(h, "SSL_CTX_use_certificate", a.use_certificate) &&
@@ -65,7 +60,7 @@ Loaded open_tls() {
            dl::bind(h, "SSL_shutdown", a.shutdown);
   });
   if (!l.status) return l;
-  l.status = dl::load_library("libcrypto.so.3", "the cryptography library", [&a](void* h) {
+  l.status = dl::load_library("libcrypto.so.3", "the cryptography library", [&a = l.api](void* h) {
     return dl::bind(h, "BIO_new_mem_buf", a.bio_new_mem_buf) && dl::bind(h, "BIO_free", a.bio_free) &&
            dl::bind(h, "PEM_read_bio_X509", a.read_x509) &&
            dl::bind(h, "PEM_read_bio_PrivateKey", a.read_key) && dl::bind(h, "X509_free", a.x509_free) &&
